@@ -1,0 +1,137 @@
+// poscache — the reader library. Link poscache::reader; it pulls in no logging, no Redis client.
+//
+//   poscache::Reader r = poscache::Reader::open("positions");
+//   const auto spot = *r.namespace_id("spot");          // resolve once
+//   poscache::Position p;
+//   switch (r.get(spot, "7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU", "SOL", p)) { ... }
+//
+// get() never locks, never writes shared memory, never allocates and never makes a system call
+// (the clock comes from the vDSO). It returns in bounded time whatever the writer is doing.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "poscache/position.hpp"
+#include "poscache/schema.hpp"
+#include "poscache/status.hpp"
+
+namespace poscache {
+
+struct NamespaceInfo {
+  NamespaceId id = 0;
+  std::string name;
+  std::vector<FieldSpec> fields;
+  std::chrono::nanoseconds stale_after{0};
+  std::chrono::nanoseconds expire_after{0};
+  [[nodiscard]] std::optional<std::size_t> field_index(std::string_view field) const;
+};
+
+struct WriterInfo {
+  std::int64_t pid = 0;
+  std::int64_t started_at_ns = 0;
+  std::int64_t heartbeat_age_ns = 0;
+  std::int64_t heartbeat_interval_ns = 0;
+  std::uint64_t restarts = 0;
+  bool alive = false;  // heartbeat recent (and, where the caller may make system calls, pid live)
+};
+
+struct SegmentStats {
+  std::string segment;
+  std::uint64_t generation = 0;
+  std::string state;  // initializing | ready | closed | retired
+  std::uint64_t capacity = 0;
+  std::uint64_t segment_bytes = 0;
+  std::uint64_t index_buckets = 0;
+  std::uint64_t change_seq = 0;
+  std::uint64_t live = 0;
+  std::uint64_t inserts = 0, updates = 0, evictions = 0, expirations = 0, erases = 0,
+                invalidations = 0, rejects = 0, index_rebuilds = 0, repairs = 0, tombstones = 0;
+  WriterInfo writer;
+  // Redis sync (filled by the writer's sync thread; "off" until it runs)
+  std::string redis_state;
+  std::string redis_last_error;
+  std::uint64_t redis_dirty = 0;
+  std::int64_t redis_oldest_unsynced_age_ns = 0;
+  std::uint64_t redis_synced_version = 0;
+};
+
+struct ScanFilter {
+  std::optional<NamespaceId> ns;
+  std::optional<std::string> account;
+  std::optional<std::string> glob;  // fnmatch over "ns:account:instrument"
+};
+
+enum class FollowResult { same, reattached, unavailable };
+
+class Reader {
+ public:
+  // Maps the segment read-only. Throws poscache::Error naming what is wrong: no such segment,
+  // another magic, version or fingerprint ("expected … found …"), still initializing.
+  static Reader open(std::string_view segment);
+
+  Reader(Reader&&) noexcept;
+  Reader& operator=(Reader&&) noexcept;
+  ~Reader();
+
+  // --- the hot path ------------------------------------------------------------------------
+  ReadStatus get(NamespaceId ns, std::string_view account, std::string_view instrument,
+                 Position& out) const noexcept;
+  // The same with the caller's CLOCK_REALTIME (saves the clock read when reading many).
+  ReadStatus get(NamespaceId ns, std::string_view account, std::string_view instrument,
+                 Position& out, std::int64_t now_ns) const noexcept;
+  // By namespace name: a linear lookup over at most 32 names, then as above.
+  ReadStatus get(std::string_view ns, std::string_view account, std::string_view instrument,
+                 Position& out) const noexcept;
+
+  // --- schema ------------------------------------------------------------------------------
+  [[nodiscard]] std::optional<NamespaceId> namespace_id(std::string_view name) const noexcept;
+  [[nodiscard]] const std::vector<NamespaceInfo>& namespaces() const noexcept;
+  [[nodiscard]] const NamespaceInfo& namespace_info(NamespaceId id) const;
+
+  // --- scans (walk every slot: O(capacity); for tools and periodic risk, not per order) ------
+  // Calls `visit` for each position matching `filter` with a consistent copy. A slot stuck
+  // mid-write is skipped and counted in the return value's second member.
+  struct ScanResult {
+    std::size_t visited = 0;
+    std::size_t skipped_mid_write = 0;
+  };
+  ScanResult scan(const ScanFilter& filter, const std::function<void(const Position&)>& visit) const;
+  std::vector<Position> positions_of(std::string_view account) const;
+
+  // --- the segment and its writer -----------------------------------------------------------
+  [[nodiscard]] SegmentStats stats() const;
+  [[nodiscard]] WriterInfo writer() const;
+  [[nodiscard]] std::uint64_t generation() const noexcept;
+  [[nodiscard]] const std::string& segment_name() const noexcept;
+
+  // Change notification: the sequence moves after every applied change. Poll it (one load), or
+  // block until it differs from `seen` (a futex wait on a read-only mapping; true if it changed).
+  [[nodiscard]] std::uint64_t change_sequence() const noexcept;
+  bool wait_for_change(std::uint64_t seen, std::chrono::nanoseconds timeout) const;
+
+  // If the writer re-created the segment (get() answered `retired`, or the name now holds a new
+  // generation), maps the new one. Not for the hot path: it makes system calls.
+  FollowResult follow();
+
+  // The mapping (for the inspector's verify and for tests).
+  [[nodiscard]] const void* mapping_base() const noexcept;
+  [[nodiscard]] std::size_t mapping_size() const noexcept;
+
+ public:
+  struct State;  // the mapping and what get() needs; defined in reader/reader.cpp
+
+ private:
+  explicit Reader(std::unique_ptr<State> state);
+  ReadStatus lookup(NamespaceId ns, std::string_view account, std::string_view instrument,
+                    Position& out, std::int64_t now_ns) const noexcept;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace poscache

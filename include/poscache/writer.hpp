@@ -1,0 +1,177 @@
+// poscache — the writer library: owns one segment, applies changes, keeps LRU and TTL.
+//
+//   poscache::WriterConfig cfg;
+//   cfg.segment = "positions";
+//   cfg.capacity = 1'000'000;
+//   cfg.namespaces = {poscache::preset_trading("spot"), poscache::preset_quote("marks")};
+//   auto w = poscache::Writer::open(cfg);      // throws poscache::Error, naming what is wrong
+//   auto u = w->make_update("spot", "wallet1", "SOL", {{"qty", "12.5"}, {"avg_price", "141.2"}});
+//   if (!u) log(u.error()); else w->upsert(*u);
+//   w->tick();                                  // heartbeat, expiry, wake waiting readers
+//
+// Exactly one Writer per segment: a second one, in any process, fails at once naming the first.
+// The writer never waits for a reader. A Writer is single-threaded: call it from one thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "poscache/decimal.hpp"
+#include "poscache/error.hpp"
+#include "poscache/position.hpp"
+#include "poscache/schema.hpp"
+
+namespace poscache {
+
+struct WriterConfig {
+  std::string segment = "poscache";
+  std::uint64_t capacity = 1 << 20;
+  std::vector<NamespaceSpec> namespaces;
+  mode_t mode = 0640;  // who may map it: by default only the writer's user writes, its group reads
+  // An existing segment whose capacity or namespaces differ from this config is refused unless
+  // `recreate_on_mismatch`; `fresh` re-creates even a compatible one (a new generation).
+  bool recreate_on_mismatch = false;
+  bool fresh = false;
+  std::chrono::nanoseconds heartbeat_interval = std::chrono::milliseconds(10);
+  // Readers blocked in wait_for_change() are woken at most this often (a system call per wake).
+  std::chrono::nanoseconds wake_interval = std::chrono::microseconds(100);
+  // How many expired positions one tick() removes at most (keeps the apply loop responsive).
+  std::size_t expire_budget = 4096;
+};
+
+enum class UpdateMode : std::uint8_t {
+  merge,    // set the given fields, keep the others
+  replace,  // the given fields become the whole record; the others become unset
+};
+
+// A validated upsert: key checked, namespace resolved, values converted to mantissas.
+// Fixed-size, so building and applying one allocates nothing.
+struct Update {
+  NamespaceId ns = 0;
+  std::uint8_t account_len = 0;
+  std::uint8_t instrument_len = 0;
+  UpdateMode mode = UpdateMode::merge;
+  std::uint32_t fields_mask = 0;  // bit i: values[i] is given
+  std::uint64_t source_seq = 0;   // producer's sequence; an update older than the stored one is refused
+  char account[kMaxAccountLen] = {};
+  char instrument[kMaxInstrumentLen] = {};
+  int128 values[kMaxFields] = {};
+  [[nodiscard]] std::string_view account_view() const noexcept { return {account, account_len}; }
+  [[nodiscard]] std::string_view instrument_view() const noexcept { return {instrument, instrument_len}; }
+};
+
+struct KeyRef {
+  NamespaceId ns = 0;
+  std::string account;
+  std::string instrument;
+};
+
+enum class ApplyStatus : std::uint8_t {
+  inserted,
+  updated,
+  erased,
+  not_found,       // erase of a key that is not there
+  stale_source,    // source_seq older than (or equal to) the stored one: refused, counted
+  bad_input,       // refused, counted; `ApplyResult::error` says why
+};
+std::string_view to_string(ApplyStatus s) noexcept;
+
+struct ApplyResult {
+  ApplyStatus status = ApplyStatus::bad_input;
+  std::uint64_t version = 0;  // the version written (inserted/updated)
+  bool evicted = false;       // an insert pushed out the least recently updated position
+};
+
+// Invalidation requests. Each removes positions and counts them as invalidations.
+struct InvalidateAccount { std::string account; std::optional<NamespaceId> ns; };
+struct InvalidateNamespace { NamespaceId ns = 0; };
+struct InvalidateMatching { std::string glob; };  // fnmatch over "ns:account:instrument"
+struct InvalidateAll {};
+struct Erase { KeyRef key; };
+
+using Op = std::variant<Update, Erase, InvalidateAccount, InvalidateNamespace, InvalidateMatching,
+                        InvalidateAll>;
+
+struct BatchResult {
+  bool applied = false;   // false: the batch was refused whole (see error), nothing applied
+  std::string error;      // names the op index and what was wrong
+  std::vector<ApplyResult> results;  // one per op when applied
+  std::size_t removed = 0;           // positions removed by the batch's invalidations
+};
+
+struct WriterStats {
+  std::uint64_t live = 0, capacity = 0, inserts = 0, updates = 0, evictions = 0, expirations = 0,
+                erases = 0, invalidations = 0, rejects = 0, index_rebuilds = 0, repairs = 0,
+                tombstones = 0, generation = 0, next_version = 0;
+  bool reattached = false;  // this writer re-attached to a segment left by an earlier writer
+};
+
+class Writer {
+ public:
+  static std::unique_ptr<Writer> open(const WriterConfig& config);
+  ~Writer();
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  // --- building updates (validation: every error names the part, the value and the limit) ---
+  Expected<NamespaceId> namespace_id(std::string_view ns) const;
+  Expected<Update> make_update(std::string_view ns, std::string_view account,
+                               std::string_view instrument,
+                               std::span<const std::pair<std::string_view, std::string_view>> fields,
+                               std::uint64_t source_seq = 0, UpdateMode mode = UpdateMode::merge) const;
+  Expected<Update> make_update(std::string_view ns, std::string_view account,
+                               std::string_view instrument,
+                               std::initializer_list<std::pair<std::string_view, std::string_view>> fields,
+                               std::uint64_t source_seq = 0, UpdateMode mode = UpdateMode::merge) const {
+    return make_update(ns, account, instrument, std::span(fields.begin(), fields.size()), source_seq, mode);
+  }
+  // Typed: values are mantissas at each field's scale (or integers); `mask` says which are given.
+  Expected<Update> make_update(NamespaceId ns, std::string_view account, std::string_view instrument,
+                               std::uint32_t mask, const int128* values, std::uint64_t source_seq = 0,
+                               UpdateMode mode = UpdateMode::merge) const;
+  Expected<KeyRef> make_key(std::string_view ns, std::string_view account, std::string_view instrument) const;
+
+  // --- changes --------------------------------------------------------------------------------
+  ApplyResult upsert(const Update& update);
+  ApplyResult erase(const KeyRef& key);
+  std::size_t invalidate_account(std::string_view account, std::optional<NamespaceId> ns = std::nullopt);
+  std::size_t invalidate_namespace(NamespaceId ns);
+  std::size_t invalidate_matching(std::string_view glob);
+  std::size_t invalidate_all();
+  // Checks every op first; if any is malformed (unknown namespace, bad key), nothing is applied.
+  BatchResult apply(std::span<const Op> ops);
+
+  // Heartbeat, expiry (expire_after), index upkeep, waking readers. Call at least every
+  // heartbeat_interval; cheap when there is nothing to do.
+  void tick();
+  // Marks the segment closed (data stays readable) and releases the writer lock.
+  void close();
+
+  // Counts a refused update (e.g. one that failed make_update) in the segment's rejects counter.
+  void count_reject();
+
+  [[nodiscard]] WriterStats stats() const;
+  [[nodiscard]] const std::vector<NamespaceSpec>& namespaces() const noexcept;
+  [[nodiscard]] const std::string& segment_name() const noexcept;
+
+  // Reads the writer's own copy of a position (no seqlock needed: it is the only writer).
+  [[nodiscard]] std::optional<Position> find(const KeyRef& key) const;
+
+  struct Impl;
+
+ private:
+  explicit Writer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace poscache

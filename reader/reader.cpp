@@ -1,0 +1,364 @@
+// The reader library: a read-only view of a segment. The protocols it relies on are argued in
+// shm/seqlock.hpp (slots) and shm/index.hpp (index); this file only composes them.
+#include "poscache/reader.hpp"
+
+#include <fnmatch.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "shm/clock.hpp"
+#include "shm/hash.hpp"
+#include "shm/index.hpp"
+#include "shm/layout.hpp"
+#include "shm/segment.hpp"
+#include "shm/seqlock.hpp"
+
+namespace poscache {
+
+using namespace shm;
+
+std::optional<std::size_t> NamespaceInfo::field_index(std::string_view field) const {
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    if (fields[i].name == field) return i;
+  }
+  return std::nullopt;
+}
+
+struct Reader::State {
+  // Hot: everything get() touches, in one place.
+  const SegmentHeader* header = nullptr;
+  const Slot* slots = nullptr;
+  const Bucket* index[2] = {nullptr, nullptr};
+  std::uint64_t capacity = 0;
+  std::uint64_t mask = 0;
+  std::uint32_t ns_count = 0;
+  std::uint8_t field_count[kMaxNamespaces] = {};
+  std::int64_t stale_after_ns[kMaxNamespaces] = {};
+  // Cold.
+  std::string name;
+  Mapping mapping;
+  std::vector<NamespaceInfo> infos;
+};
+
+namespace {
+
+// Fills `out` from a payload copy of `words` words.
+void fill(const std::uint64_t* words, std::size_t nfields, Position& out) noexcept {
+  SlotPayload p;
+  std::memcpy(&p, words, (kPayloadFixedWords + 2 * nfields) * 8);
+  out.ns = p.ns;
+  out.account_len = p.account_len;
+  out.instrument_len = p.instrument_len;
+  out.fields_set = p.fields_set;
+  out.version = p.version;
+  out.source_seq = p.source_seq;
+  out.created_at_ns = p.created_at_ns;
+  out.updated_at_ns = p.updated_at_ns;
+  std::memcpy(out.account, p.account, sizeof out.account);
+  std::memcpy(out.instrument, p.instrument, sizeof out.instrument);
+  for (std::size_t f = 0; f < nfields; ++f) {
+    out.values[f] = static_cast<int128>((static_cast<unsigned __int128>(p.values[f][1]) << 64) |
+                                        p.values[f][0]);
+  }
+  for (std::size_t f = nfields; f < kMaxFields; ++f) out.values[f] = 0;
+}
+
+bool key_equals(const std::uint64_t* words, std::uint64_t hash, NamespaceId ns,
+                std::string_view account, std::string_view instrument) noexcept {
+  SlotPayload p;
+  std::memcpy(&p, words, kPayloadFixedWords * 8);
+  return p.key_hash == hash && p.ns == ns && p.account_len == account.size() &&
+         p.instrument_len == instrument.size() &&
+         std::memcmp(p.account, account.data(), account.size()) == 0 &&
+         std::memcmp(p.instrument, instrument.data(), instrument.size()) == 0;
+}
+
+bool writer_heartbeat_stale(const SegmentHeader& h, std::int64_t now_ns) noexcept {
+  // A writer beats every heartbeat_interval; ten missed beats (at least 100 ms) means dead.
+  const std::int64_t interval = h.heartbeat_interval_ns.load(std::memory_order_relaxed);
+  const std::int64_t limit = std::max<std::int64_t>(10 * interval, 100'000'000);
+  return now_ns - h.heartbeat_ns.load(std::memory_order_relaxed) > limit;
+}
+
+std::string state_name(std::uint32_t s) {
+  switch (static_cast<SegmentState>(s)) {
+    case SegmentState::initializing: return "initializing";
+    case SegmentState::ready: return "ready";
+    case SegmentState::closed: return "closed";
+    case SegmentState::retired: return "retired";
+  }
+  return "unknown(" + std::to_string(s) + ")";
+}
+
+std::unique_ptr<Reader::State> make_state(std::string_view name) {
+  AttachResult a = attach_read_only(name);
+  if (a.status != AttachStatus::ok) throw Error(a.message);
+  auto s = std::make_unique<Reader::State>();
+  s->name = std::string(name);
+  s->mapping = std::move(a.mapping);
+  const auto* base = static_cast<const std::byte*>(s->mapping.base());
+  s->header = reinterpret_cast<const SegmentHeader*>(base);
+  const SegmentHeader& h = *s->header;
+  s->slots = reinterpret_cast<const Slot*>(base + h.slots_offset);
+  s->index[0] = reinterpret_cast<const Bucket*>(base + h.index_offset[0]);
+  s->index[1] = reinterpret_cast<const Bucket*>(base + h.index_offset[1]);
+  s->capacity = h.capacity;
+  s->mask = h.index_buckets - 1;
+  s->ns_count = h.namespace_count;
+  for (std::uint32_t i = 0; i < h.namespace_count; ++i) {
+    const NamespaceDesc& d = h.namespaces[i];
+    NamespaceInfo info;
+    info.id = static_cast<NamespaceId>(i);
+    info.name = std::string(d.name, strnlen(d.name, sizeof d.name));
+    const std::uint32_t n = std::min<std::uint32_t>(d.field_count, kMaxFields);
+    for (std::uint32_t f = 0; f < n; ++f) {
+      const FieldDesc& fd = d.fields[f];
+      info.fields.push_back(FieldSpec{std::string(fd.name, strnlen(fd.name, sizeof fd.name)),
+                                      static_cast<FieldType>(fd.type), fd.scale});
+    }
+    info.stale_after = std::chrono::nanoseconds(d.stale_after_ns);
+    info.expire_after = std::chrono::nanoseconds(d.expire_after_ns);
+    s->field_count[i] = static_cast<std::uint8_t>(n);
+    s->stale_after_ns[i] = d.stale_after_ns;
+    s->infos.push_back(std::move(info));
+  }
+  return s;
+}
+
+}  // namespace
+
+Reader::Reader(std::unique_ptr<State> state) : s_(std::move(state)) {}
+Reader::Reader(Reader&&) noexcept = default;
+Reader& Reader::operator=(Reader&&) noexcept = default;
+Reader::~Reader() = default;
+
+Reader Reader::open(std::string_view segment) { return Reader(make_state(segment)); }
+
+ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_view instrument,
+                       Position& out) const noexcept {
+  return lookup(ns, account, instrument, out, realtime_ns());
+}
+
+ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_view instrument,
+                       Position& out, std::int64_t now_ns) const noexcept {
+  return lookup(ns, account, instrument, out, now_ns);
+}
+
+ReadStatus Reader::get(std::string_view ns, std::string_view account, std::string_view instrument,
+                       Position& out) const noexcept {
+  const auto id = namespace_id(ns);
+  if (!id) return ReadStatus::bad_key;
+  return lookup(*id, account, instrument, out, realtime_ns());
+}
+
+// The read path: index protocol L1-L4 (shm/index.hpp) around the slot seqlock (shm/seqlock.hpp).
+ReadStatus Reader::lookup(NamespaceId ns, std::string_view account, std::string_view instrument,
+                          Position& out, std::int64_t now_ns) const noexcept {
+  const State& s = *s_;
+  if (ns >= s.ns_count || account.empty() || account.size() > kMaxAccountLen ||
+      instrument.empty() || instrument.size() > kMaxInstrumentLen) {
+    return ReadStatus::bad_key;
+  }
+  const SegmentHeader& h = *s.header;
+  if (h.state.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(SegmentState::retired)) {
+    return ReadStatus::retired;
+  }
+  const std::uint64_t hash = key_hash(ns, account, instrument);
+  const std::size_t words = kPayloadFixedWords + 2 * s.field_count[ns];
+  std::uint64_t buf[kPayloadWords];
+  bool stuck = false;
+
+  for (unsigned attempt = 0; attempt < kIndexRetries; ++attempt) {
+    const std::uint64_t epoch = h.index_epoch.load(std::memory_order_acquire);  // L1, pairs B2
+    const bool hit = probe(s.index[epoch & 1], s.mask, s.capacity, hash, [&](std::uint32_t slot) {
+      std::uint64_t seq = 0;
+      if (!read_bounded(s.slots[slot], buf, words, seq)) {  // mid-write past the bound
+        stuck = true;
+        return true;  // stop probing: report rather than guess
+      }
+      return key_equals(buf, hash, ns, account, instrument);
+    });
+    if (stuck) {
+      return writer_heartbeat_stale(h, now_ns) ? ReadStatus::writer_dead : ReadStatus::writer_busy;
+    }
+    if (hit) {
+      fill(buf, s.field_count[ns], out);
+      const std::int64_t age = now_ns - out.updated_at_ns;
+      out.age_ns = age > 0 ? age : 0;
+      const std::int64_t stale_after = s.stale_after_ns[ns];
+      out.stale = stale_after > 0 && out.age_ns > stale_after;
+      return out.stale ? ReadStatus::stale : ReadStatus::ok;
+    }
+    // L4: a miss counts only if no rebuild was published while we probed.
+    if (h.index_epoch.load(std::memory_order_acquire) == epoch) return ReadStatus::not_found;
+  }
+  return ReadStatus::writer_busy;  // rebuilt kIndexRetries times during one read
+}
+
+std::optional<NamespaceId> Reader::namespace_id(std::string_view name) const noexcept {
+  for (const auto& info : s_->infos) {
+    if (info.name == name) return info.id;
+  }
+  return std::nullopt;
+}
+
+const std::vector<NamespaceInfo>& Reader::namespaces() const noexcept { return s_->infos; }
+
+const NamespaceInfo& Reader::namespace_info(NamespaceId id) const {
+  if (id >= s_->infos.size()) throw Error("namespace id " + std::to_string(id) + " is not in segment '" + s_->name + "'");
+  return s_->infos[id];
+}
+
+Reader::ScanResult Reader::scan(const ScanFilter& filter,
+                                const std::function<void(const Position&)>& visit) const {
+  const State& s = *s_;
+  ScanResult r;
+  const std::int64_t now = realtime_ns();
+  std::uint64_t buf[kPayloadWords];
+  Position p;
+  std::string key;
+  for (std::uint64_t i = 0; i < s.capacity; ++i) {
+    std::uint64_t seq = 0;
+    if (!read_bounded(s.slots[i], buf, kPayloadWords, seq)) {
+      ++r.skipped_mid_write;
+      continue;
+    }
+    SlotPayload pl;
+    std::memcpy(&pl, buf, sizeof pl);
+    if (pl.ns == kFreeNamespace || pl.ns >= s.ns_count) continue;
+    if (filter.ns && pl.ns != *filter.ns) continue;
+    const std::string_view account(pl.account, std::min<std::size_t>(pl.account_len, kMaxAccountLen));
+    if (filter.account && account != *filter.account) continue;
+    fill(buf, s.field_count[pl.ns], p);
+    if (filter.glob) {
+      key.assign(s.infos[pl.ns].name).append(":").append(account).append(":").append(p.instrument_view());
+      if (fnmatch(filter.glob->c_str(), key.c_str(), 0) != 0) continue;
+    }
+    p.age_ns = std::max<std::int64_t>(0, now - p.updated_at_ns);
+    p.stale = s.stale_after_ns[p.ns] > 0 && p.age_ns > s.stale_after_ns[p.ns];
+    ++r.visited;
+    visit(p);
+  }
+  return r;
+}
+
+std::vector<Position> Reader::positions_of(std::string_view account) const {
+  std::vector<Position> out;
+  ScanFilter f;
+  f.account = std::string(account);
+  scan(f, [&](const Position& p) { out.push_back(p); });
+  return out;
+}
+
+WriterInfo Reader::writer() const {
+  const SegmentHeader& h = *s_->header;
+  WriterInfo w;
+  const std::int64_t now = realtime_ns();
+  w.pid = h.writer_pid.load(std::memory_order_relaxed);
+  w.started_at_ns = h.writer_started_at_ns.load(std::memory_order_relaxed);
+  w.heartbeat_age_ns = now - h.heartbeat_ns.load(std::memory_order_relaxed);
+  w.heartbeat_interval_ns = h.heartbeat_interval_ns.load(std::memory_order_relaxed);
+  w.restarts = h.writer_restarts.load(std::memory_order_relaxed);
+  const bool ready = h.state.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(SegmentState::ready);
+  // Off the hot path a system call is fine: kill(pid, 0) confirms the process exists.
+  w.alive = ready && w.pid > 0 && !writer_heartbeat_stale(h, now) &&
+            (::kill(static_cast<pid_t>(w.pid), 0) == 0 || errno == EPERM);
+  return w;
+}
+
+SegmentStats Reader::stats() const {
+  const SegmentHeader& h = *s_->header;
+  SegmentStats st;
+  constexpr auto r = std::memory_order_relaxed;
+  st.segment = s_->name;
+  st.generation = h.generation;
+  st.state = state_name(h.state.load(r));
+  st.capacity = h.capacity;
+  st.segment_bytes = h.segment_size;
+  st.index_buckets = h.index_buckets;
+  st.change_seq = h.change_seq.load(std::memory_order_acquire);
+  st.live = h.live_count.load(r);
+  st.inserts = h.inserts.load(r);
+  st.updates = h.updates.load(r);
+  st.evictions = h.evictions.load(r);
+  st.expirations = h.expirations.load(r);
+  st.erases = h.erases.load(r);
+  st.invalidations = h.invalidations.load(r);
+  st.rejects = h.rejects.load(r);
+  st.index_rebuilds = h.index_rebuilds.load(r);
+  st.repairs = h.repairs.load(r);
+  st.tombstones = h.tombstones.load(r);
+  st.writer = writer();
+  static constexpr const char* kRedis[] = {"off", "connecting", "up", "down"};
+  const std::uint32_t rs = h.redis_state.load(r);
+  st.redis_state = rs < 4 ? kRedis[rs] : "unknown";
+  // The error text is under a seqlock of its own (redis_error_seq): copy, then check.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::uint64_t s1 = h.redis_error_seq.load(std::memory_order_acquire);
+    if (s1 & 1) continue;
+    char text[sizeof h.redis_error];
+    for (std::size_t i = 0; i < sizeof text; i += 8) {
+      const std::uint64_t w = load_relaxed(reinterpret_cast<const std::uint64_t*>(h.redis_error + i));
+      std::memcpy(text + i, &w, 8);
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (h.redis_error_seq.load(std::memory_order_relaxed) != s1) continue;
+    const std::size_t len = std::min<std::size_t>(h.redis_error_len.load(r), sizeof text);
+    st.redis_last_error.assign(text, len);
+    break;
+  }
+  st.redis_dirty = h.redis_dirty.load(r);
+  const std::int64_t oldest = h.redis_oldest_unsynced_ns.load(r);
+  st.redis_oldest_unsynced_age_ns = oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
+  st.redis_synced_version = h.redis_synced_version.load(r);
+  return st;
+}
+
+std::uint64_t Reader::generation() const noexcept { return s_->header->generation; }
+const std::string& Reader::segment_name() const noexcept { return s_->name; }
+
+std::uint64_t Reader::change_sequence() const noexcept {
+  return s_->header->change_seq.load(std::memory_order_acquire);  // pairs with the writer's release
+}
+
+bool Reader::wait_for_change(std::uint64_t seen, std::chrono::nanoseconds timeout) const {
+  const SegmentHeader& h = *s_->header;
+  const std::int64_t deadline = monotonic_ns() + timeout.count();
+  for (;;) {
+    // Read the futex word BEFORE re-checking the sequence: the writer bumps change_seq, then the
+    // futex word, then wakes. If we saw the old sequence, the futex word we pass is older than the
+    // writer's bump, so FUTEX_WAIT returns at once (value differs) or is woken: no lost wake-up.
+    const std::uint32_t f = h.change_futex.load(std::memory_order_acquire);
+    if (h.change_seq.load(std::memory_order_acquire) != seen) return true;
+    const std::int64_t left = deadline - monotonic_ns();
+    if (left <= 0) return false;
+    timespec ts{static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
+    // A shared (not FUTEX_PRIVATE) wait keys on the page, so it works across processes and on a
+    // read-only mapping: FUTEX_WAIT only reads the word.
+    ::syscall(SYS_futex, &h.change_futex, FUTEX_WAIT, f, &ts, nullptr, 0);
+  }
+}
+
+FollowResult Reader::follow() {
+  const bool retired = s_->header->state.load(std::memory_order_acquire) ==
+                       static_cast<std::uint32_t>(SegmentState::retired);
+  AttachResult a = attach_read_only(s_->name);
+  if (a.status != AttachStatus::ok) return retired ? FollowResult::unavailable : FollowResult::same;
+  const auto* h = static_cast<const SegmentHeader*>(a.mapping.base());
+  if (h->generation == s_->header->generation) return FollowResult::same;
+  try {
+    s_ = make_state(s_->name);
+  } catch (const Error&) {
+    return FollowResult::unavailable;
+  }
+  return FollowResult::reattached;
+}
+
+const void* Reader::mapping_base() const noexcept { return s_->mapping.base(); }
+std::size_t Reader::mapping_size() const noexcept { return s_->mapping.size(); }
+
+}  // namespace poscache

@@ -1,0 +1,32 @@
+// Wall-clock time in nanoseconds. clock_gettime(CLOCK_REALTIME) is served by the vDSO (no system
+// call) when the kernel's clocksource is tsc, as on the machines we run on; the no-syscall test
+// (tests/reader/reader_syscall_test.cpp) proves it for get() on the machine that runs the suite.
+#pragma once
+
+#include <time.h>
+
+#include <cstdint>
+
+namespace poscache::shm {
+
+inline std::int64_t realtime_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+inline std::int64_t monotonic_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+}  // namespace poscache::shm

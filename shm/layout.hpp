@@ -1,0 +1,324 @@
+// poscache shared-memory format — the descriptor.
+//
+// This header is the single description of the segment. Everything a writer, a reader or the
+// inspector knows about the bytes in /dev/shm comes from here, and nothing else lives here.
+// ANY CHANGE to a struct, a constant or a region below bumps kLayoutVersion; the fingerprint
+// (sizes and offsets, derived at compile time) catches what a forgotten bump would miss.
+//
+// The segment (every region starts on a 4 KiB boundary; offsets are stored in the header):
+//
+//   +--------------------------------------------------------------+ 0
+//   | SegmentHeader                       (kHeaderSize = 32 KiB)    |
+//   |   identity · control · writer liveness · change sequence    |
+//   |   counters · Redis sync state · namespaces + schemas        |
+//   +--------------------------------------------------------------+ slots_offset
+//   | Slot[capacity]            one position each, 448 B, 7 lines   |  <- readers
+//   +--------------------------------------------------------------+ index_offset[0]
+//   | Bucket[index_buckets]     hash index A, 8 B each              |  <- readers
+//   +--------------------------------------------------------------+ index_offset[1]
+//   | Bucket[index_buckets]     hash index B (rebuild target)       |  <- readers
+//   +--------------------------------------------------------------+ writer_offset
+//   | WriterArea                undo record, per-namespace LRU      |  writer only:
+//   |   SlotBook[capacity]      LRU/account links, sync mark, 32 B  |  readers never
+//   +--------------------------------------------------------------+ segment_size   touch it
+//
+// Readers map the whole segment PROT_READ. Words they read concurrently with the writer are
+// accessed only through shm/atomic.hpp (atomic loads and stores with a named memory order).
+// The protocols are argued in shm/seqlock.hpp (slots) and shm/index.hpp (index).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "poscache/schema.hpp"
+
+namespace poscache::shm {
+
+inline constexpr std::size_t kCacheLine = 64;
+inline constexpr std::size_t kPageSize = 4096;
+inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
+inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kHashAlgorithm = 3;  // XXH3_64bits, seed 0 (see shm/hash.hpp)
+
+// ---------------------------------------------------------------------------------------------
+// Segment state: initializing -> ready -> closed | retired.
+//   initializing  the writer is creating or loading it; readers refuse to attach.
+//   ready         a writer owns it (or owned it and died: see the heartbeat).
+//   closed        the writer stopped cleanly; data is consistent but no longer updated.
+//   retired       a writer re-created the segment under the same name (new generation);
+//                 readers get ReadStatus::retired and re-attach with Reader::follow().
+enum class SegmentState : std::uint32_t { initializing = 1, ready = 2, closed = 3, retired = 4 };
+
+// ---------------------------------------------------------------------------------------------
+// Schema descriptors (immutable once the state leaves `initializing`).
+//
+//   FieldDesc (40 B)
+//   0                               32    33     34                 40
+//   +-------------------------------+-----+------+------------------+
+//   | name[32] (NUL-padded)         |type |scale | reserved         |
+//   +-------------------------------+-----+------+------------------+
+struct FieldDesc {
+  char name[32];
+  std::uint8_t type;   // FieldType
+  std::uint8_t scale;  // decimals: digits after the point
+  std::uint8_t reserved[6];
+};
+static_assert(sizeof(FieldDesc) == 40);
+
+//   NamespaceDesc (704 B = 11 lines)
+//   0            32           36       40              48               56       64     704
+//   +------------+------------+--------+---------------+----------------+--------+------+
+//   | name[32]   |field_count |reserved|stale_after_ns |expire_after_ns |reserved|fields|
+//   +------------+------------+--------+---------------+----------------+--------+------+
+struct alignas(kCacheLine) NamespaceDesc {
+  char name[32];
+  std::uint32_t field_count;
+  std::uint32_t reserved0;
+  std::int64_t stale_after_ns;   // 0 = never stale
+  std::int64_t expire_after_ns;  // 0 = never expires
+  std::uint64_t reserved1;
+  FieldDesc fields[kMaxFields];
+};
+static_assert(sizeof(NamespaceDesc) == 704);
+static_assert(offsetof(NamespaceDesc, fields) == 64);
+
+// ---------------------------------------------------------------------------------------------
+// SegmentHeader. One cache line per concern, so the words every get() reads (identity and
+// control) are never on a line the writer dirties on every update.
+struct alignas(kCacheLine) SegmentHeader {
+  // --- line 0: identity. Written once while initializing, then read-only. -------------------
+  std::uint64_t magic;               // kMagic
+  std::uint32_t layout_version;      // kLayoutVersion
+  std::uint32_t header_size;         // sizeof(SegmentHeader)
+  std::uint64_t layout_fingerprint;  // layout_fingerprint() of the build that created it
+  std::uint64_t generation;          // new at every fresh creation (never reused)
+  std::uint64_t capacity;            // number of slots
+  std::uint64_t index_buckets;       // buckets per index, a power of two >= 2 * capacity
+  std::uint64_t segment_size;        // bytes, all regions
+  std::uint32_t namespace_count;
+  std::uint32_t reserved0;
+
+  // --- line 1: control. Read by every get(); written only on state change or index rebuild.
+  std::atomic<std::uint32_t> state;        // SegmentState
+  std::uint32_t reserved1;
+  std::atomic<std::uint64_t> index_epoch;  // active index = epoch & 1 (shm/index.hpp)
+  std::uint64_t slots_offset;
+  std::uint64_t index_offset[2];
+  std::uint64_t writer_offset;
+  std::uint64_t reserved2[2];
+
+  // --- line 2: writer liveness. Written by the writer's heartbeat.
+  std::atomic<std::int64_t> writer_pid;
+  std::atomic<std::uint64_t> writer_start_ticks;    // /proc/<pid>/stat starttime: pid reuse
+  std::atomic<std::int64_t> writer_started_at_ns;   // CLOCK_REALTIME
+  std::atomic<std::int64_t> heartbeat_ns;           // CLOCK_REALTIME of the last heartbeat
+  std::atomic<std::int64_t> heartbeat_interval_ns;  // how often the writer beats
+  std::atomic<std::uint64_t> writer_restarts;       // re-attachments after a writer died
+  std::uint64_t reserved3[2];
+
+  // --- line 3: change notification. Bumped after every applied change (or batch).
+  std::atomic<std::uint64_t> change_seq;    // release-stored after the change is published
+  std::atomic<std::uint32_t> change_futex;  // futex word; the writer bumps it and FUTEX_WAKEs
+  std::uint32_t reserved4;
+  std::uint64_t reserved5[6];
+
+  // --- lines 4-5: counters (relaxed; statistics, not synchronization).
+  std::atomic<std::uint64_t> live_count;     // positions in the table
+  std::atomic<std::uint64_t> inserts;
+  std::atomic<std::uint64_t> updates;
+  std::atomic<std::uint64_t> evictions;      // removed to make room (least recently updated)
+  std::atomic<std::uint64_t> expirations;    // removed by expire_after
+  std::atomic<std::uint64_t> erases;         // removed one by one on request
+  std::atomic<std::uint64_t> invalidations;  // removed by account/namespace/glob/all requests
+  std::atomic<std::uint64_t> rejects;        // updates refused (bad input, stale source seq)
+  std::atomic<std::uint64_t> index_rebuilds;
+  std::atomic<std::uint64_t> repairs;        // slots found mid-write at re-attach
+  std::atomic<std::uint64_t> tombstones;     // in the active index
+  std::uint64_t reserved6[5];
+
+  // --- lines 6-8: Redis sync state, written by the writer's sync thread (issue 3).
+  std::atomic<std::uint32_t> redis_state;             // 0 off, 1 connecting, 2 up, 3 down
+  std::atomic<std::uint32_t> redis_error_len;
+  std::atomic<std::uint64_t> redis_dirty;             // positions changed, not yet synced
+  std::atomic<std::int64_t> redis_oldest_unsynced_ns; // CLOCK_REALTIME of the oldest such change
+  std::atomic<std::uint64_t> redis_synced_version;    // highest version acknowledged by Redis
+  std::atomic<std::uint64_t> redis_error_seq;         // seqlock over redis_error
+  std::uint64_t reserved7[3];
+  char redis_error[128];                              // last error text (under redis_error_seq)
+
+  // --- namespaces, from the first line after the counters.
+  NamespaceDesc namespaces[kMaxNamespaces];
+};
+
+inline constexpr std::size_t kHeaderSize = 32 * 1024;
+static_assert(sizeof(SegmentHeader) <= kHeaderSize);
+static_assert(offsetof(SegmentHeader, state) == 1 * kCacheLine);
+static_assert(offsetof(SegmentHeader, writer_pid) == 2 * kCacheLine);
+static_assert(offsetof(SegmentHeader, change_seq) == 3 * kCacheLine);
+static_assert(offsetof(SegmentHeader, live_count) == 4 * kCacheLine);
+static_assert(offsetof(SegmentHeader, redis_state) == 6 * kCacheLine);
+static_assert(offsetof(SegmentHeader, namespaces) == 9 * kCacheLine);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);  // address-free across processes
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+
+// ---------------------------------------------------------------------------------------------
+// Slot: one position. 448 B = 7 cache lines, aligned to a line.
+//
+//   byte 0        8          16  18  19  20        24        32           40           48          56        64
+//   +-------------+----------+---+---+---+---------+---------+------------+------------+-----------+---------+
+//   | seq         | key_hash |ns |alen|ilen|fields_set| version | source_seq | created_at | updated_at| reserved|
+//   +-------------+----------+---+---+---+---------+---------+------------+------------+-----------+---------+
+//   64                              128                            192                                    448
+//   +-------------------------------+------------------------------+---------------------------------------+
+//   | account[64]                   | instrument[64]               | values[16][2]: lo, hi of each field   |
+//   +-------------------------------+------------------------------+---------------------------------------+
+//
+// `seq` is the seqlock sequence (even: stable, odd: the writer is changing the slot). Everything
+// after it is the payload: copied by readers as 8-byte words with relaxed atomic loads between two
+// reads of `seq` (shm/seqlock.hpp), written by the writer as 8-byte words with relaxed stores.
+// Neither side ever accesses the payload as anything but 64-bit words, so SlotPayload below is
+// the meaning of those words, assembled in private memory.
+inline constexpr std::uint16_t kFreeNamespace = 0xFFFF;  // ns of a free slot
+
+struct SlotPayload {
+  std::uint64_t key_hash;       // hash of (ns, account, instrument), shm/hash.hpp
+  std::uint16_t ns;             // namespace id, kFreeNamespace if the slot is free
+  std::uint8_t account_len;
+  std::uint8_t instrument_len;
+  std::uint32_t fields_set;     // bit i: field i carries a value
+  std::uint64_t version;        // writer-wide monotonic, new on every change
+  std::uint64_t source_seq;     // the producer's sequence number (0 if none)
+  std::int64_t created_at_ns;   // CLOCK_REALTIME when first inserted
+  std::int64_t updated_at_ns;   // CLOCK_REALTIME of the last change (LRU and TTL order)
+  std::uint64_t reserved;
+  char account[kMaxAccountLen];        // NUL-padded
+  char instrument[kMaxInstrumentLen];  // NUL-padded
+  std::uint64_t values[kMaxFields][2];  // field i: {low, high} 64 bits of its int128 mantissa
+};
+static_assert(sizeof(SlotPayload) == 440);
+static_assert(offsetof(SlotPayload, account) == 56);
+static_assert(offsetof(SlotPayload, values) == 184);
+
+inline constexpr std::size_t kPayloadWords = sizeof(SlotPayload) / 8;  // 55
+// Words a read must copy: everything up to the values, then two words per schema field.
+inline constexpr std::size_t kPayloadFixedWords = offsetof(SlotPayload, values) / 8;  // 23
+
+struct alignas(kCacheLine) Slot {
+  std::atomic<std::uint64_t> seq;
+  std::uint64_t payload[kPayloadWords];
+};
+static_assert(sizeof(Slot) == 448 && sizeof(Slot) % kCacheLine == 0);
+static_assert(offsetof(Slot, payload) == 8);
+
+// ---------------------------------------------------------------------------------------------
+// Bucket: one 64-bit word of the open-addressing index.
+//
+//   63                                32 31                                 0
+//   +------------------------------------+------------------------------------+
+//   | tag: high 32 bits of key_hash      | slot index + 1                     |
+//   +------------------------------------+------------------------------------+
+//   0 = empty; low half 0xFFFFFFFF = tombstone (a removed key; probes continue past it).
+using Bucket = std::atomic<std::uint64_t>;
+inline constexpr std::uint64_t kEmptyBucket = 0;
+inline constexpr std::uint32_t kTombstoneRef = 0xFFFF'FFFFu;
+inline constexpr std::uint64_t kMaxCapacity = 0xFFFF'FFFEull - 1;
+
+// ---------------------------------------------------------------------------------------------
+// Writer area: the writer's own bookkeeping. Readers never read it. It lives in the segment only
+// so that a writer restarted after kill -9 finds the undo record and the sync marks.
+inline constexpr std::uint32_t kNil = 0xFFFF'FFFFu;  // end of a list
+
+//   SlotBook (32 B), one per slot:
+//   0      4      8              12             16                24         32
+//   +------+------+--------------+--------------+-----------------+----------+
+//   | prev | next | account_prev | account_next | synced_version  | reserved |
+//   +------+------+--------------+--------------+-----------------+----------+
+//   prev/next: the namespace's LRU list (oldest update first), or the free list (next only).
+//   account_prev/next: the positions of one account (the writer keeps the heads in its memory).
+//   synced_version: the highest version of this slot that Redis acknowledged (the sync thread).
+struct SlotBook {
+  std::uint32_t prev;
+  std::uint32_t next;
+  std::uint32_t account_prev;
+  std::uint32_t account_next;
+  std::uint64_t synced_version;
+  std::uint64_t reserved;
+};
+static_assert(sizeof(SlotBook) == 32);
+
+//   UndoRecord: the slot as it was before the write in progress. Written before the slot's
+//   seq turns odd; consulted only at re-attach (shm/seqlock.hpp, "writer dies").
+struct alignas(kCacheLine) UndoRecord {
+  std::atomic<std::uint64_t> slot_plus_one;  // 0 = no write in progress recorded
+  std::uint64_t seq_before;                  // the even seq before the write
+  std::uint64_t payload[kPayloadWords];
+};
+
+struct alignas(kCacheLine) WriterArea {
+  UndoRecord undo;
+  std::uint64_t next_version;  // the next version to hand out
+  std::uint32_t free_head;     // free slots, linked through SlotBook::next
+  std::uint32_t reserved;
+  std::uint32_t lru_head[kMaxNamespaces];  // least recently updated position of the namespace
+  std::uint32_t lru_tail[kMaxNamespaces];  // most recently updated
+  // followed by SlotBook[capacity] at book_offset(), 64-byte aligned
+};
+
+// ---------------------------------------------------------------------------------------------
+// Derived sizes and offsets.
+constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
+
+constexpr std::uint64_t buckets_for(std::uint64_t capacity) {
+  std::uint64_t b = 16;
+  while (b < 2 * capacity) b <<= 1;
+  return b;
+}
+
+struct Geometry {
+  std::uint64_t capacity;
+  std::uint64_t index_buckets;
+  std::uint64_t slots_offset;
+  std::uint64_t index_offset[2];
+  std::uint64_t writer_offset;
+  std::uint64_t book_offset;  // SlotBook[capacity] inside the writer area (absolute)
+  std::uint64_t segment_size;
+};
+
+constexpr Geometry geometry_for(std::uint64_t capacity) {
+  Geometry g{};
+  g.capacity = capacity;
+  g.index_buckets = buckets_for(capacity);
+  g.slots_offset = kHeaderSize;
+  g.index_offset[0] = align_up(g.slots_offset + capacity * sizeof(Slot), kPageSize);
+  g.index_offset[1] = align_up(g.index_offset[0] + g.index_buckets * sizeof(Bucket), kPageSize);
+  g.writer_offset = align_up(g.index_offset[1] + g.index_buckets * sizeof(Bucket), kPageSize);
+  g.book_offset = g.writer_offset + align_up(sizeof(WriterArea), kCacheLine);
+  g.segment_size = align_up(g.book_offset + capacity * sizeof(SlotBook), kPageSize);
+  return g;
+}
+
+// The format descriptor checked at attach: any difference in sizes, offsets, limits or the
+// hash function changes it. FNV-1a over the numbers that define the format.
+constexpr std::uint64_t layout_fingerprint() {
+  const std::uint64_t facts[] = {
+      kCacheLine, kHeaderSize, sizeof(SegmentHeader), offsetof(SegmentHeader, state),
+      offsetof(SegmentHeader, writer_pid), offsetof(SegmentHeader, change_seq),
+      offsetof(SegmentHeader, live_count), offsetof(SegmentHeader, redis_state),
+      offsetof(SegmentHeader, namespaces), sizeof(NamespaceDesc), sizeof(FieldDesc),
+      sizeof(Slot), sizeof(SlotPayload), offsetof(SlotPayload, ns), offsetof(SlotPayload, version),
+      offsetof(SlotPayload, account), offsetof(SlotPayload, instrument),
+      offsetof(SlotPayload, values), sizeof(Bucket), kTombstoneRef, sizeof(SlotBook),
+      sizeof(UndoRecord), sizeof(WriterArea), kMaxNamespaces, kMaxFields, kMaxAccountLen,
+      kMaxInstrumentLen, kHashAlgorithm, kLayoutVersion};
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (std::uint64_t f : facts) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (f >> (8 * i)) & 0xFF;
+      h *= 0x100000001b3ULL;
+    }
+  }
+  return h;
+}
+
+}  // namespace poscache::shm

@@ -1,0 +1,154 @@
+#include "poscache/schema.hpp"
+
+#include <set>
+
+#include "poscache/decimal.hpp"
+#include "poscache/status.hpp"
+
+namespace poscache {
+
+using namespace std::chrono_literals;
+
+std::string_view to_string(FieldType type) noexcept {
+  switch (type) {
+    case FieldType::decimal: return "decimal";
+    case FieldType::int64: return "int64";
+    case FieldType::timestamp: return "timestamp";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(ReadStatus s) noexcept {
+  switch (s) {
+    case ReadStatus::ok: return "ok";
+    case ReadStatus::stale: return "stale";
+    case ReadStatus::not_found: return "not_found";
+    case ReadStatus::writer_busy: return "writer_busy";
+    case ReadStatus::writer_dead: return "writer_dead";
+    case ReadStatus::bad_key: return "bad_key";
+    case ReadStatus::retired: return "retired";
+  }
+  return "unknown";
+}
+
+namespace {
+
+FieldSpec dec(std::string name, std::uint8_t scale) {
+  return FieldSpec{std::move(name), FieldType::decimal, scale};
+}
+FieldSpec i64(std::string name) { return FieldSpec{std::move(name), FieldType::int64, 0}; }
+
+std::string show(std::string_view v) {
+  constexpr std::size_t kShow = 80;
+  std::string s = "'";
+  s.append(v.substr(0, kShow));
+  if (v.size() > kShow) s += "...";
+  return s + "'";
+}
+
+// Checks length and alphabet; `what` names the key part in the message.
+Expected<bool> check_part(std::string_view what, std::string_view value, std::size_t limit,
+                          bool (*allowed)(char), std::string_view alphabet) {
+  if (value.empty()) return fail(std::string(what) + " is empty: expected 1 to " + std::to_string(limit) + " characters");
+  if (value.size() > limit) {
+    return fail(std::string(what) + " " + show(value) + " is " + std::to_string(value.size()) +
+                " characters: the limit is " + std::to_string(limit));
+  }
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    if (!allowed(value[i])) {
+      const unsigned char c = static_cast<unsigned char>(value[i]);
+      const std::string shown = (c >= 0x20 && c < 0x7f) ? std::string(1, value[i])
+                                                         : "\\x" + std::to_string(c);
+      return fail(std::string(what) + " " + show(value) + " has '" + shown + "' at position " +
+                  std::to_string(i) + ": allowed are " + std::string(alphabet));
+    }
+  }
+  return true;
+}
+
+bool alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+bool ns_char(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; }
+bool account_char(char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; }
+bool instrument_char(char c) { return account_char(c) || c == '/'; }
+
+}  // namespace
+
+NamespaceSpec preset_trading(std::string name) {
+  return NamespaceSpec{std::move(name),
+                       {dec("qty", 18), dec("avg_price", 18), dec("cost_basis", 18),
+                        dec("realized_pnl", 18), dec("unrealized_pnl", 18), dec("mark_price", 18),
+                        dec("fees", 18)},
+                       0ns, 0ns};
+}
+
+NamespaceSpec preset_lending(std::string name) {
+  return NamespaceSpec{std::move(name),
+                       {dec("collateral_amount", 0), dec("debt_amount", 0),
+                        dec("liquidation_threshold", 18), dec("health_factor", 18),
+                        i64("last_update_block"), i64("blocks_unhealthy")},
+                       0ns, 0ns};
+}
+
+NamespaceSpec preset_quote(std::string name) {
+  return NamespaceSpec{std::move(name), {dec("bid", 18), dec("ask", 18), dec("last", 18)}, 1s, 60s};
+}
+
+Expected<NamespaceSpec> preset(std::string_view preset_name, std::string name) {
+  if (preset_name == "trading") return preset_trading(std::move(name));
+  if (preset_name == "lending") return preset_lending(std::move(name));
+  if (preset_name == "quote") return preset_quote(std::move(name));
+  return fail("unknown preset " + show(preset_name) + ": expected trading, lending or quote");
+}
+
+Expected<bool> validate_namespace_name(std::string_view ns) {
+  auto r = check_part("namespace", ns, kMaxNameLen, ns_char, "[a-z0-9_]");
+  if (!r) return r;
+  if (!(ns[0] >= 'a' && ns[0] <= 'z')) return fail("namespace " + show(ns) + " must start with a letter [a-z]");
+  return true;
+}
+
+Expected<bool> validate_account(std::string_view account) {
+  return check_part("account", account, kMaxAccountLen, account_char, "[A-Za-z0-9._-]");
+}
+
+Expected<bool> validate_instrument(std::string_view instrument) {
+  return check_part("instrument", instrument, kMaxInstrumentLen, instrument_char, "[A-Za-z0-9._/-]");
+}
+
+Expected<bool> validate(const NamespaceSpec& spec) {
+  if (auto r = validate_namespace_name(spec.name); !r) return r;
+  const std::string where = "namespace '" + spec.name + "': ";
+  if (spec.fields.empty()) return fail(where + "has no fields: expected 1 to " + std::to_string(kMaxFields));
+  if (spec.fields.size() > kMaxFields) {
+    return fail(where + "has " + std::to_string(spec.fields.size()) + " fields: the limit is " +
+                std::to_string(kMaxFields));
+  }
+  std::set<std::string> seen;
+  for (const auto& f : spec.fields) {
+    if (auto r = check_part("field name", f.name, kMaxNameLen, ns_char, "[a-z0-9_]"); !r) {
+      return fail(where + r.error());
+    }
+    if (!seen.insert(f.name).second) return fail(where + "field '" + f.name + "' is declared twice");
+    if (f.type != FieldType::decimal && f.type != FieldType::int64 && f.type != FieldType::timestamp) {
+      return fail(where + "field '" + f.name + "' has an unknown type");
+    }
+    if (f.type == FieldType::decimal && f.scale > kMaxScale) {
+      return fail(where + "field '" + f.name + "' has scale " + std::to_string(f.scale) +
+                  ": the limit is " + std::to_string(kMaxScale));
+    }
+    if (f.type != FieldType::decimal && f.scale != 0) {
+      return fail(where + "field '" + f.name + "' is " + std::string(to_string(f.type)) +
+                  ": only decimals have a scale");
+    }
+  }
+  if (spec.stale_after.count() < 0) return fail(where + "stale_after is negative");
+  if (spec.expire_after.count() < 0) return fail(where + "expire_after is negative");
+  if (spec.expire_after.count() > 0 && spec.stale_after.count() > spec.expire_after.count()) {
+    return fail(where + "stale_after (" + std::to_string(spec.stale_after.count()) +
+                " ns) is longer than expire_after (" + std::to_string(spec.expire_after.count()) +
+                " ns): a position would expire before it could be stale");
+  }
+  return true;
+}
+
+}  // namespace poscache

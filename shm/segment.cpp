@@ -1,0 +1,212 @@
+#include "shm/segment.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace poscache::shm {
+
+namespace bip = boost::interprocess;
+
+std::string_view to_string(AttachStatus s) noexcept {
+  switch (s) {
+    case AttachStatus::ok: return "ok";
+    case AttachStatus::not_found: return "not_found";
+    case AttachStatus::initializing: return "initializing";
+    case AttachStatus::too_small: return "too_small";
+    case AttachStatus::foreign_magic: return "foreign_magic";
+    case AttachStatus::version_mismatch: return "version_mismatch";
+    case AttachStatus::fingerprint_mismatch: return "fingerprint_mismatch";
+    case AttachStatus::corrupt: return "corrupt";
+    case AttachStatus::error: return "error";
+  }
+  return "unknown";
+}
+
+std::string shm_path(std::string_view name) { return "/dev/shm/" + std::string(name); }
+
+bool valid_segment_name(std::string_view name, std::string& message) {
+  if (name.empty() || name.size() > 200) {
+    message = "segment name '" + std::string(name) + "' must be 1 to 200 characters";
+    return false;
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) {
+      message = "segment name '" + std::string(name) + "' has '" + std::string(1, c) +
+                "': allowed are letters, digits, '.', '_' and '-'";
+      return false;
+    }
+  }
+  if (name == "." || name == "..") {
+    message = "segment name '" + std::string(name) + "' is not allowed";
+    return false;
+  }
+  return true;
+}
+
+Mapping::Mapping(Mapping&& o) noexcept
+    : base_(o.base_), size_(o.size_), fd_(o.fd_), writable_(o.writable_) {
+  o.base_ = nullptr;
+  o.size_ = 0;
+  o.fd_ = -1;
+}
+
+Mapping& Mapping::operator=(Mapping&& o) noexcept {
+  if (this != &o) {
+    reset();
+    base_ = o.base_;
+    size_ = o.size_;
+    fd_ = o.fd_;
+    writable_ = o.writable_;
+    o.base_ = nullptr;
+    o.size_ = 0;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+Mapping::~Mapping() { reset(); }
+
+void Mapping::reset() noexcept {
+  if (base_ != nullptr) ::munmap(base_, size_);
+  if (fd_ >= 0) ::close(fd_);
+  base_ = nullptr;
+  size_ = 0;
+  fd_ = -1;
+}
+
+Mapping Mapping::map(int fd, std::size_t size, bool writable, std::string_view name) {
+  void* p = ::mmap(nullptr, size, writable ? (PROT_READ | PROT_WRITE) : PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    const int err = errno;
+    ::close(fd);
+    throw Error("cannot map segment '" + std::string(name) + "' (" + std::to_string(size) +
+                " bytes): " + std::strerror(err));
+  }
+  Mapping m;
+  m.base_ = p;
+  m.size_ = size;
+  m.fd_ = fd;
+  m.writable_ = writable;
+  return m;
+}
+
+AttachStatus check_header(const SegmentHeader& h, std::size_t mapped_size, std::string& message) {
+  auto hex = [](std::uint64_t v) {
+    char b[24];
+    std::snprintf(b, sizeof b, "0x%016llx", static_cast<unsigned long long>(v));
+    return std::string(b);
+  };
+  if (h.magic == 0 && h.layout_version == 0) {
+    message = "segment header is still empty: expected state ready, found initializing (a writer "
+              "is creating it; retry)";
+    return AttachStatus::initializing;
+  }
+  if (h.magic != kMagic) {
+    message = "not a poscache segment: expected magic " + hex(kMagic) + ", found " + hex(h.magic);
+    return AttachStatus::foreign_magic;
+  }
+  if (h.layout_version != kLayoutVersion) {
+    message = "layout version mismatch: expected " + std::to_string(kLayoutVersion) + ", found " +
+              std::to_string(h.layout_version) + " (segment written by another poscache release)";
+    return AttachStatus::version_mismatch;
+  }
+  if (h.layout_fingerprint != layout_fingerprint()) {
+    message = "layout fingerprint mismatch: expected " + hex(layout_fingerprint()) + ", found " +
+              hex(h.layout_fingerprint) + " (segment written by an incompatible build)";
+    return AttachStatus::fingerprint_mismatch;
+  }
+  if (h.header_size != sizeof(SegmentHeader) || h.capacity == 0 || h.capacity > kMaxCapacity ||
+      h.namespace_count > kMaxNamespaces) {
+    message = "corrupt header: header_size " + std::to_string(h.header_size) + " (expected " +
+              std::to_string(sizeof(SegmentHeader)) + "), capacity " + std::to_string(h.capacity) +
+              ", namespace_count " + std::to_string(h.namespace_count);
+    return AttachStatus::corrupt;
+  }
+  const Geometry g = geometry_for(h.capacity);
+  if (h.index_buckets != g.index_buckets || h.slots_offset != g.slots_offset ||
+      h.index_offset[0] != g.index_offset[0] || h.index_offset[1] != g.index_offset[1] ||
+      h.writer_offset != g.writer_offset || h.segment_size != g.segment_size) {
+    message = "corrupt header: region offsets do not match capacity " + std::to_string(h.capacity);
+    return AttachStatus::corrupt;
+  }
+  if (mapped_size < h.segment_size) {
+    message = "segment too small: expected " + std::to_string(h.segment_size) + " bytes, found " +
+              std::to_string(mapped_size);
+    return AttachStatus::too_small;
+  }
+  const auto state = static_cast<SegmentState>(h.state.load(std::memory_order_acquire));
+  if (state == SegmentState::initializing) {
+    message = "segment is initializing: expected state ready, found initializing (writer still "
+              "creating or loading it; retry)";
+    return AttachStatus::initializing;
+  }
+  if (state != SegmentState::ready && state != SegmentState::closed && state != SegmentState::retired) {
+    message = "corrupt header: unknown state " + std::to_string(static_cast<unsigned>(state));
+    return AttachStatus::corrupt;
+  }
+  return AttachStatus::ok;
+}
+
+AttachResult attach_read_only(std::string_view name) {
+  AttachResult r;
+  if (!valid_segment_name(name, r.message)) {
+    r.status = AttachStatus::error;
+    return r;
+  }
+  const std::string n(name);
+  // boost::interprocess opens /dev/shm/<name> with shm_open(O_RDONLY); we keep our own dup of
+  // the descriptor for the mapping so the object's lifetime does not matter.
+  int fd = -1;
+  try {
+    bip::shared_memory_object shm(bip::open_only, n.c_str(), bip::read_only);
+    fd = ::dup(shm.get_mapping_handle().handle);
+  } catch (const bip::interprocess_exception& e) {
+    if (e.get_error_code() == bip::not_found_error) {
+      r.status = AttachStatus::not_found;
+      r.message = "no segment named '" + n + "' (" + shm_path(n) + " does not exist)";
+    } else {
+      r.status = AttachStatus::error;
+      r.message = "cannot open segment '" + n + "': " + e.what();
+    }
+    return r;
+  }
+  if (fd < 0) {
+    r.status = AttachStatus::error;
+    r.message = "cannot open segment '" + n + "': " + std::strerror(errno);
+    return r;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) < sizeof(SegmentHeader)) {
+    ::close(fd);
+    r.status = AttachStatus::too_small;
+    r.message = "segment '" + n + "' is " + std::to_string(st.st_size) +
+                " bytes: expected at least a " + std::to_string(sizeof(SegmentHeader)) +
+                "-byte header (a writer may be creating it; retry)";
+    return r;
+  }
+  try {
+    r.mapping = Mapping::map(fd, static_cast<std::size_t>(st.st_size), false, n);
+  } catch (const Error& e) {
+    r.status = AttachStatus::error;
+    r.message = e.what();
+    return r;
+  }
+  const auto& h = *static_cast<const SegmentHeader*>(r.mapping.base());
+  r.status = check_header(h, r.mapping.size(), r.message);
+  if (r.status != AttachStatus::ok) {
+    r.message = "segment '" + n + "': " + r.message;
+    r.mapping = Mapping();
+  }
+  return r;
+}
+
+}  // namespace poscache::shm

@@ -1,0 +1,101 @@
+// The slot seqlock: how one writer changes a slot while readers copy it without locks.
+//
+// PROTOCOL (Slot in shm/layout.hpp: `seq`, then 55 payload words)
+//
+//   writer (begin_write / store_word / publish)     reader (try_read)
+//   ------------------------------------------      ------------------------------------------
+//   W1  seq.store(s+1, relaxed)      s is even      R1  s1 = seq.load(acquire); odd → retry
+//   W2  atomic_thread_fence(release)                R2  copy words: load_relaxed each
+//   W3  store_relaxed each changed payload word     R3  atomic_thread_fence(acquire)
+//   W4  seq.store(s+2, release)                     R4  s2 = seq.load(relaxed)
+//                                                   R5  s1 == s2 → the copy is consistent
+//
+// WHY A COPY THAT PASSES R5 IS NOT TORN
+// - R1 pairs with W4 of the write that produced s1: everything that write stored (W3) happens
+//   before the reader's copy, so R2 reads values at least that new.
+// - If R2 read any word from a LATER write (its W3), then that write's W2 release fence and the
+//   reader's R3 acquire fence synchronize through that word, so its W1 (seq = odd) happens
+//   before R4: R4 reads that odd value or something later, s2 != s1, and the copy is discarded.
+// - So a copy passes R5 only if every word came from the one write that published s1.
+// - The payload is only ever touched as 64-bit words via shm/atomic.hpp, on both sides: no data
+//   race in the C++ model, and no reliance on x86 ordering (memcpy plus a compiler fence would
+//   be both a data race and wrong on weaker hardware).
+//
+// BOUNDED TIME
+// A reader never waits for a lock: R1 odd or R5 failing is retried at most kReadSpins times
+// (with a pause instruction), then the reader reports instead of spinning on: the caller turns
+// that into ReadStatus::writer_busy or, if the heartbeat in the header has stopped,
+// ReadStatus::writer_dead. The writer never looks at readers, so it never waits either.
+//
+// THE WRITER DIES (kill -9) AT EACH STEP
+// Before W1 the writer saves the slot's current payload and seq in WriterArea::undo (a plain
+// copy, then undo.slot_plus_one stored with release: the record is complete before it is armed).
+//   dies before W1      slot untouched and even; undo may be armed for it: re-attach sees an
+//                       even seq and simply disarms the record.
+//   dies after W1..W3   slot odd, payload partly new. Readers of it: writer_busy until the
+//                       heartbeat goes stale, then writer_dead — bounded, typed, never torn.
+//                       Re-attach finds the odd seq, restores the saved payload from the undo
+//                       record and publishes it as seq s+2 (even, and different from s, so a
+//                       reader that copied at s and straddles the repair still retries).
+//                       An odd slot without a matching undo record cannot happen; if a corrupt
+//                       segment has one, re-attach frees the slot and counts a repair.
+//   dies after W4       the write is complete; the armed undo record refers to an even slot
+//                       and is ignored.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "shm/atomic.hpp"
+#include "shm/clock.hpp"
+#include "shm/layout.hpp"
+
+namespace poscache::shm {
+
+// How often a reader retries a slot that is mid-write or changed under it before reporting.
+// A write holds a slot odd for ~20-50 ns; 1024 pause iterations is tens of microseconds, so a
+// live writer almost never hits the bound unless the OS preempted it mid-write.
+inline constexpr unsigned kReadSpins = 1024;
+
+// One attempt (R1-R5): copies the first `words` payload words into `out`.
+// Returns true and the even sequence it observed if the copy is consistent.
+inline bool try_read(const Slot& slot, std::uint64_t* out, std::size_t words,
+                     std::uint64_t& seq_out) noexcept {
+  const std::uint64_t s1 = slot.seq.load(std::memory_order_acquire);  // R1 pairs with W4
+  if (s1 & 1) return false;
+  for (std::size_t i = 0; i < words; ++i) out[i] = load_relaxed(&slot.payload[i]);  // R2
+  std::atomic_thread_fence(std::memory_order_acquire);  // R3 pairs with W2 via any word read
+  const std::uint64_t s2 = slot.seq.load(std::memory_order_relaxed);  // R4 ordered by R3
+  seq_out = s1;
+  return s1 == s2;  // R5
+}
+
+// Retries try_read up to kReadSpins times. False: the slot stayed mid-write (report, don't wait).
+inline bool read_bounded(const Slot& slot, std::uint64_t* out, std::size_t words,
+                         std::uint64_t& seq_out) noexcept {
+  for (unsigned i = 0; i < kReadSpins; ++i) {
+    if (try_read(slot, out, words, seq_out)) return true;
+    cpu_relax();
+  }
+  return false;
+}
+
+// Writer side. Only the single writer calls these; it owns the slot, so its own loads of `seq`
+// are relaxed.
+inline std::uint64_t begin_write(Slot& slot) noexcept {
+  const std::uint64_t s = slot.seq.load(std::memory_order_relaxed);
+  slot.seq.store(s + 1, std::memory_order_relaxed);     // W1
+  std::atomic_thread_fence(std::memory_order_release);  // W2
+  return s;
+}
+
+inline void store_word(Slot& slot, std::size_t i, std::uint64_t value) noexcept {
+  store_relaxed(&slot.payload[i], value);  // W3
+}
+
+inline void publish(Slot& slot, std::uint64_t s) noexcept {
+  slot.seq.store(s + 2, std::memory_order_release);  // W4
+}
+
+}  // namespace poscache::shm

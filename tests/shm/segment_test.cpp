@@ -1,0 +1,132 @@
+// Readers refuse segments that are not exactly this format, naming expected and found.
+#include "shm/segment.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "poscache/reader.hpp"
+#include "poscache/writer.hpp"
+#include "test_util.hpp"
+
+using namespace poscache;
+using namespace poscache::shm;
+
+namespace {
+
+// Maps a segment read-write behind the writer's back, to hand-build bad states.
+struct RawMap {
+  explicit RawMap(const std::string& name) {
+    fd = ::shm_open(("/" + name).c_str(), O_RDWR, 0);
+    struct stat st {};
+    ::fstat(fd, &st);
+    size = static_cast<std::size_t>(st.st_size);
+    base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  }
+  ~RawMap() {
+    ::munmap(base, size);
+    ::close(fd);
+  }
+  SegmentHeader& header() { return *static_cast<SegmentHeader*>(base); }
+  int fd;
+  std::size_t size;
+  void* base;
+};
+
+std::string open_error(const std::string& name) {
+  try {
+    Reader::open(name);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(SegmentTest, LayoutOffsetsAreWhatTheDiagramsSay) {
+  const Geometry g = geometry_for(1'000'000);
+  EXPECT_EQ(g.index_buckets, 2'097'152u);
+  EXPECT_EQ(g.slots_offset, kHeaderSize);
+  EXPECT_EQ(g.index_offset[0] % kPageSize, 0u);
+  EXPECT_GE(g.index_offset[0], g.slots_offset + 1'000'000 * sizeof(Slot));
+  // The memory budget (DESIGN.md): at most 640 bytes per position at a million, all included.
+  EXPECT_LE(g.segment_size / 1'000'000, 640u) << g.segment_size;
+}
+
+TEST(SegmentTest, ReaderRefusesAMissingSegmentNamingIt) {
+  const std::string err = open_error("poscache_test_no_such_segment");
+  EXPECT_NE(err.find("no segment named 'poscache_test_no_such_segment'"), std::string::npos) << err;
+}
+
+TEST(SegmentTest, ReaderRefusesForeignMagicVersionAndFingerprint) {
+  test::ScratchSegment seg("foreign");
+  auto w = Writer::open(test::small_config(seg.name()));
+  RawMap raw(seg.name());
+  SegmentHeader& h = raw.header();
+
+  const std::uint64_t magic = h.magic;
+  h.magic = 0x1234;
+  std::string err = open_error(seg.name());
+  EXPECT_NE(err.find("expected magic 0x3156484341435350, found 0x0000000000001234"), std::string::npos) << err;
+  h.magic = magic;
+
+  h.layout_version = 99;
+  err = open_error(seg.name());
+  EXPECT_NE(err.find("layout version mismatch: expected 1, found 99"), std::string::npos) << err;
+  h.layout_version = kLayoutVersion;
+
+  h.layout_fingerprint ^= 1;
+  err = open_error(seg.name());
+  EXPECT_NE(err.find("layout fingerprint mismatch: expected"), std::string::npos) << err;
+  EXPECT_NE(err.find("found"), std::string::npos) << err;
+  h.layout_fingerprint ^= 1;
+
+  h.state.store(static_cast<std::uint32_t>(SegmentState::initializing));
+  err = open_error(seg.name());
+  EXPECT_NE(err.find("expected state ready, found initializing"), std::string::npos) << err;
+  h.state.store(static_cast<std::uint32_t>(SegmentState::ready));
+
+  h.capacity = 12345;
+  err = open_error(seg.name());
+  EXPECT_NE(err.find("corrupt header"), std::string::npos) << err;
+  h.capacity = 64;
+
+  EXPECT_EQ(open_error(seg.name()), "");  // all restored: accepted
+}
+
+TEST(SegmentTest, ReaderRefusesATruncatedSegment) {
+  test::ScratchSegment seg("trunc");
+  {
+    auto w = Writer::open(test::small_config(seg.name()));
+  }
+  const int fd = ::shm_open(("/" + seg.name()).c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 40000), 0);
+  ::close(fd);
+  const std::string err = open_error(seg.name());
+  EXPECT_NE(err.find("segment too small: expected"), std::string::npos) << err;
+}
+
+TEST(SegmentTest, ReaderRefusesAFileThatIsNotASegment) {
+  test::ScratchSegment seg("junk");
+  const int fd = ::shm_open(("/" + seg.name()).c_str(), O_RDWR | O_CREAT, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 1 << 16), 0);
+  void* p = ::mmap(nullptr, 1 << 16, PROT_WRITE, MAP_SHARED, fd, 0);
+  std::memset(p, 0x5A, 1 << 16);
+  ::munmap(p, 1 << 16);
+  ::close(fd);
+  EXPECT_NE(open_error(seg.name()).find("not a poscache segment"), std::string::npos);
+}
+
+TEST(SegmentTest, SegmentNamesAreValidated) {
+  std::string msg;
+  EXPECT_FALSE(valid_segment_name("a/b", msg));
+  EXPECT_NE(msg.find("'/'"), std::string::npos);
+  EXPECT_FALSE(valid_segment_name("", msg));
+  EXPECT_TRUE(valid_segment_name("positions.v1", msg));
+}

@@ -1,0 +1,170 @@
+// A writer killed mid-write: readers get a bounded, typed answer; a new writer re-attaches,
+// repairs the slot from the undo record and keeps every other position. The mid-write states
+// are built by hand, one per step of the seqlock protocol (shm/seqlock.hpp, "THE WRITER DIES").
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <thread>
+
+#include "poscache/reader.hpp"
+#include "poscache/writer.hpp"
+#include "shm/layout.hpp"
+#include "shm/seqlock.hpp"
+#include "test_util.hpp"
+
+using namespace poscache;
+using namespace poscache::shm;
+using namespace std::chrono_literals;
+
+namespace {
+
+enum class DieAt { before_w1, after_w1, after_w3, after_w4, odd_without_undo };
+
+// In a child process: a writer inserts 3 positions (slot 0 = alice/SOL qty 1), starts changing
+// slot 0 to qty 2 by hand up to `step`, and is killed with SIGKILL.
+void run_writer_and_die(const std::string& segment, DieAt step) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    auto w = Writer::open(test::small_config(segment, 16));
+    w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "1"}, {"fees", "0.5"}}));
+    w->upsert(*w->make_update("spot", "bob", "SOL", {{"qty", "7"}}));
+    w->upsert(*w->make_update("marks", "alice", "SOL", {{"bid", "140"}}));
+    w->tick();
+    // Map the segment as the writer does and walk the protocol by hand on slot 0.
+    const int fd = ::shm_open(("/" + segment).c_str(), O_RDWR, 0);
+    struct stat st {};
+    ::fstat(fd, &st);
+    auto* base = static_cast<std::byte*>(::mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    auto* h = reinterpret_cast<SegmentHeader*>(base);
+    auto* slot = reinterpret_cast<Slot*>(base + h->slots_offset);
+    auto* wa = reinterpret_cast<WriterArea*>(base + h->writer_offset);
+    SlotPayload next;
+    std::memcpy(&next, slot->payload, sizeof next);
+    next.values[0][0] = 2'000'000'000'000'000'000ull;  // qty 2 at scale 18
+    next.version += 100;
+    if (step != DieAt::odd_without_undo) {
+      std::memcpy(wa->undo.payload, slot->payload, sizeof wa->undo.payload);
+      wa->undo.seq_before = slot->seq.load();
+      wa->undo.slot_plus_one.store(1);
+    }
+    if (step != DieAt::before_w1) {
+      const auto s = begin_write(*slot);
+      if (step == DieAt::after_w3 || step == DieAt::after_w4 || step == DieAt::odd_without_undo) {
+        std::uint64_t words[kPayloadWords];
+        std::memcpy(words, &next, sizeof words);
+        // half of the new payload only, unless the write completes
+        const std::size_t n = step == DieAt::after_w4 ? kPayloadWords : kPayloadWords / 2;
+        for (std::size_t i = 0; i < n; ++i) store_word(*slot, i, words[i]);
+      }
+      if (step == DieAt::after_w4) publish(*slot, s);
+    }
+    ::raise(SIGKILL);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+std::string qty(const Reader&, const Position& p) { return format_decimal(p.values[0], 18); }
+
+}  // namespace
+
+class ReattachTest : public ::testing::TestWithParam<DieAt> {};
+
+TEST_P(ReattachTest, ANewWriterRepairsTheSlotAndKeepsEverythingElse) {
+  test::ScratchSegment seg("reattach");
+  const DieAt step = GetParam();
+  run_writer_and_die(seg.name(), step);
+  const bool mid_write = step == DieAt::after_w1 || step == DieAt::after_w3 || step == DieAt::odd_without_undo;
+
+  Reader r = Reader::open(seg.name());
+  Position p;
+  const ReadStatus first = r.get("spot", "alice", "SOL", p);
+  if (mid_write) {
+    // Bounded and typed, never a torn copy: busy while the heartbeat is fresh, dead after.
+    EXPECT_TRUE(first == ReadStatus::writer_busy || first == ReadStatus::writer_dead) << to_string(first);
+    std::this_thread::sleep_for(150ms);
+    EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_dead);
+    EXPECT_FALSE(r.writer().alive);
+  } else {
+    EXPECT_EQ(first, ReadStatus::ok);
+  }
+  // The other positions are readable throughout.
+  ASSERT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);
+  EXPECT_EQ(qty(r, p), "7.000000000000000000");
+
+  auto w = Writer::open(test::small_config(seg.name(), 16));
+  EXPECT_TRUE(w->stats().reattached);
+  EXPECT_EQ(r.stats().writer.restarts, 1u);
+  EXPECT_EQ(r.stats().repairs, mid_write ? 1u : 0u);
+  EXPECT_TRUE(r.writer().alive);
+
+  const ReadStatus after = r.get("spot", "alice", "SOL", p);
+  switch (step) {
+    case DieAt::before_w1:
+    case DieAt::after_w1:
+    case DieAt::after_w3:  // restored from the undo record: the value before the cut write
+      ASSERT_EQ(after, ReadStatus::ok);
+      EXPECT_EQ(qty(r, p), "1.000000000000000000");
+      EXPECT_EQ(format_decimal(p.values[6], 18), "0.500000000000000000");
+      break;
+    case DieAt::after_w4:  // the write completed before the kill
+      ASSERT_EQ(after, ReadStatus::ok);
+      EXPECT_EQ(qty(r, p), "2.000000000000000000");
+      break;
+    case DieAt::odd_without_undo:  // nothing to restore from: dropped, never served half-written
+      EXPECT_EQ(after, ReadStatus::not_found);
+      break;
+  }
+  ASSERT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);
+  ASSERT_EQ(r.get("marks", "alice", "SOL", p), ReadStatus::ok);
+  EXPECT_EQ(r.stats().live, step == DieAt::odd_without_undo ? 2u : 3u);
+
+  // The repaired writer goes on: updates, inserts, and versions keep increasing.
+  const auto res = w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "3"}}));
+  EXPECT_EQ(res.status, step == DieAt::odd_without_undo ? ApplyStatus::inserted : ApplyStatus::updated);
+  ASSERT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
+  EXPECT_EQ(qty(r, p), "3.000000000000000000");
+  for (int i = 0; i < 40; ++i) {  // more than capacity: eviction works on the rebuilt lists
+    w->upsert(*w->make_update("spot", "x" + std::to_string(i), "SOL", {{"qty", "1"}}));
+  }
+  EXPECT_EQ(r.stats().live, 16u);
+}
+
+INSTANTIATE_TEST_SUITE_P(EachStep, ReattachTest,
+                         ::testing::Values(DieAt::before_w1, DieAt::after_w1, DieAt::after_w3,
+                                           DieAt::after_w4, DieAt::odd_without_undo),
+                         [](const auto& param_info) {
+                           switch (param_info.param) {
+                             case DieAt::before_w1: return "DiesBeforeW1";
+                             case DieAt::after_w1: return "DiesAfterW1";
+                             case DieAt::after_w3: return "DiesAfterHalfOfW3";
+                             case DieAt::after_w4: return "DiesAfterW4";
+                             case DieAt::odd_without_undo: return "OddSlotWithoutUndoRecord";
+                           }
+                           return "unknown";
+                         });
+
+TEST(ReattachCleanTest, ACleanlyClosedSegmentIsReopenedWithEveryPosition) {
+  test::ScratchSegment seg("clean");
+  {
+    auto w = Writer::open(test::small_config(seg.name(), 16));
+    for (int i = 0; i < 10; ++i) w->upsert(*w->make_update("spot", "a" + std::to_string(i), "SOL", {{"qty", std::to_string(i)}}));
+    w->close();
+  }
+  Reader r = Reader::open(seg.name());
+  EXPECT_EQ(r.stats().state, "closed");
+  Position p;
+  EXPECT_EQ(r.get("spot", "a3", "SOL", p), ReadStatus::ok);  // still readable when closed
+  auto w = Writer::open(test::small_config(seg.name(), 16));
+  EXPECT_EQ(r.stats().state, "ready");
+  EXPECT_EQ(r.stats().writer.restarts, 0u);  // a clean close is not a crash
+  EXPECT_EQ(r.stats().live, 10u);
+  EXPECT_EQ(w->upsert(*w->make_update("spot", "a3", "SOL", {{"qty", "9"}})).status, ApplyStatus::updated);
+}

@@ -1,0 +1,277 @@
+#include "poscache/writer.hpp"
+
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "poscache/reader.hpp"
+#include "test_util.hpp"
+
+using namespace poscache;
+using namespace std::chrono_literals;
+
+namespace {
+
+Update must(const Expected<Update>& u) {
+  EXPECT_TRUE(u) << u.error();
+  return *u;
+}
+
+std::string dec(const Position& p, const Reader& r, const char* field) {
+  const auto& info = r.namespace_info(p.ns);
+  const auto f = *info.field_index(field);
+  return format_decimal(p.values[f], info.fields[f].scale);
+}
+
+}  // namespace
+
+class WriterTest : public ::testing::Test {
+ protected:
+  test::ScratchSegment seg{"w"};
+  std::unique_ptr<Writer> w = Writer::open(test::small_config(seg.name(), 8));
+  Reader r = Reader::open(seg.name());
+};
+
+TEST_F(WriterTest, InsertsThenUpdatesAndReadersSeeEveryField) {
+  auto res = w->upsert(must(w->make_update("spot", "wallet1", "SOL", {{"qty", "12.5"}, {"avg_price", "141.25"}}, 1)));
+  EXPECT_EQ(res.status, ApplyStatus::inserted);
+  Position p;
+  ASSERT_EQ(r.get("spot", "wallet1", "SOL", p), ReadStatus::ok);
+  EXPECT_EQ(dec(p, r, "qty"), "12.500000000000000000");
+  EXPECT_EQ(dec(p, r, "avg_price"), "141.250000000000000000");
+  EXPECT_EQ(p.fields_set, 0b11u);
+  EXPECT_EQ(p.source_seq, 1u);
+  const auto v1 = p.version;
+
+  res = w->upsert(must(w->make_update("spot", "wallet1", "SOL", {{"qty", "-3"}}, 2)));
+  EXPECT_EQ(res.status, ApplyStatus::updated);
+  ASSERT_EQ(r.get("spot", "wallet1", "SOL", p), ReadStatus::ok);
+  EXPECT_EQ(dec(p, r, "qty"), "-3.000000000000000000");
+  EXPECT_EQ(dec(p, r, "avg_price"), "141.250000000000000000");  // merge kept it
+  EXPECT_GT(p.version, v1);
+  EXPECT_GE(p.updated_at_ns, p.created_at_ns);
+  EXPECT_EQ(r.stats().inserts, 1u);
+  EXPECT_EQ(r.stats().updates, 1u);
+}
+
+TEST_F(WriterTest, ReplaceModeUnsetsTheFieldsNotGiven) {
+  w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "1"}, {"fees", "0.1"}})));
+  w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "2"}}, 0, UpdateMode::replace)));
+  Position p;
+  ASSERT_EQ(r.get("spot", "a", "X", p), ReadStatus::ok);
+  EXPECT_EQ(p.fields_set, 1u);
+  EXPECT_TRUE(p.values[6] == 0);
+}
+
+TEST_F(WriterTest, LendingPositionsKeepBaseUnitsAndBlocks) {
+  w->upsert(must(w->make_update("moonwell", "0xAbC0000000000000000000000000000000000001", "USDC",
+                                {{"collateral_amount", "1500000000000000000000000"},
+                                 {"debt_amount", "999999999999999999999"},
+                                 {"liquidation_threshold", "0.825"},
+                                 {"health_factor", "1.237500000000000001"},
+                                 {"last_update_block", "21000123"},
+                                 {"blocks_unhealthy", "0"}})));
+  Position p;
+  ASSERT_EQ(r.get("moonwell", "0xAbC0000000000000000000000000000000000001", "USDC", p), ReadStatus::ok);
+  EXPECT_EQ(dec(p, r, "collateral_amount"), "1500000000000000000000000");
+  EXPECT_EQ(dec(p, r, "health_factor"), "1.237500000000000001");
+  EXPECT_EQ(p.int64(4), 21000123);
+}
+
+TEST_F(WriterTest, BadInputIsRefusedWithAClearErrorAndNothingChanges) {
+  const auto before = r.change_sequence();
+  struct Case { const char* ns; const char* account; const char* instrument; const char* field; const char* value; const char* expect; };
+  const Case cases[] = {
+      {"futures", "a", "X", "qty", "1", "unknown namespace 'futures'"},
+      {"spot", "", "X", "qty", "1", "account is empty"},
+      {"spot", "a b", "X", "qty", "1", "account 'a b' has ' '"},
+      {"spot", "a", "X:Y", "qty", "1", "instrument 'X:Y' has ':'"},
+      {"spot", "a", "X", "qtyy", "1", "has no field 'qtyy'"},
+      {"spot", "a", "X", "qty", "1.0000000000000000001", "more than 18 digits after the point"},
+      {"spot", "a", "X", "qty", "1e9", "has 'e'"},
+      {"spot", "a", "X", "qty", "100000000000000000000", "overflows"},
+      {"moonwell", "a", "X", "last_update_block", "1.5", "not a base-10 64-bit integer"},
+  };
+  for (const Case& c : cases) {
+    const std::pair<std::string_view, std::string_view> f[] = {{c.field, c.value}};
+    const auto u = w->make_update(c.ns, c.account, c.instrument, f);
+    ASSERT_FALSE(u) << c.expect;
+    EXPECT_NE(u.error().find(c.expect), std::string::npos) << u.error();
+  }
+  EXPECT_EQ(r.change_sequence(), before);
+  EXPECT_EQ(r.stats().live, 0u);
+  // A hand-built Update that bypasses make_update is checked again and counted.
+  Update bad;
+  bad.ns = 0;
+  bad.account_len = 200;
+  EXPECT_EQ(w->upsert(bad).status, ApplyStatus::bad_input);
+  EXPECT_EQ(r.stats().rejects, 1u);
+}
+
+TEST_F(WriterTest, OlderSourceSequencesAreRefused) {
+  w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "5"}}, 10)));
+  EXPECT_EQ(w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "4"}}, 9))).status, ApplyStatus::stale_source);
+  EXPECT_EQ(w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "4"}}, 10))).status, ApplyStatus::stale_source);
+  Position p;
+  r.get("spot", "a", "X", p);
+  EXPECT_EQ(dec(p, r, "qty"), "5.000000000000000000");
+  EXPECT_EQ(r.stats().rejects, 2u);
+}
+
+TEST_F(WriterTest, AFullTableEvictsTheLeastRecentlyUpdatedAcrossNamespaces) {
+  // capacity 8: fill it, touch the first, insert one more: the second-oldest goes.
+  for (int i = 0; i < 8; ++i) {
+    const std::string acct = "acct" + std::to_string(i);
+    const char* ns = i % 2 ? "spot" : "moonwell";
+    const char* field = i % 2 ? "qty" : "debt_amount";
+    const std::pair<std::string_view, std::string_view> f[] = {{field, "1"}};
+    ASSERT_EQ(w->upsert(must(w->make_update(ns, acct, "X", f))).status, ApplyStatus::inserted);
+    std::this_thread::sleep_for(1ms);  // distinct updated_at
+  }
+  w->upsert(must(w->make_update("moonwell", "acct0", "X", {{"debt_amount", "2"}})));  // acct0 now newest
+  const auto res = w->upsert(must(w->make_update("spot", "new", "X", {{"qty", "1"}})));
+  EXPECT_EQ(res.status, ApplyStatus::inserted);
+  EXPECT_TRUE(res.evicted);
+  Position p;
+  EXPECT_EQ(r.get("spot", "acct1", "X", p), ReadStatus::not_found);  // the oldest
+  EXPECT_EQ(r.get("moonwell", "acct0", "X", p), ReadStatus::ok);
+  EXPECT_EQ(r.get("spot", "new", "X", p), ReadStatus::ok);
+  EXPECT_EQ(r.stats().evictions, 1u);
+  EXPECT_EQ(r.stats().live, 8u);
+}
+
+TEST_F(WriterTest, EraseAndEachInvalidationRemoveExactlyTheirPositions) {
+  auto put = [&](const char* ns, const char* a, const char* i) {
+    const char* field = std::string_view(ns) == "spot" ? "qty" : "bid";
+    const std::pair<std::string_view, std::string_view> f[] = {{field, "1"}};
+    w->upsert(must(w->make_update(ns, a, i, f)));
+  };
+  put("spot", "alice", "SOL");
+  put("spot", "alice", "BTC");
+  put("marks", "alice", "SOL");
+  put("spot", "bob", "SOL");
+  put("marks", "bob", "ETH");
+  Position p;
+  EXPECT_EQ(w->erase(*w->make_key("spot", "bob", "SOL")).status, ApplyStatus::erased);
+  EXPECT_EQ(w->erase(*w->make_key("spot", "bob", "SOL")).status, ApplyStatus::not_found);
+  EXPECT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::not_found);
+
+  EXPECT_EQ(w->invalidate_account("alice", *w->namespace_id("marks")), 1u);
+  EXPECT_EQ(r.get("marks", "alice", "SOL", p), ReadStatus::not_found);
+  EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
+  EXPECT_EQ(w->invalidate_matching("spot:alice:B*"), 1u);
+  EXPECT_EQ(r.get("spot", "alice", "BTC", p), ReadStatus::not_found);
+  EXPECT_EQ(w->invalidate_namespace(*w->namespace_id("marks")), 1u);
+  EXPECT_EQ(r.get("marks", "bob", "ETH", p), ReadStatus::not_found);
+  EXPECT_EQ(w->invalidate_account("alice"), 1u);
+  EXPECT_EQ(r.stats().live, 0u);
+  put("spot", "carol", "SOL");
+  put("marks", "dave", "SOL");
+  EXPECT_EQ(w->invalidate_all(), 2u);
+  EXPECT_EQ(r.stats().live, 0u);
+  EXPECT_EQ(r.stats().erases, 1u);
+  EXPECT_EQ(r.stats().invalidations, 6u);
+}
+
+TEST_F(WriterTest, ABatchWithOneBadOpAppliesNothing) {
+  std::vector<Op> ops;
+  ops.emplace_back(must(w->make_update("spot", "a", "X", {{"qty", "1"}})));
+  Update bad = must(w->make_update("spot", "b", "X", {{"qty", "1"}}));
+  bad.ns = 31;  // not a namespace of this segment
+  ops.emplace_back(bad);
+  const auto seq = r.change_sequence();
+  const BatchResult br = w->apply(ops);
+  EXPECT_FALSE(br.applied);
+  EXPECT_NE(br.error.find("op 1: namespace id 31 is out of range"), std::string::npos) << br.error;
+  Position p;
+  EXPECT_EQ(r.get("spot", "a", "X", p), ReadStatus::not_found);
+  EXPECT_EQ(r.change_sequence(), seq);
+
+  ops.pop_back();
+  ops.emplace_back(InvalidateMatching{"spot:zzz*"});
+  const BatchResult ok = w->apply(ops);
+  ASSERT_TRUE(ok.applied) << ok.error;
+  EXPECT_EQ(ok.results[0].status, ApplyStatus::inserted);
+  EXPECT_EQ(r.change_sequence(), seq + 1);  // one step for the whole batch
+}
+
+TEST_F(WriterTest, ExpiredPositionsAreRemovedAndStaleOnesFlagged) {
+  WriterConfig c = test::small_config(seg.name(), 8);
+  (void)c;
+  // marks: stale_after 1 s, expire_after 60 s (preset). Read with a clock 2 s ahead: stale.
+  w->upsert(must(w->make_update("marks", "m", "SOL", {{"bid", "140.1"}})));
+  Position p;
+  ASSERT_EQ(r.get(*r.namespace_id("marks"), "m", "SOL", p), ReadStatus::ok);
+  const std::int64_t later = p.updated_at_ns + 2'000'000'000;
+  ASSERT_EQ(r.get(*r.namespace_id("marks"), "m", "SOL", p, later), ReadStatus::stale);
+  EXPECT_TRUE(p.stale);
+  EXPECT_EQ(p.age_ns, 2'000'000'000);
+}
+
+TEST(WriterExpiryTest, TickRemovesPositionsPastExpireAfter) {
+  test::ScratchSegment seg("exp");
+  WriterConfig c = test::small_config(seg.name(), 8);
+  c.namespaces[2].stale_after = 10ms;
+  c.namespaces[2].expire_after = 30ms;
+  auto w = Writer::open(c);
+  auto r = Reader::open(seg.name());
+  w->upsert(*w->make_update("marks", "m", "SOL", {{"bid", "1"}}));
+  w->upsert(*w->make_update("spot", "m", "SOL", {{"qty", "1"}}));
+  Position p;
+  std::this_thread::sleep_for(15ms);
+  EXPECT_EQ(r.get("marks", "m", "SOL", p), ReadStatus::stale);
+  std::this_thread::sleep_for(25ms);
+  w->tick();
+  EXPECT_EQ(r.get("marks", "m", "SOL", p), ReadStatus::not_found);
+  EXPECT_EQ(r.get("spot", "m", "SOL", p), ReadStatus::ok);  // no expire_after: stays
+  EXPECT_EQ(r.stats().expirations, 1u);
+}
+
+TEST(WriterSegmentTest, SegmentModeIsExactlyTheConfiguredOne) {
+  test::ScratchSegment seg("mode");
+  WriterConfig c = test::small_config(seg.name());
+  const mode_t old = ::umask(0077);
+  auto w = Writer::open(c);
+  ::umask(old);
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/shm/" + seg.name()).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  c.mode = 0400;
+  EXPECT_THROW(Writer::open(c), Error);
+}
+
+TEST(WriterSegmentTest, AMismatchedExistingSegmentIsRefusedUnlessRecreateIsAsked) {
+  test::ScratchSegment seg("mis");
+  WriterConfig c = test::small_config(seg.name(), 16);
+  { auto w = Writer::open(c); }
+  c.capacity = 32;
+  try {
+    Writer::open(c);
+    FAIL() << "a mismatched segment was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expected capacity 32"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("found capacity 16"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--recreate"), std::string::npos) << e.what();
+  }
+  c.recreate_on_mismatch = true;
+  auto w = Writer::open(c);
+  EXPECT_EQ(w->stats().capacity, 32u);
+}
+
+TEST(WriterSegmentTest, ConfigErrorsNameWhatIsWrong) {
+  WriterConfig c = test::small_config("poscache_test_cfg");
+  c.capacity = 0;
+  EXPECT_THROW(Writer::open(c), Error);
+  c = test::small_config("bad/name");
+  EXPECT_THROW(Writer::open(c), Error);
+  c = test::small_config("poscache_test_cfg");
+  c.namespaces.push_back(preset_trading("spot"));
+  try {
+    Writer::open(c);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'spot' is configured twice"), std::string::npos);
+  }
+}

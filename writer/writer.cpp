@@ -1,0 +1,1080 @@
+// The writer: the only process that changes a segment. Slot writes follow the seqlock protocol
+// (shm/seqlock.hpp), index changes the index protocol (shm/index.hpp); this file adds the
+// writer-only bookkeeping (LRU per namespace, free list, account lists, undo record) and the
+// creation / re-attachment of segments.
+#include "poscache/writer.hpp"
+
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <linux/futex.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <unordered_map>
+
+#include "shm/clock.hpp"
+#include "shm/hash.hpp"
+#include "shm/index.hpp"
+#include "shm/layout.hpp"
+#include "shm/segment.hpp"
+#include "shm/seqlock.hpp"
+#include "writer/writer_lock.hpp"
+
+namespace poscache {
+
+using namespace shm;
+namespace bip = boost::interprocess;
+
+std::string_view to_string(ApplyStatus s) noexcept {
+  switch (s) {
+    case ApplyStatus::inserted: return "inserted";
+    case ApplyStatus::updated: return "updated";
+    case ApplyStatus::erased: return "erased";
+    case ApplyStatus::not_found: return "not_found";
+    case ApplyStatus::stale_source: return "stale_source";
+    case ApplyStatus::bad_input: return "bad_input";
+  }
+  return "unknown";
+}
+
+namespace {
+
+constexpr auto kRelaxed = std::memory_order_relaxed;
+
+// Counters have one writer: a relaxed load and store is enough (no locked read-modify-write).
+void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  c.store(c.load(kRelaxed) + n, kRelaxed);
+}
+
+std::uint64_t account_hash(std::string_view account) noexcept {
+  return XXH3_64bits(account.data(), account.size());
+}
+
+// Clock ticks since boot when the process started (/proc/<pid>/stat field 22): with the pid it
+// identifies a process even after the pid is reused.
+std::uint64_t process_start_ticks(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && rest >> field; ++i) {
+    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return 0;
+}
+
+void copy_name(char (&dst)[32], std::string_view src) {
+  std::memset(dst, 0, sizeof dst);
+  std::memcpy(dst, src.data(), std::min(src.size(), sizeof dst - 1));
+}
+
+std::string ns_list(const std::vector<NamespaceSpec>& specs) {
+  std::string s;
+  for (const auto& n : specs) s += (s.empty() ? "" : ", ") + n.name;
+  return s.empty() ? "(none)" : s;
+}
+
+std::string describe(const NamespaceSpec& n) {
+  std::string s = n.name + "{";
+  for (std::size_t i = 0; i < n.fields.size(); ++i) {
+    const auto& f = n.fields[i];
+    s += (i ? "," : "") + f.name + ":" + std::string(to_string(f.type));
+    if (f.type == FieldType::decimal) s += "(" + std::to_string(f.scale) + ")";
+  }
+  return s + ",stale_after=" + std::to_string(n.stale_after.count()) +
+         "ns,expire_after=" + std::to_string(n.expire_after.count()) + "ns}";
+}
+
+bool same_schema(const NamespaceDesc& d, const NamespaceSpec& n) {
+  if (std::string_view(d.name, strnlen(d.name, sizeof d.name)) != n.name) return false;
+  if (d.field_count != n.fields.size() || d.stale_after_ns != n.stale_after.count() ||
+      d.expire_after_ns != n.expire_after.count()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < n.fields.size(); ++i) {
+    const FieldDesc& f = d.fields[i];
+    if (std::string_view(f.name, strnlen(f.name, sizeof f.name)) != n.fields[i].name ||
+        f.type != static_cast<std::uint8_t>(n.fields[i].type) || f.scale != n.fields[i].scale) {
+      return false;
+    }
+  }
+  return true;
+}
+
+NamespaceSpec spec_of(const NamespaceDesc& d) {
+  NamespaceSpec n;
+  n.name = std::string(d.name, strnlen(d.name, sizeof d.name));
+  for (std::uint32_t i = 0; i < std::min<std::uint32_t>(d.field_count, kMaxFields); ++i) {
+    n.fields.push_back(FieldSpec{std::string(d.fields[i].name, strnlen(d.fields[i].name, 32)),
+                                 static_cast<FieldType>(d.fields[i].type), d.fields[i].scale});
+  }
+  n.stale_after = std::chrono::nanoseconds(d.stale_after_ns);
+  n.expire_after = std::chrono::nanoseconds(d.expire_after_ns);
+  return n;
+}
+
+void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
+  ::syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+}  // namespace
+
+// =============================================================================================
+struct Writer::Impl {
+  WriterConfig cfg;
+  detail::WriterLock lock;
+  Mapping mapping;
+  SegmentHeader* h = nullptr;
+  Slot* slots = nullptr;
+  Bucket* index[2] = {nullptr, nullptr};
+  WriterArea* wa = nullptr;
+  SlotBook* book = nullptr;
+  std::uint64_t capacity = 0;
+  std::uint64_t buckets = 0;
+  std::uint64_t tombstone_limit = 0;
+  std::unordered_map<std::uint64_t, std::uint32_t> account_heads;  // account hash -> first slot
+
+  std::int64_t last_now = 0;
+  std::int64_t last_heartbeat = 0;
+  std::int64_t last_wake = 0;
+  bool wake_pending = false;
+  bool in_batch = false;
+  bool defer_rebuild = false;
+  bool reattached = false;
+
+  // ---- time --------------------------------------------------------------------------------
+  std::int64_t now() noexcept {  // wall clock, never going backwards within this writer
+    const std::int64_t t = realtime_ns();
+    if (t > last_now) last_now = t;
+    return last_now;
+  }
+
+  // ---- slots -------------------------------------------------------------------------------
+  // The writer reads its own slots without the seqlock: nobody else writes them.
+  void load(std::uint32_t s, SlotPayload& p) const noexcept { std::memcpy(&p, slots[s].payload, sizeof p); }
+  const SlotPayload& peek(std::uint32_t s) const noexcept {
+    return *reinterpret_cast<const SlotPayload*>(slots[s].payload);
+  }
+
+  // Writes a whole new payload into slot s: undo record, then seqlock W1-W4 (shm/seqlock.hpp).
+  void write_slot(std::uint32_t s, const SlotPayload& next) noexcept {
+    Slot& slot = slots[s];
+    UndoRecord& undo = wa->undo;
+    std::memcpy(undo.payload, slot.payload, sizeof undo.payload);
+    undo.seq_before = slot.seq.load(kRelaxed);
+    // The record must be complete before it is armed, and armed before the slot turns odd, in
+    // the order a crash would observe: program order, kept by the compiler (the CPU retires a
+    // killed process's stores before the next writer can map the segment).
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    undo.slot_plus_one.store(s + 1u, std::memory_order_release);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    const std::uint64_t seq = begin_write(slot);  // W1, W2
+    std::uint64_t words[kPayloadWords];
+    std::memcpy(words, &next, sizeof words);
+    const auto* old = reinterpret_cast<const std::uint64_t*>(undo.payload);
+    for (std::size_t i = 0; i < kPayloadWords; ++i) {
+      if (words[i] != old[i]) store_word(slot, i, words[i]);  // W3: only the words that change
+    }
+    publish(slot, seq);  // W4
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    undo.slot_plus_one.store(0, kRelaxed);
+  }
+
+  // ---- lists (writer area) -----------------------------------------------------------------
+  void lru_append(std::uint16_t ns, std::uint32_t s) noexcept {
+    SlotBook& b = book[s];
+    b.prev = wa->lru_tail[ns];
+    b.next = kNil;
+    if (b.prev != kNil) book[b.prev].next = s; else wa->lru_head[ns] = s;
+    wa->lru_tail[ns] = s;
+  }
+  void lru_unlink(std::uint16_t ns, std::uint32_t s) noexcept {
+    SlotBook& b = book[s];
+    if (b.prev != kNil) book[b.prev].next = b.next; else wa->lru_head[ns] = b.next;
+    if (b.next != kNil) book[b.next].prev = b.prev; else wa->lru_tail[ns] = b.prev;
+    b.prev = b.next = kNil;
+  }
+  void account_link(std::uint32_t s, std::uint64_t ah) {
+    SlotBook& b = book[s];
+    b.account_prev = kNil;
+    auto [it, fresh] = account_heads.try_emplace(ah, s);
+    b.account_next = fresh ? kNil : it->second;
+    if (!fresh) {
+      book[it->second].account_prev = s;
+      it->second = s;
+    }
+  }
+  void account_unlink(std::uint32_t s, std::uint64_t ah) {
+    SlotBook& b = book[s];
+    if (b.account_prev != kNil) {
+      book[b.account_prev].account_next = b.account_next;
+    } else if (b.account_next != kNil) {
+      account_heads[ah] = b.account_next;
+    } else {
+      account_heads.erase(ah);
+    }
+    if (b.account_next != kNil) book[b.account_next].account_prev = b.account_prev;
+    b.account_prev = b.account_next = kNil;
+  }
+
+  // ---- index -------------------------------------------------------------------------------
+  IndexWriter active_index() noexcept {
+    return IndexWriter(index[h->index_epoch.load(kRelaxed) & 1], buckets);
+  }
+
+  std::uint32_t find(std::uint64_t hash, NamespaceId ns, std::string_view account,
+                     std::string_view instrument) const noexcept {
+    const Bucket* idx = index[h->index_epoch.load(kRelaxed) & 1];
+    std::uint32_t found = kNil;
+    probe(idx, buckets - 1, capacity, hash, [&](std::uint32_t s) {
+      const SlotPayload& p = peek(s);
+      if (p.key_hash == hash && p.ns == ns && p.account_len == account.size() &&
+          p.instrument_len == instrument.size() &&
+          std::memcmp(p.account, account.data(), account.size()) == 0 &&
+          std::memcmp(p.instrument, instrument.data(), instrument.size()) == 0) {
+        found = s;
+        return true;
+      }
+      return false;
+    });
+    return found;
+  }
+
+  // B1 + B2: a fresh index of every live slot in the inactive copy, then publish it.
+  // At re-attach `dedupe` also frees the older of two slots holding the same key (possible only
+  // in a corrupt segment).
+  void rebuild_index(bool dedupe) {
+    const std::uint64_t e = h->index_epoch.load(kRelaxed);
+    Bucket* target = index[(e + 1) & 1];
+    IndexWriter iw(target, buckets);
+    iw.clear();
+    for (std::uint32_t s = 0; s < capacity; ++s) {
+      const SlotPayload& p = peek(s);
+      if (p.ns == kFreeNamespace) continue;
+      if (dedupe) {
+        std::uint32_t other = kNil;
+        probe(target, buckets - 1, capacity, p.key_hash, [&](std::uint32_t o) {
+          const SlotPayload& q = peek(o);
+          if (q.ns == p.ns && q.account_len == p.account_len && q.instrument_len == p.instrument_len &&
+              std::memcmp(q.account, p.account, p.account_len) == 0 &&
+              std::memcmp(q.instrument, p.instrument, p.instrument_len) == 0) {
+            other = o;
+            return true;
+          }
+          return false;
+        });
+        if (other != kNil) {
+          const std::uint32_t loser = peek(other).version < p.version ? other : s;
+          SlotPayload freed{};
+          freed.ns = kFreeNamespace;
+          write_slot(loser, freed);
+          bump(h->repairs);
+          if (loser == s) continue;
+          // `other` is in the new index pointing at a now-free slot: point it at s instead.
+          const std::uint64_t pos = iw.find_slot(p.key_hash, other);
+          target[pos].store(make_bucket(bucket_tag(p.key_hash), s), kRelaxed);
+          continue;
+        }
+      }
+      iw.insert(p.key_hash, s);
+    }
+    h->index_epoch.store(e + 1, std::memory_order_release);  // B2: pairs with readers' L1/L4
+    h->tombstones.store(0, kRelaxed);
+    bump(h->index_rebuilds);
+  }
+
+  void maybe_rebuild() {
+    if (!defer_rebuild && h->tombstones.load(kRelaxed) > tombstone_limit) rebuild_index(false);
+  }
+
+  // ---- change notification -----------------------------------------------------------------
+  void changed() noexcept {
+    if (in_batch) return;  // apply() publishes once at the end
+    // release: a reader that sees the new sequence (acquire) sees the change it announces
+    h->change_seq.store(h->change_seq.load(kRelaxed) + 1, std::memory_order_release);
+    wake_pending = true;
+  }
+
+  void wake_readers(std::int64_t t) noexcept {
+    h->change_futex.store(h->change_futex.load(kRelaxed) + 1, std::memory_order_release);
+    futex_wake_all(&h->change_futex);
+    wake_pending = false;
+    last_wake = t;
+  }
+
+  // ---- the operations ----------------------------------------------------------------------
+  enum class Removal { eviction, expiration, erase, invalidation };
+
+  void remove(std::uint32_t s, Removal why) {
+    SlotPayload p;
+    load(s, p);
+    IndexWriter iw = active_index();
+    const std::uint64_t pos = iw.find_slot(p.key_hash, s);
+    if (pos < buckets) {
+      const std::int64_t d = iw.remove_at(pos);  // D1 (+D3)
+      h->tombstones.store(static_cast<std::uint64_t>(static_cast<std::int64_t>(h->tombstones.load(kRelaxed)) + d), kRelaxed);
+    }
+    lru_unlink(p.ns, s);
+    account_unlink(s, account_hash({p.account, p.account_len}));
+    SlotPayload freed{};
+    freed.ns = kFreeNamespace;
+    write_slot(s, freed);  // D2
+    book[s].next = wa->free_head;
+    book[s].synced_version = 0;
+    wa->free_head = s;
+    h->live_count.store(h->live_count.load(kRelaxed) - 1, kRelaxed);
+    switch (why) {
+      case Removal::eviction: bump(h->evictions); break;
+      case Removal::expiration: bump(h->expirations); break;
+      case Removal::erase: bump(h->erases); break;
+      case Removal::invalidation: bump(h->invalidations); break;
+    }
+    maybe_rebuild();
+  }
+
+  // The least recently updated position of all namespaces: the oldest of the LRU heads.
+  void evict_one() {
+    std::uint32_t victim = kNil;
+    std::int64_t oldest = 0;
+    for (std::uint32_t ns = 0; ns < h->namespace_count; ++ns) {
+      const std::uint32_t head = wa->lru_head[ns];
+      if (head == kNil) continue;
+      const std::int64_t t = peek(head).updated_at_ns;
+      if (victim == kNil || t < oldest) {
+        victim = head;
+        oldest = t;
+      }
+    }
+    remove(victim, Removal::eviction);
+  }
+
+  ApplyResult upsert(const Update& u) {
+    const std::string_view account = u.account_view();
+    const std::string_view instrument = u.instrument_view();
+    const std::uint64_t hash = key_hash(u.ns, account, instrument);
+    const std::uint32_t nfields = h->namespaces[u.ns].field_count;
+    const std::int64_t t = now();
+    ApplyResult r;
+    std::uint32_t s = find(hash, u.ns, account, instrument);
+    SlotPayload p;
+    if (s != kNil) {
+      load(s, p);
+      if (u.source_seq != 0 && p.source_seq != 0 && u.source_seq <= p.source_seq) {
+        bump(h->rejects);
+        r.status = ApplyStatus::stale_source;
+        r.version = p.version;
+        return r;
+      }
+      if (u.mode == UpdateMode::replace) p.fields_set = 0;
+      r.status = ApplyStatus::updated;
+    } else {
+      if (wa->free_head == kNil) {
+        evict_one();
+        r.evicted = true;
+      }
+      s = wa->free_head;
+      wa->free_head = book[s].next;
+      p = SlotPayload{};
+      p.key_hash = hash;
+      p.ns = u.ns;
+      p.account_len = u.account_len;
+      p.instrument_len = u.instrument_len;
+      std::memcpy(p.account, u.account, sizeof p.account);
+      std::memcpy(p.instrument, u.instrument, sizeof p.instrument);
+      p.created_at_ns = t;
+      r.status = ApplyStatus::inserted;
+    }
+    for (std::uint32_t f = 0; f < nfields; ++f) {
+      if ((u.fields_mask >> f) & 1u) {
+        const auto v = static_cast<unsigned __int128>(u.values[f]);
+        p.values[f][0] = static_cast<std::uint64_t>(v);
+        p.values[f][1] = static_cast<std::uint64_t>(v >> 64);
+      } else if (u.mode == UpdateMode::replace) {
+        p.values[f][0] = p.values[f][1] = 0;
+      }
+    }
+    p.fields_set |= u.fields_mask;
+    p.version = wa->next_version++;
+    if (u.source_seq != 0) p.source_seq = u.source_seq;
+    p.updated_at_ns = t;
+    write_slot(s, p);
+    if (r.status == ApplyStatus::inserted) {
+      // I1 after the slot's publish: a reader that finds the bucket finds the key.
+      const bool reused = active_index().insert(hash, s);
+      if (reused) h->tombstones.store(h->tombstones.load(kRelaxed) - 1, kRelaxed);
+      lru_append(u.ns, s);
+      account_link(s, account_hash(account));
+      h->live_count.store(h->live_count.load(kRelaxed) + 1, kRelaxed);
+      bump(h->inserts);
+    } else {
+      if (wa->lru_tail[u.ns] != s) {
+        lru_unlink(u.ns, s);
+        lru_append(u.ns, s);
+      }
+      bump(h->updates);
+    }
+    r.version = p.version;
+    changed();
+    return r;
+  }
+
+  ApplyResult erase(const KeyRef& k) {
+    const std::uint64_t hash = key_hash(k.ns, k.account, k.instrument);
+    const std::uint32_t s = find(hash, k.ns, k.account, k.instrument);
+    ApplyResult r;
+    if (s == kNil) {
+      r.status = ApplyStatus::not_found;
+      return r;
+    }
+    r.version = peek(s).version;
+    remove(s, Removal::erase);
+    r.status = ApplyStatus::erased;
+    changed();
+    return r;
+  }
+
+  // Removes many positions, rebuilding the index at most once at the end.
+  std::size_t remove_all(const std::vector<std::uint32_t>& victims) {
+    defer_rebuild = true;
+    for (std::uint32_t s : victims) remove(s, Removal::invalidation);
+    defer_rebuild = false;
+    maybe_rebuild();
+    if (!victims.empty()) changed();
+    return victims.size();
+  }
+
+  std::size_t invalidate_account(std::string_view account, std::optional<NamespaceId> ns) {
+    std::vector<std::uint32_t> victims;
+    const auto it = account_heads.find(account_hash(account));
+    if (it != account_heads.end()) {
+      for (std::uint32_t s = it->second; s != kNil; s = book[s].account_next) {
+        const SlotPayload& p = peek(s);
+        if (std::string_view(p.account, p.account_len) == account && (!ns || p.ns == *ns)) victims.push_back(s);
+      }
+    }
+    return remove_all(victims);
+  }
+
+  std::size_t invalidate_namespace(NamespaceId ns) {
+    std::vector<std::uint32_t> victims;
+    for (std::uint32_t s = wa->lru_head[ns]; s != kNil; s = book[s].next) victims.push_back(s);
+    return remove_all(victims);
+  }
+
+  std::size_t invalidate_matching(std::string_view glob) {
+    const std::string pattern(glob);
+    std::vector<std::uint32_t> victims;
+    std::string key;
+    for (std::uint32_t ns = 0; ns < h->namespace_count; ++ns) {
+      const std::string_view nsname(h->namespaces[ns].name, strnlen(h->namespaces[ns].name, 32));
+      for (std::uint32_t s = wa->lru_head[ns]; s != kNil; s = book[s].next) {
+        const SlotPayload& p = peek(s);
+        key.assign(nsname).append(":").append(p.account, p.account_len).append(":").append(p.instrument, p.instrument_len);
+        if (fnmatch(pattern.c_str(), key.c_str(), 0) == 0) victims.push_back(s);
+      }
+    }
+    return remove_all(victims);
+  }
+
+  std::size_t invalidate_all() {
+    std::vector<std::uint32_t> victims;
+    for (std::uint32_t ns = 0; ns < h->namespace_count; ++ns) {
+      for (std::uint32_t s = wa->lru_head[ns]; s != kNil; s = book[s].next) victims.push_back(s);
+    }
+    return remove_all(victims);
+  }
+
+  void tick() {
+    const std::int64_t t = now();
+    if (t - last_heartbeat >= cfg.heartbeat_interval.count()) {
+      h->heartbeat_ns.store(t, kRelaxed);
+      last_heartbeat = t;
+    }
+    std::size_t budget = cfg.expire_budget;
+    bool expired = false;
+    defer_rebuild = true;
+    for (std::uint32_t ns = 0; ns < h->namespace_count && budget > 0; ++ns) {
+      const std::int64_t ttl = h->namespaces[ns].expire_after_ns;
+      if (ttl <= 0) continue;
+      while (budget > 0) {
+        const std::uint32_t head = wa->lru_head[ns];
+        if (head == kNil || peek(head).updated_at_ns + ttl > t) break;
+        remove(head, Removal::expiration);
+        expired = true;
+        --budget;
+      }
+    }
+    defer_rebuild = false;
+    maybe_rebuild();
+    if (expired) changed();
+    if (wake_pending && t - last_wake >= cfg.wake_interval.count()) wake_readers(t);
+  }
+
+  // ---- creation and re-attachment ----------------------------------------------------------
+  void bind(Mapping m, std::uint64_t cap) {
+    mapping = std::move(m);
+    auto* base = static_cast<std::byte*>(mapping.base());
+    h = reinterpret_cast<SegmentHeader*>(base);
+    const Geometry g = geometry_for(cap);
+    slots = reinterpret_cast<Slot*>(base + g.slots_offset);
+    index[0] = reinterpret_cast<Bucket*>(base + g.index_offset[0]);
+    index[1] = reinterpret_cast<Bucket*>(base + g.index_offset[1]);
+    wa = reinterpret_cast<WriterArea*>(base + g.writer_offset);
+    book = reinterpret_cast<SlotBook*>(base + g.book_offset);
+    capacity = g.capacity;
+    buckets = g.index_buckets;
+    // Rebuild when tombstones pass a quarter of the buckets: live keys are at most half, so
+    // occupied + tombstones stays under 3/4 and a miss probes a handful of buckets.
+    tombstone_limit = buckets / 4;
+  }
+
+  void stamp_writer() {
+    const pid_t pid = ::getpid();
+    const std::int64_t t = now();
+    h->writer_pid.store(pid, kRelaxed);
+    h->writer_start_ticks.store(process_start_ticks(pid), kRelaxed);
+    h->writer_started_at_ns.store(t, kRelaxed);
+    h->heartbeat_interval_ns.store(cfg.heartbeat_interval.count(), kRelaxed);
+    h->heartbeat_ns.store(t, kRelaxed);
+    last_heartbeat = t;
+  }
+
+  void create() {
+    const std::string& name = cfg.segment;
+    const Geometry g = geometry_for(cfg.capacity);
+    int fd = -1;
+    try {
+      bip::permissions perm(cfg.mode);
+      bip::shared_memory_object shm(bip::create_only, name.c_str(), bip::read_write, perm);
+      fd = ::dup(shm.get_mapping_handle().handle);
+    } catch (const bip::interprocess_exception& e) {
+      throw Error("cannot create segment '" + name + "' (" + shm_path(name) + "): " + e.what());
+    }
+    auto fail_and_unlink = [&](const std::string& msg) {
+      if (fd >= 0) ::close(fd);
+      bip::shared_memory_object::remove(name.c_str());
+      throw Error(msg);
+    };
+    if (fd < 0) fail_and_unlink("cannot create segment '" + name + "': " + std::strerror(errno));
+    if (::fchmod(fd, cfg.mode) != 0) {  // exactly cfg.mode, whatever the umask
+      fail_and_unlink("cannot set mode of " + shm_path(name) + ": " + std::strerror(errno));
+    }
+    if (::ftruncate(fd, static_cast<off_t>(g.segment_size)) != 0) {
+      fail_and_unlink("cannot size segment '" + name + "' to " + std::to_string(g.segment_size) +
+                      " bytes: " + std::strerror(errno));
+    }
+    // Allocate every page now: a /dev/shm too small fails here, not as SIGBUS on a later write.
+    if (const int err = ::posix_fallocate(fd, 0, static_cast<off_t>(g.segment_size)); err != 0) {
+      fail_and_unlink("cannot allocate " + std::to_string(g.segment_size) + " bytes (" +
+                      std::to_string(g.segment_size >> 20) + " MiB) for segment '" + name +
+                      "' with capacity " + std::to_string(cfg.capacity) + " in /dev/shm: " +
+                      std::strerror(err) + " (lower the capacity or enlarge /dev/shm)");
+    }
+    bind(Mapping::map(fd, g.segment_size, true, name), g.capacity);
+    // The file is zero-filled: readers attaching now see an empty header and wait (initializing).
+    h->layout_version = kLayoutVersion;
+    h->header_size = sizeof(SegmentHeader);
+    h->layout_fingerprint = layout_fingerprint();
+    std::random_device rd;
+    h->generation = (static_cast<std::uint64_t>(now()) ^ (static_cast<std::uint64_t>(rd()) << 32)) | 1u;
+    h->capacity = g.capacity;
+    h->index_buckets = g.index_buckets;
+    h->segment_size = g.segment_size;
+    h->slots_offset = g.slots_offset;
+    h->index_offset[0] = g.index_offset[0];
+    h->index_offset[1] = g.index_offset[1];
+    h->writer_offset = g.writer_offset;
+    h->namespace_count = static_cast<std::uint32_t>(cfg.namespaces.size());
+    for (std::size_t i = 0; i < cfg.namespaces.size(); ++i) {
+      const NamespaceSpec& n = cfg.namespaces[i];
+      NamespaceDesc& d = h->namespaces[i];
+      copy_name(d.name, n.name);
+      d.field_count = static_cast<std::uint32_t>(n.fields.size());
+      d.stale_after_ns = n.stale_after.count();
+      d.expire_after_ns = n.expire_after.count();
+      for (std::size_t f = 0; f < n.fields.size(); ++f) {
+        copy_name(d.fields[f].name, n.fields[f].name);
+        d.fields[f].type = static_cast<std::uint8_t>(n.fields[f].type);
+        d.fields[f].scale = n.fields[f].scale;
+      }
+    }
+    h->state.store(static_cast<std::uint32_t>(SegmentState::initializing), kRelaxed);
+    // Every slot free, every list empty. Slot seqs start at 0 (even).
+    for (std::uint32_t s = 0; s < capacity; ++s) {
+      reinterpret_cast<SlotPayload*>(slots[s].payload)->ns = kFreeNamespace;
+      book[s] = SlotBook{kNil, s + 1 < capacity ? s + 1 : kNil, kNil, kNil, 0, 0};
+    }
+    wa->free_head = 0;
+    wa->next_version = 1;
+    for (std::size_t ns = 0; ns < kMaxNamespaces; ++ns) wa->lru_head[ns] = wa->lru_tail[ns] = kNil;
+    stamp_writer();
+    std::atomic_thread_fence(std::memory_order_release);
+    // Magic last among the identity words: a reader that sees it sees a complete header.
+    __atomic_store_n(&h->magic, kMagic, __ATOMIC_RELEASE);
+  }
+
+  // A segment left by an earlier writer (crashed or closed): repair, rebuild what is derived.
+  void reattach() {
+    reattached = true;
+    const auto prev_state = static_cast<SegmentState>(h->state.load(kRelaxed));
+    if (prev_state == SegmentState::ready) bump(h->writer_restarts);  // it did not close cleanly
+    // 1. The slot caught mid-write, if any: restore it from the undo record.
+    const std::uint64_t armed = wa->undo.slot_plus_one.load(std::memory_order_acquire);
+    for (std::uint32_t s = 0; s < capacity; ++s) {
+      const std::uint64_t seq = slots[s].seq.load(kRelaxed);
+      if ((seq & 1) == 0) continue;
+      if (armed == s + 1u && wa->undo.seq_before + 1 == seq) {
+        for (std::size_t i = 0; i < kPayloadWords; ++i) store_word(slots[s], i, wa->undo.payload[i]);
+      } else {  // no record for it: corrupt; drop the position rather than serve half of it
+        SlotPayload freed{};
+        freed.ns = kFreeNamespace;
+        std::uint64_t words[kPayloadWords];
+        std::memcpy(words, &freed, sizeof words);
+        for (std::size_t i = 0; i < kPayloadWords; ++i) store_word(slots[s], i, words[i]);
+      }
+      slots[s].seq.store(seq + 1, std::memory_order_release);  // even again, != the pre-write seq
+      bump(h->repairs);
+    }
+    wa->undo.slot_plus_one.store(0, kRelaxed);
+    // 2. A namespace id beyond the table can only come from corruption: drop that position.
+    for (std::uint32_t s = 0; s < capacity; ++s) {
+      const std::uint16_t ns = peek(s).ns;
+      if (ns != kFreeNamespace && ns >= h->namespace_count) {
+        SlotPayload freed{};
+        freed.ns = kFreeNamespace;
+        write_slot(s, freed);
+        bump(h->repairs);
+      }
+    }
+    // 3. The index: derived from the slots, rebuilt into the inactive copy and published.
+    rebuild_index(true);
+    // 4. Free list, LRU lists (by updated_at), account lists, live count, next version.
+    std::vector<std::vector<std::uint32_t>> per_ns(kMaxNamespaces);
+    std::uint64_t max_version = 0;
+    std::uint64_t live = 0;
+    wa->free_head = kNil;
+    account_heads.clear();
+    for (auto s = static_cast<std::uint32_t>(capacity); s-- > 0;) {
+      const SlotPayload& p = peek(s);
+      book[s].prev = book[s].next = book[s].account_prev = book[s].account_next = kNil;
+      if (p.ns == kFreeNamespace) {
+        book[s].next = wa->free_head;
+        book[s].synced_version = 0;
+        wa->free_head = s;
+        continue;
+      }
+      per_ns[p.ns].push_back(s);
+      max_version = std::max(max_version, p.version);
+      ++live;
+    }
+    for (std::uint32_t ns = 0; ns < kMaxNamespaces; ++ns) {
+      wa->lru_head[ns] = wa->lru_tail[ns] = kNil;
+      auto& v = per_ns[ns];
+      std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) {
+        const auto& pa = peek(a);
+        const auto& pb = peek(b);
+        return pa.updated_at_ns != pb.updated_at_ns ? pa.updated_at_ns < pb.updated_at_ns
+                                                    : pa.version < pb.version;
+      });
+      for (std::uint32_t s : v) {
+        lru_append(static_cast<std::uint16_t>(ns), s);
+        const SlotPayload& p = peek(s);
+        account_link(s, account_hash({p.account, p.account_len}));
+      }
+    }
+    h->live_count.store(live, kRelaxed);
+    wa->next_version = std::max(wa->next_version, max_version + 1);
+    stamp_writer();
+    h->state.store(static_cast<std::uint32_t>(SegmentState::ready), std::memory_order_release);
+  }
+};
+
+// =============================================================================================
+Writer::Writer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Writer::~Writer() {
+  try {
+    close();
+  } catch (...) {  // a destructor must not throw; close() only touches mapped memory
+  }
+}
+
+std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
+  std::string msg;
+  if (!valid_segment_name(config.segment, msg)) throw Error(msg);
+  if (config.capacity == 0 || config.capacity > kMaxCapacity) {
+    throw Error("capacity " + std::to_string(config.capacity) + " is out of range: 1 to " +
+                std::to_string(kMaxCapacity));
+  }
+  if (config.namespaces.empty()) throw Error("no namespaces configured: a segment needs at least one");
+  if (config.namespaces.size() > kMaxNamespaces) {
+    throw Error(std::to_string(config.namespaces.size()) + " namespaces configured: the limit is " +
+                std::to_string(kMaxNamespaces));
+  }
+  for (std::size_t i = 0; i < config.namespaces.size(); ++i) {
+    if (auto r = validate(config.namespaces[i]); !r) throw Error(r.error());
+    for (std::size_t j = 0; j < i; ++j) {
+      if (config.namespaces[j].name == config.namespaces[i].name) {
+        throw Error("namespace '" + config.namespaces[i].name + "' is configured twice");
+      }
+    }
+  }
+  if (config.heartbeat_interval.count() <= 0) throw Error("heartbeat_interval must be positive");
+  if ((config.mode & ~0777u) != 0 || (config.mode & 0600u) != 0600u) {
+    throw Error("segment mode 0" + std::to_string(config.mode) +
+                " must grant its owner read and write and use only permission bits (e.g. 0640)");
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->cfg = config;
+  impl->lock = detail::WriterLock::acquire(config.segment, config.mode);
+  const std::string& name = config.segment;
+
+  // An existing segment: re-attach if it is ours and matches the config.
+  int fd = -1;
+  try {
+    bip::shared_memory_object shm(bip::open_only, name.c_str(), bip::read_write);
+    fd = ::dup(shm.get_mapping_handle().handle);
+  } catch (const bip::interprocess_exception& e) {
+    if (e.get_error_code() != bip::not_found_error) {
+      throw Error("cannot open existing segment '" + name + "': " + e.what());
+    }
+  }
+  if (fd >= 0) {
+    struct stat st {};
+    ::fstat(fd, &st);
+    bool replace = config.fresh;
+    std::string why;
+    if (static_cast<std::size_t>(st.st_size) < sizeof(SegmentHeader)) {
+      ::close(fd);
+      replace = true;  // a creation that died before sizing it: nothing to keep
+    } else {
+      Mapping m = Mapping::map(fd, static_cast<std::size_t>(st.st_size), true, name);
+      auto* h = static_cast<SegmentHeader*>(m.base());
+      const AttachStatus status = check_header(*h, m.size(), why);
+      bool compatible = status == AttachStatus::ok && h->capacity == config.capacity &&
+                        h->namespace_count == config.namespaces.size();
+      if (status == AttachStatus::ok && !compatible) {
+        why = "expected capacity " + std::to_string(config.capacity) + " with namespaces " +
+              ns_list(config.namespaces) + ", found capacity " + std::to_string(h->capacity) +
+              " with " + std::to_string(h->namespace_count) + " namespaces";
+      }
+      for (std::size_t i = 0; compatible && i < config.namespaces.size(); ++i) {
+        if (!same_schema(h->namespaces[i], config.namespaces[i])) {
+          compatible = false;
+          why = "namespace " + std::to_string(i) + ": expected " + describe(config.namespaces[i]) +
+                ", found " + describe(spec_of(h->namespaces[i]));
+        }
+      }
+      if (status == AttachStatus::initializing) {
+        replace = true;  // its creator died before it was ready: nothing was ever served
+      } else if (!compatible && !replace) {
+        if (!config.recreate_on_mismatch) {
+          throw Error("segment '" + name + "' exists but does not match this writer: " + why +
+                      " (start with --recreate to replace it: readers follow the new generation)");
+        }
+        replace = true;
+      }
+      if (!replace) {
+        const std::uint64_t cap = h->capacity;
+        impl->bind(std::move(m), cap);
+        impl->reattach();
+        return std::unique_ptr<Writer>(new Writer(std::move(impl)));
+      }
+      if (status == AttachStatus::ok || status == AttachStatus::initializing) {
+        // Tell readers of the old generation to follow: they keep a valid mapping meanwhile.
+        h->state.store(static_cast<std::uint32_t>(SegmentState::retired), std::memory_order_release);
+        futex_wake_all(&h->change_futex);
+      }
+    }
+    bip::shared_memory_object::remove(name.c_str());
+  }
+  impl->create();
+  impl->h->state.store(static_cast<std::uint32_t>(SegmentState::ready), std::memory_order_release);
+  return std::unique_ptr<Writer>(new Writer(std::move(impl)));
+}
+
+Expected<NamespaceId> Writer::namespace_id(std::string_view ns) const {
+  const auto& specs = impl_->cfg.namespaces;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    if (specs[i].name == ns) return static_cast<NamespaceId>(i);
+  }
+  std::string shown(ns.substr(0, 64));
+  return fail("unknown namespace '" + shown + "': this segment has " + ns_list(specs));
+}
+
+Expected<KeyRef> Writer::make_key(std::string_view ns, std::string_view account,
+                                  std::string_view instrument) const {
+  auto id = namespace_id(ns);
+  if (!id) return fail(id.error());
+  if (auto r = validate_account(account); !r) return fail(r.error());
+  if (auto r = validate_instrument(instrument); !r) return fail(r.error());
+  return KeyRef{*id, std::string(account), std::string(instrument)};
+}
+
+Expected<Update> Writer::make_update(
+    std::string_view ns, std::string_view account, std::string_view instrument,
+    std::span<const std::pair<std::string_view, std::string_view>> fields, std::uint64_t source_seq,
+    UpdateMode mode) const {
+  auto id = namespace_id(ns);
+  if (!id) return fail(id.error());
+  const NamespaceSpec& spec = impl_->cfg.namespaces[*id];
+  if (fields.empty()) {
+    return fail("update of " + spec.name + ":" + std::string(account.substr(0, 64)) + ":" +
+                std::string(instrument.substr(0, 64)) + " sets no fields");
+  }
+  std::uint32_t mask = 0;
+  int128 values[kMaxFields] = {};
+  for (const auto& [name, text] : fields) {
+    std::size_t f = 0;
+    while (f < spec.fields.size() && spec.fields[f].name != name) ++f;
+    if (f == spec.fields.size()) {
+      std::string known;
+      for (const auto& fs : spec.fields) known += (known.empty() ? "" : ", ") + fs.name;
+      return fail("namespace '" + spec.name + "' has no field '" + std::string(name.substr(0, 64)) +
+                  "': its fields are " + known);
+    }
+    if ((mask >> f) & 1u) return fail("field '" + spec.fields[f].name + "' is given twice");
+    mask |= 1u << f;
+    const FieldSpec& fs = spec.fields[f];
+    if (fs.type == FieldType::decimal) {
+      auto v = parse_decimal(text, fs.scale);
+      if (!v) return fail("field '" + fs.name + "': " + v.error());
+      values[f] = *v;
+    } else {
+      auto v = parse_int64(text);
+      if (!v) return fail("field '" + fs.name + "': " + v.error());
+      values[f] = *v;
+    }
+  }
+  return make_update(*id, account, instrument, mask, values, source_seq, mode);
+}
+
+Expected<Update> Writer::make_update(NamespaceId ns, std::string_view account,
+                                     std::string_view instrument, std::uint32_t mask,
+                                     const int128* values, std::uint64_t source_seq,
+                                     UpdateMode mode) const {
+  const auto& specs = impl_->cfg.namespaces;
+  if (ns >= specs.size()) {
+    return fail("namespace id " + std::to_string(ns) + " is out of range: this segment has " +
+                std::to_string(specs.size()) + " namespaces");
+  }
+  if (auto r = validate_account(account); !r) return fail(r.error());
+  if (auto r = validate_instrument(instrument); !r) return fail(r.error());
+  const NamespaceSpec& spec = specs[ns];
+  const std::size_t n = spec.fields.size();
+  if (mask == 0) return fail("update of namespace '" + spec.name + "' sets no fields");
+  if (n < 32 && (mask >> n) != 0) {
+    return fail("update of namespace '" + spec.name + "' sets field bit(s) beyond its " +
+                std::to_string(n) + " fields");
+  }
+  Update u;
+  u.ns = ns;
+  u.mode = mode;
+  u.fields_mask = mask;
+  u.source_seq = source_seq;
+  u.account_len = static_cast<std::uint8_t>(account.size());
+  u.instrument_len = static_cast<std::uint8_t>(instrument.size());
+  std::memcpy(u.account, account.data(), account.size());
+  std::memcpy(u.instrument, instrument.data(), instrument.size());
+  for (std::size_t f = 0; f < n; ++f) {
+    if (!((mask >> f) & 1u)) continue;
+    const int128 v = values[f];
+    if (spec.fields[f].type == FieldType::decimal) {
+      if (v >= kDecimalLimit || v <= -kDecimalLimit) {
+        return fail("field '" + spec.fields[f].name + "': mantissa " + format_decimal(v, 0) +
+                    " has more than " + std::to_string(kMaxDecimalDigits) + " digits");
+      }
+    } else if (v > INT64_MAX || v < INT64_MIN) {
+      return fail("field '" + spec.fields[f].name + "': " + format_decimal(v, 0) +
+                  " is out of the 64-bit range");
+    }
+    u.values[f] = v;
+  }
+  return u;
+}
+
+namespace {
+// Re-checks an Update built by hand (not through make_update) so a malformed one never lands.
+std::string check(const Update& u, const std::vector<NamespaceSpec>& specs) {
+  if (u.ns >= specs.size()) return "namespace id " + std::to_string(u.ns) + " is out of range";
+  if (u.account_len == 0 || u.account_len > kMaxAccountLen) return "account length " + std::to_string(u.account_len) + " is out of range 1..64";
+  if (u.instrument_len == 0 || u.instrument_len > kMaxInstrumentLen) return "instrument length " + std::to_string(u.instrument_len) + " is out of range 1..64";
+  if (auto r = validate_account(u.account_view()); !r) return r.error();
+  if (auto r = validate_instrument(u.instrument_view()); !r) return r.error();
+  const std::size_t n = specs[u.ns].fields.size();
+  if (u.fields_mask == 0 || (n < 32 && (u.fields_mask >> n) != 0)) return "field mask does not match the namespace's " + std::to_string(n) + " fields";
+  for (std::size_t f = 0; f < n; ++f) {
+    if (((u.fields_mask >> f) & 1u) && (u.values[f] >= kDecimalLimit || u.values[f] <= -kDecimalLimit)) {
+      return "field '" + specs[u.ns].fields[f].name + "' has more than 38 digits";
+    }
+  }
+  return {};
+}
+std::string check(const KeyRef& k, const std::vector<NamespaceSpec>& specs) {
+  if (k.ns >= specs.size()) return "namespace id " + std::to_string(k.ns) + " is out of range";
+  if (auto r = validate_account(k.account); !r) return r.error();
+  if (auto r = validate_instrument(k.instrument); !r) return r.error();
+  return {};
+}
+}  // namespace
+
+ApplyResult Writer::upsert(const Update& update) {
+  if (const std::string err = check(update, impl_->cfg.namespaces); !err.empty()) {
+    bump(impl_->h->rejects);
+    return ApplyResult{ApplyStatus::bad_input, 0, false};
+  }
+  return impl_->upsert(update);
+}
+
+ApplyResult Writer::erase(const KeyRef& key) {
+  if (!check(key, impl_->cfg.namespaces).empty()) {
+    bump(impl_->h->rejects);
+    return ApplyResult{ApplyStatus::bad_input, 0, false};
+  }
+  return impl_->erase(key);
+}
+
+std::size_t Writer::invalidate_account(std::string_view account, std::optional<NamespaceId> ns) {
+  return impl_->invalidate_account(account, ns);
+}
+std::size_t Writer::invalidate_namespace(NamespaceId ns) {
+  if (ns >= impl_->cfg.namespaces.size()) return 0;
+  return impl_->invalidate_namespace(ns);
+}
+std::size_t Writer::invalidate_matching(std::string_view glob) { return impl_->invalidate_matching(glob); }
+std::size_t Writer::invalidate_all() { return impl_->invalidate_all(); }
+
+BatchResult Writer::apply(std::span<const Op> ops) {
+  BatchResult br;
+  const auto& specs = impl_->cfg.namespaces;
+  // 1. Check everything: a malformed op refuses the whole batch, nothing applied.
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    std::string err = std::visit(
+        [&](const auto& op) -> std::string {
+          using T = std::decay_t<decltype(op)>;
+          if constexpr (std::is_same_v<T, Update>) return check(op, specs);
+          else if constexpr (std::is_same_v<T, Erase>) return check(op.key, specs);
+          else if constexpr (std::is_same_v<T, InvalidateAccount>) {
+            if (auto r = validate_account(op.account); !r) return r.error();
+            if (op.ns && *op.ns >= specs.size()) return "namespace id " + std::to_string(*op.ns) + " is out of range";
+            return {};
+          } else if constexpr (std::is_same_v<T, InvalidateNamespace>) {
+            return op.ns < specs.size() ? std::string() : "namespace id " + std::to_string(op.ns) + " is out of range";
+          } else if constexpr (std::is_same_v<T, InvalidateMatching>) {
+            return op.glob.empty() || op.glob.size() > 256 ? "glob pattern must be 1 to 256 characters" : std::string();
+          } else {
+            return {};
+          }
+        },
+        ops[i]);
+    if (!err.empty()) {
+      bump(impl_->h->rejects);
+      br.error = "op " + std::to_string(i) + ": " + err + " (batch of " + std::to_string(ops.size()) +
+                 " refused, nothing applied)";
+      return br;
+    }
+  }
+  // 2. Apply, announcing the batch with one change-sequence step.
+  impl_->in_batch = true;
+  br.results.reserve(ops.size());
+  for (const Op& op : ops) {
+    ApplyResult r;
+    if (const auto* u = std::get_if<Update>(&op)) {
+      r = impl_->upsert(*u);
+    } else if (const auto* e = std::get_if<Erase>(&op)) {
+      r = impl_->erase(e->key);
+    } else if (const auto* a = std::get_if<InvalidateAccount>(&op)) {
+      br.removed += impl_->invalidate_account(a->account, a->ns);
+      r.status = ApplyStatus::erased;
+    } else if (const auto* n = std::get_if<InvalidateNamespace>(&op)) {
+      br.removed += impl_->invalidate_namespace(n->ns);
+      r.status = ApplyStatus::erased;
+    } else if (const auto* m = std::get_if<InvalidateMatching>(&op)) {
+      br.removed += impl_->invalidate_matching(m->glob);
+      r.status = ApplyStatus::erased;
+    } else {
+      br.removed += impl_->invalidate_all();
+      r.status = ApplyStatus::erased;
+    }
+    br.results.push_back(r);
+  }
+  impl_->in_batch = false;
+  impl_->changed();
+  br.applied = true;
+  return br;
+}
+
+void Writer::tick() { impl_->tick(); }
+
+void Writer::close() {
+  if (!impl_ || impl_->h == nullptr) return;
+  Impl& w = *impl_;
+  w.h->state.store(static_cast<std::uint32_t>(SegmentState::closed), std::memory_order_release);
+  w.wake_readers(w.now());
+  w.h = nullptr;
+  w.mapping = Mapping();
+  w.lock.release();
+}
+
+void Writer::count_reject() { bump(impl_->h->rejects); }
+
+WriterStats Writer::stats() const {
+  const SegmentHeader& h = *impl_->h;
+  WriterStats s;
+  s.live = h.live_count.load(kRelaxed);
+  s.capacity = h.capacity;
+  s.inserts = h.inserts.load(kRelaxed);
+  s.updates = h.updates.load(kRelaxed);
+  s.evictions = h.evictions.load(kRelaxed);
+  s.expirations = h.expirations.load(kRelaxed);
+  s.erases = h.erases.load(kRelaxed);
+  s.invalidations = h.invalidations.load(kRelaxed);
+  s.rejects = h.rejects.load(kRelaxed);
+  s.index_rebuilds = h.index_rebuilds.load(kRelaxed);
+  s.repairs = h.repairs.load(kRelaxed);
+  s.tombstones = h.tombstones.load(kRelaxed);
+  s.generation = h.generation;
+  s.next_version = impl_->wa->next_version;
+  s.reattached = impl_->reattached;
+  return s;
+}
+
+const std::vector<NamespaceSpec>& Writer::namespaces() const noexcept { return impl_->cfg.namespaces; }
+const std::string& Writer::segment_name() const noexcept { return impl_->cfg.segment; }
+
+std::optional<Position> Writer::find(const KeyRef& key) const {
+  if (!check(key, impl_->cfg.namespaces).empty()) return std::nullopt;
+  const std::uint64_t hash = key_hash(key.ns, key.account, key.instrument);
+  const std::uint32_t s = impl_->find(hash, key.ns, key.account, key.instrument);
+  if (s == kNil) return std::nullopt;
+  const SlotPayload& p = impl_->peek(s);
+  Position pos;
+  pos.ns = p.ns;
+  pos.account_len = p.account_len;
+  pos.instrument_len = p.instrument_len;
+  pos.fields_set = p.fields_set;
+  pos.version = p.version;
+  pos.source_seq = p.source_seq;
+  pos.created_at_ns = p.created_at_ns;
+  pos.updated_at_ns = p.updated_at_ns;
+  std::memcpy(pos.account, p.account, sizeof pos.account);
+  std::memcpy(pos.instrument, p.instrument, sizeof pos.instrument);
+  for (std::size_t f = 0; f < kMaxFields; ++f) {
+    pos.values[f] = static_cast<int128>((static_cast<unsigned __int128>(p.values[f][1]) << 64) | p.values[f][0]);
+  }
+  return pos;
+}
+
+}  // namespace poscache
