@@ -1,0 +1,333 @@
+// poscache-inspect: a read-only view of a segment for people (tables) and scripts (--json).
+//
+// Exit codes: 0 ok · 1 not found (get), inconsistencies (verify) or writer down (health)
+//             2 usage error · 3 segment unavailable (missing, foreign, initializing)
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "poscache/format.hpp"
+#include "poscache/reader.hpp"
+#include "tools/verify.hpp"
+
+using namespace poscache;
+using nlohmann::ordered_json;
+
+namespace {
+
+constexpr int kOk = 0, kNotFound = 1, kUsage = 2, kUnavailable = 3;
+
+std::string ms(std::int64_t ns) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3f ms", static_cast<double>(ns) / 1e6);
+  return b;
+}
+
+ordered_json position_json(const Reader& r, const Position& p) {
+  const NamespaceInfo& ns = r.namespace_info(p.ns);
+  ordered_json j;
+  j["namespace"] = ns.name;
+  j["account"] = std::string(p.account_view());
+  j["instrument"] = std::string(p.instrument_view());
+  ordered_json fields = ordered_json::object();
+  for (std::size_t f = 0; f < ns.fields.size(); ++f) {
+    if (p.has(f)) fields[ns.fields[f].name] = format_field(ns, p, f);  // exact decimal strings
+  }
+  j["fields"] = fields;
+  j["version"] = p.version;
+  j["source_seq"] = p.source_seq;
+  j["created_at_ns"] = p.created_at_ns;
+  j["updated_at_ns"] = p.updated_at_ns;
+  j["age_ns"] = p.age_ns;
+  j["stale"] = p.stale;
+  return j;
+}
+
+ordered_json stats_json(const SegmentStats& s) {
+  ordered_json j;
+  j["segment"] = s.segment;
+  j["generation"] = s.generation;
+  j["state"] = s.state;
+  j["capacity"] = s.capacity;
+  j["live"] = s.live;
+  j["segment_bytes"] = s.segment_bytes;
+  j["index_buckets"] = s.index_buckets;
+  j["change_seq"] = s.change_seq;
+  j["counters"] = {{"inserts", s.inserts},         {"updates", s.updates},
+                   {"evictions", s.evictions},     {"expirations", s.expirations},
+                   {"erases", s.erases},           {"invalidations", s.invalidations},
+                   {"rejects", s.rejects},         {"index_rebuilds", s.index_rebuilds},
+                   {"repairs", s.repairs},         {"tombstones", s.tombstones}};
+  j["writer"] = {{"pid", s.writer.pid},
+                 {"alive", s.writer.alive},
+                 {"started_at_ns", s.writer.started_at_ns},
+                 {"heartbeat_age_ns", s.writer.heartbeat_age_ns},
+                 {"restarts", s.writer.restarts}};
+  j["redis"] = {{"state", s.redis_state},
+                {"last_error", s.redis_last_error},
+                {"dirty", s.redis_dirty},
+                {"oldest_unsynced_age_ns", s.redis_oldest_unsynced_age_ns},
+                {"synced_version", s.redis_synced_version}};
+  return j;
+}
+
+void print_stats(const SegmentStats& s) {
+  std::printf("segment      %s  (generation %#llx, %s)\n", s.segment.c_str(),
+              static_cast<unsigned long long>(s.generation), s.state.c_str());
+  std::printf("positions    %llu / %llu  (%.1f%% full, %.1f MiB segment)\n",
+              static_cast<unsigned long long>(s.live), static_cast<unsigned long long>(s.capacity),
+              s.capacity ? 100.0 * static_cast<double>(s.live) / static_cast<double>(s.capacity) : 0.0,
+              static_cast<double>(s.segment_bytes) / (1 << 20));
+  std::printf("writer       pid %lld  %s  heartbeat %s ago  restarts %llu\n",
+              static_cast<long long>(s.writer.pid), s.writer.alive ? "alive" : "NOT ALIVE",
+              ms(s.writer.heartbeat_age_ns).c_str(), static_cast<unsigned long long>(s.writer.restarts));
+  std::printf("changes      seq %llu\n", static_cast<unsigned long long>(s.change_seq));
+  std::printf("counters     inserts %llu  updates %llu  evictions %llu  expirations %llu\n",
+              static_cast<unsigned long long>(s.inserts), static_cast<unsigned long long>(s.updates),
+              static_cast<unsigned long long>(s.evictions), static_cast<unsigned long long>(s.expirations));
+  std::printf("             erases %llu  invalidations %llu  rejects %llu\n",
+              static_cast<unsigned long long>(s.erases), static_cast<unsigned long long>(s.invalidations),
+              static_cast<unsigned long long>(s.rejects));
+  std::printf("index        %llu buckets  %llu tombstones  %llu rebuilds  %llu repairs\n",
+              static_cast<unsigned long long>(s.index_buckets), static_cast<unsigned long long>(s.tombstones),
+              static_cast<unsigned long long>(s.index_rebuilds), static_cast<unsigned long long>(s.repairs));
+  std::printf("redis        %s  dirty %llu  oldest unsynced %s  synced version %llu%s%s\n",
+              s.redis_state.c_str(), static_cast<unsigned long long>(s.redis_dirty),
+              ms(s.redis_oldest_unsynced_age_ns).c_str(),
+              static_cast<unsigned long long>(s.redis_synced_version),
+              s.redis_last_error.empty() ? "" : "  last error: ", s.redis_last_error.c_str());
+}
+
+// A table of positions: key, then each field the namespace has, then version and age.
+void print_table(const Reader& r, const std::vector<Position>& ps) {
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"KEY", "FIELDS", "VERSION", "AGE", ""});
+  for (const Position& p : ps) {
+    const NamespaceInfo& ns = r.namespace_info(p.ns);
+    std::string fields;
+    for (std::size_t f = 0; f < ns.fields.size(); ++f) {
+      if (!p.has(f)) continue;
+      fields += (fields.empty() ? "" : " ") + ns.fields[f].name + "=" + format_field(ns, p, f);
+    }
+    rows.push_back({key_string(ns, p), fields, std::to_string(p.version), ms(p.age_ns), p.stale ? "STALE" : ""});
+  }
+  std::vector<std::size_t> width(5, 0);
+  for (const auto& row : rows) {
+    for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      if (c + 1 < row.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"poscache-inspect: read-only view of a poscache segment"};
+  app.require_subcommand(1);
+  const char* env_segment = std::getenv("POSCACHE_SEGMENT");
+  std::string segment = env_segment && *env_segment ? env_segment : "poscache";
+  bool json = false;
+  app.add_option("-s,--segment", segment, "segment name [POSCACHE_SEGMENT, default poscache]");
+  app.add_flag("--json", json, "machine-readable output");
+
+  auto* stats = app.add_subcommand("stats", "header, counters, writer liveness, Redis sync state");
+  auto* health = app.add_subcommand("health", "exit 0 if a live writer owns the segment, 1 if not");
+  auto* get = app.add_subcommand("get", "one position");
+  std::string g_ns, g_account, g_instrument;
+  get->add_option("namespace", g_ns)->required();
+  get->add_option("account", g_account)->required();
+  get->add_option("instrument", g_instrument)->required();
+  auto* ls = app.add_subcommand("ls", "positions by namespace, account or glob");
+  std::optional<std::string> l_ns, l_account, l_glob;
+  std::size_t limit = 100;
+  ls->add_option("--ns", l_ns, "only this namespace");
+  ls->add_option("--account", l_account, "only this account");
+  ls->add_option("--glob", l_glob, "fnmatch pattern over ns:account:instrument");
+  ls->add_option("--limit", limit, "at most this many (default 100, 0 = all)");
+  auto* dump = app.add_subcommand("dump", "every position (JSON lines with --json)");
+  auto* watch = app.add_subcommand("watch", "live view of counters and the latest changes");
+  int interval_ms = 1000, count = 0, top = 10;
+  watch->add_option("--interval-ms", interval_ms, "refresh period (default 1000)");
+  watch->add_option("--count", count, "stop after this many refreshes (default: until Ctrl-C)");
+  watch->add_option("--top", top, "how many of the latest changes to show (default 10)");
+  auto* verify = app.add_subcommand("verify", "walk index and slots, report inconsistencies");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kOk : kUsage;
+  }
+
+  std::optional<Reader> reader;
+  try {
+    reader.emplace(Reader::open(segment));
+  } catch (const Error& e) {
+    if (json) std::printf("%s\n", ordered_json{{"error", e.what()}}.dump().c_str());
+    std::fprintf(stderr, "poscache-inspect: %s\n", e.what());
+    return kUnavailable;
+  }
+  const Reader& r = *reader;
+
+  if (*stats) {
+    const SegmentStats s = r.stats();
+    if (json) {
+      ordered_json j = stats_json(s);
+      ordered_json nss = ordered_json::array();
+      for (const auto& n : r.namespaces()) {
+        ordered_json fields = ordered_json::array();
+        for (const auto& f : n.fields) fields.push_back({{"name", f.name}, {"type", std::string(to_string(f.type))}, {"scale", f.scale}});
+        nss.push_back({{"name", n.name}, {"fields", fields}, {"stale_after_ns", n.stale_after.count()}, {"expire_after_ns", n.expire_after.count()}});
+      }
+      j["namespaces"] = nss;
+      std::printf("%s\n", j.dump(2).c_str());
+    } else {
+      print_stats(s);
+      for (const auto& n : r.namespaces()) {
+        std::string f;
+        for (const auto& fs : n.fields) f += (f.empty() ? "" : ", ") + fs.name;
+        std::printf("namespace    %-12s stale_after %s  expire_after %s  fields: %s\n", n.name.c_str(),
+                    ms(n.stale_after.count()).c_str(), ms(n.expire_after.count()).c_str(), f.c_str());
+      }
+    }
+    return kOk;
+  }
+  if (*health) {
+    const WriterInfo w = r.writer();
+    if (json) {
+      std::printf("%s\n", ordered_json{{"alive", w.alive}, {"pid", w.pid}, {"heartbeat_age_ns", w.heartbeat_age_ns}}.dump().c_str());
+    } else {
+      std::printf("writer pid %lld %s (heartbeat %s ago)\n", static_cast<long long>(w.pid),
+                  w.alive ? "alive" : "NOT ALIVE", ms(w.heartbeat_age_ns).c_str());
+    }
+    return w.alive ? kOk : kNotFound;
+  }
+  if (*get) {
+    if (!r.namespace_id(g_ns)) {
+      std::string known;
+      for (const auto& n : r.namespaces()) known += (known.empty() ? "" : ", ") + n.name;
+      std::fprintf(stderr, "poscache-inspect: unknown namespace '%s': this segment has %s\n", g_ns.c_str(), known.c_str());
+      return kUsage;
+    }
+    Position p;
+    const ReadStatus st = r.get(g_ns, g_account, g_instrument, p);
+    if (!has_value(st)) {
+      if (json) std::printf("%s\n", ordered_json{{"status", std::string(to_string(st))}}.dump().c_str());
+      else std::printf("%s:%s:%s: %s\n", g_ns.c_str(), g_account.c_str(), g_instrument.c_str(), std::string(to_string(st)).c_str());
+      return st == ReadStatus::bad_key ? kUsage : kNotFound;
+    }
+    if (json) {
+      ordered_json j = position_json(r, p);
+      j["status"] = std::string(to_string(st));
+      std::printf("%s\n", j.dump(2).c_str());
+    } else {
+      print_table(r, {p});
+    }
+    return kOk;
+  }
+  if (*ls || *dump) {
+    ScanFilter f;
+    if (*ls) {
+      if (l_ns) {
+        const auto id = r.namespace_id(*l_ns);
+        if (!id) {
+          std::fprintf(stderr, "poscache-inspect: unknown namespace '%s'\n", l_ns->c_str());
+          return kUsage;
+        }
+        f.ns = *id;
+      }
+      f.account = l_account;
+      f.glob = l_glob;
+    } else {
+      limit = 0;
+    }
+    std::vector<Position> ps;
+    std::size_t total = 0;
+    r.scan(f, [&](const Position& p) {
+      ++total;
+      if (limit == 0 || ps.size() < limit) ps.push_back(p);
+    });
+    std::sort(ps.begin(), ps.end(), [&](const Position& a, const Position& b) {
+      return std::make_tuple(a.ns, a.account_view(), a.instrument_view()) <
+             std::make_tuple(b.ns, b.account_view(), b.instrument_view());
+    });
+    if (json) {
+      for (const auto& p : ps) std::printf("%s\n", position_json(r, p).dump().c_str());
+    } else {
+      print_table(r, ps);
+      if (ps.size() < total) std::printf("(%zu of %zu shown; --limit 0 for all)\n", ps.size(), total);
+    }
+    return kOk;
+  }
+  if (*watch) {
+    std::uint64_t last_seq = 0, last_updates = 0, last_inserts = 0;
+    const bool tty = ::isatty(STDOUT_FILENO) && !json;
+    for (int i = 0; count == 0 || i < count; ++i) {
+      if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
+      const SegmentStats s = r.stats();
+      std::vector<Position> latest;
+      r.scan({}, [&](const Position& p) {
+        latest.push_back(p);
+        if (latest.size() > static_cast<std::size_t>(top) * 4) {
+          std::partial_sort(latest.begin(), latest.begin() + top, latest.end(),
+                            [](const Position& a, const Position& b) { return a.version > b.version; });
+          latest.resize(static_cast<std::size_t>(top));
+        }
+      });
+      std::sort(latest.begin(), latest.end(), [](const Position& a, const Position& b) { return a.version > b.version; });
+      if (latest.size() > static_cast<std::size_t>(top)) latest.resize(static_cast<std::size_t>(top));
+      const double secs = interval_ms / 1000.0;
+      if (json) {
+        ordered_json j = stats_json(s);
+        j["updates_per_s"] = i ? static_cast<double>(s.updates - last_updates) / secs : 0.0;
+        j["inserts_per_s"] = i ? static_cast<double>(s.inserts - last_inserts) / secs : 0.0;
+        ordered_json arr = ordered_json::array();
+        for (const auto& p : latest) arr.push_back(position_json(r, p));
+        j["latest"] = arr;
+        std::printf("%s\n", j.dump().c_str());
+      } else {
+        if (tty) std::printf("\033[H\033[2J");
+        print_stats(s);
+        if (i) {
+          std::printf("rates        %.0f updates/s  %.0f inserts/s  %llu changes since last refresh\n",
+                      static_cast<double>(s.updates - last_updates) / secs,
+                      static_cast<double>(s.inserts - last_inserts) / secs,
+                      static_cast<unsigned long long>(s.change_seq - last_seq));
+        }
+        std::printf("\nlatest changes:\n");
+        print_table(r, latest);
+        std::printf("\n");
+      }
+      std::fflush(stdout);
+      last_seq = s.change_seq;
+      last_updates = s.updates;
+      last_inserts = s.inserts;
+    }
+    return kOk;
+  }
+  if (*verify) {
+    const tools::VerifyReport rep = tools::verify(r);
+    if (json) {
+      std::printf("%s\n", ordered_json{{"ok", rep.problems.empty()}, {"slots", rep.slots_checked}, {"live", rep.live_slots},
+                                       {"buckets", rep.buckets_checked}, {"tombstones", rep.tombstones}, {"problems", rep.problems}}.dump(2).c_str());
+    } else {
+      for (const auto& p : rep.problems) std::printf("PROBLEM: %s\n", p.c_str());
+      std::printf("verified %llu slots (%llu live) and %llu index buckets (%llu tombstones): %s\n",
+                  static_cast<unsigned long long>(rep.slots_checked), static_cast<unsigned long long>(rep.live_slots),
+                  static_cast<unsigned long long>(rep.buckets_checked), static_cast<unsigned long long>(rep.tombstones),
+                  rep.problems.empty() ? "consistent" : (std::to_string(rep.problems.size()) + " problem(s)").c_str());
+    }
+    return rep.problems.empty() ? kOk : kNotFound;
+  }
+  return kUsage;
+}

@@ -1,0 +1,112 @@
+#include "tools/verify.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <set>
+#include <thread>
+
+#include "shm/hash.hpp"
+#include "shm/index.hpp"
+#include "shm/layout.hpp"
+#include "shm/seqlock.hpp"
+
+namespace poscache::tools {
+
+using namespace shm;
+
+namespace {
+
+std::string slot_name(std::uint64_t s) { return "slot " + std::to_string(s); }
+
+VerifyReport one_pass(const Reader& reader) {
+  VerifyReport r;
+  const auto* base = static_cast<const std::byte*>(reader.mapping_base());
+  const auto& h = *reinterpret_cast<const SegmentHeader*>(base);
+  const auto* slots = reinterpret_cast<const Slot*>(base + h.slots_offset);
+  const std::uint64_t epoch = h.index_epoch.load(std::memory_order_acquire);
+  const auto* index = reinterpret_cast<const Bucket*>(base + h.index_offset[epoch & 1]);
+  const std::uint64_t mask = h.index_buckets - 1;
+  const auto& infos = reader.namespaces();
+
+  // Slots: each live one is well formed and reachable through the index.
+  std::vector<std::uint64_t> hash_of(h.capacity, 0);
+  std::vector<bool> live(h.capacity, false);
+  std::set<std::string> keys;
+  std::uint64_t words[kPayloadWords];
+  for (std::uint64_t s = 0; s < h.capacity; ++s) {
+    ++r.slots_checked;
+    std::uint64_t seq = 0;
+    if (!read_bounded(slots[s], words, kPayloadWords, seq)) {
+      r.problems.push_back(slot_name(s) + ": stuck mid-write (odd sequence " + std::to_string(slots[s].seq.load()) + ")");
+      continue;
+    }
+    SlotPayload p;
+    std::memcpy(&p, words, sizeof p);
+    if (p.ns == kFreeNamespace) continue;
+    ++r.live_slots;
+    if (p.ns >= infos.size()) {
+      r.problems.push_back(slot_name(s) + ": namespace id " + std::to_string(p.ns) + " is not in the header");
+      continue;
+    }
+    const std::string_view account(p.account, std::min<std::size_t>(p.account_len, kMaxAccountLen));
+    const std::string_view instrument(p.instrument, std::min<std::size_t>(p.instrument_len, kMaxInstrumentLen));
+    const std::string key = infos[p.ns].name + ":" + std::string(account) + ":" + std::string(instrument);
+    if (auto ok = validate_account(account); !ok) r.problems.push_back(slot_name(s) + ": " + ok.error());
+    if (auto ok = validate_instrument(instrument); !ok) r.problems.push_back(slot_name(s) + ": " + ok.error());
+    if (p.account_len > kMaxAccountLen || p.instrument_len > kMaxInstrumentLen) continue;
+    const std::uint64_t hash = key_hash(p.ns, account, instrument);
+    if (hash != p.key_hash) r.problems.push_back(slot_name(s) + " (" + key + "): stored hash does not match its key");
+    const std::size_t nf = infos[p.ns].fields.size();
+    if (nf < 32 && (p.fields_set >> nf) != 0) r.problems.push_back(slot_name(s) + " (" + key + "): fields_set has bits beyond the schema's " + std::to_string(nf) + " fields");
+    if (p.updated_at_ns < p.created_at_ns) r.problems.push_back(slot_name(s) + " (" + key + "): updated_at before created_at");
+    if (!keys.insert(key).second) r.problems.push_back(slot_name(s) + " (" + key + "): the key is held by another slot too");
+    const bool found = probe(index, mask, h.capacity, hash, [&](std::uint32_t o) { return o == s; });
+    if (!found) r.problems.push_back(slot_name(s) + " (" + key + "): not reachable through the index (a reader would miss it)");
+    hash_of[s] = hash;
+    live[s] = true;
+  }
+  // Buckets: each points at a live slot with a matching tag.
+  for (std::uint64_t i = 0; i <= mask; ++i) {
+    ++r.buckets_checked;
+    const std::uint64_t b = index[i].load(std::memory_order_acquire);
+    if (b == kEmptyBucket) continue;
+    const std::uint32_t ref = bucket_ref(b);
+    if (ref == kTombstoneRef) {
+      ++r.tombstones;
+      continue;
+    }
+    const std::uint64_t s = ref - 1u;
+    if (s >= h.capacity) {
+      r.problems.push_back("bucket " + std::to_string(i) + ": points at slot " + std::to_string(s) + " beyond capacity");
+    } else if (!live[s]) {
+      r.problems.push_back("bucket " + std::to_string(i) + ": points at free " + slot_name(s));
+    } else if (bucket_tag(hash_of[s]) != bucket_tag(b)) {
+      r.problems.push_back("bucket " + std::to_string(i) + ": tag does not match " + slot_name(s) + "'s hash");
+    }
+  }
+  const std::uint64_t counted = h.live_count.load(std::memory_order_relaxed);
+  if (counted != r.live_slots) {
+    r.problems.push_back("header counts " + std::to_string(counted) + " live positions, slots hold " + std::to_string(r.live_slots));
+  }
+  return r;
+}
+
+}  // namespace
+
+VerifyReport verify(const Reader& reader) {
+  VerifyReport first = one_pass(reader);
+  if (first.problems.empty()) return first;
+  // The writer may have been mid-change: keep only what a second look confirms.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  VerifyReport second = one_pass(reader);
+  std::set<std::string> again(second.problems.begin(), second.problems.end());
+  std::vector<std::string> confirmed;
+  for (auto& p : first.problems) {
+    if (again.count(p)) confirmed.push_back(p);
+  }
+  second.problems = std::move(confirmed);
+  return second;
+}
+
+}  // namespace poscache::tools

@@ -1,0 +1,214 @@
+#include "writer/daemon_config.hpp"
+
+#include <charconv>
+#include <cstdlib>
+#include <set>
+
+#define TOML_EXCEPTIONS 1
+#include <toml++/toml.h>
+
+namespace poscache::daemon {
+
+Expected<std::chrono::nanoseconds> parse_duration(std::string_view text) {
+  if (text == "0") return std::chrono::nanoseconds{0};
+  std::int64_t n = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  const std::string_view unit(ptr, static_cast<std::size_t>(text.data() + text.size() - ptr));
+  if (ec != std::errc() || n < 0) {
+    return fail("duration '" + std::string(text) + "' must be a non-negative integer with a unit (ns, us, ms, s, m, h)");
+  }
+  std::int64_t mult = 0;
+  if (unit == "ns") mult = 1;
+  else if (unit == "us") mult = 1'000;
+  else if (unit == "ms") mult = 1'000'000;
+  else if (unit == "s") mult = 1'000'000'000;
+  else if (unit == "m") mult = 60'000'000'000;
+  else if (unit == "h") mult = 3'600'000'000'000;
+  else return fail("duration '" + std::string(text) + "' has unit '" + std::string(unit) + "': expected ns, us, ms, s, m or h");
+  if (n > INT64_MAX / mult) return fail("duration '" + std::string(text) + "' is too long");
+  return std::chrono::nanoseconds{n * mult};
+}
+
+namespace {
+
+[[noreturn]] void bad(const std::string& origin, const toml::node& node, const std::string& msg) {
+  const auto& src = node.source();
+  throw Error(origin + ":" + std::to_string(src.begin.line) + ":" + std::to_string(src.begin.column) + ": " + msg);
+}
+
+void only_keys(const std::string& origin, const toml::table& t, std::string_view where,
+               std::initializer_list<std::string_view> allowed) {
+  for (const auto& [k, v] : t) {
+    bool ok = false;
+    for (auto a : allowed) ok = ok || k.str() == a;
+    if (!ok) {
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      bad(origin, v, "unknown key '" + std::string(k.str()) + "' in " + std::string(where) + " (known: " + list + ")");
+    }
+  }
+}
+
+std::int64_t integer(const std::string& origin, const toml::node& n, std::string_view key, std::int64_t min, std::int64_t max) {
+  const auto v = n.value<std::int64_t>();
+  if (!v || *v < min || *v > max) {
+    bad(origin, n, "'" + std::string(key) + "' must be an integer from " + std::to_string(min) + " to " + std::to_string(max));
+  }
+  return *v;
+}
+
+std::string text(const std::string& origin, const toml::node& n, std::string_view key) {
+  const auto v = n.value<std::string>();
+  if (!v) bad(origin, n, "'" + std::string(key) + "' must be a string");
+  return *v;
+}
+
+std::chrono::nanoseconds duration(const std::string& origin, const toml::node& n, std::string_view key) {
+  if (const auto i = n.value<std::int64_t>(); i && *i == 0) return std::chrono::nanoseconds{0};
+  const auto d = parse_duration(text(origin, n, key));
+  if (!d) bad(origin, n, "'" + std::string(key) + "': " + d.error());
+  return *d;
+}
+
+mode_t parse_mode(const std::string& s, const std::string& where) {
+  char* end = nullptr;
+  const unsigned long v = std::strtoul(s.c_str(), &end, 8);
+  if (s.empty() || *end != '\0' || v > 0777) throw Error(where + ": mode '" + s + "' must be octal permission bits such as 0640");
+  return static_cast<mode_t>(v);
+}
+
+NamespaceSpec namespace_from(const std::string& origin, const toml::table& t) {
+  only_keys(origin, t, "[[namespace]]", {"name", "preset", "fields", "stale_after", "expire_after"});
+  const toml::node* name = t.get("name");
+  if (name == nullptr) bad(origin, t, "[[namespace]] needs a 'name'");
+  NamespaceSpec spec;
+  const std::string n = text(origin, *name, "name");
+  if (const toml::node* p = t.get("preset")) {
+    if (t.get("fields") != nullptr) bad(origin, *p, "namespace '" + n + "': give either 'preset' or 'fields', not both");
+    auto ps = preset(text(origin, *p, "preset"), n);
+    if (!ps) bad(origin, *p, ps.error());
+    spec = *ps;
+  } else if (const toml::array* fields = t.get_as<toml::array>("fields")) {
+    spec.name = n;
+    for (const auto& f : *fields) {
+      const toml::table* ft = f.as_table();
+      if (ft == nullptr) bad(origin, f, "namespace '" + n + "': each field is a table {name, type, scale}");
+      only_keys(origin, *ft, "a field", {"name", "type", "scale"});
+      FieldSpec fs;
+      if (ft->get("name") == nullptr || ft->get("type") == nullptr) bad(origin, f, "namespace '" + n + "': a field needs 'name' and 'type'");
+      fs.name = text(origin, *ft->get("name"), "name");
+      const std::string type = text(origin, *ft->get("type"), "type");
+      if (type == "decimal") fs.type = FieldType::decimal;
+      else if (type == "int64") fs.type = FieldType::int64;
+      else if (type == "timestamp") fs.type = FieldType::timestamp;
+      else bad(origin, *ft->get("type"), "field '" + fs.name + "': type '" + type + "' is not decimal, int64 or timestamp");
+      if (const toml::node* sc = ft->get("scale")) fs.scale = static_cast<std::uint8_t>(integer(origin, *sc, "scale", 0, kMaxScale));
+      spec.fields.push_back(fs);
+    }
+  } else {
+    bad(origin, t, "namespace '" + n + "' needs a 'preset' (trading, lending, quote) or 'fields'");
+  }
+  if (const toml::node* s = t.get("stale_after")) spec.stale_after = duration(origin, *s, "stale_after");
+  if (const toml::node* e = t.get("expire_after")) spec.expire_after = duration(origin, *e, "expire_after");
+  if (auto ok = validate(spec); !ok) bad(origin, t, ok.error());
+  return spec;
+}
+
+}  // namespace
+
+void load_toml(std::string_view toml_text, const std::string& origin, DaemonConfig& c) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    const auto& src = e.source();
+    throw Error(origin + ":" + std::to_string(src.begin.line) + ":" + std::to_string(src.begin.column) + ": " + std::string(e.description()));
+  }
+  only_keys(origin, root, "the top level", {"segment", "namespace", "generator", "daemon"});
+  if (const toml::table* seg = root["segment"].as_table()) {
+    only_keys(origin, *seg, "[segment]", {"name", "capacity", "mode", "heartbeat_interval", "recreate"});
+    if (auto* n = seg->get("name")) c.writer.segment = text(origin, *n, "name");
+    if (auto* n = seg->get("capacity")) c.writer.capacity = static_cast<std::uint64_t>(integer(origin, *n, "capacity", 1, 1ll << 31));
+    if (auto* n = seg->get("mode")) c.writer.mode = parse_mode(text(origin, *n, "mode"), origin);
+    if (auto* n = seg->get("heartbeat_interval")) c.writer.heartbeat_interval = duration(origin, *n, "heartbeat_interval");
+    if (auto* n = seg->get("recreate")) c.writer.recreate_on_mismatch = n->value<bool>().value_or(false);
+  }
+  if (const toml::array* nss = root["namespace"].as_array()) {
+    c.writer.namespaces.clear();
+    std::set<std::string> seen;
+    for (const auto& n : *nss) {
+      const toml::table* t = n.as_table();
+      if (t == nullptr) bad(origin, n, "[[namespace]] entries are tables");
+      NamespaceSpec spec = namespace_from(origin, *t);
+      if (!seen.insert(spec.name).second) bad(origin, n, "namespace '" + spec.name + "' is declared twice");
+      c.writer.namespaces.push_back(std::move(spec));
+    }
+  }
+  if (const toml::table* g = root["generator"].as_table()) {
+    only_keys(origin, *g, "[generator]", {"enabled", "rate", "accounts", "instruments", "seed"});
+    if (auto* n = g->get("enabled")) c.generator.enabled = n->value<bool>().value_or(false);
+    if (auto* n = g->get("rate")) c.generator.rate = static_cast<double>(integer(origin, *n, "rate", 1, 100'000'000));
+    if (auto* n = g->get("accounts")) c.generator.accounts = static_cast<std::uint32_t>(integer(origin, *n, "accounts", 1, 100'000'000));
+    if (auto* n = g->get("instruments")) c.generator.instruments = static_cast<std::uint32_t>(integer(origin, *n, "instruments", 1, 100'000));
+    if (auto* n = g->get("seed")) c.generator.seed = static_cast<std::uint64_t>(integer(origin, *n, "seed", 0, INT64_MAX));
+  }
+  if (const toml::table* d = root["daemon"].as_table()) {
+    only_keys(origin, *d, "[daemon]", {"log_level", "stats_interval", "run_for"});
+    if (auto* n = d->get("log_level")) c.log_level = text(origin, *n, "log_level");
+    if (auto* n = d->get("stats_interval")) c.stats_interval = duration(origin, *n, "stats_interval");
+    if (auto* n = d->get("run_for")) c.run_for = duration(origin, *n, "run_for");
+  }
+}
+
+void load_toml_file(const std::string& path, DaemonConfig& c) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) throw Error("cannot read config file " + path + ": " + std::strerror(errno));
+  std::string content;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) content.append(buf, n);
+  std::fclose(f);
+  load_toml(content, path, c);
+}
+
+void load_env(DaemonConfig& c) {
+  if (const char* v = std::getenv("POSCACHE_SEGMENT"); v && *v) c.writer.segment = v;
+  if (const char* v = std::getenv("POSCACHE_CAPACITY"); v && *v) {
+    char* end = nullptr;
+    const unsigned long long cap = std::strtoull(v, &end, 10);
+    if (*end != '\0' || cap == 0) throw Error("POSCACHE_CAPACITY='" + std::string(v) + "' is not a positive integer");
+    c.writer.capacity = cap;
+  }
+  if (const char* v = std::getenv("POSCACHE_MODE"); v && *v) c.writer.mode = parse_mode(v, "POSCACHE_MODE");
+  if (const char* v = std::getenv("POSCACHE_LOG_LEVEL"); v && *v) c.log_level = v;
+}
+
+Expected<NamespaceSpec> parse_namespace_flag(std::string_view flag) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i <= flag.size(); ++i) {
+    if (i == flag.size() || flag[i] == ':') {
+      parts.emplace_back(flag.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  if (parts.size() < 2 || parts.size() > 4) {
+    return fail("--namespace '" + std::string(flag) + "': expected name:preset[:stale_after[:expire_after]]");
+  }
+  auto spec = preset(parts[1], parts[0]);
+  if (!spec) return fail("--namespace '" + std::string(flag) + "': " + spec.error());
+  if (parts.size() > 2) {
+    auto d = parse_duration(parts[2]);
+    if (!d) return fail("--namespace '" + std::string(flag) + "': stale_after " + d.error());
+    spec->stale_after = *d;
+  }
+  if (parts.size() > 3) {
+    auto d = parse_duration(parts[3]);
+    if (!d) return fail("--namespace '" + std::string(flag) + "': expire_after " + d.error());
+    spec->expire_after = *d;
+  }
+  if (auto ok = validate(*spec); !ok) return fail("--namespace '" + std::string(flag) + "': " + ok.error());
+  return spec;
+}
+
+}  // namespace poscache::daemon

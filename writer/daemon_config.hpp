@@ -1,0 +1,44 @@
+// poscache-writer's configuration: a TOML file, POSCACHE_* environment variables and flags,
+// applied in that order (flags win). Every error names the key or flag and the value.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "poscache/error.hpp"
+#include "poscache/writer.hpp"
+
+namespace poscache::daemon {
+
+struct GeneratorConfig {
+  bool enabled = false;
+  double rate = 10'000;  // updates per second
+  std::uint32_t accounts = 100;
+  std::uint32_t instruments = 20;
+  std::uint64_t seed = 1;
+};
+
+struct DaemonConfig {
+  WriterConfig writer;
+  GeneratorConfig generator;
+  std::chrono::nanoseconds run_for{0};  // 0 = until SIGINT/SIGTERM
+  std::chrono::nanoseconds stats_interval = std::chrono::seconds(5);
+  std::string log_level = "info";
+};
+
+// "250ms", "5s", "2m", "1h", "500us", "0" → nanoseconds.
+Expected<std::chrono::nanoseconds> parse_duration(std::string_view text);
+
+// Loads a TOML file over `into`. Throws poscache::Error "<file>:<line>:<col>: ..." or naming the key.
+void load_toml_file(const std::string& path, DaemonConfig& into);
+// Parses TOML text (for tests); `origin` names it in errors.
+void load_toml(std::string_view text, const std::string& origin, DaemonConfig& into);
+// Applies POSCACHE_SEGMENT, POSCACHE_CAPACITY, POSCACHE_MODE, POSCACHE_LOG_LEVEL.
+void load_env(DaemonConfig& into);
+// "name:preset[:stale_after[:expire_after]]", the --namespace flag.
+Expected<NamespaceSpec> parse_namespace_flag(std::string_view text);
+
+}  // namespace poscache::daemon

@@ -1,0 +1,73 @@
+#include "writer/generator.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace poscache::daemon {
+
+namespace {
+
+int128 pow10(unsigned n) {
+  int128 v = 1;
+  while (n--) v *= 10;
+  return v;
+}
+
+// A value for field f: a price-like or quantity-like number with 2 decimals, scaled.
+int128 value_for(const FieldSpec& f, std::uint64_t r) {
+  switch (f.type) {
+    case FieldType::int64: return static_cast<int128>(r % 50'000'000);
+    case FieldType::timestamp: return static_cast<int128>(1'700'000'000'000'000'000ll + static_cast<std::int64_t>(r % 1'000'000'000'000ll));
+    case FieldType::decimal: break;
+  }
+  const int128 cents = static_cast<int128>(r % 10'000'000) - (f.name.find("pnl") != std::string::npos ? 5'000'000 : 0);
+  return f.scale >= 2 ? cents * pow10(f.scale - 2) : cents / pow10(2 - f.scale);
+}
+
+}  // namespace
+
+SyntheticGenerator::SyntheticGenerator(const GeneratorConfig& config, const Writer&)
+    : cfg_(config), rng_(config.seed) {
+  static const char* kSymbols[] = {"SOL", "BTC", "ETH", "USDC", "JUP", "BONK", "AAPL", "MSFT", "NVDA", "TSLA"};
+  char buf[64];
+  for (std::uint32_t i = 0; i < cfg_.accounts; ++i) {
+    std::snprintf(buf, sizeof buf, "acct%06u", i);
+    accounts_.emplace_back(buf);
+  }
+  for (std::uint32_t i = 0; i < cfg_.instruments; ++i) {
+    if (i < std::size(kSymbols)) {
+      instruments_.emplace_back(kSymbols[i]);
+    } else {
+      std::snprintf(buf, sizeof buf, "INS%05u", i);
+      instruments_.emplace_back(buf);
+    }
+  }
+}
+
+Update SyntheticGenerator::make(const Writer& writer, std::uint64_t n) {
+  const auto& specs = writer.namespaces();
+  const std::uint64_t r = rng_();
+  const auto ns = static_cast<NamespaceId>(n % specs.size());
+  const std::string& account = accounts_[(r >> 8) % accounts_.size()];
+  const std::string& instrument = instruments_[(r >> 40) % instruments_.size()];
+  const NamespaceSpec& spec = specs[ns];
+  int128 values[kMaxFields] = {};
+  std::uint32_t mask = 0;
+  for (std::size_t f = 0; f < spec.fields.size(); ++f) {
+    values[f] = value_for(spec.fields[f], rng_());
+    mask |= 1u << f;
+  }
+  // Generated keys and values are valid by construction; make_update checks them anyway.
+  return *writer.make_update(ns, account, instrument, mask, values, ++source_seq_, UpdateMode::replace);
+}
+
+std::size_t SyntheticGenerator::poll(Writer& writer, std::int64_t now_ns, std::size_t budget) {
+  if (start_ns_ == 0) start_ns_ = now_ns;
+  const double due_total = static_cast<double>(now_ns - start_ns_) * cfg_.rate / 1e9;
+  const auto due = static_cast<std::uint64_t>(std::max(0.0, due_total - static_cast<double>(emitted_)));
+  const std::size_t n = std::min<std::uint64_t>(due, budget);
+  for (std::size_t i = 0; i < n; ++i) writer.upsert(make(writer, emitted_++));
+  return n;
+}
+
+}  // namespace poscache::daemon

@@ -1,0 +1,145 @@
+// poscache-writer: the daemon that owns one segment. It creates (or re-attaches to) the segment,
+// then runs the apply loop: poll every source, tick (heartbeat, expiry, wake readers), repeat.
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "poscache/writer.hpp"
+#include "shm/clock.hpp"
+#include "writer/daemon_config.hpp"
+#include "writer/generator.hpp"
+
+using namespace poscache;
+using namespace poscache::daemon;
+
+namespace {
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
+
+std::string describe(const NamespaceSpec& n) {
+  std::string s = n.name + " (" + std::to_string(n.fields.size()) + " fields";
+  if (n.stale_after.count() > 0) s += ", stale after " + std::to_string(n.stale_after.count() / 1'000'000) + " ms";
+  if (n.expire_after.count() > 0) s += ", expire after " + std::to_string(n.expire_after.count() / 1'000'000) + " ms";
+  return s + ")";
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"poscache-writer: owns a poscache shared-memory segment and applies position updates"};
+  std::string config_file;
+  std::optional<std::string> segment, mode, log_level, run_for, stats_interval;
+  std::optional<std::uint64_t> capacity, accounts, instruments;
+  std::optional<double> rate;
+  std::vector<std::string> ns_flags;
+  bool recreate = false, fresh = false, generate = false;
+  app.add_option("-c,--config", config_file, "TOML config file (flags override it; see config/demo.toml)");
+  app.add_option("-s,--segment", segment, "segment name under /dev/shm [POSCACHE_SEGMENT]");
+  app.add_option("--capacity", capacity, "positions the segment holds [POSCACHE_CAPACITY]");
+  app.add_option("--mode", mode, "segment file mode, octal (default 0640) [POSCACHE_MODE]");
+  app.add_option("-n,--namespace", ns_flags, "name:preset[:stale_after[:expire_after]], repeatable; replaces the config's namespaces");
+  app.add_flag("--recreate", recreate, "replace an existing segment that does not match (readers follow the new generation)");
+  app.add_flag("--fresh", fresh, "always start a new generation, dropping what the segment held");
+  app.add_flag("--generate", generate, "feed the segment from the synthetic generator");
+  app.add_option("--rate", rate, "generator: updates per second");
+  app.add_option("--accounts", accounts, "generator: number of accounts");
+  app.add_option("--instruments", instruments, "generator: number of instruments");
+  app.add_option("--run-for", run_for, "stop after this long (e.g. 30s); default: until SIGINT/SIGTERM");
+  app.add_option("--stats-interval", stats_interval, "log counters this often (default 5s)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error [POSCACHE_LOG_LEVEL]");
+  CLI11_PARSE(app, argc, argv);
+
+  DaemonConfig cfg;
+  cfg.writer.namespaces = {preset_trading("spot"), preset_lending("lending"), preset_quote("quotes")};
+  try {
+    if (!config_file.empty()) load_toml_file(config_file, cfg);
+    load_env(cfg);
+    if (segment) cfg.writer.segment = *segment;
+    if (capacity) cfg.writer.capacity = *capacity;
+    if (mode) {
+      char* end = nullptr;
+      const unsigned long m = std::strtoul(mode->c_str(), &end, 8);
+      if (mode->empty() || *end != '\0' || m > 0777) throw Error("--mode '" + *mode + "' must be octal permission bits such as 0640");
+      cfg.writer.mode = static_cast<mode_t>(m);
+    }
+    if (!ns_flags.empty()) {
+      cfg.writer.namespaces.clear();
+      for (const auto& f : ns_flags) cfg.writer.namespaces.push_back(parse_namespace_flag(f).value());
+    }
+    if (recreate) cfg.writer.recreate_on_mismatch = true;
+    if (fresh) cfg.writer.fresh = true;
+    if (generate) cfg.generator.enabled = true;
+    if (rate) cfg.generator.rate = *rate;
+    if (accounts) cfg.generator.accounts = static_cast<std::uint32_t>(*accounts);
+    if (instruments) cfg.generator.instruments = static_cast<std::uint32_t>(*instruments);
+    if (run_for) cfg.run_for = parse_duration(*run_for).value();
+    if (stats_interval) cfg.stats_interval = parse_duration(*stats_interval).value();
+    if (log_level) cfg.log_level = *log_level;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "poscache-writer: %s\n", e.what());
+    return 2;
+  }
+  const auto level = spdlog::level::from_str(cfg.log_level);
+  if (level == spdlog::level::off && cfg.log_level != "off") {
+    std::fprintf(stderr, "poscache-writer: log level '%s' is not trace, debug, info, warn, error or off\n", cfg.log_level.c_str());
+    return 2;
+  }
+  spdlog::set_level(level);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ poscache-writer: %v");
+
+  std::unique_ptr<Writer> writer;
+  try {
+    writer = Writer::open(cfg.writer);
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+  const WriterStats st0 = writer->stats();
+  spdlog::info("segment '{}' {} (generation {:#x}): capacity {}, {} positions, mode {:o}",
+               cfg.writer.segment, st0.reattached ? "re-attached" : "created", st0.generation,
+               st0.capacity, st0.live, cfg.writer.mode);
+  if (st0.repairs > 0) spdlog::warn("repaired {} slot(s) a previous writer left mid-write", st0.repairs);
+  for (const auto& n : cfg.writer.namespaces) spdlog::info("namespace {}", describe(n));
+
+  std::vector<std::unique_ptr<Source>> sources;
+  if (cfg.generator.enabled) {
+    sources.push_back(std::make_unique<SyntheticGenerator>(cfg.generator, *writer));
+    spdlog::info("generator: {:.0f} updates/s over {} accounts x {} instruments", cfg.generator.rate,
+                 cfg.generator.accounts, cfg.generator.instruments);
+  }
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  const std::int64_t start = shm::monotonic_ns();
+  std::int64_t next_stats = start + cfg.stats_interval.count();
+  WriterStats last = st0;
+  std::int64_t last_t = start;
+  constexpr std::size_t kBudget = 256;  // changes per source per round: bounds tick() latency
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    const std::int64_t now_mono = shm::monotonic_ns();
+    const std::int64_t now = shm::realtime_ns();
+    std::size_t applied = 0;
+    for (auto& s : sources) applied += s->poll(*writer, now, kBudget);
+    writer->tick();
+    if (cfg.run_for.count() > 0 && now_mono - start >= cfg.run_for.count()) break;
+    if (now_mono >= next_stats) {
+      const WriterStats st = writer->stats();
+      const double secs = static_cast<double>(now_mono - last_t) / 1e9;
+      spdlog::info("live {} | {:.0f} inserts/s {:.0f} updates/s | evictions {} expirations {} invalidations {} rejects {} | index rebuilds {}",
+                   st.live, static_cast<double>(st.inserts - last.inserts) / secs,
+                   static_cast<double>(st.updates - last.updates) / secs, st.evictions, st.expirations,
+                   st.invalidations, st.rejects, st.index_rebuilds);
+      last = st;
+      last_t = now_mono;
+      next_stats = now_mono + cfg.stats_interval.count();
+    }
+    if (applied == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));  // idle
+  }
+  writer->close();
+  spdlog::info("closed segment '{}' cleanly", cfg.writer.segment);
+  return 0;
+}
