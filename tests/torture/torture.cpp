@@ -1,0 +1,300 @@
+// Multi-process torture: one writer process churns inserts, updates, evictions, erases and
+// invalidations while reader processes check every copy they get. Payloads check themselves:
+// field i of a position is x * (i + 1) + k(key), so a torn copy, or a copy of another key's
+// slot, fails the check. "Pinned" positions are present for the whole run (updated every round,
+// never erased, never the least recently updated): any not_found for them is a false miss.
+// With --kill-every-ms the writer is killed with SIGKILL again and again mid-churn and a new one
+// re-attaches; readers keep reading throughout.
+//
+//   torture [--reads N] [--readers R] [--capacity C] [--kill-every-ms MS] [--seconds S] [--segment NAME]
+// Exit 0 only with zero torn reads, zero false misses and a consistent segment at the end.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <csignal>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "poscache/reader.hpp"
+#include "poscache/writer.hpp"
+#include "tools/verify.hpp"
+
+using namespace poscache;
+
+namespace {
+
+constexpr int kPinned = 256;
+constexpr int kChurnAccounts = 400;
+constexpr int kChurnInstruments = 50;
+constexpr int kFields = 16;
+
+struct Options {
+  std::uint64_t reads = 10'000'000;
+  int readers = 3;
+  std::uint64_t capacity = 4096;
+  int kill_every_ms = 0;
+  double seconds = 0;  // readers also keep going at least this long
+  std::string segment;
+};
+
+WriterConfig config(const Options& o) {
+  NamespaceSpec pin{"pin", {}, {}, {}};
+  for (int i = 0; i < kFields; ++i) pin.fields.push_back({"f" + std::to_string(i), FieldType::decimal, 0});
+  NamespaceSpec churn = pin;
+  churn.name = "churn";
+  WriterConfig c;
+  c.segment = o.segment;
+  c.capacity = o.capacity;
+  c.namespaces = {pin, churn};
+  c.heartbeat_interval = std::chrono::milliseconds(5);
+  return c;
+}
+
+std::string pin_account(int i) { return "p" + std::to_string(i % 64); }
+std::string pin_instrument(int i) { return "I" + std::to_string(i / 64); }
+std::string churn_account(std::uint64_t i) { return "c" + std::to_string(i % kChurnAccounts); }
+std::string churn_instrument(std::uint64_t i) { return "J" + std::to_string(i % kChurnInstruments); }
+
+int128 key_tag(std::string_view account, std::string_view instrument) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (char c : account) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  h = (h ^ ':') * 1099511628211ull;
+  for (char c : instrument) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return static_cast<int128>(h >> 20);
+}
+
+Update payload(const Writer& w, NamespaceId ns, const std::string& a, const std::string& i, std::uint64_t x) {
+  int128 v[kMaxFields];
+  const int128 k = key_tag(a, i);
+  // x up to 2^62: x * 16 + k exceeds 64 bits, so the high word of the mantissa is exercised too.
+  for (int f = 0; f < kFields; ++f) v[f] = static_cast<int128>(x) * (f + 1) + k;
+  return *w.make_update(ns, a, i, 0xFFFF, v, 0, UpdateMode::replace);
+}
+
+bool self_consistent(const Position& p, std::string_view a, std::string_view i) {
+  if (p.fields_set != 0xFFFF || p.account_view() != a || p.instrument_view() != i) return false;
+  const int128 k = key_tag(a, i);
+  const int128 x = p.values[0] - k;
+  for (int f = 0; f < kFields; ++f) {
+    if (p.values[f] != x * (f + 1) + k) return false;
+  }
+  return true;
+}
+
+// The writer: open (create or re-attach), then churn until killed or told to stop.
+[[noreturn]] void run_writer(const Options& o, std::uint64_t seed) {
+  auto w = Writer::open(config(o));
+  std::mt19937_64 rng(seed);
+  const NamespaceId pin = 0, churn = 1;
+  volatile sig_atomic_t stop = 0;
+  static volatile sig_atomic_t* stop_flag = &stop;
+  std::signal(SIGTERM, [](int) { *stop_flag = 1; });
+  const int churn_per_round = static_cast<int>(std::min<std::uint64_t>(1024, (o.capacity - kPinned) / 2));
+  while (!stop) {
+    for (int i = 0; i < kPinned; ++i) w->upsert(payload(*w, pin, pin_account(i), pin_instrument(i), rng() >> 2));
+    for (int c = 0; c < churn_per_round; ++c) {
+      const std::uint64_t r = rng();
+      const std::string a = churn_account(r >> 16);
+      const std::string i = churn_instrument(r >> 32);
+      const std::uint64_t which = r % 100'000;
+      if (which < 94'000) {  // inserts (evicting once the table is full) and updates
+        w->upsert(payload(*w, churn, a, i, rng() >> 2));
+      } else if (which < 99'800) {
+        w->erase(KeyRef{churn, a, i});
+      } else if (which < 99'970) {
+        w->invalidate_account(a);
+      } else if (which < 99'995) {
+        w->invalidate_matching("churn:c" + std::to_string(r % 10) + "*:*");
+      } else {
+        w->invalidate_namespace(churn);
+      }
+    }
+    w->tick();
+  }
+  w->close();
+  std::_Exit(0);
+}
+
+struct ReaderTally {
+  std::uint64_t reads = 0, verified = 0, torn = 0, false_misses = 0, busy = 0, dead = 0, churn_misses = 0;
+};
+
+[[noreturn]] void run_reader(const Options& o, std::uint64_t reads, int out_fd, std::uint64_t seed) {
+  ReaderTally t;
+  Reader r = Reader::open(o.segment);
+  std::mt19937_64 rng(seed);
+  Position p;
+  std::vector<std::string> pa, pi;
+  for (int i = 0; i < kPinned; ++i) {
+    pa.push_back(pin_account(i));
+    pi.push_back(pin_instrument(i));
+  }
+  std::vector<std::string> ca, ci;
+  for (int i = 0; i < kChurnAccounts; ++i) ca.push_back(churn_account(static_cast<std::uint64_t>(i)));
+  for (int i = 0; i < kChurnInstruments; ++i) ci.push_back(churn_instrument(static_cast<std::uint64_t>(i)));
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.seconds);
+  for (; t.reads < reads || (t.reads % 4096 != 0 || std::chrono::steady_clock::now() < until); ++t.reads) {
+    const std::uint64_t x = rng();
+    const bool pinned = (x & 1) != 0;
+    const std::string& a = pinned ? pa[(x >> 8) % kPinned] : ca[(x >> 8) % kChurnAccounts];
+    const std::string& i = pinned ? pi[(x >> 8) % kPinned] : ci[(x >> 24) % kChurnInstruments];
+    const ReadStatus st = r.get(pinned ? NamespaceId{0} : NamespaceId{1}, a, i, p);
+    if (has_value(st)) {
+      ++t.verified;
+      if (!self_consistent(p, a, i)) ++t.torn;
+    } else if (st == ReadStatus::not_found) {
+      if (pinned) ++t.false_misses; else ++t.churn_misses;
+    } else if (st == ReadStatus::writer_busy) {
+      ++t.busy;
+    } else if (st == ReadStatus::writer_dead) {
+      ++t.dead;
+    } else {
+      ++t.torn;  // bad_key / retired cannot happen here: count as a failure
+    }
+  }
+  [[maybe_unused]] auto n = ::write(out_fd, &t, sizeof t);
+  std::_Exit(0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  o.segment = "poscache_torture_" + std::to_string(::getpid());
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "torture: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--reads") o.reads = std::stoull(next());
+    else if (a == "--readers") o.readers = std::stoi(next());
+    else if (a == "--capacity") o.capacity = std::stoull(next());
+    else if (a == "--kill-every-ms") o.kill_every_ms = std::stoi(next());
+    else if (a == "--segment") o.segment = next();
+    else if (a == "--seconds") o.seconds = std::stod(next());
+    else {
+      std::fprintf(stderr, "usage: torture [--reads N] [--readers R] [--capacity C] [--kill-every-ms MS] [--seconds S] [--segment NAME]\n");
+      return 2;
+    }
+  }
+  boost::interprocess::shared_memory_object::remove(o.segment.c_str());
+  std::uint64_t seed = 12345;
+
+  // First writer: wait until the segment is ready before starting readers.
+  pid_t writer = ::fork();
+  if (writer == 0) run_writer(o, seed);
+  for (int tries = 0;; ++tries) {
+    try {
+      Reader probe = Reader::open(o.segment);
+      if (probe.stats().live >= kPinned) break;
+    } catch (const Error&) {
+    }
+    if (tries > 5000) {
+      std::fprintf(stderr, "torture: the writer never made the segment ready\n");
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  int pipefd[2];
+  if (::pipe(pipefd) != 0) return 1;
+  std::vector<pid_t> readers;
+  for (int r = 0; r < o.readers; ++r) {
+    const pid_t pid = ::fork();
+    if (pid == 0) run_reader(o, o.reads / static_cast<std::uint64_t>(o.readers), pipefd[1], seed + 1000 + static_cast<std::uint64_t>(r));
+    readers.push_back(pid);
+  }
+  ::close(pipefd[1]);
+
+  // Optionally kill the writer again and again; a new one re-attaches each time. Readers that
+  // finished are reaped here, so the loop ends when the last one has exited.
+  int kills = 0;
+  std::vector<int> reader_status(readers.size(), -1);
+  auto reap = [&](bool block) {
+    bool all = true;
+    for (std::size_t k = 0; k < readers.size(); ++k) {
+      if (reader_status[k] != -1) continue;
+      int st = 0;
+      if (::waitpid(readers[k], &st, block ? 0 : WNOHANG) == readers[k]) {
+        reader_status[k] = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      } else {
+        all = false;
+      }
+    }
+    return all;
+  };
+  if (o.kill_every_ms > 0) {
+    std::mt19937_64 rng(seed);
+    while (!reap(false)) {
+      const auto wait = std::chrono::milliseconds(o.kill_every_ms / 2 + static_cast<int>(rng() % static_cast<std::uint64_t>(o.kill_every_ms)));
+      std::this_thread::sleep_for(wait);
+      if (reap(false)) break;
+      ::kill(writer, SIGKILL);
+      ::waitpid(writer, nullptr, 0);
+      ++kills;
+      writer = ::fork();
+      if (writer == 0) run_writer(o, ++seed);
+    }
+  }
+  ReaderTally total;
+  for (int r = 0; r < o.readers; ++r) {
+    ReaderTally t;
+    if (::read(pipefd[0], &t, sizeof t) != static_cast<ssize_t>(sizeof t)) {
+      std::fprintf(stderr, "torture: a reader died without reporting\n");
+      return 1;
+    }
+    total.reads += t.reads;
+    total.verified += t.verified;
+    total.torn += t.torn;
+    total.false_misses += t.false_misses;
+    total.busy += t.busy;
+    total.dead += t.dead;
+    total.churn_misses += t.churn_misses;
+  }
+  reap(true);
+  bool readers_ok = true;
+  for (int st : reader_status) readers_ok = readers_ok && st == 0;
+  ::kill(writer, SIGTERM);
+  int wst = 0;
+  ::waitpid(writer, &wst, 0);
+
+  Reader r = Reader::open(o.segment);
+  const tools::VerifyReport rep = tools::verify(r);
+  const SegmentStats s = r.stats();
+  std::printf("torture: %d reader processes, %llu reads, %llu copies verified, %llu torn, %llu false misses "
+              "(pinned keys), %llu churn misses, %llu writer_busy, %llu writer_dead\n",
+              o.readers, static_cast<unsigned long long>(total.reads), static_cast<unsigned long long>(total.verified),
+              static_cast<unsigned long long>(total.torn), static_cast<unsigned long long>(total.false_misses),
+              static_cast<unsigned long long>(total.churn_misses), static_cast<unsigned long long>(total.busy),
+              static_cast<unsigned long long>(total.dead));
+  std::printf("torture: writer applied %llu inserts, %llu updates, %llu evictions, %llu erases, %llu invalidations, "
+              "%llu index rebuilds; killed %d times (%llu restarts, %llu slots repaired)\n",
+              static_cast<unsigned long long>(s.inserts), static_cast<unsigned long long>(s.updates),
+              static_cast<unsigned long long>(s.evictions), static_cast<unsigned long long>(s.erases),
+              static_cast<unsigned long long>(s.invalidations), static_cast<unsigned long long>(s.index_rebuilds),
+              kills, static_cast<unsigned long long>(s.writer.restarts), static_cast<unsigned long long>(s.repairs));
+  std::printf("torture: verify: %llu live positions, %zu problems\n", static_cast<unsigned long long>(rep.live_slots), rep.problems.size());
+  for (const auto& p : rep.problems) std::printf("torture: PROBLEM %s\n", p.c_str());
+  // Every pinned position survived every kill.
+  int pinned_present = 0;
+  Position p;
+  for (int i = 0; i < kPinned; ++i) pinned_present += has_value(r.get(NamespaceId{0}, pin_account(i), pin_instrument(i), p));
+  std::printf("torture: %d of %d pinned positions present at the end\n", pinned_present, kPinned);
+  boost::interprocess::shared_memory_object::remove(o.segment.c_str());
+  ::unlink(("/dev/shm/" + o.segment + ".lock").c_str());
+  const bool ok = readers_ok && total.torn == 0 && total.false_misses == 0 && rep.problems.empty() &&
+                  pinned_present == kPinned && total.reads >= o.reads - static_cast<std::uint64_t>(o.readers);
+  std::printf("torture: %s\n", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}
