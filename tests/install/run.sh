@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the build tree into a scratch prefix and builds two consumers against it.
+set -euo pipefail
+build=$1
+work=$2
+rm -rf "$work"
+mkdir -p "$work"
+"${CMAKE:-cmake}" --install "$build" --prefix "$work/prefix" >/dev/null
+here=$(cd "$(dirname "$0")" && pwd)
+"${CMAKE:-cmake}" -S "$here/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_CXX_COMPILER="${CXX:-c++}" >/dev/null
+"${CMAKE:-cmake}" --build "$work/consumer" >/dev/null
+"$work/consumer/consumer"
+export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
+"${CXX:-c++}" "$here/pkgconfig_consumer.cpp" -o "$work/pkgconfig_consumer" $(pkg-config --cflags --libs poscache)
+"$work/pkgconfig_consumer"
+echo "install check: both consumers built and ran"

@@ -1,0 +1,111 @@
+// poscache-inspect as scripts use it: output and exit codes.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "poscache/writer.hpp"
+#include "shm/layout.hpp"
+#include "test_util.hpp"
+
+using namespace poscache;
+
+namespace {
+
+struct CliRun {
+  int code;
+  std::string out;
+};
+
+CliRun inspect(const std::string& args) {
+  const std::string cmd = std::string(POSCACHE_INSPECT_BIN) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int st = ::pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+}  // namespace
+
+class InspectTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "12.5"}, {"avg_price", "141.000000000000000001"}}));
+    w->upsert(*w->make_update("spot", "bob", "BTC", {{"qty", "-0.25"}}));
+    w->upsert(*w->make_update("moonwell", "alice", "USDC", {{"collateral_amount", "1500000000000000000000"}, {"last_update_block", "123"}}));
+    w->tick();
+  }
+  test::ScratchSegment seg{"insp"};
+  std::unique_ptr<Writer> w = Writer::open(test::small_config(seg.name(), 64));
+  std::string s() const { return "-s " + seg.name() + " "; }
+};
+
+TEST_F(InspectTest, GetPrintsExactDecimalsAndExitsZero) {
+  const CliRun r = inspect(s() + "--json get spot alice SOL");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["fields"]["avg_price"], "141.000000000000000001");
+  EXPECT_EQ(j["fields"]["qty"], "12.500000000000000000");
+  EXPECT_EQ(j["status"], "ok");
+  EXPECT_FALSE(j["fields"].contains("fees"));  // never set
+  const CliRun t = inspect(s() + "get spot alice SOL");
+  EXPECT_NE(t.out.find("spot:alice:SOL"), std::string::npos) << t.out;
+}
+
+TEST_F(InspectTest, ExitCodesTellScriptsWhatHappened) {
+  EXPECT_EQ(inspect(s() + "get spot nobody SOL").code, 1);
+  EXPECT_EQ(inspect(s() + "get futures a b").code, 2);
+  EXPECT_EQ(inspect("-s poscache_test_missing_segment stats").code, 3);
+  EXPECT_EQ(inspect(s() + "frobnicate").code, 2);
+  EXPECT_EQ(inspect(s() + "health").code, 0);
+  w->close();
+  EXPECT_EQ(inspect(s() + "health").code, 1);
+}
+
+TEST_F(InspectTest, StatsAndLsForScripts) {
+  const CliRun r = inspect(s() + "--json stats");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["live"], 3);
+  EXPECT_EQ(j["counters"]["inserts"], 3);
+  EXPECT_EQ(j["writer"]["alive"], true);
+  EXPECT_EQ(j["namespaces"][1]["name"], "moonwell");
+  const CliRun ls = inspect(s() + "--json ls --account alice");
+  ASSERT_EQ(ls.code, 0);
+  EXPECT_EQ(std::count(ls.out.begin(), ls.out.end(), '\n'), 2);
+  const CliRun glob = inspect(s() + "ls --glob 'spot:*:B*'");
+  EXPECT_NE(glob.out.find("spot:bob:BTC"), std::string::npos) << glob.out;
+  EXPECT_EQ(glob.out.find("alice"), std::string::npos) << glob.out;
+  const CliRun dump = inspect(s() + "--json dump");
+  EXPECT_EQ(std::count(dump.out.begin(), dump.out.end(), '\n'), 3);
+  const CliRun watch = inspect(s() + "--json watch --count 2 --interval-ms 10");
+  EXPECT_EQ(watch.code, 0);
+  EXPECT_EQ(std::count(watch.out.begin(), watch.out.end(), '\n'), 2);
+}
+
+TEST_F(InspectTest, VerifyFindsABucketThatLostItsSlot) {
+  EXPECT_EQ(inspect(s() + "verify").code, 0);
+  // Break the index behind the writer's back: empty the bucket of every live slot.
+  const int fd = ::shm_open(("/" + seg.name()).c_str(), O_RDWR, 0);
+  struct stat st {};
+  ::fstat(fd, &st);
+  auto* base = static_cast<std::byte*>(::mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  auto* h = reinterpret_cast<shm::SegmentHeader*>(base);
+  auto* idx = reinterpret_cast<shm::Bucket*>(base + h->index_offset[h->index_epoch.load() & 1]);
+  for (std::uint64_t i = 0; i < h->index_buckets; ++i) idx[i].store(0);
+  ::munmap(base, st.st_size);
+  ::close(fd);
+  const CliRun r = inspect(s() + "verify");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("not reachable through the index"), std::string::npos) << r.out;
+}
