@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages poscache builds and tests with, if any is missing.
+set -euo pipefail
+packages=(build-essential cmake ninja-build pkg-config
+          libboost-dev libspdlog-dev libfmt-dev libhiredis-dev libxxhash-dev
+          nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
+          libgtest-dev googletest redis-server redis-tools python3-redis)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
