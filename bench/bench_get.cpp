@@ -1,0 +1,204 @@
+// get() latency: hits on N positions, random keys and a hot set, with 0..K extra reader
+// processes, while a writer process applies a chosen rate of updates to existing positions.
+// Printed beside it, from the same run: the same lookups in a plain private-memory hash table
+// (std::unordered_map, 256-byte values) and a cross-core cache-line ping-pong.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <memory>
+#include <random>
+#include <unordered_map>
+
+#include "bench/bench_keys.hpp"
+#include "bench/bench_util.hpp"
+#include "poscache/reader.hpp"
+#include "shm/clock.hpp"
+
+using namespace poscache;
+using namespace poscache::bench;
+
+namespace {
+
+constexpr const char* kUsage =
+    "bench_get [--sizes 10000,1000000] [--readers 0,1,2] [--rate 1000000] [--gets 2000000]\n"
+    "          [--batch 16] [--hot 1024] [--reader-cpu 1] [--writer-cpu 0]\n"
+    "  rate: writer updates/s to existing positions during the measurement (0 = idle writer)";
+
+// The writer process: creates and fills the segment, says so on `ready_fd`, then applies
+// `rate` updates/s to random existing positions until killed.
+[[noreturn]] void run_writer(const std::string& seg, std::size_t n, double rate, int cpu, int ready_fd) {
+  pin_to_cpu(cpu);
+  auto w = Writer::open(bench_config(seg, n));
+  Keys keys(n);
+  for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, i, i));
+  w->tick();
+  const char ok = 'R';
+  [[maybe_unused]] auto wr = ::write(ready_fd, &ok, 1);
+  std::mt19937_64 rng(99);
+  std::uint64_t done = 0;
+  const std::int64_t start = shm::monotonic_ns();
+  Update u = trading_update(*w, keys, 0, 1);
+  for (std::uint64_t iter = 0;; ++iter) {
+    if (rate > 0) {
+      const double due = static_cast<double>(shm::monotonic_ns() - start) * rate / 1e9;
+      while (static_cast<double>(done) < due) {
+        const std::size_t i = rng() % n;
+        u.account_len = static_cast<std::uint8_t>(keys.account[i].size());
+        std::memcpy(u.account, keys.account[i].data(), keys.account[i].size());
+        u.instrument_len = static_cast<std::uint8_t>(keys.instrument[i].size());
+        std::memcpy(u.instrument, keys.instrument[i].data(), keys.instrument[i].size());
+        u.values[0] = static_cast<int128>(done);
+        w->upsert(u);
+        ++done;
+      }
+    }
+    if ((iter & 255) == 0) w->tick();
+    shm::cpu_relax();
+  }
+}
+
+// An extra reader process: random gets forever.
+[[noreturn]] void run_reader(const std::string& seg, std::size_t n) {
+  Reader r = Reader::open(seg);
+  Keys keys(n);
+  std::mt19937_64 rng(7);
+  Position p;
+  for (;;) {
+    const std::size_t i = rng() % n;
+    r.get(NamespaceId{0}, keys.account[i], keys.instrument[i], p);
+  }
+}
+
+std::vector<std::uint32_t> pattern(std::size_t n, std::size_t count, std::size_t hot, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::uint32_t> idx(count);
+  for (auto& i : idx) i = static_cast<std::uint32_t>(rng() % (hot ? std::min(hot, n) : n));
+  if (hot) {  // a hot set spread over the table, not the first slots
+    std::vector<std::uint32_t> map(std::min(hot, n));
+    for (auto& m : map) m = static_cast<std::uint32_t>(rng() % n);
+    for (auto& i : idx) i = map[i];
+  }
+  return idx;
+}
+
+template <class Fn>
+std::vector<double> time_batches(const std::vector<std::uint32_t>& idx, std::size_t batch, Fn&& fn) {
+  std::vector<double> samples;
+  samples.reserve(idx.size() / batch);
+  const double npt = ns_per_tick();
+  for (std::size_t b = 0; b + batch <= idx.size(); b += batch) {
+    const std::uint64_t t0 = ticks_ordered();
+    for (std::size_t k = 0; k < batch; ++k) fn(idx[b + k]);
+    const std::uint64_t t1 = ticks_ordered();
+    samples.push_back(static_cast<double>(t1 - t0) * npt / static_cast<double>(batch));
+  }
+  return samples;
+}
+
+struct Value256 {
+  char bytes[256];
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags f(argc, argv,
+          {{"sizes", "10000,1000000"}, {"readers", "0,1,2"}, {"rate", "1000000"}, {"gets", "2000000"},
+           {"batch", "16"}, {"hot", "1024"}, {"reader-cpu", "1"}, {"writer-cpu", "0"}},
+          kUsage);
+  const std::size_t batch = static_cast<std::size_t>(f.num("batch"));
+  const std::size_t gets = static_cast<std::size_t>(f.num("gets"));
+  const double rate = f.real("rate");
+  const int reader_cpu = static_cast<int>(f.num("reader-cpu"));
+  std::printf("bench_get: %zu gets per case, timed in batches of %zu (per-get mean of each batch), TSC %.3f ns/tick\n",
+              gets, batch, ns_per_tick());
+
+  std::vector<double> pp = cache_line_ping_pong(0, 1, 200000);
+  const Percentiles ping = percentiles(pp);
+  std::printf("floor: cross-core cache-line transfer, one way\n");
+  print_row("ping-pong cpu0 <-> cpu1", ping);
+
+  for (long long size : f.list("sizes")) {
+    const std::size_t n = static_cast<std::size_t>(size);
+    const std::string seg = "poscache_bench_get_" + std::to_string(::getpid());
+    Keys keys(n);
+    const auto random_idx = pattern(n, gets, 0, 1);
+    const auto hot_idx = pattern(n, gets, static_cast<std::size_t>(f.num("hot")), 2);
+
+    // Floor: a private std::unordered_map of the same keys, 256-byte values behind a pointer.
+    {
+      std::unordered_map<std::string, std::unique_ptr<Value256>> map;
+      map.reserve(n);
+      std::vector<std::string> flat(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        flat[i] = keys.account[i] + ":" + keys.instrument[i];
+        map.emplace(flat[i], std::make_unique<Value256>());
+      }
+      Value256 out;
+      std::uint64_t sink = 0;
+      pin_to_cpu(reader_cpu);
+      std::printf("\n%zu positions\nfloor: private-memory std::unordered_map lookup + 256-byte copy\n", n);
+      auto look = [&](std::uint32_t i) {
+        auto it = map.find(flat[i]);
+        std::memcpy(&out, it->second.get(), sizeof out);
+        sink += static_cast<unsigned char>(out.bytes[i & 255]);
+      };
+      auto r1 = time_batches(random_idx, batch, look);
+      print_row("unordered_map, random keys", percentiles(r1));
+      auto r2 = time_batches(hot_idx, batch, look);
+      print_row("unordered_map, hot set of " + std::to_string(f.num("hot")), percentiles(r2));
+      if (sink == 42) std::printf(" ");
+      pin_to_cpu(-1);
+    }
+
+    int pipefd[2];
+    if (::pipe(pipefd) != 0) return 1;
+    const pid_t writer = ::fork();
+    if (writer == 0) run_writer(seg, n, rate, static_cast<int>(f.num("writer-cpu")), pipefd[1]);
+    char ready = 0;
+    if (::read(pipefd[0], &ready, 1) != 1) {
+      std::fprintf(stderr, "bench_get: the writer did not start\n");
+      return 1;
+    }
+    Reader r = Reader::open(seg);
+    const SegmentStats st0 = r.stats();
+    std::printf("poscache: segment %.1f MiB for %zu positions = %.0f bytes per position (index and bookkeeping included)\n",
+                static_cast<double>(st0.segment_bytes) / (1 << 20), n,
+                static_cast<double>(st0.segment_bytes) / static_cast<double>(n));
+    for (long long extra : f.list("readers")) {
+      std::vector<pid_t> readers;
+      for (long long k = 0; k < extra; ++k) {
+        const pid_t p = ::fork();
+        if (p == 0) run_reader(seg, n);
+        readers.push_back(p);
+      }
+      pin_to_cpu(reader_cpu);
+      Position pos;
+      std::uint64_t misses = 0;
+      auto get = [&](std::uint32_t i) { misses += !has_value(r.get(NamespaceId{0}, keys.account[i], keys.instrument[i], pos)); };
+      const std::uint64_t u0 = r.stats().updates;
+      const std::int64_t t0 = shm::monotonic_ns();
+      auto s1 = time_batches(random_idx, batch, get);
+      auto s2 = time_batches(hot_idx, batch, get);
+      const double secs = static_cast<double>(shm::monotonic_ns() - t0) / 1e9;
+      const double achieved = static_cast<double>(r.stats().updates - u0) / secs;
+      pin_to_cpu(-1);
+      char label[160];
+      std::snprintf(label, sizeof label, "get() random keys, %lld extra readers, writer %.2f M upd/s", extra, achieved / 1e6);
+      print_row(label, percentiles(s1), misses ? " MISSES!" : "");
+      std::snprintf(label, sizeof label, "get() hot set of %lld, %lld extra readers, writer %.2f M upd/s", f.num("hot"), extra, achieved / 1e6);
+      print_row(label, percentiles(s2));
+      for (pid_t p : readers) {
+        ::kill(p, SIGKILL);
+        ::waitpid(p, nullptr, 0);
+      }
+    }
+    ::kill(writer, SIGKILL);
+    ::waitpid(writer, nullptr, 0);
+    boost::interprocess::shared_memory_object::remove(seg.c_str());
+    ::unlink(("/dev/shm/" + seg + ".lock").c_str());
+  }
+  return 0;
+}
