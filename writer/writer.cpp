@@ -360,9 +360,51 @@ struct Writer::Impl {
   }
 
   ApplyResult upsert(const Update& u) {
+    return upsert_hashed(u, key_hash(u.ns, u.account_view(), u.instrument_view()));
+  }
+
+  // Applies updates in order, exactly as upsert() one at a time would, but overlaps their cache
+  // misses (memory-level parallelism): for a group of updates it first hashes them all and
+  // prefetches their index buckets, then prefetches the slots and LRU links those buckets point
+  // at, then applies each one by the ordinary path, which now finds its lines in cache. The
+  // prefetches are hints: an earlier update of the group may change what a later one finds, and
+  // the ordinary path looks again.
+  void upsert_batch(std::span<const Update> us, ApplyResult* out) {
+    constexpr std::size_t kGroup = 32;
+    std::uint64_t hashes[kGroup];
+    std::uint32_t slot_hint[kGroup];
+    const Bucket* idx = index[h->index_epoch.load(kRelaxed) & 1];
+    const std::uint64_t mask = buckets - 1;
+    for (std::size_t base = 0; base < us.size(); base += kGroup) {
+      const std::size_t n = std::min(kGroup, us.size() - base);
+      for (std::size_t i = 0; i < n; ++i) {
+        const Update& u = us[base + i];
+        hashes[i] = key_hash(u.ns, u.account_view(), u.instrument_view());
+        __builtin_prefetch(&idx[hashes[i] & mask]);
+      }
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::uint64_t b = idx[hashes[i] & mask].load(kRelaxed);
+        const std::uint32_t ref = bucket_ref(b);
+        slot_hint[i] = kNil;
+        if (b == kEmptyBucket || ref == kTombstoneRef || ref - 1u >= capacity) continue;
+        slot_hint[i] = ref - 1u;
+        const auto* line = reinterpret_cast<const char*>(&slots[ref - 1u]);
+        for (std::size_t off = 0; off < sizeof(Slot); off += kCacheLine) __builtin_prefetch(line + off, 1);
+        __builtin_prefetch(&book[ref - 1u], 1);
+      }
+      for (std::size_t i = 0; i < n; ++i) {  // the LRU neighbours an update will relink
+        if (slot_hint[i] == kNil) continue;
+        const SlotBook& b = book[slot_hint[i]];
+        if (b.prev < capacity) __builtin_prefetch(&book[b.prev], 1);
+        if (b.next < capacity) __builtin_prefetch(&book[b.next], 1);
+      }
+      for (std::size_t i = 0; i < n; ++i) out[base + i] = upsert_hashed(us[base + i], hashes[i]);
+    }
+  }
+
+  ApplyResult upsert_hashed(const Update& u, std::uint64_t hash) {
     const std::string_view account = u.account_view();
     const std::string_view instrument = u.instrument_view();
-    const std::uint64_t hash = key_hash(u.ns, account, instrument);
     const std::uint32_t nfields = h->namespaces[u.ns].field_count;
     const std::int64_t t = now();
     ApplyResult r;
@@ -936,6 +978,23 @@ ApplyResult Writer::upsert(const Update& update) {
     return ApplyResult{ApplyStatus::bad_input, 0, false};
   }
   return impl_->upsert(update);
+}
+
+void Writer::upsert_batch(std::span<const Update> updates, std::span<ApplyResult> results) {
+  if (results.size() < updates.size()) throw Error("upsert_batch: results span is shorter than updates");
+  // Validate each first (as upsert() does); bad ones are reported, the rest applied in order.
+  std::size_t start = 0;
+  for (std::size_t i = 0; i <= updates.size(); ++i) {
+    const bool bad = i < updates.size() && !check(updates[i], impl_->cfg.namespaces).empty();
+    if (i == updates.size() || bad) {
+      impl_->upsert_batch(updates.subspan(start, i - start), results.data() + start);
+      if (bad) {
+        bump(impl_->h->rejects);
+        results[i] = ApplyResult{ApplyStatus::bad_input, 0, false};
+      }
+      start = i + 1;
+    }
+  }
 }
 
 ApplyResult Writer::erase(const KeyRef& key) {
