@@ -27,7 +27,7 @@ int128 value_for(const FieldSpec& f, std::uint64_t r) {
 }  // namespace
 
 SyntheticGenerator::SyntheticGenerator(const GeneratorConfig& config, const Writer&)
-    : cfg_(config), rng_(config.seed) {
+    : cfg_(config), rng_(config.seed), batch_(kMaxBatch), results_(kMaxBatch) {
   static const char* kSymbols[] = {"SOL", "BTC", "ETH", "USDC", "JUP", "BONK", "AAPL", "MSFT", "NVDA", "TSLA"};
   char buf[64];
   for (std::uint32_t i = 0; i < cfg_.accounts; ++i) {
@@ -65,8 +65,9 @@ std::size_t SyntheticGenerator::poll(Writer& writer, std::int64_t now_ns, std::s
   if (start_ns_ == 0) start_ns_ = now_ns;
   const double due_total = static_cast<double>(now_ns - start_ns_) * cfg_.rate / 1e9;
   const auto due = static_cast<std::uint64_t>(std::max(0.0, due_total - static_cast<double>(emitted_)));
-  const std::size_t n = std::min<std::uint64_t>(due, budget);
-  for (std::size_t i = 0; i < n; ++i) writer.upsert(make(writer, emitted_++));
+  const std::size_t n = std::min<std::uint64_t>(std::min<std::uint64_t>(due, budget), kMaxBatch);
+  for (std::size_t i = 0; i < n; ++i) batch_[i] = make(writer, emitted_++);
+  writer.upsert_batch(std::span(batch_.data(), n), std::span(results_.data(), n));
   return n;
 }
 

@@ -22,6 +22,7 @@ class SyntheticGenerator final : public Source {
   Update make(const Writer& writer, std::uint64_t n);
 
  private:
+  static constexpr std::size_t kMaxBatch = 256;
   GeneratorConfig cfg_;
   std::vector<std::string> accounts_;
   std::vector<std::string> instruments_;
@@ -29,6 +30,8 @@ class SyntheticGenerator final : public Source {
   std::int64_t start_ns_ = 0;
   std::uint64_t emitted_ = 0;
   std::uint64_t source_seq_ = 0;
+  std::vector<Update> batch_;        // reused: polling allocates nothing
+  std::vector<ApplyResult> results_;
 };
 
 }  // namespace poscache::daemon

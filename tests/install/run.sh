@@ -7,11 +7,13 @@ rm -rf "$work"
 mkdir -p "$work"
 "${CMAKE:-cmake}" --install "$build" --prefix "$work/prefix" >/dev/null
 here=$(cd "$(dirname "$0")" && pwd)
+# CONSUMER_FLAGS: the sanitizer flags the libraries were built with, if any.
 "${CMAKE:-cmake}" -S "$here/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" \
-  -DCMAKE_CXX_COMPILER="${CXX:-c++}" >/dev/null
+  -DCMAKE_CXX_COMPILER="${CXX:-c++}" -DCMAKE_CXX_FLAGS="${CONSUMER_FLAGS:-}" \
+  -DCMAKE_EXE_LINKER_FLAGS="${CONSUMER_FLAGS:-}" >/dev/null
 "${CMAKE:-cmake}" --build "$work/consumer" >/dev/null
 "$work/consumer/consumer"
 export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
-"${CXX:-c++}" "$here/pkgconfig_consumer.cpp" -o "$work/pkgconfig_consumer" $(pkg-config --cflags --libs poscache)
+"${CXX:-c++}" ${CONSUMER_FLAGS:-} "$here/pkgconfig_consumer.cpp" -o "$work/pkgconfig_consumer" $(pkg-config --cflags --libs poscache)
 "$work/pkgconfig_consumer"
 echo "install check: both consumers built and ran"

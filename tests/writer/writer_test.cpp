@@ -275,3 +275,27 @@ TEST(WriterSegmentTest, ConfigErrorsNameWhatIsWrong) {
     EXPECT_NE(std::string(e.what()).find("'spot' is configured twice"), std::string::npos);
   }
 }
+
+TEST_F(WriterTest, UpsertBatchAppliesInOrderAndRefusesOnlyTheBadOnes) {
+  std::vector<Update> us;
+  us.push_back(must(w->make_update("spot", "a", "X", {{"qty", "1"}})));
+  us.push_back(must(w->make_update("spot", "a", "X", {{"qty", "2"}})));  // same key, later wins
+  Update bad = must(w->make_update("spot", "b", "X", {{"qty", "1"}}));
+  bad.instrument_len = 0;
+  us.push_back(bad);
+  us.push_back(must(w->make_update("marks", "a", "X", {{"bid", "3"}})));
+  for (int i = 0; i < 40; ++i) us.push_back(must(w->make_update("spot", "k" + std::to_string(i), "X", {{"qty", "5"}})));
+  std::vector<ApplyResult> res(us.size());
+  w->upsert_batch(us, res);
+  EXPECT_EQ(res[0].status, ApplyStatus::inserted);
+  EXPECT_EQ(res[1].status, ApplyStatus::updated);
+  EXPECT_EQ(res[2].status, ApplyStatus::bad_input);
+  EXPECT_EQ(res[3].status, ApplyStatus::inserted);
+  EXPECT_TRUE(res[43].evicted);  // capacity 8: later inserts evict
+  Position p;
+  for (int i = 32; i < 40; ++i) EXPECT_EQ(r.get("spot", "k" + std::to_string(i), "X", p), ReadStatus::ok) << i;
+  EXPECT_EQ(r.get("spot", "a", "X", p), ReadStatus::not_found);  // the oldest went first
+  EXPECT_EQ(r.stats().live, 8u);
+  EXPECT_EQ(r.stats().rejects, 1u);
+  EXPECT_GT(res[1].version, res[0].version);
+}
