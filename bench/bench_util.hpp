@@ -73,7 +73,7 @@ inline Percentiles percentiles(std::vector<double>& samples) {
 }
 
 inline void print_row(const std::string& what, const Percentiles& p, const std::string& extra = "") {
-  std::printf("  %-58s p50 %7.1f  p99 %7.1f  p99.9 %8.1f  max %9.1f ns  (n=%zu)%s\n", what.c_str(), p.p50, p.p99,
+  std::printf("  %-66s p50 %7.1f  p99 %7.1f  p99.9 %8.1f  max %9.1f ns  (n=%zu)%s\n", what.c_str(), p.p50, p.p99,
               p.p999, p.max, p.n, extra.c_str());
   std::fflush(stdout);
 }

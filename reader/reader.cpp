@@ -140,7 +140,7 @@ Reader Reader::open(std::string_view segment) { return Reader(make_state(segment
 
 ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_view instrument,
                        Position& out) const noexcept {
-  return lookup(ns, account, instrument, out, realtime_ns());
+  return lookup(ns, account, instrument, out, coarse_realtime_ns());
 }
 
 ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_view instrument,
@@ -152,7 +152,7 @@ ReadStatus Reader::get(std::string_view ns, std::string_view account, std::strin
                        Position& out) const noexcept {
   const auto id = namespace_id(ns);
   if (!id) return ReadStatus::bad_key;
-  return lookup(*id, account, instrument, out, realtime_ns());
+  return lookup(*id, account, instrument, out, coarse_realtime_ns());
 }
 
 // The read path: index protocol L1-L4 (shm/index.hpp) around the slot seqlock (shm/seqlock.hpp).
@@ -175,6 +175,10 @@ ReadStatus Reader::lookup(NamespaceId ns, std::string_view account, std::string_
   for (unsigned attempt = 0; attempt < kIndexRetries; ++attempt) {
     const std::uint64_t epoch = h.index_epoch.load(std::memory_order_acquire);  // L1, pairs B2
     const bool hit = probe(s.index[epoch & 1], s.mask, s.capacity, hash, [&](std::uint32_t slot) {
+      // The copy spans up to 5 lines of the slot: request them all at once so their misses
+      // overlap instead of following one another.
+      const auto* line = reinterpret_cast<const char*>(&s.slots[slot]);
+      for (std::size_t off = kCacheLine; off < 8 + words * 8; off += kCacheLine) __builtin_prefetch(line + off);
       std::uint64_t seq = 0;
       if (!read_bounded(s.slots[slot], buf, words, seq)) {  // mid-write past the bound
         stuck = true;

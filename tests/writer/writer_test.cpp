@@ -213,16 +213,17 @@ TEST_F(WriterTest, ExpiredPositionsAreRemovedAndStaleOnesFlagged) {
 TEST(WriterExpiryTest, TickRemovesPositionsPastExpireAfter) {
   test::ScratchSegment seg("exp");
   WriterConfig c = test::small_config(seg.name(), 8);
-  c.namespaces[2].stale_after = 10ms;
-  c.namespaces[2].expire_after = 30ms;
+  c.namespaces[2].stale_after = 20ms;
+  c.namespaces[2].expire_after = 100ms;
   auto w = Writer::open(c);
   auto r = Reader::open(seg.name());
   w->upsert(*w->make_update("marks", "m", "SOL", {{"bid", "1"}}));
   w->upsert(*w->make_update("spot", "m", "SOL", {{"qty", "1"}}));
   Position p;
-  std::this_thread::sleep_for(15ms);
+  // get() ages positions with the coarse clock (one kernel tick, at most 4 ms, behind): leave margin.
+  std::this_thread::sleep_for(40ms);
   EXPECT_EQ(r.get("marks", "m", "SOL", p), ReadStatus::stale);
-  std::this_thread::sleep_for(25ms);
+  std::this_thread::sleep_for(80ms);
   w->tick();
   EXPECT_EQ(r.get("marks", "m", "SOL", p), ReadStatus::not_found);
   EXPECT_EQ(r.get("spot", "m", "SOL", p), ReadStatus::ok);  // no expire_after: stays
