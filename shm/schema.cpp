@@ -1,5 +1,6 @@
 #include "poscache/schema.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "poscache/decimal.hpp"
@@ -49,6 +50,10 @@ std::string show(std::string_view v) {
 // Checks length and alphabet; `what` names the key part in the message.
 Expected<bool> check_part(std::string_view what, std::string_view value, std::size_t limit,
                           bool (*allowed)(char), std::string_view alphabet) {
+  if (!value.empty() && value.size() <= limit &&
+      std::all_of(value.begin(), value.end(), allowed)) {
+    return true;  // the common case, without building any message
+  }
   if (value.empty()) return fail(std::string(what) + " is empty: expected 1 to " + std::to_string(limit) + " characters");
   if (value.size() > limit) {
     return fail(std::string(what) + " " + show(value) + " is " + std::to_string(value.size()) +
@@ -66,10 +71,26 @@ Expected<bool> check_part(std::string_view what, std::string_view value, std::si
   return true;
 }
 
-bool alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
-bool ns_char(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; }
-bool account_char(char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; }
-bool instrument_char(char c) { return account_char(c) || c == '/'; }
+// The alphabets as 256-entry tables: a key check is on the writer's apply path, so one load per
+// character instead of a chain of comparisons.
+struct Alphabet {
+  bool allowed[256] = {};
+  constexpr explicit Alphabet(const char* extra, bool upper) {
+    for (int c = 'a'; c <= 'z'; ++c) allowed[c] = true;
+    for (int c = '0'; c <= '9'; ++c) allowed[c] = true;
+    if (upper) {
+      for (int c = 'A'; c <= 'Z'; ++c) allowed[c] = true;
+    }
+    for (const char* e = extra; *e != 0; ++e) allowed[static_cast<unsigned char>(*e)] = true;
+  }
+};
+constexpr Alphabet kNsAlphabet("_", false);
+constexpr Alphabet kAccountAlphabet("._-", true);
+constexpr Alphabet kInstrumentAlphabet("._-/", true);
+
+bool ns_char(char c) { return kNsAlphabet.allowed[static_cast<unsigned char>(c)]; }
+bool account_char(char c) { return kAccountAlphabet.allowed[static_cast<unsigned char>(c)]; }
+bool instrument_char(char c) { return kInstrumentAlphabet.allowed[static_cast<unsigned char>(c)]; }
 
 }  // namespace
 

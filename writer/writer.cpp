@@ -360,53 +360,63 @@ struct Writer::Impl {
   }
 
   ApplyResult upsert(const Update& u) {
-    return upsert_hashed(u, key_hash(u.ns, u.account_view(), u.instrument_view()));
+    return upsert_hashed(u, key_hash(u.ns, u.account_view(), u.instrument_view()), now());
   }
 
   // Applies updates in order, exactly as upsert() one at a time would, but overlaps their cache
-  // misses (memory-level parallelism): for a group of updates it first hashes them all and
-  // prefetches their index buckets, then prefetches the slots and LRU links those buckets point
-  // at, then applies each one by the ordinary path, which now finds its lines in cache. The
-  // prefetches are hints: an earlier update of the group may change what a later one finds, and
-  // the ordinary path looks again.
+  // misses (memory-level parallelism) in a software pipeline, kDistance updates apart per stage:
+  //   A  hash update i, prefetch its index bucket
+  //   B  read update i-D's bucket (now cached): prefetch the slot it names and its LRU links
+  //   C  read update i-2D's LRU links (now cached): prefetch its LRU neighbours
+  //   D  apply update i-3D by the ordinary path, which finds its lines in cache
+  // The prefetches are hints: an earlier update may change what a later one finds (an insert
+  // evicting, a rebuild), and the ordinary path always looks again.
   void upsert_batch(std::span<const Update> us, ApplyResult* out) {
-    constexpr std::size_t kGroup = 32;
-    std::uint64_t hashes[kGroup];
-    std::uint32_t slot_hint[kGroup];
-    const Bucket* idx = index[h->index_epoch.load(kRelaxed) & 1];
+    constexpr std::size_t kChunk = 256, kDistance = 6;
+    std::uint64_t hashes[kChunk];
+    std::uint32_t hint[kChunk];
     const std::uint64_t mask = buckets - 1;
-    for (std::size_t base = 0; base < us.size(); base += kGroup) {
-      const std::size_t n = std::min(kGroup, us.size() - base);
-      for (std::size_t i = 0; i < n; ++i) {
-        const Update& u = us[base + i];
-        hashes[i] = key_hash(u.ns, u.account_view(), u.instrument_view());
-        __builtin_prefetch(&idx[hashes[i] & mask]);
+    for (std::size_t base = 0; base < us.size(); base += kChunk) {
+      const std::size_t n = std::min(kChunk, us.size() - base);
+      const Bucket* idx = index[h->index_epoch.load(kRelaxed) & 1];
+      const std::int64_t t = now();  // one clock read per chunk: its updates share updated_at
+      for (std::size_t i = 0; i < n + 3 * kDistance; ++i) {
+        if (i < n) {  // A
+          const Update& u = us[base + i];
+          hashes[i] = key_hash(u.ns, u.account_view(), u.instrument_view());
+          __builtin_prefetch(&idx[hashes[i] & mask]);
+        }
+        if (i >= kDistance && i - kDistance < n) {  // B
+          const std::size_t j = i - kDistance;
+          const std::uint64_t b = idx[hashes[j] & mask].load(kRelaxed);
+          const std::uint32_t ref = bucket_ref(b);
+          hint[j] = (b == kEmptyBucket || ref == kTombstoneRef || ref - 1u >= capacity) ? kNil : ref - 1u;
+          if (hint[j] != kNil) {
+            const auto* line = reinterpret_cast<const char*>(&slots[hint[j]]);
+            for (std::size_t off = 0; off < sizeof(Slot); off += kCacheLine) __builtin_prefetch(line + off, 1);
+            __builtin_prefetch(&book[hint[j]], 1);
+          }
+        }
+        if (i >= 2 * kDistance && i - 2 * kDistance < n) {  // C
+          const std::size_t j = i - 2 * kDistance;
+          if (hint[j] != kNil) {
+            const SlotBook& bk = book[hint[j]];
+            if (bk.prev < capacity) __builtin_prefetch(&book[bk.prev], 1);
+            if (bk.next < capacity) __builtin_prefetch(&book[bk.next], 1);
+          }
+        }
+        if (i >= 3 * kDistance) {  // D
+          const std::size_t j = i - 3 * kDistance;
+          out[base + j] = upsert_hashed(us[base + j], hashes[j], t);
+        }
       }
-      for (std::size_t i = 0; i < n; ++i) {
-        const std::uint64_t b = idx[hashes[i] & mask].load(kRelaxed);
-        const std::uint32_t ref = bucket_ref(b);
-        slot_hint[i] = kNil;
-        if (b == kEmptyBucket || ref == kTombstoneRef || ref - 1u >= capacity) continue;
-        slot_hint[i] = ref - 1u;
-        const auto* line = reinterpret_cast<const char*>(&slots[ref - 1u]);
-        for (std::size_t off = 0; off < sizeof(Slot); off += kCacheLine) __builtin_prefetch(line + off, 1);
-        __builtin_prefetch(&book[ref - 1u], 1);
-      }
-      for (std::size_t i = 0; i < n; ++i) {  // the LRU neighbours an update will relink
-        if (slot_hint[i] == kNil) continue;
-        const SlotBook& b = book[slot_hint[i]];
-        if (b.prev < capacity) __builtin_prefetch(&book[b.prev], 1);
-        if (b.next < capacity) __builtin_prefetch(&book[b.next], 1);
-      }
-      for (std::size_t i = 0; i < n; ++i) out[base + i] = upsert_hashed(us[base + i], hashes[i]);
     }
   }
 
-  ApplyResult upsert_hashed(const Update& u, std::uint64_t hash) {
+  ApplyResult upsert_hashed(const Update& u, std::uint64_t hash, std::int64_t t) {
     const std::string_view account = u.account_view();
     const std::string_view instrument = u.instrument_view();
     const std::uint32_t nfields = h->namespaces[u.ns].field_count;
-    const std::int64_t t = now();
     ApplyResult r;
     std::uint32_t s = find(hash, u.ns, account, instrument);
     SlotPayload p;
