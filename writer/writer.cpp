@@ -343,17 +343,21 @@ struct Writer::Impl {
     maybe_rebuild();
   }
 
-  // The least recently updated position of all namespaces: the oldest of the LRU heads.
+  // The least recently updated position of all namespaces: the oldest of the LRU heads. The
+  // version breaks ties (updates of one batch share updated_at; versions follow apply order).
   void evict_one() {
     std::uint32_t victim = kNil;
     std::int64_t oldest = 0;
+    std::uint64_t oldest_version = 0;
     for (std::uint32_t ns = 0; ns < h->namespace_count; ++ns) {
       const std::uint32_t head = wa->lru_head[ns];
       if (head == kNil) continue;
-      const std::int64_t t = peek(head).updated_at_ns;
-      if (victim == kNil || t < oldest) {
+      const SlotPayload& p = peek(head);
+      if (victim == kNil || p.updated_at_ns < oldest ||
+          (p.updated_at_ns == oldest && p.version < oldest_version)) {
         victim = head;
-        oldest = t;
+        oldest = p.updated_at_ns;
+        oldest_version = p.version;
       }
     }
     remove(victim, Removal::eviction);
