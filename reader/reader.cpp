@@ -16,6 +16,7 @@
 #include "shm/layout.hpp"
 #include "shm/segment.hpp"
 #include "shm/seqlock.hpp"
+#include "shm/slot_codec.hpp"
 
 namespace poscache {
 
@@ -49,22 +50,8 @@ namespace {
 // Fills `out` from a payload copy of `words` words.
 void fill(const std::uint64_t* words, std::size_t nfields, Position& out) noexcept {
   SlotPayload p;
-  std::memcpy(&p, words, (kPayloadFixedWords + 2 * nfields) * 8);
-  out.ns = p.ns;
-  out.account_len = p.account_len;
-  out.instrument_len = p.instrument_len;
-  out.fields_set = p.fields_set;
-  out.version = p.version;
-  out.source_seq = p.source_seq;
-  out.created_at_ns = p.created_at_ns;
-  out.updated_at_ns = p.updated_at_ns;
-  std::memcpy(out.account, p.account, sizeof out.account);
-  std::memcpy(out.instrument, p.instrument, sizeof out.instrument);
-  for (std::size_t f = 0; f < nfields; ++f) {
-    out.values[f] = static_cast<int128>((static_cast<unsigned __int128>(p.values[f][1]) << 64) |
-                                        p.values[f][0]);
-  }
-  for (std::size_t f = nfields; f < kMaxFields; ++f) out.values[f] = 0;
+  std::memcpy(&p, words, (kPayloadFixedWords + 2 * nfields) * 8);  // only the words copied
+  decode(p, nfields, out);
 }
 
 bool key_equals(const std::uint64_t* words, std::uint64_t hash, NamespaceId ns,

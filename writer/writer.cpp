@@ -27,6 +27,7 @@
 #include "shm/layout.hpp"
 #include "shm/segment.hpp"
 #include "shm/seqlock.hpp"
+#include "shm/slot_codec.hpp"
 #include "writer/writer_lock.hpp"
 
 namespace poscache {
@@ -453,9 +454,7 @@ struct Writer::Impl {
     }
     for (std::uint32_t f = 0; f < nfields; ++f) {
       if ((u.fields_mask >> f) & 1u) {
-        const auto v = static_cast<unsigned __int128>(u.values[f]);
-        p.values[f][0] = static_cast<std::uint64_t>(v);
-        p.values[f][1] = static_cast<std::uint64_t>(v >> 64);
+        set_field_value(p, f, u.values[f]);
       } else if (u.mode == UpdateMode::replace) {
         p.values[f][0] = p.values[f][1] = 0;
       }
@@ -1132,21 +1131,8 @@ std::optional<Position> Writer::find(const KeyRef& key) const {
   const std::uint64_t hash = key_hash(key.ns, key.account, key.instrument);
   const std::uint32_t s = impl_->find(hash, key.ns, key.account, key.instrument);
   if (s == kNil) return std::nullopt;
-  const SlotPayload& p = impl_->peek(s);
   Position pos;
-  pos.ns = p.ns;
-  pos.account_len = p.account_len;
-  pos.instrument_len = p.instrument_len;
-  pos.fields_set = p.fields_set;
-  pos.version = p.version;
-  pos.source_seq = p.source_seq;
-  pos.created_at_ns = p.created_at_ns;
-  pos.updated_at_ns = p.updated_at_ns;
-  std::memcpy(pos.account, p.account, sizeof pos.account);
-  std::memcpy(pos.instrument, p.instrument, sizeof pos.instrument);
-  for (std::size_t f = 0; f < kMaxFields; ++f) {
-    pos.values[f] = static_cast<int128>((static_cast<unsigned __int128>(p.values[f][1]) << 64) | p.values[f][0]);
-  }
+  decode(impl_->peek(s), kMaxFields, pos);
   return pos;
 }
 

@@ -1,0 +1,38 @@
+// Between a slot's payload words and the public types: the one place that knows how a Position
+// and a field's int128 mantissa are laid out in a SlotPayload (shm/layout.hpp).
+#pragma once
+
+#include <cstring>
+
+#include "poscache/position.hpp"
+#include "shm/layout.hpp"
+
+namespace poscache::shm {
+
+inline int128 field_value(const SlotPayload& p, std::size_t f) noexcept {
+  return static_cast<int128>((static_cast<unsigned __int128>(p.values[f][1]) << 64) | p.values[f][0]);
+}
+
+inline void set_field_value(SlotPayload& p, std::size_t f, int128 v) noexcept {
+  const auto u = static_cast<unsigned __int128>(v);
+  p.values[f][0] = static_cast<std::uint64_t>(u);
+  p.values[f][1] = static_cast<std::uint64_t>(u >> 64);
+}
+
+// Fills `out` from a payload whose first `nfields` fields are meaningful; the rest read as 0.
+inline void decode(const SlotPayload& p, std::size_t nfields, Position& out) noexcept {
+  out.ns = p.ns;
+  out.account_len = p.account_len;
+  out.instrument_len = p.instrument_len;
+  out.fields_set = p.fields_set;
+  out.version = p.version;
+  out.source_seq = p.source_seq;
+  out.created_at_ns = p.created_at_ns;
+  out.updated_at_ns = p.updated_at_ns;
+  std::memcpy(out.account, p.account, sizeof out.account);
+  std::memcpy(out.instrument, p.instrument, sizeof out.instrument);
+  for (std::size_t f = 0; f < nfields; ++f) out.values[f] = field_value(p, f);
+  for (std::size_t f = nfields; f < kMaxFields; ++f) out.values[f] = 0;
+}
+
+}  // namespace poscache::shm
