@@ -1090,6 +1090,12 @@ BatchResult Writer::apply(std::span<const Op> ops) {
 
 void Writer::tick() { impl_->tick(); }
 
+void Writer::heartbeat() {
+  const std::int64_t t = impl_->now();
+  impl_->h->heartbeat_ns.store(t, kRelaxed);
+  impl_->last_heartbeat = t;
+}
+
 void Writer::close() {
   if (!impl_ || impl_->h == nullptr) return;
   Impl& w = *impl_;

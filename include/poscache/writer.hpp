@@ -158,6 +158,9 @@ class Writer {
   // Heartbeat, expiry (expire_after), index upkeep, waking readers. Call at least every
   // heartbeat_interval; cheap when there is nothing to do.
   void tick();
+  // Only the heartbeat part of tick(): tells readers the writer is alive. For a writer that is
+  // busy in a long operation of its own and cannot run the whole tick().
+  void heartbeat();
   // Marks the segment closed (data stays readable) and releases the writer lock.
   void close();
 

@@ -73,6 +73,8 @@ TEST_F(ReaderTest, ChangeSequenceMovesAndWaitersWakeOnAReadOnlyMapping) {
 }
 
 TEST_F(ReaderTest, WriterLivenessIsVisible) {
+  w->heartbeat();
+  EXPECT_LT(r.writer().heartbeat_age_ns, 100'000'000);
   w->tick();
   const WriterInfo info = r.writer();
   EXPECT_EQ(info.pid, ::getpid());
