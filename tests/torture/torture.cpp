@@ -98,8 +98,18 @@ bool self_consistent(const Position& p, std::string_view a, std::string_view i) 
   static volatile sig_atomic_t* stop_flag = &stop;
   std::signal(SIGTERM, [](int) { *stop_flag = 1; });
   const int churn_per_round = static_cast<int>(std::min<std::uint64_t>(1024, (o.capacity - kPinned) / 2));
-  while (!stop) {
-    for (int i = 0; i < kPinned; ++i) w->upsert(payload(*w, pin, pin_account(i), pin_instrument(i), rng() >> 2));
+  std::vector<Update> pinned_batch;
+  std::vector<ApplyResult> pinned_results(kPinned);
+  for (std::uint64_t round = 0; !stop; ++round) {
+    // Pinned positions: every other round through upsert_batch (the prefetching path), else one
+    // by one, so both apply paths run under the readers.
+    if (round % 2 == 0) {
+      pinned_batch.clear();
+      for (int i = 0; i < kPinned; ++i) pinned_batch.push_back(payload(*w, pin, pin_account(i), pin_instrument(i), rng() >> 2));
+      w->upsert_batch(pinned_batch, pinned_results);
+    } else {
+      for (int i = 0; i < kPinned; ++i) w->upsert(payload(*w, pin, pin_account(i), pin_instrument(i), rng() >> 2));
+    }
     for (int c = 0; c < churn_per_round; ++c) {
       const std::uint64_t r = rng();
       const std::string a = churn_account(r >> 16);
