@@ -19,7 +19,6 @@
 #include <fstream>
 #include <random>
 #include <sstream>
-#include <unordered_map>
 
 #include "shm/clock.hpp"
 #include "shm/hash.hpp"
@@ -28,6 +27,7 @@
 #include "shm/segment.hpp"
 #include "shm/seqlock.hpp"
 #include "shm/slot_codec.hpp"
+#include "writer/account_heads.hpp"
 #include "writer/writer_lock.hpp"
 
 namespace poscache {
@@ -144,7 +144,7 @@ struct Writer::Impl {
   std::uint64_t capacity = 0;
   std::uint64_t buckets = 0;
   std::uint64_t tombstone_limit = 0;
-  std::unordered_map<std::uint64_t, std::uint32_t> account_heads;  // account hash -> first slot
+  detail::AccountHeads account_heads{1};  // account hash -> first slot; sized in bind()
 
   std::int64_t last_now = 0;
   std::int64_t last_heartbeat = 0;
@@ -209,19 +209,17 @@ struct Writer::Impl {
   void account_link(std::uint32_t s, std::uint64_t ah) {
     SlotBook& b = book[s];
     b.account_prev = kNil;
-    auto [it, fresh] = account_heads.try_emplace(ah, s);
-    b.account_next = fresh ? kNil : it->second;
-    if (!fresh) {
-      book[it->second].account_prev = s;
-      it->second = s;
-    }
+    const std::uint32_t old = account_heads.find(ah);
+    b.account_next = old == detail::AccountHeads::kNone ? kNil : old;
+    if (b.account_next != kNil) book[b.account_next].account_prev = s;
+    account_heads.set(ah, s);
   }
   void account_unlink(std::uint32_t s, std::uint64_t ah) {
     SlotBook& b = book[s];
     if (b.account_prev != kNil) {
       book[b.account_prev].account_next = b.account_next;
     } else if (b.account_next != kNil) {
-      account_heads[ah] = b.account_next;
+      account_heads.set(ah, b.account_next);
     } else {
       account_heads.erase(ah);
     }
@@ -511,9 +509,9 @@ struct Writer::Impl {
 
   std::size_t invalidate_account(std::string_view account, std::optional<NamespaceId> ns) {
     std::vector<std::uint32_t> victims;
-    const auto it = account_heads.find(account_hash(account));
-    if (it != account_heads.end()) {
-      for (std::uint32_t s = it->second; s != kNil; s = book[s].account_next) {
+    const std::uint32_t head = account_heads.find(account_hash(account));
+    if (head != detail::AccountHeads::kNone) {
+      for (std::uint32_t s = head; s != kNil; s = book[s].account_next) {
         const SlotPayload& p = peek(s);
         if (std::string_view(p.account, p.account_len) == account && (!ns || p.ns == *ns)) victims.push_back(s);
       }
@@ -592,6 +590,7 @@ struct Writer::Impl {
     // Rebuild when tombstones pass a quarter of the buckets: live keys are at most half, so
     // occupied + tombstones stays under 3/4 and a miss probes a handful of buckets.
     tombstone_limit = buckets / 4;
+    account_heads = detail::AccountHeads(capacity);
   }
 
   void stamp_writer() {
