@@ -344,7 +344,7 @@ struct Writer::Impl {
 
   // The least recently updated position of all namespaces: the oldest of the LRU heads. The
   // version breaks ties (updates of one batch share updated_at; versions follow apply order).
-  void evict_one() {
+  std::uint32_t oldest_head() const noexcept {
     std::uint32_t victim = kNil;
     std::int64_t oldest = 0;
     std::uint64_t oldest_version = 0;
@@ -359,8 +359,10 @@ struct Writer::Impl {
         oldest_version = p.version;
       }
     }
-    remove(victim, Removal::eviction);
+    return victim;
   }
+
+  void evict_one() { remove(oldest_head(), Removal::eviction); }
 
   ApplyResult upsert(const Update& u) {
     return upsert_hashed(u, key_hash(u.ns, u.account_view(), u.instrument_view()), now());
@@ -369,20 +371,26 @@ struct Writer::Impl {
   // Applies updates in order, exactly as upsert() one at a time would, but overlaps their cache
   // misses (memory-level parallelism) in a software pipeline, kDistance updates apart per stage:
   //   A  hash update i, prefetch its index bucket
-  //   B  read update i-D's bucket (now cached): prefetch the slot it names and its LRU links
-  //   C  read update i-2D's LRU links (now cached): prefetch its LRU neighbours
+  //   B  read update i-D's bucket (now cached): if it names a slot with the key's tag (an
+  //      update), prefetch that slot and its LRU links; if not (an insert into a full table),
+  //      take the next eviction victim along the LRU list and prefetch its slot and links
+  //   C  read what B fetched: prefetch the LRU neighbours of an update's slot, or the victim's
+  //      index bucket, account-table entry and account neighbours
   //   D  apply update i-3D by the ordinary path, which finds its lines in cache
-  // The prefetches are hints: an earlier update may change what a later one finds (an insert
-  // evicting, a rebuild), and the ordinary path always looks again.
+  // The prefetches are hints: an earlier update may change what a later one finds (another
+  // insert, a victim from another namespace, a rebuild), and the ordinary path always looks
+  // again. Victims are predicted along the namespace whose head is oldest when the chunk starts.
   void upsert_batch(std::span<const Update> us, ApplyResult* out) {
     constexpr std::size_t kChunk = 256, kDistance = 6;
     std::uint64_t hashes[kChunk];
     std::uint32_t hint[kChunk];
+    std::uint32_t victim[kChunk];
     const std::uint64_t mask = buckets - 1;
     for (std::size_t base = 0; base < us.size(); base += kChunk) {
       const std::size_t n = std::min(kChunk, us.size() - base);
       const Bucket* idx = index[h->index_epoch.load(kRelaxed) & 1];
       const std::int64_t t = now();  // one clock read per chunk: its updates share updated_at
+      std::uint32_t cursor = wa->free_head == kNil ? oldest_head() : kNil;
       for (std::size_t i = 0; i < n + 3 * kDistance; ++i) {
         if (i < n) {  // A
           const Update& u = us[base + i];
@@ -393,19 +401,36 @@ struct Writer::Impl {
           const std::size_t j = i - kDistance;
           const std::uint64_t b = idx[hashes[j] & mask].load(kRelaxed);
           const std::uint32_t ref = bucket_ref(b);
-          hint[j] = (b == kEmptyBucket || ref == kTombstoneRef || ref - 1u >= capacity) ? kNil : ref - 1u;
-          if (hint[j] != kNil) {
-            const auto* line = reinterpret_cast<const char*>(&slots[hint[j]]);
+          const bool named = b != kEmptyBucket && ref != kTombstoneRef && ref - 1u < capacity &&
+                             bucket_tag(b) == bucket_tag(hashes[j]);
+          hint[j] = named ? ref - 1u : kNil;
+          victim[j] = kNil;
+          const std::uint32_t target = named ? hint[j] : cursor;
+          if (!named && cursor != kNil) {
+            victim[j] = cursor;
+            cursor = book[cursor].next;  // fetched when the cursor arrived here
+            if (cursor < capacity) __builtin_prefetch(&book[cursor]);
+          }
+          if (target != kNil && target < capacity) {
+            const auto* line = reinterpret_cast<const char*>(&slots[target]);
             for (std::size_t off = 0; off < sizeof(Slot); off += kCacheLine) __builtin_prefetch(line + off, 1);
-            __builtin_prefetch(&book[hint[j]], 1);
+            __builtin_prefetch(&book[target], 1);
           }
         }
         if (i >= 2 * kDistance && i - 2 * kDistance < n) {  // C
           const std::size_t j = i - 2 * kDistance;
-          if (hint[j] != kNil) {
-            const SlotBook& bk = book[hint[j]];
+          const std::uint32_t target = hint[j] != kNil ? hint[j] : victim[j];
+          if (target != kNil && target < capacity) {
+            const SlotBook& bk = book[target];
             if (bk.prev < capacity) __builtin_prefetch(&book[bk.prev], 1);
             if (bk.next < capacity) __builtin_prefetch(&book[bk.next], 1);
+            if (victim[j] != kNil) {
+              const SlotPayload& vp = peek(target);
+              __builtin_prefetch(&idx[vp.key_hash & mask], 1);
+              if (vp.account_len <= kMaxAccountLen) account_heads.prefetch(account_hash({vp.account, vp.account_len}));
+              if (bk.account_prev < capacity) __builtin_prefetch(&book[bk.account_prev], 1);
+              if (bk.account_next < capacity) __builtin_prefetch(&book[bk.account_next], 1);
+            }
           }
         }
         if (i >= 3 * kDistance) {  // D

@@ -100,6 +100,13 @@ bool self_consistent(const Position& p, std::string_view a, std::string_view i) 
   const int churn_per_round = static_cast<int>(std::min<std::uint64_t>(1024, (o.capacity - kPinned) / 2));
   std::vector<Update> pinned_batch;
   std::vector<ApplyResult> pinned_results(kPinned);
+  std::vector<Update> churn_batch;
+  std::vector<ApplyResult> churn_results(2048);
+  auto flush = [&] {
+    if (churn_batch.empty()) return;
+    w->upsert_batch(churn_batch, churn_results);
+    churn_batch.clear();
+  };
   for (std::uint64_t round = 0; !stop; ++round) {
     // Pinned positions: every other round through upsert_batch (the prefetching path), else one
     // by one, so both apply paths run under the readers.
@@ -116,8 +123,15 @@ bool self_consistent(const Position& p, std::string_view a, std::string_view i) 
       const std::string i = churn_instrument(r >> 32);
       const std::uint64_t which = r % 100'000;
       if (which < 94'000) {  // inserts (evicting once the table is full) and updates
-        w->upsert(payload(*w, churn, a, i, rng() >> 2));
-      } else if (which < 99'800) {
+        if (round % 2 == 0) {
+          churn_batch.push_back(payload(*w, churn, a, i, rng() >> 2));  // applied in runs
+        } else {
+          w->upsert(payload(*w, churn, a, i, rng() >> 2));
+        }
+        continue;
+      }
+      flush();  // keep apply order: pending upserts before this erase or invalidation
+      if (which < 99'800) {
         w->erase(KeyRef{churn, a, i});
       } else if (which < 99'970) {
         w->invalidate_account(a);
@@ -127,6 +141,7 @@ bool self_consistent(const Position& p, std::string_view a, std::string_view i) 
         w->invalidate_namespace(churn);
       }
     }
+    flush();
     w->tick();
   }
   w->close();
