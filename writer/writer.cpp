@@ -163,16 +163,25 @@ struct Writer::Impl {
 
   // ---- slots -------------------------------------------------------------------------------
   // The writer reads its own slots without the seqlock: nobody else writes them.
-  void load(std::uint32_t s, SlotPayload& p) const noexcept { std::memcpy(&p, slots[s].payload, sizeof p); }
+  void load(std::uint32_t s, SlotPayload& p) const noexcept {
+    copy_payload(reinterpret_cast<std::uint64_t*>(&p), slots[s].payload);
+  }
   const SlotPayload& peek(std::uint32_t s) const noexcept {
     return *reinterpret_cast<const SlotPayload*>(slots[s].payload);
+  }
+
+  // 440-byte copies between the writer's own buffers and slots. A plain word loop, which the
+  // compiler turns into vector moves: memcpy of this size became `rep movsq`, whose start-up
+  // cost dominated the apply path.
+  static void copy_payload(std::uint64_t* dst, const std::uint64_t* src) noexcept {
+    for (std::size_t i = 0; i < kPayloadWords; ++i) dst[i] = src[i];
   }
 
   // Writes a whole new payload into slot s: undo record, then seqlock W1-W4 (shm/seqlock.hpp).
   void write_slot(std::uint32_t s, const SlotPayload& next) noexcept {
     Slot& slot = slots[s];
     UndoRecord& undo = wa->undo;
-    std::memcpy(undo.payload, slot.payload, sizeof undo.payload);
+    copy_payload(undo.payload, slot.payload);
     undo.seq_before = slot.seq.load(kRelaxed);
     // The record must be complete before it is armed, and armed before the slot turns odd, in
     // the order a crash would observe: program order, kept by the compiler (the CPU retires a
@@ -181,9 +190,8 @@ struct Writer::Impl {
     undo.slot_plus_one.store(s + 1u, std::memory_order_release);
     std::atomic_signal_fence(std::memory_order_seq_cst);
     const std::uint64_t seq = begin_write(slot);  // W1, W2
-    std::uint64_t words[kPayloadWords];
-    std::memcpy(words, &next, sizeof words);
-    const auto* old = reinterpret_cast<const std::uint64_t*>(undo.payload);
+    const auto* words = reinterpret_cast<const std::uint64_t*>(&next);
+    const std::uint64_t* old = undo.payload;
     for (std::size_t i = 0; i < kPayloadWords; ++i) {
       if (words[i] != old[i]) store_word(slot, i, words[i]);  // W3: only the words that change
     }
