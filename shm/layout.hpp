@@ -247,13 +247,22 @@ struct SlotBook {
 };
 static_assert(sizeof(SlotBook) == 32);
 
-//   UndoRecord: the slot as it was before the write in progress. Written before the slot's
-//   seq turns odd; consulted only at re-attach (shm/seqlock.hpp, "writer dies").
+//   UndoRecord: the payload words the write in progress changes, each with its value before
+//   the write. Written before the slot's seq turns odd; consulted only at re-attach
+//   (shm/seqlock.hpp, "THE WRITER DIES").
+//   0              8            16       24         32                  88           528
+//   +--------------+------------+--------+----------+-------------------+------------+
+//   | slot_plus_one| seq_before | count  | reserved | word[56]: indices | old[55]    |
+//   +--------------+------------+--------+----------+-------------------+------------+
 struct alignas(kCacheLine) UndoRecord {
   std::atomic<std::uint64_t> slot_plus_one;  // 0 = no write in progress recorded
   std::uint64_t seq_before;                  // the even seq before the write
-  std::uint64_t payload[kPayloadWords];
+  std::uint64_t count;                       // words saved (<= kPayloadWords)
+  std::uint64_t reserved;
+  std::uint8_t word[kPayloadWords + 1];      // payload word index of each saved word
+  std::uint64_t old[kPayloadWords];          // that word's value before the write
 };
+static_assert(offsetof(UndoRecord, old) == 88);
 
 struct alignas(kCacheLine) WriterArea {
   UndoRecord undo;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <climits>
@@ -177,11 +178,23 @@ struct Writer::Impl {
     for (std::size_t i = 0; i < kPayloadWords; ++i) dst[i] = src[i];
   }
 
-  // Writes a whole new payload into slot s: undo record, then seqlock W1-W4 (shm/seqlock.hpp).
-  void write_slot(std::uint32_t s, const SlotPayload& next) noexcept {
+  // The one way the writer changes a slot: `n` payload words (index, new value). The old value
+  // of each word that changes goes into the undo record, then seqlock W1-W4 (shm/seqlock.hpp)
+  // stores just those words. An update touches only the lines it changes.
+  void write_words(std::uint32_t s, const std::uint8_t* idx, const std::uint64_t* val, std::size_t n) noexcept {
     Slot& slot = slots[s];
     UndoRecord& undo = wa->undo;
-    copy_payload(undo.payload, slot.payload);
+    std::uint64_t changed_val[kPayloadWords];
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint64_t old = slot.payload[idx[i]];  // only this thread writes slots
+      if (old == val[i]) continue;
+      undo.word[k] = idx[i];
+      undo.old[k] = old;
+      changed_val[k] = val[i];
+      ++k;
+    }
+    undo.count = k;
     undo.seq_before = slot.seq.load(kRelaxed);
     // The record must be complete before it is armed, and armed before the slot turns odd, in
     // the order a crash would observe: program order, kept by the compiler (the CPU retires a
@@ -189,15 +202,21 @@ struct Writer::Impl {
     std::atomic_signal_fence(std::memory_order_seq_cst);
     undo.slot_plus_one.store(s + 1u, std::memory_order_release);
     std::atomic_signal_fence(std::memory_order_seq_cst);
-    const std::uint64_t seq = begin_write(slot);  // W1, W2
-    const auto* words = reinterpret_cast<const std::uint64_t*>(&next);
-    const std::uint64_t* old = undo.payload;
-    for (std::size_t i = 0; i < kPayloadWords; ++i) {
-      if (words[i] != old[i]) store_word(slot, i, words[i]);  // W3: only the words that change
-    }
-    publish(slot, seq);  // W4
+    const std::uint64_t seq = begin_write(slot);                            // W1, W2
+    for (std::size_t j = 0; j < k; ++j) store_word(slot, undo.word[j], changed_val[j]);  // W3
+    publish(slot, seq);                                                      // W4
     std::atomic_signal_fence(std::memory_order_seq_cst);
     undo.slot_plus_one.store(0, kRelaxed);
+  }
+
+  // A whole new payload (inserts, frees): every word is a candidate, only changed ones stored.
+  void write_slot(std::uint32_t s, const SlotPayload& next) noexcept {
+    static constexpr auto kAll = [] {
+      std::array<std::uint8_t, kPayloadWords> a{};
+      for (std::size_t i = 0; i < kPayloadWords; ++i) a[i] = static_cast<std::uint8_t>(i);
+      return a;
+    }();
+    write_words(s, kAll.data(), reinterpret_cast<const std::uint64_t*>(&next), kPayloadWords);
   }
 
   // ---- lists (writer area) -----------------------------------------------------------------
@@ -420,8 +439,12 @@ struct Writer::Impl {
             if (cursor < capacity) __builtin_prefetch(&book[cursor]);
           }
           if (target != kNil && target < capacity) {
+            // An update touches the meta and key lines and its fields' lines; a victim is read
+            // whole (its payload is cleared).
             const auto* line = reinterpret_cast<const char*>(&slots[target]);
-            for (std::size_t off = 0; off < sizeof(Slot); off += kCacheLine) __builtin_prefetch(line + off, 1);
+            const std::size_t end = named ? 8 + 8 * (kWordValues + 2 * h->namespaces[us[base + j].ns].field_count)
+                                          : sizeof(Slot);
+            for (std::size_t off = 0; off < end; off += kCacheLine) __builtin_prefetch(line + off, 1);
             __builtin_prefetch(&book[target], 1);
           }
         }
@@ -455,61 +478,78 @@ struct Writer::Impl {
     const std::uint32_t nfields = h->namespaces[u.ns].field_count;
     ApplyResult r;
     std::uint32_t s = find(hash, u.ns, account, instrument);
-    SlotPayload p;
     if (s != kNil) {
-      load(s, p);
-      if (u.source_seq != 0 && p.source_seq != 0 && u.source_seq <= p.source_seq) {
+      // An update: only the words it changes (meta, version, source_seq, updated_at, the given
+      // fields) are read, saved for undo and stored; the key and other fields stay untouched.
+      const std::uint64_t* cur = slots[s].payload;
+      if (u.source_seq != 0 && cur[kWordSourceSeq] != 0 && u.source_seq <= cur[kWordSourceSeq]) {
         bump(h->rejects);
         r.status = ApplyStatus::stale_source;
-        r.version = p.version;
+        r.version = cur[kWordVersion];
         return r;
       }
-      if (u.mode == UpdateMode::replace) p.fields_set = 0;
-      r.status = ApplyStatus::updated;
-    } else {
-      if (wa->free_head == kNil) {
-        evict_one();
-        r.evicted = true;
+      std::uint8_t idx[4 + 2 * kMaxFields];
+      std::uint64_t val[4 + 2 * kMaxFields];
+      std::size_t n = 0;
+      auto put = [&](std::size_t word, std::uint64_t v) {
+        idx[n] = static_cast<std::uint8_t>(word);
+        val[n++] = v;
+      };
+      const std::uint32_t fields_set =
+          u.mode == UpdateMode::replace ? u.fields_mask : meta_fields_set(cur[kWordMeta]) | u.fields_mask;
+      put(kWordMeta, meta_with_fields_set(cur[kWordMeta], fields_set));
+      r.version = wa->next_version++;
+      put(kWordVersion, r.version);
+      if (u.source_seq != 0) put(kWordSourceSeq, u.source_seq);
+      put(kWordUpdatedAt, static_cast<std::uint64_t>(t));
+      for (std::uint32_t f = 0; f < nfields; ++f) {
+        const bool given = ((u.fields_mask >> f) & 1u) != 0;
+        if (!given && u.mode != UpdateMode::replace) continue;
+        const auto v = given ? static_cast<unsigned __int128>(u.values[f]) : 0;
+        put(kWordValues + 2 * f, static_cast<std::uint64_t>(v));
+        put(kWordValues + 2 * f + 1, static_cast<std::uint64_t>(v >> 64));
       }
-      s = wa->free_head;
-      wa->free_head = book[s].next;
-      p = SlotPayload{};
-      p.key_hash = hash;
-      p.ns = u.ns;
-      p.account_len = u.account_len;
-      p.instrument_len = u.instrument_len;
-      std::memcpy(p.account, u.account, sizeof p.account);
-      std::memcpy(p.instrument, u.instrument, sizeof p.instrument);
-      p.created_at_ns = t;
-      r.status = ApplyStatus::inserted;
-    }
-    for (std::uint32_t f = 0; f < nfields; ++f) {
-      if ((u.fields_mask >> f) & 1u) {
-        set_field_value(p, f, u.values[f]);
-      } else if (u.mode == UpdateMode::replace) {
-        p.values[f][0] = p.values[f][1] = 0;
-      }
-    }
-    p.fields_set |= u.fields_mask;
-    p.version = wa->next_version++;
-    if (u.source_seq != 0) p.source_seq = u.source_seq;
-    p.updated_at_ns = t;
-    write_slot(s, p);
-    if (r.status == ApplyStatus::inserted) {
-      // I1 after the slot's publish: a reader that finds the bucket finds the key.
-      const bool reused = active_index().insert(hash, s);
-      if (reused) h->tombstones.store(h->tombstones.load(kRelaxed) - 1, kRelaxed);
-      lru_append(u.ns, s);
-      account_link(s, account_hash(account));
-      h->live_count.store(h->live_count.load(kRelaxed) + 1, kRelaxed);
-      bump(h->inserts);
-    } else {
+      write_words(s, idx, val, n);
       if (wa->lru_tail[u.ns] != s) {
         lru_unlink(u.ns, s);
         lru_append(u.ns, s);
       }
       bump(h->updates);
+      r.status = ApplyStatus::updated;
+      changed();
+      return r;
     }
+    // An insert: a free slot (evicting the least recently updated position if none is free).
+    if (wa->free_head == kNil) {
+      evict_one();
+      r.evicted = true;
+    }
+    s = wa->free_head;
+    wa->free_head = book[s].next;
+    SlotPayload p{};
+    p.key_hash = hash;
+    p.ns = u.ns;
+    p.account_len = u.account_len;
+    p.instrument_len = u.instrument_len;
+    std::memcpy(p.account, u.account, sizeof p.account);
+    std::memcpy(p.instrument, u.instrument, sizeof p.instrument);
+    for (std::uint32_t f = 0; f < nfields; ++f) {
+      if ((u.fields_mask >> f) & 1u) set_field_value(p, f, u.values[f]);
+    }
+    p.fields_set = u.fields_mask;
+    p.version = wa->next_version++;
+    p.source_seq = u.source_seq;
+    p.created_at_ns = t;
+    p.updated_at_ns = t;
+    write_slot(s, p);
+    // I1 after the slot's publish: a reader that finds the bucket finds the key.
+    const bool reused = active_index().insert(hash, s);
+    if (reused) h->tombstones.store(h->tombstones.load(kRelaxed) - 1, kRelaxed);
+    lru_append(u.ns, s);
+    account_link(s, account_hash(account));
+    h->live_count.store(h->live_count.load(kRelaxed) + 1, kRelaxed);
+    bump(h->inserts);
+    r.status = ApplyStatus::inserted;
     r.version = p.version;
     changed();
     return r;
@@ -721,8 +761,12 @@ struct Writer::Impl {
     for (std::uint32_t s = 0; s < capacity; ++s) {
       const std::uint64_t seq = slots[s].seq.load(kRelaxed);
       if ((seq & 1) == 0) continue;
-      if (armed == s + 1u && wa->undo.seq_before + 1 == seq) {
-        for (std::size_t i = 0; i < kPayloadWords; ++i) store_word(slots[s], i, wa->undo.payload[i]);
+      const UndoRecord& undo = wa->undo;
+      if (armed == s + 1u && undo.seq_before + 1 == seq && undo.count <= kPayloadWords) {
+        // Put back the words the cut write had changed; the others it never touched.
+        for (std::size_t k = 0; k < undo.count; ++k) {
+          if (undo.word[k] < kPayloadWords) store_word(slots[s], undo.word[k], undo.old[k]);
+        }
       } else {  // no record for it: corrupt; drop the position rather than serve half of it
         SlotPayload freed{};
         freed.ns = kFreeNamespace;

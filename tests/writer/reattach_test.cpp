@@ -48,19 +48,29 @@ void run_writer_and_die(const std::string& segment, DieAt step) {
     std::memcpy(&next, slot->payload, sizeof next);
     next.values[0][0] = 2'000'000'000'000'000'000ull;  // qty 2 at scale 18
     next.version += 100;
-    if (step != DieAt::odd_without_undo) {
-      std::memcpy(wa->undo.payload, slot->payload, sizeof wa->undo.payload);
+    std::uint64_t cur[kPayloadWords], nxt[kPayloadWords];
+    std::memcpy(cur, slot->payload, sizeof cur);
+    std::memcpy(nxt, &next, sizeof nxt);
+    std::size_t changed[kPayloadWords];
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < kPayloadWords; ++i) {
+      if (cur[i] != nxt[i]) changed[k++] = i;
+    }
+    if (step != DieAt::odd_without_undo) {  // the record the writer saves before W1
+      for (std::size_t j = 0; j < k; ++j) {
+        wa->undo.word[j] = static_cast<std::uint8_t>(changed[j]);
+        wa->undo.old[j] = cur[changed[j]];
+      }
+      wa->undo.count = k;
       wa->undo.seq_before = slot->seq.load();
       wa->undo.slot_plus_one.store(1);
     }
     if (step != DieAt::before_w1) {
       const auto s = begin_write(*slot);
       if (step == DieAt::after_w3 || step == DieAt::after_w4 || step == DieAt::odd_without_undo) {
-        std::uint64_t words[kPayloadWords];
-        std::memcpy(words, &next, sizeof words);
-        // half of the new payload only, unless the write completes
-        const std::size_t n = step == DieAt::after_w4 ? kPayloadWords : kPayloadWords / 2;
-        for (std::size_t i = 0; i < n; ++i) store_word(*slot, i, words[i]);
+        // half of the changed words only, unless the write completes
+        const std::size_t n = step == DieAt::after_w4 ? k : k / 2;
+        for (std::size_t j = 0; j < n; ++j) store_word(*slot, changed[j], nxt[changed[j]]);
       }
       if (step == DieAt::after_w4) publish(*slot, s);
     }
