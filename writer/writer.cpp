@@ -184,6 +184,10 @@ struct Writer::Impl {
   void write_words(std::uint32_t s, const std::uint8_t* idx, const std::uint64_t* val, std::size_t n) noexcept {
     Slot& slot = slots[s];
     UndoRecord& undo = wa->undo;
+    // Ask for every line about to be written in exclusive state at once: a reader spinning on
+    // this slot holds them shared, and taking them one by one would serialize the transfers.
+    __builtin_prefetch(&slot, 1);
+    for (std::size_t i = 0; i < n; ++i) __builtin_prefetch(&slot.payload[idx[i]], 1);
     std::uint64_t changed_val[kPayloadWords];
     std::size_t k = 0;
     for (std::size_t i = 0; i < n; ++i) {
