@@ -28,14 +28,15 @@
 // ReadStatus::writer_dead. The writer never looks at readers, so it never waits either.
 //
 // THE WRITER DIES (kill -9) AT EACH STEP
-// Before W1 the writer saves the slot's current payload and seq in WriterArea::undo (a plain
-// copy, then undo.slot_plus_one stored with release: the record is complete before it is armed).
+// Before W1 the writer saves, in WriterArea::undo, the seq and the old value of every payload
+// word it is about to change (plain stores; then undo.slot_plus_one stored with release, with
+// compiler fences around it: the record is complete before it is armed, and armed before W1).
 //   dies before W1      slot untouched and even; undo may be armed for it: re-attach sees an
 //                       even seq and simply disarms the record.
 //   dies after W1..W3   slot odd, payload partly new. Readers of it: writer_busy until the
 //                       heartbeat goes stale, then writer_dead — bounded, typed, never torn.
-//                       Re-attach finds the odd seq, restores the saved payload from the undo
-//                       record and publishes it as seq s+2 (even, and different from s, so a
+//                       Re-attach finds the odd seq, puts the saved words back (the others the
+//                       cut write never touched) and publishes the slot as seq s+2 (even, and different from s, so a
 //                       reader that copied at s and straddles the repair still retries).
 //                       An odd slot without a matching undo record cannot happen; if a corrupt
 //                       segment has one, re-attach frees the slot and counts a repair.
