@@ -48,16 +48,19 @@ struct Reader::State {
 namespace {
 
 // Fills `out` from a payload copy of `words` words.
+// The copied words viewed as the payload they are (the library builds without strict aliasing;
+// only the words the copy filled are read: the fixed part and `nfields` values).
+const SlotPayload& view(const std::uint64_t* words) noexcept {
+  return *reinterpret_cast<const SlotPayload*>(words);
+}
+
 void fill(const std::uint64_t* words, std::size_t nfields, Position& out) noexcept {
-  SlotPayload p;
-  std::memcpy(&p, words, (kPayloadFixedWords + 2 * nfields) * 8);  // only the words copied
-  decode(p, nfields, out);
+  decode(view(words), nfields, out);
 }
 
 bool key_equals(const std::uint64_t* words, std::uint64_t hash, NamespaceId ns,
                 std::string_view account, std::string_view instrument) noexcept {
-  SlotPayload p;
-  std::memcpy(&p, words, kPayloadFixedWords * 8);
+  const SlotPayload& p = view(words);
   return p.key_hash == hash && p.ns == ns && p.account_len == account.size() &&
          p.instrument_len == instrument.size() &&
          std::memcmp(p.account, account.data(), account.size()) == 0 &&
