@@ -164,18 +164,8 @@ struct Writer::Impl {
 
   // ---- slots -------------------------------------------------------------------------------
   // The writer reads its own slots without the seqlock: nobody else writes them.
-  void load(std::uint32_t s, SlotPayload& p) const noexcept {
-    copy_payload(reinterpret_cast<std::uint64_t*>(&p), slots[s].payload);
-  }
   const SlotPayload& peek(std::uint32_t s) const noexcept {
     return *reinterpret_cast<const SlotPayload*>(slots[s].payload);
-  }
-
-  // 440-byte copies between the writer's own buffers and slots. A plain word loop, which the
-  // compiler turns into vector moves: memcpy of this size became `rep movsq`, whose start-up
-  // cost dominated the apply path.
-  static void copy_payload(std::uint64_t* dst, const std::uint64_t* src) noexcept {
-    for (std::size_t i = 0; i < kPayloadWords; ++i) dst[i] = src[i];
   }
 
   // The one way the writer changes a slot: `n` payload words (index, new value). The old value
@@ -347,8 +337,7 @@ struct Writer::Impl {
   enum class Removal { eviction, expiration, erase, invalidation };
 
   void remove(std::uint32_t s, Removal why) {
-    SlotPayload p;
-    load(s, p);
+    const SlotPayload& p = peek(s);  // read in place; not used once the slot is freed below
     IndexWriter iw = active_index();
     const std::uint64_t pos = iw.find_slot(p.key_hash, s);
     if (pos < buckets) {
