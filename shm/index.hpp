@@ -128,8 +128,7 @@ class IndexWriter {
     if (index_[(pos + 1) & mask_].load(std::memory_order_relaxed) != kEmptyBucket) return 1;
     std::int64_t delta = 1;
     std::uint64_t i = pos;
-    while (bucket_ref(index_[i].load(std::memory_order_relaxed)) == kTombstoneRef &&
-           index_[i].load(std::memory_order_relaxed) != kEmptyBucket) {
+    while (bucket_ref(index_[i].load(std::memory_order_relaxed)) == kTombstoneRef) {
       // relaxed: emptying a bucket at the end of a run changes no reader's outcome (see above)
       index_[i].store(kEmptyBucket, std::memory_order_relaxed);
       --delta;

@@ -3,7 +3,10 @@
 
 #include <unistd.h>
 
+#include <sys/wait.h>
+
 #include <atomic>
+#include <functional>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <string>
 
@@ -33,6 +36,28 @@ class ScratchSegment {
  private:
   std::string name_;
 };
+
+// Runs `body` in a forked child and returns the text it produced (for checks that must happen
+// in another process: a second writer, a private mount namespace).
+inline std::string in_child(const std::function<std::string()>& body) {
+  int pipefd[2];
+  if (::pipe(pipefd) != 0) return "pipe failed";
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(pipefd[0]);
+    const std::string msg = body();
+    [[maybe_unused]] auto n = ::write(pipefd[1], msg.data(), msg.size());
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  ::close(pipefd[0]);
+  ::waitpid(child, nullptr, 0);
+  return out;
+}
 
 inline WriterConfig small_config(const std::string& segment, std::uint64_t capacity = 64) {
   WriterConfig c;

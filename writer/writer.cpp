@@ -314,6 +314,11 @@ struct Writer::Impl {
     bump(h->index_rebuilds);
   }
 
+  // The active index's tombstone count (a header counter readers may show; one writer).
+  void add_tombstones(std::int64_t delta) noexcept {
+    h->tombstones.store(h->tombstones.load(kRelaxed) + static_cast<std::uint64_t>(delta), kRelaxed);
+  }
+
   void maybe_rebuild() {
     if (!defer_rebuild && h->tombstones.load(kRelaxed) > tombstone_limit) rebuild_index(false);
   }
@@ -341,8 +346,7 @@ struct Writer::Impl {
     IndexWriter iw = active_index();
     const std::uint64_t pos = iw.find_slot(p.key_hash, s);
     if (pos < buckets) {
-      const std::int64_t d = iw.remove_at(pos);  // D1 (+D3)
-      h->tombstones.store(static_cast<std::uint64_t>(static_cast<std::int64_t>(h->tombstones.load(kRelaxed)) + d), kRelaxed);
+      add_tombstones(iw.remove_at(pos));  // D1 (+D3)
     }
     lru_unlink(p.ns, s);
     account_unlink(s, account_hash({p.account, p.account_len}));
@@ -537,7 +541,7 @@ struct Writer::Impl {
     write_slot(s, p);
     // I1 after the slot's publish: a reader that finds the bucket finds the key.
     const bool reused = active_index().insert(hash, s);
-    if (reused) h->tombstones.store(h->tombstones.load(kRelaxed) - 1, kRelaxed);
+    if (reused) add_tombstones(-1);
     lru_append(u.ns, s);
     account_link(s, account_hash(account));
     h->live_count.store(h->live_count.load(kRelaxed) + 1, kRelaxed);

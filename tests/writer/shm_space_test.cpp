@@ -14,32 +14,22 @@ using namespace poscache;
 
 TEST(ShmSpaceTest, ASegmentLargerThanDevShmFailsAtCreationNamingTheSize) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root for a private mount namespace";
-  int pipefd[2];
-  ASSERT_EQ(::pipe(pipefd), 0);
-  const pid_t child = ::fork();
-  if (child == 0) {
-    std::string msg;
+  const std::string msg = test::in_child([] {
     if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
         ::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=4m") != 0) {
-      msg = "SKIP";
-    } else {
-      try {
-        auto w = Writer::open(test::small_config("poscache_test_nospace", 100'000));  // ~50 MiB
-        msg = "created";
-      } catch (const Error& e) {
-        msg = e.what();
-      }
-      // Nothing half-made is left behind.
-      if (::access("/dev/shm/poscache_test_nospace", F_OK) == 0) msg += " [segment left behind]";
+      return std::string("SKIP");
     }
-    [[maybe_unused]] auto n = ::write(pipefd[1], msg.data(), msg.size());
-    ::_exit(0);
-  }
-  ::close(pipefd[1]);
-  char buf[1024] = {};
-  [[maybe_unused]] auto n = ::read(pipefd[0], buf, sizeof buf - 1);
-  ::waitpid(child, nullptr, 0);
-  const std::string msg(buf);
+    std::string m;
+    try {
+      auto w = Writer::open(test::small_config("poscache_test_nospace", 100'000));  // ~50 MiB
+      m = "created";
+    } catch (const Error& e) {
+      m = e.what();
+    }
+    // Nothing half-made is left behind.
+    if (::access("/dev/shm/poscache_test_nospace", F_OK) == 0) m += " [segment left behind]";
+    return m;
+  });
   if (msg == "SKIP") GTEST_SKIP() << "cannot mount a private tmpfs here";
   EXPECT_NE(msg.find("cannot allocate"), std::string::npos) << msg;
   EXPECT_NE(msg.find("in /dev/shm"), std::string::npos) << msg;

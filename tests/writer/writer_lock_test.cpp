@@ -24,24 +24,14 @@ TEST(WriterLockTest, ASecondWriterInTheSameProcessIsRefused) {
 TEST(WriterLockTest, ASecondWriterInAnotherProcessIsRefusedNamingTheFirst) {
   test::ScratchSegment seg("lock2");
   auto first = Writer::open(test::small_config(seg.name()));
-  int pipefd[2];
-  ASSERT_EQ(::pipe(pipefd), 0);
-  const pid_t child = ::fork();
-  if (child == 0) {
-    std::string msg = "accepted";
+  const std::string msg = test::in_child([&] {
     try {
       Writer::open(test::small_config(seg.name()));
     } catch (const Error& e) {
-      msg = e.what();
+      return std::string(e.what());
     }
-    [[maybe_unused]] auto n = ::write(pipefd[1], msg.data(), msg.size());
-    ::_exit(0);
-  }
-  ::close(pipefd[1]);
-  char buf[512] = {};
-  [[maybe_unused]] auto n = ::read(pipefd[0], buf, sizeof buf - 1);
-  ::waitpid(child, nullptr, 0);
-  const std::string msg(buf);
+    return std::string("accepted");
+  });
   EXPECT_NE(msg.find("already has a writer: pid " + std::to_string(::getpid())), std::string::npos) << msg;
 }
 
