@@ -38,7 +38,7 @@ namespace poscache::shm {
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kLayoutVersion = 2;  // 2: SlotBook::queued_epoch
 inline constexpr std::uint32_t kHashAlgorithm = 3;  // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
 // ---------------------------------------------------------------------------------------------
@@ -232,18 +232,22 @@ inline constexpr std::uint32_t kNil = 0xFFFF'FFFFu;  // end of a list
 //   SlotBook (32 B), one per slot:
 //   0      4      8              12             16                24         32
 //   +------+------+--------------+--------------+-----------------+----------+
-//   | prev | next | account_prev | account_next | synced_version  | reserved |
+//   | prev | next | account_prev | account_next | synced_version  | queued   |
 //   +------+------+--------------+--------------+-----------------+----------+
 //   prev/next: the namespace's LRU list (oldest update first), or the free list (next only).
 //   account_prev/next: the positions of one account (the writer keeps the heads in its memory).
-//   synced_version: the highest version of this slot that Redis acknowledged (the sync thread).
+//   synced_version: the highest version of this slot that Redis acknowledged. Stored by the
+//     sync thread (release), loaded by the apply thread (acquire) before it evicts or expires
+//     the slot: a version above it is spilled to the sync thread first (writer/redis_sync.hpp).
+//   queued_epoch: the apply thread's hand-off epoch in which the slot was last marked dirty;
+//     equal to the current epoch means "already in the batch" (apply thread only).
 struct SlotBook {
   std::uint32_t prev;
   std::uint32_t next;
   std::uint32_t account_prev;
   std::uint32_t account_next;
   std::uint64_t synced_version;
-  std::uint64_t reserved;
+  std::uint64_t queued_epoch;
 };
 static_assert(sizeof(SlotBook) == 32);
 

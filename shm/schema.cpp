@@ -150,6 +150,10 @@ Expected<bool> validate(const NamespaceSpec& spec) {
       return fail(where + r.error());
     }
     if (!seen.insert(f.name).second) return fail(where + "field '" + f.name + "' is declared twice");
+    if (f.name == "version" || f.name == "source_seq" || f.name == "created_at" || f.name == "updated_at") {
+      return fail(where + "field name '" + f.name + "' is reserved (every position carries version, "
+                  "source_seq, created_at and updated_at)");
+    }
     if (f.type != FieldType::decimal && f.type != FieldType::int64 && f.type != FieldType::timestamp) {
       return fail(where + "field '" + f.name + "' has an unknown type");
     }

@@ -18,6 +18,7 @@
 #include <climits>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 
@@ -29,6 +30,8 @@
 #include "shm/seqlock.hpp"
 #include "shm/slot_codec.hpp"
 #include "writer/account_heads.hpp"
+#include "writer/redis_sync.hpp"
+#include "writer/warm_start.hpp"
 #include "writer/writer_lock.hpp"
 
 namespace poscache {
@@ -146,6 +149,8 @@ struct Writer::Impl {
   std::uint64_t buckets = 0;
   std::uint64_t tombstone_limit = 0;
   detail::AccountHeads account_heads{1};  // account hash -> first slot; sized in bind()
+  std::unique_ptr<detail::RedisSync> sync;  // null without Redis
+  detail::WarmStartReport warm;
 
   std::int64_t last_now = 0;
   std::int64_t last_heartbeat = 0;
@@ -343,6 +348,12 @@ struct Writer::Impl {
 
   void remove(std::uint32_t s, Removal why) {
     const SlotPayload& p = peek(s);  // read in place; not used once the slot is freed below
+    if (sync && (why == Removal::eviction || why == Removal::expiration)) {
+      // A change Redis has not acknowledged would leave with the slot: hand a copy to the sync
+      // thread. acquire pairs with the sync thread's release store after Redis replied.
+      const std::uint64_t synced = std::atomic_ref<std::uint64_t>(book[s].synced_version).load(std::memory_order_acquire);
+      if (p.version > synced) sync->add_event(detail::SyncEvent::Kind::spill, p.version, last_now).payload = p;
+    }
     IndexWriter iw = active_index();
     const std::uint64_t pos = iw.find_slot(p.key_hash, s);
     if (pos < buckets) {
@@ -353,8 +364,7 @@ struct Writer::Impl {
     SlotPayload freed{};
     freed.ns = kFreeNamespace;
     write_slot(s, freed);  // D2
-    book[s].next = wa->free_head;
-    book[s].synced_version = 0;
+    book[s].next = wa->free_head;  // synced_version stays: the next occupant's versions are higher
     wa->free_head = s;
     h->live_count.store(h->live_count.load(kRelaxed) - 1, kRelaxed);
     switch (why) {
@@ -507,6 +517,7 @@ struct Writer::Impl {
         put(kWordValues + 2 * f + 1, static_cast<std::uint64_t>(v >> 64));
       }
       write_words(s, idx, val, n);
+      if (sync) sync->note_slot(book[s].queued_epoch, s, t);
       if (wa->lru_tail[u.ns] != s) {
         lru_unlink(u.ns, s);
         lru_append(u.ns, s);
@@ -544,6 +555,7 @@ struct Writer::Impl {
     if (reused) add_tombstones(-1);
     lru_append(u.ns, s);
     account_link(s, account_hash(account));
+    if (sync) sync->note_slot(book[s].queued_epoch, s, t);
     h->live_count.store(h->live_count.load(kRelaxed) + 1, kRelaxed);
     bump(h->inserts);
     r.status = ApplyStatus::inserted;
@@ -552,10 +564,29 @@ struct Writer::Impl {
     return r;
   }
 
+  // Redis may hold positions the segment no longer does (evicted): a removal goes to Redis
+  // whether or not the segment had the position, with a version of its own for the guard.
+  void sync_erase(const KeyRef& k) {
+    if (!sync) return;
+    detail::SyncEvent& e = sync->add_event(detail::SyncEvent::Kind::erase, wa->next_version++, now());
+    e.payload.ns = k.ns;
+    e.payload.account_len = static_cast<std::uint8_t>(k.account.size());
+    e.payload.instrument_len = static_cast<std::uint8_t>(k.instrument.size());
+    std::memcpy(e.payload.account, k.account.data(), k.account.size());
+    std::memcpy(e.payload.instrument, k.instrument.data(), k.instrument.size());
+  }
+  void sync_pattern(detail::SyncEvent::Kind kind, std::optional<NamespaceId> ns, std::string_view text) {
+    if (!sync) return;
+    detail::SyncEvent& e = sync->add_event(kind, wa->next_version++, now());
+    if (ns) e.ns = *ns;
+    e.text.assign(text);
+  }
+
   ApplyResult erase(const KeyRef& k) {
     const std::uint64_t hash = key_hash(k.ns, k.account, k.instrument);
     const std::uint32_t s = find(hash, k.ns, k.account, k.instrument);
     ApplyResult r;
+    sync_erase(k);
     if (s == kNil) {
       r.status = ApplyStatus::not_found;
       return r;
@@ -586,12 +617,14 @@ struct Writer::Impl {
         if (std::string_view(p.account, p.account_len) == account && (!ns || p.ns == *ns)) victims.push_back(s);
       }
     }
+    sync_pattern(detail::SyncEvent::Kind::account, ns, account);
     return remove_all(victims);
   }
 
   std::size_t invalidate_namespace(NamespaceId ns) {
     std::vector<std::uint32_t> victims;
     for (std::uint32_t s = wa->lru_head[ns]; s != kNil; s = book[s].next) victims.push_back(s);
+    sync_pattern(detail::SyncEvent::Kind::ns, ns, {});
     return remove_all(victims);
   }
 
@@ -607,6 +640,7 @@ struct Writer::Impl {
         if (fnmatch(pattern.c_str(), key.c_str(), 0) == 0) victims.push_back(s);
       }
     }
+    sync_pattern(detail::SyncEvent::Kind::glob, std::nullopt, glob);
     return remove_all(victims);
   }
 
@@ -615,6 +649,7 @@ struct Writer::Impl {
     for (std::uint32_t ns = 0; ns < h->namespace_count; ++ns) {
       for (std::uint32_t s = wa->lru_head[ns]; s != kNil; s = book[s].next) victims.push_back(s);
     }
+    sync_pattern(detail::SyncEvent::Kind::all, std::nullopt, {});
     return remove_all(victims);
   }
 
@@ -642,6 +677,7 @@ struct Writer::Impl {
     maybe_rebuild();
     if (expired) changed();
     if (wake_pending && t - last_wake >= cfg.wake_interval.count()) wake_readers(t);
+    if (sync) sync->maybe_hand_off(t);
   }
 
   // ---- creation and re-attachment ----------------------------------------------------------
@@ -740,7 +776,11 @@ struct Writer::Impl {
       book[s] = SlotBook{kNil, s + 1 < capacity ? s + 1 : kNil, kNil, kNil, 0, 0};
     }
     wa->free_head = 0;
-    wa->next_version = 1;
+    // Versions start at the wall clock in ns and count up by one per change: a writer that
+    // starts over on a new segment still hands out versions above any it handed out before
+    // (it would have to apply more than one change per ns to catch up), so Redis's version
+    // guard accepts its changes. A warm start raises it above every version loaded.
+    wa->next_version = static_cast<std::uint64_t>(std::max<std::int64_t>(1, now()));
     for (std::size_t ns = 0; ns < kMaxNamespaces; ++ns) wa->lru_head[ns] = wa->lru_tail[ns] = kNil;
     stamp_writer();
     std::atomic_thread_fence(std::memory_order_release);
@@ -788,6 +828,13 @@ struct Writer::Impl {
     // 3. The index: derived from the slots, rebuilt into the inactive copy and published.
     rebuild_index(true);
     // 4. Free list, LRU lists (by updated_at), account lists, live count, next version.
+    rebuild_lists();
+    stamp_writer();
+  }
+
+  // Free list, LRU lists sorted by (updated_at, version), account lists, live count and next
+  // version, all derived from the slots.
+  void rebuild_lists() {
     std::vector<std::vector<std::uint32_t>> per_ns(kMaxNamespaces);
     std::uint64_t max_version = 0;
     std::uint64_t live = 0;
@@ -823,8 +870,88 @@ struct Writer::Impl {
     }
     h->live_count.store(live, kRelaxed);
     wa->next_version = std::max(wa->next_version, max_version + 1);
-    stamp_writer();
-    h->state.store(static_cast<std::uint32_t>(SegmentState::ready), std::memory_order_release);
+  }
+
+  // Warm start: one position from Redis, with its own version and timestamps, already synced.
+  // Returns the number of positions that did not fit (0 or 1). When the table is full, the
+  // least recently updated of the two stays only in Redis.
+  std::uint64_t restore(const SlotPayload& in) {
+    SlotPayload p = in;
+    p.key_hash = key_hash(p.ns, {p.account, p.account_len}, {p.instrument, p.instrument_len});
+    const std::uint32_t existing = find(p.key_hash, p.ns, {p.account, p.account_len}, {p.instrument, p.instrument_len});
+    if (existing != kNil) {  // Redis has one hash per key; keep the newer if it ever differs
+      if (peek(existing).version >= p.version) return 0;
+      remove(existing, Removal::invalidation);
+    }
+    std::uint64_t dropped = 0;
+    if (wa->free_head == kNil) {
+      if (!lists_sorted) {  // the first time it fills: order the LRU lists by updated_at
+        rebuild_lists();
+        lists_sorted = true;
+      }
+      const std::uint32_t victim = oldest_head();
+      const SlotPayload& v = peek(victim);
+      if (v.updated_at_ns > p.updated_at_ns || (v.updated_at_ns == p.updated_at_ns && v.version > p.version)) {
+        return 1;  // older than everything loaded: it stays only in Redis
+      }
+      remove(victim, Removal::eviction);
+      dropped = 1;
+    }
+    const std::uint32_t s = wa->free_head;
+    wa->free_head = book[s].next;
+    write_slot(s, p);
+    if (active_index().insert(p.key_hash, s)) add_tombstones(-1);
+    lru_append(p.ns, s);
+    account_link(s, account_hash({p.account, p.account_len}));
+    book[s].synced_version = p.version;  // Redis holds exactly this (the sync thread is not running yet)
+    h->live_count.store(h->live_count.load(kRelaxed) + 1, kRelaxed);
+    wa->next_version = std::max(wa->next_version, p.version + 1);
+    return dropped;
+  }
+  bool lists_sorted = false;
+
+  // With Redis: warm start on an empty segment (before it turns ready), then the sync thread.
+  void start_redis(bool empty_segment) {
+    if (!cfg.redis) return;
+    const RedisConfig& rc = *cfg.redis;
+    if (empty_segment && rc.warm_start) {
+      detail::RedisFormat fmt(rc.prefix, cfg.namespaces);
+      auto rep = detail::warm_start(
+          rc, fmt, [this](const SlotPayload& p) { return restore(p); },
+          [this] { h->heartbeat_ns.store(now(), kRelaxed); }, cfg.log);
+      if (!rep) {
+        throw Error(rep.error() + " (the segment stays initializing; start with --cold-start, or "
+                    "RedisConfig::warm_start = false, to start empty)");
+      }
+      rebuild_lists();
+      lists_sorted = false;
+      warm = *rep;
+      char secs[32];
+      std::snprintf(secs, sizeof secs, "%.2f", warm.seconds);
+      cfg.log(LogLevel::info, "warm start: loaded " + std::to_string(warm.loaded) + " positions in " + secs + " s");
+      if (warm.beyond_capacity > 0) {
+        cfg.log(LogLevel::warn, "warm start: " + std::to_string(warm.beyond_capacity) + " positions did not fit in capacity " +
+                                    std::to_string(capacity) + " and stay only in Redis (the least recently updated)");
+      }
+      if (warm.expired + warm.unknown_namespace + warm.malformed > 0) {
+        cfg.log(LogLevel::warn, "warm start: skipped " + std::to_string(warm.expired) + " expired, " +
+                                    std::to_string(warm.unknown_namespace) + " of unknown namespaces, " +
+                                    std::to_string(warm.malformed) + " malformed");
+      }
+    }
+    sync = std::make_unique<detail::RedisSync>(rc, cfg.namespaces, detail::SegmentView{h, slots, book, capacity}, cfg.log);
+    if (reattached) queue_unsynced();
+    sync->start();
+  }
+
+  // Re-attached: every slot whose version Redis has not acknowledged goes to the sync thread
+  // (the batches a killed writer held in its memory are gone; the slots are not).
+  void queue_unsynced() {
+    const std::int64_t t = now();
+    for (std::uint32_t s = 0; s < capacity; ++s) {
+      const SlotPayload& p = peek(s);
+      if (p.ns != kFreeNamespace && p.version > book[s].synced_version) sync->note_slot(book[s].queued_epoch, s, t);
+    }
   }
 };
 
@@ -864,8 +991,18 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
                 " must grant its owner read and write and use only permission bits (e.g. 0640)");
   }
 
+  if (config.redis) {
+    if (auto v = validate(*config.redis); !v) throw Error(v.error());
+  }
+
   auto impl = std::make_unique<Impl>();
   impl->cfg = config;
+  if (!impl->cfg.log) {
+    impl->cfg.log = [](LogLevel level, std::string_view text) {
+      static constexpr const char* kName[] = {"debug", "info", "warn", "error"};
+      std::cerr << "poscache-writer [" << kName[static_cast<int>(level)] << "] " << text << '\n';
+    };
+  }
   impl->lock = detail::WriterLock::acquire(config.segment, config.mode);
   const std::string& name = config.segment;
 
@@ -918,6 +1055,8 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
         const std::uint64_t cap = h->capacity;
         impl->bind(std::move(m), cap);
         impl->reattach();
+        impl->start_redis(impl->h->live_count.load(kRelaxed) == 0);
+        impl->h->state.store(static_cast<std::uint32_t>(SegmentState::ready), std::memory_order_release);
         return std::unique_ptr<Writer>(new Writer(std::move(impl)));
       }
       if (status == AttachStatus::ok || status == AttachStatus::initializing) {
@@ -929,6 +1068,7 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
     bip::shared_memory_object::remove(name.c_str());
   }
   impl->create();
+  impl->start_redis(true);
   impl->h->state.store(static_cast<std::uint32_t>(SegmentState::ready), std::memory_order_release);
   return std::unique_ptr<Writer>(new Writer(std::move(impl)));
 }
@@ -1172,11 +1312,20 @@ void Writer::heartbeat() {
 void Writer::close() {
   if (!impl_ || impl_->h == nullptr) return;
   Impl& w = *impl_;
+  if (w.sync) {
+    w.sync->stop();  // writes what is unsynced, for up to close_timeout
+    w.sync.reset();
+  }
   w.h->state.store(static_cast<std::uint32_t>(SegmentState::closed), std::memory_order_release);
   w.wake_readers(w.now());
   w.h = nullptr;
   w.mapping = Mapping();
   w.lock.release();
+}
+
+bool Writer::sync_redis(std::chrono::milliseconds timeout) {
+  if (!impl_->sync) return true;
+  return impl_->sync->flush(timeout);
 }
 
 void Writer::count_reject() { bump(impl_->h->rejects); }
@@ -1199,6 +1348,9 @@ WriterStats Writer::stats() const {
   s.generation = h.generation;
   s.next_version = impl_->wa->next_version;
   s.reattached = impl_->reattached;
+  s.warm_loaded = impl_->warm.loaded;
+  s.warm_beyond_capacity = impl_->warm.beyond_capacity;
+  s.warm_skipped = impl_->warm.expired + impl_->warm.unknown_namespace + impl_->warm.malformed;
   return s;
 }
 

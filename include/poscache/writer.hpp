@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -29,9 +30,15 @@
 #include "poscache/decimal.hpp"
 #include "poscache/error.hpp"
 #include "poscache/position.hpp"
+#include "poscache/redis.hpp"
 #include "poscache/schema.hpp"
 
 namespace poscache {
+
+enum class LogLevel : std::uint8_t { debug, info, warn, error };
+// Where the writer library reports what an operator should see (Redis connected or lost, warm
+// start progress). Called from the opening thread and from the sync thread. Default: stderr.
+using LogSink = std::function<void(LogLevel, std::string_view)>;
 
 struct WriterConfig {
   std::string segment = "poscache";
@@ -47,6 +54,9 @@ struct WriterConfig {
   std::chrono::nanoseconds wake_interval = std::chrono::microseconds(100);
   // How many expired positions one tick() removes at most (keeps the apply loop responsive).
   std::size_t expire_budget = 4096;
+  // Mirror the segment to Redis (write-behind, on a thread of its own) and warm start from it.
+  std::optional<RedisConfig> redis;
+  LogSink log;
 };
 
 enum class UpdateMode : std::uint8_t {
@@ -114,6 +124,10 @@ struct WriterStats {
                 erases = 0, invalidations = 0, rejects = 0, index_rebuilds = 0, repairs = 0,
                 tombstones = 0, generation = 0, next_version = 0;
   bool reattached = false;  // this writer re-attached to a segment left by an earlier writer
+  // Warm start (a fresh or empty segment loaded from Redis at open)
+  std::uint64_t warm_loaded = 0;           // positions loaded
+  std::uint64_t warm_beyond_capacity = 0;  // positions Redis holds that did not fit (left in Redis)
+  std::uint64_t warm_skipped = 0;          // expired, unknown namespace or malformed (logged)
 };
 
 class Writer {
@@ -161,8 +175,13 @@ class Writer {
   // Only the heartbeat part of tick(): tells readers the writer is alive. For a writer that is
   // busy in a long operation of its own and cannot run the whole tick().
   void heartbeat();
-  // Marks the segment closed (data stays readable) and releases the writer lock.
+  // Marks the segment closed (data stays readable) and releases the writer lock. With Redis, first
+  // lets the sync thread write what is unsynced, for up to RedisConfig::close_timeout.
   void close();
+
+  // With Redis: hands every change made so far to the sync thread and waits until Redis has
+  // acknowledged all of them. False on timeout (Redis down or slow); nothing is lost either way.
+  bool sync_redis(std::chrono::milliseconds timeout);
 
   // Counts a refused update (e.g. one that failed make_update) in the segment's rejects counter.
   void count_reject();

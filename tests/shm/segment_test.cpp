@@ -76,7 +76,7 @@ TEST(SegmentTest, ReaderRefusesForeignMagicVersionAndFingerprint) {
 
   h.layout_version = 99;
   err = open_error(seg.name());
-  EXPECT_NE(err.find("layout version mismatch: expected 1, found 99"), std::string::npos) << err;
+  EXPECT_NE(err.find("layout version mismatch: expected 2, found 99"), std::string::npos) << err;
   h.layout_version = kLayoutVersion;
 
   h.layout_fingerprint ^= 1;

@@ -1,0 +1,50 @@
+// poscache — the Redis side of the writer: where it mirrors the segment, and how.
+//
+// With WriterConfig::redis set, the writer runs a sync thread that writes every change to Redis
+// (coalesced, pipelined, off the apply path) and, on a fresh or empty segment, loads the
+// positions Redis holds before the segment turns ready (warm start). The Redis format is a
+// contract for other languages; README.md "The Redis format" documents it.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "poscache/error.hpp"
+
+namespace poscache {
+
+struct RedisConfig {
+  // Where: a unix socket when `unix_socket` is set, else host:port.
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  std::string unix_socket;
+  int db = 0;
+  std::string username;  // ACL user (Redis 6+); empty: the default user
+  std::string password;  // empty: no AUTH
+  std::chrono::milliseconds connect_timeout{1000};
+  std::chrono::milliseconds command_timeout{2000};  // a reply slower than this drops the connection
+  // Keys are "{prefix}:{namespace}:{{account}}:{instrument}".
+  std::string prefix = "poscache:v1";
+  // A change reaches Redis within about flush_interval (plus the round trip), or sooner when
+  // batch_size changes are waiting. Commands per pipelined round trip: batch_size.
+  std::chrono::milliseconds flush_interval{5};
+  std::size_t batch_size = 1024;
+  // Reconnection backoff: doubles from min to max while Redis stays unreachable.
+  std::chrono::milliseconds reconnect_min{50};
+  std::chrono::milliseconds reconnect_max{2000};
+  // On a fresh or empty segment, load every position under the prefix before turning ready.
+  // false: cold start (the segment starts empty; Redis keeps what it has).
+  bool warm_start = true;
+  // On close(), how long the sync thread may go on writing what is still unsynced.
+  std::chrono::milliseconds close_timeout{5000};
+};
+
+// Checks a RedisConfig; errors name the setting and the value.
+Expected<bool> validate(const RedisConfig& config);
+
+// "host:port", "unix:/path" — for log lines.
+std::string describe(const RedisConfig& config);
+
+}  // namespace poscache

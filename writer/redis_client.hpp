@@ -1,0 +1,78 @@
+// A small RAII layer over hiredis (synchronous API): connect with timeouts, AUTH, SELECT,
+// load the scripts, pipeline commands. Used only by the writer's sync thread and warm start;
+// every failure comes back as text naming what failed, never as an exception or a crash.
+#pragma once
+
+#include <hiredis/hiredis.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "poscache/error.hpp"
+#include "poscache/redis.hpp"
+
+namespace poscache::detail {
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const noexcept { if (r != nullptr) freeReplyObject(r); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+// Arguments of one command, kept in one growing buffer (no allocation once warmed up).
+class Args {
+ public:
+  void clear() { buf_.clear(); off_.clear(); }
+  Args& add(std::string_view s) {
+    off_.push_back({buf_.size(), s.size()});
+    buf_.append(s);
+    return *this;
+  }
+  Args& add(std::uint64_t v);
+  Args& add_int(std::int64_t v);
+  [[nodiscard]] std::size_t size() const noexcept { return off_.size(); }
+  // Pointers for hiredis; valid until the next add().
+  void view(std::vector<const char*>& argv, std::vector<std::size_t>& lens) const;
+
+ private:
+  std::string buf_;
+  std::vector<std::pair<std::size_t, std::size_t>> off_;
+};
+
+class RedisClient {
+ public:
+  // Connects, authenticates, selects the database. The error names the endpoint and the step.
+  static Expected<RedisClient> connect(const RedisConfig& config);
+  RedisClient() = default;
+  RedisClient(RedisClient&&) noexcept = default;
+  RedisClient& operator=(RedisClient&&) noexcept = default;
+
+  [[nodiscard]] bool connected() const noexcept { return ctx_ != nullptr; }
+  // One command, one round trip. An error reply is returned as a reply (type REDIS_REPLY_ERROR);
+  // a connection failure as an error (and the client is then closed).
+  Expected<Reply> command(const Args& args);
+  // Pipelining: append many, then read as many replies.
+  Expected<bool> append(const Args& args);
+  Expected<Reply> read_reply();
+  void close() noexcept { ctx_.reset(); }
+
+  // SCRIPT LOAD; returns the SHA1 to call it by.
+  Expected<std::string> load_script(std::string_view source);
+
+ private:
+  struct CtxDeleter {
+    void operator()(redisContext* c) const noexcept { if (c != nullptr) redisFree(c); }
+  };
+  std::string fail_text(const char* what);
+  std::unique_ptr<redisContext, CtxDeleter> ctx_;
+  std::string endpoint_;
+  std::vector<const char*> argv_;
+  std::vector<std::size_t> lens_;
+};
+
+// "ERR ..." text of an error reply, or a description of an unexpected reply type.
+std::string reply_text(const redisReply* r);
+
+}  // namespace poscache::detail

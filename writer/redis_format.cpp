@@ -1,0 +1,202 @@
+#include "writer/redis_format.hpp"
+
+#include <charconv>
+#include <cstring>
+
+#include "poscache/decimal.hpp"
+#include "shm/slot_codec.hpp"
+
+namespace poscache::detail {
+
+using shm::SlotPayload;
+
+std::string RedisFormat::position_key(std::string_view ns, std::string_view account,
+                                      std::string_view instrument) const {
+  std::string k;
+  k.reserve(prefix_.size() + ns.size() + account.size() + instrument.size() + 6);
+  k.append(prefix_).append(":").append(ns).append(":{").append(account).append("}:").append(instrument);
+  return k;
+}
+
+std::string RedisFormat::account_key(std::string_view account) const {
+  std::string k;
+  k.reserve(prefix_.size() + account.size() + 12);
+  k.append(prefix_).append(":@account:{").append(account).append("}");
+  return k;
+}
+
+std::string RedisFormat::member(std::string_view ns, std::string_view instrument) {
+  std::string m(ns);
+  m.append(":").append(instrument);
+  return m;
+}
+
+std::string RedisFormat::scan_pattern(std::optional<std::uint16_t> ns) const {
+  // The prefix has no glob characters (validate(RedisConfig)); namespaces never do.
+  if (ns) return prefix_ + ":" + ns_.at(*ns).name + ":{*}:*";
+  return prefix_ + ":*:{*}:*";
+}
+
+std::optional<ParsedKey> RedisFormat::parse_key(std::string_view key) const {
+  if (key.size() <= prefix_.size() + 1 || key.substr(0, prefix_.size()) != prefix_ || key[prefix_.size()] != ':') {
+    return std::nullopt;
+  }
+  std::string_view rest = key.substr(prefix_.size() + 1);
+  const std::size_t c1 = rest.find(":{");
+  if (c1 == std::string_view::npos || c1 == 0) return std::nullopt;
+  const std::size_t c2 = rest.find("}:", c1 + 2);
+  if (c2 == std::string_view::npos || c2 == c1 + 2 || c2 + 2 >= rest.size()) return std::nullopt;
+  ParsedKey k{std::string(rest.substr(0, c1)), std::string(rest.substr(c1 + 2, c2 - c1 - 2)),
+              std::string(rest.substr(c2 + 2))};
+  if (k.ns.front() == '@') return std::nullopt;
+  if (!validate_namespace_name(k.ns) || !validate_account(k.account) || !validate_instrument(k.instrument)) {
+    return std::nullopt;
+  }
+  return k;
+}
+
+std::optional<std::uint16_t> RedisFormat::namespace_id(std::string_view ns) const {
+  for (std::size_t i = 0; i < ns_.size(); ++i) {
+    if (ns_[i].name == ns) return static_cast<std::uint16_t>(i);
+  }
+  return std::nullopt;
+}
+
+void RedisFormat::upsert_args(const std::string& sha, const SlotPayload& p, Args& out) const {
+  const NamespaceSpec& spec = ns_[p.ns];
+  const std::string_view account(p.account, p.account_len);
+  const std::string_view instrument(p.instrument, p.instrument_len);
+  out.clear();
+  out.add("EVALSHA").add(sha).add("2");
+  out.add(position_key(spec.name, account, instrument)).add(account_key(account));
+  out.add(p.version);
+  out.add(member(spec.name, instrument));
+  if (spec.expire_after.count() > 0) {
+    const std::int64_t expire_ns = p.updated_at_ns + spec.expire_after.count();
+    out.add_int(std::max<std::int64_t>(1, expire_ns / 1'000'000));
+  } else {
+    out.add("0");
+  }
+  const auto nfields = static_cast<std::uint32_t>(spec.fields.size());
+  std::uint32_t unset = 0;
+  for (std::uint32_t f = 0; f < nfields; ++f) unset += ((p.fields_set >> f) & 1u) == 0;
+  out.add(static_cast<std::uint64_t>(unset));
+  for (std::uint32_t f = 0; f < nfields; ++f) {
+    if (((p.fields_set >> f) & 1u) == 0) out.add(spec.fields[f].name);
+  }
+  char buf[48];
+  for (std::uint32_t f = 0; f < nfields; ++f) {
+    if (((p.fields_set >> f) & 1u) == 0) continue;
+    const FieldSpec& fs = spec.fields[f];
+    out.add(fs.name);
+    const int128 v = shm::field_value(p, f);
+    if (fs.type == FieldType::decimal) {
+      out.add(std::string_view(buf, format_decimal(v, fs.scale, buf)));
+    } else {
+      out.add_int(static_cast<std::int64_t>(v));
+    }
+  }
+  out.add("version").add(p.version);
+  out.add("source_seq").add(p.source_seq);
+  out.add("created_at").add_int(p.created_at_ns);
+  out.add("updated_at").add_int(p.updated_at_ns);
+}
+
+void RedisFormat::delete_args(const std::string& sha, std::string_view ns, std::string_view account,
+                              std::string_view instrument, std::uint64_t version, Args& out) const {
+  out.clear();
+  out.add("EVALSHA").add(sha).add("2");
+  out.add(position_key(ns, account, instrument)).add(account_key(account));
+  out.add(version).add(member(ns, instrument));
+}
+
+void RedisFormat::schema_args(Args& out) const {
+  out.clear();
+  out.add("HSET").add(schema_key());
+  for (const NamespaceSpec& n : ns_) {
+    std::string j = "{\"fields\":[";
+    for (std::size_t f = 0; f < n.fields.size(); ++f) {
+      if (f != 0) j += ",";
+      j += "{\"name\":\"" + n.fields[f].name + "\",\"type\":\"" + std::string(to_string(n.fields[f].type)) +
+           "\",\"scale\":" + std::to_string(n.fields[f].scale) + "}";
+    }
+    j += "],\"stale_after_ms\":" + std::to_string(n.stale_after.count() / 1'000'000) +
+         ",\"expire_after_ms\":" + std::to_string(n.expire_after.count() / 1'000'000) + "}";
+    out.add(n.name).add(j);
+  }
+}
+
+namespace {
+Expected<std::uint64_t> parse_u64(std::string_view text) {
+  std::uint64_t v = 0;
+  const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || r.ec != std::errc() || r.ptr != text.data() + text.size()) {
+    return fail("'" + std::string(text) + "' is not an unsigned 64-bit integer");
+  }
+  return v;
+}
+}  // namespace
+
+Expected<SlotPayload> RedisFormat::decode(const ParsedKey& key, std::uint16_t ns, const redisReply* r) const {
+  const std::string where = position_key(key.ns, key.account, key.instrument) + ": ";
+  if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
+    return fail(where + "expected a hash, found " + reply_text(r));
+  }
+  const NamespaceSpec& spec = ns_[ns];
+  SlotPayload p{};
+  p.ns = ns;
+  p.account_len = static_cast<std::uint8_t>(key.account.size());
+  p.instrument_len = static_cast<std::uint8_t>(key.instrument.size());
+  std::memcpy(p.account, key.account.data(), key.account.size());
+  std::memcpy(p.instrument, key.instrument.data(), key.instrument.size());
+  bool have_version = false, have_updated = false, have_created = false;
+  for (std::size_t i = 0; i < r->elements; i += 2) {
+    const redisReply* f = r->element[i];
+    const redisReply* v = r->element[i + 1];
+    if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) return fail(where + "a field is not a string");
+    const std::string_view name(f->str, f->len), text(v->str, v->len);
+    if (name == "version") {
+      auto x = parse_u64(text);
+      if (!x) return fail(where + "version: " + x.error());
+      p.version = *x;
+      have_version = true;
+    } else if (name == "source_seq") {
+      auto x = parse_u64(text);
+      if (!x) return fail(where + "source_seq: " + x.error());
+      p.source_seq = *x;
+    } else if (name == "created_at" || name == "updated_at") {
+      auto x = parse_int64(text);
+      if (!x) return fail(where + std::string(name) + ": " + x.error());
+      (name == "created_at" ? p.created_at_ns : p.updated_at_ns) = *x;
+      (name == "created_at" ? have_created : have_updated) = true;
+    } else {
+      std::size_t fi = spec.fields.size();
+      for (std::size_t j = 0; j < spec.fields.size(); ++j) {
+        if (spec.fields[j].name == name) fi = j;
+      }
+      if (fi == spec.fields.size()) {
+        return fail(where + "field '" + std::string(name) + "' is not in the schema of namespace '" + spec.name + "'");
+      }
+      const FieldSpec& fs = spec.fields[fi];
+      int128 value = 0;
+      if (fs.type == FieldType::decimal) {
+        auto x = parse_decimal(text, fs.scale);
+        if (!x) return fail(where + "field '" + fs.name + "': " + x.error());
+        value = *x;
+      } else {
+        auto x = parse_int64(text);
+        if (!x) return fail(where + "field '" + fs.name + "': " + x.error());
+        value = *x;
+      }
+      shm::set_field_value(p, fi, value);
+      p.fields_set |= 1u << fi;
+    }
+  }
+  if (!have_version || !have_updated || !have_created) {
+    return fail(where + "missing " + std::string(!have_version ? "version" : !have_updated ? "updated_at" : "created_at"));
+  }
+  if (p.version == 0) return fail(where + "version 0 is not a version");
+  return p;
+}
+
+}  // namespace poscache::detail

@@ -1,0 +1,126 @@
+// The Redis format: a contract for services in other languages (README.md "The Redis format").
+//
+//   {prefix}:{ns}:{{account}}:{instrument}   HASH, one per position
+//       <field>      each schema field that carries a value: decimals as exact decimal text at
+//                    the field's scale ("-12.500000000000000000"), int64 and timestamps as
+//                    integers (timestamps in ns since the Unix epoch). Unset fields are absent.
+//       version      the writer's version of this change (decimal text of a uint64)
+//       source_seq   the producer's sequence number (0 if none)
+//       created_at   ns since the Unix epoch when first inserted
+//       updated_at   ns since the Unix epoch of the last change
+//     expires (PEXPIREAT) at updated_at + the namespace's expire_after, when it has one.
+//   {prefix}:@account:{{account}}            ZSET, the positions of one account
+//       member "ns:instrument", score = expiry in ms since the epoch ("inf" if none): the live
+//       positions are ZRANGE key (now_ms +inf BYSCORE. It expires with its last member.
+//   {prefix}:@schema                         HASH, ns -> JSON {fields:[{name,type,scale}],
+//                                            stale_after_ms, expire_after_ms}
+//
+// The braces are a Redis Cluster hash tag: an account's hashes and its set share a slot, so
+// the scripts below touch keys of one slot only.
+//
+// Writes are guarded on the server: a script compares versions and never lets an older version
+// replace (or delete) a newer one, so a restarted writer or a second host cannot clobber newer
+// data. Versions are compared as decimal text (length first), since Lua numbers are doubles.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "poscache/schema.hpp"
+#include "shm/layout.hpp"
+#include "writer/redis_client.hpp"
+
+namespace poscache::detail {
+
+// KEYS[1] position hash, KEYS[2] account set.
+// ARGV[1] version, ARGV[2] member "ns:instrument", ARGV[3] expiry ms since epoch or "0",
+// ARGV[4] n = number of unset fields, ARGV[5 .. 4+n] their names, then field/value pairs.
+// Returns 1 when written, 0 when Redis already holds this version or a newer one.
+inline constexpr std::string_view kUpsertScript = R"lua(
+local function newer(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+local cur = redis.call('HGET', KEYS[1], 'version')
+if cur and not newer(ARGV[1], cur) then return 0 end
+local nrm = tonumber(ARGV[4])
+if cur and nrm > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, 5, 4 + nrm)) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5 + nrm))
+local exp = ARGV[3]
+if exp == '0' then
+  if not cur then
+    redis.call('PERSIST', KEYS[1])
+    redis.call('ZADD', KEYS[2], 'inf', ARGV[2])
+    redis.call('PERSIST', KEYS[2])
+  end
+  return 1
+end
+redis.call('PEXPIREAT', KEYS[1], exp)
+redis.call('ZADD', KEYS[2], exp, ARGV[2])
+local t = redis.call('TIME')
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (t[1] * 1000 + math.floor(t[2] / 1000)))
+local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if top[2] == nil then return 1 end
+if top[2] == 'inf' then redis.call('PERSIST', KEYS[2]) else redis.call('PEXPIREAT', KEYS[2], top[2]) end
+return 1
+)lua";
+
+// KEYS[1] position hash, KEYS[2] account set. ARGV[1] the version of the removal, ARGV[2] member.
+// Removes the position unless Redis holds a version at least as new. Returns 1 if removed.
+inline constexpr std::string_view kDeleteScript = R"lua(
+local function newer(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+local cur = redis.call('HGET', KEYS[1], 'version')
+if cur and not newer(ARGV[1], cur) then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[2])
+return redis.call('UNLINK', KEYS[1])
+)lua";
+
+struct ParsedKey {
+  std::string ns;
+  std::string account;
+  std::string instrument;
+};
+
+class RedisFormat {
+ public:
+  RedisFormat(std::string prefix, std::vector<NamespaceSpec> namespaces)
+      : prefix_(std::move(prefix)), ns_(std::move(namespaces)) {}
+
+  [[nodiscard]] const std::string& prefix() const noexcept { return prefix_; }
+  [[nodiscard]] const std::vector<NamespaceSpec>& namespaces() const noexcept { return ns_; }
+
+  std::string position_key(std::string_view ns, std::string_view account, std::string_view instrument) const;
+  std::string account_key(std::string_view account) const;
+  std::string schema_key() const { return prefix_ + ":@schema"; }
+  static std::string member(std::string_view ns, std::string_view instrument);
+  // A SCAN pattern for the positions of one namespace (nullopt: all) under the prefix.
+  std::string scan_pattern(std::optional<std::uint16_t> ns) const;
+  // Splits a position key; nullopt if it is not one (another key under the prefix).
+  std::optional<ParsedKey> parse_key(std::string_view key) const;
+
+  // EVALSHA arguments writing payload `p` (a live position) with the upsert script.
+  void upsert_args(const std::string& sha, const shm::SlotPayload& p, Args& out) const;
+  // EVALSHA arguments removing a position at `version` with the delete script.
+  void delete_args(const std::string& sha, std::string_view ns, std::string_view account,
+                   std::string_view instrument, std::uint64_t version, Args& out) const;
+  // HSET {prefix}:@schema ns json ...
+  void schema_args(Args& out) const;
+
+  // A hash read back (HGETALL field/value pairs) into a payload; the error names the key and
+  // the field. `ns` is the namespace id the key names.
+  Expected<shm::SlotPayload> decode(const ParsedKey& key, std::uint16_t ns, const redisReply* fields) const;
+  // The namespace id of a name, if configured.
+  std::optional<std::uint16_t> namespace_id(std::string_view ns) const;
+
+ private:
+  std::string prefix_;
+  std::vector<NamespaceSpec> ns_;
+};
+
+}  // namespace poscache::detail

@@ -1,0 +1,532 @@
+#include "writer/redis_sync.hpp"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "shm/atomic.hpp"
+#include "shm/clock.hpp"
+#include "shm/seqlock.hpp"
+
+namespace poscache::detail {
+
+using namespace poscache::shm;
+
+namespace {
+constexpr std::uint32_t kStateConnecting = 1, kStateUp = 2, kStateDown = 3;
+
+std::string_view ns_name(const SegmentHeader& h, std::uint16_t ns) {
+  return {h.namespaces[ns].name, strnlen(h.namespaces[ns].name, sizeof h.namespaces[ns].name)};
+}
+}  // namespace
+
+RedisSync::RedisSync(const RedisConfig& config, std::vector<NamespaceSpec> namespaces, SegmentView view, LogSink log)
+    : cfg_(config),
+      fmt_(config.prefix, std::move(namespaces)),
+      v_(view),
+      log_(std::move(log)),
+      half_interval_ns_(std::chrono::nanoseconds(config.flush_interval).count() / 2),
+      batch_size_(config.batch_size),
+      // Epochs must not repeat the marks a previous writer left in the SlotBooks.
+      epoch_(static_cast<std::uint64_t>(realtime_ns())) {
+  in_dirty_.assign(v_.capacity, 0);
+  all_batches_.push_back(std::make_unique<SyncBatch>());
+  cur_ = all_batches_.back().get();
+  set_state(kStateConnecting);
+}
+
+RedisSync::~RedisSync() { stop(); }
+
+void RedisSync::start() { thread_ = std::thread([this] { run(); }); }
+
+void RedisSync::stop() {
+  if (!thread_.joinable()) return;
+  hand_off();
+  stop_.store(true, std::memory_order_release);
+  thread_.join();
+}
+
+SyncEvent& RedisSync::add_event(SyncEvent::Kind kind, std::uint64_t version, std::int64_t t) {
+  if (cur_->empty()) cur_->first_ns = t;
+  SyncEvent& e = cur_->events.emplace_back();
+  e.kind = kind;
+  e.version = version;
+  return e;
+}
+
+std::uint64_t RedisSync::hand_off() {
+  if (cur_->empty()) return handed_;
+  cur_->seq = handed_ + 1;
+  if (!to_sync_.push(cur_)) return handed_;  // full: keep filling this batch, drop nothing
+  ++handed_;
+  ++epoch_;
+  SyncBatch* next = nullptr;
+  if (!to_apply_.pop(next)) {
+    all_batches_.push_back(std::make_unique<SyncBatch>());
+    next = all_batches_.back().get();
+  }
+  cur_ = next;
+  return handed_;
+}
+
+bool RedisSync::flush(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::uint64_t target = hand_off();
+  while (!cur_->empty() && std::chrono::steady_clock::now() < deadline) {  // the queue was full
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    target = hand_off();
+  }
+  while (clean_seq_.load(std::memory_order_acquire) < target) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return true;
+}
+
+// ---- pending state (sync thread) ------------------------------------------------------------
+void RedisSync::drain() {
+  SyncBatch* b = nullptr;
+  while (to_sync_.pop(b)) {
+    merge(*b);
+    merged_seq_.store(b->seq, std::memory_order_relaxed);
+    b->slots.clear();
+    b->events.clear();
+    b->first_ns = 0;
+    to_apply_.push(b);  // cannot fail: it holds at most the batches that exist
+  }
+}
+
+void RedisSync::merge(SyncBatch& b) {
+  if (b.empty()) return;
+  if (oldest_ns_ == 0 || b.first_ns < oldest_ns_) oldest_ns_ = b.first_ns;
+  if (in_round_ && (arrived_ns_ == 0 || b.first_ns < arrived_ns_)) arrived_ns_ = b.first_ns;
+  for (SyncEvent& e : b.events) merge_event(std::move(e));
+  for (std::uint32_t s : b.slots) {
+    if (s < v_.capacity && in_dirty_[s] == 0) {
+      in_dirty_[s] = 1;
+      dirty_.push_back(s);
+    }
+  }
+}
+
+std::string RedisSync::event_key(const SyncEvent& e) const {
+  const SlotPayload& p = e.payload;
+  return fmt_.position_key(ns_name(*v_.h, p.ns), {p.account, p.account_len}, {p.instrument, p.instrument_len});
+}
+
+bool RedisSync::covers(const SyncEvent& pat, const SyncEvent& ke) const {
+  const SlotPayload& p = ke.payload;
+  switch (pat.kind) {
+    case SyncEvent::Kind::all: return true;
+    case SyncEvent::Kind::ns: return pat.ns && p.ns == *pat.ns;
+    case SyncEvent::Kind::account:
+      return std::string_view(p.account, p.account_len) == pat.text && (!pat.ns || p.ns == *pat.ns);
+    case SyncEvent::Kind::glob: {
+      std::string k(ns_name(*v_.h, p.ns));
+      k.append(":").append(p.account, p.account_len).append(":").append(p.instrument, p.instrument_len);
+      return fnmatch(pat.text.c_str(), k.c_str(), 0) == 0;
+    }
+    default: return false;
+  }
+}
+
+void RedisSync::merge_event(SyncEvent&& e) {
+  if (e.kind == SyncEvent::Kind::spill || e.kind == SyncEvent::Kind::erase) {
+    std::string key = event_key(e);
+    auto it = key_events_.find(key);
+    if (it == key_events_.end()) {
+      key_events_.emplace(std::move(key), std::move(e));
+    } else if (it->second.version < e.version) {
+      it->second = std::move(e);
+    }
+    return;
+  }
+  // A pattern removal supersedes every older per-key event it covers: dropping them keeps an
+  // older spill from re-creating a key after the pattern removed it.
+  for (auto it = key_events_.begin(); it != key_events_.end();) {
+    if (it->second.version < e.version && covers(e, it->second)) it = key_events_.erase(it); else ++it;
+  }
+  pattern_events_.push_back(std::move(e));
+}
+
+bool RedisSync::has_pending() const noexcept {
+  return !dirty_.empty() || !key_events_.empty() || !pattern_events_.empty();
+}
+
+// ---- connection -------------------------------------------------------------------------------
+void RedisSync::connect() {
+  auto c = RedisClient::connect(cfg_);
+  std::string err;
+  if (c) {
+    client_ = std::move(*c);
+    auto up = client_.load_script(kUpsertScript);
+    auto del = up ? client_.load_script(kDeleteScript) : Expected<std::string>(fail(up.error()));
+    if (up && del) {
+      upsert_sha_ = *up;
+      delete_sha_ = *del;
+      fmt_.schema_args(args_);
+      auto r = client_.command(args_);
+      if (r && (*r)->type != REDIS_REPLY_ERROR) {
+        backoff_ns_ = 0;
+        set_state(kStateUp);
+        log(LogLevel::info, "redis " + describe(cfg_) + ": connected" + (was_up_ ? " again" : "") +
+                                ", syncing under prefix '" + cfg_.prefix + "'");
+        was_up_ = true;
+        return;
+      }
+      err = r ? "redis " + describe(cfg_) + ": HSET " + fmt_.schema_key() + " refused: " + reply_text(r->get()) : r.error();
+    } else {
+      err = up ? del.error() : up.error();
+    }
+    client_.close();
+  } else {
+    err = c.error();
+  }
+  const std::int64_t min_ns = std::chrono::nanoseconds(cfg_.reconnect_min).count();
+  const std::int64_t max_ns = std::chrono::nanoseconds(cfg_.reconnect_max).count();
+  backoff_ns_ = backoff_ns_ == 0 ? min_ns : std::min(max_ns, backoff_ns_ * 2);
+  next_connect_ns_ = monotonic_ns() + backoff_ns_;
+  // Log the first failure and every change of reason, not every retry.
+  if (err != last_error_) {
+    log(LogLevel::error, err + " (retrying with backoff up to " + std::to_string(cfg_.reconnect_max.count()) +
+                             " ms; updates go on, changes are kept until Redis is back)");
+  }
+  set_error(err);
+  set_state(kStateDown);
+}
+
+void RedisSync::lost_connection(const std::string& why) {
+  client_.close();
+  log(LogLevel::error, why + " (reconnecting; nothing unacknowledged is dropped)");
+  set_error(why);
+  set_state(kStateDown);
+  backoff_ns_ = std::chrono::nanoseconds(cfg_.reconnect_min).count();
+  next_connect_ns_ = monotonic_ns() + backoff_ns_;
+}
+
+// ---- writing --------------------------------------------------------------------------------
+// Reads `n` replies of the pipeline. A connection failure returns false (the caller keeps
+// everything of this round); an error reply marks that command failed (ok[i] = false) and is
+// logged; NOSCRIPT (scripts flushed on the server) reloads the scripts.
+bool RedisSync::check_replies(std::size_t n, std::vector<bool>* ok) {
+  bool reload = false;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto r = client_.read_reply();
+    if (!r) {
+      lost_connection(r.error());
+      return false;
+    }
+    const bool good = (*r)->type != REDIS_REPLY_ERROR;
+    if (ok != nullptr) (*ok)[i] = good;
+    if (!good) {
+      const std::string text = reply_text(r->get());
+      if (text.rfind("NOSCRIPT", 0) == 0) {
+        reload = true;
+      } else if (text != last_error_) {
+        log(LogLevel::error, "redis " + describe(cfg_) + ": a write was refused: " + text + " (kept, retried)");
+        set_error(text);
+      }
+    }
+  }
+  if (reload) {
+    auto up = client_.load_script(kUpsertScript);
+    auto del = up ? client_.load_script(kDeleteScript) : Expected<std::string>(fail(up.error()));
+    if (!up || !del) {
+      lost_connection(up ? del.error() : up.error());
+      return false;
+    }
+    upsert_sha_ = *up;
+    delete_sha_ = *del;
+  }
+  return true;
+}
+
+bool RedisSync::delete_pipelined(const std::vector<ParsedKey>& keys, std::uint64_t version) {
+  for (std::size_t base = 0; base < keys.size(); base += batch_size_) {
+    const std::size_t n = std::min(batch_size_, keys.size() - base);
+    std::vector<bool> ok(n, true);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      for (std::size_t i = 0; i < n; ++i) {
+        const ParsedKey& k = keys[base + i];
+        fmt_.delete_args(delete_sha_, k.ns, k.account, k.instrument, version, args_);
+        if (auto a = client_.append(args_); !a) {
+          lost_connection(a.error());
+          return false;
+        }
+      }
+      if (!check_replies(n, &ok)) return false;
+      if (std::all_of(ok.begin(), ok.end(), [](bool b) { return b; })) break;
+      if (attempt == 1) return false;  // refused twice: keep the event, try next round
+    }
+  }
+  return true;
+}
+
+// A pattern removal: the keys come from Redis itself (SCAN, or the account's set), so positions
+// that live only in Redis (evicted from the segment) are removed too. Each delete is guarded by
+// the removal's version: a position written after the removal survives it.
+bool RedisSync::run_pattern(const SyncEvent& e) {
+  std::vector<ParsedKey> keys;
+  if (e.kind == SyncEvent::Kind::account) {
+    args_.clear();
+    args_.add("ZRANGE").add(fmt_.account_key(e.text)).add("0").add("-1");
+    auto r = client_.command(args_);
+    if (!r) {
+      lost_connection(r.error());
+      return false;
+    }
+    if ((*r)->type != REDIS_REPLY_ARRAY) {
+      set_error("ZRANGE " + fmt_.account_key(e.text) + ": " + reply_text(r->get()));
+      return false;
+    }
+    for (std::size_t i = 0; i < (*r)->elements; ++i) {
+      const std::string_view m((*r)->element[i]->str, (*r)->element[i]->len);
+      const std::size_t c = m.find(':');
+      if (c == std::string_view::npos) continue;
+      ParsedKey k{std::string(m.substr(0, c)), e.text, std::string(m.substr(c + 1))};
+      if (e.ns && k.ns != ns_name(*v_.h, *e.ns)) continue;
+      keys.push_back(std::move(k));
+    }
+    return delete_pipelined(keys, e.version);
+  }
+  const std::string pattern = fmt_.scan_pattern(e.kind == SyncEvent::Kind::ns ? e.ns : std::nullopt);
+  std::string cursor = "0";
+  do {
+    args_.clear();
+    args_.add("SCAN").add(cursor).add("MATCH").add(pattern).add("COUNT").add("1000").add("TYPE").add("hash");
+    auto r = client_.command(args_);
+    if (!r) {
+      lost_connection(r.error());
+      return false;
+    }
+    const redisReply* rep = r->get();
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+      set_error("SCAN " + pattern + ": " + reply_text(rep));
+      return false;
+    }
+    cursor.assign(rep->element[0]->str, rep->element[0]->len);
+    keys.clear();
+    for (std::size_t i = 0; i < rep->element[1]->elements; ++i) {
+      const redisReply* k = rep->element[1]->element[i];
+      auto pk = fmt_.parse_key({k->str, k->len});
+      if (!pk) continue;
+      if (e.kind == SyncEvent::Kind::glob) {
+        const std::string full = pk->ns + ":" + pk->account + ":" + pk->instrument;
+        if (fnmatch(e.text.c_str(), full.c_str(), 0) != 0) continue;
+      }
+      keys.push_back(std::move(*pk));
+    }
+    if (!delete_pipelined(keys, e.version)) return false;
+  } while (cursor != "0");
+  return true;
+}
+
+// Events in version order. `done` counts the ones written (the caller keeps the rest).
+bool RedisSync::write_events(std::vector<SyncEvent>& events, std::size_t& done) {
+  done = 0;
+  std::size_t i = 0;
+  while (i < events.size()) {
+    if (events[i].kind != SyncEvent::Kind::spill && events[i].kind != SyncEvent::Kind::erase) {
+      if (!run_pattern(events[i])) return false;
+      done = ++i;
+      continue;
+    }
+    // A run of per-key events, one pipeline per batch_size.
+    std::size_t n = 0;
+    while (i + n < events.size() && n < batch_size_ &&
+           (events[i + n].kind == SyncEvent::Kind::spill || events[i + n].kind == SyncEvent::Kind::erase)) {
+      const SyncEvent& e = events[i + n];
+      const SlotPayload& p = e.payload;
+      if (e.kind == SyncEvent::Kind::spill) {
+        fmt_.upsert_args(upsert_sha_, p, args_);
+      } else {
+        fmt_.delete_args(delete_sha_, ns_name(*v_.h, p.ns), {p.account, p.account_len},
+                         {p.instrument, p.instrument_len}, e.version, args_);
+      }
+      if (auto a = client_.append(args_); !a) {
+        lost_connection(a.error());
+        return false;
+      }
+      ++n;
+    }
+    std::vector<bool> ok(n, true);
+    if (!check_replies(n, &ok)) return false;
+    if (!std::all_of(ok.begin(), ok.end(), [](bool b) { return b; })) return false;  // retried next round
+    for (std::size_t j = 0; j < n; ++j) {
+      if (events[i + j].kind == SyncEvent::Kind::spill) synced_max_ = std::max(synced_max_, events[i + j].version);
+    }
+    i += n;
+    done = i;
+  }
+  return true;
+}
+
+// Every dirty slot's current content, batch_size per round trip. A slot that changes after it
+// was read is marked dirty again by the apply thread and comes back in a later batch.
+bool RedisSync::write_slots() {
+  std::vector<std::uint32_t> round;
+  round.swap(dirty_);
+  for (std::uint32_t s : round) in_dirty_[s] = 0;  // a mark arriving from now on queues it again
+  std::uint64_t words[kPayloadWords];
+  std::size_t next = 0;
+  auto requeue_from = [&](std::size_t from) {
+    for (std::size_t j = from; j < round.size(); ++j) {
+      const std::uint32_t s = round[j];
+      if (in_dirty_[s] == 0) {
+        in_dirty_[s] = 1;
+        dirty_.push_back(s);
+      }
+    }
+  };
+  auto requeue = [&](std::uint32_t s) {
+    if (in_dirty_[s] == 0) {
+      in_dirty_[s] = 1;
+      dirty_.push_back(s);
+    }
+  };
+  std::vector<bool> ok;
+  while (next < round.size()) {
+    inflight_.clear();
+    const std::size_t chunk_start = next;
+    while (next < round.size() && inflight_.size() < batch_size_) {
+      const std::uint32_t s = round[next++];
+      std::uint64_t seq = 0;
+      if (!read_bounded(v_.slots[s], words, kPayloadWords, seq)) {
+        requeue(s);  // mid-write for a long time (a stopped writer?): later
+        continue;
+      }
+      SlotPayload p;
+      std::memcpy(&p, words, sizeof p);
+      if (p.ns == kFreeNamespace || p.ns >= fmt_.namespaces().size()) continue;  // removed meanwhile
+      const std::uint64_t synced = std::atomic_ref<std::uint64_t>(v_.book[s].synced_version).load(std::memory_order_relaxed);
+      if (p.version <= synced) continue;  // Redis has it
+      fmt_.upsert_args(upsert_sha_, p, args_);
+      if (auto a = client_.append(args_); !a) {
+        lost_connection(a.error());
+        for (const auto& [slot, ver] : inflight_) requeue(slot);
+        requeue_from(chunk_start);
+        return false;
+      }
+      inflight_.emplace_back(s, p.version);
+    }
+    ok.assign(inflight_.size(), true);
+    if (!check_replies(inflight_.size(), &ok)) {
+      for (const auto& [slot, ver] : inflight_) requeue(slot);
+      requeue_from(next);
+      return false;
+    }
+    bool all_ok = true;
+    for (std::size_t j = 0; j < inflight_.size(); ++j) {
+      const auto [s, ver] = inflight_[j];
+      if (!ok[j]) {
+        requeue(s);
+        all_ok = false;
+        continue;
+      }
+      // release: pairs with the apply thread's acquire load before it evicts this slot
+      std::atomic_ref<std::uint64_t>(v_.book[s].synced_version).store(ver, std::memory_order_release);
+      synced_max_ = std::max(synced_max_, ver);
+    }
+    if (!all_ok) {
+      requeue_from(next);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool RedisSync::flush_round() {
+  in_round_ = true;
+  arrived_ns_ = 0;
+  std::vector<SyncEvent> events;
+  events.reserve(key_events_.size() + pattern_events_.size());
+  for (auto& [k, e] : key_events_) events.push_back(std::move(e));
+  for (auto& e : pattern_events_) events.push_back(std::move(e));
+  key_events_.clear();
+  pattern_events_.clear();
+  std::sort(events.begin(), events.end(), [](const SyncEvent& a, const SyncEvent& b) { return a.version < b.version; });
+  std::size_t done = 0;
+  bool ok = write_events(events, done);
+  if (!ok) {
+    for (std::size_t i = done; i < events.size(); ++i) merge_event(std::move(events[i]));
+  } else {
+    ok = write_slots();
+  }
+  in_round_ = false;
+  if (ok) {
+    oldest_ns_ = has_pending() ? arrived_ns_ : 0;
+    if (!has_pending()) clean_seq_.store(merged_seq_.load(std::memory_order_relaxed), std::memory_order_release);
+    if (state_ == kStateUp && !last_error_.empty() && client_.connected()) set_error("");
+  }
+  return ok;
+}
+
+// ---- state in the header ----------------------------------------------------------------------
+void RedisSync::set_state(std::uint32_t state) {
+  state_ = state;
+  v_.h->redis_state.store(state, std::memory_order_relaxed);
+}
+
+// The error text is under its own seqlock (redis_error_seq), like a slot: odd while it changes.
+void RedisSync::set_error(const std::string& text) {
+  last_error_ = text;
+  SegmentHeader& h = *v_.h;
+  const std::uint64_t s = h.redis_error_seq.load(std::memory_order_relaxed);
+  h.redis_error_seq.store(s + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  char buf[sizeof h.redis_error] = {};
+  const std::size_t n = std::min(text.size(), sizeof buf);
+  std::memcpy(buf, text.data(), n);
+  for (std::size_t i = 0; i < sizeof buf; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, buf + i, 8);
+    store_relaxed(reinterpret_cast<std::uint64_t*>(h.redis_error + i), w);
+  }
+  h.redis_error_len.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
+  h.redis_error_seq.store(s + 2, std::memory_order_release);
+}
+
+void RedisSync::publish() {
+  SegmentHeader& h = *v_.h;
+  h.redis_dirty.store(dirty_.size() + key_events_.size() + pattern_events_.size(), std::memory_order_relaxed);
+  h.redis_oldest_unsynced_ns.store(has_pending() ? oldest_ns_ : 0, std::memory_order_relaxed);
+  h.redis_synced_version.store(synced_max_, std::memory_order_relaxed);
+}
+
+void RedisSync::run() {
+  std::int64_t stop_deadline = 0;
+  bool reported_loss = false;
+  for (;;) {
+    const bool stopping = stop_.load(std::memory_order_acquire);
+    drain();
+    if (stopping && stop_deadline == 0) stop_deadline = monotonic_ns() + std::chrono::nanoseconds(cfg_.close_timeout).count();
+    bool progress = false;
+    if (!client_.connected() && monotonic_ns() >= next_connect_ns_) connect();
+    if (client_.connected() && has_pending()) progress = flush_round();
+    if (!has_pending()) {
+      oldest_ns_ = 0;
+      clean_seq_.store(merged_seq_.load(std::memory_order_relaxed), std::memory_order_release);
+    }
+    publish();
+    if (stopping) {
+      if (!has_pending() && to_sync_.read_available() == 0) break;
+      if (monotonic_ns() >= stop_deadline) {
+        if (!reported_loss) {
+          log(LogLevel::error, "closing with " + std::to_string(dirty_.size()) + " positions and " +
+                                   std::to_string(key_events_.size() + pattern_events_.size()) +
+                                   " removals not written to Redis (" + (last_error_.empty() ? "timeout" : last_error_) +
+                                   "); the segment keeps the positions and a writer re-attaching to it writes them");
+          reported_loss = true;
+        }
+        break;
+      }
+    }
+    if (!progress) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  client_.close();
+}
+
+}  // namespace poscache::detail
