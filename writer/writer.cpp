@@ -21,6 +21,7 @@
 #include <iostream>
 #include <random>
 #include <sstream>
+#include <tuple>
 
 #include "shm/clock.hpp"
 #include "shm/hash.hpp"
@@ -873,8 +874,9 @@ struct Writer::Impl {
   }
 
   // Warm start: one position from Redis, with its own version and timestamps, already synced.
-  // Returns the number of positions that did not fit (0 or 1). When the table is full, the
-  // least recently updated of the two stays only in Redis.
+  // Returns the number of positions that did not fit (0 or 1). Once the table is full, a
+  // min-heap of (updated_at, version) over the loaded positions keeps exactly the most recently
+  // updated `capacity` of them; the others stay only in Redis.
   std::uint64_t restore(const SlotPayload& in) {
     SlotPayload p = in;
     p.key_hash = key_hash(p.ns, {p.account, p.account_len}, {p.instrument, p.instrument_len});
@@ -883,17 +885,18 @@ struct Writer::Impl {
       if (peek(existing).version >= p.version) return 0;
       remove(existing, Removal::invalidation);
     }
+    using Age = std::tuple<std::int64_t, std::uint64_t, std::uint32_t>;  // updated_at, version, slot
+    auto newer_first = [](const Age& a, const Age& b) { return a > b; };  // std heap: min at front
     std::uint64_t dropped = 0;
     if (wa->free_head == kNil) {
-      if (!lists_sorted) {  // the first time it fills: order the LRU lists by updated_at
-        rebuild_lists();
-        lists_sorted = true;
+      if (warm_heap.empty()) {
+        for (std::uint32_t s = 0; s < capacity; ++s) warm_heap.emplace_back(peek(s).updated_at_ns, peek(s).version, s);
+        std::make_heap(warm_heap.begin(), warm_heap.end(), newer_first);
       }
-      const std::uint32_t victim = oldest_head();
-      const SlotPayload& v = peek(victim);
-      if (v.updated_at_ns > p.updated_at_ns || (v.updated_at_ns == p.updated_at_ns && v.version > p.version)) {
-        return 1;  // older than everything loaded: it stays only in Redis
-      }
+      const auto [t, v, victim] = warm_heap.front();
+      if (std::make_pair(p.updated_at_ns, p.version) < std::make_pair(t, v)) return 1;  // older than all loaded
+      std::pop_heap(warm_heap.begin(), warm_heap.end(), newer_first);
+      warm_heap.pop_back();
       remove(victim, Removal::eviction);
       dropped = 1;
     }
@@ -906,9 +909,13 @@ struct Writer::Impl {
     book[s].synced_version = p.version;  // Redis holds exactly this (the sync thread is not running yet)
     h->live_count.store(h->live_count.load(kRelaxed) + 1, kRelaxed);
     wa->next_version = std::max(wa->next_version, p.version + 1);
+    if (!warm_heap.empty()) {
+      warm_heap.emplace_back(p.updated_at_ns, p.version, s);
+      std::push_heap(warm_heap.begin(), warm_heap.end(), newer_first);
+    }
     return dropped;
   }
-  bool lists_sorted = false;
+  std::vector<std::tuple<std::int64_t, std::uint64_t, std::uint32_t>> warm_heap;
 
   // With Redis: warm start on an empty segment (before it turns ready), then the sync thread.
   void start_redis(bool empty_segment) {
@@ -923,8 +930,8 @@ struct Writer::Impl {
         throw Error(rep.error() + " (the segment stays initializing; start with --cold-start, or "
                     "RedisConfig::warm_start = false, to start empty)");
       }
-      rebuild_lists();
-      lists_sorted = false;
+      rebuild_lists();  // LRU order by updated_at, as if the positions had arrived in that order
+      warm_heap = {};
       warm = *rep;
       char secs[32];
       std::snprintf(secs, sizeof secs, "%.2f", warm.seconds);

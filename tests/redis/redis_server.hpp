@@ -1,0 +1,143 @@
+// A real redis-server for a test: a free port, a temporary directory, stopped afterwards.
+// (Debian package redis-server; no mocks of Redis anywhere in the suite.)
+#pragma once
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "poscache/redis.hpp"
+#include "writer/redis_client.hpp"
+
+namespace poscache::test {
+
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("bind failed");
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+class RedisServer {
+ public:
+  // `extra`: more redis-server arguments, e.g. {"--requirepass", "secret"} or AOF settings.
+  explicit RedisServer(std::vector<std::string> extra = {}) : extra_(std::move(extra)), port_(free_port()) {
+    char tmpl[] = "/tmp/poscache_redis_XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = tmpl;
+    start();
+  }
+  ~RedisServer() {
+    stop();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  RedisServer(const RedisServer&) = delete;
+  RedisServer& operator=(const RedisServer&) = delete;
+
+  [[nodiscard]] int port() const { return port_; }
+  [[nodiscard]] const std::string& dir() const { return dir_; }
+
+  RedisConfig config(const std::string& prefix = "poscache:v1") const {
+    RedisConfig c;
+    c.host = "127.0.0.1";
+    c.port = port_;
+    c.prefix = prefix;
+    c.flush_interval = std::chrono::milliseconds(2);
+    c.reconnect_min = std::chrono::milliseconds(20);
+    c.reconnect_max = std::chrono::milliseconds(200);
+    c.connect_timeout = std::chrono::milliseconds(500);
+    c.command_timeout = std::chrono::milliseconds(2000);
+    c.close_timeout = std::chrono::milliseconds(3000);
+    return c;
+  }
+
+  void start() {
+    std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
+                                     "--dir", dir_, "--save", "", "--logfile", dir_ + "/redis.log",
+                                     "--daemonize", "no"};
+    bool aof = false;
+    for (const auto& e : extra_) aof = aof || e == "--appendonly";
+    if (!aof) args.insert(args.end(), {"--appendonly", "no"});
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execvp("redis-server", argv.data());
+      ::_exit(127);
+    }
+    // Ready when it answers (a password-protected server answers PING with NOAUTH: also up).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      redisContext* c = redisConnect("127.0.0.1", port_);
+      if (c != nullptr && c->err == 0) {
+        auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
+        const bool ok = r != nullptr;
+        if (r != nullptr) freeReplyObject(r);
+        redisFree(c);
+        if (ok) return;
+      } else if (c != nullptr) {
+        redisFree(c);
+      }
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error("redis-server exited at start (is the redis-server package installed?)");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    throw std::runtime_error("redis-server did not answer on port " + std::to_string(port_));
+  }
+
+  // SIGKILL (a crash) or SIGTERM (a clean shutdown).
+  void stop(int sig = SIGTERM) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, sig);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  // A client for checks, connected to this server.
+  detail::RedisClient client(const std::string& password = {}) const {
+    RedisConfig c = config();
+    c.password = password;
+    auto r = detail::RedisClient::connect(c);
+    if (!r) throw std::runtime_error(r.error());
+    return std::move(*r);
+  }
+
+ private:
+  std::vector<std::string> extra_;
+  int port_;
+  std::string dir_;
+  pid_t pid_ = -1;
+};
+
+// One command, its reply (throws on a lost connection).
+inline detail::Reply cmd(detail::RedisClient& c, std::initializer_list<std::string> args) {
+  detail::Args a;
+  for (const auto& s : args) a.add(s);
+  auto r = c.command(a);
+  if (!r) throw std::runtime_error(r.error());
+  return std::move(*r);
+}
+
+}  // namespace poscache::test

@@ -1,0 +1,540 @@
+// The Redis side of the writer against a real redis-server: format, coalescing, TTL, removals,
+// warm start, the version guard, outages and writer restarts.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+
+#include "poscache/decimal.hpp"
+#include "poscache/reader.hpp"
+#include "redis/redis_server.hpp"
+#include "test_util.hpp"
+
+namespace poscache::test {
+namespace {
+
+using Hash = std::map<std::string, std::string>;
+using Db = std::map<std::string, Hash>;  // position key -> fields
+
+// Every position hash under the prefix, read back with SCAN + HGETALL.
+Db read_positions(detail::RedisClient& c, const std::string& prefix = "poscache:v1") {
+  Db db;
+  std::string cursor = "0";
+  do {
+    auto r = cmd(c, {"SCAN", cursor, "MATCH", prefix + ":*:{*}:*", "COUNT", "1000", "TYPE", "hash"});
+    cursor.assign(r->element[0]->str, r->element[0]->len);
+    for (std::size_t i = 0; i < r->element[1]->elements; ++i) {
+      const std::string key(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
+      auto h = cmd(c, {"HGETALL", key});
+      Hash fields;
+      for (std::size_t j = 0; j + 1 < h->elements; j += 2) {
+        fields[std::string(h->element[j]->str, h->element[j]->len)] = std::string(h->element[j + 1]->str, h->element[j + 1]->len);
+      }
+      db[key] = fields;
+    }
+  } while (cursor != "0");
+  return db;
+}
+
+std::string key_of(const std::string& ns, std::string_view account, std::string_view instrument,
+                   const std::string& prefix = "poscache:v1") {
+  return prefix + ":" + ns + ":{" + std::string(account) + "}:" + std::string(instrument);
+}
+
+// What the Redis hash of a position must be: the schema's set fields as exact text, plus meta.
+Hash expected_hash(const NamespaceSpec& spec, const Position& p) {
+  Hash h;
+  for (std::size_t f = 0; f < spec.fields.size(); ++f) {
+    if (((p.fields_set >> f) & 1u) == 0) continue;
+    h[spec.fields[f].name] = spec.fields[f].type == FieldType::decimal
+                                 ? format_decimal(p.values[f], spec.fields[f].scale)
+                                 : std::to_string(static_cast<std::int64_t>(p.values[f]));
+  }
+  h["version"] = std::to_string(p.version);
+  h["source_seq"] = std::to_string(p.source_seq);
+  h["created_at"] = std::to_string(p.created_at_ns);
+  h["updated_at"] = std::to_string(p.updated_at_ns);
+  return h;
+}
+
+// The segment as Redis should hold it.
+Db segment_as_db(const std::string& segment) {
+  Reader r = Reader::open(segment);
+  Db db;
+  r.scan(ScanFilter{}, [&](const Position& p) {
+    const NamespaceInfo& ns = r.namespace_info(p.ns);
+    const NamespaceSpec spec{ns.name, ns.fields, ns.stale_after, ns.expire_after};
+    db[key_of(spec.name, p.account_view(), p.instrument_view())] = expected_hash(spec, p);
+  });
+  return db;
+}
+
+WriterConfig redis_config(const ScratchSegment& seg, const RedisServer& srv, std::uint64_t capacity = 1024) {
+  WriterConfig c = small_config(seg.name(), capacity);
+  c.redis = srv.config();
+  c.log = [](LogLevel, std::string_view) {};
+  return c;
+}
+
+Update must(Expected<Update> u) {
+  if (!u) throw std::runtime_error(u.error());
+  return *u;
+}
+
+TEST(RedisSync, EveryFieldReachesRedisAsExactDecimalText) {
+  RedisServer srv;
+  ScratchSegment seg("rs_fmt");
+  auto w = Writer::open(redis_config(seg, srv));
+  w->upsert(must(w->make_update("spot", "wallet1", "SOL",
+                                {{"qty", "-12345678901234567890.123456789012345678"},
+                                 {"avg_price", "0.000000000000000001"},
+                                 {"realized_pnl", "99999999999999999999.999999999999999999"}},
+                                7)));
+  w->upsert(must(w->make_update("moonwell", "0xAbC-1", "USDC",
+                                {{"collateral_amount", "99999999999999999999999999999999999999"},
+                                 {"debt_amount", "-1"},
+                                 {"liquidation_threshold", "0.825000000000000000"},
+                                 {"last_update_block", "19876543"},
+                                 {"blocks_unhealthy", "0"}})));
+  w->upsert(must(w->make_update("marks", "venue.a", "BTC/USD", {{"bid", "64123.5"}})));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  auto c = srv.client();
+  const Db got = read_positions(c);
+  const Db want = segment_as_db(seg.name());
+  ASSERT_EQ(want.size(), 3u);
+  EXPECT_EQ(got, want);
+  // Spot-check the text itself, to the last digit.
+  const Hash& spot = got.at("poscache:v1:spot:{wallet1}:SOL");
+  EXPECT_EQ(spot.at("qty"), "-12345678901234567890.123456789012345678");
+  EXPECT_EQ(spot.at("avg_price"), "0.000000000000000001");
+  EXPECT_EQ(spot.at("source_seq"), "7");
+  EXPECT_EQ(got.at("poscache:v1:moonwell:{0xAbC-1}:USDC").at("collateral_amount"), "99999999999999999999999999999999999999");
+  EXPECT_EQ(got.at("poscache:v1:moonwell:{0xAbC-1}:USDC").at("last_update_block"), "19876543");
+  // The account sets list each account's positions; the schema is published.
+  auto z = cmd(c, {"ZRANGE", "poscache:v1:@account:{wallet1}", "0", "-1", "WITHSCORES"});
+  ASSERT_EQ(z->elements, 2u);
+  EXPECT_EQ(std::string(z->element[0]->str), "spot:SOL");
+  EXPECT_EQ(std::string(z->element[1]->str), "inf");
+  auto schema = cmd(c, {"HGET", "poscache:v1:@schema", "moonwell"});
+  ASSERT_EQ(schema->type, REDIS_REPLY_STRING);
+  EXPECT_NE(std::string(schema->str).find("\"name\":\"collateral_amount\",\"type\":\"decimal\",\"scale\":0"), std::string::npos);
+  // The header shows the sync state to readers.
+  const SegmentStats st = Reader::open(seg.name()).stats();
+  EXPECT_EQ(st.redis_state, "up");
+  EXPECT_EQ(st.redis_dirty, 0u);
+  EXPECT_GE(st.redis_synced_version, w->find(*w->make_key("marks", "venue.a", "BTC/USD"))->version);
+}
+
+// A client no one here wrote (redis-py, Debian's python3-redis) reads every position through the
+// account index and gets every field, every decimal to the last digit.
+TEST(RedisSync, APythonClientReadsTheDocumentedFormatBackExactly) {
+  RedisServer srv;
+  ScratchSegment seg("rs_py");
+  auto w = Writer::open(redis_config(seg, srv));
+  std::mt19937_64 rng(3);
+  std::vector<std::string> accounts;
+  for (int a = 0; a < 20; ++a) {
+    accounts.push_back("acct-" + std::to_string(a));
+    for (const char* ins : {"SOL", "ETH/USD", "0xA0b8.c"}) {
+      const std::string big = std::to_string(rng() % 100'000'000'000ull) + std::to_string(rng() % 1'000'000'000ull);
+      w->upsert(must(w->make_update("spot", accounts.back(), ins,
+                                    {{"qty", "-" + big + ".000000000000000007"}, {"avg_price", "0.1"}, {"unrealized_pnl", big}},
+                                    static_cast<std::uint64_t>(a + 1))));
+      w->upsert(must(w->make_update("moonwell", accounts.back(), ins,
+                                    {{"collateral_amount", big + "123456789012345678"}, {"health_factor", "1.000000000000000001"},
+                                     {"blocks_unhealthy", std::to_string(a)}})));
+      w->upsert(must(w->make_update("marks", accounts.back(), ins, {{"bid", "123.456"}})));
+    }
+  }
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  std::string command = "/usr/bin/python3 " + std::string(POSCACHE_SOURCE_DIR) + "/tests/redis/readback.py " +
+                        std::to_string(srv.port()) + " poscache:v1";
+  for (const auto& a : accounts) command += " " + a;
+  FILE* f = ::popen(command.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  ASSERT_EQ(::pclose(f), 0) << out;
+  const auto j = nlohmann::json::parse(out);
+  Db got;
+  for (const auto& [key, fields] : j.items()) {
+    for (const auto& [name, value] : fields.items()) got[key][name] = value.get<std::string>();
+  }
+  const Db want = segment_as_db(seg.name());
+  ASSERT_EQ(want.size(), 180u);
+  EXPECT_EQ(got, want);
+}
+
+TEST(RedisSync, AnUnsetFieldIsRemovedFromTheHash) {
+  RedisServer srv;
+  ScratchSegment seg("rs_unset");
+  auto w = Writer::open(redis_config(seg, srv));
+  w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "1"}, {"avg_price", "2"}})));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "3"}}, 0, UpdateMode::replace)));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  auto c = srv.client();
+  const Db got = read_positions(c);
+  EXPECT_EQ(got.at("poscache:v1:spot:{a}:X").count("avg_price"), 0u);
+  EXPECT_EQ(got.at("poscache:v1:spot:{a}:X").at("qty"), "3.000000000000000000");
+  EXPECT_EQ(got, segment_as_db(seg.name()));
+}
+
+TEST(RedisSync, ManyUpdatesOfOnePositionBetweenFlushesAreWrittenOnce) {
+  RedisServer srv;
+  ScratchSegment seg("rs_coal");
+  WriterConfig cfg = redis_config(seg, srv);
+  cfg.redis->flush_interval = std::chrono::seconds(60);  // only sync_redis() hands off
+  auto w = Writer::open(cfg);
+  auto c = srv.client();
+  cmd(c, {"CONFIG", "RESETSTAT"});
+  for (int i = 1; i <= 1000; ++i) {
+    w->upsert(must(w->make_update("spot", "hot", "SOL", {{"qty", std::to_string(i)}})));
+    w->tick();
+  }
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  auto info = cmd(c, {"INFO", "commandstats"});
+  const std::string text(info->str, info->len);
+  const auto at = text.find("cmdstat_evalsha:calls=");
+  ASSERT_NE(at, std::string::npos) << text;
+  EXPECT_EQ(std::stoi(text.substr(at + 22)), 1) << text;
+  EXPECT_EQ(read_positions(c).at("poscache:v1:spot:{hot}:SOL").at("qty"), "1000.000000000000000000");
+}
+
+TEST(RedisSync, RedisExpiresAPositionWhenItsNamespaceDoes) {
+  RedisServer srv;
+  ScratchSegment seg("rs_ttl");
+  auto w = Writer::open(redis_config(seg, srv));
+  w->upsert(must(w->make_update("marks", "v", "ETH-USD", {{"bid", "3000.1"}})));
+  w->upsert(must(w->make_update("spot", "v", "ETH", {{"qty", "1"}})));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  const Position p = *w->find(*w->make_key("marks", "v", "ETH-USD"));
+  const std::int64_t expire_ms = (p.updated_at_ns + preset_quote("marks").expire_after.count()) / 1'000'000;
+  auto c = srv.client();
+  auto t = cmd(c, {"PEXPIRETIME", "poscache:v1:marks:{v}:ETH-USD"});
+  EXPECT_EQ(t->integer, expire_ms);
+  EXPECT_EQ(cmd(c, {"PEXPIRETIME", "poscache:v1:spot:{v}:ETH"})->integer, -1);  // no expiry
+  auto score = cmd(c, {"ZSCORE", "poscache:v1:@account:{v}", "marks:ETH-USD"});
+  EXPECT_EQ(std::string(score->str), std::to_string(expire_ms));
+  // A namespace with a short expire_after: gone from Redis on its own.
+  ScratchSegment seg2("rs_ttl2");
+  WriterConfig cfg = redis_config(seg2, srv);
+  cfg.redis->prefix = "short";
+  cfg.namespaces = {preset_quote("q")};
+  cfg.namespaces[0].stale_after = std::chrono::milliseconds(100);
+  cfg.namespaces[0].expire_after = std::chrono::milliseconds(300);
+  auto w2 = Writer::open(cfg);
+  w2->upsert(must(w2->make_update("q", "v", "X", {{"bid", "1"}})));
+  ASSERT_TRUE(w2->sync_redis(std::chrono::seconds(10)));
+  EXPECT_EQ(cmd(c, {"EXISTS", "short:q:{v}:X"})->integer, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(450));
+  EXPECT_EQ(cmd(c, {"EXISTS", "short:q:{v}:X"})->integer, 0);
+  EXPECT_EQ(cmd(c, {"EXISTS", "short:@account:{v}"})->integer, 0);
+}
+
+TEST(RedisSync, EraseAndEveryInvalidationReachRedisIncludingPositionsOnlyRedisHolds) {
+  RedisServer srv;
+  ScratchSegment seg("rs_inv");
+  auto w = Writer::open(redis_config(seg, srv, 16));  // small: the first positions get evicted
+  const std::vector<std::string> accounts = {"alice", "bob", "carol", "dave"};
+  for (const auto& a : accounts) {
+    for (const char* i : {"SOL", "ETH", "BTC"}) {
+      w->upsert(must(w->make_update("spot", a, i, {{"qty", "1"}})));
+      w->upsert(must(w->make_update("moonwell", a, i, {{"debt_amount", "5"}})));
+    }
+  }
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  auto c = srv.client();
+  ASSERT_EQ(read_positions(c).size(), 24u);  // 16 in the segment, 8 evicted but kept in Redis
+  EXPECT_EQ(w->stats().live, 16u);
+
+  // erase: one in the segment, one only in Redis (alice's first positions were evicted)
+  ASSERT_FALSE(w->find(*w->make_key("spot", "alice", "SOL")));
+  EXPECT_EQ(w->erase(*w->make_key("spot", "alice", "SOL")).status, ApplyStatus::not_found);
+  EXPECT_EQ(w->erase(*w->make_key("moonwell", "dave", "BTC")).status, ApplyStatus::erased);
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  Db db = read_positions(c);
+  EXPECT_EQ(db.count(key_of("spot", "alice", "SOL")), 0u);
+  EXPECT_EQ(db.count(key_of("moonwell", "dave", "BTC")), 0u);
+  EXPECT_EQ(db.size(), 22u);
+
+  w->invalidate_account("alice");  // every namespace, in Redis only
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  db = read_positions(c);
+  for (const auto& [k, h] : db) EXPECT_EQ(k.find("{alice}"), std::string::npos) << k;
+  EXPECT_EQ(db.size(), 17u);
+  EXPECT_EQ(cmd(c, {"EXISTS", "poscache:v1:@account:{alice}"})->integer, 0);
+
+  w->invalidate_account("bob", *w->namespace_id("spot"));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  db = read_positions(c);
+  EXPECT_EQ(db.count(key_of("spot", "bob", "ETH")), 0u);
+  EXPECT_EQ(db.count(key_of("moonwell", "bob", "ETH")), 1u);
+
+  w->invalidate_matching("moonwell:*:ETH");
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  db = read_positions(c);
+  for (const auto& [k, h] : db) EXPECT_FALSE(k.find("moonwell") != std::string::npos && k.ends_with(":ETH")) << k;
+
+  w->invalidate_namespace(*w->namespace_id("moonwell"));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  db = read_positions(c);
+  for (const auto& [k, h] : db) EXPECT_EQ(k.find(":moonwell:"), std::string::npos) << k;
+  EXPECT_EQ(db, segment_as_db(seg.name()));
+
+  // A position written after an invalidation survives it even if Redis sees them together.
+  w->invalidate_all();
+  w->upsert(must(w->make_update("spot", "erin", "SOL", {{"qty", "9"}})));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  db = read_positions(c);
+  ASSERT_EQ(db.size(), 1u);
+  EXPECT_EQ(db.begin()->first, key_of("spot", "erin", "SOL"));
+  EXPECT_EQ(db, segment_as_db(seg.name()));
+}
+
+TEST(RedisSync, AnOlderVersionNeverOverwritesANewerOne) {
+  RedisServer srv;
+  ScratchSegment seg("rs_guard");
+  auto w = Writer::open(redis_config(seg, srv));
+  auto c = srv.client();
+  // Another host wrote a newer version of this position than anything this writer will hand out.
+  cmd(c, {"HSET", "poscache:v1:spot:{w}:SOL", "qty", "42.000000000000000000", "version", "18000000000000000000",
+          "source_seq", "0", "created_at", "1", "updated_at", "1"});
+  w->upsert(must(w->make_update("spot", "w", "SOL", {{"qty", "1"}})));
+  w->erase(*w->make_key("spot", "w", "BTC"));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  EXPECT_EQ(read_positions(c).at("poscache:v1:spot:{w}:SOL").at("qty"), "42.000000000000000000");
+  w->erase(*w->make_key("spot", "w", "SOL"));  // an older removal does not remove it either
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  EXPECT_EQ(read_positions(c).count("poscache:v1:spot:{w}:SOL"), 1u);
+  // The version comparison is on the decimal text: 10 digits beat 9 digits.
+  cmd(c, {"HSET", "poscache:v1:spot:{w}:ETH", "qty", "1", "version", "999999999"});
+  w->upsert(must(w->make_update("spot", "w", "ETH", {{"qty", "2"}})));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  EXPECT_EQ(read_positions(c).at("poscache:v1:spot:{w}:ETH").at("qty"), "2.000000000000000000");
+}
+
+TEST(RedisSync, WarmStartRestoresEveryPositionExactly) {
+  RedisServer srv;
+  ScratchSegment seg("rs_warm");
+  Db before;
+  {
+    auto w = Writer::open(redis_config(seg, srv, 4096));
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < 2000; ++i) {
+      const std::string a = "acct" + std::to_string(rng() % 300), ins = "I" + std::to_string(rng() % 50);
+      const std::string v = std::to_string(static_cast<std::int64_t>(rng() % 2'000'000'000) - 1'000'000'000) + "." +
+                            std::to_string(rng() % 1'000'000'000'000'000'000ull);
+      switch (i % 3) {
+        case 0: w->upsert(must(w->make_update("spot", a, ins, {{"qty", v}, {"realized_pnl", v}}, i + 1))); break;
+        case 1: w->upsert(must(w->make_update("moonwell", a, ins, {{"collateral_amount", std::to_string(rng())}, {"last_update_block", std::to_string(i)}}))); break;
+        default: w->upsert(must(w->make_update("marks", a, ins, {{"bid", v}, {"ask", v}}))); break;
+      }
+    }
+    ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+    before = segment_as_db(seg.name());
+    w->close();
+  }
+  seg.cleanup();  // the host lost its shared memory (reboot): a fresh segment
+  auto w = Writer::open(redis_config(seg, srv, 4096));
+  EXPECT_EQ(w->stats().warm_loaded, before.size());
+  EXPECT_EQ(w->stats().warm_beyond_capacity, 0u);
+  EXPECT_EQ(segment_as_db(seg.name()), before);
+  // New changes out-version the loaded ones.
+  const std::uint64_t old_version = std::stoull(before.begin()->second.at("version"));
+  EXPECT_GT(w->stats().next_version, old_version);
+
+  // A smaller segment keeps the most recently updated and reports the rest.
+  ScratchSegment small("rs_warm_small");
+  WriterConfig cfg = redis_config(small, srv, 100);
+  auto w2 = Writer::open(cfg);
+  EXPECT_EQ(w2->stats().live, 100u);
+  EXPECT_EQ(w2->stats().warm_loaded, 100u);
+  EXPECT_EQ(w2->stats().warm_beyond_capacity, before.size() - 100);
+  std::vector<std::int64_t> updated;
+  for (const auto& [k, h] : before) updated.push_back(std::stoll(h.at("updated_at")));
+  std::sort(updated.rbegin(), updated.rend());
+  const std::int64_t cutoff = updated[99];
+  for (const auto& [k, h] : segment_as_db(small.name())) {
+    EXPECT_GE(std::stoll(h.at("updated_at")), cutoff) << k;
+    EXPECT_EQ(h, before.at(k));
+  }
+  // Cold start: empty, and Redis untouched.
+  ScratchSegment cold("rs_cold");
+  WriterConfig cc = redis_config(cold, srv, 100);
+  cc.redis->warm_start = false;
+  auto w3 = Writer::open(cc);
+  EXPECT_EQ(w3->stats().live, 0u);
+  auto c = srv.client();
+  EXPECT_EQ(read_positions(c).size(), before.size());
+}
+
+// A model of what Redis must hold: the last state of every key the test touched.
+struct Model {
+  Db db;
+  void put(const std::string& key, const Hash& h) { db[key] = h; }
+  void erase(const std::string& key) { db.erase(key); }
+};
+
+TEST(RedisSync, RedisKilledMidChurnAndRestartedEndsWithEveryChange) {
+  RedisServer srv({"--appendonly", "yes", "--appendfsync", "always"});
+  ScratchSegment seg("rs_outage");
+  WriterConfig cfg = redis_config(seg, srv, 200);  // small: churn evicts positions mid-outage
+  std::vector<std::string> logged;
+  auto w = Writer::open(cfg);
+  std::mt19937_64 rng(11);
+  Model model;
+  auto churn = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      const std::string a = "a" + std::to_string(rng() % 40), ins = "I" + std::to_string(rng() % 10);
+      if (rng() % 50 == 0) {
+        w->erase(*w->make_key("spot", a, ins));
+        model.erase(key_of("spot", a, ins));
+      } else {
+        w->upsert(must(w->make_update("spot", a, ins, {{"qty", std::to_string(i) + "." + std::to_string(rng() % 1000)}})));
+        const Position p = *w->find(*w->make_key("spot", a, ins));
+        model.put(key_of("spot", a, ins), expected_hash(preset_trading("spot"), p));
+      }
+      if (i % 64 == 0) w->tick();
+    }
+  };
+  churn(3000);
+  srv.stop(SIGKILL);
+  churn(3000);  // Redis is down: evictions of unsynced positions, erases, all kept
+  w->invalidate_account("a7");
+  for (auto it = model.db.begin(); it != model.db.end();) {
+    if (it->first.find("{a7}") != std::string::npos) it = model.db.erase(it); else ++it;
+  }
+  churn(1000);
+  w->tick();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  {
+    const SegmentStats st = Reader::open(seg.name()).stats();
+    EXPECT_EQ(st.redis_state, "down");
+    EXPECT_NE(st.redis_last_error.find("onnect"), std::string::npos) << st.redis_last_error;
+    EXPECT_GT(st.redis_dirty, 0u);
+    EXPECT_GT(st.redis_oldest_unsynced_age_ns, 0);
+  }
+  EXPECT_FALSE(w->sync_redis(std::chrono::milliseconds(100)));
+  EXPECT_GT(w->stats().evictions, 0u);
+  srv.start();
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(20)));
+  auto c = srv.client();
+  const Db got = read_positions(c);
+  EXPECT_EQ(got.size(), model.db.size());
+  EXPECT_TRUE(got == model.db);
+  // And the segment's positions are exactly Redis's for the keys it holds.
+  for (const auto& [k, h] : segment_as_db(seg.name())) EXPECT_EQ(got.at(k), h) << k;
+  const SegmentStats st = Reader::open(seg.name()).stats();
+  EXPECT_EQ(st.redis_state, "up");
+  EXPECT_EQ(st.redis_dirty, 0u);
+  EXPECT_EQ(st.redis_oldest_unsynced_age_ns, 0);
+}
+
+TEST(RedisSync, AWriterKilledWithUnsyncedChangesLosesNoneOnRestart) {
+  RedisServer srv;
+  ScratchSegment seg("rs_kill");
+  WriterConfig cfg = redis_config(seg, srv, 512);
+  const std::string out = in_child([&] {
+    WriterConfig c = cfg;
+    c.redis->flush_interval = std::chrono::seconds(60);  // nothing handed off on its own
+    auto w = Writer::open(c);
+    for (int i = 0; i < 200; ++i) w->upsert(must(w->make_update("spot", "k" + std::to_string(i), "SOL", {{"qty", "1"}})));
+    if (!w->sync_redis(std::chrono::seconds(10))) return std::string("first sync failed");
+    for (int i = 0; i < 300; ++i) {
+      w->upsert(must(w->make_update("spot", "k" + std::to_string(i), "SOL", {{"qty", std::to_string(i + 2)}})));
+    }
+    ::kill(::getpid(), SIGKILL);  // the 300 changes were never handed to the sync thread
+    return std::string("not killed");
+  });
+  EXPECT_EQ(out, "");
+  auto c = srv.client();
+  ASSERT_EQ(read_positions(c).size(), 200u);
+  auto w = Writer::open(cfg);  // re-attaches, finds the unsynced slots
+  EXPECT_TRUE(w->stats().reattached);
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  const Db got = read_positions(c);
+  EXPECT_EQ(got.size(), 300u);
+  EXPECT_EQ(got, segment_as_db(seg.name()));
+  EXPECT_EQ(got.at(key_of("spot", "k299", "SOL")).at("qty"), "301.000000000000000000");
+}
+
+TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {
+  RedisServer srv({"--requirepass", "right"});
+  ScratchSegment seg("rs_auth");
+  WriterConfig cfg = redis_config(seg, srv);
+  cfg.redis->password = "wrong";
+  cfg.redis->close_timeout = std::chrono::milliseconds(200);
+  std::vector<std::string> lines;
+  cfg.log = [&](LogLevel, std::string_view m) { lines.emplace_back(m); };
+  try {  // a warm start cannot read Redis: refused at open, naming why
+    Writer::open(cfg);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("authentication as 'default' refused"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--cold-start"), std::string::npos) << e.what();
+  }
+  cfg.redis->warm_start = false;
+  auto w = Writer::open(cfg);
+  w->upsert(must(w->make_update("spot", "a", "B", {{"qty", "1"}})));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  w->tick();
+  const SegmentStats st = Reader::open(seg.name()).stats();
+  EXPECT_EQ(st.redis_state, "down");
+  EXPECT_NE(st.redis_last_error.find("refused"), std::string::npos) << st.redis_last_error;
+  ASSERT_FALSE(lines.empty());
+  EXPECT_NE(lines.front().find("authentication"), std::string::npos) << lines.front();
+  // Unreachable: the same, with the endpoint named.
+  ScratchSegment seg2("rs_unreach");
+  WriterConfig c2 = redis_config(seg2, srv);
+  c2.redis->port = free_port();
+  c2.redis->warm_start = false;
+  c2.redis->close_timeout = std::chrono::milliseconds(200);
+  auto w2 = Writer::open(c2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const SegmentStats st2 = Reader::open(seg2.name()).stats();
+  EXPECT_EQ(st2.redis_state, "down");
+  EXPECT_NE(st2.redis_last_error.find("127.0.0.1:" + std::to_string(c2.redis->port)), std::string::npos) << st2.redis_last_error;
+  w2->close();  // returns after close_timeout even though Redis never came
+}
+
+TEST(RedisSync, TheRightPasswordAndAUserConnect) {
+  RedisServer srv({"--requirepass", "right"});
+  auto admin = srv.client("right");
+  cmd(admin, {"ACL", "SETUSER", "poscache", "on", ">pw", "~poscache:*", "+@all"});
+  ScratchSegment seg("rs_acl");
+  WriterConfig cfg = redis_config(seg, srv);
+  cfg.redis->username = "poscache";
+  cfg.redis->password = "pw";
+  auto w = Writer::open(cfg);
+  w->upsert(must(w->make_update("spot", "a", "B", {{"qty", "1"}})));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  EXPECT_EQ(read_positions(admin).size(), 1u);
+}
+
+TEST(RedisSync, BadRedisSettingsAreRefusedNamingTheSetting) {
+  ScratchSegment seg("rs_bad");
+  WriterConfig cfg = small_config(seg.name());
+  cfg.redis = RedisConfig{};
+  cfg.redis->prefix = "a{b}";
+  EXPECT_THROW(
+      try { Writer::open(cfg); } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("redis prefix 'a{b}'"), std::string::npos) << e.what();
+        throw;
+      },
+      Error);
+  cfg.redis->prefix = "ok";
+  cfg.redis->port = 70000;
+  EXPECT_THROW(Writer::open(cfg), Error);
+  cfg.redis->port = 6379;
+  cfg.redis->batch_size = 0;
+  EXPECT_THROW(Writer::open(cfg), Error);
+}
+
+}  // namespace
+}  // namespace poscache::test
