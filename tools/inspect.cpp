@@ -1,6 +1,8 @@
 // poscache-inspect: a read-only view of a segment for people (tables) and scripts (--json).
 //
 // Exit codes: 0 ok · 1 not found (get), inconsistencies (verify) or writer down (health)
+//             4 (health) writer alive but the Redis sync is degraded: down, or a change older
+//               than --max-sync-lag not yet in Redis
 //             2 usage error · 3 segment unavailable (missing, foreign, initializing)
 #include <unistd.h>
 
@@ -20,7 +22,7 @@ using nlohmann::ordered_json;
 
 namespace {
 
-constexpr int kOk = 0, kNotFound = 1, kUsage = 2, kUnavailable = 3;
+constexpr int kOk = 0, kNotFound = 1, kUsage = 2, kUnavailable = 3, kDegraded = 4;
 
 std::string ms(std::int64_t ns) {
   char b[32];
@@ -143,7 +145,9 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "machine-readable output");
 
   auto* stats = app.add_subcommand("stats", "header, counters, writer liveness, Redis sync state");
-  auto* health = app.add_subcommand("health", "exit 0 if a live writer owns the segment, 1 if not");
+  auto* health = app.add_subcommand("health", "exit 0 if a live writer owns the segment and its Redis sync keeps up, 1 if the writer is down, 4 if Redis is");
+  double max_sync_lag_s = 5.0;
+  health->add_option("--max-sync-lag", max_sync_lag_s, "seconds an unsynced change may wait before Redis counts as degraded (default 5)");
   auto* get = app.add_subcommand("get", "one position");
   std::string g_ns, g_account, g_instrument;
   get->add_option("namespace", g_ns)->required();
@@ -204,13 +208,26 @@ int main(int argc, char** argv) {
   }
   if (*health) {
     const WriterInfo w = r.writer();
+    const SegmentStats s = r.stats();
+    const bool redis_on = s.redis_state != "off";
+    const auto lag_limit = static_cast<std::int64_t>(max_sync_lag_s * 1e9);
+    const bool redis_ok = !redis_on || (s.redis_state == "up" && s.redis_oldest_unsynced_age_ns <= lag_limit);
     if (json) {
-      std::printf("%s\n", ordered_json{{"alive", w.alive}, {"pid", w.pid}, {"heartbeat_age_ns", w.heartbeat_age_ns}}.dump().c_str());
+      std::printf("%s\n", ordered_json{{"alive", w.alive}, {"pid", w.pid}, {"heartbeat_age_ns", w.heartbeat_age_ns},
+                                       {"redis", {{"state", s.redis_state}, {"ok", redis_ok}, {"last_error", s.redis_last_error},
+                                                  {"dirty", s.redis_dirty}, {"oldest_unsynced_age_ns", s.redis_oldest_unsynced_age_ns}}}}
+                               .dump().c_str());
     } else {
       std::printf("writer pid %lld %s (heartbeat %s ago)\n", static_cast<long long>(w.pid),
                   w.alive ? "alive" : "NOT ALIVE", ms(w.heartbeat_age_ns).c_str());
+      if (redis_on) {
+        std::printf("redis %s%s: %llu unsynced, oldest %s%s%s\n", s.redis_state.c_str(), redis_ok ? "" : " (DEGRADED)",
+                    static_cast<unsigned long long>(s.redis_dirty), ms(s.redis_oldest_unsynced_age_ns).c_str(),
+                    s.redis_last_error.empty() ? "" : "; last error: ", s.redis_last_error.c_str());
+      }
     }
-    return w.alive ? kOk : kNotFound;
+    if (!w.alive) return kNotFound;
+    return redis_ok ? kOk : kDegraded;
   }
   if (*get) {
     if (!r.namespace_id(g_ns)) {

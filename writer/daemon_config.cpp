@@ -124,7 +124,7 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
     const auto& src = e.source();
     throw Error(origin + ":" + std::to_string(src.begin.line) + ":" + std::to_string(src.begin.column) + ": " + std::string(e.description()));
   }
-  only_keys(origin, root, "the top level", {"segment", "namespace", "generator", "daemon"});
+  only_keys(origin, root, "the top level", {"segment", "namespace", "generator", "daemon", "redis"});
   if (const toml::table* seg = root["segment"].as_table()) {
     only_keys(origin, *seg, "[segment]", {"name", "capacity", "mode", "heartbeat_interval", "recreate"});
     if (auto* n = seg->get("name")) c.writer.segment = text(origin, *n, "name");
@@ -151,6 +151,32 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
     if (auto* n = g->get("accounts")) c.generator.accounts = static_cast<std::uint32_t>(integer(origin, *n, "accounts", 1, 100'000'000));
     if (auto* n = g->get("instruments")) c.generator.instruments = static_cast<std::uint32_t>(integer(origin, *n, "instruments", 1, 100'000));
     if (auto* n = g->get("seed")) c.generator.seed = static_cast<std::uint64_t>(integer(origin, *n, "seed", 0, INT64_MAX));
+  }
+  if (const toml::table* r = root["redis"].as_table()) {
+    only_keys(origin, *r, "[redis]", {"enabled", "host", "port", "unix_socket", "db", "username", "password",
+                                      "connect_timeout", "command_timeout", "prefix", "flush_interval",
+                                      "batch_size", "warm_start", "close_timeout"});
+    RedisConfig& rc = c.writer.redis ? *c.writer.redis : c.writer.redis.emplace();
+    auto ms = [&](const toml::node& n, std::string_view key) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(duration(origin, n, key));
+    };
+    if (auto* n = r->get("host")) rc.host = text(origin, *n, "host");
+    if (auto* n = r->get("port")) rc.port = static_cast<int>(integer(origin, *n, "port", 1, 65535));
+    if (auto* n = r->get("unix_socket")) rc.unix_socket = text(origin, *n, "unix_socket");
+    if (auto* n = r->get("db")) rc.db = static_cast<int>(integer(origin, *n, "db", 0, 1 << 20));
+    if (auto* n = r->get("username")) rc.username = text(origin, *n, "username");
+    if (auto* n = r->get("password")) rc.password = text(origin, *n, "password");
+    if (auto* n = r->get("connect_timeout")) rc.connect_timeout = ms(*n, "connect_timeout");
+    if (auto* n = r->get("command_timeout")) rc.command_timeout = ms(*n, "command_timeout");
+    if (auto* n = r->get("prefix")) rc.prefix = text(origin, *n, "prefix");
+    if (auto* n = r->get("flush_interval")) rc.flush_interval = ms(*n, "flush_interval");
+    if (auto* n = r->get("batch_size")) rc.batch_size = static_cast<std::size_t>(integer(origin, *n, "batch_size", 1, 100'000));
+    if (auto* n = r->get("warm_start")) rc.warm_start = n->value<bool>().value_or(true);
+    if (auto* n = r->get("close_timeout")) rc.close_timeout = ms(*n, "close_timeout");
+    if (auto* n = r->get("enabled"); n != nullptr && !n->value<bool>().value_or(true)) c.writer.redis.reset();
+    if (c.writer.redis) {
+      if (auto ok = validate(*c.writer.redis); !ok) bad(origin, *r, ok.error());
+    }
   }
   if (const toml::table* d = root["daemon"].as_table()) {
     only_keys(origin, *d, "[daemon]", {"log_level", "stats_interval", "run_for"});
@@ -181,6 +207,32 @@ void load_env(DaemonConfig& c) {
   }
   if (const char* v = std::getenv("POSCACHE_MODE"); v && *v) c.writer.mode = parse_mode(v, "POSCACHE_MODE");
   if (const char* v = std::getenv("POSCACHE_LOG_LEVEL"); v && *v) c.log_level = v;
+  // Redis: any POSCACHE_REDIS_* turns it on; POSCACHE_REDIS=off turns it off.
+  auto env_int = [](const char* name, const char* v, long lo, long hi) {
+    char* end = nullptr;
+    const long x = std::strtol(v, &end, 10);
+    if (*end != '\0' || x < lo || x > hi) {
+      throw Error(std::string(name) + "='" + v + "' is not an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
+    }
+    return x;
+  };
+  auto redis = [&]() -> RedisConfig& { return c.writer.redis ? *c.writer.redis : c.writer.redis.emplace(); };
+  if (const char* v = std::getenv("POSCACHE_REDIS_HOST"); v && *v) redis().host = v;
+  if (const char* v = std::getenv("POSCACHE_REDIS_PORT"); v && *v) redis().port = static_cast<int>(env_int("POSCACHE_REDIS_PORT", v, 1, 65535));
+  if (const char* v = std::getenv("POSCACHE_REDIS_SOCKET"); v && *v) redis().unix_socket = v;
+  if (const char* v = std::getenv("POSCACHE_REDIS_DB"); v && *v) redis().db = static_cast<int>(env_int("POSCACHE_REDIS_DB", v, 0, 1 << 20));
+  if (const char* v = std::getenv("POSCACHE_REDIS_USERNAME"); v && *v) redis().username = v;
+  if (const char* v = std::getenv("POSCACHE_REDIS_PASSWORD"); v && *v) redis().password = v;
+  if (const char* v = std::getenv("POSCACHE_REDIS_PREFIX"); v && *v) redis().prefix = v;
+  if (const char* v = std::getenv("POSCACHE_REDIS"); v && *v) {
+    const std::string s(v);
+    if (s == "off" || s == "0" || s == "false") c.writer.redis.reset();
+    else if (s == "on" || s == "1" || s == "true") redis();
+    else throw Error("POSCACHE_REDIS='" + s + "' must be on or off");
+  }
+  if (c.writer.redis) {
+    if (auto ok = validate(*c.writer.redis); !ok) throw Error("redis settings from the environment: " + ok.error());
+  }
 }
 
 Expected<NamespaceSpec> parse_namespace_flag(std::string_view flag) {

@@ -36,7 +36,9 @@ int main(int argc, char** argv) {
   std::optional<std::uint64_t> capacity, accounts, instruments;
   std::optional<double> rate;
   std::vector<std::string> ns_flags;
-  bool recreate = false, fresh = false, generate = false;
+  bool recreate = false, fresh = false, generate = false, cold_start = false, no_redis = false;
+  std::optional<std::string> redis_host, redis_socket, redis_user, redis_prefix, redis_flush;
+  std::optional<int> redis_port, redis_db;
   app.add_option("-c,--config", config_file, "TOML config file (flags override it; see config/demo.toml)");
   app.add_option("-s,--segment", segment, "segment name under /dev/shm [POSCACHE_SEGMENT]");
   app.add_option("--capacity", capacity, "positions the segment holds [POSCACHE_CAPACITY]");
@@ -51,6 +53,16 @@ int main(int argc, char** argv) {
   app.add_option("--run-for", run_for, "stop after this long (e.g. 30s); default: until SIGINT/SIGTERM");
   app.add_option("--stats-interval", stats_interval, "log counters this often (default 5s)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error [POSCACHE_LOG_LEVEL]");
+  auto* rg = "Redis (any of these turns the sync on; the password only from the config file or POSCACHE_REDIS_PASSWORD)";
+  app.add_option("--redis-host", redis_host, "Redis host [POSCACHE_REDIS_HOST]")->group(rg);
+  app.add_option("--redis-port", redis_port, "Redis port (default 6379) [POSCACHE_REDIS_PORT]")->group(rg);
+  app.add_option("--redis-socket", redis_socket, "Redis unix socket, instead of host:port [POSCACHE_REDIS_SOCKET]")->group(rg);
+  app.add_option("--redis-db", redis_db, "Redis database number [POSCACHE_REDIS_DB]")->group(rg);
+  app.add_option("--redis-user", redis_user, "Redis ACL username [POSCACHE_REDIS_USERNAME]")->group(rg);
+  app.add_option("--redis-prefix", redis_prefix, "key prefix (default poscache:v1) [POSCACHE_REDIS_PREFIX]")->group(rg);
+  app.add_option("--redis-flush-interval", redis_flush, "how often changes go to Redis (default 5ms)")->group(rg);
+  app.add_flag("--cold-start", cold_start, "start an empty segment empty, without loading it from Redis")->group(rg);
+  app.add_flag("--no-redis", no_redis, "no Redis at all, whatever the config file or environment say")->group(rg);
   CLI11_PARSE(app, argc, argv);
 
   DaemonConfig cfg;
@@ -79,6 +91,21 @@ int main(int argc, char** argv) {
     if (run_for) cfg.run_for = parse_duration(*run_for).value();
     if (stats_interval) cfg.stats_interval = parse_duration(*stats_interval).value();
     if (log_level) cfg.log_level = *log_level;
+    auto redis = [&]() -> RedisConfig& { return cfg.writer.redis ? *cfg.writer.redis : cfg.writer.redis.emplace(); };
+    if (redis_host) redis().host = *redis_host;
+    if (redis_port) redis().port = *redis_port;
+    if (redis_socket) redis().unix_socket = *redis_socket;
+    if (redis_db) redis().db = *redis_db;
+    if (redis_user) redis().username = *redis_user;
+    if (redis_prefix) redis().prefix = *redis_prefix;
+    if (redis_flush) {
+      redis().flush_interval = std::chrono::duration_cast<std::chrono::milliseconds>(parse_duration(*redis_flush).value());
+    }
+    if (cold_start && cfg.writer.redis) cfg.writer.redis->warm_start = false;
+    if (no_redis) cfg.writer.redis.reset();
+    if (cfg.writer.redis) {
+      if (auto ok = validate(*cfg.writer.redis); !ok) throw Error(ok.error());
+    }
   } catch (const Error& e) {
     std::fprintf(stderr, "poscache-writer: %s\n", e.what());
     return 2;
@@ -90,6 +117,18 @@ int main(int argc, char** argv) {
   }
   spdlog::set_level(level);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ poscache-writer: %v");
+  cfg.writer.log = [](LogLevel l, std::string_view msg) {
+    static constexpr spdlog::level::level_enum kLevel[] = {spdlog::level::debug, spdlog::level::info,
+                                                           spdlog::level::warn, spdlog::level::err};
+    spdlog::log(kLevel[static_cast<int>(l)], "{}", msg);
+  };
+  if (cfg.writer.redis) {
+    spdlog::info("redis {}: prefix '{}', flush every {} ms, {} start", describe(*cfg.writer.redis),
+                 cfg.writer.redis->prefix, cfg.writer.redis->flush_interval.count(),
+                 cfg.writer.redis->warm_start ? "warm" : "cold");
+  } else {
+    spdlog::info("redis: off (positions live only in shared memory)");
+  }
 
   std::unique_ptr<Writer> writer;
   try {
@@ -129,10 +168,13 @@ int main(int argc, char** argv) {
     if (now_mono >= next_stats) {
       const WriterStats st = writer->stats();
       const double secs = static_cast<double>(now_mono - last_t) / 1e9;
-      spdlog::info("live {} | {:.0f} inserts/s {:.0f} updates/s | evictions {} expirations {} invalidations {} rejects {} | index rebuilds {}",
+      spdlog::info("live {} | {:.0f} inserts/s {:.0f} updates/s | evictions {} expirations {} invalidations {} rejects {} | index rebuilds {}{}",
                    st.live, static_cast<double>(st.inserts - last.inserts) / secs,
                    static_cast<double>(st.updates - last.updates) / secs, st.evictions, st.expirations,
-                   st.invalidations, st.rejects, st.index_rebuilds);
+                   st.invalidations, st.rejects, st.index_rebuilds,
+                   cfg.writer.redis ? fmt::format(" | redis {} dirty {} oldest unsynced {:.1f} ms", st.redis_state,
+                                                  st.redis_dirty, static_cast<double>(st.redis_oldest_unsynced_age_ns) / 1e6)
+                                    : std::string());
       last = st;
       last_t = now_mono;
       next_stats = now_mono + cfg.stats_interval.count();

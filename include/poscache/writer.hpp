@@ -128,6 +128,11 @@ struct WriterStats {
   std::uint64_t warm_loaded = 0;           // positions loaded
   std::uint64_t warm_beyond_capacity = 0;  // positions Redis holds that did not fit (left in Redis)
   std::uint64_t warm_skipped = 0;          // expired, unknown namespace or malformed (logged)
+  // Redis sync, as published in the header: off, connecting, up, down
+  std::string redis_state = "off";
+  std::uint64_t redis_dirty = 0;                 // changes not yet acknowledged by Redis
+  std::int64_t redis_oldest_unsynced_age_ns = 0;
+  std::uint64_t redis_synced_version = 0;
 };
 
 class Writer {

@@ -503,6 +503,48 @@ TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {
   w2->close();  // returns after close_timeout even though Redis never came
 }
 
+struct CliRun {
+  int code;
+  std::string out;
+};
+CliRun inspect(const std::string& args) {
+  FILE* p = ::popen((std::string(POSCACHE_INSPECT_BIN) + " " + args + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = ::pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+TEST(RedisSync, TheInspectorShowsTheSyncStateAndHealthTurnsDegradedWhenRedisIsDown) {
+  RedisServer srv;
+  ScratchSegment seg("rs_insp");
+  auto w = Writer::open(redis_config(seg, srv));
+  w->upsert(must(w->make_update("spot", "a", "B", {{"qty", "1"}})));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  w->heartbeat();
+  CliRun r = inspect("-s " + seg.name() + " health");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("redis up"), std::string::npos) << r.out;
+  r = inspect("-s " + seg.name() + " stats");
+  EXPECT_NE(r.out.find("redis        up  dirty 0"), std::string::npos) << r.out;
+  srv.stop(SIGKILL);
+  w->upsert(must(w->make_update("spot", "a", "B", {{"qty", "2"}})));
+  w->sync_redis(std::chrono::milliseconds(300));
+  w->heartbeat();
+  r = inspect("-s " + seg.name() + " --json health");
+  EXPECT_EQ(r.code, 4) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["redis"]["state"], "down");
+  EXPECT_EQ(j["redis"]["dirty"], 1);
+  EXPECT_NE(j["redis"]["last_error"].get<std::string>().find("127.0.0.1:" + std::to_string(srv.port())), std::string::npos) << r.out;
+  srv.start();
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  w->heartbeat();
+  EXPECT_EQ(inspect("-s " + seg.name() + " health").code, 0);
+}
+
 TEST(RedisSync, TheRightPasswordAndAUserConnect) {
   RedisServer srv({"--requirepass", "right"});
   auto admin = srv.client("right");

@@ -93,3 +93,56 @@ TEST(DaemonConfigTest, NamespaceFlagsAndEnvironment) {
   ::unsetenv("POSCACHE_SEGMENT");
   ::unsetenv("POSCACHE_CAPACITY");
 }
+
+TEST(DaemonConfigTest, RedisFromTheFileThenTheEnvironment) {
+  DaemonConfig c;
+  EXPECT_FALSE(c.writer.redis);  // off unless configured
+  load_toml(R"(
+[redis]
+host = "10.0.0.5"
+port = 6380
+db = 2
+username = "poscache"
+password = "s3cret"
+prefix = "desk1:v1"
+flush_interval = "2ms"
+command_timeout = "500ms"
+warm_start = false
+)", "test.toml", c);
+  ASSERT_TRUE(c.writer.redis);
+  EXPECT_EQ(c.writer.redis->host, "10.0.0.5");
+  EXPECT_EQ(c.writer.redis->port, 6380);
+  EXPECT_EQ(c.writer.redis->db, 2);
+  EXPECT_EQ(c.writer.redis->username, "poscache");
+  EXPECT_EQ(c.writer.redis->password, "s3cret");
+  EXPECT_EQ(c.writer.redis->prefix, "desk1:v1");
+  EXPECT_EQ(c.writer.redis->flush_interval, 2ms);
+  EXPECT_EQ(c.writer.redis->command_timeout, 500ms);
+  EXPECT_FALSE(c.writer.redis->warm_start);
+
+  ::setenv("POSCACHE_REDIS_PORT", "6390", 1);
+  ::setenv("POSCACHE_REDIS_SOCKET", "/run/redis/redis.sock", 1);
+  load_env(c);
+  EXPECT_EQ(c.writer.redis->port, 6390);
+  EXPECT_EQ(c.writer.redis->unix_socket, "/run/redis/redis.sock");
+  ::setenv("POSCACHE_REDIS_PORT", "http", 1);
+  try {
+    load_env(c);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("POSCACHE_REDIS_PORT='http'"), std::string::npos) << e.what();
+  }
+  ::unsetenv("POSCACHE_REDIS_PORT");
+  ::setenv("POSCACHE_REDIS", "off", 1);
+  load_env(c);
+  EXPECT_FALSE(c.writer.redis);
+  ::unsetenv("POSCACHE_REDIS");
+  ::unsetenv("POSCACHE_REDIS_SOCKET");
+
+  EXPECT_NE(load_error("[redis]\nhots = \"x\"\n").find("hots"), std::string::npos);
+  EXPECT_NE(load_error("[redis]\nport = 99999\n").find("port"), std::string::npos);
+  EXPECT_NE(load_error("[redis]\nprefix = \"a b\"\n").find("redis prefix 'a b'"), std::string::npos);
+  DaemonConfig off;
+  load_toml("[redis]\nenabled = false\nhost = \"x\"\n", "test.toml", off);
+  EXPECT_FALSE(off.writer.redis);
+}
