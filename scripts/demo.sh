@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The demo: installs what is missing, builds, starts a writer fed by the synthetic generator,
-# runs a reader process against it, and shows the inspector's view.
+# The demo: installs what is missing, builds, starts a private redis-server (unix socket in a
+# temporary directory), a writer fed by the synthetic generator and mirrored to that Redis, runs
+# a reader process against it, shows the inspector's view and what Redis holds, then restarts
+# the writer on a fresh segment to show the warm start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 "$PWD/scripts/deps.sh"
@@ -9,10 +11,22 @@ cmake --build build -j"$(nproc)" --target poscache-writer poscache-inspect posca
 bin=build/tools
 seg=poscache_demo
 
-echo "== writer: 200k updates/s over 1000 accounts x 20 instruments (config/demo.toml)"
-"$bin/poscache-writer" --config config/demo.toml --segment "$seg" --fresh --stats-interval 2s &
+tmp=$(mktemp -d /tmp/poscache_demo_XXXXXX)
+sock=$tmp/redis.sock
+redis-server --port 0 --unixsocket "$sock" --dir "$tmp" --save "" --appendonly no \
+  --logfile "$tmp/redis.log" --daemonize yes --pidfile "$tmp/redis.pid"
+for _ in $(seq 100); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
+writer=""
+cleanup() {
+  [ -n "$writer" ] && { kill "$writer" 2>/dev/null; wait "$writer" 2>/dev/null || true; }
+  [ -f "$tmp/redis.pid" ] && kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
+  sleep 0.2; rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+echo "== writer: 200k updates/s over 1000 accounts x 20 instruments (config/demo.toml), mirrored to redis at $sock"
+"$bin/poscache-writer" --config config/demo.toml --segment "$seg" --fresh --stats-interval 2s --redis-socket "$sock" &
 writer=$!
-trap 'kill $writer 2>/dev/null; wait $writer 2>/dev/null || true' EXIT
 for _ in $(seq 100); do "$bin/poscache-inspect" -s "$seg" health >/dev/null 2>&1 && break; sleep 0.05; done
 
 echo; echo "== a reader process (poscache-reader-demo) reading while the writer updates"
@@ -28,7 +42,16 @@ echo; echo "== poscache-inspect verify (walks every slot and index bucket beside
 "$bin/poscache-inspect" -s "$seg" verify
 echo; echo "== poscache-inspect watch (3 refreshes)"
 "$bin/poscache-inspect" -s "$seg" watch --count 3 --interval-ms 1000 --top 5
-echo; echo "== stopping the writer (SIGTERM: clean close; the segment stays readable)"
+echo; echo "== the same position in Redis (redis-cli HGETALL): exact decimal text, version, timestamps"
+redis-cli -s "$sock" hgetall "poscache:v1:spot:{acct000007}:SOL" | paste - - | head -12
+echo; echo "== an account's positions, listed without SCAN (ZRANGE poscache:v1:@account:{acct000042})"
+redis-cli -s "$sock" zrange "poscache:v1:@account:{acct000042}" 0 4 withscores | paste - -
+echo "   positions in Redis: $(redis-cli -s "$sock" --scan --pattern 'poscache:v1:*:{*}:*' | wc -l)"
+echo; echo "== stopping the writer (SIGTERM: clean close, unsynced changes written to Redis first)"
 kill "$writer"; wait "$writer" || true
-trap - EXIT
+writer=""
+echo; echo "== warm start: a writer on a brand-new segment (--fresh) loads every position from Redis"
+"$bin/poscache-writer" --config config/demo.toml --segment "$seg" --fresh --redis-socket "$sock" \
+  --no-generate --run-for 1s 2>&1 | grep -E "warm start|created|closed"
+"$bin/poscache-inspect" -s "$seg" stats | head -4
 "$bin/poscache-inspect" -s "$seg" health || true

@@ -103,7 +103,7 @@ Expected<RedisClient> RedisClient::connect(const RedisConfig& config) {
   if (redisSetTimeout(raw, to_timeval(config.command_timeout)) != REDIS_OK) {
     return fail(c.fail_text("cannot set the command timeout"));
   }
-  redisEnableKeepAlive(raw);
+  if (config.unix_socket.empty()) redisEnableKeepAlive(raw);  // TCP only: fails (and poisons the context) on a unix socket
   Args a;
   if (!config.password.empty()) {
     a.add("AUTH");

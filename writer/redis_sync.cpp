@@ -527,6 +527,7 @@ void RedisSync::run() {
     if (!progress) std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
   client_.close();
+  set_state(0);  // off: no sync thread any more (the dirty count stays as it was left)
 }
 
 }  // namespace poscache::detail

@@ -53,6 +53,7 @@ class RedisServer {
 
   [[nodiscard]] int port() const { return port_; }
   [[nodiscard]] const std::string& dir() const { return dir_; }
+  [[nodiscard]] std::string socket_path() const { return dir_ + "/redis.sock"; }
 
   RedisConfig config(const std::string& prefix = "poscache:v1") const {
     RedisConfig c;
@@ -71,7 +72,7 @@ class RedisServer {
   void start() {
     std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
                                      "--dir", dir_, "--save", "", "--logfile", dir_ + "/redis.log",
-                                     "--daemonize", "no"};
+                                     "--daemonize", "no", "--unixsocket", dir_ + "/redis.sock"};
     bool aof = false;
     for (const auto& e : extra_) aof = aof || e == "--appendonly";
     if (!aof) args.insert(args.end(), {"--appendonly", "no"});

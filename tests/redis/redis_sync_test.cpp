@@ -559,6 +559,21 @@ TEST(RedisSync, TheRightPasswordAndAUserConnect) {
   EXPECT_EQ(read_positions(admin).size(), 1u);
 }
 
+TEST(RedisSync, AUnixSocketWorksLikeTcp) {
+  RedisServer srv;
+  ScratchSegment seg("rs_unix");
+  WriterConfig cfg = redis_config(seg, srv);
+  cfg.redis->unix_socket = srv.socket_path();
+  cfg.redis->port = 1;  // ignored with a socket
+  auto w = Writer::open(cfg);
+  w->upsert(must(w->make_update("spot", "a", "B", {{"qty", "1"}})));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  auto c = srv.client();
+  EXPECT_EQ(read_positions(c), segment_as_db(seg.name()));
+  w->close();
+  EXPECT_EQ(Reader::open(seg.name()).stats().redis_state, "off");  // no sync thread after close
+}
+
 TEST(RedisSync, BadRedisSettingsAreRefusedNamingTheSetting) {
   ScratchSegment seg("rs_bad");
   WriterConfig cfg = small_config(seg.name());

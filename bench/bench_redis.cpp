@@ -1,0 +1,311 @@
+// The Redis sync, measured against a real redis-server this program starts (free port, temp
+// dir, no persistence) unless --port names one:
+//   1. sync throughput (positions/s written by the sync thread: inserts, then updates of the
+//      same positions, then hot positions updated many times between flushes) beside a bare
+//      hiredis pipeline of HSETs writing the same hashes, and `redis-benchmark -P 64 -t hset`;
+//   2. sync lag (apply -> acknowledged by Redis) at a sustained update rate;
+//   3. apply-path latency (one upsert) with no Redis, Redis up, Redis down, Redis restarting;
+//   4. warm start time for N positions.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "bench/bench_keys.hpp"
+#include "bench/bench_util.hpp"
+#include "poscache/decimal.hpp"
+#include "poscache/reader.hpp"
+#include "shm/clock.hpp"
+#include "writer/redis_client.hpp"
+
+using namespace poscache;
+using namespace poscache::bench;
+
+namespace {
+constexpr const char* kUsage =
+    "bench_redis [--positions 200000] [--rate 100000] [--seconds 3] [--warm 1000000] [--port 0 (start one)]";
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+struct Server {
+  int port = 0;
+  std::string dir;
+  pid_t pid = -1;
+  void start() {
+    pid = ::fork();
+    if (pid == 0) {
+      const std::string p = std::to_string(port);
+      ::execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--dir", dir.c_str(),
+               "--save", "", "--appendonly", "no", "--logfile", (dir + "/redis.log").c_str(), nullptr);
+      ::_exit(127);
+    }
+    for (int i = 0; i < 500; ++i) {
+      redisContext* c = redisConnect("127.0.0.1", port);
+      const bool up = c != nullptr && c->err == 0;
+      if (c != nullptr) redisFree(c);
+      if (up) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::fprintf(stderr, "redis-server did not start\n");
+    std::exit(1);
+  }
+  void stop(int sig) {
+    if (pid <= 0) return;
+    ::kill(pid, sig);
+    ::waitpid(pid, nullptr, 0);
+    pid = -1;
+  }
+};
+
+RedisConfig redis_at(int port) {
+  RedisConfig c;
+  c.port = port;
+  c.reconnect_min = std::chrono::milliseconds(10);
+  c.reconnect_max = std::chrono::milliseconds(100);
+  c.close_timeout = std::chrono::milliseconds(500);
+  return c;
+}
+
+detail::RedisClient client_at(int port) {
+  auto c = detail::RedisClient::connect(redis_at(port));
+  if (!c) {
+    std::fprintf(stderr, "%s\n", c.error().c_str());
+    std::exit(1);
+  }
+  return std::move(*c);
+}
+
+void redis_cmd(detail::RedisClient& c, std::initializer_list<std::string> args) {
+  detail::Args a;
+  for (const auto& s : args) a.add(s);
+  (void)c.command(a);
+}
+
+double secs_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void quiet(LogLevel, std::string_view) {}
+
+// The bare pipeline: HSET of the same fields and texts the sync writes, batch_size per round trip.
+double bare_pipeline(int port, const Keys& keys, std::size_t n, std::size_t batch) {
+  detail::RedisClient c = client_at(port);
+  const NamespaceSpec spec = preset_trading("spot");
+  detail::Args a;
+  char buf[64];
+  const auto t0 = std::chrono::steady_clock::now();
+  for (std::size_t base = 0; base < n; base += batch) {
+    const std::size_t m = std::min(batch, n - base);
+    for (std::size_t i = base; i < base + m; ++i) {
+      a.clear();
+      a.add("HSET").add("bare:spot:{" + keys.account[i] + "}:" + keys.instrument[i]);
+      for (int f = 0; f < 7; ++f) {
+        const int128 v = static_cast<int128>(i + 1 + static_cast<std::uint64_t>(f)) * 1'000'000'000'000'000;
+        a.add(spec.fields[static_cast<std::size_t>(f)].name).add(std::string_view(buf, format_decimal(v, 18, buf)));
+      }
+      a.add("version").add(static_cast<std::uint64_t>(1795000000000000000ull + i)).add("source_seq").add("0");
+      a.add("created_at").add_int(1795000000000000000ll).add("updated_at").add_int(1795000000000000000ll);
+      (void)c.append(a);
+    }
+    for (std::size_t i = 0; i < m; ++i) (void)c.read_reply();
+  }
+  return static_cast<double>(n) / secs_since(t0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags f(argc, argv, {{"positions", "200000"}, {"rate", "100000"}, {"seconds", "3"}, {"warm", "1000000"}, {"port", "0"}}, kUsage);
+  const auto n = static_cast<std::size_t>(f.num("positions"));
+  const double rate = f.real("rate");
+  const double seconds = f.real("seconds");
+  const auto warm_n = static_cast<std::size_t>(f.num("warm"));
+  Server srv;
+  srv.port = static_cast<int>(f.num("port"));
+  const bool own = srv.port == 0;
+  if (own) {
+    srv.port = free_port();
+    char tmpl[] = "/tmp/poscache_bench_redis_XXXXXX";
+    srv.dir = ::mkdtemp(tmpl);
+    srv.start();
+  }
+  const std::string seg = "poscache_bench_redis_" + std::to_string(::getpid());
+  Keys keys(std::max(n, warm_n));
+  detail::RedisClient admin = client_at(srv.port);
+  std::printf("bench_redis: redis-server on 127.0.0.1:%d, %zu positions (trading preset, 7 fields set)\n", srv.port, n);
+
+  // ---- 1. sync throughput ------------------------------------------------------------------
+  std::printf("\nsync throughput (one sync thread, pipelined EVALSHA of the version-guarded script, batch 1024)\n");
+  redis_cmd(admin, {"FLUSHALL"});
+  const double bare = bare_pipeline(srv.port, keys, n, 1024);
+  redis_cmd(admin, {"FLUSHALL"});
+  {
+    WriterConfig cfg = bench_config(seg, n + 1024);
+    cfg.redis = redis_at(srv.port);
+    cfg.redis->flush_interval = std::chrono::seconds(3600);  // hand-offs only when timed below
+    cfg.redis->warm_start = false;
+    cfg.log = quiet;
+    auto w = Writer::open(cfg);
+    for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, i, i + 1));
+    auto t0 = std::chrono::steady_clock::now();
+    w->sync_redis(std::chrono::minutes(10));
+    const double ins = static_cast<double>(n) / secs_since(t0);
+    for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, i, i + 7));
+    t0 = std::chrono::steady_clock::now();
+    w->sync_redis(std::chrono::minutes(10));
+    const double upd = static_cast<double>(n) / secs_since(t0);
+    // Hot positions: 20 updates each of n/20 positions between two flushes.
+    std::mt19937_64 rng(1);
+    const std::size_t hot = std::max<std::size_t>(1, n / 20);
+    for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, rng() % hot, i));
+    t0 = std::chrono::steady_clock::now();
+    w->sync_redis(std::chrono::minutes(10));
+    const double coalesced = static_cast<double>(n) / secs_since(t0);
+    std::printf("  %-58s %9.0f positions/s\n", "bare hiredis pipeline, HSET of the same hashes (floor)", bare);
+    std::printf("  %-58s %9.0f positions/s  (%.2fx the bare pipeline)\n", "poscache sync, new positions", ins, ins / bare);
+    std::printf("  %-58s %9.0f positions/s  (%.2fx)\n", "poscache sync, updates of existing positions", upd, upd / bare);
+    std::printf("  %-58s %9.0f updates/s    (%.2fx; %zu writes)\n", "poscache sync, 20 updates per position between flushes",
+                coalesced, coalesced / bare, hot);
+    w->close();
+  }
+  boost::interprocess::shared_memory_object::remove(seg.c_str());
+  {
+    const std::string cmd = "redis-benchmark -p " + std::to_string(srv.port) + " -P 64 -t hset -n " + std::to_string(n) + " -q 2>&1";
+    std::printf("  redis-benchmark -P 64 -t hset (one field per HSET, for scale): ");
+    std::fflush(stdout);
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+      char line[512];
+      std::string last;
+      while (std::fgets(line, sizeof line, p) != nullptr) last = line;
+      ::pclose(p);
+      const auto cr = last.rfind('\r');
+      std::printf("%s", cr == std::string::npos ? last.c_str() : last.c_str() + cr + 1);
+    }
+  }
+
+  // ---- 2 and 3. sustained rate: lag and apply latency ---------------------------------------
+  std::printf("\nsustained %.0f updates/s over %zu positions, %.0f s per phase\n", rate, n, seconds);
+  for (const char* phase : {"no redis", "redis up", "redis down", "redis restarting"}) {
+    const std::string p(phase);
+    redis_cmd(admin, {"FLUSHALL"});
+    WriterConfig cfg = bench_config(seg, n + 1024);
+    if (p != "no redis") {
+      cfg.redis = redis_at(srv.port);
+      cfg.redis->warm_start = false;
+      cfg.log = quiet;
+    }
+    auto w = Writer::open(cfg);
+    for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, i, i + 1));
+    w->sync_redis(std::chrono::minutes(5));
+    if (p == "redis down" || p == "redis restarting") srv.stop(SIGKILL);
+    // Lag: a monitor samples the highest version Redis acknowledged.
+    std::atomic<bool> done{false};
+    std::vector<std::pair<std::int64_t, std::uint64_t>> acks;  // (time, synced version)
+    acks.reserve(1 << 20);
+    std::thread monitor([&] {
+      Reader r = Reader::open(seg);
+      std::uint64_t last = 0;
+      while (!done.load(std::memory_order_relaxed)) {
+        const std::uint64_t v = r.stats().redis_synced_version;
+        if (v != last) acks.emplace_back(shm::monotonic_ns(), last = v);
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      }
+    });
+    std::vector<std::pair<std::uint64_t, std::int64_t>> applied;  // (version, time)
+    std::vector<double> lat;
+    const auto total = static_cast<std::size_t>(rate * seconds);
+    applied.reserve(total);
+    lat.reserve(total);
+    const double npt = ns_per_tick();
+    std::mt19937_64 rng(2);
+    const std::int64_t start = shm::monotonic_ns();
+    bool restarted = false;
+    for (std::size_t k = 0; k < total; ++k) {
+      const std::int64_t due = start + static_cast<std::int64_t>(static_cast<double>(k) * 1e9 / rate);
+      while (shm::monotonic_ns() < due) w->tick();
+      if (p == "redis restarting" && !restarted && k >= total / 3) {
+        srv.start();  // blocks this loop briefly; not timed: only the upserts are
+        restarted = true;
+      }
+      const Update u = trading_update(*w, keys, rng() % n, k);
+      const std::uint64_t t0 = ticks_ordered();
+      const ApplyResult r = w->upsert(u);
+      const std::uint64_t t1 = ticks_ordered();
+      lat.push_back(static_cast<double>(t1 - t0) * npt);
+      applied.emplace_back(r.version, shm::monotonic_ns());
+    }
+    if (p == "redis down") srv.start();
+    if (p != "no redis") w->sync_redis(std::chrono::minutes(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    done = true;
+    monitor.join();
+    const Percentiles pl = percentiles(lat);
+    print_row("apply (one upsert), " + p, pl);
+    if (p == "redis up") {
+      std::vector<double> lags;
+      std::size_t a = 0;
+      for (const auto& [v, t] : applied) {
+        while (a < acks.size() && acks[a].second < v) ++a;
+        if (a == acks.size()) break;
+        lags.push_back(static_cast<double>(acks[a].first - t));
+      }
+      Percentiles lp = percentiles(lags);
+      std::printf("  %-66s p50 %7.2f  p99 %7.2f  p99.9 %8.2f  max %9.2f ms  (n=%zu, flush interval %lld ms)\n",
+                  "sync lag, apply -> acknowledged by Redis", lp.p50 / 1e6, lp.p99 / 1e6, lp.p999 / 1e6, lp.max / 1e6,
+                  lp.n, static_cast<long long>(cfg.redis->flush_interval.count()));
+    }
+    w->close();
+    boost::interprocess::shared_memory_object::remove(seg.c_str());
+  }
+
+  // ---- 4. warm start ---------------------------------------------------------------------------
+  if (warm_n > 0) {
+    redis_cmd(admin, {"FLUSHALL"});
+    {
+      WriterConfig cfg = bench_config(seg, warm_n);
+      cfg.redis = redis_at(srv.port);
+      cfg.redis->warm_start = false;
+      cfg.log = quiet;
+      auto w = Writer::open(cfg);
+      for (std::size_t i = 0; i < warm_n; ++i) {
+        w->upsert(trading_update(*w, keys, i, i + 1));
+        if (i % 4096 == 0) w->tick();
+      }
+      w->sync_redis(std::chrono::minutes(10));
+      w->close();
+    }
+    boost::interprocess::shared_memory_object::remove(seg.c_str());
+    WriterConfig cfg = bench_config(seg, warm_n);
+    cfg.redis = redis_at(srv.port);
+    cfg.log = quiet;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto w = Writer::open(cfg);
+    const double s = secs_since(t0);
+    std::printf("\nwarm start: %llu positions loaded from Redis into a fresh segment in %.2f s (%.0f positions/s)\n",
+                static_cast<unsigned long long>(w->stats().warm_loaded), s, static_cast<double>(w->stats().warm_loaded) / s);
+    w->close();
+    boost::interprocess::shared_memory_object::remove(seg.c_str());
+  }
+  ::unlink(("/dev/shm/" + seg + ".lock").c_str());
+  if (own) {
+    srv.stop(SIGTERM);
+    std::filesystem::remove_all(srv.dir);
+  }
+  return 0;
+}
