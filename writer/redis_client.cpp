@@ -1,5 +1,7 @@
 #include "writer/redis_client.hpp"
 
+#include <sched.h>
+
 #include <charconv>
 #include <sys/time.h>
 
@@ -26,6 +28,10 @@ Expected<bool> validate(const RedisConfig& c) {
   if (c.flush_interval.count() <= 0) return fail("redis flush_interval must be positive");
   if (c.batch_size == 0 || c.batch_size > 100'000) {
     return fail("redis batch_size " + std::to_string(c.batch_size) + " is out of range: 1 to 100000");
+  }
+  if (c.sync_cpu < -1 || c.sync_cpu >= CPU_SETSIZE) return fail("redis sync_cpu " + std::to_string(c.sync_cpu) + " is not a cpu number");
+  if (c.positions_per_call == 0 || c.positions_per_call > 1000) {
+    return fail("redis positions_per_call " + std::to_string(c.positions_per_call) + " is out of range: 1 to 1000");
   }
   if (c.reconnect_min.count() <= 0 || c.reconnect_max < c.reconnect_min) {
     return fail("redis reconnect backoff must satisfy 0 < reconnect_min <= reconnect_max");
@@ -63,8 +69,6 @@ Args& Args::add_int(std::int64_t v) {
 }
 
 void Args::view(std::vector<const char*>& argv, std::vector<std::size_t>& lens) const {
-  argv.clear();
-  lens.clear();
   for (const auto& [o, n] : off_) {
     argv.push_back(buf_.data() + o);
     lens.push_back(n);
@@ -142,8 +146,14 @@ Expected<Reply> RedisClient::command(const Args& args) {
 }
 
 Expected<bool> RedisClient::append(const Args& args) {
+  return append({&args});
+}
+
+Expected<bool> RedisClient::append(std::initializer_list<const Args*> parts) {
   if (!ctx_) return fail("redis " + endpoint_ + ": not connected");
-  args.view(argv_, lens_);
+  argv_.clear();
+  lens_.clear();
+  for (const Args* a : parts) a->view(argv_, lens_);
   if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(argv_.size()), argv_.data(), lens_.data()) != REDIS_OK) {
     return fail(fail_text("cannot queue a command"));
   }
@@ -157,6 +167,15 @@ Expected<Reply> RedisClient::read_reply() {
     return fail(fail_text("no reply"));
   }
   return Reply(static_cast<redisReply*>(raw));
+}
+
+Expected<bool> RedisClient::send() {
+  if (!ctx_) return fail("redis " + endpoint_ + ": not connected");
+  int done = 0;
+  while (done == 0) {
+    if (redisBufferWrite(ctx_.get(), &done) != REDIS_OK) return fail(fail_text("cannot send"));
+  }
+  return true;
 }
 
 Expected<std::string> RedisClient::load_script(std::string_view source) {

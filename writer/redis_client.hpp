@@ -32,8 +32,24 @@ class Args {
   }
   Args& add(std::uint64_t v);
   Args& add_int(std::int64_t v);
+  // One argument made of several pieces, without a temporary string.
+  Args& add_concat(std::initializer_list<std::string_view> parts) {
+    std::size_t n = 0;
+    const std::size_t o = buf_.size();
+    for (std::string_view p : parts) {
+      buf_.append(p);
+      n += p.size();
+    }
+    off_.push_back({o, n});
+    return *this;
+  }
+  Args& append(const Args& other) {
+    for (const auto& [o, n] : other.off_) add(std::string_view(other.buf_.data() + o, n));
+    return *this;
+  }
   [[nodiscard]] std::size_t size() const noexcept { return off_.size(); }
   // Pointers for hiredis; valid until the next add().
+  // Appends this command's pointers to argv/lens (valid until the next add()).
   void view(std::vector<const char*>& argv, std::vector<std::size_t>& lens) const;
 
  private:
@@ -55,7 +71,12 @@ class RedisClient {
   Expected<Reply> command(const Args& args);
   // Pipelining: append many, then read as many replies.
   Expected<bool> append(const Args& args);
+  // One command made of several argument lists, in order (no copy into one list first).
+  Expected<bool> append(std::initializer_list<const Args*> parts);
   Expected<Reply> read_reply();
+  // Writes what append() queued to the socket now (blocking until sent), so that the server
+  // works on it while this thread prepares the next pipeline.
+  Expected<bool> send();
   void close() noexcept { ctx_.reset(); }
 
   // SCRIPT LOAD; returns the SHA1 to call it by.

@@ -62,44 +62,55 @@ std::optional<std::uint16_t> RedisFormat::namespace_id(std::string_view ns) cons
   return std::nullopt;
 }
 
-void RedisFormat::upsert_args(const std::string& sha, const SlotPayload& p, Args& out) const {
+void RedisFormat::add_upsert(const SlotPayload& p, Args& keys, Args& argv) const {
   const NamespaceSpec& spec = ns_[p.ns];
   const std::string_view account(p.account, p.account_len);
   const std::string_view instrument(p.instrument, p.instrument_len);
-  out.clear();
-  out.add("EVALSHA").add(sha).add("2");
-  out.add(position_key(spec.name, account, instrument)).add(account_key(account));
-  out.add(p.version);
-  out.add(member(spec.name, instrument));
+  keys.add_concat({prefix_, ":", spec.name, ":{", account, "}:", instrument});
+  keys.add_concat({prefix_, ":@account:{", account, "}"});
+  argv.add(p.version);
+  argv.add_concat({spec.name, ":", instrument});
   if (spec.expire_after.count() > 0) {
     const std::int64_t expire_ns = p.updated_at_ns + spec.expire_after.count();
-    out.add_int(std::max<std::int64_t>(1, expire_ns / 1'000'000));
+    argv.add_int(std::max<std::int64_t>(1, expire_ns / 1'000'000));
   } else {
-    out.add("0");
+    argv.add("0");
   }
   const auto nfields = static_cast<std::uint32_t>(spec.fields.size());
   std::uint32_t unset = 0;
   for (std::uint32_t f = 0; f < nfields; ++f) unset += ((p.fields_set >> f) & 1u) == 0;
-  out.add(static_cast<std::uint64_t>(unset));
+  argv.add(static_cast<std::uint64_t>(unset));
+  argv.add(static_cast<std::uint64_t>(nfields - unset + 4));  // field/value pairs, meta included
   for (std::uint32_t f = 0; f < nfields; ++f) {
-    if (((p.fields_set >> f) & 1u) == 0) out.add(spec.fields[f].name);
+    if (((p.fields_set >> f) & 1u) == 0) argv.add(spec.fields[f].name);
   }
   char buf[48];
   for (std::uint32_t f = 0; f < nfields; ++f) {
     if (((p.fields_set >> f) & 1u) == 0) continue;
     const FieldSpec& fs = spec.fields[f];
-    out.add(fs.name);
+    argv.add(fs.name);
     const int128 v = shm::field_value(p, f);
     if (fs.type == FieldType::decimal) {
-      out.add(std::string_view(buf, format_decimal(v, fs.scale, buf)));
+      argv.add(std::string_view(buf, format_decimal(v, fs.scale, buf)));
     } else {
-      out.add_int(static_cast<std::int64_t>(v));
+      argv.add_int(static_cast<std::int64_t>(v));
     }
   }
-  out.add("version").add(p.version);
-  out.add("source_seq").add(p.source_seq);
-  out.add("created_at").add_int(p.created_at_ns);
-  out.add("updated_at").add_int(p.updated_at_ns);
+  argv.add("version").add(p.version);
+  argv.add("source_seq").add(p.source_seq);
+  argv.add("created_at").add_int(p.created_at_ns);
+  argv.add("updated_at").add_int(p.updated_at_ns);
+}
+
+void UpsertCall::add(const RedisFormat& fmt, const SlotPayload& p) {
+  fmt.add_upsert(p, keys_, argv_);
+  ++n_;
+}
+
+Expected<bool> UpsertCall::append_to(RedisClient& client, const std::string& sha) {
+  head_.clear();
+  head_.add("EVALSHA").add(sha).add(static_cast<std::uint64_t>(keys_.size()));
+  return client.append({&head_, &keys_, &argv_});
 }
 
 void RedisFormat::delete_args(const std::string& sha, std::string_view ns, std::string_view account,

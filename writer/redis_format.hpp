@@ -35,38 +35,51 @@
 
 namespace poscache::detail {
 
-// KEYS[1] position hash, KEYS[2] account set.
-// ARGV[1] version, ARGV[2] member "ns:instrument", ARGV[3] expiry ms since epoch or "0",
-// ARGV[4] n = number of unset fields, ARGV[5 .. 4+n] their names, then field/value pairs.
-// Returns 1 when written, 0 when Redis already holds this version or a newer one.
+// Writes one or more positions. KEYS: two per position (its hash, its account set). ARGV: one
+// record per position, in the same order:
+//   version, member "ns:instrument", expiry ms since the epoch or "0", n = number of unset
+//   fields, m = number of field/value pairs, the n unset field names, the 2m fields and values.
+// Returns how many positions were written (the others: Redis holds that version or a newer one).
+// One call carries the positions of one account slot in a Redis Cluster (RedisConfig::cluster),
+// or up to kPositionsPerCall positions of any accounts on a standalone server.
 inline constexpr std::string_view kUpsertScript = R"lua(
 local function newer(a, b)
   if #a ~= #b then return #a > #b end
   return a > b
 end
-local cur = redis.call('HGET', KEYS[1], 'version')
-if cur and not newer(ARGV[1], cur) then return 0 end
-local nrm = tonumber(ARGV[4])
-if cur and nrm > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, 5, 4 + nrm)) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5 + nrm))
-local exp = ARGV[3]
-if exp == '0' then
-  if not cur then
-    redis.call('PERSIST', KEYS[1])
-    redis.call('ZADD', KEYS[2], 'inf', ARGV[2])
-    redis.call('PERSIST', KEYS[2])
+local now_ms = nil
+local written = 0
+local a = 1
+for k = 1, #KEYS, 2 do
+  local hash, set = KEYS[k], KEYS[k + 1]
+  local ver, member, exp = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local nrm, np = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local rm = a + 5
+  local pv = rm + nrm
+  a = pv + 2 * np
+  local cur = redis.call('HGET', hash, 'version')
+  if not cur or newer(ver, cur) then
+    written = written + 1
+    if cur and nrm > 0 then redis.call('HDEL', hash, unpack(ARGV, rm, pv - 1)) end
+    redis.call('HSET', hash, unpack(ARGV, pv, a - 1))
+    if exp == '0' then
+      if not cur and redis.call('ZADD', set, 'inf', member) == 1 then redis.call('PERSIST', set) end
+    else
+      redis.call('PEXPIREAT', hash, exp)
+      redis.call('ZADD', set, exp, member)
+      if not now_ms then
+        local t = redis.call('TIME')
+        now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
+      end
+      redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. now_ms)
+      local top = redis.call('ZRANGE', set, -1, -1, 'WITHSCORES')
+      if top[2] == 'inf' then redis.call('PERSIST', set) elseif top[2] then redis.call('PEXPIREAT', set, top[2]) end
+    end
   end
-  return 1
 end
-redis.call('PEXPIREAT', KEYS[1], exp)
-redis.call('ZADD', KEYS[2], exp, ARGV[2])
-local t = redis.call('TIME')
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (t[1] * 1000 + math.floor(t[2] / 1000)))
-local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-if top[2] == nil then return 1 end
-if top[2] == 'inf' then redis.call('PERSIST', KEYS[2]) else redis.call('PEXPIREAT', KEYS[2], top[2]) end
-return 1
+return written
 )lua";
+inline constexpr std::size_t kPositionsPerCall = 32;
 
 // KEYS[1] position hash, KEYS[2] account set. ARGV[1] the version of the removal, ARGV[2] member.
 // Removes the position unless Redis holds a version at least as new. Returns 1 if removed.
@@ -87,6 +100,20 @@ struct ParsedKey {
   std::string instrument;
 };
 
+// EVALSHA of the upsert script over several positions: add() each, then args().
+class UpsertCall {
+ public:
+  void clear() { keys_.clear(); argv_.clear(); n_ = 0; }
+  void add(const class RedisFormat& fmt, const shm::SlotPayload& p);
+  [[nodiscard]] std::size_t positions() const noexcept { return n_; }
+  // Queues the EVALSHA on `client`.
+  Expected<bool> append_to(RedisClient& client, const std::string& sha);
+
+ private:
+  Args head_, keys_, argv_;
+  std::size_t n_ = 0;
+};
+
 class RedisFormat {
  public:
   RedisFormat(std::string prefix, std::vector<NamespaceSpec> namespaces)
@@ -104,8 +131,8 @@ class RedisFormat {
   // Splits a position key; nullopt if it is not one (another key under the prefix).
   std::optional<ParsedKey> parse_key(std::string_view key) const;
 
-  // EVALSHA arguments writing payload `p` (a live position) with the upsert script.
-  void upsert_args(const std::string& sha, const shm::SlotPayload& p, Args& out) const;
+  // The upsert script's KEYS and ARGV for payload `p` (a live position), appended.
+  void add_upsert(const shm::SlotPayload& p, Args& keys, Args& argv) const;
   // EVALSHA arguments removing a position at `version` with the delete script.
   void delete_args(const std::string& sha, std::string_view ns, std::string_view account,
                    std::string_view instrument, std::uint64_t version, Args& out) const;

@@ -1,6 +1,8 @@
 #include "writer/redis_sync.hpp"
 
 #include <fnmatch.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <chrono>
@@ -212,7 +214,6 @@ void RedisSync::lost_connection(const std::string& why) {
 // everything of this round); an error reply marks that command failed (ok[i] = false) and is
 // logged; NOSCRIPT (scripts flushed on the server) reloads the scripts.
 bool RedisSync::check_replies(std::size_t n, std::vector<bool>* ok) {
-  bool reload = false;
   for (std::size_t i = 0; i < n; ++i) {
     auto r = client_.read_reply();
     if (!r) {
@@ -224,22 +225,12 @@ bool RedisSync::check_replies(std::size_t n, std::vector<bool>* ok) {
     if (!good) {
       const std::string text = reply_text(r->get());
       if (text.rfind("NOSCRIPT", 0) == 0) {
-        reload = true;
+        reload_scripts_ = true;  // after every reply in flight is read: see flush_round()
       } else if (text != last_error_) {
         log(LogLevel::error, "redis " + describe(cfg_) + ": a write was refused: " + text + " (kept, retried)");
         set_error(text);
       }
     }
-  }
-  if (reload) {
-    auto up = client_.load_script(kUpsertScript);
-    auto del = up ? client_.load_script(kDeleteScript) : Expected<std::string>(fail(up.error()));
-    if (!up || !del) {
-      lost_connection(up ? del.error() : up.error());
-      return false;
-    }
-    upsert_sha_ = *up;
-    delete_sha_ = *del;
   }
   return true;
 }
@@ -341,7 +332,14 @@ bool RedisSync::write_events(std::vector<SyncEvent>& events, std::size_t& done) 
       const SyncEvent& e = events[i + n];
       const SlotPayload& p = e.payload;
       if (e.kind == SyncEvent::Kind::spill) {
-        fmt_.upsert_args(upsert_sha_, p, args_);
+        call_.clear();
+        call_.add(fmt_, p);
+        if (auto a = call_.append_to(client_, upsert_sha_); !a) {
+          lost_connection(a.error());
+          return false;
+        }
+        ++n;
+        continue;
       } else {
         fmt_.delete_args(delete_sha_, ns_name(*v_.h, p.ns), {p.account, p.account_len},
                          {p.instrument, p.instrument_len}, e.version, args_);
@@ -387,11 +385,60 @@ bool RedisSync::write_slots() {
       dirty_.push_back(s);
     }
   };
+  // Pipelines of up to batch_size positions, per_call of them per EVALSHA, two in flight: the
+  // next one is built and sent while Redis executes the previous one.
+  const std::size_t per_call = std::max<std::size_t>(1, cfg_.positions_per_call);
+  struct Chunk {
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> items;  // (slot, version written)
+    std::vector<std::size_t> call_end;                            // items index after each call
+  };
+  Chunk chunks[2];
+  int inflight = -1;  // the chunk whose replies are still to be read
+  auto fail_all = [&](const std::string& why) {
+    if (!why.empty()) lost_connection(why);
+    for (const Chunk& c : chunks) {
+      for (const auto& [slot, ver] : c.items) requeue(slot);
+    }
+    requeue_from(next);
+    return false;
+  };
+  // Reads a chunk's replies and acknowledges its positions; false on a lost connection.
   std::vector<bool> ok;
-  while (next < round.size()) {
-    inflight_.clear();
-    const std::size_t chunk_start = next;
-    while (next < round.size() && inflight_.size() < batch_size_) {
+  bool refused = false;
+  auto settle = [&](Chunk& c) -> bool {
+    ok.assign(c.call_end.size(), true);
+    if (!check_replies(c.call_end.size(), &ok)) return false;
+    std::size_t from = 0;
+    for (std::size_t k = 0; k < c.call_end.size(); ++k) {
+      for (std::size_t j = from; j < c.call_end[k]; ++j) {
+        const auto [s, ver] = c.items[j];
+        if (!ok[k]) {
+          requeue(s);
+          refused = true;
+          continue;
+        }
+        // release: pairs with the apply thread's acquire load before it evicts this slot
+        std::atomic_ref<std::uint64_t>(v_.book[s].synced_version).store(ver, std::memory_order_release);
+        synced_max_ = std::max(synced_max_, ver);
+      }
+      from = c.call_end[k];
+    }
+    c.items.clear();
+    c.call_end.clear();
+    return true;
+  };
+  for (int cur = 0;; cur ^= 1) {
+    Chunk& c = chunks[cur];
+    call_.clear();
+    auto send_call = [&]() -> bool {
+      if (call_.positions() == 0) return true;
+      const bool sent = static_cast<bool>(call_.append_to(client_, upsert_sha_));
+      call_.clear();
+      c.call_end.push_back(c.items.size());
+      return sent;
+    };
+    bool sent = true;
+    while (sent && next < round.size() && c.items.size() < batch_size_) {
       const std::uint32_t s = round[next++];
       std::uint64_t seq = 0;
       if (!read_bounded(v_.slots[s], words, kPayloadWords, seq)) {
@@ -403,42 +450,42 @@ bool RedisSync::write_slots() {
       if (p.ns == kFreeNamespace || p.ns >= fmt_.namespaces().size()) continue;  // removed meanwhile
       const std::uint64_t synced = std::atomic_ref<std::uint64_t>(v_.book[s].synced_version).load(std::memory_order_relaxed);
       if (p.version <= synced) continue;  // Redis has it
-      fmt_.upsert_args(upsert_sha_, p, args_);
-      if (auto a = client_.append(args_); !a) {
-        lost_connection(a.error());
-        for (const auto& [slot, ver] : inflight_) requeue(slot);
-        requeue_from(chunk_start);
-        return false;
-      }
-      inflight_.emplace_back(s, p.version);
+      call_.add(fmt_, p);
+      c.items.emplace_back(s, p.version);
+      if (call_.positions() == per_call) sent = send_call();
     }
-    ok.assign(inflight_.size(), true);
-    if (!check_replies(inflight_.size(), &ok)) {
-      for (const auto& [slot, ver] : inflight_) requeue(slot);
-      requeue_from(next);
-      return false;
+    if (sent) sent = send_call();
+    if (!sent) return fail_all("redis " + describe(cfg_) + ": cannot queue a command");
+    if (!c.call_end.empty()) {
+      if (auto w = client_.send(); !w) return fail_all(w.error());
     }
-    bool all_ok = true;
-    for (std::size_t j = 0; j < inflight_.size(); ++j) {
-      const auto [s, ver] = inflight_[j];
-      if (!ok[j]) {
-        requeue(s);
-        all_ok = false;
-        continue;
-      }
-      // release: pairs with the apply thread's acquire load before it evicts this slot
-      std::atomic_ref<std::uint64_t>(v_.book[s].synced_version).store(ver, std::memory_order_release);
-      synced_max_ = std::max(synced_max_, ver);
+    if (inflight >= 0 && !settle(chunks[inflight])) return fail_all("");
+    if (refused) {  // e.g. NOSCRIPT: read what is in flight, keep the rest for the next round
+      if (!c.call_end.empty() && !settle(c)) return fail_all("");
+      break;
     }
-    if (!all_ok) {
-      requeue_from(next);
-      return false;
-    }
+    if (c.call_end.empty()) break;  // nothing more was sent: the round is done
+    inflight = cur;
+  }
+  if (refused) {
+    requeue_from(next);
+    return false;
   }
   return true;
 }
 
 bool RedisSync::flush_round() {
+  if (reload_scripts_) {  // the server lost them (SCRIPT FLUSH, a restart we did not notice)
+    auto up = client_.load_script(kUpsertScript);
+    auto del = up ? client_.load_script(kDeleteScript) : Expected<std::string>(fail(up.error()));
+    if (!up || !del) {
+      lost_connection(up ? del.error() : up.error());
+      return false;
+    }
+    upsert_sha_ = *up;
+    delete_sha_ = *del;
+    reload_scripts_ = false;
+  }
   in_round_ = true;
   arrived_ns_ = 0;
   std::vector<SyncEvent> events;
@@ -497,6 +544,15 @@ void RedisSync::publish() {
 }
 
 void RedisSync::run() {
+  if (cfg_.sync_cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(static_cast<unsigned>(cfg_.sync_cpu), &set);
+    if (const int err = pthread_setaffinity_np(pthread_self(), sizeof set, &set); err != 0) {
+      log(LogLevel::warn, "cannot pin the sync thread to cpu " + std::to_string(cfg_.sync_cpu) + ": " + std::strerror(err));
+    }
+  }
+  pthread_setname_np(pthread_self(), "poscache-sync");
   std::int64_t stop_deadline = 0;
   bool reported_loss = false;
   for (;;) {

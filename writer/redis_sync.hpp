@@ -160,7 +160,9 @@ class RedisSync {
   std::int64_t backoff_ns_ = 0;
   std::string last_error_;
   bool was_up_ = false;
+  bool reload_scripts_ = false;
   Args args_;
+  UpsertCall call_;
   std::vector<std::pair<std::uint32_t, std::uint64_t>> inflight_;
 };
 

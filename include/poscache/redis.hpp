@@ -31,12 +31,19 @@ struct RedisConfig {
   // batch_size changes are waiting. Commands per pipelined round trip: batch_size.
   std::chrono::milliseconds flush_interval{5};
   std::size_t batch_size = 1024;
+  // Positions written by one EVALSHA of the upsert script (fewer, larger calls cost Redis less).
+  // The sync talks to one server; behind a Redis Cluster proxy, set 1 (a call then touches the
+  // keys of one account, which share a cluster slot).
+  std::size_t positions_per_call = 32;
   // Reconnection backoff: doubles from min to max while Redis stays unreachable.
   std::chrono::milliseconds reconnect_min{50};
   std::chrono::milliseconds reconnect_max{2000};
   // On a fresh or empty segment, load every position under the prefix before turning ready.
   // false: cold start (the segment starts empty; Redis keeps what it has).
   bool warm_start = true;
+  // Pin the sync thread to this CPU (-1: wherever the scheduler puts it). Keep it, and Redis
+  // if it runs on this host, off the CPU of the thread that applies updates.
+  int sync_cpu = -1;
   // On close(), how long the sync thread may go on writing what is still unsynced.
   std::chrono::milliseconds close_timeout{5000};
 };
