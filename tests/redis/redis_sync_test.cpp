@@ -559,6 +559,43 @@ TEST(RedisSync, TheRightPasswordAndAUserConnect) {
   EXPECT_EQ(read_positions(admin).size(), 1u);
 }
 
+TEST(RedisSync, ScriptsFlushedOnTheServerAreLoadedAgain) {
+  RedisServer srv;
+  ScratchSegment seg("rs_noscript");
+  auto w = Writer::open(redis_config(seg, srv));
+  for (int i = 0; i < 100; ++i) w->upsert(must(w->make_update("spot", "a" + std::to_string(i), "B", {{"qty", "1"}})));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  auto c = srv.client();
+  cmd(c, {"SCRIPT", "FLUSH"});
+  for (int i = 0; i < 1000; ++i) w->upsert(must(w->make_update("spot", "a" + std::to_string(i), "B", {{"qty", "2"}})));
+  w->erase(*w->make_key("spot", "a5", "B"));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  EXPECT_EQ(read_positions(c), segment_as_db(seg.name()));
+}
+
+// Redis stops serving writes (CLIENT PAUSE WRITE, for up to a minute): updates go on, none of
+// them waits for Redis (if one did, this test would hang until the pause ends), and the sync
+// catches up once Redis serves again.
+TEST(RedisSync, AStalledRedisDoesNotHoldUpdates) {
+  RedisServer srv;
+  ScratchSegment seg("rs_slow");
+  WriterConfig cfg = redis_config(seg, srv);
+  cfg.redis->command_timeout = std::chrono::milliseconds(300);
+  auto w = Writer::open(cfg);
+  auto c = srv.client();
+  cmd(c, {"CLIENT", "PAUSE", "60000", "WRITE"});
+  for (int i = 0; i < 5000; ++i) {
+    w->upsert(must(w->make_update("spot", "a" + std::to_string(i % 300), "B", {{"qty", std::to_string(i)}})));
+    w->tick();
+  }
+  EXPECT_FALSE(w->sync_redis(std::chrono::milliseconds(500)));
+  EXPECT_GT(w->stats().redis_dirty, 0u);
+  EXPECT_EQ(read_positions(c).size(), 0u);  // nothing got through the pause
+  cmd(c, {"CLIENT", "UNPAUSE"});
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  EXPECT_EQ(read_positions(c), segment_as_db(seg.name()));
+}
+
 TEST(RedisSync, AUnixSocketWorksLikeTcp) {
   RedisServer srv;
   ScratchSegment seg("rs_unix");
