@@ -46,7 +46,11 @@ void RedisSync::start() { thread_ = std::thread([this] { run(); }); }
 
 void RedisSync::stop() {
   if (!thread_.joinable()) return;
-  hand_off();
+  // The sync thread drains the queue whether Redis is up or not, so a full queue frees quickly.
+  while (!cur_->empty()) {
+    hand_off();
+    if (!cur_->empty()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
   stop_.store(true, std::memory_order_release);
   thread_.join();
 }
