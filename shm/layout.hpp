@@ -137,7 +137,7 @@ struct alignas(kCacheLine) SegmentHeader {
   std::atomic<std::uint64_t> tombstones;     // in the active index
   std::uint64_t reserved6[5];
 
-  // --- lines 6-8: Redis sync state, written by the writer's sync thread (issue 3).
+  // --- lines 6-8: Redis sync state, written by the writer's sync thread (writer/redis_sync.cpp).
   std::atomic<std::uint32_t> redis_state;             // 0 off, 1 connecting, 2 up, 3 down
   std::atomic<std::uint32_t> redis_error_len;
   std::atomic<std::uint64_t> redis_dirty;             // positions changed, not yet synced
