@@ -18,7 +18,8 @@ redis-server --port 0 --unixsocket "$sock" --dir "$tmp" --save "" --appendonly n
 for _ in $(seq 100); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
 writer=""
 cleanup() {
-  [ -n "$writer" ] && { kill "$writer" 2>/dev/null; wait "$writer" 2>/dev/null || true; }
+  set +e  # clean up everything, whatever already exited
+  [ -n "$writer" ] && { kill "$writer" 2>/dev/null; wait "$writer" 2>/dev/null; }
   [ -f "$tmp/redis.pid" ] && kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
   sleep 0.2; rm -rf "$tmp"
 }
