@@ -287,9 +287,8 @@ SegmentStats Reader::stats() const {
   st.repairs = h.repairs.load(r);
   st.tombstones = h.tombstones.load(r);
   st.writer = writer();
-  static constexpr const char* kRedis[] = {"off", "connecting", "up", "down"};
   const std::uint32_t rs = h.redis_state.load(r);
-  st.redis_state = rs < 4 ? kRedis[rs] : "unknown";
+  st.redis_state = redis_state_name(rs);
   // The error text is under a seqlock of its own (redis_error_seq): copy, then check.
   for (int attempt = 0; attempt < 100; ++attempt) {
     const std::uint64_t s1 = h.redis_error_seq.load(std::memory_order_acquire);

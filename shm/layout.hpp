@@ -50,6 +50,13 @@ inline constexpr std::uint32_t kHashAlgorithm = 3;  // XXH3_64bits, seed 0 (see 
 //                 readers get ReadStatus::retired and re-attach with Reader::follow().
 enum class SegmentState : std::uint32_t { initializing = 1, ready = 2, closed = 3, retired = 4 };
 
+// SegmentHeader::redis_state, set by the writer's sync thread (writer/redis_sync.cpp).
+enum class RedisState : std::uint32_t { off = 0, connecting = 1, up = 2, down = 3 };
+constexpr const char* redis_state_name(std::uint32_t s) noexcept {
+  constexpr const char* kNames[] = {"off", "connecting", "up", "down"};
+  return s < 4 ? kNames[s] : "unknown";
+}
+
 // ---------------------------------------------------------------------------------------------
 // Schema descriptors (immutable once the state leaves `initializing`).
 //
@@ -138,7 +145,7 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint64_t reserved6[5];
 
   // --- lines 6-8: Redis sync state, written by the writer's sync thread (writer/redis_sync.cpp).
-  std::atomic<std::uint32_t> redis_state;             // 0 off, 1 connecting, 2 up, 3 down
+  std::atomic<std::uint32_t> redis_state;             // RedisState
   std::atomic<std::uint32_t> redis_error_len;
   std::atomic<std::uint64_t> redis_dirty;             // positions changed, not yet synced
   std::atomic<std::int64_t> redis_oldest_unsynced_ns; // CLOCK_REALTIME of the oldest such change

@@ -18,7 +18,6 @@ namespace poscache::detail {
 using namespace poscache::shm;
 
 namespace {
-constexpr std::uint32_t kStateConnecting = 1, kStateUp = 2, kStateDown = 3;
 
 std::string_view ns_name(const SegmentHeader& h, std::uint16_t ns) {
   return {h.namespaces[ns].name, strnlen(h.namespaces[ns].name, sizeof h.namespaces[ns].name)};
@@ -37,7 +36,7 @@ RedisSync::RedisSync(const RedisConfig& config, std::vector<NamespaceSpec> names
   in_dirty_.assign(v_.capacity, 0);
   all_batches_.push_back(std::make_unique<SyncBatch>());
   cur_ = all_batches_.back().get();
-  set_state(kStateConnecting);
+  set_state(RedisState::connecting);
 }
 
 RedisSync::~RedisSync() { stop(); }
@@ -108,7 +107,6 @@ void RedisSync::drain() {
 void RedisSync::merge(SyncBatch& b) {
   if (b.empty()) return;
   if (oldest_ns_ == 0 || b.first_ns < oldest_ns_) oldest_ns_ = b.first_ns;
-  if (in_round_ && (arrived_ns_ == 0 || b.first_ns < arrived_ns_)) arrived_ns_ = b.first_ns;
   for (SyncEvent& e : b.events) merge_event(std::move(e));
   for (std::uint32_t s : b.slots) {
     if (s < v_.capacity && in_dirty_[s] == 0) {
@@ -168,24 +166,19 @@ void RedisSync::connect() {
   std::string err;
   if (c) {
     client_ = std::move(*c);
-    auto up = client_.load_script(kUpsertScript);
-    auto del = up ? client_.load_script(kDeleteScript) : Expected<std::string>(fail(up.error()));
-    if (up && del) {
-      upsert_sha_ = *up;
-      delete_sha_ = *del;
+    err = load_scripts();
+    if (err.empty()) {
       fmt_.schema_args(args_);
       auto r = client_.command(args_);
       if (r && (*r)->type != REDIS_REPLY_ERROR) {
         backoff_ns_ = 0;
-        set_state(kStateUp);
+        set_state(RedisState::up);
         log(LogLevel::info, "redis " + describe(cfg_) + ": connected" + (was_up_ ? " again" : "") +
                                 ", syncing under prefix '" + cfg_.prefix + "'");
         was_up_ = true;
         return;
       }
       err = r ? "redis " + describe(cfg_) + ": HSET " + fmt_.schema_key() + " refused: " + reply_text(r->get()) : r.error();
-    } else {
-      err = up ? del.error() : up.error();
     }
     client_.close();
   } else {
@@ -201,14 +194,27 @@ void RedisSync::connect() {
                              " ms; updates go on, changes are kept until Redis is back)");
   }
   set_error(err);
-  set_state(kStateDown);
+  set_state(RedisState::down);
+}
+
+// SCRIPT LOAD of both scripts (after every connect, and after a NOSCRIPT reply). Returns the
+// error, empty on success.
+std::string RedisSync::load_scripts() {
+  auto up = client_.load_script(kUpsertScript);
+  if (!up) return up.error();
+  auto del = client_.load_script(kDeleteScript);
+  if (!del) return del.error();
+  upsert_sha_ = *up;
+  delete_sha_ = *del;
+  reload_scripts_ = false;
+  return {};
 }
 
 void RedisSync::lost_connection(const std::string& why) {
   client_.close();
   log(LogLevel::error, why + " (reconnecting; nothing unacknowledged is dropped)");
   set_error(why);
-  set_state(kStateDown);
+  set_state(RedisState::down);
   backoff_ns_ = std::chrono::nanoseconds(cfg_.reconnect_min).count();
   next_connect_ns_ = monotonic_ns() + backoff_ns_;
 }
@@ -335,20 +341,17 @@ bool RedisSync::write_events(std::vector<SyncEvent>& events, std::size_t& done) 
            (events[i + n].kind == SyncEvent::Kind::spill || events[i + n].kind == SyncEvent::Kind::erase)) {
       const SyncEvent& e = events[i + n];
       const SlotPayload& p = e.payload;
+      Expected<bool> a = true;
       if (e.kind == SyncEvent::Kind::spill) {
         call_.clear();
         call_.add(fmt_, p);
-        if (auto a = call_.append_to(client_, upsert_sha_); !a) {
-          lost_connection(a.error());
-          return false;
-        }
-        ++n;
-        continue;
+        a = call_.append_to(client_, upsert_sha_);
       } else {
         fmt_.delete_args(delete_sha_, ns_name(*v_.h, p.ns), {p.account, p.account_len},
                          {p.instrument, p.instrument_len}, e.version, args_);
+        a = client_.append(args_);
       }
-      if (auto a = client_.append(args_); !a) {
+      if (!a) {
         lost_connection(a.error());
         return false;
       }
@@ -480,18 +483,11 @@ bool RedisSync::write_slots() {
 
 bool RedisSync::flush_round() {
   if (reload_scripts_) {  // the server lost them (SCRIPT FLUSH, a restart we did not notice)
-    auto up = client_.load_script(kUpsertScript);
-    auto del = up ? client_.load_script(kDeleteScript) : Expected<std::string>(fail(up.error()));
-    if (!up || !del) {
-      lost_connection(up ? del.error() : up.error());
+    if (const std::string err = load_scripts(); !err.empty()) {
+      lost_connection(err);
       return false;
     }
-    upsert_sha_ = *up;
-    delete_sha_ = *del;
-    reload_scripts_ = false;
   }
-  in_round_ = true;
-  arrived_ns_ = 0;
   std::vector<SyncEvent> events;
   events.reserve(key_events_.size() + pattern_events_.size());
   for (auto& [k, e] : key_events_) events.push_back(std::move(e));
@@ -506,19 +502,15 @@ bool RedisSync::flush_round() {
   } else {
     ok = write_slots();
   }
-  in_round_ = false;
-  if (ok) {
-    oldest_ns_ = has_pending() ? arrived_ns_ : 0;
-    if (!has_pending()) clean_seq_.store(merged_seq_.load(std::memory_order_relaxed), std::memory_order_release);
-    if (state_ == kStateUp && !last_error_.empty() && client_.connected()) set_error("");
-  }
+  // (run() resets the oldest-change age and the clean mark once nothing is pending.)
+  if (ok && !last_error_.empty() && client_.connected()) set_error("");
   return ok;
 }
 
 // ---- state in the header ----------------------------------------------------------------------
-void RedisSync::set_state(std::uint32_t state) {
+void RedisSync::set_state(RedisState state) {
   state_ = state;
-  v_.h->redis_state.store(state, std::memory_order_relaxed);
+  v_.h->redis_state.store(static_cast<std::uint32_t>(state), std::memory_order_relaxed);
 }
 
 // The error text is under its own seqlock (redis_error_seq), like a slot: odd while it changes.
@@ -587,7 +579,7 @@ void RedisSync::run() {
     if (!progress) std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
   client_.close();
-  set_state(0);  // off: no sync thread any more (the dirty count stays as it was left)
+  set_state(RedisState::off);  // off: no sync thread any more (the dirty count stays as it was left)
 }
 
 }  // namespace poscache::detail

@@ -117,7 +117,8 @@ class RedisSync {
   bool write_slots();
   bool check_replies(std::size_t n, std::vector<bool>* ok);
   void lost_connection(const std::string& why);
-  void set_state(std::uint32_t state);
+  void set_state(shm::RedisState state);
+  std::string load_scripts();
   void set_error(const std::string& text);
   void publish();
   std::string event_key(const SyncEvent& e) const;
@@ -152,10 +153,8 @@ class RedisSync {
   std::unordered_map<std::string, SyncEvent> key_events_;
   std::vector<SyncEvent> pattern_events_;
   std::int64_t oldest_ns_ = 0;         // oldest change still pending (0: none)
-  std::int64_t arrived_ns_ = 0;        // oldest change merged since the current round began
-  bool in_round_ = false;
   std::uint64_t synced_max_ = 0;
-  std::uint32_t state_ = 0;
+  shm::RedisState state_ = shm::RedisState::off;
   std::int64_t next_connect_ns_ = 0;
   std::int64_t backoff_ns_ = 0;
   std::string last_error_;

@@ -1358,9 +1358,7 @@ WriterStats Writer::stats() const {
   s.warm_loaded = impl_->warm.loaded;
   s.warm_beyond_capacity = impl_->warm.beyond_capacity;
   s.warm_skipped = impl_->warm.expired + impl_->warm.unknown_namespace + impl_->warm.malformed;
-  static constexpr const char* kRedis[] = {"off", "connecting", "up", "down"};
-  const std::uint32_t rs = h.redis_state.load(kRelaxed);
-  s.redis_state = rs < 4 ? kRedis[rs] : "unknown";
+  s.redis_state = redis_state_name(h.redis_state.load(kRelaxed));
   s.redis_dirty = h.redis_dirty.load(kRelaxed);
   const std::int64_t oldest = h.redis_oldest_unsynced_ns.load(kRelaxed);
   s.redis_oldest_unsynced_age_ns = oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;

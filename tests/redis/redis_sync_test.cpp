@@ -11,6 +11,7 @@
 #include "poscache/decimal.hpp"
 #include "poscache/reader.hpp"
 #include "redis/redis_server.hpp"
+#include "shm/clock.hpp"
 #include "test_util.hpp"
 
 namespace poscache::test {
@@ -372,6 +373,44 @@ TEST(RedisSync, WarmStartRestoresEveryPositionExactly) {
   EXPECT_EQ(w3->stats().live, 0u);
   auto c = srv.client();
   EXPECT_EQ(read_positions(c).size(), before.size());
+}
+
+// Bad input from Redis (another writer's bug, a hand edit): each bad hash is skipped, counted
+// and logged naming the key and the field; everything else loads; nothing crashes.
+TEST(RedisSync, WarmStartSkipsMalformedPositionsNamingKeyAndField) {
+  RedisServer srv;
+  auto c = srv.client();
+  auto good = [&](const std::string& account) {
+    cmd(c, {"HSET", key_of("spot", account, "SOL"), "qty", "1.500000000000000000", "version", "7", "source_seq", "0",
+            "created_at", "1", "updated_at", std::to_string(shm::realtime_ns())});
+  };
+  good("ok1");
+  good("ok2");
+  const std::string now = std::to_string(shm::realtime_ns());
+  cmd(c, {"HSET", key_of("spot", "bad1", "SOL"), "qty", "1.2.3", "version", "7", "created_at", "1", "updated_at", now});
+  cmd(c, {"HSET", key_of("spot", "bad2", "SOL"), "colour", "red", "version", "7", "created_at", "1", "updated_at", now});
+  cmd(c, {"HSET", key_of("spot", "bad3", "SOL"), "qty", "1", "created_at", "1", "updated_at", now});
+  cmd(c, {"HSET", key_of("spot", "bad4", "SOL"), "qty", "123456789012345678901", "version", "7", "created_at", "1",
+          "updated_at", now});
+  cmd(c, {"HSET", key_of("futures", "bad5", "BTC"), "qty", "1", "version", "7", "created_at", "1", "updated_at", now});
+  cmd(c, {"SET", "poscache:v1:spot:{bad6}:SOL", "not a hash"});  // another type under the prefix
+  ScratchSegment seg("rs_warm_bad");
+  WriterConfig cfg = redis_config(seg, srv);
+  std::vector<std::string> lines;
+  cfg.log = [&](LogLevel, std::string_view m) { lines.emplace_back(m); };
+  auto w = Writer::open(cfg);
+  EXPECT_EQ(w->stats().warm_loaded, 2u);
+  EXPECT_EQ(w->stats().warm_skipped, 5u);
+  EXPECT_EQ(w->stats().live, 2u);
+  std::string all;
+  for (const auto& l : lines) all += l + "\n";
+  EXPECT_NE(all.find("spot:{bad1}:SOL: field 'qty'"), std::string::npos) << all;
+  EXPECT_NE(all.find("spot:{bad2}:SOL: field 'colour' is not in the schema"), std::string::npos) << all;
+  EXPECT_NE(all.find("spot:{bad3}:SOL: missing version"), std::string::npos) << all;
+  EXPECT_NE(all.find("spot:{bad4}:SOL: field 'qty'"), std::string::npos) << all;
+  EXPECT_NE(all.find("namespace 'futures' is not configured here"), std::string::npos) << all;
+  // The bad hashes are left as they were: the writer only reports them.
+  EXPECT_EQ(cmd(c, {"HGET", key_of("spot", "bad1", "SOL"), "qty"})->str, std::string("1.2.3"));
 }
 
 // A model of what Redis must hold: the last state of every key the test touched.
