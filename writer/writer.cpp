@@ -416,7 +416,7 @@ struct Writer::Impl {
   // insert, a victim from another namespace, a rebuild), and the ordinary path always looks
   // again. Victims are predicted along the namespace whose head is oldest when the chunk starts.
   void upsert_batch(std::span<const Update> us, ApplyResult* out) {
-    constexpr std::size_t kChunk = 256, kDistance = 6;
+    constexpr std::size_t kChunk = 256, kDistance = 16;
     std::uint64_t hashes[kChunk];
     std::uint32_t hint[kChunk];
     std::uint32_t victim[kChunk];
