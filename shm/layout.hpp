@@ -20,7 +20,10 @@
 //   +--------------------------------------------------------------+ writer_offset
 //   | WriterArea                undo record, per-namespace LRU      |  writer only:
 //   |   SlotBook[capacity]      LRU/account links, sync mark, 32 B  |  readers never
-//   +--------------------------------------------------------------+ segment_size   touch it
+//   +--------------------------------------------------------------+ journal_offset touch it
+//   | JournalHeader             head, tail, overflows               |  writer only
+//   |   JournalEntry[entries]   removals not yet in Redis, 768 B    |
+//   +--------------------------------------------------------------+ segment_size
 //
 // Readers map the whole segment PROT_READ. Words they read concurrently with the writer are
 // accessed only through shm/atomic.hpp (atomic loads and stores with a named memory order).
@@ -38,7 +41,7 @@ namespace poscache::shm {
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 2;  // 2: SlotBook::queued_epoch
+inline constexpr std::uint32_t kLayoutVersion = 3;  // 2: SlotBook::queued_epoch; 3: the journal
 inline constexpr std::uint32_t kHashAlgorithm = 3;  // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
 // ---------------------------------------------------------------------------------------------
@@ -286,6 +289,61 @@ struct alignas(kCacheLine) WriterArea {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Journal: the removals (erases, invalidations, and evictions or expirations of positions whose
+// latest version Redis has not acknowledged: "spills") that the Redis sync has not written yet.
+// A slot that changed keeps its change in the segment, and a re-attaching writer finds it by
+// SlotBook::synced_version; a removal leaves nothing in the slots, so it is recorded here, in
+// shared memory, before it is applied: a writer killed with -9 leaves it for the next one.
+//
+//   JournalHeader (3 lines, one per writer of each word)
+//   0                 64                128                   192
+//   +-----------------+-----------------+---------------------+
+//   | head            | tail            | overflows           |
+//   +-----------------+-----------------+---------------------+
+//   head: entries [0, head) were written (apply thread; release after the entry is complete).
+//   tail: entries [0, tail) are in Redis or superseded by a later change that is (sync thread;
+//     release after Redis replied; the apply thread's acquire load before it reuses an entry).
+//   Entry n lives at index n % entries. [tail, head) is what a re-attaching writer replays.
+//   overflows: removals that found the journal full (a long Redis outage): the sync thread
+//     still writes them from memory, but a kill -9 before it does would lose them (counted,
+//     logged).
+//
+//   JournalEntry (768 B = 12 lines)
+//   0         8      9       10    12         14         16          272              712
+//   +---------+------+-------+-----+----------+----------+-----------+----------------+---
+//   | version | kind |has_ns | ns  | text_len | reserved | text[256] | payload (440)  |pad
+//   +---------+------+-------+-----+----------+----------+-----------+----------------+---
+//   kind: writer/redis_sync.hpp SyncEvent::Kind (spill, erase, account, ns, glob, all).
+//   text: the account (account) or the glob pattern (glob). payload: the position (spill), or
+//   its namespace and key (erase).
+inline constexpr std::size_t kJournalTextMax = 256;
+
+struct alignas(kCacheLine) JournalHeader {
+  alignas(kCacheLine) std::atomic<std::uint64_t> head;
+  alignas(kCacheLine) std::atomic<std::uint64_t> tail;
+  alignas(kCacheLine) std::atomic<std::uint64_t> overflows;
+};
+static_assert(sizeof(JournalHeader) == 3 * kCacheLine);
+
+struct alignas(kCacheLine) JournalEntry {
+  std::uint64_t version;
+  std::uint8_t kind;
+  std::uint8_t has_ns;
+  std::uint16_t ns;
+  std::uint16_t text_len;
+  std::uint16_t reserved;
+  char text[kJournalTextMax];
+  SlotPayload payload;
+};
+static_assert(offsetof(JournalEntry, payload) == 272 && sizeof(JournalEntry) == 768);
+
+// Entries per segment: a sixteenth of the capacity, at least 1024 and at most 65536 (48 MiB).
+constexpr std::uint64_t journal_entries_for(std::uint64_t capacity) {
+  const std::uint64_t n = capacity / 16;
+  return n < 1024 ? 1024 : (n > 65536 ? 65536 : n);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Derived sizes and offsets.
 constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -302,6 +360,8 @@ struct Geometry {
   std::uint64_t index_offset[2];
   std::uint64_t writer_offset;
   std::uint64_t book_offset;  // SlotBook[capacity] inside the writer area (absolute)
+  std::uint64_t journal_offset;   // JournalHeader, then JournalEntry[journal_entries]
+  std::uint64_t journal_entries;
   std::uint64_t segment_size;
 };
 
@@ -314,7 +374,9 @@ constexpr Geometry geometry_for(std::uint64_t capacity) {
   g.index_offset[1] = align_up(g.index_offset[0] + g.index_buckets * sizeof(Bucket), kPageSize);
   g.writer_offset = align_up(g.index_offset[1] + g.index_buckets * sizeof(Bucket), kPageSize);
   g.book_offset = g.writer_offset + align_up(sizeof(WriterArea), kCacheLine);
-  g.segment_size = align_up(g.book_offset + capacity * sizeof(SlotBook), kPageSize);
+  g.journal_offset = align_up(g.book_offset + capacity * sizeof(SlotBook), kPageSize);
+  g.journal_entries = journal_entries_for(capacity);
+  g.segment_size = align_up(g.journal_offset + sizeof(JournalHeader) + g.journal_entries * sizeof(JournalEntry), kPageSize);
   return g;
 }
 
@@ -329,7 +391,8 @@ constexpr std::uint64_t layout_fingerprint() {
       sizeof(Slot), sizeof(SlotPayload), offsetof(SlotPayload, ns), offsetof(SlotPayload, version),
       offsetof(SlotPayload, account), offsetof(SlotPayload, instrument),
       offsetof(SlotPayload, values), sizeof(Bucket), kTombstoneRef, sizeof(SlotBook),
-      sizeof(UndoRecord), sizeof(WriterArea), kMaxNamespaces, kMaxFields, kMaxAccountLen,
+      sizeof(UndoRecord), sizeof(WriterArea), sizeof(JournalHeader), sizeof(JournalEntry),
+      journal_entries_for(1), journal_entries_for(1u << 30), kMaxNamespaces, kMaxFields, kMaxAccountLen,
       kMaxInstrumentLen, kHashAlgorithm, kLayoutVersion};
   std::uint64_t h = 0xcbf29ce484222325ULL;
   for (std::uint64_t f : facts) {

@@ -24,6 +24,28 @@ std::string_view ns_name(const SegmentHeader& h, std::uint16_t ns) {
 }
 }  // namespace
 
+void to_entry(const SyncEvent& e, JournalEntry& out) noexcept {
+  out.version = e.version;
+  out.kind = static_cast<std::uint8_t>(e.kind);
+  out.has_ns = e.ns ? 1 : 0;
+  out.ns = e.ns.value_or(0);
+  const std::size_t n = std::min(e.text.size(), kJournalTextMax);
+  out.text_len = static_cast<std::uint16_t>(n);
+  std::memcpy(out.text, e.text.data(), n);
+  out.payload = e.payload;
+}
+
+SyncEvent from_entry(const JournalEntry& in, std::uint64_t pos) {
+  SyncEvent e;
+  e.kind = static_cast<SyncEvent::Kind>(in.kind);
+  e.version = in.version;
+  if (in.has_ns != 0) e.ns = in.ns;
+  e.text.assign(in.text, std::min<std::size_t>(in.text_len, kJournalTextMax));
+  e.payload = in.payload;
+  e.journal_pos = pos + 1;
+  return e;
+}
+
 RedisSync::RedisSync(const RedisConfig& config, std::vector<NamespaceSpec> namespaces, SegmentView view, LogSink log)
     : cfg_(config),
       fmt_(config.prefix, std::move(namespaces)),
@@ -34,6 +56,8 @@ RedisSync::RedisSync(const RedisConfig& config, std::vector<NamespaceSpec> names
       // Epochs must not repeat the marks a previous writer left in the SlotBooks.
       epoch_(static_cast<std::uint64_t>(realtime_ns())) {
   in_dirty_.assign(v_.capacity, 0);
+  journal_done_.assign(v_.journal_entries, 0);
+  if (v_.journal != nullptr) overflows_seen_ = v_.journal->overflows.load(std::memory_order_relaxed);
   all_batches_.push_back(std::make_unique<SyncBatch>());
   cur_ = all_batches_.back().get();
   set_state(RedisState::connecting);
@@ -60,6 +84,47 @@ SyncEvent& RedisSync::add_event(SyncEvent::Kind kind, std::uint64_t version, std
   e.kind = kind;
   e.version = version;
   return e;
+}
+
+void RedisSync::commit(SyncEvent& e) noexcept {
+  JournalHeader* j = v_.journal;
+  if (j == nullptr || v_.journal_entries == 0) return;
+  const std::uint64_t head = j->head.load(std::memory_order_relaxed);  // only this thread stores it
+  // acquire: pairs with the sync thread's release store of tail; entries below it are no longer
+  // needed, so the one at head % entries may be overwritten.
+  const std::uint64_t tail = j->tail.load(std::memory_order_acquire);
+  if (head - tail >= v_.journal_entries || e.text.size() > kJournalTextMax) {
+    j->overflows.store(j->overflows.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return;
+  }
+  to_entry(e, v_.entries[head % v_.journal_entries]);
+  e.journal_pos = head + 1;
+  // release: the entry is complete before head covers it. For a writer killed here, the next
+  // writer maps the segment after this process's stores retired, in program order (the same
+  // argument as the undo record's, shm/seqlock.hpp).
+  j->head.store(head + 1, std::memory_order_release);
+}
+
+void RedisSync::replay(SyncEvent&& e) {
+  if (cur_->empty()) cur_->first_ns = realtime_ns();
+  cur_->events.push_back(std::move(e));
+}
+
+// Sync thread: the event of journal entry pos - 1 is in Redis, or superseded by a later event
+// of its key that is pending (and journaled after it). The tail moves past every entry so marked.
+void RedisSync::journal_done(std::uint64_t pos) {
+  if (pos == 0 || v_.journal == nullptr) return;
+  const std::uint64_t n = v_.journal_entries;
+  journal_done_[(pos - 1) % n] = 1;
+  std::uint64_t tail = v_.journal->tail.load(std::memory_order_relaxed);  // only this thread stores it
+  const std::uint64_t head = v_.journal->head.load(std::memory_order_acquire);
+  const std::uint64_t from = tail;
+  while (tail < head && journal_done_[tail % n] != 0) {
+    journal_done_[tail % n] = 0;
+    ++tail;
+  }
+  // release: pairs with the apply thread's acquire load in commit() (it may now reuse them).
+  if (tail != from) v_.journal->tail.store(tail, std::memory_order_release);
 }
 
 std::uint64_t RedisSync::hand_off() {
@@ -144,14 +209,22 @@ void RedisSync::merge_event(SyncEvent&& e) {
     if (it == key_events_.end()) {
       key_events_.emplace(std::move(key), std::move(e));
     } else if (it->second.version < e.version) {
+      journal_done(it->second.journal_pos);  // superseded by e, which is pending and journaled after it
       it->second = std::move(e);
+    } else {
+      journal_done(e.journal_pos);
     }
     return;
   }
   // A pattern removal supersedes every older per-key event it covers: dropping them keeps an
   // older spill from re-creating a key after the pattern removed it.
   for (auto it = key_events_.begin(); it != key_events_.end();) {
-    if (it->second.version < e.version && covers(e, it->second)) it = key_events_.erase(it); else ++it;
+    if (it->second.version < e.version && covers(e, it->second)) {
+      journal_done(it->second.journal_pos);
+      it = key_events_.erase(it);
+    } else {
+      ++it;
+    }
   }
   pattern_events_.push_back(std::move(e));
 }
@@ -332,6 +405,7 @@ bool RedisSync::write_events(std::vector<SyncEvent>& events, std::size_t& done) 
   while (i < events.size()) {
     if (events[i].kind != SyncEvent::Kind::spill && events[i].kind != SyncEvent::Kind::erase) {
       if (!run_pattern(events[i])) return false;
+      journal_done(events[i].journal_pos);
       done = ++i;
       continue;
     }
@@ -362,6 +436,7 @@ bool RedisSync::write_events(std::vector<SyncEvent>& events, std::size_t& done) 
     if (!std::all_of(ok.begin(), ok.end(), [](bool b) { return b; })) return false;  // retried next round
     for (std::size_t j = 0; j < n; ++j) {
       if (events[i + j].kind == SyncEvent::Kind::spill) synced_max_ = std::max(synced_max_, events[i + j].version);
+      journal_done(events[i + j].journal_pos);
     }
     i += n;
     done = i;
@@ -532,6 +607,21 @@ void RedisSync::set_error(const std::string& text) {
   h.redis_error_seq.store(s + 2, std::memory_order_release);
 }
 
+// A full journal is worth one line per episode, not one per removal.
+void RedisSync::report_overflows() {
+  if (v_.journal == nullptr) return;
+  const std::uint64_t ov = v_.journal->overflows.load(std::memory_order_relaxed);
+  if (ov == overflows_seen_) return;
+  const std::int64_t t = monotonic_ns();
+  if (t - overflow_logged_ns_ < 10'000'000'000) return;
+  log(LogLevel::warn, "journal full (" + std::to_string(v_.journal_entries) + " entries): " +
+                          std::to_string(ov - overflows_seen_) +
+                          " more removals are kept in memory only until Redis has them; a kill -9 "
+                          "before then would lose them (" + std::to_string(ov) + " in all)");
+  overflows_seen_ = ov;
+  overflow_logged_ns_ = t;
+}
+
 void RedisSync::publish() {
   SegmentHeader& h = *v_.h;
   h.redis_dirty.store(dirty_.size() + key_events_.size() + pattern_events_.size(), std::memory_order_relaxed);
@@ -563,6 +653,7 @@ void RedisSync::run() {
       clean_seq_.store(merged_seq_.load(std::memory_order_relaxed), std::memory_order_release);
     }
     publish();
+    report_overflows();
     if (stopping) {
       if (!has_pending() && to_sync_.read_available() == 0) break;
       if (monotonic_ns() >= stop_deadline) {

@@ -26,8 +26,12 @@
 //   * publishes its state in the segment header for readers and poscache-inspect.
 //
 // A writer killed with -9 loses the batches in its memory, but not the slots: a re-attaching
-// writer queues every slot whose version is above its synced_version. Erases, invalidations and
-// spills not yet written at the moment of a kill -9 are lost (README "Caveats").
+// writer queues every slot whose version is above its synced_version. Removals (erases,
+// invalidations, spills) leave nothing in the slots, so the apply thread records each in the
+// segment's journal (shm/layout.hpp) before it applies it; the sync thread moves the journal's
+// tail past an entry once Redis has it (or a later event of the same key replaced it), and a
+// re-attaching writer replays [tail, head). Only removals that found the journal full (an
+// outage longer than the journal) live in memory alone; they are counted (overflows).
 #pragma once
 
 #include <boost/lockfree/spsc_queue.hpp>
@@ -57,6 +61,7 @@ struct SyncEvent {
   std::optional<std::uint16_t> ns;       // erase, ns; account (optional filter)
   std::string text;                      // account (account), pattern (glob)
   shm::SlotPayload payload{};            // spill: the position; erase: ns/account/instrument
+  std::uint64_t journal_pos = 0;         // its journal entry + 1 (0: not journaled, the journal was full)
 };
 
 struct SyncBatch {
@@ -72,7 +77,14 @@ struct SegmentView {
   const shm::Slot* slots = nullptr;
   shm::SlotBook* book = nullptr;
   std::uint64_t capacity = 0;
+  shm::JournalHeader* journal = nullptr;  // shm/layout.hpp "Journal"
+  shm::JournalEntry* entries = nullptr;
+  std::uint64_t journal_entries = 0;
 };
+
+// The journal entry of an event and back (shm/layout.hpp "Journal").
+void to_entry(const SyncEvent& e, shm::JournalEntry& out) noexcept;
+SyncEvent from_entry(const shm::JournalEntry& in, std::uint64_t pos);
 
 class RedisSync {
  public:
@@ -93,6 +105,11 @@ class RedisSync {
     cur_->slots.push_back(slot);
   }
   SyncEvent& add_event(SyncEvent::Kind kind, std::uint64_t version, std::int64_t t);
+  // Records a filled-in event in the journal, before the removal it describes is applied. A full
+  // journal (a long outage) leaves the event in memory only and counts an overflow.
+  void commit(SyncEvent& e) noexcept;
+  // A journal entry a killed writer left (re-attach, before start()): back into the first batch.
+  void replay(SyncEvent&& e);
   void maybe_hand_off(std::int64_t t) {
     if (!cur_->empty() && (t - cur_->first_ns >= half_interval_ns_ || cur_->slots.size() + cur_->events.size() >= batch_size_)) {
       hand_off();
@@ -124,6 +141,8 @@ class RedisSync {
   std::string event_key(const SyncEvent& e) const;
   bool covers(const SyncEvent& pattern, const SyncEvent& key_event) const;
   void log(LogLevel level, const std::string& msg) const { if (log_) log_(level, msg); }
+  void journal_done(std::uint64_t pos);
+  void report_overflows();
 
   RedisConfig cfg_;
   RedisFormat fmt_;
@@ -163,6 +182,9 @@ class RedisSync {
   Args args_;
   UpsertCall call_;
   std::vector<std::pair<std::uint32_t, std::uint64_t>> inflight_;
+  std::vector<std::uint8_t> journal_done_;  // entry index -> written or superseded, not yet below tail
+  std::uint64_t overflows_seen_ = 0;
+  std::int64_t overflow_logged_ns_ = 0;
 };
 
 }  // namespace poscache::detail

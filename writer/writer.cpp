@@ -151,6 +151,9 @@ struct Writer::Impl {
   std::uint64_t tombstone_limit = 0;
   detail::AccountHeads account_heads{1};  // account hash -> first slot; sized in bind()
   std::unique_ptr<detail::RedisSync> sync;  // null without Redis
+  JournalHeader* journal = nullptr;          // removals not yet in Redis (shm/layout.hpp)
+  JournalEntry* journal_entries = nullptr;
+  std::uint64_t journal_size = 0;
   detail::WarmStartReport warm;
 
   std::int64_t last_now = 0;
@@ -353,7 +356,11 @@ struct Writer::Impl {
       // A change Redis has not acknowledged would leave with the slot: hand a copy to the sync
       // thread. acquire pairs with the sync thread's release store after Redis replied.
       const std::uint64_t synced = std::atomic_ref<std::uint64_t>(book[s].synced_version).load(std::memory_order_acquire);
-      if (p.version > synced) sync->add_event(detail::SyncEvent::Kind::spill, p.version, last_now).payload = p;
+      if (p.version > synced) {
+        detail::SyncEvent& e = sync->add_event(detail::SyncEvent::Kind::spill, p.version, last_now);
+        e.payload = p;
+        sync->commit(e);  // in the journal before the slot is freed
+      }
     }
     IndexWriter iw = active_index();
     const std::uint64_t pos = iw.find_slot(p.key_hash, s);
@@ -575,12 +582,14 @@ struct Writer::Impl {
     e.payload.instrument_len = static_cast<std::uint8_t>(k.instrument.size());
     std::memcpy(e.payload.account, k.account.data(), k.account.size());
     std::memcpy(e.payload.instrument, k.instrument.data(), k.instrument.size());
+    sync->commit(e);  // in the journal before the position is removed
   }
   void sync_pattern(detail::SyncEvent::Kind kind, std::optional<NamespaceId> ns, std::string_view text) {
     if (!sync) return;
     detail::SyncEvent& e = sync->add_event(kind, wa->next_version++, now());
     if (ns) e.ns = *ns;
     e.text.assign(text);
+    sync->commit(e);  // in the journal before the positions are removed
   }
 
   ApplyResult erase(const KeyRef& k) {
@@ -692,6 +701,9 @@ struct Writer::Impl {
     index[1] = reinterpret_cast<Bucket*>(base + g.index_offset[1]);
     wa = reinterpret_cast<WriterArea*>(base + g.writer_offset);
     book = reinterpret_cast<SlotBook*>(base + g.book_offset);
+    journal = reinterpret_cast<JournalHeader*>(base + g.journal_offset);
+    journal_entries = reinterpret_cast<JournalEntry*>(base + g.journal_offset + sizeof(JournalHeader));
+    journal_size = g.journal_entries;
     capacity = g.capacity;
     buckets = g.index_buckets;
     // Rebuild when tombstones pass a quarter of the buckets: live keys are at most half, so
@@ -830,7 +842,70 @@ struct Writer::Impl {
     rebuild_index(true);
     // 4. Free list, LRU lists (by updated_at), account lists, live count, next version.
     rebuild_lists();
+    // 5. A removal recorded in the journal may have been cut short by the kill: finish it.
+    complete_journal();
     stamp_writer();
+  }
+
+  // The journal's pending entries, oldest first: [tail, head). Entries are complete below head
+  // (release/acquire in RedisSync::commit); the indexes are checked, a corrupt header yields none.
+  std::vector<std::pair<std::uint64_t, const JournalEntry*>> journal_pending() const {
+    std::vector<std::pair<std::uint64_t, const JournalEntry*>> out;
+    const std::uint64_t head = journal->head.load(std::memory_order_acquire);
+    const std::uint64_t tail = journal->tail.load(std::memory_order_acquire);
+    if (head < tail || head - tail > journal_size) return out;
+    for (std::uint64_t n = tail; n < head; ++n) out.emplace_back(n, &journal_entries[n % journal_size]);
+    return out;
+  }
+
+  // Re-attach: an erase or invalidation whose entry is in the journal was recorded before it was
+  // applied; a kill -9 may have stopped it half way. Remove what it covers that is older than
+  // it (anything newer was written after it). Spills need nothing: the position was either
+  // still in its slot or already gone.
+  void complete_journal() {
+    using Kind = detail::SyncEvent::Kind;
+    std::size_t finished = 0;
+    for (const auto& [n, e] : journal_pending()) {
+      const auto kind = static_cast<Kind>(e->kind);
+      const std::uint64_t v = e->version;
+      const std::string_view text(e->text, std::min<std::size_t>(e->text_len, kJournalTextMax));
+      std::vector<std::uint32_t> victims;
+      if (kind == Kind::erase) {  // one key: the index finds it
+        const SlotPayload& k = e->payload;
+        const std::string_view account(k.account, std::min<std::size_t>(k.account_len, kMaxAccountLen));
+        const std::string_view instrument(k.instrument, std::min<std::size_t>(k.instrument_len, kMaxInstrumentLen));
+        const std::uint32_t s = find(key_hash(k.ns, account, instrument), k.ns, account, instrument);
+        if (s != kNil && peek(s).version < v) victims.push_back(s);
+      } else if (kind == Kind::account) {  // one account: its list
+        const std::uint32_t head = account_heads.find(account_hash(text));
+        for (std::uint32_t s = head == detail::AccountHeads::kNone ? kNil : head; s != kNil; s = book[s].account_next) {
+          const SlotPayload& p = peek(s);
+          if (std::string_view(p.account, p.account_len) == text && (e->has_ns == 0 || p.ns == e->ns) && p.version < v) {
+            victims.push_back(s);
+          }
+        }
+      } else if (kind == Kind::ns || kind == Kind::glob || kind == Kind::all) {  // rare: a scan
+        const std::string pattern(text);
+        std::string key;
+        for (std::uint32_t s = 0; s < capacity; ++s) {
+          const SlotPayload& p = peek(s);
+          if (p.ns == kFreeNamespace || p.version >= v) continue;
+          bool hit = kind == Kind::all || (kind == Kind::ns && e->has_ns != 0 && p.ns == e->ns);
+          if (kind == Kind::glob) {
+            key.assign(h->namespaces[p.ns].name, strnlen(h->namespaces[p.ns].name, 32));
+            key.append(":").append(p.account, p.account_len).append(":").append(p.instrument, p.instrument_len);
+            hit = fnmatch(pattern.c_str(), key.c_str(), 0) == 0;
+          }
+          if (hit) victims.push_back(s);
+        }
+      }  // spill: the position was either still in its slot or already gone; nothing to finish
+      finished += remove_all(victims);
+    }
+    if (finished > 0) {
+      bump(h->repairs, finished);
+      cfg.log(LogLevel::warn, "re-attach: finished " + std::to_string(finished) +
+                                  " removals of positions that a killed writer had recorded but not completed");
+    }
   }
 
   // Free list, LRU lists sorted by (updated_at, version), account lists, live count and next
@@ -919,9 +994,34 @@ struct Writer::Impl {
 
   // With Redis: warm start on an empty segment (before it turns ready), then the sync thread.
   void start_redis(bool empty_segment) {
-    if (!cfg.redis) return;
+    const auto pending = journal_pending();
+    if (!cfg.redis) {
+      if (!pending.empty()) {
+        cfg.log(LogLevel::warn, std::to_string(pending.size()) + " removals in the segment's journal are not in Redis yet; "
+                                "they stay there until a writer with Redis configured writes them");
+      }
+      return;
+    }
     const RedisConfig& rc = *cfg.redis;
+    sync = std::make_unique<detail::RedisSync>(
+        rc, cfg.namespaces, detail::SegmentView{h, slots, book, capacity, journal, journal_entries, journal_size}, cfg.log);
+    for (const auto& [n, e] : pending) sync->replay(detail::from_entry(*e, n));
+    bool started = false;
+    if (!pending.empty()) {
+      cfg.log(LogLevel::info, "journal: " + std::to_string(pending.size()) + " removals a previous writer left go to Redis first");
+    }
     if (empty_segment && rc.warm_start) {
+      if (!pending.empty()) {
+        // Load only after Redis has the removals: a warm start before them would bring back
+        // what they removed.
+        sync->start();
+        started = true;
+        if (!sync->flush(rc.connect_timeout + rc.close_timeout)) {
+          throw Error("warm start: " + std::to_string(pending.size()) + " removals left in the segment's journal "
+                      "could not be written to Redis first (the segment stays initializing; start with "
+                      "--cold-start, or RedisConfig::warm_start = false, to start without loading)");
+        }
+      }
       detail::RedisFormat fmt(rc.prefix, cfg.namespaces);
       auto rep = detail::warm_start(
           rc, fmt, [this](const SlotPayload& p) { return restore(p); },
@@ -946,9 +1046,8 @@ struct Writer::Impl {
                                     std::to_string(warm.malformed) + " malformed");
       }
     }
-    sync = std::make_unique<detail::RedisSync>(rc, cfg.namespaces, detail::SegmentView{h, slots, book, capacity}, cfg.log);
     if (reattached) queue_unsynced();
-    sync->start();
+    if (!started) sync->start();
   }
 
   // Re-attached: every slot whose version Redis has not acknowledged goes to the sync thread
@@ -1245,7 +1344,13 @@ std::size_t Writer::invalidate_namespace(NamespaceId ns) {
   if (ns >= impl_->cfg.namespaces.size()) return 0;
   return impl_->invalidate_namespace(ns);
 }
-std::size_t Writer::invalidate_matching(std::string_view glob) { return impl_->invalidate_matching(glob); }
+std::size_t Writer::invalidate_matching(std::string_view glob) {
+  if (glob.empty() || glob.size() > kJournalTextMax) {
+    throw Error("glob pattern must be 1 to " + std::to_string(kJournalTextMax) + " characters, got " +
+                std::to_string(glob.size()));
+  }
+  return impl_->invalidate_matching(glob);
+}
 std::size_t Writer::invalidate_all() { return impl_->invalidate_all(); }
 
 BatchResult Writer::apply(std::span<const Op> ops) {
@@ -1265,7 +1370,7 @@ BatchResult Writer::apply(std::span<const Op> ops) {
           } else if constexpr (std::is_same_v<T, InvalidateNamespace>) {
             return op.ns < specs.size() ? std::string() : "namespace id " + std::to_string(op.ns) + " is out of range";
           } else if constexpr (std::is_same_v<T, InvalidateMatching>) {
-            return op.glob.empty() || op.glob.size() > 256 ? "glob pattern must be 1 to 256 characters" : std::string();
+            return op.glob.empty() || op.glob.size() > kJournalTextMax ? "glob pattern must be 1 to 256 characters" : std::string();
           } else {
             return {};
           }
@@ -1363,6 +1468,8 @@ WriterStats Writer::stats() const {
   const std::int64_t oldest = h.redis_oldest_unsynced_ns.load(kRelaxed);
   s.redis_oldest_unsynced_age_ns = oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
   s.redis_synced_version = h.redis_synced_version.load(kRelaxed);
+  s.journal_pending = impl_->journal->head.load(kRelaxed) - impl_->journal->tail.load(kRelaxed);
+  s.journal_overflows = impl_->journal->overflows.load(kRelaxed);
   return s;
 }
 

@@ -8,11 +8,19 @@
 #include <random>
 #include <set>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <mutex>
+
 #include "poscache/decimal.hpp"
 #include "poscache/reader.hpp"
 #include "redis/redis_server.hpp"
 #include "shm/clock.hpp"
+#include "shm/layout.hpp"
 #include "test_util.hpp"
+#include "writer/redis_sync.hpp"
 
 namespace poscache::test {
 namespace {
@@ -501,6 +509,195 @@ TEST(RedisSync, AWriterKilledWithUnsyncedChangesLosesNoneOnRestart) {
   EXPECT_EQ(got.size(), 300u);
   EXPECT_EQ(got, segment_as_db(seg.name()));
   EXPECT_EQ(got.at(key_of("spot", "k299", "SOL")).at("qty"), "301.000000000000000000");
+}
+
+// Removals leave nothing in the slots: they survive a kill -9 through the segment's journal.
+// The child makes every kind (spills of evicted positions with unsynced updates, an erase, an
+// account and a glob invalidation), none handed to its sync thread, and is killed.
+TEST(RedisSync, RemovalsAKilledWriterHadNotWrittenReachRedisFromTheJournal) {
+  RedisServer srv;
+  ScratchSegment seg("rs_journal");
+  WriterConfig cfg = redis_config(seg, srv, 64);
+  auto key = [](int i) { return std::make_pair("acc" + std::to_string(i % 8), "I" + std::to_string(i)); };
+  const std::string out = in_child([&] {
+    WriterConfig c = cfg;
+    c.redis->flush_interval = std::chrono::seconds(60);  // nothing handed off on its own
+    auto w = Writer::open(c);
+    for (int i = 0; i < 64; ++i) w->upsert(must(w->make_update("spot", key(i).first, key(i).second, {{"qty", "1"}})));
+    if (!w->sync_redis(std::chrono::seconds(10))) return std::string("first sync failed");
+    for (int i = 0; i < 64; ++i) w->upsert(must(w->make_update("spot", key(i).first, key(i).second, {{"qty", "2"}})));
+    // Ten new positions evict I0..I9, whose qty 2 Redis has never seen: spills.
+    for (int j = 0; j < 10; ++j) w->upsert(must(w->make_update("spot", "new", "N" + std::to_string(j), {{"qty", "3"}})));
+    if (w->stats().evictions != 10) return std::string("expected 10 evictions");
+    w->erase(*w->make_key("spot", key(20).first, key(20).second));
+    w->invalidate_account("acc3");
+    w->invalidate_matching("spot:acc5:*");
+    if (w->stats().journal_pending != 10 + 1 + 2) return "journal holds " + std::to_string(w->stats().journal_pending);
+    ::kill(::getpid(), SIGKILL);
+    return std::string("not killed");
+  });
+  ASSERT_EQ(out, "");
+  auto c = srv.client();
+  ASSERT_EQ(read_positions(c).size(), 64u);  // the first sync only
+  std::vector<std::string> logged;
+  cfg.log = [&](LogLevel, std::string_view m) { logged.emplace_back(m); };
+  auto w = Writer::open(cfg);
+  EXPECT_TRUE(w->stats().reattached);
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  EXPECT_EQ(w->stats().journal_pending, 0u);
+  EXPECT_TRUE(std::any_of(logged.begin(), logged.end(), [](const std::string& m) {
+    return m.find("13 removals a previous writer left") != std::string::npos;
+  })) << ::testing::PrintToString(logged);
+  const Db got = read_positions(c);
+  // 64 + 10 new - I20 (erased) - 8 of acc3 - 8 of acc5, the evicted ones included.
+  EXPECT_EQ(got.size(), 57u);
+  for (int i = 0; i < 64; ++i) {
+    const std::string k = key_of("spot", key(i).first, key(i).second);
+    const bool removed = i == 20 || i % 8 == 3 || i % 8 == 5;
+    ASSERT_EQ(got.count(k), removed ? 0u : 1u) << k;
+    if (!removed) {
+      EXPECT_EQ(got.at(k).at("qty"), "2.000000000000000000") << k;  // evicted ones too
+    }
+  }
+  for (const auto& [k, h] : segment_as_db(seg.name())) EXPECT_EQ(got.at(k), h) << k;
+}
+
+// A writer killed right after invalidate_all leaves an empty segment, which the next writer
+// warm-starts from Redis: it must write the journaled removal first, or the load would bring
+// every position back.
+TEST(RedisSync, AWarmStartWritesTheJournaledRemovalsFirst) {
+  RedisServer srv;
+  ScratchSegment seg("rs_jwarm");
+  WriterConfig cfg = redis_config(seg, srv, 64);
+  const std::string out = in_child([&] {
+    WriterConfig c = cfg;
+    c.redis->flush_interval = std::chrono::seconds(60);
+    auto w = Writer::open(c);
+    for (int i = 0; i < 20; ++i) w->upsert(must(w->make_update("spot", "a" + std::to_string(i), "SOL", {{"qty", "1"}})));
+    if (!w->sync_redis(std::chrono::seconds(10))) return std::string("first sync failed");
+    w->invalidate_all();
+    ::kill(::getpid(), SIGKILL);
+    return std::string("not killed");
+  });
+  ASSERT_EQ(out, "");
+  auto c = srv.client();
+  ASSERT_EQ(read_positions(c).size(), 20u);
+  auto w = Writer::open(cfg);  // re-attaches an empty segment: a warm start
+  EXPECT_EQ(w->stats().live, 0u);
+  EXPECT_EQ(w->stats().warm_loaded, 0u);
+  EXPECT_EQ(read_positions(c).size(), 0u);
+}
+
+// A removal is journaled before it is applied. Hand-built: the entry of an erase and of an
+// account invalidation are in the journal, the positions still in the slots, as a kill between
+// the two steps leaves them. The next writer finishes both, in the segment and in Redis.
+TEST(RedisSync, ARemovalCutShortByAKillIsFinishedOnReattach) {
+  RedisServer srv;
+  ScratchSegment seg("rs_cut");
+  WriterConfig cfg = redis_config(seg, srv, 64);
+  std::uint64_t version = 0;
+  {
+    auto w = Writer::open(cfg);
+    for (int i = 0; i < 16; ++i) {
+      w->upsert(must(w->make_update("spot", "acc" + std::to_string(i % 4), "I" + std::to_string(i), {{"qty", "1"}})));
+    }
+    ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+    version = w->upsert(must(w->make_update("spot", "late", "X", {{"qty", "1"}}))).version;
+    ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+    w->close();
+  }
+  {
+    const int fd = ::shm_open(("/" + seg.name()).c_str(), O_RDWR, 0);
+    ASSERT_GE(fd, 0);
+    struct stat st {};
+    ::fstat(fd, &st);
+    void* base = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    const shm::Geometry g = shm::geometry_for(64);
+    auto* jh = reinterpret_cast<shm::JournalHeader*>(static_cast<char*>(base) + g.journal_offset);
+    auto* entries = reinterpret_cast<shm::JournalEntry*>(static_cast<char*>(base) + g.journal_offset + sizeof(shm::JournalHeader));
+    const std::uint64_t head = jh->head.load();
+    ASSERT_EQ(jh->tail.load(), head);
+    detail::SyncEvent erase;
+    erase.kind = detail::SyncEvent::Kind::erase;
+    erase.version = version - 1;  // older than "late", newer than the first 16
+    erase.payload.ns = 0;
+    erase.payload.account_len = 4;
+    std::memcpy(erase.payload.account, "acc1", 4);
+    erase.payload.instrument_len = 2;
+    std::memcpy(erase.payload.instrument, "I5", 2);
+    detail::to_entry(erase, entries[head % g.journal_entries]);
+    detail::SyncEvent account;
+    account.kind = detail::SyncEvent::Kind::account;
+    account.version = version - 1;
+    account.text = "acc2";
+    detail::to_entry(account, entries[(head + 1) % g.journal_entries]);
+    detail::SyncEvent late;  // older than the position it names: must leave it alone
+    late.kind = detail::SyncEvent::Kind::erase;
+    late.version = version - 1;
+    late.payload.ns = 0;
+    late.payload.account_len = 4;
+    std::memcpy(late.payload.account, "late", 4);
+    late.payload.instrument_len = 1;
+    late.payload.instrument[0] = 'X';
+    detail::to_entry(late, entries[(head + 2) % g.journal_entries]);
+    jh->head.store(head + 3);
+    ::munmap(base, static_cast<std::size_t>(st.st_size));
+  }
+  auto w = Writer::open(cfg);
+  EXPECT_EQ(w->stats().repairs, 5u);  // acc1:I5 and the four of acc2
+  EXPECT_FALSE(w->find(*w->make_key("spot", "acc1", "I5")));
+  EXPECT_FALSE(w->find(*w->make_key("spot", "acc2", "I2")));
+  EXPECT_TRUE(w->find(*w->make_key("spot", "acc1", "I1")));
+  EXPECT_TRUE(w->find(*w->make_key("spot", "late", "X")));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  EXPECT_EQ(w->stats().journal_pending, 0u);
+  auto c = srv.client();
+  const Db got = read_positions(c);
+  EXPECT_EQ(got.size(), 12u);  // 16 + late - 1 - 4
+  EXPECT_EQ(got, segment_as_db(seg.name()));
+}
+
+// An outage longer than the journal: the removals beyond it are counted and logged, kept in
+// memory, and still reach Redis when it is back.
+TEST(RedisSync, AFullJournalIsCountedAndLoggedAndItsOverflowStillReachesRedis) {
+  RedisServer srv;
+  ScratchSegment seg("rs_jfull");
+  WriterConfig cfg = redis_config(seg, srv, 64);  // journal: 1024 entries
+  std::mutex mu;
+  std::vector<std::string> logged;
+  cfg.log = [&](LogLevel, std::string_view m) {
+    std::lock_guard lock(mu);
+    logged.emplace_back(m);
+  };
+  auto w = Writer::open(cfg);
+  constexpr int kN = 1500;
+  for (int i = 0; i < kN; ++i) {  // 1500 positions through a 64-slot table: Redis holds them all
+    w->upsert(must(w->make_update("spot", "acc" + std::to_string(i % 50), "I" + std::to_string(i), {{"qty", "1"}})));
+    if (i % 32 == 0) {
+      ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+    }
+  }
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  auto c = srv.client();
+  ASSERT_EQ(read_positions(c).size(), static_cast<std::size_t>(kN));
+  ASSERT_EQ(w->stats().journal_pending, 0u);
+  srv.stop(SIGKILL);
+  for (int i = 0; i < kN; ++i) w->erase(*w->make_key("spot", "acc" + std::to_string(i % 50), "I" + std::to_string(i)));
+  w->tick();
+  EXPECT_EQ(w->stats().journal_pending, 1024u);
+  EXPECT_EQ(w->stats().journal_overflows, static_cast<std::uint64_t>(kN - 1024));
+  srv.start();
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(20)));
+  EXPECT_EQ(w->stats().journal_pending, 0u);
+  auto c2 = srv.client();
+  EXPECT_EQ(read_positions(c2).size(), 0u);
+  std::lock_guard lock(mu);
+  EXPECT_TRUE(std::any_of(logged.begin(), logged.end(), [](const std::string& m) {
+    // (the sync thread may report while the erases are still running: the count is not fixed)
+    return m.find("journal full (1024 entries): ") != std::string::npos &&
+           m.find("removals are kept in memory only until Redis has them") != std::string::npos;
+  })) << ::testing::PrintToString(logged);
 }
 
 TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {

@@ -53,6 +53,13 @@ TEST(SegmentTest, LayoutOffsetsAreWhatTheDiagramsSay) {
   EXPECT_EQ(g.slots_offset, kHeaderSize);
   EXPECT_EQ(g.index_offset[0] % kPageSize, 0u);
   EXPECT_GE(g.index_offset[0], g.slots_offset + 1'000'000 * sizeof(Slot));
+  // The journal closes the segment: after the SlotBooks, page-aligned, 1/16 of the capacity.
+  EXPECT_EQ(g.journal_offset % kPageSize, 0u);
+  EXPECT_GE(g.journal_offset, g.book_offset + 1'000'000 * sizeof(SlotBook));
+  EXPECT_EQ(g.journal_entries, 62'500u);
+  EXPECT_GE(g.segment_size, g.journal_offset + sizeof(JournalHeader) + 62'500 * sizeof(JournalEntry));
+  EXPECT_EQ(geometry_for(100).journal_entries, 1024u);
+  EXPECT_EQ(geometry_for(10'000'000).journal_entries, 65'536u);
   // The memory budget (DESIGN.md): at most 640 bytes per position at a million, all included.
   EXPECT_LE(g.segment_size / 1'000'000, 640u) << g.segment_size;
 }
@@ -76,7 +83,7 @@ TEST(SegmentTest, ReaderRefusesForeignMagicVersionAndFingerprint) {
 
   h.layout_version = 99;
   err = open_error(seg.name());
-  EXPECT_NE(err.find("layout version mismatch: expected 2, found 99"), std::string::npos) << err;
+  EXPECT_NE(err.find("layout version mismatch: expected " + std::to_string(shm::kLayoutVersion) + ", found 99"), std::string::npos) << err;
   h.layout_version = kLayoutVersion;
 
   h.layout_fingerprint ^= 1;
