@@ -1165,6 +1165,16 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
         impl->h->state.store(static_cast<std::uint32_t>(SegmentState::ready), std::memory_order_release);
         return std::unique_ptr<Writer>(new Writer(std::move(impl)));
       }
+      if (status == AttachStatus::ok) {  // same layout: its journal can be read
+        const Geometry g = geometry_for(h->capacity);
+        const auto* j = reinterpret_cast<const JournalHeader*>(static_cast<const std::byte*>(m.base()) + g.journal_offset);
+        const std::uint64_t pending = j->head.load(std::memory_order_acquire) - j->tail.load(std::memory_order_acquire);
+        if (pending > 0 && config.log) {
+          config.log(LogLevel::warn, "replacing segment '" + name + "' drops " + std::to_string(pending) +
+                                         " removals its journal had not written to Redis yet (a warm start may "
+                                         "bring those positions back)");
+        }
+      }
       if (status == AttachStatus::ok || status == AttachStatus::initializing) {
         // Tell readers of the old generation to follow: they keep a valid mapping meanwhile.
         h->state.store(static_cast<std::uint32_t>(SegmentState::retired), std::memory_order_release);
