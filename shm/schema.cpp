@@ -136,6 +136,20 @@ Expected<bool> validate_instrument(std::string_view instrument) {
   return check_part("instrument", instrument, kMaxInstrumentLen, instrument_char, "[A-Za-z0-9._/-]");
 }
 
+namespace {
+bool all_in(std::string_view v, std::size_t limit, const Alphabet& a) noexcept {
+  if (v.empty() || v.size() > limit) return false;
+  bool ok = true;
+  for (const char c : v) ok &= a.allowed[static_cast<unsigned char>(c)];  // no branch per character
+  return ok;
+}
+}  // namespace
+
+bool valid_account(std::string_view account) noexcept { return all_in(account, kMaxAccountLen, kAccountAlphabet); }
+bool valid_instrument(std::string_view instrument) noexcept {
+  return all_in(instrument, kMaxInstrumentLen, kInstrumentAlphabet);
+}
+
 Expected<bool> validate(const NamespaceSpec& spec) {
   if (auto r = validate_namespace_name(spec.name); !r) return r;
   const std::string where = "namespace '" + spec.name + "': ";

@@ -1290,8 +1290,21 @@ Expected<Update> Writer::make_update(NamespaceId ns, std::string_view account,
 }
 
 namespace {
+// The checks of check(Update) below, answering only yes or no: the apply path's common case.
+bool valid(const Update& u, const std::vector<NamespaceSpec>& specs) noexcept {
+  if (u.ns >= specs.size() || u.account_len > kMaxAccountLen || u.instrument_len > kMaxInstrumentLen) return false;
+  if (!valid_account(u.account_view()) || !valid_instrument(u.instrument_view())) return false;
+  const std::size_t n = specs[u.ns].fields.size();
+  if (u.fields_mask == 0 || (n < 32 && (u.fields_mask >> n) != 0)) return false;
+  for (std::size_t f = 0; f < n; ++f) {
+    if (((u.fields_mask >> f) & 1u) && (u.values[f] >= kDecimalLimit || u.values[f] <= -kDecimalLimit)) return false;
+  }
+  return true;
+}
+
 // Re-checks an Update built by hand (not through make_update) so a malformed one never lands.
 std::string check(const Update& u, const std::vector<NamespaceSpec>& specs) {
+  if (valid(u, specs)) return {};
   if (u.ns >= specs.size()) return "namespace id " + std::to_string(u.ns) + " is out of range";
   if (u.account_len == 0 || u.account_len > kMaxAccountLen) return "account length " + std::to_string(u.account_len) + " is out of range 1..64";
   if (u.instrument_len == 0 || u.instrument_len > kMaxInstrumentLen) return "instrument length " + std::to_string(u.instrument_len) + " is out of range 1..64";

@@ -65,5 +65,9 @@ Expected<bool> validate(const NamespaceSpec& spec);
 Expected<bool> validate_namespace_name(std::string_view ns);
 Expected<bool> validate_account(std::string_view account);
 Expected<bool> validate_instrument(std::string_view instrument);
+// The same checks without building an error: for the writer's apply path, which builds the
+// message with validate_*() only when these say no.
+bool valid_account(std::string_view account) noexcept;
+bool valid_instrument(std::string_view instrument) noexcept;
 
 }  // namespace poscache
