@@ -308,6 +308,13 @@ SegmentStats Reader::stats() const {
   const std::int64_t oldest = h.redis_oldest_unsynced_ns.load(r);
   st.redis_oldest_unsynced_age_ns = oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
   st.redis_synced_version = h.redis_synced_version.load(r);
+  // The journal closes the segment (shm/layout.hpp); only the writer writes it, readers may look.
+  const Geometry g = geometry_for(h.capacity);
+  const auto* j = reinterpret_cast<const JournalHeader*>(static_cast<const std::byte*>(s_->mapping.base()) + g.journal_offset);
+  const std::uint64_t tail = j->tail.load(r);
+  const std::uint64_t head = j->head.load(r);
+  st.journal_pending = head >= tail ? head - tail : 0;
+  st.journal_overflows = j->overflows.load(r);
   return st;
 }
 

@@ -74,7 +74,9 @@ ordered_json stats_json(const SegmentStats& s) {
                 {"last_error", s.redis_last_error},
                 {"dirty", s.redis_dirty},
                 {"oldest_unsynced_age_ns", s.redis_oldest_unsynced_age_ns},
-                {"synced_version", s.redis_synced_version}};
+                {"synced_version", s.redis_synced_version},
+                {"journal_pending", s.journal_pending},
+                {"journal_overflows", s.journal_overflows}};
   return j;
 }
 
@@ -103,6 +105,8 @@ void print_stats(const SegmentStats& s) {
               ms(s.redis_oldest_unsynced_age_ns).c_str(),
               static_cast<unsigned long long>(s.redis_synced_version),
               s.redis_last_error.empty() ? "" : "  last error: ", s.redis_last_error.c_str());
+  std::printf("journal      %llu removals not yet in Redis  %llu overflowed (kept in memory only)\n",
+              static_cast<unsigned long long>(s.journal_pending), static_cast<unsigned long long>(s.journal_overflows));
 }
 
 // A table of positions: key, then each field the namespace has, then version and age.

@@ -60,6 +60,8 @@ struct SegmentStats {
   std::uint64_t redis_dirty = 0;
   std::int64_t redis_oldest_unsynced_age_ns = 0;
   std::uint64_t redis_synced_version = 0;
+  std::uint64_t journal_pending = 0;    // removals recorded in the segment, not yet in Redis
+  std::uint64_t journal_overflows = 0;  // removals that found the journal full (memory only)
 };
 
 struct ScanFilter {

@@ -775,10 +775,15 @@ TEST(RedisSync, TheInspectorShowsTheSyncStateAndHealthTurnsDegradedWhenRedisIsDo
   EXPECT_EQ(j["redis"]["state"], "down");
   EXPECT_EQ(j["redis"]["dirty"], 1);
   EXPECT_NE(j["redis"]["last_error"].get<std::string>().find("127.0.0.1:" + std::to_string(srv.port())), std::string::npos) << r.out;
+  w->erase(*w->make_key("spot", "a", "B"));  // a removal Redis cannot take: it waits in the journal
+  r = inspect("-s " + seg.name() + " stats");
+  EXPECT_NE(r.out.find("journal      1 removals not yet in Redis  0 overflowed"), std::string::npos) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(inspect("-s " + seg.name() + " --json stats").out)["redis"]["journal_pending"], 1);
   srv.start();
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
   w->heartbeat();
   EXPECT_EQ(inspect("-s " + seg.name() + " health").code, 0);
+  EXPECT_EQ(Reader::open(seg.name()).stats().journal_pending, 0u);
 }
 
 TEST(RedisSync, TheRightPasswordAndAUserConnect) {
