@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <mutex>
 
@@ -586,6 +587,80 @@ TEST(RedisSync, AWarmStartWritesTheJournaledRemovalsFirst) {
   EXPECT_EQ(w->stats().live, 0u);
   EXPECT_EQ(w->stats().warm_loaded, 0u);
   EXPECT_EQ(read_positions(c).size(), 0u);
+}
+
+// Writers killed with -9 at random moments of a churn of upserts, erases and invalidations,
+// each successor re-attaching where the last one died; Redis up throughout, the default flush
+// interval. No eviction (the table holds every key), so afterwards Redis must hold exactly the
+// segment: a removal lost in a kill leaves a key behind in Redis, a lost update a stale field.
+TEST(RedisSync, WritersKilledMidChurnLeaveRedisEqualToTheSegment) {
+  RedisServer srv;
+  ScratchSegment seg("rs_killloop");
+  WriterConfig cfg = redis_config(seg, srv, 4096);
+  std::mt19937_64 rng(29);
+  int rounds = 0;
+  std::uint64_t pending_seen = 0;  // removals a kill left in the journal, over all rounds
+  for (; rounds < 8; ++rounds) {
+    const std::uint64_t seed = rng();
+    const pid_t child = ::fork();
+    if (child == 0) {
+      try {
+        auto w = Writer::open(cfg);
+        std::mt19937_64 r(seed);
+        for (std::uint64_t i = 0;; ++i) {
+          const std::string a = "a" + std::to_string(r() % 40), ins = "I" + std::to_string(r() % 12);
+          const std::uint64_t op = r() % 100;
+          if (op < 80) {
+            w->upsert(must(w->make_update("spot", a, ins, {{"qty", std::to_string(i) + "." + std::to_string(r() % 1000)}})));
+          } else if (op < 97) {
+            w->erase(*w->make_key("spot", a, ins));
+          } else if (op < 99) {
+            w->invalidate_account(a);
+          } else {
+            w->invalidate_matching("spot:a" + std::to_string(r() % 4) + "*:I1*");
+          }
+          if (i % 16 == 0) {
+            w->tick();
+            // ~50 k changes/s: removals within what the sync writes, so the journal never
+            // fills (a full journal is the other test's subject) and every removal is in it.
+            std::this_thread::sleep_for(std::chrono::microseconds(300));
+          }
+        }
+      } catch (...) {
+      }
+      ::_exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(30 + rng() % 70));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the churning writer stopped on its own in round " << rounds;
+    const SegmentStats st = Reader::open(seg.name()).stats();
+    ASSERT_EQ(st.journal_overflows, 0u) << "round " << rounds;
+    pending_seen += st.journal_pending;
+  }
+  auto w = Writer::open(cfg);
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(20)));
+  EXPECT_EQ(w->stats().journal_pending, 0u);
+  EXPECT_GT(pending_seen, 0u) << "no kill caught a removal in the journal: the test proved nothing";
+  EXPECT_GT(w->stats().erases, 0u);
+  EXPECT_GT(w->stats().invalidations, 0u);
+  auto c = srv.client();
+  const Db got = read_positions(c);
+  const Db want = segment_as_db(seg.name());
+  EXPECT_GT(want.size(), 100u);
+  EXPECT_EQ(got.size(), want.size());
+  EXPECT_TRUE(got == want);
+  for (const auto& [k, h] : want) {
+    if (got.count(k) == 0) {
+      ADD_FAILURE() << k << " is missing in Redis";
+    } else if (got.at(k) != h) {
+      ADD_FAILURE() << k << " differs";
+    }
+  }
+  for (const auto& [k, h] : got) {
+    if (want.count(k) == 0) ADD_FAILURE() << k << " is in Redis but not in the segment (a lost removal)";
+  }
 }
 
 // A removal is journaled before it is applied. Hand-built: the entry of an erase and of an
