@@ -174,8 +174,11 @@ int main(int argc, char** argv) {
                    st.live, static_cast<double>(st.inserts - last.inserts) / secs,
                    static_cast<double>(st.updates - last.updates) / secs, st.evictions, st.expirations,
                    st.invalidations, st.rejects, st.index_rebuilds,
-                   cfg.writer.redis ? fmt::format(" | redis {} dirty {} oldest unsynced {:.1f} ms", st.redis_state,
-                                                  st.redis_dirty, static_cast<double>(st.redis_oldest_unsynced_age_ns) / 1e6)
+                   cfg.writer.redis ? fmt::format(" | redis {} dirty {} oldest unsynced {:.1f} ms journal {}{}", st.redis_state,
+                                                  st.redis_dirty, static_cast<double>(st.redis_oldest_unsynced_age_ns) / 1e6,
+                                                  st.journal_pending,
+                                                  st.journal_overflows > 0 ? fmt::format(" (overflowed {})", st.journal_overflows)
+                                                                           : std::string())
                                     : std::string());
       last = st;
       last_t = now_mono;
