@@ -110,6 +110,8 @@ class RedisSync {
   void commit(SyncEvent& e) noexcept;
   // A journal entry a killed writer left (re-attach, before start()): back into the first batch.
   void replay(SyncEvent&& e);
+  // A corrupt journal entry (re-attach, before start()): counted as done so the tail passes it.
+  void skip(std::uint64_t entry) { journal_done(entry + 1); }
   void maybe_hand_off(std::int64_t t) {
     if (!cur_->empty() && (t - cur_->first_ns >= half_interval_ns_ || cur_->slots.size() + cur_->events.size() >= batch_size_)) {
       hand_off();

@@ -843,19 +843,73 @@ struct Writer::Impl {
     // 4. Free list, LRU lists (by updated_at), account lists, live count, next version.
     rebuild_lists();
     // 5. A removal recorded in the journal may have been cut short by the kill: finish it.
+    scan_journal();
     complete_journal();
     stamp_writer();
   }
 
-  // The journal's pending entries, oldest first: [tail, head). Entries are complete below head
-  // (release/acquire in RedisSync::commit); the indexes are checked, a corrupt header yields none.
-  std::vector<std::pair<std::uint64_t, const JournalEntry*>> journal_pending() const {
-    std::vector<std::pair<std::uint64_t, const JournalEntry*>> out;
+  // The journal's pending entries, [tail, head), checked once at re-attach (a fresh journal is
+  // empty): `valid` oldest first; `invalid` are entries no writer could have written (corrupt
+  // memory), skipped and reported rather than replayed: an unknown kind must never become a
+  // "remove everything" in Redis.
+  struct JournalScan {
+    std::vector<std::pair<std::uint64_t, const JournalEntry*>> valid;
+    std::vector<std::uint64_t> invalid;
+  };
+  JournalScan journal_scan;
+
+  std::string journal_entry_problem(const JournalEntry& e) const {
+    using Kind = detail::SyncEvent::Kind;
+    if (e.kind > static_cast<std::uint8_t>(Kind::all)) return "unknown kind " + std::to_string(e.kind);
+    if (e.version == 0 || e.version >= wa->next_version) {
+      return "version " + std::to_string(e.version) + " was never handed out (next is " + std::to_string(wa->next_version) + ")";
+    }
+    if (e.text_len > kJournalTextMax) return "text length " + std::to_string(e.text_len);
+    const auto kind = static_cast<Kind>(e.kind);
+    const std::string_view text(e.text, e.text_len);
+    if ((kind == Kind::ns || (kind == Kind::account && e.has_ns != 0)) && e.ns >= h->namespace_count) {
+      return "namespace id " + std::to_string(e.ns);
+    }
+    if (kind == Kind::ns && e.has_ns == 0) return "namespace removal without a namespace";
+    if (kind == Kind::account && !valid_account(text)) return "account is not a valid account";
+    if (kind == Kind::glob && text.empty()) return "empty pattern";
+    if (kind == Kind::spill || kind == Kind::erase) {
+      const SlotPayload& p = e.payload;
+      if (p.ns >= h->namespace_count) return "namespace id " + std::to_string(p.ns);
+      if (p.account_len > kMaxAccountLen || !valid_account({p.account, p.account_len})) return "invalid account";
+      if (p.instrument_len > kMaxInstrumentLen || !valid_instrument({p.instrument, p.instrument_len})) return "invalid instrument";
+      if (kind == Kind::spill && p.version != e.version) return "spill of version " + std::to_string(p.version);
+    }
+    return {};
+  }
+
+  void scan_journal() {
+    journal_scan = {};
     const std::uint64_t head = journal->head.load(std::memory_order_acquire);
     const std::uint64_t tail = journal->tail.load(std::memory_order_acquire);
-    if (head < tail || head - tail > journal_size) return out;
-    for (std::uint64_t n = tail; n < head; ++n) out.emplace_back(n, &journal_entries[n % journal_size]);
-    return out;
+    if (head < tail || head - tail > journal_size) {
+      cfg.log(LogLevel::error, "re-attach: the journal's header is corrupt (head " + std::to_string(head) + ", tail " +
+                                   std::to_string(tail) + ", " + std::to_string(journal_size) +
+                                   " entries): its entries are dropped, Redis may keep removed positions");
+      journal->tail.store(head, std::memory_order_release);
+      bump(h->repairs);
+      return;
+    }
+    std::string first_problem;
+    for (std::uint64_t n = tail; n < head; ++n) {
+      const JournalEntry& e = journal_entries[n % journal_size];
+      if (std::string why = journal_entry_problem(e); !why.empty()) {
+        if (first_problem.empty()) first_problem = "entry " + std::to_string(n) + ": " + why;
+        journal_scan.invalid.push_back(n);
+        continue;
+      }
+      journal_scan.valid.emplace_back(n, &e);
+    }
+    if (!journal_scan.invalid.empty()) {
+      bump(h->repairs, journal_scan.invalid.size());
+      cfg.log(LogLevel::error, "re-attach: skipped " + std::to_string(journal_scan.invalid.size()) +
+                                   " corrupt journal entries (" + first_problem + ")");
+    }
   }
 
   // Re-attach: an erase or invalidation whose entry is in the journal was recorded before it was
@@ -865,7 +919,7 @@ struct Writer::Impl {
   void complete_journal() {
     using Kind = detail::SyncEvent::Kind;
     std::size_t finished = 0;
-    for (const auto& [n, e] : journal_pending()) {
+    for (const auto& [n, e] : journal_scan.valid) {
       const auto kind = static_cast<Kind>(e->kind);
       const std::uint64_t v = e->version;
       const std::string_view text(e->text, std::min<std::size_t>(e->text_len, kJournalTextMax));
@@ -994,7 +1048,7 @@ struct Writer::Impl {
 
   // With Redis: warm start on an empty segment (before it turns ready), then the sync thread.
   void start_redis(bool empty_segment) {
-    const auto pending = journal_pending();
+    const auto& pending = journal_scan.valid;
     if (!cfg.redis) {
       if (!pending.empty()) {
         cfg.log(LogLevel::warn, std::to_string(pending.size()) + " removals in the segment's journal are not in Redis yet; "
@@ -1006,6 +1060,7 @@ struct Writer::Impl {
     sync = std::make_unique<detail::RedisSync>(
         rc, cfg.namespaces, detail::SegmentView{h, slots, book, capacity, journal, journal_entries, journal_size}, cfg.log);
     for (const auto& [n, e] : pending) sync->replay(detail::from_entry(*e, n));
+    for (const std::uint64_t n : journal_scan.invalid) sync->skip(n);  // reported: let the tail pass them
     bool started = false;
     if (!pending.empty()) {
       cfg.log(LogLevel::info, "journal: " + std::to_string(pending.size()) + " removals a previous writer left go to Redis first");

@@ -663,6 +663,22 @@ TEST(RedisSync, WritersKilledMidChurnLeaveRedisEqualToTheSegment) {
   }
 }
 
+// Maps a closed segment's journal read-write behind the writer's back, to hand-build entries.
+void edit_journal(const std::string& segment, std::uint64_t capacity,
+                  const std::function<void(shm::JournalHeader&, shm::JournalEntry*, std::uint64_t)>& edit) {
+  const int fd = ::shm_open(("/" + segment).c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  struct stat st {};
+  ::fstat(fd, &st);
+  void* base = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  const shm::Geometry g = shm::geometry_for(capacity);
+  auto* jh = reinterpret_cast<shm::JournalHeader*>(static_cast<char*>(base) + g.journal_offset);
+  auto* entries = reinterpret_cast<shm::JournalEntry*>(static_cast<char*>(base) + g.journal_offset + sizeof(shm::JournalHeader));
+  edit(*jh, entries, g.journal_entries);
+  ::munmap(base, static_cast<std::size_t>(st.st_size));
+}
+
 // A removal is journaled before it is applied. Hand-built: the entry of an erase and of an
 // account invalidation are in the journal, the positions still in the slots, as a kill between
 // the two steps leaves them. The next writer finishes both, in the segment and in Redis.
@@ -681,18 +697,9 @@ TEST(RedisSync, ARemovalCutShortByAKillIsFinishedOnReattach) {
     ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
     w->close();
   }
-  {
-    const int fd = ::shm_open(("/" + seg.name()).c_str(), O_RDWR, 0);
-    ASSERT_GE(fd, 0);
-    struct stat st {};
-    ::fstat(fd, &st);
-    void* base = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    ::close(fd);
-    const shm::Geometry g = shm::geometry_for(64);
-    auto* jh = reinterpret_cast<shm::JournalHeader*>(static_cast<char*>(base) + g.journal_offset);
-    auto* entries = reinterpret_cast<shm::JournalEntry*>(static_cast<char*>(base) + g.journal_offset + sizeof(shm::JournalHeader));
-    const std::uint64_t head = jh->head.load();
-    ASSERT_EQ(jh->tail.load(), head);
+  edit_journal(seg.name(), 64, [&](shm::JournalHeader& jh, shm::JournalEntry* entries, std::uint64_t n) {
+    const std::uint64_t head = jh.head.load();
+    EXPECT_EQ(jh.tail.load(), head);
     detail::SyncEvent erase;
     erase.kind = detail::SyncEvent::Kind::erase;
     erase.version = version - 1;  // older than "late", newer than the first 16
@@ -701,12 +708,12 @@ TEST(RedisSync, ARemovalCutShortByAKillIsFinishedOnReattach) {
     std::memcpy(erase.payload.account, "acc1", 4);
     erase.payload.instrument_len = 2;
     std::memcpy(erase.payload.instrument, "I5", 2);
-    detail::to_entry(erase, entries[head % g.journal_entries]);
+    detail::to_entry(erase, entries[head % n]);
     detail::SyncEvent account;
     account.kind = detail::SyncEvent::Kind::account;
     account.version = version - 1;
     account.text = "acc2";
-    detail::to_entry(account, entries[(head + 1) % g.journal_entries]);
+    detail::to_entry(account, entries[(head + 1) % n]);
     detail::SyncEvent late;  // older than the position it names: must leave it alone
     late.kind = detail::SyncEvent::Kind::erase;
     late.version = version - 1;
@@ -715,10 +722,9 @@ TEST(RedisSync, ARemovalCutShortByAKillIsFinishedOnReattach) {
     std::memcpy(late.payload.account, "late", 4);
     late.payload.instrument_len = 1;
     late.payload.instrument[0] = 'X';
-    detail::to_entry(late, entries[(head + 2) % g.journal_entries]);
-    jh->head.store(head + 3);
-    ::munmap(base, static_cast<std::size_t>(st.st_size));
-  }
+    detail::to_entry(late, entries[(head + 2) % n]);
+    jh.head.store(head + 3);
+  });
   auto w = Writer::open(cfg);
   EXPECT_EQ(w->stats().repairs, 5u);  // acc1:I5 and the four of acc2
   EXPECT_FALSE(w->find(*w->make_key("spot", "acc1", "I5")));
@@ -731,6 +737,76 @@ TEST(RedisSync, ARemovalCutShortByAKillIsFinishedOnReattach) {
   const Db got = read_positions(c);
   EXPECT_EQ(got.size(), 12u);  // 16 + late - 1 - 4
   EXPECT_EQ(got, segment_as_db(seg.name()));
+}
+
+// Corrupt journal memory is skipped and reported, never replayed: an unknown kind must not turn
+// into "remove everything" in Redis. A valid entry behind the corrupt ones still applies.
+TEST(RedisSync, CorruptJournalEntriesAreSkippedAndReported) {
+  RedisServer srv;
+  ScratchSegment seg("rs_jcorrupt");
+  WriterConfig cfg = redis_config(seg, srv, 64);
+  std::uint64_t version = 0;
+  {
+    auto w = Writer::open(cfg);
+    for (int i = 0; i < 16; ++i) w->upsert(must(w->make_update("spot", "acc" + std::to_string(i % 4), "I" + std::to_string(i), {{"qty", "1"}})));
+    version = w->stats().next_version;
+    ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+    w->close();
+  }
+  std::uint64_t head = 0;
+  edit_journal(seg.name(), 64, [&](shm::JournalHeader& jh, shm::JournalEntry* entries, std::uint64_t n) {
+    head = jh.head.load();
+    detail::SyncEvent all;  // turned into an unknown kind below
+    all.kind = detail::SyncEvent::Kind::all;
+    all.version = version - 1;
+    detail::to_entry(all, entries[head % n]);
+    entries[head % n].kind = 99;
+    detail::SyncEvent future = all;  // a version never handed out
+    future.version = version + 1'000'000;
+    detail::to_entry(future, entries[(head + 1) % n]);
+    detail::SyncEvent bad_ns;
+    bad_ns.kind = detail::SyncEvent::Kind::ns;
+    bad_ns.ns = 31;
+    bad_ns.version = version - 1;
+    detail::to_entry(bad_ns, entries[(head + 2) % n]);
+    detail::SyncEvent erase;  // valid
+    erase.kind = detail::SyncEvent::Kind::erase;
+    erase.version = version - 1;
+    erase.payload.account_len = 4;
+    std::memcpy(erase.payload.account, "acc1", 4);
+    erase.payload.instrument_len = 2;
+    std::memcpy(erase.payload.instrument, "I5", 2);
+    detail::to_entry(erase, entries[(head + 3) % n]);
+    jh.head.store(head + 4);
+  });
+  std::vector<std::string> logged;
+  cfg.log = [&](LogLevel, std::string_view m) { logged.emplace_back(m); };
+  {
+    auto w = Writer::open(cfg);
+    EXPECT_EQ(w->stats().repairs, 3u + 1u);  // three skipped entries, one finished erase
+    EXPECT_TRUE(std::any_of(logged.begin(), logged.end(), [&](const std::string& m) {
+      return m.find("skipped 3 corrupt journal entries (entry " + std::to_string(head) + ": unknown kind 99)") != std::string::npos;
+    })) << ::testing::PrintToString(logged);
+    ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+    EXPECT_EQ(w->stats().journal_pending, 0u);
+    auto c = srv.client();
+    EXPECT_EQ(read_positions(c).size(), 15u);  // only acc1:I5 went
+    EXPECT_EQ(read_positions(c), segment_as_db(seg.name()));
+    w->close();
+  }
+  // A header whose head is behind its tail: the entries cannot be trusted, the journal restarts.
+  edit_journal(seg.name(), 64, [](shm::JournalHeader& jh, shm::JournalEntry*, std::uint64_t) { jh.head.store(jh.tail.load() - 1); });
+  logged.clear();
+  auto w = Writer::open(cfg);
+  EXPECT_TRUE(std::any_of(logged.begin(), logged.end(), [](const std::string& m) {
+    return m.find("the journal's header is corrupt") != std::string::npos;
+  })) << ::testing::PrintToString(logged);
+  w->erase(*w->make_key("spot", "acc2", "I2"));  // and it works again
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  EXPECT_EQ(w->stats().journal_pending, 0u);
+  EXPECT_EQ(w->stats().journal_overflows, 0u);
+  auto c = srv.client();
+  EXPECT_EQ(read_positions(c).size(), 14u);
 }
 
 // An outage longer than the journal: the removals beyond it are counted and logged, kept in
