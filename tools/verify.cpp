@@ -89,6 +89,18 @@ VerifyReport one_pass(const Reader& reader) {
   if (counted != r.live_slots) {
     r.problems.push_back("header counts " + std::to_string(counted) + " live positions, slots hold " + std::to_string(r.live_slots));
   }
+  // The journal (shm/layout.hpp): tail first, then head; both only grow, so head >= tail and at
+  // most `entries` apart in a sound journal, whatever the writer does meanwhile.
+  const Geometry g = geometry_for(h.capacity);
+  const auto* j = reinterpret_cast<const JournalHeader*>(base + g.journal_offset);
+  const std::uint64_t tail = j->tail.load(std::memory_order_acquire);
+  const std::uint64_t head = j->head.load(std::memory_order_acquire);
+  if (head < tail) {
+    r.problems.push_back("journal: head " + std::to_string(head) + " is behind tail " + std::to_string(tail));
+  } else if (head - tail > g.journal_entries) {
+    r.problems.push_back("journal: " + std::to_string(head - tail) + " pending entries exceed its " +
+                         std::to_string(g.journal_entries));
+  }
   return r;
 }
 

@@ -110,3 +110,19 @@ TEST_F(InspectTest, VerifyFindsABucketThatLostItsSlot) {
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("not reachable through the index"), std::string::npos) << r.out;
 }
+
+TEST_F(InspectTest, VerifyFindsACorruptJournalHeader) {
+  EXPECT_EQ(inspect(s() + "verify").code, 0);
+  const int fd = ::shm_open(("/" + seg.name()).c_str(), O_RDWR, 0);
+  struct stat st {};
+  ::fstat(fd, &st);
+  auto* base = static_cast<std::byte*>(::mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  const auto* h = reinterpret_cast<const shm::SegmentHeader*>(base);
+  auto* j = reinterpret_cast<shm::JournalHeader*>(base + shm::geometry_for(h->capacity).journal_offset);
+  j->tail.store(j->head.load() + 5);
+  ::munmap(base, st.st_size);
+  ::close(fd);
+  const CliRun r = inspect(s() + "verify");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("journal: head"), std::string::npos) << r.out;
+}
