@@ -201,9 +201,10 @@ int main(int argc, char** argv) {
     }
     Reader r = Reader::open(seg);
     const SegmentStats st0 = r.stats();
-    std::printf("poscache: segment %.1f MiB for %zu positions = %.0f bytes per position (index and bookkeeping included)\n",
+    std::printf("poscache: segment %.1f MiB for %zu positions = %.0f bytes per position (index, bookkeeping and journal "
+                "included), mapped by this reader on %s\n",
                 static_cast<double>(st0.segment_bytes) / (1 << 20), n,
-                static_cast<double>(st0.segment_bytes) / static_cast<double>(n));
+                static_cast<double>(st0.segment_bytes) / static_cast<double>(n), segment_pages(seg).c_str());
     for (long long extra : f.list("readers")) {
       std::vector<pid_t> readers;
       for (long long k = 0; k < extra; ++k) {
