@@ -132,6 +132,10 @@ int main(int argc, char** argv) {
     spdlog::info("redis: off (positions live only in shared memory)");
   }
 
+  // Before open(): a SIGTERM during a re-attach or a warm start ends the daemon cleanly once the
+  // segment is consistent and ready, instead of killing it half way.
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
   std::unique_ptr<Writer> writer;
   try {
     writer = Writer::open(cfg.writer);
@@ -153,8 +157,6 @@ int main(int argc, char** argv) {
                  cfg.generator.accounts, cfg.generator.instruments);
   }
 
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
   const std::int64_t start = shm::monotonic_ns();
   std::int64_t next_stats = start + cfg.stats_interval.count();
   WriterStats last = st0;

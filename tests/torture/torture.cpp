@@ -90,13 +90,19 @@ bool self_consistent(const Position& p, std::string_view a, std::string_view i) 
 }
 
 // The writer: open (create or re-attach), then churn until killed or told to stop.
+volatile sig_atomic_t g_writer_stop = 0;
+
 [[noreturn]] void run_writer(const Options& o, std::uint64_t seed) {
+  // The handler first: a SIGTERM that lands while open() re-attaches must not kill the writer
+  // half way (the segment would be left as a crash leaves it, for the final verify to see).
+  std::signal(SIGTERM, [](int) { g_writer_stop = 1; });
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigprocmask(SIG_UNBLOCK, &term, nullptr);  // blocked by fork_writer() until the handler was set
   auto w = Writer::open(config(o));
   std::mt19937_64 rng(seed);
   const NamespaceId pin = 0, churn = 1;
-  volatile sig_atomic_t stop = 0;
-  static volatile sig_atomic_t* stop_flag = &stop;
-  std::signal(SIGTERM, [](int) { *stop_flag = 1; });
   const int churn_per_round = static_cast<int>(std::min<std::uint64_t>(1024, (o.capacity - kPinned) / 2));
   std::vector<Update> pinned_batch;
   std::vector<ApplyResult> pinned_results(kPinned);
@@ -107,7 +113,7 @@ bool self_consistent(const Position& p, std::string_view a, std::string_view i) 
     w->upsert_batch(churn_batch, churn_results);
     churn_batch.clear();
   };
-  for (std::uint64_t round = 0; !stop; ++round) {
+  for (std::uint64_t round = 0; !g_writer_stop; ++round) {
     // Pinned positions: every other round through upsert_batch (the prefetching path), else one
     // by one, so both apply paths run under the readers.
     if (round % 2 == 0) {
@@ -146,6 +152,19 @@ bool self_consistent(const Position& p, std::string_view a, std::string_view i) 
   }
   w->close();
   std::_Exit(0);
+}
+
+// Forks a writer with SIGTERM blocked until its handler is installed, so no SIGTERM can kill it
+// between fork and open().
+pid_t fork_writer(const Options& o, std::uint64_t seed) {
+  sigset_t term, old;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigprocmask(SIG_BLOCK, &term, &old);
+  const pid_t pid = ::fork();
+  if (pid == 0) run_writer(o, seed);
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  return pid;
 }
 
 struct ReaderTally {
@@ -218,8 +237,7 @@ int main(int argc, char** argv) {
   std::uint64_t seed = 12345;
 
   // First writer: wait until the segment is ready before starting readers.
-  pid_t writer = ::fork();
-  if (writer == 0) run_writer(o, seed);
+  pid_t writer = fork_writer(o, seed);
   for (int tries = 0;; ++tries) {
     try {
       Reader probe = Reader::open(o.segment);
@@ -268,8 +286,7 @@ int main(int argc, char** argv) {
       ::kill(writer, SIGKILL);
       ::waitpid(writer, nullptr, 0);
       ++kills;
-      writer = ::fork();
-      if (writer == 0) run_writer(o, ++seed);
+      writer = fork_writer(o, ++seed);
     }
   }
   ReaderTally total;
