@@ -171,6 +171,8 @@ class Writer {
   ApplyResult erase(const KeyRef& key);
   std::size_t invalidate_account(std::string_view account, std::optional<NamespaceId> ns = std::nullopt);
   std::size_t invalidate_namespace(NamespaceId ns);
+  // `glob` (fnmatch) over "namespace:account:instrument", 1 to 256 characters (throws Error
+  // otherwise, naming the length). Each invalidation returns how many positions it removed.
   std::size_t invalidate_matching(std::string_view glob);
   std::size_t invalidate_all();
   // Checks every op first; if any is malformed (unknown namespace, bad key), nothing is applied.

@@ -173,6 +173,17 @@ TEST_F(WriterTest, EraseAndEachInvalidationRemoveExactlyTheirPositions) {
   EXPECT_EQ(r.stats().live, 0u);
   EXPECT_EQ(r.stats().erases, 1u);
   EXPECT_EQ(r.stats().invalidations, 6u);
+  // A pattern must be 1 to 256 characters: it is journaled for Redis as written.
+  for (const std::string& bad : {std::string(), std::string(257, '*')}) {
+    try {
+      w->invalidate_matching(bad);
+      ADD_FAILURE() << "accepted a pattern of " << bad.size() << " characters";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("glob pattern must be 1 to 256 characters, got " + std::to_string(bad.size())),
+                std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(w->invalidate_matching(std::string(256, '*')), 0u);
 }
 
 TEST_F(WriterTest, ABatchWithOneBadOpAppliesNothing) {
