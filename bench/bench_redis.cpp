@@ -209,6 +209,21 @@ int main(int argc, char** argv) {
     std::printf("  %-58s %9.0f positions/s  (%.2fx)\n", "poscache sync, updates of existing positions", upd, upd / bare);
     std::printf("  %-58s %9.0f updates/s    (%.2fx; %zu writes)\n", "poscache sync, 20 updates per position between flushes",
                 coalesced, coalesced / bare, hot);
+    // Removals: each is journaled, then written with the guarded delete script; an account
+    // invalidation reads the account's set first. (Positions i = 8 per account, see Keys.)
+    const std::size_t erases = n / 10, accounts = n / 80;
+    for (std::size_t i = 0; i < erases; ++i) w->erase(*w->make_key("spot", keys.account[i], keys.instrument[i]));
+    t0 = std::chrono::steady_clock::now();
+    w->sync_redis(std::chrono::minutes(10));
+    const double erase_rate = static_cast<double>(erases) / secs_since(t0);
+    const std::uint64_t before = w->stats().invalidations;
+    for (std::size_t a = 0; a < accounts; ++a) w->invalidate_account(keys.account[erases + 8 * a]);
+    t0 = std::chrono::steady_clock::now();
+    w->sync_redis(std::chrono::minutes(10));
+    const double inval_rate = static_cast<double>(accounts) / secs_since(t0);
+    std::printf("  %-58s %9.0f erases/s\n", "poscache sync, erases (guarded delete script)", erase_rate);
+    std::printf("  %-58s %9.0f accounts/s   (%llu positions removed)\n", "poscache sync, account invalidations",
+                inval_rate, static_cast<unsigned long long>(w->stats().invalidations - before));
     w->close();
   }
   pin_to_cpu(-1);

@@ -131,8 +131,9 @@ class RedisSync {
   void connect();
   bool flush_round();
   bool write_events(std::vector<SyncEvent>& events, std::size_t& done);
-  bool run_pattern(const SyncEvent& e);
-  bool delete_pipelined(const std::vector<ParsedKey>& keys, std::uint64_t version);
+  bool run_accounts(const std::vector<SyncEvent>& events, std::size_t from, std::size_t to);
+  bool run_scan(const SyncEvent& e);
+  bool delete_pipelined(const std::vector<std::pair<ParsedKey, std::uint64_t>>& keys);
   bool write_slots();
   bool check_replies(std::size_t n, std::vector<bool>* ok);
   void lost_connection(const std::string& why);

@@ -307,6 +307,44 @@ TEST(RedisSync, EraseAndEveryInvalidationReachRedisIncludingPositionsOnlyRedisHo
   EXPECT_EQ(db, segment_as_db(seg.name()));
 }
 
+// Account removals that reach the sync thread together are written as one pipelined run
+// (every account set read, then every guarded delete): each keeps its own namespace filter and
+// its own version, so a position written after its removal survives it.
+TEST(RedisSync, ARunOfAccountRemovalsKeepsEachOnesFilterAndVersion) {
+  RedisServer srv;
+  ScratchSegment seg("rs_accrun");
+  WriterConfig cfg = redis_config(seg, srv, 4096);
+  cfg.redis->flush_interval = std::chrono::seconds(60);  // everything below goes in one hand-off
+  auto w = Writer::open(cfg);
+  for (int a = 0; a < 40; ++a) {
+    for (const char* i : {"SOL", "ETH"}) {
+      w->upsert(must(w->make_update("spot", "a" + std::to_string(a), i, {{"qty", "1"}})));
+      w->upsert(must(w->make_update("moonwell", "a" + std::to_string(a), i, {{"debt_amount", "5"}})));
+    }
+  }
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  auto c = srv.client();
+  ASSERT_EQ(read_positions(c).size(), 160u);
+  for (int a = 0; a < 30; ++a) {
+    if (a % 3 == 0) {
+      w->invalidate_account("a" + std::to_string(a), *w->namespace_id("spot"));  // spot only
+    } else {
+      w->invalidate_account("a" + std::to_string(a));
+    }
+  }
+  w->invalidate_account("nobody");  // an account Redis never saw
+  w->upsert(must(w->make_update("spot", "a1", "SOL", {{"qty", "7"}})));  // after its removal: stays
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  const Db got = read_positions(c);
+  EXPECT_EQ(got, segment_as_db(seg.name()));
+  // 10 untouched accounts (40), 10 spot-only removals (their 20 moonwell stay), a1:SOL again
+  EXPECT_EQ(got.size(), 40u + 20u + 1u);
+  EXPECT_EQ(got.at(key_of("spot", "a1", "SOL")).at("qty"), "7.000000000000000000");
+  EXPECT_EQ(got.count(key_of("moonwell", "a3", "ETH")), 1u);
+  EXPECT_EQ(got.count(key_of("spot", "a3", "ETH")), 0u);
+  EXPECT_EQ(w->stats().journal_pending, 0u);
+}
+
 TEST(RedisSync, AnOlderVersionNeverOverwritesANewerOne) {
   RedisServer srv;
   ScratchSegment seg("rs_guard");
