@@ -291,7 +291,13 @@ int main(int argc, char** argv) {
       const std::int64_t due = start + static_cast<std::int64_t>(static_cast<double>(k) * 1e9 / rate);
       while (shm::monotonic_ns() < due) w->tick();
       if (p == "redis restarting" && !restarted && k >= total / 3) {
-        srv.start();  // blocks this loop briefly; not timed: only the upserts are
+        // Blocks this loop briefly (not timed: only the upserts are). Spawned from a thread on
+        // cpu 1: a child starts on its parent thread's cpus, and taskset and redis-server
+        // starting up on cpu 0 would take it from the apply thread for milliseconds.
+        std::thread([&] {
+          pin_to_cpu(1);
+          srv.start();
+        }).join();
         restarted = true;
       }
       const Update u = trading_update(*w, keys, rng() % n, k);
