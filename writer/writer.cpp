@@ -1345,7 +1345,8 @@ Expected<Update> Writer::make_update(NamespaceId ns, std::string_view account,
 }
 
 namespace {
-// The checks of check(Update) below, answering only yes or no: the apply path's common case.
+// The checks of check(Update) below, answering only yes or no: what upsert() and upsert_batch()
+// need (their results carry no message); apply() builds the message with check().
 bool valid(const Update& u, const std::vector<NamespaceSpec>& specs) noexcept {
   if (u.ns >= specs.size() || u.account_len > kMaxAccountLen || u.instrument_len > kMaxInstrumentLen) return false;
   if (!valid_account(u.account_view()) || !valid_instrument(u.instrument_view())) return false;
@@ -1383,7 +1384,7 @@ std::string check(const KeyRef& k, const std::vector<NamespaceSpec>& specs) {
 }  // namespace
 
 ApplyResult Writer::upsert(const Update& update) {
-  if (const std::string err = check(update, impl_->cfg.namespaces); !err.empty()) {
+  if (!valid(update, impl_->cfg.namespaces)) {  // (the result carries no message: none is built)
     bump(impl_->h->rejects);
     return ApplyResult{ApplyStatus::bad_input, 0, false};
   }
@@ -1395,7 +1396,7 @@ void Writer::upsert_batch(std::span<const Update> updates, std::span<ApplyResult
   // Validate each first (as upsert() does); bad ones are reported, the rest applied in order.
   std::size_t start = 0;
   for (std::size_t i = 0; i <= updates.size(); ++i) {
-    const bool bad = i < updates.size() && !check(updates[i], impl_->cfg.namespaces).empty();
+    const bool bad = i < updates.size() && !valid(updates[i], impl_->cfg.namespaces);
     if (i == updates.size() || bad) {
       impl_->upsert_batch(updates.subspan(start, i - start), results.data() + start);
       if (bad) {
