@@ -103,11 +103,11 @@ std::unique_ptr<Reader::State> make_state(std::string_view name) {
     const NamespaceDesc& d = h.namespaces[i];
     NamespaceInfo info;
     info.id = static_cast<NamespaceId>(i);
-    info.name = std::string(d.name, strnlen(d.name, sizeof d.name));
+    info.name = std::string(fixed_name(d.name));
     const std::uint32_t n = std::min<std::uint32_t>(d.field_count, kMaxFields);
     for (std::uint32_t f = 0; f < n; ++f) {
       const FieldDesc& fd = d.fields[f];
-      info.fields.push_back(FieldSpec{std::string(fd.name, strnlen(fd.name, sizeof fd.name)),
+      info.fields.push_back(FieldSpec{std::string(fixed_name(fd.name)),
                                       static_cast<FieldType>(fd.type), fd.scale});
     }
     info.stale_after = std::chrono::nanoseconds(d.stale_after_ns);

@@ -33,6 +33,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <string_view>
 
 #include "poscache/schema.hpp"
 
@@ -58,6 +60,12 @@ enum class RedisState : std::uint32_t { off = 0, connecting = 1, up = 2, down = 
 constexpr const char* redis_state_name(std::uint32_t s) noexcept {
   constexpr const char* kNames[] = {"off", "connecting", "up", "down"};
   return s < 4 ? kNames[s] : "unknown";
+}
+
+// A NUL-padded name field (namespace, field) as text: up to the first NUL or the whole array.
+template <std::size_t N>
+std::string_view fixed_name(const char (&name)[N]) noexcept {
+  return {name, strnlen(name, N)};
 }
 
 // ---------------------------------------------------------------------------------------------

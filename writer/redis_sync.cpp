@@ -20,7 +20,7 @@ using namespace poscache::shm;
 namespace {
 
 std::string_view ns_name(const SegmentHeader& h, std::uint16_t ns) {
-  return {h.namespaces[ns].name, strnlen(h.namespaces[ns].name, sizeof h.namespaces[ns].name)};
+  return fixed_name(h.namespaces[ns].name);
 }
 }  // namespace
 
@@ -186,20 +186,23 @@ std::string RedisSync::event_key(const SyncEvent& e) const {
   return fmt_.position_key(ns_name(*v_.h, p.ns), {p.account, p.account_len}, {p.instrument, p.instrument_len});
 }
 
-bool RedisSync::covers(const SyncEvent& pat, const SyncEvent& ke) const {
-  const SlotPayload& p = ke.payload;
-  switch (pat.kind) {
+bool covers(const SyncEvent& e, std::string_view ns_name, const SlotPayload& p) {
+  const std::string_view account(p.account, p.account_len), instrument(p.instrument, p.instrument_len);
+  switch (e.kind) {
     case SyncEvent::Kind::all: return true;
-    case SyncEvent::Kind::ns: return pat.ns && p.ns == *pat.ns;
-    case SyncEvent::Kind::account:
-      return std::string_view(p.account, p.account_len) == pat.text && (!pat.ns || p.ns == *pat.ns);
+    case SyncEvent::Kind::ns: return e.ns && p.ns == *e.ns;
+    case SyncEvent::Kind::account: return account == e.text && (!e.ns || p.ns == *e.ns);
+    case SyncEvent::Kind::erase:
+      return p.ns == e.payload.ns && account == std::string_view(e.payload.account, e.payload.account_len) &&
+             instrument == std::string_view(e.payload.instrument, e.payload.instrument_len);
     case SyncEvent::Kind::glob: {
-      std::string k(ns_name(*v_.h, p.ns));
-      k.append(":").append(p.account, p.account_len).append(":").append(p.instrument, p.instrument_len);
-      return fnmatch(pat.text.c_str(), k.c_str(), 0) == 0;
+      std::string k(ns_name);
+      k.append(":").append(account).append(":").append(instrument);
+      return fnmatch(e.text.c_str(), k.c_str(), 0) == 0;
     }
-    default: return false;
+    case SyncEvent::Kind::spill: return false;
   }
+  return false;
 }
 
 void RedisSync::merge_event(SyncEvent&& e) {
@@ -219,7 +222,8 @@ void RedisSync::merge_event(SyncEvent&& e) {
   // A pattern removal supersedes every older per-key event it covers: dropping them keeps an
   // older spill from re-creating a key after the pattern removed it.
   for (auto it = key_events_.begin(); it != key_events_.end();) {
-    if (it->second.version < e.version && covers(e, it->second)) {
+    const SlotPayload& p = it->second.payload;
+    if (it->second.version < e.version && covers(e, ns_name(*v_.h, p.ns), p)) {
       journal_done(it->second.journal_pos);
       it = key_events_.erase(it);
     } else {

@@ -82,6 +82,10 @@ struct SegmentView {
   std::uint64_t journal_entries = 0;
 };
 
+// Whether removal `e` (erase, account, ns, glob, all; a spill removes nothing) covers position
+// `p`, whose namespace is named `ns_name`. Versions are the caller's to compare.
+bool covers(const SyncEvent& e, std::string_view ns_name, const shm::SlotPayload& p);
+
 // The journal entry of an event and back (shm/layout.hpp "Journal").
 void to_entry(const SyncEvent& e, shm::JournalEntry& out) noexcept;
 SyncEvent from_entry(const shm::JournalEntry& in, std::uint64_t pos);
@@ -142,7 +146,6 @@ class RedisSync {
   void set_error(const std::string& text);
   void publish();
   std::string event_key(const SyncEvent& e) const;
-  bool covers(const SyncEvent& pattern, const SyncEvent& key_event) const;
   void log(LogLevel level, const std::string& msg) const { if (log_) log_(level, msg); }
   void journal_done(std::uint64_t pos);
   void report_overflows();

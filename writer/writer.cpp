@@ -103,14 +103,14 @@ std::string describe(const NamespaceSpec& n) {
 }
 
 bool same_schema(const NamespaceDesc& d, const NamespaceSpec& n) {
-  if (std::string_view(d.name, strnlen(d.name, sizeof d.name)) != n.name) return false;
+  if (fixed_name(d.name) != n.name) return false;
   if (d.field_count != n.fields.size() || d.stale_after_ns != n.stale_after.count() ||
       d.expire_after_ns != n.expire_after.count()) {
     return false;
   }
   for (std::size_t i = 0; i < n.fields.size(); ++i) {
     const FieldDesc& f = d.fields[i];
-    if (std::string_view(f.name, strnlen(f.name, sizeof f.name)) != n.fields[i].name ||
+    if (fixed_name(f.name) != n.fields[i].name ||
         f.type != static_cast<std::uint8_t>(n.fields[i].type) || f.scale != n.fields[i].scale) {
       return false;
     }
@@ -120,9 +120,9 @@ bool same_schema(const NamespaceDesc& d, const NamespaceSpec& n) {
 
 NamespaceSpec spec_of(const NamespaceDesc& d) {
   NamespaceSpec n;
-  n.name = std::string(d.name, strnlen(d.name, sizeof d.name));
+  n.name = std::string(fixed_name(d.name));
   for (std::uint32_t i = 0; i < std::min<std::uint32_t>(d.field_count, kMaxFields); ++i) {
-    n.fields.push_back(FieldSpec{std::string(d.fields[i].name, strnlen(d.fields[i].name, 32)),
+    n.fields.push_back(FieldSpec{std::string(fixed_name(d.fields[i].name)),
                                  static_cast<FieldType>(d.fields[i].type), d.fields[i].scale});
   }
   n.stale_after = std::chrono::nanoseconds(d.stale_after_ns);
@@ -643,7 +643,7 @@ struct Writer::Impl {
     std::vector<std::uint32_t> victims;
     std::string key;
     for (std::uint32_t ns = 0; ns < h->namespace_count; ++ns) {
-      const std::string_view nsname(h->namespaces[ns].name, strnlen(h->namespaces[ns].name, 32));
+      const std::string_view nsname = fixed_name(h->namespaces[ns].name);
       for (std::uint32_t s = wa->lru_head[ns]; s != kNil; s = book[s].next) {
         const SlotPayload& p = peek(s);
         key.assign(nsname).append(":").append(p.account, p.account_len).append(":").append(p.instrument, p.instrument_len);
@@ -919,40 +919,29 @@ struct Writer::Impl {
   void complete_journal() {
     using Kind = detail::SyncEvent::Kind;
     std::size_t finished = 0;
-    for (const auto& [n, e] : journal_scan.valid) {
-      const auto kind = static_cast<Kind>(e->kind);
-      const std::uint64_t v = e->version;
-      const std::string_view text(e->text, std::min<std::size_t>(e->text_len, kJournalTextMax));
+    for (const auto& [n, entry] : journal_scan.valid) {
+      const detail::SyncEvent e = detail::from_entry(*entry, n);
       std::vector<std::uint32_t> victims;
-      if (kind == Kind::erase) {  // one key: the index finds it
-        const SlotPayload& k = e->payload;
-        const std::string_view account(k.account, std::min<std::size_t>(k.account_len, kMaxAccountLen));
-        const std::string_view instrument(k.instrument, std::min<std::size_t>(k.instrument_len, kMaxInstrumentLen));
-        const std::uint32_t s = find(key_hash(k.ns, account, instrument), k.ns, account, instrument);
-        if (s != kNil && peek(s).version < v) victims.push_back(s);
-      } else if (kind == Kind::account) {  // one account: its list
-        const std::uint32_t head = account_heads.find(account_hash(text));
+      auto consider = [&](std::uint32_t s) {
+        const SlotPayload& p = peek(s);
+        if (p.ns != kFreeNamespace && p.version < e.version && detail::covers(e, fixed_name(h->namespaces[p.ns].name), p)) {
+          victims.push_back(s);
+        }
+      };
+      if (e.kind == Kind::spill) continue;  // the position was still in its slot or already gone
+      if (e.kind == Kind::erase) {  // one key: the index finds it
+        const SlotPayload& k = e.payload;
+        const std::uint32_t s = find(key_hash(k.ns, {k.account, k.account_len}, {k.instrument, k.instrument_len}), k.ns,
+                                     {k.account, k.account_len}, {k.instrument, k.instrument_len});
+        if (s != kNil) consider(s);
+      } else if (e.kind == Kind::account) {  // one account: its list
+        const std::uint32_t head = account_heads.find(account_hash(e.text));
         for (std::uint32_t s = head == detail::AccountHeads::kNone ? kNil : head; s != kNil; s = book[s].account_next) {
-          const SlotPayload& p = peek(s);
-          if (std::string_view(p.account, p.account_len) == text && (e->has_ns == 0 || p.ns == e->ns) && p.version < v) {
-            victims.push_back(s);
-          }
+          consider(s);
         }
-      } else if (kind == Kind::ns || kind == Kind::glob || kind == Kind::all) {  // rare: a scan
-        const std::string pattern(text);
-        std::string key;
-        for (std::uint32_t s = 0; s < capacity; ++s) {
-          const SlotPayload& p = peek(s);
-          if (p.ns == kFreeNamespace || p.version >= v) continue;
-          bool hit = kind == Kind::all || (kind == Kind::ns && e->has_ns != 0 && p.ns == e->ns);
-          if (kind == Kind::glob) {
-            key.assign(h->namespaces[p.ns].name, strnlen(h->namespaces[p.ns].name, 32));
-            key.append(":").append(p.account, p.account_len).append(":").append(p.instrument, p.instrument_len);
-            hit = fnmatch(pattern.c_str(), key.c_str(), 0) == 0;
-          }
-          if (hit) victims.push_back(s);
-        }
-      }  // spill: the position was either still in its slot or already gone; nothing to finish
+      } else {  // a namespace, a glob, everything (rare): every slot
+        for (std::uint32_t s = 0; s < capacity; ++s) consider(s);
+      }
       finished += remove_all(victims);
     }
     if (finished > 0) {
