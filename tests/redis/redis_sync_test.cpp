@@ -717,6 +717,28 @@ void edit_journal(const std::string& segment, std::uint64_t capacity,
   ::munmap(base, static_cast<std::size_t>(st.st_size));
 }
 
+// A hand-built journaled event: an erase of spot:account:instrument, or a pattern removal.
+detail::SyncEvent erase_event(const std::string& account, const std::string& instrument, std::uint64_t version) {
+  detail::SyncEvent e;
+  e.kind = detail::SyncEvent::Kind::erase;
+  e.version = version;
+  e.payload.ns = 0;
+  e.payload.account_len = static_cast<std::uint8_t>(account.size());
+  std::memcpy(e.payload.account, account.data(), account.size());
+  e.payload.instrument_len = static_cast<std::uint8_t>(instrument.size());
+  std::memcpy(e.payload.instrument, instrument.data(), instrument.size());
+  return e;
+}
+detail::SyncEvent pattern_event(detail::SyncEvent::Kind kind, std::uint64_t version, std::string text = {},
+                                std::optional<std::uint16_t> ns = std::nullopt) {
+  detail::SyncEvent e;
+  e.kind = kind;
+  e.version = version;
+  e.text = std::move(text);
+  e.ns = ns;
+  return e;
+}
+
 // A removal is journaled before it is applied. Hand-built: the entry of an erase and of an
 // account invalidation are in the journal, the positions still in the slots, as a kill between
 // the two steps leaves them. The next writer finishes both, in the segment and in Redis.
@@ -738,29 +760,11 @@ TEST(RedisSync, ARemovalCutShortByAKillIsFinishedOnReattach) {
   edit_journal(seg.name(), 64, [&](shm::JournalHeader& jh, shm::JournalEntry* entries, std::uint64_t n) {
     const std::uint64_t head = jh.head.load();
     EXPECT_EQ(jh.tail.load(), head);
-    detail::SyncEvent erase;
-    erase.kind = detail::SyncEvent::Kind::erase;
-    erase.version = version - 1;  // older than "late", newer than the first 16
-    erase.payload.ns = 0;
-    erase.payload.account_len = 4;
-    std::memcpy(erase.payload.account, "acc1", 4);
-    erase.payload.instrument_len = 2;
-    std::memcpy(erase.payload.instrument, "I5", 2);
-    detail::to_entry(erase, entries[head % n]);
-    detail::SyncEvent account;
-    account.kind = detail::SyncEvent::Kind::account;
-    account.version = version - 1;
-    account.text = "acc2";
-    detail::to_entry(account, entries[(head + 1) % n]);
-    detail::SyncEvent late;  // older than the position it names: must leave it alone
-    late.kind = detail::SyncEvent::Kind::erase;
-    late.version = version - 1;
-    late.payload.ns = 0;
-    late.payload.account_len = 4;
-    std::memcpy(late.payload.account, "late", 4);
-    late.payload.instrument_len = 1;
-    late.payload.instrument[0] = 'X';
-    detail::to_entry(late, entries[(head + 2) % n]);
+    // version - 1: older than "late", newer than the first 16
+    detail::to_entry(erase_event("acc1", "I5", version - 1), entries[head % n]);
+    detail::to_entry(pattern_event(detail::SyncEvent::Kind::account, version - 1, "acc2"), entries[(head + 1) % n]);
+    // older than the position it names: must leave it alone
+    detail::to_entry(erase_event("late", "X", version - 1), entries[(head + 2) % n]);
     jh.head.store(head + 3);
   });
   auto w = Writer::open(cfg);
@@ -794,27 +798,14 @@ TEST(RedisSync, CorruptJournalEntriesAreSkippedAndReported) {
   std::uint64_t head = 0;
   edit_journal(seg.name(), 64, [&](shm::JournalHeader& jh, shm::JournalEntry* entries, std::uint64_t n) {
     head = jh.head.load();
-    detail::SyncEvent all;  // turned into an unknown kind below
-    all.kind = detail::SyncEvent::Kind::all;
-    all.version = version - 1;
-    detail::to_entry(all, entries[head % n]);
+    // an unknown kind
+    detail::to_entry(pattern_event(detail::SyncEvent::Kind::all, version - 1), entries[head % n]);
     entries[head % n].kind = 99;
-    detail::SyncEvent future = all;  // a version never handed out
-    future.version = version + 1'000'000;
-    detail::to_entry(future, entries[(head + 1) % n]);
-    detail::SyncEvent bad_ns;
-    bad_ns.kind = detail::SyncEvent::Kind::ns;
-    bad_ns.ns = 31;
-    bad_ns.version = version - 1;
-    detail::to_entry(bad_ns, entries[(head + 2) % n]);
-    detail::SyncEvent erase;  // valid
-    erase.kind = detail::SyncEvent::Kind::erase;
-    erase.version = version - 1;
-    erase.payload.account_len = 4;
-    std::memcpy(erase.payload.account, "acc1", 4);
-    erase.payload.instrument_len = 2;
-    std::memcpy(erase.payload.instrument, "I5", 2);
-    detail::to_entry(erase, entries[(head + 3) % n]);
+    // a version never handed out
+    detail::to_entry(pattern_event(detail::SyncEvent::Kind::all, version + 1'000'000), entries[(head + 1) % n]);
+    // a namespace id beyond the header's
+    detail::to_entry(pattern_event(detail::SyncEvent::Kind::ns, version - 1, {}, 31), entries[(head + 2) % n]);
+    detail::to_entry(erase_event("acc1", "I5", version - 1), entries[(head + 3) % n]);  // valid
     jh.head.store(head + 4);
   });
   std::vector<std::string> logged;

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdio>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "poscache/writer.hpp"
@@ -33,6 +34,17 @@ CliRun inspect(const std::string& args) {
   while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
   const int st = ::pclose(p);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+// Maps segment `name` read-write behind the writer's back, to break it for verify.
+void edit_segment(const std::string& name, const std::function<void(std::byte* base)>& edit) {
+  const int fd = ::shm_open(("/" + name).c_str(), O_RDWR, 0);
+  struct stat st {};
+  ::fstat(fd, &st);
+  auto* base = static_cast<std::byte*>(::mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  edit(base);
+  ::munmap(base, st.st_size);
+  ::close(fd);
 }
 
 }  // namespace
@@ -96,16 +108,12 @@ TEST_F(InspectTest, StatsAndLsForScripts) {
 
 TEST_F(InspectTest, VerifyFindsABucketThatLostItsSlot) {
   EXPECT_EQ(inspect(s() + "verify").code, 0);
-  // Break the index behind the writer's back: empty the bucket of every live slot.
-  const int fd = ::shm_open(("/" + seg.name()).c_str(), O_RDWR, 0);
-  struct stat st {};
-  ::fstat(fd, &st);
-  auto* base = static_cast<std::byte*>(::mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
-  auto* h = reinterpret_cast<shm::SegmentHeader*>(base);
-  auto* idx = reinterpret_cast<shm::Bucket*>(base + h->index_offset[h->index_epoch.load() & 1]);
-  for (std::uint64_t i = 0; i < h->index_buckets; ++i) idx[i].store(0);
-  ::munmap(base, st.st_size);
-  ::close(fd);
+  // Break the index: empty the bucket of every live slot.
+  edit_segment(seg.name(), [](std::byte* base) {
+    auto* h = reinterpret_cast<shm::SegmentHeader*>(base);
+    auto* idx = reinterpret_cast<shm::Bucket*>(base + h->index_offset[h->index_epoch.load() & 1]);
+    for (std::uint64_t i = 0; i < h->index_buckets; ++i) idx[i].store(0);
+  });
   const CliRun r = inspect(s() + "verify");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("not reachable through the index"), std::string::npos) << r.out;
@@ -113,15 +121,11 @@ TEST_F(InspectTest, VerifyFindsABucketThatLostItsSlot) {
 
 TEST_F(InspectTest, VerifyFindsACorruptJournalHeader) {
   EXPECT_EQ(inspect(s() + "verify").code, 0);
-  const int fd = ::shm_open(("/" + seg.name()).c_str(), O_RDWR, 0);
-  struct stat st {};
-  ::fstat(fd, &st);
-  auto* base = static_cast<std::byte*>(::mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
-  const auto* h = reinterpret_cast<const shm::SegmentHeader*>(base);
-  auto* j = reinterpret_cast<shm::JournalHeader*>(base + shm::geometry_for(h->capacity).journal_offset);
-  j->tail.store(j->head.load() + 5);
-  ::munmap(base, st.st_size);
-  ::close(fd);
+  edit_segment(seg.name(), [](std::byte* base) {  // tail ahead of head
+    const auto* h = reinterpret_cast<const shm::SegmentHeader*>(base);
+    auto* j = reinterpret_cast<shm::JournalHeader*>(base + shm::geometry_for(h->capacity).journal_offset);
+    j->tail.store(j->head.load() + 5);
+  });
   const CliRun r = inspect(s() + "verify");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("journal: head"), std::string::npos) << r.out;
