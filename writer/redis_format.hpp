@@ -40,8 +40,8 @@ namespace poscache::detail {
 //   version, member "ns:instrument", expiry ms since the epoch or "0", n = number of unset
 //   fields, m = number of field/value pairs, the n unset field names, the 2m fields and values.
 // Returns how many positions were written (the others: Redis holds that version or a newer one).
-// One call carries the positions of one account slot in a Redis Cluster (RedisConfig::cluster),
-// or up to kPositionsPerCall positions of any accounts on a standalone server.
+// One call carries up to RedisConfig::positions_per_call positions (1 behind a Redis Cluster
+// proxy: a position's hash and its account set share a slot, two positions may not).
 inline constexpr std::string_view kUpsertScript = R"lua(
 local function newer(a, b)
   if #a ~= #b then return #a > #b end
@@ -79,7 +79,6 @@ for k = 1, #KEYS, 2 do
 end
 return written
 )lua";
-inline constexpr std::size_t kPositionsPerCall = 32;
 
 // KEYS[1] position hash, KEYS[2] account set. ARGV[1] the version of the removal, ARGV[2] member.
 // Removes the position unless Redis holds a version at least as new. Returns 1 if removed.

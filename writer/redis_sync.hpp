@@ -187,7 +187,6 @@ class RedisSync {
   bool reload_scripts_ = false;
   Args args_;
   UpsertCall call_;
-  std::vector<std::pair<std::uint32_t, std::uint64_t>> inflight_;
   std::vector<std::uint8_t> journal_done_;  // entry index -> written or superseded, not yet below tail
   std::uint64_t overflows_seen_ = 0;
   std::int64_t overflow_logged_ns_ = 0;

@@ -1037,7 +1037,9 @@ struct Writer::Impl {
 
   // With Redis: warm start on an empty segment (before it turns ready), then the sync thread.
   void start_redis(bool empty_segment) {
-    const auto& pending = journal_scan.valid;
+    const JournalScan scan = std::move(journal_scan);  // used here last: not kept for the writer's life
+    journal_scan = {};
+    const auto& pending = scan.valid;
     if (!cfg.redis) {
       if (!pending.empty()) {
         cfg.log(LogLevel::warn, std::to_string(pending.size()) + " removals in the segment's journal are not in Redis yet; "
@@ -1049,7 +1051,7 @@ struct Writer::Impl {
     sync = std::make_unique<detail::RedisSync>(
         rc, cfg.namespaces, detail::SegmentView{h, slots, book, capacity, journal, journal_entries, journal_size}, cfg.log);
     for (const auto& [n, e] : pending) sync->replay(detail::from_entry(*e, n));
-    for (const std::uint64_t n : journal_scan.invalid) sync->skip(n);  // reported: let the tail pass them
+    for (const std::uint64_t n : scan.invalid) sync->skip(n);  // reported: let the tail pass them
     bool started = false;
     if (!pending.empty()) {
       cfg.log(LogLevel::info, "journal: " + std::to_string(pending.size()) + " removals a previous writer left go to Redis first");
