@@ -311,9 +311,7 @@ SegmentStats Reader::stats() const {
   // The journal closes the segment (shm/layout.hpp); only the writer writes it, readers may look.
   const Geometry g = geometry_for(h.capacity);
   const auto* j = reinterpret_cast<const JournalHeader*>(static_cast<const std::byte*>(s_->mapping.base()) + g.journal_offset);
-  const std::uint64_t tail = j->tail.load(r);
-  const std::uint64_t head = j->head.load(r);
-  st.journal_pending = head >= tail ? head - tail : 0;
+  st.journal_pending = journal_pending(*j);
   st.journal_overflows = j->overflows.load(r);
   return st;
 }

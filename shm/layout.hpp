@@ -333,6 +333,14 @@ struct alignas(kCacheLine) JournalHeader {
 };
 static_assert(sizeof(JournalHeader) == 3 * kCacheLine);
 
+// Entries written but not yet in Redis. Tail first: both only grow, so a sound journal never
+// shows head behind tail to this order (a corrupt one reads as empty; verify reports it).
+inline std::uint64_t journal_pending(const JournalHeader& j) noexcept {
+  const std::uint64_t tail = j.tail.load(std::memory_order_acquire);
+  const std::uint64_t head = j.head.load(std::memory_order_acquire);
+  return head >= tail ? head - tail : 0;
+}
+
 struct alignas(kCacheLine) JournalEntry {
   std::uint64_t version;
   std::uint8_t kind;

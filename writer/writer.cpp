@@ -1538,7 +1538,7 @@ WriterStats Writer::stats() const {
   const std::int64_t oldest = h.redis_oldest_unsynced_ns.load(kRelaxed);
   s.redis_oldest_unsynced_age_ns = oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
   s.redis_synced_version = h.redis_synced_version.load(kRelaxed);
-  s.journal_pending = impl_->journal->head.load(kRelaxed) - impl_->journal->tail.load(kRelaxed);
+  s.journal_pending = journal_pending(*impl_->journal);
   s.journal_overflows = impl_->journal->overflows.load(kRelaxed);
   return s;
 }
