@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
     std::printf("poscache: segment %.1f MiB for %zu positions = %.0f bytes per position (index, bookkeeping and journal "
                 "included), mapped by this reader on %s\n",
                 static_cast<double>(st0.segment_bytes) / (1 << 20), n,
-                static_cast<double>(st0.segment_bytes) / static_cast<double>(n), segment_pages(seg).c_str());
+                static_cast<double>(st0.segment_bytes) / static_cast<double>(n), segment_pages(r.huge_page_bytes(), st0.segment_bytes).c_str());
     for (long long extra : f.list("readers")) {
       std::vector<pid_t> readers;
       for (long long k = 0; k < extra; ++k) {

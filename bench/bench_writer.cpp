@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   const std::string seg = "poscache_bench_writer_" + std::to_string(::getpid());
   auto w = Writer::open(bench_config(seg, cap));
   std::printf("bench_writer: capacity %zu, %zu ops per phase, one thread pinned to cpu %lld; segment on %s\n", cap, ops,
-              f.num("cpu"), segment_pages(seg).c_str());
+              f.num("cpu"), segment_pages(w->stats().huge_page_bytes, w->stats().segment_bytes).c_str());
   Update u = trading_update(*w, keys, 0, 1);
 
   std::int64_t t0 = shm::monotonic_ns();

@@ -358,5 +358,6 @@ FollowResult Reader::follow() {
 
 const void* Reader::mapping_base() const noexcept { return s_->mapping.base(); }
 std::size_t Reader::mapping_size() const noexcept { return s_->mapping.size(); }
+std::uint64_t Reader::huge_page_bytes() const { return huge_mapped_bytes(s_->mapping.base(), s_->mapping.size()); }
 
 }  // namespace poscache

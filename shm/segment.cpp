@@ -7,12 +7,20 @@
 
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
 namespace poscache::shm {
 
 namespace bip = boost::interprocess;
+
+// glibc 2.36 (Debian 12) names MADV_POPULATE_WRITE but not MADV_COLLAPSE (Linux 6.1,
+// <asm-generic/mman-common.h>). Older kernels answer EINVAL, which map() handles.
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
 
 std::string_view to_string(AttachStatus s) noexcept {
   switch (s) {
@@ -53,7 +61,8 @@ bool valid_segment_name(std::string_view name, std::string& message) {
 }
 
 Mapping::Mapping(Mapping&& o) noexcept
-    : base_(o.base_), size_(o.size_), fd_(o.fd_), writable_(o.writable_) {
+    : base_(o.base_), size_(o.size_), fd_(o.fd_), writable_(o.writable_),
+      collapse_error_(std::move(o.collapse_error_)) {
   o.base_ = nullptr;
   o.size_ = 0;
   o.fd_ = -1;
@@ -66,6 +75,7 @@ Mapping& Mapping::operator=(Mapping&& o) noexcept {
     size_ = o.size_;
     fd_ = o.fd_;
     writable_ = o.writable_;
+    collapse_error_ = std::move(o.collapse_error_);
     o.base_ = nullptr;
     o.size_ = 0;
     o.fd_ = -1;
@@ -83,28 +93,95 @@ void Mapping::reset() noexcept {
   fd_ = -1;
 }
 
-Mapping Mapping::map(int fd, std::size_t size, bool writable, std::string_view name) {
+namespace {
+
+// A free range of address space `size` bytes long starting on a 2 MiB boundary, or nullptr to
+// let the kernel choose (mappings under 2 MiB cannot hold a huge page anyway). The range is
+// reserved PROT_NONE and the slack around the aligned part released; the caller maps over it
+// with MAP_FIXED, which is safe because the reservation still owns exactly that range.
+void* aligned_range(std::size_t size) noexcept {
+  if (size < kHugePageSize) return nullptr;
+  void* r = ::mmap(nullptr, size + kHugePageSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (r == MAP_FAILED) return nullptr;
+  const auto start = reinterpret_cast<std::uintptr_t>(r);
+  const std::uintptr_t aligned = (start + kHugePageSize - 1) & ~(std::uintptr_t{kHugePageSize} - 1);
+  if (aligned > start) ::munmap(r, aligned - start);
+  const std::uintptr_t end = start + size + kHugePageSize;
+  if (end > aligned + size) ::munmap(reinterpret_cast<void*>(aligned + size), end - (aligned + size));
+  return reinterpret_cast<void*>(aligned);
+}
+
+}  // namespace
+
+Mapping Mapping::map(int fd, std::size_t size, bool writable, std::string_view name, HugePages huge) {
+  const int prot = writable ? (PROT_READ | PROT_WRITE) : PROT_READ;
+  const bool collapse = huge == HugePages::collapse && writable && size >= kHugePageSize;
+  // A 2 MiB-aligned start, so that pages of the file that are huge are mapped huge: one TLB
+  // entry per 2 MiB instead of 512, which a random access over 512 MiB otherwise misses.
+  void* want = aligned_range(size);
   // MAP_POPULATE: fault every page in now, at open, so no get() ever takes a page fault (a
-  // kernel entry on the hot path, microseconds each the first time a page is touched).
-  void* p = ::mmap(nullptr, size, writable ? (PROT_READ | PROT_WRITE) : PROT_READ,
-                   MAP_SHARED | MAP_POPULATE, fd, 0);
+  // kernel entry on the hot path, microseconds each the first time a page is touched). A
+  // mapping about to be collapsed is populated after the collapse instead (below): populating
+  // 4 KiB pages first would only make the collapse copy them.
+  void* p = ::mmap(want, size, prot, MAP_SHARED | (want ? MAP_FIXED : 0) | (collapse ? 0 : MAP_POPULATE), fd, 0);
   if (p == MAP_FAILED) {
     const int err = errno;
+    if (want != nullptr) ::munmap(want, size);
     ::close(fd);
     throw Error("cannot map segment '" + std::string(name) + "' (" + std::to_string(size) +
                 " bytes): " + std::strerror(err));
   }
-  // Ask for transparent huge pages: a million positions span 512 MiB, and with 4 KiB pages every
-  // random access also misses the TLB. For /dev/shm the tmpfs mount option decides (huge=advise
-  // honours this hint; huge=within_size or always give huge pages regardless; the default,
-  // never, ignores it): see README, "Operations". Failure is harmless and ignored.
+  // Ask for transparent huge pages for whatever the kernel faults in later. For /dev/shm the
+  // tmpfs mount option decides (huge=advise honours this hint; within_size and always give huge
+  // pages regardless; the default, never, ignores it). Failure is harmless and ignored.
   ::madvise(p, size, MADV_HUGEPAGE);
   Mapping m;
   m.base_ = p;
   m.size_ = size;
   m.fd_ = fd;
   m.writable_ = writable;
+  if (collapse) {
+    // MADV_COLLAPSE (Linux 6.1) rebuilds the file's pages as 2 MiB pages whatever the mount
+    // option says (only shmem_enabled=deny refuses). It works on the page cache, so every process
+    // that maps the file 2 MiB-aligned afterwards (the readers) maps it huge too. It needs the
+    // pages allocated (posix_fallocate did) but not mapped. Failure leaves 4 KiB pages, which
+    // work the same, only slower: the error is kept for the writer's log.
+    if (::madvise(p, size, MADV_COLLAPSE) != 0) m.collapse_error_ = std::strerror(errno);
+    if (::madvise(p, size, MADV_POPULATE_WRITE) != 0) {
+      // Before Linux 5.14: map again, populated, over the same range.
+      void* q = ::mmap(p, size, prot, MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, 0);
+      if (q == MAP_FAILED) {
+        const int err = errno;
+        throw Error("cannot map segment '" + std::string(name) + "' (" + std::to_string(size) +
+                    " bytes): " + std::strerror(err));  // m unmaps and closes
+      }
+    }
+  }
   return m;
+}
+
+std::uint64_t huge_mapped_bytes(const void* base, std::size_t size) {
+  FILE* f = std::fopen("/proc/self/smaps", "re");
+  if (f == nullptr) return 0;
+  const auto lo = reinterpret_cast<std::uintptr_t>(base);
+  const std::uintptr_t hi = lo + size;
+  char line[512];
+  bool in = false;
+  std::uint64_t kb = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    // A VMA's header line starts with its range in lowercase hex; its detail lines ("Rss:",
+    // "ShmemPmdMapped:", ...) start with a capital letter.
+    unsigned long start = 0, end = 0;
+    if (((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) &&
+        std::sscanf(line, "%lx-%lx", &start, &end) == 2) {
+      in = start < hi && end > lo;
+      continue;
+    }
+    unsigned long long v = 0;
+    if (in && (std::sscanf(line, "ShmemPmdMapped: %llu kB", &v) == 1 || std::sscanf(line, "FilePmdMapped: %llu kB", &v) == 1)) kb += v;
+  }
+  std::fclose(f);
+  return kb << 10;
 }
 
 AttachStatus check_header(const SegmentHeader& h, std::size_t mapped_size, std::string& message) {

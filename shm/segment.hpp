@@ -25,6 +25,13 @@ enum class AttachStatus {
 
 std::string_view to_string(AttachStatus s) noexcept;
 
+inline constexpr std::size_t kHugePageSize = std::size_t{2} << 20;
+
+// Whether Mapping::map turns the file's pages into 2 MiB pages (writers, at creation) or maps
+// them as they are (readers, re-attaching writers: a collapse under attached readers would make
+// their next reads fault and wait for it).
+enum class HugePages { keep, collapse };
+
 // A mapping of a whole segment. Move-only; unmaps on destruction.
 class Mapping {
  public:
@@ -40,8 +47,13 @@ class Mapping {
   [[nodiscard]] bool writable() const noexcept { return writable_; }
   [[nodiscard]] int fd() const noexcept { return fd_; }
 
-  // Maps `size` bytes of the open fd. PROT_READ only unless `writable`.
-  static Mapping map(int fd, std::size_t size, bool writable, std::string_view name);
+  // Maps `size` bytes of the open fd at a 2 MiB-aligned address, populated. PROT_READ only
+  // unless `writable`. Takes the fd (closed with the mapping, or on failure).
+  static Mapping map(int fd, std::size_t size, bool writable, std::string_view name,
+                     HugePages huge = HugePages::keep);
+
+  // Why HugePages::collapse left 4 KiB pages (strerror of MADV_COLLAPSE), empty if it did not.
+  [[nodiscard]] const std::string& collapse_error() const noexcept { return collapse_error_; }
 
  private:
   void reset() noexcept;
@@ -49,7 +61,12 @@ class Mapping {
   std::size_t size_ = 0;
   int fd_ = -1;
   bool writable_ = false;
+  std::string collapse_error_;
 };
+
+// Bytes of [base, base + size) this process maps with 2 MiB page-table entries, read from
+// /proc/self/smaps (0 if unreadable). System calls and parsing: not for a hot path.
+std::uint64_t huge_mapped_bytes(const void* base, std::size_t size);
 
 struct AttachResult {
   AttachStatus status = AttachStatus::error;

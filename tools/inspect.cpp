@@ -191,6 +191,7 @@ int main(int argc, char** argv) {
     const SegmentStats s = r.stats();
     if (json) {
       ordered_json j = stats_json(s);
+      j["huge_page_bytes"] = r.huge_page_bytes();
       ordered_json nss = ordered_json::array();
       for (const auto& n : r.namespaces()) {
         ordered_json fields = ordered_json::array();
@@ -201,6 +202,9 @@ int main(int argc, char** argv) {
       std::printf("%s\n", j.dump(2).c_str());
     } else {
       print_stats(s);
+      const std::uint64_t huge = r.huge_page_bytes();
+      std::printf("pages        %s\n", huge > 0 ? ("2 MiB pages: " + std::to_string(huge >> 20) + " of " + std::to_string(s.segment_bytes >> 20) + " MiB").c_str()
+                                               : "4 KiB pages (a random read may also miss the TLB; see the writer's log at start)");
       for (const auto& n : r.namespaces()) {
         std::string f;
         for (const auto& fs : n.fields) f += (f.empty() ? "" : ", ") + fs.name;

@@ -57,6 +57,12 @@ std::int64_t integer(const std::string& origin, const toml::node& n, std::string
   return *v;
 }
 
+bool boolean(const std::string& origin, const toml::node& n, std::string_view key) {
+  const std::optional<bool> v = n.value_exact<bool>();
+  if (!v) bad(origin, n, "'" + std::string(key) + "' must be true or false");
+  return *v;
+}
+
 std::string text(const std::string& origin, const toml::node& n, std::string_view key) {
   const auto v = n.value<std::string>();
   if (!v) bad(origin, n, "'" + std::string(key) + "' must be a string");
@@ -126,12 +132,13 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
   }
   only_keys(origin, root, "the top level", {"segment", "namespace", "generator", "daemon", "redis"});
   if (const toml::table* seg = root["segment"].as_table()) {
-    only_keys(origin, *seg, "[segment]", {"name", "capacity", "mode", "heartbeat_interval", "recreate"});
+    only_keys(origin, *seg, "[segment]", {"name", "capacity", "mode", "heartbeat_interval", "recreate", "huge_pages"});
     if (auto* n = seg->get("name")) c.writer.segment = text(origin, *n, "name");
     if (auto* n = seg->get("capacity")) c.writer.capacity = static_cast<std::uint64_t>(integer(origin, *n, "capacity", 1, 1ll << 31));
     if (auto* n = seg->get("mode")) c.writer.mode = parse_mode(text(origin, *n, "mode"), origin);
     if (auto* n = seg->get("heartbeat_interval")) c.writer.heartbeat_interval = duration(origin, *n, "heartbeat_interval");
-    if (auto* n = seg->get("recreate")) c.writer.recreate_on_mismatch = n->value<bool>().value_or(false);
+    if (auto* n = seg->get("recreate")) c.writer.recreate_on_mismatch = boolean(origin, *n, "recreate");
+    if (auto* n = seg->get("huge_pages")) c.writer.huge_pages = boolean(origin, *n, "huge_pages");
   }
   if (const toml::array* nss = root["namespace"].as_array()) {
     c.writer.namespaces.clear();
@@ -146,7 +153,7 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
   }
   if (const toml::table* g = root["generator"].as_table()) {
     only_keys(origin, *g, "[generator]", {"enabled", "rate", "accounts", "instruments", "seed"});
-    if (auto* n = g->get("enabled")) c.generator.enabled = n->value<bool>().value_or(false);
+    if (auto* n = g->get("enabled")) c.generator.enabled = boolean(origin, *n, "enabled");
     if (auto* n = g->get("rate")) c.generator.rate = static_cast<double>(integer(origin, *n, "rate", 1, 100'000'000));
     if (auto* n = g->get("accounts")) c.generator.accounts = static_cast<std::uint32_t>(integer(origin, *n, "accounts", 1, 100'000'000));
     if (auto* n = g->get("instruments")) c.generator.instruments = static_cast<std::uint32_t>(integer(origin, *n, "instruments", 1, 100'000));
@@ -171,9 +178,9 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
     if (auto* n = r->get("prefix")) rc.prefix = text(origin, *n, "prefix");
     if (auto* n = r->get("flush_interval")) rc.flush_interval = ms(*n, "flush_interval");
     if (auto* n = r->get("batch_size")) rc.batch_size = static_cast<std::size_t>(integer(origin, *n, "batch_size", 1, 100'000));
-    if (auto* n = r->get("warm_start")) rc.warm_start = n->value<bool>().value_or(true);
+    if (auto* n = r->get("warm_start")) rc.warm_start = boolean(origin, *n, "warm_start");
     if (auto* n = r->get("close_timeout")) rc.close_timeout = ms(*n, "close_timeout");
-    if (auto* n = r->get("enabled"); n != nullptr && !n->value<bool>().value_or(true)) c.writer.redis.reset();
+    if (auto* n = r->get("enabled"); n != nullptr && !boolean(origin, *n, "enabled")) c.writer.redis.reset();
     if (c.writer.redis) {
       if (auto ok = validate(*c.writer.redis); !ok) bad(origin, *r, ok.error());
     }
@@ -207,6 +214,12 @@ void load_env(DaemonConfig& c) {
   }
   if (const char* v = std::getenv("POSCACHE_MODE"); v && *v) c.writer.mode = parse_mode(v, "POSCACHE_MODE");
   if (const char* v = std::getenv("POSCACHE_LOG_LEVEL"); v && *v) c.log_level = v;
+  if (const char* v = std::getenv("POSCACHE_HUGE_PAGES"); v && *v) {
+    const std::string s = v;
+    if (s == "off" || s == "0" || s == "false") c.writer.huge_pages = false;
+    else if (s == "on" || s == "1" || s == "true") c.writer.huge_pages = true;
+    else throw Error("POSCACHE_HUGE_PAGES='" + s + "' must be on or off");
+  }
   // Redis: any POSCACHE_REDIS_* turns it on; POSCACHE_REDIS=off turns it off.
   auto env_int = [](const char* name, const char* v, long lo, long hi) {
     char* end = nullptr;

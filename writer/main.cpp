@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
   std::optional<std::uint64_t> capacity, accounts, instruments;
   std::optional<double> rate;
   std::vector<std::string> ns_flags;
-  bool recreate = false, fresh = false, generate = false, no_generate = false, cold_start = false, no_redis = false;
+  bool recreate = false, fresh = false, no_huge_pages = false, generate = false, no_generate = false, cold_start = false, no_redis = false;
   std::optional<std::string> redis_host, redis_socket, redis_user, redis_prefix, redis_flush;
   std::optional<int> redis_port, redis_db;
   app.add_option("-c,--config", config_file, "TOML config file (flags override it; see config/demo.toml)");
@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   app.add_option("-n,--namespace", ns_flags, "name:preset[:stale_after[:expire_after]], repeatable; replaces the config's namespaces");
   app.add_flag("--recreate", recreate, "replace an existing segment that does not match (readers follow the new generation)");
   app.add_flag("--fresh", fresh, "always start a new generation, dropping what the segment held");
+  app.add_flag("--no-huge-pages", no_huge_pages, "leave a new segment on 4 KiB pages (default: 2 MiB pages when the kernel allows) [POSCACHE_HUGE_PAGES=off]");
   app.add_flag("--generate", generate, "feed the segment from the synthetic generator");
   app.add_flag("--no-generate", no_generate, "no synthetic generator, whatever the config file says");
   app.add_option("--rate", rate, "generator: updates per second");
@@ -85,6 +86,7 @@ int main(int argc, char** argv) {
     }
     if (recreate) cfg.writer.recreate_on_mismatch = true;
     if (fresh) cfg.writer.fresh = true;
+    if (no_huge_pages) cfg.writer.huge_pages = false;
     if (generate) cfg.generator.enabled = true;
     if (no_generate) cfg.generator.enabled = false;
     if (rate) cfg.generator.rate = *rate;

@@ -163,6 +163,7 @@ struct Writer::Impl {
   bool in_batch = false;
   bool defer_rebuild = false;
   bool reattached = false;
+  std::uint64_t huge_page_bytes = 0;  // of the segment, mapped with 2 MiB pages (at open)
 
   // ---- time --------------------------------------------------------------------------------
   std::int64_t now() noexcept {  // wall clock, never going backwards within this writer
@@ -712,6 +713,23 @@ struct Writer::Impl {
     account_heads = detail::AccountHeads(capacity);
   }
 
+  // Reads back how the segment is mapped and says so once, at open: an operator tuning latency
+  // wants to know whether the 2 MiB pages took.
+  void report_pages(bool created) {
+    huge_page_bytes = huge_mapped_bytes(mapping.base(), mapping.size());
+    const std::string what = "segment '" + cfg.segment + "': " + std::to_string(huge_page_bytes >> 20) + " of " +
+                             std::to_string(mapping.size() >> 20) + " MiB on 2 MiB pages";
+    if (huge_page_bytes > 0 || mapping.size() < kHugePageSize) {
+      cfg.log(LogLevel::info, what);
+    } else if (created && cfg.huge_pages) {
+      cfg.log(LogLevel::warn, what + " (MADV_COLLAPSE: " +
+                                  (mapping.collapse_error().empty() ? std::string("no effect") : mapping.collapse_error()) +
+                                  "): every random access may also miss the TLB; see README, \"Huge pages\"");
+    } else {
+      cfg.log(LogLevel::info, what + (created ? " (huge_pages is off)" : " (as created; a fresh segment collapses)"));
+    }
+  }
+
   void stamp_writer() {
     const pid_t pid = ::getpid();
     const std::int64_t t = now();
@@ -754,7 +772,8 @@ struct Writer::Impl {
                       "' with capacity " + std::to_string(cfg.capacity) + " in /dev/shm: " +
                       std::strerror(err) + " (lower the capacity or enlarge /dev/shm)");
     }
-    bind(Mapping::map(fd, g.segment_size, true, name), g.capacity);
+    bind(Mapping::map(fd, g.segment_size, true, name, cfg.huge_pages ? HugePages::collapse : HugePages::keep),
+         g.capacity);
     // The file is zero-filled: readers attaching now see an empty header and wait (initializing).
     h->layout_version = kLayoutVersion;
     h->header_size = sizeof(SegmentHeader);
@@ -1206,6 +1225,7 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
       if (!replace) {
         const std::uint64_t cap = h->capacity;
         impl->bind(std::move(m), cap);
+        impl->report_pages(false);
         impl->reattach();
         impl->start_redis(impl->h->live_count.load(kRelaxed) == 0);
         impl->h->state.store(static_cast<std::uint32_t>(SegmentState::ready), std::memory_order_release);
@@ -1230,6 +1250,7 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
     bip::shared_memory_object::remove(name.c_str());
   }
   impl->create();
+  impl->report_pages(true);
   impl->start_redis(true);
   impl->h->state.store(static_cast<std::uint32_t>(SegmentState::ready), std::memory_order_release);
   return std::unique_ptr<Writer>(new Writer(std::move(impl)));
@@ -1530,6 +1551,8 @@ WriterStats Writer::stats() const {
   s.generation = h.generation;
   s.next_version = impl_->wa->next_version;
   s.reattached = impl_->reattached;
+  s.segment_bytes = impl_->mapping.size();
+  s.huge_page_bytes = impl_->huge_page_bytes;
   s.warm_loaded = impl_->warm.loaded;
   s.warm_beyond_capacity = impl_->warm.beyond_capacity;
   s.warm_skipped = impl_->warm.expired + impl_->warm.unknown_namespace + impl_->warm.malformed;

@@ -125,6 +125,9 @@ class Reader {
   // The mapping (for the inspector's verify and for tests).
   [[nodiscard]] const void* mapping_base() const noexcept;
   [[nodiscard]] std::size_t mapping_size() const noexcept;
+  // Bytes of this reader's mapping on 2 MiB pages (one TLB entry each instead of 512): what the
+  // writer's huge_pages setting achieved. Reads /proc/self/smaps: not for the hot path.
+  [[nodiscard]] std::uint64_t huge_page_bytes() const;
 
  public:
   struct State;  // the mapping and what get() needs; defined in reader/reader.cpp

@@ -49,6 +49,11 @@ struct WriterConfig {
   // `recreate_on_mismatch`; `fresh` re-creates even a compatible one (a new generation).
   bool recreate_on_mismatch = false;
   bool fresh = false;
+  // Turn a newly created segment's pages into 2 MiB pages (MADV_COLLAPSE, Linux 6.1+), whatever
+  // /dev/shm's mount option: with 4 KiB pages nearly every random access to a large table also
+  // misses the TLB. Readers map it 2 MiB-aligned and share the huge pages. If the kernel refuses,
+  // the segment stays on 4 KiB pages and the writer logs why.
+  bool huge_pages = true;
   std::chrono::nanoseconds heartbeat_interval = std::chrono::milliseconds(10);
   // Readers blocked in wait_for_change() are woken at most this often (a system call per wake).
   std::chrono::nanoseconds wake_interval = std::chrono::microseconds(100);
@@ -124,6 +129,8 @@ struct WriterStats {
                 erases = 0, invalidations = 0, rejects = 0, index_rebuilds = 0, repairs = 0,
                 tombstones = 0, generation = 0, next_version = 0;
   bool reattached = false;  // this writer re-attached to a segment left by an earlier writer
+  std::uint64_t segment_bytes = 0;     // the segment's size
+  std::uint64_t huge_page_bytes = 0;   // of it, mapped with 2 MiB pages (read at open)
   // Warm start (a fresh or empty segment loaded from Redis at open)
   std::uint64_t warm_loaded = 0;           // positions loaded
   std::uint64_t warm_beyond_capacity = 0;  // positions Redis holds that did not fit (left in Redis)

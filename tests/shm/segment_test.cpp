@@ -8,6 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <vector>
+
 #include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
 #include "test_util.hpp"
@@ -136,4 +139,72 @@ TEST(SegmentTest, SegmentNamesAreValidated) {
   EXPECT_NE(msg.find("'/'"), std::string::npos);
   EXPECT_FALSE(valid_segment_name("", msg));
   EXPECT_TRUE(valid_segment_name("positions.v1", msg));
+}
+
+namespace {
+
+// A /dev/shm file of `size` bytes, allocated and filled with a pattern of its offsets.
+struct PatternFile {
+  PatternFile(const std::string& name, std::size_t bytes) : size(bytes) {
+    fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0);
+    EXPECT_EQ(::posix_fallocate(fd, 0, static_cast<off_t>(size)), 0);
+    std::vector<std::uint64_t> buf(4096 / 8);
+    for (std::size_t off = 0; off < size; off += 4096) {
+      for (std::size_t i = 0; i < buf.size(); ++i) buf[i] = off + 8 * i;
+      EXPECT_EQ(::pwrite(fd, buf.data(), 4096, static_cast<off_t>(off)), 4096);
+    }
+  }
+  int dup() const { return ::dup(fd); }
+  ~PatternFile() { ::close(fd); }
+  int fd;
+  std::size_t size;
+};
+
+bool holds_pattern(const void* base, std::size_t size) {
+  const auto* w = static_cast<const std::uint64_t*>(base);
+  for (std::size_t i = 0; i < size / 8; i += 509) {  // a prime stride: every page, many offsets
+    if (w[i] != 8 * i) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST(SegmentTest, MappingsOfTwoMiBOrMoreStartOnATwoMiBBoundary) {
+  test::ScratchSegment seg;
+  PatternFile f(seg.name(), 5 * kHugePageSize + 4096);
+  Mapping rw = Mapping::map(f.dup(), f.size, true, seg.name());
+  Mapping ro = Mapping::map(f.dup(), f.size, false, seg.name());
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(rw.base()) % kHugePageSize, 0u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(ro.base()) % kHugePageSize, 0u);
+  EXPECT_TRUE(holds_pattern(rw.base(), f.size));
+  EXPECT_TRUE(holds_pattern(ro.base(), f.size));
+}
+
+// What a writer does at creation: MADV_COLLAPSE rebuilds the file's pages as 2 MiB pages in the
+// page cache, keeping every byte, and any later 2 MiB-aligned mapping (a reader) maps them huge.
+TEST(SegmentTest, CollapsedPagesKeepTheirContentAndEveryLaterMappingSharesThem) {
+  test::ScratchSegment seg;
+  PatternFile f(seg.name(), 5 * kHugePageSize + 4096);  // a 4 KiB tail that cannot be huge
+  Mapping w = Mapping::map(f.dup(), f.size, true, seg.name(), HugePages::collapse);
+  const std::uint64_t huge = huge_mapped_bytes(w.base(), w.size());
+  if (const std::string why = test::tmpfs_collapse_unsupported(); !why.empty()) {
+    // Linux < 6.1, or shmem_enabled=deny: the mapping works on 4 KiB pages and says why.
+    EXPECT_FALSE(w.collapse_error().empty());
+    EXPECT_TRUE(holds_pattern(w.base(), f.size));
+    GTEST_SKIP() << "this kernel does not collapse tmpfs pages: " << why;
+  }
+  EXPECT_TRUE(w.collapse_error().empty()) << w.collapse_error();
+  EXPECT_EQ(huge, 5 * kHugePageSize);
+  EXPECT_TRUE(holds_pattern(w.base(), f.size));
+  Mapping r = Mapping::map(f.dup(), f.size, false, seg.name());
+  EXPECT_EQ(huge_mapped_bytes(r.base(), r.size()), 5 * kHugePageSize);
+  EXPECT_TRUE(holds_pattern(r.base(), f.size));
+  // A write through the writer's huge mapping is what the reader's mapping reads.
+  static_cast<std::uint64_t*>(w.base())[3 * kHugePageSize / 8 + 7] = 0xFEED;
+  EXPECT_EQ(static_cast<const std::uint64_t*>(r.base())[3 * kHugePageSize / 8 + 7], 0xFEEDu);
+  // Nothing else of this process is counted.
+  EXPECT_EQ(huge_mapped_bytes(&f, sizeof f), 0u);
 }

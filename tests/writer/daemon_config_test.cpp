@@ -146,3 +146,27 @@ warm_start = false
   load_toml("[redis]\nenabled = false\nhost = \"x\"\n", "test.toml", off);
   EXPECT_FALSE(off.writer.redis);
 }
+
+TEST(DaemonConfigTest, HugePagesFromTheFileAndTheEnvironmentAndBooleansAreStrict) {
+  DaemonConfig c;
+  EXPECT_TRUE(c.writer.huge_pages);  // on unless turned off
+  load_toml("[segment]\nhuge_pages = false\n", "test.toml", c);
+  EXPECT_FALSE(c.writer.huge_pages);
+  ::setenv("POSCACHE_HUGE_PAGES", "on", 1);
+  load_env(c);
+  EXPECT_TRUE(c.writer.huge_pages);
+  ::setenv("POSCACHE_HUGE_PAGES", "maybe", 1);
+  try {
+    load_env(c);
+    ADD_FAILURE() << "POSCACHE_HUGE_PAGES=maybe was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("POSCACHE_HUGE_PAGES='maybe' must be on or off"), std::string::npos) << e.what();
+  }
+  ::unsetenv("POSCACHE_HUGE_PAGES");
+  // A boolean given as text or a number is an error naming the key, not a silent default.
+  EXPECT_NE(load_error("[segment]\nhuge_pages = \"no\"\n").find("test.toml:2:14: 'huge_pages' must be true or false"), std::string::npos)
+      << load_error("[segment]\nhuge_pages = \"no\"\n");
+  EXPECT_NE(load_error("[segment]\nrecreate = 1\n").find("'recreate' must be true or false"), std::string::npos);
+  EXPECT_NE(load_error("[generator]\nenabled = \"yes\"\n").find("'enabled' must be true or false"), std::string::npos);
+  EXPECT_NE(load_error("[redis]\nwarm_start = 0\n").find("'warm_start' must be true or false"), std::string::npos);
+}

@@ -347,3 +347,76 @@ TEST_F(WriterTest, UpsertBatchAppliesInOrderAndRefusesOnlyTheBadOnes) {
   EXPECT_EQ(r.stats().rejects, 1u);
   EXPECT_GT(res[1].version, res[0].version);
 }
+
+namespace {
+
+// The huge= option of the tmpfs on /dev/shm ("never" when none is given).
+std::string dev_shm_huge_option() {
+  FILE* f = std::fopen("/proc/mounts", "r");
+  char line[1024];
+  std::string opt = "never";
+  while (f != nullptr && std::fgets(line, sizeof line, f) != nullptr) {
+    const std::string l = line;
+    if (l.find(" /dev/shm tmpfs ") == std::string::npos) continue;
+    const auto at = l.find("huge=");
+    opt = at == std::string::npos ? "never" : l.substr(at + 5, l.find_first_of(", ", at) - at - 5);
+  }
+  if (f != nullptr) std::fclose(f);
+  return opt;
+}
+
+}  // namespace
+
+TEST(WriterSegmentTest, ANewSegmentIsOnTwoMiBPagesThatReaderProcessesShare) {
+  test::ScratchSegment seg("huge");
+  WriterConfig c = test::small_config(seg.name(), 20'000);  // ~11 MiB
+  std::string log;
+  c.log = [&](LogLevel, std::string_view text) { log.append(text).append("\n"); };
+  {
+    auto w = Writer::open(c);
+    const WriterStats st = w->stats();
+    ASSERT_GE(st.segment_bytes, 5 * (std::size_t{2} << 20));
+    if (const std::string why = test::tmpfs_collapse_unsupported(); !why.empty()) {
+      EXPECT_NE(log.find("MADV_COLLAPSE"), std::string::npos) << log;  // the writer says why
+      GTEST_SKIP() << "this kernel keeps tmpfs on 4 KiB pages: " << why;
+    }
+    // Every whole 2 MiB of the file; only the tail beyond the last boundary stays small.
+    EXPECT_EQ(st.huge_page_bytes, st.segment_bytes & ~((std::uint64_t{2} << 20) - 1));
+    EXPECT_NE(log.find("MiB on 2 MiB pages"), std::string::npos) << log;
+    for (int i = 0; i < 100; ++i) {
+      w->upsert(*w->make_update("spot", "acct" + std::to_string(i), "SOL", {{"qty", std::to_string(i)}}));
+    }
+    const std::string child = test::in_child([&] {
+      Reader r = Reader::open(seg.name());
+      Position p;
+      for (int i = 0; i < 100; ++i) {
+        if (r.get("spot", "acct" + std::to_string(i), "SOL", p) != ReadStatus::ok || dec(p, r, "qty") != std::to_string(i) + ".000000000000000000") {
+          return std::string("position ") + std::to_string(i) + " wrong";
+        }
+      }
+      return std::to_string(r.huge_page_bytes());
+    });
+    EXPECT_EQ(child, std::to_string(st.huge_page_bytes)) << "a reader process maps the same huge pages";
+  }
+  // A writer re-attaching keeps the pages as they are (a collapse would make attached readers
+  // fault); turned off, a new segment stays on 4 KiB pages unless the mount says otherwise.
+  c.huge_pages = false;
+  c.fresh = true;
+  log.clear();
+  {
+    auto w = Writer::open(c);
+    if (dev_shm_huge_option() == "never") {
+      EXPECT_EQ(w->stats().huge_page_bytes, 0u);
+    }
+  }
+  EXPECT_NE(log.find("(huge_pages is off)"), std::string::npos) << log;
+  c.huge_pages = true;
+  c.fresh = false;
+  log.clear();
+  auto w = Writer::open(c);
+  EXPECT_TRUE(w->stats().reattached);
+  if (dev_shm_huge_option() == "never") {
+    EXPECT_EQ(w->stats().huge_page_bytes, 0u);
+    EXPECT_NE(log.find("(as created; a fresh segment collapses)"), std::string::npos) << log;
+  }
+}
