@@ -18,8 +18,8 @@
 //   +--------------------------------------------------------------+ index_offset[1]
 //   | Bucket[index_buckets]     hash index B (rebuild target)       |  <- readers
 //   +--------------------------------------------------------------+ writer_offset
-//   | WriterArea                undo record, per-namespace LRU      |  writer only:
-//   |   SlotBook[capacity]      LRU/account links, sync mark, 32 B  |  readers never
+//   | WriterArea                undo record, free list, versions    |  writer only:
+//   |   SlotBook[capacity]      free/account links, sync mark, 32 B |  readers never
 //   +--------------------------------------------------------------+ journal_offset touch it
 //   | JournalHeader             head, tail, overflows               |  writer only
 //   |   JournalEntry[entries]   removals not yet in Redis, 768 B    |
@@ -43,7 +43,8 @@ namespace poscache::shm {
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 3;  // 2: SlotBook::queued_epoch; 3: the journal
+inline constexpr std::uint32_t kLayoutVersion = 4;  // 2: SlotBook::queued_epoch; 3: the journal;
+                                                    // 4: no LRU links (writer/recency_log.hpp)
 inline constexpr std::uint32_t kHashAlgorithm = 3;  // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
 // ---------------------------------------------------------------------------------------------
@@ -248,11 +249,12 @@ inline constexpr std::uint64_t kMaxCapacity = 0xFFFF'FFFEull - 1;
 inline constexpr std::uint32_t kNil = 0xFFFF'FFFFu;  // end of a list
 
 //   SlotBook (32 B), one per slot:
-//   0      4      8              12             16                24         32
-//   +------+------+--------------+--------------+-----------------+----------+
-//   | prev | next | account_prev | account_next | synced_version  | queued   |
-//   +------+------+--------------+--------------+-----------------+----------+
-//   prev/next: the namespace's LRU list (oldest update first), or the free list (next only).
+//   0      4              8              12         16                24         32
+//   +------+--------------+--------------+----------+-----------------+----------+
+//   | next | account_prev | account_next | reserved | synced_version  | queued   |
+//   +------+--------------+--------------+----------+-----------------+----------+
+//   next: the free list. (The LRU order is the writer's private RecencyLog, rebuilt from the
+//     slots' updated_at and version when a writer re-attaches: writer/recency_log.hpp.)
 //   account_prev/next: the positions of one account (the writer keeps the heads in its memory).
 //   synced_version: the highest version of this slot that Redis acknowledged. Stored by the
 //     sync thread (release), loaded by the apply thread (acquire) before it evicts or expires
@@ -260,10 +262,10 @@ inline constexpr std::uint32_t kNil = 0xFFFF'FFFFu;  // end of a list
 //   queued_epoch: the apply thread's hand-off epoch in which the slot was last marked dirty;
 //     equal to the current epoch means "already in the batch" (apply thread only).
 struct SlotBook {
-  std::uint32_t prev;
   std::uint32_t next;
   std::uint32_t account_prev;
   std::uint32_t account_next;
+  std::uint32_t reserved;
   std::uint64_t synced_version;
   std::uint64_t queued_epoch;
 };
@@ -291,8 +293,6 @@ struct alignas(kCacheLine) WriterArea {
   std::uint64_t next_version;  // the next version to hand out
   std::uint32_t free_head;     // free slots, linked through SlotBook::next
   std::uint32_t reserved;
-  std::uint32_t lru_head[kMaxNamespaces];  // least recently updated position of the namespace
-  std::uint32_t lru_tail[kMaxNamespaces];  // most recently updated
   // followed by SlotBook[capacity] at book_offset(), 64-byte aligned
 };
 

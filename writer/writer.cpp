@@ -31,6 +31,7 @@
 #include "shm/seqlock.hpp"
 #include "shm/slot_codec.hpp"
 #include "writer/account_heads.hpp"
+#include "writer/recency_log.hpp"
 #include "writer/redis_sync.hpp"
 #include "writer/warm_start.hpp"
 #include "writer/writer_lock.hpp"
@@ -150,6 +151,7 @@ struct Writer::Impl {
   std::uint64_t buckets = 0;
   std::uint64_t tombstone_limit = 0;
   detail::AccountHeads account_heads{1};  // account hash -> first slot; sized in bind()
+  detail::RecencyLog recency;             // the LRU order (writer/recency_log.hpp); sized in bind()
   std::unique_ptr<detail::RedisSync> sync;  // null without Redis
   JournalHeader* journal = nullptr;          // removals not yet in Redis (shm/layout.hpp)
   JournalEntry* journal_entries = nullptr;
@@ -224,19 +226,6 @@ struct Writer::Impl {
   }
 
   // ---- lists (writer area) -----------------------------------------------------------------
-  void lru_append(std::uint16_t ns, std::uint32_t s) noexcept {
-    SlotBook& b = book[s];
-    b.prev = wa->lru_tail[ns];
-    b.next = kNil;
-    if (b.prev != kNil) book[b.prev].next = s; else wa->lru_head[ns] = s;
-    wa->lru_tail[ns] = s;
-  }
-  void lru_unlink(std::uint16_t ns, std::uint32_t s) noexcept {
-    SlotBook& b = book[s];
-    if (b.prev != kNil) book[b.prev].next = b.next; else wa->lru_head[ns] = b.next;
-    if (b.next != kNil) book[b.next].prev = b.prev; else wa->lru_tail[ns] = b.prev;
-    b.prev = b.next = kNil;
-  }
   void account_link(std::uint32_t s, std::uint64_t ah) {
     SlotBook& b = book[s];
     b.account_prev = kNil;
@@ -368,7 +357,7 @@ struct Writer::Impl {
     if (pos < buckets) {
       add_tombstones(iw.remove_at(pos));  // D1 (+D3)
     }
-    lru_unlink(p.ns, s);
+    recency.forget(s);
     account_unlink(s, account_hash({p.account, p.account_len}));
     SlotPayload freed{};
     freed.ns = kFreeNamespace;
@@ -385,27 +374,9 @@ struct Writer::Impl {
     maybe_rebuild();
   }
 
-  // The least recently updated position of all namespaces: the oldest of the LRU heads. The
-  // version breaks ties (updates of one batch share updated_at; versions follow apply order).
-  std::uint32_t oldest_head() const noexcept {
-    std::uint32_t victim = kNil;
-    std::int64_t oldest = 0;
-    std::uint64_t oldest_version = 0;
-    for (std::uint32_t ns = 0; ns < h->namespace_count; ++ns) {
-      const std::uint32_t head = wa->lru_head[ns];
-      if (head == kNil) continue;
-      const SlotPayload& p = peek(head);
-      if (victim == kNil || p.updated_at_ns < oldest ||
-          (p.updated_at_ns == oldest && p.version < oldest_version)) {
-        victim = head;
-        oldest = p.updated_at_ns;
-        oldest_version = p.version;
-      }
-    }
-    return victim;
-  }
-
-  void evict_one() { remove(oldest_head(), Removal::eviction); }
+  // The least recently updated position of all namespaces: the first live entry of the recency
+  // log (in apply order, which is (updated_at, version) order: see rebuild_lists).
+  void evict_one() { remove(recency.oldest(), Removal::eviction); }
 
   ApplyResult upsert(const Update& u) {
     return upsert_hashed(u, key_hash(u.ns, u.account_view(), u.instrument_view()), now());
@@ -415,14 +386,15 @@ struct Writer::Impl {
   // misses (memory-level parallelism) in a software pipeline, kDistance updates apart per stage:
   //   A  hash update i, prefetch its index bucket
   //   B  read update i-D's bucket (now cached): if it names a slot with the key's tag (an
-  //      update), prefetch that slot and its LRU links; if not (an insert into a full table),
-  //      take the next eviction victim along the LRU list and prefetch its slot and links
-  //   C  read what B fetched: prefetch the LRU neighbours of an update's slot, or the victim's
-  //      index bucket, account-table entry and account neighbours
+  //      update), prefetch that slot and its recency stamp; if not (an insert into a full
+  //      table), take the next eviction victim from the recency log and prefetch its slot, stamp
+  //      and bookkeeping
+  //   C  read what B fetched for a victim: prefetch its index bucket, account-table entry and
+  //      account neighbours
   //   D  apply update i-3D by the ordinary path, which finds its lines in cache
   // The prefetches are hints: an earlier update may change what a later one finds (another
-  // insert, a victim from another namespace, a rebuild), and the ordinary path always looks
-  // again. Victims are predicted along the namespace whose head is oldest when the chunk starts.
+  // insert, a rebuild), and the ordinary path always looks again. Victims are predicted along
+  // the recency log from its front when the chunk starts.
   void upsert_batch(std::span<const Update> us, ApplyResult* out) {
     constexpr std::size_t kChunk = 256, kDistance = 16;
     std::uint64_t hashes[kChunk];
@@ -433,7 +405,8 @@ struct Writer::Impl {
       const std::size_t n = std::min(kChunk, us.size() - base);
       const Bucket* idx = index[h->index_epoch.load(kRelaxed) & 1];
       const std::int64_t t = now();  // one clock read per chunk: its updates share updated_at
-      std::uint32_t cursor = wa->free_head == kNil ? oldest_head() : kNil;
+      std::uint64_t lru_pos = recency.front_position();
+      std::uint32_t cursor = wa->free_head == kNil ? recency.predict(lru_pos, 64) : detail::RecencyLog::kNone;
       for (std::size_t i = 0; i < n + 3 * kDistance; ++i) {
         if (i < n) {  // A
           const Update& u = us[base + i];
@@ -449,10 +422,9 @@ struct Writer::Impl {
           hint[j] = named ? ref - 1u : kNil;
           victim[j] = kNil;
           const std::uint32_t target = named ? hint[j] : cursor;
-          if (!named && cursor != kNil) {
+          if (!named && cursor < capacity) {
             victim[j] = cursor;
-            cursor = book[cursor].next;  // fetched when the cursor arrived here
-            if (cursor < capacity) __builtin_prefetch(&book[cursor]);
+            cursor = recency.predict(lru_pos, 64);
           }
           if (target != kNil && target < capacity) {
             // An update touches the meta and key lines and its fields' lines; a victim is read
@@ -461,17 +433,16 @@ struct Writer::Impl {
             const std::size_t end = named ? 8 + 8 * (kWordValues + 2 * h->namespaces[us[base + j].ns].field_count)
                                           : sizeof(Slot);
             for (std::size_t off = 0; off < end; off += kCacheLine) __builtin_prefetch(line + off, 1);
-            __builtin_prefetch(&book[target], 1);
+            __builtin_prefetch(recency.stamp_address(target), 1);
+            if (!named || sync) __builtin_prefetch(&book[target], 1);  // account links; sync mark
           }
         }
         if (i >= 2 * kDistance && i - 2 * kDistance < n) {  // C
           const std::size_t j = i - 2 * kDistance;
-          const std::uint32_t target = hint[j] != kNil ? hint[j] : victim[j];
+          const std::uint32_t target = victim[j];
           if (target != kNil && target < capacity) {
             const SlotBook& bk = book[target];
-            if (bk.prev < capacity) __builtin_prefetch(&book[bk.prev], 1);
-            if (bk.next < capacity) __builtin_prefetch(&book[bk.next], 1);
-            if (victim[j] != kNil) {
+            {
               const SlotPayload& vp = peek(target);
               __builtin_prefetch(&idx[vp.key_hash & mask], 1);
               if (vp.account_len <= kMaxAccountLen) account_heads.prefetch(account_hash({vp.account, vp.account_len}));
@@ -527,10 +498,7 @@ struct Writer::Impl {
       }
       write_words(s, idx, val, n);
       if (sync) sync->note_slot(book[s].queued_epoch, s, t);
-      if (wa->lru_tail[u.ns] != s) {
-        lru_unlink(u.ns, s);
-        lru_append(u.ns, s);
-      }
+      recency.touch(s, u.ns);
       bump(h->updates);
       r.status = ApplyStatus::updated;
       changed();
@@ -562,7 +530,7 @@ struct Writer::Impl {
     // I1 after the slot's publish: a reader that finds the bucket finds the key.
     const bool reused = active_index().insert(hash, s);
     if (reused) add_tombstones(-1);
-    lru_append(u.ns, s);
+    recency.touch(s, u.ns);
     account_link(s, account_hash(account));
     if (sync) sync->note_slot(book[s].queued_epoch, s, t);
     h->live_count.store(h->live_count.load(kRelaxed) + 1, kRelaxed);
@@ -634,7 +602,9 @@ struct Writer::Impl {
 
   std::size_t invalidate_namespace(NamespaceId ns) {
     std::vector<std::uint32_t> victims;
-    for (std::uint32_t s = wa->lru_head[ns]; s != kNil; s = book[s].next) victims.push_back(s);
+    recency.for_each([&](std::uint32_t s, std::uint16_t of) {
+      if (of == ns) victims.push_back(s);
+    });
     sync_pattern(detail::SyncEvent::Kind::ns, ns, {});
     return remove_all(victims);
   }
@@ -643,23 +613,18 @@ struct Writer::Impl {
     const std::string pattern(glob);
     std::vector<std::uint32_t> victims;
     std::string key;
-    for (std::uint32_t ns = 0; ns < h->namespace_count; ++ns) {
-      const std::string_view nsname = fixed_name(h->namespaces[ns].name);
-      for (std::uint32_t s = wa->lru_head[ns]; s != kNil; s = book[s].next) {
-        const SlotPayload& p = peek(s);
-        key.assign(nsname).append(":").append(p.account, p.account_len).append(":").append(p.instrument, p.instrument_len);
-        if (fnmatch(pattern.c_str(), key.c_str(), 0) == 0) victims.push_back(s);
-      }
-    }
+    recency.for_each([&](std::uint32_t s, std::uint16_t ns) {
+      const SlotPayload& p = peek(s);
+      key.assign(fixed_name(h->namespaces[ns].name)).append(":").append(p.account, p.account_len).append(":").append(p.instrument, p.instrument_len);
+      if (fnmatch(pattern.c_str(), key.c_str(), 0) == 0) victims.push_back(s);
+    });
     sync_pattern(detail::SyncEvent::Kind::glob, std::nullopt, glob);
     return remove_all(victims);
   }
 
   std::size_t invalidate_all() {
     std::vector<std::uint32_t> victims;
-    for (std::uint32_t ns = 0; ns < h->namespace_count; ++ns) {
-      for (std::uint32_t s = wa->lru_head[ns]; s != kNil; s = book[s].next) victims.push_back(s);
-    }
+    recency.for_each([&](std::uint32_t s, std::uint16_t) { victims.push_back(s); });
     sync_pattern(detail::SyncEvent::Kind::all, std::nullopt, {});
     return remove_all(victims);
   }
@@ -670,16 +635,20 @@ struct Writer::Impl {
       h->heartbeat_ns.store(t, kRelaxed);
       last_heartbeat = t;
     }
+    // Removals are limited by expire_budget, and the log entries passed on the way (entries of
+    // other namespaces, dead ones) by 16 times that: the apply loop stays responsive, and the
+    // search resumes where it stopped.
     std::size_t budget = cfg.expire_budget;
+    std::size_t pass_budget = 16 * cfg.expire_budget;
     bool expired = false;
     defer_rebuild = true;
     for (std::uint32_t ns = 0; ns < h->namespace_count && budget > 0; ++ns) {
       const std::int64_t ttl = h->namespaces[ns].expire_after_ns;
       if (ttl <= 0) continue;
       while (budget > 0) {
-        const std::uint32_t head = wa->lru_head[ns];
-        if (head == kNil || peek(head).updated_at_ns + ttl > t) break;
-        remove(head, Removal::expiration);
+        const std::uint32_t oldest = recency.oldest_of(static_cast<std::uint16_t>(ns), pass_budget);
+        if (oldest == detail::RecencyLog::kNone || peek(oldest).updated_at_ns + ttl > t) break;
+        remove(oldest, Removal::expiration);
         expired = true;
         --budget;
       }
@@ -711,6 +680,12 @@ struct Writer::Impl {
     // occupied + tombstones stays under 3/4 and a miss probes a handful of buckets.
     tombstone_limit = buckets / 4;
     account_heads = detail::AccountHeads(capacity);
+    recency = detail::RecencyLog(capacity);
+    std::vector<std::uint16_t> expiring;
+    for (std::size_t ns = 0; ns < cfg.namespaces.size(); ++ns) {
+      if (cfg.namespaces[ns].expire_after.count() > 0) expiring.push_back(static_cast<std::uint16_t>(ns));
+    }
+    recency.set_expiring(expiring);
   }
 
   // Reads back how the segment is mapped and says so once, at open: an operator tuning latency
@@ -805,7 +780,7 @@ struct Writer::Impl {
     // Every slot free, every list empty. Slot seqs start at 0 (even).
     for (std::uint32_t s = 0; s < capacity; ++s) {
       reinterpret_cast<SlotPayload*>(slots[s].payload)->ns = kFreeNamespace;
-      book[s] = SlotBook{kNil, s + 1 < capacity ? s + 1 : kNil, kNil, kNil, 0, 0};
+      book[s] = SlotBook{s + 1 < capacity ? s + 1 : kNil, kNil, kNil, 0, 0, 0};
     }
     wa->free_head = 0;
     // Versions start at the wall clock in ns and count up by one per change: a writer that
@@ -813,7 +788,6 @@ struct Writer::Impl {
     // (it would have to apply more than one change per ns to catch up), so Redis's version
     // guard accepts its changes. A warm start raises it above every version loaded.
     wa->next_version = static_cast<std::uint64_t>(std::max<std::int64_t>(1, now()));
-    for (std::size_t ns = 0; ns < kMaxNamespaces; ++ns) wa->lru_head[ns] = wa->lru_tail[ns] = kNil;
     stamp_writer();
     std::atomic_thread_fence(std::memory_order_release);
     // Magic last among the identity words: a reader that sees it sees a complete header.
@@ -970,43 +944,33 @@ struct Writer::Impl {
     }
   }
 
-  // Free list, LRU lists sorted by (updated_at, version), account lists, live count and next
-  // version, all derived from the slots.
+  // Free list, LRU order by (updated_at, version), account lists, live count and next version,
+  // all derived from the slots.
   void rebuild_lists() {
-    std::vector<std::vector<std::uint32_t>> per_ns(kMaxNamespaces);
+    std::vector<std::tuple<std::int64_t, std::uint64_t, std::uint32_t>> order;  // updated_at, version, slot
     std::uint64_t max_version = 0;
-    std::uint64_t live = 0;
     wa->free_head = kNil;
     account_heads.clear();
+    recency.clear();
     for (auto s = static_cast<std::uint32_t>(capacity); s-- > 0;) {
       const SlotPayload& p = peek(s);
-      book[s].prev = book[s].next = book[s].account_prev = book[s].account_next = kNil;
+      book[s].next = book[s].account_prev = book[s].account_next = kNil;
       if (p.ns == kFreeNamespace) {
         book[s].next = wa->free_head;
         book[s].synced_version = 0;
         wa->free_head = s;
         continue;
       }
-      per_ns[p.ns].push_back(s);
+      order.emplace_back(p.updated_at_ns, p.version, s);
       max_version = std::max(max_version, p.version);
-      ++live;
     }
-    for (std::uint32_t ns = 0; ns < kMaxNamespaces; ++ns) {
-      wa->lru_head[ns] = wa->lru_tail[ns] = kNil;
-      auto& v = per_ns[ns];
-      std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) {
-        const auto& pa = peek(a);
-        const auto& pb = peek(b);
-        return pa.updated_at_ns != pb.updated_at_ns ? pa.updated_at_ns < pb.updated_at_ns
-                                                    : pa.version < pb.version;
-      });
-      for (std::uint32_t s : v) {
-        lru_append(static_cast<std::uint16_t>(ns), s);
-        const SlotPayload& p = peek(s);
-        account_link(s, account_hash({p.account, p.account_len}));
-      }
+    std::sort(order.begin(), order.end());
+    for (const auto& [t, v, s] : order) {
+      const SlotPayload& p = peek(s);
+      recency.touch(s, p.ns);
+      account_link(s, account_hash({p.account, p.account_len}));
     }
-    h->live_count.store(live, kRelaxed);
+    h->live_count.store(order.size(), kRelaxed);
     wa->next_version = std::max(wa->next_version, max_version + 1);
   }
 
@@ -1041,7 +1005,7 @@ struct Writer::Impl {
     wa->free_head = book[s].next;
     write_slot(s, p);
     if (active_index().insert(p.key_hash, s)) add_tombstones(-1);
-    lru_append(p.ns, s);
+    recency.touch(s, p.ns);
     account_link(s, account_hash({p.account, p.account_len}));
     book[s].synced_version = p.version;  // Redis holds exactly this (the sync thread is not running yet)
     h->live_count.store(h->live_count.load(kRelaxed) + 1, kRelaxed);
@@ -1139,9 +1103,9 @@ Writer::~Writer() {
 std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
   std::string msg;
   if (!valid_segment_name(config.segment, msg)) throw Error(msg);
-  if (config.capacity == 0 || config.capacity > kMaxCapacity) {
+  if (config.capacity == 0 || config.capacity > std::min<std::uint64_t>(kMaxCapacity, detail::RecencyLog::kMaxCapacity)) {
     throw Error("capacity " + std::to_string(config.capacity) + " is out of range: 1 to " +
-                std::to_string(kMaxCapacity));
+                std::to_string(std::min<std::uint64_t>(kMaxCapacity, detail::RecencyLog::kMaxCapacity)));
   }
   if (config.namespaces.empty()) throw Error("no namespaces configured: a segment needs at least one");
   if (config.namespaces.size() > kMaxNamespaces) {

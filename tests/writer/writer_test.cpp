@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <list>
+#include <random>
 #include <thread>
 
 #include "poscache/reader.hpp"
@@ -140,6 +142,70 @@ TEST_F(WriterTest, AFullTableEvictsTheLeastRecentlyUpdatedAcrossNamespaces) {
   EXPECT_EQ(r.get("spot", "new", "X", p), ReadStatus::ok);
   EXPECT_EQ(r.stats().evictions, 1u);
   EXPECT_EQ(r.stats().live, 8u);
+}
+
+// The same promise through a long churn: thousands of updates (through upsert() and
+// upsert_batch(), across namespaces) run the writer's recency log through many compaction passes,
+// and every evicting insert removes exactly the position a reference order says is the least
+// recently updated.
+TEST(WriterEvictionTest, EveryEvictionTakesTheLeastRecentlyUpdatedThroughLongChurn) {
+  test::ScratchSegment seg("lru");
+  auto w = Writer::open(test::small_config(seg.name(), 64));
+  Reader r = Reader::open(seg.name());
+  std::list<std::pair<std::string, std::string>> order;  // (ns, account), least recent first
+  auto touched = [&](const std::string& ns, const std::string& acct) {
+    order.remove({ns, acct});
+    order.emplace_back(ns, acct);
+  };
+  auto update_of = [&](const std::string& ns, const std::string& acct, int v) {
+    const std::string val = std::to_string(v);
+    if (ns == "spot") return must(w->make_update(ns, acct, "X", {{"qty", val}}));
+    return must(w->make_update(ns, acct, "X", {{"debt_amount", val}}));
+  };
+  std::mt19937 rng(5);
+  int next_account = 0;
+  for (int i = 0; i < 64; ++i) {
+    const std::string ns = i % 3 ? "spot" : "moonwell";
+    const std::string acct = "a" + std::to_string(next_account++);
+    ASSERT_EQ(w->upsert(update_of(ns, acct, i)).status, ApplyStatus::inserted);
+    touched(ns, acct);
+  }
+  std::size_t evictions = 0;
+  for (int round = 0; round < 400; ++round) {
+    // A batch of updates to random present positions (a hot few more often).
+    std::vector<Update> batch;
+    std::vector<std::pair<std::string, std::string>> keys;
+    for (int k = 0; k < 40; ++k) {
+      auto it = order.begin();
+      std::advance(it, rng() % 2 ? rng() % 8 + 56 : rng() % 64);
+      keys.push_back(*it);
+      batch.push_back(update_of(it->first, it->second, k));
+    }
+    if (round % 2) {
+      std::vector<ApplyResult> res(batch.size());
+      w->upsert_batch(batch, res);
+    } else {
+      for (const Update& u : batch) w->upsert(u);
+    }
+    for (const auto& k : keys) touched(k.first, k.second);
+    // Then one new key: it must push out exactly the least recently updated.
+    const auto victim = order.front();
+    const std::string ns = round % 3 ? "spot" : "moonwell";
+    const std::string acct = "a" + std::to_string(next_account++);
+    const ApplyResult res = w->upsert(update_of(ns, acct, round));
+    ASSERT_EQ(res.status, ApplyStatus::inserted);
+    ASSERT_TRUE(res.evicted);
+    ++evictions;
+    order.pop_front();
+    touched(ns, acct);
+    Position p;
+    ASSERT_EQ(r.get(victim.first, victim.second, "X", p), ReadStatus::not_found)
+        << "round " << round << ": expected " << victim.first << ":" << victim.second << " evicted";
+    for (const auto& [kns, kacct] : order) {
+      ASSERT_EQ(r.get(kns, kacct, "X", p), ReadStatus::ok) << "round " << round << ": " << kns << ":" << kacct << " lost";
+    }
+  }
+  EXPECT_EQ(r.stats().evictions, evictions);
 }
 
 TEST_F(WriterTest, EraseAndEachInvalidationRemoveExactlyTheirPositions) {
