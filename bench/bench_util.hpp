@@ -56,7 +56,7 @@ inline void pin_to_cpu(int cpu) {
 // "2 MiB pages (534 of 535 MiB)" or "4 KiB pages", from the mapping's own count of huge bytes
 // (WriterStats::huge_page_bytes, Reader::huge_page_bytes).
 inline std::string segment_pages(std::uint64_t huge_bytes, std::uint64_t segment_bytes) {
-  if (huge_bytes == 0) return "4 KiB pages (the writer logs why its 2 MiB pages did not take)";
+  if (huge_bytes == 0) return "4 KiB pages";
   return "2 MiB pages (" + std::to_string(huge_bytes >> 20) + " of " + std::to_string(segment_bytes >> 20) + " MiB)";
 }
 

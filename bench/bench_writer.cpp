@@ -17,7 +17,9 @@ using namespace poscache;
 using namespace poscache::bench;
 
 namespace {
-constexpr const char* kUsage = "bench_writer [--capacity 1000000] [--ops 5000000] [--cpu 0]";
+constexpr const char* kUsage =
+    "bench_writer [--capacity 1000000] [--ops 5000000] [--cpu 0] [--huge-pages 1]\n"
+    "  huge-pages 0: leave the segment on 4 KiB pages (WriterConfig::huge_pages), for comparison";
 
 void set_key(Update& u, const Keys& k, std::size_t i) {
   u.account_len = static_cast<std::uint8_t>(k.account[i].size());
@@ -56,7 +58,7 @@ struct Value256 {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Flags f(argc, argv, {{"capacity", "1000000"}, {"ops", "5000000"}, {"cpu", "0"}}, kUsage);
+  Flags f(argc, argv, {{"capacity", "1000000"}, {"ops", "5000000"}, {"cpu", "0"}, {"huge-pages", "1"}}, kUsage);
   const std::size_t cap = static_cast<std::size_t>(f.num("capacity"));
   const std::size_t ops = static_cast<std::size_t>(f.num("ops"));
   pin_to_cpu(static_cast<int>(f.num("cpu")));
@@ -99,7 +101,9 @@ int main(int argc, char** argv) {
   }
 
   const std::string seg = "poscache_bench_writer_" + std::to_string(::getpid());
-  auto w = Writer::open(bench_config(seg, cap));
+  WriterConfig config = bench_config(seg, cap);
+  config.huge_pages = f.num("huge-pages") != 0;
+  auto w = Writer::open(config);
   std::printf("bench_writer: capacity %zu, %zu ops per phase, one thread pinned to cpu %lld; segment on %s\n", cap, ops,
               f.num("cpu"), segment_pages(w->stats().huge_page_bytes, w->stats().segment_bytes).c_str());
   Update u = trading_update(*w, keys, 0, 1);

@@ -168,8 +168,9 @@ struct Writer::Impl {
   std::uint64_t huge_page_bytes = 0;  // of the segment, mapped with 2 MiB pages (at open)
 
   // ---- time --------------------------------------------------------------------------------
+  shm::TscClock clock;  // CLOCK_REALTIME, cheaper (shm/clock.hpp)
   std::int64_t now() noexcept {  // wall clock, never going backwards within this writer
-    const std::int64_t t = realtime_ns();
+    const std::int64_t t = clock.now();
     if (t > last_now) last_now = t;
     return last_now;
   }
