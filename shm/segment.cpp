@@ -146,7 +146,17 @@ Mapping Mapping::map(int fd, std::size_t size, bool writable, std::string_view n
     // that maps the file 2 MiB-aligned afterwards (the readers) maps it huge too. It needs the
     // pages allocated (posix_fallocate did) but not mapped. Failure leaves 4 KiB pages, which
     // work the same, only slower: the error is kept for the writer's log.
-    if (::madvise(p, size, MADV_COLLAPSE) != 0) m.collapse_error_ = std::strerror(errno);
+    // A range whose huge page could not be had right then (EAGAIN, ENOMEM: compaction lost a
+    // race) is tried again; ranges already collapsed are skipped at once.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (::madvise(p, size, MADV_COLLAPSE) == 0) {
+        m.collapse_error_.clear();
+        break;
+      }
+      const int err = errno;
+      m.collapse_error_ = std::strerror(err);
+      if (err != EAGAIN && err != ENOMEM) break;
+    }
     if (::madvise(p, size, MADV_POPULATE_WRITE) != 0) {
       // Before Linux 5.14: map again, populated, over the same range.
       void* q = ::mmap(p, size, prot, MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd, 0);

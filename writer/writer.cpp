@@ -696,11 +696,12 @@ struct Writer::Impl {
     const std::string what = "segment '" + cfg.segment + "': " + std::to_string(huge_page_bytes >> 20) + " of " +
                              std::to_string(mapping.size() >> 20) + " MiB on 2 MiB pages";
     if (huge_page_bytes > 0 || mapping.size() < kHugePageSize) {
-      cfg.log(LogLevel::info, what);
+      cfg.log(LogLevel::info, what + (mapping.collapse_error().empty() ? "" : " (MADV_COLLAPSE: " + mapping.collapse_error() + ")"));
     } else if (created && cfg.huge_pages) {
-      cfg.log(LogLevel::warn, what + " (MADV_COLLAPSE: " +
-                                  (mapping.collapse_error().empty() ? std::string("no effect") : mapping.collapse_error()) +
-                                  "): every random access may also miss the TLB; see README, \"Huge pages\"");
+      cfg.log(LogLevel::warn, what +
+                                  (mapping.collapse_error().empty() ? std::string(" (MADV_COLLAPSE took no effect)")
+                                                                    : " (MADV_COLLAPSE: " + mapping.collapse_error() + ")") +
+                                  ": every random access may also miss the TLB; see README, \"Huge pages\"");
     } else {
       cfg.log(LogLevel::info, what + (created ? " (huge_pages is off)" : " (as created; a fresh segment collapses)"));
     }

