@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "poscache/reader.hpp"
+#include "shm/clock.hpp"
 #include "test_util.hpp"
 
 using namespace poscache;
@@ -343,6 +344,62 @@ TEST(WriterExpiryTest, TickRemovesPositionsPastExpireAfter) {
   EXPECT_EQ(r.stats().expirations, 1u);
 }
 
+// Expiry through the recency log after many compaction passes: an expiring namespace's entries
+// are moved by compaction among thousands of updates of a namespace that never expires, and
+// tick() still removes exactly the positions past expire_after. Which those are is decided from
+// each position's own updated_at and clock readings around tick(), not from sleeps, so a slow
+// machine cannot make it fail.
+TEST(WriterExpiryTest, ExpiryFindsEveryExpiredPositionAmongManyUpdatesOfOtherNamespaces) {
+  test::ScratchSegment seg("exp2");
+  WriterConfig c = test::small_config(seg.name(), 256);
+  c.namespaces[2].stale_after = 50ms;  // marks
+  c.namespaces[2].expire_after = 150ms;
+  auto w = Writer::open(c);
+  auto r = Reader::open(seg.name());
+  std::vector<std::string> marks;
+  for (int i = 0; i < 60; ++i) {
+    marks.push_back("m" + std::to_string(i));
+    w->upsert(*w->make_update("marks", marks.back(), "SOL", {{"bid", "1"}}));
+  }
+  auto churn = [&] {  // 100 spot positions, 8000 updates: several compaction passes
+    for (int k = 0; k < 8000; ++k) {
+      w->upsert(*w->make_update("spot", "s" + std::to_string(k % 100), "SOL", {{"qty", std::to_string(k)}}));
+      if (k % 200 == 0) w->tick();  // as the daemon's loop does: the expiry cursor moves up the log
+    }
+  };
+  churn();
+  std::this_thread::sleep_for(80ms);
+  for (int i = 0; i < 60; i += 2) w->upsert(*w->make_update("marks", marks[i], "SOL", {{"bid", "2"}}));  // refresh half
+  churn();
+  std::this_thread::sleep_for(100ms);
+  std::vector<std::int64_t> updated_at(marks.size());
+  Position p;
+  for (std::size_t i = 0; i < marks.size(); ++i) {
+    const ReadStatus st = r.get("marks", marks[i], "SOL", p);
+    ASSERT_TRUE(st == ReadStatus::ok || st == ReadStatus::stale) << marks[i];
+    updated_at[i] = p.updated_at_ns;
+  }
+  const std::int64_t before = shm::realtime_ns();
+  w->tick();
+  const std::int64_t after = shm::realtime_ns();
+  const std::int64_t ttl = std::chrono::nanoseconds(150ms).count();
+  std::size_t expired = 0, checked = 0;
+  for (std::size_t i = 0; i < marks.size(); ++i) {
+    const ReadStatus st = r.get("marks", marks[i], "SOL", p);
+    if (before - updated_at[i] > ttl + 1'000'000) {  // expired before tick() began (1 ms for clock skew)
+      EXPECT_EQ(st, ReadStatus::not_found) << marks[i] << " should have expired";
+      ++expired;
+      ++checked;
+    } else if (after - updated_at[i] < ttl - 1'000'000) {  // still young when tick() ended
+      EXPECT_TRUE(st == ReadStatus::ok || st == ReadStatus::stale) << marks[i] << " expired early";
+      ++checked;
+    }
+  }
+  EXPECT_GE(expired, 30u);  // the half never refreshed is older than the TTL however slow the run
+  EXPECT_GE(r.stats().expirations, expired);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(r.get("spot", "s" + std::to_string(i), "SOL", p), ReadStatus::ok);
+}
+
 TEST(WriterSegmentTest, SegmentModeIsExactlyTheConfiguredOne) {
   test::ScratchSegment seg("mode");
   WriterConfig c = test::small_config(seg.name());
@@ -378,6 +435,13 @@ TEST(WriterSegmentTest, ConfigErrorsNameWhatIsWrong) {
   WriterConfig c = test::small_config("poscache_test_cfg");
   c.capacity = 0;
   EXPECT_THROW(Writer::open(c), Error);
+  c.capacity = (std::uint64_t{1} << 29) + 1;  // the writer's recency log is limited to 2^29 positions
+  try {
+    Writer::open(c);
+    FAIL() << "capacity 2^29 + 1 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is out of range: 1 to 536870912"), std::string::npos) << e.what();
+  }
   c = test::small_config("bad/name");
   EXPECT_THROW(Writer::open(c), Error);
   c = test::small_config("poscache_test_cfg");
