@@ -31,10 +31,11 @@
 //   a new one starts only after more appends. On average under three stamp checks per append,
 //   each a read of the 8-byte stamp array (L2/L3-resident: 8 MiB at 1 M positions).
 //
-// Stamps are 32-bit, from a counter of appends (0 skipped). A dead entry is scanned by the pass
-// that is running or the next one, within R appends of its death, and R <= 2^31 (capacity <=
-// 2^29 is checked at construction), so a dead entry is gone long before the counter could come
-// back to its stamp: a dead entry never passes for live.
+// Stamps are 32-bit, from a counter of appends (0 skipped). A dead entry is gone within R
+// appends of its death: the running pass or the next one scans it (a pass starts once R/2 are
+// held), or, while evictions keep fewer than R/2 held, the front passes it within R/2 appends.
+// R <= 2^31 (capacity <= 2^29 is checked at construction), so the counter cannot come back to a
+// dead entry's stamp while the entry exists: a dead entry never passes for live.
 //
 // Expiry needs each expiring namespace's oldest position. A cursor per expiring namespace walks
 // the log from the front: it skips dead entries and entries of other namespaces, and stops at
