@@ -68,7 +68,7 @@ template <class T>
 class HugeArray {
  public:
   HugeArray() = default;
-  explicit HugeArray(std::size_t n) : n_(n) {
+  explicit HugeArray(std::size_t n) {
     if (n == 0) return;
     bytes_ = n * sizeof(T);
     void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -76,7 +76,7 @@ class HugeArray {
     ::madvise(p, bytes_, MADV_HUGEPAGE);  // a hint; failure is harmless
     p_ = static_cast<T*>(p);
     // Fault it all in now, at open, not page by page on the apply path.
-    if (::madvise(p, bytes_, MADV_POPULATE_WRITE) != 0) fill_zero();
+    if (::madvise(p, bytes_, MADV_POPULATE_WRITE) != 0) fill_zero();  // before Linux 5.14: touch it
   }
   HugeArray(HugeArray&& o) noexcept { swap(o); }
   HugeArray& operator=(HugeArray&& o) noexcept {
@@ -89,8 +89,6 @@ class HugeArray {
   }
   T& operator[](std::size_t i) noexcept { return p_[i]; }
   const T& operator[](std::size_t i) const noexcept { return p_[i]; }
-  [[nodiscard]] std::size_t size() const noexcept { return n_; }
-  [[nodiscard]] std::size_t bytes() const noexcept { return bytes_; }
   void fill_zero() noexcept {
     if (p_ != nullptr) std::fill(reinterpret_cast<char*>(p_), reinterpret_cast<char*>(p_) + bytes_, 0);
   }
@@ -98,11 +96,9 @@ class HugeArray {
  private:
   void swap(HugeArray& o) noexcept {
     std::swap(p_, o.p_);
-    std::swap(n_, o.n_);
     std::swap(bytes_, o.bytes_);
   }
   T* p_ = nullptr;
-  std::size_t n_ = 0;
   std::size_t bytes_ = 0;
 };
 
@@ -216,7 +212,6 @@ class RecencyLog {
   }
   [[nodiscard]] std::uint64_t front_position() const noexcept { return front_; }
 
-  [[nodiscard]] std::size_t memory_bytes() const noexcept { return ring_.bytes() + stamps_.bytes(); }
   [[nodiscard]] std::uint64_t ring_size() const noexcept { return mask_ + 1; }
   [[nodiscard]] std::uint64_t held() const noexcept { return back_ - front_; }  // entries and hole
   [[nodiscard]] std::uint64_t forced_passes() const noexcept { return forced_passes_; }

@@ -443,13 +443,11 @@ struct Writer::Impl {
           const std::uint32_t target = victim[j];
           if (target != kNil && target < capacity) {
             const SlotBook& bk = book[target];
-            {
-              const SlotPayload& vp = peek(target);
-              __builtin_prefetch(&idx[vp.key_hash & mask], 1);
-              if (vp.account_len <= kMaxAccountLen) account_heads.prefetch(account_hash({vp.account, vp.account_len}));
-              if (bk.account_prev < capacity) __builtin_prefetch(&book[bk.account_prev], 1);
-              if (bk.account_next < capacity) __builtin_prefetch(&book[bk.account_next], 1);
-            }
+            const SlotPayload& vp = peek(target);
+            __builtin_prefetch(&idx[vp.key_hash & mask], 1);
+            if (vp.account_len <= kMaxAccountLen) account_heads.prefetch(account_hash({vp.account, vp.account_len}));
+            if (bk.account_prev < capacity) __builtin_prefetch(&book[bk.account_prev], 1);
+            if (bk.account_next < capacity) __builtin_prefetch(&book[bk.account_next], 1);
           }
         }
         if (i >= 3 * kDistance) {  // D
@@ -695,12 +693,11 @@ struct Writer::Impl {
     huge_page_bytes = huge_mapped_bytes(mapping.base(), mapping.size());
     const std::string what = "segment '" + cfg.segment + "': " + std::to_string(huge_page_bytes >> 20) + " of " +
                              std::to_string(mapping.size() >> 20) + " MiB on 2 MiB pages";
+    const std::string why = mapping.collapse_error().empty() ? "" : " (MADV_COLLAPSE: " + mapping.collapse_error() + ")";
     if (huge_page_bytes > 0 || mapping.size() < kHugePageSize) {
-      cfg.log(LogLevel::info, what + (mapping.collapse_error().empty() ? "" : " (MADV_COLLAPSE: " + mapping.collapse_error() + ")"));
+      cfg.log(LogLevel::info, what + why);
     } else if (created && cfg.huge_pages) {
-      cfg.log(LogLevel::warn, what +
-                                  (mapping.collapse_error().empty() ? std::string(" (MADV_COLLAPSE took no effect)")
-                                                                    : " (MADV_COLLAPSE: " + mapping.collapse_error() + ")") +
+      cfg.log(LogLevel::warn, what + (why.empty() ? " (MADV_COLLAPSE took no effect)" : why) +
                                   ": every random access may also miss the TLB; see README, \"Huge pages\"");
     } else {
       cfg.log(LogLevel::info, what + (created ? " (huge_pages is off)" : " (as created; a fresh segment collapses)"));
@@ -1105,9 +1102,10 @@ Writer::~Writer() {
 std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
   std::string msg;
   if (!valid_segment_name(config.segment, msg)) throw Error(msg);
-  if (config.capacity == 0 || config.capacity > std::min<std::uint64_t>(kMaxCapacity, detail::RecencyLog::kMaxCapacity)) {
-    throw Error("capacity " + std::to_string(config.capacity) + " is out of range: 1 to " +
-                std::to_string(std::min<std::uint64_t>(kMaxCapacity, detail::RecencyLog::kMaxCapacity)));
+  // The segment's slot references and the recency log's stamps both bound the capacity.
+  constexpr std::uint64_t kLimit = std::min<std::uint64_t>(kMaxCapacity, detail::RecencyLog::kMaxCapacity);
+  if (config.capacity == 0 || config.capacity > kLimit) {
+    throw Error("capacity " + std::to_string(config.capacity) + " is out of range: 1 to " + std::to_string(kLimit));
   }
   if (config.namespaces.empty()) throw Error("no namespaces configured: a segment needs at least one");
   if (config.namespaces.size() > kMaxNamespaces) {

@@ -9,7 +9,10 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstring>
+#include <string>
+#include <vector>
 #include <thread>
 
 #include "poscache/reader.hpp"
@@ -177,4 +180,48 @@ TEST(ReattachCleanTest, ACleanlyClosedSegmentIsReopenedWithEveryPosition) {
   EXPECT_EQ(r.stats().writer.restarts, 0u);  // a clean close is not a crash
   EXPECT_EQ(r.stats().live, 10u);
   EXPECT_EQ(w->upsert(*w->make_update("spot", "a3", "SOL", {{"qty", "9"}})).status, ApplyStatus::updated);
+}
+
+// The LRU order lives in the writer's private memory, so a killed writer takes it along: its
+// successor rebuilds it from the slots (updated_at, then version). After a SIGKILL, evictions
+// must still take positions in the order of their last change, across namespaces, including
+// positions whose last change reordered them.
+TEST(ReattachLruTest, AfterAKillEvictionsFollowTheOrderOfTheLastChanges) {
+  test::ScratchSegment seg("lru_kill");
+  // Even accounts are in spot, odd ones in marks. Inserted a0..a7, then a0, a3, a1 changed again:
+  // the order of last change, least recent first.
+  auto ns_of = [](int i) { return std::string(i % 2 == 0 ? "spot" : "marks"); };
+  const std::vector<int> order = {2, 4, 5, 6, 7, 0, 3, 1};
+  const pid_t child = ::fork();
+  if (child == 0) {
+    auto w = Writer::open(test::small_config(seg.name(), 8));
+    auto put = [&](int i, const char* v) {
+      const std::pair<std::string_view, std::string_view> f[] = {{i % 2 == 0 ? "qty" : "bid", v}};
+      w->upsert(*w->make_update(ns_of(i), "a" + std::to_string(i), "SOL", f));
+    };
+    for (int i = 0; i < 8; ++i) put(i, "1");
+    put(0, "2");
+    put(3, "2");
+    put(1, "2");
+    ::kill(::getpid(), SIGKILL);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  auto w = Writer::open(test::small_config(seg.name(), 8));
+  ASSERT_TRUE(w->stats().reattached);
+  Reader r = Reader::open(seg.name());
+  Position p;
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    const ApplyResult res = w->upsert(*w->make_update("spot", "new" + std::to_string(k), "SOL", {{"qty", "1"}}));
+    ASSERT_TRUE(res.evicted) << k;
+    const int gone = order[k];
+    EXPECT_EQ(r.get(ns_of(gone), "a" + std::to_string(gone), "SOL", p), ReadStatus::not_found)
+        << "eviction " << k << " should have taken a" << gone;
+    for (std::size_t later = k + 1; later < order.size(); ++later) {
+      const int kept = order[later];
+      EXPECT_NE(r.get(ns_of(kept), "a" + std::to_string(kept), "SOL", p), ReadStatus::not_found)
+          << "a" << kept << " evicted too early (eviction " << k << ")";
+    }
+  }
 }
