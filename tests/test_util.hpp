@@ -5,15 +5,25 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <array>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <optional>
+#include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
 
 #include "poscache/schema.hpp"
 #include "poscache/writer.hpp"
@@ -42,18 +52,41 @@ class ScratchSegment {
   std::string name_;
 };
 
+// Forks a child that runs `body` and always ends with _exit: it never returns into gtest (which
+// would run the rest of the suite twice) and never runs the parent's atexit handlers. An exception
+// in `body` exits 111; otherwise the child exits with what `body` returned.
+inline pid_t fork_child(const std::function<int()>& body) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    int code = 111;
+    try {
+      code = body();
+    } catch (...) {
+    }
+    ::_exit(code);
+  }
+  if (child < 0) throw std::runtime_error("fork failed");
+  return child;
+}
+
+// Waits for a child and returns its exit code, or 128 + the signal that ended it.
+inline int wait_child(pid_t child) {
+  int st = 0;
+  if (::waitpid(child, &st, 0) != child) return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 // Runs `body` in a forked child and returns the text it produced (for checks that must happen
 // in another process: a second writer, a private mount namespace).
 inline std::string in_child(const std::function<std::string()>& body) {
   int pipefd[2];
   if (::pipe(pipefd) != 0) return "pipe failed";
-  const pid_t child = ::fork();
-  if (child == 0) {
+  const pid_t child = fork_child([&] {
     ::close(pipefd[0]);
     const std::string msg = body();
     [[maybe_unused]] auto n = ::write(pipefd[1], msg.data(), msg.size());
-    ::_exit(0);
-  }
+    return 0;
+  });
   ::close(pipefd[1]);
   std::string out;
   char buf[512];
@@ -89,6 +122,101 @@ inline std::string tmpfs_collapse_unsupported() {
   ::close(fd);
   return why;
 }
+
+// A command line run through the shell, stdout and stderr together.
+struct CliRun {
+  int code;  // exit code, or -1 if it did not exit normally
+  std::string out;
+};
+inline CliRun run_cli(const std::string& command) {
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) throw std::runtime_error("popen failed: " + command);
+  std::string out;
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int st = ::pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+// Segment `name` mapped read-write behind the writer's back: for hand-built states (a half
+// written slot, a corrupt journal). Throws, naming the call, if it cannot be mapped.
+class RwMapping {
+ public:
+  explicit RwMapping(const std::string& name) {
+    fd_ = ::shm_open(("/" + name).c_str(), O_RDWR, 0);
+    if (fd_ < 0) throw std::runtime_error("shm_open /" + name + ": " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) throw std::runtime_error("fstat /" + name + ": " + std::strerror(errno));
+    size_ = static_cast<std::size_t>(st.st_size);
+    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd_);
+      throw std::runtime_error("mmap /" + name + ": " + std::strerror(errno));
+    }
+    base_ = static_cast<std::byte*>(p);
+  }
+  ~RwMapping() {
+    ::munmap(base_, size_);
+    ::close(fd_);
+  }
+  RwMapping(const RwMapping&) = delete;
+  RwMapping& operator=(const RwMapping&) = delete;
+  [[nodiscard]] std::byte* base() const { return base_; }
+  [[nodiscard]] std::size_t size() const { return size_; }
+
+ private:
+  int fd_ = -1;
+  std::byte* base_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// The value of an Expected the test knows to be good; a failed test names the error otherwise.
+template <class T>
+T must(Expected<T> e) {
+  if (!e) throw std::runtime_error("expected a value, got: " + e.error());
+  return std::move(*e);
+}
+
+// Sets (or, with nullopt, unsets) environment variables for one scope and restores what was
+// there before, so a failing test leaves no setting behind for the next one.
+class EnvGuard {
+ public:
+  EnvGuard() = default;
+  EnvGuard(std::initializer_list<std::pair<std::string, std::optional<std::string>>> vars) {
+    for (const auto& [k, v] : vars) set(k, v);
+  }
+  ~EnvGuard() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+      if (it->second) ::setenv(it->first.c_str(), it->second->c_str(), 1);
+      else ::unsetenv(it->first.c_str());
+    }
+  }
+  EnvGuard(const EnvGuard&) = delete;
+  EnvGuard& operator=(const EnvGuard&) = delete;
+  void set(const std::string& k, const std::optional<std::string>& v) {
+    const char* old = std::getenv(k.c_str());
+    saved_.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
+    if (v) ::setenv(k.c_str(), v->c_str(), 1);
+    else ::unsetenv(k.c_str());
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+// Where a test cannot run here (no root, a kernel without a feature), it is skipped, except when
+// POSCACHE_TESTS_NO_SKIP is set (CI, which runs as root on a kernel that has every feature): a
+// skip there would hide a failure, so it fails instead.
+inline bool skips_allowed() {
+  const char* v = std::getenv("POSCACHE_TESTS_NO_SKIP");
+  return v == nullptr || *v == '\0' || std::string(v) == "0";
+}
+#define POSCACHE_SKIP_OR_FAIL(why)                                                  \
+  do {                                                                              \
+    if (::poscache::test::skips_allowed()) GTEST_SKIP() << (why);                   \
+    FAIL() << "POSCACHE_TESTS_NO_SKIP is set, so this cannot be skipped: " << (why); \
+  } while (0)
 
 inline WriterConfig small_config(const std::string& segment, std::uint64_t capacity = 64) {
   WriterConfig c;

@@ -31,6 +31,7 @@
 #include "shm/seqlock.hpp"
 #include "shm/slot_codec.hpp"
 #include "writer/account_heads.hpp"
+#include "writer/fault_points.hpp"
 #include "writer/recency_log.hpp"
 #include "writer/redis_sync.hpp"
 #include "writer/warm_start.hpp"
@@ -203,17 +204,25 @@ struct Writer::Impl {
     }
     undo.count = k;
     undo.seq_before = slot.seq.load(kRelaxed);
+    POSCACHE_FAULT_POINT(undo_saved);  // test builds only (writer/fault_points.hpp)
     // The record must be complete before it is armed, and armed before the slot turns odd, in
     // the order a crash would observe: program order, kept by the compiler (the CPU retires a
     // killed process's stores before the next writer can map the segment).
     std::atomic_signal_fence(std::memory_order_seq_cst);
     undo.slot_plus_one.store(s + 1u, std::memory_order_release);
     std::atomic_signal_fence(std::memory_order_seq_cst);
+    POSCACHE_FAULT_POINT(undo_armed);
     const std::uint64_t seq = begin_write(slot);                            // W1, W2
-    for (std::size_t j = 0; j < k; ++j) store_word(slot, undo.word[j], changed_val[j]);  // W3
+    POSCACHE_FAULT_POINT(after_w1);
+    for (std::size_t j = 0; j < k; ++j) {
+      if (j == k / 2) POSCACHE_FAULT_POINT(mid_w3);
+      store_word(slot, undo.word[j], changed_val[j]);  // W3
+    }
     publish(slot, seq);                                                      // W4
+    POSCACHE_FAULT_POINT(after_w4);
     std::atomic_signal_fence(std::memory_order_seq_cst);
     undo.slot_plus_one.store(0, kRelaxed);
+    POSCACHE_FAULT_POINT(undo_disarmed);
   }
 
   // A whole new payload (inserts, frees): every word is a candidate, only changed ones stored.

@@ -89,10 +89,7 @@ WriterConfig redis_config(const ScratchSegment& seg, const RedisServer& srv, std
   return c;
 }
 
-Update must(Expected<Update> u) {
-  if (!u) throw std::runtime_error(u.error());
-  return *u;
-}
+using test::must;
 
 TEST(RedisSync, EveryFieldReachesRedisAsExactDecimalText) {
   RedisServer srv;
@@ -163,13 +160,9 @@ TEST(RedisSync, APythonClientReadsTheDocumentedFormatBackExactly) {
   std::string command = "/usr/bin/python3 " + std::string(POSCACHE_SOURCE_DIR) + "/tests/redis/readback.py " +
                         std::to_string(srv.port()) + " poscache:v1";
   for (const auto& a : accounts) command += " " + a;
-  FILE* f = ::popen(command.c_str(), "r");
-  ASSERT_NE(f, nullptr);
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  ASSERT_EQ(::pclose(f), 0) << out;
+  const test::CliRun rb = test::run_cli(command);
+  ASSERT_EQ(rb.code, 0) << rb.out;
+  const std::string& out = rb.out;
   const auto j = nlohmann::json::parse(out);
   Db got;
   for (const auto& [key, fields] : j.items()) {
@@ -704,17 +697,12 @@ TEST(RedisSync, WritersKilledMidChurnLeaveRedisEqualToTheSegment) {
 // Maps a closed segment's journal read-write behind the writer's back, to hand-build entries.
 void edit_journal(const std::string& segment, std::uint64_t capacity,
                   const std::function<void(shm::JournalHeader&, shm::JournalEntry*, std::uint64_t)>& edit) {
-  const int fd = ::shm_open(("/" + segment).c_str(), O_RDWR, 0);
-  ASSERT_GE(fd, 0);
-  struct stat st {};
-  ::fstat(fd, &st);
-  void* base = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  ::close(fd);
+  const test::RwMapping m(segment);
+  auto* base = reinterpret_cast<char*>(m.base());
   const shm::Geometry g = shm::geometry_for(capacity);
-  auto* jh = reinterpret_cast<shm::JournalHeader*>(static_cast<char*>(base) + g.journal_offset);
-  auto* entries = reinterpret_cast<shm::JournalEntry*>(static_cast<char*>(base) + g.journal_offset + sizeof(shm::JournalHeader));
+  auto* jh = reinterpret_cast<shm::JournalHeader*>(base + g.journal_offset);
+  auto* entries = reinterpret_cast<shm::JournalEntry*>(base + g.journal_offset + sizeof(shm::JournalHeader));
   edit(*jh, entries, g.journal_entries);
-  ::munmap(base, static_cast<std::size_t>(st.st_size));
 }
 
 // A hand-built journaled event: an erase of spot:account:instrument, or a pattern removal.
@@ -921,19 +909,8 @@ TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {
   w2->close();  // returns after close_timeout even though Redis never came
 }
 
-struct CliRun {
-  int code;
-  std::string out;
-};
-CliRun inspect(const std::string& args) {
-  FILE* p = ::popen((std::string(POSCACHE_INSPECT_BIN) + " " + args + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = ::pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using test::CliRun;
+CliRun inspect(const std::string& args) { return test::run_cli(std::string(POSCACHE_INSPECT_BIN) + " " + args); }
 
 TEST(RedisSync, TheInspectorShowsTheSyncStateAndHealthTurnsDegradedWhenRedisIsDown) {
   RedisServer srv;

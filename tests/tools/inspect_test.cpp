@@ -20,31 +20,13 @@ using namespace poscache;
 
 namespace {
 
-struct CliRun {
-  int code;
-  std::string out;
-};
-
-CliRun inspect(const std::string& args) {
-  const std::string cmd = std::string(POSCACHE_INSPECT_BIN) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int st = ::pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using test::CliRun;
+CliRun inspect(const std::string& args) { return test::run_cli(std::string(POSCACHE_INSPECT_BIN) + " " + args); }
 
 // Maps segment `name` read-write behind the writer's back, to break it for verify.
 void edit_segment(const std::string& name, const std::function<void(std::byte* base)>& edit) {
-  const int fd = ::shm_open(("/" + name).c_str(), O_RDWR, 0);
-  struct stat st {};
-  ::fstat(fd, &st);
-  auto* base = static_cast<std::byte*>(::mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
-  edit(base);
-  ::munmap(base, st.st_size);
-  ::close(fd);
+  const test::RwMapping m(name);
+  edit(m.base());
 }
 
 }  // namespace

@@ -4,11 +4,22 @@
 // slot, fails the check. "Pinned" positions are present for the whole run (updated every round,
 // never erased, never the least recently updated): any not_found for them is a false miss.
 // With --kill-every-ms the writer is killed with SIGKILL again and again mid-churn and a new one
-// re-attaches; readers keep reading throughout.
+// re-attaches; readers keep reading throughout. Each kill is aimed at the seqlock's mid-write
+// window: the parent stops the writer (SIGSTOP) over and over until it catches it with a slot
+// odd and the undo record armed for it, and kills it there (or, after 4000 tries, wherever it
+// is). Each successor must open, re-attach (the header's restart count goes up by one) and
+// repair exactly the slot a mid-write kill left odd.
 //
-//   torture [--reads N] [--readers R] [--capacity C] [--kill-every-ms MS] [--seconds S] [--segment NAME]
-// Exit 0 only with zero torn reads, zero false misses and a consistent segment at the end.
+//   torture [--reads N] [--readers R] [--capacity C] [--kill-every-ms MS] [--seconds S]
+//           [--min-repairs N] [--min-rebuilds N] [--segment NAME]
+// Exit 0 only with zero torn reads, zero false misses, at least N self-checked copies (--reads
+// counts copies verified, not lookups), every successor opened and repaired as its kill requires,
+// at least --min-repairs repairs and --min-rebuilds index rebuilds, the last writer exiting 0 on
+// SIGTERM, and a consistent segment at the end.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +28,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
 #include <random>
 #include <string>
@@ -25,6 +37,7 @@
 
 #include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
+#include "shm/layout.hpp"
 #include "tools/verify.hpp"
 
 using namespace poscache;
@@ -42,6 +55,8 @@ struct Options {
   std::uint64_t capacity = 4096;
   int kill_every_ms = 0;
   double seconds = 0;  // readers also keep going at least this long
+  std::uint64_t min_repairs = 0;
+  std::uint64_t min_rebuilds = 0;
   std::string segment;
 };
 
@@ -185,7 +200,8 @@ struct ReaderTally {
   for (int i = 0; i < kChurnAccounts; ++i) ca.push_back(churn_account(static_cast<std::uint64_t>(i)));
   for (int i = 0; i < kChurnInstruments; ++i) ci.push_back(churn_instrument(static_cast<std::uint64_t>(i)));
   const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.seconds);
-  for (; t.reads < reads || (t.reads % 4096 != 0 || std::chrono::steady_clock::now() < until); ++t.reads) {
+  // Until `reads` copies were verified (misses of churned keys verify nothing and do not count).
+  for (; t.verified < reads || (t.reads % 4096 != 0 || std::chrono::steady_clock::now() < until); ++t.reads) {
     const std::uint64_t x = rng();
     const bool pinned = (x & 1) != 0;
     const std::string& a = pinned ? pa[(x >> 8) % kPinned] : ca[(x >> 8) % kChurnAccounts];
@@ -228,8 +244,11 @@ int main(int argc, char** argv) {
     else if (a == "--kill-every-ms") o.kill_every_ms = std::stoi(next());
     else if (a == "--segment") o.segment = next();
     else if (a == "--seconds") o.seconds = std::stod(next());
+    else if (a == "--min-repairs") o.min_repairs = std::stoull(next());
+    else if (a == "--min-rebuilds") o.min_rebuilds = std::stoull(next());
     else {
-      std::fprintf(stderr, "usage: torture [--reads N] [--readers R] [--capacity C] [--kill-every-ms MS] [--seconds S] [--segment NAME]\n");
+      std::fprintf(stderr, "usage: torture [--reads N] [--readers R] [--capacity C] [--kill-every-ms MS] [--seconds S] "
+                           "[--min-repairs N] [--min-rebuilds N] [--segment NAME]\n");
       return 2;
     }
   }
@@ -262,7 +281,7 @@ int main(int argc, char** argv) {
 
   // Optionally kill the writer again and again; a new one re-attaches each time. Readers that
   // finished are reaped here, so the loop ends when the last one has exited.
-  int kills = 0;
+  int kills = 0, mid_write_kills = 0, successor_failures = 0;
   std::vector<int> reader_status(readers.size(), -1);
   auto reap = [&](bool block) {
     bool all = true;
@@ -277,16 +296,86 @@ int main(int argc, char** argv) {
     }
     return all;
   };
+  // The parent's own read-only view of the segment (layout structs): the writer's pid and state,
+  // the restart and repair counters, the undo record and the slots' sequences.
+  const int seg_fd = ::shm_open(("/" + o.segment).c_str(), O_RDONLY, 0);
+  struct stat seg_st {};
+  if (seg_fd < 0 || ::fstat(seg_fd, &seg_st) != 0) {
+    std::fprintf(stderr, "torture: cannot open the segment: %s\n", std::strerror(errno));
+    return 1;
+  }
+  void* seg_map = ::mmap(nullptr, static_cast<std::size_t>(seg_st.st_size), PROT_READ, MAP_SHARED, seg_fd, 0);
+  ::close(seg_fd);
+  if (seg_map == MAP_FAILED) {
+    std::fprintf(stderr, "torture: cannot map the segment: %s\n", std::strerror(errno));
+    return 1;
+  }
+  const auto* hdr = static_cast<const shm::SegmentHeader*>(seg_map);
+  const auto* slots = reinterpret_cast<const shm::Slot*>(static_cast<const char*>(seg_map) + hdr->slots_offset);
+  const auto* warea = reinterpret_cast<const shm::WriterArea*>(static_cast<const char*>(seg_map) + hdr->writer_offset);
+  // Waits until writer `pid` has opened the segment and turned it ready.
+  bool writer_reaped = false;  // the current writer died on its own (wait_ready reaped it)
+  auto wait_ready = [&](pid_t pid) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (hdr->writer_pid.load(std::memory_order_acquire) == pid &&
+          hdr->state.load(std::memory_order_acquire) == static_cast<std::uint32_t>(shm::SegmentState::ready)) {
+        return true;
+      }
+      if (::waitpid(pid, nullptr, WNOHANG) == pid) {  // it died opening
+        writer_reaped = true;
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    return false;
+  };
+  // Stops the writer until it is caught between W1 and W4 of a slot write, then kills it there.
+  // Returns whether it was caught mid-write.
+  std::mt19937_64 hunt_rng(seed ^ 0x5eed);
+  auto kill_mid_write = [&](pid_t pid) {
+    bool caught = false;
+    for (int attempt = 0; attempt < 4000 && !caught; ++attempt) {
+      if (::kill(pid, SIGSTOP) != 0) break;
+      int st = 0;
+      if (::waitpid(pid, &st, WUNTRACED) != pid || !WIFSTOPPED(st)) break;
+      const std::uint64_t armed = warea->undo.slot_plus_one.load(std::memory_order_acquire);
+      caught = armed != 0 && armed <= o.capacity && (slots[armed - 1].seq.load(std::memory_order_acquire) & 1) != 0;
+      if (!caught) {
+        ::kill(pid, SIGCONT);
+        const auto spin = std::chrono::steady_clock::now() + std::chrono::microseconds(hunt_rng() % 50);
+        while (std::chrono::steady_clock::now() < spin) {
+        }
+      }
+    }
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return caught;
+  };
   if (o.kill_every_ms > 0) {
     std::mt19937_64 rng(seed);
+    if (!wait_ready(writer)) ++successor_failures;
     while (!reap(false)) {
       const auto wait = std::chrono::milliseconds(o.kill_every_ms / 2 + static_cast<int>(rng() % static_cast<std::uint64_t>(o.kill_every_ms)));
       std::this_thread::sleep_for(wait);
       if (reap(false)) break;
-      ::kill(writer, SIGKILL);
-      ::waitpid(writer, nullptr, 0);
+      const std::uint64_t restarts_before = hdr->writer_restarts.load(std::memory_order_acquire);
+      const std::uint64_t repairs_before = hdr->repairs.load(std::memory_order_acquire);
+      const bool mid_write = kill_mid_write(writer);
       ++kills;
+      mid_write_kills += mid_write;
       writer = fork_writer(o, ++seed);
+      // The successor must open, count one restart and repair exactly the slot left odd.
+      const bool ready = wait_ready(writer);
+      const std::uint64_t restarts = hdr->writer_restarts.load(std::memory_order_acquire) - restarts_before;
+      const std::uint64_t repairs = hdr->repairs.load(std::memory_order_acquire) - repairs_before;
+      if (!ready || restarts != 1 || repairs != (mid_write ? 1u : 0u)) {
+        std::fprintf(stderr, "torture: kill %d (%s): successor %s, %llu restarts, %llu repairs\n", kills,
+                     mid_write ? "mid-write" : "between writes", ready ? "ready" : "NEVER READY",
+                     static_cast<unsigned long long>(restarts), static_cast<unsigned long long>(repairs));
+        ++successor_failures;
+        if (!ready) break;
+      }
     }
   }
   ReaderTally total;
@@ -307,9 +396,16 @@ int main(int argc, char** argv) {
   reap(true);
   bool readers_ok = true;
   for (int st : reader_status) readers_ok = readers_ok && st == 0;
-  ::kill(writer, SIGTERM);
   int wst = 0;
-  ::waitpid(writer, &wst, 0);
+  if (!writer_reaped) {
+    ::kill(writer, SIGTERM);
+    ::waitpid(writer, &wst, 0);
+  }
+  const bool last_writer_ok = !writer_reaped && WIFEXITED(wst) && WEXITSTATUS(wst) == 0;
+  if (!last_writer_ok) {
+    std::printf("torture: the last writer did not exit 0 on SIGTERM (%s %d)\n", WIFEXITED(wst) ? "exit" : "signal",
+                WIFEXITED(wst) ? WEXITSTATUS(wst) : WTERMSIG(wst));
+  }
 
   Reader r = Reader::open(o.segment);
   const tools::VerifyReport rep = tools::verify(r);
@@ -321,11 +417,13 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(total.churn_misses), static_cast<unsigned long long>(total.busy),
               static_cast<unsigned long long>(total.dead));
   std::printf("torture: writer applied %llu inserts, %llu updates, %llu evictions, %llu erases, %llu invalidations, "
-              "%llu index rebuilds; killed %d times (%llu restarts, %llu slots repaired)\n",
+              "%llu index rebuilds; killed %d times, %d of them mid-write (%llu restarts, %llu slots repaired, "
+              "%d successors failed)\n",
               static_cast<unsigned long long>(s.inserts), static_cast<unsigned long long>(s.updates),
               static_cast<unsigned long long>(s.evictions), static_cast<unsigned long long>(s.erases),
               static_cast<unsigned long long>(s.invalidations), static_cast<unsigned long long>(s.index_rebuilds),
-              kills, static_cast<unsigned long long>(s.writer.restarts), static_cast<unsigned long long>(s.repairs));
+              kills, mid_write_kills, static_cast<unsigned long long>(s.writer.restarts),
+              static_cast<unsigned long long>(s.repairs), successor_failures);
   std::printf("torture: verify: %llu live positions, %zu problems\n", static_cast<unsigned long long>(rep.live_slots), rep.problems.size());
   for (const auto& p : rep.problems) std::printf("torture: PROBLEM %s\n", p.c_str());
   // Every pinned position survived every kill.
@@ -335,8 +433,29 @@ int main(int argc, char** argv) {
   std::printf("torture: %d of %d pinned positions present at the end\n", pinned_present, kPinned);
   boost::interprocess::shared_memory_object::remove(o.segment.c_str());
   ::unlink(("/dev/shm/" + o.segment + ".lock").c_str());
-  const bool ok = readers_ok && total.torn == 0 && total.false_misses == 0 && rep.problems.empty() &&
-                  pinned_present == kPinned && total.reads >= o.reads - static_cast<std::uint64_t>(o.readers);
+  const std::uint64_t verified_target = o.reads / static_cast<std::uint64_t>(o.readers) * static_cast<std::uint64_t>(o.readers);
+  struct Check {
+    bool ok;
+    const char* what;
+  };
+  const Check checks[] = {
+      {readers_ok, "every reader process exited 0"},
+      {total.torn == 0, "no torn or wrong copy"},
+      {total.false_misses == 0, "no false miss of a pinned key"},
+      {total.verified >= verified_target, "the copies verified reach --reads"},
+      {rep.problems.empty(), "verify found no problem"},
+      {pinned_present == kPinned, "every pinned position present at the end"},
+      {last_writer_ok, "the last writer exited 0 on SIGTERM"},
+      {successor_failures == 0, "every successor opened, re-attached and repaired what its kill left"},
+      {s.writer.restarts == static_cast<std::uint64_t>(kills), "one restart counted per kill"},
+      {s.repairs >= o.min_repairs, "at least --min-repairs slots repaired"},
+      {s.index_rebuilds >= o.min_rebuilds, "at least --min-rebuilds index rebuilds"},
+  };
+  bool ok = true;
+  for (const Check& c : checks) {
+    if (!c.ok) std::printf("torture: FAILED: %s\n", c.what);
+    ok = ok && c.ok;
+  }
   std::printf("torture: %s\n", ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;
 }

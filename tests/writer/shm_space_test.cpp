@@ -13,7 +13,7 @@
 using namespace poscache;
 
 TEST(ShmSpaceTest, ASegmentLargerThanDevShmFailsAtCreationNamingTheSize) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root for a private mount namespace";
+  if (::geteuid() != 0) POSCACHE_SKIP_OR_FAIL("needs root for a private mount namespace");
   const std::string msg = test::in_child([] {
     if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
         ::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=4m") != 0) {
@@ -30,7 +30,7 @@ TEST(ShmSpaceTest, ASegmentLargerThanDevShmFailsAtCreationNamingTheSize) {
     if (::access("/dev/shm/poscache_test_nospace", F_OK) == 0) m += " [segment left behind]";
     return m;
   });
-  if (msg == "SKIP") GTEST_SKIP() << "cannot mount a private tmpfs here";
+  if (msg == "SKIP") POSCACHE_SKIP_OR_FAIL("cannot mount a private tmpfs here");
   EXPECT_NE(msg.find("cannot allocate"), std::string::npos) << msg;
   EXPECT_NE(msg.find("in /dev/shm"), std::string::npos) << msg;
   EXPECT_NE(msg.find("capacity 100000"), std::string::npos) << msg;
