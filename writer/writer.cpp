@@ -16,6 +16,7 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -1131,7 +1132,9 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
   }
   if (config.heartbeat_interval.count() <= 0) throw Error("heartbeat_interval must be positive");
   if ((config.mode & ~0777u) != 0 || (config.mode & 0600u) != 0600u) {
-    throw Error("segment mode 0" + std::to_string(config.mode) +
+    char octal[16];
+    std::snprintf(octal, sizeof octal, "0%o", static_cast<unsigned>(config.mode));
+    throw Error(std::string("segment mode ") + octal +
                 " must grant its owner read and write and use only permission bits (e.g. 0640)");
   }
 

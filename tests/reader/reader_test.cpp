@@ -1,14 +1,19 @@
 #include "poscache/reader.hpp"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <cstring>
+#include <random>
 #include <thread>
+#include <vector>
 
 #include "poscache/writer.hpp"
+#include "shm/layout.hpp"
 #include "test_util.hpp"
 
 using namespace poscache;
@@ -62,14 +67,75 @@ TEST_F(ReaderTest, ListsAnAccountsPositionsAndScansByNamespaceAndGlob) {
 TEST_F(ReaderTest, ChangeSequenceMovesAndWaitersWakeOnAReadOnlyMapping) {
   const auto seen = r.change_sequence();
   EXPECT_FALSE(r.wait_for_change(seen, 20ms));  // nothing changed: times out
-  std::thread producer([&] {
-    std::this_thread::sleep_for(30ms);
-    w->upsert(*w->make_update("spot", "a", "SOL", {{"qty", "1"}}));
-    w->tick();  // wakes futex waiters (rate limited by wake_interval)
-  });
-  EXPECT_TRUE(r.wait_for_change(seen, 5s));
-  producer.join();
+  w->upsert(*w->make_update("spot", "a", "SOL", {{"qty", "1"}}));
   EXPECT_GT(r.change_sequence(), seen);
+  EXPECT_TRUE(r.wait_for_change(seen, 0ms));  // already changed: returns at once
+}
+
+// The wake itself, across processes: a reader process waits with a 60 s timeout; the writer's
+// change and tick() must wake it long before that. (wait_for_change re-checks the sequence when
+// its futex wait ends, so with the wake removed the waiter would still return true, but only at
+// the timeout: the elapsed time is what proves the FUTEX_WAKE.)
+TEST_F(ReaderTest, AWaiterInAnotherProcessIsWokenByTheWriterNotByItsTimeout) {
+  int ready[2], result[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(result), 0);
+  const std::string name = seg.name();
+  const pid_t child = test::fork_child([&] {
+    Reader mine = Reader::open(name);
+    const auto seen = mine.change_sequence();
+    const char go = 1;
+    if (::write(ready[1], &go, 1) != 1) return 2;
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool changed = mine.wait_for_change(seen, 60s);
+    const std::int64_t waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    const std::int64_t report[2] = {changed ? 1 : 0, waited_ms};
+    return ::write(result[1], report, sizeof report) == sizeof report ? 0 : 3;
+  });
+  char go = 0;
+  ASSERT_EQ(::read(ready[0], &go, 1), 1);
+  std::this_thread::sleep_for(100ms);  // let it go to sleep in FUTEX_WAIT (not needed to pass)
+  w->upsert(*w->make_update("spot", "a", "SOL", {{"qty", "1"}}));
+  w->tick();  // wakes futex waiters (at most every wake_interval; this is the first)
+  std::int64_t report[2] = {0, -1};
+  ASSERT_EQ(::read(result[0], report, sizeof report), static_cast<ssize_t>(sizeof report));
+  EXPECT_EQ(test::wait_child(child), 0);
+  EXPECT_EQ(report[0], 1);
+  EXPECT_LT(report[1], 20'000) << "the waiter returned only after " << report[1] << " ms: it was not woken";
+  for (int fd : {ready[0], ready[1], result[0], result[1]}) ::close(fd);
+}
+
+// A slot that stays mid-write while the writer's heartbeat is fresh is writer_busy; once the
+// heartbeat is older than ten intervals it is writer_dead. Hand-built: the slot's sequence is set
+// odd, and the heartbeat moved back, through a read-write mapping.
+TEST(ReaderBusyTest, AnOddSlotIsWriterBusyWhileTheHeartbeatIsFreshAndWriterDeadAfter) {
+  test::ScratchSegment seg("busy");
+  WriterConfig c = test::small_config(seg.name(), 16);
+  c.heartbeat_interval = 1s;  // dead after 10 s without a beat: far beyond this test's reads
+  auto w = Writer::open(c);
+  w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "1"}}));
+  w->upsert(*w->make_update("spot", "bob", "SOL", {{"qty", "2"}}));
+  w->heartbeat();
+  Reader r = Reader::open(seg.name());
+  const test::RwMapping m(seg.name());
+  auto* h = reinterpret_cast<shm::SegmentHeader*>(m.base());
+  auto* slots = reinterpret_cast<shm::Slot*>(m.base() + h->slots_offset);
+  shm::Slot* alice = nullptr;
+  for (std::uint64_t i = 0; i < h->capacity; ++i) {
+    const auto* pl = reinterpret_cast<const shm::SlotPayload*>(slots[i].payload);
+    if (pl->ns == 0 && std::string_view(pl->account, pl->account_len) == "alice") alice = &slots[i];
+  }
+  ASSERT_NE(alice, nullptr);
+  const std::uint64_t even = alice->seq.load();
+  alice->seq.store(even + 1);  // W1 of a write that never finishes
+  Position p;
+  EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_busy);
+  EXPECT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);  // only that slot
+  h->heartbeat_ns.store(h->heartbeat_ns.load() - 20'000'000'000);  // 20 s without a beat
+  EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_dead);
+  alice->seq.store(even);
+  w->heartbeat();
+  EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
 }
 
 TEST_F(ReaderTest, WriterLivenessIsVisible) {
@@ -128,4 +194,74 @@ TEST_F(ReaderTest, IndexRebuildsAreInvisibleToReaders) {
   }
   EXPECT_GT(r.stats().index_rebuilds, 0u);
   EXPECT_LE(r.stats().live, 32u);
+}
+
+// No false miss across index rebuilds, with readers in other processes: a writer keeps 16
+// positions present throughout while it inserts and erases others as fast as it can, so
+// tombstones force a rebuild every few dozen erases; reader processes look the present ones up
+// the whole time. A reader that started its probe in an index the writer has since cleared for
+// the next rebuild must notice the epoch moved and retry (shm/index.hpp, L4), never report a miss.
+TEST(ReaderRebuildTest, PresentKeysAreFoundByReaderProcessesWhileTheWriterRebuildsTheIndex) {
+  test::ScratchSegment seg("rebuild");
+  auto w = Writer::open(test::small_config(seg.name(), 64));
+  constexpr int kPresent = 16;
+  // The others first, so the present keys hold the last slots: a rebuild re-inserts slots in
+  // order, so theirs are missing from the index being rebuilt for as long as it takes.
+  std::uint64_t churn = 0;
+  for (; churn < 48; ++churn) w->upsert(*w->make_update("spot", "tmp" + std::to_string(churn), "ETH", {{"qty", "2"}}));
+  for (int i = 0; i < kPresent; ++i) w->upsert(*w->make_update("spot", "keep" + std::to_string(i), "SOL", {{"qty", "1"}}));
+  constexpr int kReaders = 6;
+  int result[2];
+  ASSERT_EQ(::pipe(result), 0);
+  std::vector<pid_t> readers;
+  const std::string name = seg.name();
+  for (int k = 0; k < kReaders; ++k) {
+    readers.push_back(test::fork_child([&, k] {
+      Reader r = Reader::open(name);
+      std::vector<std::string> accounts;
+      for (int i = 0; i < kPresent; ++i) accounts.push_back("keep" + std::to_string(i));
+      std::uint64_t lookups = 0, misses = 0, other = 0;
+      Position p;
+      const auto until = std::chrono::steady_clock::now() + 3s;
+      while (std::chrono::steady_clock::now() < until) {
+        for (int i = 0; i < kPresent; ++i, ++lookups) {
+          const ReadStatus st = r.get(NamespaceId{0}, accounts[static_cast<std::size_t>(i + k) % kPresent], "SOL", p);
+          misses += st == ReadStatus::not_found;
+          other += st != ReadStatus::not_found && st != ReadStatus::ok && st != ReadStatus::writer_busy;
+        }
+      }
+      const std::uint64_t report[3] = {lookups, misses, other};
+      return ::write(result[1], report, sizeof report) == sizeof report ? 0 : 3;
+    }));
+  }
+  ::close(result[1]);
+  // Churn until every reader has reported.
+  std::vector<std::uint64_t> totals(3, 0);
+  int reported = 0;
+  ::fcntl(result[0], F_SETFL, O_NONBLOCK);
+  while (reported < kReaders) {
+    // The present keys are changed first, so the inserts that follow evict only others; the
+    // evictions and erases leave tombstones in mid-run buckets, which force the rebuilds.
+    for (int i = 0; i < kPresent; ++i) w->upsert(*w->make_update("spot", "keep" + std::to_string(i), "SOL", {{"qty", "1"}}));
+    for (int i = 0; i < 48; ++i, ++churn) {
+      w->upsert(*w->make_update("spot", "tmp" + std::to_string(churn), "ETH", {{"qty", "2"}}));
+      if (churn % 5 == 0) w->erase(*w->make_key("spot", "tmp" + std::to_string(churn - 2), "ETH"));
+    }
+    w->tick();
+    std::uint64_t report[3];
+    if (::read(result[0], report, sizeof report) == static_cast<ssize_t>(sizeof report)) {
+      for (int j = 0; j < 3; ++j) totals[static_cast<std::size_t>(j)] += report[j];
+      ++reported;
+    }
+  }
+  for (pid_t pid : readers) EXPECT_EQ(test::wait_child(pid), 0);
+  ::close(result[0]);
+  const std::uint64_t rebuilds = Reader::open(seg.name()).stats().index_rebuilds;
+  std::printf("rebuild: %llu lookups of present keys by %d reader processes during %llu index rebuilds, %llu false misses\n",
+              static_cast<unsigned long long>(totals[0]), kReaders, static_cast<unsigned long long>(rebuilds),
+              static_cast<unsigned long long>(totals[1]));
+  EXPECT_EQ(totals[1], 0u) << "a key present throughout was reported missing";
+  EXPECT_EQ(totals[2], 0u);
+  EXPECT_GT(totals[0], 100'000u);
+  EXPECT_GT(rebuilds, 1000u) << "too few rebuilds overlapped the reads to prove anything";
 }

@@ -406,8 +406,34 @@ TEST(WriterSegmentTest, SegmentModeIsExactlyTheConfiguredOne) {
   struct stat st {};
   ASSERT_EQ(::stat(("/dev/shm/" + seg.name()).c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0640u);
-  c.mode = 0400;
-  EXPECT_THROW(Writer::open(c), Error);
+  w.reset();
+  // A mode other than the default, with a umask that would strip its group and other bits.
+  for (const mode_t mode : {mode_t{0600}, mode_t{0644}, mode_t{0660}}) {
+    test::ScratchSegment other("mode");
+    WriterConfig o = test::small_config(other.name());
+    o.mode = mode;
+    const mode_t saved = ::umask(0077);
+    auto w2 = Writer::open(o);
+    ::umask(saved);
+    ASSERT_EQ(::stat(("/dev/shm/" + other.name()).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, mode) << std::oct << mode;
+  }
+  // A mode the writer itself could not write through is refused before anything is touched, and
+  // the message shows it in octal.
+  test::ScratchSegment refused("mode");
+  WriterConfig r = test::small_config(refused.name());
+  for (const mode_t bad : {mode_t{0400}, mode_t{01640}}) {
+    r.mode = bad;
+    try {
+      Writer::open(r);
+      ADD_FAILURE() << "mode " << std::oct << bad << " was accepted";
+    } catch (const Error& e) {
+      char want[32];
+      std::snprintf(want, sizeof want, "segment mode 0%o must grant", static_cast<unsigned>(bad));
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+    EXPECT_NE(::access(("/dev/shm/" + refused.name()).c_str(), F_OK), 0) << "a refused open left a segment";
+  }
 }
 
 TEST(WriterSegmentTest, AMismatchedExistingSegmentIsRefusedUnlessRecreateIsAsked) {
