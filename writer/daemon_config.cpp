@@ -1,6 +1,7 @@
 #include "writer/daemon_config.hpp"
 
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <set>
 
@@ -246,6 +247,78 @@ void load_env(DaemonConfig& c) {
   if (c.writer.redis) {
     if (auto ok = validate(*c.writer.redis); !ok) throw Error("redis settings from the environment: " + ok.error());
   }
+}
+
+namespace {
+std::string duration_text(std::chrono::nanoseconds d) {
+  const std::int64_t n = d.count();
+  if (n == 0) return "0";
+  struct Unit {
+    std::int64_t ns;
+    const char* name;
+  };
+  for (const Unit u : {Unit{3'600'000'000'000, "h"}, Unit{60'000'000'000, "m"}, Unit{1'000'000'000, "s"},
+                       Unit{1'000'000, "ms"}, Unit{1'000, "us"}}) {
+    if (n % u.ns == 0) return std::to_string(n / u.ns) + u.name;
+  }
+  return std::to_string(n) + "ns";
+}
+}  // namespace
+
+std::string print_config(const DaemonConfig& c) {
+  std::string out;
+  auto line = [&](std::string_view key, const std::string& value) {
+    out.append(key).append(" = ").append(value).append("\n");
+  };
+  auto quoted = [](const std::string& v) { return "\"" + v + "\""; };
+  auto flag = [](bool b) { return std::string(b ? "true" : "false"); };
+  const WriterConfig& w = c.writer;
+  char mode[16];
+  std::snprintf(mode, sizeof mode, "0%o", static_cast<unsigned>(w.mode));
+  line("segment.name", quoted(w.segment));
+  line("segment.capacity", std::to_string(w.capacity));
+  line("segment.mode", quoted(mode));
+  line("segment.heartbeat_interval", quoted(duration_text(w.heartbeat_interval)));
+  line("segment.huge_pages", flag(w.huge_pages));
+  line("segment.recreate", flag(w.recreate_on_mismatch));
+  line("segment.fresh", flag(w.fresh));
+  for (const NamespaceSpec& n : w.namespaces) {
+    std::string fields;
+    for (const FieldSpec& f : n.fields) {
+      fields += (fields.empty() ? "" : ", ") + f.name + ":" + std::string(to_string(f.type));
+      if (f.type == FieldType::decimal) fields += "(" + std::to_string(f.scale) + ")";
+    }
+    line("namespace", quoted(n.name) + " stale_after " + duration_text(n.stale_after) + " expire_after " +
+                          duration_text(n.expire_after) + " fields [" + fields + "]");
+  }
+  line("generator.enabled", flag(c.generator.enabled));
+  if (c.generator.enabled) {
+    line("generator.rate", std::to_string(static_cast<std::uint64_t>(c.generator.rate)));
+    line("generator.accounts", std::to_string(c.generator.accounts));
+    line("generator.instruments", std::to_string(c.generator.instruments));
+    line("generator.seed", std::to_string(c.generator.seed));
+  }
+  line("redis.enabled", flag(w.redis.has_value()));
+  if (w.redis) {
+    const RedisConfig& r = *w.redis;
+    line("redis.host", quoted(r.host));
+    line("redis.port", std::to_string(r.port));
+    line("redis.unix_socket", quoted(r.unix_socket));
+    line("redis.db", std::to_string(r.db));
+    line("redis.username", quoted(r.username));
+    line("redis.password", r.password.empty() ? "(none)" : "(set)");
+    line("redis.prefix", quoted(r.prefix));
+    line("redis.flush_interval", quoted(duration_text(r.flush_interval)));
+    line("redis.batch_size", std::to_string(r.batch_size));
+    line("redis.connect_timeout", quoted(duration_text(r.connect_timeout)));
+    line("redis.command_timeout", quoted(duration_text(r.command_timeout)));
+    line("redis.warm_start", flag(r.warm_start));
+    line("redis.close_timeout", quoted(duration_text(r.close_timeout)));
+  }
+  line("daemon.log_level", quoted(c.log_level));
+  line("daemon.stats_interval", quoted(duration_text(c.stats_interval)));
+  line("daemon.run_for", quoted(duration_text(c.run_for)));
+  return out;
 }
 
 Expected<NamespaceSpec> parse_namespace_flag(std::string_view flag) {

@@ -38,6 +38,11 @@ void load_toml_file(const std::string& path, DaemonConfig& into);
 void load_toml(std::string_view text, const std::string& origin, DaemonConfig& into);
 // Applies POSCACHE_SEGMENT, POSCACHE_CAPACITY, POSCACHE_MODE, POSCACHE_LOG_LEVEL.
 void load_env(DaemonConfig& into);
+// The effective settings, one `key = value` line each (TOML keys; the password shown only as set
+// or not): what `poscache-writer --print-config` prints after the file, the environment and the
+// flags were applied.
+std::string print_config(const DaemonConfig& config);
+
 // "name:preset[:stale_after[:expire_after]]", the --namespace flag.
 Expected<NamespaceSpec> parse_namespace_flag(std::string_view text);
 

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   std::optional<double> rate;
   std::vector<std::string> ns_flags;
   bool recreate = false, fresh = false, no_huge_pages = false, generate = false, no_generate = false, cold_start = false, no_redis = false;
+  bool print_only = false;
   std::optional<std::string> redis_host, redis_socket, redis_user, redis_prefix, redis_flush;
   std::optional<int> redis_port, redis_db;
   app.add_option("-c,--config", config_file, "TOML config file (flags override it; see config/demo.toml)");
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   app.add_option("--run-for", run_for, "stop after this long (e.g. 30s); default: until SIGINT/SIGTERM");
   app.add_option("--stats-interval", stats_interval, "log counters this often (default 5s)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error [POSCACHE_LOG_LEVEL]");
+  app.add_flag("--print-config", print_only, "print the effective settings (file, then environment, then flags) and exit");
   auto* rg = "Redis (any of these turns the sync on; the password only from the config file or POSCACHE_REDIS_PASSWORD)";
   app.add_option("--redis-host", redis_host, "Redis host [POSCACHE_REDIS_HOST]")->group(rg);
   app.add_option("--redis-port", redis_port, "Redis port (default 6379) [POSCACHE_REDIS_PORT]")->group(rg);
@@ -65,7 +67,11 @@ int main(int argc, char** argv) {
   app.add_option("--redis-flush-interval", redis_flush, "how often changes go to Redis (default 5ms)")->group(rg);
   app.add_flag("--cold-start", cold_start, "start an empty segment empty, without loading it from Redis")->group(rg);
   app.add_flag("--no-redis", no_redis, "no Redis at all, whatever the config file or environment say")->group(rg);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help: 0; any usage error: 2, like a bad config value
+  }
 
   DaemonConfig cfg;
   cfg.writer.namespaces = {preset_trading("spot"), preset_lending("lending"), preset_quote("quotes")};
@@ -92,8 +98,13 @@ int main(int argc, char** argv) {
     if (rate) cfg.generator.rate = *rate;
     if (accounts) cfg.generator.accounts = static_cast<std::uint32_t>(*accounts);
     if (instruments) cfg.generator.instruments = static_cast<std::uint32_t>(*instruments);
-    if (run_for) cfg.run_for = parse_duration(*run_for).value();
-    if (stats_interval) cfg.stats_interval = parse_duration(*stats_interval).value();
+    auto flag_duration = [](const char* flag, const std::string& text) {
+      auto d = parse_duration(text);
+      if (!d) throw Error(std::string(flag) + ": " + d.error());
+      return *d;
+    };
+    if (run_for) cfg.run_for = flag_duration("--run-for", *run_for);
+    if (stats_interval) cfg.stats_interval = flag_duration("--stats-interval", *stats_interval);
     if (log_level) cfg.log_level = *log_level;
     auto redis = [&]() -> RedisConfig& { return cfg.writer.redis ? *cfg.writer.redis : cfg.writer.redis.emplace(); };
     if (redis_host) redis().host = *redis_host;
@@ -103,13 +114,11 @@ int main(int argc, char** argv) {
     if (redis_user) redis().username = *redis_user;
     if (redis_prefix) redis().prefix = *redis_prefix;
     if (redis_flush) {
-      redis().flush_interval = std::chrono::duration_cast<std::chrono::milliseconds>(parse_duration(*redis_flush).value());
+      redis().flush_interval = std::chrono::duration_cast<std::chrono::milliseconds>(flag_duration("--redis-flush-interval", *redis_flush));
     }
     if (cold_start && cfg.writer.redis) cfg.writer.redis->warm_start = false;
     if (no_redis) cfg.writer.redis.reset();
-    if (cfg.writer.redis) {
-      if (auto ok = validate(*cfg.writer.redis); !ok) throw Error(ok.error());
-    }
+    if (auto ok = validate(cfg.writer); !ok) throw Error(ok.error());  // Redis settings included
   } catch (const Error& e) {
     std::fprintf(stderr, "poscache-writer: %s\n", e.what());
     return 2;
@@ -118,6 +127,10 @@ int main(int argc, char** argv) {
   if (level == spdlog::level::off && cfg.log_level != "off") {
     std::fprintf(stderr, "poscache-writer: log level '%s' is not trace, debug, info, warn, error or off\n", cfg.log_level.c_str());
     return 2;
+  }
+  if (print_only) {
+    std::fputs(print_config(cfg).c_str(), stdout);
+    return 0;
   }
   spdlog::set_level(level);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ poscache-writer: %v");

@@ -1109,7 +1109,9 @@ Writer::~Writer() {
   }
 }
 
-std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
+namespace {
+// Every check of a WriterConfig that needs no segment; throws Error naming the setting and value.
+void check_config(const WriterConfig& config) {
   std::string msg;
   if (!valid_segment_name(config.segment, msg)) throw Error(msg);
   // The segment's slot references and the recency log's stamps both bound the capacity.
@@ -1141,6 +1143,20 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
   if (config.redis) {
     if (auto v = validate(*config.redis); !v) throw Error(v.error());
   }
+}
+}  // namespace
+
+Expected<bool> validate(const WriterConfig& config) {
+  try {
+    check_config(config);
+  } catch (const Error& e) {
+    return fail(e.what());
+  }
+  return true;
+}
+
+std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
+  check_config(config);
 
   auto impl = std::make_unique<Impl>();
   impl->cfg = config;

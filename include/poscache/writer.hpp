@@ -99,6 +99,10 @@ enum class ApplyStatus : std::uint8_t {
   stale_source,    // source_seq older than (or equal to) the stored one: refused, counted
   bad_input,       // refused, counted; `ApplyResult::error` says why
 };
+// Checks a WriterConfig without touching any segment (what Writer::open checks first); errors
+// name the setting and the value.
+Expected<bool> validate(const WriterConfig& config);
+
 std::string_view to_string(ApplyStatus s) noexcept;
 
 struct ApplyResult {

@@ -1,0 +1,391 @@
+// poscache-writer as a user runs it: settings from a file, the environment and flags (flags win),
+// every flag the README names, exit codes, clear errors for bad values, a clean SIGTERM stop and a
+// SIGTERM during start-up. The binary runs as a child process; Redis, where needed, is a real
+// redis-server (tests/redis/redis_server.hpp).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "poscache/reader.hpp"
+#include "poscache/writer.hpp"
+#include "redis/redis_server.hpp"
+#include "test_util.hpp"
+
+using namespace poscache;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A scratch directory for config files and logs, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/poscache_daemon_XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  [[nodiscard]] std::string file(const std::string& name, const std::string& content) const {
+    const std::string p = path_ + "/" + name;
+    std::ofstream(p) << content;
+    return p;
+  }
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// `poscache-writer ARGS` with environment `env` ("K=V K2=V2"), run to completion.
+test::CliRun writer_cli(const std::string& args, const std::string& env = "") {
+  return test::run_cli("env " + env + " " + std::string(POSCACHE_WRITER_BIN) + " " + args);
+}
+
+// The effective settings, as --print-config prints them: key → value.
+std::multimap<std::string, std::string> settings(const test::CliRun& r) {
+  std::multimap<std::string, std::string> m;
+  std::size_t start = 0;
+  while (start < r.out.size()) {
+    const std::size_t end = r.out.find('\n', start);
+    const std::string line = r.out.substr(start, end - start);
+    if (const auto eq = line.find(" = "); eq != std::string::npos) m.emplace(line.substr(0, eq), line.substr(eq + 3));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return m;
+}
+std::string setting(const test::CliRun& r, const std::string& key) {
+  const auto m = settings(r);
+  const auto it = m.find(key);
+  return it == m.end() ? "(missing: " + r.out + ")" : it->second;
+}
+
+// A daemon running in the background, its output going to a file.
+class Daemon {
+ public:
+  Daemon(const std::string& args, const std::vector<std::pair<std::string, std::string>>& env = {})
+      : log_(dir_.path() + "/writer.log") {
+    pid_ = test::fork_child([&] {
+      const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+      const std::string cmd = "exec " + std::string(POSCACHE_WRITER_BIN) + " " + args;
+      ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      return 127;
+    });
+  }
+  ~Daemon() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  [[nodiscard]] std::string log() const {
+    std::ifstream f(log_);
+    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+  }
+  // Polls the log for `text` (generous deadline: a loaded machine, a sanitizer build).
+  bool wait_for(const std::string& text, std::chrono::seconds limit = 60s) const {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (log().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(5ms);
+    }
+    return false;
+  }
+  void signal(int sig) const { ::kill(pid_, sig); }
+  int wait() {
+    const int code = test::wait_child(pid_);
+    pid_ = -1;
+    return code;
+  }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+
+ private:
+  TempDir dir_;
+  std::string log_;
+  pid_t pid_ = -1;
+};
+
+std::string seg_flag(const test::ScratchSegment& seg) { return "-s " + seg.name(); }
+
+}  // namespace
+
+// ---- settings: file < environment < flags, for every setting the README lists ----------------
+
+struct Precedence {
+  const char* name;       // what the row is about
+  const char* toml;       // the file's line, in its table
+  const char* env;        // NAME=value
+  const char* flag;       // the flag
+  const char* key;        // --print-config key
+  const char* from_file;  // printed value with the file only
+  const char* from_env;   // ... with the environment too
+  const char* from_flag;  // ... with the flag too
+};
+
+class DaemonSettingsTest : public ::testing::TestWithParam<Precedence> {};
+
+TEST_P(DaemonSettingsTest, TheFileThenTheEnvironmentThenTheFlagDecide) {
+  const Precedence& p = GetParam();
+  TempDir dir;
+  const std::string file = dir.file("w.toml", std::string(p.toml) + "\n");
+  const std::string base = "--config " + file + " --print-config";
+  const test::CliRun f = writer_cli(base);
+  ASSERT_EQ(f.code, 0) << f.out;
+  EXPECT_EQ(setting(f, p.key), p.from_file) << p.name << ", file only";
+  const test::CliRun e = writer_cli(base, p.env);
+  ASSERT_EQ(e.code, 0) << e.out;
+  EXPECT_EQ(setting(e, p.key), p.from_env) << p.name << ", file and " << p.env;
+  const test::CliRun x = writer_cli(base + " " + p.flag, p.env);
+  ASSERT_EQ(x.code, 0) << x.out;
+  EXPECT_EQ(setting(x, p.key), p.from_flag) << p.name << ", file, " << p.env << " and " << p.flag;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EverySetting, DaemonSettingsTest,
+    ::testing::Values(
+        Precedence{"Segment", "[segment]\nname = \"from_file\"", "POSCACHE_SEGMENT=from_env", "-s from_flag", "segment.name",
+                   "\"from_file\"", "\"from_env\"", "\"from_flag\""},
+        Precedence{"Capacity", "[segment]\ncapacity = 111", "POSCACHE_CAPACITY=222", "--capacity 333", "segment.capacity",
+                   "111", "222", "333"},
+        Precedence{"Mode", "[segment]\nmode = \"0600\"", "POSCACHE_MODE=0660", "--mode 0644", "segment.mode", "\"0600\"",
+                   "\"0660\"", "\"0644\""},
+        Precedence{"HugePages", "[segment]\nhuge_pages = false", "POSCACHE_HUGE_PAGES=on", "--no-huge-pages",
+                   "segment.huge_pages", "false", "true", "false"},
+        Precedence{"LogLevel", "[daemon]\nlog_level = \"warn\"", "POSCACHE_LOG_LEVEL=error", "--log-level debug",
+                   "daemon.log_level", "\"warn\"", "\"error\"", "\"debug\""},
+        Precedence{"RedisHost", "[redis]\nhost = \"h1\"", "POSCACHE_REDIS_HOST=h2", "--redis-host h3", "redis.host",
+                   "\"h1\"", "\"h2\"", "\"h3\""},
+        Precedence{"RedisPort", "[redis]\nport = 1001", "POSCACHE_REDIS_PORT=1002", "--redis-port 1003", "redis.port",
+                   "1001", "1002", "1003"},
+        Precedence{"RedisSocket", "[redis]\nunix_socket = \"/f.sock\"", "POSCACHE_REDIS_SOCKET=/e.sock",
+                   "--redis-socket /x.sock", "redis.unix_socket", "\"/f.sock\"", "\"/e.sock\"", "\"/x.sock\""},
+        Precedence{"RedisDb", "[redis]\ndb = 1", "POSCACHE_REDIS_DB=2", "--redis-db 3", "redis.db", "1", "2", "3"},
+        Precedence{"RedisUser", "[redis]\nusername = \"u1\"", "POSCACHE_REDIS_USERNAME=u2", "--redis-user u3",
+                   "redis.username", "\"u1\"", "\"u2\"", "\"u3\""},
+        Precedence{"RedisPrefix", "[redis]\nprefix = \"p1\"", "POSCACHE_REDIS_PREFIX=p2", "--redis-prefix p3",
+                   "redis.prefix", "\"p1\"", "\"p2\"", "\"p3\""},
+        Precedence{"RedisFlushInterval", "[redis]\nflush_interval = \"7ms\"", "POSCACHE_REDIS_PREFIX=p",
+                   "--redis-flush-interval 9ms", "redis.flush_interval", "\"7ms\"", "\"7ms\"", "\"9ms\""},
+        Precedence{"RedisOffInTheEnvironmentThenOnByAFlag", "[redis]\nhost = \"h1\"", "POSCACHE_REDIS=off",
+                   "--redis-host h3", "redis.enabled", "true", "false", "true"},
+        Precedence{"NoRedisBeatsTheEnvironment", "[redis]\nhost = \"h1\"", "POSCACHE_REDIS_HOST=h2", "--no-redis",
+                   "redis.enabled", "true", "true", "false"},
+        Precedence{"ColdStart", "[redis]\nwarm_start = true", "POSCACHE_REDIS_HOST=h2", "--cold-start",
+                   "redis.warm_start", "true", "true", "false"},
+        Precedence{"Generator", "[generator]\nenabled = true", "POSCACHE_SEGMENT=x", "--no-generate",
+                   "generator.enabled", "true", "true", "false"}),
+    [](const auto& param_info) { return std::string(param_info.param.name); });
+
+TEST(DaemonConfigFileTest, TheDemoConfigParses) {
+  const test::CliRun r = writer_cli("--config " + std::string(POSCACHE_SOURCE_DIR) + "/config/demo.toml --print-config");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(setting(r, "segment.name"), "\"poscache_demo\"");
+  EXPECT_EQ(settings(r).count("namespace"), 4u) << r.out;
+  EXPECT_NE(r.out.find("\"alpaca\" stale_after 0 expire_after 0 fields [qty:decimal(9), avg_price:decimal(6), as_of:timestamp]"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(setting(r, "generator.rate"), "200000");
+}
+
+TEST(DaemonConfigFileTest, TheRedisPasswordIsNeverPrinted) {
+  TempDir dir;
+  const test::CliRun r = writer_cli("--config " + dir.file("w.toml", "[redis]\npassword = \"hunter2\"\n") + " --print-config");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(setting(r, "redis.password"), "(set)");
+  EXPECT_EQ(r.out.find("hunter2"), std::string::npos) << r.out;
+}
+
+// Every bad value is exit 2 with a message naming where it came from and what was wrong; nothing
+// is created.
+TEST(DaemonConfigFileTest, ABadValueIsExitTwoNamingTheSettingAndTheValue) {
+  TempDir dir;
+  const test::ScratchSegment seg("dbad");
+  struct Case {
+    std::string args, env, expect;
+  };
+  const std::vector<Case> cases = {
+      {"--config " + dir.file("a.toml", "[segment]\ncapacity = \"lots\"\n"), "", "a.toml:2:12: 'capacity' must be an integer"},
+      {"--config " + dir.file("b.toml", "[segment]\ncolour = 1\n"), "", "unknown key 'colour' in [segment]"},
+      {"--config " + dir.file("c.toml", "[redis]\nport = 70000\n"), "", "'port' must be an integer from 1 to 65535"},
+      {"--config " + dir.file("d.toml", "[segment\n"), "", "d.toml:1:"},
+      {"--config " + dir.path() + "/missing.toml", "", "cannot read config file"},
+      {"", "POSCACHE_CAPACITY=0", "POSCACHE_CAPACITY='0' is not a positive integer"},
+      {"", "POSCACHE_REDIS=maybe", "POSCACHE_REDIS='maybe' must be on or off"},
+      {"", "POSCACHE_HUGE_PAGES=2", "POSCACHE_HUGE_PAGES='2' must be on or off"},
+      {"--mode 0400", "", "segment mode 0400 must grant its owner read and write"},
+      {"--mode 999", "", "--mode '999' must be octal"},
+      {"--log-level chatty", "", "log level 'chatty' is not"},
+      {"--capacity 0", "", "capacity 0 is out of range"},
+      {"-n spot:futures", "", "--namespace 'spot:futures'"},
+      {"--run-for 5", "", "--run-for: duration '5' has unit ''"},
+      {"--redis-flush-interval soon", "", "--redis-flush-interval: duration 'soon'"},
+      {"--redis-port 0", "", "port"},
+      {"--frobnicate", "", "frobnicate"},
+      {"--capacity many", "", "capacity"},
+  };
+  for (const Case& c : cases) {
+    const test::CliRun r = writer_cli(seg_flag(seg) + " " + c.args, c.env);
+    EXPECT_EQ(r.code, 2) << c.args << " " << c.env << ": " << r.out;
+    EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.args << " " << c.env << ": " << r.out;
+    EXPECT_NE(::access(("/dev/shm/" + seg.name()).c_str(), F_OK), 0) << c.args << ": a segment was created";
+  }
+}
+
+// ---- running it ---------------------------------------------------------------------------
+
+TEST(DaemonRunTest, ItCreatesTheSegmentWithTheModeAsked) {
+  const test::ScratchSegment seg("dmode");
+  const test::CliRun r = writer_cli(seg_flag(seg) + " --capacity 100 --mode 0600 --run-for 100ms --no-redis");
+  ASSERT_EQ(r.code, 0) << r.out;
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/shm/" + seg.name()).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_NE(r.out.find("mode 600"), std::string::npos) << r.out;
+  EXPECT_EQ(Reader::open(seg.name()).stats().state, "closed");
+}
+
+// A restart re-attaches and keeps the generation; --fresh starts a new one; a segment that does
+// not match the settings is refused (exit 1, "expected … found …") unless --recreate.
+TEST(DaemonRunTest, RestartFreshAndRecreate) {
+  const test::ScratchSegment seg("dlife");
+  const std::string base = seg_flag(seg) + " --run-for 100ms --no-redis -n spot:trading";
+  ASSERT_EQ(writer_cli(base + " --capacity 100").code, 0);
+  const std::uint64_t g1 = Reader::open(seg.name()).generation();
+  test::CliRun r = writer_cli(base + " --capacity 100");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("re-attached"), std::string::npos) << r.out;
+  EXPECT_EQ(Reader::open(seg.name()).generation(), g1);
+  r = writer_cli(base + " --capacity 100 --fresh");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::uint64_t g2 = Reader::open(seg.name()).generation();
+  EXPECT_NE(g2, g1);
+  r = writer_cli(base + " --capacity 200");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("expected"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("found"), std::string::npos) << r.out;
+  EXPECT_EQ(Reader::open(seg.name()).generation(), g2);  // untouched
+  r = writer_cli(base + " --capacity 200 --recreate");
+  ASSERT_EQ(r.code, 0) << r.out;
+  Reader after = Reader::open(seg.name());
+  EXPECT_EQ(after.stats().capacity, 200u);
+  EXPECT_NE(after.generation(), g2);
+}
+
+// A second daemon on the same segment is refused, exit 1, naming the first; SIGTERM stops the
+// first cleanly: exit 0, the segment closed and readable.
+TEST(DaemonRunTest, ASecondWriterIsRefusedAndSigtermStopsCleanly) {
+  const test::ScratchSegment seg("dtwo");
+  Daemon first(seg_flag(seg) + " --capacity 1000 --no-redis --generate --rate 2000 --accounts 10 --instruments 5");
+  ASSERT_TRUE(first.wait_for("generator:")) << first.log();
+  const test::CliRun second = writer_cli(seg_flag(seg) + " --capacity 1000 --no-redis --run-for 100ms");
+  EXPECT_EQ(second.code, 1) << second.out;
+  EXPECT_NE(second.out.find("already has a writer: pid " + std::to_string(first.pid())), std::string::npos) << second.out;
+  std::this_thread::sleep_for(200ms);
+  first.signal(SIGTERM);
+  EXPECT_EQ(first.wait(), 0) << first.log();
+  EXPECT_NE(first.log().find("closed segment '" + seg.name() + "' cleanly"), std::string::npos) << first.log();
+  Reader r = Reader::open(seg.name());
+  EXPECT_EQ(r.stats().state, "closed");
+  EXPECT_GT(r.stats().live, 0u);
+}
+
+// ---- with Redis -----------------------------------------------------------------------------
+
+namespace {
+// Fills Redis with `n` positions under `prefix` through a writer of its own, then closes it.
+void fill_redis(const test::RedisServer& srv, const std::string& prefix, int n) {
+  const test::ScratchSegment seg("dfill");
+  WriterConfig c = test::small_config(seg.name(), static_cast<std::uint64_t>(n));
+  c.namespaces = {preset_trading("spot")};
+  c.redis = srv.config(prefix);
+  c.log = [](LogLevel, std::string_view) {};
+  auto w = Writer::open(c);
+  std::vector<Update> batch;
+  std::vector<ApplyResult> res(1024);
+  for (int i = 0; i < n; ++i) {
+    batch.push_back(test::must(w->make_update("spot", "acct" + std::to_string(i / 10), "I" + std::to_string(i % 10),
+                                              {{"qty", std::to_string(i)}, {"avg_price", "101.5"}})));
+    if (batch.size() == 1024) {
+      w->upsert_batch(batch, res);
+      batch.clear();
+    }
+  }
+  w->upsert_batch(batch, res);
+  ASSERT_TRUE(w->sync_redis(120s));
+  w->close();
+}
+}  // namespace
+
+TEST(DaemonRedisTest, AWarmStartLoadsWhatRedisHoldsAndColdStartAndNoRedisDoNot) {
+  test::RedisServer srv;
+  fill_redis(srv, "poscache:v1", 50);
+  const std::string redis = " --redis-host 127.0.0.1 --redis-port " + std::to_string(srv.port()) + " -n spot:trading --capacity 100 --run-for 200ms";
+  const test::ScratchSegment warm("dwarm"), cold("dcold"), none("dnone");
+  test::CliRun r = writer_cli(seg_flag(warm) + redis);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("warm start: loaded 50 positions"), std::string::npos) << r.out;
+  EXPECT_EQ(Reader::open(warm.name()).stats().live, 50u);
+  r = writer_cli(seg_flag(cold) + redis + " --cold-start");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.find("warm start"), std::string::npos) << r.out;
+  EXPECT_EQ(Reader::open(cold.name()).stats().live, 0u);
+  // --no-redis beats Redis settings from the environment: no connection, nothing loaded.
+  r = writer_cli(seg_flag(none) + " -n spot:trading --capacity 100 --run-for 200ms --no-redis",
+                 "POSCACHE_REDIS_HOST=127.0.0.1 POSCACHE_REDIS_PORT=" + std::to_string(srv.port()));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("redis: off"), std::string::npos) << r.out;
+  EXPECT_EQ(Reader::open(none.name()).stats().live, 0u);
+  // The password: the environment's beats the file's (the server takes only the right one).
+  test::RedisServer locked({"--requirepass", "right"});
+  TempDir dir;
+  const std::string file = dir.file("w.toml", "[redis]\npassword = \"wrong\"\nwarm_start = false\n");
+  const test::ScratchSegment pw("dpw");
+  const std::string args = seg_flag(pw) + " --config " + file + " --redis-port " + std::to_string(locked.port()) +
+                           " -n spot:trading --capacity 100 --run-for 300ms --log-level debug";
+  r = writer_cli(args);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("WRONGPASS"), std::string::npos) << r.out;
+  r = writer_cli(args, "POSCACHE_REDIS_PASSWORD=right");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.find("WRONGPASS"), std::string::npos) << r.out;
+}
+
+// A SIGTERM that arrives while the daemon loads Redis (a warm start) ends it once the segment is
+// consistent and ready: exit 0, the segment closed with every position loaded.
+TEST(DaemonRedisTest, SigtermDuringAWarmStartStopsOnceTheSegmentIsReady) {
+  test::RedisServer srv;
+  constexpr int kPositions = 100'000;
+  fill_redis(srv, "poscache:v1", kPositions);
+  const test::ScratchSegment seg("dterm");
+  Daemon d(seg_flag(seg) + " --redis-host 127.0.0.1 --redis-port " + std::to_string(srv.port()) +
+           " -n spot:trading --capacity 200000");
+  ASSERT_TRUE(d.wait_for("warm start: loading positions")) << d.log();
+  d.signal(SIGTERM);
+  ASSERT_EQ(d.log().find("warm start: loaded"), std::string::npos) << "the load ended before the signal: nothing proven";
+  EXPECT_EQ(d.wait(), 0) << d.log();
+  const std::string log = d.log();
+  EXPECT_NE(log.find("warm start: loaded " + std::to_string(kPositions) + " positions"), std::string::npos) << log;
+  EXPECT_NE(log.find("closed segment"), std::string::npos) << log;
+  Reader r = Reader::open(seg.name());
+  EXPECT_EQ(r.stats().state, "closed");
+  EXPECT_EQ(r.stats().live, static_cast<std::uint64_t>(kPositions));
+}
