@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -121,6 +122,19 @@ inline std::string tmpfs_collapse_unsupported() {
   if (r != MAP_FAILED) ::munmap(r, 2 * k2M);
   ::close(fd);
   return why;
+}
+
+// Polls `done` every millisecond until it holds or `limit` passes; returns whether it held. For
+// what another thread or process does in its own time: a test waits for it with a generous
+// deadline instead of sleeping a fixed time and hoping.
+template <class Pred>
+bool eventually(Pred&& done, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    ::usleep(1000);
+  }
+  return true;
 }
 
 // A command line run through the shell, stdout and stderr together.

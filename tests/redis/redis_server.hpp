@@ -37,11 +37,17 @@ inline int free_port() {
 class RedisServer {
  public:
   // `extra`: more redis-server arguments, e.g. {"--requirepass", "secret"} or AOF settings.
+  // free_port() closes its probe socket before redis-server binds, so a test running in parallel
+  // may take the port first: then redis-server exits at start, and it is tried on another port.
   explicit RedisServer(std::vector<std::string> extra = {}) : extra_(std::move(extra)), port_(free_port()) {
     char tmpl[] = "/tmp/poscache_redis_XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
-    start();
+    for (int attempt = 1;; ++attempt) {
+      if (try_start()) return;
+      if (attempt == 5) throw std::runtime_error("redis-server exited at start five times (see " + dir_ + "/redis.log)");
+      port_ = free_port();
+    }
   }
   ~RedisServer() {
     stop();
@@ -69,7 +75,14 @@ class RedisServer {
     return c;
   }
 
+  // (Re)starts the server on its port; throws if it does not come up.
   void start() {
+    if (!try_start()) throw std::runtime_error("redis-server exited at start (is the redis-server package installed?)");
+  }
+
+ private:
+  // False if redis-server exited at start (its port taken); throws if it never answered.
+  bool try_start() {
     std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
                                      "--dir", dir_, "--save", "", "--logfile", dir_ + "/redis.log",
                                      "--daemonize", "no", "--unixsocket", dir_ + "/redis.sock"};
@@ -85,28 +98,31 @@ class RedisServer {
       ::execvp("redis-server", argv.data());
       ::_exit(127);
     }
-    // Ready when it answers (a password-protected server answers PING with NOAUTH: also up).
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    // Ready when it answers PING with PONG (a password-protected server answers NOAUTH: also
+    // up), not LOADING: a server with an append-only file answers that while it reads it back.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline) {
       redisContext* c = redisConnect("127.0.0.1", port_);
       if (c != nullptr && c->err == 0) {
         auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-        const bool ok = r != nullptr;
+        const bool ok = r != nullptr && !(r->type == REDIS_REPLY_ERROR && std::string(r->str).rfind("LOADING", 0) == 0);
         if (r != nullptr) freeReplyObject(r);
         redisFree(c);
-        if (ok) return;
+        if (ok) return true;
       } else if (c != nullptr) {
         redisFree(c);
       }
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
-        throw std::runtime_error("redis-server exited at start (is the redis-server package installed?)");
+        return false;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     throw std::runtime_error("redis-server did not answer on port " + std::to_string(port_));
   }
+
+ public:
 
   // SIGKILL (a crash) or SIGTERM (a clean shutdown).
   void stop(int sig = SIGTERM) {

@@ -135,6 +135,82 @@ TEST(RedisSync, EveryFieldReachesRedisAsExactDecimalText) {
   EXPECT_GE(st.redis_synced_version, w->find(*w->make_key("marks", "venue.a", "BTC/USD"))->version);
 }
 
+// The @schema hash describes every namespace, every key of its JSON as README "The Redis
+// format" documents it; int64 and timestamp fields are integers in the position hashes.
+TEST(RedisSync, TheSchemaHashDescribesEveryNamespaceAndTimestampsAreIntegerNanoseconds) {
+  RedisServer srv;
+  ScratchSegment seg("rs_schema");
+  WriterConfig cfg = redis_config(seg, srv);
+  NamespaceSpec broker{"alpaca", {{"qty", FieldType::decimal, 9}, {"avg_price", FieldType::decimal, 6},
+                                  {"orders", FieldType::int64, 0}, {"as_of", FieldType::timestamp, 0}}, {}, {}};
+  broker.stale_after = std::chrono::milliseconds(1500);
+  broker.expire_after = std::chrono::hours(2);
+  cfg.namespaces.push_back(broker);
+  auto w = Writer::open(cfg);
+  w->upsert(must(w->make_update("alpaca", "acct-7", "AAPL",
+                                {{"qty", "10.5"}, {"avg_price", "187.25"}, {"orders", "-3"}, {"as_of", "1767225600123456789"}})));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  auto c = srv.client();
+  auto all = cmd(c, {"HGETALL", "poscache:v1:@schema"});
+  ASSERT_EQ(all->elements, 2 * cfg.namespaces.size());
+  std::map<std::string, nlohmann::json> schema;
+  for (std::size_t i = 0; i < all->elements; i += 2) {
+    schema[all->element[i]->str] = nlohmann::json::parse(std::string(all->element[i + 1]->str));
+  }
+  for (const NamespaceSpec& n : cfg.namespaces) {
+    ASSERT_EQ(schema.count(n.name), 1u) << n.name;
+    const nlohmann::json& j = schema[n.name];
+    std::set<std::string> keys;
+    for (const auto& [k, v] : j.items()) keys.insert(k);
+    EXPECT_EQ(keys, (std::set<std::string>{"fields", "stale_after_ms", "expire_after_ms"})) << j.dump();
+    EXPECT_EQ(j["stale_after_ms"], std::chrono::duration_cast<std::chrono::milliseconds>(n.stale_after).count()) << n.name;
+    EXPECT_EQ(j["expire_after_ms"], std::chrono::duration_cast<std::chrono::milliseconds>(n.expire_after).count()) << n.name;
+    ASSERT_EQ(j["fields"].size(), n.fields.size()) << n.name;
+    for (std::size_t f = 0; f < n.fields.size(); ++f) {
+      const nlohmann::json& jf = j["fields"][f];
+      EXPECT_EQ(jf.size(), 3u) << jf.dump();
+      EXPECT_EQ(jf["name"], n.fields[f].name);
+      EXPECT_EQ(jf["type"], std::string(to_string(n.fields[f].type)));
+      EXPECT_EQ(jf["scale"], n.fields[f].scale);
+    }
+  }
+  EXPECT_EQ(schema["alpaca"]["stale_after_ms"], 1500);
+  EXPECT_EQ(schema["alpaca"]["expire_after_ms"], 7'200'000);
+  const Hash h = read_positions(c).at("poscache:v1:alpaca:{acct-7}:AAPL");
+  EXPECT_EQ(h.at("qty"), "10.500000000");
+  EXPECT_EQ(h.at("avg_price"), "187.250000");
+  EXPECT_EQ(h.at("orders"), "-3");
+  EXPECT_EQ(h.at("as_of"), "1767225600123456789");
+  const Position p = *w->find(*w->make_key("alpaca", "acct-7", "AAPL"));
+  EXPECT_EQ(h.at("created_at"), std::to_string(p.created_at_ns));
+  EXPECT_EQ(h.at("updated_at"), std::to_string(p.updated_at_ns));
+  EXPECT_EQ(h.at("version"), std::to_string(p.version));
+}
+
+// close() writes what is not yet in Redis before it returns (within close_timeout): with a
+// flush interval far longer than the test, nothing would reach Redis otherwise.
+TEST(RedisSync, CloseWritesEveryUnsyncedChangeBeforeItReturns) {
+  RedisServer srv;
+  ScratchSegment seg("rs_close");
+  WriterConfig cfg = redis_config(seg, srv);
+  cfg.redis->flush_interval = std::chrono::seconds(60);
+  cfg.redis->batch_size = 100'000;  // never a full batch: only close() can flush
+  cfg.redis->close_timeout = std::chrono::seconds(30);
+  auto w = Writer::open(cfg);
+  for (int i = 0; i < 300; ++i) {
+    w->upsert(must(w->make_update("spot", "a" + std::to_string(i % 30), "I" + std::to_string(i / 30), {{"qty", std::to_string(i)}})));
+  }
+  w->erase(*w->make_key("spot", "a0", "I0"));
+  w->invalidate_account("a1");
+  auto c = srv.client();
+  EXPECT_LT(read_positions(c).size(), 289u) << "the sync wrote before close(): the test proves nothing";
+  w->close();
+  const Db got = read_positions(c);
+  const Db want = segment_as_db(seg.name());
+  EXPECT_EQ(want.size(), 289u);
+  EXPECT_EQ(got, want);
+}
+
 // A client no one here wrote (redis-py, Debian's python3-redis) reads every position through the
 // account index and gets every field, every decimal to the last digit.
 TEST(RedisSync, APythonClientReadsTheDocumentedFormatBackExactly) {
@@ -230,14 +306,19 @@ TEST(RedisSync, RedisExpiresAPositionWhenItsNamespaceDoes) {
   cfg.redis->prefix = "short";
   cfg.namespaces = {preset_quote("q")};
   cfg.namespaces[0].stale_after = std::chrono::milliseconds(100);
-  cfg.namespaces[0].expire_after = std::chrono::milliseconds(300);
+  cfg.namespaces[0].expire_after = std::chrono::seconds(2);
   auto w2 = Writer::open(cfg);
   w2->upsert(must(w2->make_update("q", "v", "X", {{"bid", "1"}})));
   ASSERT_TRUE(w2->sync_redis(std::chrono::seconds(10)));
-  EXPECT_EQ(cmd(c, {"EXISTS", "short:q:{v}:X"})->integer, 1);
-  std::this_thread::sleep_for(std::chrono::milliseconds(450));
-  EXPECT_EQ(cmd(c, {"EXISTS", "short:q:{v}:X"})->integer, 0);
-  EXPECT_EQ(cmd(c, {"EXISTS", "short:@account:{v}"})->integer, 0);
+  const std::int64_t deadline_ms = (w2->find(*w2->make_key("q", "v", "X"))->updated_at_ns + 2'000'000'000) / 1'000'000;
+  // Compared with the deadline, not with a sleep: the sync may be late on a loaded machine.
+  if (shm::realtime_ns() / 1'000'000 < deadline_ms - 100) {
+    EXPECT_EQ(cmd(c, {"PEXPIRETIME", "short:q:{v}:X"})->integer, deadline_ms);
+  }
+  EXPECT_TRUE(test::eventually([&] { return cmd(c, {"EXISTS", "short:q:{v}:X"})->integer == 0; }))
+      << "the hash outlived its namespace's expire_after";
+  EXPECT_TRUE(test::eventually([&] { return cmd(c, {"EXISTS", "short:@account:{v}"})->integer == 0; }));
+  EXPECT_GE(shm::realtime_ns() / 1'000'000, deadline_ms - 1) << "gone before its deadline";
 }
 
 TEST(RedisSync, EraseAndEveryInvalidationReachRedisIncludingPositionsOnlyRedisHolds) {
@@ -491,7 +572,7 @@ TEST(RedisSync, RedisKilledMidChurnAndRestartedEndsWithEveryChange) {
   }
   churn(1000);
   w->tick();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(test::eventually([&] { return Reader::open(seg.name()).stats().redis_state == "down"; }));
   {
     const SegmentStats st = Reader::open(seg.name()).stats();
     EXPECT_EQ(st.redis_state, "down");
@@ -661,7 +742,16 @@ TEST(RedisSync, WritersKilledMidChurnLeaveRedisEqualToTheSegment) {
       }
       ::_exit(1);
     }
+    // A random moment of the churn, but one with removals waiting in the journal: what the
+    // test is about (polled, not hoped for: a slow child may not have started yet).
     std::this_thread::sleep_for(std::chrono::milliseconds(30 + rng() % 70));
+    test::eventually([&] {
+      try {
+        return Reader::open(seg.name()).stats().journal_pending > 0;
+      } catch (const Error&) {
+        return false;  // not created yet
+      }
+    }, std::chrono::seconds(10));
     ::kill(child, SIGKILL);
     int status = 0;
     ::waitpid(child, &status, 0);
@@ -829,7 +919,9 @@ TEST(RedisSync, CorruptJournalEntriesAreSkippedAndReported) {
 // An outage longer than the journal: the removals beyond it are counted and logged, kept in
 // memory, and still reach Redis when it is back.
 TEST(RedisSync, AFullJournalIsCountedAndLoggedAndItsOverflowStillReachesRedis) {
-  RedisServer srv;
+  // Redis keeps every write on disk, so the positions are still there after the outage unless
+  // the removals (the journaled ones and the overflow kept in memory) really reach it.
+  RedisServer srv({"--appendonly", "yes", "--appendfsync", "always"});
   ScratchSegment seg("rs_jfull");
   WriterConfig cfg = redis_config(seg, srv, 64);  // journal: 1024 entries
   std::mutex mu;
@@ -850,6 +942,7 @@ TEST(RedisSync, AFullJournalIsCountedAndLoggedAndItsOverflowStillReachesRedis) {
   auto c = srv.client();
   ASSERT_EQ(read_positions(c).size(), static_cast<std::size_t>(kN));
   ASSERT_EQ(w->stats().journal_pending, 0u);
+  cmd(c, {"SET", "sentinel", "kept"});  // shows, after the restart, that Redis kept its data
   srv.stop(SIGKILL);
   for (int i = 0; i < kN; ++i) w->erase(*w->make_key("spot", "acc" + std::to_string(i % 50), "I" + std::to_string(i)));
   w->tick();
@@ -859,7 +952,8 @@ TEST(RedisSync, AFullJournalIsCountedAndLoggedAndItsOverflowStillReachesRedis) {
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(20)));
   EXPECT_EQ(w->stats().journal_pending, 0u);
   auto c2 = srv.client();
-  EXPECT_EQ(read_positions(c2).size(), 0u);
+  ASSERT_EQ(std::string(cmd(c2, {"GET", "sentinel"})->str), "kept") << "Redis came back without its data";
+  EXPECT_EQ(read_positions(c2).size(), 0u) << "removals the journal overflowed never reached Redis";
   std::lock_guard lock(mu);
   EXPECT_TRUE(std::any_of(logged.begin(), logged.end(), [](const std::string& m) {
     // (the sync thread may report while the erases are still running: the count is not fixed)
@@ -886,8 +980,8 @@ TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {
   cfg.redis->warm_start = false;
   auto w = Writer::open(cfg);
   w->upsert(must(w->make_update("spot", "a", "B", {{"qty", "1"}})));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   w->tick();
+  EXPECT_TRUE(test::eventually([&] { return Reader::open(seg.name()).stats().redis_state == "down"; }));
   const SegmentStats st = Reader::open(seg.name()).stats();
   EXPECT_EQ(st.redis_state, "down");
   EXPECT_NE(st.redis_last_error.find("refused"), std::string::npos) << st.redis_last_error;
@@ -902,7 +996,7 @@ TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {
   c2.redis->warm_start = false;
   c2.redis->close_timeout = std::chrono::milliseconds(200);
   auto w2 = Writer::open(c2);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(test::eventually([&] { return Reader::open(seg2.name()).stats().redis_state == "down"; }));
   const SegmentStats st2 = Reader::open(seg2.name()).stats();
   EXPECT_EQ(st2.redis_state, "down");
   EXPECT_NE(st2.redis_last_error.find("127.0.0.1:" + std::to_string(c2.redis->port)), std::string::npos) << st2.redis_last_error;
@@ -915,7 +1009,11 @@ CliRun inspect(const std::string& args) { return test::run_cli(std::string(POSCA
 TEST(RedisSync, TheInspectorShowsTheSyncStateAndHealthTurnsDegradedWhenRedisIsDown) {
   RedisServer srv;
   ScratchSegment seg("rs_insp");
-  auto w = Writer::open(redis_config(seg, srv));
+  WriterConfig cfg = redis_config(seg, srv);
+  // The writer beats only when told (no loop here): with 1 s beats it counts as dead only after
+  // 10 s, so a check a moment after heartbeat() never finds it late, even under ASan.
+  cfg.heartbeat_interval = std::chrono::seconds(1);
+  auto w = Writer::open(cfg);
   w->upsert(must(w->make_update("spot", "a", "B", {{"qty", "1"}})));
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
   w->heartbeat();
@@ -927,6 +1025,7 @@ TEST(RedisSync, TheInspectorShowsTheSyncStateAndHealthTurnsDegradedWhenRedisIsDo
   srv.stop(SIGKILL);
   w->upsert(must(w->make_update("spot", "a", "B", {{"qty", "2"}})));
   w->sync_redis(std::chrono::milliseconds(300));
+  EXPECT_TRUE(test::eventually([&] { return Reader::open(seg.name()).stats().redis_state == "down"; }));
   w->heartbeat();
   r = inspect("-s " + seg.name() + " --json health");
   EXPECT_EQ(r.code, 4) << r.out;

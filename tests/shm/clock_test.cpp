@@ -1,7 +1,9 @@
 // The writer's TSC-extrapolated wall clock agrees with CLOCK_REALTIME: every reading lies between
 // a CLOCK_REALTIME read just before and one just after it, within a tolerance far above the
 // extrapolation error (~1 µs) and far below anything an age or a TTL could notice. Preemption
-// between the reads only widens the window, so a loaded machine cannot make this fail.
+// between the test's reads only widens the window; preemption inside the clock's own pair of
+// readings (an anchor) is what TscClock::sample re-reads, so a loaded machine cannot make this
+// fail.
 #include "shm/clock.hpp"
 
 #include <gtest/gtest.h>

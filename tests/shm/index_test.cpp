@@ -79,11 +79,13 @@ TEST(IndexTest, PresentKeysAreAlwaysFoundWhileOthersChurn) {
     w.insert(pinned.back(), i);
   }
   std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> churned{0};
   std::thread churn([&] {
     std::mt19937_64 r(9);
     std::vector<std::pair<std::uint64_t, std::uint32_t>> live;
     std::uint32_t next = 1000;
     while (!stop.load(std::memory_order_relaxed)) {
+      churned.fetch_add(1, std::memory_order_relaxed);
       if (live.size() < 300 && (r() & 1)) {
         const std::uint64_t h = (r() & ~0x3FFull) | (r() & 0x7F);  // crowd the same region
         w.insert(h, next);
@@ -96,9 +98,13 @@ TEST(IndexTest, PresentKeysAreAlwaysFoundWhileOthersChurn) {
       }
     }
   });
+  // Until both sides did their share (not a time window); the deadline only turns a hang into a
+  // failure.
+  constexpr std::uint64_t kLookups = 2'000'000, kChurn = 1'000'000;
   std::uint64_t lookups = 0, misses = 0;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(400);
-  while (std::chrono::steady_clock::now() < until) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while ((lookups < kLookups || churned.load(std::memory_order_relaxed) < kChurn) &&
+         std::chrono::steady_clock::now() < deadline) {
     for (std::uint32_t i = 0; i < pinned.size(); ++i) {
       misses += !t.contains(pinned[i], i);
       ++lookups;
@@ -106,7 +112,10 @@ TEST(IndexTest, PresentKeysAreAlwaysFoundWhileOthersChurn) {
   }
   stop = true;
   churn.join();
-  std::printf("index: %llu lookups of present keys, %llu false misses\n",
-              static_cast<unsigned long long>(lookups), static_cast<unsigned long long>(misses));
+  std::printf("index: %llu lookups of present keys while %llu inserts and removes ran, %llu false misses\n",
+              static_cast<unsigned long long>(lookups), static_cast<unsigned long long>(churned.load()),
+              static_cast<unsigned long long>(misses));
   EXPECT_EQ(misses, 0u);
+  EXPECT_GE(lookups, kLookups);
+  EXPECT_GE(churned.load(), kChurn);
 }

@@ -66,27 +66,38 @@ TEST(SeqlockTest, ConcurrentReadersNeverAcceptATornCopy) {
   auto slot = blank_slot();
   for (std::size_t i = 0; i < kPayloadWords; ++i) slot->payload[i] = i;  // v = 0, consistent
   std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> writes{0};
   std::thread writer([&] {
     for (std::uint64_t v = 1; !stop.load(std::memory_order_relaxed); ++v) {
       const auto s = begin_write(*slot);
       for (std::size_t i = 0; i < kPayloadWords; ++i) store_word(*slot, i, v * 1000003 + i);
       publish(*slot, s);
+      writes.store(v, std::memory_order_relaxed);
     }
   });
-  std::uint64_t verified = 0, torn = 0;
+  // Not a time window: both sides must have done their share (a descheduled writer thread would
+  // otherwise leave nothing to tear); the deadline only turns a hang into a failure.
+  constexpr std::uint64_t kCopies = 50'000, kWrites = 200'000;
+  std::uint64_t verified = 0, torn = 0, changed = 0, last_v = 0;
   std::uint64_t out[kPayloadWords];
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-  while (std::chrono::steady_clock::now() < until) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while ((verified < kCopies || writes.load(std::memory_order_relaxed) < kWrites || changed < 1000) &&
+         std::chrono::steady_clock::now() < deadline) {
     std::uint64_t seq;
     if (!try_read(*slot, out, kPayloadWords, seq)) continue;
     const std::uint64_t v = out[0] / 1000003;
     for (std::size_t i = 0; i < kPayloadWords; ++i) torn += out[i] != v * 1000003 + i;
+    changed += v != last_v;
+    last_v = v;
     ++verified;
   }
   stop = true;
   writer.join();
-  std::printf("seqlock: %llu consistent copies verified, %llu torn\n",
-              static_cast<unsigned long long>(verified), static_cast<unsigned long long>(torn));
+  std::printf("seqlock: %llu consistent copies verified (%llu of a new write) while %llu writes ran, %llu torn\n",
+              static_cast<unsigned long long>(verified), static_cast<unsigned long long>(changed),
+              static_cast<unsigned long long>(writes.load()), static_cast<unsigned long long>(torn));
   EXPECT_EQ(torn, 0u);
-  EXPECT_GT(verified, 0u);
+  EXPECT_GE(verified, kCopies);
+  EXPECT_GE(writes.load(), kWrites);
+  EXPECT_GE(changed, 1000u) << "the reader hardly ever saw the writer's work overlap its reads";
 }

@@ -9,10 +9,12 @@
 
 #include <array>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
 
 #include "poscache/writer.hpp"
+#include "shm/clock.hpp"
 #include "shm/layout.hpp"
 #include "test_util.hpp"
 
@@ -39,8 +41,15 @@ class InspectTest : public ::testing::Test {
     w->upsert(*w->make_update("moonwell", "alice", "USDC", {{"collateral_amount", "1500000000000000000000"}, {"last_update_block", "123"}}));
     w->tick();
   }
+  static WriterConfig config(const std::string& name) {
+    WriterConfig c = test::small_config(name, 64);
+    // This test's writer runs no loop: it beats only when told. With 1 s beats a reader calls it
+    // dead after 10 s, so a check a moment after heartbeat() is never late, even under ASan.
+    c.heartbeat_interval = std::chrono::seconds(1);
+    return c;
+  }
   test::ScratchSegment seg{"insp"};
-  std::unique_ptr<Writer> w = Writer::open(test::small_config(seg.name(), 64));
+  std::unique_ptr<Writer> w = Writer::open(config(seg.name()));
   std::string s() const { return "-s " + seg.name() + " "; }
 };
 
@@ -111,4 +120,74 @@ TEST_F(InspectTest, VerifyFindsACorruptJournalHeader) {
   const CliRun r = inspect(s() + "verify");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("journal: head"), std::string::npos) << r.out;
+}
+
+TEST_F(InspectTest, AForeignOrInitializingSegmentIsExitThree) {
+  // A file under the name that is not a segment.
+  test::ScratchSegment junk("insp_junk");
+  {
+    const int fd = ::shm_open(("/" + junk.name()).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, 1 << 16), 0);  // zeros: what an interrupted creation leaves
+    ::close(fd);
+  }
+  CliRun r = inspect("-s " + junk.name() + " stats");
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("segment header is still empty"), std::string::npos) << r.out;
+  {
+    const test::RwMapping m(junk.name());
+    std::memset(m.base(), 0x5A, m.size());  // someone else's bytes
+  }
+  r = inspect("-s " + junk.name() + " stats");
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("not a poscache segment"), std::string::npos) << r.out;
+  // A segment from another layout version.
+  edit_segment(seg.name(), [](std::byte* base) { reinterpret_cast<shm::SegmentHeader*>(base)->layout_version += 1; });
+  r = inspect(s() + "health");
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("layout version mismatch"), std::string::npos) << r.out;
+  edit_segment(seg.name(), [](std::byte* base) { reinterpret_cast<shm::SegmentHeader*>(base)->layout_version -= 1; });
+  // A segment whose writer is still creating it.
+  edit_segment(seg.name(), [](std::byte* base) {
+    reinterpret_cast<shm::SegmentHeader*>(base)->state.store(static_cast<std::uint32_t>(shm::SegmentState::initializing));
+  });
+  r = inspect(s() + "get spot alice SOL");
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("initializing"), std::string::npos) << r.out;
+  edit_segment(seg.name(), [](std::byte* base) {
+    reinterpret_cast<shm::SegmentHeader*>(base)->state.store(static_cast<std::uint32_t>(shm::SegmentState::ready));
+  });
+  EXPECT_EQ(inspect(s() + "get spot alice SOL").code, 0);
+}
+
+// Health is 4 when Redis is up but an unsynced change has waited longer than --max-sync-lag.
+// Hand-built: the sync state in the header says up, one change dirty since 10 s ago.
+TEST_F(InspectTest, HealthIsFourWhenAChangeWaitsForRedisLongerThanMaxSyncLag) {
+  w->heartbeat();
+  edit_segment(seg.name(), [](std::byte* base) {
+    auto* h = reinterpret_cast<shm::SegmentHeader*>(base);
+    h->redis_state.store(static_cast<std::uint32_t>(shm::RedisState::up));
+    h->redis_dirty.store(1);
+    h->redis_oldest_unsynced_ns.store(shm::realtime_ns() - 10'000'000'000);
+  });
+  CliRun r = inspect(s() + "health --max-sync-lag 5");
+  EXPECT_EQ(r.code, 4) << r.out;
+  EXPECT_NE(r.out.find("DEGRADED"), std::string::npos) << r.out;
+  r = inspect(s() + "health --max-sync-lag 60");
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = inspect(s() + "health");  // the default, 5 s
+  EXPECT_EQ(r.code, 4) << r.out;
+}
+
+TEST_F(InspectTest, LsShowsAtMostLimitPositionsAndSaysHowManyItLeftOut) {
+  for (int i = 0; i < 7; ++i) w->upsert(*w->make_update("spot", "carol", "T" + std::to_string(i), {{"qty", "1"}}));
+  CliRun r = inspect(s() + "--json ls --account carol --limit 3");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;
+  r = inspect(s() + "ls --account carol --limit 3");
+  EXPECT_NE(r.out.find("(3 of 7 shown; --limit 0 for all)"), std::string::npos) << r.out;
+  r = inspect(s() + "--json ls --account carol --limit 0");
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 7) << r.out;
+  r = inspect(s() + "--json ls --limit 0");
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 10) << r.out;
 }

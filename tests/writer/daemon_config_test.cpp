@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <cstdlib>
 
 using namespace poscache;
@@ -76,6 +78,8 @@ TEST(DaemonConfigTest, DurationsNeedAUnit) {
 }
 
 TEST(DaemonConfigTest, NamespaceFlagsAndEnvironment) {
+  // Restores every variable this test touches, whatever happens in it.
+  test::EnvGuard env_guard{{"POSCACHE_CAPACITY", std::nullopt}, {"POSCACHE_SEGMENT", std::nullopt}};
   auto n = parse_namespace_flag("marks:quote:500ms:5s");
   ASSERT_TRUE(n) << n.error();
   EXPECT_EQ(n->stale_after, 500ms);
@@ -95,6 +99,8 @@ TEST(DaemonConfigTest, NamespaceFlagsAndEnvironment) {
 }
 
 TEST(DaemonConfigTest, RedisFromTheFileThenTheEnvironment) {
+  // Restores every variable this test touches, whatever happens in it.
+  test::EnvGuard env_guard{{"POSCACHE_REDIS", std::nullopt}, {"POSCACHE_REDIS_PORT", std::nullopt}, {"POSCACHE_REDIS_SOCKET", std::nullopt}};
   DaemonConfig c;
   EXPECT_FALSE(c.writer.redis);  // off unless configured
   load_toml(R"(
@@ -148,6 +154,8 @@ warm_start = false
 }
 
 TEST(DaemonConfigTest, HugePagesFromTheFileAndTheEnvironmentAndBooleansAreStrict) {
+  // Restores every variable this test touches, whatever happens in it.
+  test::EnvGuard env_guard{{"POSCACHE_HUGE_PAGES", std::nullopt}};
   DaemonConfig c;
   EXPECT_TRUE(c.writer.huge_pages);  // on unless turned off
   load_toml("[segment]\nhuge_pages = false\n", "test.toml", c);

@@ -32,18 +32,15 @@ enum class DieAt { before_w1, after_w1, after_w3, after_w4, odd_without_undo };
 // In a child process: a writer inserts 3 positions (slot 0 = alice/SOL qty 1), starts changing
 // slot 0 to qty 2 by hand up to `step`, and is killed with SIGKILL.
 void run_writer_and_die(const std::string& segment, DieAt step) {
-  const pid_t child = ::fork();
-  if (child == 0) {
+  const pid_t child = test::fork_child([&] {
     auto w = Writer::open(test::small_config(segment, 16));
     w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "1"}, {"fees", "0.5"}}));
     w->upsert(*w->make_update("spot", "bob", "SOL", {{"qty", "7"}}));
     w->upsert(*w->make_update("marks", "alice", "SOL", {{"bid", "140"}}));
     w->tick();
     // Map the segment as the writer does and walk the protocol by hand on slot 0.
-    const int fd = ::shm_open(("/" + segment).c_str(), O_RDWR, 0);
-    struct stat st {};
-    ::fstat(fd, &st);
-    auto* base = static_cast<std::byte*>(::mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    const test::RwMapping m(segment);
+    std::byte* base = m.base();
     auto* h = reinterpret_cast<SegmentHeader*>(base);
     auto* slot = reinterpret_cast<Slot*>(base + h->slots_offset);
     auto* wa = reinterpret_cast<WriterArea*>(base + h->writer_offset);
@@ -78,10 +75,9 @@ void run_writer_and_die(const std::string& segment, DieAt step) {
       if (step == DieAt::after_w4) publish(*slot, s);
     }
     ::raise(SIGKILL);
-  }
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    return 0;
+  });
+  ASSERT_EQ(test::wait_child(child), 128 + SIGKILL);
 }
 
 std::string qty(const Reader&, const Position& p) { return format_decimal(p.values[0], 18); }
@@ -192,8 +188,7 @@ TEST(ReattachLruTest, AfterAKillEvictionsFollowTheOrderOfTheLastChanges) {
   // the order of last change, least recent first.
   auto ns_of = [](int i) { return std::string(i % 2 == 0 ? "spot" : "marks"); };
   const std::vector<int> order = {2, 4, 5, 6, 7, 0, 3, 1};
-  const pid_t child = ::fork();
-  if (child == 0) {
+  const pid_t child = test::fork_child([&] {
     auto w = Writer::open(test::small_config(seg.name(), 8));
     auto put = [&](int i, const char* v) {
       const std::pair<std::string_view, std::string_view> f[] = {{i % 2 == 0 ? "qty" : "bid", v}};
@@ -204,10 +199,9 @@ TEST(ReattachLruTest, AfterAKillEvictionsFollowTheOrderOfTheLastChanges) {
     put(3, "2");
     put(1, "2");
     ::kill(::getpid(), SIGKILL);
-  }
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status));
+    return 0;
+  });
+  ASSERT_EQ(test::wait_child(child), 128 + SIGKILL);
   auto w = Writer::open(test::small_config(seg.name(), 8));
   ASSERT_TRUE(w->stats().reattached);
   Reader r = Reader::open(seg.name());

@@ -37,13 +37,11 @@ TEST(WriterLockTest, ASecondWriterInAnotherProcessIsRefusedNamingTheFirst) {
 
 TEST(WriterLockTest, TheLockDiesWithItsProcess) {
   test::ScratchSegment seg("lock3");
-  const pid_t child = ::fork();
-  if (child == 0) {
+  const pid_t child = test::fork_child([&] {
     auto w = Writer::open(test::small_config(seg.name()));
     ::raise(SIGKILL);  // no clean close
-  }
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status));
+    return 0;
+  });
+  ASSERT_EQ(test::wait_child(child), 128 + SIGKILL);
   EXPECT_NO_THROW(Writer::open(test::small_config(seg.name())));
 }
