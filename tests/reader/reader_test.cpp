@@ -265,3 +265,52 @@ TEST(ReaderRebuildTest, PresentKeysAreFoundByReaderProcessesWhileTheWriterRebuil
   EXPECT_GT(totals[0], 100'000u);
   EXPECT_GT(rebuilds, 1000u) << "too few rebuilds overlapped the reads to prove anything";
 }
+
+// The writer never waits for a reader: reader processes are frozen (SIGSTOP) in the middle of
+// their read loops, possibly inside a copy of the very slots the writer then rewrites 100 000
+// times each; the writer finishes regardless (a writer that waited would hang here until the
+// test's timeout), and the readers, thawed, go on reading consistent copies.
+TEST(ReaderFrozenTest, TheWriterFinishesWhileReaderProcessesAreFrozenMidRead) {
+  test::ScratchSegment seg("frozen");
+  auto w = Writer::open(test::small_config(seg.name(), 64));
+  constexpr int kKeys = 8;
+  auto key = [](int i) { return "k" + std::to_string(i); };
+  for (int i = 0; i < kKeys; ++i) w->upsert(*w->make_update("spot", key(i), "SOL", {{"qty", "0"}, {"fees", "0"}}));
+  int started[2];
+  ASSERT_EQ(::pipe(started), 0);
+  const std::string name = seg.name();
+  std::vector<pid_t> readers;
+  for (int k = 0; k < 2; ++k) {
+    readers.push_back(test::fork_child([&] {
+      Reader r = Reader::open(name);
+      Position p;
+      // qty and fees are always written together with the same value: a copy with them
+      // different is torn.
+      for (std::uint64_t n = 0;; ++n) {
+        const ReadStatus st = r.get(NamespaceId{0}, key(static_cast<int>(n % kKeys)), "SOL", p);
+        if (st != ReadStatus::ok && st != ReadStatus::writer_busy) return 10;
+        if (st == ReadStatus::ok && p.values[0] != p.values[6]) return 11;
+        if (n == 100'000 && ::write(started[1], "x", 1) != 1) return 12;
+        if (p.values[0] == static_cast<int128>(-1) * 1'000'000'000'000'000'000) return 0;  // the last value
+      }
+    }));
+  }
+  char c = 0;
+  for (int k = 0; k < 2; ++k) ASSERT_EQ(::read(started[0], &c, 1), 1);
+  for (pid_t pid : readers) ::kill(pid, SIGSTOP);
+  for (pid_t pid : readers) {
+    int st = 0;
+    ASSERT_EQ(::waitpid(pid, &st, WUNTRACED), pid);
+    ASSERT_TRUE(WIFSTOPPED(st));
+  }
+  for (int round = 1; round <= 100'000; ++round) {
+    const std::string v = std::to_string(round);
+    for (int i = 0; i < kKeys; ++i) w->upsert(*w->make_update("spot", key(i), "SOL", {{"qty", v}, {"fees", v}}));
+  }
+  for (int i = 0; i < kKeys; ++i) w->upsert(*w->make_update("spot", key(i), "SOL", {{"qty", "-1"}, {"fees", "-1"}}));
+  EXPECT_EQ(Reader::open(seg.name()).stats().updates, 100'001u * kKeys);
+  for (pid_t pid : readers) ::kill(pid, SIGCONT);
+  for (pid_t pid : readers) EXPECT_EQ(test::wait_child(pid), 0);
+  ::close(started[0]);
+  ::close(started[1]);
+}
