@@ -33,7 +33,9 @@ enum class DieAt { before_w1, after_w1, after_w3, after_w4, odd_without_undo };
 // slot 0 to qty 2 by hand up to `step`, and is killed with SIGKILL.
 void run_writer_and_die(const std::string& segment, DieAt step) {
   const pid_t child = test::fork_child([&] {
-    auto w = Writer::open(test::small_config(segment, 16));
+    WriterConfig c = test::small_config(segment, 16);
+    c.heartbeat_interval = std::chrono::seconds(1);  // a reader calls it dead only after 10 s
+    auto w = Writer::open(c);
     w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "1"}, {"fees", "0.5"}}));
     w->upsert(*w->make_update("spot", "bob", "SOL", {{"qty", "7"}}));
     w->upsert(*w->make_update("marks", "alice", "SOL", {{"bid", "140"}}));
@@ -96,9 +98,14 @@ TEST_P(ReattachTest, ANewWriterRepairsTheSlotAndKeepsEverythingElse) {
   Position p;
   const ReadStatus first = r.get("spot", "alice", "SOL", p);
   if (mid_write) {
-    // Bounded and typed, never a torn copy: busy while the heartbeat is fresh, dead after.
-    EXPECT_TRUE(first == ReadStatus::writer_busy || first == ReadStatus::writer_dead) << to_string(first);
-    std::this_thread::sleep_for(150ms);
+    // Bounded and typed, never a torn copy: busy while the heartbeat is fresh (it beats every
+    // second, so it is fresh for 10 s), dead once it is older than ten beats (moved back by hand).
+    EXPECT_EQ(first, ReadStatus::writer_busy) << to_string(first);
+    {
+      const test::RwMapping m(seg.name());
+      auto* h = reinterpret_cast<SegmentHeader*>(m.base());
+      h->heartbeat_ns.store(h->heartbeat_ns.load() - 20'000'000'000);
+    }
     EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_dead);
     EXPECT_FALSE(r.writer().alive);
   } else {
