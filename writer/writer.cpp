@@ -1110,6 +1110,18 @@ Writer::~Writer() {
 }
 
 namespace {
+// Whether `size` is the size geometry_for() gives a segment of some capacity (what a creation
+// sizes its file to before it writes anything): segment sizes grow with the capacity.
+bool is_segment_size(std::size_t size) {
+  std::uint64_t lo = 1, hi = kMaxCapacity;
+  while (lo < hi) {  // the smallest capacity whose segment is at least `size`
+    const std::uint64_t mid = lo + (hi - lo) / 2;
+    if (geometry_for(mid).segment_size < size) lo = mid + 1;
+    else hi = mid;
+  }
+  return geometry_for(lo).segment_size == size;
+}
+
 // Every check of a WriterConfig that needs no segment; throws Error naming the setting and value.
 void check_config(const WriterConfig& config) {
   std::string msg;
@@ -1184,9 +1196,19 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
     ::fstat(fd, &st);
     bool replace = config.fresh;
     std::string why;
-    if (static_cast<std::size_t>(st.st_size) < sizeof(SegmentHeader)) {
+    const auto size = static_cast<std::size_t>(st.st_size);
+    if (size == 0) {
       ::close(fd);
-      replace = true;  // a creation that died before sizing it: nothing to keep
+      replace = true;  // a creation that died between shm_open and sizing it: nothing to keep
+    } else if (size < sizeof(SegmentHeader) && !config.recreate_on_mismatch) {
+      // Not ours: a creation sizes the file in one step, to a whole segment.
+      ::close(fd);
+      throw Error("segment '" + name + "': " + shm_path(name) + " exists and is not a poscache segment (" +
+                  std::to_string(size) + " bytes; a creation cut short leaves 0 bytes or a whole segment). " +
+                  "Remove it, choose another name, or start with --recreate to replace it");
+    } else if (size < sizeof(SegmentHeader)) {
+      ::close(fd);
+      replace = true;  // --recreate: asked for
     } else {
       Mapping m = Mapping::map(fd, static_cast<std::size_t>(st.st_size), true, name);
       auto* h = static_cast<SegmentHeader*>(m.base());
@@ -1205,7 +1227,14 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
                 ", found " + describe(spec_of(h->namespaces[i]));
         }
       }
-      if (status == AttachStatus::initializing) {
+      // A header never finished (magic not yet stored) is ours, cut short, only if the file has
+      // exactly the size a creation gives a segment; otherwise it is someone else's file.
+      const bool cut_creation = status == AttachStatus::initializing &&
+                                (h->magic == kMagic || is_segment_size(size));
+      if (status == AttachStatus::initializing && !cut_creation) {
+        why = "found " + std::to_string(size) + " bytes that begin with an empty header, not a segment size";
+      }
+      if (cut_creation) {
         replace = true;  // its creator died before it was ready: nothing was ever served
       } else if (!compatible && !replace) {
         if (!config.recreate_on_mismatch) {

@@ -308,6 +308,19 @@ TEST(DaemonRunTest, ASecondWriterIsRefusedAndSigtermStopsCleanly) {
   EXPECT_GT(r.stats().live, 0u);
 }
 
+// The example from the field: a stray file under the segment's name is not overwritten.
+TEST(DaemonRunTest, AStrayFileUnderTheNameIsRefusedAndLeftAsItWas) {
+  const test::ScratchSegment seg("dstray");
+  const std::string path = "/dev/shm/" + seg.name();
+  std::ofstream(path) << "hi\n";
+  const test::CliRun r = writer_cli(seg_flag(seg) + " --capacity 100 --no-redis --run-for 1s");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("is not a poscache segment (3 bytes"), std::string::npos) << r.out;
+  std::ifstream f(path);
+  const std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "hi\n");
+}
+
 // ---- with Redis -----------------------------------------------------------------------------
 
 namespace {

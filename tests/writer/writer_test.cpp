@@ -1,6 +1,8 @@
 #include "poscache/writer.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -10,6 +12,7 @@
 
 #include "poscache/reader.hpp"
 #include "shm/clock.hpp"
+#include "shm/layout.hpp"
 #include "test_util.hpp"
 
 using namespace poscache;
@@ -578,4 +581,58 @@ TEST(WriterSegmentTest, ANewSegmentIsOnTwoMiBPagesThatReaderProcessesShare) {
     EXPECT_EQ(w->stats().huge_page_bytes, 0u);
     EXPECT_NE(log.find("(as created; a fresh segment collapses)"), std::string::npos) << log;
   }
+}
+
+// Only a creation of ours that was cut short is replaced without being asked: an empty file, or a
+// file of exactly a segment's size whose header was never written. Anything else under the name
+// is someone else's file: refused, naming what was found, and left as it was.
+TEST(WriterSegmentTest, AForeignFileUnderTheNameIsRefusedAndKeptUnlessRecreateIsAsked) {
+  test::ScratchSegment seg("foreign_file");
+  const std::string path = "/dev/shm/" + seg.name();
+  auto make_file = [&](const std::string& content, std::size_t zeros) {
+    seg.cleanup();
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
+    if (zeros > 0) {
+      ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(zeros)), 0);
+    }
+    ::close(fd);
+  };
+  auto file_size = [&] {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? static_cast<std::size_t>(st.st_size) : std::size_t{0};
+  };
+  WriterConfig c = test::small_config(seg.name(), 16);
+  // A few bytes of text.
+  make_file("hi\n", 0);
+  try {
+    Writer::open(c);
+    ADD_FAILURE() << "a 3-byte foreign file was replaced";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not a poscache segment (3 bytes"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(file_size(), 3u) << "the foreign file was touched";
+  // Zeros, but not a segment's size.
+  make_file("", 65536);
+  try {
+    Writer::open(c);
+    ADD_FAILURE() << "a 64 KiB file of zeros was replaced";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("found 65536 bytes that begin with an empty header"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(file_size(), 65536u);
+  // --recreate replaces either.
+  c.recreate_on_mismatch = true;
+  EXPECT_NO_THROW(Writer::open(c));
+  make_file("hi\n", 0);
+  EXPECT_NO_THROW(Writer::open(c));
+  c.recreate_on_mismatch = false;
+  // What a cut creation leaves is replaced without asking: an empty file, or a whole segment's
+  // size of zeros.
+  make_file("", 0);
+  EXPECT_NO_THROW(Writer::open(c));
+  make_file("", shm::geometry_for(64).segment_size);
+  EXPECT_NO_THROW(Writer::open(c));
+  EXPECT_EQ(file_size(), shm::geometry_for(16).segment_size);
 }
