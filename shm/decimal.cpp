@@ -3,20 +3,11 @@
 #include <charconv>
 #include <cstring>
 
+#include "shm/quote.hpp"
+
 namespace poscache {
 
-namespace {
-
-std::string quoted(std::string_view text) {
-  constexpr std::size_t kShow = 64;
-  std::string s = "'";
-  s.append(text.substr(0, kShow));
-  if (text.size() > kShow) s += "...";
-  s += "'";
-  return s;
-}
-
-}  // namespace
+using detail::quoted;
 
 Expected<int128> parse_decimal(std::string_view text, unsigned scale) {
   if (scale > kMaxScale) {
@@ -42,7 +33,7 @@ Expected<int128> parse_decimal(std::string_view text, unsigned scale) {
       continue;
     }
     if (c < '0' || c > '9') {
-      return fail("decimal " + quoted(text) + " has '" + std::string(1, c) +
+      return fail("decimal " + quoted(text) + " has '" + detail::escape_byte(static_cast<unsigned char>(c)) +
                   "' at position " + std::to_string(i) +
                   ": expected [+-]digits[.digits] (no exponent, no separators)");
     }

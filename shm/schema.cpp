@@ -5,6 +5,7 @@
 
 #include "poscache/decimal.hpp"
 #include "poscache/status.hpp"
+#include "shm/quote.hpp"
 
 namespace poscache {
 
@@ -39,13 +40,7 @@ FieldSpec dec(std::string name, std::uint8_t scale) {
 }
 FieldSpec i64(std::string name) { return FieldSpec{std::move(name), FieldType::int64, 0}; }
 
-std::string show(std::string_view v) {
-  constexpr std::size_t kShow = 80;
-  std::string s = "'";
-  s.append(v.substr(0, kShow));
-  if (v.size() > kShow) s += "...";
-  return s + "'";
-}
+std::string show(std::string_view v) { return detail::quoted(v, 80); }
 
 // Checks length and alphabet; `what` names the key part in the message.
 Expected<bool> check_part(std::string_view what, std::string_view value, std::size_t limit,
@@ -61,9 +56,7 @@ Expected<bool> check_part(std::string_view what, std::string_view value, std::si
   }
   for (std::size_t i = 0; i < value.size(); ++i) {
     if (!allowed(value[i])) {
-      const unsigned char c = static_cast<unsigned char>(value[i]);
-      const std::string shown = (c >= 0x20 && c < 0x7f) ? std::string(1, value[i])
-                                                         : "\\x" + std::to_string(c);
+      const std::string shown = detail::escape_byte(static_cast<unsigned char>(value[i]));
       return fail(std::string(what) + " " + show(value) + " has '" + shown + "' at position " +
                   std::to_string(i) + ": allowed are " + std::string(alphabet));
     }
