@@ -244,6 +244,14 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "poscache-inspect: unknown namespace '%s': this segment has %s\n", g_ns.c_str(), known.c_str());
       return kUsage;
     }
+    // A key that cannot exist is a usage error naming the part, not a miss.
+    for (const auto& check : {validate_account(g_account), validate_instrument(g_instrument)}) {
+      if (!check) {
+        std::fprintf(stderr, "poscache-inspect: bad key: %s\n", check.error().c_str());
+        if (json) std::printf("%s\n", ordered_json{{"status", "bad_key"}, {"error", check.error()}}.dump().c_str());
+        return kUsage;
+      }
+    }
     Position p;
     const ReadStatus st = r.get(g_ns, g_account, g_instrument, p);
     if (!has_value(st)) {

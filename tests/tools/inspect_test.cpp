@@ -191,3 +191,29 @@ TEST_F(InspectTest, LsShowsAtMostLimitPositionsAndSaysHowManyItLeftOut) {
   r = inspect(s() + "--json ls --limit 0");
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 10) << r.out;
 }
+
+// A key that cannot exist is exit 2 with a message naming the part and why, not "not_found".
+TEST_F(InspectTest, GetChecksTheKeyAndNamesThePartThatIsWrong) {
+  struct Case {
+    std::string args, expect;
+  };
+  const std::vector<Case> cases = {
+      {"get spot 'wal:let' SOL", "account 'wal:let' has ':' at position 3"},
+      {"get spot 'a{b' SOL", "account 'a{b' has '{'"},
+      {"get spot 'a*' SOL", "account 'a*' has '*'"},
+      {"get spot 'a b' SOL", "account 'a b' has ' '"},
+      {"get spot alice 'S}OL'", "instrument 'S}OL' has '}'"},
+      {"get spot '' SOL", "account is empty"},
+      {"get spot " + std::string(65, 'a') + " SOL", "account '" + std::string(65, 'a') + "' is 65 characters: the limit is 64"},
+      {"get spot alice " + std::string(65, 'I'), "instrument '"},
+  };
+  for (const Case& c : cases) {
+    const CliRun r = inspect(s() + c.args);
+    EXPECT_EQ(r.code, 2) << c.args << ": " << r.out;
+    EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.args << ": " << r.out;
+  }
+  const CliRun j = inspect(s() + "--json get spot 'wal:let' SOL");
+  EXPECT_EQ(j.code, 2);
+  EXPECT_NE(j.out.find("\"status\":\"bad_key\""), std::string::npos) << j.out;
+  EXPECT_EQ(inspect(s() + "get spot alice SOL").code, 0);
+}
