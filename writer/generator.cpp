@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "shm/clock.hpp"
+
 namespace poscache::daemon {
 
 namespace {
@@ -26,8 +28,13 @@ int128 value_for(const FieldSpec& f, std::uint64_t r) {
 
 }  // namespace
 
+// The source sequence starts at the wall clock in ns and counts up by one per update, as the
+// writer's versions do: a generator restarted on an existing segment (a daemon restart) then
+// out-sequences everything its predecessor wrote, instead of having every update refused as
+// stale_source until it caught up.
 SyntheticGenerator::SyntheticGenerator(const GeneratorConfig& config, const Writer&)
-    : cfg_(config), rng_(config.seed), batch_(kMaxBatch), results_(kMaxBatch) {
+    : cfg_(config), rng_(config.seed), source_seq_(static_cast<std::uint64_t>(shm::realtime_ns())),
+      batch_(kMaxBatch), results_(kMaxBatch) {
   static const char* kSymbols[] = {"SOL", "BTC", "ETH", "USDC", "JUP", "BONK", "AAPL", "MSFT", "NVDA", "TSLA"};
   char buf[64];
   for (std::uint32_t i = 0; i < cfg_.accounts; ++i) {

@@ -16,7 +16,6 @@ class SyntheticGenerator final : public Source {
   SyntheticGenerator(const GeneratorConfig& config, const Writer& writer);
   std::size_t poll(Writer& writer, std::int64_t now_ns, std::size_t budget) override;
   [[nodiscard]] std::string name() const override { return "generator"; }
-  [[nodiscard]] std::uint64_t emitted() const noexcept { return emitted_; }
 
   // One update for position number `n` (deterministic in n and the seed).
   Update make(const Writer& writer, std::uint64_t n);
@@ -29,7 +28,7 @@ class SyntheticGenerator final : public Source {
   std::mt19937_64 rng_;
   std::int64_t start_ns_ = 0;
   std::uint64_t emitted_ = 0;
-  std::uint64_t source_seq_ = 0;
+  std::uint64_t source_seq_;
   std::vector<Update> batch_;        // reused: polling allocates nothing
   std::vector<ApplyResult> results_;
 };
