@@ -347,7 +347,9 @@ FollowResult Reader::follow() {
   AttachResult a = attach_read_only(s_->name);
   if (a.status != AttachStatus::ok) return retired ? FollowResult::unavailable : FollowResult::same;
   const auto* h = static_cast<const SegmentHeader*>(a.mapping.base());
-  if (h->generation == s_->header->generation) return FollowResult::same;
+  // The retired segment itself, still under the name (its successor is removing it and creating
+  // the new one): not "same", which would leave the caller reading a retired segment for good.
+  if (h->generation == s_->header->generation) return retired ? FollowResult::unavailable : FollowResult::same;
   try {
     s_ = make_state(s_->name);
   } catch (const Error&) {

@@ -66,7 +66,9 @@ VerifyReport one_pass(const Reader& reader) {
     hash_of[s] = hash;
     live[s] = true;
   }
-  // Buckets: each points at a live slot with a matching tag.
+  // Buckets: each points at a live slot with a matching tag, and no slot has two buckets (a
+  // remove would tombstone one and leave the other pointing at whatever the slot holds next).
+  std::vector<std::uint64_t> bucket_of(h.capacity, ~std::uint64_t{0});
   for (std::uint64_t i = 0; i <= mask; ++i) {
     ++r.buckets_checked;
     const std::uint64_t b = index[i].load(std::memory_order_acquire);
@@ -83,6 +85,11 @@ VerifyReport one_pass(const Reader& reader) {
       r.problems.push_back("bucket " + std::to_string(i) + ": points at free " + slot_name(s));
     } else if (bucket_tag(hash_of[s]) != bucket_tag(b)) {
       r.problems.push_back("bucket " + std::to_string(i) + ": tag does not match " + slot_name(s) + "'s hash");
+    } else if (bucket_of[s] != ~std::uint64_t{0}) {
+      r.problems.push_back("bucket " + std::to_string(i) + ": points at " + slot_name(s) + ", as bucket " +
+                           std::to_string(bucket_of[s]) + " does (one slot, two buckets)");
+    } else {
+      bucket_of[s] = i;
     }
   }
   const std::uint64_t counted = h.live_count.load(std::memory_order_relaxed);

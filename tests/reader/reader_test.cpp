@@ -169,6 +169,25 @@ TEST_F(ReaderTest, FollowsAWriterThatRecreatedTheSegment) {
   EXPECT_EQ(r.follow(), FollowResult::same);
 }
 
+// Between marking its segment retired and creating the new one, a writer still has the old
+// one under the name: follow() then answers unavailable (try again), never same.
+TEST_F(ReaderTest, FollowOnARetiredSegmentStillUnderTheNameIsUnavailableNotSame) {
+  const auto gen = r.generation();
+  {
+    const test::RwMapping m(seg.name());
+    reinterpret_cast<shm::SegmentHeader*>(m.base())->state.store(static_cast<std::uint32_t>(shm::SegmentState::retired));
+  }
+  Position p;
+  EXPECT_EQ(r.get("spot", "a", "SOL", p), ReadStatus::retired);
+  EXPECT_EQ(r.follow(), FollowResult::unavailable);
+  w.reset();
+  WriterConfig c = test::small_config(seg.name(), 32);
+  c.fresh = true;
+  auto w2 = Writer::open(c);
+  EXPECT_EQ(r.follow(), FollowResult::reattached);
+  EXPECT_NE(r.generation(), gen);
+}
+
 TEST_F(ReaderTest, AReaderThatWritesToItsMappingDiesWithSigsegv) {
   const pid_t child = ::fork();
   if (child == 0) {

@@ -15,6 +15,7 @@
 
 #include "poscache/writer.hpp"
 #include "shm/clock.hpp"
+#include "shm/index.hpp"
 #include "shm/layout.hpp"
 #include "test_util.hpp"
 
@@ -216,4 +217,26 @@ TEST_F(InspectTest, GetChecksTheKeyAndNamesThePartThatIsWrong) {
   EXPECT_EQ(j.code, 2);
   EXPECT_NE(j.out.find("\"status\":\"bad_key\""), std::string::npos) << j.out;
   EXPECT_EQ(inspect(s() + "get spot alice SOL").code, 0);
+}
+
+// Two buckets that point at the same live slot: the index is corrupt, though every key is still
+// found (hand-built: a copy of a live slot's bucket in an empty bucket).
+TEST_F(InspectTest, VerifyFindsTwoBucketsPointingAtOneSlot) {
+  EXPECT_EQ(inspect(s() + "verify").code, 0);
+  edit_segment(seg.name(), [](std::byte* base) {
+    auto* h = reinterpret_cast<shm::SegmentHeader*>(base);
+    auto* idx = reinterpret_cast<shm::Bucket*>(base + h->index_offset[h->index_epoch.load() & 1]);
+    std::uint64_t live = 0, empty = h->index_buckets;
+    for (std::uint64_t i = 0; i < h->index_buckets; ++i) {
+      const std::uint64_t b = idx[i].load();
+      if (b != shm::kEmptyBucket && shm::bucket_ref(b) != shm::kTombstoneRef && live == 0) live = b;
+      if (b == shm::kEmptyBucket && empty == h->index_buckets) empty = i;
+    }
+    ASSERT_NE(live, 0u);
+    ASSERT_LT(empty, h->index_buckets);
+    idx[empty].store(live);
+  });
+  const CliRun r = inspect(s() + "verify");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("(one slot, two buckets)"), std::string::npos) << r.out;
 }
