@@ -8,6 +8,8 @@
 #define TOML_EXCEPTIONS 1
 #include <toml++/toml.h>
 
+#include "shm/quote.hpp"
+
 namespace poscache::daemon {
 
 Expected<std::chrono::nanoseconds> parse_duration(std::string_view text) {
@@ -53,7 +55,7 @@ void only_keys(const std::string& origin, const toml::table& t, std::string_view
 std::int64_t integer(const std::string& origin, const toml::node& n, std::string_view key, std::int64_t min, std::int64_t max) {
   const auto v = n.value<std::int64_t>();
   if (!v || *v < min || *v > max) {
-    bad(origin, n, "'" + std::string(key) + "' must be an integer from " + std::to_string(min) + " to " + std::to_string(max));
+    bad(origin, n, detail::quoted(key) + " must be an integer from " + std::to_string(min) + " to " + std::to_string(max));
   }
   return *v;
 }
@@ -270,7 +272,10 @@ std::string print_config(const DaemonConfig& c) {
   auto line = [&](std::string_view key, const std::string& value) {
     out.append(key).append(" = ").append(value).append("\n");
   };
-  auto quoted = [](const std::string& v) { return "\"" + v + "\""; };
+  auto quoted = [](const std::string& v) {
+    std::string q = "\"";  // built by appending: GCC 12's -Wrestrict misfires on "x" + string
+    return q.append(v).append("\"");
+  };
   auto flag = [](bool b) { return std::string(b ? "true" : "false"); };
   const WriterConfig& w = c.writer;
   char mode[16];
@@ -286,7 +291,7 @@ std::string print_config(const DaemonConfig& c) {
     std::string fields;
     for (const FieldSpec& f : n.fields) {
       fields += (fields.empty() ? "" : ", ") + f.name + ":" + std::string(to_string(f.type));
-      if (f.type == FieldType::decimal) fields += "(" + std::to_string(f.scale) + ")";
+      if (f.type == FieldType::decimal) fields.append("(").append(std::to_string(f.scale)).append(")");
     }
     line("namespace", quoted(n.name) + " stale_after " + duration_text(n.stale_after) + " expire_after " +
                           duration_text(n.expire_after) + " fields [" + fields + "]");

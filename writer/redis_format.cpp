@@ -1,5 +1,7 @@
 #include "writer/redis_format.hpp"
 
+#include "shm/quote.hpp"
+
 #include <charconv>
 #include <cstring>
 
@@ -142,7 +144,7 @@ Expected<std::uint64_t> parse_u64(std::string_view text) {
   std::uint64_t v = 0;
   const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
   if (text.empty() || r.ec != std::errc() || r.ptr != text.data() + text.size()) {
-    return fail("'" + std::string(text) + "' is not an unsigned 64-bit integer");
+    return fail(detail::quoted(text) + " is not an unsigned 64-bit integer");
   }
   return v;
 }

@@ -16,4 +16,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
 "${CXX:-c++}" ${CONSUMER_FLAGS:-} "$here/pkgconfig_consumer.cpp" -o "$work/pkgconfig_consumer" $(pkg-config --cflags --libs poscache)
 "$work/pkgconfig_consumer"
-echo "install check: both consumers built and ran"
+# A writer through pkg-config alone: the link order it gives must resolve (writer, reader, core,
+# hiredis), with nothing added by hand.
+"${CXX:-c++}" ${CONSUMER_FLAGS:-} "$here/pkgconfig_writer_consumer.cpp" -o "$work/pkgconfig_writer_consumer" \
+  $(pkg-config --cflags --libs poscache-writer)
+"$work/pkgconfig_writer_consumer"
+echo "install check: the CMake consumer and both pkg-config consumers built and ran"
