@@ -31,7 +31,8 @@ constexpr const char* kUsage =
 
 // The writer process: creates and fills the segment, says so on `ready_fd`, then applies
 // `rate` updates/s to random existing positions until killed.
-[[noreturn]] void run_writer(const std::string& seg, std::size_t n, double rate, int cpu, int ready_fd) {
+[[noreturn]] void run_writer(const std::string& seg, std::size_t n, double rate, int cpu,
+                             int ready_fd) {
   pin_to_cpu(cpu);
   auto w = Writer::open(bench_config(seg, n));
   Keys keys(n);
@@ -74,7 +75,8 @@ constexpr const char* kUsage =
   }
 }
 
-std::vector<std::uint32_t> pattern(std::size_t n, std::size_t count, std::size_t hot, std::uint64_t seed) {
+std::vector<std::uint32_t> pattern(std::size_t n, std::size_t count, std::size_t hot,
+                                   std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<std::uint32_t> idx(count);
   for (auto& i : idx) i = static_cast<std::uint32_t>(rng() % (hot ? std::min(hot, n) : n));
@@ -133,15 +135,23 @@ struct Value256 {
 
 int main(int argc, char** argv) {
   Flags f(argc, argv,
-          {{"sizes", "10000,1000000"}, {"readers", "0,1,2"}, {"rate", "1000000"}, {"gets", "2000000"},
-           {"batch", "16"}, {"hot", "1024"}, {"reader-cpu", "1"}, {"writer-cpu", "0"}},
+          {{"sizes", "10000,1000000"},
+           {"readers", "0,1,2"},
+           {"rate", "1000000"},
+           {"gets", "2000000"},
+           {"batch", "16"},
+           {"hot", "1024"},
+           {"reader-cpu", "1"},
+           {"writer-cpu", "0"}},
           kUsage);
   const std::size_t batch = static_cast<std::size_t>(f.num("batch"));
   const std::size_t gets = static_cast<std::size_t>(f.num("gets"));
   const double rate = f.real("rate");
   const int reader_cpu = static_cast<int>(f.num("reader-cpu"));
-  std::printf("bench_get: %zu gets per case, timed in batches of %zu (per-get mean of each batch), TSC %.3f ns/tick\n",
-              gets, batch, ns_per_tick());
+  std::printf(
+      "bench_get: %zu gets per case, timed in batches of %zu (per-get mean of each batch), TSC "
+      "%.3f ns/tick\n",
+      gets, batch, ns_per_tick());
 
   std::vector<double> pp = cache_line_ping_pong(0, 1, 200000);
   const Percentiles ping = percentiles(pp);
@@ -161,18 +171,21 @@ int main(int argc, char** argv) {
     {
       std::unordered_map<std::string, std::unique_ptr<Value256>> map;
       map.reserve(n);
-      for (std::size_t i = 0; i < n; ++i) map.emplace(keys.account[i] + ":" + keys.instrument[i], std::make_unique<Value256>());
+      for (std::size_t i = 0; i < n; ++i)
+        map.emplace(keys.account[i] + ":" + keys.instrument[i], std::make_unique<Value256>());
       // Keys in access order (SSO strings: the text sits inside the vector, read sequentially).
       auto flat = [&](const std::vector<std::uint32_t>& idx) {
         std::vector<std::string> v(idx.size());
-        for (std::size_t k = 0; k < idx.size(); ++k) v[k] = keys.account[idx[k]] + ":" + keys.instrument[idx[k]];
+        for (std::size_t k = 0; k < idx.size(); ++k)
+          v[k] = keys.account[idx[k]] + ":" + keys.instrument[idx[k]];
         return v;
       };
       const auto flat_random = flat(random_idx), flat_hot = flat(hot_idx);
       Value256 out;
       std::uint64_t sink = 0;
       pin_to_cpu(reader_cpu);
-      std::printf("\n%zu positions\nfloor: private-memory std::unordered_map lookup + 256-byte copy\n", n);
+      std::printf(
+          "\n%zu positions\nfloor: private-memory std::unordered_map lookup + 256-byte copy\n", n);
       for (const std::size_t b : {std::size_t{1}, batch}) {
         const std::string how = b == 1 ? "one per sample" : "mean of " + std::to_string(b);
         auto r1 = time_batches(gets, b, [&](std::size_t k) {
@@ -184,7 +197,8 @@ int main(int argc, char** argv) {
           std::memcpy(&out, map.find(flat_hot[k])->second.get(), sizeof out);
           sink += static_cast<unsigned char>(out.bytes[k & 255]);
         });
-        print_row("unordered_map, hot set of " + std::to_string(f.num("hot")) + ", " + how, percentiles(r2));
+        print_row("unordered_map, hot set of " + std::to_string(f.num("hot")) + ", " + how,
+                  percentiles(r2));
       }
       if (sink == 42) std::printf(" ");
       pin_to_cpu(-1);
@@ -201,10 +215,13 @@ int main(int argc, char** argv) {
     }
     Reader r = Reader::open(seg);
     const SegmentStats st0 = r.stats();
-    std::printf("poscache: segment %.1f MiB for %zu positions = %.0f bytes per position (index, bookkeeping and journal "
-                "included), mapped by this reader on %s\n",
-                static_cast<double>(st0.segment_bytes) / (1 << 20), n,
-                static_cast<double>(st0.segment_bytes) / static_cast<double>(n), segment_pages(r.huge_page_bytes(), st0.segment_bytes).c_str());
+    std::printf(
+        "poscache: segment %.1f MiB for %zu positions = %.0f bytes per position (index, "
+        "bookkeeping and journal "
+        "included), mapped by this reader on %s\n",
+        static_cast<double>(st0.segment_bytes) / (1 << 20), n,
+        static_cast<double>(st0.segment_bytes) / static_cast<double>(n),
+        segment_pages(r.huge_page_bytes(), st0.segment_bytes).c_str());
     for (long long extra : f.list("readers")) {
       std::vector<pid_t> readers;
       for (long long k = 0; k < extra; ++k) {
@@ -214,23 +231,28 @@ int main(int argc, char** argv) {
       }
       pin_to_cpu(reader_cpu);
       Position pos;
-      std::uint64_t statuses[8] = {};  // by ReadStatus: every key is present, so only ok is expected
+      std::uint64_t statuses[8] =
+          {};  // by ReadStatus: every key is present, so only ok is expected
       for (const std::size_t b : {std::size_t{1}, batch}) {
         const std::uint64_t u0 = r.stats().updates;
         const std::int64_t t0 = shm::monotonic_ns();
         auto s1 = time_batches(gets, b, [&](std::size_t k) {
-          ++statuses[static_cast<int>(r.get(NamespaceId{0}, random_keys[k].a(), random_keys[k].i(), pos))];
+          ++statuses[static_cast<int>(
+              r.get(NamespaceId{0}, random_keys[k].a(), random_keys[k].i(), pos))];
         });
         auto s2 = time_batches(gets, b, [&](std::size_t k) {
-          ++statuses[static_cast<int>(r.get(NamespaceId{0}, hot_keys[k].a(), hot_keys[k].i(), pos))];
+          ++statuses[static_cast<int>(
+              r.get(NamespaceId{0}, hot_keys[k].a(), hot_keys[k].i(), pos))];
         });
         const double secs = static_cast<double>(shm::monotonic_ns() - t0) / 1e9;
         const double achieved = static_cast<double>(r.stats().updates - u0) / secs;
         const std::string how = b == 1 ? "one per sample" : "mean of " + std::to_string(b);
         char label[200];
-        std::snprintf(label, sizeof label, "get() random, %lld extra rdr, writer %.2f M/s, %s", extra, achieved / 1e6, how.c_str());
+        std::snprintf(label, sizeof label, "get() random, %lld extra rdr, writer %.2f M/s, %s",
+                      extra, achieved / 1e6, how.c_str());
         print_row(label, percentiles(s1));
-        std::snprintf(label, sizeof label, "get() hot %lld, %lld extra rdr, writer %.2f M/s, %s", f.num("hot"), extra, achieved / 1e6, how.c_str());
+        std::snprintf(label, sizeof label, "get() hot %lld, %lld extra rdr, writer %.2f M/s, %s",
+                      f.num("hot"), extra, achieved / 1e6, how.c_str());
         print_row(label, percentiles(s2));
       }
       pin_to_cpu(-1);
@@ -238,8 +260,10 @@ int main(int argc, char** argv) {
       // and a read gave up after its bounded spin, as the contract says. not_found would be a bug.
       std::printf("  statuses: ok %llu, writer_busy %llu, writer_dead %llu, not_found %llu%s\n",
                   static_cast<unsigned long long>(statuses[0] + statuses[1]),
-                  static_cast<unsigned long long>(statuses[3]), static_cast<unsigned long long>(statuses[4]),
-                  static_cast<unsigned long long>(statuses[2]), statuses[2] ? "  <-- FALSE MISSES" : "");
+                  static_cast<unsigned long long>(statuses[3]),
+                  static_cast<unsigned long long>(statuses[4]),
+                  static_cast<unsigned long long>(statuses[2]),
+                  statuses[2] ? "  <-- FALSE MISSES" : "");
       for (pid_t p : readers) {
         ::kill(p, SIGKILL);
         ::waitpid(p, nullptr, 0);

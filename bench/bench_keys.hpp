@@ -38,8 +38,10 @@ inline WriterConfig bench_config(const std::string& segment, std::uint64_t capac
 // A trading update of position i with every field set (values derived from `v`).
 inline Update trading_update(const Writer& w, const Keys& k, std::size_t i, std::uint64_t v) {
   int128 values[kMaxFields] = {};
-  for (int f = 0; f < 7; ++f) values[f] = static_cast<int128>(v + static_cast<std::uint64_t>(f)) * 1'000'000'000'000'000;
-  return *w.make_update(NamespaceId{0}, k.account[i], k.instrument[i], 0x7F, values, 0, UpdateMode::merge);
+  for (int f = 0; f < 7; ++f)
+    values[f] = static_cast<int128>(v + static_cast<std::uint64_t>(f)) * 1'000'000'000'000'000;
+  return *w.make_update(NamespaceId{0}, k.account[i], k.instrument[i], 0x7F, values, 0,
+                        UpdateMode::merge);
 }
 
 }  // namespace poscache::bench

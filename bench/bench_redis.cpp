@@ -30,7 +30,8 @@ using namespace poscache::bench;
 
 namespace {
 constexpr const char* kUsage =
-    "bench_redis [--positions 200000] [--rate 100000] [--seconds 3] [--warm 1000000] [--port 0 (start one)]";
+    "bench_redis [--positions 200000] [--rate 100000] [--seconds 3] [--warm 1000000] [--port 0 "
+    "(start one)]";
 
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -53,8 +54,10 @@ struct Server {
   // taskset (util-linux) pins redis-server to cpu 1, with the sync thread, off the apply thread's.
   void start() {
     const std::string p = std::to_string(port), log = dir + "/redis.log";
-    std::vector<std::string> args = {"taskset", "-c", "1", "redis-server", "--port", p, "--bind", "127.0.0.1",
-                                     "--dir", dir, "--save", "", "--appendonly", "no", "--logfile", log};
+    std::vector<std::string> args = {"taskset",      "-c", "1",         "redis-server",
+                                     "--port",       p,    "--bind",    "127.0.0.1",
+                                     "--dir",        dir,  "--save",    "",
+                                     "--appendonly", "no", "--logfile", log};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -129,11 +132,19 @@ double bare_pipeline(int port, const Keys& keys, std::size_t n, std::size_t batc
       a.clear();
       a.add("HSET").add("bare:spot:{" + keys.account[i] + "}:" + keys.instrument[i]);
       for (int f = 0; f < 7; ++f) {
-        const int128 v = static_cast<int128>(i + 1 + static_cast<std::uint64_t>(f)) * 1'000'000'000'000'000;
-        a.add(spec.fields[static_cast<std::size_t>(f)].name).add(std::string_view(buf, format_decimal(v, 18, buf)));
+        const int128 v =
+            static_cast<int128>(i + 1 + static_cast<std::uint64_t>(f)) * 1'000'000'000'000'000;
+        a.add(spec.fields[static_cast<std::size_t>(f)].name)
+            .add(std::string_view(buf, format_decimal(v, 18, buf)));
       }
-      a.add("version").add(static_cast<std::uint64_t>(1795000000000000000ull + i)).add("source_seq").add("0");
-      a.add("created_at").add_int(1795000000000000000ll).add("updated_at").add_int(1795000000000000000ll);
+      a.add("version")
+          .add(static_cast<std::uint64_t>(1795000000000000000ull + i))
+          .add("source_seq")
+          .add("0");
+      a.add("created_at")
+          .add_int(1795000000000000000ll)
+          .add("updated_at")
+          .add_int(1795000000000000000ll);
       (void)c.append(a);
     }
     (void)c.send();
@@ -151,7 +162,13 @@ double bare_pipeline(int port, const Keys& keys, std::size_t n, std::size_t batc
 }  // namespace
 
 int main(int argc, char** argv) {
-  Flags f(argc, argv, {{"positions", "200000"}, {"rate", "100000"}, {"seconds", "3"}, {"warm", "1000000"}, {"port", "0"}}, kUsage);
+  Flags f(argc, argv,
+          {{"positions", "200000"},
+           {"rate", "100000"},
+           {"seconds", "3"},
+           {"warm", "1000000"},
+           {"port", "0"}},
+          kUsage);
   const auto n = static_cast<std::size_t>(f.num("positions"));
   const double rate = f.real("rate");
   const double seconds = f.real("seconds");
@@ -168,10 +185,14 @@ int main(int argc, char** argv) {
   const std::string seg = "poscache_bench_redis_" + std::to_string(::getpid());
   Keys keys(std::max(n, warm_n));
   detail::RedisClient admin = client_at(srv.port);
-  std::printf("bench_redis: redis-server on 127.0.0.1:%d, %zu positions (trading preset, 7 fields set)\n", srv.port, n);
+  std::printf(
+      "bench_redis: redis-server on 127.0.0.1:%d, %zu positions (trading preset, 7 fields set)\n",
+      srv.port, n);
 
   // ---- 1. sync throughput ------------------------------------------------------------------
-  std::printf("\nsync throughput (one sync thread, pipelined EVALSHA of the version-guarded script, batch 1024)\n");
+  std::printf(
+      "\nsync throughput (one sync thread, pipelined EVALSHA of the version-guarded script, batch "
+      "1024)\n");
   // Redis runs on cpu 1; both clients measured here, the bare pipeline and the sync thread, on
   // cpu 0 (the apply thread only waits in sync_redis meanwhile).
   pin_to_cpu(0);
@@ -184,7 +205,8 @@ int main(int argc, char** argv) {
     WriterConfig cfg = bench_config(seg, n + 1024);
     cfg.redis = redis_at(srv.port);
     cfg.redis->flush_interval = std::chrono::seconds(3600);  // hand-offs only when timed below
-    cfg.redis->sync_cpu = 0;  // like the bare pipeline's client: off Redis's cpu (the apply thread waits)
+    cfg.redis->sync_cpu =
+        0;  // like the bare pipeline's client: off Redis's cpu (the apply thread waits)
     cfg.redis->warm_start = false;
     cfg.log = quiet;
     auto w = Writer::open(cfg);
@@ -203,16 +225,22 @@ int main(int argc, char** argv) {
     t0 = std::chrono::steady_clock::now();
     w->sync_redis(std::chrono::minutes(10));
     const double coalesced = static_cast<double>(n) / secs_since(t0);
-    std::printf("  %-58s %9.0f positions/s\n", "bare hiredis pipeline of HSETs, send 1024 then read 1024", bare_naive);
-    std::printf("  %-58s %9.0f positions/s\n", "bare hiredis pipeline of HSETs, two batches in flight (floor)", bare);
-    std::printf("  %-58s %9.0f positions/s  (%.2fx the bare pipeline)\n", "poscache sync, new positions", ins, ins / bare);
-    std::printf("  %-58s %9.0f positions/s  (%.2fx)\n", "poscache sync, updates of existing positions", upd, upd / bare);
-    std::printf("  %-58s %9.0f updates/s    (%.2fx; %zu writes)\n", "poscache sync, 20 updates per position between flushes",
-                coalesced, coalesced / bare, hot);
+    std::printf("  %-58s %9.0f positions/s\n",
+                "bare hiredis pipeline of HSETs, send 1024 then read 1024", bare_naive);
+    std::printf("  %-58s %9.0f positions/s\n",
+                "bare hiredis pipeline of HSETs, two batches in flight (floor)", bare);
+    std::printf("  %-58s %9.0f positions/s  (%.2fx the bare pipeline)\n",
+                "poscache sync, new positions", ins, ins / bare);
+    std::printf("  %-58s %9.0f positions/s  (%.2fx)\n",
+                "poscache sync, updates of existing positions", upd, upd / bare);
+    std::printf("  %-58s %9.0f updates/s    (%.2fx; %zu writes)\n",
+                "poscache sync, 20 updates per position between flushes", coalesced,
+                coalesced / bare, hot);
     // Removals: each is journaled, then written with the guarded delete script; an account
     // invalidation reads the account's set first. (Positions i = 8 per account, see Keys.)
     const std::size_t erases = n / 10, accounts = n / 80;
-    for (std::size_t i = 0; i < erases; ++i) w->erase(*w->make_key("spot", keys.account[i], keys.instrument[i]));
+    for (std::size_t i = 0; i < erases; ++i)
+      w->erase(*w->make_key("spot", keys.account[i], keys.instrument[i]));
     t0 = std::chrono::steady_clock::now();
     w->sync_redis(std::chrono::minutes(10));
     const double erase_rate = static_cast<double>(erases) / secs_since(t0);
@@ -221,15 +249,18 @@ int main(int argc, char** argv) {
     t0 = std::chrono::steady_clock::now();
     w->sync_redis(std::chrono::minutes(10));
     const double inval_rate = static_cast<double>(accounts) / secs_since(t0);
-    std::printf("  %-58s %9.0f erases/s\n", "poscache sync, erases (guarded delete script)", erase_rate);
-    std::printf("  %-58s %9.0f accounts/s   (%llu positions removed)\n", "poscache sync, account invalidations",
-                inval_rate, static_cast<unsigned long long>(w->stats().invalidations - before));
+    std::printf("  %-58s %9.0f erases/s\n", "poscache sync, erases (guarded delete script)",
+                erase_rate);
+    std::printf("  %-58s %9.0f accounts/s   (%llu positions removed)\n",
+                "poscache sync, account invalidations", inval_rate,
+                static_cast<unsigned long long>(w->stats().invalidations - before));
     w->close();
   }
   pin_to_cpu(-1);
   boost::interprocess::shared_memory_object::remove(seg.c_str());
   {
-    const std::string cmd = "redis-benchmark -p " + std::to_string(srv.port) + " -P 64 -t hset -n " + std::to_string(n) +
+    const std::string cmd = "redis-benchmark -p " + std::to_string(srv.port) +
+                            " -P 64 -t hset -n " + std::to_string(n) +
                             " -q 2>&1 | tr '\\r' '\\n' | grep -i 'per second' | tail -1";
     std::printf("  redis-benchmark -P 64 -t hset (one field per HSET, for scale): ");
     std::fflush(stdout);
@@ -243,7 +274,8 @@ int main(int argc, char** argv) {
   }
 
   // ---- 2 and 3. sustained rate: lag and apply latency ---------------------------------------
-  std::printf("\nsustained %.0f updates/s over %zu positions, %.0f s per phase\n", rate, n, seconds);
+  std::printf("\nsustained %.0f updates/s over %zu positions, %.0f s per phase\n", rate, n,
+              seconds);
   for (const char* phase : {"no redis", "redis up", "redis down", "redis restarting"}) {
     const std::string p(phase);
     if (!own && (p == "redis down" || p == "redis restarting")) {
@@ -288,7 +320,8 @@ int main(int argc, char** argv) {
     const std::int64_t start = shm::monotonic_ns();
     bool restarted = false;
     for (std::size_t k = 0; k < total; ++k) {
-      const std::int64_t due = start + static_cast<std::int64_t>(static_cast<double>(k) * 1e9 / rate);
+      const std::int64_t due =
+          start + static_cast<std::int64_t>(static_cast<double>(k) * 1e9 / rate);
       while (shm::monotonic_ns() < due) w->tick();
       if (p == "redis restarting" && !restarted && k >= total / 3) {
         // Blocks this loop briefly (not timed: only the upserts are). Spawned from a thread on
@@ -324,9 +357,11 @@ int main(int argc, char** argv) {
         lags.push_back(static_cast<double>(acks[a].first - t));
       }
       Percentiles lp = percentiles(lags);
-      std::printf("  %-66s p50 %7.2f  p99 %7.2f  p99.9 %8.2f  max %9.2f ms  (n=%zu, flush interval %lld ms)\n",
-                  "sync lag, apply -> acknowledged by Redis", lp.p50 / 1e6, lp.p99 / 1e6, lp.p999 / 1e6, lp.max / 1e6,
-                  lp.n, static_cast<long long>(cfg.redis->flush_interval.count()));
+      std::printf(
+          "  %-66s p50 %7.2f  p99 %7.2f  p99.9 %8.2f  max %9.2f ms  (n=%zu, flush interval %lld "
+          "ms)\n",
+          "sync lag, apply -> acknowledged by Redis", lp.p50 / 1e6, lp.p99 / 1e6, lp.p999 / 1e6,
+          lp.max / 1e6, lp.n, static_cast<long long>(cfg.redis->flush_interval.count()));
     }
     w->close();
     boost::interprocess::shared_memory_object::remove(seg.c_str());
@@ -355,8 +390,11 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     auto w = Writer::open(cfg);
     const double s = secs_since(t0);
-    std::printf("\nwarm start: %llu positions loaded from Redis into a fresh segment in %.2f s (%.0f positions/s)\n",
-                static_cast<unsigned long long>(w->stats().warm_loaded), s, static_cast<double>(w->stats().warm_loaded) / s);
+    std::printf(
+        "\nwarm start: %llu positions loaded from Redis into a fresh segment in %.2f s (%.0f "
+        "positions/s)\n",
+        static_cast<unsigned long long>(w->stats().warm_loaded), s,
+        static_cast<double>(w->stats().warm_loaded) / s);
     w->close();
     boost::interprocess::shared_memory_object::remove(seg.c_str());
   }

@@ -21,7 +21,9 @@ namespace poscache::bench {
 
 // The TSC is invariant here (constant_tsc, nonstop_tsc) and ticks far finer than the 10 ns
 // steps of clock_gettime on these virtual machines. Calibrated once against CLOCK_MONOTONIC.
-inline std::uint64_t ticks() noexcept { return __rdtsc(); }
+inline std::uint64_t ticks() noexcept {
+  return __rdtsc();
+}
 inline std::uint64_t ticks_ordered() noexcept {
   unsigned aux;
   return __rdtscp(&aux);
@@ -33,7 +35,8 @@ inline double ns_per_tick() {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     const std::uint64_t c1 = ticks();
     const auto t1 = std::chrono::steady_clock::now();
-    return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) /
+    return static_cast<double>(
+               std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) /
            static_cast<double>(c1 - c0);
   }();
   return v;
@@ -57,7 +60,8 @@ inline void pin_to_cpu(int cpu) {
 // (WriterStats::huge_page_bytes, Reader::huge_page_bytes).
 inline std::string segment_pages(std::uint64_t huge_bytes, std::uint64_t segment_bytes) {
   if (huge_bytes == 0) return "4 KiB pages";
-  return "2 MiB pages (" + std::to_string(huge_bytes >> 20) + " of " + std::to_string(segment_bytes >> 20) + " MiB)";
+  return "2 MiB pages (" + std::to_string(huge_bytes >> 20) + " of " +
+         std::to_string(segment_bytes >> 20) + " MiB)";
 }
 
 struct Percentiles {
@@ -70,7 +74,10 @@ inline Percentiles percentiles(std::vector<double>& samples) {
   Percentiles p;
   if (samples.empty()) return p;
   std::sort(samples.begin(), samples.end());
-  auto at = [&](double q) { return samples[std::min(samples.size() - 1, static_cast<std::size_t>(q * static_cast<double>(samples.size())))]; };
+  auto at = [&](double q) {
+    return samples[std::min(samples.size() - 1,
+                            static_cast<std::size_t>(q * static_cast<double>(samples.size())))];
+  };
   p.p50 = at(0.50);
   p.p99 = at(0.99);
   p.p999 = at(0.999);
@@ -82,9 +89,10 @@ inline Percentiles percentiles(std::vector<double>& samples) {
   return p;
 }
 
-inline void print_row(const std::string& what, const Percentiles& p, const std::string& extra = "") {
-  std::printf("  %-66s p50 %7.1f  p99 %7.1f  p99.9 %8.1f  max %9.1f ns  (n=%zu)%s\n", what.c_str(), p.p50, p.p99,
-              p.p999, p.max, p.n, extra.c_str());
+inline void print_row(const std::string& what, const Percentiles& p,
+                      const std::string& extra = "") {
+  std::printf("  %-66s p50 %7.1f  p99 %7.1f  p99.9 %8.1f  max %9.1f ns  (n=%zu)%s\n", what.c_str(),
+              p.p50, p.p99, p.p999, p.max, p.n, extra.c_str());
   std::fflush(stdout);
 }
 

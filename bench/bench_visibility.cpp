@@ -18,11 +18,15 @@ int main(int argc, char** argv) {
   Flags f(argc, argv, {{"rounds", "200000"}, {"writer-cpu", "0"}, {"reader-cpu", "1"}},
           "bench_visibility [--rounds 200000] [--writer-cpu 0] [--reader-cpu 1]");
   const int rounds = static_cast<int>(f.num("rounds"));
-  const int wcpu = static_cast<int>(f.num("writer-cpu")), rcpu = static_cast<int>(f.num("reader-cpu"));
+  const int wcpu = static_cast<int>(f.num("writer-cpu")),
+            rcpu = static_cast<int>(f.num("reader-cpu"));
   std::vector<double> pp = cache_line_ping_pong(wcpu, rcpu, rounds);
   const Percentiles ping = percentiles(pp);
-  std::printf("bench_visibility: %d rounds, writer cpu %d, reader cpu %d, TSC %.3f ns/tick\n", rounds, wcpu, rcpu, ns_per_tick());
-  print_row("floor: cache line cpu" + std::to_string(wcpu) + " -> cpu" + std::to_string(rcpu) + " (ping-pong / 2)", ping);
+  std::printf("bench_visibility: %d rounds, writer cpu %d, reader cpu %d, TSC %.3f ns/tick\n",
+              rounds, wcpu, rcpu, ns_per_tick());
+  print_row("floor: cache line cpu" + std::to_string(wcpu) + " -> cpu" + std::to_string(rcpu) +
+                " (ping-pong / 2)",
+            ping);
 
   const std::string seg = "poscache_bench_vis_" + std::to_string(::getpid());
   auto w = Writer::open(bench_config(seg, 1024));
@@ -31,7 +35,8 @@ int main(int argc, char** argv) {
   Reader r = Reader::open(seg);
 
   for (int mode = 0; mode < 2; ++mode) {
-    std::vector<std::uint64_t> sent(static_cast<std::size_t>(rounds)), seen(static_cast<std::size_t>(rounds));
+    std::vector<std::uint64_t> sent(static_cast<std::size_t>(rounds)),
+        seen(static_cast<std::size_t>(rounds));
     alignas(64) std::atomic<int> ack{-1};
     std::thread reader([&] {
       pin_to_cpu(rcpu);
@@ -40,13 +45,16 @@ int main(int argc, char** argv) {
         ack.store(k, std::memory_order_release);  // ready for round k
         const auto want = static_cast<int128>(k + 1);
         if (mode == 0) {  // spin on get() until the new value shows
-          while (!(has_value(r.get(NamespaceId{0}, keys.account[5], keys.instrument[5], p)) && p.values[0] == want)) {
+          while (!(has_value(r.get(NamespaceId{0}, keys.account[5], keys.instrument[5], p)) &&
+                   p.values[0] == want)) {
           }
         } else {  // spin on the change sequence (one load), then get()
           for (;;) {
             const std::uint64_t seq = r.change_sequence();
             (void)seq;
-            if (has_value(r.get(NamespaceId{0}, keys.account[5], keys.instrument[5], p)) && p.values[0] == want) break;
+            if (has_value(r.get(NamespaceId{0}, keys.account[5], keys.instrument[5], p)) &&
+                p.values[0] == want)
+              break;
             while (r.change_sequence() == seq) {
             }
           }
@@ -59,7 +67,8 @@ int main(int argc, char** argv) {
     for (int k = 0; k < rounds; ++k) {
       while (ack.load(std::memory_order_acquire) != k) {
       }
-      for (int spin = 0; spin < 200; ++spin) shm::cpu_relax();  // let the reader settle into its loop
+      for (int spin = 0; spin < 200; ++spin)
+        shm::cpu_relax();  // let the reader settle into its loop
       u.values[0] = static_cast<int128>(k + 1);
       sent[static_cast<std::size_t>(k)] = ticks_ordered();
       w->upsert(u);
@@ -67,11 +76,14 @@ int main(int argc, char** argv) {
     reader.join();
     pin_to_cpu(-1);
     std::vector<double> lat(static_cast<std::size_t>(rounds));
-    for (std::size_t k = 0; k < lat.size(); ++k) lat[k] = static_cast<double>(seen[k] - sent[k]) * ns_per_tick();
+    for (std::size_t k = 0; k < lat.size(); ++k)
+      lat[k] = static_cast<double>(seen[k] - sent[k]) * ns_per_tick();
     const Percentiles p = percentiles(lat);
     char extra[64];
     std::snprintf(extra, sizeof extra, "  p50 = %.1fx the floor", p.p50 / ping.p50);
-    print_row(mode == 0 ? "upsert -> visible to a reader spinning on get()" : "upsert -> visible, reader spinning on change_sequence()", p, extra);
+    print_row(mode == 0 ? "upsert -> visible to a reader spinning on get()"
+                        : "upsert -> visible, reader spinning on change_sequence()",
+              p, extra);
   }
   w.reset();
   boost::interprocess::shared_memory_object::remove(seg.c_str());

@@ -58,7 +58,8 @@ struct Value256 {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Flags f(argc, argv, {{"capacity", "1000000"}, {"ops", "5000000"}, {"cpu", "0"}, {"huge-pages", "1"}}, kUsage);
+  Flags f(argc, argv,
+          {{"capacity", "1000000"}, {"ops", "5000000"}, {"cpu", "0"}, {"huge-pages", "1"}}, kUsage);
   const std::size_t cap = static_cast<std::size_t>(f.num("capacity"));
   const std::size_t ops = static_cast<std::size_t>(f.num("ops"));
   pin_to_cpu(static_cast<int>(f.num("cpu")));
@@ -66,9 +67,11 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(5);
   std::vector<std::uint32_t> upd_idx(ops), new_idx(ops);
   for (auto& i : upd_idx) i = static_cast<std::uint32_t>(rng() % cap);
-  for (std::size_t k = 0; k < ops; ++k) new_idx[k] = static_cast<std::uint32_t>(cap + (k % (2 * cap)));
+  for (std::size_t k = 0; k < ops; ++k)
+    new_idx[k] = static_cast<std::uint32_t>(cap + (k % (2 * cap)));
   std::vector<KeyRec> upd_keys(ops);
-  std::vector<std::string> upd_flat(ops);  // the floor's keys, in the same order (each fits the SSO)
+  std::vector<std::string> upd_flat(
+      ops);  // the floor's keys, in the same order (each fits the SSO)
   for (std::size_t k = 0; k < ops; ++k) {
     const std::string& a = keys.account[upd_idx[k]];
     const std::string& i = keys.instrument[upd_idx[k]];
@@ -104,8 +107,11 @@ int main(int argc, char** argv) {
   WriterConfig config = bench_config(seg, cap);
   config.huge_pages = f.num("huge-pages") != 0;
   auto w = Writer::open(config);
-  std::printf("bench_writer: capacity %zu, %zu ops per phase, one thread pinned to cpu %lld; segment on %s\n", cap, ops,
-              f.num("cpu"), segment_pages(w->stats().huge_page_bytes, w->stats().segment_bytes).c_str());
+  std::printf(
+      "bench_writer: capacity %zu, %zu ops per phase, one thread pinned to cpu %lld; segment on "
+      "%s\n",
+      cap, ops, f.num("cpu"),
+      segment_pages(w->stats().huge_page_bytes, w->stats().segment_bytes).c_str());
   Update u = trading_update(*w, keys, 0, 1);
 
   std::int64_t t0 = shm::monotonic_ns();
@@ -123,7 +129,8 @@ int main(int argc, char** argv) {
     w->upsert(u);
     if ((k & 4095) == 0) w->tick();
   }
-  report("updates to existing positions (random keys), upsert()", ops, shm::monotonic_ns() - t0, floor_update);
+  report("updates to existing positions (random keys), upsert()", ops, shm::monotonic_ns() - t0,
+         floor_update);
 
   // The same through upsert_batch(), as a producer draining a ring applies them.
   constexpr std::size_t kBatch = 256;
@@ -139,7 +146,8 @@ int main(int argc, char** argv) {
     w->upsert_batch(std::span(batch.data(), n), results);
     w->tick();
   }
-  report("updates to existing positions (random keys), upsert_batch()", ops, shm::monotonic_ns() - t0, floor_update);
+  report("updates to existing positions (random keys), upsert_batch()", ops,
+         shm::monotonic_ns() - t0, floor_update);
 
   t0 = shm::monotonic_ns();
   std::uint64_t longest = 0;  // ticks: the single slowest insert is the one that rebuilt the index
@@ -150,20 +158,27 @@ int main(int argc, char** argv) {
     longest = std::max(longest, ticks() - c0);
     if ((k & 4095) == 0) w->tick();
   }
-  report("inserts of new keys into a full table (each evicts), upsert()", ops, shm::monotonic_ns() - t0, 0);
-  std::printf("  longest single insert: %.1f ms (it triggered an index rebuild: the writer's pause; readers never wait)\n",
-              static_cast<double>(longest) * ns_per_tick() / 1e6);
+  report("inserts of new keys into a full table (each evicts), upsert()", ops,
+         shm::monotonic_ns() - t0, 0);
+  std::printf(
+      "  longest single insert: %.1f ms (it triggered an index rebuild: the writer's pause; "
+      "readers never wait)\n",
+      static_cast<double>(longest) * ns_per_tick() / 1e6);
   t0 = shm::monotonic_ns();
   for (std::size_t k = 0; k < ops; k += kBatch) {
     const std::size_t n = std::min(kBatch, ops - k);
-    for (std::size_t j = 0; j < n; ++j) set_key(batch[j], keys, cap + ((new_idx[k + j] + cap) % (2 * cap)));
+    for (std::size_t j = 0; j < n; ++j)
+      set_key(batch[j], keys, cap + ((new_idx[k + j] + cap) % (2 * cap)));
     w->upsert_batch(std::span(batch.data(), n), results);
     w->tick();
   }
-  report("inserts of new keys into a full table (each evicts), upsert_batch()", ops, shm::monotonic_ns() - t0, 0);
+  report("inserts of new keys into a full table (each evicts), upsert_batch()", ops,
+         shm::monotonic_ns() - t0, 0);
   const WriterStats st = w->stats();
-  std::printf("  (evictions %llu, index rebuilds %llu: each rebuild re-indexes every live position)\n",
-              static_cast<unsigned long long>(st.evictions), static_cast<unsigned long long>(st.index_rebuilds));
+  std::printf(
+      "  (evictions %llu, index rebuilds %llu: each rebuild re-indexes every live position)\n",
+      static_cast<unsigned long long>(st.evictions),
+      static_cast<unsigned long long>(st.index_rebuilds));
   w.reset();
   boost::interprocess::shared_memory_object::remove(seg.c_str());
   ::unlink(("/dev/shm/" + seg + ".lock").c_str());

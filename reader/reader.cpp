@@ -76,10 +76,14 @@ bool writer_heartbeat_stale(const SegmentHeader& h, std::int64_t now_ns) noexcep
 
 std::string state_name(std::uint32_t s) {
   switch (static_cast<SegmentState>(s)) {
-    case SegmentState::initializing: return "initializing";
-    case SegmentState::ready: return "ready";
-    case SegmentState::closed: return "closed";
-    case SegmentState::retired: return "retired";
+    case SegmentState::initializing:
+      return "initializing";
+    case SegmentState::ready:
+      return "ready";
+    case SegmentState::closed:
+      return "closed";
+    case SegmentState::retired:
+      return "retired";
   }
   return "unknown(" + std::to_string(s) + ")";
 }
@@ -107,8 +111,8 @@ std::unique_ptr<Reader::State> make_state(std::string_view name) {
     const std::uint32_t n = std::min<std::uint32_t>(d.field_count, kMaxFields);
     for (std::uint32_t f = 0; f < n; ++f) {
       const FieldDesc& fd = d.fields[f];
-      info.fields.push_back(FieldSpec{std::string(fixed_name(fd.name)),
-                                      static_cast<FieldType>(fd.type), fd.scale});
+      info.fields.push_back(
+          FieldSpec{std::string(fixed_name(fd.name)), static_cast<FieldType>(fd.type), fd.scale});
     }
     info.stale_after = std::chrono::nanoseconds(d.stale_after_ns);
     info.expire_after = std::chrono::nanoseconds(d.expire_after_ns);
@@ -126,7 +130,9 @@ Reader::Reader(Reader&&) noexcept = default;
 Reader& Reader::operator=(Reader&&) noexcept = default;
 Reader::~Reader() = default;
 
-Reader Reader::open(std::string_view segment) { return Reader(make_state(segment)); }
+Reader Reader::open(std::string_view segment) {
+  return Reader(make_state(segment));
+}
 
 ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_view instrument,
                        Position& out) const noexcept {
@@ -154,7 +160,8 @@ ReadStatus Reader::lookup(NamespaceId ns, std::string_view account, std::string_
     return ReadStatus::bad_key;
   }
   const SegmentHeader& h = *s.header;
-  if (h.state.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(SegmentState::retired)) {
+  if (h.state.load(std::memory_order_relaxed) ==
+      static_cast<std::uint32_t>(SegmentState::retired)) {
     return ReadStatus::retired;
   }
   const std::uint64_t hash = key_hash(ns, account, instrument);
@@ -168,7 +175,8 @@ ReadStatus Reader::lookup(NamespaceId ns, std::string_view account, std::string_
       // The copy spans up to 5 lines of the slot: request them all at once so their misses
       // overlap instead of following one another.
       const auto* line = reinterpret_cast<const char*>(&s.slots[slot]);
-      for (std::size_t off = kCacheLine; off < 8 + words * 8; off += kCacheLine) __builtin_prefetch(line + off);
+      for (std::size_t off = kCacheLine; off < 8 + words * 8; off += kCacheLine)
+        __builtin_prefetch(line + off);
       std::uint64_t seq = 0;
       if (!read_bounded(s.slots[slot], buf, words, seq)) {  // mid-write past the bound
         stuck = true;
@@ -200,10 +208,13 @@ std::optional<NamespaceId> Reader::namespace_id(std::string_view name) const noe
   return std::nullopt;
 }
 
-const std::vector<NamespaceInfo>& Reader::namespaces() const noexcept { return s_->infos; }
+const std::vector<NamespaceInfo>& Reader::namespaces() const noexcept {
+  return s_->infos;
+}
 
 const NamespaceInfo& Reader::namespace_info(NamespaceId id) const {
-  if (id >= s_->infos.size()) throw Error("namespace id " + std::to_string(id) + " is not in segment '" + s_->name + "'");
+  if (id >= s_->infos.size())
+    throw Error("namespace id " + std::to_string(id) + " is not in segment '" + s_->name + "'");
   return s_->infos[id];
 }
 
@@ -225,11 +236,16 @@ Reader::ScanResult Reader::scan(const ScanFilter& filter,
     std::memcpy(&pl, buf, sizeof pl);
     if (pl.ns == kFreeNamespace || pl.ns >= s.ns_count) continue;
     if (filter.ns && pl.ns != *filter.ns) continue;
-    const std::string_view account(pl.account, std::min<std::size_t>(pl.account_len, kMaxAccountLen));
+    const std::string_view account(pl.account,
+                                   std::min<std::size_t>(pl.account_len, kMaxAccountLen));
     if (filter.account && account != *filter.account) continue;
     fill(buf, s.field_count[pl.ns], p);
     if (filter.glob) {
-      key.assign(s.infos[pl.ns].name).append(":").append(account).append(":").append(p.instrument_view());
+      key.assign(s.infos[pl.ns].name)
+          .append(":")
+          .append(account)
+          .append(":")
+          .append(p.instrument_view());
       if (fnmatch(filter.glob->c_str(), key.c_str(), 0) != 0) continue;
     }
     p.age_ns = std::max<std::int64_t>(0, now - p.updated_at_ns);
@@ -257,7 +273,8 @@ WriterInfo Reader::writer() const {
   w.heartbeat_age_ns = now - h.heartbeat_ns.load(std::memory_order_relaxed);
   w.heartbeat_interval_ns = h.heartbeat_interval_ns.load(std::memory_order_relaxed);
   w.restarts = h.writer_restarts.load(std::memory_order_relaxed);
-  const bool ready = h.state.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(SegmentState::ready);
+  const bool ready =
+      h.state.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(SegmentState::ready);
   // Off the hot path a system call is fine: kill(pid, 0) confirms the process exists.
   w.alive = ready && w.pid > 0 && !writer_heartbeat_stale(h, now) &&
             (::kill(static_cast<pid_t>(w.pid), 0) == 0 || errno == EPERM);
@@ -295,7 +312,8 @@ SegmentStats Reader::stats() const {
     if (s1 & 1) continue;
     char text[sizeof h.redis_error];
     for (std::size_t i = 0; i < sizeof text; i += 8) {
-      const std::uint64_t w = load_relaxed(reinterpret_cast<const std::uint64_t*>(h.redis_error + i));
+      const std::uint64_t w =
+          load_relaxed(reinterpret_cast<const std::uint64_t*>(h.redis_error + i));
       std::memcpy(text + i, &w, 8);
     }
     std::atomic_thread_fence(std::memory_order_acquire);
@@ -306,18 +324,24 @@ SegmentStats Reader::stats() const {
   }
   st.redis_dirty = h.redis_dirty.load(r);
   const std::int64_t oldest = h.redis_oldest_unsynced_ns.load(r);
-  st.redis_oldest_unsynced_age_ns = oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
+  st.redis_oldest_unsynced_age_ns =
+      oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
   st.redis_synced_version = h.redis_synced_version.load(r);
   // The journal closes the segment (shm/layout.hpp); only the writer writes it, readers may look.
   const Geometry g = geometry_for(h.capacity);
-  const auto* j = reinterpret_cast<const JournalHeader*>(static_cast<const std::byte*>(s_->mapping.base()) + g.journal_offset);
+  const auto* j = reinterpret_cast<const JournalHeader*>(
+      static_cast<const std::byte*>(s_->mapping.base()) + g.journal_offset);
   st.journal_pending = journal_pending(*j);
   st.journal_overflows = j->overflows.load(r);
   return st;
 }
 
-std::uint64_t Reader::generation() const noexcept { return s_->header->generation; }
-const std::string& Reader::segment_name() const noexcept { return s_->name; }
+std::uint64_t Reader::generation() const noexcept {
+  return s_->header->generation;
+}
+const std::string& Reader::segment_name() const noexcept {
+  return s_->name;
+}
 
 std::uint64_t Reader::change_sequence() const noexcept {
   return s_->header->change_seq.load(std::memory_order_acquire);  // pairs with the writer's release
@@ -349,7 +373,8 @@ FollowResult Reader::follow() {
   const auto* h = static_cast<const SegmentHeader*>(a.mapping.base());
   // The retired segment itself, still under the name (its successor is removing it and creating
   // the new one): not "same", which would leave the caller reading a retired segment for good.
-  if (h->generation == s_->header->generation) return retired ? FollowResult::unavailable : FollowResult::same;
+  if (h->generation == s_->header->generation)
+    return retired ? FollowResult::unavailable : FollowResult::same;
   try {
     s_ = make_state(s_->name);
   } catch (const Error&) {
@@ -358,8 +383,14 @@ FollowResult Reader::follow() {
   return FollowResult::reattached;
 }
 
-const void* Reader::mapping_base() const noexcept { return s_->mapping.base(); }
-std::size_t Reader::mapping_size() const noexcept { return s_->mapping.size(); }
-std::uint64_t Reader::huge_page_bytes() const { return huge_mapped_bytes(s_->mapping.base(), s_->mapping.size()); }
+const void* Reader::mapping_base() const noexcept {
+  return s_->mapping.base();
+}
+std::size_t Reader::mapping_size() const noexcept {
+  return s_->mapping.size();
+}
+std::uint64_t Reader::huge_page_bytes() const {
+  return huge_mapped_bytes(s_->mapping.base(), s_->mapping.size());
+}
 
 }  // namespace poscache

@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config
           libboost-dev libspdlog-dev libfmt-dev libhiredis-dev libxxhash-dev
           nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
-          libgtest-dev googletest redis-server redis-tools python3-redis)
+          libgtest-dev googletest redis-server redis-tools python3-redis clang-format)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

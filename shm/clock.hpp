@@ -74,10 +74,12 @@ class TscClock {
 #if defined(__x86_64__)
     if (use_tsc_) {
       const std::uint64_t d = __rdtsc() - anchor_tsc_;
-      if (d < reanchor_ticks_) return anchor_ns_ + static_cast<std::int64_t>(static_cast<double>(d) * ns_per_tick_);
+      if (d < reanchor_ticks_)
+        return anchor_ns_ + static_cast<std::int64_t>(static_cast<double>(d) * ns_per_tick_);
       sample(anchor_ns_, anchor_tsc_);
       if (anchor_ns_ - first_ns_ > 100'000'000) {  // a longer baseline, once there is one
-        ns_per_tick_ = static_cast<double>(anchor_ns_ - first_ns_) / static_cast<double>(anchor_tsc_ - first_tsc_);
+        ns_per_tick_ = static_cast<double>(anchor_ns_ - first_ns_) /
+                       static_cast<double>(anchor_tsc_ - first_tsc_);
       }
       return anchor_ns_;
     }
@@ -85,7 +87,9 @@ class TscClock {
     return realtime_ns();
   }
 
-  [[nodiscard]] bool uses_tsc() const noexcept { return use_tsc_; }
+  [[nodiscard]] bool uses_tsc() const noexcept {
+    return use_tsc_;
+  }
 
  private:
 #if defined(__x86_64__)

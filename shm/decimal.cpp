@@ -33,8 +33,9 @@ Expected<int128> parse_decimal(std::string_view text, unsigned scale) {
       continue;
     }
     if (c < '0' || c > '9') {
-      return fail("decimal " + quoted(text) + " has '" + detail::escape_byte(static_cast<unsigned char>(c)) +
-                  "' at position " + std::to_string(i) +
+      return fail("decimal " + quoted(text) + " has '" +
+                  detail::escape_byte(static_cast<unsigned char>(c)) + "' at position " +
+                  std::to_string(i) +
                   ": expected [+-]digits[.digits] (no exponent, no separators)");
     }
     if (point) {
@@ -54,7 +55,8 @@ Expected<int128> parse_decimal(std::string_view text, unsigned scale) {
     m = m * 10 + (c - '0');
   }
   if (int_digits == 0) return fail("decimal " + quoted(text) + " has no digits before the point");
-  if (point && frac_digits == 0) return fail("decimal " + quoted(text) + " has no digits after the point");
+  if (point && frac_digits == 0)
+    return fail("decimal " + quoted(text) + " has no digits after the point");
   for (unsigned k = frac_digits; k < scale; ++k) {
     if (m > (kDecimalLimit - 1) / 10) {
       return fail("decimal " + quoted(text) + " overflows at scale " + std::to_string(scale) +
@@ -103,7 +105,8 @@ Expected<std::int64_t> parse_int64(std::string_view text) {
     return fail("integer " + quoted(text) + " is not a base-10 64-bit integer");
   }
   if (ec == std::errc::result_out_of_range) {
-    return fail("integer " + quoted(text) + " is out of the 64-bit range [-9223372036854775808, "
+    return fail("integer " + quoted(text) +
+                " is out of the 64-bit range [-9223372036854775808, "
                 "9223372036854775807]");
   }
   return v;

@@ -139,7 +139,8 @@ class IndexWriter {
 
   // B1, first half: empty every bucket (this index is not active: no reader relies on it).
   void clear() noexcept {
-    for (std::uint64_t i = 0; i <= mask_; ++i) index_[i].store(kEmptyBucket, std::memory_order_relaxed);
+    for (std::uint64_t i = 0; i <= mask_; ++i)
+      index_[i].store(kEmptyBucket, std::memory_order_relaxed);
   }
 
  private:

@@ -119,7 +119,7 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint32_t reserved0;
 
   // --- line 1: control. Read by every get(); written only on state change or index rebuild.
-  std::atomic<std::uint32_t> state;        // SegmentState
+  std::atomic<std::uint32_t> state;  // SegmentState
   std::uint32_t reserved1;
   std::atomic<std::uint64_t> index_epoch;  // active index = epoch & 1 (shm/index.hpp)
   std::uint64_t slots_offset;
@@ -143,7 +143,7 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint64_t reserved5[6];
 
   // --- lines 4-5: counters (relaxed; statistics, not synchronization).
-  std::atomic<std::uint64_t> live_count;     // positions in the table
+  std::atomic<std::uint64_t> live_count;  // positions in the table
   std::atomic<std::uint64_t> inserts;
   std::atomic<std::uint64_t> updates;
   std::atomic<std::uint64_t> evictions;      // removed to make room (least recently updated)
@@ -152,19 +152,19 @@ struct alignas(kCacheLine) SegmentHeader {
   std::atomic<std::uint64_t> invalidations;  // removed by account/namespace/glob/all requests
   std::atomic<std::uint64_t> rejects;        // updates refused (bad input, stale source seq)
   std::atomic<std::uint64_t> index_rebuilds;
-  std::atomic<std::uint64_t> repairs;        // slots found mid-write at re-attach
-  std::atomic<std::uint64_t> tombstones;     // in the active index
+  std::atomic<std::uint64_t> repairs;     // slots found mid-write at re-attach
+  std::atomic<std::uint64_t> tombstones;  // in the active index
   std::uint64_t reserved6[5];
 
   // --- lines 6-8: Redis sync state, written by the writer's sync thread (writer/redis_sync.cpp).
-  std::atomic<std::uint32_t> redis_state;             // RedisState
+  std::atomic<std::uint32_t> redis_state;  // RedisState
   std::atomic<std::uint32_t> redis_error_len;
-  std::atomic<std::uint64_t> redis_dirty;             // positions changed, not yet synced
-  std::atomic<std::int64_t> redis_oldest_unsynced_ns; // CLOCK_REALTIME of the oldest such change
-  std::atomic<std::uint64_t> redis_synced_version;    // highest version acknowledged by Redis
-  std::atomic<std::uint64_t> redis_error_seq;         // seqlock over redis_error
+  std::atomic<std::uint64_t> redis_dirty;              // positions changed, not yet synced
+  std::atomic<std::int64_t> redis_oldest_unsynced_ns;  // CLOCK_REALTIME of the oldest such change
+  std::atomic<std::uint64_t> redis_synced_version;     // highest version acknowledged by Redis
+  std::atomic<std::uint64_t> redis_error_seq;          // seqlock over redis_error
   std::uint64_t reserved7[3];
-  char redis_error[128];                              // last error text (under redis_error_seq)
+  char redis_error[128];  // last error text (under redis_error_seq)
 
   // --- namespaces, from the first line after the counters.
   NamespaceDesc namespaces[kMaxNamespaces];
@@ -182,8 +182,10 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free);  // address-free
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
 // ---------------------------------------------------------------------------------------------
-// Slot: one position. 448 B = 7 cache lines, aligned to a line.
+// Slot: one position. 448 B = 7 cache lines, aligned to a line. (The ruler is wider than the
+// column limit: clang-format leaves it alone.)
 //
+// clang-format off
 //   byte 0        8          16  18  19  20        24        32           40           48          56        64
 //   +-------------+----------+---+---+---+---------+---------+------------+------------+-----------+---------+
 //   | seq         | key_hash |ns |alen|ilen|fields_set| version | source_seq | created_at | updated_at| reserved|
@@ -192,6 +194,7 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 //   +-------------------------------+------------------------------+---------------------------------------+
 //   | account[64]                   | instrument[64]               | values[16][2]: lo, hi of each field   |
 //   +-------------------------------+------------------------------+---------------------------------------+
+// clang-format on
 //
 // `seq` is the seqlock sequence (even: stable, odd: the writer is changing the slot). Everything
 // after it is the payload: copied by readers as 8-byte words with relaxed atomic loads between two
@@ -201,18 +204,18 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 inline constexpr std::uint16_t kFreeNamespace = 0xFFFF;  // ns of a free slot
 
 struct SlotPayload {
-  std::uint64_t key_hash;       // hash of (ns, account, instrument), shm/hash.hpp
-  std::uint16_t ns;             // namespace id, kFreeNamespace if the slot is free
+  std::uint64_t key_hash;  // hash of (ns, account, instrument), shm/hash.hpp
+  std::uint16_t ns;        // namespace id, kFreeNamespace if the slot is free
   std::uint8_t account_len;
   std::uint8_t instrument_len;
-  std::uint32_t fields_set;     // bit i: field i carries a value
-  std::uint64_t version;        // writer-wide monotonic, new on every change
-  std::uint64_t source_seq;     // the producer's sequence number (0 if none)
-  std::int64_t created_at_ns;   // CLOCK_REALTIME when first inserted
-  std::int64_t updated_at_ns;   // CLOCK_REALTIME of the last change (LRU and TTL order)
+  std::uint32_t fields_set;    // bit i: field i carries a value
+  std::uint64_t version;       // writer-wide monotonic, new on every change
+  std::uint64_t source_seq;    // the producer's sequence number (0 if none)
+  std::int64_t created_at_ns;  // CLOCK_REALTIME when first inserted
+  std::int64_t updated_at_ns;  // CLOCK_REALTIME of the last change (LRU and TTL order)
   std::uint64_t reserved;
-  char account[kMaxAccountLen];        // NUL-padded
-  char instrument[kMaxInstrumentLen];  // NUL-padded
+  char account[kMaxAccountLen];         // NUL-padded
+  char instrument[kMaxInstrumentLen];   // NUL-padded
   std::uint64_t values[kMaxFields][2];  // field i: {low, high} 64 bits of its int128 mantissa
 };
 static_assert(sizeof(SlotPayload) == 440);
@@ -283,8 +286,8 @@ struct alignas(kCacheLine) UndoRecord {
   std::uint64_t seq_before;                  // the even seq before the write
   std::uint64_t count;                       // words saved (<= kPayloadWords)
   std::uint64_t reserved;
-  std::uint8_t word[kPayloadWords + 1];      // payload word index of each saved word
-  std::uint64_t old[kPayloadWords];          // that word's value before the write
+  std::uint8_t word[kPayloadWords + 1];  // payload word index of each saved word
+  std::uint64_t old[kPayloadWords];      // that word's value before the write
 };
 static_assert(offsetof(UndoRecord, old) == 88);
 
@@ -361,7 +364,9 @@ constexpr std::uint64_t journal_entries_for(std::uint64_t capacity) {
 
 // ---------------------------------------------------------------------------------------------
 // Derived sizes and offsets.
-constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
+constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) {
+  return (v + a - 1) / a * a;
+}
 
 constexpr std::uint64_t buckets_for(std::uint64_t capacity) {
   std::uint64_t b = 16;
@@ -375,8 +380,8 @@ struct Geometry {
   std::uint64_t slots_offset;
   std::uint64_t index_offset[2];
   std::uint64_t writer_offset;
-  std::uint64_t book_offset;  // SlotBook[capacity] inside the writer area (absolute)
-  std::uint64_t journal_offset;   // JournalHeader, then JournalEntry[journal_entries]
+  std::uint64_t book_offset;     // SlotBook[capacity] inside the writer area (absolute)
+  std::uint64_t journal_offset;  // JournalHeader, then JournalEntry[journal_entries]
   std::uint64_t journal_entries;
   std::uint64_t segment_size;
 };
@@ -392,24 +397,48 @@ constexpr Geometry geometry_for(std::uint64_t capacity) {
   g.book_offset = g.writer_offset + align_up(sizeof(WriterArea), kCacheLine);
   g.journal_offset = align_up(g.book_offset + capacity * sizeof(SlotBook), kPageSize);
   g.journal_entries = journal_entries_for(capacity);
-  g.segment_size = align_up(g.journal_offset + sizeof(JournalHeader) + g.journal_entries * sizeof(JournalEntry), kPageSize);
+  g.segment_size =
+      align_up(g.journal_offset + sizeof(JournalHeader) + g.journal_entries * sizeof(JournalEntry),
+               kPageSize);
   return g;
 }
 
 // The format descriptor checked at attach: any difference in sizes, offsets, limits or the
 // hash function changes it. FNV-1a over the numbers that define the format.
 constexpr std::uint64_t layout_fingerprint() {
-  const std::uint64_t facts[] = {
-      kCacheLine, kHeaderSize, sizeof(SegmentHeader), offsetof(SegmentHeader, state),
-      offsetof(SegmentHeader, writer_pid), offsetof(SegmentHeader, change_seq),
-      offsetof(SegmentHeader, live_count), offsetof(SegmentHeader, redis_state),
-      offsetof(SegmentHeader, namespaces), sizeof(NamespaceDesc), sizeof(FieldDesc),
-      sizeof(Slot), sizeof(SlotPayload), offsetof(SlotPayload, ns), offsetof(SlotPayload, version),
-      offsetof(SlotPayload, account), offsetof(SlotPayload, instrument),
-      offsetof(SlotPayload, values), sizeof(Bucket), kTombstoneRef, sizeof(SlotBook),
-      sizeof(UndoRecord), sizeof(WriterArea), sizeof(JournalHeader), sizeof(JournalEntry),
-      journal_entries_for(1), journal_entries_for(1u << 30), kMaxNamespaces, kMaxFields, kMaxAccountLen,
-      kMaxInstrumentLen, kHashAlgorithm, kLayoutVersion};
+  const std::uint64_t facts[] = {kCacheLine,
+                                 kHeaderSize,
+                                 sizeof(SegmentHeader),
+                                 offsetof(SegmentHeader, state),
+                                 offsetof(SegmentHeader, writer_pid),
+                                 offsetof(SegmentHeader, change_seq),
+                                 offsetof(SegmentHeader, live_count),
+                                 offsetof(SegmentHeader, redis_state),
+                                 offsetof(SegmentHeader, namespaces),
+                                 sizeof(NamespaceDesc),
+                                 sizeof(FieldDesc),
+                                 sizeof(Slot),
+                                 sizeof(SlotPayload),
+                                 offsetof(SlotPayload, ns),
+                                 offsetof(SlotPayload, version),
+                                 offsetof(SlotPayload, account),
+                                 offsetof(SlotPayload, instrument),
+                                 offsetof(SlotPayload, values),
+                                 sizeof(Bucket),
+                                 kTombstoneRef,
+                                 sizeof(SlotBook),
+                                 sizeof(UndoRecord),
+                                 sizeof(WriterArea),
+                                 sizeof(JournalHeader),
+                                 sizeof(JournalEntry),
+                                 journal_entries_for(1),
+                                 journal_entries_for(1u << 30),
+                                 kMaxNamespaces,
+                                 kMaxFields,
+                                 kMaxAccountLen,
+                                 kMaxInstrumentLen,
+                                 kHashAlgorithm,
+                                 kLayoutVersion};
   std::uint64_t h = 0xcbf29ce484222325ULL;
   for (std::uint64_t f : facts) {
     for (int i = 0; i < 8; ++i) {

@@ -18,7 +18,8 @@ inline std::string escape_byte(unsigned char c) {
 
 inline std::string quoted(std::string_view text, std::size_t limit = 64) {
   std::string s = "'";
-  for (std::size_t i = 0; i < text.size() && i < limit; ++i) s += escape_byte(static_cast<unsigned char>(text[i]));
+  for (std::size_t i = 0; i < text.size() && i < limit; ++i)
+    s += escape_byte(static_cast<unsigned char>(text[i]));
   if (text.size() > limit) s += "...";
   return s + "'";
 }

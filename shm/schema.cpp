@@ -13,22 +13,32 @@ using namespace std::chrono_literals;
 
 std::string_view to_string(FieldType type) noexcept {
   switch (type) {
-    case FieldType::decimal: return "decimal";
-    case FieldType::int64: return "int64";
-    case FieldType::timestamp: return "timestamp";
+    case FieldType::decimal:
+      return "decimal";
+    case FieldType::int64:
+      return "int64";
+    case FieldType::timestamp:
+      return "timestamp";
   }
   return "unknown";
 }
 
 std::string_view to_string(ReadStatus s) noexcept {
   switch (s) {
-    case ReadStatus::ok: return "ok";
-    case ReadStatus::stale: return "stale";
-    case ReadStatus::not_found: return "not_found";
-    case ReadStatus::writer_busy: return "writer_busy";
-    case ReadStatus::writer_dead: return "writer_dead";
-    case ReadStatus::bad_key: return "bad_key";
-    case ReadStatus::retired: return "retired";
+    case ReadStatus::ok:
+      return "ok";
+    case ReadStatus::stale:
+      return "stale";
+    case ReadStatus::not_found:
+      return "not_found";
+    case ReadStatus::writer_busy:
+      return "writer_busy";
+    case ReadStatus::writer_dead:
+      return "writer_dead";
+    case ReadStatus::bad_key:
+      return "bad_key";
+    case ReadStatus::retired:
+      return "retired";
   }
   return "unknown";
 }
@@ -38,18 +48,23 @@ namespace {
 FieldSpec dec(std::string name, std::uint8_t scale) {
   return FieldSpec{std::move(name), FieldType::decimal, scale};
 }
-FieldSpec i64(std::string name) { return FieldSpec{std::move(name), FieldType::int64, 0}; }
+FieldSpec i64(std::string name) {
+  return FieldSpec{std::move(name), FieldType::int64, 0};
+}
 
-std::string show(std::string_view v) { return detail::quoted(v, 80); }
+std::string show(std::string_view v) {
+  return detail::quoted(v, 80);
+}
 
 // Checks length and alphabet; `what` names the key part in the message.
 Expected<bool> check_part(std::string_view what, std::string_view value, std::size_t limit,
                           bool (*allowed)(char), std::string_view alphabet) {
-  if (!value.empty() && value.size() <= limit &&
-      std::all_of(value.begin(), value.end(), allowed)) {
+  if (!value.empty() && value.size() <= limit && std::all_of(value.begin(), value.end(), allowed)) {
     return true;  // the common case, without building any message
   }
-  if (value.empty()) return fail(std::string(what) + " is empty: expected 1 to " + std::to_string(limit) + " characters");
+  if (value.empty())
+    return fail(std::string(what) + " is empty: expected 1 to " + std::to_string(limit) +
+                " characters");
   if (value.size() > limit) {
     return fail(std::string(what) + " " + show(value) + " is " + std::to_string(value.size()) +
                 " characters: the limit is " + std::to_string(limit));
@@ -81,26 +96,34 @@ constexpr Alphabet kNsAlphabet("_", false);
 constexpr Alphabet kAccountAlphabet("._-", true);
 constexpr Alphabet kInstrumentAlphabet("._-/", true);
 
-bool ns_char(char c) { return kNsAlphabet.allowed[static_cast<unsigned char>(c)]; }
-bool account_char(char c) { return kAccountAlphabet.allowed[static_cast<unsigned char>(c)]; }
-bool instrument_char(char c) { return kInstrumentAlphabet.allowed[static_cast<unsigned char>(c)]; }
+bool ns_char(char c) {
+  return kNsAlphabet.allowed[static_cast<unsigned char>(c)];
+}
+bool account_char(char c) {
+  return kAccountAlphabet.allowed[static_cast<unsigned char>(c)];
+}
+bool instrument_char(char c) {
+  return kInstrumentAlphabet.allowed[static_cast<unsigned char>(c)];
+}
 
 }  // namespace
 
 NamespaceSpec preset_trading(std::string name) {
-  return NamespaceSpec{std::move(name),
-                       {dec("qty", 18), dec("avg_price", 18), dec("cost_basis", 18),
-                        dec("realized_pnl", 18), dec("unrealized_pnl", 18), dec("mark_price", 18),
-                        dec("fees", 18)},
-                       0ns, 0ns};
+  return NamespaceSpec{
+      std::move(name),
+      {dec("qty", 18), dec("avg_price", 18), dec("cost_basis", 18), dec("realized_pnl", 18),
+       dec("unrealized_pnl", 18), dec("mark_price", 18), dec("fees", 18)},
+      0ns,
+      0ns};
 }
 
 NamespaceSpec preset_lending(std::string name) {
-  return NamespaceSpec{std::move(name),
-                       {dec("collateral_amount", 0), dec("debt_amount", 0),
-                        dec("liquidation_threshold", 18), dec("health_factor", 18),
-                        i64("last_update_block"), i64("blocks_unhealthy")},
-                       0ns, 0ns};
+  return NamespaceSpec{
+      std::move(name),
+      {dec("collateral_amount", 0), dec("debt_amount", 0), dec("liquidation_threshold", 18),
+       dec("health_factor", 18), i64("last_update_block"), i64("blocks_unhealthy")},
+      0ns,
+      0ns};
 }
 
 NamespaceSpec preset_quote(std::string name) {
@@ -117,7 +140,8 @@ Expected<NamespaceSpec> preset(std::string_view preset_name, std::string name) {
 Expected<bool> validate_namespace_name(std::string_view ns) {
   auto r = check_part("namespace", ns, kMaxNameLen, ns_char, "[a-z0-9_]");
   if (!r) return r;
-  if (!(ns[0] >= 'a' && ns[0] <= 'z')) return fail("namespace " + show(ns) + " must start with a letter [a-z]");
+  if (!(ns[0] >= 'a' && ns[0] <= 'z'))
+    return fail("namespace " + show(ns) + " must start with a letter [a-z]");
   return true;
 }
 
@@ -126,7 +150,8 @@ Expected<bool> validate_account(std::string_view account) {
 }
 
 Expected<bool> validate_instrument(std::string_view instrument) {
-  return check_part("instrument", instrument, kMaxInstrumentLen, instrument_char, "[A-Za-z0-9._/-]");
+  return check_part("instrument", instrument, kMaxInstrumentLen, instrument_char,
+                    "[A-Za-z0-9._/-]");
 }
 
 namespace {
@@ -138,7 +163,9 @@ bool all_in(std::string_view v, std::size_t limit, const Alphabet& a) noexcept {
 }
 }  // namespace
 
-bool valid_account(std::string_view account) noexcept { return all_in(account, kMaxAccountLen, kAccountAlphabet); }
+bool valid_account(std::string_view account) noexcept {
+  return all_in(account, kMaxAccountLen, kAccountAlphabet);
+}
 bool valid_instrument(std::string_view instrument) noexcept {
   return all_in(instrument, kMaxInstrumentLen, kInstrumentAlphabet);
 }
@@ -146,7 +173,8 @@ bool valid_instrument(std::string_view instrument) noexcept {
 Expected<bool> validate(const NamespaceSpec& spec) {
   if (auto r = validate_namespace_name(spec.name); !r) return r;
   const std::string where = "namespace '" + spec.name + "': ";
-  if (spec.fields.empty()) return fail(where + "has no fields: expected 1 to " + std::to_string(kMaxFields));
+  if (spec.fields.empty())
+    return fail(where + "has no fields: expected 1 to " + std::to_string(kMaxFields));
   if (spec.fields.size() > kMaxFields) {
     return fail(where + "has " + std::to_string(spec.fields.size()) + " fields: the limit is " +
                 std::to_string(kMaxFields));
@@ -156,12 +184,16 @@ Expected<bool> validate(const NamespaceSpec& spec) {
     if (auto r = check_part("field name", f.name, kMaxNameLen, ns_char, "[a-z0-9_]"); !r) {
       return fail(where + r.error());
     }
-    if (!seen.insert(f.name).second) return fail(where + "field '" + f.name + "' is declared twice");
-    if (f.name == "version" || f.name == "source_seq" || f.name == "created_at" || f.name == "updated_at") {
-      return fail(where + "field name '" + f.name + "' is reserved (every position carries version, "
+    if (!seen.insert(f.name).second)
+      return fail(where + "field '" + f.name + "' is declared twice");
+    if (f.name == "version" || f.name == "source_seq" || f.name == "created_at" ||
+        f.name == "updated_at") {
+      return fail(where + "field name '" + f.name +
+                  "' is reserved (every position carries version, "
                   "source_seq, created_at and updated_at)");
     }
-    if (f.type != FieldType::decimal && f.type != FieldType::int64 && f.type != FieldType::timestamp) {
+    if (f.type != FieldType::decimal && f.type != FieldType::int64 &&
+        f.type != FieldType::timestamp) {
       return fail(where + "field '" + f.name + "' has an unknown type");
     }
     if (f.type == FieldType::decimal && f.scale > kMaxScale) {

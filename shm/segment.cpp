@@ -24,20 +24,31 @@ namespace bip = boost::interprocess;
 
 std::string_view to_string(AttachStatus s) noexcept {
   switch (s) {
-    case AttachStatus::ok: return "ok";
-    case AttachStatus::not_found: return "not_found";
-    case AttachStatus::initializing: return "initializing";
-    case AttachStatus::too_small: return "too_small";
-    case AttachStatus::foreign_magic: return "foreign_magic";
-    case AttachStatus::version_mismatch: return "version_mismatch";
-    case AttachStatus::fingerprint_mismatch: return "fingerprint_mismatch";
-    case AttachStatus::corrupt: return "corrupt";
-    case AttachStatus::error: return "error";
+    case AttachStatus::ok:
+      return "ok";
+    case AttachStatus::not_found:
+      return "not_found";
+    case AttachStatus::initializing:
+      return "initializing";
+    case AttachStatus::too_small:
+      return "too_small";
+    case AttachStatus::foreign_magic:
+      return "foreign_magic";
+    case AttachStatus::version_mismatch:
+      return "version_mismatch";
+    case AttachStatus::fingerprint_mismatch:
+      return "fingerprint_mismatch";
+    case AttachStatus::corrupt:
+      return "corrupt";
+    case AttachStatus::error:
+      return "error";
   }
   return "unknown";
 }
 
-std::string shm_path(std::string_view name) { return "/dev/shm/" + std::string(name); }
+std::string shm_path(std::string_view name) {
+  return "/dev/shm/" + std::string(name);
+}
 
 bool valid_segment_name(std::string_view name, std::string& message) {
   if (name.empty() || name.size() > 200) {
@@ -61,7 +72,10 @@ bool valid_segment_name(std::string_view name, std::string& message) {
 }
 
 Mapping::Mapping(Mapping&& o) noexcept
-    : base_(o.base_), size_(o.size_), fd_(o.fd_), writable_(o.writable_),
+    : base_(o.base_),
+      size_(o.size_),
+      fd_(o.fd_),
+      writable_(o.writable_),
       collapse_error_(std::move(o.collapse_error_)) {
   o.base_ = nullptr;
   o.size_ = 0;
@@ -83,7 +97,9 @@ Mapping& Mapping::operator=(Mapping&& o) noexcept {
   return *this;
 }
 
-Mapping::~Mapping() { reset(); }
+Mapping::~Mapping() {
+  reset();
+}
 
 void Mapping::reset() noexcept {
   if (base_ != nullptr) ::munmap(base_, size_);
@@ -101,19 +117,22 @@ namespace {
 // with MAP_FIXED, which is safe because the reservation still owns exactly that range.
 void* aligned_range(std::size_t size) noexcept {
   if (size < kHugePageSize) return nullptr;
-  void* r = ::mmap(nullptr, size + kHugePageSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* r = ::mmap(nullptr, size + kHugePageSize, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (r == MAP_FAILED) return nullptr;
   const auto start = reinterpret_cast<std::uintptr_t>(r);
   const std::uintptr_t aligned = (start + kHugePageSize - 1) & ~(std::uintptr_t{kHugePageSize} - 1);
   if (aligned > start) ::munmap(r, aligned - start);
   const std::uintptr_t end = start + size + kHugePageSize;
-  if (end > aligned + size) ::munmap(reinterpret_cast<void*>(aligned + size), end - (aligned + size));
+  if (end > aligned + size)
+    ::munmap(reinterpret_cast<void*>(aligned + size), end - (aligned + size));
   return reinterpret_cast<void*>(aligned);
 }
 
 }  // namespace
 
-Mapping Mapping::map(int fd, std::size_t size, bool writable, std::string_view name, HugePages huge) {
+Mapping Mapping::map(int fd, std::size_t size, bool writable, std::string_view name,
+                     HugePages huge) {
   const int prot = writable ? (PROT_READ | PROT_WRITE) : PROT_READ;
   const bool collapse = huge == HugePages::collapse && writable && size >= kHugePageSize;
   // A 2 MiB-aligned start, so that pages of the file that are huge are mapped huge: one TLB
@@ -123,7 +142,8 @@ Mapping Mapping::map(int fd, std::size_t size, bool writable, std::string_view n
   // kernel entry on the hot path, microseconds each the first time a page is touched). A
   // mapping about to be collapsed is populated after the collapse instead (below): populating
   // 4 KiB pages first would only make the collapse copy them.
-  void* p = ::mmap(want, size, prot, MAP_SHARED | (want ? MAP_FIXED : 0) | (collapse ? 0 : MAP_POPULATE), fd, 0);
+  void* p = ::mmap(want, size, prot,
+                   MAP_SHARED | (want ? MAP_FIXED : 0) | (collapse ? 0 : MAP_POPULATE), fd, 0);
   if (p == MAP_FAILED) {
     const int err = errno;
     if (want != nullptr) ::munmap(want, size);
@@ -188,7 +208,9 @@ std::uint64_t huge_mapped_bytes(const void* base, std::size_t size) {
       continue;
     }
     unsigned long long v = 0;
-    if (in && (std::sscanf(line, "ShmemPmdMapped: %llu kB", &v) == 1 || std::sscanf(line, "FilePmdMapped: %llu kB", &v) == 1)) kb += v;
+    if (in && (std::sscanf(line, "ShmemPmdMapped: %llu kB", &v) == 1 ||
+               std::sscanf(line, "FilePmdMapped: %llu kB", &v) == 1))
+      kb += v;
   }
   std::fclose(f);
   return kb << 10;
@@ -201,8 +223,9 @@ AttachStatus check_header(const SegmentHeader& h, std::size_t mapped_size, std::
     return std::string(b);
   };
   if (h.magic == 0 && h.layout_version == 0) {
-    message = "segment header is still empty: expected state ready, found initializing (a writer "
-              "is creating it; retry)";
+    message =
+        "segment header is still empty: expected state ready, found initializing (a writer "
+        "is creating it; retry)";
     return AttachStatus::initializing;
   }
   if (h.magic != kMagic) {
@@ -240,11 +263,13 @@ AttachStatus check_header(const SegmentHeader& h, std::size_t mapped_size, std::
   }
   const auto state = static_cast<SegmentState>(h.state.load(std::memory_order_acquire));
   if (state == SegmentState::initializing) {
-    message = "segment is initializing: expected state ready, found initializing (writer still "
-              "creating or loading it; retry)";
+    message =
+        "segment is initializing: expected state ready, found initializing (writer still "
+        "creating or loading it; retry)";
     return AttachStatus::initializing;
   }
-  if (state != SegmentState::ready && state != SegmentState::closed && state != SegmentState::retired) {
+  if (state != SegmentState::ready && state != SegmentState::closed &&
+      state != SegmentState::retired) {
     message = "corrupt header: unknown state " + std::to_string(static_cast<unsigned>(state));
     return AttachStatus::corrupt;
   }

@@ -13,14 +13,14 @@ namespace poscache::shm {
 // Outcome of attaching to a segment, stated explicitly (never a bare bool).
 enum class AttachStatus {
   ok,
-  not_found,        // no segment by that name
-  initializing,     // a writer is still creating or loading it
-  too_small,        // shorter than its header says (truncated or not ours)
-  foreign_magic,    // not a poscache segment
-  version_mismatch, // another layout version
+  not_found,             // no segment by that name
+  initializing,          // a writer is still creating or loading it
+  too_small,             // shorter than its header says (truncated or not ours)
+  foreign_magic,         // not a poscache segment
+  version_mismatch,      // another layout version
   fingerprint_mismatch,  // same version, different format (another build, another ABI)
-  corrupt,          // header fields inconsistent with each other
-  error,            // the OS refused (permissions, ...)
+  corrupt,               // header fields inconsistent with each other
+  error,                 // the OS refused (permissions, ...)
 };
 
 std::string_view to_string(AttachStatus s) noexcept;

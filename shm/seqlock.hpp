@@ -36,10 +36,10 @@
 //   dies after W1..W3   slot odd, payload partly new. Readers of it: writer_busy until the
 //                       heartbeat goes stale, then writer_dead — bounded, typed, never torn.
 //                       Re-attach finds the odd seq, puts the saved words back (the others the
-//                       cut write never touched) and publishes the slot as seq s+2 (even, and different from s, so a
-//                       reader that copied at s and straddles the repair still retries).
-//                       An odd slot without a matching undo record cannot happen; if a corrupt
-//                       segment has one, re-attach frees the slot and counts a repair.
+//                       cut write never touched) and publishes the slot as seq s+2 (even, and
+//                       different from s, so a reader that copied at s and straddles the repair
+//                       still retries). An odd slot without a matching undo record cannot happen;
+//                       if a corrupt segment has one, re-attach frees the slot and counts a repair.
 //   dies after W4       the write is complete; the armed undo record refers to an even slot
 //                       and is ignored.
 #pragma once

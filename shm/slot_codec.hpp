@@ -17,18 +17,22 @@ inline constexpr std::size_t kWordVersion = offsetof(SlotPayload, version) / 8;
 inline constexpr std::size_t kWordSourceSeq = offsetof(SlotPayload, source_seq) / 8;
 inline constexpr std::size_t kWordUpdatedAt = offsetof(SlotPayload, updated_at_ns) / 8;
 inline constexpr std::size_t kWordValues = offsetof(SlotPayload, values) / 8;
-static_assert(offsetof(SlotPayload, fields_set) == 8 * kWordMeta + 4, "fields_set: high half of the meta word");
-static_assert(std::endian::native == std::endian::little, "the word views below assume little-endian");
+static_assert(offsetof(SlotPayload, fields_set) == 8 * kWordMeta + 4,
+              "fields_set: high half of the meta word");
+static_assert(std::endian::native == std::endian::little,
+              "the word views below assume little-endian");
 
 inline std::uint32_t meta_fields_set(std::uint64_t meta_word) noexcept {
   return static_cast<std::uint32_t>(meta_word >> 32);
 }
-inline std::uint64_t meta_with_fields_set(std::uint64_t meta_word, std::uint32_t fields_set) noexcept {
+inline std::uint64_t meta_with_fields_set(std::uint64_t meta_word,
+                                          std::uint32_t fields_set) noexcept {
   return (meta_word & 0xFFFF'FFFFull) | (static_cast<std::uint64_t>(fields_set) << 32);
 }
 
 inline int128 field_value(const SlotPayload& p, std::size_t f) noexcept {
-  return static_cast<int128>((static_cast<unsigned __int128>(p.values[f][1]) << 64) | p.values[f][0]);
+  return static_cast<int128>((static_cast<unsigned __int128>(p.values[f][1]) << 64) |
+                             p.values[f][0]);
 }
 
 inline void set_field_value(SlotPayload& p, std::size_t f, int128 v) noexcept {

@@ -1,30 +1,28 @@
 // Helpers shared by the tests: unique segment names that are removed afterwards.
 #pragma once
 
-#include <unistd.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
-#include <cstdint>
-#include <cstring>
 #include <array>
+#include <atomic>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
-#include <boost/interprocess/shared_memory_object.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "poscache/schema.hpp"
 #include "poscache/writer.hpp"
@@ -37,7 +35,8 @@ class ScratchSegment {
  public:
   explicit ScratchSegment(const std::string& tag = "t") {
     static std::atomic<int> counter{0};
-    name_ = "poscache_test_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+    name_ =
+        "poscache_test_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
     cleanup();
   }
   ~ScratchSegment() { cleanup(); }
@@ -114,7 +113,8 @@ inline std::string tmpfs_collapse_unsupported() {
   const auto a = (reinterpret_cast<std::uintptr_t>(r) + k2M - 1) & ~(std::uintptr_t{k2M} - 1);
   if (r == MAP_FAILED || ::ftruncate(fd, k2M) != 0 || ::posix_fallocate(fd, 0, k2M) != 0) {
     why = "cannot set up the probe";
-  } else if (::mmap(reinterpret_cast<void*>(a), k2M, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+  } else if (::mmap(reinterpret_cast<void*>(a), k2M, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+                    fd, 0) == MAP_FAILED) {
     why = std::string("mmap: ") + std::strerror(errno);
   } else if (::madvise(reinterpret_cast<void*>(a), k2M, 25 /* MADV_COLLAPSE */) != 0) {
     why = std::string("MADV_COLLAPSE: ") + std::strerror(errno);
@@ -161,7 +161,8 @@ class RwMapping {
     fd_ = ::shm_open(("/" + name).c_str(), O_RDWR, 0);
     if (fd_ < 0) throw std::runtime_error("shm_open /" + name + ": " + std::strerror(errno));
     struct stat st {};
-    if (::fstat(fd_, &st) != 0) throw std::runtime_error("fstat /" + name + ": " + std::strerror(errno));
+    if (::fstat(fd_, &st) != 0)
+      throw std::runtime_error("fstat /" + name + ": " + std::strerror(errno));
     size_ = static_cast<std::size_t>(st.st_size);
     void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) {
@@ -202,8 +203,10 @@ class EnvGuard {
   }
   ~EnvGuard() {
     for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
-      if (it->second) ::setenv(it->first.c_str(), it->second->c_str(), 1);
-      else ::unsetenv(it->first.c_str());
+      if (it->second)
+        ::setenv(it->first.c_str(), it->second->c_str(), 1);
+      else
+        ::unsetenv(it->first.c_str());
     }
   }
   EnvGuard(const EnvGuard&) = delete;
@@ -211,8 +214,10 @@ class EnvGuard {
   void set(const std::string& k, const std::optional<std::string>& v) {
     const char* old = std::getenv(k.c_str());
     saved_.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
-    if (v) ::setenv(k.c_str(), v->c_str(), 1);
-    else ::unsetenv(k.c_str());
+    if (v)
+      ::setenv(k.c_str(), v->c_str(), 1);
+    else
+      ::unsetenv(k.c_str());
   }
 
  private:
@@ -226,9 +231,9 @@ inline bool skips_allowed() {
   const char* v = std::getenv("POSCACHE_TESTS_NO_SKIP");
   return v == nullptr || *v == '\0' || std::string(v) == "0";
 }
-#define POSCACHE_SKIP_OR_FAIL(why)                                                  \
-  do {                                                                              \
-    if (::poscache::test::skips_allowed()) GTEST_SKIP() << (why);                   \
+#define POSCACHE_SKIP_OR_FAIL(why)                                                   \
+  do {                                                                               \
+    if (::poscache::test::skips_allowed()) GTEST_SKIP() << (why);                    \
     FAIL() << "POSCACHE_TESTS_NO_SKIP is set, so this cannot be skipped: " << (why); \
   } while (0)
 

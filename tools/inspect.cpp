@@ -60,11 +60,11 @@ ordered_json stats_json(const SegmentStats& s) {
   j["segment_bytes"] = s.segment_bytes;
   j["index_buckets"] = s.index_buckets;
   j["change_seq"] = s.change_seq;
-  j["counters"] = {{"inserts", s.inserts},         {"updates", s.updates},
-                   {"evictions", s.evictions},     {"expirations", s.expirations},
-                   {"erases", s.erases},           {"invalidations", s.invalidations},
-                   {"rejects", s.rejects},         {"index_rebuilds", s.index_rebuilds},
-                   {"repairs", s.repairs},         {"tombstones", s.tombstones}};
+  j["counters"] = {{"inserts", s.inserts},     {"updates", s.updates},
+                   {"evictions", s.evictions}, {"expirations", s.expirations},
+                   {"erases", s.erases},       {"invalidations", s.invalidations},
+                   {"rejects", s.rejects},     {"index_rebuilds", s.index_rebuilds},
+                   {"repairs", s.repairs},     {"tombstones", s.tombstones}};
   j["writer"] = {{"pid", s.writer.pid},
                  {"alive", s.writer.alive},
                  {"started_at_ns", s.writer.started_at_ns},
@@ -83,30 +83,38 @@ ordered_json stats_json(const SegmentStats& s) {
 void print_stats(const SegmentStats& s) {
   std::printf("segment      %s  (generation %#llx, %s)\n", s.segment.c_str(),
               static_cast<unsigned long long>(s.generation), s.state.c_str());
-  std::printf("positions    %llu / %llu  (%.1f%% full, %.1f MiB segment)\n",
-              static_cast<unsigned long long>(s.live), static_cast<unsigned long long>(s.capacity),
-              s.capacity ? 100.0 * static_cast<double>(s.live) / static_cast<double>(s.capacity) : 0.0,
-              static_cast<double>(s.segment_bytes) / (1 << 20));
+  std::printf(
+      "positions    %llu / %llu  (%.1f%% full, %.1f MiB segment)\n",
+      static_cast<unsigned long long>(s.live), static_cast<unsigned long long>(s.capacity),
+      s.capacity ? 100.0 * static_cast<double>(s.live) / static_cast<double>(s.capacity) : 0.0,
+      static_cast<double>(s.segment_bytes) / (1 << 20));
   std::printf("writer       pid %lld  %s  heartbeat %s ago  restarts %llu\n",
               static_cast<long long>(s.writer.pid), s.writer.alive ? "alive" : "NOT ALIVE",
-              ms(s.writer.heartbeat_age_ns).c_str(), static_cast<unsigned long long>(s.writer.restarts));
+              ms(s.writer.heartbeat_age_ns).c_str(),
+              static_cast<unsigned long long>(s.writer.restarts));
   std::printf("changes      seq %llu\n", static_cast<unsigned long long>(s.change_seq));
-  std::printf("counters     inserts %llu  updates %llu  evictions %llu  expirations %llu\n",
-              static_cast<unsigned long long>(s.inserts), static_cast<unsigned long long>(s.updates),
-              static_cast<unsigned long long>(s.evictions), static_cast<unsigned long long>(s.expirations));
+  std::printf(
+      "counters     inserts %llu  updates %llu  evictions %llu  expirations %llu\n",
+      static_cast<unsigned long long>(s.inserts), static_cast<unsigned long long>(s.updates),
+      static_cast<unsigned long long>(s.evictions), static_cast<unsigned long long>(s.expirations));
   std::printf("             erases %llu  invalidations %llu  rejects %llu\n",
-              static_cast<unsigned long long>(s.erases), static_cast<unsigned long long>(s.invalidations),
+              static_cast<unsigned long long>(s.erases),
+              static_cast<unsigned long long>(s.invalidations),
               static_cast<unsigned long long>(s.rejects));
   std::printf("index        %llu buckets  %llu tombstones  %llu rebuilds  %llu repairs\n",
-              static_cast<unsigned long long>(s.index_buckets), static_cast<unsigned long long>(s.tombstones),
-              static_cast<unsigned long long>(s.index_rebuilds), static_cast<unsigned long long>(s.repairs));
+              static_cast<unsigned long long>(s.index_buckets),
+              static_cast<unsigned long long>(s.tombstones),
+              static_cast<unsigned long long>(s.index_rebuilds),
+              static_cast<unsigned long long>(s.repairs));
   std::printf("redis        %s  dirty %llu  oldest unsynced %s  synced version %llu%s%s\n",
               s.redis_state.c_str(), static_cast<unsigned long long>(s.redis_dirty),
               ms(s.redis_oldest_unsynced_age_ns).c_str(),
               static_cast<unsigned long long>(s.redis_synced_version),
               s.redis_last_error.empty() ? "" : "  last error: ", s.redis_last_error.c_str());
-  std::printf("journal      %llu removals not yet in Redis  %llu overflowed (kept in memory only)\n",
-              static_cast<unsigned long long>(s.journal_pending), static_cast<unsigned long long>(s.journal_overflows));
+  std::printf(
+      "journal      %llu removals not yet in Redis  %llu overflowed (kept in memory only)\n",
+      static_cast<unsigned long long>(s.journal_pending),
+      static_cast<unsigned long long>(s.journal_overflows));
 }
 
 // A table of positions: key, then each field the namespace has, then version and age.
@@ -120,7 +128,8 @@ void print_table(const Reader& r, const std::vector<Position>& ps) {
       if (!p.has(f)) continue;
       fields += (fields.empty() ? "" : " ") + ns.fields[f].name + "=" + format_field(ns, p, f);
     }
-    rows.push_back({key_string(ns, p), fields, std::to_string(p.version), ms(p.age_ns), p.stale ? "STALE" : ""});
+    rows.push_back({key_string(ns, p), fields, std::to_string(p.version), ms(p.age_ns),
+                    p.stale ? "STALE" : ""});
   }
   std::vector<std::size_t> width(5, 0);
   for (const auto& row : rows) {
@@ -149,9 +158,13 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "machine-readable output");
 
   auto* stats = app.add_subcommand("stats", "header, counters, writer liveness, Redis sync state");
-  auto* health = app.add_subcommand("health", "exit 0 if a live writer owns the segment and its Redis sync keeps up, 1 if the writer is down, 4 if Redis is");
+  auto* health = app.add_subcommand("health",
+                                    "exit 0 if a live writer owns the segment and its Redis sync "
+                                    "keeps up, 1 if the writer is down, 4 if Redis is");
   double max_sync_lag_s = 5.0;
-  health->add_option("--max-sync-lag", max_sync_lag_s, "seconds an unsynced change may wait before Redis counts as degraded (default 5)");
+  health->add_option(
+      "--max-sync-lag", max_sync_lag_s,
+      "seconds an unsynced change may wait before Redis counts as degraded (default 5)");
   auto* get = app.add_subcommand("get", "one position");
   std::string g_ns, g_account, g_instrument;
   get->add_option("namespace", g_ns)->required();
@@ -195,21 +208,32 @@ int main(int argc, char** argv) {
       ordered_json nss = ordered_json::array();
       for (const auto& n : r.namespaces()) {
         ordered_json fields = ordered_json::array();
-        for (const auto& f : n.fields) fields.push_back({{"name", f.name}, {"type", std::string(to_string(f.type))}, {"scale", f.scale}});
-        nss.push_back({{"name", n.name}, {"fields", fields}, {"stale_after_ns", n.stale_after.count()}, {"expire_after_ns", n.expire_after.count()}});
+        for (const auto& f : n.fields)
+          fields.push_back(
+              {{"name", f.name}, {"type", std::string(to_string(f.type))}, {"scale", f.scale}});
+        nss.push_back({{"name", n.name},
+                       {"fields", fields},
+                       {"stale_after_ns", n.stale_after.count()},
+                       {"expire_after_ns", n.expire_after.count()}});
       }
       j["namespaces"] = nss;
       std::printf("%s\n", j.dump(2).c_str());
     } else {
       print_stats(s);
       const std::uint64_t huge = r.huge_page_bytes();
-      std::printf("pages        %s\n", huge > 0 ? ("2 MiB pages: " + std::to_string(huge >> 20) + " of " + std::to_string(s.segment_bytes >> 20) + " MiB").c_str()
-                                               : "4 KiB pages (a random read may also miss the TLB; see the writer's log at start)");
+      std::printf(
+          "pages        %s\n",
+          huge > 0
+              ? ("2 MiB pages: " + std::to_string(huge >> 20) + " of " +
+                 std::to_string(s.segment_bytes >> 20) + " MiB")
+                    .c_str()
+              : "4 KiB pages (a random read may also miss the TLB; see the writer's log at start)");
       for (const auto& n : r.namespaces()) {
         std::string f;
         for (const auto& fs : n.fields) f += (f.empty() ? "" : ", ") + fs.name;
-        std::printf("namespace    %-12s stale_after %s  expire_after %s  fields: %s\n", n.name.c_str(),
-                    ms(n.stale_after.count()).c_str(), ms(n.expire_after.count()).c_str(), f.c_str());
+        std::printf("namespace    %-12s stale_after %s  expire_after %s  fields: %s\n",
+                    n.name.c_str(), ms(n.stale_after.count()).c_str(),
+                    ms(n.expire_after.count()).c_str(), f.c_str());
       }
     }
     return kOk;
@@ -219,18 +243,28 @@ int main(int argc, char** argv) {
     const SegmentStats s = r.stats();
     const bool redis_on = s.redis_state != "off";
     const auto lag_limit = static_cast<std::int64_t>(max_sync_lag_s * 1e9);
-    const bool redis_ok = !redis_on || (s.redis_state == "up" && s.redis_oldest_unsynced_age_ns <= lag_limit);
+    const bool redis_ok =
+        !redis_on || (s.redis_state == "up" && s.redis_oldest_unsynced_age_ns <= lag_limit);
     if (json) {
-      std::printf("%s\n", ordered_json{{"alive", w.alive}, {"pid", w.pid}, {"heartbeat_age_ns", w.heartbeat_age_ns},
-                                       {"redis", {{"state", s.redis_state}, {"ok", redis_ok}, {"last_error", s.redis_last_error},
-                                                  {"dirty", s.redis_dirty}, {"oldest_unsynced_age_ns", s.redis_oldest_unsynced_age_ns}}}}
-                               .dump().c_str());
+      std::printf("%s\n",
+                  ordered_json{{"alive", w.alive},
+                               {"pid", w.pid},
+                               {"heartbeat_age_ns", w.heartbeat_age_ns},
+                               {"redis",
+                                {{"state", s.redis_state},
+                                 {"ok", redis_ok},
+                                 {"last_error", s.redis_last_error},
+                                 {"dirty", s.redis_dirty},
+                                 {"oldest_unsynced_age_ns", s.redis_oldest_unsynced_age_ns}}}}
+                      .dump()
+                      .c_str());
     } else {
       std::printf("writer pid %lld %s (heartbeat %s ago)\n", static_cast<long long>(w.pid),
                   w.alive ? "alive" : "NOT ALIVE", ms(w.heartbeat_age_ns).c_str());
       if (redis_on) {
-        std::printf("redis %s%s: %llu unsynced, oldest %s%s%s\n", s.redis_state.c_str(), redis_ok ? "" : " (DEGRADED)",
-                    static_cast<unsigned long long>(s.redis_dirty), ms(s.redis_oldest_unsynced_age_ns).c_str(),
+        std::printf("redis %s%s: %llu unsynced, oldest %s%s%s\n", s.redis_state.c_str(),
+                    redis_ok ? "" : " (DEGRADED)", static_cast<unsigned long long>(s.redis_dirty),
+                    ms(s.redis_oldest_unsynced_age_ns).c_str(),
                     s.redis_last_error.empty() ? "" : "; last error: ", s.redis_last_error.c_str());
       }
     }
@@ -241,22 +275,28 @@ int main(int argc, char** argv) {
     if (!r.namespace_id(g_ns)) {
       std::string known;
       for (const auto& n : r.namespaces()) known += (known.empty() ? "" : ", ") + n.name;
-      std::fprintf(stderr, "poscache-inspect: unknown namespace '%s': this segment has %s\n", g_ns.c_str(), known.c_str());
+      std::fprintf(stderr, "poscache-inspect: unknown namespace '%s': this segment has %s\n",
+                   g_ns.c_str(), known.c_str());
       return kUsage;
     }
     // A key that cannot exist is a usage error naming the part, not a miss.
     for (const auto& check : {validate_account(g_account), validate_instrument(g_instrument)}) {
       if (!check) {
         std::fprintf(stderr, "poscache-inspect: bad key: %s\n", check.error().c_str());
-        if (json) std::printf("%s\n", ordered_json{{"status", "bad_key"}, {"error", check.error()}}.dump().c_str());
+        if (json)
+          std::printf("%s\n",
+                      ordered_json{{"status", "bad_key"}, {"error", check.error()}}.dump().c_str());
         return kUsage;
       }
     }
     Position p;
     const ReadStatus st = r.get(g_ns, g_account, g_instrument, p);
     if (!has_value(st)) {
-      if (json) std::printf("%s\n", ordered_json{{"status", std::string(to_string(st))}}.dump().c_str());
-      else std::printf("%s:%s:%s: %s\n", g_ns.c_str(), g_account.c_str(), g_instrument.c_str(), std::string(to_string(st)).c_str());
+      if (json)
+        std::printf("%s\n", ordered_json{{"status", std::string(to_string(st))}}.dump().c_str());
+      else
+        std::printf("%s:%s:%s: %s\n", g_ns.c_str(), g_account.c_str(), g_instrument.c_str(),
+                    std::string(to_string(st)).c_str());
       return st == ReadStatus::bad_key ? kUsage : kNotFound;
     }
     if (json) {
@@ -298,7 +338,8 @@ int main(int argc, char** argv) {
       for (const auto& p : ps) std::printf("%s\n", position_json(r, p).dump().c_str());
     } else {
       print_table(r, ps);
-      if (ps.size() < total) std::printf("(%zu of %zu shown; --limit 0 for all)\n", ps.size(), total);
+      if (ps.size() < total)
+        std::printf("(%zu of %zu shown; --limit 0 for all)\n", ps.size(), total);
     }
     return kOk;
   }
@@ -312,13 +353,16 @@ int main(int argc, char** argv) {
       r.scan({}, [&](const Position& p) {
         latest.push_back(p);
         if (latest.size() > static_cast<std::size_t>(top) * 4) {
-          std::partial_sort(latest.begin(), latest.begin() + top, latest.end(),
-                            [](const Position& a, const Position& b) { return a.version > b.version; });
+          std::partial_sort(
+              latest.begin(), latest.begin() + top, latest.end(),
+              [](const Position& a, const Position& b) { return a.version > b.version; });
           latest.resize(static_cast<std::size_t>(top));
         }
       });
-      std::sort(latest.begin(), latest.end(), [](const Position& a, const Position& b) { return a.version > b.version; });
-      if (latest.size() > static_cast<std::size_t>(top)) latest.resize(static_cast<std::size_t>(top));
+      std::sort(latest.begin(), latest.end(),
+                [](const Position& a, const Position& b) { return a.version > b.version; });
+      if (latest.size() > static_cast<std::size_t>(top))
+        latest.resize(static_cast<std::size_t>(top));
       const double secs = interval_ms / 1000.0;
       if (json) {
         ordered_json j = stats_json(s);
@@ -332,10 +376,11 @@ int main(int argc, char** argv) {
         if (tty) std::printf("\033[H\033[2J");
         print_stats(s);
         if (i) {
-          std::printf("rates        %.0f updates/s  %.0f inserts/s  %llu changes since last refresh\n",
-                      static_cast<double>(s.updates - last_updates) / secs,
-                      static_cast<double>(s.inserts - last_inserts) / secs,
-                      static_cast<unsigned long long>(s.change_seq - last_seq));
+          std::printf(
+              "rates        %.0f updates/s  %.0f inserts/s  %llu changes since last refresh\n",
+              static_cast<double>(s.updates - last_updates) / secs,
+              static_cast<double>(s.inserts - last_inserts) / secs,
+              static_cast<unsigned long long>(s.change_seq - last_seq));
         }
         std::printf("\nlatest changes:\n");
         print_table(r, latest);
@@ -351,14 +396,24 @@ int main(int argc, char** argv) {
   if (*verify) {
     const tools::VerifyReport rep = tools::verify(r);
     if (json) {
-      std::printf("%s\n", ordered_json{{"ok", rep.problems.empty()}, {"slots", rep.slots_checked}, {"live", rep.live_slots},
-                                       {"buckets", rep.buckets_checked}, {"tombstones", rep.tombstones}, {"problems", rep.problems}}.dump(2).c_str());
+      std::printf("%s\n", ordered_json{{"ok", rep.problems.empty()},
+                                       {"slots", rep.slots_checked},
+                                       {"live", rep.live_slots},
+                                       {"buckets", rep.buckets_checked},
+                                       {"tombstones", rep.tombstones},
+                                       {"problems", rep.problems}}
+                              .dump(2)
+                              .c_str());
     } else {
       for (const auto& p : rep.problems) std::printf("PROBLEM: %s\n", p.c_str());
       std::printf("verified %llu slots (%llu live) and %llu index buckets (%llu tombstones): %s\n",
-                  static_cast<unsigned long long>(rep.slots_checked), static_cast<unsigned long long>(rep.live_slots),
-                  static_cast<unsigned long long>(rep.buckets_checked), static_cast<unsigned long long>(rep.tombstones),
-                  rep.problems.empty() ? "consistent" : (std::to_string(rep.problems.size()) + " problem(s)").c_str());
+                  static_cast<unsigned long long>(rep.slots_checked),
+                  static_cast<unsigned long long>(rep.live_slots),
+                  static_cast<unsigned long long>(rep.buckets_checked),
+                  static_cast<unsigned long long>(rep.tombstones),
+                  rep.problems.empty()
+                      ? "consistent"
+                      : (std::to_string(rep.problems.size()) + " problem(s)").c_str());
     }
     return rep.problems.empty() ? kOk : kNotFound;
   }

@@ -4,10 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <optional>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,12 +23,18 @@ int main(int argc, char** argv) {
   int seconds = 5, accounts = 100, instruments = 20;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--segment") segment = argv[i + 1];
-    else if (a == "--seconds") seconds = std::atoi(argv[i + 1]);
-    else if (a == "--accounts") accounts = std::atoi(argv[i + 1]);
-    else if (a == "--instruments") instruments = std::atoi(argv[i + 1]);
+    if (a == "--segment")
+      segment = argv[i + 1];
+    else if (a == "--seconds")
+      seconds = std::atoi(argv[i + 1]);
+    else if (a == "--accounts")
+      accounts = std::atoi(argv[i + 1]);
+    else if (a == "--instruments")
+      instruments = std::atoi(argv[i + 1]);
     else {
-      std::fprintf(stderr, "usage: poscache-reader-demo [--segment S] [--seconds N] [--accounts N] [--instruments N]\n");
+      std::fprintf(stderr,
+                   "usage: poscache-reader-demo [--segment S] [--seconds N] [--accounts N] "
+                   "[--instruments N]\n");
       return 2;
     }
   }
@@ -41,7 +47,8 @@ int main(int argc, char** argv) {
   }
   Reader& r = *reader;
   // The keys the demo generator writes (see writer/generator.cpp).
-  static const char* kSymbols[] = {"SOL", "BTC", "ETH", "USDC", "JUP", "BONK", "AAPL", "MSFT", "NVDA", "TSLA"};
+  static const char* kSymbols[] = {"SOL",  "BTC",  "ETH",  "USDC", "JUP",
+                                   "BONK", "AAPL", "MSFT", "NVDA", "TSLA"};
   std::vector<std::string> accts, insts;
   char buf[32];
   for (int i = 0; i < accounts; ++i) {
@@ -49,16 +56,17 @@ int main(int argc, char** argv) {
     accts.emplace_back(buf);
   }
   for (int i = 0; i < instruments; ++i) {
-    if (i < 10) insts.emplace_back(kSymbols[i]);
+    if (i < 10)
+      insts.emplace_back(kSymbols[i]);
     else {
       std::snprintf(buf, sizeof buf, "INS%05d", i);
       insts.emplace_back(buf);
     }
   }
   const NamespaceId spot = r.namespace_id("spot").value_or(0);
-  std::printf("reader pid %d mapped '%s' read-only: %zu namespaces, writer pid %lld %s\n", static_cast<int>(::getpid()),
-              segment.c_str(), r.namespaces().size(), static_cast<long long>(r.writer().pid),
-              r.writer().alive ? "alive" : "not alive");
+  std::printf("reader pid %d mapped '%s' read-only: %zu namespaces, writer pid %lld %s\n",
+              static_cast<int>(::getpid()), segment.c_str(), r.namespaces().size(),
+              static_cast<long long>(r.writer().pid), r.writer().alive ? "alive" : "not alive");
   std::uint64_t x = 88172645463325252ull;
   for (int s = 0; s < seconds; ++s) {
     std::uint64_t counts[8] = {};
@@ -73,7 +81,8 @@ int main(int argc, char** argv) {
       const std::int64_t t0 = shm::monotonic_ns();
       for (int k = 0; k < 64; ++k) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        const ReadStatus st = r.get(spot, accts[x % accts.size()], insts[(x >> 32) % insts.size()], p);
+        const ReadStatus st =
+            r.get(spot, accts[x % accts.size()], insts[(x >> 32) % insts.size()], p);
         ++counts[static_cast<int>(st)];
         if (has_value(st) && !have_sample) {
           sample = p;
@@ -84,21 +93,27 @@ int main(int argc, char** argv) {
       reads += 64;
     }
     std::sort(lat.begin(), lat.end());
-    std::printf("%6.2f M gets/s  ok %llu  stale %llu  not_found %llu  busy %llu  | mean of 64: p50 %lld ns  p99 %lld ns\n",
-                static_cast<double>(reads) / 1e6, static_cast<unsigned long long>(counts[0]),
-                static_cast<unsigned long long>(counts[1]), static_cast<unsigned long long>(counts[2]),
-                static_cast<unsigned long long>(counts[3] + counts[4]),
-                static_cast<long long>(lat[lat.size() / 2]), static_cast<long long>(lat[lat.size() * 99 / 100]));
+    std::printf(
+        "%6.2f M gets/s  ok %llu  stale %llu  not_found %llu  busy %llu  | mean of 64: p50 %lld ns "
+        " p99 %lld ns\n",
+        static_cast<double>(reads) / 1e6, static_cast<unsigned long long>(counts[0]),
+        static_cast<unsigned long long>(counts[1]), static_cast<unsigned long long>(counts[2]),
+        static_cast<unsigned long long>(counts[3] + counts[4]),
+        static_cast<long long>(lat[lat.size() / 2]),
+        static_cast<long long>(lat[lat.size() * 99 / 100]));
     if (have_sample) {
       const NamespaceInfo& ns = r.namespace_info(sample.ns);
-      std::printf("         e.g. %s qty=%s avg_price=%s version %llu, %.1f ms old\n", key_string(ns, sample).c_str(),
-                  format_field(ns, sample, 0).c_str(), format_field(ns, sample, 1).c_str(),
-                  static_cast<unsigned long long>(sample.version), static_cast<double>(sample.age_ns) / 1e6);
+      std::printf("         e.g. %s qty=%s avg_price=%s version %llu, %.1f ms old\n",
+                  key_string(ns, sample).c_str(), format_field(ns, sample, 0).c_str(),
+                  format_field(ns, sample, 1).c_str(),
+                  static_cast<unsigned long long>(sample.version),
+                  static_cast<double>(sample.age_ns) / 1e6);
     }
   }
   const std::uint64_t seen = r.change_sequence();
   const bool changed = r.wait_for_change(seen, std::chrono::seconds(1));
-  std::printf("wait_for_change: %s (change sequence %llu -> %llu)\n", changed ? "woken by the writer" : "timed out",
-              static_cast<unsigned long long>(seen), static_cast<unsigned long long>(r.change_sequence()));
+  std::printf("wait_for_change: %s (change sequence %llu -> %llu)\n",
+              changed ? "woken by the writer" : "timed out", static_cast<unsigned long long>(seen),
+              static_cast<unsigned long long>(r.change_sequence()));
   return 0;
 }

@@ -17,7 +17,9 @@ using namespace shm;
 
 namespace {
 
-std::string slot_name(std::uint64_t s) { return "slot " + std::to_string(s); }
+std::string slot_name(std::uint64_t s) {
+  return "slot " + std::to_string(s);
+}
 
 VerifyReport one_pass(const Reader& reader) {
   VerifyReport r;
@@ -38,7 +40,8 @@ VerifyReport one_pass(const Reader& reader) {
     ++r.slots_checked;
     std::uint64_t seq = 0;
     if (!read_bounded(slots[s], words, kPayloadWords, seq)) {
-      r.problems.push_back(slot_name(s) + ": stuck mid-write (odd sequence " + std::to_string(slots[s].seq.load()) + ")");
+      r.problems.push_back(slot_name(s) + ": stuck mid-write (odd sequence " +
+                           std::to_string(slots[s].seq.load()) + ")");
       continue;
     }
     SlotPayload p;
@@ -46,23 +49,37 @@ VerifyReport one_pass(const Reader& reader) {
     if (p.ns == kFreeNamespace) continue;
     ++r.live_slots;
     if (p.ns >= infos.size()) {
-      r.problems.push_back(slot_name(s) + ": namespace id " + std::to_string(p.ns) + " is not in the header");
+      r.problems.push_back(slot_name(s) + ": namespace id " + std::to_string(p.ns) +
+                           " is not in the header");
       continue;
     }
     const std::string_view account(p.account, std::min<std::size_t>(p.account_len, kMaxAccountLen));
-    const std::string_view instrument(p.instrument, std::min<std::size_t>(p.instrument_len, kMaxInstrumentLen));
-    const std::string key = infos[p.ns].name + ":" + std::string(account) + ":" + std::string(instrument);
-    if (auto ok = validate_account(account); !ok) r.problems.push_back(slot_name(s) + ": " + ok.error());
-    if (auto ok = validate_instrument(instrument); !ok) r.problems.push_back(slot_name(s) + ": " + ok.error());
+    const std::string_view instrument(p.instrument,
+                                      std::min<std::size_t>(p.instrument_len, kMaxInstrumentLen));
+    const std::string key =
+        infos[p.ns].name + ":" + std::string(account) + ":" + std::string(instrument);
+    if (auto ok = validate_account(account); !ok)
+      r.problems.push_back(slot_name(s) + ": " + ok.error());
+    if (auto ok = validate_instrument(instrument); !ok)
+      r.problems.push_back(slot_name(s) + ": " + ok.error());
     if (p.account_len > kMaxAccountLen || p.instrument_len > kMaxInstrumentLen) continue;
     const std::uint64_t hash = key_hash(p.ns, account, instrument);
-    if (hash != p.key_hash) r.problems.push_back(slot_name(s) + " (" + key + "): stored hash does not match its key");
+    if (hash != p.key_hash)
+      r.problems.push_back(slot_name(s) + " (" + key + "): stored hash does not match its key");
     const std::size_t nf = infos[p.ns].fields.size();
-    if (nf < 32 && (p.fields_set >> nf) != 0) r.problems.push_back(slot_name(s) + " (" + key + "): fields_set has bits beyond the schema's " + std::to_string(nf) + " fields");
-    if (p.updated_at_ns < p.created_at_ns) r.problems.push_back(slot_name(s) + " (" + key + "): updated_at before created_at");
-    if (!keys.insert(key).second) r.problems.push_back(slot_name(s) + " (" + key + "): the key is held by another slot too");
-    const bool found = probe(index, mask, h.capacity, hash, [&](std::uint32_t o) { return o == s; });
-    if (!found) r.problems.push_back(slot_name(s) + " (" + key + "): not reachable through the index (a reader would miss it)");
+    if (nf < 32 && (p.fields_set >> nf) != 0)
+      r.problems.push_back(slot_name(s) + " (" + key +
+                           "): fields_set has bits beyond the schema's " + std::to_string(nf) +
+                           " fields");
+    if (p.updated_at_ns < p.created_at_ns)
+      r.problems.push_back(slot_name(s) + " (" + key + "): updated_at before created_at");
+    if (!keys.insert(key).second)
+      r.problems.push_back(slot_name(s) + " (" + key + "): the key is held by another slot too");
+    const bool found =
+        probe(index, mask, h.capacity, hash, [&](std::uint32_t o) { return o == s; });
+    if (!found)
+      r.problems.push_back(slot_name(s) + " (" + key +
+                           "): not reachable through the index (a reader would miss it)");
     hash_of[s] = hash;
     live[s] = true;
   }
@@ -80,21 +97,25 @@ VerifyReport one_pass(const Reader& reader) {
     }
     const std::uint64_t s = ref - 1u;
     if (s >= h.capacity) {
-      r.problems.push_back("bucket " + std::to_string(i) + ": points at slot " + std::to_string(s) + " beyond capacity");
+      r.problems.push_back("bucket " + std::to_string(i) + ": points at slot " + std::to_string(s) +
+                           " beyond capacity");
     } else if (!live[s]) {
       r.problems.push_back("bucket " + std::to_string(i) + ": points at free " + slot_name(s));
     } else if (bucket_tag(hash_of[s]) != bucket_tag(b)) {
-      r.problems.push_back("bucket " + std::to_string(i) + ": tag does not match " + slot_name(s) + "'s hash");
+      r.problems.push_back("bucket " + std::to_string(i) + ": tag does not match " + slot_name(s) +
+                           "'s hash");
     } else if (bucket_of[s] != ~std::uint64_t{0}) {
-      r.problems.push_back("bucket " + std::to_string(i) + ": points at " + slot_name(s) + ", as bucket " +
-                           std::to_string(bucket_of[s]) + " does (one slot, two buckets)");
+      r.problems.push_back("bucket " + std::to_string(i) + ": points at " + slot_name(s) +
+                           ", as bucket " + std::to_string(bucket_of[s]) +
+                           " does (one slot, two buckets)");
     } else {
       bucket_of[s] = i;
     }
   }
   const std::uint64_t counted = h.live_count.load(std::memory_order_relaxed);
   if (counted != r.live_slots) {
-    r.problems.push_back("header counts " + std::to_string(counted) + " live positions, slots hold " + std::to_string(r.live_slots));
+    r.problems.push_back("header counts " + std::to_string(counted) +
+                         " live positions, slots hold " + std::to_string(r.live_slots));
   }
   // The journal (shm/layout.hpp): tail first, then head; both only grow, so head >= tail and at
   // most `entries` apart in a sound journal, whatever the writer does meanwhile.
@@ -103,10 +124,11 @@ VerifyReport one_pass(const Reader& reader) {
   const std::uint64_t tail = j->tail.load(std::memory_order_acquire);
   const std::uint64_t head = j->head.load(std::memory_order_acquire);
   if (head < tail) {
-    r.problems.push_back("journal: head " + std::to_string(head) + " is behind tail " + std::to_string(tail));
+    r.problems.push_back("journal: head " + std::to_string(head) + " is behind tail " +
+                         std::to_string(tail));
   } else if (head - tail > g.journal_entries) {
-    r.problems.push_back("journal: " + std::to_string(head - tail) + " pending entries exceed its " +
-                         std::to_string(g.journal_entries));
+    r.problems.push_back("journal: " + std::to_string(head - tail) +
+                         " pending entries exceed its " + std::to_string(g.journal_entries));
   }
   return r;
 }

@@ -23,7 +23,9 @@ class AccountHeads {
   }
 
   // Hash 0 is remapped so 0 can mean "empty".
-  static std::uint64_t key(std::uint64_t account_hash) noexcept { return account_hash ? account_hash : 1; }
+  static std::uint64_t key(std::uint64_t account_hash) noexcept {
+    return account_hash ? account_hash : 1;
+  }
 
   void prefetch(std::uint64_t account_hash) const noexcept {
     __builtin_prefetch(&keys_[key(account_hash) & mask_]);

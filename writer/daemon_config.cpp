@@ -18,16 +18,25 @@ Expected<std::chrono::nanoseconds> parse_duration(std::string_view text) {
   const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   const std::string_view unit(ptr, static_cast<std::size_t>(text.data() + text.size() - ptr));
   if (ec != std::errc() || n < 0) {
-    return fail("duration '" + std::string(text) + "' must be a non-negative integer with a unit (ns, us, ms, s, m, h)");
+    return fail("duration '" + std::string(text) +
+                "' must be a non-negative integer with a unit (ns, us, ms, s, m, h)");
   }
   std::int64_t mult = 0;
-  if (unit == "ns") mult = 1;
-  else if (unit == "us") mult = 1'000;
-  else if (unit == "ms") mult = 1'000'000;
-  else if (unit == "s") mult = 1'000'000'000;
-  else if (unit == "m") mult = 60'000'000'000;
-  else if (unit == "h") mult = 3'600'000'000'000;
-  else return fail("duration '" + std::string(text) + "' has unit '" + std::string(unit) + "': expected ns, us, ms, s, m or h");
+  if (unit == "ns")
+    mult = 1;
+  else if (unit == "us")
+    mult = 1'000;
+  else if (unit == "ms")
+    mult = 1'000'000;
+  else if (unit == "s")
+    mult = 1'000'000'000;
+  else if (unit == "m")
+    mult = 60'000'000'000;
+  else if (unit == "h")
+    mult = 3'600'000'000'000;
+  else
+    return fail("duration '" + std::string(text) + "' has unit '" + std::string(unit) +
+                "': expected ns, us, ms, s, m or h");
   if (n > INT64_MAX / mult) return fail("duration '" + std::string(text) + "' is too long");
   return std::chrono::nanoseconds{n * mult};
 }
@@ -36,7 +45,8 @@ namespace {
 
 [[noreturn]] void bad(const std::string& origin, const toml::node& node, const std::string& msg) {
   const auto& src = node.source();
-  throw Error(origin + ":" + std::to_string(src.begin.line) + ":" + std::to_string(src.begin.column) + ": " + msg);
+  throw Error(origin + ":" + std::to_string(src.begin.line) + ":" +
+              std::to_string(src.begin.column) + ": " + msg);
 }
 
 void only_keys(const std::string& origin, const toml::table& t, std::string_view where,
@@ -47,15 +57,20 @@ void only_keys(const std::string& origin, const toml::table& t, std::string_view
     if (!ok) {
       std::string list;
       for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      bad(origin, v, "unknown key '" + std::string(k.str()) + "' in " + std::string(where) + " (known: " + list + ")");
+      bad(origin, v,
+          "unknown key '" + std::string(k.str()) + "' in " + std::string(where) +
+              " (known: " + list + ")");
     }
   }
 }
 
-std::int64_t integer(const std::string& origin, const toml::node& n, std::string_view key, std::int64_t min, std::int64_t max) {
+std::int64_t integer(const std::string& origin, const toml::node& n, std::string_view key,
+                     std::int64_t min, std::int64_t max) {
   const auto v = n.value<std::int64_t>();
   if (!v || *v < min || *v > max) {
-    bad(origin, n, detail::quoted(key) + " must be an integer from " + std::to_string(min) + " to " + std::to_string(max));
+    bad(origin, n,
+        detail::quoted(key) + " must be an integer from " + std::to_string(min) + " to " +
+            std::to_string(max));
   }
   return *v;
 }
@@ -72,7 +87,8 @@ std::string text(const std::string& origin, const toml::node& n, std::string_vie
   return *v;
 }
 
-std::chrono::nanoseconds duration(const std::string& origin, const toml::node& n, std::string_view key) {
+std::chrono::nanoseconds duration(const std::string& origin, const toml::node& n,
+                                  std::string_view key) {
   if (const auto i = n.value<std::int64_t>(); i && *i == 0) return std::chrono::nanoseconds{0};
   const auto d = parse_duration(text(origin, n, key));
   if (!d) bad(origin, n, "'" + std::string(key) + "': " + d.error());
@@ -82,18 +98,21 @@ std::chrono::nanoseconds duration(const std::string& origin, const toml::node& n
 mode_t parse_mode(const std::string& s, const std::string& where) {
   char* end = nullptr;
   const unsigned long v = std::strtoul(s.c_str(), &end, 8);
-  if (s.empty() || *end != '\0' || v > 0777) throw Error(where + ": mode '" + s + "' must be octal permission bits such as 0640");
+  if (s.empty() || *end != '\0' || v > 0777)
+    throw Error(where + ": mode '" + s + "' must be octal permission bits such as 0640");
   return static_cast<mode_t>(v);
 }
 
 NamespaceSpec namespace_from(const std::string& origin, const toml::table& t) {
-  only_keys(origin, t, "[[namespace]]", {"name", "preset", "fields", "stale_after", "expire_after"});
+  only_keys(origin, t, "[[namespace]]",
+            {"name", "preset", "fields", "stale_after", "expire_after"});
   const toml::node* name = t.get("name");
   if (name == nullptr) bad(origin, t, "[[namespace]] needs a 'name'");
   NamespaceSpec spec;
   const std::string n = text(origin, *name, "name");
   if (const toml::node* p = t.get("preset")) {
-    if (t.get("fields") != nullptr) bad(origin, *p, "namespace '" + n + "': give either 'preset' or 'fields', not both");
+    if (t.get("fields") != nullptr)
+      bad(origin, *p, "namespace '" + n + "': give either 'preset' or 'fields', not both");
     auto ps = preset(text(origin, *p, "preset"), n);
     if (!ps) bad(origin, *p, ps.error());
     spec = *ps;
@@ -101,24 +120,34 @@ NamespaceSpec namespace_from(const std::string& origin, const toml::table& t) {
     spec.name = n;
     for (const auto& f : *fields) {
       const toml::table* ft = f.as_table();
-      if (ft == nullptr) bad(origin, f, "namespace '" + n + "': each field is a table {name, type, scale}");
+      if (ft == nullptr)
+        bad(origin, f, "namespace '" + n + "': each field is a table {name, type, scale}");
       only_keys(origin, *ft, "a field", {"name", "type", "scale"});
       FieldSpec fs;
-      if (ft->get("name") == nullptr || ft->get("type") == nullptr) bad(origin, f, "namespace '" + n + "': a field needs 'name' and 'type'");
+      if (ft->get("name") == nullptr || ft->get("type") == nullptr)
+        bad(origin, f, "namespace '" + n + "': a field needs 'name' and 'type'");
       fs.name = text(origin, *ft->get("name"), "name");
       const std::string type = text(origin, *ft->get("type"), "type");
-      if (type == "decimal") fs.type = FieldType::decimal;
-      else if (type == "int64") fs.type = FieldType::int64;
-      else if (type == "timestamp") fs.type = FieldType::timestamp;
-      else bad(origin, *ft->get("type"), "field '" + fs.name + "': type '" + type + "' is not decimal, int64 or timestamp");
-      if (const toml::node* sc = ft->get("scale")) fs.scale = static_cast<std::uint8_t>(integer(origin, *sc, "scale", 0, kMaxScale));
+      if (type == "decimal")
+        fs.type = FieldType::decimal;
+      else if (type == "int64")
+        fs.type = FieldType::int64;
+      else if (type == "timestamp")
+        fs.type = FieldType::timestamp;
+      else
+        bad(origin, *ft->get("type"),
+            "field '" + fs.name + "': type '" + type + "' is not decimal, int64 or timestamp");
+      if (const toml::node* sc = ft->get("scale"))
+        fs.scale = static_cast<std::uint8_t>(integer(origin, *sc, "scale", 0, kMaxScale));
       spec.fields.push_back(fs);
     }
   } else {
     bad(origin, t, "namespace '" + n + "' needs a 'preset' (trading, lending, quote) or 'fields'");
   }
-  if (const toml::node* s = t.get("stale_after")) spec.stale_after = duration(origin, *s, "stale_after");
-  if (const toml::node* e = t.get("expire_after")) spec.expire_after = duration(origin, *e, "expire_after");
+  if (const toml::node* s = t.get("stale_after"))
+    spec.stale_after = duration(origin, *s, "stale_after");
+  if (const toml::node* e = t.get("expire_after"))
+    spec.expire_after = duration(origin, *e, "expire_after");
   if (auto ok = validate(spec); !ok) bad(origin, t, ok.error());
   return spec;
 }
@@ -131,16 +160,22 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
     root = toml::parse(toml_text, origin);
   } catch (const toml::parse_error& e) {
     const auto& src = e.source();
-    throw Error(origin + ":" + std::to_string(src.begin.line) + ":" + std::to_string(src.begin.column) + ": " + std::string(e.description()));
+    throw Error(origin + ":" + std::to_string(src.begin.line) + ":" +
+                std::to_string(src.begin.column) + ": " + std::string(e.description()));
   }
-  only_keys(origin, root, "the top level", {"segment", "namespace", "generator", "daemon", "redis"});
+  only_keys(origin, root, "the top level",
+            {"segment", "namespace", "generator", "daemon", "redis"});
   if (const toml::table* seg = root["segment"].as_table()) {
-    only_keys(origin, *seg, "[segment]", {"name", "capacity", "mode", "heartbeat_interval", "recreate", "huge_pages"});
+    only_keys(origin, *seg, "[segment]",
+              {"name", "capacity", "mode", "heartbeat_interval", "recreate", "huge_pages"});
     if (auto* n = seg->get("name")) c.writer.segment = text(origin, *n, "name");
-    if (auto* n = seg->get("capacity")) c.writer.capacity = static_cast<std::uint64_t>(integer(origin, *n, "capacity", 1, 1ll << 31));
+    if (auto* n = seg->get("capacity"))
+      c.writer.capacity = static_cast<std::uint64_t>(integer(origin, *n, "capacity", 1, 1ll << 31));
     if (auto* n = seg->get("mode")) c.writer.mode = parse_mode(text(origin, *n, "mode"), origin);
-    if (auto* n = seg->get("heartbeat_interval")) c.writer.heartbeat_interval = duration(origin, *n, "heartbeat_interval");
-    if (auto* n = seg->get("recreate")) c.writer.recreate_on_mismatch = boolean(origin, *n, "recreate");
+    if (auto* n = seg->get("heartbeat_interval"))
+      c.writer.heartbeat_interval = duration(origin, *n, "heartbeat_interval");
+    if (auto* n = seg->get("recreate"))
+      c.writer.recreate_on_mismatch = boolean(origin, *n, "recreate");
     if (auto* n = seg->get("huge_pages")) c.writer.huge_pages = boolean(origin, *n, "huge_pages");
   }
   if (const toml::array* nss = root["namespace"].as_array()) {
@@ -150,22 +185,30 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
       const toml::table* t = n.as_table();
       if (t == nullptr) bad(origin, n, "[[namespace]] entries are tables");
       NamespaceSpec spec = namespace_from(origin, *t);
-      if (!seen.insert(spec.name).second) bad(origin, n, "namespace '" + spec.name + "' is declared twice");
+      if (!seen.insert(spec.name).second)
+        bad(origin, n, "namespace '" + spec.name + "' is declared twice");
       c.writer.namespaces.push_back(std::move(spec));
     }
   }
   if (const toml::table* g = root["generator"].as_table()) {
     only_keys(origin, *g, "[generator]", {"enabled", "rate", "accounts", "instruments", "seed"});
     if (auto* n = g->get("enabled")) c.generator.enabled = boolean(origin, *n, "enabled");
-    if (auto* n = g->get("rate")) c.generator.rate = static_cast<double>(integer(origin, *n, "rate", 1, 100'000'000));
-    if (auto* n = g->get("accounts")) c.generator.accounts = static_cast<std::uint32_t>(integer(origin, *n, "accounts", 1, 100'000'000));
-    if (auto* n = g->get("instruments")) c.generator.instruments = static_cast<std::uint32_t>(integer(origin, *n, "instruments", 1, 100'000));
-    if (auto* n = g->get("seed")) c.generator.seed = static_cast<std::uint64_t>(integer(origin, *n, "seed", 0, INT64_MAX));
+    if (auto* n = g->get("rate"))
+      c.generator.rate = static_cast<double>(integer(origin, *n, "rate", 1, 100'000'000));
+    if (auto* n = g->get("accounts"))
+      c.generator.accounts =
+          static_cast<std::uint32_t>(integer(origin, *n, "accounts", 1, 100'000'000));
+    if (auto* n = g->get("instruments"))
+      c.generator.instruments =
+          static_cast<std::uint32_t>(integer(origin, *n, "instruments", 1, 100'000));
+    if (auto* n = g->get("seed"))
+      c.generator.seed = static_cast<std::uint64_t>(integer(origin, *n, "seed", 0, INT64_MAX));
   }
   if (const toml::table* r = root["redis"].as_table()) {
-    only_keys(origin, *r, "[redis]", {"enabled", "host", "port", "unix_socket", "db", "username", "password",
-                                      "connect_timeout", "command_timeout", "prefix", "flush_interval",
-                                      "batch_size", "warm_start", "close_timeout"});
+    only_keys(origin, *r, "[redis]",
+              {"enabled", "host", "port", "unix_socket", "db", "username", "password",
+               "connect_timeout", "command_timeout", "prefix", "flush_interval", "batch_size",
+               "warm_start", "close_timeout"});
     RedisConfig& rc = c.writer.redis ? *c.writer.redis : c.writer.redis.emplace();
     auto ms = [&](const toml::node& n, std::string_view key) {
       return std::chrono::duration_cast<std::chrono::milliseconds>(duration(origin, n, key));
@@ -180,10 +223,12 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
     if (auto* n = r->get("command_timeout")) rc.command_timeout = ms(*n, "command_timeout");
     if (auto* n = r->get("prefix")) rc.prefix = text(origin, *n, "prefix");
     if (auto* n = r->get("flush_interval")) rc.flush_interval = ms(*n, "flush_interval");
-    if (auto* n = r->get("batch_size")) rc.batch_size = static_cast<std::size_t>(integer(origin, *n, "batch_size", 1, 100'000));
+    if (auto* n = r->get("batch_size"))
+      rc.batch_size = static_cast<std::size_t>(integer(origin, *n, "batch_size", 1, 100'000));
     if (auto* n = r->get("warm_start")) rc.warm_start = boolean(origin, *n, "warm_start");
     if (auto* n = r->get("close_timeout")) rc.close_timeout = ms(*n, "close_timeout");
-    if (auto* n = r->get("enabled"); n != nullptr && !boolean(origin, *n, "enabled")) c.writer.redis.reset();
+    if (auto* n = r->get("enabled"); n != nullptr && !boolean(origin, *n, "enabled"))
+      c.writer.redis.reset();
     if (c.writer.redis) {
       if (auto ok = validate(*c.writer.redis); !ok) bad(origin, *r, ok.error());
     }
@@ -191,7 +236,8 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
   if (const toml::table* d = root["daemon"].as_table()) {
     only_keys(origin, *d, "[daemon]", {"log_level", "stats_interval", "run_for"});
     if (auto* n = d->get("log_level")) c.log_level = text(origin, *n, "log_level");
-    if (auto* n = d->get("stats_interval")) c.stats_interval = duration(origin, *n, "stats_interval");
+    if (auto* n = d->get("stats_interval"))
+      c.stats_interval = duration(origin, *n, "stats_interval");
     if (auto* n = d->get("run_for")) c.run_for = duration(origin, *n, "run_for");
   }
 }
@@ -212,42 +258,56 @@ void load_env(DaemonConfig& c) {
   if (const char* v = std::getenv("POSCACHE_CAPACITY"); v && *v) {
     char* end = nullptr;
     const unsigned long long cap = std::strtoull(v, &end, 10);
-    if (*end != '\0' || cap == 0) throw Error("POSCACHE_CAPACITY='" + std::string(v) + "' is not a positive integer");
+    if (*end != '\0' || cap == 0)
+      throw Error("POSCACHE_CAPACITY='" + std::string(v) + "' is not a positive integer");
     c.writer.capacity = cap;
   }
-  if (const char* v = std::getenv("POSCACHE_MODE"); v && *v) c.writer.mode = parse_mode(v, "POSCACHE_MODE");
+  if (const char* v = std::getenv("POSCACHE_MODE"); v && *v)
+    c.writer.mode = parse_mode(v, "POSCACHE_MODE");
   if (const char* v = std::getenv("POSCACHE_LOG_LEVEL"); v && *v) c.log_level = v;
   if (const char* v = std::getenv("POSCACHE_HUGE_PAGES"); v && *v) {
     const std::string s = v;
-    if (s == "off" || s == "0" || s == "false") c.writer.huge_pages = false;
-    else if (s == "on" || s == "1" || s == "true") c.writer.huge_pages = true;
-    else throw Error("POSCACHE_HUGE_PAGES='" + s + "' must be on or off");
+    if (s == "off" || s == "0" || s == "false")
+      c.writer.huge_pages = false;
+    else if (s == "on" || s == "1" || s == "true")
+      c.writer.huge_pages = true;
+    else
+      throw Error("POSCACHE_HUGE_PAGES='" + s + "' must be on or off");
   }
   // Redis: any POSCACHE_REDIS_* turns it on; POSCACHE_REDIS=off turns it off.
   auto env_int = [](const char* name, const char* v, long lo, long hi) {
     char* end = nullptr;
     const long x = std::strtol(v, &end, 10);
     if (*end != '\0' || x < lo || x > hi) {
-      throw Error(std::string(name) + "='" + v + "' is not an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
+      throw Error(std::string(name) + "='" + v + "' is not an integer from " + std::to_string(lo) +
+                  " to " + std::to_string(hi));
     }
     return x;
   };
-  auto redis = [&]() -> RedisConfig& { return c.writer.redis ? *c.writer.redis : c.writer.redis.emplace(); };
+  auto redis = [&]() -> RedisConfig& {
+    return c.writer.redis ? *c.writer.redis : c.writer.redis.emplace();
+  };
   if (const char* v = std::getenv("POSCACHE_REDIS_HOST"); v && *v) redis().host = v;
-  if (const char* v = std::getenv("POSCACHE_REDIS_PORT"); v && *v) redis().port = static_cast<int>(env_int("POSCACHE_REDIS_PORT", v, 1, 65535));
+  if (const char* v = std::getenv("POSCACHE_REDIS_PORT"); v && *v)
+    redis().port = static_cast<int>(env_int("POSCACHE_REDIS_PORT", v, 1, 65535));
   if (const char* v = std::getenv("POSCACHE_REDIS_SOCKET"); v && *v) redis().unix_socket = v;
-  if (const char* v = std::getenv("POSCACHE_REDIS_DB"); v && *v) redis().db = static_cast<int>(env_int("POSCACHE_REDIS_DB", v, 0, 1 << 20));
+  if (const char* v = std::getenv("POSCACHE_REDIS_DB"); v && *v)
+    redis().db = static_cast<int>(env_int("POSCACHE_REDIS_DB", v, 0, 1 << 20));
   if (const char* v = std::getenv("POSCACHE_REDIS_USERNAME"); v && *v) redis().username = v;
   if (const char* v = std::getenv("POSCACHE_REDIS_PASSWORD"); v && *v) redis().password = v;
   if (const char* v = std::getenv("POSCACHE_REDIS_PREFIX"); v && *v) redis().prefix = v;
   if (const char* v = std::getenv("POSCACHE_REDIS"); v && *v) {
     const std::string s(v);
-    if (s == "off" || s == "0" || s == "false") c.writer.redis.reset();
-    else if (s == "on" || s == "1" || s == "true") redis();
-    else throw Error("POSCACHE_REDIS='" + s + "' must be on or off");
+    if (s == "off" || s == "0" || s == "false")
+      c.writer.redis.reset();
+    else if (s == "on" || s == "1" || s == "true")
+      redis();
+    else
+      throw Error("POSCACHE_REDIS='" + s + "' must be on or off");
   }
   if (c.writer.redis) {
-    if (auto ok = validate(*c.writer.redis); !ok) throw Error("redis settings from the environment: " + ok.error());
+    if (auto ok = validate(*c.writer.redis); !ok)
+      throw Error("redis settings from the environment: " + ok.error());
   }
 }
 
@@ -259,8 +319,8 @@ std::string duration_text(std::chrono::nanoseconds d) {
     std::int64_t ns;
     const char* name;
   };
-  for (const Unit u : {Unit{3'600'000'000'000, "h"}, Unit{60'000'000'000, "m"}, Unit{1'000'000'000, "s"},
-                       Unit{1'000'000, "ms"}, Unit{1'000, "us"}}) {
+  for (const Unit u : {Unit{3'600'000'000'000, "h"}, Unit{60'000'000'000, "m"},
+                       Unit{1'000'000'000, "s"}, Unit{1'000'000, "ms"}, Unit{1'000, "us"}}) {
     if (n % u.ns == 0) return std::to_string(n / u.ns) + u.name;
   }
   return std::to_string(n) + "ns";
@@ -291,10 +351,12 @@ std::string print_config(const DaemonConfig& c) {
     std::string fields;
     for (const FieldSpec& f : n.fields) {
       fields += (fields.empty() ? "" : ", ") + f.name + ":" + std::string(to_string(f.type));
-      if (f.type == FieldType::decimal) fields.append("(").append(std::to_string(f.scale)).append(")");
+      if (f.type == FieldType::decimal)
+        fields.append("(").append(std::to_string(f.scale)).append(")");
     }
-    line("namespace", quoted(n.name) + " stale_after " + duration_text(n.stale_after) + " expire_after " +
-                          duration_text(n.expire_after) + " fields [" + fields + "]");
+    line("namespace", quoted(n.name) + " stale_after " + duration_text(n.stale_after) +
+                          " expire_after " + duration_text(n.expire_after) + " fields [" + fields +
+                          "]");
   }
   line("generator.enabled", flag(c.generator.enabled));
   if (c.generator.enabled) {
@@ -336,7 +398,8 @@ Expected<NamespaceSpec> parse_namespace_flag(std::string_view flag) {
     }
   }
   if (parts.size() < 2 || parts.size() > 4) {
-    return fail("--namespace '" + std::string(flag) + "': expected name:preset[:stale_after[:expire_after]]");
+    return fail("--namespace '" + std::string(flag) +
+                "': expected name:preset[:stale_after[:expire_after]]");
   }
   auto spec = preset(parts[1], parts[0]);
   if (!spec) return fail("--namespace '" + std::string(flag) + "': " + spec.error());
@@ -350,7 +413,8 @@ Expected<NamespaceSpec> parse_namespace_flag(std::string_view flag) {
     if (!d) return fail("--namespace '" + std::string(flag) + "': expire_after " + d.error());
     spec->expire_after = *d;
   }
-  if (auto ok = validate(*spec); !ok) return fail("--namespace '" + std::string(flag) + "': " + ok.error());
+  if (auto ok = validate(*spec); !ok)
+    return fail("--namespace '" + std::string(flag) + "': " + ok.error());
   return spec;
 }
 

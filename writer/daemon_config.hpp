@@ -32,7 +32,8 @@ struct DaemonConfig {
 // "250ms", "5s", "2m", "1h", "500us", "0" → nanoseconds.
 Expected<std::chrono::nanoseconds> parse_duration(std::string_view text);
 
-// Loads a TOML file over `into`. Throws poscache::Error "<file>:<line>:<col>: ..." or naming the key.
+// Loads a TOML file over `into`. Throws poscache::Error "<file>:<line>:<col>: ..." or naming the
+// key.
 void load_toml_file(const std::string& path, DaemonConfig& into);
 // Parses TOML text (for tests); `origin` names it in errors.
 void load_toml(std::string_view text, const std::string& origin, DaemonConfig& into);

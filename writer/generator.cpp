@@ -18,11 +18,16 @@ int128 pow10(unsigned n) {
 // A value for field f: a price-like or quantity-like number with 2 decimals, scaled.
 int128 value_for(const FieldSpec& f, std::uint64_t r) {
   switch (f.type) {
-    case FieldType::int64: return static_cast<int128>(r % 50'000'000);
-    case FieldType::timestamp: return static_cast<int128>(1'700'000'000'000'000'000ll + static_cast<std::int64_t>(r % 1'000'000'000'000ll));
-    case FieldType::decimal: break;
+    case FieldType::int64:
+      return static_cast<int128>(r % 50'000'000);
+    case FieldType::timestamp:
+      return static_cast<int128>(1'700'000'000'000'000'000ll +
+                                 static_cast<std::int64_t>(r % 1'000'000'000'000ll));
+    case FieldType::decimal:
+      break;
   }
-  const int128 cents = static_cast<int128>(r % 10'000'000) - (f.name.find("pnl") != std::string::npos ? 5'000'000 : 0);
+  const int128 cents = static_cast<int128>(r % 10'000'000) -
+                       (f.name.find("pnl") != std::string::npos ? 5'000'000 : 0);
   return f.scale >= 2 ? cents * pow10(f.scale - 2) : cents / pow10(2 - f.scale);
 }
 
@@ -33,9 +38,13 @@ int128 value_for(const FieldSpec& f, std::uint64_t r) {
 // out-sequences everything its predecessor wrote, instead of having every update refused as
 // stale_source until it caught up.
 SyntheticGenerator::SyntheticGenerator(const GeneratorConfig& config, const Writer&)
-    : cfg_(config), rng_(config.seed), source_seq_(static_cast<std::uint64_t>(shm::realtime_ns())),
-      batch_(kMaxBatch), results_(kMaxBatch) {
-  static const char* kSymbols[] = {"SOL", "BTC", "ETH", "USDC", "JUP", "BONK", "AAPL", "MSFT", "NVDA", "TSLA"};
+    : cfg_(config),
+      rng_(config.seed),
+      source_seq_(static_cast<std::uint64_t>(shm::realtime_ns())),
+      batch_(kMaxBatch),
+      results_(kMaxBatch) {
+  static const char* kSymbols[] = {"SOL",  "BTC",  "ETH",  "USDC", "JUP",
+                                   "BONK", "AAPL", "MSFT", "NVDA", "TSLA"};
   char buf[64];
   for (std::uint32_t i = 0; i < cfg_.accounts; ++i) {
     std::snprintf(buf, sizeof buf, "acct%06u", i);
@@ -65,13 +74,15 @@ Update SyntheticGenerator::make(const Writer& writer, std::uint64_t n) {
     mask |= 1u << f;
   }
   // Generated keys and values are valid by construction; make_update checks them anyway.
-  return *writer.make_update(ns, account, instrument, mask, values, ++source_seq_, UpdateMode::replace);
+  return *writer.make_update(ns, account, instrument, mask, values, ++source_seq_,
+                             UpdateMode::replace);
 }
 
 std::size_t SyntheticGenerator::poll(Writer& writer, std::int64_t now_ns, std::size_t budget) {
   if (start_ns_ == 0) start_ns_ = now_ns;
   const double due_total = static_cast<double>(now_ns - start_ns_) * cfg_.rate / 1e9;
-  const auto due = static_cast<std::uint64_t>(std::max(0.0, due_total - static_cast<double>(emitted_)));
+  const auto due =
+      static_cast<std::uint64_t>(std::max(0.0, due_total - static_cast<double>(emitted_)));
   const std::size_t n = std::min<std::uint64_t>(std::min<std::uint64_t>(due, budget), kMaxBatch);
   for (std::size_t i = 0; i < n; ++i) batch_[i] = make(writer, emitted_++);
   writer.upsert_batch(std::span(batch_.data(), n), std::span(results_.data(), n));

@@ -29,7 +29,7 @@ class SyntheticGenerator final : public Source {
   std::int64_t start_ns_ = 0;
   std::uint64_t emitted_ = 0;
   std::uint64_t source_seq_;
-  std::vector<Update> batch_;        // reused: polling allocates nothing
+  std::vector<Update> batch_;  // reused: polling allocates nothing
   std::vector<ApplyResult> results_;
 };
 

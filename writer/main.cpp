@@ -19,54 +19,84 @@ using namespace poscache::daemon;
 
 namespace {
 std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
+void on_signal(int) {
+  g_stop.store(true, std::memory_order_relaxed);
+}
 
 std::string describe(const NamespaceSpec& n) {
   std::string s = n.name + " (" + std::to_string(n.fields.size()) + " fields";
-  if (n.stale_after.count() > 0) s += ", stale after " + std::to_string(n.stale_after.count() / 1'000'000) + " ms";
-  if (n.expire_after.count() > 0) s += ", expire after " + std::to_string(n.expire_after.count() / 1'000'000) + " ms";
+  if (n.stale_after.count() > 0)
+    s += ", stale after " + std::to_string(n.stale_after.count() / 1'000'000) + " ms";
+  if (n.expire_after.count() > 0)
+    s += ", expire after " + std::to_string(n.expire_after.count() / 1'000'000) + " ms";
   return s + ")";
 }
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"poscache-writer: owns a poscache shared-memory segment and applies position updates"};
+  CLI::App app{
+      "poscache-writer: owns a poscache shared-memory segment and applies position updates"};
   std::string config_file;
   std::optional<std::string> segment, mode, log_level, run_for, stats_interval;
   std::optional<std::uint64_t> capacity, accounts, instruments;
   std::optional<double> rate;
   std::vector<std::string> ns_flags;
-  bool recreate = false, fresh = false, no_huge_pages = false, generate = false, no_generate = false, cold_start = false, no_redis = false;
+  bool recreate = false, fresh = false, no_huge_pages = false, generate = false,
+       no_generate = false, cold_start = false, no_redis = false;
   bool print_only = false;
   std::optional<std::string> redis_host, redis_socket, redis_user, redis_prefix, redis_flush;
   std::optional<int> redis_port, redis_db;
-  app.add_option("-c,--config", config_file, "TOML config file (flags override it; see config/demo.toml)");
+  app.add_option("-c,--config", config_file,
+                 "TOML config file (flags override it; see config/demo.toml)");
   app.add_option("-s,--segment", segment, "segment name under /dev/shm [POSCACHE_SEGMENT]");
   app.add_option("--capacity", capacity, "positions the segment holds [POSCACHE_CAPACITY]");
   app.add_option("--mode", mode, "segment file mode, octal (default 0640) [POSCACHE_MODE]");
-  app.add_option("-n,--namespace", ns_flags, "name:preset[:stale_after[:expire_after]], repeatable; replaces the config's namespaces");
-  app.add_flag("--recreate", recreate, "replace an existing segment that does not match (readers follow the new generation)");
+  app.add_option(
+      "-n,--namespace", ns_flags,
+      "name:preset[:stale_after[:expire_after]], repeatable; replaces the config's namespaces");
+  app.add_flag(
+      "--recreate", recreate,
+      "replace an existing segment that does not match (readers follow the new generation)");
   app.add_flag("--fresh", fresh, "always start a new generation, dropping what the segment held");
-  app.add_flag("--no-huge-pages", no_huge_pages, "leave a new segment on 4 KiB pages (default: 2 MiB pages when the kernel allows) [POSCACHE_HUGE_PAGES=off]");
+  app.add_flag("--no-huge-pages", no_huge_pages,
+               "leave a new segment on 4 KiB pages (default: 2 MiB pages when the kernel allows) "
+               "[POSCACHE_HUGE_PAGES=off]");
   app.add_flag("--generate", generate, "feed the segment from the synthetic generator");
-  app.add_flag("--no-generate", no_generate, "no synthetic generator, whatever the config file says");
+  app.add_flag("--no-generate", no_generate,
+               "no synthetic generator, whatever the config file says");
   app.add_option("--rate", rate, "generator: updates per second");
   app.add_option("--accounts", accounts, "generator: number of accounts");
   app.add_option("--instruments", instruments, "generator: number of instruments");
-  app.add_option("--run-for", run_for, "stop after this long (e.g. 30s); default: until SIGINT/SIGTERM");
+  app.add_option("--run-for", run_for,
+                 "stop after this long (e.g. 30s); default: until SIGINT/SIGTERM");
   app.add_option("--stats-interval", stats_interval, "log counters this often (default 5s)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error [POSCACHE_LOG_LEVEL]");
-  app.add_flag("--print-config", print_only, "print the effective settings (file, then environment, then flags) and exit");
-  auto* rg = "Redis (any of these turns the sync on; the password only from the config file or POSCACHE_REDIS_PASSWORD)";
+  app.add_flag("--print-config", print_only,
+               "print the effective settings (file, then environment, then flags) and exit");
+  auto* rg =
+      "Redis (any of these turns the sync on; the password only from the config file or "
+      "POSCACHE_REDIS_PASSWORD)";
   app.add_option("--redis-host", redis_host, "Redis host [POSCACHE_REDIS_HOST]")->group(rg);
-  app.add_option("--redis-port", redis_port, "Redis port (default 6379) [POSCACHE_REDIS_PORT]")->group(rg);
-  app.add_option("--redis-socket", redis_socket, "Redis unix socket, instead of host:port [POSCACHE_REDIS_SOCKET]")->group(rg);
+  app.add_option("--redis-port", redis_port, "Redis port (default 6379) [POSCACHE_REDIS_PORT]")
+      ->group(rg);
+  app.add_option("--redis-socket", redis_socket,
+                 "Redis unix socket, instead of host:port [POSCACHE_REDIS_SOCKET]")
+      ->group(rg);
   app.add_option("--redis-db", redis_db, "Redis database number [POSCACHE_REDIS_DB]")->group(rg);
-  app.add_option("--redis-user", redis_user, "Redis ACL username [POSCACHE_REDIS_USERNAME]")->group(rg);
-  app.add_option("--redis-prefix", redis_prefix, "key prefix (default poscache:v1) [POSCACHE_REDIS_PREFIX]")->group(rg);
-  app.add_option("--redis-flush-interval", redis_flush, "how often changes go to Redis (default 5ms)")->group(rg);
-  app.add_flag("--cold-start", cold_start, "start an empty segment empty, without loading it from Redis")->group(rg);
-  app.add_flag("--no-redis", no_redis, "no Redis at all, whatever the config file or environment say")->group(rg);
+  app.add_option("--redis-user", redis_user, "Redis ACL username [POSCACHE_REDIS_USERNAME]")
+      ->group(rg);
+  app.add_option("--redis-prefix", redis_prefix,
+                 "key prefix (default poscache:v1) [POSCACHE_REDIS_PREFIX]")
+      ->group(rg);
+  app.add_option("--redis-flush-interval", redis_flush,
+                 "how often changes go to Redis (default 5ms)")
+      ->group(rg);
+  app.add_flag("--cold-start", cold_start,
+               "start an empty segment empty, without loading it from Redis")
+      ->group(rg);
+  app.add_flag("--no-redis", no_redis,
+               "no Redis at all, whatever the config file or environment say")
+      ->group(rg);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -74,7 +104,8 @@ int main(int argc, char** argv) {
   }
 
   DaemonConfig cfg;
-  cfg.writer.namespaces = {preset_trading("spot"), preset_lending("lending"), preset_quote("quotes")};
+  cfg.writer.namespaces = {preset_trading("spot"), preset_lending("lending"),
+                           preset_quote("quotes")};
   try {
     if (!config_file.empty()) load_toml_file(config_file, cfg);
     load_env(cfg);
@@ -83,12 +114,14 @@ int main(int argc, char** argv) {
     if (mode) {
       char* end = nullptr;
       const unsigned long m = std::strtoul(mode->c_str(), &end, 8);
-      if (mode->empty() || *end != '\0' || m > 0777) throw Error("--mode '" + *mode + "' must be octal permission bits such as 0640");
+      if (mode->empty() || *end != '\0' || m > 0777)
+        throw Error("--mode '" + *mode + "' must be octal permission bits such as 0640");
       cfg.writer.mode = static_cast<mode_t>(m);
     }
     if (!ns_flags.empty()) {
       cfg.writer.namespaces.clear();
-      for (const auto& f : ns_flags) cfg.writer.namespaces.push_back(parse_namespace_flag(f).value());
+      for (const auto& f : ns_flags)
+        cfg.writer.namespaces.push_back(parse_namespace_flag(f).value());
     }
     if (recreate) cfg.writer.recreate_on_mismatch = true;
     if (fresh) cfg.writer.fresh = true;
@@ -106,7 +139,9 @@ int main(int argc, char** argv) {
     if (run_for) cfg.run_for = flag_duration("--run-for", *run_for);
     if (stats_interval) cfg.stats_interval = flag_duration("--stats-interval", *stats_interval);
     if (log_level) cfg.log_level = *log_level;
-    auto redis = [&]() -> RedisConfig& { return cfg.writer.redis ? *cfg.writer.redis : cfg.writer.redis.emplace(); };
+    auto redis = [&]() -> RedisConfig& {
+      return cfg.writer.redis ? *cfg.writer.redis : cfg.writer.redis.emplace();
+    };
     if (redis_host) redis().host = *redis_host;
     if (redis_port) redis().port = *redis_port;
     if (redis_socket) redis().unix_socket = *redis_socket;
@@ -114,7 +149,8 @@ int main(int argc, char** argv) {
     if (redis_user) redis().username = *redis_user;
     if (redis_prefix) redis().prefix = *redis_prefix;
     if (redis_flush) {
-      redis().flush_interval = std::chrono::duration_cast<std::chrono::milliseconds>(flag_duration("--redis-flush-interval", *redis_flush));
+      redis().flush_interval = std::chrono::duration_cast<std::chrono::milliseconds>(
+          flag_duration("--redis-flush-interval", *redis_flush));
     }
     if (cold_start && cfg.writer.redis) cfg.writer.redis->warm_start = false;
     if (no_redis) cfg.writer.redis.reset();
@@ -125,7 +161,9 @@ int main(int argc, char** argv) {
   }
   const auto level = spdlog::level::from_str(cfg.log_level);
   if (level == spdlog::level::off && cfg.log_level != "off") {
-    std::fprintf(stderr, "poscache-writer: log level '%s' is not trace, debug, info, warn, error or off\n", cfg.log_level.c_str());
+    std::fprintf(stderr,
+                 "poscache-writer: log level '%s' is not trace, debug, info, warn, error or off\n",
+                 cfg.log_level.c_str());
     return 2;
   }
   if (print_only) {
@@ -135,8 +173,8 @@ int main(int argc, char** argv) {
   spdlog::set_level(level);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ poscache-writer: %v");
   cfg.writer.log = [](LogLevel l, std::string_view msg) {
-    static constexpr spdlog::level::level_enum kLevel[] = {spdlog::level::debug, spdlog::level::info,
-                                                           spdlog::level::warn, spdlog::level::err};
+    static constexpr spdlog::level::level_enum kLevel[] = {
+        spdlog::level::debug, spdlog::level::info, spdlog::level::warn, spdlog::level::err};
     spdlog::log(kLevel[static_cast<int>(l)], "{}", msg);
   };
   if (cfg.writer.redis) {
@@ -162,14 +200,15 @@ int main(int argc, char** argv) {
   spdlog::info("segment '{}' {} (generation {:#x}): capacity {}, {} positions, mode {:o}",
                cfg.writer.segment, st0.reattached ? "re-attached" : "created", st0.generation,
                st0.capacity, st0.live, cfg.writer.mode);
-  if (st0.repairs > 0) spdlog::warn("repaired {} slot(s) a previous writer left mid-write", st0.repairs);
+  if (st0.repairs > 0)
+    spdlog::warn("repaired {} slot(s) a previous writer left mid-write", st0.repairs);
   for (const auto& n : cfg.writer.namespaces) spdlog::info("namespace {}", describe(n));
 
   std::vector<std::unique_ptr<Source>> sources;
   if (cfg.generator.enabled) {
     sources.push_back(std::make_unique<SyntheticGenerator>(cfg.generator, *writer));
-    spdlog::info("generator: {:.0f} updates/s over {} accounts x {} instruments", cfg.generator.rate,
-                 cfg.generator.accounts, cfg.generator.instruments);
+    spdlog::info("generator: {:.0f} updates/s over {} accounts x {} instruments",
+                 cfg.generator.rate, cfg.generator.accounts, cfg.generator.instruments);
   }
 
   const std::int64_t start = shm::monotonic_ns();
@@ -187,16 +226,20 @@ int main(int argc, char** argv) {
     if (now_mono >= next_stats) {
       const WriterStats st = writer->stats();
       const double secs = static_cast<double>(now_mono - last_t) / 1e9;
-      spdlog::info("live {} | {:.0f} inserts/s {:.0f} updates/s | evictions {} expirations {} invalidations {} rejects {} | index rebuilds {}{}",
-                   st.live, static_cast<double>(st.inserts - last.inserts) / secs,
-                   static_cast<double>(st.updates - last.updates) / secs, st.evictions, st.expirations,
-                   st.invalidations, st.rejects, st.index_rebuilds,
-                   cfg.writer.redis ? fmt::format(" | redis {} dirty {} oldest unsynced {:.1f} ms journal {}{}", st.redis_state,
-                                                  st.redis_dirty, static_cast<double>(st.redis_oldest_unsynced_age_ns) / 1e6,
-                                                  st.journal_pending,
-                                                  st.journal_overflows > 0 ? fmt::format(" (overflowed {})", st.journal_overflows)
-                                                                           : std::string())
-                                    : std::string());
+      spdlog::info(
+          "live {} | {:.0f} inserts/s {:.0f} updates/s | evictions {} expirations {} invalidations "
+          "{} rejects {} | index rebuilds {}{}",
+          st.live, static_cast<double>(st.inserts - last.inserts) / secs,
+          static_cast<double>(st.updates - last.updates) / secs, st.evictions, st.expirations,
+          st.invalidations, st.rejects, st.index_rebuilds,
+          cfg.writer.redis
+              ? fmt::format(
+                    " | redis {} dirty {} oldest unsynced {:.1f} ms journal {}{}", st.redis_state,
+                    st.redis_dirty, static_cast<double>(st.redis_oldest_unsynced_age_ns) / 1e6,
+                    st.journal_pending,
+                    st.journal_overflows > 0 ? fmt::format(" (overflowed {})", st.journal_overflows)
+                                             : std::string())
+              : std::string());
       last = st;
       last_t = now_mono;
       next_stats = now_mono + cfg.stats_interval.count();

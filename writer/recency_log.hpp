@@ -90,7 +90,8 @@ class HugeArray {
   T& operator[](std::size_t i) noexcept { return p_[i]; }
   const T& operator[](std::size_t i) const noexcept { return p_[i]; }
   void fill_zero() noexcept {
-    if (p_ != nullptr) std::fill(reinterpret_cast<char*>(p_), reinterpret_cast<char*>(p_) + bytes_, 0);
+    if (p_ != nullptr)
+      std::fill(reinterpret_cast<char*>(p_), reinterpret_cast<char*>(p_) + bytes_, 0);
   }
 
  private:
@@ -111,8 +112,9 @@ class RecencyLog {
   RecencyLog() = default;
   explicit RecencyLog(std::uint64_t capacity) {
     if (capacity > kMaxCapacity) {
-      throw std::length_error("capacity " + std::to_string(capacity) + " is above the writer's limit of " +
-                              std::to_string(kMaxCapacity) + " positions");
+      throw std::length_error("capacity " + std::to_string(capacity) +
+                              " is above the writer's limit of " + std::to_string(kMaxCapacity) +
+                              " positions");
     }
     std::uint64_t n = 1024;
     while (n < capacity) n <<= 1;
@@ -154,7 +156,9 @@ class RecencyLog {
   void forget(std::uint32_t slot) noexcept { stamps_[slot].stamp = 0; }
 
   // Where the stamp of `slot` lives, for a prefetch ahead of touch().
-  [[nodiscard]] const void* stamp_address(std::uint32_t slot) const noexcept { return &stamps_[slot]; }
+  [[nodiscard]] const void* stamp_address(std::uint32_t slot) const noexcept {
+    return &stamps_[slot];
+  }
 
   // The least recently updated position of all namespaces, or kNone if none is live. Drops the
   // dead entries it finds at the front.
@@ -233,7 +237,9 @@ class RecencyLog {
     std::uint64_t pos;
   };
 
-  [[nodiscard]] bool live(const Entry& e) const noexcept { return stamps_[e.slot].stamp == e.stamp; }
+  [[nodiscard]] bool live(const Entry& e) const noexcept {
+    return stamps_[e.slot].stamp == e.stamp;
+  }
 
   // A position as the logical sequence sees it: the start of the hole means "after the hole",
   // and anything before the front is the front. (A cursor is never strictly inside the hole.)

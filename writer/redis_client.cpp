@@ -1,16 +1,17 @@
 #include "writer/redis_client.hpp"
 
 #include <sched.h>
+#include <sys/time.h>
 
 #include <charconv>
-#include <sys/time.h>
 
 namespace poscache {
 
 Expected<bool> validate(const RedisConfig& c) {
   if (c.unix_socket.empty()) {
     if (c.host.empty()) return fail("redis host is empty (set a host or a unix socket)");
-    if (c.port <= 0 || c.port > 65535) return fail("redis port " + std::to_string(c.port) + " is out of range: 1 to 65535");
+    if (c.port <= 0 || c.port > 65535)
+      return fail("redis port " + std::to_string(c.port) + " is out of range: 1 to 65535");
   }
   if (c.db < 0) return fail("redis database " + std::to_string(c.db) + " is negative");
   if (c.prefix.empty() || c.prefix.size() > 64) {
@@ -27,11 +28,14 @@ Expected<bool> validate(const RedisConfig& c) {
   if (c.command_timeout.count() <= 0) return fail("redis command_timeout must be positive");
   if (c.flush_interval.count() <= 0) return fail("redis flush_interval must be positive");
   if (c.batch_size == 0 || c.batch_size > 100'000) {
-    return fail("redis batch_size " + std::to_string(c.batch_size) + " is out of range: 1 to 100000");
+    return fail("redis batch_size " + std::to_string(c.batch_size) +
+                " is out of range: 1 to 100000");
   }
-  if (c.sync_cpu < -1 || c.sync_cpu >= CPU_SETSIZE) return fail("redis sync_cpu " + std::to_string(c.sync_cpu) + " is not a cpu number");
+  if (c.sync_cpu < -1 || c.sync_cpu >= CPU_SETSIZE)
+    return fail("redis sync_cpu " + std::to_string(c.sync_cpu) + " is not a cpu number");
   if (c.positions_per_call == 0 || c.positions_per_call > 1000) {
-    return fail("redis positions_per_call " + std::to_string(c.positions_per_call) + " is out of range: 1 to 1000");
+    return fail("redis positions_per_call " + std::to_string(c.positions_per_call) +
+                " is out of range: 1 to 1000");
   }
   if (c.reconnect_min.count() <= 0 || c.reconnect_max < c.reconnect_min) {
     return fail("redis reconnect backoff must satisfy 0 < reconnect_min <= reconnect_max");
@@ -40,7 +44,8 @@ Expected<bool> validate(const RedisConfig& c) {
 }
 
 std::string describe(const RedisConfig& c) {
-  std::string s = c.unix_socket.empty() ? c.host + ":" + std::to_string(c.port) : "unix:" + c.unix_socket;
+  std::string s =
+      c.unix_socket.empty() ? c.host + ":" + std::to_string(c.port) : "unix:" + c.unix_socket;
   if (c.db != 0) s += " db " + std::to_string(c.db);
   return s;
 }
@@ -80,11 +85,16 @@ std::string reply_text(const redisReply* r) {
   switch (r->type) {
     case REDIS_REPLY_ERROR:
     case REDIS_REPLY_STATUS:
-    case REDIS_REPLY_STRING: return std::string(r->str, r->len);
-    case REDIS_REPLY_INTEGER: return std::to_string(r->integer);
-    case REDIS_REPLY_NIL: return "nil";
-    case REDIS_REPLY_ARRAY: return "array of " + std::to_string(r->elements);
-    default: return "reply of type " + std::to_string(r->type);
+    case REDIS_REPLY_STRING:
+      return std::string(r->str, r->len);
+    case REDIS_REPLY_INTEGER:
+      return std::to_string(r->integer);
+    case REDIS_REPLY_NIL:
+      return "nil";
+    case REDIS_REPLY_ARRAY:
+      return "array of " + std::to_string(r->elements);
+    default:
+      return "reply of type " + std::to_string(r->type);
   }
 }
 
@@ -99,15 +109,18 @@ Expected<RedisClient> RedisClient::connect(const RedisConfig& config) {
   RedisClient c;
   c.endpoint_ = describe(config);
   const timeval ct = to_timeval(config.connect_timeout);
-  redisContext* raw = config.unix_socket.empty() ? redisConnectWithTimeout(config.host.c_str(), config.port, ct)
-                                                 : redisConnectUnixWithTimeout(config.unix_socket.c_str(), ct);
+  redisContext* raw = config.unix_socket.empty()
+                          ? redisConnectWithTimeout(config.host.c_str(), config.port, ct)
+                          : redisConnectUnixWithTimeout(config.unix_socket.c_str(), ct);
   if (raw == nullptr) return fail("redis " + c.endpoint_ + ": cannot allocate a connection");
   c.ctx_.reset(raw);
-  if (raw->err != 0) return fail("redis " + c.endpoint_ + ": cannot connect: " + std::string(raw->errstr));
+  if (raw->err != 0)
+    return fail("redis " + c.endpoint_ + ": cannot connect: " + std::string(raw->errstr));
   if (redisSetTimeout(raw, to_timeval(config.command_timeout)) != REDIS_OK) {
     return fail(c.fail_text("cannot set the command timeout"));
   }
-  if (config.unix_socket.empty()) redisEnableKeepAlive(raw);  // TCP only: fails (and poisons the context) on a unix socket
+  if (config.unix_socket.empty())
+    redisEnableKeepAlive(raw);  // TCP only: fails (and poisons the context) on a unix socket
   Args a;
   if (!config.password.empty()) {
     a.add("AUTH");
@@ -127,7 +140,8 @@ Expected<RedisClient> RedisClient::connect(const RedisConfig& config) {
     auto r = c.command(a);
     if (!r) return fail(r.error());
     if ((*r)->type == REDIS_REPLY_ERROR) {
-      return fail("redis " + c.endpoint_ + ": SELECT " + std::to_string(config.db) + " refused: " + reply_text(r->get()));
+      return fail("redis " + c.endpoint_ + ": SELECT " + std::to_string(config.db) +
+                  " refused: " + reply_text(r->get()));
     }
   }
   a.clear();
@@ -154,7 +168,8 @@ Expected<bool> RedisClient::append(std::initializer_list<const Args*> parts) {
   argv_.clear();
   lens_.clear();
   for (const Args* a : parts) a->view(argv_, lens_);
-  if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(argv_.size()), argv_.data(), lens_.data()) != REDIS_OK) {
+  if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(argv_.size()), argv_.data(),
+                             lens_.data()) != REDIS_OK) {
     return fail(fail_text("cannot queue a command"));
   }
   return true;

@@ -17,14 +17,19 @@
 namespace poscache::detail {
 
 struct ReplyDeleter {
-  void operator()(redisReply* r) const noexcept { if (r != nullptr) freeReplyObject(r); }
+  void operator()(redisReply* r) const noexcept {
+    if (r != nullptr) freeReplyObject(r);
+  }
 };
 using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 
 // Arguments of one command, kept in one growing buffer (no allocation once warmed up).
 class Args {
  public:
-  void clear() { buf_.clear(); off_.clear(); }
+  void clear() {
+    buf_.clear();
+    off_.clear();
+  }
   Args& add(std::string_view s) {
     off_.push_back({buf_.size(), s.size()});
     buf_.append(s);
@@ -84,7 +89,9 @@ class RedisClient {
 
  private:
   struct CtxDeleter {
-    void operator()(redisContext* c) const noexcept { if (c != nullptr) redisFree(c); }
+    void operator()(redisContext* c) const noexcept {
+      if (c != nullptr) redisFree(c);
+    }
   };
   std::string fail_text(const char* what);
   std::unique_ptr<redisContext, CtxDeleter> ctx_;

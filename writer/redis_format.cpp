@@ -1,11 +1,10 @@
 #include "writer/redis_format.hpp"
 
-#include "shm/quote.hpp"
-
 #include <charconv>
 #include <cstring>
 
 #include "poscache/decimal.hpp"
+#include "shm/quote.hpp"
 #include "shm/slot_codec.hpp"
 
 namespace poscache::detail {
@@ -16,7 +15,8 @@ std::string RedisFormat::position_key(std::string_view ns, std::string_view acco
                                       std::string_view instrument) const {
   std::string k;
   k.reserve(prefix_.size() + ns.size() + account.size() + instrument.size() + 6);
-  k.append(prefix_).append(":").append(ns).append(":{").append(account).append("}:").append(instrument);
+  k.append(prefix_).append(":").append(ns).append(":{").append(account).append("}:").append(
+      instrument);
   return k;
 }
 
@@ -40,7 +40,8 @@ std::string RedisFormat::scan_pattern(std::optional<std::uint16_t> ns) const {
 }
 
 std::optional<ParsedKey> RedisFormat::parse_key(std::string_view key) const {
-  if (key.size() <= prefix_.size() + 1 || key.substr(0, prefix_.size()) != prefix_ || key[prefix_.size()] != ':') {
+  if (key.size() <= prefix_.size() + 1 || key.substr(0, prefix_.size()) != prefix_ ||
+      key[prefix_.size()] != ':') {
     return std::nullopt;
   }
   std::string_view rest = key.substr(prefix_.size() + 1);
@@ -51,7 +52,8 @@ std::optional<ParsedKey> RedisFormat::parse_key(std::string_view key) const {
   ParsedKey k{std::string(rest.substr(0, c1)), std::string(rest.substr(c1 + 2, c2 - c1 - 2)),
               std::string(rest.substr(c2 + 2))};
   if (k.ns.front() == '@') return std::nullopt;
-  if (!validate_namespace_name(k.ns) || !validate_account(k.account) || !validate_instrument(k.instrument)) {
+  if (!validate_namespace_name(k.ns) || !validate_account(k.account) ||
+      !validate_instrument(k.instrument)) {
     return std::nullopt;
   }
   return k;
@@ -130,7 +132,8 @@ void RedisFormat::schema_args(Args& out) const {
     std::string j = "{\"fields\":[";
     for (std::size_t f = 0; f < n.fields.size(); ++f) {
       if (f != 0) j += ",";
-      j += "{\"name\":\"" + n.fields[f].name + "\",\"type\":\"" + std::string(to_string(n.fields[f].type)) +
+      j += "{\"name\":\"" + n.fields[f].name + "\",\"type\":\"" +
+           std::string(to_string(n.fields[f].type)) +
            "\",\"scale\":" + std::to_string(n.fields[f].scale) + "}";
     }
     j += "],\"stale_after_ms\":" + std::to_string(n.stale_after.count() / 1'000'000) +
@@ -150,7 +153,8 @@ Expected<std::uint64_t> parse_u64(std::string_view text) {
 }
 }  // namespace
 
-Expected<SlotPayload> RedisFormat::decode(const ParsedKey& key, std::uint16_t ns, const redisReply* r) const {
+Expected<SlotPayload> RedisFormat::decode(const ParsedKey& key, std::uint16_t ns,
+                                          const redisReply* r) const {
   const std::string where = position_key(key.ns, key.account, key.instrument) + ": ";
   if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
     return fail(where + "expected a hash, found " + reply_text(r));
@@ -166,7 +170,8 @@ Expected<SlotPayload> RedisFormat::decode(const ParsedKey& key, std::uint16_t ns
   for (std::size_t i = 0; i < r->elements; i += 2) {
     const redisReply* f = r->element[i];
     const redisReply* v = r->element[i + 1];
-    if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) return fail(where + "a field is not a string");
+    if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+      return fail(where + "a field is not a string");
     const std::string_view name(f->str, f->len), text(v->str, v->len);
     if (name == "version") {
       auto x = parse_u64(text);
@@ -188,7 +193,8 @@ Expected<SlotPayload> RedisFormat::decode(const ParsedKey& key, std::uint16_t ns
         if (spec.fields[j].name == name) fi = j;
       }
       if (fi == spec.fields.size()) {
-        return fail(where + "field '" + std::string(name) + "' is not in the schema of namespace '" + spec.name + "'");
+        return fail(where + "field '" + std::string(name) +
+                    "' is not in the schema of namespace '" + spec.name + "'");
       }
       const FieldSpec& fs = spec.fields[fi];
       int128 value = 0;
@@ -206,7 +212,10 @@ Expected<SlotPayload> RedisFormat::decode(const ParsedKey& key, std::uint16_t ns
     }
   }
   if (!have_version || !have_updated || !have_created) {
-    return fail(where + "missing " + std::string(!have_version ? "version" : !have_updated ? "updated_at" : "created_at"));
+    return fail(where + "missing " +
+                std::string(!have_version   ? "version"
+                            : !have_updated ? "updated_at"
+                                            : "created_at"));
   }
   if (p.version == 0) return fail(where + "version 0 is not a version");
   return p;

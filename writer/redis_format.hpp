@@ -102,7 +102,11 @@ struct ParsedKey {
 // EVALSHA of the upsert script over several positions: add() each, then args().
 class UpsertCall {
  public:
-  void clear() { keys_.clear(); argv_.clear(); n_ = 0; }
+  void clear() {
+    keys_.clear();
+    argv_.clear();
+    n_ = 0;
+  }
   void add(const class RedisFormat& fmt, const shm::SlotPayload& p);
   [[nodiscard]] std::size_t positions() const noexcept { return n_; }
   // Queues the EVALSHA on `client`.
@@ -121,7 +125,8 @@ class RedisFormat {
   [[nodiscard]] const std::string& prefix() const noexcept { return prefix_; }
   [[nodiscard]] const std::vector<NamespaceSpec>& namespaces() const noexcept { return ns_; }
 
-  std::string position_key(std::string_view ns, std::string_view account, std::string_view instrument) const;
+  std::string position_key(std::string_view ns, std::string_view account,
+                           std::string_view instrument) const;
   std::string account_key(std::string_view account) const;
   std::string schema_key() const { return prefix_ + ":@schema"; }
   static std::string member(std::string_view ns, std::string_view instrument);
@@ -140,7 +145,8 @@ class RedisFormat {
 
   // A hash read back (HGETALL field/value pairs) into a payload; the error names the key and
   // the field. `ns` is the namespace id the key names.
-  Expected<shm::SlotPayload> decode(const ParsedKey& key, std::uint16_t ns, const redisReply* fields) const;
+  Expected<shm::SlotPayload> decode(const ParsedKey& key, std::uint16_t ns,
+                                    const redisReply* fields) const;
   // The namespace id of a name, if configured.
   std::optional<std::uint16_t> namespace_id(std::string_view ns) const;
 

@@ -46,7 +46,8 @@ SyncEvent from_entry(const JournalEntry& in, std::uint64_t pos) {
   return e;
 }
 
-RedisSync::RedisSync(const RedisConfig& config, std::vector<NamespaceSpec> namespaces, SegmentView view, LogSink log)
+RedisSync::RedisSync(const RedisConfig& config, std::vector<NamespaceSpec> namespaces,
+                     SegmentView view, LogSink log)
     : cfg_(config),
       fmt_(config.prefix, std::move(namespaces)),
       v_(view),
@@ -57,15 +58,20 @@ RedisSync::RedisSync(const RedisConfig& config, std::vector<NamespaceSpec> names
       epoch_(static_cast<std::uint64_t>(realtime_ns())) {
   in_dirty_.assign(v_.capacity, 0);
   journal_done_.assign(v_.journal_entries, 0);
-  if (v_.journal != nullptr) overflows_seen_ = v_.journal->overflows.load(std::memory_order_relaxed);
+  if (v_.journal != nullptr)
+    overflows_seen_ = v_.journal->overflows.load(std::memory_order_relaxed);
   all_batches_.push_back(std::make_unique<SyncBatch>());
   cur_ = all_batches_.back().get();
   set_state(RedisState::connecting);
 }
 
-RedisSync::~RedisSync() { stop(); }
+RedisSync::~RedisSync() {
+  stop();
+}
 
-void RedisSync::start() { thread_ = std::thread([this] { run(); }); }
+void RedisSync::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void RedisSync::stop() {
   if (!thread_.joinable()) return;
@@ -116,7 +122,8 @@ void RedisSync::journal_done(std::uint64_t pos) {
   if (pos == 0 || v_.journal == nullptr) return;
   const std::uint64_t n = v_.journal_entries;
   journal_done_[(pos - 1) % n] = 1;
-  std::uint64_t tail = v_.journal->tail.load(std::memory_order_relaxed);  // only this thread stores it
+  std::uint64_t tail =
+      v_.journal->tail.load(std::memory_order_relaxed);  // only this thread stores it
   const std::uint64_t head = v_.journal->head.load(std::memory_order_acquire);
   const std::uint64_t from = tail;
   while (tail < head && journal_done_[tail % n] != 0) {
@@ -183,24 +190,31 @@ void RedisSync::merge(SyncBatch& b) {
 
 std::string RedisSync::event_key(const SyncEvent& e) const {
   const SlotPayload& p = e.payload;
-  return fmt_.position_key(ns_name(*v_.h, p.ns), {p.account, p.account_len}, {p.instrument, p.instrument_len});
+  return fmt_.position_key(ns_name(*v_.h, p.ns), {p.account, p.account_len},
+                           {p.instrument, p.instrument_len});
 }
 
 bool covers(const SyncEvent& e, std::string_view ns_name, const SlotPayload& p) {
-  const std::string_view account(p.account, p.account_len), instrument(p.instrument, p.instrument_len);
+  const std::string_view account(p.account, p.account_len),
+      instrument(p.instrument, p.instrument_len);
   switch (e.kind) {
-    case SyncEvent::Kind::all: return true;
-    case SyncEvent::Kind::ns: return e.ns && p.ns == *e.ns;
-    case SyncEvent::Kind::account: return account == e.text && (!e.ns || p.ns == *e.ns);
+    case SyncEvent::Kind::all:
+      return true;
+    case SyncEvent::Kind::ns:
+      return e.ns && p.ns == *e.ns;
+    case SyncEvent::Kind::account:
+      return account == e.text && (!e.ns || p.ns == *e.ns);
     case SyncEvent::Kind::erase:
-      return p.ns == e.payload.ns && account == std::string_view(e.payload.account, e.payload.account_len) &&
+      return p.ns == e.payload.ns &&
+             account == std::string_view(e.payload.account, e.payload.account_len) &&
              instrument == std::string_view(e.payload.instrument, e.payload.instrument_len);
     case SyncEvent::Kind::glob: {
       std::string k(ns_name);
       k.append(":").append(account).append(":").append(instrument);
       return fnmatch(e.text.c_str(), k.c_str(), 0) == 0;
     }
-    case SyncEvent::Kind::spill: return false;
+    case SyncEvent::Kind::spill:
+      return false;
   }
   return false;
 }
@@ -212,7 +226,8 @@ void RedisSync::merge_event(SyncEvent&& e) {
     if (it == key_events_.end()) {
       key_events_.emplace(std::move(key), std::move(e));
     } else if (it->second.version < e.version) {
-      journal_done(it->second.journal_pos);  // superseded by e, which is pending and journaled after it
+      journal_done(
+          it->second.journal_pos);  // superseded by e, which is pending and journaled after it
       it->second = std::move(e);
     } else {
       journal_done(e.journal_pos);
@@ -255,7 +270,9 @@ void RedisSync::connect() {
         was_up_ = true;
         return;
       }
-      err = r ? "redis " + describe(cfg_) + ": HSET " + fmt_.schema_key() + " refused: " + reply_text(r->get()) : r.error();
+      err = r ? "redis " + describe(cfg_) + ": HSET " + fmt_.schema_key() +
+                    " refused: " + reply_text(r->get())
+              : r.error();
     }
     client_.close();
   } else {
@@ -267,7 +284,8 @@ void RedisSync::connect() {
   next_connect_ns_ = monotonic_ns() + backoff_ns_;
   // Log the first failure and every change of reason, not every retry.
   if (err != last_error_) {
-    log(LogLevel::error, err + " (retrying with backoff up to " + std::to_string(cfg_.reconnect_max.count()) +
+    log(LogLevel::error, err + " (retrying with backoff up to " +
+                             std::to_string(cfg_.reconnect_max.count()) +
                              " ms; updates go on, changes are kept until Redis is back)");
   }
   set_error(err);
@@ -314,7 +332,8 @@ bool RedisSync::check_replies(std::size_t n, std::vector<bool>* ok) {
       if (text.rfind("NOSCRIPT", 0) == 0) {
         reload_scripts_ = true;  // after every reply in flight is read: see flush_round()
       } else if (text != last_error_) {
-        log(LogLevel::error, "redis " + describe(cfg_) + ": a write was refused: " + text + " (kept, retried)");
+        log(LogLevel::error,
+            "redis " + describe(cfg_) + ": a write was refused: " + text + " (kept, retried)");
         set_error(text);
       }
     }
@@ -349,7 +368,8 @@ bool RedisSync::delete_pipelined(const std::vector<std::pair<ParsedKey, std::uin
 // round trips instead of 2 N.
 // (A later removal's ZRANGE may list a member an earlier one deletes: its delete then finds no
 // key. Nothing between them in the run can add a member: position writes come after events.)
-bool RedisSync::run_accounts(const std::vector<SyncEvent>& events, std::size_t from, std::size_t to) {
+bool RedisSync::run_accounts(const std::vector<SyncEvent>& events, std::size_t from,
+                             std::size_t to) {
   for (std::size_t j = from; j < to; ++j) {
     args_.clear();
     args_.add("ZRANGE").add(fmt_.account_key(events[j].text)).add("0").add("-1");
@@ -394,11 +414,19 @@ bool RedisSync::run_accounts(const std::vector<SyncEvent>& events, std::size_t f
 // A namespace, glob or everything removal: the keys come from SCAN.
 bool RedisSync::run_scan(const SyncEvent& e) {
   std::vector<std::pair<ParsedKey, std::uint64_t>> keys;
-  const std::string pattern = fmt_.scan_pattern(e.kind == SyncEvent::Kind::ns ? e.ns : std::nullopt);
+  const std::string pattern =
+      fmt_.scan_pattern(e.kind == SyncEvent::Kind::ns ? e.ns : std::nullopt);
   std::string cursor = "0";
   do {
     args_.clear();
-    args_.add("SCAN").add(cursor).add("MATCH").add(pattern).add("COUNT").add("1000").add("TYPE").add("hash");
+    args_.add("SCAN")
+        .add(cursor)
+        .add("MATCH")
+        .add(pattern)
+        .add("COUNT")
+        .add("1000")
+        .add("TYPE")
+        .add("hash");
     auto r = client_.command(args_);
     if (!r) {
       lost_connection(r.error());
@@ -433,7 +461,8 @@ bool RedisSync::write_events(std::vector<SyncEvent>& events, std::size_t& done) 
   while (i < events.size()) {
     if (events[i].kind == SyncEvent::Kind::account) {  // a run of them, pipelined together
       std::size_t k = i;
-      while (k < events.size() && k - i < batch_size_ && events[k].kind == SyncEvent::Kind::account) ++k;
+      while (k < events.size() && k - i < batch_size_ && events[k].kind == SyncEvent::Kind::account)
+        ++k;
       if (!run_accounts(events, i, k)) return false;
       for (; i < k; ++i) journal_done(events[i].journal_pos);
       done = i;
@@ -448,7 +477,8 @@ bool RedisSync::write_events(std::vector<SyncEvent>& events, std::size_t& done) 
     // A run of per-key events, one pipeline per batch_size.
     std::size_t n = 0;
     while (i + n < events.size() && n < batch_size_ &&
-           (events[i + n].kind == SyncEvent::Kind::spill || events[i + n].kind == SyncEvent::Kind::erase)) {
+           (events[i + n].kind == SyncEvent::Kind::spill ||
+            events[i + n].kind == SyncEvent::Kind::erase)) {
       const SyncEvent& e = events[i + n];
       const SlotPayload& p = e.payload;
       Expected<bool> a = true;
@@ -469,9 +499,11 @@ bool RedisSync::write_events(std::vector<SyncEvent>& events, std::size_t& done) 
     }
     std::vector<bool> ok(n, true);
     if (!check_replies(n, &ok)) return false;
-    if (!std::all_of(ok.begin(), ok.end(), [](bool b) { return b; })) return false;  // retried next round
+    if (!std::all_of(ok.begin(), ok.end(), [](bool b) { return b; }))
+      return false;  // retried next round
     for (std::size_t j = 0; j < n; ++j) {
-      if (events[i + j].kind == SyncEvent::Kind::spill) synced_max_ = std::max(synced_max_, events[i + j].version);
+      if (events[i + j].kind == SyncEvent::Kind::spill)
+        synced_max_ = std::max(synced_max_, events[i + j].version);
       journal_done(events[i + j].journal_pos);
     }
     i += n;
@@ -508,7 +540,7 @@ bool RedisSync::write_slots() {
   const std::size_t per_call = std::max<std::size_t>(1, cfg_.positions_per_call);
   struct Chunk {
     std::vector<std::pair<std::uint32_t, std::uint64_t>> items;  // (slot, version written)
-    std::vector<std::size_t> call_end;                            // items index after each call
+    std::vector<std::size_t> call_end;                           // items index after each call
   };
   Chunk chunks[2];
   int inflight = -1;  // the chunk whose replies are still to be read
@@ -536,7 +568,8 @@ bool RedisSync::write_slots() {
           continue;
         }
         // release: pairs with the apply thread's acquire load before it evicts this slot
-        std::atomic_ref<std::uint64_t>(v_.book[s].synced_version).store(ver, std::memory_order_release);
+        std::atomic_ref<std::uint64_t>(v_.book[s].synced_version)
+            .store(ver, std::memory_order_release);
         synced_max_ = std::max(synced_max_, ver);
       }
       from = c.call_end[k];
@@ -565,8 +598,10 @@ bool RedisSync::write_slots() {
       }
       SlotPayload p;
       std::memcpy(&p, words, sizeof p);
-      if (p.ns == kFreeNamespace || p.ns >= fmt_.namespaces().size()) continue;  // removed meanwhile
-      const std::uint64_t synced = std::atomic_ref<std::uint64_t>(v_.book[s].synced_version).load(std::memory_order_relaxed);
+      if (p.ns == kFreeNamespace || p.ns >= fmt_.namespaces().size())
+        continue;  // removed meanwhile
+      const std::uint64_t synced =
+          std::atomic_ref<std::uint64_t>(v_.book[s].synced_version).load(std::memory_order_relaxed);
       if (p.version <= synced) continue;  // Redis has it
       call_.add(fmt_, p);
       c.items.emplace_back(s, p.version);
@@ -605,7 +640,8 @@ bool RedisSync::flush_round() {
   for (auto& e : pattern_events_) events.push_back(std::move(e));
   key_events_.clear();
   pattern_events_.clear();
-  std::sort(events.begin(), events.end(), [](const SyncEvent& a, const SyncEvent& b) { return a.version < b.version; });
+  std::sort(events.begin(), events.end(),
+            [](const SyncEvent& a, const SyncEvent& b) { return a.version < b.version; });
   std::size_t done = 0;
   bool ok = write_events(events, done);
   if (!ok) {
@@ -650,17 +686,19 @@ void RedisSync::report_overflows() {
   if (ov == overflows_seen_) return;
   const std::int64_t t = monotonic_ns();
   if (t - overflow_logged_ns_ < 10'000'000'000) return;
-  log(LogLevel::warn, "journal full (" + std::to_string(v_.journal_entries) + " entries): " +
-                          std::to_string(ov - overflows_seen_) +
+  log(LogLevel::warn, "journal full (" + std::to_string(v_.journal_entries) +
+                          " entries): " + std::to_string(ov - overflows_seen_) +
                           " more removals are kept in memory only until Redis has them; a kill -9 "
-                          "before then would lose them (" + std::to_string(ov) + " in all)");
+                          "before then would lose them (" +
+                          std::to_string(ov) + " in all)");
   overflows_seen_ = ov;
   overflow_logged_ns_ = t;
 }
 
 void RedisSync::publish() {
   SegmentHeader& h = *v_.h;
-  h.redis_dirty.store(dirty_.size() + key_events_.size() + pattern_events_.size(), std::memory_order_relaxed);
+  h.redis_dirty.store(dirty_.size() + key_events_.size() + pattern_events_.size(),
+                      std::memory_order_relaxed);
   h.redis_oldest_unsynced_ns.store(has_pending() ? oldest_ns_ : 0, std::memory_order_relaxed);
   h.redis_synced_version.store(synced_max_, std::memory_order_relaxed);
 }
@@ -671,7 +709,8 @@ void RedisSync::run() {
     CPU_ZERO(&set);
     CPU_SET(static_cast<unsigned>(cfg_.sync_cpu), &set);
     if (const int err = pthread_setaffinity_np(pthread_self(), sizeof set, &set); err != 0) {
-      log(LogLevel::warn, "cannot pin the sync thread to cpu " + std::to_string(cfg_.sync_cpu) + ": " + std::strerror(err));
+      log(LogLevel::warn, "cannot pin the sync thread to cpu " + std::to_string(cfg_.sync_cpu) +
+                              ": " + std::strerror(err));
     }
   }
   pthread_setname_np(pthread_self(), "poscache-sync");
@@ -680,7 +719,8 @@ void RedisSync::run() {
   for (;;) {
     const bool stopping = stop_.load(std::memory_order_acquire);
     drain();
-    if (stopping && stop_deadline == 0) stop_deadline = monotonic_ns() + std::chrono::nanoseconds(cfg_.close_timeout).count();
+    if (stopping && stop_deadline == 0)
+      stop_deadline = monotonic_ns() + std::chrono::nanoseconds(cfg_.close_timeout).count();
     bool progress = false;
     if (!client_.connected() && monotonic_ns() >= next_connect_ns_) connect();
     if (client_.connected() && has_pending()) progress = flush_round();
@@ -694,10 +734,12 @@ void RedisSync::run() {
       if (!has_pending() && to_sync_.read_available() == 0) break;
       if (monotonic_ns() >= stop_deadline) {
         if (!reported_loss) {
-          log(LogLevel::error, "closing with " + std::to_string(dirty_.size()) + " positions and " +
-                                   std::to_string(key_events_.size() + pattern_events_.size()) +
-                                   " removals not written to Redis (" + (last_error_.empty() ? "timeout" : last_error_) +
-                                   "); the segment keeps the positions and a writer re-attaching to it writes them");
+          log(LogLevel::error,
+              "closing with " + std::to_string(dirty_.size()) + " positions and " +
+                  std::to_string(key_events_.size() + pattern_events_.size()) +
+                  " removals not written to Redis (" +
+                  (last_error_.empty() ? "timeout" : last_error_) +
+                  "); the segment keeps the positions and a writer re-attaching to it writes them");
           reported_loss = true;
         }
         break;
@@ -706,7 +748,8 @@ void RedisSync::run() {
     if (!progress) std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
   client_.close();
-  set_state(RedisState::off);  // off: no sync thread any more (the dirty count stays as it was left)
+  set_state(
+      RedisState::off);  // off: no sync thread any more (the dirty count stays as it was left)
 }
 
 }  // namespace poscache::detail

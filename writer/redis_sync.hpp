@@ -34,9 +34,8 @@
 // outage longer than the journal) live in memory alone; they are counted (overflows).
 #pragma once
 
-#include <boost/lockfree/spsc_queue.hpp>
-
 #include <atomic>
+#include <boost/lockfree/spsc_queue.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -57,11 +56,11 @@ namespace poscache::detail {
 struct SyncEvent {
   enum class Kind : std::uint8_t { spill, erase, account, ns, glob, all };
   Kind kind = Kind::spill;
-  std::uint64_t version = 0;             // the writer version of this change
-  std::optional<std::uint16_t> ns;       // erase, ns; account (optional filter)
-  std::string text;                      // account (account), pattern (glob)
-  shm::SlotPayload payload{};            // spill: the position; erase: ns/account/instrument
-  std::uint64_t journal_pos = 0;         // its journal entry + 1 (0: not journaled, the journal was full)
+  std::uint64_t version = 0;        // the writer version of this change
+  std::optional<std::uint16_t> ns;  // erase, ns; account (optional filter)
+  std::string text;                 // account (account), pattern (glob)
+  shm::SlotPayload payload{};       // spill: the position; erase: ns/account/instrument
+  std::uint64_t journal_pos = 0;  // its journal entry + 1 (0: not journaled, the journal was full)
 };
 
 struct SyncBatch {
@@ -92,7 +91,8 @@ SyncEvent from_entry(const shm::JournalEntry& in, std::uint64_t pos);
 
 class RedisSync {
  public:
-  RedisSync(const RedisConfig& config, std::vector<NamespaceSpec> namespaces, SegmentView view, LogSink log);
+  RedisSync(const RedisConfig& config, std::vector<NamespaceSpec> namespaces, SegmentView view,
+            LogSink log);
   ~RedisSync();
   RedisSync(const RedisSync&) = delete;
   RedisSync& operator=(const RedisSync&) = delete;
@@ -117,7 +117,8 @@ class RedisSync {
   // A corrupt journal entry (re-attach, before start()): counted as done so the tail passes it.
   void skip(std::uint64_t entry) { journal_done(entry + 1); }
   void maybe_hand_off(std::int64_t t) {
-    if (!cur_->empty() && (t - cur_->first_ns >= half_interval_ns_ || cur_->slots.size() + cur_->events.size() >= batch_size_)) {
+    if (!cur_->empty() && (t - cur_->first_ns >= half_interval_ns_ ||
+                           cur_->slots.size() + cur_->events.size() >= batch_size_)) {
       hand_off();
     }
   }
@@ -146,7 +147,9 @@ class RedisSync {
   void set_error(const std::string& text);
   void publish();
   std::string event_key(const SyncEvent& e) const;
-  void log(LogLevel level, const std::string& msg) const { if (log_) log_(level, msg); }
+  void log(LogLevel level, const std::string& msg) const {
+    if (log_) log_(level, msg);
+  }
   void journal_done(std::uint64_t pos);
   void report_overflows();
 
@@ -165,8 +168,8 @@ class RedisSync {
   boost::lockfree::spsc_queue<SyncBatch*, boost::lockfree::capacity<1024>> to_sync_;
   boost::lockfree::spsc_queue<SyncBatch*, boost::lockfree::capacity<1024>> to_apply_;
   std::vector<std::unique_ptr<SyncBatch>> all_batches_;  // owner of every batch (apply thread adds)
-  std::atomic<std::uint64_t> merged_seq_{0};   // last hand-off merged into the pending state
-  std::atomic<std::uint64_t> clean_seq_{0};    // last hand-off whose changes are all written
+  std::atomic<std::uint64_t> merged_seq_{0};  // last hand-off merged into the pending state
+  std::atomic<std::uint64_t> clean_seq_{0};   // last hand-off whose changes are all written
   std::atomic<bool> stop_{false};
   std::thread thread_;
 
@@ -177,7 +180,7 @@ class RedisSync {
   std::vector<std::uint8_t> in_dirty_;
   std::unordered_map<std::string, SyncEvent> key_events_;
   std::vector<SyncEvent> pattern_events_;
-  std::int64_t oldest_ns_ = 0;         // oldest change still pending (0: none)
+  std::int64_t oldest_ns_ = 0;  // oldest change still pending (0: none)
   std::uint64_t synced_max_ = 0;
   shm::RedisState state_ = shm::RedisState::off;
   std::int64_t next_connect_ns_ = 0;
@@ -187,7 +190,8 @@ class RedisSync {
   bool reload_scripts_ = false;
   Args args_;
   UpsertCall call_;
-  std::vector<std::uint8_t> journal_done_;  // entry index -> written or superseded, not yet below tail
+  std::vector<std::uint8_t>
+      journal_done_;  // entry index -> written or superseded, not yet below tail
   std::uint64_t overflows_seen_ = 0;
   std::int64_t overflow_logged_ns_ = 0;
 };

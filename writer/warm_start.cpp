@@ -6,17 +6,21 @@
 
 namespace poscache::detail {
 
-Expected<WarmStartReport> warm_start(const RedisConfig& config, const RedisFormat& fmt,
-                                     const std::function<std::uint64_t(const shm::SlotPayload&)>& restore,
-                                     const std::function<void()>& tick, const LogSink& log) {
+Expected<WarmStartReport> warm_start(
+    const RedisConfig& config, const RedisFormat& fmt,
+    const std::function<std::uint64_t(const shm::SlotPayload&)>& restore,
+    const std::function<void()>& tick, const LogSink& log) {
   const auto t0 = std::chrono::steady_clock::now();
-  auto say = [&](LogLevel l, const std::string& m) { if (log) log(l, m); };
+  auto say = [&](LogLevel l, const std::string& m) {
+    if (log) log(l, m);
+  };
   auto c = RedisClient::connect(config);
   if (!c) return fail("warm start: " + c.error());
   RedisClient& client = *c;
   WarmStartReport rep;
   const std::string pattern = fmt.scan_pattern(std::nullopt);
-  say(LogLevel::info, "warm start: loading positions under '" + config.prefix + "' from redis " + describe(config));
+  say(LogLevel::info,
+      "warm start: loading positions under '" + config.prefix + "' from redis " + describe(config));
   Args args;
   std::string cursor = "0";
   std::vector<ParsedKey> keys;
@@ -24,7 +28,8 @@ Expected<WarmStartReport> warm_start(const RedisConfig& config, const RedisForma
   const std::int64_t now = shm::realtime_ns();
   do {
     args.clear();
-    args.add("SCAN").add(cursor).add("MATCH").add(pattern).add("COUNT").add("1000").add("TYPE").add("hash");
+    args.add("SCAN").add(cursor).add("MATCH").add(pattern).add("COUNT").add("1000").add("TYPE").add(
+        "hash");
     auto r = client.command(args);
     if (!r) return fail("warm start: " + r.error());
     const redisReply* page = r->get();
@@ -51,7 +56,8 @@ Expected<WarmStartReport> warm_start(const RedisConfig& config, const RedisForma
       if (!ns) {
         if (rep.unknown_namespace++ == 0) {
           say(LogLevel::warn, "warm start: " + fmt.position_key(k.ns, k.account, k.instrument) +
-                                  ": namespace '" + k.ns + "' is not configured here; left in Redis (counted, logged once)");
+                                  ": namespace '" + k.ns +
+                                  "' is not configured here; left in Redis (counted, logged once)");
         }
         continue;
       }

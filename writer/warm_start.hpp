@@ -25,8 +25,9 @@ struct WarmStartReport {
 // `restore` puts one position into the segment; it returns how many positions did not fit
 // because of it (0, or 1: either this one or the one it displaced). `tick` keeps the writer's
 // heartbeat going during a long load.
-Expected<WarmStartReport> warm_start(const RedisConfig& config, const RedisFormat& format,
-                                     const std::function<std::uint64_t(const shm::SlotPayload&)>& restore,
-                                     const std::function<void()>& tick, const LogSink& log);
+Expected<WarmStartReport> warm_start(
+    const RedisConfig& config, const RedisFormat& format,
+    const std::function<std::uint64_t(const shm::SlotPayload&)>& restore,
+    const std::function<void()>& tick, const LogSink& log);
 
 }  // namespace poscache::detail

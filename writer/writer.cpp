@@ -45,12 +45,18 @@ namespace bip = boost::interprocess;
 
 std::string_view to_string(ApplyStatus s) noexcept {
   switch (s) {
-    case ApplyStatus::inserted: return "inserted";
-    case ApplyStatus::updated: return "updated";
-    case ApplyStatus::erased: return "erased";
-    case ApplyStatus::not_found: return "not_found";
-    case ApplyStatus::stale_source: return "stale_source";
-    case ApplyStatus::bad_input: return "bad_input";
+    case ApplyStatus::inserted:
+      return "inserted";
+    case ApplyStatus::updated:
+      return "updated";
+    case ApplyStatus::erased:
+      return "erased";
+    case ApplyStatus::not_found:
+      return "not_found";
+    case ApplyStatus::stale_source:
+      return "stale_source";
+    case ApplyStatus::bad_input:
+      return "bad_input";
   }
   return "unknown";
 }
@@ -155,7 +161,7 @@ struct Writer::Impl {
   detail::AccountHeads account_heads{1};  // account hash -> first slot; sized in bind()
   detail::RecencyLog recency;             // the LRU order (writer/recency_log.hpp); sized in bind()
   std::unique_ptr<detail::RedisSync> sync;  // null without Redis
-  JournalHeader* journal = nullptr;          // removals not yet in Redis (shm/layout.hpp)
+  JournalHeader* journal = nullptr;         // removals not yet in Redis (shm/layout.hpp)
   JournalEntry* journal_entries = nullptr;
   std::uint64_t journal_size = 0;
   detail::WarmStartReport warm;
@@ -170,7 +176,7 @@ struct Writer::Impl {
   std::uint64_t huge_page_bytes = 0;  // of the segment, mapped with 2 MiB pages (at open)
 
   // ---- time --------------------------------------------------------------------------------
-  shm::TscClock clock;  // CLOCK_REALTIME, cheaper (shm/clock.hpp)
+  shm::TscClock clock;           // CLOCK_REALTIME, cheaper (shm/clock.hpp)
   std::int64_t now() noexcept {  // wall clock, never going backwards within this writer
     const std::int64_t t = clock.now();
     if (t > last_now) last_now = t;
@@ -186,7 +192,8 @@ struct Writer::Impl {
   // The one way the writer changes a slot: `n` payload words (index, new value). The old value
   // of each word that changes goes into the undo record, then seqlock W1-W4 (shm/seqlock.hpp)
   // stores just those words. An update touches only the lines it changes.
-  void write_words(std::uint32_t s, const std::uint8_t* idx, const std::uint64_t* val, std::size_t n) noexcept {
+  void write_words(std::uint32_t s, const std::uint8_t* idx, const std::uint64_t* val,
+                   std::size_t n) noexcept {
     Slot& slot = slots[s];
     UndoRecord& undo = wa->undo;
     // Ask for every line about to be written in exclusive state at once: a reader spinning on
@@ -213,13 +220,13 @@ struct Writer::Impl {
     undo.slot_plus_one.store(s + 1u, std::memory_order_release);
     std::atomic_signal_fence(std::memory_order_seq_cst);
     POSCACHE_FAULT_POINT(undo_armed);
-    const std::uint64_t seq = begin_write(slot);                            // W1, W2
+    const std::uint64_t seq = begin_write(slot);  // W1, W2
     POSCACHE_FAULT_POINT(after_w1);
     for (std::size_t j = 0; j < k; ++j) {
       if (j == k / 2) POSCACHE_FAULT_POINT(mid_w3);
       store_word(slot, undo.word[j], changed_val[j]);  // W3
     }
-    publish(slot, seq);                                                      // W4
+    publish(slot, seq);  // W4
     POSCACHE_FAULT_POINT(after_w4);
     std::atomic_signal_fence(std::memory_order_seq_cst);
     undo.slot_plus_one.store(0, kRelaxed);
@@ -296,7 +303,8 @@ struct Writer::Impl {
         std::uint32_t other = kNil;
         probe(target, buckets - 1, capacity, p.key_hash, [&](std::uint32_t o) {
           const SlotPayload& q = peek(o);
-          if (q.ns == p.ns && q.account_len == p.account_len && q.instrument_len == p.instrument_len &&
+          if (q.ns == p.ns && q.account_len == p.account_len &&
+              q.instrument_len == p.instrument_len &&
               std::memcmp(q.account, p.account, p.account_len) == 0 &&
               std::memcmp(q.instrument, p.instrument, p.instrument_len) == 0) {
             other = o;
@@ -356,7 +364,8 @@ struct Writer::Impl {
     if (sync && (why == Removal::eviction || why == Removal::expiration)) {
       // A change Redis has not acknowledged would leave with the slot: hand a copy to the sync
       // thread. acquire pairs with the sync thread's release store after Redis replied.
-      const std::uint64_t synced = std::atomic_ref<std::uint64_t>(book[s].synced_version).load(std::memory_order_acquire);
+      const std::uint64_t synced =
+          std::atomic_ref<std::uint64_t>(book[s].synced_version).load(std::memory_order_acquire);
       if (p.version > synced) {
         detail::SyncEvent& e = sync->add_event(detail::SyncEvent::Kind::spill, p.version, last_now);
         e.payload = p;
@@ -372,15 +381,23 @@ struct Writer::Impl {
     account_unlink(s, account_hash({p.account, p.account_len}));
     SlotPayload freed{};
     freed.ns = kFreeNamespace;
-    write_slot(s, freed);  // D2
+    write_slot(s, freed);          // D2
     book[s].next = wa->free_head;  // synced_version stays: the next occupant's versions are higher
     wa->free_head = s;
     h->live_count.store(h->live_count.load(kRelaxed) - 1, kRelaxed);
     switch (why) {
-      case Removal::eviction: bump(h->evictions); break;
-      case Removal::expiration: bump(h->expirations); break;
-      case Removal::erase: bump(h->erases); break;
-      case Removal::invalidation: bump(h->invalidations); break;
+      case Removal::eviction:
+        bump(h->evictions);
+        break;
+      case Removal::expiration:
+        bump(h->expirations);
+        break;
+      case Removal::erase:
+        bump(h->erases);
+        break;
+      case Removal::invalidation:
+        bump(h->invalidations);
+        break;
     }
     maybe_rebuild();
   }
@@ -417,7 +434,8 @@ struct Writer::Impl {
       const Bucket* idx = index[h->index_epoch.load(kRelaxed) & 1];
       const std::int64_t t = now();  // one clock read per chunk: its updates share updated_at
       std::uint64_t lru_pos = recency.front_position();
-      std::uint32_t cursor = wa->free_head == kNil ? recency.predict(lru_pos, 64) : detail::RecencyLog::kNone;
+      std::uint32_t cursor =
+          wa->free_head == kNil ? recency.predict(lru_pos, 64) : detail::RecencyLog::kNone;
       for (std::size_t i = 0; i < n + 3 * kDistance; ++i) {
         if (i < n) {  // A
           const Update& u = us[base + i];
@@ -441,9 +459,11 @@ struct Writer::Impl {
             // An update touches the meta and key lines and its fields' lines; a victim is read
             // whole (its payload is cleared).
             const auto* line = reinterpret_cast<const char*>(&slots[target]);
-            const std::size_t end = named ? 8 + 8 * (kWordValues + 2 * h->namespaces[us[base + j].ns].field_count)
-                                          : sizeof(Slot);
-            for (std::size_t off = 0; off < end; off += kCacheLine) __builtin_prefetch(line + off, 1);
+            const std::size_t end =
+                named ? 8 + 8 * (kWordValues + 2 * h->namespaces[us[base + j].ns].field_count)
+                      : sizeof(Slot);
+            for (std::size_t off = 0; off < end; off += kCacheLine)
+              __builtin_prefetch(line + off, 1);
             __builtin_prefetch(recency.stamp_address(target), 1);
             if (!named || sync) __builtin_prefetch(&book[target], 1);  // account links; sync mark
           }
@@ -455,7 +475,8 @@ struct Writer::Impl {
             const SlotBook& bk = book[target];
             const SlotPayload& vp = peek(target);
             __builtin_prefetch(&idx[vp.key_hash & mask], 1);
-            if (vp.account_len <= kMaxAccountLen) account_heads.prefetch(account_hash({vp.account, vp.account_len}));
+            if (vp.account_len <= kMaxAccountLen)
+              account_heads.prefetch(account_hash({vp.account, vp.account_len}));
             if (bk.account_prev < capacity) __builtin_prefetch(&book[bk.account_prev], 1);
             if (bk.account_next < capacity) __builtin_prefetch(&book[bk.account_next], 1);
           }
@@ -491,8 +512,9 @@ struct Writer::Impl {
         idx[n] = static_cast<std::uint8_t>(word);
         val[n++] = v;
       };
-      const std::uint32_t fields_set =
-          u.mode == UpdateMode::replace ? u.fields_mask : meta_fields_set(cur[kWordMeta]) | u.fields_mask;
+      const std::uint32_t fields_set = u.mode == UpdateMode::replace
+                                           ? u.fields_mask
+                                           : meta_fields_set(cur[kWordMeta]) | u.fields_mask;
       put(kWordMeta, meta_with_fields_set(cur[kWordMeta], fields_set));
       r.version = wa->next_version++;
       put(kWordVersion, r.version);
@@ -554,7 +576,8 @@ struct Writer::Impl {
   // whether or not the segment had the position, with a version of its own for the guard.
   void sync_erase(const KeyRef& k) {
     if (!sync) return;
-    detail::SyncEvent& e = sync->add_event(detail::SyncEvent::Kind::erase, wa->next_version++, now());
+    detail::SyncEvent& e =
+        sync->add_event(detail::SyncEvent::Kind::erase, wa->next_version++, now());
     e.payload.ns = k.ns;
     e.payload.account_len = static_cast<std::uint8_t>(k.account.size());
     e.payload.instrument_len = static_cast<std::uint8_t>(k.instrument.size());
@@ -562,7 +585,8 @@ struct Writer::Impl {
     std::memcpy(e.payload.instrument, k.instrument.data(), k.instrument.size());
     sync->commit(e);  // in the journal before the position is removed
   }
-  void sync_pattern(detail::SyncEvent::Kind kind, std::optional<NamespaceId> ns, std::string_view text) {
+  void sync_pattern(detail::SyncEvent::Kind kind, std::optional<NamespaceId> ns,
+                    std::string_view text) {
     if (!sync) return;
     detail::SyncEvent& e = sync->add_event(kind, wa->next_version++, now());
     if (ns) e.ns = *ns;
@@ -602,7 +626,8 @@ struct Writer::Impl {
     if (head != detail::AccountHeads::kNone) {
       for (std::uint32_t s = head; s != kNil; s = book[s].account_next) {
         const SlotPayload& p = peek(s);
-        if (std::string_view(p.account, p.account_len) == account && (!ns || p.ns == *ns)) victims.push_back(s);
+        if (std::string_view(p.account, p.account_len) == account && (!ns || p.ns == *ns))
+          victims.push_back(s);
       }
     }
     sync_pattern(detail::SyncEvent::Kind::account, ns, account);
@@ -624,7 +649,11 @@ struct Writer::Impl {
     std::string key;
     recency.for_each([&](std::uint32_t s, std::uint16_t ns) {
       const SlotPayload& p = peek(s);
-      key.assign(fixed_name(h->namespaces[ns].name)).append(":").append(p.account, p.account_len).append(":").append(p.instrument, p.instrument_len);
+      key.assign(fixed_name(h->namespaces[ns].name))
+          .append(":")
+          .append(p.account, p.account_len)
+          .append(":")
+          .append(p.instrument, p.instrument_len);
       if (fnmatch(pattern.c_str(), key.c_str(), 0) == 0) victims.push_back(s);
     });
     sync_pattern(detail::SyncEvent::Kind::glob, std::nullopt, glob);
@@ -681,7 +710,8 @@ struct Writer::Impl {
     wa = reinterpret_cast<WriterArea*>(base + g.writer_offset);
     book = reinterpret_cast<SlotBook*>(base + g.book_offset);
     journal = reinterpret_cast<JournalHeader*>(base + g.journal_offset);
-    journal_entries = reinterpret_cast<JournalEntry*>(base + g.journal_offset + sizeof(JournalHeader));
+    journal_entries =
+        reinterpret_cast<JournalEntry*>(base + g.journal_offset + sizeof(JournalHeader));
     journal_size = g.journal_entries;
     capacity = g.capacity;
     buckets = g.index_buckets;
@@ -692,7 +722,8 @@ struct Writer::Impl {
     recency = detail::RecencyLog(capacity);
     std::vector<std::uint16_t> expiring;
     for (std::size_t ns = 0; ns < cfg.namespaces.size(); ++ns) {
-      if (cfg.namespaces[ns].expire_after.count() > 0) expiring.push_back(static_cast<std::uint16_t>(ns));
+      if (cfg.namespaces[ns].expire_after.count() > 0)
+        expiring.push_back(static_cast<std::uint16_t>(ns));
     }
     recency.set_expiring(expiring);
   }
@@ -701,16 +732,21 @@ struct Writer::Impl {
   // wants to know whether the 2 MiB pages took.
   void report_pages(bool created) {
     huge_page_bytes = huge_mapped_bytes(mapping.base(), mapping.size());
-    const std::string what = "segment '" + cfg.segment + "': " + std::to_string(huge_page_bytes >> 20) + " of " +
+    const std::string what = "segment '" + cfg.segment +
+                             "': " + std::to_string(huge_page_bytes >> 20) + " of " +
                              std::to_string(mapping.size() >> 20) + " MiB on 2 MiB pages";
-    const std::string why = mapping.collapse_error().empty() ? "" : " (MADV_COLLAPSE: " + mapping.collapse_error() + ")";
+    const std::string why = mapping.collapse_error().empty()
+                                ? ""
+                                : " (MADV_COLLAPSE: " + mapping.collapse_error() + ")";
     if (huge_page_bytes > 0 || mapping.size() < kHugePageSize) {
       cfg.log(LogLevel::info, what + why);
     } else if (created && cfg.huge_pages) {
-      cfg.log(LogLevel::warn, what + (why.empty() ? " (MADV_COLLAPSE took no effect)" : why) +
-                                  ": every random access may also miss the TLB; see README, \"Huge pages\"");
+      cfg.log(LogLevel::warn,
+              what + (why.empty() ? " (MADV_COLLAPSE took no effect)" : why) +
+                  ": every random access may also miss the TLB; see README, \"Huge pages\"");
     } else {
-      cfg.log(LogLevel::info, what + (created ? " (huge_pages is off)" : " (as created; a fresh segment collapses)"));
+      cfg.log(LogLevel::info, what + (created ? " (huge_pages is off)"
+                                              : " (as created; a fresh segment collapses)"));
     }
   }
 
@@ -756,14 +792,16 @@ struct Writer::Impl {
                       "' with capacity " + std::to_string(cfg.capacity) + " in /dev/shm: " +
                       std::strerror(err) + " (lower the capacity or enlarge /dev/shm)");
     }
-    bind(Mapping::map(fd, g.segment_size, true, name, cfg.huge_pages ? HugePages::collapse : HugePages::keep),
+    bind(Mapping::map(fd, g.segment_size, true, name,
+                      cfg.huge_pages ? HugePages::collapse : HugePages::keep),
          g.capacity);
     // The file is zero-filled: readers attaching now see an empty header and wait (initializing).
     h->layout_version = kLayoutVersion;
     h->header_size = sizeof(SegmentHeader);
     h->layout_fingerprint = layout_fingerprint();
     std::random_device rd;
-    h->generation = (static_cast<std::uint64_t>(now()) ^ (static_cast<std::uint64_t>(rd()) << 32)) | 1u;
+    h->generation =
+        (static_cast<std::uint64_t>(now()) ^ (static_cast<std::uint64_t>(rd()) << 32)) | 1u;
     h->capacity = g.capacity;
     h->index_buckets = g.index_buckets;
     h->segment_size = g.segment_size;
@@ -862,14 +900,17 @@ struct Writer::Impl {
 
   std::string journal_entry_problem(const JournalEntry& e) const {
     using Kind = detail::SyncEvent::Kind;
-    if (e.kind > static_cast<std::uint8_t>(Kind::all)) return "unknown kind " + std::to_string(e.kind);
+    if (e.kind > static_cast<std::uint8_t>(Kind::all))
+      return "unknown kind " + std::to_string(e.kind);
     if (e.version == 0 || e.version >= wa->next_version) {
-      return "version " + std::to_string(e.version) + " was never handed out (next is " + std::to_string(wa->next_version) + ")";
+      return "version " + std::to_string(e.version) + " was never handed out (next is " +
+             std::to_string(wa->next_version) + ")";
     }
     if (e.text_len > kJournalTextMax) return "text length " + std::to_string(e.text_len);
     const auto kind = static_cast<Kind>(e.kind);
     const std::string_view text(e.text, e.text_len);
-    if ((kind == Kind::ns || (kind == Kind::account && e.has_ns != 0)) && e.ns >= h->namespace_count) {
+    if ((kind == Kind::ns || (kind == Kind::account && e.has_ns != 0)) &&
+        e.ns >= h->namespace_count) {
       return "namespace id " + std::to_string(e.ns);
     }
     if (kind == Kind::ns && e.has_ns == 0) return "namespace removal without a namespace";
@@ -878,9 +919,13 @@ struct Writer::Impl {
     if (kind == Kind::spill || kind == Kind::erase) {
       const SlotPayload& p = e.payload;
       if (p.ns >= h->namespace_count) return "namespace id " + std::to_string(p.ns);
-      if (p.account_len > kMaxAccountLen || !valid_account({p.account, p.account_len})) return "invalid account";
-      if (p.instrument_len > kMaxInstrumentLen || !valid_instrument({p.instrument, p.instrument_len})) return "invalid instrument";
-      if (kind == Kind::spill && p.version != e.version) return "spill of version " + std::to_string(p.version);
+      if (p.account_len > kMaxAccountLen || !valid_account({p.account, p.account_len}))
+        return "invalid account";
+      if (p.instrument_len > kMaxInstrumentLen ||
+          !valid_instrument({p.instrument, p.instrument_len}))
+        return "invalid instrument";
+      if (kind == Kind::spill && p.version != e.version)
+        return "spill of version " + std::to_string(p.version);
     }
     return {};
   }
@@ -890,9 +935,10 @@ struct Writer::Impl {
     const std::uint64_t head = journal->head.load(std::memory_order_acquire);
     const std::uint64_t tail = journal->tail.load(std::memory_order_acquire);
     if (head < tail || head - tail > journal_size) {
-      cfg.log(LogLevel::error, "re-attach: the journal's header is corrupt (head " + std::to_string(head) + ", tail " +
-                                   std::to_string(tail) + ", " + std::to_string(journal_size) +
-                                   " entries): its entries are dropped, Redis may keep removed positions");
+      cfg.log(LogLevel::error,
+              "re-attach: the journal's header is corrupt (head " + std::to_string(head) +
+                  ", tail " + std::to_string(tail) + ", " + std::to_string(journal_size) +
+                  " entries): its entries are dropped, Redis may keep removed positions");
       journal->tail.store(head, std::memory_order_release);
       bump(h->repairs);
       return;
@@ -926,19 +972,22 @@ struct Writer::Impl {
       std::vector<std::uint32_t> victims;
       auto consider = [&](std::uint32_t s) {
         const SlotPayload& p = peek(s);
-        if (p.ns != kFreeNamespace && p.version < e.version && detail::covers(e, fixed_name(h->namespaces[p.ns].name), p)) {
+        if (p.ns != kFreeNamespace && p.version < e.version &&
+            detail::covers(e, fixed_name(h->namespaces[p.ns].name), p)) {
           victims.push_back(s);
         }
       };
       if (e.kind == Kind::spill) continue;  // the position was still in its slot or already gone
-      if (e.kind == Kind::erase) {  // one key: the index finds it
+      if (e.kind == Kind::erase) {          // one key: the index finds it
         const SlotPayload& k = e.payload;
-        const std::uint32_t s = find(key_hash(k.ns, {k.account, k.account_len}, {k.instrument, k.instrument_len}), k.ns,
-                                     {k.account, k.account_len}, {k.instrument, k.instrument_len});
+        const std::uint32_t s =
+            find(key_hash(k.ns, {k.account, k.account_len}, {k.instrument, k.instrument_len}), k.ns,
+                 {k.account, k.account_len}, {k.instrument, k.instrument_len});
         if (s != kNil) consider(s);
       } else if (e.kind == Kind::account) {  // one account: its list
         const std::uint32_t head = account_heads.find(account_hash(e.text));
-        for (std::uint32_t s = head == detail::AccountHeads::kNone ? kNil : head; s != kNil; s = book[s].account_next) {
+        for (std::uint32_t s = head == detail::AccountHeads::kNone ? kNil : head; s != kNil;
+             s = book[s].account_next) {
           consider(s);
         }
       } else {  // a namespace, a glob, everything (rare): every slot
@@ -948,15 +997,17 @@ struct Writer::Impl {
     }
     if (finished > 0) {
       bump(h->repairs, finished);
-      cfg.log(LogLevel::warn, "re-attach: finished " + std::to_string(finished) +
-                                  " removals of positions that a killed writer had recorded but not completed");
+      cfg.log(LogLevel::warn,
+              "re-attach: finished " + std::to_string(finished) +
+                  " removals of positions that a killed writer had recorded but not completed");
     }
   }
 
   // Free list, LRU order by (updated_at, version), account lists, live count and next version,
   // all derived from the slots.
   void rebuild_lists() {
-    std::vector<std::tuple<std::int64_t, std::uint64_t, std::uint32_t>> order;  // updated_at, version, slot
+    std::vector<std::tuple<std::int64_t, std::uint64_t, std::uint32_t>>
+        order;  // updated_at, version, slot
     std::uint64_t max_version = 0;
     wa->free_head = kNil;
     account_heads.clear();
@@ -990,21 +1041,25 @@ struct Writer::Impl {
   std::uint64_t restore(const SlotPayload& in) {
     SlotPayload p = in;
     p.key_hash = key_hash(p.ns, {p.account, p.account_len}, {p.instrument, p.instrument_len});
-    const std::uint32_t existing = find(p.key_hash, p.ns, {p.account, p.account_len}, {p.instrument, p.instrument_len});
+    const std::uint32_t existing =
+        find(p.key_hash, p.ns, {p.account, p.account_len}, {p.instrument, p.instrument_len});
     if (existing != kNil) {  // Redis has one hash per key; keep the newer if it ever differs
       if (peek(existing).version >= p.version) return 0;
       remove(existing, Removal::invalidation);
     }
-    using Age = std::tuple<std::int64_t, std::uint64_t, std::uint32_t>;  // updated_at, version, slot
+    using Age =
+        std::tuple<std::int64_t, std::uint64_t, std::uint32_t>;  // updated_at, version, slot
     auto newer_first = [](const Age& a, const Age& b) { return a > b; };  // std heap: min at front
     std::uint64_t dropped = 0;
     if (wa->free_head == kNil) {
       if (warm_heap.empty()) {
-        for (std::uint32_t s = 0; s < capacity; ++s) warm_heap.emplace_back(peek(s).updated_at_ns, peek(s).version, s);
+        for (std::uint32_t s = 0; s < capacity; ++s)
+          warm_heap.emplace_back(peek(s).updated_at_ns, peek(s).version, s);
         std::make_heap(warm_heap.begin(), warm_heap.end(), newer_first);
       }
       const auto [t, v, victim] = warm_heap.front();
-      if (std::make_pair(p.updated_at_ns, p.version) < std::make_pair(t, v)) return 1;  // older than all loaded
+      if (std::make_pair(p.updated_at_ns, p.version) < std::make_pair(t, v))
+        return 1;  // older than all loaded
       std::pop_heap(warm_heap.begin(), warm_heap.end(), newer_first);
       warm_heap.pop_back();
       remove(victim, Removal::eviction);
@@ -1016,7 +1071,8 @@ struct Writer::Impl {
     if (active_index().insert(p.key_hash, s)) add_tombstones(-1);
     recency.touch(s, p.ns);
     account_link(s, account_hash({p.account, p.account_len}));
-    book[s].synced_version = p.version;  // Redis holds exactly this (the sync thread is not running yet)
+    book[s].synced_version =
+        p.version;  // Redis holds exactly this (the sync thread is not running yet)
     h->live_count.store(h->live_count.load(kRelaxed) + 1, kRelaxed);
     wa->next_version = std::max(wa->next_version, p.version + 1);
     if (!warm_heap.empty()) {
@@ -1029,24 +1085,30 @@ struct Writer::Impl {
 
   // With Redis: warm start on an empty segment (before it turns ready), then the sync thread.
   void start_redis(bool empty_segment) {
-    const JournalScan scan = std::move(journal_scan);  // used here last: not kept for the writer's life
+    const JournalScan scan =
+        std::move(journal_scan);  // used here last: not kept for the writer's life
     journal_scan = {};
     const auto& pending = scan.valid;
     if (!cfg.redis) {
       if (!pending.empty()) {
-        cfg.log(LogLevel::warn, std::to_string(pending.size()) + " removals in the segment's journal are not in Redis yet; "
-                                "they stay there until a writer with Redis configured writes them");
+        cfg.log(LogLevel::warn,
+                std::to_string(pending.size()) +
+                    " removals in the segment's journal are not in Redis yet; "
+                    "they stay there until a writer with Redis configured writes them");
       }
       return;
     }
     const RedisConfig& rc = *cfg.redis;
     sync = std::make_unique<detail::RedisSync>(
-        rc, cfg.namespaces, detail::SegmentView{h, slots, book, capacity, journal, journal_entries, journal_size}, cfg.log);
+        rc, cfg.namespaces,
+        detail::SegmentView{h, slots, book, capacity, journal, journal_entries, journal_size},
+        cfg.log);
     for (const auto& [n, e] : pending) sync->replay(detail::from_entry(*e, n));
     for (const std::uint64_t n : scan.invalid) sync->skip(n);  // reported: let the tail pass them
     bool started = false;
     if (!pending.empty()) {
-      cfg.log(LogLevel::info, "journal: " + std::to_string(pending.size()) + " removals a previous writer left go to Redis first");
+      cfg.log(LogLevel::info, "journal: " + std::to_string(pending.size()) +
+                                  " removals a previous writer left go to Redis first");
     }
     if (empty_segment && rc.warm_start) {
       if (!pending.empty()) {
@@ -1055,9 +1117,11 @@ struct Writer::Impl {
         sync->start();
         started = true;
         if (!sync->flush(rc.connect_timeout + rc.close_timeout)) {
-          throw Error("warm start: " + std::to_string(pending.size()) + " removals left in the segment's journal "
-                      "could not be written to Redis first (the segment stays initializing; start with "
-                      "--cold-start, or RedisConfig::warm_start = false, to start without loading)");
+          throw Error(
+              "warm start: " + std::to_string(pending.size()) +
+              " removals left in the segment's journal "
+              "could not be written to Redis first (the segment stays initializing; start with "
+              "--cold-start, or RedisConfig::warm_start = false, to start without loading)");
         }
       }
       detail::RedisFormat fmt(rc.prefix, cfg.namespaces);
@@ -1065,7 +1129,8 @@ struct Writer::Impl {
           rc, fmt, [this](const SlotPayload& p) { return restore(p); },
           [this] { h->heartbeat_ns.store(now(), kRelaxed); }, cfg.log);
       if (!rep) {
-        throw Error(rep.error() + " (the segment stays initializing; start with --cold-start, or "
+        throw Error(rep.error() +
+                    " (the segment stays initializing; start with --cold-start, or "
                     "RedisConfig::warm_start = false, to start empty)");
       }
       rebuild_lists();  // LRU order by updated_at, as if the positions had arrived in that order
@@ -1073,15 +1138,19 @@ struct Writer::Impl {
       warm = *rep;
       char secs[32];
       std::snprintf(secs, sizeof secs, "%.2f", warm.seconds);
-      cfg.log(LogLevel::info, "warm start: loaded " + std::to_string(warm.loaded) + " positions in " + secs + " s");
+      cfg.log(LogLevel::info,
+              "warm start: loaded " + std::to_string(warm.loaded) + " positions in " + secs + " s");
       if (warm.beyond_capacity > 0) {
-        cfg.log(LogLevel::warn, "warm start: " + std::to_string(warm.beyond_capacity) + " positions did not fit in capacity " +
-                                    std::to_string(capacity) + " and stay only in Redis (the least recently updated)");
+        cfg.log(LogLevel::warn, "warm start: " + std::to_string(warm.beyond_capacity) +
+                                    " positions did not fit in capacity " +
+                                    std::to_string(capacity) +
+                                    " and stay only in Redis (the least recently updated)");
       }
       if (warm.expired + warm.unknown_namespace + warm.malformed > 0) {
-        cfg.log(LogLevel::warn, "warm start: skipped " + std::to_string(warm.expired) + " expired, " +
-                                    std::to_string(warm.unknown_namespace) + " of unknown namespaces, " +
-                                    std::to_string(warm.malformed) + " malformed");
+        cfg.log(LogLevel::warn, "warm start: skipped " + std::to_string(warm.expired) +
+                                    " expired, " + std::to_string(warm.unknown_namespace) +
+                                    " of unknown namespaces, " + std::to_string(warm.malformed) +
+                                    " malformed");
       }
     }
     if (reattached) queue_unsynced();
@@ -1094,7 +1163,8 @@ struct Writer::Impl {
     const std::int64_t t = now();
     for (std::uint32_t s = 0; s < capacity; ++s) {
       const SlotPayload& p = peek(s);
-      if (p.ns != kFreeNamespace && p.version > book[s].synced_version) sync->note_slot(book[s].queued_epoch, s, t);
+      if (p.ns != kFreeNamespace && p.version > book[s].synced_version)
+        sync->note_slot(book[s].queued_epoch, s, t);
     }
   }
 };
@@ -1116,8 +1186,10 @@ bool is_segment_size(std::size_t size) {
   std::uint64_t lo = 1, hi = kMaxCapacity;
   while (lo < hi) {  // the smallest capacity whose segment is at least `size`
     const std::uint64_t mid = lo + (hi - lo) / 2;
-    if (geometry_for(mid).segment_size < size) lo = mid + 1;
-    else hi = mid;
+    if (geometry_for(mid).segment_size < size)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return geometry_for(lo).segment_size == size;
 }
@@ -1127,11 +1199,14 @@ void check_config(const WriterConfig& config) {
   std::string msg;
   if (!valid_segment_name(config.segment, msg)) throw Error(msg);
   // The segment's slot references and the recency log's stamps both bound the capacity.
-  constexpr std::uint64_t kLimit = std::min<std::uint64_t>(kMaxCapacity, detail::RecencyLog::kMaxCapacity);
+  constexpr std::uint64_t kLimit =
+      std::min<std::uint64_t>(kMaxCapacity, detail::RecencyLog::kMaxCapacity);
   if (config.capacity == 0 || config.capacity > kLimit) {
-    throw Error("capacity " + std::to_string(config.capacity) + " is out of range: 1 to " + std::to_string(kLimit));
+    throw Error("capacity " + std::to_string(config.capacity) + " is out of range: 1 to " +
+                std::to_string(kLimit));
   }
-  if (config.namespaces.empty()) throw Error("no namespaces configured: a segment needs at least one");
+  if (config.namespaces.empty())
+    throw Error("no namespaces configured: a segment needs at least one");
   if (config.namespaces.size() > kMaxNamespaces) {
     throw Error(std::to_string(config.namespaces.size()) + " namespaces configured: the limit is " +
                 std::to_string(kMaxNamespaces));
@@ -1203,8 +1278,9 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
     } else if (size < sizeof(SegmentHeader) && !config.recreate_on_mismatch) {
       // Not ours: a creation sizes the file in one step, to a whole segment.
       ::close(fd);
-      throw Error("segment '" + name + "': " + shm_path(name) + " exists and is not a poscache segment (" +
-                  std::to_string(size) + " bytes; a creation cut short leaves 0 bytes or a whole segment). " +
+      throw Error("segment '" + name + "': " + shm_path(name) +
+                  " exists and is not a poscache segment (" + std::to_string(size) +
+                  " bytes; a creation cut short leaves 0 bytes or a whole segment). " +
                   "Remove it, choose another name, or start with --recreate to replace it");
     } else if (size < sizeof(SegmentHeader)) {
       ::close(fd);
@@ -1229,10 +1305,11 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
       }
       // A header never finished (magic not yet stored) is ours, cut short, only if the file has
       // exactly the size a creation gives a segment; otherwise it is someone else's file.
-      const bool cut_creation = status == AttachStatus::initializing &&
-                                (h->magic == kMagic || is_segment_size(size));
+      const bool cut_creation =
+          status == AttachStatus::initializing && (h->magic == kMagic || is_segment_size(size));
       if (status == AttachStatus::initializing && !cut_creation) {
-        why = "found " + std::to_string(size) + " bytes that begin with an empty header, not a segment size";
+        why = "found " + std::to_string(size) +
+              " bytes that begin with an empty header, not a segment size";
       }
       if (cut_creation) {
         replace = true;  // its creator died before it was ready: nothing was ever served
@@ -1249,22 +1326,27 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
         impl->report_pages(false);
         impl->reattach();
         impl->start_redis(impl->h->live_count.load(kRelaxed) == 0);
-        impl->h->state.store(static_cast<std::uint32_t>(SegmentState::ready), std::memory_order_release);
+        impl->h->state.store(static_cast<std::uint32_t>(SegmentState::ready),
+                             std::memory_order_release);
         return std::unique_ptr<Writer>(new Writer(std::move(impl)));
       }
       if (status == AttachStatus::ok) {  // same layout: its journal can be read
         const Geometry g = geometry_for(h->capacity);
-        const auto* j = reinterpret_cast<const JournalHeader*>(static_cast<const std::byte*>(m.base()) + g.journal_offset);
-        const std::uint64_t pending = j->head.load(std::memory_order_acquire) - j->tail.load(std::memory_order_acquire);
+        const auto* j = reinterpret_cast<const JournalHeader*>(
+            static_cast<const std::byte*>(m.base()) + g.journal_offset);
+        const std::uint64_t pending =
+            j->head.load(std::memory_order_acquire) - j->tail.load(std::memory_order_acquire);
         if (pending > 0 && config.log) {
-          config.log(LogLevel::warn, "replacing segment '" + name + "' drops " + std::to_string(pending) +
-                                         " removals its journal had not written to Redis yet (a warm start may "
-                                         "bring those positions back)");
+          config.log(LogLevel::warn,
+                     "replacing segment '" + name + "' drops " + std::to_string(pending) +
+                         " removals its journal had not written to Redis yet (a warm start may "
+                         "bring those positions back)");
         }
       }
       if (status == AttachStatus::ok || status == AttachStatus::initializing) {
         // Tell readers of the old generation to follow: they keep a valid mapping meanwhile.
-        h->state.store(static_cast<std::uint32_t>(SegmentState::retired), std::memory_order_release);
+        h->state.store(static_cast<std::uint32_t>(SegmentState::retired),
+                       std::memory_order_release);
         futex_wake_all(&h->change_futex);
       }
     }
@@ -1381,12 +1463,16 @@ namespace {
 // The checks of check(Update) below, answering only yes or no: what upsert() and upsert_batch()
 // need (their results carry no message); apply() builds the message with check().
 bool valid(const Update& u, const std::vector<NamespaceSpec>& specs) noexcept {
-  if (u.ns >= specs.size() || u.account_len > kMaxAccountLen || u.instrument_len > kMaxInstrumentLen) return false;
+  if (u.ns >= specs.size() || u.account_len > kMaxAccountLen ||
+      u.instrument_len > kMaxInstrumentLen)
+    return false;
   if (!valid_account(u.account_view()) || !valid_instrument(u.instrument_view())) return false;
   const std::size_t n = specs[u.ns].fields.size();
   if (u.fields_mask == 0 || (n < 32 && (u.fields_mask >> n) != 0)) return false;
   for (std::size_t f = 0; f < n; ++f) {
-    if (((u.fields_mask >> f) & 1u) && (u.values[f] >= kDecimalLimit || u.values[f] <= -kDecimalLimit)) return false;
+    if (((u.fields_mask >> f) & 1u) &&
+        (u.values[f] >= kDecimalLimit || u.values[f] <= -kDecimalLimit))
+      return false;
   }
   return true;
 }
@@ -1395,14 +1481,18 @@ bool valid(const Update& u, const std::vector<NamespaceSpec>& specs) noexcept {
 std::string check(const Update& u, const std::vector<NamespaceSpec>& specs) {
   if (valid(u, specs)) return {};
   if (u.ns >= specs.size()) return "namespace id " + std::to_string(u.ns) + " is out of range";
-  if (u.account_len == 0 || u.account_len > kMaxAccountLen) return "account length " + std::to_string(u.account_len) + " is out of range 1..64";
-  if (u.instrument_len == 0 || u.instrument_len > kMaxInstrumentLen) return "instrument length " + std::to_string(u.instrument_len) + " is out of range 1..64";
+  if (u.account_len == 0 || u.account_len > kMaxAccountLen)
+    return "account length " + std::to_string(u.account_len) + " is out of range 1..64";
+  if (u.instrument_len == 0 || u.instrument_len > kMaxInstrumentLen)
+    return "instrument length " + std::to_string(u.instrument_len) + " is out of range 1..64";
   if (auto r = validate_account(u.account_view()); !r) return r.error();
   if (auto r = validate_instrument(u.instrument_view()); !r) return r.error();
   const std::size_t n = specs[u.ns].fields.size();
-  if (u.fields_mask == 0 || (n < 32 && (u.fields_mask >> n) != 0)) return "field mask does not match the namespace's " + std::to_string(n) + " fields";
+  if (u.fields_mask == 0 || (n < 32 && (u.fields_mask >> n) != 0))
+    return "field mask does not match the namespace's " + std::to_string(n) + " fields";
   for (std::size_t f = 0; f < n; ++f) {
-    if (((u.fields_mask >> f) & 1u) && (u.values[f] >= kDecimalLimit || u.values[f] <= -kDecimalLimit)) {
+    if (((u.fields_mask >> f) & 1u) &&
+        (u.values[f] >= kDecimalLimit || u.values[f] <= -kDecimalLimit)) {
       return "field '" + specs[u.ns].fields[f].name + "' has more than 38 digits";
     }
   }
@@ -1425,7 +1515,8 @@ ApplyResult Writer::upsert(const Update& update) {
 }
 
 void Writer::upsert_batch(std::span<const Update> updates, std::span<ApplyResult> results) {
-  if (results.size() < updates.size()) throw Error("upsert_batch: results span is shorter than updates");
+  if (results.size() < updates.size())
+    throw Error("upsert_batch: results span is shorter than updates");
   // Validate each first (as upsert() does); bad ones are reported, the rest applied in order.
   std::size_t start = 0;
   for (std::size_t i = 0; i <= updates.size(); ++i) {
@@ -1458,12 +1549,14 @@ std::size_t Writer::invalidate_namespace(NamespaceId ns) {
 }
 std::size_t Writer::invalidate_matching(std::string_view glob) {
   if (glob.empty() || glob.size() > kJournalTextMax) {
-    throw Error("glob pattern must be 1 to " + std::to_string(kJournalTextMax) + " characters, got " +
-                std::to_string(glob.size()));
+    throw Error("glob pattern must be 1 to " + std::to_string(kJournalTextMax) +
+                " characters, got " + std::to_string(glob.size()));
   }
   return impl_->invalidate_matching(glob);
 }
-std::size_t Writer::invalidate_all() { return impl_->invalidate_all(); }
+std::size_t Writer::invalidate_all() {
+  return impl_->invalidate_all();
+}
 
 BatchResult Writer::apply(std::span<const Op> ops) {
   BatchResult br;
@@ -1473,16 +1566,23 @@ BatchResult Writer::apply(std::span<const Op> ops) {
     std::string err = std::visit(
         [&](const auto& op) -> std::string {
           using T = std::decay_t<decltype(op)>;
-          if constexpr (std::is_same_v<T, Update>) return check(op, specs);
-          else if constexpr (std::is_same_v<T, Erase>) return check(op.key, specs);
+          if constexpr (std::is_same_v<T, Update>)
+            return check(op, specs);
+          else if constexpr (std::is_same_v<T, Erase>)
+            return check(op.key, specs);
           else if constexpr (std::is_same_v<T, InvalidateAccount>) {
             if (auto r = validate_account(op.account); !r) return r.error();
-            if (op.ns && *op.ns >= specs.size()) return "namespace id " + std::to_string(*op.ns) + " is out of range";
+            if (op.ns && *op.ns >= specs.size())
+              return "namespace id " + std::to_string(*op.ns) + " is out of range";
             return {};
           } else if constexpr (std::is_same_v<T, InvalidateNamespace>) {
-            return op.ns < specs.size() ? std::string() : "namespace id " + std::to_string(op.ns) + " is out of range";
+            return op.ns < specs.size()
+                       ? std::string()
+                       : "namespace id " + std::to_string(op.ns) + " is out of range";
           } else if constexpr (std::is_same_v<T, InvalidateMatching>) {
-            return op.glob.empty() || op.glob.size() > kJournalTextMax ? "glob pattern must be 1 to 256 characters" : std::string();
+            return op.glob.empty() || op.glob.size() > kJournalTextMax
+                       ? "glob pattern must be 1 to 256 characters"
+                       : std::string();
           } else {
             return {};
           }
@@ -1490,8 +1590,8 @@ BatchResult Writer::apply(std::span<const Op> ops) {
         ops[i]);
     if (!err.empty()) {
       bump(impl_->h->rejects);
-      br.error = "op " + std::to_string(i) + ": " + err + " (batch of " + std::to_string(ops.size()) +
-                 " refused, nothing applied)";
+      br.error = "op " + std::to_string(i) + ": " + err + " (batch of " +
+                 std::to_string(ops.size()) + " refused, nothing applied)";
       return br;
     }
   }
@@ -1525,7 +1625,9 @@ BatchResult Writer::apply(std::span<const Op> ops) {
   return br;
 }
 
-void Writer::tick() { impl_->tick(); }
+void Writer::tick() {
+  impl_->tick();
+}
 
 void Writer::heartbeat() {
   const std::int64_t t = impl_->now();
@@ -1552,7 +1654,9 @@ bool Writer::sync_redis(std::chrono::milliseconds timeout) {
   return impl_->sync->flush(timeout);
 }
 
-void Writer::count_reject() { bump(impl_->h->rejects); }
+void Writer::count_reject() {
+  bump(impl_->h->rejects);
+}
 
 WriterStats Writer::stats() const {
   const SegmentHeader& h = *impl_->h;
@@ -1580,15 +1684,20 @@ WriterStats Writer::stats() const {
   s.redis_state = redis_state_name(h.redis_state.load(kRelaxed));
   s.redis_dirty = h.redis_dirty.load(kRelaxed);
   const std::int64_t oldest = h.redis_oldest_unsynced_ns.load(kRelaxed);
-  s.redis_oldest_unsynced_age_ns = oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
+  s.redis_oldest_unsynced_age_ns =
+      oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
   s.redis_synced_version = h.redis_synced_version.load(kRelaxed);
   s.journal_pending = journal_pending(*impl_->journal);
   s.journal_overflows = impl_->journal->overflows.load(kRelaxed);
   return s;
 }
 
-const std::vector<NamespaceSpec>& Writer::namespaces() const noexcept { return impl_->cfg.namespaces; }
-const std::string& Writer::segment_name() const noexcept { return impl_->cfg.segment; }
+const std::vector<NamespaceSpec>& Writer::namespaces() const noexcept {
+  return impl_->cfg.namespaces;
+}
+const std::string& Writer::segment_name() const noexcept {
+  return impl_->cfg.segment;
+}
 
 std::optional<Position> Writer::find(const KeyRef& key) const {
   if (!check(key, impl_->cfg.namespaces).empty()) return std::nullopt;

@@ -35,7 +35,8 @@ WriterLock WriterLock::acquire(const std::string& segment, unsigned mode) {
     std::lock_guard g(g_mutex);
     if (!held().insert(segment).second) {
       throw Error("segment '" + segment + "' already has a writer: this process (pid " +
-                  std::to_string(::getpid()) + ") holds " + l.path_ + "; a segment has exactly one writer");
+                  std::to_string(::getpid()) + ") holds " + l.path_ +
+                  "; a segment has exactly one writer");
     }
   }
   l.fd_ = ::open(l.path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, mode & 0666);
@@ -64,8 +65,8 @@ WriterLock WriterLock::acquire(const std::string& segment, unsigned mode) {
       held().erase(segment);
     }
     if (err == EAGAIN || err == EACCES) {
-      throw Error("segment '" + segment + "' already has a writer: " + holder + " holds " + l.path_ +
-                  "; a segment has exactly one writer");
+      throw Error("segment '" + segment + "' already has a writer: " + holder + " holds " +
+                  l.path_ + "; a segment has exactly one writer");
     }
     throw Error("cannot lock " + l.path_ + ": " + std::strerror(err));
   }
@@ -93,7 +94,9 @@ WriterLock& WriterLock::operator=(WriterLock&& o) noexcept {
   return *this;
 }
 
-WriterLock::~WriterLock() { release(); }
+WriterLock::~WriterLock() {
+  release();
+}
 
 void WriterLock::release() noexcept {
   if (fd_ < 0) return;

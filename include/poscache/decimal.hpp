@@ -17,7 +17,7 @@ namespace poscache {
 using int128 = __int128;
 
 inline constexpr unsigned kMaxDecimalDigits = 38;  // |mantissa| < 10^38
-inline constexpr unsigned kMaxScale = 30;           // scale of a decimal field
+inline constexpr unsigned kMaxScale = 30;          // scale of a decimal field
 
 // 10^38: every mantissa has magnitude strictly below this.
 inline constexpr int128 kDecimalLimit = [] {

@@ -25,7 +25,7 @@ struct Failure {
 template <class T>
 class Expected {
  public:
-  Expected(T value) : v_(std::move(value)) {}           // NOLINT(google-explicit-constructor)
+  Expected(T value) : v_(std::move(value)) {}            // NOLINT(google-explicit-constructor)
   Expected(Failure failure) : v_(std::move(failure)) {}  // NOLINT(google-explicit-constructor)
 
   [[nodiscard]] bool ok() const noexcept { return v_.index() == 0; }
@@ -54,6 +54,8 @@ class Expected {
   std::variant<T, Failure> v_;
 };
 
-inline Failure fail(std::string message) { return Failure{std::move(message)}; }
+inline Failure fail(std::string message) {
+  return Failure{std::move(message)};
+}
 
 }  // namespace poscache

@@ -16,9 +16,9 @@ struct Position {
   NamespaceId ns = 0;
   std::uint8_t account_len = 0;
   std::uint8_t instrument_len = 0;
-  std::uint32_t fields_set = 0;  // bit i: field i of the namespace's schema carries a value
-  std::uint64_t version = 0;     // writer-wide monotonic: a newer change has a higher version
-  std::uint64_t source_seq = 0;  // the producer's sequence number (0 if it gave none)
+  std::uint32_t fields_set = 0;    // bit i: field i of the namespace's schema carries a value
+  std::uint64_t version = 0;       // writer-wide monotonic: a newer change has a higher version
+  std::uint64_t source_seq = 0;    // the producer's sequence number (0 if it gave none)
   std::int64_t created_at_ns = 0;  // CLOCK_REALTIME
   std::int64_t updated_at_ns = 0;  // CLOCK_REALTIME
   std::int64_t age_ns = 0;         // now - updated_at_ns when read (0 if the clock is behind)

@@ -104,7 +104,8 @@ class Reader {
     std::size_t visited = 0;
     std::size_t skipped_mid_write = 0;
   };
-  ScanResult scan(const ScanFilter& filter, const std::function<void(const Position&)>& visit) const;
+  ScanResult scan(const ScanFilter& filter,
+                  const std::function<void(const Position&)>& visit) const;
   std::vector<Position> positions_of(std::string_view account) const;
 
   // --- the segment and its writer -----------------------------------------------------------

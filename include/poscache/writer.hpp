@@ -77,12 +77,15 @@ struct Update {
   std::uint8_t instrument_len = 0;
   UpdateMode mode = UpdateMode::merge;
   std::uint32_t fields_mask = 0;  // bit i: values[i] is given
-  std::uint64_t source_seq = 0;   // producer's sequence; an update older than the stored one is refused
+  std::uint64_t source_seq =
+      0;  // producer's sequence; an update older than the stored one is refused
   char account[kMaxAccountLen] = {};
   char instrument[kMaxInstrumentLen] = {};
   int128 values[kMaxFields] = {};
   [[nodiscard]] std::string_view account_view() const noexcept { return {account, account_len}; }
-  [[nodiscard]] std::string_view instrument_view() const noexcept { return {instrument, instrument_len}; }
+  [[nodiscard]] std::string_view instrument_view() const noexcept {
+    return {instrument, instrument_len};
+  }
 };
 
 struct KeyRef {
@@ -95,9 +98,9 @@ enum class ApplyStatus : std::uint8_t {
   inserted,
   updated,
   erased,
-  not_found,       // erase of a key that is not there
-  stale_source,    // source_seq older than (or equal to) the stored one: refused, counted
-  bad_input,       // refused, counted; `ApplyResult::error` says why
+  not_found,     // erase of a key that is not there
+  stale_source,  // source_seq older than (or equal to) the stored one: refused, counted
+  bad_input,     // refused, counted; `ApplyResult::error` says why
 };
 // Checks a WriterConfig without touching any segment (what Writer::open checks first); errors
 // name the setting and the value.
@@ -112,18 +115,27 @@ struct ApplyResult {
 };
 
 // Invalidation requests. Each removes positions and counts them as invalidations.
-struct InvalidateAccount { std::string account; std::optional<NamespaceId> ns; };
-struct InvalidateNamespace { NamespaceId ns = 0; };
-struct InvalidateMatching { std::string glob; };  // fnmatch over "ns:account:instrument"
+struct InvalidateAccount {
+  std::string account;
+  std::optional<NamespaceId> ns;
+};
+struct InvalidateNamespace {
+  NamespaceId ns = 0;
+};
+struct InvalidateMatching {
+  std::string glob;
+};  // fnmatch over "ns:account:instrument"
 struct InvalidateAll {};
-struct Erase { KeyRef key; };
+struct Erase {
+  KeyRef key;
+};
 
 using Op = std::variant<Update, Erase, InvalidateAccount, InvalidateNamespace, InvalidateMatching,
                         InvalidateAll>;
 
 struct BatchResult {
-  bool applied = false;   // false: the batch was refused whole (see error), nothing applied
-  std::string error;      // names the op index and what was wrong
+  bool applied = false;  // false: the batch was refused whole (see error), nothing applied
+  std::string error;     // names the op index and what was wrong
   std::vector<ApplyResult> results;  // one per op when applied
   std::size_t removed = 0;           // positions removed by the batch's invalidations
 };
@@ -133,19 +145,21 @@ struct WriterStats {
                 erases = 0, invalidations = 0, rejects = 0, index_rebuilds = 0, repairs = 0,
                 tombstones = 0, generation = 0, next_version = 0;
   bool reattached = false;  // this writer re-attached to a segment left by an earlier writer
-  std::uint64_t segment_bytes = 0;     // the segment's size
-  std::uint64_t huge_page_bytes = 0;   // of it, mapped with 2 MiB pages (read at open)
+  std::uint64_t segment_bytes = 0;    // the segment's size
+  std::uint64_t huge_page_bytes = 0;  // of it, mapped with 2 MiB pages (read at open)
   // Warm start (a fresh or empty segment loaded from Redis at open)
   std::uint64_t warm_loaded = 0;           // positions loaded
   std::uint64_t warm_beyond_capacity = 0;  // positions Redis holds that did not fit (left in Redis)
   std::uint64_t warm_skipped = 0;          // expired, unknown namespace or malformed (logged)
   // Redis sync, as published in the header: off, connecting, up, down
   std::string redis_state = "off";
-  std::uint64_t redis_dirty = 0;                 // changes not yet acknowledged by Redis
+  std::uint64_t redis_dirty = 0;  // changes not yet acknowledged by Redis
   std::int64_t redis_oldest_unsynced_age_ns = 0;
   std::uint64_t redis_synced_version = 0;
-  std::uint64_t journal_pending = 0;    // removals recorded in the segment's journal, not yet in Redis
-  std::uint64_t journal_overflows = 0;  // removals that found the journal full (kept in memory only)
+  std::uint64_t journal_pending =
+      0;  // removals recorded in the segment's journal, not yet in Redis
+  std::uint64_t journal_overflows =
+      0;  // removals that found the journal full (kept in memory only)
 };
 
 class Writer {
@@ -157,21 +171,24 @@ class Writer {
 
   // --- building updates (validation: every error names the part, the value and the limit) ---
   Expected<NamespaceId> namespace_id(std::string_view ns) const;
-  Expected<Update> make_update(std::string_view ns, std::string_view account,
-                               std::string_view instrument,
-                               std::span<const std::pair<std::string_view, std::string_view>> fields,
-                               std::uint64_t source_seq = 0, UpdateMode mode = UpdateMode::merge) const;
-  Expected<Update> make_update(std::string_view ns, std::string_view account,
-                               std::string_view instrument,
-                               std::initializer_list<std::pair<std::string_view, std::string_view>> fields,
-                               std::uint64_t source_seq = 0, UpdateMode mode = UpdateMode::merge) const {
-    return make_update(ns, account, instrument, std::span(fields.begin(), fields.size()), source_seq, mode);
+  Expected<Update> make_update(
+      std::string_view ns, std::string_view account, std::string_view instrument,
+      std::span<const std::pair<std::string_view, std::string_view>> fields,
+      std::uint64_t source_seq = 0, UpdateMode mode = UpdateMode::merge) const;
+  Expected<Update> make_update(
+      std::string_view ns, std::string_view account, std::string_view instrument,
+      std::initializer_list<std::pair<std::string_view, std::string_view>> fields,
+      std::uint64_t source_seq = 0, UpdateMode mode = UpdateMode::merge) const {
+    return make_update(ns, account, instrument, std::span(fields.begin(), fields.size()),
+                       source_seq, mode);
   }
   // Typed: values are mantissas at each field's scale (or integers); `mask` says which are given.
-  Expected<Update> make_update(NamespaceId ns, std::string_view account, std::string_view instrument,
-                               std::uint32_t mask, const int128* values, std::uint64_t source_seq = 0,
+  Expected<Update> make_update(NamespaceId ns, std::string_view account,
+                               std::string_view instrument, std::uint32_t mask,
+                               const int128* values, std::uint64_t source_seq = 0,
                                UpdateMode mode = UpdateMode::merge) const;
-  Expected<KeyRef> make_key(std::string_view ns, std::string_view account, std::string_view instrument) const;
+  Expected<KeyRef> make_key(std::string_view ns, std::string_view account,
+                            std::string_view instrument) const;
 
   // --- changes --------------------------------------------------------------------------------
   ApplyResult upsert(const Update& update);
@@ -180,7 +197,8 @@ class Writer {
   // the outcome of updates[i]; a malformed update is refused alone (bad_input), not the batch.
   void upsert_batch(std::span<const Update> updates, std::span<ApplyResult> results);
   ApplyResult erase(const KeyRef& key);
-  std::size_t invalidate_account(std::string_view account, std::optional<NamespaceId> ns = std::nullopt);
+  std::size_t invalidate_account(std::string_view account,
+                                 std::optional<NamespaceId> ns = std::nullopt);
   std::size_t invalidate_namespace(NamespaceId ns);
   // `glob` (fnmatch) over "namespace:account:instrument", 1 to 256 characters (throws Error
   // otherwise, naming the length). Each invalidation returns how many positions it removed.

@@ -3,12 +3,11 @@
 // SIGTERM during start-up. The binary runs as a child process; Redis, where needed, is a real
 // redis-server (tests/redis/redis_server.hpp).
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdio>
@@ -64,7 +63,8 @@ std::multimap<std::string, std::string> settings(const test::CliRun& r) {
   while (start < r.out.size()) {
     const std::size_t end = r.out.find('\n', start);
     const std::string line = r.out.substr(start, end - start);
-    if (const auto eq = line.find(" = "); eq != std::string::npos) m.emplace(line.substr(0, eq), line.substr(eq + 3));
+    if (const auto eq = line.find(" = "); eq != std::string::npos)
+      m.emplace(line.substr(0, eq), line.substr(eq + 3));
     if (end == std::string::npos) break;
     start = end + 1;
   }
@@ -124,7 +124,9 @@ class Daemon {
   pid_t pid_ = -1;
 };
 
-std::string seg_flag(const test::ScratchSegment& seg) { return "-s " + seg.name(); }
+std::string seg_flag(const test::ScratchSegment& seg) {
+  return "-s " + seg.name();
+}
 
 }  // namespace
 
@@ -162,45 +164,52 @@ TEST_P(DaemonSettingsTest, TheFileThenTheEnvironmentThenTheFlagDecide) {
 INSTANTIATE_TEST_SUITE_P(
     EverySetting, DaemonSettingsTest,
     ::testing::Values(
-        Precedence{"Segment", "[segment]\nname = \"from_file\"", "POSCACHE_SEGMENT=from_env", "-s from_flag", "segment.name",
-                   "\"from_file\"", "\"from_env\"", "\"from_flag\""},
-        Precedence{"Capacity", "[segment]\ncapacity = 111", "POSCACHE_CAPACITY=222", "--capacity 333", "segment.capacity",
-                   "111", "222", "333"},
-        Precedence{"Mode", "[segment]\nmode = \"0600\"", "POSCACHE_MODE=0660", "--mode 0644", "segment.mode", "\"0600\"",
-                   "\"0660\"", "\"0644\""},
-        Precedence{"HugePages", "[segment]\nhuge_pages = false", "POSCACHE_HUGE_PAGES=on", "--no-huge-pages",
-                   "segment.huge_pages", "false", "true", "false"},
-        Precedence{"LogLevel", "[daemon]\nlog_level = \"warn\"", "POSCACHE_LOG_LEVEL=error", "--log-level debug",
-                   "daemon.log_level", "\"warn\"", "\"error\"", "\"debug\""},
-        Precedence{"RedisHost", "[redis]\nhost = \"h1\"", "POSCACHE_REDIS_HOST=h2", "--redis-host h3", "redis.host",
-                   "\"h1\"", "\"h2\"", "\"h3\""},
-        Precedence{"RedisPort", "[redis]\nport = 1001", "POSCACHE_REDIS_PORT=1002", "--redis-port 1003", "redis.port",
-                   "1001", "1002", "1003"},
-        Precedence{"RedisSocket", "[redis]\nunix_socket = \"/f.sock\"", "POSCACHE_REDIS_SOCKET=/e.sock",
-                   "--redis-socket /x.sock", "redis.unix_socket", "\"/f.sock\"", "\"/e.sock\"", "\"/x.sock\""},
-        Precedence{"RedisDb", "[redis]\ndb = 1", "POSCACHE_REDIS_DB=2", "--redis-db 3", "redis.db", "1", "2", "3"},
-        Precedence{"RedisUser", "[redis]\nusername = \"u1\"", "POSCACHE_REDIS_USERNAME=u2", "--redis-user u3",
-                   "redis.username", "\"u1\"", "\"u2\"", "\"u3\""},
-        Precedence{"RedisPrefix", "[redis]\nprefix = \"p1\"", "POSCACHE_REDIS_PREFIX=p2", "--redis-prefix p3",
-                   "redis.prefix", "\"p1\"", "\"p2\"", "\"p3\""},
-        Precedence{"RedisFlushInterval", "[redis]\nflush_interval = \"7ms\"", "POSCACHE_REDIS_PREFIX=p",
-                   "--redis-flush-interval 9ms", "redis.flush_interval", "\"7ms\"", "\"7ms\"", "\"9ms\""},
-        Precedence{"RedisOffInTheEnvironmentThenOnByAFlag", "[redis]\nhost = \"h1\"", "POSCACHE_REDIS=off",
-                   "--redis-host h3", "redis.enabled", "true", "false", "true"},
-        Precedence{"NoRedisBeatsTheEnvironment", "[redis]\nhost = \"h1\"", "POSCACHE_REDIS_HOST=h2", "--no-redis",
-                   "redis.enabled", "true", "true", "false"},
-        Precedence{"ColdStart", "[redis]\nwarm_start = true", "POSCACHE_REDIS_HOST=h2", "--cold-start",
-                   "redis.warm_start", "true", "true", "false"},
-        Precedence{"Generator", "[generator]\nenabled = true", "POSCACHE_SEGMENT=x", "--no-generate",
-                   "generator.enabled", "true", "true", "false"}),
+        Precedence{"Segment", "[segment]\nname = \"from_file\"", "POSCACHE_SEGMENT=from_env",
+                   "-s from_flag", "segment.name", "\"from_file\"", "\"from_env\"",
+                   "\"from_flag\""},
+        Precedence{"Capacity", "[segment]\ncapacity = 111", "POSCACHE_CAPACITY=222",
+                   "--capacity 333", "segment.capacity", "111", "222", "333"},
+        Precedence{"Mode", "[segment]\nmode = \"0600\"", "POSCACHE_MODE=0660", "--mode 0644",
+                   "segment.mode", "\"0600\"", "\"0660\"", "\"0644\""},
+        Precedence{"HugePages", "[segment]\nhuge_pages = false", "POSCACHE_HUGE_PAGES=on",
+                   "--no-huge-pages", "segment.huge_pages", "false", "true", "false"},
+        Precedence{"LogLevel", "[daemon]\nlog_level = \"warn\"", "POSCACHE_LOG_LEVEL=error",
+                   "--log-level debug", "daemon.log_level", "\"warn\"", "\"error\"", "\"debug\""},
+        Precedence{"RedisHost", "[redis]\nhost = \"h1\"", "POSCACHE_REDIS_HOST=h2",
+                   "--redis-host h3", "redis.host", "\"h1\"", "\"h2\"", "\"h3\""},
+        Precedence{"RedisPort", "[redis]\nport = 1001", "POSCACHE_REDIS_PORT=1002",
+                   "--redis-port 1003", "redis.port", "1001", "1002", "1003"},
+        Precedence{"RedisSocket", "[redis]\nunix_socket = \"/f.sock\"",
+                   "POSCACHE_REDIS_SOCKET=/e.sock", "--redis-socket /x.sock", "redis.unix_socket",
+                   "\"/f.sock\"", "\"/e.sock\"", "\"/x.sock\""},
+        Precedence{"RedisDb", "[redis]\ndb = 1", "POSCACHE_REDIS_DB=2", "--redis-db 3", "redis.db",
+                   "1", "2", "3"},
+        Precedence{"RedisUser", "[redis]\nusername = \"u1\"", "POSCACHE_REDIS_USERNAME=u2",
+                   "--redis-user u3", "redis.username", "\"u1\"", "\"u2\"", "\"u3\""},
+        Precedence{"RedisPrefix", "[redis]\nprefix = \"p1\"", "POSCACHE_REDIS_PREFIX=p2",
+                   "--redis-prefix p3", "redis.prefix", "\"p1\"", "\"p2\"", "\"p3\""},
+        Precedence{"RedisFlushInterval", "[redis]\nflush_interval = \"7ms\"",
+                   "POSCACHE_REDIS_PREFIX=p", "--redis-flush-interval 9ms", "redis.flush_interval",
+                   "\"7ms\"", "\"7ms\"", "\"9ms\""},
+        Precedence{"RedisOffInTheEnvironmentThenOnByAFlag", "[redis]\nhost = \"h1\"",
+                   "POSCACHE_REDIS=off", "--redis-host h3", "redis.enabled", "true", "false",
+                   "true"},
+        Precedence{"NoRedisBeatsTheEnvironment", "[redis]\nhost = \"h1\"", "POSCACHE_REDIS_HOST=h2",
+                   "--no-redis", "redis.enabled", "true", "true", "false"},
+        Precedence{"ColdStart", "[redis]\nwarm_start = true", "POSCACHE_REDIS_HOST=h2",
+                   "--cold-start", "redis.warm_start", "true", "true", "false"},
+        Precedence{"Generator", "[generator]\nenabled = true", "POSCACHE_SEGMENT=x",
+                   "--no-generate", "generator.enabled", "true", "true", "false"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
 TEST(DaemonConfigFileTest, TheDemoConfigParses) {
-  const test::CliRun r = writer_cli("--config " + std::string(POSCACHE_SOURCE_DIR) + "/config/demo.toml --print-config");
+  const test::CliRun r = writer_cli("--config " + std::string(POSCACHE_SOURCE_DIR) +
+                                    "/config/demo.toml --print-config");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(setting(r, "segment.name"), "\"poscache_demo\"");
   EXPECT_EQ(settings(r).count("namespace"), 4u) << r.out;
-  EXPECT_NE(r.out.find("\"alpaca\" stale_after 0 expire_after 0 fields [qty:decimal(9), avg_price:decimal(6), as_of:timestamp]"),
+  EXPECT_NE(r.out.find("\"alpaca\" stale_after 0 expire_after 0 fields [qty:decimal(9), "
+                       "avg_price:decimal(6), as_of:timestamp]"),
             std::string::npos)
       << r.out;
   EXPECT_EQ(setting(r, "generator.rate"), "200000");
@@ -208,7 +217,8 @@ TEST(DaemonConfigFileTest, TheDemoConfigParses) {
 
 TEST(DaemonConfigFileTest, TheRedisPasswordIsNeverPrinted) {
   TempDir dir;
-  const test::CliRun r = writer_cli("--config " + dir.file("w.toml", "[redis]\npassword = \"hunter2\"\n") + " --print-config");
+  const test::CliRun r = writer_cli(
+      "--config " + dir.file("w.toml", "[redis]\npassword = \"hunter2\"\n") + " --print-config");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(setting(r, "redis.password"), "(set)");
   EXPECT_EQ(r.out.find("hunter2"), std::string::npos) << r.out;
@@ -223,9 +233,12 @@ TEST(DaemonConfigFileTest, ABadValueIsExitTwoNamingTheSettingAndTheValue) {
     std::string args, env, expect;
   };
   const std::vector<Case> cases = {
-      {"--config " + dir.file("a.toml", "[segment]\ncapacity = \"lots\"\n"), "", "a.toml:2:12: 'capacity' must be an integer"},
-      {"--config " + dir.file("b.toml", "[segment]\ncolour = 1\n"), "", "unknown key 'colour' in [segment]"},
-      {"--config " + dir.file("c.toml", "[redis]\nport = 70000\n"), "", "'port' must be an integer from 1 to 65535"},
+      {"--config " + dir.file("a.toml", "[segment]\ncapacity = \"lots\"\n"), "",
+       "a.toml:2:12: 'capacity' must be an integer"},
+      {"--config " + dir.file("b.toml", "[segment]\ncolour = 1\n"), "",
+       "unknown key 'colour' in [segment]"},
+      {"--config " + dir.file("c.toml", "[redis]\nport = 70000\n"), "",
+       "'port' must be an integer from 1 to 65535"},
       {"--config " + dir.file("d.toml", "[segment\n"), "", "d.toml:1:"},
       {"--config " + dir.path() + "/missing.toml", "", "cannot read config file"},
       {"", "POSCACHE_CAPACITY=0", "POSCACHE_CAPACITY='0' is not a positive integer"},
@@ -246,7 +259,8 @@ TEST(DaemonConfigFileTest, ABadValueIsExitTwoNamingTheSettingAndTheValue) {
     const test::CliRun r = writer_cli(seg_flag(seg) + " " + c.args, c.env);
     EXPECT_EQ(r.code, 2) << c.args << " " << c.env << ": " << r.out;
     EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.args << " " << c.env << ": " << r.out;
-    EXPECT_NE(::access(("/dev/shm/" + seg.name()).c_str(), F_OK), 0) << c.args << ": a segment was created";
+    EXPECT_NE(::access(("/dev/shm/" + seg.name()).c_str(), F_OK), 0)
+        << c.args << ": a segment was created";
   }
 }
 
@@ -254,7 +268,8 @@ TEST(DaemonConfigFileTest, ABadValueIsExitTwoNamingTheSettingAndTheValue) {
 
 TEST(DaemonRunTest, ItCreatesTheSegmentWithTheModeAsked) {
   const test::ScratchSegment seg("dmode");
-  const test::CliRun r = writer_cli(seg_flag(seg) + " --capacity 100 --mode 0600 --run-for 100ms --no-redis");
+  const test::CliRun r =
+      writer_cli(seg_flag(seg) + " --capacity 100 --mode 0600 --run-for 100ms --no-redis");
   ASSERT_EQ(r.code, 0) << r.out;
   struct stat st {};
   ASSERT_EQ(::stat(("/dev/shm/" + seg.name()).c_str(), &st), 0);
@@ -294,15 +309,20 @@ TEST(DaemonRunTest, RestartFreshAndRecreate) {
 // first cleanly: exit 0, the segment closed and readable.
 TEST(DaemonRunTest, ASecondWriterIsRefusedAndSigtermStopsCleanly) {
   const test::ScratchSegment seg("dtwo");
-  Daemon first(seg_flag(seg) + " --capacity 1000 --no-redis --generate --rate 2000 --accounts 10 --instruments 5");
+  Daemon first(seg_flag(seg) +
+               " --capacity 1000 --no-redis --generate --rate 2000 --accounts 10 --instruments 5");
   ASSERT_TRUE(first.wait_for("generator:")) << first.log();
-  const test::CliRun second = writer_cli(seg_flag(seg) + " --capacity 1000 --no-redis --run-for 100ms");
+  const test::CliRun second =
+      writer_cli(seg_flag(seg) + " --capacity 1000 --no-redis --run-for 100ms");
   EXPECT_EQ(second.code, 1) << second.out;
-  EXPECT_NE(second.out.find("already has a writer: pid " + std::to_string(first.pid())), std::string::npos) << second.out;
+  EXPECT_NE(second.out.find("already has a writer: pid " + std::to_string(first.pid())),
+            std::string::npos)
+      << second.out;
   std::this_thread::sleep_for(200ms);
   first.signal(SIGTERM);
   EXPECT_EQ(first.wait(), 0) << first.log();
-  EXPECT_NE(first.log().find("closed segment '" + seg.name() + "' cleanly"), std::string::npos) << first.log();
+  EXPECT_NE(first.log().find("closed segment '" + seg.name() + "' cleanly"), std::string::npos)
+      << first.log();
   Reader r = Reader::open(seg.name());
   EXPECT_EQ(r.stats().state, "closed");
   EXPECT_GT(r.stats().live, 0u);
@@ -335,8 +355,9 @@ void fill_redis(const test::RedisServer& srv, const std::string& prefix, int n) 
   std::vector<Update> batch;
   std::vector<ApplyResult> res(1024);
   for (int i = 0; i < n; ++i) {
-    batch.push_back(test::must(w->make_update("spot", "acct" + std::to_string(i / 10), "I" + std::to_string(i % 10),
-                                              {{"qty", std::to_string(i)}, {"avg_price", "101.5"}})));
+    batch.push_back(test::must(
+        w->make_update("spot", "acct" + std::to_string(i / 10), "I" + std::to_string(i % 10),
+                       {{"qty", std::to_string(i)}, {"avg_price", "101.5"}})));
     if (batch.size() == 1024) {
       w->upsert_batch(batch, res);
       batch.clear();
@@ -351,7 +372,8 @@ void fill_redis(const test::RedisServer& srv, const std::string& prefix, int n) 
 TEST(DaemonRedisTest, AWarmStartLoadsWhatRedisHoldsAndColdStartAndNoRedisDoNot) {
   test::RedisServer srv;
   fill_redis(srv, "poscache:v1", 50);
-  const std::string redis = " --redis-host 127.0.0.1 --redis-port " + std::to_string(srv.port()) + " -n spot:trading --capacity 100 --run-for 200ms";
+  const std::string redis = " --redis-host 127.0.0.1 --redis-port " + std::to_string(srv.port()) +
+                            " -n spot:trading --capacity 100 --run-for 200ms";
   const test::ScratchSegment warm("dwarm"), cold("dcold"), none("dnone");
   test::CliRun r = writer_cli(seg_flag(warm) + redis);
   ASSERT_EQ(r.code, 0) << r.out;
@@ -370,9 +392,11 @@ TEST(DaemonRedisTest, AWarmStartLoadsWhatRedisHoldsAndColdStartAndNoRedisDoNot) 
   // The password: the environment's beats the file's (the server takes only the right one).
   test::RedisServer locked({"--requirepass", "right"});
   TempDir dir;
-  const std::string file = dir.file("w.toml", "[redis]\npassword = \"wrong\"\nwarm_start = false\n");
+  const std::string file =
+      dir.file("w.toml", "[redis]\npassword = \"wrong\"\nwarm_start = false\n");
   const test::ScratchSegment pw("dpw");
-  const std::string args = seg_flag(pw) + " --config " + file + " --redis-port " + std::to_string(locked.port()) +
+  const std::string args = seg_flag(pw) + " --config " + file + " --redis-port " +
+                           std::to_string(locked.port()) +
                            " -n spot:trading --capacity 100 --run-for 300ms --log-level debug";
   r = writer_cli(args);
   ASSERT_EQ(r.code, 0) << r.out;
@@ -393,10 +417,13 @@ TEST(DaemonRedisTest, SigtermDuringAWarmStartStopsOnceTheSegmentIsReady) {
            " -n spot:trading --capacity 200000");
   ASSERT_TRUE(d.wait_for("warm start: loading positions")) << d.log();
   d.signal(SIGTERM);
-  ASSERT_EQ(d.log().find("warm start: loaded"), std::string::npos) << "the load ended before the signal: nothing proven";
+  ASSERT_EQ(d.log().find("warm start: loaded"), std::string::npos)
+      << "the load ended before the signal: nothing proven";
   EXPECT_EQ(d.wait(), 0) << d.log();
   const std::string log = d.log();
-  EXPECT_NE(log.find("warm start: loaded " + std::to_string(kPositions) + " positions"), std::string::npos) << log;
+  EXPECT_NE(log.find("warm start: loaded " + std::to_string(kPositions) + " positions"),
+            std::string::npos)
+      << log;
   EXPECT_NE(log.find("closed segment"), std::string::npos) << log;
   Reader r = Reader::open(seg.name());
   EXPECT_EQ(r.stats().state, "closed");

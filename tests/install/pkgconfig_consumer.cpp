@@ -1,7 +1,6 @@
 // Built with `pkg-config --cflags --libs poscache`: the reader library alone.
-#include <poscache/reader.hpp>
-
 #include <cstdio>
+#include <poscache/reader.hpp>
 
 int main() {
   try {

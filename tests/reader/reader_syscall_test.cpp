@@ -1,6 +1,7 @@
 // get() makes no system call and allocates nothing. The first is proven with a seccomp filter
 // that kills the process on any system call but exit (strict mode cannot be used: it also
 // disables rdtsc, which the vDSO clock relies on); the second with a counting operator new.
+#include <gtest/gtest.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -8,8 +9,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -49,8 +48,12 @@ void* operator new(std::size_t n) {
 }
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 #pragma GCC diagnostic pop
 #endif
 
@@ -59,7 +62,8 @@ using namespace poscache;
 TEST(ReaderSyscallTest, GetMakesNoSystemCallAndDoesNotAllocate) {
   test::ScratchSegment seg("sys");
   auto w = Writer::open(test::small_config(seg.name(), 64));
-  for (int i = 0; i < 20; ++i) w->upsert(*w->make_update("spot", "a" + std::to_string(i), "SOL", {{"qty", "1"}}));
+  for (int i = 0; i < 20; ++i)
+    w->upsert(*w->make_update("spot", "a" + std::to_string(i), "SOL", {{"qty", "1"}}));
   w->tick();
   Reader r = Reader::open(seg.name());
   const NamespaceId spot = *r.namespace_id("spot");
@@ -70,7 +74,8 @@ TEST(ReaderSyscallTest, GetMakesNoSystemCallAndDoesNotAllocate) {
     allow_only_exit();  // from here, any system call but exit kills the process
     int bad = 0;
     for (int round = 0; round < 10000; ++round) {
-      bad += r.get(spot, "a" + std::string(1, '1'), "SOL", p) != ReadStatus::ok;  // SSO: no allocation
+      bad +=
+          r.get(spot, "a" + std::string(1, '1'), "SOL", p) != ReadStatus::ok;  // SSO: no allocation
       bad += r.get(spot, "zz", "SOL", p) != ReadStatus::not_found;
       bad += r.get("spot", "a7", "SOL", p) != ReadStatus::ok;
     }
@@ -79,7 +84,8 @@ TEST(ReaderSyscallTest, GetMakesNoSystemCallAndDoesNotAllocate) {
   }
   int status = 0;
   ::waitpid(child, &status, 0);
-  ASSERT_FALSE(WIFSIGNALED(status)) << "get() made a system call (killed by signal " << WTERMSIG(status) << ")";
+  ASSERT_FALSE(WIFSIGNALED(status))
+      << "get() made a system call (killed by signal " << WTERMSIG(status) << ")";
   ASSERT_NE(WEXITSTATUS(status), 3) << "could not install the seccomp filter";
   EXPECT_EQ(WEXITSTATUS(status), 0) << "wrong results or an allocation on the read path";
 }

@@ -1,10 +1,9 @@
 #include "poscache/reader.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <csignal>
 #include <cstring>
@@ -88,7 +87,9 @@ TEST_F(ReaderTest, AWaiterInAnotherProcessIsWokenByTheWriterNotByItsTimeout) {
     if (::write(ready[1], &go, 1) != 1) return 2;
     const auto t0 = std::chrono::steady_clock::now();
     const bool changed = mine.wait_for_change(seen, 60s);
-    const std::int64_t waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    const std::int64_t waited_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     const std::int64_t report[2] = {changed ? 1 : 0, waited_ms};
     return ::write(result[1], report, sizeof report) == sizeof report ? 0 : 3;
   });
@@ -101,7 +102,8 @@ TEST_F(ReaderTest, AWaiterInAnotherProcessIsWokenByTheWriterNotByItsTimeout) {
   ASSERT_EQ(::read(result[0], report, sizeof report), static_cast<ssize_t>(sizeof report));
   EXPECT_EQ(test::wait_child(child), 0);
   EXPECT_EQ(report[0], 1);
-  EXPECT_LT(report[1], 20'000) << "the waiter returned only after " << report[1] << " ms: it was not woken";
+  EXPECT_LT(report[1], 20'000) << "the waiter returned only after " << report[1]
+                               << " ms: it was not woken";
   for (int fd : {ready[0], ready[1], result[0], result[1]}) ::close(fd);
 }
 
@@ -130,7 +132,7 @@ TEST(ReaderBusyTest, AnOddSlotIsWriterBusyWhileTheHeartbeatIsFreshAndWriterDeadA
   alice->seq.store(even + 1);  // W1 of a write that never finishes
   Position p;
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_busy);
-  EXPECT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);  // only that slot
+  EXPECT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);       // only that slot
   h->heartbeat_ns.store(h->heartbeat_ns.load() - 20'000'000'000);  // 20 s without a beat
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_dead);
   alice->seq.store(even);
@@ -175,7 +177,8 @@ TEST_F(ReaderTest, FollowOnARetiredSegmentStillUnderTheNameIsUnavailableNotSame)
   const auto gen = r.generation();
   {
     const test::RwMapping m(seg.name());
-    reinterpret_cast<shm::SegmentHeader*>(m.base())->state.store(static_cast<std::uint32_t>(shm::SegmentState::retired));
+    reinterpret_cast<shm::SegmentHeader*>(m.base())->state.store(
+        static_cast<std::uint32_t>(shm::SegmentState::retired));
   }
   Position p;
   EXPECT_EQ(r.get("spot", "a", "SOL", p), ReadStatus::retired);
@@ -205,7 +208,8 @@ TEST_F(ReaderTest, AReaderThatWritesToItsMappingDiesWithSigsegv) {
 TEST_F(ReaderTest, IndexRebuildsAreInvisibleToReaders) {
   // Churn far more keys than capacity so tombstones force rebuilds; every present key is found.
   for (int i = 0; i < 5000; ++i) {
-    w->upsert(*w->make_update("spot", "k" + std::to_string(i), "SOL", {{"qty", std::to_string(i)}}));
+    w->upsert(
+        *w->make_update("spot", "k" + std::to_string(i), "SOL", {{"qty", std::to_string(i)}}));
     Position p;
     ASSERT_EQ(r.get("spot", "k" + std::to_string(i), "SOL", p), ReadStatus::ok) << i;
     EXPECT_TRUE(p.values[0] == static_cast<int128>(i) * 1'000'000'000'000'000'000);
@@ -227,8 +231,10 @@ TEST(ReaderRebuildTest, PresentKeysAreFoundByReaderProcessesWhileTheWriterRebuil
   // The others first, so the present keys hold the last slots: a rebuild re-inserts slots in
   // order, so theirs are missing from the index being rebuilt for as long as it takes.
   std::uint64_t churn = 0;
-  for (; churn < 48; ++churn) w->upsert(*w->make_update("spot", "tmp" + std::to_string(churn), "ETH", {{"qty", "2"}}));
-  for (int i = 0; i < kPresent; ++i) w->upsert(*w->make_update("spot", "keep" + std::to_string(i), "SOL", {{"qty", "1"}}));
+  for (; churn < 48; ++churn)
+    w->upsert(*w->make_update("spot", "tmp" + std::to_string(churn), "ETH", {{"qty", "2"}}));
+  for (int i = 0; i < kPresent; ++i)
+    w->upsert(*w->make_update("spot", "keep" + std::to_string(i), "SOL", {{"qty", "1"}}));
   constexpr int kReaders = 6;
   int result[2];
   ASSERT_EQ(::pipe(result), 0);
@@ -244,9 +250,11 @@ TEST(ReaderRebuildTest, PresentKeysAreFoundByReaderProcessesWhileTheWriterRebuil
       const auto until = std::chrono::steady_clock::now() + 3s;
       while (std::chrono::steady_clock::now() < until) {
         for (int i = 0; i < kPresent; ++i, ++lookups) {
-          const ReadStatus st = r.get(NamespaceId{0}, accounts[static_cast<std::size_t>(i + k) % kPresent], "SOL", p);
+          const ReadStatus st =
+              r.get(NamespaceId{0}, accounts[static_cast<std::size_t>(i + k) % kPresent], "SOL", p);
           misses += st == ReadStatus::not_found;
-          other += st != ReadStatus::not_found && st != ReadStatus::ok && st != ReadStatus::writer_busy;
+          other +=
+              st != ReadStatus::not_found && st != ReadStatus::ok && st != ReadStatus::writer_busy;
         }
       }
       const std::uint64_t report[3] = {lookups, misses, other};
@@ -261,7 +269,8 @@ TEST(ReaderRebuildTest, PresentKeysAreFoundByReaderProcessesWhileTheWriterRebuil
   while (reported < kReaders) {
     // The present keys are changed first, so the inserts that follow evict only others; the
     // evictions and erases leave tombstones in mid-run buckets, which force the rebuilds.
-    for (int i = 0; i < kPresent; ++i) w->upsert(*w->make_update("spot", "keep" + std::to_string(i), "SOL", {{"qty", "1"}}));
+    for (int i = 0; i < kPresent; ++i)
+      w->upsert(*w->make_update("spot", "keep" + std::to_string(i), "SOL", {{"qty", "1"}}));
     for (int i = 0; i < 48; ++i, ++churn) {
       w->upsert(*w->make_update("spot", "tmp" + std::to_string(churn), "ETH", {{"qty", "2"}}));
       if (churn % 5 == 0) w->erase(*w->make_key("spot", "tmp" + std::to_string(churn - 2), "ETH"));
@@ -276,9 +285,11 @@ TEST(ReaderRebuildTest, PresentKeysAreFoundByReaderProcessesWhileTheWriterRebuil
   for (pid_t pid : readers) EXPECT_EQ(test::wait_child(pid), 0);
   ::close(result[0]);
   const std::uint64_t rebuilds = Reader::open(seg.name()).stats().index_rebuilds;
-  std::printf("rebuild: %llu lookups of present keys by %d reader processes during %llu index rebuilds, %llu false misses\n",
-              static_cast<unsigned long long>(totals[0]), kReaders, static_cast<unsigned long long>(rebuilds),
-              static_cast<unsigned long long>(totals[1]));
+  std::printf(
+      "rebuild: %llu lookups of present keys by %d reader processes during %llu index rebuilds, "
+      "%llu false misses\n",
+      static_cast<unsigned long long>(totals[0]), kReaders,
+      static_cast<unsigned long long>(rebuilds), static_cast<unsigned long long>(totals[1]));
   EXPECT_EQ(totals[1], 0u) << "a key present throughout was reported missing";
   EXPECT_EQ(totals[2], 0u);
   EXPECT_GT(totals[0], 100'000u);
@@ -294,7 +305,8 @@ TEST(ReaderFrozenTest, TheWriterFinishesWhileReaderProcessesAreFrozenMidRead) {
   auto w = Writer::open(test::small_config(seg.name(), 64));
   constexpr int kKeys = 8;
   auto key = [](int i) { return "k" + std::to_string(i); };
-  for (int i = 0; i < kKeys; ++i) w->upsert(*w->make_update("spot", key(i), "SOL", {{"qty", "0"}, {"fees", "0"}}));
+  for (int i = 0; i < kKeys; ++i)
+    w->upsert(*w->make_update("spot", key(i), "SOL", {{"qty", "0"}, {"fees", "0"}}));
   int started[2];
   ASSERT_EQ(::pipe(started), 0);
   const std::string name = seg.name();
@@ -310,7 +322,8 @@ TEST(ReaderFrozenTest, TheWriterFinishesWhileReaderProcessesAreFrozenMidRead) {
         if (st != ReadStatus::ok && st != ReadStatus::writer_busy) return 10;
         if (st == ReadStatus::ok && p.values[0] != p.values[6]) return 11;
         if (n == 100'000 && ::write(started[1], "x", 1) != 1) return 12;
-        if (p.values[0] == static_cast<int128>(-1) * 1'000'000'000'000'000'000) return 0;  // the last value
+        if (p.values[0] == static_cast<int128>(-1) * 1'000'000'000'000'000'000)
+          return 0;  // the last value
       }
     }));
   }
@@ -324,9 +337,11 @@ TEST(ReaderFrozenTest, TheWriterFinishesWhileReaderProcessesAreFrozenMidRead) {
   }
   for (int round = 1; round <= 100'000; ++round) {
     const std::string v = std::to_string(round);
-    for (int i = 0; i < kKeys; ++i) w->upsert(*w->make_update("spot", key(i), "SOL", {{"qty", v}, {"fees", v}}));
+    for (int i = 0; i < kKeys; ++i)
+      w->upsert(*w->make_update("spot", key(i), "SOL", {{"qty", v}, {"fees", v}}));
   }
-  for (int i = 0; i < kKeys; ++i) w->upsert(*w->make_update("spot", key(i), "SOL", {{"qty", "-1"}, {"fees", "-1"}}));
+  for (int i = 0; i < kKeys; ++i)
+    w->upsert(*w->make_update("spot", key(i), "SOL", {{"qty", "-1"}, {"fees", "-1"}}));
   EXPECT_EQ(Reader::open(seg.name()).stats().updates, 100'001u * kKeys);
   for (pid_t pid : readers) ::kill(pid, SIGCONT);
   for (pid_t pid : readers) EXPECT_EQ(test::wait_child(pid), 0);

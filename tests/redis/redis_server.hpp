@@ -27,7 +27,8 @@ inline int free_port() {
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("bind failed");
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    throw std::runtime_error("bind failed");
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   ::close(fd);
@@ -39,13 +40,16 @@ class RedisServer {
   // `extra`: more redis-server arguments, e.g. {"--requirepass", "secret"} or AOF settings.
   // free_port() closes its probe socket before redis-server binds, so a test running in parallel
   // may take the port first: then redis-server exits at start, and it is tried on another port.
-  explicit RedisServer(std::vector<std::string> extra = {}) : extra_(std::move(extra)), port_(free_port()) {
+  explicit RedisServer(std::vector<std::string> extra = {})
+      : extra_(std::move(extra)), port_(free_port()) {
     char tmpl[] = "/tmp/poscache_redis_XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
     for (int attempt = 1;; ++attempt) {
       if (try_start()) return;
-      if (attempt == 5) throw std::runtime_error("redis-server exited at start five times (see " + dir_ + "/redis.log)");
+      if (attempt == 5)
+        throw std::runtime_error("redis-server exited at start five times (see " + dir_ +
+                                 "/redis.log)");
       port_ = free_port();
     }
   }
@@ -77,15 +81,29 @@ class RedisServer {
 
   // (Re)starts the server on its port; throws if it does not come up.
   void start() {
-    if (!try_start()) throw std::runtime_error("redis-server exited at start (is the redis-server package installed?)");
+    if (!try_start())
+      throw std::runtime_error(
+          "redis-server exited at start (is the redis-server package installed?)");
   }
 
  private:
   // False if redis-server exited at start (its port taken); throws if it never answered.
   bool try_start() {
-    std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
-                                     "--dir", dir_, "--save", "", "--logfile", dir_ + "/redis.log",
-                                     "--daemonize", "no", "--unixsocket", dir_ + "/redis.sock"};
+    std::vector<std::string> args = {"redis-server",
+                                     "--port",
+                                     std::to_string(port_),
+                                     "--bind",
+                                     "127.0.0.1",
+                                     "--dir",
+                                     dir_,
+                                     "--save",
+                                     "",
+                                     "--logfile",
+                                     dir_ + "/redis.log",
+                                     "--daemonize",
+                                     "no",
+                                     "--unixsocket",
+                                     dir_ + "/redis.sock"};
     bool aof = false;
     for (const auto& e : extra_) aof = aof || e == "--appendonly";
     if (!aof) args.insert(args.end(), {"--appendonly", "no"});
@@ -105,7 +123,8 @@ class RedisServer {
       redisContext* c = redisConnect("127.0.0.1", port_);
       if (c != nullptr && c->err == 0) {
         auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-        const bool ok = r != nullptr && !(r->type == REDIS_REPLY_ERROR && std::string(r->str).rfind("LOADING", 0) == 0);
+        const bool ok = r != nullptr && !(r->type == REDIS_REPLY_ERROR &&
+                                          std::string(r->str).rfind("LOADING", 0) == 0);
         if (r != nullptr) freeReplyObject(r);
         redisFree(c);
         if (ok) return true;
@@ -123,7 +142,6 @@ class RedisServer {
   }
 
  public:
-
   // SIGKILL (a crash) or SIGTERM (a clean shutdown).
   void stop(int sig = SIGTERM) {
     if (pid_ <= 0) return;

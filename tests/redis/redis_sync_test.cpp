@@ -1,19 +1,19 @@
 // The Redis side of the writer against a real redis-server: format, coalescing, TTL, removals,
 // warm start, the version guard, outages and writer restarts.
-#include <gtest/gtest.h>
-
-#include <cstdio>
-#include <map>
-#include <nlohmann/json.hpp>
-#include <random>
-#include <set>
+#include "writer/redis_sync.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <cstdio>
+#include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
 
 #include "poscache/decimal.hpp"
 #include "poscache/reader.hpp"
@@ -21,7 +21,6 @@
 #include "shm/clock.hpp"
 #include "shm/layout.hpp"
 #include "test_util.hpp"
-#include "writer/redis_sync.hpp"
 
 namespace poscache::test {
 namespace {
@@ -34,14 +33,16 @@ Db read_positions(detail::RedisClient& c, const std::string& prefix = "poscache:
   Db db;
   std::string cursor = "0";
   do {
-    auto r = cmd(c, {"SCAN", cursor, "MATCH", prefix + ":*:{*}:*", "COUNT", "1000", "TYPE", "hash"});
+    auto r =
+        cmd(c, {"SCAN", cursor, "MATCH", prefix + ":*:{*}:*", "COUNT", "1000", "TYPE", "hash"});
     cursor.assign(r->element[0]->str, r->element[0]->len);
     for (std::size_t i = 0; i < r->element[1]->elements; ++i) {
       const std::string key(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
       auto h = cmd(c, {"HGETALL", key});
       Hash fields;
       for (std::size_t j = 0; j + 1 < h->elements; j += 2) {
-        fields[std::string(h->element[j]->str, h->element[j]->len)] = std::string(h->element[j + 1]->str, h->element[j + 1]->len);
+        fields[std::string(h->element[j]->str, h->element[j]->len)] =
+            std::string(h->element[j + 1]->str, h->element[j + 1]->len);
       }
       db[key] = fields;
     }
@@ -82,7 +83,8 @@ Db segment_as_db(const std::string& segment) {
   return db;
 }
 
-WriterConfig redis_config(const ScratchSegment& seg, const RedisServer& srv, std::uint64_t capacity = 1024) {
+WriterConfig redis_config(const ScratchSegment& seg, const RedisServer& srv,
+                          std::uint64_t capacity = 1024) {
   WriterConfig c = small_config(seg.name(), capacity);
   c.redis = srv.config();
   c.log = [](LogLevel, std::string_view) {};
@@ -118,7 +120,8 @@ TEST(RedisSync, EveryFieldReachesRedisAsExactDecimalText) {
   EXPECT_EQ(spot.at("qty"), "-12345678901234567890.123456789012345678");
   EXPECT_EQ(spot.at("avg_price"), "0.000000000000000001");
   EXPECT_EQ(spot.at("source_seq"), "7");
-  EXPECT_EQ(got.at("poscache:v1:moonwell:{0xAbC-1}:USDC").at("collateral_amount"), "99999999999999999999999999999999999999");
+  EXPECT_EQ(got.at("poscache:v1:moonwell:{0xAbC-1}:USDC").at("collateral_amount"),
+            "99999999999999999999999999999999999999");
   EXPECT_EQ(got.at("poscache:v1:moonwell:{0xAbC-1}:USDC").at("last_update_block"), "19876543");
   // The account sets list each account's positions; the schema is published.
   auto z = cmd(c, {"ZRANGE", "poscache:v1:@account:{wallet1}", "0", "-1", "WITHSCORES"});
@@ -127,7 +130,9 @@ TEST(RedisSync, EveryFieldReachesRedisAsExactDecimalText) {
   EXPECT_EQ(std::string(z->element[1]->str), "inf");
   auto schema = cmd(c, {"HGET", "poscache:v1:@schema", "moonwell"});
   ASSERT_EQ(schema->type, REDIS_REPLY_STRING);
-  EXPECT_NE(std::string(schema->str).find("\"name\":\"collateral_amount\",\"type\":\"decimal\",\"scale\":0"), std::string::npos);
+  EXPECT_NE(std::string(schema->str)
+                .find("\"name\":\"collateral_amount\",\"type\":\"decimal\",\"scale\":0"),
+            std::string::npos);
   // The header shows the sync state to readers.
   const SegmentStats st = Reader::open(seg.name()).stats();
   EXPECT_EQ(st.redis_state, "up");
@@ -141,14 +146,22 @@ TEST(RedisSync, TheSchemaHashDescribesEveryNamespaceAndTimestampsAreIntegerNanos
   RedisServer srv;
   ScratchSegment seg("rs_schema");
   WriterConfig cfg = redis_config(seg, srv);
-  NamespaceSpec broker{"alpaca", {{"qty", FieldType::decimal, 9}, {"avg_price", FieldType::decimal, 6},
-                                  {"orders", FieldType::int64, 0}, {"as_of", FieldType::timestamp, 0}}, {}, {}};
+  NamespaceSpec broker{"alpaca",
+                       {{"qty", FieldType::decimal, 9},
+                        {"avg_price", FieldType::decimal, 6},
+                        {"orders", FieldType::int64, 0},
+                        {"as_of", FieldType::timestamp, 0}},
+                       {},
+                       {}};
   broker.stale_after = std::chrono::milliseconds(1500);
   broker.expire_after = std::chrono::hours(2);
   cfg.namespaces.push_back(broker);
   auto w = Writer::open(cfg);
   w->upsert(must(w->make_update("alpaca", "acct-7", "AAPL",
-                                {{"qty", "10.5"}, {"avg_price", "187.25"}, {"orders", "-3"}, {"as_of", "1767225600123456789"}})));
+                                {{"qty", "10.5"},
+                                 {"avg_price", "187.25"},
+                                 {"orders", "-3"},
+                                 {"as_of", "1767225600123456789"}})));
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
   auto c = srv.client();
   auto all = cmd(c, {"HGETALL", "poscache:v1:@schema"});
@@ -162,9 +175,14 @@ TEST(RedisSync, TheSchemaHashDescribesEveryNamespaceAndTimestampsAreIntegerNanos
     const nlohmann::json& j = schema[n.name];
     std::set<std::string> keys;
     for (const auto& [k, v] : j.items()) keys.insert(k);
-    EXPECT_EQ(keys, (std::set<std::string>{"fields", "stale_after_ms", "expire_after_ms"})) << j.dump();
-    EXPECT_EQ(j["stale_after_ms"], std::chrono::duration_cast<std::chrono::milliseconds>(n.stale_after).count()) << n.name;
-    EXPECT_EQ(j["expire_after_ms"], std::chrono::duration_cast<std::chrono::milliseconds>(n.expire_after).count()) << n.name;
+    EXPECT_EQ(keys, (std::set<std::string>{"fields", "stale_after_ms", "expire_after_ms"}))
+        << j.dump();
+    EXPECT_EQ(j["stale_after_ms"],
+              std::chrono::duration_cast<std::chrono::milliseconds>(n.stale_after).count())
+        << n.name;
+    EXPECT_EQ(j["expire_after_ms"],
+              std::chrono::duration_cast<std::chrono::milliseconds>(n.expire_after).count())
+        << n.name;
     ASSERT_EQ(j["fields"].size(), n.fields.size()) << n.name;
     for (std::size_t f = 0; f < n.fields.size(); ++f) {
       const nlohmann::json& jf = j["fields"][f];
@@ -198,12 +216,14 @@ TEST(RedisSync, CloseWritesEveryUnsyncedChangeBeforeItReturns) {
   cfg.redis->close_timeout = std::chrono::seconds(30);
   auto w = Writer::open(cfg);
   for (int i = 0; i < 300; ++i) {
-    w->upsert(must(w->make_update("spot", "a" + std::to_string(i % 30), "I" + std::to_string(i / 30), {{"qty", std::to_string(i)}})));
+    w->upsert(must(w->make_update("spot", "a" + std::to_string(i % 30),
+                                  "I" + std::to_string(i / 30), {{"qty", std::to_string(i)}})));
   }
   w->erase(*w->make_key("spot", "a0", "I0"));
   w->invalidate_account("a1");
   auto c = srv.client();
-  EXPECT_LT(read_positions(c).size(), 289u) << "the sync wrote before close(): the test proves nothing";
+  EXPECT_LT(read_positions(c).size(), 289u)
+      << "the sync wrote before close(): the test proves nothing";
   w->close();
   const Db got = read_positions(c);
   const Db want = segment_as_db(seg.name());
@@ -222,19 +242,23 @@ TEST(RedisSync, APythonClientReadsTheDocumentedFormatBackExactly) {
   for (int a = 0; a < 20; ++a) {
     accounts.push_back("acct-" + std::to_string(a));
     for (const char* ins : {"SOL", "ETH/USD", "0xA0b8.c"}) {
-      const std::string big = std::to_string(rng() % 100'000'000'000ull) + std::to_string(rng() % 1'000'000'000ull);
+      const std::string big =
+          std::to_string(rng() % 100'000'000'000ull) + std::to_string(rng() % 1'000'000'000ull);
       w->upsert(must(w->make_update("spot", accounts.back(), ins,
-                                    {{"qty", "-" + big + ".000000000000000007"}, {"avg_price", "0.1"}, {"unrealized_pnl", big}},
+                                    {{"qty", "-" + big + ".000000000000000007"},
+                                     {"avg_price", "0.1"},
+                                     {"unrealized_pnl", big}},
                                     static_cast<std::uint64_t>(a + 1))));
       w->upsert(must(w->make_update("moonwell", accounts.back(), ins,
-                                    {{"collateral_amount", big + "123456789012345678"}, {"health_factor", "1.000000000000000001"},
+                                    {{"collateral_amount", big + "123456789012345678"},
+                                     {"health_factor", "1.000000000000000001"},
                                      {"blocks_unhealthy", std::to_string(a)}})));
       w->upsert(must(w->make_update("marks", accounts.back(), ins, {{"bid", "123.456"}})));
     }
   }
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
-  std::string command = "/usr/bin/python3 " + std::string(POSCACHE_SOURCE_DIR) + "/tests/redis/readback.py " +
-                        std::to_string(srv.port()) + " poscache:v1";
+  std::string command = "/usr/bin/python3 " + std::string(POSCACHE_SOURCE_DIR) +
+                        "/tests/redis/readback.py " + std::to_string(srv.port()) + " poscache:v1";
   for (const auto& a : accounts) command += " " + a;
   const test::CliRun rb = test::run_cli(command);
   ASSERT_EQ(rb.code, 0) << rb.out;
@@ -282,7 +306,8 @@ TEST(RedisSync, ManyUpdatesOfOnePositionBetweenFlushesAreWrittenOnce) {
   const auto at = text.find("cmdstat_evalsha:calls=");
   ASSERT_NE(at, std::string::npos) << text;
   EXPECT_EQ(std::stoi(text.substr(at + 22)), 1) << text;
-  EXPECT_EQ(read_positions(c).at("poscache:v1:spot:{hot}:SOL").at("qty"), "1000.000000000000000000");
+  EXPECT_EQ(read_positions(c).at("poscache:v1:spot:{hot}:SOL").at("qty"),
+            "1000.000000000000000000");
 }
 
 TEST(RedisSync, RedisExpiresAPositionWhenItsNamespaceDoes) {
@@ -293,7 +318,8 @@ TEST(RedisSync, RedisExpiresAPositionWhenItsNamespaceDoes) {
   w->upsert(must(w->make_update("spot", "v", "ETH", {{"qty", "1"}})));
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
   const Position p = *w->find(*w->make_key("marks", "v", "ETH-USD"));
-  const std::int64_t expire_ms = (p.updated_at_ns + preset_quote("marks").expire_after.count()) / 1'000'000;
+  const std::int64_t expire_ms =
+      (p.updated_at_ns + preset_quote("marks").expire_after.count()) / 1'000'000;
   auto c = srv.client();
   auto t = cmd(c, {"PEXPIRETIME", "poscache:v1:marks:{v}:ETH-USD"});
   EXPECT_EQ(t->integer, expire_ms);
@@ -310,14 +336,18 @@ TEST(RedisSync, RedisExpiresAPositionWhenItsNamespaceDoes) {
   auto w2 = Writer::open(cfg);
   w2->upsert(must(w2->make_update("q", "v", "X", {{"bid", "1"}})));
   ASSERT_TRUE(w2->sync_redis(std::chrono::seconds(10)));
-  const std::int64_t deadline_ms = (w2->find(*w2->make_key("q", "v", "X"))->updated_at_ns + 2'000'000'000) / 1'000'000;
+  const std::int64_t deadline_ms =
+      (w2->find(*w2->make_key("q", "v", "X"))->updated_at_ns + 2'000'000'000) / 1'000'000;
   // Compared with the deadline, not with a sleep: the sync may be late on a loaded machine.
   if (shm::realtime_ns() / 1'000'000 < deadline_ms - 100) {
     EXPECT_EQ(cmd(c, {"PEXPIRETIME", "short:q:{v}:X"})->integer, deadline_ms);
   }
-  EXPECT_TRUE(test::eventually([&] { return cmd(c, {"EXISTS", "short:q:{v}:X"})->integer == 0; }))
-      << "the hash outlived its namespace's expire_after";
-  EXPECT_TRUE(test::eventually([&] { return cmd(c, {"EXISTS", "short:@account:{v}"})->integer == 0; }));
+  EXPECT_TRUE(test::eventually([&] {
+    return cmd(c, {"EXISTS", "short:q:{v}:X"})->integer == 0;
+  })) << "the hash outlived its namespace's expire_after";
+  EXPECT_TRUE(test::eventually([&] {
+    return cmd(c, {"EXISTS", "short:@account:{v}"})->integer == 0;
+  }));
   EXPECT_GE(shm::realtime_ns() / 1'000'000, deadline_ms - 1) << "gone before its deadline";
 }
 
@@ -363,7 +393,8 @@ TEST(RedisSync, EraseAndEveryInvalidationReachRedisIncludingPositionsOnlyRedisHo
   w->invalidate_matching("moonwell:*:ETH");
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
   db = read_positions(c);
-  for (const auto& [k, h] : db) EXPECT_FALSE(k.find("moonwell") != std::string::npos && k.ends_with(":ETH")) << k;
+  for (const auto& [k, h] : db)
+    EXPECT_FALSE(k.find("moonwell") != std::string::npos && k.ends_with(":ETH")) << k;
 
   w->invalidate_namespace(*w->namespace_id("moonwell"));
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
@@ -393,7 +424,8 @@ TEST(RedisSync, ARunOfAccountRemovalsKeepsEachOnesFilterAndVersion) {
   for (int a = 0; a < 40; ++a) {
     for (const char* i : {"SOL", "ETH"}) {
       w->upsert(must(w->make_update("spot", "a" + std::to_string(a), i, {{"qty", "1"}})));
-      w->upsert(must(w->make_update("moonwell", "a" + std::to_string(a), i, {{"debt_amount", "5"}})));
+      w->upsert(
+          must(w->make_update("moonwell", "a" + std::to_string(a), i, {{"debt_amount", "5"}})));
     }
   }
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
@@ -425,8 +457,8 @@ TEST(RedisSync, AnOlderVersionNeverOverwritesANewerOne) {
   auto w = Writer::open(redis_config(seg, srv));
   auto c = srv.client();
   // Another host wrote a newer version of this position than anything this writer will hand out.
-  cmd(c, {"HSET", "poscache:v1:spot:{w}:SOL", "qty", "42.000000000000000000", "version", "18000000000000000000",
-          "source_seq", "0", "created_at", "1", "updated_at", "1"});
+  cmd(c, {"HSET", "poscache:v1:spot:{w}:SOL", "qty", "42.000000000000000000", "version",
+          "18000000000000000000", "source_seq", "0", "created_at", "1", "updated_at", "1"});
   w->upsert(must(w->make_update("spot", "w", "SOL", {{"qty", "1"}})));
   w->erase(*w->make_key("spot", "w", "BTC"));
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
@@ -449,13 +481,23 @@ TEST(RedisSync, WarmStartRestoresEveryPositionExactly) {
     auto w = Writer::open(redis_config(seg, srv, 4096));
     std::mt19937_64 rng(7);
     for (int i = 0; i < 2000; ++i) {
-      const std::string a = "acct" + std::to_string(rng() % 300), ins = "I" + std::to_string(rng() % 50);
-      const std::string v = std::to_string(static_cast<std::int64_t>(rng() % 2'000'000'000) - 1'000'000'000) + "." +
-                            std::to_string(rng() % 1'000'000'000'000'000'000ull);
+      const std::string a = "acct" + std::to_string(rng() % 300),
+                        ins = "I" + std::to_string(rng() % 50);
+      const std::string v =
+          std::to_string(static_cast<std::int64_t>(rng() % 2'000'000'000) - 1'000'000'000) + "." +
+          std::to_string(rng() % 1'000'000'000'000'000'000ull);
       switch (i % 3) {
-        case 0: w->upsert(must(w->make_update("spot", a, ins, {{"qty", v}, {"realized_pnl", v}}, i + 1))); break;
-        case 1: w->upsert(must(w->make_update("moonwell", a, ins, {{"collateral_amount", std::to_string(rng())}, {"last_update_block", std::to_string(i)}}))); break;
-        default: w->upsert(must(w->make_update("marks", a, ins, {{"bid", v}, {"ask", v}}))); break;
+        case 0:
+          w->upsert(must(w->make_update("spot", a, ins, {{"qty", v}, {"realized_pnl", v}}, i + 1)));
+          break;
+        case 1:
+          w->upsert(must(w->make_update("moonwell", a, ins,
+                                        {{"collateral_amount", std::to_string(rng())},
+                                         {"last_update_block", std::to_string(i)}})));
+          break;
+        default:
+          w->upsert(must(w->make_update("marks", a, ins, {{"bid", v}, {"ask", v}})));
+          break;
       }
     }
     ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
@@ -502,18 +544,22 @@ TEST(RedisSync, WarmStartSkipsMalformedPositionsNamingKeyAndField) {
   RedisServer srv;
   auto c = srv.client();
   auto good = [&](const std::string& account) {
-    cmd(c, {"HSET", key_of("spot", account, "SOL"), "qty", "1.500000000000000000", "version", "7", "source_seq", "0",
-            "created_at", "1", "updated_at", std::to_string(shm::realtime_ns())});
+    cmd(c,
+        {"HSET", key_of("spot", account, "SOL"), "qty", "1.500000000000000000", "version", "7",
+         "source_seq", "0", "created_at", "1", "updated_at", std::to_string(shm::realtime_ns())});
   };
   good("ok1");
   good("ok2");
   const std::string now = std::to_string(shm::realtime_ns());
-  cmd(c, {"HSET", key_of("spot", "bad1", "SOL"), "qty", "1.2.3", "version", "7", "created_at", "1", "updated_at", now});
-  cmd(c, {"HSET", key_of("spot", "bad2", "SOL"), "colour", "red", "version", "7", "created_at", "1", "updated_at", now});
-  cmd(c, {"HSET", key_of("spot", "bad3", "SOL"), "qty", "1", "created_at", "1", "updated_at", now});
-  cmd(c, {"HSET", key_of("spot", "bad4", "SOL"), "qty", "123456789012345678901", "version", "7", "created_at", "1",
+  cmd(c, {"HSET", key_of("spot", "bad1", "SOL"), "qty", "1.2.3", "version", "7", "created_at", "1",
           "updated_at", now});
-  cmd(c, {"HSET", key_of("futures", "bad5", "BTC"), "qty", "1", "version", "7", "created_at", "1", "updated_at", now});
+  cmd(c, {"HSET", key_of("spot", "bad2", "SOL"), "colour", "red", "version", "7", "created_at", "1",
+          "updated_at", now});
+  cmd(c, {"HSET", key_of("spot", "bad3", "SOL"), "qty", "1", "created_at", "1", "updated_at", now});
+  cmd(c, {"HSET", key_of("spot", "bad4", "SOL"), "qty", "123456789012345678901", "version", "7",
+          "created_at", "1", "updated_at", now});
+  cmd(c, {"HSET", key_of("futures", "bad5", "BTC"), "qty", "1", "version", "7", "created_at", "1",
+          "updated_at", now});
   cmd(c, {"SET", "poscache:v1:spot:{bad6}:SOL", "not a hash"});  // another type under the prefix
   ScratchSegment seg("rs_warm_bad");
   WriterConfig cfg = redis_config(seg, srv);
@@ -526,7 +572,8 @@ TEST(RedisSync, WarmStartSkipsMalformedPositionsNamingKeyAndField) {
   std::string all;
   for (const auto& l : lines) all += l + "\n";
   EXPECT_NE(all.find("spot:{bad1}:SOL: field 'qty'"), std::string::npos) << all;
-  EXPECT_NE(all.find("spot:{bad2}:SOL: field 'colour' is not in the schema"), std::string::npos) << all;
+  EXPECT_NE(all.find("spot:{bad2}:SOL: field 'colour' is not in the schema"), std::string::npos)
+      << all;
   EXPECT_NE(all.find("spot:{bad3}:SOL: missing version"), std::string::npos) << all;
   EXPECT_NE(all.find("spot:{bad4}:SOL: field 'qty'"), std::string::npos) << all;
   EXPECT_NE(all.find("namespace 'futures' is not configured here"), std::string::npos) << all;
@@ -551,12 +598,14 @@ TEST(RedisSync, RedisKilledMidChurnAndRestartedEndsWithEveryChange) {
   Model model;
   auto churn = [&](int n) {
     for (int i = 0; i < n; ++i) {
-      const std::string a = "a" + std::to_string(rng() % 40), ins = "I" + std::to_string(rng() % 10);
+      const std::string a = "a" + std::to_string(rng() % 40),
+                        ins = "I" + std::to_string(rng() % 10);
       if (rng() % 50 == 0) {
         w->erase(*w->make_key("spot", a, ins));
         model.erase(key_of("spot", a, ins));
       } else {
-        w->upsert(must(w->make_update("spot", a, ins, {{"qty", std::to_string(i) + "." + std::to_string(rng() % 1000)}})));
+        w->upsert(must(w->make_update(
+            "spot", a, ins, {{"qty", std::to_string(i) + "." + std::to_string(rng() % 1000)}})));
         const Position p = *w->find(*w->make_key("spot", a, ins));
         model.put(key_of("spot", a, ins), expected_hash(preset_trading("spot"), p));
       }
@@ -568,11 +617,15 @@ TEST(RedisSync, RedisKilledMidChurnAndRestartedEndsWithEveryChange) {
   churn(3000);  // Redis is down: evictions of unsynced positions, erases, all kept
   w->invalidate_account("a7");
   for (auto it = model.db.begin(); it != model.db.end();) {
-    if (it->first.find("{a7}") != std::string::npos) it = model.db.erase(it); else ++it;
+    if (it->first.find("{a7}") != std::string::npos)
+      it = model.db.erase(it);
+    else
+      ++it;
   }
   churn(1000);
   w->tick();
-  EXPECT_TRUE(test::eventually([&] { return Reader::open(seg.name()).stats().redis_state == "down"; }));
+  EXPECT_TRUE(
+      test::eventually([&] { return Reader::open(seg.name()).stats().redis_state == "down"; }));
   {
     const SegmentStats st = Reader::open(seg.name()).stats();
     EXPECT_EQ(st.redis_state, "down");
@@ -604,10 +657,12 @@ TEST(RedisSync, AWriterKilledWithUnsyncedChangesLosesNoneOnRestart) {
     WriterConfig c = cfg;
     c.redis->flush_interval = std::chrono::seconds(60);  // nothing handed off on its own
     auto w = Writer::open(c);
-    for (int i = 0; i < 200; ++i) w->upsert(must(w->make_update("spot", "k" + std::to_string(i), "SOL", {{"qty", "1"}})));
+    for (int i = 0; i < 200; ++i)
+      w->upsert(must(w->make_update("spot", "k" + std::to_string(i), "SOL", {{"qty", "1"}})));
     if (!w->sync_redis(std::chrono::seconds(10))) return std::string("first sync failed");
     for (int i = 0; i < 300; ++i) {
-      w->upsert(must(w->make_update("spot", "k" + std::to_string(i), "SOL", {{"qty", std::to_string(i + 2)}})));
+      w->upsert(must(w->make_update("spot", "k" + std::to_string(i), "SOL",
+                                    {{"qty", std::to_string(i + 2)}})));
     }
     ::kill(::getpid(), SIGKILL);  // the 300 changes were never handed to the sync thread
     return std::string("not killed");
@@ -631,21 +686,27 @@ TEST(RedisSync, RemovalsAKilledWriterHadNotWrittenReachRedisFromTheJournal) {
   RedisServer srv;
   ScratchSegment seg("rs_journal");
   WriterConfig cfg = redis_config(seg, srv, 64);
-  auto key = [](int i) { return std::make_pair("acc" + std::to_string(i % 8), "I" + std::to_string(i)); };
+  auto key = [](int i) {
+    return std::make_pair("acc" + std::to_string(i % 8), "I" + std::to_string(i));
+  };
   const std::string out = in_child([&] {
     WriterConfig c = cfg;
     c.redis->flush_interval = std::chrono::seconds(60);  // nothing handed off on its own
     auto w = Writer::open(c);
-    for (int i = 0; i < 64; ++i) w->upsert(must(w->make_update("spot", key(i).first, key(i).second, {{"qty", "1"}})));
+    for (int i = 0; i < 64; ++i)
+      w->upsert(must(w->make_update("spot", key(i).first, key(i).second, {{"qty", "1"}})));
     if (!w->sync_redis(std::chrono::seconds(10))) return std::string("first sync failed");
-    for (int i = 0; i < 64; ++i) w->upsert(must(w->make_update("spot", key(i).first, key(i).second, {{"qty", "2"}})));
+    for (int i = 0; i < 64; ++i)
+      w->upsert(must(w->make_update("spot", key(i).first, key(i).second, {{"qty", "2"}})));
     // Ten new positions evict I0..I9, whose qty 2 Redis has never seen: spills.
-    for (int j = 0; j < 10; ++j) w->upsert(must(w->make_update("spot", "new", "N" + std::to_string(j), {{"qty", "3"}})));
+    for (int j = 0; j < 10; ++j)
+      w->upsert(must(w->make_update("spot", "new", "N" + std::to_string(j), {{"qty", "3"}})));
     if (w->stats().evictions != 10) return std::string("expected 10 evictions");
     w->erase(*w->make_key("spot", key(20).first, key(20).second));
     w->invalidate_account("acc3");
     w->invalidate_matching("spot:acc5:*");
-    if (w->stats().journal_pending != 10 + 1 + 2) return "journal holds " + std::to_string(w->stats().journal_pending);
+    if (w->stats().journal_pending != 10 + 1 + 2)
+      return "journal holds " + std::to_string(w->stats().journal_pending);
     ::kill(::getpid(), SIGKILL);
     return std::string("not killed");
   });
@@ -686,7 +747,8 @@ TEST(RedisSync, AWarmStartWritesTheJournaledRemovalsFirst) {
     WriterConfig c = cfg;
     c.redis->flush_interval = std::chrono::seconds(60);
     auto w = Writer::open(c);
-    for (int i = 0; i < 20; ++i) w->upsert(must(w->make_update("spot", "a" + std::to_string(i), "SOL", {{"qty", "1"}})));
+    for (int i = 0; i < 20; ++i)
+      w->upsert(must(w->make_update("spot", "a" + std::to_string(i), "SOL", {{"qty", "1"}})));
     if (!w->sync_redis(std::chrono::seconds(10))) return std::string("first sync failed");
     w->invalidate_all();
     ::kill(::getpid(), SIGKILL);
@@ -720,10 +782,12 @@ TEST(RedisSync, WritersKilledMidChurnLeaveRedisEqualToTheSegment) {
         auto w = Writer::open(cfg);
         std::mt19937_64 r(seed);
         for (std::uint64_t i = 0;; ++i) {
-          const std::string a = "a" + std::to_string(r() % 40), ins = "I" + std::to_string(r() % 12);
+          const std::string a = "a" + std::to_string(r() % 40),
+                            ins = "I" + std::to_string(r() % 12);
           const std::uint64_t op = r() % 100;
           if (op < 80) {
-            w->upsert(must(w->make_update("spot", a, ins, {{"qty", std::to_string(i) + "." + std::to_string(r() % 1000)}})));
+            w->upsert(must(w->make_update(
+                "spot", a, ins, {{"qty", std::to_string(i) + "." + std::to_string(r() % 1000)}})));
           } else if (op < 97) {
             w->erase(*w->make_key("spot", a, ins));
           } else if (op < 99) {
@@ -745,17 +809,20 @@ TEST(RedisSync, WritersKilledMidChurnLeaveRedisEqualToTheSegment) {
     // A random moment of the churn, but one with removals waiting in the journal: what the
     // test is about (polled, not hoped for: a slow child may not have started yet).
     std::this_thread::sleep_for(std::chrono::milliseconds(30 + rng() % 70));
-    test::eventually([&] {
-      try {
-        return Reader::open(seg.name()).stats().journal_pending > 0;
-      } catch (const Error&) {
-        return false;  // not created yet
-      }
-    }, std::chrono::seconds(10));
+    test::eventually(
+        [&] {
+          try {
+            return Reader::open(seg.name()).stats().journal_pending > 0;
+          } catch (const Error&) {
+            return false;  // not created yet
+          }
+        },
+        std::chrono::seconds(10));
     ::kill(child, SIGKILL);
     int status = 0;
     ::waitpid(child, &status, 0);
-    ASSERT_TRUE(WIFSIGNALED(status)) << "the churning writer stopped on its own in round " << rounds;
+    ASSERT_TRUE(WIFSIGNALED(status))
+        << "the churning writer stopped on its own in round " << rounds;
     const SegmentStats st = Reader::open(seg.name()).stats();
     ASSERT_EQ(st.journal_overflows, 0u) << "round " << rounds;
     pending_seen += st.journal_pending;
@@ -780,23 +847,27 @@ TEST(RedisSync, WritersKilledMidChurnLeaveRedisEqualToTheSegment) {
     }
   }
   for (const auto& [k, h] : got) {
-    if (want.count(k) == 0) ADD_FAILURE() << k << " is in Redis but not in the segment (a lost removal)";
+    if (want.count(k) == 0)
+      ADD_FAILURE() << k << " is in Redis but not in the segment (a lost removal)";
   }
 }
 
 // Maps a closed segment's journal read-write behind the writer's back, to hand-build entries.
-void edit_journal(const std::string& segment, std::uint64_t capacity,
-                  const std::function<void(shm::JournalHeader&, shm::JournalEntry*, std::uint64_t)>& edit) {
+void edit_journal(
+    const std::string& segment, std::uint64_t capacity,
+    const std::function<void(shm::JournalHeader&, shm::JournalEntry*, std::uint64_t)>& edit) {
   const test::RwMapping m(segment);
   auto* base = reinterpret_cast<char*>(m.base());
   const shm::Geometry g = shm::geometry_for(capacity);
   auto* jh = reinterpret_cast<shm::JournalHeader*>(base + g.journal_offset);
-  auto* entries = reinterpret_cast<shm::JournalEntry*>(base + g.journal_offset + sizeof(shm::JournalHeader));
+  auto* entries =
+      reinterpret_cast<shm::JournalEntry*>(base + g.journal_offset + sizeof(shm::JournalHeader));
   edit(*jh, entries, g.journal_entries);
 }
 
 // A hand-built journaled event: an erase of spot:account:instrument, or a pattern removal.
-detail::SyncEvent erase_event(const std::string& account, const std::string& instrument, std::uint64_t version) {
+detail::SyncEvent erase_event(const std::string& account, const std::string& instrument,
+                              std::uint64_t version) {
   detail::SyncEvent e;
   e.kind = detail::SyncEvent::Kind::erase;
   e.version = version;
@@ -807,7 +878,8 @@ detail::SyncEvent erase_event(const std::string& account, const std::string& ins
   std::memcpy(e.payload.instrument, instrument.data(), instrument.size());
   return e;
 }
-detail::SyncEvent pattern_event(detail::SyncEvent::Kind kind, std::uint64_t version, std::string text = {},
+detail::SyncEvent pattern_event(detail::SyncEvent::Kind kind, std::uint64_t version,
+                                std::string text = {},
                                 std::optional<std::uint16_t> ns = std::nullopt) {
   detail::SyncEvent e;
   e.kind = kind;
@@ -828,23 +900,26 @@ TEST(RedisSync, ARemovalCutShortByAKillIsFinishedOnReattach) {
   {
     auto w = Writer::open(cfg);
     for (int i = 0; i < 16; ++i) {
-      w->upsert(must(w->make_update("spot", "acc" + std::to_string(i % 4), "I" + std::to_string(i), {{"qty", "1"}})));
+      w->upsert(must(w->make_update("spot", "acc" + std::to_string(i % 4), "I" + std::to_string(i),
+                                    {{"qty", "1"}})));
     }
     ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
     version = w->upsert(must(w->make_update("spot", "late", "X", {{"qty", "1"}}))).version;
     ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
     w->close();
   }
-  edit_journal(seg.name(), 64, [&](shm::JournalHeader& jh, shm::JournalEntry* entries, std::uint64_t n) {
-    const std::uint64_t head = jh.head.load();
-    EXPECT_EQ(jh.tail.load(), head);
-    // version - 1: older than "late", newer than the first 16
-    detail::to_entry(erase_event("acc1", "I5", version - 1), entries[head % n]);
-    detail::to_entry(pattern_event(detail::SyncEvent::Kind::account, version - 1, "acc2"), entries[(head + 1) % n]);
-    // older than the position it names: must leave it alone
-    detail::to_entry(erase_event("late", "X", version - 1), entries[(head + 2) % n]);
-    jh.head.store(head + 3);
-  });
+  edit_journal(
+      seg.name(), 64, [&](shm::JournalHeader& jh, shm::JournalEntry* entries, std::uint64_t n) {
+        const std::uint64_t head = jh.head.load();
+        EXPECT_EQ(jh.tail.load(), head);
+        // version - 1: older than "late", newer than the first 16
+        detail::to_entry(erase_event("acc1", "I5", version - 1), entries[head % n]);
+        detail::to_entry(pattern_event(detail::SyncEvent::Kind::account, version - 1, "acc2"),
+                         entries[(head + 1) % n]);
+        // older than the position it names: must leave it alone
+        detail::to_entry(erase_event("late", "X", version - 1), entries[(head + 2) % n]);
+        jh.head.store(head + 3);
+      });
   auto w = Writer::open(cfg);
   EXPECT_EQ(w->stats().repairs, 5u);  // acc1:I5 and the four of acc2
   EXPECT_FALSE(w->find(*w->make_key("spot", "acc1", "I5")));
@@ -868,31 +943,38 @@ TEST(RedisSync, CorruptJournalEntriesAreSkippedAndReported) {
   std::uint64_t version = 0;
   {
     auto w = Writer::open(cfg);
-    for (int i = 0; i < 16; ++i) w->upsert(must(w->make_update("spot", "acc" + std::to_string(i % 4), "I" + std::to_string(i), {{"qty", "1"}})));
+    for (int i = 0; i < 16; ++i)
+      w->upsert(must(w->make_update("spot", "acc" + std::to_string(i % 4), "I" + std::to_string(i),
+                                    {{"qty", "1"}})));
     version = w->stats().next_version;
     ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
     w->close();
   }
   std::uint64_t head = 0;
-  edit_journal(seg.name(), 64, [&](shm::JournalHeader& jh, shm::JournalEntry* entries, std::uint64_t n) {
-    head = jh.head.load();
-    // an unknown kind
-    detail::to_entry(pattern_event(detail::SyncEvent::Kind::all, version - 1), entries[head % n]);
-    entries[head % n].kind = 99;
-    // a version never handed out
-    detail::to_entry(pattern_event(detail::SyncEvent::Kind::all, version + 1'000'000), entries[(head + 1) % n]);
-    // a namespace id beyond the header's
-    detail::to_entry(pattern_event(detail::SyncEvent::Kind::ns, version - 1, {}, 31), entries[(head + 2) % n]);
-    detail::to_entry(erase_event("acc1", "I5", version - 1), entries[(head + 3) % n]);  // valid
-    jh.head.store(head + 4);
-  });
+  edit_journal(
+      seg.name(), 64, [&](shm::JournalHeader& jh, shm::JournalEntry* entries, std::uint64_t n) {
+        head = jh.head.load();
+        // an unknown kind
+        detail::to_entry(pattern_event(detail::SyncEvent::Kind::all, version - 1),
+                         entries[head % n]);
+        entries[head % n].kind = 99;
+        // a version never handed out
+        detail::to_entry(pattern_event(detail::SyncEvent::Kind::all, version + 1'000'000),
+                         entries[(head + 1) % n]);
+        // a namespace id beyond the header's
+        detail::to_entry(pattern_event(detail::SyncEvent::Kind::ns, version - 1, {}, 31),
+                         entries[(head + 2) % n]);
+        detail::to_entry(erase_event("acc1", "I5", version - 1), entries[(head + 3) % n]);  // valid
+        jh.head.store(head + 4);
+      });
   std::vector<std::string> logged;
   cfg.log = [&](LogLevel, std::string_view m) { logged.emplace_back(m); };
   {
     auto w = Writer::open(cfg);
     EXPECT_EQ(w->stats().repairs, 3u + 1u);  // three skipped entries, one finished erase
     EXPECT_TRUE(std::any_of(logged.begin(), logged.end(), [&](const std::string& m) {
-      return m.find("skipped 3 corrupt journal entries (entry " + std::to_string(head) + ": unknown kind 99)") != std::string::npos;
+      return m.find("skipped 3 corrupt journal entries (entry " + std::to_string(head) +
+                    ": unknown kind 99)") != std::string::npos;
     })) << ::testing::PrintToString(logged);
     ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
     EXPECT_EQ(w->stats().journal_pending, 0u);
@@ -902,7 +984,9 @@ TEST(RedisSync, CorruptJournalEntriesAreSkippedAndReported) {
     w->close();
   }
   // A header whose head is behind its tail: the entries cannot be trusted, the journal restarts.
-  edit_journal(seg.name(), 64, [](shm::JournalHeader& jh, shm::JournalEntry*, std::uint64_t) { jh.head.store(jh.tail.load() - 1); });
+  edit_journal(seg.name(), 64, [](shm::JournalHeader& jh, shm::JournalEntry*, std::uint64_t) {
+    jh.head.store(jh.tail.load() - 1);
+  });
   logged.clear();
   auto w = Writer::open(cfg);
   EXPECT_TRUE(std::any_of(logged.begin(), logged.end(), [](const std::string& m) {
@@ -933,7 +1017,8 @@ TEST(RedisSync, AFullJournalIsCountedAndLoggedAndItsOverflowStillReachesRedis) {
   auto w = Writer::open(cfg);
   constexpr int kN = 1500;
   for (int i = 0; i < kN; ++i) {  // 1500 positions through a 64-slot table: Redis holds them all
-    w->upsert(must(w->make_update("spot", "acc" + std::to_string(i % 50), "I" + std::to_string(i), {{"qty", "1"}})));
+    w->upsert(must(w->make_update("spot", "acc" + std::to_string(i % 50), "I" + std::to_string(i),
+                                  {{"qty", "1"}})));
     if (i % 32 == 0) {
       ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
     }
@@ -944,7 +1029,8 @@ TEST(RedisSync, AFullJournalIsCountedAndLoggedAndItsOverflowStillReachesRedis) {
   ASSERT_EQ(w->stats().journal_pending, 0u);
   cmd(c, {"SET", "sentinel", "kept"});  // shows, after the restart, that Redis kept its data
   srv.stop(SIGKILL);
-  for (int i = 0; i < kN; ++i) w->erase(*w->make_key("spot", "acc" + std::to_string(i % 50), "I" + std::to_string(i)));
+  for (int i = 0; i < kN; ++i)
+    w->erase(*w->make_key("spot", "acc" + std::to_string(i % 50), "I" + std::to_string(i)));
   w->tick();
   EXPECT_EQ(w->stats().journal_pending, 1024u);
   EXPECT_EQ(w->stats().journal_overflows, static_cast<std::uint64_t>(kN - 1024));
@@ -952,7 +1038,8 @@ TEST(RedisSync, AFullJournalIsCountedAndLoggedAndItsOverflowStillReachesRedis) {
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(20)));
   EXPECT_EQ(w->stats().journal_pending, 0u);
   auto c2 = srv.client();
-  ASSERT_EQ(std::string(cmd(c2, {"GET", "sentinel"})->str), "kept") << "Redis came back without its data";
+  ASSERT_EQ(std::string(cmd(c2, {"GET", "sentinel"})->str), "kept")
+      << "Redis came back without its data";
   EXPECT_EQ(read_positions(c2).size(), 0u) << "removals the journal overflowed never reached Redis";
   std::lock_guard lock(mu);
   EXPECT_TRUE(std::any_of(logged.begin(), logged.end(), [](const std::string& m) {
@@ -974,19 +1061,23 @@ TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {
     Writer::open(cfg);
     ADD_FAILURE() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("authentication as 'default' refused"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("authentication as 'default' refused"), std::string::npos)
+        << e.what();
     EXPECT_NE(std::string(e.what()).find("--cold-start"), std::string::npos) << e.what();
   }
   cfg.redis->warm_start = false;
   auto w = Writer::open(cfg);
   w->upsert(must(w->make_update("spot", "a", "B", {{"qty", "1"}})));
   w->tick();
-  EXPECT_TRUE(test::eventually([&] { return Reader::open(seg.name()).stats().redis_state == "down"; }));
+  EXPECT_TRUE(
+      test::eventually([&] { return Reader::open(seg.name()).stats().redis_state == "down"; }));
   const SegmentStats st = Reader::open(seg.name()).stats();
   EXPECT_EQ(st.redis_state, "down");
   EXPECT_NE(st.redis_last_error.find("refused"), std::string::npos) << st.redis_last_error;
   // The first line that is not the segment's page report names the refusal.
-  const auto said = std::find_if(lines.begin(), lines.end(), [](const std::string& l) { return l.find("on 2 MiB pages") == std::string::npos; });
+  const auto said = std::find_if(lines.begin(), lines.end(), [](const std::string& l) {
+    return l.find("on 2 MiB pages") == std::string::npos;
+  });
   ASSERT_NE(said, lines.end());
   EXPECT_NE(said->find("authentication"), std::string::npos) << *said;
   // Unreachable: the same, with the endpoint named.
@@ -996,15 +1087,20 @@ TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {
   c2.redis->warm_start = false;
   c2.redis->close_timeout = std::chrono::milliseconds(200);
   auto w2 = Writer::open(c2);
-  EXPECT_TRUE(test::eventually([&] { return Reader::open(seg2.name()).stats().redis_state == "down"; }));
+  EXPECT_TRUE(
+      test::eventually([&] { return Reader::open(seg2.name()).stats().redis_state == "down"; }));
   const SegmentStats st2 = Reader::open(seg2.name()).stats();
   EXPECT_EQ(st2.redis_state, "down");
-  EXPECT_NE(st2.redis_last_error.find("127.0.0.1:" + std::to_string(c2.redis->port)), std::string::npos) << st2.redis_last_error;
+  EXPECT_NE(st2.redis_last_error.find("127.0.0.1:" + std::to_string(c2.redis->port)),
+            std::string::npos)
+      << st2.redis_last_error;
   w2->close();  // returns after close_timeout even though Redis never came
 }
 
 using test::CliRun;
-CliRun inspect(const std::string& args) { return test::run_cli(std::string(POSCACHE_INSPECT_BIN) + " " + args); }
+CliRun inspect(const std::string& args) {
+  return test::run_cli(std::string(POSCACHE_INSPECT_BIN) + " " + args);
+}
 
 TEST(RedisSync, TheInspectorShowsTheSyncStateAndHealthTurnsDegradedWhenRedisIsDown) {
   RedisServer srv;
@@ -1025,18 +1121,25 @@ TEST(RedisSync, TheInspectorShowsTheSyncStateAndHealthTurnsDegradedWhenRedisIsDo
   srv.stop(SIGKILL);
   w->upsert(must(w->make_update("spot", "a", "B", {{"qty", "2"}})));
   w->sync_redis(std::chrono::milliseconds(300));
-  EXPECT_TRUE(test::eventually([&] { return Reader::open(seg.name()).stats().redis_state == "down"; }));
+  EXPECT_TRUE(
+      test::eventually([&] { return Reader::open(seg.name()).stats().redis_state == "down"; }));
   w->heartbeat();
   r = inspect("-s " + seg.name() + " --json health");
   EXPECT_EQ(r.code, 4) << r.out;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["redis"]["state"], "down");
   EXPECT_EQ(j["redis"]["dirty"], 1);
-  EXPECT_NE(j["redis"]["last_error"].get<std::string>().find("127.0.0.1:" + std::to_string(srv.port())), std::string::npos) << r.out;
+  EXPECT_NE(
+      j["redis"]["last_error"].get<std::string>().find("127.0.0.1:" + std::to_string(srv.port())),
+      std::string::npos)
+      << r.out;
   w->erase(*w->make_key("spot", "a", "B"));  // a removal Redis cannot take: it waits in the journal
   r = inspect("-s " + seg.name() + " stats");
-  EXPECT_NE(r.out.find("journal      1 removals not yet in Redis  0 overflowed"), std::string::npos) << r.out;
-  EXPECT_EQ(nlohmann::json::parse(inspect("-s " + seg.name() + " --json stats").out)["redis"]["journal_pending"], 1);
+  EXPECT_NE(r.out.find("journal      1 removals not yet in Redis  0 overflowed"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(nlohmann::json::parse(
+                inspect("-s " + seg.name() + " --json stats").out)["redis"]["journal_pending"],
+            1);
   srv.start();
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
   w->heartbeat();
@@ -1062,11 +1165,13 @@ TEST(RedisSync, ScriptsFlushedOnTheServerAreLoadedAgain) {
   RedisServer srv;
   ScratchSegment seg("rs_noscript");
   auto w = Writer::open(redis_config(seg, srv));
-  for (int i = 0; i < 100; ++i) w->upsert(must(w->make_update("spot", "a" + std::to_string(i), "B", {{"qty", "1"}})));
+  for (int i = 0; i < 100; ++i)
+    w->upsert(must(w->make_update("spot", "a" + std::to_string(i), "B", {{"qty", "1"}})));
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
   auto c = srv.client();
   cmd(c, {"SCRIPT", "FLUSH"});
-  for (int i = 0; i < 1000; ++i) w->upsert(must(w->make_update("spot", "a" + std::to_string(i), "B", {{"qty", "2"}})));
+  for (int i = 0; i < 1000; ++i)
+    w->upsert(must(w->make_update("spot", "a" + std::to_string(i), "B", {{"qty", "2"}})));
   w->erase(*w->make_key("spot", "a5", "B"));
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
   EXPECT_EQ(read_positions(c), segment_as_db(seg.name()));
@@ -1084,7 +1189,8 @@ TEST(RedisSync, AStalledRedisDoesNotHoldUpdates) {
   auto c = srv.client();
   cmd(c, {"CLIENT", "PAUSE", "60000", "WRITE"});
   for (int i = 0; i < 5000; ++i) {
-    w->upsert(must(w->make_update("spot", "a" + std::to_string(i % 300), "B", {{"qty", std::to_string(i)}})));
+    w->upsert(must(
+        w->make_update("spot", "a" + std::to_string(i % 300), "B", {{"qty", std::to_string(i)}})));
     w->tick();
   }
   EXPECT_FALSE(w->sync_redis(std::chrono::milliseconds(500)));

@@ -19,8 +19,10 @@ TEST(TscClockTest, AgreesWithTheRealtimeClockAcrossReanchors) {
     const std::int64_t before = realtime_ns();
     const std::int64_t t = clock.now();
     const std::int64_t after = realtime_ns();
-    ASSERT_GE(t, before - kTolerance) << "sample " << samples << (clock.uses_tsc() ? " (tsc)" : " (clock_gettime)");
-    ASSERT_LE(t, after + kTolerance) << "sample " << samples << (clock.uses_tsc() ? " (tsc)" : " (clock_gettime)");
+    ASSERT_GE(t, before - kTolerance)
+        << "sample " << samples << (clock.uses_tsc() ? " (tsc)" : " (clock_gettime)");
+    ASSERT_LE(t, after + kTolerance)
+        << "sample " << samples << (clock.uses_tsc() ? " (tsc)" : " (clock_gettime)");
     ++samples;
   }
   EXPECT_GT(samples, 1000u);

@@ -66,8 +66,8 @@ TEST(DecimalTest, RefusesOverflowNamingTheLimit) {
 }
 
 TEST(DecimalTest, RefusesMalformedTextNamingIt) {
-  for (const char* bad : {"", "-", ".", "1.", ".5", "1..2", "1.2.3", "1e5", "0x10", "1,000", " 1", "1 ",
-                          "NaN", "inf", "--1", "+-1"}) {
+  for (const char* bad : {"", "-", ".", "1.", ".5", "1..2", "1.2.3", "1e5", "0x10", "1,000", " 1",
+                          "1 ", "NaN", "inf", "--1", "+-1"}) {
     const auto v = parse_decimal(bad, 4);
     EXPECT_FALSE(v) << "accepted '" << bad << "'";
     if (!v) {

@@ -19,7 +19,8 @@ struct Table {
   std::unique_ptr<Bucket[]> mem;
   IndexWriter writer() { return IndexWriter(mem.get(), buckets); }
   bool contains(std::uint64_t hash, std::uint32_t slot) const {
-    return probe(mem.get(), buckets - 1, 1u << 20, hash, [&](std::uint32_t s) { return s == slot; });
+    return probe(mem.get(), buckets - 1, 1u << 20, hash,
+                 [&](std::uint32_t s) { return s == slot; });
   }
 };
 }  // namespace
@@ -41,8 +42,8 @@ TEST(IndexTest, FindsWhatWasInsertedAndNotWhatWasRemoved) {
 TEST(IndexTest, TombstonesAtTheEndOfARunBecomeEmpty) {
   Table t(16);
   auto w = t.writer();
-  w.insert(0xA'0000'0005, 1);  // bucket 5
-  w.insert(0xB'0000'0005, 2);  // bucket 6
+  w.insert(0xA'0000'0005, 1);     // bucket 5
+  w.insert(0xB'0000'0005, 2);     // bucket 6
   EXPECT_EQ(w.remove_at(5), 1);   // 6 occupied: stays a tombstone
   EXPECT_EQ(w.remove_at(6), -1);  // 7 empty: 6 and the tombstone at 5 are both emptied
   EXPECT_EQ(t.mem[5].load(), kEmptyBucket);
@@ -112,9 +113,10 @@ TEST(IndexTest, PresentKeysAreAlwaysFoundWhileOthersChurn) {
   }
   stop = true;
   churn.join();
-  std::printf("index: %llu lookups of present keys while %llu inserts and removes ran, %llu false misses\n",
-              static_cast<unsigned long long>(lookups), static_cast<unsigned long long>(churned.load()),
-              static_cast<unsigned long long>(misses));
+  std::printf(
+      "index: %llu lookups of present keys while %llu inserts and removes ran, %llu false misses\n",
+      static_cast<unsigned long long>(lookups), static_cast<unsigned long long>(churned.load()),
+      static_cast<unsigned long long>(misses));
   EXPECT_EQ(misses, 0u);
   EXPECT_GE(lookups, kLookups);
   EXPECT_GE(churned.load(), kChurn);

@@ -2,9 +2,9 @@
 
 #include <gtest/gtest.h>
 
-#include "poscache/decimal.hpp"
-
 #include <algorithm>
+
+#include "poscache/decimal.hpp"
 
 using namespace poscache;
 
@@ -51,18 +51,21 @@ TEST(SchemaTest, KeyPartErrorsNameThePartTheValueAndTheLimit) {
 TEST(SchemaTest, KeyErrorsShowUnprintableBytesAsHexEscapes) {
   auto a = validate_account("caf\xc3\xa9");
   ASSERT_FALSE(a);
-  EXPECT_NE(a.error().find("account 'caf\\xc3\\xa9' has '\\xc3' at position 3"), std::string::npos) << a.error();
+  EXPECT_NE(a.error().find("account 'caf\\xc3\\xa9' has '\\xc3' at position 3"), std::string::npos)
+      << a.error();
   a = validate_account("del\x7f");
   ASSERT_FALSE(a);
   EXPECT_NE(a.error().find("has '\\x7f' at position 3"), std::string::npos) << a.error();
   a = validate_account("esc\x1b[31mred");
   ASSERT_FALSE(a);
-  EXPECT_NE(a.error().find("account 'esc\\x1b[31mred' has '\\x1b'"), std::string::npos) << a.error();
+  EXPECT_NE(a.error().find("account 'esc\\x1b[31mred' has '\\x1b'"), std::string::npos)
+      << a.error();
   for (const std::string& e : {a.error(), validate_instrument(std::string("x\0y", 3)).error(),
                                parse_decimal("1\x01", 2).error()}) {
     EXPECT_TRUE(std::all_of(e.begin(), e.end(), [](char c) { return c >= 0x20 && c < 0x7f; })) << e;
   }
-  EXPECT_NE(parse_decimal("1\x01", 2).error().find("decimal '1\\x01' has '\\x01' at position 1"), std::string::npos)
+  EXPECT_NE(parse_decimal("1\x01", 2).error().find("decimal '1\\x01' has '\\x01' at position 1"),
+            std::string::npos)
       << parse_decimal("1\x01", 2).error();
 }
 

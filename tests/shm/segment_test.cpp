@@ -2,11 +2,10 @@
 #include "shm/segment.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdint>
 #include <vector>
@@ -47,7 +46,8 @@ TEST(SegmentTest, LayoutOffsetsAreWhatTheDiagramsSay) {
   EXPECT_EQ(g.journal_offset % kPageSize, 0u);
   EXPECT_GE(g.journal_offset, g.book_offset + 1'000'000 * sizeof(SlotBook));
   EXPECT_EQ(g.journal_entries, 62'500u);
-  EXPECT_GE(g.segment_size, g.journal_offset + sizeof(JournalHeader) + 62'500 * sizeof(JournalEntry));
+  EXPECT_GE(g.segment_size,
+            g.journal_offset + sizeof(JournalHeader) + 62'500 * sizeof(JournalEntry));
   EXPECT_EQ(geometry_for(100).journal_entries, 1024u);
   EXPECT_EQ(geometry_for(10'000'000).journal_entries, 65'536u);
   // The memory budget (DESIGN.md): at most 640 bytes per position at a million, all included.
@@ -68,12 +68,17 @@ TEST(SegmentTest, ReaderRefusesForeignMagicVersionAndFingerprint) {
   const std::uint64_t magic = h.magic;
   h.magic = 0x1234;
   std::string err = open_error(seg.name());
-  EXPECT_NE(err.find("expected magic 0x3156484341435350, found 0x0000000000001234"), std::string::npos) << err;
+  EXPECT_NE(err.find("expected magic 0x3156484341435350, found 0x0000000000001234"),
+            std::string::npos)
+      << err;
   h.magic = magic;
 
   h.layout_version = 99;
   err = open_error(seg.name());
-  EXPECT_NE(err.find("layout version mismatch: expected " + std::to_string(shm::kLayoutVersion) + ", found 99"), std::string::npos) << err;
+  EXPECT_NE(err.find("layout version mismatch: expected " + std::to_string(shm::kLayoutVersion) +
+                     ", found 99"),
+            std::string::npos)
+      << err;
   h.layout_version = kLayoutVersion;
 
   h.layout_fingerprint ^= 1;
@@ -97,9 +102,7 @@ TEST(SegmentTest, ReaderRefusesForeignMagicVersionAndFingerprint) {
 
 TEST(SegmentTest, ReaderRefusesATruncatedSegment) {
   test::ScratchSegment seg("trunc");
-  {
-    auto w = Writer::open(test::small_config(seg.name()));
-  }
+  { auto w = Writer::open(test::small_config(seg.name())); }
   const int fd = ::shm_open(("/" + seg.name()).c_str(), O_RDWR, 0);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::ftruncate(fd, 40000), 0);
@@ -187,7 +190,8 @@ TEST(SegmentTest, CollapsedPagesKeepTheirContentAndEveryLaterMappingSharesThem) 
   if (huge < 5 * kHugePageSize) {
     EXPECT_FALSE(w.collapse_error().empty()) << "partial collapse without an error";
     // The probe just collapsed 2 MiB of another file: the kernel can, so none at all is a failure.
-    ASSERT_GT(huge, 0u) << "the probe collapsed a page but the mapping got none: " << w.collapse_error();
+    ASSERT_GT(huge, 0u) << "the probe collapsed a page but the mapping got none: "
+                        << w.collapse_error();
   } else {
     EXPECT_TRUE(w.collapse_error().empty()) << w.collapse_error();
   }

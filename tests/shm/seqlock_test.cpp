@@ -81,8 +81,9 @@ TEST(SeqlockTest, ConcurrentReadersNeverAcceptATornCopy) {
   std::uint64_t verified = 0, torn = 0, changed = 0, last_v = 0;
   std::uint64_t out[kPayloadWords];
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while ((verified < kCopies || writes.load(std::memory_order_relaxed) < kWrites || changed < 1000) &&
-         std::chrono::steady_clock::now() < deadline) {
+  while (
+      (verified < kCopies || writes.load(std::memory_order_relaxed) < kWrites || changed < 1000) &&
+      std::chrono::steady_clock::now() < deadline) {
     std::uint64_t seq;
     if (!try_read(*slot, out, kPayloadWords, seq)) continue;
     const std::uint64_t v = out[0] / 1000003;
@@ -93,9 +94,11 @@ TEST(SeqlockTest, ConcurrentReadersNeverAcceptATornCopy) {
   }
   stop = true;
   writer.join();
-  std::printf("seqlock: %llu consistent copies verified (%llu of a new write) while %llu writes ran, %llu torn\n",
-              static_cast<unsigned long long>(verified), static_cast<unsigned long long>(changed),
-              static_cast<unsigned long long>(writes.load()), static_cast<unsigned long long>(torn));
+  std::printf(
+      "seqlock: %llu consistent copies verified (%llu of a new write) while %llu writes ran, %llu "
+      "torn\n",
+      static_cast<unsigned long long>(verified), static_cast<unsigned long long>(changed),
+      static_cast<unsigned long long>(writes.load()), static_cast<unsigned long long>(torn));
   EXPECT_EQ(torn, 0u);
   EXPECT_GE(verified, kCopies);
   EXPECT_GE(writes.load(), kWrites);

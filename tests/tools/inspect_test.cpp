@@ -1,11 +1,10 @@
 // poscache-inspect as scripts use it: output and exit codes.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <array>
 #include <cstdio>
@@ -24,7 +23,9 @@ using namespace poscache;
 namespace {
 
 using test::CliRun;
-CliRun inspect(const std::string& args) { return test::run_cli(std::string(POSCACHE_INSPECT_BIN) + " " + args); }
+CliRun inspect(const std::string& args) {
+  return test::run_cli(std::string(POSCACHE_INSPECT_BIN) + " " + args);
+}
 
 // Maps segment `name` read-write behind the writer's back, to break it for verify.
 void edit_segment(const std::string& name, const std::function<void(std::byte* base)>& edit) {
@@ -37,9 +38,12 @@ void edit_segment(const std::string& name, const std::function<void(std::byte* b
 class InspectTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "12.5"}, {"avg_price", "141.000000000000000001"}}));
+    w->upsert(*w->make_update("spot", "alice", "SOL",
+                              {{"qty", "12.5"}, {"avg_price", "141.000000000000000001"}}));
     w->upsert(*w->make_update("spot", "bob", "BTC", {{"qty", "-0.25"}}));
-    w->upsert(*w->make_update("moonwell", "alice", "USDC", {{"collateral_amount", "1500000000000000000000"}, {"last_update_block", "123"}}));
+    w->upsert(*w->make_update(
+        "moonwell", "alice", "USDC",
+        {{"collateral_amount", "1500000000000000000000"}, {"last_update_block", "123"}}));
     w->tick();
   }
   static WriterConfig config(const std::string& name) {
@@ -115,7 +119,8 @@ TEST_F(InspectTest, VerifyFindsACorruptJournalHeader) {
   EXPECT_EQ(inspect(s() + "verify").code, 0);
   edit_segment(seg.name(), [](std::byte* base) {  // tail ahead of head
     const auto* h = reinterpret_cast<const shm::SegmentHeader*>(base);
-    auto* j = reinterpret_cast<shm::JournalHeader*>(base + shm::geometry_for(h->capacity).journal_offset);
+    auto* j =
+        reinterpret_cast<shm::JournalHeader*>(base + shm::geometry_for(h->capacity).journal_offset);
     j->tail.store(j->head.load() + 5);
   });
   const CliRun r = inspect(s() + "verify");
@@ -143,20 +148,26 @@ TEST_F(InspectTest, AForeignOrInitializingSegmentIsExitThree) {
   EXPECT_EQ(r.code, 3) << r.out;
   EXPECT_NE(r.out.find("not a poscache segment"), std::string::npos) << r.out;
   // A segment from another layout version.
-  edit_segment(seg.name(), [](std::byte* base) { reinterpret_cast<shm::SegmentHeader*>(base)->layout_version += 1; });
+  edit_segment(seg.name(), [](std::byte* base) {
+    reinterpret_cast<shm::SegmentHeader*>(base)->layout_version += 1;
+  });
   r = inspect(s() + "health");
   EXPECT_EQ(r.code, 3) << r.out;
   EXPECT_NE(r.out.find("layout version mismatch"), std::string::npos) << r.out;
-  edit_segment(seg.name(), [](std::byte* base) { reinterpret_cast<shm::SegmentHeader*>(base)->layout_version -= 1; });
+  edit_segment(seg.name(), [](std::byte* base) {
+    reinterpret_cast<shm::SegmentHeader*>(base)->layout_version -= 1;
+  });
   // A segment whose writer is still creating it.
   edit_segment(seg.name(), [](std::byte* base) {
-    reinterpret_cast<shm::SegmentHeader*>(base)->state.store(static_cast<std::uint32_t>(shm::SegmentState::initializing));
+    reinterpret_cast<shm::SegmentHeader*>(base)->state.store(
+        static_cast<std::uint32_t>(shm::SegmentState::initializing));
   });
   r = inspect(s() + "get spot alice SOL");
   EXPECT_EQ(r.code, 3) << r.out;
   EXPECT_NE(r.out.find("initializing"), std::string::npos) << r.out;
   edit_segment(seg.name(), [](std::byte* base) {
-    reinterpret_cast<shm::SegmentHeader*>(base)->state.store(static_cast<std::uint32_t>(shm::SegmentState::ready));
+    reinterpret_cast<shm::SegmentHeader*>(base)->state.store(
+        static_cast<std::uint32_t>(shm::SegmentState::ready));
   });
   EXPECT_EQ(inspect(s() + "get spot alice SOL").code, 0);
 }
@@ -181,7 +192,8 @@ TEST_F(InspectTest, HealthIsFourWhenAChangeWaitsForRedisLongerThanMaxSyncLag) {
 }
 
 TEST_F(InspectTest, LsShowsAtMostLimitPositionsAndSaysHowManyItLeftOut) {
-  for (int i = 0; i < 7; ++i) w->upsert(*w->make_update("spot", "carol", "T" + std::to_string(i), {{"qty", "1"}}));
+  for (int i = 0; i < 7; ++i)
+    w->upsert(*w->make_update("spot", "carol", "T" + std::to_string(i), {{"qty", "1"}}));
   CliRun r = inspect(s() + "--json ls --account carol --limit 3");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;
@@ -205,7 +217,8 @@ TEST_F(InspectTest, GetChecksTheKeyAndNamesThePartThatIsWrong) {
       {"get spot 'a b' SOL", "account 'a b' has ' '"},
       {"get spot alice 'S}OL'", "instrument 'S}OL' has '}'"},
       {"get spot '' SOL", "account is empty"},
-      {"get spot " + std::string(65, 'a') + " SOL", "account '" + std::string(65, 'a') + "' is 65 characters: the limit is 64"},
+      {"get spot " + std::string(65, 'a') + " SOL",
+       "account '" + std::string(65, 'a') + "' is 65 characters: the limit is 64"},
       {"get spot alice " + std::string(65, 'I'), "instrument '"},
   };
   for (const Case& c : cases) {

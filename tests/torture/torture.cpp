@@ -24,11 +24,11 @@
 #include <unistd.h>
 
 #include <boost/interprocess/shared_memory_object.hpp>
-#include <csignal>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cerrno>
 #include <cstring>
 #include <random>
 #include <string>
@@ -62,7 +62,8 @@ struct Options {
 
 WriterConfig config(const Options& o) {
   NamespaceSpec pin{"pin", {}, {}, {}};
-  for (int i = 0; i < kFields; ++i) pin.fields.push_back({"f" + std::to_string(i), FieldType::decimal, 0});
+  for (int i = 0; i < kFields; ++i)
+    pin.fields.push_back({"f" + std::to_string(i), FieldType::decimal, 0});
   NamespaceSpec churn = pin;
   churn.name = "churn";
   WriterConfig c;
@@ -73,10 +74,18 @@ WriterConfig config(const Options& o) {
   return c;
 }
 
-std::string pin_account(int i) { return "p" + std::to_string(i % 64); }
-std::string pin_instrument(int i) { return "I" + std::to_string(i / 64); }
-std::string churn_account(std::uint64_t i) { return "c" + std::to_string(i % kChurnAccounts); }
-std::string churn_instrument(std::uint64_t i) { return "J" + std::to_string(i % kChurnInstruments); }
+std::string pin_account(int i) {
+  return "p" + std::to_string(i % 64);
+}
+std::string pin_instrument(int i) {
+  return "I" + std::to_string(i / 64);
+}
+std::string churn_account(std::uint64_t i) {
+  return "c" + std::to_string(i % kChurnAccounts);
+}
+std::string churn_instrument(std::uint64_t i) {
+  return "J" + std::to_string(i % kChurnInstruments);
+}
 
 int128 key_tag(std::string_view account, std::string_view instrument) {
   std::uint64_t h = 1469598103934665603ull;
@@ -86,7 +95,8 @@ int128 key_tag(std::string_view account, std::string_view instrument) {
   return static_cast<int128>(h >> 20);
 }
 
-Update payload(const Writer& w, NamespaceId ns, const std::string& a, const std::string& i, std::uint64_t x) {
+Update payload(const Writer& w, NamespaceId ns, const std::string& a, const std::string& i,
+               std::uint64_t x) {
   int128 v[kMaxFields];
   const int128 k = key_tag(a, i);
   // x up to 2^62: x * 16 + k exceeds 64 bits, so the high word of the mantissa is exercised too.
@@ -118,7 +128,8 @@ volatile sig_atomic_t g_writer_stop = 0;
   auto w = Writer::open(config(o));
   std::mt19937_64 rng(seed);
   const NamespaceId pin = 0, churn = 1;
-  const int churn_per_round = static_cast<int>(std::min<std::uint64_t>(1024, (o.capacity - kPinned) / 2));
+  const int churn_per_round =
+      static_cast<int>(std::min<std::uint64_t>(1024, (o.capacity - kPinned) / 2));
   std::vector<Update> pinned_batch;
   std::vector<ApplyResult> pinned_results(kPinned);
   std::vector<Update> churn_batch;
@@ -133,10 +144,12 @@ volatile sig_atomic_t g_writer_stop = 0;
     // by one, so both apply paths run under the readers.
     if (round % 2 == 0) {
       pinned_batch.clear();
-      for (int i = 0; i < kPinned; ++i) pinned_batch.push_back(payload(*w, pin, pin_account(i), pin_instrument(i), rng() >> 2));
+      for (int i = 0; i < kPinned; ++i)
+        pinned_batch.push_back(payload(*w, pin, pin_account(i), pin_instrument(i), rng() >> 2));
       w->upsert_batch(pinned_batch, pinned_results);
     } else {
-      for (int i = 0; i < kPinned; ++i) w->upsert(payload(*w, pin, pin_account(i), pin_instrument(i), rng() >> 2));
+      for (int i = 0; i < kPinned; ++i)
+        w->upsert(payload(*w, pin, pin_account(i), pin_instrument(i), rng() >> 2));
     }
     for (int c = 0; c < churn_per_round; ++c) {
       const std::uint64_t r = rng();
@@ -183,10 +196,12 @@ pid_t fork_writer(const Options& o, std::uint64_t seed) {
 }
 
 struct ReaderTally {
-  std::uint64_t reads = 0, verified = 0, torn = 0, false_misses = 0, busy = 0, dead = 0, churn_misses = 0;
+  std::uint64_t reads = 0, verified = 0, torn = 0, false_misses = 0, busy = 0, dead = 0,
+                churn_misses = 0;
 };
 
-[[noreturn]] void run_reader(const Options& o, std::uint64_t reads, int out_fd, std::uint64_t seed) {
+[[noreturn]] void run_reader(const Options& o, std::uint64_t reads, int out_fd,
+                             std::uint64_t seed) {
   ReaderTally t;
   Reader r = Reader::open(o.segment);
   std::mt19937_64 rng(seed);
@@ -197,11 +212,14 @@ struct ReaderTally {
     pi.push_back(pin_instrument(i));
   }
   std::vector<std::string> ca, ci;
-  for (int i = 0; i < kChurnAccounts; ++i) ca.push_back(churn_account(static_cast<std::uint64_t>(i)));
-  for (int i = 0; i < kChurnInstruments; ++i) ci.push_back(churn_instrument(static_cast<std::uint64_t>(i)));
+  for (int i = 0; i < kChurnAccounts; ++i)
+    ca.push_back(churn_account(static_cast<std::uint64_t>(i)));
+  for (int i = 0; i < kChurnInstruments; ++i)
+    ci.push_back(churn_instrument(static_cast<std::uint64_t>(i)));
   const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.seconds);
   // Until `reads` copies were verified (misses of churned keys verify nothing and do not count).
-  for (; t.verified < reads || (t.reads % 4096 != 0 || std::chrono::steady_clock::now() < until); ++t.reads) {
+  for (; t.verified < reads || (t.reads % 4096 != 0 || std::chrono::steady_clock::now() < until);
+       ++t.reads) {
     const std::uint64_t x = rng();
     const bool pinned = (x & 1) != 0;
     const std::string& a = pinned ? pa[(x >> 8) % kPinned] : ca[(x >> 8) % kChurnAccounts];
@@ -211,7 +229,10 @@ struct ReaderTally {
       ++t.verified;
       if (!self_consistent(p, a, i)) ++t.torn;
     } else if (st == ReadStatus::not_found) {
-      if (pinned) ++t.false_misses; else ++t.churn_misses;
+      if (pinned)
+        ++t.false_misses;
+      else
+        ++t.churn_misses;
     } else if (st == ReadStatus::writer_busy) {
       ++t.busy;
     } else if (st == ReadStatus::writer_dead) {
@@ -238,17 +259,27 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--reads") o.reads = std::stoull(next());
-    else if (a == "--readers") o.readers = std::stoi(next());
-    else if (a == "--capacity") o.capacity = std::stoull(next());
-    else if (a == "--kill-every-ms") o.kill_every_ms = std::stoi(next());
-    else if (a == "--segment") o.segment = next();
-    else if (a == "--seconds") o.seconds = std::stod(next());
-    else if (a == "--min-repairs") o.min_repairs = std::stoull(next());
-    else if (a == "--min-rebuilds") o.min_rebuilds = std::stoull(next());
+    if (a == "--reads")
+      o.reads = std::stoull(next());
+    else if (a == "--readers")
+      o.readers = std::stoi(next());
+    else if (a == "--capacity")
+      o.capacity = std::stoull(next());
+    else if (a == "--kill-every-ms")
+      o.kill_every_ms = std::stoi(next());
+    else if (a == "--segment")
+      o.segment = next();
+    else if (a == "--seconds")
+      o.seconds = std::stod(next());
+    else if (a == "--min-repairs")
+      o.min_repairs = std::stoull(next());
+    else if (a == "--min-rebuilds")
+      o.min_rebuilds = std::stoull(next());
     else {
-      std::fprintf(stderr, "usage: torture [--reads N] [--readers R] [--capacity C] [--kill-every-ms MS] [--seconds S] "
-                           "[--min-repairs N] [--min-rebuilds N] [--segment NAME]\n");
+      std::fprintf(stderr,
+                   "usage: torture [--reads N] [--readers R] [--capacity C] [--kill-every-ms MS] "
+                   "[--seconds S] "
+                   "[--min-repairs N] [--min-rebuilds N] [--segment NAME]\n");
       return 2;
     }
   }
@@ -274,7 +305,9 @@ int main(int argc, char** argv) {
   std::vector<pid_t> readers;
   for (int r = 0; r < o.readers; ++r) {
     const pid_t pid = ::fork();
-    if (pid == 0) run_reader(o, o.reads / static_cast<std::uint64_t>(o.readers), pipefd[1], seed + 1000 + static_cast<std::uint64_t>(r));
+    if (pid == 0)
+      run_reader(o, o.reads / static_cast<std::uint64_t>(o.readers), pipefd[1],
+                 seed + 1000 + static_cast<std::uint64_t>(r));
     readers.push_back(pid);
   }
   ::close(pipefd[1]);
@@ -304,22 +337,26 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "torture: cannot open the segment: %s\n", std::strerror(errno));
     return 1;
   }
-  void* seg_map = ::mmap(nullptr, static_cast<std::size_t>(seg_st.st_size), PROT_READ, MAP_SHARED, seg_fd, 0);
+  void* seg_map =
+      ::mmap(nullptr, static_cast<std::size_t>(seg_st.st_size), PROT_READ, MAP_SHARED, seg_fd, 0);
   ::close(seg_fd);
   if (seg_map == MAP_FAILED) {
     std::fprintf(stderr, "torture: cannot map the segment: %s\n", std::strerror(errno));
     return 1;
   }
   const auto* hdr = static_cast<const shm::SegmentHeader*>(seg_map);
-  const auto* slots = reinterpret_cast<const shm::Slot*>(static_cast<const char*>(seg_map) + hdr->slots_offset);
-  const auto* warea = reinterpret_cast<const shm::WriterArea*>(static_cast<const char*>(seg_map) + hdr->writer_offset);
+  const auto* slots =
+      reinterpret_cast<const shm::Slot*>(static_cast<const char*>(seg_map) + hdr->slots_offset);
+  const auto* warea = reinterpret_cast<const shm::WriterArea*>(static_cast<const char*>(seg_map) +
+                                                               hdr->writer_offset);
   // Waits until writer `pid` has opened the segment and turned it ready.
   bool writer_reaped = false;  // the current writer died on its own (wait_ready reaped it)
   auto wait_ready = [&](pid_t pid) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline) {
       if (hdr->writer_pid.load(std::memory_order_acquire) == pid &&
-          hdr->state.load(std::memory_order_acquire) == static_cast<std::uint32_t>(shm::SegmentState::ready)) {
+          hdr->state.load(std::memory_order_acquire) ==
+              static_cast<std::uint32_t>(shm::SegmentState::ready)) {
         return true;
       }
       if (::waitpid(pid, nullptr, WNOHANG) == pid) {  // it died opening
@@ -340,10 +377,12 @@ int main(int argc, char** argv) {
       int st = 0;
       if (::waitpid(pid, &st, WUNTRACED) != pid || !WIFSTOPPED(st)) break;
       const std::uint64_t armed = warea->undo.slot_plus_one.load(std::memory_order_acquire);
-      caught = armed != 0 && armed <= o.capacity && (slots[armed - 1].seq.load(std::memory_order_acquire) & 1) != 0;
+      caught = armed != 0 && armed <= o.capacity &&
+               (slots[armed - 1].seq.load(std::memory_order_acquire) & 1) != 0;
       if (!caught) {
         ::kill(pid, SIGCONT);
-        const auto spin = std::chrono::steady_clock::now() + std::chrono::microseconds(hunt_rng() % 50);
+        const auto spin =
+            std::chrono::steady_clock::now() + std::chrono::microseconds(hunt_rng() % 50);
         while (std::chrono::steady_clock::now() < spin) {
         }
       }
@@ -356,7 +395,9 @@ int main(int argc, char** argv) {
     std::mt19937_64 rng(seed);
     if (!wait_ready(writer)) ++successor_failures;
     while (!reap(false)) {
-      const auto wait = std::chrono::milliseconds(o.kill_every_ms / 2 + static_cast<int>(rng() % static_cast<std::uint64_t>(o.kill_every_ms)));
+      const auto wait = std::chrono::milliseconds(
+          o.kill_every_ms / 2 +
+          static_cast<int>(rng() % static_cast<std::uint64_t>(o.kill_every_ms)));
       std::this_thread::sleep_for(wait);
       if (reap(false)) break;
       const std::uint64_t restarts_before = hdr->writer_restarts.load(std::memory_order_acquire);
@@ -367,12 +408,14 @@ int main(int argc, char** argv) {
       writer = fork_writer(o, ++seed);
       // The successor must open, count one restart and repair exactly the slot left odd.
       const bool ready = wait_ready(writer);
-      const std::uint64_t restarts = hdr->writer_restarts.load(std::memory_order_acquire) - restarts_before;
+      const std::uint64_t restarts =
+          hdr->writer_restarts.load(std::memory_order_acquire) - restarts_before;
       const std::uint64_t repairs = hdr->repairs.load(std::memory_order_acquire) - repairs_before;
       if (!ready || restarts != 1 || repairs != (mid_write ? 1u : 0u)) {
-        std::fprintf(stderr, "torture: kill %d (%s): successor %s, %llu restarts, %llu repairs\n", kills,
-                     mid_write ? "mid-write" : "between writes", ready ? "ready" : "NEVER READY",
-                     static_cast<unsigned long long>(restarts), static_cast<unsigned long long>(repairs));
+        std::fprintf(stderr, "torture: kill %d (%s): successor %s, %llu restarts, %llu repairs\n",
+                     kills, mid_write ? "mid-write" : "between writes",
+                     ready ? "ready" : "NEVER READY", static_cast<unsigned long long>(restarts),
+                     static_cast<unsigned long long>(repairs));
         ++successor_failures;
         if (!ready) break;
       }
@@ -403,37 +446,48 @@ int main(int argc, char** argv) {
   }
   const bool last_writer_ok = !writer_reaped && WIFEXITED(wst) && WEXITSTATUS(wst) == 0;
   if (!last_writer_ok) {
-    std::printf("torture: the last writer did not exit 0 on SIGTERM (%s %d)\n", WIFEXITED(wst) ? "exit" : "signal",
+    std::printf("torture: the last writer did not exit 0 on SIGTERM (%s %d)\n",
+                WIFEXITED(wst) ? "exit" : "signal",
                 WIFEXITED(wst) ? WEXITSTATUS(wst) : WTERMSIG(wst));
   }
 
   Reader r = Reader::open(o.segment);
   const tools::VerifyReport rep = tools::verify(r);
   const SegmentStats s = r.stats();
-  std::printf("torture: %d reader processes, %llu reads, %llu copies verified, %llu torn, %llu false misses "
-              "(pinned keys), %llu churn misses, %llu writer_busy, %llu writer_dead\n",
-              o.readers, static_cast<unsigned long long>(total.reads), static_cast<unsigned long long>(total.verified),
-              static_cast<unsigned long long>(total.torn), static_cast<unsigned long long>(total.false_misses),
-              static_cast<unsigned long long>(total.churn_misses), static_cast<unsigned long long>(total.busy),
-              static_cast<unsigned long long>(total.dead));
-  std::printf("torture: writer applied %llu inserts, %llu updates, %llu evictions, %llu erases, %llu invalidations, "
-              "%llu index rebuilds; killed %d times, %d of them mid-write (%llu restarts, %llu slots repaired, "
-              "%d successors failed)\n",
-              static_cast<unsigned long long>(s.inserts), static_cast<unsigned long long>(s.updates),
-              static_cast<unsigned long long>(s.evictions), static_cast<unsigned long long>(s.erases),
-              static_cast<unsigned long long>(s.invalidations), static_cast<unsigned long long>(s.index_rebuilds),
-              kills, mid_write_kills, static_cast<unsigned long long>(s.writer.restarts),
-              static_cast<unsigned long long>(s.repairs), successor_failures);
-  std::printf("torture: verify: %llu live positions, %zu problems\n", static_cast<unsigned long long>(rep.live_slots), rep.problems.size());
+  std::printf(
+      "torture: %d reader processes, %llu reads, %llu copies verified, %llu torn, %llu false "
+      "misses "
+      "(pinned keys), %llu churn misses, %llu writer_busy, %llu writer_dead\n",
+      o.readers, static_cast<unsigned long long>(total.reads),
+      static_cast<unsigned long long>(total.verified), static_cast<unsigned long long>(total.torn),
+      static_cast<unsigned long long>(total.false_misses),
+      static_cast<unsigned long long>(total.churn_misses),
+      static_cast<unsigned long long>(total.busy), static_cast<unsigned long long>(total.dead));
+  std::printf(
+      "torture: writer applied %llu inserts, %llu updates, %llu evictions, %llu erases, %llu "
+      "invalidations, "
+      "%llu index rebuilds; killed %d times, %d of them mid-write (%llu restarts, %llu slots "
+      "repaired, "
+      "%d successors failed)\n",
+      static_cast<unsigned long long>(s.inserts), static_cast<unsigned long long>(s.updates),
+      static_cast<unsigned long long>(s.evictions), static_cast<unsigned long long>(s.erases),
+      static_cast<unsigned long long>(s.invalidations),
+      static_cast<unsigned long long>(s.index_rebuilds), kills, mid_write_kills,
+      static_cast<unsigned long long>(s.writer.restarts),
+      static_cast<unsigned long long>(s.repairs), successor_failures);
+  std::printf("torture: verify: %llu live positions, %zu problems\n",
+              static_cast<unsigned long long>(rep.live_slots), rep.problems.size());
   for (const auto& p : rep.problems) std::printf("torture: PROBLEM %s\n", p.c_str());
   // Every pinned position survived every kill.
   int pinned_present = 0;
   Position p;
-  for (int i = 0; i < kPinned; ++i) pinned_present += has_value(r.get(NamespaceId{0}, pin_account(i), pin_instrument(i), p));
+  for (int i = 0; i < kPinned; ++i)
+    pinned_present += has_value(r.get(NamespaceId{0}, pin_account(i), pin_instrument(i), p));
   std::printf("torture: %d of %d pinned positions present at the end\n", pinned_present, kPinned);
   boost::interprocess::shared_memory_object::remove(o.segment.c_str());
   ::unlink(("/dev/shm/" + o.segment + ".lock").c_str());
-  const std::uint64_t verified_target = o.reads / static_cast<std::uint64_t>(o.readers) * static_cast<std::uint64_t>(o.readers);
+  const std::uint64_t verified_target =
+      o.reads / static_cast<std::uint64_t>(o.readers) * static_cast<std::uint64_t>(o.readers);
   struct Check {
     bool ok;
     const char* what;
@@ -446,7 +500,8 @@ int main(int argc, char** argv) {
       {rep.problems.empty(), "verify found no problem"},
       {pinned_present == kPinned, "every pinned position present at the end"},
       {last_writer_ok, "the last writer exited 0 on SIGTERM"},
-      {successor_failures == 0, "every successor opened, re-attached and repaired what its kill left"},
+      {successor_failures == 0,
+       "every successor opened, re-attached and repaired what its kill left"},
       {s.writer.restarts == static_cast<std::uint64_t>(kills), "one restart counted per kill"},
       {s.repairs >= o.min_repairs, "at least --min-repairs slots repaired"},
       {s.index_rebuilds >= o.min_rebuilds, "at least --min-rebuilds index rebuilds"},

@@ -27,7 +27,8 @@ TEST(AccountHeadsTest, AgreesWithAReferenceMapUnderRandomSetsAndErases) {
         for (std::uint64_t d = 120; d < 123; ++d) {
           const std::uint64_t key = k * 128 + d;
           const auto it = ref.find(key);
-          ASSERT_EQ(heads.find(key), it == ref.end() ? AccountHeads::kNone : it->second) << "step " << step;
+          ASSERT_EQ(heads.find(key), it == ref.end() ? AccountHeads::kNone : it->second)
+              << "step " << step;
         }
       }
     }

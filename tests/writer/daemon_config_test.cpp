@@ -2,9 +2,9 @@
 
 #include <gtest/gtest.h>
 
-#include "test_util.hpp"
-
 #include <cstdlib>
+
+#include "test_util.hpp"
 
 using namespace poscache;
 using namespace poscache::daemon;
@@ -44,7 +44,8 @@ expire_after = "10m"
 enabled = true
 rate = 2000
 accounts = 10
-)", "test.toml", c);
+)",
+            "test.toml", c);
   EXPECT_EQ(c.writer.segment, "positions");
   EXPECT_EQ(c.writer.capacity, 5000u);
   EXPECT_EQ(c.writer.mode, 0660u);
@@ -58,14 +59,28 @@ accounts = 10
 }
 
 TEST(DaemonConfigTest, ErrorsNameTheFileLineAndKey) {
-  EXPECT_NE(load_error("[segment]\ncapasity = 3\n").find("test.toml:2:12: unknown key 'capasity' in [segment]"), std::string::npos)
+  EXPECT_NE(load_error("[segment]\ncapasity = 3\n")
+                .find("test.toml:2:12: unknown key 'capasity' in [segment]"),
+            std::string::npos)
       << load_error("[segment]\ncapasity = 3\n");
-  EXPECT_NE(load_error("[segment]\ncapacity = -3\n").find("'capacity' must be an integer from 1"), std::string::npos);
+  EXPECT_NE(load_error("[segment]\ncapacity = -3\n").find("'capacity' must be an integer from 1"),
+            std::string::npos);
   EXPECT_NE(load_error("[segment\n").find("test.toml:1:"), std::string::npos);
-  EXPECT_NE(load_error("[[namespace]]\nname = \"x\"\npreset = \"futures\"\n").find("unknown preset 'futures'"), std::string::npos);
-  EXPECT_NE(load_error("[[namespace]]\nname = \"x\"\npreset = \"quote\"\nstale_after = \"5 parsecs\"\n").find("stale_after"), std::string::npos);
-  EXPECT_NE(load_error("[[namespace]]\nname = \"x\"\nfields = [ { name = \"a\", type = \"float\" } ]\n").find("type 'float'"), std::string::npos);
-  EXPECT_NE(load_error("[[namespace]]\nname = \"x\"\npreset = \"quote\"\n[[namespace]]\nname = \"x\"\npreset = \"quote\"\n").find("declared twice"), std::string::npos);
+  EXPECT_NE(load_error("[[namespace]]\nname = \"x\"\npreset = \"futures\"\n")
+                .find("unknown preset 'futures'"),
+            std::string::npos);
+  EXPECT_NE(
+      load_error("[[namespace]]\nname = \"x\"\npreset = \"quote\"\nstale_after = \"5 parsecs\"\n")
+          .find("stale_after"),
+      std::string::npos);
+  EXPECT_NE(
+      load_error("[[namespace]]\nname = \"x\"\nfields = [ { name = \"a\", type = \"float\" } ]\n")
+          .find("type 'float'"),
+      std::string::npos);
+  EXPECT_NE(load_error("[[namespace]]\nname = \"x\"\npreset = \"quote\"\n[[namespace]]\nname = "
+                       "\"x\"\npreset = \"quote\"\n")
+                .find("declared twice"),
+            std::string::npos);
 }
 
 TEST(DaemonConfigTest, DurationsNeedAUnit) {
@@ -100,7 +115,9 @@ TEST(DaemonConfigTest, NamespaceFlagsAndEnvironment) {
 
 TEST(DaemonConfigTest, RedisFromTheFileThenTheEnvironment) {
   // Restores every variable this test touches, whatever happens in it.
-  test::EnvGuard env_guard{{"POSCACHE_REDIS", std::nullopt}, {"POSCACHE_REDIS_PORT", std::nullopt}, {"POSCACHE_REDIS_SOCKET", std::nullopt}};
+  test::EnvGuard env_guard{{"POSCACHE_REDIS", std::nullopt},
+                           {"POSCACHE_REDIS_PORT", std::nullopt},
+                           {"POSCACHE_REDIS_SOCKET", std::nullopt}};
   DaemonConfig c;
   EXPECT_FALSE(c.writer.redis);  // off unless configured
   load_toml(R"(
@@ -114,7 +131,8 @@ prefix = "desk1:v1"
 flush_interval = "2ms"
 command_timeout = "500ms"
 warm_start = false
-)", "test.toml", c);
+)",
+            "test.toml", c);
   ASSERT_TRUE(c.writer.redis);
   EXPECT_EQ(c.writer.redis->host, "10.0.0.5");
   EXPECT_EQ(c.writer.redis->port, 6380);
@@ -136,7 +154,8 @@ warm_start = false
     load_env(c);
     ADD_FAILURE() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("POSCACHE_REDIS_PORT='http'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("POSCACHE_REDIS_PORT='http'"), std::string::npos)
+        << e.what();
   }
   ::unsetenv("POSCACHE_REDIS_PORT");
   ::setenv("POSCACHE_REDIS", "off", 1);
@@ -147,7 +166,8 @@ warm_start = false
 
   EXPECT_NE(load_error("[redis]\nhots = \"x\"\n").find("hots"), std::string::npos);
   EXPECT_NE(load_error("[redis]\nport = 99999\n").find("port"), std::string::npos);
-  EXPECT_NE(load_error("[redis]\nprefix = \"a b\"\n").find("redis prefix 'a b'"), std::string::npos);
+  EXPECT_NE(load_error("[redis]\nprefix = \"a b\"\n").find("redis prefix 'a b'"),
+            std::string::npos);
   DaemonConfig off;
   load_toml("[redis]\nenabled = false\nhost = \"x\"\n", "test.toml", off);
   EXPECT_FALSE(off.writer.redis);
@@ -168,13 +188,20 @@ TEST(DaemonConfigTest, HugePagesFromTheFileAndTheEnvironmentAndBooleansAreStrict
     load_env(c);
     ADD_FAILURE() << "POSCACHE_HUGE_PAGES=maybe was accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("POSCACHE_HUGE_PAGES='maybe' must be on or off"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("POSCACHE_HUGE_PAGES='maybe' must be on or off"),
+              std::string::npos)
+        << e.what();
   }
   ::unsetenv("POSCACHE_HUGE_PAGES");
   // A boolean given as text or a number is an error naming the key, not a silent default.
-  EXPECT_NE(load_error("[segment]\nhuge_pages = \"no\"\n").find("test.toml:2:14: 'huge_pages' must be true or false"), std::string::npos)
+  EXPECT_NE(load_error("[segment]\nhuge_pages = \"no\"\n")
+                .find("test.toml:2:14: 'huge_pages' must be true or false"),
+            std::string::npos)
       << load_error("[segment]\nhuge_pages = \"no\"\n");
-  EXPECT_NE(load_error("[segment]\nrecreate = 1\n").find("'recreate' must be true or false"), std::string::npos);
-  EXPECT_NE(load_error("[generator]\nenabled = \"yes\"\n").find("'enabled' must be true or false"), std::string::npos);
-  EXPECT_NE(load_error("[redis]\nwarm_start = 0\n").find("'warm_start' must be true or false"), std::string::npos);
+  EXPECT_NE(load_error("[segment]\nrecreate = 1\n").find("'recreate' must be true or false"),
+            std::string::npos);
+  EXPECT_NE(load_error("[generator]\nenabled = \"yes\"\n").find("'enabled' must be true or false"),
+            std::string::npos);
+  EXPECT_NE(load_error("[redis]\nwarm_start = 0\n").find("'warm_start' must be true or false"),
+            std::string::npos);
 }

@@ -7,10 +7,9 @@
 // leave the position exactly as it was before the operation (cut before W4) or exactly as the
 // operation made it (cut after W4), repair the slot only if it was left odd, and keep everything
 // else.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <csignal>
 #include <string>
@@ -41,20 +40,29 @@ enum class WriteOp { update, insert, erase };
 
 const char* name_of(FaultPoint p) {
   switch (p) {
-    case FaultPoint::undo_saved: return "UndoSaved";
-    case FaultPoint::undo_armed: return "UndoArmed";
-    case FaultPoint::after_w1: return "AfterW1";
-    case FaultPoint::mid_w3: return "MidW3";
-    case FaultPoint::after_w4: return "AfterW4";
-    case FaultPoint::undo_disarmed: return "UndoDisarmed";
+    case FaultPoint::undo_saved:
+      return "UndoSaved";
+    case FaultPoint::undo_armed:
+      return "UndoArmed";
+    case FaultPoint::after_w1:
+      return "AfterW1";
+    case FaultPoint::mid_w3:
+      return "MidW3";
+    case FaultPoint::after_w4:
+      return "AfterW4";
+    case FaultPoint::undo_disarmed:
+      return "UndoDisarmed";
   }
   return "unknown";
 }
 const char* name_of(WriteOp o) {
   switch (o) {
-    case WriteOp::update: return "Update";
-    case WriteOp::insert: return "Insert";
-    case WriteOp::erase: return "Erase";
+    case WriteOp::update:
+      return "Update";
+    case WriteOp::insert:
+      return "Insert";
+    case WriteOp::erase:
+      return "Erase";
   }
   return "unknown";
 }
@@ -67,7 +75,9 @@ WriterConfig config(const std::string& segment) {
   return c;
 }
 
-std::string qty(const Position& p) { return format_decimal(p.values[0], 18); }
+std::string qty(const Position& p) {
+  return format_decimal(p.values[0], 18);
+}
 
 }  // namespace
 
@@ -85,13 +95,21 @@ TEST_P(FaultTest, AWriterKilledAtThisStepLeavesTheBeforeOrTheAfterNeverAMix) {
     g_target = step;
     g_armed = true;
     switch (op) {
-      case WriteOp::update: w->upsert(test::must(w->make_update("spot", "alice", "SOL", {{"qty", "2"}}))); break;
-      case WriteOp::insert: w->upsert(test::must(w->make_update("spot", "carol", "ETH", {{"qty", "3"}, {"fees", "0.25"}}))); break;
-      case WriteOp::erase: w->erase(test::must(w->make_key("spot", "alice", "SOL"))); break;
+      case WriteOp::update:
+        w->upsert(test::must(w->make_update("spot", "alice", "SOL", {{"qty", "2"}})));
+        break;
+      case WriteOp::insert:
+        w->upsert(
+            test::must(w->make_update("spot", "carol", "ETH", {{"qty", "3"}, {"fees", "0.25"}})));
+        break;
+      case WriteOp::erase:
+        w->erase(test::must(w->make_key("spot", "alice", "SOL")));
+        break;
     }
     return 0;  // the fault point never fired: the test fails on the exit status
   });
-  ASSERT_EQ(test::wait_child(child), 128 + SIGKILL) << "the writer was not killed at " << name_of(step);
+  ASSERT_EQ(test::wait_child(child), 128 + SIGKILL)
+      << "the writer was not killed at " << name_of(step);
 
   // Between W1 and W4 the slot is odd: a reader gets a bounded, typed answer for it.
   const bool odd = step == FaultPoint::after_w1 || step == FaultPoint::mid_w3;
@@ -111,7 +129,8 @@ TEST_P(FaultTest, AWriterKilledAtThisStepLeavesTheBeforeOrTheAfterNeverAMix) {
   const ReadStatus alice = r.get("spot", "alice", "SOL", p);
   switch (op) {
     case WriteOp::update:
-      ASSERT_EQ(alice, ReadStatus::ok) << "the position an update was cut in is gone: the undo record was not armed";
+      ASSERT_EQ(alice, ReadStatus::ok)
+          << "the position an update was cut in is gone: the undo record was not armed";
       EXPECT_EQ(qty(p), done ? "2.000000000000000000" : "1.000000000000000000");
       EXPECT_EQ(format_decimal(p.values[6], 18), "0.500000000000000000");  // fees, never touched
       break;
@@ -140,7 +159,8 @@ TEST_P(FaultTest, AWriterKilledAtThisStepLeavesTheBeforeOrTheAfterNeverAMix) {
   EXPECT_EQ(qty(p), "7.000000000000000000");
   ASSERT_EQ(r.get("marks", "alice", "SOL", p), ReadStatus::ok);
   // The successor goes on writing the same slots.
-  const ApplyStatus again = w->upsert(test::must(w->make_update("spot", "alice", "SOL", {{"qty", "5"}}))).status;
+  const ApplyStatus again =
+      w->upsert(test::must(w->make_update("spot", "alice", "SOL", {{"qty", "5"}}))).status;
   EXPECT_TRUE(again == ApplyStatus::updated || again == ApplyStatus::inserted) << to_string(again);
   ASSERT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
   EXPECT_EQ(qty(p), "5.000000000000000000");
@@ -149,8 +169,10 @@ TEST_P(FaultTest, AWriterKilledAtThisStepLeavesTheBeforeOrTheAfterNeverAMix) {
 INSTANTIATE_TEST_SUITE_P(
     EachStepOfEachWrite, FaultTest,
     ::testing::Combine(::testing::Values(WriteOp::update, WriteOp::insert, WriteOp::erase),
-                       ::testing::Values(FaultPoint::undo_saved, FaultPoint::undo_armed, FaultPoint::after_w1,
-                                         FaultPoint::mid_w3, FaultPoint::after_w4, FaultPoint::undo_disarmed)),
+                       ::testing::Values(FaultPoint::undo_saved, FaultPoint::undo_armed,
+                                         FaultPoint::after_w1, FaultPoint::mid_w3,
+                                         FaultPoint::after_w4, FaultPoint::undo_disarmed)),
     [](const auto& param_info) {
-      return std::string(name_of(std::get<0>(param_info.param))) + "KilledAt" + name_of(std::get<1>(param_info.param));
+      return std::string(name_of(std::get<0>(param_info.param))) + "KilledAt" +
+             name_of(std::get<1>(param_info.param));
     });

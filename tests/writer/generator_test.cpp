@@ -28,7 +28,7 @@ TEST(GeneratorTest, ARestartedGeneratorIsNotRefusedAsStale) {
   ASSERT_GT(before.inserts + before.updates, 0u);
   ASSERT_EQ(before.rejects, 0u);
   daemon::SyntheticGenerator second(g, *w);  // the same seed: the same positions again
-  EXPECT_EQ(second.poll(*w, t0, 256), 0u);  // nothing due yet at its own start
+  EXPECT_EQ(second.poll(*w, t0, 256), 0u);   // nothing due yet at its own start
   EXPECT_EQ(second.poll(*w, t0 + 1'000'000'000, 256), 256u);
   const SegmentStats after = Reader::open(seg.name()).stats();
   EXPECT_EQ(after.rejects, 0u) << "the restarted generator's updates were refused";

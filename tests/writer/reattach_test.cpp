@@ -2,18 +2,17 @@
 // repairs the slot from the undo record and keeps every other position. The mid-write states
 // are built by hand, one per step of the seqlock protocol (shm/seqlock.hpp, "THE WRITER DIES").
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <csignal>
 #include <cstring>
 #include <string>
-#include <vector>
 #include <thread>
+#include <vector>
 
 #include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
@@ -82,7 +81,9 @@ void run_writer_and_die(const std::string& segment, DieAt step) {
   ASSERT_EQ(test::wait_child(child), 128 + SIGKILL);
 }
 
-std::string qty(const Reader&, const Position& p) { return format_decimal(p.values[0], 18); }
+std::string qty(const Reader&, const Position& p) {
+  return format_decimal(p.values[0], 18);
+}
 
 }  // namespace
 
@@ -92,7 +93,8 @@ TEST_P(ReattachTest, ANewWriterRepairsTheSlotAndKeepsEverythingElse) {
   test::ScratchSegment seg("reattach");
   const DieAt step = GetParam();
   run_writer_and_die(seg.name(), step);
-  const bool mid_write = step == DieAt::after_w1 || step == DieAt::after_w3 || step == DieAt::odd_without_undo;
+  const bool mid_write =
+      step == DieAt::after_w1 || step == DieAt::after_w3 || step == DieAt::odd_without_undo;
 
   Reader r = Reader::open(seg.name());
   Position p;
@@ -144,7 +146,8 @@ TEST_P(ReattachTest, ANewWriterRepairsTheSlotAndKeepsEverythingElse) {
 
   // The repaired writer goes on: updates, inserts, and versions keep increasing.
   const auto res = w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "3"}}));
-  EXPECT_EQ(res.status, step == DieAt::odd_without_undo ? ApplyStatus::inserted : ApplyStatus::updated);
+  EXPECT_EQ(res.status,
+            step == DieAt::odd_without_undo ? ApplyStatus::inserted : ApplyStatus::updated);
   ASSERT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
   EXPECT_EQ(qty(r, p), "3.000000000000000000");
   for (int i = 0; i < 40; ++i) {  // more than capacity: eviction works on the rebuilt lists
@@ -158,11 +161,16 @@ INSTANTIATE_TEST_SUITE_P(EachStep, ReattachTest,
                                            DieAt::after_w4, DieAt::odd_without_undo),
                          [](const auto& param_info) {
                            switch (param_info.param) {
-                             case DieAt::before_w1: return "DiesBeforeW1";
-                             case DieAt::after_w1: return "DiesAfterW1";
-                             case DieAt::after_w3: return "DiesAfterHalfOfW3";
-                             case DieAt::after_w4: return "DiesAfterW4";
-                             case DieAt::odd_without_undo: return "OddSlotWithoutUndoRecord";
+                             case DieAt::before_w1:
+                               return "DiesBeforeW1";
+                             case DieAt::after_w1:
+                               return "DiesAfterW1";
+                             case DieAt::after_w3:
+                               return "DiesAfterHalfOfW3";
+                             case DieAt::after_w4:
+                               return "DiesAfterW4";
+                             case DieAt::odd_without_undo:
+                               return "OddSlotWithoutUndoRecord";
                            }
                            return "unknown";
                          });
@@ -171,7 +179,9 @@ TEST(ReattachCleanTest, ACleanlyClosedSegmentIsReopenedWithEveryPosition) {
   test::ScratchSegment seg("clean");
   {
     auto w = Writer::open(test::small_config(seg.name(), 16));
-    for (int i = 0; i < 10; ++i) w->upsert(*w->make_update("spot", "a" + std::to_string(i), "SOL", {{"qty", std::to_string(i)}}));
+    for (int i = 0; i < 10; ++i)
+      w->upsert(
+          *w->make_update("spot", "a" + std::to_string(i), "SOL", {{"qty", std::to_string(i)}}));
     w->close();
   }
   Reader r = Reader::open(seg.name());
@@ -182,7 +192,8 @@ TEST(ReattachCleanTest, ACleanlyClosedSegmentIsReopenedWithEveryPosition) {
   EXPECT_EQ(r.stats().state, "ready");
   EXPECT_EQ(r.stats().writer.restarts, 0u);  // a clean close is not a crash
   EXPECT_EQ(r.stats().live, 10u);
-  EXPECT_EQ(w->upsert(*w->make_update("spot", "a3", "SOL", {{"qty", "9"}})).status, ApplyStatus::updated);
+  EXPECT_EQ(w->upsert(*w->make_update("spot", "a3", "SOL", {{"qty", "9"}})).status,
+            ApplyStatus::updated);
 }
 
 // The LRU order lives in the writer's private memory, so a killed writer takes it along: its
@@ -214,7 +225,8 @@ TEST(ReattachLruTest, AfterAKillEvictionsFollowTheOrderOfTheLastChanges) {
   Reader r = Reader::open(seg.name());
   Position p;
   for (std::size_t k = 0; k < order.size(); ++k) {
-    const ApplyResult res = w->upsert(*w->make_update("spot", "new" + std::to_string(k), "SOL", {{"qty", "1"}}));
+    const ApplyResult res =
+        w->upsert(*w->make_update("spot", "new" + std::to_string(k), "SOL", {{"qty", "1"}}));
     ASSERT_TRUE(res.evicted) << k;
     const int gone = order[k];
     EXPECT_EQ(r.get(ns_of(gone), "a" + std::to_string(gone), "SOL", p), ReadStatus::not_found)

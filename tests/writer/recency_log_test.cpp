@@ -78,7 +78,8 @@ TEST(RecencyLogTest, AgreesWithAReferenceModelThroughManyCompactionPasses) {
     const auto what = static_cast<unsigned>(rng() % 100);
     if (what < 70 && !m.live.empty()) {  // update a random live slot (a hot subset half the time)
       auto it = m.live.begin();
-      std::advance(it, rng() % (rng() % 2 ? std::min<std::size_t>(m.live.size(), 20) : m.live.size()));
+      std::advance(it,
+                   rng() % (rng() % 2 ? std::min<std::size_t>(m.live.size(), 20) : m.live.size()));
       const std::uint32_t s = it->first;
       const std::uint16_t ns = it->second.ns;
       log.touch(s, ns);
@@ -106,7 +107,8 @@ TEST(RecencyLogTest, AgreesWithAReferenceModelThroughManyCompactionPasses) {
     max_held = std::max(max_held, log.held());
     if (op % 509 == 0) {
       ASSERT_EQ(log_order(log), m.order()) << "op " << op;
-      for (int ns = 0; ns < 3; ++ns) ASSERT_EQ(log_order(log, ns), m.order(ns)) << "op " << op << " ns " << ns;
+      for (int ns = 0; ns < 3; ++ns)
+        ASSERT_EQ(log_order(log, ns), m.order(ns)) << "op " << op << " ns " << ns;
       const std::uint32_t oldest = log.oldest();
       ASSERT_EQ(oldest, m.live.empty() ? RecencyLog::kNone : m.order().front()) << "op " << op;
     }
@@ -138,7 +140,8 @@ TEST(RecencyLogTest, ExpiryCursorsFindEachNamespacesOldestWhileCompactionMovesEn
       log.forget(s);
       m.forget(s);
     } else {
-      const std::uint16_t ns = m.live.count(s) != 0 ? m.live[s].ns : static_cast<std::uint16_t>(rng() % 4);
+      const std::uint16_t ns =
+          m.live.count(s) != 0 ? m.live[s].ns : static_cast<std::uint16_t>(rng() % 4);
       log.touch(s, ns);
       m.touch(s, ns);
     }
@@ -151,7 +154,8 @@ TEST(RecencyLogTest, ExpiryCursorsFindEachNamespacesOldestWhileCompactionMovesEn
         budget = 1 + rng() % 64;
         got = log.oldest_of(ns, budget);
       }
-      ASSERT_EQ(got, want.empty() ? RecencyLog::kNone : want.front()) << "op " << op << " ns " << ns;
+      ASSERT_EQ(got, want.empty() ? RecencyLog::kNone : want.front())
+          << "op " << op << " ns " << ns;
       if (!want.empty() && rng() % 2 == 0) {  // expire it, as tick() does
         log.forget(got);
         m.forget(got);

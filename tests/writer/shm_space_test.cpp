@@ -1,11 +1,10 @@
 // A /dev/shm too small for the segment is an error at creation, never a SIGBUS later. The test
 // mounts a 4 MiB tmpfs over /dev/shm in a private mount namespace (needs root, as in CI).
+#include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include "poscache/writer.hpp"
 #include "test_util.hpp"
@@ -15,7 +14,8 @@ using namespace poscache;
 TEST(ShmSpaceTest, ASegmentLargerThanDevShmFailsAtCreationNamingTheSize) {
   if (::geteuid() != 0) POSCACHE_SKIP_OR_FAIL("needs root for a private mount namespace");
   const std::string msg = test::in_child([] {
-    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
         ::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=4m") != 0) {
       return std::string("SKIP");
     }

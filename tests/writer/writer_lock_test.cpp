@@ -1,8 +1,7 @@
 // One writer per segment: a second one fails at once, naming the first, in this process or another.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include "poscache/writer.hpp"
 #include "test_util.hpp"
@@ -17,7 +16,8 @@ TEST(WriterLockTest, ASecondWriterInTheSameProcessIsRefused) {
     FAIL() << "second writer accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("already has a writer"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("pid " + std::to_string(::getpid())), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("pid " + std::to_string(::getpid())), std::string::npos)
+        << e.what();
   }
 }
 
@@ -32,7 +32,8 @@ TEST(WriterLockTest, ASecondWriterInAnotherProcessIsRefusedNamingTheFirst) {
     }
     return std::string("accepted");
   });
-  EXPECT_NE(msg.find("already has a writer: pid " + std::to_string(::getpid())), std::string::npos) << msg;
+  EXPECT_NE(msg.find("already has a writer: pid " + std::to_string(::getpid())), std::string::npos)
+      << msg;
 }
 
 TEST(WriterLockTest, TheLockDiesWithItsProcess) {

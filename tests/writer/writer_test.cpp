@@ -1,10 +1,9 @@
 #include "poscache/writer.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <list>
 #include <random>
@@ -38,7 +37,8 @@ class WriterTest : public ::testing::Test {
 };
 
 TEST_F(WriterTest, InsertsThenUpdatesAndReadersSeeEveryField) {
-  auto res = w->upsert(must(w->make_update("spot", "wallet1", "SOL", {{"qty", "12.5"}, {"avg_price", "141.25"}}, 1)));
+  auto res = w->upsert(must(
+      w->make_update("spot", "wallet1", "SOL", {{"qty", "12.5"}, {"avg_price", "141.25"}}, 1)));
   EXPECT_EQ(res.status, ApplyStatus::inserted);
   Position p;
   ASSERT_EQ(r.get("spot", "wallet1", "SOL", p), ReadStatus::ok);
@@ -77,7 +77,8 @@ TEST_F(WriterTest, LendingPositionsKeepBaseUnitsAndBlocks) {
                                  {"last_update_block", "21000123"},
                                  {"blocks_unhealthy", "0"}})));
   Position p;
-  ASSERT_EQ(r.get("moonwell", "0xAbC0000000000000000000000000000000000001", "USDC", p), ReadStatus::ok);
+  ASSERT_EQ(r.get("moonwell", "0xAbC0000000000000000000000000000000000001", "USDC", p),
+            ReadStatus::ok);
   EXPECT_EQ(dec(p, r, "collateral_amount"), "1500000000000000000000000");
   EXPECT_EQ(dec(p, r, "health_factor"), "1.237500000000000001");
   EXPECT_EQ(p.int64(4), 21000123);
@@ -85,7 +86,14 @@ TEST_F(WriterTest, LendingPositionsKeepBaseUnitsAndBlocks) {
 
 TEST_F(WriterTest, BadInputIsRefusedWithAClearErrorAndNothingChanges) {
   const auto before = r.change_sequence();
-  struct Case { const char* ns; const char* account; const char* instrument; const char* field; const char* value; const char* expect; };
+  struct Case {
+    const char* ns;
+    const char* account;
+    const char* instrument;
+    const char* field;
+    const char* value;
+    const char* expect;
+  };
   const Case cases[] = {
       {"futures", "a", "X", "qty", "1", "unknown namespace 'futures'"},
       {"spot", "", "X", "qty", "1", "account is empty"},
@@ -115,8 +123,10 @@ TEST_F(WriterTest, BadInputIsRefusedWithAClearErrorAndNothingChanges) {
 
 TEST_F(WriterTest, OlderSourceSequencesAreRefused) {
   w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "5"}}, 10)));
-  EXPECT_EQ(w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "4"}}, 9))).status, ApplyStatus::stale_source);
-  EXPECT_EQ(w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "4"}}, 10))).status, ApplyStatus::stale_source);
+  EXPECT_EQ(w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "4"}}, 9))).status,
+            ApplyStatus::stale_source);
+  EXPECT_EQ(w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "4"}}, 10))).status,
+            ApplyStatus::stale_source);
   Position p;
   r.get("spot", "a", "X", p);
   EXPECT_EQ(dec(p, r, "qty"), "5.000000000000000000");
@@ -133,7 +143,8 @@ TEST_F(WriterTest, AFullTableEvictsTheLeastRecentlyUpdatedAcrossNamespaces) {
     ASSERT_EQ(w->upsert(must(w->make_update(ns, acct, "X", f))).status, ApplyStatus::inserted);
     std::this_thread::sleep_for(1ms);  // distinct updated_at
   }
-  w->upsert(must(w->make_update("moonwell", "acct0", "X", {{"debt_amount", "2"}})));  // acct0 now newest
+  w->upsert(
+      must(w->make_update("moonwell", "acct0", "X", {{"debt_amount", "2"}})));  // acct0 now newest
   const auto res = w->upsert(must(w->make_update("spot", "new", "X", {{"qty", "1"}})));
   EXPECT_EQ(res.status, ApplyStatus::inserted);
   EXPECT_TRUE(res.evicted);
@@ -203,7 +214,8 @@ TEST(WriterEvictionTest, EveryEvictionTakesTheLeastRecentlyUpdatedThroughLongChu
     ASSERT_EQ(r.get(victim.first, victim.second, "X", p), ReadStatus::not_found)
         << "round " << round << ": expected " << victim.first << ":" << victim.second << " evicted";
     for (const auto& [kns, kacct] : order) {
-      ASSERT_EQ(r.get(kns, kacct, "X", p), ReadStatus::ok) << "round " << round << ": " << kns << ":" << kacct << " lost";
+      ASSERT_EQ(r.get(kns, kacct, "X", p), ReadStatus::ok)
+          << "round " << round << ": " << kns << ":" << kacct << " lost";
     }
   }
   EXPECT_EQ(r.stats().evictions, evictions);
@@ -246,8 +258,10 @@ TEST_F(WriterTest, EraseAndEachInvalidationRemoveExactlyTheirPositions) {
       w->invalidate_matching(bad);
       ADD_FAILURE() << "accepted a pattern of " << bad.size() << " characters";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("glob pattern must be 1 to 256 characters, got " + std::to_string(bad.size())),
-                std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("glob pattern must be 1 to 256 characters, got " +
+                                           std::to_string(bad.size())),
+                std::string::npos)
+          << e.what();
     }
   }
   EXPECT_EQ(w->invalidate_matching(std::string(256, '*')), 0u);
@@ -287,8 +301,8 @@ TEST_F(WriterTest, EveryKindOfMalformedHandBuiltUpdateIsRefusedByBothApplyPaths)
   }
   Position p;
   EXPECT_EQ(r.get("spot", "a", "X", p), ReadStatus::not_found);  // nothing of the bad ones landed
-  EXPECT_EQ(r.stats().live, 1u);                                   // only spot:b:Y
-  EXPECT_EQ(w->upsert(good).status, ApplyStatus::inserted);       // and the original is fine
+  EXPECT_EQ(r.stats().live, 1u);                                 // only spot:b:Y
+  EXPECT_EQ(w->upsert(good).status, ApplyStatus::inserted);      // and the original is fine
 }
 
 TEST_F(WriterTest, ABatchWithOneBadOpAppliesNothing) {
@@ -334,7 +348,8 @@ TEST(WriterExpiryTest, TickRemovesPositionsPastExpireAfter) {
   w->upsert(*w->make_update("marks", "m", "SOL", {{"bid", "1"}}));
   w->upsert(*w->make_update("spot", "m", "SOL", {{"qty", "1"}}));
   Position p;
-  // get() ages positions with the coarse clock (one kernel tick, at most 4 ms, behind): leave margin.
+  // get() ages positions with the coarse clock (one kernel tick, at most 4 ms, behind): leave
+  // margin.
   std::this_thread::sleep_for(40ms);
   EXPECT_EQ(r.get("marks", "m", "SOL", p), ReadStatus::stale);
   std::this_thread::sleep_for(80ms);
@@ -363,13 +378,15 @@ TEST(WriterExpiryTest, ExpiryFindsEveryExpiredPositionAmongManyUpdatesOfOtherNam
   }
   auto churn = [&] {  // 100 spot positions, 8000 updates: several compaction passes
     for (int k = 0; k < 8000; ++k) {
-      w->upsert(*w->make_update("spot", "s" + std::to_string(k % 100), "SOL", {{"qty", std::to_string(k)}}));
+      w->upsert(*w->make_update("spot", "s" + std::to_string(k % 100), "SOL",
+                                {{"qty", std::to_string(k)}}));
       if (k % 200 == 0) w->tick();  // as the daemon's loop does: the expiry cursor moves up the log
     }
   };
   churn();
   std::this_thread::sleep_for(80ms);
-  for (int i = 0; i < 60; i += 2) w->upsert(*w->make_update("marks", marks[i], "SOL", {{"bid", "2"}}));  // refresh half
+  for (int i = 0; i < 60; i += 2)
+    w->upsert(*w->make_update("marks", marks[i], "SOL", {{"bid", "2"}}));  // refresh half
   churn();
   std::this_thread::sleep_for(100ms);
   std::vector<std::int64_t> updated_at(marks.size());
@@ -386,7 +403,8 @@ TEST(WriterExpiryTest, ExpiryFindsEveryExpiredPositionAmongManyUpdatesOfOtherNam
   std::size_t expired = 0, checked = 0;
   for (std::size_t i = 0; i < marks.size(); ++i) {
     const ReadStatus st = r.get("marks", marks[i], "SOL", p);
-    if (before - updated_at[i] > ttl + 1'000'000) {  // expired before tick() began (1 ms for clock skew)
+    if (before - updated_at[i] >
+        ttl + 1'000'000) {  // expired before tick() began (1 ms for clock skew)
       EXPECT_EQ(st, ReadStatus::not_found) << marks[i] << " should have expired";
       ++expired;
       ++checked;
@@ -397,7 +415,8 @@ TEST(WriterExpiryTest, ExpiryFindsEveryExpiredPositionAmongManyUpdatesOfOtherNam
   }
   EXPECT_GE(expired, 30u);  // the half never refreshed is older than the TTL however slow the run
   EXPECT_GE(r.stats().expirations, expired);
-  for (int i = 0; i < 100; ++i) EXPECT_EQ(r.get("spot", "s" + std::to_string(i), "SOL", p), ReadStatus::ok);
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(r.get("spot", "s" + std::to_string(i), "SOL", p), ReadStatus::ok);
 }
 
 TEST(WriterSegmentTest, SegmentModeIsExactlyTheConfiguredOne) {
@@ -435,7 +454,8 @@ TEST(WriterSegmentTest, SegmentModeIsExactlyTheConfiguredOne) {
       std::snprintf(want, sizeof want, "segment mode 0%o must grant", static_cast<unsigned>(bad));
       EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
     }
-    EXPECT_NE(::access(("/dev/shm/" + refused.name()).c_str(), F_OK), 0) << "a refused open left a segment";
+    EXPECT_NE(::access(("/dev/shm/" + refused.name()).c_str(), F_OK), 0)
+        << "a refused open left a segment";
   }
 }
 
@@ -461,12 +481,14 @@ TEST(WriterSegmentTest, ConfigErrorsNameWhatIsWrong) {
   WriterConfig c = test::small_config("poscache_test_cfg");
   c.capacity = 0;
   EXPECT_THROW(Writer::open(c), Error);
-  c.capacity = (std::uint64_t{1} << 29) + 1;  // the writer's recency log is limited to 2^29 positions
+  c.capacity =
+      (std::uint64_t{1} << 29) + 1;  // the writer's recency log is limited to 2^29 positions
   try {
     Writer::open(c);
     FAIL() << "capacity 2^29 + 1 was accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("is out of range: 1 to 536870912"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("is out of range: 1 to 536870912"), std::string::npos)
+        << e.what();
   }
   c = test::small_config("bad/name");
   EXPECT_THROW(Writer::open(c), Error);
@@ -488,7 +510,8 @@ TEST_F(WriterTest, UpsertBatchAppliesInOrderAndRefusesOnlyTheBadOnes) {
   bad.instrument_len = 0;
   us.push_back(bad);
   us.push_back(must(w->make_update("marks", "a", "X", {{"bid", "3"}})));
-  for (int i = 0; i < 40; ++i) us.push_back(must(w->make_update("spot", "k" + std::to_string(i), "X", {{"qty", "5"}})));
+  for (int i = 0; i < 40; ++i)
+    us.push_back(must(w->make_update("spot", "k" + std::to_string(i), "X", {{"qty", "5"}})));
   std::vector<ApplyResult> res(us.size());
   w->upsert_batch(us, res);
   EXPECT_EQ(res[0].status, ApplyStatus::inserted);
@@ -497,7 +520,8 @@ TEST_F(WriterTest, UpsertBatchAppliesInOrderAndRefusesOnlyTheBadOnes) {
   EXPECT_EQ(res[3].status, ApplyStatus::inserted);
   EXPECT_TRUE(res[43].evicted);  // capacity 8: later inserts evict
   Position p;
-  for (int i = 32; i < 40; ++i) EXPECT_EQ(r.get("spot", "k" + std::to_string(i), "X", p), ReadStatus::ok) << i;
+  for (int i = 32; i < 40; ++i)
+    EXPECT_EQ(r.get("spot", "k" + std::to_string(i), "X", p), ReadStatus::ok) << i;
   EXPECT_EQ(r.get("spot", "a", "X", p), ReadStatus::not_found);  // the oldest went first
   EXPECT_EQ(r.stats().live, 8u);
   EXPECT_EQ(r.stats().rejects, 1u);
@@ -542,23 +566,27 @@ TEST(WriterSegmentTest, ANewSegmentIsOnTwoMiBPagesThatReaderProcessesShare) {
     if (st.huge_page_bytes < whole) {
       EXPECT_NE(log.find("(MADV_COLLAPSE: "), std::string::npos) << log;
       // The probe just collapsed 2 MiB of another file: none at all is a failure, not a skip.
-      ASSERT_GT(st.huge_page_bytes, 0u) << "the probe collapsed a page but the segment got none: " << log;
+      ASSERT_GT(st.huge_page_bytes, 0u)
+          << "the probe collapsed a page but the segment got none: " << log;
     }
     EXPECT_NE(log.find("MiB on 2 MiB pages"), std::string::npos) << log;
     for (int i = 0; i < 100; ++i) {
-      w->upsert(*w->make_update("spot", "acct" + std::to_string(i), "SOL", {{"qty", std::to_string(i)}}));
+      w->upsert(
+          *w->make_update("spot", "acct" + std::to_string(i), "SOL", {{"qty", std::to_string(i)}}));
     }
     const std::string child = test::in_child([&] {
       Reader r = Reader::open(seg.name());
       Position p;
       for (int i = 0; i < 100; ++i) {
-        if (r.get("spot", "acct" + std::to_string(i), "SOL", p) != ReadStatus::ok || dec(p, r, "qty") != std::to_string(i) + ".000000000000000000") {
+        if (r.get("spot", "acct" + std::to_string(i), "SOL", p) != ReadStatus::ok ||
+            dec(p, r, "qty") != std::to_string(i) + ".000000000000000000") {
           return std::string("position ") + std::to_string(i) + " wrong";
         }
       }
       return std::to_string(r.huge_page_bytes());
     });
-    EXPECT_EQ(child, std::to_string(st.huge_page_bytes)) << "a reader process maps the same huge pages";
+    EXPECT_EQ(child, std::to_string(st.huge_page_bytes))
+        << "a reader process maps the same huge pages";
   }
   // A writer re-attaching keeps the pages as they are (a collapse would make attached readers
   // fault); turned off, a new segment stays on 4 KiB pages unless the mount says otherwise.
@@ -610,7 +638,8 @@ TEST(WriterSegmentTest, AForeignFileUnderTheNameIsRefusedAndKeptUnlessRecreateIs
     Writer::open(c);
     ADD_FAILURE() << "a 3-byte foreign file was replaced";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("is not a poscache segment (3 bytes"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("is not a poscache segment (3 bytes"), std::string::npos)
+        << e.what();
   }
   EXPECT_EQ(file_size(), 3u) << "the foreign file was touched";
   // Zeros, but not a segment's size.
@@ -619,7 +648,9 @@ TEST(WriterSegmentTest, AForeignFileUnderTheNameIsRefusedAndKeptUnlessRecreateIs
     Writer::open(c);
     ADD_FAILURE() << "a 64 KiB file of zeros was replaced";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("found 65536 bytes that begin with an empty header"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("found 65536 bytes that begin with an empty header"),
+              std::string::npos)
+        << e.what();
   }
   EXPECT_EQ(file_size(), 65536u);
   // --recreate replaces either.

@@ -1,11 +1,11 @@
 // A program outside the tree: writes one position with poscache::writer, reads it back with
 // poscache::reader, both from the installed package.
-#include <poscache/reader.hpp>
-#include <poscache/writer.hpp>
+#include <unistd.h>
 
 #include <cstdio>
+#include <poscache/reader.hpp>
+#include <poscache/writer.hpp>
 #include <string>
-#include <unistd.h>
 
 int main() {
   poscache::WriterConfig cfg;
