@@ -177,8 +177,7 @@ ReadStatus Reader::lookup(NamespaceId ns, std::string_view account, std::string_
       const auto* line = reinterpret_cast<const char*>(&s.slots[slot]);
       for (std::size_t off = kCacheLine; off < 8 + words * 8; off += kCacheLine)
         __builtin_prefetch(line + off);
-      std::uint64_t seq = 0;
-      if (!read_bounded(s.slots[slot], buf, words, seq)) {  // mid-write past the bound
+      if (!read_bounded(s.slots[slot], buf, words)) {  // mid-write past the bound
         stuck = true;
         return true;  // stop probing: report rather than guess
       }
@@ -227,8 +226,7 @@ Reader::ScanResult Reader::scan(const ScanFilter& filter,
   Position p;
   std::string key;
   for (std::uint64_t i = 0; i < s.capacity; ++i) {
-    std::uint64_t seq = 0;
-    if (!read_bounded(s.slots[i], buf, kPayloadWords, seq)) {
+    if (!read_bounded(s.slots[i], buf, kPayloadWords)) {
       ++r.skipped_mid_write;
       continue;
     }

@@ -107,7 +107,10 @@ static_assert(offsetof(NamespaceDesc, fields) == 64);
 // control) are never on a line the writer dirties on every update.
 struct alignas(kCacheLine) SegmentHeader {
   // --- line 0: identity. Written once while initializing, then read-only. -------------------
-  std::uint64_t magic;               // kMagic
+  // kMagic, stored last at creation with release (after every other identity word and the
+  // namespaces); check_header() loads it with acquire, so a reader that sees kMagic sees the
+  // whole header the creator wrote.
+  std::atomic<std::uint64_t> magic;
   std::uint32_t layout_version;      // kLayoutVersion
   std::uint32_t header_size;         // sizeof(SegmentHeader)
   std::uint64_t layout_fingerprint;  // layout_fingerprint() of the build that created it

@@ -72,11 +72,7 @@ bool valid_segment_name(std::string_view name, std::string& message) {
 }
 
 Mapping::Mapping(Mapping&& o) noexcept
-    : base_(o.base_),
-      size_(o.size_),
-      fd_(o.fd_),
-      writable_(o.writable_),
-      collapse_error_(std::move(o.collapse_error_)) {
+    : base_(o.base_), size_(o.size_), fd_(o.fd_), collapse_error_(std::move(o.collapse_error_)) {
   o.base_ = nullptr;
   o.size_ = 0;
   o.fd_ = -1;
@@ -88,7 +84,6 @@ Mapping& Mapping::operator=(Mapping&& o) noexcept {
     base_ = o.base_;
     size_ = o.size_;
     fd_ = o.fd_;
-    writable_ = o.writable_;
     collapse_error_ = std::move(o.collapse_error_);
     o.base_ = nullptr;
     o.size_ = 0;
@@ -159,7 +154,6 @@ Mapping Mapping::map(int fd, std::size_t size, bool writable, std::string_view n
   m.base_ = p;
   m.size_ = size;
   m.fd_ = fd;
-  m.writable_ = writable;
   if (collapse) {
     // MADV_COLLAPSE (Linux 6.1) rebuilds the file's pages as 2 MiB pages whatever the mount
     // option says (only shmem_enabled=deny refuses). It works on the page cache, so every process
@@ -222,14 +216,16 @@ AttachStatus check_header(const SegmentHeader& h, std::size_t mapped_size, std::
     std::snprintf(b, sizeof b, "0x%016llx", static_cast<unsigned long long>(v));
     return std::string(b);
   };
-  if (h.magic == 0 && h.layout_version == 0) {
+  const std::uint64_t magic =
+      h.magic.load(std::memory_order_acquire);  // pairs with the creator's release
+  if (magic == 0 && h.layout_version == 0) {
     message =
         "segment header is still empty: expected state ready, found initializing (a writer "
         "is creating it; retry)";
     return AttachStatus::initializing;
   }
-  if (h.magic != kMagic) {
-    message = "not a poscache segment: expected magic " + hex(kMagic) + ", found " + hex(h.magic);
+  if (magic != kMagic) {
+    message = "not a poscache segment: expected magic " + hex(kMagic) + ", found " + hex(magic);
     return AttachStatus::foreign_magic;
   }
   if (h.layout_version != kLayoutVersion) {

@@ -44,8 +44,6 @@ class Mapping {
 
   [[nodiscard]] void* base() const noexcept { return base_; }
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
-  [[nodiscard]] bool writable() const noexcept { return writable_; }
-  [[nodiscard]] int fd() const noexcept { return fd_; }
 
   // Maps `size` bytes of the open fd at a 2 MiB-aligned address, populated. PROT_READ only
   // unless `writable`. Takes the fd (closed with the mapping, or on failure).
@@ -60,7 +58,6 @@ class Mapping {
   void* base_ = nullptr;
   std::size_t size_ = 0;
   int fd_ = -1;
-  bool writable_ = false;
   std::string collapse_error_;
 };
 

@@ -60,23 +60,20 @@ namespace poscache::shm {
 inline constexpr unsigned kReadSpins = 1024;
 
 // One attempt (R1-R5): copies the first `words` payload words into `out`.
-// Returns true and the even sequence it observed if the copy is consistent.
-inline bool try_read(const Slot& slot, std::uint64_t* out, std::size_t words,
-                     std::uint64_t& seq_out) noexcept {
+// Returns true if the copy is consistent.
+inline bool try_read(const Slot& slot, std::uint64_t* out, std::size_t words) noexcept {
   const std::uint64_t s1 = slot.seq.load(std::memory_order_acquire);  // R1 pairs with W4
   if (s1 & 1) return false;
   for (std::size_t i = 0; i < words; ++i) out[i] = load_relaxed(&slot.payload[i]);  // R2
   std::atomic_thread_fence(std::memory_order_acquire);  // R3 pairs with W2 via any word read
   const std::uint64_t s2 = slot.seq.load(std::memory_order_relaxed);  // R4 ordered by R3
-  seq_out = s1;
-  return s1 == s2;  // R5
+  return s1 == s2;                                                    // R5
 }
 
 // Retries try_read up to kReadSpins times. False: the slot stayed mid-write (report, don't wait).
-inline bool read_bounded(const Slot& slot, std::uint64_t* out, std::size_t words,
-                         std::uint64_t& seq_out) noexcept {
+inline bool read_bounded(const Slot& slot, std::uint64_t* out, std::size_t words) noexcept {
   for (unsigned i = 0; i < kReadSpins; ++i) {
-    if (try_read(slot, out, words, seq_out)) return true;
+    if (try_read(slot, out, words)) return true;
     cpu_relax();
   }
   return false;

@@ -38,8 +38,7 @@ VerifyReport one_pass(const Reader& reader) {
   std::uint64_t words[kPayloadWords];
   for (std::uint64_t s = 0; s < h.capacity; ++s) {
     ++r.slots_checked;
-    std::uint64_t seq = 0;
-    if (!read_bounded(slots[s], words, kPayloadWords, seq)) {
+    if (!read_bounded(slots[s], words, kPayloadWords)) {
       r.problems.push_back(slot_name(s) + ": stuck mid-write (odd sequence " +
                            std::to_string(slots[s].seq.load()) + ")");
       continue;

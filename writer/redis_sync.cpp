@@ -591,8 +591,7 @@ bool RedisSync::write_slots() {
     bool sent = true;
     while (sent && next < round.size() && c.items.size() < batch_size_) {
       const std::uint32_t s = round[next++];
-      std::uint64_t seq = 0;
-      if (!read_bounded(v_.slots[s], words, kPayloadWords, seq)) {
+      if (!read_bounded(v_.slots[s], words, kPayloadWords)) {
         requeue(s);  // mid-write for a long time (a stopped writer?): later
         continue;
       }

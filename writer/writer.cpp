@@ -1,6 +1,6 @@
 // The writer: the only process that changes a segment. Slot writes follow the seqlock protocol
 // (shm/seqlock.hpp), index changes the index protocol (shm/index.hpp); this file adds the
-// writer-only bookkeeping (LRU per namespace, free list, account lists, undo record) and the
+// writer-only bookkeeping (recency log, free list, account lists, undo record) and the
 // creation / re-attachment of segments.
 #include "poscache/writer.hpp"
 
@@ -838,7 +838,7 @@ struct Writer::Impl {
     stamp_writer();
     std::atomic_thread_fence(std::memory_order_release);
     // Magic last among the identity words: a reader that sees it sees a complete header.
-    __atomic_store_n(&h->magic, kMagic, __ATOMIC_RELEASE);
+    h->magic.store(kMagic, std::memory_order_release);
   }
 
   // A segment left by an earlier writer (crashed or closed): repair, rebuild what is derived.
@@ -1306,7 +1306,8 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
       // A header never finished (magic not yet stored) is ours, cut short, only if the file has
       // exactly the size a creation gives a segment; otherwise it is someone else's file.
       const bool cut_creation =
-          status == AttachStatus::initializing && (h->magic == kMagic || is_segment_size(size));
+          status == AttachStatus::initializing &&
+          (h->magic.load(std::memory_order_acquire) == kMagic || is_segment_size(size));
       if (status == AttachStatus::initializing && !cut_creation) {
         why = "found " + std::to_string(size) +
               " bytes that begin with an empty header, not a segment size";

@@ -19,7 +19,6 @@ class WriterLock {
   WriterLock& operator=(const WriterLock&) = delete;
   ~WriterLock();
   void release() noexcept;
-  [[nodiscard]] const std::string& path() const noexcept { return path_; }
 
  private:
   int fd_ = -1;
