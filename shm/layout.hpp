@@ -222,6 +222,14 @@ struct SlotPayload {
   std::uint64_t values[kMaxFields][2];  // field i: {low, high} 64 bits of its int128 mantissa
 };
 static_assert(sizeof(SlotPayload) == 440);
+
+// What a free slot holds: all zero but the namespace, kFreeNamespace. Every way a slot is freed
+// (remove, a repair, creation) writes this.
+constexpr SlotPayload free_slot_payload() noexcept {
+  SlotPayload p{};
+  p.ns = kFreeNamespace;
+  return p;
+}
 static_assert(offsetof(SlotPayload, account) == 56);
 static_assert(offsetof(SlotPayload, values) == 184);
 

@@ -314,9 +314,7 @@ struct Writer::Impl {
         });
         if (other != kNil) {
           const std::uint32_t loser = peek(other).version < p.version ? other : s;
-          SlotPayload freed{};
-          freed.ns = kFreeNamespace;
-          write_slot(loser, freed);
+          write_slot(loser, free_slot_payload());
           bump(h->repairs);
           if (loser == s) continue;
           // `other` is in the new index pointing at a now-free slot: point it at s instead.
@@ -379,9 +377,7 @@ struct Writer::Impl {
     }
     recency.forget(s);
     account_unlink(s, account_hash({p.account, p.account_len}));
-    SlotPayload freed{};
-    freed.ns = kFreeNamespace;
-    write_slot(s, freed);          // D2
+    write_slot(s, free_slot_payload());  // D2
     book[s].next = wa->free_head;  // synced_version stays: the next occupant's versions are higher
     wa->free_head = s;
     h->live_count.store(h->live_count.load(kRelaxed) - 1, kRelaxed);
@@ -826,6 +822,8 @@ struct Writer::Impl {
     h->state.store(static_cast<std::uint32_t>(SegmentState::initializing), kRelaxed);
     // Every slot free, every list empty. Slot seqs start at 0 (even).
     for (std::uint32_t s = 0; s < capacity; ++s) {
+      // free_slot_payload(): the file is zero from posix_fallocate, so only the namespace is
+      // stored (one line per slot instead of seven).
       reinterpret_cast<SlotPayload*>(slots[s].payload)->ns = kFreeNamespace;
       book[s] = SlotBook{s + 1 < capacity ? s + 1 : kNil, kNil, kNil, 0, 0, 0};
     }
@@ -858,8 +856,7 @@ struct Writer::Impl {
           if (undo.word[k] < kPayloadWords) store_word(slots[s], undo.word[k], undo.old[k]);
         }
       } else {  // no record for it: corrupt; drop the position rather than serve half of it
-        SlotPayload freed{};
-        freed.ns = kFreeNamespace;
+        const SlotPayload freed = free_slot_payload();
         std::uint64_t words[kPayloadWords];
         std::memcpy(words, &freed, sizeof words);
         for (std::size_t i = 0; i < kPayloadWords; ++i) store_word(slots[s], i, words[i]);
@@ -872,9 +869,7 @@ struct Writer::Impl {
     for (std::uint32_t s = 0; s < capacity; ++s) {
       const std::uint16_t ns = peek(s).ns;
       if (ns != kFreeNamespace && ns >= h->namespace_count) {
-        SlotPayload freed{};
-        freed.ns = kFreeNamespace;
-        write_slot(s, freed);
+        write_slot(s, free_slot_payload());
         bump(h->repairs);
       }
     }
