@@ -821,8 +821,9 @@ TEST(RedisSync, WritersKilledMidChurnLeaveRedisEqualToTheSegment) {
     ::kill(child, SIGKILL);
     int status = 0;
     ::waitpid(child, &status, 0);
-    ASSERT_TRUE(WIFSIGNALED(status))
-        << "the churning writer stopped on its own in round " << rounds;
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        << "the churning writer stopped on its own in round " << rounds << " (status " << status
+        << ")";
     const SegmentStats st = Reader::open(seg.name()).stats();
     ASSERT_EQ(st.journal_overflows, 0u) << "round " << rounds;
     pending_seen += st.journal_pending;
