@@ -367,8 +367,9 @@ int main(int argc, char** argv) {
     }
     return false;
   };
-  // Stops the writer until it is caught between W1 and W4 of a slot write, then kills it there.
-  // Returns whether it was caught mid-write.
+  // Stops the writer until it is caught between W1 and W4 of a slot write, then kills it there,
+  // still stopped. Returns whether it was caught mid-write (after 4000 tries it is killed where
+  // the last one stopped it, and the successor must then repair nothing).
   std::mt19937_64 hunt_rng(seed ^ 0x5eed);
   auto kill_mid_write = [&](pid_t pid) {
     bool caught = false;
@@ -379,7 +380,8 @@ int main(int argc, char** argv) {
       const std::uint64_t armed = warea->undo.slot_plus_one.load(std::memory_order_acquire);
       caught = armed != 0 && armed <= o.capacity &&
                (slots[armed - 1].seq.load(std::memory_order_acquire) & 1) != 0;
-      if (!caught) {
+      // The last try kills it stopped too, so what it left is exactly what was just looked at.
+      if (!caught && attempt + 1 < 4000) {
         ::kill(pid, SIGCONT);
         const auto spin =
             std::chrono::steady_clock::now() + std::chrono::microseconds(hunt_rng() % 50);
