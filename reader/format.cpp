@@ -1,5 +1,7 @@
 #include "poscache/format.hpp"
 
+#include "shm/key_text.hpp"
+
 namespace poscache {
 
 std::string format_field(const NamespaceInfo& ns, const Position& p, std::size_t field) {
@@ -9,11 +11,8 @@ std::string format_field(const NamespaceInfo& ns, const Position& p, std::size_t
 }
 
 std::string key_string(const NamespaceInfo& ns, const Position& p) {
-  std::string k = ns.name;
-  k += ':';
-  k.append(p.account_view());
-  k += ':';
-  k.append(p.instrument_view());
+  std::string k;
+  detail::key_text(k, ns.name, p.account_view(), p.instrument_view());
   return k;
 }
 

@@ -2,7 +2,6 @@
 // shm/seqlock.hpp (slots) and shm/index.hpp (index); this file only composes them.
 #include "poscache/reader.hpp"
 
-#include <fnmatch.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -13,6 +12,7 @@
 #include "shm/clock.hpp"
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
+#include "shm/key_text.hpp"
 #include "shm/layout.hpp"
 #include "shm/segment.hpp"
 #include "shm/seqlock.hpp"
@@ -239,12 +239,10 @@ Reader::ScanResult Reader::scan(const ScanFilter& filter,
     if (filter.account && account != *filter.account) continue;
     fill(buf, s.field_count[pl.ns], p);
     if (filter.glob) {
-      key.assign(s.infos[pl.ns].name)
-          .append(":")
-          .append(account)
-          .append(":")
-          .append(p.instrument_view());
-      if (fnmatch(filter.glob->c_str(), key.c_str(), 0) != 0) continue;
+      if (!detail::key_matches(filter.glob->c_str(), key, s.infos[pl.ns].name, account,
+                               p.instrument_view())) {
+        continue;
+      }
     }
     p.age_ns = std::max<std::int64_t>(0, now - p.updated_at_ns);
     p.stale = s.stale_after_ns[p.ns] > 0 && p.age_ns > s.stale_after_ns[p.ns];

@@ -8,6 +8,7 @@
 
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
+#include "shm/key_text.hpp"
 #include "shm/layout.hpp"
 #include "shm/seqlock.hpp"
 
@@ -55,8 +56,8 @@ VerifyReport one_pass(const Reader& reader) {
     const std::string_view account(p.account, std::min<std::size_t>(p.account_len, kMaxAccountLen));
     const std::string_view instrument(p.instrument,
                                       std::min<std::size_t>(p.instrument_len, kMaxInstrumentLen));
-    const std::string key =
-        infos[p.ns].name + ":" + std::string(account) + ":" + std::string(instrument);
+    std::string key;
+    detail::key_text(key, infos[p.ns].name, account, instrument);
     if (auto ok = validate_account(account); !ok)
       r.problems.push_back(slot_name(s) + ": " + ok.error());
     if (auto ok = validate_instrument(instrument); !ok)

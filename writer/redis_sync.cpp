@@ -1,6 +1,5 @@
 #include "writer/redis_sync.hpp"
 
-#include <fnmatch.h>
 #include <pthread.h>
 #include <sched.h>
 
@@ -11,6 +10,7 @@
 
 #include "shm/atomic.hpp"
 #include "shm/clock.hpp"
+#include "shm/key_text.hpp"
 #include "shm/seqlock.hpp"
 
 namespace poscache::detail {
@@ -209,9 +209,8 @@ bool covers(const SyncEvent& e, std::string_view ns_name, const SlotPayload& p) 
              account == std::string_view(e.payload.account, e.payload.account_len) &&
              instrument == std::string_view(e.payload.instrument, e.payload.instrument_len);
     case SyncEvent::Kind::glob: {
-      std::string k(ns_name);
-      k.append(":").append(account).append(":").append(instrument);
-      return fnmatch(e.text.c_str(), k.c_str(), 0) == 0;
+      std::string k;
+      return detail::key_matches(e.text.c_str(), k, ns_name, account, instrument);
     }
     case SyncEvent::Kind::spill:
       return false;
@@ -439,13 +438,14 @@ bool RedisSync::run_scan(const SyncEvent& e) {
     }
     cursor.assign(rep->element[0]->str, rep->element[0]->len);
     keys.clear();
+    std::string full;  // a key's text, for the glob
     for (std::size_t i = 0; i < rep->element[1]->elements; ++i) {
       const redisReply* k = rep->element[1]->element[i];
       auto pk = fmt_.parse_key({k->str, k->len});
       if (!pk) continue;
       if (e.kind == SyncEvent::Kind::glob) {
-        const std::string full = pk->ns + ":" + pk->account + ":" + pk->instrument;
-        if (fnmatch(e.text.c_str(), full.c_str(), 0) != 0) continue;
+        if (!detail::key_matches(e.text.c_str(), full, pk->ns, pk->account, pk->instrument))
+          continue;
       }
       keys.emplace_back(std::move(*pk), e.version);
     }

@@ -5,7 +5,6 @@
 #include "poscache/writer.hpp"
 
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <linux/futex.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -27,6 +26,7 @@
 #include "shm/clock.hpp"
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
+#include "shm/key_text.hpp"
 #include "shm/layout.hpp"
 #include "shm/segment.hpp"
 #include "shm/seqlock.hpp"
@@ -645,12 +645,10 @@ struct Writer::Impl {
     std::string key;
     recency.for_each([&](std::uint32_t s, std::uint16_t ns) {
       const SlotPayload& p = peek(s);
-      key.assign(fixed_name(h->namespaces[ns].name))
-          .append(":")
-          .append(p.account, p.account_len)
-          .append(":")
-          .append(p.instrument, p.instrument_len);
-      if (fnmatch(pattern.c_str(), key.c_str(), 0) == 0) victims.push_back(s);
+      if (detail::key_matches(pattern.c_str(), key, fixed_name(h->namespaces[ns].name),
+                              {p.account, p.account_len}, {p.instrument, p.instrument_len})) {
+        victims.push_back(s);
+      }
     });
     sync_pattern(detail::SyncEvent::Kind::glob, std::nullopt, glob);
     return remove_all(victims);
