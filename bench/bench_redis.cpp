@@ -23,7 +23,7 @@
 #include "poscache/decimal.hpp"
 #include "poscache/reader.hpp"
 #include "shm/clock.hpp"
-#include "writer/redis_client.hpp"
+#include "writer/redis/redis_client.hpp"
 
 using namespace poscache;
 using namespace poscache::bench;

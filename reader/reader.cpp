@@ -60,11 +60,7 @@ void fill(const std::uint64_t* words, std::size_t nfields, Position& out) noexce
 
 bool key_equals(const std::uint64_t* words, std::uint64_t hash, NamespaceId ns,
                 std::string_view account, std::string_view instrument) noexcept {
-  const SlotPayload& p = view(words);
-  return p.key_hash == hash && p.ns == ns && p.account_len == account.size() &&
-         p.instrument_len == instrument.size() &&
-         std::memcmp(p.account, account.data(), account.size()) == 0 &&
-         std::memcmp(p.instrument, instrument.data(), instrument.size()) == 0;
+  return same_key(view(words), hash, ns, account, instrument);
 }
 
 bool writer_heartbeat_stale(const SegmentHeader& h, std::int64_t now_ns) noexcept {
@@ -104,20 +100,15 @@ std::unique_ptr<Reader::State> make_state(std::string_view name) {
   s->mask = h.index_buckets - 1;
   s->ns_count = h.namespace_count;
   for (std::uint32_t i = 0; i < h.namespace_count; ++i) {
-    const NamespaceDesc& d = h.namespaces[i];
+    NamespaceSpec spec = spec_of(h.namespaces[i]);
     NamespaceInfo info;
     info.id = static_cast<NamespaceId>(i);
-    info.name = std::string(fixed_name(d.name));
-    const std::uint32_t n = std::min<std::uint32_t>(d.field_count, kMaxFields);
-    for (std::uint32_t f = 0; f < n; ++f) {
-      const FieldDesc& fd = d.fields[f];
-      info.fields.push_back(
-          FieldSpec{std::string(fixed_name(fd.name)), static_cast<FieldType>(fd.type), fd.scale});
-    }
-    info.stale_after = std::chrono::nanoseconds(d.stale_after_ns);
-    info.expire_after = std::chrono::nanoseconds(d.expire_after_ns);
-    s->field_count[i] = static_cast<std::uint8_t>(n);
-    s->stale_after_ns[i] = d.stale_after_ns;
+    info.name = std::move(spec.name);
+    info.fields = std::move(spec.fields);
+    info.stale_after = spec.stale_after;
+    info.expire_after = spec.expire_after;
+    s->field_count[i] = static_cast<std::uint8_t>(info.fields.size());
+    s->stale_after_ns[i] = h.namespaces[i].stale_after_ns;
     s->infos.push_back(std::move(info));
   }
   return s;

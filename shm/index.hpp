@@ -61,16 +61,6 @@ namespace poscache::shm {
 
 inline constexpr unsigned kIndexRetries = 64;
 
-inline std::uint32_t bucket_tag(std::uint64_t hash) noexcept {
-  return static_cast<std::uint32_t>(hash >> 32);
-}
-inline std::uint64_t make_bucket(std::uint32_t tag, std::uint32_t slot) noexcept {
-  return (static_cast<std::uint64_t>(tag) << 32) | (slot + 1u);
-}
-inline std::uint32_t bucket_ref(std::uint64_t bucket) noexcept {
-  return static_cast<std::uint32_t>(bucket);
-}
-
 // Reader-side probe (L2). `visit(slot)` is called for each bucket whose tag matches, in probe
 // order; it returns true to stop (hit). Returns true if a visit stopped the probe.
 template <class Visit>

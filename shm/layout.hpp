@@ -237,6 +237,16 @@ inline constexpr std::size_t kPayloadWords = sizeof(SlotPayload) / 8;  // 55
 // Words a read must copy: everything up to the values, then two words per schema field.
 inline constexpr std::size_t kPayloadFixedWords = offsetof(SlotPayload, values) / 8;  // 23
 
+// Payload word indices of the words an update changes (the writer stores just those).
+inline constexpr std::size_t kWordMeta = offsetof(SlotPayload, ns) / 8;  // ns, lengths, fields_set
+inline constexpr std::size_t kWordVersion = offsetof(SlotPayload, version) / 8;
+inline constexpr std::size_t kWordSourceSeq = offsetof(SlotPayload, source_seq) / 8;
+inline constexpr std::size_t kWordUpdatedAt = offsetof(SlotPayload, updated_at_ns) / 8;
+inline constexpr std::size_t kWordValues =
+    offsetof(SlotPayload, values) / 8;  // field f: +2f, +2f+1
+static_assert(offsetof(SlotPayload, fields_set) == 8 * kWordMeta + 4,
+              "fields_set: high half of the meta word");
+
 struct alignas(kCacheLine) Slot {
   std::atomic<std::uint64_t> seq;
   std::uint64_t payload[kPayloadWords];
@@ -257,6 +267,16 @@ inline constexpr std::uint64_t kEmptyBucket = 0;
 inline constexpr std::uint32_t kTombstoneRef = 0xFFFF'FFFFu;
 inline constexpr std::uint64_t kMaxCapacity = 0xFFFF'FFFEull - 1;
 
+constexpr std::uint32_t bucket_tag(std::uint64_t hash) noexcept {
+  return static_cast<std::uint32_t>(hash >> 32);
+}
+constexpr std::uint64_t make_bucket(std::uint32_t tag, std::uint32_t slot) noexcept {
+  return (static_cast<std::uint64_t>(tag) << 32) | (slot + 1u);
+}
+constexpr std::uint32_t bucket_ref(std::uint64_t bucket) noexcept {  // slot + 1, or kTombstoneRef
+  return static_cast<std::uint32_t>(bucket);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writer area: the writer's own bookkeeping. Readers never read it. It lives in the segment only
 // so that a writer restarted after kill -9 finds the undo record and the sync marks.
@@ -272,7 +292,8 @@ inline constexpr std::uint32_t kNil = 0xFFFF'FFFFu;  // end of a list
 //   account_prev/next: the positions of one account (the writer keeps the heads in its memory).
 //   synced_version: the highest version of this slot that Redis acknowledged. Stored by the
 //     sync thread (release), loaded by the apply thread (acquire) before it evicts or expires
-//     the slot: a version above it is spilled to the sync thread first (writer/redis_sync.hpp).
+//     the slot: a version above it is spilled to the sync thread first
+//     (writer/redis/redis_sync.hpp).
 //   queued_epoch: the apply thread's hand-off epoch in which the slot was last marked dirty;
 //     equal to the current epoch means "already in the batch" (apply thread only).
 struct SlotBook {
@@ -335,10 +356,21 @@ struct alignas(kCacheLine) WriterArea {
 //   +---------+------+-------+-----+----------+----------+-----------+----------------+---
 //   | version | kind |has_ns | ns  | text_len | reserved | text[256] | payload (440)  |pad
 //   +---------+------+-------+-----+----------+----------+-----------+----------------+---
-//   kind: writer/redis_sync.hpp SyncEvent::Kind (spill, erase, account, ns, glob, all).
-//   text: the account (account) or the glob pattern (glob). payload: the position (spill), or
-//   its namespace and key (erase).
+//   kind: JournalKind below. text: the account (account) or the glob pattern (glob). payload:
+//   the position (spill), or its namespace and key (erase). has_ns/ns: the namespace of an ns
+//   removal, or the optional namespace filter of an account removal.
+//   The writer's code for the journal (append, validation at re-attach, replay): writer/journal.
 inline constexpr std::size_t kJournalTextMax = 256;
+
+enum class JournalKind : std::uint8_t {
+  spill,    // an eviction or expiry of a version Redis had not acknowledged: the position
+  erase,    // one key
+  account,  // every position of an account (optionally of one namespace)
+  ns,       // every position of a namespace
+  glob,     // every key matching a glob over "ns:account:instrument"
+  all,      // everything
+};
+inline constexpr std::uint8_t kJournalKindCount = 6;
 
 struct alignas(kCacheLine) JournalHeader {
   alignas(kCacheLine) std::atomic<std::uint64_t> head;

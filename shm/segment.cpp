@@ -5,11 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <string>
 
 namespace poscache::shm {
@@ -210,6 +212,124 @@ std::uint64_t huge_mapped_bytes(const void* base, std::size_t size) {
   return kb << 10;
 }
 
+int open_segment_file(std::string_view name, bool writable, bool& not_found) {
+  const std::string n(name);
+  not_found = false;
+  int fd = -1;
+  try {
+    // boost::interprocess opens /dev/shm/<name> with shm_open; we keep our own dup of the
+    // descriptor for the mapping, so the object's lifetime does not matter.
+    bip::shared_memory_object shm(bip::open_only, n.c_str(),
+                                  writable ? bip::read_write : bip::read_only);
+    fd = ::dup(shm.get_mapping_handle().handle);
+  } catch (const bip::interprocess_exception& e) {
+    if (e.get_error_code() == bip::not_found_error) {
+      not_found = true;
+      return -1;
+    }
+    throw Error("cannot open segment '" + n + "' (" + shm_path(n) + "): " + e.what());
+  }
+  if (fd < 0) throw Error("cannot open segment '" + n + "': " + std::strerror(errno));
+  return fd;
+}
+
+bool remove_segment_file(std::string_view name) {
+  return bip::shared_memory_object::remove(std::string(name).c_str());
+}
+
+bool is_segment_size(std::size_t size) {
+  std::uint64_t lo = 1, hi = kMaxCapacity;
+  while (lo < hi) {  // the smallest capacity whose segment is at least `size`
+    const std::uint64_t mid = lo + (hi - lo) / 2;
+    if (geometry_for(mid).segment_size < size)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return geometry_for(lo).segment_size == size;
+}
+
+Mapping create_segment(const CreateSpec& spec) {
+  const std::string& name = spec.name;
+  const Geometry g = geometry_for(spec.capacity);
+  int fd = -1;
+  try {
+    bip::permissions perm(spec.mode);
+    bip::shared_memory_object shm(bip::create_only, name.c_str(), bip::read_write, perm);
+    fd = ::dup(shm.get_mapping_handle().handle);
+  } catch (const bip::interprocess_exception& e) {
+    throw Error("cannot create segment '" + name + "' (" + shm_path(name) + "): " + e.what());
+  }
+  auto fail_and_remove = [&](const std::string& msg) {
+    if (fd >= 0) ::close(fd);
+    remove_segment_file(name);
+    throw Error(msg);
+  };
+  if (fd < 0) fail_and_remove("cannot create segment '" + name + "': " + std::strerror(errno));
+  if (::fchmod(fd, spec.mode) != 0) {  // exactly the mode asked for, whatever the umask
+    fail_and_remove("cannot set mode of " + shm_path(name) + ": " + std::strerror(errno));
+  }
+  if (::ftruncate(fd, static_cast<off_t>(g.segment_size)) != 0) {
+    fail_and_remove("cannot size segment '" + name + "' to " + std::to_string(g.segment_size) +
+                    " bytes: " + std::strerror(errno));
+  }
+  // Allocate every page now: a /dev/shm too small fails here, not as SIGBUS on a later write.
+  if (const int err = ::posix_fallocate(fd, 0, static_cast<off_t>(g.segment_size)); err != 0) {
+    fail_and_remove("cannot allocate " + std::to_string(g.segment_size) + " bytes (" +
+                    std::to_string(g.segment_size >> 20) + " MiB) for segment '" + name +
+                    "' with capacity " + std::to_string(spec.capacity) + " in /dev/shm: " +
+                    std::strerror(err) + " (lower the capacity or enlarge /dev/shm)");
+  }
+  Mapping m;
+  try {
+    m = Mapping::map(fd, g.segment_size, true, name,
+                     spec.huge_pages ? HugePages::collapse : HugePages::keep);
+  } catch (...) {
+    remove_segment_file(name);  // map() closed the descriptor
+    throw;
+  }
+  // The file is zero-filled: readers attaching now see an empty header and wait (initializing).
+  auto* base = static_cast<std::byte*>(m.base());
+  auto& h = *reinterpret_cast<SegmentHeader*>(base);
+  h.layout_version = kLayoutVersion;
+  h.header_size = sizeof(SegmentHeader);
+  h.layout_fingerprint = layout_fingerprint();
+  std::random_device rd;
+  h.generation =
+      (static_cast<std::uint64_t>(spec.now_ns) ^ (static_cast<std::uint64_t>(rd()) << 32)) | 1u;
+  h.capacity = g.capacity;
+  h.index_buckets = g.index_buckets;
+  h.segment_size = g.segment_size;
+  h.slots_offset = g.slots_offset;
+  h.index_offset[0] = g.index_offset[0];
+  h.index_offset[1] = g.index_offset[1];
+  h.writer_offset = g.writer_offset;
+  h.namespace_count = static_cast<std::uint32_t>(spec.namespaces.size());
+  for (std::size_t i = 0; i < spec.namespaces.size(); ++i)
+    write_namespace(h.namespaces[i], spec.namespaces[i]);
+  h.state.store(static_cast<std::uint32_t>(SegmentState::initializing), std::memory_order_relaxed);
+  // Every slot free (free_slot_payload(): the file is zero, so only the namespace is stored, one
+  // line per slot instead of seven), every slot on the free list. Slot seqs start at 0 (even).
+  auto* slots = reinterpret_cast<Slot*>(base + g.slots_offset);
+  auto* book = reinterpret_cast<SlotBook*>(base + g.book_offset);
+  const auto cap = static_cast<std::uint32_t>(g.capacity);
+  for (std::uint32_t s = 0; s < cap; ++s) {
+    reinterpret_cast<SlotPayload*>(slots[s].payload)->ns = kFreeNamespace;
+    book[s] = SlotBook{s + 1 < cap ? s + 1 : kNil, kNil, kNil, 0, 0, 0};
+  }
+  auto& wa = *reinterpret_cast<WriterArea*>(base + g.writer_offset);
+  wa.free_head = 0;
+  // Versions start at the wall clock in ns and count up by one per change: a writer that starts
+  // over on a new segment still hands out versions above any it handed out before (it would have
+  // to apply more than one change per ns to catch up), so Redis keeps its newer changes. A warm
+  // start raises it above every version loaded.
+  wa.next_version = static_cast<std::uint64_t>(std::max<std::int64_t>(1, spec.now_ns));
+  // Magic last among the identity words: a reader whose acquire load sees it sees a complete
+  // header (check_header).
+  h.magic.store(kMagic, std::memory_order_release);
+  return m;
+}
+
 AttachStatus check_header(const SegmentHeader& h, std::size_t mapped_size, std::string& message) {
   auto hex = [](std::uint64_t v) {
     char b[24];
@@ -279,25 +399,18 @@ AttachResult attach_read_only(std::string_view name) {
     return r;
   }
   const std::string n(name);
-  // boost::interprocess opens /dev/shm/<name> with shm_open(O_RDONLY); we keep our own dup of
-  // the descriptor for the mapping so the object's lifetime does not matter.
   int fd = -1;
+  bool not_found = false;
   try {
-    bip::shared_memory_object shm(bip::open_only, n.c_str(), bip::read_only);
-    fd = ::dup(shm.get_mapping_handle().handle);
-  } catch (const bip::interprocess_exception& e) {
-    if (e.get_error_code() == bip::not_found_error) {
-      r.status = AttachStatus::not_found;
-      r.message = "no segment named '" + n + "' (" + shm_path(n) + " does not exist)";
-    } else {
-      r.status = AttachStatus::error;
-      r.message = "cannot open segment '" + n + "': " + e.what();
-    }
+    fd = open_segment_file(n, false, not_found);
+  } catch (const Error& e) {
+    r.status = AttachStatus::error;
+    r.message = e.what();
     return r;
   }
-  if (fd < 0) {
-    r.status = AttachStatus::error;
-    r.message = "cannot open segment '" + n + "': " + std::strerror(errno);
+  if (not_found) {
+    r.status = AttachStatus::not_found;
+    r.message = "no segment named '" + n + "' (" + shm_path(n) + " does not exist)";
     return r;
   }
   struct stat st {};

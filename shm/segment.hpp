@@ -1,11 +1,15 @@
 // Creating, opening and checking a segment (boost::interprocess POSIX shared memory).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "poscache/schema.hpp"
 #include "shm/layout.hpp"
 
 namespace poscache::shm {
@@ -71,12 +75,45 @@ struct AttachResult {
   Mapping mapping;
 };
 
+// The one shm_open of a segment (boost::interprocess): a descriptor of its own (closed by the
+// caller or the Mapping), -1 with `not_found` set if there is no segment by that name. Throws
+// Error, naming the segment, for anything else the OS refuses.
+int open_segment_file(std::string_view name, bool writable, bool& not_found);
+
+// Removes /dev/shm/<name> (mappings of it stay valid). False if there was none.
+bool remove_segment_file(std::string_view name);
+
+// Creates a new segment: the file with exactly `mode` (whatever the umask), sized and every page
+// allocated (a /dev/shm too small fails here, with a message that says so, not as SIGBUS
+// later), mapped read-write, and formatted: identity, namespaces, every slot free, the writer
+// area's free list, the first version. The state is `initializing` (readers wait); the magic is
+// stored last, with release. On any failure the file is removed and Error thrown.
+struct CreateSpec {
+  std::string name;
+  mode_t mode = 0640;
+  std::uint64_t capacity = 0;
+  std::vector<NamespaceSpec> namespaces;
+  bool huge_pages = true;
+  std::int64_t now_ns = 0;  // CLOCK_REALTIME: seeds the generation and the first version
+};
+Mapping create_segment(const CreateSpec& spec);
+
+// Whether `size` is the size geometry_for() gives a segment of some capacity (what a creation
+// sizes its file to before it writes anything).
+bool is_segment_size(std::size_t size);
+
 // Opens and maps a segment read-only and checks its header (magic, version, fingerprint, state,
 // size). Never throws for the outcomes listed in AttachStatus.
 AttachResult attach_read_only(std::string_view name);
 
 // Checks a mapped header against this build. Used by readers and by a writer re-attaching.
 AttachStatus check_header(const SegmentHeader& h, std::size_t mapped_size, std::string& message);
+
+// Namespace descriptors (immutable in the header) and the specs they describe.
+void write_namespace(NamespaceDesc& d, const NamespaceSpec& n) noexcept;
+NamespaceSpec spec_of(const NamespaceDesc& d);
+bool same_schema(const NamespaceDesc& d, const NamespaceSpec& n);
+std::string describe(const NamespaceSpec& n);  // "spot{qty:decimal(8),...,stale_after=0ns,...}"
 
 // "/dev/shm/<name>" for messages and the writer's lock file.
 std::string shm_path(std::string_view name);

@@ -5,22 +5,30 @@
 #include <bit>
 #include <cstddef>
 #include <cstring>
+#include <string_view>
 
 #include "poscache/position.hpp"
 #include "shm/layout.hpp"
 
 namespace poscache::shm {
 
-// Payload word indices of the fields an update changes (derived from the layout).
-inline constexpr std::size_t kWordMeta = offsetof(SlotPayload, ns) / 8;  // ns, lengths, fields_set
-inline constexpr std::size_t kWordVersion = offsetof(SlotPayload, version) / 8;
-inline constexpr std::size_t kWordSourceSeq = offsetof(SlotPayload, source_seq) / 8;
-inline constexpr std::size_t kWordUpdatedAt = offsetof(SlotPayload, updated_at_ns) / 8;
-inline constexpr std::size_t kWordValues = offsetof(SlotPayload, values) / 8;
-static_assert(offsetof(SlotPayload, fields_set) == 8 * kWordMeta + 4,
-              "fields_set: high half of the meta word");
 static_assert(std::endian::native == std::endian::little,
               "the word views below assume little-endian");
+
+// Whether payload `p` holds the key (ns, account, instrument) whose hash is `hash`: the one key
+// comparison of readers (after the seqlock copy) and the writer. The hash is compared first.
+inline bool same_key(const SlotPayload& p, std::uint64_t hash, std::uint16_t ns,
+                     std::string_view account, std::string_view instrument) noexcept {
+  return p.key_hash == hash && p.ns == ns && p.account_len == account.size() &&
+         p.instrument_len == instrument.size() &&
+         std::memcmp(p.account, account.data(), account.size()) == 0 &&
+         std::memcmp(p.instrument, instrument.data(), instrument.size()) == 0;
+}
+// The same for two payloads whose hashes may not be filled in (journal events).
+inline bool same_key(const SlotPayload& a, const SlotPayload& b) noexcept {
+  return same_key(a, a.key_hash, b.ns, {b.account, b.account_len},
+                  {b.instrument, b.instrument_len});
+}
 
 inline std::uint32_t meta_fields_set(std::uint64_t meta_word) noexcept {
   return static_cast<std::uint32_t>(meta_word >> 32);

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "poscache/redis.hpp"
-#include "writer/redis_client.hpp"
+#include "writer/redis/redis_client.hpp"
 
 namespace poscache::test {
 

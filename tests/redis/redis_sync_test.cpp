@@ -1,6 +1,6 @@
 // The Redis side of the writer against a real redis-server: format, coalescing, TTL, removals,
 // warm start, the version guard, outages and writer restarts.
-#include "writer/redis_sync.hpp"
+#include "writer/redis/redis_sync.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -867,27 +867,14 @@ void edit_journal(
 }
 
 // A hand-built journaled event: an erase of spot:account:instrument, or a pattern removal.
-detail::SyncEvent erase_event(const std::string& account, const std::string& instrument,
-                              std::uint64_t version) {
-  detail::SyncEvent e;
-  e.kind = detail::SyncEvent::Kind::erase;
-  e.version = version;
-  e.payload.ns = 0;
-  e.payload.account_len = static_cast<std::uint8_t>(account.size());
-  std::memcpy(e.payload.account, account.data(), account.size());
-  e.payload.instrument_len = static_cast<std::uint8_t>(instrument.size());
-  std::memcpy(e.payload.instrument, instrument.data(), instrument.size());
-  return e;
+detail::RemovalEvent erase_event(const std::string& account, const std::string& instrument,
+                                 std::uint64_t version) {
+  return detail::erase_of(KeyRef{0, account, instrument}, version);
 }
-detail::SyncEvent pattern_event(detail::SyncEvent::Kind kind, std::uint64_t version,
-                                std::string text = {},
-                                std::optional<std::uint16_t> ns = std::nullopt) {
-  detail::SyncEvent e;
-  e.kind = kind;
-  e.version = version;
-  e.text = std::move(text);
-  e.ns = ns;
-  return e;
+detail::RemovalEvent pattern_event(detail::RemovalEvent::Kind kind, std::uint64_t version,
+                                   std::string text = {},
+                                   std::optional<std::uint16_t> ns = std::nullopt) {
+  return detail::pattern_of(kind, version, ns, text);
 }
 
 // A removal is journaled before it is applied. Hand-built: the entry of an erase and of an
@@ -915,7 +902,7 @@ TEST(RedisSync, ARemovalCutShortByAKillIsFinishedOnReattach) {
         EXPECT_EQ(jh.tail.load(), head);
         // version - 1: older than "late", newer than the first 16
         detail::to_entry(erase_event("acc1", "I5", version - 1), entries[head % n]);
-        detail::to_entry(pattern_event(detail::SyncEvent::Kind::account, version - 1, "acc2"),
+        detail::to_entry(pattern_event(detail::RemovalEvent::Kind::account, version - 1, "acc2"),
                          entries[(head + 1) % n]);
         // older than the position it names: must leave it alone
         detail::to_entry(erase_event("late", "X", version - 1), entries[(head + 2) % n]);
@@ -956,14 +943,14 @@ TEST(RedisSync, CorruptJournalEntriesAreSkippedAndReported) {
       seg.name(), 64, [&](shm::JournalHeader& jh, shm::JournalEntry* entries, std::uint64_t n) {
         head = jh.head.load();
         // an unknown kind
-        detail::to_entry(pattern_event(detail::SyncEvent::Kind::all, version - 1),
+        detail::to_entry(pattern_event(detail::RemovalEvent::Kind::all, version - 1),
                          entries[head % n]);
         entries[head % n].kind = 99;
         // a version never handed out
-        detail::to_entry(pattern_event(detail::SyncEvent::Kind::all, version + 1'000'000),
+        detail::to_entry(pattern_event(detail::RemovalEvent::Kind::all, version + 1'000'000),
                          entries[(head + 1) % n]);
         // a namespace id beyond the header's
-        detail::to_entry(pattern_event(detail::SyncEvent::Kind::ns, version - 1, {}, 31),
+        detail::to_entry(pattern_event(detail::RemovalEvent::Kind::ns, version - 1, {}, 31),
                          entries[(head + 2) % n]);
         detail::to_entry(erase_event("acc1", "I5", version - 1), entries[(head + 3) % n]);  // valid
         jh.head.store(head + 4);

@@ -1,4 +1,4 @@
-#include "writer/redis_format.hpp"
+#include "writer/redis/redis_format.hpp"
 
 #include <charconv>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "writer/redis_client.hpp"
+#include "writer/redis/redis_client.hpp"
 
 #include <sched.h>
 #include <sys/time.h>

@@ -4,10 +4,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <tuple>
+#include <vector>
 
 #include "poscache/redis.hpp"
 #include "poscache/writer.hpp"
-#include "writer/redis_format.hpp"
+#include "writer/redis/redis_format.hpp"
+#include "writer/table.hpp"
 
 namespace poscache::detail {
 
@@ -29,5 +32,21 @@ Expected<WarmStartReport> warm_start(
     const RedisConfig& config, const RedisFormat& format,
     const std::function<std::uint64_t(const shm::SlotPayload&)>& restore,
     const std::function<void()>& tick, const LogSink& log);
+
+// The table's side of a warm start: one position from Redis, with its own version and
+// timestamps, already synced. Once the table is full, a min-heap of (updated_at, version) over
+// the loaded positions keeps exactly the most recently updated `capacity` of them; the others
+// stay only in Redis.
+class WarmLoader {
+ public:
+  explicit WarmLoader(Table& table) : t_(table) {}
+  // Returns the number of positions that did not fit because of this one (0 or 1).
+  std::uint64_t restore(const shm::SlotPayload& p);
+
+ private:
+  using Age = std::tuple<std::int64_t, std::uint64_t, std::uint32_t>;  // updated_at, version, slot
+  Table& t_;
+  std::vector<Age> heap_;  // built the first time the table is full
+};
 
 }  // namespace poscache::detail

@@ -31,7 +31,7 @@
 
 #include "poscache/schema.hpp"
 #include "shm/layout.hpp"
-#include "writer/redis_client.hpp"
+#include "writer/redis/redis_client.hpp"
 
 namespace poscache::detail {
 

@@ -1,10 +1,41 @@
-#include "writer/warm_start.hpp"
+#include "writer/redis/warm_start.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "shm/clock.hpp"
 
 namespace poscache::detail {
+
+std::uint64_t WarmLoader::restore(const shm::SlotPayload& p) {
+  if (const std::uint32_t existing = t_.find(p); existing != shm::kNil) {
+    // Redis has one hash per key; keep the newer if it ever differs.
+    if (t_.peek(existing).version >= p.version) return 0;
+    t_.remove(existing, Table::Removal::invalidation);
+  }
+  auto newer_first = [](const Age& a, const Age& b) { return a > b; };  // std heap: min at front
+  std::uint64_t dropped = 0;
+  if (t_.full()) {
+    if (heap_.empty()) {
+      for (std::uint32_t s = 0; s < t_.capacity(); ++s)
+        heap_.emplace_back(t_.peek(s).updated_at_ns, t_.peek(s).version, s);
+      std::make_heap(heap_.begin(), heap_.end(), newer_first);
+    }
+    const auto [t, v, victim] = heap_.front();
+    if (std::make_pair(p.updated_at_ns, p.version) < std::make_pair(t, v))
+      return 1;  // older than all loaded
+    std::pop_heap(heap_.begin(), heap_.end(), newer_first);
+    heap_.pop_back();
+    t_.remove(victim, Table::Removal::eviction);
+    dropped = 1;
+  }
+  const std::uint32_t s = t_.insert_synced(p);
+  if (!heap_.empty()) {
+    heap_.emplace_back(p.updated_at_ns, p.version, s);
+    std::push_heap(heap_.begin(), heap_.end(), newer_first);
+  }
+  return dropped;
+}
 
 Expected<WarmStartReport> warm_start(
     const RedisConfig& config, const RedisFormat& fmt,

@@ -1,0 +1,68 @@
+// Namespace descriptors in the header (shm/layout.hpp NamespaceDesc) and the NamespaceSpec each
+// describes: written once by the creator, read back by readers, re-attaching writers and tools.
+#include <algorithm>
+#include <cstring>
+
+#include "shm/segment.hpp"
+
+namespace poscache::shm {
+
+namespace {
+void copy_name(char (&dst)[32], std::string_view src) noexcept {
+  std::memset(dst, 0, sizeof dst);
+  std::memcpy(dst, src.data(), std::min(src.size(), sizeof dst - 1));
+}
+}  // namespace
+
+void write_namespace(NamespaceDesc& d, const NamespaceSpec& n) noexcept {
+  copy_name(d.name, n.name);
+  d.field_count = static_cast<std::uint32_t>(n.fields.size());
+  d.stale_after_ns = n.stale_after.count();
+  d.expire_after_ns = n.expire_after.count();
+  for (std::size_t f = 0; f < n.fields.size() && f < kMaxFields; ++f) {
+    copy_name(d.fields[f].name, n.fields[f].name);
+    d.fields[f].type = static_cast<std::uint8_t>(n.fields[f].type);
+    d.fields[f].scale = n.fields[f].scale;
+  }
+}
+
+NamespaceSpec spec_of(const NamespaceDesc& d) {
+  NamespaceSpec n;
+  n.name = std::string(fixed_name(d.name));
+  for (std::uint32_t i = 0; i < std::min<std::uint32_t>(d.field_count, kMaxFields); ++i) {
+    n.fields.push_back(FieldSpec{std::string(fixed_name(d.fields[i].name)),
+                                 static_cast<FieldType>(d.fields[i].type), d.fields[i].scale});
+  }
+  n.stale_after = std::chrono::nanoseconds(d.stale_after_ns);
+  n.expire_after = std::chrono::nanoseconds(d.expire_after_ns);
+  return n;
+}
+
+bool same_schema(const NamespaceDesc& d, const NamespaceSpec& n) {
+  if (fixed_name(d.name) != n.name) return false;
+  if (d.field_count != n.fields.size() || d.stale_after_ns != n.stale_after.count() ||
+      d.expire_after_ns != n.expire_after.count()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < n.fields.size(); ++i) {
+    const FieldDesc& f = d.fields[i];
+    if (fixed_name(f.name) != n.fields[i].name ||
+        f.type != static_cast<std::uint8_t>(n.fields[i].type) || f.scale != n.fields[i].scale) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string describe(const NamespaceSpec& n) {
+  std::string s = n.name + "{";
+  for (std::size_t i = 0; i < n.fields.size(); ++i) {
+    const auto& f = n.fields[i];
+    s += (i ? "," : "") + f.name + ":" + std::string(to_string(f.type));
+    if (f.type == FieldType::decimal) s += "(" + std::to_string(f.scale) + ")";
+  }
+  return s + ",stale_after=" + std::to_string(n.stale_after.count()) +
+         "ns,expire_after=" + std::to_string(n.expire_after.count()) + "ns}";
+}
+
+}  // namespace poscache::shm

@@ -1,0 +1,76 @@
+// The writer's input rules: one validator for every way a change reaches the table.
+//
+// The rules are written once, in InputRules::check: a namespace id the segment has, a key that
+// is a key (shm/key_text rules: schema.hpp's valid_account/valid_instrument), at least one field
+// and none beyond the schema, a decimal mantissa of at most 38 digits, an int64 field within 64
+// bits. The hot path (upsert, upsert_batch) asks check() for a yes or no: no allocation, no
+// text. The slow paths (apply(), make_update) turn the same answer into a message with explain().
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "poscache/writer.hpp"
+
+namespace poscache::detail {
+
+enum class InputFault : std::uint8_t {
+  none,
+  namespace_id,       // beyond the segment's namespaces
+  account_length,     // 0 or > kMaxAccountLen
+  instrument_length,  // 0 or > kMaxInstrumentLen
+  account_text,       // a character a key may not hold
+  instrument_text,
+  no_fields,       // fields_mask == 0
+  unknown_fields,  // a bit beyond the namespace's fields
+  decimal_digits,  // a decimal mantissa of more than 38 digits
+  int64_range,     // an int64 field outside 64 bits
+};
+
+struct InputCheck {
+  InputFault fault = InputFault::none;
+  std::uint8_t field = 0;  // the field, for decimal_digits and int64_range
+  [[nodiscard]] bool ok() const noexcept { return fault == InputFault::none; }
+};
+
+class InputRules {
+ public:
+  explicit InputRules(const std::vector<NamespaceSpec>& namespaces);
+
+  // Hot path: yes or no, and which rule failed.
+  [[nodiscard]] InputCheck check(const Update& u) const noexcept;
+  // Slow path: the message for a failed check, naming what was wrong.
+  [[nodiscard]] std::string explain(const InputCheck& c, const Update& u) const;
+  // check() then explain(): empty when the update is good.
+  [[nodiscard]] std::string problem(const Update& u) const;
+
+  [[nodiscard]] std::string problem(const KeyRef& k) const;
+  [[nodiscard]] std::string problem(const Op& op) const;  // every kind of op apply() takes
+  [[nodiscard]] std::string problem_of_glob(std::string_view glob) const;
+  [[nodiscard]] std::string problem_of_namespace(NamespaceId ns) const;
+
+  // make_update: an Update from parts, or the message of the first rule it breaks.
+  [[nodiscard]] Expected<Update> build(NamespaceId ns, std::string_view account,
+                                       std::string_view instrument, std::uint32_t mask,
+                                       const int128* values, std::uint64_t source_seq,
+                                       UpdateMode mode) const;
+  // The same from names and decimal text.
+  [[nodiscard]] Expected<Update> build(
+      std::string_view ns, std::string_view account, std::string_view instrument,
+      std::span<const std::pair<std::string_view, std::string_view>> fields,
+      std::uint64_t source_seq, UpdateMode mode) const;
+
+  [[nodiscard]] Expected<NamespaceId> namespace_id(std::string_view ns) const;
+  [[nodiscard]] std::string namespace_list() const;  // "spot, lending" for messages
+
+ private:
+  struct Shape {
+    std::uint32_t field_count = 0;
+    std::uint32_t int_fields = 0;  // bit f: field f is an int64
+  };
+  const std::vector<NamespaceSpec>* specs_;
+  std::vector<Shape> shapes_;
+};
+
+}  // namespace poscache::detail

@@ -1,0 +1,86 @@
+// The apply thread's side of the Redis sync: it never waits and never makes a system call here.
+//
+//   * an upsert marks its slot dirty (mark): the slot index goes into the current SyncBatch once
+//     per batch (SlotBook::queued_epoch == epoch means "already in this batch": coalescing);
+//   * a removal (removal) is journaled first (writer/journal.hpp), then queued as an event:
+//     erases and invalidations with a version of their own, and spills (an eviction or expiry of
+//     a version Redis has not acknowledged: the table decides, writer/table_remove.cpp);
+//   * maybe_hand_off (every tick) hands the batch over through a lock-free single-producer queue
+//     when it is older than flush_interval/2 or holds batch_size changes, and takes an empty one
+//     back from the return queue. If the queue is full the batch keeps growing: nothing is
+//     dropped.
+// The sync thread's side, and the ordering argument: writer/redis/redis_sync.hpp.
+#pragma once
+
+#include <atomic>
+#include <boost/lockfree/spsc_queue.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "shm/layout.hpp"
+#include "writer/journal.hpp"
+
+namespace poscache::detail {
+
+struct SyncBatch {
+  std::vector<std::uint32_t> slots;
+  std::vector<RemovalEvent> events;
+  std::int64_t first_ns = 0;  // CLOCK_REALTIME of its first change
+  std::uint64_t seq = 0;      // hand-off number
+  [[nodiscard]] bool empty() const noexcept { return slots.empty() && events.empty(); }
+};
+
+// Between the two threads: batches go to the sync thread and come back empty; two hand-off
+// numbers say how far the sync thread got.
+struct SyncChannel {
+  boost::lockfree::spsc_queue<SyncBatch*, boost::lockfree::capacity<1024>> to_sync;
+  boost::lockfree::spsc_queue<SyncBatch*, boost::lockfree::capacity<1024>> to_apply;
+  std::atomic<std::uint64_t> merged_seq{0};  // last hand-off merged into the pending state
+  std::atomic<std::uint64_t> clean_seq{0};   // last hand-off whose changes are all written
+};
+
+class SyncHandOff {
+ public:
+  SyncHandOff(SyncChannel& channel, Journal journal, shm::SlotBook* book,
+              std::chrono::milliseconds flush_interval, std::size_t batch_size);
+
+  void mark(std::uint32_t slot, std::int64_t t) {
+    std::uint64_t& queued = book_[slot].queued_epoch;  // apply thread only
+    if (queued == epoch_) return;
+    queued = epoch_;
+    if (cur_->empty()) cur_->first_ns = t;
+    cur_->slots.push_back(slot);
+  }
+  // Journals `e` (before the removal it describes is applied), then queues it.
+  void removal(RemovalEvent&& e, std::int64_t t);
+  // A journal entry a killed writer left (re-attach, before the sync thread starts).
+  void replay(RemovalEvent&& e, std::int64_t t);
+
+  void maybe_hand_off(std::int64_t t) {
+    if (!cur_->empty() && (t - cur_->first_ns >= half_interval_ns_ ||
+                           cur_->slots.size() + cur_->events.size() >= batch_size_)) {
+      hand_off();
+    }
+  }
+  // Hands the current batch to the sync thread now (if the queue has room). Returns its number.
+  std::uint64_t hand_off();
+  // Hands off, then waits until the sync thread has written everything handed off so far.
+  bool flush(std::chrono::milliseconds timeout);
+  // Hands off until nothing is left (the sync thread drains the queue whether Redis is up or not).
+  void hand_off_all();
+
+ private:
+  SyncChannel& ch_;
+  Journal journal_;
+  shm::SlotBook* book_;
+  std::int64_t half_interval_ns_;
+  std::size_t batch_size_;
+  std::uint64_t epoch_;
+  SyncBatch* cur_ = nullptr;
+  std::uint64_t handed_ = 0;
+  std::vector<std::unique_ptr<SyncBatch>> all_batches_;  // owner of every batch
+};
+
+}  // namespace poscache::detail

@@ -1,0 +1,273 @@
+#include "writer/redis/sync_worker.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "shm/atomic.hpp"
+#include "shm/clock.hpp"
+#include "shm/key_text.hpp"
+#include "shm/seqlock.hpp"
+
+namespace poscache::detail {
+
+using namespace poscache::shm;
+
+SyncWorker::SyncWorker(const RedisConfig& config, std::vector<NamespaceSpec> namespaces,
+                       SegmentView view, const Journal& journal, SyncChannel& channel, LogSink log)
+    : cfg_(config),
+      fmt_(config.prefix, std::move(namespaces)),
+      v_(view),
+      journal_(journal),
+      tail_(journal),
+      ch_(channel),
+      log_(std::move(log)),
+      batch_size_(config.batch_size) {
+  in_dirty_.assign(v_.capacity, 0);
+  if (journal_.present()) overflows_seen_ = journal_.overflows();
+  set_state(RedisState::connecting);
+}
+
+SyncWorker::~SyncWorker() {
+  stop();
+}
+
+void SyncWorker::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void SyncWorker::stop() {
+  if (!thread_.joinable()) return;
+  stop_.store(true, std::memory_order_release);
+  thread_.join();
+}
+
+// ---- pending state (sync thread) ------------------------------------------------------------
+void SyncWorker::drain() {
+  SyncBatch* b = nullptr;
+  while (ch_.to_sync.pop(b)) {
+    merge(*b);
+    ch_.merged_seq.store(b->seq, std::memory_order_relaxed);
+    b->slots.clear();
+    b->events.clear();
+    b->first_ns = 0;
+    ch_.to_apply.push(b);  // cannot fail: it holds at most the batches that exist
+  }
+}
+
+void SyncWorker::merge(SyncBatch& b) {
+  if (b.empty()) return;
+  if (oldest_ns_ == 0 || b.first_ns < oldest_ns_) oldest_ns_ = b.first_ns;
+  for (RemovalEvent& e : b.events) merge_event(std::move(e));
+  for (std::uint32_t s : b.slots) {
+    if (s < v_.capacity && in_dirty_[s] == 0) {
+      in_dirty_[s] = 1;
+      dirty_.push_back(s);
+    }
+  }
+}
+
+std::string SyncWorker::event_key(const RemovalEvent& e) const {
+  const SlotPayload& p = e.payload;
+  return fmt_.position_key(ns_name(p.ns), {p.account, p.account_len},
+                           {p.instrument, p.instrument_len});
+}
+
+void SyncWorker::merge_event(RemovalEvent&& e) {
+  if (e.kind == RemovalEvent::Kind::spill || e.kind == RemovalEvent::Kind::erase) {
+    std::string key = event_key(e);
+    auto it = key_events_.find(key);
+    if (it == key_events_.end()) {
+      key_events_.emplace(std::move(key), std::move(e));
+    } else if (it->second.version < e.version) {
+      tail_.done(
+          it->second.journal_pos);  // superseded by e, which is pending and journaled after it
+      it->second = std::move(e);
+    } else {
+      tail_.done(e.journal_pos);
+    }
+    return;
+  }
+  // A pattern removal supersedes every older per-key event it covers: dropping them keeps an
+  // older spill from re-creating a key after the pattern removed it.
+  for (auto it = key_events_.begin(); it != key_events_.end();) {
+    const SlotPayload& p = it->second.payload;
+    if (it->second.version < e.version && covers(e, ns_name(p.ns), p)) {
+      tail_.done(it->second.journal_pos);
+      it = key_events_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  pattern_events_.push_back(std::move(e));
+}
+
+bool SyncWorker::has_pending() const noexcept {
+  return !dirty_.empty() || !key_events_.empty() || !pattern_events_.empty();
+}
+
+// ---- connection -------------------------------------------------------------------------------
+void SyncWorker::connect() {
+  auto c = RedisClient::connect(cfg_);
+  std::string err;
+  if (c) {
+    client_ = std::move(*c);
+    err = load_scripts();
+    if (err.empty()) {
+      fmt_.schema_args(args_);
+      auto r = client_.command(args_);
+      if (r && (*r)->type != REDIS_REPLY_ERROR) {
+        backoff_ns_ = 0;
+        set_state(RedisState::up);
+        log(LogLevel::info, "redis " + describe(cfg_) + ": connected" + (was_up_ ? " again" : "") +
+                                ", syncing under prefix '" + cfg_.prefix + "'");
+        was_up_ = true;
+        return;
+      }
+      err = r ? "redis " + describe(cfg_) + ": HSET " + fmt_.schema_key() +
+                    " refused: " + reply_text(r->get())
+              : r.error();
+    }
+    client_.close();
+  } else {
+    err = c.error();
+  }
+  const std::int64_t min_ns = std::chrono::nanoseconds(cfg_.reconnect_min).count();
+  const std::int64_t max_ns = std::chrono::nanoseconds(cfg_.reconnect_max).count();
+  backoff_ns_ = backoff_ns_ == 0 ? min_ns : std::min(max_ns, backoff_ns_ * 2);
+  next_connect_ns_ = monotonic_ns() + backoff_ns_;
+  // Log the first failure and every change of reason, not every retry.
+  if (err != last_error_) {
+    log(LogLevel::error, err + " (retrying with backoff up to " +
+                             std::to_string(cfg_.reconnect_max.count()) +
+                             " ms; updates go on, changes are kept until Redis is back)");
+  }
+  set_error(err);
+  set_state(RedisState::down);
+}
+
+// SCRIPT LOAD of both scripts (after every connect, and after a NOSCRIPT reply). Returns the
+// error, empty on success.
+std::string SyncWorker::load_scripts() {
+  auto up = client_.load_script(kUpsertScript);
+  if (!up) return up.error();
+  auto del = client_.load_script(kDeleteScript);
+  if (!del) return del.error();
+  upsert_sha_ = *up;
+  delete_sha_ = *del;
+  reload_scripts_ = false;
+  return {};
+}
+
+void SyncWorker::lost_connection(const std::string& why) {
+  client_.close();
+  log(LogLevel::error, why + " (reconnecting; nothing unacknowledged is dropped)");
+  set_error(why);
+  set_state(RedisState::down);
+  backoff_ns_ = std::chrono::nanoseconds(cfg_.reconnect_min).count();
+  next_connect_ns_ = monotonic_ns() + backoff_ns_;
+}
+
+// ---- state in the header ----------------------------------------------------------------------
+void SyncWorker::set_state(RedisState state) {
+  v_.h->redis_state.store(static_cast<std::uint32_t>(state), std::memory_order_relaxed);
+}
+
+// The error text is under its own seqlock (redis_error_seq), like a slot: odd while it changes.
+void SyncWorker::set_error(const std::string& text) {
+  last_error_ = text;
+  SegmentHeader& h = *v_.h;
+  const std::uint64_t s = h.redis_error_seq.load(std::memory_order_relaxed);
+  h.redis_error_seq.store(s + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  char buf[sizeof h.redis_error] = {};
+  const std::size_t n = std::min(text.size(), sizeof buf);
+  std::memcpy(buf, text.data(), n);
+  for (std::size_t i = 0; i < sizeof buf; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, buf + i, 8);
+    store_relaxed(reinterpret_cast<std::uint64_t*>(h.redis_error + i), w);
+  }
+  h.redis_error_len.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
+  h.redis_error_seq.store(s + 2, std::memory_order_release);
+}
+
+// A full journal is worth one line per episode, not one per removal.
+void SyncWorker::report_overflows() {
+  if (!journal_.present()) return;
+  const std::uint64_t ov = journal_.overflows();
+  if (ov == overflows_seen_) return;
+  const std::int64_t t = monotonic_ns();
+  if (t - overflow_logged_ns_ < 10'000'000'000) return;
+  log(LogLevel::warn, "journal full (" + std::to_string(journal_.size()) +
+                          " entries): " + std::to_string(ov - overflows_seen_) +
+                          " more removals are kept in memory only until Redis has them; a kill -9 "
+                          "before then would lose them (" +
+                          std::to_string(ov) + " in all)");
+  overflows_seen_ = ov;
+  overflow_logged_ns_ = t;
+}
+
+void SyncWorker::publish() {
+  SegmentHeader& h = *v_.h;
+  h.redis_dirty.store(dirty_.size() + key_events_.size() + pattern_events_.size(),
+                      std::memory_order_relaxed);
+  h.redis_oldest_unsynced_ns.store(has_pending() ? oldest_ns_ : 0, std::memory_order_relaxed);
+  h.redis_synced_version.store(synced_max_, std::memory_order_relaxed);
+}
+
+void SyncWorker::run() {
+  if (cfg_.sync_cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(static_cast<unsigned>(cfg_.sync_cpu), &set);
+    if (const int err = pthread_setaffinity_np(pthread_self(), sizeof set, &set); err != 0) {
+      log(LogLevel::warn, "cannot pin the sync thread to cpu " + std::to_string(cfg_.sync_cpu) +
+                              ": " + std::strerror(err));
+    }
+  }
+  pthread_setname_np(pthread_self(), "poscache-sync");
+  std::int64_t stop_deadline = 0;
+  bool reported_loss = false;
+  for (;;) {
+    const bool stopping = stop_.load(std::memory_order_acquire);
+    drain();
+    if (stopping && stop_deadline == 0)
+      stop_deadline = monotonic_ns() + std::chrono::nanoseconds(cfg_.close_timeout).count();
+    bool progress = false;
+    if (!client_.connected() && monotonic_ns() >= next_connect_ns_) connect();
+    if (client_.connected() && has_pending()) progress = flush_round();
+    if (!has_pending()) {
+      oldest_ns_ = 0;
+      ch_.clean_seq.store(ch_.merged_seq.load(std::memory_order_relaxed),
+                          std::memory_order_release);
+    }
+    publish();
+    report_overflows();
+    if (stopping) {
+      if (!has_pending() && ch_.to_sync.read_available() == 0) break;
+      if (monotonic_ns() >= stop_deadline) {
+        if (!reported_loss) {
+          log(LogLevel::error,
+              "closing with " + std::to_string(dirty_.size()) + " positions and " +
+                  std::to_string(key_events_.size() + pattern_events_.size()) +
+                  " removals not written to Redis (" +
+                  (last_error_.empty() ? "timeout" : last_error_) +
+                  "); the segment keeps the positions and a writer re-attaching to it writes them");
+          reported_loss = true;
+        }
+        break;
+      }
+    }
+    if (!progress) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  client_.close();
+  set_state(
+      RedisState::off);  // off: no sync thread any more (the dirty count stays as it was left)
+}
+
+}  // namespace poscache::detail

@@ -1,0 +1,106 @@
+// The sync thread: owns the hiredis connection and writes what the apply thread handed off
+// (writer/redis/sync_handoff.hpp). The whole protocol: writer/redis/redis_sync.hpp.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "poscache/redis.hpp"
+#include "poscache/writer.hpp"
+#include "shm/layout.hpp"
+#include "writer/journal.hpp"
+#include "writer/redis/redis_client.hpp"
+#include "writer/redis/redis_format.hpp"
+#include "writer/redis/sync_handoff.hpp"
+
+namespace poscache::detail {
+
+// What of the segment the sync thread touches: slots (read with the readers' seqlock protocol),
+// the SlotBooks' synced_version (its release stores), the header's Redis state (its stores).
+struct SegmentView {
+  shm::SegmentHeader* h = nullptr;
+  const shm::Slot* slots = nullptr;
+  shm::SlotBook* book = nullptr;
+  std::uint64_t capacity = 0;
+};
+
+class SyncWorker {
+ public:
+  SyncWorker(const RedisConfig& config, std::vector<NamespaceSpec> namespaces, SegmentView view,
+             const Journal& journal, SyncChannel& channel, LogSink log);
+  ~SyncWorker();
+  SyncWorker(const SyncWorker&) = delete;
+  SyncWorker& operator=(const SyncWorker&) = delete;
+
+  void start();
+  // Lets the thread write what it has for up to close_timeout, then joins it.
+  void stop();
+  [[nodiscard]] bool running() const noexcept { return thread_.joinable(); }
+  // A corrupt journal entry (re-attach, before start()): counted as done so the tail passes it.
+  void skip(std::uint64_t entry) { tail_.done(entry + 1); }
+
+ private:
+  // sync_worker.cpp: the loop, the pending state, the connection, the header's Redis fields
+  void run();
+  void drain();
+  void merge(SyncBatch& b);
+  void merge_event(RemovalEvent&& e);
+  [[nodiscard]] bool has_pending() const noexcept;
+  void connect();
+  std::string load_scripts();
+  void lost_connection(const std::string& why);
+  void set_state(shm::RedisState state);
+  void set_error(const std::string& text);
+  void publish();
+  void report_overflows();
+  std::string event_key(const RemovalEvent& e) const;
+  std::string_view ns_name(std::uint16_t ns) const noexcept {
+    return shm::fixed_name(v_.h->namespaces[ns].name);
+  }
+  void log(LogLevel level, const std::string& msg) const {
+    if (log_) log_(level, msg);
+  }
+  // sync_write.cpp: one round of writes
+  bool flush_round();
+  bool write_events(std::vector<RemovalEvent>& events, std::size_t& done);
+  bool run_accounts(const std::vector<RemovalEvent>& events, std::size_t from, std::size_t to);
+  bool run_scan(const RemovalEvent& e);
+  bool delete_pipelined(const std::vector<std::pair<ParsedKey, std::uint64_t>>& keys);
+  bool write_slots();
+  bool check_replies(std::size_t n, std::vector<bool>* ok);
+
+  RedisConfig cfg_;
+  RedisFormat fmt_;
+  SegmentView v_;
+  Journal journal_;
+  JournalTail tail_;
+  SyncChannel& ch_;
+  LogSink log_;
+  std::size_t batch_size_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+
+  RedisClient client_;
+  std::string upsert_sha_, delete_sha_;
+  std::vector<std::uint32_t> dirty_;
+  std::vector<std::uint8_t> in_dirty_;
+  std::unordered_map<std::string, RemovalEvent> key_events_;
+  std::vector<RemovalEvent> pattern_events_;
+  std::int64_t oldest_ns_ = 0;  // oldest change still pending (0: none)
+  std::uint64_t synced_max_ = 0;
+  std::int64_t next_connect_ns_ = 0;
+  std::int64_t backoff_ns_ = 0;
+  std::string last_error_;
+  bool was_up_ = false;
+  bool reload_scripts_ = false;
+  Args args_;
+  UpsertCall call_;
+  std::uint64_t overflows_seen_ = 0;
+  std::int64_t overflow_logged_ns_ = 0;
+};
+
+}  // namespace poscache::detail

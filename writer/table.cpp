@@ -1,0 +1,328 @@
+// The table's slot writes, lookups and upserts. Removals, rebuilds and expiry: table_remove.cpp.
+#include "writer/table.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "shm/hash.hpp"
+#include "shm/index.hpp"
+#include "shm/seqlock.hpp"
+#include "shm/slot_codec.hpp"
+#include "writer/fault_points.hpp"
+#include "writer/redis/sync_handoff.hpp"
+#include "writer/table_detail.hpp"
+
+namespace poscache::detail {
+
+using namespace shm;
+
+void Table::bind(std::byte* base, const Geometry& g) {
+  h_ = reinterpret_cast<SegmentHeader*>(base);
+  slots_ = reinterpret_cast<Slot*>(base + g.slots_offset);
+  index_[0] = reinterpret_cast<Bucket*>(base + g.index_offset[0]);
+  index_[1] = reinterpret_cast<Bucket*>(base + g.index_offset[1]);
+  wa_ = reinterpret_cast<WriterArea*>(base + g.writer_offset);
+  book_ = reinterpret_cast<SlotBook*>(base + g.book_offset);
+  capacity_ = g.capacity;
+  buckets_ = g.index_buckets;
+  // Rebuild when tombstones pass a quarter of the buckets: live keys are at most half, so
+  // occupied + tombstones stays under 3/4 and a miss probes a handful of buckets.
+  tombstone_limit_ = buckets_ / 4;
+  account_heads_ = AccountHeads(capacity_);
+  recency_ = RecencyLog(capacity_);
+  std::vector<std::uint16_t> expiring;
+  for (std::uint32_t ns = 0; ns < h_->namespace_count; ++ns) {
+    if (h_->namespaces[ns].expire_after_ns > 0) expiring.push_back(static_cast<std::uint16_t>(ns));
+  }
+  recency_.set_expiring(expiring);
+}
+
+// ---- slot writes ----------------------------------------------------------------------------
+void Table::write_words(std::uint32_t s, const std::uint8_t* idx, const std::uint64_t* val,
+                        std::size_t n) noexcept {
+  Slot& slot = slots_[s];
+  UndoRecord& undo = wa_->undo;
+  // Ask for every line about to be written in exclusive state at once: a reader spinning on
+  // this slot holds them shared, and taking them one by one would serialize the transfers.
+  __builtin_prefetch(&slot, 1);
+  for (std::size_t i = 0; i < n; ++i) __builtin_prefetch(&slot.payload[idx[i]], 1);
+  std::uint64_t changed_val[kPayloadWords];
+  std::size_t k = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t old = slot.payload[idx[i]];  // only this thread writes slots
+    if (old == val[i]) continue;
+    undo.word[k] = idx[i];
+    undo.old[k] = old;
+    changed_val[k] = val[i];
+    ++k;
+  }
+  undo.count = k;
+  undo.seq_before = slot.seq.load(kRelaxed);
+  POSCACHE_FAULT_POINT(undo_saved);  // test builds only (writer/fault_points.hpp)
+  // The record must be complete before it is armed, and armed before the slot turns odd, in
+  // the order a crash would observe: program order, kept by the compiler (the CPU retires a
+  // killed process's stores before the next writer can map the segment).
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  undo.slot_plus_one.store(s + 1u, std::memory_order_release);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  POSCACHE_FAULT_POINT(undo_armed);
+  const std::uint64_t seq = begin_write(slot);  // W1, W2
+  POSCACHE_FAULT_POINT(after_w1);
+  for (std::size_t j = 0; j < k; ++j) {
+    if (j == k / 2) POSCACHE_FAULT_POINT(mid_w3);
+    store_word(slot, undo.word[j], changed_val[j]);  // W3
+  }
+  publish(slot, seq);  // W4
+  POSCACHE_FAULT_POINT(after_w4);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  undo.slot_plus_one.store(0, kRelaxed);
+  POSCACHE_FAULT_POINT(undo_disarmed);
+}
+
+// A whole new payload (inserts, frees): every word is a candidate, only changed ones stored.
+void Table::write_slot(std::uint32_t s, const SlotPayload& next) noexcept {
+  static constexpr auto kAll = [] {
+    std::array<std::uint8_t, kPayloadWords> a{};
+    for (std::size_t i = 0; i < kPayloadWords; ++i) a[i] = static_cast<std::uint8_t>(i);
+    return a;
+  }();
+  write_words(s, kAll.data(), reinterpret_cast<const std::uint64_t*>(&next), kPayloadWords);
+}
+
+// ---- account lists (writer area) -------------------------------------------------------------
+void Table::account_link(std::uint32_t s, std::uint64_t ah) {
+  SlotBook& b = book_[s];
+  b.account_prev = kNil;
+  const std::uint32_t old = account_heads_.find(ah);
+  b.account_next = old == AccountHeads::kNone ? kNil : old;
+  if (b.account_next != kNil) book_[b.account_next].account_prev = s;
+  account_heads_.set(ah, s);
+}
+
+void Table::account_unlink(std::uint32_t s, std::uint64_t ah) {
+  SlotBook& b = book_[s];
+  if (b.account_prev != kNil) {
+    book_[b.account_prev].account_next = b.account_next;
+  } else if (b.account_next != kNil) {
+    account_heads_.set(ah, b.account_next);
+  } else {
+    account_heads_.erase(ah);
+  }
+  if (b.account_next != kNil) book_[b.account_next].account_prev = b.account_prev;
+  b.account_prev = b.account_next = kNil;
+}
+
+// ---- index and lookup --------------------------------------------------------------------------
+std::uint32_t Table::find(std::uint64_t hash, NamespaceId ns, std::string_view account,
+                          std::string_view instrument) const noexcept {
+  const Bucket* idx = index_[h_->index_epoch.load(kRelaxed) & 1];
+  std::uint32_t found = kNil;
+  probe(idx, buckets_ - 1, capacity_, hash, [&](std::uint32_t s) {
+    if (same_key(peek(s), hash, ns, account, instrument)) {
+      found = s;
+      return true;
+    }
+    return false;
+  });
+  return found;
+}
+
+std::uint32_t Table::find(const SlotPayload& k) const noexcept {
+  const std::string_view account(k.account, k.account_len);
+  const std::string_view instrument(k.instrument, k.instrument_len);
+  return find(key_hash(k.ns, account, instrument), k.ns, account, instrument);
+}
+
+void Table::add_tombstones(std::int64_t delta) noexcept {  // a header counter; one writer
+  h_->tombstones.store(h_->tombstones.load(kRelaxed) + static_cast<std::uint64_t>(delta), kRelaxed);
+}
+
+void Table::maybe_rebuild() {
+  if (!defer_rebuild_ && h_->tombstones.load(kRelaxed) > tombstone_limit_) rebuild_index(false);
+}
+
+// ---- change notification -----------------------------------------------------------------------
+void Table::changed() noexcept {
+  if (in_batch_) return;  // a batch publishes once at its end
+  // release: a reader that sees the new sequence (acquire) sees the change it announces
+  h_->change_seq.store(h_->change_seq.load(kRelaxed) + 1, std::memory_order_release);
+  wake_pending_ = true;
+}
+
+void Table::wake_readers(std::int64_t t) noexcept {
+  h_->change_futex.store(h_->change_futex.load(kRelaxed) + 1, std::memory_order_release);
+  futex_wake_all(&h_->change_futex);
+  wake_pending_ = false;
+  last_wake_ = t;
+}
+
+// ---- upserts -------------------------------------------------------------------------------------
+ApplyResult Table::upsert(const Update& u) {
+  return upsert_hashed(u, key_hash(u.ns, u.account_view(), u.instrument_view()), now());
+}
+
+// Applies updates in order, exactly as upsert() one at a time would, but overlaps their cache
+// misses (memory-level parallelism) in a software pipeline, kDistance updates apart per stage:
+//   A  hash update i, prefetch its index bucket
+//   B  read update i-D's bucket (now cached): if it names a slot with the key's tag (an
+//      update), prefetch that slot and its recency stamp; if not (an insert into a full
+//      table), take the next eviction victim from the recency log and prefetch its slot, stamp
+//      and bookkeeping
+//   C  read what B fetched for a victim: prefetch its index bucket, account-table entry and
+//      account neighbours
+//   D  apply update i-3D by the ordinary path, which finds its lines in cache
+// The prefetches are hints: an earlier update may change what a later one finds (another
+// insert, a rebuild), and the ordinary path always looks again. Victims are predicted along
+// the recency log from its front when the chunk starts.
+void Table::upsert_batch(std::span<const Update> us, ApplyResult* out) {
+  constexpr std::size_t kChunk = 256, kDistance = 16;
+  std::uint64_t hashes[kChunk];
+  std::uint32_t hint[kChunk];
+  std::uint32_t victim[kChunk];
+  const std::uint64_t mask = buckets_ - 1;
+  for (std::size_t base = 0; base < us.size(); base += kChunk) {
+    const std::size_t n = std::min(kChunk, us.size() - base);
+    const Bucket* idx = index_[h_->index_epoch.load(kRelaxed) & 1];
+    const std::int64_t t = now();  // one clock read per chunk: its updates share updated_at
+    std::uint64_t lru_pos = recency_.front_position();
+    std::uint32_t cursor =
+        wa_->free_head == kNil ? recency_.predict(lru_pos, 64) : RecencyLog::kNone;
+    for (std::size_t i = 0; i < n + 3 * kDistance; ++i) {
+      if (i < n) {  // A
+        const Update& u = us[base + i];
+        hashes[i] = key_hash(u.ns, u.account_view(), u.instrument_view());
+        __builtin_prefetch(&idx[hashes[i] & mask]);
+      }
+      if (i >= kDistance && i - kDistance < n) {  // B
+        const std::size_t j = i - kDistance;
+        const std::uint64_t b = idx[hashes[j] & mask].load(kRelaxed);
+        const std::uint32_t ref = bucket_ref(b);
+        const bool named = b != kEmptyBucket && ref != kTombstoneRef && ref - 1u < capacity_ &&
+                           bucket_tag(b) == bucket_tag(hashes[j]);
+        hint[j] = named ? ref - 1u : kNil;
+        victim[j] = kNil;
+        const std::uint32_t target = named ? hint[j] : cursor;
+        if (!named && cursor < capacity_) {
+          victim[j] = cursor;
+          cursor = recency_.predict(lru_pos, 64);
+        }
+        if (target != kNil && target < capacity_) {
+          // An update touches the meta and key lines and its fields' lines; a victim is read
+          // whole (its payload is cleared).
+          const auto* line = reinterpret_cast<const char*>(&slots_[target]);
+          const std::size_t end =
+              named ? 8 + 8 * (kWordValues + 2 * h_->namespaces[us[base + j].ns].field_count)
+                    : sizeof(Slot);
+          for (std::size_t off = 0; off < end; off += kCacheLine) __builtin_prefetch(line + off, 1);
+          __builtin_prefetch(recency_.stamp_address(target), 1);
+          if (!named || sync_) __builtin_prefetch(&book_[target], 1);  // account links; sync mark
+        }
+      }
+      if (i >= 2 * kDistance && i - 2 * kDistance < n) {  // C
+        const std::size_t j = i - 2 * kDistance;
+        const std::uint32_t target = victim[j];
+        if (target != kNil && target < capacity_) {
+          const SlotBook& bk = book_[target];
+          const SlotPayload& vp = peek(target);
+          __builtin_prefetch(&idx[vp.key_hash & mask], 1);
+          if (vp.account_len <= kMaxAccountLen)
+            account_heads_.prefetch(account_hash({vp.account, vp.account_len}));
+          if (bk.account_prev < capacity_) __builtin_prefetch(&book_[bk.account_prev], 1);
+          if (bk.account_next < capacity_) __builtin_prefetch(&book_[bk.account_next], 1);
+        }
+      }
+      if (i >= 3 * kDistance) {  // D
+        const std::size_t j = i - 3 * kDistance;
+        out[base + j] = upsert_hashed(us[base + j], hashes[j], t);
+      }
+    }
+  }
+}
+
+ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64_t t) {
+  const std::string_view account = u.account_view();
+  const std::string_view instrument = u.instrument_view();
+  const std::uint32_t nfields = h_->namespaces[u.ns].field_count;
+  ApplyResult r;
+  std::uint32_t s = find(hash, u.ns, account, instrument);
+  if (s != kNil) {
+    // An update: only the words it changes (meta, version, source_seq, updated_at, the given
+    // fields) are read, saved for undo and stored; the key and other fields stay untouched.
+    const std::uint64_t* cur = slots_[s].payload;
+    if (u.source_seq != 0 && cur[kWordSourceSeq] != 0 && u.source_seq <= cur[kWordSourceSeq]) {
+      bump(h_->rejects);
+      r.status = ApplyStatus::stale_source;
+      r.version = cur[kWordVersion];
+      return r;
+    }
+    std::uint8_t idx[4 + 2 * kMaxFields];
+    std::uint64_t val[4 + 2 * kMaxFields];
+    std::size_t n = 0;
+    auto put = [&](std::size_t word, std::uint64_t v) {
+      idx[n] = static_cast<std::uint8_t>(word);
+      val[n++] = v;
+    };
+    const std::uint32_t fields_set = u.mode == UpdateMode::replace
+                                         ? u.fields_mask
+                                         : meta_fields_set(cur[kWordMeta]) | u.fields_mask;
+    put(kWordMeta, meta_with_fields_set(cur[kWordMeta], fields_set));
+    r.version = wa_->next_version++;
+    put(kWordVersion, r.version);
+    if (u.source_seq != 0) put(kWordSourceSeq, u.source_seq);
+    put(kWordUpdatedAt, static_cast<std::uint64_t>(t));
+    for (std::uint32_t f = 0; f < nfields; ++f) {
+      const bool given = ((u.fields_mask >> f) & 1u) != 0;
+      if (!given && u.mode != UpdateMode::replace) continue;
+      const auto v = given ? static_cast<unsigned __int128>(u.values[f]) : 0;
+      put(kWordValues + 2 * f, static_cast<std::uint64_t>(v));
+      put(kWordValues + 2 * f + 1, static_cast<std::uint64_t>(v >> 64));
+    }
+    write_words(s, idx, val, n);
+    if (sync_) sync_->mark(s, t);
+    recency_.touch(s, u.ns);
+    bump(h_->updates);
+    r.status = ApplyStatus::updated;
+    changed();
+    return r;
+  }
+  // An insert: a free slot (evicting the least recently updated position if none is free).
+  if (wa_->free_head == kNil) {
+    // The least recently updated position of all namespaces: the first live entry of the
+    // recency log (in apply order, which is (updated_at, version) order: see rebuild_lists).
+    remove(recency_.oldest(), Removal::eviction);
+    r.evicted = true;
+  }
+  s = wa_->free_head;
+  wa_->free_head = book_[s].next;
+  SlotPayload p{};
+  p.key_hash = hash;
+  p.ns = u.ns;
+  p.account_len = u.account_len;
+  p.instrument_len = u.instrument_len;
+  std::memcpy(p.account, u.account, sizeof p.account);
+  std::memcpy(p.instrument, u.instrument, sizeof p.instrument);
+  for (std::uint32_t f = 0; f < nfields; ++f) {
+    if ((u.fields_mask >> f) & 1u) set_field_value(p, f, u.values[f]);
+  }
+  p.fields_set = u.fields_mask;
+  p.version = wa_->next_version++;
+  p.source_seq = u.source_seq;
+  p.created_at_ns = t;
+  p.updated_at_ns = t;
+  write_slot(s, p);
+  // I1 after the slot's publish: a reader that finds the bucket finds the key.
+  if (IndexWriter(index_[h_->index_epoch.load(kRelaxed) & 1], buckets_).insert(hash, s))
+    add_tombstones(-1);
+  recency_.touch(s, u.ns);
+  account_link(s, account_hash(account));
+  if (sync_) sync_->mark(s, t);
+  h_->live_count.store(h_->live_count.load(kRelaxed) + 1, kRelaxed);
+  bump(h_->inserts);
+  r.status = ApplyStatus::inserted;
+  r.version = p.version;
+  changed();
+  return r;
+}
+
+}  // namespace poscache::detail

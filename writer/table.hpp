@@ -1,0 +1,145 @@
+// The table: the writer's apply engine over a mapped segment.
+//
+// It owns every write to the slots and the index, in the orders their protocols require
+// (shm/seqlock.hpp for slots: undo record, W1-W4; shm/index.hpp for the index: I1, D1-D3,
+// B1-B2), and the writer-only bookkeeping beside them: the free list and account lists in the
+// SlotBooks, the recency log (LRU and TTL order, writer/recency_log.hpp) and the account heads
+// (writer/account_heads.hpp) in private memory, the header's counters, the change sequence and
+// the readers' futex.
+//
+// Only the apply thread calls it. Inputs are checked before they get here (writer/input.hpp);
+// removals are handed to the Redis sync, journaled first, through SyncHandOff when Redis is
+// configured (writer/redis/sync_handoff.hpp).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "poscache/writer.hpp"
+#include "shm/clock.hpp"
+#include "shm/layout.hpp"
+#include "writer/account_heads.hpp"
+#include "writer/journal.hpp"
+#include "writer/recency_log.hpp"
+
+namespace poscache::detail {
+
+class SyncHandOff;
+
+class Table {
+ public:
+  enum class Removal { eviction, expiration, erase, invalidation };
+
+  Table() = default;
+  Table(const Table&) = delete;
+  Table& operator=(const Table&) = delete;
+
+  // Binds to a mapped segment of geometry `g` whose header and namespaces are written.
+  void bind(std::byte* base, const shm::Geometry& g);
+  // Changes that Redis must see go through `sync` from now on (null: no Redis).
+  void set_sync(SyncHandOff* sync) noexcept { sync_ = sync; }
+
+  // ---- time: CLOCK_REALTIME (shm/clock.hpp), never going backwards within this writer -------
+  std::int64_t now() noexcept {
+    const std::int64_t t = clock_.now();
+    if (t > last_now_) last_now_ = t;
+    return last_now_;
+  }
+
+  // ---- changes (inputs already valid) --------------------------------------------------------
+  ApplyResult upsert(const Update& u);
+  // As upsert() one at a time, in order, with the cache misses of neighbours overlapped.
+  void upsert_batch(std::span<const Update> us, ApplyResult* out);
+  ApplyResult erase(const KeyRef& k);
+  std::size_t invalidate_account(std::string_view account, std::optional<NamespaceId> ns);
+  std::size_t invalidate_namespace(NamespaceId ns);
+  std::size_t invalidate_matching(std::string_view glob);
+  std::size_t invalidate_all();
+  // Removes up to `budget` positions past their namespace's expire_after. True if any.
+  bool expire(std::size_t budget);
+
+  // A batch announces itself to readers once, at its end.
+  void begin_batch() noexcept { in_batch_ = true; }
+  void end_batch() noexcept {
+    in_batch_ = false;
+    changed();
+  }
+  // Wakes readers blocked in wait_for_change if a change is pending and `interval` has passed.
+  void maybe_wake(std::int64_t t, std::int64_t interval) noexcept {
+    if (wake_pending_ && t - last_wake_ >= interval) wake_readers(t);
+  }
+  void wake_readers(std::int64_t t) noexcept;
+
+  // ---- lookup (the writer reads its own slots without the seqlock: nobody else writes) -------
+  [[nodiscard]] std::uint32_t find(std::uint64_t hash, NamespaceId ns, std::string_view account,
+                                   std::string_view instrument) const noexcept;
+  [[nodiscard]] std::uint32_t find(const shm::SlotPayload& key) const noexcept;
+  [[nodiscard]] const shm::SlotPayload& peek(std::uint32_t s) const noexcept {
+    return *reinterpret_cast<const shm::SlotPayload*>(slots_[s].payload);
+  }
+
+  // ---- re-attach and warm start (writer/lifecycle.cpp, writer/redis/warm_start.cpp) ---------
+  // B1 + B2: a fresh index of every live slot in the inactive copy, then publish it. `dedupe`
+  // (re-attach) also frees the older of two slots holding one key (only a corrupt segment has
+  // them), counting a repair.
+  void rebuild_index(bool dedupe);
+  // Free list, recency order by (updated_at, version), account lists, live count and next
+  // version, all derived from the slots.
+  void rebuild_lists();
+  // Finishes a removal a killed writer had journaled but maybe not completed: removes what it
+  // covers that is older than it. Returns how many positions it removed.
+  std::size_t finish_removal(const RemovalEvent& e);
+  // A position from Redis, with its own version and timestamps, already synced: into a free
+  // slot (the caller makes room). Returns the slot.
+  std::uint32_t insert_synced(const shm::SlotPayload& p);
+  void remove(std::uint32_t s, Removal why);
+  [[nodiscard]] bool full() const noexcept { return wa_->free_head == shm::kNil; }
+
+  // The one way the writer changes a slot: `n` payload words (index, new value); the undo
+  // record, then seqlock W1-W4 over just the words that change.
+  void write_words(std::uint32_t s, const std::uint8_t* idx, const std::uint64_t* val,
+                   std::size_t n) noexcept;
+  void write_slot(std::uint32_t s, const shm::SlotPayload& next) noexcept;
+
+  [[nodiscard]] shm::SegmentHeader& header() const noexcept { return *h_; }
+  [[nodiscard]] shm::WriterArea& area() const noexcept { return *wa_; }
+  [[nodiscard]] shm::Slot& slot(std::uint32_t s) const noexcept { return slots_[s]; }
+  [[nodiscard]] shm::SlotBook& book(std::uint32_t s) const noexcept { return book_[s]; }
+  [[nodiscard]] std::uint64_t capacity() const noexcept { return capacity_; }
+  [[nodiscard]] std::string_view namespace_name(std::uint16_t ns) const noexcept {
+    return shm::fixed_name(h_->namespaces[ns].name);
+  }
+
+ private:
+  ApplyResult upsert_hashed(const Update& u, std::uint64_t hash, std::int64_t t);
+  std::size_t remove_all(const std::vector<std::uint32_t>& victims);
+  void account_link(std::uint32_t s, std::uint64_t account_hash);
+  void account_unlink(std::uint32_t s, std::uint64_t account_hash);
+  void add_tombstones(std::int64_t delta) noexcept;
+  void maybe_rebuild();
+  void changed() noexcept;
+  void hand_off_removal(RemovalEvent&& e);
+
+  shm::SegmentHeader* h_ = nullptr;
+  shm::Slot* slots_ = nullptr;
+  shm::Bucket* index_[2] = {nullptr, nullptr};
+  shm::WriterArea* wa_ = nullptr;
+  shm::SlotBook* book_ = nullptr;
+  std::uint64_t capacity_ = 0;
+  std::uint64_t buckets_ = 0;
+  std::uint64_t tombstone_limit_ = 0;
+  AccountHeads account_heads_{1};  // account hash -> first slot; sized in bind()
+  RecencyLog recency_;             // the LRU order; sized in bind()
+  SyncHandOff* sync_ = nullptr;
+
+  shm::TscClock clock_;
+  std::int64_t last_now_ = 0;
+  std::int64_t last_wake_ = 0;
+  bool wake_pending_ = false;
+  bool in_batch_ = false;
+  bool defer_rebuild_ = false;
+};
+
+}  // namespace poscache::detail

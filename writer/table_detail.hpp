@@ -1,0 +1,33 @@
+// Small helpers the table's two files share (writer/table.cpp, writer/table_remove.cpp).
+#pragma once
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <string_view>
+
+#include "shm/hash.hpp"
+
+namespace poscache::detail {
+
+inline constexpr auto kRelaxed = std::memory_order_relaxed;
+
+// Counters have one writer: a relaxed load and store is enough (no locked read-modify-write).
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  c.store(c.load(kRelaxed) + n, kRelaxed);
+}
+
+// The key of the writer's private account table (writer/account_heads.hpp).
+inline std::uint64_t account_hash(std::string_view account) noexcept {
+  return XXH3_64bits(account.data(), account.size());
+}
+
+inline void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
+  ::syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+}  // namespace poscache::detail

@@ -1,0 +1,266 @@
+// The table's removals (evictions, expiry, erases, invalidations) and what re-attach and warm
+// start rebuild: the index, the lists, removals a killed writer left unfinished.
+#include <algorithm>
+#include <cstring>
+#include <tuple>
+
+#include "shm/hash.hpp"
+#include "shm/index.hpp"
+#include "shm/key_text.hpp"
+#include "shm/slot_codec.hpp"
+#include "writer/redis/sync_handoff.hpp"
+#include "writer/table.hpp"
+#include "writer/table_detail.hpp"
+
+namespace poscache::detail {
+
+using namespace shm;
+
+// Removals go to Redis through the journal (writer/journal.hpp): recorded before they apply.
+void Table::hand_off_removal(RemovalEvent&& e) {
+  sync_->removal(std::move(e), last_now_);
+}
+
+void Table::remove(std::uint32_t s, Removal why) {
+  const SlotPayload& p = peek(s);  // read in place; not used once the slot is freed below
+  if (sync_ && (why == Removal::eviction || why == Removal::expiration)) {
+    // A change Redis has not acknowledged would leave with the slot: hand a copy to the sync
+    // thread. acquire pairs with the sync thread's release store after Redis replied.
+    const std::uint64_t synced =
+        std::atomic_ref<std::uint64_t>(book_[s].synced_version).load(std::memory_order_acquire);
+    if (p.version > synced) hand_off_removal(spill_of(p));  // journaled before the slot is freed
+  }
+  IndexWriter iw(index_[h_->index_epoch.load(kRelaxed) & 1], buckets_);
+  const std::uint64_t pos = iw.find_slot(p.key_hash, s);
+  if (pos < buckets_) add_tombstones(iw.remove_at(pos));  // D1 (+D3)
+  recency_.forget(s);
+  account_unlink(s, account_hash({p.account, p.account_len}));
+  write_slot(s, free_slot_payload());  // D2
+  book_[s].next = wa_->free_head;  // synced_version stays: the next occupant's versions are higher
+  wa_->free_head = s;
+  h_->live_count.store(h_->live_count.load(kRelaxed) - 1, kRelaxed);
+  switch (why) {
+    case Removal::eviction:
+      bump(h_->evictions);
+      break;
+    case Removal::expiration:
+      bump(h_->expirations);
+      break;
+    case Removal::erase:
+      bump(h_->erases);
+      break;
+    case Removal::invalidation:
+      bump(h_->invalidations);
+      break;
+  }
+  maybe_rebuild();
+}
+
+// Redis may hold positions the segment no longer does (evicted): a removal goes to Redis
+// whether or not the segment had the position, with a version of its own.
+ApplyResult Table::erase(const KeyRef& k) {
+  const std::uint32_t s = find(key_hash(k.ns, k.account, k.instrument), k.ns, k.account,
+                               k.instrument);
+  if (sync_) hand_off_removal(erase_of(k, wa_->next_version++));
+  ApplyResult r;
+  if (s == kNil) {
+    r.status = ApplyStatus::not_found;
+    return r;
+  }
+  r.version = peek(s).version;
+  remove(s, Removal::erase);
+  r.status = ApplyStatus::erased;
+  changed();
+  return r;
+}
+
+// Removes many positions, rebuilding the index at most once at the end.
+std::size_t Table::remove_all(const std::vector<std::uint32_t>& victims) {
+  defer_rebuild_ = true;
+  for (std::uint32_t s : victims) remove(s, Removal::invalidation);
+  defer_rebuild_ = false;
+  maybe_rebuild();
+  if (!victims.empty()) changed();
+  return victims.size();
+}
+
+std::size_t Table::invalidate_account(std::string_view account, std::optional<NamespaceId> ns) {
+  std::vector<std::uint32_t> victims;
+  const std::uint32_t head = account_heads_.find(account_hash(account));
+  if (head != AccountHeads::kNone) {
+    for (std::uint32_t s = head; s != kNil; s = book_[s].account_next) {
+      const SlotPayload& p = peek(s);
+      if (std::string_view(p.account, p.account_len) == account && (!ns || p.ns == *ns))
+        victims.push_back(s);
+    }
+  }
+  if (sync_)
+    hand_off_removal(pattern_of(RemovalEvent::Kind::account, wa_->next_version++, ns, account));
+  return remove_all(victims);
+}
+
+std::size_t Table::invalidate_namespace(NamespaceId ns) {
+  std::vector<std::uint32_t> victims;
+  recency_.for_each([&](std::uint32_t s, std::uint16_t of) {
+    if (of == ns) victims.push_back(s);
+  });
+  if (sync_) hand_off_removal(pattern_of(RemovalEvent::Kind::ns, wa_->next_version++, ns, {}));
+  return remove_all(victims);
+}
+
+std::size_t Table::invalidate_matching(std::string_view glob) {
+  const std::string pattern(glob);
+  std::vector<std::uint32_t> victims;
+  std::string key;
+  recency_.for_each([&](std::uint32_t s, std::uint16_t ns) {
+    const SlotPayload& p = peek(s);
+    if (key_matches(pattern.c_str(), key, namespace_name(ns), {p.account, p.account_len},
+                    {p.instrument, p.instrument_len})) {
+      victims.push_back(s);
+    }
+  });
+  if (sync_) {
+    hand_off_removal(
+        pattern_of(RemovalEvent::Kind::glob, wa_->next_version++, std::nullopt, glob));
+  }
+  return remove_all(victims);
+}
+
+std::size_t Table::invalidate_all() {
+  std::vector<std::uint32_t> victims;
+  recency_.for_each([&](std::uint32_t s, std::uint16_t) { victims.push_back(s); });
+  if (sync_)
+    hand_off_removal(pattern_of(RemovalEvent::Kind::all, wa_->next_version++, std::nullopt, {}));
+  return remove_all(victims);
+}
+
+// Removals are limited by `budget`, and the log entries passed on the way (entries of other
+// namespaces, dead ones) by 16 times that: the apply loop stays responsive, and the search
+// resumes where it stopped.
+bool Table::expire(std::size_t budget) {
+  const std::int64_t t = now();
+  std::size_t pass_budget = 16 * budget;
+  bool expired = false;
+  defer_rebuild_ = true;
+  for (std::uint32_t ns = 0; ns < h_->namespace_count && budget > 0; ++ns) {
+    const std::int64_t ttl = h_->namespaces[ns].expire_after_ns;
+    if (ttl <= 0) continue;
+    while (budget > 0) {
+      const std::uint32_t oldest = recency_.oldest_of(static_cast<std::uint16_t>(ns), pass_budget);
+      if (oldest == RecencyLog::kNone || peek(oldest).updated_at_ns + ttl > t) break;
+      remove(oldest, Removal::expiration);
+      expired = true;
+      --budget;
+    }
+  }
+  defer_rebuild_ = false;
+  maybe_rebuild();
+  if (expired) changed();
+  return expired;
+}
+
+// ---- rebuilds ------------------------------------------------------------------------------------
+void Table::rebuild_index(bool dedupe) {
+  const std::uint64_t e = h_->index_epoch.load(kRelaxed);
+  Bucket* target = index_[(e + 1) & 1];
+  IndexWriter iw(target, buckets_);
+  iw.clear();
+  for (std::uint32_t s = 0; s < capacity_; ++s) {
+    const SlotPayload& p = peek(s);
+    if (p.ns == kFreeNamespace) continue;
+    if (dedupe) {
+      std::uint32_t other = kNil;
+      probe(target, buckets_ - 1, capacity_, p.key_hash, [&](std::uint32_t o) {
+        if (same_key(peek(o), p)) {
+          other = o;
+          return true;
+        }
+        return false;
+      });
+      if (other != kNil) {
+        const std::uint32_t loser = peek(other).version < p.version ? other : s;
+        write_slot(loser, free_slot_payload());
+        bump(h_->repairs);
+        if (loser == s) continue;
+        // `other` is in the new index pointing at a now-free slot: point it at s instead.
+        const std::uint64_t pos = iw.find_slot(p.key_hash, other);
+        target[pos].store(make_bucket(bucket_tag(p.key_hash), s), kRelaxed);
+        continue;
+      }
+    }
+    iw.insert(p.key_hash, s);
+  }
+  h_->index_epoch.store(e + 1, std::memory_order_release);  // B2: pairs with readers' L1/L4
+  h_->tombstones.store(0, kRelaxed);
+  bump(h_->index_rebuilds);
+}
+
+void Table::rebuild_lists() {
+  std::vector<std::tuple<std::int64_t, std::uint64_t, std::uint32_t>>
+      order;  // updated_at, version, slot
+  std::uint64_t max_version = 0;
+  wa_->free_head = kNil;
+  account_heads_.clear();
+  recency_.clear();
+  for (auto s = static_cast<std::uint32_t>(capacity_); s-- > 0;) {
+    const SlotPayload& p = peek(s);
+    book_[s].next = book_[s].account_prev = book_[s].account_next = kNil;
+    if (p.ns == kFreeNamespace) {
+      book_[s].next = wa_->free_head;
+      book_[s].synced_version = 0;
+      wa_->free_head = s;
+      continue;
+    }
+    order.emplace_back(p.updated_at_ns, p.version, s);
+    max_version = std::max(max_version, p.version);
+  }
+  std::sort(order.begin(), order.end());
+  for (const auto& [t, v, s] : order) {
+    const SlotPayload& p = peek(s);
+    recency_.touch(s, p.ns);
+    account_link(s, account_hash({p.account, p.account_len}));
+  }
+  h_->live_count.store(order.size(), kRelaxed);
+  wa_->next_version = std::max(wa_->next_version, max_version + 1);
+}
+
+std::size_t Table::finish_removal(const RemovalEvent& e) {
+  using Kind = RemovalEvent::Kind;
+  if (e.kind == Kind::spill) return 0;  // the position was still in its slot or already gone
+  std::vector<std::uint32_t> victims;
+  auto consider = [&](std::uint32_t s) {
+    const SlotPayload& p = peek(s);
+    if (p.ns != kFreeNamespace && p.version < e.version && covers(e, namespace_name(p.ns), p))
+      victims.push_back(s);
+  };
+  if (e.kind == Kind::erase) {  // one key: the index finds it
+    if (const std::uint32_t s = find(e.payload); s != kNil) consider(s);
+  } else if (e.kind == Kind::account) {  // one account: its list
+    const std::uint32_t head = account_heads_.find(account_hash(e.text));
+    for (std::uint32_t s = head == AccountHeads::kNone ? kNil : head; s != kNil;
+         s = book_[s].account_next) {
+      consider(s);
+    }
+  } else {  // a namespace, a glob, everything (rare): every slot
+    for (std::uint32_t s = 0; s < capacity_; ++s) consider(s);
+  }
+  return remove_all(victims);
+}
+
+std::uint32_t Table::insert_synced(const SlotPayload& in) {
+  SlotPayload p = in;
+  p.key_hash = key_hash(p.ns, {p.account, p.account_len}, {p.instrument, p.instrument_len});
+  const std::uint32_t s = wa_->free_head;
+  wa_->free_head = book_[s].next;
+  write_slot(s, p);
+  if (IndexWriter(index_[h_->index_epoch.load(kRelaxed) & 1], buckets_).insert(p.key_hash, s))
+    add_tombstones(-1);
+  recency_.touch(s, p.ns);
+  account_link(s, account_hash({p.account, p.account_len}));
+  book_[s].synced_version = p.version;  // Redis holds exactly this (no sync thread runs yet)
+  h_->live_count.store(h_->live_count.load(kRelaxed) + 1, kRelaxed);
+  wa_->next_version = std::max(wa_->next_version, p.version + 1);
+  return s;
+}
+
+}  // namespace poscache::detail
