@@ -10,6 +10,7 @@
 #include "bench/bench_util.hpp"
 #include "poscache/reader.hpp"
 #include "shm/clock.hpp"
+#include "shm/cpu_relax.hpp"
 
 using namespace poscache;
 using namespace poscache::bench;

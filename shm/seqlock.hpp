@@ -49,7 +49,7 @@
 #include <cstdint>
 
 #include "shm/atomic.hpp"
-#include "shm/clock.hpp"
+#include "shm/cpu_relax.hpp"
 #include "shm/layout.hpp"
 
 namespace poscache::shm {

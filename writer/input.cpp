@@ -89,8 +89,8 @@ std::string InputRules::problem(const KeyRef& k) const {
 
 std::string InputRules::problem_of_glob(std::string_view glob) const {
   if (glob.empty() || glob.size() > shm::kJournalTextMax) {
-    return "glob pattern must be 1 to " + std::to_string(shm::kJournalTextMax) + " characters, got " +
-           std::to_string(glob.size());
+    return "glob pattern must be 1 to " + std::to_string(shm::kJournalTextMax) +
+           " characters, got " + std::to_string(glob.size());
   }
   return {};
 }
@@ -127,8 +127,7 @@ Expected<NamespaceId> InputRules::namespace_id(std::string_view ns) const {
   for (std::size_t i = 0; i < specs.size(); ++i) {
     if (specs[i].name == ns) return static_cast<NamespaceId>(i);
   }
-  return fail("unknown namespace " + detail::quoted(ns) + ": this segment has " +
-              namespace_list());
+  return fail("unknown namespace " + detail::quoted(ns) + ": this segment has " + namespace_list());
 }
 
 std::string InputRules::namespace_list() const {
@@ -168,8 +167,8 @@ Expected<Update> InputRules::build(NamespaceId ns, std::string_view account,
 
 Expected<Update> InputRules::build(
     std::string_view ns, std::string_view account, std::string_view instrument,
-    std::span<const std::pair<std::string_view, std::string_view>> fields,
-    std::uint64_t source_seq, UpdateMode mode) const {
+    std::span<const std::pair<std::string_view, std::string_view>> fields, std::uint64_t source_seq,
+    UpdateMode mode) const {
   auto id = namespace_id(ns);
   if (!id) return fail(id.error());
   const NamespaceSpec& spec = (*specs_)[*id];
@@ -185,8 +184,8 @@ Expected<Update> InputRules::build(
     if (f == spec.fields.size()) {
       std::string known;
       for (const auto& fs : spec.fields) known += (known.empty() ? "" : ", ") + fs.name;
-      return fail("namespace '" + spec.name + "' has no field " +
-                  detail::quoted(name) + ": its fields are " + known);
+      return fail("namespace '" + spec.name + "' has no field " + detail::quoted(name) +
+                  ": its fields are " + known);
     }
     if ((mask >> f) & 1u) return fail("field '" + spec.fields[f].name + "' is given twice");
     mask |= 1u << f;

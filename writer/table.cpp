@@ -157,7 +157,8 @@ void Table::wake_readers(std::int64_t t) noexcept {
   last_wake_ = t;
 }
 
-// ---- upserts -------------------------------------------------------------------------------------
+// ---- upserts
+// -------------------------------------------------------------------------------------
 ApplyResult Table::upsert(const Update& u) {
   return upsert_hashed(u, key_hash(u.ns, u.account_view(), u.instrument_view()), now());
 }

@@ -18,11 +18,11 @@
 #include <vector>
 
 #include "poscache/writer.hpp"
-#include "shm/clock.hpp"
 #include "shm/layout.hpp"
 #include "writer/account_heads.hpp"
 #include "writer/journal.hpp"
 #include "writer/recency_log.hpp"
+#include "writer/tsc_clock.hpp"
 
 namespace poscache::detail {
 
@@ -134,7 +134,7 @@ class Table {
   RecencyLog recency_;             // the LRU order; sized in bind()
   SyncHandOff* sync_ = nullptr;
 
-  shm::TscClock clock_;
+  TscClock clock_;
   std::int64_t last_now_ = 0;
   std::int64_t last_wake_ = 0;
   bool wake_pending_ = false;

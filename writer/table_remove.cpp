@@ -59,8 +59,8 @@ void Table::remove(std::uint32_t s, Removal why) {
 // Redis may hold positions the segment no longer does (evicted): a removal goes to Redis
 // whether or not the segment had the position, with a version of its own.
 ApplyResult Table::erase(const KeyRef& k) {
-  const std::uint32_t s = find(key_hash(k.ns, k.account, k.instrument), k.ns, k.account,
-                               k.instrument);
+  const std::uint32_t s =
+      find(key_hash(k.ns, k.account, k.instrument), k.ns, k.account, k.instrument);
   if (sync_) hand_off_removal(erase_of(k, wa_->next_version++));
   ApplyResult r;
   if (s == kNil) {
@@ -120,8 +120,7 @@ std::size_t Table::invalidate_matching(std::string_view glob) {
     }
   });
   if (sync_) {
-    hand_off_removal(
-        pattern_of(RemovalEvent::Kind::glob, wa_->next_version++, std::nullopt, glob));
+    hand_off_removal(pattern_of(RemovalEvent::Kind::glob, wa_->next_version++, std::nullopt, glob));
   }
   return remove_all(victims);
 }
@@ -159,7 +158,8 @@ bool Table::expire(std::size_t budget) {
   return expired;
 }
 
-// ---- rebuilds ------------------------------------------------------------------------------------
+// ---- rebuilds
+// ------------------------------------------------------------------------------------
 void Table::rebuild_index(bool dedupe) {
   const std::uint64_t e = h_->index_epoch.load(kRelaxed);
   Bucket* target = index_[(e + 1) & 1];

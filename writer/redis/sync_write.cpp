@@ -66,7 +66,7 @@ bool SyncWorker::delete_pipelined(const std::vector<std::pair<ParsedKey, std::ui
 // (A later removal's ZRANGE may list a member an earlier one deletes: its delete then finds no
 // key. Nothing between them in the run can add a member: position writes come after events.)
 bool SyncWorker::run_accounts(const std::vector<RemovalEvent>& events, std::size_t from,
-                             std::size_t to) {
+                              std::size_t to) {
   for (std::size_t j = from; j < to; ++j) {
     args_.clear();
     args_.add("ZRANGE").add(fmt_.account_key(events[j].text)).add("0").add("-1");
@@ -159,14 +159,16 @@ bool SyncWorker::write_events(std::vector<RemovalEvent>& events, std::size_t& do
   while (i < events.size()) {
     if (events[i].kind == RemovalEvent::Kind::account) {  // a run of them, pipelined together
       std::size_t k = i;
-      while (k < events.size() && k - i < batch_size_ && events[k].kind == RemovalEvent::Kind::account)
+      while (k < events.size() && k - i < batch_size_ &&
+             events[k].kind == RemovalEvent::Kind::account)
         ++k;
       if (!run_accounts(events, i, k)) return false;
       for (; i < k; ++i) tail_.done(events[i].journal_pos);
       done = i;
       continue;
     }
-    if (events[i].kind != RemovalEvent::Kind::spill && events[i].kind != RemovalEvent::Kind::erase) {
+    if (events[i].kind != RemovalEvent::Kind::spill &&
+        events[i].kind != RemovalEvent::Kind::erase) {
       if (!run_scan(events[i])) return false;
       tail_.done(events[i].journal_pos);
       done = ++i;

@@ -11,8 +11,8 @@
 
 #include "poscache/writer.hpp"
 #include "shm/clock.hpp"
-#include "writer/daemon_config.hpp"
-#include "writer/generator.hpp"
+#include "writer/daemon/config.hpp"
+#include "writer/daemon/generator.hpp"
 
 using namespace poscache;
 using namespace poscache::daemon;

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "writer/daemon_config.hpp"
-#include "writer/source.hpp"
+#include "writer/daemon/config.hpp"
+#include "writer/daemon/source.hpp"
 
 namespace poscache::daemon {
 

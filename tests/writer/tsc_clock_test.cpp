@@ -4,11 +4,12 @@
 // between the test's reads only widens the window; preemption inside the clock's own pair of
 // readings (an anchor) is what TscClock::sample re-reads, so a loaded machine cannot make this
 // fail.
-#include "shm/clock.hpp"
+#include "writer/tsc_clock.hpp"
 
 #include <gtest/gtest.h>
 
-using namespace poscache::shm;
+using namespace poscache::detail;
+using poscache::shm::realtime_ns;
 
 TEST(TscClockTest, AgreesWithTheRealtimeClockAcrossReanchors) {
   TscClock clock;

@@ -1,7 +1,7 @@
 // What feeds the apply loop. poscache-writer polls every source in turn; each applies at most
 // `budget` changes per poll and returns how many it applied, so one busy source cannot starve
-// the others or the writer's tick(). Today the one source is the synthetic generator
-// (--generate); ingress rings, unix sockets and Redis streams plug in here.
+// the others or the writer's tick(). The one source so far is the synthetic generator
+// (--generate); producer rings, a unix socket and a Redis stream are to plug in here.
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,5 @@
 // The synthetic producer the daemon's --generate runs.
-#include "writer/generator.hpp"
+#include "writer/daemon/generator.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "writer/generator.hpp"
+#include "writer/daemon/generator.hpp"
 
 #include <algorithm>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "writer/daemon_config.hpp"
+#include "writer/daemon/config.hpp"
 
 #include <gtest/gtest.h>
 
