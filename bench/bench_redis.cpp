@@ -21,6 +21,7 @@
 #include "bench/bench_keys.hpp"
 #include "bench/bench_util.hpp"
 #include "poscache/decimal.hpp"
+#include "poscache/mirror_status.hpp"
 #include "poscache/reader.hpp"
 #include "shm/clock.hpp"
 #include "writer/redis/redis_client.hpp"
@@ -302,7 +303,7 @@ int main(int argc, char** argv) {
       Reader r = Reader::open(seg);
       std::uint64_t last = 0;
       while (!done.load(std::memory_order_relaxed)) {
-        const std::uint64_t v = r.stats().redis_synced_version;
+        const std::uint64_t v = mirror_status(r).synced_version;
         if (v != last) acks.emplace_back(shm::monotonic_ns(), last = v);
         // 0.5 ms between samples: the lag is milliseconds, and a monitor waking every 20 us
         // took so much of cpu 1 from the sync thread and Redis that it made the lag it measured.

@@ -65,9 +65,9 @@ bool key_equals(const std::uint64_t* words, std::uint64_t hash, NamespaceId ns,
 
 bool writer_heartbeat_stale(const SegmentHeader& h, std::int64_t now_ns) noexcept {
   // A writer beats every heartbeat_interval; ten missed beats (at least 100 ms) means dead.
-  const std::int64_t interval = h.heartbeat_interval_ns.load(std::memory_order_relaxed);
+  const std::int64_t interval = load_relaxed(&h.heartbeat_interval_ns);
   const std::int64_t limit = std::max<std::int64_t>(10 * interval, 100'000'000);
-  return now_ns - h.heartbeat_ns.load(std::memory_order_relaxed) > limit;
+  return now_ns - load_relaxed(&h.heartbeat_ns) > limit;
 }
 
 std::string state_name(std::uint32_t s) {
@@ -151,8 +151,7 @@ ReadStatus Reader::lookup(NamespaceId ns, std::string_view account, std::string_
     return ReadStatus::bad_key;
   }
   const SegmentHeader& h = *s.header;
-  if (h.state.load(std::memory_order_relaxed) ==
-      static_cast<std::uint32_t>(SegmentState::retired)) {
+  if (load_relaxed(&h.state) == static_cast<std::uint32_t>(SegmentState::retired)) {
     return ReadStatus::retired;
   }
   const std::uint64_t hash = key_hash(ns, account, instrument);
@@ -161,7 +160,7 @@ ReadStatus Reader::lookup(NamespaceId ns, std::string_view account, std::string_
   bool stuck = false;
 
   for (unsigned attempt = 0; attempt < kIndexRetries; ++attempt) {
-    const std::uint64_t epoch = h.index_epoch.load(std::memory_order_acquire);  // L1, pairs B2
+    const std::uint64_t epoch = load_acquire(&h.index_epoch);  // L1, pairs B2
     const bool hit = probe(s.index[epoch & 1], s.mask, s.capacity, hash, [&](std::uint32_t slot) {
       // The copy spans up to 5 lines of the slot: request them all at once so their misses
       // overlap instead of following one another.
@@ -186,7 +185,7 @@ ReadStatus Reader::lookup(NamespaceId ns, std::string_view account, std::string_
       return out.stale ? ReadStatus::stale : ReadStatus::ok;
     }
     // L4: a miss counts only if no rebuild was published while we probed.
-    if (h.index_epoch.load(std::memory_order_acquire) == epoch) return ReadStatus::not_found;
+    if (load_acquire(&h.index_epoch) == epoch) return ReadStatus::not_found;
   }
   return ReadStatus::writer_busy;  // rebuilt kIndexRetries times during one read
 }
@@ -255,13 +254,12 @@ WriterInfo Reader::writer() const {
   const SegmentHeader& h = *s_->header;
   WriterInfo w;
   const std::int64_t now = realtime_ns();
-  w.pid = h.writer_pid.load(std::memory_order_relaxed);
-  w.started_at_ns = h.writer_started_at_ns.load(std::memory_order_relaxed);
-  w.heartbeat_age_ns = now - h.heartbeat_ns.load(std::memory_order_relaxed);
-  w.heartbeat_interval_ns = h.heartbeat_interval_ns.load(std::memory_order_relaxed);
-  w.restarts = h.writer_restarts.load(std::memory_order_relaxed);
-  const bool ready =
-      h.state.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(SegmentState::ready);
+  w.pid = load_relaxed(&h.writer_pid);
+  w.started_at_ns = load_relaxed(&h.writer_started_at_ns);
+  w.heartbeat_age_ns = now - load_relaxed(&h.heartbeat_ns);
+  w.heartbeat_interval_ns = load_relaxed(&h.heartbeat_interval_ns);
+  w.restarts = load_relaxed(&h.writer_restarts);
+  const bool ready = load_relaxed(&h.state) == static_cast<std::uint32_t>(SegmentState::ready);
   // Off the hot path a system call is fine: kill(pid, 0) confirms the process exists.
   w.alive = ready && w.pid > 0 && !writer_heartbeat_stale(h, now) &&
             (::kill(static_cast<pid_t>(w.pid), 0) == 0 || errno == EPERM);
@@ -271,55 +269,15 @@ WriterInfo Reader::writer() const {
 SegmentStats Reader::stats() const {
   const SegmentHeader& h = *s_->header;
   SegmentStats st;
-  constexpr auto r = std::memory_order_relaxed;
   st.segment = s_->name;
   st.generation = h.generation;
-  st.state = state_name(h.state.load(r));
+  st.state = state_name(load_relaxed(&h.state));
   st.capacity = h.capacity;
   st.segment_bytes = h.segment_size;
   st.index_buckets = h.index_buckets;
-  st.change_seq = h.change_seq.load(std::memory_order_acquire);
-  st.live = h.live_count.load(r);
-  st.inserts = h.inserts.load(r);
-  st.updates = h.updates.load(r);
-  st.evictions = h.evictions.load(r);
-  st.expirations = h.expirations.load(r);
-  st.erases = h.erases.load(r);
-  st.invalidations = h.invalidations.load(r);
-  st.rejects = h.rejects.load(r);
-  st.index_rebuilds = h.index_rebuilds.load(r);
-  st.repairs = h.repairs.load(r);
-  st.tombstones = h.tombstones.load(r);
+  st.change_seq = load_acquire(&h.change_seq);
+  static_cast<Counters&>(st) = load_counters(h);
   st.writer = writer();
-  const std::uint32_t rs = h.redis_state.load(r);
-  st.redis_state = redis_state_name(rs);
-  // The error text is under a seqlock of its own (redis_error_seq): copy, then check.
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    const std::uint64_t s1 = h.redis_error_seq.load(std::memory_order_acquire);
-    if (s1 & 1) continue;
-    char text[sizeof h.redis_error];
-    for (std::size_t i = 0; i < sizeof text; i += 8) {
-      const std::uint64_t w =
-          load_relaxed(reinterpret_cast<const std::uint64_t*>(h.redis_error + i));
-      std::memcpy(text + i, &w, 8);
-    }
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (h.redis_error_seq.load(std::memory_order_relaxed) != s1) continue;
-    const std::size_t len = std::min<std::size_t>(h.redis_error_len.load(r), sizeof text);
-    st.redis_last_error.assign(text, len);
-    break;
-  }
-  st.redis_dirty = h.redis_dirty.load(r);
-  const std::int64_t oldest = h.redis_oldest_unsynced_ns.load(r);
-  st.redis_oldest_unsynced_age_ns =
-      oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
-  st.redis_synced_version = h.redis_synced_version.load(r);
-  // The journal closes the segment (shm/layout.hpp); only the writer writes it, readers may look.
-  const Geometry g = geometry_for(h.capacity);
-  const auto* j = reinterpret_cast<const JournalHeader*>(
-      static_cast<const std::byte*>(s_->mapping.base()) + g.journal_offset);
-  st.journal_pending = journal_pending(*j);
-  st.journal_overflows = j->overflows.load(r);
   return st;
 }
 
@@ -331,7 +289,7 @@ const std::string& Reader::segment_name() const noexcept {
 }
 
 std::uint64_t Reader::change_sequence() const noexcept {
-  return s_->header->change_seq.load(std::memory_order_acquire);  // pairs with the writer's release
+  return load_acquire(&s_->header->change_seq);  // pairs with the writer's release
 }
 
 bool Reader::wait_for_change(std::uint64_t seen, std::chrono::nanoseconds timeout) const {
@@ -341,8 +299,8 @@ bool Reader::wait_for_change(std::uint64_t seen, std::chrono::nanoseconds timeou
     // Read the futex word BEFORE re-checking the sequence: the writer bumps change_seq, then the
     // futex word, then wakes. If we saw the old sequence, the futex word we pass is older than the
     // writer's bump, so FUTEX_WAIT returns at once (value differs) or is woken: no lost wake-up.
-    const std::uint32_t f = h.change_futex.load(std::memory_order_acquire);
-    if (h.change_seq.load(std::memory_order_acquire) != seen) return true;
+    const std::uint32_t f = load_acquire(&h.change_futex);
+    if (load_acquire(&h.change_seq) != seen) return true;
     const std::int64_t left = deadline - monotonic_ns();
     if (left <= 0) return false;
     timespec ts{static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
@@ -353,8 +311,8 @@ bool Reader::wait_for_change(std::uint64_t seen, std::chrono::nanoseconds timeou
 }
 
 FollowResult Reader::follow() {
-  const bool retired = s_->header->state.load(std::memory_order_acquire) ==
-                       static_cast<std::uint32_t>(SegmentState::retired);
+  const bool retired =
+      load_acquire(&s_->header->state) == static_cast<std::uint32_t>(SegmentState::retired);
   AttachResult a = attach_read_only(s_->name);
   if (a.status != AttachStatus::ok) return retired ? FollowResult::unavailable : FollowResult::same;
   const auto* h = static_cast<const SegmentHeader*>(a.mapping.base());

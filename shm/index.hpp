@@ -69,7 +69,7 @@ inline bool probe(const Bucket* index, std::uint64_t mask, std::uint64_t capacit
   const std::uint32_t tag = bucket_tag(hash);
   std::uint64_t i = hash & mask;
   for (std::uint64_t step = 0; step <= mask; ++step, i = (i + 1) & mask) {
-    const std::uint64_t b = index[i].load(std::memory_order_acquire);  // pairs with I1
+    const std::uint64_t b = load_acquire(&index[i]);  // pairs with I1
     if (b == kEmptyBucket) return false;
     const std::uint32_t ref = bucket_ref(b);
     if (ref != kTombstoneRef && bucket_tag(b) == tag && ref - 1u < capacity) {
@@ -89,7 +89,7 @@ class IndexWriter {
     const std::uint64_t want = make_bucket(bucket_tag(hash), slot);
     std::uint64_t i = hash & mask_;
     for (std::uint64_t step = 0; step <= mask_; ++step, i = (i + 1) & mask_) {
-      const std::uint64_t b = index_[i].load(std::memory_order_relaxed);  // own writes
+      const std::uint64_t b = load_relaxed(&index_[i]);  // own writes
       if (b == kEmptyBucket) break;
       if (b == want) return i;
     }
@@ -100,10 +100,10 @@ class IndexWriter {
   bool insert(std::uint64_t hash, std::uint32_t slot) noexcept {
     std::uint64_t i = hash & mask_;
     for (;;) {
-      const std::uint64_t b = index_[i].load(std::memory_order_relaxed);
+      const std::uint64_t b = load_relaxed(&index_[i]);
       if (b == kEmptyBucket || bucket_ref(b) == kTombstoneRef) {
         // release: the slot's publish (seqlock W4) happens before a reader sees this bucket
-        index_[i].store(make_bucket(bucket_tag(hash), slot), std::memory_order_release);
+        store_release(&index_[i], make_bucket(bucket_tag(hash), slot));
         return b != kEmptyBucket;
       }
       i = (i + 1) & mask_;
@@ -113,14 +113,14 @@ class IndexWriter {
   // D1 and D3. Returns the change in the tombstone count (+1, or minus those D3 cleared).
   std::int64_t remove_at(std::uint64_t pos) noexcept {
     const std::uint64_t tomb = kTombstoneRef;
-    index_[pos].store(tomb, std::memory_order_release);  // D1
+    store_release(&index_[pos], tomb);  // D1
     // D3: at the end of a probe run, tombstones are dead weight and may become empty.
-    if (index_[(pos + 1) & mask_].load(std::memory_order_relaxed) != kEmptyBucket) return 1;
+    if (load_relaxed(&index_[(pos + 1) & mask_]) != kEmptyBucket) return 1;
     std::int64_t delta = 1;
     std::uint64_t i = pos;
-    while (bucket_ref(index_[i].load(std::memory_order_relaxed)) == kTombstoneRef) {
+    while (bucket_ref(load_relaxed(&index_[i])) == kTombstoneRef) {
       // relaxed: emptying a bucket at the end of a run changes no reader's outcome (see above)
-      index_[i].store(kEmptyBucket, std::memory_order_relaxed);
+      store_relaxed(&index_[i], kEmptyBucket);
       --delta;
       i = (i - 1) & mask_;
     }
@@ -129,8 +129,7 @@ class IndexWriter {
 
   // B1, first half: empty every bucket (this index is not active: no reader relies on it).
   void clear() noexcept {
-    for (std::uint64_t i = 0; i <= mask_; ++i)
-      index_[i].store(kEmptyBucket, std::memory_order_relaxed);
+    for (std::uint64_t i = 0; i <= mask_; ++i) store_relaxed(&index_[i], kEmptyBucket);
   }
 
  private:

@@ -25,26 +25,61 @@
 //   |   JournalEntry[entries]   removals not yet in Redis, 768 B    |
 //   +--------------------------------------------------------------+ segment_size
 //
-// Readers map the whole segment PROT_READ. Words they read concurrently with the writer are
-// accessed only through shm/atomic.hpp (atomic loads and stores with a named memory order).
-// The protocols are argued in shm/seqlock.hpp (slots) and shm/index.hpp (index).
+// Readers map the whole segment PROT_READ and read only the header, the slots and the index.
+// Every word that one side writes while another reads it is a plain integer here, touched only
+// through shm/atomic.hpp (load_acquire, store_release, load_relaxed, store_relaxed): no
+// std::atomic members, so the layout is exactly the bytes drawn, and every access names its
+// memory order.
+//
+// PROTOCOL INDEX: every release/acquire pair in the segment, and what it guarantees.
+//
+//   word (store: release)           loaded with acquire by       guarantees
+//   ------------------------------  ---------------------------  -----------------------------
+//   header.magic     creator, last  check_header (readers,       the whole header the creator
+//                    of the header  re-attaching writer)         wrote: identity, namespaces
+//   header.state     writer: ready, every get() and attach        ready: the table and index
+//                    closed, retired                              the writer built before it
+//   slot.seq         writer W4      readers R1 (shm/seqlock.hpp) the payload words of that
+//                    (W2: release   R3 acquire fence, R4         write; a later write's words
+//                    fence)                                       make R4 see its odd seq
+//   bucket           writer I1, D1  readers L2 (shm/index.hpp)   I1: the slot it names is
+//                                                                 published; D1 likewise
+//   header.index_epoch  writer B2   readers L1, L4               the whole rebuilt index
+//   header.change_seq   writer,     Reader::change_sequence,     the change it announces is
+//                    after a change wait_for_change               visible to get()
+//   header.change_futex  writer     wait_for_change (before      no lost wake-up (the futex
+//                                   re-reading change_seq)        word is read first)
+//   header.redis_error_seq  sync    Reader::mirror_status        the error text of that
+//                    thread (a       (seqlock, as a slot)         write (seqlock_begin/publish)
+//                    seqlock)
+//   undo.slot_plus_one  writer,     re-attaching writer          the undo record is complete
+//                    armed before W1                              (program order; see seqlock)
+//   journal.head     apply thread   sync thread, re-attach       the entries below it
+//   journal.tail     sync thread    apply thread (append)        entries below it may be
+//                                                                 overwritten
+//   book.synced_version  sync       apply thread before an       Redis holds that version: an
+//                    thread          eviction or expiry           eviction needs no spill
+// Everything else shared (counters, heartbeat, liveness, Redis gauges) is relaxed: statistics
+// and liveness hints that order nothing.
 #pragma once
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
 
+#include "poscache/counters.hpp"
 #include "poscache/schema.hpp"
+#include "shm/atomic.hpp"
 
 namespace poscache::shm {
 
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 4;  // 2: SlotBook::queued_epoch; 3: the journal;
-                                                    // 4: no LRU links (writer/recency_log.hpp)
+inline constexpr std::uint32_t kLayoutVersion = 5;  // 2: SlotBook::queued_epoch; 3: the journal;
+                                                    // 4: no LRU links (writer/recency_log.hpp);
+                                                    // 5: journal counts published in the header
 inline constexpr std::uint32_t kHashAlgorithm = 3;  // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
 // ---------------------------------------------------------------------------------------------
@@ -102,6 +137,8 @@ struct alignas(kCacheLine) NamespaceDesc {
 static_assert(sizeof(NamespaceDesc) == 704);
 static_assert(offsetof(NamespaceDesc, fields) == 64);
 
+inline constexpr std::size_t kRedisErrorWords = 16;  // 128 bytes of the sync's last error
+
 // ---------------------------------------------------------------------------------------------
 // SegmentHeader. One cache line per concern, so the words every get() reads (identity and
 // control) are never on a line the writer dirties on every update.
@@ -110,7 +147,7 @@ struct alignas(kCacheLine) SegmentHeader {
   // kMagic, stored last at creation with release (after every other identity word and the
   // namespaces); check_header() loads it with acquire, so a reader that sees kMagic sees the
   // whole header the creator wrote.
-  std::atomic<std::uint64_t> magic;
+  std::uint64_t magic;
   std::uint32_t layout_version;      // kLayoutVersion
   std::uint32_t header_size;         // sizeof(SegmentHeader)
   std::uint64_t layout_fingerprint;  // layout_fingerprint() of the build that created it
@@ -122,67 +159,67 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint32_t reserved0;
 
   // --- line 1: control. Read by every get(); written only on state change or index rebuild.
-  std::atomic<std::uint32_t> state;  // SegmentState
+  std::uint32_t state;  // SegmentState (release / acquire)
   std::uint32_t reserved1;
-  std::atomic<std::uint64_t> index_epoch;  // active index = epoch & 1 (shm/index.hpp)
+  std::uint64_t index_epoch;  // active index = epoch & 1 (shm/index.hpp; B2 release / L1 acquire)
   std::uint64_t slots_offset;
   std::uint64_t index_offset[2];
   std::uint64_t writer_offset;
   std::uint64_t reserved2[2];
 
-  // --- line 2: writer liveness. Written by the writer's heartbeat.
-  std::atomic<std::int64_t> writer_pid;
-  std::atomic<std::uint64_t> writer_start_ticks;    // /proc/<pid>/stat starttime: pid reuse
-  std::atomic<std::int64_t> writer_started_at_ns;   // CLOCK_REALTIME
-  std::atomic<std::int64_t> heartbeat_ns;           // CLOCK_REALTIME of the last heartbeat
-  std::atomic<std::int64_t> heartbeat_interval_ns;  // how often the writer beats
-  std::atomic<std::uint64_t> writer_restarts;       // re-attachments after a writer died
+  // --- line 2: writer liveness. Written by the writer's heartbeat (relaxed).
+  std::int64_t writer_pid;
+  std::uint64_t writer_start_ticks;    // /proc/<pid>/stat starttime: pid reuse
+  std::int64_t writer_started_at_ns;   // CLOCK_REALTIME
+  std::int64_t heartbeat_ns;           // CLOCK_REALTIME of the last heartbeat
+  std::int64_t heartbeat_interval_ns;  // how often the writer beats
+  std::uint64_t writer_restarts;       // re-attachments after a writer died
   std::uint64_t reserved3[2];
 
   // --- line 3: change notification. Bumped after every applied change (or batch).
-  std::atomic<std::uint64_t> change_seq;    // release-stored after the change is published
-  std::atomic<std::uint32_t> change_futex;  // futex word; the writer bumps it and FUTEX_WAKEs
+  std::uint64_t change_seq;    // release-stored after the change is published
+  std::uint32_t change_futex;  // futex word; the writer bumps it (release) and FUTEX_WAKEs
   std::uint32_t reserved4;
   std::uint64_t reserved5[6];
 
-  // --- lines 4-5: counters (relaxed; statistics, not synchronization).
-  std::atomic<std::uint64_t> live_count;  // positions in the table
-  std::atomic<std::uint64_t> inserts;
-  std::atomic<std::uint64_t> updates;
-  std::atomic<std::uint64_t> evictions;      // removed to make room (least recently updated)
-  std::atomic<std::uint64_t> expirations;    // removed by expire_after
-  std::atomic<std::uint64_t> erases;         // removed one by one on request
-  std::atomic<std::uint64_t> invalidations;  // removed by account/namespace/glob/all requests
-  std::atomic<std::uint64_t> rejects;        // updates refused (bad input, stale source seq)
-  std::atomic<std::uint64_t> index_rebuilds;
-  std::atomic<std::uint64_t> repairs;     // slots found mid-write at re-attach
-  std::atomic<std::uint64_t> tombstones;  // in the active index
-  std::uint64_t reserved6[5];
+  // --- lines 4-5: counters (poscache/counters.hpp; one writer, relaxed).
+  Counters counters;
+  std::uint64_t reserved6[16 - sizeof(Counters) / 8];
 
-  // --- lines 6-8: Redis sync state, written by the writer's sync thread (writer/redis_sync.cpp).
-  std::atomic<std::uint32_t> redis_state;  // RedisState
-  std::atomic<std::uint32_t> redis_error_len;
-  std::atomic<std::uint64_t> redis_dirty;              // positions changed, not yet synced
-  std::atomic<std::int64_t> redis_oldest_unsynced_ns;  // CLOCK_REALTIME of the oldest such change
-  std::atomic<std::uint64_t> redis_synced_version;     // highest version acknowledged by Redis
-  std::atomic<std::uint64_t> redis_error_seq;          // seqlock over redis_error
-  std::uint64_t reserved7[3];
-  char redis_error[128];  // last error text (under redis_error_seq)
+  // --- lines 6-8: the Redis mirror's state, written by the writer's sync thread
+  //     (writer/redis/sync_worker.cpp), relaxed except the error text's seqlock.
+  std::uint32_t redis_state;  // RedisState
+  std::uint32_t redis_error_len;
+  std::uint64_t redis_dirty;              // positions changed, not yet synced
+  std::int64_t redis_oldest_unsynced_ns;  // CLOCK_REALTIME of the oldest such change
+  std::uint64_t redis_synced_version;     // highest version acknowledged by Redis
+  std::uint64_t redis_error_seq;          // seqlock over redis_error (shm/seqlock.hpp)
+  std::uint64_t journal_pending;          // removals journaled, not yet in Redis
+  std::uint64_t journal_overflows;        // removals that found the journal full
+  std::uint64_t reserved7;
+  std::uint64_t redis_error[kRedisErrorWords];  // last error text as words (redis_error_seq)
 
-  // --- namespaces, from the first line after the counters.
+  // --- namespaces, from the first line after the Redis state.
   NamespaceDesc namespaces[kMaxNamespaces];
 };
+
+// A snapshot of the counters (each word relaxed: statistics, not a consistent cut).
+inline Counters load_counters(const SegmentHeader& h) noexcept {
+  Counters c;
+  for (const CounterField& f : kCounterFields) c.*f.member = load_relaxed(&(h.counters.*f.member));
+  return c;
+}
 
 inline constexpr std::size_t kHeaderSize = 32 * 1024;
 static_assert(sizeof(SegmentHeader) <= kHeaderSize);
 static_assert(offsetof(SegmentHeader, state) == 1 * kCacheLine);
 static_assert(offsetof(SegmentHeader, writer_pid) == 2 * kCacheLine);
 static_assert(offsetof(SegmentHeader, change_seq) == 3 * kCacheLine);
-static_assert(offsetof(SegmentHeader, live_count) == 4 * kCacheLine);
+static_assert(offsetof(SegmentHeader, counters) == 4 * kCacheLine);
+static_assert(sizeof(Counters) <= 2 * kCacheLine);
 static_assert(offsetof(SegmentHeader, redis_state) == 6 * kCacheLine);
 static_assert(offsetof(SegmentHeader, namespaces) == 9 * kCacheLine);
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free);  // address-free across processes
-static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+static_assert(offsetof(SegmentHeader, redis_error) % 8 == 0);
 
 // ---------------------------------------------------------------------------------------------
 // Slot: one position. 448 B = 7 cache lines, aligned to a line. (The ruler is wider than the
@@ -248,7 +285,7 @@ static_assert(offsetof(SlotPayload, fields_set) == 8 * kWordMeta + 4,
               "fields_set: high half of the meta word");
 
 struct alignas(kCacheLine) Slot {
-  std::atomic<std::uint64_t> seq;
+  std::uint64_t seq;
   std::uint64_t payload[kPayloadWords];
 };
 static_assert(sizeof(Slot) == 448 && sizeof(Slot) % kCacheLine == 0);
@@ -262,7 +299,7 @@ static_assert(offsetof(Slot, payload) == 8);
 //   | tag: high 32 bits of key_hash      | slot index + 1                     |
 //   +------------------------------------+------------------------------------+
 //   0 = empty; low half 0xFFFFFFFF = tombstone (a removed key; probes continue past it).
-using Bucket = std::atomic<std::uint64_t>;
+using Bucket = std::uint64_t;
 inline constexpr std::uint64_t kEmptyBucket = 0;
 inline constexpr std::uint32_t kTombstoneRef = 0xFFFF'FFFFu;
 inline constexpr std::uint64_t kMaxCapacity = 0xFFFF'FFFEull - 1;
@@ -314,9 +351,9 @@ static_assert(sizeof(SlotBook) == 32);
 //   | slot_plus_one| seq_before | count  | reserved | word[56]: indices | old[55]    |
 //   +--------------+------------+--------+----------+-------------------+------------+
 struct alignas(kCacheLine) UndoRecord {
-  std::atomic<std::uint64_t> slot_plus_one;  // 0 = no write in progress recorded
-  std::uint64_t seq_before;                  // the even seq before the write
-  std::uint64_t count;                       // words saved (<= kPayloadWords)
+  std::uint64_t slot_plus_one;  // 0 = no write in progress recorded
+  std::uint64_t seq_before;     // the even seq before the write
+  std::uint64_t count;          // words saved (<= kPayloadWords)
   std::uint64_t reserved;
   std::uint8_t word[kPayloadWords + 1];  // payload word index of each saved word
   std::uint64_t old[kPayloadWords];      // that word's value before the write
@@ -373,17 +410,17 @@ enum class JournalKind : std::uint8_t {
 inline constexpr std::uint8_t kJournalKindCount = 6;
 
 struct alignas(kCacheLine) JournalHeader {
-  alignas(kCacheLine) std::atomic<std::uint64_t> head;
-  alignas(kCacheLine) std::atomic<std::uint64_t> tail;
-  alignas(kCacheLine) std::atomic<std::uint64_t> overflows;
+  alignas(kCacheLine) std::uint64_t head;
+  alignas(kCacheLine) std::uint64_t tail;
+  alignas(kCacheLine) std::uint64_t overflows;
 };
 static_assert(sizeof(JournalHeader) == 3 * kCacheLine);
 
 // Entries written but not yet in Redis. Tail first: both only grow, so a sound journal never
 // shows head behind tail to this order (a corrupt one reads as empty; verify reports it).
 inline std::uint64_t journal_pending(const JournalHeader& j) noexcept {
-  const std::uint64_t tail = j.tail.load(std::memory_order_acquire);
-  const std::uint64_t head = j.head.load(std::memory_order_acquire);
+  const std::uint64_t tail = load_acquire(&j.tail);
+  const std::uint64_t head = load_acquire(&j.head);
   return head >= tail ? head - tail : 0;
 }
 
@@ -455,8 +492,11 @@ constexpr std::uint64_t layout_fingerprint() {
                                  offsetof(SegmentHeader, state),
                                  offsetof(SegmentHeader, writer_pid),
                                  offsetof(SegmentHeader, change_seq),
-                                 offsetof(SegmentHeader, live_count),
+                                 offsetof(SegmentHeader, counters),
+                                 sizeof(Counters),
                                  offsetof(SegmentHeader, redis_state),
+                                 offsetof(SegmentHeader, journal_pending),
+                                 offsetof(SegmentHeader, redis_error),
                                  offsetof(SegmentHeader, namespaces),
                                  sizeof(NamespaceDesc),
                                  sizeof(FieldDesc),

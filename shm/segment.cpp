@@ -307,7 +307,7 @@ Mapping create_segment(const CreateSpec& spec) {
   h.namespace_count = static_cast<std::uint32_t>(spec.namespaces.size());
   for (std::size_t i = 0; i < spec.namespaces.size(); ++i)
     write_namespace(h.namespaces[i], spec.namespaces[i]);
-  h.state.store(static_cast<std::uint32_t>(SegmentState::initializing), std::memory_order_relaxed);
+  store_relaxed(&h.state, static_cast<std::uint32_t>(SegmentState::initializing));
   // Every slot free (free_slot_payload(): the file is zero, so only the namespace is stored, one
   // line per slot instead of seven), every slot on the free list. Slot seqs start at 0 (even).
   auto* slots = reinterpret_cast<Slot*>(base + g.slots_offset);
@@ -326,7 +326,7 @@ Mapping create_segment(const CreateSpec& spec) {
   wa.next_version = static_cast<std::uint64_t>(std::max<std::int64_t>(1, spec.now_ns));
   // Magic last among the identity words: a reader whose acquire load sees it sees a complete
   // header (check_header).
-  h.magic.store(kMagic, std::memory_order_release);
+  store_release(&h.magic, kMagic);
   return m;
 }
 
@@ -336,8 +336,7 @@ AttachStatus check_header(const SegmentHeader& h, std::size_t mapped_size, std::
     std::snprintf(b, sizeof b, "0x%016llx", static_cast<unsigned long long>(v));
     return std::string(b);
   };
-  const std::uint64_t magic =
-      h.magic.load(std::memory_order_acquire);  // pairs with the creator's release
+  const std::uint64_t magic = load_acquire(&h.magic);  // pairs with the creator's release
   if (magic == 0 && h.layout_version == 0) {
     message =
         "segment header is still empty: expected state ready, found initializing (a writer "
@@ -377,7 +376,7 @@ AttachStatus check_header(const SegmentHeader& h, std::size_t mapped_size, std::
               std::to_string(mapped_size);
     return AttachStatus::too_small;
   }
-  const auto state = static_cast<SegmentState>(h.state.load(std::memory_order_acquire));
+  const auto state = static_cast<SegmentState>(load_acquire(&h.state));
   if (state == SegmentState::initializing) {
     message =
         "segment is initializing: expected state ready, found initializing (writer still "

@@ -4,10 +4,10 @@
 //
 //   writer (begin_write / store_word / publish)     reader (try_read)
 //   ------------------------------------------      ------------------------------------------
-//   W1  seq.store(s+1, relaxed)      s is even      R1  s1 = seq.load(acquire); odd → retry
+//   W1  store_relaxed(seq, s+1)      s is even      R1  s1 = load_acquire(seq); odd → retry
 //   W2  atomic_thread_fence(release)                R2  copy words: load_relaxed each
 //   W3  store_relaxed each changed payload word     R3  atomic_thread_fence(acquire)
-//   W4  seq.store(s+2, release)                     R4  s2 = seq.load(relaxed)
+//   W4  store_release(seq, s+2)                     R4  s2 = load_relaxed(seq)
 //                                                   R5  s1 == s2 → the copy is consistent
 //
 // WHY A COPY THAT PASSES R5 IS NOT TORN
@@ -44,7 +44,7 @@
 //                       and is ignored.
 #pragma once
 
-#include <atomic>
+#include <atomic>  // atomic_thread_fence
 #include <cstddef>
 #include <cstdint>
 
@@ -59,41 +59,56 @@ namespace poscache::shm {
 // live writer almost never hits the bound unless the OS preempted it mid-write.
 inline constexpr unsigned kReadSpins = 1024;
 
-// One attempt (R1-R5): copies the first `words` payload words into `out`.
-// Returns true if the copy is consistent.
-inline bool try_read(const Slot& slot, std::uint64_t* out, std::size_t words) noexcept {
-  const std::uint64_t s1 = slot.seq.load(std::memory_order_acquire);  // R1 pairs with W4
+// The protocol over any sequence word and the words it guards: the slots use it through the
+// Slot functions below, and the header's Redis error text (redis_error_seq, redis_error) directly.
+
+// One attempt (R1-R5): copies `n` guarded words into `out`. True if the copy is consistent.
+inline bool seqlock_try_read(const std::uint64_t* seq, const std::uint64_t* words,
+                             std::uint64_t* out, std::size_t n) noexcept {
+  const std::uint64_t s1 = load_acquire(seq);  // R1 pairs with W4
   if (s1 & 1) return false;
-  for (std::size_t i = 0; i < words; ++i) out[i] = load_relaxed(&slot.payload[i]);  // R2
+  for (std::size_t i = 0; i < n; ++i) out[i] = load_relaxed(&words[i]);  // R2
   std::atomic_thread_fence(std::memory_order_acquire);  // R3 pairs with W2 via any word read
-  const std::uint64_t s2 = slot.seq.load(std::memory_order_relaxed);  // R4 ordered by R3
-  return s1 == s2;                                                    // R5
+  const std::uint64_t s2 = load_relaxed(seq);           // R4 ordered by R3
+  return s1 == s2;                                      // R5
 }
 
-// Retries try_read up to kReadSpins times. False: the slot stayed mid-write (report, don't wait).
-inline bool read_bounded(const Slot& slot, std::uint64_t* out, std::size_t words) noexcept {
+// Retries up to kReadSpins times. False: the words stayed mid-write (report, don't wait).
+inline bool seqlock_read_bounded(const std::uint64_t* seq, const std::uint64_t* words,
+                                 std::uint64_t* out, std::size_t n) noexcept {
   for (unsigned i = 0; i < kReadSpins; ++i) {
-    if (try_read(slot, out, words)) return true;
+    if (seqlock_try_read(seq, words, out, n)) return true;
     cpu_relax();
   }
   return false;
 }
 
-// Writer side. Only the single writer calls these; it owns the slot, so its own loads of `seq`
-// are relaxed.
-inline std::uint64_t begin_write(Slot& slot) noexcept {
-  const std::uint64_t s = slot.seq.load(std::memory_order_relaxed);
-  slot.seq.store(s + 1, std::memory_order_relaxed);     // W1
+// Writer side. Only the single writer of the sequence calls these; its own loads are relaxed.
+inline std::uint64_t seqlock_begin(std::uint64_t* seq) noexcept {
+  const std::uint64_t s = load_relaxed(seq);
+  store_relaxed(seq, s + 1);                            // W1
   std::atomic_thread_fence(std::memory_order_release);  // W2
   return s;
 }
+inline void seqlock_publish(std::uint64_t* seq, std::uint64_t s) noexcept {
+  store_release(seq, s + 2);  // W4
+}
 
+// ---- slots ------------------------------------------------------------------------------------
+inline bool try_read(const Slot& slot, std::uint64_t* out, std::size_t words) noexcept {
+  return seqlock_try_read(&slot.seq, slot.payload, out, words);
+}
+inline bool read_bounded(const Slot& slot, std::uint64_t* out, std::size_t words) noexcept {
+  return seqlock_read_bounded(&slot.seq, slot.payload, out, words);
+}
+inline std::uint64_t begin_write(Slot& slot) noexcept {
+  return seqlock_begin(&slot.seq);  // W1, W2
+}
 inline void store_word(Slot& slot, std::size_t i, std::uint64_t value) noexcept {
   store_relaxed(&slot.payload[i], value);  // W3
 }
-
 inline void publish(Slot& slot, std::uint64_t s) noexcept {
-  slot.seq.store(s + 2, std::memory_order_release);  // W4
+  seqlock_publish(&slot.seq, s);  // W4
 }
 
 }  // namespace poscache::shm

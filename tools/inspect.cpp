@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "poscache/format.hpp"
+#include "poscache/mirror_status.hpp"
 #include "poscache/reader.hpp"
 #include "tools/verify.hpp"
 
@@ -50,7 +51,7 @@ ordered_json position_json(const Reader& r, const Position& p) {
   return j;
 }
 
-ordered_json stats_json(const SegmentStats& s) {
+ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m) {
   ordered_json j;
   j["segment"] = s.segment;
   j["generation"] = s.generation;
@@ -60,27 +61,27 @@ ordered_json stats_json(const SegmentStats& s) {
   j["segment_bytes"] = s.segment_bytes;
   j["index_buckets"] = s.index_buckets;
   j["change_seq"] = s.change_seq;
-  j["counters"] = {{"inserts", s.inserts},     {"updates", s.updates},
-                   {"evictions", s.evictions}, {"expirations", s.expirations},
-                   {"erases", s.erases},       {"invalidations", s.invalidations},
-                   {"rejects", s.rejects},     {"index_rebuilds", s.index_rebuilds},
-                   {"repairs", s.repairs},     {"tombstones", s.tombstones}};
+  ordered_json counters;
+  for (const CounterField& f : kCounterFields) {
+    if (f.member != &Counters::live) counters[std::string(f.name)] = s.*f.member;
+  }
+  j["counters"] = counters;
   j["writer"] = {{"pid", s.writer.pid},
                  {"alive", s.writer.alive},
                  {"started_at_ns", s.writer.started_at_ns},
                  {"heartbeat_age_ns", s.writer.heartbeat_age_ns},
                  {"restarts", s.writer.restarts}};
-  j["redis"] = {{"state", s.redis_state},
-                {"last_error", s.redis_last_error},
-                {"dirty", s.redis_dirty},
-                {"oldest_unsynced_age_ns", s.redis_oldest_unsynced_age_ns},
-                {"synced_version", s.redis_synced_version},
-                {"journal_pending", s.journal_pending},
-                {"journal_overflows", s.journal_overflows}};
+  j["redis"] = {{"state", m.state},
+                {"last_error", m.last_error},
+                {"dirty", m.dirty},
+                {"oldest_unsynced_age_ns", m.oldest_unsynced_age_ns},
+                {"synced_version", m.synced_version},
+                {"journal_pending", m.journal_pending},
+                {"journal_overflows", m.journal_overflows}};
   return j;
 }
 
-void print_stats(const SegmentStats& s) {
+void print_stats(const SegmentStats& s, const MirrorStatus& m) {
   std::printf("segment      %s  (generation %#llx, %s)\n", s.segment.c_str(),
               static_cast<unsigned long long>(s.generation), s.state.c_str());
   std::printf(
@@ -107,14 +108,14 @@ void print_stats(const SegmentStats& s) {
               static_cast<unsigned long long>(s.index_rebuilds),
               static_cast<unsigned long long>(s.repairs));
   std::printf("redis        %s  dirty %llu  oldest unsynced %s  synced version %llu%s%s\n",
-              s.redis_state.c_str(), static_cast<unsigned long long>(s.redis_dirty),
-              ms(s.redis_oldest_unsynced_age_ns).c_str(),
-              static_cast<unsigned long long>(s.redis_synced_version),
-              s.redis_last_error.empty() ? "" : "  last error: ", s.redis_last_error.c_str());
+              m.state.c_str(), static_cast<unsigned long long>(m.dirty),
+              ms(m.oldest_unsynced_age_ns).c_str(),
+              static_cast<unsigned long long>(m.synced_version),
+              m.last_error.empty() ? "" : "  last error: ", m.last_error.c_str());
   std::printf(
       "journal      %llu removals not yet in Redis  %llu overflowed (kept in memory only)\n",
-      static_cast<unsigned long long>(s.journal_pending),
-      static_cast<unsigned long long>(s.journal_overflows));
+      static_cast<unsigned long long>(m.journal_pending),
+      static_cast<unsigned long long>(m.journal_overflows));
 }
 
 // A table of positions: key, then each field the namespace has, then version and age.
@@ -203,7 +204,7 @@ int main(int argc, char** argv) {
   if (*stats) {
     const SegmentStats s = r.stats();
     if (json) {
-      ordered_json j = stats_json(s);
+      ordered_json j = stats_json(s, mirror_status(r));
       j["huge_page_bytes"] = r.huge_page_bytes();
       ordered_json nss = ordered_json::array();
       for (const auto& n : r.namespaces()) {
@@ -219,7 +220,7 @@ int main(int argc, char** argv) {
       j["namespaces"] = nss;
       std::printf("%s\n", j.dump(2).c_str());
     } else {
-      print_stats(s);
+      print_stats(s, mirror_status(r));
       const std::uint64_t huge = r.huge_page_bytes();
       std::printf(
           "pages        %s\n",
@@ -240,32 +241,30 @@ int main(int argc, char** argv) {
   }
   if (*health) {
     const WriterInfo w = r.writer();
-    const SegmentStats s = r.stats();
-    const bool redis_on = s.redis_state != "off";
+    const MirrorStatus s = mirror_status(r);
+    const bool redis_on = s.state != "off";
     const auto lag_limit = static_cast<std::int64_t>(max_sync_lag_s * 1e9);
-    const bool redis_ok =
-        !redis_on || (s.redis_state == "up" && s.redis_oldest_unsynced_age_ns <= lag_limit);
+    const bool redis_ok = !redis_on || (s.state == "up" && s.oldest_unsynced_age_ns <= lag_limit);
     if (json) {
-      std::printf("%s\n",
-                  ordered_json{{"alive", w.alive},
-                               {"pid", w.pid},
-                               {"heartbeat_age_ns", w.heartbeat_age_ns},
-                               {"redis",
-                                {{"state", s.redis_state},
-                                 {"ok", redis_ok},
-                                 {"last_error", s.redis_last_error},
-                                 {"dirty", s.redis_dirty},
-                                 {"oldest_unsynced_age_ns", s.redis_oldest_unsynced_age_ns}}}}
-                      .dump()
-                      .c_str());
+      std::printf("%s\n", ordered_json{{"alive", w.alive},
+                                       {"pid", w.pid},
+                                       {"heartbeat_age_ns", w.heartbeat_age_ns},
+                                       {"redis",
+                                        {{"state", s.state},
+                                         {"ok", redis_ok},
+                                         {"last_error", s.last_error},
+                                         {"dirty", s.dirty},
+                                         {"oldest_unsynced_age_ns", s.oldest_unsynced_age_ns}}}}
+                              .dump()
+                              .c_str());
     } else {
       std::printf("writer pid %lld %s (heartbeat %s ago)\n", static_cast<long long>(w.pid),
                   w.alive ? "alive" : "NOT ALIVE", ms(w.heartbeat_age_ns).c_str());
       if (redis_on) {
-        std::printf("redis %s%s: %llu unsynced, oldest %s%s%s\n", s.redis_state.c_str(),
-                    redis_ok ? "" : " (DEGRADED)", static_cast<unsigned long long>(s.redis_dirty),
-                    ms(s.redis_oldest_unsynced_age_ns).c_str(),
-                    s.redis_last_error.empty() ? "" : "; last error: ", s.redis_last_error.c_str());
+        std::printf("redis %s%s: %llu unsynced, oldest %s%s%s\n", s.state.c_str(),
+                    redis_ok ? "" : " (DEGRADED)", static_cast<unsigned long long>(s.dirty),
+                    ms(s.oldest_unsynced_age_ns).c_str(),
+                    s.last_error.empty() ? "" : "; last error: ", s.last_error.c_str());
       }
     }
     if (!w.alive) return kNotFound;
@@ -365,7 +364,7 @@ int main(int argc, char** argv) {
         latest.resize(static_cast<std::size_t>(top));
       const double secs = interval_ms / 1000.0;
       if (json) {
-        ordered_json j = stats_json(s);
+        ordered_json j = stats_json(s, mirror_status(r));
         j["updates_per_s"] = i ? static_cast<double>(s.updates - last_updates) / secs : 0.0;
         j["inserts_per_s"] = i ? static_cast<double>(s.inserts - last_inserts) / secs : 0.0;
         ordered_json arr = ordered_json::array();
@@ -374,7 +373,7 @@ int main(int argc, char** argv) {
         std::printf("%s\n", j.dump().c_str());
       } else {
         if (tty) std::printf("\033[H\033[2J");
-        print_stats(s);
+        print_stats(s, mirror_status(r));
         if (i) {
           std::printf(
               "rates        %.0f updates/s  %.0f inserts/s  %llu changes since last refresh\n",

@@ -27,7 +27,7 @@ VerifyReport one_pass(const Reader& reader) {
   const auto* base = static_cast<const std::byte*>(reader.mapping_base());
   const auto& h = *reinterpret_cast<const SegmentHeader*>(base);
   const auto* slots = reinterpret_cast<const Slot*>(base + h.slots_offset);
-  const std::uint64_t epoch = h.index_epoch.load(std::memory_order_acquire);
+  const std::uint64_t epoch = load_acquire(&h.index_epoch);
   const auto* index = reinterpret_cast<const Bucket*>(base + h.index_offset[epoch & 1]);
   const std::uint64_t mask = h.index_buckets - 1;
   const auto& infos = reader.namespaces();
@@ -41,7 +41,7 @@ VerifyReport one_pass(const Reader& reader) {
     ++r.slots_checked;
     if (!read_bounded(slots[s], words, kPayloadWords)) {
       r.problems.push_back(slot_name(s) + ": stuck mid-write (odd sequence " +
-                           std::to_string(slots[s].seq.load()) + ")");
+                           std::to_string(load_relaxed(&slots[s].seq)) + ")");
       continue;
     }
     SlotPayload p;
@@ -88,7 +88,7 @@ VerifyReport one_pass(const Reader& reader) {
   std::vector<std::uint64_t> bucket_of(h.capacity, ~std::uint64_t{0});
   for (std::uint64_t i = 0; i <= mask; ++i) {
     ++r.buckets_checked;
-    const std::uint64_t b = index[i].load(std::memory_order_acquire);
+    const std::uint64_t b = load_acquire(&index[i]);
     if (b == kEmptyBucket) continue;
     const std::uint32_t ref = bucket_ref(b);
     if (ref == kTombstoneRef) {
@@ -112,7 +112,7 @@ VerifyReport one_pass(const Reader& reader) {
       bucket_of[s] = i;
     }
   }
-  const std::uint64_t counted = h.live_count.load(std::memory_order_relaxed);
+  const std::uint64_t counted = load_relaxed(&h.counters.live);
   if (counted != r.live_slots) {
     r.problems.push_back("header counts " + std::to_string(counted) +
                          " live positions, slots hold " + std::to_string(r.live_slots));
@@ -121,8 +121,8 @@ VerifyReport one_pass(const Reader& reader) {
   // most `entries` apart in a sound journal, whatever the writer does meanwhile.
   const Geometry g = geometry_for(h.capacity);
   const auto* j = reinterpret_cast<const JournalHeader*>(base + g.journal_offset);
-  const std::uint64_t tail = j->tail.load(std::memory_order_acquire);
-  const std::uint64_t head = j->head.load(std::memory_order_acquire);
+  const std::uint64_t tail = load_acquire(&j->tail);
+  const std::uint64_t head = load_acquire(&j->head);
   if (head < tail) {
     r.problems.push_back("journal: head " + std::to_string(head) + " is behind tail " +
                          std::to_string(tail));

@@ -121,18 +121,18 @@ Journal::Journal(std::byte* base, const Geometry& g) noexcept
       size_(g.journal_entries) {}
 
 std::uint64_t Journal::overflows() const noexcept {
-  return header_->overflows.load(std::memory_order_relaxed);
+  return load_relaxed(&header_->overflows);
 }
 
 void Journal::append(RemovalEvent& e) noexcept {
   if (!present()) return;
   JournalHeader& j = *header_;
-  const std::uint64_t head = j.head.load(std::memory_order_relaxed);  // only this thread stores it
+  const std::uint64_t head = load_relaxed(&j.head);  // only this thread stores it
   // acquire: pairs with the sync thread's release store of tail (JournalTail::done); entries
   // below it are no longer needed, so the one at head % size may be overwritten.
-  const std::uint64_t tail = j.tail.load(std::memory_order_acquire);
+  const std::uint64_t tail = load_acquire(&j.tail);
   if (head - tail >= size_ || e.text.size() > kJournalTextMax) {
-    j.overflows.store(j.overflows.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    store_relaxed(&j.overflows, load_relaxed(&j.overflows) + 1);
     return;
   }
   to_entry(e, entries_[head % size_]);
@@ -140,18 +140,18 @@ void Journal::append(RemovalEvent& e) noexcept {
   // release: the entry is complete before head covers it. For a writer killed here, the next
   // writer maps the segment after this process's stores retired, in program order (the same
   // argument as the undo record's, shm/seqlock.hpp).
-  j.head.store(head + 1, std::memory_order_release);
+  store_release(&j.head, head + 1);
 }
 
 Journal::Scan Journal::scan(std::uint64_t next_version, std::uint32_t namespace_count) const {
   Scan r;
-  const std::uint64_t head = header_->head.load(std::memory_order_acquire);
-  const std::uint64_t tail = header_->tail.load(std::memory_order_acquire);
+  const std::uint64_t head = load_acquire(&header_->head);
+  const std::uint64_t tail = load_acquire(&header_->tail);
   if (head < tail || head - tail > size_) {
     r.header_corrupt = true;
     r.problem = "the journal's header is corrupt (head " + std::to_string(head) + ", tail " +
                 std::to_string(tail) + ", " + std::to_string(size_) + " entries)";
-    header_->tail.store(head, std::memory_order_release);
+    store_release(&header_->tail, head);
     return r;
   }
   for (std::uint64_t n = tail; n < head; ++n) {
@@ -171,15 +171,15 @@ void JournalTail::done(std::uint64_t pos) noexcept {
   JournalHeader& j = journal_.header();
   const std::uint64_t n = journal_.size();
   done_[(pos - 1) % n] = 1;
-  std::uint64_t tail = j.tail.load(std::memory_order_relaxed);  // only this thread stores it
-  const std::uint64_t head = j.head.load(std::memory_order_acquire);
+  std::uint64_t tail = load_relaxed(&j.tail);  // only this thread stores it
+  const std::uint64_t head = load_acquire(&j.head);
   const std::uint64_t from = tail;
   while (tail < head && done_[tail % n] != 0) {
     done_[tail % n] = 0;
     ++tail;
   }
   // release: pairs with the apply thread's acquire load in Journal::append (it may now reuse them).
-  if (tail != from) j.tail.store(tail, std::memory_order_release);
+  if (tail != from) store_release(&j.tail, tail);
 }
 
 }  // namespace poscache::detail

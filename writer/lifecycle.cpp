@@ -55,7 +55,7 @@ std::string mismatch(const SegmentHeader& h, const WriterConfig& config) {
 
 // The old generation's readers follow to the new one: they keep a valid mapping meanwhile.
 void retire(SegmentHeader& h) noexcept {
-  h.state.store(static_cast<std::uint32_t>(SegmentState::retired), std::memory_order_release);
+  store_release(&h.state, static_cast<std::uint32_t>(SegmentState::retired));
   futex_wake_all(&h.change_futex);
 }
 
@@ -101,9 +101,8 @@ OpenedSegment open_segment(const WriterConfig& config, std::int64_t now_ns) {
       const bool compatible = status == AttachStatus::ok && why.empty();
       // A header never finished (magic not yet stored) is ours, cut short, only if the file has
       // exactly the size a creation gives a segment; otherwise it is someone else's file.
-      const bool cut_creation =
-          status == AttachStatus::initializing &&
-          (h.magic.load(std::memory_order_acquire) == kMagic || is_segment_size(size));
+      const bool cut_creation = status == AttachStatus::initializing &&
+                                (load_acquire(&h.magic) == kMagic || is_segment_size(size));
       if (status == AttachStatus::initializing && !cut_creation) {
         why = "found " + std::to_string(size) +
               " bytes that begin with an empty header, not a segment size";
@@ -136,14 +135,14 @@ OpenedSegment open_segment(const WriterConfig& config, std::int64_t now_ns) {
 Journal::Scan reattach(Table& table, const Journal& journal, const LogSink& log) {
   SegmentHeader& h = table.header();
   WriterArea& wa = table.area();
-  const auto prev_state = static_cast<SegmentState>(h.state.load(kRelaxed));
+  const auto prev_state = static_cast<SegmentState>(load_relaxed(&h.state));
   if (prev_state == SegmentState::ready) bump(h.writer_restarts);  // it did not close cleanly
   // 1. The slot caught mid-write, if any: restore it from the undo record (shm/seqlock.hpp,
   //    "THE WRITER DIES").
-  const std::uint64_t armed = wa.undo.slot_plus_one.load(std::memory_order_acquire);
+  const std::uint64_t armed = load_acquire(&wa.undo.slot_plus_one);
   for (std::uint32_t s = 0; s < table.capacity(); ++s) {
     Slot& slot = table.slot(s);
-    const std::uint64_t seq = slot.seq.load(kRelaxed);
+    const std::uint64_t seq = load_relaxed(&slot.seq);
     if ((seq & 1) == 0) continue;
     const UndoRecord& undo = wa.undo;
     if (armed == s + 1u && undo.seq_before + 1 == seq && undo.count <= kPayloadWords) {
@@ -157,16 +156,16 @@ Journal::Scan reattach(Table& table, const Journal& journal, const LogSink& log)
       std::memcpy(words, &freed, sizeof words);
       for (std::size_t i = 0; i < kPayloadWords; ++i) store_word(slot, i, words[i]);
     }
-    slot.seq.store(seq + 1, std::memory_order_release);  // even again, != the pre-write seq
-    bump(h.repairs);
+    store_release(&slot.seq, seq + 1);  // even again, != the pre-write seq
+    bump(h.counters.repairs);
   }
-  wa.undo.slot_plus_one.store(0, kRelaxed);
+  store_relaxed(&wa.undo.slot_plus_one, 0);
   // 2. A namespace id beyond the table can only come from corruption: drop that position.
   for (std::uint32_t s = 0; s < table.capacity(); ++s) {
     const std::uint16_t ns = table.peek(s).ns;
     if (ns != kFreeNamespace && ns >= h.namespace_count) {
       table.write_slot(s, free_slot_payload());
-      bump(h.repairs);
+      bump(h.counters.repairs);
     }
   }
   // 3. The index: derived from the slots, rebuilt into the inactive copy and published.
@@ -177,13 +176,13 @@ Journal::Scan reattach(Table& table, const Journal& journal, const LogSink& log)
   //    been cut short by the kill: finish it.
   Journal::Scan scan = journal.scan(wa.next_version, h.namespace_count);
   if (scan.header_corrupt) {
-    bump(h.repairs);
+    bump(h.counters.repairs);
     if (log) {
       log(LogLevel::error, "re-attach: " + scan.problem +
                                ": its entries are dropped, Redis may keep removed positions");
     }
   } else if (!scan.invalid.empty()) {
-    bump(h.repairs, scan.invalid.size());
+    bump(h.counters.repairs, scan.invalid.size());
     if (log) {
       log(LogLevel::error, "re-attach: skipped " + std::to_string(scan.invalid.size()) +
                                " corrupt journal entries (" + scan.problem + ")");
@@ -192,7 +191,7 @@ Journal::Scan reattach(Table& table, const Journal& journal, const LogSink& log)
   std::size_t finished = 0;
   for (const auto& [n, entry] : scan.valid) finished += table.finish_removal(from_entry(*entry, n));
   if (finished > 0) {
-    bump(h.repairs, finished);
+    bump(h.counters.repairs, finished);
     if (log) {
       log(LogLevel::warn,
           "re-attach: finished " + std::to_string(finished) +
@@ -205,11 +204,11 @@ Journal::Scan reattach(Table& table, const Journal& journal, const LogSink& log)
 void stamp_writer(SegmentHeader& h, std::chrono::nanoseconds heartbeat_interval,
                   std::int64_t now_ns) {
   const pid_t pid = ::getpid();
-  h.writer_pid.store(pid, kRelaxed);
-  h.writer_start_ticks.store(process_start_ticks(pid), kRelaxed);
-  h.writer_started_at_ns.store(now_ns, kRelaxed);
-  h.heartbeat_interval_ns.store(heartbeat_interval.count(), kRelaxed);
-  h.heartbeat_ns.store(now_ns, kRelaxed);
+  store_relaxed(&h.writer_pid, pid);
+  store_relaxed(&h.writer_start_ticks, process_start_ticks(pid));
+  store_relaxed(&h.writer_started_at_ns, now_ns);
+  store_relaxed(&h.heartbeat_interval_ns, heartbeat_interval.count());
+  store_relaxed(&h.heartbeat_ns, now_ns);
 }
 
 std::uint64_t report_pages(const Mapping& m, const WriterConfig& config, bool created) {

@@ -58,13 +58,13 @@ void Table::write_words(std::uint32_t s, const std::uint8_t* idx, const std::uin
     ++k;
   }
   undo.count = k;
-  undo.seq_before = slot.seq.load(kRelaxed);
+  undo.seq_before = load_relaxed(&slot.seq);
   POSCACHE_FAULT_POINT(undo_saved);  // test builds only (writer/fault_points.hpp)
   // The record must be complete before it is armed, and armed before the slot turns odd, in
   // the order a crash would observe: program order, kept by the compiler (the CPU retires a
   // killed process's stores before the next writer can map the segment).
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  undo.slot_plus_one.store(s + 1u, std::memory_order_release);
+  store_release(&undo.slot_plus_one, s + 1u);
   std::atomic_signal_fence(std::memory_order_seq_cst);
   POSCACHE_FAULT_POINT(undo_armed);
   const std::uint64_t seq = begin_write(slot);  // W1, W2
@@ -76,7 +76,7 @@ void Table::write_words(std::uint32_t s, const std::uint8_t* idx, const std::uin
   publish(slot, seq);  // W4
   POSCACHE_FAULT_POINT(after_w4);
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  undo.slot_plus_one.store(0, kRelaxed);
+  store_relaxed(&undo.slot_plus_one, 0);
   POSCACHE_FAULT_POINT(undo_disarmed);
 }
 
@@ -116,7 +116,7 @@ void Table::account_unlink(std::uint32_t s, std::uint64_t ah) {
 // ---- index and lookup --------------------------------------------------------------------------
 std::uint32_t Table::find(std::uint64_t hash, NamespaceId ns, std::string_view account,
                           std::string_view instrument) const noexcept {
-  const Bucket* idx = index_[h_->index_epoch.load(kRelaxed) & 1];
+  const Bucket* idx = index_[load_relaxed(&h_->index_epoch) & 1];
   std::uint32_t found = kNil;
   probe(idx, buckets_ - 1, capacity_, hash, [&](std::uint32_t s) {
     if (same_key(peek(s), hash, ns, account, instrument)) {
@@ -135,23 +135,25 @@ std::uint32_t Table::find(const SlotPayload& k) const noexcept {
 }
 
 void Table::add_tombstones(std::int64_t delta) noexcept {  // a header counter; one writer
-  h_->tombstones.store(h_->tombstones.load(kRelaxed) + static_cast<std::uint64_t>(delta), kRelaxed);
+  store_relaxed(&h_->counters.tombstones,
+                load_relaxed(&h_->counters.tombstones) + static_cast<std::uint64_t>(delta));
 }
 
 void Table::maybe_rebuild() {
-  if (!defer_rebuild_ && h_->tombstones.load(kRelaxed) > tombstone_limit_) rebuild_index(false);
+  if (!defer_rebuild_ && load_relaxed(&h_->counters.tombstones) > tombstone_limit_)
+    rebuild_index(false);
 }
 
 // ---- change notification -----------------------------------------------------------------------
 void Table::changed() noexcept {
   if (in_batch_) return;  // a batch publishes once at its end
   // release: a reader that sees the new sequence (acquire) sees the change it announces
-  h_->change_seq.store(h_->change_seq.load(kRelaxed) + 1, std::memory_order_release);
+  store_release(&h_->change_seq, load_relaxed(&h_->change_seq) + 1);
   wake_pending_ = true;
 }
 
 void Table::wake_readers(std::int64_t t) noexcept {
-  h_->change_futex.store(h_->change_futex.load(kRelaxed) + 1, std::memory_order_release);
+  store_release(&h_->change_futex, load_relaxed(&h_->change_futex) + 1);
   futex_wake_all(&h_->change_futex);
   wake_pending_ = false;
   last_wake_ = t;
@@ -184,7 +186,7 @@ void Table::upsert_batch(std::span<const Update> us, ApplyResult* out) {
   const std::uint64_t mask = buckets_ - 1;
   for (std::size_t base = 0; base < us.size(); base += kChunk) {
     const std::size_t n = std::min(kChunk, us.size() - base);
-    const Bucket* idx = index_[h_->index_epoch.load(kRelaxed) & 1];
+    const Bucket* idx = index_[load_relaxed(&h_->index_epoch) & 1];
     const std::int64_t t = now();  // one clock read per chunk: its updates share updated_at
     std::uint64_t lru_pos = recency_.front_position();
     std::uint32_t cursor =
@@ -197,7 +199,7 @@ void Table::upsert_batch(std::span<const Update> us, ApplyResult* out) {
       }
       if (i >= kDistance && i - kDistance < n) {  // B
         const std::size_t j = i - kDistance;
-        const std::uint64_t b = idx[hashes[j] & mask].load(kRelaxed);
+        const std::uint64_t b = load_relaxed(&idx[hashes[j] & mask]);
         const std::uint32_t ref = bucket_ref(b);
         const bool named = b != kEmptyBucket && ref != kTombstoneRef && ref - 1u < capacity_ &&
                            bucket_tag(b) == bucket_tag(hashes[j]);
@@ -252,7 +254,7 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
     // fields) are read, saved for undo and stored; the key and other fields stay untouched.
     const std::uint64_t* cur = slots_[s].payload;
     if (u.source_seq != 0 && cur[kWordSourceSeq] != 0 && u.source_seq <= cur[kWordSourceSeq]) {
-      bump(h_->rejects);
+      bump(h_->counters.rejects);
       r.status = ApplyStatus::stale_source;
       r.version = cur[kWordVersion];
       return r;
@@ -282,7 +284,7 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
     write_words(s, idx, val, n);
     if (sync_) sync_->mark(s, t);
     recency_.touch(s, u.ns);
-    bump(h_->updates);
+    bump(h_->counters.updates);
     r.status = ApplyStatus::updated;
     changed();
     return r;
@@ -313,13 +315,13 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
   p.updated_at_ns = t;
   write_slot(s, p);
   // I1 after the slot's publish: a reader that finds the bucket finds the key.
-  if (IndexWriter(index_[h_->index_epoch.load(kRelaxed) & 1], buckets_).insert(hash, s))
+  if (IndexWriter(index_[load_relaxed(&h_->index_epoch) & 1], buckets_).insert(hash, s))
     add_tombstones(-1);
   recency_.touch(s, u.ns);
   account_link(s, account_hash(account));
   if (sync_) sync_->mark(s, t);
-  h_->live_count.store(h_->live_count.load(kRelaxed) + 1, kRelaxed);
-  bump(h_->inserts);
+  store_relaxed(&h_->counters.live, load_relaxed(&h_->counters.live) + 1);
+  bump(h_->counters.inserts);
   r.status = ApplyStatus::inserted;
   r.version = p.version;
   changed();

@@ -5,20 +5,20 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <string_view>
 
+#include "shm/atomic.hpp"
 #include "shm/hash.hpp"
 
 namespace poscache::detail {
 
-inline constexpr auto kRelaxed = std::memory_order_relaxed;
+using namespace shm;  // the word accessors (shm/atomic.hpp), in every file of the writer
 
-// Counters have one writer: a relaxed load and store is enough (no locked read-modify-write).
-inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
-  c.store(c.load(kRelaxed) + n, kRelaxed);
+// A header counter (poscache/counters.hpp): one writer, relaxed.
+inline void bump(std::uint64_t& c, std::uint64_t n = 1) noexcept {
+  add_relaxed(&c, n);
 }
 
 // The key of the writer's private account table (writer/account_heads.hpp).
@@ -26,7 +26,7 @@ inline std::uint64_t account_hash(std::string_view account) noexcept {
   return XXH3_64bits(account.data(), account.size());
 }
 
-inline void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
+inline void futex_wake_all(std::uint32_t* word) noexcept {
   ::syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 

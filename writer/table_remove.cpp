@@ -26,11 +26,10 @@ void Table::remove(std::uint32_t s, Removal why) {
   if (sync_ && (why == Removal::eviction || why == Removal::expiration)) {
     // A change Redis has not acknowledged would leave with the slot: hand a copy to the sync
     // thread. acquire pairs with the sync thread's release store after Redis replied.
-    const std::uint64_t synced =
-        std::atomic_ref<std::uint64_t>(book_[s].synced_version).load(std::memory_order_acquire);
+    const std::uint64_t synced = load_acquire(&book_[s].synced_version);
     if (p.version > synced) hand_off_removal(spill_of(p));  // journaled before the slot is freed
   }
-  IndexWriter iw(index_[h_->index_epoch.load(kRelaxed) & 1], buckets_);
+  IndexWriter iw(index_[load_relaxed(&h_->index_epoch) & 1], buckets_);
   const std::uint64_t pos = iw.find_slot(p.key_hash, s);
   if (pos < buckets_) add_tombstones(iw.remove_at(pos));  // D1 (+D3)
   recency_.forget(s);
@@ -38,19 +37,19 @@ void Table::remove(std::uint32_t s, Removal why) {
   write_slot(s, free_slot_payload());  // D2
   book_[s].next = wa_->free_head;  // synced_version stays: the next occupant's versions are higher
   wa_->free_head = s;
-  h_->live_count.store(h_->live_count.load(kRelaxed) - 1, kRelaxed);
+  store_relaxed(&h_->counters.live, load_relaxed(&h_->counters.live) - 1);
   switch (why) {
     case Removal::eviction:
-      bump(h_->evictions);
+      bump(h_->counters.evictions);
       break;
     case Removal::expiration:
-      bump(h_->expirations);
+      bump(h_->counters.expirations);
       break;
     case Removal::erase:
-      bump(h_->erases);
+      bump(h_->counters.erases);
       break;
     case Removal::invalidation:
-      bump(h_->invalidations);
+      bump(h_->counters.invalidations);
       break;
   }
   maybe_rebuild();
@@ -161,7 +160,7 @@ bool Table::expire(std::size_t budget) {
 // ---- rebuilds
 // ------------------------------------------------------------------------------------
 void Table::rebuild_index(bool dedupe) {
-  const std::uint64_t e = h_->index_epoch.load(kRelaxed);
+  const std::uint64_t e = load_relaxed(&h_->index_epoch);
   Bucket* target = index_[(e + 1) & 1];
   IndexWriter iw(target, buckets_);
   iw.clear();
@@ -180,19 +179,19 @@ void Table::rebuild_index(bool dedupe) {
       if (other != kNil) {
         const std::uint32_t loser = peek(other).version < p.version ? other : s;
         write_slot(loser, free_slot_payload());
-        bump(h_->repairs);
+        bump(h_->counters.repairs);
         if (loser == s) continue;
         // `other` is in the new index pointing at a now-free slot: point it at s instead.
         const std::uint64_t pos = iw.find_slot(p.key_hash, other);
-        target[pos].store(make_bucket(bucket_tag(p.key_hash), s), kRelaxed);
+        store_relaxed(&target[pos], make_bucket(bucket_tag(p.key_hash), s));
         continue;
       }
     }
     iw.insert(p.key_hash, s);
   }
-  h_->index_epoch.store(e + 1, std::memory_order_release);  // B2: pairs with readers' L1/L4
-  h_->tombstones.store(0, kRelaxed);
-  bump(h_->index_rebuilds);
+  store_release(&h_->index_epoch, e + 1);  // B2: pairs with readers' L1/L4
+  store_relaxed(&h_->counters.tombstones, 0);
+  bump(h_->counters.index_rebuilds);
 }
 
 void Table::rebuild_lists() {
@@ -220,7 +219,7 @@ void Table::rebuild_lists() {
     recency_.touch(s, p.ns);
     account_link(s, account_hash({p.account, p.account_len}));
   }
-  h_->live_count.store(order.size(), kRelaxed);
+  store_relaxed(&h_->counters.live, order.size());
   wa_->next_version = std::max(wa_->next_version, max_version + 1);
 }
 
@@ -253,12 +252,12 @@ std::uint32_t Table::insert_synced(const SlotPayload& in) {
   const std::uint32_t s = wa_->free_head;
   wa_->free_head = book_[s].next;
   write_slot(s, p);
-  if (IndexWriter(index_[h_->index_epoch.load(kRelaxed) & 1], buckets_).insert(p.key_hash, s))
+  if (IndexWriter(index_[load_relaxed(&h_->index_epoch) & 1], buckets_).insert(p.key_hash, s))
     add_tombstones(-1);
   recency_.touch(s, p.ns);
   account_link(s, account_hash({p.account, p.account_len}));
   book_[s].synced_version = p.version;  // Redis holds exactly this (no sync thread runs yet)
-  h_->live_count.store(h_->live_count.load(kRelaxed) + 1, kRelaxed);
+  store_relaxed(&h_->counters.live, load_relaxed(&h_->counters.live) + 1);
   wa_->next_version = std::max(wa_->next_version, p.version + 1);
   return s;
 }

@@ -31,7 +31,6 @@ namespace poscache {
 
 using namespace shm;
 using detail::bump;
-using detail::kRelaxed;
 
 std::string_view to_string(ApplyStatus s) noexcept {
   switch (s) {
@@ -75,6 +74,9 @@ struct Writer::Impl {
 // ready), then the sync thread.
 void Writer::Impl::start_redis(bool empty_segment, detail::Journal::Scan scan) {
   const auto& pending = scan.valid;
+  // Readers see the journal's counts in the header (the sync thread keeps them current).
+  store_relaxed(&header().journal_pending, journal.pending());
+  store_relaxed(&header().journal_overflows, journal.overflows());
   if (!cfg.redis) {
     if (!pending.empty()) {
       cfg.log(LogLevel::warn, std::to_string(pending.size()) +
@@ -124,7 +126,7 @@ void Writer::Impl::warm_start(const RedisConfig& rc) {
   detail::WarmLoader loader(table);
   auto rep = detail::warm_start(
       rc, fmt, [&loader](const SlotPayload& p) { return loader.restore(p); },
-      [this] { header().heartbeat_ns.store(table.now(), kRelaxed); }, cfg.log);
+      [this] { store_relaxed(&header().heartbeat_ns, table.now()); }, cfg.log);
   if (!rep) {
     throw Error(rep.error() +
                 " (the segment stays initializing; start with --cold-start, or "
@@ -246,10 +248,9 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
   const std::int64_t t = impl->table.now();
   detail::stamp_writer(impl->header(), cfg.heartbeat_interval, t);
   impl->last_heartbeat = t;
-  impl->start_redis(opened.created || impl->header().live_count.load(kRelaxed) == 0,
+  impl->start_redis(opened.created || load_relaxed(&impl->header().counters.live) == 0,
                     std::move(scan));
-  impl->header().state.store(static_cast<std::uint32_t>(SegmentState::ready),
-                             std::memory_order_release);
+  store_release(&impl->header().state, static_cast<std::uint32_t>(SegmentState::ready));
   return std::unique_ptr<Writer>(new Writer(std::move(impl)));
 }
 
@@ -284,7 +285,7 @@ Expected<Update> Writer::make_update(NamespaceId ns, std::string_view account,
 // ---- changes ----------------------------------------------------------------------------------
 ApplyResult Writer::upsert(const Update& update) {
   if (!impl_->rules.check(update).ok()) {  // (the result carries no message: none is built)
-    bump(impl_->header().rejects);
+    bump(impl_->header().counters.rejects);
     return ApplyResult{ApplyStatus::bad_input, 0, false};
   }
   return impl_->table.upsert(update);
@@ -300,7 +301,7 @@ void Writer::upsert_batch(std::span<const Update> updates, std::span<ApplyResult
     if (i == updates.size() || bad) {
       impl_->table.upsert_batch(updates.subspan(start, i - start), results.data() + start);
       if (bad) {
-        bump(impl_->header().rejects);
+        bump(impl_->header().counters.rejects);
         results[i] = ApplyResult{ApplyStatus::bad_input, 0, false};
       }
       start = i + 1;
@@ -310,7 +311,7 @@ void Writer::upsert_batch(std::span<const Update> updates, std::span<ApplyResult
 
 ApplyResult Writer::erase(const KeyRef& key) {
   if (!impl_->rules.problem(key).empty()) {
-    bump(impl_->header().rejects);
+    bump(impl_->header().counters.rejects);
     return ApplyResult{ApplyStatus::bad_input, 0, false};
   }
   return impl_->table.erase(key);
@@ -337,7 +338,7 @@ BatchResult Writer::apply(std::span<const Op> ops) {
   // 1. Check everything: a malformed op refuses the whole batch, nothing applied.
   for (std::size_t i = 0; i < ops.size(); ++i) {
     if (std::string err = impl_->rules.problem(ops[i]); !err.empty()) {
-      bump(impl_->header().rejects);
+      bump(impl_->header().counters.rejects);
       br.error = "op " + std::to_string(i) + ": " + err + " (batch of " +
                  std::to_string(ops.size()) + " refused, nothing applied)";
       return br;
@@ -383,7 +384,7 @@ void Writer::tick() {
 
 void Writer::heartbeat() {
   const std::int64_t t = impl_->table.now();
-  impl_->header().heartbeat_ns.store(t, kRelaxed);
+  store_relaxed(&impl_->header().heartbeat_ns, t);
   impl_->last_heartbeat = t;
 }
 
@@ -395,8 +396,7 @@ void Writer::close() {
     w.table.set_sync(nullptr);
     w.sync.reset();
   }
-  w.header().state.store(static_cast<std::uint32_t>(SegmentState::closed),
-                         std::memory_order_release);
+  store_release(&w.header().state, static_cast<std::uint32_t>(SegmentState::closed));
   w.table.wake_readers(w.table.now());
   w.mapping = Mapping();
   w.lock.release();
@@ -408,25 +408,15 @@ bool Writer::sync_redis(std::chrono::milliseconds timeout) {
 }
 
 void Writer::count_reject() {
-  bump(impl_->header().rejects);
+  bump(impl_->header().counters.rejects);
 }
 
 // ---- what it holds ------------------------------------------------------------------------------
 WriterStats Writer::stats() const {
   const SegmentHeader& h = impl_->header();
   WriterStats s;
-  s.live = h.live_count.load(kRelaxed);
+  static_cast<Counters&>(s) = load_counters(h);
   s.capacity = h.capacity;
-  s.inserts = h.inserts.load(kRelaxed);
-  s.updates = h.updates.load(kRelaxed);
-  s.evictions = h.evictions.load(kRelaxed);
-  s.expirations = h.expirations.load(kRelaxed);
-  s.erases = h.erases.load(kRelaxed);
-  s.invalidations = h.invalidations.load(kRelaxed);
-  s.rejects = h.rejects.load(kRelaxed);
-  s.index_rebuilds = h.index_rebuilds.load(kRelaxed);
-  s.repairs = h.repairs.load(kRelaxed);
-  s.tombstones = h.tombstones.load(kRelaxed);
   s.generation = h.generation;
   s.next_version = impl_->table.area().next_version;
   s.reattached = impl_->reattached;
@@ -435,12 +425,12 @@ WriterStats Writer::stats() const {
   s.warm_loaded = impl_->warm.loaded;
   s.warm_beyond_capacity = impl_->warm.beyond_capacity;
   s.warm_skipped = impl_->warm.expired + impl_->warm.unknown_namespace + impl_->warm.malformed;
-  s.redis_state = redis_state_name(h.redis_state.load(kRelaxed));
-  s.redis_dirty = h.redis_dirty.load(kRelaxed);
-  const std::int64_t oldest = h.redis_oldest_unsynced_ns.load(kRelaxed);
+  s.redis_state = redis_state_name(load_relaxed(&h.redis_state));
+  s.redis_dirty = load_relaxed(&h.redis_dirty);
+  const std::int64_t oldest = load_relaxed(&h.redis_oldest_unsynced_ns);
   s.redis_oldest_unsynced_age_ns =
       oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
-  s.redis_synced_version = h.redis_synced_version.load(kRelaxed);
+  s.redis_synced_version = load_relaxed(&h.redis_synced_version);
   s.journal_pending = impl_->journal.pending();
   s.journal_overflows = impl_->journal.overflows();
   return s;

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "poscache/counters.hpp"
 #include "poscache/position.hpp"
 #include "poscache/schema.hpp"
 #include "poscache/status.hpp"
@@ -42,7 +43,7 @@ struct WriterInfo {
   bool alive = false;  // heartbeat recent (and, where the caller may make system calls, pid live)
 };
 
-struct SegmentStats {
+struct SegmentStats : Counters {
   std::string segment;
   std::uint64_t generation = 0;
   std::string state;  // initializing | ready | closed | retired
@@ -50,18 +51,8 @@ struct SegmentStats {
   std::uint64_t segment_bytes = 0;
   std::uint64_t index_buckets = 0;
   std::uint64_t change_seq = 0;
-  std::uint64_t live = 0;
-  std::uint64_t inserts = 0, updates = 0, evictions = 0, expirations = 0, erases = 0,
-                invalidations = 0, rejects = 0, index_rebuilds = 0, repairs = 0, tombstones = 0;
   WriterInfo writer;
-  // Redis sync (filled by the writer's sync thread; "off" until it runs)
-  std::string redis_state;
-  std::string redis_last_error;
-  std::uint64_t redis_dirty = 0;
-  std::int64_t redis_oldest_unsynced_age_ns = 0;
-  std::uint64_t redis_synced_version = 0;
-  std::uint64_t journal_pending = 0;    // removals recorded in the segment, not yet in Redis
-  std::uint64_t journal_overflows = 0;  // removals that found the journal full (memory only)
+  // (The Redis mirror's state is for tools: poscache/mirror_status.hpp.)
 };
 
 struct ScanFilter {

@@ -27,6 +27,7 @@
 #include <variant>
 #include <vector>
 
+#include "poscache/counters.hpp"
 #include "poscache/decimal.hpp"
 #include "poscache/error.hpp"
 #include "poscache/position.hpp"
@@ -140,10 +141,8 @@ struct BatchResult {
   std::size_t removed = 0;           // positions removed by the batch's invalidations
 };
 
-struct WriterStats {
-  std::uint64_t live = 0, capacity = 0, inserts = 0, updates = 0, evictions = 0, expirations = 0,
-                erases = 0, invalidations = 0, rejects = 0, index_rebuilds = 0, repairs = 0,
-                tombstones = 0, generation = 0, next_version = 0;
+struct WriterStats : Counters {
+  std::uint64_t capacity = 0, generation = 0, next_version = 0;
   bool reattached = false;  // this writer re-attached to a segment left by an earlier writer
   std::uint64_t segment_bytes = 0;    // the segment's size
   std::uint64_t huge_page_bytes = 0;  // of it, mapped with 2 MiB pages (read at open)

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "poscache/mirror_status.hpp"
 #include "poscache/writer.hpp"
 #include "shm/layout.hpp"
 #include "test_util.hpp"
@@ -32,6 +34,35 @@ TEST_F(ReaderTest, ReportsNotFoundAndBadKeys) {
   EXPECT_EQ(r.get(NamespaceId{9}, "a", "SOL", p), ReadStatus::bad_key);
   EXPECT_EQ(r.get("spot", "", "SOL", p), ReadStatus::bad_key);
   EXPECT_EQ(r.get("spot", std::string(65, 'a'), "SOL", p), ReadStatus::bad_key);
+}
+
+// The layout's promise: readers read the header, the slots and the index, never the writer's
+// area or the journal (shm/layout.hpp). This reader's own mapping of those regions is made
+// inaccessible; every read API then runs, and a touch of them would be a SIGSEGV here.
+TEST_F(ReaderTest, ReadsNoWriterOnlyRegion) {
+  w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "1"}}));
+  w->erase(*w->make_key("spot", "bob", "SOL"));
+  w->tick();
+  const auto& h = *static_cast<const shm::SegmentHeader*>(r.mapping_base());
+  auto* base = static_cast<std::byte*>(const_cast<void*>(r.mapping_base()));
+  const std::size_t from = h.writer_offset;  // page aligned: the writer area, then the journal
+  ASSERT_EQ(from % shm::kPageSize, 0u);
+  // (A segment under 2 MiB is mapped with 4 KiB pages, so the protection change splits nothing.)
+  ASSERT_EQ(::mprotect(base + from, r.mapping_size() - from, PROT_NONE), 0);
+  Position p;
+  EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
+  EXPECT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::not_found);
+  EXPECT_EQ(r.positions_of("alice").size(), 1u);
+  std::size_t n = 0;
+  r.scan({}, [&](const Position&) { ++n; });
+  EXPECT_EQ(n, 1u);
+  const SegmentStats st = r.stats();
+  EXPECT_EQ(st.live, 1u);
+  const MirrorStatus m = mirror_status(r);
+  EXPECT_EQ(m.state, "off");
+  EXPECT_EQ(m.journal_pending, 0u);
+  EXPECT_TRUE(r.writer().alive);
+  EXPECT_EQ(::mprotect(base + from, r.mapping_size() - from, PROT_READ), 0);
 }
 
 TEST_F(ReaderTest, SeesTheSchemaTheWriterCreatedTheSegmentWith) {
@@ -128,14 +159,15 @@ TEST(ReaderBusyTest, AnOddSlotIsWriterBusyWhileTheHeartbeatIsFreshAndWriterDeadA
     if (pl->ns == 0 && std::string_view(pl->account, pl->account_len) == "alice") alice = &slots[i];
   }
   ASSERT_NE(alice, nullptr);
-  const std::uint64_t even = alice->seq.load();
-  alice->seq.store(even + 1);  // W1 of a write that never finishes
+  const std::uint64_t even = shm::load_acquire(&alice->seq);
+  shm::store_release(&alice->seq, even + 1);  // W1 of a write that never finishes
   Position p;
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_busy);
-  EXPECT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);       // only that slot
-  h->heartbeat_ns.store(h->heartbeat_ns.load() - 20'000'000'000);  // 20 s without a beat
+  EXPECT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);  // only that slot
+  shm::store_release(&h->heartbeat_ns,
+                     shm::load_acquire(&h->heartbeat_ns) - 20'000'000'000);  // 20 s without a beat
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_dead);
-  alice->seq.store(even);
+  shm::store_release(&alice->seq, even);
   w->heartbeat();
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
 }
@@ -177,8 +209,8 @@ TEST_F(ReaderTest, FollowOnARetiredSegmentStillUnderTheNameIsUnavailableNotSame)
   const auto gen = r.generation();
   {
     const test::RwMapping m(seg.name());
-    reinterpret_cast<shm::SegmentHeader*>(m.base())->state.store(
-        static_cast<std::uint32_t>(shm::SegmentState::retired));
+    shm::store_release(&reinterpret_cast<shm::SegmentHeader*>(m.base())->state,
+                       static_cast<std::uint32_t>(shm::SegmentState::retired));
   }
   Position p;
   EXPECT_EQ(r.get("spot", "a", "SOL", p), ReadStatus::retired);

@@ -16,6 +16,7 @@
 #include <set>
 
 #include "poscache/decimal.hpp"
+#include "poscache/mirror_status.hpp"
 #include "poscache/reader.hpp"
 #include "redis/redis_server.hpp"
 #include "shm/clock.hpp"
@@ -134,10 +135,10 @@ TEST(RedisSync, EveryFieldReachesRedisAsExactDecimalText) {
                 .find("\"name\":\"collateral_amount\",\"type\":\"decimal\",\"scale\":0"),
             std::string::npos);
   // The header shows the sync state to readers.
-  const SegmentStats st = Reader::open(seg.name()).stats();
-  EXPECT_EQ(st.redis_state, "up");
-  EXPECT_EQ(st.redis_dirty, 0u);
-  EXPECT_GE(st.redis_synced_version, w->find(*w->make_key("marks", "venue.a", "BTC/USD"))->version);
+  const MirrorStatus st = mirror_status(Reader::open(seg.name()));
+  EXPECT_EQ(st.state, "up");
+  EXPECT_EQ(st.dirty, 0u);
+  EXPECT_GE(st.synced_version, w->find(*w->make_key("marks", "venue.a", "BTC/USD"))->version);
 }
 
 // The @schema hash describes every namespace, every key of its JSON as README "The Redis
@@ -625,13 +626,13 @@ TEST(RedisSync, RedisKilledMidChurnAndRestartedEndsWithEveryChange) {
   churn(1000);
   w->tick();
   EXPECT_TRUE(
-      test::eventually([&] { return Reader::open(seg.name()).stats().redis_state == "down"; }));
+      test::eventually([&] { return mirror_status(Reader::open(seg.name())).state == "down"; }));
   {
-    const SegmentStats st = Reader::open(seg.name()).stats();
-    EXPECT_EQ(st.redis_state, "down");
-    EXPECT_NE(st.redis_last_error.find("onnect"), std::string::npos) << st.redis_last_error;
-    EXPECT_GT(st.redis_dirty, 0u);
-    EXPECT_GT(st.redis_oldest_unsynced_age_ns, 0);
+    const MirrorStatus st = mirror_status(Reader::open(seg.name()));
+    EXPECT_EQ(st.state, "down");
+    EXPECT_NE(st.last_error.find("onnect"), std::string::npos) << st.last_error;
+    EXPECT_GT(st.dirty, 0u);
+    EXPECT_GT(st.oldest_unsynced_age_ns, 0);
   }
   EXPECT_FALSE(w->sync_redis(std::chrono::milliseconds(100)));
   EXPECT_GT(w->stats().evictions, 0u);
@@ -643,10 +644,10 @@ TEST(RedisSync, RedisKilledMidChurnAndRestartedEndsWithEveryChange) {
   EXPECT_TRUE(got == model.db);
   // And the segment's positions are exactly Redis's for the keys it holds.
   for (const auto& [k, h] : segment_as_db(seg.name())) EXPECT_EQ(got.at(k), h) << k;
-  const SegmentStats st = Reader::open(seg.name()).stats();
-  EXPECT_EQ(st.redis_state, "up");
-  EXPECT_EQ(st.redis_dirty, 0u);
-  EXPECT_EQ(st.redis_oldest_unsynced_age_ns, 0);
+  const MirrorStatus st = mirror_status(Reader::open(seg.name()));
+  EXPECT_EQ(st.state, "up");
+  EXPECT_EQ(st.dirty, 0u);
+  EXPECT_EQ(st.oldest_unsynced_age_ns, 0);
 }
 
 TEST(RedisSync, AWriterKilledWithUnsyncedChangesLosesNoneOnRestart) {
@@ -812,7 +813,7 @@ TEST(RedisSync, WritersKilledMidChurnLeaveRedisEqualToTheSegment) {
     test::eventually(
         [&] {
           try {
-            return Reader::open(seg.name()).stats().journal_pending > 0;
+            return mirror_status(Reader::open(seg.name())).journal_pending > 0;
           } catch (const Error&) {
             return false;  // not created yet
           }
@@ -824,9 +825,13 @@ TEST(RedisSync, WritersKilledMidChurnLeaveRedisEqualToTheSegment) {
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
         << "the churning writer stopped on its own in round " << rounds << " (status " << status
         << ")";
-    const SegmentStats st = Reader::open(seg.name()).stats();
-    ASSERT_EQ(st.journal_overflows, 0u) << "round " << rounds;
-    pending_seen += st.journal_pending;
+    // The journal itself, as the kill left it (the header's copy may trail it by a sync round).
+    const test::RwMapping m(seg.name());
+    const shm::Geometry g = shm::geometry_for(cfg.capacity);
+    const auto& jh = *reinterpret_cast<const shm::JournalHeader*>(
+        static_cast<const std::byte*>(m.base()) + g.journal_offset);
+    ASSERT_EQ(shm::load_acquire(&jh.overflows), 0u) << "round " << rounds;
+    pending_seen += shm::journal_pending(jh);
   }
   auto w = Writer::open(cfg);
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(20)));
@@ -898,15 +903,15 @@ TEST(RedisSync, ARemovalCutShortByAKillIsFinishedOnReattach) {
   }
   edit_journal(
       seg.name(), 64, [&](shm::JournalHeader& jh, shm::JournalEntry* entries, std::uint64_t n) {
-        const std::uint64_t head = jh.head.load();
-        EXPECT_EQ(jh.tail.load(), head);
+        const std::uint64_t head = shm::load_acquire(&jh.head);
+        EXPECT_EQ(shm::load_acquire(&jh.tail), head);
         // version - 1: older than "late", newer than the first 16
         detail::to_entry(erase_event("acc1", "I5", version - 1), entries[head % n]);
         detail::to_entry(pattern_event(detail::RemovalEvent::Kind::account, version - 1, "acc2"),
                          entries[(head + 1) % n]);
         // older than the position it names: must leave it alone
         detail::to_entry(erase_event("late", "X", version - 1), entries[(head + 2) % n]);
-        jh.head.store(head + 3);
+        shm::store_release(&jh.head, head + 3);
       });
   auto w = Writer::open(cfg);
   EXPECT_EQ(w->stats().repairs, 5u);  // acc1:I5 and the four of acc2
@@ -941,7 +946,7 @@ TEST(RedisSync, CorruptJournalEntriesAreSkippedAndReported) {
   std::uint64_t head = 0;
   edit_journal(
       seg.name(), 64, [&](shm::JournalHeader& jh, shm::JournalEntry* entries, std::uint64_t n) {
-        head = jh.head.load();
+        head = shm::load_acquire(&jh.head);
         // an unknown kind
         detail::to_entry(pattern_event(detail::RemovalEvent::Kind::all, version - 1),
                          entries[head % n]);
@@ -953,7 +958,7 @@ TEST(RedisSync, CorruptJournalEntriesAreSkippedAndReported) {
         detail::to_entry(pattern_event(detail::RemovalEvent::Kind::ns, version - 1, {}, 31),
                          entries[(head + 2) % n]);
         detail::to_entry(erase_event("acc1", "I5", version - 1), entries[(head + 3) % n]);  // valid
-        jh.head.store(head + 4);
+        shm::store_release(&jh.head, head + 4);
       });
   std::vector<std::string> logged;
   cfg.log = [&](LogLevel, std::string_view m) { logged.emplace_back(m); };
@@ -973,7 +978,7 @@ TEST(RedisSync, CorruptJournalEntriesAreSkippedAndReported) {
   }
   // A header whose head is behind its tail: the entries cannot be trusted, the journal restarts.
   edit_journal(seg.name(), 64, [](shm::JournalHeader& jh, shm::JournalEntry*, std::uint64_t) {
-    jh.head.store(jh.tail.load() - 1);
+    shm::store_release(&jh.head, shm::load_acquire(&jh.tail) - 1);
   });
   logged.clear();
   auto w = Writer::open(cfg);
@@ -1058,10 +1063,10 @@ TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {
   w->upsert(must(w->make_update("spot", "a", "B", {{"qty", "1"}})));
   w->tick();
   EXPECT_TRUE(
-      test::eventually([&] { return Reader::open(seg.name()).stats().redis_state == "down"; }));
-  const SegmentStats st = Reader::open(seg.name()).stats();
-  EXPECT_EQ(st.redis_state, "down");
-  EXPECT_NE(st.redis_last_error.find("refused"), std::string::npos) << st.redis_last_error;
+      test::eventually([&] { return mirror_status(Reader::open(seg.name())).state == "down"; }));
+  const MirrorStatus st = mirror_status(Reader::open(seg.name()));
+  EXPECT_EQ(st.state, "down");
+  EXPECT_NE(st.last_error.find("refused"), std::string::npos) << st.last_error;
   // The first line that is not the segment's page report names the refusal.
   const auto said = std::find_if(lines.begin(), lines.end(), [](const std::string& l) {
     return l.find("on 2 MiB pages") == std::string::npos;
@@ -1076,12 +1081,11 @@ TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {
   c2.redis->close_timeout = std::chrono::milliseconds(200);
   auto w2 = Writer::open(c2);
   EXPECT_TRUE(
-      test::eventually([&] { return Reader::open(seg2.name()).stats().redis_state == "down"; }));
-  const SegmentStats st2 = Reader::open(seg2.name()).stats();
-  EXPECT_EQ(st2.redis_state, "down");
-  EXPECT_NE(st2.redis_last_error.find("127.0.0.1:" + std::to_string(c2.redis->port)),
-            std::string::npos)
-      << st2.redis_last_error;
+      test::eventually([&] { return mirror_status(Reader::open(seg2.name())).state == "down"; }));
+  const MirrorStatus st2 = mirror_status(Reader::open(seg2.name()));
+  EXPECT_EQ(st2.state, "down");
+  EXPECT_NE(st2.last_error.find("127.0.0.1:" + std::to_string(c2.redis->port)), std::string::npos)
+      << st2.last_error;
   w2->close();  // returns after close_timeout even though Redis never came
 }
 
@@ -1110,7 +1114,7 @@ TEST(RedisSync, TheInspectorShowsTheSyncStateAndHealthTurnsDegradedWhenRedisIsDo
   w->upsert(must(w->make_update("spot", "a", "B", {{"qty", "2"}})));
   w->sync_redis(std::chrono::milliseconds(300));
   EXPECT_TRUE(
-      test::eventually([&] { return Reader::open(seg.name()).stats().redis_state == "down"; }));
+      test::eventually([&] { return mirror_status(Reader::open(seg.name())).state == "down"; }));
   w->heartbeat();
   r = inspect("-s " + seg.name() + " --json health");
   EXPECT_EQ(r.code, 4) << r.out;
@@ -1132,7 +1136,7 @@ TEST(RedisSync, TheInspectorShowsTheSyncStateAndHealthTurnsDegradedWhenRedisIsDo
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
   w->heartbeat();
   EXPECT_EQ(inspect("-s " + seg.name() + " health").code, 0);
-  EXPECT_EQ(Reader::open(seg.name()).stats().journal_pending, 0u);
+  EXPECT_EQ(mirror_status(Reader::open(seg.name())).journal_pending, 0u);
 }
 
 TEST(RedisSync, TheRightPasswordAndAUserConnect) {
@@ -1201,7 +1205,7 @@ TEST(RedisSync, AUnixSocketWorksLikeTcp) {
   auto c = srv.client();
   EXPECT_EQ(read_positions(c), segment_as_db(seg.name()));
   w->close();
-  EXPECT_EQ(Reader::open(seg.name()).stats().redis_state, "off");  // no sync thread after close
+  EXPECT_EQ(mirror_status(Reader::open(seg.name())).state, "off");  // no sync thread after close
 }
 
 TEST(RedisSync, BadRedisSettingsAreRefusedNamingTheSetting) {

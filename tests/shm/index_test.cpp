@@ -13,7 +13,7 @@ using namespace poscache::shm;
 namespace {
 struct Table {
   explicit Table(std::uint64_t n) : buckets(n), mem(new Bucket[n]) {
-    for (std::uint64_t i = 0; i < n; ++i) mem[i].store(0);
+    for (std::uint64_t i = 0; i < n; ++i) mem[i] = 0;
   }
   std::uint64_t buckets;
   std::unique_ptr<Bucket[]> mem;
@@ -46,8 +46,8 @@ TEST(IndexTest, TombstonesAtTheEndOfARunBecomeEmpty) {
   w.insert(0xB'0000'0005, 2);     // bucket 6
   EXPECT_EQ(w.remove_at(5), 1);   // 6 occupied: stays a tombstone
   EXPECT_EQ(w.remove_at(6), -1);  // 7 empty: 6 and the tombstone at 5 are both emptied
-  EXPECT_EQ(t.mem[5].load(), kEmptyBucket);
-  EXPECT_EQ(t.mem[6].load(), kEmptyBucket);
+  EXPECT_EQ(load_relaxed(&t.mem[5]), kEmptyBucket);
+  EXPECT_EQ(load_relaxed(&t.mem[6]), kEmptyBucket);
 }
 
 TEST(IndexTest, InsertReusesTheFirstTombstoneOnItsPath) {
@@ -57,7 +57,7 @@ TEST(IndexTest, InsertReusesTheFirstTombstoneOnItsPath) {
   w.insert(0xB'0000'0005, 2);
   w.remove_at(5);
   EXPECT_TRUE(w.insert(0xC'0000'0005, 3));  // reused bucket 5
-  EXPECT_EQ(bucket_ref(t.mem[5].load()), 4u);
+  EXPECT_EQ(bucket_ref(load_relaxed(&t.mem[5])), 4u);
 }
 
 TEST(IndexTest, ProbeWrapsAroundTheEnd) {

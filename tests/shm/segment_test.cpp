@@ -87,10 +87,10 @@ TEST(SegmentTest, ReaderRefusesForeignMagicVersionAndFingerprint) {
   EXPECT_NE(err.find("found"), std::string::npos) << err;
   h.layout_fingerprint ^= 1;
 
-  h.state.store(static_cast<std::uint32_t>(SegmentState::initializing));
+  store_release(&h.state, static_cast<std::uint32_t>(SegmentState::initializing));
   err = open_error(seg.name());
   EXPECT_NE(err.find("expected state ready, found initializing"), std::string::npos) << err;
-  h.state.store(static_cast<std::uint32_t>(SegmentState::ready));
+  store_release(&h.state, static_cast<std::uint32_t>(SegmentState::ready));
 
   h.capacity = 12345;
   err = open_error(seg.name());

@@ -13,7 +13,7 @@ using namespace poscache::shm;
 namespace {
 std::unique_ptr<Slot> blank_slot() {
   auto s = std::make_unique<Slot>();
-  s->seq.store(0);
+  s->seq = 0;
   for (auto& w : s->payload) w = 0;
   return s;
 }
@@ -39,7 +39,7 @@ TEST(SeqlockTest, RefusesASlotWithAnOddSequence) {
 
 TEST(SeqlockTest, BoundedReadReturnsWhenTheWriterNeverFinishes) {
   auto slot = blank_slot();
-  slot->seq.store(7);  // a dead writer's odd sequence
+  slot->seq = 7;  // a dead writer's odd sequence
   std::uint64_t out[kPayloadWords];
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_FALSE(read_bounded(*slot, out, kPayloadWords));
@@ -50,10 +50,10 @@ TEST(SeqlockTest, BoundedReadReturnsWhenTheWriterNeverFinishes) {
 TEST(SeqlockTest, WriterStoresOnlyAfterTheSequenceTurnsOdd) {
   auto slot = blank_slot();
   const auto s = begin_write(*slot);
-  EXPECT_EQ(slot->seq.load() & 1, 1u);
+  EXPECT_EQ(load_relaxed(&slot->seq) & 1, 1u);
   store_word(*slot, 0, 5);
   publish(*slot, s);
-  EXPECT_EQ(slot->seq.load(), s + 2);
+  EXPECT_EQ(load_relaxed(&slot->seq), s + 2);
 }
 
 // A writer thread rewrites the slot with payloads where every word is derived from word 0; a

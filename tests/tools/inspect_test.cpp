@@ -107,8 +107,9 @@ TEST_F(InspectTest, VerifyFindsABucketThatLostItsSlot) {
   // Break the index: empty the bucket of every live slot.
   edit_segment(seg.name(), [](std::byte* base) {
     auto* h = reinterpret_cast<shm::SegmentHeader*>(base);
-    auto* idx = reinterpret_cast<shm::Bucket*>(base + h->index_offset[h->index_epoch.load() & 1]);
-    for (std::uint64_t i = 0; i < h->index_buckets; ++i) idx[i].store(0);
+    auto* idx = reinterpret_cast<shm::Bucket*>(
+        base + h->index_offset[shm::load_acquire(&h->index_epoch) & 1]);
+    for (std::uint64_t i = 0; i < h->index_buckets; ++i) shm::store_release(&idx[i], 0);
   });
   const CliRun r = inspect(s() + "verify");
   EXPECT_EQ(r.code, 1) << r.out;
@@ -121,7 +122,7 @@ TEST_F(InspectTest, VerifyFindsACorruptJournalHeader) {
     const auto* h = reinterpret_cast<const shm::SegmentHeader*>(base);
     auto* j =
         reinterpret_cast<shm::JournalHeader*>(base + shm::geometry_for(h->capacity).journal_offset);
-    j->tail.store(j->head.load() + 5);
+    shm::store_release(&j->tail, shm::load_acquire(&j->head) + 5);
   });
   const CliRun r = inspect(s() + "verify");
   EXPECT_EQ(r.code, 1) << r.out;
@@ -159,15 +160,15 @@ TEST_F(InspectTest, AForeignOrInitializingSegmentIsExitThree) {
   });
   // A segment whose writer is still creating it.
   edit_segment(seg.name(), [](std::byte* base) {
-    reinterpret_cast<shm::SegmentHeader*>(base)->state.store(
-        static_cast<std::uint32_t>(shm::SegmentState::initializing));
+    shm::store_release(&reinterpret_cast<shm::SegmentHeader*>(base)->state,
+                       static_cast<std::uint32_t>(shm::SegmentState::initializing));
   });
   r = inspect(s() + "get spot alice SOL");
   EXPECT_EQ(r.code, 3) << r.out;
   EXPECT_NE(r.out.find("initializing"), std::string::npos) << r.out;
   edit_segment(seg.name(), [](std::byte* base) {
-    reinterpret_cast<shm::SegmentHeader*>(base)->state.store(
-        static_cast<std::uint32_t>(shm::SegmentState::ready));
+    shm::store_release(&reinterpret_cast<shm::SegmentHeader*>(base)->state,
+                       static_cast<std::uint32_t>(shm::SegmentState::ready));
   });
   EXPECT_EQ(inspect(s() + "get spot alice SOL").code, 0);
 }
@@ -178,9 +179,9 @@ TEST_F(InspectTest, HealthIsFourWhenAChangeWaitsForRedisLongerThanMaxSyncLag) {
   w->heartbeat();
   edit_segment(seg.name(), [](std::byte* base) {
     auto* h = reinterpret_cast<shm::SegmentHeader*>(base);
-    h->redis_state.store(static_cast<std::uint32_t>(shm::RedisState::up));
-    h->redis_dirty.store(1);
-    h->redis_oldest_unsynced_ns.store(shm::realtime_ns() - 10'000'000'000);
+    shm::store_release(&h->redis_state, static_cast<std::uint32_t>(shm::RedisState::up));
+    shm::store_release(&h->redis_dirty, 1);
+    shm::store_release(&h->redis_oldest_unsynced_ns, shm::realtime_ns() - 10'000'000'000);
   });
   CliRun r = inspect(s() + "health --max-sync-lag 5");
   EXPECT_EQ(r.code, 4) << r.out;
@@ -238,16 +239,17 @@ TEST_F(InspectTest, VerifyFindsTwoBucketsPointingAtOneSlot) {
   EXPECT_EQ(inspect(s() + "verify").code, 0);
   edit_segment(seg.name(), [](std::byte* base) {
     auto* h = reinterpret_cast<shm::SegmentHeader*>(base);
-    auto* idx = reinterpret_cast<shm::Bucket*>(base + h->index_offset[h->index_epoch.load() & 1]);
+    auto* idx = reinterpret_cast<shm::Bucket*>(
+        base + h->index_offset[shm::load_acquire(&h->index_epoch) & 1]);
     std::uint64_t live = 0, empty = h->index_buckets;
     for (std::uint64_t i = 0; i < h->index_buckets; ++i) {
-      const std::uint64_t b = idx[i].load();
+      const std::uint64_t b = shm::load_acquire(&idx[i]);
       if (b != shm::kEmptyBucket && shm::bucket_ref(b) != shm::kTombstoneRef && live == 0) live = b;
       if (b == shm::kEmptyBucket && empty == h->index_buckets) empty = i;
     }
     ASSERT_NE(live, 0u);
     ASSERT_LT(empty, h->index_buckets);
-    idx[empty].store(live);
+    shm::store_release(&idx[empty], live);
   });
   const CliRun r = inspect(s() + "verify");
   EXPECT_EQ(r.code, 1) << r.out;

@@ -354,9 +354,8 @@ int main(int argc, char** argv) {
   auto wait_ready = [&](pid_t pid) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline) {
-      if (hdr->writer_pid.load(std::memory_order_acquire) == pid &&
-          hdr->state.load(std::memory_order_acquire) ==
-              static_cast<std::uint32_t>(shm::SegmentState::ready)) {
+      if (shm::load_acquire(&hdr->writer_pid) == pid &&
+          shm::load_acquire(&hdr->state) == static_cast<std::uint32_t>(shm::SegmentState::ready)) {
         return true;
       }
       if (::waitpid(pid, nullptr, WNOHANG) == pid) {  // it died opening
@@ -377,9 +376,9 @@ int main(int argc, char** argv) {
       if (::kill(pid, SIGSTOP) != 0) break;
       int st = 0;
       if (::waitpid(pid, &st, WUNTRACED) != pid || !WIFSTOPPED(st)) break;
-      const std::uint64_t armed = warea->undo.slot_plus_one.load(std::memory_order_acquire);
-      caught = armed != 0 && armed <= o.capacity &&
-               (slots[armed - 1].seq.load(std::memory_order_acquire) & 1) != 0;
+      const std::uint64_t armed = shm::load_acquire(&warea->undo.slot_plus_one);
+      caught =
+          armed != 0 && armed <= o.capacity && (shm::load_acquire(&slots[armed - 1].seq) & 1) != 0;
       // The last try kills it stopped too, so what it left is exactly what was just looked at.
       if (!caught && attempt + 1 < 4000) {
         ::kill(pid, SIGCONT);
@@ -402,17 +401,16 @@ int main(int argc, char** argv) {
           static_cast<int>(rng() % static_cast<std::uint64_t>(o.kill_every_ms)));
       std::this_thread::sleep_for(wait);
       if (reap(false)) break;
-      const std::uint64_t restarts_before = hdr->writer_restarts.load(std::memory_order_acquire);
-      const std::uint64_t repairs_before = hdr->repairs.load(std::memory_order_acquire);
+      const std::uint64_t restarts_before = shm::load_acquire(&hdr->writer_restarts);
+      const std::uint64_t repairs_before = shm::load_acquire(&hdr->counters.repairs);
       const bool mid_write = kill_mid_write(writer);
       ++kills;
       mid_write_kills += mid_write;
       writer = fork_writer(o, ++seed);
       // The successor must open, count one restart and repair exactly the slot left odd.
       const bool ready = wait_ready(writer);
-      const std::uint64_t restarts =
-          hdr->writer_restarts.load(std::memory_order_acquire) - restarts_before;
-      const std::uint64_t repairs = hdr->repairs.load(std::memory_order_acquire) - repairs_before;
+      const std::uint64_t restarts = shm::load_acquire(&hdr->writer_restarts) - restarts_before;
+      const std::uint64_t repairs = shm::load_acquire(&hdr->counters.repairs) - repairs_before;
       if (!ready || restarts != 1 || repairs != (mid_write ? 1u : 0u)) {
         std::fprintf(stderr, "torture: kill %d (%s): successor %s, %llu restarts, %llu repairs\n",
                      kills, mid_write ? "mid-write" : "between writes",

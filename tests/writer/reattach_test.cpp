@@ -63,8 +63,8 @@ void run_writer_and_die(const std::string& segment, DieAt step) {
         wa->undo.old[j] = cur[changed[j]];
       }
       wa->undo.count = k;
-      wa->undo.seq_before = slot->seq.load();
-      wa->undo.slot_plus_one.store(1);
+      wa->undo.seq_before = load_acquire(&slot->seq);
+      store_release(&wa->undo.slot_plus_one, 1);
     }
     if (step != DieAt::before_w1) {
       const auto s = begin_write(*slot);
@@ -106,7 +106,7 @@ TEST_P(ReattachTest, ANewWriterRepairsTheSlotAndKeepsEverythingElse) {
     {
       const test::RwMapping m(seg.name());
       auto* h = reinterpret_cast<SegmentHeader*>(m.base());
-      h->heartbeat_ns.store(h->heartbeat_ns.load() - 20'000'000'000);
+      store_release(&h->heartbeat_ns, load_acquire(&h->heartbeat_ns) - 20'000'000'000);
     }
     EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_dead);
     EXPECT_FALSE(r.writer().alive);

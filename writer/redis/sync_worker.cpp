@@ -174,26 +174,20 @@ void SyncWorker::lost_connection(const std::string& why) {
 
 // ---- state in the header ----------------------------------------------------------------------
 void SyncWorker::set_state(RedisState state) {
-  v_.h->redis_state.store(static_cast<std::uint32_t>(state), std::memory_order_relaxed);
+  store_relaxed(&v_.h->redis_state, static_cast<std::uint32_t>(state));
 }
 
 // The error text is under its own seqlock (redis_error_seq), like a slot: odd while it changes.
 void SyncWorker::set_error(const std::string& text) {
   last_error_ = text;
   SegmentHeader& h = *v_.h;
-  const std::uint64_t s = h.redis_error_seq.load(std::memory_order_relaxed);
-  h.redis_error_seq.store(s + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  char buf[sizeof h.redis_error] = {};
-  const std::size_t n = std::min(text.size(), sizeof buf);
-  std::memcpy(buf, text.data(), n);
-  for (std::size_t i = 0; i < sizeof buf; i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, buf + i, 8);
-    store_relaxed(reinterpret_cast<std::uint64_t*>(h.redis_error + i), w);
-  }
-  h.redis_error_len.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
-  h.redis_error_seq.store(s + 2, std::memory_order_release);
+  std::uint64_t words[kRedisErrorWords] = {};
+  const std::size_t n = std::min(text.size(), sizeof words);
+  std::memcpy(words, text.data(), n);
+  const std::uint64_t s = seqlock_begin(&h.redis_error_seq);  // W1, W2 (shm/seqlock.hpp)
+  for (std::size_t i = 0; i < kRedisErrorWords; ++i) store_relaxed(&h.redis_error[i], words[i]);
+  store_relaxed(&h.redis_error_len, static_cast<std::uint32_t>(n));
+  seqlock_publish(&h.redis_error_seq, s);  // W4
 }
 
 // A full journal is worth one line per episode, not one per removal.
@@ -214,10 +208,14 @@ void SyncWorker::report_overflows() {
 
 void SyncWorker::publish() {
   SegmentHeader& h = *v_.h;
-  h.redis_dirty.store(dirty_.size() + key_events_.size() + pattern_events_.size(),
-                      std::memory_order_relaxed);
-  h.redis_oldest_unsynced_ns.store(has_pending() ? oldest_ns_ : 0, std::memory_order_relaxed);
-  h.redis_synced_version.store(synced_max_, std::memory_order_relaxed);
+  store_relaxed(&h.redis_dirty, dirty_.size() + key_events_.size() + pattern_events_.size());
+  store_relaxed(&h.redis_oldest_unsynced_ns, has_pending() ? oldest_ns_ : 0);
+  store_relaxed(&h.redis_synced_version, synced_max_);
+  // The journal is writer-only memory; readers see its counts here.
+  if (journal_.present()) {
+    store_relaxed(&h.journal_pending, journal_.pending());
+    store_relaxed(&h.journal_overflows, journal_.overflows());
+  }
 }
 
 void SyncWorker::run() {

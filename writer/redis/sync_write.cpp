@@ -268,8 +268,7 @@ bool SyncWorker::write_slots() {
           continue;
         }
         // release: pairs with the apply thread's acquire load before it evicts this slot
-        std::atomic_ref<std::uint64_t>(v_.book[s].synced_version)
-            .store(ver, std::memory_order_release);
+        store_release(&v_.book[s].synced_version, ver);
         synced_max_ = std::max(synced_max_, ver);
       }
       from = c.call_end[k];
@@ -299,8 +298,8 @@ bool SyncWorker::write_slots() {
       std::memcpy(&p, words, sizeof p);
       if (p.ns == kFreeNamespace || p.ns >= fmt_.namespaces().size())
         continue;  // removed meanwhile
-      const std::uint64_t synced =
-          std::atomic_ref<std::uint64_t>(v_.book[s].synced_version).load(std::memory_order_relaxed);
+      // relaxed: only this thread stores it
+      const std::uint64_t synced = load_relaxed(&v_.book[s].synced_version);
       if (p.version <= synced) continue;  // Redis has it
       call_.add(fmt_, p);
       c.items.emplace_back(s, p.version);

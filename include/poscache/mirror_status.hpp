@@ -1,0 +1,26 @@
+// poscache — what the writer publishes about its Redis mirror and its removal journal, for
+// tools and health checks (poscache-inspect, monitoring). The trading reader's API
+// (poscache/reader.hpp) carries none of it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "poscache/reader.hpp"
+
+namespace poscache {
+
+struct MirrorStatus {
+  std::string state = "off";  // off | connecting | up | down ("off": no Redis configured)
+  std::string last_error;     // the sync thread's last error, empty once writes succeed again
+  std::uint64_t dirty = 0;    // changes not yet acknowledged by Redis
+  std::int64_t oldest_unsynced_age_ns = 0;
+  std::uint64_t synced_version = 0;     // the highest version Redis acknowledged
+  std::uint64_t journal_pending = 0;    // removals recorded in the segment, not yet in Redis
+  std::uint64_t journal_overflows = 0;  // removals that found the journal full (memory only)
+};
+
+// Reads the header's mirror lines (relaxed gauges; the error text under its seqlock).
+MirrorStatus mirror_status(const Reader& reader);
+
+}  // namespace poscache

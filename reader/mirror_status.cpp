@@ -1,0 +1,34 @@
+#include "poscache/mirror_status.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <iterator>
+
+#include "shm/clock.hpp"
+#include "shm/layout.hpp"
+#include "shm/seqlock.hpp"
+
+namespace poscache {
+
+using namespace shm;
+
+MirrorStatus mirror_status(const Reader& reader) {
+  const auto& h = *static_cast<const SegmentHeader*>(reader.mapping_base());
+  MirrorStatus st;
+  st.state = redis_state_name(load_relaxed(&h.redis_state));
+  // The error text is under a seqlock of its own (shm/seqlock.hpp), written by the sync thread.
+  std::uint64_t words[kRedisErrorWords];
+  if (seqlock_read_bounded(&h.redis_error_seq, h.redis_error, words, kRedisErrorWords)) {
+    const std::size_t len = std::min<std::size_t>(load_relaxed(&h.redis_error_len), sizeof words);
+    st.last_error.assign(reinterpret_cast<const char*>(words), len);
+  }
+  st.dirty = load_relaxed(&h.redis_dirty);
+  const std::int64_t oldest = load_relaxed(&h.redis_oldest_unsynced_ns);
+  st.oldest_unsynced_age_ns = oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
+  st.synced_version = load_relaxed(&h.redis_synced_version);
+  st.journal_pending = load_relaxed(&h.journal_pending);
+  st.journal_overflows = load_relaxed(&h.journal_overflows);
+  return st;
+}
+
+}  // namespace poscache
