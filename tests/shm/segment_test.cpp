@@ -1,4 +1,5 @@
-// Readers refuse segments that are not exactly this format, naming expected and found.
+// shm/segment: creating a segment, and readers refusing any that is not exactly this format,
+// naming expected and found. No Writer: the format stands on its own.
 #include "shm/segment.hpp"
 
 #include <fcntl.h>
@@ -11,7 +12,8 @@
 #include <vector>
 
 #include "poscache/reader.hpp"
-#include "poscache/writer.hpp"
+#include "shm/clock.hpp"
+#include "shm/seqlock.hpp"
 #include "test_util.hpp"
 
 using namespace poscache;
@@ -24,6 +26,24 @@ struct RawMap : test::RwMapping {
   using RwMapping::RwMapping;
   SegmentHeader& header() const { return *reinterpret_cast<SegmentHeader*>(base()); }
 };
+
+CreateSpec spec_for(const std::string& name, std::uint64_t capacity = 64) {
+  CreateSpec spec;
+  spec.name = name;
+  spec.mode = 0640;
+  spec.capacity = capacity;
+  spec.namespaces = {preset_trading("spot"), preset_quote("marks")};
+  spec.huge_pages = false;
+  spec.now_ns = realtime_ns();
+  return spec;
+}
+
+// A created segment, turned ready as a writer would once it is built.
+void make_ready_segment(const std::string& name, std::uint64_t capacity = 64) {
+  Mapping m = create_segment(spec_for(name, capacity));
+  store_release(&static_cast<SegmentHeader*>(m.base())->state,
+                static_cast<std::uint32_t>(SegmentState::ready));
+}
 
 std::string open_error(const std::string& name) {
   try {
@@ -54,6 +74,56 @@ TEST(SegmentTest, LayoutOffsetsAreWhatTheDiagramsSay) {
   EXPECT_LE(g.segment_size / 1'000'000, 640u) << g.segment_size;
 }
 
+TEST(SegmentTest, CreationFormatsEveryRegionAndReadersWaitUntilTheStateIsReady) {
+  test::ScratchSegment seg("create");
+  const std::int64_t t0 = realtime_ns();
+  Mapping m = create_segment(spec_for(seg.name(), 100));
+  auto* base = static_cast<std::byte*>(m.base());
+  const SegmentHeader& h = *reinterpret_cast<const SegmentHeader*>(base);
+  const Geometry g = geometry_for(100);
+  EXPECT_EQ(load_acquire(&h.magic), kMagic);
+  EXPECT_EQ(h.layout_version, kLayoutVersion);
+  EXPECT_EQ(h.layout_fingerprint, layout_fingerprint());
+  EXPECT_EQ(h.capacity, 100u);
+  EXPECT_EQ(h.segment_size, g.segment_size);
+  EXPECT_EQ(m.size(), g.segment_size);
+  EXPECT_EQ(h.generation & 1, 1u);
+  EXPECT_EQ(h.namespace_count, 2u);
+  EXPECT_EQ(spec_of(h.namespaces[1]).name, "marks");
+  EXPECT_EQ(load_acquire(&h.state), static_cast<std::uint32_t>(SegmentState::initializing));
+  // Every slot free and on the free list, in order; versions start at the clock.
+  const auto* slots = reinterpret_cast<const Slot*>(base + g.slots_offset);
+  const auto* book = reinterpret_cast<const SlotBook*>(base + g.book_offset);
+  const auto& wa = *reinterpret_cast<const WriterArea*>(base + g.writer_offset);
+  std::uint32_t next = wa.free_head;
+  for (std::uint32_t s = 0; s < 100; ++s) {
+    std::uint64_t words[kPayloadWords];
+    ASSERT_TRUE(try_read(slots[s], words, kPayloadWords));
+    SlotPayload p;
+    std::memcpy(&p, words, sizeof p);
+    const SlotPayload freed = free_slot_payload();
+    EXPECT_EQ(std::memcmp(&p, &freed, sizeof p), 0) << s;
+    EXPECT_EQ(next, s);
+    next = book[s].next;
+  }
+  EXPECT_EQ(next, kNil);
+  EXPECT_GE(wa.next_version, static_cast<std::uint64_t>(t0));
+  struct stat st {};
+  ASSERT_EQ(::stat(shm_path(seg.name()).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);  // exactly, whatever the umask
+  EXPECT_NE(open_error(seg.name()).find("initializing"), std::string::npos);
+  // A second creation under the name is refused, naming it; the first is untouched.
+  try {
+    create_segment(spec_for(seg.name()));
+    ADD_FAILURE() << "created over an existing segment";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot create segment '" + seg.name() + "'"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(load_acquire(&h.magic), kMagic);
+}
+
 TEST(SegmentTest, ReaderRefusesAMissingSegmentNamingIt) {
   const std::string err = open_error("poscache_test_no_such_segment");
   EXPECT_NE(err.find("no segment named 'poscache_test_no_such_segment'"), std::string::npos) << err;
@@ -61,7 +131,7 @@ TEST(SegmentTest, ReaderRefusesAMissingSegmentNamingIt) {
 
 TEST(SegmentTest, ReaderRefusesForeignMagicVersionAndFingerprint) {
   test::ScratchSegment seg("foreign");
-  auto w = Writer::open(test::small_config(seg.name()));
+  make_ready_segment(seg.name());
   RawMap raw(seg.name());
   SegmentHeader& h = raw.header();
 
@@ -102,7 +172,7 @@ TEST(SegmentTest, ReaderRefusesForeignMagicVersionAndFingerprint) {
 
 TEST(SegmentTest, ReaderRefusesATruncatedSegment) {
   test::ScratchSegment seg("trunc");
-  { auto w = Writer::open(test::small_config(seg.name())); }
+  make_ready_segment(seg.name());
   const int fd = ::shm_open(("/" + seg.name()).c_str(), O_RDWR, 0);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::ftruncate(fd, 40000), 0);
