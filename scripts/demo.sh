@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 "$PWD/scripts/deps.sh"
-cmake -S . -B build -G Ninja >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null  # as scripts/test.sh builds it
 cmake --build build -j"$(nproc)" --target poscache-writer poscache-inspect poscache-reader-demo
 bin=build/tools
 seg=poscache_demo

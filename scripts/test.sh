@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds with warnings as errors, runs ctest.
-#   scripts/test.sh              release build (RelWithDebInfo) in build/
+#   scripts/test.sh              as users build it (Release, -O3) in build/, benchmarks included
 #   scripts/test.sh --sanitize   the same suite under AddressSanitizer + UBSan in build-asan/
-#   scripts/test.sh --release    the same suite built as users build it (Release, -O3) in build-release/
+#   scripts/test.sh --tsan       the same suite under ThreadSanitizer in build-tsan/ (the writer
+#                                with its sync thread, readers and writers in threads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 "$PWD/scripts/deps.sh"
 dir=build
-flags=(-DPOSCACHE_WERROR=ON)
+flags=(-DPOSCACHE_WERROR=ON -DCMAKE_BUILD_TYPE=Release -DPOSCACHE_BUILD_TESTS=ON -DPOSCACHE_BUILD_BENCH=ON)
 case "${1:-}" in
   --sanitize)
     dir=build-asan
-    flags+=(-DPOSCACHE_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+    flags=(-DPOSCACHE_WERROR=ON -DPOSCACHE_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo
+      -DPOSCACHE_BUILD_BENCH=OFF)
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     ;;
-  --release)
-    dir=build-release
-    flags+=(-DCMAKE_BUILD_TYPE=Release -DPOSCACHE_BUILD_TESTS=ON -DPOSCACHE_BUILD_BENCH=ON)
+  --tsan)
+    dir=build-tsan
+    flags=(-DPOSCACHE_WERROR=ON -DPOSCACHE_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo
+      -DPOSCACHE_BUILD_BENCH=OFF)
+    export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
     ;;
   "") ;;
-  *) echo "usage: scripts/test.sh [--sanitize | --release]" >&2; exit 2 ;;
+  *) echo "usage: scripts/test.sh [--sanitize | --tsan]" >&2; exit 2 ;;
 esac
 cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
 cmake --build "$dir" -j"$(nproc)"

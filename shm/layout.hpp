@@ -82,6 +82,14 @@ inline constexpr std::uint32_t kLayoutVersion = 5;  // 2: SlotBook::queued_epoch
                                                     // 5: journal counts published in the header
 inline constexpr std::uint32_t kHashAlgorithm = 3;  // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
+// Key and schema limits. The public constants (poscache/schema.hpp: what the API validates) are
+// the format's own: pinned here to the bytes that hold them, and part of the fingerprint.
+static_assert(kMaxAccountLen == 64 && kMaxInstrumentLen == 64,
+              "SlotPayload::account[64], instrument[64]; lengths fit their uint8_t");
+static_assert(kMaxFields == 16, "SlotPayload::values[16][2]; NamespaceDesc::fields[16]");
+static_assert(kMaxNamespaces == 32, "SegmentHeader::namespaces[32]; ns ids below kFreeNamespace");
+static_assert(kMaxNameLen < 32, "NUL-padded name[32] of namespaces and fields");
+
 // ---------------------------------------------------------------------------------------------
 // Segment state: initializing -> ready -> closed | retired.
 //   initializing  the writer is creating or loading it; readers refuse to attach.

@@ -55,14 +55,18 @@ bool same_schema(const NamespaceDesc& d, const NamespaceSpec& n) {
 }
 
 std::string describe(const NamespaceSpec& n) {
-  std::string s = n.name + "{";
+  // Appends only (no "literal" + std::string): GCC 12's -Wrestrict misfires on those at -O3.
+  std::string s = n.name;
+  s += '{';
   for (std::size_t i = 0; i < n.fields.size(); ++i) {
     const auto& f = n.fields[i];
-    s += (i ? "," : "") + f.name + ":" + std::string(to_string(f.type));
-    if (f.type == FieldType::decimal) s += "(" + std::to_string(f.scale) + ")";
+    if (i != 0) s += ',';
+    s.append(f.name).append(":").append(to_string(f.type));
+    if (f.type == FieldType::decimal) s.append("(").append(std::to_string(f.scale)).append(")");
   }
-  return s + ",stale_after=" + std::to_string(n.stale_after.count()) +
-         "ns,expire_after=" + std::to_string(n.expire_after.count()) + "ns}";
+  s.append(",stale_after=").append(std::to_string(n.stale_after.count()));
+  s.append("ns,expire_after=").append(std::to_string(n.expire_after.count())).append("ns}");
+  return s;
 }
 
 }  // namespace poscache::shm

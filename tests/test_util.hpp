@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/interprocess/shared_memory_object.hpp>
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -236,6 +238,35 @@ inline bool skips_allowed() {
     if (::poscache::test::skips_allowed()) GTEST_SKIP() << (why);                    \
     FAIL() << "POSCACHE_TESTS_NO_SKIP is set, so this cannot be skipped: " << (why); \
   } while (0)
+
+// A log sink for tests. The writer calls its sink from the apply thread and from the Redis sync
+// thread, so a sink must be thread-safe: this one locks.
+class LogLines {
+ public:
+  LogSink sink() {
+    return [this](LogLevel, std::string_view m) {
+      std::lock_guard lock(mu_);
+      lines_.emplace_back(m);
+    };
+  }
+  [[nodiscard]] std::vector<std::string> lines() const {
+    std::lock_guard lock(mu_);
+    return lines_;
+  }
+  template <class Pred>
+  [[nodiscard]] bool any_of(Pred pred) const {
+    const auto l = lines();
+    return std::any_of(l.begin(), l.end(), pred);
+  }
+  void clear() {
+    std::lock_guard lock(mu_);
+    lines_.clear();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> lines_;
+};
 
 inline WriterConfig small_config(const std::string& segment, std::uint64_t capacity = 64) {
   WriterConfig c;

@@ -62,6 +62,8 @@ struct WriterConfig {
   std::size_t expire_budget = 4096;
   // Mirror the segment to Redis (write-behind, on a thread of its own) and warm start from it.
   std::optional<RedisConfig> redis;
+  // Where the writer logs (stderr if unset). Called from the applying thread and, with Redis,
+  // from the sync thread: it must be thread-safe (spdlog's loggers are).
   LogSink log;
 };
 

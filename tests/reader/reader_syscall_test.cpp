@@ -60,6 +60,11 @@ void operator delete(void* p, std::size_t) noexcept {
 using namespace poscache;
 
 TEST(ReaderSyscallTest, GetMakesNoSystemCallAndDoesNotAllocate) {
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer's runtime makes system calls of its own inside every intercepted call: under
+  // the seccomp filter it hangs. The release and ASan passes run this test.
+  GTEST_SKIP() << "not meaningful under ThreadSanitizer";
+#endif
   test::ScratchSegment seg("sys");
   auto w = Writer::open(test::small_config(seg.name(), 64));
   for (int i = 0; i < 20; ++i)

@@ -279,8 +279,14 @@ TEST(ReaderRebuildTest, PresentKeysAreFoundByReaderProcessesWhileTheWriterRebuil
       for (int i = 0; i < kPresent; ++i) accounts.push_back("keep" + std::to_string(i));
       std::uint64_t lookups = 0, misses = 0, other = 0;
       Position p;
-      const auto until = std::chrono::steady_clock::now() + 3s;
-      while (std::chrono::steady_clock::now() < until) {
+      // At least 3 s, and until the writer has rebuilt the index 1500 times (a slow build, a
+      // sanitizer's, takes longer to get there), within 200 s.
+      const auto start = std::chrono::steady_clock::now();
+      for (std::uint64_t round = 0;; ++round) {
+        if (round % 64 == 0) {
+          const auto t = std::chrono::steady_clock::now();
+          if (t - start > 200s || (t - start > 3s && r.stats().index_rebuilds >= 1500)) break;
+        }
         for (int i = 0; i < kPresent; ++i, ++lookups) {
           const ReadStatus st =
               r.get(NamespaceId{0}, accounts[static_cast<std::size_t>(i + k) % kPresent], "SOL", p);

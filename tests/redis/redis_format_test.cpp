@@ -99,16 +99,31 @@ TEST(RedisFormatTest, AnUpsertCarriesExactDecimalsTheUnsetFieldsAndTheMeta) {
   const RedisFormat f = format();
   Args keys, argv;
   f.add_upsert(lending_position(), keys, argv);
-  EXPECT_EQ(strings(keys), (std::vector<std::string>{"pc:v1:moonwell:{0xabcd}:USDC",
-                                                     "pc:v1:@account:{0xabcd}"}));
+  EXPECT_EQ(strings(keys),
+            (std::vector<std::string>{"pc:v1:moonwell:{0xabcd}:USDC", "pc:v1:@account:{0xabcd}"}));
   EXPECT_EQ(strings(argv),
-            (std::vector<std::string>{
-                "77", "moonwell:USDC", "0",  // version, member, no expiry
-                "3", "7",                    // 3 unset fields, 3 fields + 4 meta pairs
-                "debt_amount", "liquidation_threshold", "last_update_block",
-                "collateral_amount", "1500000000", "health_factor", "1.250000000000000000",
-                "blocks_unhealthy", "-3", "version", "77", "source_seq", "5", "created_at",
-                "1700000000000000000", "updated_at", "1700000000123000000"}));
+            (std::vector<std::string>{"77",
+                                      "moonwell:USDC",
+                                      "0",  // version, member, no expiry
+                                      "3",
+                                      "7",  // 3 unset fields, 3 fields + 4 meta pairs
+                                      "debt_amount",
+                                      "liquidation_threshold",
+                                      "last_update_block",
+                                      "collateral_amount",
+                                      "1500000000",
+                                      "health_factor",
+                                      "1.250000000000000000",
+                                      "blocks_unhealthy",
+                                      "-3",
+                                      "version",
+                                      "77",
+                                      "source_seq",
+                                      "5",
+                                      "created_at",
+                                      "1700000000000000000",
+                                      "updated_at",
+                                      "1700000000123000000"}));
   // A namespace with expire_after: the expiry in ms since the epoch.
   SlotPayload q = free_slot_payload();
   q.ns = 1;

@@ -564,14 +564,14 @@ TEST(RedisSync, WarmStartSkipsMalformedPositionsNamingKeyAndField) {
   cmd(c, {"SET", "poscache:v1:spot:{bad6}:SOL", "not a hash"});  // another type under the prefix
   ScratchSegment seg("rs_warm_bad");
   WriterConfig cfg = redis_config(seg, srv);
-  std::vector<std::string> lines;
-  cfg.log = [&](LogLevel, std::string_view m) { lines.emplace_back(m); };
+  test::LogLines lines;
+  cfg.log = lines.sink();
   auto w = Writer::open(cfg);
   EXPECT_EQ(w->stats().warm_loaded, 2u);
   EXPECT_EQ(w->stats().warm_skipped, 5u);
   EXPECT_EQ(w->stats().live, 2u);
   std::string all;
-  for (const auto& l : lines) all += l + "\n";
+  for (const auto& l : lines.lines()) all += l + "\n";
   EXPECT_NE(all.find("spot:{bad1}:SOL: field 'qty'"), std::string::npos) << all;
   EXPECT_NE(all.find("spot:{bad2}:SOL: field 'colour' is not in the schema"), std::string::npos)
       << all;
@@ -593,7 +593,6 @@ TEST(RedisSync, RedisKilledMidChurnAndRestartedEndsWithEveryChange) {
   RedisServer srv({"--appendonly", "yes", "--appendfsync", "always"});
   ScratchSegment seg("rs_outage");
   WriterConfig cfg = redis_config(seg, srv, 200);  // small: churn evicts positions mid-outage
-  std::vector<std::string> logged;
   auto w = Writer::open(cfg);
   std::mt19937_64 rng(11);
   Model model;
@@ -714,15 +713,15 @@ TEST(RedisSync, RemovalsAKilledWriterHadNotWrittenReachRedisFromTheJournal) {
   ASSERT_EQ(out, "");
   auto c = srv.client();
   ASSERT_EQ(read_positions(c).size(), 64u);  // the first sync only
-  std::vector<std::string> logged;
-  cfg.log = [&](LogLevel, std::string_view m) { logged.emplace_back(m); };
+  test::LogLines logged;
+  cfg.log = logged.sink();
   auto w = Writer::open(cfg);
   EXPECT_TRUE(w->stats().reattached);
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
   EXPECT_EQ(w->stats().journal_pending, 0u);
-  EXPECT_TRUE(std::any_of(logged.begin(), logged.end(), [](const std::string& m) {
+  EXPECT_TRUE(logged.any_of([](const std::string& m) {
     return m.find("13 removals a previous writer left") != std::string::npos;
-  })) << ::testing::PrintToString(logged);
+  })) << ::testing::PrintToString(logged.lines());
   const Db got = read_positions(c);
   // 64 + 10 new - I20 (erased) - 8 of acc3 - 8 of acc5, the evicted ones included.
   EXPECT_EQ(got.size(), 57u);
@@ -960,15 +959,15 @@ TEST(RedisSync, CorruptJournalEntriesAreSkippedAndReported) {
         detail::to_entry(erase_event("acc1", "I5", version - 1), entries[(head + 3) % n]);  // valid
         shm::store_release(&jh.head, head + 4);
       });
-  std::vector<std::string> logged;
-  cfg.log = [&](LogLevel, std::string_view m) { logged.emplace_back(m); };
+  test::LogLines logged;
+  cfg.log = logged.sink();
   {
     auto w = Writer::open(cfg);
     EXPECT_EQ(w->stats().repairs, 3u + 1u);  // three skipped entries, one finished erase
-    EXPECT_TRUE(std::any_of(logged.begin(), logged.end(), [&](const std::string& m) {
+    EXPECT_TRUE(logged.any_of([&](const std::string& m) {
       return m.find("skipped 3 corrupt journal entries (entry " + std::to_string(head) +
                     ": unknown kind 99)") != std::string::npos;
-    })) << ::testing::PrintToString(logged);
+    })) << ::testing::PrintToString(logged.lines());
     ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
     EXPECT_EQ(w->stats().journal_pending, 0u);
     auto c = srv.client();
@@ -982,9 +981,9 @@ TEST(RedisSync, CorruptJournalEntriesAreSkippedAndReported) {
   });
   logged.clear();
   auto w = Writer::open(cfg);
-  EXPECT_TRUE(std::any_of(logged.begin(), logged.end(), [](const std::string& m) {
+  EXPECT_TRUE(logged.any_of([](const std::string& m) {
     return m.find("the journal's header is corrupt") != std::string::npos;
-  })) << ::testing::PrintToString(logged);
+  })) << ::testing::PrintToString(logged.lines());
   w->erase(*w->make_key("spot", "acc2", "I2"));  // and it works again
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
   EXPECT_EQ(w->stats().journal_pending, 0u);
@@ -1001,12 +1000,8 @@ TEST(RedisSync, AFullJournalIsCountedAndLoggedAndItsOverflowStillReachesRedis) {
   RedisServer srv({"--appendonly", "yes", "--appendfsync", "always"});
   ScratchSegment seg("rs_jfull");
   WriterConfig cfg = redis_config(seg, srv, 64);  // journal: 1024 entries
-  std::mutex mu;
-  std::vector<std::string> logged;
-  cfg.log = [&](LogLevel, std::string_view m) {
-    std::lock_guard lock(mu);
-    logged.emplace_back(m);
-  };
+  test::LogLines logged;
+  cfg.log = logged.sink();
   auto w = Writer::open(cfg);
   constexpr int kN = 1500;
   for (int i = 0; i < kN; ++i) {  // 1500 positions through a 64-slot table: Redis holds them all
@@ -1034,12 +1029,11 @@ TEST(RedisSync, AFullJournalIsCountedAndLoggedAndItsOverflowStillReachesRedis) {
   ASSERT_EQ(std::string(cmd(c2, {"GET", "sentinel"})->str), "kept")
       << "Redis came back without its data";
   EXPECT_EQ(read_positions(c2).size(), 0u) << "removals the journal overflowed never reached Redis";
-  std::lock_guard lock(mu);
-  EXPECT_TRUE(std::any_of(logged.begin(), logged.end(), [](const std::string& m) {
+  EXPECT_TRUE(logged.any_of([](const std::string& m) {
     // (the sync thread may report while the erases are still running: the count is not fixed)
     return m.find("journal full (1024 entries): ") != std::string::npos &&
            m.find("removals are kept in memory only until Redis has them") != std::string::npos;
-  })) << ::testing::PrintToString(logged);
+  })) << ::testing::PrintToString(logged.lines());
 }
 
 TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {
@@ -1048,8 +1042,8 @@ TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {
   WriterConfig cfg = redis_config(seg, srv);
   cfg.redis->password = "wrong";
   cfg.redis->close_timeout = std::chrono::milliseconds(200);
-  std::vector<std::string> lines;
-  cfg.log = [&](LogLevel, std::string_view m) { lines.emplace_back(m); };
+  test::LogLines lines;
+  cfg.log = lines.sink();
   try {  // a warm start cannot read Redis: refused at open, naming why
     Writer::open(cfg);
     ADD_FAILURE() << "expected an error";
@@ -1068,10 +1062,11 @@ TEST(RedisSync, AWrongPasswordIsAClearErrorAndAHealthStateNotACrash) {
   EXPECT_EQ(st.state, "down");
   EXPECT_NE(st.last_error.find("refused"), std::string::npos) << st.last_error;
   // The first line that is not the segment's page report names the refusal.
-  const auto said = std::find_if(lines.begin(), lines.end(), [](const std::string& l) {
+  const std::vector<std::string> said_lines = lines.lines();
+  const auto said = std::find_if(said_lines.begin(), said_lines.end(), [](const std::string& l) {
     return l.find("on 2 MiB pages") == std::string::npos;
   });
-  ASSERT_NE(said, lines.end());
+  ASSERT_NE(said, said_lines.end());
   EXPECT_NE(said->find("authentication"), std::string::npos) << *said;
   // Unreachable: the same, with the endpoint named.
   ScratchSegment seg2("rs_unreach");

@@ -10,8 +10,13 @@ using namespace poscache::shm;
 
 TEST(SlotCodecTest, MantissasRoundTripThroughTheirTwoWordsAtTheExtremes) {
   SlotPayload p{};
-  const int128 values[] = {0, 1, -1, kDecimalLimit - 1, -(kDecimalLimit - 1),
-                           static_cast<int128>(INT64_MIN), static_cast<int128>(UINT64_MAX)};
+  const int128 values[] = {0,
+                           1,
+                           -1,
+                           kDecimalLimit - 1,
+                           -(kDecimalLimit - 1),
+                           static_cast<int128>(INT64_MIN),
+                           static_cast<int128>(UINT64_MAX)};
   for (const int128 v : values) {
     set_field_value(p, 3, v);
     EXPECT_EQ(field_value(p, 3), v);

@@ -49,12 +49,12 @@ TEST(InputTest, EachRuleRefusesAndNamesWhatWasWrong) {
        "account length 0 is out of range 1..64"},
       {"long account", [](Update& u) { u.account_len = 65; }, InputFault::account_length,
        "account length 65 is out of range 1..64"},
-      {"long instrument", [](Update& u) { u.instrument_len = 65; },
-       InputFault::instrument_length, "instrument length 65 is out of range 1..64"},
+      {"long instrument", [](Update& u) { u.instrument_len = 65; }, InputFault::instrument_length,
+       "instrument length 65 is out of range 1..64"},
       {"account text", [](Update& u) { u.account[1] = ':'; }, InputFault::account_text,
        "account 'a:ice'"},
-      {"instrument text", [](Update& u) { u.instrument[0] = '\x7f'; },
-       InputFault::instrument_text, "\\x7f"},
+      {"instrument text", [](Update& u) { u.instrument[0] = '\x7f'; }, InputFault::instrument_text,
+       "\\x7f"},
       {"no fields", [](Update& u) { u.fields_mask = 0; }, InputFault::no_fields,
        "update of spot:alice:SOL sets no fields"},
       {"field beyond", [](Update& u) { u.fields_mask = 1u << 7; }, InputFault::unknown_fields,
@@ -109,8 +109,9 @@ TEST(InputTest, BuildersUseTheSameRulesAndParseTheText) {
   EXPECT_EQ(u->mode, UpdateMode::replace);
 
   const std::pair<std::string_view, std::string_view> unknown[] = {{"qtyy", "1"}};
-  EXPECT_NE(rules.build("spot", "a", "X", unknown, 0, UpdateMode::merge).error().find(
-                "has no field 'qtyy': its fields are qty, avg_price"),
+  EXPECT_NE(rules.build("spot", "a", "X", unknown, 0, UpdateMode::merge)
+                .error()
+                .find("has no field 'qtyy': its fields are qty, avg_price"),
             std::string::npos);
   const std::pair<std::string_view, std::string_view> twice[] = {{"qty", "1"}, {"qty", "2"}};
   EXPECT_NE(rules.build("spot", "a", "X", twice, 0, UpdateMode::merge)

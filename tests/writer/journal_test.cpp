@@ -124,8 +124,8 @@ TEST(JournalTest, AppendFillsToTheSizeThenCountsOverflowsAndTheTailFreesInOrder)
   j.append(late);
   EXPECT_EQ(late.journal_pos, 0u);  // not recorded: the caller still hands it to the sync
   EXPECT_EQ(j.overflows(), 1u);
-  RemovalEvent long_text = pattern_of(RemovalEvent::Kind::glob, 1, std::nullopt,
-                                      std::string(kJournalTextMax + 1, '*'));
+  RemovalEvent long_text =
+      pattern_of(RemovalEvent::Kind::glob, 1, std::nullopt, std::string(kJournalTextMax + 1, '*'));
   JournalTail tail(j);
   tail.done(2);  // entry 1 done before entry 0: the tail cannot pass entry 0 yet
   EXPECT_EQ(load_relaxed(&s.header().tail), 0u);

@@ -59,6 +59,19 @@ TEST_F(WriterTest, InsertsThenUpdatesAndReadersSeeEveryField) {
   EXPECT_EQ(r.stats().updates, 1u);
 }
 
+// The small public calls: a producer that refuses an update itself (make_update failed) counts it
+// where operators look; both ends name the segment they are on.
+TEST_F(WriterTest, CountRejectAndSegmentNamesAreWhatOperatorsSee) {
+  EXPECT_EQ(r.stats().rejects, 0u);
+  w->count_reject();
+  w->count_reject();
+  EXPECT_EQ(r.stats().rejects, 2u);
+  EXPECT_EQ(w->stats().rejects, 2u);
+  EXPECT_EQ(w->segment_name(), seg.name());
+  EXPECT_EQ(r.segment_name(), seg.name());
+  EXPECT_EQ(w->namespaces().size(), 3u);
+}
+
 TEST_F(WriterTest, ReplaceModeUnsetsTheFieldsNotGiven) {
   w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "1"}, {"fees", "0.1"}})));
   w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "2"}}, 0, UpdateMode::replace)));
