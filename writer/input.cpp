@@ -19,30 +19,6 @@ InputRules::InputRules(const std::vector<NamespaceSpec>& namespaces) : specs_(&n
   }
 }
 
-InputCheck InputRules::check(const Update& u) const noexcept {
-  if (u.ns >= shapes_.size()) return {InputFault::namespace_id};
-  if (u.account_len == 0 || u.account_len > kMaxAccountLen) return {InputFault::account_length};
-  if (u.instrument_len == 0 || u.instrument_len > kMaxInstrumentLen)
-    return {InputFault::instrument_length};
-  if (!valid_account(u.account_view())) return {InputFault::account_text};
-  if (!valid_instrument(u.instrument_view())) return {InputFault::instrument_text};
-  const Shape& s = shapes_[u.ns];
-  if (u.fields_mask == 0) return {InputFault::no_fields};
-  if (s.field_count < 32 && (u.fields_mask >> s.field_count) != 0)
-    return {InputFault::unknown_fields};
-  for (std::uint32_t f = 0; f < s.field_count; ++f) {
-    if (((u.fields_mask >> f) & 1u) == 0) continue;
-    const int128 v = u.values[f];
-    if (((s.int_fields >> f) & 1u) != 0) {
-      if (v > INT64_MAX || v < INT64_MIN)
-        return {InputFault::int64_range, static_cast<std::uint8_t>(f)};
-    } else if (v >= kDecimalLimit || v <= -kDecimalLimit) {
-      return {InputFault::decimal_digits, static_cast<std::uint8_t>(f)};
-    }
-  }
-  return {};
-}
-
 std::string InputRules::explain(const InputCheck& c, const Update& u) const {
   const auto& specs = *specs_;
   auto field = [&] { return "field '" + specs[u.ns].fields[c.field].name + "': "; };
