@@ -1,6 +1,6 @@
 #include "poscache/format.hpp"
 
-#include "shm/key_text.hpp"
+#include "values/key_text.hpp"
 
 namespace poscache {
 

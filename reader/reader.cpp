@@ -12,11 +12,11 @@
 #include "shm/clock.hpp"
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
-#include "shm/key_text.hpp"
 #include "shm/layout.hpp"
 #include "shm/segment.hpp"
 #include "shm/seqlock.hpp"
 #include "shm/slot_codec.hpp"
+#include "values/key_text.hpp"
 
 namespace poscache {
 

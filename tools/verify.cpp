@@ -8,9 +8,9 @@
 
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
-#include "shm/key_text.hpp"
 #include "shm/layout.hpp"
 #include "shm/seqlock.hpp"
+#include "values/key_text.hpp"
 
 namespace poscache::tools {
 

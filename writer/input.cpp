@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "shm/layout.hpp"
-#include "shm/quote.hpp"
+#include "values/quote.hpp"
 
 namespace poscache::detail {
 

@@ -1,7 +1,7 @@
 // The writer's input rules: one validator for every way a change reaches the table.
 //
 // The rules are written once, in InputRules::check: a namespace id the segment has, a key that
-// is a key (shm/key_text rules: schema.hpp's valid_account/valid_instrument), at least one field
+// is a key (poscache/schema.hpp: valid_account, valid_instrument), at least one field
 // and none beyond the schema, a decimal mantissa of at most 38 digits, an int64 field within 64
 // bits. The hot path (upsert, upsert_batch) asks check() for a yes or no: no allocation, no
 // text. The slow paths (apply(), make_update) turn the same answer into a message with explain().

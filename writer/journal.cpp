@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "shm/key_text.hpp"
 #include "shm/slot_codec.hpp"
+#include "values/key_text.hpp"
 
 namespace poscache::detail {
 

@@ -6,8 +6,8 @@
 
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
-#include "shm/key_text.hpp"
 #include "shm/slot_codec.hpp"
+#include "values/key_text.hpp"
 #include "writer/redis/sync_handoff.hpp"
 #include "writer/table.hpp"
 #include "writer/table_detail.hpp"

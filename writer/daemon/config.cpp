@@ -8,7 +8,7 @@
 #define TOML_EXCEPTIONS 1
 #include <toml++/toml.h>
 
-#include "shm/quote.hpp"
+#include "values/quote.hpp"
 
 namespace poscache::daemon {
 

@@ -4,8 +4,8 @@
 #include <cstring>
 
 #include "poscache/decimal.hpp"
-#include "shm/quote.hpp"
 #include "shm/slot_codec.hpp"
+#include "values/quote.hpp"
 
 namespace poscache::detail {
 

@@ -10,8 +10,8 @@
 
 #include "shm/atomic.hpp"
 #include "shm/clock.hpp"
-#include "shm/key_text.hpp"
 #include "shm/seqlock.hpp"
+#include "values/key_text.hpp"
 
 namespace poscache::detail {
 

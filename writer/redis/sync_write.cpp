@@ -3,8 +3,8 @@
 #include <cstring>
 
 #include "shm/atomic.hpp"
-#include "shm/key_text.hpp"
 #include "shm/seqlock.hpp"
+#include "values/key_text.hpp"
 #include "writer/redis/sync_worker.hpp"
 
 namespace poscache::detail {

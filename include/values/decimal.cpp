@@ -3,7 +3,7 @@
 #include <charconv>
 #include <cstring>
 
-#include "shm/quote.hpp"
+#include "values/quote.hpp"
 
 namespace poscache {
 

@@ -5,7 +5,7 @@
 
 #include "poscache/decimal.hpp"
 #include "poscache/status.hpp"
-#include "shm/quote.hpp"
+#include "values/quote.hpp"
 
 namespace poscache {
 

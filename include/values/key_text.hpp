@@ -1,6 +1,6 @@
 // A position's key as text, "ns:account:instrument": what globs (invalidate_matching, scan
 // filters, the Redis sync's pattern removals) are matched against and what tools print. No key
-// part may contain ':' (shm/schema.cpp), so the text is unambiguous. Built into a caller's
+// part may contain ':' (values/schema.cpp), so the text is unambiguous. Built into a caller's
 // buffer: the loops that match every position allocate once, not per position.
 #pragma once
 
