@@ -1,5 +1,5 @@
-// values/key_text and values/quote: a key's text, the globs matched against it, and how messages show
-// text that came from outside.
+// values/key_text and values/quote: a key's text, the globs matched against it, and how messages
+// show text that came from outside.
 #include "values/key_text.hpp"
 
 #include <gtest/gtest.h>
@@ -24,7 +24,9 @@ TEST(KeyTextTest, TheTextIsNsAccountInstrumentAndGlobsMatchTheWholeOfIt) {
 
 TEST(QuoteTest, ShowsOutsideTextQuotedCutAndWithEveryUnprintableByteInHex) {
   EXPECT_EQ(quoted("alice"), "'alice'");
-  EXPECT_EQ(quoted("a\x7f" "b\xc3\xa9"), "'a\\x7fb\\xc3\\xa9'");
+  EXPECT_EQ(quoted("a\x7f"
+                   "b\xc3\xa9"),
+            "'a\\x7fb\\xc3\\xa9'");
   EXPECT_EQ(quoted("back\\slash"), "'back\\\\slash'");
   EXPECT_EQ(quoted("\x1b[31mred"), "'\\x1b[31mred'");  // no terminal escape reaches a log
   EXPECT_EQ(quoted(std::string(70, 'x'), 64), "'" + std::string(64, 'x') + "...'");
