@@ -1,8 +1,6 @@
 #include "poscache/mirror_status.hpp"
 
 #include <algorithm>
-#include <cstring>
-#include <iterator>
 
 #include "shm/clock.hpp"
 #include "shm/layout.hpp"
@@ -26,7 +24,7 @@ MirrorStatus mirror_status(const Reader& reader) {
   const std::int64_t oldest = load_relaxed(&h.redis_oldest_unsynced_ns);
   st.oldest_unsynced_age_ns = oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
   st.synced_version = load_relaxed(&h.redis_synced_version);
-  st.journal_pending = load_relaxed(&h.journal_pending);
+  st.journal_pending = published_journal_pending(h);
   st.journal_overflows = load_relaxed(&h.journal_overflows);
   return st;
 }

@@ -58,11 +58,6 @@ void fill(const std::uint64_t* words, std::size_t nfields, Position& out) noexce
   decode(view(words), nfields, out);
 }
 
-bool key_equals(const std::uint64_t* words, std::uint64_t hash, NamespaceId ns,
-                std::string_view account, std::string_view instrument) noexcept {
-  return same_key(view(words), hash, ns, account, instrument);
-}
-
 bool writer_heartbeat_stale(const SegmentHeader& h, std::int64_t now_ns) noexcept {
   // A writer beats every heartbeat_interval; ten missed beats (at least 100 ms) means dead.
   const std::int64_t interval = load_relaxed(&h.heartbeat_interval_ns);
@@ -171,7 +166,7 @@ ReadStatus Reader::lookup(NamespaceId ns, std::string_view account, std::string_
         stuck = true;
         return true;  // stop probing: report rather than guess
       }
-      return key_equals(buf, hash, ns, account, instrument);
+      return same_key(view(buf), hash, ns, account, instrument);
     });
     if (stuck) {
       return writer_heartbeat_stale(h, now_ns) ? ReadStatus::writer_dead : ReadStatus::writer_busy;

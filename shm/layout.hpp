@@ -195,16 +195,19 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint64_t reserved6[16 - sizeof(Counters) / 8];
 
   // --- lines 6-8: the Redis mirror's state, written by the writer's sync thread
-  //     (writer/redis/sync_worker.cpp), relaxed except the error text's seqlock.
+  //     (writer/redis/sync_worker.cpp), relaxed except the error text's seqlock; and copies of
+  //     the journal's words for readers (the journal itself is writer-only), each stored, relaxed,
+  //     by the thread that moves the original: head and overflows by the apply thread, tail by
+  //     the sync thread (writer/journal.cpp). Pending = head - tail (published_journal_pending).
   std::uint32_t redis_state;  // RedisState
   std::uint32_t redis_error_len;
-  std::uint64_t redis_dirty;              // positions changed, not yet synced
-  std::int64_t redis_oldest_unsynced_ns;  // CLOCK_REALTIME of the oldest such change
-  std::uint64_t redis_synced_version;     // highest version acknowledged by Redis
-  std::uint64_t redis_error_seq;          // seqlock over redis_error (shm/seqlock.hpp)
-  std::uint64_t journal_pending;          // removals journaled, not yet in Redis
-  std::uint64_t journal_overflows;        // removals that found the journal full
-  std::uint64_t reserved7;
+  std::uint64_t redis_dirty;                    // positions changed, not yet synced
+  std::int64_t redis_oldest_unsynced_ns;        // CLOCK_REALTIME of the oldest such change
+  std::uint64_t redis_synced_version;           // highest version acknowledged by Redis
+  std::uint64_t redis_error_seq;                // seqlock over redis_error (shm/seqlock.hpp)
+  std::uint64_t journal_head;                   // JournalHeader::head, copied
+  std::uint64_t journal_tail;                   // JournalHeader::tail, copied
+  std::uint64_t journal_overflows;              // JournalHeader::overflows, copied
   std::uint64_t redis_error[kRedisErrorWords];  // last error text as words (redis_error_seq)
 
   // --- namespaces, from the first line after the Redis state.
@@ -432,6 +435,13 @@ inline std::uint64_t journal_pending(const JournalHeader& j) noexcept {
   return head >= tail ? head - tail : 0;
 }
 
+// The same from the header's copies: what readers may see (tail first, as above).
+inline std::uint64_t published_journal_pending(const SegmentHeader& h) noexcept {
+  const std::uint64_t tail = load_relaxed(&h.journal_tail);
+  const std::uint64_t head = load_relaxed(&h.journal_head);
+  return head >= tail ? head - tail : 0;
+}
+
 struct alignas(kCacheLine) JournalEntry {
   std::uint64_t version;
   std::uint8_t kind;
@@ -503,7 +513,7 @@ constexpr std::uint64_t layout_fingerprint() {
                                  offsetof(SegmentHeader, counters),
                                  sizeof(Counters),
                                  offsetof(SegmentHeader, redis_state),
-                                 offsetof(SegmentHeader, journal_pending),
+                                 offsetof(SegmentHeader, journal_head),
                                  offsetof(SegmentHeader, redis_error),
                                  offsetof(SegmentHeader, namespaces),
                                  sizeof(NamespaceDesc),

@@ -69,4 +69,13 @@ std::string describe(const NamespaceSpec& n) {
   return s;
 }
 
+std::string namespace_names(const std::vector<NamespaceSpec>& specs) {
+  std::string s;
+  for (const auto& n : specs) {
+    if (!s.empty()) s += ", ";
+    s += n.name;
+  }
+  return s.empty() ? "(none)" : s;
+}
+
 }  // namespace poscache::shm

@@ -114,6 +114,7 @@ void write_namespace(NamespaceDesc& d, const NamespaceSpec& n) noexcept;
 NamespaceSpec spec_of(const NamespaceDesc& d);
 bool same_schema(const NamespaceDesc& d, const NamespaceSpec& n);
 std::string describe(const NamespaceSpec& n);  // "spot{qty:decimal(8),...,stale_after=0ns,...}"
+std::string namespace_names(const std::vector<NamespaceSpec>& specs);  // "spot, marks", "(none)"
 
 // "/dev/shm/<name>" for messages and the writer's lock file.
 std::string shm_path(std::string_view name);

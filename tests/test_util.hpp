@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -28,6 +29,7 @@
 
 #include "poscache/schema.hpp"
 #include "poscache/writer.hpp"
+#include "shm/layout.hpp"
 
 namespace poscache::test {
 
@@ -275,5 +277,41 @@ inline WriterConfig small_config(const std::string& segment, std::uint64_t capac
   c.namespaces = {preset_trading("spot"), preset_lending("moonwell"), preset_quote("marks")};
   return c;
 }
+
+// A payload holding only a key (key_hash left 0, as in a journal event): the start of every
+// hand-built slot, event and Redis record in the tests.
+inline shm::SlotPayload key_payload(std::uint16_t ns, std::string_view account,
+                                    std::string_view instrument) {
+  shm::SlotPayload p = shm::free_slot_payload();
+  p.ns = ns;
+  p.account_len = static_cast<std::uint8_t>(account.size());
+  std::memcpy(p.account, account.data(), account.size());
+  p.instrument_len = static_cast<std::uint8_t>(instrument.size());
+  std::memcpy(p.instrument, instrument.data(), instrument.size());
+  return p;
+}
+
+// An Update of a key, built by hand (not through make_update), setting field 0 to `value0`.
+inline Update key_update(NamespaceId ns, std::string_view account, std::string_view instrument,
+                         int128 value0) {
+  Update u;
+  u.ns = ns;
+  u.account_len = static_cast<std::uint8_t>(account.size());
+  std::memcpy(u.account, account.data(), account.size());
+  u.instrument_len = static_cast<std::uint8_t>(instrument.size());
+  std::memcpy(u.instrument, instrument.data(), instrument.size());
+  u.fields_mask = 1;
+  u.values[0] = value0;
+  return u;
+}
+
+// A segment's bytes in private memory, zeroed, laid out for `capacity`: for the components that
+// work on a region of it without sharing it (the journal, the Redis hand-off).
+struct PrivateSegment {
+  explicit PrivateSegment(std::uint64_t capacity) : g(shm::geometry_for(capacity)) {}
+  shm::Geometry g;
+  std::unique_ptr<std::byte[]> mem{new std::byte[g.segment_size]()};
+  [[nodiscard]] std::byte* base() const { return mem.get(); }
+};
 
 }  // namespace poscache::test

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "shm/layout.hpp"
+#include "shm/segment.hpp"
 #include "values/quote.hpp"
 
 namespace poscache::detail {
@@ -26,8 +27,7 @@ std::string InputRules::explain(const InputCheck& c, const Update& u) const {
     case InputFault::none:
       return {};
     case InputFault::namespace_id:
-      return "namespace id " + std::to_string(u.ns) + " is out of range: this segment has " +
-             std::to_string(specs.size()) + " namespaces";
+      return problem_of_namespace(u.ns);
     case InputFault::account_length:
       return "account length " + std::to_string(u.account_len) + " is out of range 1..64";
     case InputFault::instrument_length:
@@ -57,7 +57,7 @@ std::string InputRules::problem(const Update& u) const {
 }
 
 std::string InputRules::problem(const KeyRef& k) const {
-  if (k.ns >= shapes_.size()) return "namespace id " + std::to_string(k.ns) + " is out of range";
+  if (std::string why = problem_of_namespace(k.ns); !why.empty()) return why;
   if (auto r = validate_account(k.account); !r) return r.error();
   if (auto r = validate_instrument(k.instrument); !r) return r.error();
   return {};
@@ -73,7 +73,8 @@ std::string InputRules::problem_of_glob(std::string_view glob) const {
 
 std::string InputRules::problem_of_namespace(NamespaceId ns) const {
   if (ns < shapes_.size()) return {};
-  return "namespace id " + std::to_string(ns) + " is out of range";
+  return "namespace id " + std::to_string(ns) + " is out of range: this segment has " +
+         std::to_string(shapes_.size()) + " namespaces";
 }
 
 std::string InputRules::problem(const Op& op) const {
@@ -103,23 +104,15 @@ Expected<NamespaceId> InputRules::namespace_id(std::string_view ns) const {
   for (std::size_t i = 0; i < specs.size(); ++i) {
     if (specs[i].name == ns) return static_cast<NamespaceId>(i);
   }
-  return fail("unknown namespace " + detail::quoted(ns) + ": this segment has " + namespace_list());
-}
-
-std::string InputRules::namespace_list() const {
-  std::string s;
-  for (const auto& n : *specs_) s += (s.empty() ? "" : ", ") + n.name;
-  return s.empty() ? "(none)" : s;
+  return fail("unknown namespace " + detail::quoted(ns) + ": this segment has " +
+              shm::namespace_names(*specs_));
 }
 
 Expected<Update> InputRules::build(NamespaceId ns, std::string_view account,
                                    std::string_view instrument, std::uint32_t mask,
                                    const int128* values, std::uint64_t source_seq,
                                    UpdateMode mode) const {
-  if (ns >= shapes_.size()) {
-    return fail("namespace id " + std::to_string(ns) + " is out of range: this segment has " +
-                std::to_string(shapes_.size()) + " namespaces");
-  }
+  if (std::string why = problem_of_namespace(ns); !why.empty()) return fail(why);
   // The key's own messages (they name the part and escape what they show) before the lengths
   // are cut to fit an Update.
   if (auto r = validate_account(account); !r) return fail(r.error());

@@ -63,7 +63,6 @@ class InputRules {
       std::uint64_t source_seq, UpdateMode mode) const;
 
   [[nodiscard]] Expected<NamespaceId> namespace_id(std::string_view ns) const;
-  [[nodiscard]] std::string namespace_list() const;  // "spot, lending" for messages
 
  private:
   struct Shape {

@@ -116,9 +116,20 @@ std::string entry_problem(const JournalEntry& e, std::uint64_t next_version,
 }
 
 Journal::Journal(std::byte* base, const Geometry& g) noexcept
-    : header_(reinterpret_cast<JournalHeader*>(base + g.journal_offset)),
+    : seg_(reinterpret_cast<SegmentHeader*>(base)),
+      header_(reinterpret_cast<JournalHeader*>(base + g.journal_offset)),
       entries_(reinterpret_cast<JournalEntry*>(base + g.journal_offset + sizeof(JournalHeader))),
-      size_(g.journal_entries) {}
+      size_(g.journal_entries) {
+  store_relaxed(&seg_->journal_head, load_relaxed(&header_->head));
+  store_relaxed(&seg_->journal_tail, load_relaxed(&header_->tail));
+  store_relaxed(&seg_->journal_overflows, load_relaxed(&header_->overflows));
+}
+
+void Journal::advance_tail(std::uint64_t tail) const noexcept {
+  // release: pairs with the apply thread's acquire load in append (it may now reuse entries).
+  store_release(&header_->tail, tail);
+  store_relaxed(&seg_->journal_tail, tail);
+}
 
 std::uint64_t Journal::overflows() const noexcept {
   return load_relaxed(&header_->overflows);
@@ -128,11 +139,13 @@ void Journal::append(RemovalEvent& e) noexcept {
   if (!present()) return;
   JournalHeader& j = *header_;
   const std::uint64_t head = load_relaxed(&j.head);  // only this thread stores it
-  // acquire: pairs with the sync thread's release store of tail (JournalTail::done); entries
+  // acquire: pairs with the sync thread's release store of tail (advance_tail); entries
   // below it are no longer needed, so the one at head % size may be overwritten.
   const std::uint64_t tail = load_acquire(&j.tail);
   if (head - tail >= size_ || e.text.size() > kJournalTextMax) {
-    store_relaxed(&j.overflows, load_relaxed(&j.overflows) + 1);
+    const std::uint64_t overflows = load_relaxed(&j.overflows) + 1;
+    store_relaxed(&j.overflows, overflows);
+    store_relaxed(&seg_->journal_overflows, overflows);
     return;
   }
   to_entry(e, entries_[head % size_]);
@@ -141,6 +154,7 @@ void Journal::append(RemovalEvent& e) noexcept {
   // writer maps the segment after this process's stores retired, in program order (the same
   // argument as the undo record's, shm/seqlock.hpp).
   store_release(&j.head, head + 1);
+  store_relaxed(&seg_->journal_head, head + 1);
 }
 
 Journal::Scan Journal::scan(std::uint64_t next_version, std::uint32_t namespace_count) const {
@@ -151,7 +165,7 @@ Journal::Scan Journal::scan(std::uint64_t next_version, std::uint32_t namespace_
     r.header_corrupt = true;
     r.problem = "the journal's header is corrupt (head " + std::to_string(head) + ", tail " +
                 std::to_string(tail) + ", " + std::to_string(size_) + " entries)";
-    store_release(&header_->tail, head);
+    advance_tail(head);
     return r;
   }
   for (std::uint64_t n = tail; n < head; ++n) {
@@ -178,8 +192,7 @@ void JournalTail::done(std::uint64_t pos) noexcept {
     done_[tail % n] = 0;
     ++tail;
   }
-  // release: pairs with the apply thread's acquire load in Journal::append (it may now reuse them).
-  if (tail != from) store_release(&j.tail, tail);
+  if (tail != from) journal_.advance_tail(tail);
 }
 
 }  // namespace poscache::detail

@@ -60,6 +60,7 @@ std::string entry_problem(const shm::JournalEntry& e, std::uint64_t next_version
 class Journal {
  public:
   Journal() = default;
+  // Publishes its words' copies in the header at once (readers' view: shm/layout.hpp).
   Journal(std::byte* segment_base, const shm::Geometry& g) noexcept;
 
   [[nodiscard]] bool present() const noexcept { return header_ != nullptr && size_ > 0; }
@@ -84,7 +85,11 @@ class Journal {
   };
   Scan scan(std::uint64_t next_version, std::uint32_t namespace_count) const;
 
+  // Sync thread: entries below `tail` are in Redis (or superseded) and may be overwritten.
+  void advance_tail(std::uint64_t tail) const noexcept;
+
  private:
+  shm::SegmentHeader* seg_ = nullptr;  // the header's copies of the journal's words
   shm::JournalHeader* header_ = nullptr;
   shm::JournalEntry* entries_ = nullptr;
   std::uint64_t size_ = 0;

@@ -31,17 +31,11 @@ std::uint64_t process_start_ticks(pid_t pid) {
   return 0;
 }
 
-std::string ns_list(const std::vector<NamespaceSpec>& specs) {
-  std::string s;
-  for (const auto& n : specs) s += (s.empty() ? "" : ", ") + n.name;
-  return s.empty() ? "(none)" : s;
-}
-
 // Why the existing segment `h` cannot serve `config` (empty: it can).
 std::string mismatch(const SegmentHeader& h, const WriterConfig& config) {
   if (h.capacity != config.capacity || h.namespace_count != config.namespaces.size()) {
     return "expected capacity " + std::to_string(config.capacity) + " with namespaces " +
-           ns_list(config.namespaces) + ", found capacity " + std::to_string(h.capacity) +
+           namespace_names(config.namespaces) + ", found capacity " + std::to_string(h.capacity) +
            " with " + std::to_string(h.namespace_count) + " namespaces";
   }
   for (std::size_t i = 0; i < config.namespaces.size(); ++i) {
@@ -60,8 +54,9 @@ void retire(SegmentHeader& h) noexcept {
 }
 
 void warn_dropped_journal(const SegmentHeader& h, const Mapping& m, const WriterConfig& config) {
-  const Journal j(static_cast<std::byte*>(m.base()), geometry_for(h.capacity));
-  if (const std::uint64_t pending = j.pending(); pending > 0 && config.log) {
+  const auto& j = *reinterpret_cast<const JournalHeader*>(static_cast<const std::byte*>(m.base()) +
+                                                          geometry_for(h.capacity).journal_offset);
+  if (const std::uint64_t pending = journal_pending(j); pending > 0 && config.log) {
     config.log(LogLevel::warn,
                "replacing segment '" + config.segment + "' drops " + std::to_string(pending) +
                    " removals its journal had not written to Redis yet (a warm start may bring "

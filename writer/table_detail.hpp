@@ -14,11 +14,9 @@
 
 namespace poscache::detail {
 
-using namespace shm;  // the word accessors (shm/atomic.hpp), in every file of the writer
-
 // A header counter (poscache/counters.hpp): one writer, relaxed.
 inline void bump(std::uint64_t& c, std::uint64_t n = 1) noexcept {
-  add_relaxed(&c, n);
+  shm::add_relaxed(&c, n);
 }
 
 // The key of the writer's private account table (writer/account_heads.hpp).

@@ -14,8 +14,6 @@
 
 namespace poscache::detail {
 
-using shm::realtime_ns;
-
 // The writer's wall clock: CLOCK_REALTIME extrapolated with the TSC between anchors.
 //
 // Every change stamps updated_at, so the apply path reads the clock once per upsert() (once per
@@ -63,7 +61,7 @@ class TscClock {
       return anchor_ns_;
     }
 #endif
-    return realtime_ns();
+    return shm::realtime_ns();
   }
 
   [[nodiscard]] bool uses_tsc() const noexcept {
@@ -82,7 +80,7 @@ class TscClock {
     std::uint64_t best = ~std::uint64_t{0};
     for (int attempt = 0; attempt < 8; ++attempt) {
       const std::uint64_t t1 = __rdtsc();
-      const std::int64_t n = realtime_ns();
+      const std::int64_t n = shm::realtime_ns();
       const std::uint64_t t2 = __rdtsc();
       if (t2 - t1 < best) {
         best = t2 - t1;

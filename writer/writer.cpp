@@ -74,9 +74,6 @@ struct Writer::Impl {
 // ready), then the sync thread.
 void Writer::Impl::start_redis(bool empty_segment, detail::Journal::Scan scan) {
   const auto& pending = scan.valid;
-  // Readers see the journal's counts in the header (the sync thread keeps them current).
-  store_relaxed(&header().journal_pending, journal.pending());
-  store_relaxed(&header().journal_overflows, journal.overflows());
   if (!cfg.redis) {
     if (!pending.empty()) {
       cfg.log(LogLevel::warn, std::to_string(pending.size()) +

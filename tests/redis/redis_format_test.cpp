@@ -9,6 +9,7 @@
 #include <deque>
 
 #include "shm/slot_codec.hpp"
+#include "test_util.hpp"
 
 using namespace poscache;
 using namespace poscache::detail;
@@ -32,12 +33,7 @@ std::vector<std::string> strings(const Args& a) {
 }
 
 SlotPayload lending_position() {
-  SlotPayload p = free_slot_payload();
-  p.ns = 0;
-  p.account_len = 6;
-  std::memcpy(p.account, "0xabcd", 6);
-  p.instrument_len = 4;
-  std::memcpy(p.instrument, "USDC", 4);
+  SlotPayload p = test::key_payload(0, "0xabcd", "USDC");
   set_field_value(p, 0, 1'500'000'000);  // collateral_amount, base units (scale 0)
   set_field_value(p, 3, static_cast<int128>(1'250'000'000'000'000'000));  // health 1.25
   set_field_value(p, 5, -3);  // blocks_unhealthy (int64)
@@ -125,12 +121,7 @@ TEST(RedisFormatTest, AnUpsertCarriesExactDecimalsTheUnsetFieldsAndTheMeta) {
                                       "updated_at",
                                       "1700000000123000000"}));
   // A namespace with expire_after: the expiry in ms since the epoch.
-  SlotPayload q = free_slot_payload();
-  q.ns = 1;
-  q.account_len = 1;
-  q.account[0] = 'v';
-  q.instrument_len = 3;
-  std::memcpy(q.instrument, "BTC", 3);
+  SlotPayload q = test::key_payload(1, "v", "BTC");
   q.fields_set = 1;
   set_field_value(q, 0, -5);
   q.version = 1;

@@ -7,6 +7,8 @@
 
 #include <memory>
 
+#include "test_util.hpp"
+
 using namespace poscache;
 using namespace poscache::detail;
 using namespace poscache::shm;
@@ -15,10 +17,9 @@ using namespace std::chrono_literals;
 namespace {
 
 struct Fixture {
-  Geometry g = geometry_for(8);
-  std::unique_ptr<std::byte[]> mem{new std::byte[g.segment_size]()};
-  Journal journal{mem.get(), g};
-  SlotBook* book = reinterpret_cast<SlotBook*>(mem.get() + g.book_offset);
+  test::PrivateSegment seg{8};
+  Journal journal{seg.base(), seg.g};
+  SlotBook* book = reinterpret_cast<SlotBook*>(seg.base() + seg.g.book_offset);
   SyncChannel channel;
   SyncHandOff handoff{channel, journal, book, 5ms, 1024};
 

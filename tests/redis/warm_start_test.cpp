@@ -33,13 +33,7 @@ TEST(WarmLoaderTest, KeepsExactlyTheMostRecentlyUpdatedCapacityPositions) {
   std::shuffle(order.begin(), order.end(), std::mt19937(5));
   std::uint64_t dropped = 0;
   for (const int i : order) {
-    SlotPayload p = free_slot_payload();
-    p.ns = 0;
-    const std::string a = "acct" + std::to_string(i);
-    p.account_len = static_cast<std::uint8_t>(a.size());
-    std::memcpy(p.account, a.data(), a.size());
-    p.instrument_len = 1;
-    p.instrument[0] = 'X';
+    SlotPayload p = test::key_payload(0, "acct" + std::to_string(i), "X");
     p.fields_set = 1;
     p.version = 500 + static_cast<std::uint64_t>(i);
     p.created_at_ns = p.updated_at_ns = 1000 + i;

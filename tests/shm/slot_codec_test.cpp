@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "shm/hash.hpp"
+#include "test_util.hpp"
 
 using namespace poscache;
 using namespace poscache::shm;
@@ -46,12 +47,7 @@ TEST(SlotCodecTest, TheMetaWordCarriesFieldsSetInItsHighHalf) {
 }
 
 TEST(SlotCodecTest, DecodeFillsAPositionAndZeroesTheFieldsBeyondTheSchema) {
-  SlotPayload p{};
-  p.ns = 2;
-  p.account_len = 5;
-  std::memcpy(p.account, "alice", 5);
-  p.instrument_len = 3;
-  std::memcpy(p.instrument, "SOL", 3);
+  SlotPayload p = test::key_payload(2, "alice", "SOL");
   p.fields_set = 0b11;
   p.version = 9;
   p.source_seq = 4;
@@ -77,12 +73,7 @@ TEST(SlotCodecTest, DecodeFillsAPositionAndZeroesTheFieldsBeyondTheSchema) {
 }
 
 TEST(SlotCodecTest, SameKeyComparesTheWholeKeyNotAPrefix) {
-  SlotPayload p{};
-  p.ns = 1;
-  p.account_len = 5;
-  std::memcpy(p.account, "alice", 5);
-  p.instrument_len = 3;
-  std::memcpy(p.instrument, "SOL", 3);
+  SlotPayload p = test::key_payload(1, "alice", "SOL");
   p.key_hash = key_hash(1, "alice", "SOL");
   EXPECT_TRUE(same_key(p, p.key_hash, 1, "alice", "SOL"));
   EXPECT_FALSE(same_key(p, p.key_hash ^ 1, 1, "alice", "SOL"));

@@ -19,15 +19,7 @@ std::vector<NamespaceSpec> specs() {
 }
 
 Update good_update() {
-  Update u;
-  u.ns = 0;
-  u.account_len = 5;
-  std::memcpy(u.account, "alice", 5);
-  u.instrument_len = 3;
-  std::memcpy(u.instrument, "SOL", 3);
-  u.fields_mask = 1;
-  u.values[0] = 1;
-  return u;
+  return test::key_update(0, "alice", "SOL", 1);
 }
 
 }  // namespace

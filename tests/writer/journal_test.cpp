@@ -6,17 +6,18 @@
 
 #include <memory>
 
+#include "test_util.hpp"
+
 using namespace poscache;
 using namespace poscache::detail;
 using namespace poscache::shm;
 
 namespace {
 
-// A journal of `entries` entries in private memory, at the offset a segment of capacity 1 has.
+// The journal of a segment of capacity 1 (1024 entries), in private memory.
 struct Scratch {
-  Geometry g = geometry_for(1);
-  std::unique_ptr<std::byte[]> mem{new std::byte[g.segment_size]()};
-  Journal journal{mem.get(), g};
+  test::PrivateSegment seg{1};
+  Journal journal{seg.base(), seg.g};
   JournalHeader& header() { return journal.header(); }
 };
 
@@ -51,12 +52,7 @@ TEST(JournalTest, EveryKindRoundTripsThroughItsEntry) {
 }
 
 TEST(JournalTest, CoversWhatEachKindRemovesAndNothingElse) {
-  SlotPayload p{};
-  p.ns = 1;
-  p.account_len = 5;
-  std::memcpy(p.account, "alice", 5);
-  p.instrument_len = 3;
-  std::memcpy(p.instrument, "SOL", 3);
+  const SlotPayload p = test::key_payload(1, "alice", "SOL");
   using K = RemovalEvent::Kind;
   EXPECT_TRUE(covers(erase_of(KeyRef{1, "alice", "SOL"}, 1), "moonwell", p));
   EXPECT_FALSE(covers(erase_of(KeyRef{0, "alice", "SOL"}, 1), "moonwell", p));

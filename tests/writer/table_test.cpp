@@ -33,17 +33,9 @@ class TableTest : public ::testing::Test {
     table.bind(base, geometry_for(spec.capacity));
   }
 
-  Update update(const std::string& account, const std::string& instrument, int128 qty,
-                NamespaceId ns = 0) {
-    Update u;
-    u.ns = ns;
-    u.account_len = static_cast<std::uint8_t>(account.size());
-    std::memcpy(u.account, account.data(), account.size());
-    u.instrument_len = static_cast<std::uint8_t>(instrument.size());
-    std::memcpy(u.instrument, instrument.data(), instrument.size());
-    u.fields_mask = 1;
-    u.values[0] = qty;
-    return u;
+  static Update update(const std::string& account, const std::string& instrument, int128 qty,
+                       NamespaceId ns = 0) {
+    return test::key_update(ns, account, instrument, qty);
   }
   std::uint32_t slot_of(const std::string& account, const std::string& instrument,
                         NamespaceId ns = 0) const {
@@ -183,12 +175,7 @@ TEST_F(TableTest, FinishingAJournaledRemovalRemovesOnlyWhatIsOlderThanIt) {
 }
 
 TEST_F(TableTest, ARestoredPositionKeepsItsVersionAndCountsAsSynced) {
-  SlotPayload p = free_slot_payload();
-  p.ns = 0;
-  p.account_len = 3;
-  std::memcpy(p.account, "eve", 3);
-  p.instrument_len = 3;
-  std::memcpy(p.instrument, "ETH", 3);
+  SlotPayload p = test::key_payload(0, "eve", "ETH");
   p.fields_set = 1;
   set_field_value(p, 0, 42);
   p.version = table.area().next_version + 1000;

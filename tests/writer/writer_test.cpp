@@ -301,6 +301,11 @@ TEST_F(WriterTest, EveryKindOfMalformedHandBuiltUpdateIsRefusedByBothApplyPaths)
   add("field beyond the schema", [](Update& u) { u.fields_mask = 1u << 20; });
   add("39-digit mantissa", [](Update& u) { u.values[0] = kDecimalLimit; });
   add("negative 39 digits", [](Update& u) { u.values[0] = -kDecimalLimit; });
+  add("int64 field beyond 64 bits", [](Update& u) {
+    u.ns = 1;                 // moonwell
+    u.fields_mask = 1u << 4;  // last_update_block, an int64
+    u.values[4] = static_cast<int128>(INT64_MAX) + 1;
+  });
   std::uint64_t rejects = 0;
   for (const auto& [what, u] : bad) {
     EXPECT_EQ(w->upsert(u).status, ApplyStatus::bad_input) << what;

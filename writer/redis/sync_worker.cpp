@@ -211,11 +211,6 @@ void SyncWorker::publish() {
   store_relaxed(&h.redis_dirty, dirty_.size() + key_events_.size() + pattern_events_.size());
   store_relaxed(&h.redis_oldest_unsynced_ns, has_pending() ? oldest_ns_ : 0);
   store_relaxed(&h.redis_synced_version, synced_max_);
-  // The journal is writer-only memory; readers see its counts here.
-  if (journal_.present()) {
-    store_relaxed(&h.journal_pending, journal_.pending());
-    store_relaxed(&h.journal_overflows, journal_.overflows());
-  }
 }
 
 void SyncWorker::run() {
