@@ -50,6 +50,7 @@ class ScratchSegment {
   void cleanup() const {
     boost::interprocess::shared_memory_object::remove(name_.c_str());
     ::unlink(("/dev/shm/" + name_ + ".lock").c_str());
+    ::unlink(("/dev/shm/" + name_ + ".trades").c_str());  // the fill de-duplication window
   }
 
  private:

@@ -76,6 +76,11 @@ class Table {
   [[nodiscard]] std::uint32_t find(std::uint64_t hash, NamespaceId ns, std::string_view account,
                                    std::string_view instrument) const noexcept;
   [[nodiscard]] std::uint32_t find(const shm::SlotPayload& key) const noexcept;
+  // Calls f(slot, namespace) for every live position, most recently updated last.
+  template <class F>
+  void for_each_live(F&& f) const {
+    recency_.for_each(std::forward<F>(f));
+  }
   [[nodiscard]] const shm::SlotPayload& peek(std::uint32_t s) const noexcept {
     return *reinterpret_cast<const shm::SlotPayload*>(slots_[s].payload);
   }

@@ -441,13 +441,32 @@ const std::string& Writer::segment_name() const noexcept {
 }
 
 std::optional<Position> Writer::find(const KeyRef& key) const {
-  if (!impl_->rules.problem(key).empty()) return std::nullopt;
-  const std::uint32_t s = impl_->table.find(key_hash(key.ns, key.account, key.instrument), key.ns,
-                                            key.account, key.instrument);
+  return find(key.ns, key.account, key.instrument);
+}
+
+std::optional<Position> Writer::find(NamespaceId ns, std::string_view account,
+                                     std::string_view instrument) const {
+  if (ns >= impl_->cfg.namespaces.size() || !valid_account(account) ||
+      !valid_instrument(instrument))
+    return std::nullopt;
+  const std::uint32_t s =
+      impl_->table.find(key_hash(ns, account, instrument), ns, account, instrument);
   if (s == kNil) return std::nullopt;
   Position pos;
   decode(impl_->table.peek(s), kMaxFields, pos);
   return pos;
+}
+
+std::vector<std::string> Writer::accounts_holding(NamespaceId ns,
+                                                  std::string_view instrument) const {
+  std::vector<std::string> out;
+  impl_->table.for_each_live([&](std::uint32_t s, NamespaceId of) {
+    if (of != ns) return;
+    const SlotPayload& p = impl_->table.peek(s);
+    if (std::string_view(p.instrument, p.instrument_len) == instrument)
+      out.emplace_back(p.account, p.account_len);
+  });
+  return out;
 }
 
 }  // namespace poscache

@@ -231,6 +231,13 @@ class Writer {
 
   // Reads the writer's own copy of a position (no seqlock needed: it is the only writer).
   [[nodiscard]] std::optional<Position> find(const KeyRef& key) const;
+  // The same without building a KeyRef (no allocation): the ingest commands' read-modify-write.
+  [[nodiscard]] std::optional<Position> find(NamespaceId ns, std::string_view account,
+                                             std::string_view instrument) const;
+  // The accounts holding `instrument` in namespace `ns`: a walk over every live position
+  // (O(live positions)), for commands that fan out, such as a mark across accounts.
+  [[nodiscard]] std::vector<std::string> accounts_holding(NamespaceId ns,
+                                                          std::string_view instrument) const;
 
   struct Impl;
 
