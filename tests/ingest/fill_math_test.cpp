@@ -121,7 +121,7 @@ TEST(FillMathTest, ANamespaceWithoutTheTradingFieldsIsRefusedNamingTheField) {
   NamespaceSpec odd{"odd", {{"qty", FieldType::int64, 0}}};
   auto o = TradingFields::for_fill(odd);
   ASSERT_FALSE(o);
-  EXPECT_NE(o.error().find("to be a decimal"), std::string::npos) << o.error();
+  EXPECT_NE(o.error().find("needs it to be a decimal"), std::string::npos) << o.error();
 }
 
 }  // namespace

@@ -112,7 +112,7 @@ TEST(JsonCodecTest, BadLinesAreRefusedNamingTheMemberAndTheValue) {
       {R"({"op":"upsert","ns":"spot","account":7,"instrument":"B","fields":{"qty":"1"}})",
        "member \"account\" must be a string; found 7"},
       {R"({"op":"fill","ns":"moonwell","account":"a","instrument":"B","side":"buy","qty":"1","price":"1"})",
-       "'qty', which namespace 'moonwell' does not have"},
+       "namespace 'moonwell' has no field 'qty'"},
       {R"({"op":"fill","ns":"spot","account":"a","instrument":"B","side":"hold","qty":"1","price":"1"})",
        "\"hold\""},
       {R"({"op":"fill","ns":"spot","account":"a","instrument":"B","side":"buy","qty":"0","price":"1"})",

@@ -164,7 +164,7 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
                 std::to_string(src.begin.column) + ": " + std::string(e.description()));
   }
   only_keys(origin, root, "the top level",
-            {"segment", "namespace", "generator", "daemon", "redis"});
+            {"segment", "namespace", "generator", "ingest", "daemon", "redis"});
   if (const toml::table* seg = root["segment"].as_table()) {
     only_keys(origin, *seg, "[segment]",
               {"name", "capacity", "mode", "heartbeat_interval", "recreate", "huge_pages"});
@@ -203,6 +203,20 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
           static_cast<std::uint32_t>(integer(origin, *n, "instruments", 1, 100'000));
     if (auto* n = g->get("seed"))
       c.generator.seed = static_cast<std::uint64_t>(integer(origin, *n, "seed", 0, INT64_MAX));
+  }
+  if (const toml::table* in = root["ingest"].as_table()) {
+    only_keys(origin, *in, "[ingest]",
+              {"socket", "socket_path", "socket_mode", "socket_group", "trade_window"});
+    if (auto* n = in->get("socket")) c.ingest.socket = boolean(origin, *n, "socket");
+    if (auto* n = in->get("socket_path"))
+      c.ingest.socket_config.path = text(origin, *n, "socket_path");
+    if (auto* n = in->get("socket_mode"))
+      c.ingest.socket_config.mode = parse_mode(text(origin, *n, "socket_mode"), origin);
+    if (auto* n = in->get("socket_group"))
+      c.ingest.socket_config.group = text(origin, *n, "socket_group");
+    if (auto* n = in->get("trade_window"))
+      c.ingest.trade_window =
+          static_cast<std::uint64_t>(integer(origin, *n, "trade_window", 1, 1ll << 28));
   }
   if (const toml::table* r = root["redis"].as_table()) {
     only_keys(origin, *r, "[redis]",
@@ -365,6 +379,17 @@ std::string print_config(const DaemonConfig& c) {
     line("generator.instruments", std::to_string(c.generator.instruments));
     line("generator.seed", std::to_string(c.generator.seed));
   }
+  line("ingest.socket", flag(c.ingest.socket));
+  if (c.ingest.socket) {
+    const auto& sc = c.ingest.socket_config;
+    line("ingest.socket_path",
+         quoted(sc.path.empty() ? ingest::default_socket_path(w.segment) : sc.path));
+    char smode[16];
+    std::snprintf(smode, sizeof smode, "0%o", static_cast<unsigned>(sc.mode));
+    line("ingest.socket_mode", quoted(smode));
+    line("ingest.socket_group", quoted(sc.group));
+  }
+  line("ingest.trade_window", std::to_string(c.ingest.trade_window));
   line("redis.enabled", flag(w.redis.has_value()));
   if (w.redis) {
     const RedisConfig& r = *w.redis;

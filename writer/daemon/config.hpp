@@ -10,6 +10,8 @@
 
 #include "poscache/error.hpp"
 #include "poscache/writer.hpp"
+#include "writer/ingest/socket_source.hpp"
+#include "writer/ingest/trade_window.hpp"
 
 namespace poscache::daemon {
 
@@ -21,9 +23,17 @@ struct GeneratorConfig {
   std::uint64_t seed = 1;
 };
 
+// How producers reach the daemon ([ingest] in the config file).
+struct IngestConfig {
+  bool socket = true;                  // the JSON-lines unix socket (on by default)
+  ingest::SocketConfig socket_config;  // path ("" = /dev/shm/<segment>.sock), mode, group
+  std::uint64_t trade_window = ingest::TradeWindow::kDefaultCapacity;  // fill trade ids kept
+};
+
 struct DaemonConfig {
   WriterConfig writer;
   GeneratorConfig generator;
+  IngestConfig ingest;
   std::chrono::nanoseconds run_for{0};  // 0 = until SIGINT/SIGTERM
   std::chrono::nanoseconds stats_interval = std::chrono::seconds(5);
   std::string log_level = "info";

@@ -78,7 +78,9 @@ Update SyntheticGenerator::make(const Writer& writer, std::uint64_t n) {
                              UpdateMode::replace);
 }
 
-std::size_t SyntheticGenerator::poll(Writer& writer, std::int64_t now_ns, std::size_t budget) {
+std::size_t SyntheticGenerator::poll(ingest::CommandExecutor& exec, std::int64_t now_ns,
+                                     std::size_t budget) {
+  Writer& writer = exec.writer();
   if (start_ns_ == 0) start_ns_ = now_ns;
   const double due_total = static_cast<double>(now_ns - start_ns_) * cfg_.rate / 1e9;
   const auto due =

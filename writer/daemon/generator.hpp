@@ -7,14 +7,14 @@
 #include <vector>
 
 #include "writer/daemon/config.hpp"
-#include "writer/daemon/source.hpp"
+#include "writer/ingest/source.hpp"
 
 namespace poscache::daemon {
 
-class SyntheticGenerator final : public Source {
+class SyntheticGenerator final : public ingest::Source {
  public:
   SyntheticGenerator(const GeneratorConfig& config, const Writer& writer);
-  std::size_t poll(Writer& writer, std::int64_t now_ns, std::size_t budget) override;
+  std::size_t poll(ingest::CommandExecutor& exec, std::int64_t now_ns, std::size_t budget) override;
   [[nodiscard]] std::string name() const override { return "generator"; }
 
   // One update for position number `n` (deterministic in n and the seed).

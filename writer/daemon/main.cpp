@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
   bool recreate = false, fresh = false, no_huge_pages = false, generate = false,
        no_generate = false, cold_start = false, no_redis = false;
   bool print_only = false;
+  std::optional<std::string> socket_path;
+  bool no_socket = false;
   std::optional<std::string> redis_host, redis_socket, redis_user, redis_prefix, redis_flush;
   std::optional<int> redis_port, redis_db;
   app.add_option("-c,--config", config_file,
@@ -67,6 +69,9 @@ int main(int argc, char** argv) {
   app.add_option("--rate", rate, "generator: updates per second");
   app.add_option("--accounts", accounts, "generator: number of accounts");
   app.add_option("--instruments", instruments, "generator: number of instruments");
+  app.add_option("--socket", socket_path,
+                 "the JSON-lines ingest socket (default /dev/shm/SEGMENT.sock)");
+  app.add_flag("--no-socket", no_socket, "no ingest socket, whatever the config file says");
   app.add_option("--run-for", run_for,
                  "stop after this long (e.g. 30s); default: until SIGINT/SIGTERM");
   app.add_option("--stats-interval", stats_interval, "log counters this often (default 5s)");
@@ -136,6 +141,8 @@ int main(int argc, char** argv) {
       if (!d) throw Error(std::string(flag) + ": " + d.error());
       return *d;
     };
+    if (socket_path) cfg.ingest.socket_config.path = *socket_path;
+    if (no_socket) cfg.ingest.socket = false;
     if (run_for) cfg.run_for = flag_duration("--run-for", *run_for);
     if (stats_interval) cfg.stats_interval = flag_duration("--stats-interval", *stats_interval);
     if (log_level) cfg.log_level = *log_level;
@@ -204,7 +211,34 @@ int main(int argc, char** argv) {
     spdlog::warn("repaired {} slot(s) a previous writer left mid-write", st0.repairs);
   for (const auto& n : cfg.writer.namespaces) spdlog::info("namespace {}", describe(n));
 
-  std::vector<std::unique_ptr<Source>> sources;
+  // Ingest: the fill de-duplication window beside the segment, the executor every source's
+  // commands go through, and the sources themselves.
+  std::unique_ptr<ingest::TradeWindow> window;
+  std::vector<std::unique_ptr<ingest::Source>> sources;
+  try {
+    window = std::make_unique<ingest::TradeWindow>(
+        cfg.writer.segment, st0.generation, cfg.ingest.trade_window,
+        [&](const ingest::PositionKey& k) -> std::uint64_t {
+          auto p = writer->find(k.ns, k.account_view(), k.instrument_view());
+          return p ? p->version : 0;
+        });
+    spdlog::info("fill trade ids: the last {} kept in {} ({})", cfg.ingest.trade_window,
+                 ingest::TradeWindow::path_of(cfg.writer.segment),
+                 window->restored() ? std::to_string(window->recorded()) + " restored" : "new");
+    if (cfg.ingest.socket) {
+      ingest::SocketConfig sc = cfg.ingest.socket_config;
+      if (sc.path.empty()) sc.path = ingest::default_socket_path(cfg.writer.segment);
+      auto sock = std::make_unique<ingest::SocketSource>(sc, cfg.writer.namespaces, cfg.writer.log);
+      spdlog::info("ingest socket {} (mode {:o}{}): JSON lines", sc.path, sc.mode,
+                   sc.group.empty() ? std::string() : ", group " + sc.group);
+      sources.push_back(std::move(sock));
+    }
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    writer->close();
+    return 1;
+  }
+  ingest::CommandExecutor executor(*writer, window.get());
   if (cfg.generator.enabled) {
     sources.push_back(std::make_unique<SyntheticGenerator>(cfg.generator, *writer));
     spdlog::info("generator: {:.0f} updates/s over {} accounts x {} instruments",
@@ -220,7 +254,7 @@ int main(int argc, char** argv) {
     const std::int64_t now_mono = shm::monotonic_ns();
     const std::int64_t now = shm::realtime_ns();
     std::size_t applied = 0;
-    for (auto& s : sources) applied += s->poll(*writer, now, kBudget);
+    for (auto& s : sources) applied += s->poll(executor, now, kBudget);
     writer->tick();
     if (cfg.run_for.count() > 0 && now_mono - start >= cfg.run_for.count()) break;
     if (now_mono >= next_stats) {
@@ -240,12 +274,21 @@ int main(int argc, char** argv) {
                     st.journal_overflows > 0 ? fmt::format(" (overflowed {})", st.journal_overflows)
                                              : std::string())
               : std::string());
+      for (const auto& src : sources) {
+        const ingest::SourceCounters sc = src->counters();
+        if (sc.received == 0) continue;
+        spdlog::info(
+            "{}: {} commands: {} applied, {} ignored (duplicate, stale, not found), {} "
+            "rejected",
+            src->name(), sc.received, sc.applied, sc.ignored, sc.rejected);
+      }
       last = st;
       last_t = now_mono;
       next_stats = now_mono + cfg.stats_interval.count();
     }
     if (applied == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));  // idle
   }
+  sources.clear();  // the socket file goes before the segment closes
   writer->close();
   spdlog::info("closed segment '{}' cleanly", cfg.writer.segment);
   return 0;

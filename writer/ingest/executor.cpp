@@ -189,7 +189,7 @@ CommandResult CommandExecutor::add(const Add& a) {
 CommandResult CommandExecutor::fill(const Fill& f) {
   if (auto e = key_problem(f.key); !e.empty()) return reject("fill: " + e);
   const auto& tf = fill_fields(f.key.ns);
-  if (!tf) return reject(tf.error());
+  if (!tf) return reject("fill: " + tf.error());
   std::uint64_t h = 0;
   if (window_ != nullptr && f.trade_id_len > 0) {
     h = TradeWindow::hash(f.key.ns, f.trade_id_view());
@@ -246,7 +246,7 @@ CommandResult CommandExecutor::mark(const Mark& m) {
   if (auto ok = validate_instrument(m.key.instrument_view()); !ok)
     return reject("mark: " + ok.error());
   const auto& tf = mark_fields(m.key.ns);
-  if (!tf) return reject(tf.error());
+  if (!tf) return reject("mark: " + tf.error());
   if (m.price < 0) return reject("mark: price must not be negative");
   if (!m.all_accounts()) {
     if (auto ok = validate_account(m.key.account_view()); !ok) return reject("mark: " + ok.error());

@@ -63,14 +63,15 @@ Expected<std::uint8_t> find_decimal(const NamespaceSpec& spec, const char* name,
   for (std::size_t i = 0; i < spec.fields.size(); ++i) {
     if (spec.fields[i].name != name) continue;
     if (spec.fields[i].type != FieldType::decimal) {
-      return fail(std::string(op) + " needs field '" + name + "' of namespace '" + spec.name +
-                  "' to be a decimal; it is " + std::string(to_string(spec.fields[i].type)));
+      return fail("field '" + std::string(name) + "' of namespace '" + spec.name + "' is " +
+                  std::string(to_string(spec.fields[i].type)) + "; " + op +
+                  " needs it to be a decimal");
     }
     return static_cast<std::uint8_t>(i);
   }
-  return fail(std::string(op) + " needs field '" + name + "', which namespace '" + spec.name +
-              "' does not have (it needs qty, avg_price, cost_basis, realized_pnl and fees; " +
-              "mark also needs mark_price and unrealized_pnl)");
+  return fail("namespace '" + spec.name + "' has no field '" + name + "', which " + op +
+              " needs (fill needs qty, avg_price, cost_basis, realized_pnl and fees; mark needs "
+              "qty, avg_price, mark_price and unrealized_pnl)");
 }
 
 std::optional<std::uint8_t> find_optional(const NamespaceSpec& spec, const char* name) {

@@ -1,0 +1,165 @@
+// Producers reaching a running poscache-writer as users reach it: poscache-feed over the ingest
+// socket, the daemon killed with -9 and restarted, the market simulation the demo runs.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "daemon/daemon_util.hpp"
+#include "poscache/format.hpp"
+#include "poscache/reader.hpp"
+
+using namespace poscache;
+using namespace std::chrono_literals;
+using poscache::test::Daemon;
+using poscache::test::seg_flag;
+using poscache::test::TempDir;
+
+namespace {
+
+test::CliRun feed(const test::ScratchSegment& seg, const std::string& args) {
+  return test::run_cli(std::string(POSCACHE_FEED_BIN) + " -s " + seg.name() + " " + args);
+}
+
+std::string field(Reader& r, const char* ns, const char* account, const char* instrument,
+                  const char* name) {
+  const NamespaceId id = *r.namespace_id(ns);
+  Position p;
+  if (r.get(id, account, instrument, p) != ReadStatus::ok) return "absent";
+  return format_field(r.namespace_info(id), p, *r.namespace_info(id).field_index(name));
+}
+
+TEST(IngestDaemonTest, FillsMarksAndRefusalsThroughPoscacheFeed) {
+  const test::ScratchSegment seg("ifeed");
+  Daemon d(seg_flag(seg) + " --capacity 1000 --no-redis");
+  ASSERT_TRUE(d.wait_for("ingest socket")) << d.log();
+  EXPECT_EQ(feed(seg, "fill spot w1 SOL buy 10 100 --trade-id T1").code, 0);
+  EXPECT_EQ(feed(seg, "fill spot w1 SOL buy 10 110 --trade-id T2").code, 0);
+  auto third = feed(seg, "fill spot w1 SOL sell 5 120 --trade-id T3 --fee 0.25");
+  EXPECT_EQ(third.code, 0) << third.out;
+  EXPECT_EQ(third.out.rfind("applied version ", 0), 0u) << third.out;
+  auto again = feed(seg, "fill spot w1 SOL sell 5 120 --trade-id T3");
+  EXPECT_EQ(again.code, 0);
+  EXPECT_EQ(again.out, "duplicate\n");
+  auto mark = feed(seg, "mark spot SOL 125");
+  EXPECT_EQ(mark.code, 0) << mark.out;
+  EXPECT_NE(mark.out.find("1 positions"), std::string::npos) << mark.out;
+  Reader r = Reader::open(seg.name());
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "15.000000000000000000");
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "realized_pnl"), "75.000000000000000000");
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "unrealized_pnl"), "300.000000000000000000");
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "fees"), "0.250000000000000000");
+
+  auto refused = feed(seg, "fill lending w1 SOL buy 1 1");
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_NE(refused.out.find("namespace 'lending' has no field 'qty'"), std::string::npos)
+      << refused.out;
+  auto bad = feed(seg, "upsert spot w1 SOL qty=12,5");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.out.find("12,5"), std::string::npos) << bad.out;
+
+  TempDir dir;
+  const std::string file = dir.file(
+      "cmds.jsonl",
+      R"({"op":"add","ns":"lending","account":"0xab","instrument":"ETH","field":"blocks_unhealthy","by":1})"
+      "\n"
+      R"({"op":"add","ns":"lending","account":"0xab","instrument":"ETH","field":"health_factor","by":1})"
+      "\n\n"
+      R"({"op":"invalidate","account":"w1"})"
+      "\n");
+  auto replay = feed(seg, "replay " + file);
+  EXPECT_EQ(replay.code, 1) << replay.out;
+  EXPECT_NE(replay.out.find("line 2 refused: add: field 'health_factor'"), std::string::npos)
+      << replay.out;
+  EXPECT_NE(replay.out.find("replayed 3 commands: applied 2 rejected 1"), std::string::npos)
+      << replay.out;
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "absent");
+  EXPECT_TRUE(d.wait_for("from uid " + std::to_string(::getuid()))) << d.log();
+}
+
+TEST(IngestDaemonTest, AFeedWithNoWriterSaysSoAndExitsThree) {
+  const test::ScratchSegment seg("inone");
+  auto r = feed(seg, "mark spot SOL 1");
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.out.find("is poscache-writer running"), std::string::npos) << r.out;
+}
+
+// Trade ids outlive a kill -9 of the daemon: the same fills replayed after the restart are
+// recognised, and the position is what the first delivery made it.
+TEST(IngestDaemonTest, RedeliveredFillsAfterAKillAreIgnored) {
+  const test::ScratchSegment seg("ikill");
+  TempDir dir;
+  std::string lines;
+  for (int i = 1; i <= 100; ++i) {
+    lines += R"({"op":"fill","ns":"spot","account":"w1","instrument":"ETH","side":")" +
+             std::string(i % 3 ? "buy" : "sell") + R"(","qty":"0.5","price":")" +
+             std::to_string(3000 + i) + R"(","trade_id":"E)" + std::to_string(i) + "\"}\n";
+  }
+  const std::string file = dir.file("fills.jsonl", lines);
+  std::string qty, realized;
+  {
+    Daemon d(seg_flag(seg) + " --capacity 1000 --no-redis");
+    ASSERT_TRUE(d.wait_for("ingest socket")) << d.log();
+    auto first = feed(seg, "replay " + file);
+    ASSERT_EQ(first.code, 0) << first.out;
+    EXPECT_NE(first.out.find("applied 100"), std::string::npos) << first.out;
+    Reader r = Reader::open(seg.name());
+    qty = field(r, "spot", "w1", "ETH", "qty");
+    realized = field(r, "spot", "w1", "ETH", "realized_pnl");
+    d.signal(SIGKILL);
+    d.wait();
+  }
+  Daemon d(seg_flag(seg) + " --capacity 1000 --no-redis");
+  ASSERT_TRUE(d.wait_for("ingest socket")) << d.log();
+  EXPECT_NE(d.log().find("100 restored"), std::string::npos) << d.log();
+  auto second = feed(seg, "replay " + file);
+  EXPECT_EQ(second.code, 0) << second.out;
+  EXPECT_NE(second.out.find("duplicate 100"), std::string::npos) << second.out;
+  Reader r = Reader::open(seg.name());
+  EXPECT_EQ(field(r, "spot", "w1", "ETH", "qty"), qty);
+  EXPECT_EQ(field(r, "spot", "w1", "ETH", "realized_pnl"), realized);
+}
+
+// The demo's market: every command it sends is accepted, and the books it leaves hang together
+// (cost basis = |qty| x avg; unrealized = qty x (mark - avg), to the last of 18 decimals).
+TEST(IngestDaemonTest, TheSimulatedMarketLeavesConsistentBooks) {
+  const test::ScratchSegment seg("isim");
+  Daemon d(seg_flag(seg) + " --capacity 10000 --no-redis");
+  ASSERT_TRUE(d.wait_for("ingest socket")) << d.log();
+  auto sim = feed(seg, "simulate --seconds 1.5");
+  ASSERT_EQ(sim.code, 0) << sim.out;
+  EXPECT_NE(sim.out.find(", 0 refused"), std::string::npos) << sim.out;
+  Reader r = Reader::open(seg.name());
+  const NamespaceId spot = *r.namespace_id("spot");
+  const NamespaceInfo& ns = r.namespace_info(spot);
+  const std::size_t qty = *ns.field_index("qty"), avg = *ns.field_index("avg_price"),
+                    cb = *ns.field_index("cost_basis"), mark = *ns.field_index("mark_price"),
+                    upnl = *ns.field_index("unrealized_pnl");
+  const int128 e18 = [] {
+    int128 v = 1;
+    for (int i = 0; i < 18; ++i) v *= 10;
+    return v;
+  }();
+  int checked = 0;
+  r.scan(ScanFilter{spot, std::nullopt, std::nullopt}, [&](const Position& p) {
+    // The simulation's quantities have 3 decimals: q3 thousandths (keeps the products in 128 bits).
+    const int128 q = p.values[qty] / (e18 / 1000), a = p.values[avg];
+    EXPECT_EQ(q * (e18 / 1000), p.values[qty]);
+    const int128 abs_q = q < 0 ? -q : q;
+    // The average is the cost basis over |qty| rounded to 18 decimals, so |qty| x avg is the
+    // cost basis to within |qty| units of the 18th decimal; unrealized is rounded once.
+    auto near = [](int128 x, int128 y, int128 tol) { return (x > y ? x - y : y - x) <= tol; };
+    EXPECT_TRUE(near(p.values[cb], abs_q * a / 1000, abs_q / 1000 + 2))
+        << p.account_view() << " " << p.instrument_view();
+    if (p.has(mark)) {
+      EXPECT_TRUE(near(p.values[upnl], q * (p.values[mark] - a) / 1000, 1));
+    }
+    ++checked;
+  });
+  EXPECT_GT(checked, 5);
+  const NamespaceId lending = *r.namespace_id("lending");
+  int borrowers = 0;
+  r.scan(ScanFilter{lending, std::nullopt, std::nullopt}, [&](const Position&) { ++borrowers; });
+  EXPECT_EQ(borrowers, 6);
+}
+
+}  // namespace

@@ -1,0 +1,77 @@
+// The daemon's unix socket: JSON lines (json_codec.hpp), one command per line, one reply per
+// line, in order. For scripts, any language, poscache-feed --via socket, and operators' admin
+// operations on a running daemon (invalidate, erase).
+//
+// Who may connect is the socket file's mode and group (SocketConfig); every connection's peer
+// uid and pid (SO_PEERCRED) are logged when it connects and with every admin operation. The
+// socket is non-blocking and served from the apply loop with epoll: no thread, no lock. A client
+// that does not read its replies stops being read once kMaxPendingReplies bytes wait for it
+// (backpressure, nothing dropped); a line longer than kMaxJsonLine is refused and skipped.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "poscache/writer.hpp"
+#include "writer/ingest/json_codec.hpp"
+#include "writer/ingest/source.hpp"
+
+namespace poscache::ingest {
+
+struct SocketConfig {
+  std::string path;    // "" = /dev/shm/<segment>.sock
+  mode_t mode = 0660;  // owner and group may produce
+  std::string group;   // chgrp the socket to this group ("" = the daemon's)
+  std::size_t max_clients = 256;
+};
+
+// The default path of a segment's socket: tools find it from the segment name alone.
+std::string default_socket_path(const std::string& segment);
+
+class SocketSource final : public Source {
+ public:
+  static constexpr std::size_t kMaxPendingReplies = 1 << 20;
+  // Binds and listens (replacing a stale socket file). Throws poscache::Error naming the path.
+  SocketSource(const SocketConfig& config, const std::vector<NamespaceSpec>& namespaces,
+               LogSink log);
+  ~SocketSource() override;
+  std::size_t poll(CommandExecutor& exec, std::int64_t now_ns, std::size_t budget) override;
+  [[nodiscard]] std::string name() const override { return "socket " + path_; }
+  [[nodiscard]] SourceCounters counters() const override { return counters_; }
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+  [[nodiscard]] std::size_t clients() const noexcept { return clients_.size(); }
+
+ private:
+  struct Client {
+    int fd = -1;
+    pid_t pid = 0;
+    uid_t uid = 0;
+    std::string in, out;
+    std::size_t out_sent = 0;
+    bool skipping = false;  // discarding an over-long line up to its newline
+    bool eof = false;
+    std::uint32_t interest = 0;  // the epoll events asked for now (changed only when it differs)
+  };
+  void accept_all();
+  std::size_t serve(Client& c, CommandExecutor& exec, std::size_t budget);
+  void handle_line(Client& c, CommandExecutor& exec, std::string_view line);
+  bool flush(Client& c);  // false: the client is gone
+  void drop(int fd);
+  void want_write(Client& c, bool on);
+
+  std::string path_;
+  int listen_fd_ = -1;
+  int epoll_fd_ = -1;
+  std::size_t max_clients_;
+  JsonDecoder decoder_;
+  LogSink log_;
+  SourceCounters counters_;
+  std::unordered_map<int, Client> clients_;
+};
+
+}  // namespace poscache::ingest
