@@ -23,7 +23,9 @@
 //   +--------------------------------------------------------------+ journal_offset touch it
 //   | JournalHeader             head, tail, overflows               |  writer only
 //   |   JournalEntry[entries]   removals not yet in Redis, 768 B    |
-//   +--------------------------------------------------------------+ segment_size
+//   +--------------------------------------------------------------+ producers_offset
+//   | ProducerStatus[64]        producer rings' counters, 256 B     |  writer writes,
+//   +--------------------------------------------------------------+ segment_size  tools read
 //
 // Readers map the whole segment PROT_READ and read only the header, the slots and the index.
 // Every word that one side writes while another reads it is a plain integer here, touched only
@@ -77,9 +79,10 @@ namespace poscache::shm {
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 5;  // 2: SlotBook::queued_epoch; 3: the journal;
+inline constexpr std::uint32_t kLayoutVersion = 6;  // 2: SlotBook::queued_epoch; 3: the journal;
                                                     // 4: no LRU links (writer/recency_log.hpp);
-                                                    // 5: journal counts published in the header
+                                                    // 5: journal counts published in the header;
+                                                    // 6: the producer table
 inline constexpr std::uint32_t kHashAlgorithm = 3;  // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
 // Key and schema limits. The public constants (poscache/schema.hpp: what the API validates) are
@@ -461,6 +464,56 @@ constexpr std::uint64_t journal_entries_for(std::uint64_t capacity) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The producer table: one entry per producer ring the writer serves (shm/ring.hpp), for tools
+// (poscache-inspect producers). Written only by the writer's apply thread. The counters are
+// relaxed statistics; the identity and the error text are guarded by `seq`, a seqlock
+// (shm/seqlock.hpp: seqlock_begin / seqlock_publish, seqlock_try_read) over the whole entry
+// after it, so a tool never prints one producer's name with another's error.
+//
+//   ProducerStatus (256 B)
+//   0      8      12     16     24           32          40       72
+//   +------+------+------+------+------------+-----------+--------+---------------------------+
+//   | seq  |state | uid  | pid  |attached_at |detached_at| name   | pushed applied rejected    |
+//   +------+------+------+------+------------+-----------+--------+ full synced (5 x 8) ------+
+//   112: error_len   120: error[136]
+inline constexpr std::size_t kMaxProducers = 64;
+enum class ProducerState : std::uint32_t { free = 0, attached = 1, detached = 2 };
+
+struct alignas(kCacheLine) ProducerStatus {
+  std::uint64_t seq;    // seqlock over every word after it
+  std::uint32_t state;  // ProducerState
+  std::uint32_t uid;
+  std::int64_t pid;
+  std::int64_t attached_at_ns;  // CLOCK_REALTIME
+  std::int64_t detached_at_ns;  // 0 while attached
+  std::uint64_t name[4];        // text as words (put_text / text_of), NUL-padded, 32 B
+  std::uint64_t pushed;         // messages the producer published (its tail)
+  std::uint64_t applied;        // messages applied (the ring's head)
+  std::uint64_t rejected;       // messages refused (bad input)
+  std::uint64_t full;           // pushes the producer found the ring full for
+  std::uint64_t synced;         // messages Redis holds
+  std::uint64_t error_len;
+  std::uint64_t error[17];  // the last refusal's message, as words (136 B)
+};
+static_assert(sizeof(ProducerStatus) == 256);
+static_assert(offsetof(ProducerStatus, name) == 40 && offsetof(ProducerStatus, pushed) == 72);
+static_assert(offsetof(ProducerStatus, error) == 120);
+inline constexpr std::size_t kProducerStatusWords = (sizeof(ProducerStatus) - 8) / 8;
+
+// Text kept as 64-bit words, so that it is written and read with the same relaxed word accesses
+// as everything else the seqlock guards. put_text truncates to the array.
+template <std::size_t N>
+inline void put_text(std::uint64_t (&words)[N], std::string_view text) noexcept {
+  char buf[N * 8] = {};
+  std::memcpy(buf, text.data(), text.size() < sizeof buf ? text.size() : sizeof buf);
+  for (std::size_t i = 0; i < N; ++i) {
+    std::uint64_t w;
+    std::memcpy(&w, buf + 8 * i, 8);
+    store_relaxed(&words[i], w);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Derived sizes and offsets.
 constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) {
   return (v + a - 1) / a * a;
@@ -481,6 +534,7 @@ struct Geometry {
   std::uint64_t book_offset;     // SlotBook[capacity] inside the writer area (absolute)
   std::uint64_t journal_offset;  // JournalHeader, then JournalEntry[journal_entries]
   std::uint64_t journal_entries;
+  std::uint64_t producers_offset;  // ProducerStatus[kMaxProducers]
   std::uint64_t segment_size;
 };
 
@@ -495,9 +549,10 @@ constexpr Geometry geometry_for(std::uint64_t capacity) {
   g.book_offset = g.writer_offset + align_up(sizeof(WriterArea), kCacheLine);
   g.journal_offset = align_up(g.book_offset + capacity * sizeof(SlotBook), kPageSize);
   g.journal_entries = journal_entries_for(capacity);
-  g.segment_size =
+  g.producers_offset =
       align_up(g.journal_offset + sizeof(JournalHeader) + g.journal_entries * sizeof(JournalEntry),
                kPageSize);
+  g.segment_size = align_up(g.producers_offset + kMaxProducers * sizeof(ProducerStatus), kPageSize);
   return g;
 }
 
@@ -534,6 +589,8 @@ constexpr std::uint64_t layout_fingerprint() {
                                  sizeof(JournalEntry),
                                  journal_entries_for(1),
                                  journal_entries_for(1u << 30),
+                                 sizeof(ProducerStatus),
+                                 kMaxProducers,
                                  kMaxNamespaces,
                                  kMaxFields,
                                  kMaxAccountLen,

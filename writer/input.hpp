@@ -41,6 +41,10 @@ class InputRules {
 
   // Hot path: yes or no, and which rule failed.
   [[nodiscard]] InputCheck check(const Update& u) const noexcept;
+  // check() without the key's characters: for updates whose key the table proves instead
+  // (Writer::upsert_batch with claimed hashes: a key found equal to a stored key, or checked in
+  // full before it is inserted).
+  [[nodiscard]] InputCheck check_shape(const Update& u) const noexcept;
   // Slow path: the message for a failed check, naming what was wrong.
   [[nodiscard]] std::string explain(const InputCheck& c, const Update& u) const;
   // check() then explain(): empty when the update is good.
@@ -75,12 +79,18 @@ class InputRules {
 
 // Inline: the apply paths call it once per update.
 inline InputCheck InputRules::check(const Update& u) const noexcept {
+  const InputCheck c = check_shape(u);
+  if (!c.ok()) return c;
+  if (!valid_account(u.account_view())) return {InputFault::account_text};
+  if (!valid_instrument(u.instrument_view())) return {InputFault::instrument_text};
+  return {};
+}
+
+inline InputCheck InputRules::check_shape(const Update& u) const noexcept {
   if (u.ns >= shapes_.size()) return {InputFault::namespace_id};
   if (u.account_len == 0 || u.account_len > kMaxAccountLen) return {InputFault::account_length};
   if (u.instrument_len == 0 || u.instrument_len > kMaxInstrumentLen)
     return {InputFault::instrument_length};
-  if (!valid_account(u.account_view())) return {InputFault::account_text};
-  if (!valid_instrument(u.instrument_view())) return {InputFault::instrument_text};
   const Shape& s = shapes_[u.ns];
   if (u.fields_mask == 0) return {InputFault::no_fields};
   if (s.field_count < 32 && (u.fields_mask >> s.field_count) != 0)

@@ -178,7 +178,8 @@ ApplyResult Table::upsert(const Update& u) {
 // The prefetches are hints: an earlier update may change what a later one finds (another
 // insert, a rebuild), and the ordinary path always looks again. Victims are predicted along
 // the recency log from its front when the chunk starts.
-void Table::upsert_batch(std::span<const Update> us, ApplyResult* out) {
+void Table::upsert_batch(std::span<const Update> us, ApplyResult* out,
+                         const std::uint64_t* claimed) {
   constexpr std::size_t kChunk = 256, kDistance = 16;
   std::uint64_t hashes[kChunk];
   std::uint32_t hint[kChunk];
@@ -194,7 +195,8 @@ void Table::upsert_batch(std::span<const Update> us, ApplyResult* out) {
     for (std::size_t i = 0; i < n + 3 * kDistance; ++i) {
       if (i < n) {  // A
         const Update& u = us[base + i];
-        hashes[i] = key_hash(u.ns, u.account_view(), u.instrument_view());
+        hashes[i] = claimed != nullptr ? claimed[base + i]
+                                       : key_hash(u.ns, u.account_view(), u.instrument_view());
         __builtin_prefetch(&idx[hashes[i] & mask]);
       }
       if (i >= kDistance && i - kDistance < n) {  // B
@@ -237,18 +239,31 @@ void Table::upsert_batch(std::span<const Update> us, ApplyResult* out) {
       }
       if (i >= 3 * kDistance) {  // D
         const std::size_t j = i - 3 * kDistance;
-        out[base + j] = upsert_hashed(us[base + j], hashes[j], t);
+        out[base + j] = upsert_hashed(us[base + j], hashes[j], t, claimed != nullptr);
       }
     }
   }
 }
 
-ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64_t t) {
+ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64_t t,
+                                 bool claimed) {
   const std::string_view account = u.account_view();
   const std::string_view instrument = u.instrument_view();
   const std::uint32_t nfields = h_->namespaces[u.ns].field_count;
   ApplyResult r;
   std::uint32_t s = find(hash, u.ns, account, instrument);
+  // A claimed hash is proven before anything is written. Found: same_key() matched the claim
+  // against the hash stored with the key (computed by this writer when it inserted the key, whose
+  // characters it checked then), so the claim is the key's hash. Not found: a new key, or a
+  // false claim for a stored one; either way the key is checked and hashed here as upsert()
+  // would, and a claim that differs is refused.
+  if (claimed && s == kNil &&
+      (!valid_account(account) || !valid_instrument(instrument) ||
+       key_hash(u.ns, account, instrument) != hash)) {
+    bump(h_->counters.rejects);
+    r.status = ApplyStatus::bad_input;
+    return r;
+  }
   if (s != kNil) {
     // An update: only the words it changes (meta, version, source_seq, updated_at, the given
     // fields) are read, saved for undo and stored; the key and other fields stay untouched.

@@ -51,7 +51,11 @@ class Table {
   // ---- changes (inputs already valid) --------------------------------------------------------
   ApplyResult upsert(const Update& u);
   // As upsert() one at a time, in order, with the cache misses of neighbours overlapped.
-  void upsert_batch(std::span<const Update> us, ApplyResult* out);
+  // `claimed` (optional): key hashes a producer computed, used instead of hashing and proven
+  // here: an update must find its key in a slot whose stored hash equals the claim; an insert
+  // has its key's characters checked and its hash recomputed. A false claim is bad_input.
+  void upsert_batch(std::span<const Update> us, ApplyResult* out,
+                    const std::uint64_t* claimed = nullptr);
   ApplyResult erase(const KeyRef& k);
   std::size_t invalidate_account(std::string_view account, std::optional<NamespaceId> ns);
   std::size_t invalidate_namespace(NamespaceId ns);
@@ -118,7 +122,8 @@ class Table {
   }
 
  private:
-  ApplyResult upsert_hashed(const Update& u, std::uint64_t hash, std::int64_t t);
+  ApplyResult upsert_hashed(const Update& u, std::uint64_t hash, std::int64_t t,
+                            bool claimed = false);
   std::size_t remove_all(const std::vector<std::uint32_t>& victims);
   void account_link(std::uint32_t s, std::uint64_t account_hash);
   void account_unlink(std::uint32_t s, std::uint64_t account_hash);

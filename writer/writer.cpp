@@ -20,6 +20,7 @@
 #include "writer/input.hpp"
 #include "writer/journal.hpp"
 #include "writer/lifecycle.hpp"
+#include "writer/producer_table.hpp"
 #include "writer/recency_log.hpp"
 #include "writer/redis/redis_sync.hpp"
 #include "writer/redis/warm_start.hpp"
@@ -55,6 +56,7 @@ struct Writer::Impl {
   detail::InputRules rules;
   detail::WriterLock lock;
   Mapping mapping;
+  detail::ProducerTable producers;
   detail::Table table;
   detail::Journal journal;
   std::unique_ptr<detail::RedisSync> sync;  // null without Redis
@@ -236,11 +238,14 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
   const Geometry g = geometry_for(static_cast<SegmentHeader*>(impl->mapping.base())->capacity);
   impl->table.bind(base, g);
   impl->journal = detail::Journal(base, g);
+  impl->producers =
+      detail::ProducerTable(reinterpret_cast<ProducerStatus*>(base + g.producers_offset));
   impl->huge_page_bytes = detail::report_pages(impl->mapping, cfg, opened.created);
   detail::Journal::Scan scan;
   if (!opened.created) {
     impl->reattached = true;
     scan = detail::reattach(impl->table, impl->journal, cfg.log);
+    impl->producers.orphan_all(impl->table.now());
   }
   const std::int64_t t = impl->table.now();
   detail::stamp_writer(impl->header(), cfg.heartbeat_interval, t);
@@ -297,6 +302,26 @@ void Writer::upsert_batch(std::span<const Update> updates, std::span<ApplyResult
     const bool bad = i < updates.size() && !impl_->rules.check(updates[i]).ok();
     if (i == updates.size() || bad) {
       impl_->table.upsert_batch(updates.subspan(start, i - start), results.data() + start);
+      if (bad) {
+        bump(impl_->header().counters.rejects);
+        results[i] = ApplyResult{ApplyStatus::bad_input, 0, false};
+      }
+      start = i + 1;
+    }
+  }
+}
+
+void Writer::upsert_batch(std::span<const Update> updates,
+                          std::span<const std::uint64_t> key_hashes,
+                          std::span<ApplyResult> results) {
+  if (results.size() < updates.size() || key_hashes.size() < updates.size())
+    throw Error("upsert_batch: results or key_hashes span is shorter than updates");
+  std::size_t start = 0;
+  for (std::size_t i = 0; i <= updates.size(); ++i) {
+    const bool bad = i < updates.size() && !impl_->rules.check_shape(updates[i]).ok();
+    if (i == updates.size() || bad) {
+      impl_->table.upsert_batch(updates.subspan(start, i - start), results.data() + start,
+                                key_hashes.data() + start);
       if (bad) {
         bump(impl_->header().counters.rejects);
         results[i] = ApplyResult{ApplyStatus::bad_input, 0, false};
@@ -402,6 +427,29 @@ void Writer::close() {
 bool Writer::sync_redis(std::chrono::milliseconds timeout) {
   if (!impl_->sync) return true;
   return impl_->sync->flush(timeout);
+}
+
+std::uint64_t Writer::redis_ticket() const noexcept {
+  return impl_->sync ? impl_->sync->handoff().ticket() : 0;
+}
+bool Writer::redis_acknowledged(std::uint64_t ticket) const noexcept {
+  return impl_->sync && impl_->sync->handoff().acknowledged(ticket);
+}
+bool Writer::mirrors_to_redis() const noexcept {
+  return impl_->sync != nullptr;
+}
+
+int Writer::producer_attach(std::string_view name, std::int64_t pid, std::uint32_t uid) {
+  return impl_->producers.attach(name, pid, uid, impl_->table.now());
+}
+void Writer::producer_counts(int id, const ProducerCounts& counts) {
+  impl_->producers.counts(id, counts);
+}
+void Writer::producer_error(int id, std::string_view text) {
+  impl_->producers.error(id, text);
+}
+void Writer::producer_detach(int id) {
+  impl_->producers.detach(id, impl_->table.now());
 }
 
 void Writer::count_reject() {

@@ -33,6 +33,7 @@
 #include "poscache/position.hpp"
 #include "poscache/redis.hpp"
 #include "poscache/schema.hpp"
+#include "poscache/update.hpp"
 
 namespace poscache {
 
@@ -65,30 +66,6 @@ struct WriterConfig {
   // Where the writer logs (stderr if unset). Called from the applying thread and, with Redis,
   // from the sync thread: it must be thread-safe (spdlog's loggers are).
   LogSink log;
-};
-
-enum class UpdateMode : std::uint8_t {
-  merge,    // set the given fields, keep the others
-  replace,  // the given fields become the whole record; the others become unset
-};
-
-// A validated upsert: key checked, namespace resolved, values converted to mantissas.
-// Fixed-size, so building and applying one allocates nothing.
-struct Update {
-  NamespaceId ns = 0;
-  std::uint8_t account_len = 0;
-  std::uint8_t instrument_len = 0;
-  UpdateMode mode = UpdateMode::merge;
-  std::uint32_t fields_mask = 0;  // bit i: values[i] is given
-  std::uint64_t source_seq =
-      0;  // producer's sequence; an update older than the stored one is refused
-  char account[kMaxAccountLen] = {};
-  char instrument[kMaxInstrumentLen] = {};
-  int128 values[kMaxFields] = {};
-  [[nodiscard]] std::string_view account_view() const noexcept { return {account, account_len}; }
-  [[nodiscard]] std::string_view instrument_view() const noexcept {
-    return {instrument, instrument_len};
-  }
 };
 
 struct KeyRef {
@@ -197,6 +174,13 @@ class Writer {
   // faster than a loop of upsert() when positions are spread over a large table. results[i] is
   // the outcome of updates[i]; a malformed update is refused alone (bad_input), not the batch.
   void upsert_batch(std::span<const Update> updates, std::span<ApplyResult> results);
+  // The same for updates whose key hashes a producer already computed (shm/hash.hpp key_hash;
+  // the producer rings): the writer skips hashing and the key's character checks, and proves
+  // each claim instead (an update's key must sit in a slot whose stored hash equals the claim;
+  // a new key is checked and hashed in full). A false claim is refused (bad_input), never
+  // applied.
+  void upsert_batch(std::span<const Update> updates, std::span<const std::uint64_t> key_hashes,
+                    std::span<ApplyResult> results);
   ApplyResult erase(const KeyRef& key);
   std::size_t invalidate_account(std::string_view account,
                                  std::optional<NamespaceId> ns = std::nullopt);
@@ -221,9 +205,25 @@ class Writer {
   // With Redis: hands every change made so far to the sync thread and waits until Redis has
   // acknowledged all of them. False on timeout (Redis down or slow); nothing is lost either way.
   bool sync_redis(std::chrono::milliseconds timeout);
+  // Without waiting: a ticket for every change made so far, and whether Redis now holds all the
+  // changes of a ticket. Without Redis, redis_ticket() is 0 and redis_acknowledged() false.
+  [[nodiscard]] std::uint64_t redis_ticket() const noexcept;
+  [[nodiscard]] bool redis_acknowledged(std::uint64_t ticket) const noexcept;
+  [[nodiscard]] bool mirrors_to_redis() const noexcept;
 
   // Counts a refused update (e.g. one that failed make_update) in the segment's rejects counter.
   void count_reject();
+
+  // --- the producer table (tools read it: poscache-inspect producers) -------------------------
+  // The daemon's ring source records each producer it serves. attach returns the entry's id, or
+  // -1 when all kMaxProducers entries hold attached producers.
+  struct ProducerCounts {
+    std::uint64_t pushed = 0, applied = 0, rejected = 0, full = 0, synced = 0;
+  };
+  int producer_attach(std::string_view name, std::int64_t pid, std::uint32_t uid);
+  void producer_counts(int id, const ProducerCounts& counts);
+  void producer_error(int id, std::string_view text);
+  void producer_detach(int id);
 
   [[nodiscard]] WriterStats stats() const;
   [[nodiscard]] const std::vector<NamespaceSpec>& namespaces() const noexcept;

@@ -206,8 +206,9 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
   }
   if (const toml::table* in = root["ingest"].as_table()) {
     only_keys(origin, *in, "[ingest]",
-              {"socket", "socket_path", "socket_mode", "socket_group", "trade_window"});
+              {"socket", "rings", "socket_path", "socket_mode", "socket_group", "trade_window"});
     if (auto* n = in->get("socket")) c.ingest.socket = boolean(origin, *n, "socket");
+    if (auto* n = in->get("rings")) c.ingest.rings = boolean(origin, *n, "rings");
     if (auto* n = in->get("socket_path"))
       c.ingest.socket_config.path = text(origin, *n, "socket_path");
     if (auto* n = in->get("socket_mode"))
@@ -380,6 +381,7 @@ std::string print_config(const DaemonConfig& c) {
     line("generator.seed", std::to_string(c.generator.seed));
   }
   line("ingest.socket", flag(c.ingest.socket));
+  line("ingest.rings", flag(c.ingest.socket && c.ingest.rings));
   if (c.ingest.socket) {
     const auto& sc = c.ingest.socket_config;
     line("ingest.socket_path",

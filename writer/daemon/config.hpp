@@ -26,6 +26,7 @@ struct GeneratorConfig {
 // How producers reach the daemon ([ingest] in the config file).
 struct IngestConfig {
   bool socket = true;                  // the JSON-lines unix socket (on by default)
+  bool rings = true;                   // producer rings, handed over the socket (on by default)
   ingest::SocketConfig socket_config;  // path ("" = /dev/shm/<segment>.sock), mode, group
   std::uint64_t trade_window = ingest::TradeWindow::kDefaultCapacity;  // fill trade ids kept
 };

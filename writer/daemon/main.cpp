@@ -229,6 +229,13 @@ int main(int argc, char** argv) {
       ingest::SocketConfig sc = cfg.ingest.socket_config;
       if (sc.path.empty()) sc.path = ingest::default_socket_path(cfg.writer.segment);
       auto sock = std::make_unique<ingest::SocketSource>(sc, cfg.writer.namespaces, cfg.writer.log);
+      if (cfg.ingest.rings) {  // rings first in the loop: the low-latency path
+        auto rings = std::make_unique<ingest::RingSource>(*writer, cfg.writer.log);
+        sock->set_rings(rings.get());
+        sources.push_back(std::move(rings));
+        spdlog::info("producer rings: handed over {} (up to {})", sc.path,
+                     ingest::RingSource::kMaxRings);
+      }
       spdlog::info("ingest socket {} (mode {:o}{}): JSON lines", sc.path, sc.mode,
                    sc.group.empty() ? std::string() : ", group " + sc.group);
       sources.push_back(std::move(sock));

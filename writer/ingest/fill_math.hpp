@@ -33,10 +33,11 @@
 #include "poscache/decimal.hpp"
 #include "poscache/error.hpp"
 #include "poscache/schema.hpp"
+#include "poscache/update.hpp"
 
 namespace poscache::ingest {
 
-enum class Side : std::uint8_t { buy, sell };
+using poscache::Side;
 
 // Where the trading fields are in one namespace's schema, and their scales.
 struct TradingFields {

@@ -113,6 +113,7 @@ void SocketSource::accept_all() {
     }
     Client& c = clients_[fd];
     c.fd = fd;
+    c.id = next_id_++;
     c.interest = EPOLLIN | EPOLLRDHUP;
     c.pid = cred.pid;
     c.uid = cred.uid;
@@ -166,6 +167,8 @@ void SocketSource::drop(int fd) {
   if (log_)
     log_(LogLevel::info,
          "ingest socket: client pid " + std::to_string(it->second.pid) + " disconnected");
+  if (rings_ != nullptr) rings_->hang_up(it->second.id);
+  for (int f : it->second.fds) ::close(f);
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
   ::close(fd);
   clients_.erase(it);
@@ -174,6 +177,10 @@ void SocketSource::drop(int fd) {
 void SocketSource::handle_line(Client& c, CommandExecutor& exec, std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank: no reply
+  if (line.find("\"attach_ring\"") != std::string_view::npos) {
+    attach_ring(c, line);
+    return;
+  }
   ++counters_.received;
   auto decoded = decoder_.decode(line);
   if (auto* f = std::get_if<JsonDecoder::Failure>(&decoded)) {
@@ -194,6 +201,29 @@ void SocketSource::handle_line(Client& c, CommandExecutor& exec, std::string_vie
                              " removed");
   }
   c.out += encode_reply(r, d.id);
+}
+
+// {"op":"attach_ring","name":"..."} with one descriptor: a producer hands over its ring.
+void SocketSource::attach_ring(Client& c, std::string_view line) {
+  if (c.fds.empty()) {
+    c.out +=
+        encode_error("attach_ring: no descriptor came with the line (send it with SCM_RIGHTS)", "");
+    return;
+  }
+  const int fd = c.fds.front();
+  c.fds.erase(c.fds.begin());
+  std::string why = rings_ == nullptr ? "attach_ring: this writer serves no producer rings"
+                                      : rings_->attach(fd, c.id, c.pid, c.uid);
+  ::close(fd);  // the mapping (if any) keeps the ring
+  if (!why.empty()) {
+    if (log_)
+      log_(LogLevel::warn,
+           "ingest socket: ring from pid " + std::to_string(c.pid) + " refused: " + why);
+    c.out += encode_error("attach_ring: " + why, "");
+    return;
+  }
+  (void)line;
+  c.out += "{\"status\":\"applied\",\"ring\":\"attached\"}\n";
 }
 
 std::size_t SocketSource::serve(Client& c, CommandExecutor& exec, std::size_t budget) {
@@ -245,7 +275,28 @@ std::size_t SocketSource::poll(CommandExecutor& exec, std::int64_t, std::size_t 
     if ((events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
       char buf[kReadChunk];
       while (c.in.size() < kMaxBufferedInput) {
-        const ssize_t r = ::read(fd, buf, sizeof buf);
+        // recvmsg, not read: a producer's ring descriptor may come with the bytes.
+        iovec iov{buf, sizeof buf};
+        alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        const ssize_t r = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+        for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); r >= 0 && cm != nullptr;
+             cm = CMSG_NXTHDR(&msg, cm)) {
+          if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+          const std::size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+          for (std::size_t j = 0; j < k; ++j) {
+            int passed;
+            std::memcpy(&passed, CMSG_DATA(cm) + j * sizeof(int), sizeof passed);
+            if (c.fds.size() < 4)
+              c.fds.push_back(passed);
+            else
+              ::close(passed);  // more than a producer ever sends: not kept
+          }
+        }
         if (r > 0) {
           c.in.append(buf, static_cast<std::size_t>(r));
           continue;

@@ -19,6 +19,7 @@
 
 #include "poscache/writer.hpp"
 #include "writer/ingest/json_codec.hpp"
+#include "writer/ingest/ring_source.hpp"
 #include "writer/ingest/source.hpp"
 
 namespace poscache::ingest {
@@ -39,6 +40,10 @@ class SocketSource final : public Source {
   // Binds and listens (replacing a stale socket file). Throws poscache::Error naming the path.
   SocketSource(const SocketConfig& config, const std::vector<NamespaceSpec>& namespaces,
                LogSink log);
+  // Producer rings arrive on this socket: {"op":"attach_ring","name":...} with the ring's
+  // descriptor attached (SCM_RIGHTS) goes to `rings`; the connection's hang-up tells it the
+  // producer is gone. Without it, attach_ring is refused.
+  void set_rings(RingSource* rings) noexcept { rings_ = rings; }
   ~SocketSource() override;
   std::size_t poll(CommandExecutor& exec, std::int64_t now_ns, std::size_t budget) override;
   [[nodiscard]] std::string name() const override { return "socket " + path_; }
@@ -49,6 +54,8 @@ class SocketSource final : public Source {
  private:
   struct Client {
     int fd = -1;
+    std::uint64_t id = 0;  // unique for the daemon's lifetime (fds are reused)
+    std::vector<int> fds;  // descriptors received (SCM_RIGHTS), oldest first
     pid_t pid = 0;
     uid_t uid = 0;
     std::string in, out;
@@ -60,6 +67,7 @@ class SocketSource final : public Source {
   void accept_all();
   std::size_t serve(Client& c, CommandExecutor& exec, std::size_t budget);
   void handle_line(Client& c, CommandExecutor& exec, std::string_view line);
+  void attach_ring(Client& c, std::string_view line);
   bool flush(Client& c);  // false: the client is gone
   void drop(int fd);
   void want_write(Client& c, bool on);
@@ -72,6 +80,8 @@ class SocketSource final : public Source {
   LogSink log_;
   SourceCounters counters_;
   std::unordered_map<int, Client> clients_;
+  RingSource* rings_ = nullptr;
+  std::uint64_t next_id_ = 1;
 };
 
 }  // namespace poscache::ingest

@@ -70,6 +70,14 @@ class SyncHandOff {
   bool flush(std::chrono::milliseconds timeout);
   // Hands off until nothing is left (the sync thread drains the queue whether Redis is up or not).
   void hand_off_all();
+  // A ticket for every change made so far: they all travel in hand-offs numbered <= it (the
+  // current batch gets number handed_ + 1 when it goes). acknowledged(ticket): Redis holds them.
+  [[nodiscard]] std::uint64_t ticket() const noexcept {
+    return cur_->empty() ? handed_ : handed_ + 1;
+  }
+  [[nodiscard]] bool acknowledged(std::uint64_t ticket) const noexcept {
+    return ch_.clean_seq.load(std::memory_order_acquire) >= ticket;  // pairs with the sync
+  }                                                                  // thread's release
 
  private:
   SyncChannel& ch_;

@@ -1,0 +1,129 @@
+// poscache — a producer: a process that feeds the running writer (poscache-writer) through a
+// shared-memory ring of its own. Link `poscache::producer`: it pulls in no writer code, no Redis
+// client and no logging, like the reader.
+//
+//   auto p = poscache::Producer::open({.segment = "positions", .name = "risk-gw"});
+//   auto u = p->make_update("spot", "wallet1", "SOL", {{"qty", "12.5"}});   // checked here
+//   poscache::PushResult r = p->push(*u);            // ~tens of ns: no lock, no system call
+//   if (r.status == poscache::PushStatus::full) ...  // the writer is behind: retry, or
+//   r = p->push(*u, std::chrono::milliseconds(5));   //   wait up to a timeout
+//   p->wait_applied(r.seq, 1s);                      // visible to readers
+//   p->wait_synced(r.seq, 1s);                       // and in Redis
+//   p->fill("spot", "wallet1", "SOL", poscache::Side::buy, "10", "100.5", "0.05", "T-1001");
+//
+// The ring is created here (a memfd), handed to the writer over its unix socket
+// (/dev/shm/SEGMENT.sock) and only ever read by it: the writer checks everything in it. A
+// background thread watches the connection and, if the writer goes away, re-attaches the same
+// ring to the next writer, which applies what is still unapplied. Pushes go on meanwhile until the
+// ring is full. One thread pushes (single producer); any thread may wait or read stats.
+//
+// Messages are validated and hashed here, so the writer's apply path does neither for updates
+// to positions it holds (it proves the hash against the stored one instead).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "poscache/error.hpp"
+#include "poscache/update.hpp"
+
+namespace poscache {
+
+struct ProducerConfig {
+  std::string segment = "poscache";
+  std::string name;               // shown by poscache-inspect producers; up to 31 characters
+  std::string socket;             // the writer's socket; "" = /dev/shm/<segment>.sock
+  std::uint64_t capacity = 4096;  // messages in the ring, a power of two (512 B each)
+  std::chrono::milliseconds connect_timeout{2000};  // open() waits this long for the writer
+};
+
+enum class PushStatus : std::uint8_t {
+  ok,         // in the ring; `seq` is its sequence (per producer, from 1, FIFO)
+  full,       // the ring is full: nothing was queued; counted (the writer is behind or gone)
+  bad_input,  // refused here: error() says why; nothing was queued
+};
+struct PushResult {
+  PushStatus status = PushStatus::bad_input;
+  std::uint64_t seq = 0;
+};
+
+enum class WaitStatus : std::uint8_t { done, timeout, no_redis };
+
+struct ProducerStats {
+  std::uint64_t pushed = 0;    // messages in the ring so far (the last sequence)
+  std::uint64_t applied = 0;   // applied by the writer, visible to readers
+  std::uint64_t synced = 0;    // in Redis (0 if the writer does not mirror)
+  std::uint64_t rejected = 0;  // refused by the writer (see last_error)
+  std::uint64_t full = 0;      // pushes that found the ring full
+  bool attached = false;       // a writer consumes the ring now
+  bool redis = false;          // the writer mirrors to Redis
+  std::uint64_t reconnects = 0;
+  std::string last_error;  // the writer's last refusal of one of these messages
+};
+
+class Producer {
+ public:
+  // Creates the ring and attaches it to the writer; throws poscache::Error naming what failed
+  // (no segment, no writer socket, the writer refused the ring).
+  static std::unique_ptr<Producer> open(const ProducerConfig& config);
+  ~Producer();
+  Producer(const Producer&) = delete;
+  Producer& operator=(const Producer&) = delete;
+
+  // --- building (validated against the segment's schema; errors name the part and value) -----
+  Expected<NamespaceId> namespace_id(std::string_view ns) const;
+  Expected<Update> make_update(
+      std::string_view ns, std::string_view account, std::string_view instrument,
+      std::span<const std::pair<std::string_view, std::string_view>> fields,
+      std::uint64_t source_seq = 0, UpdateMode mode = UpdateMode::merge) const;
+  Expected<Update> make_update(
+      std::string_view ns, std::string_view account, std::string_view instrument,
+      std::initializer_list<std::pair<std::string_view, std::string_view>> fields,
+      std::uint64_t source_seq = 0, UpdateMode mode = UpdateMode::merge) const {
+    return make_update(ns, account, instrument, std::span(fields.begin(), fields.size()),
+                       source_seq, mode);
+  }
+
+  // --- pushing (no allocation, no system call; `full` at once) ---------------------------------
+  PushResult push(const Update& update);
+  // Waits (spinning, then sleeping) while the ring is full, up to `timeout`.
+  PushResult push(const Update& update, std::chrono::nanoseconds timeout);
+  PushResult fill(std::string_view ns, std::string_view account, std::string_view instrument,
+                  Side side, std::string_view qty, std::string_view price,
+                  std::string_view fee = "0", std::string_view trade_id = {});
+  // account empty: every account holding the instrument in that namespace.
+  PushResult mark(std::string_view ns, std::string_view instrument, std::string_view price,
+                  std::string_view account = {});
+  PushResult add(std::string_view ns, std::string_view account, std::string_view instrument,
+                 std::string_view field, std::int64_t by);
+  PushResult reset(std::string_view ns, std::string_view account, std::string_view instrument,
+                   std::string_view field);
+  PushResult erase(std::string_view ns, std::string_view account, std::string_view instrument);
+  PushResult invalidate_account(std::string_view account, std::string_view ns = {});
+  PushResult invalidate_namespace(std::string_view ns);
+  PushResult invalidate_matching(std::string_view glob);  // up to 96 characters over a ring
+  PushResult invalidate_all();
+  // Why the last push was bad_input.
+  [[nodiscard]] const std::string& error() const noexcept { return error_; }
+
+  // --- acknowledgements ------------------------------------------------------------------------
+  WaitStatus wait_applied(std::uint64_t seq, std::chrono::nanoseconds timeout) const;
+  WaitStatus wait_synced(std::uint64_t seq, std::chrono::nanoseconds timeout) const;
+  [[nodiscard]] std::uint64_t applied() const noexcept;  // one load: poll it
+  [[nodiscard]] ProducerStats stats() const;
+
+  struct Impl;
+
+ private:
+  explicit Producer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  std::string error_;
+};
+
+}  // namespace poscache

@@ -1,0 +1,639 @@
+#include "poscache/producer.hpp"
+
+#include <linux/futex.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <climits>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "poscache/reader.hpp"
+#include "shm/cpu_relax.hpp"
+#include "shm/hash.hpp"
+#include "shm/ring.hpp"
+#include "shm/seqlock.hpp"
+
+namespace poscache {
+
+using shm::RingHeader;
+using shm::RingKind;
+using shm::RingMessage;
+
+namespace {
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
+
+// One connection to the writer's socket with the ring attached: the "attach_ring" line and the
+// ring's descriptor in one sendmsg, then the reply line. Returns the connected socket, or -1 and
+// the reason in `why`.
+int connect_and_attach(const std::string& path, int ring_fd, const std::string& name,
+                       std::string& why) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) {
+    why = "socket path '" + path + "' is too long";
+    return -1;
+  }
+  const int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    why = "socket(): " + errno_text();
+    return -1;
+  }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+  if (::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    why = "cannot connect to the writer's socket " + path + ": " + errno_text();
+    ::close(s);
+    return -1;
+  }
+  const std::string line = "{\"op\":\"attach_ring\",\"name\":\"" + name + "\"}\n";
+  iovec iov{const_cast<char*>(line.data()), line.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cm), &ring_fd, sizeof(int));
+  if (::sendmsg(s, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+    why = "cannot hand the ring to the writer: " + errno_text();
+    ::close(s);
+    return -1;
+  }
+  std::string reply;
+  char c;
+  pollfd p{s, POLLIN, 0};
+  while (reply.size() < 4096) {
+    if (::poll(&p, 1, 5000) <= 0) {
+      why = "the writer did not answer the ring hand-over within 5 s";
+      ::close(s);
+      return -1;
+    }
+    const ssize_t n = ::read(s, &c, 1);
+    if (n <= 0) {
+      why = "the writer closed the connection during the ring hand-over";
+      ::close(s);
+      return -1;
+    }
+    if (c == '\n') break;
+    reply += c;
+  }
+  if (reply.find("\"attached\"") == std::string::npos) {
+    why = "the writer refused the ring: " + reply;
+    ::close(s);
+    return -1;
+  }
+  return s;
+}
+
+void futex_wait(std::uint32_t* word, std::uint32_t expected, std::chrono::nanoseconds t) {
+  const auto ns = t.count();
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  ::syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, nullptr, 0);
+}
+
+}  // namespace
+
+struct Producer::Impl {
+  ProducerConfig cfg;
+  std::string socket_path;
+  Reader reader;
+  int ring_fd = -1;
+  RingHeader* h = nullptr;
+  RingMessage* msgs = nullptr;
+  std::size_t bytes = 0;
+  std::uint64_t mask = 0;
+  std::uint64_t tail = 0;        // the producer's own copy (only this side writes it)
+  std::uint64_t head_cache = 0;  // last head seen (P1 reloads it only when the ring looks full)
+
+  // The connection, watched by a thread that re-attaches the ring when the writer goes away.
+  std::mutex mu;
+  std::condition_variable cv;
+  int sock = -1;
+  bool stop = false;
+  std::atomic<std::uint64_t> reconnects{0};
+  std::thread watcher;
+
+  explicit Impl(Reader r) : reader(std::move(r)) {}
+
+  void watch() {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!stop) {
+      if (sock >= 0) {
+        const int s = sock;
+        lock.unlock();
+        pollfd p{s, POLLIN | POLLRDHUP, 0};
+        const int n = ::poll(&p, 1, 100);
+        char buf[256];
+        bool gone = n > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+        if (n > 0 && !gone && (p.revents & POLLIN) != 0) gone = ::read(s, buf, sizeof buf) <= 0;
+        lock.lock();
+        if (gone && sock == s) {
+          ::close(sock);
+          sock = -1;
+        }
+        continue;
+      }
+      std::string why;
+      lock.unlock();
+      const int s = connect_and_attach(socket_path, ring_fd, cfg.name, why);
+      lock.lock();
+      if (s >= 0) {
+        sock = s;
+        reconnects.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop; });
+      }
+    }
+  }
+
+  // P1-P3: reserve the next slot, let `fill` write the message, publish it.
+  template <class F>
+  PushResult publish(F&& fill) {
+    if (tail - head_cache >= mask + 1) {
+      head_cache = shm::load_acquire(&h->head);  // P1 pairs with the writer's C4
+      if (tail - head_cache >= mask + 1) {
+        shm::store_relaxed(&h->full_count, shm::load_relaxed(&h->full_count) + 1);
+        return {PushStatus::full, 0};
+      }
+    }
+    RingMessage& m = msgs[tail & mask];  // P2: ours until head passes it
+    m.kind = 0;
+    m.mode = 0;
+    m.ns = 0;
+    m.account_len = m.instrument_len = m.text_len = m.field = 0;
+    m.fields_mask = 0;
+    m.key_hash = 0;
+    m.source_seq = 0;
+    fill(m);
+    ++tail;
+    shm::store_release(&h->tail, tail);  // P3 pairs with the writer's C1
+    return {PushStatus::ok, tail};
+  }
+};
+
+Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Producer::~Producer() {
+  if (!impl_) return;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stop = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->watcher.joinable()) impl_->watcher.join();
+  if (impl_->sock >= 0) ::close(impl_->sock);  // the writer drains what is left, then releases
+  if (impl_->h != nullptr) ::munmap(impl_->h, impl_->bytes);
+  if (impl_->ring_fd >= 0) ::close(impl_->ring_fd);
+}
+
+std::unique_ptr<Producer> Producer::open(const ProducerConfig& config) {
+  const std::string& n = config.name;
+  if (n.empty() || n.size() > 31 ||
+      n.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+          std::string::npos)
+    throw Error("producer name '" + n + "' must be 1 to 31 of [A-Za-z0-9._-]");
+  if (config.capacity < 2 || config.capacity > (1u << 20) ||
+      (config.capacity & (config.capacity - 1)) != 0)
+    throw Error("producer ring capacity " + std::to_string(config.capacity) +
+                " must be a power of two from 2 to 1048576");
+  auto impl = std::make_unique<Impl>(Reader::open(config.segment));
+  Impl& p = *impl;
+  p.cfg = config;
+  p.socket_path = config.socket.empty() ? "/dev/shm/" + config.segment + ".sock" : config.socket;
+  p.bytes = shm::ring_bytes(config.capacity);
+  p.ring_fd = ::memfd_create(("poscache-ring:" + n).c_str(), MFD_CLOEXEC);
+  if (p.ring_fd < 0) throw Error("memfd_create for the producer ring: " + errno_text());
+  if (::ftruncate(p.ring_fd, static_cast<off_t>(p.bytes)) != 0)
+    throw Error("cannot size the producer ring to " + std::to_string(p.bytes) +
+                " bytes: " + errno_text());
+  void* m = ::mmap(nullptr, p.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, p.ring_fd, 0);
+  if (m == MAP_FAILED) throw Error("cannot map the producer ring: " + errno_text());
+  p.h = static_cast<RingHeader*>(m);
+  p.msgs = shm::ring_messages(p.h);
+  p.mask = config.capacity - 1;
+  RingHeader& h = *p.h;  // zero-filled by ftruncate
+  h.version = shm::kRingVersion;
+  h.message_size = sizeof(RingMessage);
+  h.capacity = config.capacity;
+  h.producer_pid = ::getpid();
+  std::memcpy(h.name, n.data(), n.size());
+  shm::store_release(&h.magic, shm::kRingMagic);
+  // The first attach is synchronous: open() fails if no writer takes the ring.
+  std::string why;
+  const auto deadline = std::chrono::steady_clock::now() + config.connect_timeout;
+  for (;;) {
+    p.sock = connect_and_attach(p.socket_path, p.ring_fd, n, why);
+    if (p.sock >= 0 || std::chrono::steady_clock::now() >= deadline) break;
+    if (why.find("refused the ring") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (p.sock < 0) throw Error("producer '" + n + "': " + why);
+  p.watcher = std::thread([&p] { p.watch(); });
+  return std::unique_ptr<Producer>(new Producer(std::move(impl)));
+}
+
+// ---- building ---------------------------------------------------------------------------------
+Expected<NamespaceId> Producer::namespace_id(std::string_view ns) const {
+  auto id = impl_->reader.namespace_id(ns);
+  if (!id) return fail("unknown namespace '" + std::string(ns) + "'");
+  return *id;
+}
+
+Expected<Update> Producer::make_update(
+    std::string_view ns, std::string_view account, std::string_view instrument,
+    std::span<const std::pair<std::string_view, std::string_view>> fields, std::uint64_t source_seq,
+    UpdateMode mode) const {
+  auto id = namespace_id(ns);
+  if (!id) return fail(id.error());
+  if (auto ok = validate_account(account); !ok) return fail(ok.error());
+  if (auto ok = validate_instrument(instrument); !ok) return fail(ok.error());
+  if (fields.empty()) return fail("an update needs at least one field");
+  const NamespaceInfo& info = impl_->reader.namespace_info(*id);
+  Update u;
+  u.ns = *id;
+  u.mode = mode;
+  u.source_seq = source_seq;
+  u.account_len = static_cast<std::uint8_t>(account.size());
+  u.instrument_len = static_cast<std::uint8_t>(instrument.size());
+  std::memcpy(u.account, account.data(), account.size());
+  std::memcpy(u.instrument, instrument.data(), instrument.size());
+  for (const auto& [name, text] : fields) {
+    const auto f = info.field_index(name);
+    if (!f) return fail("namespace '" + info.name + "' has no field '" + std::string(name) + "'");
+    if ((u.fields_mask >> *f) & 1u) return fail("field '" + std::string(name) + "' given twice");
+    const FieldSpec& fs = info.fields[*f];
+    if (fs.type == FieldType::decimal) {
+      auto v = parse_decimal(text, fs.scale);
+      if (!v) return fail("field '" + fs.name + "': " + v.error());
+      u.values[*f] = *v;
+    } else {
+      auto v = parse_int64(text);
+      if (!v) return fail("field '" + fs.name + "': " + v.error());
+      u.values[*f] = *v;
+    }
+    u.fields_mask |= 1u << *f;
+  }
+  return u;
+}
+
+// ---- pushing ----------------------------------------------------------------------------------
+namespace {
+void put_key(RingMessage& m, NamespaceId ns, std::string_view account,
+             std::string_view instrument) {
+  m.ns = ns;
+  m.account_len = static_cast<std::uint8_t>(account.size());
+  m.instrument_len = static_cast<std::uint8_t>(instrument.size());
+  std::memcpy(m.account, account.data(), account.size());
+  std::memcpy(m.instrument, instrument.data(), instrument.size());
+}
+void put_value(RingMessage& m, std::size_t i, int128 v) {
+  const auto u = static_cast<unsigned __int128>(v);
+  m.values[2 * i] = static_cast<std::uint64_t>(u);
+  m.values[2 * i + 1] = static_cast<std::uint64_t>(u >> 64);
+}
+}  // namespace
+
+PushResult Producer::push(const Update& u) {
+  // The producer's side of the input rules (the writer proves the hash and re-checks the rest).
+  const auto& r = impl_->reader;
+  const char* bad = nullptr;
+  if (u.ns >= r.namespaces().size()) {
+    bad = "namespace id beyond the segment's";
+  } else if (u.account_len == 0 || u.account_len > kMaxAccountLen ||
+             !valid_account(u.account_view())) {
+    bad = "account is not a valid key part";
+  } else if (u.instrument_len == 0 || u.instrument_len > kMaxInstrumentLen ||
+             !valid_instrument(u.instrument_view())) {
+    bad = "instrument is not a valid key part";
+  } else if (u.fields_mask == 0) {
+    bad = "no field given";
+  } else {
+    const NamespaceInfo& info = r.namespace_info(u.ns);
+    if (info.fields.size() < 32 && (u.fields_mask >> info.fields.size()) != 0) {
+      bad = "a field beyond the namespace's schema";
+    } else {
+      for (std::size_t f = 0; f < info.fields.size() && bad == nullptr; ++f) {
+        if (((u.fields_mask >> f) & 1u) == 0) continue;
+        const int128 v = u.values[f];
+        if (info.fields[f].type != FieldType::decimal ? (v > INT64_MAX || v < INT64_MIN)
+                                                      : (v >= kDecimalLimit || v <= -kDecimalLimit))
+          bad = "a value beyond its field's range";
+      }
+    }
+  }
+  if (bad != nullptr) {
+    error_ = std::string("upsert: ") + bad;
+    return {PushStatus::bad_input, 0};
+  }
+  const std::uint64_t hash = shm::key_hash(u.ns, u.account_view(), u.instrument_view());
+  return impl_->publish([&](RingMessage& m) {
+    m.kind = static_cast<std::uint8_t>(RingKind::upsert);
+    m.mode = u.mode == UpdateMode::replace ? 1 : 0;
+    put_key(m, u.ns, u.account_view(), u.instrument_view());
+    m.fields_mask = u.fields_mask;
+    m.key_hash = hash;
+    m.source_seq = u.source_seq;
+    for (std::size_t f = 0; f < kMaxFields; ++f)
+      if ((u.fields_mask >> f) & 1u) put_value(m, f, u.values[f]);
+  });
+}
+
+PushResult Producer::push(const Update& u, std::chrono::nanoseconds timeout) {
+  PushResult r = push(u);
+  if (r.status != PushStatus::full) return r;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (unsigned spin = 0;; ++spin) {
+    if (spin < 256)
+      shm::cpu_relax();
+    else
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    r = push(u);
+    if (r.status != PushStatus::full || std::chrono::steady_clock::now() >= deadline) return r;
+  }
+}
+
+namespace {
+// A key of a command (not an upsert), checked as the writer would.
+std::string key_problem(std::string_view account, std::string_view instrument,
+                        bool account_optional) {
+  if (!(account_optional && account.empty()))
+    if (auto ok = validate_account(account); !ok) return ok.error();
+  if (auto ok = validate_instrument(instrument); !ok) return ok.error();
+  return {};
+}
+}  // namespace
+
+PushResult Producer::fill(std::string_view ns, std::string_view account,
+                          std::string_view instrument, Side side, std::string_view qty,
+                          std::string_view price, std::string_view fee, std::string_view trade_id) {
+  auto id = namespace_id(ns);
+  std::string why = id ? key_problem(account, instrument, false) : id.error();
+  const NamespaceInfo* info = id ? &impl_->reader.namespace_info(*id) : nullptr;
+  auto scale_of = [&](const char* field) -> int {
+    const auto f = info->field_index(field);
+    return f && info->fields[*f].type == FieldType::decimal ? info->fields[*f].scale : -1;
+  };
+  int128 q = 0, p = 0, f = 0;
+  if (why.empty()) {
+    const int qs = scale_of("qty"), ps = scale_of("avg_price"), fs = scale_of("fees");
+    if (qs < 0 || ps < 0 || fs < 0) {
+      why = "namespace '" + info->name +
+            "' lacks the trading fields fill needs (qty, avg_price, "
+            "cost_basis, realized_pnl, fees)";
+    } else if (auto v = parse_decimal(qty, static_cast<unsigned>(qs)); !v) {
+      why = "qty: " + v.error();
+    } else if (auto w = parse_decimal(price, static_cast<unsigned>(ps)); !w) {
+      why = "price: " + w.error();
+    } else if (auto x = parse_decimal(fee, static_cast<unsigned>(fs)); !x) {
+      why = "fee: " + x.error();
+    } else if (*v <= 0) {
+      why = "qty must be greater than 0 (the side says buy or sell)";
+    } else if (*w < 0) {
+      why = "price must not be negative";
+    } else if (trade_id.size() > 64) {
+      why = "trade id longer than 64 characters";
+    } else {
+      q = *v, p = *w, f = *x;
+    }
+  }
+  if (!why.empty()) {
+    error_ = "fill: " + why;
+    return {PushStatus::bad_input, 0};
+  }
+  return impl_->publish([&](RingMessage& m) {
+    m.kind = static_cast<std::uint8_t>(RingKind::fill);
+    m.mode = side == Side::buy ? 0 : 1;
+    put_key(m, *id, account, instrument);
+    put_value(m, 0, q);
+    put_value(m, 1, p);
+    put_value(m, 2, f);
+    m.text_len = static_cast<std::uint8_t>(trade_id.size());
+    std::memcpy(m.text, trade_id.data(), trade_id.size());
+  });
+}
+
+PushResult Producer::mark(std::string_view ns, std::string_view instrument, std::string_view price,
+                          std::string_view account) {
+  auto id = namespace_id(ns);
+  std::string why = id ? key_problem(account, instrument, true) : id.error();
+  int128 p = 0;
+  if (why.empty()) {
+    const NamespaceInfo& info = impl_->reader.namespace_info(*id);
+    const auto f = info.field_index("mark_price");
+    if (!f || info.fields[*f].type != FieldType::decimal) {
+      why = "namespace '" + info.name + "' has no decimal field 'mark_price'";
+    } else if (auto v = parse_decimal(price, info.fields[*f].scale); !v) {
+      why = "price: " + v.error();
+    } else if (*v < 0) {
+      why = "price must not be negative";
+    } else {
+      p = *v;
+    }
+  }
+  if (!why.empty()) {
+    error_ = "mark: " + why;
+    return {PushStatus::bad_input, 0};
+  }
+  return impl_->publish([&](RingMessage& m) {
+    m.kind = static_cast<std::uint8_t>(RingKind::mark);
+    put_key(m, *id, account, instrument);
+    put_value(m, 0, p);
+  });
+}
+
+namespace {
+struct AddArgs {
+  bool reset;
+  std::int64_t by;
+};
+}  // namespace
+
+static PushResult push_add(Producer::Impl& impl, std::string& error, std::string_view ns,
+                           std::string_view account, std::string_view instrument,
+                           std::string_view field, AddArgs a) {
+  auto id = impl.reader.namespace_id(ns);
+  std::string why =
+      id ? key_problem(account, instrument, false) : "unknown namespace '" + std::string(ns) + "'";
+  std::size_t f = 0;
+  if (why.empty()) {
+    const NamespaceInfo& info = impl.reader.namespace_info(*id);
+    const auto fi = info.field_index(field);
+    if (!fi) {
+      why = "namespace '" + info.name + "' has no field '" + std::string(field) + "'";
+    } else if (info.fields[*fi].type != FieldType::int64) {
+      why = "field '" + std::string(field) + "' is not an int64 field";
+    } else {
+      f = *fi;
+    }
+  }
+  if (!why.empty()) {
+    error = "add: " + why;
+    return {PushStatus::bad_input, 0};
+  }
+  return impl.publish([&](RingMessage& m) {
+    m.kind = static_cast<std::uint8_t>(RingKind::add);
+    m.mode = a.reset ? 1 : 0;
+    m.field = static_cast<std::uint8_t>(f);
+    put_key(m, *id, account, instrument);
+    put_value(m, 0, a.by);
+  });
+}
+
+PushResult Producer::add(std::string_view ns, std::string_view account, std::string_view instrument,
+                         std::string_view field, std::int64_t by) {
+  return push_add(*impl_, error_, ns, account, instrument, field, {false, by});
+}
+PushResult Producer::reset(std::string_view ns, std::string_view account,
+                           std::string_view instrument, std::string_view field) {
+  return push_add(*impl_, error_, ns, account, instrument, field, {true, 0});
+}
+
+PushResult Producer::erase(std::string_view ns, std::string_view account,
+                           std::string_view instrument) {
+  auto id = namespace_id(ns);
+  std::string why = id ? key_problem(account, instrument, false) : id.error();
+  if (!why.empty()) {
+    error_ = "erase: " + why;
+    return {PushStatus::bad_input, 0};
+  }
+  return impl_->publish([&](RingMessage& m) {
+    m.kind = static_cast<std::uint8_t>(RingKind::erase);
+    put_key(m, *id, account, instrument);
+  });
+}
+
+PushResult Producer::invalidate_account(std::string_view account, std::string_view ns) {
+  std::string why;
+  NamespaceId nid = 0;
+  if (auto ok = validate_account(account); !ok) why = ok.error();
+  if (why.empty() && !ns.empty()) {
+    auto id = namespace_id(ns);
+    if (!id)
+      why = id.error();
+    else
+      nid = *id;
+  }
+  if (!why.empty()) {
+    error_ = "invalidate: " + why;
+    return {PushStatus::bad_input, 0};
+  }
+  return impl_->publish([&](RingMessage& m) {
+    m.kind = static_cast<std::uint8_t>(RingKind::invalidate_account);
+    m.ns = nid;
+    m.field = ns.empty() ? 0 : 1;
+    m.account_len = static_cast<std::uint8_t>(account.size());
+    std::memcpy(m.account, account.data(), account.size());
+  });
+}
+
+PushResult Producer::invalidate_namespace(std::string_view ns) {
+  auto id = namespace_id(ns);
+  if (!id) {
+    error_ = "invalidate: " + id.error();
+    return {PushStatus::bad_input, 0};
+  }
+  return impl_->publish([&](RingMessage& m) {
+    m.kind = static_cast<std::uint8_t>(RingKind::invalidate_namespace);
+    m.ns = *id;
+  });
+}
+
+PushResult Producer::invalidate_matching(std::string_view glob) {
+  if (glob.empty() || glob.size() > shm::kRingTextLen) {
+    error_ = "invalidate: a glob over a ring has 1 to " + std::to_string(shm::kRingTextLen) +
+             " characters; this one has " + std::to_string(glob.size()) +
+             " (longer ones: the socket)";
+    return {PushStatus::bad_input, 0};
+  }
+  return impl_->publish([&](RingMessage& m) {
+    m.kind = static_cast<std::uint8_t>(RingKind::invalidate_glob);
+    m.text_len = static_cast<std::uint8_t>(glob.size());
+    std::memcpy(m.text, glob.data(), glob.size());
+  });
+}
+
+PushResult Producer::invalidate_all() {
+  return impl_->publish(
+      [](RingMessage& m) { m.kind = static_cast<std::uint8_t>(RingKind::invalidate_all); });
+}
+
+// ---- acknowledgements -------------------------------------------------------------------------
+namespace {
+// Waits until *word >= seq. The fence pairs with the writer's (writer/ingest/ring_source.cpp):
+// waiters is stored, then the target re-read, so a writer that moved it after our first look
+// either is seen here or sees `waiters` and wakes us.
+WaitStatus wait_for(RingHeader* h, const std::uint64_t* word, std::uint64_t seq,
+                    std::chrono::nanoseconds timeout) {
+  if (shm::load_acquire(word) >= seq) return WaitStatus::done;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (unsigned spin = 0; spin < 2000; ++spin) {  // applies take microseconds: spin a little
+    if (shm::load_acquire(word) >= seq) return WaitStatus::done;
+    shm::cpu_relax();
+  }
+  for (;;) {
+    shm::store_relaxed(&h->waiters, 1u);
+    const std::uint32_t v = shm::load_acquire(&h->ack_futex);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (shm::load_acquire(word) >= seq) return WaitStatus::done;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return WaitStatus::timeout;
+    futex_wait(&h->ack_futex, v,
+               std::min<std::chrono::nanoseconds>(deadline - now, std::chrono::milliseconds(10)));
+  }
+}
+}  // namespace
+
+WaitStatus Producer::wait_applied(std::uint64_t seq, std::chrono::nanoseconds timeout) const {
+  return wait_for(impl_->h, &impl_->h->head, seq, timeout);
+}
+
+WaitStatus Producer::wait_synced(std::uint64_t seq, std::chrono::nanoseconds timeout) const {
+  if (shm::load_relaxed(&impl_->h->redis) == 0) return WaitStatus::no_redis;
+  return wait_for(impl_->h, &impl_->h->synced, seq, timeout);
+}
+
+std::uint64_t Producer::applied() const noexcept {
+  return shm::load_acquire(&impl_->h->head);
+}
+
+ProducerStats Producer::stats() const {
+  const RingHeader* h = impl_->h;
+  ProducerStats s;
+  s.pushed = impl_->tail;
+  s.applied = shm::load_acquire(&h->head);
+  s.synced = shm::load_acquire(&h->synced);
+  s.rejected = shm::load_relaxed(&h->rejected);
+  s.full = shm::load_relaxed(&h->full_count);
+  s.attached = shm::load_relaxed(&h->attached) != 0;
+  s.redis = shm::load_relaxed(&h->redis) != 0;
+  s.reconnects = impl_->reconnects.load(std::memory_order_relaxed);
+  for (unsigned i = 0; i < 1000; ++i) {  // the error text under its seqlock
+    const std::uint64_t s1 = shm::load_acquire(&h->error_seq);
+    if (s1 & 1) continue;
+    const std::uint64_t n =
+        std::min<std::uint64_t>(shm::load_relaxed(&h->error_len), sizeof h->error);
+    std::string text(h->error, n);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (shm::load_relaxed(&h->error_seq) == s1) {
+      s.last_error = std::move(text);
+      break;
+    }
+  }
+  return s;
+}
+
+}  // namespace poscache

@@ -1,0 +1,154 @@
+// Producer rings: how a producer process hands commands to the writer through shared memory.
+//
+// One ring per producer process, single producer (that process) and single consumer (the
+// writer). The producer creates the ring in its own memfd and passes the descriptor to the
+// writer over the daemon's unix socket (SCM_RIGHTS, writer/ingest/socket_source.hpp); the
+// connection's hang-up tells the writer that the producer is gone, and the writer drains what
+// was published and unmaps the ring. A producer maps only its own ring and the segment
+// read-only, so it can damage nothing but its own ring: the writer never trusts a word of it.
+//
+//   +------------------------------------------------------------+ 0
+//   | RingHeader                                    (4 KiB)       |
+//   |   line 0  identity: magic, version, sizes, pid, name        |  producer, at creation
+//   |   line 1  producer: tail, full count                        |  producer
+//   |   line 2  writer: head (= applied), synced, rejects, futex   |  writer
+//   |   line 3+ writer: last error text (seqlock)                 |  writer
+//   +------------------------------------------------------------+ 4096
+//   | RingMessage[capacity]                        512 B each     |  producer writes, writer
+//   +------------------------------------------------------------+    copies out
+//
+//   RingMessage (512 B = 8 lines)
+//   0    1    2    4    5    6    7    8          12         16        24          32
+//   +----+----+----+----+----+----+----+----------+----------+---------+-----------+
+//   |kind|mode| ns |alen|ilen|tlen|fld | fields   | reserved | key_hash| source_seq|
+//   +----+----+----+----+----+----+----+----------+----------+---------+-----------+
+//   32: account[64]   96: instrument[64]   160: values[16] as (lo, hi) u64 pairs (256 B)
+//   416: text[96]  (fill: trade id; invalidate: glob)
+//
+// PROTOCOL (sequence numbers count messages from 1; message n lives in slot (n - 1) % capacity)
+//
+//   producer push                                  writer poll
+//   ------------------------------------------     -------------------------------------------
+//   P1  t = own tail; h = load_acquire(head)       C1  t = load_acquire(tail): pairs with P3, so
+//       (cached; reloaded only when the ring           every message below t is fully written.
+//       looks full). t - h == capacity -> full:        Checked: head <= t <= head + capacity,
+//       ++full_count (relaxed), return `full`.         else the ring is corrupt: the writer
+//   P2  write message t+1 into slot t % capacity        detaches it (counted, logged) unread.
+//       (plain stores: the slot is the             C2  copy messages head+1..t out of the ring
+//       producer's until head passes it)               into private memory, THEN validate the
+//   P3  store_release(tail, t+1)                       copies: what the producer scribbles
+//   (wait variants: futex on ack_futex)                after C1 cannot change what is applied.
+//                                                  C3  apply the copies (upsert batch, commands)
+//                                                  C4  store_release(head, t): pairs with P1's
+//                                                      acquire. The slots are free again, and
+//                                                      head is the producer's "applied": every
+//                                                      message <= head is visible to readers.
+//                                                  C5  synced = the last sequence Redis holds
+//                                                      (store_release); bump ack_futex and
+//                                                      FUTEX_WAKE if `waiters` is set.
+//
+// WHY HEAD ADVANCES ONLY AFTER APPLY (C4 after C3): a writer killed -9 between C2 and C4 leaves
+// head where it was, so the next writer (the producer re-attaches the same ring) applies those
+// messages again rather than losing them. Nothing reported as applied (<= head) is ever lost;
+// the messages in flight at the kill are applied at least once: exactly once for upserts with a
+// source_seq and fills with a trade_id (both de-duplicated), possibly twice otherwise.
+//
+// A HOSTILE OR BUGGY PRODUCER can write any byte of its ring at any time. The writer reads only
+// `tail` (range-checked, C1) and copies of messages (validated after the copy, C2): a bad index
+// detaches that ring, a bad message is refused and counted (rejected, last error). It cannot
+// reach another ring, the segment (it is never mapped writable by producers) or the writer's
+// memory. This is why the ring is not boost::lockfree::spsc_queue: its consumer reads its own
+// read index back from the shared object and indexes the buffer with it unchecked, so a producer
+// that overwrites that index sends the writer outside the mapping (tests/shm/ring_test.cpp shows
+// it); here the consumer's position is the writer's private copy and only published (C4).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "poscache/schema.hpp"
+#include "shm/atomic.hpp"
+#include "shm/layout.hpp"
+
+namespace poscache::shm {
+
+inline constexpr std::uint64_t kRingMagic = 0x3147'4e49'5243'5350ULL;  // "PSCRING1"
+inline constexpr std::uint32_t kRingVersion = 1;
+inline constexpr std::size_t kRingTextLen = 96;
+inline constexpr std::size_t kRingHeaderSize = 4096;
+inline constexpr std::size_t kRingErrorLen = 256;
+
+enum class RingKind : std::uint8_t {
+  upsert = 1,
+  erase = 2,
+  invalidate_account = 3,  // ns given if `field` == 1
+  invalidate_namespace = 4,
+  invalidate_glob = 5,  // text
+  invalidate_all = 6,
+  add = 7,   // field; mode 1 = reset; values[0] = by
+  fill = 8,  // mode = side (0 buy, 1 sell); values[0..2] = qty, price, fee; text
+  mark = 9,  // values[0] = price; account_len 0 = every account
+};
+
+struct alignas(kCacheLine) RingMessage {
+  std::uint8_t kind;  // RingKind
+  std::uint8_t mode;  // upsert: UpdateMode; fill: side; add: 1 = reset
+  std::uint16_t ns;
+  std::uint8_t account_len;
+  std::uint8_t instrument_len;
+  std::uint8_t text_len;
+  std::uint8_t field;         // add: the field; invalidate_account: 1 = ns given
+  std::uint32_t fields_mask;  // upsert
+  std::uint32_t reserved;
+  std::uint64_t key_hash;  // upsert: the producer's key_hash (shm/hash.hpp), verified
+  std::uint64_t source_seq;
+  char account[kMaxAccountLen];
+  char instrument[kMaxInstrumentLen];
+  std::uint64_t values[2 * kMaxFields];  // value i = (values[2i] lo, values[2i+1] hi), signed
+  char text[kRingTextLen];
+};
+static_assert(sizeof(RingMessage) == 512);
+static_assert(offsetof(RingMessage, key_hash) == 16);
+static_assert(offsetof(RingMessage, account) == 32);
+static_assert(offsetof(RingMessage, values) == 160);
+static_assert(offsetof(RingMessage, text) == 416);
+
+struct alignas(kCacheLine) RingHeader {
+  // --- line 0: identity, written by the producer before it passes the descriptor on.
+  std::uint64_t magic;         // kRingMagic
+  std::uint32_t version;       // kRingVersion
+  std::uint32_t message_size;  // sizeof(RingMessage)
+  std::uint64_t capacity;      // messages; a power of two
+  std::int64_t producer_pid;
+  char name[32];  // the producer's name, NUL-padded
+  // --- line 1: the producer's.
+  std::uint64_t tail;        // messages published (P3 release / C1 acquire)
+  std::uint64_t full_count;  // pushes refused because the ring was full (relaxed)
+  std::uint64_t reserved1[6];
+  // --- line 2: the writer's.
+  std::uint64_t head;       // messages applied (C4 release / P1 acquire)
+  std::uint64_t synced;     // messages Redis holds (C5 release)
+  std::uint64_t rejected;   // messages refused (relaxed)
+  std::uint32_t ack_futex;  // bumped when head or synced moves and `waiters` is set
+  std::uint32_t waiters;    // the producer sets it while it waits (relaxed hint)
+  std::uint32_t attached;   // 1 while a writer consumes the ring; 0 after it detached
+  std::uint32_t redis;      // 1: the writer mirrors to Redis (synced moves); 0: it never will
+  std::uint64_t error_seq;  // seqlock over error (shm/seqlock.hpp)
+  std::uint64_t reserved2[2];
+  // --- lines 3-6: the writer's last error about this ring's messages.
+  std::uint64_t error_len;
+  char error[kRingErrorLen - 8];
+};
+static_assert(offsetof(RingHeader, tail) == 1 * kCacheLine);
+static_assert(offsetof(RingHeader, head) == 2 * kCacheLine);
+static_assert(offsetof(RingHeader, error_len) == 3 * kCacheLine);
+static_assert(sizeof(RingHeader) <= kRingHeaderSize);
+
+inline constexpr std::size_t ring_bytes(std::uint64_t capacity) noexcept {
+  return kRingHeaderSize + capacity * sizeof(RingMessage);
+}
+inline RingMessage* ring_messages(RingHeader* h) noexcept {
+  return reinterpret_cast<RingMessage*>(reinterpret_cast<std::byte*>(h) + kRingHeaderSize);
+}
+
+}  // namespace poscache::shm

@@ -1,0 +1,396 @@
+// Producer rings end to end in one process: a "daemon" thread polls the socket and ring sources
+// as poscache-writer's loop does; producers (poscache::Producer) push from the test thread or
+// their own threads; readers check what became visible. Hostile rings are built by hand.
+#include "writer/ingest/ring_source.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <atomic>
+#include <thread>
+
+#include "poscache/format.hpp"
+#include "poscache/producer.hpp"
+#include "poscache/reader.hpp"
+#include "shm/hash.hpp"
+#include "test_util.hpp"
+#include "writer/ingest/socket_source.hpp"
+
+namespace poscache::ingest {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The writer, its sources and the loop that serves them, on a thread of its own.
+class Daemon {
+ public:
+  explicit Daemon(const std::string& tag, std::uint64_t capacity = 100'000)
+      : seg_(tag),
+        writer_(Writer::open(test::small_config(seg_.name(), capacity))),
+        window_(seg_.name(), writer_->stats().generation, 1024,
+                [](const PositionKey&) { return 0; }),
+        exec_(*writer_, &window_),
+        socket_(SocketConfig{default_socket_path(seg_.name()), 0660, "", 64}, writer_->namespaces(),
+                log_.sink()),
+        rings_(*writer_, log_.sink()) {
+    socket_.set_rings(&rings_);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~Daemon() {
+    stop_ = true;
+    thread_.join();
+  }
+  void pause(bool p) { paused_ = p; }
+  [[nodiscard]] const std::string& segment() const { return seg_.name(); }
+  [[nodiscard]] std::size_t rings() const { return ring_count_.load(); }
+  test::LogLines& log() { return log_; }
+  [[nodiscard]] std::string socket_path() const { return socket_.path(); }
+
+ private:
+  void loop() {
+    while (!stop_) {
+      std::size_t n = 0;
+      if (!paused_) {
+        n += rings_.poll(exec_, 0, 256);
+        n += socket_.poll(exec_, 0, 256);
+        ring_count_ = rings_.rings();
+      }
+      writer_->tick();
+      if (n == 0) std::this_thread::sleep_for(20us);
+    }
+  }
+  test::ScratchSegment seg_;
+  test::LogLines log_;
+  std::unique_ptr<Writer> writer_;
+  TradeWindow window_;
+  CommandExecutor exec_;
+  SocketSource socket_;
+  RingSource rings_;
+  std::atomic<bool> stop_{false}, paused_{false};
+  std::atomic<std::size_t> ring_count_{0};
+  std::thread thread_;
+};
+
+std::string field(Reader& r, const char* ns, std::string_view account, std::string_view instrument,
+                  const char* name) {
+  const NamespaceId id = *r.namespace_id(ns);
+  Position p;
+  if (r.get(id, account, instrument, p) != ReadStatus::ok) return "absent";
+  const auto f = *r.namespace_info(id).field_index(name);
+  return p.has(f) ? format_field(r.namespace_info(id), p, f) : "unset";
+}
+
+std::unique_ptr<Producer> producer(const Daemon& d, const std::string& name,
+                                   std::uint64_t capacity = 4096) {
+  ProducerConfig c;
+  c.segment = d.segment();
+  c.name = name;
+  c.capacity = capacity;
+  return Producer::open(c);
+}
+
+TEST(RingSourceTest, PushedUpdatesAreAppliedInOrderAndAcknowledged) {
+  Daemon d("ring_order");
+  auto p = producer(d, "orders");
+  Reader r = Reader::open(d.segment());
+  std::uint64_t last = 0;
+  for (int i = 1; i <= 20'000; ++i) {
+    auto u = p->make_update("spot", "w1", "SOL", {{"qty", std::to_string(i)}});
+    ASSERT_TRUE(u) << u.error();
+    const PushResult res = p->push(*u, 5s);
+    ASSERT_EQ(res.status, PushStatus::ok);
+    EXPECT_EQ(res.seq, last + 1);  // per-producer sequence, from 1
+    last = res.seq;
+  }
+  EXPECT_EQ(p->wait_applied(last, 10s), WaitStatus::done);
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "20000.000000000000000000");  // FIFO
+  const ProducerStats st = p->stats();
+  EXPECT_EQ(st.pushed, 20'000u);
+  EXPECT_EQ(st.applied, 20'000u);
+  EXPECT_EQ(st.rejected, 0u);
+  EXPECT_TRUE(st.attached);
+  EXPECT_EQ(p->wait_synced(last, 1ms), WaitStatus::no_redis);
+}
+
+TEST(RingSourceTest, EveryCommandTravelsOverTheRing) {
+  Daemon d("ring_cmds");
+  auto p = producer(d, "bot");
+  Reader r = Reader::open(d.segment());
+  ASSERT_EQ(p->fill("spot", "w1", "SOL", Side::buy, "10", "100", "0", "T1").status, PushStatus::ok);
+  p->fill("spot", "w1", "SOL", Side::buy, "10", "110", "0", "T2");
+  p->fill("spot", "w1", "SOL", Side::sell, "5", "120", "0.5", "T3");
+  p->fill("spot", "w1", "SOL", Side::sell, "5", "120", "0.5", "T3");  // redelivered: ignored
+  p->mark("spot", "SOL", "125");
+  p->add("moonwell", "0xab", "USDC", "blocks_unhealthy", 2);
+  const PushResult last = p->add("moonwell", "0xab", "USDC", "blocks_unhealthy", 1);
+  ASSERT_EQ(p->wait_applied(last.seq, 5s), WaitStatus::done);
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "15.000000000000000000");
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "avg_price"), "105.000000000000000000");
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "realized_pnl"), "75.000000000000000000");
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "fees"), "0.500000000000000000");
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "unrealized_pnl"), "300.000000000000000000");
+  EXPECT_EQ(field(r, "moonwell", "0xab", "USDC", "blocks_unhealthy"), "3");
+  p->reset("moonwell", "0xab", "USDC", "blocks_unhealthy");
+  p->erase("spot", "w1", "SOL");
+  auto u = p->make_update("marks", "venue", "ETH", {{"bid", "1"}});
+  p->push(*u);
+  p->invalidate_namespace("marks");
+  ASSERT_EQ(p->wait_applied(p->invalidate_matching("moonwell:0x*:*").seq - 0, 5s),
+            WaitStatus::done);
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "absent");
+  EXPECT_EQ(field(r, "marks", "venue", "ETH", "bid"), "absent");
+  EXPECT_EQ(field(r, "moonwell", "0xab", "USDC", "blocks_unhealthy"), "absent");
+  EXPECT_EQ(p->stats().rejected, 0u);
+}
+
+TEST(RingSourceTest, BadInputIsRefusedAtThePushNamingIt) {
+  Daemon d("ring_bad");
+  auto p = producer(d, "bad");
+  EXPECT_EQ(p->fill("moonwell", "a", "B", Side::buy, "1", "1").status, PushStatus::bad_input);
+  EXPECT_NE(p->error().find("lacks the trading fields"), std::string::npos) << p->error();
+  EXPECT_EQ(p->fill("spot", "a:b", "B", Side::buy, "1", "1").status, PushStatus::bad_input);
+  EXPECT_NE(p->error().find("a:b"), std::string::npos) << p->error();
+  EXPECT_EQ(p->fill("spot", "a", "B", Side::buy, "1.5x", "1").status, PushStatus::bad_input);
+  EXPECT_NE(p->error().find("1.5x"), std::string::npos) << p->error();
+  auto u = p->make_update("spot", "a", "B", {{"qtty", "1"}});
+  ASSERT_FALSE(u);
+  EXPECT_NE(u.error().find("qtty"), std::string::npos) << u.error();
+  Update hand;  // a hand-built update with a character a key may not hold
+  hand.ns = 0;
+  hand.account_len = 3;
+  std::memcpy(hand.account, "a*b", 3);
+  hand.instrument_len = 1;
+  hand.instrument[0] = 'X';
+  hand.fields_mask = 1;
+  EXPECT_EQ(p->push(hand).status, PushStatus::bad_input);
+  EXPECT_EQ(p->stats().pushed, 0u);  // nothing reached the ring
+}
+
+TEST(RingSourceTest, AFullRingSaysFullAtOnceAndNothingIsDropped) {
+  Daemon d("ring_full");
+  auto p = producer(d, "small", 8);
+  d.pause(true);  // the writer falls behind
+  std::vector<std::uint64_t> seqs;
+  for (int i = 0; i < 8; ++i) {
+    auto u = p->make_update("spot", "w" + std::to_string(i), "SOL", {{"qty", "1"}});
+    const PushResult r = p->push(*u);
+    ASSERT_EQ(r.status, PushStatus::ok);
+    seqs.push_back(r.seq);
+  }
+  auto u9 = p->make_update("spot", "w9", "SOL", {{"qty", "9"}});
+  EXPECT_EQ(p->push(*u9).status, PushStatus::full);
+  EXPECT_EQ(p->push(*u9, 2ms).status, PushStatus::full);  // waited, still full
+  EXPECT_GE(p->stats().full, 2u);
+  std::thread resume([&] {
+    std::this_thread::sleep_for(20ms);
+    d.pause(false);
+  });
+  const PushResult late = p->push(*u9, 5s);  // waits until the writer makes room
+  resume.join();
+  ASSERT_EQ(late.status, PushStatus::ok);
+  EXPECT_EQ(late.seq, 9u);
+  ASSERT_EQ(p->wait_applied(late.seq, 5s), WaitStatus::done);
+  Reader r = Reader::open(d.segment());
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(field(r, "spot", "w" + std::to_string(i), "SOL", "qty"), "1.000000000000000000");
+  EXPECT_EQ(field(r, "spot", "w9", "SOL", "qty"), "9.000000000000000000");
+}
+
+// Four producers at once, each in its own thread, each writing its own positions: per-producer
+// FIFO (the last value pushed for a key is the one readers see) and every acknowledged message
+// applied.
+TEST(RingSourceTest, FourProducersKeepTheirOwnOrderAndLoseNothing) {
+  Daemon d("ring_four");
+  constexpr int kMessages = 30'000, kKeys = 500;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      auto p = producer(d, "p" + std::to_string(k), 1024);
+      std::uint64_t last = 0;
+      for (int i = 1; i <= kMessages; ++i) {
+        auto u = p->make_update("spot", "p" + std::to_string(k), "I" + std::to_string(i % kKeys),
+                                {{"qty", std::to_string(i)}});
+        const PushResult r = p->push(*u, 5s);
+        if (r.status != PushStatus::ok || r.seq != last + 1) ++failures;
+        last = r.seq;
+      }
+      if (p->wait_applied(last, 10s) != WaitStatus::done) ++failures;
+      if (p->stats().applied != kMessages) ++failures;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  Reader r = Reader::open(d.segment());
+  int checked = 0;
+  for (int k = 0; k < 4; ++k) {
+    for (int key = 0; key < kKeys; ++key) {
+      // The last i with i % kKeys == key.
+      const int last = kMessages - ((kMessages - key) % kKeys);
+      EXPECT_EQ(field(r, "spot", "p" + std::to_string(k), "I" + std::to_string(key), "qty"),
+                std::to_string(last) + ".000000000000000000");
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 4 * kKeys);
+}
+
+// A producer process killed with -9 in the middle of pushing: the writer drains what it
+// published, releases its ring, and another producer never notices.
+TEST(RingSourceTest, AProducerKilledMidPushIsDrainedAndReleased) {
+  Daemon d("ring_kill");
+  auto other = producer(d, "survivor");
+  const pid_t child = test::fork_child([&] {
+    auto p = producer(d, "doomed");
+    for (std::uint64_t i = 1;; ++i) {
+      auto u = p->make_update("spot", "doomed", "I" + std::to_string(i % 100),
+                              {{"qty", std::to_string(i)}});
+      p->push(*u, 1s);
+    }
+    return 0;
+  });
+  test::eventually([&] { return d.rings() == 2; }, 10s);
+  std::this_thread::sleep_for(50ms);
+  ::kill(child, SIGKILL);
+  test::wait_child(child);
+  EXPECT_TRUE(test::eventually([&] { return d.rings() == 1; }, 10s)) << "the ring was not released";
+  auto u = other->make_update("spot", "alive", "SOL", {{"qty", "1"}});
+  const PushResult r = other->push(*u);
+  ASSERT_EQ(r.status, PushStatus::ok);
+  EXPECT_EQ(other->wait_applied(r.seq, 5s), WaitStatus::done);
+  bool released = false;
+  for (const auto& l : d.log().lines())
+    released |= l.find("'doomed'") != std::string::npos && l.find("released") != std::string::npos;
+  EXPECT_TRUE(released);
+}
+
+// A ring built by hand, as a hostile or buggy producer would: any bytes, any indices.
+class HandRing {
+ public:
+  HandRing(const std::string& socket_path, std::uint64_t capacity = 16) : cap_(capacity) {
+    fd_ = ::memfd_create("hand-ring", MFD_CLOEXEC);
+    bytes_ = shm::ring_bytes(capacity);
+    EXPECT_EQ(::ftruncate(fd_, static_cast<off_t>(bytes_)), 0);
+    h_ = static_cast<shm::RingHeader*>(
+        ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0));
+    h_->version = shm::kRingVersion;
+    h_->message_size = sizeof(shm::RingMessage);
+    h_->capacity = capacity;
+    std::memcpy(h_->name, "hostile", 7);
+    h_->magic = shm::kRingMagic;
+    sock_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, socket_path.c_str(), sizeof a.sun_path - 1);
+    EXPECT_EQ(::connect(sock_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    const std::string line = "{\"op\":\"attach_ring\",\"name\":\"hostile\"}\n";
+    iovec iov{const_cast<char*>(line.data()), line.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &fd_, sizeof(int));
+    EXPECT_EQ(::sendmsg(sock_, &msg, 0), static_cast<ssize_t>(line.size()));
+    char reply[256] = {};
+    EXPECT_GT(::read(sock_, reply, sizeof reply - 1), 0);
+    EXPECT_NE(std::string(reply).find("attached"), std::string::npos) << reply;
+  }
+  ~HandRing() {
+    ::close(sock_);
+    ::munmap(h_, bytes_);
+    ::close(fd_);
+  }
+  // A message with a key (ns 0 = spot) and qty = 7, the right hash unless told otherwise.
+  shm::RingMessage upsert(std::string_view account, std::string_view instrument) {
+    shm::RingMessage m{};
+    m.kind = static_cast<std::uint8_t>(shm::RingKind::upsert);
+    m.ns = 0;
+    m.account_len = static_cast<std::uint8_t>(account.size());
+    m.instrument_len = static_cast<std::uint8_t>(instrument.size());
+    std::memcpy(m.account, account.data(), account.size());
+    std::memcpy(m.instrument, instrument.data(), instrument.size());
+    m.fields_mask = 1;
+    m.values[0] = 7;
+    m.key_hash = shm::key_hash(0, account, instrument);
+    return m;
+  }
+  std::uint64_t publish(const shm::RingMessage& m) {
+    std::memcpy(&shm::ring_messages(h_)[tail_ % cap_], &m, sizeof m);
+    shm::store_release(&h_->tail, ++tail_);
+    return tail_;
+  }
+  bool applied(std::uint64_t seq) {
+    return test::eventually([&] { return shm::load_acquire(&h_->head) >= seq; }, 5s);
+  }
+  shm::RingHeader* h() { return h_; }
+  std::uint64_t tail_ = 0;
+
+ private:
+  std::uint64_t cap_;
+  int fd_ = -1, sock_ = -1;
+  std::size_t bytes_ = 0;
+  shm::RingHeader* h_ = nullptr;
+};
+
+TEST(RingSourceTest, AHostileRingCanCorruptNothingAndIsToldWhy) {
+  Daemon d("ring_hostile");
+  auto good = producer(d, "good");
+  auto u = good->make_update("spot", "w1", "SOL", {{"qty", "1"}});
+  ASSERT_EQ(good->wait_applied(good->push(*u).seq, 5s), WaitStatus::done);
+  HandRing bad(d.socket_path());
+  const std::uint64_t rejects_before = Reader::open(d.segment()).stats().rejects;
+
+  auto wrong_new = bad.upsert("w2", "SOL");
+  wrong_new.key_hash ^= 1;  // a new key under a false hash: it would land in the wrong bucket
+  auto wrong_old = bad.upsert("w1", "SOL");
+  // An existing key under a false hash that still leads to its bucket (bit 30 is neither in the
+  // bucket index of this table nor in the tag): only the stored hash can tell.
+  wrong_old.key_hash ^= 1ull << 30;
+  auto colon = bad.upsert("w:3", "SOL");  // a character keys may not hold (hash computed right)
+  auto kind = bad.upsert("w4", "SOL");
+  kind.kind = 0;
+  auto ns = bad.upsert("w5", "SOL");
+  ns.ns = 99;
+  auto len = bad.upsert("w6", "SOL");
+  len.account_len = 200;
+  auto fields = bad.upsert("w7", "SOL");
+  fields.fields_mask = 1u << 20;  // beyond the schema's 7 fields
+  auto digits = bad.upsert("w8", "SOL");
+  digits.values[1] = ~0ull >> 1;  // a mantissa of more than 38 digits
+  std::uint64_t seq = 0;
+  for (const auto& m : {wrong_new, wrong_old, colon, kind, ns, len, fields, digits})
+    seq = bad.publish(m);
+  seq = bad.publish(bad.upsert("w9", "SOL"));  // and one good message after them
+  ASSERT_TRUE(bad.applied(seq));
+
+  Reader r = Reader::open(d.segment());
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "1.000000000000000000");  // untouched
+  for (const char* a : {"w2", "w4", "w5", "w6", "w7", "w8"})
+    EXPECT_EQ(field(r, "spot", a, "SOL", "qty"), "absent") << a;
+  EXPECT_EQ(field(r, "spot", "w9", "SOL", "qty"), "0.000000000000000007");
+  EXPECT_EQ(r.stats().rejects - rejects_before, 8u);
+  EXPECT_EQ(shm::load_relaxed(&bad.h()->rejected), 8u);
+  // Scan for any position whose key breaks the rules: none got in.
+  r.scan(ScanFilter{}, [&](const Position& p) {
+    EXPECT_TRUE(valid_account(p.account_view())) << p.account_view();
+  });
+
+  // Indices out of range: the writer drops the ring unread and carries on.
+  shm::store_release(&bad.h()->tail, bad.tail_ + 1'000'000);
+  EXPECT_TRUE(test::eventually([&] { return d.rings() == 1; }, 5s));
+  auto again = good->make_update("spot", "w1", "SOL", {{"qty", "2"}});
+  EXPECT_EQ(good->wait_applied(good->push(*again).seq, 5s), WaitStatus::done);
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "2.000000000000000000");
+}
+
+}  // namespace
+}  // namespace poscache::ingest

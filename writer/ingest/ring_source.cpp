@@ -1,0 +1,364 @@
+#include "writer/ingest/ring_source.hpp"
+
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <climits>
+#include <cstring>
+
+#include "shm/clock.hpp"
+#include "shm/seqlock.hpp"
+
+namespace poscache::ingest {
+namespace {
+
+constexpr std::size_t kBatch = 256;  // messages copied and applied per ring per poll at most
+
+int128 value_of(const shm::RingMessage& m, std::size_t i) {
+  const auto u = (static_cast<unsigned __int128>(m.values[2 * i + 1]) << 64) | m.values[2 * i];
+  return static_cast<int128>(u);
+}
+
+// The ring's last error, for the producer itself (seqlock over the text words).
+void put_ring_error(shm::RingHeader* h, std::string_view text) {
+  const std::uint64_t s = shm::seqlock_begin(&h->error_seq);
+  const std::size_t n = std::min(text.size(), sizeof h->error);
+  std::memcpy(h->error, text.data(), n);  // the producer reads it as bytes after the seqlock
+  shm::store_relaxed(&h->error_len, static_cast<std::uint64_t>(n));
+  shm::seqlock_publish(&h->error_seq, s);
+}
+
+}  // namespace
+
+RingSource::RingSource(Writer& writer, LogSink log)
+    : writer_(writer),
+      log_(std::move(log)),
+      copies_(kBatch),
+      updates_(kBatch),
+      hashes_(kBatch),
+      results_(kBatch) {}
+
+RingSource::~RingSource() {
+  while (!rings_.empty()) release(rings_.begin()->first, "the writer stopped");
+}
+
+std::string RingSource::attach(int fd, std::uint64_t conn, pid_t pid, uid_t uid) {
+  if (rings_.count(conn) != 0) return "this connection already attached a ring";
+  if (rings_.size() >= kMaxRings)
+    return "the writer serves " + std::to_string(kMaxRings) + " producer rings already";
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(shm::kRingHeaderSize))
+    return "the descriptor is not a ring (size " + std::to_string(st.st_size) + " bytes)";
+  const auto size = static_cast<std::size_t>(st.st_size);
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return std::string("cannot map the ring: ") + std::strerror(errno);
+  auto* h = static_cast<shm::RingHeader*>(p);
+  // Identity words are read once, here, into private copies; nothing later trusts them again.
+  const std::uint64_t magic = shm::load_relaxed(&h->magic);
+  const std::uint32_t version = shm::load_relaxed(&h->version);
+  const std::uint32_t msg_size = shm::load_relaxed(&h->message_size);
+  const std::uint64_t capacity = shm::load_relaxed(&h->capacity);
+  std::string why;
+  if (magic != shm::kRingMagic) {
+    why = "not a poscache ring (bad magic)";
+  } else if (version != shm::kRingVersion || msg_size != sizeof(shm::RingMessage)) {
+    why = "ring format mismatch: expected version " + std::to_string(shm::kRingVersion) + " with " +
+          std::to_string(sizeof(shm::RingMessage)) + "-byte messages, found version " +
+          std::to_string(version) + " with " + std::to_string(msg_size);
+  } else if (capacity < 2 || capacity > (1u << 20) || (capacity & (capacity - 1)) != 0 ||
+             shm::ring_bytes(capacity) != size) {
+    why = "ring capacity " + std::to_string(capacity) +
+          " is not a power of two from 2 to 1048576 matching the descriptor's size";
+  }
+  if (!why.empty()) {
+    ::munmap(p, size);
+    return why;
+  }
+  char name_buf[sizeof h->name + 1] = {};
+  std::memcpy(name_buf, h->name, sizeof h->name);
+  Ring r;
+  r.h = h;
+  r.msgs = shm::ring_messages(h);
+  r.bytes = size;
+  r.capacity = capacity;
+  r.head = shm::load_acquire(&h->head);  // a re-attached ring continues where it was applied
+  r.synced = r.head;  // what a previous writer applied is at least as synced as it will get
+  r.name = name_buf;
+  r.pid = pid;
+  const std::uint64_t tail = shm::load_acquire(&h->tail);
+  if (tail < r.head || tail - r.head > capacity) {
+    ::munmap(p, size);
+    return "ring indices out of range (head " + std::to_string(r.head) + ", tail " +
+           std::to_string(tail) + ")";
+  }
+  r.table_id = writer_.producer_attach(r.name, pid, uid);
+  shm::store_relaxed(&h->redis, writer_.mirrors_to_redis() ? 1u : 0u);
+  shm::store_release(&h->synced, writer_.mirrors_to_redis() ? r.synced : 0);
+  shm::store_release(&h->attached, 1u);
+  if (log_)
+    log_(LogLevel::info,
+         "producer '" + r.name + "' (pid " + std::to_string(pid) + ", uid " + std::to_string(uid) +
+             ") attached a ring of " + std::to_string(capacity) + " messages" +
+             (tail > r.head ? ", " + std::to_string(tail - r.head) + " waiting" : std::string()));
+  rings_.emplace(conn, std::move(r));
+  return {};
+}
+
+void RingSource::hang_up(std::uint64_t conn) {
+  auto it = rings_.find(conn);
+  if (it != rings_.end()) it->second.gone = true;
+}
+
+void RingSource::release(std::uint64_t conn, const char* why) {
+  auto it = rings_.find(conn);
+  if (it == rings_.end()) return;
+  Ring& r = it->second;
+  shm::store_release(&r.h->attached, 0u);
+  if (log_)
+    log_(LogLevel::info, "producer '" + r.name + "' (pid " + std::to_string(r.pid) +
+                             ") released: " + why + "; " + std::to_string(r.head) + " applied");
+  writer_.producer_detach(r.table_id);
+  ::munmap(r.h, r.bytes);
+  rings_.erase(it);
+}
+
+// A message the writer's table or executor already refused and counted: the ring's own count and
+// last error, for the producer and for poscache-inspect producers.
+void RingSource::note_refusal(Ring& r, std::uint64_t seq, const std::string& why) {
+  ++r.rejected;
+  shm::store_relaxed(&r.h->rejected, r.rejected);
+  const std::string text = "message " + std::to_string(seq) + ": " + why;
+  put_ring_error(r.h, text);
+  writer_.producer_error(r.table_id, text);
+}
+
+// A message refused here, before it reached the writer: counted everywhere.
+void RingSource::refuse(Ring& r, std::uint64_t seq, const std::string& why) {
+  ++counters_.rejected;
+  writer_.count_reject();
+  note_refusal(r, seq, why);
+}
+
+void RingSource::publish_synced(Ring& r) {
+  while (!r.unsynced.empty() && writer_.redis_acknowledged(r.unsynced.front().second)) {
+    r.synced = r.unsynced.front().first;
+    r.unsynced.pop_front();
+  }
+}
+
+std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget) {
+  // C1
+  const std::uint64_t tail = shm::load_acquire(&r.h->tail);
+  if (tail < r.head || tail - r.head > r.capacity) return SIZE_MAX;  // corrupt: caller releases
+  const std::size_t n = std::min<std::uint64_t>({tail - r.head, budget, kBatch});
+  // C2: copies first, validated after (a producer writing during the copy changes nothing).
+  for (std::size_t i = 0; i < n; ++i)
+    std::memcpy(&copies_[i], &r.msgs[(r.head + i) & (r.capacity - 1)], sizeof(shm::RingMessage));
+  // C3: in order; runs of upserts as one batch.
+  const auto& specs = writer_.namespaces();
+  std::size_t run = 0;
+  std::uint64_t run_start = 0;
+  auto flush_run = [&] {
+    if (run == 0) return;
+    writer_.upsert_batch(std::span(updates_.data(), run), std::span(hashes_.data(), run),
+                         std::span(results_.data(), run));
+    for (std::size_t k = 0; k < run; ++k) {
+      const ApplyResult& res = results_[k];
+      if (res.status == ApplyStatus::bad_input) {
+        const Update& u = updates_[k];
+        auto why = writer_.make_update(u.ns, u.account_view(), u.instrument_view(), u.fields_mask,
+                                       u.values, u.source_seq, u.mode);
+        ++counters_.rejected;  // the writer counted it in the segment already
+        note_refusal(r, run_start + k,
+                     why ? "upsert: the key hash does not match the key" : why.error());
+      } else if (res.status == ApplyStatus::stale_source) {
+        ++counters_.ignored;
+      } else {
+        ++counters_.applied;
+      }
+    }
+    run = 0;
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    const shm::RingMessage& m = copies_[i];
+    const std::uint64_t seq = r.head + i + 1;
+    ++counters_.received;
+    const auto kind = static_cast<shm::RingKind>(m.kind);
+    // The checks every kind needs: the namespace and the lengths are inside their arrays.
+    const bool mark_all = kind == shm::RingKind::mark && m.account_len == 0;
+    const bool key_kind = kind == shm::RingKind::upsert || kind == shm::RingKind::erase ||
+                          kind == shm::RingKind::add || kind == shm::RingKind::fill ||
+                          kind == shm::RingKind::mark;
+    std::string bad;
+    if (m.kind < 1 || m.kind > 9) {
+      bad = "unknown message kind " + std::to_string(m.kind);
+    } else if (m.ns >= specs.size() && kind != shm::RingKind::invalidate_glob &&
+               kind != shm::RingKind::invalidate_all &&
+               !(kind == shm::RingKind::invalidate_account && m.field != 1)) {
+      bad = "namespace id " + std::to_string(m.ns) + " is not one of the segment's " +
+            std::to_string(specs.size());
+    } else if (m.account_len > kMaxAccountLen || m.instrument_len > kMaxInstrumentLen ||
+               m.text_len > shm::kRingTextLen) {
+      bad = "a length beyond its field (account " + std::to_string(m.account_len) +
+            ", instrument " + std::to_string(m.instrument_len) + ", text " +
+            std::to_string(m.text_len) + ")";
+    } else if (key_kind && (m.instrument_len == 0 || (m.account_len == 0 && !mark_all))) {
+      bad = "an empty account or instrument";
+    }
+    if (!bad.empty()) {
+      flush_run();
+      refuse(r, seq, bad);
+      continue;
+    }
+    const std::string_view account(m.account, m.account_len);
+    const std::string_view instrument(m.instrument, m.instrument_len);
+    if (kind == shm::RingKind::upsert) {
+      if (run == 0) run_start = seq;
+      Update& u = updates_[run];
+      u.ns = m.ns;
+      u.account_len = m.account_len;
+      u.instrument_len = m.instrument_len;
+      u.mode = m.mode == 1 ? UpdateMode::replace : UpdateMode::merge;
+      u.fields_mask = m.fields_mask;
+      u.source_seq = m.source_seq;
+      std::memcpy(u.account, m.account, m.account_len);
+      std::memcpy(u.instrument, m.instrument, m.instrument_len);
+      for (std::size_t f = 0; f < kMaxFields; ++f)
+        u.values[f] = ((m.fields_mask >> f) & 1u) != 0 ? value_of(m, f) : 0;
+      hashes_[run] = m.key_hash;
+      if (m.mode > 1) {
+        flush_run();
+        refuse(r, seq, "upsert: mode " + std::to_string(m.mode) + " is neither merge nor replace");
+        continue;
+      }
+      ++run;
+      continue;
+    }
+    flush_run();
+    Command cmd;
+    switch (kind) {
+      case shm::RingKind::erase:
+        cmd = Erase{KeyRef{m.ns, std::string(account), std::string(instrument)}};
+        break;
+      case shm::RingKind::invalidate_account: {
+        InvalidateAccount ia{std::string(account), std::nullopt};
+        if (m.field == 1) ia.ns = m.ns;
+        cmd = std::move(ia);
+        break;
+      }
+      case shm::RingKind::invalidate_namespace:
+        cmd = InvalidateNamespace{m.ns};
+        break;
+      case shm::RingKind::invalidate_glob:
+        cmd = InvalidateMatching{std::string(m.text, m.text_len)};
+        break;
+      case shm::RingKind::invalidate_all:
+        cmd = InvalidateAll{};
+        break;
+      case shm::RingKind::add: {
+        Add a;
+        a.key.set(m.ns, account, instrument);
+        a.field = m.field;
+        a.reset = m.mode == 1;
+        const int128 by = value_of(m, 0);
+        if (by > INT64_MAX || by < INT64_MIN) {
+          refuse(r, seq, "add: 'by' is beyond 64 bits");
+          continue;
+        }
+        a.by = static_cast<std::int64_t>(by);
+        a.source_seq = m.source_seq;
+        cmd = a;
+        break;
+      }
+      case shm::RingKind::fill: {
+        Fill f;
+        f.key.set(m.ns, account, instrument);
+        if (m.mode > 1) {
+          refuse(r, seq, "fill: side " + std::to_string(m.mode) + " is neither buy nor sell");
+          continue;
+        }
+        f.fill.side = m.mode == 0 ? Side::buy : Side::sell;
+        f.fill.qty = value_of(m, 0);
+        f.fill.price = value_of(m, 1);
+        f.fill.fee = value_of(m, 2);
+        if (m.text_len > kMaxTradeIdLen) {
+          refuse(r, seq, "fill: trade id longer than " + std::to_string(kMaxTradeIdLen));
+          continue;
+        }
+        f.trade_id_len = m.text_len;
+        std::memcpy(f.trade_id, m.text, m.text_len);
+        f.source_seq = m.source_seq;
+        cmd = f;
+        break;
+      }
+      case shm::RingKind::mark: {
+        Mark mk;
+        mk.key.set(m.ns, account, instrument);
+        mk.price = value_of(m, 0);
+        cmd = mk;
+        break;
+      }
+      default:
+        break;
+    }
+    const CommandResult res = exec.execute(cmd);
+    count(counters_, res);
+    if (res.status == CommandStatus::rejected) note_refusal(r, seq, res.error);
+  }
+  flush_run();
+  // C4: everything up to head + n is applied and visible.
+  r.head += n;
+  shm::store_release(&r.h->head, r.head);
+  return n;
+}
+
+std::size_t RingSource::poll(CommandExecutor& exec, std::int64_t, std::size_t budget) {
+  std::size_t handled = 0;
+  std::vector<std::uint64_t> done;
+  for (auto& [conn, r] : rings_) {
+    const std::uint64_t head_before = r.head;
+    const std::uint64_t synced_before = r.synced;
+    std::size_t n = 0;
+    if (handled < budget) {
+      n = drain(r, exec, budget - handled);
+      if (n == SIZE_MAX) {
+        if (log_)
+          log_(LogLevel::error, "producer '" + r.name + "' (pid " + std::to_string(r.pid) +
+                                    "): ring indices out of range; the ring is dropped");
+        writer_.producer_error(r.table_id, "ring indices out of range: ring dropped");
+        done.push_back(conn);
+        continue;
+      }
+      handled += n;
+    }
+    // C5
+    if (writer_.mirrors_to_redis()) {
+      if (r.head > head_before) r.unsynced.emplace_back(r.head, writer_.redis_ticket());
+      publish_synced(r);
+      if (r.synced != synced_before) shm::store_release(&r.h->synced, r.synced);
+    }
+    // Wake a waiting producer. The fence pairs with the producer's (reader/producer.cpp): it
+    // stores `waiters` then fences then reads head; this stores head, fences, reads `waiters`.
+    // At least one of the two sees the other's store, so no wake-up is lost.
+    if (r.head != head_before || r.synced != synced_before) {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (shm::load_relaxed(&r.h->waiters) != 0) {
+        shm::store_release(&r.h->ack_futex, shm::load_relaxed(&r.h->ack_futex) + 1);
+        ::syscall(SYS_futex, &r.h->ack_futex, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+      }
+    }
+    writer_.producer_counts(
+        r.table_id, Writer::ProducerCounts{shm::load_relaxed(&r.h->tail), r.head, r.rejected,
+                                           shm::load_relaxed(&r.h->full_count),
+                                           writer_.mirrors_to_redis() ? r.synced : 0});
+    if (r.gone && shm::load_acquire(&r.h->tail) == r.head) done.push_back(conn);
+  }
+  for (std::uint64_t conn : done) release(conn, "its producer hung up");
+  return handled;
+}
+
+}  // namespace poscache::ingest
