@@ -161,12 +161,14 @@ struct Producer::Impl {
   }
 
   // P1-P3: reserve the next slot, let `fill` write the message, publish it.
+  // `count_full`: a push that finds the ring full is counted once, not once per retry of a
+  // waiting push.
   template <class F>
-  PushResult publish(F&& fill) {
+  PushResult publish(F&& fill, bool count_full = true) {
     if (tail - head_cache >= mask + 1) {
       head_cache = shm::load_acquire(&h->head);  // P1 pairs with the writer's C4
       if (tail - head_cache >= mask + 1) {
-        shm::store_relaxed(&h->full_count, shm::load_relaxed(&h->full_count) + 1);
+        if (count_full) shm::store_relaxed(&h->full_count, shm::load_relaxed(&h->full_count) + 1);
         return {PushStatus::full, 0};
       }
     }
@@ -308,6 +310,10 @@ void put_value(RingMessage& m, std::size_t i, int128 v) {
 }  // namespace
 
 PushResult Producer::push(const Update& u) {
+  return push_checked(u, true);
+}
+
+PushResult Producer::push_checked(const Update& u, bool count_full) {
   // The producer's side of the input rules (the writer proves the hash and re-checks the rest).
   const auto& r = impl_->reader;
   const char* bad = nullptr;
@@ -340,16 +346,18 @@ PushResult Producer::push(const Update& u) {
     return {PushStatus::bad_input, 0};
   }
   const std::uint64_t hash = shm::key_hash(u.ns, u.account_view(), u.instrument_view());
-  return impl_->publish([&](RingMessage& m) {
-    m.kind = static_cast<std::uint8_t>(RingKind::upsert);
-    m.mode = u.mode == UpdateMode::replace ? 1 : 0;
-    put_key(m, u.ns, u.account_view(), u.instrument_view());
-    m.fields_mask = u.fields_mask;
-    m.key_hash = hash;
-    m.source_seq = u.source_seq;
-    for (std::size_t f = 0; f < kMaxFields; ++f)
-      if ((u.fields_mask >> f) & 1u) put_value(m, f, u.values[f]);
-  });
+  return impl_->publish(
+      [&](RingMessage& m) {
+        m.kind = static_cast<std::uint8_t>(RingKind::upsert);
+        m.mode = u.mode == UpdateMode::replace ? 1 : 0;
+        put_key(m, u.ns, u.account_view(), u.instrument_view());
+        m.fields_mask = u.fields_mask;
+        m.key_hash = hash;
+        m.source_seq = u.source_seq;
+        for (std::size_t f = 0; f < kMaxFields; ++f)
+          if ((u.fields_mask >> f) & 1u) put_value(m, f, u.values[f]);
+      },
+      count_full);
 }
 
 PushResult Producer::push(const Update& u, std::chrono::nanoseconds timeout) {
@@ -361,7 +369,7 @@ PushResult Producer::push(const Update& u, std::chrono::nanoseconds timeout) {
       shm::cpu_relax();
     else
       std::this_thread::sleep_for(std::chrono::microseconds(20));
-    r = push(u);
+    r = push_checked(u, false);
     if (r.status != PushStatus::full || std::chrono::steady_clock::now() >= deadline) return r;
   }
 }

@@ -15,12 +15,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "poscache/producer.hpp"
 #include "tools/feed_client.hpp"
 #include "tools/market_sim.hpp"
 
@@ -58,18 +60,120 @@ bool report(std::string_view reply, bool quiet) {
   return true;
 }
 
+std::unique_ptr<poscache::Producer> open_producer(const std::string& segment,
+                                                  const std::string& sock, int instance = 0) {
+  poscache::ProducerConfig pc;
+  pc.segment = segment;
+  pc.socket = sock;
+  pc.name = "feed-" + std::to_string(::getpid()) + (instance ? "-" + std::to_string(instance) : "");
+  return poscache::Producer::open(pc);
+}
+
+std::string text_of(const json& cmd, const char* key, const char* dflt = nullptr) {
+  if (!cmd.contains(key)) {
+    if (dflt != nullptr) return dflt;
+    throw std::runtime_error(std::string("missing member \"") + key + "\"");
+  }
+  const json& v = cmd[key];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_integer()) return v.dump();
+  throw std::runtime_error(std::string("member \"") + key + "\" must be a string");
+}
+
+// One JSON-lines command pushed through a producer ring. Bad input is refused by the producer
+// at the push (PushStatus::bad_input, with its error).
+poscache::PushResult ring_push(poscache::Producer& p, const json& cmd) {
+  using poscache::PushResult;
+  const std::string op = text_of(cmd, "op");
+  if (op == "upsert") {
+    std::vector<std::pair<std::string, std::string>> own;
+    for (auto it = cmd.at("fields").begin(); it != cmd.at("fields").end(); ++it) {
+      if (it->is_number_float())
+        throw std::runtime_error("field '" + it.key() + "': give decimals as strings");
+      own.emplace_back(it.key(), it->is_string() ? it->get<std::string>() : it->dump());
+    }
+    std::vector<std::pair<std::string_view, std::string_view>> f(own.begin(), own.end());
+    auto u = p.make_update(text_of(cmd, "ns"), text_of(cmd, "account"), text_of(cmd, "instrument"),
+                           f, cmd.value("seq", std::uint64_t{0}),
+                           cmd.value("mode", "merge") == "replace" ? poscache::UpdateMode::replace
+                                                                   : poscache::UpdateMode::merge);
+    if (!u) throw std::runtime_error("upsert: " + u.error());
+    return p.push(*u, std::chrono::seconds(5));
+  }
+  if (op == "fill") {
+    const std::string side = text_of(cmd, "side");
+    if (side != "buy" && side != "sell")
+      throw std::runtime_error("fill: side must be buy or sell, not '" + side + "'");
+    return p.fill(text_of(cmd, "ns"), text_of(cmd, "account"), text_of(cmd, "instrument"),
+                  side == "buy" ? poscache::Side::buy : poscache::Side::sell, text_of(cmd, "qty"),
+                  text_of(cmd, "price"), text_of(cmd, "fee", "0"), text_of(cmd, "trade_id", ""));
+  }
+  if (op == "mark")
+    return p.mark(text_of(cmd, "ns"), text_of(cmd, "instrument"), text_of(cmd, "price"),
+                  text_of(cmd, "account", ""));
+  if (op == "add") {
+    if (cmd.value("reset", false))
+      return p.reset(text_of(cmd, "ns"), text_of(cmd, "account"), text_of(cmd, "instrument"),
+                     text_of(cmd, "field"));
+    return p.add(text_of(cmd, "ns"), text_of(cmd, "account"), text_of(cmd, "instrument"),
+                 text_of(cmd, "field"), std::stoll(text_of(cmd, "by")));
+  }
+  if (op == "erase")
+    return p.erase(text_of(cmd, "ns"), text_of(cmd, "account"), text_of(cmd, "instrument"));
+  if (op == "invalidate") {
+    if (cmd.contains("account"))
+      return p.invalidate_account(text_of(cmd, "account"), text_of(cmd, "ns", ""));
+    if (cmd.contains("glob")) return p.invalidate_matching(text_of(cmd, "glob"));
+    if (cmd.contains("all")) return p.invalidate_all();
+    if (cmd.contains("ns")) return p.invalidate_namespace(text_of(cmd, "ns"));
+  }
+  throw std::runtime_error("unknown op \"" + op + "\"");
+}
+
+// Pushes one command, waits until the writer applied it, and reports like the socket path.
+bool ring_one(poscache::Producer& p, const json& cmd, bool quiet) {
+  const std::uint64_t rejected_before = p.stats().rejected;
+  poscache::PushResult r;
+  try {
+    r = ring_push(p, cmd);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "poscache-feed: refused: %s\n", e.what());
+    return false;
+  }
+  if (r.status == poscache::PushStatus::bad_input) {
+    std::fprintf(stderr, "poscache-feed: refused: %s\n", p.error().c_str());
+    return false;
+  }
+  if (r.status == poscache::PushStatus::full ||
+      p.wait_applied(r.seq, std::chrono::seconds(10)) != poscache::WaitStatus::done) {
+    std::fprintf(stderr, "poscache-feed: the writer did not apply message %llu within 10 s\n",
+                 static_cast<unsigned long long>(r.seq));
+    return false;
+  }
+  const poscache::ProducerStats st = p.stats();
+  if (st.rejected > rejected_before) {
+    std::fprintf(stderr, "poscache-feed: refused: %s\n", st.last_error.c_str());
+    return false;
+  }
+  if (!quiet) std::printf("applied (ring message %llu)\n", static_cast<unsigned long long>(r.seq));
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"poscache-feed: send position commands to a running poscache-writer"};
   app.require_subcommand(1);
   std::string segment = "poscache", sock;
-  std::string via = "socket";
+  std::string via = "ring";
   app.add_option("-s,--segment", segment,
                  "the writer's segment (its socket is /dev/shm/SEGMENT.sock)")
       ->envname("POSCACHE_SEGMENT");
   app.add_option("--socket", sock, "the writer's ingest socket, if not the segment's default");
-  app.add_option("--via", via, "transport: socket")->check(CLI::IsMember({"socket"}));
+  app.add_option("--via", via,
+                 "ring (default: a producer ring of this process, poscache::Producer) or socket "
+                 "(JSON lines)")
+      ->check(CLI::IsMember({"ring", "socket"}));
 
   std::string ns, account, instrument, side, qty, price, fee, trade_id, field, glob;
   std::vector<std::string> assignments;
@@ -196,6 +300,10 @@ int main(int argc, char** argv) {
       if (all) cmd["all"] = true;
     }
     if (!cmd.is_null()) {
+      if (via == "ring") {
+        auto p = open_producer(segment, sock);
+        return ring_one(*p, cmd, false) ? kOk : kRefused;
+      }
       SocketClient c(path);
       return report(c.call(cmd.dump()), false) ? kOk : kRefused;
     }
@@ -210,6 +318,60 @@ int main(int argc, char** argv) {
           return kUsage;
         }
         in = &in_file;
+      }
+      if (via == "ring") {
+        auto p = open_producer(segment, sock);
+        std::size_t line_no = 0, sent = 0, refused = 0;
+        std::map<std::uint64_t, std::size_t> line_of;  // ring sequence -> file line
+        std::uint64_t last = 0;
+        std::string l;
+        while (std::getline(*in, l)) {
+          ++line_no;
+          if (l.find_first_not_of(" \t\r") == std::string::npos) continue;
+          const json line_cmd = json::parse(l, nullptr, false);
+          poscache::PushResult r;
+          std::string why;
+          if (line_cmd.is_discarded() || !line_cmd.is_object()) {
+            why = "not a JSON object";
+          } else {
+            try {
+              r = ring_push(*p, line_cmd);
+              if (r.status == poscache::PushStatus::bad_input) why = p->error();
+              if (r.status == poscache::PushStatus::full) why = "the ring stayed full for 5 s";
+            } catch (const std::exception& e) {
+              why = e.what();
+            }
+          }
+          if (!why.empty()) {
+            ++refused;
+            std::fprintf(stderr, "poscache-feed: line %zu refused: %s\n", line_no, why.c_str());
+            continue;
+          }
+          ++sent;
+          last = r.seq;
+          line_of[r.seq] = line_no;
+        }
+        if (last != 0 &&
+            p->wait_applied(last, std::chrono::seconds(30)) != poscache::WaitStatus::done) {
+          std::fprintf(stderr, "poscache-feed: the writer did not apply everything within 30 s\n");
+          return kRefused;
+        }
+        const poscache::ProducerStats st = p->stats();
+        if (st.rejected > 0) {
+          // The writer keeps the last refusal's text ("message N: why"); name its line.
+          std::size_t line = 0;
+          if (st.last_error.rfind("message ", 0) == 0) {
+            const auto it = line_of.find(std::strtoull(st.last_error.c_str() + 8, nullptr, 10));
+            if (it != line_of.end()) line = it->second;
+          }
+          std::fprintf(stderr,
+                       "poscache-feed: %llu refused by the writer; the last, line %zu: %s\n",
+                       static_cast<unsigned long long>(st.rejected), line, st.last_error.c_str());
+        }
+        std::printf("replayed %zu commands via ring: %llu applied or ignored, %llu rejected\n",
+                    sent + refused, static_cast<unsigned long long>(sent - st.rejected),
+                    static_cast<unsigned long long>(refused + st.rejected));
+        return refused + st.rejected == 0 ? kOk : kRefused;
       }
       SocketClient c(path);
       std::size_t line_no = 0, refused = 0, replied = 0;
@@ -252,6 +414,33 @@ int main(int argc, char** argv) {
       mc.wallets = wallets;
       mc.trade_prefix = "sim" + std::to_string(::getpid());
       MarketSim market(mc);
+      if (via == "ring") {
+        auto p = open_producer(segment, sock);
+        const auto start = std::chrono::steady_clock::now();
+        std::size_t sent = 0, refused = 0;
+        std::uint64_t last = 0;
+        while (std::chrono::steady_clock::now() - start < std::chrono::duration<double>(seconds)) {
+          for (const auto& line : market.step()) {
+            ++sent;
+            const poscache::PushResult r = ring_push(*p, json::parse(line));
+            if (r.status != poscache::PushStatus::ok) {
+              ++refused;
+              std::fprintf(stderr, "poscache-feed: refused: %s\n", p->error().c_str());
+            }
+            last = std::max(last, r.seq);
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        p->wait_applied(last, std::chrono::seconds(10));
+        const auto st = p->stats();
+        if (st.rejected > 0)
+          std::fprintf(stderr, "poscache-feed: the writer refused %llu; the last: %s\n",
+                       static_cast<unsigned long long>(st.rejected), st.last_error.c_str());
+        refused += st.rejected;
+        std::printf("simulated %llu steps: %zu commands, %zu refused\n",
+                    static_cast<unsigned long long>(market.steps()), sent, refused);
+        return refused == 0 ? kOk : kRefused;
+      }
       SocketClient c(path);
       const auto start = std::chrono::steady_clock::now();
       std::size_t sent = 0, refused = 0;
@@ -267,6 +456,61 @@ int main(int argc, char** argv) {
       return refused == 0 ? kOk : kRefused;
     }
 
+    if (*ld && via == "ring") {
+      std::atomic<std::uint64_t> applied{0}, full{0};
+      std::atomic<bool> failed{false};
+      std::vector<std::thread> threads;
+      const auto start = std::chrono::steady_clock::now();
+      const auto until = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                     std::chrono::duration<double>(seconds));
+      for (unsigned k = 0; k < producers; ++k) {
+        threads.emplace_back([&, k] {
+          try {
+            auto p = open_producer(segment, sock, static_cast<int>(k + 1));
+            const double per = rate / producers;
+            std::vector<poscache::Update> updates;  // built once: the loop measures the push
+            for (int i = 0; i < 10'000; ++i) {
+              auto u =
+                  p->make_update(trading_ns, "load" + std::to_string(k) + "_" + std::to_string(i),
+                                 "SOL", {{"qty", std::to_string(i) + ".5"}});
+              if (!u) throw std::runtime_error(u.error());
+              updates.push_back(*u);
+            }
+            std::uint64_t n = 0, last = 0;
+            for (;;) {
+              const auto now = std::chrono::steady_clock::now();
+              if (now >= until) break;
+              if (per > 0 && static_cast<double>(n) >=
+                                 std::chrono::duration<double>(now - start).count() * per) {
+                std::this_thread::sleep_for(std::chrono::microseconds(50));
+                continue;
+              }
+              for (int b = 0; b < 64; ++b, ++n) {
+                const poscache::PushResult r =
+                    p->push(updates[n % updates.size()], std::chrono::seconds(1));
+                if (r.status == poscache::PushStatus::ok)
+                  last = r.seq;
+                else
+                  full.fetch_add(1);
+              }
+            }
+            p->wait_applied(last, std::chrono::seconds(30));
+            applied.fetch_add(p->stats().applied, std::memory_order_relaxed);
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "poscache-feed: %s\n", e.what());
+            failed = true;
+          }
+        });
+      }
+      for (auto& t : threads) t.join();
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::printf("load: %u producer(s) via ring, %.1f s: %llu applied (%.0f/s), %llu full\n",
+                  producers, secs, static_cast<unsigned long long>(applied.load()),
+                  static_cast<double>(applied.load()) / secs,
+                  static_cast<unsigned long long>(full.load()));
+      return failed ? kUnreachable : kOk;
+    }
     if (*ld) {
       std::atomic<std::uint64_t> applied{0}, refused{0};
       std::vector<std::thread> threads;

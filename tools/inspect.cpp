@@ -15,6 +15,7 @@
 
 #include "poscache/format.hpp"
 #include "poscache/mirror_status.hpp"
+#include "poscache/producer_status.hpp"
 #include "poscache/reader.hpp"
 #include "tools/verify.hpp"
 
@@ -185,6 +186,7 @@ int main(int argc, char** argv) {
   watch->add_option("--count", count, "stop after this many refreshes (default: until Ctrl-C)");
   watch->add_option("--top", top, "how many of the latest changes to show (default 10)");
   auto* verify = app.add_subcommand("verify", "walk index and slots, report inconsistencies");
+  auto* prods = app.add_subcommand("producers", "producer rings: counters and last errors");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -269,6 +271,43 @@ int main(int argc, char** argv) {
     }
     if (!w.alive) return kNotFound;
     return redis_ok ? kOk : kDegraded;
+  }
+  if (*prods) {
+    const auto list = producers(*reader);
+    if (json) {
+      ordered_json a = ordered_json::array();
+      for (const auto& p : list) {
+        a.push_back({{"name", p.name},
+                     {"state", p.state},
+                     {"pid", p.pid},
+                     {"uid", p.uid},
+                     {"attached_at_ns", p.attached_at_ns},
+                     {"detached_at_ns", p.detached_at_ns},
+                     {"pushed", p.pushed},
+                     {"applied", p.applied},
+                     {"rejected", p.rejected},
+                     {"full", p.full},
+                     {"synced", p.synced},
+                     {"last_error", p.last_error}});
+      }
+      std::printf("%s\n", a.dump().c_str());
+      return kOk;
+    }
+    if (list.empty()) {
+      std::printf("no producer has attached a ring to this segment's writer\n");
+      return kOk;
+    }
+    std::printf("%-24s %-9s %8s %12s %12s %9s %9s %12s  %s\n", "NAME", "STATE", "PID", "PUSHED",
+                "APPLIED", "REJECTED", "FULL", "SYNCED", "LAST ERROR");
+    for (const auto& p : list) {
+      std::printf(
+          "%-24s %-9s %8lld %12llu %12llu %9llu %9llu %12llu  %s\n", p.name.c_str(),
+          p.state.c_str(), static_cast<long long>(p.pid), static_cast<unsigned long long>(p.pushed),
+          static_cast<unsigned long long>(p.applied), static_cast<unsigned long long>(p.rejected),
+          static_cast<unsigned long long>(p.full), static_cast<unsigned long long>(p.synced),
+          p.last_error.c_str());
+    }
+    return kOk;
   }
   if (*get) {
     if (!r.namespace_id(g_ns)) {

@@ -122,6 +122,7 @@ class Producer {
 
  private:
   explicit Producer(std::unique_ptr<Impl> impl);
+  PushResult push_checked(const Update& update, bool count_full);
   std::unique_ptr<Impl> impl_;
   std::string error_;
 };

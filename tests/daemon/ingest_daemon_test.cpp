@@ -6,6 +6,7 @@
 
 #include "daemon/daemon_util.hpp"
 #include "poscache/format.hpp"
+#include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
 
 using namespace poscache;
@@ -36,11 +37,13 @@ TEST(IngestDaemonTest, FillsMarksAndRefusalsThroughPoscacheFeed) {
   EXPECT_EQ(feed(seg, "fill spot w1 SOL buy 10 110 --trade-id T2").code, 0);
   auto third = feed(seg, "fill spot w1 SOL sell 5 120 --trade-id T3 --fee 0.25");
   EXPECT_EQ(third.code, 0) << third.out;
-  EXPECT_EQ(third.out.rfind("applied version ", 0), 0u) << third.out;
+  EXPECT_EQ(third.out, "applied (ring message 1)\n") << third.out;
   auto again = feed(seg, "fill spot w1 SOL sell 5 120 --trade-id T3");
   EXPECT_EQ(again.code, 0);
-  EXPECT_EQ(again.out, "duplicate\n");
-  auto mark = feed(seg, "mark spot SOL 125");
+  EXPECT_EQ(again.out, "applied (ring message 1)\n");  // the ring reports applied or ignored
+  auto dup = feed(seg, "--via socket fill spot w1 SOL sell 5 120 --trade-id T3");
+  EXPECT_EQ(dup.out, "duplicate\n");
+  auto mark = feed(seg, "--via socket mark spot SOL 125");
   EXPECT_EQ(mark.code, 0) << mark.out;
   EXPECT_NE(mark.out.find("1 positions"), std::string::npos) << mark.out;
   Reader r = Reader::open(seg.name());
@@ -49,13 +52,24 @@ TEST(IngestDaemonTest, FillsMarksAndRefusalsThroughPoscacheFeed) {
   EXPECT_EQ(field(r, "spot", "w1", "SOL", "unrealized_pnl"), "300.000000000000000000");
   EXPECT_EQ(field(r, "spot", "w1", "SOL", "fees"), "0.250000000000000000");
 
-  auto refused = feed(seg, "fill lending w1 SOL buy 1 1");
+  auto refused = feed(seg, "--via socket fill lending w1 SOL buy 1 1");
   EXPECT_EQ(refused.code, 1);
   EXPECT_NE(refused.out.find("namespace 'lending' has no field 'qty'"), std::string::npos)
       << refused.out;
+  auto refused_ring = feed(seg, "fill lending w1 SOL buy 1 1");
+  EXPECT_EQ(refused_ring.code, 1);
+  EXPECT_NE(refused_ring.out.find("lacks the trading fields"), std::string::npos)
+      << refused_ring.out;
+  // Refused by the writer (not at the push): add on a decimal field, through the ring.
+  auto refused_late = feed(seg, "add lending 0xab ETH health_factor --by 1");
+  EXPECT_EQ(refused_late.code, 1);
+  EXPECT_NE(refused_late.out.find("is not an int64 field"), std::string::npos) << refused_late.out;
   auto bad = feed(seg, "upsert spot w1 SOL qty=12,5");
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.out.find("12,5"), std::string::npos) << bad.out;
+  auto bad_socket = feed(seg, "--via socket upsert spot w1 SOL qty=12,5");
+  EXPECT_EQ(bad_socket.code, 1);
+  EXPECT_NE(bad_socket.out.find("12,5"), std::string::npos) << bad_socket.out;
 
   TempDir dir;
   const std::string file = dir.file(
@@ -66,7 +80,7 @@ TEST(IngestDaemonTest, FillsMarksAndRefusalsThroughPoscacheFeed) {
       "\n\n"
       R"({"op":"invalidate","account":"w1"})"
       "\n");
-  auto replay = feed(seg, "replay " + file);
+  auto replay = feed(seg, "--via socket replay " + file);
   EXPECT_EQ(replay.code, 1) << replay.out;
   EXPECT_NE(replay.out.find("line 2 refused: add: field 'health_factor'"), std::string::npos)
       << replay.out;
@@ -78,9 +92,12 @@ TEST(IngestDaemonTest, FillsMarksAndRefusalsThroughPoscacheFeed) {
 
 TEST(IngestDaemonTest, AFeedWithNoWriterSaysSoAndExitsThree) {
   const test::ScratchSegment seg("inone");
-  auto r = feed(seg, "mark spot SOL 1");
+  auto r = feed(seg, "--via socket mark spot SOL 1");
   EXPECT_EQ(r.code, 3);
   EXPECT_NE(r.out.find("is poscache-writer running"), std::string::npos) << r.out;
+  auto ring = feed(seg, "mark spot SOL 1");  // the ring needs the segment first
+  EXPECT_EQ(ring.code, 3);
+  EXPECT_NE(ring.out.find(seg.name()), std::string::npos) << ring.out;
 }
 
 // Trade ids outlive a kill -9 of the daemon: the same fills replayed after the restart are
@@ -99,7 +116,7 @@ TEST(IngestDaemonTest, RedeliveredFillsAfterAKillAreIgnored) {
   {
     Daemon d(seg_flag(seg) + " --capacity 1000 --no-redis");
     ASSERT_TRUE(d.wait_for("ingest socket")) << d.log();
-    auto first = feed(seg, "replay " + file);
+    auto first = feed(seg, "--via socket replay " + file);
     ASSERT_EQ(first.code, 0) << first.out;
     EXPECT_NE(first.out.find("applied 100"), std::string::npos) << first.out;
     Reader r = Reader::open(seg.name());
@@ -111,7 +128,7 @@ TEST(IngestDaemonTest, RedeliveredFillsAfterAKillAreIgnored) {
   Daemon d(seg_flag(seg) + " --capacity 1000 --no-redis");
   ASSERT_TRUE(d.wait_for("ingest socket")) << d.log();
   EXPECT_NE(d.log().find("100 restored"), std::string::npos) << d.log();
-  auto second = feed(seg, "replay " + file);
+  auto second = feed(seg, "--via socket replay " + file);
   EXPECT_EQ(second.code, 0) << second.out;
   EXPECT_NE(second.out.find("duplicate 100"), std::string::npos) << second.out;
   Reader r = Reader::open(seg.name());
@@ -125,7 +142,7 @@ TEST(IngestDaemonTest, TheSimulatedMarketLeavesConsistentBooks) {
   const test::ScratchSegment seg("isim");
   Daemon d(seg_flag(seg) + " --capacity 10000 --no-redis");
   ASSERT_TRUE(d.wait_for("ingest socket")) << d.log();
-  auto sim = feed(seg, "simulate --seconds 1.5");
+  auto sim = feed(seg, "simulate --seconds 1.5");  // through a producer ring
   ASSERT_EQ(sim.code, 0) << sim.out;
   EXPECT_NE(sim.out.find(", 0 refused"), std::string::npos) << sim.out;
   Reader r = Reader::open(seg.name());
@@ -160,6 +177,56 @@ TEST(IngestDaemonTest, TheSimulatedMarketLeavesConsistentBooks) {
   int borrowers = 0;
   r.scan(ScanFilter{lending, std::nullopt, std::nullopt}, [&](const Position&) { ++borrowers; });
   EXPECT_EQ(borrowers, 6);
+}
+
+// The writer killed with -9 while a producer keeps pushing: the producer's ring holds what was
+// not applied, the producer re-attaches it to the restarted writer by itself, and every message
+// arrives; nothing reported as applied before the kill is lost.
+TEST(IngestDaemonTest, AProducerCarriesOnAcrossAWriterKill) {
+  const test::ScratchSegment seg("iring");
+  const std::string args = seg_flag(seg) + " --capacity 10000 --no-redis";
+  auto d = std::make_unique<Daemon>(args);
+  ASSERT_TRUE(d->wait_for("ingest socket")) << d->log();
+  ProducerConfig pc;
+  pc.segment = seg.name();
+  pc.name = "gateway";
+  auto p = Producer::open(pc);
+  std::uint64_t last = 0;
+  auto push = [&](int i) {
+    auto u =
+        p->make_update("spot", "acct" + std::to_string(i % 50), "SOL", {{"qty", std::to_string(i)}},
+                       /*source_seq=*/static_cast<std::uint64_t>(i));
+    const PushResult r = p->push(*u);
+    ASSERT_EQ(r.status, PushStatus::ok);
+    last = r.seq;
+  };
+  for (int i = 1; i <= 1000; ++i) push(i);
+  ASSERT_EQ(p->wait_applied(last, 10s), WaitStatus::done);
+  const std::uint64_t applied_before_kill = p->applied();
+  d->signal(SIGKILL);
+  d->wait();
+  d.reset();
+  for (int i = 1001; i <= 1500; ++i) push(i);  // the writer is down: they wait in the ring
+  EXPECT_EQ(p->wait_applied(last, 100ms), WaitStatus::timeout);
+  d = std::make_unique<Daemon>(args);
+  ASSERT_TRUE(d->wait_for("ingest socket")) << d->log();
+  ASSERT_EQ(p->wait_applied(last, 20s), WaitStatus::done) << d->log();
+  EXPECT_GE(p->applied(), applied_before_kill);
+  // (the watcher thread counts the re-attach just after the writer took the ring)
+  EXPECT_TRUE(test::eventually([&] { return p->stats().reconnects >= 1; }, 5s));
+  Reader r = Reader::open(seg.name());
+  for (int a = 0; a < 50; ++a) {  // each account's last value: 1451..1500
+    EXPECT_EQ(field(r, "spot", ("acct" + std::to_string(a)).c_str(), "SOL", "qty"),
+              std::to_string(1450 + (a == 0 ? 50 : a)) + ".000000000000000000");
+  }
+  EXPECT_TRUE(d->wait_for("'gateway'")) << d->log();
+  // The inspector lists the producer with its counts.
+  const auto inspect =
+      test::run_cli(std::string(POSCACHE_INSPECT_BIN) + " -s " + seg.name() + " --json producers");
+  ASSERT_EQ(inspect.code, 0) << inspect.out;
+  EXPECT_NE(inspect.out.find("\"name\":\"gateway\",\"state\":\"attached\""), std::string::npos)
+      << inspect.out;
+  EXPECT_NE(inspect.out.find("\"applied\":1500"), std::string::npos) << inspect.out;
 }
 
 }  // namespace
