@@ -27,8 +27,8 @@ std::vector<ProducerInfo> producers(const Reader& reader) {
     ProducerInfo p;
     const auto* name = reinterpret_cast<const char*>(copy.name);
     p.name.assign(name, strnlen(name, sizeof copy.name));
-    p.state = copy.state == static_cast<std::uint32_t>(ProducerState::attached) ? "attached"
-                                                                                 : "detached";
+    p.state =
+        copy.state == static_cast<std::uint32_t>(ProducerState::attached) ? "attached" : "detached";
     p.pid = copy.pid;
     p.uid = copy.uid;
     p.attached_at_ns = copy.attached_at_ns;

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds, starts a private redis-server (unix socket in a
-# temporary directory), a writer fed by the synthetic generator and mirrored to that Redis, runs
-# a reader process against it, shows the inspector's view and what Redis holds, then restarts
-# the writer on a fresh segment to show the warm start.
+# temporary directory), a writer mirrored to that Redis with a synthetic load on it, producers
+# that feed it as users do (poscache-feed: fills, marks, lending health through a producer ring
+# and the JSON-lines socket), a reader process against it, the inspector's view and what Redis
+# holds, then restarts the writer on a fresh segment to show the warm start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 "$PWD/scripts/deps.sh"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null  # as scripts/test.sh builds it
-cmake --build build -j"$(nproc)" --target poscache-writer poscache-inspect poscache-reader-demo
+cmake --build build -j"$(nproc)" --target poscache-writer poscache-inspect poscache-reader-demo poscache-feed
 bin=build/tools
 seg=poscache_demo
 
@@ -25,10 +26,34 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== writer: 200k updates/s over 1000 accounts x 20 instruments (config/demo.toml), mirrored to redis at $sock"
+echo "== writer: a synthetic load of 50k updates/s over 1000 accounts x 20 instruments (config/demo.toml), mirrored to redis at $sock"
 "$bin/poscache-writer" --config config/demo.toml --segment "$seg" --fresh --stats-interval 2s --redis-socket "$sock" &
 writer=$!
 for _ in $(seq 100); do "$bin/poscache-inspect" -s "$seg" health >/dev/null 2>&1 && break; sleep 0.05; done
+
+wallet=7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU
+echo; echo "== a producer (poscache-feed, through its own shared-memory ring): fills on one wallet"
+"$bin/poscache-feed" -s "$seg" fill spot "$wallet" SOL buy 10 142.50 --fee 0.0713 --trade-id demo-1
+"$bin/poscache-feed" -s "$seg" fill spot "$wallet" SOL buy 10 146.10 --fee 0.0731 --trade-id demo-2
+"$bin/poscache-feed" -s "$seg" fill spot "$wallet" SOL sell 5 151.00 --fee 0.0378 --trade-id demo-3
+echo "   the same fill again (redelivered trade id demo-3, over the socket, which says what happened):"
+"$bin/poscache-feed" -s "$seg" --via socket fill spot "$wallet" SOL sell 5 151.00 --trade-id demo-3
+"$bin/poscache-feed" -s "$seg" --via socket mark spot SOL 149.25
+echo "   qty 15, average 144.30, realized 5 x (151.00 - 144.30) = 33.50, unrealized 15 x (149.25 - 144.30) = 74.25:"
+"$bin/poscache-inspect" -s "$seg" get spot "$wallet" SOL
+echo "   a command the schema cannot take is refused, naming why (exit 1):"
+"$bin/poscache-feed" -s "$seg" --via socket fill lending "$wallet" SOL buy 1 1 || true
+
+echo; echo "== a market for 4 s (poscache-feed simulate): 8 wallets trading SOL/ETH/BTC/JUP, marks, quotes, 6 borrowers"
+"$bin/poscache-feed" -s "$seg" simulate --seconds 4
+echo "   the wallet's book after the market moved (every number follows from its fills and the last mark):"
+"$bin/poscache-inspect" -s "$seg" ls --account "$wallet" --limit 5
+echo "   lending positions: health = collateral x price x 0.825 / debt; blocks_unhealthy counts blocks below 1:"
+"$bin/poscache-inspect" -s "$seg" ls --glob 'lending:0x*' --limit 6
+echo "   the producers the writer served (poscache-inspect producers):"
+"$bin/poscache-inspect" -s "$seg" producers
+echo; echo "== a load burst: 1 producer ring pushing as fast as it can for 2 s"
+"$bin/poscache-feed" -s "$seg" load --rate 0 --seconds 2
 
 echo; echo "== a reader process (poscache-reader-demo) reading while the writer updates"
 "$bin/poscache-reader-demo" --segment "$seg" --seconds 3 --accounts 1000 --instruments 20

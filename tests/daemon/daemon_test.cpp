@@ -116,7 +116,7 @@ TEST(DaemonConfigFileTest, TheDemoConfigParses) {
                        "avg_price:decimal(6), as_of:timestamp]"),
             std::string::npos)
       << r.out;
-  EXPECT_EQ(setting(r, "generator.rate"), "200000");
+  EXPECT_EQ(setting(r, "generator.rate"), "50000");
 }
 
 TEST(DaemonConfigFileTest, TheRedisPasswordIsNeverPrinted) {
