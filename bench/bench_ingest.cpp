@@ -21,6 +21,7 @@
 #include "bench/bench_util.hpp"
 #include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
+#include "shm/clock.hpp"
 #include "shm/cpu_relax.hpp"
 #include "shm/ring.hpp"
 #include "tools/feed_client.hpp"
@@ -50,9 +51,14 @@ class Daemon {
           std::this_thread::sleep_for(100us);
           continue;
         }
+        // As poscache-writer --busy-poll: rings every turn; the socket and tick() every 20 us.
         rings_.poll(exec_, 0, 256);
-        socket_.poll(exec_, 0, 256);
-        if (++n_ % 1024 == 0) writer_->tick();
+        const std::int64_t t = shm::monotonic_ns();
+        if (t >= next_slow_) {
+          socket_.poll(exec_, 0, 256);
+          writer_->tick();
+          next_slow_ = t + 20'000;
+        }
       }
     });
   }
@@ -73,7 +79,7 @@ class Daemon {
   ingest::SocketSource socket_;
   ingest::RingSource rings_;
   std::atomic<bool> stop_{false}, paused_{false};
-  std::uint64_t n_ = 0;
+  std::int64_t next_slow_ = 0;
   std::thread thread_;
 };
 

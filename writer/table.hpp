@@ -50,6 +50,10 @@ class Table {
 
   // ---- changes (inputs already valid) --------------------------------------------------------
   ApplyResult upsert(const Update& u);
+  // upsert() with a producer's claimed key hash, proven as upsert_batch proves it.
+  ApplyResult upsert_claimed(const Update& u, std::uint64_t hash) {
+    return upsert_hashed(u, hash, now(), true);
+  }
   // As upsert() one at a time, in order, with the cache misses of neighbours overlapped.
   // `claimed` (optional): key hashes a producer computed, used instead of hashing and proven
   // here: an update must find its key in a slot whose stored hash equals the claim; an insert

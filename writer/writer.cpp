@@ -320,8 +320,13 @@ void Writer::upsert_batch(std::span<const Update> updates,
   for (std::size_t i = 0; i <= updates.size(); ++i) {
     const bool bad = i < updates.size() && !impl_->rules.check_shape(updates[i]).ok();
     if (i == updates.size() || bad) {
-      impl_->table.upsert_batch(updates.subspan(start, i - start), results.data() + start,
-                                key_hashes.data() + start);
+      if (i - start < 4) {  // too few to pipeline: the pipeline's fill and drain cost more
+        for (std::size_t k = start; k < i; ++k)
+          results[k] = impl_->table.upsert_claimed(updates[k], key_hashes[k]);
+      } else {
+        impl_->table.upsert_batch(updates.subspan(start, i - start), results.data() + start,
+                                  key_hashes.data() + start);
+      }
       if (bad) {
         bump(impl_->header().counters.rejects);
         results[i] = ApplyResult{ApplyStatus::bad_input, 0, false};

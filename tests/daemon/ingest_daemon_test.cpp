@@ -184,7 +184,7 @@ TEST(IngestDaemonTest, TheSimulatedMarketLeavesConsistentBooks) {
 // arrives; nothing reported as applied before the kill is lost.
 TEST(IngestDaemonTest, AProducerCarriesOnAcrossAWriterKill) {
   const test::ScratchSegment seg("iring");
-  const std::string args = seg_flag(seg) + " --capacity 10000 --no-redis";
+  const std::string args = seg_flag(seg) + " --capacity 10000 --no-redis --busy-poll";
   auto d = std::make_unique<Daemon>(args);
   ASSERT_TRUE(d->wait_for("ingest socket")) << d->log();
   ProducerConfig pc;

@@ -15,6 +15,7 @@
 #include "poscache/format.hpp"
 #include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
+#include "redis/redis_server.hpp"
 #include "shm/hash.hpp"
 #include "test_util.hpp"
 #include "writer/ingest/socket_source.hpp"
@@ -27,9 +28,10 @@ using namespace std::chrono_literals;
 // The writer, its sources and the loop that serves them, on a thread of its own.
 class Daemon {
  public:
-  explicit Daemon(const std::string& tag, std::uint64_t capacity = 100'000)
+  explicit Daemon(const std::string& tag, std::uint64_t capacity = 100'000,
+                  std::optional<RedisConfig> redis = std::nullopt)
       : seg_(tag),
-        writer_(Writer::open(test::small_config(seg_.name(), capacity))),
+        writer_(Writer::open(config(seg_.name(), capacity, std::move(redis)))),
         window_(seg_.name(), writer_->stats().generation, 1024,
                 [](const PositionKey&) { return 0; }),
         exec_(*writer_, &window_),
@@ -50,6 +52,13 @@ class Daemon {
   [[nodiscard]] std::string socket_path() const { return socket_.path(); }
 
  private:
+  static WriterConfig config(const std::string& seg, std::uint64_t capacity,
+                             std::optional<RedisConfig> redis) {
+    WriterConfig c = test::small_config(seg, capacity);
+    c.redis = std::move(redis);
+    if (c.redis) c.log = [](LogLevel, std::string_view) {};
+    return c;
+  }
   void loop() {
     while (!stop_) {
       std::size_t n = 0;
@@ -265,6 +274,28 @@ TEST(RingSourceTest, AProducerKilledMidPushIsDrainedAndReleased) {
   for (const auto& l : d.log().lines())
     released |= l.find("'doomed'") != std::string::npos && l.find("released") != std::string::npos;
   EXPECT_TRUE(released);
+}
+
+// With a Redis mirror, a producer learns when Redis holds its messages, not only the segment.
+TEST(RingSourceTest, AProducerCanWaitUntilRedisHoldsItsMessages) {
+  test::RedisServer srv;
+  Daemon d("ring_redis", 1024, srv.config());
+  auto p = producer(d, "synced");
+  PushResult last;
+  for (int i = 1; i <= 200; ++i) {
+    auto u =
+        p->make_update("spot", "w" + std::to_string(i % 20), "SOL", {{"qty", std::to_string(i)}});
+    last = p->push(*u, 5s);
+    ASSERT_EQ(last.status, PushStatus::ok);
+  }
+  ASSERT_EQ(p->wait_applied(last.seq, 5s), WaitStatus::done);
+  ASSERT_EQ(p->wait_synced(last.seq, 10s), WaitStatus::done);
+  EXPECT_TRUE(p->stats().redis);
+  EXPECT_GE(p->stats().synced, last.seq);
+  auto c = srv.client();
+  const auto r = test::cmd(c, {"HGET", "poscache:v1:spot:{w0}:SOL", "qty"});
+  ASSERT_EQ(r->type, REDIS_REPLY_STRING);
+  EXPECT_EQ(std::string(r->str, r->len), "200.000000000000000000");  // in Redis when acknowledged
 }
 
 // A ring built by hand, as a hostile or buggy producer would: any bytes, any indices.

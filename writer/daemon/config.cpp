@@ -206,7 +206,9 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
   }
   if (const toml::table* in = root["ingest"].as_table()) {
     only_keys(origin, *in, "[ingest]",
-              {"socket", "rings", "socket_path", "socket_mode", "socket_group", "trade_window"});
+              {"socket", "rings", "busy_poll", "socket_path", "socket_mode", "socket_group",
+               "trade_window"});
+    if (auto* n = in->get("busy_poll")) c.ingest.busy_poll = boolean(origin, *n, "busy_poll");
     if (auto* n = in->get("socket")) c.ingest.socket = boolean(origin, *n, "socket");
     if (auto* n = in->get("rings")) c.ingest.rings = boolean(origin, *n, "rings");
     if (auto* n = in->get("socket_path"))
@@ -382,6 +384,7 @@ std::string print_config(const DaemonConfig& c) {
   }
   line("ingest.socket", flag(c.ingest.socket));
   line("ingest.rings", flag(c.ingest.socket && c.ingest.rings));
+  line("ingest.busy_poll", flag(c.ingest.busy_poll));
   if (c.ingest.socket) {
     const auto& sc = c.ingest.socket_config;
     line("ingest.socket_path",

@@ -27,6 +27,7 @@ struct GeneratorConfig {
 struct IngestConfig {
   bool socket = true;                  // the JSON-lines unix socket (on by default)
   bool rings = true;                   // producer rings, handed over the socket (on by default)
+  bool busy_poll = false;              // never sleep: rings polled every turn (costs a core)
   ingest::SocketConfig socket_config;  // path ("" = /dev/shm/<segment>.sock), mode, group
   std::uint64_t trade_window = ingest::TradeWindow::kDefaultCapacity;  // fill trade ids kept
 };
