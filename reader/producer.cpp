@@ -299,8 +299,9 @@ void put_key(RingMessage& m, NamespaceId ns, std::string_view account,
   m.ns = ns;
   m.account_len = static_cast<std::uint8_t>(account.size());
   m.instrument_len = static_cast<std::uint8_t>(instrument.size());
-  std::memcpy(m.account, account.data(), account.size());
-  std::memcpy(m.instrument, instrument.data(), instrument.size());
+  // (an empty part, as a mark of every account has, may have a null data())
+  if (!account.empty()) std::memcpy(m.account, account.data(), account.size());
+  if (!instrument.empty()) std::memcpy(m.instrument, instrument.data(), instrument.size());
 }
 void put_value(RingMessage& m, std::size_t i, int128 v) {
   const auto u = static_cast<unsigned __int128>(v);
@@ -430,7 +431,7 @@ PushResult Producer::fill(std::string_view ns, std::string_view account,
     put_value(m, 1, p);
     put_value(m, 2, f);
     m.text_len = static_cast<std::uint8_t>(trade_id.size());
-    std::memcpy(m.text, trade_id.data(), trade_id.size());
+    if (!trade_id.empty()) std::memcpy(m.text, trade_id.data(), trade_id.size());
   });
 }
 

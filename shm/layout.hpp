@@ -505,7 +505,8 @@ inline constexpr std::size_t kProducerStatusWords = (sizeof(ProducerStatus) - 8)
 template <std::size_t N>
 inline void put_text(std::uint64_t (&words)[N], std::string_view text) noexcept {
   char buf[N * 8] = {};
-  std::memcpy(buf, text.data(), text.size() < sizeof buf ? text.size() : sizeof buf);
+  if (!text.empty())  // an empty view's data() may be null: memcpy from null is undefined
+    std::memcpy(buf, text.data(), text.size() < sizeof buf ? text.size() : sizeof buf);
   for (std::size_t i = 0; i < N; ++i) {
     std::uint64_t w;
     std::memcpy(&w, buf + 8 * i, 8);

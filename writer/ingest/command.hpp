@@ -44,8 +44,9 @@ struct PositionKey {
     ns = n;
     account_len = static_cast<std::uint8_t>(acc.size());
     instrument_len = static_cast<std::uint8_t>(ins.size());
-    std::memcpy(account, acc.data(), acc.size());
-    std::memcpy(instrument, ins.data(), ins.size());
+    // (an empty part may have a null data(): memcpy from null is undefined even for 0 bytes)
+    if (!acc.empty()) std::memcpy(account, acc.data(), acc.size());
+    if (!ins.empty()) std::memcpy(instrument, ins.data(), ins.size());
   }
 };
 

@@ -12,16 +12,12 @@
 
 #include "shm/clock.hpp"
 #include "shm/seqlock.hpp"
+#include "writer/ingest/ring_codec.hpp"
 
 namespace poscache::ingest {
 namespace {
 
 constexpr std::size_t kBatch = 256;  // messages copied and applied per ring per poll at most
-
-int128 value_of(const shm::RingMessage& m, std::size_t i) {
-  const auto u = (static_cast<unsigned __int128>(m.values[2 * i + 1]) << 64) | m.values[2 * i];
-  return static_cast<int128>(u);
-}
 
 // The ring's last error, for the producer itself (seqlock over the text words).
 void put_ring_error(shm::RingHeader* h, std::string_view text) {
@@ -187,123 +183,19 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
     const shm::RingMessage& m = copies_[i];
     const std::uint64_t seq = r.head + i + 1;
     ++counters_.received;
-    const auto kind = static_cast<shm::RingKind>(m.kind);
-    // The checks every kind needs: the namespace and the lengths are inside their arrays.
-    const bool mark_all = kind == shm::RingKind::mark && m.account_len == 0;
-    const bool key_kind = kind == shm::RingKind::upsert || kind == shm::RingKind::erase ||
-                          kind == shm::RingKind::add || kind == shm::RingKind::fill ||
-                          kind == shm::RingKind::mark;
-    std::string bad;
-    if (m.kind < 1 || m.kind > 9) {
-      bad = "unknown message kind " + std::to_string(m.kind);
-    } else if (m.ns >= specs.size() && kind != shm::RingKind::invalidate_glob &&
-               kind != shm::RingKind::invalidate_all &&
-               !(kind == shm::RingKind::invalidate_account && m.field != 1)) {
-      bad = "namespace id " + std::to_string(m.ns) + " is not one of the segment's " +
-            std::to_string(specs.size());
-    } else if (m.account_len > kMaxAccountLen || m.instrument_len > kMaxInstrumentLen ||
-               m.text_len > shm::kRingTextLen) {
-      bad = "a length beyond its field (account " + std::to_string(m.account_len) +
-            ", instrument " + std::to_string(m.instrument_len) + ", text " +
-            std::to_string(m.text_len) + ")";
-    } else if (key_kind && (m.instrument_len == 0 || (m.account_len == 0 && !mark_all))) {
-      bad = "an empty account or instrument";
-    }
-    if (!bad.empty()) {
-      flush_run();
-      refuse(r, seq, bad);
-      continue;
-    }
-    const std::string_view account(m.account, m.account_len);
-    const std::string_view instrument(m.instrument, m.instrument_len);
-    if (kind == shm::RingKind::upsert) {
+    Command cmd;
+    std::string why;
+    const RingDecoded what =
+        decode_ring_message(m, specs.size(), updates_[run], hashes_[run], cmd, why);
+    if (what == RingDecoded::upsert) {
       if (run == 0) run_start = seq;
-      Update& u = updates_[run];
-      u.ns = m.ns;
-      u.account_len = m.account_len;
-      u.instrument_len = m.instrument_len;
-      u.mode = m.mode == 1 ? UpdateMode::replace : UpdateMode::merge;
-      u.fields_mask = m.fields_mask;
-      u.source_seq = m.source_seq;
-      std::memcpy(u.account, m.account, m.account_len);
-      std::memcpy(u.instrument, m.instrument, m.instrument_len);
-      for (std::size_t f = 0; f < kMaxFields; ++f)
-        u.values[f] = ((m.fields_mask >> f) & 1u) != 0 ? value_of(m, f) : 0;
-      hashes_[run] = m.key_hash;
-      if (m.mode > 1) {
-        flush_run();
-        refuse(r, seq, "upsert: mode " + std::to_string(m.mode) + " is neither merge nor replace");
-        continue;
-      }
       ++run;
       continue;
     }
     flush_run();
-    Command cmd;
-    switch (kind) {
-      case shm::RingKind::erase:
-        cmd = Erase{KeyRef{m.ns, std::string(account), std::string(instrument)}};
-        break;
-      case shm::RingKind::invalidate_account: {
-        InvalidateAccount ia{std::string(account), std::nullopt};
-        if (m.field == 1) ia.ns = m.ns;
-        cmd = std::move(ia);
-        break;
-      }
-      case shm::RingKind::invalidate_namespace:
-        cmd = InvalidateNamespace{m.ns};
-        break;
-      case shm::RingKind::invalidate_glob:
-        cmd = InvalidateMatching{std::string(m.text, m.text_len)};
-        break;
-      case shm::RingKind::invalidate_all:
-        cmd = InvalidateAll{};
-        break;
-      case shm::RingKind::add: {
-        Add a;
-        a.key.set(m.ns, account, instrument);
-        a.field = m.field;
-        a.reset = m.mode == 1;
-        const int128 by = value_of(m, 0);
-        if (by > INT64_MAX || by < INT64_MIN) {
-          refuse(r, seq, "add: 'by' is beyond 64 bits");
-          continue;
-        }
-        a.by = static_cast<std::int64_t>(by);
-        a.source_seq = m.source_seq;
-        cmd = a;
-        break;
-      }
-      case shm::RingKind::fill: {
-        Fill f;
-        f.key.set(m.ns, account, instrument);
-        if (m.mode > 1) {
-          refuse(r, seq, "fill: side " + std::to_string(m.mode) + " is neither buy nor sell");
-          continue;
-        }
-        f.fill.side = m.mode == 0 ? Side::buy : Side::sell;
-        f.fill.qty = value_of(m, 0);
-        f.fill.price = value_of(m, 1);
-        f.fill.fee = value_of(m, 2);
-        if (m.text_len > kMaxTradeIdLen) {
-          refuse(r, seq, "fill: trade id longer than " + std::to_string(kMaxTradeIdLen));
-          continue;
-        }
-        f.trade_id_len = m.text_len;
-        std::memcpy(f.trade_id, m.text, m.text_len);
-        f.source_seq = m.source_seq;
-        cmd = f;
-        break;
-      }
-      case shm::RingKind::mark: {
-        Mark mk;
-        mk.key.set(m.ns, account, instrument);
-        mk.price = value_of(m, 0);
-        cmd = mk;
-        break;
-      }
-      default:
-        break;
+    if (what == RingDecoded::bad) {
+      refuse(r, seq, why);
+      continue;
     }
     const CommandResult res = exec.execute(cmd);
     count(counters_, res);

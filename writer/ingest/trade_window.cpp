@@ -27,7 +27,7 @@ std::uint64_t TradeWindow::hash(NamespaceId ns, std::string_view trade_id) noexc
   char buf[2 + kMaxTradeIdLen];
   std::memcpy(buf, &ns, 2);
   const std::size_t n = std::min(trade_id.size(), kMaxTradeIdLen);
-  std::memcpy(buf + 2, trade_id.data(), n);
+  if (n > 0) std::memcpy(buf + 2, trade_id.data(), n);
   const std::uint64_t h = XXH3_64bits(buf, 2 + n);
   return h == 0 ? 1 : h;
 }

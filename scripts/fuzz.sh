@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Fuzzes the ingest decoders with libFuzzer (clang-16, libfuzzer-16-dev, libclang-rt-16-dev), under
+# AddressSanitizer and UBSan, starting from the checked-in seed corpora (tests/fuzz/corpus/).
+#   scripts/fuzz.sh                   10 000 000 executions per target
+#   scripts/fuzz.sh --runs N          N executions per target
+#   scripts/fuzz.sh --seconds S       S seconds per target (CI's short pass)
+# New inputs that reach new code are kept in build-fuzz/corpus/<target>/; a crash leaves its
+# input in build-fuzz/ (crash-*) and fails the script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+limit=(-runs=10000000)
+case "${1:-}" in
+  --runs) limit=(-runs="$2") ;;
+  --seconds) limit=(-max_total_time="$2") ;;
+  "") ;;
+  *) echo "usage: scripts/fuzz.sh [--runs N | --seconds S]" >&2; exit 2 ;;
+esac
+"$PWD/scripts/deps.sh"
+missing=()
+for p in clang-16 libfuzzer-16-dev libclang-rt-16-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++-16 \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOSCACHE_FUZZ=ON -DPOSCACHE_BUILD_TESTS=OFF \
+  -DPOSCACHE_BUILD_BENCH=OFF -DPOSCACHE_BUILD_TOOLS=OFF \
+  -DPOSCACHE_SANITIZE=address,undefined,fuzzer-no-link >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target json_line_fuzz ring_message_fuzz
+rm -f build-fuzz/crash-* build-fuzz/leak-* build-fuzz/timeout-*
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+for t in json_line ring_message; do
+  mkdir -p "build-fuzz/corpus/$t"
+  echo "== $t: ${limit[*]}"
+  (cd build-fuzz && "./tests/fuzz/${t}_fuzz" "${limit[@]}" -print_final_stats=1 \
+     -max_len=1024 "corpus/$t" "../tests/fuzz/corpus/$t" 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==ERROR|SUMMARY|Done|INFO: seed corpus)" || true)
+  # libFuzzer exits non-zero on a crash; grep above hides its code, so look for the artifact.
+  if compgen -G "build-fuzz/crash-*" >/dev/null || compgen -G "build-fuzz/leak-*" >/dev/null ||
+     compgen -G "build-fuzz/timeout-*" >/dev/null; then
+    echo "fuzz: $t found a failing input:"; ls build-fuzz/crash-* build-fuzz/leak-* build-fuzz/timeout-* 2>/dev/null || true
+    exit 1
+  fi
+done

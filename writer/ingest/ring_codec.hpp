@@ -1,0 +1,25 @@
+// The producer ring's message decoder (shm/ring.hpp, RingMessage): one private copy of a
+// message in, what to apply out, or why it cannot be applied. It trusts nothing in the copy: a
+// kind, a namespace id, a length or a side out of range is an error naming it. What it passes on
+// is checked again where it is applied (the writer's input rules, the executor), as every other
+// source's commands are. Fuzzed by tests/fuzz/ring_message_fuzz.cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "shm/ring.hpp"
+#include "writer/ingest/command.hpp"
+
+namespace poscache::ingest {
+
+enum class RingDecoded : std::uint8_t {
+  upsert,   // `update` and `hash` (the producer's claimed key hash) are set
+  command,  // `command` is set
+  bad,      // `error` says why
+};
+
+RingDecoded decode_ring_message(const shm::RingMessage& m, std::size_t namespaces, Update& update,
+                                std::uint64_t& hash, Command& command, std::string& error);
+
+}  // namespace poscache::ingest
