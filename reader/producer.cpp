@@ -630,17 +630,11 @@ ProducerStats Producer::stats() const {
   s.attached = shm::load_relaxed(&h->attached) != 0;
   s.redis = shm::load_relaxed(&h->redis) != 0;
   s.reconnects = impl_->reconnects.load(std::memory_order_relaxed);
-  for (unsigned i = 0; i < 1000; ++i) {  // the error text under its seqlock
-    const std::uint64_t s1 = shm::load_acquire(&h->error_seq);
-    if (s1 & 1) continue;
-    const std::uint64_t n =
-        std::min<std::uint64_t>(shm::load_relaxed(&h->error_len), sizeof h->error);
-    std::string text(h->error, n);
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (shm::load_relaxed(&h->error_seq) == s1) {
-      s.last_error = std::move(text);
-      break;
-    }
+  // The error text under its seqlock (the length word, then the text words after it).
+  std::uint64_t words[1 + sizeof h->error / 8];
+  if (shm::seqlock_read_bounded(&h->error_seq, &h->error_len, words, std::size(words))) {
+    const std::size_t n = std::min<std::size_t>(words[0], sizeof h->error);
+    s.last_error.assign(reinterpret_cast<const char*>(words + 1), n);
   }
   return s;
 }

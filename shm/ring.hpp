@@ -135,9 +135,10 @@ struct alignas(kCacheLine) RingHeader {
   std::uint32_t redis;      // 1: the writer mirrors to Redis (synced moves); 0: it never will
   std::uint64_t error_seq;  // seqlock over error (shm/seqlock.hpp)
   std::uint64_t reserved2[2];
-  // --- lines 3-6: the writer's last error about this ring's messages.
+  // --- lines 3-6: the writer's last error about this ring's messages, as words (put_text),
+  //     under error_seq.
   std::uint64_t error_len;
-  char error[kRingErrorLen - 8];
+  std::uint64_t error[(kRingErrorLen - 8) / 8];
 };
 static_assert(offsetof(RingHeader, tail) == 1 * kCacheLine);
 static_assert(offsetof(RingHeader, head) == 2 * kCacheLine);

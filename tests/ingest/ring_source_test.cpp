@@ -153,6 +153,16 @@ TEST(RingSourceTest, EveryCommandTravelsOverTheRing) {
   EXPECT_EQ(field(r, "marks", "venue", "ETH", "bid"), "absent");
   EXPECT_EQ(field(r, "moonwell", "0xab", "USDC", "blocks_unhealthy"), "absent");
   EXPECT_EQ(p->stats().rejected, 0u);
+  // A command only the writer can refuse (its result would not fit the field): the producer
+  // learns which message and why.
+  p->fill("spot", "w2", "SOL", Side::buy, "10000000000000000000", "1");
+  const PushResult big = p->fill("spot", "w2", "SOL", Side::buy, "1", "99999999999999999999");
+  ASSERT_EQ(p->wait_applied(big.seq, 5s), WaitStatus::done);
+  const ProducerStats st = p->stats();
+  EXPECT_EQ(st.rejected, 1u);
+  EXPECT_EQ(st.last_error.rfind("message " + std::to_string(big.seq) + ": fill:", 0), 0u)
+      << st.last_error;
+  EXPECT_NE(st.last_error.find("'cost_basis'"), std::string::npos) << st.last_error;
 }
 
 TEST(RingSourceTest, BadInputIsRefusedAtThePushNamingIt) {

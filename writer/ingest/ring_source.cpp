@@ -23,7 +23,7 @@ constexpr std::size_t kBatch = 256;  // messages copied and applied per ring per
 void put_ring_error(shm::RingHeader* h, std::string_view text) {
   const std::uint64_t s = shm::seqlock_begin(&h->error_seq);
   const std::size_t n = std::min(text.size(), sizeof h->error);
-  std::memcpy(h->error, text.data(), n);  // the producer reads it as bytes after the seqlock
+  shm::put_text(h->error, text.substr(0, n));  // words, read back with relaxed loads
   shm::store_relaxed(&h->error_len, static_cast<std::uint64_t>(n));
   shm::seqlock_publish(&h->error_seq, s);
 }
