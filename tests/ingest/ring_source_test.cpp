@@ -46,6 +46,7 @@ class Daemon {
     thread_.join();
   }
   void pause(bool p) { paused_ = p; }
+  void pause_rings(bool p) { rings_paused_ = p; }  // the socket is still served
   [[nodiscard]] const std::string& segment() const { return seg_.name(); }
   [[nodiscard]] std::size_t rings() const { return ring_count_.load(); }
   test::LogLines& log() { return log_; }
@@ -63,7 +64,7 @@ class Daemon {
     while (!stop_) {
       std::size_t n = 0;
       if (!paused_) {
-        n += rings_.poll(exec_, 0, 256);
+        if (!rings_paused_) n += rings_.poll(exec_, 0, 256);
         n += socket_.poll(exec_, 0, 256);
         ring_count_ = rings_.rings();
       }
@@ -78,7 +79,7 @@ class Daemon {
   CommandExecutor exec_;
   SocketSource socket_;
   RingSource rings_;
-  std::atomic<bool> stop_{false}, paused_{false};
+  std::atomic<bool> stop_{false}, paused_{false}, rings_paused_{false};
   std::atomic<std::size_t> ring_count_{0};
   std::thread thread_;
 };
@@ -322,11 +323,17 @@ class HandRing {
     h_->capacity = capacity;
     std::memcpy(h_->name, "hostile", 7);
     h_->magic = shm::kRingMagic;
-    sock_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    std::string reply;
+    sock_ = attach(socket_path, reply);
+    EXPECT_NE(reply.find("attached"), std::string::npos) << reply;
+  }
+  // Hands this ring's descriptor over a new connection; returns the connection and the reply.
+  int attach(const std::string& socket_path, std::string& reply) {
+    const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
     std::strncpy(a.sun_path, socket_path.c_str(), sizeof a.sun_path - 1);
-    EXPECT_EQ(::connect(sock_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
     const std::string line = "{\"op\":\"attach_ring\",\"name\":\"hostile\"}\n";
     iovec iov{const_cast<char*>(line.data()), line.size()};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
@@ -340,13 +347,18 @@ class HandRing {
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(sizeof(int));
     std::memcpy(CMSG_DATA(cm), &fd_, sizeof(int));
-    EXPECT_EQ(::sendmsg(sock_, &msg, 0), static_cast<ssize_t>(line.size()));
-    char reply[256] = {};
-    EXPECT_GT(::read(sock_, reply, sizeof reply - 1), 0);
-    EXPECT_NE(std::string(reply).find("attached"), std::string::npos) << reply;
+    EXPECT_EQ(::sendmsg(s, &msg, 0), static_cast<ssize_t>(line.size()));
+    char buf[512] = {};
+    EXPECT_GT(::read(s, buf, sizeof buf - 1), 0);
+    reply = buf;
+    return s;
+  }
+  void hang_up() {
+    ::close(sock_);
+    sock_ = -1;
   }
   ~HandRing() {
-    ::close(sock_);
+    if (sock_ >= 0) ::close(sock_);
     ::munmap(h_, bytes_);
     ::close(fd_);
   }
@@ -431,6 +443,48 @@ TEST(RingSourceTest, AHostileRingCanCorruptNothingAndIsToldWhy) {
   auto again = good->make_update("spot", "w1", "SOL", {{"qty", "2"}});
   EXPECT_EQ(good->wait_applied(good->push(*again).seq, 5s), WaitStatus::done);
   EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "2.000000000000000000");
+}
+
+// One ring, one consumer: a ring handed over again while its first connection is alive is
+// refused; after that connection hung up, the ring moves to the new one and nothing is applied
+// twice.
+TEST(RingSourceTest, ARingHandedOverAgainHasOneConsumer) {
+  Daemon d("ring_twice");
+  HandRing ring(d.socket_path());
+  std::string reply;
+  const int second = ring.attach(d.socket_path(), reply);
+  EXPECT_NE(reply.find("attached through another connection"), std::string::npos) << reply;
+  ::close(second);
+  d.pause_rings(true);
+  std::uint64_t seq = 0;
+  for (int i = 1; i <= 10; ++i) {
+    auto m = ring.upsert("w1", "SOL");
+    m.fields_mask = 1;
+    m.values[0] = static_cast<std::uint64_t>(i);
+    m.source_seq = 0;
+    seq = ring.publish(m);
+  }
+  ring.hang_up();  // the connection drops with 10 messages unapplied
+  ASSERT_TRUE(test::eventually(
+      [&] {
+        for (const auto& l : d.log().lines())
+          if (l.find("disconnected") != std::string::npos) return true;
+        return false;
+      },
+      5s));
+  const int third = ring.attach(d.socket_path(), reply);  // the writer still holds the ring
+  EXPECT_NE(reply.find("attached"), std::string::npos) << reply;
+  d.pause_rings(false);
+  ASSERT_TRUE(ring.applied(seq));
+  EXPECT_EQ(d.rings(), 1u);
+  Reader r = Reader::open(d.segment());
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "0.000000000000000010");
+  EXPECT_EQ(r.stats().updates + r.stats().inserts, 10u);  // each message once
+  bool moved = false;
+  for (const auto& l : d.log().lines())
+    moved |= l.find("re-attached its ring at message 0") != std::string::npos;
+  EXPECT_TRUE(moved);
+  ::close(third);
 }
 
 }  // namespace

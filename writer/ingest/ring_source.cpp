@@ -49,6 +49,23 @@ std::string RingSource::attach(int fd, std::uint64_t conn, pid_t pid, uid_t uid)
   struct stat st {};
   if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(shm::kRingHeaderSize))
     return "the descriptor is not a ring (size " + std::to_string(st.st_size) + " bytes)";
+  // The same ring again (its producer lost the connection and re-attached while this writer
+  // still drains it): one consumer only. A ring still attached elsewhere is refused; one whose
+  // connection hung up moves to the new connection with the head this writer keeps.
+  for (auto it = rings_.begin(); it != rings_.end(); ++it) {
+    if (it->second.dev != st.st_dev || it->second.ino != st.st_ino) continue;
+    if (!it->second.gone) return "this ring is attached through another connection already";
+    Ring moved = std::move(it->second);
+    rings_.erase(it);
+    moved.gone = false;
+    moved.pid = pid;
+    if (log_)
+      log_(LogLevel::info, "producer '" + moved.name + "' (pid " + std::to_string(pid) +
+                               ") re-attached its ring at message " + std::to_string(moved.head));
+    rings_.emplace(conn, std::move(moved));
+    (void)uid;
+    return {};
+  }
   const auto size = static_cast<std::size_t>(st.st_size);
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) return std::string("cannot map the ring: ") + std::strerror(errno);
@@ -85,6 +102,8 @@ std::string RingSource::attach(int fd, std::uint64_t conn, pid_t pid, uid_t uid)
   r.synced = r.head;  // what a previous writer applied is at least as synced as it will get
   r.name = name_buf;
   r.pid = pid;
+  r.dev = st.st_dev;
+  r.ino = st.st_ino;
   const std::uint64_t tail = shm::load_acquire(&h->tail);
   if (tail < r.head || tail - r.head > capacity) {
     ::munmap(p, size);

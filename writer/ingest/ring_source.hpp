@@ -52,6 +52,8 @@ class RingSource final : public Source {
     std::uint64_t synced = 0;
     std::uint64_t rejected = 0;
     int table_id = -1;
+    dev_t dev = 0;      // the ring's identity (fstat of its descriptor): the same ring handed
+    ino_t ino = 0;      //   over again by a reconnecting producer is recognised
     bool gone = false;  // the producer hung up
     std::string name;
     pid_t pid = 0;
