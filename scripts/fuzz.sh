@@ -33,6 +33,7 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++-16 \
 cmake --build build-fuzz -j"$(nproc)" --target json_line_fuzz ring_message_fuzz
 rm -f build-fuzz/crash-* build-fuzz/leak-* build-fuzz/timeout-*
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+rm -f /dev/shm/poscache_fuzz_*  # segments a crashed target left behind
 for t in json_line ring_message; do
   mkdir -p "build-fuzz/corpus/$t"
   echo "== $t: ${limit[*]}"
@@ -45,3 +46,4 @@ for t in json_line ring_message; do
     exit 1
   fi
 done
+rm -f /dev/shm/poscache_fuzz_*

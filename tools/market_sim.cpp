@@ -52,11 +52,12 @@ MarketSim::MarketSim(const MarketConfig& config) : cfg_(config), rng_(config.see
     b.address = addr;
     b.collateral = i % 2 ? "ETH" : "SOL";
     b.collateral_wei_k = 1'000 + static_cast<std::int64_t>(rng_() % 20'000);  // 1 to 21 tokens
-    // Borrow 60-80% of the collateral's value: some will drift below the threshold.
+    // Borrow 68-92% of the collateral's value: health (value x 0.825 / debt) starts between 0.90
+    // and 1.21, so some borrowers start or drift below 1 and count unhealthy blocks.
     const auto& tok = *std::find_if(tokens_.begin(), tokens_.end(),
                                     [&](const Token& t) { return t.symbol == b.collateral; });
     const std::int64_t value_usd = b.collateral_wei_k * tok.price_cents / 10'000'000;
-    b.debt_usd = value_usd * (60 + static_cast<std::int64_t>(rng_() % 21)) / 100;
+    b.debt_usd = value_usd * (68 + static_cast<std::int64_t>(rng_() % 25)) / 100;
     borrowers_.push_back(b);
   }
 }
