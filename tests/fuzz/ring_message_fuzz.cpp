@@ -5,50 +5,28 @@
 // and never crash. Build and run: scripts/fuzz.sh.
 #include <unistd.h>
 
-#include <boost/interprocess/shared_memory_object.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
 
+#include "fuzz/fuzz_world.hpp"
 #include "shm/hash.hpp"
 #include "shm/ring.hpp"
-#include "writer/ingest/executor.hpp"
 #include "writer/ingest/ring_codec.hpp"
 
 using namespace poscache;
 
 namespace {
-struct World {
-  std::string seg = "poscache_fuzz_ring_" + std::to_string(::getpid());
-  std::unique_ptr<Writer> writer;
-  std::unique_ptr<ingest::CommandExecutor> exec;
-  World() {
-    WriterConfig c;
-    c.segment = seg;
-    c.capacity = 256;
-    c.fresh = true;
-    c.huge_pages = false;
-    c.namespaces = {preset_trading("spot"), preset_lending("lending"), preset_quote("quotes")};
-    c.log = [](LogLevel, std::string_view) {};
-    writer = Writer::open(c);
-    exec = std::make_unique<ingest::CommandExecutor>(*writer, nullptr);
-  }
-  ~World() {
-    writer.reset();
-    boost::interprocess::shared_memory_object::remove(seg.c_str());
-    ::unlink(("/dev/shm/" + seg + ".lock").c_str());
-  }
-};
-World& world() {
-  static World w;
+fuzz::World& world() {
+  static fuzz::World w("ring");
   return w;
 }
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  World& w = world();
+  auto& w = world();
   shm::RingMessage m{};
   std::memcpy(&m, data, size < sizeof m ? size : sizeof m);
   // A hash the fuzzer cannot guess would keep every upsert on the refusal path: when the
