@@ -52,13 +52,13 @@ class Daemon {
           std::this_thread::sleep_for(100us);
           continue;
         }
-        // As poscache-writer --busy-poll: rings every turn; the socket and tick() every 20 us.
+        // As poscache-writer --busy-poll: rings every turn; the socket and tick() every 100 us.
         rings_.poll(exec_, 0, 256);
         const std::int64_t t = shm::monotonic_ns();
         if (t >= next_slow_) {
           socket_.poll(exec_, 0, 256);
           writer_->tick();
-          next_slow_ = t + 20'000;
+          next_slow_ = t + 100'000;
         }
       }
     });

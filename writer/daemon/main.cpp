@@ -263,7 +263,7 @@ int main(int argc, char** argv) {
   constexpr std::size_t kBudget = 256;  // changes per source per round: bounds tick() latency
   // Busy-polling (--busy-poll): the rings (sources_[0] when on) are polled every turn and the
   // loop never sleeps: a producer's push is applied within about a microsecond, at the price of
-  // a core. The other sources (a system call each) and tick() then run every 20 us. Without
+  // a core. The other sources (a system call each) and tick() then run every 100 us. Without
   // it, an idle loop sleeps 50 us between rounds.
   ingest::Source* rings_source =
       cfg.ingest.socket && cfg.ingest.rings ? sources.front().get() : nullptr;
@@ -277,7 +277,7 @@ int main(int argc, char** argv) {
       if (rings_source != nullptr) applied += rings_source->poll(executor, now, kBudget);
       continue;
     }
-    next_slow = now_mono + 20'000;
+    next_slow = now_mono + 100'000;
     for (auto& s : sources) applied += s->poll(executor, now, kBudget);
     writer->tick();
     if (cfg.run_for.count() > 0 && now_mono - start >= cfg.run_for.count()) break;
