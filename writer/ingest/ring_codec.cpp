@@ -1,6 +1,8 @@
 #include "writer/ingest/ring_codec.hpp"
 
+#include <algorithm>
 #include <climits>
+#include <cstddef>
 #include <cstring>
 
 namespace poscache::ingest {
@@ -10,6 +12,31 @@ int128 value_of(const shm::RingMessage& m, std::size_t i) {
   return static_cast<int128>(u);
 }
 }  // namespace
+
+// Copies what a message uses, not its whole 512 bytes: its first line (kind, lengths, mask,
+// hash, sequence and the start of the account), then the rest of the key, the values the mask
+// names (the first three for the other kinds) and the text, by the lengths in the copy of the
+// first line (clamped to their arrays). Nothing outside those ranges is read by the decoder, so
+// the lines a one-field upsert leaves untouched are never pulled from the producer's cache.
+void copy_message(shm::RingMessage& dst, const shm::RingMessage& src) {
+  constexpr std::size_t kHead = offsetof(shm::RingMessage, account);
+  std::memcpy(&dst, &src, kHead);  // kind .. source_seq (32 bytes)
+  const std::size_t alen = std::min<std::size_t>(dst.account_len, kMaxAccountLen);
+  const std::size_t ilen = std::min<std::size_t>(dst.instrument_len, kMaxInstrumentLen);
+  const std::size_t tlen = std::min<std::size_t>(dst.text_len, shm::kRingTextLen);
+  std::memcpy(dst.account, src.account, alen);
+  std::memcpy(dst.instrument, src.instrument, ilen);
+  if (dst.kind == static_cast<std::uint8_t>(shm::RingKind::upsert)) {
+    for (std::uint32_t mask = dst.fields_mask & ((1u << kMaxFields) - 1); mask != 0;
+         mask &= mask - 1) {
+      const unsigned f = static_cast<unsigned>(__builtin_ctz(mask));
+      std::memcpy(&dst.values[2 * f], &src.values[2 * f], 16);
+    }
+  } else {
+    std::memcpy(dst.values, src.values, 3 * 16);
+  }
+  std::memcpy(dst.text, src.text, tlen);
+}
 
 RingDecoded decode_ring_message(const shm::RingMessage& m, std::size_t namespaces, Update& update,
                                 std::uint64_t& hash, Command& command, std::string& error) {

@@ -19,6 +19,10 @@ enum class RingDecoded : std::uint8_t {
   bad,      // `error` says why
 };
 
+// C2's copy (shm/ring.hpp): the parts of `src` (shared, the producer may be writing it) that the
+// decoder reads, into `dst` (private). Lengths come from dst's own copy of the first line.
+void copy_message(shm::RingMessage& dst, const shm::RingMessage& src);
+
 RingDecoded decode_ring_message(const shm::RingMessage& m, std::size_t namespaces, Update& update,
                                 std::uint64_t& hash, Command& command, std::string& error);
 

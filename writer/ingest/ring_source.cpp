@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <climits>
+#include <cstddef>
 #include <cstring>
 
 #include "shm/clock.hpp"
@@ -172,7 +173,7 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
   const std::size_t n = std::min<std::uint64_t>({tail - r.head, budget, kBatch});
   // C2: copies first, validated after (a producer writing during the copy changes nothing).
   for (std::size_t i = 0; i < n; ++i)
-    std::memcpy(&copies_[i], &r.msgs[(r.head + i) & (r.capacity - 1)], sizeof(shm::RingMessage));
+    copy_message(copies_[i], r.msgs[(r.head + i) & (r.capacity - 1)]);
   // C3: in order; runs of upserts as one batch.
   const auto& specs = writer_.namespaces();
   std::size_t run = 0;
