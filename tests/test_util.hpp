@@ -51,6 +51,7 @@ class ScratchSegment {
     boost::interprocess::shared_memory_object::remove(name_.c_str());
     ::unlink(("/dev/shm/" + name_ + ".lock").c_str());
     ::unlink(("/dev/shm/" + name_ + ".trades").c_str());  // the fill de-duplication window
+    ::unlink(("/dev/shm/" + name_ + ".sock").c_str());    // a killed daemon's ingest socket
   }
 
  private:
