@@ -11,6 +11,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <string_view>
 #include <type_traits>
 
 namespace poscache::shm {
@@ -39,6 +41,20 @@ inline void store_release(T* word, std::type_identity_t<T> value) noexcept {
 template <SharedWord T>
 inline void add_relaxed(T* word, std::type_identity_t<T> n) noexcept {
   store_relaxed(word, static_cast<T>(load_relaxed(word) + n));
+}
+
+// Text kept as 64-bit words, so that it is written and read with the same relaxed word accesses
+// as everything else the seqlock guards. put_text truncates to the array.
+template <std::size_t N>
+inline void put_text(std::uint64_t (&words)[N], std::string_view text) noexcept {
+  char buf[N * 8] = {};
+  if (!text.empty())  // an empty view's data() may be null: memcpy from null is undefined
+    std::memcpy(buf, text.data(), text.size() < sizeof buf ? text.size() : sizeof buf);
+  for (std::size_t i = 0; i < N; ++i) {
+    std::uint64_t w;
+    std::memcpy(&w, buf + 8 * i, 8);
+    store_relaxed(&words[i], w);
+  }
 }
 
 }  // namespace poscache::shm

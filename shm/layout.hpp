@@ -500,20 +500,6 @@ static_assert(offsetof(ProducerStatus, name) == 40 && offsetof(ProducerStatus, p
 static_assert(offsetof(ProducerStatus, error) == 120);
 inline constexpr std::size_t kProducerStatusWords = (sizeof(ProducerStatus) - 8) / 8;
 
-// Text kept as 64-bit words, so that it is written and read with the same relaxed word accesses
-// as everything else the seqlock guards. put_text truncates to the array.
-template <std::size_t N>
-inline void put_text(std::uint64_t (&words)[N], std::string_view text) noexcept {
-  char buf[N * 8] = {};
-  if (!text.empty())  // an empty view's data() may be null: memcpy from null is undefined
-    std::memcpy(buf, text.data(), text.size() < sizeof buf ? text.size() : sizeof buf);
-  for (std::size_t i = 0; i < N; ++i) {
-    std::uint64_t w;
-    std::memcpy(&w, buf + 8 * i, 8);
-    store_relaxed(&words[i], w);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Derived sizes and offsets.
 constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) {

@@ -263,10 +263,17 @@ std::size_t RingSource::poll(CommandExecutor& exec, std::int64_t, std::size_t bu
         ::syscall(SYS_futex, &r.h->ack_futex, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
       }
     }
-    writer_.producer_counts(
-        r.table_id, Writer::ProducerCounts{shm::load_relaxed(&r.h->tail), r.head, r.rejected,
-                                           shm::load_relaxed(&r.h->full_count),
-                                           writer_.mirrors_to_redis() ? r.synced : 0});
+    // The producer table only when a count moved: a busy-polling loop would otherwise store five
+    // words into the segment on every turn.
+    const Writer::ProducerCounts counts{shm::load_relaxed(&r.h->tail), r.head, r.rejected,
+                                        shm::load_relaxed(&r.h->full_count),
+                                        writer_.mirrors_to_redis() ? r.synced : 0};
+    if (counts.pushed != r.published.pushed || counts.applied != r.published.applied ||
+        counts.rejected != r.published.rejected || counts.full != r.published.full ||
+        counts.synced != r.published.synced) {
+      writer_.producer_counts(r.table_id, counts);
+      r.published = counts;
+    }
     if (r.gone && shm::load_acquire(&r.h->tail) == r.head) done.push_back(conn);
   }
   for (std::uint64_t conn : done) release(conn, "its producer hung up");

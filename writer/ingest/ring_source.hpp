@@ -58,6 +58,7 @@ class RingSource final : public Source {
     std::string name;
     pid_t pid = 0;
     std::deque<std::pair<std::uint64_t, std::uint64_t>> unsynced;  // (seq, Redis ticket)
+    Writer::ProducerCounts published;  // what the producer table shows now
   };
   std::size_t drain(Ring& r, CommandExecutor& exec, std::size_t budget);
   void publish_synced(Ring& r);
