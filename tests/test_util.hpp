@@ -50,8 +50,9 @@ class ScratchSegment {
   void cleanup() const {
     boost::interprocess::shared_memory_object::remove(name_.c_str());
     ::unlink(("/dev/shm/" + name_ + ".lock").c_str());
-    ::unlink(("/dev/shm/" + name_ + ".trades").c_str());  // the fill de-duplication window
-    ::unlink(("/dev/shm/" + name_ + ".sock").c_str());    // a killed daemon's ingest socket
+    ::unlink(("/dev/shm/" + name_ + ".trades").c_str());   // the fill de-duplication window
+    ::unlink(("/dev/shm/" + name_ + ".sock").c_str());     // a killed daemon's ingest socket
+    ::unlink(("/dev/shm/" + name_ + ".streams").c_str());  // the stream cursor
   }
 
  private:
@@ -265,6 +266,12 @@ class LogLines {
   void clear() {
     std::lock_guard lock(mu_);
     lines_.clear();
+  }
+  // Every line, one per line: for a failing assertion's message.
+  [[nodiscard]] std::string joined() const {
+    std::string s;
+    for (const auto& l : lines()) s += l + "\n";
+    return s;
   }
 
  private:

@@ -8,6 +8,7 @@
 #include "poscache/format.hpp"
 #include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
+#include "redis/redis_server.hpp"
 
 using namespace poscache;
 using namespace std::chrono_literals;
@@ -134,6 +135,93 @@ TEST(IngestDaemonTest, RedeliveredFillsAfterAKillAreIgnored) {
   Reader r = Reader::open(seg.name());
   EXPECT_EQ(field(r, "spot", "w1", "ETH", "qty"), qty);
   EXPECT_EQ(field(r, "spot", "w1", "ETH", "realized_pnl"), realized);
+}
+
+// The Redis stream source across two kill -9s of the daemon while a service keeps publishing:
+// every entry is applied exactly once. The commands carry no seq and no trade id (an add of 1,
+// a buy of 1), the kind a replay would count twice; the publisher knows what each position must
+// end at.
+TEST(IngestDaemonTest, AStreamSurvivesKillsOfTheDaemonWithEveryEntryAppliedOnce) {
+  const test::ScratchSegment seg("istream");
+  test::RedisServer srv;
+  constexpr int kEntries = 30'000, kAccounts = 40;
+  const std::string args = seg_flag(seg) +
+                           " --capacity 10000 --redis-host 127.0.0.1 --redis-port " +
+                           std::to_string(srv.port()) + " --stream positions:in";
+  std::atomic<int> published{0};
+  std::thread publisher([&] {
+    auto c = srv.client();
+    for (int i = 0; i < kEntries; ++i) {
+      const std::string account = "0x" + std::to_string(1000 + i % kAccounts);
+      const std::string line =
+          (i / kAccounts) % 4 == 0
+              ? R"({"op":"fill","ns":"spot","account":")" + account +
+                    R"(","instrument":"ETH","side":"buy","qty":"1","price":")" +
+                    std::to_string(3000 + i % 7) + "\"}"
+              : R"({"op":"add","ns":"lending","account":")" + account +
+                    R"(","instrument":"USDC","field":"blocks_unhealthy","by":1})";
+      test::cmd(c, {"XADD", "positions:in", "*", "cmd", line});
+      published = i + 1;
+    }
+  });
+  // Kills when the readers see `at` changes applied (so that some are applied and not yet
+  // acknowledged, and more are published all along).
+  auto applied = [&] {
+    Reader r = Reader::open(seg.name());
+    std::int64_t n = 0;
+    for (int a = 0; a < kAccounts; ++a) {
+      const std::string acc = "0x" + std::to_string(1000 + a);
+      const std::string b = field(r, "lending", acc.c_str(), "USDC", "blocks_unhealthy");
+      const std::string q = field(r, "spot", acc.c_str(), "ETH", "qty");
+      if (b != "absent") n += std::stoll(b);
+      if (q != "absent") n += std::stoll(q.substr(0, q.find('.')));
+    }
+    return n;
+  };
+  std::string logs;
+  for (const std::int64_t kill_at : {5'000, 15'000}) {
+    Daemon d(args);
+    ASSERT_TRUE(d.wait_for("stream positions:in")) << d.log();
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (applied() < kill_at && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);
+    d.signal(SIGKILL);
+    d.wait();
+    logs += d.log();
+  }
+  Daemon d(args);
+  ASSERT_TRUE(d.wait_for("stream positions:in")) << d.log();
+  publisher.join();
+  ASSERT_EQ(published.load(), kEntries);
+  auto c = srv.client();
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (applied() < kEntries && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  std::this_thread::sleep_for(200ms);  // anything applied twice would show by now
+  EXPECT_EQ(applied(), kEntries) << logs << d.log();
+  Reader r = Reader::open(seg.name());
+  for (int a = 0; a < kAccounts; ++a) {
+    const std::string acc = "0x" + std::to_string(1000 + a);
+    int adds = 0, buys = 0;
+    for (int i = a; i < kEntries; i += kAccounts) ((i / kAccounts) % 4 == 0 ? buys : adds) += 1;
+    EXPECT_EQ(field(r, "lending", acc.c_str(), "USDC", "blocks_unhealthy"), std::to_string(adds))
+        << acc;
+    EXPECT_EQ(field(r, "spot", acc.c_str(), "ETH", "qty"),
+              std::to_string(buys) + ".000000000000000000")
+        << acc;
+  }
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  const std::string group = "poscache:" + std::string(host) + ":" + seg.name();
+  auto pending = [&] {
+    return test::cmd(c, {"XPENDING", "positions:in", group})->element[0]->integer;
+  };
+  while (pending() != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(pending(), 0);
+  EXPECT_NE((logs + d.log()).find("never acknowledged were read again"), std::string::npos)
+      << "no kill left an entry pending: the test did not exercise a redelivery\n"
+      << logs;
 }
 
 // The demo's market: every command it sends is accepted, and the books it leaves hang together

@@ -207,7 +207,8 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
   if (const toml::table* in = root["ingest"].as_table()) {
     only_keys(origin, *in, "[ingest]",
               {"socket", "rings", "busy_poll", "socket_path", "socket_mode", "socket_group",
-               "trade_window"});
+               "trade_window", "streams", "stream_group", "stream_consumer", "stream_start",
+               "stream_batch", "stream_rejected_maxlen"});
     if (auto* n = in->get("busy_poll")) c.ingest.busy_poll = boolean(origin, *n, "busy_poll");
     if (auto* n = in->get("socket")) c.ingest.socket = boolean(origin, *n, "socket");
     if (auto* n = in->get("rings")) c.ingest.rings = boolean(origin, *n, "rings");
@@ -220,6 +221,23 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
     if (auto* n = in->get("trade_window"))
       c.ingest.trade_window =
           static_cast<std::uint64_t>(integer(origin, *n, "trade_window", 1, 1ll << 28));
+    ingest::StreamConfig& sc = c.ingest.stream;
+    if (auto* n = in->get("streams")) {
+      const toml::array* list = n->as_array();
+      if (list == nullptr) bad(origin, *n, "'streams' must be an array of stream names");
+      sc.streams.clear();
+      for (const auto& s : *list) sc.streams.push_back(text(origin, s, "streams"));
+    }
+    if (auto* n = in->get("stream_group")) sc.group = text(origin, *n, "stream_group");
+    if (auto* n = in->get("stream_consumer")) sc.consumer = text(origin, *n, "stream_consumer");
+    if (auto* n = in->get("stream_start")) sc.start = text(origin, *n, "stream_start");
+    if (auto* n = in->get("stream_batch"))
+      sc.batch = static_cast<std::size_t>(
+          integer(origin, *n, "stream_batch", 1, ingest::StreamSource::kMaxInFlight));
+    if (auto* n = in->get("stream_rejected_maxlen"))
+      sc.rejected_maxlen =
+          static_cast<std::size_t>(integer(origin, *n, "stream_rejected_maxlen", 1, INT64_MAX));
+    if (auto ok = ingest::validate(sc); !ok) bad(origin, *in, ok.error());
   }
   if (const toml::table* r = root["redis"].as_table()) {
     only_keys(origin, *r, "[redis]",
@@ -395,6 +413,20 @@ std::string print_config(const DaemonConfig& c) {
     line("ingest.socket_group", quoted(sc.group));
   }
   line("ingest.trade_window", std::to_string(c.ingest.trade_window));
+  {
+    const auto& sc = c.ingest.stream;
+    std::string list;
+    for (const auto& s : sc.streams) list += (list.empty() ? "" : ", ") + quoted(s);
+    line("ingest.streams", "[" + list + "]");
+    if (!sc.streams.empty()) {
+      line("ingest.stream_group",
+           quoted(sc.group.empty() ? ingest::default_stream_group(w.segment) : sc.group));
+      line("ingest.stream_consumer", quoted(sc.consumer));
+      line("ingest.stream_start", quoted(sc.start));
+      line("ingest.stream_batch", std::to_string(sc.batch));
+      line("ingest.stream_rejected_maxlen", std::to_string(sc.rejected_maxlen));
+    }
+  }
   line("redis.enabled", flag(w.redis.has_value()));
   if (w.redis) {
     const RedisConfig& r = *w.redis;

@@ -11,6 +11,7 @@
 #include "poscache/error.hpp"
 #include "poscache/writer.hpp"
 #include "writer/ingest/socket_source.hpp"
+#include "writer/ingest/stream_source.hpp"
 #include "writer/ingest/trade_window.hpp"
 
 namespace poscache::daemon {
@@ -30,6 +31,7 @@ struct IngestConfig {
   bool busy_poll = false;              // never sleep: rings polled every turn (costs a core)
   ingest::SocketConfig socket_config;  // path ("" = /dev/shm/<segment>.sock), mode, group
   std::uint64_t trade_window = ingest::TradeWindow::kDefaultCapacity;  // fill trade ids kept
+  ingest::StreamConfig stream;  // Redis streams consumed (none by default; needs [redis])
 };
 
 struct DaemonConfig {

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   bool print_only = false;
   std::optional<std::string> socket_path;
   bool no_socket = false, busy_poll = false;
+  std::vector<std::string> stream_flags;
   std::optional<std::string> redis_host, redis_socket, redis_user, redis_prefix, redis_flush;
   std::optional<int> redis_port, redis_db;
   app.add_option("-c,--config", config_file,
@@ -72,6 +73,9 @@ int main(int argc, char** argv) {
   app.add_option("--socket", socket_path,
                  "the JSON-lines ingest socket (default /dev/shm/SEGMENT.sock)");
   app.add_flag("--no-socket", no_socket, "no ingest socket, whatever the config file says");
+  app.add_option("--stream", stream_flags,
+                 "consume this Redis stream (repeatable; replaces the config's [ingest] streams; "
+                 "needs Redis)");
   app.add_flag("--busy-poll", busy_poll,
                "poll producer rings without ever sleeping: pushes applied within ~1 us, one core "
                "spent");
@@ -147,6 +151,8 @@ int main(int argc, char** argv) {
     if (socket_path) cfg.ingest.socket_config.path = *socket_path;
     if (no_socket) cfg.ingest.socket = false;
     if (busy_poll) cfg.ingest.busy_poll = true;
+    if (!stream_flags.empty()) cfg.ingest.stream.streams = stream_flags;
+    if (auto ok = ingest::validate(cfg.ingest.stream); !ok) throw Error(ok.error());
     if (run_for) cfg.run_for = flag_duration("--run-for", *run_for);
     if (stats_interval) cfg.stats_interval = flag_duration("--stats-interval", *stats_interval);
     if (log_level) cfg.log_level = *log_level;
@@ -166,6 +172,10 @@ int main(int argc, char** argv) {
     if (cold_start && cfg.writer.redis) cfg.writer.redis->warm_start = false;
     if (no_redis) cfg.writer.redis.reset();
     if (auto ok = validate(cfg.writer); !ok) throw Error(ok.error());  // Redis settings included
+    if (!cfg.ingest.stream.streams.empty() && !cfg.writer.redis) {
+      throw Error("[ingest] streams (" + cfg.ingest.stream.streams.front() +
+                  ") need a Redis server: configure [redis] (or --redis-host / --redis-socket)");
+    }
   } catch (const Error& e) {
     std::fprintf(stderr, "poscache-writer: %s\n", e.what());
     return 2;
@@ -243,6 +253,14 @@ int main(int argc, char** argv) {
       spdlog::info("ingest socket {} (mode {:o}{}): JSON lines", sc.path, sc.mode,
                    sc.group.empty() ? std::string() : ", group " + sc.group);
       sources.push_back(std::move(sock));
+    }
+    if (!cfg.ingest.stream.streams.empty()) {
+      auto streams = std::make_unique<ingest::StreamSource>(
+          cfg.ingest.stream, *cfg.writer.redis, cfg.writer.namespaces, cfg.writer.segment,
+          st0.generation, cfg.writer.log);
+      spdlog::info("{}: consumer '{}', refused entries copied to <stream>:rejected",
+                   streams->name(), cfg.ingest.stream.consumer);
+      sources.push_back(std::move(streams));
     }
   } catch (const Error& e) {
     spdlog::error("{}", e.what());

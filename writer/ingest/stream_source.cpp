@@ -1,0 +1,420 @@
+#include "writer/ingest/stream_source.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "writer/redis/redis_client.hpp"
+
+namespace poscache::ingest {
+
+using detail::Args;
+using detail::RedisClient;
+using detail::Reply;
+using detail::reply_text;
+
+struct StreamSource::Entry {
+  std::uint32_t stream = 0;  // index into config_.streams
+  std::uint64_t id = 0;      // packed stream id; 0: the id could not be packed (refused)
+  std::string id_text;
+  StreamFields fields;
+  std::variant<Command, std::string> decoded = std::string();
+  bool deleted = false;  // a pending entry deleted from the stream before it was handled
+  // Set by the apply loop:
+  CommandStatus status = CommandStatus::rejected;
+  std::string error;
+};
+
+namespace {
+bool is_error(const Reply& r, std::string_view prefix) {
+  return r->type == REDIS_REPLY_ERROR &&
+         std::string_view(r->str, r->len).substr(0, prefix.size()) == prefix;
+}
+
+std::string_view str(const redisReply* r) {
+  if (r == nullptr || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)) return {};
+  return {r->str, r->len};
+}
+}  // namespace
+
+std::string default_stream_group(const std::string& segment) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
+  return std::string("poscache:") + host + ":" + segment;
+}
+
+Expected<bool> validate(const StreamConfig& c) {
+  if (c.streams.size() > 16)
+    return fail("ingest: " + std::to_string(c.streams.size()) + " streams; at most 16");
+  for (std::size_t i = 0; i < c.streams.size(); ++i) {
+    const std::string& s = c.streams[i];
+    if (s.empty() || s.size() > 200)
+      return fail("ingest stream name '" + s + "' must be 1 to 200 characters");
+    for (std::size_t j = 0; j < i; ++j)
+      if (c.streams[j] == s) return fail("ingest stream '" + s + "' is listed twice");
+  }
+  if (c.group.size() > 200) return fail("ingest stream_group is longer than 200 characters");
+  if (c.consumer.empty() || c.consumer.size() > 200)
+    return fail("ingest stream_consumer '" + c.consumer + "' must be 1 to 200 characters");
+  if (c.start != "0" && c.start != "$") {
+    return fail("ingest stream_start '" + c.start +
+                "' must be \"0\" (a new group reads the whole stream) or \"$\" (only new entries)");
+  }
+  if (c.batch == 0 || c.batch > StreamSource::kMaxInFlight) {
+    return fail("ingest stream_batch " + std::to_string(c.batch) + " is out of range: 1 to " +
+                std::to_string(StreamSource::kMaxInFlight));
+  }
+  if (c.rejected_maxlen == 0) return fail("ingest stream_rejected_maxlen must be positive");
+  return true;
+}
+
+StreamSource::StreamSource(const StreamConfig& config, const RedisConfig& redis,
+                           const std::vector<NamespaceSpec>& namespaces, const std::string& segment,
+                           std::uint64_t generation, LogSink log)
+    : config_(config),
+      redis_(redis),
+      decoder_(namespaces),
+      cursor_(segment, generation),
+      log_(std::move(log)),
+      to_apply_(kMaxInFlight),
+      handled_(kMaxInFlight) {
+  if (auto ok = validate(config_); !ok) throw Error(ok.error());
+  if (config_.group.empty()) config_.group = default_stream_group(segment);
+  for (const auto& s : config_.streams) slots_.push_back(cursor_.slot(s));
+  last_read_.assign(config_.streams.size(), 0);
+  pending_from_.assign(config_.streams.size(), "0");
+  redelivered_.assign(config_.streams.size(), 0);
+  // A first connection here, so that a stream key of another type stops the daemon at start
+  // with a clear error; an unreachable Redis does not (the thread keeps trying).
+  RedisClient c;
+  if (auto r = RedisClient::connect(redis_)) {
+    c = std::move(*r);
+    if (!setup(c, true)) c.close();
+  } else {
+    ++redis_errors_;
+    log(LogLevel::warn, "stream source: " + r.error() + "; retrying in the background");
+  }
+  thread_ = std::thread([this, c = std::move(c)]() mutable { run(c); });
+}
+
+StreamSource::~StreamSource() {
+  stop_.store(true, std::memory_order_relaxed);
+  if (thread_.joinable()) thread_.join();
+  // After the join this thread is the only one left touching the queues.
+  Entry* e = nullptr;
+  while (to_apply_.pop(e)) delete e;
+  while (handled_.pop(e)) delete e;
+  for (Entry* x : to_ack_) delete x;
+}
+
+std::string StreamSource::name() const {
+  std::string s = "stream";
+  for (const auto& n : config_.streams) s += " " + n;
+  return s + " (group " + config_.group + ")";
+}
+
+void StreamSource::log(LogLevel level, const std::string& message) const {
+  if (log_) log_(level, message);
+}
+
+void StreamSource::sleep_for(std::chrono::milliseconds d) const {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (!stop_.load(std::memory_order_relaxed) && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
+// ---- apply loop -------------------------------------------------------------------------------
+
+std::size_t StreamSource::poll(CommandExecutor& exec, std::int64_t, std::size_t budget) {
+  std::size_t n = 0;
+  Entry* e = nullptr;
+  while (n < budget && to_apply_.pop(e)) {
+    ++n;
+    ++counters_.received;
+    const std::uint32_t slot = slots_[e->stream];
+    if (e->deleted) {
+      e->status = CommandStatus::not_found;  // nothing to apply: acknowledged
+      ++counters_.ignored;
+    } else if (e->id != 0 && e->id <= cursor_.last(slot)) {
+      // A previous writer handled it and was stopped before its XACK: acknowledge it now,
+      // without applying it twice (with the copy to <stream>:rejected if it was refused).
+      ++replayed_;
+      if (auto why = cursor_.refusal(slot, e->id)) {
+        e->status = CommandStatus::rejected;
+        e->error = std::move(*why);
+        ++counters_.rejected;
+      } else {
+        e->status = CommandStatus::duplicate;
+        ++counters_.ignored;
+      }
+    } else {
+      CommandResult r;
+      if (auto* bad = std::get_if<std::string>(&e->decoded)) {
+        r.error = *bad;  // status rejected
+      } else {
+        r = exec.execute(std::get<Command>(e->decoded));
+      }
+      count(counters_, r);
+      e->status = r.status;
+      if (r.status == CommandStatus::rejected) {
+        e->error = std::move(r.error);
+        if (e->id != 0) cursor_.refused(slot, e->id, e->error);  // S2
+      }
+      if (e->id != 0) cursor_.advance(slot, e->id);  // S3
+    }
+    // Never full: at most kMaxInFlight entries exist between the threads.
+    handled_.push(e);
+  }
+  return n;
+}
+
+// ---- stream thread ----------------------------------------------------------------------------
+
+bool StreamSource::setup(RedisClient& c, bool at_start) {
+  Args a;
+  for (const auto& s : config_.streams) {
+    a.clear();
+    a.add("XGROUP").add("CREATE").add(s).add(config_.group).add(config_.start).add("MKSTREAM");
+    auto r = c.command(a);
+    if (!r) {
+      ++redis_errors_;
+      log(LogLevel::warn, "stream source: " + r.error());
+      return false;
+    }
+    if ((*r)->type == REDIS_REPLY_ERROR && !is_error(*r, "BUSYGROUP")) {
+      ++redis_errors_;
+      const std::string why = "stream source: cannot create consumer group '" + config_.group +
+                              "' on '" + s + "': " + reply_text(r->get());
+      if (at_start && is_error(*r, "WRONGTYPE"))
+        throw Error(why + " (the key holds something other than a stream)");
+      log(LogLevel::error, why);
+      return false;
+    }
+    if ((*r)->type != REDIS_REPLY_ERROR) {
+      log(LogLevel::info, "stream source: created consumer group '" + config_.group + "' on '" + s +
+                              "' at " + (config_.start == "0" ? "its start" : "its end"));
+    }
+    // Entries another consumer of the group read and never acknowledged become ours (a writer
+    // that ran under another consumer name); ours are read again from the start below.
+    std::string from = "0-0";
+    for (int round = 0; round < 10'000; ++round) {
+      a.clear();
+      a.add("XAUTOCLAIM").add(s).add(config_.group).add(config_.consumer).add("0").add(from);
+      a.add("COUNT").add(std::uint64_t{1000}).add("JUSTID");
+      auto cr = c.command(a);
+      if (!cr) {
+        ++redis_errors_;
+        log(LogLevel::warn, "stream source: " + cr.error());
+        return false;
+      }
+      if ((*cr)->type != REDIS_REPLY_ARRAY || (*cr)->elements < 2) {
+        ++redis_errors_;
+        log(LogLevel::error, "stream source: XAUTOCLAIM on '" + s + "': " + reply_text(cr->get()));
+        return false;
+      }
+      const auto* claimed = (*cr)->element[1];
+      if (claimed->type == REDIS_REPLY_ARRAY && claimed->elements > 0) {
+        log(LogLevel::info, "stream source: took over " + std::to_string(claimed->elements) +
+                                " pending entries of '" + s + "' from other consumers");
+      }
+      from = std::string(str((*cr)->element[0]));
+      if (from.empty() || from == "0-0") break;
+    }
+  }
+  // Our own pending entries, from the start: those handed over but not acknowledged when the
+  // connection (or the previous writer) went away. Ids at or below last_read_ are skipped.
+  std::fill(pending_from_.begin(), pending_from_.end(), "0");
+  return true;
+}
+
+void StreamSource::run(RedisClient& c) {
+  auto backoff = redis_.reconnect_min;
+  bool down = false;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    if (!c.connected()) {
+      auto r = RedisClient::connect(redis_);
+      if (r) {
+        c = std::move(*r);
+        if (!setup(c, false)) c.close();
+      } else {
+        ++redis_errors_;
+        if (!down) log(LogLevel::warn, "stream source: " + r.error() + "; retrying");
+      }
+      if (!c.connected()) {
+        down = true;
+        sleep_for(backoff);
+        backoff = std::min(backoff * 2, redis_.reconnect_max);
+        continue;
+      }
+      if (down) log(LogLevel::info, "stream source: connected to redis " + describe(redis_));
+      down = false;
+      backoff = redis_.reconnect_min;
+    }
+    if (!acknowledge(c) || !read_batch(c)) down = true;
+  }
+  if (c.connected()) acknowledge(c);
+}
+
+bool StreamSource::read_batch(RedisClient& c) {
+  const std::size_t room = kMaxInFlight - in_flight_;
+  if (room < std::min(config_.batch, kMaxInFlight / 4)) {  // the apply loop is behind: wait
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+    return true;
+  }
+  bool pending = false;
+  for (const auto& p : pending_from_) pending = pending || !p.empty();
+  Args a;
+  a.add("XREADGROUP").add("GROUP").add(config_.group).add(config_.consumer);
+  a.add("COUNT").add(static_cast<std::uint64_t>(std::min(room, config_.batch)));
+  // Block only when nothing waits for an acknowledgement, and well inside command_timeout.
+  if (!pending && in_flight_ == 0) {
+    const auto block = std::min<std::int64_t>(50, redis_.command_timeout.count() / 4);
+    a.add("BLOCK").add(static_cast<std::uint64_t>(std::max<std::int64_t>(block, 1)));
+  }
+  a.add("STREAMS");
+  for (const auto& s : config_.streams) a.add(s);
+  for (const auto& p : pending_from_) a.add(p.empty() ? std::string_view(">") : p);
+  auto r = c.command(a);
+  if (!r) {
+    ++redis_errors_;
+    log(LogLevel::warn, "stream source: " + r.error() + "; reconnecting");
+    return false;
+  }
+  const redisReply* rep = r->get();
+  if (rep->type == REDIS_REPLY_ERROR) {
+    // NOGROUP: the stream or the group was deleted under us. Set up again after a pause.
+    ++redis_errors_;
+    log(LogLevel::error, "stream source: XREADGROUP: " + reply_text(rep) + "; setting up again");
+    c.close();
+    sleep_for(redis_.reconnect_min);
+    return false;
+  }
+  std::vector<bool> seen(config_.streams.size(), false);
+  std::size_t got = 0;
+  if (rep->type == REDIS_REPLY_ARRAY) {
+    for (std::size_t k = 0; k < rep->elements; ++k) {
+      const redisReply* sr = rep->element[k];
+      if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2) continue;
+      const std::string_view sname = str(sr->element[0]);
+      const auto it = std::find(config_.streams.begin(), config_.streams.end(), sname);
+      if (it == config_.streams.end()) continue;
+      const auto i = static_cast<std::uint32_t>(it - config_.streams.begin());
+      const redisReply* entries = sr->element[1];
+      if (entries->type != REDIS_REPLY_ARRAY) continue;
+      if (entries->elements > 0) seen[i] = true;
+      for (std::size_t j = 0; j < entries->elements; ++j) {
+        const redisReply* er = entries->element[j];
+        if (er->type != REDIS_REPLY_ARRAY || er->elements != 2) continue;
+        const std::string_view id = str(er->element[0]);
+        if (!pending_from_[i].empty()) pending_from_[i] = std::string(id);
+        auto packed = pack_stream_id(id);
+        if (packed && *packed <= last_read_[i]) continue;  // handed over already
+        if (!pending_from_[i].empty()) ++redelivered_[i];
+        auto* e = new Entry;
+        e->stream = i;
+        e->id_text = std::string(id);
+        const redisReply* fr = er->element[1];
+        if (fr->type == REDIS_REPLY_ARRAY) {
+          for (std::size_t f = 0; f + 1 < fr->elements; f += 2)
+            e->fields.emplace_back(str(fr->element[f]), str(fr->element[f + 1]));
+        }
+        if (!packed) {
+          e->decoded = packed.error();
+        } else {
+          e->id = *packed;
+          last_read_[i] = *packed;
+          if (fr->type != REDIS_REPLY_ARRAY)
+            e->deleted = true;  // a pending entry that was XDELeted
+          else
+            e->decoded = decode_stream_entry(decoder_, e->id, e->fields);
+        }
+        to_apply_.push(e);  // room was checked above
+        ++in_flight_;
+        ++got;
+      }
+    }
+  }
+  // A stream whose pending read came back empty has no more: from now on, new entries only.
+  for (std::size_t i = 0; i < pending_from_.size(); ++i) {
+    if (pending_from_[i].empty() || seen[i]) continue;
+    pending_from_[i].clear();
+    if (redelivered_[i] > 0) {
+      log(LogLevel::info, "stream source: '" + config_.streams[i] +
+                              "': " + std::to_string(redelivered_[i]) +
+                              " entries read before and never acknowledged were read again");
+    }
+    redelivered_[i] = 0;
+  }
+  if (got == 0 && in_flight_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  return true;
+}
+
+bool StreamSource::acknowledge(RedisClient& c) {
+  Entry* e = nullptr;
+  while (handled_.pop(e)) to_ack_.push_back(e);
+  if (to_ack_.empty()) return true;
+  // One pipeline: per stream, one XACK for every entry that was not refused; each refused
+  // entry's copy and XACK in one MULTI/EXEC (never acknowledged without its copy).
+  std::size_t replies = 0;
+  Args a;
+  auto queue = [&](const Args& x) {
+    if (auto ok = c.append(x); !ok) return false;
+    ++replies;
+    return true;
+  };
+  bool ok = true;
+  for (std::uint32_t s = 0; ok && s < config_.streams.size(); ++s) {
+    a.clear();
+    a.add("XACK").add(config_.streams[s]).add(config_.group);
+    const std::size_t base = a.size();
+    for (Entry* x : to_ack_) {
+      if (x->stream != s) continue;
+      if (x->status != CommandStatus::rejected) {
+        a.add(x->id_text);
+        continue;
+      }
+      Args m;
+      m.add("MULTI");
+      Args add;
+      add.add("XADD").add(config_.streams[s] + ":rejected").add("MAXLEN").add("~");
+      add.add(static_cast<std::uint64_t>(config_.rejected_maxlen)).add("*");
+      add.add("id").add(x->id_text).add("error").add(x->error).add("cmd");
+      add.add(rejected_payload(x->fields)).add("group").add(config_.group);
+      Args ack;
+      ack.add("XACK").add(config_.streams[s]).add(config_.group).add(x->id_text);
+      Args exec;
+      exec.add("EXEC");
+      ok = queue(m) && queue(add) && queue(ack) && queue(exec);
+      if (!ok) break;
+    }
+    if (ok && a.size() > base) ok = queue(a);
+  }
+  bool lost = !ok;
+  for (std::size_t i = 0; !lost && i < replies; ++i) {
+    auto r = c.read_reply();
+    if (!r) {
+      lost = true;
+      break;
+    }
+    if ((*r)->type == REDIS_REPLY_ERROR) {
+      ++redis_errors_;
+      log(LogLevel::error, "stream source: acknowledging: " + reply_text(r->get()));
+    }
+  }
+  if (lost) {  // kept in to_ack_: acknowledged after the reconnect
+    ++redis_errors_;
+    log(LogLevel::warn, "stream source: connection lost while acknowledging " +
+                            std::to_string(to_ack_.size()) + " entries; reconnecting");
+    c.close();
+    return false;
+  }
+  acked_.fetch_add(to_ack_.size(), std::memory_order_relaxed);
+  in_flight_ -= to_ack_.size();
+  for (Entry* x : to_ack_) delete x;
+  to_ack_.clear();
+  return true;
+}
+
+}  // namespace poscache::ingest
