@@ -6,6 +6,9 @@
 //                         through the writer is two hand-offs)
 //   ring throughput       the writer's own Writer::upsert_batch of the same updates
 //   fill                  Writer::upsert of the same position
+//   stream source         a bare consumer of the same entries: XREADGROUP and XACK in batches of
+//                         the same size on one connection, nothing applied (what Redis alone
+//                         allows), against a redis-server this program starts on --redis-cpu
 // The writer runs the daemon's loop on a thread of its own (RingSource, SocketSource and the
 // CommandExecutor, exactly as poscache-writer), busy-polling and pinned to --writer-cpu.
 #include <unistd.h>
@@ -14,11 +17,13 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <boost/lockfree/spsc_queue.hpp>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <thread>
 
 #include "bench/bench_keys.hpp"
 #include "bench/bench_util.hpp"
+#include "bench/redis_server.hpp"
 #include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
 #include "shm/clock.hpp"
@@ -28,6 +33,8 @@
 #include "tools/feed_client.hpp"
 #include "writer/ingest/ring_source.hpp"
 #include "writer/ingest/socket_source.hpp"
+#include "writer/ingest/stream_source.hpp"
+#include "writer/redis/redis_client.hpp"
 
 using namespace poscache;
 using namespace poscache::bench;
@@ -118,11 +125,12 @@ int main(int argc, char** argv) {
            {"seconds", "3"},
            {"producers", "1,2,4"},
            {"socket-lines", "300000"},
+           {"stream-entries", "300000"},
            {"writer-cpu", "0"},
            {"producer-cpu", "1"}},
           "bench_ingest [--capacity 1000000] [--pushes 200000] [--rounds 100000] [--seconds 3]\n"
-          "             [--producers 1,2,4] [--socket-lines 300000] [--writer-cpu 0] "
-          "[--producer-cpu 1]");
+          "             [--producers 1,2,4] [--socket-lines 300000] [--stream-entries 300000]\n"
+          "             [--writer-cpu 0] [--producer-cpu 1]");
   const auto capacity = static_cast<std::uint64_t>(f.num("capacity"));
   const int wcpu = static_cast<int>(f.num("writer-cpu")),
             pcpu = static_cast<int>(f.num("producer-cpu"));
@@ -386,6 +394,110 @@ int main(int argc, char** argv) {
     std::printf("  ratio fill p50 %.1f x upsert\n", pf.p50 / pu.p50);
     w->close();
     boost::interprocess::shared_memory_object::remove((seg + "_fill").c_str());
+  }
+  // ---- 6. the Redis stream source -----------------------------------------------------------
+  {
+    const auto n = static_cast<std::size_t>(f.num("stream-entries"));
+    std::printf(
+        "\n6. Redis stream source: a backlog of %zu upserts drained (read, decoded, applied, "
+        "acknowledged)\n",
+        n);
+    Server srv;
+    srv.cpu = pcpu;
+    srv.port = free_port();
+    char tmpl[] = "/tmp/poscache_bench_stream_XXXXXX";
+    srv.dir = ::mkdtemp(tmpl);
+    srv.start();
+    RedisConfig rc;
+    rc.port = srv.port;
+    auto client = detail::RedisClient::connect(rc);
+    if (!client) {
+      std::fprintf(stderr, "%s\n", client.error().c_str());
+      return 1;
+    }
+    auto publish = [&](const std::string& stream) {
+      char buf[256];
+      for (std::size_t i = 0; i < n;) {
+        std::size_t queued = 0;
+        for (; queued < 1000 && i < n; ++queued, ++i) {
+          const std::size_t k = rng() % capacity;
+          std::snprintf(
+              buf, sizeof buf,
+              "{\"op\":\"upsert\",\"ns\":\"spot\",\"account\":\"%s\",\"instrument\":\"%s\","
+              "\"fields\":{\"qty\":\"%zu.25\",\"avg_price\":\"101.5\"}}",
+              keys.account[k].c_str(), keys.instrument[k].c_str(), i);
+          detail::Args a;
+          a.add("XADD").add(stream).add("*").add("cmd").add(buf);
+          (void)client->append(a);
+        }
+        for (std::size_t q = 0; q < queued; ++q) (void)client->read_reply();
+      }
+    };
+    const std::size_t batch = ingest::StreamConfig{}.batch;
+    // Floor: a bare consumer on one connection, XREADGROUP then XACK of what it read.
+    publish("bare");
+    {
+      detail::Args a;
+      a.add("XGROUP").add("CREATE").add("bare").add("g").add("0");
+      (void)client->command(a);
+    }
+    // Unpinned, as the daemon runs: the source's thread inherits this thread's affinity.
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (unsigned c = 0; c < std::thread::hardware_concurrency(); ++c) CPU_SET(c, &all);
+    ::sched_setaffinity(0, sizeof all, &all);
+    auto t0 = std::chrono::steady_clock::now();
+    std::size_t got = 0;
+    while (got < n) {
+      detail::Args a;
+      a.add("XREADGROUP").add("GROUP").add("g").add("c").add("COUNT");
+      a.add(static_cast<std::uint64_t>(batch)).add("STREAMS").add("bare").add(">");
+      auto r = client->command(a);
+      if (!r || (*r)->type != REDIS_REPLY_ARRAY) break;
+      const redisReply* entries = (*r)->element[0]->element[1];
+      detail::Args ack;
+      ack.add("XACK").add("bare").add("g");
+      for (std::size_t e = 0; e < entries->elements; ++e)
+        ack.add(std::string_view(entries->element[e]->element[0]->str,
+                                 entries->element[e]->element[0]->len));
+      (void)client->command(ack);
+      got += entries->elements;
+    }
+    const double floor_rate =
+        static_cast<double>(got) /
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // The source, as poscache-writer runs it: its thread reads and decodes, this thread applies.
+    publish("in");
+    {
+      auto w = Writer::open(bench_config(seg + "_stream", capacity));
+      ingest::CommandExecutor exec(*w, nullptr);
+      ingest::StreamConfig sc;
+      sc.streams = {"in"};
+      sc.group = "g";
+      t0 = std::chrono::steady_clock::now();
+      ingest::StreamSource source(sc, rc, w->namespaces(), seg + "_stream", w->stats().generation,
+                                  nullptr);
+      while (source.acknowledged() < n &&
+             std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120))
+        source.poll(exec, 0, 256);
+      const double el =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const auto c = source.counters();
+      const double rate = static_cast<double>(source.acknowledged()) / el;
+      std::printf("  floor: bare XREADGROUP + XACK, batches of %zu     %8.0f k entries/s\n", batch,
+                  floor_rate / 1e3);
+      std::printf(
+          "  stream source (%llu applied)                %8.0f k entries/s  ratio %.2f of "
+          "the floor\n",
+          static_cast<unsigned long long>(c.applied), rate / 1e3, rate / floor_rate);
+      w->close();
+    }
+    boost::interprocess::shared_memory_object::remove((seg + "_stream").c_str());
+    ::unlink(("/dev/shm/" + seg + "_stream.lock").c_str());
+    ::unlink(("/dev/shm/" + seg + "_stream.streams").c_str());
+    srv.stop(SIGTERM);
+    std::error_code ec;
+    std::filesystem::remove_all(srv.dir, ec);
   }
   boost::interprocess::shared_memory_object::remove(seg.c_str());
   ::unlink(("/dev/shm/" + seg + ".lock").c_str());

@@ -20,6 +20,7 @@
 
 #include "bench/bench_keys.hpp"
 #include "bench/bench_util.hpp"
+#include "bench/redis_server.hpp"
 #include "poscache/decimal.hpp"
 #include "poscache/mirror_status.hpp"
 #include "poscache/reader.hpp"
@@ -33,56 +34,6 @@ namespace {
 constexpr const char* kUsage =
     "bench_redis [--positions 200000] [--rate 100000] [--seconds 3] [--warm 1000000] [--port 0 "
     "(start one)]";
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-struct Server {
-  int port = 0;
-  std::string dir;
-  pid_t pid = -1;
-  // posix_spawn, not fork: a fork would copy this process's page tables, and the apply thread
-  // (timed in the "redis restarting" phase) would then take copy-on-write faults on its heap.
-  // taskset (util-linux) pins redis-server to cpu 1, with the sync thread, off the apply thread's.
-  void start() {
-    const std::string p = std::to_string(port), log = dir + "/redis.log";
-    std::vector<std::string> args = {"taskset",      "-c", "1",         "redis-server",
-                                     "--port",       p,    "--bind",    "127.0.0.1",
-                                     "--dir",        dir,  "--save",    "",
-                                     "--appendonly", "no", "--logfile", log};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (::posix_spawnp(&pid, "taskset", nullptr, nullptr, argv.data(), environ) != 0) {
-      std::fprintf(stderr, "cannot start redis-server (taskset, redis-server on PATH?)\n");
-      std::exit(1);
-    }
-    for (int i = 0; i < 500; ++i) {
-      redisContext* c = redisConnect("127.0.0.1", port);
-      const bool up = c != nullptr && c->err == 0;
-      if (c != nullptr) redisFree(c);
-      if (up) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    std::fprintf(stderr, "redis-server did not start\n");
-    std::exit(1);
-  }
-  void stop(int sig) {
-    if (pid <= 0) return;
-    ::kill(pid, sig);
-    ::waitpid(pid, nullptr, 0);
-    pid = -1;
-  }
-};
 
 RedisConfig redis_at(int port) {
   RedisConfig c;

@@ -27,7 +27,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== writer: a synthetic load of 50k updates/s over 1000 accounts x 20 instruments (config/demo.toml), mirrored to redis at $sock"
-"$bin/poscache-writer" --config config/demo.toml --segment "$seg" --fresh --stats-interval 2s --redis-socket "$sock" &
+"$bin/poscache-writer" --config config/demo.toml --segment "$seg" --fresh --stats-interval 2s --redis-socket "$sock" \
+  --stream positions:in &
 writer=$!
 for _ in $(seq 100); do "$bin/poscache-inspect" -s "$seg" health >/dev/null 2>&1 && break; sleep 0.05; done
 
@@ -52,6 +53,15 @@ echo "   lending positions: health = collateral x price x 0.825 / debt; blocks_u
 "$bin/poscache-inspect" -s "$seg" ls --glob 'lending:0x*' --limit 6
 echo "   the producers the writer served (poscache-inspect producers):"
 "$bin/poscache-inspect" -s "$seg" producers
+echo; echo "== a Python service (tools/broker_stream.py) publishing through the Redis stream positions:in with redis-py"
+# (Debian's python3 and python3-redis: the interpreter a Debian service runs under)
+/usr/bin/python3 tools/broker_stream.py --socket "$sock" --stream positions:in --account PA3KQ0 --bad
+sleep 0.3
+echo "   the broker account as readers see it (AAPL 35 @ 189.681538, MSFT 20 @ 410.6775, NVDA 10 @ 879.33):"
+"$bin/poscache-inspect" -s "$seg" ls --account PA3KQ0
+echo "   every entry acknowledged (XPENDING), the refused one copied with its reason to positions:in:rejected:"
+redis-cli -s "$sock" xpending positions:in "poscache:$(hostname):$seg" | head -1 | sed 's/^/   pending: /'
+redis-cli -s "$sock" --no-raw xrange positions:in:rejected - + | sed -n 's/^/   /p' | head -12
 echo; echo "== a load burst: 1 producer ring pushing as fast as it can for 2 s"
 "$bin/poscache-feed" -s "$seg" load --rate 0 --seconds 2
 

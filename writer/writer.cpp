@@ -444,17 +444,20 @@ bool Writer::mirrors_to_redis() const noexcept {
   return impl_->sync != nullptr;
 }
 
+// The producer table lives in the segment: after close() there is none, and a ring source torn
+// down after its writer (a destructor order) finds these calls harmless.
 int Writer::producer_attach(std::string_view name, std::int64_t pid, std::uint32_t uid) {
+  if (impl_->mapping.base() == nullptr) return -1;
   return impl_->producers.attach(name, pid, uid, impl_->table.now());
 }
 void Writer::producer_counts(int id, const ProducerCounts& counts) {
-  impl_->producers.counts(id, counts);
+  if (impl_->mapping.base() != nullptr) impl_->producers.counts(id, counts);
 }
 void Writer::producer_error(int id, std::string_view text) {
-  impl_->producers.error(id, text);
+  if (impl_->mapping.base() != nullptr) impl_->producers.error(id, text);
 }
 void Writer::producer_detach(int id) {
-  impl_->producers.detach(id, impl_->table.now());
+  if (impl_->mapping.base() != nullptr) impl_->producers.detach(id, impl_->table.now());
 }
 
 void Writer::count_reject() {
