@@ -205,3 +205,30 @@ TEST(DaemonConfigTest, HugePagesFromTheFileAndTheEnvironmentAndBooleansAreStrict
   EXPECT_NE(load_error("[redis]\nwarm_start = 0\n").find("'warm_start' must be true or false"),
             std::string::npos);
 }
+
+TEST(DaemonConfigTest, StreamsFromTheIngestTableAndTheirErrorsNamed) {
+  DaemonConfig c;
+  load_toml(R"(
+[ingest]
+streams = ["positions:in", "broker:fills"]
+stream_group = "cache-a"
+stream_start = "$"
+stream_batch = 128
+)",
+            "test.toml", c);
+  ASSERT_EQ(c.ingest.stream.streams.size(), 2u);
+  EXPECT_EQ(c.ingest.stream.streams[1], "broker:fills");
+  EXPECT_EQ(c.ingest.stream.group, "cache-a");
+  EXPECT_EQ(c.ingest.stream.start, "$");
+  EXPECT_EQ(c.ingest.stream.batch, 128u);
+  EXPECT_EQ(c.ingest.stream.consumer, "writer");
+  EXPECT_NE(load_error("[ingest]\nstreams = \"positions:in\"\n").find("array of stream names"),
+            std::string::npos);
+  EXPECT_NE(load_error("[ingest]\nstreams = [\"a\", \"a\"]\n").find("'a' is listed twice"),
+            std::string::npos);
+  EXPECT_NE(load_error("[ingest]\nstreams = [\"a\"]\nstream_start = \"now\"\n")
+                .find("stream_start 'now'"),
+            std::string::npos);
+  EXPECT_NE(load_error("[ingest]\nstream_batch = 5000\n").find("'stream_batch'"),
+            std::string::npos);
+}

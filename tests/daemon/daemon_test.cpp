@@ -158,6 +158,8 @@ TEST(DaemonConfigFileTest, ABadValueIsExitTwoNamingTheSettingAndTheValue) {
       {"--redis-port 0", "", "port"},
       {"--frobnicate", "", "frobnicate"},
       {"--capacity many", "", "capacity"},
+      {"--stream positions:in --no-redis", "", "streams (positions:in) need a Redis server"},
+      {"--stream a --stream a", "", "ingest stream 'a' is listed twice"},
   };
   for (const Case& c : cases) {
     const test::CliRun r = writer_cli(seg_flag(seg) + " " + c.args, c.env);
