@@ -126,12 +126,17 @@ int main(int argc, char** argv) {
            {"producers", "1,2,4"},
            {"socket-lines", "300000"},
            {"stream-entries", "300000"},
+           {"sections", "1,2,3,4,5,6"},
            {"writer-cpu", "0"},
            {"producer-cpu", "1"}},
           "bench_ingest [--capacity 1000000] [--pushes 200000] [--rounds 100000] [--seconds 3]\n"
           "             [--producers 1,2,4] [--socket-lines 300000] [--stream-entries 300000]\n"
-          "             [--writer-cpu 0] [--producer-cpu 1]");
+          "             [--writer-cpu 0] [--producer-cpu 1] [--sections 1,2,3,4,5,6]");
   const auto capacity = static_cast<std::uint64_t>(f.num("capacity"));
+  const std::vector<long long> sections = f.list("sections");
+  const auto section = [&](long long k) {
+    return std::find(sections.begin(), sections.end(), k) != sections.end();
+  };
   const int wcpu = static_cast<int>(f.num("writer-cpu")),
             pcpu = static_cast<int>(f.num("producer-cpu"));
   const double npt = ns_per_tick();
@@ -143,7 +148,7 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(42);
 
   // ---- 1. push cost ----------------------------------------------------------------------------
-  {
+  if (section(1)) {
     const auto pushes = static_cast<std::size_t>(f.num("pushes"));
     std::printf("\n1. push cost (producer cpu %d, writer draining on cpu %d)\n", pcpu, wcpu);
     // Floor: boost::lockfree::spsc_queue of the same message, consumer thread on the writer's cpu.
@@ -197,7 +202,7 @@ int main(int argc, char** argv) {
   }
 
   // ---- 2. producer -> visible in a reader (this process reads the segment read-only) ----------
-  {
+  if (section(2)) {
     const int rounds = static_cast<int>(f.num("rounds"));
     std::printf("\n2. producer -> visible to a reader, writer busy-polling on cpu %d\n", wcpu);
     std::vector<double> pp = cache_line_ping_pong(pcpu, wcpu, rounds);
@@ -234,7 +239,7 @@ int main(int argc, char** argv) {
   }
 
   // ---- 3. throughput from 1, 2, 4 producers against the writer's own upsert_batch -------------
-  {
+  if (section(3)) {
     const double secs = f.real("seconds");
     std::printf(
         "\n3. applied per second into a %llu-position table (updates to random positions)\n",
@@ -334,7 +339,7 @@ int main(int argc, char** argv) {
   }
 
   // ---- 4. the JSON-lines socket -----------------------------------------------------------------
-  {
+  if (section(4)) {
     const auto lines = static_cast<std::size_t>(f.num("socket-lines"));
     std::printf("\n4. JSON-lines socket, one client pipelining upserts (target >= 200 k/s)\n");
     Daemon d(seg, capacity, wcpu);
@@ -362,7 +367,7 @@ int main(int argc, char** argv) {
   }
 
   // ---- 5. fill against upsert (the executor's read-modify-write) --------------------------------
-  {
+  if (section(5)) {
     std::printf("\n5. fill (read, average-cost arithmetic on 256 bits, write) against upsert\n");
     WriterConfig wc = bench_config(seg + "_fill", 1 << 16);
     auto w = Writer::open(wc);
@@ -396,7 +401,7 @@ int main(int argc, char** argv) {
     boost::interprocess::shared_memory_object::remove((seg + "_fill").c_str());
   }
   // ---- 6. the Redis stream source -----------------------------------------------------------
-  {
+  if (section(6)) {
     const auto n = static_cast<std::size_t>(f.num("stream-entries"));
     std::printf(
         "\n6. Redis stream source: a backlog of %zu upserts drained (read, decoded, applied, "

@@ -86,6 +86,7 @@ StreamSource::StreamSource(const StreamConfig& config, const RedisConfig& redis,
   last_read_.assign(config_.streams.size(), 0);
   pending_from_.assign(config_.streams.size(), "0");
   redelivered_.assign(config_.streams.size(), 0);
+  in_recovery_.assign(config_.streams.size(), true);
   // A first connection here, so that a stream key of another type stops the daemon at start
   // with a clear error; an unreachable Redis does not (the thread keeps trying).
   RedisClient c;
@@ -226,6 +227,7 @@ bool StreamSource::setup(RedisClient& c, bool at_start) {
   // Our own pending entries, from the start: those handed over but not acknowledged when the
   // connection (or the previous writer) went away. Ids at or below last_read_ are skipped.
   std::fill(pending_from_.begin(), pending_from_.end(), "0");
+  std::fill(in_recovery_.begin(), in_recovery_.end(), true);
   return true;
 }
 
@@ -252,45 +254,110 @@ void StreamSource::run(RedisClient& c) {
       down = false;
       backoff = redis_.reconnect_min;
     }
-    if (!acknowledge(c) || !read_batch(c)) down = true;
+    if (!cycle(c)) down = true;
   }
-  if (c.connected()) acknowledge(c);
+  // Stopping: acknowledge what the apply loop handled (its last poll is done).
+  Entry* e = nullptr;
+  while (handled_.pop(e)) to_ack_.push_back(e);
+  std::size_t replies = 0;
+  if (c.connected() && !to_ack_.empty() && queue_acks(c, replies)) {
+    bool ok = true;
+    for (std::size_t i = 0; ok && i < replies; ++i) ok = static_cast<bool>(c.read_reply());
+    if (ok) acked_.fetch_add(to_ack_.size(), std::memory_order_relaxed);
+  }
 }
 
-bool StreamSource::read_batch(RedisClient& c) {
-  const std::size_t room = kMaxInFlight - in_flight_;
-  if (room < std::min(config_.batch, kMaxInFlight / 4)) {  // the apply loop is behind: wait
+// One round trip, pipelined: the acknowledgements of what the apply loop handled and the next
+// XREADGROUP go out together, and while Redis works on them this thread decodes and hands over
+// the entries of the previous read. So Redis's time and the decoding overlap instead of adding.
+bool StreamSource::cycle(RedisClient& c) {
+  Entry* e = nullptr;
+  while (handled_.pop(e)) to_ack_.push_back(e);
+  const std::size_t acking = to_ack_.size();
+  std::size_t ack_replies = 0;
+  if (acking > 0 && !queue_acks(c, ack_replies)) return lost(c, "acknowledging");
+  const std::size_t room = kMaxInFlight - in_flight_ - unread_count_;
+  const bool reading = room >= std::min(config_.batch, kMaxInFlight / 4);
+  if (reading) {
+    bool pending = false;
+    for (const auto& p : pending_from_) pending = pending || !p.empty();
+    Args a;
+    a.add("XREADGROUP").add("GROUP").add(config_.group).add(config_.consumer);
+    a.add("COUNT").add(static_cast<std::uint64_t>(std::min(room, config_.batch)));
+    // Block only when nothing else is waiting, and well inside command_timeout.
+    if (!pending && in_flight_ == 0 && unread_count_ == 0 && acking == 0) {
+      const auto block = std::min<std::int64_t>(50, redis_.command_timeout.count() / 4);
+      a.add("BLOCK").add(static_cast<std::uint64_t>(std::max<std::int64_t>(block, 1)));
+    }
+    a.add("STREAMS");
+    for (const auto& s : config_.streams) a.add(s);
+    for (const auto& p : pending_from_) a.add(p.empty() ? std::string_view(">") : p);
+    if (!c.append(a)) return lost(c, "reading");
+  }
+  if (ack_replies > 0 || reading) {
+    if (!c.send()) return lost(c, "sending");
+  }
+  // Overlap: decode and hand over the previous read while Redis works on this round trip.
+  if (unread_) {
+    hand_over(unread_.get());
+    unread_.reset();
+    unread_count_ = 0;
+  }
+  if (ack_replies == 0 && !reading) {  // the apply loop is behind: wait for it
     std::this_thread::sleep_for(std::chrono::microseconds(20));
     return true;
   }
-  bool pending = false;
-  for (const auto& p : pending_from_) pending = pending || !p.empty();
-  Args a;
-  a.add("XREADGROUP").add("GROUP").add(config_.group).add(config_.consumer);
-  a.add("COUNT").add(static_cast<std::uint64_t>(std::min(room, config_.batch)));
-  // Block only when nothing waits for an acknowledgement, and well inside command_timeout.
-  if (!pending && in_flight_ == 0) {
-    const auto block = std::min<std::int64_t>(50, redis_.command_timeout.count() / 4);
-    a.add("BLOCK").add(static_cast<std::uint64_t>(std::max<std::int64_t>(block, 1)));
+  for (std::size_t i = 0; i < ack_replies; ++i) {
+    auto r = c.read_reply();
+    if (!r) return lost(c, "acknowledging");
+    if ((*r)->type == REDIS_REPLY_ERROR) {
+      ++redis_errors_;
+      log(LogLevel::error, "stream source: acknowledging: " + reply_text(r->get()));
+    }
   }
-  a.add("STREAMS");
-  for (const auto& s : config_.streams) a.add(s);
-  for (const auto& p : pending_from_) a.add(p.empty() ? std::string_view(">") : p);
-  auto r = c.command(a);
-  if (!r) {
-    ++redis_errors_;
-    log(LogLevel::warn, "stream source: " + r.error() + "; reconnecting");
-    return false;
+  if (acking > 0) {
+    acked_.fetch_add(acking, std::memory_order_relaxed);
+    in_flight_ -= acking;
+    for (Entry* x : to_ack_) delete x;
+    to_ack_.clear();
   }
-  const redisReply* rep = r->get();
-  if (rep->type == REDIS_REPLY_ERROR) {
+  if (!reading) return true;
+  auto r = c.read_reply();
+  if (!r) return lost(c, "reading");
+  if ((*r)->type == REDIS_REPLY_ERROR) {
     // NOGROUP: the stream or the group was deleted under us. Set up again after a pause.
     ++redis_errors_;
-    log(LogLevel::error, "stream source: XREADGROUP: " + reply_text(rep) + "; setting up again");
+    log(LogLevel::error,
+        "stream source: XREADGROUP: " + reply_text(r->get()) + "; setting up again");
     c.close();
     sleep_for(redis_.reconnect_min);
     return false;
   }
+  const std::size_t got = absorb(r->get());
+  if (got > 0) {
+    unread_ = std::move(*r);
+    unread_count_ = got;
+  } else {
+    finish_recovery();
+    if (in_flight_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  return true;
+}
+
+bool StreamSource::lost(RedisClient& c, const char* doing) {
+  // Entries in to_ack_ stay there: acknowledged after the reconnect. An unread reply is kept
+  // and handed over then (its entries are ours in Redis either way).
+  ++redis_errors_;
+  log(LogLevel::warn, std::string("stream source: connection lost while ") + doing + " (" +
+                          std::to_string(to_ack_.size()) +
+                          " entries to acknowledge); reconnecting");
+  c.close();
+  return false;
+}
+
+// A fresh read: moves each stream's own-pending read position past what came back (a stream
+// whose pending read came back empty is done: new entries from then on). Returns the entries.
+std::size_t StreamSource::absorb(const redisReply* rep) {
   std::vector<bool> seen(config_.streams.size(), false);
   std::size_t got = 0;
   if (rep->type == REDIS_REPLY_ARRAY) {
@@ -299,73 +366,94 @@ bool StreamSource::read_batch(RedisClient& c) {
       if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2) continue;
       const std::string_view sname = str(sr->element[0]);
       const auto it = std::find(config_.streams.begin(), config_.streams.end(), sname);
-      if (it == config_.streams.end()) continue;
-      const auto i = static_cast<std::uint32_t>(it - config_.streams.begin());
       const redisReply* entries = sr->element[1];
-      if (entries->type != REDIS_REPLY_ARRAY) continue;
-      if (entries->elements > 0) seen[i] = true;
-      for (std::size_t j = 0; j < entries->elements; ++j) {
-        const redisReply* er = entries->element[j];
-        if (er->type != REDIS_REPLY_ARRAY || er->elements != 2) continue;
-        const std::string_view id = str(er->element[0]);
-        if (!pending_from_[i].empty()) pending_from_[i] = std::string(id);
-        auto packed = pack_stream_id(id);
-        if (packed && *packed <= last_read_[i]) continue;  // handed over already
-        if (!pending_from_[i].empty()) ++redelivered_[i];
-        auto* e = new Entry;
-        e->stream = i;
-        e->id_text = std::string(id);
-        const redisReply* fr = er->element[1];
-        if (fr->type == REDIS_REPLY_ARRAY) {
-          for (std::size_t f = 0; f + 1 < fr->elements; f += 2)
-            e->fields.emplace_back(str(fr->element[f]), str(fr->element[f + 1]));
-        }
-        if (!packed) {
-          e->decoded = packed.error();
-        } else {
-          e->id = *packed;
-          last_read_[i] = *packed;
-          if (fr->type != REDIS_REPLY_ARRAY)
-            e->deleted = true;  // a pending entry that was XDELeted
-          else
-            e->decoded = decode_stream_entry(decoder_, e->id, e->fields);
-        }
-        to_apply_.push(e);  // room was checked above
-        ++in_flight_;
-        ++got;
-      }
+      if (it == config_.streams.end() || entries->type != REDIS_REPLY_ARRAY) continue;
+      const auto i = static_cast<std::size_t>(it - config_.streams.begin());
+      got += entries->elements;
+      if (entries->elements == 0 || pending_from_[i].empty()) continue;
+      seen[i] = true;
+      const redisReply* last = entries->element[entries->elements - 1];
+      if (last->type == REDIS_REPLY_ARRAY && last->elements == 2)
+        pending_from_[i] = std::string(str(last->element[0]));
     }
   }
-  // A stream whose pending read came back empty has no more: from now on, new entries only.
   for (std::size_t i = 0; i < pending_from_.size(); ++i) {
     if (pending_from_[i].empty() || seen[i]) continue;
     pending_from_[i].clear();
+    pending_done_.push_back(i);  // reported once its entries are handed over
+  }
+  return got;
+}
+
+// Decodes the entries of a read and hands them to the apply loop (room was checked when the
+// read was issued).
+void StreamSource::hand_over(const redisReply* rep) {
+  for (std::size_t k = 0; k < rep->elements; ++k) {
+    const redisReply* sr = rep->element[k];
+    if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2) continue;
+    const auto it = std::find(config_.streams.begin(), config_.streams.end(), str(sr->element[0]));
+    const redisReply* entries = sr->element[1];
+    if (it == config_.streams.end() || entries->type != REDIS_REPLY_ARRAY) continue;
+    const auto i = static_cast<std::uint32_t>(it - config_.streams.begin());
+    for (std::size_t j = 0; j < entries->elements; ++j) {
+      const redisReply* er = entries->element[j];
+      if (er->type != REDIS_REPLY_ARRAY || er->elements != 2) continue;
+      const std::string_view id = str(er->element[0]);
+      auto packed = pack_stream_id(id);
+      if (packed && *packed <= last_read_[i]) continue;  // handed over already
+      if (in_recovery_[i]) ++redelivered_[i];
+      auto* e = new Entry;
+      e->stream = i;
+      e->id_text = std::string(id);
+      const redisReply* fr = er->element[1];
+      if (fr->type == REDIS_REPLY_ARRAY) {
+        e->fields.reserve(fr->elements / 2);
+        for (std::size_t f = 0; f + 1 < fr->elements; f += 2)
+          e->fields.emplace_back(str(fr->element[f]), str(fr->element[f + 1]));
+      }
+      if (!packed) {
+        e->decoded = packed.error();
+      } else {
+        e->id = *packed;
+        last_read_[i] = *packed;
+        if (fr->type != REDIS_REPLY_ARRAY)
+          e->deleted = true;  // a pending entry that was XDELeted
+        else
+          e->decoded = decode_stream_entry(decoder_, e->id, e->fields);
+      }
+      to_apply_.push(e);
+      ++in_flight_;
+    }
+  }
+  finish_recovery();
+}
+
+// Streams whose own-pending read ended: say how many entries a previous writer (or connection)
+// left unacknowledged, once.
+void StreamSource::finish_recovery() {
+  for (std::size_t i : pending_done_) {
     if (redelivered_[i] > 0) {
       log(LogLevel::info, "stream source: '" + config_.streams[i] +
                               "': " + std::to_string(redelivered_[i]) +
                               " entries read before and never acknowledged were read again");
     }
     redelivered_[i] = 0;
+    in_recovery_[i] = false;
   }
-  if (got == 0 && in_flight_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
-  return true;
+  pending_done_.clear();
 }
 
-bool StreamSource::acknowledge(RedisClient& c) {
-  Entry* e = nullptr;
-  while (handled_.pop(e)) to_ack_.push_back(e);
-  if (to_ack_.empty()) return true;
-  // One pipeline: per stream, one XACK for every entry that was not refused; each refused
-  // entry's copy and XACK in one MULTI/EXEC (never acknowledged without its copy).
-  std::size_t replies = 0;
-  Args a;
+// Appends the acknowledgements of to_ack_ to the pipeline: per stream, one XACK for every entry
+// that was not refused; each refused entry's copy and XACK in one MULTI/EXEC (never acknowledged
+// without its copy). Counts the replies to read.
+bool StreamSource::queue_acks(RedisClient& c, std::size_t& replies) {
   auto queue = [&](const Args& x) {
-    if (auto ok = c.append(x); !ok) return false;
+    if (!c.append(x)) return false;
     ++replies;
     return true;
   };
-  bool ok = true;
-  for (std::uint32_t s = 0; ok && s < config_.streams.size(); ++s) {
+  Args a;
+  for (std::uint32_t s = 0; s < config_.streams.size(); ++s) {
     a.clear();
     a.add("XACK").add(config_.streams[s]).add(config_.group);
     const std::size_t base = a.size();
@@ -375,45 +463,18 @@ bool StreamSource::acknowledge(RedisClient& c) {
         a.add(x->id_text);
         continue;
       }
-      Args m;
+      Args m, add, ack, exec;
       m.add("MULTI");
-      Args add;
       add.add("XADD").add(config_.streams[s] + ":rejected").add("MAXLEN").add("~");
       add.add(static_cast<std::uint64_t>(config_.rejected_maxlen)).add("*");
       add.add("id").add(x->id_text).add("error").add(x->error).add("cmd");
       add.add(rejected_payload(x->fields)).add("group").add(config_.group);
-      Args ack;
       ack.add("XACK").add(config_.streams[s]).add(config_.group).add(x->id_text);
-      Args exec;
       exec.add("EXEC");
-      ok = queue(m) && queue(add) && queue(ack) && queue(exec);
-      if (!ok) break;
+      if (!queue(m) || !queue(add) || !queue(ack) || !queue(exec)) return false;
     }
-    if (ok && a.size() > base) ok = queue(a);
+    if (a.size() > base && !queue(a)) return false;
   }
-  bool lost = !ok;
-  for (std::size_t i = 0; !lost && i < replies; ++i) {
-    auto r = c.read_reply();
-    if (!r) {
-      lost = true;
-      break;
-    }
-    if ((*r)->type == REDIS_REPLY_ERROR) {
-      ++redis_errors_;
-      log(LogLevel::error, "stream source: acknowledging: " + reply_text(r->get()));
-    }
-  }
-  if (lost) {  // kept in to_ack_: acknowledged after the reconnect
-    ++redis_errors_;
-    log(LogLevel::warn, "stream source: connection lost while acknowledging " +
-                            std::to_string(to_ack_.size()) + " entries; reconnecting");
-    c.close();
-    return false;
-  }
-  acked_.fetch_add(to_ack_.size(), std::memory_order_relaxed);
-  in_flight_ -= to_ack_.size();
-  for (Entry* x : to_ack_) delete x;
-  to_ack_.clear();
   return true;
 }
 

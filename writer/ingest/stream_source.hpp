@@ -36,10 +36,7 @@
 #include "writer/ingest/source.hpp"
 #include "writer/ingest/stream_codec.hpp"
 #include "writer/ingest/stream_cursor.hpp"
-
-namespace poscache::detail {
-class RedisClient;
-}
+#include "writer/redis/redis_client.hpp"
 
 namespace poscache::ingest {
 
@@ -89,8 +86,12 @@ class StreamSource final : public Source {
  private:
   void run(detail::RedisClient& c);  // the stream thread, starting with `c` (maybe closed)
   bool setup(detail::RedisClient& c, bool at_start);
-  bool read_batch(detail::RedisClient& c);
-  bool acknowledge(detail::RedisClient& c);
+  bool cycle(detail::RedisClient& c);  // one pipelined round trip: acknowledge, read, hand over
+  bool lost(detail::RedisClient& c, const char* doing);
+  std::size_t absorb(const redisReply* reply);
+  void hand_over(const redisReply* reply);
+  void finish_recovery();
+  bool queue_acks(detail::RedisClient& c, std::size_t& replies);
   void log(LogLevel level, const std::string& message) const;
   void sleep_for(std::chrono::milliseconds d) const;
 
@@ -113,6 +114,10 @@ class StreamSource final : public Source {
   std::vector<std::uint64_t> last_read_;    // highest id handed over, per stream
   std::vector<std::string> pending_from_;   // own-pending read position ("" = done: read ">")
   std::vector<std::uint64_t> redelivered_;  // entries the current pending read handed over
+  std::vector<bool> in_recovery_;           // reading our own pending entries since (re)connect
+  std::vector<std::size_t> pending_done_;   // streams whose pending read just ended
+  detail::Reply unread_;                    // the last read, handed over in the next cycle
+  std::size_t unread_count_ = 0;            // entries in unread_, not yet handed over
   std::vector<Entry*> to_ack_;              // handled, acknowledgement not yet confirmed
   std::atomic<std::uint64_t> acked_{0};
   std::atomic<std::uint64_t> redis_errors_{0};
