@@ -23,6 +23,7 @@
 // Every error names the member and the value it found.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,9 +41,16 @@ struct DecodedLine {
   std::string id;  // the request's "id" as JSON text ("" if none), echoed in the reply
 };
 
+// Parses with simdjson (Debian's libsimdjson-dev: ~0.2 us for a typical line, against ~2.5 us
+// with a DOM of std::map and std::string), reusing its buffers from line to line. One decoder
+// per thread: decode() is const to its callers but reuses the parser.
 class JsonDecoder {
  public:
   explicit JsonDecoder(const std::vector<NamespaceSpec>& namespaces);
+  ~JsonDecoder();
+  JsonDecoder(JsonDecoder&&) noexcept;
+  JsonDecoder(const JsonDecoder&) = delete;
+  JsonDecoder& operator=(const JsonDecoder&) = delete;
   // One line (without its newline) -> a command, or the error (and the id, if one was readable).
   struct Failure {
     std::string error;
@@ -51,8 +59,10 @@ class JsonDecoder {
   [[nodiscard]] std::variant<DecodedLine, Failure> decode(std::string_view line) const;
 
  private:
+  struct Parser;
   const std::vector<NamespaceSpec>* specs_;
   detail::InputRules rules_;
+  std::unique_ptr<Parser> parser_;
 };
 
 // The reply line (with its newline) for `result`.
