@@ -1,16 +1,11 @@
 #include "writer/ingest/stream_cursor.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 
 #include "poscache/error.hpp"
 #include "shm/atomic.hpp"
+#include "writer/ingest/state_file.hpp"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -25,36 +20,22 @@ std::string StreamCursor::path_of(const std::string& segment) {
 }
 
 StreamCursor::StreamCursor(const std::string& segment, std::uint64_t generation) {
-  const std::string path = path_of(segment);
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) throw Error("stream cursor: cannot open " + path + ": " + std::strerror(errno));
-  bytes_ = sizeof(StreamCursorHeader) + kCursorRejects * sizeof(StreamCursorReject);
-  struct stat st {};
-  ::fstat(fd, &st);
-  const bool fits = static_cast<std::size_t>(st.st_size) == bytes_;
-  if ((!fits && ::ftruncate(fd, 0) != 0) ||
-      (!fits && ::ftruncate(fd, static_cast<off_t>(bytes_)) != 0)) {
-    const int e = errno;
-    ::close(fd);
-    throw Error("stream cursor: cannot size " + path + " to " + std::to_string(bytes_) +
-                " bytes: " + std::strerror(e));
-  }
-  void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  ::close(fd);
-  if (p == MAP_FAILED)
-    throw Error("stream cursor: cannot map " + path + ": " + std::strerror(errno));
+  file_ = map_state_file(path_of(segment),
+                         sizeof(StreamCursorHeader) + kCursorRejects * sizeof(StreamCursorReject),
+                         "stream cursor");
+  void* p = file_.base;
   header_ = static_cast<StreamCursorHeader*>(p);
   rejects_ = reinterpret_cast<StreamCursorReject*>(header_ + 1);
-  restored_ = fits && header_->magic == kMagic && header_->generation == generation;
+  restored_ = file_.kept && header_->magic == kMagic && header_->generation == generation;
   if (!restored_) {
-    std::memset(p, 0, bytes_);
+    std::memset(p, 0, file_.bytes);
     header_->generation = generation;
     header_->magic = kMagic;
   }
 }
 
 StreamCursor::~StreamCursor() {
-  if (header_ != nullptr) ::munmap(header_, bytes_);
+  unmap_state_file(file_);
 }
 
 std::uint32_t StreamCursor::slot(std::string_view stream) {

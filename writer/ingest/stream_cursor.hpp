@@ -34,6 +34,8 @@
 #include <string>
 #include <string_view>
 
+#include "writer/ingest/state_file.hpp"
+
 namespace poscache::ingest {
 
 inline constexpr std::size_t kCursorStreams = 64;
@@ -81,7 +83,7 @@ class StreamCursor {
  private:
   StreamCursorHeader* header_ = nullptr;
   StreamCursorReject* rejects_ = nullptr;
-  std::size_t bytes_ = 0;
+  StateFile file_;
   bool restored_ = false;
 };
 

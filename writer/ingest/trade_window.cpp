@@ -1,15 +1,10 @@
 #include "writer/ingest/trade_window.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 
 #include "poscache/error.hpp"
 #include "shm/atomic.hpp"
+#include "writer/ingest/state_file.hpp"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -37,31 +32,14 @@ TradeWindow::TradeWindow(const std::string& segment, std::uint64_t generation,
   if (capacity == 0 || capacity > (1ull << 28))
     throw Error("trade window: capacity " + std::to_string(capacity) +
                 " must be 1 to 268435456 trade ids");
-  const std::string path = path_of(segment);
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) throw Error("trade window: cannot open " + path + ": " + std::strerror(errno));
-  bytes_ = sizeof(TradeWindowHeader) + capacity * sizeof(std::uint64_t);
-  struct stat st {};
-  ::fstat(fd, &st);
-  const bool fits = static_cast<std::size_t>(st.st_size) == bytes_;
-  if (!fits && ::ftruncate(fd, 0) != 0) {
-    ::close(fd);
-    throw Error("trade window: cannot reset " + path + ": " + std::strerror(errno));
-  }
-  if (!fits && ::ftruncate(fd, static_cast<off_t>(bytes_)) != 0) {
-    const int e = errno;
-    ::close(fd);
-    throw Error("trade window: cannot size " + path + " to " + std::to_string(bytes_) +
-                " bytes: " + std::strerror(e));
-  }
-  void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  ::close(fd);
-  if (p == MAP_FAILED)
-    throw Error("trade window: cannot map " + path + ": " + std::strerror(errno));
+  file_ =
+      map_state_file(path_of(segment), sizeof(TradeWindowHeader) + capacity * sizeof(std::uint64_t),
+                     "trade window");
+  void* p = file_.base;
   header_ = static_cast<TradeWindowHeader*>(p);
   ring_ = reinterpret_cast<std::uint64_t*>(header_ + 1);
 
-  restored_ = fits && header_->magic == kMagic && header_->generation == generation &&
+  restored_ = file_.kept && header_->magic == kMagic && header_->generation == generation &&
               header_->capacity == capacity;
   if (!restored_) {
     std::memset(p, 0, sizeof(TradeWindowHeader));
@@ -91,7 +69,7 @@ TradeWindow::TradeWindow(const std::string& segment, std::uint64_t generation,
 }
 
 TradeWindow::~TradeWindow() {
-  if (header_ != nullptr) ::munmap(header_, bytes_);
+  unmap_state_file(file_);
 }
 
 void TradeWindow::begin(std::uint64_t h, const PositionKey& key,

@@ -34,6 +34,7 @@
 #include <unordered_set>
 
 #include "writer/ingest/command.hpp"
+#include "writer/ingest/state_file.hpp"
 
 namespace poscache::ingest {
 
@@ -80,7 +81,7 @@ class TradeWindow {
  private:
   TradeWindowHeader* header_ = nullptr;
   std::uint64_t* ring_ = nullptr;
-  std::size_t bytes_ = 0;
+  StateFile file_;
   bool restored_ = false;
   std::unordered_set<std::uint64_t> seen_;
 };
