@@ -319,7 +319,7 @@ int main(int argc, char** argv) {
           start_applied(static_cast<std::size_t>(n), 0);
       for (long long k = 0; k < n; ++k) {
         threads.emplace_back([&, k] {
-          if (n == 1) pin_to_cpu(pcpu);
+          pin_to_cpu(pcpu);  // every producer off the writer's core (they share cpu pcpu)
           Producer& p = *ps[static_cast<std::size_t>(k)];
           start_applied[static_cast<std::size_t>(k)] = p.applied();
           std::size_t i = static_cast<std::size_t>(k) * 977;
