@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v clang-format >/dev/null || "$PWD/scripts/deps.sh"
-mapfile -t files < <(git ls-files '*.cpp' '*.hpp' | grep -E '^(shm|reader|writer|tools|include|tests|bench)/')
+mapfile -t files < <(git ls-files '*.cpp' '*.hpp' '*.c' '*.h' | grep -E '^(shm|reader|writer|tools|include|tests|bench)/')
 if [ "${1:-}" = "--check" ]; then
   clang-format --dry-run --Werror "${files[@]}"
   echo "format: ${#files[@]} files in the .clang-format style"

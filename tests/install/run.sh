@@ -10,9 +10,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 # CONSUMER_FLAGS: the sanitizer flags the libraries were built with, if any.
 "${CMAKE:-cmake}" -S "$here/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" \
   -DCMAKE_CXX_COMPILER="${CXX:-c++}" -DCMAKE_CXX_FLAGS="${CONSUMER_FLAGS:-}" \
+  -DCMAKE_C_COMPILER="${CC:-cc}" -DCMAKE_C_FLAGS="${CONSUMER_FLAGS:-}" \
   -DCMAKE_EXE_LINKER_FLAGS="${CONSUMER_FLAGS:-}" >/dev/null
 "${CMAKE:-cmake}" --build "$work/consumer" >/dev/null
 "$work/consumer/consumer"
+"$work/consumer/c_consumer"
 export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
 "${CXX:-c++}" ${CONSUMER_FLAGS:-} "$here/pkgconfig_consumer.cpp" -o "$work/pkgconfig_consumer" $(pkg-config --cflags --libs poscache)
 "$work/pkgconfig_consumer"
@@ -21,4 +23,8 @@ export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
 "${CXX:-c++}" ${CONSUMER_FLAGS:-} "$here/pkgconfig_writer_consumer.cpp" -o "$work/pkgconfig_writer_consumer" \
   $(pkg-config --cflags --libs poscache-writer)
 "$work/pkgconfig_writer_consumer"
-echo "install check: the CMake consumer and both pkg-config consumers built and ran"
+# The C interface through pkg-config: a C compiler, no C++ flags, the C++ runtime from Libs.
+"${CC:-cc}" ${CONSUMER_FLAGS:-} -std=c11 -Wall -Werror "$here/c_consumer.c" -o "$work/c_consumer" \
+  $(pkg-config --cflags --libs poscache-c)
+"$work/c_consumer"
+echo "install check: the CMake consumer and the three pkg-config consumers (C++, writer, C) built and ran"

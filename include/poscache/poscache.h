@@ -1,0 +1,170 @@
+/* poscache — the C interface: read positions from a segment, and feed its writer through a
+ * producer ring. What Rust, Go, Java or any language with a C FFI binds to.
+ *
+ * Link: pkg-config --cflags --libs poscache-c   (or CMake: poscache::c)
+ *
+ *   poscache_reader* r = poscache_reader_open("positions");
+ *   if (!r) { fprintf(stderr, "%s\n", poscache_last_error()); return 1; }
+ *   poscache_position p;
+ *   int st = poscache_get(r, "spot", "wallet1", "SOL", &p);
+ *   if (st == POSCACHE_OK || st == POSCACHE_STALE) {
+ *     char qty[64];
+ *     poscache_position_field_text(r, &p, "qty", qty, sizeof qty);   // "12.500000000000000000"
+ *   }
+ *   poscache_reader_close(r);
+ *
+ * Rules of the interface:
+ *   - Handles are opaque; every handle is closed by its own _close function (NULL is ignored).
+ *   - Functions return a status (poscache_status) or a handle (NULL on failure). When a call
+ *     fails, poscache_last_error() says why, in words naming the cause (the message belongs to
+ *     the calling thread and stays valid until its next failing call). No C++ exception crosses
+ *     this interface.
+ *   - A reader handle may be used from several threads at once (poscache_get never blocks,
+ *     allocates or makes a system call); a producer handle from one thread at a time.
+ *   - Decimals cross as exact text ("12.5", "-0.000000000000000001"), never as floating point.
+ */
+#ifndef POSCACHE_POSCACHE_H
+#define POSCACHE_POSCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum poscache_status {
+  /* Reads (the reader's ReadStatus, same numbers). */
+  POSCACHE_OK = 0,          /* done; for a read: a consistent, fresh copy */
+  POSCACHE_STALE = 1,       /* a consistent copy older than its namespace's stale_after */
+  POSCACHE_NOT_FOUND = 2,   /* no such position (or no such field set on it) */
+  POSCACHE_WRITER_BUSY = 3, /* the slot stayed mid-write past the retry bound; writer alive */
+  POSCACHE_WRITER_DEAD = 4, /* the slot is mid-write and the writer's heartbeat stopped */
+  POSCACHE_BAD_KEY = 5,     /* a key part is empty, too long, or the namespace is unknown */
+  POSCACHE_RETIRED = 6,     /* the writer re-created the segment: poscache_reader_follow() */
+  /* Everything else. */
+  POSCACHE_ERROR = 100,       /* the call failed: poscache_last_error() says why */
+  POSCACHE_FULL = 101,        /* the producer's ring is full: nothing queued (retry, or wait) */
+  POSCACHE_BAD_INPUT = 102,   /* refused before anything was queued: poscache_last_error() */
+  POSCACHE_TIMEOUT = 103,     /* a wait ran out */
+  POSCACHE_NO_REDIS = 104,    /* wait_synced on a writer that does not mirror to Redis */
+  POSCACHE_SMALL_BUFFER = 105 /* the text did not fit: nothing written but its NUL */
+} poscache_status;
+
+/* Why the calling thread's last failing call failed ("" if none did). */
+const char* poscache_last_error(void);
+/* "ok", "stale", "not_found", ..., "full", "bad_input" for any status above. */
+const char* poscache_status_name(int status);
+
+/* ---- reading ----------------------------------------------------------------------------- */
+
+typedef struct poscache_reader poscache_reader;
+
+enum { POSCACHE_MAX_FIELDS = 16, POSCACHE_MAX_KEY = 64 };
+
+/* One 128-bit mantissa as two's complement halves: value = hi * 2^64 + lo. */
+typedef struct poscache_int128 {
+  uint64_t lo;
+  int64_t hi;
+} poscache_int128;
+
+/* A position as a read returns it: a copy, nothing points into shared memory. Field values are
+ * mantissas at their field's scale (poscache_position_field_text turns them into exact text);
+ * int64 and timestamp fields are plain integers (hi is then 0 or -1). */
+typedef struct poscache_position {
+  uint16_t ns;
+  uint32_t fields_set; /* bit i: field i carries a value */
+  uint64_t version;    /* writer-wide monotonic: a newer change has a higher version */
+  uint64_t source_seq;
+  int64_t created_at_ns; /* CLOCK_REALTIME */
+  int64_t updated_at_ns;
+  int64_t age_ns;
+  int stale;
+  char account[POSCACHE_MAX_KEY + 1]; /* NUL-terminated */
+  char instrument[POSCACHE_MAX_KEY + 1];
+  poscache_int128 values[POSCACHE_MAX_FIELDS];
+} poscache_position;
+
+/* Maps the segment read-only. NULL when it cannot (poscache_last_error: missing, foreign,
+ * initializing, no permission). */
+poscache_reader* poscache_reader_open(const char* segment);
+void poscache_reader_close(poscache_reader* reader);
+/* The segment re-created by its writer (a read said POSCACHE_RETIRED): maps the new one.
+ * POSCACHE_OK, or POSCACHE_ERROR if there is none yet. */
+int poscache_reader_follow(poscache_reader* reader);
+
+/* A namespace's id (>= 0), or -1 if the segment has none of that name. */
+int poscache_namespace_id(const poscache_reader* reader, const char* ns);
+/* A field's index within its namespace (>= 0), or -1. */
+int poscache_field_index(const poscache_reader* reader, int ns, const char* field);
+
+/* One position: POSCACHE_OK or POSCACHE_STALE fill *out; any other status leaves it alone. */
+int poscache_get(const poscache_reader* reader, const char* ns, const char* account,
+                 const char* instrument, poscache_position* out);
+/* The same with a namespace id (poscache_namespace_id), for a hot loop. */
+int poscache_get_by_id(const poscache_reader* reader, int ns, const char* account,
+                       const char* instrument, poscache_position* out);
+
+/* A field of a position as exact text (decimals with their scale's digits, integers as
+ * integers). POSCACHE_OK; POSCACHE_NOT_FOUND if the position does not carry it;
+ * POSCACHE_BAD_INPUT for an unknown field; POSCACHE_SMALL_BUFFER (64 bytes always suffice). */
+int poscache_position_field_text(const poscache_reader* reader, const poscache_position* position,
+                                 const char* field, char* buf, size_t len);
+
+/* The writer's change counter, and a wait for it to move past `seen` (sleeps in the kernel;
+ * returns 1 if it moved, 0 on timeout). */
+uint64_t poscache_change_sequence(const poscache_reader* reader);
+int poscache_wait_for_change(const poscache_reader* reader, uint64_t seen, int64_t timeout_ns);
+
+/* ---- producing --------------------------------------------------------------------------- */
+
+typedef struct poscache_producer poscache_producer;
+
+/* Creates a ring and hands it to the segment's running writer (over its socket). NULL when it
+ * cannot (no writer, no permission on its socket, a bad name). `name` is shown by
+ * poscache-inspect producers (up to 31 characters). */
+poscache_producer* poscache_producer_open(const char* segment, const char* name);
+void poscache_producer_close(poscache_producer* producer);
+
+enum { POSCACHE_MERGE = 0, POSCACHE_REPLACE = 1 };
+enum { POSCACHE_BUY = 0, POSCACHE_SELL = 1 };
+
+/* Every push returns POSCACHE_OK and stores its sequence in *seq (if seq is not NULL; per
+ * producer, from 1, applied in order), POSCACHE_FULL at once when the ring is full, or
+ * POSCACHE_BAD_INPUT naming the part and the value. */
+int poscache_upsert(poscache_producer* producer, const char* ns, const char* account,
+                    const char* instrument, const char* const* field_names,
+                    const char* const* field_values, size_t nfields, uint64_t source_seq, int mode,
+                    uint64_t* seq);
+/* fee and trade_id may be NULL. */
+int poscache_fill(poscache_producer* producer, const char* ns, const char* account,
+                  const char* instrument, int side, const char* qty, const char* price,
+                  const char* fee, const char* trade_id, uint64_t* seq);
+/* account NULL: every account holding the instrument in that namespace. */
+int poscache_mark(poscache_producer* producer, const char* ns, const char* instrument,
+                  const char* price, const char* account, uint64_t* seq);
+int poscache_add(poscache_producer* producer, const char* ns, const char* account,
+                 const char* instrument, const char* field, int64_t by, uint64_t* seq);
+int poscache_reset(poscache_producer* producer, const char* ns, const char* account,
+                   const char* instrument, const char* field, uint64_t* seq);
+int poscache_erase(poscache_producer* producer, const char* ns, const char* account,
+                   const char* instrument, uint64_t* seq);
+/* ns NULL: the account in every namespace. */
+int poscache_invalidate_account(poscache_producer* producer, const char* account, const char* ns,
+                                uint64_t* seq);
+int poscache_invalidate_namespace(poscache_producer* producer, const char* ns, uint64_t* seq);
+int poscache_invalidate_matching(poscache_producer* producer, const char* glob, uint64_t* seq);
+int poscache_invalidate_all(poscache_producer* producer, uint64_t* seq);
+
+/* Waits until the writer applied `seq` (visible to readers) / until Redis has it. POSCACHE_OK,
+ * POSCACHE_TIMEOUT, or POSCACHE_NO_REDIS. */
+int poscache_wait_applied(const poscache_producer* producer, uint64_t seq, int64_t timeout_ns);
+int poscache_wait_synced(const poscache_producer* producer, uint64_t seq, int64_t timeout_ns);
+/* The writer's last refusal of one of this producer's messages ("" if none), copied into buf. */
+int poscache_producer_last_refusal(const poscache_producer* producer, char* buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* POSCACHE_POSCACHE_H */

@@ -1,0 +1,415 @@
+// The C interface (include/poscache/poscache.h) over the C++ reader and producer. Every entry
+// point catches what the C++ side may throw and turns it into a status plus a thread-local
+// message: no exception crosses into C.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "poscache/decimal.hpp"
+#include "poscache/error.hpp"
+#include "poscache/format.hpp"
+#include "poscache/poscache.h"
+#include "poscache/producer.hpp"
+#include "poscache/reader.hpp"
+
+using namespace poscache;
+
+static_assert(POSCACHE_MAX_FIELDS == kMaxFields, "poscache.h: POSCACHE_MAX_FIELDS");
+static_assert(POSCACHE_MAX_KEY == kMaxAccountLen && POSCACHE_MAX_KEY == kMaxInstrumentLen,
+              "poscache.h: POSCACHE_MAX_KEY");
+static_assert(static_cast<int>(ReadStatus::retired) == POSCACHE_RETIRED,
+              "poscache.h: read statuses keep the reader's numbers");
+
+struct poscache_reader {
+  Reader reader;
+};
+
+struct poscache_producer {
+  std::unique_ptr<Producer> producer;
+};
+
+namespace {
+
+thread_local std::string t_error;
+
+int failed(int status, std::string why) {
+  t_error = std::move(why);
+  return status;
+}
+
+// Runs `f`, turning any exception into POSCACHE_ERROR with its message.
+template <class F>
+int guarded(F&& f) noexcept {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return failed(POSCACHE_ERROR, "out of memory");
+  } catch (const std::exception& e) {
+    return failed(POSCACHE_ERROR, e.what());
+  } catch (...) {
+    return failed(POSCACHE_ERROR, "unknown error");
+  }
+}
+
+std::string_view sv(const char* s) {
+  return s == nullptr ? std::string_view() : std::string_view(s);
+}
+
+int copy_text(std::string_view text, char* buf, std::size_t len) {
+  if (buf == nullptr || len == 0) return failed(POSCACHE_BAD_INPUT, "no buffer given");
+  if (text.size() + 1 > len) {
+    buf[0] = '\0';
+    return failed(POSCACHE_SMALL_BUFFER, "the text needs " + std::to_string(text.size() + 1) +
+                                             " bytes; the buffer has " + std::to_string(len));
+  }
+  std::memcpy(buf, text.data(), text.size());
+  buf[text.size()] = '\0';
+  return POSCACHE_OK;
+}
+
+void to_c(const Position& p, poscache_position& out) noexcept {
+  out.ns = p.ns;
+  out.fields_set = p.fields_set;
+  out.version = p.version;
+  out.source_seq = p.source_seq;
+  out.created_at_ns = p.created_at_ns;
+  out.updated_at_ns = p.updated_at_ns;
+  out.age_ns = p.age_ns;
+  out.stale = p.stale ? 1 : 0;
+  std::memcpy(out.account, p.account, p.account_len);
+  out.account[p.account_len] = '\0';
+  std::memcpy(out.instrument, p.instrument, p.instrument_len);
+  out.instrument[p.instrument_len] = '\0';
+  for (std::size_t i = 0; i < kMaxFields; ++i) {
+    const auto u = static_cast<unsigned __int128>(p.values[i]);
+    out.values[i].lo = static_cast<std::uint64_t>(u);
+    out.values[i].hi = static_cast<std::int64_t>(static_cast<std::uint64_t>(u >> 64));
+  }
+}
+
+int read_status(ReadStatus s) {
+  return static_cast<int>(s);
+}
+
+int push_status(const poscache_producer* p, const PushResult& r, std::uint64_t* seq) {
+  switch (r.status) {
+    case PushStatus::ok:
+      if (seq != nullptr) *seq = r.seq;
+      return POSCACHE_OK;
+    case PushStatus::full:
+      return failed(POSCACHE_FULL, "the producer's ring is full (the writer is behind or gone)");
+    case PushStatus::bad_input:
+      return failed(POSCACHE_BAD_INPUT, p->producer->error());
+  }
+  return failed(POSCACHE_ERROR, "unknown push status");
+}
+
+int wait_status(WaitStatus w) {
+  switch (w) {
+    case WaitStatus::done:
+      return POSCACHE_OK;
+    case WaitStatus::timeout:
+      return failed(POSCACHE_TIMEOUT, "timed out");
+    case WaitStatus::no_redis:
+      return failed(POSCACHE_NO_REDIS, "the writer does not mirror to Redis");
+  }
+  return POSCACHE_ERROR;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* poscache_last_error(void) {
+  return t_error.c_str();
+}
+
+const char* poscache_status_name(int status) {
+  switch (status) {
+    case POSCACHE_OK:
+      return "ok";
+    case POSCACHE_STALE:
+      return "stale";
+    case POSCACHE_NOT_FOUND:
+      return "not_found";
+    case POSCACHE_WRITER_BUSY:
+      return "writer_busy";
+    case POSCACHE_WRITER_DEAD:
+      return "writer_dead";
+    case POSCACHE_BAD_KEY:
+      return "bad_key";
+    case POSCACHE_RETIRED:
+      return "retired";
+    case POSCACHE_ERROR:
+      return "error";
+    case POSCACHE_FULL:
+      return "full";
+    case POSCACHE_BAD_INPUT:
+      return "bad_input";
+    case POSCACHE_TIMEOUT:
+      return "timeout";
+    case POSCACHE_NO_REDIS:
+      return "no_redis";
+    case POSCACHE_SMALL_BUFFER:
+      return "small_buffer";
+    default:
+      return "unknown status";
+  }
+}
+
+// ---- reader ---------------------------------------------------------------------------------
+
+poscache_reader* poscache_reader_open(const char* segment) {
+  poscache_reader* out = nullptr;
+  guarded([&]() -> int {
+    if (segment == nullptr) return failed(POSCACHE_BAD_INPUT, "no segment name given");
+    out = new poscache_reader{Reader::open(segment)};
+    return POSCACHE_OK;
+  });
+  return out;
+}
+
+void poscache_reader_close(poscache_reader* reader) {
+  delete reader;
+}
+
+int poscache_reader_follow(poscache_reader* reader) {
+  return guarded([&]() -> int {
+    if (reader == nullptr) return failed(POSCACHE_BAD_INPUT, "no reader given");
+    if (reader->reader.follow() == FollowResult::unavailable)
+      return failed(POSCACHE_ERROR, "the segment '" + reader->reader.segment_name() +
+                                        "' is not available (no new generation yet)");
+    return POSCACHE_OK;
+  });
+}
+
+int poscache_namespace_id(const poscache_reader* reader, const char* ns) {
+  if (reader == nullptr || ns == nullptr) return -1;
+  const auto id = reader->reader.namespace_id(ns);
+  return id ? static_cast<int>(*id) : -1;
+}
+
+int poscache_field_index(const poscache_reader* reader, int ns, const char* field) {
+  if (reader == nullptr || field == nullptr || ns < 0 ||
+      static_cast<std::size_t>(ns) >= reader->reader.namespaces().size())
+    return -1;
+  const auto f = reader->reader.namespaces()[static_cast<std::size_t>(ns)].field_index(field);
+  return f ? static_cast<int>(*f) : -1;
+}
+
+int poscache_get(const poscache_reader* reader, const char* ns, const char* account,
+                 const char* instrument, poscache_position* out) {
+  if (reader == nullptr || out == nullptr) return failed(POSCACHE_BAD_INPUT, "no reader or output");
+  const int id = poscache_namespace_id(reader, ns);
+  if (id < 0) return failed(POSCACHE_BAD_KEY, "no namespace '" + std::string(sv(ns)) + "'");
+  return poscache_get_by_id(reader, id, account, instrument, out);
+}
+
+int poscache_get_by_id(const poscache_reader* reader, int ns, const char* account,
+                       const char* instrument, poscache_position* out) {
+  if (reader == nullptr || out == nullptr) return failed(POSCACHE_BAD_INPUT, "no reader or output");
+  if (ns < 0 || ns > 0xFFFF) return POSCACHE_BAD_KEY;
+  Position p;
+  const ReadStatus s =
+      reader->reader.get(static_cast<NamespaceId>(ns), sv(account), sv(instrument), p);
+  if (s == ReadStatus::ok || s == ReadStatus::stale) to_c(p, *out);
+  return read_status(s);
+}
+
+int poscache_position_field_text(const poscache_reader* reader, const poscache_position* position,
+                                 const char* field, char* buf, std::size_t len) {
+  if (reader == nullptr || position == nullptr || field == nullptr)
+    return failed(POSCACHE_BAD_INPUT, "no reader, position or field name given");
+  const auto& nss = reader->reader.namespaces();
+  if (position->ns >= nss.size())
+    return failed(POSCACHE_BAD_INPUT, "the position's namespace id is not in this segment");
+  const NamespaceInfo& info = nss[position->ns];
+  const auto f = info.field_index(field);
+  if (!f) {
+    return failed(POSCACHE_BAD_INPUT,
+                  "namespace '" + info.name + "' has no field '" + std::string(field) + "'");
+  }
+  if (((position->fields_set >> *f) & 1u) == 0) {
+    if (buf != nullptr && len > 0) buf[0] = '\0';
+    return POSCACHE_NOT_FOUND;
+  }
+  const poscache_int128 v = position->values[*f];
+  const auto mantissa = static_cast<int128>(
+      (static_cast<unsigned __int128>(static_cast<std::uint64_t>(v.hi)) << 64) | v.lo);
+  const FieldSpec& spec = info.fields[*f];
+  const std::string text = spec.type == FieldType::decimal
+                               ? format_decimal(mantissa, spec.scale)
+                               : std::to_string(static_cast<std::int64_t>(mantissa));
+  return copy_text(text, buf, len);
+}
+
+uint64_t poscache_change_sequence(const poscache_reader* reader) {
+  return reader == nullptr ? 0 : reader->reader.change_sequence();
+}
+
+int poscache_wait_for_change(const poscache_reader* reader, uint64_t seen, int64_t timeout_ns) {
+  if (reader == nullptr) return 0;
+  return reader->reader.wait_for_change(seen,
+                                        std::chrono::nanoseconds(std::max<int64_t>(0, timeout_ns)))
+             ? 1
+             : 0;
+}
+
+// ---- producer -------------------------------------------------------------------------------
+
+poscache_producer* poscache_producer_open(const char* segment, const char* name) {
+  poscache_producer* out = nullptr;
+  guarded([&]() -> int {
+    if (segment == nullptr || name == nullptr)
+      return failed(POSCACHE_BAD_INPUT, "a producer needs a segment and a name");
+    ProducerConfig c;
+    c.segment = segment;
+    c.name = name;
+    out = new poscache_producer{Producer::open(c)};
+    return POSCACHE_OK;
+  });
+  return out;
+}
+
+void poscache_producer_close(poscache_producer* producer) {
+  delete producer;
+}
+
+#define POSCACHE_PRODUCER_OR_FAIL(p) \
+  if ((p) == nullptr || !(p)->producer) return failed(POSCACHE_BAD_INPUT, "no producer given");
+
+int poscache_upsert(poscache_producer* producer, const char* ns, const char* account,
+                    const char* instrument, const char* const* field_names,
+                    const char* const* field_values, size_t nfields, uint64_t source_seq, int mode,
+                    uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    if (nfields > kMaxFields) {
+      return failed(POSCACHE_BAD_INPUT,
+                    std::to_string(nfields) + " fields; at most " + std::to_string(kMaxFields));
+    }
+    if (nfields > 0 && (field_names == nullptr || field_values == nullptr))
+      return failed(POSCACHE_BAD_INPUT, "field names or values missing");
+    if (mode != POSCACHE_MERGE && mode != POSCACHE_REPLACE)
+      return failed(POSCACHE_BAD_INPUT,
+                    "mode " + std::to_string(mode) + " is not merge or replace");
+    std::pair<std::string_view, std::string_view> fields[kMaxFields];
+    for (std::size_t i = 0; i < nfields; ++i) {
+      if (field_names[i] == nullptr || field_values[i] == nullptr)
+        return failed(POSCACHE_BAD_INPUT, "field " + std::to_string(i) + " has no name or value");
+      fields[i] = {field_names[i], field_values[i]};
+    }
+    auto u = producer->producer->make_update(
+        sv(ns), sv(account), sv(instrument), std::span(fields, nfields), source_seq,
+        mode == POSCACHE_REPLACE ? UpdateMode::replace : UpdateMode::merge);
+    if (!u) return failed(POSCACHE_BAD_INPUT, u.error());
+    return push_status(producer, producer->producer->push(*u), seq);
+  });
+}
+
+int poscache_fill(poscache_producer* producer, const char* ns, const char* account,
+                  const char* instrument, int side, const char* qty, const char* price,
+                  const char* fee, const char* trade_id, uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    if (side != POSCACHE_BUY && side != POSCACHE_SELL)
+      return failed(POSCACHE_BAD_INPUT, "side " + std::to_string(side) + " is not buy or sell");
+    return push_status(
+        producer,
+        producer->producer->fill(sv(ns), sv(account), sv(instrument),
+                                 side == POSCACHE_BUY ? Side::buy : Side::sell, sv(qty), sv(price),
+                                 fee == nullptr ? std::string_view("0") : sv(fee), sv(trade_id)),
+        seq);
+  });
+}
+
+int poscache_mark(poscache_producer* producer, const char* ns, const char* instrument,
+                  const char* price, const char* account, uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return push_status(
+        producer, producer->producer->mark(sv(ns), sv(instrument), sv(price), sv(account)), seq);
+  });
+}
+
+int poscache_add(poscache_producer* producer, const char* ns, const char* account,
+                 const char* instrument, const char* field, int64_t by, uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return push_status(
+        producer, producer->producer->add(sv(ns), sv(account), sv(instrument), sv(field), by), seq);
+  });
+}
+
+int poscache_reset(poscache_producer* producer, const char* ns, const char* account,
+                   const char* instrument, const char* field, uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return push_status(
+        producer, producer->producer->reset(sv(ns), sv(account), sv(instrument), sv(field)), seq);
+  });
+}
+
+int poscache_erase(poscache_producer* producer, const char* ns, const char* account,
+                   const char* instrument, uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return push_status(producer, producer->producer->erase(sv(ns), sv(account), sv(instrument)),
+                       seq);
+  });
+}
+
+int poscache_invalidate_account(poscache_producer* producer, const char* account, const char* ns,
+                                uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return push_status(producer, producer->producer->invalidate_account(sv(account), sv(ns)), seq);
+  });
+}
+
+int poscache_invalidate_namespace(poscache_producer* producer, const char* ns, uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return push_status(producer, producer->producer->invalidate_namespace(sv(ns)), seq);
+  });
+}
+
+int poscache_invalidate_matching(poscache_producer* producer, const char* glob, uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return push_status(producer, producer->producer->invalidate_matching(sv(glob)), seq);
+  });
+}
+
+int poscache_invalidate_all(poscache_producer* producer, uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded(
+      [&]() -> int { return push_status(producer, producer->producer->invalidate_all(), seq); });
+}
+
+int poscache_wait_applied(const poscache_producer* producer, uint64_t seq, int64_t timeout_ns) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return wait_status(producer->producer->wait_applied(
+        seq, std::chrono::nanoseconds(std::max<int64_t>(0, timeout_ns))));
+  });
+}
+
+int poscache_wait_synced(const poscache_producer* producer, uint64_t seq, int64_t timeout_ns) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return wait_status(producer->producer->wait_synced(
+        seq, std::chrono::nanoseconds(std::max<int64_t>(0, timeout_ns))));
+  });
+}
+
+int poscache_producer_last_refusal(const poscache_producer* producer, char* buf, size_t len) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded(
+      [&]() -> int { return copy_text(producer->producer->stats().last_error, buf, len); });
+}
+
+}  // extern "C"

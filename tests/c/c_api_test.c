@@ -1,0 +1,215 @@
+/* The C interface (include/poscache/poscache.h), from C: a real poscache-writer is started on a
+ * scratch segment, fed through a producer ring, and read back with a reader, the way a Rust or
+ * Go binding would use it. Every failure prints what was expected and exits 1. */
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "poscache/poscache.h"
+
+static int failures = 0;
+
+#define CHECK(cond)                                                                      \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
+      fprintf(stderr, "%s:%d: failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
+              poscache_last_error());                                                    \
+      ++failures;                                                                        \
+    }                                                                                    \
+  } while (0)
+
+#define CHECK_STATUS(call, want)                                                                   \
+  do {                                                                                             \
+    int got_ = (call);                                                                             \
+    if (got_ != (want)) {                                                                          \
+      fprintf(stderr, "%s:%d: %s returned %s, expected %s (last error: %s)\n", __FILE__, __LINE__, \
+              #call, poscache_status_name(got_), poscache_status_name(want),                       \
+              poscache_last_error());                                                              \
+      ++failures;                                                                                  \
+    }                                                                                              \
+  } while (0)
+
+#define CHECK_TEXT(r, p, field, want)                                                      \
+  do {                                                                                     \
+    char buf_[64];                                                                         \
+    int st_ = poscache_position_field_text((r), (p), (field), buf_, sizeof buf_);          \
+    if (st_ != POSCACHE_OK || strcmp(buf_, (want)) != 0) {                                 \
+      fprintf(stderr, "%s:%d: field %s is '%s' (%s), expected '%s'\n", __FILE__, __LINE__, \
+              (field), buf_, poscache_status_name(st_), (want));                           \
+      ++failures;                                                                          \
+    }                                                                                      \
+  } while (0)
+
+static const int64_t kSecond = 1000000000;
+
+static void cleanup(const char* seg) {
+  const char* suffixes[] = {"", ".lock", ".trades", ".sock", ".streams"};
+  char path[256];
+  for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; ++i) {
+    snprintf(path, sizeof path, "/dev/shm/%s%s", seg, suffixes[i]);
+    unlink(path);
+  }
+}
+
+static pid_t start_writer(const char* seg) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* quiet = freopen("/dev/null", "w", stdout);
+    (void)quiet;
+    execl(POSCACHE_WRITER_BIN, POSCACHE_WRITER_BIN, "-s", seg, "--capacity", "1000", "--no-redis",
+          "--log-level", "warn", (char*)NULL);
+    _exit(127);
+  }
+  /* Ready when its socket answers: a producer can attach. */
+  for (int i = 0; i < 1000; ++i) {
+    poscache_producer* p = poscache_producer_open(seg, "probe");
+    if (p != NULL) {
+      poscache_producer_close(p);
+      return pid;
+    }
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  fprintf(stderr, "the writer did not come up: %s\n", poscache_last_error());
+  kill(pid, SIGKILL);
+  exit(1);
+}
+
+int main(void) {
+  char seg[64];
+  snprintf(seg, sizeof seg, "poscache_test_capi_%d", (int)getpid());
+  cleanup(seg);
+
+  /* No segment: NULL and a message naming it. */
+  CHECK(poscache_reader_open(seg) == NULL);
+  CHECK(strstr(poscache_last_error(), seg) != NULL);
+  CHECK(poscache_producer_open(seg, "nobody") == NULL);
+  CHECK(strlen(poscache_last_error()) > 0);
+
+  const pid_t writer = start_writer(seg);
+  poscache_reader* r = poscache_reader_open(seg);
+  poscache_producer* p = poscache_producer_open(seg, "c-test");
+  CHECK(r != NULL);
+  CHECK(p != NULL);
+  if (r == NULL || p == NULL) return 1;
+
+  /* The worked example, as fills, then a mark. */
+  uint64_t seq = 0;
+  CHECK_STATUS(poscache_fill(p, "spot", "w1", "SOL", POSCACHE_BUY, "10", "100", NULL, "T1", &seq),
+               POSCACHE_OK);
+  CHECK_STATUS(poscache_fill(p, "spot", "w1", "SOL", POSCACHE_BUY, "10", "110", "0.5", "T2", &seq),
+               POSCACHE_OK);
+  CHECK_STATUS(poscache_fill(p, "spot", "w1", "SOL", POSCACHE_SELL, "5", "120", NULL, "T3", &seq),
+               POSCACHE_OK);
+  CHECK_STATUS(poscache_mark(p, "spot", "SOL", "130", NULL, &seq), POSCACHE_OK);
+  CHECK(seq == 4);
+  CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
+  poscache_position pos;
+  CHECK_STATUS(poscache_get(r, "spot", "w1", "SOL", &pos), POSCACHE_OK);
+  CHECK(strcmp(pos.account, "w1") == 0 && strcmp(pos.instrument, "SOL") == 0);
+  CHECK(pos.version != 0);
+  CHECK_TEXT(r, &pos, "qty", "15.000000000000000000");
+  CHECK_TEXT(r, &pos, "avg_price", "105.000000000000000000");
+  CHECK_TEXT(r, &pos, "realized_pnl", "75.000000000000000000");
+  CHECK_TEXT(r, &pos, "unrealized_pnl", "375.000000000000000000");
+  CHECK_TEXT(r, &pos, "fees", "0.500000000000000000");
+  /* Then sell 20 @ 100: short 5 at 100. */
+  CHECK_STATUS(poscache_fill(p, "spot", "w1", "SOL", POSCACHE_SELL, "20", "100", NULL, "T4", &seq),
+               POSCACHE_OK);
+  CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
+  CHECK_STATUS(poscache_get(r, "spot", "w1", "SOL", &pos), POSCACHE_OK);
+  CHECK_TEXT(r, &pos, "qty", "-5.000000000000000000");
+  CHECK_TEXT(r, &pos, "avg_price", "100.000000000000000000");
+
+  /* An upsert with several fields, an int64 add, a namespace id for a hot loop. */
+  const char* names[] = {"collateral_amount", "debt_amount", "health_factor"};
+  const char* values[] = {"2500000000000000000000", "1800000000000000000000",
+                          "1.145833333333333333"};
+  CHECK_STATUS(
+      poscache_upsert(p, "lending", "0xab12", "USDC", names, values, 3, 0, POSCACHE_MERGE, &seq),
+      POSCACHE_OK);
+  CHECK_STATUS(poscache_add(p, "lending", "0xab12", "USDC", "blocks_unhealthy", 3, &seq),
+               POSCACHE_OK);
+  CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
+  const int lending = poscache_namespace_id(r, "lending");
+  CHECK(lending >= 0);
+  CHECK(poscache_field_index(r, lending, "blocks_unhealthy") >= 0);
+  CHECK(poscache_field_index(r, lending, "colour") == -1);
+  CHECK_STATUS(poscache_get_by_id(r, lending, "0xab12", "USDC", &pos), POSCACHE_OK);
+  CHECK_TEXT(r, &pos, "collateral_amount", "2500000000000000000000");
+  CHECK_TEXT(r, &pos, "health_factor", "1.145833333333333333");
+  CHECK_TEXT(r, &pos, "blocks_unhealthy", "3");
+  char small[4];
+  CHECK_STATUS(poscache_position_field_text(r, &pos, "debt_amount", small, sizeof small),
+               POSCACHE_SMALL_BUFFER);
+  CHECK_STATUS(poscache_position_field_text(r, &pos, "last_update_block", small, sizeof small),
+               POSCACHE_NOT_FOUND);
+  CHECK_STATUS(poscache_position_field_text(r, &pos, "colour", small, sizeof small),
+               POSCACHE_BAD_INPUT);
+  CHECK(strstr(poscache_last_error(), "colour") != NULL);
+
+  /* Bad input is refused before anything is queued, naming the part and the value. */
+  const char* bad_values[] = {"12.5.3"};
+  CHECK_STATUS(
+      poscache_upsert(p, "spot", "w1", "SOL", names, bad_values, 1, 0, POSCACHE_MERGE, &seq),
+      POSCACHE_BAD_INPUT);
+  CHECK(strstr(poscache_last_error(), "collateral_amount") != NULL);
+  const char* qty_name[] = {"qty"};
+  CHECK_STATUS(
+      poscache_upsert(p, "spot", "w1", "SOL", qty_name, bad_values, 1, 0, POSCACHE_MERGE, &seq),
+      POSCACHE_BAD_INPUT);
+  CHECK(strstr(poscache_last_error(), "12.5.3") != NULL);
+  CHECK_STATUS(poscache_fill(p, "futures", "w1", "SOL", POSCACHE_BUY, "1", "1", NULL, NULL, &seq),
+               POSCACHE_BAD_INPUT);
+  CHECK(strstr(poscache_last_error(), "futures") != NULL);
+  CHECK_STATUS(poscache_fill(p, "spot", "w1", "SOL", 7, "1", "1", NULL, NULL, &seq),
+               POSCACHE_BAD_INPUT);
+  CHECK_STATUS(poscache_upsert(p, "spot", "w1", "SOL", qty_name, values, 1, 0, 9, &seq),
+               POSCACHE_BAD_INPUT);
+  CHECK_STATUS(poscache_get(r, "futures", "w1", "SOL", &pos), POSCACHE_BAD_KEY);
+  CHECK_STATUS(poscache_get(r, "spot", "nobody", "SOL", &pos), POSCACHE_NOT_FOUND);
+
+  /* A fill the writer refuses (its cost basis beyond 10^38): the producer hears why. */
+  CHECK_STATUS(poscache_fill(p, "spot", "w2", "ETH", POSCACHE_BUY, "99999999999999999999",
+                             "99999999999999999999", NULL, NULL, &seq),
+               POSCACHE_OK);
+  CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
+  char why[256];
+  CHECK_STATUS(poscache_producer_last_refusal(p, why, sizeof why), POSCACHE_OK);
+  CHECK(strstr(why, "cost_basis") != NULL);
+  CHECK_STATUS(poscache_get(r, "spot", "w2", "ETH", &pos), POSCACHE_NOT_FOUND);
+
+  /* Removals, and change notification. */
+  const uint64_t before = poscache_change_sequence(r);
+  CHECK_STATUS(poscache_erase(p, "spot", "w1", "SOL", &seq), POSCACHE_OK);
+  CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
+  CHECK(poscache_wait_for_change(r, before, 5 * kSecond) == 1);
+  CHECK_STATUS(poscache_get(r, "spot", "w1", "SOL", &pos), POSCACHE_NOT_FOUND);
+  CHECK_STATUS(poscache_invalidate_account(p, "0xab12", NULL, &seq), POSCACHE_OK);
+  CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
+  CHECK_STATUS(poscache_get(r, "lending", "0xab12", "USDC", &pos), POSCACHE_NOT_FOUND);
+  CHECK_STATUS(poscache_wait_synced(p, seq, kSecond), POSCACHE_NO_REDIS);
+  CHECK(strcmp(poscache_status_name(POSCACHE_FULL), "full") == 0);
+
+  poscache_producer_close(p);
+  poscache_reader_close(r);
+  poscache_reader_close(NULL);
+  poscache_producer_close(NULL);
+  kill(writer, SIGTERM);
+  int status = 0;
+  waitpid(writer, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  cleanup(seg);
+  if (failures > 0) {
+    fprintf(stderr, "%d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("C interface: every check passed\n");
+  return 0;
+}
