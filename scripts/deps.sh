@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config
           libboost-dev libspdlog-dev libfmt-dev libhiredis-dev libxxhash-dev
-          nlohmann-json3-dev libsimdjson-dev libcli11-dev libtomlplusplus-dev
+          nlohmann-json3-dev libsimdjson-dev libcli11-dev libtomlplusplus-dev libsystemd-dev
           libgtest-dev googletest redis-server redis-tools python3-redis clang-format)
 missing=()
 for p in "${packages[@]}"; do

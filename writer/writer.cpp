@@ -429,6 +429,12 @@ void Writer::close() {
   w.lock.release();
 }
 
+bool Writer::set_redis_password(std::string password) {
+  if (!impl_->sync) return false;
+  impl_->sync->worker().set_password(std::move(password));
+  return true;
+}
+
 bool Writer::sync_redis(std::chrono::milliseconds timeout) {
   if (!impl_->sync) return true;
   return impl_->sync->flush(timeout);

@@ -205,6 +205,9 @@ class Writer {
   // With Redis: hands every change made so far to the sync thread and waits until Redis has
   // acknowledged all of them. False on timeout (Redis down or slow); nothing is lost either way.
   bool sync_redis(std::chrono::milliseconds timeout);
+  // A new Redis password (after a rotation): the sync thread uses it from its next connection
+  // on; the connection open now stays authenticated. False without Redis.
+  bool set_redis_password(std::string password);
   // Without waiting: a ticket for every change made so far, and whether Redis now holds all the
   // changes of a ticket. Without Redis, redis_ticket() is 0 and redis_acknowledged() false.
   [[nodiscard]] std::uint64_t redis_ticket() const noexcept;

@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -334,4 +336,66 @@ TEST(DaemonRedisTest, SigtermDuringAWarmStartStopsOnceTheSegmentIsReady) {
   Reader r = Reader::open(seg.name());
   EXPECT_EQ(r.stats().state, "closed");
   EXPECT_EQ(r.stats().live, static_cast<std::uint64_t>(kPositions));
+}
+
+// Under systemd (Type=notify): the daemon says READY=1 once it serves, feeds the watchdog from
+// its loop, and says STOPPING=1 on SIGTERM. A datagram socket of the test's stands in for
+// systemd's NOTIFY_SOCKET. SIGHUP applies the log level and names what needs a restart.
+TEST(DaemonRunTest, ItNotifiesSystemdFeedsTheWatchdogAndReloadsOnSighup) {
+  const test::ScratchSegment seg("dnotify");
+  TempDir dir;
+  const std::string sock_path = dir.path() + "/notify";
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock_path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  timeval tv{0, 200'000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  // Collects what the daemon sent until `want` arrived (or 30 s passed).
+  std::string received;
+  auto wait_message = [&](const std::string& want) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (received.find(want) == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
+      char buf[1024];
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n > 0) received.append(buf, static_cast<std::size_t>(n)).append("\n");
+    }
+    return received.find(want) != std::string::npos;
+  };
+  const std::string conf = dir.file("w.toml", "[daemon]\nlog_level = \"info\"\n");
+  Daemon d("--config " + conf + " " + seg_flag(seg) + " --capacity 1000 --no-redis",
+           {{"NOTIFY_SOCKET", sock_path}, {"WATCHDOG_USEC", "300000"}});
+  ASSERT_TRUE(wait_message("READY=1")) << received << d.log();
+  EXPECT_NE(received.find("STATUS=serving segment " + seg.name()), std::string::npos) << received;
+  received.clear();
+  ASSERT_TRUE(wait_message("WATCHDOG=1")) << d.log();
+  received.clear();
+  ASSERT_TRUE(wait_message("WATCHDOG=1")) << "the watchdog was fed once only\n" << d.log();
+  EXPECT_NE(d.log().find("systemd watchdog: fed every 100 ms"), std::string::npos) << d.log();
+
+  // A reload: the log level applies, the capacity waits for a restart and says so.
+  (void)dir.file("w.toml", "[segment]\ncapacity = 5000\n[daemon]\nlog_level = \"debug\"\n");
+  d.signal(SIGHUP);
+  ASSERT_TRUE(d.wait_for("reload (SIGHUP): applied")) << d.log();
+  EXPECT_NE(d.log().find("applied: daemon.log_level = \"debug\""), std::string::npos) << d.log();
+  EXPECT_EQ(d.log().find("applied: nothing"), std::string::npos) << d.log();
+  // (--capacity on the command line wins over the file: nothing to report for it.)
+  (void)dir.file("w.toml", "[daemon]\nlog_level = \"debug\"\n[ingest]\ntrade_window = 1000\n");
+  d.signal(SIGHUP);
+  ASSERT_TRUE(d.wait_for("ignored until the next start: ingest.trade_window (1048576 -> 1000)"))
+      << d.log();
+  // A bad file: an error naming it, and nothing changed.
+  (void)dir.file("w.toml", "[daemon]\nlog_level = \"chatty\"\n");
+  d.signal(SIGHUP);
+  ASSERT_TRUE(d.wait_for("log level 'chatty' is not")) << d.log();
+  EXPECT_NE(d.log().find("nothing changed"), std::string::npos) << d.log();
+
+  received.clear();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait(), 0) << d.log();
+  EXPECT_TRUE(wait_message("STOPPING=1")) << received;
+  ::close(fd);
 }

@@ -1,10 +1,13 @@
 // poscache-writer: the daemon that owns one segment. It creates (or re-attaches to) the segment,
 // then runs the apply loop: poll every source, tick (heartbeat, expiry, wake readers), repeat.
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
+#include <map>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -18,9 +21,31 @@ using namespace poscache;
 using namespace poscache::daemon;
 
 namespace {
-std::atomic<bool> g_stop{false};
+std::atomic<bool> g_stop{false}, g_reload{false};
 void on_signal(int) {
   g_stop.store(true, std::memory_order_relaxed);
+}
+void on_hangup(int) {
+  g_reload.store(true, std::memory_order_relaxed);
+}
+
+// "key = value" lines of print_config() by key: what a reload compares.
+std::map<std::string, std::string> settings_of(const std::string& printed) {
+  std::map<std::string, std::string> out;
+  std::size_t start = 0;
+  while (start < printed.size()) {
+    const std::size_t nl = printed.find('\n', start);
+    const std::string line = printed.substr(start, nl - start);
+    const std::size_t eq = line.find(" = ");
+    if (eq != std::string::npos) {
+      // "namespace" repeats: keep each line whole as its own key.
+      const std::string key = line.substr(0, eq);
+      out[key == "namespace" ? line : key] = line.substr(eq + 3);
+    }
+    if (nl == std::string::npos) break;
+    start = nl + 1;
+  }
+  return out;
 }
 
 std::string describe(const NamespaceSpec& n) {
@@ -115,10 +140,12 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;  // --help: 0; any usage error: 2, like a bad config value
   }
 
-  DaemonConfig cfg;
-  cfg.writer.namespaces = {preset_trading("spot"), preset_lending("lending"),
-                           preset_quote("quotes")};
-  try {
+  // The effective settings: defaults, then the file, then the environment, then the flags. Run
+  // at start and again on SIGHUP (which applies what can change while running).
+  auto build_config = [&]() {
+    DaemonConfig cfg;
+    cfg.writer.namespaces = {preset_trading("spot"), preset_lending("lending"),
+                             preset_quote("quotes")};
     if (!config_file.empty()) load_toml_file(config_file, cfg);
     load_env(cfg);
     if (segment) cfg.writer.segment = *segment;
@@ -176,17 +203,21 @@ int main(int argc, char** argv) {
       throw Error("[ingest] streams (" + cfg.ingest.stream.streams.front() +
                   ") need a Redis server: configure [redis] (or --redis-host / --redis-socket)");
     }
+    const auto level = spdlog::level::from_str(cfg.log_level);
+    if (level == spdlog::level::off && cfg.log_level != "off") {
+      throw Error("log level '" + cfg.log_level +
+                  "' is not trace, debug, info, warn, error or off");
+    }
+    return cfg;
+  };
+  DaemonConfig cfg;
+  try {
+    cfg = build_config();
   } catch (const Error& e) {
     std::fprintf(stderr, "poscache-writer: %s\n", e.what());
     return 2;
   }
   const auto level = spdlog::level::from_str(cfg.log_level);
-  if (level == spdlog::level::off && cfg.log_level != "off") {
-    std::fprintf(stderr,
-                 "poscache-writer: log level '%s' is not trace, debug, info, warn, error or off\n",
-                 cfg.log_level.c_str());
-    return 2;
-  }
   if (print_only) {
     std::fputs(print_config(cfg).c_str(), stdout);
     return 0;
@@ -210,6 +241,7 @@ int main(int argc, char** argv) {
   // segment is consistent and ready, instead of killing it half way.
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGHUP, on_hangup);  // a reload, handled in the loop (never the default: exit)
   std::unique_ptr<Writer> writer;
   try {
     writer = Writer::open(cfg.writer);
@@ -274,6 +306,63 @@ int main(int argc, char** argv) {
                  cfg.generator.rate, cfg.generator.accounts, cfg.generator.instruments);
   }
 
+  // Under systemd (Type=notify): ready once every source is up; the watchdog is fed from the
+  // apply loop, so a loop that stops turning is restarted. Without NOTIFY_SOCKET these do nothing.
+  sd_notifyf(0, "READY=1\nSTATUS=serving segment %s (%llu positions)\nMAINPID=%d",
+             cfg.writer.segment.c_str(), static_cast<unsigned long long>(st0.live),
+             static_cast<int>(::getpid()));
+  std::uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+  const std::int64_t watchdog_every = static_cast<std::int64_t>(watchdog_usec) * 1000 / 3;
+  std::int64_t next_watchdog = 0;
+  if (watchdog) spdlog::info("systemd watchdog: fed every {} ms", watchdog_every / 1'000'000);
+
+  // SIGHUP: the settings are built again (file, environment, flags); the log level, the stats
+  // interval and the Redis password apply at once, anything else is named and left for the next
+  // start.
+  auto reload = [&] {
+    DaemonConfig next;
+    try {
+      next = build_config();
+    } catch (const Error& e) {
+      spdlog::error("reload (SIGHUP): {}; nothing changed", e.what());
+      return;
+    }
+    const auto was = settings_of(print_config(cfg)), now = settings_of(print_config(next));
+    std::vector<std::string> applied, ignored;
+    for (const auto& [key, value] : now) {
+      auto it = was.find(key);
+      if (it != was.end() && it->second == value) continue;
+      if (key == "daemon.log_level") {
+        spdlog::set_level(spdlog::level::from_str(next.log_level));
+        cfg.log_level = next.log_level;
+        applied.push_back(key + " = " + value);
+      } else if (key == "daemon.stats_interval") {
+        cfg.stats_interval = next.stats_interval;
+        applied.push_back(key + " = " + value);
+      } else {
+        ignored.push_back(key + (it == was.end() ? "" : " (" + it->second + " -> " + value + ")"));
+      }
+    }
+    for (const auto& [key, value] : was)
+      if (now.find(key) == now.end()) ignored.push_back(key + " (removed)");
+    const std::string old_pw = cfg.writer.redis ? cfg.writer.redis->password : std::string();
+    const std::string new_pw = next.writer.redis ? next.writer.redis->password : std::string();
+    if (old_pw != new_pw && cfg.writer.redis && next.writer.redis) {
+      writer->set_redis_password(new_pw);
+      cfg.writer.redis->password = new_pw;
+      applied.push_back("redis.password (from the next connection)");
+    }
+    auto joined = [](const std::vector<std::string>& v) {
+      std::string out;
+      for (const auto& x : v) out += (out.empty() ? "" : "; ") + x;
+      return out;
+    };
+    spdlog::info("reload (SIGHUP): applied: {}", applied.empty() ? "nothing" : joined(applied));
+    if (!ignored.empty())
+      spdlog::warn("reload (SIGHUP): ignored until the next start: {}", joined(ignored));
+  };
+
   const std::int64_t start = shm::monotonic_ns();
   std::int64_t next_stats = start + cfg.stats_interval.count();
   WriterStats last = st0;
@@ -298,6 +387,11 @@ int main(int argc, char** argv) {
     next_slow = now_mono + 100'000;
     for (auto& s : sources) applied += s->poll(executor, now, kBudget);
     writer->tick();
+    if (watchdog && now_mono >= next_watchdog) {
+      sd_notify(0, "WATCHDOG=1");
+      next_watchdog = now_mono + watchdog_every;
+    }
+    if (g_reload.exchange(false, std::memory_order_relaxed)) reload();
     if (cfg.run_for.count() > 0 && now_mono - start >= cfg.run_for.count()) break;
     if (now_mono >= next_stats) {
       const WriterStats st = writer->stats();
@@ -330,6 +424,7 @@ int main(int argc, char** argv) {
     }
     if (applied == 0 && !busy) std::this_thread::sleep_for(std::chrono::microseconds(50));  // idle
   }
+  sd_notify(0, "STOPPING=1");
   sources.clear();  // the socket file goes before the segment closes
   writer->close();
   spdlog::info("closed segment '{}' cleanly", cfg.writer.segment);

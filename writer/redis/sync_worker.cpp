@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 #include "shm/atomic.hpp"
 #include "shm/clock.hpp"
@@ -112,6 +113,10 @@ bool SyncWorker::has_pending() const noexcept {
 
 // ---- connection -------------------------------------------------------------------------------
 void SyncWorker::connect() {
+  {
+    std::lock_guard lock(password_mu_);
+    if (new_password_) cfg_.password = std::move(*std::exchange(new_password_, std::nullopt));
+  }
   auto c = RedisClient::connect(cfg_);
   std::string err;
   if (c) {

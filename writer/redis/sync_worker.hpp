@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -42,6 +44,12 @@ class SyncWorker {
   [[nodiscard]] bool running() const noexcept { return thread_.joinable(); }
   // A corrupt journal entry (re-attach, before start()): counted as done so the tail passes it.
   void skip(std::uint64_t entry) { tail_.done(entry + 1); }
+  // A new password (SIGHUP after a rotation): used from the next connection on; the one open
+  // now stays authenticated. Any thread.
+  void set_password(std::string password) {
+    std::lock_guard lock(password_mu_);
+    new_password_ = std::move(password);
+  }
 
  private:
   // sync_worker.cpp: the loop, the pending state, the connection, the header's Redis fields
@@ -74,6 +82,8 @@ class SyncWorker {
   bool check_replies(std::size_t n, std::vector<bool>* ok);
 
   RedisConfig cfg_;
+  std::mutex password_mu_;                   // guards new_password_ (set from another thread)
+  std::optional<std::string> new_password_;  // taken into cfg_ at the next connect
   RedisFormat fmt_;
   SegmentView v_;
   Journal journal_;
