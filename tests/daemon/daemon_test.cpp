@@ -399,3 +399,31 @@ TEST(DaemonRunTest, ItNotifiesSystemdFeedsTheWatchdogAndReloadsOnSighup) {
   EXPECT_TRUE(wait_message("STOPPING=1")) << received;
   ::close(fd);
 }
+
+// A Redis password rotated with a reload: the new one goes into the config file, SIGHUP hands it
+// to the sync thread, and once Redis changes it and drops the connection, the writer logs in
+// again with the new one.
+TEST(DaemonRedisTest, ARotatedPasswordIsTakenOnSighupForTheNextConnection) {
+  test::RedisServer srv({"--requirepass", "old-secret"});
+  TempDir dir;
+  auto conf = [&](const char* pw) {
+    return dir.file("w.toml",
+                    "[redis]\nhost = \"127.0.0.1\"\nport = " + std::to_string(srv.port()) +
+                        "\npassword = \"" + pw + "\"\nwarm_start = false\n");
+  };
+  const std::string file = conf("old-secret");
+  const test::ScratchSegment seg("dpwrot");
+  Daemon d(seg_flag(seg) + " --config " + file +
+           " -n spot:trading --capacity 1000 --generate --rate 500 --accounts 5 --instruments 3");
+  ASSERT_TRUE(d.wait_for("connected, syncing")) << d.log();
+  (void)conf("new-secret");
+  d.signal(SIGHUP);
+  ASSERT_TRUE(d.wait_for("applied: redis.password (from the next connection)")) << d.log();
+  auto admin = srv.client("old-secret");
+  test::cmd(admin, {"CONFIG", "SET", "requirepass", "new-secret"});
+  test::cmd(admin, {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  ASSERT_TRUE(d.wait_for("connected again")) << d.log();
+  EXPECT_EQ(d.log().find("WRONGPASS"), std::string::npos) << d.log();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait(), 0) << d.log();
+}
