@@ -1,0 +1,459 @@
+// `import poscache`: the reader and the producer for Python (pybind11 from Debian).
+//
+//   r = poscache.Reader("positions")
+//   p = r.get("spot", "wallet1", "SOL")        # a Position, or None if there is none
+//   p.fields["qty"]                            # Decimal('12.500000000000000000')
+//   prod = poscache.Producer("positions", "py-bot")
+//   seq = prod.fill("spot", "wallet1", "SOL", "buy", Decimal("10"), "100.5", fee="0.05",
+//                   trade_id="T-1")
+//   prod.wait_applied(seq, timeout=1.0)
+//
+// Decimals cross as exact values: a read gives decimal.Decimal built from the field's exact
+// text (int for int64 and timestamp fields); a write takes Decimal, str or int and refuses a
+// float (binary floating point cannot carry a decimal exactly). Errors are exceptions naming
+// the cause: poscache.Error and its kinds (WriterBusy, WriterDead, Retired, Full, NoRedis),
+// ValueError for bad input, TypeError for a float. Blocking calls release the GIL.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "poscache/decimal.hpp"
+#include "poscache/format.hpp"
+#include "poscache/producer.hpp"
+#include "poscache/reader.hpp"
+
+namespace py = pybind11;
+using namespace poscache;
+
+namespace {
+
+// The exception types, created at import.
+PyObject* g_error = nullptr;
+PyObject* g_writer_busy = nullptr;
+PyObject* g_writer_dead = nullptr;
+PyObject* g_retired = nullptr;
+PyObject* g_full = nullptr;
+PyObject* g_no_redis = nullptr;
+
+[[noreturn]] void raise(PyObject* type, const std::string& message) {
+  PyErr_SetString(type, message.c_str());
+  throw py::error_already_set();
+}
+
+// decimal.Decimal, looked up once.
+py::object& decimal_type() {
+  static py::object* d = new py::object(py::module_::import("decimal").attr("Decimal"));
+  return *d;
+}
+
+std::chrono::nanoseconds seconds(double s) {
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(s * 1e9));
+}
+
+// A value for a field: Decimal, str or int as text; a float (or a bool) is refused.
+std::string value_text(const std::string& what, const py::handle& v) {
+  if (PyBool_Check(v.ptr()))
+    throw py::type_error(what + ": a bool is not a number; give a Decimal, a str or an int");
+  if (PyFloat_Check(v.ptr())) {
+    throw py::type_error(what + ": " + py::str(v).cast<std::string>() +
+                         " is a float; give a Decimal, a str or an int (binary floating point "
+                         "cannot carry a decimal exactly)");
+  }
+  if (PyLong_Check(v.ptr()) || PyUnicode_Check(v.ptr()) || py::isinstance(v, decimal_type()))
+    return py::str(v).cast<std::string>();
+  throw py::type_error(what + ": a " + std::string(Py_TYPE(v.ptr())->tp_name) +
+                       " is not a number; give a Decimal, a str or an int");
+}
+
+// Python objects throughout, so that reading one builds nothing twice: the namespace and field
+// names are made once per reader and shared by every position it returns.
+struct PyPosition {
+  py::object ns, account, instrument, status;
+  py::dict fields;
+  std::uint64_t version = 0, source_seq = 0;
+  std::int64_t created_at_ns = 0, updated_at_ns = 0, age_ns = 0;
+  bool stale = false;
+};
+
+struct Names {
+  py::object ns;
+  std::vector<py::object> fields;
+};
+
+PyPosition to_python(const Reader& r, const std::vector<Names>& names, const Position& p) {
+  static const py::object ok = py::str("ok"), stale = py::str("stale");
+  const NamespaceInfo& ns = r.namespace_info(p.ns);
+  const Names& n = names[p.ns];
+  PyPosition out;
+  out.ns = n.ns;
+  out.account = py::str(p.account, p.account_len);
+  out.instrument = py::str(p.instrument, p.instrument_len);
+  out.status = p.stale ? stale : ok;
+  out.stale = p.stale;
+  out.version = p.version;
+  out.source_seq = p.source_seq;
+  out.created_at_ns = p.created_at_ns;
+  out.updated_at_ns = p.updated_at_ns;
+  out.age_ns = p.age_ns;
+  char buf[64];
+  for (std::size_t f = 0; f < ns.fields.size(); ++f) {
+    if (!p.has(f)) continue;
+    const FieldSpec& spec = ns.fields[f];
+    if (spec.type == FieldType::decimal) {
+      const std::size_t len = format_decimal(p.values[f], spec.scale, buf);
+      out.fields[n.fields[f]] = decimal_type()(py::str(buf, len));
+    } else {
+      out.fields[n.fields[f]] = py::int_(static_cast<std::int64_t>(p.values[f]));
+    }
+  }
+  return out;
+}
+
+class PyReader {
+ public:
+  explicit PyReader(const std::string& segment) : r_(open(segment)) { name_all(); }
+
+  py::object get(const std::string& ns, const std::string& account,
+                 const std::string& instrument) const {
+    const auto id = r_.namespace_id(ns);
+    if (!id)
+      throw py::value_error("segment '" + r_.segment_name() + "' has no namespace '" + ns + "'");
+    Position p;
+    const ReadStatus s = r_.get(*id, account, instrument, p);
+    switch (s) {
+      case ReadStatus::ok:
+      case ReadStatus::stale:
+        return py::cast(to_python(r_, names_, p));
+      case ReadStatus::not_found:
+        return py::none();
+      case ReadStatus::writer_busy:
+        raise(g_writer_busy, "the writer kept " + ns + ":" + account + ":" + instrument +
+                                 " mid-write past the retry bound");
+      case ReadStatus::writer_dead:
+        raise(g_writer_dead, "the writer died writing " + ns + ":" + account + ":" + instrument);
+      case ReadStatus::bad_key:
+        throw py::value_error("bad key " + ns + ":" + account + ":" + instrument +
+                              ": a part is empty or longer than 64 bytes");
+      case ReadStatus::retired:
+        raise(g_retired,
+              "segment '" + r_.segment_name() + "' was re-created by its writer: call follow()");
+    }
+    raise(g_error, "unknown read status");
+  }
+
+  std::vector<PyPosition> positions_of(const std::string& account) const {
+    std::vector<PyPosition> out;
+    for (const Position& p : r_.positions_of(account)) out.push_back(to_python(r_, names_, p));
+    return out;
+  }
+
+  std::vector<PyPosition> scan(const std::optional<std::string>& ns,
+                               const std::optional<std::string>& account,
+                               const std::optional<std::string>& glob) const {
+    ScanFilter f;
+    if (ns) {
+      const auto id = r_.namespace_id(*ns);
+      if (!id) throw py::value_error("segment has no namespace '" + *ns + "'");
+      f.ns = *id;
+    }
+    f.account = account;
+    f.glob = glob;
+    std::vector<PyPosition> out;
+    r_.scan(f, [&](const Position& p) { out.push_back(to_python(r_, names_, p)); });
+    return out;
+  }
+
+  py::dict stats() const {
+    const SegmentStats s = r_.stats();
+    py::dict d;
+    d["segment"] = s.segment;
+    d["generation"] = s.generation;
+    d["state"] = s.state;
+    d["capacity"] = s.capacity;
+    d["change_seq"] = s.change_seq;
+    for (const CounterField& c : kCounterFields) d[py::str(std::string(c.name))] = s.*(c.member);
+    const WriterInfo w = r_.writer();
+    d["writer_pid"] = w.pid;
+    d["writer_alive"] = w.alive;
+    d["heartbeat_age_ns"] = w.heartbeat_age_ns;
+    return d;
+  }
+
+  std::vector<std::string> namespaces() const {
+    std::vector<std::string> out;
+    for (const auto& n : r_.namespaces()) out.push_back(n.name);
+    return out;
+  }
+
+  std::uint64_t change_sequence() const { return r_.change_sequence(); }
+
+  bool wait_for_change(std::uint64_t seen, double timeout) const {
+    py::gil_scoped_release release;
+    return r_.wait_for_change(seen, seconds(timeout));
+  }
+
+  bool follow() {
+    const FollowResult f = r_.follow();
+    if (f == FollowResult::reattached) name_all();  // a new generation may have new schemas
+    return f != FollowResult::unavailable;
+  }
+
+ private:
+  void name_all() {
+    names_.clear();
+    for (const NamespaceInfo& ns : r_.namespaces()) {
+      Names n;
+      n.ns = py::str(ns.name);
+      for (const FieldSpec& f : ns.fields) n.fields.push_back(py::str(f.name));
+      names_.push_back(std::move(n));
+    }
+  }
+  std::vector<Names> names_;
+  static Reader open(const std::string& segment) {
+    try {
+      return Reader::open(segment);
+    } catch (const Error& e) {
+      raise(g_error, e.what());
+    }
+  }
+  Reader r_;
+};
+
+class PyProducer {
+ public:
+  PyProducer(const std::string& segment, const std::string& name, std::uint64_t capacity) {
+    ProducerConfig c;
+    c.segment = segment;
+    c.name = name;
+    c.capacity = capacity;
+    try {
+      py::gil_scoped_release release;  // waits for the writer's socket
+      p_ = Producer::open(c);
+    } catch (const Error& e) {
+      raise(g_error, e.what());
+    }
+  }
+
+  std::uint64_t upsert(const std::string& ns, const std::string& account,
+                       const std::string& instrument, const py::dict& fields, std::uint64_t seq,
+                       bool replace, std::optional<double> timeout) {
+    std::vector<std::string> names, texts;
+    for (const auto& [k, v] : fields) {
+      names.push_back(py::str(k).cast<std::string>());
+      texts.push_back(value_text("field '" + names.back() + "'", v));
+    }
+    std::vector<std::pair<std::string_view, std::string_view>> pairs;
+    for (std::size_t i = 0; i < names.size(); ++i) pairs.emplace_back(names[i], texts[i]);
+    auto u = live().make_update(ns, account, instrument, pairs, seq,
+                                replace ? UpdateMode::replace : UpdateMode::merge);
+    if (!u) throw py::value_error(u.error());
+    if (timeout) {
+      PushResult r;
+      {
+        py::gil_scoped_release release;
+        r = live().push(*u, seconds(*timeout));
+      }
+      return result(r);
+    }
+    return result(live().push(*u));
+  }
+
+  std::uint64_t fill(const std::string& ns, const std::string& account,
+                     const std::string& instrument, const std::string& side, const py::handle& qty,
+                     const py::handle& price, const py::handle& fee,
+                     const std::optional<std::string>& trade_id) {
+    Side s;
+    if (side == "buy")
+      s = Side::buy;
+    else if (side == "sell")
+      s = Side::sell;
+    else
+      throw py::value_error("side '" + side + "' must be 'buy' or 'sell'");
+    const std::string q = value_text("qty", qty), pr = value_text("price", price),
+                      fe = value_text("fee", fee);
+    return result(live().fill(ns, account, instrument, s, q, pr, fe, trade_id.value_or("")));
+  }
+
+  std::uint64_t mark(const std::string& ns, const std::string& instrument, const py::handle& price,
+                     const std::optional<std::string>& account) {
+    return result(live().mark(ns, instrument, value_text("price", price), account.value_or("")));
+  }
+
+  std::uint64_t add(const std::string& ns, const std::string& account,
+                    const std::string& instrument, const std::string& field, const py::handle& by) {
+    if (!PyLong_Check(by.ptr()) || PyBool_Check(by.ptr()))
+      throw py::type_error("add: 'by' must be an int");
+    return result(live().add(ns, account, instrument, field, by.cast<std::int64_t>()));
+  }
+
+  std::uint64_t reset(const std::string& ns, const std::string& account,
+                      const std::string& instrument, const std::string& field) {
+    return result(live().reset(ns, account, instrument, field));
+  }
+
+  std::uint64_t erase(const std::string& ns, const std::string& account,
+                      const std::string& instrument) {
+    return result(live().erase(ns, account, instrument));
+  }
+
+  std::uint64_t invalidate(const std::optional<std::string>& account,
+                           const std::optional<std::string>& ns,
+                           const std::optional<std::string>& glob, bool all) {
+    const int given = (account ? 1 : 0) + (glob ? 1 : 0) + (all ? 1 : 0);
+    if (given > 1 || (ns && (glob || all)) || (given == 0 && !ns))
+      throw py::value_error(
+          "invalidate takes one of: account (with ns or not), ns, glob, all=True");
+    if (account) return result(live().invalidate_account(*account, ns.value_or("")));
+    if (glob) return result(live().invalidate_matching(*glob));
+    if (all) return result(live().invalidate_all());
+    return result(live().invalidate_namespace(*ns));
+  }
+
+  bool wait_applied(std::uint64_t seq, double timeout) {
+    WaitStatus w;
+    {
+      py::gil_scoped_release release;
+      w = live().wait_applied(seq, seconds(timeout));
+    }
+    return w == WaitStatus::done;
+  }
+
+  bool wait_synced(std::uint64_t seq, double timeout) {
+    WaitStatus w;
+    {
+      py::gil_scoped_release release;
+      w = live().wait_synced(seq, seconds(timeout));
+    }
+    if (w == WaitStatus::no_redis) raise(g_no_redis, "the writer does not mirror to Redis");
+    return w == WaitStatus::done;
+  }
+
+  py::dict stats() {
+    const ProducerStats s = live().stats();
+    py::dict d;
+    d["pushed"] = s.pushed;
+    d["applied"] = s.applied;
+    d["synced"] = s.synced;
+    d["rejected"] = s.rejected;
+    d["full"] = s.full;
+    d["attached"] = s.attached;
+    d["redis"] = s.redis;
+    d["reconnects"] = s.reconnects;
+    d["last_error"] = s.last_error;
+    return d;
+  }
+
+  void close() {
+    py::gil_scoped_release release;
+    p_.reset();
+  }
+
+ private:
+  Producer& live() {
+    if (!p_) raise(g_error, "the producer is closed");
+    return *p_;
+  }
+  std::uint64_t result(const PushResult& r) {
+    switch (r.status) {
+      case PushStatus::ok:
+        return r.seq;
+      case PushStatus::full:
+        raise(g_full,
+              "the producer's ring is full (the writer is behind or gone); retry, or "
+              "pass timeout= to wait");
+      case PushStatus::bad_input:
+        throw py::value_error(p_->error());
+    }
+    raise(g_error, "unknown push status");
+  }
+  std::unique_ptr<Producer> p_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(poscache, m) {
+  m.doc() = "poscache: read positions from a shared-memory segment, feed its writer";
+  g_error = py::register_exception<Error>(m, "Error", PyExc_RuntimeError).ptr();
+  g_writer_busy = PyErr_NewExceptionWithDoc(
+      "poscache.WriterBusy", "the slot stayed mid-write past the retry bound", g_error, nullptr);
+  g_writer_dead = PyErr_NewExceptionWithDoc(
+      "poscache.WriterDead", "the slot is mid-write and the writer's heartbeat stopped", g_error,
+      nullptr);
+  g_retired = PyErr_NewExceptionWithDoc("poscache.Retired",
+                                        "the writer re-created the segment: call Reader.follow()",
+                                        g_error, nullptr);
+  g_full =
+      PyErr_NewExceptionWithDoc("poscache.Full", "the producer's ring is full", g_error, nullptr);
+  g_no_redis = PyErr_NewExceptionWithDoc("poscache.NoRedis", "the writer does not mirror to Redis",
+                                         g_error, nullptr);
+  m.attr("WriterBusy") = py::handle(g_writer_busy);
+  m.attr("WriterDead") = py::handle(g_writer_dead);
+  m.attr("Retired") = py::handle(g_retired);
+  m.attr("Full") = py::handle(g_full);
+  m.attr("NoRedis") = py::handle(g_no_redis);
+
+  py::class_<PyPosition>(m, "Position", "a position as read: a copy, exact values")
+      .def_readonly("ns", &PyPosition::ns)
+      .def_readonly("account", &PyPosition::account)
+      .def_readonly("instrument", &PyPosition::instrument)
+      .def_readonly("fields", &PyPosition::fields, "field name -> Decimal (int for int64 fields)")
+      .def_readonly("status", &PyPosition::status, "'ok' or 'stale'")
+      .def_readonly("stale", &PyPosition::stale)
+      .def_readonly("version", &PyPosition::version)
+      .def_readonly("source_seq", &PyPosition::source_seq)
+      .def_readonly("created_at_ns", &PyPosition::created_at_ns)
+      .def_readonly("updated_at_ns", &PyPosition::updated_at_ns)
+      .def_readonly("age_ns", &PyPosition::age_ns)
+      .def_property_readonly(
+          "age", [](const PyPosition& p) { return static_cast<double>(p.age_ns) / 1e9; },
+          "seconds since the last change")
+      .def("__repr__", [](const PyPosition& p) {
+        return "<Position " + py::str(p.ns).cast<std::string>() + ":" +
+               py::str(p.account).cast<std::string>() + ":" +
+               py::str(p.instrument).cast<std::string>() + " " +
+               py::repr(p.fields).cast<std::string>() + " version " + std::to_string(p.version) +
+               (p.stale ? " stale" : "") + ">";
+      });
+
+  py::class_<PyReader>(m, "Reader", "maps a segment read-only; reads never block the writer")
+      .def(py::init<const std::string&>(), py::arg("segment"))
+      .def("get", &PyReader::get, py::arg("ns"), py::arg("account"), py::arg("instrument"),
+           "the position, or None if there is none")
+      .def("positions_of", &PyReader::positions_of, py::arg("account"))
+      .def("scan", &PyReader::scan, py::arg("namespace") = py::none(),
+           py::arg("account") = py::none(), py::arg("glob") = py::none(),
+           "every position matching (a walk of the whole table: for tools, not per order)")
+      .def("stats", &PyReader::stats)
+      .def("namespaces", &PyReader::namespaces)
+      .def("change_sequence", &PyReader::change_sequence)
+      .def("wait_for_change", &PyReader::wait_for_change, py::arg("seen"), py::arg("timeout"),
+           "blocks (without the GIL) until the change sequence moves past `seen`; False on "
+           "timeout")
+      .def("follow", &PyReader::follow, "maps the segment the writer re-created");
+
+  py::class_<PyProducer>(m, "Producer", "a ring of this process's, attached to the writer")
+      .def(py::init<const std::string&, const std::string&, std::uint64_t>(), py::arg("segment"),
+           py::arg("name"), py::arg("capacity") = 4096)
+      .def("upsert", &PyProducer::upsert, py::arg("ns"), py::arg("account"), py::arg("instrument"),
+           py::arg("fields"), py::arg("seq") = 0, py::arg("replace") = false,
+           py::arg("timeout") = py::none())
+      .def("fill", &PyProducer::fill, py::arg("ns"), py::arg("account"), py::arg("instrument"),
+           py::arg("side"), py::arg("qty"), py::arg("price"), py::arg("fee") = "0",
+           py::arg("trade_id") = py::none())
+      .def("mark", &PyProducer::mark, py::arg("ns"), py::arg("instrument"), py::arg("price"),
+           py::arg("account") = py::none())
+      .def("add", &PyProducer::add, py::arg("ns"), py::arg("account"), py::arg("instrument"),
+           py::arg("field"), py::arg("by"))
+      .def("reset", &PyProducer::reset, py::arg("ns"), py::arg("account"), py::arg("instrument"),
+           py::arg("field"))
+      .def("erase", &PyProducer::erase, py::arg("ns"), py::arg("account"), py::arg("instrument"))
+      .def("invalidate", &PyProducer::invalidate, py::arg("account") = py::none(),
+           py::arg("ns") = py::none(), py::arg("glob") = py::none(), py::arg("all") = false)
+      .def("wait_applied", &PyProducer::wait_applied, py::arg("seq"), py::arg("timeout"))
+      .def("wait_synced", &PyProducer::wait_synced, py::arg("seq"), py::arg("timeout"))
+      .def("stats", &PyProducer::stats)
+      .def("close", &PyProducer::close);
+}

@@ -1,0 +1,185 @@
+"""`import poscache` as a Python service uses it: a real poscache-writer on a scratch segment,
+fed through a Producer, read back with a Reader; exact Decimals both ways, errors as exceptions
+naming the cause. Run by ctest (PythonTest.*) with PYTHONPATH at the built module."""
+import os
+import subprocess
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+
+import poscache
+
+WRITER = os.environ.get("POSCACHE_WRITER_BIN", "poscache-writer")
+
+
+def _cleanup(seg):
+    for suffix in ("", ".lock", ".trades", ".sock", ".streams"):
+        try:
+            os.unlink(f"/dev/shm/{seg}{suffix}")
+        except FileNotFoundError:
+            pass
+
+
+@pytest.fixture
+def writer(request):
+    seg = f"poscache_test_py_{os.getpid()}_{request.node.name[:20]}"
+    _cleanup(seg)
+    proc = subprocess.Popen([WRITER, "-s", seg, "--capacity", "10000", "--no-redis",
+                             "--log-level", "warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            poscache.Producer(seg, "probe").close()
+            break
+        except poscache.Error:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("the writer did not come up: " + proc.stderr.read().decode())
+            time.sleep(0.01)
+    yield seg
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+    _cleanup(seg)
+
+
+def test_fills_and_marks_read_back_as_exact_decimals(writer):
+    p = poscache.Producer(writer, "py-test")
+    r = poscache.Reader(writer)
+    p.fill("spot", "w1", "SOL", "buy", Decimal("10"), "100", trade_id="T1")
+    p.fill("spot", "w1", "SOL", "buy", 10, Decimal("110"), fee=Decimal("0.05"), trade_id="T2")
+    p.fill("spot", "w1", "SOL", "sell", "5", "120", trade_id="T3")
+    seq = p.mark("spot", "SOL", "130")
+    assert seq == 4
+    assert p.wait_applied(seq, timeout=10)
+    pos = r.get("spot", "w1", "SOL")
+    assert pos.fields["qty"] == Decimal("15")
+    assert str(pos.fields["qty"]) == "15.000000000000000000"
+    assert pos.fields["avg_price"] == Decimal("105")
+    assert pos.fields["realized_pnl"] == Decimal("75")
+    assert pos.fields["unrealized_pnl"] == Decimal("375")
+    assert pos.fields["fees"] == Decimal("0.05")
+    assert isinstance(pos.fields["qty"], Decimal)
+    assert pos.status == "ok" and not pos.stale
+    assert pos.version > 0 and pos.age >= 0
+    assert "spot:w1:SOL" in repr(pos)
+    # A redelivered trade id changes nothing.
+    seq = p.fill("spot", "w1", "SOL", "sell", "5", "120", trade_id="T3")
+    assert p.wait_applied(seq, timeout=10)
+    assert r.get("spot", "w1", "SOL").fields["qty"] == Decimal("15")
+
+
+def test_upsert_add_and_int_fields(writer):
+    p = poscache.Producer(writer, "py-lending")
+    r = poscache.Reader(writer)
+    p.upsert("lending", "0xab12", "USDC",
+             {"collateral_amount": 2500 * 10**18, "debt_amount": "1800000000000000000000",
+              "health_factor": Decimal("1.145833333333333333")})
+    p.add("lending", "0xab12", "USDC", "blocks_unhealthy", 2)
+    seq = p.add("lending", "0xab12", "USDC", "blocks_unhealthy", 1)
+    assert p.wait_applied(seq, timeout=10)
+    pos = r.get("lending", "0xab12", "USDC")
+    assert pos.fields["collateral_amount"] == Decimal(2500 * 10**18)
+    assert pos.fields["health_factor"] == Decimal("1.145833333333333333")
+    assert pos.fields["blocks_unhealthy"] == 3
+    assert isinstance(pos.fields["blocks_unhealthy"], int)
+    assert "last_update_block" not in pos.fields
+    seq = p.reset("lending", "0xab12", "USDC", "blocks_unhealthy")
+    assert p.wait_applied(seq, timeout=10)
+    assert r.get("lending", "0xab12", "USDC").fields["blocks_unhealthy"] == 0
+    seq = p.upsert("lending", "0xab12", "USDC", {"debt_amount": 5}, replace=True)
+    assert p.wait_applied(seq, timeout=10)
+    assert set(r.get("lending", "0xab12", "USDC").fields) == {"debt_amount"}
+
+
+def test_floats_and_bad_input_are_refused_naming_the_cause(writer):
+    p = poscache.Producer(writer, "py-bad")
+    with pytest.raises(TypeError, match=r"field 'qty': 1.5 is a float"):
+        p.upsert("spot", "w1", "SOL", {"qty": 1.5})
+    with pytest.raises(TypeError, match="price: 100.25 is a float"):
+        p.fill("spot", "w1", "SOL", "buy", "1", 100.25)
+    with pytest.raises(TypeError, match="bool"):
+        p.upsert("spot", "w1", "SOL", {"qty": True})
+    with pytest.raises(ValueError, match="12.5.3"):
+        p.upsert("spot", "w1", "SOL", {"qty": "12.5.3"})
+    with pytest.raises(ValueError, match="futures"):
+        p.upsert("futures", "w1", "SOL", {"qty": "1"})
+    with pytest.raises(ValueError, match="colour"):
+        p.upsert("spot", "w1", "SOL", {"colour": "1"})
+    with pytest.raises(ValueError, match="side 'hold'"):
+        p.fill("spot", "w1", "SOL", "hold", "1", "1")
+    with pytest.raises(ValueError, match="one of"):
+        p.invalidate()
+    r = poscache.Reader(writer)
+    with pytest.raises(ValueError, match="no namespace 'futures'"):
+        r.get("futures", "w1", "SOL")
+    with pytest.raises(ValueError, match="bad key"):
+        r.get("spot", "", "SOL")
+    with pytest.raises(poscache.Error, match="no_such_segment"):
+        poscache.Reader("poscache_no_such_segment")
+    with pytest.raises(poscache.Error):
+        poscache.Producer("poscache_no_such_segment", "x")
+    # A fill the writer refuses: the producer's stats say why.
+    seq = p.fill("spot", "w2", "ETH", "buy", "99999999999999999999", "99999999999999999999")
+    assert p.wait_applied(seq, timeout=10)
+    assert "cost_basis" in p.stats()["last_error"]
+    assert r.get("spot", "w2", "ETH") is None
+    with pytest.raises(poscache.NoRedis):
+        p.wait_synced(seq, timeout=1)
+
+
+def test_scans_removals_and_change_notification(writer):
+    p = poscache.Producer(writer, "py-scan")
+    r = poscache.Reader(writer)
+    for i, sym in enumerate(["SOL", "ETH", "BTC"]):
+        p.fill("spot", "w9", sym, "buy", str(i + 1), "10")
+    seq = p.upsert("quotes", "mkt", "SOL", {"bid": "101.1", "ask": "101.3"})
+    assert p.wait_applied(seq, timeout=10)
+    assert sorted(x.instrument for x in r.positions_of("w9")) == ["BTC", "ETH", "SOL"]
+    assert [x.account for x in r.scan(namespace="quotes")] == ["mkt"]
+    assert len(r.scan(glob="spot:w9:*")) == 3
+    assert r.namespaces() == ["spot", "lending", "quotes"]
+    st = r.stats()
+    assert st["live"] == 4 and st["writer_alive"] and st["state"] == "ready"
+
+    seen = r.change_sequence()
+    woke = []
+    t = threading.Thread(target=lambda: woke.append(r.wait_for_change(seen, timeout=10)))
+    t.start()
+    time.sleep(0.05)  # the waiter is blocked without the GIL: this thread runs on
+    seq = p.erase("spot", "w9", "SOL")
+    t.join()
+    assert woke == [True]
+    assert p.wait_applied(seq, timeout=10)
+    assert r.get("spot", "w9", "SOL") is None
+    seq = p.invalidate(account="w9")
+    assert p.wait_applied(seq, timeout=10)
+    assert r.positions_of("w9") == []
+    seq = p.invalidate(all=True)
+    assert p.wait_applied(seq, timeout=10)
+    assert r.stats()["live"] == 0
+    assert p.stats()["applied"] >= seq
+
+
+def test_a_full_ring_raises_full_at_once_and_waits_with_a_timeout(writer):
+    p = poscache.Producer(writer, "py-full", capacity=64)
+    # Stop the writer from draining (SIGSTOP), fill the ring, then let it go.
+    pid = poscache.Reader(writer).stats()["writer_pid"]
+    os.kill(pid, 19)
+    try:
+        for i in range(64):
+            p.upsert("spot", "w1", "SOL", {"qty": i})
+        with pytest.raises(poscache.Full, match="ring is full"):
+            p.upsert("spot", "w1", "SOL", {"qty": 64})
+        t0 = time.monotonic()
+        with pytest.raises(poscache.Full):
+            p.upsert("spot", "w1", "SOL", {"qty": 64}, timeout=0.1)
+        assert time.monotonic() - t0 >= 0.09
+    finally:
+        os.kill(pid, 18)
+    seq = p.upsert("spot", "w1", "SOL", {"qty": 65}, timeout=10)
+    assert p.wait_applied(seq, timeout=10)
+    assert poscache.Reader(writer).get("spot", "w1", "SOL").fields["qty"] == 65
+    assert p.stats()["full"] >= 1
