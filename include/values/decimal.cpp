@@ -76,10 +76,19 @@ std::size_t format_decimal(int128 mantissa, unsigned scale, char* buf) noexcept 
   const bool negative = mantissa < 0;
   unsigned __int128 v = negative ? static_cast<unsigned __int128>(-(mantissa + 1)) + 1
                                  : static_cast<unsigned __int128>(mantissa);
+  // 128-bit division is a library call (tens of ns): peel 19 digits at a time with one, and
+  // write each chunk's digits with 64-bit arithmetic (a multiply by the reciprocal per digit).
+  constexpr std::uint64_t k1e19 = 10'000'000'000'000'000'000ull;
+  while (v > UINT64_MAX) {  // then v / 10^19 >= 1: the chunk's leading zeros are digits
+    std::uint64_t chunk = static_cast<std::uint64_t>(v % k1e19);
+    v /= k1e19;
+    for (int i = 0; i < 19; ++i, chunk /= 10) tmp[n++] = static_cast<char>('0' + chunk % 10);
+  }
+  std::uint64_t w = static_cast<std::uint64_t>(v);
   do {
-    tmp[n++] = static_cast<char>('0' + static_cast<int>(v % 10));
-    v /= 10;
-  } while (v != 0);
+    tmp[n++] = static_cast<char>('0' + w % 10);
+    w /= 10;
+  } while (w != 0);
   while (n <= scale) tmp[n++] = '0';  // at least one digit before the point
   std::size_t out = 0;
   if (negative) buf[out++] = '-';

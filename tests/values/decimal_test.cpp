@@ -85,3 +85,51 @@ TEST(DecimalTest, ParsesInt64WithRangeErrors) {
   EXPECT_FALSE(parse_int64(""));
   EXPECT_NE(parse_int64("9223372036854775808").error().find("64-bit range"), std::string::npos);
 }
+
+// format_decimal writes 19 digits at a time (one 128-bit division per chunk): checked against
+// the digit-by-digit method at the chunk edges (2^64, 10^19, 10^38 - 1) and on random values.
+TEST(DecimalTest, FormatsLikeTheDigitByDigitMethodAtChunkEdgesAndRandomValues) {
+  auto reference = [](int128 m, unsigned scale) {
+    std::string digits;
+    const bool neg = m < 0;
+    unsigned __int128 v =
+        neg ? static_cast<unsigned __int128>(-(m + 1)) + 1 : static_cast<unsigned __int128>(m);
+    do {
+      digits.insert(digits.begin(), static_cast<char>('0' + static_cast<int>(v % 10)));
+      v /= 10;
+    } while (v != 0);
+    while (digits.size() <= scale) digits.insert(digits.begin(), '0');
+    if (scale > 0) digits.insert(digits.end() - scale, '.');
+    return (neg ? "-" : "") + digits;
+  };
+  const int128 two64 = static_cast<int128>(1) << 64;
+  int128 p19 = 1;
+  for (int i = 0; i < 19; ++i) p19 *= 10;
+  const int128 max38 = p19 * p19 * 100 - 1;  // 10^38 - 1
+  std::vector<int128> values = {0,
+                                1,
+                                9,
+                                10,
+                                two64 - 1,
+                                two64,
+                                two64 + 1,
+                                p19 - 1,
+                                p19,
+                                p19 + 1,
+                                p19 * p19 - 1,
+                                p19 * p19,
+                                max38,
+                                p19 * 7,
+                                two64 * 3 + 5};
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 20000; ++i) {
+    const int128 v = ((static_cast<int128>(rng()) << 64) | rng()) % (max38 + 1);
+    values.push_back(v >> (rng() % 127));
+  }
+  for (const int128 v : values) {
+    for (const unsigned scale : {0u, 6u, 18u, 19u, 20u, 37u}) {
+      ASSERT_EQ(format_decimal(v, scale), reference(v, scale));
+      ASSERT_EQ(format_decimal(-v, scale), reference(-v, scale));
+    }
+  }
+}
