@@ -105,7 +105,7 @@ TEST(DecimalTest, FormatsLikeTheDigitByDigitMethodAtChunkEdgesAndRandomValues) {
   const int128 two64 = static_cast<int128>(1) << 64;
   int128 p19 = 1;
   for (int i = 0; i < 19; ++i) p19 *= 10;
-  const int128 max38 = p19 * p19 * 100 - 1;  // 10^38 - 1
+  const int128 max38 = p19 * p19 - 1;  // 10^38 - 1
   std::vector<int128> values = {0,
                                 1,
                                 9,
@@ -123,7 +123,8 @@ TEST(DecimalTest, FormatsLikeTheDigitByDigitMethodAtChunkEdgesAndRandomValues) {
                                 two64 * 3 + 5};
   std::mt19937_64 rng(7);
   for (int i = 0; i < 20000; ++i) {
-    const int128 v = ((static_cast<int128>(rng()) << 64) | rng()) % (max38 + 1);
+    const int128 v = static_cast<int128>(((static_cast<unsigned __int128>(rng()) << 64) | rng()) %
+                                         static_cast<unsigned __int128>(max38 + 1));
     values.push_back(v >> (rng() % 127));
   }
   for (const int128 v : values) {
