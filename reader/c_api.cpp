@@ -239,11 +239,12 @@ int poscache_position_field_text(const poscache_reader* reader, const poscache_p
   const poscache_int128 v = position->values[*f];
   const auto mantissa = static_cast<int128>(
       (static_cast<unsigned __int128>(static_cast<std::uint64_t>(v.hi)) << 64) | v.lo);
+  // As format_field: an int64 or timestamp field is a decimal of scale 0.
   const FieldSpec& spec = info.fields[*f];
-  const std::string text = spec.type == FieldType::decimal
-                               ? format_decimal(mantissa, spec.scale)
-                               : std::to_string(static_cast<std::int64_t>(mantissa));
-  return copy_text(text, buf, len);
+  char text[48];
+  const std::size_t n =
+      format_decimal(mantissa, spec.type == FieldType::decimal ? spec.scale : 0, text);
+  return copy_text(std::string_view(text, n), buf, len);
 }
 
 uint64_t poscache_change_sequence(const poscache_reader* reader) {

@@ -355,28 +355,34 @@ bool StreamSource::lost(RedisClient& c, const char* doing) {
   return false;
 }
 
+// Calls fn(stream index, entries array) for each of our streams in an XREADGROUP reply:
+// [[stream name, [[id, [field, value, ...]], ...]], ...]. Anything else is skipped.
+template <class Fn>
+void StreamSource::for_each_stream(const redisReply* rep, Fn&& fn) const {
+  if (rep->type != REDIS_REPLY_ARRAY) return;
+  for (std::size_t k = 0; k < rep->elements; ++k) {
+    const redisReply* sr = rep->element[k];
+    if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2) continue;
+    const auto it = std::find(config_.streams.begin(), config_.streams.end(), str(sr->element[0]));
+    const redisReply* entries = sr->element[1];
+    if (it == config_.streams.end() || entries->type != REDIS_REPLY_ARRAY) continue;
+    fn(static_cast<std::uint32_t>(it - config_.streams.begin()), entries);
+  }
+}
+
 // A fresh read: moves each stream's own-pending read position past what came back (a stream
 // whose pending read came back empty is done: new entries from then on). Returns the entries.
 std::size_t StreamSource::absorb(const redisReply* rep) {
   std::vector<bool> seen(config_.streams.size(), false);
   std::size_t got = 0;
-  if (rep->type == REDIS_REPLY_ARRAY) {
-    for (std::size_t k = 0; k < rep->elements; ++k) {
-      const redisReply* sr = rep->element[k];
-      if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2) continue;
-      const std::string_view sname = str(sr->element[0]);
-      const auto it = std::find(config_.streams.begin(), config_.streams.end(), sname);
-      const redisReply* entries = sr->element[1];
-      if (it == config_.streams.end() || entries->type != REDIS_REPLY_ARRAY) continue;
-      const auto i = static_cast<std::size_t>(it - config_.streams.begin());
-      got += entries->elements;
-      if (entries->elements == 0 || pending_from_[i].empty()) continue;
-      seen[i] = true;
-      const redisReply* last = entries->element[entries->elements - 1];
-      if (last->type == REDIS_REPLY_ARRAY && last->elements == 2)
-        pending_from_[i] = std::string(str(last->element[0]));
-    }
-  }
+  for_each_stream(rep, [&](std::uint32_t i, const redisReply* entries) {
+    got += entries->elements;
+    if (entries->elements == 0 || pending_from_[i].empty()) return;
+    seen[i] = true;
+    const redisReply* last = entries->element[entries->elements - 1];
+    if (last->type == REDIS_REPLY_ARRAY && last->elements == 2)
+      pending_from_[i] = std::string(str(last->element[0]));
+  });
   for (std::size_t i = 0; i < pending_from_.size(); ++i) {
     if (pending_from_[i].empty() || seen[i]) continue;
     pending_from_[i].clear();
@@ -388,13 +394,7 @@ std::size_t StreamSource::absorb(const redisReply* rep) {
 // Decodes the entries of a read and hands them to the apply loop (room was checked when the
 // read was issued).
 void StreamSource::hand_over(const redisReply* rep) {
-  for (std::size_t k = 0; k < rep->elements; ++k) {
-    const redisReply* sr = rep->element[k];
-    if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2) continue;
-    const auto it = std::find(config_.streams.begin(), config_.streams.end(), str(sr->element[0]));
-    const redisReply* entries = sr->element[1];
-    if (it == config_.streams.end() || entries->type != REDIS_REPLY_ARRAY) continue;
-    const auto i = static_cast<std::uint32_t>(it - config_.streams.begin());
+  for_each_stream(rep, [&](std::uint32_t i, const redisReply* entries) {
     for (std::size_t j = 0; j < entries->elements; ++j) {
       const redisReply* er = entries->element[j];
       if (er->type != REDIS_REPLY_ARRAY || er->elements != 2) continue;
@@ -424,7 +424,7 @@ void StreamSource::hand_over(const redisReply* rep) {
       to_apply_.push(e);
       ++in_flight_;
     }
-  }
+  });
   finish_recovery();
 }
 

@@ -88,6 +88,8 @@ class StreamSource final : public Source {
   bool setup(detail::RedisClient& c, bool at_start);
   bool cycle(detail::RedisClient& c);  // one pipelined round trip: acknowledge, read, hand over
   bool lost(detail::RedisClient& c, const char* doing);
+  template <class Fn>
+  void for_each_stream(const redisReply* reply, Fn&& fn) const;
   std::size_t absorb(const redisReply* reply);
   void hand_over(const redisReply* reply);
   void finish_recovery();
