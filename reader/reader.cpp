@@ -272,6 +272,8 @@ SegmentStats Reader::stats() const {
   st.index_buckets = h.index_buckets;
   st.change_seq = load_acquire(&h.change_seq);
   static_cast<Counters&>(st) = load_counters(h);
+  for (std::uint32_t n = 0; n < h.namespace_count; ++n)
+    st.namespace_live.push_back(load_relaxed(&h.namespace_live[n]));
   st.writer = writer();
   return st;
 }

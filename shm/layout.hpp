@@ -79,10 +79,11 @@ namespace poscache::shm {
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 6;  // 2: SlotBook::queued_epoch; 3: the journal;
+inline constexpr std::uint32_t kLayoutVersion = 7;  // 2: SlotBook::queued_epoch; 3: the journal;
                                                     // 4: no LRU links (writer/recency_log.hpp);
                                                     // 5: journal counts published in the header;
-                                                    // 6: the producer table
+                                                    // 6: the producer table;
+                                                    // 7: live positions per namespace
 inline constexpr std::uint32_t kHashAlgorithm = 3;  // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
 // Key and schema limits. The public constants (poscache/schema.hpp: what the API validates) are
@@ -215,6 +216,10 @@ struct alignas(kCacheLine) SegmentHeader {
 
   // --- namespaces, from the first line after the Redis state.
   NamespaceDesc namespaces[kMaxNamespaces];
+
+  // --- live positions per namespace id (4 lines; one writer, relaxed, as the counters). Their
+  //     sum is counters.live; read together they are statistics, not a consistent cut.
+  std::uint64_t namespace_live[kMaxNamespaces];
 };
 
 // A snapshot of the counters (each word relaxed: statistics, not a consistent cut).
@@ -234,6 +239,7 @@ static_assert(sizeof(Counters) <= 2 * kCacheLine);
 static_assert(offsetof(SegmentHeader, redis_state) == 6 * kCacheLine);
 static_assert(offsetof(SegmentHeader, namespaces) == 9 * kCacheLine);
 static_assert(offsetof(SegmentHeader, redis_error) % 8 == 0);
+static_assert(offsetof(SegmentHeader, namespace_live) % kCacheLine == 0);
 
 // ---------------------------------------------------------------------------------------------
 // Slot: one position. 448 B = 7 cache lines, aligned to a line. (The ruler is wider than the
@@ -558,6 +564,7 @@ constexpr std::uint64_t layout_fingerprint() {
                                  offsetof(SegmentHeader, journal_head),
                                  offsetof(SegmentHeader, redis_error),
                                  offsetof(SegmentHeader, namespaces),
+                                 offsetof(SegmentHeader, namespace_live),
                                  sizeof(NamespaceDesc),
                                  sizeof(FieldDesc),
                                  sizeof(Slot),

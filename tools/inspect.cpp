@@ -210,11 +210,13 @@ int main(int argc, char** argv) {
       j["huge_page_bytes"] = r.huge_page_bytes();
       ordered_json nss = ordered_json::array();
       for (const auto& n : r.namespaces()) {
+        const std::uint64_t live = n.id < s.namespace_live.size() ? s.namespace_live[n.id] : 0;
         ordered_json fields = ordered_json::array();
         for (const auto& f : n.fields)
           fields.push_back(
               {{"name", f.name}, {"type", std::string(to_string(f.type))}, {"scale", f.scale}});
         nss.push_back({{"name", n.name},
+                       {"live", live},
                        {"fields", fields},
                        {"stale_after_ns", n.stale_after.count()},
                        {"expire_after_ns", n.expire_after.count()}});
@@ -234,9 +236,11 @@ int main(int argc, char** argv) {
       for (const auto& n : r.namespaces()) {
         std::string f;
         for (const auto& fs : n.fields) f += (f.empty() ? "" : ", ") + fs.name;
-        std::printf("namespace    %-12s stale_after %s  expire_after %s  fields: %s\n",
-                    n.name.c_str(), ms(n.stale_after.count()).c_str(),
-                    ms(n.expire_after.count()).c_str(), f.c_str());
+        const std::uint64_t live = n.id < s.namespace_live.size() ? s.namespace_live[n.id] : 0;
+        std::printf("namespace    %-12s %10llu live  stale_after %s  expire_after %s  fields: %s\n",
+                    n.name.c_str(), static_cast<unsigned long long>(live),
+                    ms(n.stale_after.count()).c_str(), ms(n.expire_after.count()).c_str(),
+                    f.c_str());
       }
     }
     return kOk;

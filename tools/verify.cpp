@@ -35,6 +35,7 @@ VerifyReport one_pass(const Reader& reader) {
   // Slots: each live one is well formed and reachable through the index.
   std::vector<std::uint64_t> hash_of(h.capacity, 0);
   std::vector<bool> live(h.capacity, false);
+  std::vector<std::uint64_t> live_per_ns(infos.size(), 0);
   std::set<std::string> keys;
   std::uint64_t words[kPayloadWords];
   for (std::uint64_t s = 0; s < h.capacity; ++s) {
@@ -53,6 +54,7 @@ VerifyReport one_pass(const Reader& reader) {
                            " is not in the header");
       continue;
     }
+    ++live_per_ns[p.ns];
     const std::string_view account(p.account, std::min<std::size_t>(p.account_len, kMaxAccountLen));
     const std::string_view instrument(p.instrument,
                                       std::min<std::size_t>(p.instrument_len, kMaxInstrumentLen));
@@ -116,6 +118,13 @@ VerifyReport one_pass(const Reader& reader) {
   if (counted != r.live_slots) {
     r.problems.push_back("header counts " + std::to_string(counted) +
                          " live positions, slots hold " + std::to_string(r.live_slots));
+  }
+  for (std::size_t n = 0; n < infos.size(); ++n) {
+    const std::uint64_t ns_counted = load_relaxed(&h.namespace_live[n]);
+    if (ns_counted != live_per_ns[n]) {
+      r.problems.push_back("header counts " + std::to_string(ns_counted) + " live positions in " +
+                           infos[n].name + ", slots hold " + std::to_string(live_per_ns[n]));
+    }
   }
   // The journal (shm/layout.hpp): tail first, then head; both only grow, so head >= tail and at
   // most `entries` apart in a sound journal, whatever the writer does meanwhile.

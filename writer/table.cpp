@@ -139,6 +139,16 @@ void Table::add_tombstones(std::int64_t delta) noexcept {  // a header counter; 
                 load_relaxed(&h_->counters.tombstones) + static_cast<std::uint64_t>(delta));
 }
 
+void Table::live_added(NamespaceId ns) noexcept {
+  store_relaxed(&h_->counters.live, load_relaxed(&h_->counters.live) + 1);
+  store_relaxed(&h_->namespace_live[ns], load_relaxed(&h_->namespace_live[ns]) + 1);
+}
+
+void Table::live_removed(NamespaceId ns) noexcept {
+  store_relaxed(&h_->counters.live, load_relaxed(&h_->counters.live) - 1);
+  store_relaxed(&h_->namespace_live[ns], load_relaxed(&h_->namespace_live[ns]) - 1);
+}
+
 void Table::maybe_rebuild() {
   if (!defer_rebuild_ && load_relaxed(&h_->counters.tombstones) > tombstone_limit_)
     rebuild_index(false);
@@ -335,7 +345,7 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
   recency_.touch(s, u.ns);
   account_link(s, account_hash(account));
   if (sync_) sync_->mark(s, t);
-  store_relaxed(&h_->counters.live, load_relaxed(&h_->counters.live) + 1);
+  live_added(u.ns);
   bump(h_->counters.inserts);
   r.status = ApplyStatus::inserted;
   r.version = p.version;

@@ -132,6 +132,9 @@ class Table {
   void account_link(std::uint32_t s, std::uint64_t account_hash);
   void account_unlink(std::uint32_t s, std::uint64_t account_hash);
   void add_tombstones(std::int64_t delta) noexcept;
+  // counters.live and namespace_live[ns] move together (one writer, relaxed).
+  void live_added(NamespaceId ns) noexcept;
+  void live_removed(NamespaceId ns) noexcept;
   void maybe_rebuild();
   void changed() noexcept;
   void hand_off_removal(RemovalEvent&& e);

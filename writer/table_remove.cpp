@@ -23,6 +23,7 @@ void Table::hand_off_removal(RemovalEvent&& e) {
 
 void Table::remove(std::uint32_t s, Removal why) {
   const SlotPayload& p = peek(s);  // read in place; not used once the slot is freed below
+  const NamespaceId ns_of_removed = p.ns;
   if (sync_ && (why == Removal::eviction || why == Removal::expiration)) {
     // A change Redis has not acknowledged would leave with the slot: hand a copy to the sync
     // thread. acquire pairs with the sync thread's release store after Redis replied.
@@ -37,7 +38,7 @@ void Table::remove(std::uint32_t s, Removal why) {
   write_slot(s, free_slot_payload());  // D2
   book_[s].next = wa_->free_head;  // synced_version stays: the next occupant's versions are higher
   wa_->free_head = s;
-  store_relaxed(&h_->counters.live, load_relaxed(&h_->counters.live) - 1);
+  live_removed(ns_of_removed);
   switch (why) {
     case Removal::eviction:
       bump(h_->counters.evictions);
@@ -214,12 +215,15 @@ void Table::rebuild_lists() {
     max_version = std::max(max_version, p.version);
   }
   std::sort(order.begin(), order.end());
+  std::uint64_t per_ns[kMaxNamespaces] = {};
   for (const auto& [t, v, s] : order) {
     const SlotPayload& p = peek(s);
     recency_.touch(s, p.ns);
     account_link(s, account_hash({p.account, p.account_len}));
+    if (p.ns < kMaxNamespaces) ++per_ns[p.ns];
   }
   store_relaxed(&h_->counters.live, order.size());
+  for (std::size_t n = 0; n < kMaxNamespaces; ++n) store_relaxed(&h_->namespace_live[n], per_ns[n]);
   wa_->next_version = std::max(wa_->next_version, max_version + 1);
 }
 
@@ -257,7 +261,7 @@ std::uint32_t Table::insert_synced(const SlotPayload& in) {
   recency_.touch(s, p.ns);
   account_link(s, account_hash({p.account, p.account_len}));
   book_[s].synced_version = p.version;  // Redis holds exactly this (no sync thread runs yet)
-  store_relaxed(&h_->counters.live, load_relaxed(&h_->counters.live) + 1);
+  live_added(p.ns);
   wa_->next_version = std::max(wa_->next_version, p.version + 1);
   return s;
 }

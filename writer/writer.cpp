@@ -475,6 +475,8 @@ WriterStats Writer::stats() const {
   const SegmentHeader& h = impl_->header();
   WriterStats s;
   static_cast<Counters&>(s) = load_counters(h);
+  for (std::uint32_t n = 0; n < h.namespace_count; ++n)
+    s.namespace_live.push_back(load_relaxed(&h.namespace_live[n]));
   s.capacity = h.capacity;
   s.generation = h.generation;
   s.next_version = impl_->table.area().next_version;

@@ -51,6 +51,7 @@ struct SegmentStats : Counters {
   std::uint64_t segment_bytes = 0;
   std::uint64_t index_buckets = 0;
   std::uint64_t change_seq = 0;
+  std::vector<std::uint64_t> namespace_live;  // live positions by namespace id (namespaces())
   WriterInfo writer;
   // (The Redis mirror's state is for tools: poscache/mirror_status.hpp.)
 };

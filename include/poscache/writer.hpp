@@ -123,8 +123,9 @@ struct BatchResult {
 struct WriterStats : Counters {
   std::uint64_t capacity = 0, generation = 0, next_version = 0;
   bool reattached = false;  // this writer re-attached to a segment left by an earlier writer
-  std::uint64_t segment_bytes = 0;    // the segment's size
-  std::uint64_t huge_page_bytes = 0;  // of it, mapped with 2 MiB pages (read at open)
+  std::uint64_t segment_bytes = 0;            // the segment's size
+  std::uint64_t huge_page_bytes = 0;          // of it, mapped with 2 MiB pages (read at open)
+  std::vector<std::uint64_t> namespace_live;  // live positions by namespace id
   // Warm start (a fresh or empty segment loaded from Redis at open)
   std::uint64_t warm_loaded = 0;           // positions loaded
   std::uint64_t warm_beyond_capacity = 0;  // positions Redis holds that did not fit (left in Redis)

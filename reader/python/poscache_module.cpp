@@ -175,6 +175,10 @@ class PyReader {
     d["capacity"] = s.capacity;
     d["change_seq"] = s.change_seq;
     for (const CounterField& c : kCounterFields) d[py::str(std::string(c.name))] = s.*(c.member);
+    py::dict per_ns;  // live positions by namespace name
+    for (const auto& n : r_.namespaces())
+      per_ns[py::str(n.name)] = n.id < s.namespace_live.size() ? s.namespace_live[n.id] : 0;
+    d["namespace_live"] = per_ns;
     const WriterInfo w = r_.writer();
     d["writer_pid"] = w.pid;
     d["writer_alive"] = w.alive;

@@ -280,6 +280,57 @@ TEST_F(WriterTest, EraseAndEachInvalidationRemoveExactlyTheirPositions) {
   EXPECT_EQ(w->invalidate_matching(std::string(256, '*')), 0u);
 }
 
+// Live positions per namespace (the header's namespace_live, in stats() of both sides) move with
+// every way a position comes and goes: insert, eviction, erase, invalidation, expiry, and a
+// re-attach recounts them from the slots.
+TEST(WriterNamespaceCountTest, LivePositionsAreCountedPerNamespaceThroughEveryWayInAndOut) {
+  test::ScratchSegment seg("nslive");
+  WriterConfig c = test::small_config(seg.name(), 8);
+  c.namespaces[2].stale_after = 20ms;
+  c.namespaces[2].expire_after = 50ms;
+  auto w = Writer::open(c);
+  auto r = Reader::open(seg.name());
+  using Counts = std::vector<std::uint64_t>;  // spot, moonwell, marks
+  auto counts = [&] {
+    const Counts from_writer = w->stats().namespace_live;
+    EXPECT_EQ(r.stats().namespace_live, from_writer);
+    return from_writer;
+  };
+  for (int i = 0; i < 3; ++i)
+    w->upsert(must(w->make_update("spot", "a" + std::to_string(i), "SOL", {{"qty", "1"}})));
+  for (int i = 0; i < 2; ++i)
+    w->upsert(
+        must(w->make_update("moonwell", "a" + std::to_string(i), "USDC", {{"debt_amount", "1"}})));
+  w->upsert(must(w->make_update("marks", "m", "SOL", {{"bid", "1"}})));
+  w->upsert(must(w->make_update("spot", "a0", "SOL", {{"qty", "2"}})));  // an update: no change
+  EXPECT_EQ(counts(), (Counts{3, 2, 1}));
+  // Fill to capacity, then one more: the least recently updated (spot a1) is evicted.
+  w->upsert(must(w->make_update("moonwell", "b0", "USDC", {{"debt_amount", "1"}})));
+  w->upsert(must(w->make_update("moonwell", "b1", "USDC", {{"debt_amount", "1"}})));
+  EXPECT_EQ(counts(), (Counts{3, 4, 1}));
+  EXPECT_TRUE(
+      w->upsert(must(w->make_update("moonwell", "b2", "USDC", {{"debt_amount", "1"}}))).evicted);
+  EXPECT_EQ(counts(), (Counts{2, 5, 1}));
+  EXPECT_EQ(w->erase(*w->make_key("moonwell", "b0", "USDC")).status, ApplyStatus::erased);
+  EXPECT_EQ(counts(), (Counts{2, 4, 1}));
+  EXPECT_EQ(w->invalidate_account("a0"), 2u);  // spot and moonwell
+  EXPECT_EQ(counts(), (Counts{1, 3, 1}));
+  std::this_thread::sleep_for(80ms);
+  w->tick();  // the mark expires
+  EXPECT_EQ(counts(), (Counts{1, 3, 0}));
+  // A writer that re-attaches counts them again from the slots (the header's words zeroed here
+  // stand for counts a killed writer left wrong).
+  w.reset();
+  {
+    const test::RwMapping m(seg.name());
+    for (auto& n : reinterpret_cast<shm::SegmentHeader*>(m.base())->namespace_live) n = 0;
+  }
+  w = Writer::open(c);
+  EXPECT_EQ(counts(), (Counts{1, 3, 0}));
+  EXPECT_EQ(w->invalidate_namespace(*w->namespace_id("moonwell")), 3u);
+  EXPECT_EQ(counts(), (Counts{1, 0, 0}));
+}
+
 // Updates built by hand (bypassing make_update) are checked on the apply path by a yes/no fast
 // path: each way of being malformed is refused by upsert() and by upsert_batch() alike, counted,
 // and changes nothing, while the good updates of the same batch apply.
