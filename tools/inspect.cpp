@@ -17,10 +17,13 @@
 #include "poscache/mirror_status.hpp"
 #include "poscache/producer_status.hpp"
 #include "poscache/reader.hpp"
+#include "reader/views/json_views.hpp"
 #include "tools/verify.hpp"
 
 using namespace poscache;
 using nlohmann::ordered_json;
+using views::position_json;
+using views::stats_json;
 
 namespace {
 
@@ -30,56 +33,6 @@ std::string ms(std::int64_t ns) {
   char b[32];
   std::snprintf(b, sizeof b, "%.3f ms", static_cast<double>(ns) / 1e6);
   return b;
-}
-
-ordered_json position_json(const Reader& r, const Position& p) {
-  const NamespaceInfo& ns = r.namespace_info(p.ns);
-  ordered_json j;
-  j["namespace"] = ns.name;
-  j["account"] = std::string(p.account_view());
-  j["instrument"] = std::string(p.instrument_view());
-  ordered_json fields = ordered_json::object();
-  for (std::size_t f = 0; f < ns.fields.size(); ++f) {
-    if (p.has(f)) fields[ns.fields[f].name] = format_field(ns, p, f);  // exact decimal strings
-  }
-  j["fields"] = fields;
-  j["version"] = p.version;
-  j["source_seq"] = p.source_seq;
-  j["created_at_ns"] = p.created_at_ns;
-  j["updated_at_ns"] = p.updated_at_ns;
-  j["age_ns"] = p.age_ns;
-  j["stale"] = p.stale;
-  return j;
-}
-
-ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m) {
-  ordered_json j;
-  j["segment"] = s.segment;
-  j["generation"] = s.generation;
-  j["state"] = s.state;
-  j["capacity"] = s.capacity;
-  j["live"] = s.live;
-  j["segment_bytes"] = s.segment_bytes;
-  j["index_buckets"] = s.index_buckets;
-  j["change_seq"] = s.change_seq;
-  ordered_json counters;
-  for (const CounterField& f : kCounterFields) {
-    if (f.member != &Counters::live) counters[std::string(f.name)] = s.*f.member;
-  }
-  j["counters"] = counters;
-  j["writer"] = {{"pid", s.writer.pid},
-                 {"alive", s.writer.alive},
-                 {"started_at_ns", s.writer.started_at_ns},
-                 {"heartbeat_age_ns", s.writer.heartbeat_age_ns},
-                 {"restarts", s.writer.restarts}};
-  j["redis"] = {{"state", m.state},
-                {"last_error", m.last_error},
-                {"dirty", m.dirty},
-                {"oldest_unsynced_age_ns", m.oldest_unsynced_age_ns},
-                {"synced_version", m.synced_version},
-                {"journal_pending", m.journal_pending},
-                {"journal_overflows", m.journal_overflows}};
-  return j;
 }
 
 void print_stats(const SegmentStats& s, const MirrorStatus& m) {
@@ -208,20 +161,7 @@ int main(int argc, char** argv) {
     if (json) {
       ordered_json j = stats_json(s, mirror_status(r));
       j["huge_page_bytes"] = r.huge_page_bytes();
-      ordered_json nss = ordered_json::array();
-      for (const auto& n : r.namespaces()) {
-        const std::uint64_t live = n.id < s.namespace_live.size() ? s.namespace_live[n.id] : 0;
-        ordered_json fields = ordered_json::array();
-        for (const auto& f : n.fields)
-          fields.push_back(
-              {{"name", f.name}, {"type", std::string(to_string(f.type))}, {"scale", f.scale}});
-        nss.push_back({{"name", n.name},
-                       {"live", live},
-                       {"fields", fields},
-                       {"stale_after_ns", n.stale_after.count()},
-                       {"expire_after_ns", n.expire_after.count()}});
-      }
-      j["namespaces"] = nss;
+      j["namespaces"] = views::namespaces_json(r, s);
       std::printf("%s\n", j.dump(2).c_str());
     } else {
       print_stats(s, mirror_status(r));
@@ -246,54 +186,29 @@ int main(int argc, char** argv) {
     return kOk;
   }
   if (*health) {
-    const WriterInfo w = r.writer();
-    const MirrorStatus s = mirror_status(r);
-    const bool redis_on = s.state != "off";
-    const auto lag_limit = static_cast<std::int64_t>(max_sync_lag_s * 1e9);
-    const bool redis_ok = !redis_on || (s.state == "up" && s.oldest_unsynced_age_ns <= lag_limit);
+    const views::Health h =
+        views::health(r, std::chrono::nanoseconds(static_cast<std::int64_t>(max_sync_lag_s * 1e9)));
+    const WriterInfo& w = h.writer;
+    const MirrorStatus& s = h.redis;
     if (json) {
-      std::printf("%s\n", ordered_json{{"alive", w.alive},
-                                       {"pid", w.pid},
-                                       {"heartbeat_age_ns", w.heartbeat_age_ns},
-                                       {"redis",
-                                        {{"state", s.state},
-                                         {"ok", redis_ok},
-                                         {"last_error", s.last_error},
-                                         {"dirty", s.dirty},
-                                         {"oldest_unsynced_age_ns", s.oldest_unsynced_age_ns}}}}
-                              .dump()
-                              .c_str());
+      std::printf("%s\n", views::health_json(h).dump().c_str());
     } else {
       std::printf("writer pid %lld %s (heartbeat %s ago)\n", static_cast<long long>(w.pid),
                   w.alive ? "alive" : "NOT ALIVE", ms(w.heartbeat_age_ns).c_str());
-      if (redis_on) {
+      if (h.redis_on) {
         std::printf("redis %s%s: %llu unsynced, oldest %s%s%s\n", s.state.c_str(),
-                    redis_ok ? "" : " (DEGRADED)", static_cast<unsigned long long>(s.dirty),
+                    h.redis_ok ? "" : " (DEGRADED)", static_cast<unsigned long long>(s.dirty),
                     ms(s.oldest_unsynced_age_ns).c_str(),
                     s.last_error.empty() ? "" : "; last error: ", s.last_error.c_str());
       }
     }
     if (!w.alive) return kNotFound;
-    return redis_ok ? kOk : kDegraded;
+    return h.redis_ok ? kOk : kDegraded;
   }
   if (*prods) {
     const auto list = producers(*reader);
     if (json) {
-      ordered_json a = ordered_json::array();
-      for (const auto& p : list) {
-        a.push_back({{"name", p.name},
-                     {"state", p.state},
-                     {"pid", p.pid},
-                     {"uid", p.uid},
-                     {"attached_at_ns", p.attached_at_ns},
-                     {"detached_at_ns", p.detached_at_ns},
-                     {"pushed", p.pushed},
-                     {"applied", p.applied},
-                     {"rejected", p.rejected},
-                     {"full", p.full},
-                     {"synced", p.synced},
-                     {"last_error", p.last_error}});
-      }
+      const ordered_json a = views::producers_json(list);
       std::printf("%s\n", a.dump().c_str());
       return kOk;
     }

@@ -1,0 +1,120 @@
+#include "reader/views/json_views.hpp"
+
+#include "poscache/format.hpp"
+
+namespace poscache::views {
+
+ordered_json position_json(const Reader& r, const Position& p) {
+  const NamespaceInfo& ns = r.namespace_info(p.ns);
+  ordered_json j;
+  j["namespace"] = ns.name;
+  j["account"] = std::string(p.account_view());
+  j["instrument"] = std::string(p.instrument_view());
+  ordered_json fields = ordered_json::object();
+  for (std::size_t f = 0; f < ns.fields.size(); ++f) {
+    if (p.has(f)) fields[ns.fields[f].name] = format_field(ns, p, f);  // exact decimal strings
+  }
+  j["fields"] = fields;
+  j["version"] = p.version;
+  j["source_seq"] = p.source_seq;
+  j["created_at_ns"] = p.created_at_ns;
+  j["updated_at_ns"] = p.updated_at_ns;
+  j["age_ns"] = p.age_ns;
+  j["stale"] = p.stale;
+  return j;
+}
+
+ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m) {
+  ordered_json j;
+  j["segment"] = s.segment;
+  j["generation"] = s.generation;
+  j["state"] = s.state;
+  j["capacity"] = s.capacity;
+  j["live"] = s.live;
+  j["segment_bytes"] = s.segment_bytes;
+  j["index_buckets"] = s.index_buckets;
+  j["change_seq"] = s.change_seq;
+  ordered_json counters;
+  for (const CounterField& f : kCounterFields) {
+    if (f.member != &Counters::live) counters[std::string(f.name)] = s.*f.member;
+  }
+  j["counters"] = counters;
+  j["writer"] = {{"pid", s.writer.pid},
+                 {"alive", s.writer.alive},
+                 {"started_at_ns", s.writer.started_at_ns},
+                 {"heartbeat_age_ns", s.writer.heartbeat_age_ns},
+                 {"restarts", s.writer.restarts}};
+  j["redis"] = {{"state", m.state},
+                {"last_error", m.last_error},
+                {"dirty", m.dirty},
+                {"oldest_unsynced_age_ns", m.oldest_unsynced_age_ns},
+                {"synced_version", m.synced_version},
+                {"journal_pending", m.journal_pending},
+                {"journal_overflows", m.journal_overflows}};
+  return j;
+}
+
+ordered_json namespaces_json(const Reader& r, const SegmentStats& s) {
+  ordered_json nss = ordered_json::array();
+  for (const auto& n : r.namespaces()) {
+    ordered_json fields = ordered_json::array();
+    for (const auto& f : n.fields)
+      fields.push_back(
+          {{"name", f.name}, {"type", std::string(to_string(f.type))}, {"scale", f.scale}});
+    nss.push_back({{"name", n.name},
+                   {"live", n.id < s.namespace_live.size() ? s.namespace_live[n.id] : 0},
+                   {"fields", fields},
+                   {"stale_after_ns", n.stale_after.count()},
+                   {"expire_after_ns", n.expire_after.count()}});
+  }
+  return nss;
+}
+
+ordered_json producers_json(const std::vector<ProducerInfo>& list) {
+  ordered_json a = ordered_json::array();
+  for (const auto& p : list) {
+    a.push_back({{"name", p.name},
+                 {"state", p.state},
+                 {"pid", p.pid},
+                 {"uid", p.uid},
+                 {"attached_at_ns", p.attached_at_ns},
+                 {"detached_at_ns", p.detached_at_ns},
+                 {"pushed", p.pushed},
+                 {"applied", p.applied},
+                 {"rejected", p.rejected},
+                 {"full", p.full},
+                 {"synced", p.synced},
+                 {"last_error", p.last_error}});
+  }
+  return a;
+}
+
+const char* Health::status() const noexcept {
+  if (!writer.alive) return "down";
+  return redis_ok ? "ok" : "degraded";
+}
+
+Health health(const Reader& r, std::chrono::nanoseconds max_sync_lag) {
+  Health h;
+  h.writer = r.writer();
+  h.redis = mirror_status(r);
+  h.redis_on = h.redis.state != "off";
+  h.max_sync_lag = max_sync_lag;
+  h.redis_ok = !h.redis_on ||
+               (h.redis.state == "up" && h.redis.oldest_unsynced_age_ns <= max_sync_lag.count());
+  return h;
+}
+
+ordered_json health_json(const Health& h) {
+  return ordered_json{{"alive", h.writer.alive},
+                      {"pid", h.writer.pid},
+                      {"heartbeat_age_ns", h.writer.heartbeat_age_ns},
+                      {"redis",
+                       {{"state", h.redis.state},
+                        {"ok", h.redis_ok},
+                        {"last_error", h.redis.last_error},
+                        {"dirty", h.redis.dirty},
+                        {"oldest_unsynced_age_ns", h.redis.oldest_unsynced_age_ns}}}};
+}
+
+}  // namespace poscache::views
