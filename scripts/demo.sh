@@ -26,9 +26,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== writer: a synthetic load of 50k updates/s over 1000 accounts x 20 instruments (config/demo.toml), mirrored to redis at $sock"
+# The HTTP API on a free loopback port, admin on with a token only this user can read.
+http_port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+(umask 077; head -c 24 /dev/urandom | base64 > "$tmp/admin.token")
+# GET or POST the writer's HTTP API (Debian's python3: curl may not be installed).
+http() {
+  /usr/bin/python3 - "$@" <<'PY'
+import sys, urllib.request, urllib.error
+url, body = sys.argv[1], (sys.argv[2].encode() if len(sys.argv) > 2 else None)
+req = urllib.request.Request(url, data=body)
+if len(sys.argv) > 3: req.add_header("Authorization", "Bearer " + sys.argv[3])
+try: r = urllib.request.urlopen(req, timeout=5); print(r.status, r.read().decode().rstrip())
+except urllib.error.HTTPError as e: print(e.code, e.read().decode().rstrip())
+PY
+}
+
+echo "== writer: a synthetic load of 50k updates/s over 1000 accounts x 20 instruments (config/demo.toml), mirrored to redis at $sock, HTTP on 127.0.0.1:$http_port"
 "$bin/poscache-writer" --config config/demo.toml --segment "$seg" --fresh --stats-interval 2s --redis-socket "$sock" \
-  --stream positions:in &
+  --stream positions:in --http "127.0.0.1:$http_port" --admin-token-file "$tmp/admin.token" &
 writer=$!
 for _ in $(seq 100); do "$bin/poscache-inspect" -s "$seg" health >/dev/null 2>&1 && break; sleep 0.05; done
 
@@ -67,6 +82,17 @@ echo; echo "== a load burst: 1 producer ring pushing as fast as it can for 2 s"
 
 echo; echo "== a reader process (poscache-reader-demo) reading while the writer updates"
 "$bin/poscache-reader-demo" --segment "$seg" --seconds 3 --accounts 1000 --instruments 20
+
+echo; echo "== the writer's HTTP API (--http): what an operator's tools and other services use"
+echo "   GET /health (200 or 503, the inspector's rule):"
+http "http://127.0.0.1:$http_port/health" | sed 's/^/   /'
+echo "   GET /v1/positions/spot/$wallet/SOL (exact decimal strings):"
+http "http://127.0.0.1:$http_port/v1/positions/spot/$wallet/SOL" | sed 's/^/   /'
+echo "   GET /metrics (Prometheus; a few of its lines):"
+http "http://127.0.0.1:$http_port/metrics" | grep -E '^(poscache_positions|poscache_namespace_positions|poscache_producer_applied_total|poscache_redis_dirty|poscache_apply_seconds_(count|bucket\{le="1e-06"))' | sed 's/^/   /'
+echo "   POST /v1/invalidate {\"ns\":\"quotes\"} without the token, then with it (the writer logs the caller):"
+http "http://127.0.0.1:$http_port/v1/invalidate" '{"ns":"quotes"}' | sed 's/^/   /'
+http "http://127.0.0.1:$http_port/v1/invalidate" '{"ns":"quotes"}' "$(cat "$tmp/admin.token")" | sed 's/^/   /'
 
 echo; echo "== poscache-inspect stats"
 "$bin/poscache-inspect" -s "$seg" stats

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the ingest decoders with libFuzzer (clang-16, libfuzzer-16-dev, libclang-rt-16-dev), under
+# Fuzzes the ingest decoders and the HTTP API with libFuzzer (clang-16, libfuzzer-16-dev, libclang-rt-16-dev), under
 # AddressSanitizer and UBSan, starting from the checked-in seed corpora (tests/fuzz/corpus/).
 #   scripts/fuzz.sh                   10 000 000 executions per target
 #   scripts/fuzz.sh --runs N          N executions per target
@@ -30,11 +30,11 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++-16 \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOSCACHE_FUZZ=ON -DPOSCACHE_BUILD_TESTS=OFF \
   -DPOSCACHE_BUILD_BENCH=OFF -DPOSCACHE_BUILD_TOOLS=OFF \
   -DPOSCACHE_SANITIZE=address,undefined,fuzzer-no-link >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target json_line_fuzz ring_message_fuzz stream_entry_fuzz
+cmake --build build-fuzz -j"$(nproc)" --target json_line_fuzz ring_message_fuzz stream_entry_fuzz http_request_fuzz
 rm -f build-fuzz/crash-* build-fuzz/leak-* build-fuzz/timeout-*
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 rm -f /dev/shm/poscache_fuzz_*  # segments a crashed target left behind
-for t in json_line ring_message stream_entry; do
+for t in json_line ring_message stream_entry http_request; do
   mkdir -p "build-fuzz/corpus/$t"
   echo "== $t: ${limit[*]}"
   (cd build-fuzz && "./tests/fuzz/${t}_fuzz" "${limit[@]}" -print_final_stats=1 \

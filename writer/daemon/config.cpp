@@ -9,6 +9,7 @@
 #include <toml++/toml.h>
 
 #include "values/quote.hpp"
+#include "writer/http/server.hpp"
 
 namespace poscache::daemon {
 
@@ -164,7 +165,7 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
                 std::to_string(src.begin.column) + ": " + std::string(e.description()));
   }
   only_keys(origin, root, "the top level",
-            {"segment", "namespace", "generator", "ingest", "daemon", "redis"});
+            {"segment", "namespace", "generator", "ingest", "daemon", "redis", "http"});
   if (const toml::table* seg = root["segment"].as_table()) {
     only_keys(origin, *seg, "[segment]",
               {"name", "capacity", "mode", "heartbeat_interval", "recreate", "huge_pages"});
@@ -267,6 +268,20 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
     if (c.writer.redis) {
       if (auto ok = validate(*c.writer.redis); !ok) bad(origin, *r, ok.error());
     }
+  }
+  if (const toml::table* h = root["http"].as_table()) {
+    only_keys(origin, *h, "[http]", {"listen", "admin_token_file", "max_sync_lag", "threads"});
+    if (auto* n = h->get("listen")) {
+      auto addr = http::parse_listen(text(origin, *n, "listen"));
+      if (!addr) bad(origin, *n, addr.error());
+      c.http.listen = *addr;
+    }
+    if (auto* n = h->get("admin_token_file"))
+      c.http.admin_token_file = text(origin, *n, "admin_token_file");
+    if (auto* n = h->get("max_sync_lag"))
+      c.http.max_sync_lag = duration(origin, *n, "max_sync_lag");
+    if (auto* n = h->get("threads"))
+      c.http.threads = static_cast<int>(integer(origin, *n, "threads", 1, 64));
   }
   if (const toml::table* d = root["daemon"].as_table()) {
     only_keys(origin, *d, "[daemon]", {"log_level", "stats_interval", "run_for"});
@@ -426,6 +441,12 @@ std::string print_config(const DaemonConfig& c) {
       line("ingest.stream_batch", std::to_string(sc.batch));
       line("ingest.stream_rejected_maxlen", std::to_string(sc.rejected_maxlen));
     }
+  }
+  line("http.listen", quoted(c.http.listen));
+  if (!c.http.listen.empty()) {
+    line("http.admin_token_file", quoted(c.http.admin_token_file));
+    line("http.max_sync_lag", quoted(duration_text(c.http.max_sync_lag)));
+    line("http.threads", std::to_string(c.http.threads));
   }
   line("redis.enabled", flag(w.redis.has_value()));
   if (w.redis) {

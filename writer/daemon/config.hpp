@@ -34,10 +34,19 @@ struct IngestConfig {
   ingest::StreamConfig stream;  // Redis streams consumed (none by default; needs [redis])
 };
 
+// The HTTP API ([http]; writer/http/api.hpp): off unless `listen` is set.
+struct HttpConfig {
+  std::string listen;            // host:port ("" = off); a bare port means 127.0.0.1
+  std::string admin_token_file;  // "" = POST /v1/invalidate answers 403
+  std::chrono::nanoseconds max_sync_lag = std::chrono::seconds(5);  // /health's Redis rule
+  int threads = 2;                                                  // civetweb workers
+};
+
 struct DaemonConfig {
   WriterConfig writer;
   GeneratorConfig generator;
   IngestConfig ingest;
+  HttpConfig http;
   std::chrono::nanoseconds run_for{0};  // 0 = until SIGINT/SIGTERM
   std::chrono::nanoseconds stats_interval = std::chrono::seconds(5);
   std::string log_level = "info";

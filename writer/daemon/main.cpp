@@ -12,10 +12,13 @@
 #include <thread>
 #include <vector>
 
+#include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
 #include "shm/clock.hpp"
 #include "writer/daemon/config.hpp"
 #include "writer/daemon/generator.hpp"
+#include "writer/http/server.hpp"
+#include "writer/tsc_clock.hpp"
 
 using namespace poscache;
 using namespace poscache::daemon;
@@ -72,6 +75,8 @@ int main(int argc, char** argv) {
   std::optional<std::string> socket_path;
   bool no_socket = false, busy_poll = false;
   std::vector<std::string> stream_flags;
+  std::optional<std::string> http_listen, admin_token_file;
+  bool no_http = false;
   std::optional<std::string> redis_host, redis_socket, redis_user, redis_prefix, redis_flush;
   std::optional<int> redis_port, redis_db;
   app.add_option("-c,--config", config_file,
@@ -101,6 +106,13 @@ int main(int argc, char** argv) {
   app.add_option("--stream", stream_flags,
                  "consume this Redis stream (repeatable; replaces the config's [ingest] streams; "
                  "needs Redis)");
+  app.add_option("--http", http_listen,
+                 "serve /metrics, /health and /v1/ on this address (e.g. 127.0.0.1:9108; a bare "
+                 "port is on 127.0.0.1; default off)");
+  app.add_flag("--no-http", no_http, "no HTTP API, whatever the config file says");
+  app.add_option("--admin-token-file", admin_token_file,
+                 "turns POST /v1/invalidate on: the bearer token is this file's first line (mode "
+                 "0600)");
   app.add_flag("--busy-poll", busy_poll,
                "poll producer rings without ever sleeping: pushes applied within ~1 us, one core "
                "spent");
@@ -180,6 +192,13 @@ int main(int argc, char** argv) {
     if (busy_poll) cfg.ingest.busy_poll = true;
     if (!stream_flags.empty()) cfg.ingest.stream.streams = stream_flags;
     if (auto ok = ingest::validate(cfg.ingest.stream); !ok) throw Error(ok.error());
+    if (http_listen) {
+      auto addr = http::parse_listen(*http_listen);
+      if (!addr) throw Error("--http: " + addr.error());
+      cfg.http.listen = *addr;
+    }
+    if (admin_token_file) cfg.http.admin_token_file = *admin_token_file;
+    if (no_http) cfg.http.listen.clear();
     if (run_for) cfg.run_for = flag_duration("--run-for", *run_for);
     if (stats_interval) cfg.stats_interval = flag_duration("--stats-interval", *stats_interval);
     if (log_level) cfg.log_level = *log_level;
@@ -224,6 +243,8 @@ int main(int argc, char** argv) {
   }
   spdlog::set_level(level);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ poscache-writer: %v");
+  spdlog::flush_on(
+      spdlog::level::trace);  // each line at once (a pipe to journald, a file): lines are rare
   cfg.writer.log = [](LogLevel l, std::string_view msg) {
     static constexpr spdlog::level::level_enum kLevel[] = {
         spdlog::level::debug, spdlog::level::info, spdlog::level::warn, spdlog::level::err};
@@ -306,6 +327,66 @@ int main(int argc, char** argv) {
                  cfg.generator.rate, cfg.generator.accounts, cfg.generator.instruments);
   }
 
+  // HTTP (off unless [http] listen / --http): its threads read the segment through a read-only
+  // Reader of their own, the loop's counters through the board, and hand invalidations to the
+  // loop through the admin queue (polled as a source).
+  http::LoopBoard board;
+  std::optional<Reader> http_reader;
+  http::AdminQueue* admin = nullptr;
+  std::unique_ptr<http::Server> server;
+  if (!cfg.http.listen.empty()) {
+    try {
+      http::ApiConfig ac;
+      ac.max_sync_lag = cfg.http.max_sync_lag;
+      if (!cfg.http.admin_token_file.empty())
+        ac.admin_token = http::read_admin_token(cfg.http.admin_token_file);
+      auto queue = std::make_unique<http::AdminQueue>();
+      admin = queue.get();
+      sources.push_back(std::move(queue));
+      http_reader.emplace(Reader::open(cfg.writer.segment));
+      auto log = [](bool warn, const std::string& msg) {
+        spdlog::log(warn ? spdlog::level::warn : spdlog::level::info, "{}", msg);
+      };
+      auto api =
+          std::make_unique<http::Api>(*http_reader, cfg.writer.namespaces, ac, &board, admin, log);
+      http::ServerConfig sc;
+      sc.listen = cfg.http.listen;
+      sc.threads = cfg.http.threads;
+      server = std::make_unique<http::Server>(sc, std::move(api), log);
+      const std::string host = cfg.http.listen.substr(0, cfg.http.listen.rfind(':'));
+      spdlog::info("http: listening on {}:{} (GET /metrics /health /v1/...; admin {})", host,
+                   server->port(),
+                   ac.admin_token.empty() ? "off: no admin_token_file"
+                                          : "on, token from " + cfg.http.admin_token_file);
+    } catch (const Error& e) {
+      spdlog::error("{}", e.what());
+      sources.clear();
+      writer->close();
+      return 1;
+    }
+  }
+  detail::TscClock loop_clock;  // times each poll for the apply-time histogram
+  http::ApplyHistogram apply_hist;
+  auto timed_poll = [&](ingest::Source& src, std::int64_t now, std::size_t budget) {
+    const std::int64_t t0 = loop_clock.now();
+    const std::size_t n = src.poll(executor, now, budget);
+    if (n > 0) apply_hist.observe((loop_clock.now() - t0) / static_cast<std::int64_t>(n), n);
+    return n;
+  };
+  std::int64_t next_publish = 0;
+  auto publish = [&](std::int64_t now) {
+    board.try_publish([&](http::LoopSnapshot& snap) {
+      snap.sources.resize(sources.size());
+      for (std::size_t i = 0; i < sources.size(); ++i) {
+        if (snap.sources[i].name.empty()) snap.sources[i].name = sources[i]->name();
+        snap.sources[i].counters = sources[i]->counters();
+      }
+      snap.executor = executor.counters();
+      snap.apply = apply_hist;
+      snap.published_at_ns = now;
+    });
+  };
+
   // Under systemd (Type=notify): ready once every source is up; the watchdog is fed from the
   // apply loop, so a loop that stops turning is restarted. Without NOTIFY_SOCKET these do nothing.
   sd_notifyf(0, "READY=1\nSTATUS=serving segment %s (%llu positions)\nMAINPID=%d",
@@ -381,12 +462,16 @@ int main(int argc, char** argv) {
     const std::int64_t now = shm::realtime_ns();
     std::size_t applied = 0;
     if (busy && now_mono < next_slow) {
-      if (rings_source != nullptr) applied += rings_source->poll(executor, now, kBudget);
+      if (rings_source != nullptr) applied += timed_poll(*rings_source, now, kBudget);
       continue;
     }
     next_slow = now_mono + 100'000;
-    for (auto& s : sources) applied += s->poll(executor, now, kBudget);
+    for (auto& s : sources) applied += timed_poll(*s, now, kBudget);
     writer->tick();
+    if (server && now_mono >= next_publish) {  // for /metrics: a copy every 50 ms
+      publish(now);
+      next_publish = now_mono + 50'000'000;
+    }
     if (watchdog && now_mono >= next_watchdog) {
       sd_notify(0, "WATCHDOG=1");
       next_watchdog = now_mono + watchdog_every;
@@ -425,7 +510,9 @@ int main(int argc, char** argv) {
     if (applied == 0 && !busy) std::this_thread::sleep_for(std::chrono::microseconds(50));  // idle
   }
   sd_notify(0, "STOPPING=1");
-  sources.clear();  // the socket file goes before the segment closes
+  if (admin != nullptr) admin->shut_down();  // a waiting invalidation answers 503 at once
+  server.reset();                            // no handler runs past here
+  sources.clear();                           // the socket file goes before the segment closes
   writer->close();
   spdlog::info("closed segment '{}' cleanly", cfg.writer.segment);
   return 0;

@@ -1,0 +1,357 @@
+// The HTTP API's handlers, called directly (no sockets): every route, every error, the admin
+// path through a real apply-loop stand-in, and the metrics text. The daemon test
+// (tests/daemon/http_daemon_test.cpp) runs them behind civetweb with promtool and bad requests.
+#include "writer/http/api.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "poscache/format.hpp"
+#include "shm/clock.hpp"
+#include "test_util.hpp"
+#include "writer/http/metrics.hpp"
+
+using namespace poscache;
+using namespace poscache::http;
+using namespace std::chrono_literals;
+using nlohmann::json;
+using test::must;
+
+namespace {
+
+constexpr const char* kToken = "s3cret-token-0123456789";
+
+class ApiTest : public ::testing::Test {
+ protected:
+  test::ScratchSegment seg{"http"};
+  WriterConfig cfg = test::small_config(seg.name(), 64);
+  std::unique_ptr<Writer> w = Writer::open(cfg);
+  Reader r = Reader::open(seg.name());
+  LoopBoard board;
+  AdminQueue admin;
+  std::mutex log_m;
+  std::vector<std::string> logged;
+  std::unique_ptr<Api> api = make_api(kToken);
+
+  std::unique_ptr<Api> make_api(const std::string& token,
+                                std::chrono::milliseconds admin_timeout = 5000ms) {
+    ApiConfig ac;
+    ac.admin_token = token;
+    ac.admin_timeout = admin_timeout;
+    return std::make_unique<Api>(r, cfg.namespaces, ac, &board, &admin,
+                                 [this](bool warn, const std::string& m) {
+                                   std::lock_guard lock(log_m);
+                                   logged.push_back((warn ? "WARN " : "INFO ") + m);
+                                 });
+  }
+  HttpResponse call(const std::string& method, const std::string& path,
+                    const std::string& body = "", const std::string& auth = "") {
+    HttpRequest req;
+    req.method = method;
+    req.path = path;
+    req.body = body;
+    req.authorization = auth;
+    req.remote = "10.1.2.3:5555";
+    return api->handle(req);
+  }
+  static json body_of(const HttpResponse& resp) { return json::parse(resp.body); }
+  void put(const char* ns, const std::string& acc, const std::string& ins,
+           std::initializer_list<std::pair<std::string_view, std::string_view>> f) {
+    ASSERT_EQ(w->upsert(must(w->make_update(ns, acc, ins, f))).status, ApplyStatus::inserted);
+  }
+  std::string all_logged() {
+    std::lock_guard lock(log_m);
+    std::string s;
+    for (const auto& l : logged) s += l + "\n";
+    return s;
+  }
+};
+
+}  // namespace
+
+TEST_F(ApiTest, APositionIsServedWithItsFieldsAsExactDecimalStrings) {
+  put("spot", "w1", "SOL", {{"qty", "12.5"}, {"avg_price", "141.123456789"}});
+  // 10^12 tokens in 18-decimal base units plus one: beyond a double's 53 bits.
+  put("moonwell", "0xabc", "USDC",
+      {{"collateral_amount", "1000000000000000000000000000001"},
+       {"last_update_block", "19000001"}});
+  put("marks", "w1", "SOL/USDC", {{"bid", "141.25"}});
+  const HttpResponse resp = call("GET", "/v1/positions/spot/w1/SOL");
+  ASSERT_EQ(resp.status, 200) << resp.body;
+  EXPECT_EQ(resp.content_type, "application/json");
+  const json j = body_of(resp);
+  EXPECT_EQ(j["status"], "ok");
+  EXPECT_EQ(j["namespace"], "spot");
+  EXPECT_EQ(j["account"], "w1");
+  EXPECT_EQ(j["instrument"], "SOL");
+  Position p;
+  ASSERT_EQ(r.get("spot", "w1", "SOL", p), ReadStatus::ok);
+  const NamespaceInfo& spot = r.namespace_info(p.ns);
+  EXPECT_EQ(j["fields"]["qty"], format_field(spot, p, *spot.field_index("qty")));
+  EXPECT_EQ(j["fields"]["avg_price"].get<std::string>().rfind("141.123456789", 0), 0u) << j.dump();
+  EXPECT_FALSE(j["fields"].contains("fees"));  // fields never set are absent, not 0
+  EXPECT_EQ(j["version"], p.version);
+  const json lend = body_of(call("GET", "/v1/positions/moonwell/0xabc/USDC"));
+  EXPECT_EQ(lend["fields"]["collateral_amount"].get<std::string>().rfind(
+                "1000000000000000000000000000001", 0),
+            0u)
+      << lend.dump();
+  EXPECT_EQ(lend["fields"]["last_update_block"], "19000001");
+  // An instrument may hold '/': everything after the account is the instrument.
+  const HttpResponse pair = call("GET", "/v1/positions/marks/w1/SOL/USDC");
+  EXPECT_EQ(pair.status, 200) << pair.body;
+  EXPECT_EQ(body_of(pair)["instrument"], "SOL/USDC");
+}
+
+TEST_F(ApiTest, AnAccountsPositionsAreListedInOrder) {
+  put("spot", "w1", "SOL", {{"qty", "1"}});
+  put("spot", "w1", "BTC", {{"qty", "2"}});
+  put("moonwell", "w1", "USDC", {{"debt_amount", "3"}});
+  put("spot", "w2", "SOL", {{"qty", "4"}});
+  const HttpResponse resp = call("GET", "/v1/accounts/w1");
+  ASSERT_EQ(resp.status, 200) << resp.body;
+  const json j = body_of(resp);
+  EXPECT_EQ(j["account"], "w1");
+  ASSERT_EQ(j["positions"].size(), 3u) << j.dump();
+  EXPECT_EQ(j["positions"][0]["instrument"], "BTC");
+  EXPECT_EQ(j["positions"][1]["instrument"], "SOL");
+  EXPECT_EQ(j["positions"][2]["namespace"], "moonwell");
+  EXPECT_EQ(body_of(call("GET", "/v1/accounts/nobody"))["positions"].size(), 0u);
+  const HttpResponse bad = call("GET", "/v1/accounts/no!such");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(body_of(bad)["error"].get<std::string>().find("account"), std::string::npos);
+}
+
+TEST_F(ApiTest, EveryBadPositionRequestNamesWhatIsWrong) {
+  put("spot", "w1", "SOL", {{"qty", "1"}});
+  struct Case {
+    std::string path;
+    int status;
+    std::string says;
+  } cases[] = {
+      {"/v1/positions/spot/w1/ETH", 404, "not_found"},
+      {"/v1/positions/futures/w1/SOL", 404,
+       "unknown namespace 'futures': this segment has spot, "
+       "moonwell, marks"},
+      {"/v1/positions/spot/w1", 400, "expected /v1/positions/{ns}/{account}/{instrument}"},
+      {"/v1/positions/", 400, "expected"},
+      {"/v1/positions/spot/w!1/SOL", 400, "bad key: account"},
+      {"/v1/positions/spot/w1/", 400, "bad key: instrument"},
+      {"/v1/positions/spot/" + std::string(65, 'a') + "/SOL", 400, "bad key: account"},
+      {std::string("/v1/positions/spot/w1/SO\0L", 26), 400, "bad key: instrument"},
+      {"/v2/positions/spot/w1/SOL", 404, "no such resource '/v2/positions/spot/w1/SOL'"},
+      {"/", 404, "GET /metrics, /health"},
+  };
+  for (const auto& c : cases) {
+    const HttpResponse resp = call("GET", c.path);
+    EXPECT_EQ(resp.status, c.status) << c.path << ": " << resp.body;
+    EXPECT_NE(resp.body.find(c.says), std::string::npos) << c.path << ": " << resp.body;
+    EXPECT_NO_THROW(body_of(resp)) << "not JSON: " << resp.body;
+  }
+  // Wrong methods: 405 with the allowed one.
+  for (const auto& [method, path, allowed] :
+       {std::tuple{"POST", "/metrics", "GET"},
+        std::tuple{"DELETE", "/v1/positions/spot/w1/SOL", "GET"},
+        std::tuple{"PUT", "/health", "GET"}, std::tuple{"GET", "/v1/invalidate", "POST"}}) {
+    const HttpResponse resp = call(method, path);
+    EXPECT_EQ(resp.status, 405) << method << " " << path;
+    ASSERT_EQ(resp.headers.size(), 1u);
+    EXPECT_EQ(resp.headers[0], (std::pair<std::string, std::string>{"Allow", allowed}));
+  }
+}
+
+TEST_F(ApiTest, StatsCarryNamespacesProducersAndTheLoopsSources) {
+  put("spot", "w1", "SOL", {{"qty", "1"}});
+  put("spot", "w2", "SOL", {{"qty", "1"}});
+  put("marks", "w1", "SOL", {{"bid", "1"}});
+  board.try_publish([](LoopSnapshot& s) {
+    s.sources = {{"socket /dev/shm/x.sock", {10, 7, 2, 1}}};
+  });
+  const json j = body_of(call("GET", "/v1/stats"));
+  EXPECT_EQ(j["live"], 3);
+  EXPECT_EQ(j["counters"]["inserts"], 3);
+  EXPECT_EQ(j["namespaces"][0]["name"], "spot");
+  EXPECT_EQ(j["namespaces"][0]["live"], 2);
+  EXPECT_EQ(j["namespaces"][1]["live"], 0);
+  EXPECT_EQ(j["namespaces"][2]["live"], 1);
+  EXPECT_EQ(j["producers"].size(), 0u);
+  ASSERT_EQ(j["sources"].size(), 1u);
+  EXPECT_EQ(j["sources"][0]["rejected"], 1);
+}
+
+TEST_F(ApiTest, HealthIsTheInspectorsRuleAsStatusAndCode) {
+  w->tick();
+  HttpResponse resp = call("GET", "/health");
+  EXPECT_EQ(resp.status, 200) << resp.body;
+  json j = body_of(resp);
+  EXPECT_EQ(j["status"], "ok");
+  EXPECT_EQ(j["alive"], true);
+  EXPECT_EQ(j["redis"]["state"], "off");
+  w->close();  // no writer owns the segment any more
+  resp = call("GET", "/health");
+  EXPECT_EQ(resp.status, 503) << resp.body;
+  EXPECT_EQ(body_of(resp)["status"], "down");
+}
+
+TEST_F(ApiTest, MetricsShowTheSegmentTheLoopAndEscapedLabels) {
+  put("spot", "w1", "SOL", {{"qty", "1"}});
+  put("spot", "w2", "SOL", {{"qty", "1"}});
+  put("moonwell", "w1", "USDC", {{"debt_amount", "1"}});
+  w->upsert(must(w->make_update("spot", "w1", "SOL", {{"qty", "2"}})));
+  w->tick();
+  board.try_publish([](LoopSnapshot& s) {
+    s.sources = {{"stream \"fills\"\n", {5, 4, 1, 0}}};
+    s.apply.observe(80, 3);          // <= 100 ns
+    s.apply.observe(2'000, 1);       // <= 2.5 us
+    s.apply.observe(50'000'000, 1);  // beyond 10 ms: +Inf only
+  });
+  const HttpResponse resp = call("GET", "/metrics");
+  ASSERT_EQ(resp.status, 200);
+  EXPECT_EQ(resp.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& m = resp.body;
+  for (const char* line : {
+           "poscache_writer_up 1\n",
+           "poscache_positions 3\n",
+           "poscache_capacity_positions 64\n",
+           "poscache_namespace_positions{namespace=\"spot\"} 2\n",
+           "poscache_namespace_positions{namespace=\"moonwell\"} 1\n",
+           "poscache_namespace_positions{namespace=\"marks\"} 0\n",
+           "poscache_inserts_total 3\n",
+           "poscache_updates_total 1\n",
+           "# TYPE poscache_updates_total counter\n",
+           "# TYPE poscache_index_tombstones gauge\n",
+           "poscache_redis_state{state=\"off\"} 1\n",
+           "poscache_redis_state{state=\"up\"} 0\n",
+           "poscache_source_commands_total{source=\"stream \\\"fills\\\"\\n\",result=\"applied\"} "
+           "4\n",
+           "poscache_apply_seconds_bucket{le=\"1e-07\"} 3\n",
+           "poscache_apply_seconds_bucket{le=\"1e-06\"} 3\n",
+           "poscache_apply_seconds_bucket{le=\"2.5e-06\"} 4\n",
+           "poscache_apply_seconds_bucket{le=\"0.01\"} 4\n",
+           "poscache_apply_seconds_bucket{le=\"+Inf\"} 5\n",
+           "poscache_apply_seconds_count 5\n",
+           "# TYPE poscache_apply_seconds histogram\n",
+       }) {
+    EXPECT_NE(m.find(line), std::string::npos) << "missing: " << line << "\n" << m;
+  }
+  // Every family once, with its HELP before its TYPE; every sample after its family's TYPE.
+  std::set<std::string> families;
+  std::size_t start = 0;
+  std::string current;
+  while (start < m.size()) {
+    const std::string line = m.substr(start, m.find('\n', start) - start);
+    start += line.size() + 1;
+    if (line.rfind("# HELP ", 0) == 0) {
+      current = line.substr(7, line.find(' ', 7) - 7);
+      EXPECT_TRUE(families.insert(current).second) << "family twice: " << current;
+    } else if (line.rfind("# TYPE ", 0) != 0) {
+      EXPECT_EQ(line.rfind(current, 0), 0u) << "sample outside its family: " << line;
+    }
+  }
+  EXPECT_EQ(escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+}
+
+TEST_F(ApiTest, InvalidationNeedsATokenFileAndTheToken) {
+  put("spot", "w1", "SOL", {{"qty", "1"}});
+  api = make_api("");  // no admin_token_file
+  HttpResponse resp = call("POST", "/v1/invalidate", R"({"account":"w1"})", "Bearer anything");
+  EXPECT_EQ(resp.status, 403);
+  EXPECT_NE(resp.body.find("no [http] admin_token_file"), std::string::npos) << resp.body;
+  EXPECT_NE(all_logged().find("from 10.1.2.3:5555: refused (403)"), std::string::npos)
+      << all_logged();
+  api = make_api(kToken);
+  for (const std::string& auth :
+       {std::string(), std::string("Bearer wrong"), std::string(kToken),
+        std::string("Bearer ") + kToken + "x", std::string("Basic ") + kToken}) {
+    resp = call("POST", "/v1/invalidate", R"({"account":"w1"})", auth);
+    EXPECT_EQ(resp.status, 401) << auth;
+    EXPECT_EQ(resp.headers.at(0).first, "WWW-Authenticate");
+  }
+  EXPECT_NE(all_logged().find("from 10.1.2.3:5555: refused (401): wrong token"), std::string::npos);
+  Position p;
+  EXPECT_EQ(r.get("spot", "w1", "SOL", p), ReadStatus::ok);  // nothing was done
+  EXPECT_EQ(admin.poll(*std::make_unique<ingest::CommandExecutor>(*w, nullptr), 0, 16), 0u);
+}
+
+TEST_F(ApiTest, AnInvalidationRunsOnTheApplyLoopAndBadBodiesAreRefused) {
+  put("spot", "w1", "SOL", {{"qty", "1"}});
+  put("spot", "w1", "BTC", {{"qty", "1"}});
+  put("marks", "w1", "SOL", {{"bid", "1"}});
+  put("spot", "w2", "SOL", {{"qty", "1"}});
+  const std::string auth = std::string("Bearer ") + kToken;
+  struct Bad {
+    std::string body;
+    std::string says;
+  } bad[] = {
+      {"", "not valid JSON"},
+      {"{", "not valid JSON"},
+      {"[1,2]", "must be a JSON object"},
+      {R"({"op":"erase","account":"w1"})", "must not name an"},
+      {R"({})", "invalidate needs one of"},
+      {R"({"account":"w!"})", "account"},
+      {R"({"account":"w1","glob":"*"})", "invalidate takes one of"},
+      {R"({"ns":"futures"})", "futures"},
+      {R"({"all":false})", "must be true; found false"},
+      {R"({"glob":""})", "glob"},
+  };
+  ingest::CommandExecutor exec(*w, nullptr);
+  for (const auto& b : bad) {
+    const HttpResponse resp = call("POST", "/v1/invalidate", b.body, auth);
+    EXPECT_EQ(resp.status, 400) << b.body << ": " << resp.body;
+    EXPECT_NE(resp.body.find(b.says), std::string::npos) << b.body << ": " << resp.body;
+  }
+  EXPECT_EQ(admin.poll(exec, 0, 16), 0u);  // none of them reached the loop
+  EXPECT_EQ(r.stats().live, 4u);
+
+  // The loop stand-in: a thread polling the queue as the daemon's loop does.
+  std::atomic<bool> stop{false};
+  std::thread loop([&] {
+    while (!stop.load()) {
+      admin.poll(exec, shm::realtime_ns(), 16);
+      std::this_thread::sleep_for(100us);
+    }
+  });
+  HttpResponse resp = call("POST", "/v1/invalidate", R"({"account":"w1","ns":"spot"})", auth);
+  EXPECT_EQ(resp.status, 200) << resp.body;
+  EXPECT_EQ(body_of(resp)["removed"], 2);
+  Position p;
+  EXPECT_EQ(r.get("spot", "w1", "SOL", p), ReadStatus::not_found);
+  EXPECT_EQ(r.get("marks", "w1", "SOL", p), ReadStatus::ok);
+  resp = call("POST", "/v1/invalidate", R"({"glob":"*:w*:SOL"})", auth);
+  EXPECT_EQ(body_of(resp)["removed"], 2);
+  resp = call("POST", "/v1/invalidate", R"({"all":true})", auth);
+  EXPECT_EQ(resp.status, 200);
+  EXPECT_EQ(r.stats().live, 0u);
+  stop = true;
+  loop.join();
+  EXPECT_NE(all_logged().find("POST /v1/invalidate from 10.1.2.3:5555: {\"account\":\"w1\","
+                              "\"ns\":\"spot\"}: 2 position(s) removed"),
+            std::string::npos)
+      << all_logged();
+  EXPECT_EQ(admin.counters().applied, 3u);
+}
+
+TEST_F(ApiTest, AnInvalidationTheLoopDoesNotTakeInTimeIsWithdrawnNotAppliedLater) {
+  put("spot", "w1", "SOL", {{"qty", "1"}});
+  api = make_api(kToken, 50ms);
+  const HttpResponse resp =
+      call("POST", "/v1/invalidate", R"({"account":"w1"})", std::string("Bearer ") + kToken);
+  EXPECT_EQ(resp.status, 503);
+  EXPECT_NE(resp.body.find("did not take the request within 50 ms; nothing was done"),
+            std::string::npos)
+      << resp.body;
+  ingest::CommandExecutor exec(*w, nullptr);
+  EXPECT_EQ(admin.poll(exec, 0, 16), 0u);  // withdrawn
+  Position p;
+  EXPECT_EQ(r.get("spot", "w1", "SOL", p), ReadStatus::ok);
+  admin.shut_down();  // a stopped loop: refused at once, saying why
+  api = make_api(kToken, 600s);
+  const HttpResponse stopping =
+      call("POST", "/v1/invalidate", R"({"all":true})", std::string("Bearer ") + kToken);
+  EXPECT_EQ(stopping.status, 503);
+  EXPECT_NE(stopping.body.find("the writer is stopping"), std::string::npos) << stopping.body;
+  EXPECT_EQ(r.get("spot", "w1", "SOL", p), ReadStatus::ok);
+}

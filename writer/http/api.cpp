@@ -1,0 +1,252 @@
+#include "writer/http/api.hpp"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "reader/views/json_views.hpp"
+#include "writer/http/metrics.hpp"
+
+namespace poscache::http {
+
+using nlohmann::ordered_json;
+
+HttpResponse error_response(int status, std::string_view text) {
+  HttpResponse r;
+  r.status = status;
+  // An error may quote what the caller sent: bytes that are not UTF-8 are shown as U+FFFD.
+  r.body = ordered_json{{"error", std::string(text)}}.dump(-1, ' ', false,
+                                                           ordered_json::error_handler_t::replace) +
+           "\n";
+  return r;
+}
+
+namespace {
+
+HttpResponse json_response(int status, const ordered_json& j) {
+  HttpResponse r;
+  r.status = status;
+  r.body = j.dump(-1, ' ', false, ordered_json::error_handler_t::replace) + "\n";
+  return r;
+}
+
+HttpResponse method_not_allowed(std::string_view method, const char* allowed) {
+  HttpResponse r =
+      error_response(405, "method " + std::string(method) + " is not allowed here; use " + allowed);
+  r.headers.emplace_back("Allow", allowed);
+  return r;
+}
+
+// Equal in time independent of where the first difference is (a token compare).
+bool same_secret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const std::size_t n = std::min(a.size(), b.size());
+  for (std::size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// Shown in errors: at most 80 characters of what the caller sent, control characters as '?'.
+std::string shown(std::string_view v) {
+  std::string out;
+  for (const char c : v.substr(0, 80))
+    out += static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? '?' : c;
+  return v.size() > 80 ? out + "..." : out;
+}
+
+}  // namespace
+
+Api::Api(const Reader& reader, std::vector<NamespaceSpec> namespaces, ApiConfig config,
+         const LoopBoard* board, AdminQueue* admin, Log log)
+    : reader_(reader),
+      namespaces_(std::move(namespaces)),
+      config_(std::move(config)),
+      board_(board),
+      admin_(admin),
+      log_(std::move(log)),
+      decoder_(namespaces_) {}
+
+HttpResponse Api::handle(const HttpRequest& req) const {
+  const std::string_view path = req.path;
+  const bool get = req.method == "GET";
+  auto only_get = [&]() -> std::optional<HttpResponse> {
+    if (get) return std::nullopt;
+    return method_not_allowed(req.method, "GET");
+  };
+  if (path == "/metrics") {
+    if (auto r = only_get()) return *r;
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = render_metrics(reader_, board_ ? board_->read() : LoopSnapshot{});
+    return r;
+  }
+  if (path == "/health") {
+    if (auto r = only_get()) return *r;
+    return health();
+  }
+  if (path == "/v1/stats") {
+    if (auto r = only_get()) return *r;
+    return stats();
+  }
+  constexpr std::string_view kPositions = "/v1/positions/", kAccounts = "/v1/accounts/";
+  if (path.starts_with(kPositions)) {
+    if (auto r = only_get()) return *r;
+    return position(path.substr(kPositions.size()));
+  }
+  if (path.starts_with(kAccounts)) {
+    if (auto r = only_get()) return *r;
+    return account(path.substr(kAccounts.size()));
+  }
+  if (path == "/v1/invalidate") {
+    if (req.method != "POST") return method_not_allowed(req.method, "POST");
+    return invalidate(req);
+  }
+  return error_response(404, "no such resource '" + shown(path) +
+                                 "': GET /metrics, /health, /v1/stats, "
+                                 "/v1/positions/{ns}/{account}/{instrument}, "
+                                 "/v1/accounts/{account}; POST /v1/invalidate");
+}
+
+HttpResponse Api::position(std::string_view rest) const {
+  // {ns}/{account}/{instrument}: an instrument may hold '/' ("SOL/USDC"); the others may not.
+  const std::size_t a = rest.find('/');
+  const std::size_t b = a == std::string_view::npos ? a : rest.find('/', a + 1);
+  if (b == std::string_view::npos) {
+    return error_response(400, "expected /v1/positions/{ns}/{account}/{instrument}, got '" +
+                                   shown(rest) + "' after /v1/positions/");
+  }
+  const std::string_view ns = rest.substr(0, a), acc = rest.substr(a + 1, b - a - 1),
+                         ins = rest.substr(b + 1);
+  const auto id = reader_.namespace_id(ns);
+  if (!id) {
+    std::string known;
+    for (const auto& n : reader_.namespaces()) known += (known.empty() ? "" : ", ") + n.name;
+    return error_response(404, "unknown namespace '" + shown(ns) + "': this segment has " + known);
+  }
+  for (const auto& check : {validate_account(acc), validate_instrument(ins)})
+    if (!check) return error_response(400, "bad key: " + check.error());
+  Position p;
+  const ReadStatus st = reader_.get(*id, acc, ins, p);
+  if (has_value(st)) {
+    ordered_json j = {{"status", std::string(to_string(st))}};
+    j.update(views::position_json(reader_, p));
+    return json_response(200, j);
+  }
+  const int code = st == ReadStatus::not_found ? 404 : st == ReadStatus::bad_key ? 400 : 503;
+  return json_response(code, {{"status", std::string(to_string(st))},
+                              {"namespace", std::string(ns)},
+                              {"account", std::string(acc)},
+                              {"instrument", std::string(ins)}});
+}
+
+HttpResponse Api::account(std::string_view acc) const {
+  if (auto ok = validate_account(acc); !ok) return error_response(400, "bad key: " + ok.error());
+  std::vector<Position> ps = reader_.positions_of(acc);
+  std::sort(ps.begin(), ps.end(), [](const Position& x, const Position& y) {
+    return std::make_tuple(x.ns, x.instrument_view()) < std::make_tuple(y.ns, y.instrument_view());
+  });
+  ordered_json list = ordered_json::array();
+  for (const Position& p : ps) list.push_back(views::position_json(reader_, p));
+  return json_response(200, {{"account", std::string(acc)}, {"positions", list}});
+}
+
+HttpResponse Api::stats() const {
+  const SegmentStats s = reader_.stats();
+  ordered_json j = views::stats_json(s, mirror_status(reader_));
+  j["namespaces"] = views::namespaces_json(reader_, s);
+  j["producers"] = views::producers_json(producers(reader_));
+  ordered_json sources = ordered_json::array();
+  if (board_) {
+    for (const SourceReport& src : board_->read().sources) {
+      sources.push_back({{"name", src.name},
+                         {"received", src.counters.received},
+                         {"applied", src.counters.applied},
+                         {"ignored", src.counters.ignored},
+                         {"rejected", src.counters.rejected}});
+    }
+  }
+  j["sources"] = sources;
+  return json_response(200, j);
+}
+
+HttpResponse Api::health() const {
+  const views::Health h = views::health(reader_, config_.max_sync_lag);
+  ordered_json j = {{"status", h.status()}};
+  j.update(views::health_json(h));
+  j["max_sync_lag_ns"] = config_.max_sync_lag.count();
+  return json_response(h.ok() ? 200 : 503, j);
+}
+
+HttpResponse Api::invalidate(const HttpRequest& req) const {
+  const std::string who = "POST /v1/invalidate from " + req.remote;
+  if (config_.admin_token.empty()) {
+    log_(true, who + ": refused (403): no admin token file is configured");
+    return error_response(403,
+                          "admin endpoints are off: the writer has no [http] admin_token_file");
+  }
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!req.authorization.starts_with(kBearer) ||
+      !same_secret(std::string_view(req.authorization).substr(kBearer.size()),
+                   config_.admin_token)) {
+    log_(true, who + ": refused (401): " +
+                   (req.authorization.empty() ? "no Authorization header" : "wrong token"));
+    HttpResponse r = error_response(401,
+                                    "an admin request needs 'Authorization: Bearer <token>' "
+                                    "with the token in the writer's admin_token_file");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+  // The body is an invalidate command of the JSON-lines format without "op": the same decoder,
+  // the same rules and errors.
+  ordered_json body;
+  try {
+    body = ordered_json::parse(req.body);
+  } catch (const ordered_json::exception& e) {
+    return error_response(400, std::string("the body is not valid JSON: ") + e.what());
+  }
+  if (!body.is_object()) {
+    return error_response(400,
+                          "the body must be a JSON object such as {\"account\":\"w1\"}, "
+                          "{\"ns\":\"quotes\"}, {\"glob\":\"spot:w*:SOL\"} or {\"all\":true}");
+  }
+  if (body.contains("op")) return error_response(400, "the body must not name an \"op\"");
+  ordered_json line = {{"op", "invalidate"}};
+  line.update(body);
+  std::string line_text, body_text;
+  try {
+    line_text = line.dump();
+    body_text = body.dump();
+  } catch (const ordered_json::exception&) {
+    return error_response(400, "the body holds a string that is not valid UTF-8");
+  }
+  std::variant<ingest::DecodedLine, ingest::JsonDecoder::Failure> decoded;
+  {
+    std::lock_guard lock(decoder_m_);
+    decoded = decoder_.decode(line_text);
+  }
+  if (auto* f = std::get_if<ingest::JsonDecoder::Failure>(&decoded)) {
+    log_(true, who + ": refused (400): " + f->error);
+    return error_response(400, f->error);
+  }
+  if (admin_ == nullptr) return error_response(503, "this server has no apply loop to run it");
+  ingest::Command cmd = std::get<ingest::DecodedLine>(decoded).command;
+  const AdminQueue::Outcome outcome = admin_->run(std::move(cmd), config_.admin_timeout);
+  const std::optional<ingest::CommandResult>& r = outcome.result;
+  if (!r && outcome.stopping) {
+    log_(true, who + ": the writer is stopping; nothing was done");
+    return error_response(503, "the writer is stopping; nothing was done");
+  }
+  if (!r) {
+    log_(true, who + ": the apply loop did not take it in time; nothing was done");
+    return error_response(503, "the writer's apply loop did not take the request within " +
+                                   std::to_string(config_.admin_timeout.count()) +
+                                   " ms; nothing was done");
+  }
+  if (r->status == ingest::CommandStatus::rejected) {
+    log_(true, who + ": refused (400): " + r->error);
+    return error_response(400, r->error);
+  }
+  log_(false, who + ": " + body_text + ": " + std::to_string(r->count) + " position(s) removed");
+  return json_response(
+      200, {{"status", std::string(ingest::to_string(r->status))}, {"removed", r->count}});
+}
+
+}  // namespace poscache::http

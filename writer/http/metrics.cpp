@@ -1,0 +1,227 @@
+#include "writer/http/metrics.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+
+#include "poscache/mirror_status.hpp"
+#include "poscache/producer_status.hpp"
+#include "shm/clock.hpp"
+
+namespace poscache::http {
+
+std::string escape_label(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (const char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// Builds the exposition: one HELP and TYPE per family, then its samples.
+class Exposition {
+ public:
+  void family(const char* name, const char* type, std::string_view help) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    for (const char c : help) out_ += c == '\n' ? ' ' : c;
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+  }
+  void sample(const char* name, std::string_view labels, std::uint64_t v) {
+    head(name, labels);
+    out_ += std::to_string(v);
+    out_ += '\n';
+  }
+  void sample(const char* name, std::string_view labels, double v) {
+    head(name, labels);
+    char b[32];
+    std::snprintf(b, sizeof b, "%.9g", v);
+    out_ += b;
+    out_ += '\n';
+  }
+  // A family with one unlabelled sample.
+  void one(const char* name, const char* type, std::string_view help, std::uint64_t v) {
+    family(name, type, help);
+    sample(name, {}, v);
+  }
+  void one(const char* name, const char* type, std::string_view help, double v) {
+    family(name, type, help);
+    sample(name, {}, v);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  void head(const char* name, std::string_view labels) {
+    out_ += name;
+    if (!labels.empty()) {
+      out_ += '{';
+      out_ += labels;
+      out_ += '}';
+    }
+    out_ += ' ';
+  }
+  std::string out_;
+};
+
+double seconds(std::int64_t ns) {
+  return static_cast<double>(ns) / 1e9;
+}
+
+std::string label(const char* key, std::string_view value) {
+  return std::string(key) + "=\"" + escape_label(value) + "\"";
+}
+
+}  // namespace
+
+std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
+  Exposition e;
+  const SegmentStats s = reader.stats();
+  const MirrorStatus m = mirror_status(reader);
+
+  // --- the writer and the segment.
+  e.one("poscache_writer_up", "gauge",
+        "1 if a live writer owns the segment (heartbeat recent, pid alive), else 0",
+        std::uint64_t{s.writer.alive ? 1u : 0u});
+  e.one("poscache_writer_heartbeat_age_seconds", "gauge",
+        "time since the writer's last heartbeat in the segment header",
+        seconds(s.writer.heartbeat_age_ns));
+  e.one("poscache_writer_start_time_seconds", "gauge",
+        "when the writer that owns the segment started (Unix time)",
+        seconds(s.writer.started_at_ns));
+  e.one("poscache_writer_restarts_total", "counter",
+        "writers that re-attached to this segment after the previous one died", s.writer.restarts);
+  e.family("poscache_segment_info", "gauge", "the segment: name, generation and state (always 1)");
+  e.sample("poscache_segment_info",
+           label("segment", s.segment) + "," + label("generation", std::to_string(s.generation)) +
+               "," + label("state", s.state),
+           std::uint64_t{1});
+  e.one("poscache_segment_size_bytes", "gauge", "size of the shared-memory segment",
+        s.segment_bytes);
+  e.one("poscache_capacity_positions", "gauge", "positions the segment can hold", s.capacity);
+  e.one("poscache_positions", "gauge", "positions in the table", s.live);
+  e.family("poscache_namespace_positions", "gauge", "positions in the table, by namespace");
+  for (const NamespaceInfo& n : reader.namespaces()) {
+    e.sample("poscache_namespace_positions", label("namespace", n.name),
+             n.id < s.namespace_live.size() ? s.namespace_live[n.id] : std::uint64_t{0});
+  }
+  e.one("poscache_changes_total", "counter",
+        "changes published to readers (the header's change sequence)", s.change_seq);
+  for (const CounterField& f : kCounterFields) {
+    if (f.member == &Counters::live) continue;  // poscache_positions
+    const std::uint64_t v = s.*f.member;
+    if (f.member == &Counters::tombstones) {
+      e.one("poscache_index_tombstones", "gauge", f.help, v);
+      continue;
+    }
+    const std::string name = "poscache_" + std::string(f.name) + "_total";
+    e.one(name.c_str(), "counter", f.help, v);
+  }
+
+  // --- the Redis mirror.
+  e.family("poscache_redis_state", "gauge",
+           "the Redis mirror's state: 1 for the current one of off, connecting, up, down");
+  for (const char* st : {"off", "connecting", "up", "down"})
+    e.sample("poscache_redis_state", label("state", st), std::uint64_t{m.state == st ? 1u : 0u});
+  e.one("poscache_redis_dirty_positions", "gauge",
+        "positions changed and not yet acknowledged by Redis", m.dirty);
+  e.one("poscache_redis_oldest_unsynced_age_seconds", "gauge",
+        "age of the oldest change Redis has not acknowledged (0: none)",
+        seconds(m.oldest_unsynced_age_ns));
+  e.one("poscache_redis_journal_pending", "gauge",
+        "removals recorded in the segment's journal, not yet in Redis", m.journal_pending);
+  e.one("poscache_redis_journal_overflows_total", "counter",
+        "removals that found the journal full (kept in the writer's memory only)",
+        m.journal_overflows);
+
+  // --- producers: the rings in the producer table, summed by name (a producer that restarts
+  //     under its name keeps one series), and every source of the apply loop.
+  struct Sum {
+    std::uint64_t pushed = 0, applied = 0, rejected = 0, full = 0, attached = 0;
+  };
+  std::map<std::string, Sum> by_name;
+  for (const ProducerInfo& p : producers(reader)) {
+    Sum& x = by_name[p.name];
+    x.pushed += p.pushed;
+    x.applied += p.applied;
+    x.rejected += p.rejected;
+    x.full += p.full;
+    x.attached += p.state == "attached" ? 1 : 0;
+  }
+  const struct {
+    const char* name;
+    const char* type;
+    const char* help;
+    std::uint64_t Sum::*member;
+  } producer_series[] = {
+      {"poscache_producer_pushed_total", "counter", "commands a producer pushed into its ring",
+       &Sum::pushed},
+      {"poscache_producer_applied_total", "counter", "of them, applied by the writer",
+       &Sum::applied},
+      {"poscache_producer_rejected_total", "counter", "of them, refused by the writer",
+       &Sum::rejected},
+      {"poscache_producer_full_total", "counter", "pushes that found the producer's ring full",
+       &Sum::full},
+      {"poscache_producer_attached", "gauge", "rings the producer has attached now",
+       &Sum::attached},
+  };
+  for (const auto& series : producer_series) {
+    e.family(series.name, series.type, series.help);
+    for (const auto& [name, sum] : by_name)
+      e.sample(series.name, label("producer", name), sum.*series.member);
+  }
+  e.family("poscache_source_commands_total", "counter",
+           "commands each input of the apply loop handled, by result (applied; ignored: "
+           "duplicate, stale or not found; rejected)");
+  for (const SourceReport& src : loop.sources) {
+    const std::string l = label("source", src.name);
+    e.sample("poscache_source_commands_total", l + ",result=\"applied\"", src.counters.applied);
+    e.sample("poscache_source_commands_total", l + ",result=\"ignored\"", src.counters.ignored);
+    e.sample("poscache_source_commands_total", l + ",result=\"rejected\"", src.counters.rejected);
+  }
+  e.family("poscache_ingest_commands_total", "counter",
+           "commands the executor ran, by kind of outcome");
+  const ingest::ExecutorCounters& x = loop.executor;
+  const std::pair<const char*, std::uint64_t> outcomes[] = {
+      {"applied", x.applied},     {"duplicate", x.duplicates}, {"stale_source", x.stale},
+      {"not_found", x.not_found}, {"rejected", x.rejected},
+  };
+  for (const auto& [outcome, v] : outcomes)
+    e.sample("poscache_ingest_commands_total", label("outcome", outcome), v);
+  e.one("poscache_ingest_fills_total", "counter", "fills applied", x.fills);
+  e.one("poscache_ingest_marks_total", "counter", "positions marked", x.marks);
+  e.one("poscache_ingest_adds_total", "counter", "int64 adds applied", x.adds);
+
+  // --- the apply loop's time per change.
+  e.family("poscache_apply_seconds", "histogram",
+           "time the apply loop spent per applied change (each poll of a source divided among "
+           "the changes it applied; decoding included, waiting for input not)");
+  std::uint64_t cumulative = 0;
+  for (std::size_t b = 0; b < ApplyHistogram::kBoundsNs.size(); ++b) {
+    cumulative += loop.apply.counts[b];
+    char le[32];
+    std::snprintf(le, sizeof le, "le=\"%g\"", seconds(ApplyHistogram::kBoundsNs[b]));
+    e.sample("poscache_apply_seconds_bucket", le, cumulative);
+  }
+  e.sample("poscache_apply_seconds_bucket", "le=\"+Inf\"", loop.apply.count);
+  e.sample("poscache_apply_seconds_sum", {}, seconds(static_cast<std::int64_t>(loop.apply.sum_ns)));
+  e.sample("poscache_apply_seconds_count", {}, loop.apply.count);
+  return e.take();
+}
+
+}  // namespace poscache::http

@@ -1,0 +1,20 @@
+// GET /metrics: the Prometheus text exposition format (version 0.0.4) of one segment and the
+// daemon that writes it. Names follow Prometheus' conventions: a `poscache_` prefix, base units
+// (`_seconds`, `_bytes`), `_total` on counters. What each series is, is in its HELP line.
+#pragma once
+
+#include <string>
+
+#include "poscache/reader.hpp"
+#include "writer/http/loop_board.hpp"
+
+namespace poscache::http {
+
+// Everything a scrape shows: the segment header (counters, live positions per namespace, the
+// writer's liveness, the Redis mirror), the producer table, and the apply loop's snapshot.
+std::string render_metrics(const Reader& reader, const LoopSnapshot& loop);
+
+// A label value with \, " and newline escaped, as the format wants.
+std::string escape_label(std::string_view v);
+
+}  // namespace poscache::http
