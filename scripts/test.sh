@@ -34,7 +34,8 @@ case "${1:-}" in
     # frozen mid-read, fault points), single-threaded code (values, the inspector, a model
     # test), the seqlock's torn-read test (its fences are not modelled; every word is atomic),
     # installing, and Python (not built under sanitizers).
-    targets=(--target writer_test redis_test ingest_test daemon_test reader_test shm_test c_api_test)
+    targets=(--target writer_test redis_test ingest_test daemon_test reader_test shm_test c_api_test
+      http_test)
     skip=(-E "_NOT_BUILT|TortureTest|InstallTest|PythonTest|SeqlockTest.ConcurrentReaders|ReaderRebuildTest|ReaderFrozenTest|RecencyLogTest.AgreesWithAReferenceModel")
     ;;
   "") ;;
