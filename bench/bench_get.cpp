@@ -270,9 +270,39 @@ int main(int argc, char** argv) {
         ::waitpid(p, nullptr, 0);
       }
     }
+    {
+      // Reader statistics (poscache/reader_stats.hpp): the same random keys read through a
+      // Reader that counts into its record of the reader table and one that does not, in
+      // alternating rounds of the same run, the writer still updating.
+      ReaderOptions off;
+      off.statistics = false;
+      const Reader counted = Reader::open(seg), uncounted = Reader::open(seg, off);
+      std::printf("reader statistics (this reader %s): counting on vs off, same keys, same run\n",
+                  counted.counting() ? "counts" : "CANNOT count");
+      pin_to_cpu(reader_cpu);
+      Position pos;
+      std::vector<double> on, offs;
+      for (int round = 0; round < 4; ++round) {
+        for (const Reader* rd : {&counted, &uncounted}) {
+          auto s = time_batches(gets / 4, 1, [&](std::size_t k) {
+            const std::size_t i = (k + static_cast<std::size_t>(round) * (gets / 4)) % gets;
+            (void)rd->get(NamespaceId{0}, random_keys[i].a(), random_keys[i].i(), pos);
+          });
+          auto& into = rd == &counted ? on : offs;
+          into.insert(into.end(), s.begin(), s.end());
+        }
+      }
+      pin_to_cpu(-1);
+      const Percentiles pon = percentiles(on), poff = percentiles(offs);
+      print_row("get() random, counting on", pon);
+      print_row("get() random, counting off", poff);
+      std::printf("counting ratio %.3f of uncounted get() at p50 (%.1f vs %.1f ns), %.3f at p99\n",
+                  pon.p50 / poff.p50, pon.p50, poff.p50, pon.p99 / poff.p99);
+    }
     ::kill(writer, SIGKILL);
     ::waitpid(writer, nullptr, 0);
     boost::interprocess::shared_memory_object::remove(seg.c_str());
+    ::unlink(("/dev/shm/" + seg + ".readers").c_str());
     ::unlink(("/dev/shm/" + seg + ".lock").c_str());
   }
   return 0;

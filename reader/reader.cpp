@@ -6,9 +6,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
+#include "reader/reader_table.hpp"
 #include "shm/clock.hpp"
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
@@ -39,10 +43,14 @@ struct Reader::State {
   std::uint32_t ns_count = 0;
   std::uint8_t field_count[kMaxNamespaces] = {};
   std::int64_t stale_after_ns[kMaxNamespaces] = {};
+  std::uint64_t* counts = nullptr;  // this Reader's record in the reader table, or null
   // Cold.
   std::string name;
   Mapping mapping;
   std::vector<NamespaceInfo> infos;
+  ReaderOptions options;
+  detail::ReaderClaim claim;  // released (T3) when the state goes: destruction, follow()
+  std::string not_counting;   // why counts is null
 };
 
 namespace {
@@ -79,7 +87,27 @@ std::string state_name(std::uint32_t s) {
   return "unknown(" + std::to_string(s) + ")";
 }
 
-std::unique_ptr<Reader::State> make_state(std::string_view name) {
+// T1 of the reader table; a Reader that cannot count says why on stderr, once per process.
+void claim_record(Reader::State& s) {
+  if (!s.options.statistics) {
+    s.not_counting = "statistics are off (ReaderOptions)";
+    return;
+  }
+  if (const char* env = std::getenv("POSCACHE_READER_STATS");
+      env != nullptr && std::string_view(env) == "off") {
+    s.not_counting = "statistics are off (POSCACHE_READER_STATS=off)";
+    return;
+  }
+  s.claim = detail::ReaderClaim::claim(s.name, s.header->generation, s.not_counting);
+  s.counts = s.claim.counts();
+  static std::atomic<bool> said{false};
+  if (s.counts == nullptr && !said.exchange(true)) {
+    std::fprintf(stderr, "poscache: reads of segment '%s' are not counted: %s\n", s.name.c_str(),
+                 s.not_counting.c_str());
+  }
+}
+
+std::unique_ptr<Reader::State> make_state(std::string_view name, const ReaderOptions& options) {
   AttachResult a = attach_read_only(name);
   if (a.status != AttachStatus::ok) throw Error(a.message);
   auto s = std::make_unique<Reader::State>();
@@ -106,7 +134,18 @@ std::unique_ptr<Reader::State> make_state(std::string_view name) {
     s->stale_after_ns[i] = h.namespaces[i].stale_after_ns;
     s->infos.push_back(std::move(info));
   }
+  s->options = options;
+  claim_record(*s);
   return s;
+}
+
+// T2: one relaxed load and store on this Reader's own line (no locked instruction).
+inline ReadStatus counted(const Reader::State& s, ReadStatus st) noexcept {
+  if (std::uint64_t* c = s.counts) {
+    std::uint64_t* word = c + static_cast<std::size_t>(st);
+    store_relaxed(word, load_relaxed(word) + 1);
+  }
+  return st;
 }
 
 }  // namespace
@@ -117,24 +156,35 @@ Reader& Reader::operator=(Reader&&) noexcept = default;
 Reader::~Reader() = default;
 
 Reader Reader::open(std::string_view segment) {
-  return Reader(make_state(segment));
+  return Reader(make_state(segment, ReaderOptions{}));
+}
+
+Reader Reader::open(std::string_view segment, const ReaderOptions& options) {
+  return Reader(make_state(segment, options));
 }
 
 ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_view instrument,
                        Position& out) const noexcept {
-  return lookup(ns, account, instrument, out, coarse_realtime_ns());
+  return counted(*s_, lookup(ns, account, instrument, out, coarse_realtime_ns()));
 }
 
 ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_view instrument,
                        Position& out, std::int64_t now_ns) const noexcept {
-  return lookup(ns, account, instrument, out, now_ns);
+  return counted(*s_, lookup(ns, account, instrument, out, now_ns));
 }
 
 ReadStatus Reader::get(std::string_view ns, std::string_view account, std::string_view instrument,
                        Position& out) const noexcept {
   const auto id = namespace_id(ns);
-  if (!id) return ReadStatus::bad_key;
-  return lookup(*id, account, instrument, out, coarse_realtime_ns());
+  if (!id) return counted(*s_, ReadStatus::bad_key);
+  return counted(*s_, lookup(*id, account, instrument, out, coarse_realtime_ns()));
+}
+
+bool Reader::counting() const noexcept {
+  return s_->counts != nullptr;
+}
+const std::string& Reader::not_counting_because() const noexcept {
+  return s_->not_counting;
 }
 
 // The read path: index protocol L1-L4 (shm/index.hpp) around the slot seqlock (shm/seqlock.hpp).
@@ -318,7 +368,7 @@ FollowResult Reader::follow() {
   if (h->generation == s_->header->generation)
     return retired ? FollowResult::unavailable : FollowResult::same;
   try {
-    s_ = make_state(s_->name);
+    s_ = make_state(s_->name, s_->options);  // the old record is released with the old state
   } catch (const Error&) {
     return FollowResult::unavailable;
   }

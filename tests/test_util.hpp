@@ -53,6 +53,7 @@ class ScratchSegment {
     ::unlink(("/dev/shm/" + name_ + ".trades").c_str());   // the fill de-duplication window
     ::unlink(("/dev/shm/" + name_ + ".sock").c_str());     // a killed daemon's ingest socket
     ::unlink(("/dev/shm/" + name_ + ".streams").c_str());  // the stream cursor
+    ::unlink(("/dev/shm/" + name_ + ".readers").c_str());  // the reader table
   }
 
  private:

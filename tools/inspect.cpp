@@ -17,6 +17,7 @@
 #include "poscache/mirror_status.hpp"
 #include "poscache/producer_status.hpp"
 #include "poscache/reader.hpp"
+#include "poscache/reader_stats.hpp"
 #include "reader/views/json_views.hpp"
 #include "tools/verify.hpp"
 
@@ -140,6 +141,8 @@ int main(int argc, char** argv) {
   watch->add_option("--top", top, "how many of the latest changes to show (default 10)");
   auto* verify = app.add_subcommand("verify", "walk index and slots, report inconsistencies");
   auto* prods = app.add_subcommand("producers", "producer rings: counters and last errors");
+  auto* readers = app.add_subcommand(
+      "readers", "reader processes and what their get() calls answered (the reader table)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -148,7 +151,9 @@ int main(int argc, char** argv) {
 
   std::optional<Reader> reader;
   try {
-    reader.emplace(Reader::open(segment));
+    ReaderOptions options;
+    options.statistics = false;  // the inspector's reads are not a trading process's
+    reader.emplace(Reader::open(segment, options));
   } catch (const Error& e) {
     if (json) std::printf("%s\n", ordered_json{{"error", e.what()}}.dump().c_str());
     std::fprintf(stderr, "poscache-inspect: %s\n", e.what());
@@ -226,6 +231,38 @@ int main(int argc, char** argv) {
           static_cast<unsigned long long>(p.full), static_cast<unsigned long long>(p.synced),
           p.last_error.c_str());
     }
+    return kOk;
+  }
+  if (*readers) {
+    std::string why;
+    const auto table = reader_table(r, &why);
+    if (!table) {
+      if (json) std::printf("%s\n", ordered_json{{"error", why}}.dump().c_str());
+      std::fprintf(stderr, "poscache-inspect: no reader statistics: %s\n", why.c_str());
+      return kUnavailable;
+    }
+    if (json) {
+      std::printf("%s\n", views::reader_table_json(*table).dump().c_str());
+      return kOk;
+    }
+    static constexpr const char* kCols[] = {"OK",   "STALE",   "NOT_FOUND", "BUSY",
+                                            "DEAD", "BAD_KEY", "RETIRED"};
+    std::printf("%-8s %-16s %-8s %14s", "PID", "NAME", "STATE", "GETS");
+    for (const char* c : kCols) std::printf(" %12s", c);
+    std::printf("\n");
+    auto row = [&](const char* pid, const char* name, const char* state, const ReadCounts& c) {
+      std::uint64_t gets = 0;
+      for (const auto v : c) gets += v;
+      std::printf("%-8s %-16s %-8s %14llu", pid, name, state,
+                  static_cast<unsigned long long>(gets));
+      for (const auto v : c) std::printf(" %12llu", static_cast<unsigned long long>(v));
+      std::printf("\n");
+    };
+    for (const ReaderInfo& i : table->readers)
+      row(std::to_string(i.pid).c_str(), i.name.c_str(), i.state.c_str(), i.counts);
+    row("-", "(reaped)", "-", table->retired);
+    row("-", "(total)", "-", table->total);
+    std::printf("%zu of %u records in use\n", table->readers.size(), table->capacity);
     return kOk;
   }
   if (*get) {

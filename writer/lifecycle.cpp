@@ -7,6 +7,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "shm/process.hpp"
 #include "shm/seqlock.hpp"
 #include "writer/table_detail.hpp"
 
@@ -15,21 +16,6 @@ namespace poscache::detail {
 using namespace shm;
 
 namespace {
-
-// Clock ticks since boot when the process started (/proc/<pid>/stat field 22): with the pid it
-// identifies a process even after the pid is reused.
-std::uint64_t process_start_ticks(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(stat.substr(close + 2));
-  std::string field;
-  for (int i = 3; i <= 22 && rest >> field; ++i) {
-    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
-  }
-  return 0;
-}
 
 // Why the existing segment `h` cannot serve `config` (empty: it can).
 std::string mismatch(const SegmentHeader& h, const WriterConfig& config) {

@@ -21,6 +21,7 @@
 #include "writer/journal.hpp"
 #include "writer/lifecycle.hpp"
 #include "writer/producer_table.hpp"
+#include "writer/reader_table.hpp"
 #include "writer/recency_log.hpp"
 #include "writer/redis/redis_sync.hpp"
 #include "writer/redis/warm_start.hpp"
@@ -57,6 +58,8 @@ struct Writer::Impl {
   detail::WriterLock lock;
   Mapping mapping;
   detail::ProducerTable producers;
+  detail::ReaderTable readers;  // where reader processes count their reads (reaped in tick())
+  std::int64_t next_reap = 0;
   detail::Table table;
   detail::Journal journal;
   std::unique_ptr<detail::RedisSync> sync;  // null without Redis
@@ -252,6 +255,8 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
   impl->last_heartbeat = t;
   impl->start_redis(opened.created || load_relaxed(&impl->header().counters.live) == 0,
                     std::move(scan));
+  impl->readers =
+      detail::ReaderTable::open(cfg.segment, impl->header().generation, cfg.mode, cfg.log);
   store_release(&impl->header().state, static_cast<std::uint32_t>(SegmentState::ready));
   return std::unique_ptr<Writer>(new Writer(std::move(impl)));
 }
@@ -407,6 +412,10 @@ void Writer::tick() {
   w.table.expire(w.cfg.expire_budget);
   w.table.maybe_wake(t, w.cfg.wake_interval.count());
   if (w.sync) w.sync->handoff().maybe_hand_off(t);
+  if (t >= w.next_reap) {  // readers that left or died: about once a second (T4)
+    w.readers.reap();
+    w.next_reap = t + 1'000'000'000;
+  }
 }
 
 void Writer::heartbeat() {

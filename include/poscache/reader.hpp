@@ -64,11 +64,21 @@ struct ScanFilter {
 
 enum class FollowResult { same, reattached, unavailable };
 
+struct ReaderOptions {
+  // Count get()'s answers by status in this Reader's record of the reader table beside the
+  // segment (poscache/reader_stats.hpp): one relaxed load and store per get(). Off also with
+  // POSCACHE_READER_STATS=off in the environment. A Reader that cannot claim a record (no table,
+  // no permission, full) reads on uncounted, and the first such Reader of the process says why
+  // on stderr once.
+  bool statistics = true;
+};
+
 class Reader {
  public:
   // Maps the segment read-only. Throws poscache::Error naming what is wrong: no such segment,
   // another magic, version or fingerprint ("expected … found …"), still initializing.
   static Reader open(std::string_view segment);
+  static Reader open(std::string_view segment, const ReaderOptions& options);
 
   Reader(Reader&&) noexcept;
   Reader& operator=(Reader&&) noexcept;
@@ -118,6 +128,10 @@ class Reader {
   // The mapping (for the inspector's verify and for tests).
   [[nodiscard]] const void* mapping_base() const noexcept;
   [[nodiscard]] std::size_t mapping_size() const noexcept;
+  // Whether this Reader counts its reads (ReaderOptions::statistics), and if not, why.
+  [[nodiscard]] bool counting() const noexcept;
+  [[nodiscard]] const std::string& not_counting_because() const noexcept;
+
   // Bytes of this reader's mapping on 2 MiB pages (one TLB entry each instead of 512): what the
   // writer's huge_pages setting achieved. Reads /proc/self/smaps: not for the hot path.
   [[nodiscard]] std::uint64_t huge_page_bytes() const;

@@ -89,6 +89,29 @@ ordered_json producers_json(const std::vector<ProducerInfo>& list) {
   return a;
 }
 
+ordered_json read_counts_json(const ReadCounts& c) {
+  ordered_json j = ordered_json::object();
+  for (std::size_t i = 0; i < c.size(); ++i)
+    j[std::string(to_string(static_cast<ReadStatus>(i)))] = c[i];
+  return j;
+}
+
+ordered_json reader_table_json(const ReaderTableInfo& t) {
+  ordered_json list = ordered_json::array();
+  for (const ReaderInfo& r : t.readers) {
+    list.push_back({{"pid", r.pid},
+                    {"name", r.name},
+                    {"state", r.state},
+                    {"attached_at_ns", r.attached_at_ns},
+                    {"gets", r.gets()},
+                    {"counts", read_counts_json(r.counts)}});
+  }
+  return {{"capacity", t.capacity},
+          {"readers", list},
+          {"retired", read_counts_json(t.retired)},
+          {"total", read_counts_json(t.total)}};
+}
+
 const char* Health::status() const noexcept {
   if (!writer.alive) return "down";
   return redis_ok ? "ok" : "degraded";

@@ -11,6 +11,7 @@
 #include "poscache/mirror_status.hpp"
 #include "poscache/producer_status.hpp"
 #include "poscache/reader.hpp"
+#include "poscache/reader_stats.hpp"
 
 namespace poscache::views {
 
@@ -29,6 +30,12 @@ ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m);
 ordered_json namespaces_json(const Reader& reader, const SegmentStats& s);
 
 ordered_json producers_json(const std::vector<ProducerInfo>& list);
+
+// get() answers by status: {"ok": n, "stale": n, ...}.
+ordered_json read_counts_json(const ReadCounts& c);
+// {"capacity", "readers": [{"pid","name","state","attached_at_ns","gets","counts"}...],
+//  "retired": counts, "total": counts}
+ordered_json reader_table_json(const ReaderTableInfo& t);
 
 // The health rule, shared by `poscache-inspect health` and the daemon's GET /health: healthy
 // when a live writer (its heartbeat recent, its pid alive) owns the segment and, if it mirrors to

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
-#include <regex>
 
 #include "daemon/daemon_util.hpp"
 #include "http/http_client.hpp"
@@ -19,12 +18,10 @@ namespace {
 
 // The port a daemon started with --http 127.0.0.1:0 bound, from its log.
 int http_port(const test::Daemon& d) {
-  if (!d.wait_for("http: listening on")) return 0;
-  std::smatch m;
+  const std::string marker = "http: listening on 127.0.0.1:";
+  if (!d.wait_for(marker)) return 0;
   const std::string log = d.log();
-  if (!std::regex_search(log, m, std::regex("http: listening on 127\\.0\\.0\\.1:([0-9]+)")))
-    return 0;
-  return std::stoi(m[1]);
+  return std::atoi(log.c_str() + log.find(marker) + marker.size());
 }
 
 std::string token_file(const test::TempDir& dir, const std::string& token, mode_t mode) {

@@ -29,7 +29,11 @@ class ApiTest : public ::testing::Test {
   test::ScratchSegment seg{"http"};
   WriterConfig cfg = test::small_config(seg.name(), 64);
   std::unique_ptr<Writer> w = Writer::open(cfg);
-  Reader r = Reader::open(seg.name());
+  Reader r = [this] {  // the API's reader, uncounted as the daemon's is
+    ReaderOptions o;
+    o.statistics = false;
+    return Reader::open(seg.name(), o);
+  }();
   LoopBoard board;
   AdminQueue admin;
   std::mutex log_m;
@@ -208,6 +212,11 @@ TEST_F(ApiTest, MetricsShowTheSegmentTheLoopAndEscapedLabels) {
     s.apply.observe(2'000, 1);       // <= 2.5 us
     s.apply.observe(50'000'000, 1);  // beyond 10 ms: +Inf only
   });
+  Reader client = Reader::open(seg.name());  // a reader process's reads, counted
+  Position p;
+  ASSERT_EQ(client.get("spot", "w1", "SOL", p), ReadStatus::ok);
+  ASSERT_EQ(client.get("spot", "w1", "SOL", p), ReadStatus::ok);
+  ASSERT_EQ(client.get("spot", "w9", "SOL", p), ReadStatus::not_found);
   const HttpResponse resp = call("GET", "/metrics");
   ASSERT_EQ(resp.status, 200);
   EXPECT_EQ(resp.content_type, "text/plain; version=0.0.4; charset=utf-8");
@@ -233,6 +242,9 @@ TEST_F(ApiTest, MetricsShowTheSegmentTheLoopAndEscapedLabels) {
            "poscache_apply_seconds_bucket{le=\"0.01\"} 4\n",
            "poscache_apply_seconds_bucket{le=\"+Inf\"} 5\n",
            "poscache_apply_seconds_count 5\n",
+           "poscache_reader_gets_total{status=\"ok\"} 2\n",
+           "poscache_reader_gets_total{status=\"not_found\"} 1\n",
+           "poscache_readers{state=\"reading\"} 1\n",
            "# TYPE poscache_apply_seconds histogram\n",
        }) {
     EXPECT_NE(m.find(line), std::string::npos) << "missing: " << line << "\n" << m;

@@ -12,6 +12,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
 #include "shm/clock.hpp"
 #include "shm/index.hpp"
@@ -100,6 +101,34 @@ TEST_F(InspectTest, StatsAndLsForScripts) {
   const CliRun watch = inspect(s() + "--json watch --count 2 --interval-ms 10");
   EXPECT_EQ(watch.code, 0);
   EXPECT_EQ(std::count(watch.out.begin(), watch.out.end(), '\n'), 2);
+}
+
+TEST_F(InspectTest, ReadersListsEachReadersCountsAndTheInspectorCountsNothing) {
+  using poscache::Position, poscache::ReadStatus, poscache::Reader;
+  Reader r = Reader::open(seg.name());  // a reader process: this test's
+  Position p;
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
+  ASSERT_EQ(r.get("spot", "carol", "SOL", p), ReadStatus::not_found);
+  CliRun out = inspect(s() + "--json readers");
+  ASSERT_EQ(out.code, 0) << out.out;
+  const auto j = nlohmann::json::parse(out.out);
+  ASSERT_EQ(j["readers"].size(), 1u) << out.out;  // the inspector's own reads are not counted
+  EXPECT_EQ(j["readers"][0]["pid"], ::getpid());
+  EXPECT_EQ(j["readers"][0]["state"], "reading");
+  EXPECT_EQ(j["readers"][0]["gets"], 5);
+  EXPECT_EQ(j["readers"][0]["counts"]["ok"], 4);
+  EXPECT_EQ(j["readers"][0]["counts"]["not_found"], 1);
+  EXPECT_EQ(j["total"]["ok"], 4);
+  EXPECT_EQ(j["capacity"], 1024);
+  out = inspect(s() + "readers");
+  EXPECT_NE(out.out.find(std::to_string(::getpid())), std::string::npos) << out.out;
+  EXPECT_NE(out.out.find("1 of 1024 records in use"), std::string::npos) << out.out;
+  ::unlink(("/dev/shm/" + seg.name() + ".readers").c_str());
+  out = inspect(s() + "readers");
+  EXPECT_EQ(out.code, 3);
+  EXPECT_NE(out.out.find("no reader statistics: /dev/shm/" + seg.name() + ".readers: No such"),
+            std::string::npos)
+      << out.out;
 }
 
 TEST_F(InspectTest, VerifyFindsABucketThatLostItsSlot) {

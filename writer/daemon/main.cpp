@@ -343,7 +343,9 @@ int main(int argc, char** argv) {
       auto queue = std::make_unique<http::AdminQueue>();
       admin = queue.get();
       sources.push_back(std::move(queue));
-      http_reader.emplace(Reader::open(cfg.writer.segment));
+      ReaderOptions ro;
+      ro.statistics = false;  // the API's reads are not a reader process's to count
+      http_reader.emplace(Reader::open(cfg.writer.segment, ro));
       auto log = [](bool warn, const std::string& msg) {
         spdlog::log(warn ? spdlog::level::warn : spdlog::level::info, "{}", msg);
       };

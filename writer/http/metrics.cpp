@@ -6,6 +6,7 @@
 
 #include "poscache/mirror_status.hpp"
 #include "poscache/producer_status.hpp"
+#include "poscache/reader_stats.hpp"
 #include "shm/clock.hpp"
 
 namespace poscache::http {
@@ -206,6 +207,23 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
   e.one("poscache_ingest_fills_total", "counter", "fills applied", x.fills);
   e.one("poscache_ingest_marks_total", "counter", "positions marked", x.marks);
   e.one("poscache_ingest_adds_total", "counter", "int64 adds applied", x.adds);
+
+  // --- readers: what their get() calls answered (the reader table, summed; only grows).
+  if (const auto table = reader_table(reader)) {
+    e.family("poscache_reader_gets_total", "counter",
+             "get() calls of reader processes, by answer (reaped readers' counts included)");
+    for (std::size_t i = 0; i < table->total.size(); ++i) {
+      e.sample("poscache_reader_gets_total", label("status", to_string(static_cast<ReadStatus>(i))),
+               table->total[i]);
+    }
+    e.family("poscache_readers", "gauge", "records in the reader table, by state");
+    std::map<std::string, std::uint64_t> by_state = {{"reading", 0}, {"left", 0}, {"gone", 0}};
+    for (const ReaderInfo& r : table->readers) ++by_state[r.state];
+    for (const auto& [state, n] : by_state) e.sample("poscache_readers", label("state", state), n);
+  } else {
+    e.one("poscache_reader_table_missing", "gauge",
+          "1: the reader table cannot be read, so readers' gets are not counted", std::uint64_t{1});
+  }
 
   // --- the apply loop's time per change.
   e.family("poscache_apply_seconds", "histogram",
