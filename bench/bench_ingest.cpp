@@ -100,21 +100,6 @@ std::unique_ptr<Producer> open_producer(const std::string& seg, const std::strin
   return Producer::open(c);
 }
 
-std::string cpu_name() {
-  FILE* f = std::fopen("/proc/cpuinfo", "r");
-  char line[512];
-  std::string name = "unknown CPU";
-  while (f != nullptr && std::fgets(line, sizeof line, f) != nullptr) {
-    if (std::strncmp(line, "model name", 10) == 0) {
-      name = std::strchr(line, ':') + 2;
-      name.pop_back();
-      break;
-    }
-  }
-  if (f != nullptr) std::fclose(f);
-  return name;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {

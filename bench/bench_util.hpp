@@ -43,6 +43,22 @@ inline double ns_per_tick() {
 }
 
 // Pins the calling thread to `cpu`; -1 lets it run anywhere again.
+// The CPU's model name (/proc/cpuinfo): printed with every figure, hosts differ.
+inline std::string cpu_name() {
+  FILE* f = std::fopen("/proc/cpuinfo", "r");
+  char line[512];
+  std::string name = "unknown CPU";
+  while (f != nullptr && std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::strncmp(line, "model name", 10) == 0) {
+      name = std::strchr(line, ':') + 2;
+      name.pop_back();
+      break;
+    }
+  }
+  if (f != nullptr) std::fclose(f);
+  return name;
+}
+
 inline void pin_to_cpu(int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);
