@@ -15,6 +15,7 @@
 // ValueError for bad input, TypeError for a float. Blocking calls release the GIL.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <structmember.h>
 
 #include <chrono>
 #include <string>
@@ -68,46 +69,149 @@ std::string value_text(const std::string& what, const py::handle& v) {
                        " is not a number; give a Decimal, a str or an int");
 }
 
-// Python objects throughout, so that reading one builds nothing twice: the namespace and field
-// names are made once per reader and shared by every position it returns.
-struct PyPosition {
-  py::object ns, account, instrument, status;
-  py::dict fields;
-  std::uint64_t version = 0, source_seq = 0;
-  std::int64_t created_at_ns = 0, updated_at_ns = 0, age_ns = 0;
-  bool stale = false;
+// --- Position: a native type (PyType_FromSpec) with slot members, written against the CPython
+// API: get() is the hot path of a Python risk check, and a pybind11 instance, its holder and its
+// dispatch cost more than the read itself. Its objects are built once per reader where they can
+// be (namespace and field names) and shared by every position it returns.
+struct PositionObject {
+  PyObject_HEAD PyObject* ns;
+  PyObject* account;
+  PyObject* instrument;
+  PyObject* fields;  // dict: field name -> Decimal (int for int64 and timestamp fields)
+  PyObject* status;  // 'ok' or 'stale'
+  unsigned long long version, source_seq;
+  long long created_at_ns, updated_at_ns, age_ns;
+  char stale;
 };
+
+PyTypeObject* g_position_type = nullptr;
+PyObject* g_decimal = nullptr;  // decimal.Decimal
+PyObject* g_ok = nullptr;
+PyObject* g_stale = nullptr;
+
+void position_dealloc(PyObject* self) {
+  auto* p = reinterpret_cast<PositionObject*>(self);
+  Py_XDECREF(p->ns);
+  Py_XDECREF(p->account);
+  Py_XDECREF(p->instrument);
+  Py_XDECREF(p->fields);
+  Py_XDECREF(p->status);
+  PyTypeObject* type = Py_TYPE(self);
+  type->tp_free(self);
+  Py_DECREF(type);  // a heap type's instances hold a reference to it
+}
+
+PyObject* position_age(PyObject* self, void*) {
+  return PyFloat_FromDouble(static_cast<double>(reinterpret_cast<PositionObject*>(self)->age_ns) /
+                            1e9);
+}
+
+PyObject* position_repr(PyObject* self) {
+  auto* p = reinterpret_cast<PositionObject*>(self);
+  return PyUnicode_FromFormat("<Position %U:%U:%U %R version %llu%s>", p->ns, p->account,
+                              p->instrument, p->fields, p->version, p->stale ? " stale" : "");
+}
+
+PyMemberDef g_position_members[] = {
+    {"ns", T_OBJECT_EX, offsetof(PositionObject, ns), READONLY, "namespace"},
+    {"account", T_OBJECT_EX, offsetof(PositionObject, account), READONLY, nullptr},
+    {"instrument", T_OBJECT_EX, offsetof(PositionObject, instrument), READONLY, nullptr},
+    {"fields", T_OBJECT_EX, offsetof(PositionObject, fields), READONLY,
+     "field name -> Decimal (int for int64 and timestamp fields); absent fields are not there"},
+    {"status", T_OBJECT_EX, offsetof(PositionObject, status), READONLY, "'ok' or 'stale'"},
+    {"stale", T_BOOL, offsetof(PositionObject, stale), READONLY, nullptr},
+    {"version", T_ULONGLONG, offsetof(PositionObject, version), READONLY, nullptr},
+    {"source_seq", T_ULONGLONG, offsetof(PositionObject, source_seq), READONLY, nullptr},
+    {"created_at_ns", T_LONGLONG, offsetof(PositionObject, created_at_ns), READONLY, nullptr},
+    {"updated_at_ns", T_LONGLONG, offsetof(PositionObject, updated_at_ns), READONLY, nullptr},
+    {"age_ns", T_LONGLONG, offsetof(PositionObject, age_ns), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr}};
+
+PyGetSetDef g_position_getset[] = {
+    {"age", position_age, nullptr, "seconds since the last change", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyType_Slot g_position_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(position_dealloc)},
+    {Py_tp_repr, reinterpret_cast<void*>(position_repr)},
+    {Py_tp_members, g_position_members},
+    {Py_tp_getset, g_position_getset},
+    {Py_tp_doc, const_cast<char*>("a position as read: a copy, exact values")},
+    {0, nullptr}};
+
+PyType_Spec g_position_spec = {"poscache.Position", sizeof(PositionObject), 0,
+                               Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+                               g_position_slots};
 
 struct Names {
   py::object ns;
   std::vector<py::object> fields;
 };
 
-PyPosition to_python(const Reader& r, const std::vector<Names>& names, const Position& p) {
-  static const py::object ok = py::str("ok"), stale = py::str("stale");
+// A new Position object (a new reference), or null with a Python error set. `account` and
+// `instrument` may be the caller's own str objects (get(): equal text, nothing to build).
+PyObject* to_python(const Reader& r, const std::vector<Names>& names, const Position& p,
+                    PyObject* account = nullptr, PyObject* instrument = nullptr) {
   const NamespaceInfo& ns = r.namespace_info(p.ns);
   const Names& n = names[p.ns];
-  PyPosition out;
-  out.ns = n.ns;
-  out.account = py::str(p.account, p.account_len);
-  out.instrument = py::str(p.instrument, p.instrument_len);
-  out.status = p.stale ? stale : ok;
-  out.stale = p.stale;
-  out.version = p.version;
-  out.source_seq = p.source_seq;
-  out.created_at_ns = p.created_at_ns;
-  out.updated_at_ns = p.updated_at_ns;
-  out.age_ns = p.age_ns;
+  PyObject* fields = PyDict_New();
+  if (fields == nullptr) return nullptr;
   char buf[64];
   for (std::size_t f = 0; f < ns.fields.size(); ++f) {
     if (!p.has(f)) continue;
     const FieldSpec& spec = ns.fields[f];
+    PyObject* v;
     if (spec.type == FieldType::decimal) {
       const std::size_t len = format_decimal(p.values[f], spec.scale, buf);
-      out.fields[n.fields[f]] = decimal_type()(py::str(buf, len));
+      PyObject* text = PyUnicode_FromStringAndSize(buf, static_cast<Py_ssize_t>(len));
+      if (text == nullptr) {
+        Py_DECREF(fields);
+        return nullptr;
+      }
+      v = PyObject_Vectorcall(g_decimal, &text, 1, nullptr);  // exact: from its text
+      Py_DECREF(text);
     } else {
-      out.fields[n.fields[f]] = py::int_(static_cast<std::int64_t>(p.values[f]));
+      v = PyLong_FromLongLong(static_cast<long long>(p.values[f]));
     }
+    if (v == nullptr || PyDict_SetItem(fields, n.fields[f].ptr(), v) != 0) {
+      Py_XDECREF(v);
+      Py_DECREF(fields);
+      return nullptr;
+    }
+    Py_DECREF(v);
+  }
+  auto* o = reinterpret_cast<PositionObject*>(g_position_type->tp_alloc(g_position_type, 0));
+  if (o == nullptr) {
+    Py_DECREF(fields);
+    return nullptr;
+  }
+  o->fields = fields;
+  o->ns = Py_NewRef(n.ns.ptr());
+  o->account = account ? Py_NewRef(account) : PyUnicode_FromStringAndSize(p.account, p.account_len);
+  o->instrument = instrument ? Py_NewRef(instrument)
+                             : PyUnicode_FromStringAndSize(p.instrument, p.instrument_len);
+  o->status = Py_NewRef(p.stale ? g_stale : g_ok);
+  o->stale = p.stale ? 1 : 0;
+  o->version = p.version;
+  o->source_seq = p.source_seq;
+  o->created_at_ns = p.created_at_ns;
+  o->updated_at_ns = p.updated_at_ns;
+  o->age_ns = p.age_ns;
+  if (o->account == nullptr || o->instrument == nullptr) {
+    Py_DECREF(reinterpret_cast<PyObject*>(o));
+    return nullptr;
+  }
+  return reinterpret_cast<PyObject*>(o);
+}
+
+// A list of new Position objects.
+py::list to_python_list(const Reader& r, const std::vector<Names>& names,
+                        const std::vector<Position>& ps) {
+  py::list out;
+  for (const Position& p : ps) {
+    PyObject* o = to_python(r, names, p);
+    if (o == nullptr) throw py::error_already_set();
+    out.append(py::reinterpret_steal<py::object>(o));
   }
   return out;
 }
@@ -116,43 +220,62 @@ class PyReader {
  public:
   explicit PyReader(const std::string& segment) : r_(open(segment)) { name_all(); }
 
-  py::object get(const std::string& ns, const std::string& account,
-                 const std::string& instrument) const {
-    const auto id = r_.namespace_id(ns);
-    if (!id)
-      throw py::value_error("segment '" + r_.segment_name() + "' has no namespace '" + ns + "'");
+  // get(ns, account, instrument): written against the CPython API (vectorcall; see reader_get).
+  // A new reference: the Position, None if there is none; null with an exception set.
+  PyObject* get(PyObject* ns, PyObject* account, PyObject* instrument) const {
+    Py_ssize_t ns_len = 0, a_len = 0, i_len = 0;
+    const char* ns_text = PyUnicode_Check(ns) ? PyUnicode_AsUTF8AndSize(ns, &ns_len) : nullptr;
+    const char* a_text =
+        PyUnicode_Check(account) ? PyUnicode_AsUTF8AndSize(account, &a_len) : nullptr;
+    const char* i_text =
+        PyUnicode_Check(instrument) ? PyUnicode_AsUTF8AndSize(instrument, &i_len) : nullptr;
+    if (ns_text == nullptr || a_text == nullptr || i_text == nullptr) {
+      if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_TypeError, "get(ns, account, instrument) takes three str");
+      return nullptr;
+    }
+    const std::string_view nsv(ns_text, static_cast<std::size_t>(ns_len)),
+        av(a_text, static_cast<std::size_t>(a_len)), iv(i_text, static_cast<std::size_t>(i_len));
+    const auto id = r_.namespace_id(nsv);
+    if (!id) {
+      PyErr_Format(PyExc_ValueError, "segment '%s' has no namespace '%U'",
+                   r_.segment_name().c_str(), ns);
+      return nullptr;
+    }
     Position p;
-    const ReadStatus s = r_.get(*id, account, instrument, p);
+    const ReadStatus s = r_.get(*id, av, iv, p);
     switch (s) {
       case ReadStatus::ok:
       case ReadStatus::stale:
-        return py::cast(to_python(r_, names_, p));
+        return to_python(r_, names_, p, account, instrument);
       case ReadStatus::not_found:
-        return py::none();
+        Py_RETURN_NONE;
       case ReadStatus::writer_busy:
-        raise(g_writer_busy, "the writer kept " + ns + ":" + account + ":" + instrument +
-                                 " mid-write past the retry bound");
+        PyErr_Format(g_writer_busy, "the writer kept %U:%U:%U mid-write past the retry bound", ns,
+                     account, instrument);
+        return nullptr;
       case ReadStatus::writer_dead:
-        raise(g_writer_dead, "the writer died writing " + ns + ":" + account + ":" + instrument);
+        PyErr_Format(g_writer_dead, "the writer died writing %U:%U:%U", ns, account, instrument);
+        return nullptr;
       case ReadStatus::bad_key:
-        throw py::value_error("bad key " + ns + ":" + account + ":" + instrument +
-                              ": a part is empty or longer than 64 bytes");
+        PyErr_Format(PyExc_ValueError, "bad key %U:%U:%U: a part is empty or longer than 64 bytes",
+                     ns, account, instrument);
+        return nullptr;
       case ReadStatus::retired:
-        raise(g_retired,
-              "segment '" + r_.segment_name() + "' was re-created by its writer: call follow()");
+        PyErr_Format(g_retired, "segment '%s' was re-created by its writer: call follow()",
+                     r_.segment_name().c_str());
+        return nullptr;
     }
-    raise(g_error, "unknown read status");
+    PyErr_SetString(g_error, "unknown read status");
+    return nullptr;
   }
 
-  std::vector<PyPosition> positions_of(const std::string& account) const {
-    std::vector<PyPosition> out;
-    for (const Position& p : r_.positions_of(account)) out.push_back(to_python(r_, names_, p));
-    return out;
+  py::list positions_of(const std::string& account) const {
+    return to_python_list(r_, names_, r_.positions_of(account));
   }
 
-  std::vector<PyPosition> scan(const std::optional<std::string>& ns,
-                               const std::optional<std::string>& account,
-                               const std::optional<std::string>& glob) const {
+  py::list scan(const std::optional<std::string>& ns, const std::optional<std::string>& account,
+                const std::optional<std::string>& glob) const {
     ScanFilter f;
     if (ns) {
       const auto id = r_.namespace_id(*ns);
@@ -161,9 +284,9 @@ class PyReader {
     }
     f.account = account;
     f.glob = glob;
-    std::vector<PyPosition> out;
-    r_.scan(f, [&](const Position& p) { out.push_back(to_python(r_, names_, p)); });
-    return out;
+    std::vector<Position> found;
+    r_.scan(f, [&](const Position& p) { found.push_back(p); });
+    return to_python_list(r_, names_, found);
   }
 
   py::dict stats() const {
@@ -376,6 +499,43 @@ class PyProducer {
   std::unique_ptr<Producer> p_;
 };
 
+// Reader.get: METH_FASTCALL, arguments by position or by name (ns=, account=, instrument=).
+PyObject* reader_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  static const char* const kNames[] = {"ns", "account", "instrument"};
+  PyObject* a[3] = {nullptr, nullptr, nullptr};
+  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  if (nargs > 3) {
+    PyErr_Format(PyExc_TypeError, "get() takes 3 arguments (%zd given)", nargs + nkw);
+    return nullptr;
+  }
+  for (Py_ssize_t i = 0; i < nargs; ++i) a[i] = args[i];
+  for (Py_ssize_t k = 0; k < nkw; ++k) {
+    PyObject* name = PyTuple_GET_ITEM(kwnames, k);
+    int slot = -1;
+    for (int j = 0; j < 3; ++j)
+      if (PyUnicode_CompareWithASCIIString(name, kNames[j]) == 0) slot = j;
+    if (slot < 0 || a[slot] != nullptr) {
+      PyErr_Format(PyExc_TypeError, "get() got an unexpected or repeated argument '%U'", name);
+      return nullptr;
+    }
+    a[slot] = args[nargs + k];
+  }
+  for (int j = 0; j < 3; ++j) {
+    if (a[j] == nullptr) {
+      PyErr_Format(PyExc_TypeError, "get() missing argument '%s'", kNames[j]);
+      return nullptr;
+    }
+  }
+  PyReader* r;
+  try {
+    r = py::cast<PyReader*>(py::handle(self));
+  } catch (const py::cast_error&) {
+    PyErr_SetString(PyExc_TypeError, "get() needs a poscache.Reader");
+    return nullptr;
+  }
+  return r->get(a[0], a[1], a[2]);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(poscache, m) {
@@ -399,44 +559,36 @@ PYBIND11_MODULE(poscache, m) {
   m.attr("Full") = py::handle(g_full);
   m.attr("NoRedis") = py::handle(g_no_redis);
 
-  py::class_<PyPosition>(m, "Position", "a position as read: a copy, exact values")
-      .def_readonly("ns", &PyPosition::ns)
-      .def_readonly("account", &PyPosition::account)
-      .def_readonly("instrument", &PyPosition::instrument)
-      .def_readonly("fields", &PyPosition::fields, "field name -> Decimal (int for int64 fields)")
-      .def_readonly("status", &PyPosition::status, "'ok' or 'stale'")
-      .def_readonly("stale", &PyPosition::stale)
-      .def_readonly("version", &PyPosition::version)
-      .def_readonly("source_seq", &PyPosition::source_seq)
-      .def_readonly("created_at_ns", &PyPosition::created_at_ns)
-      .def_readonly("updated_at_ns", &PyPosition::updated_at_ns)
-      .def_readonly("age_ns", &PyPosition::age_ns)
-      .def_property_readonly(
-          "age", [](const PyPosition& p) { return static_cast<double>(p.age_ns) / 1e9; },
-          "seconds since the last change")
-      .def("__repr__", [](const PyPosition& p) {
-        return "<Position " + py::str(p.ns).cast<std::string>() + ":" +
-               py::str(p.account).cast<std::string>() + ":" +
-               py::str(p.instrument).cast<std::string>() + " " +
-               py::repr(p.fields).cast<std::string>() + " version " + std::to_string(p.version) +
-               (p.stale ? " stale" : "") + ">";
-      });
+  g_decimal = decimal_type().ptr();  // kept for the life of the process
+  g_ok = PyUnicode_InternFromString("ok");
+  g_stale = PyUnicode_InternFromString("stale");
+  g_position_type = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&g_position_spec));
+  if (g_position_type == nullptr) throw py::error_already_set();
+  m.attr("Position") = py::handle(reinterpret_cast<PyObject*>(g_position_type));
 
-  py::class_<PyReader>(m, "Reader", "maps a segment read-only; reads never block the writer")
-      .def(py::init<const std::string&>(), py::arg("segment"))
-      .def("get", &PyReader::get, py::arg("ns"), py::arg("account"), py::arg("instrument"),
-           "the position, or None if there is none")
-      .def("positions_of", &PyReader::positions_of, py::arg("account"))
-      .def("scan", &PyReader::scan, py::arg("namespace") = py::none(),
-           py::arg("account") = py::none(), py::arg("glob") = py::none(),
-           "every position matching (a walk of the whole table: for tools, not per order)")
-      .def("stats", &PyReader::stats)
-      .def("namespaces", &PyReader::namespaces)
-      .def("change_sequence", &PyReader::change_sequence)
-      .def("wait_for_change", &PyReader::wait_for_change, py::arg("seen"), py::arg("timeout"),
-           "blocks (without the GIL) until the change sequence moves past `seen`; False on "
-           "timeout")
-      .def("follow", &PyReader::follow, "maps the segment the writer re-created");
+  auto reader =
+      py::class_<PyReader>(m, "Reader", "maps a segment read-only; reads never block the writer")
+          .def(py::init<const std::string&>(), py::arg("segment"))
+          .def("positions_of", &PyReader::positions_of, py::arg("account"))
+          .def("scan", &PyReader::scan, py::arg("namespace") = py::none(),
+               py::arg("account") = py::none(), py::arg("glob") = py::none(),
+               "every position matching (a walk of the whole table: for tools, not per order)")
+          .def("stats", &PyReader::stats)
+          .def("namespaces", &PyReader::namespaces)
+          .def("change_sequence", &PyReader::change_sequence)
+          .def("wait_for_change", &PyReader::wait_for_change, py::arg("seen"), py::arg("timeout"),
+               "blocks (without the GIL) until the change sequence moves past `seen`; False on "
+               "timeout")
+          .def("follow", &PyReader::follow, "maps the segment the writer re-created");
+  // get() as a vectorcall method of the class, outside pybind11's dispatch (reader_get).
+  static PyMethodDef get_def = {
+      "get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(reader_get)),
+      METH_FASTCALL | METH_KEYWORDS,
+      "get(ns, account, instrument): the Position, or None if there is none"};
+  PyObject* get_descr = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(reader.ptr()), &get_def);
+  if (get_descr == nullptr || PyObject_SetAttrString(reader.ptr(), "get", get_descr) != 0)
+    throw py::error_already_set();
+  Py_DECREF(get_descr);
 
   py::class_<PyProducer>(m, "Producer", "a ring of this process's, attached to the writer")
       .def(py::init<const std::string&, const std::string&, std::uint64_t>(), py::arg("segment"),

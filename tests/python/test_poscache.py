@@ -65,6 +65,11 @@ def test_fills_and_marks_read_back_as_exact_decimals(writer):
     assert pos.status == "ok" and not pos.stale
     assert pos.version > 0 and pos.age >= 0
     assert "spot:w1:SOL" in repr(pos)
+    assert pos.ns == "spot" and pos.account == "w1" and pos.instrument == "SOL"
+    assert isinstance(pos, poscache.Position) and pos.created_at_ns <= pos.updated_at_ns
+    same = r.get(instrument="SOL", ns="spot", account="w1")  # by name, in any order
+    assert same.fields == pos.fields and same.version == pos.version
+    assert [x.instrument for x in r.positions_of("w1")] == ["SOL"]
     # A redelivered trade id changes nothing.
     seq = p.fill("spot", "w1", "SOL", "sell", "5", "120", trade_id="T3")
     assert p.wait_applied(seq, timeout=10)
@@ -117,6 +122,16 @@ def test_floats_and_bad_input_are_refused_naming_the_cause(writer):
         r.get("futures", "w1", "SOL")
     with pytest.raises(ValueError, match="bad key"):
         r.get("spot", "", "SOL")
+    with pytest.raises(TypeError, match="three str"):
+        r.get("spot", b"w1", "SOL")
+    with pytest.raises(TypeError, match="missing argument 'instrument'"):
+        r.get("spot", "w1")
+    with pytest.raises(TypeError, match="unexpected or repeated argument 'venue'"):
+        r.get("spot", "w1", venue="SOL")
+    with pytest.raises(TypeError, match="takes 3 arguments"):
+        r.get("spot", "w1", "SOL", "x")
+    with pytest.raises(TypeError):
+        poscache.Position()  # only reads make them
     with pytest.raises(poscache.Error, match="no_such_segment"):
         poscache.Reader("poscache_no_such_segment")
     with pytest.raises(poscache.Error):
