@@ -170,6 +170,27 @@ TEST_F(ReaderStatsTest, AReaderWithoutARecordReadsOnUncountedAndSaysWhyOnce) {
   EXPECT_NE(why.find(".readers: No such file"), std::string::npos) << why;
 }
 
+// A user who may read the segment but not write the table (here: others, given read on the
+// segment by hand, while the table stays 0660) reads on, uncounted, and is told why.
+TEST_F(ReaderStatsTest, AReaderWithoutPermissionOnTheTableReadsOnUncounted) {
+  if (::geteuid() != 0) POSCACHE_SKIP_OR_FAIL("needs root to read as another user");
+  ASSERT_EQ(::chmod(("/dev/shm/" + seg.name()).c_str(), 0644), 0);
+  const std::string out = test::in_child([&]() -> std::string {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return "setuid failed";
+    try {
+      Reader r = Reader::open(seg.name());
+      Position p;
+      const bool reads = r.get("spot", "w1", "SOL", p) == ReadStatus::ok;
+      return std::string(r.counting() ? "counting" : "uncounted") + "|" + (reads ? "reads" : "-") +
+             "|" + r.not_counting_because();
+    } catch (const std::exception& e) {
+      return std::string("threw: ") + e.what();
+    }
+  });
+  EXPECT_EQ(out.rfind("uncounted|reads|", 0), 0u) << out;
+  EXPECT_NE(out.find(".readers: Permission denied"), std::string::npos) << out;
+}
+
 TEST_F(ReaderStatsTest, TheTableIsWritableByWhoeverMayReadTheSegmentAndNewPerGeneration) {
   struct stat st {};
   ASSERT_EQ(::stat(shm::reader_table_path(seg.name()).c_str(), &st), 0);
