@@ -168,6 +168,7 @@ int main(int argc, char** argv) {
     const auto random_keys = access_keys(keys, random_idx);
     const auto hot_keys = access_keys(keys, hot_idx);
 
+    double floor_batch_mean = 0;  // the private map's mean per lookup in batches (get_many's floor)
     // Floor: a private std::unordered_map of the same keys, 256-byte values behind a pointer.
     {
       std::unordered_map<std::string, std::unique_ptr<Value256>> map;
@@ -193,7 +194,9 @@ int main(int argc, char** argv) {
           std::memcpy(&out, map.find(flat_random[k])->second.get(), sizeof out);
           sink += static_cast<unsigned char>(out.bytes[k & 255]);
         });
-        print_row("unordered_map, random keys, " + how, percentiles(r1));
+        const Percentiles pr1 = percentiles(r1);
+        print_row("unordered_map, random keys, " + how, pr1);
+        if (b == batch) floor_batch_mean = pr1.mean;
         auto r2 = time_batches(gets, b, [&](std::size_t k) {
           std::memcpy(&out, map.find(flat_hot[k])->second.get(), sizeof out);
           sink += static_cast<unsigned char>(out.bytes[k & 255]);
@@ -298,6 +301,47 @@ int main(int argc, char** argv) {
       print_row("get() random, counting off", poff);
       std::printf("counting ratio %.3f of uncounted get() at p50 (%.1f vs %.1f ns), %.3f at p99\n",
                   pon.p50 / poff.p50, pon.p50, poff.p50, pon.p99 / poff.p99);
+    }
+    {
+      // get_many: batches of random keys read together, their misses overlapped, against
+      // get() of the same keys one at a time, in the same run, the writer still updating.
+      pin_to_cpu(reader_cpu);
+      std::printf("get_many: random keys in batches, mean per get\n");
+      Position one;
+      auto singles = time_batches(gets, 1, [&](std::size_t k) {
+        (void)r.get(NamespaceId{0}, random_keys[k].a(), random_keys[k].i(), one);
+      });
+      const Percentiles ps = percentiles(singles);
+      print_row("get() one at a time", ps);
+      std::vector<Reader::Key> many_keys(gets);
+      for (std::size_t k = 0; k < gets; ++k)
+        many_keys[k] = {NamespaceId{0}, random_keys[k].a(), random_keys[k].i()};
+      double ratio16 = 0;
+      for (const std::size_t b : {std::size_t{16}, std::size_t{64}}) {
+        std::vector<Position> out(b);
+        std::vector<ReadStatus> st(b);
+        std::vector<double> per_get;
+        const double npt = ns_per_tick();
+        std::uint64_t misses = 0;
+        for (std::size_t k = 0; k + b <= gets; k += b) {
+          const std::uint64_t t0 = ticks_ordered();
+          r.get_many(std::span(many_keys).subspan(k, b), out, st);
+          const std::uint64_t t1 = ticks_ordered();
+          per_get.push_back(static_cast<double>(t1 - t0) * npt / static_cast<double>(b));
+          for (const ReadStatus x : st) misses += !has_value(x);
+        }
+        const Percentiles pm = percentiles(per_get);
+        print_row("get_many() of " + std::to_string(b) + ", per get", pm);
+        if (misses)
+          std::printf("  %llu keys not read (writer busy?)\n",
+                      static_cast<unsigned long long>(misses));
+        if (b == 16) ratio16 = pm.mean / ps.mean;
+      }
+      std::printf(
+          "get_many ratio %.2f of get() (%zu positions, random keys; batches of 16, mean "
+          "%.0f vs %.0f ns; private map's batch mean %.0f ns)\n",
+          ratio16, n, ratio16 * ps.mean, ps.mean, floor_batch_mean);
+      pin_to_cpu(-1);
     }
     ::kill(writer, SIGKILL);
     ::waitpid(writer, nullptr, 0);

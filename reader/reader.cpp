@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -178,6 +179,47 @@ ReadStatus Reader::get(std::string_view ns, std::string_view account, std::strin
   const auto id = namespace_id(ns);
   if (!id) return counted(*s_, ReadStatus::bad_key);
   return counted(*s_, lookup(*id, account, instrument, out, coarse_realtime_ns()));
+}
+
+void Reader::get_many(std::span<const Key> keys, std::span<Position> out,
+                      std::span<ReadStatus> status) const noexcept {
+  const State& s = *s_;
+  const std::size_t n = std::min({keys.size(), out.size(), status.size()});
+  const std::int64_t now = coarse_realtime_ns();
+  constexpr std::size_t kGroup = 16;  // lookups with misses in flight together
+  std::uint64_t hash[kGroup];
+  for (std::size_t g = 0; g < n; g += kGroup) {
+    const std::size_t m = std::min(kGroup, n - g);
+    const Bucket* index = s.index[load_acquire(&s.header->index_epoch) & 1];
+    // 1. Hash every key and request its home bucket.
+    for (std::size_t k = 0; k < m; ++k) {
+      const Key& key = keys[g + k];
+      const bool valid = key.ns < s.ns_count && !key.account.empty() &&
+                         key.account.size() <= kMaxAccountLen && !key.instrument.empty() &&
+                         key.instrument.size() <= kMaxInstrumentLen;
+      hash[k] = valid ? key_hash(key.ns, key.account, key.instrument) : 0;
+      if (valid) __builtin_prefetch(&index[hash[k] & s.mask]);
+    }
+    // 2. Request the slot each home bucket names when its tag matches (the usual case: a hit in
+    //    its home bucket). Hints only: nothing read here decides an answer.
+    for (std::size_t k = 0; k < m; ++k) {
+      if (hash[k] == 0) continue;
+      const std::uint64_t b = load_relaxed(&index[hash[k] & s.mask]);
+      const std::uint32_t ref = bucket_ref(b);
+      if (b == kEmptyBucket || ref == kTombstoneRef || bucket_tag(b) != bucket_tag(hash[k]) ||
+          ref - 1u >= s.capacity)
+        continue;
+      const auto* line = reinterpret_cast<const char*>(&s.slots[ref - 1u]);
+      const std::size_t words = kPayloadFixedWords + 2 * s.field_count[keys[g + k].ns];
+      for (std::size_t off = 0; off < 8 + words * 8; off += kCacheLine)
+        __builtin_prefetch(line + off);
+    }
+    // 3. Each read exactly as get() reads (its lines now on their way or in cache).
+    for (std::size_t k = 0; k < m; ++k) {
+      const Key& key = keys[g + k];
+      status[g + k] = counted(s, lookup(key.ns, key.account, key.instrument, out[g + k], now));
+    }
+  }
 }
 
 bool Reader::counting() const noexcept {

@@ -167,9 +167,78 @@ TEST(ReaderBusyTest, AnOddSlotIsWriterBusyWhileTheHeartbeatIsFreshAndWriterDeadA
   shm::store_release(&h->heartbeat_ns,
                      shm::load_acquire(&h->heartbeat_ns) - 20'000'000'000);  // 20 s without a beat
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_dead);
+  {  // get_many answers as get() does, beside a good key in the same batch
+    const Reader::Key keys[] = {{0, "alice", "SOL"}, {0, "bob", "SOL"}};
+    Position out[2];
+    ReadStatus st[2];
+    r.get_many(keys, out, st);
+    EXPECT_EQ(st[0], ReadStatus::writer_dead);
+    EXPECT_EQ(st[1], ReadStatus::ok);
+  }
   shm::store_release(&alice->seq, even);
   w->heartbeat();
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
+}
+
+// get_many: for every key, the same status and the same copy as get(): hits, misses, stale
+// positions, and every kind of bad key, in batches that do not divide by its group of 16.
+TEST(ReaderGetManyTest, EveryKeyGetsWhatGetWouldAnswer) {
+  test::ScratchSegment seg("many");
+  WriterConfig c = test::small_config(seg.name(), 512);
+  c.namespaces[2].stale_after = 20ms;  // marks
+  auto w = Writer::open(c);
+  std::vector<std::string> accounts;
+  for (int i = 0; i < 300; ++i) accounts.push_back("acct" + std::to_string(i));
+  for (int i = 0; i < 300; i += 2) {
+    w->upsert(*w->make_update("spot", accounts[i], "SOL", {{"qty", std::to_string(i)}}));
+    w->upsert(*w->make_update("marks", accounts[i], "SOL", {{"bid", std::to_string(i)}}));
+  }
+  std::this_thread::sleep_for(60ms);  // marks stale; then fresh spot positions over some
+  for (int i = 0; i < 300; i += 4)
+    w->upsert(*w->make_update("spot", accounts[i], "SOL", {{"qty", std::to_string(i + 1)}}));
+  const Reader r = Reader::open(seg.name());
+  std::vector<Reader::Key> keys;
+  const std::string long_key(65, 'a');
+  for (int i = 0; i < 300; ++i) {
+    keys.push_back({0, accounts[i], "SOL"});
+    keys.push_back({2, accounts[i], "SOL"});
+    if (i % 37 == 0) {
+      keys.push_back({0, "", "SOL"});           // empty part
+      keys.push_back({0, long_key, "SOL"});     // too long
+      keys.push_back({7, accounts[i], "SOL"});  // no such namespace id
+      keys.push_back({0, accounts[i], "BTC"});  // absent
+    }
+  }
+  for (const std::size_t batch :
+       {std::size_t{1}, std::size_t{5}, std::size_t{16}, std::size_t{17}, keys.size()}) {
+    std::vector<Position> many(keys.size());
+    std::vector<ReadStatus> st(keys.size());
+    for (std::size_t b = 0; b < keys.size(); b += batch) {
+      const std::size_t n = std::min(batch, keys.size() - b);
+      r.get_many(std::span(keys).subspan(b, n), std::span(many).subspan(b, n),
+                 std::span(st).subspan(b, n));
+    }
+    std::size_t ok = 0, stale = 0, missing = 0, bad = 0;
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      Position one;
+      const ReadStatus expect = r.get(keys[k].ns, keys[k].account, keys[k].instrument, one);
+      ASSERT_EQ(st[k], expect) << "batch " << batch << " key " << k;
+      if (has_value(expect)) {
+        EXPECT_EQ(many[k].version, one.version);
+        EXPECT_EQ(many[k].account_view(), one.account_view());
+        EXPECT_EQ(many[k].values[0], one.values[0]);
+        EXPECT_EQ(many[k].stale, one.stale);
+      }
+      ok += expect == ReadStatus::ok;
+      stale += expect == ReadStatus::stale;
+      missing += expect == ReadStatus::not_found;
+      bad += expect == ReadStatus::bad_key;
+    }
+    EXPECT_EQ(ok, 150u);     // the spot positions
+    EXPECT_EQ(stale, 150u);  // the marks
+    EXPECT_EQ(missing, 300u + 9u);
+    EXPECT_EQ(bad, 27u);
+  }
 }
 
 TEST_F(ReaderTest, WriterLivenessIsVisible) {
