@@ -58,18 +58,21 @@ struct Self {
   std::uint64_t pid = 0, start_ticks = 0;
   char comm[16] = {};
 };
-const Self& self() {
-  static const Self s = [] {
+// This process (read again after a fork: a child must not claim under its parent's pid).
+Self self() {
+  static thread_local Self cached;
+  const auto pid = static_cast<std::uint64_t>(::getpid());
+  if (cached.pid != pid) {
     Self x;
-    x.pid = static_cast<std::uint64_t>(::getpid());
-    x.start_ticks = process_start_ticks(::getpid());
+    x.pid = pid;
+    x.start_ticks = process_start_ticks(static_cast<pid_t>(pid));
     std::ifstream f("/proc/self/comm");
     std::string name;
     std::getline(f, name);
     std::memcpy(x.comm, name.data(), std::min(name.size(), sizeof x.comm));
-    return x;
-  }();
-  return s;
+    cached = x;
+  }
+  return cached;
 }
 
 }  // namespace
@@ -79,7 +82,7 @@ ReaderClaim ReaderClaim::claim(std::string_view segment, std::uint64_t generatio
   ReaderClaim c;
   c.base_ = map_table(segment, generation, true, why_not);
   if (c.base_ == nullptr) return c;
-  const Self& me = self();
+  const Self me = self();
   ReaderRecord* recs = reader_records(c.base_);
   for (std::uint32_t i = 0; i < kReaderRecords; ++i) {
     std::uint64_t expected = 0;
@@ -124,11 +127,13 @@ ReaderClaim::~ReaderClaim() {
 }
 
 void ReaderClaim::release() noexcept {
-  if (record_ != nullptr) {
+  // A forked child that inherited this Reader leaves the record to the process that claimed it.
+  if (record_ != nullptr &&
+      load_relaxed(&record_->owner) == static_cast<std::uint64_t>(::getpid())) {
     // T3: release orders our last counts before the mark the reaper acquires.
-    store_release(&record_->owner, self().pid | kReleased);
-    record_ = nullptr;
+    store_release(&record_->owner, static_cast<std::uint64_t>(::getpid()) | kReleased);
   }
+  record_ = nullptr;
   if (base_ != nullptr) ::munmap(base_, kReaderTableBytes);
   base_ = nullptr;
 }
