@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 "$PWD/scripts/deps.sh"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null  # as scripts/test.sh builds it
-cmake --build build -j"$(nproc)" --target poscache-writer poscache-inspect poscache-reader-demo poscache-feed
+cmake --build build -j"$(nproc)" --target poscache-writer poscache-inspect poscache-reader-demo poscache-feed poscache_python
 bin=build/tools
 seg=poscache_demo
 
@@ -82,6 +82,18 @@ echo; echo "== a load burst: 1 producer ring pushing as fast as it can for 2 s"
 
 echo; echo "== a reader process (poscache-reader-demo) reading while the writer updates"
 "$bin/poscache-reader-demo" --segment "$seg" --seconds 3 --accounts 1000 --instruments 20
+echo; echo "== a Python service reading the wallet (import poscache: exact Decimals, no Redis round trip)"
+PYTHONPATH=build/python /usr/bin/python3 - "$seg" "$wallet" <<'PY'
+import sys, poscache
+r = poscache.Reader(sys.argv[1])
+p = r.get("spot", sys.argv[2], "SOL")
+print(f"   {p.ns}:{p.account[:8]}..:{p.instrument} qty {p.fields['qty']} avg {p.fields['avg_price']} "
+      f"realized {p.fields['realized_pnl']} (version {p.version}, {p.age * 1e3:.1f} ms old)")
+PY
+echo "   what reader processes' get() calls answered (poscache-inspect readers; readers that left"
+echo "   are in the reaped row):"
+sleep 1.2  # the writer reaps records of readers that left about once a second
+"$bin/poscache-inspect" -s "$seg" readers | sed 's/^/   /'
 
 echo; echo "== the writer's HTTP API (--http): what an operator's tools and other services use"
 echo "   GET /health (200 or 503, the inspector's rule):"
