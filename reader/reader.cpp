@@ -188,22 +188,24 @@ void Reader::get_many(std::span<const Key> keys, std::span<Position> out,
   const std::int64_t now = coarse_realtime_ns();
   constexpr std::size_t kGroup = 16;  // lookups with misses in flight together
   std::uint64_t hash[kGroup];
+  bool valid[kGroup];
   for (std::size_t g = 0; g < n; g += kGroup) {
     const std::size_t m = std::min(kGroup, n - g);
     const Bucket* index = s.index[load_acquire(&s.header->index_epoch) & 1];
     // 1. Hash every key and request its home bucket.
     for (std::size_t k = 0; k < m; ++k) {
       const Key& key = keys[g + k];
-      const bool valid = key.ns < s.ns_count && !key.account.empty() &&
-                         key.account.size() <= kMaxAccountLen && !key.instrument.empty() &&
-                         key.instrument.size() <= kMaxInstrumentLen;
-      hash[k] = valid ? key_hash(key.ns, key.account, key.instrument) : 0;
-      if (valid) __builtin_prefetch(&index[hash[k] & s.mask]);
+      valid[k] = key.ns < s.ns_count && !key.account.empty() &&
+                 key.account.size() <= kMaxAccountLen && !key.instrument.empty() &&
+                 key.instrument.size() <= kMaxInstrumentLen;
+      if (!valid[k]) continue;
+      hash[k] = key_hash(key.ns, key.account, key.instrument);
+      __builtin_prefetch(&index[hash[k] & s.mask]);
     }
     // 2. Request the slot each home bucket names when its tag matches (the usual case: a hit in
     //    its home bucket). Hints only: nothing read here decides an answer.
     for (std::size_t k = 0; k < m; ++k) {
-      if (hash[k] == 0) continue;
+      if (!valid[k]) continue;
       const std::uint64_t b = load_relaxed(&index[hash[k] & s.mask]);
       const std::uint32_t ref = bucket_ref(b);
       if (b == kEmptyBucket || ref == kTombstoneRef || bucket_tag(b) != bucket_tag(hash[k]) ||
@@ -217,7 +219,9 @@ void Reader::get_many(std::span<const Key> keys, std::span<Position> out,
     // 3. Each read exactly as get() reads (its lines now on their way or in cache).
     for (std::size_t k = 0; k < m; ++k) {
       const Key& key = keys[g + k];
-      status[g + k] = counted(s, lookup(key.ns, key.account, key.instrument, out[g + k], now));
+      status[g + k] = counted(
+          s, valid[k] ? lookup_hashed(key.ns, key.account, key.instrument, hash[k], out[g + k], now)
+                      : ReadStatus::bad_key);
     }
   }
 }
@@ -237,11 +241,17 @@ ReadStatus Reader::lookup(NamespaceId ns, std::string_view account, std::string_
       instrument.empty() || instrument.size() > kMaxInstrumentLen) {
     return ReadStatus::bad_key;
   }
+  return lookup_hashed(ns, account, instrument, key_hash(ns, account, instrument), out, now_ns);
+}
+
+ReadStatus Reader::lookup_hashed(NamespaceId ns, std::string_view account,
+                                 std::string_view instrument, std::uint64_t hash, Position& out,
+                                 std::int64_t now_ns) const noexcept {
+  const State& s = *s_;
   const SegmentHeader& h = *s.header;
   if (load_relaxed(&h.state) == static_cast<std::uint32_t>(SegmentState::retired)) {
     return ReadStatus::retired;
   }
-  const std::uint64_t hash = key_hash(ns, account, instrument);
   const std::size_t words = kPayloadFixedWords + 2 * s.field_count[ns];
   std::uint64_t buf[kPayloadWords];
   bool stuck = false;

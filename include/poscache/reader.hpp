@@ -155,6 +155,9 @@ class Reader {
   explicit Reader(std::unique_ptr<State> state);
   ReadStatus lookup(NamespaceId ns, std::string_view account, std::string_view instrument,
                     Position& out, std::int64_t now_ns) const noexcept;
+  // The same with the key's hash computed (get_many hashes a batch first).
+  ReadStatus lookup_hashed(NamespaceId ns, std::string_view account, std::string_view instrument,
+                           std::uint64_t hash, Position& out, std::int64_t now_ns) const noexcept;
   std::unique_ptr<State> s_;
 };
 
