@@ -92,8 +92,9 @@ class Reader {
   ReadStatus get(NamespaceId ns, std::string_view account, std::string_view instrument,
                  Position& out, std::int64_t now_ns) const noexcept;
   // Many at once: the same answers and statuses as get() for each key, with the cache misses of
-  // up to 16 lookups in flight together (all hashed, their buckets fetched, then their slots,
-  // then each read as get() reads). For a portfolio or a risk check that needs many positions.
+  // about 16 lookups in flight together (a pipeline: keys hashed and their buckets requested 8
+  // keys ahead of their slots being requested, 16 ahead of each read as get() reads). For a
+  // portfolio or a risk check that needs many positions.
   // Reads min(keys, out, status) keys.
   struct Key {
     NamespaceId ns = 0;
