@@ -498,6 +498,7 @@ int main(int argc, char** argv) {
     }
     boost::interprocess::shared_memory_object::remove((seg + "_stream").c_str());
     ::unlink(("/dev/shm/" + seg + "_stream.lock").c_str());
+    ::unlink(("/dev/shm/" + seg + "_stream.readers").c_str());
     ::unlink(("/dev/shm/" + seg + "_stream.streams").c_str());
     srv.stop(SIGTERM);
     std::error_code ec;
@@ -505,6 +506,8 @@ int main(int argc, char** argv) {
   }
   boost::interprocess::shared_memory_object::remove(seg.c_str());
   ::unlink(("/dev/shm/" + seg + ".lock").c_str());
+  ::unlink(("/dev/shm/" + seg + ".readers").c_str());
   ::unlink(("/dev/shm/" + seg + "_fill.lock").c_str());
+  ::unlink(("/dev/shm/" + seg + "_fill.readers").c_str());
   return 0;
 }

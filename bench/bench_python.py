@@ -96,7 +96,7 @@ def main():
     finally:
         proc.terminate()
         proc.wait()
-        for suffix in ("", ".lock", ".trades", ".sock", ".streams"):
+        for suffix in ("", ".lock", ".trades", ".sock", ".streams", ".readers"):
             try:
                 os.unlink(f"/dev/shm/{seg}{suffix}")
             except FileNotFoundError:

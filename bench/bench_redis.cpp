@@ -351,6 +351,7 @@ int main(int argc, char** argv) {
     boost::interprocess::shared_memory_object::remove(seg.c_str());
   }
   ::unlink(("/dev/shm/" + seg + ".lock").c_str());
+  ::unlink(("/dev/shm/" + seg + ".readers").c_str());
   if (own) {
     srv.stop(SIGTERM);
     std::filesystem::remove_all(srv.dir);

@@ -89,5 +89,6 @@ int main(int argc, char** argv) {
   w.reset();
   boost::interprocess::shared_memory_object::remove(seg.c_str());
   ::unlink(("/dev/shm/" + seg + ".lock").c_str());
+  ::unlink(("/dev/shm/" + seg + ".readers").c_str());
   return 0;
 }

@@ -18,6 +18,7 @@
 #include <structmember.h>
 
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -163,7 +164,9 @@ PyObject* to_python(const Reader& r, const std::vector<Names>& names, const Posi
     PyObject* v;
     if (spec.type == FieldType::decimal) {
       const std::size_t len = format_decimal(p.values[f], spec.scale, buf);
-      PyObject* text = PyUnicode_FromStringAndSize(buf, static_cast<Py_ssize_t>(len));
+      // The text is ASCII: a compact str filled directly, no UTF-8 decoding.
+      PyObject* text = PyUnicode_New(static_cast<Py_ssize_t>(len), 127);
+      if (text != nullptr) std::memcpy(PyUnicode_1BYTE_DATA(text), buf, len);
       if (text == nullptr) {
         Py_DECREF(fields);
         return nullptr;
@@ -302,6 +305,8 @@ class PyReader {
     for (const auto& n : r_.namespaces())
       per_ns[py::str(n.name)] = n.id < s.namespace_live.size() ? s.namespace_live[n.id] : 0;
     d["namespace_live"] = per_ns;
+    d["counting"] = r_.counting();  // this Reader's gets counted in the reader table
+    if (!r_.counting()) d["not_counting_because"] = r_.not_counting_because();
     const WriterInfo w = r_.writer();
     d["writer_pid"] = w.pid;
     d["writer_alive"] = w.alive;

@@ -49,7 +49,7 @@ static int failures = 0;
 static const int64_t kSecond = 1000000000;
 
 static void cleanup(const char* seg) {
-  const char* suffixes[] = {"", ".lock", ".trades", ".sock", ".streams"};
+  const char* suffixes[] = {"", ".lock", ".trades", ".sock", ".streams", ".readers"};
   char path[256];
   for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; ++i) {
     snprintf(path, sizeof path, "/dev/shm/%s%s", seg, suffixes[i]);

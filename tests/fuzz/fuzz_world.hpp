@@ -34,6 +34,7 @@ struct World {
     writer.reset();
     boost::interprocess::shared_memory_object::remove(seg.c_str());
     ::unlink(("/dev/shm/" + seg + ".lock").c_str());
+    ::unlink(("/dev/shm/" + seg + ".readers").c_str());
   }
 };
 

@@ -245,6 +245,7 @@ TEST_F(ApiTest, MetricsShowTheSegmentTheLoopAndEscapedLabels) {
            "poscache_reader_gets_total{status=\"ok\"} 2\n",
            "poscache_reader_gets_total{status=\"not_found\"} 1\n",
            "poscache_readers{state=\"reading\"} 1\n",
+           "poscache_reader_table_up 1\n",
            "# TYPE poscache_apply_seconds histogram\n",
        }) {
     EXPECT_NE(m.find(line), std::string::npos) << "missing: " << line << "\n" << m;

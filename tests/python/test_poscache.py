@@ -15,7 +15,7 @@ WRITER = os.environ.get("POSCACHE_WRITER_BIN", "poscache-writer")
 
 
 def _cleanup(seg):
-    for suffix in ("", ".lock", ".trades", ".sock", ".streams"):
+    for suffix in ("", ".lock", ".trades", ".sock", ".streams", ".readers"):
         try:
             os.unlink(f"/dev/shm/{seg}{suffix}")
         except FileNotFoundError:
@@ -66,6 +66,7 @@ def test_fills_and_marks_read_back_as_exact_decimals(writer):
     assert pos.version > 0 and pos.age >= 0
     assert "spot:w1:SOL" in repr(pos)
     assert pos.ns == "spot" and pos.account == "w1" and pos.instrument == "SOL"
+    assert r.stats()["counting"] and r.stats()["namespace_live"]["spot"] >= 1
     assert isinstance(pos, poscache.Position) and pos.created_at_ns <= pos.updated_at_ns
     same = r.get(instrument="SOL", ns="spot", account="w1")  # by name, in any order
     assert same.fields == pos.fields and same.version == pos.version

@@ -486,6 +486,7 @@ int main(int argc, char** argv) {
   std::printf("torture: %d of %d pinned positions present at the end\n", pinned_present, kPinned);
   boost::interprocess::shared_memory_object::remove(o.segment.c_str());
   ::unlink(("/dev/shm/" + o.segment + ".lock").c_str());
+  ::unlink(("/dev/shm/" + o.segment + ".readers").c_str());
   const std::uint64_t verified_target =
       o.reads / static_cast<std::uint64_t>(o.readers) * static_cast<std::uint64_t>(o.readers);
   struct Check {

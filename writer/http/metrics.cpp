@@ -209,7 +209,11 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
   e.one("poscache_ingest_adds_total", "counter", "int64 adds applied", x.adds);
 
   // --- readers: what their get() calls answered (the reader table, summed; only grows).
-  if (const auto table = reader_table(reader)) {
+  const auto table = reader_table(reader);
+  e.one("poscache_reader_table_up", "gauge",
+        "1 if the reader table can be read (readers' gets are counted), else 0",
+        std::uint64_t{table ? 1u : 0u});
+  if (table) {
     e.family("poscache_reader_gets_total", "counter",
              "get() calls of reader processes, by answer (reaped readers' counts included)");
     for (std::size_t i = 0; i < table->total.size(); ++i) {
@@ -220,9 +224,6 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
     std::map<std::string, std::uint64_t> by_state = {{"reading", 0}, {"left", 0}, {"gone", 0}};
     for (const ReaderInfo& r : table->readers) ++by_state[r.state];
     for (const auto& [state, n] : by_state) e.sample("poscache_readers", label("state", state), n);
-  } else {
-    e.one("poscache_reader_table_missing", "gauge",
-          "1: the reader table cannot be read, so readers' gets are not counted", std::uint64_t{1});
   }
 
   // --- the apply loop's time per change.

@@ -25,5 +25,6 @@ int main() {
   }
   std::remove(("/dev/shm/" + cfg.segment).c_str());
   std::remove(("/dev/shm/" + cfg.segment + ".lock").c_str());
+  std::remove(("/dev/shm/" + cfg.segment + ".readers").c_str());
   return rc;
 }
