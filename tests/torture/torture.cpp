@@ -57,6 +57,7 @@ struct Options {
   double seconds = 0;  // readers also keep going at least this long
   std::uint64_t min_repairs = 0;
   std::uint64_t min_rebuilds = 0;
+  std::size_t batch = 1;  // > 1: readers read through get_many, this many keys a call
   std::string segment;
 };
 
@@ -218,16 +219,11 @@ struct ReaderTally {
     ci.push_back(churn_instrument(static_cast<std::uint64_t>(i)));
   const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.seconds);
   // Until `reads` copies were verified (misses of churned keys verify nothing and do not count).
-  for (; t.verified < reads || (t.reads % 4096 != 0 || std::chrono::steady_clock::now() < until);
-       ++t.reads) {
-    const std::uint64_t x = rng();
-    const bool pinned = (x & 1) != 0;
-    const std::string& a = pinned ? pa[(x >> 8) % kPinned] : ca[(x >> 8) % kChurnAccounts];
-    const std::string& i = pinned ? pi[(x >> 8) % kPinned] : ci[(x >> 24) % kChurnInstruments];
-    const ReadStatus st = r.get(pinned ? NamespaceId{0} : NamespaceId{1}, a, i, p);
+  auto classify = [&](ReadStatus st, const Position& got, bool pinned, std::string_view a,
+                      std::string_view i) {
     if (has_value(st)) {
       ++t.verified;
-      if (!self_consistent(p, a, i)) ++t.torn;
+      if (!self_consistent(got, a, i)) ++t.torn;
     } else if (st == ReadStatus::not_found) {
       if (pinned)
         ++t.false_misses;
@@ -239,6 +235,29 @@ struct ReaderTally {
       ++t.dead;
     } else {
       ++t.torn;  // bad_key / retired cannot happen here: count as a failure
+    }
+  };
+  const std::size_t batch = std::max<std::size_t>(1, o.batch);
+  std::vector<Reader::Key> keys(batch);
+  std::vector<bool> pinned(batch);
+  std::vector<Position> out(batch);
+  std::vector<ReadStatus> status(batch);
+  // Until `reads` copies were verified (misses of churned keys verify nothing and do not count).
+  while (t.verified < reads || t.reads % 4096 != 0 || std::chrono::steady_clock::now() < until) {
+    for (std::size_t k = 0; k < batch; ++k) {
+      const std::uint64_t x = rng();
+      pinned[k] = (x & 1) != 0;
+      keys[k] = {pinned[k] ? NamespaceId{0} : NamespaceId{1},
+                 pinned[k] ? pa[(x >> 8) % kPinned] : ca[(x >> 8) % kChurnAccounts],
+                 pinned[k] ? pi[(x >> 8) % kPinned] : ci[(x >> 24) % kChurnInstruments]};
+    }
+    if (batch == 1) {
+      status[0] = r.get(keys[0].ns, keys[0].account, keys[0].instrument, out[0]);
+    } else {
+      r.get_many(keys, out, status);
+    }
+    for (std::size_t k = 0; k < batch; ++k, ++t.reads) {
+      classify(status[k], out[k], pinned[k], keys[k].account, keys[k].instrument);
     }
   }
   [[maybe_unused]] auto n = ::write(out_fd, &t, sizeof t);
@@ -275,11 +294,13 @@ int main(int argc, char** argv) {
       o.min_repairs = std::stoull(next());
     else if (a == "--min-rebuilds")
       o.min_rebuilds = std::stoull(next());
+    else if (a == "--batch")
+      o.batch = std::stoull(next());
     else {
       std::fprintf(stderr,
                    "usage: torture [--reads N] [--readers R] [--capacity C] [--kill-every-ms MS] "
                    "[--seconds S] "
-                   "[--min-repairs N] [--min-rebuilds N] [--segment NAME]\n");
+                   "[--min-repairs N] [--min-rebuilds N] [--batch B] [--segment NAME]\n");
       return 2;
     }
   }
