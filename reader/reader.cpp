@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "reader/reader_table.hpp"
+#include "shm/accounts.hpp"
 #include "shm/clock.hpp"
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
@@ -45,6 +46,11 @@ struct Reader::State {
   std::uint8_t field_count[kMaxNamespaces] = {};
   std::int64_t stale_after_ns[kMaxNamespaces] = {};
   std::uint64_t* counts = nullptr;  // this Reader's record in the reader table, or null
+  // The account index (snapshot()).
+  const AccountEntry* accounts = nullptr;
+  const std::uint64_t* stripes = nullptr;
+  const std::uint32_t* links = nullptr;
+  std::uint64_t stripe_mask = 0;
   // Cold.
   std::string name;
   Mapping mapping;
@@ -122,6 +128,13 @@ std::unique_ptr<Reader::State> make_state(std::string_view name, const ReaderOpt
   s->index[1] = reinterpret_cast<const Bucket*>(base + h.index_offset[1]);
   s->capacity = h.capacity;
   s->mask = h.index_buckets - 1;
+  // The account index's regions: at offsets geometry_for() gives (the fingerprint check at
+  // attach has proven this build and the writer's agree on them).
+  const Geometry g = geometry_for(h.capacity);
+  s->accounts = reinterpret_cast<const AccountEntry*>(base + g.accounts_offset);
+  s->stripes = reinterpret_cast<const std::uint64_t*>(base + g.stripes_offset);
+  s->links = reinterpret_cast<const std::uint32_t*>(base + g.links_offset);
+  s->stripe_mask = g.account_stripes - 1;
   s->ns_count = h.namespace_count;
   for (std::uint32_t i = 0; i < h.namespace_count; ++i) {
     NamespaceSpec spec = spec_of(h.namespaces[i]);
@@ -347,10 +360,72 @@ Reader::ScanResult Reader::scan(const ScanFilter& filter,
 
 std::vector<Position> Reader::positions_of(std::string_view account) const {
   std::vector<Position> out;
-  ScanFilter f;
-  f.account = std::string(account);
-  scan(f, [&](const Position& p) { out.push_back(p); });
+  const ReadStatus st = snapshot(account, out);
+  if (st == ReadStatus::writer_busy || st == ReadStatus::writer_dead) {
+    out.clear();
+    ScanFilter f;
+    f.account = std::string(account);
+    scan(f, [&](const Position& p) { out.push_back(p); });
+  }
   return out;
+}
+
+// The snapshot protocol S1-S5 (shm/accounts.hpp).
+ReadStatus Reader::snapshot(std::string_view account, std::vector<Position>& out) const {
+  const State& s = *s_;
+  const SegmentHeader& h = *s.header;
+  out.clear();
+  if (account.empty() || account.size() > kMaxAccountLen) return ReadStatus::bad_key;
+  if (load_relaxed(&h.state) == static_cast<std::uint32_t>(SegmentState::retired))
+    return ReadStatus::retired;
+  const std::uint64_t ah = account_hash(account);
+  const std::uint64_t* stripe = &s.stripes[ah & s.stripe_mask];
+  const std::int64_t now = coarse_realtime_ns();
+  std::uint64_t buf[kPayloadWords];
+  unsigned spins = 0;
+  for (unsigned attempt = 0; attempt < kSnapshotRetries;) {
+    const std::uint64_t s1 = load_acquire(stripe);             // S1, pairs with A4
+    const std::uint64_t e1 = load_acquire(&h.accounts_epoch);  // pairs with E2
+    if ((s1 | e1) & 1) {  // mid-change: wait a little, then report
+      if (++spins >= kReadSpins) break;
+      cpu_relax();
+      continue;
+    }
+    out.clear();
+    const AccountRef ref = find_account(s.accounts, s.mask, ah);  // S2
+    std::uint32_t slot = ref.found ? ref.head : kNil;
+    std::uint32_t walked = 0;
+    bool stale = false;
+    while (slot != kNil && slot < s.capacity && walked < ref.count) {  // S3
+      const Slot& sl = s.slots[slot];
+      for (std::size_t w = 0; w < kPayloadFixedWords; ++w) buf[w] = load_relaxed(&sl.payload[w]);
+      const SlotPayload& pl = view(buf);
+      const std::uint32_t next = load_relaxed(&s.links[slot]);
+      if (next != kNil && next < s.capacity) __builtin_prefetch(&s.slots[next]);
+      if (pl.ns < s.ns_count && pl.account_len == account.size() &&
+          std::memcmp(pl.account, account.data(), account.size()) == 0) {
+        const std::size_t words = kPayloadFixedWords + 2 * s.field_count[pl.ns];
+        for (std::size_t w = kPayloadFixedWords; w < words; ++w)
+          buf[w] = load_relaxed(&sl.payload[w]);
+        Position& p = out.emplace_back();
+        fill(buf, s.field_count[pl.ns], p);
+        p.age_ns = std::max<std::int64_t>(0, now - p.updated_at_ns);
+        p.stale = s.stale_after_ns[pl.ns] > 0 && p.age_ns > s.stale_after_ns[pl.ns];
+        stale = stale || p.stale;
+      }
+      slot = next;
+      ++walked;
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);  // S4, pairs with A2 / E1
+    if (load_relaxed(stripe) == s1 && load_relaxed(&h.accounts_epoch) == e1 && slot == kNil &&
+        walked == ref.count) {  // S5
+      if (out.empty()) return ReadStatus::not_found;
+      return stale ? ReadStatus::stale : ReadStatus::ok;
+    }
+    ++attempt;
+  }
+  out.clear();
+  return writer_heartbeat_stale(h, now) ? ReadStatus::writer_dead : ReadStatus::writer_busy;
 }
 
 WriterInfo Reader::writer() const {

@@ -17,6 +17,12 @@
 //   | Bucket[index_buckets]     hash index A, 8 B each              |  <- readers
 //   +--------------------------------------------------------------+ index_offset[1]
 //   | Bucket[index_buckets]     hash index B (rebuild target)       |  <- readers
+//   +--------------------------------------------------------------+ accounts_offset
+//   | AccountEntry[index_buckets] account -> first slot, count, 16 B |  <- snapshot()
+//   +--------------------------------------------------------------+ stripes_offset
+//   | u64[account_stripes]      account seqlocks (shm/accounts.hpp) |  <- snapshot()
+//   +--------------------------------------------------------------+ links_offset
+//   | u32[capacity]             next slot of the same account       |  <- snapshot()
 //   +--------------------------------------------------------------+ writer_offset
 //   | WriterArea                undo record, free list, versions    |  writer only:
 //   |   SlotBook[capacity]      free/account links, sync mark, 32 B |  readers never
@@ -27,7 +33,9 @@
 //   | ProducerStatus[64]        producer rings' counters, 256 B     |  writer writes,
 //   +--------------------------------------------------------------+ segment_size  tools read
 //
-// Readers map the whole segment PROT_READ and read only the header, the slots and the index.
+// Readers map the whole segment PROT_READ and read only the header, the slots and the index,
+// and for an account's positions (Reader::snapshot) the account index, the stripes and the
+// account links (shm/accounts.hpp).
 // Every word that one side writes while another reads it is a plain integer here, touched only
 // through shm/atomic.hpp (load_acquire, store_release, load_relaxed, store_relaxed): no
 // std::atomic members, so the layout is exactly the bytes drawn, and every access names its
@@ -61,6 +69,11 @@
 //                                                                 overwritten
 //   book.synced_version  sync       apply thread before an       Redis holds that version: an
 //                    thread          eviction or expiry           eviction needs no spill
+//   account stripe   writer A4      snapshot S1 (A1-A4 in        the account's positions,
+//                    (A2: release   shm/accounts.hpp), S4        links and index entry as
+//                    fence)          acquire fence                that change left them
+//   header.accounts_epoch  writer   snapshot S1, S4              no index entry moved during
+//                    E2                                           the lookup
 // Everything else shared (counters, heartbeat, liveness, Redis gauges) is relaxed: statistics
 // and liveness hints that order nothing.
 #pragma once
@@ -79,11 +92,12 @@ namespace poscache::shm {
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 7;  // 2: SlotBook::queued_epoch; 3: the journal;
+inline constexpr std::uint32_t kLayoutVersion = 8;  // 2: SlotBook::queued_epoch; 3: the journal;
                                                     // 4: no LRU links (writer/recency_log.hpp);
                                                     // 5: journal counts published in the header;
                                                     // 6: the producer table;
-                                                    // 7: live positions per namespace
+                                                    // 7: live positions per namespace;
+                                                    // 8: the account index (shm/accounts.hpp)
 inline constexpr std::uint32_t kHashAlgorithm = 3;  // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
 // Key and schema limits. The public constants (poscache/schema.hpp: what the API validates) are
@@ -192,7 +206,8 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint64_t change_seq;    // release-stored after the change is published
   std::uint32_t change_futex;  // futex word; the writer bumps it (release) and FUTEX_WAKEs
   std::uint32_t reserved4;
-  std::uint64_t reserved5[6];
+  std::uint64_t accounts_epoch;  // odd while account index entries move (shm/accounts.hpp)
+  std::uint64_t reserved5[5];
 
   // --- lines 4-5: counters (poscache/counters.hpp; one writer, relaxed).
   Counters counters;
@@ -248,7 +263,7 @@ static_assert(offsetof(SegmentHeader, namespace_live) % kCacheLine == 0);
 // clang-format off
 //   byte 0        8          16  18  19  20        24        32           40           48          56        64
 //   +-------------+----------+---+---+---+---------+---------+------------+------------+-----------+---------+
-//   | seq         | key_hash |ns |alen|ilen|fields_set| version | source_seq | created_at | updated_at| reserved|
+//   | seq         | key_hash |ns |alen|ilen|fields_set| version | source_seq | created_at | updated_at| acct_hash|
 //   +-------------+----------+---+---+---+---------+---------+------------+------------+-----------+---------+
 //   64                              128                            192                                    448
 //   +-------------------------------+------------------------------+---------------------------------------+
@@ -268,13 +283,13 @@ struct SlotPayload {
   std::uint16_t ns;        // namespace id, kFreeNamespace if the slot is free
   std::uint8_t account_len;
   std::uint8_t instrument_len;
-  std::uint32_t fields_set;    // bit i: field i carries a value
-  std::uint64_t version;       // writer-wide monotonic, new on every change
-  std::uint64_t source_seq;    // the producer's sequence number (0 if none)
-  std::int64_t created_at_ns;  // CLOCK_REALTIME when first inserted
-  std::int64_t updated_at_ns;  // CLOCK_REALTIME of the last change (LRU and TTL order)
-  std::uint64_t reserved;
-  char account[kMaxAccountLen];         // NUL-padded
+  std::uint32_t fields_set;      // bit i: field i carries a value
+  std::uint64_t version;         // writer-wide monotonic, new on every change
+  std::uint64_t source_seq;      // the producer's sequence number (0 if none)
+  std::int64_t created_at_ns;    // CLOCK_REALTIME when first inserted
+  std::int64_t updated_at_ns;    // CLOCK_REALTIME of the last change (LRU and TTL order)
+  std::uint64_t account_hash;    // hash of the account alone (shm/hash.hpp): its account stripe
+  char account[kMaxAccountLen];  // NUL-padded
   char instrument[kMaxInstrumentLen];   // NUL-padded
   std::uint64_t values[kMaxFields][2];  // field i: {low, high} 64 bits of its int128 mantissa
 };
@@ -299,6 +314,7 @@ inline constexpr std::size_t kWordMeta = offsetof(SlotPayload, ns) / 8;  // ns, 
 inline constexpr std::size_t kWordVersion = offsetof(SlotPayload, version) / 8;
 inline constexpr std::size_t kWordSourceSeq = offsetof(SlotPayload, source_seq) / 8;
 inline constexpr std::size_t kWordUpdatedAt = offsetof(SlotPayload, updated_at_ns) / 8;
+inline constexpr std::size_t kWordAccountHash = offsetof(SlotPayload, account_hash) / 8;
 inline constexpr std::size_t kWordValues =
     offsetof(SlotPayload, values) / 8;  // field f: +2f, +2f+1
 static_assert(offsetof(SlotPayload, fields_set) == 8 * kWordMeta + 4,
@@ -342,11 +358,12 @@ inline constexpr std::uint32_t kNil = 0xFFFF'FFFFu;  // end of a list
 //   SlotBook (32 B), one per slot:
 //   0      4              8              12         16                24         32
 //   +------+--------------+--------------+----------+-----------------+----------+
-//   | next | account_prev | account_next | reserved | synced_version  | queued   |
+//   | next | account_prev | reserved                | synced_version  | queued   |
 //   +------+--------------+--------------+----------+-----------------+----------+
 //   next: the free list. (The LRU order is the writer's private RecencyLog, rebuilt from the
 //     slots' updated_at and version when a writer re-attaches: writer/recency_log.hpp.)
-//   account_prev/next: the positions of one account (the writer keeps the heads in its memory).
+//   account_prev: the previous slot of the same account's list (the next one is in the account
+//     links, which readers follow: shm/accounts.hpp).
 //   synced_version: the highest version of this slot that Redis acknowledged. Stored by the
 //     sync thread (release), loaded by the apply thread (acquire) before it evicts or expires
 //     the slot: a version above it is spilled to the sync thread first
@@ -356,8 +373,7 @@ inline constexpr std::uint32_t kNil = 0xFFFF'FFFFu;  // end of a list
 struct SlotBook {
   std::uint32_t next;
   std::uint32_t account_prev;
-  std::uint32_t account_next;
-  std::uint32_t reserved;
+  std::uint64_t reserved;
   std::uint64_t synced_version;
   std::uint64_t queued_epoch;
 };
@@ -518,11 +534,40 @@ constexpr std::uint64_t buckets_for(std::uint64_t capacity) {
   return b;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The account index (protocol: shm/accounts.hpp). One open-addressing table of AccountEntry
+// (as many as the hash index has buckets: at most half full, since accounts <= positions) and
+// the account stripes: seqlock words, an account's being stripe (account hash & (stripes - 1)).
+//   AccountEntry (16 B)
+//   0                      8                12               16
+//   +----------------------+----------------+----------------+
+//   | key: account hash    | head: slot     | count          |
+//   +----------------------+----------------+----------------+
+//   key 0 = empty (a hash of 0 is stored as 1); head kNil = none; count: positions in the list.
+struct AccountEntry {
+  std::uint64_t key;
+  std::uint32_t head;
+  std::uint32_t count;
+};
+static_assert(sizeof(AccountEntry) == 16);
+
+// A stripe per 4 slots (at least 64): two accounts share one rarely, and sharing only costs a
+// retry, never a wrong answer. 2 B per slot.
+constexpr std::uint64_t account_stripes_for(std::uint64_t capacity) {
+  std::uint64_t n = 64;
+  while (n < capacity / 4) n <<= 1;
+  return n;
+}
+
 struct Geometry {
   std::uint64_t capacity;
   std::uint64_t index_buckets;
   std::uint64_t slots_offset;
   std::uint64_t index_offset[2];
+  std::uint64_t accounts_offset;  // AccountEntry[index_buckets]
+  std::uint64_t stripes_offset;   // std::uint64_t[account_stripes]
+  std::uint64_t account_stripes;
+  std::uint64_t links_offset;  // std::uint32_t[capacity]: the account lists' next slot
   std::uint64_t writer_offset;
   std::uint64_t book_offset;     // SlotBook[capacity] inside the writer area (absolute)
   std::uint64_t journal_offset;  // JournalHeader, then JournalEntry[journal_entries]
@@ -538,7 +583,13 @@ constexpr Geometry geometry_for(std::uint64_t capacity) {
   g.slots_offset = kHeaderSize;
   g.index_offset[0] = align_up(g.slots_offset + capacity * sizeof(Slot), kPageSize);
   g.index_offset[1] = align_up(g.index_offset[0] + g.index_buckets * sizeof(Bucket), kPageSize);
-  g.writer_offset = align_up(g.index_offset[1] + g.index_buckets * sizeof(Bucket), kPageSize);
+  g.accounts_offset = align_up(g.index_offset[1] + g.index_buckets * sizeof(Bucket), kPageSize);
+  g.stripes_offset =
+      align_up(g.accounts_offset + g.index_buckets * sizeof(AccountEntry), kPageSize);
+  g.account_stripes = account_stripes_for(capacity);
+  g.links_offset =
+      align_up(g.stripes_offset + g.account_stripes * sizeof(std::uint64_t), kPageSize);
+  g.writer_offset = align_up(g.links_offset + capacity * sizeof(std::uint32_t), kPageSize);
   g.book_offset = g.writer_offset + align_up(sizeof(WriterArea), kCacheLine);
   g.journal_offset = align_up(g.book_offset + capacity * sizeof(SlotBook), kPageSize);
   g.journal_entries = journal_entries_for(capacity);
@@ -558,6 +609,7 @@ constexpr std::uint64_t layout_fingerprint() {
                                  offsetof(SegmentHeader, state),
                                  offsetof(SegmentHeader, writer_pid),
                                  offsetof(SegmentHeader, change_seq),
+                                 offsetof(SegmentHeader, accounts_epoch),
                                  offsetof(SegmentHeader, counters),
                                  sizeof(Counters),
                                  offsetof(SegmentHeader, redis_state),
@@ -571,11 +623,15 @@ constexpr std::uint64_t layout_fingerprint() {
                                  sizeof(SlotPayload),
                                  offsetof(SlotPayload, ns),
                                  offsetof(SlotPayload, version),
+                                 offsetof(SlotPayload, account_hash),
                                  offsetof(SlotPayload, account),
                                  offsetof(SlotPayload, instrument),
                                  offsetof(SlotPayload, values),
                                  sizeof(Bucket),
                                  kTombstoneRef,
+                                 sizeof(AccountEntry),
+                                 account_stripes_for(1),
+                                 account_stripes_for(1u << 30),
                                  sizeof(SlotBook),
                                  sizeof(UndoRecord),
                                  sizeof(WriterArea),

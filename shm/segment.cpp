@@ -312,10 +312,12 @@ Mapping create_segment(const CreateSpec& spec) {
   // line per slot instead of seven), every slot on the free list. Slot seqs start at 0 (even).
   auto* slots = reinterpret_cast<Slot*>(base + g.slots_offset);
   auto* book = reinterpret_cast<SlotBook*>(base + g.book_offset);
+  auto* links = reinterpret_cast<std::uint32_t*>(base + g.links_offset);
   const auto cap = static_cast<std::uint32_t>(g.capacity);
   for (std::uint32_t s = 0; s < cap; ++s) {
     reinterpret_cast<SlotPayload*>(slots[s].payload)->ns = kFreeNamespace;
-    book[s] = SlotBook{s + 1 < cap ? s + 1 : kNil, kNil, kNil, 0, 0, 0};
+    book[s] = SlotBook{s + 1 < cap ? s + 1 : kNil, kNil, 0, 0, 0};
+    links[s] = kNil;
   }
   auto& wa = *reinterpret_cast<WriterArea*>(base + g.writer_offset);
   wa.free_head = 0;

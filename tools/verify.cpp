@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "shm/accounts.hpp"
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
 #include "shm/layout.hpp"
@@ -34,6 +35,7 @@ VerifyReport one_pass(const Reader& reader) {
 
   // Slots: each live one is well formed and reachable through the index.
   std::vector<std::uint64_t> hash_of(h.capacity, 0);
+  std::vector<std::uint64_t> account_of(h.capacity, 0);  // account_key of each live slot
   std::vector<bool> live(h.capacity, false);
   std::vector<std::uint64_t> live_per_ns(infos.size(), 0);
   std::set<std::string> keys;
@@ -68,6 +70,10 @@ VerifyReport one_pass(const Reader& reader) {
     const std::uint64_t hash = key_hash(p.ns, account, instrument);
     if (hash != p.key_hash)
       r.problems.push_back(slot_name(s) + " (" + key + "): stored hash does not match its key");
+    if (account_hash(account) != p.account_hash)
+      r.problems.push_back(slot_name(s) + " (" + key +
+                           "): stored account hash does not match its account");
+    account_of[s] = account_key(p.account_hash);
     const std::size_t nf = infos[p.ns].fields.size();
     if (nf < 32 && (p.fields_set >> nf) != 0)
       r.problems.push_back(slot_name(s) + " (" + key +
@@ -112,6 +118,47 @@ VerifyReport one_pass(const Reader& reader) {
                            " does (one slot, two buckets)");
     } else {
       bucket_of[s] = i;
+    }
+  }
+  // The account index (shm/accounts.hpp): each entry is found from its home, its list holds
+  // exactly `count` live slots of its account, and every live slot is in its account's list.
+  const Geometry ga = geometry_for(h.capacity);
+  const auto* entries = reinterpret_cast<const AccountEntry*>(base + ga.accounts_offset);
+  const auto* links = reinterpret_cast<const std::uint32_t*>(base + ga.links_offset);
+  std::vector<bool> listed(h.capacity, false);
+  std::uint64_t listed_count = 0;
+  for (std::uint64_t i = 0; i <= mask; ++i) {
+    const std::uint64_t key = load_relaxed(&entries[i].key);
+    if (key == 0) continue;
+    const std::string entry = "account entry " + std::to_string(i);
+    const AccountRef found = find_account(entries, mask, key);
+    if (!found.found || found.head != load_relaxed(&entries[i].head))
+      r.problems.push_back(entry + ": not found from its home (a snapshot would miss it)");
+    const std::uint32_t count = load_relaxed(&entries[i].count);
+    std::uint32_t s = load_relaxed(&entries[i].head);
+    std::uint32_t walked = 0;
+    for (; s != kNil && walked <= count; s = load_relaxed(&links[s]), ++walked) {
+      if (s >= h.capacity || !live[s] || account_of[s] != key || listed[s]) {
+        r.problems.push_back(entry + ": its list reaches " +
+                             (s >= h.capacity ? "slot " + std::to_string(s) + " beyond capacity"
+                              : !live[s]      ? "free " + slot_name(s)
+                              : listed[s]     ? slot_name(s) + " a second time"
+                                              : slot_name(s) + " of another account"));
+        break;
+      }
+      listed[s] = true;
+      ++listed_count;
+    }
+    if (walked != count)
+      r.problems.push_back(entry + ": counts " + std::to_string(count) + " positions, its list " +
+                           (walked > count ? "is longer" : "holds " + std::to_string(walked)));
+  }
+  if (listed_count != r.live_slots) {
+    for (std::uint64_t s = 0; s < h.capacity; ++s) {
+      if (live[s] && !listed[s]) {
+        r.problems.push_back(slot_name(s) + ": in no account's list (a snapshot would miss it)");
+        break;
+      }
     }
   }
   const std::uint64_t counted = load_relaxed(&h.counters.live);

@@ -118,6 +118,9 @@ Journal::Scan reattach(Table& table, const Journal& journal, const LogSink& log)
   WriterArea& wa = table.area();
   const auto prev_state = static_cast<SegmentState>(load_relaxed(&h.state));
   if (prev_state == SegmentState::ready) bump(h.writer_restarts);  // it did not close cleanly
+  // 0. Every account stripe and the account index's epoch odd until step 4 is done: snapshots
+  //    that straddle the repairs and rebuilds retry (shm/accounts.hpp, "THE WRITER DIES").
+  table.open_all_accounts();
   // 1. The slot caught mid-write, if any: restore it from the undo record (shm/seqlock.hpp,
   //    "THE WRITER DIES").
   const std::uint64_t armed = load_acquire(&wa.undo.slot_plus_one);
@@ -151,8 +154,9 @@ Journal::Scan reattach(Table& table, const Journal& journal, const LogSink& log)
   }
   // 3. The index: derived from the slots, rebuilt into the inactive copy and published.
   table.rebuild_index(true);
-  // 4. Free list, recency order, account lists, live count, next version.
+  // 4. Free list, recency order, account lists and index, live count, next version.
   table.rebuild_lists();
+  table.close_all_accounts();
   // 5. The journal: corrupt entries are reported and skipped; a removal recorded there may have
   //    been cut short by the kill: finish it.
   Journal::Scan scan = journal.scan(wa.next_version, h.namespace_count);

@@ -24,12 +24,17 @@ void Table::bind(std::byte* base, const Geometry& g) {
   index_[1] = reinterpret_cast<Bucket*>(base + g.index_offset[1]);
   wa_ = reinterpret_cast<WriterArea*>(base + g.writer_offset);
   book_ = reinterpret_cast<SlotBook*>(base + g.book_offset);
+  links_ = reinterpret_cast<std::uint32_t*>(base + g.links_offset);
   capacity_ = g.capacity;
   buckets_ = g.index_buckets;
   // Rebuild when tombstones pass a quarter of the buckets: live keys are at most half, so
   // occupied + tombstones stays under 3/4 and a miss probes a handful of buckets.
   tombstone_limit_ = buckets_ / 4;
-  account_heads_ = AccountHeads(capacity_);
+  accounts_ =
+      AccountIndexWriter(reinterpret_cast<AccountEntry*>(base + g.accounts_offset), g.index_buckets,
+                         reinterpret_cast<std::uint64_t*>(base + g.stripes_offset),
+                         g.account_stripes, &h_->accounts_epoch);
+  open_stripes_.reserve(64);
   recency_ = RecencyLog(capacity_);
   std::vector<std::uint16_t> expiring;
   for (std::uint32_t ns = 0; ns < h_->namespace_count; ++ns) {
@@ -43,6 +48,10 @@ void Table::write_words(std::uint32_t s, const std::uint8_t* idx, const std::uin
                         std::size_t n) noexcept {
   Slot& slot = slots_[s];
   UndoRecord& undo = wa_->undo;
+  // A1-A2: a change to a position is a change to its account (a free slot has none; an insert
+  // opens its account in account_link).
+  if (reinterpret_cast<const SlotPayload*>(slot.payload)->ns != kFreeNamespace)
+    open_account(slot.payload[kWordAccountHash]);
   // Ask for every line about to be written in exclusive state at once: a reader spinning on
   // this slot holds them shared, and taking them one by one would serialize the transfers.
   __builtin_prefetch(&slot, 1);
@@ -91,26 +100,32 @@ void Table::write_slot(std::uint32_t s, const SlotPayload& next) noexcept {
 }
 
 // ---- account lists (writer area) -------------------------------------------------------------
+// The links readers follow (links_, the next slot) are atomic stores; account_prev is the
+// writer's own. Both run with the account's stripe open (A3).
 void Table::account_link(std::uint32_t s, std::uint64_t ah) {
+  open_account(ah);
   SlotBook& b = book_[s];
+  const AccountRef old = accounts_.find(ah);
   b.account_prev = kNil;
-  const std::uint32_t old = account_heads_.find(ah);
-  b.account_next = old == AccountHeads::kNone ? kNil : old;
-  if (b.account_next != kNil) book_[b.account_next].account_prev = s;
-  account_heads_.set(ah, s);
+  store_relaxed(&links_[s], old.found ? old.head : kNil);
+  if (old.found && old.head != kNil) book_[old.head].account_prev = s;
+  accounts_.set(ah, s, old.count + 1);
 }
 
 void Table::account_unlink(std::uint32_t s, std::uint64_t ah) {
+  open_account(ah);
   SlotBook& b = book_[s];
+  const AccountRef cur = accounts_.find(ah);
+  const std::uint32_t next = links_[s];
   if (b.account_prev != kNil) {
-    book_[b.account_prev].account_next = b.account_next;
-  } else if (b.account_next != kNil) {
-    account_heads_.set(ah, b.account_next);
+    store_relaxed(&links_[b.account_prev], next);
+    accounts_.set(ah, cur.head, cur.count - 1);
   } else {
-    account_heads_.erase(ah);
+    accounts_.set(ah, next, cur.count - 1);  // count 0: the entry goes (E1-E2)
   }
-  if (b.account_next != kNil) book_[b.account_next].account_prev = b.account_prev;
-  b.account_prev = b.account_next = kNil;
+  if (next != kNil) book_[next].account_prev = b.account_prev;
+  b.account_prev = kNil;
+  store_relaxed(&links_[s], kNil);
 }
 
 // ---- index and lookup --------------------------------------------------------------------------
@@ -157,6 +172,7 @@ void Table::maybe_rebuild() {
 // ---- change notification -----------------------------------------------------------------------
 void Table::changed() noexcept {
   if (in_batch_) return;  // a batch publishes once at its end
+  close_accounts();       // A4: the change is complete
   // release: a reader that sees the new sequence (acquire) sees the change it announces
   store_release(&h_->change_seq, load_relaxed(&h_->change_seq) + 1);
   wake_pending_ = true;
@@ -232,6 +248,7 @@ void Table::upsert_batch(std::span<const Update> us, ApplyResult* out,
           for (std::size_t off = 0; off < end; off += kCacheLine) __builtin_prefetch(line + off, 1);
           __builtin_prefetch(recency_.stamp_address(target), 1);
           if (!named || sync_) __builtin_prefetch(&book_[target], 1);  // account links; sync mark
+          if (!named) __builtin_prefetch(&links_[target], 1);
         }
       }
       if (i >= 2 * kDistance && i - 2 * kDistance < n) {  // C
@@ -241,10 +258,13 @@ void Table::upsert_batch(std::span<const Update> us, ApplyResult* out,
           const SlotBook& bk = book_[target];
           const SlotPayload& vp = peek(target);
           __builtin_prefetch(&idx[vp.key_hash & mask], 1);
-          if (vp.account_len <= kMaxAccountLen)
-            account_heads_.prefetch(account_hash({vp.account, vp.account_len}));
-          if (bk.account_prev < capacity_) __builtin_prefetch(&book_[bk.account_prev], 1);
-          if (bk.account_next < capacity_) __builtin_prefetch(&book_[bk.account_next], 1);
+          if (vp.account_len <= kMaxAccountLen) accounts_.prefetch(vp.account_hash);
+          // Unlinking it writes the previous slot's link and the next slot's account_prev.
+          if (bk.account_prev < capacity_) __builtin_prefetch(&links_[bk.account_prev], 1);
+          if (links_[target] < capacity_) __builtin_prefetch(&book_[links_[target]], 1);
+        } else if (hint[j] != kNil && hint[j] < capacity_) {
+          // An update: its account's stripe, named by the slot's first line (fetched in B).
+          __builtin_prefetch(accounts_.stripe_of(slots_[hint[j]].payload[kWordAccountHash]), 1);
         }
       }
       if (i >= 3 * kDistance) {  // D
@@ -338,12 +358,13 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
   p.source_seq = u.source_seq;
   p.created_at_ns = t;
   p.updated_at_ns = t;
+  p.account_hash = account_hash(account);
   write_slot(s, p);
   // I1 after the slot's publish: a reader that finds the bucket finds the key.
   if (IndexWriter(index_[load_relaxed(&h_->index_epoch) & 1], buckets_).insert(hash, s))
     add_tombstones(-1);
   recency_.touch(s, u.ns);
-  account_link(s, account_hash(account));
+  account_link(s, p.account_hash);
   if (sync_) sync_->mark(s, t);
   live_added(u.ns);
   bump(h_->counters.inserts);

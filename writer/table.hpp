@@ -2,10 +2,10 @@
 //
 // It owns every write to the slots and the index, in the orders their protocols require
 // (shm/seqlock.hpp for slots: undo record, W1-W4; shm/index.hpp for the index: I1, D1-D3,
-// B1-B2), and the writer-only bookkeeping beside them: the free list and account lists in the
-// SlotBooks, the recency log (LRU and TTL order, writer/recency_log.hpp) and the account heads
-// (writer/account_heads.hpp) in private memory, the header's counters, the change sequence and
-// the readers' futex.
+// B1-B2; shm/accounts.hpp for the account index: A1-A4, E1-E2), and the writer-only
+// bookkeeping beside them: the free list and account lists in the SlotBooks, the recency log
+// (LRU and TTL order, writer/recency_log.hpp) in private memory, the header's counters, the
+// change sequence and the readers' futex.
 //
 // Only the apply thread calls it. Inputs are checked before they get here (writer/input.hpp);
 // removals are handed to the Redis sync, journaled first, through SyncHandOff when Redis is
@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "poscache/writer.hpp"
+#include "shm/accounts.hpp"
 #include "shm/layout.hpp"
-#include "writer/account_heads.hpp"
 #include "writer/journal.hpp"
 #include "writer/recency_log.hpp"
 #include "writer/tsc_clock.hpp"
@@ -68,12 +68,23 @@ class Table {
   // Removes up to `budget` positions past their namespace's expire_after. True if any.
   bool expire(std::size_t budget);
 
-  // A batch announces itself to readers once, at its end.
+  // A batch announces itself to readers once, at its end, and is one change to each account
+  // it touches: their stripes stay open from its first write to its end (shm/accounts.hpp).
   void begin_batch() noexcept { in_batch_ = true; }
   void end_batch() noexcept {
     in_batch_ = false;
     changed();
   }
+  // A4 for every stripe this change opened. changed() calls it; so do the paths that write
+  // without announcing (warm start). Nothing may stay open once an operation returns.
+  void close_accounts() noexcept {
+    for (std::uint64_t* st : open_stripes_) shm::AccountIndexWriter::close(st);
+    open_stripes_.clear();
+  }
+  [[nodiscard]] std::size_t open_accounts() const noexcept { return open_stripes_.size(); }
+  // Re-attach: every stripe and the index epoch odd across the repairs and rebuilds.
+  void open_all_accounts() noexcept { accounts_.open_all(); }
+  void close_all_accounts() noexcept { accounts_.close_all(); }
   // Wakes readers blocked in wait_for_change if a change is pending and `interval` has passed.
   void maybe_wake(std::int64_t t, std::int64_t interval) noexcept {
     if (wake_pending_ && t - last_wake_ >= interval) wake_readers(t);
@@ -131,6 +142,11 @@ class Table {
   std::size_t remove_all(const std::vector<std::uint32_t>& victims);
   void account_link(std::uint32_t s, std::uint64_t account_hash);
   void account_unlink(std::uint32_t s, std::uint64_t account_hash);
+  // A1-A2 for the account's stripe unless this change opened it already.
+  void open_account(std::uint64_t account_hash) {
+    std::uint64_t* st = accounts_.stripe_of(account_hash);
+    if (shm::AccountIndexWriter::open(st)) open_stripes_.push_back(st);
+  }
   void add_tombstones(std::int64_t delta) noexcept;
   // counters.live and namespace_live[ns] move together (one writer, relaxed).
   void live_added(NamespaceId ns) noexcept;
@@ -144,11 +160,13 @@ class Table {
   shm::Bucket* index_[2] = {nullptr, nullptr};
   shm::WriterArea* wa_ = nullptr;
   shm::SlotBook* book_ = nullptr;
+  std::uint32_t* links_ = nullptr;  // the account lists' next slot (shm/accounts.hpp)
   std::uint64_t capacity_ = 0;
   std::uint64_t buckets_ = 0;
   std::uint64_t tombstone_limit_ = 0;
-  AccountHeads account_heads_{1};  // account hash -> first slot; sized in bind()
-  RecencyLog recency_;             // the LRU order; sized in bind()
+  shm::AccountIndexWriter accounts_;          // account hash -> first slot and count; the stripes
+  std::vector<std::uint64_t*> open_stripes_;  // opened by the change in progress
+  RecencyLog recency_;                        // the LRU order; sized in bind()
   SyncHandOff* sync_ = nullptr;
 
   TscClock clock_;

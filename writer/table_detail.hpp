@@ -19,11 +19,6 @@ inline void bump(std::uint64_t& c, std::uint64_t n = 1) noexcept {
   shm::add_relaxed(&c, n);
 }
 
-// The key of the writer's private account table (writer/account_heads.hpp).
-inline std::uint64_t account_hash(std::string_view account) noexcept {
-  return XXH3_64bits(account.data(), account.size());
-}
-
 inline void futex_wake_all(std::uint32_t* word) noexcept {
   ::syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }

@@ -34,7 +34,7 @@ void Table::remove(std::uint32_t s, Removal why) {
   const std::uint64_t pos = iw.find_slot(p.key_hash, s);
   if (pos < buckets_) add_tombstones(iw.remove_at(pos));  // D1 (+D3)
   recency_.forget(s);
-  account_unlink(s, account_hash({p.account, p.account_len}));
+  account_unlink(s, p.account_hash);
   write_slot(s, free_slot_payload());  // D2
   book_[s].next = wa_->free_head;  // synced_version stays: the next occupant's versions are higher
   wa_->free_head = s;
@@ -86,9 +86,9 @@ std::size_t Table::remove_all(const std::vector<std::uint32_t>& victims) {
 
 std::size_t Table::invalidate_account(std::string_view account, std::optional<NamespaceId> ns) {
   std::vector<std::uint32_t> victims;
-  const std::uint32_t head = account_heads_.find(account_hash(account));
-  if (head != AccountHeads::kNone) {
-    for (std::uint32_t s = head; s != kNil; s = book_[s].account_next) {
+  const AccountRef acct = accounts_.find(account_hash(account));
+  if (acct.found) {
+    for (std::uint32_t s = acct.head; s != kNil; s = links_[s]) {
       const SlotPayload& p = peek(s);
       if (std::string_view(p.account, p.account_len) == account && (!ns || p.ns == *ns))
         victims.push_back(s);
@@ -200,11 +200,12 @@ void Table::rebuild_lists() {
       order;  // updated_at, version, slot
   std::uint64_t max_version = 0;
   wa_->free_head = kNil;
-  account_heads_.clear();
+  accounts_.clear();
   recency_.clear();
   for (auto s = static_cast<std::uint32_t>(capacity_); s-- > 0;) {
     const SlotPayload& p = peek(s);
-    book_[s].next = book_[s].account_prev = book_[s].account_next = kNil;
+    book_[s].next = book_[s].account_prev = kNil;
+    store_relaxed(&links_[s], kNil);
     if (p.ns == kFreeNamespace) {
       book_[s].next = wa_->free_head;
       book_[s].synced_version = 0;
@@ -218,8 +219,15 @@ void Table::rebuild_lists() {
   std::uint64_t per_ns[kMaxNamespaces] = {};
   for (const auto& [t, v, s] : order) {
     const SlotPayload& p = peek(s);
+    // The account hash is derived from the text; a slot whose word disagrees (only a corrupt
+    // segment has one) is corrected before it is linked by it.
+    if (const std::uint64_t ah = account_hash({p.account, p.account_len}); p.account_hash != ah) {
+      const auto word = static_cast<std::uint8_t>(kWordAccountHash);
+      write_words(s, &word, &ah, 1);
+      bump(h_->counters.repairs);
+    }
     recency_.touch(s, p.ns);
-    account_link(s, account_hash({p.account, p.account_len}));
+    account_link(s, p.account_hash);
     if (p.ns < kMaxNamespaces) ++per_ns[p.ns];
   }
   store_relaxed(&h_->counters.live, order.size());
@@ -239,9 +247,8 @@ std::size_t Table::finish_removal(const RemovalEvent& e) {
   if (e.kind == Kind::erase) {  // one key: the index finds it
     if (const std::uint32_t s = find(e.payload); s != kNil) consider(s);
   } else if (e.kind == Kind::account) {  // one account: its list
-    const std::uint32_t head = account_heads_.find(account_hash(e.text));
-    for (std::uint32_t s = head == AccountHeads::kNone ? kNil : head; s != kNil;
-         s = book_[s].account_next) {
+    const AccountRef acct = accounts_.find(account_hash(e.text));
+    for (std::uint32_t s = acct.found ? acct.head : kNil; s != kNil; s = links_[s]) {
       consider(s);
     }
   } else {  // a namespace, a glob, everything (rare): every slot
@@ -253,16 +260,18 @@ std::size_t Table::finish_removal(const RemovalEvent& e) {
 std::uint32_t Table::insert_synced(const SlotPayload& in) {
   SlotPayload p = in;
   p.key_hash = key_hash(p.ns, {p.account, p.account_len}, {p.instrument, p.instrument_len});
+  p.account_hash = account_hash({p.account, p.account_len});
   const std::uint32_t s = wa_->free_head;
   wa_->free_head = book_[s].next;
   write_slot(s, p);
   if (IndexWriter(index_[load_relaxed(&h_->index_epoch) & 1], buckets_).insert(p.key_hash, s))
     add_tombstones(-1);
   recency_.touch(s, p.ns);
-  account_link(s, account_hash({p.account, p.account_len}));
+  account_link(s, p.account_hash);
   book_[s].synced_version = p.version;  // Redis holds exactly this (no sync thread runs yet)
   live_added(p.ns);
   wa_->next_version = std::max(wa_->next_version, p.version + 1);
+  if (!in_batch_) close_accounts();  // A4 (a load announces itself once, at its end)
   return s;
 }
 

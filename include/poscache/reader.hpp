@@ -112,6 +112,18 @@ class Reader {
   [[nodiscard]] const std::vector<NamespaceInfo>& namespaces() const noexcept;
   [[nodiscard]] const NamespaceInfo& namespace_info(NamespaceId id) const;
 
+  // --- an account's positions, in O(its positions) ------------------------------------------
+  // Every position of `account` (every namespace) as of one moment: no change to the account
+  // is seen half applied, including a Writer::apply batch that changed several of its
+  // positions (shm/accounts.hpp argues it). `out` is cleared and filled (its capacity is
+  // reused: no allocation once it is large enough). Bounded time, like get():
+  //   ok / stale   a consistent set; stale if any position in it is stale (each Position says)
+  //   not_found    the account had no position at one instant during the call
+  //   writer_busy  the account kept changing, or stayed mid-change, past the retry bound
+  //   writer_dead  it is mid-change and the writer's heartbeat has stopped
+  //   bad_key      empty or longer than kMaxAccountLen;  retired: call follow()
+  // The order is the account's list order (most recently inserted first).
+  ReadStatus snapshot(std::string_view account, std::vector<Position>& out) const;
   // --- scans (walk every slot: O(capacity); for tools and periodic risk, not per order) ------
   // Calls `visit` for each position matching `filter` with a consistent copy. A slot stuck
   // mid-write is skipped and counted in the return value's second member.
@@ -121,6 +133,8 @@ class Reader {
   };
   ScanResult scan(const ScanFilter& filter,
                   const std::function<void(const Position&)>& visit) const;
+  // The positions of an account: snapshot(); if that answers writer_busy or writer_dead, a
+  // scan by account (each position consistent on its own). Empty if it has none.
   std::vector<Position> positions_of(std::string_view account) const;
 
   // --- the segment and its writer -----------------------------------------------------------

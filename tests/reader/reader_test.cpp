@@ -36,9 +36,10 @@ TEST_F(ReaderTest, ReportsNotFoundAndBadKeys) {
   EXPECT_EQ(r.get("spot", std::string(65, 'a'), "SOL", p), ReadStatus::bad_key);
 }
 
-// The layout's promise: readers read the header, the slots and the index, never the writer's
-// area or the journal (shm/layout.hpp). This reader's own mapping of those regions is made
-// inaccessible; every read API then runs, and a touch of them would be a SIGSEGV here.
+// The layout's promise: readers read the header, the slots, the index and the account index,
+// never the writer's area or the journal (shm/layout.hpp). This reader's own mapping of those
+// regions is made inaccessible; every read API then runs, and a touch of them would be a SIGSEGV
+// here.
 TEST_F(ReaderTest, ReadsNoWriterOnlyRegion) {
   w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "1"}}));
   w->erase(*w->make_key("spot", "bob", "SOL"));
@@ -53,6 +54,8 @@ TEST_F(ReaderTest, ReadsNoWriterOnlyRegion) {
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
   EXPECT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::not_found);
   EXPECT_EQ(r.positions_of("alice").size(), 1u);
+  std::vector<Position> snap;
+  EXPECT_EQ(r.snapshot("alice", snap), ReadStatus::ok);
   std::size_t n = 0;
   r.scan({}, [&](const Position&) { ++n; });
   EXPECT_EQ(n, 1u);

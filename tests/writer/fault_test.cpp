@@ -17,6 +17,7 @@
 
 #include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
+#include "shm/accounts.hpp"
 #include "test_util.hpp"
 #include "writer/fault_points.hpp"
 
@@ -26,11 +27,12 @@ using poscache::detail::FaultPoint;
 namespace {
 bool g_armed = false;
 FaultPoint g_target = FaultPoint::undo_saved;
+int g_skip = 0;  // hits of the target to let pass first (the Nth write of a batch)
 }  // namespace
 
 namespace poscache::detail {
 void fault_point(FaultPoint p) noexcept {
-  if (g_armed && p == g_target) ::raise(SIGKILL);
+  if (g_armed && p == g_target && g_skip-- == 0) ::raise(SIGKILL);
 }
 }  // namespace poscache::detail
 
@@ -79,6 +81,25 @@ std::string qty(const Position& p) {
   return format_decimal(p.values[0], 18);
 }
 
+// Whether two accounts share a stripe (then a change to one also holds the other's snapshots).
+bool share_stripe(const Reader& r, std::string_view a, std::string_view b) {
+  const auto& h = *static_cast<const shm::SegmentHeader*>(r.mapping_base());
+  const std::uint64_t mask = shm::account_stripes_for(h.capacity) - 1;
+  return (shm::account_hash(a) & mask) == (shm::account_hash(b) & mask);
+}
+
+// Every account stripe even and the account epoch even: no change is left open.
+bool all_accounts_closed(const Reader& r) {
+  const auto& h = *static_cast<const shm::SegmentHeader*>(r.mapping_base());
+  const shm::Geometry g = shm::geometry_for(h.capacity);
+  const auto* stripes = reinterpret_cast<const std::uint64_t*>(
+      static_cast<const char*>(r.mapping_base()) + g.stripes_offset);
+  for (std::uint64_t i = 0; i < g.account_stripes; ++i) {
+    if (shm::load_relaxed(&stripes[i]) & 1) return false;
+  }
+  return (shm::load_relaxed(&h.accounts_epoch) & 1) == 0;
+}
+
 }  // namespace
 
 class FaultTest : public ::testing::TestWithParam<std::tuple<WriteOp, FaultPoint>> {};
@@ -122,9 +143,24 @@ TEST_P(FaultTest, AWriterKilledAtThisStepLeavesTheBeforeOrTheAfterNeverAMix) {
     EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_busy);
   }
   ASSERT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);
+  // The account's stripe: an update or an erase of alice opens it before its first slot write
+  // and the kill leaves it open, so her snapshot is a bounded writer_busy at every step; an
+  // insert links carol only after its slot write, so she is not there yet.
+  std::vector<Position> snap;
+  if (op == WriteOp::insert) {
+    EXPECT_EQ(r.snapshot("carol", snap), ReadStatus::not_found);
+  } else {
+    EXPECT_EQ(r.snapshot("alice", snap), ReadStatus::writer_busy);
+    EXPECT_TRUE(snap.empty());
+  }
+  if (!share_stripe(r, "alice", "bob")) {
+    ASSERT_EQ(r.snapshot("bob", snap), ReadStatus::ok);
+    EXPECT_EQ(snap.size(), 1u);
+  }
 
   auto w = Writer::open(config(seg.name()));
   EXPECT_TRUE(w->stats().reattached);
+  EXPECT_TRUE(all_accounts_closed(r)) << "re-attach left a stripe or the epoch odd";
   EXPECT_EQ(r.stats().repairs, odd ? 1u : 0u) << "the successor repaired the wrong number of slots";
   const ReadStatus alice = r.get("spot", "alice", "SOL", p);
   switch (op) {
@@ -158,12 +194,55 @@ TEST_P(FaultTest, AWriterKilledAtThisStepLeavesTheBeforeOrTheAfterNeverAMix) {
   ASSERT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);
   EXPECT_EQ(qty(p), "7.000000000000000000");
   ASSERT_EQ(r.get("marks", "alice", "SOL", p), ReadStatus::ok);
+  // alice's snapshot agrees with get(): her spot position as the repair left it, and her mark.
+  ASSERT_EQ(r.snapshot("alice", snap), ReadStatus::ok);
+  EXPECT_EQ(snap.size(), has_value(alice) ? 2u : 1u);
   // The successor goes on writing the same slots.
   const ApplyStatus again =
       w->upsert(test::must(w->make_update("spot", "alice", "SOL", {{"qty", "5"}}))).status;
   EXPECT_TRUE(again == ApplyStatus::updated || again == ApplyStatus::inserted) << to_string(again);
   ASSERT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
   EXPECT_EQ(qty(p), "5.000000000000000000");
+}
+
+// A batch (Writer::apply) holds the stripes of the accounts it touches open from its first write
+// to its end. A writer killed between two of its writes leaves them open: snapshots of that
+// account answer writer_busy (never the half-applied batch) until a successor re-attaches. The
+// successor keeps what the killed batch had applied (there is no batch-level undo: each slot is
+// whole, the batch is as far as it got), and closes every stripe.
+TEST(FaultBatchTest, AKillBetweenTheWritesOfABatchHoldsTheAccountUntilReattach) {
+  test::ScratchSegment seg("fault_batch");
+  const pid_t child = test::fork_child([&] {
+    auto w = Writer::open(config(seg.name()));
+    w->upsert(test::must(w->make_update("spot", "alice", "SOL", {{"qty", "1"}})));
+    w->upsert(test::must(w->make_update("spot", "alice", "BTC", {{"qty", "9"}})));
+    w->heartbeat();
+    g_target = FaultPoint::undo_saved;
+    g_skip = 1;  // the batch's first write completes; the kill comes before its second one's W1
+    g_armed = true;
+    std::vector<Op> ops;
+    ops.emplace_back(test::must(w->make_update("spot", "alice", "SOL", {{"qty", "0"}})));
+    ops.emplace_back(test::must(w->make_update("spot", "alice", "BTC", {{"qty", "10"}})));
+    w->apply(ops);
+    return 0;
+  });
+  ASSERT_EQ(test::wait_child(child), 128 + SIGKILL);
+  Reader r = Reader::open(seg.name());
+  std::vector<Position> snap;
+  Position p;
+  // get() serves each position whole: SOL as the batch left it, BTC untouched.
+  ASSERT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
+  EXPECT_EQ(qty(p), "0.000000000000000000");
+  ASSERT_EQ(r.get("spot", "alice", "BTC", p), ReadStatus::ok);
+  EXPECT_EQ(qty(p), "9.000000000000000000");
+  // A snapshot never shows that half-applied batch while it may still be completed.
+  EXPECT_EQ(r.snapshot("alice", snap), ReadStatus::writer_busy);
+  EXPECT_FALSE(all_accounts_closed(r));
+  auto w = Writer::open(config(seg.name()));
+  EXPECT_TRUE(w->stats().reattached);
+  EXPECT_TRUE(all_accounts_closed(r));
+  ASSERT_EQ(r.snapshot("alice", snap), ReadStatus::ok);
+  ASSERT_EQ(snap.size(), 2u);
 }
 
 INSTANTIATE_TEST_SUITE_P(

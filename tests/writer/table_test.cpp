@@ -152,6 +152,7 @@ TEST_F(TableTest, ADedupingRebuildKeepsTheNewerOfTwoSlotsHoldingOneKey) {
   std::memcpy(p.account, a.account, sizeof p.account);
   p.account_len = a.account_len;
   p.key_hash = a.key_hash;
+  p.account_hash = a.account_hash;
   table.write_slot(newer, p);
   table.rebuild_index(true);
   table.rebuild_lists();
@@ -160,6 +161,26 @@ TEST_F(TableTest, ADedupingRebuildKeepsTheNewerOfTwoSlotsHoldingOneKey) {
   EXPECT_EQ(field_value(table.peek(newer), 0), 2);
   EXPECT_EQ(counters().repairs, 1u);
   EXPECT_EQ(counters().live, 1u);
+}
+
+// The account hash beside the text is derived from it: re-attach corrects one that disagrees
+// (a corrupt slot) before it links the slot into its account's list by it.
+TEST_F(TableTest, RebuildingTheListsCorrectsAnAccountHashThatDisagreesWithItsText) {
+  table.upsert(update("alice", "SOL", 1));
+  table.upsert(update("alice", "BTC", 2));
+  const std::uint32_t s = slot_of("alice", "SOL");
+  SlotPayload p = table.peek(s);
+  const std::uint64_t right = p.account_hash;
+  p.account_hash = right ^ 0x5a5a;
+  table.write_slot(s, p);
+  table.open_all_accounts();
+  table.rebuild_lists();
+  table.close_all_accounts();
+  EXPECT_EQ(table.peek(s).account_hash, right);
+  EXPECT_EQ(counters().repairs, 1u);
+  // Both positions are in alice's one list again: removing the account finds both.
+  EXPECT_EQ(table.invalidate_account("alice", std::nullopt), 2u);
+  EXPECT_EQ(table.open_accounts(), 0u) << "every stripe the removal opened is closed";
 }
 
 TEST_F(TableTest, FinishingAJournaledRemovalRemovesOnlyWhatIsOlderThanIt) {
