@@ -51,6 +51,7 @@ struct Reader::State {
   const std::uint64_t* stripes = nullptr;
   const std::uint32_t* links = nullptr;
   std::uint64_t stripe_mask = 0;
+  std::size_t max_copy_bytes = 0;  // of a slot, for the widest namespace: the lines to request
   // Cold.
   std::string name;
   Mapping mapping;
@@ -148,6 +149,10 @@ std::unique_ptr<Reader::State> make_state(std::string_view name, const ReaderOpt
     s->stale_after_ns[i] = h.namespaces[i].stale_after_ns;
     s->infos.push_back(std::move(info));
   }
+  std::size_t widest = 0;
+  for (std::uint32_t i = 0; i < h.namespace_count; ++i)
+    widest = std::max<std::size_t>(widest, s->field_count[i]);
+  s->max_copy_bytes = 8 + 8 * (kPayloadFixedWords + 2 * widest);
   s->options = options;
   claim_record(*s);
   return s;
@@ -396,14 +401,29 @@ ReadStatus Reader::snapshot(std::string_view account, std::vector<Position>& out
     std::uint32_t slot = ref.found ? ref.head : kNil;
     std::uint32_t walked = 0;
     bool stale = false;
-    while (slot != kNil && slot < s.capacity && walked < ref.count) {  // S3
-      const Slot& sl = s.slots[slot];
-      for (std::size_t w = 0; w < kPayloadFixedWords; ++w) buf[w] = load_relaxed(&sl.payload[w]);
-      const SlotPayload& pl = view(buf);
-      const std::uint32_t next = load_relaxed(&s.links[slot]);
-      if (next != kNil && next < s.capacity) __builtin_prefetch(&s.slots[next]);
-      if (pl.ns < s.ns_count && pl.account_len == account.size() &&
-          std::memcmp(pl.account, account.data(), account.size()) == 0) {
+    // S3 in chunks: follow up to kChunk links first (the only dependent misses), requesting
+    // every line of each slot as its index becomes known, then copy those slots, whose misses
+    // were overlapped.
+    constexpr std::uint32_t kChunk = 64;
+    std::uint32_t chunk[kChunk];
+    while (slot != kNil && slot < s.capacity && walked < ref.count) {
+      std::uint32_t n = 0;
+      while (n < kChunk && slot != kNil && slot < s.capacity && walked < ref.count) {
+        const auto* line = reinterpret_cast<const char*>(&s.slots[slot]);
+        for (std::size_t off = 0; off < s.max_copy_bytes; off += kCacheLine)
+          __builtin_prefetch(line + off);
+        chunk[n++] = slot;
+        slot = load_relaxed(&s.links[slot]);
+        ++walked;
+      }
+      for (std::uint32_t k = 0; k < n; ++k) {
+        const Slot& sl = s.slots[chunk[k]];
+        for (std::size_t w = 0; w < kPayloadFixedWords; ++w) buf[w] = load_relaxed(&sl.payload[w]);
+        const SlotPayload& pl = view(buf);
+        if (pl.ns >= s.ns_count || pl.account_len != account.size() ||
+            std::memcmp(pl.account, account.data(), account.size()) != 0) {
+          continue;  // another account with the same hash, or a change S5 will catch
+        }
         const std::size_t words = kPayloadFixedWords + 2 * s.field_count[pl.ns];
         for (std::size_t w = kPayloadFixedWords; w < words; ++w)
           buf[w] = load_relaxed(&sl.payload[w]);
@@ -413,8 +433,6 @@ ReadStatus Reader::snapshot(std::string_view account, std::vector<Position>& out
         p.stale = s.stale_after_ns[pl.ns] > 0 && p.age_ns > s.stale_after_ns[pl.ns];
         stale = stale || p.stale;
       }
-      slot = next;
-      ++walked;
     }
     std::atomic_thread_fence(std::memory_order_acquire);  // S4, pairs with A2 / E1
     if (load_relaxed(stripe) == s1 && load_relaxed(&h.accounts_epoch) == e1 && slot == kNil &&

@@ -62,6 +62,14 @@ TEST(SegmentTest, LayoutOffsetsAreWhatTheDiagramsSay) {
   EXPECT_EQ(g.slots_offset, kHeaderSize);
   EXPECT_EQ(g.index_offset[0] % kPageSize, 0u);
   EXPECT_GE(g.index_offset[0], g.slots_offset + 1'000'000 * sizeof(Slot));
+  // The account index (shm/accounts.hpp) between the index and the writer's area: readers map
+  // it, the writer-only regions start after it.
+  EXPECT_EQ(g.accounts_offset % kPageSize, 0u);
+  EXPECT_GE(g.accounts_offset, g.index_offset[1] + g.index_buckets * sizeof(Bucket));
+  EXPECT_GE(g.stripes_offset, g.accounts_offset + g.index_buckets * sizeof(AccountEntry));
+  EXPECT_EQ(g.account_stripes, 16'384u);
+  EXPECT_GE(g.links_offset, g.stripes_offset + g.account_stripes * sizeof(std::uint64_t));
+  EXPECT_GE(g.writer_offset, g.links_offset + 1'000'000 * sizeof(std::uint32_t));
   // The journal closes the segment: after the SlotBooks, page-aligned, 1/16 of the capacity.
   EXPECT_EQ(g.journal_offset % kPageSize, 0u);
   EXPECT_GE(g.journal_offset, g.book_offset + 1'000'000 * sizeof(SlotBook));
