@@ -219,6 +219,20 @@ int poscache_get_by_id(const poscache_reader* reader, int ns, const char* accoun
   return read_status(s);
 }
 
+int poscache_snapshot(const poscache_reader* reader, const char* account, poscache_position* out,
+                      std::size_t cap, std::size_t* count) {
+  if (reader == nullptr || count == nullptr || (out == nullptr && cap > 0))
+    return failed(POSCACHE_BAD_INPUT, "no reader, output or count");
+  *count = 0;
+  thread_local std::vector<Position> ps;  // reused: no allocation once large enough
+  const ReadStatus s = reader->reader.snapshot(sv(account), ps);
+  if (s != ReadStatus::ok && s != ReadStatus::stale) return read_status(s);
+  *count = ps.size();
+  if (ps.size() > cap) return POSCACHE_SMALL_BUFFER;
+  for (std::size_t i = 0; i < ps.size(); ++i) to_c(ps[i], out[i]);
+  return read_status(s);
+}
+
 int poscache_position_field_text(const poscache_reader* reader, const poscache_position* position,
                                  const char* field, char* buf, std::size_t len) {
   if (reader == nullptr || position == nullptr || field == nullptr)

@@ -25,7 +25,7 @@
 //   | u32[capacity]             next slot of the same account       |  <- snapshot()
 //   +--------------------------------------------------------------+ writer_offset
 //   | WriterArea                undo record, free list, versions    |  writer only:
-//   |   SlotBook[capacity]      free/account links, sync mark, 32 B |  readers never
+//   |   SlotBook[capacity]      free/account links, sync mark, 24 B |  readers never
 //   +--------------------------------------------------------------+ journal_offset touch it
 //   | JournalHeader             head, tail, overflows               |  writer only
 //   |   JournalEntry[entries]   removals not yet in Redis, 768 B    |
@@ -355,11 +355,11 @@ constexpr std::uint32_t bucket_ref(std::uint64_t bucket) noexcept {  // slot + 1
 // so that a writer restarted after kill -9 finds the undo record and the sync marks.
 inline constexpr std::uint32_t kNil = 0xFFFF'FFFFu;  // end of a list
 
-//   SlotBook (32 B), one per slot:
-//   0      4              8              12         16                24         32
-//   +------+--------------+--------------+----------+-----------------+----------+
-//   | next | account_prev | reserved                | synced_version  | queued   |
-//   +------+--------------+--------------+----------+-----------------+----------+
+//   SlotBook (24 B), one per slot:
+//   0      4              8                  16                 24
+//   +------+--------------+------------------+------------------+
+//   | next | account_prev | synced_version   | queued_epoch     |
+//   +------+--------------+------------------+------------------+
 //   next: the free list. (The LRU order is the writer's private RecencyLog, rebuilt from the
 //     slots' updated_at and version when a writer re-attaches: writer/recency_log.hpp.)
 //   account_prev: the previous slot of the same account's list (the next one is in the account
@@ -373,11 +373,10 @@ inline constexpr std::uint32_t kNil = 0xFFFF'FFFFu;  // end of a list
 struct SlotBook {
   std::uint32_t next;
   std::uint32_t account_prev;
-  std::uint64_t reserved;
   std::uint64_t synced_version;
   std::uint64_t queued_epoch;
 };
-static_assert(sizeof(SlotBook) == 32);
+static_assert(sizeof(SlotBook) == 24);  // 32 until the account links moved out (version 8)
 
 //   UndoRecord: the payload words the write in progress changes, each with its value before
 //   the write. Written before the slot's seq turns odd; consulted only at re-attach

@@ -316,7 +316,7 @@ Mapping create_segment(const CreateSpec& spec) {
   const auto cap = static_cast<std::uint32_t>(g.capacity);
   for (std::uint32_t s = 0; s < cap; ++s) {
     reinterpret_cast<SlotPayload*>(slots[s].payload)->ns = kFreeNamespace;
-    book[s] = SlotBook{s + 1 < cap ? s + 1 : kNil, kNil, 0, 0, 0};
+    book[s] = SlotBook{s + 1 < cap ? s + 1 : kNil, kNil, 0, 0};
     links[s] = kNil;
   }
   auto& wa = *reinterpret_cast<WriterArea*>(base + g.writer_offset);

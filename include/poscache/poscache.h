@@ -105,6 +105,14 @@ int poscache_get(const poscache_reader* reader, const char* ns, const char* acco
 int poscache_get_by_id(const poscache_reader* reader, int ns, const char* account,
                        const char* instrument, poscache_position* out);
 
+/* Every position of an account as of one moment (no change to it seen half applied): up to
+ * `cap` into out[], their number in *count. POSCACHE_OK or POSCACHE_STALE (some are stale);
+ * POSCACHE_NOT_FOUND (none: *count 0); POSCACHE_SMALL_BUFFER if the account holds more than
+ * `cap` (*count says how many: call again with room); POSCACHE_WRITER_BUSY / _DEAD if it stayed
+ * mid-change; POSCACHE_BAD_KEY. */
+int poscache_snapshot(const poscache_reader* reader, const char* account, poscache_position* out,
+                      size_t cap, size_t* count);
+
 /* A field of a position as exact text (decimals with their scale's digits, integers as
  * integers). POSCACHE_OK; POSCACHE_NOT_FOUND if the position does not carry it;
  * POSCACHE_BAD_INPUT for an unknown field; POSCACHE_SMALL_BUFFER (64 bytes always suffice). */

@@ -129,6 +129,29 @@ class PyReader {
     return to_python_list(r_, names_, r_.positions_of(account));
   }
 
+  // Every position of the account as of one moment (Reader::snapshot); [] if it has none.
+  py::list snapshot(const std::string& account) const {
+    std::vector<Position> ps;
+    const ReadStatus s = r_.snapshot(account, ps);
+    switch (s) {
+      case ReadStatus::ok:
+      case ReadStatus::stale:
+      case ReadStatus::not_found:
+        return to_python_list(r_, names_, ps);
+      case ReadStatus::writer_busy:
+        raise(g_writer_busy,
+              "the writer kept account '" + account + "' changing past the retry bound: retry");
+      case ReadStatus::writer_dead:
+        raise(g_writer_dead, "the writer died changing account '" + account + "'");
+      case ReadStatus::bad_key:
+        throw py::value_error("bad account '" + account + "': empty or longer than 64 bytes");
+      case ReadStatus::retired:
+        raise(g_retired,
+              "segment '" + r_.segment_name() + "' was re-created by its writer: call follow()");
+    }
+    raise(g_error, "unknown read status");
+  }
+
   py::list scan(const std::optional<std::string>& ns, const std::optional<std::string>& account,
                 const std::optional<std::string>& glob) const {
     ScanFilter f;
@@ -422,6 +445,7 @@ PYBIND11_MODULE(poscache, m) {
       py::class_<PyReader>(m, "Reader", "maps a segment read-only; reads never block the writer")
           .def(py::init<const std::string&>(), py::arg("segment"))
           .def("positions_of", &PyReader::positions_of, py::arg("account"))
+          .def("snapshot", &PyReader::snapshot, py::arg("account"))
           .def("scan", &PyReader::scan, py::arg("namespace") = py::none(),
                py::arg("account") = py::none(), py::arg("glob") = py::none(),
                "every position matching (a walk of the whole table: for tools, not per order)")

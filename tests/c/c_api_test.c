@@ -175,6 +175,24 @@ int main(void) {
   CHECK_STATUS(poscache_get(r, "futures", "w1", "SOL", &pos), POSCACHE_BAD_KEY);
   CHECK_STATUS(poscache_get(r, "spot", "nobody", "SOL", &pos), POSCACHE_NOT_FOUND);
 
+  /* An account as of one moment: w1 holds SOL in spot; 0xab12 USDC in lending. */
+  const char* one[] = {"1"};
+  CHECK_STATUS(
+      poscache_upsert(p, "spot", "0xab12", "ETH", qty_name, one, 1, 0, POSCACHE_MERGE, &seq),
+      POSCACHE_OK);
+  CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
+  poscache_position book[4];
+  size_t count = 0;
+  CHECK_STATUS(poscache_snapshot(r, "0xab12", book, 4, &count), POSCACHE_OK);
+  CHECK(count == 2);
+  CHECK(strcmp(book[0].account, "0xab12") == 0 && strcmp(book[1].account, "0xab12") == 0);
+  CHECK(strcmp(book[0].instrument, "ETH") == 0 || strcmp(book[1].instrument, "ETH") == 0);
+  CHECK_STATUS(poscache_snapshot(r, "0xab12", book, 1, &count), POSCACHE_SMALL_BUFFER);
+  CHECK(count == 2);
+  CHECK_STATUS(poscache_snapshot(r, "nobody", book, 4, &count), POSCACHE_NOT_FOUND);
+  CHECK(count == 0);
+  CHECK_STATUS(poscache_snapshot(r, "", book, 4, &count), POSCACHE_BAD_KEY);
+
   /* A fill the writer refuses (its cost basis beyond 10^38): the producer hears why. */
   CHECK_STATUS(poscache_fill(p, "spot", "w2", "ETH", POSCACHE_BUY, "99999999999999999999",
                              "99999999999999999999", NULL, NULL, &seq),

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "poscache/format.hpp"
+#include "shm/accounts.hpp"
 #include "shm/clock.hpp"
 #include "test_util.hpp"
 #include "writer/http/metrics.hpp"
@@ -127,6 +128,20 @@ TEST_F(ApiTest, AnAccountsPositionsAreListedInOrder) {
   const HttpResponse bad = call("GET", "/v1/accounts/no!such");
   EXPECT_EQ(bad.status, 400);
   EXPECT_NE(body_of(bad)["error"].get<std::string>().find("account"), std::string::npos);
+  // An account left mid-change (its stripe odd: shm/accounts.hpp) is a 503 naming why, never a
+  // partial list.
+  w->heartbeat();
+  test::RwMapping m(seg.name());
+  const auto& h = *reinterpret_cast<const shm::SegmentHeader*>(m.base());
+  const shm::Geometry g = shm::geometry_for(h.capacity);
+  auto* stripe = reinterpret_cast<std::uint64_t*>(m.base() + g.stripes_offset) +
+                 (shm::account_hash("w1") & (g.account_stripes - 1));
+  *stripe += 1;
+  const HttpResponse busy = call("GET", "/v1/accounts/w1");
+  EXPECT_EQ(busy.status, 503) << busy.body;
+  EXPECT_EQ(body_of(busy)["status"], "writer_busy");
+  *stripe += 1;
+  EXPECT_EQ(call("GET", "/v1/accounts/w1").status, 200);
 }
 
 TEST_F(ApiTest, EveryBadPositionRequestNamesWhatIsWrong) {

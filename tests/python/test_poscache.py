@@ -154,6 +154,12 @@ def test_scans_removals_and_change_notification(writer):
     seq = p.upsert("quotes", "mkt", "SOL", {"bid": "101.1", "ask": "101.3"})
     assert p.wait_applied(seq, timeout=10)
     assert sorted(x.instrument for x in r.positions_of("w9")) == ["BTC", "ETH", "SOL"]
+    snap = r.snapshot("w9")
+    assert sorted((x.ns, x.instrument) for x in snap) == sorted(
+        (x.ns, x.instrument) for x in r.positions_of("w9"))
+    assert r.snapshot("nobody") == []
+    with pytest.raises(ValueError):
+        r.snapshot("")
     assert [x.account for x in r.scan(namespace="quotes")] == ["mkt"]
     assert len(r.scan(glob="spot:w9:*")) == 3
     assert r.namespaces() == ["spot", "lending", "quotes"]

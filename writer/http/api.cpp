@@ -139,7 +139,14 @@ HttpResponse Api::position(std::string_view rest) const {
 
 HttpResponse Api::account(std::string_view acc) const {
   if (auto ok = validate_account(acc); !ok) return error_response(400, "bad key: " + ok.error());
-  std::vector<Position> ps = reader_.positions_of(acc);
+  // One moment of the account (Reader::snapshot); an account that stays mid-change is a 503
+  // naming why, as a position mid-write is.
+  std::vector<Position> ps;
+  const ReadStatus st = reader_.snapshot(acc, ps);
+  if (st == ReadStatus::writer_busy || st == ReadStatus::writer_dead || st == ReadStatus::retired) {
+    return json_response(503,
+                         {{"status", std::string(to_string(st))}, {"account", std::string(acc)}});
+  }
   std::sort(ps.begin(), ps.end(), [](const Position& x, const Position& y) {
     return std::make_tuple(x.ns, x.instrument_view()) < std::make_tuple(y.ns, y.instrument_view());
   });
