@@ -89,6 +89,9 @@ r = poscache.Reader(sys.argv[1])
 p = r.get("spot", sys.argv[2], "SOL")
 print(f"   {p.ns}:{p.account[:8]}..:{p.instrument} qty {p.fields['qty']} avg {p.fields['avg_price']} "
       f"realized {p.fields['realized_pnl']} (version {p.version}, {p.age * 1e3:.1f} ms old)")
+book = r.snapshot(sys.argv[2])  # every position of the wallet, as of one moment
+print(f"   the whole wallet at one moment (r.snapshot): {len(book)} positions: " +
+      ", ".join(f"{x.ns}:{x.instrument} qty {x.fields.get('qty')}" for x in book))
 PY
 echo "   what reader processes' get() calls answered (poscache-inspect readers; readers that left"
 echo "   are in the reaped row):"
@@ -100,6 +103,14 @@ echo "   GET /health (200 or 503, the inspector's rule):"
 http "http://127.0.0.1:$http_port/health" | sed 's/^/   /'
 echo "   GET /v1/positions/spot/$wallet/SOL (exact decimal strings):"
 http "http://127.0.0.1:$http_port/v1/positions/spot/$wallet/SOL" | sed 's/^/   /'
+echo "   GET /v1/accounts/$wallet (the whole account at one moment: Reader::snapshot):"
+/usr/bin/python3 - "http://127.0.0.1:$http_port/v1/accounts/$wallet" <<'PY'
+import sys, json, urllib.request
+j = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))
+for p in j["positions"]:
+    print(f"   {p['namespace']}:{p['instrument']} " +
+          " ".join(f"{k}={v}" for k, v in list(p["fields"].items())[:3]) + f" (version {p['version']})")
+PY
 echo "   GET /metrics (Prometheus; a few of its lines):"
 http "http://127.0.0.1:$http_port/metrics" | grep -E '^(poscache_positions|poscache_namespace_positions|poscache_producer_applied_total|poscache_redis_dirty|poscache_apply_seconds_(count|bucket\{le="1e-06"))' | sed 's/^/   /'
 echo "   POST /v1/invalidate {\"ns\":\"quotes\"} without the token, then with it (the writer logs the caller):"

@@ -101,16 +101,27 @@ TEST_F(SnapshotTest, ListsWhatAScanFindsThroughEveryKindOfChange) {
 TEST_F(SnapshotTest, AgreesWithAScanForEveryAccountUnderChurnAndEviction) {
   std::mt19937_64 rng(11);
   std::vector<Position> snap;
-  for (int round = 0; round < 3000; ++round) {
+  for (int round = 0; round < 6000; ++round) {
     const std::string a = "acct" + std::to_string(rng() % 40);
     const std::string i = "I" + std::to_string(rng() % 6);
-    const std::uint64_t k = rng() % 10;
-    if (k < 6) {
-      put("spot", a, i, std::to_string(round).c_str());  // past 64 live: evictions
-    } else if (k < 9) {
-      w->erase(test::must(w->make_key("spot", a, i)));
-    } else {
+    const std::uint64_t k = rng() % 100;
+    const char* ns = (rng() & 1) ? "spot" : "marks";
+    if (k < 60) {
+      put(ns, a, i, std::to_string(round).c_str());  // past 64 live: evictions
+    } else if (k < 90) {
+      w->erase(test::must(w->make_key(ns, a, i)));
+    } else if (k < 96) {
       w->invalidate_account(a);
+    } else if (k < 98) {
+      w->invalidate_matching("spot:acct" + std::to_string(rng() % 4) + "*:*");
+    } else if (k < 99) {
+      w->invalidate_namespace(*r.namespace_id(ns));
+    } else {
+      std::vector<Op> ops;  // a batch: an insert, an erase and a removal of a whole account
+      ops.emplace_back(test::must(w->make_update("spot", a, "Z", {{"qty", "1"}})));
+      ops.emplace_back(Erase{test::must(w->make_key("spot", a, i))});
+      ops.emplace_back(InvalidateAccount{"acct" + std::to_string(rng() % 40), std::nullopt});
+      ASSERT_TRUE(w->apply(ops).applied);
     }
     if (round % 50 == 0) {
       for (int n = 0; n < 40; ++n) {
