@@ -158,6 +158,13 @@ std::unique_ptr<Reader::State> make_state(std::string_view name, const ReaderOpt
   return s;
 }
 
+// A copy's age at `now` and whether it is stale by its namespace's stale_after; true if stale.
+bool set_age(const Reader::State& s, Position& p, std::int64_t now) noexcept {
+  p.age_ns = std::max<std::int64_t>(0, now - p.updated_at_ns);
+  p.stale = s.stale_after_ns[p.ns] > 0 && p.age_ns > s.stale_after_ns[p.ns];
+  return p.stale;
+}
+
 // T2: one relaxed load and store on this Reader's own line (no locked instruction).
 inline ReadStatus counted(const Reader::State& s, ReadStatus st) noexcept {
   if (std::uint64_t* c = s.counts) {
@@ -299,11 +306,7 @@ ReadStatus Reader::lookup_hashed(NamespaceId ns, std::string_view account,
     }
     if (hit) {
       fill(buf, s.field_count[ns], out);
-      const std::int64_t age = now_ns - out.updated_at_ns;
-      out.age_ns = age > 0 ? age : 0;
-      const std::int64_t stale_after = s.stale_after_ns[ns];
-      out.stale = stale_after > 0 && out.age_ns > stale_after;
-      return out.stale ? ReadStatus::stale : ReadStatus::ok;
+      return set_age(s, out, now_ns) ? ReadStatus::stale : ReadStatus::ok;
     }
     // L4: a miss counts only if no rebuild was published while we probed.
     if (load_acquire(&h.index_epoch) == epoch) return ReadStatus::not_found;
@@ -355,8 +358,7 @@ Reader::ScanResult Reader::scan(const ScanFilter& filter,
         continue;
       }
     }
-    p.age_ns = std::max<std::int64_t>(0, now - p.updated_at_ns);
-    p.stale = s.stale_after_ns[p.ns] > 0 && p.age_ns > s.stale_after_ns[p.ns];
+    set_age(s, p, now);
     ++r.visited;
     visit(p);
   }
@@ -401,38 +403,29 @@ ReadStatus Reader::snapshot(std::string_view account, std::vector<Position>& out
     std::uint32_t slot = ref.found ? ref.head : kNil;
     std::uint32_t walked = 0;
     bool stale = false;
-    // S3 in chunks: follow up to kChunk links first (the only dependent misses), requesting
-    // every line of each slot as its index becomes known, then copy those slots, whose misses
-    // were overlapped.
-    constexpr std::uint32_t kChunk = 64;
-    std::uint32_t chunk[kChunk];
+    // S3: each slot's link is read first, so the next slot's lines are requested while this
+    // one is copied (the links are the only dependent misses).
     while (slot != kNil && slot < s.capacity && walked < ref.count) {
-      std::uint32_t n = 0;
-      while (n < kChunk && slot != kNil && slot < s.capacity && walked < ref.count) {
+      const Slot& sl = s.slots[slot];
+      slot = load_relaxed(&s.links[slot]);
+      ++walked;
+      if (slot < s.capacity) {
         const auto* line = reinterpret_cast<const char*>(&s.slots[slot]);
         for (std::size_t off = 0; off < s.max_copy_bytes; off += kCacheLine)
           __builtin_prefetch(line + off);
-        chunk[n++] = slot;
-        slot = load_relaxed(&s.links[slot]);
-        ++walked;
       }
-      for (std::uint32_t k = 0; k < n; ++k) {
-        const Slot& sl = s.slots[chunk[k]];
-        for (std::size_t w = 0; w < kPayloadFixedWords; ++w) buf[w] = load_relaxed(&sl.payload[w]);
-        const SlotPayload& pl = view(buf);
-        if (pl.ns >= s.ns_count || pl.account_len != account.size() ||
-            std::memcmp(pl.account, account.data(), account.size()) != 0) {
-          continue;  // another account with the same hash, or a change S5 will catch
-        }
-        const std::size_t words = kPayloadFixedWords + 2 * s.field_count[pl.ns];
-        for (std::size_t w = kPayloadFixedWords; w < words; ++w)
-          buf[w] = load_relaxed(&sl.payload[w]);
-        Position& p = out.emplace_back();
-        fill(buf, s.field_count[pl.ns], p);
-        p.age_ns = std::max<std::int64_t>(0, now - p.updated_at_ns);
-        p.stale = s.stale_after_ns[pl.ns] > 0 && p.age_ns > s.stale_after_ns[pl.ns];
-        stale = stale || p.stale;
+      for (std::size_t w = 0; w < kPayloadFixedWords; ++w) buf[w] = load_relaxed(&sl.payload[w]);
+      const SlotPayload& pl = view(buf);
+      if (pl.ns >= s.ns_count || pl.account_len != account.size() ||
+          std::memcmp(pl.account, account.data(), account.size()) != 0) {
+        continue;  // another account with the same hash, or a change S5 will catch
       }
+      const std::size_t words = kPayloadFixedWords + 2 * s.field_count[pl.ns];
+      for (std::size_t w = kPayloadFixedWords; w < words; ++w)
+        buf[w] = load_relaxed(&sl.payload[w]);
+      Position& p = out.emplace_back();
+      fill(buf, s.field_count[pl.ns], p);
+      stale = set_age(s, p, now) || stale;
     }
     std::atomic_thread_fence(std::memory_order_acquire);  // S4, pairs with A2 / E1
     if (load_relaxed(stripe) == s1 && load_relaxed(&h.accounts_epoch) == e1 && slot == kNil &&
