@@ -15,6 +15,7 @@
 
 #include "reader/reader_table.hpp"
 #include "shm/accounts.hpp"
+#include "shm/change_ring.hpp"
 #include "shm/clock.hpp"
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
@@ -52,6 +53,9 @@ struct Reader::State {
   const std::uint32_t* links = nullptr;
   std::uint64_t stripe_mask = 0;
   std::size_t max_copy_bytes = 0;  // of a slot, for the widest namespace: the lines to request
+  // The change ring (changes()).
+  const ChangeCell* ring = nullptr;
+  std::uint64_t ring_mask = 0;
   // Cold.
   std::string name;
   Mapping mapping;
@@ -136,6 +140,8 @@ std::unique_ptr<Reader::State> make_state(std::string_view name, const ReaderOpt
   s->stripes = reinterpret_cast<const std::uint64_t*>(base + g.stripes_offset);
   s->links = reinterpret_cast<const std::uint32_t*>(base + g.links_offset);
   s->stripe_mask = g.account_stripes - 1;
+  s->ring = reinterpret_cast<const ChangeCell*>(base + g.ring_offset);
+  s->ring_mask = g.ring_cells - 1;
   s->ns_count = h.namespace_count;
   for (std::uint32_t i = 0; i < h.namespace_count; ++i) {
     NamespaceSpec spec = spec_of(h.namespaces[i]);
@@ -483,15 +489,17 @@ std::uint64_t Reader::change_sequence() const noexcept {
   return load_acquire(&s_->header->change_seq);  // pairs with the writer's release
 }
 
-bool Reader::wait_for_change(std::uint64_t seen, std::chrono::nanoseconds timeout) const {
+template <class Moved>
+bool Reader::wait_until(Moved moved, std::chrono::nanoseconds timeout) const {
   const SegmentHeader& h = *s_->header;
   const std::int64_t deadline = monotonic_ns() + timeout.count();
   for (;;) {
-    // Read the futex word BEFORE re-checking the sequence: the writer bumps change_seq, then the
-    // futex word, then wakes. If we saw the old sequence, the futex word we pass is older than the
-    // writer's bump, so FUTEX_WAIT returns at once (value differs) or is woken: no lost wake-up.
+    // Read the futex word BEFORE re-checking: the writer publishes (the ring's head, then the
+    // change sequence), then bumps the futex word, then wakes. If we saw the old value, the futex
+    // word we pass is older than the writer's bump, so FUTEX_WAIT returns at once (value
+    // differs) or is woken: no lost wake-up.
     const std::uint32_t f = load_acquire(&h.change_futex);
-    if (load_acquire(&h.change_seq) != seen) return true;
+    if (moved()) return true;
     const std::int64_t left = deadline - monotonic_ns();
     if (left <= 0) return false;
     timespec ts{static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
@@ -499,6 +507,104 @@ bool Reader::wait_for_change(std::uint64_t seen, std::chrono::nanoseconds timeou
     // read-only mapping: FUTEX_WAIT only reads the word.
     ::syscall(SYS_futex, &h.change_futex, FUTEX_WAIT, f, &ts, nullptr, 0);
   }
+}
+
+bool Reader::wait_for_change(std::uint64_t seen, std::chrono::nanoseconds timeout) const {
+  const SegmentHeader& h = *s_->header;
+  return wait_until([&] { return load_acquire(&h.change_seq) != seen; }, timeout);
+}
+
+bool Reader::wait_for_changes(std::uint64_t from, std::chrono::nanoseconds timeout) const {
+  const SegmentHeader& h = *s_->header;
+  return wait_until([&] { return load_acquire(&h.ring_head) != from; }, timeout);
+}
+
+std::uint64_t Reader::change_position() const noexcept {
+  return load_acquire(&s_->header->ring_head);  // R0
+}
+
+std::uint64_t Reader::change_ring_cells() const noexcept {
+  return load_relaxed(&s_->header->ring_cells);
+}
+
+namespace {
+
+// A validated record as a Change; false if it cannot be one (a corrupt segment).
+bool decode_change(const RecordWords& r, std::uint32_t ns_count, Change& c) noexcept {
+  const ChangeMeta m = r.meta();
+  if (m.kind < 1 || m.kind > 9 || m.text_len > kMaxChangeText) return false;
+  c.kind = static_cast<ChangeKind>(m.kind);
+  c.ns = m.ns;
+  c.version = r.w[1];
+  c.at_ns = static_cast<std::int64_t>(r.w[2]);
+  c.account_len = c.instrument_len = 0;
+  c.pattern_len = 0;
+  char text[kMaxChangeText];
+  r.text(text, m.text_len);
+  const bool any_ns = m.ns == kAnyNamespace;
+  switch (c.kind) {
+    case ChangeKind::inserted:
+    case ChangeKind::updated:
+    case ChangeKind::erased:
+    case ChangeKind::evicted:
+    case ChangeKind::expired:
+      if (m.ns >= ns_count || m.alen < 1 || m.alen > kMaxAccountLen || m.ilen < 1 ||
+          m.ilen > kMaxInstrumentLen || m.alen + m.ilen != m.text_len)
+        return false;
+      c.account_len = m.alen;
+      c.instrument_len = m.ilen;
+      std::memcpy(c.account, text, m.alen);
+      std::memcpy(c.instrument, text + m.alen, m.ilen);
+      return true;
+    case ChangeKind::invalidated_account:
+      if ((!any_ns && m.ns >= ns_count) || m.text_len < 1 || m.text_len > kMaxAccountLen)
+        return false;
+      c.account_len = static_cast<std::uint8_t>(m.text_len);
+      std::memcpy(c.account, text, m.text_len);
+      return true;
+    case ChangeKind::invalidated_namespace:
+      return m.ns < ns_count && m.text_len == 0;
+    case ChangeKind::invalidated_glob:
+      if (m.text_len < 1 || m.text_len > kMaxPatternLen) return false;
+      c.pattern_len = m.text_len;
+      std::memcpy(c.pattern, text, m.text_len);
+      return true;
+    case ChangeKind::invalidated_all:
+      return m.text_len == 0;
+  }
+  return false;
+}
+
+}  // namespace
+
+ChangesResult Reader::changes(std::uint64_t from, std::vector<Change>& out, std::size_t max) const {
+  out.clear();
+  const SegmentHeader& h = *s_->header;
+  const std::uint64_t head = load_acquire(&h.ring_head);  // R0
+  if (load_acquire(&h.state) == static_cast<std::uint32_t>(SegmentState::retired))
+    return {ChangeStatus::retired, head};
+  if (load_relaxed(&h.ring_cells) == 0) return {ChangeStatus::unavailable, head};
+  if (from > head) return {ChangeStatus::invalid_position, head};
+  if (head - from > s_->ring_mask + 1) return {ChangeStatus::lapped, head};
+  RecordWords r;
+  std::uint64_t p = from;
+  while (p < head && out.size() < max) {
+    std::size_t cells = 0;
+    // R1-R4. A record that is not whole at its position, or that cannot be decoded (only a
+    // corrupt segment has one), is reported as a lap: resync, never a wrong record.
+    if (!read_record(s_->ring, s_->ring_mask, p, r, cells) || r.meta().cells != cells ||
+        p + cells > head)
+      return {ChangeStatus::lapped, load_acquire(&h.ring_head)};
+    if (r.meta().kind == kRestartRecord) return {ChangeStatus::writer_restarted, p + cells};
+    Change& c = out.emplace_back();
+    if (!decode_change(r, s_->ns_count, c)) {
+      out.pop_back();
+      return {ChangeStatus::lapped, load_acquire(&h.ring_head)};
+    }
+    c.position = p;
+    p += cells;
+  }
+  return {ChangeStatus::ok, p};
 }
 
 FollowResult Reader::follow() {

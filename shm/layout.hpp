@@ -23,6 +23,8 @@
 //   | u64[account_stripes]      account seqlocks (shm/accounts.hpp) |  <- snapshot()
 //   +--------------------------------------------------------------+ links_offset
 //   | u32[capacity]             next slot of the same account       |  <- snapshot()
+//   +--------------------------------------------------------------+ ring_offset
+//   | ChangeCell[ring_cells]    the change ring, 128 B each         |  <- changes()
 //   +--------------------------------------------------------------+ writer_offset
 //   | WriterArea                undo record, free list, versions    |  writer only:
 //   |   SlotBook[capacity]      free/account links, sync mark, 24 B |  readers never
@@ -34,8 +36,9 @@
 //   +--------------------------------------------------------------+ segment_size  tools read
 //
 // Readers map the whole segment PROT_READ and read only the header, the slots and the index,
-// and for an account's positions (Reader::snapshot) the account index, the stripes and the
-// account links (shm/accounts.hpp).
+// for an account's positions (Reader::snapshot) the account index, the stripes and the
+// account links (shm/accounts.hpp), and for what changed (Reader::changes) the change ring
+// (shm/change_ring.hpp).
 // Every word that one side writes while another reads it is a plain integer here, touched only
 // through shm/atomic.hpp (load_acquire, store_release, load_relaxed, store_relaxed): no
 // std::atomic members, so the layout is exactly the bytes drawn, and every access names its
@@ -74,6 +77,12 @@
 //                    fence)          acquire fence                that change left them
 //   header.accounts_epoch  writer   snapshot S1, S4              no index entry moved during
 //                    E2                                           the lookup
+//   ring cell seq    writer C4      changes() R1 (C1-C5 in       the record's words; a later
+//                    (C2: release   shm/change_ring.hpp), R3     overwrite's words make R4
+//                    fence)          acquire fence, R4            see another seq
+//   header.ring_head writer C5,     changes() R0                 the records below it, and
+//                    after the                                    the changes they announce
+//                    change                                       (visible to get())
 // Everything else shared (counters, heartbeat, liveness, Redis gauges) is relaxed: statistics
 // and liveness hints that order nothing.
 #pragma once
@@ -92,12 +101,13 @@ namespace poscache::shm {
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 8;  // 2: SlotBook::queued_epoch; 3: the journal;
+inline constexpr std::uint32_t kLayoutVersion = 9;  // 2: SlotBook::queued_epoch; 3: the journal;
                                                     // 4: no LRU links (writer/recency_log.hpp);
                                                     // 5: journal counts published in the header;
                                                     // 6: the producer table;
                                                     // 7: live positions per namespace;
-                                                    // 8: the account index (shm/accounts.hpp)
+                                                    // 8: the account index (shm/accounts.hpp);
+                                                    // 9: the change ring (shm/change_ring.hpp)
 inline constexpr std::uint32_t kHashAlgorithm = 3;  // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
 // Key and schema limits. The public constants (poscache/schema.hpp: what the API validates) are
@@ -191,7 +201,8 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint64_t slots_offset;
   std::uint64_t index_offset[2];
   std::uint64_t writer_offset;
-  std::uint64_t reserved2[2];
+  std::uint64_t ring_cells;  // cells of the change ring the writer fills; 0: it keeps none
+  std::uint64_t reserved2;
 
   // --- line 2: writer liveness. Written by the writer's heartbeat (relaxed).
   std::int64_t writer_pid;
@@ -207,7 +218,8 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint32_t change_futex;  // futex word; the writer bumps it (release) and FUTEX_WAKEs
   std::uint32_t reserved4;
   std::uint64_t accounts_epoch;  // odd while account index entries move (shm/accounts.hpp)
-  std::uint64_t reserved5[5];
+  std::uint64_t ring_head;       // change ring: records below it are published (C5)
+  std::uint64_t reserved5[4];
 
   // --- lines 4-5: counters (poscache/counters.hpp; one writer, relaxed).
   Counters counters;
@@ -522,6 +534,36 @@ static_assert(offsetof(ProducerStatus, error) == 120);
 inline constexpr std::size_t kProducerStatusWords = (sizeof(ProducerStatus) - 8) / 8;
 
 // ---------------------------------------------------------------------------------------------
+// The change ring (protocol: shm/change_ring.hpp): what changed, in order, for readers that
+// follow it. A record is 1 to 3 cells of 128 B; cell n of the ring holds ring position
+// n + k * ring_cells.
+//   first cell of a record
+//   0      8         16       24     25      26   28     29     30         32             128
+//   +------+---------+--------+------+-------+----+------+------+----------+--------------+
+//   | seq  | version | at_ns  | kind | cells | ns | alen | ilen | text_len | text[96]     |
+//   +------+---------+--------+------+-------+----+------+------+----------+--------------+
+//   each further cell:  | seq | text[120] |
+//   seq: the cell's ring position + 1 once complete, kCellWriting while it is being written.
+//   text: account then instrument (alen + ilen bytes), or a pattern (text_len bytes).
+struct alignas(kCacheLine) ChangeCell {
+  std::uint64_t seq;
+  std::uint64_t word[15];
+};
+static_assert(sizeof(ChangeCell) == 128);
+inline constexpr std::size_t kCellFirstTextBytes = 96;  // after version, at_ns and the meta word
+inline constexpr std::size_t kCellTextBytes = 120;      // a further cell's
+inline constexpr std::size_t kMaxRecordCells = 3;       // 96 + 2 * 120 >= the longest text
+inline constexpr std::size_t kMaxChangeText = kCellFirstTextBytes + 2 * kCellTextBytes;
+
+// Cells: one per 32 slots, a power of two from 4096 to 65536 (4 MiB at a million positions:
+// tens of milliseconds of history at a million updates a second).
+constexpr std::uint64_t ring_cells_for(std::uint64_t capacity) {
+  std::uint64_t n = 4096;
+  while (n < capacity / 32 && n < 65536) n <<= 1;
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Derived sizes and offsets.
 constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) {
   return (v + a - 1) / a * a;
@@ -570,6 +612,8 @@ struct Geometry {
   std::uint64_t stripes_offset;   // std::uint64_t[account_stripes]
   std::uint64_t account_stripes;
   std::uint64_t links_offset;  // std::uint32_t[capacity]: the account lists' next slot
+  std::uint64_t ring_offset;   // ChangeCell[ring_cells]
+  std::uint64_t ring_cells;
   std::uint64_t writer_offset;
   std::uint64_t book_offset;     // SlotBook[capacity] inside the writer area (absolute)
   std::uint64_t journal_offset;  // JournalHeader, then JournalEntry[journal_entries]
@@ -591,7 +635,9 @@ constexpr Geometry geometry_for(std::uint64_t capacity) {
   g.account_stripes = account_stripes_for(capacity);
   g.links_offset =
       align_up(g.stripes_offset + g.account_stripes * sizeof(std::uint64_t), kPageSize);
-  g.writer_offset = align_up(g.links_offset + capacity * sizeof(std::uint32_t), kPageSize);
+  g.ring_offset = align_up(g.links_offset + capacity * sizeof(std::uint32_t), kPageSize);
+  g.ring_cells = ring_cells_for(capacity);
+  g.writer_offset = align_up(g.ring_offset + g.ring_cells * sizeof(ChangeCell), kPageSize);
   g.book_offset = g.writer_offset + align_up(sizeof(WriterArea), kCacheLine);
   g.journal_offset = align_up(g.book_offset + capacity * sizeof(SlotBook), kPageSize);
   g.journal_entries = journal_entries_for(capacity);
@@ -612,6 +658,8 @@ constexpr std::uint64_t layout_fingerprint() {
                                  offsetof(SegmentHeader, writer_pid),
                                  offsetof(SegmentHeader, change_seq),
                                  offsetof(SegmentHeader, accounts_epoch),
+                                 offsetof(SegmentHeader, ring_head),
+                                 offsetof(SegmentHeader, ring_cells),
                                  offsetof(SegmentHeader, counters),
                                  sizeof(Counters),
                                  offsetof(SegmentHeader, redis_state),
@@ -634,6 +682,10 @@ constexpr std::uint64_t layout_fingerprint() {
                                  sizeof(AccountEntry),
                                  account_stripes_for(1),
                                  account_stripes_for(1u << 30),
+                                 sizeof(ChangeCell),
+                                 kMaxRecordCells,
+                                 ring_cells_for(1),
+                                 ring_cells_for(1u << 30),
                                  sizeof(SlotBook),
                                  sizeof(UndoRecord),
                                  sizeof(WriterArea),

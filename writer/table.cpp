@@ -35,12 +35,24 @@ void Table::bind(std::byte* base, const Geometry& g) {
                          reinterpret_cast<std::uint64_t*>(base + g.stripes_offset),
                          g.account_stripes, &h_->accounts_epoch);
   open_stripes_.reserve(64);
+  ring_cells_ = reinterpret_cast<ChangeCell*>(base + g.ring_offset);
+  ring_count_ = g.ring_cells;
   recency_ = RecencyLog(capacity_);
   std::vector<std::uint16_t> expiring;
   for (std::uint32_t ns = 0; ns < h_->namespace_count; ++ns) {
     if (h_->namespaces[ns].expire_after_ns > 0) expiring.push_back(static_cast<std::uint16_t>(ns));
   }
   recency_.set_expiring(expiring);
+}
+
+void Table::set_change_ring(bool on) noexcept {
+  ring_ = on ? ChangeRingWriter(ring_cells_, ring_count_, &h_->ring_head) : ChangeRingWriter();
+  store_relaxed(&h_->ring_cells, on ? ring_count_ : 0);
+}
+
+void Table::record_restart() noexcept {
+  ring_.append(kRestartRecord, kFreeNamespace, wa_->next_version, now(), {}, {});
+  ring_.publish();
 }
 
 // ---- slot writes ----------------------------------------------------------------------------
@@ -173,6 +185,7 @@ void Table::maybe_rebuild() {
 void Table::changed() noexcept {
   if (in_batch_) return;  // a batch publishes once at its end
   close_accounts();       // A4: the change is complete
+  ring_.publish();        // C5: its records, now that readers can see what they announce
   // release: a reader that sees the new sequence (acquire) sees the change it announces
   store_release(&h_->change_seq, load_relaxed(&h_->change_seq) + 1);
   wake_pending_ = true;
@@ -327,6 +340,8 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
       put(kWordValues + 2 * f + 1, static_cast<std::uint64_t>(v >> 64));
     }
     write_words(s, idx, val, n);
+    ring_.append(static_cast<std::uint8_t>(ChangeKind::updated), u.ns, r.version, t, account,
+                 instrument);
     if (sync_) sync_->mark(s, t);
     recency_.touch(s, u.ns);
     bump(h_->counters.updates);
@@ -365,6 +380,8 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
     add_tombstones(-1);
   recency_.touch(s, u.ns);
   account_link(s, p.account_hash);
+  ring_.append(static_cast<std::uint8_t>(ChangeKind::inserted), u.ns, p.version, t, account,
+               instrument);
   if (sync_) sync_->mark(s, t);
   live_added(u.ns);
   bump(h_->counters.inserts);

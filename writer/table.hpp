@@ -17,8 +17,10 @@
 #include <string_view>
 #include <vector>
 
+#include "poscache/changes.hpp"
 #include "poscache/writer.hpp"
 #include "shm/accounts.hpp"
+#include "shm/change_ring.hpp"
 #include "shm/layout.hpp"
 #include "writer/journal.hpp"
 #include "writer/recency_log.hpp"
@@ -38,6 +40,11 @@ class Table {
 
   // Binds to a mapped segment of geometry `g` whose header and namespaces are written.
   void bind(std::byte* base, const shm::Geometry& g);
+  // Keep the change ring (shm/change_ring.hpp) or not: header.ring_cells says which to readers.
+  void set_change_ring(bool on) noexcept;
+  // A re-attaching writer's first record: changes its predecessor made last may have none.
+  void record_restart() noexcept;
+  [[nodiscard]] bool change_ring() const noexcept { return ring_.enabled(); }
   // Changes that Redis must see go through `sync` from now on (null: no Redis).
   void set_sync(SyncHandOff* sync) noexcept { sync_ = sync; }
 
@@ -118,7 +125,8 @@ class Table {
   // A position from Redis, with its own version and timestamps, already synced: into a free
   // slot (the caller makes room). Returns the slot.
   std::uint32_t insert_synced(const shm::SlotPayload& p);
-  void remove(std::uint32_t s, Removal why);
+  // `version`: what the ring records for an erase (its own version); 0: the position's.
+  void remove(std::uint32_t s, Removal why, std::uint64_t version = 0);
   [[nodiscard]] bool full() const noexcept { return wa_->free_head == shm::kNil; }
 
   // The one way the writer changes a slot: `n` payload words (index, new value); the undo
@@ -139,7 +147,10 @@ class Table {
  private:
   ApplyResult upsert_hashed(const Update& u, std::uint64_t hash, std::int64_t t,
                             bool claimed = false);
+  // A pattern's removals, after its ring record: announced even if nothing matched.
   std::size_t remove_all(const std::vector<std::uint32_t>& victims);
+  // A new version for a removal (erase, pattern): Redis orders by it, the ring records it.
+  std::uint64_t removal_version() noexcept { return wa_->next_version++; }
   void account_link(std::uint32_t s, std::uint64_t account_hash);
   void account_unlink(std::uint32_t s, std::uint64_t account_hash);
   // A1-A2 for the account's stripe unless this change opened it already.
@@ -166,7 +177,10 @@ class Table {
   std::uint64_t tombstone_limit_ = 0;
   shm::AccountIndexWriter accounts_;          // account hash -> first slot and count; the stripes
   std::vector<std::uint64_t*> open_stripes_;  // opened by the change in progress
-  RecencyLog recency_;                        // the LRU order; sized in bind()
+  shm::ChangeCell* ring_cells_ = nullptr;     // the change ring's region (shm/change_ring.hpp)
+  std::uint64_t ring_count_ = 0;
+  shm::ChangeRingWriter ring_;  // disabled unless set_change_ring(true)
+  RecencyLog recency_;          // the LRU order; sized in bind()
   SyncHandOff* sync_ = nullptr;
 
   TscClock clock_;

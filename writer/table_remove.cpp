@@ -21,9 +21,17 @@ void Table::hand_off_removal(RemovalEvent&& e) {
   sync_->removal(std::move(e), last_now_);
 }
 
-void Table::remove(std::uint32_t s, Removal why) {
+void Table::remove(std::uint32_t s, Removal why, std::uint64_t version) {
   const SlotPayload& p = peek(s);  // read in place; not used once the slot is freed below
   const NamespaceId ns_of_removed = p.ns;
+  // One key's removal is a ring record of its own; a pattern's removals are its one record.
+  if (why != Removal::invalidation) {
+    const ChangeKind kind = why == Removal::eviction     ? ChangeKind::evicted
+                            : why == Removal::expiration ? ChangeKind::expired
+                                                         : ChangeKind::erased;
+    ring_.append(static_cast<std::uint8_t>(kind), p.ns, version ? version : p.version, last_now_,
+                 {p.account, p.account_len}, {p.instrument, p.instrument_len});
+  }
   if (sync_ && (why == Removal::eviction || why == Removal::expiration)) {
     // A change Redis has not acknowledged would leave with the slot: hand a copy to the sync
     // thread. acquire pairs with the sync thread's release store after Redis replied.
@@ -61,14 +69,15 @@ void Table::remove(std::uint32_t s, Removal why) {
 ApplyResult Table::erase(const KeyRef& k) {
   const std::uint32_t s =
       find(key_hash(k.ns, k.account, k.instrument), k.ns, k.account, k.instrument);
-  if (sync_) hand_off_removal(erase_of(k, wa_->next_version++));
+  const std::uint64_t v = removal_version();
+  if (sync_) hand_off_removal(erase_of(k, v));
   ApplyResult r;
   if (s == kNil) {
     r.status = ApplyStatus::not_found;
     return r;
   }
   r.version = peek(s).version;
-  remove(s, Removal::erase);
+  remove(s, Removal::erase, v);
   r.status = ApplyStatus::erased;
   changed();
   return r;
@@ -80,7 +89,7 @@ std::size_t Table::remove_all(const std::vector<std::uint32_t>& victims) {
   for (std::uint32_t s : victims) remove(s, Removal::invalidation);
   defer_rebuild_ = false;
   maybe_rebuild();
-  if (!victims.empty()) changed();
+  if (!victims.empty() || ring_.enabled()) changed();
   return victims.size();
 }
 
@@ -94,8 +103,10 @@ std::size_t Table::invalidate_account(std::string_view account, std::optional<Na
         victims.push_back(s);
     }
   }
-  if (sync_)
-    hand_off_removal(pattern_of(RemovalEvent::Kind::account, wa_->next_version++, ns, account));
+  const std::uint64_t v = removal_version();
+  if (sync_) hand_off_removal(pattern_of(RemovalEvent::Kind::account, v, ns, account));
+  ring_.append(static_cast<std::uint8_t>(ChangeKind::invalidated_account),
+               ns.value_or(kFreeNamespace), v, now(), account, {});
   return remove_all(victims);
 }
 
@@ -104,7 +115,9 @@ std::size_t Table::invalidate_namespace(NamespaceId ns) {
   recency_.for_each([&](std::uint32_t s, std::uint16_t of) {
     if (of == ns) victims.push_back(s);
   });
-  if (sync_) hand_off_removal(pattern_of(RemovalEvent::Kind::ns, wa_->next_version++, ns, {}));
+  const std::uint64_t v = removal_version();
+  if (sync_) hand_off_removal(pattern_of(RemovalEvent::Kind::ns, v, ns, {}));
+  ring_.append(static_cast<std::uint8_t>(ChangeKind::invalidated_namespace), ns, v, now(), {}, {});
   return remove_all(victims);
 }
 
@@ -119,17 +132,20 @@ std::size_t Table::invalidate_matching(std::string_view glob) {
       victims.push_back(s);
     }
   });
-  if (sync_) {
-    hand_off_removal(pattern_of(RemovalEvent::Kind::glob, wa_->next_version++, std::nullopt, glob));
-  }
+  const std::uint64_t v = removal_version();
+  if (sync_) hand_off_removal(pattern_of(RemovalEvent::Kind::glob, v, std::nullopt, glob));
+  ring_.append(static_cast<std::uint8_t>(ChangeKind::invalidated_glob), kFreeNamespace, v, now(),
+               glob, {});
   return remove_all(victims);
 }
 
 std::size_t Table::invalidate_all() {
   std::vector<std::uint32_t> victims;
   recency_.for_each([&](std::uint32_t s, std::uint16_t) { victims.push_back(s); });
-  if (sync_)
-    hand_off_removal(pattern_of(RemovalEvent::Kind::all, wa_->next_version++, std::nullopt, {}));
+  const std::uint64_t v = removal_version();
+  if (sync_) hand_off_removal(pattern_of(RemovalEvent::Kind::all, v, std::nullopt, {}));
+  ring_.append(static_cast<std::uint8_t>(ChangeKind::invalidated_all), kFreeNamespace, v, now(), {},
+               {});
   return remove_all(victims);
 }
 

@@ -240,11 +240,16 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
   auto* base = static_cast<std::byte*>(impl->mapping.base());
   const Geometry g = geometry_for(static_cast<SegmentHeader*>(impl->mapping.base())->capacity);
   impl->table.bind(base, g);
+  impl->table.set_change_ring(cfg.change_ring);
   impl->journal = detail::Journal(base, g);
   impl->producers =
       detail::ProducerTable(reinterpret_cast<ProducerStatus*>(base + g.producers_offset));
   impl->huge_page_bytes = detail::report_pages(impl->mapping, cfg, opened.created);
   detail::Journal::Scan scan;
+  // A predecessor that closed cleanly published every change it made; one that died may not have.
+  const bool predecessor_died =
+      !opened.created &&
+      load_relaxed(&impl->header().state) != static_cast<std::uint32_t>(SegmentState::closed);
   if (!opened.created) {
     impl->reattached = true;
     scan = detail::reattach(impl->table, impl->journal, cfg.log);
@@ -257,6 +262,8 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
                     std::move(scan));
   impl->readers =
       detail::ReaderTable::open(cfg.segment, impl->header().generation, cfg.mode, cfg.log);
+  // After the repairs and the warm start: a reader that resyncs at the marker sees all of it.
+  if (predecessor_died) impl->table.record_restart();
   store_release(&impl->header().state, static_cast<std::uint32_t>(SegmentState::ready));
   return std::unique_ptr<Writer>(new Writer(std::move(impl)));
 }

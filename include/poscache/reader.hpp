@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "poscache/changes.hpp"
 #include "poscache/counters.hpp"
 #include "poscache/position.hpp"
 #include "poscache/schema.hpp"
@@ -148,6 +149,20 @@ class Reader {
   [[nodiscard]] std::uint64_t change_sequence() const noexcept;
   bool wait_for_change(std::uint64_t seen, std::chrono::nanoseconds timeout) const;
 
+  // --- what changed: the change ring (poscache/changes.hpp argues its use) ------------------
+  // The ring's head: where a new follower starts (read the state it needs after taking it).
+  [[nodiscard]] std::uint64_t change_position() const noexcept;
+  // The changes from ring position `from`, in order, at most `max` of them: `out` is cleared and
+  // filled (its capacity reused), ChangesResult::next is where to continue. Never blocks and
+  // never spins; works on the read-only mapping. Anything but `ok` means: what is in `out` is
+  // valid, then read the state again and follow from `next`.
+  ChangesResult changes(std::uint64_t from, std::vector<Change>& out, std::size_t max = 4096) const;
+  // Blocks until the ring's head moves past `from` (true) or the timeout passes (false). Wakes
+  // with wait_for_change(): the writer publishes the ring before the change sequence.
+  bool wait_for_changes(std::uint64_t from, std::chrono::nanoseconds timeout) const;
+  // Cells of the writer's change ring (0: it keeps none, and changes() answers unavailable).
+  [[nodiscard]] std::uint64_t change_ring_cells() const noexcept;
+
   // If the writer re-created the segment (get() answered `retired`, or the name now holds a new
   // generation), maps the new one. Not for the hot path: it makes system calls.
   FollowResult follow();
@@ -168,6 +183,9 @@ class Reader {
 
  private:
   explicit Reader(std::unique_ptr<State> state);
+  // Blocks until `moved()` or the timeout (the futex protocol of wait_for_change()).
+  template <class Moved>
+  bool wait_until(Moved moved, std::chrono::nanoseconds timeout) const;
   ReadStatus lookup(NamespaceId ns, std::string_view account, std::string_view instrument,
                     Position& out, std::int64_t now_ns) const noexcept;
   // The same with the key's hash computed (get_many hashes a batch first).

@@ -61,6 +61,10 @@ struct WriterConfig {
   std::chrono::nanoseconds wake_interval = std::chrono::microseconds(100);
   // How many expired positions one tick() removes at most (keeps the apply loop responsive).
   std::size_t expire_budget = 4096;
+  // Record every change in the segment's change ring (shm/change_ring.hpp), which readers follow
+  // with Reader::changes(). Off saves the writer about two cache lines of stores per change;
+  // readers' changes() then answers `unavailable`.
+  bool change_ring = true;
   // Mirror the segment to Redis (write-behind, on a thread of its own) and warm start from it.
   std::optional<RedisConfig> redis;
   // Where the writer logs (stderr if unset). Called from the applying thread and, with Redis,
