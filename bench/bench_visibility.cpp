@@ -30,18 +30,22 @@ int main(int argc, char** argv) {
             ping);
 
   const std::string seg = "poscache_bench_vis_" + std::to_string(::getpid());
-  auto w = Writer::open(bench_config(seg, 1024));
+  WriterConfig config = bench_config(seg, 1024);
+  config.wake_interval = std::chrono::nanoseconds(0);  // tick() wakes blocked readers every time
+  auto w = Writer::open(config);
   Keys keys(64);
   for (std::size_t i = 0; i < 64; ++i) w->upsert(trading_update(*w, keys, i, 0));
   Reader r = Reader::open(seg);
 
-  for (int mode = 0; mode < 2; ++mode) {
+  for (int mode = 0; mode < 4; ++mode) {
     std::vector<std::uint64_t> sent(static_cast<std::size_t>(rounds)),
         seen(static_cast<std::size_t>(rounds));
     alignas(64) std::atomic<int> ack{-1};
     std::thread reader([&] {
       pin_to_cpu(rcpu);
       Position p;
+      std::uint64_t at = r.change_position();
+      std::vector<Change> changes;
       for (int k = 0; k < rounds; ++k) {
         ack.store(k, std::memory_order_release);  // ready for round k
         const auto want = static_cast<int128>(k + 1);
@@ -49,7 +53,7 @@ int main(int argc, char** argv) {
           while (!(has_value(r.get(NamespaceId{0}, keys.account[5], keys.instrument[5], p)) &&
                    p.values[0] == want)) {
           }
-        } else {  // spin on the change sequence (one load), then get()
+        } else if (mode == 1) {  // spin on the change sequence (one load), then get()
           for (;;) {
             const std::uint64_t seq = r.change_sequence();
             (void)seq;
@@ -58,6 +62,17 @@ int main(int argc, char** argv) {
               break;
             while (r.change_sequence() == seq) {
             }
+          }
+        } else {  // follow the change ring: spin on its head (2) or block in the futex (3)
+          for (bool found = false; !found;) {
+            if (mode == 2) {
+              while (r.change_position() == at) {
+              }
+            } else {
+              r.wait_for_changes(at, std::chrono::seconds(1));
+            }
+            at = r.changes(at, changes).next;
+            for (const Change& c : changes) found |= c.account_view() == keys.account[5];
           }
         }
         seen[static_cast<std::size_t>(k)] = ticks_ordered();
@@ -73,6 +88,7 @@ int main(int argc, char** argv) {
       u.values[0] = static_cast<int128>(k + 1);
       sent[static_cast<std::size_t>(k)] = ticks_ordered();
       w->upsert(u);
+      if (mode == 3) w->tick();  // the wake (a FUTEX_WAKE system call)
     }
     reader.join();
     pin_to_cpu(-1);
@@ -82,9 +98,12 @@ int main(int argc, char** argv) {
     const Percentiles p = percentiles(lat);
     char extra[64];
     std::snprintf(extra, sizeof extra, "  p50 = %.1fx the floor", p.p50 / ping.p50);
-    print_row(mode == 0 ? "upsert -> visible to a reader spinning on get()"
-                        : "upsert -> visible, reader spinning on change_sequence()",
-              p, extra);
+    static constexpr const char* kWhat[] = {
+        "upsert -> visible to a reader spinning on get()",
+        "upsert -> visible, reader spinning on change_sequence()",
+        "upsert -> its record read, reader spinning on change_position()",
+        "upsert + tick -> its record read, reader blocked in wait_for_changes()"};
+    print_row(kWhat[mode], p, extra);
   }
   w.reset();
   boost::interprocess::shared_memory_object::remove(seg.c_str());

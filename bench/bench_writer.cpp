@@ -149,6 +149,43 @@ int main(int argc, char** argv) {
   report("updates to existing positions (random keys), upsert_batch()", ops,
          shm::monotonic_ns() - t0, floor_update);
 
+  // What recording each change in the change ring costs: the same updates with the ring on and
+  // off (the writer re-opened on the same segment each time), alternating, twice.
+  std::printf("change ring on / off (updates to existing positions, random keys):\n");
+  for (int round = 0; round < 2; ++round) {
+    for (const bool ring : {true, false}) {
+      w.reset();
+      config.change_ring = ring;
+      config.fresh = false;  // the same positions: every op below is an update
+      w = Writer::open(config);
+      t0 = shm::monotonic_ns();
+      for (std::size_t k = 0; k < ops; k += kBatch) {
+        const std::size_t n = std::min(kBatch, ops - k);
+        for (std::size_t j = 0; j < n; ++j) {
+          set_key(batch[j], upd_keys[k + j]);
+          batch[j].values[0] = static_cast<int128>(k + j + round);
+        }
+        w->upsert_batch(std::span(batch.data(), n), results);
+        w->tick();
+      }
+      const std::int64_t batch_ns = shm::monotonic_ns() - t0;
+      t0 = shm::monotonic_ns();
+      for (std::size_t k = 0; k < ops; ++k) {
+        set_key(u, upd_keys[k]);
+        u.values[0] = static_cast<int128>(k + round);
+        w->upsert(u);
+        if ((k & 4095) == 0) w->tick();
+      }
+      const std::int64_t single_ns = shm::monotonic_ns() - t0;
+      std::printf("  ring %-3s  upsert_batch() %6.2f M ops/s   upsert() %6.2f M ops/s\n",
+                  ring ? "on" : "off",
+                  static_cast<double>(ops) / static_cast<double>(batch_ns) * 1e3,
+                  static_cast<double>(ops) / static_cast<double>(single_ns) * 1e3);
+    }
+  }
+  std::printf("  private unordered_map floor: %6.2f M ops/s\n", floor_update / 1e6);
+  config.change_ring = true;
+
   t0 = shm::monotonic_ns();
   std::uint64_t longest = 0;  // ticks: the single slowest insert is the one that rebuilt the index
   for (std::size_t k = 0; k < ops; ++k) {
