@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -19,6 +20,7 @@
 #include "poscache/reader.hpp"
 #include "poscache/reader_stats.hpp"
 #include "reader/views/json_views.hpp"
+#include "shm/clock.hpp"
 #include "tools/verify.hpp"
 
 using namespace poscache;
@@ -74,6 +76,24 @@ void print_stats(const SegmentStats& s, const MirrorStatus& m) {
 }
 
 // A table of positions: key, then each field the namespace has, then version and age.
+// Rows as aligned columns (the first row is the header).
+void print_rows(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width(rows.empty() ? 0 : rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (std::size_t c = 0; c < row.size() && c < width.size(); ++c)
+      width[c] = std::max(width[c], row[c].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      if (c + 1 < row.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::printf("%s\n", line.c_str());
+  }
+}
+
 void print_table(const Reader& r, const std::vector<Position>& ps) {
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"KEY", "FIELDS", "VERSION", "AGE", ""});
@@ -87,19 +107,20 @@ void print_table(const Reader& r, const std::vector<Position>& ps) {
     rows.push_back({key_string(ns, p), fields, std::to_string(p.version), ms(p.age_ns),
                     p.stale ? "STALE" : ""});
   }
-  std::vector<std::size_t> width(5, 0);
-  for (const auto& row : rows) {
-    for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  print_rows(rows);
+}
+
+// Change ring records, most recent first: POSITION KIND WHAT VERSION AGE.
+void print_changes(const Reader& r, const std::vector<Change>& cs) {
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"POSITION", "KIND", "WHAT", "VERSION", "AGE"});
+  const std::int64_t now = shm::realtime_ns();
+  for (const Change& c : cs) {
+    rows.push_back({std::to_string(c.position), std::string(to_string(c.kind)),
+                    views::change_subject(r, c), std::to_string(c.version),
+                    ms(std::max<std::int64_t>(0, now - c.at_ns))});
   }
-  for (const auto& row : rows) {
-    std::string line;
-    for (std::size_t c = 0; c < row.size(); ++c) {
-      line += row[c];
-      if (c + 1 < row.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    std::printf("%s\n", line.c_str());
-  }
+  print_rows(rows);
 }
 
 }  // namespace
@@ -340,31 +361,78 @@ int main(int argc, char** argv) {
   if (*watch) {
     std::uint64_t last_seq = 0, last_updates = 0, last_inserts = 0;
     const bool tty = ::isatty(STDOUT_FILENO) && !json;
-    for (int i = 0; count == 0 || i < count; ++i) {
-      if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
-      const SegmentStats s = r.stats();
-      std::vector<Position> latest;
-      r.scan({}, [&](const Position& p) {
-        latest.push_back(p);
-        if (latest.size() > static_cast<std::size_t>(top) * 4) {
-          std::partial_sort(
-              latest.begin(), latest.begin() + top, latest.end(),
-              [](const Position& a, const Position& b) { return a.version > b.version; });
-          latest.resize(static_cast<std::size_t>(top));
+    // The latest changes come from the change ring: every record since the last refresh, the
+    // last `top` of them shown, or a note saying how the ring could not tell.
+    std::uint64_t at = r.change_position();
+    std::vector<Change> batch;
+    std::deque<Change> latest;
+    // Reads the ring to its head; false once it can follow no further (a note says why).
+    std::uint64_t read = 0;
+    std::string note;
+    auto drain = [&]() -> bool {
+      for (;;) {
+        const ChangesResult res = r.changes(at, batch);
+        read += batch.size();
+        for (const Change& c : batch) {
+          latest.push_back(c);
+          if (latest.size() > static_cast<std::size_t>(std::max(top, 0))) latest.pop_front();
         }
-      });
-      std::sort(latest.begin(), latest.end(),
-                [](const Position& a, const Position& b) { return a.version > b.version; });
-      if (latest.size() > static_cast<std::size_t>(top))
-        latest.resize(static_cast<std::size_t>(top));
+        at = res.next;
+        switch (res.status) {
+          case ChangeStatus::ok:
+            if (batch.empty()) return true;
+            continue;
+          case ChangeStatus::lapped:
+          case ChangeStatus::invalid_position:
+            note = "the ring (" + std::to_string(r.change_ring_cells()) +
+                   " cells) overwrote changes before they were read; following from its head";
+            continue;
+          case ChangeStatus::writer_restarted:
+            note =
+                "the writer restarted after its predecessor died: changes just before may be "
+                "missing";
+            continue;
+          case ChangeStatus::unavailable:
+            note = "the writer keeps no change ring (change_ring = off)";
+            return false;
+          case ChangeStatus::retired:
+            note = "the segment was re-created (retired): restart watch";
+            return false;
+        }
+      }
+    };
+    for (int i = 0; count == 0 || i < count; ++i) {
+      read = 0;
+      note.clear();
+      // Between refreshes, follow the ring as it moves (it holds milliseconds of history at a
+      // busy writer's rate, so a refresh that only looked every second would mostly be lapped).
+      bool following = drain();
+      if (i > 0) {
+        const auto until =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(interval_ms);
+        while (std::chrono::steady_clock::now() < until) {
+          if (following) {
+            r.wait_for_changes(
+                at, std::min<std::chrono::nanoseconds>(until - std::chrono::steady_clock::now(),
+                                                       std::chrono::milliseconds(10)));
+            following = drain();
+          } else {
+            std::this_thread::sleep_until(until);
+          }
+        }
+      }
+      const SegmentStats s = r.stats();
       const double secs = interval_ms / 1000.0;
       if (json) {
         ordered_json j = stats_json(s, mirror_status(r));
         j["updates_per_s"] = i ? static_cast<double>(s.updates - last_updates) / secs : 0.0;
         j["inserts_per_s"] = i ? static_cast<double>(s.inserts - last_inserts) / secs : 0.0;
+        j["changes_read"] = read;
+        if (!note.empty()) j["changes_note"] = note;
         ordered_json arr = ordered_json::array();
-        for (const auto& p : latest) arr.push_back(position_json(r, p));
-        j["latest"] = arr;
+        for (auto it = latest.rbegin(); it != latest.rend(); ++it)
+          arr.push_back(views::change_json(r, *it));
+        j["latest_changes"] = arr;
         std::printf("%s\n", j.dump().c_str());
       } else {
         if (tty) std::printf("\033[H\033[2J");
@@ -376,8 +444,10 @@ int main(int argc, char** argv) {
               static_cast<double>(s.inserts - last_inserts) / secs,
               static_cast<unsigned long long>(s.change_seq - last_seq));
         }
-        std::printf("\nlatest changes:\n");
-        print_table(r, latest);
+        std::printf("\nlatest changes (change ring, %llu read since the last refresh):\n",
+                    static_cast<unsigned long long>(read));
+        if (!note.empty()) std::printf("  (%s)\n", note.c_str());
+        print_changes(r, {latest.rbegin(), latest.rend()});
         std::printf("\n");
       }
       std::fflush(stdout);

@@ -24,6 +24,36 @@ ordered_json position_json(const Reader& r, const Position& p) {
   return j;
 }
 
+std::string change_subject(const Reader& r, const Change& c) {
+  const std::string ns = c.ns == kAnyNamespace ? "" : r.namespace_info(c.ns).name;
+  switch (c.kind) {
+    case ChangeKind::invalidated_account:
+      return "account " + std::string(c.account_view()) +
+             (ns.empty() ? " (every namespace)" : " in " + ns);
+    case ChangeKind::invalidated_namespace:
+      return "namespace " + ns;
+    case ChangeKind::invalidated_glob:
+      return "glob " + std::string(c.pattern_view());
+    case ChangeKind::invalidated_all:
+      return "everything";
+    default:
+      return ns + ":" + std::string(c.account_view()) + ":" + std::string(c.instrument_view());
+  }
+}
+
+ordered_json change_json(const Reader& r, const Change& c) {
+  ordered_json j;
+  j["position"] = c.position;
+  j["kind"] = std::string(to_string(c.kind));
+  if (c.ns != kAnyNamespace) j["namespace"] = r.namespace_info(c.ns).name;
+  if (c.account_len > 0) j["account"] = std::string(c.account_view());
+  if (c.instrument_len > 0) j["instrument"] = std::string(c.instrument_view());
+  if (c.pattern_len > 0) j["pattern"] = std::string(c.pattern_view());
+  j["version"] = c.version;
+  j["at_ns"] = c.at_ns;
+  return j;
+}
+
 ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m) {
   ordered_json j;
   j["segment"] = s.segment;

@@ -22,6 +22,13 @@ using nlohmann::ordered_json;
 // created/updated times, age and the stale flag.
 ordered_json position_json(const Reader& reader, const Position& p);
 
+// A change ring record: position, kind, namespace (absent for a pattern over every namespace),
+// account and instrument, or the pattern; version and at_ns.
+ordered_json change_json(const Reader& reader, const Change& c);
+// The same as one line of text: "ns:account:instrument", "account alice (every namespace)",
+// "namespace marks", "glob spot:*:SOL" or "everything".
+std::string change_subject(const Reader& reader, const Change& c);
+
 // The header, counters, writer liveness and the Redis mirror (poscache-inspect stats --json).
 ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m);
 

@@ -103,6 +103,34 @@ TEST_F(InspectTest, StatsAndLsForScripts) {
   EXPECT_EQ(std::count(watch.out.begin(), watch.out.end(), '\n'), 2);
 }
 
+// watch shows the latest changes from the change ring: what happened between two refreshes,
+// each with its kind and key (or pattern), most recent first.
+TEST_F(InspectTest, WatchShowsTheChangesFromTheRing) {
+  FILE* p = ::popen((std::string(POSCACHE_INSPECT_BIN) + " " + s() +
+                     "--json watch --count 2 --interval-ms 300 --top 5 2>&1")
+                        .c_str(),
+                    "r");
+  ASSERT_NE(p, nullptr);
+  char line[65536];
+  ASSERT_NE(std::fgets(line, sizeof line, p), nullptr);  // the first refresh: it follows from here
+  w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "13"}}));
+  w->erase(*w->make_key("spot", "bob", "BTC"));
+  w->invalidate_matching("moonwell:*:*");
+  std::string last;
+  while (std::fgets(line, sizeof line, p) != nullptr) last = line;
+  EXPECT_EQ(::pclose(p), 0);
+  const auto j = nlohmann::json::parse(last);
+  EXPECT_EQ(j["changes_read"], 3);
+  ASSERT_EQ(j["latest_changes"].size(), 3u) << last;
+  EXPECT_EQ(j["latest_changes"][0]["kind"], "invalidated_glob");
+  EXPECT_EQ(j["latest_changes"][0]["pattern"], "moonwell:*:*");
+  EXPECT_EQ(j["latest_changes"][1]["kind"], "erased");
+  EXPECT_EQ(j["latest_changes"][1]["account"], "bob");
+  EXPECT_EQ(j["latest_changes"][2]["kind"], "updated");
+  EXPECT_EQ(j["latest_changes"][2]["namespace"], "spot");
+  EXPECT_EQ(j["latest_changes"][2]["instrument"], "SOL");
+}
+
 TEST_F(InspectTest, ReadersListsEachReadersCountsAndTheInspectorCountsNothing) {
   using poscache::Position, poscache::ReadStatus, poscache::Reader;
   Reader r = Reader::open(seg.name());  // a reader process: this test's
