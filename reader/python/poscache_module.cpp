@@ -202,6 +202,35 @@ class PyReader {
     return r_.wait_for_change(seen, seconds(timeout));
   }
 
+  std::uint64_t change_position() const { return r_.change_position(); }
+
+  // (status, next, [change dicts]): Reader::changes. A change is a dict: position, kind,
+  // namespace (None for a pattern over every namespace), account, instrument, pattern (those
+  // that apply), version, at_ns.
+  py::tuple changes(std::uint64_t from, std::size_t max) const {
+    const ChangesResult res = r_.changes(from, changes_, max);
+    py::list out;
+    for (const Change& c : changes_) {
+      py::dict d;
+      d["position"] = c.position;
+      d["kind"] = py::str(std::string(to_string(c.kind)));
+      d["namespace"] =
+          c.ns == kAnyNamespace || c.ns >= names_.size() ? py::object(py::none()) : names_[c.ns].ns;
+      if (c.account_len > 0) d["account"] = py::str(std::string(c.account_view()));
+      if (c.instrument_len > 0) d["instrument"] = py::str(std::string(c.instrument_view()));
+      if (c.pattern_len > 0) d["pattern"] = py::str(std::string(c.pattern_view()));
+      d["version"] = c.version;
+      d["at_ns"] = c.at_ns;
+      out.append(std::move(d));
+    }
+    return py::make_tuple(py::str(std::string(to_string(res.status))), res.next, out);
+  }
+
+  bool wait_for_changes(std::uint64_t from, double timeout) const {
+    py::gil_scoped_release release;
+    return r_.wait_for_changes(from, seconds(timeout));
+  }
+
   bool follow() {
     const FollowResult f = r_.follow();
     if (f == FollowResult::reattached) name_all();  // a new generation may have new schemas
@@ -219,6 +248,7 @@ class PyReader {
     }
   }
   std::vector<Names> names_;
+  mutable std::vector<Change> changes_;  // changes()'s buffer, reused
   static Reader open(const std::string& segment) {
     try {
       return Reader::open(segment);
@@ -454,6 +484,16 @@ PYBIND11_MODULE(poscache, m) {
           .def("change_sequence", &PyReader::change_sequence)
           .def("wait_for_change", &PyReader::wait_for_change, py::arg("seen"), py::arg("timeout"),
                "blocks (without the GIL) until the change sequence moves past `seen`; False on "
+               "timeout")
+          .def("change_position", &PyReader::change_position,
+               "the change ring's head: where a new follower starts")
+          .def("changes", &PyReader::changes, py::arg("from_"), py::arg("max") = 4096,
+               "(status, next, changes) from ring position `from_`: status 'ok', or 'lapped', "
+               "'writer_restarted', 'invalid_position' (read the state again, then follow from "
+               "next), 'unavailable', 'retired'")
+          .def("wait_for_changes", &PyReader::wait_for_changes, py::arg("from_"),
+               py::arg("timeout"),
+               "blocks (without the GIL) until the change ring moves past `from_`; False on "
                "timeout")
           .def("follow", &PyReader::follow, "maps the segment the writer re-created");
   // get() as a vectorcall method of the class, outside pybind11's dispatch (reader_get).

@@ -185,6 +185,42 @@ def test_scans_removals_and_change_notification(writer):
     assert p.stats()["applied"] >= seq
 
 
+def test_following_the_change_ring(writer):
+    """A delta stream as the seeds' services push to their clients: which keys changed, in order,
+    told when the ring lapped the follower."""
+    p = poscache.Producer(writer, "py-changes")
+    r = poscache.Reader(writer)
+    at = r.change_position()
+    woke = []
+    t = threading.Thread(target=lambda: woke.append(r.wait_for_changes(at, timeout=10)))
+    t.start()
+    time.sleep(0.05)  # blocked without the GIL
+    p.fill("spot", "w7", "SOL", "buy", "2", "150")
+    p.fill("spot", "w7", "SOL", "sell", "1", "160")
+    p.erase("spot", "w7", "SOL")
+    seq = p.invalidate(account="w7")
+    assert p.wait_applied(seq, timeout=10)
+    t.join()
+    assert woke == [True]
+    status, nxt, changes = r.changes(at)
+    assert status == "ok" and nxt == r.change_position()
+    assert [c["kind"] for c in changes] == ["inserted", "updated", "erased",
+                                            "invalidated_account"]
+    assert changes[0]["namespace"] == "spot" and changes[0]["account"] == "w7"
+    assert changes[0]["instrument"] == "SOL"
+    assert changes[3]["namespace"] is None and changes[3]["account"] == "w7"
+    assert [c["position"] for c in changes] == sorted(c["position"] for c in changes)
+    assert changes[1]["version"] > changes[0]["version"]
+    assert r.changes(nxt) == ("ok", nxt, [])
+    # A follower the ring lapped is told so, and where to resync.
+    for i in range(5000):
+        seq = p.upsert("quotes", "mkt", f"S{i % 100}", {"bid": str(i)})
+    assert p.wait_applied(seq, timeout=30)
+    status, resync_at, changes = r.changes(nxt)
+    assert status == "lapped" and resync_at == r.change_position() and changes == []
+    assert r.changes(r.change_position() + 1)[0] == "invalid_position"
+
+
 def test_a_full_ring_raises_full_at_once_and_waits_with_a_timeout(writer):
     p = poscache.Producer(writer, "py-full", capacity=64)
     # Stop the writer from draining (SIGSTOP), fill the ring, then let it go.
