@@ -155,6 +155,14 @@ const char* poscache_status_name(int status) {
       return "no_redis";
     case POSCACHE_SMALL_BUFFER:
       return "small_buffer";
+    case POSCACHE_LAPPED:
+      return "lapped";
+    case POSCACHE_WRITER_RESTARTED:
+      return "writer_restarted";
+    case POSCACHE_INVALID_POSITION:
+      return "invalid_position";
+    case POSCACHE_UNAVAILABLE:
+      return "unavailable";
     default:
       return "unknown status";
   }
@@ -269,6 +277,69 @@ int poscache_wait_for_change(const poscache_reader* reader, uint64_t seen, int64
   if (reader == nullptr) return 0;
   return reader->reader.wait_for_change(seen,
                                         std::chrono::nanoseconds(std::max<int64_t>(0, timeout_ns)))
+             ? 1
+             : 0;
+}
+
+// ---- the change ring ------------------------------------------------------------------------
+
+static_assert(POSCACHE_CHANGE_INSERTED == static_cast<int>(ChangeKind::inserted) &&
+              POSCACHE_CHANGE_INVALIDATED_ALL == static_cast<int>(ChangeKind::invalidated_all) &&
+              POSCACHE_MAX_PATTERN == kMaxPatternLen);
+
+const char* poscache_change_kind_name(int kind) {
+  if (kind < POSCACHE_CHANGE_INSERTED || kind > POSCACHE_CHANGE_INVALIDATED_ALL)
+    return "unknown kind";
+  return to_string(static_cast<ChangeKind>(kind)).data();  // static strings: NUL-terminated
+}
+
+uint64_t poscache_change_position(const poscache_reader* reader) {
+  return reader == nullptr ? 0 : reader->reader.change_position();
+}
+
+int poscache_changes(const poscache_reader* reader, uint64_t from, poscache_change* out,
+                     std::size_t cap, std::size_t* count, uint64_t* next) {
+  if (reader == nullptr || count == nullptr || next == nullptr || (out == nullptr && cap > 0))
+    return failed(POSCACHE_BAD_INPUT, "no reader, output, count or next");
+  *count = 0;
+  thread_local std::vector<Change> cs;  // reused: no allocation once large enough
+  const ChangesResult res = reader->reader.changes(from, cs, cap);
+  for (const Change& c : cs) {
+    poscache_change& o = out[(*count)++];
+    o.position = c.position;
+    o.kind = static_cast<int>(c.kind);
+    o.ns = c.ns == kAnyNamespace ? -1 : c.ns;
+    o.version = c.version;
+    o.at_ns = c.at_ns;
+    std::memcpy(o.account, c.account, c.account_len);
+    o.account[c.account_len] = '\0';
+    std::memcpy(o.instrument, c.instrument, c.instrument_len);
+    o.instrument[c.instrument_len] = '\0';
+    std::memcpy(o.pattern, c.pattern, c.pattern_len);
+    o.pattern[c.pattern_len] = '\0';
+  }
+  *next = res.next;
+  switch (res.status) {
+    case ChangeStatus::ok:
+      return POSCACHE_OK;
+    case ChangeStatus::lapped:
+      return POSCACHE_LAPPED;
+    case ChangeStatus::writer_restarted:
+      return POSCACHE_WRITER_RESTARTED;
+    case ChangeStatus::invalid_position:
+      return POSCACHE_INVALID_POSITION;
+    case ChangeStatus::unavailable:
+      return POSCACHE_UNAVAILABLE;
+    case ChangeStatus::retired:
+      return POSCACHE_RETIRED;
+  }
+  return failed(POSCACHE_ERROR, "unknown change status");
+}
+
+int poscache_wait_for_changes(const poscache_reader* reader, uint64_t from, int64_t timeout_ns) {
+  if (reader == nullptr) return 0;
+  return reader->reader.wait_for_changes(from,
+                                         std::chrono::nanoseconds(std::max<int64_t>(0, timeout_ns)))
              ? 1
              : 0;
 }

@@ -43,12 +43,18 @@ typedef enum poscache_status {
   POSCACHE_BAD_KEY = 5,     /* a key part is empty, too long, or the namespace is unknown */
   POSCACHE_RETIRED = 6,     /* the writer re-created the segment: poscache_reader_follow() */
   /* Everything else. */
-  POSCACHE_ERROR = 100,       /* the call failed: poscache_last_error() says why */
-  POSCACHE_FULL = 101,        /* the producer's ring is full: nothing queued (retry, or wait) */
-  POSCACHE_BAD_INPUT = 102,   /* refused before anything was queued: poscache_last_error() */
-  POSCACHE_TIMEOUT = 103,     /* a wait ran out */
-  POSCACHE_NO_REDIS = 104,    /* wait_synced on a writer that does not mirror to Redis */
-  POSCACHE_SMALL_BUFFER = 105 /* the text did not fit: nothing written but its NUL */
+  POSCACHE_ERROR = 100,        /* the call failed: poscache_last_error() says why */
+  POSCACHE_FULL = 101,         /* the producer's ring is full: nothing queued (retry, or wait) */
+  POSCACHE_BAD_INPUT = 102,    /* refused before anything was queued: poscache_last_error() */
+  POSCACHE_TIMEOUT = 103,      /* a wait ran out */
+  POSCACHE_NO_REDIS = 104,     /* wait_synced on a writer that does not mirror to Redis */
+  POSCACHE_SMALL_BUFFER = 105, /* the text did not fit: nothing written but its NUL */
+  /* Following the change ring (poscache_changes): what is in out[] is valid; then read the state
+   * again and continue from *next. */
+  POSCACHE_LAPPED = 106,           /* the ring overwrote changes before they were read */
+  POSCACHE_WRITER_RESTARTED = 107, /* a writer replaced one that died: changes may be missing */
+  POSCACHE_INVALID_POSITION = 108, /* `from` is past the ring's head */
+  POSCACHE_UNAVAILABLE = 109       /* the writer keeps no change ring */
 } poscache_status;
 
 /* Why the calling thread's last failing call failed ("" if none did). */
@@ -123,6 +129,43 @@ int poscache_position_field_text(const poscache_reader* reader, const poscache_p
  * returns 1 if it moved, 0 on timeout). */
 uint64_t poscache_change_sequence(const poscache_reader* reader);
 int poscache_wait_for_change(const poscache_reader* reader, uint64_t seen, int64_t timeout_ns);
+
+/* What changed, in order: the writer's change ring. A record names the key (or the pattern) and
+ * the version; poscache_get the key for its values. */
+enum {
+  POSCACHE_CHANGE_INSERTED = 1,
+  POSCACHE_CHANGE_UPDATED = 2,
+  POSCACHE_CHANGE_ERASED = 3,
+  POSCACHE_CHANGE_EVICTED = 4,
+  POSCACHE_CHANGE_EXPIRED = 5,
+  POSCACHE_CHANGE_INVALIDATED_ACCOUNT = 6,   /* account; ns, or -1 for every namespace */
+  POSCACHE_CHANGE_INVALIDATED_NAMESPACE = 7, /* ns */
+  POSCACHE_CHANGE_INVALIDATED_GLOB = 8,      /* pattern, over "ns:account:instrument" */
+  POSCACHE_CHANGE_INVALIDATED_ALL = 9,
+  POSCACHE_MAX_PATTERN = 256
+};
+typedef struct poscache_change {
+  uint64_t position; /* its place in the ring */
+  int kind;          /* POSCACHE_CHANGE_* */
+  int ns;            /* namespace id, or -1 (a pattern over every namespace) */
+  uint64_t version;
+  int64_t at_ns;                          /* CLOCK_REALTIME of the change */
+  char account[POSCACHE_MAX_KEY + 1];     /* NUL-terminated; "" if the kind has none */
+  char instrument[POSCACHE_MAX_KEY + 1];  /* "" if the kind has none */
+  char pattern[POSCACHE_MAX_PATTERN + 1]; /* a glob's; "" otherwise */
+} poscache_change;
+/* "inserted", "updated", ..., "invalidated_all". */
+const char* poscache_change_kind_name(int kind);
+/* The ring's head: where a new follower starts. */
+uint64_t poscache_change_position(const poscache_reader* reader);
+/* The changes from ring position `from`, up to `cap` into out[] (their number in *count), and
+ * where to continue in *next. POSCACHE_OK; POSCACHE_LAPPED, POSCACHE_WRITER_RESTARTED,
+ * POSCACHE_INVALID_POSITION (resync: read the state, then continue from *next);
+ * POSCACHE_UNAVAILABLE; POSCACHE_RETIRED. Never blocks. */
+int poscache_changes(const poscache_reader* reader, uint64_t from, poscache_change* out, size_t cap,
+                     size_t* count, uint64_t* next);
+/* Sleeps until the ring moves past `from` (1) or the timeout (0). */
+int poscache_wait_for_changes(const poscache_reader* reader, uint64_t from, int64_t timeout_ns);
 
 /* ---- producing --------------------------------------------------------------------------- */
 

@@ -205,6 +205,7 @@ int main(void) {
 
   /* Removals, and change notification. */
   const uint64_t before = poscache_change_sequence(r);
+  const uint64_t ring_at = poscache_change_position(r);
   CHECK_STATUS(poscache_erase(p, "spot", "w1", "SOL", &seq), POSCACHE_OK);
   CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
   CHECK(poscache_wait_for_change(r, before, 5 * kSecond) == 1);
@@ -213,6 +214,21 @@ int main(void) {
   CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
   CHECK_STATUS(poscache_get(r, "lending", "0xab12", "USDC", &pos), POSCACHE_NOT_FOUND);
   CHECK_STATUS(poscache_wait_synced(p, seq, kSecond), POSCACHE_NO_REDIS);
+
+  /* The same removals from the change ring, in order. */
+  CHECK(poscache_wait_for_changes(r, ring_at, 5 * kSecond) == 1);
+  poscache_change ch[4];
+  uint64_t next = 0;
+  CHECK_STATUS(poscache_changes(r, ring_at, ch, 4, &count, &next), POSCACHE_OK);
+  CHECK(count == 2 && next == poscache_change_position(r));
+  CHECK(ch[0].kind == POSCACHE_CHANGE_ERASED && strcmp(ch[0].account, "w1") == 0);
+  CHECK(strcmp(ch[0].instrument, "SOL") == 0 && ch[0].ns == poscache_namespace_id(r, "spot"));
+  CHECK(ch[1].kind == POSCACHE_CHANGE_INVALIDATED_ACCOUNT && ch[1].ns == -1);
+  CHECK(strcmp(ch[1].account, "0xab12") == 0 && ch[1].instrument[0] == '\0');
+  CHECK(strcmp(poscache_change_kind_name(ch[1].kind), "invalidated_account") == 0);
+  CHECK(ch[1].version > ch[0].version);
+  CHECK_STATUS(poscache_changes(r, next + 1, ch, 4, &count, &next), POSCACHE_INVALID_POSITION);
+  CHECK(count == 0);
   CHECK(strcmp(poscache_status_name(POSCACHE_FULL), "full") == 0);
 
   poscache_producer_close(p);

@@ -56,6 +56,10 @@ TEST_F(ReaderTest, ReadsNoWriterOnlyRegion) {
   EXPECT_EQ(r.positions_of("alice").size(), 1u);
   std::vector<Position> snap;
   EXPECT_EQ(r.snapshot("alice", snap), ReadStatus::ok);
+  std::vector<Change> changes;
+  EXPECT_EQ(r.changes(0, changes).status, ChangeStatus::ok);
+  EXPECT_EQ(changes.size(), 1u);  // the insert (the erase found nothing)
+  EXPECT_TRUE(r.wait_for_changes(0, std::chrono::milliseconds(1)));
   std::size_t n = 0;
   r.scan({}, [&](const Position&) { ++n; });
   EXPECT_EQ(n, 1u);
