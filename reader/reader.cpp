@@ -471,6 +471,8 @@ SegmentStats Reader::stats() const {
   st.segment_bytes = h.segment_size;
   st.index_buckets = h.index_buckets;
   st.change_seq = load_acquire(&h.change_seq);
+  st.change_position = load_acquire(&h.ring_head);
+  st.change_ring_cells = load_relaxed(&h.ring_cells);
   static_cast<Counters&>(st) = load_counters(h);
   for (std::uint32_t n = 0; n < h.namespace_count; ++n)
     st.namespace_live.push_back(load_relaxed(&h.namespace_live[n]));

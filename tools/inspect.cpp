@@ -50,7 +50,11 @@ void print_stats(const SegmentStats& s, const MirrorStatus& m) {
               static_cast<long long>(s.writer.pid), s.writer.alive ? "alive" : "NOT ALIVE",
               ms(s.writer.heartbeat_age_ns).c_str(),
               static_cast<unsigned long long>(s.writer.restarts));
-  std::printf("changes      seq %llu\n", static_cast<unsigned long long>(s.change_seq));
+  std::printf("changes      seq %llu  ring position %llu (%s)\n",
+              static_cast<unsigned long long>(s.change_seq),
+              static_cast<unsigned long long>(s.change_position),
+              s.change_ring_cells ? (std::to_string(s.change_ring_cells) + " cells").c_str()
+                                  : "no change ring");
   std::printf(
       "counters     inserts %llu  updates %llu  evictions %llu  expirations %llu\n",
       static_cast<unsigned long long>(s.inserts), static_cast<unsigned long long>(s.updates),

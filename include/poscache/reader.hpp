@@ -53,6 +53,8 @@ struct SegmentStats : Counters {
   std::uint64_t segment_bytes = 0;
   std::uint64_t index_buckets = 0;
   std::uint64_t change_seq = 0;
+  std::uint64_t change_position = 0;          // the change ring's head (cells written, ever)
+  std::uint64_t change_ring_cells = 0;        // 0: the writer keeps no change ring
   std::vector<std::uint64_t> namespace_live;  // live positions by namespace id (namespaces())
   WriterInfo writer;
   // (The Redis mirror's state is for tools: poscache/mirror_status.hpp.)

@@ -64,6 +64,8 @@ ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m) {
   j["segment_bytes"] = s.segment_bytes;
   j["index_buckets"] = s.index_buckets;
   j["change_seq"] = s.change_seq;
+  j["change_position"] = s.change_position;
+  j["change_ring_cells"] = s.change_ring_cells;
   ordered_json counters;
   for (const CounterField& f : kCounterFields) {
     if (f.member != &Counters::live) counters[std::string(f.name)] = s.*f.member;

@@ -180,6 +180,9 @@ TEST(DaemonConfigTest, HugePagesFromTheFileAndTheEnvironmentAndBooleansAreStrict
   EXPECT_TRUE(c.writer.huge_pages);  // on unless turned off
   load_toml("[segment]\nhuge_pages = false\n", "test.toml", c);
   EXPECT_FALSE(c.writer.huge_pages);
+  EXPECT_TRUE(c.writer.change_ring);  // on unless turned off
+  load_toml("[segment]\nchange_ring = false\n", "test.toml", c);
+  EXPECT_FALSE(c.writer.change_ring);
   ::setenv("POSCACHE_HUGE_PAGES", "on", 1);
   load_env(c);
   EXPECT_TRUE(c.writer.huge_pages);

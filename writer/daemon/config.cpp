@@ -168,7 +168,8 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
             {"segment", "namespace", "generator", "ingest", "daemon", "redis", "http"});
   if (const toml::table* seg = root["segment"].as_table()) {
     only_keys(origin, *seg, "[segment]",
-              {"name", "capacity", "mode", "heartbeat_interval", "recreate", "huge_pages"});
+              {"name", "capacity", "mode", "heartbeat_interval", "recreate", "huge_pages",
+               "change_ring"});
     if (auto* n = seg->get("name")) c.writer.segment = text(origin, *n, "name");
     if (auto* n = seg->get("capacity"))
       c.writer.capacity = static_cast<std::uint64_t>(integer(origin, *n, "capacity", 1, 1ll << 31));
@@ -178,6 +179,8 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
     if (auto* n = seg->get("recreate"))
       c.writer.recreate_on_mismatch = boolean(origin, *n, "recreate");
     if (auto* n = seg->get("huge_pages")) c.writer.huge_pages = boolean(origin, *n, "huge_pages");
+    if (auto* n = seg->get("change_ring"))
+      c.writer.change_ring = boolean(origin, *n, "change_ring");
   }
   if (const toml::array* nss = root["namespace"].as_array()) {
     c.writer.namespaces.clear();
@@ -395,6 +398,7 @@ std::string print_config(const DaemonConfig& c) {
   line("segment.mode", quoted(mode));
   line("segment.heartbeat_interval", quoted(duration_text(w.heartbeat_interval)));
   line("segment.huge_pages", flag(w.huge_pages));
+  line("segment.change_ring", flag(w.change_ring));
   line("segment.recreate", flag(w.recreate_on_mismatch));
   line("segment.fresh", flag(w.fresh));
   for (const NamespaceSpec& n : w.namespaces) {

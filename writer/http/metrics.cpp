@@ -123,6 +123,12 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
   }
   e.one("poscache_changes_total", "counter",
         "changes published to readers (the header's change sequence)", s.change_seq);
+  e.one("poscache_change_ring_cells_total", "counter",
+        "cells written to the change ring (its head: where a new follower starts)",
+        s.change_position);
+  e.one("poscache_change_ring_size_cells", "gauge",
+        "cells the change ring holds before it overwrites the oldest (0: no ring)",
+        s.change_ring_cells);
   for (const CounterField& f : kCounterFields) {
     if (f.member == &Counters::live) continue;  // poscache_positions
     const std::uint64_t v = s.*f.member;
