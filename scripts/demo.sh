@@ -61,7 +61,40 @@ echo "   a command the schema cannot take is refused, naming why (exit 1):"
 "$bin/poscache-feed" -s "$seg" --via socket fill lending "$wallet" SOL buy 1 1 || true
 
 echo; echo "== a market for 4 s (poscache-feed simulate): 8 wallets trading SOL/ETH/BTC/JUP, marks, quotes, 6 borrowers"
+# Meanwhile a Python service streams deltas from the change ring (what its clients would be
+# pushed): which keys changed, in order; it get()s the ones it shows for their values.
+PYTHONPATH=build/python /usr/bin/python3 - "$seg" "$wallet" > "$tmp/follower.txt" 2>&1 <<'PY' &
+import sys, time, collections, poscache
+r = poscache.Reader(sys.argv[1])
+at, kinds, resyncs, wallet, lending = r.change_position(), collections.Counter(), 0, [], []
+deadline = time.monotonic() + 4.5
+while time.monotonic() < deadline:
+    r.wait_for_changes(at, timeout=0.1)
+    status, at, changes = r.changes(at)
+    for c in changes:
+        kinds[c["kind"]] += 1
+        if c.get("account") == sys.argv[2] and c["kind"] == "updated" and len(wallet) < 3:
+            p = r.get(c["namespace"], c["account"], c["instrument"])
+            if p is not None:
+                wallet.append(f"{c['namespace']}:{c['instrument']} v{c['version']}: qty {p.fields.get('qty')} "
+                             f"realized {p.fields.get('realized_pnl')} unrealized {p.fields.get('unrealized_pnl')}")
+        if (c["namespace"] == "lending" and c["kind"] == "updated" and c["account"].startswith("0x")
+                and len(lending) < 3):
+            p = r.get("lending", c["account"], c["instrument"])
+            if p is not None:
+                lending.append(f"lending:{c['account'][:10]}..:{c['instrument']} v{c['version']}: health "
+                             f"{p.fields.get('health_factor')} blocks_unhealthy {p.fields.get('blocks_unhealthy')}")
+    if status != "ok":
+        resyncs += 1  # lapped or writer_restarted: a real service re-reads what it serves here
+print(f"   a Python follower (r.changes) streamed {sum(kinds.values())} changes in order: " +
+      ", ".join(f"{k} {n}" for k, n in kinds.most_common()) + f"; resyncs {resyncs}")
+for line in wallet + lending:
+    print("     " + line)
+PY
+follower=$!
 "$bin/poscache-feed" -s "$seg" simulate --seconds 4
+wait "$follower" || true
+cat "$tmp/follower.txt"
 echo "   the wallet's book after the market moved (every number follows from its fills and the last mark):"
 "$bin/poscache-inspect" -s "$seg" ls --account "$wallet" --limit 5
 echo "   lending positions: health = collateral x price x 0.825 / debt; blocks_unhealthy counts blocks below 1:"

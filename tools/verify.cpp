@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "shm/accounts.hpp"
+#include "shm/change_ring.hpp"
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
 #include "shm/layout.hpp"
@@ -209,6 +210,28 @@ VerifyReport one_pass(const Reader& reader) {
   } else if (head - tail > g.journal_entries) {
     r.problems.push_back("journal: " + std::to_string(head - tail) +
                          " pending entries exceed its " + std::to_string(g.journal_entries));
+  }
+  // The change ring (shm/change_ring.hpp): every cell below the head holds the position the head
+  // says was written there, or a later one of the same cell (the writer went on meanwhile), or is
+  // being written. A cell holding another cell's position, or an older one, is damage.
+  if (load_relaxed(&h.ring_cells) != 0) {
+    const auto* ring = reinterpret_cast<const ChangeCell*>(base + g.ring_offset);
+    const std::uint64_t ring_head = load_acquire(&h.ring_head);
+    const std::uint64_t from = ring_head > g.ring_cells ? ring_head - g.ring_cells : 0;
+    std::uint64_t bad = 0, first_bad = 0, first_seq = 0;
+    for (std::uint64_t p = from; p < ring_head; ++p) {
+      const std::uint64_t seq = load_acquire(&ring[p & (g.ring_cells - 1)].seq);
+      if (seq == kCellWriting) continue;
+      if (seq == 0 || seq - 1 < p || ((seq - 1 - p) & (g.ring_cells - 1)) != 0) {
+        if (bad++ == 0) first_bad = p, first_seq = seq;
+      }
+    }
+    if (bad > 0) {
+      r.problems.push_back(
+          "change ring: " + std::to_string(bad) +
+          " cells below the head do not hold their position (the first: " + "position " +
+          std::to_string(first_bad) + " holds sequence " + std::to_string(first_seq) + ")");
+    }
   }
   return r;
 }

@@ -105,6 +105,22 @@ TEST_F(InspectTest, StatsAndLsForScripts) {
 
 // watch shows the latest changes from the change ring: what happened between two refreshes,
 // each with its kind and key (or pattern), most recent first.
+TEST_F(InspectTest, VerifyFindsAChangeRingCellThatDoesNotHoldItsPosition) {
+  EXPECT_EQ(inspect(s() + "verify").code, 0);
+  edit_segment(seg.name(), [](std::byte* base) {
+    const auto* h = reinterpret_cast<const shm::SegmentHeader*>(base);
+    auto* ring =
+        reinterpret_cast<shm::ChangeCell*>(base + shm::geometry_for(h->capacity).ring_offset);
+    ring[1].seq = 7;  // position 1 (below the head: 3 inserts) claims to be position 6
+  });
+  const CliRun v = inspect(s() + "verify");
+  EXPECT_EQ(v.code, 1);
+  EXPECT_NE(v.out.find("change ring: 1 cells below the head do not hold their position (the "
+                       "first: position 1 holds sequence 7)"),
+            std::string::npos)
+      << v.out;
+}
+
 TEST_F(InspectTest, WatchShowsTheChangesFromTheRing) {
   FILE* p = ::popen((std::string(POSCACHE_INSPECT_BIN) + " " + s() +
                      "--json watch --count 2 --interval-ms 300 --top 5 2>&1")
