@@ -258,11 +258,19 @@ int poscache_position_field_text(const poscache_reader* reader, const poscache_p
     if (buf != nullptr && len > 0) buf[0] = '\0';
     return POSCACHE_NOT_FOUND;
   }
+  const FieldSpec& spec = info.fields[*f];
+  if (spec.type == FieldType::text) {  // its bytes from its first slot, up to the first NUL
+    const std::size_t slot = field_slot(info.fields, *f);
+    const auto* bytes = reinterpret_cast<const char*>(&position->values[slot]);
+    const std::size_t room = (POSCACHE_MAX_FIELDS - slot) * sizeof(poscache_int128);
+    return copy_text(
+        std::string_view(bytes, strnlen(bytes, std::min<std::size_t>(spec.length, room))), buf,
+        len);
+  }
   const poscache_int128 v = position->values[*f];
   const auto mantissa = static_cast<int128>(
       (static_cast<unsigned __int128>(static_cast<std::uint64_t>(v.hi)) << 64) | v.lo);
   // As format_field: an int64 or timestamp field is a decimal of scale 0.
-  const FieldSpec& spec = info.fields[*f];
   char text[48];
   const std::size_t n =
       format_decimal(mantissa, spec.type == FieldType::decimal ? spec.scale : 0, text);

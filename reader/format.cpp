@@ -7,6 +7,7 @@ namespace poscache {
 std::string format_field(const NamespaceInfo& ns, const Position& p, std::size_t field) {
   if (field >= ns.fields.size() || !p.has(field)) return {};
   const FieldSpec& f = ns.fields[field];
+  if (f.type == FieldType::text) return std::string(p.text(field_slot(ns.fields, field), f.length));
   return format_decimal(p.values[field], f.type == FieldType::decimal ? f.scale : 0);
 }
 

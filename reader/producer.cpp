@@ -212,7 +212,10 @@ Expected<Update> Producer::make_update(
     if (!f) return fail("namespace '" + info.name + "' has no field '" + std::string(name) + "'");
     if ((u.fields_mask >> *f) & 1u) return fail("field '" + std::string(name) + "' given twice");
     const FieldSpec& fs = info.fields[*f];
-    if (fs.type == FieldType::decimal) {
+    if (fs.type == FieldType::text) {
+      if (auto ok = validate_text(fs, text); !ok) return fail(ok.error());
+      put_text(u.values, field_slot(info.fields, *f), fs.length, text);
+    } else if (fs.type == FieldType::decimal) {
       auto v = parse_decimal(text, fs.scale);
       if (!v) return fail("field '" + fs.name + "': " + v.error());
       u.values[*f] = *v;
@@ -269,6 +272,12 @@ PushResult Producer::push_checked(const Update& u, bool count_full) {
     } else {
       for (std::size_t f = 0; f < info.fields.size() && bad == nullptr; ++f) {
         if (((u.fields_mask >> f) & 1u) == 0) continue;
+        if (info.fields[f].type == FieldType::text) {
+          const std::size_t len = info.fields[f].length;
+          if (!valid_text(text_in(u.values, field_slot(info.fields, f), len), len))
+            bad = "a text field that is not UTF-8 of at most its length";
+          continue;
+        }
         const int128 v = u.values[f];
         if (info.fields[f].type != FieldType::decimal ? (v > INT64_MAX || v < INT64_MIN)
                                                       : (v >= kDecimalLimit || v <= -kDecimalLimit))
@@ -289,8 +298,8 @@ PushResult Producer::push_checked(const Update& u, bool count_full) {
         m.fields_mask = u.fields_mask;
         m.key_hash = hash;
         m.source_seq = u.source_seq;
-        for (std::size_t f = 0; f < kMaxFields; ++f)
-          if ((u.fields_mask >> f) & 1u) put_value(m, f, u.values[f]);
+        // Every value slot (a text field spans several; unused slots are zero).
+        for (std::size_t slot = 0; slot < kMaxFields; ++slot) put_value(m, slot, u.values[slot]);
       },
       count_full);
 }

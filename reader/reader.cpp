@@ -44,7 +44,7 @@ struct Reader::State {
   std::uint64_t capacity = 0;
   std::uint64_t mask = 0;
   std::uint32_t ns_count = 0;
-  std::uint8_t field_count[kMaxNamespaces] = {};
+  std::uint8_t slot_count[kMaxNamespaces] = {};  // value slots of each schema: what a read copies
   std::int64_t stale_after_ns[kMaxNamespaces] = {};
   std::uint64_t* counts = nullptr;  // this Reader's record in the reader table, or null
   // The account index (snapshot()).
@@ -151,13 +151,13 @@ std::unique_ptr<Reader::State> make_state(std::string_view name, const ReaderOpt
     info.fields = std::move(spec.fields);
     info.stale_after = spec.stale_after;
     info.expire_after = spec.expire_after;
-    s->field_count[i] = static_cast<std::uint8_t>(info.fields.size());
+    s->slot_count[i] = static_cast<std::uint8_t>(value_slots(info.fields));
     s->stale_after_ns[i] = h.namespaces[i].stale_after_ns;
     s->infos.push_back(std::move(info));
   }
   std::size_t widest = 0;
   for (std::uint32_t i = 0; i < h.namespace_count; ++i)
-    widest = std::max<std::size_t>(widest, s->field_count[i]);
+    widest = std::max<std::size_t>(widest, s->slot_count[i]);
   s->max_copy_bytes = 8 + 8 * (kPayloadFixedWords + 2 * widest);
   s->options = options;
   claim_record(*s);
@@ -247,7 +247,7 @@ void Reader::get_many(std::span<const Key> keys, std::span<Position> out,
         if (b != kEmptyBucket && ref != kTombstoneRef && bucket_tag(b) == bucket_tag(hash[r]) &&
             ref - 1u < s.capacity) {
           const auto* line = reinterpret_cast<const char*>(&s.slots[ref - 1u]);
-          const std::size_t words = kPayloadFixedWords + 2 * s.field_count[keys[j].ns];
+          const std::size_t words = kPayloadFixedWords + 2 * s.slot_count[keys[j].ns];
           for (std::size_t off = 0; off < 8 + words * 8; off += kCacheLine)
             __builtin_prefetch(line + off);
         }
@@ -289,7 +289,7 @@ ReadStatus Reader::lookup_hashed(NamespaceId ns, std::string_view account,
   if (load_relaxed(&h.state) == static_cast<std::uint32_t>(SegmentState::retired)) {
     return ReadStatus::retired;
   }
-  const std::size_t words = kPayloadFixedWords + 2 * s.field_count[ns];
+  const std::size_t words = kPayloadFixedWords + 2 * s.slot_count[ns];
   std::uint64_t buf[kPayloadWords];
   bool stuck = false;
 
@@ -311,7 +311,7 @@ ReadStatus Reader::lookup_hashed(NamespaceId ns, std::string_view account,
       return writer_heartbeat_stale(h, now_ns) ? ReadStatus::writer_dead : ReadStatus::writer_busy;
     }
     if (hit) {
-      fill(buf, s.field_count[ns], out);
+      fill(buf, s.slot_count[ns], out);
       return set_age(s, out, now_ns) ? ReadStatus::stale : ReadStatus::ok;
     }
     // L4: a miss counts only if no rebuild was published while we probed.
@@ -357,7 +357,7 @@ Reader::ScanResult Reader::scan(const ScanFilter& filter,
     const std::string_view account(pl.account,
                                    std::min<std::size_t>(pl.account_len, kMaxAccountLen));
     if (filter.account && account != *filter.account) continue;
-    fill(buf, s.field_count[pl.ns], p);
+    fill(buf, s.slot_count[pl.ns], p);
     if (filter.glob) {
       if (!detail::key_matches(filter.glob->c_str(), key, s.infos[pl.ns].name, account,
                                p.instrument_view())) {
@@ -426,11 +426,11 @@ ReadStatus Reader::snapshot(std::string_view account, std::vector<Position>& out
           std::memcmp(pl.account, account.data(), account.size()) != 0) {
         continue;  // another account with the same hash, or a change S5 will catch
       }
-      const std::size_t words = kPayloadFixedWords + 2 * s.field_count[pl.ns];
+      const std::size_t words = kPayloadFixedWords + 2 * s.slot_count[pl.ns];
       for (std::size_t w = kPayloadFixedWords; w < words; ++w)
         buf[w] = load_relaxed(&sl.payload[w]);
       Position& p = out.emplace_back();
-      fill(buf, s.field_count[pl.ns], p);
+      fill(buf, s.slot_count[pl.ns], p);
       stale = set_age(s, p, now) || stale;
     }
     std::atomic_thread_fence(std::memory_order_acquire);  // S4, pairs with A2 / E1

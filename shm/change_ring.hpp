@@ -174,8 +174,8 @@ class ChangeRingWriter {
                        std::size_t len) noexcept {
     char text[kMaxChangeText];
     const std::size_t na = std::min(a.size(), len);
-    std::memcpy(text, a.data(), na);
-    std::memcpy(text + na, b.data(), len - na);
+    if (na > 0) std::memcpy(text, a.data(), na);  // (an empty view may have a null data())
+    if (len > na) std::memcpy(text + na, b.data(), len - na);
     auto* c = reinterpret_cast<char*>(r.w);
     std::size_t done = std::min(len, kCellFirstTextBytes);
     std::memcpy(c + 32, text, done);

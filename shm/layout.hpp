@@ -101,14 +101,15 @@ namespace poscache::shm {
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 9;  // 2: SlotBook::queued_epoch; 3: the journal;
-                                                    // 4: no LRU links (writer/recency_log.hpp);
-                                                    // 5: journal counts published in the header;
-                                                    // 6: the producer table;
-                                                    // 7: live positions per namespace;
-                                                    // 8: the account index (shm/accounts.hpp);
-                                                    // 9: the change ring (shm/change_ring.hpp)
-inline constexpr std::uint32_t kHashAlgorithm = 3;  // XXH3_64bits, seed 0 (see shm/hash.hpp)
+inline constexpr std::uint32_t kLayoutVersion = 10;  // 2: SlotBook::queued_epoch; 3: the journal;
+                                                     // 4: no LRU links (writer/recency_log.hpp);
+                                                     // 5: journal counts published in the header;
+                                                     // 6: the producer table;
+                                                     // 7: live positions per namespace;
+                                                     // 8: the account index (shm/accounts.hpp);
+                                                     // 9: the change ring (shm/change_ring.hpp);
+                                                     // 10: text fields (FieldDesc::length)
+inline constexpr std::uint32_t kHashAlgorithm = 3;   // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
 // Key and schema limits. The public constants (poscache/schema.hpp: what the API validates) are
 // the format's own: pinned here to the bytes that hold them, and part of the fingerprint.
@@ -144,15 +145,18 @@ std::string_view fixed_name(const char (&name)[N]) noexcept {
 // Schema descriptors (immutable once the state leaves `initializing`).
 //
 //   FieldDesc (40 B)
-//   0                               32    33     34                 40
-//   +-------------------------------+-----+------+------------------+
-//   | name[32] (NUL-padded)         |type |scale | reserved         |
-//   +-------------------------------+-----+------+------------------+
+//   0                               32    33     34     35          40
+//   +-------------------------------+-----+------+------+-----------+
+//   | name[32] (NUL-padded)         |type |scale |length| reserved  |
+//   +-------------------------------+-----+------+------+-----------+
+//   A text field's value takes ceil(length / 16) consecutive value slots (SlotPayload::values),
+//   its bytes in order, NUL-padded; text fields follow every numeric field (poscache/schema.hpp).
 struct FieldDesc {
   char name[32];
-  std::uint8_t type;   // FieldType
-  std::uint8_t scale;  // decimals: digits after the point
-  std::uint8_t reserved[6];
+  std::uint8_t type;    // FieldType
+  std::uint8_t scale;   // decimals: digits after the point
+  std::uint8_t length;  // text: the most bytes it holds
+  std::uint8_t reserved[5];
 };
 static_assert(sizeof(FieldDesc) == 40);
 
@@ -669,6 +673,7 @@ constexpr std::uint64_t layout_fingerprint() {
                                  offsetof(SegmentHeader, namespace_live),
                                  sizeof(NamespaceDesc),
                                  sizeof(FieldDesc),
+                                 offsetof(FieldDesc, length),
                                  sizeof(Slot),
                                  sizeof(SlotPayload),
                                  offsetof(SlotPayload, ns),

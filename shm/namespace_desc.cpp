@@ -23,6 +23,7 @@ void write_namespace(NamespaceDesc& d, const NamespaceSpec& n) noexcept {
     copy_name(d.fields[f].name, n.fields[f].name);
     d.fields[f].type = static_cast<std::uint8_t>(n.fields[f].type);
     d.fields[f].scale = n.fields[f].scale;
+    d.fields[f].length = n.fields[f].length;
   }
 }
 
@@ -31,7 +32,8 @@ NamespaceSpec spec_of(const NamespaceDesc& d) {
   n.name = std::string(fixed_name(d.name));
   for (std::uint32_t i = 0; i < std::min<std::uint32_t>(d.field_count, kMaxFields); ++i) {
     n.fields.push_back(FieldSpec{std::string(fixed_name(d.fields[i].name)),
-                                 static_cast<FieldType>(d.fields[i].type), d.fields[i].scale});
+                                 static_cast<FieldType>(d.fields[i].type), d.fields[i].scale,
+                                 d.fields[i].length});
   }
   n.stale_after = std::chrono::nanoseconds(d.stale_after_ns);
   n.expire_after = std::chrono::nanoseconds(d.expire_after_ns);
@@ -47,7 +49,8 @@ bool same_schema(const NamespaceDesc& d, const NamespaceSpec& n) {
   for (std::size_t i = 0; i < n.fields.size(); ++i) {
     const FieldDesc& f = d.fields[i];
     if (fixed_name(f.name) != n.fields[i].name ||
-        f.type != static_cast<std::uint8_t>(n.fields[i].type) || f.scale != n.fields[i].scale) {
+        f.type != static_cast<std::uint8_t>(n.fields[i].type) || f.scale != n.fields[i].scale ||
+        f.length != n.fields[i].length) {
       return false;
     }
   }
@@ -63,6 +66,7 @@ std::string describe(const NamespaceSpec& n) {
     if (i != 0) s += ',';
     s.append(f.name).append(":").append(to_string(f.type));
     if (f.type == FieldType::decimal) s.append("(").append(std::to_string(f.scale)).append(")");
+    if (f.type == FieldType::text) s.append("(").append(std::to_string(f.length)).append(")");
   }
   s.append(",stale_after=").append(std::to_string(n.stale_after.count()));
   s.append("ns,expire_after=").append(std::to_string(n.expire_after.count())).append("ns}");

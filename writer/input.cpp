@@ -13,8 +13,11 @@ InputRules::InputRules(const std::vector<NamespaceSpec>& namespaces) : specs_(&n
   for (const NamespaceSpec& n : namespaces) {
     Shape s;
     s.field_count = static_cast<std::uint32_t>(n.fields.size());
-    for (std::size_t f = 0; f < n.fields.size(); ++f) {
+    for (std::size_t f = 0; f < n.fields.size() && f < kMaxFields; ++f) {
       if (n.fields[f].type == FieldType::int64) s.int_fields |= 1u << f;
+      if (n.fields[f].type == FieldType::text) s.text_fields |= 1u << f;
+      s.slot[f] = static_cast<std::uint8_t>(field_slot(n.fields, f));
+      s.length[f] = n.fields[f].length;
     }
     shapes_.push_back(s);
   }
@@ -47,6 +50,14 @@ std::string InputRules::explain(const InputCheck& c, const Update& u) const {
              std::to_string(kMaxDecimalDigits) + " digits";
     case InputFault::int64_range:
       return field() + format_decimal(u.values[c.field], 0) + " is out of the 64-bit range";
+    case InputFault::text_value: {
+      const Shape& sh = shapes_[u.ns];
+      const FieldSpec& fs = specs[u.ns].fields[c.field];
+      const std::string_view t = text_in(u.values, sh.slot[c.field], fs.length);
+      if (auto r = validate_text(fs, t); !r) return r.error();
+      return field() + "the bytes after its " + std::to_string(t.size()) +
+             "-byte text are not zero (a text is NUL-padded)";
+    }
   }
   return "unknown input fault";
 }
@@ -126,9 +137,11 @@ Expected<Update> InputRules::build(NamespaceId ns, std::string_view account,
   u.instrument_len = static_cast<std::uint8_t>(instrument.size());
   std::memcpy(u.account, account.data(), account.size());
   std::memcpy(u.instrument, instrument.data(), instrument.size());
-  const std::uint32_t n = shapes_[ns].field_count;
-  for (std::uint32_t f = 0; f < n; ++f) {
-    if ((mask >> f) & 1u) u.values[f] = values[f];
+  const Shape& sh = shapes_[ns];
+  for (std::uint32_t f = 0; f < sh.field_count; ++f) {
+    if (((mask >> f) & 1u) == 0) continue;
+    const std::size_t slots = ((sh.text_fields >> f) & 1u) ? (sh.length[f] + 15) / 16 : 1;
+    for (std::size_t k = 0; k < slots; ++k) u.values[sh.slot[f] + k] = values[sh.slot[f] + k];
   }
   if (const InputCheck c = check(u); !c.ok()) return fail(explain(c, u));
   return u;
@@ -159,7 +172,10 @@ Expected<Update> InputRules::build(
     if ((mask >> f) & 1u) return fail("field '" + spec.fields[f].name + "' is given twice");
     mask |= 1u << f;
     const FieldSpec& fs = spec.fields[f];
-    if (fs.type == FieldType::decimal) {
+    if (fs.type == FieldType::text) {
+      if (auto r = validate_text(fs, text); !r) return fail(r.error());
+      put_text(values, field_slot(spec.fields, f), fs.length, text);
+    } else if (fs.type == FieldType::decimal) {
       auto v = parse_decimal(text, fs.scale);
       if (!v) return fail("field '" + fs.name + "': " + v.error());
       values[f] = *v;

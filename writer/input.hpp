@@ -27,11 +27,12 @@ enum class InputFault : std::uint8_t {
   unknown_fields,  // a bit beyond the namespace's fields
   decimal_digits,  // a decimal mantissa of more than 38 digits
   int64_range,     // an int64 field outside 64 bits
+  text_value,      // a text field: too long, a NUL, not UTF-8, or its padding not zero
 };
 
 struct InputCheck {
   InputFault fault = InputFault::none;
-  std::uint8_t field = 0;  // the field, for decimal_digits and int64_range
+  std::uint8_t field = 0;  // the field, for decimal_digits, int64_range and text_value
   [[nodiscard]] bool ok() const noexcept { return fault == InputFault::none; }
 };
 
@@ -71,8 +72,13 @@ class InputRules {
  private:
   struct Shape {
     std::uint32_t field_count = 0;
-    std::uint32_t int_fields = 0;  // bit f: field f is an int64
+    std::uint32_t int_fields = 0;          // bit f: field f is an int64
+    std::uint32_t text_fields = 0;         // bit f: field f is text (after every numeric field)
+    std::uint8_t slot[kMaxFields] = {};    // the field's first value slot
+    std::uint8_t length[kMaxFields] = {};  // a text field's length
   };
+  // A text field's slots hold valid text (at most its length, no NUL, UTF-8) and zeros after.
+  static bool text_ok(const Update& u, std::size_t slot, std::size_t length) noexcept;
   const std::vector<NamespaceSpec>* specs_;
   std::vector<Shape> shapes_;
 };
@@ -97,6 +103,11 @@ inline InputCheck InputRules::check_shape(const Update& u) const noexcept {
     return {InputFault::unknown_fields};
   for (std::uint32_t f = 0; f < s.field_count; ++f) {
     if (((u.fields_mask >> f) & 1u) == 0) continue;
+    if (((s.text_fields >> f) & 1u) != 0) {
+      if (!text_ok(u, s.slot[f], s.length[f]))
+        return {InputFault::text_value, static_cast<std::uint8_t>(f)};
+      continue;
+    }
     const int128 v = u.values[f];
     if (((s.int_fields >> f) & 1u) != 0) {
       if (v > INT64_MAX || v < INT64_MIN)
@@ -106,6 +117,17 @@ inline InputCheck InputRules::check_shape(const Update& u) const noexcept {
     }
   }
   return {};
+}
+
+inline bool InputRules::text_ok(const Update& u, std::size_t slot, std::size_t length) noexcept {
+  const std::string_view t = text_in(u.values, slot, length);
+  if (!valid_text(t, length)) return false;
+  const auto* b = reinterpret_cast<const char*>(u.values + slot);
+  const std::size_t end = (length + kValueSlotBytes - 1) / kValueSlotBytes * kValueSlotBytes;
+  for (std::size_t i = t.size(); i < end; ++i) {
+    if (b[i] != 0) return false;
+  }
+  return true;
 }
 
 }  // namespace poscache::detail

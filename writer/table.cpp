@@ -7,6 +7,7 @@
 
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
+#include "shm/segment.hpp"
 #include "shm/seqlock.hpp"
 #include "shm/slot_codec.hpp"
 #include "writer/fault_points.hpp"
@@ -38,6 +39,15 @@ void Table::bind(std::byte* base, const Geometry& g) {
   ring_cells_ = reinterpret_cast<ChangeCell*>(base + g.ring_offset);
   ring_count_ = g.ring_cells;
   recency_ = RecencyLog(capacity_);
+  for (std::uint32_t ns = 0; ns < h_->namespace_count && ns < kMaxNamespaces; ++ns) {
+    const NamespaceSpec spec = spec_of(h_->namespaces[ns]);
+    FieldSlots& fs = slots_of_[ns];
+    for (std::size_t f = 0; f < spec.fields.size(); ++f) {
+      fs.first[f] = static_cast<std::uint8_t>(field_slot(spec.fields, f));
+      fs.count[f] = static_cast<std::uint8_t>(slots_of(spec.fields[f]));
+    }
+    fs.used = static_cast<std::uint32_t>(value_slots(spec.fields));
+  }
   std::vector<std::uint16_t> expiring;
   for (std::uint32_t ns = 0; ns < h_->namespace_count; ++ns) {
     if (h_->namespaces[ns].expire_after_ns > 0) expiring.push_back(static_cast<std::uint16_t>(ns));
@@ -256,8 +266,7 @@ void Table::upsert_batch(std::span<const Update> us, ApplyResult* out,
           // whole (its payload is cleared).
           const auto* line = reinterpret_cast<const char*>(&slots_[target]);
           const std::size_t end =
-              named ? 8 + 8 * (kWordValues + 2 * h_->namespaces[us[base + j].ns].field_count)
-                    : sizeof(Slot);
+              named ? 8 + 8 * (kWordValues + 2 * slots_of_[us[base + j].ns].used) : sizeof(Slot);
           for (std::size_t off = 0; off < end; off += kCacheLine) __builtin_prefetch(line + off, 1);
           __builtin_prefetch(recency_.stamp_address(target), 1);
           if (!named || sync_) __builtin_prefetch(&book_[target], 1);  // account links; sync mark
@@ -332,12 +341,15 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
     put(kWordVersion, r.version);
     if (u.source_seq != 0) put(kWordSourceSeq, u.source_seq);
     put(kWordUpdatedAt, static_cast<std::uint64_t>(t));
+    const FieldSlots& fs = slots_of_[u.ns];
     for (std::uint32_t f = 0; f < nfields; ++f) {
       const bool given = ((u.fields_mask >> f) & 1u) != 0;
       if (!given && u.mode != UpdateMode::replace) continue;
-      const auto v = given ? static_cast<unsigned __int128>(u.values[f]) : 0;
-      put(kWordValues + 2 * f, static_cast<std::uint64_t>(v));
-      put(kWordValues + 2 * f + 1, static_cast<std::uint64_t>(v >> 64));
+      for (std::uint32_t slot = fs.first[f]; slot < fs.first[f] + fs.count[f]; ++slot) {
+        const auto v = given ? static_cast<unsigned __int128>(u.values[slot]) : 0;
+        put(kWordValues + 2 * slot, static_cast<std::uint64_t>(v));
+        put(kWordValues + 2 * slot + 1, static_cast<std::uint64_t>(v >> 64));
+      }
     }
     write_words(s, idx, val, n);
     ring_.append(static_cast<std::uint8_t>(ChangeKind::updated), u.ns, r.version, t, account,
@@ -365,8 +377,11 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
   p.instrument_len = u.instrument_len;
   std::memcpy(p.account, u.account, sizeof p.account);
   std::memcpy(p.instrument, u.instrument, sizeof p.instrument);
+  const FieldSlots& fs = slots_of_[u.ns];
   for (std::uint32_t f = 0; f < nfields; ++f) {
-    if ((u.fields_mask >> f) & 1u) set_field_value(p, f, u.values[f]);
+    if (((u.fields_mask >> f) & 1u) == 0) continue;
+    for (std::uint32_t slot = fs.first[f]; slot < fs.first[f] + fs.count[f]; ++slot)
+      set_field_value(p, slot, u.values[slot]);
   }
   p.fields_set = u.fields_mask;
   p.version = wa_->next_version++;

@@ -177,7 +177,15 @@ class Table {
   std::uint64_t tombstone_limit_ = 0;
   shm::AccountIndexWriter accounts_;          // account hash -> first slot and count; the stripes
   std::vector<std::uint64_t*> open_stripes_;  // opened by the change in progress
-  shm::ChangeCell* ring_cells_ = nullptr;     // the change ring's region (shm/change_ring.hpp)
+  // Each namespace's fields: first value slot and slots taken (a text field takes several), and
+  // the slots the schema uses (poscache/schema.hpp).
+  struct FieldSlots {
+    std::uint8_t first[kMaxFields] = {};
+    std::uint8_t count[kMaxFields] = {};
+    std::uint32_t used = 0;
+  };
+  FieldSlots slots_of_[kMaxNamespaces];
+  shm::ChangeCell* ring_cells_ = nullptr;  // the change ring's region (shm/change_ring.hpp)
   std::uint64_t ring_count_ = 0;
   shm::ChangeRingWriter ring_;  // disabled unless set_change_ring(true)
   RecencyLog recency_;          // the LRU order; sized in bind()

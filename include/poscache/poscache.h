@@ -121,7 +121,8 @@ int poscache_snapshot(const poscache_reader* reader, const char* account, poscac
 
 /* A field of a position as exact text (decimals with their scale's digits, integers as
  * integers). POSCACHE_OK; POSCACHE_NOT_FOUND if the position does not carry it;
- * POSCACHE_BAD_INPUT for an unknown field; POSCACHE_SMALL_BUFFER (64 bytes always suffice). */
+ * POSCACHE_BAD_INPUT for an unknown field; POSCACHE_SMALL_BUFFER (64 bytes always suffice for a
+ * number; a text field needs its length + 1). */
 int poscache_position_field_text(const poscache_reader* reader, const poscache_position* position,
                                  const char* field, char* buf, size_t len);
 

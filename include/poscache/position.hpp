@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 #include "poscache/decimal.hpp"
@@ -11,6 +12,27 @@
 namespace poscache {
 
 using NamespaceId = std::uint16_t;
+
+// A text field's bytes in value slots (poscache/schema.hpp): in order from its first slot,
+// NUL-padded to the end of its slots. (Readers use format_field or Position::text.)
+inline std::string_view text_in(const int128* values, std::size_t slot,
+                                std::size_t length) noexcept {
+  if (slot >= kMaxFields) return {};
+  const auto* b = reinterpret_cast<const char*>(values + slot);
+  const std::size_t room = (kMaxFields - slot) * sizeof(int128);
+  return {b, strnlen(b, length < room ? length : room)};
+}
+// Writes `text` (already valid: at most `length` bytes, no NUL) into its slots, zeroing the rest.
+inline void put_text(int128* values, std::size_t slot, std::size_t length,
+                     std::string_view text) noexcept {
+  if (slot >= kMaxFields) return;
+  auto* b = reinterpret_cast<char*>(values + slot);
+  const std::size_t room = (kMaxFields - slot) * sizeof(int128);
+  const std::size_t slots_bytes = (length + sizeof(int128) - 1) / sizeof(int128) * sizeof(int128);
+  const std::size_t n = slots_bytes < room ? slots_bytes : room;
+  std::memset(b, 0, n);
+  std::memcpy(b, text.data(), text.size() < n ? text.size() : n);
+}
 
 struct Position {
   NamespaceId ns = 0;
@@ -25,7 +47,9 @@ struct Position {
   bool stale = false;              // age_ns > the namespace's stale_after
   char account[kMaxAccountLen] = {};
   char instrument[kMaxInstrumentLen] = {};
-  int128 values[kMaxFields] = {};  // mantissas; int64 and timestamp fields as plain integers
+  // By value slot: mantissas; int64 and timestamp fields as plain integers; a text field's bytes
+  // from its first slot (numeric fields' slots are their indices: poscache/schema.hpp).
+  int128 values[kMaxFields] = {};
 
   [[nodiscard]] std::string_view account_view() const noexcept { return {account, account_len}; }
   [[nodiscard]] std::string_view instrument_view() const noexcept {
@@ -37,6 +61,10 @@ struct Position {
   [[nodiscard]] int128 raw(std::size_t field) const noexcept { return values[field]; }
   [[nodiscard]] std::int64_t int64(std::size_t field) const noexcept {
     return static_cast<std::int64_t>(values[field]);
+  }
+  // A text field from its first slot (field_slot() of the schema) and its length.
+  [[nodiscard]] std::string_view text(std::size_t slot, std::size_t length) const noexcept {
+    return text_in(values, slot, length);
   }
 };
 

@@ -25,6 +25,7 @@ enum class FieldType : std::uint8_t {
   decimal = 1,    // exact, int128 mantissa at the field's scale
   int64 = 2,      // signed 64-bit integer (block numbers, counts)
   timestamp = 3,  // nanoseconds since the Unix epoch, signed 64-bit
+  text = 4,       // UTF-8 up to the field's `length` bytes, no NUL (an asset address, a status)
 };
 
 std::string_view to_string(FieldType type) noexcept;
@@ -32,8 +33,28 @@ std::string_view to_string(FieldType type) noexcept;
 struct FieldSpec {
   std::string name;
   FieldType type = FieldType::decimal;
-  std::uint8_t scale = 0;  // decimals only
+  std::uint8_t scale = 0;   // decimals only
+  std::uint8_t length = 0;  // text only: the most bytes it holds, 1..kMaxTextLen
 };
+
+// Value slots. A position holds kMaxFields slots of 16 bytes. A number takes one; a text field
+// takes ceil(length / 16) consecutive ones. Text fields follow every numeric field in a schema,
+// so a numeric field's slot is its index; a text field's first slot is field_slot().
+inline constexpr std::size_t kValueSlotBytes = 16;
+inline constexpr std::size_t kMaxTextLen = 128;
+constexpr std::size_t slots_of(const FieldSpec& f) noexcept {
+  return f.type == FieldType::text ? (f.length + kValueSlotBytes - 1) / kValueSlotBytes : 1;
+}
+// The first slot of field `field` (fields before it, text ones counted by their slots).
+inline std::size_t field_slot(const std::vector<FieldSpec>& fields, std::size_t field) noexcept {
+  std::size_t slot = 0;
+  for (std::size_t i = 0; i < field && i < fields.size(); ++i) slot += slots_of(fields[i]);
+  return slot;
+}
+// Slots the schema uses (<= kMaxFields for a valid one).
+inline std::size_t value_slots(const std::vector<FieldSpec>& fields) noexcept {
+  return field_slot(fields, fields.size());
+}
 
 struct NamespaceSpec {
   std::string name;
@@ -44,16 +65,22 @@ struct NamespaceSpec {
   std::chrono::nanoseconds expire_after{0};
 };
 
+// A text field's value: UTF-8, no NUL, at most `length` bytes. The error names the field, the
+// limit, and the offending byte's offset.
+Expected<bool> validate_text(const FieldSpec& field, std::string_view value);
+bool valid_text(std::string_view value, std::size_t length) noexcept;
+
 // Presets (DESIGN.md "Keys and values"). Scales: token quantities and prices at 18 decimals;
 // lending collateral and debt are integer base units of an 18-decimal token (scale 0, up to
 // 10^38 base units = 10^20 tokens), thresholds and health in WAD (18 decimals).
 NamespaceSpec preset_trading(std::string name);
-NamespaceSpec preset_lending(std::string name);
-NamespaceSpec preset_quote(std::string name);  // stale_after 1 s, expire_after 60 s
+NamespaceSpec preset_lending(std::string name);  // + collateral_asset, debt_asset: text(48)
+NamespaceSpec preset_quote(std::string name);    // stale_after 1 s, expire_after 60 s
 // "trading" | "lending" | "quote" → the preset, else a failure naming the preset.
 Expected<NamespaceSpec> preset(std::string_view preset_name, std::string name);
 
-// Checks a schema (name alphabet and length, field count, duplicate names, scales, TTLs).
+// Checks a schema (name alphabet and length, field count, duplicate names, scales, text lengths
+// and their place after the numeric fields, the slots they take, TTLs).
 Expected<bool> validate(const NamespaceSpec& spec);
 
 // Key part rules. Errors name the part, the value and the limit.

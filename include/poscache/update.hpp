@@ -26,12 +26,12 @@ struct Update {
   std::uint8_t account_len = 0;
   std::uint8_t instrument_len = 0;
   UpdateMode mode = UpdateMode::merge;
-  std::uint32_t fields_mask = 0;  // bit i: values[i] is given
+  std::uint32_t fields_mask = 0;  // bit i: field i is given (its value slots below)
   std::uint64_t source_seq =
       0;  // producer's sequence; an update older than the stored one is refused
   char account[kMaxAccountLen] = {};
   char instrument[kMaxInstrumentLen] = {};
-  int128 values[kMaxFields] = {};
+  int128 values[kMaxFields] = {};  // by value slot, as Position::values
   [[nodiscard]] std::string_view account_view() const noexcept { return {account, account_len}; }
   [[nodiscard]] std::string_view instrument_view() const noexcept {
     return {instrument, instrument_len};

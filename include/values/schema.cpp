@@ -19,6 +19,8 @@ std::string_view to_string(FieldType type) noexcept {
       return "int64";
     case FieldType::timestamp:
       return "timestamp";
+    case FieldType::text:
+      return "text";
   }
   return "unknown";
 }
@@ -50,6 +52,9 @@ FieldSpec dec(std::string name, std::uint8_t scale) {
 }
 FieldSpec i64(std::string name) {
   return FieldSpec{std::move(name), FieldType::int64, 0};
+}
+FieldSpec txt(std::string name, std::uint8_t length) {
+  return FieldSpec{std::move(name), FieldType::text, 0, length};
 }
 
 std::string show(std::string_view v) {
@@ -121,7 +126,8 @@ NamespaceSpec preset_lending(std::string name) {
   return NamespaceSpec{
       std::move(name),
       {dec("collateral_amount", 0), dec("debt_amount", 0), dec("liquidation_threshold", 18),
-       dec("health_factor", 18), i64("last_update_block"), i64("blocks_unhealthy")},
+       dec("health_factor", 18), i64("last_update_block"), i64("blocks_unhealthy"),
+       txt("collateral_asset", 48), txt("debt_asset", 48)},
       0ns,
       0ns};
 }
@@ -193,8 +199,22 @@ Expected<bool> validate(const NamespaceSpec& spec) {
                   "source_seq, created_at and updated_at)");
     }
     if (f.type != FieldType::decimal && f.type != FieldType::int64 &&
-        f.type != FieldType::timestamp) {
+        f.type != FieldType::timestamp && f.type != FieldType::text) {
       return fail(where + "field '" + f.name + "' has an unknown type");
+    }
+    if (f.type == FieldType::text && (f.length < 1 || f.length > kMaxTextLen)) {
+      return fail(where + "text field '" + f.name + "' has length " + std::to_string(f.length) +
+                  ": it must be 1 to " + std::to_string(kMaxTextLen) + " bytes");
+    }
+    if (f.type != FieldType::text && f.length != 0) {
+      return fail(where + "field '" + f.name + "' is " + std::string(to_string(f.type)) +
+                  ": only text fields have a length");
+    }
+    if (f.type != FieldType::text && &f != &spec.fields.front() &&
+        (&f)[-1].type == FieldType::text) {
+      return fail(where + "field '" + f.name + "' (" + std::string(to_string(f.type)) +
+                  ") follows text field '" + (&f)[-1].name +
+                  "': text fields come after every numeric field");
     }
     if (f.type == FieldType::decimal && f.scale > kMaxScale) {
       return fail(where + "field '" + f.name + "' has scale " + std::to_string(f.scale) +
@@ -205,6 +225,11 @@ Expected<bool> validate(const NamespaceSpec& spec) {
                   ": only decimals have a scale");
     }
   }
+  if (value_slots(spec.fields) > kMaxFields) {
+    return fail(where + "the fields take " + std::to_string(value_slots(spec.fields)) +
+                " value slots: the limit is " + std::to_string(kMaxFields) +
+                " (a number takes one, a text field one per 16 bytes of its length)");
+  }
   if (spec.stale_after.count() < 0) return fail(where + "stale_after is negative");
   if (spec.expire_after.count() < 0) return fail(where + "expire_after is negative");
   if (spec.expire_after.count() > 0 && spec.stale_after.count() > spec.expire_after.count()) {
@@ -213,6 +238,52 @@ Expected<bool> validate(const NamespaceSpec& spec) {
                 " ns): a position would expire before it could be stale");
   }
   return true;
+}
+
+namespace {
+// The offset of the first byte that is NUL or not UTF-8, or v.size() if there is none.
+std::size_t first_bad_byte(std::string_view v) noexcept {
+  for (std::size_t i = 0; i < v.size();) {
+    const auto c = static_cast<unsigned char>(v[i]);
+    if (c == 0) return i;
+    std::size_t n = c < 0x80           ? 1
+                    : (c >> 5) == 0x6  ? 2
+                    : (c >> 4) == 0xE  ? 3
+                    : (c >> 3) == 0x1E ? 4
+                                       : 0;
+    if (n == 0 || i + n > v.size()) return i;
+    std::uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (std::size_t k = 1; k < n; ++k) {
+      const auto d = static_cast<unsigned char>(v[i + k]);
+      if ((d & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+      return i;
+    i += n;
+  }
+  return v.size();
+}
+}  // namespace
+
+bool valid_text(std::string_view v, std::size_t length) noexcept {
+  return v.size() <= length && first_bad_byte(v) == v.size();
+}
+
+Expected<bool> validate_text(const FieldSpec& field, std::string_view v) {
+  if (v.size() > field.length) {
+    return fail("text field '" + field.name + "' holds at most " + std::to_string(field.length) +
+                " bytes, got " + std::to_string(v.size()));
+  }
+  const std::size_t bad = first_bad_byte(v);
+  if (bad == v.size()) return true;
+  if (v[bad] == '\0')
+    return fail("text field '" + field.name + "' may not contain NUL (byte " + std::to_string(bad) +
+                ")");
+  return fail("text field '" + field.name + "' is not valid UTF-8 (byte " + std::to_string(bad) +
+              ")");
 }
 
 }  // namespace poscache

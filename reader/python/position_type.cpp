@@ -104,6 +104,9 @@ PyObject* to_python(const Reader& r, const std::vector<Names>& names, const Posi
       }
       v = PyObject_Vectorcall(g_decimal, &text, 1, nullptr);  // exact: from its text
       Py_DECREF(text);
+    } else if (spec.type == FieldType::text) {
+      const std::string_view t = p.text(field_slot(ns.fields, f), spec.length);  // valid UTF-8
+      v = PyUnicode_DecodeUTF8(t.data(), static_cast<Py_ssize_t>(t.size()), "strict");
     } else {
       v = PyLong_FromLongLong(static_cast<long long>(p.values[f]));
     }

@@ -91,8 +91,11 @@ ordered_json namespaces_json(const Reader& r, const SegmentStats& s) {
   for (const auto& n : r.namespaces()) {
     ordered_json fields = ordered_json::array();
     for (const auto& f : n.fields)
-      fields.push_back(
-          {{"name", f.name}, {"type", std::string(to_string(f.type))}, {"scale", f.scale}});
+      fields.push_back(f.type == FieldType::text
+                           ? ordered_json{{"name", f.name}, {"type", "text"}, {"length", f.length}}
+                           : ordered_json{{"name", f.name},
+                                          {"type", std::string(to_string(f.type))},
+                                          {"scale", f.scale}});
     nss.push_back({{"name", n.name},
                    {"live", n.id < s.namespace_live.size() ? s.namespace_live[n.id] : 0},
                    {"fields", fields},

@@ -193,6 +193,26 @@ int main(void) {
   CHECK(count == 0);
   CHECK_STATUS(poscache_snapshot(r, "", book, 4, &count), POSCACHE_BAD_KEY);
 
+  /* A text field (the lending preset's asset addresses): the text itself, exactly. */
+  const char* asset_name[] = {"collateral_asset"};
+  const char* weth[] = {"0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"};
+  CHECK_STATUS(
+      poscache_upsert(p, "lending", "0xab12", "USDC", asset_name, weth, 1, 0, POSCACHE_MERGE, &seq),
+      POSCACHE_OK);
+  CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
+  CHECK_STATUS(poscache_get(r, "lending", "0xab12", "USDC", &pos), POSCACHE_OK);
+  char asset[64];
+  CHECK_STATUS(poscache_position_field_text(r, &pos, "collateral_asset", asset, sizeof asset),
+               POSCACHE_OK);
+  CHECK(strcmp(asset, weth[0]) == 0);
+  CHECK_STATUS(poscache_position_field_text(r, &pos, "collateral_asset", asset, 8),
+               POSCACHE_SMALL_BUFFER);
+  const char* too_long[] = {"0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2-0123456789"};
+  CHECK_STATUS(poscache_upsert(p, "lending", "0xab12", "USDC", asset_name, too_long, 1, 0,
+                               POSCACHE_MERGE, &seq),
+               POSCACHE_BAD_INPUT);
+  CHECK(strstr(poscache_last_error(), "holds at most 48 bytes") != NULL);
+
   /* A fill the writer refuses (its cost basis beyond 10^38): the producer hears why. */
   CHECK_STATUS(poscache_fill(p, "spot", "w2", "ETH", POSCACHE_BUY, "99999999999999999999",
                              "99999999999999999999", NULL, NULL, &seq),

@@ -445,6 +445,59 @@ TEST(RingSourceTest, AHostileRingCanCorruptNothingAndIsToldWhy) {
   EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "2.000000000000000000");
 }
 
+// Text fields travel over the ring in the value slots they span (three for a 48-byte asset
+// address), exactly; a hostile message with bad text bytes is refused naming the field, and
+// nothing of it lands.
+TEST(RingSourceTest, TextFieldsTravelWholeAndBadTextIsRefused) {
+  Daemon d("ring_text");
+  auto p = producer(d, "lender");
+  Reader r = Reader::open(d.segment());
+  const std::string weth = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2";
+  auto u = p->make_update(
+      "moonwell", "0xab", "WETH",
+      {{"collateral_amount", "5"}, {"collateral_asset", weth}, {"debt_asset", "usdc€"}});
+  ASSERT_TRUE(u) << u.error();
+  ASSERT_EQ(p->wait_applied(p->push(*u).seq, 5s), WaitStatus::done);
+  EXPECT_EQ(field(r, "moonwell", "0xab", "WETH", "collateral_asset"), weth);
+  EXPECT_EQ(field(r, "moonwell", "0xab", "WETH", "debt_asset"), "usdc€");
+  EXPECT_EQ(field(r, "moonwell", "0xab", "WETH", "collateral_amount"), "5");
+  // A shorter text replaces a longer one whole: nothing of the old one is left behind it.
+  auto shorter = p->make_update("moonwell", "0xab", "WETH", {{"collateral_asset", "ETH"}});
+  ASSERT_EQ(p->wait_applied(p->push(*shorter).seq, 5s), WaitStatus::done);
+  EXPECT_EQ(field(r, "moonwell", "0xab", "WETH", "collateral_asset"), "ETH");
+  // Refused at the producer, naming the cause.
+  auto long_text =
+      p->make_update("moonwell", "0xab", "WETH", {{"debt_asset", std::string(49, 'a')}});
+  ASSERT_FALSE(long_text);
+  EXPECT_EQ(long_text.error(), "text field 'debt_asset' holds at most 48 bytes, got 49");
+  // Hand-built messages that break the rules where only the writer can see it.
+  HandRing bad(d.socket_path());
+  auto text_msg = [&](const char* account, std::string_view bytes) {
+    auto m = bad.upsert(account, "WETH");
+    m.ns = 1;  // moonwell
+    m.key_hash = shm::key_hash(1, account, "WETH");
+    m.fields_mask = 1u << 6;  // collateral_asset: value slots 6-8
+    std::memcpy(reinterpret_cast<char*>(&m.values[12]), bytes.data(), bytes.size());
+    return m;
+  };
+  const std::string padded_junk = std::string("ETH") + '\0' + "junk";  // bytes after the NUL
+  auto last_error = [&] {
+    return std::string(reinterpret_cast<const char*>(bad.h()->error),
+                       shm::load_relaxed(&bad.h()->error_len));
+  };
+  ASSERT_TRUE(bad.applied(bad.publish(text_msg("h1", "\xC0\xAF"))));
+  EXPECT_EQ(last_error(), "message 1: text field 'collateral_asset' is not valid UTF-8 (byte 0)");
+  ASSERT_TRUE(bad.applied(bad.publish(text_msg("h2", padded_junk))));
+  EXPECT_EQ(last_error(),
+            "message 2: field 'collateral_asset': the bytes after its 3-byte text are not zero "
+            "(a text is NUL-padded)");
+  ASSERT_TRUE(bad.applied(bad.publish(text_msg("h3", "0xA0b8"))));  // a good one after them
+  EXPECT_EQ(field(r, "moonwell", "h1", "WETH", "collateral_asset"), "absent");
+  EXPECT_EQ(field(r, "moonwell", "h2", "WETH", "collateral_asset"), "absent");
+  EXPECT_EQ(field(r, "moonwell", "h3", "WETH", "collateral_asset"), "0xA0b8");
+  EXPECT_EQ(shm::load_relaxed(&bad.h()->rejected), 2u);
+}
+
 // One ring, one consumer: a ring handed over again while its first connection is alive is
 // refused; after that connection hung up, the ring moves to the new one and nothing is applied
 // twice.

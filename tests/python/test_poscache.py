@@ -185,6 +185,24 @@ def test_scans_removals_and_change_notification(writer):
     assert p.stats()["applied"] >= seq
 
 
+def test_text_fields_round_trip_as_str(writer):
+    """A lending position's asset addresses: text fields, str both ways, exact."""
+    p = poscache.Producer(writer, "py-text")
+    r = poscache.Reader(writer)
+    weth = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"
+    seq = p.upsert("lending", "0xab12", "WETH", {"collateral_amount": 5 * 10**18,
+                                                  "collateral_asset": weth, "debt_asset": "usdc€"})
+    assert p.wait_applied(seq, timeout=10)
+    pos = r.get("lending", "0xab12", "WETH")
+    assert pos.fields["collateral_asset"] == weth and type(pos.fields["collateral_asset"]) is str
+    assert pos.fields["debt_asset"] == "usdc€"
+    assert pos.fields["collateral_amount"] == Decimal(5 * 10**18)
+    with pytest.raises(ValueError, match="text field 'debt_asset' holds at most 48 bytes, got 49"):
+        p.upsert("lending", "0xab12", "WETH", {"debt_asset": "a" * 49})
+    with pytest.raises(ValueError, match="may not contain NUL"):
+        p.upsert("lending", "0xab12", "WETH", {"debt_asset": "a\0b"})
+
+
 def test_following_the_change_ring(writer):
     """A delta stream as the seeds' services push to their clients: which keys changed, in order,
     told when the ring lapped the follower."""

@@ -32,12 +32,15 @@ std::vector<std::string> strings(const Args& a) {
   return out;
 }
 
+constexpr std::string_view kWeth = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2";
+
 SlotPayload lending_position() {
   SlotPayload p = test::key_payload(0, "0xabcd", "USDC");
   set_field_value(p, 0, 1'500'000'000);  // collateral_amount, base units (scale 0)
   set_field_value(p, 3, static_cast<int128>(1'250'000'000'000'000'000));  // health 1.25
-  set_field_value(p, 5, -3);  // blocks_unhealthy (int64)
-  p.fields_set = (1u << 0) | (1u << 3) | (1u << 5);
+  set_field_value(p, 5, -3);          // blocks_unhealthy (int64)
+  set_payload_text(p, 6, 48, kWeth);  // collateral_asset (text, slots 6-8)
+  p.fields_set = (1u << 0) | (1u << 3) | (1u << 5) | (1u << 6);
   p.version = 77;
   p.source_seq = 5;
   p.created_at_ns = 1'700'000'000'000'000'000;
@@ -101,17 +104,20 @@ TEST(RedisFormatTest, AnUpsertCarriesExactDecimalsTheUnsetFieldsAndTheMeta) {
             (std::vector<std::string>{"77",
                                       "moonwell:USDC",
                                       "0",  // version, member, no expiry
-                                      "3",
-                                      "7",  // 3 unset fields, 3 fields + 4 meta pairs
+                                      "4",
+                                      "8",  // 4 unset fields, 4 fields + 4 meta pairs
                                       "debt_amount",
                                       "liquidation_threshold",
                                       "last_update_block",
+                                      "debt_asset",
                                       "collateral_amount",
                                       "1500000000",
                                       "health_factor",
                                       "1.250000000000000000",
                                       "blocks_unhealthy",
                                       "-3",
+                                      "collateral_asset",  // a text field: the text itself
+                                      std::string(kWeth),
                                       "version",
                                       "77",
                                       "source_seq",
@@ -141,6 +147,7 @@ TEST(RedisFormatTest, DecodeReadsBackWhatAnUpsertWrote) {
   FakeHash h{{"collateral_amount", "1500000000"},
              {"health_factor", "1.250000000000000000"},
              {"blocks_unhealthy", "-3"},
+             {"collateral_asset", std::string(kWeth)},
              {"version", "77"},
              {"source_seq", "5"},
              {"created_at", "1700000000000000000"},
@@ -168,6 +175,16 @@ TEST(RedisFormatTest, DecodeNamesTheKeyAndTheFieldThatIsWrong) {
   const std::string bad =
       error({{"version", "1"}, {"created_at", "1"}, {"updated_at", "1"}, {"debt_amount", "1.5"}});
   EXPECT_EQ(bad.rfind(where + "field 'debt_amount': ", 0), 0u) << bad;
+  // A text field: its length, NUL and UTF-8 are checked as any input's.
+  const auto text_error = [&](std::string v) {
+    return error({{"version", "1"}, {"created_at", "1"}, {"updated_at", "1"}, {"debt_asset", v}});
+  };
+  EXPECT_EQ(text_error(std::string(49, 'a')),
+            where + "text field 'debt_asset' holds at most 48 bytes, got 49");
+  EXPECT_EQ(text_error(std::string("0x\0ab", 5)),
+            where + "text field 'debt_asset' may not contain NUL (byte 2)");
+  EXPECT_EQ(text_error("0x\xC0\xAF"),
+            where + "text field 'debt_asset' is not valid UTF-8 (byte 2)");
 }
 
 TEST(RedisFormatTest, TheSchemaIsJsonPerNamespace) {

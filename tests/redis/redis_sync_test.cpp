@@ -190,7 +190,10 @@ TEST(RedisSync, TheSchemaHashDescribesEveryNamespaceAndTimestampsAreIntegerNanos
       EXPECT_EQ(jf.size(), 3u) << jf.dump();
       EXPECT_EQ(jf["name"], n.fields[f].name);
       EXPECT_EQ(jf["type"], std::string(to_string(n.fields[f].type)));
-      EXPECT_EQ(jf["scale"], n.fields[f].scale);
+      if (n.fields[f].type == FieldType::text)  // a text field has a length, not a scale
+        EXPECT_EQ(jf["length"], n.fields[f].length);
+      else
+        EXPECT_EQ(jf["scale"], n.fields[f].scale);
     }
   }
   EXPECT_EQ(schema["alpaca"]["stale_after_ms"], 1500);

@@ -19,11 +19,62 @@ TEST(SchemaTest, PresetsAreValid) {
 
 TEST(SchemaTest, LendingPresetKeepsBaseUnitsAndBlocks) {
   const auto l = preset_lending("aave");
-  ASSERT_EQ(l.fields.size(), 6u);
+  ASSERT_EQ(l.fields.size(), 8u);
   EXPECT_EQ(l.fields[0].name, "collateral_amount");
   EXPECT_EQ(l.fields[0].scale, 0);
   EXPECT_EQ(l.fields[4].type, FieldType::int64);
   EXPECT_EQ(l.fields[5].name, "blocks_unhealthy");
+  // The assets' addresses: text of up to 48 bytes, three value slots each, after the numbers.
+  EXPECT_EQ(l.fields[6].name, "collateral_asset");
+  EXPECT_EQ(l.fields[6].type, FieldType::text);
+  EXPECT_EQ(l.fields[6].length, 48);
+  EXPECT_EQ(l.fields[7].name, "debt_asset");
+  EXPECT_EQ(field_slot(l.fields, 6), 6u);
+  EXPECT_EQ(field_slot(l.fields, 7), 9u);
+  EXPECT_EQ(value_slots(l.fields), 12u);
+  EXPECT_TRUE(validate(l));
+}
+
+TEST(SchemaTest, TextFieldsAreCheckedWhereTheyAreDeclaredAndWhereTheyAreGiven) {
+  auto schema_error = [](std::vector<FieldSpec> fields) {
+    auto r = validate(NamespaceSpec{"orders", std::move(fields), {}, {}});
+    return r ? std::string() : r.error();
+  };
+  const FieldSpec qty{"qty", FieldType::decimal, 18, 0};
+  EXPECT_NE(schema_error({qty, {"status", FieldType::text, 0, 0}})
+                .find("text field 'status' has length 0: it must be 1 to 128 bytes"),
+            std::string::npos);
+  EXPECT_NE(schema_error({qty, {"status", FieldType::text, 0, 129}}).find("has length 129"),
+            std::string::npos);
+  EXPECT_NE(schema_error({{"status", FieldType::text, 0, 16}, qty})
+                .find("field 'qty' (decimal) follows text field 'status': text fields come "
+                      "after every numeric field"),
+            std::string::npos);
+  EXPECT_NE(schema_error({qty, {"a", FieldType::text, 0, 128}, {"b", FieldType::text, 0, 128}})
+                .find("the fields take 17 value slots: the limit is 16"),
+            std::string::npos);
+  EXPECT_NE(
+      schema_error({{"qty", FieldType::decimal, 18, 4}}).find("only text fields have a length"),
+      std::string::npos);
+  EXPECT_EQ(schema_error({qty, {"status", FieldType::text, 0, 16}}), "");
+
+  const FieldSpec status{"status", FieldType::text, 0, 16};
+  EXPECT_TRUE(validate_text(status, "PARTIALLY_FILLED"));  // exactly 16 bytes
+  EXPECT_TRUE(validate_text(status, ""));
+  EXPECT_TRUE(validate_text(status, "gefüllt €𝄞"));  // 2-, 3- and 4-byte UTF-8
+  auto text_error = [&](std::string_view v) {
+    auto r = validate_text(status, v);
+    return r ? std::string() : r.error();
+  };
+  EXPECT_EQ(text_error("PARTIALLY_FILLED!"), "text field 'status' holds at most 16 bytes, got 17");
+  EXPECT_EQ(text_error(std::string_view("ab\0c", 4)),
+            "text field 'status' may not contain NUL (byte 2)");
+  for (const std::string_view bad :
+       {std::string_view("a\xFF"), std::string_view("a\xC0\x80"), std::string_view("a\xED\xA0\x80"),
+        std::string_view("a\xE2\x82"), std::string_view("a\xF4\x90\x80\x80"),
+        std::string_view("a\x80")}) {
+    EXPECT_EQ(text_error(bad), "text field 'status' is not valid UTF-8 (byte 1)") << bad.size();
+  }
 }
 
 TEST(SchemaTest, KeyPartErrorsNameThePartTheValueAndTheLimit) {

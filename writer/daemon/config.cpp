@@ -123,7 +123,7 @@ NamespaceSpec namespace_from(const std::string& origin, const toml::table& t) {
       const toml::table* ft = f.as_table();
       if (ft == nullptr)
         bad(origin, f, "namespace '" + n + "': each field is a table {name, type, scale}");
-      only_keys(origin, *ft, "a field", {"name", "type", "scale"});
+      only_keys(origin, *ft, "a field", {"name", "type", "scale", "length"});
       FieldSpec fs;
       if (ft->get("name") == nullptr || ft->get("type") == nullptr)
         bad(origin, f, "namespace '" + n + "': a field needs 'name' and 'type'");
@@ -135,11 +135,21 @@ NamespaceSpec namespace_from(const std::string& origin, const toml::table& t) {
         fs.type = FieldType::int64;
       else if (type == "timestamp")
         fs.type = FieldType::timestamp;
+      else if (type == "text")
+        fs.type = FieldType::text;
       else
         bad(origin, *ft->get("type"),
-            "field '" + fs.name + "': type '" + type + "' is not decimal, int64 or timestamp");
+            "field '" + fs.name + "': type '" + type +
+                "' is not decimal, int64, timestamp or text");
       if (const toml::node* sc = ft->get("scale"))
         fs.scale = static_cast<std::uint8_t>(integer(origin, *sc, "scale", 0, kMaxScale));
+      if (const toml::node* len = ft->get("length"))
+        fs.length = static_cast<std::uint8_t>(
+            integer(origin, *len, "length", 1, static_cast<long long>(kMaxTextLen)));
+      else if (fs.type == FieldType::text)
+        bad(origin, f,
+            "text field '" + fs.name + "' needs a 'length' (1 to " + std::to_string(kMaxTextLen) +
+                " bytes)");
       spec.fields.push_back(fs);
     }
   } else {
@@ -407,6 +417,8 @@ std::string print_config(const DaemonConfig& c) {
       fields += (fields.empty() ? "" : ", ") + f.name + ":" + std::string(to_string(f.type));
       if (f.type == FieldType::decimal)
         fields.append("(").append(std::to_string(f.scale)).append(")");
+      if (f.type == FieldType::text)
+        fields.append("(").append(std::to_string(f.length)).append(")");
     }
     line("namespace", quoted(n.name) + " stale_after " + duration_text(n.stale_after) +
                           " expire_after " + duration_text(n.expire_after) + " fields [" + fields +

@@ -24,6 +24,7 @@ int128 value_for(const FieldSpec& f, std::uint64_t r) {
       return static_cast<int128>(1'700'000'000'000'000'000ll +
                                  static_cast<std::int64_t>(r % 1'000'000'000'000ll));
     case FieldType::decimal:
+    case FieldType::text:  // (filled by make(): an asset address)
       break;
   }
   const int128 cents = static_cast<int128>(r % 10'000'000) -
@@ -69,8 +70,19 @@ Update SyntheticGenerator::make(const Writer& writer, std::uint64_t n) {
   const NamespaceSpec& spec = specs[ns];
   int128 values[kMaxFields] = {};
   std::uint32_t mask = 0;
+  // Asset addresses for text fields (the lending preset's collateral and debt assets).
+  static constexpr const char* kAssets[] = {"0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2",   // WETH
+                                            "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48",   // USDC
+                                            "0x2260FAC5E5542a773Aa44fBCfeDf7C193bc2C599",   // WBTC
+                                            "0x6B175474E89094C44Da98b954EedeAC495271d0F"};  // DAI
   for (std::size_t f = 0; f < spec.fields.size(); ++f) {
-    values[f] = value_for(spec.fields[f], rng_());
+    if (spec.fields[f].type == FieldType::text) {
+      const std::string_view a = kAssets[rng_() % std::size(kAssets)];
+      put_text(values, field_slot(spec.fields, f), spec.fields[f].length,
+               a.substr(0, spec.fields[f].length));
+    } else {
+      values[f] = value_for(spec.fields[f], rng_());
+    }
     mask |= 1u << f;
   }
   // Generated keys and values are valid by construction; make_update checks them anyway.

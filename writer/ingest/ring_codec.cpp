@@ -13,12 +13,34 @@ int128 value_of(const shm::RingMessage& m, std::size_t i) {
 }
 }  // namespace
 
+SlotMasks slot_masks(const std::vector<NamespaceSpec>& specs) {
+  SlotMasks out(specs.size());
+  for (std::size_t n = 0; n < specs.size(); ++n) {
+    out[n].fill(0);
+    for (std::size_t f = 0; f < specs[n].fields.size() && f < kMaxFields; ++f) {
+      const std::size_t first = field_slot(specs[n].fields, f);
+      for (std::size_t k = 0; k < slots_of(specs[n].fields[f]) && first + k < kMaxFields; ++k)
+        out[n][f] |= 1u << (first + k);
+    }
+  }
+  return out;
+}
+
+std::uint32_t slots_of_fields(const SlotMasks* slots, std::size_t ns, std::uint32_t fields_mask) {
+  fields_mask &= (1u << kMaxFields) - 1;
+  if (slots == nullptr || ns >= slots->size()) return fields_mask;
+  std::uint32_t out = 0;
+  for (std::uint32_t m = fields_mask; m != 0; m &= m - 1)
+    out |= (*slots)[ns][static_cast<unsigned>(__builtin_ctz(m))];
+  return out;
+}
+
 // Copies what a message uses, not its whole 512 bytes: its first line (kind, lengths, mask,
 // hash, sequence and the start of the account), then the rest of the key, the values the mask
 // names (the first three for the other kinds) and the text, by the lengths in the copy of the
 // first line (clamped to their arrays). Nothing outside those ranges is read by the decoder, so
 // the lines a one-field upsert leaves untouched are never pulled from the producer's cache.
-void copy_message(shm::RingMessage& dst, const shm::RingMessage& src) {
+void copy_message(shm::RingMessage& dst, const shm::RingMessage& src, const SlotMasks* slots) {
   constexpr std::size_t kHead = offsetof(shm::RingMessage, account);
   std::memcpy(&dst, &src, kHead);  // kind .. source_seq (32 bytes)
   const std::size_t alen = std::min<std::size_t>(dst.account_len, kMaxAccountLen);
@@ -27,7 +49,7 @@ void copy_message(shm::RingMessage& dst, const shm::RingMessage& src) {
   std::memcpy(dst.account, src.account, alen);
   std::memcpy(dst.instrument, src.instrument, ilen);
   if (dst.kind == static_cast<std::uint8_t>(shm::RingKind::upsert)) {
-    for (std::uint32_t mask = dst.fields_mask & ((1u << kMaxFields) - 1); mask != 0;
+    for (std::uint32_t mask = slots_of_fields(slots, dst.ns, dst.fields_mask); mask != 0;
          mask &= mask - 1) {
       const unsigned f = static_cast<unsigned>(__builtin_ctz(mask));
       std::memcpy(&dst.values[2 * f], &src.values[2 * f], 16);
@@ -39,7 +61,8 @@ void copy_message(shm::RingMessage& dst, const shm::RingMessage& src) {
 }
 
 RingDecoded decode_ring_message(const shm::RingMessage& m, std::size_t namespaces, Update& update,
-                                std::uint64_t& hash, Command& command, std::string& error) {
+                                std::uint64_t& hash, Command& command, std::string& error,
+                                const SlotMasks* slots) {
   const auto kind = static_cast<shm::RingKind>(m.kind);
   // The checks every kind needs: the namespace and the lengths are inside their arrays.
   const bool mark_all = kind == shm::RingKind::mark && m.account_len == 0;
@@ -77,8 +100,9 @@ RingDecoded decode_ring_message(const shm::RingMessage& m, std::size_t namespace
     u.source_seq = m.source_seq;
     std::memcpy(u.account, m.account, m.account_len);
     std::memcpy(u.instrument, m.instrument, m.instrument_len);
-    for (std::size_t f = 0; f < kMaxFields; ++f)
-      u.values[f] = ((m.fields_mask >> f) & 1u) != 0 ? value_of(m, f) : 0;
+    const std::uint32_t used = slots_of_fields(slots, m.ns, m.fields_mask);
+    for (std::size_t slot = 0; slot < kMaxFields; ++slot)
+      u.values[slot] = ((used >> slot) & 1u) != 0 ? value_of(m, slot) : 0;
     hash = m.key_hash;
     if (m.mode > 1) {
       error = "upsert: mode " + std::to_string(m.mode) + " is neither merge nor replace";

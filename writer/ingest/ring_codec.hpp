@@ -5,8 +5,10 @@
 // source's commands are. Fuzzed by tests/fuzz/ring_message_fuzz.cpp.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "shm/ring.hpp"
 #include "writer/ingest/command.hpp"
@@ -21,9 +23,18 @@ enum class RingDecoded : std::uint8_t {
 
 // C2's copy (shm/ring.hpp): the parts of `src` (shared, the producer may be writing it) that the
 // decoder reads, into `dst` (private). Lengths come from dst's own copy of the first line.
-void copy_message(shm::RingMessage& dst, const shm::RingMessage& src);
+// The value slots each field of each namespace takes, as bit masks (a text field takes several:
+// poscache/schema.hpp). Null: every field one slot, its own index.
+using SlotMasks = std::vector<std::array<std::uint32_t, kMaxFields>>;
+SlotMasks slot_masks(const std::vector<NamespaceSpec>& specs);
+// The slots an upsert's fields take.
+std::uint32_t slots_of_fields(const SlotMasks* slots, std::size_t ns, std::uint32_t fields_mask);
+
+void copy_message(shm::RingMessage& dst, const shm::RingMessage& src,
+                  const SlotMasks* slots = nullptr);
 
 RingDecoded decode_ring_message(const shm::RingMessage& m, std::size_t namespaces, Update& update,
-                                std::uint64_t& hash, Command& command, std::string& error);
+                                std::uint64_t& hash, Command& command, std::string& error,
+                                const SlotMasks* slots = nullptr);
 
 }  // namespace poscache::ingest

@@ -34,6 +34,7 @@ void put_ring_error(shm::RingHeader* h, std::string_view text) {
 RingSource::RingSource(Writer& writer, LogSink log)
     : writer_(writer),
       log_(std::move(log)),
+      slots_(slot_masks(writer.namespaces())),
       copies_(kBatch),
       updates_(kBatch),
       hashes_(kBatch),
@@ -173,7 +174,7 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
   const std::size_t n = std::min<std::uint64_t>({tail - r.head, budget, kBatch});
   // C2: copies first, validated after (a producer writing during the copy changes nothing).
   for (std::size_t i = 0; i < n; ++i)
-    copy_message(copies_[i], r.msgs[(r.head + i) & (r.capacity - 1)]);
+    copy_message(copies_[i], r.msgs[(r.head + i) & (r.capacity - 1)], &slots_);
   // C3: in order; runs of upserts as one batch.
   const auto& specs = writer_.namespaces();
   std::size_t run = 0;
@@ -206,7 +207,7 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
     Command cmd;
     std::string why;
     const RingDecoded what =
-        decode_ring_message(m, specs.size(), updates_[run], hashes_[run], cmd, why);
+        decode_ring_message(m, specs.size(), updates_[run], hashes_[run], cmd, why, &slots_);
     if (what == RingDecoded::upsert) {
       if (run == 0) run_start = seq;
       ++run;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "shm/ring.hpp"
+#include "writer/ingest/ring_codec.hpp"
 #include "writer/ingest/source.hpp"
 
 namespace poscache::ingest {
@@ -69,6 +70,7 @@ class RingSource final : public Source {
   Writer& writer_;
   LogSink log_;
   SourceCounters counters_;
+  SlotMasks slots_;  // the value slots of each namespace's fields (text fields span several)
   std::map<std::uint64_t, Ring> rings_;  // by connection id
   // Scratch, reused: no allocation per poll.
   std::vector<shm::RingMessage> copies_;

@@ -93,6 +93,10 @@ void RedisFormat::add_upsert(const SlotPayload& p, Args& keys, Args& argv) const
     if (((p.fields_set >> f) & 1u) == 0) continue;
     const FieldSpec& fs = spec.fields[f];
     argv.add(fs.name);
+    if (fs.type == FieldType::text) {  // the text itself, as Redis stores any string
+      argv.add(shm::payload_text(p, field_slot(spec.fields, f), fs.length));
+      continue;
+    }
     const int128 v = shm::field_value(p, f);
     if (fs.type == FieldType::decimal) {
       argv.add(std::string_view(buf, format_decimal(v, fs.scale, buf)));
@@ -132,9 +136,11 @@ void RedisFormat::schema_args(Args& out) const {
     std::string j = "{\"fields\":[";
     for (std::size_t f = 0; f < n.fields.size(); ++f) {
       if (f != 0) j += ",";
-      j += "{\"name\":\"" + n.fields[f].name + "\",\"type\":\"" +
-           std::string(to_string(n.fields[f].type)) +
-           "\",\"scale\":" + std::to_string(n.fields[f].scale) + "}";
+      const FieldSpec& fs = n.fields[f];
+      j += "{\"name\":\"" + fs.name + "\",\"type\":\"" + std::string(to_string(fs.type)) +
+           (fs.type == FieldType::text ? "\",\"length\":" + std::to_string(fs.length)
+                                       : "\",\"scale\":" + std::to_string(fs.scale)) +
+           "}";
     }
     j += "],\"stale_after_ms\":" + std::to_string(n.stale_after.count() / 1'000'000) +
          ",\"expire_after_ms\":" + std::to_string(n.expire_after.count() / 1'000'000) + "}";
@@ -197,6 +203,12 @@ Expected<SlotPayload> RedisFormat::decode(const ParsedKey& key, std::uint16_t ns
                     "' is not in the schema of namespace '" + spec.name + "'");
       }
       const FieldSpec& fs = spec.fields[fi];
+      if (fs.type == FieldType::text) {
+        if (auto ok = validate_text(fs, text); !ok) return fail(where + ok.error());
+        shm::set_payload_text(p, field_slot(spec.fields, fi), fs.length, text);
+        p.fields_set |= 1u << fi;
+        continue;
+      }
       int128 value = 0;
       if (fs.type == FieldType::decimal) {
         auto x = parse_decimal(text, fs.scale);
