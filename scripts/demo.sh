@@ -83,7 +83,8 @@ while time.monotonic() < deadline:
             p = r.get("lending", c["account"], c["instrument"])
             if p is not None:
                 lending.append(f"lending:{c['account'][:10]}..:{c['instrument']} v{c['version']}: health "
-                             f"{p.fields.get('health_factor')} blocks_unhealthy {p.fields.get('blocks_unhealthy')}")
+                             f"{p.fields.get('health_factor')} blocks_unhealthy {p.fields.get('blocks_unhealthy')} "
+                             f"collateral {p.fields.get('collateral_asset')} debt {p.fields.get('debt_asset')}")
     if status != "ok":
         resyncs += 1  # lapped or writer_restarted: a real service re-reads what it serves here
 print(f"   a Python follower (r.changes) streamed {sum(kinds.values())} changes in order: " +

@@ -83,6 +83,18 @@ std::string MarketSim::fill(const std::string& wallet, const Token& t) {
          ",\"trade_id\":" + q(cfg_.trade_prefix + "-" + std::to_string(++trades_)) + "}";
 }
 
+namespace {
+// The ERC-20 contracts of the simulated collateral and of the debt (USDC), as a lending protocol's
+// indexer reports them.
+constexpr const char* kUsdc = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48";
+const char* asset_address(const std::string& symbol) {
+  if (symbol == "ETH") return "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2";  // WETH
+  if (symbol == "BTC") return "0x2260FAC5E5542a773Aa44fBCfeDf7C193bc2C599";  // WBTC
+  if (symbol == "SOL") return "0xD31a59c85aE9D8edEFeC411D448f90841571b89c";  // Wormhole SOL
+  return "0x0000000000000000000000000000000000000000";
+}
+}  // namespace
+
 void MarketSim::lending_block(std::vector<std::string>& out) {
   ++block_;
   for (auto& b : borrowers_) {
@@ -103,7 +115,8 @@ void MarketSim::lending_block(std::vector<std::string>& out) {
                   ",\"account\":" + q(b.address) + ",\"instrument\":" + q(b.collateral) +
                   ",\"fields\":{\"collateral_amount\":" + q(collateral_wei) + ",\"debt_amount\":" +
                   q(debt_base) + ",\"liquidation_threshold\":\"0.825\",\"health_factor\":" + q(hf) +
-                  ",\"last_update_block\":" + std::to_string(block_) + "}}");
+                  ",\"last_update_block\":" + std::to_string(block_) + ",\"collateral_asset\":" +
+                  q(asset_address(b.collateral)) + ",\"debt_asset\":" + q(kUsdc) + "}}");
     out.push_back("{\"op\":\"add\",\"ns\":" + q(cfg_.lending_ns) + ",\"account\":" + q(b.address) +
                   ",\"instrument\":" + q(b.collateral) + ",\"field\":\"blocks_unhealthy\"," +
                   (unhealthy ? "\"by\":1}" : "\"reset\":true}"));

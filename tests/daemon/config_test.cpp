@@ -235,3 +235,27 @@ stream_batch = 128
   EXPECT_NE(load_error("[ingest]\nstream_batch = 5000\n").find("'stream_batch'"),
             std::string::npos);
 }
+
+TEST(DaemonConfigTest, TextFieldsNeedALengthAndComeAfterTheNumbers) {
+  DaemonConfig c;
+  load_toml(
+      "[[namespace]]\nname = \"orders\"\nfields = [\n  { name = \"qty\", type = \"decimal\", "
+      "scale = 8 },\n  { name = \"status\", type = \"text\", length = 16 },\n]\n",
+      "test.toml", c);
+  ASSERT_EQ(c.writer.namespaces.size(), 1u);
+  EXPECT_EQ(c.writer.namespaces[0].fields[1].type, FieldType::text);
+  EXPECT_EQ(c.writer.namespaces[0].fields[1].length, 16);
+  const std::string no_length = load_error(
+      "[[namespace]]\nname = \"o\"\nfields = [{ name = \"status\", type = \"text\" }]\n");
+  EXPECT_NE(no_length.find("text field 'status' needs a 'length' (1 to 128 bytes)"),
+            std::string::npos)
+      << no_length;
+  EXPECT_NE(load_error("[[namespace]]\nname = \"o\"\nfields = [{ name = \"s\", type = \"text\", "
+                       "length = 200 }]\n")
+                .find("'length' must be an integer from 1"),
+            std::string::npos);
+  EXPECT_NE(
+      load_error("[[namespace]]\nname = \"o\"\nfields = [{ name = \"s\", type = \"blob\" }]\n")
+          .find("type 'blob' is not decimal, int64, timestamp or text"),
+      std::string::npos);
+}

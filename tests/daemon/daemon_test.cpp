@@ -115,7 +115,7 @@ TEST(DaemonConfigFileTest, TheDemoConfigParses) {
   EXPECT_EQ(setting(r, "segment.name"), "\"poscache_demo\"");
   EXPECT_EQ(settings(r).count("namespace"), 4u) << r.out;
   EXPECT_NE(r.out.find("\"alpaca\" stale_after 0 expire_after 0 fields [qty:decimal(9), "
-                       "avg_price:decimal(6), as_of:timestamp]"),
+                       "avg_price:decimal(6), as_of:timestamp, order_status:text(16)]"),
             std::string::npos)
       << r.out;
   EXPECT_EQ(setting(r, "generator.rate"), "50000");

@@ -77,7 +77,11 @@ Update SyntheticGenerator::make(const Writer& writer, std::uint64_t n) {
                                             "0x6B175474E89094C44Da98b954EedeAC495271d0F"};  // DAI
   for (std::size_t f = 0; f < spec.fields.size(); ++f) {
     if (spec.fields[f].type == FieldType::text) {
-      const std::string_view a = kAssets[rng_() % std::size(kAssets)];
+      // An order status for a field named so; an asset address otherwise.
+      static constexpr const char* kStatuses[] = {"NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED"};
+      const bool status = spec.fields[f].name.find("status") != std::string::npos;
+      const std::string_view a =
+          status ? kStatuses[rng_() % std::size(kStatuses)] : kAssets[rng_() % std::size(kAssets)];
       put_text(values, field_slot(spec.fields, f), spec.fields[f].length,
                a.substr(0, spec.fields[f].length));
     } else {
