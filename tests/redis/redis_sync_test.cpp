@@ -61,9 +61,11 @@ Hash expected_hash(const NamespaceSpec& spec, const Position& p) {
   Hash h;
   for (std::size_t f = 0; f < spec.fields.size(); ++f) {
     if (((p.fields_set >> f) & 1u) == 0) continue;
-    h[spec.fields[f].name] = spec.fields[f].type == FieldType::decimal
-                                 ? format_decimal(p.values[f], spec.fields[f].scale)
-                                 : std::to_string(static_cast<std::int64_t>(p.values[f]));
+    const FieldSpec& fs = spec.fields[f];
+    h[fs.name] = fs.type == FieldType::decimal ? format_decimal(p.values[f], fs.scale)
+                 : fs.type == FieldType::text
+                     ? std::string(p.text(field_slot(spec.fields, f), fs.length))
+                     : std::to_string(static_cast<std::int64_t>(p.values[f]));
   }
   h["version"] = std::to_string(p.version);
   h["source_seq"] = std::to_string(p.source_seq);
@@ -495,9 +497,13 @@ TEST(RedisSync, WarmStartRestoresEveryPositionExactly) {
           w->upsert(must(w->make_update("spot", a, ins, {{"qty", v}, {"realized_pnl", v}}, i + 1)));
           break;
         case 1:
-          w->upsert(must(w->make_update("moonwell", a, ins,
-                                        {{"collateral_amount", std::to_string(rng())},
-                                         {"last_update_block", std::to_string(i)}})));
+          // With text: an asset address of 42 bytes (three value slots), and UTF-8.
+          w->upsert(must(w->make_update(
+              "moonwell", a, ins,
+              {{"collateral_amount", std::to_string(rng())},
+               {"last_update_block", std::to_string(i)},
+               {"collateral_asset", "0x" + std::to_string(rng()) + std::to_string(rng())},
+               {"debt_asset", "USDC€" + std::to_string(i)}})));
           break;
         default:
           w->upsert(must(w->make_update("marks", a, ins, {{"bid", v}, {"ask", v}})));
