@@ -559,10 +559,11 @@ inline constexpr std::size_t kCellTextBytes = 120;      // a further cell's
 inline constexpr std::size_t kMaxRecordCells = 3;       // 96 + 2 * 120 >= the longest text
 inline constexpr std::size_t kMaxChangeText = kCellFirstTextBytes + 2 * kCellTextBytes;
 
-// Cells: one per 32 slots, a power of two from 4096 to 65536 (4 MiB at a million positions:
-// tens of milliseconds of history at a million updates a second).
+// Cells: one per 32 slots, a power of two from 16384 to 65536 (2 MiB for a small table, 4 MiB
+// at a million positions: tens of milliseconds of history at a million updates a second, a
+// quarter of a second at a busy small writer's 65 000).
 constexpr std::uint64_t ring_cells_for(std::uint64_t capacity) {
-  std::uint64_t n = 4096;
+  std::uint64_t n = 16384;
   while (n < capacity / 32 && n < 65536) n <<= 1;
   return n;
 }

@@ -246,7 +246,7 @@ TEST_F(ApiTest, MetricsShowTheSegmentTheLoopAndEscapedLabels) {
            "poscache_inserts_total 3\n",
            "poscache_updates_total 1\n",
            "poscache_change_ring_cells_total 4\n",  // 3 inserts, 1 update: a cell each
-           "poscache_change_ring_size_cells 4096\n",
+           "poscache_change_ring_size_cells 16384\n",
            "# TYPE poscache_updates_total counter\n",
            "# TYPE poscache_index_tombstones gauge\n",
            "poscache_redis_state{state=\"off\"} 1\n",

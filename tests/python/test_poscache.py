@@ -231,8 +231,8 @@ def test_following_the_change_ring(writer):
     assert changes[1]["version"] > changes[0]["version"]
     assert r.changes(nxt) == ("ok", nxt, [])
     # A follower the ring lapped is told so, and where to resync.
-    for i in range(5000):
-        seq = p.upsert("quotes", "mkt", f"S{i % 100}", {"bid": str(i)})
+    for i in range(17000):  # more than the ring's 16 384 cells
+        seq = p.upsert("quotes", "mkt", f"S{i % 100}", {"bid": str(i)}, timeout=10)
     assert p.wait_applied(seq, timeout=30)
     status, resync_at, changes = r.changes(nxt)
     assert status == "lapped" and resync_at == r.change_position() and changes == []

@@ -185,20 +185,7 @@ void full_state(const Reader& r, Mirror& m, Tally& t) {
   full_state(r, mirror, t);
   std::uint64_t last_fresh_version = 0;
   Position p;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.seconds);
-  bool draining = false;
-  for (;;) {
-    if (!draining && std::chrono::steady_clock::now() >= until) draining = true;
-    if (draining) {
-      // The writer closes after the followers' time: then the ring is final.
-      const std::string state = r.stats().state;
-      if (state == "closed" && r.change_position() == at) break;
-      if (state != "closed") std::this_thread::sleep_for(1ms);
-    } else if (rng() % 300 == 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % 20));  // fall behind
-    } else {
-      r.wait_for_changes(at, 2ms);
-    }
+  auto probe_edge = [&] {
     // Probes at the ring's oldest records, the cells the writer is overwriting right now (the
     // records it writes ahead of the head replace them): what a probe is handed must still be
     // whole (genuine keys, versions in order), or reported.
@@ -217,6 +204,26 @@ void full_state(const Reader& r, Mirror& m, Tally& t) {
           ++t.foreign;
       }
     }
+  };
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.seconds);
+  bool draining = false;
+  for (;;) {
+    if (!draining && std::chrono::steady_clock::now() >= until) draining = true;
+    if (draining) {
+      // The writer closes after the followers' time: then the ring is final.
+      const std::string state = r.stats().state;
+      if (state == "closed" && r.change_position() == at) break;
+      if (state != "closed") std::this_thread::sleep_for(1ms);
+    } else if (rng() % 300 == 0) {
+      // Fall behind until the ring has lapped this follower (at most 2 s), whatever the rate.
+      const auto give_up = std::chrono::steady_clock::now() + 2s;
+      while (r.change_position() - at <= cells + rng() % 64 &&
+             std::chrono::steady_clock::now() < give_up)
+        probe_edge();
+    } else {
+      r.wait_for_changes(at, 2ms);
+    }
+    probe_edge();
     const ChangesResult res = r.changes(at, batch, 1 + rng() % 5000);
     bool unread = false;
     for (const Change& c : batch) {
