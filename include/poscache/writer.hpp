@@ -165,7 +165,9 @@ class Writer {
     return make_update(ns, account, instrument, std::span(fields.begin(), fields.size()),
                        source_seq, mode);
   }
-  // Typed: values are mantissas at each field's scale (or integers); `mask` says which are given.
+  // Typed: values are mantissas at each field's scale (or integers), by value slot (a text
+  // field's bytes from its first slot: poscache/position.hpp put_text); `mask` says which fields
+  // are given.
   Expected<Update> make_update(NamespaceId ns, std::string_view account,
                                std::string_view instrument, std::uint32_t mask,
                                const int128* values, std::uint64_t source_seq = 0,
