@@ -166,6 +166,7 @@ redis-cli -s "$sock" hgetall "poscache:v1:spot:{acct000007}:SOL" | paste - - | h
 echo; echo "== an account's positions, listed without SCAN (ZRANGE poscache:v1:@account:{acct000042})"
 redis-cli -s "$sock" zrange "poscache:v1:@account:{acct000042}" 0 4 withscores | paste - -
 echo "   positions in Redis: $(redis-cli -s "$sock" --scan --pattern 'poscache:v1:*:{*}:*' | wc -l)"
+echo "   of them quotes: $(redis-cli -s "$sock" --scan --pattern 'poscache:v1:quotes:{*}:*' | wc -l) (sync = \"none\": the segment holds $("$bin/poscache-inspect" -s "$seg" --json stats | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["namespaces"][2]["live"])') quotes, Redis none)"
 echo; echo "== stopping the writer (SIGTERM: clean close, unsynced changes written to Redis first)"
 kill "$writer"; wait "$writer" || true
 writer=""

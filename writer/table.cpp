@@ -354,7 +354,7 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
     write_words(s, idx, val, n);
     ring_.append(static_cast<std::uint8_t>(ChangeKind::updated), u.ns, r.version, t, account,
                  instrument);
-    if (sync_) sync_->mark(s, t);
+    if (syncs(u.ns)) sync_->mark(s, t);
     recency_.touch(s, u.ns);
     bump(h_->counters.updates);
     r.status = ApplyStatus::updated;
@@ -397,7 +397,7 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
   account_link(s, p.account_hash);
   ring_.append(static_cast<std::uint8_t>(ChangeKind::inserted), u.ns, p.version, t, account,
                instrument);
-  if (sync_) sync_->mark(s, t);
+  if (syncs(u.ns)) sync_->mark(s, t);
   live_added(u.ns);
   bump(h_->counters.inserts);
   r.status = ApplyStatus::inserted;

@@ -45,8 +45,16 @@ class Table {
   // A re-attaching writer's first record: changes its predecessor made last may have none.
   void record_restart() noexcept;
   [[nodiscard]] bool change_ring() const noexcept { return ring_.enabled(); }
-  // Changes that Redis must see go through `sync` from now on (null: no Redis).
-  void set_sync(SyncHandOff* sync) noexcept { sync_ = sync; }
+  // Changes that Redis must see go through `sync` from now on (null: no Redis), except those of
+  // the namespaces in `unsynced` (bit ns: sync = none, kept in the segment only).
+  void set_sync(SyncHandOff* sync, std::uint32_t unsynced = 0) noexcept {
+    sync_ = sync;
+    unsynced_ = unsynced;
+  }
+  // Whether changes to namespace `ns` go to Redis.
+  [[nodiscard]] bool syncs(std::uint16_t ns) const noexcept {
+    return sync_ != nullptr && ns < 32 && ((unsynced_ >> ns) & 1u) == 0;
+  }
 
   // ---- time: CLOCK_REALTIME (shm/clock.hpp), never going backwards within this writer -------
   std::int64_t now() noexcept {
@@ -190,6 +198,7 @@ class Table {
   shm::ChangeRingWriter ring_;  // disabled unless set_change_ring(true)
   RecencyLog recency_;          // the LRU order; sized in bind()
   SyncHandOff* sync_ = nullptr;
+  std::uint32_t unsynced_ = 0;  // namespaces with sync = none
 
   TscClock clock_;
   std::int64_t last_now_ = 0;

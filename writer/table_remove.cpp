@@ -32,7 +32,7 @@ void Table::remove(std::uint32_t s, Removal why, std::uint64_t version) {
     ring_.append(static_cast<std::uint8_t>(kind), p.ns, version ? version : p.version, last_now_,
                  {p.account, p.account_len}, {p.instrument, p.instrument_len});
   }
-  if (sync_ && (why == Removal::eviction || why == Removal::expiration)) {
+  if (syncs(p.ns) && (why == Removal::eviction || why == Removal::expiration)) {
     // A change Redis has not acknowledged would leave with the slot: hand a copy to the sync
     // thread. acquire pairs with the sync thread's release store after Redis replied.
     const std::uint64_t synced = load_acquire(&book_[s].synced_version);
@@ -70,7 +70,7 @@ ApplyResult Table::erase(const KeyRef& k) {
   const std::uint32_t s =
       find(key_hash(k.ns, k.account, k.instrument), k.ns, k.account, k.instrument);
   const std::uint64_t v = removal_version();
-  if (sync_) hand_off_removal(erase_of(k, v));
+  if (syncs(k.ns)) hand_off_removal(erase_of(k, v));
   ApplyResult r;
   if (s == kNil) {
     r.status = ApplyStatus::not_found;
@@ -104,7 +104,8 @@ std::size_t Table::invalidate_account(std::string_view account, std::optional<Na
     }
   }
   const std::uint64_t v = removal_version();
-  if (sync_) hand_off_removal(pattern_of(RemovalEvent::Kind::account, v, ns, account));
+  if (ns ? syncs(*ns) : sync_ != nullptr)
+    hand_off_removal(pattern_of(RemovalEvent::Kind::account, v, ns, account));
   ring_.append(static_cast<std::uint8_t>(ChangeKind::invalidated_account),
                ns.value_or(kFreeNamespace), v, now(), account, {});
   return remove_all(victims);
@@ -116,7 +117,7 @@ std::size_t Table::invalidate_namespace(NamespaceId ns) {
     if (of == ns) victims.push_back(s);
   });
   const std::uint64_t v = removal_version();
-  if (sync_) hand_off_removal(pattern_of(RemovalEvent::Kind::ns, v, ns, {}));
+  if (syncs(ns)) hand_off_removal(pattern_of(RemovalEvent::Kind::ns, v, ns, {}));
   ring_.append(static_cast<std::uint8_t>(ChangeKind::invalidated_namespace), ns, v, now(), {}, {});
   return remove_all(victims);
 }

@@ -96,7 +96,12 @@ void Writer::Impl::start_redis(bool empty_segment, detail::Journal::Scan scan) {
       detail::SegmentView{&header(), reinterpret_cast<const Slot*>(base + g.slots_offset),
                           reinterpret_cast<SlotBook*>(base + g.book_offset), table.capacity()},
       journal, cfg.log);
-  table.set_sync(&sync->handoff());
+  std::uint32_t unsynced = 0;  // sync = none: never written to Redis, nor loaded from it
+  for (const std::string& name : rc.unsynced_namespaces) {
+    for (std::size_t i = 0; i < cfg.namespaces.size(); ++i)
+      if (cfg.namespaces[i].name == name) unsynced |= 1u << i;
+  }
+  table.set_sync(&sync->handoff(), unsynced);
   for (const auto& [n, e] : pending) sync->handoff().replay(detail::from_entry(*e, n), table.now());
   for (const std::uint64_t n : scan.invalid) sync->worker().skip(n);  // reported: tail passes
   bool started = false;
@@ -146,11 +151,12 @@ void Writer::Impl::warm_start(const RedisConfig& rc) {
                                 std::to_string(table.capacity()) +
                                 " and stay only in Redis (the least recently updated)");
   }
-  if (warm.expired + warm.unknown_namespace + warm.malformed > 0) {
+  if (warm.expired + warm.unknown_namespace + warm.malformed + warm.unsynced > 0) {
     cfg.log(LogLevel::warn, "warm start: skipped " + std::to_string(warm.expired) + " expired, " +
                                 std::to_string(warm.unknown_namespace) +
                                 " of unknown namespaces, " + std::to_string(warm.malformed) +
-                                " malformed");
+                                " malformed, " + std::to_string(warm.unsynced) +
+                                " of namespaces not synced (sync = none)");
   }
 }
 
@@ -160,7 +166,7 @@ void Writer::Impl::queue_unsynced() {
   const std::int64_t t = table.now();
   for (std::uint32_t s = 0; s < table.capacity(); ++s) {
     const SlotPayload& p = table.peek(s);
-    if (p.ns != kFreeNamespace && p.version > table.book(s).synced_version)
+    if (p.ns != kFreeNamespace && table.syncs(p.ns) && p.version > table.book(s).synced_version)
       sync->handoff().mark(s, t);
   }
 }
@@ -211,6 +217,13 @@ void check_config(const WriterConfig& config) {
 
   if (config.redis) {
     if (auto v = validate(*config.redis); !v) throw Error(v.error());
+    for (const std::string& name : config.redis->unsynced_namespaces) {
+      if (std::none_of(config.namespaces.begin(), config.namespaces.end(),
+                       [&](const NamespaceSpec& n) { return n.name == name; })) {
+        throw Error("redis: unsynced namespace '" + name + "' is not a configured namespace (" +
+                    shm::namespace_names(config.namespaces) + ")");
+      }
+    }
   }
 }
 }  // namespace
@@ -501,7 +514,8 @@ WriterStats Writer::stats() const {
   s.huge_page_bytes = impl_->huge_page_bytes;
   s.warm_loaded = impl_->warm.loaded;
   s.warm_beyond_capacity = impl_->warm.beyond_capacity;
-  s.warm_skipped = impl_->warm.expired + impl_->warm.unknown_namespace + impl_->warm.malformed;
+  s.warm_skipped = impl_->warm.expired + impl_->warm.unknown_namespace + impl_->warm.malformed +
+                   impl_->warm.unsynced;
   s.redis_state = redis_state_name(load_relaxed(&h.redis_state));
   s.redis_dirty = load_relaxed(&h.redis_dirty);
   const std::int64_t oldest = load_relaxed(&h.redis_oldest_unsynced_ns);

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "poscache/error.hpp"
 
@@ -38,6 +39,9 @@ struct RedisConfig {
   // Reconnection backoff: doubles from min to max while Redis stays unreachable.
   std::chrono::milliseconds reconnect_min{50};
   std::chrono::milliseconds reconnect_max{2000};
+  // Namespaces kept in the segment only (sync = none): never written to Redis, nor loaded from
+  // it by a warm start (short-lived quotes need no durable copy). The others are mirrored.
+  std::vector<std::string> unsynced_namespaces;
   // On a fresh or empty segment, load every position under the prefix before turning ready.
   // false: cold start (the segment starts empty; Redis keeps what it has).
   bool warm_start = true;

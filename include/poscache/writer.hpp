@@ -133,7 +133,7 @@ struct WriterStats : Counters {
   // Warm start (a fresh or empty segment loaded from Redis at open)
   std::uint64_t warm_loaded = 0;           // positions loaded
   std::uint64_t warm_beyond_capacity = 0;  // positions Redis holds that did not fit (left in Redis)
-  std::uint64_t warm_skipped = 0;          // expired, unknown namespace or malformed (logged)
+  std::uint64_t warm_skipped = 0;  // expired, unknown or unsynced namespace, malformed (logged)
   // Redis sync, as published in the header: off, connecting, up, down
   std::string redis_state = "off";
   std::uint64_t redis_dirty = 0;  // changes not yet acknowledged by Redis

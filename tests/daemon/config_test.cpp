@@ -259,3 +259,19 @@ TEST(DaemonConfigTest, TextFieldsNeedALengthAndComeAfterTheNumbers) {
           .find("type 'blob' is not decimal, int64, timestamp or text"),
       std::string::npos);
 }
+
+TEST(DaemonConfigTest, ANamespaceCanBeKeptOutOfRedis) {
+  DaemonConfig c;
+  load_toml(
+      "[[namespace]]\nname = \"spot\"\npreset = \"trading\"\n[[namespace]]\nname = "
+      "\"quotes\"\npreset = \"quote\"\nsync = \"none\"\n",
+      "test.toml", c);
+  EXPECT_EQ(c.unsynced_namespaces, std::vector<std::string>{"quotes"});
+  EXPECT_NE(print_config(c).find("\"quotes\" stale_after 1s expire_after 1m sync none"),
+            std::string::npos)
+      << print_config(c);
+  const std::string bad =
+      load_error("[[namespace]]\nname = \"q\"\npreset = \"quote\"\nsync = \"sometimes\"\n");
+  EXPECT_NE(bad.find("namespace 'q': sync 'sometimes' is not redis or none"), std::string::npos)
+      << bad;
+}

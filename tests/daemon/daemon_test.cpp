@@ -108,14 +108,28 @@ INSTANTIATE_TEST_SUITE_P(
                    "--no-generate", "generator.enabled", "true", "true", "false"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
+TEST(DaemonConfigFileTest, NoSyncKeepsANamespaceOutOfRedisAndMustNameOne) {
+  const std::string demo = "--config " + std::string(POSCACHE_SOURCE_DIR) + "/config/demo.toml ";
+  const test::CliRun r = writer_cli(demo + "--no-sync quotes --print-config");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"quotes\" stale_after 1s expire_after 30s sync none"), std::string::npos)
+      << r.out;
+  const test::CliRun bad = writer_cli(demo + "--no-sync futures --print-config");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("sync = none names namespace 'futures', which is not configured"),
+            std::string::npos)
+      << bad.out;
+}
+
 TEST(DaemonConfigFileTest, TheDemoConfigParses) {
   const test::CliRun r = writer_cli("--config " + std::string(POSCACHE_SOURCE_DIR) +
                                     "/config/demo.toml --print-config");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(setting(r, "segment.name"), "\"poscache_demo\"");
   EXPECT_EQ(settings(r).count("namespace"), 4u) << r.out;
-  EXPECT_NE(r.out.find("\"alpaca\" stale_after 0 expire_after 0 fields [qty:decimal(9), "
-                       "avg_price:decimal(6), as_of:timestamp, order_status:text(16)]"),
+  EXPECT_NE(r.out.find("\"alpaca\" stale_after 0 expire_after 0 sync redis fields "
+                       "[qty:decimal(9), avg_price:decimal(6), as_of:timestamp, "
+                       "order_status:text(16)]"),
             std::string::npos)
       << r.out;
   EXPECT_EQ(setting(r, "generator.rate"), "50000");

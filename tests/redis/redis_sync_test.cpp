@@ -457,6 +457,62 @@ TEST(RedisSync, ARunOfAccountRemovalsKeepsEachOnesFilterAndVersion) {
   EXPECT_EQ(w->stats().journal_pending, 0u);
 }
 
+// sync = none (RedisConfig::unsynced_namespaces): a namespace of short-lived quotes stays in the
+// segment only. Its upserts, erases, evictions and namespace or account-in-namespace
+// invalidations never reach Redis or its journal; the other namespaces are mirrored as always;
+// a warm start leaves its positions in Redis (from an earlier configuration) unloaded.
+TEST(RedisSync, AnUnsyncedNamespaceStaysInTheSegmentOnly) {
+  RedisServer srv;
+  ScratchSegment seg("rs_unsynced");
+  WriterConfig cfg = redis_config(seg, srv, 16);
+  cfg.redis->unsynced_namespaces = {"marks"};
+  auto c = srv.client();
+  {
+    auto w = Writer::open(cfg);
+    for (int i = 0; i < 24; ++i) {  // 24 marks in a table of 16: evictions of unsynced marks
+      w->upsert(must(w->make_update("marks", "m" + std::to_string(i), "SOL", {{"bid", "1"}})));
+    }
+    w->upsert(must(w->make_update("spot", "w1", "SOL", {{"qty", "1"}})));
+    w->erase(*w->make_key("marks", "m23", "SOL"));
+    w->invalidate_account("m22", *w->namespace_id("marks"));
+    w->invalidate_namespace(*w->namespace_id("marks"));
+    w->upsert(must(w->make_update("marks", "m1", "SOL", {{"bid", "2"}})));
+    EXPECT_EQ(w->stats().journal_pending, 0u);  // nothing of marks was journaled for Redis
+    ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+    const Db got = read_positions(c);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got.count(key_of("spot", "w1", "SOL")), 1u);
+    EXPECT_EQ(Reader::open(seg.name()).stats().namespace_live[2], 1u);  // m1 in the segment
+    // A hash of marks an earlier configuration wrote (or another host): not loaded below.
+    cmd(c, {"HSET", "poscache:v1:marks:{old}:SOL", "bid", "5.000000000000000000", "version", "3",
+            "source_seq", "0", "created_at", "1", "updated_at", "1"});
+    w->close();
+  }
+  seg.cleanup();
+  test::LogLines log;
+  cfg.log = log.sink();
+  auto w = Writer::open(cfg);
+  EXPECT_EQ(w->stats().warm_loaded, 1u);  // spot's w1
+  EXPECT_EQ(w->stats().warm_skipped, 1u);
+  EXPECT_TRUE(log.any_of([](const std::string& l) {
+    return l.find("namespace 'marks' is not synced (sync = none)") != std::string::npos;
+  })) << log.joined();
+  Position p;
+  EXPECT_EQ(Reader::open(seg.name()).get("marks", "old", "SOL", p), ReadStatus::not_found);
+  // A name that is not a namespace is refused, naming it.
+  WriterConfig bad = cfg;
+  bad.redis->unsynced_namespaces = {"quotes"};
+  try {
+    Writer::open(bad);
+    ADD_FAILURE() << "opened";
+  } catch (const Error& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("unsynced namespace 'quotes' is not a configured namespace"),
+        std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(RedisSync, AnOlderVersionNeverOverwritesANewerOne) {
   RedisServer srv;
   ScratchSegment seg("rs_guard");

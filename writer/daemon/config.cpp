@@ -1,5 +1,6 @@
 #include "writer/daemon/config.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -106,7 +107,7 @@ mode_t parse_mode(const std::string& s, const std::string& where) {
 
 NamespaceSpec namespace_from(const std::string& origin, const toml::table& t) {
   only_keys(origin, t, "[[namespace]]",
-            {"name", "preset", "fields", "stale_after", "expire_after"});
+            {"name", "preset", "fields", "stale_after", "expire_after", "sync"});
   const toml::node* name = t.get("name");
   if (name == nullptr) bad(origin, t, "[[namespace]] needs a 'name'");
   NamespaceSpec spec;
@@ -194,6 +195,7 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
   }
   if (const toml::array* nss = root["namespace"].as_array()) {
     c.writer.namespaces.clear();
+    c.unsynced_namespaces.clear();
     std::set<std::string> seen;
     for (const auto& n : *nss) {
       const toml::table* t = n.as_table();
@@ -201,6 +203,13 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
       NamespaceSpec spec = namespace_from(origin, *t);
       if (!seen.insert(spec.name).second)
         bad(origin, n, "namespace '" + spec.name + "' is declared twice");
+      if (const toml::node* sy = t->get("sync")) {
+        const std::string v = text(origin, *sy, "sync");
+        if (v == "none")
+          c.unsynced_namespaces.push_back(spec.name);
+        else if (v != "redis")
+          bad(origin, *sy, "namespace '" + spec.name + "': sync '" + v + "' is not redis or none");
+      }
       c.writer.namespaces.push_back(std::move(spec));
     }
   }
@@ -420,9 +429,11 @@ std::string print_config(const DaemonConfig& c) {
       if (f.type == FieldType::text)
         fields.append("(").append(std::to_string(f.length)).append(")");
     }
+    const bool unsynced = std::find(c.unsynced_namespaces.begin(), c.unsynced_namespaces.end(),
+                                    n.name) != c.unsynced_namespaces.end();
     line("namespace", quoted(n.name) + " stale_after " + duration_text(n.stale_after) +
-                          " expire_after " + duration_text(n.expire_after) + " fields [" + fields +
-                          "]");
+                          " expire_after " + duration_text(n.expire_after) + " sync " +
+                          (unsynced ? "none" : "redis") + " fields [" + fields + "]");
   }
   line("generator.enabled", flag(c.generator.enabled));
   if (c.generator.enabled) {

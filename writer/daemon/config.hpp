@@ -44,6 +44,9 @@ struct HttpConfig {
 
 struct DaemonConfig {
   WriterConfig writer;
+  // Namespaces with sync = "none" ([[namespace]] sync, --no-sync): kept in the segment only;
+  // copied into the Redis config (RedisConfig::unsynced_namespaces) when Redis is on.
+  std::vector<std::string> unsynced_namespaces;
   GeneratorConfig generator;
   IngestConfig ingest;
   HttpConfig http;

@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   std::optional<std::string> segment, mode, log_level, run_for, stats_interval;
   std::optional<std::uint64_t> capacity, accounts, instruments;
   std::optional<double> rate;
-  std::vector<std::string> ns_flags;
+  std::vector<std::string> ns_flags, no_sync_flags;
   bool recreate = false, fresh = false, no_huge_pages = false, generate = false,
        no_generate = false, cold_start = false, no_redis = false;
   bool print_only = false;
@@ -87,6 +87,9 @@ int main(int argc, char** argv) {
   app.add_option(
       "-n,--namespace", ns_flags,
       "name:preset[:stale_after[:expire_after]], repeatable; replaces the config's namespaces");
+  app.add_option("--no-sync", no_sync_flags,
+                 "a namespace kept in the segment only (sync = none: never written to Redis, nor "
+                 "loaded from it), repeatable");
   app.add_flag(
       "--recreate", recreate,
       "replace an existing segment that does not match (readers follow the new generation)");
@@ -171,6 +174,7 @@ int main(int argc, char** argv) {
     }
     if (!ns_flags.empty()) {
       cfg.writer.namespaces.clear();
+      cfg.unsynced_namespaces.clear();  // the file's namespaces are replaced, their sync too
       for (const auto& f : ns_flags)
         cfg.writer.namespaces.push_back(parse_namespace_flag(f).value());
     }
@@ -227,6 +231,17 @@ int main(int argc, char** argv) {
       throw Error("log level '" + cfg.log_level +
                   "' is not trace, debug, info, warn, error or off");
     }
+    for (const std::string& ns : no_sync_flags) {
+      if (std::find(cfg.unsynced_namespaces.begin(), cfg.unsynced_namespaces.end(), ns) ==
+          cfg.unsynced_namespaces.end())
+        cfg.unsynced_namespaces.push_back(ns);
+    }
+    for (const std::string& ns : cfg.unsynced_namespaces) {
+      if (std::none_of(cfg.writer.namespaces.begin(), cfg.writer.namespaces.end(),
+                       [&](const NamespaceSpec& n) { return n.name == ns; }))
+        throw Error("sync = none names namespace '" + ns + "', which is not configured");
+    }
+    if (cfg.writer.redis) cfg.writer.redis->unsynced_namespaces = cfg.unsynced_namespaces;
     return cfg;
   };
   DaemonConfig cfg;

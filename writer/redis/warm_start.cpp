@@ -92,6 +92,17 @@ Expected<WarmStartReport> warm_start(
         }
         continue;
       }
+      if (std::find(config.unsynced_namespaces.begin(), config.unsynced_namespaces.end(), k.ns) !=
+          config.unsynced_namespaces.end()) {
+        if (rep.unsynced++ == 0) {
+          say(LogLevel::warn,
+              "warm start: " + fmt.position_key(k.ns, k.account, k.instrument) + ": namespace '" +
+                  k.ns +
+                  "' is not synced (sync = none); its positions in Redis, from "
+                  "an earlier configuration, are not loaded (counted, logged once)");
+        }
+        continue;
+      }
       auto p = fmt.decode(k, *ns, h->get());
       if (!p) {
         if (rep.malformed++ < 10) say(LogLevel::warn, "warm start: skipped " + p.error());

@@ -20,6 +20,7 @@ struct WarmStartReport {
   std::uint64_t beyond_capacity = 0;    // did not fit: the oldest by updated_at stay only in Redis
   std::uint64_t expired = 0;            // past their namespace's expire_after
   std::uint64_t unknown_namespace = 0;  // a namespace this writer does not have
+  std::uint64_t unsynced = 0;           // of a namespace with sync = none: left in Redis
   std::uint64_t malformed = 0;          // a field that does not parse (logged, with the key)
   std::uint64_t max_version = 0;
   double seconds = 0;
