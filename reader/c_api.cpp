@@ -260,12 +260,9 @@ int poscache_position_field_text(const poscache_reader* reader, const poscache_p
   }
   const FieldSpec& spec = info.fields[*f];
   if (spec.type == FieldType::text) {  // its bytes from its first slot, up to the first NUL
-    const std::size_t slot = field_slot(info.fields, *f);
-    const auto* bytes = reinterpret_cast<const char*>(&position->values[slot]);
-    const std::size_t room = (POSCACHE_MAX_FIELDS - slot) * sizeof(poscache_int128);
-    return copy_text(
-        std::string_view(bytes, strnlen(bytes, std::min<std::size_t>(spec.length, room))), buf,
-        len);
+    static_assert(sizeof(poscache_int128) == sizeof(int128));
+    return copy_text(text_in_slots(position->values, field_slot(info.fields, *f), spec.length), buf,
+                     len);
   }
   const poscache_int128 v = position->values[*f];
   const auto mantissa = static_cast<int128>(

@@ -1,8 +1,10 @@
 // The change ring's records as the public API names them (poscache/changes.hpp).
 #include "poscache/changes.hpp"
 
+#include <cstring>
 #include <string>
 
+#include "reader/change_decode.hpp"
 #include "values/key_text.hpp"
 
 namespace poscache {
@@ -72,5 +74,57 @@ bool Change::covers(NamespaceId key_ns, std::string_view ns_name, std::string_vi
   }
   return false;
 }
+
+namespace detail {
+
+using namespace shm;
+
+// A validated record as a Change; false if it cannot be one (a corrupt segment).
+bool decode_change(const shm::RecordWords& r, std::uint32_t ns_count, Change& c) noexcept {
+  const ChangeMeta m = r.meta();
+  if (m.kind < 1 || m.kind > 9 || m.text_len > kMaxChangeText) return false;
+  c.kind = static_cast<ChangeKind>(m.kind);
+  c.ns = m.ns;
+  c.version = r.w[1];
+  c.at_ns = static_cast<std::int64_t>(r.w[2]);
+  c.account_len = c.instrument_len = 0;
+  c.pattern_len = 0;
+  char text[kMaxChangeText];
+  r.text(text, m.text_len);
+  const bool any_ns = m.ns == kAnyNamespace;
+  switch (c.kind) {
+    case ChangeKind::inserted:
+    case ChangeKind::updated:
+    case ChangeKind::erased:
+    case ChangeKind::evicted:
+    case ChangeKind::expired:
+      if (m.ns >= ns_count || m.alen < 1 || m.alen > kMaxAccountLen || m.ilen < 1 ||
+          m.ilen > kMaxInstrumentLen || m.alen + m.ilen != m.text_len)
+        return false;
+      c.account_len = m.alen;
+      c.instrument_len = m.ilen;
+      std::memcpy(c.account, text, m.alen);
+      std::memcpy(c.instrument, text + m.alen, m.ilen);
+      return true;
+    case ChangeKind::invalidated_account:
+      if ((!any_ns && m.ns >= ns_count) || m.text_len < 1 || m.text_len > kMaxAccountLen)
+        return false;
+      c.account_len = static_cast<std::uint8_t>(m.text_len);
+      std::memcpy(c.account, text, m.text_len);
+      return true;
+    case ChangeKind::invalidated_namespace:
+      return m.ns < ns_count && m.text_len == 0;
+    case ChangeKind::invalidated_glob:
+      if (m.text_len < 1 || m.text_len > kMaxPatternLen) return false;
+      c.pattern_len = m.text_len;
+      std::memcpy(c.pattern, text, m.text_len);
+      return true;
+    case ChangeKind::invalidated_all:
+      return m.text_len == 0;
+  }
+  return false;
+}
+
+}  // namespace detail
 
 }  // namespace poscache

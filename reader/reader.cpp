@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "reader/change_decode.hpp"
 #include "reader/reader_table.hpp"
 #include "shm/accounts.hpp"
 #include "shm/change_ring.hpp"
@@ -529,56 +530,6 @@ std::uint64_t Reader::change_ring_cells() const noexcept {
   return load_relaxed(&s_->header->ring_cells);
 }
 
-namespace {
-
-// A validated record as a Change; false if it cannot be one (a corrupt segment).
-bool decode_change(const RecordWords& r, std::uint32_t ns_count, Change& c) noexcept {
-  const ChangeMeta m = r.meta();
-  if (m.kind < 1 || m.kind > 9 || m.text_len > kMaxChangeText) return false;
-  c.kind = static_cast<ChangeKind>(m.kind);
-  c.ns = m.ns;
-  c.version = r.w[1];
-  c.at_ns = static_cast<std::int64_t>(r.w[2]);
-  c.account_len = c.instrument_len = 0;
-  c.pattern_len = 0;
-  char text[kMaxChangeText];
-  r.text(text, m.text_len);
-  const bool any_ns = m.ns == kAnyNamespace;
-  switch (c.kind) {
-    case ChangeKind::inserted:
-    case ChangeKind::updated:
-    case ChangeKind::erased:
-    case ChangeKind::evicted:
-    case ChangeKind::expired:
-      if (m.ns >= ns_count || m.alen < 1 || m.alen > kMaxAccountLen || m.ilen < 1 ||
-          m.ilen > kMaxInstrumentLen || m.alen + m.ilen != m.text_len)
-        return false;
-      c.account_len = m.alen;
-      c.instrument_len = m.ilen;
-      std::memcpy(c.account, text, m.alen);
-      std::memcpy(c.instrument, text + m.alen, m.ilen);
-      return true;
-    case ChangeKind::invalidated_account:
-      if ((!any_ns && m.ns >= ns_count) || m.text_len < 1 || m.text_len > kMaxAccountLen)
-        return false;
-      c.account_len = static_cast<std::uint8_t>(m.text_len);
-      std::memcpy(c.account, text, m.text_len);
-      return true;
-    case ChangeKind::invalidated_namespace:
-      return m.ns < ns_count && m.text_len == 0;
-    case ChangeKind::invalidated_glob:
-      if (m.text_len < 1 || m.text_len > kMaxPatternLen) return false;
-      c.pattern_len = m.text_len;
-      std::memcpy(c.pattern, text, m.text_len);
-      return true;
-    case ChangeKind::invalidated_all:
-      return m.text_len == 0;
-  }
-  return false;
-}
-
-}  // namespace
-
 ChangesResult Reader::changes(std::uint64_t from, std::vector<Change>& out, std::size_t max) const {
   out.clear();
   const SegmentHeader& h = *s_->header;
@@ -599,7 +550,7 @@ ChangesResult Reader::changes(std::uint64_t from, std::vector<Change>& out, std:
       return {ChangeStatus::lapped, load_acquire(&h.ring_head)};
     if (r.meta().kind == kRestartRecord) return {ChangeStatus::writer_restarted, p + cells};
     Change& c = out.emplace_back();
-    if (!decode_change(r, s_->ns_count, c)) {
+    if (!detail::decode_change(r, s_->ns_count, c)) {
       out.pop_back();
       return {ChangeStatus::lapped, load_acquire(&h.ring_head)};
     }

@@ -50,23 +50,15 @@ inline void set_field_value(SlotPayload& p, std::size_t f, int128 v) noexcept {
   p.values[f][1] = static_cast<std::uint64_t>(u >> 64);
 }
 
-// A text field's bytes in a payload's value slots (poscache/schema.hpp), and setting them
-// (NUL-padded to the end of the field's slots).
+// A text field's bytes in a payload's value slots (poscache/position.hpp text_in_slots).
+static_assert(sizeof(SlotPayload::values[0]) == sizeof(int128), "a value slot is an int128");
 inline std::string_view payload_text(const SlotPayload& p, std::size_t slot,
                                      std::size_t length) noexcept {
-  if (slot >= kMaxFields) return {};
-  const auto* b = reinterpret_cast<const char*>(&p.values[slot]);
-  const std::size_t room = (kMaxFields - slot) * 16;
-  return {b, strnlen(b, length < room ? length : room)};
+  return text_in_slots(p.values, slot, length);
 }
 inline void set_payload_text(SlotPayload& p, std::size_t slot, std::size_t length,
                              std::string_view text) noexcept {
-  if (slot >= kMaxFields) return;
-  auto* b = reinterpret_cast<char*>(&p.values[slot]);
-  const std::size_t room = (kMaxFields - slot) * 16;
-  const std::size_t n = std::min((length + 15) / 16 * 16, room);
-  std::memset(b, 0, n);
-  std::memcpy(b, text.data(), std::min(text.size(), n));
+  put_text_in_slots(p.values, slot, length, text);
 }
 
 // Fills `out` from a payload whose first `nfields` value slots are meaningful; the rest read

@@ -14,24 +14,33 @@ namespace poscache {
 using NamespaceId = std::uint16_t;
 
 // A text field's bytes in value slots (poscache/schema.hpp): in order from its first slot,
-// NUL-padded to the end of its slots. (Readers use format_field or Position::text.)
-inline std::string_view text_in(const int128* values, std::size_t slot,
-                                std::size_t length) noexcept {
+// NUL-padded to the end of its slots. `slots` points at 16-byte value slots laid out as int128
+// (Position::values, Update::values, a segment payload's values, the C API's values).
+inline std::string_view text_in_slots(const void* slots, std::size_t slot,
+                                      std::size_t length) noexcept {
   if (slot >= kMaxFields) return {};
-  const auto* b = reinterpret_cast<const char*>(values + slot);
+  const auto* b = static_cast<const char*>(slots) + slot * sizeof(int128);
   const std::size_t room = (kMaxFields - slot) * sizeof(int128);
   return {b, strnlen(b, length < room ? length : room)};
 }
 // Writes `text` (already valid: at most `length` bytes, no NUL) into its slots, zeroing the rest.
-inline void put_text(int128* values, std::size_t slot, std::size_t length,
-                     std::string_view text) noexcept {
+inline void put_text_in_slots(void* slots, std::size_t slot, std::size_t length,
+                              std::string_view text) noexcept {
   if (slot >= kMaxFields) return;
-  auto* b = reinterpret_cast<char*>(values + slot);
+  auto* b = static_cast<char*>(slots) + slot * sizeof(int128);
   const std::size_t room = (kMaxFields - slot) * sizeof(int128);
   const std::size_t slots_bytes = (length + sizeof(int128) - 1) / sizeof(int128) * sizeof(int128);
   const std::size_t n = slots_bytes < room ? slots_bytes : room;
   std::memset(b, 0, n);
-  std::memcpy(b, text.data(), text.size() < n ? text.size() : n);
+  if (!text.empty()) std::memcpy(b, text.data(), text.size() < n ? text.size() : n);
+}
+inline std::string_view text_in(const int128* values, std::size_t slot,
+                                std::size_t length) noexcept {
+  return text_in_slots(values, slot, length);
+}
+inline void put_text(int128* values, std::size_t slot, std::size_t length,
+                     std::string_view text) noexcept {
+  put_text_in_slots(values, slot, length, text);
 }
 
 struct Position {
