@@ -101,7 +101,7 @@ namespace poscache::shm {
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 10;  // 2: SlotBook::queued_epoch; 3: the journal;
+inline constexpr std::uint32_t kLayoutVersion = 11;  // 2: SlotBook::queued_epoch; 3: the journal;
                                                      // 4: no LRU links (writer/recency_log.hpp);
                                                      // 5: journal counts published in the header;
                                                      // 6: the producer table;
@@ -109,6 +109,7 @@ inline constexpr std::uint32_t kLayoutVersion = 10;  // 2: SlotBook::queued_epoc
                                                      // 8: the account index (shm/accounts.hpp);
                                                      // 9: the change ring (shm/change_ring.hpp);
                                                      // 10: text fields (FieldDesc::length)
+                                                     // 11: the Redis lease's epoch, state fenced
 inline constexpr std::uint32_t kHashAlgorithm = 3;   // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
 // Key and schema limits. The public constants (poscache/schema.hpp: what the API validates) are
@@ -129,10 +130,12 @@ static_assert(kMaxNameLen < 32, "NUL-padded name[32] of namespaces and fields");
 enum class SegmentState : std::uint32_t { initializing = 1, ready = 2, closed = 3, retired = 4 };
 
 // SegmentHeader::redis_state, set by the writer's sync thread (writer/redis_sync.cpp).
-enum class RedisState : std::uint32_t { off = 0, connecting = 1, up = 2, down = 3 };
+// fenced: another writer took the Redis lease (writer/redis/lease.hpp); this writer writes
+// nothing more to Redis and goes on serving readers.
+enum class RedisState : std::uint32_t { off = 0, connecting = 1, up = 2, down = 3, fenced = 4 };
 constexpr const char* redis_state_name(std::uint32_t s) noexcept {
-  constexpr const char* kNames[] = {"off", "connecting", "up", "down"};
-  return s < 4 ? kNames[s] : "unknown";
+  constexpr const char* kNames[] = {"off", "connecting", "up", "down", "fenced"};
+  return s < 5 ? kNames[s] : "unknown";
 }
 
 // A NUL-padded name field (namespace, field) as text: up to the first NUL or the whole array.
@@ -215,7 +218,9 @@ struct alignas(kCacheLine) SegmentHeader {
   std::int64_t heartbeat_ns;           // CLOCK_REALTIME of the last heartbeat
   std::int64_t heartbeat_interval_ns;  // how often the writer beats
   std::uint64_t writer_restarts;       // re-attachments after a writer died
-  std::uint64_t reserved3[2];
+  std::uint64_t redis_lease_epoch;     // the Redis lease's epoch this writer holds (0: none;
+                                       // stored relaxed by the sync thread)
+  std::uint64_t reserved3;
 
   // --- line 3: change notification. Bumped after every applied change (or batch).
   std::uint64_t change_seq;    // release-stored after the change is published
@@ -661,6 +666,7 @@ constexpr std::uint64_t layout_fingerprint() {
                                  sizeof(SegmentHeader),
                                  offsetof(SegmentHeader, state),
                                  offsetof(SegmentHeader, writer_pid),
+                                 offsetof(SegmentHeader, redis_lease_epoch),
                                  offsetof(SegmentHeader, change_seq),
                                  offsetof(SegmentHeader, accounts_epoch),
                                  offsetof(SegmentHeader, ring_head),

@@ -336,6 +336,8 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
     const std::uint32_t fields_set = u.mode == UpdateMode::replace
                                          ? u.fields_mask
                                          : meta_fields_set(cur[kWordMeta]) | u.fields_mask;
+    // A replace that unsets a field Redis may hold: the sync removes it (HDEL).
+    const bool dropped = (meta_fields_set(cur[kWordMeta]) & ~fields_set) != 0;
     put(kWordMeta, meta_with_fields_set(cur[kWordMeta], fields_set));
     r.version = wa_->next_version++;
     put(kWordVersion, r.version);
@@ -354,7 +356,7 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
     write_words(s, idx, val, n);
     ring_.append(static_cast<std::uint8_t>(ChangeKind::updated), u.ns, r.version, t, account,
                  instrument);
-    if (syncs(u.ns)) sync_->mark(s, t);
+    if (syncs(u.ns)) sync_->mark(s, t, dropped ? kSlotFieldsDropped : 0);
     recency_.touch(s, u.ns);
     bump(h_->counters.updates);
     r.status = ApplyStatus::updated;
@@ -397,7 +399,7 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
   account_link(s, p.account_hash);
   ring_.append(static_cast<std::uint8_t>(ChangeKind::inserted), u.ns, p.version, t, account,
                instrument);
-  if (syncs(u.ns)) sync_->mark(s, t);
+  if (syncs(u.ns)) sync_->mark(s, t, kSlotNewKey);
   live_added(u.ns);
   bump(h_->counters.inserts);
   r.status = ApplyStatus::inserted;

@@ -102,6 +102,9 @@ void Writer::Impl::start_redis(bool empty_segment, detail::Journal::Scan scan) {
       if (cfg.namespaces[i].name == name) unsynced |= 1u << i;
   }
   table.set_sync(&sync->handoff(), unsynced);
+  // The lease before anything is loaded or written: a second writer on the prefix stops here,
+  // told who holds it. (Redis unreachable: the sync thread takes it once it connects.)
+  if (auto lease = sync->worker().open_lease(); !lease) throw Error(lease.error());
   for (const auto& [n, e] : pending) sync->handoff().replay(detail::from_entry(*e, n), table.now());
   for (const std::uint64_t n : scan.invalid) sync->worker().skip(n);  // reported: tail passes
   bool started = false;
@@ -167,7 +170,7 @@ void Writer::Impl::queue_unsynced() {
   for (std::uint32_t s = 0; s < table.capacity(); ++s) {
     const SlotPayload& p = table.peek(s);
     if (p.ns != kFreeNamespace && table.syncs(p.ns) && p.version > table.book(s).synced_version)
-      sync->handoff().mark(s, t);
+      sync->handoff().mark(s, t, detail::kSlotNewKey | detail::kSlotFieldsDropped);  // unknown
   }
 }
 

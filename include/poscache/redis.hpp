@@ -16,6 +16,18 @@
 
 namespace poscache {
 
+// How the writer keeps a second writer from clobbering what it wrote (README.md "The Redis
+// format", writer/redis/lease.hpp):
+//   fence   — the writer holds a lease, {prefix}:@writer, with a fresh epoch, and every batch is
+//             one transaction fenced on it (WATCH the lease, check the epoch, MULTI, plain
+//             commands, EXEC). A writer whose lease another took writes nothing more. One
+//             Redis server (or a Sentinel-managed primary); not a Redis Cluster, where a
+//             transaction may touch one hash slot only.
+//   scripts — no lease; each position is written by a script that compares versions on the
+//             server (about half Redis's write rate). For a Redis Cluster proxy, with
+//             positions_per_call = 1.
+enum class RedisGuard { fence, scripts };
+
 struct RedisConfig {
   // Where: a unix socket when `unix_socket` is set, else host:port.
   std::string host = "127.0.0.1";
@@ -39,6 +51,14 @@ struct RedisConfig {
   // Reconnection backoff: doubles from min to max while Redis stays unreachable.
   std::chrono::milliseconds reconnect_min{50};
   std::chrono::milliseconds reconnect_max{2000};
+  RedisGuard guard = RedisGuard::fence;
+  // fence: the lease lasts this long past its last renewal; the sync thread renews it every
+  // lease_ttl / 3 (inside its write transactions while it writes, on its own when idle). A
+  // standby or a restarted writer on another host waits at most this long for a dead writer's
+  // lease. A writer on the same host whose holder's pid is gone takes it over at once.
+  std::chrono::milliseconds lease_ttl{10000};
+  // The host name written into the lease (empty: gethostname()), shown to a writer refused it.
+  std::string host_name;
   // Namespaces kept in the segment only (sync = none): never written to Redis, nor loaded from
   // it by a warm start (short-lived quotes need no durable copy). The others are mirrored.
   std::vector<std::string> unsynced_namespaces;

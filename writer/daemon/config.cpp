@@ -263,10 +263,11 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
     if (auto ok = ingest::validate(sc); !ok) bad(origin, *in, ok.error());
   }
   if (const toml::table* r = root["redis"].as_table()) {
-    only_keys(origin, *r, "[redis]",
-              {"enabled", "host", "port", "unix_socket", "db", "username", "password",
-               "connect_timeout", "command_timeout", "prefix", "flush_interval", "batch_size",
-               "warm_start", "close_timeout"});
+    only_keys(
+        origin, *r, "[redis]",
+        {"enabled", "host", "port", "unix_socket", "db", "username", "password", "connect_timeout",
+         "command_timeout", "prefix", "flush_interval", "batch_size", "warm_start", "close_timeout",
+         "guard", "lease_ttl", "host_name", "positions_per_call"});
     RedisConfig& rc = c.writer.redis ? *c.writer.redis : c.writer.redis.emplace();
     auto ms = [&](const toml::node& n, std::string_view key) {
       return std::chrono::duration_cast<std::chrono::milliseconds>(duration(origin, n, key));
@@ -285,6 +286,20 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
       rc.batch_size = static_cast<std::size_t>(integer(origin, *n, "batch_size", 1, 100'000));
     if (auto* n = r->get("warm_start")) rc.warm_start = boolean(origin, *n, "warm_start");
     if (auto* n = r->get("close_timeout")) rc.close_timeout = ms(*n, "close_timeout");
+    if (auto* n = r->get("guard")) {
+      const std::string g = text(origin, *n, "guard");
+      if (g == "fence")
+        rc.guard = RedisGuard::fence;
+      else if (g == "scripts")
+        rc.guard = RedisGuard::scripts;
+      else
+        bad(origin, *n, "guard '" + g + "' is not fence or scripts");
+    }
+    if (auto* n = r->get("lease_ttl")) rc.lease_ttl = ms(*n, "lease_ttl");
+    if (auto* n = r->get("host_name")) rc.host_name = text(origin, *n, "host_name");
+    if (auto* n = r->get("positions_per_call"))
+      rc.positions_per_call =
+          static_cast<std::size_t>(integer(origin, *n, "positions_per_call", 1, 1000));
     if (auto* n = r->get("enabled"); n != nullptr && !boolean(origin, *n, "enabled"))
       c.writer.redis.reset();
     if (c.writer.redis) {
@@ -491,6 +506,10 @@ std::string print_config(const DaemonConfig& c) {
     line("redis.command_timeout", quoted(duration_text(r.command_timeout)));
     line("redis.warm_start", flag(r.warm_start));
     line("redis.close_timeout", quoted(duration_text(r.close_timeout)));
+    line("redis.guard", quoted(r.guard == RedisGuard::fence ? "fence" : "scripts"));
+    line("redis.lease_ttl", quoted(duration_text(r.lease_ttl)));
+    line("redis.host_name", quoted(r.host_name));
+    line("redis.positions_per_call", std::to_string(r.positions_per_call));
   }
   line("daemon.log_level", quoted(c.log_level));
   line("daemon.stats_interval", quoted(duration_text(c.stats_interval)));

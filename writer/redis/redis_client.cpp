@@ -40,6 +40,12 @@ Expected<bool> validate(const RedisConfig& c) {
   if (c.reconnect_min.count() <= 0 || c.reconnect_max < c.reconnect_min) {
     return fail("redis reconnect backoff must satisfy 0 < reconnect_min <= reconnect_max");
   }
+  if (c.guard == RedisGuard::fence &&
+      (c.lease_ttl.count() < 300 || c.lease_ttl > std::chrono::hours(1))) {
+    return fail("redis lease_ttl " + std::to_string(c.lease_ttl.count()) +
+                " ms is out of range: 300 ms to 1 h");
+  }
+  if (c.host_name.size() > 255) return fail("redis host_name is longer than 255 characters");
   return true;
 }
 
@@ -78,6 +84,24 @@ void Args::view(std::vector<const char*>& argv, std::vector<std::size_t>& lens) 
     argv.push_back(buf_.data() + o);
     lens.push_back(n);
   }
+}
+
+void Args::view(std::vector<const char*>& argv, std::vector<std::size_t>& lens, std::size_t first,
+                std::size_t n) const {
+  for (std::size_t i = first; i < first + n; ++i) {
+    argv.push_back(buf_.data() + off_[i].first);
+    lens.push_back(off_[i].second);
+  }
+}
+
+Expected<bool> Commands::append_to(RedisClient& client) {
+  close();
+  std::size_t from = 0;
+  for (const std::size_t end : ends_) {
+    if (auto a = client.append(args_, from, end - from); !a) return a;
+    from = end;
+  }
+  return true;
 }
 
 std::string reply_text(const redisReply* r) {
@@ -168,6 +192,18 @@ Expected<bool> RedisClient::append(std::initializer_list<const Args*> parts) {
   argv_.clear();
   lens_.clear();
   for (const Args* a : parts) a->view(argv_, lens_);
+  if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(argv_.size()), argv_.data(),
+                             lens_.data()) != REDIS_OK) {
+    return fail(fail_text("cannot queue a command"));
+  }
+  return true;
+}
+
+Expected<bool> RedisClient::append(const Args& args, std::size_t first, std::size_t n) {
+  if (!ctx_) return fail("redis " + endpoint_ + ": not connected");
+  argv_.clear();
+  lens_.clear();
+  args.view(argv_, lens_, first, n);
   if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(argv_.size()), argv_.data(),
                              lens_.data()) != REDIS_OK) {
     return fail(fail_text("cannot queue a command"));

@@ -56,10 +56,48 @@ class Args {
   // Pointers for hiredis; valid until the next add().
   // Appends this command's pointers to argv/lens (valid until the next add()).
   void view(std::vector<const char*>& argv, std::vector<std::size_t>& lens) const;
+  // The same for arguments [first, first + n).
+  void view(std::vector<const char*>& argv, std::vector<std::size_t>& lens, std::size_t first,
+            std::size_t n) const;
 
  private:
   std::string buf_;
   std::vector<std::pair<std::size_t, std::size_t>> off_;
+};
+
+class RedisClient;
+
+// Many commands in one buffer (a transaction's body): cmd() starts one and returns the Args to
+// add its arguments to; append_to() queues them all on a client, in order.
+class Commands {
+ public:
+  void clear() {
+    args_.clear();
+    ends_.clear();
+  }
+  Args& cmd(std::string_view name) {
+    close();
+    args_.add(name);
+    return args_;
+  }
+  // A whole command built elsewhere.
+  void add(const Args& command) {
+    close();
+    args_.append(command);
+  }
+  // Commands so far (the one being built included).
+  [[nodiscard]] std::size_t size() {
+    close();
+    return ends_.size();
+  }
+  Expected<bool> append_to(RedisClient& client);
+
+ private:
+  void close() {
+    if (args_.size() > (ends_.empty() ? 0 : ends_.back())) ends_.push_back(args_.size());
+  }
+  Args args_;
+  std::vector<std::size_t> ends_;  // argument count after each command
 };
 
 class RedisClient {
@@ -78,6 +116,8 @@ class RedisClient {
   Expected<bool> append(const Args& args);
   // One command made of several argument lists, in order (no copy into one list first).
   Expected<bool> append(std::initializer_list<const Args*> parts);
+  // Arguments [first, first + n) of `args` as one command.
+  Expected<bool> append(const Args& args, std::size_t first, std::size_t n);
   Expected<Reply> read_reply();
   // Writes what append() queued to the socket now (blocking until sent), so that the server
   // works on it while this thread prepares the next pipeline.

@@ -85,29 +85,86 @@ void RedisFormat::add_upsert(const SlotPayload& p, Args& keys, Args& argv) const
   for (std::uint32_t f = 0; f < nfields; ++f) unset += ((p.fields_set >> f) & 1u) == 0;
   argv.add(static_cast<std::uint64_t>(unset));
   argv.add(static_cast<std::uint64_t>(nfields - unset + 4));  // field/value pairs, meta included
-  for (std::uint32_t f = 0; f < nfields; ++f) {
-    if (((p.fields_set >> f) & 1u) == 0) argv.add(spec.fields[f].name);
+  add_unset_names(p, argv);
+  add_field_values(p, argv);
+}
+
+void RedisFormat::add_unset_names(const SlotPayload& p, Args& out) const {
+  const NamespaceSpec& spec = ns_[p.ns];
+  for (std::uint32_t f = 0; f < spec.fields.size(); ++f) {
+    if (((p.fields_set >> f) & 1u) == 0) out.add(spec.fields[f].name);
   }
+}
+
+void RedisFormat::add_field_values(const SlotPayload& p, Args& out) const {
+  const NamespaceSpec& spec = ns_[p.ns];
   char buf[48];
-  for (std::uint32_t f = 0; f < nfields; ++f) {
+  for (std::uint32_t f = 0; f < spec.fields.size(); ++f) {
     if (((p.fields_set >> f) & 1u) == 0) continue;
     const FieldSpec& fs = spec.fields[f];
-    argv.add(fs.name);
+    out.add(fs.name);
     if (fs.type == FieldType::text) {  // the text itself, as Redis stores any string
-      argv.add(shm::payload_text(p, field_slot(spec.fields, f), fs.length));
+      out.add(shm::payload_text(p, field_slot(spec.fields, f), fs.length));
       continue;
     }
     const int128 v = shm::field_value(p, f);
     if (fs.type == FieldType::decimal) {
-      argv.add(std::string_view(buf, format_decimal(v, fs.scale, buf)));
+      out.add(std::string_view(buf, format_decimal(v, fs.scale, buf)));
     } else {
-      argv.add_int(static_cast<std::int64_t>(v));
+      out.add_int(static_cast<std::int64_t>(v));
     }
   }
-  argv.add("version").add(p.version);
-  argv.add("source_seq").add(p.source_seq);
-  argv.add("created_at").add_int(p.created_at_ns);
-  argv.add("updated_at").add_int(p.updated_at_ns);
+  out.add("version").add(p.version);
+  out.add("source_seq").add(p.source_seq);
+  out.add("created_at").add_int(p.created_at_ns);
+  out.add("updated_at").add_int(p.updated_at_ns);
+}
+
+std::size_t RedisFormat::add_plain_upsert(const SlotPayload& p, unsigned flags,
+                                          const std::string& set_sha, Commands& out) const {
+  const NamespaceSpec& spec = ns_[p.ns];
+  const std::string_view account(p.account, p.account_len);
+  const std::string_view instrument(p.instrument, p.instrument_len);
+  const std::size_t before = out.size();
+  const auto nfields = static_cast<std::uint32_t>(spec.fields.size());
+  const std::uint32_t all = nfields >= 32 ? ~0u : (1u << nfields) - 1u;
+  if ((flags & kDropUnset) != 0 && (p.fields_set & all) != all) {
+    add_unset_names(
+        p, out.cmd("HDEL").add_concat({prefix_, ":", spec.name, ":{", account, "}:", instrument}));
+  }
+  add_field_values(
+      p, out.cmd("HSET").add_concat({prefix_, ":", spec.name, ":{", account, "}:", instrument}));
+  if (spec.expire_after.count() > 0) {
+    const std::int64_t expire_ms =
+        std::max<std::int64_t>(1, (p.updated_at_ns + spec.expire_after.count()) / 1'000'000);
+    out.cmd("PEXPIREAT")
+        .add_concat({prefix_, ":", spec.name, ":{", account, "}:", instrument})
+        .add_int(expire_ms);
+    // The set's own expiry follows its members: a script (README "The Redis format").
+    out.cmd("EVALSHA")
+        .add(set_sha)
+        .add("1")
+        .add_concat({prefix_, ":@account:{", account, "}"})
+        .add_concat({spec.name, ":", instrument})
+        .add_int(expire_ms);
+  } else if ((flags & kAddMember) != 0) {
+    out.cmd("ZADD")
+        .add_concat({prefix_, ":@account:{", account, "}"})
+        .add("inf")
+        .add_concat({spec.name, ":", instrument});
+    // A set that also holds expiring members has an expiry; this member lives until removed.
+    out.cmd("PERSIST").add_concat({prefix_, ":@account:{", account, "}"});
+  }
+  return out.size() - before;
+}
+
+std::size_t RedisFormat::add_plain_delete(std::string_view ns, std::string_view account,
+                                          std::string_view instrument, Commands& out) const {
+  out.cmd("UNLINK").add_concat({prefix_, ":", ns, ":{", account, "}:", instrument});
+  out.cmd("ZREM")
+      .add_concat({prefix_, ":@account:{", account, "}"})
+      .add_concat({ns, ":", instrument});
+  return 2;
 }
 
 void UpsertCall::add(const RedisFormat& fmt, const SlotPayload& p) {

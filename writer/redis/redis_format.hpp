@@ -93,6 +93,19 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 return redis.call('UNLINK', KEYS[1])
 )lua";
 
+// The fenced sync's one script: an expiring namespace's member of the account set, whose expiry
+// follows its members (the latest deadline, or none while a member has none): that depends on
+// what the set holds, which a MULTI block cannot express. KEYS[1] the set, ARGV[1] the member,
+// ARGV[2] its deadline in ms since the epoch. The position's hash is written with plain commands.
+inline constexpr std::string_view kAccountSetScript = R"lua(
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local t = redis.call('TIME')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (t[1] * 1000 + math.floor(t[2] / 1000)))
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] == 'inf' then redis.call('PERSIST', KEYS[1]) elseif top[2] then redis.call('PEXPIREAT', KEYS[1], top[2]) end
+return 1
+)lua";
+
 struct ParsedKey {
   std::string ns;
   std::string account;
@@ -137,6 +150,20 @@ class RedisFormat {
 
   // The upsert script's KEYS and ARGV for payload `p` (a live position), appended.
   void add_upsert(const shm::SlotPayload& p, Args& keys, Args& argv) const;
+  // The Redis format as plain commands, for a fenced transaction (writer/redis/lease.hpp):
+  // HSET of the fields and the meta; HDEL of the unset fields when kDropUnset (an update in
+  // replace mode may have unset a field Redis holds); for a namespace without expiry, ZADD of
+  // the member (score inf) and PERSIST of the set when kAddMember (the first write of this key
+  // from its slot: later writes find the member there); with expiry, PEXPIREAT of the hash and
+  // the account-set script (the member's score moves with every write). Returns how many
+  // commands it added. The version guard is the caller's: only the lease holder writes, and
+  // it writes a key's versions in order (writer/redis/redis_sync.hpp).
+  static constexpr unsigned kAddMember = 1, kDropUnset = 2;
+  std::size_t add_plain_upsert(const shm::SlotPayload& p, unsigned flags,
+                               const std::string& set_sha, Commands& out) const;
+  // UNLINK of the hash, ZREM of its member: 2 commands.
+  std::size_t add_plain_delete(std::string_view ns, std::string_view account,
+                               std::string_view instrument, Commands& out) const;
   // EVALSHA arguments removing a position at `version` with the delete script.
   void delete_args(const std::string& sha, std::string_view ns, std::string_view account,
                    std::string_view instrument, std::uint64_t version, Args& out) const;
@@ -151,6 +178,9 @@ class RedisFormat {
   std::optional<std::uint16_t> namespace_id(std::string_view ns) const;
 
  private:
+  void add_unset_names(const shm::SlotPayload& p, Args& out) const;
+  // field/value pairs of every set field, then version, source_seq, created_at, updated_at
+  void add_field_values(const shm::SlotPayload& p, Args& out) const;
   std::string prefix_;
   std::vector<NamespaceSpec> ns_;
 };

@@ -24,10 +24,18 @@
 
 namespace poscache::detail {
 
+// What the sync thread must know about a dirty slot beyond its content (the fenced sync writes
+// plain commands, so it must know what Redis may hold; RedisFormat::add_plain_upsert):
+inline constexpr std::uint8_t kSlotNewKey = 1;         // a key inserted into the slot: ZADD
+inline constexpr std::uint8_t kSlotFieldsDropped = 2;  // a replace unset a field: HDEL
+
 struct SyncBatch {
   std::vector<std::uint32_t> slots;
+  std::vector<std::pair<std::uint32_t, std::uint8_t>> flags;  // (slot, kSlot*) of marks above
   std::vector<RemovalEvent> events;
   std::int64_t first_ns = 0;  // CLOCK_REALTIME of its first change
+  std::int64_t last_ns = 0;   // the writer's time of its last mark (the writer's clock never
+                              // goes back: every later change has a time >= it)
   std::uint64_t seq = 0;      // hand-off number
   [[nodiscard]] bool empty() const noexcept { return slots.empty() && events.empty(); }
 };
@@ -46,7 +54,9 @@ class SyncHandOff {
   SyncHandOff(SyncChannel& channel, Journal journal, shm::SlotBook* book,
               std::chrono::milliseconds flush_interval, std::size_t batch_size);
 
-  void mark(std::uint32_t slot, std::int64_t t) {
+  void mark(std::uint32_t slot, std::int64_t t, std::uint8_t flags = 0) {
+    if (flags != 0) cur_->flags.emplace_back(slot, flags);  // not coalesced: rare (inserts)
+    cur_->last_ns = t;
     std::uint64_t& queued = book_[slot].queued_epoch;  // apply thread only
     if (queued == epoch_) return;
     queued = epoch_;

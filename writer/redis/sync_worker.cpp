@@ -27,7 +27,8 @@ SyncWorker::SyncWorker(const RedisConfig& config, std::vector<NamespaceSpec> nam
       tail_(journal),
       ch_(channel),
       log_(std::move(log)),
-      batch_size_(config.batch_size) {
+      batch_size_(config.batch_size),
+      lease_(config) {
   in_dirty_.assign(v_.capacity, 0);
   if (journal_.present()) overflows_seen_ = journal_.overflows();
   set_state(RedisState::connecting);
@@ -51,11 +52,17 @@ void SyncWorker::stop() {
 void SyncWorker::drain() {
   SyncBatch* b = nullptr;
   while (ch_.to_sync.pop(b)) {
-    merge(*b);
+    if (fenced_) {  // nothing is written any more: the journal moves past it
+      for (const RemovalEvent& e : b->events) tail_.done(e.journal_pos);
+    } else {
+      merge(*b);
+    }
     ch_.merged_seq.store(b->seq, std::memory_order_relaxed);
     b->slots.clear();
+    b->flags.clear();
     b->events.clear();
     b->first_ns = 0;
+    b->last_ns = 0;
     ch_.to_apply.push(b);  // cannot fail: it holds at most the batches that exist
   }
 }
@@ -63,10 +70,14 @@ void SyncWorker::drain() {
 void SyncWorker::merge(SyncBatch& b) {
   if (b.empty()) return;
   if (oldest_ns_ == 0 || b.first_ns < oldest_ns_) oldest_ns_ = b.first_ns;
+  horizon_ns_ = std::max(horizon_ns_, b.last_ns);
   for (RemovalEvent& e : b.events) merge_event(std::move(e));
+  for (const auto& [s, f] : b.flags) {
+    if (s < v_.capacity) in_dirty_[s] |= static_cast<std::uint8_t>(f << 1);
+  }
   for (std::uint32_t s : b.slots) {
-    if (s < v_.capacity && in_dirty_[s] == 0) {
-      in_dirty_[s] = 1;
+    if (s < v_.capacity && (in_dirty_[s] & 1) == 0) {
+      in_dirty_[s] |= 1;
       dirty_.push_back(s);
     }
   }
@@ -122,20 +133,44 @@ void SyncWorker::connect() {
   if (c) {
     client_ = std::move(*c);
     err = load_scripts();
+    if (err.empty() && cfg_.guard == RedisGuard::fence && !take_lease()) {
+      if (fenced_) return;
+      err = last_error_;  // the connection failed while taking it (logged)
+    }
     if (err.empty()) {
       fmt_.schema_args(args_);
-      auto r = client_.command(args_);
-      if (r && (*r)->type != REDIS_REPLY_ERROR) {
-        backoff_ns_ = 0;
-        set_state(RedisState::up);
-        log(LogLevel::info, "redis " + describe(cfg_) + ": connected" + (was_up_ ? " again" : "") +
-                                ", syncing under prefix '" + cfg_.prefix + "'");
-        was_up_ = true;
-        return;
+      Tx done = Tx::committed;
+      if (cfg_.guard == RedisGuard::fence) {  // the schema too is written by the holder only
+        done = fenced_guarded(
+            0, [](std::size_t, Args&) {}, [&](const Versions&, Commands& out) { out.add(args_); });
+        if (fenced_) return;
+        if (done == Tx::committed) {
+          backoff_ns_ = 0;
+          set_state(RedisState::up);
+          log(LogLevel::info, "redis " + describe(cfg_) + ": connected" +
+                                  (was_up_ ? " again" : "") + ", syncing under prefix '" +
+                                  cfg_.prefix + "', writer lease epoch " +
+                                  std::to_string(lease_.epoch()));
+          was_up_ = true;
+          return;
+        }
+        err = "redis " + describe(cfg_) + ": HSET " + fmt_.schema_key() +
+              " failed: " + (last_error_.empty() ? "transaction aborted" : last_error_);
+      } else {
+        auto r = client_.command(args_);
+        if (r && (*r)->type != REDIS_REPLY_ERROR) {
+          backoff_ns_ = 0;
+          set_state(RedisState::up);
+          log(LogLevel::info, "redis " + describe(cfg_) + ": connected" +
+                                  (was_up_ ? " again" : "") + ", syncing under prefix '" +
+                                  cfg_.prefix + "' (per-key scripts, no lease)");
+          was_up_ = true;
+          return;
+        }
+        err = r ? "redis " + describe(cfg_) + ": HSET " + fmt_.schema_key() +
+                      " refused: " + reply_text(r->get())
+                : r.error();
       }
-      err = r ? "redis " + describe(cfg_) + ": HSET " + fmt_.schema_key() +
-                    " refused: " + reply_text(r->get())
-              : r.error();
     }
     client_.close();
   } else {
@@ -155,9 +190,92 @@ void SyncWorker::connect() {
   set_state(RedisState::down);
 }
 
+// Takes the lease, or confirms it is still ours, or takes it back when it expired and nobody took
+// another epoch since (writer/redis/lease.hpp). false: fenced, or the connection failed.
+bool SyncWorker::take_lease() {
+  const std::uint64_t had = lease_.epoch();
+  auto o = lease_.take(client_);
+  if (!o) {
+    lost_connection(o.error());
+    return false;
+  }
+  switch (*o) {
+    case Lease::Outcome::taken:
+      log(LogLevel::info, "redis " + describe(cfg_) + ": took the writer lease " + lease_.key() +
+                              ", epoch " + std::to_string(lease_.epoch()) + " (ttl " +
+                              std::to_string(cfg_.lease_ttl.count()) + " ms)");
+      break;
+    case Lease::Outcome::retaken:
+      log(LogLevel::warn, "redis " + describe(cfg_) + ": the writer lease " + lease_.key() +
+                              " had expired (Redis unreachable or this writer paused longer "
+                              "than its ttl); nobody took it since, so epoch " +
+                              std::to_string(had) + " goes on");
+      break;
+    case Lease::Outcome::ours:
+      break;
+    case Lease::Outcome::held:
+      become_fenced("the writer lease " + lease_.key() + " on prefix '" + cfg_.prefix +
+                    "' is held by another writer (" + lease_.holder().describe() +
+                    "); only one writer may write a prefix");
+      return false;
+    case Lease::Outcome::superseded:
+      become_fenced("another writer took the writer lease " + lease_.key() + " (epoch " +
+                    std::to_string(lease_.holder().epoch) + ") after this writer's epoch " +
+                    std::to_string(had));
+      return false;
+  }
+  store_relaxed(&v_.h->redis_lease_epoch, lease_.epoch());
+  return true;
+}
+
+// Another writer writes this prefix now: everything this one would write could replace newer
+// data. Nothing more goes to Redis; the segment goes on serving readers; health says fenced.
+void SyncWorker::become_fenced(const std::string& why) {
+  fenced_ = true;
+  const std::size_t dropped = dirty_.size() + key_events_.size() + pattern_events_.size();
+  if (!opening_)  // (at open the writer refuses to start, with this error)
+    log(LogLevel::error,
+        "redis " + describe(cfg_) + ": FENCED: " + why + ". This writer writes nothing more to " +
+            "Redis (" + std::to_string(dropped) +
+            " unwritten changes dropped) and goes on serving readers from the segment; stop it, "
+            "or restart it once the other writer is gone");
+  for (auto& [k, e] : key_events_) tail_.done(e.journal_pos);
+  for (const RemovalEvent& e : pattern_events_) tail_.done(e.journal_pos);
+  key_events_.clear();
+  pattern_events_.clear();
+  for (std::uint32_t s : dirty_) in_dirty_[s] = 0;
+  dirty_.clear();
+  set_error("fenced: " + why);
+  set_state(RedisState::fenced);
+  store_relaxed(&v_.h->redis_lease_epoch, std::uint64_t{0});
+  client_.close();
+}
+
+Expected<bool> SyncWorker::open_lease() {
+  opening_ = true;
+  connect();
+  opening_ = false;
+  if (fenced_) return fail(last_error_.substr(std::string_view("fenced: ").size()));
+  return true;
+}
+
+// Nothing to write: a transaction of its own renews the lease when a renewal is due.
+bool SyncWorker::renew_if_idle() {
+  if (!lease_.renewal_due(monotonic_ns())) return true;
+  return fenced_guarded(
+             0, [](std::size_t, Args&) {}, [](const Versions&, Commands&) {}) == Tx::committed;
+}
+
 // SCRIPT LOAD of both scripts (after every connect, and after a NOSCRIPT reply). Returns the
 // error, empty on success.
 std::string SyncWorker::load_scripts() {
+  if (cfg_.guard == RedisGuard::fence) {
+    auto set = client_.load_script(kAccountSetScript);
+    if (!set) return set.error();
+    set_sha_ = *set;
+    reload_scripts_ = false;
+    return {};
+  }
   auto up = client_.load_script(kUpsertScript);
   if (!up) return up.error();
   auto del = client_.load_script(kDeleteScript);
@@ -237,8 +355,9 @@ void SyncWorker::run() {
     if (stopping && stop_deadline == 0)
       stop_deadline = monotonic_ns() + std::chrono::nanoseconds(cfg_.close_timeout).count();
     bool progress = false;
-    if (!client_.connected() && monotonic_ns() >= next_connect_ns_) connect();
+    if (!fenced_ && !client_.connected() && monotonic_ns() >= next_connect_ns_) connect();
     if (client_.connected() && has_pending()) progress = flush_round();
+    if (client_.connected() && !has_pending() && cfg_.guard == RedisGuard::fence) renew_if_idle();
     if (!has_pending()) {
       oldest_ns_ = 0;
       ch_.clean_seq.store(ch_.merged_seq.load(std::memory_order_relaxed),
@@ -263,9 +382,13 @@ void SyncWorker::run() {
     }
     if (!progress) std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
+  if (!fenced_) {
+    lease_.release(client_);  // a clean close: the next writer need not wait for its expiry
+    store_relaxed(&v_.h->redis_lease_epoch, std::uint64_t{0});
+  }
   client_.close();
-  set_state(
-      RedisState::off);  // off: no sync thread any more (the dirty count stays as it was left)
+  if (!fenced_)
+    set_state(RedisState::off);  // off: no sync thread any more (the dirty count stays as it was)
 }
 
 }  // namespace poscache::detail

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 #include "poscache/writer.hpp"
 #include "shm/layout.hpp"
 #include "writer/journal.hpp"
+#include "writer/redis/lease.hpp"
 #include "writer/redis/redis_client.hpp"
 #include "writer/redis/redis_format.hpp"
 #include "writer/redis/sync_handoff.hpp"
@@ -38,6 +40,10 @@ class SyncWorker {
   SyncWorker(const SyncWorker&) = delete;
   SyncWorker& operator=(const SyncWorker&) = delete;
 
+  // Before start(), on the caller's thread: connects and takes the lease (RedisGuard::fence), so
+  // that a second writer on the prefix is refused before it turns ready. The error names the
+  // holder; an unreachable Redis is not an error (the thread connects later; logged).
+  Expected<bool> open_lease();
   void start();
   // Lets the thread write what it has for up to close_timeout, then joins it.
   void stop();
@@ -59,6 +65,9 @@ class SyncWorker {
   void merge_event(RemovalEvent&& e);
   [[nodiscard]] bool has_pending() const noexcept;
   void connect();
+  bool take_lease();  // false: fenced (or the connection was lost: client_ closed)
+  void become_fenced(const std::string& why);
+  bool renew_if_idle();
   std::string load_scripts();
   void lost_connection(const std::string& why);
   void set_state(shm::RedisState state);
@@ -73,6 +82,20 @@ class SyncWorker {
     if (log_) log_(level, msg);
   }
   // sync_write.cpp: one round of writes
+  // committed: EXEC ran the commands; tripped: EXEC answered nil (the lease was written since
+  // the WATCH) or the fence found another epoch; refused: Redis refused the transaction or one
+  // of its commands; lost: the connection.
+  enum class Tx { committed, tripped, refused, lost };
+  using Versions = std::vector<std::optional<std::uint64_t>>;
+  // One fenced transaction whose writes depend on what Redis holds (removals, spills): the
+  // `version` field of `n` keys (key_of(i, args) adds key i) is read behind the fence, then
+  // `build` queues the writes it decides on from them (a renewal of the lease rides along when
+  // due). A tripped fence is followed up at once (take_lease(): ours again, or fenced).
+  Tx fenced_guarded(std::size_t n, const std::function<void(std::size_t, Args&)>& key_of,
+                    const std::function<void(const Versions&, Commands&)>& build);
+  // Reads the replies of MULTI, `queued` commands and EXEC; ok[i]: command i succeeded.
+  Tx read_exec(std::size_t queued, std::vector<bool>& ok);
+  bool write_slots_fenced();
   bool flush_round();
   bool write_events(std::vector<RemovalEvent>& events, std::size_t& done);
   bool run_accounts(const std::vector<RemovalEvent>& events, std::size_t from, std::size_t to);
@@ -95,9 +118,19 @@ class SyncWorker {
   std::thread thread_;
 
   RedisClient client_;
-  std::string upsert_sha_, delete_sha_;
+  std::string upsert_sha_, delete_sha_, set_sha_;
+  Lease lease_;
+  bool fenced_ = false;   // another writer took the lease: nothing more is written
+  bool opening_ = false;  // in open_lease()
+  Commands tx_;
   std::vector<std::uint32_t> dirty_;
+  // per slot: kInDirty (in dirty_) | the kSlot* flags of sync_handoff.hpp shifted left by one
+  // (what Redis may hold of the slot's key), until a write of the slot commits
   std::vector<std::uint8_t> in_dirty_;
+  // The latest change time of the batches merged so far: a slot read whose insert (created_at)
+  // or last change (updated_at) is not below it may come from a batch not merged yet, whose
+  // flags are not in in_dirty_ yet, so the write assumes both (write_slots_fenced).
+  std::int64_t horizon_ns_ = 0;
   std::unordered_map<std::string, RemovalEvent> key_events_;
   std::vector<RemovalEvent> pattern_events_;
   std::int64_t oldest_ns_ = 0;  // oldest change still pending (0: none)

@@ -1,8 +1,10 @@
 // The sync thread's writes: one round of events, then dirty slots, pipelined.
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 #include "shm/atomic.hpp"
+#include "shm/clock.hpp"
 #include "shm/seqlock.hpp"
 #include "values/key_text.hpp"
 #include "writer/redis/sync_worker.hpp"
@@ -42,6 +44,23 @@ bool SyncWorker::check_replies(std::size_t n, std::vector<bool>* ok) {
 bool SyncWorker::delete_pipelined(const std::vector<std::pair<ParsedKey, std::uint64_t>>& keys) {
   for (std::size_t base = 0; base < keys.size(); base += batch_size_) {
     const std::size_t n = std::min(batch_size_, keys.size() - base);
+    if (cfg_.guard == RedisGuard::fence) {  // behind the fence, each key's version read first
+      const Tx t = fenced_guarded(
+          n,
+          [&](std::size_t i, Args& a) {
+            const ParsedKey& k = keys[base + i].first;
+            a.add(fmt_.position_key(k.ns, k.account, k.instrument));
+          },
+          [&](const Versions& held, Commands& out) {
+            for (std::size_t i = 0; i < n; ++i) {
+              const auto& [k, version] = keys[base + i];
+              if (held[i] && *held[i] > version) continue;  // written after the removal
+              fmt_.add_plain_delete(k.ns, k.account, k.instrument, out);
+            }
+          });
+      if (t != Tx::committed) return false;
+      continue;
+    }
     std::vector<bool> ok(n, true);
     for (int attempt = 0; attempt < 2; ++attempt) {
       for (std::size_t i = 0; i < n; ++i) {
@@ -176,6 +195,39 @@ bool SyncWorker::write_events(std::vector<RemovalEvent>& events, std::size_t& do
     }
     // A run of per-key events, one pipeline per batch_size.
     std::size_t n = 0;
+    if (cfg_.guard == RedisGuard::fence) {  // one fenced transaction, each key's version first
+      while (i + n < events.size() && n < batch_size_ &&
+             (events[i + n].kind == RemovalEvent::Kind::spill ||
+              events[i + n].kind == RemovalEvent::Kind::erase))
+        ++n;
+      const Tx t = fenced_guarded(
+          n, [&](std::size_t j, Args& a) { a.add(event_key(events[i + j])); },
+          [&](const Versions& held, Commands& out) {
+            for (std::size_t j = 0; j < n; ++j) {
+              const RemovalEvent& e = events[i + j];
+              const SlotPayload& p = e.payload;
+              if (e.kind == RemovalEvent::Kind::spill) {
+                // Redis holds this version or a newer one: a slot read already carried it.
+                if (held[j] && *held[j] >= e.version) continue;
+                fmt_.add_plain_upsert(p, RedisFormat::kAddMember | RedisFormat::kDropUnset,
+                                      set_sha_, out);
+              } else {
+                if (held[j] && *held[j] > e.version) continue;  // written after the erase
+                fmt_.add_plain_delete(ns_name(p.ns), {p.account, p.account_len},
+                                      {p.instrument, p.instrument_len}, out);
+              }
+            }
+          });
+      if (t != Tx::committed) return false;
+      for (std::size_t j = 0; j < n; ++j) {
+        if (events[i + j].kind == RemovalEvent::Kind::spill)
+          synced_max_ = std::max(synced_max_, events[i + j].version);
+        tail_.done(events[i + j].journal_pos);
+      }
+      i += n;
+      done = i;
+      continue;
+    }
     while (i + n < events.size() && n < batch_size_ &&
            (events[i + n].kind == RemovalEvent::Kind::spill ||
             events[i + n].kind == RemovalEvent::Kind::erase)) {
@@ -217,21 +269,22 @@ bool SyncWorker::write_events(std::vector<RemovalEvent>& events, std::size_t& do
 bool SyncWorker::write_slots() {
   std::vector<std::uint32_t> round;
   round.swap(dirty_);
-  for (std::uint32_t s : round) in_dirty_[s] = 0;  // a mark arriving from now on queues it again
+  for (std::uint32_t s : round)
+    in_dirty_[s] &= static_cast<std::uint8_t>(~1u);  // a mark arriving from now on queues it again
   std::uint64_t words[kPayloadWords];
   std::size_t next = 0;
   auto requeue_from = [&](std::size_t from) {
     for (std::size_t j = from; j < round.size(); ++j) {
       const std::uint32_t s = round[j];
-      if (in_dirty_[s] == 0) {
-        in_dirty_[s] = 1;
+      if ((in_dirty_[s] & 1) == 0) {
+        in_dirty_[s] |= 1;
         dirty_.push_back(s);
       }
     }
   };
   auto requeue = [&](std::uint32_t s) {
-    if (in_dirty_[s] == 0) {
-      in_dirty_[s] = 1;
+    if ((in_dirty_[s] & 1) == 0) {
+      in_dirty_[s] |= 1;
       dirty_.push_back(s);
     }
   };
@@ -325,6 +378,257 @@ bool SyncWorker::write_slots() {
   return true;
 }
 
+// ---- the fence (RedisGuard::fence; the lease and the fence: writer/redis/lease.hpp) ----------
+static_assert(RedisFormat::kAddMember == kSlotNewKey &&
+              RedisFormat::kDropUnset == kSlotFieldsDropped);
+
+SyncWorker::Tx SyncWorker::read_exec(std::size_t queued, std::vector<bool>& ok) {
+  ok.assign(queued, false);
+  Reply exec;
+  for (std::size_t i = 0; i < queued + 2; ++i) {  // +OK, +QUEUED (or a queuing error) ..., EXEC
+    auto r = client_.read_reply();
+    if (!r) {
+      lost_connection(r.error());
+      return Tx::lost;
+    }
+    if (i == queued + 1) exec = std::move(*r);
+  }
+  if (exec->type == REDIS_REPLY_NIL) return Tx::tripped;
+  auto refused = [&](const std::string& text) {
+    if (text.find("NOSCRIPT") != std::string::npos) {
+      reload_scripts_ = true;
+    } else if (text != last_error_) {
+      log(LogLevel::error,
+          "redis " + describe(cfg_) + ": a write was refused: " + text + " (kept, retried)");
+      set_error(text);
+    }
+  };
+  if (exec->type != REDIS_REPLY_ARRAY || exec->elements != queued) {  // EXECABORT, ...
+    refused(reply_text(exec.get()));
+    return Tx::refused;
+  }
+  bool all = true;
+  for (std::size_t i = 0; i < queued; ++i) {
+    ok[i] = exec->element[i]->type != REDIS_REPLY_ERROR;
+    if (!ok[i]) {
+      all = false;
+      refused(reply_text(exec->element[i]));
+    }
+  }
+  return all ? Tx::committed : Tx::refused;
+}
+
+SyncWorker::Tx SyncWorker::fenced_guarded(
+    std::size_t n, const std::function<void(std::size_t, Args&)>& key_of,
+    const std::function<void(const Versions&, Commands&)>& build) {
+  tx_.clear();
+  lease_.add_fence(tx_);
+  for (std::size_t i = 0; i < n; ++i) {
+    Args& a = tx_.cmd("HGET");
+    key_of(i, a);
+    a.add("version");
+  }
+  if (auto a = tx_.append_to(client_); !a) {
+    lost_connection(a.error());
+    return Tx::lost;
+  }
+  auto ours = lease_.check_fence(client_);
+  if (!ours) {
+    lost_connection(ours.error());
+    return Tx::lost;
+  }
+  Versions versions(n);
+  for (std::size_t i = 0; i < n; ++i) {  // every reply is read, whatever the fence said
+    auto r = client_.read_reply();
+    if (!r) {
+      lost_connection(r.error());
+      return Tx::lost;
+    }
+    if ((*r)->type == REDIS_REPLY_STRING) {
+      std::uint64_t v = 0;
+      std::from_chars((*r)->str, (*r)->str + (*r)->len, v);
+      versions[i] = v;
+    }
+  }
+  if (!*ours) {
+    take_lease();  // expired and nobody took it: ours again (retried next round); else fenced
+    return client_.connected() ? Tx::tripped : Tx::lost;
+  }
+  tx_.clear();
+  tx_.cmd("MULTI");
+  build(versions, tx_);
+  const std::int64_t now = monotonic_ns();
+  const bool renewing = lease_.renewal_due(now);
+  if (renewing) lease_.add_renewal(tx_);
+  tx_.cmd("EXEC");
+  const std::size_t queued = tx_.size() - 2;
+  if (auto a = tx_.append_to(client_); !a) {
+    lost_connection(a.error());
+    return Tx::lost;
+  }
+  std::vector<bool> ok;
+  const Tx t = read_exec(queued, ok);
+  if (t == Tx::committed && renewing) lease_.renewed(now);
+  if (t == Tx::tripped) take_lease();
+  return t;
+}
+
+// Every dirty slot's current content, fenced: transactions of up to batch_size positions, two in
+// flight in effect: while Redis runs one, the next is built; its fence (WATCH + HGET epoch) is
+// sent right behind the previous EXEC, so each transaction costs one round trip.
+// ORDER: one connection, one transaction at a time, each slot read when its transaction is built:
+// a key's versions reach Redis in the order they were read, and a read is never older than the
+// last one (the slot only moves forward). Events (removals, spills) go before the slots of a round
+// and read the versions Redis holds first, so a removal never deletes a newer write of its key
+// that a slot read already carried (redis_sync.hpp).
+bool SyncWorker::write_slots_fenced() {
+  std::vector<std::uint32_t> round;
+  round.swap(dirty_);
+  for (std::uint32_t s : round) in_dirty_[s] &= static_cast<std::uint8_t>(~1u);  // flags stay
+  struct Item {
+    std::uint32_t slot;
+    std::uint64_t version;
+    std::uint8_t flags;
+    std::uint32_t commands;
+  };
+  struct Chunk {
+    std::vector<Item> items;
+    Commands cmds;
+    std::size_t queued = 0;
+    bool renewing = false;
+    std::int64_t built_at = 0;
+  };
+  Chunk chunks[2];
+  std::size_t next = 0;
+  auto requeue = [&](std::uint32_t s, std::uint8_t flags) {
+    in_dirty_[s] |= static_cast<std::uint8_t>(flags << 1);
+    if ((in_dirty_[s] & 1) == 0) {
+      in_dirty_[s] |= 1;
+      dirty_.push_back(s);
+    }
+  };
+  auto give_back = [&](Chunk& c) {
+    for (const Item& it : c.items) requeue(it.slot, it.flags);
+    c.items.clear();
+  };
+  auto give_back_all = [&]() {
+    for (Chunk& c : chunks) give_back(c);
+    for (std::size_t j = next; j < round.size(); ++j) requeue(round[j], 0);
+    next = round.size();
+    return false;
+  };
+  std::uint64_t words[kPayloadWords];
+  auto build = [&](Chunk& c) {
+    c.items.clear();
+    c.cmds.clear();
+    c.cmds.cmd("MULTI");
+    while (next < round.size() && c.items.size() < batch_size_) {
+      const std::uint32_t s = round[next++];
+      if (!read_bounded(v_.slots[s], words, kPayloadWords)) {
+        requeue(s, 0);  // mid-write for a long time (a stopped writer?): later
+        continue;
+      }
+      SlotPayload p;
+      std::memcpy(&p, words, sizeof p);
+      const auto flags = static_cast<std::uint8_t>(in_dirty_[s] >> 1);
+      if (p.ns == kFreeNamespace || p.ns >= fmt_.namespaces().size()) {
+        in_dirty_[s] &= 1;  // removed meanwhile: the flags were its key's
+        continue;
+      }
+      // relaxed: only this thread stores it. Redis has this version: skip, unless a flag came
+      // after the write that carried it (the mark's batch arrived later than the slot's read).
+      const std::uint64_t synced = load_relaxed(&v_.book[s].synced_version);
+      if (p.version <= synced && flags == 0) continue;
+      in_dirty_[s] &= 1;
+      // A change read ahead of its batch: its flags may still be on the way. Without the
+      // member, an account invalidation (which finds keys through the set) would miss the key;
+      // and a kill before the batch arrived would lose the flag for good (the slot is synced).
+      std::uint8_t write_flags = flags;
+      if (p.created_at_ns >= horizon_ns_) write_flags |= kSlotNewKey;
+      if (p.updated_at_ns >= horizon_ns_) write_flags |= kSlotFieldsDropped;
+      const std::size_t n = fmt_.add_plain_upsert(p, write_flags, set_sha_, c.cmds);
+      c.items.push_back({s, p.version, flags, static_cast<std::uint32_t>(n)});
+    }
+    c.built_at = monotonic_ns();
+    c.renewing = lease_.renewal_due(c.built_at);
+    if (c.renewing) lease_.add_renewal(c.cmds);
+    c.cmds.cmd("EXEC");
+    c.queued = c.cmds.size() - 2;
+  };
+  // Acknowledges what a committed transaction wrote; requeues a position a command failed for.
+  std::vector<bool> ok;
+  auto settle = [&](Chunk& c) {
+    std::size_t k = 0;
+    for (const Item& it : c.items) {
+      bool good = true;
+      for (std::uint32_t j = 0; j < it.commands; ++j) good = good && ok[k + j];
+      k += it.commands;
+      if (!good) {
+        requeue(it.slot, it.flags);
+        continue;
+      }
+      // release: pairs with the apply thread's acquire load before it evicts this slot
+      if (it.version > load_relaxed(&v_.book[it.slot].synced_version))
+        store_release(&v_.book[it.slot].synced_version, it.version);
+      synced_max_ = std::max(synced_max_, it.version);
+    }
+    c.items.clear();
+    if (c.renewing) lease_.renewed(c.built_at);
+  };
+  Commands fence;
+  lease_.add_fence(fence);
+  if (auto a = fence.append_to(client_); !a) {
+    lost_connection(a.error());
+    return give_back_all();
+  }
+  int inflight = -1;
+  for (int cur = 0;; cur ^= 1) {
+    Chunk& c = chunks[cur];
+    build(c);
+    Tx t = Tx::committed;
+    if (inflight >= 0) {  // the transaction in flight, then the fence sent behind it
+      Chunk& f = chunks[inflight];
+      t = read_exec(f.queued, ok);
+      if (t == Tx::lost) return give_back_all();
+      if (t == Tx::committed) {
+        settle(f);
+      } else if (t == Tx::refused) {  // positions whose commands ran are written; the rest again
+        settle(f);
+      } else {
+        give_back(f);
+      }
+    }
+    auto ours = lease_.check_fence(client_);
+    if (!ours) {
+      lost_connection(ours.error());
+      return give_back_all();
+    }
+    if (t == Tx::tripped || !*ours) {
+      give_back_all();
+      take_lease();  // ours again (expired, or the key was touched): the next round; or fenced
+      return false;
+    }
+    if (t == Tx::refused) return give_back_all();  // kept for the next round
+    if (c.items.empty() && !c.renewing)
+      break;  // done (the fence's WATCH ends at the next
+              // EXEC or UNWATCH; nothing is watched but it)
+    if (auto a = c.cmds.append_to(client_); !a) {
+      lost_connection(a.error());
+      return give_back_all();
+    }
+    if (auto a = fence.append_to(client_); !a) {
+      lost_connection(a.error());
+      return give_back_all();
+    }
+    if (auto w = client_.send(); !w) {
+      lost_connection(w.error());
+      return give_back_all();
+    }
+    inflight = cur;
+  }
+  return true;
+}
+
 bool SyncWorker::flush_round() {
   if (reload_scripts_) {  // the server lost them (SCRIPT FLUSH, a restart we did not notice)
     if (const std::string err = load_scripts(); !err.empty()) {
@@ -345,7 +649,7 @@ bool SyncWorker::flush_round() {
   if (!ok) {
     for (std::size_t i = done; i < events.size(); ++i) merge_event(std::move(events[i]));
   } else {
-    ok = write_slots();
+    ok = cfg_.guard == RedisGuard::fence ? write_slots_fenced() : write_slots();
   }
   // (run() resets the oldest-change age and the clean mark once nothing is pending.)
   if (ok && !last_error_.empty() && client_.connected()) set_error("");
