@@ -13,7 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -66,12 +68,32 @@ double secs_since(std::chrono::steady_clock::time_point t0) {
 
 void quiet(LogLevel, std::string_view) {}
 
+// CPU seconds a process has used (user + system), from /proc/<pid>/stat.
+double cpu_seconds(pid_t pid) {
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (f == nullptr) return 0;
+  char buf[1024];
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return 0;
+  unsigned long long ut = 0, st = 0;
+  // after ") " come fields 3..: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+  // cmajflt utime stime
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    return 0;
+  return static_cast<double>(ut + st) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 // (The apply thread is pinned to cpu 0 during the sustained phases; the sync thread
 // (RedisConfig::sync_cpu), redis-server and the lag monitor to cpu 1.)
 // The bare pipeline: HSET of the same fields and texts the sync writes, `batch` per round trip,
 // with the same two-in-flight overlap the sync uses (the next batch is sent before the replies
 // of the previous one are read), so the floor is as fast as a plain pipeline gets.
-double bare_pipeline(int port, const Keys& keys, std::size_t n, std::size_t batch, bool overlap) {
+// With `zadd`, each position also goes into its account set (ZADD, as a new position does).
+double bare_pipeline(int port, const Keys& keys, std::size_t n, std::size_t batch, bool overlap,
+                     bool zadd = false) {
   detail::RedisClient c = client_at(port);
   const NamespaceSpec spec = preset_trading("spot");
   detail::Args a;
@@ -98,10 +120,18 @@ double bare_pipeline(int port, const Keys& keys, std::size_t n, std::size_t batc
           .add("updated_at")
           .add_int(1795000000000000000ll);
       (void)c.append(a);
+      if (zadd) {
+        a.clear();
+        a.add("ZADD")
+            .add("bare:@account:{" + keys.account[i] + "}")
+            .add("inf")
+            .add("spot:" + keys.instrument[i]);
+        (void)c.append(a);
+      }
     }
     (void)c.send();
     for (std::size_t i = 0; i < pending; ++i) (void)c.read_reply();
-    pending = m;
+    pending = zadd ? 2 * m : m;
     if (!overlap) {  // the plain way: read this batch's replies before building the next
       for (std::size_t i = 0; i < pending; ++i) (void)c.read_reply();
       pending = 0;
@@ -142,52 +172,112 @@ int main(int argc, char** argv) {
       srv.port, n);
 
   // ---- 1. sync throughput ------------------------------------------------------------------
-  std::printf(
-      "\nsync throughput (one sync thread, pipelined EVALSHA of the version-guarded script, batch "
-      "1024)\n");
   // Redis runs on cpu 1; both clients measured here, the bare pipeline and the sync thread, on
-  // cpu 0 (the apply thread only waits in sync_redis meanwhile).
+  // cpu 0 (the apply thread only waits in sync_redis meanwhile). Three rounds, each a bare pass
+  // and a sync pass of the same data back to back, so each ratio compares neighbours in time
+  // (the host's load moves between rounds); the ratio lines give the median round.
   pin_to_cpu(0);
   redis_cmd(admin, {"FLUSHALL"});
   const double bare_naive = bare_pipeline(srv.port, keys, n, 1024, false);
-  redis_cmd(admin, {"FLUSHALL"});
-  const double bare = bare_pipeline(srv.port, keys, n, 1024, true);
+  std::printf(
+      "\nsync throughput (one sync thread; floor: a bare hiredis pipeline of the same HSETs, "
+      "1024 per round trip, two batches in flight)\n");
+  std::printf("  %-62s %9.0f positions/s\n",
+              "bare pipeline of HSETs, send 1024 then read 1024 (for scale)", bare_naive);
+  struct Round {
+    double bare_ins, bare_upd, ins, upd;
+    double cpu_bare_ins, cpu_bare_upd, cpu_ins, cpu_upd;  // redis-server's µs per position
+    double me_bare_ins, me_bare_upd, me_ins, me_upd;      // this process's (the client's)
+  };
+  const auto redis_us = [&](double& out, double& me, auto&& pass) {
+    const double c0 = cpu_seconds(srv.pid), m0 = cpu_seconds(::getpid());
+    const double r = pass();
+    out = (cpu_seconds(srv.pid) - c0) * 1e6 / static_cast<double>(n);
+    me = (cpu_seconds(::getpid()) - m0) * 1e6 / static_cast<double>(n);
+    return r;
+  };
+  const auto median_ratio = [](std::vector<Round> rs, double Round::*sync, double Round::*bare) {
+    std::sort(rs.begin(), rs.end(), [&](const Round& a, const Round& b) {
+      return a.*sync / a.*bare < b.*sync / b.*bare;
+    });
+    return rs[rs.size() / 2];
+  };
+  for (const RedisGuard guard : {RedisGuard::fence, RedisGuard::scripts}) {
+    const bool fence = guard == RedisGuard::fence;
+    std::printf("  %s\n", fence ? "guard = fence (the default): WATCH the lease, MULTI, plain "
+                                  "commands, EXEC; 1024 positions per transaction"
+                                : "guard = scripts (Redis Cluster): EVALSHA of the version-guarded "
+                                  "script, 32 positions per call");
+    std::vector<Round> rounds;
+    for (int r = 0; r < 3; ++r) {
+      Round rd{};
+      redis_cmd(admin, {"FLUSHALL"});
+      rd.bare_ins = redis_us(rd.cpu_bare_ins, rd.me_bare_ins, [&] {  // HSET + ZADD
+        return bare_pipeline(srv.port, keys, n, 1024, true, true);
+      });
+      rd.bare_upd = redis_us(rd.cpu_bare_upd, rd.me_bare_upd, [&] {  // HSET of existing hashes
+        return bare_pipeline(srv.port, keys, n, 1024, true);
+      });
+      redis_cmd(admin, {"FLUSHALL"});
+      WriterConfig cfg = bench_config(seg, n + 1024);
+      cfg.redis = redis_at(srv.port);
+      cfg.redis->guard = guard;
+      cfg.redis->flush_interval = std::chrono::seconds(3600);  // hand-offs only when timed below
+      cfg.redis->sync_cpu = 0;  // like the bare pipeline's client: off Redis's cpu
+      cfg.redis->warm_start = false;
+      cfg.log = quiet;
+      auto w = Writer::open(cfg);
+      for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, i, i + 1));
+      rd.ins = redis_us(rd.cpu_ins, rd.me_ins, [&] {
+        const auto t0 = std::chrono::steady_clock::now();
+        w->sync_redis(std::chrono::minutes(10));
+        return static_cast<double>(n) / secs_since(t0);
+      });
+      for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, i, i + 7));
+      rd.upd = redis_us(rd.cpu_upd, rd.me_upd, [&] {
+        const auto t0 = std::chrono::steady_clock::now();
+        w->sync_redis(std::chrono::minutes(10));
+        return static_cast<double>(n) / secs_since(t0);
+      });
+      std::printf(
+          "    round %d: inserts sync %.1f k/s, bare (HSET + ZADD) %.1f k/s (%.2fx); updates "
+          "sync %.1f k/s, bare (HSET) %.1f k/s (%.2fx); redis-server cpu per position: inserts "
+          "%.2f / %.2f us, updates %.2f / %.2f us (sync / bare); client cpu per position: "
+          "inserts %.2f / %.2f us, updates %.2f / %.2f us\n",
+          r + 1, rd.ins / 1e3, rd.bare_ins / 1e3, rd.ins / rd.bare_ins, rd.upd / 1e3,
+          rd.bare_upd / 1e3, rd.upd / rd.bare_upd, rd.cpu_ins, rd.cpu_bare_ins, rd.cpu_upd,
+          rd.cpu_bare_upd, rd.me_ins, rd.me_bare_ins, rd.me_upd, rd.me_bare_upd);
+      rounds.push_back(rd);
+      w->close();
+      boost::interprocess::shared_memory_object::remove(seg.c_str());
+    }
+    const Round mu = median_ratio(rounds, &Round::upd, &Round::bare_upd);
+    const Round mi = median_ratio(rounds, &Round::ins, &Round::bare_ins);
+    std::printf("  %sratio updates %.2f (sync %.1f k/s, bare %.1f k/s)\n",
+                fence ? "" : "scripts: ", mu.upd / mu.bare_upd, mu.upd / 1e3, mu.bare_upd / 1e3);
+    std::printf("  %sratio inserts %.2f (sync %.1f k/s, bare %.1f k/s)\n",
+                fence ? "" : "scripts: ", mi.ins / mi.bare_ins, mi.ins / 1e3, mi.bare_ins / 1e3);
+  }
   redis_cmd(admin, {"FLUSHALL"});
   {
     WriterConfig cfg = bench_config(seg, n + 1024);
     cfg.redis = redis_at(srv.port);
     cfg.redis->flush_interval = std::chrono::seconds(3600);  // hand-offs only when timed below
-    cfg.redis->sync_cpu =
-        0;  // like the bare pipeline's client: off Redis's cpu (the apply thread waits)
+    cfg.redis->sync_cpu = 0;
     cfg.redis->warm_start = false;
     cfg.log = quiet;
     auto w = Writer::open(cfg);
     for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, i, i + 1));
-    auto t0 = std::chrono::steady_clock::now();
     w->sync_redis(std::chrono::minutes(10));
-    const double ins = static_cast<double>(n) / secs_since(t0);
-    for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, i, i + 7));
-    t0 = std::chrono::steady_clock::now();
-    w->sync_redis(std::chrono::minutes(10));
-    const double upd = static_cast<double>(n) / secs_since(t0);
     // Hot positions: 20 updates each of n/20 positions between two flushes.
     std::mt19937_64 rng(1);
     const std::size_t hot = std::max<std::size_t>(1, n / 20);
     for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, rng() % hot, i));
-    t0 = std::chrono::steady_clock::now();
+    auto t0 = std::chrono::steady_clock::now();
     w->sync_redis(std::chrono::minutes(10));
     const double coalesced = static_cast<double>(n) / secs_since(t0);
-    std::printf("  %-58s %9.0f positions/s\n",
-                "bare hiredis pipeline of HSETs, send 1024 then read 1024", bare_naive);
-    std::printf("  %-58s %9.0f positions/s\n",
-                "bare hiredis pipeline of HSETs, two batches in flight (floor)", bare);
-    std::printf("  %-58s %9.0f positions/s  (%.2fx the bare pipeline)\n",
-                "poscache sync, new positions", ins, ins / bare);
-    std::printf("  %-58s %9.0f positions/s  (%.2fx)\n",
-                "poscache sync, updates of existing positions", upd, upd / bare);
-    std::printf("  %-58s %9.0f updates/s    (%.2fx; %zu writes)\n",
-                "poscache sync, 20 updates per position between flushes", coalesced,
-                coalesced / bare, hot);
+    std::printf("  %-62s %9.0f updates/s    (%zu writes)\n",
+                "fence: 20 updates per position between flushes", coalesced, hot);
     // Removals: each is journaled, then written with the guarded delete script; an account
     // invalidation reads the account's set first. (Positions i = 8 per account, see Keys.)
     const std::size_t erases = n / 10, accounts = n / 80;
@@ -201,10 +291,10 @@ int main(int argc, char** argv) {
     t0 = std::chrono::steady_clock::now();
     w->sync_redis(std::chrono::minutes(10));
     const double inval_rate = static_cast<double>(accounts) / secs_since(t0);
-    std::printf("  %-58s %9.0f erases/s\n", "poscache sync, erases (guarded delete script)",
-                erase_rate);
-    std::printf("  %-58s %9.0f accounts/s   (%llu positions removed)\n",
-                "poscache sync, account invalidations", inval_rate,
+    std::printf("  %-62s %9.0f erases/s\n",
+                "fence: erases (versions read, then UNLINK + ZREM in one transaction)", erase_rate);
+    std::printf("  %-62s %9.0f accounts/s   (%llu positions removed)\n",
+                "fence: account invalidations", inval_rate,
                 static_cast<unsigned long long>(w->stats().invalidations - before));
     w->close();
   }

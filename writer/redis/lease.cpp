@@ -70,20 +70,30 @@ Lease::Lease(const RedisConfig& config)
       ttl_ms_(config.lease_ttl.count()) {}
 
 Expected<Lease::Outcome> Lease::take(RedisClient& client) {
+  Args a;
+  a.add("CLIENT").add("ID");
+  auto id = client.command(a);
+  if (!id) return fail(id.error());
+  if ((*id)->type != REDIS_REPLY_INTEGER) return fail("CLIENT ID: " + reply_text(id->get()));
+  const auto me = static_cast<std::uint64_t>((*id)->integer);
   for (int attempt = 0; attempt < 5; ++attempt) {
     Commands c;
     c.cmd("WATCH").add(key_).add(epoch_key_);
     c.cmd("HGETALL").add(key_);
-    c.cmd("GET").add(epoch_key_);
-    if (auto a = c.append_to(client); !a) return fail(a.error());
+    c.cmd("HGETALL").add(epoch_key_);
+    if (auto q = c.append_to(client); !q) return fail(q.error());
     Reply replies[3];
     for (Reply& r : replies) {
       auto got = client.read_reply();
       if (!got) return fail(got.error());
       r = std::move(*got);
     }
+    for (int i = 1; i < 3; ++i) {
+      if (replies[i]->type != REDIS_REPLY_ARRAY)
+        return fail("HGETALL " + (i == 1 ? key_ : epoch_key_) + ": " +
+                    reply_text(replies[i].get()) + " (a key of another kind under the prefix?)");
+    }
     const redisReply* h = replies[1].get();
-    if (h->type != REDIS_REPLY_ARRAY) return fail("HGETALL " + key_ + ": " + reply_text(h));
     holder_ = {};
     for (std::size_t i = 0; i + 1 < h->elements; i += 2) {
       const std::string_view f(h->element[i]->str, h->element[i]->len);
@@ -93,16 +103,22 @@ Expected<Lease::Outcome> Lease::take(RedisClient& client) {
       if (f == "pid") holder_.pid = number<std::int64_t>(v);
       if (f == "expires_at_ms") holder_.expires_at_ms = number<std::int64_t>(v);
     }
-    const auto last = number<std::uint64_t>(replies[2].get());
-    const bool counter_lost = replies[2]->type == REDIS_REPLY_NIL;  // flushed, or no persistence
+    std::uint64_t last = 0, last_client = 0;
+    const redisReply* e = replies[2].get();
+    for (std::size_t i = 0; i + 1 < e->elements; i += 2) {
+      const std::string_view f(e->element[i]->str, e->element[i]->len);
+      if (f == "epoch") last = number<std::uint64_t>(e->element[i + 1]);
+      if (f == "client") last_client = number<std::uint64_t>(e->element[i + 1]);
+    }
+    const bool counter_lost = e->elements == 0;  // flushed, or restarted without persistence
     // A fresh epoch is above the last one granted and above the wall clock in µs: a writer that
     // starts after Redis lost the counter still gets an epoch no earlier writer had.
     const std::uint64_t fresh =
         std::max<std::uint64_t>(last + 1, static_cast<std::uint64_t>(wall_ms()) * 1000);
     auto unwatch = [&]() -> Expected<bool> {
-      Args a;
-      a.add("UNWATCH");
-      if (auto r = client.command(a); !r) return fail(r.error());
+      Args u;
+      u.add("UNWATCH");
+      if (auto r = client.command(u); !r) return fail(r.error());
       return true;
     };
     std::uint64_t next = 0;
@@ -132,7 +148,7 @@ Expected<Lease::Outcome> Lease::take(RedisClient& client) {
     if (outcome != Outcome::ours) started_at_ms_ = now;
     c.clear();
     c.cmd("MULTI");
-    c.cmd("SET").add(epoch_key_).add(next);
+    c.cmd("HSET").add(epoch_key_).add("epoch").add(next).add("client").add(me);
     c.cmd("HSET")
         .add(key_)
         .add("epoch")
@@ -148,17 +164,28 @@ Expected<Lease::Outcome> Lease::take(RedisClient& client) {
         .add("expires_at_ms")
         .add_int(now + ttl_ms_);
     c.cmd("PEXPIRE").add(key_).add_int(ttl_ms_);
+    // The connection fence: the previous holder's connection dies with this EXEC, so nothing it
+    // has sent runs after (0 when it is gone or is this connection: SKIPME).
+    c.cmd("CLIENT").add("KILL").add("ID").add(last_client == me ? 0 : last_client);
     c.cmd("EXEC");
-    if (auto a = c.append_to(client); !a) return fail(a.error());
+    if (auto q = c.append_to(client); !q) return fail(q.error());
     Reply exec;
-    for (int i = 0; i < 5; ++i) {
+    for (int i = 0; i < 6; ++i) {  // +OK, 4 x +QUEUED, EXEC
       auto got = client.read_reply();
       if (!got) return fail(got.error());
-      if ((*got)->type == REDIS_REPLY_ERROR)
+      if (i < 5 && (*got)->type == REDIS_REPLY_ERROR)
         return fail("taking the lease " + key_ + ": " + reply_text(got->get()));
       exec = std::move(*got);
     }
     if (exec->type == REDIS_REPLY_NIL) continue;  // raced: read it again
+    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 4)
+      return fail("taking the lease " + key_ + ": EXEC answered " + reply_text(exec.get()));
+    for (std::size_t i = 0; i < 3; ++i) {
+      if (exec->element[i]->type == REDIS_REPLY_ERROR)
+        return fail("taking the lease " + key_ + ": " + reply_text(exec->element[i]));
+    }
+    kill_fence_ = exec->element[3]->type == REDIS_REPLY_INTEGER;
+    kill_error_ = kill_fence_ ? std::string() : reply_text(exec->element[3]);
     epoch_ = next;
     holder_ = {next, host_, pid_, now + ttl_ms_};
     renewed(shm::monotonic_ns());

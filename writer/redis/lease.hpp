@@ -5,8 +5,9 @@
 //       epoch          this holder's epoch (decimal)
 //       host, pid      who holds it (RedisConfig::host_name or gethostname(); getpid())
 //       started_at_ms  when it took the lease; renewed_at_ms, expires_at_ms: its last renewal
-//   {prefix}:@epoch    STRING, no expiry: the last epoch granted. A fresh epoch is above it and
-//                      above the wall clock in µs, so it is new even after Redis lost the counter.
+//   {prefix}:@epoch    HASH, no expiry: the last epoch granted (epoch) and its holder's
+//                      connection (client: CLIENT ID). A fresh epoch is above it and above the
+//                      wall clock in µs, so it is new even after Redis lost the counter.
 //
 // TAKING IT (take(), in one WATCH/MULTI/EXEC so that two writers racing for it cannot both win):
 //   WATCH @writer @epoch; HGETALL @writer; GET @epoch; then
@@ -19,8 +20,19 @@
 //   * the holder is another process on this host that is gone (kill(pid, 0) says ESRCH: a
 //     writer killed -9 and restarted): taken over at once, with a fresh epoch;
 //   * else: refused, naming the holder (epoch, host, pid, seconds left);
-//   MULTI; SET @epoch E; HSET @writer ...; PEXPIRE @writer ttl; EXEC. A nil EXEC: someone
-//   touched either key meanwhile; read again (a few times).
+//   MULTI; HSET @epoch epoch E client <our CLIENT ID>; HSET @writer ...; PEXPIRE @writer ttl;
+//   CLIENT KILL ID <the previous holder's connection>; EXEC. A nil EXEC: someone touched either
+//   key meanwhile; read again (a few times).
+//
+// THE CONNECTION FENCE: a take kills the previous holder's connection in the same EXEC, so no
+// command that holder sent runs after the take (Redis runs a transaction alone; a killed
+// connection's unread commands are dropped). A holder's WATCH therefore cannot miss a take that
+// came before it: its connection would be dead. That lets the sync send each fenced
+// transaction (WATCH, HGET epoch, MULTI, ..., EXEC) without waiting for the epoch's answer
+// first, two in flight as a plain pipeline; the answer, read afterwards, can only confirm it
+// (a foreign epoch with a committed EXEC would mean a taker that could not kill us: logged as a
+// broken fence, and the writer stops writing). Where the ACL forbids CLIENT KILL (its reply is
+// an error: kill_fence() false), every transaction waits for its fence's answer first.
 //
 // THE FENCE (every write of the sync thread; writer/redis/sync_write.cpp):
 //   WATCH @writer; HGET @writer epoch   -> ours? else stop (or take it back, as above, if it
@@ -67,6 +79,10 @@ class Lease {
   [[nodiscard]] const std::string& key() const noexcept { return key_; }
   [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_; }
   [[nodiscard]] const LeaseHolder& holder() const noexcept { return holder_; }
+  // The last take could kill the previous holder's connection (see THE CONNECTION FENCE); else
+  // why not (the error Redis gave).
+  [[nodiscard]] bool kill_fence() const noexcept { return kill_fence_; }
+  [[nodiscard]] const std::string& kill_error() const noexcept { return kill_error_; }
 
   // Takes the lease (or confirms it) on `client`; one of the outcomes above, or the connection's
   // error.
@@ -94,6 +110,8 @@ class Lease {
   std::int64_t pid_;
   std::int64_t ttl_ms_;
   std::uint64_t epoch_ = 0;
+  bool kill_fence_ = false;
+  std::string kill_error_;
   std::int64_t started_at_ms_ = 0;
   std::int64_t renew_due_ = 0;  // monotonic ns
   LeaseHolder holder_;

@@ -153,7 +153,7 @@ std::size_t RedisFormat::add_plain_upsert(const SlotPayload& p, unsigned flags,
         .add("inf")
         .add_concat({spec.name, ":", instrument});
     // A set that also holds expiring members has an expiry; this member lives until removed.
-    out.cmd("PERSIST").add_concat({prefix_, ":@account:{", account, "}"});
+    if (any_expiring_) out.cmd("PERSIST").add_concat({prefix_, ":@account:{", account, "}"});
   }
   return out.size() - before;
 }

@@ -133,7 +133,9 @@ class UpsertCall {
 class RedisFormat {
  public:
   RedisFormat(std::string prefix, std::vector<NamespaceSpec> namespaces)
-      : prefix_(std::move(prefix)), ns_(std::move(namespaces)) {}
+      : prefix_(std::move(prefix)), ns_(std::move(namespaces)) {
+    for (const NamespaceSpec& n : ns_) any_expiring_ = any_expiring_ || n.expire_after.count() > 0;
+  }
 
   [[nodiscard]] const std::string& prefix() const noexcept { return prefix_; }
   [[nodiscard]] const std::vector<NamespaceSpec>& namespaces() const noexcept { return ns_; }
@@ -153,8 +155,9 @@ class RedisFormat {
   // The Redis format as plain commands, for a fenced transaction (writer/redis/lease.hpp):
   // HSET of the fields and the meta; HDEL of the unset fields when kDropUnset (an update in
   // replace mode may have unset a field Redis holds); for a namespace without expiry, ZADD of
-  // the member (score inf) and PERSIST of the set when kAddMember (the first write of this key
-  // from its slot: later writes find the member there); with expiry, PEXPIREAT of the hash and
+  // the member (score inf) when kAddMember (the first write of this key from its slot: later
+  // writes find the member there), and PERSIST of the set if some namespace expires (its
+  // members may have given the set an expiry); with expiry, PEXPIREAT of the hash and
   // the account-set script (the member's score moves with every write). Returns how many
   // commands it added. The version guard is the caller's: only the lease holder writes, and
   // it writes a key's versions in order (writer/redis/redis_sync.hpp).
@@ -183,6 +186,7 @@ class RedisFormat {
   void add_field_values(const shm::SlotPayload& p, Args& out) const;
   std::string prefix_;
   std::vector<NamespaceSpec> ns_;
+  bool any_expiring_ = false;  // a namespace with expire_after: account sets may have an expiry
 };
 
 }  // namespace poscache::detail

@@ -224,6 +224,14 @@ bool SyncWorker::take_lease() {
                     std::to_string(had));
       return false;
   }
+  if (!lease_.kill_fence() && !kill_warned_) {
+    log(LogLevel::warn, "redis " + describe(cfg_) + ": CLIENT KILL is not allowed (" +
+                            lease_.kill_error() +
+                            "): a writer taking the lease cannot end this one's connection, so "
+                            "every sync transaction waits for its fence's answer first (slower; "
+                            "allow +client|kill for this user to pipeline them)");
+    kill_warned_ = true;
+  }
   store_relaxed(&v_.h->redis_lease_epoch, lease_.epoch());
   return true;
 }

@@ -122,6 +122,7 @@ class SyncWorker {
   Lease lease_;
   bool fenced_ = false;   // another writer took the lease: nothing more is written
   bool opening_ = false;  // in open_lease()
+  bool kill_warned_ = false;
   Commands tx_;
   std::vector<std::uint32_t> dirty_;
   // per slot: kInDirty (in dirty_) | the kSlot* flags of sync_handoff.hpp shifted left by one

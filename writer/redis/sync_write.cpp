@@ -473,14 +473,16 @@ SyncWorker::Tx SyncWorker::fenced_guarded(
   return t;
 }
 
-// Every dirty slot's current content, fenced: transactions of up to batch_size positions, two in
-// flight in effect: while Redis runs one, the next is built; its fence (WATCH + HGET epoch) is
-// sent right behind the previous EXEC, so each transaction costs one round trip.
-// ORDER: one connection, one transaction at a time, each slot read when its transaction is built:
-// a key's versions reach Redis in the order they were read, and a read is never older than the
-// last one (the slot only moves forward). Events (removals, spills) go before the slots of a round
-// and read the versions Redis holds first, so a removal never deletes a newer write of its key
-// that a slot read already carried (redis_sync.hpp).
+// Every dirty slot's current content, fenced: transactions of up to batch_size positions, each
+// [WATCH @writer, HGET @writer epoch, MULTI, the positions' plain commands, EXEC]. With the
+// connection fence (lease.hpp) the next transaction is built while Redis runs the previous one
+// and sent before its replies are read, two in flight like a plain pipeline; without it, each
+// waits for its fence's answer before its MULTI goes.
+// ORDER: one connection, transactions in the order they are built, each slot read when its
+// transaction is built: a key's versions reach Redis in the order they were read, and a read is
+// never older than the last one (the slot only moves forward). Events (removals, spills) go
+// before the slots of a round and read the versions Redis holds first, so a removal never
+// deletes a newer write of its key that a slot read already carried (redis_sync.hpp).
 bool SyncWorker::write_slots_fenced() {
   std::vector<std::uint32_t> round;
   round.swap(dirty_);
@@ -518,9 +520,10 @@ bool SyncWorker::write_slots_fenced() {
     return false;
   };
   std::uint64_t words[kPayloadWords];
-  auto build = [&](Chunk& c) {
+  auto build = [&](Chunk& c, bool with_fence) {
     c.items.clear();
     c.cmds.clear();
+    if (with_fence) lease_.add_fence(c.cmds);
     c.cmds.cmd("MULTI");
     while (next < round.size() && c.items.size() < batch_size_) {
       const std::uint32_t s = round[next++];
@@ -553,7 +556,7 @@ bool SyncWorker::write_slots_fenced() {
     c.renewing = lease_.renewal_due(c.built_at);
     if (c.renewing) lease_.add_renewal(c.cmds);
     c.cmds.cmd("EXEC");
-    c.queued = c.cmds.size() - 2;
+    c.queued = c.cmds.size() - (with_fence ? 4 : 2);
   };
   // Acknowledges what a committed transaction wrote; requeues a position a command failed for.
   std::vector<bool> ok;
@@ -575,54 +578,93 @@ bool SyncWorker::write_slots_fenced() {
     c.items.clear();
     if (c.renewing) lease_.renewed(c.built_at);
   };
-  Commands fence;
-  lease_.add_fence(fence);
-  if (auto a = fence.append_to(client_); !a) {
-    lost_connection(a.error());
-    return give_back_all();
-  }
+  // The connection fence (lease.hpp) lets each transaction go with its own fence, two in
+  // flight; without it (CLIENT KILL not allowed) the fence's answer comes first, every time.
+  const bool pipelined = lease_.kill_fence();
+  // Reads chunk f's replies (its fence first when it went along) and settles it.
+  auto collect = [&](Chunk& f, bool with_fence) -> Tx {
+    bool ours = true;
+    if (with_fence) {
+      auto o = lease_.check_fence(client_);
+      if (!o) {
+        lost_connection(o.error());
+        return Tx::lost;
+      }
+      ours = *o;
+    }
+    const Tx t = read_exec(f.queued, ok);
+    if (t == Tx::lost) return t;
+    if (t == Tx::tripped) {  // the lease was written after our WATCH: nothing of f ran
+      give_back(f);
+      return t;
+    }
+    settle(f);  // committed, or refused with the positions whose commands ran
+    if (!ours && lease_.holder().epoch == 0) return Tx::tripped;  // lapsed, nobody took it
+    if (!ours) {
+      // Cannot happen while every taker kills the holder's connection: a writer that took the
+      // lease without (an older poscache, a hand edit) and we wrote after it.
+      log(LogLevel::error,
+          "redis " + describe(cfg_) +
+              ": a transaction committed after another writer took "
+              "the lease " +
+              lease_.key() + " (epoch " + std::to_string(lease_.holder().epoch) +
+              ") without ending this writer's connection: the connection fence was broken");
+      return Tx::tripped;
+    }
+    return t;
+  };
   int inflight = -1;
   for (int cur = 0;; cur ^= 1) {
     Chunk& c = chunks[cur];
-    build(c);
-    Tx t = Tx::committed;
-    if (inflight >= 0) {  // the transaction in flight, then the fence sent behind it
-      Chunk& f = chunks[inflight];
-      t = read_exec(f.queued, ok);
-      if (t == Tx::lost) return give_back_all();
-      if (t == Tx::committed) {
-        settle(f);
-      } else if (t == Tx::refused) {  // positions whose commands ran are written; the rest again
-        settle(f);
-      } else {
-        give_back(f);
+    build(c, pipelined);
+    const bool has = !c.items.empty() || c.renewing;
+    if (pipelined && has) {  // sent before the previous one's replies are read
+      if (auto a = c.cmds.append_to(client_); !a) {
+        lost_connection(a.error());
+        return give_back_all();
+      }
+      if (auto w = client_.send(); !w) {
+        lost_connection(w.error());
+        return give_back_all();
       }
     }
-    auto ours = lease_.check_fence(client_);
-    if (!ours) {
-      lost_connection(ours.error());
-      return give_back_all();
+    if (inflight >= 0) {
+      const Tx t = collect(chunks[inflight], pipelined);
+      inflight = -1;
+      if (t == Tx::lost) return give_back_all();
+      if (t != Tx::committed) {
+        if (pipelined && has && collect(c, true) == Tx::lost) return give_back_all();
+        give_back_all();
+        if (t == Tx::tripped) take_lease();  // ours again (expired; the key touched) or fenced
+        return false;
+      }
     }
-    if (t == Tx::tripped || !*ours) {
-      give_back_all();
-      take_lease();  // ours again (expired, or the key was touched): the next round; or fenced
-      return false;
-    }
-    if (t == Tx::refused) return give_back_all();  // kept for the next round
-    if (c.items.empty() && !c.renewing)
-      break;  // done (the fence's WATCH ends at the next
-              // EXEC or UNWATCH; nothing is watched but it)
-    if (auto a = c.cmds.append_to(client_); !a) {
-      lost_connection(a.error());
-      return give_back_all();
-    }
-    if (auto a = fence.append_to(client_); !a) {
-      lost_connection(a.error());
-      return give_back_all();
-    }
-    if (auto w = client_.send(); !w) {
-      lost_connection(w.error());
-      return give_back_all();
+    if (!has) break;
+    if (!pipelined) {  // the fence's answer first
+      Commands fence;
+      lease_.add_fence(fence);
+      if (auto a = fence.append_to(client_); !a) {
+        lost_connection(a.error());
+        return give_back_all();
+      }
+      auto ours = lease_.check_fence(client_);
+      if (!ours) {
+        lost_connection(ours.error());
+        return give_back_all();
+      }
+      if (!*ours) {
+        give_back_all();
+        take_lease();
+        return false;
+      }
+      if (auto a = c.cmds.append_to(client_); !a) {
+        lost_connection(a.error());
+        return give_back_all();
+      }
+      if (auto w = client_.send(); !w) {
+        lost_connection(w.error());
+        return give_back_all();
+      }
     }
     inflight = cur;
   }
