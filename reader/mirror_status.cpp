@@ -26,6 +26,7 @@ MirrorStatus mirror_status(const Reader& reader) {
   st.synced_version = load_relaxed(&h.redis_synced_version);
   st.journal_pending = published_journal_pending(h);
   st.journal_overflows = load_relaxed(&h.journal_overflows);
+  st.lease_epoch = load_relaxed(&h.redis_lease_epoch);
   return st;
 }
 

@@ -68,11 +68,13 @@ void print_stats(const SegmentStats& s, const MirrorStatus& m) {
               static_cast<unsigned long long>(s.tombstones),
               static_cast<unsigned long long>(s.index_rebuilds),
               static_cast<unsigned long long>(s.repairs));
-  std::printf("redis        %s  dirty %llu  oldest unsynced %s  synced version %llu%s%s\n",
-              m.state.c_str(), static_cast<unsigned long long>(m.dirty),
-              ms(m.oldest_unsynced_age_ns).c_str(),
-              static_cast<unsigned long long>(m.synced_version),
-              m.last_error.empty() ? "" : "  last error: ", m.last_error.c_str());
+  std::printf(
+      "redis        %s  dirty %llu  oldest unsynced %s  synced version %llu  lease epoch "
+      "%llu%s%s\n",
+      m.state.c_str(), static_cast<unsigned long long>(m.dirty),
+      ms(m.oldest_unsynced_age_ns).c_str(), static_cast<unsigned long long>(m.synced_version),
+      static_cast<unsigned long long>(m.lease_epoch),
+      m.last_error.empty() ? "" : "  last error: ", m.last_error.c_str());
   std::printf(
       "journal      %llu removals not yet in Redis  %llu overflowed (kept in memory only)\n",
       static_cast<unsigned long long>(m.journal_pending),

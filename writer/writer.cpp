@@ -525,6 +525,7 @@ WriterStats Writer::stats() const {
   s.redis_oldest_unsynced_age_ns =
       oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
   s.redis_synced_version = load_relaxed(&h.redis_synced_version);
+  s.redis_lease_epoch = load_relaxed(&h.redis_lease_epoch);
   s.journal_pending = impl_->journal.pending();
   s.journal_overflows = impl_->journal.overflows();
   return s;

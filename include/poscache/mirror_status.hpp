@@ -11,13 +11,16 @@
 namespace poscache {
 
 struct MirrorStatus {
-  std::string state = "off";  // off | connecting | up | down ("off": no Redis configured)
-  std::string last_error;     // the sync thread's last error, empty once writes succeed again
-  std::uint64_t dirty = 0;    // changes not yet acknowledged by Redis
+  // off | connecting | up | down | fenced ("off": no Redis configured; "fenced": another writer
+  // took the Redis lease, this writer writes nothing more to Redis)
+  std::string state = "off";
+  std::string last_error;   // the sync thread's last error, empty once writes succeed again
+  std::uint64_t dirty = 0;  // changes not yet acknowledged by Redis
   std::int64_t oldest_unsynced_age_ns = 0;
   std::uint64_t synced_version = 0;     // the highest version Redis acknowledged
   std::uint64_t journal_pending = 0;    // removals recorded in the segment, not yet in Redis
   std::uint64_t journal_overflows = 0;  // removals that found the journal full (memory only)
+  std::uint64_t lease_epoch = 0;        // the Redis writer lease's epoch it holds (0: none)
 };
 
 // Reads the header's mirror lines (relaxed gauges; the error text under its seqlock).

@@ -139,6 +139,7 @@ struct WriterStats : Counters {
   std::uint64_t redis_dirty = 0;  // changes not yet acknowledged by Redis
   std::int64_t redis_oldest_unsynced_age_ns = 0;
   std::uint64_t redis_synced_version = 0;
+  std::uint64_t redis_lease_epoch = 0;  // the Redis writer lease's epoch held (0: none)
   std::uint64_t journal_pending =
       0;  // removals recorded in the segment's journal, not yet in Redis
   std::uint64_t journal_overflows =

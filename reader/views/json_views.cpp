@@ -82,7 +82,8 @@ ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m) {
                 {"oldest_unsynced_age_ns", m.oldest_unsynced_age_ns},
                 {"synced_version", m.synced_version},
                 {"journal_pending", m.journal_pending},
-                {"journal_overflows", m.journal_overflows}};
+                {"journal_overflows", m.journal_overflows},
+                {"lease_epoch", m.lease_epoch}};
   return j;
 }
 
@@ -172,7 +173,8 @@ ordered_json health_json(const Health& h) {
                         {"ok", h.redis_ok},
                         {"last_error", h.redis.last_error},
                         {"dirty", h.redis.dirty},
-                        {"oldest_unsynced_age_ns", h.redis.oldest_unsynced_age_ns}}}};
+                        {"oldest_unsynced_age_ns", h.redis.oldest_unsynced_age_ns},
+                        {"lease_epoch", h.redis.lease_epoch}}}};
 }
 
 }  // namespace poscache::views

@@ -142,14 +142,16 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
 
   // --- the Redis mirror.
   e.family("poscache_redis_state", "gauge",
-           "the Redis mirror's state: 1 for the current one of off, connecting, up, down");
-  for (const char* st : {"off", "connecting", "up", "down"})
+           "the Redis mirror's state: 1 for the current one of off, connecting, up, down, fenced");
+  for (const char* st : {"off", "connecting", "up", "down", "fenced"})
     e.sample("poscache_redis_state", label("state", st), std::uint64_t{m.state == st ? 1u : 0u});
   e.one("poscache_redis_dirty_positions", "gauge",
         "positions changed and not yet acknowledged by Redis", m.dirty);
   e.one("poscache_redis_oldest_unsynced_age_seconds", "gauge",
         "age of the oldest change Redis has not acknowledged (0: none)",
         seconds(m.oldest_unsynced_age_ns));
+  e.one("poscache_redis_lease_epoch", "gauge",
+        "the epoch of the Redis writer lease this writer holds (0: none)", m.lease_epoch);
   e.one("poscache_redis_journal_pending", "gauge",
         "removals recorded in the segment's journal, not yet in Redis", m.journal_pending);
   e.one("poscache_redis_journal_overflows_total", "counter",

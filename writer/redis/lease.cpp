@@ -165,8 +165,10 @@ Expected<Lease::Outcome> Lease::take(RedisClient& client) {
         .add_int(now + ttl_ms_);
     c.cmd("PEXPIRE").add(key_).add_int(ttl_ms_);
     // The connection fence: the previous holder's connection dies with this EXEC, so nothing it
-    // has sent runs after (0 when it is gone or is this connection: SKIPME).
-    c.cmd("CLIENT").add("KILL").add("ID").add(last_client == me ? 0 : last_client);
+    // has sent runs after. With no previous holder, or this connection, the filter names this
+    // connection, which SKIPME (the default) spares: it kills nothing, but says whether this
+    // user may kill (ID 0 would be refused as an argument, not for a permission).
+    c.cmd("CLIENT").add("KILL").add("ID").add(last_client == 0 ? me : last_client);
     c.cmd("EXEC");
     if (auto q = c.append_to(client); !q) return fail(q.error());
     Reply exec;

@@ -1,6 +1,9 @@
 #include "writer/redis/redis_client.hpp"
 
+#include <hiredis/sds.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/time.h>
 
 #include <charconv>
@@ -122,6 +125,41 @@ std::string reply_text(const redisReply* r) {
   }
 }
 
+namespace {
+// SIGPIPE blocked on this thread while hiredis writes: a connection the server closed (Redis
+// killed this client: a writer taking the lease ends the old holder's connection; a restart)
+// makes write() fail with EPIPE, reported as a lost connection, instead of killing the process
+// that embeds the writer. A SIGPIPE raised meanwhile is consumed, unless one was pending before.
+class NoSigpipe {
+ public:
+  NoSigpipe() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~NoSigpipe() {
+    if (!was_pending_) {
+      sigset_t pending;
+      sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE) == 1) {
+        const timespec zero{};
+        sigtimedwait(&pipe_, nullptr, &zero);
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  NoSigpipe(const NoSigpipe&) = delete;
+  NoSigpipe& operator=(const NoSigpipe&) = delete;
+
+ private:
+  sigset_t pipe_{}, old_{};
+  bool was_pending_ = false;
+};
+}  // namespace
+
 std::string RedisClient::fail_text(const char* what) {
   std::string msg = "redis " + endpoint_ + ": " + what + ": ";
   msg += ctx_ && ctx_->err != 0 ? ctx_->errstr : "connection lost";
@@ -213,6 +251,11 @@ Expected<bool> RedisClient::append(const Args& args, std::size_t first, std::siz
 
 Expected<Reply> RedisClient::read_reply() {
   if (!ctx_) return fail("redis " + endpoint_ + ": not connected");
+  // Commands still in the output buffer go first (redisGetReply would write them itself,
+  // without the SIGPIPE guard of send()).
+  if (sdslen(ctx_->obuf) > 0) {
+    if (auto s = send(); !s) return fail(s.error());
+  }
   void* raw = nullptr;
   if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) {
     return fail(fail_text("no reply"));
@@ -222,6 +265,7 @@ Expected<Reply> RedisClient::read_reply() {
 
 Expected<bool> RedisClient::send() {
   if (!ctx_) return fail("redis " + endpoint_ + ": not connected");
+  const NoSigpipe guard;
   int done = 0;
   while (done == 0) {
     if (redisBufferWrite(ctx_.get(), &done) != REDIS_OK) return fail(fail_text("cannot send"));

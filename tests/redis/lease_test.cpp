@@ -1,0 +1,286 @@
+// The Redis writer lease and its fence (writer/redis/lease.hpp) against a real redis-server: one
+// writer per prefix, renewal and expiry, a writer killed -9 replaced at once, and a writer
+// stopped (SIGSTOP) while another takes the lease, which writes nothing when it resumes.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "poscache/decimal.hpp"
+#include "poscache/mirror_status.hpp"
+#include "poscache/reader.hpp"
+#include "poscache/writer.hpp"
+#include "redis/redis_server.hpp"
+#include "test_util.hpp"
+
+namespace poscache::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+WriterConfig lease_config(const ScratchSegment& seg, const RedisServer& srv, const char* host,
+                          std::chrono::milliseconds ttl) {
+  WriterConfig c = small_config(seg.name(), 1024);
+  c.redis = srv.config();
+  c.redis->host_name = host;
+  c.redis->lease_ttl = ttl;
+  c.redis->reconnect_min = 10ms;
+  c.redis->reconnect_max = 50ms;
+  c.redis->close_timeout = 500ms;
+  c.log = [](LogLevel, std::string_view) {};
+  return c;
+}
+
+std::map<std::string, std::string> hgetall(detail::RedisClient& c, const std::string& key) {
+  auto r = cmd(c, {"HGETALL", key});
+  std::map<std::string, std::string> h;
+  for (std::size_t i = 0; i + 1 < r->elements; i += 2)
+    h[std::string(r->element[i]->str, r->element[i]->len)] =
+        std::string(r->element[i + 1]->str, r->element[i + 1]->len);
+  return h;
+}
+
+std::string qty_in_redis(detail::RedisClient& c, const std::string& account,
+                         const std::string& instrument) {
+  auto r = cmd(c, {"HGET", "poscache:v1:spot:{" + account + "}:" + instrument, "qty"});
+  return r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : std::string();
+}
+
+long long pttl(detail::RedisClient& c, const std::string& key) {
+  return cmd(c, {"PTTL", key})->integer;
+}
+
+// A writer in a child process that keeps upserting `keys` positions of account "acct" with qty
+// = base + its round number, ticking every round (so its sync runs as a daemon's would).
+pid_t spawn_churning_writer(const WriterConfig& cfg, std::uint64_t base, int keys) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    try {
+      auto w = Writer::open(cfg);
+      for (std::uint64_t round = 0;; ++round) {
+        for (int k = 0; k < keys; ++k) {
+          w->upsert(must(w->make_update("spot", "acct", "I" + std::to_string(k),
+                                        {{"qty", std::to_string(base + round)}})));
+        }
+        w->tick();
+        std::this_thread::sleep_for(1ms);
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "the churning writer stopped: %s\n", e.what());
+    }
+    ::_exit(1);
+  }
+  return pid;
+}
+
+// The child writer is killed and reaped however the test ends (a failed ASSERT returns early).
+struct Child {
+  pid_t pid;
+  explicit Child(pid_t p) : pid(p) {}
+  ~Child() {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+};
+
+std::string mirror_state(const Reader& r) {
+  return mirror_status(r).state;
+}
+
+TEST(RedisLease, ASecondWriterOnThePrefixIsRefusedNamingTheHolder) {
+  RedisServer srv;
+  ScratchSegment a("lease_one"), b("lease_two");
+  auto w1 = Writer::open(lease_config(a, srv, "trade-1", 10s));
+  auto c = srv.client();
+  const auto lease = hgetall(c, "poscache:v1:@writer");
+  ASSERT_EQ(lease.count("epoch"), 1u);
+  EXPECT_EQ(lease.at("host"), "trade-1");
+  EXPECT_EQ(lease.at("pid"), std::to_string(::getpid()));
+  EXPECT_EQ(std::to_string(w1->stats().redis_lease_epoch), lease.at("epoch"));
+  EXPECT_GT(pttl(c, "poscache:v1:@writer"), 5000);
+  EXPECT_LE(pttl(c, "poscache:v1:@writer"), 10000);
+  EXPECT_EQ(hgetall(c, "poscache:v1:@epoch").at("epoch"), lease.at("epoch"));
+  try {
+    Writer::open(lease_config(b, srv, "trade-2", 10s));
+    ADD_FAILURE() << "a second writer opened on the prefix";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("held by another writer (epoch " + lease.at("epoch") + ", host trade-1, pid " +
+                     std::to_string(::getpid())),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("poscache:v1:@writer"), std::string::npos) << m;
+  }
+  // A clean close hands the prefix on at once, with a higher epoch.
+  w1->close();
+  EXPECT_EQ(cmd(c, {"EXISTS", "poscache:v1:@writer"})->integer, 0);
+  auto w2 = Writer::open(lease_config(b, srv, "trade-2", 10s));
+  EXPECT_GT(w2->stats().redis_lease_epoch, std::stoull(lease.at("epoch")));
+  EXPECT_EQ(hgetall(c, "poscache:v1:@writer").at("host"), "trade-2");
+  w2->upsert(must(w2->make_update("spot", "acct", "X", {{"qty", "5"}})));
+  ASSERT_TRUE(w2->sync_redis(10s));
+  EXPECT_EQ(qty_in_redis(c, "acct", "X"), "5.000000000000000000");
+}
+
+// The holder renews its lease while it runs, idle or not; stopped, its lease expires within its
+// ttl; resumed before anyone else took it, it takes it back with its epoch and syncs again.
+TEST(RedisLease, TheHolderRenewsItsLeaseAndTakesItBackAfterAPauseNobodyUsed) {
+  RedisServer srv;
+  ScratchSegment a("lease_renew");
+  const auto ttl = 600ms;
+  const Child child(spawn_churning_writer(lease_config(a, srv, "a", ttl), 1000, 4));
+  auto c = srv.client();
+  ASSERT_TRUE(eventually([&] { return qty_in_redis(c, "acct", "I3") != ""; }, 10s));
+  const std::string epoch = hgetall(c, "poscache:v1:@writer").at("epoch");
+  // Three ttls: the lease never lapses and stays the same.
+  const auto until = std::chrono::steady_clock::now() + 3 * ttl;
+  long long lowest = ttl.count();
+  while (std::chrono::steady_clock::now() < until) {
+    const long long left = pttl(c, "poscache:v1:@writer");
+    ASSERT_GT(left, 0) << "the lease lapsed while its holder ran";
+    lowest = std::min(lowest, left);
+    ASSERT_EQ(hgetall(c, "poscache:v1:@writer").at("epoch"), epoch);
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_GT(lowest, ttl.count() / 4) << "renewed every ttl/3: never below ~2/3 of it";
+  // Stopped: nobody renews it; Redis drops it within its ttl.
+  ASSERT_EQ(::kill(child.pid, SIGSTOP), 0);
+  const auto stopped = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return pttl(c, "poscache:v1:@writer") == -2; }, 5s));
+  EXPECT_LE(std::chrono::steady_clock::now() - stopped, ttl + 300ms);
+  const std::string qty_at_stop = qty_in_redis(c, "acct", "I0");
+  // Resumed: the same epoch again (no other was granted), and its changes reach Redis.
+  ASSERT_EQ(::kill(child.pid, SIGCONT), 0);
+  ASSERT_TRUE(eventually([&] { return qty_in_redis(c, "acct", "I0") != qty_at_stop; }, 10s));
+  EXPECT_EQ(hgetall(c, "poscache:v1:@writer").at("epoch"), epoch);
+  EXPECT_EQ(mirror_state(Reader::open(a.name())), "up");
+}
+
+// A writer killed with -9 on this host: the next one takes the lease over at once (the holder's
+// pid is gone), not after the ttl.
+TEST(RedisLease, AWriterKilledWithMinus9IsReplacedAtOnceOnTheSameHost) {
+  RedisServer srv;
+  ScratchSegment a("lease_dead"), b("lease_next");
+  auto child =
+      std::make_unique<Child>(spawn_churning_writer(lease_config(a, srv, "here", 30s), 1000, 4));
+  auto c = srv.client();
+  ASSERT_TRUE(eventually([&] { return qty_in_redis(c, "acct", "I3") != ""; }, 10s));
+  const std::uint64_t old_epoch = std::stoull(hgetall(c, "poscache:v1:@writer").at("epoch"));
+  child.reset();  // kill -9
+  const auto t0 = std::chrono::steady_clock::now();
+  auto w = Writer::open(lease_config(b, srv, "here", 30s));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_GT(w->stats().redis_lease_epoch, old_epoch);
+  EXPECT_EQ(hgetall(c, "poscache:v1:@writer").at("pid"), std::to_string(::getpid()));
+}
+
+// The fence. A writer is stopped (SIGSTOP: a long pause, a partition) while it churns, with
+// changes pending and maybe a transaction on the wire; a second writer, refused while the first
+// one's lease lives, takes it once it lapses and writes newer values of the same positions.
+// The first one resumed: it writes nothing more (its connection was ended by the take, its
+// next fence finds another epoch), turns fenced, and Redis keeps the second one's data.
+TEST(RedisLease, AStoppedWriterWhoseLeaseWasTakenWritesNothingWhenItResumes) {
+  RedisServer srv;
+  ScratchSegment a("lease_paused"), b("lease_taker");
+  const auto ttl = 500ms;
+  constexpr int kKeys = 1024;  // more than the sync writes per round trip: it is always busy
+  std::mt19937_64 rng(std::random_device{}());
+  const Child child(spawn_churning_writer(lease_config(a, srv, "host-a", ttl), 1'000'000, kKeys));
+  auto c = srv.client();
+  ASSERT_TRUE(eventually(
+      [&] { return qty_in_redis(c, "acct", "I" + std::to_string(kKeys - 1)) != ""; }, 10s));
+  std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 50));
+  ASSERT_EQ(::kill(child.pid, SIGSTOP), 0);
+  const std::uint64_t epoch_a = std::stoull(hgetall(c, "poscache:v1:@writer").at("epoch"));
+  // The second writer: refused while the lease lives, naming the first; then it takes it.
+  std::unique_ptr<Writer> w;
+  int refusals = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!w && std::chrono::steady_clock::now() < deadline) {
+    try {
+      w = Writer::open(lease_config(b, srv, "host-b", ttl));
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("host host-a"), std::string::npos) << e.what();
+      ++refusals;
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  ASSERT_TRUE(w) << "the second writer never took the lease";
+  EXPECT_GT(refusals, 0) << "the first writer's lease had lapsed before the second one tried";
+  EXPECT_GT(w->stats().redis_lease_epoch, epoch_a);
+  for (int k = 0; k < kKeys; ++k) {
+    w->upsert(must(w->make_update("spot", "acct", "I" + std::to_string(k),
+                                  {{"qty", std::to_string(2'000'000 + k)}})));
+  }
+  ASSERT_TRUE(w->sync_redis(10s));
+  // Resume the first: it churns on for a while, unsynced changes and all.
+  ASSERT_EQ(::kill(child.pid, SIGCONT), 0);
+  const Reader ra = Reader::open(a.name());
+  ASSERT_TRUE(eventually([&] { return mirror_state(ra) == "fenced"; }, 10s)) << mirror_state(ra);
+  std::this_thread::sleep_for(300ms);  // still churning, fenced: nothing more may arrive
+  EXPECT_EQ(mirror_status(ra).lease_epoch, 0u);
+  for (int k = 0; k < kKeys; ++k) {
+    EXPECT_EQ(qty_in_redis(c, "acct", "I" + std::to_string(k)),
+              std::to_string(2'000'000 + k) + ".000000000000000000")
+        << "position I" << k << " was overwritten by the writer whose lease was taken";
+  }
+  EXPECT_EQ(std::stoull(hgetall(c, "poscache:v1:@writer").at("epoch")),
+            w->stats().redis_lease_epoch);
+  EXPECT_EQ(mirror_state(Reader::open(b.name())), "up");
+}
+
+// Redis ends the writer's connection while the sync thread writes (a taker's CLIENT KILL, a
+// restart, maxclients): hiredis's write then meets a closed socket. It must be a lost connection
+// (EPIPE, reconnect, write it again), never a SIGPIPE that kills the process embedding the
+// writer, which is this test program.
+TEST(RedisLease, ConnectionsEndedMidWriteNeitherKillTheProcessNorLoseAChange) {
+  RedisServer srv;
+  ScratchSegment a("lease_sigpipe");
+  WriterConfig cfg = lease_config(a, srv, "here", 10s);
+  cfg.capacity = 8192;
+  auto w = Writer::open(cfg);
+  std::atomic<bool> done{false};
+  std::atomic<int> kills{0};
+  std::thread killer([&] {
+    auto k = srv.client();
+    while (!done.load()) {
+      kills +=
+          static_cast<int>(cmd(k, {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"})->integer);
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  const auto until = std::chrono::steady_clock::now() + 1500ms;
+  for (std::uint64_t round = 0; std::chrono::steady_clock::now() < until; ++round) {
+    for (int k = 0; k < 4096; ++k) {
+      w->upsert(must(w->make_update("spot", "acct" + std::to_string(k % 64),
+                                    "I" + std::to_string(k), {{"qty", std::to_string(round)}})));
+    }
+    w->tick();
+  }
+  done = true;
+  killer.join();
+  EXPECT_GT(kills.load(), 10);
+  ASSERT_TRUE(w->sync_redis(20s));
+  auto admin = srv.client();
+  const Reader r = Reader::open(a.name());
+  std::size_t checked = 0;
+  r.scan(ScanFilter{}, [&](const Position& p) {
+    EXPECT_EQ(qty_in_redis(admin, std::string(p.account_view()), std::string(p.instrument_view())),
+              format_decimal(p.values[0], 18));
+    ++checked;
+  });
+  EXPECT_EQ(checked, 4096u);
+}
+
+}  // namespace
+}  // namespace poscache::test
