@@ -27,6 +27,11 @@ MirrorStatus mirror_status(const Reader& reader) {
   st.journal_pending = published_journal_pending(h);
   st.journal_overflows = load_relaxed(&h.journal_overflows);
   st.lease_epoch = load_relaxed(&h.redis_lease_epoch);
+  st.data_losses = load_relaxed(&h.redis_data_losses);
+  st.repushed = load_relaxed(&h.redis_repushed);
+  const std::uint32_t w = load_relaxed(&h.redis_warnings);
+  st.refilling = (w & kRedisRefilling) != 0;
+  st.evicting_policy = (w & kRedisEvicts) != 0;
   return st;
 }
 

@@ -130,6 +130,12 @@ static_assert(kMaxNameLen < 32, "NUL-padded name[32] of namespaces and fields");
 enum class SegmentState : std::uint32_t { initializing = 1, ready = 2, closed = 3, retired = 4 };
 
 // SegmentHeader::redis_state, set by the writer's sync thread (writer/redis_sync.cpp).
+// SegmentHeader::redis_warnings: what health shows without turning degraded.
+//   kRedisEvicts: the server's maxmemory-policy may evict keys (anything but noeviction): Redis
+//     can silently hold less than the segment; the writer refills it when it notices.
+//   kRedisRefilling: a refill (re-push of the whole segment) is under way.
+inline constexpr std::uint32_t kRedisEvicts = 1, kRedisRefilling = 2;
+
 // fenced: another writer took the Redis lease (writer/redis/lease.hpp); this writer writes
 // nothing more to Redis and goes on serving readers.
 enum class RedisState : std::uint32_t { off = 0, connecting = 1, up = 2, down = 3, fenced = 4 };
@@ -180,7 +186,7 @@ struct alignas(kCacheLine) NamespaceDesc {
 static_assert(sizeof(NamespaceDesc) == 704);
 static_assert(offsetof(NamespaceDesc, fields) == 64);
 
-inline constexpr std::size_t kRedisErrorWords = 16;  // 128 bytes of the sync's last error
+inline constexpr std::size_t kRedisErrorWords = 13;  // 104 bytes of the sync's last error
 
 // ---------------------------------------------------------------------------------------------
 // SegmentHeader. One cache line per concern, so the words every get() reads (identity and
@@ -241,13 +247,17 @@ struct alignas(kCacheLine) SegmentHeader {
   //     the sync thread (writer/journal.cpp). Pending = head - tail (published_journal_pending).
   std::uint32_t redis_state;  // RedisState
   std::uint32_t redis_error_len;
-  std::uint64_t redis_dirty;                    // positions changed, not yet synced
-  std::int64_t redis_oldest_unsynced_ns;        // CLOCK_REALTIME of the oldest such change
-  std::uint64_t redis_synced_version;           // highest version acknowledged by Redis
-  std::uint64_t redis_error_seq;                // seqlock over redis_error (shm/seqlock.hpp)
-  std::uint64_t journal_head;                   // JournalHeader::head, copied
-  std::uint64_t journal_tail;                   // JournalHeader::tail, copied
-  std::uint64_t journal_overflows;              // JournalHeader::overflows, copied
+  std::uint64_t redis_dirty;              // positions changed, not yet synced
+  std::int64_t redis_oldest_unsynced_ns;  // CLOCK_REALTIME of the oldest such change
+  std::uint64_t redis_synced_version;     // highest version acknowledged by Redis
+  std::uint64_t redis_error_seq;          // seqlock over redis_error (shm/seqlock.hpp)
+  std::uint64_t journal_head;             // JournalHeader::head, copied
+  std::uint64_t journal_tail;             // JournalHeader::tail, copied
+  std::uint64_t journal_overflows;        // JournalHeader::overflows, copied
+  std::uint64_t redis_data_losses;        // times Redis was found without the data it was given
+  std::uint64_t redis_repushed;           // positions written again to refill it
+  std::uint32_t redis_warnings;           // RedisWarning bits
+  std::uint32_t reserved7;
   std::uint64_t redis_error[kRedisErrorWords];  // last error text as words (redis_error_seq)
 
   // --- namespaces, from the first line after the Redis state.
@@ -675,6 +685,7 @@ constexpr std::uint64_t layout_fingerprint() {
                                  sizeof(Counters),
                                  offsetof(SegmentHeader, redis_state),
                                  offsetof(SegmentHeader, journal_head),
+                                 offsetof(SegmentHeader, redis_data_losses),
                                  offsetof(SegmentHeader, redis_error),
                                  offsetof(SegmentHeader, namespaces),
                                  offsetof(SegmentHeader, namespace_live),

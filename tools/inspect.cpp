@@ -232,6 +232,11 @@ int main(int argc, char** argv) {
                     h.redis_ok ? "" : " (DEGRADED)", static_cast<unsigned long long>(s.dirty),
                     ms(s.oldest_unsynced_age_ns).c_str(),
                     s.last_error.empty() ? "" : "; last error: ", s.last_error.c_str());
+        if (s.refilling)
+          std::printf("redis lost its data: refilling it from the segment (%llu queued)\n",
+                      static_cast<unsigned long long>(s.repushed));
+        if (s.evicting_policy)
+          std::printf("warning: redis's maxmemory-policy may evict positions (set noeviction)\n");
       }
     }
     if (!w.alive) return kNotFound;

@@ -21,6 +21,10 @@ struct MirrorStatus {
   std::uint64_t journal_pending = 0;    // removals recorded in the segment, not yet in Redis
   std::uint64_t journal_overflows = 0;  // removals that found the journal full (memory only)
   std::uint64_t lease_epoch = 0;        // the Redis writer lease's epoch it holds (0: none)
+  std::uint64_t data_losses = 0;        // times Redis was found without the data it was given
+  std::uint64_t repushed = 0;           // positions queued to be written again to refill it
+  bool refilling = false;               // a refill is under way
+  bool evicting_policy = false;         // Redis's maxmemory-policy may evict keys (a warning)
 };
 
 // Reads the header's mirror lines (relaxed gauges; the error text under its seqlock).

@@ -59,6 +59,10 @@ struct RedisConfig {
   std::chrono::milliseconds lease_ttl{10000};
   // The host name written into the lease (empty: gethostname()), shown to a writer refused it.
   std::string host_name;
+  // Redis found without the data it was given (restarted without persistence, flushed, its
+  // keys evicted: the lease's epoch counter gone) is refilled from the segment in the
+  // background, at most this many positions per second on top of the changes.
+  std::size_t refill_rate = 100'000;
   // Namespaces kept in the segment only (sync = none): never written to Redis, nor loaded from
   // it by a warm start (short-lived quotes need no durable copy). The others are mirrored.
   std::vector<std::string> unsynced_namespaces;

@@ -83,7 +83,11 @@ ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m) {
                 {"synced_version", m.synced_version},
                 {"journal_pending", m.journal_pending},
                 {"journal_overflows", m.journal_overflows},
-                {"lease_epoch", m.lease_epoch}};
+                {"lease_epoch", m.lease_epoch},
+                {"data_losses", m.data_losses},
+                {"repushed", m.repushed},
+                {"refilling", m.refilling},
+                {"evicting_policy", m.evicting_policy}};
   return j;
 }
 
@@ -174,7 +178,9 @@ ordered_json health_json(const Health& h) {
                         {"last_error", h.redis.last_error},
                         {"dirty", h.redis.dirty},
                         {"oldest_unsynced_age_ns", h.redis.oldest_unsynced_age_ns},
-                        {"lease_epoch", h.redis.lease_epoch}}}};
+                        {"lease_epoch", h.redis.lease_epoch},
+                        {"refilling", h.redis.refilling},
+                        {"evicting_policy", h.redis.evicting_policy}}}};
 }
 
 }  // namespace poscache::views

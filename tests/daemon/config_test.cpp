@@ -260,6 +260,28 @@ TEST(DaemonConfigTest, TextFieldsNeedALengthAndComeAfterTheNumbers) {
       std::string::npos);
 }
 
+TEST(DaemonConfigTest, TheRedisGuardAndItsLeaseAreSettingsNamedWhenWrong) {
+  DaemonConfig c;
+  load_toml(
+      "[redis]\nguard = \"scripts\"\nlease_ttl = \"3s\"\nhost_name = \"trade-7\"\n"
+      "positions_per_call = 1\n",
+      "test.toml", c);
+  ASSERT_TRUE(c.writer.redis);
+  EXPECT_EQ(c.writer.redis->guard, RedisGuard::scripts);
+  EXPECT_EQ(c.writer.redis->lease_ttl, std::chrono::seconds(3));
+  EXPECT_EQ(c.writer.redis->host_name, "trade-7");
+  EXPECT_EQ(c.writer.redis->positions_per_call, 1u);
+  const std::string printed = print_config(c);
+  EXPECT_NE(printed.find("redis.guard = \"scripts\""), std::string::npos) << printed;
+  EXPECT_NE(printed.find("redis.lease_ttl = \"3s\""), std::string::npos) << printed;
+  EXPECT_NE(load_error("[redis]\nguard = \"hope\"\n").find("guard 'hope' is not fence or scripts"),
+            std::string::npos);
+  EXPECT_NE(load_error("[redis]\nlease_ttl = \"100ms\"\n")
+                .find("redis lease_ttl 100 ms is out of range: 300 ms to 1 h"),
+            std::string::npos)
+      << load_error("[redis]\nlease_ttl = \"100ms\"\n");
+}
+
 TEST(DaemonConfigTest, ANamespaceCanBeKeptOutOfRedis) {
   DaemonConfig c;
   load_toml(

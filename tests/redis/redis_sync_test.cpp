@@ -9,11 +9,13 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "poscache/decimal.hpp"
 #include "poscache/mirror_status.hpp"
@@ -662,6 +664,101 @@ struct Model {
   void put(const std::string& key, const Hash& h) { db[key] = h; }
   void erase(const std::string& key) { db.erase(key); }
 };
+
+// Redis that lost what it was given, mid-churn: FLUSHALL, or a restart without persistence.
+// The writer notices (the lease's epoch counter is gone), refills Redis from the segment in the
+// background while the churn goes on, and afterwards Redis holds exactly the segment.
+void churn_through_a_loss(const std::function<void(RedisServer&)>& lose) {
+  RedisServer srv;  // no persistence: a restart comes back empty
+  ScratchSegment seg("rs_loss");
+  WriterConfig cfg = redis_config(seg, srv, 4096);
+  cfg.log = [](LogLevel, std::string_view m) {
+    if (std::getenv("PCLOG"))
+      std::fprintf(stderr, "LOG %lld %.*s\n", (long long)shm::realtime_ns(), (int)m.size(),
+                   m.data());
+  };
+  cfg.redis->reconnect_min = std::chrono::milliseconds(10);
+  cfg.redis->reconnect_max = std::chrono::milliseconds(50);
+  auto w = Writer::open(cfg);
+  std::mt19937_64 rng(5);
+  auto churn = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      const std::string a = "a" + std::to_string(rng() % 100),
+                        ins = "I" + std::to_string(rng() % 30);
+      w->upsert(must(w->make_update(
+          "spot", a, ins, {{"qty", std::to_string(i) + "." + std::to_string(rng() % 1000)}})));
+      if (i % 64 == 0) {
+        w->tick();
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    }
+  };
+  churn(6000);  // 3000 positions, most of them written once and left alone
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  if (std::getenv("PCLOG")) std::fprintf(stderr, "LOSS at %lld\n", (long long)shm::realtime_ns());
+  lose(srv);
+  churn(2000);  // a few hundred of them change after the loss; the others only the refill brings
+  ASSERT_TRUE(test::eventually(
+      [&] {
+        w->tick();
+        const MirrorStatus st = mirror_status(Reader::open(seg.name()));
+        return st.data_losses == 1 && !st.refilling && w->sync_redis(std::chrono::seconds(1));
+      },
+      std::chrono::seconds(30)));
+  const MirrorStatus st = mirror_status(Reader::open(seg.name()));
+  EXPECT_GE(st.repushed, w->stats().live);
+  EXPECT_EQ(st.state, "up");
+  auto c = srv.client();
+  const Db got = read_positions(c);
+  const Db want = segment_as_db(seg.name());
+  EXPECT_GT(want.size(), 2000u);
+  EXPECT_EQ(got.size(), want.size());
+  EXPECT_TRUE(got == want);
+  int shown = 0;
+  for (const auto& [k, h] : want) {
+    if (got.count(k) == 0 && shown++ < 5)
+      ADD_FAILURE() << k << " missing, version " << h.at("version") << " created "
+                    << h.at("created_at") << " updated " << h.at("updated_at");
+  }
+  // Every position is in its account's set again.
+  for (const auto& [k, h] : want) {
+    const std::size_t open = k.find(":{"), close = k.find("}:");
+    const std::string account = k.substr(open + 2, close - open - 2);
+    const std::string member = "spot:" + k.substr(close + 2);
+    EXPECT_EQ(cmd(c, {"ZSCORE", "poscache:v1:@account:{" + account + "}", member})->type,
+              REDIS_REPLY_STRING)
+        << k;
+  }
+}
+
+TEST(RedisSync, AFlushallMidChurnIsNoticedAndRedisRefilledFromTheSegment) {
+  churn_through_a_loss([](RedisServer& srv) {
+    auto c = srv.client();
+    cmd(c, {"FLUSHALL"});
+  });
+}
+
+TEST(RedisSync, ARedisRestartedWithoutPersistenceIsRefilledFromTheSegment) {
+  churn_through_a_loss([](RedisServer& srv) {
+    srv.stop(SIGKILL);
+    srv.start();
+  });
+}
+
+TEST(RedisSync, AnEvictingMaxmemoryPolicyIsAWarningInHealth) {
+  RedisServer srv({"--maxmemory-policy", "allkeys-lru"});
+  ScratchSegment seg("rs_evicts");
+  auto w = Writer::open(redis_config(seg, srv));
+  EXPECT_TRUE(mirror_status(Reader::open(seg.name())).evicting_policy);
+  auto c = srv.client();
+  cmd(c, {"CONFIG", "SET", "maxmemory-policy", "noeviction"});
+  cmd(c, {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});  // the writer reconnects
+  w->upsert(must(w->make_update("spot", "a", "X", {{"qty", "1"}})));
+  EXPECT_TRUE(test::eventually([&] {
+    w->tick();
+    return !mirror_status(Reader::open(seg.name())).evicting_policy;
+  }));
+}
 
 TEST(RedisSync, RedisKilledMidChurnAndRestartedEndsWithEveryChange) {
   RedisServer srv({"--appendonly", "yes", "--appendfsync", "always"});

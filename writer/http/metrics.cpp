@@ -152,6 +152,17 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
         seconds(m.oldest_unsynced_age_ns));
   e.one("poscache_redis_lease_epoch", "gauge",
         "the epoch of the Redis writer lease this writer holds (0: none)", m.lease_epoch);
+  e.one("poscache_redis_data_losses_total", "counter",
+        "times Redis was found without the data it was given (restart without persistence, "
+        "flush, eviction) and refilled from the segment",
+        m.data_losses);
+  e.one("poscache_redis_repushed_positions_total", "counter",
+        "positions written to Redis again to refill it", m.repushed);
+  e.one("poscache_redis_refilling", "gauge", "1 while a refill of Redis is under way",
+        std::uint64_t{m.refilling ? 1u : 0u});
+  e.one("poscache_redis_evicting_policy", "gauge",
+        "1 when Redis's maxmemory-policy may evict keys (set noeviction)",
+        std::uint64_t{m.evicting_policy ? 1u : 0u});
   e.one("poscache_redis_journal_pending", "gauge",
         "removals recorded in the segment's journal, not yet in Redis", m.journal_pending);
   e.one("poscache_redis_journal_overflows_total", "counter",

@@ -187,6 +187,7 @@ Expected<Lease::Outcome> Lease::take(RedisClient& client) {
         return fail("taking the lease " + key_ + ": " + reply_text(exec->element[i]));
     }
     kill_fence_ = exec->element[3]->type == REDIS_REPLY_INTEGER;
+    counter_lost_ = counter_lost;
     kill_error_ = kill_fence_ ? std::string() : reply_text(exec->element[3]);
     epoch_ = next;
     holder_ = {next, host_, pid_, now + ttl_ms_};

@@ -10,7 +10,7 @@
 //                      wall clock in µs, so it is new even after Redis lost the counter.
 //
 // TAKING IT (take(), in one WATCH/MULTI/EXEC so that two writers racing for it cannot both win):
-//   WATCH @writer @epoch; HGETALL @writer; GET @epoch; then
+//   CLIENT ID; WATCH @writer @epoch; HGETALL @writer; HGETALL @epoch; then
 //   * no holder (never taken, expired, released):
 //       - a writer that never held it takes a fresh epoch;
 //       - a writer that held epoch E takes E again only if @epoch still says E (no other writer
@@ -24,6 +24,17 @@
 //   CLIENT KILL ID <the previous holder's connection>; EXEC. A nil EXEC: someone touched either
 //   key meanwhile; read again (a few times).
 //
+// THE FENCE (every write of the sync thread; writer/redis/sync_write.cpp):
+//   WATCH @writer; HGET @writer epoch   -> ours? else stop (or take it back, as above, if it
+//                                          merely expired); with the connection fence below,
+//                                          the answer is read after the EXEC
+//   MULTI; the batch's plain commands [; HSET @writer renewed_at_ms .. expires_at_ms ..;
+//          PEXPIRE @writer ttl when a renewal is due]; EXEC
+//   Redis runs EXEC only if nobody wrote @writer since the WATCH (EXEC answers nil otherwise):
+//   a writer that took the lease meanwhile wrote it, so the old holder's batch is dropped
+//   whole. No clock is trusted: a writer paused past its expiry (SIGSTOP, a long GC, a network
+//   partition) finds another epoch, or an aborted EXEC, when it resumes.
+//
 // THE CONNECTION FENCE: a take kills the previous holder's connection in the same EXEC, so no
 // command that holder sent runs after the take (Redis runs a transaction alone; a killed
 // connection's unread commands are dropped). A holder's WATCH therefore cannot miss a take that
@@ -33,16 +44,6 @@
 // (a foreign epoch with a committed EXEC would mean a taker that could not kill us: logged as a
 // broken fence, and the writer stops writing). Where the ACL forbids CLIENT KILL (its reply is
 // an error: kill_fence() false), every transaction waits for its fence's answer first.
-//
-// THE FENCE (every write of the sync thread; writer/redis/sync_write.cpp):
-//   WATCH @writer; HGET @writer epoch   -> ours? else stop (or take it back, as above, if it
-//                                          merely expired)
-//   MULTI; the batch's plain commands [; HSET @writer renewed_at_ms .. expires_at_ms ..;
-//          PEXPIRE @writer ttl when a renewal is due]; EXEC
-//   Redis runs EXEC only if nobody wrote @writer since the WATCH (EXEC answers nil otherwise):
-//   a writer that took the lease meanwhile wrote it, so the old holder's batch is dropped
-//   whole. No clock is trusted: a writer paused past its expiry (SIGSTOP, a long GC, a network
-//   partition) finds another epoch, or an aborted EXEC, when it resumes.
 #pragma once
 
 #include <chrono>
@@ -83,6 +84,9 @@ class Lease {
   // why not (the error Redis gave).
   [[nodiscard]] bool kill_fence() const noexcept { return kill_fence_; }
   [[nodiscard]] const std::string& kill_error() const noexcept { return kill_error_; }
+  // The last take found no {prefix}:@epoch: this Redis has never seen a writer of the prefix, or
+  // it lost its data since (a restart without persistence, FLUSHALL, an evicting policy).
+  [[nodiscard]] bool counter_lost() const noexcept { return counter_lost_; }
 
   // Takes the lease (or confirms it) on `client`; one of the outcomes above, or the connection's
   // error.
@@ -111,6 +115,7 @@ class Lease {
   std::int64_t ttl_ms_;
   std::uint64_t epoch_ = 0;
   bool kill_fence_ = false;
+  bool counter_lost_ = false;
   std::string kill_error_;
   std::int64_t started_at_ms_ = 0;
   std::int64_t renew_due_ = 0;  // monotonic ns

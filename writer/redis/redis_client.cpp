@@ -49,6 +49,10 @@ Expected<bool> validate(const RedisConfig& c) {
                 " ms is out of range: 300 ms to 1 h");
   }
   if (c.host_name.size() > 255) return fail("redis host_name is longer than 255 characters");
+  if (c.refill_rate < 1000 || c.refill_rate > 10'000'000) {
+    return fail("redis refill_rate " + std::to_string(c.refill_rate) +
+                " is out of range: 1000 to 10000000 positions per second");
+  }
   return true;
 }
 

@@ -18,9 +18,13 @@
 // The braces are a Redis Cluster hash tag: an account's hashes and its set share a slot, so
 // the scripts below touch keys of one slot only.
 //
-// Writes are guarded on the server: a script compares versions and never lets an older version
-// replace (or delete) a newer one, so a restarted writer or a second host cannot clobber newer
-// data. Versions are compared as decimal text (length first), since Lua numbers are doubles.
+//   {prefix}:@writer, {prefix}:@epoch        the writer lease (writer/redis/lease.hpp)
+//
+// Who may write: with RedisGuard::fence (the default) only the lease holder, in fenced
+// transactions of plain commands (add_plain_upsert, add_plain_delete); with RedisGuard::scripts
+// (a Redis Cluster) anyone, through the scripts below, which compare versions on the server and
+// never let an older version replace (or delete) a newer one. Versions are compared as decimal
+// text (length first), since Lua numbers are doubles.
 #pragma once
 
 #include <cstdint>

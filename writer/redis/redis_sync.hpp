@@ -17,9 +17,12 @@
 //   * while connected, writes the pending state in rounds: events in version order first, then
 //     each dirty slot's CURRENT content (read with the readers' seqlock protocol, skipped when
 //     Redis already acknowledged that version). A slot read always carries the newest version
-//     of its key, and every write is version-guarded on the server, so the order of a slot
-//     write relative to older events does not matter; an event never goes out after a newer
-//     event of its key because each key keeps only its latest event;
+//     of its key, possibly newer than an event not merged yet (its batch still on the way): so
+//     an event's write is guarded by the version Redis holds for its key (fence: read behind the
+//     fence first, writer/redis/sync_write.cpp; scripts: on the server). An event never goes out
+//     after a newer event of its key because each key keeps only its latest event. With the
+//     fence, only the lease holder writes (writer/redis/lease.hpp), one transaction after
+//     another on one connection: a key's versions arrive in order;
 //   * acknowledges a slot by storing the written version into SlotBook::synced_version
 //     (release; the apply thread's acquire load decides whether an eviction must spill);
 //   * on any connection error keeps everything not acknowledged, reconnects with backoff and

@@ -59,7 +59,8 @@ bool SyncHandOff::flush(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
     target = hand_off();
   }
-  while (ch_.clean_seq.load(std::memory_order_acquire) < target) {
+  while (ch_.clean_seq.load(std::memory_order_acquire) < target ||
+         ch_.refilling.load(std::memory_order_acquire)) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }

@@ -47,6 +47,9 @@ struct SyncChannel {
   boost::lockfree::spsc_queue<SyncBatch*, boost::lockfree::capacity<1024>> to_apply;
   std::atomic<std::uint64_t> merged_seq{0};  // last hand-off merged into the pending state
   std::atomic<std::uint64_t> clean_seq{0};   // last hand-off whose changes are all written
+  // Redis lost what it was given and the refill is not all written yet: no ticket is
+  // acknowledged meanwhile (what was acknowledged before the loss is gone until then).
+  std::atomic<bool> refilling{false};
 };
 
 class SyncHandOff {
@@ -86,8 +89,9 @@ class SyncHandOff {
     return cur_->empty() ? handed_ : handed_ + 1;
   }
   [[nodiscard]] bool acknowledged(std::uint64_t ticket) const noexcept {
-    return ch_.clean_seq.load(std::memory_order_acquire) >= ticket;  // pairs with the sync
-  }                                                                  // thread's release
+    return ch_.clean_seq.load(std::memory_order_acquire) >= ticket &&  // pairs with the sync
+           !ch_.refilling.load(std::memory_order_acquire);             // thread's release
+  }
 
  private:
   SyncChannel& ch_;

@@ -30,6 +30,9 @@ SyncWorker::SyncWorker(const RedisConfig& config, std::vector<NamespaceSpec> nam
       batch_size_(config.batch_size),
       lease_(config) {
   in_dirty_.assign(v_.capacity, 0);
+  for (const std::string& name : cfg_.unsynced_namespaces) {
+    if (auto id = fmt_.namespace_id(name)) unsynced_mask_ |= 1u << *id;
+  }
   if (journal_.present()) overflows_seen_ = journal_.overflows();
   set_state(RedisState::connecting);
 }
@@ -133,6 +136,7 @@ void SyncWorker::connect() {
   if (c) {
     client_ = std::move(*c);
     err = load_scripts();
+    if (err.empty()) check_server();
     if (err.empty() && cfg_.guard == RedisGuard::fence && !take_lease()) {
       if (fenced_) return;
       err = last_error_;  // the connection failed while taking it (logged)
@@ -204,8 +208,18 @@ bool SyncWorker::take_lease() {
       log(LogLevel::info, "redis " + describe(cfg_) + ": took the writer lease " + lease_.key() +
                               ", epoch " + std::to_string(lease_.epoch()) + " (ttl " +
                               std::to_string(cfg_.lease_ttl.count()) + " ms)");
+      // A segment with positions and a Redis with no trace of any writer of the prefix: it lost
+      // them (or never had them); either way they go to Redis.
+      if (lease_.counter_lost() && load_relaxed(&v_.h->counters.live) > 0) {
+        start_refill("it has no " + cfg_.prefix + ":@epoch while the segment holds " +
+                     std::to_string(load_relaxed(&v_.h->counters.live)) + " positions");
+      }
       break;
     case Lease::Outcome::retaken:
+      if (lease_.counter_lost()) {
+        start_refill("the lease and " + cfg_.prefix + ":@epoch it held are gone");
+        break;
+      }
       log(LogLevel::warn, "redis " + describe(cfg_) + ": the writer lease " + lease_.key() +
                               " had expired (Redis unreachable or this writer paused longer "
                               "than its ttl); nobody took it since, so epoch " +
@@ -240,6 +254,8 @@ bool SyncWorker::take_lease() {
 // data. Nothing more goes to Redis; the segment goes on serving readers; health says fenced.
 void SyncWorker::become_fenced(const std::string& why) {
   fenced_ = true;
+  refilling_ = false;
+  ch_.refilling.store(false, std::memory_order_release);  // nothing more will be written
   const std::size_t dropped = dirty_.size() + key_events_.size() + pattern_events_.size();
   if (!opening_)  // (at open the writer refuses to start, with this error)
     log(LogLevel::error,
@@ -257,6 +273,96 @@ void SyncWorker::become_fenced(const std::string& why) {
   set_state(RedisState::fenced);
   store_relaxed(&v_.h->redis_lease_epoch, std::uint64_t{0});
   client_.close();
+}
+
+// What the server says about itself: a new run id is a restart (its data is checked by the
+// lease's counter); an evicting maxmemory-policy can drop positions silently: a warning in the
+// log and in health (CONFIG may be refused by the ACL: then nothing is known, nothing said).
+void SyncWorker::check_server() {
+  Args a;
+  a.add("INFO").add("server");
+  if (auto r = client_.command(a); r && (*r)->type == REDIS_REPLY_STRING) {
+    const std::string_view info((*r)->str, (*r)->len);
+    if (const auto at = info.find("run_id:"); at != std::string_view::npos) {
+      const std::string id(info.substr(at + 7, info.find_first_of("\r\n", at) - at - 7));
+      if (!run_id_.empty() && id != run_id_)
+        log(LogLevel::warn, "redis " + describe(cfg_) + " restarted (run id " + run_id_ + " -> " +
+                                id + "); checking that it kept its data");
+      run_id_ = id;
+    }
+  }
+  a.clear();
+  a.add("CONFIG").add("GET").add("maxmemory-policy");
+  if (auto r = client_.command(a); r && (*r)->type == REDIS_REPLY_ARRAY && (*r)->elements == 2) {
+    const std::string policy((*r)->element[1]->str, (*r)->element[1]->len);
+    const bool evicts = policy != "noeviction";
+    if (evicts && !evicts_) {
+      log(LogLevel::warn, "redis " + describe(cfg_) + ": maxmemory-policy is " + policy +
+                              ": Redis may evict positions (and the lease) when it is full, "
+                              "holding less than the segment until the writer notices and "
+                              "refills it; set noeviction");
+    }
+    evicts_ = evicts;
+    std::uint32_t w = load_relaxed(&v_.h->redis_warnings);
+    w = evicts ? (w | kRedisEvicts) : (w & ~kRedisEvicts);
+    store_relaxed(&v_.h->redis_warnings, w);
+  }
+}
+
+void SyncWorker::start_refill(const std::string& why) {
+  ++losses_;
+  log(LogLevel::error, "redis " + describe(cfg_) + " lost the data it was given (" + why +
+                           "): refilling it from the segment in the background, up to " +
+                           std::to_string(cfg_.refill_rate) +
+                           " positions/s; positions only Redis held (evicted from the "
+                           "segment) are gone with it");
+  refilling_ = true;
+  ch_.refilling.store(true, std::memory_order_release);
+  refill_next_ = 0;
+  refill_queued_ = 0;
+  refill_started_ns_ = refill_fed_ns_ = monotonic_ns();
+  store_relaxed(&v_.h->redis_data_losses, losses_);
+  store_relaxed(&v_.h->redis_warnings, load_relaxed(&v_.h->redis_warnings) | kRedisRefilling);
+}
+
+void SyncWorker::feed_refill() {
+  const std::int64_t now = monotonic_ns();
+  auto budget = static_cast<std::uint64_t>(static_cast<double>(now - refill_fed_ns_) *
+                                           static_cast<double>(cfg_.refill_rate) / 1e9);
+  if (budget == 0) return;
+  refill_fed_ns_ = now;
+  budget = std::min<std::uint64_t>(budget, 8 * batch_size_);  // after a stall: no burst
+  std::uint64_t words[kPayloadWords];
+  constexpr std::uint8_t kUnknown = (kSlotNewKey | kSlotFieldsDropped) << 1;
+  while (budget > 0 && refill_next_ < v_.capacity) {
+    const auto s = static_cast<std::uint32_t>(refill_next_++);
+    if (read_bounded(v_.slots[s], words, kPayloadWords)) {
+      SlotPayload p;
+      std::memcpy(&p, words, sizeof p);
+      if (p.ns == kFreeNamespace || p.ns >= fmt_.namespaces().size() ||
+          ((unsynced_mask_ >> p.ns) & 1u) != 0)
+        continue;
+    }  // (mid-write for long: queued; the write reads it again)
+    in_dirty_[s] |= kUnknown;
+    if ((in_dirty_[s] & 1) == 0) {
+      in_dirty_[s] |= 1;
+      dirty_.push_back(s);
+    }
+    if (oldest_ns_ == 0) oldest_ns_ = realtime_ns();
+    ++refill_queued_;
+    ++repushed_;
+    --budget;
+  }
+  store_relaxed(&v_.h->redis_repushed, repushed_);
+  if (refill_next_ >= v_.capacity) {
+    refilling_ = false;
+    store_relaxed(&v_.h->redis_warnings, load_relaxed(&v_.h->redis_warnings) & ~kRedisRefilling);
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%.2f",
+                  static_cast<double>(monotonic_ns() - refill_started_ns_) / 1e9);
+    log(LogLevel::info, "redis " + describe(cfg_) + ": refill queued " +
+                            std::to_string(refill_queued_) + " positions in " + secs + " s");
+  }
 }
 
 Expected<bool> SyncWorker::open_lease() {
@@ -364,17 +470,20 @@ void SyncWorker::run() {
       stop_deadline = monotonic_ns() + std::chrono::nanoseconds(cfg_.close_timeout).count();
     bool progress = false;
     if (!fenced_ && !client_.connected() && monotonic_ns() >= next_connect_ns_) connect();
+    if (refilling_ && client_.connected() && !fenced_) feed_refill();
     if (client_.connected() && has_pending()) progress = flush_round();
     if (client_.connected() && !has_pending() && cfg_.guard == RedisGuard::fence) renew_if_idle();
-    if (!has_pending()) {
+    if (!has_pending() && !fenced_) {  // (fenced: nothing is acknowledged any more)
       oldest_ns_ = 0;
       ch_.clean_seq.store(ch_.merged_seq.load(std::memory_order_relaxed),
                           std::memory_order_release);
+      if (!refilling_ && ch_.refilling.load(std::memory_order_relaxed))
+        ch_.refilling.store(false, std::memory_order_release);  // the refill is all written
     }
     publish();
     report_overflows();
     if (stopping) {
-      if (!has_pending() && ch_.to_sync.read_available() == 0) break;
+      if (!has_pending() && !refilling_ && ch_.to_sync.read_available() == 0) break;
       if (monotonic_ns() >= stop_deadline) {
         if (!reported_loss) {
           log(LogLevel::error,

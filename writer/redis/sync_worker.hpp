@@ -65,7 +65,10 @@ class SyncWorker {
   void merge_event(RemovalEvent&& e);
   [[nodiscard]] bool has_pending() const noexcept;
   void connect();
-  bool take_lease();  // false: fenced (or the connection was lost: client_ closed)
+  bool take_lease();    // false: fenced (or the connection was lost: client_ closed)
+  void check_server();  // run id, maxmemory-policy (at connect)
+  void start_refill(const std::string& why);  // Redis lost its data: write the segment again
+  void feed_refill();                         // queues the next slots of the refill, rate-limited
   void become_fenced(const std::string& why);
   bool renew_if_idle();
   std::string load_scripts();
@@ -123,6 +126,17 @@ class SyncWorker {
   bool fenced_ = false;   // another writer took the lease: nothing more is written
   bool opening_ = false;  // in open_lease()
   bool kill_warned_ = false;
+  // Refilling a Redis that lost its data: every live position of a synced namespace is queued
+  // again (with both slot flags: nothing of it can be assumed in Redis), slot by slot from
+  // refill_next_, at most RedisConfig::refill_rate per second on top of the changes.
+  bool refilling_ = false;
+  std::uint64_t refill_next_ = 0;
+  std::uint64_t refill_queued_ = 0;  // by this refill
+  std::int64_t refill_started_ns_ = 0, refill_fed_ns_ = 0;
+  std::uint64_t repushed_ = 0, losses_ = 0;  // published in the header
+  std::uint32_t unsynced_mask_ = 0;          // namespaces with sync = none
+  std::string run_id_;                       // the server's, at the last connect
+  bool evicts_ = false;                      // its maxmemory-policy may evict keys
   Commands tx_;
   std::vector<std::uint32_t> dirty_;
   // per slot: kInDirty (in dirty_) | the kSlot* flags of sync_handoff.hpp shifted left by one
