@@ -71,7 +71,7 @@ struct Writer::Impl {
   explicit Impl(const WriterConfig& c) : cfg(c), rules(cfg.namespaces) {}
   SegmentHeader& header() const noexcept { return table.header(); }
   void start_redis(bool empty_segment, detail::Journal::Scan scan);
-  void warm_start(const RedisConfig& rc);
+  void warm_start(const RedisConfig& rc, bool sync_running);
   void queue_unsynced();
 };
 
@@ -125,18 +125,24 @@ void Writer::Impl::start_redis(bool empty_segment, detail::Journal::Scan scan) {
                     "RedisConfig::warm_start = false, to start without loading)");
       }
     }
-    warm_start(rc);
+    warm_start(rc, started);
   }
   if (reattached) queue_unsynced();
   if (!started) sync->start();
 }
 
-void Writer::Impl::warm_start(const RedisConfig& rc) {
+void Writer::Impl::warm_start(const RedisConfig& rc, bool sync_running) {
   detail::RedisFormat fmt(rc.prefix, cfg.namespaces);
   detail::WarmLoader loader(table);
   auto rep = detail::warm_start(
       rc, fmt, [&loader](const SlotPayload& p) { return loader.restore(p); },
-      [this] { store_relaxed(&header().heartbeat_ns, table.now()); }, cfg.log);
+      [this, sync_running] {
+        store_relaxed(&header().heartbeat_ns, table.now());
+        // A load longer than a third of the lease's ttl must not let it lapse: the sync thread
+        // renews it once it runs; until then, this thread does.
+        if (!sync_running) sync->worker().keep_lease();
+      },
+      cfg.log);
   if (!rep) {
     throw Error(rep.error() +
                 " (the segment stays initializing; start with --cold-start, or "

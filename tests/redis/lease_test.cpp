@@ -239,6 +239,49 @@ TEST(RedisLease, AStoppedWriterWhoseLeaseWasTakenWritesNothingWhenItResumes) {
   EXPECT_EQ(mirror_state(Reader::open(b.name())), "up");
 }
 
+// A warm start longer than the lease's ttl: the lease, taken before the load, is renewed
+// during it (the sync thread does not run yet), so no other writer can take the prefix midway.
+TEST(RedisLease, ALongWarmStartKeepsItsLease) {
+  RedisServer srv;
+  ScratchSegment a("lease_fill"), b("lease_warm");
+  constexpr int kPositions = 60'000;
+  {
+    WriterConfig cfg = lease_config(a, srv, "here", 10s);
+    cfg.capacity = kPositions + 1024;
+    auto w = Writer::open(cfg);
+    for (int i = 0; i < kPositions; ++i) {
+      w->upsert(must(w->make_update("spot", "acct" + std::to_string(i % 500),
+                                    "I" + std::to_string(i), {{"qty", std::to_string(i)}})));
+      if (i % 1024 == 0) w->tick();
+    }
+    ASSERT_TRUE(w->sync_redis(60s));
+    w->close();
+  }
+  WriterConfig cfg = lease_config(b, srv, "here", 300ms);
+  cfg.capacity = kPositions + 1024;
+  std::atomic<bool> done{false};
+  std::atomic<int> held{0}, lapsed{0};
+  std::thread watch([&] {
+    auto c = srv.client();
+    while (!done.load()) {
+      if (pttl(c, "poscache:v1:@writer") > 0)
+        ++held;
+      else if (held.load() > 0)
+        ++lapsed;
+      std::this_thread::sleep_for(5ms);
+    }
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto w = Writer::open(cfg);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  done = true;
+  watch.join();
+  EXPECT_EQ(w->stats().warm_loaded, static_cast<std::uint64_t>(kPositions));
+  EXPECT_GT(took, 300ms) << "the warm start was shorter than the ttl: the test proves nothing";
+  EXPECT_GT(held.load(), 0);
+  EXPECT_EQ(lapsed.load(), 0) << "the lease lapsed during the warm start";
+}
+
 // Redis ends the writer's connection while the sync thread writes (a taker's CLIENT KILL, a
 // restart, maxclients): hiredis's write then meets a closed socket. It must be a lost connection
 // (EPIPE, reconnect, write it again), never a SIGPIPE that kills the process embedding the

@@ -44,6 +44,10 @@ class SyncWorker {
   // that a second writer on the prefix is refused before it turns ready. The error names the
   // holder; an unreachable Redis is not an error (the thread connects later; logged).
   Expected<bool> open_lease();
+  // Before start(), on the caller's thread (a long warm start): renews the lease when due.
+  void keep_lease() {
+    if (cfg_.guard == RedisGuard::fence && client_.connected() && !fenced_) renew_if_idle();
+  }
   void start();
   // Lets the thread write what it has for up to close_timeout, then joins it.
   void stop();
