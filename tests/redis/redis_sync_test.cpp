@@ -672,11 +672,6 @@ void churn_through_a_loss(const std::function<void(RedisServer&)>& lose) {
   RedisServer srv;  // no persistence: a restart comes back empty
   ScratchSegment seg("rs_loss");
   WriterConfig cfg = redis_config(seg, srv, 4096);
-  cfg.log = [](LogLevel, std::string_view m) {
-    if (std::getenv("PCLOG"))
-      std::fprintf(stderr, "LOG %lld %.*s\n", (long long)shm::realtime_ns(), (int)m.size(),
-                   m.data());
-  };
   cfg.redis->reconnect_min = std::chrono::milliseconds(10);
   cfg.redis->reconnect_max = std::chrono::milliseconds(50);
   auto w = Writer::open(cfg);
@@ -695,7 +690,7 @@ void churn_through_a_loss(const std::function<void(RedisServer&)>& lose) {
   };
   churn(6000);  // 3000 positions, most of them written once and left alone
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
-  if (std::getenv("PCLOG")) std::fprintf(stderr, "LOSS at %lld\n", (long long)shm::realtime_ns());
+  const std::uint64_t live_at_loss = w->stats().live;  // all of them the refill must write
   lose(srv);
   churn(2000);  // a few hundred of them change after the loss; the others only the refill brings
   ASSERT_TRUE(test::eventually(
@@ -706,7 +701,8 @@ void churn_through_a_loss(const std::function<void(RedisServer&)>& lose) {
       },
       std::chrono::seconds(30)));
   const MirrorStatus st = mirror_status(Reader::open(seg.name()));
-  EXPECT_GE(st.repushed, w->stats().live);
+  // (Positions inserted after the loss into slots the refill had passed go as any insert.)
+  EXPECT_GE(st.repushed, live_at_loss);
   EXPECT_EQ(st.state, "up");
   auto c = srv.client();
   const Db got = read_positions(c);
@@ -716,9 +712,7 @@ void churn_through_a_loss(const std::function<void(RedisServer&)>& lose) {
   EXPECT_TRUE(got == want);
   int shown = 0;
   for (const auto& [k, h] : want) {
-    if (got.count(k) == 0 && shown++ < 5)
-      ADD_FAILURE() << k << " missing, version " << h.at("version") << " created "
-                    << h.at("created_at") << " updated " << h.at("updated_at");
+    if (got.count(k) == 0 && shown++ < 5) ADD_FAILURE() << k << " is missing in Redis";
   }
   // Every position is in its account's set again.
   for (const auto& [k, h] : want) {
