@@ -5,7 +5,9 @@
 //      hiredis pipeline of HSETs writing the same hashes, and `redis-benchmark -P 64 -t hset`;
 //   2. sync lag (apply -> acknowledged by Redis) at a sustained update rate;
 //   3. apply-path latency (one upsert) with no Redis, Redis up, Redis down, Redis restarting;
-//   4. warm start time for N positions.
+//   4. warm start time for N positions;
+//   5. refill: Redis flushed under a running writer of N positions, the time until it holds
+//      them all again, and the apply path's latency meanwhile.
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -410,6 +412,7 @@ int main(int argc, char** argv) {
   }
 
   // ---- 4. warm start ---------------------------------------------------------------------------
+  admin = client_at(srv.port);  // its connection died with the restarts above
   if (warm_n > 0) {
     redis_cmd(admin, {"FLUSHALL"});
     {
@@ -437,7 +440,50 @@ int main(int argc, char** argv) {
         "positions/s)\n",
         static_cast<unsigned long long>(w->stats().warm_loaded), s,
         static_cast<double>(w->stats().warm_loaded) / s);
+
+    // ---- 5. refill: Redis loses everything (FLUSHALL); the writer notices at its next
+    //         transaction and writes the whole segment again, at its highest refill_rate, while
+    //         the apply thread goes on at the sustained rate (its latency measured meanwhile).
     w->close();
+    boost::interprocess::shared_memory_object::remove(seg.c_str());
+    cfg.redis->refill_rate = 10'000'000;
+    cfg.redis->warm_start = true;
+    auto r = Writer::open(cfg);  // a warm start again: 1 M positions, all in Redis
+    redis_cmd(admin, {"FLUSHALL"});
+    pin_to_cpu(0);
+    std::vector<double> lat;
+    lat.reserve(1 << 22);
+    const double npt = ns_per_tick();
+    std::mt19937_64 rng(3);
+    Reader reader = Reader::open(seg);
+    const auto t1 = std::chrono::steady_clock::now();
+    bool seen = false;
+    for (std::size_t k = 0;; ++k) {
+      const std::int64_t due = shm::monotonic_ns() + static_cast<std::int64_t>(1e9 / rate);
+      while (shm::monotonic_ns() < due) r->tick();
+      const Update u = trading_update(*r, keys, rng() % warm_n, k);
+      const std::uint64_t a0 = ticks_ordered();
+      r->upsert(u);
+      lat.push_back(static_cast<double>(ticks_ordered() - a0) * npt);
+      if (k % 1024 == 0) {  // until the refill is noticed, then written (the header's bit)
+        const bool refilling = mirror_status(reader).refilling;
+        if (refilling) seen = true;
+        if ((seen && !refilling) || secs_since(t1) > 300) break;
+      }
+    }
+    const double refill_s = secs_since(t1);
+    pin_to_cpu(-1);
+    r->sync_redis(std::chrono::minutes(5));
+    const MirrorStatus m = mirror_status(reader);
+    std::printf(
+        "\nrefill after FLUSHALL: %llu positions written again in %.2f s (%.0f positions/s; "
+        "refill_rate 10 M/s, so Redis and the sync thread set the pace), %llu data loss seen\n",
+        static_cast<unsigned long long>(m.repushed), refill_s,
+        static_cast<double>(m.repushed) / refill_s, static_cast<unsigned long long>(m.data_losses));
+    print_row("apply (one upsert) during the refill, " + std::to_string(static_cast<int>(rate)) +
+                  " updates/s",
+              percentiles(lat));
+    r->close();
     boost::interprocess::shared_memory_object::remove(seg.c_str());
   }
   ::unlink(("/dev/shm/" + seg + ".lock").c_str());

@@ -167,6 +167,11 @@ echo; echo "== an account's positions, listed without SCAN (ZRANGE poscache:v1:@
 redis-cli -s "$sock" zrange "poscache:v1:@account:{acct000042}" 0 4 withscores | paste - -
 echo "   positions in Redis: $(redis-cli -s "$sock" --scan --pattern 'poscache:v1:*:{*}:*' | wc -l)"
 echo "   of them quotes: $(redis-cli -s "$sock" --scan --pattern 'poscache:v1:quotes:{*}:*' | wc -l) (sync = \"none\": the segment holds $("$bin/poscache-inspect" -s "$seg" --json stats | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["namespaces"][2]["live"])') quotes, Redis none)"
+echo; echo "== one writer per Redis prefix: the lease (HGETALL poscache:v1:@writer), and a second writer refused"
+redis-cli -s "$sock" hgetall "poscache:v1:@writer" | paste - - | sed 's/^/   /'
+"$bin/poscache-writer" --config config/demo.toml --segment "${seg}_rival" --fresh --redis-socket "$sock" \
+  --no-generate --no-socket --run-for 1s 2>&1 | grep -E "held by another writer" | sed 's/^/   /' || true
+rm -f "/dev/shm/${seg}_rival" "/dev/shm/${seg}_rival.lock" "/dev/shm/${seg}_rival.readers"
 echo; echo "== stopping the writer (SIGTERM: clean close, unsynced changes written to Redis first)"
 kill "$writer"; wait "$writer" || true
 writer=""

@@ -133,7 +133,8 @@ enum class SegmentState : std::uint32_t { initializing = 1, ready = 2, closed = 
 // SegmentHeader::redis_warnings: what health shows without turning degraded.
 //   kRedisEvicts: the server's maxmemory-policy may evict keys (anything but noeviction): Redis
 //     can silently hold less than the segment; the writer refills it when it notices.
-//   kRedisRefilling: a refill (re-push of the whole segment) is under way.
+//   kRedisRefilling: a refill (re-push of the whole segment) is under way: set when the loss is
+//     noticed, cleared once everything it queued is written.
 inline constexpr std::uint32_t kRedisEvicts = 1, kRedisRefilling = 2;
 
 // fenced: another writer took the Redis lease (writer/redis/lease.hpp); this writer writes

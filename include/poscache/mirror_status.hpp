@@ -23,7 +23,7 @@ struct MirrorStatus {
   std::uint64_t lease_epoch = 0;        // the Redis writer lease's epoch it holds (0: none)
   std::uint64_t data_losses = 0;        // times Redis was found without the data it was given
   std::uint64_t repushed = 0;           // positions queued to be written again to refill it
-  bool refilling = false;               // a refill is under way
+  bool refilling = false;               // a refill is under way (not all of it written yet)
   bool evicting_policy = false;         // Redis's maxmemory-policy may evict keys (a warning)
 };
 

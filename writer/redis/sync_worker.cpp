@@ -256,6 +256,7 @@ void SyncWorker::become_fenced(const std::string& why) {
   fenced_ = true;
   refilling_ = false;
   ch_.refilling.store(false, std::memory_order_release);  // nothing more will be written
+  store_relaxed(&v_.h->redis_warnings, load_relaxed(&v_.h->redis_warnings) & ~kRedisRefilling);
   const std::size_t dropped = dirty_.size() + key_events_.size() + pattern_events_.size();
   if (!opening_)  // (at open the writer refuses to start, with this error)
     log(LogLevel::error,
@@ -355,8 +356,7 @@ void SyncWorker::feed_refill() {
   }
   store_relaxed(&v_.h->redis_repushed, repushed_);
   if (refill_next_ >= v_.capacity) {
-    refilling_ = false;
-    store_relaxed(&v_.h->redis_warnings, load_relaxed(&v_.h->redis_warnings) & ~kRedisRefilling);
+    refilling_ = false;  // all queued; the header's bit clears once they are written (run())
     char secs[32];
     std::snprintf(secs, sizeof secs, "%.2f",
                   static_cast<double>(monotonic_ns() - refill_started_ns_) / 1e9);
@@ -477,8 +477,11 @@ void SyncWorker::run() {
       oldest_ns_ = 0;
       ch_.clean_seq.store(ch_.merged_seq.load(std::memory_order_relaxed),
                           std::memory_order_release);
-      if (!refilling_ && ch_.refilling.load(std::memory_order_relaxed))
+      if (!refilling_ && ch_.refilling.load(std::memory_order_relaxed)) {
         ch_.refilling.store(false, std::memory_order_release);  // the refill is all written
+        store_relaxed(&v_.h->redis_warnings,
+                      load_relaxed(&v_.h->redis_warnings) & ~kRedisRefilling);
+      }
     }
     publish();
     report_overflows();
