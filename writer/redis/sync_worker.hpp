@@ -88,7 +88,7 @@ class SyncWorker {
   void log(LogLevel level, const std::string& msg) const {
     if (log_) log_(level, msg);
   }
-  // sync_write.cpp: one round of writes
+  // sync_fenced.cpp: the fenced transactions (RedisGuard::fence)
   // committed: EXEC ran the commands; tripped: EXEC answered nil (the lease was written since
   // the WATCH) or the fence found another epoch; refused: Redis refused the transaction or one
   // of its commands; lost: the connection.
@@ -103,6 +103,7 @@ class SyncWorker {
   // Reads the replies of MULTI, `queued` commands and EXEC; ok[i]: command i succeeded.
   Tx read_exec(std::size_t queued, std::vector<bool>& ok);
   bool write_slots_fenced();
+  // sync_write.cpp: one round of writes (events, then slots; the scripts' path)
   bool flush_round();
   bool write_events(std::vector<RemovalEvent>& events, std::size_t& done);
   bool run_accounts(const std::vector<RemovalEvent>& events, std::size_t from, std::size_t to);
