@@ -93,9 +93,11 @@ double cpu_seconds(pid_t pid) {
 // The bare pipeline: HSET of the same fields and texts the sync writes, `batch` per round trip,
 // with the same two-in-flight overlap the sync uses (the next batch is sent before the replies
 // of the previous one are read), so the floor is as fast as a plain pipeline gets.
-// With `zadd`, each position also goes into its account set (ZADD, as a new position does).
+// With `zadd`, each position also goes into its account set (ZADD, as a new position does);
+// with `xadd`, its change into a stream (XADD MAXLEN ~ 1000000 of kind, ns, account, instrument,
+// version, as the fenced sync appends it to {prefix}:@changes).
 double bare_pipeline(int port, const Keys& keys, std::size_t n, std::size_t batch, bool overlap,
-                     bool zadd = false) {
+                     bool zadd = false, bool xadd = false) {
   detail::RedisClient c = client_at(port);
   const NamespaceSpec spec = preset_trading("spot");
   detail::Args a;
@@ -130,10 +132,30 @@ double bare_pipeline(int port, const Keys& keys, std::size_t n, std::size_t batc
             .add("spot:" + keys.instrument[i]);
         (void)c.append(a);
       }
+      if (xadd) {
+        a.clear();
+        a.add("XADD")
+            .add("bare:@changes")
+            .add("MAXLEN")
+            .add("~")
+            .add("1000000")
+            .add("*")
+            .add("kind")
+            .add("upsert")
+            .add("ns")
+            .add("spot")
+            .add("account")
+            .add(keys.account[i])
+            .add("instrument")
+            .add(keys.instrument[i])
+            .add("version")
+            .add(static_cast<std::uint64_t>(1795000000000000000ull + i));
+        (void)c.append(a);
+      }
     }
     (void)c.send();
     for (std::size_t i = 0; i < pending; ++i) (void)c.read_reply();
-    pending = zadd ? 2 * m : m;
+    pending = m * (1 + (zadd ? 1 : 0) + (xadd ? 1 : 0));
     if (!overlap) {  // the plain way: read this batch's replies before building the next
       for (std::size_t i = 0; i < pending; ++i) (void)c.read_reply();
       pending = 0;
@@ -188,6 +210,7 @@ int main(int argc, char** argv) {
               "bare pipeline of HSETs, send 1024 then read 1024 (for scale)", bare_naive);
   struct Round {
     double bare_ins, bare_upd, ins, upd;
+    double bare_upd_hset;  // fence: the bare updates without the stream's XADD (its cost)
     double cpu_bare_ins, cpu_bare_upd, cpu_ins, cpu_upd;  // redis-server's µs per position
     double me_bare_ins, me_bare_upd, me_ins, me_upd;      // this process's (the client's)
   };
@@ -214,12 +237,19 @@ int main(int argc, char** argv) {
     for (int r = 0; r < 3; ++r) {
       Round rd{};
       redis_cmd(admin, {"FLUSHALL"});
-      rd.bare_ins = redis_us(rd.cpu_bare_ins, rd.me_bare_ins, [&] {  // HSET + ZADD
-        return bare_pipeline(srv.port, keys, n, 1024, true, true);
+      // The same data-carrying commands the sync sends: with the fence, the change stream's
+      // XADD too (the scripts' path has no stream).
+      rd.bare_ins = redis_us(rd.cpu_bare_ins, rd.me_bare_ins, [&] {  // HSET + ZADD (+ XADD)
+        return bare_pipeline(srv.port, keys, n, 1024, true, true, fence);
       });
-      rd.bare_upd = redis_us(rd.cpu_bare_upd, rd.me_bare_upd, [&] {  // HSET of existing hashes
-        return bare_pipeline(srv.port, keys, n, 1024, true);
+      rd.bare_upd = redis_us(rd.cpu_bare_upd, rd.me_bare_upd, [&] {  // HSET (+ XADD)
+        return bare_pipeline(srv.port, keys, n, 1024, true, false, fence);
       });
+      double unused = 0, unused_me = 0;
+      rd.bare_upd_hset =
+          fence ? redis_us(unused, unused_me,
+                           [&] { return bare_pipeline(srv.port, keys, n, 1024, true); })
+                : rd.bare_upd;
       redis_cmd(admin, {"FLUSHALL"});
       WriterConfig cfg = bench_config(seg, n + 1024);
       cfg.redis = redis_at(srv.port);
@@ -242,13 +272,15 @@ int main(int argc, char** argv) {
         return static_cast<double>(n) / secs_since(t0);
       });
       std::printf(
-          "    round %d: inserts sync %.1f k/s, bare (HSET + ZADD) %.1f k/s (%.2fx); updates "
-          "sync %.1f k/s, bare (HSET) %.1f k/s (%.2fx); redis-server cpu per position: inserts "
+          "    round %d: inserts sync %.1f k/s, bare (HSET + ZADD%s) %.1f k/s (%.2fx); updates "
+          "sync %.1f k/s, bare (HSET%s) %.1f k/s (%.2fx), bare HSET alone %.1f k/s; redis-server "
+          "cpu per position: inserts "
           "%.2f / %.2f us, updates %.2f / %.2f us (sync / bare); client cpu per position: "
           "inserts %.2f / %.2f us, updates %.2f / %.2f us\n",
-          r + 1, rd.ins / 1e3, rd.bare_ins / 1e3, rd.ins / rd.bare_ins, rd.upd / 1e3,
-          rd.bare_upd / 1e3, rd.upd / rd.bare_upd, rd.cpu_ins, rd.cpu_bare_ins, rd.cpu_upd,
-          rd.cpu_bare_upd, rd.me_ins, rd.me_bare_ins, rd.me_upd, rd.me_bare_upd);
+          r + 1, rd.ins / 1e3, fence ? " + XADD" : "", rd.bare_ins / 1e3, rd.ins / rd.bare_ins,
+          rd.upd / 1e3, fence ? " + XADD" : "", rd.bare_upd / 1e3, rd.upd / rd.bare_upd,
+          rd.bare_upd_hset / 1e3, rd.cpu_ins, rd.cpu_bare_ins, rd.cpu_upd, rd.cpu_bare_upd,
+          rd.me_ins, rd.me_bare_ins, rd.me_upd, rd.me_bare_upd);
       rounds.push_back(rd);
       w->close();
       boost::interprocess::shared_memory_object::remove(seg.c_str());
@@ -259,6 +291,12 @@ int main(int argc, char** argv) {
                 fence ? "" : "scripts: ", mu.upd / mu.bare_upd, mu.upd / 1e3, mu.bare_upd / 1e3);
     std::printf("  %sratio inserts %.2f (sync %.1f k/s, bare %.1f k/s)\n",
                 fence ? "" : "scripts: ", mi.ins / mi.bare_ins, mi.ins / 1e3, mi.bare_ins / 1e3);
+    if (fence) {
+      std::printf(
+          "  (the bare pipelines include the change stream's XADD, as the sync does; the median "
+          "round's updates against bare HSETs alone: %.2f)\n",
+          mu.upd / mu.bare_upd_hset);
+    }
   }
   redis_cmd(admin, {"FLUSHALL"});
   {

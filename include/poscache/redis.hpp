@@ -63,6 +63,11 @@ struct RedisConfig {
   // keys evicted: the lease's epoch counter gone) is refilled from the segment in the
   // background, at most this many positions per second on top of the changes.
   std::size_t refill_rate = 100'000;
+  // fence: every transaction also appends its changes to the stream {prefix}:@changes (XADD
+  // MAXLEN ~ this many entries, in the same MULTI), which followers and other services tail
+  // (README "The change stream"). At 100 k changes/s the default keeps about 10 s of history: a
+  // follower further behind reloads. 0: no stream (no followers).
+  std::size_t change_stream_length = 1'000'000;
   // Namespaces kept in the segment only (sync = none): never written to Redis, nor loaded from
   // it by a warm start (short-lived quotes need no durable copy). The others are mirrored.
   std::vector<std::string> unsynced_namespaces;

@@ -248,7 +248,8 @@ TEST(RedisLease, AStoppedWriterWhoseLeaseWasTakenWritesNothingWhenItResumes) {
 TEST(RedisLease, ALongWarmStartKeepsItsLease) {
   RedisServer srv;
   ScratchSegment a("lease_fill"), b("lease_warm");
-  constexpr int kPositions = 60'000;
+  constexpr int kPositions =
+      200'000;  // a load of ~0.5-1 s: longer than the 300 ms ttl even on a quiet host
   {
     WriterConfig cfg = lease_config(a, srv, "here", 10s);
     cfg.capacity = kPositions + 1024;

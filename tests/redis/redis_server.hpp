@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -185,6 +186,31 @@ inline detail::Reply cmd(detail::RedisClient& c, std::initializer_list<std::stri
   auto r = c.command(a);
   if (!r) throw std::runtime_error(r.error());
   return std::move(*r);
+}
+
+using Hash = std::map<std::string, std::string>;
+using Db = std::map<std::string, Hash>;  // position key -> fields
+
+// Every position hash under the prefix, read back with SCAN + HGETALL.
+inline Db read_positions(detail::RedisClient& c, const std::string& prefix = "poscache:v1") {
+  Db db;
+  std::string cursor = "0";
+  do {
+    auto r =
+        cmd(c, {"SCAN", cursor, "MATCH", prefix + ":*:{*}:*", "COUNT", "1000", "TYPE", "hash"});
+    cursor.assign(r->element[0]->str, r->element[0]->len);
+    for (std::size_t i = 0; i < r->element[1]->elements; ++i) {
+      const std::string key(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
+      auto h = cmd(c, {"HGETALL", key});
+      Hash fields;
+      for (std::size_t j = 0; j + 1 < h->elements; j += 2) {
+        fields[std::string(h->element[j]->str, h->element[j]->len)] =
+            std::string(h->element[j + 1]->str, h->element[j + 1]->len);
+      }
+      db[key] = fields;
+    }
+  } while (cursor != "0");
+  return db;
 }
 
 }  // namespace poscache::test

@@ -28,31 +28,6 @@
 namespace poscache::test {
 namespace {
 
-using Hash = std::map<std::string, std::string>;
-using Db = std::map<std::string, Hash>;  // position key -> fields
-
-// Every position hash under the prefix, read back with SCAN + HGETALL.
-Db read_positions(detail::RedisClient& c, const std::string& prefix = "poscache:v1") {
-  Db db;
-  std::string cursor = "0";
-  do {
-    auto r =
-        cmd(c, {"SCAN", cursor, "MATCH", prefix + ":*:{*}:*", "COUNT", "1000", "TYPE", "hash"});
-    cursor.assign(r->element[0]->str, r->element[0]->len);
-    for (std::size_t i = 0; i < r->element[1]->elements; ++i) {
-      const std::string key(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
-      auto h = cmd(c, {"HGETALL", key});
-      Hash fields;
-      for (std::size_t j = 0; j + 1 < h->elements; j += 2) {
-        fields[std::string(h->element[j]->str, h->element[j]->len)] =
-            std::string(h->element[j + 1]->str, h->element[j + 1]->len);
-      }
-      db[key] = fields;
-    }
-  } while (cursor != "0");
-  return db;
-}
-
 std::string key_of(const std::string& ns, std::string_view account, std::string_view instrument,
                    const std::string& prefix = "poscache:v1") {
   return prefix + ":" + ns + ":{" + std::string(account) + "}:" + std::string(instrument);

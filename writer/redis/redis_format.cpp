@@ -167,6 +167,51 @@ std::size_t RedisFormat::add_plain_delete(std::string_view ns, std::string_view 
   return 2;
 }
 
+// XADD {prefix}:@changes MAXLEN ~ N * kind: the value of `kind` comes next.
+Args& RedisFormat::add_xadd(Commands& out) const {
+  return out.cmd("XADD")
+      .add_concat({prefix_, ":@changes"})
+      .add("MAXLEN")
+      .add("~")
+      .add(stream_max_)
+      .add("*")
+      .add("kind");
+}
+
+std::size_t RedisFormat::add_change(std::string_view kind, std::string_view ns,
+                                    std::string_view account, std::string_view instrument,
+                                    std::uint64_t version, Commands& out) const {
+  if (stream_max_.empty()) return 0;
+  add_xadd(out)
+      .add(kind)
+      .add("ns")
+      .add(ns)
+      .add("account")
+      .add(account)
+      .add("instrument")
+      .add(instrument)
+      .add("version")
+      .add(version);
+  return 1;
+}
+
+std::size_t RedisFormat::add_pattern_change(std::string_view scope, std::string_view ns,
+                                            std::string_view pattern, std::uint64_t version,
+                                            Commands& out) const {
+  if (stream_max_.empty()) return 0;
+  add_xadd(out)
+      .add("pattern")
+      .add("scope")
+      .add(scope)
+      .add("ns")
+      .add(ns)
+      .add("pattern")
+      .add(pattern)
+      .add("version")
+      .add(version);
+  return 1;
+}
+
 void UpsertCall::add(const RedisFormat& fmt, const SlotPayload& p) {
   fmt.add_upsert(p, keys_, argv_);
   ++n_;

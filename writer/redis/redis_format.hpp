@@ -19,6 +19,15 @@
 // the scripts below touch keys of one slot only.
 //
 //   {prefix}:@writer, {prefix}:@epoch        the writer lease (writer/redis/lease.hpp)
+//   {prefix}:@changes                        STREAM (fence only), one entry per change, appended
+//                                            in the transaction that wrote it (add_change):
+//       kind upsert|removal, ns, account, instrument, version       one position
+//       kind pattern, scope account|namespace|glob|all, ns, pattern, version
+//                                            a removal by pattern (ns empty: every namespace;
+//                                            pattern: the account or the glob), written once
+//                                            its deletes are all in Redis
+//     trimmed with MAXLEN ~ RedisConfig::change_stream_length. An upsert entry names the key;
+//     the hash holds its data (a version at least as new).
 //
 // Who may write: with RedisGuard::fence (the default) only the lease holder, in fenced
 // transactions of plain commands (add_plain_upsert, add_plain_delete); with RedisGuard::scripts
@@ -177,6 +186,21 @@ class RedisFormat {
   // HSET {prefix}:@schema ns json ...
   void schema_args(Args& out) const;
 
+  // The change stream (fence only): 0 turns it off (add_change adds nothing).
+  void set_change_stream(std::size_t max_length) {
+    stream_max_ = max_length == 0 ? std::string() : std::to_string(max_length);
+  }
+  [[nodiscard]] bool change_stream() const noexcept { return !stream_max_.empty(); }
+  std::string changes_key() const { return prefix_ + ":@changes"; }
+  // XADD of one position's change, kind "upsert" or "removal". Returns the commands added (0, 1).
+  std::size_t add_change(std::string_view kind, std::string_view ns, std::string_view account,
+                         std::string_view instrument, std::uint64_t version, Commands& out) const;
+  // XADD of a removal by pattern: `scope` account|namespace|glob|all, `ns` (empty: all),
+  // `pattern` the account or the glob (empty for namespace and all).
+  std::size_t add_pattern_change(std::string_view scope, std::string_view ns,
+                                 std::string_view pattern, std::uint64_t version,
+                                 Commands& out) const;
+
   // A hash read back (HGETALL field/value pairs) into a payload; the error names the key and
   // the field. `ns` is the namespace id the key names.
   Expected<shm::SlotPayload> decode(const ParsedKey& key, std::uint16_t ns,
@@ -186,11 +210,13 @@ class RedisFormat {
 
  private:
   void add_unset_names(const shm::SlotPayload& p, Args& out) const;
+  Args& add_xadd(Commands& out) const;
   // field/value pairs of every set field, then version, source_seq, created_at, updated_at
   void add_field_values(const shm::SlotPayload& p, Args& out) const;
   std::string prefix_;
   std::vector<NamespaceSpec> ns_;
   bool any_expiring_ = false;  // a namespace with expire_after: account sets may have an expiry
+  std::string stream_max_;     // MAXLEN ~ of the change stream, as text (empty: no stream)
 };
 
 }  // namespace poscache::detail

@@ -184,7 +184,9 @@ bool SyncWorker::write_slots_fenced() {
       std::uint8_t write_flags = flags;
       if (p.created_at_ns >= horizon_ns_) write_flags |= kSlotNewKey;
       if (p.updated_at_ns >= horizon_ns_) write_flags |= kSlotFieldsDropped;
-      const std::size_t n = fmt_.add_plain_upsert(p, write_flags, set_sha_, c.cmds);
+      std::size_t n = fmt_.add_plain_upsert(p, write_flags, set_sha_, c.cmds);
+      n += fmt_.add_change("upsert", ns_name(p.ns), {p.account, p.account_len},
+                           {p.instrument, p.instrument_len}, p.version, c.cmds);
       c.items.push_back({s, p.version, flags, static_cast<std::uint32_t>(n)});
     }
     c.built_at = monotonic_ns();

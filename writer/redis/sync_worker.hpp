@@ -108,6 +108,7 @@ class SyncWorker {
   bool write_events(std::vector<RemovalEvent>& events, std::size_t& done);
   bool run_accounts(const std::vector<RemovalEvent>& events, std::size_t from, std::size_t to);
   bool run_scan(const RemovalEvent& e);
+  bool append_patterns(const std::vector<RemovalEvent>& events, std::size_t from, std::size_t to);
   bool delete_pipelined(const std::vector<std::pair<ParsedKey, std::uint64_t>>& keys);
   bool write_slots();
   bool check_replies(std::size_t n, std::vector<bool>* ok);

@@ -170,6 +170,39 @@ bool SyncWorker::run_scan(const RemovalEvent& e) {
   return true;
 }
 
+// The change stream's entries of removals by pattern [from, to), once their deletes are all in
+// Redis: one fenced transaction. (A writer that dies before it replays the removal from its
+// journal: deletes again, then the entry.)
+bool SyncWorker::append_patterns(const std::vector<RemovalEvent>& events, std::size_t from,
+                                 std::size_t to) {
+  if (!fmt_.change_stream()) return true;
+  const Tx t = fenced_guarded(
+      0, [](std::size_t, Args&) {},
+      [&](const Versions&, Commands& out) {
+        for (std::size_t j = from; j < to; ++j) {
+          const RemovalEvent& e = events[j];
+          const std::string_view ns = e.ns ? ns_name(*e.ns) : std::string_view();
+          switch (e.kind) {
+            case RemovalEvent::Kind::account:
+              fmt_.add_pattern_change("account", ns, e.text, e.version, out);
+              break;
+            case RemovalEvent::Kind::ns:
+              fmt_.add_pattern_change("namespace", ns, {}, e.version, out);
+              break;
+            case RemovalEvent::Kind::glob:
+              fmt_.add_pattern_change("glob", {}, e.text, e.version, out);
+              break;
+            case RemovalEvent::Kind::all:
+              fmt_.add_pattern_change("all", {}, {}, e.version, out);
+              break;
+            default:
+              break;
+          }
+        }
+      });
+  return t == Tx::committed;
+}
+
 // Events in version order. `done` counts the ones written (the caller keeps the rest).
 bool SyncWorker::write_events(std::vector<RemovalEvent>& events, std::size_t& done) {
   done = 0;
@@ -180,14 +213,14 @@ bool SyncWorker::write_events(std::vector<RemovalEvent>& events, std::size_t& do
       while (k < events.size() && k - i < batch_size_ &&
              events[k].kind == RemovalEvent::Kind::account)
         ++k;
-      if (!run_accounts(events, i, k)) return false;
+      if (!run_accounts(events, i, k) || !append_patterns(events, i, k)) return false;
       for (; i < k; ++i) tail_.done(events[i].journal_pos);
       done = i;
       continue;
     }
     if (events[i].kind != RemovalEvent::Kind::spill &&
         events[i].kind != RemovalEvent::Kind::erase) {
-      if (!run_scan(events[i])) return false;
+      if (!run_scan(events[i]) || !append_patterns(events, i, i + 1)) return false;
       tail_.done(events[i].journal_pos);
       done = ++i;
       continue;
@@ -210,10 +243,14 @@ bool SyncWorker::write_events(std::vector<RemovalEvent>& events, std::size_t& do
                 if (held[j] && *held[j] >= e.version) continue;
                 fmt_.add_plain_upsert(p, RedisFormat::kAddMember | RedisFormat::kDropUnset,
                                       set_sha_, out);
+                fmt_.add_change("upsert", ns_name(p.ns), {p.account, p.account_len},
+                                {p.instrument, p.instrument_len}, e.version, out);
               } else {
                 if (held[j] && *held[j] > e.version) continue;  // written after the erase
                 fmt_.add_plain_delete(ns_name(p.ns), {p.account, p.account_len},
                                       {p.instrument, p.instrument_len}, out);
+                fmt_.add_change("removal", ns_name(p.ns), {p.account, p.account_len},
+                                {p.instrument, p.instrument_len}, e.version, out);
               }
             }
           });
