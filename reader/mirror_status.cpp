@@ -32,6 +32,10 @@ MirrorStatus mirror_status(const Reader& reader) {
   const std::uint32_t w = load_relaxed(&h.redis_warnings);
   st.refilling = (w & kRedisRefilling) != 0;
   st.evicting_policy = (w & kRedisEvicts) != 0;
+  st.follow_state = follow_state_name(load_relaxed(&h.follow_state));
+  st.follow_lag_ns = load_relaxed(&h.follow_lag_ns);
+  st.follow_entries = load_relaxed(&h.follow_entries);
+  st.follow_reloads = load_relaxed(&h.follow_reloads);
   return st;
 }
 

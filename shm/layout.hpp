@@ -101,7 +101,7 @@ namespace poscache::shm {
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 11;  // 2: SlotBook::queued_epoch; 3: the journal;
+inline constexpr std::uint32_t kLayoutVersion = 12;  // 2: SlotBook::queued_epoch; 3: the journal;
                                                      // 4: no LRU links (writer/recency_log.hpp);
                                                      // 5: journal counts published in the header;
                                                      // 6: the producer table;
@@ -110,6 +110,7 @@ inline constexpr std::uint32_t kLayoutVersion = 11;  // 2: SlotBook::queued_epoc
                                                      // 9: the change ring (shm/change_ring.hpp);
                                                      // 10: text fields (FieldDesc::length)
                                                      // 11: the Redis lease's epoch, state fenced
+                                                     // 12: a follower's state (follow_state)
 inline constexpr std::uint32_t kHashAlgorithm = 3;   // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
 // Key and schema limits. The public constants (poscache/schema.hpp: what the API validates) are
@@ -136,6 +137,14 @@ enum class SegmentState : std::uint32_t { initializing = 1, ready = 2, closed = 
 //   kRedisRefilling: a refill (re-push of the whole segment) is under way: set when the loss is
 //     noticed, cleared once everything it queued is written.
 inline constexpr std::uint32_t kRedisEvicts = 1, kRedisRefilling = 2;
+
+// SegmentHeader::follow_state: a follower loading the whole prefix (at start, or because the
+// change stream was trimmed past it), tailing the change stream, or unable to reach Redis.
+enum class FollowState : std::uint32_t { none = 0, loading = 1, following = 2, down = 3 };
+constexpr const char* follow_state_name(std::uint32_t s) noexcept {
+  constexpr const char* kNames[] = {"none", "loading", "following", "down"};
+  return s < 4 ? kNames[s] : "unknown";
+}
 
 // fenced: another writer took the Redis lease (writer/redis/lease.hpp); this writer writes
 // nothing more to Redis and goes on serving readers.
@@ -235,7 +244,13 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint32_t reserved4;
   std::uint64_t accounts_epoch;  // odd while account index entries move (shm/accounts.hpp)
   std::uint64_t ring_head;       // change ring: records below it are published (C5)
-  std::uint64_t reserved5[4];
+  // A follower (writer/follow/follower.hpp) keeping this segment from another writer's Redis:
+  // stored relaxed by its apply thread once per batch of the change stream (statistics).
+  std::uint32_t follow_state;  // FollowState (0: not a follower)
+  std::uint32_t reserved5;
+  std::int64_t follow_lag_ns;    // the last batch's largest lag: applied here - applied there
+  std::uint64_t follow_entries;  // change-stream entries applied
+  std::uint64_t follow_reloads;  // full reloads (the stream trimmed past it, or Redis lost it)
 
   // --- lines 4-5: counters (poscache/counters.hpp; one writer, relaxed).
   Counters counters;
@@ -682,6 +697,7 @@ constexpr std::uint64_t layout_fingerprint() {
                                  offsetof(SegmentHeader, accounts_epoch),
                                  offsetof(SegmentHeader, ring_head),
                                  offsetof(SegmentHeader, ring_cells),
+                                 offsetof(SegmentHeader, follow_state),
                                  offsetof(SegmentHeader, counters),
                                  sizeof(Counters),
                                  offsetof(SegmentHeader, redis_state),

@@ -75,6 +75,12 @@ void print_stats(const SegmentStats& s, const MirrorStatus& m) {
       ms(m.oldest_unsynced_age_ns).c_str(), static_cast<unsigned long long>(m.synced_version),
       static_cast<unsigned long long>(m.lease_epoch),
       m.last_error.empty() ? "" : "  last error: ", m.last_error.c_str());
+  if (m.follow_state != "none") {
+    std::printf("follow       %s  lag %s  %llu entries applied  %llu loads\n",
+                m.follow_state.c_str(), ms(m.follow_lag_ns).c_str(),
+                static_cast<unsigned long long>(m.follow_entries),
+                static_cast<unsigned long long>(m.follow_reloads));
+  }
   std::printf(
       "journal      %llu removals not yet in Redis  %llu overflowed (kept in memory only)\n",
       static_cast<unsigned long long>(m.journal_pending),
@@ -227,7 +233,11 @@ int main(int argc, char** argv) {
     } else {
       std::printf("writer pid %lld %s (heartbeat %s ago)\n", static_cast<long long>(w.pid),
                   w.alive ? "alive" : "NOT ALIVE", ms(w.heartbeat_age_ns).c_str());
-      if (h.redis_on) {
+      if (s.follow_state != "none") {
+        std::printf("follower %s%s: lag %s, %llu entries applied\n", s.follow_state.c_str(),
+                    h.redis_ok ? "" : " (DEGRADED)", ms(s.follow_lag_ns).c_str(),
+                    static_cast<unsigned long long>(s.follow_entries));
+      } else if (h.redis_on) {
         std::printf("redis %s%s: %llu unsynced, oldest %s%s%s\n", s.state.c_str(),
                     h.redis_ok ? "" : " (DEGRADED)", static_cast<unsigned long long>(s.dirty),
                     ms(s.oldest_unsynced_age_ns).c_str(),

@@ -133,6 +133,15 @@ class Table {
   // A position from Redis, with its own version and timestamps, already synced: into a free
   // slot (the caller makes room). Returns the slot.
   std::uint32_t insert_synced(const shm::SlotPayload& p);
+
+  // ---- a follower (writer/follow/follower.hpp): changes another writer made, from Redis -------
+  // Position `p` with its writer's version and timestamps: written in place over an older
+  // version of its key (readers never miss it), or inserted (evicting the least recently
+  // updated position when full). False if the key holds this version or a newer one.
+  bool apply_synced(const shm::SlotPayload& p);
+  // Removal `e` as its writer made it: the positions it covers that are older than it, with a
+  // ring record as here (an erase's own; a pattern's one). Returns how many it removed.
+  std::size_t apply_removal(const RemovalEvent& e);
   // `version`: what the ring records for an erase (its own version); 0: the position's.
   void remove(std::uint32_t s, Removal why, std::uint64_t version = 0);
   [[nodiscard]] bool full() const noexcept { return wa_->free_head == shm::kNil; }
@@ -155,6 +164,7 @@ class Table {
  private:
   ApplyResult upsert_hashed(const Update& u, std::uint64_t hash, std::int64_t t,
                             bool claimed = false);
+  std::vector<std::uint32_t> covered_older(const RemovalEvent& e) const;
   // A pattern's removals, after its ring record: announced even if nothing matched.
   std::size_t remove_all(const std::vector<std::uint32_t>& victims);
   // A new version for a removal (erase, pattern): Redis orders by it, the ring records it.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <tuple>
+#include <vector>
 
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
@@ -252,10 +253,11 @@ void Table::rebuild_lists() {
   wa_->next_version = std::max(wa_->next_version, max_version + 1);
 }
 
-std::size_t Table::finish_removal(const RemovalEvent& e) {
+// The live positions removal `e` covers that are older than it.
+std::vector<std::uint32_t> Table::covered_older(const RemovalEvent& e) const {
   using Kind = RemovalEvent::Kind;
-  if (e.kind == Kind::spill) return 0;  // the position was still in its slot or already gone
   std::vector<std::uint32_t> victims;
+  if (e.kind == Kind::spill) return victims;  // removes nothing
   auto consider = [&](std::uint32_t s) {
     const SlotPayload& p = peek(s);
     if (p.ns != kFreeNamespace && p.version < e.version && covers(e, namespace_name(p.ns), p))
@@ -271,7 +273,58 @@ std::size_t Table::finish_removal(const RemovalEvent& e) {
   } else {  // a namespace, a glob, everything (rare): every slot
     for (std::uint32_t s = 0; s < capacity_; ++s) consider(s);
   }
+  return victims;
+}
+
+std::size_t Table::finish_removal(const RemovalEvent& e) {
+  if (e.kind == RemovalEvent::Kind::spill) return 0;  // the position was in its slot or gone
+  return remove_all(covered_older(e));
+}
+
+std::size_t Table::apply_removal(const RemovalEvent& e) {
+  using Kind = RemovalEvent::Kind;
+  const std::vector<std::uint32_t> victims = covered_older(e);
+  if (e.kind == Kind::spill) return 0;
+  if (e.kind == Kind::erase) {  // a record of its own, as an erase here has
+    if (victims.empty()) return 0;
+    remove(victims.front(), Removal::erase, e.version);
+    changed();
+    return 1;
+  }
+  const auto ns = e.ns.value_or(kFreeNamespace);
+  const ChangeKind kind = e.kind == Kind::account ? ChangeKind::invalidated_account
+                          : e.kind == Kind::ns    ? ChangeKind::invalidated_namespace
+                          : e.kind == Kind::glob  ? ChangeKind::invalidated_glob
+                                                  : ChangeKind::invalidated_all;
+  ring_.append(static_cast<std::uint8_t>(kind), ns, e.version, now(), e.text, {});
   return remove_all(victims);
+}
+
+bool Table::apply_synced(const SlotPayload& in) {
+  SlotPayload p = in;
+  const std::string_view account(p.account, p.account_len);
+  const std::string_view instrument(p.instrument, p.instrument_len);
+  p.key_hash = key_hash(p.ns, account, instrument);
+  p.account_hash = account_hash(account);
+  if (const std::uint32_t s = find(p.key_hash, p.ns, account, instrument); s != kNil) {
+    if (peek(s).version >= p.version) return false;  // this one or a newer one is here
+    write_slot(s, p);                                // in place: readers never miss the key
+    ring_.append(static_cast<std::uint8_t>(ChangeKind::updated), p.ns, p.version, p.updated_at_ns,
+                 account, instrument);
+    recency_.touch(s, p.ns);
+    book_[s].synced_version = p.version;
+    wa_->next_version = std::max(wa_->next_version, p.version + 1);
+    bump(h_->counters.updates);
+    changed();
+    return true;
+  }
+  if (full()) remove(recency_.oldest(), Removal::eviction);
+  insert_synced(p);
+  ring_.append(static_cast<std::uint8_t>(ChangeKind::inserted), p.ns, p.version, p.updated_at_ns,
+               account, instrument);
+  bump(h_->counters.inserts);
+  changed();
+  return true;
 }
 
 std::uint32_t Table::insert_synced(const SlotPayload& in) {

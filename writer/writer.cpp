@@ -5,6 +5,7 @@
 //   writer/journal.hpp     the removal journal: codec, append, validation, replay
 //   writer/lifecycle.hpp   open: create, re-attach (repairs, rebuilds), replace, retire
 //   writer/redis/          the Redis mirror: hand-off, sync thread, format, client, warm start
+//   writer/follow/         a follower: the segment kept from another writer's Redis
 //   writer/writer_lock.hpp one writer per segment
 #include "poscache/writer.hpp"
 
@@ -17,6 +18,7 @@
 #include "shm/layout.hpp"
 #include "shm/segment.hpp"
 #include "shm/slot_codec.hpp"
+#include "writer/follow/follower.hpp"
 #include "writer/input.hpp"
 #include "writer/journal.hpp"
 #include "writer/lifecycle.hpp"
@@ -62,7 +64,8 @@ struct Writer::Impl {
   std::int64_t next_reap = 0;
   detail::Table table;
   detail::Journal journal;
-  std::unique_ptr<detail::RedisSync> sync;  // null without Redis
+  std::unique_ptr<detail::RedisSync> sync;     // null without Redis, and in a follower
+  std::unique_ptr<detail::Follower> follower;  // only in a follower (WriterConfig::follow)
   detail::WarmStartReport warm;
   bool reattached = false;
   std::uint64_t huge_page_bytes = 0;  // of the segment, mapped with 2 MiB pages (at open)
@@ -89,6 +92,19 @@ void Writer::Impl::start_redis(bool empty_segment, detail::Journal::Scan scan) {
     return;
   }
   const RedisConfig& rc = *cfg.redis;
+  if (cfg.follow) {  // no lease, no sync: the positions and the stream of the writer that has it
+    if (!pending.empty()) {
+      cfg.log(LogLevel::warn, std::to_string(pending.size()) +
+                                  " removals in the segment's journal are not in Redis yet; a "
+                                  "follower writes nothing to Redis: they are dropped");
+    }
+    follower =
+        std::make_unique<detail::Follower>(rc, cfg.namespaces, table, cfg.log, cfg.on_follow);
+    if (auto ok = follower->start(); !ok) {
+      throw Error(ok.error() + " (the segment stays initializing)");
+    }
+    return;
+  }
   const Geometry g = geometry_for(table.capacity());
   auto* base = static_cast<std::byte*>(mapping.base());
   sync = std::make_unique<detail::RedisSync>(
@@ -224,6 +240,8 @@ void check_config(const WriterConfig& config) {
                 " must grant its owner read and write and use only permission bits (e.g. 0640)");
   }
 
+  if (config.follow && !config.redis)
+    throw Error("follow: a follower needs Redis configured (the writer's prefix to follow)");
   if (config.redis) {
     if (auto v = validate(*config.redis); !v) throw Error(v.error());
     for (const std::string& name : config.redis->unsynced_namespaces) {
@@ -319,7 +337,17 @@ Expected<Update> Writer::make_update(NamespaceId ns, std::string_view account,
 }
 
 // ---- changes ----------------------------------------------------------------------------------
+// A follower's positions come from Redis only: a change of its own would never reach Redis and
+// would be overwritten or removed by the next load.
+[[noreturn]] void Writer::refuse_in_follower() const {
+  throw Error("segment '" + impl_->cfg.segment +
+              "' is kept by a follower (WriterConfig::follow, poscache-writer --follow): its "
+              "positions change only through the writer that holds the Redis lease");
+}
+
 ApplyResult Writer::upsert(const Update& update) {
+  if (impl_->follower) [[unlikely]]
+    refuse_in_follower();
   if (!impl_->rules.check(update).ok()) {  // (the result carries no message: none is built)
     bump(impl_->header().counters.rejects);
     return ApplyResult{ApplyStatus::bad_input, 0, false};
@@ -328,6 +356,8 @@ ApplyResult Writer::upsert(const Update& update) {
 }
 
 void Writer::upsert_batch(std::span<const Update> updates, std::span<ApplyResult> results) {
+  if (impl_->follower) [[unlikely]]
+    refuse_in_follower();
   if (results.size() < updates.size())
     throw Error("upsert_batch: results span is shorter than updates");
   // Validate each first (as upsert() does); bad ones are reported, the rest applied in order.
@@ -348,6 +378,8 @@ void Writer::upsert_batch(std::span<const Update> updates, std::span<ApplyResult
 void Writer::upsert_batch(std::span<const Update> updates,
                           std::span<const std::uint64_t> key_hashes,
                           std::span<ApplyResult> results) {
+  if (impl_->follower) [[unlikely]]
+    refuse_in_follower();
   if (results.size() < updates.size() || key_hashes.size() < updates.size())
     throw Error("upsert_batch: results or key_hashes span is shorter than updates");
   std::size_t start = 0;
@@ -371,6 +403,8 @@ void Writer::upsert_batch(std::span<const Update> updates,
 }
 
 ApplyResult Writer::erase(const KeyRef& key) {
+  if (impl_->follower) [[unlikely]]
+    refuse_in_follower();
   if (!impl_->rules.problem(key).empty()) {
     bump(impl_->header().counters.rejects);
     return ApplyResult{ApplyStatus::bad_input, 0, false};
@@ -379,21 +413,31 @@ ApplyResult Writer::erase(const KeyRef& key) {
 }
 
 std::size_t Writer::invalidate_account(std::string_view account, std::optional<NamespaceId> ns) {
+  if (impl_->follower) [[unlikely]]
+    refuse_in_follower();
   return impl_->table.invalidate_account(account, ns);
 }
 std::size_t Writer::invalidate_namespace(NamespaceId ns) {
+  if (impl_->follower) [[unlikely]]
+    refuse_in_follower();
   if (!impl_->rules.problem_of_namespace(ns).empty()) return 0;
   return impl_->table.invalidate_namespace(ns);
 }
 std::size_t Writer::invalidate_matching(std::string_view glob) {
+  if (impl_->follower) [[unlikely]]
+    refuse_in_follower();
   if (std::string why = impl_->rules.problem_of_glob(glob); !why.empty()) throw Error(why);
   return impl_->table.invalidate_matching(glob);
 }
 std::size_t Writer::invalidate_all() {
+  if (impl_->follower) [[unlikely]]
+    refuse_in_follower();
   return impl_->table.invalidate_all();
 }
 
 BatchResult Writer::apply(std::span<const Op> ops) {
+  if (impl_->follower) [[unlikely]]
+    refuse_in_follower();
   BatchResult br;
   detail::Table& t = impl_->table;
   // 1. Check everything: a malformed op refuses the whole batch, nothing applied.
@@ -467,6 +511,18 @@ void Writer::close() {
   w.lock.release();
 }
 
+std::size_t Writer::follow(std::chrono::milliseconds wait) {
+  if (!impl_->follower) {
+    throw Error("follow(): segment '" + impl_->cfg.segment +
+                "' is not kept by a follower (WriterConfig::follow)");
+  }
+  return impl_->follower->step(wait);
+}
+
+bool Writer::following() const noexcept {
+  return impl_->follower != nullptr;
+}
+
 bool Writer::set_redis_password(std::string password) {
   if (!impl_->sync) return false;
   impl_->sync->worker().set_password(std::move(password));
@@ -532,6 +588,10 @@ WriterStats Writer::stats() const {
       oldest > 0 ? std::max<std::int64_t>(0, realtime_ns() - oldest) : 0;
   s.redis_synced_version = load_relaxed(&h.redis_synced_version);
   s.redis_lease_epoch = load_relaxed(&h.redis_lease_epoch);
+  s.follow_state = follow_state_name(load_relaxed(&h.follow_state));
+  s.follow_lag_ns = load_relaxed(&h.follow_lag_ns);
+  s.follow_entries = load_relaxed(&h.follow_entries);
+  s.follow_reloads = load_relaxed(&h.follow_reloads);
   s.journal_pending = impl_->journal.pending();
   s.journal_overflows = impl_->journal.overflows();
   return s;

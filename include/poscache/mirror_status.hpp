@@ -25,6 +25,12 @@ struct MirrorStatus {
   std::uint64_t repushed = 0;           // positions queued to be written again to refill it
   bool refilling = false;               // a refill is under way (not all of it written yet)
   bool evicting_policy = false;         // Redis's maxmemory-policy may evict keys (a warning)
+  // A follower (poscache-writer --follow): none | loading | following | down ("none": the
+  // segment's writer is not a follower, and the fields below are 0).
+  std::string follow_state = "none";
+  std::int64_t follow_lag_ns = 0;    // the last batch's largest lag behind the writer it follows
+  std::uint64_t follow_entries = 0;  // change-stream entries applied
+  std::uint64_t follow_reloads = 0;  // whole loads of the prefix (the first one included)
 };
 
 // Reads the header's mirror lines (relaxed gauges; the error text under its seqlock).

@@ -67,6 +67,14 @@ struct WriterConfig {
   bool change_ring = true;
   // Mirror the segment to Redis (write-behind, on a thread of its own) and warm start from it.
   std::optional<RedisConfig> redis;
+  // A follower (poscache-writer --follow): the segment is kept from `redis` (its prefix's
+  // positions, then its change stream) as another writer, the lease holder, changes them; this
+  // one takes no lease and writes nothing to Redis. Call follow() in the apply loop; its own
+  // changes (upsert, erase, invalidate, apply) are refused with an Error. Needs `redis`.
+  bool follow = false;
+  // A follower calls it with the lag of each position it applies (its apply time here minus the
+  // writer's, CLOCK_REALTIME): for benchmarks and tests. Called from the thread in follow().
+  std::function<void(std::int64_t lag_ns)> on_follow;
   // Where the writer logs (stderr if unset). Called from the applying thread and, with Redis,
   // from the sync thread: it must be thread-safe (spdlog's loggers are).
   LogSink log;
@@ -140,6 +148,12 @@ struct WriterStats : Counters {
   std::int64_t redis_oldest_unsynced_age_ns = 0;
   std::uint64_t redis_synced_version = 0;
   std::uint64_t redis_lease_epoch = 0;  // the Redis writer lease's epoch held (0: none)
+  // A follower (WriterConfig::follow): none | loading | following | down, its last batch's lag
+  // behind the writer it follows, the stream entries it applied, its whole loads.
+  std::string follow_state = "none";
+  std::int64_t follow_lag_ns = 0;
+  std::uint64_t follow_entries = 0;
+  std::uint64_t follow_reloads = 0;
   std::uint64_t journal_pending =
       0;  // removals recorded in the segment's journal, not yet in Redis
   std::uint64_t journal_overflows =
@@ -222,6 +236,13 @@ class Writer {
   [[nodiscard]] bool redis_acknowledged(std::uint64_t ticket) const noexcept;
   [[nodiscard]] bool mirrors_to_redis() const noexcept;
 
+  // A follower (WriterConfig::follow): applies what the change stream holds past the last entry
+  // it applied, waiting up to `wait` for one when there is none; reconnects and loads the whole
+  // prefix again when it must (Redis lost the stream, or trimmed it past this follower). Returns
+  // the entries applied. Throws Error on a writer that is not a follower.
+  std::size_t follow(std::chrono::milliseconds wait);
+  [[nodiscard]] bool following() const noexcept;
+
   // Counts a refused update (e.g. one that failed make_update) in the segment's rejects counter.
   void count_reject();
 
@@ -254,6 +275,7 @@ class Writer {
 
  private:
   explicit Writer(std::unique_ptr<Impl> impl);
+  [[noreturn]] void refuse_in_follower() const;
   std::unique_ptr<Impl> impl_;
 };
 

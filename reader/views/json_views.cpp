@@ -88,6 +88,12 @@ ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m) {
                 {"repushed", m.repushed},
                 {"refilling", m.refilling},
                 {"evicting_policy", m.evicting_policy}};
+  if (m.follow_state != "none") {
+    j["follow"] = {{"state", m.follow_state},
+                   {"lag_ns", m.follow_lag_ns},
+                   {"entries", m.follow_entries},
+                   {"reloads", m.follow_reloads}};
+  }
   return j;
 }
 
@@ -161,8 +167,14 @@ Health health(const Reader& r, std::chrono::nanoseconds max_sync_lag) {
   Health h;
   h.writer = r.writer();
   h.redis = mirror_status(r);
-  h.redis_on = h.redis.state != "off";
   h.max_sync_lag = max_sync_lag;
+  if (h.redis.follow_state != "none") {  // a follower: following, and not too far behind
+    h.redis_on = true;
+    h.redis_ok =
+        h.redis.follow_state == "following" && h.redis.follow_lag_ns <= max_sync_lag.count();
+    return h;
+  }
+  h.redis_on = h.redis.state != "off";
   h.redis_ok = !h.redis_on ||
                (h.redis.state == "up" && h.redis.oldest_unsynced_age_ns <= max_sync_lag.count());
   return h;
@@ -180,7 +192,9 @@ ordered_json health_json(const Health& h) {
                         {"oldest_unsynced_age_ns", h.redis.oldest_unsynced_age_ns},
                         {"lease_epoch", h.redis.lease_epoch},
                         {"refilling", h.redis.refilling},
-                        {"evicting_policy", h.redis.evicting_policy}}}};
+                        {"evicting_policy", h.redis.evicting_policy},
+                        {"follow_state", h.redis.follow_state},
+                        {"follow_lag_ns", h.redis.follow_lag_ns}}}};
 }
 
 }  // namespace poscache::views

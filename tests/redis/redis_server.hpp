@@ -19,7 +19,10 @@
 #include <thread>
 #include <vector>
 
+#include "poscache/decimal.hpp"
+#include "poscache/reader.hpp"
 #include "poscache/redis.hpp"
+#include "poscache/schema.hpp"
 #include "writer/redis/redis_client.hpp"
 
 namespace poscache::test {
@@ -210,6 +213,41 @@ inline Db read_positions(detail::RedisClient& c, const std::string& prefix = "po
       db[key] = fields;
     }
   } while (cursor != "0");
+  return db;
+}
+
+inline std::string key_of(const std::string& ns, std::string_view account,
+                          std::string_view instrument, const std::string& prefix = "poscache:v1") {
+  return prefix + ":" + ns + ":{" + std::string(account) + "}:" + std::string(instrument);
+}
+
+// What the Redis hash of a position must be: the schema's set fields as exact text, plus meta.
+inline Hash expected_hash(const NamespaceSpec& spec, const Position& p) {
+  Hash h;
+  for (std::size_t f = 0; f < spec.fields.size(); ++f) {
+    if (((p.fields_set >> f) & 1u) == 0) continue;
+    const FieldSpec& fs = spec.fields[f];
+    h[fs.name] = fs.type == FieldType::decimal ? format_decimal(p.values[f], fs.scale)
+                 : fs.type == FieldType::text
+                     ? std::string(p.text(field_slot(spec.fields, f), fs.length))
+                     : std::to_string(static_cast<std::int64_t>(p.values[f]));
+  }
+  h["version"] = std::to_string(p.version);
+  h["source_seq"] = std::to_string(p.source_seq);
+  h["created_at"] = std::to_string(p.created_at_ns);
+  h["updated_at"] = std::to_string(p.updated_at_ns);
+  return h;
+}
+
+// The segment as Redis should hold it.
+inline Db segment_as_db(const std::string& segment) {
+  Reader r = Reader::open(segment);
+  Db db;
+  r.scan(ScanFilter{}, [&](const Position& p) {
+    const NamespaceInfo& ns = r.namespace_info(p.ns);
+    const NamespaceSpec spec{ns.name, ns.fields, ns.stale_after, ns.expire_after};
+    db[key_of(spec.name, p.account_view(), p.instrument_view())] = expected_hash(spec, p);
+  });
   return db;
 }
 

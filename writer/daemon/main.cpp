@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   std::optional<double> rate;
   std::vector<std::string> ns_flags, no_sync_flags;
   bool recreate = false, fresh = false, no_huge_pages = false, generate = false,
-       no_generate = false, cold_start = false, no_redis = false;
+       no_generate = false, cold_start = false, no_redis = false, follow = false;
   bool print_only = false;
   std::optional<std::string> socket_path;
   bool no_socket = false, busy_poll = false;
@@ -145,6 +145,11 @@ int main(int argc, char** argv) {
       ->group(rg);
   app.add_flag("--cold-start", cold_start,
                "start an empty segment empty, without loading it from Redis")
+      ->group(rg);
+  app.add_flag("--follow", follow,
+               "keep the segment from Redis as another writer (the lease holder on the prefix) "
+               "changes it: its positions, then its change stream; no lease, no writes to Redis, "
+               "no ingest")
       ->group(rg);
   app.add_flag("--no-redis", no_redis,
                "no Redis at all, whatever the config file or environment say")
@@ -221,6 +226,14 @@ int main(int argc, char** argv) {
     }
     if (cold_start && cfg.writer.redis) cfg.writer.redis->warm_start = false;
     if (no_redis) cfg.writer.redis.reset();
+    if (follow) {  // its changes come from Redis only
+      cfg.writer.follow = true;
+      if (cfg.generator.enabled)
+        throw Error("--follow: a follower runs no generator (--no-generate)");
+      if (!cfg.ingest.stream.streams.empty())
+        throw Error("--follow: a follower consumes no input stream ([ingest] streams)");
+      cfg.ingest.socket = false;
+    }
     if (auto ok = validate(cfg.writer); !ok) throw Error(ok.error());  // Redis settings included
     if (!cfg.ingest.stream.streams.empty() && !cfg.writer.redis) {
       throw Error("[ingest] streams (" + cfg.ingest.stream.streams.front() +
@@ -265,7 +278,10 @@ int main(int argc, char** argv) {
         spdlog::level::debug, spdlog::level::info, spdlog::level::warn, spdlog::level::err};
     spdlog::log(kLevel[static_cast<int>(l)], "{}", msg);
   };
-  if (cfg.writer.redis) {
+  if (cfg.writer.follow) {
+    spdlog::info("redis {}: following prefix '{}' (its positions, then {}:@changes)",
+                 describe(*cfg.writer.redis), cfg.writer.redis->prefix, cfg.writer.redis->prefix);
+  } else if (cfg.writer.redis) {
     spdlog::info("redis {}: prefix '{}', flush every {} ms, {} start", describe(*cfg.writer.redis),
                  cfg.writer.redis->prefix, cfg.writer.redis->flush_interval.count(),
                  cfg.writer.redis->warm_start ? "warm" : "cold");
@@ -353,8 +369,14 @@ int main(int argc, char** argv) {
     try {
       http::ApiConfig ac;
       ac.max_sync_lag = cfg.http.max_sync_lag;
-      if (!cfg.http.admin_token_file.empty())
+      if (!cfg.http.admin_token_file.empty() && cfg.writer.follow) {
+        spdlog::warn(
+            "http: admin off in a follower (its positions change only through the "
+            "writer it follows); admin_token_file {} unused",
+            cfg.http.admin_token_file);
+      } else if (!cfg.http.admin_token_file.empty()) {
         ac.admin_token = http::read_admin_token(cfg.http.admin_token_file);
+      }
       auto queue = std::make_unique<http::AdminQueue>();
       admin = queue.get();
       sources.push_back(std::move(queue));
@@ -484,6 +506,8 @@ int main(int argc, char** argv) {
     }
     next_slow = now_mono + 100'000;
     for (auto& s : sources) applied += timed_poll(*s, now, kBudget);
+    // A follower waits in Redis for the next change (at most 5 ms: the heartbeat goes on).
+    if (cfg.writer.follow) applied += writer->follow(std::chrono::milliseconds(5));
     writer->tick();
     if (server && now_mono >= next_publish) {  // for /metrics: a copy every 50 ms
       publish(now);
@@ -504,7 +528,11 @@ int main(int argc, char** argv) {
           st.live, static_cast<double>(st.inserts - last.inserts) / secs,
           static_cast<double>(st.updates - last.updates) / secs, st.evictions, st.expirations,
           st.invalidations, st.rejects, st.index_rebuilds,
-          cfg.writer.redis
+          cfg.writer.follow
+              ? fmt::format(" | follow {} lag {:.2f} ms entries {} loads {}", st.follow_state,
+                            static_cast<double>(st.follow_lag_ns) / 1e6, st.follow_entries,
+                            st.follow_reloads)
+          : cfg.writer.redis
               ? fmt::format(
                     " | redis {} dirty {} oldest unsynced {:.1f} ms journal {}{}", st.redis_state,
                     st.redis_dirty, static_cast<double>(st.redis_oldest_unsynced_age_ns) / 1e6,

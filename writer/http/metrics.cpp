@@ -163,6 +163,21 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
   e.one("poscache_redis_evicting_policy", "gauge",
         "1 when Redis's maxmemory-policy may evict keys (set noeviction)",
         std::uint64_t{m.evicting_policy ? 1u : 0u});
+  e.family("poscache_follow_state", "gauge",
+           "a follower's state: 1 for the current one of none (not a follower), loading, "
+           "following, down");
+  for (const char* st : {"none", "loading", "following", "down"}) {
+    e.sample("poscache_follow_state", label("state", st),
+             std::uint64_t{m.follow_state == st ? 1u : 0u});
+  }
+  e.one("poscache_follow_lag_seconds", "gauge",
+        "a follower's lag behind the writer it follows (the last batch's largest)",
+        seconds(m.follow_lag_ns));
+  e.one("poscache_follow_entries_total", "counter", "change-stream entries a follower applied",
+        m.follow_entries);
+  e.one("poscache_follow_reloads_total", "counter",
+        "whole loads of the prefix by a follower (at start, after the stream was trimmed past it)",
+        m.follow_reloads);
   e.one("poscache_redis_journal_pending", "gauge",
         "removals recorded in the segment's journal, not yet in Redis", m.journal_pending);
   e.one("poscache_redis_journal_overflows_total", "counter",
