@@ -66,6 +66,7 @@ struct Writer::Impl {
   detail::Journal journal;
   std::unique_ptr<detail::RedisSync> sync;     // null without Redis, and in a follower
   std::unique_ptr<detail::Follower> follower;  // only in a follower (WriterConfig::follow)
+  std::int64_t next_lease_check = 0;           // a standby's next look at the lease (monotonic)
   detail::WarmStartReport warm;
   bool reattached = false;
   std::uint64_t huge_page_bytes = 0;  // of the segment, mapped with 2 MiB pages (at open)
@@ -74,6 +75,9 @@ struct Writer::Impl {
   explicit Impl(const WriterConfig& c) : cfg(c), rules(cfg.namespaces) {}
   SegmentHeader& header() const noexcept { return table.header(); }
   void start_redis(bool empty_segment, detail::Journal::Scan scan);
+  std::unique_ptr<detail::RedisSync> make_sync();
+  std::uint32_t unsynced_mask() const;
+  void maybe_promote();
   void warm_start(const RedisConfig& rc, bool sync_running);
   void queue_unsynced();
 };
@@ -105,19 +109,8 @@ void Writer::Impl::start_redis(bool empty_segment, detail::Journal::Scan scan) {
     }
     return;
   }
-  const Geometry g = geometry_for(table.capacity());
-  auto* base = static_cast<std::byte*>(mapping.base());
-  sync = std::make_unique<detail::RedisSync>(
-      rc, cfg.namespaces,
-      detail::SegmentView{&header(), reinterpret_cast<const Slot*>(base + g.slots_offset),
-                          reinterpret_cast<SlotBook*>(base + g.book_offset), table.capacity()},
-      journal, cfg.log);
-  std::uint32_t unsynced = 0;  // sync = none: never written to Redis, nor loaded from it
-  for (const std::string& name : rc.unsynced_namespaces) {
-    for (std::size_t i = 0; i < cfg.namespaces.size(); ++i)
-      if (cfg.namespaces[i].name == name) unsynced |= 1u << i;
-  }
-  table.set_sync(&sync->handoff(), unsynced);
+  sync = make_sync();
+  table.set_sync(&sync->handoff(), unsynced_mask());
   // The lease before anything is loaded or written: a second writer on the prefix stops here,
   // told who holds it. (Redis unreachable: the sync thread takes it once it connects.)
   if (auto lease = sync->worker().open_lease(); !lease) throw Error(lease.error());
@@ -145,6 +138,67 @@ void Writer::Impl::start_redis(bool empty_segment, detail::Journal::Scan scan) {
   }
   if (reattached) queue_unsynced();
   if (!started) sync->start();
+}
+
+std::unique_ptr<detail::RedisSync> Writer::Impl::make_sync() {
+  const Geometry g = geometry_for(table.capacity());
+  auto* base = static_cast<std::byte*>(mapping.base());
+  return std::make_unique<detail::RedisSync>(
+      *cfg.redis, cfg.namespaces,
+      detail::SegmentView{&header(), reinterpret_cast<const Slot*>(base + g.slots_offset),
+                          reinterpret_cast<SlotBook*>(base + g.book_offset), table.capacity()},
+      journal, cfg.log);
+}
+
+// sync = none: never written to Redis, nor loaded from it
+std::uint32_t Writer::Impl::unsynced_mask() const {
+  std::uint32_t unsynced = 0;
+  for (const std::string& name : cfg.redis->unsynced_namespaces) {
+    for (std::size_t i = 0; i < cfg.namespaces.size(); ++i)
+      if (cfg.namespaces[i].name == name) unsynced |= 1u << i;
+  }
+  return unsynced;
+}
+
+// A standby whose writer's lease is free becomes the writer: everything the stream holds first,
+// then the lease (taken by the sync thread's connection, which its fence then uses), what the
+// stream got meanwhile (nothing, unless a writer wrote between the two), then the sync. Looked
+// at every third of the lease's ttl (at most every second): a dead writer's lease has expired
+// at most a ttl after its last renewal, so the standby takes over within ttl + ttl / 3, and at
+// once when the dead writer was a process of this host.
+void Writer::Impl::maybe_promote() {
+  const std::int64_t now = monotonic_ns();
+  if (now < next_lease_check) return;
+  const std::int64_t every = std::chrono::nanoseconds(cfg.redis->lease_ttl).count() / 3;
+  next_lease_check = now + std::min<std::int64_t>(every, 1'000'000'000);
+  if (!follower->lease_vacant()) return;
+  for (int i = 0; i < 10'000 && follower->step(std::chrono::milliseconds(0)) > 0; ++i) {
+  }
+  auto s = make_sync();
+  auto lease = s->worker().open_lease();
+  const std::uint64_t epoch = load_relaxed(&header().redis_lease_epoch);
+  if (!lease || epoch == 0) {
+    s.reset();
+    store_relaxed(&header().redis_lease_epoch, std::uint64_t{0});
+    store_relaxed(&header().redis_state, static_cast<std::uint32_t>(RedisState::off));
+    cfg.log(LogLevel::info, "standby: the lease was free but another took it (" +
+                                (lease ? std::string("redis unreachable") : lease.error()) +
+                                "): following on");
+    return;
+  }
+  for (int i = 0; i < 10'000 && follower->step(std::chrono::milliseconds(0)) > 0; ++i) {
+  }
+  follower.reset();
+  store_relaxed(&header().follow_state, static_cast<std::uint32_t>(FollowState::none));
+  // Versions go on above the old writer's, and above the wall clock as any new writer's.
+  table.area().next_version =
+      std::max(table.area().next_version, static_cast<std::uint64_t>(realtime_ns()));
+  sync = std::move(s);
+  table.set_sync(&sync->handoff(), unsynced_mask());
+  sync->start();
+  cfg.log(LogLevel::warn, "standby: promoted: the lease of '" + cfg.redis->prefix +
+                              "' is ours (epoch " + std::to_string(epoch) +
+                              "); this process is the writer now");
 }
 
 void Writer::Impl::warm_start(const RedisConfig& rc, bool sync_running) {
@@ -240,7 +294,7 @@ void check_config(const WriterConfig& config) {
                 " must grant its owner read and write and use only permission bits (e.g. 0640)");
   }
 
-  if (config.follow && !config.redis)
+  if ((config.follow || config.standby) && !config.redis)
     throw Error("follow: a follower needs Redis configured (the writer's prefix to follow)");
   if (config.redis) {
     if (auto v = validate(*config.redis); !v) throw Error(v.error());
@@ -268,6 +322,7 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
   check_config(config);
   auto impl = std::make_unique<Impl>(config);
   WriterConfig& cfg = impl->cfg;
+  if (cfg.standby) cfg.follow = true;
   if (!cfg.log) {
     cfg.log = [](LogLevel level, std::string_view text) {
       static constexpr const char* kName[] = {"debug", "info", "warn", "error"};
@@ -516,7 +571,9 @@ std::size_t Writer::follow(std::chrono::milliseconds wait) {
     throw Error("follow(): segment '" + impl_->cfg.segment +
                 "' is not kept by a follower (WriterConfig::follow)");
   }
-  return impl_->follower->step(wait);
+  const std::size_t n = impl_->follower->step(wait);
+  if (impl_->cfg.standby && n == 0) impl_->maybe_promote();
+  return n;
 }
 
 bool Writer::following() const noexcept {

@@ -72,6 +72,12 @@ struct WriterConfig {
   // one takes no lease and writes nothing to Redis. Call follow() in the apply loop; its own
   // changes (upsert, erase, invalidate, apply) are refused with an Error. Needs `redis`.
   bool follow = false;
+  // A standby (poscache-writer --standby): a follower that becomes the writer when the lease is
+  // free (its holder's lease expired, or its holder was a process of this host that is gone).
+  // follow() applies everything the stream holds, takes the lease with a fresh epoch and starts
+  // the Redis sync: following() turns false and the writer's own changes are allowed. Of
+  // several standbys exactly one takes it; the others go on following it. Implies `follow`.
+  bool standby = false;
   // A follower calls it with the lag of each position it applies (its apply time here minus the
   // writer's, CLOCK_REALTIME): for benchmarks and tests. Called from the thread in follow().
   std::function<void(std::int64_t lag_ns)> on_follow;
@@ -241,6 +247,7 @@ class Writer {
   // prefix again when it must (Redis lost the stream, or trimmed it past this follower). Returns
   // the entries applied. Throws Error on a writer that is not a follower.
   std::size_t follow(std::chrono::milliseconds wait);
+  // A follower not (or no longer: a standby that took the lease) ... false once promoted.
   [[nodiscard]] bool following() const noexcept;
 
   // Counts a refused update (e.g. one that failed make_update) in the segment's rejects counter.

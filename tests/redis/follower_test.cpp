@@ -2,6 +2,8 @@
 // its positions and its change stream, equal to Redis after churn of every kind, loading again
 // when the stream cannot take it further, never a false miss for its readers meanwhile.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <random>
@@ -34,9 +36,11 @@ WriterConfig follower_config(const ScratchSegment& seg, const RedisServer& srv,
 }
 
 // The follower's loop in a thread of its own, as the daemon's apply loop runs it.
+// (A standby that took the lease is a writer: the loop goes on ticking it.)
 struct FollowLoop {
   std::unique_ptr<Writer> w;
   std::atomic<bool> stop{false}, paused{false};
+  std::atomic<std::int64_t> promoted_at{0};  // steady_clock ns when following() turned false
   std::thread t;
   explicit FollowLoop(std::unique_ptr<Writer> writer) : w(std::move(writer)) {
     t = std::thread([this] {
@@ -45,15 +49,23 @@ struct FollowLoop {
           std::this_thread::sleep_for(1ms);
           continue;
         }
-        w->follow(5ms);
+        if (w->following()) {
+          w->follow(5ms);
+          if (!w->following())
+            promoted_at = std::chrono::steady_clock::now().time_since_epoch().count();
+        } else {
+          std::this_thread::sleep_for(1ms);
+        }
         w->tick();
       }
     });
   }
-  ~FollowLoop() {
-    stop = true;
+  // Stops the loop: the writer is this thread's from here on.
+  void halt() {
+    if (stop.exchange(true)) return;
     t.join();
   }
+  ~FollowLoop() { halt(); }
 };
 
 // Waits until the follower's segment equals Redis (or 20 s pass); returns the last difference.
@@ -231,6 +243,105 @@ TEST(Follower, AFollowerNeedsRedisAndATrimmedOrMissingStreamIsNotAnError) {
   w->upsert(must(w->make_update("spot", "late", "SOL", {{"qty", "1.5"}})));
   ASSERT_TRUE(w->sync_redis(10s));
   EXPECT_EQ(wait_equal(srv, b.name()), "");
+}
+
+// A standby. The writer, in a child process on another host name, upserts 64 positions per
+// round with qty = the round and reports each round Redis acknowledged (sync_redis); it is
+// killed with -9. Of two standbys exactly one takes the lease once it expires, holding every
+// acknowledged round; the other goes on following the new writer, whose changes it receives.
+TEST(Follower, AStandbyTakesOverFromAWriterKilledWithMinus9AndOnlyOneOfTwoDoes) {
+  RedisServer srv;
+  ScratchSegment a("fol_sb_w"), b("fol_sb_1"), c2("fol_sb_2");
+  const auto ttl = 900ms;
+  auto* acked = static_cast<std::atomic<std::int64_t>*>(
+      ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(acked, MAP_FAILED);
+  new (acked) std::atomic<std::int64_t>(-1);
+  WriterConfig wc = writer_config(a, srv, 1 << 16);
+  wc.redis->lease_ttl = ttl;
+  wc.redis->host_name = "trade-1";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    try {
+      auto w = Writer::open(wc);
+      for (std::int64_t round = 0;; ++round) {
+        for (int k = 0; k < 64; ++k) {
+          w->upsert(must(w->make_update("spot", "acct", "I" + std::to_string(k),
+                                        {{"qty", std::to_string(round)}})));
+        }
+        // and a key of its own: only its own entry in the stream brings it
+        w->upsert(must(w->make_update("spot", "rounds", "R" + std::to_string(round),
+                                      {{"qty", std::to_string(round)}})));
+        w->tick();
+        if (w->sync_redis(5s)) acked->store(round);
+      }
+    } catch (...) {
+    }
+    ::_exit(1);
+  }
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reap{pid};
+  for (int i = 0; i < 1000 && acked->load() < 50; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_GE(acked->load(), 50) << "the writer did not get going";
+  auto standby = [&](const ScratchSegment& seg) {
+    WriterConfig sc = follower_config(seg, srv, 1 << 16);
+    sc.standby = true;
+    sc.redis->lease_ttl = ttl;
+    sc.redis->host_name = "standby-host";
+    return std::make_unique<FollowLoop>(Writer::open(sc));
+  };
+  auto s1 = standby(b);
+  auto s2 = standby(c2);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(s1->w->following() && s2->w->following());
+  // Both behind when the writer dies, and still behind when its lease has expired: a standby
+  // applies all the stream holds before it takes the lease.
+  s1->paused = s2->paused = true;
+  std::this_thread::sleep_for(1500ms);  // thousands of entries: more than one batch
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  const std::int64_t last_acked = acked->load();
+  const auto killed = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(ttl + 300ms);  // resumed with the lease free and thousands to apply
+  s1->paused = s2->paused = false;
+  for (int i = 0; i < 1000 && s1->promoted_at.load() == 0 && s2->promoted_at.load() == 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(4 * ttl);  // time enough for the other to do it too, wrongly
+  const bool one = s1->promoted_at.load() != 0, two = s2->promoted_at.load() != 0;
+  ASSERT_TRUE(one != two) << "promoted: first " << one << ", second " << two;
+  FollowLoop& writer = one ? *s1 : *s2;
+  FollowLoop& other = one ? *s2 : *s1;
+  const double took =
+      static_cast<double>(writer.promoted_at.load() - killed.time_since_epoch().count()) / 1e6;
+  std::printf("standby: promoted %.0f ms after the kill (lease ttl %lld ms)\n", took,
+              static_cast<long long>(ttl.count()));
+  EXPECT_TRUE(other.w->following());
+  writer.halt();
+  Writer& w = *writer.w;
+  // Every round Redis acknowledged is here (a later one too, maybe: written, not yet confirmed).
+  for (int k = 0; k < 64; ++k) {
+    const auto p = w.find(*w.make_key("spot", "acct", "I" + std::to_string(k)));
+    ASSERT_TRUE(p.has_value());
+    EXPECT_GE(static_cast<std::int64_t>(p->values[0] / 1'000'000'000'000'000'000), last_acked);
+  }
+  std::int64_t missing = 0;
+  for (std::int64_t r = 0; r <= last_acked; ++r)
+    missing += w.find(*w.make_key("spot", "rounds", "R" + std::to_string(r))) ? 0 : 1;
+  EXPECT_EQ(missing, 0) << "of " << last_acked + 1 << " rounds acknowledged";
+  // The new writer writes, to Redis and its stream; the other standby follows it.
+  auto redis = srv.client();
+  const auto held = cmd(redis, {"HGET", "poscache:v1:@writer", "epoch"});
+  EXPECT_EQ(std::to_string(w.stats().redis_lease_epoch), std::string(held->str, held->len));
+  w.upsert(must(w.make_update("spot", "acct", "NEW", {{"qty", "5"}})));
+  w.invalidate_matching("spot:acct:I1*");
+  ASSERT_TRUE(w.sync_redis(10s));
+  EXPECT_EQ(wait_equal(srv, other.w->segment_name()), "");
+  ::munmap(acked, 4096);
 }
 
 }  // namespace

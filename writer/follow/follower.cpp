@@ -77,6 +77,7 @@ Follower::Follower(const RedisConfig& config, std::vector<NamespaceSpec> namespa
       t_(table),
       log_(std::move(log)),
       on_applied_(std::move(on_applied)),
+      lease_(config),
       key_(fmt_.changes_key()) {
   for (const std::string& name : cfg_.unsynced_namespaces) {
     if (auto id = fmt_.namespace_id(name)) unsynced_mask_ |= 1u << *id;
@@ -190,6 +191,16 @@ bool Follower::reload(const std::string& why) {
   return true;
 }
 
+bool Follower::lease_vacant() {
+  if (!client_) return false;
+  auto v = lease_.vacant(*client_);
+  if (!v) {
+    lost(v.error());
+    return false;
+  }
+  return *v;
+}
+
 std::size_t Follower::step(std::chrono::milliseconds wait) {
   if (!client_) {
     if (std::chrono::steady_clock::now() < next_connect_) {
@@ -202,7 +213,8 @@ std::size_t Follower::step(std::chrono::milliseconds wait) {
   }
   std::size_t applied = 0;
   if (!read_batch(applied) || applied > 0) return applied;
-  // Nothing new: wait for the next entry (it is read by the next step).
+  // Nothing new: wait for the next entry (it is read by the next step). (BLOCK 0 waits forever.)
+  if (wait.count() <= 0) return 0;
   Args a;
   a.add("XREAD").add("COUNT").add("1").add("BLOCK").add(static_cast<std::uint64_t>(wait.count()));
   a.add("STREAMS").add(key_).add(last_.text());

@@ -40,6 +40,7 @@
 
 #include "poscache/redis.hpp"
 #include "poscache/writer.hpp"
+#include "writer/redis/lease.hpp"
 #include "writer/redis/redis_client.hpp"
 #include "writer/redis/redis_format.hpp"
 #include "writer/table.hpp"
@@ -66,6 +67,9 @@ class Follower {
   // number of entries applied.
   std::size_t step(std::chrono::milliseconds wait);
   [[nodiscard]] std::uint64_t reloads() const noexcept { return reloads_; }
+  // A standby's question: would a take of the writer lease succeed now (Lease::vacant)? False
+  // while Redis cannot be reached.
+  bool lease_vacant();
 
  private:
   bool connect();
@@ -84,8 +88,9 @@ class Follower {
   LogSink log_;
   std::function<void(std::int64_t)> on_applied_;
   std::optional<RedisClient> client_;
-  std::string key_;             // {prefix}:@changes
-  StreamId last_;               // the last entry applied (0-0: none yet)
+  Lease lease_;      // only asked whether it is vacant: a standby's take is the sync thread's
+  std::string key_;  // {prefix}:@changes
+  StreamId last_;    // the last entry applied (0-0: none yet)
   std::uint64_t position_ = 0;  // entries-added of the stream when `last_` was its last entry
   std::uint64_t reloads_ = 0;
   std::uint32_t unsynced_mask_ = 0;  // namespaces with sync = none: never in Redis

@@ -69,6 +69,23 @@ Lease::Lease(const RedisConfig& config)
       pid_(::getpid()),
       ttl_ms_(config.lease_ttl.count()) {}
 
+Expected<bool> Lease::vacant(RedisClient& client) {
+  Args a;
+  a.add("HGETALL").add(key_);
+  auto r = client.command(a);
+  if (!r) return fail(r.error());
+  const redisReply* h = r->get();
+  if (h->type != REDIS_REPLY_ARRAY) return fail("HGETALL " + key_ + ": " + reply_text(h));
+  std::string host;
+  std::int64_t pid = 0;
+  for (std::size_t i = 0; i + 1 < h->elements; i += 2) {
+    const std::string_view name(h->element[i]->str, h->element[i]->len);
+    if (name == "host") host.assign(h->element[i + 1]->str, h->element[i + 1]->len);
+    if (name == "pid") pid = number<std::int64_t>(h->element[i + 1]);
+  }
+  return h->elements == 0 || (host == host_ && process_gone(pid));
+}
+
 Expected<Lease::Outcome> Lease::take(RedisClient& client) {
   Args a;
   a.add("CLIENT").add("ID");

@@ -106,6 +106,10 @@ class Lease {
   void renewed(std::int64_t monotonic_at) noexcept {
     renew_due_ = monotonic_at + ttl_ms_ * 1'000'000 / 3;
   }
+  // Whether a take would find the lease free now: nobody holds it (never taken, expired,
+  // released), or its holder is a process of this host that is gone. A standby asks this before
+  // it tries to become the writer (writer/follow/follower.hpp).
+  Expected<bool> vacant(RedisClient& client);
   // Deletes the lease if it is still ours (a clean close: the next writer need not wait).
   void release(RedisClient& client);
 
