@@ -317,4 +317,48 @@ TEST(IngestDaemonTest, AProducerCarriesOnAcrossAWriterKill) {
   EXPECT_NE(inspect.out.find("\"applied\":1500"), std::string::npos) << inspect.out;
 }
 
+// Hosts that follow: a writer daemon, a `--follow` daemon and a `--standby` daemon on one Redis
+// prefix, each with a segment of its own (one host standing in for three). The writer is
+// killed with -9: the standby applies the stream, takes the lease, opens its socket and takes
+// fills; the follower follows the new writer.
+TEST(IngestDaemonTest, AStandbyTakesOverAKilledWriterAndAFollowerFollowsIt) {
+  test::RedisServer srv;
+  const test::ScratchSegment main_seg("dmain"), copy("dcopy"), standby("dstandby");
+  const std::string redis = " --redis-host 127.0.0.1 --redis-port " + std::to_string(srv.port()) +
+                            " -n spot:trading --capacity 4096";
+  auto writer = std::make_unique<Daemon>(seg_flag(main_seg) + redis);
+  ASSERT_TRUE(writer->wait_for("ingest socket")) << writer->log();
+  ASSERT_EQ(feed(main_seg, "fill spot w1 SOL buy 10 100 --trade-id T1").code, 0);
+  Daemon follower(seg_flag(copy) + redis + " --follow --stats-interval 200ms");
+  Daemon stand(seg_flag(standby) + redis + " --standby");
+  ASSERT_TRUE(follower.wait_for("tailing poscache:v1:@changes")) << follower.log();
+  ASSERT_TRUE(stand.wait_for("tailing poscache:v1:@changes")) << stand.log();
+  ASSERT_EQ(feed(main_seg, "fill spot w1 SOL buy 10 110 --trade-id T2").code, 0);
+  ASSERT_TRUE(follower.wait_for("follow following")) << follower.log();
+  {  // each follower has both fills (the writer acknowledges a ring message once Redis has it)
+    Reader r = Reader::open(copy.name());
+    for (int i = 0; i < 400 && field(r, "spot", "w1", "SOL", "qty") != "20.000000000000000000"; ++i)
+      std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(field(r, "spot", "w1", "SOL", "avg_price"), "105.000000000000000000");
+  }
+  EXPECT_NE(feed(standby, "fill spot w1 SOL sell 1 1").code, 0);  // no socket while standing by
+  writer.reset();                                                 // kill -9
+  ASSERT_TRUE(stand.wait_for("standby: promoted: this process writes")) << stand.log();
+  ASSERT_TRUE(stand.wait_for("ingest socket")) << stand.log();
+  auto sell = feed(standby, "fill spot w1 SOL sell 5 120 --trade-id T3");
+  EXPECT_EQ(sell.code, 0) << sell.out << stand.log();
+  Reader s = Reader::open(standby.name());
+  EXPECT_EQ(field(s, "spot", "w1", "SOL", "qty"), "15.000000000000000000");
+  EXPECT_EQ(field(s, "spot", "w1", "SOL", "realized_pnl"), "75.000000000000000000");
+  Reader r = Reader::open(copy.name());
+  for (int i = 0; i < 400 && field(r, "spot", "w1", "SOL", "qty") != "15.000000000000000000"; ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "realized_pnl"), "75.000000000000000000")
+      << follower.log();
+  const test::CliRun health =
+      test::run_cli(std::string(POSCACHE_INSPECT_BIN) + " -s " + copy.name() + " health");
+  EXPECT_EQ(health.code, 0) << health.out;
+  EXPECT_NE(health.out.find("follower following"), std::string::npos) << health.out;
+}
+
 }  // namespace

@@ -416,12 +416,18 @@ int main(int argc, char** argv) {
   if (o.kill_every_ms > 0) {
     std::mt19937_64 rng(seed);
     if (!wait_ready(writer)) ++successor_failures;
-    while (!reap(false)) {
+    // Until the readers are done and at least --min-repairs kills caught a write in progress (a
+    // loaded host restarts writers slowly, so fewer kills fit in --seconds), at most 1000 kills.
+    auto done = [&] {
+      return reap(false) &&
+             (static_cast<std::uint64_t>(mid_write_kills) >= o.min_repairs || kills >= 1000);
+    };
+    while (!done()) {
       const auto wait = std::chrono::milliseconds(
           o.kill_every_ms / 2 +
           static_cast<int>(rng() % static_cast<std::uint64_t>(o.kill_every_ms)));
       std::this_thread::sleep_for(wait);
-      if (reap(false)) break;
+      if (done()) break;
       const std::uint64_t restarts_before = shm::load_acquire(&hdr->writer_restarts);
       const std::uint64_t repairs_before = shm::load_acquire(&hdr->counters.repairs);
       const bool mid_write = kill_mid_write(writer);

@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   std::optional<double> rate;
   std::vector<std::string> ns_flags, no_sync_flags;
   bool recreate = false, fresh = false, no_huge_pages = false, generate = false,
-       no_generate = false, cold_start = false, no_redis = false, follow = false;
+       no_generate = false, cold_start = false, no_redis = false, follow = false, standby = false;
   bool print_only = false;
   std::optional<std::string> socket_path;
   bool no_socket = false, busy_poll = false;
@@ -151,6 +151,11 @@ int main(int argc, char** argv) {
                "changes it: its positions, then its change stream; no lease, no writes to Redis, "
                "no ingest")
       ->group(rg);
+  app.add_flag("--standby", standby,
+               "a follower that becomes the writer when the prefix's lease is free (its writer "
+               "died): it applies the whole stream, takes the lease, then opens its ingest "
+               "(socket, rings, streams) and syncs")
+      ->group(rg);
   app.add_flag("--no-redis", no_redis,
                "no Redis at all, whatever the config file or environment say")
       ->group(rg);
@@ -226,13 +231,15 @@ int main(int argc, char** argv) {
     }
     if (cold_start && cfg.writer.redis) cfg.writer.redis->warm_start = false;
     if (no_redis) cfg.writer.redis.reset();
-    if (follow) {  // its changes come from Redis only
+    if (follow || standby) {  // its changes come from Redis only (a standby's: until promoted)
       cfg.writer.follow = true;
+      cfg.writer.standby = standby;
+      const std::string flag = standby ? "--standby" : "--follow";
       if (cfg.generator.enabled)
-        throw Error("--follow: a follower runs no generator (--no-generate)");
-      if (!cfg.ingest.stream.streams.empty())
+        throw Error(flag + ": a follower runs no generator (--no-generate)");
+      if (!standby && !cfg.ingest.stream.streams.empty())
         throw Error("--follow: a follower consumes no input stream ([ingest] streams)");
-      cfg.ingest.socket = false;
+      if (!standby) cfg.ingest.socket = false;
     }
     if (auto ok = validate(cfg.writer); !ok) throw Error(ok.error());  // Redis settings included
     if (!cfg.ingest.stream.streams.empty() && !cfg.writer.redis) {
@@ -310,48 +317,63 @@ int main(int argc, char** argv) {
   for (const auto& n : cfg.writer.namespaces) spdlog::info("namespace {}", describe(n));
 
   // Ingest: the fill de-duplication window beside the segment, the executor every source's
-  // commands go through, and the sources themselves.
+  // commands go through, and the sources themselves. A follower has none; a standby opens them
+  // once it is the writer.
   std::unique_ptr<ingest::TradeWindow> window;
   std::vector<std::unique_ptr<ingest::Source>> sources;
-  try {
-    window = std::make_unique<ingest::TradeWindow>(
-        cfg.writer.segment, st0.generation, cfg.ingest.trade_window,
-        [&](const ingest::PositionKey& k) -> std::uint64_t {
-          auto p = writer->find(k.ns, k.account_view(), k.instrument_view());
-          return p ? p->version : 0;
-        });
-    spdlog::info("fill trade ids: the last {} kept in {} ({})", cfg.ingest.trade_window,
-                 ingest::TradeWindow::path_of(cfg.writer.segment),
-                 window->restored() ? std::to_string(window->recorded()) + " restored" : "new");
-    if (cfg.ingest.socket) {
-      ingest::SocketConfig sc = cfg.ingest.socket_config;
-      if (sc.path.empty()) sc.path = ingest::default_socket_path(cfg.writer.segment);
-      auto sock = std::make_unique<ingest::SocketSource>(sc, cfg.writer.namespaces, cfg.writer.log);
-      if (cfg.ingest.rings) {  // rings first in the loop: the low-latency path
-        auto rings = std::make_unique<ingest::RingSource>(*writer, cfg.writer.log);
-        sock->set_rings(rings.get());
-        sources.push_back(std::move(rings));
-        spdlog::info("producer rings: handed over {} (up to {})", sc.path,
-                     ingest::RingSource::kMaxRings);
+  std::optional<ingest::CommandExecutor> executor;
+  ingest::Source* rings_source = nullptr;
+  auto open_ingest = [&]() -> bool {
+    try {
+      window = std::make_unique<ingest::TradeWindow>(
+          cfg.writer.segment, st0.generation, cfg.ingest.trade_window,
+          [&](const ingest::PositionKey& k) -> std::uint64_t {
+            auto p = writer->find(k.ns, k.account_view(), k.instrument_view());
+            return p ? p->version : 0;
+          });
+      spdlog::info("fill trade ids: the last {} kept in {} ({})", cfg.ingest.trade_window,
+                   ingest::TradeWindow::path_of(cfg.writer.segment),
+                   window->restored() ? std::to_string(window->recorded()) + " restored" : "new");
+      std::vector<std::unique_ptr<ingest::Source>> opened;
+      if (cfg.ingest.socket) {
+        ingest::SocketConfig sc = cfg.ingest.socket_config;
+        if (sc.path.empty()) sc.path = ingest::default_socket_path(cfg.writer.segment);
+        auto sock =
+            std::make_unique<ingest::SocketSource>(sc, cfg.writer.namespaces, cfg.writer.log);
+        if (cfg.ingest.rings) {  // rings first in the loop: the low-latency path
+          auto rings = std::make_unique<ingest::RingSource>(*writer, cfg.writer.log);
+          sock->set_rings(rings.get());
+          rings_source = rings.get();
+          opened.push_back(std::move(rings));
+          spdlog::info("producer rings: handed over {} (up to {})", sc.path,
+                       ingest::RingSource::kMaxRings);
+        }
+        spdlog::info("ingest socket {} (mode {:o}{}): JSON lines", sc.path, sc.mode,
+                     sc.group.empty() ? std::string() : ", group " + sc.group);
+        opened.push_back(std::move(sock));
       }
-      spdlog::info("ingest socket {} (mode {:o}{}): JSON lines", sc.path, sc.mode,
-                   sc.group.empty() ? std::string() : ", group " + sc.group);
-      sources.push_back(std::move(sock));
+      if (!cfg.ingest.stream.streams.empty()) {
+        auto streams = std::make_unique<ingest::StreamSource>(
+            cfg.ingest.stream, *cfg.writer.redis, cfg.writer.namespaces, cfg.writer.segment,
+            st0.generation, cfg.writer.log);
+        spdlog::info("{}: consumer '{}', refused entries copied to <stream>:rejected",
+                     streams->name(), cfg.ingest.stream.consumer);
+        opened.push_back(std::move(streams));
+      }
+      sources.insert(sources.begin(), std::make_move_iterator(opened.begin()),
+                     std::make_move_iterator(opened.end()));
+    } catch (const Error& e) {
+      spdlog::error("{}", e.what());
+      return false;
     }
-    if (!cfg.ingest.stream.streams.empty()) {
-      auto streams = std::make_unique<ingest::StreamSource>(
-          cfg.ingest.stream, *cfg.writer.redis, cfg.writer.namespaces, cfg.writer.segment,
-          st0.generation, cfg.writer.log);
-      spdlog::info("{}: consumer '{}', refused entries copied to <stream>:rejected",
-                   streams->name(), cfg.ingest.stream.consumer);
-      sources.push_back(std::move(streams));
-    }
-  } catch (const Error& e) {
-    spdlog::error("{}", e.what());
+    executor.emplace(*writer, window.get());
+    return true;
+  };
+  if (!cfg.writer.follow && !open_ingest()) {
     writer->close();
     return 1;
   }
-  ingest::CommandExecutor executor(*writer, window.get());
+  if (cfg.writer.follow) executor.emplace(*writer, nullptr);  // (its sources: none yet)
   if (cfg.generator.enabled) {
     sources.push_back(std::make_unique<SyntheticGenerator>(cfg.generator, *writer));
     spdlog::info("generator: {:.0f} updates/s over {} accounts x {} instruments",
@@ -408,7 +430,7 @@ int main(int argc, char** argv) {
   http::ApplyHistogram apply_hist;
   auto timed_poll = [&](ingest::Source& src, std::int64_t now, std::size_t budget) {
     const std::int64_t t0 = loop_clock.now();
-    const std::size_t n = src.poll(executor, now, budget);
+    const std::size_t n = src.poll(*executor, now, budget);
     if (n > 0) apply_hist.observe((loop_clock.now() - t0) / static_cast<std::int64_t>(n), n);
     return n;
   };
@@ -420,7 +442,7 @@ int main(int argc, char** argv) {
         if (snap.sources[i].name.empty()) snap.sources[i].name = sources[i]->name();
         snap.sources[i].counters = sources[i]->counters();
       }
-      snap.executor = executor.counters();
+      snap.executor = executor->counters();
       snap.apply = apply_hist;
       snap.published_at_ns = now;
     });
@@ -492,8 +514,6 @@ int main(int argc, char** argv) {
   // loop never sleeps: a producer's push is applied within about a microsecond, at the price of
   // a core. The other sources (a system call each) and tick() then run every 100 us. Without
   // it, an idle loop sleeps 50 us between rounds.
-  ingest::Source* rings_source =
-      cfg.ingest.socket && cfg.ingest.rings ? sources.front().get() : nullptr;
   const bool busy = cfg.ingest.busy_poll;
   std::int64_t next_slow = 0;
   while (!g_stop.load(std::memory_order_relaxed)) {
@@ -506,8 +526,20 @@ int main(int argc, char** argv) {
     }
     next_slow = now_mono + 100'000;
     for (auto& s : sources) applied += timed_poll(*s, now, kBudget);
-    // A follower waits in Redis for the next change (at most 5 ms: the heartbeat goes on).
-    if (cfg.writer.follow) applied += writer->follow(std::chrono::milliseconds(5));
+    // A follower waits in Redis for the next change (at most 5 ms: the heartbeat goes on). A
+    // standby that took the lease is the writer from here on: its ingest opens.
+    if (writer->following()) {
+      applied += writer->follow(std::chrono::milliseconds(5));
+      if (!writer->following()) {
+        spdlog::warn(
+            "standby: promoted: this process writes segment '{}' and Redis prefix '{}' "
+            "now (lease epoch {})",
+            cfg.writer.segment, cfg.writer.redis->prefix, writer->stats().redis_lease_epoch);
+        if (!open_ingest()) break;
+        sd_notifyf(0, "STATUS=writer of segment %s (promoted from standby)",
+                   cfg.writer.segment.c_str());
+      }
+    }
     writer->tick();
     if (server && now_mono >= next_publish) {  // for /metrics: a copy every 50 ms
       publish(now);
@@ -528,7 +560,7 @@ int main(int argc, char** argv) {
           st.live, static_cast<double>(st.inserts - last.inserts) / secs,
           static_cast<double>(st.updates - last.updates) / secs, st.evictions, st.expirations,
           st.invalidations, st.rejects, st.index_rebuilds,
-          cfg.writer.follow
+          writer->following()
               ? fmt::format(" | follow {} lag {:.2f} ms entries {} loads {}", st.follow_state,
                             static_cast<double>(st.follow_lag_ns) / 1e6, st.follow_entries,
                             st.follow_reloads)
