@@ -7,7 +7,10 @@
 //   3. apply-path latency (one upsert) with no Redis, Redis up, Redis down, Redis restarting;
 //   4. warm start time for N positions;
 //   5. refill: Redis flushed under a running writer of N positions, the time until it holds
-//      them all again, and the apply path's latency meanwhile.
+//      them all again, and the apply path's latency meanwhile;
+//   6. followers: a follower's lag behind the writer at the sustained rate, and the time from
+//      a writer's kill -9 to a standby's first write (the lease taken over on the same host, and
+//      after its expiry from another).
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -94,13 +97,13 @@ double cpu_seconds(pid_t pid) {
 // with the same two-in-flight overlap the sync uses (the next batch is sent before the replies
 // of the previous one are read), so the floor is as fast as a plain pipeline gets.
 // With `zadd`, each position also goes into its account set (ZADD, as a new position does);
-// with `xadd`, its change into a stream (XADD MAXLEN ~ 1000000 of kind, ns, account, instrument,
-// version, as the fenced sync appends it to {prefix}:@changes).
+// with `xadd`, each batch's changes into a stream (one XADD of "ns:account:instrument" ->
+// "+version" pairs, as the fenced sync appends a transaction's changes to {prefix}:@changes).
 double bare_pipeline(int port, const Keys& keys, std::size_t n, std::size_t batch, bool overlap,
                      bool zadd = false, bool xadd = false) {
   detail::RedisClient c = client_at(port);
   const NamespaceSpec spec = preset_trading("spot");
-  detail::Args a;
+  detail::Args a, entry;
   char buf[64];
   const auto t0 = std::chrono::steady_clock::now();
   std::size_t pending = 0;  // replies of the batch in flight
@@ -133,29 +136,25 @@ double bare_pipeline(int port, const Keys& keys, std::size_t n, std::size_t batc
         (void)c.append(a);
       }
       if (xadd) {
-        a.clear();
-        a.add("XADD")
-            .add("bare:@changes")
-            .add("MAXLEN")
-            .add("~")
-            .add("1000000")
-            .add("*")
-            .add("kind")
-            .add("upsert")
-            .add("ns")
-            .add("spot")
-            .add("account")
-            .add(keys.account[i])
-            .add("instrument")
-            .add(keys.instrument[i])
-            .add("version")
-            .add(static_cast<std::uint64_t>(1795000000000000000ull + i));
-        (void)c.append(a);
+        if (i == base) {
+          entry.clear();
+          entry.add("XADD")
+              .add("bare:@changes")
+              .add("MINID")
+              .add("~")
+              .add("0")
+              .add("*")
+              .add("kind")
+              .add("changes");
+        }
+        entry.add("spot:" + keys.account[i] + ":" + keys.instrument[i])
+            .add("+" + std::to_string(1795000000000000000ull + i));
       }
     }
+    if (xadd) (void)c.append(entry);
     (void)c.send();
     for (std::size_t i = 0; i < pending; ++i) (void)c.read_reply();
-    pending = m * (1 + (zadd ? 1 : 0) + (xadd ? 1 : 0));
+    pending = m * (1 + (zadd ? 1 : 0)) + (xadd ? 1 : 0);
     if (!overlap) {  // the plain way: read this batch's replies before building the next
       for (std::size_t i = 0; i < pending; ++i) (void)c.read_reply();
       pending = 0;
@@ -163,6 +162,141 @@ double bare_pipeline(int port, const Keys& keys, std::size_t n, std::size_t batc
   }
   for (std::size_t i = 0; i < pending; ++i) (void)c.read_reply();
   return static_cast<double>(n) / secs_since(t0);
+}
+
+void remove_segment(const std::string& seg) {
+  boost::interprocess::shared_memory_object::remove(seg.c_str());
+  for (const char* ext : {".lock", ".readers", ".trades"})
+    ::unlink(("/dev/shm/" + seg + ext).c_str());
+}
+
+// ---- 6. followers ------------------------------------------------------------------------------
+void followers(int port, detail::RedisClient& admin, const std::string& seg, const Keys& keys,
+               std::size_t n, double rate, double seconds) {
+  // A follower's lag: the writer applies `rate` updates/s on cpu 0; the follower (its loop in a
+  // thread, as the daemon runs it), the sync thread and Redis share cpu 1. Lag = when the
+  // follower applied a position minus when the writer did (its updated_at; one host, one clock).
+  redis_cmd(admin, {"FLUSHALL"});
+  const std::string fseg = seg + "_follower";
+  {
+    WriterConfig cfg = bench_config(seg, n + 1024);
+    cfg.redis = redis_at(port);
+    cfg.redis->warm_start = false;
+    cfg.log = quiet;
+    auto w = Writer::open(cfg);
+    for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, i, i + 1));
+    w->sync_redis(std::chrono::minutes(5));
+    std::vector<double> lags;
+    lags.reserve(static_cast<std::size_t>(rate * seconds) + n);
+    WriterConfig fc = bench_config(fseg, n + 1024);
+    fc.redis = redis_at(port);
+    fc.follow = true;
+    fc.log = quiet;
+    std::atomic<bool> measuring{false}, done{false};
+    fc.on_follow = [&](std::int64_t lag) {
+      if (measuring.load(std::memory_order_relaxed)) lags.push_back(static_cast<double>(lag));
+    };
+    const auto t_load = std::chrono::steady_clock::now();
+    auto f = Writer::open(fc);
+    const double load_s = secs_since(t_load);
+    std::thread loop([&] {
+      pin_to_cpu(1);
+      while (!done.load(std::memory_order_relaxed)) {
+        f->follow(std::chrono::milliseconds(5));
+        f->tick();
+      }
+    });
+    pin_to_cpu(0);
+    std::mt19937_64 rng(6);
+    measuring = true;
+    const auto total = static_cast<std::size_t>(rate * seconds);
+    const std::int64_t start = shm::monotonic_ns();
+    for (std::size_t k = 0; k < total; ++k) {
+      const std::int64_t due =
+          start + static_cast<std::int64_t>(static_cast<double>(k) * 1e9 / rate);
+      while (shm::monotonic_ns() < due) w->tick();
+      w->upsert(trading_update(*w, keys, rng() % n, k));
+    }
+    pin_to_cpu(-1);
+    w->sync_redis(std::chrono::minutes(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    measuring = false;
+    done = true;
+    loop.join();
+    const WriterStats fs = f->stats();
+    std::printf("\nfollowers (a follower's loop, the sync thread and Redis on cpu 1)\n");
+    std::printf(
+        "  first load of %zu positions: %.2f s; then %llu stream entries applied, %llu "
+        "loads in all\n",
+        n, load_s, static_cast<unsigned long long>(fs.follow_entries),
+        static_cast<unsigned long long>(fs.follow_reloads));
+    const Percentiles lp = percentiles(lags);
+    std::printf(
+        "  %-66s p50 %7.2f  p99 %7.2f  p99.9 %8.2f  max %9.2f ms  (n=%zu)\n",
+        ("follower lag at " + std::to_string(static_cast<int>(rate)) + " updates/s").c_str(),
+        lp.p50 / 1e6, lp.p99 / 1e6, lp.p999 / 1e6, lp.max / 1e6, lp.n);
+    f->close();
+    w->close();
+    remove_segment(fseg);
+    remove_segment(seg);
+  }
+  // A standby taking over from a writer killed with -9: the writer is a child process churning
+  // 10 k updates/s; the standby runs its loop here. Same host: the lease's holder is a process of
+  // this host that is gone, taken over at the standby's next look (every ttl/3, at most 1 s).
+  // Other host: the lease must expire first (ttl 2 s).
+  for (const bool same_host : {true, false}) {
+    redis_cmd(admin, {"FLUSHALL"});
+    const auto ttl = std::chrono::milliseconds(2000);
+    WriterConfig wc = bench_config(seg, 1 << 16);
+    wc.redis = redis_at(port);
+    wc.redis->lease_ttl = ttl;
+    wc.redis->host_name = "bench-writer";
+    wc.redis->warm_start = false;
+    wc.log = quiet;
+    const pid_t child = ::fork();
+    if (child == 0) {
+      auto w = Writer::open(wc);
+      for (std::uint64_t k = 0;; ++k) {
+        w->upsert(trading_update(*w, keys, k % 20000, k));
+        if (k % 100 == 0) {
+          w->tick();
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    WriterConfig sc = bench_config(fseg, 1 << 16);
+    sc.redis = redis_at(port);
+    sc.redis->lease_ttl = ttl;
+    sc.redis->host_name = same_host ? "bench-writer" : "bench-standby";
+    sc.standby = true;
+    sc.log = quiet;
+    auto sb = Writer::open(sc);
+    for (int i = 0; i < 100; ++i) {  // caught up, its first look at the lease behind it
+      sb->follow(std::chrono::milliseconds(5));
+      sb->tick();
+    }
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    const auto killed = std::chrono::steady_clock::now();
+    while (sb->following() && secs_since(killed) < 60) {
+      sb->follow(std::chrono::milliseconds(5));
+      sb->tick();
+    }
+    const double taken_ms = secs_since(killed) * 1e3;
+    sb->upsert(trading_update(*sb, keys, 7, 1));
+    const bool written = sb->sync_redis(std::chrono::seconds(30));
+    const double written_ms = secs_since(killed) * 1e3;
+    std::printf(
+        "  standby, writer killed with -9 (%s): lease taken after %.0f ms, its first "
+        "write in Redis after %.0f ms%s (lease_ttl %lld ms, looked at every %lld ms)\n",
+        same_host ? "same host: its pid is gone" : "another host: the lease expires", taken_ms,
+        written_ms, written ? "" : " (NOT WRITTEN)", static_cast<long long>(ttl.count()),
+        static_cast<long long>(ttl.count() / 3));
+    sb->close();
+    remove_segment(fseg);
+    remove_segment(seg);
+  }
 }
 
 }  // namespace
@@ -358,7 +492,8 @@ int main(int argc, char** argv) {
   // ---- 2 and 3. sustained rate: lag and apply latency ---------------------------------------
   std::printf("\nsustained %.0f updates/s over %zu positions, %.0f s per phase\n", rate, n,
               seconds);
-  for (const char* phase : {"no redis", "redis up", "redis down", "redis restarting"}) {
+  for (const char* phase :
+       {"no redis", "redis up", "redis up, no change stream", "redis down", "redis restarting"}) {
     const std::string p(phase);
     if (!own && (p == "redis down" || p == "redis restarting")) {
       std::printf("  (%s: skipped, --port names a server this program does not own)\n", phase);
@@ -369,6 +504,7 @@ int main(int argc, char** argv) {
     if (p != "no redis") {
       cfg.redis = redis_at(srv.port);
       cfg.redis->warm_start = false;
+      if (p == "redis up, no change stream") cfg.redis->change_stream_retention = {};
       cfg.log = quiet;
     }
     auto w = Writer::open(cfg);
@@ -430,7 +566,7 @@ int main(int argc, char** argv) {
     monitor.join();
     const Percentiles pl = percentiles(lat);
     print_row("apply (one upsert), " + p, pl);
-    if (p == "redis up") {
+    if (p.starts_with("redis up")) {
       std::vector<double> lags;
       std::size_t a = 0;
       for (const auto& [v, t] : applied) {
@@ -442,8 +578,11 @@ int main(int argc, char** argv) {
       std::printf(
           "  %-66s p50 %7.2f  p99 %7.2f  p99.9 %8.2f  max %9.2f ms  (n=%zu, flush interval %lld "
           "ms)\n",
-          "sync lag, apply -> acknowledged by Redis", lp.p50 / 1e6, lp.p99 / 1e6, lp.p999 / 1e6,
-          lp.max / 1e6, lp.n, static_cast<long long>(cfg.redis->flush_interval.count()));
+          ("sync lag, apply -> acknowledged by Redis" +
+           std::string(p == "redis up" ? "" : " (no stream)"))
+              .c_str(),
+          lp.p50 / 1e6, lp.p99 / 1e6, lp.p999 / 1e6, lp.max / 1e6, lp.n,
+          static_cast<long long>(cfg.redis->flush_interval.count()));
     }
     w->close();
     boost::interprocess::shared_memory_object::remove(seg.c_str());
@@ -524,6 +663,7 @@ int main(int argc, char** argv) {
     r->close();
     boost::interprocess::shared_memory_object::remove(seg.c_str());
   }
+  followers(srv.port, admin, seg, keys, n, rate, seconds);
   ::unlink(("/dev/shm/" + seg + ".lock").c_str());
   ::unlink(("/dev/shm/" + seg + ".readers").c_str());
   if (own) {

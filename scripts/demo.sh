@@ -18,9 +18,12 @@ redis-server --port 0 --unixsocket "$sock" --dir "$tmp" --save "" --appendonly n
   --logfile "$tmp/redis.log" --daemonize yes --pidfile "$tmp/redis.pid"
 for _ in $(seq 100); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
 writer=""
+follower=""
+standby=""
 cleanup() {
   set +e  # clean up everything, whatever already exited
-  [ -n "$writer" ] && { kill "$writer" 2>/dev/null; wait "$writer" 2>/dev/null; }
+  for p in "$writer" "$follower" "$standby"; do [ -n "$p" ] && { kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; }; done
+  for s in "${seg}_follower" "${seg}_standby"; do rm -f "/dev/shm/$s" "/dev/shm/$s.lock" "/dev/shm/$s.readers" "/dev/shm/$s.trades" "/dev/shm/$s.sock"; done
   [ -f "$tmp/redis.pid" ] && kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
   sleep 0.2; rm -rf "$tmp"
 }
@@ -172,9 +175,49 @@ redis-cli -s "$sock" hgetall "poscache:v1:@writer" | paste - - | sed 's/^/   /'
 "$bin/poscache-writer" --config config/demo.toml --segment "${seg}_rival" --fresh --redis-socket "$sock" \
   --no-generate --no-socket --run-for 1s 2>&1 | grep -E "held by another writer" | sed 's/^/   /' || true
 rm -f "/dev/shm/${seg}_rival" "/dev/shm/${seg}_rival.lock" "/dev/shm/${seg}_rival.readers"
-echo; echo "== stopping the writer (SIGTERM: clean close, unsynced changes written to Redis first)"
-kill "$writer"; wait "$writer" || true
+echo; echo "== the change stream (XREVRANGE poscache:v1:@changes + - COUNT 1): a transaction's changes, in the order Redis applied them"
+redis-cli -s "$sock" xrevrange poscache:v1:@changes + - COUNT 1 | head -9 | paste -d' ' - - | sed 's/^/   /'
+echo "   ... ($(redis-cli -s "$sock" xlen poscache:v1:@changes) entries kept: the last 60 s)"
+echo; echo "== a follower and a standby, as on two other hosts (segments of their own): --follow, --standby"
+"$bin/poscache-writer" --config config/demo.toml --segment "${seg}_follower" --fresh --redis-socket "$sock" \
+  --follow --no-generate --stats-interval 1s > "$tmp/follower.log" 2>&1 &
+follower=$!
+"$bin/poscache-writer" --config config/demo.toml --segment "${seg}_standby" --fresh --redis-socket "$sock" \
+  --standby --no-generate > "$tmp/standby.log" 2>&1 &
+standby=$!
+for _ in $(seq 200); do grep -q "tailing" "$tmp/follower.log" && grep -q "tailing" "$tmp/standby.log" && break; sleep 0.05; done
+sleep 1.5
+grep -hE "follow: loaded" "$tmp/follower.log" | sed 's/^.*poscache-writer: /   /'
+echo "   the follower, while the writer goes on at 50k updates/s (poscache-inspect stats, health):"
+"$bin/poscache-inspect" -s "${seg}_follower" stats | grep -E "^follow" | sed 's/^/   /'
+"$bin/poscache-inspect" -s "${seg}_follower" health | sed 's/^/   /' || true
+# One line of a wallet's SOL book from a segment (exact decimals, as readers see them).
+book() {
+  "$bin/poscache-inspect" -s "$1" --json get spot "$wallet" SOL | /usr/bin/python3 -c '
+import json, sys
+f = json.load(sys.stdin)["fields"]
+print("qty", f["qty"], " avg_price", f["avg_price"], " realized_pnl", f["realized_pnl"])'
+}
+echo "   the wallet's SOL on the follower (the writer's numbers, read from this host's shared memory):"
+echo "   $(book "${seg}_follower")"
+echo; echo "== the writer killed with -9 (its host lost): the standby applies the stream, takes the lease, opens its socket"
+kill -9 "$writer"; wait "$writer" 2>/dev/null || true
 writer=""
+for _ in $(seq 400); do grep -q "ingest socket" "$tmp/standby.log" && break; sleep 0.05; done
+grep -hE "standby: promoted: the lease|ingest socket" "$tmp/standby.log" | sed 's/^.*poscache-writer: /   /'
+echo "   a fill on the new writer (poscache-feed -s ${seg}_standby): sell 5 SOL @ 152.00"
+"$bin/poscache-feed" -s "${seg}_standby" fill spot "$wallet" SOL sell 5 152.00 --trade-id demo-after-failover
+sleep 0.3
+echo "   the wallet on the standby, now the writer, and on the follower, which follows it (qty 5 less, realized_pnl up by 5 x (152.00 - avg_price)):"
+for s in "${seg}_standby" "${seg}_follower"; do echo "   $s: $(book "$s")"; done
+"$bin/poscache-inspect" -s "${seg}_follower" health | sed 's/^/   /' || true
+kill "$follower"; wait "$follower" || true
+follower=""
+echo; echo "== stopping the new writer (SIGTERM: clean close, unsynced changes written to Redis first, the lease released)"
+kill "$standby"; wait "$standby" || true
+standby=""
+grep -hE "closed segment" "$tmp/standby.log" | sed 's/^.*poscache-writer: /   /'
+for s in "${seg}_follower" "${seg}_standby"; do rm -f "/dev/shm/$s" "/dev/shm/$s.lock" "/dev/shm/$s.readers" "/dev/shm/$s.trades"; done
 echo; echo "== warm start: a writer on a brand-new segment (--fresh) loads every position from Redis"
 "$bin/poscache-writer" --config config/demo.toml --segment "$seg" --fresh --redis-socket "$sock" \
   --no-generate --run-for 1s 2>&1 | grep -E "warm start|created|closed"

@@ -63,11 +63,11 @@ struct RedisConfig {
   // keys evicted: the lease's epoch counter gone) is refilled from the segment in the
   // background, at most this many positions per second on top of the changes.
   std::size_t refill_rate = 100'000;
-  // fence: every transaction also appends its changes to the stream {prefix}:@changes (XADD
-  // MAXLEN ~ this many entries, in the same MULTI), which followers and other services tail
-  // (README "The change stream"). At 100 k changes/s the default keeps about 10 s of history: a
-  // follower further behind reloads. 0: no stream (no followers).
-  std::size_t change_stream_length = 1'000'000;
+  // fence: every transaction also appends its changes, as one entry, to the stream
+  // {prefix}:@changes (in the same MULTI), which followers and other services tail (README "The
+  // change stream"); entries older than this are trimmed (XADD MINID ~): a follower further
+  // behind loads the prefix again. 0: no stream (no followers). 1 s to 24 h.
+  std::chrono::milliseconds change_stream_retention{60'000};
   // Namespaces kept in the segment only (sync = none): never written to Redis, nor loaded from
   // it by a warm start (short-lived quotes need no durable copy). The others are mirrored.
   std::vector<std::string> unsynced_namespaces;

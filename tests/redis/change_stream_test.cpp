@@ -9,6 +9,8 @@
 #include <string>
 #include <thread>
 
+#include "poscache/mirror_status.hpp"
+#include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
 #include "redis/redis_server.hpp"
 #include "test_util.hpp"
@@ -58,8 +60,10 @@ std::map<std::string, std::uint64_t> redis_versions(detail::RedisClient& c) {
   return out;
 }
 
-// A consumer's replay: upsert entries set a key's version (a newer one only), removals remove a
-// key unless it holds a newer version, patterns remove every key they cover that is older.
+// A consumer's replay: a transaction's entry lists its positions' changes ("ns:account:instrument"
+// -> "+version" for an upsert, "-version" for a removal): an upsert sets a key's version (a newer
+// one only), a removal removes a key unless it holds a newer version; a pattern entry removes
+// every key it covers that is older.
 // Keys are "ns:account:instrument".
 struct Replay {
   std::map<std::string, std::uint64_t> keys;
@@ -77,20 +81,25 @@ struct Replay {
       return it->second;
     };
     const std::string kind = get("kind");
-    const std::uint64_t version = std::stoull(get("version"));
-    if (kind == "upsert" || kind == "removal") {
-      const std::string key = get("ns") + ":" + get("account") + ":" + get("instrument");
-      auto it = keys.find(key);
-      if (kind == "upsert") {
-        if (it != keys.end() && it->second >= version && problem.empty())
-          problem = "entry " + e.id + ": upsert " + key + " version " + std::to_string(version) +
-                    " after version " + std::to_string(it->second);
-        keys[key] = std::max(version, it == keys.end() ? 0 : it->second);
-      } else if (it != keys.end() && it->second <= version) {
-        keys.erase(it);
+    if (kind == "changes") {
+      for (const auto& [key, change] : f) {
+        if (key == "kind") continue;
+        const std::uint64_t version = std::stoull(change.substr(1));
+        auto it = keys.find(key);
+        if (change[0] == '+') {
+          if (it != keys.end() && it->second >= version && problem.empty())
+            problem = "entry " + e.id + ": upsert " + key + " version " + std::to_string(version) +
+                      " after version " + std::to_string(it->second);
+          keys[key] = std::max(version, it == keys.end() ? 0 : it->second);
+        } else if (change[0] != '-') {
+          if (problem.empty()) problem = "entry " + e.id + ": " + key + " -> " + change;
+        } else if (it != keys.end() && it->second <= version) {
+          keys.erase(it);
+        }
       }
       return;
     }
+    const std::uint64_t version = std::stoull(get("version"));
     if (kind != "pattern") {
       if (problem.empty()) problem = "entry " + e.id + ": unknown kind " + kind;
       return;
@@ -203,22 +212,19 @@ TEST(ChangeStream, EachKindOfChangeIsOneEntryNamingItsKeyVersionOrPattern) {
   auto c = srv.client();
   const auto s = read_stream(c);
   ASSERT_EQ(s.size(), 9u);
-  EXPECT_EQ(s[0].f, (Fields{{"kind", "upsert"},
-                            {"ns", "spot"},
-                            {"account", "alice"},
-                            {"instrument", "SOL"},
-                            {"version", std::to_string(a.version)}}));
-  EXPECT_EQ(s[1].f.at("version"), std::to_string(b.version));
-  Fields s2 = s[2].f;
+  // A transaction's entry: its positions, "ns:account:instrument" -> "+version" or "-version".
+  EXPECT_EQ(s[0].f,
+            (Fields{{"kind", "changes"}, {"spot:alice:SOL", "+" + std::to_string(a.version)}}));
+  EXPECT_EQ(s[1].f,
+            (Fields{{"kind", "changes"}, {"spot:alice:SOL", "+" + std::to_string(b.version)}}));
   ASSERT_EQ(e.status, ApplyStatus::erased);
+  ASSERT_EQ(s[2].f.size(), 2u);
+  const std::string removal = s[2].f.at("spot:alice:SOL");
   // A removal has a version of its own, after the version it removed.
-  EXPECT_GT(std::stoull(s[2].f.at("version")), b.version);
-  s2.erase("version");
-  EXPECT_EQ(
-      s2,
-      (Fields{{"kind", "removal"}, {"ns", "spot"}, {"account", "alice"}, {"instrument", "SOL"}}));
-  EXPECT_EQ(s[3].f.at("kind"), "upsert");
-  EXPECT_EQ(s[3].f.at("ns"), "moonwell");
+  ASSERT_EQ(removal[0], '-');
+  EXPECT_GT(std::stoull(removal.substr(1)), b.version);
+  EXPECT_EQ(s[3].f.at("kind"), "changes");
+  EXPECT_EQ(s[3].f.count("moonwell:bob:USDC"), 1u);
   auto pattern = [](const Entry& x) {
     Fields f = x.f;
     f.erase("version");
@@ -239,6 +245,16 @@ TEST(ChangeStream, EachKindOfChangeIsOneEntryNamingItsKeyVersionOrPattern) {
             (Fields{{"kind", "pattern"}, {"scope", "all"}, {"ns", ""}, {"pattern", ""}}));
   for (std::size_t i = 5; i < 9; ++i)  // in the order they were applied
     EXPECT_LT(std::stoull(s[i - 1].f.at("version")), std::stoull(s[i].f.at("version")));
+  // Many changes in one transaction: one entry, each position once.
+  for (int i = 0; i < 300; ++i)
+    w->upsert(
+        must(w->make_update("moonwell", "dave", "T" + std::to_string(i), {{"debt_amount", "1"}})));
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  const auto more = read_stream(c);
+  std::size_t listed = 0;
+  for (std::size_t i = 9; i < more.size(); ++i) listed += more[i].f.size() - 1;
+  EXPECT_EQ(listed, 300u);
+  EXPECT_LE(more.size() - 9, 2u) << "300 changes synced at once: one or two transactions";
 }
 
 // Random churn with evictions (spills), erases and every kind of invalidation, several flushes
@@ -309,25 +325,53 @@ TEST(ChangeStream, APythonServiceTailingTheStreamKeepsAnExactCopy) {
             "1234000000000000000001");
 }
 
-TEST(ChangeStream, TheStreamIsTrimmedToItsLengthAndCanBeTurnedOff) {
+// A stream entry Redis refuses (here: the key is not a stream) leaves its positions unsynced:
+// written again, with their entry, once Redis takes it; the error is shown meanwhile. (Positions
+// in Redis without their entry would never reach a follower.)
+TEST(ChangeStream, AnEntryRedisRefusesIsWrittenAgainWithItsPositions) {
+  RedisServer srv;
+  ScratchSegment seg("cs_refused");
+  auto w = Writer::open(stream_config(seg, srv, 64));
+  auto c = srv.client();
+  cmd(c, {"SET", "poscache:v1:@changes", "not a stream"});
+  w->upsert(must(w->make_update("spot", "alice", "SOL", {{"qty", "1"}})));
+  EXPECT_FALSE(w->sync_redis(std::chrono::milliseconds(500)));
+  const MirrorStatus m = mirror_status(Reader::open(seg.name()));
+  EXPECT_NE(m.last_error.find("WRONGTYPE"), std::string::npos) << m.last_error;
+  cmd(c, {"DEL", "poscache:v1:@changes"});
+  ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+  const auto s = read_stream(c);
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].f.count("spot:alice:SOL"), 1u);
+}
+
+// Entries older than change_stream_retention go (XADD MINID ~ trims whole nodes of up to 100
+// entries: those entirely older than the retention).
+TEST(ChangeStream, TheStreamKeepsItsRetentionAndCanBeTurnedOff) {
   RedisServer srv;
   {
     ScratchSegment seg("cs_trim");
     WriterConfig cfg = stream_config(seg, srv, 4096);
-    cfg.redis->change_stream_length = 1000;
+    cfg.redis->change_stream_retention = std::chrono::seconds(1);
     auto w = Writer::open(cfg);
-    for (int i = 0; i < 20000; ++i) {
-      w->upsert(must(w->make_update("spot", "acct" + std::to_string(i % 50),
-                                    "I" + std::to_string(i % 37), {{"qty", std::to_string(i)}})));
-      if (i % 2000 == 0) {
-        ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+    auto entries = [&](int n, int salt) {  // n transactions, one entry each
+      for (int i = 0; i < n; ++i) {
+        w->upsert(must(w->make_update("spot", "acct" + std::to_string(i % 50), "I",
+                                      {{"qty", std::to_string(i + salt)}})));
+        EXPECT_TRUE(w->sync_redis(std::chrono::seconds(10)));
       }
-    }
-    ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+    };
+    entries(150, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+    entries(150, 1000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+    entries(5, 2000);  // every earlier entry is older than the retention now
     auto c = srv.client();
     const long long len = cmd(c, {"XLEN", "poscache:v1:@changes"})->integer;
-    EXPECT_GE(len, 1000);  // MAXLEN ~ trims whole nodes: a little over the length
-    EXPECT_LT(len, 2000);
+    EXPECT_GE(len, 5);
+    EXPECT_LE(len, 105) << "entries older than the retention were kept (beyond one node)";
+    EXPECT_EQ(cmd(c, {"XINFO", "STREAM", "poscache:v1:@changes"})->element[11]->integer, 305)
+        << "entries-added";
   }
   {
     auto c = srv.client();
@@ -336,7 +380,7 @@ TEST(ChangeStream, TheStreamIsTrimmedToItsLengthAndCanBeTurnedOff) {
   {
     ScratchSegment seg("cs_off");
     WriterConfig cfg = stream_config(seg, srv, 64);
-    cfg.redis->change_stream_length = 0;
+    cfg.redis->change_stream_retention = {};
     auto w = Writer::open(cfg);
     w->upsert(must(w->make_update("spot", "alice", "SOL", {{"qty", "1"}})));
     w->invalidate_all();
@@ -346,10 +390,10 @@ TEST(ChangeStream, TheStreamIsTrimmedToItsLengthAndCanBeTurnedOff) {
   }
   WriterConfig bad;
   bad.redis.emplace();
-  bad.redis->change_stream_length = 10;
+  bad.redis->change_stream_retention = std::chrono::milliseconds(10);
   const auto v = validate(*bad.redis);
   ASSERT_FALSE(v);
-  EXPECT_NE(v.error().find("change_stream_length 10"), std::string::npos) << v.error();
+  EXPECT_NE(v.error().find("change_stream_retention 10 ms"), std::string::npos) << v.error();
 }
 
 }  // namespace

@@ -14,6 +14,22 @@ import sys
 import redis
 
 
+def apply(r, prefix, positions, key, upsert, version):
+    held = positions.get(key)
+    if not upsert:
+        if held and int(held["version"]) <= version:
+            del positions[key]
+            print(f"removed {key}", file=sys.stderr)
+        return
+    # the hash holds this version or a newer one (or nothing: removed since, and the removal's
+    # entry follows)
+    ns, account, instrument = key.split(":", 2)
+    fields = r.hgetall(f"{prefix}:{ns}:{{{account}}}:{instrument}")
+    if fields and (not held or int(fields["version"]) > int(held["version"])):
+        positions[key] = fields
+        print(f"{key} {fields}", file=sys.stderr)
+
+
 def main() -> int:
     port, prefix = int(sys.argv[1]), sys.argv[2]
     idle_ms = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
@@ -26,6 +42,11 @@ def main() -> int:
             break
         for entry_id, e in reply[0][1]:
             last_id = entry_id
+            if e["kind"] == "changes":  # a transaction's positions: "ns:account:instrument" -> "+v"/"-v"
+                for key, change in e.items():
+                    if key != "kind":
+                        apply(r, prefix, positions, key, change[0] == "+", int(change[1:]))
+                continue
             version = int(e["version"])
             if e["kind"] == "pattern":  # scope account | namespace | glob | all
                 def covered(key):
@@ -38,20 +59,6 @@ def main() -> int:
                             if covered(k) and int(p["version"]) < version]:
                     del positions[key]
                 print(f"removed {e['scope']} {e['ns']} {e['pattern']}", file=sys.stderr)
-                continue
-            key = f"{e['ns']}:{e['account']}:{e['instrument']}"
-            held = positions.get(key)
-            if e["kind"] == "removal":
-                if held and int(held["version"]) <= version:
-                    del positions[key]
-                    print(f"removed {key}", file=sys.stderr)
-                continue
-            # upsert: the hash holds this version or a newer one (or nothing: removed since,
-            # and the removal's entry follows)
-            fields = r.hgetall(f"{prefix}:{e['ns']}:{{{e['account']}}}:{e['instrument']}")
-            if fields and (not held or int(fields["version"]) > int(held["version"])):
-                positions[key] = fields
-                print(f"{key} {fields}", file=sys.stderr)
     out = {}
     for key, fields in positions.items():
         ns, account, instrument = key.split(":", 2)

@@ -283,7 +283,7 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
                "host_name",
                "positions_per_call",
                "refill_rate",
-               "change_stream_length"});
+               "change_stream_retention"});
     RedisConfig& rc = c.writer.redis ? *c.writer.redis : c.writer.redis.emplace();
     auto ms = [&](const toml::node& n, std::string_view key) {
       return std::chrono::duration_cast<std::chrono::milliseconds>(duration(origin, n, key));
@@ -316,10 +316,8 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
     if (auto* n = r->get("refill_rate"))
       rc.refill_rate =
           static_cast<std::size_t>(integer(origin, *n, "refill_rate", 1000, 10'000'000));
-    if (auto* n = r->get("change_stream_length")) {
-      rc.change_stream_length =
-          static_cast<std::size_t>(integer(origin, *n, "change_stream_length", 0, 1'000'000'000));
-    }
+    if (auto* n = r->get("change_stream_retention"))
+      rc.change_stream_retention = ms(*n, "change_stream_retention");
     if (auto* n = r->get("positions_per_call"))
       rc.positions_per_call =
           static_cast<std::size_t>(integer(origin, *n, "positions_per_call", 1, 1000));
@@ -534,7 +532,7 @@ std::string print_config(const DaemonConfig& c) {
     line("redis.host_name", quoted(r.host_name));
     line("redis.positions_per_call", std::to_string(r.positions_per_call));
     line("redis.refill_rate", std::to_string(r.refill_rate));
-    line("redis.change_stream_length", std::to_string(r.change_stream_length));
+    line("redis.change_stream_retention", quoted(duration_text(r.change_stream_retention)));
   }
   line("daemon.log_level", quoted(c.log_level));
   line("daemon.stats_interval", quoted(duration_text(c.stats_interval)));

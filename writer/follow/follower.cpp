@@ -142,7 +142,7 @@ bool Follower::reload(const std::string& why) {
   }
   if (!at.exists) {
     say(LogLevel::warn, "follow: no change stream " + key_ +
-                            " yet (a writer with change_stream_length 0, or none has written): "
+                            " yet (a writer with change_stream_retention 0, or none has written): "
                             "loading the positions and waiting for it");
   }
   const auto t0 = std::chrono::steady_clock::now();
@@ -223,7 +223,8 @@ std::size_t Follower::step(std::chrono::milliseconds wait) {
 }
 
 bool Follower::read_batch(std::size_t& applied) {
-  constexpr std::size_t kBatch = 1000;
+  // Up to batch_size entries per round trip (RedisConfig::batch_size).
+  const std::size_t kBatch = std::clamp<std::size_t>(cfg_.batch_size, 1, 10'000);
   tx_.clear();
   tx_.cmd("MULTI");
   const std::string after = last_.text();
@@ -289,46 +290,60 @@ bool Follower::read_batch(std::size_t& applied) {
     std::size_t fetch = 0;
     RemovalEvent event;
   };
-  std::vector<Item> items(n);
+  std::vector<Item> items;
+  items.reserve(n);
   auto field = [](const redisReply* kv, std::string_view name) -> std::string_view {
     for (std::size_t j = 0; j + 1 < kv->elements; j += 2)
       if (str(kv->element[j]) == name) return str(kv->element[j + 1]);
     return {};
   };
   std::size_t malformed = 0;
+  // One position's change: "ns:account:instrument" and "+<version>" (upsert) or "-<version>".
+  auto position = [&](std::string_view key, std::string_view change) {
+    const std::size_t a = key.find(':'), b = key.find(':', a + 1);
+    const std::uint64_t version = change.size() > 1 ? to_u64(change.substr(1)) : 0;
+    if (b == std::string_view::npos || version == 0 || (change[0] != '+' && change[0] != '-')) {
+      ++malformed;
+      return;
+    }
+    const std::string_view ns = key.substr(0, a), account = key.substr(a + 1, b - a - 1),
+                           instrument = key.substr(b + 1);
+    const auto id = fmt_.namespace_id(ns);
+    if (!id || ((unsynced_mask_ >> *id) & 1u) != 0) return;  // not kept here
+    if (!valid_account(account) || !valid_instrument(instrument)) {
+      ++malformed;
+      return;
+    }
+    Item& it = items.emplace_back();
+    if (change[0] == '-') {
+      it.kind = Item::removal;
+      it.event = erase_of(KeyRef{*id, std::string(account), std::string(instrument)}, version);
+      return;
+    }
+    auto [pos, fresh] = at.try_emplace(fmt_.position_key(ns, account, instrument), fetch_.size());
+    if (fresh) {
+      fetch_.push_back(
+          {ParsedKey{std::string(ns), std::string(account), std::string(instrument)}, *id});
+    }
+    it.kind = Item::upsert;
+    it.fetch = pos->second;
+  };
   for (std::size_t i = 0; i < n; ++i) {
-    const redisReply* e = entries->element[i];
-    const redisReply* kv = e->element[1];
-    Item& it = items[i];
+    const redisReply* kv = entries->element[i]->element[1];
     const std::string_view kind = field(kv, "kind");
+    if (kind == "changes") {
+      for (std::size_t j = 2; j + 1 < kv->elements; j += 2)
+        position(str(kv->element[j]), str(kv->element[j + 1]));
+      continue;
+    }
     const std::string_view ns = field(kv, "ns");
     const std::uint64_t version = to_u64(field(kv, "version"));
     const auto id = ns.empty() ? std::nullopt : fmt_.namespace_id(ns);
     if (!ns.empty() && (!id || ((unsynced_mask_ >> *id) & 1u) != 0)) continue;  // not kept here
-    if (kind == "upsert" || kind == "removal") {
-      const std::string_view account = field(kv, "account"), instrument = field(kv, "instrument");
-      if (!id || version == 0 || !valid_account(account) || !valid_instrument(instrument)) {
-        ++malformed;
-        continue;
-      }
-      if (kind == "removal") {
-        it.kind = Item::removal;
-        it.event = erase_of(KeyRef{*id, std::string(account), std::string(instrument)}, version);
-        continue;
-      }
-      std::string key = fmt_.position_key(ns, account, instrument);
-      auto [pos, fresh] = at.try_emplace(std::move(key), fetch_.size());
-      if (fresh) {
-        fetch_.push_back(
-            {ParsedKey{std::string(ns), std::string(account), std::string(instrument)}, *id});
-      }
-      it.kind = Item::upsert;
-      it.fetch = pos->second;
-      continue;
-    }
     if (kind == "pattern" && version != 0) {
       const std::string_view scope = field(kv, "scope"), pattern = field(kv, "pattern");
       using K = RemovalEvent::Kind;
+      Item it;
       it.kind = Item::pattern;
       if (scope == "account" && valid_account(pattern)) {
         it.event = pattern_of(K::account, version, id, pattern);
@@ -339,9 +354,10 @@ bool Follower::read_batch(std::size_t& applied) {
       } else if (scope == "all") {
         it.event = pattern_of(K::all, version, std::nullopt, {});
       } else {
-        it.kind = Item::skip;
         ++malformed;
+        continue;
       }
+      items.push_back(std::move(it));
       continue;
     }
     ++malformed;

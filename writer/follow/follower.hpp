@@ -7,11 +7,12 @@
 //     stream is (last-generated-id and entries-added, read in one MULTI); after it, every local
 //     position the load did not find is removed (it was removed in Redis), and the stream is
 //     tailed from the noted point, so what changed during the load comes again;
-//   * the CHANGE STREAM {prefix}:@changes (writer/redis/redis_format.hpp), read in order in
-//     batches of up to 1000 entries, each batch one MULTI [XRANGE key (last COUNT n; XINFO
+//   * the CHANGE STREAM {prefix}:@changes (writer/redis/redis_format.hpp: an entry per
+//     transaction, its positions' changes as pairs), read in order in batches of up to
+//     RedisConfig::batch_size entries, each batch one MULTI [XRANGE key (last COUNT n; XINFO
 //     STREAM key] so that the read and the stream's counters are one moment:
 //       - more entries trimmed (entries-added - length) than this follower has read: entries
-//         it never saw are gone (it fell more than change_stream_length behind): load again;
+//         it never saw are gone (it fell more than change_stream_retention behind): load again;
 //       - a batch that reached the end of the stream must end at entries-added; otherwise the
 //         stream is not the one it was reading (Redis lost its data, the stream was deleted and
 //         written again): load again;

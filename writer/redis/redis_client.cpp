@@ -53,10 +53,12 @@ Expected<bool> validate(const RedisConfig& c) {
     return fail("redis refill_rate " + std::to_string(c.refill_rate) +
                 " is out of range: 1000 to 10000000 positions per second");
   }
-  if (c.change_stream_length != 0 &&
-      (c.change_stream_length < 1000 || c.change_stream_length > 1'000'000'000)) {
-    return fail("redis change_stream_length " + std::to_string(c.change_stream_length) +
-                " is out of range: 0 (no stream) or 1000 to 1000000000 entries");
+  if (c.change_stream_retention.count() != 0 &&
+      (c.change_stream_retention < std::chrono::seconds(1) ||
+       c.change_stream_retention > std::chrono::hours(24))) {
+    return fail("redis change_stream_retention " +
+                std::to_string(c.change_stream_retention.count()) +
+                " ms is out of range: 0 (no stream) or 1 s to 24 h");
   }
   return true;
 }

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "poscache/decimal.hpp"
+#include "shm/clock.hpp"
 #include "shm/slot_codec.hpp"
 #include "values/quote.hpp"
 
@@ -167,40 +168,48 @@ std::size_t RedisFormat::add_plain_delete(std::string_view ns, std::string_view 
   return 2;
 }
 
-// XADD {prefix}:@changes MAXLEN ~ N * kind: the value of `kind` comes next.
-Args& RedisFormat::add_xadd(Commands& out) const {
-  return out.cmd("XADD")
+// XADD {prefix}:@changes MINID ~ <now - retention> * kind: the value of `kind` comes next.
+void RedisFormat::add_xadd_head(Args& out) const {
+  out.add("XADD")
       .add_concat({prefix_, ":@changes"})
-      .add("MAXLEN")
+      .add("MINID")
       .add("~")
-      .add(stream_max_)
+      .add_int(std::max<std::int64_t>(0, shm::realtime_ns() / 1'000'000 - retention_ms_))
       .add("*")
       .add("kind");
 }
 
-std::size_t RedisFormat::add_change(std::string_view kind, std::string_view ns,
-                                    std::string_view account, std::string_view instrument,
-                                    std::uint64_t version, Commands& out) const {
-  if (stream_max_.empty()) return 0;
-  add_xadd(out)
-      .add(kind)
-      .add("ns")
-      .add(ns)
-      .add("account")
-      .add(account)
-      .add("instrument")
-      .add(instrument)
-      .add("version")
-      .add(version);
+void RedisFormat::begin_changes(Args& entry) const {
+  entry.clear();
+  if (retention_ms_ <= 0) return;
+  add_xadd_head(entry);
+  entry.add("changes");
+}
+
+void RedisFormat::add_change(Args& entry, bool upsert, std::string_view ns,
+                             std::string_view account, std::string_view instrument,
+                             std::uint64_t version) const {
+  if (retention_ms_ <= 0) return;
+  char text[24];
+  text[0] = upsert ? '+' : '-';
+  const auto end = std::to_chars(text + 1, text + sizeof text, version).ptr;
+  entry.add_concat({ns, ":", account, ":", instrument})
+      .add(std::string_view(text, static_cast<std::size_t>(end - text)));
+}
+
+std::size_t RedisFormat::finish_changes(const Args& entry, Commands& out) const {
+  if (entry.size() <= 8) return 0;  // XADD key MINID ~ id * kind changes: no change added
+  out.add(entry);
   return 1;
 }
 
 std::size_t RedisFormat::add_pattern_change(std::string_view scope, std::string_view ns,
                                             std::string_view pattern, std::uint64_t version,
                                             Commands& out) const {
-  if (stream_max_.empty()) return 0;
-  add_xadd(out)
-      .add("pattern")
+  if (retention_ms_ <= 0) return 0;
+  Args a;  // (a removal by pattern is rare: its own buffer)
+  add_xadd_head(a);
+  a.add("pattern")
       .add("scope")
       .add(scope)
       .add("ns")
@@ -209,6 +218,7 @@ std::size_t RedisFormat::add_pattern_change(std::string_view scope, std::string_
       .add(pattern)
       .add("version")
       .add(version);
+  out.add(a);
   return 1;
 }
 

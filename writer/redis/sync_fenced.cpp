@@ -131,6 +131,8 @@ bool SyncWorker::write_slots_fenced() {
   struct Chunk {
     std::vector<Item> items;
     Commands cmds;
+    Args entry;                  // its change-stream entry (one XADD after its positions)
+    std::size_t stream_cmd = 0;  // that XADD's place among the queued commands (0: none)
     std::size_t queued = 0;
     bool renewing = false;
     std::int64_t built_at = 0;
@@ -160,6 +162,8 @@ bool SyncWorker::write_slots_fenced() {
     c.cmds.clear();
     if (with_fence) lease_.add_fence(c.cmds);
     c.cmds.cmd("MULTI");
+    fmt_.begin_changes(c.entry);
+    std::size_t commands = 0;
     while (next < round.size() && c.items.size() < batch_size_) {
       const std::uint32_t s = round[next++];
       if (!read_bounded(v_.slots[s], words, kPayloadWords)) {
@@ -184,11 +188,13 @@ bool SyncWorker::write_slots_fenced() {
       std::uint8_t write_flags = flags;
       if (p.created_at_ns >= horizon_ns_) write_flags |= kSlotNewKey;
       if (p.updated_at_ns >= horizon_ns_) write_flags |= kSlotFieldsDropped;
-      std::size_t n = fmt_.add_plain_upsert(p, write_flags, set_sha_, c.cmds);
-      n += fmt_.add_change("upsert", ns_name(p.ns), {p.account, p.account_len},
-                           {p.instrument, p.instrument_len}, p.version, c.cmds);
+      const std::size_t n = fmt_.add_plain_upsert(p, write_flags, set_sha_, c.cmds);
+      fmt_.add_change(c.entry, true, ns_name(p.ns), {p.account, p.account_len},
+                      {p.instrument, p.instrument_len}, p.version);
       c.items.push_back({s, p.version, flags, static_cast<std::uint32_t>(n)});
+      commands += n;
     }
+    c.stream_cmd = fmt_.finish_changes(c.entry, c.cmds) > 0 ? commands + 1 : 0;
     c.built_at = monotonic_ns();
     c.renewing = lease_.renewal_due(c.built_at);
     if (c.renewing) lease_.add_renewal(c.cmds);
@@ -198,9 +204,12 @@ bool SyncWorker::write_slots_fenced() {
   // Acknowledges what a committed transaction wrote; requeues a position a command failed for.
   std::vector<bool> ok;
   auto settle = [&](Chunk& c) {
+    // Without its stream entry the positions are written again (same versions: idempotent),
+    // with the entry, so that followers hear of them.
+    const bool entry_ok = c.stream_cmd == 0 || ok[c.stream_cmd - 1];
     std::size_t k = 0;
     for (const Item& it : c.items) {
-      bool good = true;
+      bool good = entry_ok;
       for (std::uint32_t j = 0; j < it.commands; ++j) good = good && ok[k + j];
       k += it.commands;
       if (!good) {

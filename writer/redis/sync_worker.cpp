@@ -30,7 +30,7 @@ SyncWorker::SyncWorker(const RedisConfig& config, std::vector<NamespaceSpec> nam
       batch_size_(config.batch_size),
       lease_(config) {
   in_dirty_.assign(v_.capacity, 0);
-  if (cfg_.guard == RedisGuard::fence) fmt_.set_change_stream(cfg_.change_stream_length);
+  if (cfg_.guard == RedisGuard::fence) fmt_.set_change_stream(cfg_.change_stream_retention);
   for (const std::string& name : cfg_.unsynced_namespaces) {
     if (auto id = fmt_.namespace_id(name)) unsynced_mask_ |= 1u << *id;
   }

@@ -117,6 +117,7 @@ class SyncWorker {
   std::mutex password_mu_;                   // guards new_password_ (set from another thread)
   std::optional<std::string> new_password_;  // taken into cfg_ at the next connect
   RedisFormat fmt_;
+  Args entry_;  // a fenced transaction's change-stream entry (RedisFormat::begin_changes)
   SegmentView v_;
   Journal journal_;
   JournalTail tail_;

@@ -235,6 +235,7 @@ bool SyncWorker::write_events(std::vector<RemovalEvent>& events, std::size_t& do
       const Tx t = fenced_guarded(
           n, [&](std::size_t j, Args& a) { a.add(event_key(events[i + j])); },
           [&](const Versions& held, Commands& out) {
+            fmt_.begin_changes(entry_);
             for (std::size_t j = 0; j < n; ++j) {
               const RemovalEvent& e = events[i + j];
               const SlotPayload& p = e.payload;
@@ -243,16 +244,17 @@ bool SyncWorker::write_events(std::vector<RemovalEvent>& events, std::size_t& do
                 if (held[j] && *held[j] >= e.version) continue;
                 fmt_.add_plain_upsert(p, RedisFormat::kAddMember | RedisFormat::kDropUnset,
                                       set_sha_, out);
-                fmt_.add_change("upsert", ns_name(p.ns), {p.account, p.account_len},
-                                {p.instrument, p.instrument_len}, e.version, out);
+                fmt_.add_change(entry_, true, ns_name(p.ns), {p.account, p.account_len},
+                                {p.instrument, p.instrument_len}, e.version);
               } else {
                 if (held[j] && *held[j] > e.version) continue;  // written after the erase
                 fmt_.add_plain_delete(ns_name(p.ns), {p.account, p.account_len},
                                       {p.instrument, p.instrument_len}, out);
-                fmt_.add_change("removal", ns_name(p.ns), {p.account, p.account_len},
-                                {p.instrument, p.instrument_len}, e.version, out);
+                fmt_.add_change(entry_, false, ns_name(p.ns), {p.account, p.account_len},
+                                {p.instrument, p.instrument_len}, e.version);
               }
             }
+            fmt_.finish_changes(entry_, out);
           });
       if (t != Tx::committed) return false;
       for (std::size_t j = 0; j < n; ++j) {
