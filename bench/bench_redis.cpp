@@ -40,7 +40,7 @@ using namespace poscache::bench;
 namespace {
 constexpr const char* kUsage =
     "bench_redis [--positions 200000] [--rate 100000] [--seconds 3] [--warm 1000000] [--port 0 "
-    "(start one)]";
+    "(start one)] [--followers-only 1]";
 
 RedisConfig redis_at(int port) {
   RedisConfig c;
@@ -176,9 +176,12 @@ void followers(int port, detail::RedisClient& admin, const std::string& seg, con
   // A follower's lag: the writer applies `rate` updates/s on cpu 0; the follower (its loop in a
   // thread, as the daemon runs it), the sync thread and Redis share cpu 1. Lag = when the
   // follower applied a position minus when the writer did (its updated_at; one host, one clock).
-  redis_cmd(admin, {"FLUSHALL"});
   const std::string fseg = seg + "_follower";
-  {
+  std::printf(
+      "\nfollowers (a follower's loop, the sync thread and Redis share cpu 1; the writer's "
+      "apply loop has cpu 0)\n");
+  for (const double at : {rate, rate / 5}) {
+    redis_cmd(admin, {"FLUSHALL"});
     WriterConfig cfg = bench_config(seg, n + 1024);
     cfg.redis = redis_at(port);
     cfg.redis->warm_start = false;
@@ -187,7 +190,7 @@ void followers(int port, detail::RedisClient& admin, const std::string& seg, con
     for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, i, i + 1));
     w->sync_redis(std::chrono::minutes(5));
     std::vector<double> lags;
-    lags.reserve(static_cast<std::size_t>(rate * seconds) + n);
+    lags.reserve(static_cast<std::size_t>(at * seconds) + n);
     WriterConfig fc = bench_config(fseg, n + 1024);
     fc.redis = redis_at(port);
     fc.follow = true;
@@ -209,11 +212,10 @@ void followers(int port, detail::RedisClient& admin, const std::string& seg, con
     pin_to_cpu(0);
     std::mt19937_64 rng(6);
     measuring = true;
-    const auto total = static_cast<std::size_t>(rate * seconds);
+    const auto total = static_cast<std::size_t>(at * seconds);
     const std::int64_t start = shm::monotonic_ns();
     for (std::size_t k = 0; k < total; ++k) {
-      const std::int64_t due =
-          start + static_cast<std::int64_t>(static_cast<double>(k) * 1e9 / rate);
+      const std::int64_t due = start + static_cast<std::int64_t>(static_cast<double>(k) * 1e9 / at);
       while (shm::monotonic_ns() < due) w->tick();
       w->upsert(trading_update(*w, keys, rng() % n, k));
     }
@@ -224,17 +226,15 @@ void followers(int port, detail::RedisClient& admin, const std::string& seg, con
     done = true;
     loop.join();
     const WriterStats fs = f->stats();
-    std::printf("\nfollowers (a follower's loop, the sync thread and Redis on cpu 1)\n");
     std::printf(
         "  first load of %zu positions: %.2f s; then %llu stream entries applied, %llu "
         "loads in all\n",
         n, load_s, static_cast<unsigned long long>(fs.follow_entries),
         static_cast<unsigned long long>(fs.follow_reloads));
     const Percentiles lp = percentiles(lags);
-    std::printf(
-        "  %-66s p50 %7.2f  p99 %7.2f  p99.9 %8.2f  max %9.2f ms  (n=%zu)\n",
-        ("follower lag at " + std::to_string(static_cast<int>(rate)) + " updates/s").c_str(),
-        lp.p50 / 1e6, lp.p99 / 1e6, lp.p999 / 1e6, lp.max / 1e6, lp.n);
+    std::printf("  %-66s p50 %7.2f  p99 %7.2f  p99.9 %8.2f  max %9.2f ms  (n=%zu)\n",
+                ("follower lag at " + std::to_string(static_cast<int>(at)) + " updates/s").c_str(),
+                lp.p50 / 1e6, lp.p99 / 1e6, lp.p999 / 1e6, lp.max / 1e6, lp.n);
     f->close();
     w->close();
     remove_segment(fseg);
@@ -307,7 +307,8 @@ int main(int argc, char** argv) {
            {"rate", "100000"},
            {"seconds", "3"},
            {"warm", "1000000"},
-           {"port", "0"}},
+           {"port", "0"},
+           {"followers-only", "0"}},
           kUsage);
   const auto n = static_cast<std::size_t>(f.num("positions"));
   const double rate = f.real("rate");
@@ -329,6 +330,14 @@ int main(int argc, char** argv) {
       "bench_redis: redis-server on 127.0.0.1:%d, %zu positions (trading preset, 7 fields set)\n",
       srv.port, n);
 
+  if (f.num("followers-only") != 0) {  // section 6 alone
+    followers(srv.port, admin, seg, keys, n, rate, seconds);
+    if (own) {
+      srv.stop(SIGTERM);
+      std::filesystem::remove_all(srv.dir);
+    }
+    return 0;
+  }
   // ---- 1. sync throughput ------------------------------------------------------------------
   // Redis runs on cpu 1; both clients measured here, the bare pipeline and the sync thread, on
   // cpu 0 (the apply thread only waits in sync_redis meanwhile). Three rounds, each a bare pass
