@@ -163,9 +163,7 @@ TEST(Follower, LoadsAgainWhenTheStreamCannotTakeItFurtherWithoutAFalseMiss) {
   for (int i = 0; i < 50; ++i)  // pinned: never changed again
     w->upsert(must(w->make_update("spot", "pinned", "P" + std::to_string(i), {{"qty", "7"}})));
   ASSERT_TRUE(w->sync_redis(10s));
-  WriterConfig fc = follower_config(b, srv);
-  fc.redis->batch_size = 16;  // entries per read: fewer than what is left after the trim
-  FollowLoop f(Writer::open(fc));
+  FollowLoop f(Writer::open(follower_config(b, srv)));  // it reads 16 entries at a time
   std::atomic<bool> done{false};
   std::atomic<long> reads{0}, misses{0};
   std::thread reader([&] {

@@ -223,8 +223,8 @@ std::size_t Follower::step(std::chrono::milliseconds wait) {
 }
 
 bool Follower::read_batch(std::size_t& applied) {
-  // Up to batch_size entries per round trip (RedisConfig::batch_size).
-  const std::size_t kBatch = std::clamp<std::size_t>(cfg_.batch_size, 1, 10'000);
+  // Entries per round trip: each holds up to batch_size positions (a transaction's).
+  constexpr std::size_t kBatch = 16;
   tx_.clear();
   tx_.cmd("MULTI");
   const std::string after = last_.text();
@@ -366,49 +366,62 @@ bool Follower::read_batch(std::size_t& applied) {
     say(LogLevel::warn, "follow: skipped " + std::to_string(malformed) + " malformed entries of " +
                             key_ + " (not written by poscache?)");
   }
-  Args a;
-  for (const auto& [k, ns] : fetch_) {
-    a.clear();
-    a.add("HGETALL").add(fmt_.position_key(k.ns, k.account, k.instrument));
-    if (auto r = client_->append(a); !r) {
-      lost(r.error());
-      return false;
-    }
-  }
+  // Fetched and applied in slices of up to batch_size positions, each slice one change to
+  // readers, the heartbeat stored between them: a read of many large entries (a transaction
+  // carries up to 1024 positions) keeps the follower alive to its readers. Items stay in entry
+  // order: a slice ends before the first upsert whose hash is not fetched yet.
+  const std::size_t slice = std::max<std::size_t>(1, cfg_.batch_size);
   std::vector<std::optional<SlotPayload>> fetched(fetch_.size());
-  const std::int64_t now_wall = realtime_ns();
-  for (std::size_t i = 0; i < fetch_.size(); ++i) {
-    auto r = client_->read_reply();
-    if (!r) {
-      lost(r.error());
-      return false;
-    }
-    if ((*r)->type != REDIS_REPLY_ARRAY || (*r)->elements == 0) continue;  // removed since
-    auto p = fmt_.decode(fetch_[i].first, fetch_[i].second, r->get());
-    if (!p) {
-      say(LogLevel::warn, "follow: skipped " + p.error());
-      continue;
-    }
-    const std::int64_t ttl = fmt_.namespaces()[fetch_[i].second].expire_after.count();
-    if (ttl > 0 && p->updated_at_ns + ttl <= now_wall) continue;  // expired: Redis drops it too
-    fetched[i] = *p;
-  }
-  // The batch, in entry order, as one change to readers.
   std::int64_t max_lag = 0;
-  t_.begin_batch();
-  for (const Item& it : items) {
-    if (it.kind == Item::upsert) {
-      const auto& p = fetched[it.fetch];
-      if (p && t_.apply_synced(*p)) {
-        const std::int64_t lag = t_.now() - p->updated_at_ns;
-        max_lag = std::max(max_lag, lag);
-        if (on_applied_) on_applied_(lag);
+  std::size_t item = 0, fetched_to = 0;
+  Args a;
+  while (item < items.size()) {
+    const std::size_t f1 = std::min(fetch_.size(), fetched_to + slice);
+    for (std::size_t i = fetched_to; i < f1; ++i) {
+      const ParsedKey& k = fetch_[i].first;
+      a.clear();
+      a.add("HGETALL").add(fmt_.position_key(k.ns, k.account, k.instrument));
+      if (auto r = client_->append(a); !r) {
+        lost(r.error());
+        return false;
       }
-    } else if (it.kind == Item::removal || it.kind == Item::pattern) {
-      t_.apply_removal(it.event);
     }
+    const std::int64_t now_wall = realtime_ns();
+    for (std::size_t i = fetched_to; i < f1; ++i) {
+      auto r = client_->read_reply();
+      if (!r) {
+        lost(r.error());
+        return false;
+      }
+      if ((*r)->type != REDIS_REPLY_ARRAY || (*r)->elements == 0) continue;  // removed since
+      auto p = fmt_.decode(fetch_[i].first, fetch_[i].second, r->get());
+      if (!p) {
+        say(LogLevel::warn, "follow: skipped " + p.error());
+        continue;
+      }
+      const std::int64_t ttl = fmt_.namespaces()[fetch_[i].second].expire_after.count();
+      if (ttl > 0 && p->updated_at_ns + ttl <= now_wall) continue;  // expired: Redis drops it too
+      fetched[i] = *p;
+    }
+    fetched_to = f1;
+    t_.begin_batch();
+    for (; item < items.size(); ++item) {
+      const Item& it = items[item];
+      if (it.kind == Item::upsert) {
+        if (it.fetch >= f1) break;  // the next slice's
+        const auto& p = fetched[it.fetch];
+        if (p && t_.apply_synced(*p)) {
+          const std::int64_t lag = t_.now() - p->updated_at_ns;
+          max_lag = std::max(max_lag, lag);
+          if (on_applied_) on_applied_(lag);
+        }
+      } else if (it.kind == Item::removal || it.kind == Item::pattern) {
+        t_.apply_removal(it.event);
+      }
+    }
+    t_.end_batch();
+    store_relaxed(&t_.header().heartbeat_ns, t_.now());
   }
-  t_.end_batch();
   last_ = StreamId::parse(str(entries->element[n - 1]->element[0]));
   position_ += n;
   applied = n;

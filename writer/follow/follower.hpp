@@ -8,8 +8,8 @@
 //     position the load did not find is removed (it was removed in Redis), and the stream is
 //     tailed from the noted point, so what changed during the load comes again;
 //   * the CHANGE STREAM {prefix}:@changes (writer/redis/redis_format.hpp: an entry per
-//     transaction, its positions' changes as pairs), read in order in batches of up to
-//     RedisConfig::batch_size entries, each batch one MULTI [XRANGE key (last COUNT n; XINFO
+//     transaction, its positions' changes as pairs), read in order, 16 entries at a time, in
+//     one MULTI [XRANGE key (last COUNT n; XINFO
 //     STREAM key] so that the read and the stream's counters are one moment:
 //       - more entries trimmed (entries-added - length) than this follower has read: entries
 //         it never saw are gone (it fell more than change_stream_retention behind): load again;
@@ -17,8 +17,9 @@
 //         stream is not the one it was reading (Redis lost its data, the stream was deleted and
 //         written again): load again;
 //     then one pipelined HGETALL per key an `upsert` entry names (the hash holds that version or
-//     a newer one, or nothing: removed since, its removal entry follows), and the batch applied
-//     in entry order as one change to readers (Table::begin_batch/end_batch):
+//     a newer one, or nothing: removed since, its removal entry follows), and the entries
+//     applied in order, in slices of up to RedisConfig::batch_size positions, each slice one
+//     change to readers (Table::begin_batch/end_batch), the heartbeat stored between them:
 //       - upsert: the position with its writer's version and timestamps, in place over an older
 //         version (Table::apply_synced); an equal or older version is skipped;
 //       - removal, pattern: the positions they cover that are older than them
