@@ -36,16 +36,21 @@ WriterConfig follower_config(const ScratchSegment& seg, const RedisServer& srv,
 }
 
 // The follower's loop in a thread of its own, as the daemon's apply loop runs it.
-// (A standby that took the lease is a writer: the loop goes on ticking it.)
+// (A standby that took the lease is a writer: the loop goes on ticking it.) The Writer is the
+// loop thread's: the test reads the follower through its segment (status()), and uses the
+// Writer itself only while the loop is paused (pause() waits until the loop says so, which
+// orders the loop's last writes before the test's, for ThreadSanitizer too) or halted.
 struct FollowLoop {
   std::unique_ptr<Writer> w;
-  std::atomic<bool> stop{false}, paused{false};
+  std::atomic<bool> stop{false}, paused{false}, idle{false};
   std::atomic<std::int64_t> promoted_at{0};  // steady_clock ns when following() turned false
   std::thread t;
   explicit FollowLoop(std::unique_ptr<Writer> writer) : w(std::move(writer)) {
     t = std::thread([this] {
       while (!stop.load()) {
+        idle.store(false);  // before the look at `paused`: pause() cannot miss a step under way
         if (paused.load()) {
+          idle.store(true);
           std::this_thread::sleep_for(1ms);
           continue;
         }
@@ -60,6 +65,11 @@ struct FollowLoop {
       }
     });
   }
+  void pause() {
+    paused = true;
+    while (!idle.load()) std::this_thread::sleep_for(1ms);
+  }
+  void resume() { paused = false; }
   // Stops the loop: the writer is this thread's from here on.
   void halt() {
     if (stop.exchange(true)) return;
@@ -67,6 +77,11 @@ struct FollowLoop {
   }
   ~FollowLoop() { halt(); }
 };
+
+// What a follower publishes in its segment, as poscache-inspect reads it.
+MirrorStatus status(const std::string& segment) {
+  return mirror_status(Reader::open(segment));
+}
 
 // Waits until the follower's segment equals Redis (or 20 s pass); returns the last difference.
 std::string wait_equal(RedisServer& srv, const std::string& follower_segment) {
@@ -135,7 +150,7 @@ TEST(Follower, KeepsACopyEqualToRedisThroughChurnOfEveryKind) {
     lags.push_back(lag);
   };
   FollowLoop f(Writer::open(fc));
-  EXPECT_EQ(f.w->stats().follow_reloads, 1u);
+  EXPECT_EQ(status(b.name()).follow_reloads, 1u);
   churn(*w, 2, 40);  // while it follows the stream
   EXPECT_EQ(wait_equal(srv, b.name()), "");
   Reader r = Reader::open(b.name());
@@ -146,6 +161,7 @@ TEST(Follower, KeepsACopyEqualToRedisThroughChurnOfEveryKind) {
   std::lock_guard g(m);
   EXPECT_GT(lags.size(), 500u);
   // The follower's own changes are refused: its positions come from Redis only.
+  f.pause();
   EXPECT_THROW(f.w->upsert(must(f.w->make_update("spot", "x", "SOL", {{"qty", "1"}}))), Error);
   EXPECT_THROW(f.w->invalidate_all(), Error);
 }
@@ -194,10 +210,9 @@ TEST(Follower, LoadsAgainWhenTheStreamCannotTakeItFurtherWithoutAFalseMiss) {
         w->make_update("moonwell", "doomed", "D" + std::to_string(i), {{"debt_amount", "1"}})));
   changes(2000, 1);
   EXPECT_EQ(wait_equal(srv, b.name()), "");
-  EXPECT_EQ(f.w->stats().follow_reloads, 1u);
+  EXPECT_EQ(status(b.name()).follow_reloads, 1u);
 
-  f.paused = true;                    // behind by more than the stream keeps
-  std::this_thread::sleep_for(20ms);  // its loop idle: this thread steps it below
+  f.pause();  // behind by more than the stream keeps
   w->invalidate_account("doomed");
   changes(6000, 3);
   std::this_thread::sleep_for(1200ms);  // older than the retention: trimmed at the next entry
@@ -208,21 +223,21 @@ TEST(Follower, LoadsAgainWhenTheStreamCannotTakeItFurtherWithoutAFalseMiss) {
   // The first step finds the stream trimmed past it and loads at once (it does not apply what
   // follows the gap first).
   f.w->follow(0ms);
-  EXPECT_EQ(f.w->stats().follow_reloads, 2u);
-  f.paused = false;
+  EXPECT_EQ(status(b.name()).follow_reloads, 2u);
+  f.resume();
   EXPECT_EQ(wait_equal(srv, b.name()), "");
-  EXPECT_EQ(f.w->stats().follow_reloads, 2u);
+  EXPECT_EQ(status(b.name()).follow_reloads, 2u);
 
   {  // the stream gone with Redis's data (here: deleted), the positions still there
     auto c = srv.client();
-    f.paused = true;
+    f.pause();
     std::this_thread::sleep_for(20ms);
     cmd(c, {"DEL", "poscache:v1:@changes"});
   }
   changes(300, 5);  // a new stream, shorter than what the follower had read
-  f.paused = false;
+  f.resume();
   EXPECT_EQ(wait_equal(srv, b.name()), "");
-  EXPECT_EQ(f.w->stats().follow_reloads, 3u);
+  EXPECT_EQ(status(b.name()).follow_reloads, 3u);
   done = true;
   reader.join();
   EXPECT_GT(reads.load(), 1000);
@@ -242,7 +257,7 @@ TEST(Follower, AFollowerNeedsRedisAndATrimmedOrMissingStreamIsNotAnError) {
   // No writer has written yet: the follower starts empty and waits for the stream.
   RedisServer srv;
   FollowLoop f(Writer::open(follower_config(b, srv)));
-  EXPECT_EQ(f.w->stats().live, 0u);
+  EXPECT_EQ(Reader::open(b.name()).stats().live, 0u);
   ScratchSegment a("fol_late_w");
   auto w = Writer::open(writer_config(a, srv, 64));
   w->upsert(must(w->make_update("spot", "late", "SOL", {{"qty", "1.5"}})));
@@ -303,17 +318,20 @@ TEST(Follower, AStandbyTakesOverFromAWriterKilledWithMinus9AndOnlyOneOfTwoDoes) 
   auto s1 = standby(b);
   auto s2 = standby(c2);
   std::this_thread::sleep_for(300ms);
-  EXPECT_TRUE(s1->w->following() && s2->w->following());
+  EXPECT_EQ(status(b.name()).follow_state, "following");
+  EXPECT_EQ(status(c2.name()).follow_state, "following");
   // Both behind when the writer dies, and still behind when its lease has expired: a standby
   // applies all the stream holds before it takes the lease.
-  s1->paused = s2->paused = true;
+  s1->pause();
+  s2->pause();
   std::this_thread::sleep_for(1500ms);  // thousands of entries: more than one batch
   ::kill(pid, SIGKILL);
   ::waitpid(pid, nullptr, 0);
   const std::int64_t last_acked = acked->load();
   const auto killed = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(ttl + 300ms);  // resumed with the lease free and thousands to apply
-  s1->paused = s2->paused = false;
+  s1->resume();
+  s2->resume();
   for (int i = 0; i < 1000 && s1->promoted_at.load() == 0 && s2->promoted_at.load() == 0; ++i)
     std::this_thread::sleep_for(10ms);
   std::this_thread::sleep_for(4 * ttl);  // time enough for the other to do it too, wrongly
@@ -325,7 +343,8 @@ TEST(Follower, AStandbyTakesOverFromAWriterKilledWithMinus9AndOnlyOneOfTwoDoes) 
       static_cast<double>(writer.promoted_at.load() - killed.time_since_epoch().count()) / 1e6;
   std::printf("standby: promoted %.0f ms after the kill (lease ttl %lld ms)\n", took,
               static_cast<long long>(ttl.count()));
-  EXPECT_TRUE(other.w->following());
+  EXPECT_EQ(other.promoted_at.load(), 0);
+  EXPECT_EQ(status(other.w->segment_name()).follow_state, "following");
   writer.halt();
   Writer& w = *writer.w;
   // Every round Redis acknowledged is here (a later one too, maybe: written, not yet confirmed).
