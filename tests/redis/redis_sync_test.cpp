@@ -911,18 +911,22 @@ TEST(RedisSync, WritersKilledMidChurnLeaveRedisEqualToTheSegment) {
       }
       ::_exit(1);
     }
-    // A random moment of the churn, but one with removals waiting in the journal: what the
-    // test is about (polled, not hoped for: a slow child may not have started yet).
+    // A random moment of the churn, but one with removals waiting in the journal (what the
+    // test is about) and at least 400 more changes than the round before (a slow child, under
+    // ThreadSanitizer, made 40-60 changes in all in 8 rounds of ~100 ms); polled, not hoped for.
     std::this_thread::sleep_for(std::chrono::milliseconds(30 + rng() % 70));
+    const std::uint64_t changes_due = 400 * static_cast<std::uint64_t>(rounds + 1);
     test::eventually(
         [&] {
           try {
-            return mirror_status(Reader::open(seg.name())).journal_pending > 0;
+            Reader r = Reader::open(seg.name());
+            const SegmentStats st = r.stats();
+            return mirror_status(r).journal_pending > 0 && st.inserts + st.updates >= changes_due;
           } catch (const Error&) {
             return false;  // not created yet
           }
         },
-        std::chrono::seconds(10));
+        std::chrono::seconds(30));
     ::kill(child, SIGKILL);
     int status = 0;
     ::waitpid(child, &status, 0);
