@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -126,7 +127,9 @@ class Table {
   void rebuild_index(bool dedupe);
   // Free list, recency order by (updated_at, version), account lists, live count and next
   // version, all derived from the slots.
-  void rebuild_lists();
+  // `tick` (optional) is called every 65 536 slots: a long rebuild keeps the heartbeat and the
+  // Redis lease going (a warm start of a million positions).
+  void rebuild_lists(const std::function<void()>& tick = {});
   // Finishes a removal a killed writer had journaled but maybe not completed: removes what it
   // covers that is older than it. Returns how many positions it removed.
   std::size_t finish_removal(const RemovalEvent& e);

@@ -213,7 +213,10 @@ void Table::rebuild_index(bool dedupe) {
   bump(h_->counters.index_rebuilds);
 }
 
-void Table::rebuild_lists() {
+void Table::rebuild_lists(const std::function<void()>& tick) {
+  auto progress = [&](std::size_t i) {
+    if (tick && (i & 0xFFFF) == 0xFFFF) tick();
+  };
   std::vector<std::tuple<std::int64_t, std::uint64_t, std::uint32_t>>
       order;  // updated_at, version, slot
   std::uint64_t max_version = 0;
@@ -221,6 +224,7 @@ void Table::rebuild_lists() {
   accounts_.clear();
   recency_.clear();
   for (auto s = static_cast<std::uint32_t>(capacity_); s-- > 0;) {
+    progress(s);
     const SlotPayload& p = peek(s);
     book_[s].next = book_[s].account_prev = kNil;
     store_relaxed(&links_[s], kNil);
@@ -234,8 +238,11 @@ void Table::rebuild_lists() {
     max_version = std::max(max_version, p.version);
   }
   std::sort(order.begin(), order.end());
+  if (tick) tick();
   std::uint64_t per_ns[kMaxNamespaces] = {};
+  std::size_t done = 0;
   for (const auto& [t, v, s] : order) {
+    progress(done++);
     const SlotPayload& p = peek(s);
     // The account hash is derived from the text; a slot whose word disagrees (only a corrupt
     // segment has one) is corrected before it is linked by it.

@@ -204,21 +204,21 @@ void Writer::Impl::maybe_promote() {
 void Writer::Impl::warm_start(const RedisConfig& rc, bool sync_running) {
   detail::RedisFormat fmt(rc.prefix, cfg.namespaces);
   detail::WarmLoader loader(table);
+  // A load longer than a third of the lease's ttl must not let it lapse: the sync thread
+  // renews it once it runs; until then, this thread does (and keeps the heartbeat going).
+  const std::function<void()> keep_going = [this, sync_running] {
+    store_relaxed(&header().heartbeat_ns, table.now());
+    if (!sync_running) sync->worker().keep_lease();
+  };
   auto rep = detail::warm_start(
-      rc, fmt, [&loader](const SlotPayload& p) { return loader.restore(p); },
-      [this, sync_running] {
-        store_relaxed(&header().heartbeat_ns, table.now());
-        // A load longer than a third of the lease's ttl must not let it lapse: the sync thread
-        // renews it once it runs; until then, this thread does.
-        if (!sync_running) sync->worker().keep_lease();
-      },
-      cfg.log);
+      rc, fmt, [&loader](const SlotPayload& p) { return loader.restore(p); }, keep_going, cfg.log);
   if (!rep) {
     throw Error(rep.error() +
                 " (the segment stays initializing; start with --cold-start, or "
                 "RedisConfig::warm_start = false, to start empty)");
   }
-  table.rebuild_lists();  // LRU order by updated_at, as if the positions had arrived in that order
+  // LRU order by updated_at, as if the positions had arrived in that order
+  table.rebuild_lists(keep_going);
   warm = *rep;
   char secs[32];
   std::snprintf(secs, sizeof secs, "%.2f", warm.seconds);
