@@ -236,15 +236,26 @@ Expected<bool> Lease::check_fence(RedisClient& client) {
   return false;
 }
 
+namespace {
+// KEYS[1] the lease; ARGV: epoch, renewed_at_ms, expires_at_ms, ttl in ms. 1 if renewed.
+constexpr std::string_view kRenewScript = R"lua(
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'renewed_at_ms', ARGV[2], 'expires_at_ms', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+)lua";
+}  // namespace
+
 void Lease::add_renewal(Commands& out) {
   const std::int64_t now = wall_ms();
-  out.cmd("HSET")
+  out.cmd("EVAL")  // every ttl/3 at most: the script's text costs nothing worth a SCRIPT LOAD
+      .add(kRenewScript)
+      .add("1")
       .add(key_)
-      .add("renewed_at_ms")
+      .add(epoch_)
       .add_int(now)
-      .add("expires_at_ms")
-      .add_int(now + ttl_ms_);
-  out.cmd("PEXPIRE").add(key_).add_int(ttl_ms_);
+      .add_int(now + ttl_ms_)
+      .add_int(ttl_ms_);
 }
 
 void Lease::release(RedisClient& client) {

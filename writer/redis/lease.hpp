@@ -100,7 +100,11 @@ class Lease {
   [[nodiscard]] bool renewal_due(std::int64_t monotonic_now) const noexcept {
     return monotonic_now >= renew_due_;
   }
-  // A renewal inside a transaction: 2 commands.
+  // A renewal inside a transaction: 1 command, a script that renews the lease only if it still
+  // holds this writer's epoch. (Plain HSET + PEXPIRE recreated an expired lease as a hash with
+  // no epoch, host or pid when a writer resumed from a pause longer than its ttl: the writer's
+  // own next take found it "held" and fenced it, and standbys saw it held by nobody they could
+  // name.)
   void add_renewal(Commands& out);
   // The transaction that carried a renewal committed: the next one is due a third of a ttl later.
   void renewed(std::int64_t monotonic_at) noexcept {
