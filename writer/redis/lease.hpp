@@ -28,8 +28,8 @@
 //   WATCH @writer; HGET @writer epoch   -> ours? else stop (or take it back, as above, if it
 //                                          merely expired); with the connection fence below,
 //                                          the answer is read after the EXEC
-//   MULTI; the batch's plain commands [; HSET @writer renewed_at_ms .. expires_at_ms ..;
-//          PEXPIRE @writer ttl when a renewal is due]; EXEC
+//   MULTI; the batch's plain commands [; the renewal when due: a script that, if @writer still
+//          holds our epoch, sets renewed_at_ms and expires_at_ms and PEXPIREs it]; EXEC
 //   Redis runs EXEC only if nobody wrote @writer since the WATCH (EXEC answers nil otherwise):
 //   a writer that took the lease meanwhile wrote it, so the old holder's batch is dropped
 //   whole. No clock is trusted: a writer paused past its expiry (SIGSTOP, a long GC, a network

@@ -110,7 +110,8 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 return redis.call('UNLINK', KEYS[1])
 )lua";
 
-// The fenced sync's one script: an expiring namespace's member of the account set, whose expiry
+// The fenced sync's one script for data (the lease's renewal is the other, writer/redis/lease.cpp):
+// an expiring namespace's member of the account set, whose expiry
 // follows its members (the latest deadline, or none while a member has none): that depends on
 // what the set holds, which a MULTI block cannot express. KEYS[1] the set, ARGV[1] the member,
 // ARGV[2] its deadline in ms since the epoch. The position's hash is written with plain commands.
