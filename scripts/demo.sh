@@ -176,7 +176,7 @@ redis-cli -s "$sock" hgetall "poscache:v1:@writer" | paste - - | sed 's/^/   /'
   --no-generate --no-socket --run-for 1s 2>&1 | grep -E "held by another writer" | sed 's/^/   /' || true
 rm -f "/dev/shm/${seg}_rival" "/dev/shm/${seg}_rival.lock" "/dev/shm/${seg}_rival.readers"
 echo; echo "== the change stream (XREVRANGE poscache:v1:@changes + - COUNT 1): a transaction's changes, in the order Redis applied them"
-redis-cli -s "$sock" xrevrange poscache:v1:@changes + - COUNT 1 | head -9 | { read -r id; echo "   entry $id"; paste -d' ' - - | sed 's/^/     /'; }
+redis-cli -s "$sock" xrevrange poscache:v1:@changes + - COUNT 1 | awk 'NR <= 9' | { read -r id; echo "   entry $id"; paste -d' ' - - | sed 's/^/     /'; }
 echo "   ... ($(redis-cli -s "$sock" xlen poscache:v1:@changes) entries kept: the last 60 s)"
 echo; echo "== a follower and a standby, as on two other hosts (segments of their own): --follow, --standby"
 "$bin/poscache-writer" --config config/demo.toml --segment "${seg}_follower" --fresh --redis-socket "$sock" \
