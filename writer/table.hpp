@@ -140,8 +140,9 @@ class Table {
   // ---- a follower (writer/follow/follower.hpp): changes another writer made, from Redis -------
   // Position `p` with its writer's version and timestamps: written in place over an older
   // version of its key (readers never miss it), or inserted (evicting the least recently
-  // updated position when full). False if the key holds this version or a newer one.
-  bool apply_synced(const shm::SlotPayload& p);
+  // updated position when full). False if the key holds this version or a newer one. `slot`
+  // (optional): where the key is now, either way.
+  bool apply_synced(const shm::SlotPayload& p, std::uint32_t* slot = nullptr);
   // Removal `e` as its writer made it: the positions it covers that are older than it, with a
   // ring record as here (an erase's own; a pattern's one). Returns how many it removed.
   std::size_t apply_removal(const RemovalEvent& e);

@@ -290,8 +290,8 @@ std::size_t Table::finish_removal(const RemovalEvent& e) {
 
 std::size_t Table::apply_removal(const RemovalEvent& e) {
   using Kind = RemovalEvent::Kind;
+  if (e.kind == Kind::spill) return 0;  // (a spill removes nothing)
   const std::vector<std::uint32_t> victims = covered_older(e);
-  if (e.kind == Kind::spill) return 0;
   if (e.kind == Kind::erase) {  // a record of its own, as an erase here has
     if (victims.empty()) return 0;
     remove(victims.front(), Removal::erase, e.version);
@@ -307,13 +307,14 @@ std::size_t Table::apply_removal(const RemovalEvent& e) {
   return remove_all(victims);
 }
 
-bool Table::apply_synced(const SlotPayload& in) {
+bool Table::apply_synced(const SlotPayload& in, std::uint32_t* slot) {
   SlotPayload p = in;
   const std::string_view account(p.account, p.account_len);
   const std::string_view instrument(p.instrument, p.instrument_len);
   p.key_hash = key_hash(p.ns, account, instrument);
   p.account_hash = account_hash(account);
   if (const std::uint32_t s = find(p.key_hash, p.ns, account, instrument); s != kNil) {
+    if (slot != nullptr) *slot = s;
     if (peek(s).version >= p.version) return false;  // this one or a newer one is here
     write_slot(s, p);                                // in place: readers never miss the key
     ring_.append(static_cast<std::uint8_t>(ChangeKind::updated), p.ns, p.version, p.updated_at_ns,
@@ -326,7 +327,8 @@ bool Table::apply_synced(const SlotPayload& in) {
     return true;
   }
   if (full()) remove(recency_.oldest(), Removal::eviction);
-  insert_synced(p);
+  const std::uint32_t s = insert_synced(p);
+  if (slot != nullptr) *slot = s;
   ring_.append(static_cast<std::uint8_t>(ChangeKind::inserted), p.ns, p.version, p.updated_at_ns,
                account, instrument);
   bump(h_->counters.inserts);

@@ -119,6 +119,23 @@ Expected<bool> Follower::start() {
   return true;
 }
 
+bool Follower::run_tx(Reply& exec) {
+  const std::size_t replies = tx_.size();  // +OK, +QUEUED ..., then EXEC's
+  if (auto a = tx_.append_to(*client_); !a) {
+    lost(a.error());
+    return false;
+  }
+  for (std::size_t i = 0; i < replies; ++i) {
+    auto r = client_->read_reply();
+    if (!r) {
+      lost(r.error());
+      return false;
+    }
+    if (i + 1 == replies) exec = std::move(*r);
+  }
+  return true;
+}
+
 bool Follower::reload(const std::string& why) {
   set_state(FollowState::loading);
   // Where the stream is, before the load: what changes from here on comes again after it.
@@ -126,20 +143,10 @@ bool Follower::reload(const std::string& why) {
   tx_.cmd("MULTI");
   tx_.cmd("XINFO").add("STREAM").add(key_);
   tx_.cmd("EXEC");
-  if (auto a = tx_.append_to(*client_); !a) {
-    lost(a.error());
-    return false;
-  }
+  Reply exec;
+  if (!run_tx(exec)) return false;
   StreamInfo at;
-  for (int i = 0; i < 3; ++i) {
-    auto r = client_->read_reply();
-    if (!r) {
-      lost(r.error());
-      return false;
-    }
-    if (i == 2 && (*r)->type == REDIS_REPLY_ARRAY && (*r)->elements == 1)
-      at = stream_info((*r)->element[0]);
-  }
+  if (exec->type == REDIS_REPLY_ARRAY && exec->elements == 1) at = stream_info(exec->element[0]);
   if (!at.exists) {
     say(LogLevel::warn, "follow: no change stream " + key_ +
                             " yet (a writer with change_stream_retention 0, or none has written): "
@@ -152,11 +159,12 @@ bool Follower::reload(const std::string& why) {
   auto rep = warm_start(
       cfg_, fmt_,
       [&](const SlotPayload& p) -> std::uint64_t {
-        if (t_.apply_synced(p)) ++applied;
-        if (const std::uint32_t s = t_.find(p); s != kNil) seen[s] = 1;
+        std::uint32_t s = kNil;
+        if (t_.apply_synced(p, &s)) ++applied;
+        if (s != kNil) seen[s] = 1;
         return 0;
       },
-      [&] {  // between SCAN pages: publish what is loaded, keep the heartbeat going
+      [&] {  // every 128 positions: publish what is loaded, keep the heartbeat going
         t_.end_batch();
         store_relaxed(&t_.header().heartbeat_ns, t_.now());
         t_.begin_batch();
@@ -236,19 +244,8 @@ bool Follower::read_batch(std::size_t& applied) {
       .add(static_cast<std::uint64_t>(kBatch));
   tx_.cmd("XINFO").add("STREAM").add(key_);
   tx_.cmd("EXEC");
-  if (auto a = tx_.append_to(*client_); !a) {
-    lost(a.error());
-    return false;
-  }
   Reply exec;
-  for (int i = 0; i < 4; ++i) {
-    auto r = client_->read_reply();
-    if (!r) {
-      lost(r.error());
-      return false;
-    }
-    if (i == 3) exec = std::move(*r);
-  }
+  if (!run_tx(exec)) return false;
   if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 2) {
     lost("MULTI XRANGE XINFO: " + reply_text(exec.get()));
     return false;

@@ -78,6 +78,8 @@ class Follower {
   // The load: every position under the prefix, then the stream from the point noted before it.
   bool reload(const std::string& why);
   bool read_batch(std::size_t& applied);
+  // Sends tx_ (MULTI ... EXEC), reads every reply, keeps EXEC's; false on a lost connection.
+  bool run_tx(Reply& exec);
   void set_state(shm::FollowState s);
   void lost(const std::string& why);
   void say(LogLevel level, const std::string& text) const {

@@ -259,21 +259,19 @@ bool SyncWorker::write_slots_fenced() {
     }
     return t;
   };
+  // Queues and sends a chunk's transaction; false on a lost connection.
+  auto send = [&](Chunk& c) {
+    auto a = c.cmds.append_to(client_);
+    if (a) a = client_.send();
+    if (!a) lost_connection(a.error());
+    return static_cast<bool>(a);
+  };
   int inflight = -1;
   for (int cur = 0;; cur ^= 1) {
     Chunk& c = chunks[cur];
     build(c, pipelined);
     const bool has = !c.items.empty() || c.renewing;
-    if (pipelined && has) {  // sent before the previous one's replies are read
-      if (auto a = c.cmds.append_to(client_); !a) {
-        lost_connection(a.error());
-        return give_back_all();
-      }
-      if (auto w = client_.send(); !w) {
-        lost_connection(w.error());
-        return give_back_all();
-      }
-    }
+    if (pipelined && has && !send(c)) return give_back_all();  // before the previous one is read
     if (inflight >= 0) {
       const Tx t = collect(chunks[inflight], pipelined);
       inflight = -1;
@@ -303,14 +301,7 @@ bool SyncWorker::write_slots_fenced() {
         take_lease();
         return false;
       }
-      if (auto a = c.cmds.append_to(client_); !a) {
-        lost_connection(a.error());
-        return give_back_all();
-      }
-      if (auto w = client_.send(); !w) {
-        lost_connection(w.error());
-        return give_back_all();
-      }
+      if (!send(c)) return give_back_all();
     }
     inflight = cur;
   }
