@@ -2,6 +2,7 @@
 
 #include <structmember.h>
 
+#include <bit>
 #include <cstring>
 
 #include "poscache/format.hpp"
@@ -25,6 +26,17 @@ PyTypeObject* g_position_type = nullptr;
 PyObject* g_decimal = nullptr;  // decimal.Decimal
 PyObject* g_ok = nullptr;
 PyObject* g_stale = nullptr;
+
+// decimal.Decimal(text), through the type's tp_new: a call of the type would build the same
+// argument tuple, then call tp_new, then Decimal's inherited object.__init__, which does nothing.
+PyObject* new_decimal(PyObject* text) {
+  auto* type = reinterpret_cast<PyTypeObject*>(g_decimal);
+  PyObject* args = PyTuple_Pack(1, text);
+  if (args == nullptr) return nullptr;
+  PyObject* v = type->tp_new(type, args, nullptr);
+  Py_DECREF(args);
+  return v;
+}
 
 void position_dealloc(PyObject* self) {
   auto* p = reinterpret_cast<PositionObject*>(self);
@@ -86,7 +98,8 @@ PyObject* to_python(const Reader& r, const std::vector<Names>& names, const Posi
                     PyObject* account, PyObject* instrument) {
   const NamespaceInfo& ns = r.namespace_info(p.ns);
   const Names& n = names[p.ns];
-  PyObject* fields = PyDict_New();
+  // Sized for the fields present: a dict grown from empty resizes at its sixth entry.
+  PyObject* fields = _PyDict_NewPresized(std::popcount(p.fields_set));
   if (fields == nullptr) return nullptr;
   char buf[64];
   for (std::size_t f = 0; f < ns.fields.size(); ++f) {
@@ -102,7 +115,7 @@ PyObject* to_python(const Reader& r, const std::vector<Names>& names, const Posi
         Py_DECREF(fields);
         return nullptr;
       }
-      v = PyObject_Vectorcall(g_decimal, &text, 1, nullptr);  // exact: from its text
+      v = new_decimal(text);  // exact: from its text
       Py_DECREF(text);
     } else if (spec.type == FieldType::text) {
       const std::string_view t = p.text(field_slot(ns.fields, f), spec.length);  // valid UTF-8

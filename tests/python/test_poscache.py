@@ -77,6 +77,29 @@ def test_fills_and_marks_read_back_as_exact_decimals(writer):
     assert r.get("spot", "w1", "SOL").fields["qty"] == Decimal("15")
 
 
+def test_decimals_of_every_magnitude_keep_their_exact_digits(writer):
+    # Every decimal crosses as its exact text at the field's scale (its digits and its exponent,
+    # -18): checked where the formatting changes method (10^9 and 10^18 mantissas, 2^64, the
+    # 38-digit limit), on both signs.
+    texts = ["0.000000000000000001", "0.000000001000000000", "1.000000000000000000",
+             "18.446744073709551615", "18.446744073709551616", "101.500000000000000000",
+             "1000000000000.123456789012345678", "18446744073709551616.000000000000000000",
+             "99999999999999999999.999999999999999999", "0.000000000000000000"]
+    p = poscache.Producer(writer, "py-magnitudes")
+    fields = ["qty", "avg_price", "cost_basis", "realized_pnl", "unrealized_pnl", "mark_price",
+              "fees"]
+    for k in range(len(texts)):
+        for sign in ("", "-"):
+            values = {f: sign + texts[(k + j) % len(texts)] for j, f in enumerate(fields)}
+            seq = p.upsert("spot", f"mag{k}{sign}", "SOL", values)
+            p.wait_applied(seq, timeout=10)
+            got = poscache.Reader(writer).get("spot", f"mag{k}{sign}", "SOL").fields
+            for f, v in values.items():
+                want = v.replace("-0.000000000000000000", "0.000000000000000000")
+                assert format(got[f], "f") == want and got[f] == Decimal(v), (f, v, got[f])
+                assert got[f].as_tuple().exponent == -18, (f, v, got[f])
+
+
 def test_upsert_add_and_int_fields(writer):
     p = poscache.Producer(writer, "py-lending")
     r = poscache.Reader(writer)
@@ -133,6 +156,10 @@ def test_floats_and_bad_input_are_refused_naming_the_cause(writer):
         r.get("spot", "w1", "SOL", "x")
     with pytest.raises(TypeError):
         poscache.Position()  # only reads make them
+    with pytest.raises(TypeError, match="initialized poscache.Reader"):
+        poscache.Reader.__new__(poscache.Reader).get("spot", "w1", "SOL")
+    with pytest.raises(TypeError):
+        poscache.Reader.get(object(), "spot", "w1", "SOL")
     with pytest.raises(poscache.Error, match="no_such_segment"):
         poscache.Reader("poscache_no_such_segment")
     with pytest.raises(poscache.Error):

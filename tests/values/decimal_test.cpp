@@ -86,8 +86,9 @@ TEST(DecimalTest, ParsesInt64WithRangeErrors) {
   EXPECT_NE(parse_int64("9223372036854775808").error().find("64-bit range"), std::string::npos);
 }
 
-// format_decimal writes 19 digits at a time (one 128-bit division per chunk): checked against
-// the digit-by-digit method at the chunk edges (2^64, 10^19, 10^38 - 1) and on random values.
+// format_decimal writes 9-digit parts two digits at a time, peeling 18 digits with a 128-bit
+// division above 2^64: checked against the digit-by-digit method at the part and peel edges
+// (10^9, 10^18, 2^64, 10^19, 10^36, 10^38 - 1), at every scale, and on random values.
 TEST(DecimalTest, FormatsLikeTheDigitByDigitMethodAtChunkEdgesAndRandomValues) {
   auto reference = [](int128 m, unsigned scale) {
     std::string digits;
@@ -120,7 +121,16 @@ TEST(DecimalTest, FormatsLikeTheDigitByDigitMethodAtChunkEdgesAndRandomValues) {
                                 p19 * p19,
                                 max38,
                                 p19 * 7,
-                                two64 * 3 + 5};
+                                two64 * 3 + 5,
+                                999'999'999,
+                                1'000'000'000,
+                                1'000'000'001,
+                                p19 / 10 - 1,
+                                p19 / 10,
+                                p19 / 10 + 1,
+                                p19 * p19 / 100 - 1,
+                                p19 * p19 / 100,
+                                (p19 / 10) * (p19 / 10) * 99 + 1};
   std::mt19937_64 rng(7);
   for (int i = 0; i < 20000; ++i) {
     const int128 v = static_cast<int128>(((static_cast<unsigned __int128>(rng()) << 64) | rng()) %
@@ -128,7 +138,7 @@ TEST(DecimalTest, FormatsLikeTheDigitByDigitMethodAtChunkEdgesAndRandomValues) {
     values.push_back(v >> (rng() % 127));
   }
   for (const int128 v : values) {
-    for (const unsigned scale : {0u, 6u, 18u, 19u, 20u, 37u}) {
+    for (unsigned scale = 0; scale <= 37; ++scale) {
       ASSERT_EQ(format_decimal(v, scale), reference(v, scale));
       ASSERT_EQ(format_decimal(-v, scale), reference(-v, scale));
     }
