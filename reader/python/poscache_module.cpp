@@ -3,6 +3,7 @@
 //   r = poscache.Reader("positions")
 //   p = r.get("spot", "wallet1", "SOL")        # a Position, or None if there is none
 //   p.fields["qty"]                            # Decimal('12.500000000000000000')
+//   p["qty"]                                   # the same, that field alone built
 //   prod = poscache.Producer("positions", "py-bot")
 //   seq = prod.fill("spot", "wallet1", "SOL", "buy", Decimal("10"), "100.5", fee="0.05",
 //                   trade_id="T-1")
@@ -102,7 +103,7 @@ class PyReader {
     switch (s) {
       case ReadStatus::ok:
       case ReadStatus::stale:
-        return to_python(r_, names_, p, account, instrument);
+        return to_python(names_, p, account, instrument);
       case ReadStatus::not_found:
         Py_RETURN_NONE;
       case ReadStatus::writer_busy:
@@ -126,7 +127,7 @@ class PyReader {
   }
 
   py::list positions_of(const std::string& account) const {
-    return to_python_list(r_, names_, r_.positions_of(account));
+    return to_python_list(names_, r_.positions_of(account));
   }
 
   // Every position of the account as of one moment (Reader::snapshot); [] if it has none.
@@ -137,7 +138,7 @@ class PyReader {
       case ReadStatus::ok:
       case ReadStatus::stale:
       case ReadStatus::not_found:
-        return to_python_list(r_, names_, ps);
+        return to_python_list(names_, ps);
       case ReadStatus::writer_busy:
         raise(g_writer_busy,
               "the writer kept account '" + account + "' changing past the retry bound: retry");
@@ -164,7 +165,7 @@ class PyReader {
     f.glob = glob;
     std::vector<Position> found;
     r_.scan(f, [&](const Position& p) { found.push_back(p); });
-    return to_python_list(r_, names_, found);
+    return to_python_list(names_, found);
   }
 
   py::dict stats() const {
@@ -240,12 +241,7 @@ class PyReader {
  private:
   void name_all() {
     names_.clear();
-    for (const NamespaceInfo& ns : r_.namespaces()) {
-      Names n;
-      n.ns = py::str(ns.name);
-      for (const FieldSpec& f : ns.fields) n.fields.push_back(py::str(f.name));
-      names_.push_back(std::move(n));
-    }
+    for (const NamespaceInfo& ns : r_.namespaces()) names_.push_back(python::make_names(ns));
   }
   std::vector<Names> names_;
   mutable std::vector<Change> changes_;  // changes()'s buffer, reused

@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cstring>
+#include <memory>
 
 #include "poscache/format.hpp"
 
@@ -11,21 +12,45 @@ namespace poscache::python {
 
 namespace {
 
+// What a Position needs of its namespace's schema to build its values; a capsule's content.
+struct Schema {
+  std::vector<FieldSpec> fields;
+  std::vector<std::size_t> slot;  // each field's first value slot (field_slot())
+  std::vector<PyObject*> names;   // each field's name, a str (owned)
+};
+
+constexpr const char* kSchemaCapsule = "poscache.Schema";
+
+void schema_destroy(PyObject* capsule) {
+  auto* s = static_cast<Schema*>(PyCapsule_GetPointer(capsule, kSchemaCapsule));
+  for (PyObject* n : s->names) Py_DECREF(n);
+  delete s;
+}
+
 struct PositionObject {
   PyObject_HEAD PyObject* ns;
   PyObject* account;
   PyObject* instrument;
-  PyObject* fields;  // dict: field name -> Decimal (int for int64 and timestamp fields)
+  PyObject* fields;  // dict: field name -> Decimal (int, str); null until first asked for
+  PyObject* schema;  // the namespace's Schema capsule
   PyObject* status;  // 'ok' or 'stale'
   unsigned long long version, source_seq;
   long long created_at_ns, updated_at_ns, age_ns;
+  std::uint32_t fields_set;
   char stale;
+  // The value slots as read (Position::values), kept as bytes: the object's memory is only
+  // 8-byte aligned for certain, an int128 wants 16.
+  unsigned char values[sizeof(int128) * kMaxFields];
 };
 
 PyTypeObject* g_position_type = nullptr;
 PyObject* g_decimal = nullptr;  // decimal.Decimal
 PyObject* g_ok = nullptr;
 PyObject* g_stale = nullptr;
+
+const Schema& schema_of(const PositionObject* p) {
+  return *static_cast<const Schema*>(PyCapsule_GetPointer(p->schema, kSchemaCapsule));
+}
 
 // decimal.Decimal(text), through the type's tp_new: a call of the type would build the same
 // argument tuple, then call tp_new, then Decimal's inherited object.__init__, which does nothing.
@@ -38,12 +63,92 @@ PyObject* new_decimal(PyObject* text) {
   return v;
 }
 
+// Field f's value as Python sees it (a new reference): Decimal, int or str.
+PyObject* value_of(const Schema& s, const int128* values, std::size_t f) {
+  const FieldSpec& spec = s.fields[f];
+  if (spec.type == FieldType::decimal) {
+    char buf[64];
+    const std::size_t len = format_decimal(values[f], spec.scale, buf);
+    // The text is ASCII: a compact str filled directly, no UTF-8 decoding.
+    PyObject* text = PyUnicode_New(static_cast<Py_ssize_t>(len), 127);
+    if (text == nullptr) return nullptr;
+    std::memcpy(PyUnicode_1BYTE_DATA(text), buf, len);
+    PyObject* v = new_decimal(text);  // exact: from its text
+    Py_DECREF(text);
+    return v;
+  }
+  if (spec.type == FieldType::text) {
+    const std::string_view t = text_in(values, s.slot[f], spec.length);  // valid UTF-8
+    return PyUnicode_DecodeUTF8(t.data(), static_cast<Py_ssize_t>(t.size()), "strict");
+  }
+  return PyLong_FromLongLong(static_cast<long long>(values[f]));
+}
+
+void copy_values(const PositionObject* p, int128 (&out)[kMaxFields]) {
+  std::memcpy(out, p->values, sizeof out);
+}
+
+// The fields dict, built on first use (a borrowed reference), or null with an error set.
+PyObject* fields_of(PositionObject* p) {
+  if (p->fields != nullptr) return p->fields;
+  const Schema& s = schema_of(p);
+  int128 values[kMaxFields];
+  copy_values(p, values);
+  // Sized for the fields present: a dict grown from empty resizes at its sixth entry.
+  PyObject* fields = _PyDict_NewPresized(std::popcount(p->fields_set));
+  if (fields == nullptr) return nullptr;
+  for (std::size_t f = 0; f < s.fields.size(); ++f) {
+    if (((p->fields_set >> f) & 1u) == 0) continue;
+    PyObject* v = value_of(s, values, f);
+    if (v == nullptr || PyDict_SetItem(fields, s.names[f], v) != 0) {
+      Py_XDECREF(v);
+      Py_DECREF(fields);
+      return nullptr;
+    }
+    Py_DECREF(v);
+  }
+  p->fields = fields;
+  return fields;
+}
+
+PyObject* position_fields(PyObject* self, void*) {
+  PyObject* f = fields_of(reinterpret_cast<PositionObject*>(self));
+  return Py_XNewRef(f);
+}
+
+// pos[name]: one field's value, built alone; KeyError naming the field if the position has no
+// value for it (or the namespace no such field).
+PyObject* position_subscript(PyObject* self, PyObject* key) {
+  auto* p = reinterpret_cast<PositionObject*>(self);
+  if (p->fields != nullptr) {
+    PyObject* v = PyDict_GetItemWithError(p->fields, key);
+    if (v != nullptr) return Py_NewRef(v);
+    if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
+    return nullptr;
+  }
+  if (!PyUnicode_Check(key)) {
+    PyErr_Format(PyExc_TypeError, "a field name is a str, not %s", Py_TYPE(key)->tp_name);
+    return nullptr;
+  }
+  const Schema& s = schema_of(p);
+  for (std::size_t f = 0; f < s.names.size(); ++f) {
+    if (s.names[f] != key && PyUnicode_Compare(s.names[f], key) != 0) continue;
+    if (((p->fields_set >> f) & 1u) == 0) break;
+    int128 values[kMaxFields];
+    copy_values(p, values);
+    return value_of(s, values, f);
+  }
+  if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
+  return nullptr;
+}
+
 void position_dealloc(PyObject* self) {
   auto* p = reinterpret_cast<PositionObject*>(self);
   Py_XDECREF(p->ns);
   Py_XDECREF(p->account);
   Py_XDECREF(p->instrument);
   Py_XDECREF(p->fields);
+  Py_XDECREF(p->schema);
   Py_XDECREF(p->status);
   PyTypeObject* type = Py_TYPE(self);
   type->tp_free(self);
@@ -57,16 +162,16 @@ PyObject* position_age(PyObject* self, void*) {
 
 PyObject* position_repr(PyObject* self) {
   auto* p = reinterpret_cast<PositionObject*>(self);
+  PyObject* fields = fields_of(p);
+  if (fields == nullptr) return nullptr;
   return PyUnicode_FromFormat("<Position %U:%U:%U %R version %llu%s>", p->ns, p->account,
-                              p->instrument, p->fields, p->version, p->stale ? " stale" : "");
+                              p->instrument, fields, p->version, p->stale ? " stale" : "");
 }
 
 PyMemberDef g_position_members[] = {
     {"ns", T_OBJECT_EX, offsetof(PositionObject, ns), READONLY, "namespace"},
     {"account", T_OBJECT_EX, offsetof(PositionObject, account), READONLY, nullptr},
     {"instrument", T_OBJECT_EX, offsetof(PositionObject, instrument), READONLY, nullptr},
-    {"fields", T_OBJECT_EX, offsetof(PositionObject, fields), READONLY,
-     "field name -> Decimal (int for int64 and timestamp fields); absent fields are not there"},
     {"status", T_OBJECT_EX, offsetof(PositionObject, status), READONLY, "'ok' or 'stale'"},
     {"stale", T_BOOL, offsetof(PositionObject, stale), READONLY, nullptr},
     {"version", T_ULONGLONG, offsetof(PositionObject, version), READONLY, nullptr},
@@ -77,6 +182,10 @@ PyMemberDef g_position_members[] = {
     {nullptr, 0, 0, 0, nullptr}};
 
 PyGetSetDef g_position_getset[] = {
+    {"fields", position_fields, nullptr,
+     "field name -> Decimal (int for int64 and timestamp fields, str for text); absent fields "
+     "are not there. Built on first use, then kept",
+     nullptr},
     {"age", position_age, nullptr, "seconds since the last change", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
@@ -85,7 +194,9 @@ PyType_Slot g_position_slots[] = {
     {Py_tp_repr, reinterpret_cast<void*>(position_repr)},
     {Py_tp_members, g_position_members},
     {Py_tp_getset, g_position_getset},
-    {Py_tp_doc, const_cast<char*>("a position as read: a copy, exact values")},
+    {Py_mp_subscript, reinterpret_cast<void*>(position_subscript)},
+    {Py_tp_doc, const_cast<char*>("a position as read: a copy, exact values; pos['qty'] builds "
+                                  "one field, pos.fields all of them")},
     {0, nullptr}};
 
 PyType_Spec g_position_spec = {"poscache.Position", sizeof(PositionObject), 0,
@@ -94,48 +205,34 @@ PyType_Spec g_position_spec = {"poscache.Position", sizeof(PositionObject), 0,
 
 }  // namespace
 
-PyObject* to_python(const Reader& r, const std::vector<Names>& names, const Position& p,
-                    PyObject* account, PyObject* instrument) {
-  const NamespaceInfo& ns = r.namespace_info(p.ns);
-  const Names& n = names[p.ns];
-  // Sized for the fields present: a dict grown from empty resizes at its sixth entry.
-  PyObject* fields = _PyDict_NewPresized(std::popcount(p.fields_set));
-  if (fields == nullptr) return nullptr;
-  char buf[64];
+Names make_names(const NamespaceInfo& ns) {
+  auto s = std::make_unique<Schema>();
+  s->fields = ns.fields;
   for (std::size_t f = 0; f < ns.fields.size(); ++f) {
-    if (!p.has(f)) continue;
-    const FieldSpec& spec = ns.fields[f];
-    PyObject* v;
-    if (spec.type == FieldType::decimal) {
-      const std::size_t len = format_decimal(p.values[f], spec.scale, buf);
-      // The text is ASCII: a compact str filled directly, no UTF-8 decoding.
-      PyObject* text = PyUnicode_New(static_cast<Py_ssize_t>(len), 127);
-      if (text != nullptr) std::memcpy(PyUnicode_1BYTE_DATA(text), buf, len);
-      if (text == nullptr) {
-        Py_DECREF(fields);
-        return nullptr;
-      }
-      v = new_decimal(text);  // exact: from its text
-      Py_DECREF(text);
-    } else if (spec.type == FieldType::text) {
-      const std::string_view t = p.text(field_slot(ns.fields, f), spec.length);  // valid UTF-8
-      v = PyUnicode_DecodeUTF8(t.data(), static_cast<Py_ssize_t>(t.size()), "strict");
-    } else {
-      v = PyLong_FromLongLong(static_cast<long long>(p.values[f]));
+    s->slot.push_back(field_slot(ns.fields, f));
+    PyObject* name = PyUnicode_InternFromString(ns.fields[f].name.c_str());
+    if (name == nullptr) {
+      for (PyObject* n : s->names) Py_DECREF(n);
+      throw py::error_already_set();
     }
-    if (v == nullptr || PyDict_SetItem(fields, n.fields[f].ptr(), v) != 0) {
-      Py_XDECREF(v);
-      Py_DECREF(fields);
-      return nullptr;
-    }
-    Py_DECREF(v);
+    s->names.push_back(name);
   }
+  PyObject* capsule = PyCapsule_New(s.get(), kSchemaCapsule, schema_destroy);
+  if (capsule == nullptr) {
+    for (PyObject* n : s->names) Py_DECREF(n);
+    throw py::error_already_set();
+  }
+  s.release();  // the capsule owns it now
+  return Names{py::str(ns.name), py::reinterpret_steal<py::object>(capsule)};
+}
+
+PyObject* to_python(const std::vector<Names>& names, const Position& p, PyObject* account,
+                    PyObject* instrument) {
+  const Names& n = names[p.ns];
   auto* o = reinterpret_cast<PositionObject*>(g_position_type->tp_alloc(g_position_type, 0));
-  if (o == nullptr) {
-    Py_DECREF(fields);
-    return nullptr;
-  }
-  o->fields = fields;
+  if (o == nullptr) return nullptr;
+  o->fields = nullptr;
+  o->schema = Py_NewRef(n.schema.ptr());
   o->ns = Py_NewRef(n.ns.ptr());
   o->account = account ? Py_NewRef(account) : PyUnicode_FromStringAndSize(p.account, p.account_len);
   o->instrument = instrument ? Py_NewRef(instrument)
@@ -147,6 +244,8 @@ PyObject* to_python(const Reader& r, const std::vector<Names>& names, const Posi
   o->created_at_ns = p.created_at_ns;
   o->updated_at_ns = p.updated_at_ns;
   o->age_ns = p.age_ns;
+  o->fields_set = p.fields_set;
+  std::memcpy(o->values, p.values, sizeof o->values);
   if (o->account == nullptr || o->instrument == nullptr) {
     Py_DECREF(reinterpret_cast<PyObject*>(o));
     return nullptr;
@@ -154,11 +253,10 @@ PyObject* to_python(const Reader& r, const std::vector<Names>& names, const Posi
   return reinterpret_cast<PyObject*>(o);
 }
 
-py::list to_python_list(const Reader& r, const std::vector<Names>& names,
-                        const std::vector<Position>& ps) {
+py::list to_python_list(const std::vector<Names>& names, const std::vector<Position>& ps) {
   py::list out;
   for (const Position& p : ps) {
-    PyObject* o = to_python(r, names, p);
+    PyObject* o = to_python(names, p);
     if (o == nullptr) throw py::error_already_set();
     out.append(py::reinterpret_steal<py::object>(o));
   }

@@ -123,6 +123,40 @@ def test_upsert_add_and_int_fields(writer):
     assert set(r.get("lending", "0xab12", "USDC").fields) == {"debt_amount"}
 
 
+def test_one_field_is_read_alone_and_the_fields_are_built_once(writer):
+    """pos['qty'] builds that field alone; pos.fields builds the dict on first use and keeps it;
+    a Position outlives its Reader."""
+    p = poscache.Producer(writer, "py-lazy")
+    weth = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"
+    p.upsert("spot", "w9", "SOL", {"qty": "12.25", "mark_price": "101.97"})
+    seq = p.upsert("lending", "0xab12", "WETH", {"collateral_amount": 5 * 10**18,
+                                                  "blocks_unhealthy": 4, "collateral_asset": weth,
+                                                  "debt_asset": "usdc€"})
+    assert p.wait_applied(seq, timeout=10)
+    r = poscache.Reader(writer)
+    pos = r.get("spot", "w9", "SOL")
+    lend = r.get("lending", "0xab12", "WETH")
+    del r  # the Positions keep what they need of the schema
+    assert pos["qty"] == Decimal("12.25") and pos["qty"].as_tuple().exponent == -18
+    assert pos["mark_price"] == Decimal("101.97")
+    assert lend["collateral_amount"] == 5 * 10**18 and lend["blocks_unhealthy"] == 4
+    assert type(lend["blocks_unhealthy"]) is int
+    assert lend["collateral_asset"] == weth and lend["debt_asset"] == "usdc€"
+    with pytest.raises(KeyError, match="avg_price"):
+        pos["avg_price"]  # in the schema, no value in this position
+    with pytest.raises(KeyError, match="colour"):
+        pos["colour"]  # not in the schema
+    with pytest.raises(TypeError, match="a field name is a str"):
+        pos[0]
+    fields = pos.fields
+    assert fields is pos.fields  # built once
+    assert fields == {"qty": Decimal("12.25"), "mark_price": Decimal("101.97")}
+    assert pos["qty"] is fields["qty"]  # read from the dict once it exists
+    with pytest.raises(KeyError, match="avg_price"):
+        pos["avg_price"]
+    assert weth in repr(lend) and "blocks_unhealthy" in repr(lend)
+
+
 def test_floats_and_bad_input_are_refused_naming_the_cause(writer):
     p = poscache.Producer(writer, "py-bad")
     with pytest.raises(TypeError, match=r"field 'qty': 1.5 is a float"):
