@@ -116,6 +116,29 @@ PyObject* position_fields(PyObject* self, void*) {
   return Py_XNewRef(f);
 }
 
+// The index of the field named `key` if the position holds a value for it, else -1 (with an
+// error set if `key` is not a str).
+Py_ssize_t held_field(const PositionObject* p, PyObject* key) {
+  if (!PyUnicode_Check(key)) {
+    PyErr_Format(PyExc_TypeError, "a field name is a str, not %s", Py_TYPE(key)->tp_name);
+    return -1;
+  }
+  const Schema& s = schema_of(p);
+  for (std::size_t f = 0; f < s.names.size(); ++f) {
+    if (s.names[f] != key && PyUnicode_Compare(s.names[f], key) != 0) continue;
+    return ((p->fields_set >> f) & 1u) != 0 ? static_cast<Py_ssize_t>(f) : -1;
+  }
+  return -1;
+}
+
+// name in pos: whether the position holds a value for that field (nothing is built).
+int position_contains(PyObject* self, PyObject* key) {
+  auto* p = reinterpret_cast<PositionObject*>(self);
+  if (p->fields != nullptr) return PyDict_Contains(p->fields, key);
+  const Py_ssize_t f = held_field(p, key);
+  return f >= 0 ? 1 : PyErr_Occurred() ? -1 : 0;
+}
+
 // pos[name]: one field's value, built alone; KeyError naming the field if the position has no
 // value for it (or the namespace no such field).
 PyObject* position_subscript(PyObject* self, PyObject* key) {
@@ -126,20 +149,14 @@ PyObject* position_subscript(PyObject* self, PyObject* key) {
     if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
     return nullptr;
   }
-  if (!PyUnicode_Check(key)) {
-    PyErr_Format(PyExc_TypeError, "a field name is a str, not %s", Py_TYPE(key)->tp_name);
+  const Py_ssize_t f = held_field(p, key);
+  if (f < 0) {
+    if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
     return nullptr;
   }
-  const Schema& s = schema_of(p);
-  for (std::size_t f = 0; f < s.names.size(); ++f) {
-    if (s.names[f] != key && PyUnicode_Compare(s.names[f], key) != 0) continue;
-    if (((p->fields_set >> f) & 1u) == 0) break;
-    int128 values[kMaxFields];
-    copy_values(p, values);
-    return value_of(s, values, f);
-  }
-  if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
-  return nullptr;
+  int128 values[kMaxFields];
+  copy_values(p, values);
+  return value_of(schema_of(p), values, static_cast<std::size_t>(f));
 }
 
 void position_dealloc(PyObject* self) {
@@ -195,6 +212,7 @@ PyType_Slot g_position_slots[] = {
     {Py_tp_members, g_position_members},
     {Py_tp_getset, g_position_getset},
     {Py_mp_subscript, reinterpret_cast<void*>(position_subscript)},
+    {Py_sq_contains, reinterpret_cast<void*>(position_contains)},
     {Py_tp_doc, const_cast<char*>("a position as read: a copy, exact values; pos['qty'] builds "
                                   "one field, pos.fields all of them")},
     {0, nullptr}};
