@@ -68,6 +68,10 @@ echo; echo "== a market for 4 s (poscache-feed simulate): 8 wallets trading SOL/
 # pushed): which keys changed, in order; it get()s the ones it shows for their values.
 PYTHONPATH=build/python /usr/bin/python3 - "$seg" "$wallet" > "$tmp/follower.txt" 2>&1 <<'PY' &
 import sys, time, collections, poscache
+from decimal import Decimal
+def show(p, k):  # one field, built alone (p[k]); Decimals as plain digits
+    v = p[k] if k in p else None
+    return "-" if v is None else format(v, "f") if isinstance(v, Decimal) else str(v)
 r = poscache.Reader(sys.argv[1])
 at, kinds, resyncs, wallet, lending = r.change_position(), collections.Counter(), 0, [], []
 deadline = time.monotonic() + 4.5
@@ -79,15 +83,15 @@ while time.monotonic() < deadline:
         if c.get("account") == sys.argv[2] and c["kind"] == "updated" and len(wallet) < 3:
             p = r.get(c["namespace"], c["account"], c["instrument"])
             if p is not None:
-                wallet.append(f"{c['namespace']}:{c['instrument']} v{c['version']}: qty {p.fields.get('qty')} "
-                             f"realized {p.fields.get('realized_pnl')} unrealized {p.fields.get('unrealized_pnl')}")
+                wallet.append(f"{c['namespace']}:{c['instrument']} v{c['version']}: qty {show(p, 'qty')} "
+                             f"realized {show(p, 'realized_pnl')} unrealized {show(p, 'unrealized_pnl')}")
         if (c["namespace"] == "lending" and c["kind"] == "updated" and c["account"].startswith("0x")
                 and len(lending) < 3):
             p = r.get("lending", c["account"], c["instrument"])
             if p is not None:
                 lending.append(f"lending:{c['account'][:10]}..:{c['instrument']} v{c['version']}: health "
-                             f"{p.fields.get('health_factor')} blocks_unhealthy {p.fields.get('blocks_unhealthy')} "
-                             f"collateral {p.fields.get('collateral_asset')} debt {p.fields.get('debt_asset')}")
+                             f"{show(p, 'health_factor')} blocks_unhealthy {show(p, 'blocks_unhealthy')} "
+                             f"collateral {show(p, 'collateral_asset')} debt {show(p, 'debt_asset')}")
     if status != "ok":
         resyncs += 1  # lapped or writer_restarted: a real service re-reads what it serves here
 print(f"   a Python follower (r.changes) streamed {sum(kinds.values())} changes in order: " +
@@ -124,11 +128,12 @@ PYTHONPATH=build/python /usr/bin/python3 - "$seg" "$wallet" <<'PY'
 import sys, poscache
 r = poscache.Reader(sys.argv[1])
 p = r.get("spot", sys.argv[2], "SOL")
-print(f"   {p.ns}:{p.account[:8]}..:{p.instrument} qty {p.fields['qty']} avg {p.fields['avg_price']} "
-      f"realized {p.fields['realized_pnl']} (version {p.version}, {p.age * 1e3:.1f} ms old)")
+print(f"   {p.ns}:{p.account[:8]}..:{p.instrument} qty {p['qty']:f} avg {p['avg_price']:f} "
+      f"realized {p['realized_pnl']:f} (version {p.version}, {p.age * 1e3:.1f} ms old)")
+print(f"   all its fields (p.fields): " + ", ".join(f"{k} {v:f}" for k, v in p.fields.items()))
 book = r.snapshot(sys.argv[2])  # every position of the wallet, as of one moment
 print(f"   the whole wallet at one moment (r.snapshot): {len(book)} positions: " +
-      ", ".join(f"{x.ns}:{x.instrument} qty {x.fields.get('qty')}" for x in book))
+      ", ".join(f"{x.ns}:{x.instrument} qty {x['qty']:f}" for x in book))
 PY
 echo "   what reader processes' get() calls answered (poscache-inspect readers; readers that left"
 echo "   are in the reaped row):"
