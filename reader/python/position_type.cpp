@@ -134,7 +134,7 @@ Py_ssize_t held_field(const PositionObject* p, PyObject* key) {
 // name in pos: whether the position holds a value for that field (nothing is built).
 int position_contains(PyObject* self, PyObject* key) {
   auto* p = reinterpret_cast<PositionObject*>(self);
-  if (p->fields != nullptr) return PyDict_Contains(p->fields, key);
+  if (p->fields != nullptr && PyUnicode_Check(key)) return PyDict_Contains(p->fields, key);
   const Py_ssize_t f = held_field(p, key);
   return f >= 0 ? 1 : PyErr_Occurred() ? -1 : 0;
 }
@@ -143,7 +143,7 @@ int position_contains(PyObject* self, PyObject* key) {
 // value for it (or the namespace no such field).
 PyObject* position_subscript(PyObject* self, PyObject* key) {
   auto* p = reinterpret_cast<PositionObject*>(self);
-  if (p->fields != nullptr) {
+  if (p->fields != nullptr && PyUnicode_Check(key)) {
     PyObject* v = PyDict_GetItemWithError(p->fields, key);
     if (v != nullptr) return Py_NewRef(v);
     if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);

@@ -155,6 +155,10 @@ def test_one_field_is_read_alone_and_the_fields_are_built_once(writer):
     assert fields == {"qty": Decimal("12.25"), "mark_price": Decimal("101.97")}
     assert pos["qty"] is fields["qty"]  # read from the dict once it exists
     assert "qty" in pos and "avg_price" not in pos
+    with pytest.raises(TypeError, match="a field name is a str"):
+        pos[0]  # the same answers once the dict is built
+    with pytest.raises(TypeError, match="a field name is a str"):
+        0 in pos
     with pytest.raises(KeyError, match="avg_price"):
         pos["avg_price"]
     assert weth in repr(lend) and "blocks_unhealthy" in repr(lend)
