@@ -120,6 +120,24 @@ def main():
             print(f"  get('{ns}', ...).fields, {what}{' ' * (18 - len(ns))}{percentiles(got)}")
             print(f"  get('{ns}', ...)['qty'], 1 of {what}{' ' * (13 - len(ns))}{percentiles(one)}")
             p50[what] = sorted(got)[len(got) // 2]
+        # A risk check reading 16 positions at once, one field of each: get_many overlaps the
+        # lookups' misses; against the same keys read one get() at a time, rounds alternating.
+        print(f"\n3. 16 random positions of {a.positions} and one field of each, per position "
+              f"(mean of a batch)")
+        many, single = [], []
+        for _ in range(a.samples // 32):
+            for timed in (single, many):
+                batch = random.choices(keys, k=16)
+                s = clock()
+                if timed is many:
+                    x = [p["qty"] for p in r.get_many(batch)]
+                else:
+                    x = [r.get(n, acc, sym)["qty"] for n, acc, sym in batch]
+                timed.append((clock() - s) / 16)
+            assert x[-1] == private[batch[-1]]["qty"]
+        print(f"  [r.get(*k)['qty'] for k in batch]           {percentiles(single)}")
+        print(f"  [p['qty'] for p in r.get_many(batch)]       {percentiles(many)}")
+        print(f"  get_many ratio {sum(many) / sum(single):.2f} of get() from Python")
         timer = []
         for _ in range(a.samples):
             s = clock()

@@ -126,6 +126,81 @@ class PyReader {
     return nullptr;
   }
 
+  // get_many([(ns, account, instrument), ...]): a list with a Position or None per key, in
+  // order; the misses of the lookups overlap (Reader::get_many). The keys are checked first, so
+  // bad input raises before anything is read; a key the writer keeps busy or died writing
+  // raises as get() does, naming it.
+  py::list get_many(const py::sequence& keys) const {
+    const std::size_t n = py::len(keys);
+    std::vector<py::object> items(n);  // keeps the key strings alive while their views are used
+    std::vector<Reader::Key> ks(n);
+    for (std::size_t k = 0; k < n; ++k) {
+      items[k] = keys[k];
+      PyObject* t = items[k].ptr();
+      if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3) {
+        throw py::type_error("get_many(): key " + std::to_string(k) +
+                             " is not a tuple (ns, account, instrument)");
+      }
+      std::string_view part[3];
+      for (int j = 0; j < 3; ++j) {
+        PyObject* o = PyTuple_GET_ITEM(t, j);
+        Py_ssize_t len = 0;
+        const char* text = PyUnicode_Check(o) ? PyUnicode_AsUTF8AndSize(o, &len) : nullptr;
+        if (text == nullptr) {
+          if (PyErr_Occurred()) throw py::error_already_set();
+          throw py::type_error("get_many(): key " + std::to_string(k) + " holds a " +
+                               Py_TYPE(o)->tp_name + "; (ns, account, instrument) are three str");
+        }
+        part[j] = std::string_view(text, static_cast<std::size_t>(len));
+      }
+      const auto id = r_.namespace_id(part[0]);
+      if (!id) {
+        throw py::value_error("get_many(): key " + std::to_string(k) + ": segment '" +
+                              r_.segment_name() + "' has no namespace '" + std::string(part[0]) +
+                              "'");
+      }
+      if (part[1].empty() || part[1].size() > kMaxAccountLen || part[2].empty() ||
+          part[2].size() > kMaxInstrumentLen) {
+        throw py::value_error("get_many(): bad key " + std::to_string(k) + " " +
+                              std::string(part[0]) + ":" + std::string(part[1]) + ":" +
+                              std::string(part[2]) + ": a part is empty or longer than 64 bytes");
+      }
+      ks[k] = Reader::Key{*id, part[1], part[2]};
+    }
+    std::vector<Position> out(n);
+    std::vector<ReadStatus> st(n);
+    r_.get_many(ks, out, st);
+    py::list result(n);
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::string key = std::to_string(k) + " " + std::string(ks[k].account) + ":" +
+                              std::string(ks[k].instrument);
+      switch (st[k]) {
+        case ReadStatus::ok:
+        case ReadStatus::stale: {
+          PyObject* t = items[k].ptr();
+          PyObject* o = to_python(names_, out[k], PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2));
+          if (o == nullptr) throw py::error_already_set();
+          PyList_SET_ITEM(result.ptr(), static_cast<Py_ssize_t>(k), o);
+          break;
+        }
+        case ReadStatus::not_found:
+          PyList_SET_ITEM(result.ptr(), static_cast<Py_ssize_t>(k), Py_NewRef(Py_None));
+          break;
+        case ReadStatus::writer_busy:
+          raise(g_writer_busy,
+                "get_many(): the writer kept key " + key + " mid-write past the retry bound");
+        case ReadStatus::writer_dead:
+          raise(g_writer_dead, "get_many(): the writer died writing key " + key);
+        case ReadStatus::bad_key:
+          throw py::value_error("get_many(): bad key " + key);
+        case ReadStatus::retired:
+          raise(g_retired,
+                "segment '" + r_.segment_name() + "' was re-created by its writer: call follow()");
+      }
+    }
+    return result;
+  }
+
   py::list positions_of(const std::string& account) const {
     return to_python_list(names_, r_.positions_of(account));
   }
@@ -478,6 +553,9 @@ PYBIND11_MODULE(poscache, m) {
   auto reader =
       py::class_<PyReader>(m, "Reader", "maps a segment read-only; reads never block the writer")
           .def(py::init<const std::string&>(), py::arg("segment"))
+          .def("get_many", &PyReader::get_many, py::arg("keys"),
+               "get_many([(ns, account, instrument), ...]): a Position or None per key, in "
+               "order, the lookups' misses overlapped")
           .def("positions_of", &PyReader::positions_of, py::arg("account"))
           .def("snapshot", &PyReader::snapshot, py::arg("account"))
           .def("scan", &PyReader::scan, py::arg("namespace") = py::none(),

@@ -164,6 +164,38 @@ def test_one_field_is_read_alone_and_the_fields_are_built_once(writer):
     assert weth in repr(lend) and "blocks_unhealthy" in repr(lend)
 
 
+def test_get_many_gives_what_get_gives_for_every_key_in_order(writer):
+    p = poscache.Producer(writer, "py-many")
+    seq = 0
+    for i in range(300):
+        seq = p.upsert("spot", f"acct{i % 30}", f"T{i}", {"qty": f"{i}.5", "avg_price": "101.25"})
+    seq = p.upsert("lending", "0xab12", "USDC", {"debt_amount": 7, "debt_asset": "usdc"})
+    assert p.wait_applied(seq, timeout=10)
+    r = poscache.Reader(writer)
+    keys = [("spot", f"acct{i % 30}", f"T{i}") for i in range(0, 600, 2)]  # half are absent
+    keys.insert(7, ("lending", "0xab12", "USDC"))
+    got = r.get_many(keys)
+    assert len(got) == len(keys)
+    for key, pos in zip(keys, got):
+        one = r.get(*key)
+        if one is None:
+            assert pos is None, key
+        else:
+            assert (pos.ns, pos.account, pos.instrument) == key
+            assert pos.fields == one.fields and pos.version == one.version
+    assert sum(pos is not None for pos in got) == 151
+    assert got[7]["debt_asset"] == "usdc" and got[8]["qty"] == Decimal("14.5")  # T14
+    assert r.get_many([]) == []
+    with pytest.raises(TypeError, match="key 1 is not a tuple"):
+        r.get_many([("spot", "acct0", "T0"), ["spot", "acct0", "T0"]])
+    with pytest.raises(TypeError, match="key 0 holds a bytes"):
+        r.get_many([("spot", b"acct0", "T0")])
+    with pytest.raises(ValueError, match="key 1: segment .* has no namespace 'futures'"):
+        r.get_many([("spot", "acct0", "T0"), ("futures", "acct0", "T0")])
+    with pytest.raises(ValueError, match="bad key 0 spot::T0"):
+        r.get_many([("spot", "", "T0")])
+
+
 def test_floats_and_bad_input_are_refused_naming_the_cause(writer):
     p = poscache.Producer(writer, "py-bad")
     with pytest.raises(TypeError, match=r"field 'qty': 1.5 is a float"):
