@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -225,6 +226,33 @@ int poscache_get_by_id(const poscache_reader* reader, int ns, const char* accoun
       reader->reader.get(static_cast<NamespaceId>(ns), sv(account), sv(instrument), p);
   if (s == ReadStatus::ok || s == ReadStatus::stale) to_c(p, *out);
   return read_status(s);
+}
+
+int poscache_get_many(const poscache_reader* reader, const poscache_key* keys, std::size_t n,
+                      poscache_position* out, int* status) {
+  if (reader == nullptr || (n > 0 && (keys == nullptr || out == nullptr || status == nullptr)))
+    return failed(POSCACHE_BAD_INPUT, "no reader, keys, output or status");
+  // In blocks of 64 through Reader::get_many, on the stack: no allocation. A namespace id out of
+  // range is given as one no namespace has, so the reader answers bad_key for it.
+  constexpr std::size_t kBlock = 64;
+  Reader::Key ks[kBlock];
+  Position ps[kBlock];
+  ReadStatus st[kBlock];
+  for (std::size_t from = 0; from < n; from += kBlock) {
+    const std::size_t m = std::min(kBlock, n - from);
+    for (std::size_t i = 0; i < m; ++i) {
+      const poscache_key& k = keys[from + i];
+      const auto ns =
+          k.ns < 0 || k.ns > 0xFFFF ? NamespaceId{0xFFFF} : static_cast<NamespaceId>(k.ns);
+      ks[i] = Reader::Key{ns, sv(k.account), sv(k.instrument)};
+    }
+    reader->reader.get_many(std::span(ks, m), std::span(ps, m), std::span(st, m));
+    for (std::size_t i = 0; i < m; ++i) {
+      if (st[i] == ReadStatus::ok || st[i] == ReadStatus::stale) to_c(ps[i], out[from + i]);
+      status[from + i] = read_status(st[i]);
+    }
+  }
+  return POSCACHE_OK;
 }
 
 int poscache_snapshot(const poscache_reader* reader, const char* account, poscache_position* out,

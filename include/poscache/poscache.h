@@ -111,6 +111,21 @@ int poscache_get(const poscache_reader* reader, const char* ns, const char* acco
 int poscache_get_by_id(const poscache_reader* reader, int ns, const char* account,
                        const char* instrument, poscache_position* out);
 
+/* A key for poscache_get_many: a namespace id (poscache_namespace_id) and NUL-terminated texts. */
+typedef struct poscache_key {
+  int ns;
+  const char* account;
+  const char* instrument;
+} poscache_key;
+
+/* Many positions at once, the cache misses of their lookups overlapped (for a risk check that
+ * needs many): for each i < n, status[i] is what poscache_get_by_id(keys[i]) would return and
+ * out[i] is filled when it is POSCACHE_OK or POSCACHE_STALE. Returns POSCACHE_OK, or
+ * POSCACHE_BAD_INPUT if the reader or an array is missing. Never blocks or allocates (it works
+ * in blocks of 64 keys with about 30 KB of stack). */
+int poscache_get_many(const poscache_reader* reader, const poscache_key* keys, size_t n,
+                      poscache_position* out, int* status);
+
 /* Every position of an account as of one moment (no change to it seen half applied): up to
  * `cap` into out[], their number in *count. POSCACHE_OK or POSCACHE_STALE (some are stale);
  * POSCACHE_NOT_FOUND (none: *count 0); POSCACHE_SMALL_BUFFER if the account holds more than

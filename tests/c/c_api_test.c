@@ -145,6 +145,38 @@ int main(void) {
   CHECK_TEXT(r, &pos, "collateral_amount", "2500000000000000000000");
   CHECK_TEXT(r, &pos, "health_factor", "1.145833333333333333");
   CHECK_TEXT(r, &pos, "blocks_unhealthy", "3");
+  /* Many at once: the same answers as one at a time, in order; a missing key, an unknown
+   * namespace id and a NULL account answered per key. */
+  const int spot = poscache_namespace_id(r, "spot");
+  poscache_key keys[70];
+  for (int i = 0; i < 70; ++i) {
+    keys[i].ns = spot;
+    keys[i].account = "w1";
+    keys[i].instrument = i % 2 ? "SOL" : "NONE";
+  }
+  keys[3].ns = lending;
+  keys[3].account = "0xab12";
+  keys[3].instrument = "USDC";
+  keys[5].ns = 999;
+  keys[66].account = NULL;
+  poscache_position many[70];
+  int many_status[70];
+  CHECK_STATUS(poscache_get_many(r, keys, 70, many, many_status), POSCACHE_OK);
+  for (int i = 0; i < 70; ++i) {
+    poscache_position one;
+    const int want = poscache_get_by_id(r, keys[i].ns, keys[i].account, keys[i].instrument, &one);
+    CHECK(many_status[i] == want);
+    if (want == POSCACHE_OK) {
+      CHECK(strcmp(many[i].account, one.account) == 0 && many[i].version == one.version);
+    }
+  }
+  CHECK(many_status[1] == POSCACHE_OK && many_status[0] == POSCACHE_NOT_FOUND);
+  CHECK(many_status[3] == POSCACHE_OK && many_status[5] == POSCACHE_BAD_KEY);
+  CHECK(many_status[66] == POSCACHE_BAD_KEY && many_status[69] == POSCACHE_OK);
+  CHECK_TEXT(r, &many[3], "health_factor", "1.145833333333333333");
+  CHECK_TEXT(r, &many[69], "qty", "-5.000000000000000000");
+  CHECK_STATUS(poscache_get_many(r, keys, 0, NULL, NULL), POSCACHE_OK);
+  CHECK_STATUS(poscache_get_many(r, NULL, 1, many, many_status), POSCACHE_BAD_INPUT);
   char small[4];
   CHECK_STATUS(poscache_position_field_text(r, &pos, "debt_amount", small, sizeof small),
                POSCACHE_SMALL_BUFFER);
