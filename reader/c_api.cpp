@@ -232,11 +232,13 @@ int poscache_get_many(const poscache_reader* reader, const poscache_key* keys, s
                       poscache_position* out, int* status) {
   if (reader == nullptr || (n > 0 && (keys == nullptr || out == nullptr || status == nullptr)))
     return failed(POSCACHE_BAD_INPUT, "no reader, keys, output or status");
-  // In blocks of 64 through Reader::get_many, on the stack: no allocation. A namespace id out of
-  // range is given as one no namespace has, so the reader answers bad_key for it.
+  // In blocks of 64 through Reader::get_many, into this thread's buffer (allocated on its first
+  // call, then reused: a Position array on the stack would be zeroed whole, 30 KB, on every call
+  // however few the keys). A namespace id out of range is given as one no namespace has, so the
+  // reader answers bad_key for it.
   constexpr std::size_t kBlock = 64;
+  thread_local std::vector<Position> ps(kBlock);
   Reader::Key ks[kBlock];
-  Position ps[kBlock];
   ReadStatus st[kBlock];
   for (std::size_t from = 0; from < n; from += kBlock) {
     const std::size_t m = std::min(kBlock, n - from);
@@ -246,7 +248,7 @@ int poscache_get_many(const poscache_reader* reader, const poscache_key* keys, s
           k.ns < 0 || k.ns > 0xFFFF ? NamespaceId{0xFFFF} : static_cast<NamespaceId>(k.ns);
       ks[i] = Reader::Key{ns, sv(k.account), sv(k.instrument)};
     }
-    reader->reader.get_many(std::span(ks, m), std::span(ps, m), std::span(st, m));
+    reader->reader.get_many(std::span(ks, m), std::span(ps.data(), m), std::span(st, m));
     for (std::size_t i = 0; i < m; ++i) {
       if (st[i] == ReadStatus::ok || st[i] == ReadStatus::stale) to_c(ps[i], out[from + i]);
       status[from + i] = read_status(st[i]);

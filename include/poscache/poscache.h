@@ -121,8 +121,8 @@ typedef struct poscache_key {
 /* Many positions at once, the cache misses of their lookups overlapped (for a risk check that
  * needs many): for each i < n, status[i] is what poscache_get_by_id(keys[i]) would return and
  * out[i] is filled when it is POSCACHE_OK or POSCACHE_STALE. Returns POSCACHE_OK, or
- * POSCACHE_BAD_INPUT if the reader or an array is missing. Never blocks or allocates (it works
- * in blocks of 64 keys with about 30 KB of stack). */
+ * POSCACHE_BAD_INPUT if the reader or an array is missing. Never blocks; it works in blocks of
+ * 64 keys through a buffer each thread allocates on its first call (30 KB), then reuses. */
 int poscache_get_many(const poscache_reader* reader, const poscache_key* keys, size_t n,
                       poscache_position* out, int* status);
 
