@@ -24,17 +24,16 @@
 
 #include "poscache/decimal.hpp"
 #include "poscache/format.hpp"
-#include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
+#include "reader/python/binding_common.hpp"
 #include "reader/python/position_type.hpp"
 
 namespace py = pybind11;
 using namespace poscache;
 using python::Names, python::to_python, python::to_python_list, python::add_position_type;
 
-namespace {
+namespace poscache::python {
 
-// The exception types, created at import.
 PyObject* g_error = nullptr;
 PyObject* g_writer_busy = nullptr;
 PyObject* g_writer_dead = nullptr;
@@ -42,12 +41,11 @@ PyObject* g_retired = nullptr;
 PyObject* g_full = nullptr;
 PyObject* g_no_redis = nullptr;
 
-[[noreturn]] void raise(PyObject* type, const std::string& message) {
+void raise(PyObject* type, const std::string& message) {
   PyErr_SetString(type, message.c_str());
   throw py::error_already_set();
 }
 
-// decimal.Decimal, looked up once.
 py::object& decimal_type() {
   static py::object* d = new py::object(py::module_::import("decimal").attr("Decimal"));
   return *d;
@@ -57,20 +55,11 @@ std::chrono::nanoseconds seconds(double s) {
   return std::chrono::nanoseconds(static_cast<std::int64_t>(s * 1e9));
 }
 
-// A value for a field: Decimal, str or int as text; a float (or a bool) is refused.
-std::string value_text(const std::string& what, const py::handle& v) {
-  if (PyBool_Check(v.ptr()))
-    throw py::type_error(what + ": a bool is not a number; give a Decimal, a str or an int");
-  if (PyFloat_Check(v.ptr())) {
-    throw py::type_error(what + ": " + py::str(v).cast<std::string>() +
-                         " is a float; give a Decimal, a str or an int (binary floating point "
-                         "cannot carry a decimal exactly)");
-  }
-  if (PyLong_Check(v.ptr()) || PyUnicode_Check(v.ptr()) || py::isinstance(v, decimal_type()))
-    return py::str(v).cast<std::string>();
-  throw py::type_error(what + ": a " + std::string(Py_TYPE(v.ptr())->tp_name) +
-                       " is not a number; give a Decimal, a str or an int");
-}
+}  // namespace poscache::python
+
+namespace {
+
+using namespace poscache::python;
 
 class PyReader {
  public:
@@ -170,10 +159,13 @@ class PyReader {
     std::vector<Position> out(n);
     std::vector<ReadStatus> st(n);
     r_.get_many(ks, out, st);
+    // Named only when a key's answer is an error.
+    auto key = [&](std::size_t k) {
+      return std::to_string(k) + " " + std::string(ks[k].account) + ":" +
+             std::string(ks[k].instrument);
+    };
     py::list result(n);
     for (std::size_t k = 0; k < n; ++k) {
-      const std::string key = std::to_string(k) + " " + std::string(ks[k].account) + ":" +
-                              std::string(ks[k].instrument);
       switch (st[k]) {
         case ReadStatus::ok:
         case ReadStatus::stale: {
@@ -188,11 +180,11 @@ class PyReader {
           break;
         case ReadStatus::writer_busy:
           raise(g_writer_busy,
-                "get_many(): the writer kept key " + key + " mid-write past the retry bound");
+                "get_many(): the writer kept key " + key(k) + " mid-write past the retry bound");
         case ReadStatus::writer_dead:
-          raise(g_writer_dead, "get_many(): the writer died writing key " + key);
+          raise(g_writer_dead, "get_many(): the writer died writing key " + key(k));
         case ReadStatus::bad_key:
-          throw py::value_error("get_many(): bad key " + key);
+          throw py::value_error("get_many(): bad key " + key(k));
         case ReadStatus::retired:
           raise(g_retired,
                 "segment '" + r_.segment_name() + "' was re-created by its writer: call follow()");
@@ -330,156 +322,6 @@ class PyReader {
   Reader r_;
 };
 
-class PyProducer {
- public:
-  PyProducer(const std::string& segment, const std::string& name, std::uint64_t capacity) {
-    ProducerConfig c;
-    c.segment = segment;
-    c.name = name;
-    c.capacity = capacity;
-    try {
-      py::gil_scoped_release release;  // waits for the writer's socket
-      p_ = Producer::open(c);
-    } catch (const Error& e) {
-      raise(g_error, e.what());
-    }
-  }
-
-  std::uint64_t upsert(const std::string& ns, const std::string& account,
-                       const std::string& instrument, const py::dict& fields, std::uint64_t seq,
-                       bool replace, std::optional<double> timeout) {
-    std::vector<std::string> names, texts;
-    for (const auto& [k, v] : fields) {
-      names.push_back(py::str(k).cast<std::string>());
-      texts.push_back(value_text("field '" + names.back() + "'", v));
-    }
-    std::vector<std::pair<std::string_view, std::string_view>> pairs;
-    for (std::size_t i = 0; i < names.size(); ++i) pairs.emplace_back(names[i], texts[i]);
-    auto u = live().make_update(ns, account, instrument, pairs, seq,
-                                replace ? UpdateMode::replace : UpdateMode::merge);
-    if (!u) throw py::value_error(u.error());
-    if (timeout) {
-      PushResult r;
-      {
-        py::gil_scoped_release release;
-        r = live().push(*u, seconds(*timeout));
-      }
-      return result(r);
-    }
-    return result(live().push(*u));
-  }
-
-  std::uint64_t fill(const std::string& ns, const std::string& account,
-                     const std::string& instrument, const std::string& side, const py::handle& qty,
-                     const py::handle& price, const py::handle& fee,
-                     const std::optional<std::string>& trade_id) {
-    Side s;
-    if (side == "buy")
-      s = Side::buy;
-    else if (side == "sell")
-      s = Side::sell;
-    else
-      throw py::value_error("side '" + side + "' must be 'buy' or 'sell'");
-    const std::string q = value_text("qty", qty), pr = value_text("price", price),
-                      fe = value_text("fee", fee);
-    return result(live().fill(ns, account, instrument, s, q, pr, fe, trade_id.value_or("")));
-  }
-
-  std::uint64_t mark(const std::string& ns, const std::string& instrument, const py::handle& price,
-                     const std::optional<std::string>& account) {
-    return result(live().mark(ns, instrument, value_text("price", price), account.value_or("")));
-  }
-
-  std::uint64_t add(const std::string& ns, const std::string& account,
-                    const std::string& instrument, const std::string& field, const py::handle& by) {
-    if (!PyLong_Check(by.ptr()) || PyBool_Check(by.ptr()))
-      throw py::type_error("add: 'by' must be an int");
-    return result(live().add(ns, account, instrument, field, by.cast<std::int64_t>()));
-  }
-
-  std::uint64_t reset(const std::string& ns, const std::string& account,
-                      const std::string& instrument, const std::string& field) {
-    return result(live().reset(ns, account, instrument, field));
-  }
-
-  std::uint64_t erase(const std::string& ns, const std::string& account,
-                      const std::string& instrument) {
-    return result(live().erase(ns, account, instrument));
-  }
-
-  std::uint64_t invalidate(const std::optional<std::string>& account,
-                           const std::optional<std::string>& ns,
-                           const std::optional<std::string>& glob, bool all) {
-    const int given = (account ? 1 : 0) + (glob ? 1 : 0) + (all ? 1 : 0);
-    if (given > 1 || (ns && (glob || all)) || (given == 0 && !ns))
-      throw py::value_error(
-          "invalidate takes one of: account (with ns or not), ns, glob, all=True");
-    if (account) return result(live().invalidate_account(*account, ns.value_or("")));
-    if (glob) return result(live().invalidate_matching(*glob));
-    if (all) return result(live().invalidate_all());
-    return result(live().invalidate_namespace(*ns));
-  }
-
-  bool wait_applied(std::uint64_t seq, double timeout) {
-    WaitStatus w;
-    {
-      py::gil_scoped_release release;
-      w = live().wait_applied(seq, seconds(timeout));
-    }
-    return w == WaitStatus::done;
-  }
-
-  bool wait_synced(std::uint64_t seq, double timeout) {
-    WaitStatus w;
-    {
-      py::gil_scoped_release release;
-      w = live().wait_synced(seq, seconds(timeout));
-    }
-    if (w == WaitStatus::no_redis) raise(g_no_redis, "the writer does not mirror to Redis");
-    return w == WaitStatus::done;
-  }
-
-  py::dict stats() {
-    const ProducerStats s = live().stats();
-    py::dict d;
-    d["pushed"] = s.pushed;
-    d["applied"] = s.applied;
-    d["synced"] = s.synced;
-    d["rejected"] = s.rejected;
-    d["full"] = s.full;
-    d["attached"] = s.attached;
-    d["redis"] = s.redis;
-    d["reconnects"] = s.reconnects;
-    d["last_error"] = s.last_error;
-    return d;
-  }
-
-  void close() {
-    py::gil_scoped_release release;
-    p_.reset();
-  }
-
- private:
-  Producer& live() {
-    if (!p_) raise(g_error, "the producer is closed");
-    return *p_;
-  }
-  std::uint64_t result(const PushResult& r) {
-    switch (r.status) {
-      case PushStatus::ok:
-        return r.seq;
-      case PushStatus::full:
-        raise(g_full,
-              "the producer's ring is full (the writer is behind or gone); retry, or "
-              "pass timeout= to wait");
-      case PushStatus::bad_input:
-        throw py::value_error(p_->error());
-    }
-    raise(g_error, "unknown push status");
-  }
-  std::unique_ptr<Producer> p_;
-};
-
 // pybind11's record of the Reader class, set when the module is imported.
 py::detail::type_info* g_reader_info = nullptr;
 
@@ -589,26 +431,5 @@ PYBIND11_MODULE(poscache, m) {
     throw py::error_already_set();
   Py_DECREF(get_descr);
 
-  py::class_<PyProducer>(m, "Producer", "a ring of this process's, attached to the writer")
-      .def(py::init<const std::string&, const std::string&, std::uint64_t>(), py::arg("segment"),
-           py::arg("name"), py::arg("capacity") = 4096)
-      .def("upsert", &PyProducer::upsert, py::arg("ns"), py::arg("account"), py::arg("instrument"),
-           py::arg("fields"), py::arg("seq") = 0, py::arg("replace") = false,
-           py::arg("timeout") = py::none())
-      .def("fill", &PyProducer::fill, py::arg("ns"), py::arg("account"), py::arg("instrument"),
-           py::arg("side"), py::arg("qty"), py::arg("price"), py::arg("fee") = "0",
-           py::arg("trade_id") = py::none())
-      .def("mark", &PyProducer::mark, py::arg("ns"), py::arg("instrument"), py::arg("price"),
-           py::arg("account") = py::none())
-      .def("add", &PyProducer::add, py::arg("ns"), py::arg("account"), py::arg("instrument"),
-           py::arg("field"), py::arg("by"))
-      .def("reset", &PyProducer::reset, py::arg("ns"), py::arg("account"), py::arg("instrument"),
-           py::arg("field"))
-      .def("erase", &PyProducer::erase, py::arg("ns"), py::arg("account"), py::arg("instrument"))
-      .def("invalidate", &PyProducer::invalidate, py::arg("account") = py::none(),
-           py::arg("ns") = py::none(), py::arg("glob") = py::none(), py::arg("all") = false)
-      .def("wait_applied", &PyProducer::wait_applied, py::arg("seq"), py::arg("timeout"))
-      .def("wait_synced", &PyProducer::wait_synced, py::arg("seq"), py::arg("timeout"))
-      .def("stats", &PyProducer::stats)
-      .def("close", &PyProducer::close);
+  python::add_producer(m);
 }
