@@ -100,6 +100,91 @@ TEST(FillMathTest, AMarkedPositionKeepsItsUnrealizedPnlAcrossFills) {
   EXPECT_EQ(s(b.unrealized_pnl), s(d("-10")));
 }
 
+// The table: the average came from a cost basis already rounded to 18 places.
+TEST(FillMathTest, TheAverageAfterOneFillIsThatFillsPriceEvenForDust) {
+  Book a = fill(Book{}, Side::buy, "0.000000000000000001", "123.456");
+  EXPECT_EQ(s(a.avg_price), "123.456000000000000000");
+  EXPECT_EQ(s(a.cost_basis), "0.000000000000000123");  // [1.23456e-16] at scale 18
+  Book b = fill(Book{}, Side::buy, "0.5", "0.000000000000000001");
+  EXPECT_EQ(s(b.avg_price), "0.000000000000000001");  // not flat, so not 0
+  Book c = fill(Book{}, Side::buy, "0.001", "0.000000000000001234");
+  EXPECT_EQ(s(c.avg_price), "0.000000000000001234");
+  // Dust added to dust re-averages from exact values: (1 x 123.456 + 1 x 123.458) / 2.
+  a = fill(a, Side::buy, "0.000000000000000001", "123.458");
+  EXPECT_EQ(s(a.avg_price), "123.457000000000000000");
+  // A short opened by one fill as well.
+  Book d = fill(Book{}, Side::sell, "0.000000000000000003", "7.000000000000000001");
+  EXPECT_EQ(s(d.avg_price), "7.000000000000000001");
+}
+
+// Unrealized P&L from the cost, not from a rounded average times the quantity.
+TEST(FillMathTest, UnrealizedPnlIsTheMarkValueLessTheCost) {
+  const auto tf = *TradingFields::for_mark(preset_trading("spot"));
+  Book b = fill(Book{}, Side::buy, "10", "100");
+  b = fill(b, Side::buy, "20", "100.25");  // cost 3005, avg 100.1666...667
+  EXPECT_EQ(s(b.avg_price), "100.166666666666666667");
+  EXPECT_EQ(s(b.cost_basis), "3005.000000000000000000");
+  b = *apply_mark(tf, b, d("101.25"));
+  EXPECT_EQ(s(b.unrealized_pnl), "32.500000000000000000");  // 30 x 101.25 - 3005
+  // A fill after the mark keeps it exact too: sell 10 @ 102 leaves cost 3005 x 20/30.
+  b = fill(b, Side::sell, "10", "102");
+  EXPECT_EQ(s(b.cost_basis), "2003.333333333333333333");
+  EXPECT_EQ(s(b.realized_pnl), "18.333333333333333333");    // 1020 - (3005 - 2003.33...)
+  EXPECT_EQ(s(b.unrealized_pnl), "21.666666666666666667");  // 20 x 101.25 - 2003.33...
+  // A short: its P&L is the cost received less the value at the mark.
+  Book sh = fill(Book{}, Side::sell, "3", "50.1");
+  sh = *apply_mark(tf, sh, d("49"));
+  EXPECT_EQ(s(sh.unrealized_pnl), "3.300000000000000000");
+}
+
+// I4: what the fills paid and received is exactly realized P&L less the open cost; no rounding
+// moves money between the two.
+TEST(FillMathTest, RealizedLessOpenCostIsTheFillsCashExactly) {
+  Book b;
+  int128 cash = 0;  // -sum of d x [q x p], at scale 18: whole quantities keep it exact
+  auto step = [&](Side side, int units, const char* price) {
+    b = fill(b, side, std::to_string(units).c_str(), price);
+    cash -= (side == Side::buy ? 1 : -1) * units * d(price);
+  };
+  step(Side::buy, 3, "101");
+  step(Side::buy, 7, "99.5");
+  step(Side::sell, 4, "103.25");  // 6 of 10 stay: cost 999.5 x 0.6 = 599.7
+  step(Side::sell, 1, "97");
+  step(Side::sell, 9, "100");  // crosses: closes 5, opens 4 short at 100
+  step(Side::buy, 1, "98");
+  const int128 s_ = b.qty > 0 ? 1 : (b.qty < 0 ? -1 : 0);
+  EXPECT_EQ(s(b.realized_pnl - s_ * b.cost_basis), s(cash));
+}
+
+// A position a producer upserted with qty and avg_price only holds no cost_basis: a fill takes
+// its cost as |qty| x avg, a mark values it from the average.
+TEST(FillMathTest, APositionWithoutACostIsValuedFromItsAverage) {
+  const auto tm = *TradingFields::for_mark(preset_trading("spot"));
+  Book b;
+  b.qty = d("4");
+  b.avg_price = d("25");
+  b.has_cost = false;
+  Book m = *apply_mark(tm, b, d("26.5"));
+  EXPECT_EQ(s(m.unrealized_pnl), s(d("6")));
+  Book f = fill(b, Side::sell, "1", "30");
+  EXPECT_EQ(s(f.realized_pnl), s(d("5")));
+  EXPECT_EQ(s(f.cost_basis), s(d("75")));
+  EXPECT_TRUE(f.has_cost);
+  // A namespace without cost_basis can still be marked.
+  NamespaceSpec broker{"broker",
+                       {{"qty", FieldType::decimal, 4},
+                        {"avg_price", FieldType::decimal, 4},
+                        {"mark_price", FieldType::decimal, 4},
+                        {"unrealized_pnl", FieldType::decimal, 4}}};
+  const auto tb = TradingFields::for_mark(broker);
+  ASSERT_TRUE(tb) << tb.error();
+  Book k;
+  k.qty = 20'000;        // 2
+  k.avg_price = 10'001;  // 1.0001
+  k.has_cost = false;
+  EXPECT_EQ(static_cast<long>(apply_mark(*tb, k, 10'500)->unrealized_pnl), 998);  // 2 x 0.0499
+}
+
 TEST(FillMathTest, AResultBeyondTheDecimalLimitRefusesTheFillNamingTheField) {
   Book b = fill(Book{}, Side::buy, "10000000000000000000", "1");  // 10^19 tokens
   auto r = apply_fill(trading(), b, {Side::buy, d("1"), d("99999999999999999999"), 0});

@@ -35,6 +35,7 @@ Book book_of(const TradingFields& f, const Position* p) {
   b.cost_basis = p->values[f.cost_basis];
   b.realized_pnl = p->values[f.realized_pnl];
   b.fees = p->values[f.fees];
+  b.has_cost = f.has_cost_field && p->has(f.cost_basis);
   if (f.mark_price && f.unrealized_pnl) {
     b.has_mark = p->has(*f.mark_price);
     b.mark_price = p->values[*f.mark_price];

@@ -126,19 +126,51 @@ Expected<TradingFields> TradingFields::for_mark(const NamespaceSpec& spec) {
   f.avg_price = *avg;
   f.mark_price = *mp_;
   f.unrealized_pnl = *up;
-  // The fill-only fields are not needed by mark: leave them pointing at qty, never used.
-  f.cost_basis = f.realized_pnl = f.fees = *qty;
+  // The fill-only fields are not needed by mark: leave them pointing at qty, never used. The
+  // cost is used when the namespace has it (unrealized P&L from the cost, else from avg_price).
+  f.realized_pnl = f.fees = *qty;
+  const auto cost = find_optional(spec, "cost_basis");
+  f.has_cost_field = cost.has_value();
+  f.cost_basis = cost.value_or(*qty);
   return f;
 }
 
 namespace {
 
-// unrealized = qty x (mark - avg) at the unrealized_pnl field's scale.
-Wide unrealized(const TradingFields& f, const Wide& qty, const Wide& avg, const Wide& mark) {
-  const unsigned qs = f.scale[f.qty], as = f.scale[f.avg_price], ms = f.scale[*f.mark_price];
-  const unsigned ps = std::max(as, ms);
-  const Wide diff = rescale(mark, ms, ps) - rescale(avg, as, ps);  // exact: scaling up
-  return rescale(qty * diff, qs + ps, f.scale[*f.unrealized_pnl]);
+// An exact decimal: a mantissa and its scale.
+struct Exact {
+  Wide m;
+  unsigned scale;
+};
+
+// a - b, exact, at the larger of the two scales (scaling up loses nothing).
+Exact minus(const Exact& a, const Exact& b) {
+  const unsigned s = std::max(a.scale, b.scale);
+  return {rescale(a.m, a.scale, s) - rescale(b.m, b.scale, s), s};
+}
+
+// [x]_f: x rounded once, half to even, to field f's scale.
+Wide round_to(const Exact& x, unsigned field_scale) {
+  return rescale(x.m, x.scale, field_scale);
+}
+
+int sign(const Wide& v) {
+  return v > 0 ? 1 : (v < 0 ? -1 : 0);
+}
+
+// U = [Q x M - s x C]_U: the open quantity's P&L at the mark, from its cost. A position that
+// has no cost (a namespace without the field, or a position upserted with qty and avg_price
+// only) is valued from its average instead: [Q x (M - A)]_U.
+Wide unrealized(const TradingFields& f, const Book& b, const Wide& qty, const Wide& cost,
+                const Wide& avg, const Wide& mark) {
+  const unsigned qs = f.scale[f.qty], ms = f.scale[*f.mark_price];
+  if (!f.has_cost_field || !b.has_cost) {
+    const Exact diff = minus({mark, ms}, {avg, f.scale[f.avg_price]});
+    return round_to({qty * diff.m, qs + diff.scale}, f.scale[*f.unrealized_pnl]);
+  }
+  const Exact value{qty * mark, qs + ms};
+  const Exact signed_cost{sign(qty) * cost, f.scale[f.cost_basis]};
+  return round_to(minus(value, signed_cost), f.scale[*f.unrealized_pnl]);
 }
 
 }  // namespace
@@ -147,57 +179,62 @@ Expected<Book> apply_fill(const TradingFields& f, const Book& before, const Fill
   if (in.qty <= 0) return fail("fill: qty must be greater than 0 (the side says buy or sell)");
   if (in.price < 0) return fail("fill: price must not be negative");
   try {
-    const unsigned qs = f.scale[f.qty], as = f.scale[f.avg_price], cbs = f.scale[f.cost_basis],
+    // The names of the header's formulas: Q, A, C, R before; q, p the fill; d its side.
+    const unsigned qs = f.scale[f.qty], as = f.scale[f.avg_price], cs = f.scale[f.cost_basis],
                    rs = f.scale[f.realized_pnl];
-    const Wide q0 = wide(before.qty), a0 = wide(before.avg_price), cb0 = wide(before.cost_basis);
-    const Wide s = in.side == Side::buy ? wide(in.qty) : Wide(-wide(in.qty));  // signed fill
-    const Wide p = wide(in.price);
-    const Wide q1 = q0 + s;
-    Wide a1, cb1, realized = wide(before.realized_pnl);
+    const Wide Q = wide(before.qty), A = wide(before.avg_price);
+    // A position upserted with qty and avg_price but no cost_basis cost |Q| x A.
+    const Wide C =
+        before.has_cost ? wide(before.cost_basis) : round_to({mp::abs(Q) * A, qs + as}, cs);
+    const Wide q = wide(in.qty), p = wide(in.price);
+    const int d = in.side == Side::buy ? 1 : -1, s = sign(Q);
+    const Wide Q1 = Q + d * q;
+    const unsigned qp_scale = qs + as;  // of q x p and |Q| x A: exact products
+    Wide A1, C1, R1 = wide(before.realized_pnl);
 
-    const bool adding = q0 == 0 || (q0 > 0) == (s > 0);
-    if (adding) {
-      // cost_basis += |s| x p  (scale qs + as -> cbs); avg = cost_basis / |q1| (-> as)
-      cb1 = cb0 + rescale(mp::abs(s) * p, qs + as, cbs);
-      // avg mantissa = cb1 * 10^(qs + as - cbs) / |q1|, one rounding.
-      const int e = static_cast<int>(qs + as) - static_cast<int>(cbs);
-      a1 = e >= 0 ? div_half_even(cb1 * pow10(static_cast<unsigned>(e)), mp::abs(q1))
-                  : div_half_even(cb1, mp::abs(q1) * pow10(static_cast<unsigned>(-e)));
+    if (s == 0 || s == d) {  // opening: re-average from exact values, add the fill's cost
+      A1 = div_half_even(mp::abs(Q) * A + q * p, mp::abs(Q1));
+      C1 = C + round_to({q * p, qp_scale}, cs);  // the fill's cash, rounded once
     } else {
-      const Wide as_ = mp::abs(s), aq_ = mp::abs(q0);
-      const Wide closed = as_ < aq_ ? as_ : aq_;
-      // realized += closed x (p - avg) for a long, closed x (avg - p) for a short
-      const Wide per_unit = q0 > 0 ? Wide(p - a0) : Wide(a0 - p);  // both at scale as
-      realized += rescale(closed * per_unit, qs + as, rs);
-      if (q1 == 0) {
-        a1 = 0;
-        cb1 = 0;
-      } else if ((q1 > 0) == (q0 > 0)) {  // reduced, same side: the average stays
-        a1 = a0;
-        cb1 = rescale(mp::abs(q1) * a0, qs + as, cbs);
+      const Wide closed = q < mp::abs(Q) ? q : Wide(mp::abs(Q));
+      // The cost of what stays open: C scaled by the part of |Q| that stays (0 when flat or
+      // crossing); what was closed cost C - C_left, and realized is proceeds minus that cost.
+      const Wide C_left = q < mp::abs(Q) ? div_half_even(C * mp::abs(Q1), mp::abs(Q)) : Wide(0);
+      // The cash of the closed part, rounded once where it lands ([q x p]_C), less what it
+      // cost: both on C's grid, so R moves by exactly what C gives up (I4) when R's scale is
+      // at least C's.
+      const Wide cash = round_to({closed * p, qp_scale}, cs);
+      R1 += round_to({s * (cash - (C - C_left)), cs}, rs);
+      if (Q1 == 0) {
+        A1 = 0;
+        C1 = 0;
+      } else if (sign(Q1) == s) {  // reduced: the average stays
+        A1 = A;
+        C1 = C_left;
       } else {  // crossed zero: the rest opens the other side at the fill price
-        a1 = p;
-        cb1 = rescale(mp::abs(q1) * p, qs + as, cbs);
+        A1 = p;
+        C1 = round_to({mp::abs(Q1) * p, qp_scale}, cs);
       }
     }
 
     Book out = before;
+    out.has_cost = true;  // a fill always writes cost_basis
     auto set = [](int128& dst, Expected<int128> v) -> std::string {
       if (!v) return v.error();
       dst = *v;
       return {};
     };
     std::string err;
-    if (err = set(out.qty, narrow(q1, "qty")); !err.empty()) return fail(err);
-    if (err = set(out.avg_price, narrow(a1, "avg_price")); !err.empty()) return fail(err);
-    if (err = set(out.cost_basis, narrow(cb1, "cost_basis")); !err.empty()) return fail(err);
-    if (err = set(out.realized_pnl, narrow(realized, "realized_pnl")); !err.empty())
-      return fail(err);
+    if (err = set(out.qty, narrow(Q1, "qty")); !err.empty()) return fail(err);
+    if (err = set(out.avg_price, narrow(A1, "avg_price")); !err.empty()) return fail(err);
+    if (err = set(out.cost_basis, narrow(C1, "cost_basis")); !err.empty()) return fail(err);
+    if (err = set(out.realized_pnl, narrow(R1, "realized_pnl")); !err.empty()) return fail(err);
     if (err = set(out.fees, narrow(wide(before.fees) + wide(in.fee), "fees")); !err.empty())
       return fail(err);
     if (before.has_mark && f.mark_price) {
-      if (err = set(out.unrealized_pnl,
-                    narrow(unrealized(f, q1, a1, wide(before.mark_price)), "unrealized_pnl"));
+      if (err = set(
+              out.unrealized_pnl,
+              narrow(unrealized(f, out, Q1, C1, A1, wide(before.mark_price)), "unrealized_pnl"));
           !err.empty())
         return fail(err);
     }
@@ -217,7 +254,8 @@ Expected<Book> apply_mark(const TradingFields& f, const Book& before, int128 pri
     Book out = before;
     out.mark_price = price;
     out.has_mark = true;
-    auto u = narrow(unrealized(f, wide(before.qty), wide(before.avg_price), wide(price)),
+    auto u = narrow(unrealized(f, before, wide(before.qty), wide(before.cost_basis),
+                               wide(before.avg_price), wide(price)),
                     "unrealized_pnl");
     if (!u) return fail(u.error());
     out.unrealized_pnl = *u;
