@@ -21,6 +21,14 @@ using namespace poscache;
 static_assert(POSCACHE_MAX_FIELDS == kMaxFields, "poscache.h: POSCACHE_MAX_FIELDS");
 static_assert(POSCACHE_MAX_KEY == kMaxAccountLen && POSCACHE_MAX_KEY == kMaxInstrumentLen,
               "poscache.h: POSCACHE_MAX_KEY");
+static_assert(static_cast<int>(Outcome::pending) == POSCACHE_OUTCOME_PENDING &&
+                  static_cast<int>(Outcome::applied) == POSCACHE_OUTCOME_APPLIED &&
+                  static_cast<int>(Outcome::duplicate) == POSCACHE_OUTCOME_DUPLICATE &&
+                  static_cast<int>(Outcome::stale) == POSCACHE_OUTCOME_STALE &&
+                  static_cast<int>(Outcome::not_found) == POSCACHE_OUTCOME_NOT_FOUND &&
+                  static_cast<int>(Outcome::rejected) == POSCACHE_OUTCOME_REJECTED &&
+                  static_cast<int>(Outcome::unknown) == POSCACHE_OUTCOME_UNKNOWN,
+              "poscache.h: the outcomes are Producer::Outcome's numbers");
 static_assert(static_cast<int>(ReadStatus::retired) == POSCACHE_RETIRED,
               "poscache.h: read statuses keep the reader's numbers");
 
@@ -95,15 +103,23 @@ int read_status(ReadStatus s) {
   return static_cast<int>(s);
 }
 
+std::chrono::nanoseconds timeout_of(int64_t timeout_ns) {
+  return std::chrono::nanoseconds(std::max<int64_t>(0, timeout_ns));
+}
+
 int push_status(const poscache_producer* p, const PushResult& r, std::uint64_t* seq) {
   switch (r.status) {
     case PushStatus::ok:
       if (seq != nullptr) *seq = r.seq;
       return POSCACHE_OK;
     case PushStatus::full:
-      return failed(POSCACHE_FULL, "the producer's ring is full (the writer is behind or gone)");
+      return failed(POSCACHE_FULL,
+                    "the producer's ring stayed full for the timeout (the writer is behind, "
+                    "paused or gone)");
     case PushStatus::bad_input:
       return failed(POSCACHE_BAD_INPUT, p->producer->error());
+    case PushStatus::dropped:
+      return failed(POSCACHE_RING_DROPPED, p->producer->error());
   }
   return failed(POSCACHE_ERROR, "unknown push status");
 }
@@ -116,6 +132,10 @@ int wait_status(WaitStatus w) {
       return failed(POSCACHE_TIMEOUT, "timed out");
     case WaitStatus::no_redis:
       return failed(POSCACHE_NO_REDIS, "the writer does not mirror to Redis");
+    case WaitStatus::dropped:
+      return failed(POSCACHE_RING_DROPPED,
+                    "the writer dropped this producer's ring as damaged before the message was "
+                    "applied");
   }
   return POSCACHE_ERROR;
 }
@@ -405,7 +425,7 @@ void poscache_producer_close(poscache_producer* producer) {
 int poscache_upsert(poscache_producer* producer, const char* ns, const char* account,
                     const char* instrument, const char* const* field_names,
                     const char* const* field_values, size_t nfields, uint64_t source_seq, int mode,
-                    uint64_t* seq) {
+                    int64_t timeout_ns, uint64_t* seq) {
   POSCACHE_PRODUCER_OR_FAIL(producer)
   return guarded([&]() -> int {
     if (nfields > kMaxFields) {
@@ -427,13 +447,13 @@ int poscache_upsert(poscache_producer* producer, const char* ns, const char* acc
         sv(ns), sv(account), sv(instrument), std::span(fields, nfields), source_seq,
         mode == POSCACHE_REPLACE ? UpdateMode::replace : UpdateMode::merge);
     if (!u) return failed(POSCACHE_BAD_INPUT, u.error());
-    return push_status(producer, producer->producer->push(*u), seq);
+    return push_status(producer, producer->producer->push(*u, timeout_of(timeout_ns)), seq);
   });
 }
 
 int poscache_fill(poscache_producer* producer, const char* ns, const char* account,
                   const char* instrument, int side, const char* qty, const char* price,
-                  const char* fee, const char* trade_id, uint64_t* seq) {
+                  const char* fee, const char* trade_id, int64_t timeout_ns, uint64_t* seq) {
   POSCACHE_PRODUCER_OR_FAIL(producer)
   return guarded([&]() -> int {
     if (side != POSCACHE_BUY && side != POSCACHE_SELL)
@@ -442,73 +462,104 @@ int poscache_fill(poscache_producer* producer, const char* ns, const char* accou
         producer,
         producer->producer->fill(sv(ns), sv(account), sv(instrument),
                                  side == POSCACHE_BUY ? Side::buy : Side::sell, sv(qty), sv(price),
-                                 fee == nullptr ? std::string_view("0") : sv(fee), sv(trade_id)),
+                                 fee == nullptr ? std::string_view("0") : sv(fee), sv(trade_id),
+                                 timeout_of(timeout_ns)),
         seq);
   });
 }
 
 int poscache_mark(poscache_producer* producer, const char* ns, const char* instrument,
-                  const char* price, const char* account, uint64_t* seq) {
+                  const char* price, const char* account, int64_t timeout_ns, uint64_t* seq) {
   POSCACHE_PRODUCER_OR_FAIL(producer)
   return guarded([&]() -> int {
-    return push_status(
-        producer, producer->producer->mark(sv(ns), sv(instrument), sv(price), sv(account)), seq);
-  });
-}
-
-int poscache_add(poscache_producer* producer, const char* ns, const char* account,
-                 const char* instrument, const char* field, int64_t by, uint64_t* seq) {
-  POSCACHE_PRODUCER_OR_FAIL(producer)
-  return guarded([&]() -> int {
-    return push_status(
-        producer, producer->producer->add(sv(ns), sv(account), sv(instrument), sv(field), by), seq);
-  });
-}
-
-int poscache_reset(poscache_producer* producer, const char* ns, const char* account,
-                   const char* instrument, const char* field, uint64_t* seq) {
-  POSCACHE_PRODUCER_OR_FAIL(producer)
-  return guarded([&]() -> int {
-    return push_status(
-        producer, producer->producer->reset(sv(ns), sv(account), sv(instrument), sv(field)), seq);
-  });
-}
-
-int poscache_erase(poscache_producer* producer, const char* ns, const char* account,
-                   const char* instrument, uint64_t* seq) {
-  POSCACHE_PRODUCER_OR_FAIL(producer)
-  return guarded([&]() -> int {
-    return push_status(producer, producer->producer->erase(sv(ns), sv(account), sv(instrument)),
+    return push_status(producer,
+                       producer->producer->mark(sv(ns), sv(instrument), sv(price), sv(account),
+                                                timeout_of(timeout_ns)),
                        seq);
   });
 }
 
+int poscache_add(poscache_producer* producer, const char* ns, const char* account,
+                 const char* instrument, const char* field, int64_t by, int64_t timeout_ns,
+                 uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return push_status(producer,
+                       producer->producer->add(sv(ns), sv(account), sv(instrument), sv(field), by,
+                                               timeout_of(timeout_ns)),
+                       seq);
+  });
+}
+
+int poscache_reset(poscache_producer* producer, const char* ns, const char* account,
+                   const char* instrument, const char* field, int64_t timeout_ns, uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return push_status(producer,
+                       producer->producer->reset(sv(ns), sv(account), sv(instrument), sv(field),
+                                                 timeout_of(timeout_ns)),
+                       seq);
+  });
+}
+
+int poscache_erase(poscache_producer* producer, const char* ns, const char* account,
+                   const char* instrument, int64_t timeout_ns, uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return push_status(
+        producer,
+        producer->producer->erase(sv(ns), sv(account), sv(instrument), timeout_of(timeout_ns)),
+        seq);
+  });
+}
+
 int poscache_invalidate_account(poscache_producer* producer, const char* account, const char* ns,
-                                uint64_t* seq) {
+                                int64_t timeout_ns, uint64_t* seq) {
   POSCACHE_PRODUCER_OR_FAIL(producer)
   return guarded([&]() -> int {
-    return push_status(producer, producer->producer->invalidate_account(sv(account), sv(ns)), seq);
+    return push_status(
+        producer,
+        producer->producer->invalidate_account(sv(account), sv(ns), timeout_of(timeout_ns)), seq);
   });
 }
 
-int poscache_invalidate_namespace(poscache_producer* producer, const char* ns, uint64_t* seq) {
+int poscache_invalidate_namespace(poscache_producer* producer, const char* ns, int64_t timeout_ns,
+                                  uint64_t* seq) {
   POSCACHE_PRODUCER_OR_FAIL(producer)
   return guarded([&]() -> int {
-    return push_status(producer, producer->producer->invalidate_namespace(sv(ns)), seq);
+    return push_status(
+        producer, producer->producer->invalidate_namespace(sv(ns), timeout_of(timeout_ns)), seq);
   });
 }
 
-int poscache_invalidate_matching(poscache_producer* producer, const char* glob, uint64_t* seq) {
+int poscache_invalidate_matching(poscache_producer* producer, const char* glob, int64_t timeout_ns,
+                                 uint64_t* seq) {
   POSCACHE_PRODUCER_OR_FAIL(producer)
   return guarded([&]() -> int {
-    return push_status(producer, producer->producer->invalidate_matching(sv(glob)), seq);
+    return push_status(
+        producer, producer->producer->invalidate_matching(sv(glob), timeout_of(timeout_ns)), seq);
   });
 }
 
-int poscache_invalidate_all(poscache_producer* producer, uint64_t* seq) {
+int poscache_invalidate_all(poscache_producer* producer, int64_t timeout_ns, uint64_t* seq) {
   POSCACHE_PRODUCER_OR_FAIL(producer)
-  return guarded(
-      [&]() -> int { return push_status(producer, producer->producer->invalidate_all(), seq); });
+  return guarded([&]() -> int {
+    return push_status(producer, producer->producer->invalidate_all(timeout_of(timeout_ns)), seq);
+  });
+}
+
+int poscache_outcome(const poscache_producer* producer, uint64_t seq, char* why, size_t len) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    std::string reason;
+    const Outcome o = producer->producer->outcome(seq, &reason);
+    if (why != nullptr && len > 0) {
+      const std::size_t n = std::min(reason.size(), len - 1);
+      std::memcpy(why, reason.data(), n);
+      why[n] = '\0';
+    }
+    return static_cast<int>(o);
+  });
 }
 
 int poscache_wait_applied(const poscache_producer* producer, uint64_t seq, int64_t timeout_ns) {

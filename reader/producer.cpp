@@ -81,6 +81,10 @@ struct Producer::Impl {
         }
         continue;
       }
+      if (shm::load_acquire(&h->dropped) != 0) {  // refused by every writer: stop asking
+        cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop; });
+        continue;
+      }
       std::string why;
       lock.unlock();
       const int s = connect_and_attach(socket_path, ring_fd, cfg.name, why);
@@ -94,16 +98,29 @@ struct Producer::Impl {
     }
   }
 
-  // P1-P3: reserve the next slot, let `fill` write the message, publish it.
-  // `count_full`: a push that finds the ring full is counted once, not once per retry of a
-  // waiting push.
+  // P1-P3: reserve the next slot, let `fill` write the message, publish it. While the ring is
+  // full, waits up to `timeout` for the writer to make room (spinning a little, then sleeping
+  // 20 us at a time); a push that finds it full is counted once, however long it waits.
   template <class F>
-  PushResult publish(F&& fill, bool count_full = true) {
+  PushResult publish(F&& fill, std::chrono::nanoseconds timeout) {
+    // `dropped` is on line 1, the line P3 writes anyway: no extra cache miss per push.
+    if (shm::load_acquire(&h->dropped) != 0) return {PushStatus::dropped, 0};
     if (tail - head_cache >= mask + 1) {
       head_cache = shm::load_acquire(&h->head);  // P1 pairs with the writer's C4
       if (tail - head_cache >= mask + 1) {
-        if (count_full) shm::store_relaxed(&h->full_count, shm::load_relaxed(&h->full_count) + 1);
-        return {PushStatus::full, 0};
+        shm::store_relaxed(&h->full_count, shm::load_relaxed(&h->full_count) + 1);
+        if (timeout <= std::chrono::nanoseconds::zero()) return {PushStatus::full, 0};
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        for (unsigned spin = 0;; ++spin) {
+          if (spin < 256)
+            shm::cpu_relax();
+          else
+            std::this_thread::sleep_for(std::chrono::microseconds(20));
+          head_cache = shm::load_acquire(&h->head);  // P1 again
+          if (tail - head_cache < mask + 1) break;
+          if (shm::load_acquire(&h->dropped) != 0) return {PushStatus::dropped, 0};
+          if (std::chrono::steady_clock::now() >= deadline) return {PushStatus::full, 0};
+        }
       }
     }
     RingMessage& m = msgs[tail & mask];  // P2: ours until head passes it
@@ -112,12 +129,22 @@ struct Producer::Impl {
     m.ns = 0;
     m.account_len = m.instrument_len = m.text_len = m.field = 0;
     m.fields_mask = 0;
+    shm::store_relaxed(&m.outcome, static_cast<std::uint32_t>(shm::RingOutcome::pending));
     m.key_hash = 0;
     m.source_seq = 0;
     fill(m);
     ++tail;
     shm::store_release(&h->tail, tail);  // P3 pairs with the writer's C1
     return {PushStatus::ok, tail};
+  }
+
+  // The writer's error text (under its seqlock), "" if it cannot be read consistently.
+  std::string ring_error() const {
+    std::uint64_t words[1 + sizeof h->error / 8];
+    if (!shm::seqlock_read_bounded(&h->error_seq, &h->error_len, words, std::size(words)))
+      return {};
+    const std::size_t n = std::min<std::size_t>(words[0], sizeof h->error);
+    return std::string(reinterpret_cast<const char*>(words + 1), n);
   }
 };
 
@@ -247,11 +274,16 @@ void put_value(RingMessage& m, std::size_t i, int128 v) {
 }
 }  // namespace
 
-PushResult Producer::push(const Update& u) {
-  return push_checked(u, true);
+// A push that the writer's dropping of the ring refused says why.
+PushResult Producer::finish(PushResult r) {
+  if (r.status == PushStatus::dropped) {
+    error_ = impl_->ring_error();
+    if (error_.empty()) error_ = "the writer dropped this producer's ring as damaged";
+  }
+  return r;
 }
 
-PushResult Producer::push_checked(const Update& u, bool count_full) {
+PushResult Producer::push(const Update& u, Timeout timeout) {
   // The producer's side of the input rules (the writer proves the hash and re-checks the rest).
   const auto& r = impl_->reader;
   const char* bad = nullptr;
@@ -290,7 +322,7 @@ PushResult Producer::push_checked(const Update& u, bool count_full) {
     return {PushStatus::bad_input, 0};
   }
   const std::uint64_t hash = shm::key_hash(u.ns, u.account_view(), u.instrument_view());
-  return impl_->publish(
+  return finish(impl_->publish(
       [&](RingMessage& m) {
         m.kind = static_cast<std::uint8_t>(RingKind::upsert);
         m.mode = u.mode == UpdateMode::replace ? 1 : 0;
@@ -301,21 +333,7 @@ PushResult Producer::push_checked(const Update& u, bool count_full) {
         // Every value slot (a text field spans several; unused slots are zero).
         for (std::size_t slot = 0; slot < kMaxFields; ++slot) put_value(m, slot, u.values[slot]);
       },
-      count_full);
-}
-
-PushResult Producer::push(const Update& u, std::chrono::nanoseconds timeout) {
-  PushResult r = push(u);
-  if (r.status != PushStatus::full) return r;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (unsigned spin = 0;; ++spin) {
-    if (spin < 256)
-      shm::cpu_relax();
-    else
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
-    r = push_checked(u, false);
-    if (r.status != PushStatus::full || std::chrono::steady_clock::now() >= deadline) return r;
-  }
+      timeout));
 }
 
 namespace {
@@ -331,7 +349,8 @@ std::string key_problem(std::string_view account, std::string_view instrument,
 
 PushResult Producer::fill(std::string_view ns, std::string_view account,
                           std::string_view instrument, Side side, std::string_view qty,
-                          std::string_view price, std::string_view fee, std::string_view trade_id) {
+                          std::string_view price, std::string_view fee, std::string_view trade_id,
+                          Timeout timeout) {
   auto id = namespace_id(ns);
   std::string why = id ? key_problem(account, instrument, false) : id.error();
   const NamespaceInfo* info = id ? &impl_->reader.namespace_info(*id) : nullptr;
@@ -366,20 +385,22 @@ PushResult Producer::fill(std::string_view ns, std::string_view account,
     error_ = "fill: " + why;
     return {PushStatus::bad_input, 0};
   }
-  return impl_->publish([&](RingMessage& m) {
-    m.kind = static_cast<std::uint8_t>(RingKind::fill);
-    m.mode = side == Side::buy ? 0 : 1;
-    put_key(m, *id, account, instrument);
-    put_value(m, 0, q);
-    put_value(m, 1, p);
-    put_value(m, 2, f);
-    m.text_len = static_cast<std::uint8_t>(trade_id.size());
-    if (!trade_id.empty()) std::memcpy(m.text, trade_id.data(), trade_id.size());
-  });
+  return finish(impl_->publish(
+      [&](RingMessage& m) {
+        m.kind = static_cast<std::uint8_t>(RingKind::fill);
+        m.mode = side == Side::buy ? 0 : 1;
+        put_key(m, *id, account, instrument);
+        put_value(m, 0, q);
+        put_value(m, 1, p);
+        put_value(m, 2, f);
+        m.text_len = static_cast<std::uint8_t>(trade_id.size());
+        if (!trade_id.empty()) std::memcpy(m.text, trade_id.data(), trade_id.size());
+      },
+      timeout));
 }
 
 PushResult Producer::mark(std::string_view ns, std::string_view instrument, std::string_view price,
-                          std::string_view account) {
+                          std::string_view account, Timeout timeout) {
   auto id = namespace_id(ns);
   std::string why = id ? key_problem(account, instrument, true) : id.error();
   int128 p = 0;
@@ -400,11 +421,13 @@ PushResult Producer::mark(std::string_view ns, std::string_view instrument, std:
     error_ = "mark: " + why;
     return {PushStatus::bad_input, 0};
   }
-  return impl_->publish([&](RingMessage& m) {
-    m.kind = static_cast<std::uint8_t>(RingKind::mark);
-    put_key(m, *id, account, instrument);
-    put_value(m, 0, p);
-  });
+  return finish(impl_->publish(
+      [&](RingMessage& m) {
+        m.kind = static_cast<std::uint8_t>(RingKind::mark);
+        put_key(m, *id, account, instrument);
+        put_value(m, 0, p);
+      },
+      timeout));
 }
 
 namespace {
@@ -416,7 +439,7 @@ struct AddArgs {
 
 static PushResult push_add(Producer::Impl& impl, std::string& error, std::string_view ns,
                            std::string_view account, std::string_view instrument,
-                           std::string_view field, AddArgs a) {
+                           std::string_view field, AddArgs a, Producer::Timeout timeout) {
   auto id = impl.reader.namespace_id(ns);
   std::string why =
       id ? key_problem(account, instrument, false) : "unknown namespace '" + std::string(ns) + "'";
@@ -436,39 +459,44 @@ static PushResult push_add(Producer::Impl& impl, std::string& error, std::string
     error = "add: " + why;
     return {PushStatus::bad_input, 0};
   }
-  return impl.publish([&](RingMessage& m) {
-    m.kind = static_cast<std::uint8_t>(RingKind::add);
-    m.mode = a.reset ? 1 : 0;
-    m.field = static_cast<std::uint8_t>(f);
-    put_key(m, *id, account, instrument);
-    put_value(m, 0, a.by);
-  });
+  return impl.publish(
+      [&](RingMessage& m) {
+        m.kind = static_cast<std::uint8_t>(RingKind::add);
+        m.mode = a.reset ? 1 : 0;
+        m.field = static_cast<std::uint8_t>(f);
+        put_key(m, *id, account, instrument);
+        put_value(m, 0, a.by);
+      },
+      timeout);
 }
 
 PushResult Producer::add(std::string_view ns, std::string_view account, std::string_view instrument,
-                         std::string_view field, std::int64_t by) {
-  return push_add(*impl_, error_, ns, account, instrument, field, {false, by});
+                         std::string_view field, std::int64_t by, Timeout timeout) {
+  return finish(push_add(*impl_, error_, ns, account, instrument, field, {false, by}, timeout));
 }
 PushResult Producer::reset(std::string_view ns, std::string_view account,
-                           std::string_view instrument, std::string_view field) {
-  return push_add(*impl_, error_, ns, account, instrument, field, {true, 0});
+                           std::string_view instrument, std::string_view field, Timeout timeout) {
+  return finish(push_add(*impl_, error_, ns, account, instrument, field, {true, 0}, timeout));
 }
 
 PushResult Producer::erase(std::string_view ns, std::string_view account,
-                           std::string_view instrument) {
+                           std::string_view instrument, Timeout timeout) {
   auto id = namespace_id(ns);
   std::string why = id ? key_problem(account, instrument, false) : id.error();
   if (!why.empty()) {
     error_ = "erase: " + why;
     return {PushStatus::bad_input, 0};
   }
-  return impl_->publish([&](RingMessage& m) {
-    m.kind = static_cast<std::uint8_t>(RingKind::erase);
-    put_key(m, *id, account, instrument);
-  });
+  return finish(impl_->publish(
+      [&](RingMessage& m) {
+        m.kind = static_cast<std::uint8_t>(RingKind::erase);
+        put_key(m, *id, account, instrument);
+      },
+      timeout));
 }
 
-PushResult Producer::invalidate_account(std::string_view account, std::string_view ns) {
+PushResult Producer::invalidate_account(std::string_view account, std::string_view ns,
+                                        Timeout timeout) {
   std::string why;
   NamespaceId nid = 0;
   if (auto ok = validate_account(account); !ok) why = ok.error();
@@ -483,44 +511,51 @@ PushResult Producer::invalidate_account(std::string_view account, std::string_vi
     error_ = "invalidate: " + why;
     return {PushStatus::bad_input, 0};
   }
-  return impl_->publish([&](RingMessage& m) {
-    m.kind = static_cast<std::uint8_t>(RingKind::invalidate_account);
-    m.ns = nid;
-    m.field = ns.empty() ? 0 : 1;
-    m.account_len = static_cast<std::uint8_t>(account.size());
-    std::memcpy(m.account, account.data(), account.size());
-  });
+  return finish(impl_->publish(
+      [&](RingMessage& m) {
+        m.kind = static_cast<std::uint8_t>(RingKind::invalidate_account);
+        m.ns = nid;
+        m.field = ns.empty() ? 0 : 1;
+        m.account_len = static_cast<std::uint8_t>(account.size());
+        std::memcpy(m.account, account.data(), account.size());
+      },
+      timeout));
 }
 
-PushResult Producer::invalidate_namespace(std::string_view ns) {
+PushResult Producer::invalidate_namespace(std::string_view ns, Timeout timeout) {
   auto id = namespace_id(ns);
   if (!id) {
     error_ = "invalidate: " + id.error();
     return {PushStatus::bad_input, 0};
   }
-  return impl_->publish([&](RingMessage& m) {
-    m.kind = static_cast<std::uint8_t>(RingKind::invalidate_namespace);
-    m.ns = *id;
-  });
+  return finish(impl_->publish(
+      [&](RingMessage& m) {
+        m.kind = static_cast<std::uint8_t>(RingKind::invalidate_namespace);
+        m.ns = *id;
+      },
+      timeout));
 }
 
-PushResult Producer::invalidate_matching(std::string_view glob) {
+PushResult Producer::invalidate_matching(std::string_view glob, Timeout timeout) {
   if (glob.empty() || glob.size() > shm::kRingTextLen) {
     error_ = "invalidate: a glob over a ring has 1 to " + std::to_string(shm::kRingTextLen) +
              " characters; this one has " + std::to_string(glob.size()) +
              " (longer ones: the socket)";
     return {PushStatus::bad_input, 0};
   }
-  return impl_->publish([&](RingMessage& m) {
-    m.kind = static_cast<std::uint8_t>(RingKind::invalidate_glob);
-    m.text_len = static_cast<std::uint8_t>(glob.size());
-    std::memcpy(m.text, glob.data(), glob.size());
-  });
+  return finish(impl_->publish(
+      [&](RingMessage& m) {
+        m.kind = static_cast<std::uint8_t>(RingKind::invalidate_glob);
+        m.text_len = static_cast<std::uint8_t>(glob.size());
+        std::memcpy(m.text, glob.data(), glob.size());
+      },
+      timeout));
 }
 
-PushResult Producer::invalidate_all() {
-  return impl_->publish(
-      [](RingMessage& m) { m.kind = static_cast<std::uint8_t>(RingKind::invalidate_all); });
+PushResult Producer::invalidate_all(Timeout timeout) {
+  return finish(impl_->publish(
+      [](RingMessage& m) { m.kind = static_cast<std::uint8_t>(RingKind::invalidate_all); },
+      timeout));
 }
 
 // ---- acknowledgements -------------------------------------------------------------------------
@@ -540,7 +575,10 @@ WaitStatus wait_for(RingHeader* h, const std::uint64_t* word, std::uint64_t seq,
     shm::store_relaxed(&h->waiters, 1u);
     const std::uint32_t v = shm::load_acquire(&h->ack_futex);
     std::atomic_thread_fence(std::memory_order_seq_cst);
+    // `dropped` before the word: the writer stored its true head, then `dropped` (release).
+    const bool dropped = shm::load_acquire(&h->dropped) != 0;
     if (shm::load_acquire(word) >= seq) return WaitStatus::done;
+    if (dropped) return WaitStatus::dropped;
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return WaitStatus::timeout;
     futex_wait(&h->ack_futex, v,
@@ -558,6 +596,56 @@ WaitStatus Producer::wait_synced(std::uint64_t seq, std::chrono::nanoseconds tim
   return wait_for(impl_->h, &impl_->h->synced, seq, timeout);
 }
 
+std::string_view to_string(Outcome o) noexcept {
+  switch (o) {
+    case Outcome::pending:
+      return "pending";
+    case Outcome::applied:
+      return "applied";
+    case Outcome::duplicate:
+      return "duplicate";
+    case Outcome::stale:
+      return "stale";
+    case Outcome::not_found:
+      return "not_found";
+    case Outcome::rejected:
+      return "rejected";
+    case Outcome::unknown:
+      return "unknown";
+  }
+  return "?";
+}
+
+Outcome Producer::outcome(std::uint64_t seq, std::string* why) const {
+  const Impl& p = *impl_;
+  if (seq == 0 || seq > p.tail) return Outcome::unknown;             // never pushed
+  if (p.tail - seq >= p.mask + 1) return Outcome::unknown;           // its slot was reused
+  if (shm::load_acquire(&p.h->head) < seq) return Outcome::pending;  // P4 pairs with C4
+  const RingMessage& m = p.msgs[(seq - 1) & p.mask];
+  const auto o = static_cast<shm::RingOutcome>(shm::load_relaxed(&m.outcome));
+  switch (o) {
+    case shm::RingOutcome::applied:
+      return Outcome::applied;
+    case shm::RingOutcome::duplicate:
+      return Outcome::duplicate;
+    case shm::RingOutcome::stale:
+      return Outcome::stale;
+    case shm::RingOutcome::not_found:
+      return Outcome::not_found;
+    case shm::RingOutcome::rejected:
+      if (why != nullptr) {
+        const char* reason = shm::refusal_text(m);
+        why->assign(reason, ::strnlen(reason, shm::kRingRefusalLen));
+      }
+      return Outcome::rejected;
+    case shm::RingOutcome::pending:
+      break;
+  }
+  // Applied by a writer that did not record outcomes (a kill between C3 and C4 re-applies it
+  // and records it then), or a word the writer never wrote: applied is all head says.
+  return o == shm::RingOutcome::pending ? Outcome::applied : Outcome::unknown;
+}
+
 std::uint64_t Producer::applied() const noexcept {
   return shm::load_acquire(&impl_->h->head);
 }
@@ -573,12 +661,8 @@ ProducerStats Producer::stats() const {
   s.attached = shm::load_relaxed(&h->attached) != 0;
   s.redis = shm::load_relaxed(&h->redis) != 0;
   s.reconnects = impl_->reconnects.load(std::memory_order_relaxed);
-  // The error text under its seqlock (the length word, then the text words after it).
-  std::uint64_t words[1 + sizeof h->error / 8];
-  if (shm::seqlock_read_bounded(&h->error_seq, &h->error_len, words, std::size(words))) {
-    const std::size_t n = std::min<std::size_t>(words[0], sizeof h->error);
-    s.last_error.assign(reinterpret_cast<const char*>(words + 1), n);
-  }
+  s.dropped = shm::load_acquire(&h->dropped) != 0;
+  s.last_error = impl_->ring_error();
   return s;
 }
 

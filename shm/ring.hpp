@@ -20,10 +20,11 @@
 //   RingMessage (512 B = 8 lines)
 //   0    1    2    4    5    6    7    8          12         16        24          32
 //   +----+----+----+----+----+----+----+----------+----------+---------+-----------+
-//   |kind|mode| ns |alen|ilen|tlen|fld | fields   | reserved | key_hash| source_seq|
+//   |kind|mode| ns |alen|ilen|tlen|fld | fields   | outcome  | key_hash| source_seq|
 //   +----+----+----+----+----+----+----+----------+----------+---------+-----------+
 //   32: account[64]   96: instrument[64]   160: values[16] as (lo, hi) u64 pairs (256 B)
 //   416: text[96]  (fill: trade id; invalidate: glob)
+//   A refused message: the writer's reason over bytes 160..511 (values and text), NUL-padded.
 //
 // PROTOCOL (sequence numbers count messages from 1; message n lives in slot (n - 1) % capacity)
 //
@@ -38,7 +39,10 @@
 //       producer's until head passes it)               into private memory, THEN validate the
 //   P3  store_release(tail, t+1)                       copies: what the producer scribbles
 //   (wait variants: futex on ack_futex)                after C1 cannot change what is applied.
-//                                                  C3  apply the copies (upsert batch, commands)
+//                                                  C3  apply the copies (upsert batch, commands),
+//                                                      and store each one's outcome (applied,
+//                                                      duplicate, stale, not found, rejected with
+//                                                      its reason) into its slot
 //                                                  C4  store_release(head, t): pairs with P1's
 //                                                      acquire. The slots are free again, and
 //                                                      head is the producer's "applied": every
@@ -46,6 +50,21 @@
 //                                                  C5  synced = the last sequence Redis holds
 //                                                      (store_release); bump ack_futex and
 //                                                      FUTEX_WAKE if `waiters` is set.
+//
+// OUTCOMES (P4): after load_acquire(head) >= n, which pairs with C4, the producer reads message
+// n's `outcome` (and, if rejected, the reason the writer wrote over its values): both were stored
+// before C4. They stay readable until the producer itself reuses the slot for message
+// n + capacity (its P2 resets `outcome` to pending), which is why the producer answers
+// "unknown" for a message that old. The writer writes a slot only between C1 and C4, while the
+// slot is not the producer's; a producer that scribbles on it meanwhile only garbles its own
+// answer.
+//
+// A DROPPED RING. A ring whose indices are out of range (C1) is damaged: the writer stops
+// reading it. It stores the reason into the error text, its own head (what it really applied)
+// into `head`, then store_release(dropped, 1), and releases the ring. The producer checks
+// `dropped` (load_acquire, on its own line 1: no extra cache miss) at every push and wait: a
+// push fails naming the reason, a wait for a message beyond head answers "dropped", never
+// "applied". A dropped ring is refused if it is handed over again.
 //
 // WHY HEAD ADVANCES ONLY AFTER APPLY (C4 after C3): a writer killed -9 between C2 and C4 leaves
 // head where it was, so the next writer (the producer re-attaches the same ring) applies those
@@ -73,7 +92,7 @@
 namespace poscache::shm {
 
 inline constexpr std::uint64_t kRingMagic = 0x3147'4e49'5243'5350ULL;  // "PSCRING1"
-inline constexpr std::uint32_t kRingVersion = 1;
+inline constexpr std::uint32_t kRingVersion = 2;  // 2: outcomes per message, `dropped`
 inline constexpr std::size_t kRingTextLen = 96;
 inline constexpr std::size_t kRingHeaderSize = 4096;
 inline constexpr std::size_t kRingErrorLen = 256;
@@ -90,6 +109,16 @@ enum class RingKind : std::uint8_t {
   mark = 9,  // values[0] = price; account_len 0 = every account
 };
 
+// What the writer did with a message (RingMessage::outcome), stored at C3.
+enum class RingOutcome : std::uint32_t {
+  pending = 0,  // not applied yet (the producer's P2 resets it)
+  applied = 1,
+  duplicate = 2,  // a fill whose trade id was seen
+  stale = 3,      // an upsert whose source_seq is older than the position's
+  not_found = 4,  // erase / one-account mark of a position that is not there
+  rejected = 5,   // refused: the reason is in the message's text
+};
+
 struct alignas(kCacheLine) RingMessage {
   std::uint8_t kind;  // RingKind
   std::uint8_t mode;  // upsert: UpdateMode; fill: side; add: 1 = reset
@@ -99,8 +128,8 @@ struct alignas(kCacheLine) RingMessage {
   std::uint8_t text_len;
   std::uint8_t field;         // add: the field; invalidate_account: 1 = ns given
   std::uint32_t fields_mask;  // upsert
-  std::uint32_t reserved;
-  std::uint64_t key_hash;  // upsert: the producer's key_hash (shm/hash.hpp), verified
+  std::uint32_t outcome;      // RingOutcome: written by the writer at C3 (atomic accesses)
+  std::uint64_t key_hash;     // upsert: the producer's key_hash (shm/hash.hpp), verified
   std::uint64_t source_seq;
   char account[kMaxAccountLen];
   char instrument[kMaxInstrumentLen];
@@ -112,6 +141,18 @@ static_assert(offsetof(RingMessage, key_hash) == 16);
 static_assert(offsetof(RingMessage, account) == 32);
 static_assert(offsetof(RingMessage, values) == 160);
 static_assert(offsetof(RingMessage, text) == 416);
+static_assert(offsetof(RingMessage, outcome) == 12);
+
+// A refused message's reason: written by the writer over the values and text, which are no longer
+// needed once it is refused (OUTCOMES).
+inline constexpr std::size_t kRingRefusalLen = sizeof(RingMessage) - offsetof(RingMessage, values);
+static_assert(kRingRefusalLen == 352);
+inline char* refusal_text(RingMessage& m) noexcept {
+  return reinterpret_cast<char*>(m.values);
+}
+inline const char* refusal_text(const RingMessage& m) noexcept {
+  return reinterpret_cast<const char*>(m.values);
+}
 
 struct alignas(kCacheLine) RingHeader {
   // --- line 0: identity, written by the producer before it passes the descriptor on.
@@ -124,7 +165,9 @@ struct alignas(kCacheLine) RingHeader {
   // --- line 1: the producer's.
   std::uint64_t tail;        // messages published (P3 release / C1 acquire)
   std::uint64_t full_count;  // pushes refused because the ring was full (relaxed)
-  std::uint64_t reserved1[6];
+  std::uint32_t dropped;     // the one word of this line the writer writes: 1 once it dropped
+  std::uint32_t reserved0;   //   the ring as damaged (store_release, after head and the error)
+  std::uint64_t reserved1[5];
   // --- line 2: the writer's.
   std::uint64_t head;       // messages applied (C4 release / P1 acquire)
   std::uint64_t synced;     // messages Redis holds (C5 release)

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -25,6 +26,7 @@
 #include "poscache/producer.hpp"
 #include "tools/feed_client.hpp"
 #include "tools/market_sim.hpp"
+#include "tools/ring_commands.hpp"
 
 using nlohmann::json;
 using namespace poscache::feed;
@@ -32,6 +34,7 @@ using namespace poscache::feed;
 namespace {
 
 constexpr int kOk = 0, kRefused = 1, kUsage = 2, kUnreachable = 3;
+constexpr std::uint64_t kRingCapacity = 4096;  // the feed's ring (ProducerConfig's default)
 
 std::string socket_path(const std::string& segment, const std::string& explicit_path) {
   return explicit_path.empty() ? "/dev/shm/" + segment + ".sock" : explicit_path;
@@ -66,97 +69,116 @@ std::unique_ptr<poscache::Producer> open_producer(const std::string& segment,
   pc.segment = segment;
   pc.socket = sock;
   pc.name = "feed-" + std::to_string(::getpid()) + (instance ? "-" + std::to_string(instance) : "");
+  pc.capacity = kRingCapacity;
   return poscache::Producer::open(pc);
 }
 
-std::string text_of(const json& cmd, const char* key, const char* dflt = nullptr) {
-  if (!cmd.contains(key)) {
-    if (dflt != nullptr) return dflt;
-    throw std::runtime_error(std::string("missing member \"") + key + "\"");
+// What a ring replay tells, per outcome, in the socket replies' words.
+struct Tally {
+  std::map<std::string, std::size_t> by_status;
+  std::size_t refused = 0;
+  void count(std::string_view status) {
+    ++by_status[std::string(status)];
+    if (status == "rejected") ++refused;
   }
-  const json& v = cmd[key];
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_integer()) return v.dump();
-  throw std::runtime_error(std::string("member \"") + key + "\" must be a string");
-}
+  std::string summary() const {
+    std::string s;
+    for (const auto& [k, v] : by_status) s += " " + k + " " + std::to_string(v);
+    return s;
+  }
+};
 
-// One JSON-lines command pushed through a producer ring. Bad input is refused by the producer
-// at the push (PushStatus::bad_input, with its error).
-poscache::PushResult ring_push(poscache::Producer& p, const json& cmd) {
-  using poscache::PushResult;
-  const std::string op = text_of(cmd, "op");
-  if (op == "upsert") {
-    std::vector<std::pair<std::string, std::string>> own;
-    for (auto it = cmd.at("fields").begin(); it != cmd.at("fields").end(); ++it) {
-      if (it->is_number_float())
-        throw std::runtime_error("field '" + it.key() + "': give decimals as strings");
-      own.emplace_back(it.key(), it->is_string() ? it->get<std::string>() : it->dump());
-    }
-    std::vector<std::pair<std::string_view, std::string_view>> f(own.begin(), own.end());
-    auto u = p.make_update(text_of(cmd, "ns"), text_of(cmd, "account"), text_of(cmd, "instrument"),
-                           f, cmd.value("seq", std::uint64_t{0}),
-                           cmd.value("mode", "merge") == "replace" ? poscache::UpdateMode::replace
-                                                                   : poscache::UpdateMode::merge);
-    if (!u) throw std::runtime_error("upsert: " + u.error());
-    return p.push(*u, std::chrono::seconds(5));
-  }
-  if (op == "fill") {
-    const std::string side = text_of(cmd, "side");
-    if (side != "buy" && side != "sell")
-      throw std::runtime_error("fill: side must be buy or sell, not '" + side + "'");
-    return p.fill(text_of(cmd, "ns"), text_of(cmd, "account"), text_of(cmd, "instrument"),
-                  side == "buy" ? poscache::Side::buy : poscache::Side::sell, text_of(cmd, "qty"),
-                  text_of(cmd, "price"), text_of(cmd, "fee", "0"), text_of(cmd, "trade_id", ""));
-  }
-  if (op == "mark")
-    return p.mark(text_of(cmd, "ns"), text_of(cmd, "instrument"), text_of(cmd, "price"),
-                  text_of(cmd, "account", ""));
-  if (op == "add") {
-    if (cmd.value("reset", false))
-      return p.reset(text_of(cmd, "ns"), text_of(cmd, "account"), text_of(cmd, "instrument"),
-                     text_of(cmd, "field"));
-    return p.add(text_of(cmd, "ns"), text_of(cmd, "account"), text_of(cmd, "instrument"),
-                 text_of(cmd, "field"), std::stoll(text_of(cmd, "by")));
-  }
-  if (op == "erase")
-    return p.erase(text_of(cmd, "ns"), text_of(cmd, "account"), text_of(cmd, "instrument"));
-  if (op == "invalidate") {
-    if (cmd.contains("account"))
-      return p.invalidate_account(text_of(cmd, "account"), text_of(cmd, "ns", ""));
-    if (cmd.contains("glob")) return p.invalidate_matching(text_of(cmd, "glob"));
-    if (cmd.contains("all")) return p.invalidate_all();
-    if (cmd.contains("ns")) return p.invalidate_namespace(text_of(cmd, "ns"));
-  }
-  throw std::runtime_error("unknown op \"" + op + "\"");
+// The outcome of ring message `seq` (applied by now), counted; a refusal printed with its line.
+void collect(const poscache::Producer& p, std::uint64_t seq, std::size_t line, Tally& tally) {
+  std::string why;
+  const poscache::Outcome o = p.outcome(seq, &why);
+  tally.count(reply_name(o));
+  if (o == poscache::Outcome::rejected)
+    std::fprintf(stderr, "poscache-feed: line %zu refused: %s\n", line, why.c_str());
 }
 
 // Pushes one command, waits until the writer applied it, and reports like the socket path.
-bool ring_one(poscache::Producer& p, const json& cmd, bool quiet) {
-  const std::uint64_t rejected_before = p.stats().rejected;
-  poscache::PushResult r;
-  try {
-    r = ring_push(p, cmd);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "poscache-feed: refused: %s\n", e.what());
-    return false;
+int ring_one(const std::string& segment, poscache::Producer& p, const json& cmd) {
+  RingCommands ring(segment, p);
+  const auto pushed = ring.push(cmd.dump(), std::chrono::seconds(10));
+  if (pushed.result.status != poscache::PushStatus::ok) {
+    std::fprintf(stderr, "poscache-feed: refused: %s\n", pushed.error.c_str());
+    return pushed.result.status == poscache::PushStatus::bad_input ? kRefused : kUnreachable;
   }
-  if (r.status == poscache::PushStatus::bad_input) {
-    std::fprintf(stderr, "poscache-feed: refused: %s\n", p.error().c_str());
-    return false;
+  const std::uint64_t seq = pushed.result.seq;
+  const auto w = p.wait_applied(seq, std::chrono::seconds(10));
+  if (w != poscache::WaitStatus::done) {
+    std::fprintf(stderr, "poscache-feed: %s\n",
+                 w == poscache::WaitStatus::dropped
+                     ? p.stats().last_error.c_str()
+                     : "the writer did not apply the command within 10 s");
+    return kUnreachable;
   }
-  if (r.status == poscache::PushStatus::full ||
-      p.wait_applied(r.seq, std::chrono::seconds(10)) != poscache::WaitStatus::done) {
-    std::fprintf(stderr, "poscache-feed: the writer did not apply message %llu within 10 s\n",
-                 static_cast<unsigned long long>(r.seq));
-    return false;
+  std::string why;
+  const poscache::Outcome o = p.outcome(seq, &why);
+  if (o == poscache::Outcome::rejected) {
+    std::fprintf(stderr, "poscache-feed: refused: %s\n", why.c_str());
+    return kRefused;
   }
-  const poscache::ProducerStats st = p.stats();
-  if (st.rejected > rejected_before) {
-    std::fprintf(stderr, "poscache-feed: refused: %s\n", st.last_error.c_str());
-    return false;
+  std::printf("%s (ring message %llu)\n", std::string(reply_name(o)).c_str(),
+              static_cast<unsigned long long>(seq));
+  return kOk;
+}
+
+// A JSON-lines file through the ring: every line decoded as the socket decodes it, pushed in
+// order, waiting for room as long as `timeout` whatever the command; every line's outcome read
+// back before its slot is reused.
+int ring_replay(const std::string& segment, poscache::Producer& p, std::istream& in,
+                std::chrono::nanoseconds timeout) {
+  RingCommands ring(segment, p);
+  std::deque<std::pair<std::uint64_t, std::size_t>> pending;  // (ring sequence, file line)
+  Tally tally;
+  std::size_t line_no = 0, replayed = 0;
+  std::uint64_t last = 0;
+  // Reads the outcomes of every message up to `upto` (waiting until they are applied).
+  auto settle = [&](std::uint64_t upto) -> bool {
+    if (pending.empty() || pending.front().first > upto) return true;
+    const auto w = p.wait_applied(upto, timeout);
+    if (w != poscache::WaitStatus::done) {
+      std::fprintf(stderr, "poscache-feed: line %zu: %s\n", pending.front().second,
+                   w == poscache::WaitStatus::dropped
+                       ? p.stats().last_error.c_str()
+                       : "the writer applied nothing for the whole timeout");
+      return false;
+    }
+    while (!pending.empty() && pending.front().first <= upto) {
+      collect(p, pending.front().first, pending.front().second, tally);
+      pending.pop_front();
+    }
+    return true;
+  };
+  std::string l;
+  while (std::getline(in, l)) {
+    ++line_no;
+    if (l.find_first_not_of(" \t\r") == std::string::npos) continue;
+    ++replayed;
+    // Message last + 1 reuses the slot of last + 1 - capacity: read that one's outcome first.
+    if (last + 1 > kRingCapacity && !settle(last + 1 - kRingCapacity)) return kUnreachable;
+    const auto pushed = ring.push(l, timeout);
+    if (pushed.result.status == poscache::PushStatus::bad_input) {
+      tally.count("rejected");
+      std::fprintf(stderr, "poscache-feed: line %zu refused: %s\n", line_no, pushed.error.c_str());
+      continue;
+    }
+    if (pushed.result.status != poscache::PushStatus::ok) {  // full for the timeout, or dropped
+      std::fprintf(stderr, "poscache-feed: line %zu: %s; lines from it on were not sent\n", line_no,
+                   pushed.error.c_str());
+      settle(last);
+      std::printf("replayed %zu of the commands via ring:%s\n", replayed - 1,
+                  tally.summary().c_str());
+      return kUnreachable;
+    }
+    last = pushed.result.seq;
+    pending.emplace_back(last, line_no);
   }
-  if (!quiet) std::printf("applied (ring message %llu)\n", static_cast<unsigned long long>(r.seq));
-  return true;
+  if (!settle(last)) return kUnreachable;
+  std::printf("replayed %zu commands via ring:%s\n", replayed, tally.summary().c_str());
+  return tally.refused == 0 ? kOk : kRefused;
 }
 
 }  // namespace
@@ -229,6 +251,10 @@ int main(int argc, char** argv) {
   std::string file;
   auto* rp = app.add_subcommand("replay", "send a JSON-lines command file (- for stdin)");
   rp->add_option("file", file)->required();
+  double replay_timeout = 60;
+  rp->add_option("--timeout", replay_timeout,
+                 "via ring: how long a command may wait for room while the writer applies "
+                 "nothing (default 60 s; it then stops, naming the line)");
 
   double seconds = 10;
   double rate = 100'000;
@@ -302,7 +328,7 @@ int main(int argc, char** argv) {
     if (!cmd.is_null()) {
       if (via == "ring") {
         auto p = open_producer(segment, sock);
-        return ring_one(*p, cmd, false) ? kOk : kRefused;
+        return ring_one(segment, *p, cmd);
       }
       SocketClient c(path);
       return report(c.call(cmd.dump()), false) ? kOk : kRefused;
@@ -321,57 +347,9 @@ int main(int argc, char** argv) {
       }
       if (via == "ring") {
         auto p = open_producer(segment, sock);
-        std::size_t line_no = 0, sent = 0, refused = 0;
-        std::map<std::uint64_t, std::size_t> line_of;  // ring sequence -> file line
-        std::uint64_t last = 0;
-        std::string l;
-        while (std::getline(*in, l)) {
-          ++line_no;
-          if (l.find_first_not_of(" \t\r") == std::string::npos) continue;
-          const json line_cmd = json::parse(l, nullptr, false);
-          poscache::PushResult r;
-          std::string why;
-          if (line_cmd.is_discarded() || !line_cmd.is_object()) {
-            why = "not a JSON object";
-          } else {
-            try {
-              r = ring_push(*p, line_cmd);
-              if (r.status == poscache::PushStatus::bad_input) why = p->error();
-              if (r.status == poscache::PushStatus::full) why = "the ring stayed full for 5 s";
-            } catch (const std::exception& e) {
-              why = e.what();
-            }
-          }
-          if (!why.empty()) {
-            ++refused;
-            std::fprintf(stderr, "poscache-feed: line %zu refused: %s\n", line_no, why.c_str());
-            continue;
-          }
-          ++sent;
-          last = r.seq;
-          line_of[r.seq] = line_no;
-        }
-        if (last != 0 &&
-            p->wait_applied(last, std::chrono::seconds(30)) != poscache::WaitStatus::done) {
-          std::fprintf(stderr, "poscache-feed: the writer did not apply everything within 30 s\n");
-          return kRefused;
-        }
-        const poscache::ProducerStats st = p->stats();
-        if (st.rejected > 0) {
-          // The writer keeps the last refusal's text ("message N: why"); name its line.
-          std::size_t line = 0;
-          if (st.last_error.rfind("message ", 0) == 0) {
-            const auto it = line_of.find(std::strtoull(st.last_error.c_str() + 8, nullptr, 10));
-            if (it != line_of.end()) line = it->second;
-          }
-          std::fprintf(stderr,
-                       "poscache-feed: %llu refused by the writer; the last, line %zu: %s\n",
-                       static_cast<unsigned long long>(st.rejected), line, st.last_error.c_str());
-        }
-        std::printf("replayed %zu commands via ring: %llu applied or ignored, %llu rejected\n",
-                    sent + refused, static_cast<unsigned long long>(sent - st.rejected),
-                    static_cast<unsigned long long>(refused + st.rejected));
-        return refused + st.rejected == 0 ? kOk : kRefused;
+        return ring_replay(segment, *p, *in,
+                           std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::duration<double>(replay_timeout)));
       }
       SocketClient c(path);
       std::size_t line_no = 0, refused = 0, replied = 0;
@@ -416,18 +394,19 @@ int main(int argc, char** argv) {
       MarketSim market(mc);
       if (via == "ring") {
         auto p = open_producer(segment, sock);
+        RingCommands ring(segment, *p);
         const auto start = std::chrono::steady_clock::now();
         std::size_t sent = 0, refused = 0;
         std::uint64_t last = 0;
         while (std::chrono::steady_clock::now() - start < std::chrono::duration<double>(seconds)) {
           for (const auto& line : market.step()) {
             ++sent;
-            const poscache::PushResult r = ring_push(*p, json::parse(line));
-            if (r.status != poscache::PushStatus::ok) {
+            const auto pushed = ring.push(line, std::chrono::seconds(5));
+            if (pushed.result.status != poscache::PushStatus::ok) {
               ++refused;
-              std::fprintf(stderr, "poscache-feed: refused: %s\n", p->error().c_str());
+              std::fprintf(stderr, "poscache-feed: refused: %s\n", pushed.error.c_str());
             }
-            last = std::max(last, r.seq);
+            last = std::max(last, pushed.result.seq);
           }
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }

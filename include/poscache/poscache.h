@@ -54,7 +54,9 @@ typedef enum poscache_status {
   POSCACHE_LAPPED = 106,           /* the ring overwrote changes before they were read */
   POSCACHE_WRITER_RESTARTED = 107, /* a writer replaced one that died: changes may be missing */
   POSCACHE_INVALID_POSITION = 108, /* `from` is past the ring's head */
-  POSCACHE_UNAVAILABLE = 109       /* the writer keeps no change ring */
+  POSCACHE_UNAVAILABLE = 109,      /* the writer keeps no change ring */
+  POSCACHE_RING_DROPPED = 110      /* the writer dropped this producer's ring as damaged:
+                                    * poscache_last_error() says why; open a new producer */
 } poscache_status;
 
 /* Why the calling thread's last failing call failed ("" if none did). */
@@ -197,36 +199,54 @@ enum { POSCACHE_MERGE = 0, POSCACHE_REPLACE = 1 };
 enum { POSCACHE_BUY = 0, POSCACHE_SELL = 1 };
 
 /* Every push returns POSCACHE_OK and stores its sequence in *seq (if seq is not NULL; per
- * producer, from 1, applied in order), POSCACHE_FULL at once when the ring is full, or
- * POSCACHE_BAD_INPUT naming the part and the value. */
+ * producer, from 1, applied in order); POSCACHE_FULL when the ring stayed full for timeout_ns
+ * (0: at once; while full it waits, spinning then sleeping, up to that long for room);
+ * POSCACHE_BAD_INPUT naming the part and the value; POSCACHE_RING_DROPPED. */
 int poscache_upsert(poscache_producer* producer, const char* ns, const char* account,
                     const char* instrument, const char* const* field_names,
                     const char* const* field_values, size_t nfields, uint64_t source_seq, int mode,
-                    uint64_t* seq);
+                    int64_t timeout_ns, uint64_t* seq);
 /* fee and trade_id may be NULL. */
 int poscache_fill(poscache_producer* producer, const char* ns, const char* account,
                   const char* instrument, int side, const char* qty, const char* price,
-                  const char* fee, const char* trade_id, uint64_t* seq);
+                  const char* fee, const char* trade_id, int64_t timeout_ns, uint64_t* seq);
 /* account NULL: every account holding the instrument in that namespace. */
 int poscache_mark(poscache_producer* producer, const char* ns, const char* instrument,
-                  const char* price, const char* account, uint64_t* seq);
+                  const char* price, const char* account, int64_t timeout_ns, uint64_t* seq);
 int poscache_add(poscache_producer* producer, const char* ns, const char* account,
-                 const char* instrument, const char* field, int64_t by, uint64_t* seq);
+                 const char* instrument, const char* field, int64_t by, int64_t timeout_ns,
+                 uint64_t* seq);
 int poscache_reset(poscache_producer* producer, const char* ns, const char* account,
-                   const char* instrument, const char* field, uint64_t* seq);
+                   const char* instrument, const char* field, int64_t timeout_ns, uint64_t* seq);
 int poscache_erase(poscache_producer* producer, const char* ns, const char* account,
-                   const char* instrument, uint64_t* seq);
+                   const char* instrument, int64_t timeout_ns, uint64_t* seq);
 /* ns NULL: the account in every namespace. */
 int poscache_invalidate_account(poscache_producer* producer, const char* account, const char* ns,
-                                uint64_t* seq);
-int poscache_invalidate_namespace(poscache_producer* producer, const char* ns, uint64_t* seq);
-int poscache_invalidate_matching(poscache_producer* producer, const char* glob, uint64_t* seq);
-int poscache_invalidate_all(poscache_producer* producer, uint64_t* seq);
+                                int64_t timeout_ns, uint64_t* seq);
+int poscache_invalidate_namespace(poscache_producer* producer, const char* ns, int64_t timeout_ns,
+                                  uint64_t* seq);
+int poscache_invalidate_matching(poscache_producer* producer, const char* glob, int64_t timeout_ns,
+                                 uint64_t* seq);
+int poscache_invalidate_all(poscache_producer* producer, int64_t timeout_ns, uint64_t* seq);
 
 /* Waits until the writer applied `seq` (visible to readers) / until Redis has it. POSCACHE_OK,
- * POSCACHE_TIMEOUT, or POSCACHE_NO_REDIS. */
+ * POSCACHE_TIMEOUT, POSCACHE_NO_REDIS, or POSCACHE_RING_DROPPED (it never will be). */
 int poscache_wait_applied(const poscache_producer* producer, uint64_t seq, int64_t timeout_ns);
 int poscache_wait_synced(const poscache_producer* producer, uint64_t seq, int64_t timeout_ns);
+/* What the writer did with message `seq` (after poscache_wait_applied): one of the outcomes
+ * below. For POSCACHE_OUTCOME_REJECTED the reason (up to 352 characters) is copied into why (if
+ * not NULL, NUL-terminated, truncated to len). Known until the producer pushes seq + capacity;
+ * POSCACHE_OUTCOME_UNKNOWN after that. */
+enum {
+  POSCACHE_OUTCOME_PENDING = 0,   /* not applied yet */
+  POSCACHE_OUTCOME_APPLIED = 1,   /* applied: visible to readers */
+  POSCACHE_OUTCOME_DUPLICATE = 2, /* a fill whose trade id was seen: ignored */
+  POSCACHE_OUTCOME_STALE = 3,     /* an upsert older than the position's source sequence */
+  POSCACHE_OUTCOME_NOT_FOUND = 4, /* an erase or one-account mark of an absent position */
+  POSCACHE_OUTCOME_REJECTED = 5,  /* refused by the writer: nothing of it applied */
+  POSCACHE_OUTCOME_UNKNOWN = 6    /* never pushed, or its slot has been reused */
+};
+int poscache_outcome(const poscache_producer* producer, uint64_t seq, char* why, size_t len);
 /* The writer's last refusal of one of this producer's messages ("" if none), copied into buf. */
 int poscache_producer_last_refusal(const poscache_producer* producer, char* buf, size_t len);
 

@@ -6,8 +6,9 @@
 //   auto u = p->make_update("spot", "wallet1", "SOL", {{"qty", "12.5"}});   // checked here
 //   poscache::PushResult r = p->push(*u);            // ~tens of ns: no lock, no system call
 //   if (r.status == poscache::PushStatus::full) ...  // the writer is behind: retry, or
-//   r = p->push(*u, std::chrono::milliseconds(5));   //   wait up to a timeout
+//   r = p->push(*u, std::chrono::milliseconds(5));   //   wait up to a timeout (every push can)
 //   p->wait_applied(r.seq, 1s);                      // visible to readers
+//   p->outcome(r.seq);                               // applied, duplicate, stale, rejected...
 //   p->wait_synced(r.seq, 1s);                       // and in Redis
 //   p->fill("spot", "wallet1", "SOL", poscache::Side::buy, "10", "100.5", "0.05", "T-1001");
 //
@@ -45,15 +46,34 @@ struct ProducerConfig {
 
 enum class PushStatus : std::uint8_t {
   ok,         // in the ring; `seq` is its sequence (per producer, from 1, FIFO)
-  full,       // the ring is full: nothing was queued; counted (the writer is behind or gone)
+  full,       // the ring stayed full for the timeout: nothing was queued; counted (the writer
+              //   is behind, paused or gone)
   bad_input,  // refused here: error() says why; nothing was queued
+  dropped,    // the writer dropped this ring as damaged: error() says why; open a new Producer
 };
 struct PushResult {
   PushStatus status = PushStatus::bad_input;
   std::uint64_t seq = 0;
 };
 
-enum class WaitStatus : std::uint8_t { done, timeout, no_redis };
+enum class WaitStatus : std::uint8_t {
+  done,  // the writer applied (or Redis holds) the message: see outcome() for what it did
+  timeout,
+  no_redis,  // wait_synced: this writer does not mirror to Redis
+  dropped,   // the ring was dropped as damaged before the message was applied: it never will be
+};
+
+// What the writer did with one message (outcome()).
+enum class Outcome : std::uint8_t {
+  pending,    // not applied yet
+  applied,    // applied: visible to readers
+  duplicate,  // a fill whose trade id was seen: ignored
+  stale,      // an upsert whose source sequence is older than the position's: ignored
+  not_found,  // an erase, or a one-account mark, of a position that is not there
+  rejected,   // refused by the writer: `why` says why; nothing of it was applied
+  unknown,    // older than the ring remembers: the slot has been reused (seq + capacity pushed)
+};
+std::string_view to_string(Outcome o) noexcept;
 
 struct ProducerStats {
   std::uint64_t pushed = 0;    // messages in the ring so far (the last sequence)
@@ -63,6 +83,7 @@ struct ProducerStats {
   std::uint64_t full = 0;      // pushes that found the ring full
   bool attached = false;       // a writer consumes the ring now
   bool redis = false;          // the writer mirrors to Redis
+  bool dropped = false;        // the writer dropped the ring as damaged (last_error says why)
   std::uint64_t reconnects = 0;
   std::string last_error;  // the writer's last refusal of one of these messages
 };
@@ -90,31 +111,42 @@ class Producer {
                        source_seq, mode);
   }
 
-  // --- pushing (no allocation, no system call; `full` at once) ---------------------------------
-  PushResult push(const Update& update);
-  // Waits (spinning, then sleeping) while the ring is full, up to `timeout`.
-  PushResult push(const Update& update, std::chrono::nanoseconds timeout);
+  // --- pushing --------------------------------------------------------------------------------
+  // Every push takes a timeout: while the ring is full it waits (spinning, then sleeping) up to
+  // that long for the writer to make room, then answers `full`. 0 (the default) answers `full`
+  // at once. A push that finds room makes no allocation and no system call.
+  using Timeout = std::chrono::nanoseconds;
+  PushResult push(const Update& update, Timeout timeout = Timeout::zero());
   PushResult fill(std::string_view ns, std::string_view account, std::string_view instrument,
                   Side side, std::string_view qty, std::string_view price,
-                  std::string_view fee = "0", std::string_view trade_id = {});
+                  std::string_view fee = "0", std::string_view trade_id = {},
+                  Timeout timeout = Timeout::zero());
   // account empty: every account holding the instrument in that namespace.
   PushResult mark(std::string_view ns, std::string_view instrument, std::string_view price,
-                  std::string_view account = {});
+                  std::string_view account = {}, Timeout timeout = Timeout::zero());
   PushResult add(std::string_view ns, std::string_view account, std::string_view instrument,
-                 std::string_view field, std::int64_t by);
+                 std::string_view field, std::int64_t by, Timeout timeout = Timeout::zero());
   PushResult reset(std::string_view ns, std::string_view account, std::string_view instrument,
-                   std::string_view field);
-  PushResult erase(std::string_view ns, std::string_view account, std::string_view instrument);
-  PushResult invalidate_account(std::string_view account, std::string_view ns = {});
-  PushResult invalidate_namespace(std::string_view ns);
-  PushResult invalidate_matching(std::string_view glob);  // up to 96 characters over a ring
-  PushResult invalidate_all();
-  // Why the last push was bad_input.
+                   std::string_view field, Timeout timeout = Timeout::zero());
+  PushResult erase(std::string_view ns, std::string_view account, std::string_view instrument,
+                   Timeout timeout = Timeout::zero());
+  PushResult invalidate_account(std::string_view account, std::string_view ns = {},
+                                Timeout timeout = Timeout::zero());
+  PushResult invalidate_namespace(std::string_view ns, Timeout timeout = Timeout::zero());
+  // up to 96 characters over a ring
+  PushResult invalidate_matching(std::string_view glob, Timeout timeout = Timeout::zero());
+  PushResult invalidate_all(Timeout timeout = Timeout::zero());
+  // Why the last push was bad_input or dropped.
   [[nodiscard]] const std::string& error() const noexcept { return error_; }
 
   // --- acknowledgements ------------------------------------------------------------------------
   WaitStatus wait_applied(std::uint64_t seq, std::chrono::nanoseconds timeout) const;
   WaitStatus wait_synced(std::uint64_t seq, std::chrono::nanoseconds timeout) const;
+  // What the writer did with message `seq`; `why`, if given, gets a rejection's reason (up to
+  // 352 characters). Answers from the message's slot
+  // in the ring, so until this producer pushes message seq + capacity; `unknown` after that.
+  // Call it from the pushing thread, or while no push runs.
+  [[nodiscard]] Outcome outcome(std::uint64_t seq, std::string* why = nullptr) const;
   [[nodiscard]] std::uint64_t applied() const noexcept;  // one load: poll it
   [[nodiscard]] ProducerStats stats() const;
 
@@ -122,7 +154,7 @@ class Producer {
 
  private:
   explicit Producer(std::unique_ptr<Impl> impl);
-  PushResult push_checked(const Update& update, bool count_full);
+  PushResult finish(PushResult r);
   std::unique_ptr<Impl> impl_;
   std::string error_;
 };

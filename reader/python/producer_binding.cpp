@@ -12,7 +12,11 @@ namespace poscache::python {
 
 namespace {
 
-// A value for a field: Decimal, str or int as text; a float (or a bool) is refused.
+// A value for a field: Decimal, str or int as text; a float (or a bool) is refused. A Decimal
+// may be in any form Python gives it (1E-7, 1.0E+3, a value just read, .normalize()): it
+// crosses as its plain digits, trailing fractional zeros dropped, so that every finite Decimal
+// exact at the field's scale is taken, and one that is not is refused by the parser naming the
+// field and the scale. NaN and infinities are refused here.
 std::string value_text(const std::string& what, const py::handle& v) {
   if (PyBool_Check(v.ptr()))
     throw py::type_error(what + ": a bool is not a number; give a Decimal, a str or an int");
@@ -21,10 +25,28 @@ std::string value_text(const std::string& what, const py::handle& v) {
                          " is a float; give a Decimal, a str or an int (binary floating point "
                          "cannot carry a decimal exactly)");
   }
-  if (PyLong_Check(v.ptr()) || PyUnicode_Check(v.ptr()) || py::isinstance(v, decimal_type()))
-    return py::str(v).cast<std::string>();
+  if (PyLong_Check(v.ptr()) || PyUnicode_Check(v.ptr())) return py::str(v).cast<std::string>();
+  if (py::isinstance(v, decimal_type())) {
+    if (!v.attr("is_finite")().cast<bool>())
+      throw py::value_error(what + ": Decimal('" + py::str(v).cast<std::string>() +
+                            "') is not a finite number");
+    std::string text = py::str(py::module_::import("builtins").attr("format")(v, "f"));
+    if (const auto dot = text.find('.'); dot != std::string::npos) {
+      const auto last = text.find_last_not_of('0');
+      text.erase(last == dot ? dot : last + 1);
+    }
+    return text;
+  }
   throw py::type_error(what + ": a " + std::string(Py_TYPE(v.ptr())->tp_name) +
                        " is not a number; give a Decimal, a str or an int");
+}
+
+// A push's timeout: None or 0 answers Full at once; otherwise it waits that many seconds for
+// room while the ring is full.
+Producer::Timeout timeout_of(const std::optional<double>& timeout) {
+  if (!timeout) return Producer::Timeout::zero();
+  if (!(*timeout >= 0)) throw py::value_error("timeout must be a number of seconds >= 0");
+  return std::chrono::duration_cast<Producer::Timeout>(seconds(*timeout));
 }
 
 class PyProducer {
@@ -55,21 +77,14 @@ class PyProducer {
     auto u = live().make_update(ns, account, instrument, pairs, seq,
                                 replace ? UpdateMode::replace : UpdateMode::merge);
     if (!u) throw py::value_error(u.error());
-    if (timeout) {
-      PushResult r;
-      {
-        py::gil_scoped_release release;
-        r = live().push(*u, seconds(*timeout));
-      }
-      return result(r);
-    }
-    return result(live().push(*u));
+    return push([&](Producer::Timeout t) { return live().push(*u, t); }, timeout);
   }
 
   std::uint64_t fill(const std::string& ns, const std::string& account,
                      const std::string& instrument, const std::string& side, const py::handle& qty,
                      const py::handle& price, const py::handle& fee,
-                     const std::optional<std::string>& trade_id) {
+                     const std::optional<std::string>& trade_id,
+                     const std::optional<double>& timeout) {
     Side s;
     if (side == "buy")
       s = Side::buy;
@@ -79,42 +94,70 @@ class PyProducer {
       throw py::value_error("side '" + side + "' must be 'buy' or 'sell'");
     const std::string q = value_text("qty", qty), pr = value_text("price", price),
                       fe = value_text("fee", fee);
-    return result(live().fill(ns, account, instrument, s, q, pr, fe, trade_id.value_or("")));
+    const std::string id = trade_id.value_or("");
+    return push(
+        [&](Producer::Timeout t) {
+          return live().fill(ns, account, instrument, s, q, pr, fe, id, t);
+        },
+        timeout);
   }
 
   std::uint64_t mark(const std::string& ns, const std::string& instrument, const py::handle& price,
-                     const std::optional<std::string>& account) {
-    return result(live().mark(ns, instrument, value_text("price", price), account.value_or("")));
+                     const std::optional<std::string>& account,
+                     const std::optional<double>& timeout) {
+    const std::string text = value_text("price", price), acc = account.value_or("");
+    return push([&](Producer::Timeout t) { return live().mark(ns, instrument, text, acc, t); },
+                timeout);
   }
 
   std::uint64_t add(const std::string& ns, const std::string& account,
-                    const std::string& instrument, const std::string& field, const py::handle& by) {
+                    const std::string& instrument, const std::string& field, const py::handle& by,
+                    const std::optional<double>& timeout) {
     if (!PyLong_Check(by.ptr()) || PyBool_Check(by.ptr()))
       throw py::type_error("add: 'by' must be an int");
-    return result(live().add(ns, account, instrument, field, by.cast<std::int64_t>()));
+    int overflow = 0;
+    const long long n = PyLong_AsLongLongAndOverflow(by.ptr(), &overflow);
+    if (overflow != 0)
+      throw py::value_error("add: 'by' = " + py::str(by).cast<std::string>() +
+                            " is outside int64 (-9223372036854775808 to 9223372036854775807)");
+    if (n == -1 && PyErr_Occurred()) throw py::error_already_set();
+    return push(
+        [&](Producer::Timeout t) {
+          return live().add(ns, account, instrument, field, static_cast<std::int64_t>(n), t);
+        },
+        timeout);
   }
 
   std::uint64_t reset(const std::string& ns, const std::string& account,
-                      const std::string& instrument, const std::string& field) {
-    return result(live().reset(ns, account, instrument, field));
+                      const std::string& instrument, const std::string& field,
+                      const std::optional<double>& timeout) {
+    return push(
+        [&](Producer::Timeout t) { return live().reset(ns, account, instrument, field, t); },
+        timeout);
   }
 
   std::uint64_t erase(const std::string& ns, const std::string& account,
-                      const std::string& instrument) {
-    return result(live().erase(ns, account, instrument));
+                      const std::string& instrument, const std::optional<double>& timeout) {
+    return push([&](Producer::Timeout t) { return live().erase(ns, account, instrument, t); },
+                timeout);
   }
 
   std::uint64_t invalidate(const std::optional<std::string>& account,
                            const std::optional<std::string>& ns,
-                           const std::optional<std::string>& glob, bool all) {
+                           const std::optional<std::string>& glob, bool all,
+                           const std::optional<double>& timeout) {
     const int given = (account ? 1 : 0) + (glob ? 1 : 0) + (all ? 1 : 0);
     if (given > 1 || (ns && (glob || all)) || (given == 0 && !ns))
       throw py::value_error(
           "invalidate takes one of: account (with ns or not), ns, glob, all=True");
-    if (account) return result(live().invalidate_account(*account, ns.value_or("")));
-    if (glob) return result(live().invalidate_matching(*glob));
-    if (all) return result(live().invalidate_all());
-    return result(live().invalidate_namespace(*ns));
+    return push(
+        [&](Producer::Timeout t) {
+          if (account) return live().invalidate_account(*account, ns.value_or(""), t);
+          if (glob) return live().invalidate_matching(*glob, t);
+          if (all) return live().invalidate_all(t);
+          return live().invalidate_namespace(*ns, t);
+        },
+        timeout);
   }
 
   bool wait_applied(std::uint64_t seq, double timeout) {
@@ -123,7 +166,17 @@ class PyProducer {
       py::gil_scoped_release release;
       w = live().wait_applied(seq, seconds(timeout));
     }
+    if (w == WaitStatus::dropped) raise(g_error, dropped_text());
     return w == WaitStatus::done;
+  }
+
+  // What the writer did with message `seq`: 'applied', 'duplicate', 'stale', 'not_found',
+  // 'rejected' (refusal(seq) says why), 'pending' or 'unknown'.
+  std::string outcome(std::uint64_t seq) { return std::string(to_string(live().outcome(seq))); }
+  std::optional<std::string> refusal(std::uint64_t seq) {
+    std::string why;
+    if (live().outcome(seq, &why) != Outcome::rejected) return std::nullopt;
+    return why;
   }
 
   bool wait_synced(std::uint64_t seq, double timeout) {
@@ -132,6 +185,7 @@ class PyProducer {
       py::gil_scoped_release release;
       w = live().wait_synced(seq, seconds(timeout));
     }
+    if (w == WaitStatus::dropped) raise(g_error, dropped_text());
     if (w == WaitStatus::no_redis) raise(g_no_redis, "the writer does not mirror to Redis");
     return w == WaitStatus::done;
   }
@@ -148,6 +202,7 @@ class PyProducer {
     d["redis"] = s.redis;
     d["reconnects"] = s.reconnects;
     d["last_error"] = s.last_error;
+    d["dropped"] = s.dropped;
     return d;
   }
 
@@ -161,16 +216,37 @@ class PyProducer {
     if (!p_) raise(g_error, "the producer is closed");
     return *p_;
   }
-  std::uint64_t result(const PushResult& r) {
+  std::string dropped_text() {
+    const std::string why = live().stats().last_error;
+    return why.empty() ? "the writer dropped this producer's ring as damaged" : why;
+  }
+  // One push, the GIL released while it may wait for room.
+  template <class F>
+  std::uint64_t push(F&& f, const std::optional<double>& timeout) {
+    const Producer::Timeout t = timeout_of(timeout);
+    PushResult r;
+    if (t == Producer::Timeout::zero()) {
+      r = f(t);
+    } else {
+      live();  // raises (with the GIL held) if closed
+      py::gil_scoped_release release;
+      r = f(t);
+    }
+    return result(r, timeout.has_value() && t != Producer::Timeout::zero());
+  }
+  std::uint64_t result(const PushResult& r, bool waited) {
     switch (r.status) {
       case PushStatus::ok:
         return r.seq;
       case PushStatus::full:
-        raise(g_full,
-              "the producer's ring is full (the writer is behind or gone); retry, or "
-              "pass timeout= to wait");
+        raise(g_full, waited ? "the producer's ring stayed full for the whole timeout (the "
+                               "writer is behind, stopped or gone)"
+                             : "the producer's ring is full (the writer is behind or gone); "
+                               "retry, or pass timeout= to wait");
       case PushStatus::bad_input:
         throw py::value_error(p_->error());
+      case PushStatus::dropped:
+        raise(g_error, p_->error());
     }
     raise(g_error, "unknown push status");
   }
@@ -188,17 +264,21 @@ void add_producer(py::module_& m) {
            py::arg("timeout") = py::none())
       .def("fill", &PyProducer::fill, py::arg("ns"), py::arg("account"), py::arg("instrument"),
            py::arg("side"), py::arg("qty"), py::arg("price"), py::arg("fee") = "0",
-           py::arg("trade_id") = py::none())
+           py::arg("trade_id") = py::none(), py::arg("timeout") = py::none())
       .def("mark", &PyProducer::mark, py::arg("ns"), py::arg("instrument"), py::arg("price"),
-           py::arg("account") = py::none())
+           py::arg("account") = py::none(), py::arg("timeout") = py::none())
       .def("add", &PyProducer::add, py::arg("ns"), py::arg("account"), py::arg("instrument"),
-           py::arg("field"), py::arg("by"))
+           py::arg("field"), py::arg("by"), py::arg("timeout") = py::none())
       .def("reset", &PyProducer::reset, py::arg("ns"), py::arg("account"), py::arg("instrument"),
-           py::arg("field"))
-      .def("erase", &PyProducer::erase, py::arg("ns"), py::arg("account"), py::arg("instrument"))
+           py::arg("field"), py::arg("timeout") = py::none())
+      .def("erase", &PyProducer::erase, py::arg("ns"), py::arg("account"), py::arg("instrument"),
+           py::arg("timeout") = py::none())
       .def("invalidate", &PyProducer::invalidate, py::arg("account") = py::none(),
-           py::arg("ns") = py::none(), py::arg("glob") = py::none(), py::arg("all") = false)
+           py::arg("ns") = py::none(), py::arg("glob") = py::none(), py::arg("all") = false,
+           py::arg("timeout") = py::none())
       .def("wait_applied", &PyProducer::wait_applied, py::arg("seq"), py::arg("timeout"))
+      .def("outcome", &PyProducer::outcome, py::arg("seq"))
+      .def("refusal", &PyProducer::refusal, py::arg("seq"))
       .def("wait_synced", &PyProducer::wait_synced, py::arg("seq"), py::arg("timeout"))
       .def("stats", &PyProducer::stats)
       .def("close", &PyProducer::close);

@@ -101,13 +101,16 @@ int main(void) {
 
   /* The worked example, as fills, then a mark. */
   uint64_t seq = 0;
-  CHECK_STATUS(poscache_fill(p, "spot", "w1", "SOL", POSCACHE_BUY, "10", "100", NULL, "T1", &seq),
-               POSCACHE_OK);
-  CHECK_STATUS(poscache_fill(p, "spot", "w1", "SOL", POSCACHE_BUY, "10", "110", "0.5", "T2", &seq),
-               POSCACHE_OK);
-  CHECK_STATUS(poscache_fill(p, "spot", "w1", "SOL", POSCACHE_SELL, "5", "120", NULL, "T3", &seq),
-               POSCACHE_OK);
-  CHECK_STATUS(poscache_mark(p, "spot", "SOL", "130", NULL, &seq), POSCACHE_OK);
+  CHECK_STATUS(
+      poscache_fill(p, "spot", "w1", "SOL", POSCACHE_BUY, "10", "100", NULL, "T1", 0, &seq),
+      POSCACHE_OK);
+  CHECK_STATUS(
+      poscache_fill(p, "spot", "w1", "SOL", POSCACHE_BUY, "10", "110", "0.5", "T2", 0, &seq),
+      POSCACHE_OK);
+  CHECK_STATUS(
+      poscache_fill(p, "spot", "w1", "SOL", POSCACHE_SELL, "5", "120", NULL, "T3", 0, &seq),
+      POSCACHE_OK);
+  CHECK_STATUS(poscache_mark(p, "spot", "SOL", "130", NULL, 0, &seq), POSCACHE_OK);
   CHECK(seq == 4);
   CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
   poscache_position pos;
@@ -120,21 +123,33 @@ int main(void) {
   CHECK_TEXT(r, &pos, "unrealized_pnl", "375.000000000000000000");
   CHECK_TEXT(r, &pos, "fees", "0.500000000000000000");
   /* Then sell 20 @ 100: short 5 at 100. */
-  CHECK_STATUS(poscache_fill(p, "spot", "w1", "SOL", POSCACHE_SELL, "20", "100", NULL, "T4", &seq),
-               POSCACHE_OK);
+  CHECK_STATUS(
+      poscache_fill(p, "spot", "w1", "SOL", POSCACHE_SELL, "20", "100", NULL, "T4", 0, &seq),
+      POSCACHE_OK);
   CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
   CHECK_STATUS(poscache_get(r, "spot", "w1", "SOL", &pos), POSCACHE_OK);
   CHECK_TEXT(r, &pos, "qty", "-5.000000000000000000");
   CHECK_TEXT(r, &pos, "avg_price", "100.000000000000000000");
+  CHECK(poscache_outcome(p, seq, NULL, 0) == POSCACHE_OUTCOME_APPLIED);
+  /* The same trade again is a duplicate, and says so; a refused one says why. */
+  CHECK_STATUS(
+      poscache_fill(p, "spot", "w1", "SOL", POSCACHE_SELL, "20", "100", NULL, "T4", kSecond, &seq),
+      POSCACHE_OK);
+  CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
+  CHECK(poscache_outcome(p, seq, NULL, 0) == POSCACHE_OUTCOME_DUPLICATE);
+  CHECK_STATUS(poscache_erase(p, "spot", "nobody", "SOL", kSecond, &seq), POSCACHE_OK);
+  CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
+  CHECK(poscache_outcome(p, seq, NULL, 0) == POSCACHE_OUTCOME_NOT_FOUND);
+  CHECK(poscache_outcome(p, seq + 1, NULL, 0) == POSCACHE_OUTCOME_UNKNOWN);
 
   /* An upsert with several fields, an int64 add, a namespace id for a hot loop. */
   const char* names[] = {"collateral_amount", "debt_amount", "health_factor"};
   const char* values[] = {"2500000000000000000000", "1800000000000000000000",
                           "1.145833333333333333"};
   CHECK_STATUS(
-      poscache_upsert(p, "lending", "0xab12", "USDC", names, values, 3, 0, POSCACHE_MERGE, &seq),
+      poscache_upsert(p, "lending", "0xab12", "USDC", names, values, 3, 0, POSCACHE_MERGE, 0, &seq),
       POSCACHE_OK);
-  CHECK_STATUS(poscache_add(p, "lending", "0xab12", "USDC", "blocks_unhealthy", 3, &seq),
+  CHECK_STATUS(poscache_add(p, "lending", "0xab12", "USDC", "blocks_unhealthy", 3, 0, &seq),
                POSCACHE_OK);
   CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
   const int lending = poscache_namespace_id(r, "lending");
@@ -189,20 +204,21 @@ int main(void) {
   /* Bad input is refused before anything is queued, naming the part and the value. */
   const char* bad_values[] = {"12.5.3"};
   CHECK_STATUS(
-      poscache_upsert(p, "spot", "w1", "SOL", names, bad_values, 1, 0, POSCACHE_MERGE, &seq),
+      poscache_upsert(p, "spot", "w1", "SOL", names, bad_values, 1, 0, POSCACHE_MERGE, 0, &seq),
       POSCACHE_BAD_INPUT);
   CHECK(strstr(poscache_last_error(), "collateral_amount") != NULL);
   const char* qty_name[] = {"qty"};
   CHECK_STATUS(
-      poscache_upsert(p, "spot", "w1", "SOL", qty_name, bad_values, 1, 0, POSCACHE_MERGE, &seq),
+      poscache_upsert(p, "spot", "w1", "SOL", qty_name, bad_values, 1, 0, POSCACHE_MERGE, 0, &seq),
       POSCACHE_BAD_INPUT);
   CHECK(strstr(poscache_last_error(), "12.5.3") != NULL);
-  CHECK_STATUS(poscache_fill(p, "futures", "w1", "SOL", POSCACHE_BUY, "1", "1", NULL, NULL, &seq),
-               POSCACHE_BAD_INPUT);
+  CHECK_STATUS(
+      poscache_fill(p, "futures", "w1", "SOL", POSCACHE_BUY, "1", "1", NULL, NULL, 0, &seq),
+      POSCACHE_BAD_INPUT);
   CHECK(strstr(poscache_last_error(), "futures") != NULL);
-  CHECK_STATUS(poscache_fill(p, "spot", "w1", "SOL", 7, "1", "1", NULL, NULL, &seq),
+  CHECK_STATUS(poscache_fill(p, "spot", "w1", "SOL", 7, "1", "1", NULL, NULL, 0, &seq),
                POSCACHE_BAD_INPUT);
-  CHECK_STATUS(poscache_upsert(p, "spot", "w1", "SOL", qty_name, values, 1, 0, 9, &seq),
+  CHECK_STATUS(poscache_upsert(p, "spot", "w1", "SOL", qty_name, values, 1, 0, 9, 0, &seq),
                POSCACHE_BAD_INPUT);
   CHECK_STATUS(poscache_get(r, "futures", "w1", "SOL", &pos), POSCACHE_BAD_KEY);
   CHECK_STATUS(poscache_get(r, "spot", "nobody", "SOL", &pos), POSCACHE_NOT_FOUND);
@@ -210,7 +226,7 @@ int main(void) {
   /* An account as of one moment: w1 holds SOL in spot; 0xab12 USDC in lending. */
   const char* one[] = {"1"};
   CHECK_STATUS(
-      poscache_upsert(p, "spot", "0xab12", "ETH", qty_name, one, 1, 0, POSCACHE_MERGE, &seq),
+      poscache_upsert(p, "spot", "0xab12", "ETH", qty_name, one, 1, 0, POSCACHE_MERGE, 0, &seq),
       POSCACHE_OK);
   CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
   poscache_position book[4];
@@ -228,9 +244,9 @@ int main(void) {
   /* A text field (the lending preset's asset addresses): the text itself, exactly. */
   const char* asset_name[] = {"collateral_asset"};
   const char* weth[] = {"0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"};
-  CHECK_STATUS(
-      poscache_upsert(p, "lending", "0xab12", "USDC", asset_name, weth, 1, 0, POSCACHE_MERGE, &seq),
-      POSCACHE_OK);
+  CHECK_STATUS(poscache_upsert(p, "lending", "0xab12", "USDC", asset_name, weth, 1, 0,
+                               POSCACHE_MERGE, 0, &seq),
+               POSCACHE_OK);
   CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
   CHECK_STATUS(poscache_get(r, "lending", "0xab12", "USDC", &pos), POSCACHE_OK);
   char asset[64];
@@ -241,13 +257,13 @@ int main(void) {
                POSCACHE_SMALL_BUFFER);
   const char* too_long[] = {"0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2-0123456789"};
   CHECK_STATUS(poscache_upsert(p, "lending", "0xab12", "USDC", asset_name, too_long, 1, 0,
-                               POSCACHE_MERGE, &seq),
+                               POSCACHE_MERGE, 0, &seq),
                POSCACHE_BAD_INPUT);
   CHECK(strstr(poscache_last_error(), "holds at most 48 bytes") != NULL);
 
   /* A fill the writer refuses (its cost basis beyond 10^38): the producer hears why. */
   CHECK_STATUS(poscache_fill(p, "spot", "w2", "ETH", POSCACHE_BUY, "99999999999999999999",
-                             "99999999999999999999", NULL, NULL, &seq),
+                             "99999999999999999999", NULL, NULL, 0, &seq),
                POSCACHE_OK);
   CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
   char why[256];
@@ -258,11 +274,11 @@ int main(void) {
   /* Removals, and change notification. */
   const uint64_t before = poscache_change_sequence(r);
   const uint64_t ring_at = poscache_change_position(r);
-  CHECK_STATUS(poscache_erase(p, "spot", "w1", "SOL", &seq), POSCACHE_OK);
+  CHECK_STATUS(poscache_erase(p, "spot", "w1", "SOL", 0, &seq), POSCACHE_OK);
   CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
   CHECK(poscache_wait_for_change(r, before, 5 * kSecond) == 1);
   CHECK_STATUS(poscache_get(r, "spot", "w1", "SOL", &pos), POSCACHE_NOT_FOUND);
-  CHECK_STATUS(poscache_invalidate_account(p, "0xab12", NULL, &seq), POSCACHE_OK);
+  CHECK_STATUS(poscache_invalidate_account(p, "0xab12", NULL, 0, &seq), POSCACHE_OK);
   CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
   CHECK_STATUS(poscache_get(r, "lending", "0xab12", "USDC", &pos), POSCACHE_NOT_FOUND);
   CHECK_STATUS(poscache_wait_synced(p, seq, kSecond), POSCACHE_NO_REDIS);

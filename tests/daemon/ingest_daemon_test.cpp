@@ -2,7 +2,12 @@
 // socket, the daemon killed with -9 and restarted, the market simulation the demo runs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <thread>
 
 #include "daemon/daemon_util.hpp"
 #include "poscache/format.hpp"
@@ -41,7 +46,7 @@ TEST(IngestDaemonTest, FillsMarksAndRefusalsThroughPoscacheFeed) {
   EXPECT_EQ(third.out, "applied (ring message 1)\n") << third.out;
   auto again = feed(seg, "fill spot w1 SOL sell 5 120 --trade-id T3");
   EXPECT_EQ(again.code, 0);
-  EXPECT_EQ(again.out, "applied (ring message 1)\n");  // the ring reports applied or ignored
+  EXPECT_EQ(again.out, "duplicate (ring message 1)\n");  // the ring says what the socket says
   auto dup = feed(seg, "--via socket fill spot w1 SOL sell 5 120 --trade-id T3");
   EXPECT_EQ(dup.out, "duplicate\n");
   auto mark = feed(seg, "--via socket mark spot SOL 125");
@@ -57,9 +62,9 @@ TEST(IngestDaemonTest, FillsMarksAndRefusalsThroughPoscacheFeed) {
   EXPECT_EQ(refused.code, 1);
   EXPECT_NE(refused.out.find("namespace 'lending' has no field 'qty'"), std::string::npos)
       << refused.out;
-  auto refused_ring = feed(seg, "fill lending w1 SOL buy 1 1");
+  auto refused_ring = feed(seg, "fill lending w1 SOL buy 1 1");  // the same decoder, the same words
   EXPECT_EQ(refused_ring.code, 1);
-  EXPECT_NE(refused_ring.out.find("lacks the trading fields"), std::string::npos)
+  EXPECT_NE(refused_ring.out.find("namespace 'lending' has no field 'qty'"), std::string::npos)
       << refused_ring.out;
   // Refused by the writer (not at the push): add on a decimal field, through the ring.
   auto refused_late = feed(seg, "add lending 0xab ETH health_factor --by 1");
@@ -89,6 +94,162 @@ TEST(IngestDaemonTest, FillsMarksAndRefusalsThroughPoscacheFeed) {
       << replay.out;
   EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "absent");
   EXPECT_TRUE(d.wait_for("from uid " + std::to_string(::getuid()))) << d.log();
+}
+
+// A trading day's fills as JSON lines: four wallets trading three tokens on a random walk of
+// prices, whole fills and dust, flips through zero, marks now and then, and one fill in forty
+// redelivered (an earlier trade id sent again).
+std::string trading_day(std::size_t fills, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const char* tokens[] = {"SOL", "JUP", "BONK"};
+  double price[] = {142.5, 0.8125, 0.0000215};
+  std::string out;
+  std::size_t trades = 0;
+  for (std::size_t i = 0; i < fills; ++i) {
+    const int t = static_cast<int>(rng() % 3);
+    price[t] *= 1.0 + (static_cast<double>(rng() % 2001) - 1000.0) / 200'000.0;
+    char px[64];
+    std::snprintf(px, sizeof px, "%.9f", price[t]);
+    if (rng() % 25 == 0) {
+      out += R"({"op":"mark","ns":"spot","instrument":")" + std::string(tokens[t]) +
+             R"(","price":")" + px + "\"}\n";
+    }
+    std::string trade_id;
+    if (trades > 0 && rng() % 40 == 0) {
+      trade_id = "D-" + std::to_string(rng() % trades + 1);  // redelivered
+    } else {
+      trade_id = "D-" + std::to_string(++trades);
+    }
+    const std::string qty =
+        rng() % 10 == 0 ? "0.000000000000000" + std::to_string(rng() % 900 + 100)
+                        : std::to_string(rng() % 500 + 1) + "." + std::to_string(rng() % 1000);
+    out += R"({"op":"fill","ns":"spot","account":"w)" + std::to_string(rng() % 4) +
+           R"(","instrument":")" + tokens[t] + R"(","side":")" + (rng() % 2 ? "buy" : "sell") +
+           R"(","qty":")" + qty + R"(","price":")" + px + R"(","fee":"0.01","trade_id":")" +
+           trade_id + "\"}\n";
+  }
+  return out;
+}
+
+// Every field of every position of `ns`, as text, by key.
+std::map<std::string, std::string> positions_of(const std::string& segment, const char* ns) {
+  Reader r = Reader::open(segment);
+  const NamespaceId id = *r.namespace_id(ns);
+  const NamespaceInfo& info = r.namespace_info(id);
+  std::map<std::string, std::string> out;
+  r.scan(ScanFilter{id, std::nullopt, std::nullopt}, [&](const Position& p) {
+    std::string fields;
+    for (std::size_t f = 0; f < info.fields.size(); ++f)
+      if (p.has(f)) fields += info.fields[f].name + "=" + format_field(info, p, f) + " ";
+    out[std::string(p.account_view()) + ":" + std::string(p.instrument_view())] = fields;
+  });
+  return out;
+}
+
+// poscache-feed replay over a ring waits for room whatever the command: the writer stopped for
+// 2 s in the middle of 20 000 fills loses none of them, and the books equal the same replay over
+// the socket, outcome for outcome.
+TEST(IngestDaemonTest, ARingReplayWaitsOutAStoppedWriterAndEqualsTheSocketReplay) {
+  const test::ScratchSegment ring_seg("ireplay_ring"), socket_seg("ireplay_sock");
+  Daemon ring_d(seg_flag(ring_seg) + " --capacity 1000 --no-redis");
+  Daemon socket_d(seg_flag(socket_seg) + " --capacity 1000 --no-redis");
+  ASSERT_TRUE(ring_d.wait_for("ingest socket")) << ring_d.log();
+  ASSERT_TRUE(socket_d.wait_for("ingest socket")) << socket_d.log();
+  TempDir dir;
+  const std::string file = dir.file("day.jsonl", trading_day(20'000, 20261207));
+  test::CliRun ring_run;
+  std::thread replay([&] { ring_run = feed(ring_seg, "replay " + file); });
+  // Stop the writer once the replay is under way, for 2 s: the ring fills and every push waits.
+  Reader r = Reader::open(ring_seg.name());
+  const auto t0 = std::chrono::steady_clock::now();
+  while (r.stats().updates + r.stats().inserts < 2'000 &&
+         std::chrono::steady_clock::now() - t0 < 30s)
+    std::this_thread::sleep_for(100us);
+  ring_d.signal(SIGSTOP);
+  std::this_thread::sleep_for(2s);
+  ring_d.signal(SIGCONT);
+  replay.join();
+  EXPECT_EQ(ring_run.code, 0) << ring_run.out;
+  auto socket_run = feed(socket_seg, "--via socket replay " + file);
+  EXPECT_EQ(socket_run.code, 0) << socket_run.out;
+  // The same outcomes ("replayed N commands[ via ring]: applied A duplicate D").
+  const auto summary = [](const std::string& out) {
+    const auto at = out.find("replayed ");
+    std::string line = at == std::string::npos ? out : out.substr(at, out.find('\n', at) - at);
+    if (const auto via = line.find(" via ring"); via != std::string::npos) line.erase(via, 9);
+    return line;
+  };
+  EXPECT_EQ(summary(ring_run.out), summary(socket_run.out)) << ring_run.out << socket_run.out;
+  EXPECT_NE(summary(ring_run.out).find(" duplicate "), std::string::npos) << ring_run.out;
+  const auto via_ring = positions_of(ring_seg.name(), "spot");
+  const auto via_socket = positions_of(socket_seg.name(), "spot");
+  EXPECT_EQ(via_ring.size(), 12u);
+  EXPECT_EQ(via_ring, via_socket);
+}
+
+// One decoder for the JSON lines: the ring and the socket refuse the same bad lines, naming the
+// same line with the same words, and apply the same good ones.
+TEST(IngestDaemonTest, TheRingAndTheSocketRefuseTheSameBadLinesWithTheSameWords) {
+  const test::ScratchSegment ring_seg("ibad_ring"), socket_seg("ibad_sock");
+  Daemon ring_d(seg_flag(ring_seg) + " --capacity 1000 --no-redis");
+  Daemon socket_d(seg_flag(socket_seg) + " --capacity 1000 --no-redis");
+  ASSERT_TRUE(ring_d.wait_for("ingest socket")) << ring_d.log();
+  ASSERT_TRUE(socket_d.wait_for("ingest socket")) << socket_d.log();
+  const std::string add = R"({"op":"add","ns":"lending","account":"0xab","instrument":"ETH",)"
+                          R"("field":"blocks_unhealthy",)";
+  const std::string fill = R"({"op":"fill","ns":"spot","account":"w1","instrument":"SOL",)";
+  const std::string lines[] = {
+      add + R"("by":2})",       // good
+      add + R"("by":"7abc"})",  // the issue's: was applied as 7
+      add + R"("by":1.5})",
+      add + R"("by":"9223372036854775808"})",
+      add + R"("by":9223372036854775807})",                                // good
+      add + R"("by":1})",                                                  // refused by the writer
+      fill + R"("side":"buy","qty":"10","price":"100","trade_id":"X1"})",  // good
+      fill + R"("side":"hold","qty":"10","price":"100"})",
+      fill + R"("side":"buy","qty":"-1","price":"100"})",
+      fill + R"("side":"buy","qty":"12,5","price":"100"})",
+      fill + R"("side":"buy","qty":"1","price":"1","trade_id":")" + std::string(65, 'T') + "\"}",
+      fill + R"("side":"buy","qty":"1"})",
+      fill + R"("side":"sell","qty":"1","price":"101","trade_id":"X1"})",  // duplicate
+      R"({"op":"fill","ns":"futures","account":"w1","instrument":"SOL","side":"buy","qty":"1","price":"1"})",
+      R"({"op":"fill","ns":"lending","account":"w1","instrument":"SOL","side":"buy","qty":"1","price":"1"})",
+      R"({"op":"mark","ns":"spot","instrument":"SOL","price":"-1"})",
+      R"({"op":"mark","ns":"spot","instrument":"SOL","price":"104.5"})",  // good
+      R"({"op":"upsert","ns":"spot","account":"w2","instrument":"SOL","fields":{"qty":1.5}})",
+      R"({"op":"upsert","ns":"spot","account":"w:2","instrument":"SOL","fields":{"qty":"1"}})",
+      R"({"op":"upsert","ns":"spot","account":"w2","instrument":"SOL","fields":{"qtty":"1"}})",
+      R"({"op":"erase","ns":"spot","account":"nobody","instrument":"SOL"})",  // not found
+      R"({"op":"launch","ns":"spot"})",
+      R"(["op","fill"])",
+      R"({"op":"fill",)",
+      R"({"op":"invalidate"})",
+  };
+  std::string text;
+  for (const auto& l : lines) text += l + "\n";
+  TempDir dir;
+  const std::string file = dir.file("bad.jsonl", text);
+  const auto via_ring = feed(ring_seg, "replay " + file);
+  const auto via_socket = feed(socket_seg, "--via socket replay " + file);
+  EXPECT_EQ(via_ring.code, 1) << via_ring.out;
+  EXPECT_EQ(via_socket.code, 1) << via_socket.out;
+  const auto refusals = [](const std::string& out) {
+    std::vector<std::string> v;
+    std::istringstream in(out);
+    for (std::string l; std::getline(in, l);)
+      if (l.find(" refused: ") != std::string::npos) v.push_back(l);
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  const auto ring_refusals = refusals(via_ring.out), socket_refusals = refusals(via_socket.out);
+  EXPECT_EQ(ring_refusals, socket_refusals) << via_ring.out << "\n---\n" << via_socket.out;
+  EXPECT_EQ(ring_refusals.size(), 19u) << via_ring.out;
+  EXPECT_NE(via_ring.out.find("line 2 refused: "), std::string::npos) << via_ring.out;
+  EXPECT_NE(via_ring.out.find("'7abc'"), std::string::npos) << via_ring.out;
+  EXPECT_NE(via_ring.out.find("applied 4 duplicate 1 not_found 1 rejected 19"), std::string::npos)
+      << via_ring.out;
+  EXPECT_EQ(positions_of(ring_seg.name(), "lending"), positions_of(socket_seg.name(), "lending"));
+  EXPECT_EQ(positions_of(ring_seg.name(), "spot"), positions_of(socket_seg.name(), "spot"));
 }
 
 TEST(IngestDaemonTest, AFeedWithNoWriterSaysSoAndExitsThree) {

@@ -10,6 +10,8 @@
 #include <sys/un.h>
 
 #include <atomic>
+#include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "poscache/format.hpp"
@@ -437,12 +439,178 @@ TEST(RingSourceTest, AHostileRingCanCorruptNothingAndIsToldWhy) {
     EXPECT_TRUE(valid_account(p.account_view())) << p.account_view();
   });
 
-  // Indices out of range: the writer drops the ring unread and carries on.
+  // Indices out of range: the writer drops the ring unread, says why, and carries on.
+  shm::store_release(&bad.h()->head, 0);  // and a false head: the drop writes the true one
   shm::store_release(&bad.h()->tail, bad.tail_ + 1'000'000);
   EXPECT_TRUE(test::eventually([&] { return d.rings() == 1; }, 5s));
+  EXPECT_EQ(shm::load_acquire(&bad.h()->dropped), 1u);
+  EXPECT_EQ(shm::load_acquire(&bad.h()->head), seq);
+  EXPECT_TRUE(d.log().any_of([](const std::string& l) {
+    return l.find("'hostile'") != std::string::npos &&
+           l.find("dropped as damaged: its tail") != std::string::npos;
+  })) << d.log().joined();
+  EXPECT_FALSE(d.log().any_of([](const std::string& l) {
+    return l.find("'hostile'") != std::string::npos && l.find("hung up") != std::string::npos;
+  })) << d.log().joined();
+  std::string reply;
+  const int again_sock = bad.attach(d.socket_path(), reply);  // handed over again: refused
+  EXPECT_NE(reply.find("dropped as damaged"), std::string::npos) << reply;
+  ::close(again_sock);
   auto again = good->make_update("spot", "w1", "SOL", {{"qty", "2"}});
   EXPECT_EQ(good->wait_applied(good->push(*again).seq, 5s), WaitStatus::done);
   EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "2.000000000000000000");
+}
+
+// Every message's outcome comes back to its producer: the same words the socket replies with.
+TEST(RingSourceTest, EveryMessageSaysWhatTheWriterDidWithIt) {
+  Daemon d("ring_outcome");
+  auto p = producer(d, "outcomes", 8);
+  const auto fill = p->fill("spot", "w1", "SOL", Side::buy, "1", "100", "0", "T1", 1s);
+  const auto again = p->fill("spot", "w1", "SOL", Side::buy, "1", "100", "0", "T1", 1s);
+  auto newer = p->make_update("spot", "w2", "SOL", {{"qty", "1"}}, 10);
+  auto older = p->make_update("spot", "w2", "SOL", {{"qty", "2"}}, 5);
+  const auto up = p->push(*newer, 1s);
+  const auto stale = p->push(*older, 1s);
+  const auto gone = p->erase("spot", "nobody", "SOL", 1s);
+  const auto refused = p->add("spot", "w1", "SOL", "qty", 1, 1s);  // qty is not an int64
+  ASSERT_EQ(refused.status, PushStatus::bad_input);  // caught at the push: the ring never saw it
+  const auto late = p->add("moonwell", "0xab", "USDC", "blocks_unhealthy", INT64_MAX, 1s);
+  const auto overflow = p->add("moonwell", "0xab", "USDC", "blocks_unhealthy", 1, 1s);
+  ASSERT_EQ(p->wait_applied(overflow.seq, 5s), WaitStatus::done);
+  EXPECT_EQ(p->outcome(fill.seq), Outcome::applied);
+  EXPECT_EQ(p->outcome(again.seq), Outcome::duplicate);
+  EXPECT_EQ(p->outcome(up.seq), Outcome::applied);
+  EXPECT_EQ(p->outcome(stale.seq), Outcome::stale);
+  EXPECT_EQ(p->outcome(gone.seq), Outcome::not_found);
+  EXPECT_EQ(p->outcome(late.seq), Outcome::applied);
+  std::string why;
+  EXPECT_EQ(p->outcome(overflow.seq, &why), Outcome::rejected);
+  EXPECT_NE(why.find("would overflow int64"), std::string::npos) << why;
+  EXPECT_EQ(p->outcome(overflow.seq + 1), Outcome::unknown);  // never pushed
+  EXPECT_EQ(p->outcome(0), Outcome::unknown);
+  // The ring holds 8: message 1's slot is reused by message 9, and its outcome is forgotten.
+  std::uint64_t last = 0;
+  for (int i = 0; i < 8; ++i) last = p->erase("spot", "nobody", "SOL", 1s).seq;
+  ASSERT_EQ(p->wait_applied(last, 5s), WaitStatus::done);
+  EXPECT_EQ(p->outcome(fill.seq), Outcome::unknown);
+  EXPECT_EQ(p->outcome(last), Outcome::not_found);
+  // Paused: pushed but not applied yet.
+  d.pause(true);
+  const auto waiting = p->erase("spot", "nobody", "SOL", 1s);
+  EXPECT_EQ(p->outcome(waiting.seq), Outcome::pending);
+  d.pause(false);
+}
+
+// Every kind of push waits up to its timeout for room, then says full; none is dropped.
+TEST(RingSourceTest, EveryPushWaitsUpToItsTimeoutWhileTheRingIsFull) {
+  Daemon d("ring_wait");
+  auto p = producer(d, "waits", 2);
+  d.pause(true);
+  auto u = p->make_update("spot", "w0", "SOL", {{"qty", "1"}});
+  ASSERT_EQ(p->push(*u).status, PushStatus::ok);
+  ASSERT_EQ(p->push(*u).status, PushStatus::ok);  // full now
+  using Push = std::function<PushResult(Producer::Timeout)>;
+  const std::vector<std::pair<const char*, Push>> pushes = {
+      {"upsert", [&](auto t) { return p->push(*u, t); }},
+      {"fill",
+       [&](auto t) { return p->fill("spot", "w1", "SOL", Side::buy, "1", "1", "0", {}, t); }},
+      {"mark", [&](auto t) { return p->mark("spot", "SOL", "2", {}, t); }},
+      {"add", [&](auto t) { return p->add("moonwell", "a", "USDC", "blocks_unhealthy", 1, t); }},
+      {"reset", [&](auto t) { return p->reset("moonwell", "a", "USDC", "blocks_unhealthy", t); }},
+      {"erase", [&](auto t) { return p->erase("spot", "w9", "SOL", t); }},
+      {"invalidate_account", [&](auto t) { return p->invalidate_account("w9", {}, t); }},
+      {"invalidate_namespace", [&](auto t) { return p->invalidate_namespace("marks", t); }},
+      {"invalidate_matching", [&](auto t) { return p->invalidate_matching("x:*", t); }},
+      {"invalidate_all", [&](auto t) { return p->invalidate_all(t); }},
+  };
+  for (const auto& [name, push] : pushes) {
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(push(Producer::Timeout::zero()).status, PushStatus::full) << name;
+    EXPECT_EQ(push(3ms).status, PushStatus::full) << name;
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, 3ms) << name << " did not wait";
+  }
+  // The writer resumes while each push waits: every one gets in, in order.
+  d.pause(false);
+  d.pause_rings(true);
+  std::uint64_t last = 0;
+  for (const auto& [name, push] : pushes) {
+    std::thread resume([&] {
+      std::this_thread::sleep_for(5ms);
+      d.pause_rings(false);
+    });
+    const PushResult r = push(5s);
+    resume.join();
+    EXPECT_EQ(r.status, PushStatus::ok) << name;
+    last = r.seq;
+    ASSERT_EQ(p->wait_applied(last, 5s), WaitStatus::done);
+    d.pause_rings(true);
+    // Fill the ring again so the next push has to wait.
+    while (p->push(*u).status == PushStatus::ok) {
+    }
+  }
+  d.pause_rings(false);
+  EXPECT_EQ(p->stats().rejected, 0u);
+}
+
+// A ring the writer drops as damaged: the producer's next push fails naming why, and a wait for
+// a message the writer never applied answers dropped, never done.
+TEST(RingSourceTest, ADroppedRingTellsItsProducerWhyAndNeverSaysApplied) {
+  Daemon d("ring_drop");
+  auto p = producer(d, "damaged", 16);
+  auto u = p->make_update("spot", "w1", "SOL", {{"qty", "1"}});
+  const auto first = p->push(*u, 1s);
+  ASSERT_EQ(p->wait_applied(first.seq, 5s), WaitStatus::done);
+  d.pause_rings(true);
+  const auto unapplied = p->push(*u, 1s);
+  ASSERT_EQ(unapplied.status, PushStatus::ok);
+  // Damage the ring as a stray write would: its tail, through a second mapping of the memfd.
+  shm::RingHeader* h = nullptr;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (target.find("poscache-ring:damaged") == std::string::npos) continue;
+    const int fd = std::stoi(e.path().filename().string());
+    h = static_cast<shm::RingHeader*>(
+        ::mmap(nullptr, shm::ring_bytes(16), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  }
+  ASSERT_NE(h, nullptr);
+  shm::store_release(&h->tail, std::uint64_t{1} << 40);
+  d.pause_rings(false);
+  EXPECT_EQ(p->wait_applied(unapplied.seq, 5s), WaitStatus::dropped);
+  EXPECT_EQ(p->applied(), first.seq);
+  const auto next = p->push(*u, 1s);
+  EXPECT_EQ(next.status, PushStatus::dropped);
+  EXPECT_NE(p->error().find("dropped as damaged"), std::string::npos) << p->error();
+  EXPECT_NE(p->error().find("were not applied"), std::string::npos) << p->error();
+  EXPECT_EQ(p->fill("spot", "w1", "SOL", Side::buy, "1", "1").status, PushStatus::dropped);
+  EXPECT_TRUE(p->stats().dropped);
+  ::munmap(h, shm::ring_bytes(16));
+}
+
+// Refused messages are logged with their reason, at most ten a window per ring; the rest are
+// summed up when the window closes.
+TEST(RingSourceTest, RefusalsAreLoggedWithTheirReasonAndRateLimited) {
+  Daemon d("ring_logref");
+  auto p = producer(d, "noisy", 64);
+  std::uint64_t last = 0;
+  for (int i = 0; i < 30; ++i) {
+    // The writer refuses each (the sum would overflow the field), not the push.
+    p->add("moonwell", "0xab", "USDC", "blocks_unhealthy", INT64_MAX, 1s);
+    last = p->add("moonwell", "0xab", "USDC", "blocks_unhealthy", INT64_MAX, 1s).seq;
+    p->reset("moonwell", "0xab", "USDC", "blocks_unhealthy", 1s);
+  }
+  ASSERT_EQ(p->wait_applied(last, 5s), WaitStatus::done);
+  const auto refusals = [&] {
+    std::size_t n = 0;
+    for (const auto& l : d.log().lines())
+      if (l.find("'noisy'") != std::string::npos && l.find("refused message") != std::string::npos)
+        ++n;
+    return n;
+  };
+  EXPECT_EQ(refusals(), 10u) << d.log().joined();
+  EXPECT_TRUE(d.log().any_of([](const std::string& l) {
+    return l.find("would overflow int64") != std::string::npos;
+  })) << d.log().joined();
 }
 
 // Text fields travel over the ring in the value slots they span (three for a 48-byte asset

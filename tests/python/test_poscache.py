@@ -353,9 +353,82 @@ def test_a_full_ring_raises_full_at_once_and_waits_with_a_timeout(writer):
         with pytest.raises(poscache.Full):
             p.upsert("spot", "w1", "SOL", {"qty": 64}, timeout=0.1)
         assert time.monotonic() - t0 >= 0.09
+        # Every push takes a timeout and waits it out.
+        for name, call in (
+                ("fill", lambda t: p.fill("spot", "w1", "SOL", "buy", "1", "1", timeout=t)),
+                ("mark", lambda t: p.mark("spot", "SOL", "2", timeout=t)),
+                ("add", lambda t: p.add("lending", "a", "ETH", "blocks_unhealthy", 1, timeout=t)),
+                ("reset", lambda t: p.reset("lending", "a", "ETH", "blocks_unhealthy", timeout=t)),
+                ("erase", lambda t: p.erase("spot", "w1", "SOL", timeout=t)),
+                ("invalidate", lambda t: p.invalidate(ns="spot", timeout=t))):
+            t0 = time.monotonic()
+            with pytest.raises(poscache.Full, match="stayed full for the whole timeout"):
+                call(0.05)
+            assert time.monotonic() - t0 >= 0.045, name
     finally:
         os.kill(pid, 18)
     seq = p.upsert("spot", "w1", "SOL", {"qty": 65}, timeout=10)
     assert p.wait_applied(seq, timeout=10)
     assert poscache.Reader(writer).get("spot", "w1", "SOL").fields["qty"] == 65
     assert p.stats()["full"] >= 1
+
+
+def test_every_finite_decimal_exact_at_the_scale_is_taken_and_the_rest_refused(writer):
+    p = poscache.Producer(writer, "py-decimals")
+    r = poscache.Reader(writer)
+    forms = {
+        "e1": Decimal("1E-7"),
+        "e2": Decimal("1.0E+3"),
+        "e3": Decimal("12.500").normalize(),           # 12.5
+        "e4": Decimal("-0"),
+        "e5": Decimal("1.000000000000000000000000"),  # exact, 24 places
+        "e6": Decimal("-1.23E-16"),
+    }
+    seq = 0
+    for acct, value in forms.items():
+        seq = p.upsert("spot", acct, "SOL", {"qty": value}, timeout=5)
+    assert p.wait_applied(seq, timeout=10)
+    for acct, value in forms.items():
+        assert r.get("spot", acct, "SOL")["qty"] == value, acct
+    # A value just read goes back in as it is (here in exponent form, 0E-18).
+    zero = r.get("spot", "e4", "SOL")["qty"]
+    seq = p.fill("spot", "e7", "SOL", "buy", Decimal("2E+0"), r.get("spot", "e2", "SOL")["qty"],
+                 fee=zero, trade_id="py-e7")
+    assert p.wait_applied(seq, timeout=10)
+    assert r.get("spot", "e7", "SOL")["avg_price"] == 1000
+    with pytest.raises(ValueError, match="qty"):
+        p.upsert("spot", "x", "SOL", {"qty": Decimal("1E-19")})  # finer than scale 18
+    with pytest.raises(ValueError, match=r"qty: Decimal\('NaN'\) is not a finite number"):
+        p.fill("spot", "x", "SOL", "buy", Decimal("NaN"), "1")
+    with pytest.raises(ValueError, match=r"field 'qty': Decimal\('-Infinity'\)"):
+        p.upsert("spot", "x", "SOL", {"qty": Decimal("-Infinity")})
+    with pytest.raises(ValueError, match="outside int64"):
+        p.add("lending", "0xab", "ETH", "blocks_unhealthy", 2**63)
+    with pytest.raises(ValueError, match="outside int64"):
+        p.add("lending", "0xab", "ETH", "blocks_unhealthy", -2**63 - 1)
+    seq = p.add("lending", "0xab", "ETH", "blocks_unhealthy", -2**63, timeout=1)
+    assert p.wait_applied(seq, timeout=10)
+    assert r.get("lending", "0xab", "ETH")["blocks_unhealthy"] == -2**63
+
+
+def test_every_message_says_what_the_writer_did_with_it(writer):
+    p = poscache.Producer(writer, "py-outcome")
+    first = p.fill("spot", "o1", "SOL", "buy", "1", "100", trade_id="py-o1", timeout=1)
+    again = p.fill("spot", "o1", "SOL", "buy", "1", "100", trade_id="py-o1", timeout=1)
+    gone = p.erase("spot", "nobody", "SOL", timeout=1)
+    p.add("lending", "0xcd", "ETH", "blocks_unhealthy", 2**63 - 1, timeout=1)
+    over = p.add("lending", "0xcd", "ETH", "blocks_unhealthy", 1, timeout=1)
+    assert p.wait_applied(over, timeout=10)
+    assert p.outcome(first) == "applied"
+    assert p.outcome(again) == "duplicate"
+    assert p.outcome(gone) == "not_found"
+    assert p.outcome(over) == "rejected"
+    assert "would overflow int64" in p.refusal(over)
+    assert p.refusal(first) is None
+    assert p.outcome(over + 1) == "unknown"
+    for call in (lambda: p.mark("spot", "SOL", "101", timeout=0.5),
+                 lambda: p.reset("lending", "0xcd", "ETH", "blocks_unhealthy", timeout=0.5),
+                 lambda: p.invalidate(account="nobody", timeout=0.5)):
+        assert p.outcome(call()) in ("pending", "applied")
+    with pytest.raises(ValueError, match="timeout"):
+        p.erase("spot", "nobody", "SOL", timeout=-1)

@@ -29,6 +29,37 @@ void put_ring_error(shm::RingHeader* h, std::string_view text) {
   shm::seqlock_publish(&h->error_seq, s);
 }
 
+// C3's answer for message `seq`, into its slot (shm/ring.hpp, OUTCOMES): a refusal's reason
+// first, over the values and text it no longer needs, then the outcome word; both before C4's
+// release of head.
+void put_outcome(shm::RingMessage* msgs, std::uint64_t capacity, std::uint64_t seq,
+                 shm::RingOutcome outcome, std::string_view why = {}) {
+  shm::RingMessage& m = msgs[(seq - 1) & (capacity - 1)];
+  if (outcome == shm::RingOutcome::rejected) {
+    char* reason = shm::refusal_text(m);
+    const std::size_t n = std::min(why.size(), shm::kRingRefusalLen);
+    if (n != 0) std::memcpy(reason, why.data(), n);
+    std::memset(reason + n, 0, shm::kRingRefusalLen - n);
+  }
+  shm::store_relaxed(&m.outcome, static_cast<std::uint32_t>(outcome));
+}
+
+shm::RingOutcome outcome_of(CommandStatus s) {
+  switch (s) {
+    case CommandStatus::applied:
+      return shm::RingOutcome::applied;
+    case CommandStatus::duplicate:
+      return shm::RingOutcome::duplicate;
+    case CommandStatus::stale_source:
+      return shm::RingOutcome::stale;
+    case CommandStatus::not_found:
+      return shm::RingOutcome::not_found;
+    case CommandStatus::rejected:
+      break;
+  }
+  return shm::RingOutcome::rejected;
+}
+
 }  // namespace
 
 RingSource::RingSource(Writer& writer, LogSink log)
@@ -84,6 +115,8 @@ std::string RingSource::attach(int fd, std::uint64_t conn, pid_t pid, uid_t uid)
     why = "ring format mismatch: expected version " + std::to_string(shm::kRingVersion) + " with " +
           std::to_string(sizeof(shm::RingMessage)) + "-byte messages, found version " +
           std::to_string(version) + " with " + std::to_string(msg_size);
+  } else if (shm::load_acquire(&h->dropped) != 0) {
+    why = "this ring was dropped as damaged by a writer; the producer must open a new one";
   } else if (capacity < 2 || capacity > (1u << 20) || (capacity & (capacity - 1)) != 0 ||
              shm::ring_bytes(capacity) != size) {
     why = "ring capacity " + std::to_string(capacity) +
@@ -149,8 +182,39 @@ void RingSource::note_refusal(Ring& r, std::uint64_t seq, const std::string& why
   ++r.rejected;
   shm::store_relaxed(&r.h->rejected, r.rejected);
   const std::string text = "message " + std::to_string(seq) + ": " + why;
+  put_outcome(r.msgs, r.capacity, seq, shm::RingOutcome::rejected, why);
   put_ring_error(r.h, text);
   writer_.producer_error(r.table_id, text);
+  log_refusal(r, text);
+}
+
+// Refusals are logged, at most kLoggedPerWindow per ring per window; the rest are counted and
+// summed up in one line when the window closes (a producer sending garbage in a loop cannot
+// flood the log, and the first of each burst is always seen).
+void RingSource::log_refusal(Ring& r, const std::string& text) {
+  if (!log_) return;
+  const std::int64_t now = shm::monotonic_ns();
+  flush_refusal_log(r, now);
+  if (r.logged_in_window < kLoggedPerWindow) {
+    ++r.logged_in_window;
+    log_(LogLevel::warn,
+         "producer '" + r.name + "' (pid " + std::to_string(r.pid) + "): refused " + text);
+  } else {
+    ++r.unlogged;
+    r.last_unlogged = text;
+  }
+}
+
+void RingSource::flush_refusal_log(Ring& r, std::int64_t now) {
+  if (now - r.log_window_start < kLogWindowNs) return;
+  if (r.unlogged != 0 && log_)
+    log_(LogLevel::warn, "producer '" + r.name + "' (pid " + std::to_string(r.pid) +
+                             "): " + std::to_string(r.unlogged) + " more messages refused in " +
+                             std::to_string(kLogWindowNs / 1'000'000'000) +
+                             " s, not logged one by one; the last: " + r.last_unlogged);
+  r.log_window_start = now;
+  r.logged_in_window = 0;
+  r.unlogged = 0;
 }
 
 // A message refused here, before it reached the writer: counted everywhere.
@@ -158,6 +222,23 @@ void RingSource::refuse(Ring& r, std::uint64_t seq, const std::string& why) {
   ++counters_.rejected;
   writer_.count_reject();
   note_refusal(r, seq, why);
+}
+
+// A ring whose indices are out of range (C1): the producer wrote what a producer cannot. It is
+// read no further. The producer learns why and how far it was applied (shm/ring.hpp, A DROPPED
+// RING): the reason, the true head, then `dropped`.
+void RingSource::drop(Ring& r) {
+  const std::uint64_t tail = shm::load_acquire(&r.h->tail);
+  const std::string why = "ring dropped as damaged: its tail " + std::to_string(tail) +
+                          " is outside [head " + std::to_string(r.head) + ", head + capacity " +
+                          std::to_string(r.capacity) + "]; messages after " +
+                          std::to_string(r.head) + " were not applied";
+  if (log_)
+    log_(LogLevel::error, "producer '" + r.name + "' (pid " + std::to_string(r.pid) + "): " + why);
+  put_ring_error(r.h, why);
+  writer_.producer_error(r.table_id, why);
+  shm::store_release(&r.h->head, r.head);
+  shm::store_release(&r.h->dropped, 1u);
 }
 
 void RingSource::publish_synced(Ring& r) {
@@ -194,8 +275,10 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
                      why ? "upsert: the key hash does not match the key" : why.error());
       } else if (res.status == ApplyStatus::stale_source) {
         ++counters_.ignored;
+        put_outcome(r.msgs, r.capacity, run_start + k, shm::RingOutcome::stale);
       } else {
         ++counters_.applied;
+        put_outcome(r.msgs, r.capacity, run_start + k, shm::RingOutcome::applied);
       }
     }
     run = 0;
@@ -220,7 +303,10 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
     }
     const CommandResult res = exec.execute(cmd);
     count(counters_, res);
-    if (res.status == CommandStatus::rejected) note_refusal(r, seq, res.error);
+    if (res.status == CommandStatus::rejected)
+      note_refusal(r, seq, res.error);
+    else
+      put_outcome(r.msgs, r.capacity, seq, outcome_of(res.status));
   }
   flush_run();
   // C4: everything up to head + n is applied and visible.
@@ -231,7 +317,7 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
 
 std::size_t RingSource::poll(CommandExecutor& exec, std::int64_t, std::size_t budget) {
   std::size_t handled = 0;
-  std::vector<std::uint64_t> done;
+  std::vector<std::uint64_t> done, dropped;
   for (auto& [conn, r] : rings_) {
     const std::uint64_t head_before = r.head;
     const std::uint64_t synced_before = r.synced;
@@ -239,11 +325,8 @@ std::size_t RingSource::poll(CommandExecutor& exec, std::int64_t, std::size_t bu
     if (handled < budget) {
       n = drain(r, exec, budget - handled);
       if (n == SIZE_MAX) {
-        if (log_)
-          log_(LogLevel::error, "producer '" + r.name + "' (pid " + std::to_string(r.pid) +
-                                    "): ring indices out of range; the ring is dropped");
-        writer_.producer_error(r.table_id, "ring indices out of range: ring dropped");
-        done.push_back(conn);
+        drop(r);
+        dropped.push_back(conn);
         continue;
       }
       handled += n;
@@ -275,9 +358,11 @@ std::size_t RingSource::poll(CommandExecutor& exec, std::int64_t, std::size_t bu
       writer_.producer_counts(r.table_id, counts);
       r.published = counts;
     }
+    if (r.unlogged != 0) flush_refusal_log(r, shm::monotonic_ns());
     if (r.gone && shm::load_acquire(&r.h->tail) == r.head) done.push_back(conn);
   }
   for (std::uint64_t conn : done) release(conn, "its producer hung up");
+  for (std::uint64_t conn : dropped) release(conn, "dropped as damaged (see the error above)");
   return handled;
 }
 

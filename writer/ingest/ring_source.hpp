@@ -60,7 +60,17 @@ class RingSource final : public Source {
     pid_t pid = 0;
     std::deque<std::pair<std::uint64_t, std::uint64_t>> unsynced;  // (seq, Redis ticket)
     Writer::ProducerCounts published;  // what the producer table shows now
+    // The refusal log's window (log_refusal): lines logged in it, refusals not logged, the last.
+    std::int64_t log_window_start = 0;
+    std::uint32_t logged_in_window = 0;
+    std::uint64_t unlogged = 0;
+    std::string last_unlogged;
   };
+  static constexpr std::uint32_t kLoggedPerWindow = 10;
+  static constexpr std::int64_t kLogWindowNs = 10'000'000'000;
+  void drop(Ring& r);
+  void log_refusal(Ring& r, const std::string& text);
+  void flush_refusal_log(Ring& r, std::int64_t now);
   std::size_t drain(Ring& r, CommandExecutor& exec, std::size_t budget);
   void publish_synced(Ring& r);
   void refuse(Ring& r, std::uint64_t seq, const std::string& why);
