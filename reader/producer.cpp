@@ -14,6 +14,7 @@
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "poscache/reader.hpp"
 #include "reader/ring_attach.hpp"
@@ -50,7 +51,13 @@ struct Producer::Impl {
   RingMessage* msgs = nullptr;
   std::size_t bytes = 0;
   std::uint64_t mask = 0;
-  std::uint64_t tail = 0;        // the producer's own copy (only this side writes it)
+  std::uint64_t tail = 0;  // the producer's own copy (only this side writes it)
+  // An open batch (begin_batch .. end_batch): pushes are staged here, not published.
+  bool batching = false;
+  std::vector<RingMessage> staged;
+  std::size_t batch_calls = 0;   // pushes made in the batch, refused ones included
+  std::string batch_error;       // the first refusal, "command i: why"
+  std::string batch_refusal;     // set by publish when the batch is full
   std::uint64_t head_cache = 0;  // last head seen (P1 reloads it only when the ring looks full)
 
   // The connection, watched by a thread that re-attaches the ring when the writer goes away.
@@ -98,32 +105,33 @@ struct Producer::Impl {
     }
   }
 
-  // P1-P3: reserve the next slot, let `fill` write the message, publish it. While the ring is
-  // full, waits up to `timeout` for the writer to make room (spinning a little, then sleeping
-  // 20 us at a time); a push that finds it full is counted once, however long it waits.
-  template <class F>
-  PushResult publish(F&& fill, std::chrono::nanoseconds timeout) {
+  // P1: room for `k` more messages. While the ring is full, waits up to `timeout` for the writer
+  // to make room (spinning a little, then sleeping 20 us at a time); a push that finds it full
+  // is counted once, however long it waits.
+  PushStatus reserve(std::uint64_t k, std::chrono::nanoseconds timeout) {
     // `dropped` is on line 1, the line P3 writes anyway: no extra cache miss per push.
-    if (shm::load_acquire(&h->dropped) != 0) return {PushStatus::dropped, 0};
-    if (tail - head_cache >= mask + 1) {
-      head_cache = shm::load_acquire(&h->head);  // P1 pairs with the writer's C4
-      if (tail - head_cache >= mask + 1) {
-        shm::store_relaxed(&h->full_count, shm::load_relaxed(&h->full_count) + 1);
-        if (timeout <= std::chrono::nanoseconds::zero()) return {PushStatus::full, 0};
-        const auto deadline = std::chrono::steady_clock::now() + timeout;
-        for (unsigned spin = 0;; ++spin) {
-          if (spin < 256)
-            shm::cpu_relax();
-          else
-            std::this_thread::sleep_for(std::chrono::microseconds(20));
-          head_cache = shm::load_acquire(&h->head);  // P1 again
-          if (tail - head_cache < mask + 1) break;
-          if (shm::load_acquire(&h->dropped) != 0) return {PushStatus::dropped, 0};
-          if (std::chrono::steady_clock::now() >= deadline) return {PushStatus::full, 0};
-        }
-      }
+    if (shm::load_acquire(&h->dropped) != 0) return PushStatus::dropped;
+    if (tail + k - head_cache <= mask + 1) return PushStatus::ok;
+    head_cache = shm::load_acquire(&h->head);  // P1 pairs with the writer's C4
+    if (tail + k - head_cache <= mask + 1) return PushStatus::ok;
+    shm::store_relaxed(&h->full_count, shm::load_relaxed(&h->full_count) + 1);
+    if (timeout <= std::chrono::nanoseconds::zero()) return PushStatus::full;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (unsigned spin = 0;; ++spin) {
+      if (spin < 256)
+        shm::cpu_relax();
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      head_cache = shm::load_acquire(&h->head);  // P1 again
+      if (tail + k - head_cache <= mask + 1) return PushStatus::ok;
+      if (shm::load_acquire(&h->dropped) != 0) return PushStatus::dropped;
+      if (std::chrono::steady_clock::now() >= deadline) return PushStatus::full;
     }
-    RingMessage& m = msgs[tail & mask];  // P2: ours until head passes it
+  }
+
+  // P2: message `tail + 1 + at`'s slot, cleared for writing (ours until head passes it).
+  RingMessage& slot(std::uint64_t at) {
+    RingMessage& m = msgs[(tail + at) & mask];
     m.kind = 0;
     m.mode = 0;
     m.ns = 0;
@@ -132,10 +140,45 @@ struct Producer::Impl {
     shm::store_relaxed(&m.outcome, static_cast<std::uint32_t>(shm::RingOutcome::pending));
     m.key_hash = 0;
     m.source_seq = 0;
-    fill(m);
+    return m;
+  }
+
+  // P1-P3: reserve the next slot, let `fill` write the message, publish it. Inside a batch the
+  // message is staged instead (end_batch publishes the batch).
+  template <class F>
+  PushResult publish(F&& fill, std::chrono::nanoseconds timeout) {
+    if (batching) {
+      if (staged.size() >= kMaxBatchCommands) {
+        batch_refusal = "a batch has at most " + std::to_string(kMaxBatchCommands) + " commands";
+        return {PushStatus::bad_input, 0};
+      }
+      fill(staged.emplace_back());  // value-initialised: every byte zero
+      return {PushStatus::ok, 0};
+    }
+    if (const PushStatus st = reserve(1, timeout); st != PushStatus::ok) return {st, 0};
+    fill(slot(0));
     ++tail;
     shm::store_release(&h->tail, tail);  // P3 pairs with the writer's C1
     return {PushStatus::ok, tail};
+  }
+
+  // A batch (shm/ring.hpp, BATCHES): its header and commands in n + 1 slots, one P3.
+  PushResult publish_batch(const std::vector<RingMessage>& commands,
+                           std::chrono::nanoseconds timeout) {
+    const std::uint64_t n = commands.size();
+    if (const PushStatus st = reserve(n + 1, timeout); st != PushStatus::ok) return {st, 0};
+    RingMessage& header = slot(0);
+    header.kind = static_cast<std::uint8_t>(RingKind::group);
+    header.values[0] = n;
+    header.values[1] = 0;
+    for (std::uint64_t k = 0; k < n; ++k) {
+      RingMessage& m = msgs[(tail + 1 + k) & mask];
+      std::memcpy(&m, &commands[k], sizeof m);  // outcome 0: pending
+    }
+    const std::uint64_t first = tail + 1;
+    tail += n + 1;
+    shm::store_release(&h->tail, tail);  // P3 for all of them
+    return {PushStatus::ok, first};
   }
 
   // The writer's error text (under its seqlock), "" if it cannot be read consistently.
@@ -274,13 +317,68 @@ void put_value(RingMessage& m, std::size_t i, int128 v) {
 }
 }  // namespace
 
-// A push that the writer's dropping of the ring refused says why.
+// Every push's answer passes here: a drop says why; inside a batch, the first refusal is kept
+// for end_batch (which then sends nothing).
 PushResult Producer::finish(PushResult r) {
+  Impl& p = *impl_;
   if (r.status == PushStatus::dropped) {
-    error_ = impl_->ring_error();
+    error_ = p.ring_error();
     if (error_.empty()) error_ = "the writer dropped this producer's ring as damaged";
   }
+  if (p.batching) {
+    if (r.status == PushStatus::bad_input && !p.batch_refusal.empty()) {
+      error_ = std::move(p.batch_refusal);
+      p.batch_refusal.clear();
+    }
+    if (r.status != PushStatus::ok && p.batch_error.empty())
+      p.batch_error = "command " + std::to_string(p.batch_calls) + ": " + error_;
+    ++p.batch_calls;
+  }
   return r;
+}
+
+void Producer::begin_batch() {
+  Impl& p = *impl_;
+  if (p.batching) throw Error("begin_batch: a batch is open already (end_batch or abort_batch)");
+  p.batching = true;
+  p.staged.clear();
+  p.batch_calls = 0;
+  p.batch_error.clear();
+}
+
+bool Producer::in_batch() const noexcept {
+  return impl_->batching;
+}
+
+void Producer::abort_batch() noexcept {
+  impl_->batching = false;
+  impl_->staged.clear();
+}
+
+PushResult Producer::end_batch(Timeout timeout) {
+  Impl& p = *impl_;
+  if (!p.batching) {
+    error_ = "end_batch: no batch is open (begin_batch first)";
+    return {PushStatus::bad_input, 0};
+  }
+  p.batching = false;
+  const std::vector<RingMessage> staged = std::move(p.staged);
+  p.staged.clear();
+  if (!p.batch_error.empty()) {
+    error_ = "batch: " + p.batch_error + "; nothing of the batch was sent";
+    return {PushStatus::bad_input, 0};
+  }
+  if (staged.empty()) {
+    error_ = "batch: no commands; a batch has 1 to " + std::to_string(kMaxBatchCommands);
+    return {PushStatus::bad_input, 0};
+  }
+  if (staged.size() + 1 > p.mask + 1) {
+    error_ = "batch: " + std::to_string(staged.size()) + " commands need a ring of at least " +
+             std::to_string(staged.size() + 1) + " messages; this producer's holds " +
+             std::to_string(p.mask + 1);
+    return {PushStatus::bad_input, 0};
+  }
+  return finish(p.publish_batch(staged, timeout));
 }
 
 PushResult Producer::push(const Update& u, Timeout timeout) {
@@ -319,7 +417,7 @@ PushResult Producer::push(const Update& u, Timeout timeout) {
   }
   if (bad != nullptr) {
     error_ = std::string("upsert: ") + bad;
-    return {PushStatus::bad_input, 0};
+    return finish({PushStatus::bad_input, 0});
   }
   const std::uint64_t hash = shm::key_hash(u.ns, u.account_view(), u.instrument_view());
   return finish(impl_->publish(
@@ -383,7 +481,7 @@ PushResult Producer::fill(std::string_view ns, std::string_view account,
   }
   if (!why.empty()) {
     error_ = "fill: " + why;
-    return {PushStatus::bad_input, 0};
+    return finish({PushStatus::bad_input, 0});
   }
   return finish(impl_->publish(
       [&](RingMessage& m) {
@@ -419,7 +517,7 @@ PushResult Producer::mark(std::string_view ns, std::string_view instrument, std:
   }
   if (!why.empty()) {
     error_ = "mark: " + why;
-    return {PushStatus::bad_input, 0};
+    return finish({PushStatus::bad_input, 0});
   }
   return finish(impl_->publish(
       [&](RingMessage& m) {
@@ -485,7 +583,7 @@ PushResult Producer::erase(std::string_view ns, std::string_view account,
   std::string why = id ? key_problem(account, instrument, false) : id.error();
   if (!why.empty()) {
     error_ = "erase: " + why;
-    return {PushStatus::bad_input, 0};
+    return finish({PushStatus::bad_input, 0});
   }
   return finish(impl_->publish(
       [&](RingMessage& m) {
@@ -509,7 +607,7 @@ PushResult Producer::invalidate_account(std::string_view account, std::string_vi
   }
   if (!why.empty()) {
     error_ = "invalidate: " + why;
-    return {PushStatus::bad_input, 0};
+    return finish({PushStatus::bad_input, 0});
   }
   return finish(impl_->publish(
       [&](RingMessage& m) {
@@ -526,7 +624,7 @@ PushResult Producer::invalidate_namespace(std::string_view ns, Timeout timeout) 
   auto id = namespace_id(ns);
   if (!id) {
     error_ = "invalidate: " + id.error();
-    return {PushStatus::bad_input, 0};
+    return finish({PushStatus::bad_input, 0});
   }
   return finish(impl_->publish(
       [&](RingMessage& m) {
@@ -541,7 +639,7 @@ PushResult Producer::invalidate_matching(std::string_view glob, Timeout timeout)
     error_ = "invalidate: a glob over a ring has 1 to " + std::to_string(shm::kRingTextLen) +
              " characters; this one has " + std::to_string(glob.size()) +
              " (longer ones: the socket)";
-    return {PushStatus::bad_input, 0};
+    return finish({PushStatus::bad_input, 0});
   }
   return finish(impl_->publish(
       [&](RingMessage& m) {

@@ -66,6 +66,16 @@
 // push fails naming the reason, a wait for a message beyond head answers "dropped", never
 // "applied". A dropped ring is refused if it is handed over again.
 //
+// BATCHES. A group header (kind `group`, n in values[0]) and its n commands are written into n + 1
+// consecutive slots and published with ONE P3 store, so the writer finds them all or none. The
+// writer never splits them across drains: a header whose commands lie beyond this drain's copy
+// ends the drain before it (or, first in the drain, widens the copy); a header claiming more
+// than were published, or more than kMaxGroupCommands, is refused alone. The whole group is
+// applied by one Writer::apply (all or nothing, seen whole by snapshot readers) before C4, so a
+// wait for the header's sequence covers every command of it. Outcomes: the header's is the
+// batch's (rejected, with the reason, if any command was refused: then every command's outcome
+// is rejected too); each command's its own (applied, duplicate, stale, not found).
+//
 // WHY HEAD ADVANCES ONLY AFTER APPLY (C4 after C3): a writer killed -9 between C2 and C4 leaves
 // head where it was, so the next writer (the producer re-attaches the same ring) applies those
 // messages again rather than losing them. Nothing reported as applied (<= head) is ever lost;
@@ -104,9 +114,10 @@ enum class RingKind : std::uint8_t {
   invalidate_namespace = 4,
   invalidate_glob = 5,  // text
   invalidate_all = 6,
-  add = 7,   // field; mode 1 = reset; values[0] = by
-  fill = 8,  // mode = side (0 buy, 1 sell); values[0..2] = qty, price, fee; text
-  mark = 9,  // values[0] = price; account_len 0 = every account
+  add = 7,     // field; mode 1 = reset; values[0] = by
+  fill = 8,    // mode = side (0 buy, 1 sell); values[0..2] = qty, price, fee; text
+  mark = 9,    // values[0] = price; account_len 0 = every account
+  group = 10,  // a batch: values[0] = n, the next n messages are its commands (see BATCHES)
 };
 
 // What the writer did with a message (RingMessage::outcome), stored at C3.

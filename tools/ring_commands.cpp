@@ -59,14 +59,18 @@ PushResult RingCommands::push_command(const ingest::Command& c, Producer::Timeou
           const std::string& field = s.fields[cmd.field].name;
           if (cmd.reset)
             return p.reset(s.name, cmd.key.account_view(), cmd.key.instrument_view(), field, t);
-          return p.add(s.name, cmd.key.account_view(), cmd.key.instrument_view(), field, cmd.by,
-                       t);
+          return p.add(s.name, cmd.key.account_view(), cmd.key.instrument_view(), field, cmd.by, t);
         } else if constexpr (std::is_same_v<T, ingest::Fill>) {
           const NamespaceSpec& s = specs_[cmd.key.ns];
           return p.fill(s.name, cmd.key.account_view(), cmd.key.instrument_view(), cmd.fill.side,
                         format_decimal(cmd.fill.qty, scale_of(s, "qty")),
                         format_decimal(cmd.fill.price, scale_of(s, "avg_price")),
                         format_decimal(cmd.fill.fee, scale_of(s, "fees")), cmd.trade_id_view(), t);
+        } else if constexpr (std::is_same_v<T, ingest::Group>) {
+          // A batch: staged command by command, published whole (all or nothing).
+          p.begin_batch();
+          for (const ingest::Command& sub : cmd.commands) push_command(sub, t);
+          return p.end_batch(t);
         } else {
           const NamespaceSpec& s = specs_[cmd.key.ns];
           return p.mark(s.name, cmd.key.instrument_view(),

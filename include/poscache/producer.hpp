@@ -136,6 +136,23 @@ class Producer {
   // up to 96 characters over a ring
   PushResult invalidate_matching(std::string_view glob, Timeout timeout = Timeout::zero());
   PushResult invalidate_all(Timeout timeout = Timeout::zero());
+  // --- batches: commands applied all or nothing, seen whole by snapshot() readers -------------
+  //   p->begin_batch();
+  //   p->fill("spot", "w1", "SOL", Side::buy, "10", "100", "0.1", "T-7");          // the trade
+  //   p->fill("spot", "w1", "USDC", Side::sell, "1000.1", "1", "0", "T-7-cash");   // its cash leg
+  //   PushResult r = p->end_batch(1s);   // r.seq: the batch's; outcome(r.seq) says what it did
+  // Between begin and end, pushes are staged (ok, seq 0) or refused as usual; end_batch sends
+  // nothing if any was refused (bad_input, error() names the command) and otherwise publishes
+  // them together, waiting up to `timeout` for room. A batch holds 1 to kMaxBatchCommands
+  // commands on one position each (upsert, erase, add, reset, fill, a one-account mark) and needs
+  // a ring of at least its size + 1 messages. Command i of the batch is message r.seq + 1 + i.
+  // If the writer refuses one, none is applied: outcome(r.seq) is rejected naming it.
+  static constexpr std::size_t kMaxBatchCommands = 64;
+  void begin_batch();  // throws Error if one is open already
+  PushResult end_batch(Timeout timeout = Timeout::zero());
+  void abort_batch() noexcept;  // drops what was staged
+  [[nodiscard]] bool in_batch() const noexcept;
+
   // Why the last push was bad_input or dropped.
   [[nodiscard]] const std::string& error() const noexcept { return error_; }
 

@@ -424,6 +424,105 @@ TEST(ExecutorTest, FillsAndMarksMatchAnIndependentDecimalReference) {
   }
 }
 
+// A batch: a buy of 10 SOL at 100 and its cash leg, applied whole; each command against the
+// position as the batch's earlier commands leave it; one refused command refuses the batch.
+TEST(ExecutorTest, ABatchIsAppliedWholeOrNotAtAll) {
+  Fixture t("exec_batch");
+  const std::string buy =
+      R"({"op":"fill","ns":"spot","account":"w1","instrument":"SOL","side":"buy","qty":"10",)"
+      R"("price":"100","fee":"0.1","trade_id":"B-1"})";
+  const std::string cash =
+      R"({"op":"fill","ns":"spot","account":"w1","instrument":"USDC","side":"sell",)"
+      R"("qty":"1000.1","price":"1","trade_id":"B-1-cash"})";
+  t.run(R"({"op":"fill","ns":"spot","account":"w1","instrument":"USDC","side":"buy",)"
+        R"("qty":"5000","price":"1","trade_id":"deposit"})");
+  CommandResult r = t.run(R"({"op":"batch","commands":[)" + buy + "," + cash + "]}");
+  ASSERT_EQ(r.status, CommandStatus::applied) << r.error;
+  ASSERT_EQ(r.results.size(), 2u);
+  EXPECT_EQ(r.results[0].status, CommandStatus::applied);
+  EXPECT_NE(r.results[0].version, 0u);
+  EXPECT_EQ(t.field("spot", "w1", "SOL", "qty"), "10.000000000000000000");
+  EXPECT_EQ(t.field("spot", "w1", "USDC", "qty"), "3999.900000000000000000");
+  // Sent again (a producer that never saw the reply): both legs are duplicates, nothing moves.
+  r = t.run(R"({"op":"batch","commands":[)" + buy + "," + cash + "]}");
+  ASSERT_EQ(r.status, CommandStatus::applied) << r.error;
+  EXPECT_EQ(r.results[0].status, CommandStatus::duplicate);
+  EXPECT_EQ(r.results[1].status, CommandStatus::duplicate);
+  EXPECT_EQ(t.field("spot", "w1", "USDC", "qty"), "3999.900000000000000000");
+  // Two fills on one position and an add, in order; the second fill sees the first.
+  r = t.run(
+      R"({"op":"batch","commands":[)"
+      R"({"op":"fill","ns":"spot","account":"w2","instrument":"ETH","side":"buy","qty":"2","price":"10"},)"
+      R"({"op":"fill","ns":"spot","account":"w2","instrument":"ETH","side":"sell","qty":"1","price":"13"},)"
+      R"({"op":"add","ns":"moonwell","account":"0xab","instrument":"USDC","field":"blocks_unhealthy","by":2},)"
+      R"({"op":"add","ns":"moonwell","account":"0xab","instrument":"USDC","field":"blocks_unhealthy","by":3}]})");
+  ASSERT_EQ(r.status, CommandStatus::applied) << r.error;
+  EXPECT_EQ(t.field("spot", "w2", "ETH", "qty"), "1.000000000000000000");
+  EXPECT_EQ(t.field("spot", "w2", "ETH", "realized_pnl"), "3.000000000000000000");
+  EXPECT_EQ(t.field("moonwell", "0xab", "USDC", "blocks_unhealthy"), "5");
+  EXPECT_EQ(r.results[0].version, r.results[1].version);  // one write per position
+  // One command refused (the add would overflow int64): nothing of the batch is applied, and
+  // the reply names the command.
+  const auto sol_version = t.writer->find(0, "w1", "SOL")->version;
+  r = t.run(
+      R"({"op":"batch","commands":[)"
+      R"({"op":"fill","ns":"spot","account":"w1","instrument":"SOL","side":"buy","qty":"1","price":"99","trade_id":"B-2"},)"
+      R"({"op":"add","ns":"moonwell","account":"0xab","instrument":"USDC","field":"blocks_unhealthy","by":9223372036854775807}]})");
+  ASSERT_EQ(r.status, CommandStatus::rejected);
+  EXPECT_NE(r.error.find("command 1 (add)"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("would overflow int64"), std::string::npos) << r.error;
+  EXPECT_EQ(t.writer->find(0, "w1", "SOL")->version, sol_version);
+  EXPECT_EQ(t.field("moonwell", "0xab", "USDC", "blocks_unhealthy"), "5");
+  // ... and its trade id was not remembered: the same fill alone is applied.
+  EXPECT_EQ(t.run(R"({"op":"fill","ns":"spot","account":"w1","instrument":"SOL","side":"buy",)"
+                  R"("qty":"1","price":"99","trade_id":"B-2"})")
+                .status,
+            CommandStatus::applied);
+  // Erase and re-create in one batch: the position is replaced whole.
+  r = t.run(
+      R"({"op":"batch","commands":[{"op":"erase","ns":"spot","account":"w2","instrument":"ETH"},)"
+      R"({"op":"upsert","ns":"spot","account":"w2","instrument":"ETH","fields":{"qty":"7"}}]})");
+  ASSERT_EQ(r.status, CommandStatus::applied) << r.error;
+  EXPECT_EQ(t.field("spot", "w2", "ETH", "qty"), "7.000000000000000000");
+  EXPECT_EQ(t.field("spot", "w2", "ETH", "realized_pnl"), "unset");
+  // What a batch cannot hold, and its size limit: refused by the decoder, naming the command.
+  auto refused = [&](const std::string& line) {
+    auto d = t.decoder.decode(line);
+    if (auto* f = std::get_if<JsonDecoder::Failure>(&d)) return f->error;
+    const CommandResult res = t.exec.execute(std::get<DecodedLine>(d).command);
+    return res.status == CommandStatus::rejected ? res.error : std::string("applied");
+  };
+  EXPECT_NE(refused(R"({"op":"batch","commands":[{"op":"invalidate","all":true}]})")
+                .find("command 0 (invalidate): an invalidation cannot be part of a batch"),
+            std::string::npos);
+  EXPECT_NE(
+      refused(
+          R"({"op":"batch","commands":[{"op":"mark","ns":"spot","instrument":"SOL","price":"1"}]})")
+          .find("a mark of every account"),
+      std::string::npos);
+  EXPECT_NE(refused(R"({"op":"batch","commands":[{"op":"batch","commands":[]}]})")
+                .find("command 0 (batch): a batch cannot hold a batch"),
+            std::string::npos);
+  EXPECT_NE(refused(R"({"op":"batch","commands":[]})").find("non-empty array"), std::string::npos);
+  std::string big = R"({"op":"batch","commands":[)";
+  for (int i = 0; i < 65; ++i)
+    big += std::string(i ? "," : "") +
+           R"({"op":"upsert","ns":"spot","account":"w9","instrument":"SOL","fields":{"qty":"1"}})";
+  big += "]}";
+  EXPECT_NE(refused(big).find("has 65 commands; a batch has at most 64"), std::string::npos)
+      << refused(big);
+  EXPECT_NE(refused(R"({"op":"batch","commands":[{"op":"fill","ns":"spot","account":"w1",)"
+                    R"("instrument":"SOL","side":"hold","qty":"1","price":"1"}]})")
+                .find("batch: command 0 (fill): member \"side\""),
+            std::string::npos);
+  // The reply line lists every command's result.
+  r = t.run(R"({"op":"batch","commands":[)" + buy +
+            R"(,{"op":"erase","ns":"spot","account":"nobody","instrument":"SOL"}]})");
+  EXPECT_EQ(encode_reply(r, "7"),
+            "{\"id\":7,\"status\":\"applied\",\"count\":2,\"results\":[{\"status\":\"duplicate\"},"
+            "{\"status\":\"not_found\"}]}\n");
+}
+
 // The window lives beside the segment: a writer killed with -9 after applying fills, restarted on
 // the same segment, still ignores those trade ids.
 TEST(ExecutorTest, TradeIdsAreStillRecognisedAfterTheWriterIsKilled) {

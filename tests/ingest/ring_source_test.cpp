@@ -613,6 +613,132 @@ TEST(RingSourceTest, RefusalsAreLoggedWithTheirReasonAndRateLimited) {
   })) << d.log().joined();
 }
 
+// A batch over a ring: published whole, applied whole, its outcome and each command's reported;
+// batches never split across the writer's drains, however they fall in the ring.
+TEST(RingSourceTest, ABatchOverARingIsAppliedWholeAndSaysSo) {
+  Daemon d("ring_batch");
+  auto p = producer(d, "batcher", 1024);
+  Reader r = Reader::open(d.segment());
+  p->begin_batch();
+  EXPECT_TRUE(p->in_batch());
+  EXPECT_EQ(p->fill("spot", "w1", "SOL", Side::buy, "10", "100", "0.1", "R-1").status,
+            PushStatus::ok);
+  EXPECT_EQ(p->fill("spot", "w1", "USDC", Side::sell, "1000.1", "1", "0", "R-1-cash").status,
+            PushStatus::ok);
+  EXPECT_EQ(p->stats().pushed, 0u);  // staged, not yet in the ring
+  const PushResult b = p->end_batch(1s);
+  ASSERT_EQ(b.status, PushStatus::ok) << p->error();
+  EXPECT_FALSE(p->in_batch());
+  ASSERT_EQ(p->wait_applied(b.seq, 5s), WaitStatus::done);
+  EXPECT_EQ(p->outcome(b.seq), Outcome::applied);
+  EXPECT_EQ(p->outcome(b.seq + 1), Outcome::applied);
+  EXPECT_EQ(p->outcome(b.seq + 2), Outcome::applied);
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "10.000000000000000000");
+  EXPECT_EQ(field(r, "spot", "w1", "USDC", "qty"), "-1000.100000000000000000");
+  // Sent again: duplicates, each said so.
+  p->begin_batch();
+  p->fill("spot", "w1", "SOL", Side::buy, "10", "100", "0.1", "R-1");
+  p->fill("spot", "w1", "USDC", Side::sell, "1000.1", "1", "0", "R-1-cash");
+  const PushResult again = p->end_batch(1s);
+  ASSERT_EQ(p->wait_applied(again.seq, 5s), WaitStatus::done);
+  EXPECT_EQ(p->outcome(again.seq + 1), Outcome::duplicate);
+  EXPECT_EQ(p->outcome(again.seq + 2), Outcome::duplicate);
+  // Refused by the writer (the add would overflow): nothing applied, every outcome says why.
+  p->add("moonwell", "0xab", "USDC", "blocks_unhealthy", INT64_MAX, 1s);
+  p->begin_batch();
+  p->fill("spot", "w1", "SOL", Side::buy, "1", "100", "0", "R-2");
+  p->add("moonwell", "0xab", "USDC", "blocks_unhealthy", 1);
+  const PushResult bad = p->end_batch(1s);
+  ASSERT_EQ(p->wait_applied(bad.seq, 5s), WaitStatus::done);
+  std::string why;
+  EXPECT_EQ(p->outcome(bad.seq, &why), Outcome::rejected);
+  EXPECT_NE(why.find("command 1 (add)"), std::string::npos) << why;
+  EXPECT_EQ(p->outcome(bad.seq + 1, &why), Outcome::rejected);
+  EXPECT_NE(why.find("the batch (message " + std::to_string(bad.seq) + ") was refused"),
+            std::string::npos)
+      << why;
+  EXPECT_EQ(field(r, "spot", "w1", "SOL", "qty"), "10.000000000000000000");
+  // Refused at the producer: nothing is sent, the error names the command.
+  p->begin_batch();
+  p->fill("spot", "w1", "SOL", Side::buy, "1", "100");
+  EXPECT_EQ(p->fill("spot", "w1", "SOL", Side::buy, "1", "1.5x").status, PushStatus::bad_input);
+  const std::uint64_t pushed = p->stats().pushed;
+  EXPECT_EQ(p->end_batch(1s).status, PushStatus::bad_input);
+  EXPECT_NE(p->error().find("batch: command 1: fill: price"), std::string::npos) << p->error();
+  EXPECT_EQ(p->stats().pushed, pushed);
+  EXPECT_THROW(([&] {
+                 p->begin_batch();
+                 p->begin_batch();
+               })(),
+               Error);
+  p->abort_batch();
+  // 65 commands: one more than a batch holds.
+  p->begin_batch();
+  for (int i = 0; i < 65; ++i) p->erase("spot", "nobody", "SOL");
+  EXPECT_EQ(p->end_batch(1s).status, PushStatus::bad_input);
+  EXPECT_NE(p->error().find("at most 64"), std::string::npos) << p->error();
+  // Many batches while the writer waits, then drained in polls of up to 256 messages: batches
+  // of 3 to 64 commands straddle every drain boundary, and each is still applied whole.
+  d.pause(true);
+  std::vector<std::pair<std::uint64_t, int>> batches;
+  std::uint64_t queued = 0;
+  for (int k = 0; k < 24; ++k) {
+    const int size = 3 + (k * 29) % 62;
+    p->begin_batch();
+    for (int i = 0; i < size; ++i)
+      p->add("moonwell", "b" + std::to_string(k), "I" + std::to_string(i % 7), "blocks_unhealthy",
+             1);
+    const PushResult pr = p->end_batch(0s);
+    if (pr.status == PushStatus::full) {
+      p->abort_batch();
+      break;
+    }
+    ASSERT_EQ(pr.status, PushStatus::ok) << p->error();
+    batches.emplace_back(pr.seq, size);
+    queued += static_cast<std::uint64_t>(size) + 1;
+  }
+  d.pause(false);
+  ASSERT_GT(queued, 3u * 256u);  // several drains' worth: batches fall across their boundaries
+  ASSERT_EQ(p->wait_applied(batches.back().first, 5s), WaitStatus::done);
+  for (std::size_t k = 0; k < batches.size(); ++k) {
+    EXPECT_EQ(p->outcome(batches[k].first), Outcome::applied) << k;
+    const int size = batches[k].second;
+    for (int i = 0; i < 7 && i < size; ++i)
+      EXPECT_EQ(field(r, "moonwell", "b" + std::to_string(k), "I" + std::to_string(i),
+                      "blocks_unhealthy"),
+                std::to_string(size / 7 + (i < size % 7 ? 1 : 0)))
+          << k << " " << i;
+  }
+  EXPECT_EQ(Producer::kMaxBatchCommands, kMaxGroupCommands);
+}
+
+// A hostile batch header: more commands than published, or more than a batch holds: refused
+// alone, the messages after it applied one by one.
+TEST(RingSourceTest, ABatchHeaderThatLiesIsRefusedAlone) {
+  Daemon d("ring_batch_bad");
+  HandRing bad(d.socket_path());
+  shm::RingMessage header{};
+  header.kind = static_cast<std::uint8_t>(shm::RingKind::group);
+  header.values[0] = 5;  // five announced, one published
+  std::uint64_t seq = bad.publish(header);
+  const std::uint64_t header_seq = seq;
+  seq = bad.publish(bad.upsert("h1", "SOL"));
+  ASSERT_TRUE(bad.applied(seq));
+  header.values[0] = 65;
+  const std::uint64_t big_seq = bad.publish(header);
+  seq = bad.publish(bad.upsert("h2", "SOL"));
+  ASSERT_TRUE(bad.applied(seq));
+  Reader r = Reader::open(d.segment());
+  EXPECT_EQ(field(r, "spot", "h1", "SOL", "qty"), "0.000000000000000007");
+  EXPECT_EQ(field(r, "spot", "h2", "SOL", "qty"), "0.000000000000000007");
+  EXPECT_EQ(shm::load_relaxed(&bad.h()->rejected), 2u);
+  const auto& m1 = shm::ring_messages(bad.h())[(header_seq - 1) % 16];
+  EXPECT_EQ(m1.outcome, static_cast<std::uint32_t>(shm::RingOutcome::rejected));
+  EXPECT_NE(std::string(shm::refusal_text(m1)).find("1 published after it"), std::string::npos);
+  const auto& m2 = shm::ring_messages(bad.h())[(big_seq - 1) % 16];
+  EXPECT_NE(std::string(shm::refusal_text(m2)).find("a header of 65 commands"), std::string::npos);
+}
+
 // Text fields travel over the ring in the value slots they span (three for a 48-byte asset
 // address), exactly; a hostile message with bad text bytes is refused naming the field, and
 // nothing of it lands.

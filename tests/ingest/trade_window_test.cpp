@@ -61,6 +61,43 @@ TEST(TradeWindowTest, AFillTheKillUndidIsForgottenAtTheNextOpen) {
   EXPECT_EQ(w.recorded(), 0u);
 }
 
+// A batch's fills, in flight together: at the next open each is remembered if and only if its
+// own position moved (a kill mid-batch leaves some positions written and others not).
+TEST(TradeWindowTest, ABatchKilledMidWayRemembersExactlyTheFillsThatLanded) {
+  test::ScratchSegment seg("tw_batch");
+  PositionKey sol = key(), usdc, eth;
+  usdc.set(0, "w1", "USDC");
+  eth.set(0, "w2", "ETH");
+  {
+    TradeWindow w(seg.name(), 7, 16, [](const PositionKey&) { return 0; });
+    const TradeWindow::Fill fills[] = {{TradeWindow::hash(0, "B1"), &sol, 10},
+                                       {TradeWindow::hash(0, "B1-cash"), &usdc, 20},
+                                       {TradeWindow::hash(0, "B2"), &eth, 0}};
+    w.begin(fills);  // T1, then "killed" after the SOL and USDC writes, before ETH's
+  }
+  TradeWindow w(seg.name(), 7, 16, [](const PositionKey& k) -> std::uint64_t {
+    if (k.instrument_view() == "SOL") return 11;
+    if (k.instrument_view() == "USDC") return 21;
+    return 0;  // ETH: never written
+  });
+  EXPECT_TRUE(w.contains(TradeWindow::hash(0, "B1")));
+  EXPECT_TRUE(w.contains(TradeWindow::hash(0, "B1-cash")));
+  EXPECT_FALSE(w.contains(TradeWindow::hash(0, "B2")));
+  EXPECT_EQ(w.recorded(), 2u);
+  // Killed inside T3, after head moved: the open only clears what is pending.
+  {
+    TradeWindow x(seg.name(), 9, 16, [](const PositionKey&) { return 0; });
+    const TradeWindow::Fill fills[] = {{TradeWindow::hash(0, "C1"), &sol, 0},
+                                       {TradeWindow::hash(0, "C2"), &usdc, 0}};
+    x.begin(fills);
+    x.commit();
+    x.begin(fills);  // as if T3's clearing had not happened: the hashes sit below head
+  }
+  TradeWindow y(seg.name(), 9, 16, [](const PositionKey&) { return 99; });
+  EXPECT_EQ(y.recorded(), 2u);  // not recorded twice
+  EXPECT_TRUE(y.contains(TradeWindow::hash(0, "C2")));
+}
+
 TEST(TradeWindowTest, AWindowOfAnotherGenerationStartsEmpty) {
   test::ScratchSegment seg("tw_gen");
   {

@@ -11,6 +11,7 @@
 //   fill        Fill: a trade, kept with the average-cost method (writer/ingest/fill_math.hpp)
 //   mark        Mark: mark_price and unrealized_pnl of one position, or of every position in the
 //               namespace on that instrument
+//   batch       Group: commands applied all or nothing, seen whole by snapshot() readers
 //
 // Keys travel as fixed-size arrays (PositionKey), so a command is a value with no heap behind it
 // except the glob and Erase's KeyRef strings (both rare, admin-path commands).
@@ -21,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "poscache/writer.hpp"
 #include "writer/ingest/fill_math.hpp"
@@ -73,8 +75,18 @@ struct Mark {
   [[nodiscard]] bool all_accounts() const noexcept { return key.account_len == 0; }
 };
 
+// A batch (a group): commands applied all or nothing and seen whole by snapshot() readers
+// (CommandExecutor::execute). Only commands on one position each: upsert, erase, add, fill and
+// a one-account mark; at most kMaxGroupCommands.
+struct Group;
+inline constexpr std::size_t kMaxGroupCommands = 64;
+
 using Command = std::variant<Update, Erase, InvalidateAccount, InvalidateNamespace,
-                             InvalidateMatching, InvalidateAll, Add, Fill, Mark>;
+                             InvalidateMatching, InvalidateAll, Add, Fill, Mark, Group>;
+
+struct Group {
+  std::vector<Command> commands;
+};
 
 // The command's name as the JSON lines spell it ("upsert", "fill", ...).
 std::string_view command_name(const Command& c) noexcept;
@@ -93,6 +105,8 @@ struct CommandResult {
   std::uint64_t version = 0;  // the version written (upsert, add, fill, one-account mark)
   std::uint64_t count = 0;    // positions removed (erase, invalidate) or marked (mark)
   std::string error;          // set when rejected
+  // A group's: one result per command, in order (empty when the group was rejected whole).
+  std::vector<CommandResult> results{};
 };
 
 }  // namespace poscache::ingest

@@ -23,7 +23,7 @@ namespace poscache::ingest {
 
 struct ExecutorCounters {
   std::uint64_t applied = 0, duplicates = 0, stale = 0, not_found = 0, rejected = 0;
-  std::uint64_t fills = 0, marks = 0, adds = 0;
+  std::uint64_t fills = 0, marks = 0, adds = 0, groups = 0;
 };
 
 class CommandExecutor {
@@ -44,6 +44,10 @@ class CommandExecutor {
   CommandResult mark(const Mark& m);
   CommandResult mark_one(const Mark& m, const TradingFields& tf, const Position& p);
   CommandResult add(const Add& a);
+  CommandResult group(const Group& g);
+  // The merge upsert an add or a fill makes of the position `cur` (null: absent), or why not.
+  Expected<Update> add_update(const Add& a, const Position* cur);
+  Expected<Update> fill_update(const Fill& f, const Position* cur);
   CommandResult from_apply(const ApplyResult& r, const char* what);
   CommandResult reject(std::string error);
   const Expected<TradingFields>& fill_fields(NamespaceId ns);

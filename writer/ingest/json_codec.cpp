@@ -135,156 +135,189 @@ std::variant<DecodedLine, JsonDecoder::Failure> JsonDecoder::decode(std::string_
       return *v;
     };
 
-    if (op_name == "upsert") {
-      const NamespaceId ns = ns_id(obj);
-      const element fv = member(obj, "fields");
-      object fields;
-      if (fv.get(fields) != simdjson::SUCCESS || fields.size() == 0)
-        throw Bad{"member \"fields\" must be a non-empty object; found " + shown(fv)};
-      if (fields.size() > kMaxFields)
-        throw Bad{"member \"fields\" has " + std::to_string(fields.size()) +
-                  " fields; a namespace has at most " + std::to_string(kMaxFields)};
-      // Values given as strings are used in place (views into the parser's buffer); integers
-      // are turned into text first.
-      std::string texts[kMaxFields];
-      std::pair<std::string_view, std::string_view> pairs[kMaxFields];
-      std::size_t n = 0;
-      for (const auto field : fields) {
-        std::string_view sv;
-        if (field.value.get(sv) == simdjson::SUCCESS) {
-          pairs[n] = {field.key, sv};
-        } else {
-          texts[n] = number_text(field.value, "field '" + std::string(field.key) + "'");
-          pairs[n] = {field.key, texts[n]};
+    // One command object (`top`: not inside a batch) -> its Command, or throws Bad.
+    auto command_of = [&](auto& self, object o, const std::string& op, bool top) -> Command {
+      if (op == "upsert") {
+        const NamespaceId ns = ns_id(o);
+        const element fv = member(o, "fields");
+        object fields;
+        if (fv.get(fields) != simdjson::SUCCESS || fields.size() == 0)
+          throw Bad{"member \"fields\" must be a non-empty object; found " + shown(fv)};
+        if (fields.size() > kMaxFields)
+          throw Bad{"member \"fields\" has " + std::to_string(fields.size()) +
+                    " fields; a namespace has at most " + std::to_string(kMaxFields)};
+        // Values given as strings are used in place (views into the parser's buffer); integers
+        // are turned into text first.
+        std::string texts[kMaxFields];
+        std::pair<std::string_view, std::string_view> pairs[kMaxFields];
+        std::size_t n = 0;
+        for (const auto field : fields) {
+          std::string_view sv;
+          if (field.value.get(sv) == simdjson::SUCCESS) {
+            pairs[n] = {field.key, sv};
+          } else {
+            texts[n] = number_text(field.value, "field '" + std::string(field.key) + "'");
+            pairs[n] = {field.key, texts[n]};
+          }
+          ++n;
         }
-        ++n;
+        UpdateMode mode = UpdateMode::merge;
+        if (element mv; o["mode"].get(mv) == simdjson::SUCCESS) {
+          std::string_view m;
+          if (mv.get(m) == simdjson::SUCCESS && m == "replace")
+            mode = UpdateMode::replace;
+          else if (mv.get(m) != simdjson::SUCCESS || m != "merge")
+            throw Bad{"member \"mode\" must be \"merge\" or \"replace\"; found " + shown(mv)};
+        }
+        auto u = rules_.build((*specs_)[ns].name, text(o, "account"), text(o, "instrument"),
+                              std::span(pairs, n), seq_of(o), mode);
+        if (!u) throw Bad{u.error()};
+        return Command{*u};
       }
-      UpdateMode mode = UpdateMode::merge;
-      if (element mv; obj["mode"].get(mv) == simdjson::SUCCESS) {
-        std::string_view m;
-        if (mv.get(m) == simdjson::SUCCESS && m == "replace")
-          mode = UpdateMode::replace;
-        else if (mv.get(m) != simdjson::SUCCESS || m != "merge")
-          throw Bad{"member \"mode\" must be \"merge\" or \"replace\"; found " + shown(mv)};
+      if (op == "erase") {
+        const NamespaceId ns = ns_id(o);
+        const PositionKey k = key(o, ns);
+        return Command{
+            Erase{KeyRef{ns, std::string(k.account_view()), std::string(k.instrument_view())}}};
       }
-      auto u = rules_.build((*specs_)[ns].name, text(obj, "account"), text(obj, "instrument"),
-                            std::span(pairs, n), seq_of(obj), mode);
-      if (!u) throw Bad{u.error()};
-      return DecodedLine{*u, id};
-    }
-    if (op_name == "erase") {
-      const NamespaceId ns = ns_id(obj);
-      const PositionKey k = key(obj, ns);
-      return DecodedLine{
-          Erase{KeyRef{ns, std::string(k.account_view()), std::string(k.instrument_view())}}, id};
-    }
-    if (op_name == "invalidate") {
-      const bool has_account = has(obj, "account"), has_ns = has(obj, "ns"),
-                 has_glob = has(obj, "glob"), has_all = has(obj, "all");
-      if (has_account + has_glob + has_all > 1 || (has_ns && (has_glob || has_all)))
-        throw Bad{"invalidate takes one of: account (with ns or not), ns, glob, all"};
-      if (has_account) {
-        const std::string_view acc = text(obj, "account");
-        if (auto ok = validate_account(acc); !ok) throw Bad{ok.error()};
-        InvalidateAccount ia{std::string(acc), std::nullopt};
-        if (has_ns) ia.ns = ns_id(obj);
-        return DecodedLine{std::move(ia), id};
+      if (op == "invalidate") {
+        const bool has_account = has(o, "account"), has_ns = has(o, "ns"),
+                   has_glob = has(o, "glob"), has_all = has(o, "all");
+        if (has_account + has_glob + has_all > 1 || (has_ns && (has_glob || has_all)))
+          throw Bad{"invalidate takes one of: account (with ns or not), ns, glob, all"};
+        if (has_account) {
+          const std::string_view acc = text(o, "account");
+          if (auto ok = validate_account(acc); !ok) throw Bad{ok.error()};
+          InvalidateAccount ia{std::string(acc), std::nullopt};
+          if (has_ns) ia.ns = ns_id(o);
+          return Command{std::move(ia)};
+        }
+        if (has_ns) return Command{InvalidateNamespace{ns_id(o)}};
+        if (has_glob) {
+          const std::string_view g = text(o, "glob");
+          if (auto p = rules_.problem_of_glob(g); !p.empty()) throw Bad{p};
+          return Command{InvalidateMatching{std::string(g)}};
+        }
+        if (has_all) {
+          if (!is_true(member(o, "all")))
+            throw Bad{"member \"all\" must be true; found " + shown(member(o, "all"))};
+          return Command{InvalidateAll{}};
+        }
+        throw Bad{"invalidate needs one of: account (with ns or not), ns, glob, all"};
       }
-      if (has_ns) return DecodedLine{InvalidateNamespace{ns_id(obj)}, id};
-      if (has_glob) {
-        const std::string_view g = text(obj, "glob");
-        if (auto p = rules_.problem_of_glob(g); !p.empty()) throw Bad{p};
-        return DecodedLine{InvalidateMatching{std::string(g)}, id};
+      if (op == "add") {
+        Add a;
+        a.key = key(o, ns_id(o));
+        const std::string_view field = text(o, "field");
+        const NamespaceSpec& spec = (*specs_)[a.key.ns];
+        std::size_t f = 0;
+        while (f < spec.fields.size() && spec.fields[f].name != field) ++f;
+        if (f == spec.fields.size())
+          throw Bad{"member \"field\": namespace '" + spec.name + "' has no field '" +
+                    std::string(field) + "'"};
+        a.field = static_cast<std::uint8_t>(f);
+        const bool has_by = has(o, "by"), has_reset = has(o, "reset");
+        if (has_by == has_reset)
+          throw Bad{"add takes exactly one of \"by\" (an integer) or \"reset\""};
+        if (has_reset) {
+          if (!is_true(member(o, "reset")))
+            throw Bad{"member \"reset\" must be true; found " + shown(member(o, "reset"))};
+          a.reset = true;
+        } else {
+          auto v = parse_int64(number_text(member(o, "by"), "member \"by\""));
+          if (!v) throw Bad{"member \"by\": " + v.error()};
+          a.by = *v;
+        }
+        a.source_seq = seq_of(o);
+        return Command{a};
       }
-      if (has_all) {
-        if (!is_true(member(obj, "all")))
-          throw Bad{"member \"all\" must be true; found " + shown(member(obj, "all"))};
-        return DecodedLine{InvalidateAll{}, id};
+      if (op == "fill") {
+        Fill fl;
+        fl.key = key(o, ns_id(o));
+        auto tf = TradingFields::for_fill((*specs_)[fl.key.ns]);
+        if (!tf) throw Bad{tf.error()};
+        const std::string_view side = text(o, "side");
+        if (side == "buy")
+          fl.fill.side = Side::buy;
+        else if (side == "sell")
+          fl.fill.side = Side::sell;
+        else
+          throw Bad{"member \"side\" must be \"buy\" or \"sell\"; found \"" + std::string(side) +
+                    "\""};
+        fl.fill.qty = decimal_at(o, "qty", fl.key.ns, tf->qty);
+        if (fl.fill.qty <= 0)
+          throw Bad{"member \"qty\" must be greater than 0; found " + shown(member(o, "qty"))};
+        fl.fill.price = decimal_at(o, "price", fl.key.ns, tf->avg_price);
+        if (fl.fill.price < 0)
+          throw Bad{"member \"price\" must not be negative; found " + shown(member(o, "price"))};
+        if (has(o, "fee")) fl.fill.fee = decimal_at(o, "fee", fl.key.ns, tf->fees);
+        if (element tv; o["trade_id"].get(tv) == simdjson::SUCCESS) {
+          const auto ty = tv.type();
+          if (ty != element_type::STRING && ty != element_type::INT64 && ty != element_type::UINT64)
+            throw Bad{"member \"trade_id\" must be a string or an integer; found " + shown(tv)};
+          const std::string t = ty == element_type::STRING
+                                    ? std::string(tv.get_string().value_unsafe())
+                                    : simdjson::minify(tv);
+          if (t.empty() || t.size() > kMaxTradeIdLen)
+            throw Bad{"member \"trade_id\" must have 1 to " + std::to_string(kMaxTradeIdLen) +
+                      " characters; found " + std::to_string(t.size())};
+          fl.trade_id_len = static_cast<std::uint8_t>(t.size());
+          std::memcpy(fl.trade_id, t.data(), t.size());
+        }
+        fl.source_seq = seq_of(o);
+        return Command{fl};
       }
-      throw Bad{"invalidate needs one of: account (with ns or not), ns, glob, all"};
-    }
-    if (op_name == "add") {
-      Add a;
-      a.key = key(obj, ns_id(obj));
-      const std::string_view field = text(obj, "field");
-      const NamespaceSpec& spec = (*specs_)[a.key.ns];
-      std::size_t f = 0;
-      while (f < spec.fields.size() && spec.fields[f].name != field) ++f;
-      if (f == spec.fields.size())
-        throw Bad{"member \"field\": namespace '" + spec.name + "' has no field '" +
-                  std::string(field) + "'"};
-      a.field = static_cast<std::uint8_t>(f);
-      const bool has_by = has(obj, "by"), has_reset = has(obj, "reset");
-      if (has_by == has_reset)
-        throw Bad{"add takes exactly one of \"by\" (an integer) or \"reset\""};
-      if (has_reset) {
-        if (!is_true(member(obj, "reset")))
-          throw Bad{"member \"reset\" must be true; found " + shown(member(obj, "reset"))};
-        a.reset = true;
-      } else {
-        auto v = parse_int64(number_text(member(obj, "by"), "member \"by\""));
-        if (!v) throw Bad{"member \"by\": " + v.error()};
-        a.by = *v;
+      if (op == "mark") {
+        Mark m;
+        const NamespaceId ns = ns_id(o);
+        auto tf = TradingFields::for_mark((*specs_)[ns]);
+        if (!tf) throw Bad{tf.error()};
+        const std::string_view ins = text(o, "instrument");
+        if (auto ok = validate_instrument(ins); !ok) throw Bad{ok.error()};
+        std::string_view acc;
+        if (has(o, "account")) {
+          acc = text(o, "account");
+          if (auto ok = validate_account(acc); !ok) throw Bad{ok.error()};
+        }
+        m.key.set(ns, acc, ins);
+        m.price = decimal_at(o, "price", ns, *tf->mark_price);
+        if (m.price < 0)
+          throw Bad{"member \"price\" must not be negative; found " + shown(member(o, "price"))};
+        return Command{m};
       }
-      a.source_seq = seq_of(obj);
-      return DecodedLine{a, id};
-    }
-    if (op_name == "fill") {
-      Fill fl;
-      fl.key = key(obj, ns_id(obj));
-      auto tf = TradingFields::for_fill((*specs_)[fl.key.ns]);
-      if (!tf) throw Bad{tf.error()};
-      const std::string_view side = text(obj, "side");
-      if (side == "buy")
-        fl.fill.side = Side::buy;
-      else if (side == "sell")
-        fl.fill.side = Side::sell;
-      else
-        throw Bad{"member \"side\" must be \"buy\" or \"sell\"; found \"" + std::string(side) +
-                  "\""};
-      fl.fill.qty = decimal_at(obj, "qty", fl.key.ns, tf->qty);
-      if (fl.fill.qty <= 0)
-        throw Bad{"member \"qty\" must be greater than 0; found " + shown(member(obj, "qty"))};
-      fl.fill.price = decimal_at(obj, "price", fl.key.ns, tf->avg_price);
-      if (fl.fill.price < 0)
-        throw Bad{"member \"price\" must not be negative; found " + shown(member(obj, "price"))};
-      if (has(obj, "fee")) fl.fill.fee = decimal_at(obj, "fee", fl.key.ns, tf->fees);
-      if (element tv; obj["trade_id"].get(tv) == simdjson::SUCCESS) {
-        const auto ty = tv.type();
-        if (ty != element_type::STRING && ty != element_type::INT64 && ty != element_type::UINT64)
-          throw Bad{"member \"trade_id\" must be a string or an integer; found " + shown(tv)};
-        const std::string t = ty == element_type::STRING
-                                  ? std::string(tv.get_string().value_unsafe())
-                                  : simdjson::minify(tv);
-        if (t.empty() || t.size() > kMaxTradeIdLen)
-          throw Bad{"member \"trade_id\" must have 1 to " + std::to_string(kMaxTradeIdLen) +
-                    " characters; found " + std::to_string(t.size())};
-        fl.trade_id_len = static_cast<std::uint8_t>(t.size());
-        std::memcpy(fl.trade_id, t.data(), t.size());
+      if (op == "batch") {
+        if (!top) throw Bad{"a batch cannot hold a batch"};
+        const element cv = member(o, "commands");
+        simdjson::dom::array list;
+        if (cv.get(list) != simdjson::SUCCESS || list.size() == 0)
+          throw Bad{"member \"commands\" must be a non-empty array of commands; found " +
+                    shown(cv)};
+        if (list.size() > kMaxGroupCommands)
+          throw Bad{"member \"commands\" has " + std::to_string(list.size()) +
+                    " commands; a batch has at most " + std::to_string(kMaxGroupCommands)};
+        Group g;
+        g.commands.reserve(list.size());
+        std::size_t i = 0;
+        for (const element e : list) {
+          std::string sub;
+          try {
+            object co;
+            if (e.get(co) != simdjson::SUCCESS)
+              throw Bad{"must be a JSON object; found " + shown(e)};
+            sub = std::string(text(co, "op"));
+            g.commands.push_back(self(self, co, sub, false));
+          } catch (const Bad& b) {
+            throw Bad{"command " + std::to_string(i) + (sub.empty() ? "" : " (" + sub + ")") +
+                      ": " + b.error};
+          }
+          ++i;
+        }
+        return Command{std::move(g)};
       }
-      fl.source_seq = seq_of(obj);
-      return DecodedLine{fl, id};
-    }
-    if (op_name == "mark") {
-      Mark m;
-      const NamespaceId ns = ns_id(obj);
-      auto tf = TradingFields::for_mark((*specs_)[ns]);
-      if (!tf) throw Bad{tf.error()};
-      const std::string_view ins = text(obj, "instrument");
-      if (auto ok = validate_instrument(ins); !ok) throw Bad{ok.error()};
-      std::string_view acc;
-      if (has(obj, "account")) {
-        acc = text(obj, "account");
-        if (auto ok = validate_account(acc); !ok) throw Bad{ok.error()};
-      }
-      m.key.set(ns, acc, ins);
-      m.price = decimal_at(obj, "price", ns, *tf->mark_price);
-      if (m.price < 0)
-        throw Bad{"member \"price\" must not be negative; found " + shown(member(obj, "price"))};
-      return DecodedLine{m, id};
-    }
-    throw Bad{"unknown op \"" + op_name +
-              "\": expected upsert, erase, invalidate, add, fill or mark"};
+      throw Bad{"unknown op \"" + op +
+                "\": expected upsert, erase, invalidate, add, fill, mark or batch"};
+    };
+    return DecodedLine{command_of(command_of, obj, op_name, true), id};
   } catch (const Bad& b) {
     return Failure{op_name.empty() ? b.error : op_name + ": " + b.error, id};
   }
@@ -302,15 +335,36 @@ std::string with_id(std::string_view id) {
 }
 }  // namespace
 
-std::string encode_reply(const CommandResult& r, std::string_view id) {
-  if (r.status == CommandStatus::rejected) return encode_error(r.error, id);
-  std::string s = with_id(id);
+namespace {
+// "status":..., "version":..., "count":... of one result (no braces).
+void put_result(std::string& s, const CommandResult& r) {
   s += "\"status\":\"";
   s += to_string(r.status);
   s += '"';
+  if (r.status == CommandStatus::rejected) {
+    s += ",\"error\":";
+    s += json(r.error).dump(-1, ' ', false, json::error_handler_t::replace);
+    return;
+  }
   if (r.version != 0) s += ",\"version\":" + std::to_string(r.version);
   if (r.count != 0 || r.version == 0) {
     if (r.status == CommandStatus::applied) s += ",\"count\":" + std::to_string(r.count);
+  }
+}
+}  // namespace
+
+std::string encode_reply(const CommandResult& r, std::string_view id) {
+  if (r.status == CommandStatus::rejected) return encode_error(r.error, id);
+  std::string s = with_id(id);
+  put_result(s, r);
+  if (!r.results.empty()) {  // a batch: one result per command, in order
+    s += ",\"results\":[";
+    for (std::size_t i = 0; i < r.results.size(); ++i) {
+      s += i == 0 ? "{" : ",{";
+      put_result(s, r.results[i]);
+      s += '}';
+    }
+    s += ']';
   }
   s += "}\n";
   return s;

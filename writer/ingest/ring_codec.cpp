@@ -70,7 +70,9 @@ RingDecoded decode_ring_message(const shm::RingMessage& m, std::size_t namespace
                         kind == shm::RingKind::add || kind == shm::RingKind::fill ||
                         kind == shm::RingKind::mark;
   std::string bad;
-  if (m.kind < 1 || m.kind > 9) {
+  if (kind == shm::RingKind::group) {
+    bad = "a batch header inside a batch (a batch cannot hold a batch)";
+  } else if (m.kind < 1 || m.kind > 9) {
     bad = "unknown message kind " + std::to_string(m.kind);
   } else if (m.ns >= namespaces && kind != shm::RingKind::invalidate_glob &&
              kind != shm::RingKind::invalidate_all &&

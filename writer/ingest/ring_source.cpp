@@ -224,6 +224,50 @@ void RingSource::refuse(Ring& r, std::uint64_t seq, const std::string& why) {
   note_refusal(r, seq, why);
 }
 
+// A batch (shm/ring.hpp, BATCHES): the header at `seq`, its `count` commands in copies_[first..].
+// Decoded whole, applied whole by the executor (one Writer::apply), each outcome stored.
+void RingSource::apply_group(Ring& r, CommandExecutor& exec, std::uint64_t seq, std::size_t first,
+                             std::size_t commands) {
+  const std::size_t count = commands;
+  Group g;
+  g.commands.reserve(count);
+  std::string why;
+  for (std::size_t k = 0; k < count && why.empty(); ++k) {
+    Command cmd;
+    std::uint64_t hash = 0;
+    Update u;
+    std::string err;
+    const RingDecoded what = decode_ring_message(copies_[first + k], writer_.namespaces().size(), u,
+                                                 hash, cmd, err, &slots_);
+    counters_.received += 1;
+    if (what == RingDecoded::bad)
+      why = "batch: command " + std::to_string(k) + ": " + err;
+    else if (what == RingDecoded::upsert)
+      g.commands.emplace_back(u);
+    else
+      g.commands.push_back(std::move(cmd));
+  }
+  CommandResult res;
+  if (why.empty()) {
+    res = exec.execute(g);
+  } else {
+    ++counters_.rejected;
+    writer_.count_reject();
+    res.error = why + "; nothing of the batch was applied";
+  }
+  ingest::count(counters_, res);
+  if (res.status == CommandStatus::rejected) {
+    note_refusal(r, seq, res.error);
+    for (std::size_t k = 0; k < count; ++k)
+      put_outcome(r.msgs, r.capacity, seq + 1 + k, shm::RingOutcome::rejected,
+                  "the batch (message " + std::to_string(seq) + ") was refused: " + res.error);
+    return;
+  }
+  put_outcome(r.msgs, r.capacity, seq, shm::RingOutcome::applied);
+  for (std::size_t k = 0; k < count && k < res.results.size(); ++k)
+    put_outcome(r.msgs, r.capacity, seq + 1 + k, outcome_of(res.results[k].status));
+}
+
 // A ring whose indices are out of range (C1): the producer wrote what a producer cannot. It is
 // read no further. The producer learns why and how far it was applied (shm/ring.hpp, A DROPPED
 // RING): the reason, the true head, then `dropped`.
@@ -252,7 +296,7 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
   // C1
   const std::uint64_t tail = shm::load_acquire(&r.h->tail);
   if (tail < r.head || tail - r.head > r.capacity) return SIZE_MAX;  // corrupt: caller releases
-  const std::size_t n = std::min<std::uint64_t>({tail - r.head, budget, kBatch});
+  std::size_t n = std::min<std::uint64_t>({tail - r.head, budget, kBatch});
   // C2: copies first, validated after (a producer writing during the copy changes nothing).
   for (std::size_t i = 0; i < n; ++i)
     copy_message(copies_[i], r.msgs[(r.head + i) & (r.capacity - 1)], &slots_);
@@ -283,9 +327,42 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
     }
     run = 0;
   };
+  std::size_t n_applied = n;  // a batch beyond this copy ends the drain before its header
   for (std::size_t i = 0; i < n; ++i) {
     const shm::RingMessage& m = copies_[i];
     const std::uint64_t seq = r.head + i + 1;
+    if (m.kind == static_cast<std::uint8_t>(shm::RingKind::group)) {
+      flush_run();
+      const std::uint64_t count = m.values[0];
+      const std::uint64_t published = tail - (r.head + i + 1);  // messages after the header
+      ++counters_.received;
+      if (count == 0 || count > kMaxGroupCommands) {
+        refuse(r, seq,
+               "batch: a header of " + std::to_string(count) + " commands; a batch has 1 to " +
+                   std::to_string(kMaxGroupCommands));
+        continue;
+      }
+      if (count > published) {
+        refuse(r, seq,
+               "batch: a header of " + std::to_string(count) + " commands, " +
+                   std::to_string(published) +
+                   " published after it (a producer "
+                   "publishes a batch whole)");
+        continue;
+      }
+      if (i + count >= n) {  // its commands lie beyond this copy
+        if (i > 0) {
+          n_applied = i;  // the next drain starts with this header
+          break;
+        }
+        for (std::size_t k = n; k <= count; ++k)  // first in the drain: widen the copy
+          copy_message(copies_[k], r.msgs[(r.head + k) & (r.capacity - 1)], &slots_);
+        n = n_applied = count + 1;
+      }
+      apply_group(r, exec, seq, i + 1, static_cast<std::size_t>(count));
+      i += count;
+      continue;
+    }
     ++counters_.received;
     Command cmd;
     std::string why;
@@ -309,10 +386,10 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
       put_outcome(r.msgs, r.capacity, seq, outcome_of(res.status));
   }
   flush_run();
-  // C4: everything up to head + n is applied and visible.
-  r.head += n;
+  // C4: everything up to head + n_applied is applied and visible.
+  r.head += n_applied;
   shm::store_release(&r.h->head, r.head);
-  return n;
+  return n_applied;
 }
 
 std::size_t RingSource::poll(CommandExecutor& exec, std::int64_t, std::size_t budget) {

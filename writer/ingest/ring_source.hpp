@@ -69,6 +69,8 @@ class RingSource final : public Source {
   static constexpr std::uint32_t kLoggedPerWindow = 10;
   static constexpr std::int64_t kLogWindowNs = 10'000'000'000;
   void drop(Ring& r);
+  void apply_group(Ring& r, CommandExecutor& exec, std::uint64_t seq, std::size_t first,
+                   std::size_t count);
   void log_refusal(Ring& r, const std::string& text);
   void flush_refusal_log(Ring& r, std::int64_t now);
   std::size_t drain(Ring& r, CommandExecutor& exec, std::size_t budget);

@@ -82,6 +82,13 @@ std::variant<Command, std::string> decode_stream_entry(const JsonDecoder& decode
   if (auto* u = std::get_if<Update>(&c)) default_seq(*u, packed_id);
   if (auto* a = std::get_if<Add>(&c)) default_seq(*a, packed_id);
   if (auto* f = std::get_if<Fill>(&c)) default_seq(*f, packed_id);
+  if (auto* g = std::get_if<Group>(&c)) {  // every command of a batch carries the entry's id
+    for (Command& sub : g->commands) {
+      if (auto* u = std::get_if<Update>(&sub)) default_seq(*u, packed_id);
+      if (auto* a = std::get_if<Add>(&sub)) default_seq(*a, packed_id);
+      if (auto* f = std::get_if<Fill>(&sub)) default_seq(*f, packed_id);
+    }
+  }
   return c;
 }
 

@@ -11,7 +11,7 @@
 
 namespace poscache::ingest {
 namespace {
-constexpr std::uint64_t kMagic = 0x31574452'54504350ull;  // "PCPTRDW1"
+constexpr std::uint64_t kMagic = 0x32574452'54504350ull;  // "PCPTRDW2": a list of pending fills
 }
 
 std::string TradeWindow::path_of(const std::string& segment) {
@@ -51,21 +51,27 @@ TradeWindow::TradeWindow(const std::string& segment, std::uint64_t generation,
   const std::uint64_t head = header_->head;
   for (std::uint64_t i = head > capacity ? head - capacity : 0; i < head; ++i)
     seen_.insert(ring_[i % capacity]);
-  const std::uint64_t pending = header_->pending_hash;
-  if (pending != 0 && head > 0 && ring_[(head - 1) % capacity] == pending) {
-    abort();  // killed inside T3, after the ring took the hash: only the clearing was left
-  } else if (pending != 0) {  // killed between T1 and T3: did the fill land?
-    PositionKey k;
-    k.set(header_->pending_ns,
-          {header_->pending_account,
-           std::min<std::size_t>(header_->pending_account_len, kMaxAccountLen)},
-          {header_->pending_instrument,
-           std::min<std::size_t>(header_->pending_instrument_len, kMaxInstrumentLen)});
-    if (version_of(k) != header_->pending_old_version)
-      commit();
-    else
-      abort();
+  const std::uint64_t n = std::min<std::uint64_t>(header_->pending_count, kMaxPending);
+  if (n == 0) return;
+  bool in_ring = head >= n;  // killed inside T3 after head moved: the hashes sit below head
+  for (std::uint64_t i = 0; in_ring && i < n; ++i)
+    in_ring = ring_[(head - n + i) % capacity] == header_->pending[i].hash;
+  if (in_ring) {
+    abort();
+    return;
   }
+  // Killed between T1 and T3: record the fills whose positions moved past their old version.
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const TradePending& e = header_->pending[i];
+    PositionKey k;
+    k.set(e.ns, {e.account, std::min<std::size_t>(e.account_len, kMaxAccountLen)},
+          {e.instrument, std::min<std::size_t>(e.instrument_len, kMaxInstrumentLen)});
+    if (version_of(k) != e.old_version) {
+      record(e.hash);
+      shm::store_release(&header_->head, header_->head + 1);
+    }
+  }
+  abort();
 }
 
 TradeWindow::~TradeWindow() {
@@ -74,30 +80,53 @@ TradeWindow::~TradeWindow() {
 
 void TradeWindow::begin(std::uint64_t h, const PositionKey& key,
                         std::uint64_t old_version) noexcept {
-  TradeWindowHeader& w = *header_;
-  w.pending_old_version = old_version;
-  w.pending_ns = key.ns;
-  w.pending_account_len = key.account_len;
-  w.pending_instrument_len = key.instrument_len;
-  std::memcpy(w.pending_account, key.account, key.account_len);
-  std::memcpy(w.pending_instrument, key.instrument, key.instrument_len);
-  // Last: a kill before this store leaves no pending entry, a kill after it a complete one.
-  shm::store_release(&w.pending_hash, h);
+  const Fill one{h, &key, old_version};
+  begin(std::span(&one, 1));
 }
 
-void TradeWindow::commit() noexcept {
+void TradeWindow::begin(std::span<const Fill> fills) noexcept {
   TradeWindowHeader& w = *header_;
-  const std::uint64_t h = w.pending_hash;
+  const std::size_t n = std::min(fills.size(), kMaxPending);
+  for (std::size_t i = 0; i < n; ++i) {
+    TradePending& e = w.pending[i];
+    const PositionKey& key = *fills[i].key;
+    e.hash = fills[i].hash;
+    e.old_version = fills[i].old_version;
+    e.ns = key.ns;
+    e.account_len = key.account_len;
+    e.instrument_len = key.instrument_len;
+    std::memcpy(e.account, key.account, key.account_len);
+    std::memcpy(e.instrument, key.instrument, key.instrument_len);
+  }
+  // Last: a kill before this store leaves nothing pending, a kill after it complete entries.
+  shm::store_release(&w.pending_count, static_cast<std::uint64_t>(n));
+}
+
+void TradeWindow::record(std::uint64_t h) noexcept {
+  TradeWindowHeader& w = *header_;
   const std::uint64_t head = w.head;
   if (head >= w.capacity) seen_.erase(ring_[head % w.capacity]);
   ring_[head % w.capacity] = h;
   seen_.insert(h);
-  shm::store_release(&w.head, head + 1);
-  shm::store_release(&w.pending_hash, std::uint64_t{0});
+}
+
+void TradeWindow::commit() noexcept {
+  TradeWindowHeader& w = *header_;
+  const std::uint64_t n = std::min<std::uint64_t>(w.pending_count, kMaxPending);
+  const std::uint64_t head = w.head;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const std::uint64_t h = w.pending[i].hash;
+    const std::uint64_t at = head + i;
+    if (at >= w.capacity) seen_.erase(ring_[at % w.capacity]);
+    ring_[at % w.capacity] = h;
+    seen_.insert(h);
+  }
+  shm::store_release(&w.head, head + n);
+  shm::store_release(&w.pending_count, std::uint64_t{0});
 }
 
 void TradeWindow::abort() noexcept {
-  shm::store_release(&header_->pending_hash, std::uint64_t{0});
+  shm::store_release(&header_->pending_count, std::uint64_t{0});
 }
 
 std::uint64_t TradeWindow::recorded() const noexcept {
