@@ -548,6 +548,27 @@ int poscache_invalidate_all(poscache_producer* producer, int64_t timeout_ns, uin
   });
 }
 
+int poscache_batch_begin(poscache_producer* producer) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    if (producer->producer->in_batch())
+      return failed(POSCACHE_BAD_INPUT, "a batch is open already (poscache_batch_end or _abort)");
+    producer->producer->begin_batch();
+    return POSCACHE_OK;
+  });
+}
+
+int poscache_batch_end(poscache_producer* producer, int64_t timeout_ns, uint64_t* seq) {
+  POSCACHE_PRODUCER_OR_FAIL(producer)
+  return guarded([&]() -> int {
+    return push_status(producer, producer->producer->end_batch(timeout_of(timeout_ns)), seq);
+  });
+}
+
+void poscache_batch_abort(poscache_producer* producer) {
+  if (producer != nullptr && producer->producer) producer->producer->abort_batch();
+}
+
 int poscache_outcome(const poscache_producer* producer, uint64_t seq, char* why, size_t len) {
   POSCACHE_PRODUCER_OR_FAIL(producer)
   return guarded([&]() -> int {

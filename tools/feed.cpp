@@ -5,7 +5,8 @@
 //   ID] poscache-feed -s SEGMENT mark NS INSTRUMENT PRICE [--account A] poscache-feed -s SEGMENT
 //   add NS ACCOUNT INSTRUMENT FIELD (--by N | --reset) poscache-feed -s SEGMENT erase NS ACCOUNT
 //   INSTRUMENT poscache-feed -s SEGMENT invalidate (--account A [--ns NS] | --ns NS | --glob G |
-//   --all) poscache-feed -s SEGMENT replay FILE.jsonl         (the JSON-lines command format; - =
+//   --all) poscache-feed -s SEGMENT batch FILE.jsonl (one batch: all or nothing)
+//   poscache-feed -s SEGMENT replay FILE.jsonl         (the JSON-lines command format; - =
 //   stdin) poscache-feed -s SEGMENT simulate [--seconds S]    (a small market: fills, marks,
 //   lending) poscache-feed -s SEGMENT load --producers N --rate R --seconds S   (prints rates)
 //
@@ -122,6 +123,31 @@ int ring_one(const std::string& segment, poscache::Producer& p, const json& cmd)
   }
   std::printf("%s (ring message %llu)\n", std::string(reply_name(o)).c_str(),
               static_cast<unsigned long long>(seq));
+  return kOk;
+}
+
+// A batch through the ring: its outcome, and each command's.
+int ring_batch(const std::string& segment, poscache::Producer& p, const std::string& line,
+               std::size_t n) {
+  RingCommands ring(segment, p);
+  const auto pushed = ring.push(line, std::chrono::seconds(10));
+  if (pushed.result.status != poscache::PushStatus::ok) {
+    std::fprintf(stderr, "poscache-feed: refused: %s\n", pushed.error.c_str());
+    return pushed.result.status == poscache::PushStatus::bad_input ? kRefused : kUnreachable;
+  }
+  const std::uint64_t seq = pushed.result.seq;
+  if (p.wait_applied(seq, std::chrono::seconds(10)) != poscache::WaitStatus::done) {
+    std::fprintf(stderr, "poscache-feed: the writer did not apply the batch within 10 s\n");
+    return kUnreachable;
+  }
+  std::string why;
+  if (p.outcome(seq, &why) == poscache::Outcome::rejected) {
+    std::fprintf(stderr, "poscache-feed: refused: %s\n", why.c_str());
+    return kRefused;
+  }
+  std::string out = "batch of " + std::to_string(n) + " applied:";
+  for (std::size_t i = 0; i < n; ++i) out += " " + std::string(reply_name(p.outcome(seq + 1 + i)));
+  std::printf("%s (ring message %llu)\n", out.c_str(), static_cast<unsigned long long>(seq));
   return kOk;
 }
 
@@ -249,6 +275,9 @@ int main(int argc, char** argv) {
   inv->add_flag("--all", all);
 
   std::string file;
+  auto* bt = app.add_subcommand(
+      "batch", "send a JSON-lines file (- for stdin) as ONE batch: applied all or nothing");
+  bt->add_option("file", file)->required();
   auto* rp = app.add_subcommand("replay", "send a JSON-lines command file (- for stdin)");
   rp->add_option("file", file)->required();
   double replay_timeout = 60;
@@ -332,6 +361,39 @@ int main(int argc, char** argv) {
       }
       SocketClient c(path);
       return report(c.call(cmd.dump()), false) ? kOk : kRefused;
+    }
+
+    if (*bt) {
+      std::ifstream in_file;
+      std::istream* in = &std::cin;
+      if (file != "-") {
+        in_file.open(file);
+        if (!in_file) {
+          std::fprintf(stderr, "poscache-feed: cannot read %s\n", file.c_str());
+          return kUsage;
+        }
+        in = &in_file;
+      }
+      std::string line, commands;
+      std::size_t n = 0;
+      while (std::getline(*in, line)) {
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        commands += (n++ == 0 ? "" : ",") + line;
+      }
+      const std::string batch = R"({"op":"batch","commands":[)" + commands + "]}";
+      if (via == "ring") {
+        auto p = open_producer(segment, sock);
+        return ring_batch(segment, *p, batch, n);
+      }
+      SocketClient c(path);
+      const std::string reply = c.call(batch);
+      const json r = json::parse(reply, nullptr, false);
+      if (!report(reply, true)) return kRefused;
+      std::string out = "batch of " + std::to_string(n) + " applied:";
+      for (const auto& one : r.value("results", json::array()))
+        out += " " + one.value("status", std::string("?"));
+      std::printf("%s\n", out.c_str());
+      return kOk;
     }
 
     if (*rp) {

@@ -229,6 +229,16 @@ int poscache_invalidate_matching(poscache_producer* producer, const char* glob, 
                                  uint64_t* seq);
 int poscache_invalidate_all(poscache_producer* producer, int64_t timeout_ns, uint64_t* seq);
 
+/* A batch: commands applied all or nothing, seen whole by snapshot readers (a trade and its cash
+ * leg). Between begin and end, pushes are staged (POSCACHE_OK, *seq 0) or refused as usual; end
+ * sends nothing if one was refused (POSCACHE_BAD_INPUT naming the command), else publishes them
+ * together, waiting up to timeout_ns for room, and stores the batch's sequence in *seq:
+ * poscache_outcome(seq) is the batch's, seq + 1 + i command i's. At most 64 commands, each on one
+ * position (upsert, fill, a one-account mark, add, reset, erase). */
+int poscache_batch_begin(poscache_producer* producer);
+int poscache_batch_end(poscache_producer* producer, int64_t timeout_ns, uint64_t* seq);
+void poscache_batch_abort(poscache_producer* producer);
+
 /* Waits until the writer applied `seq` (visible to readers) / until Redis has it. POSCACHE_OK,
  * POSCACHE_TIMEOUT, POSCACHE_NO_REDIS, or POSCACHE_RING_DROPPED (it never will be). */
 int poscache_wait_applied(const poscache_producer* producer, uint64_t seq, int64_t timeout_ns);

@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 
 #include "poscache/producer.hpp"
@@ -170,6 +171,55 @@ class PyProducer {
     return w == WaitStatus::done;
   }
 
+  // A batch: a list of commands as dicts ({"op": "fill", "ns": ..., ...}, the other keys the
+  // arguments of the method of that name), applied all or nothing. Returns the batch's
+  // sequence: outcome(seq) is the batch's, outcome(seq + 1 + i) command i's.
+  std::uint64_t batch(py::handle self, const py::list& commands,
+                      const std::optional<double>& timeout) {
+    static const char* const kOps[] = {"upsert", "fill", "mark", "add", "reset", "erase"};
+    Producer& p = live();
+    p.begin_batch();
+    try {
+      std::size_t i = 0;
+      for (const py::handle c : commands) {
+        if (!py::isinstance<py::dict>(c)) {
+          throw py::type_error("batch: command " + std::to_string(i) + " is a " +
+                               std::string(Py_TYPE(c.ptr())->tp_name) +
+                               "; give a dict with an \"op\"");
+        }
+        py::dict args = py::reinterpret_borrow<py::dict>(c).attr("copy")();
+        if (!args.contains("op"))
+          throw py::value_error("batch: command " + std::to_string(i) + " has no \"op\"");
+        const std::string op = py::str(args["op"]);
+        PyDict_DelItemString(args.ptr(), "op");
+        if (std::find(std::begin(kOps), std::end(kOps), op) == std::end(kOps))
+          throw py::value_error("batch: command " + std::to_string(i) + ": op '" + op +
+                                "' cannot be part of a batch (upsert, fill, mark, add, reset, "
+                                "erase)");
+        try {
+          self.attr(op.c_str())(**args);
+        } catch (py::error_already_set& e) {
+          e.restore();
+          PyObject *type, *value, *tb;
+          PyErr_Fetch(&type, &value, &tb);
+          PyErr_NormalizeException(&type, &value, &tb);
+          const std::string msg = "batch: command " + std::to_string(i) + " (" + op +
+                                  "): " + py::str(value).cast<std::string>();
+          Py_XDECREF(tb);
+          Py_XDECREF(value);
+          PyErr_SetString(type, msg.c_str());
+          Py_XDECREF(type);
+          throw py::error_already_set();
+        }
+        ++i;
+      }
+    } catch (...) {
+      p.abort_batch();
+      throw;
+    }
+    return push([&](Producer::Timeout t) { return live().end_batch(t); }, timeout);
+  }
+
   // What the writer did with message `seq`: 'applied', 'duplicate', 'stale', 'not_found',
   // 'rejected' (refusal(seq) says why), 'pending' or 'unknown'.
   std::string outcome(std::uint64_t seq) { return std::string(to_string(live().outcome(seq))); }
@@ -277,6 +327,12 @@ void add_producer(py::module_& m) {
            py::arg("ns") = py::none(), py::arg("glob") = py::none(), py::arg("all") = false,
            py::arg("timeout") = py::none())
       .def("wait_applied", &PyProducer::wait_applied, py::arg("seq"), py::arg("timeout"))
+      .def(
+          "batch",
+          [](py::object self, const py::list& commands, const std::optional<double>& timeout) {
+            return self.cast<PyProducer&>().batch(self, commands, timeout);
+          },
+          py::arg("commands"), py::arg("timeout") = py::none())
       .def("outcome", &PyProducer::outcome, py::arg("seq"))
       .def("refusal", &PyProducer::refusal, py::arg("seq"))
       .def("wait_synced", &PyProducer::wait_synced, py::arg("seq"), py::arg("timeout"))

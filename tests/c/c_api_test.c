@@ -141,6 +141,28 @@ int main(void) {
   CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
   CHECK(poscache_outcome(p, seq, NULL, 0) == POSCACHE_OUTCOME_NOT_FOUND);
   CHECK(poscache_outcome(p, seq + 1, NULL, 0) == POSCACHE_OUTCOME_UNKNOWN);
+  /* A batch: a buy of 2 ETH at 50 and its cash leg, together or not at all. */
+  CHECK_STATUS(poscache_batch_begin(p), POSCACHE_OK);
+  CHECK_STATUS(poscache_batch_begin(p), POSCACHE_BAD_INPUT);
+  CHECK_STATUS(poscache_fill(p, "spot", "w3", "ETH", POSCACHE_BUY, "2", "50", NULL, "C-1", 0, &seq),
+               POSCACHE_OK);
+  CHECK_STATUS(
+      poscache_fill(p, "spot", "w3", "USDC", POSCACHE_SELL, "100", "1", NULL, "C-1-cash", 0, &seq),
+      POSCACHE_OK);
+  CHECK_STATUS(poscache_batch_end(p, kSecond, &seq), POSCACHE_OK);
+  CHECK_STATUS(poscache_wait_applied(p, seq, 10 * kSecond), POSCACHE_OK);
+  CHECK(poscache_outcome(p, seq, NULL, 0) == POSCACHE_OUTCOME_APPLIED);
+  CHECK(poscache_outcome(p, seq + 2, NULL, 0) == POSCACHE_OUTCOME_APPLIED);
+  CHECK_STATUS(poscache_get(r, "spot", "w3", "USDC", &pos), POSCACHE_OK);
+  CHECK_TEXT(r, &pos, "qty", "-100.000000000000000000");
+  /* One refused at the push: nothing is sent. */
+  CHECK_STATUS(poscache_batch_begin(p), POSCACHE_OK);
+  CHECK_STATUS(poscache_fill(p, "spot", "w3", "ETH", POSCACHE_BUY, "1", "50", NULL, NULL, 0, &seq),
+               POSCACHE_OK);
+  CHECK_STATUS(poscache_fill(p, "spot", "w3", "ETH", POSCACHE_BUY, "1", "5O", NULL, NULL, 0, &seq),
+               POSCACHE_BAD_INPUT);
+  CHECK_STATUS(poscache_batch_end(p, kSecond, &seq), POSCACHE_BAD_INPUT);
+  CHECK(strstr(poscache_last_error(), "command 1") != NULL);
 
   /* An upsert with several fields, an int64 add, a namespace id for a hot loop. */
   const char* names[] = {"collateral_amount", "debt_amount", "health_factor"};

@@ -252,6 +252,42 @@ TEST(IngestDaemonTest, TheRingAndTheSocketRefuseTheSameBadLinesWithTheSameWords)
   EXPECT_EQ(positions_of(ring_seg.name(), "spot"), positions_of(socket_seg.name(), "spot"));
 }
 
+// poscache-feed batch: a file of commands sent as one batch, over a ring or the socket; one bad
+// command and nothing of it is applied.
+TEST(IngestDaemonTest, AFeedBatchIsAppliedWholeOrNotAtAll) {
+  const test::ScratchSegment seg("ibatch");
+  Daemon d(seg_flag(seg) + " --capacity 1000 --no-redis");
+  ASSERT_TRUE(d.wait_for("ingest socket")) << d.log();
+  TempDir dir;
+  const std::string trade = dir.file(
+      "trade.jsonl",
+      R"({"op":"fill","ns":"spot","account":"fb","instrument":"SOL","side":"buy","qty":"10","price":"100","fee":"0.1","trade_id":"FB-1"})"
+      "\n"
+      R"({"op":"fill","ns":"spot","account":"fb","instrument":"USDC","side":"sell","qty":"1000.1","price":"1","trade_id":"FB-1-cash"})"
+      "\n");
+  auto ring = feed(seg, "batch " + trade);
+  EXPECT_EQ(ring.code, 0) << ring.out;
+  EXPECT_NE(ring.out.find("batch of 2 applied: applied applied"), std::string::npos) << ring.out;
+  auto again = feed(seg, "--via socket batch " + trade);
+  EXPECT_EQ(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find("batch of 2 applied: duplicate duplicate"), std::string::npos)
+      << again.out;
+  const std::string bad = dir.file(
+      "bad.jsonl",
+      R"({"op":"fill","ns":"spot","account":"fb","instrument":"SOL","side":"buy","qty":"1","price":"100","trade_id":"FB-2"})"
+      "\n"
+      R"({"op":"fill","ns":"spot","account":"fb","instrument":"USDC","side":"sell","qty":"100","price":"1","trade_id":"FB-2-cash","fee":"x"})"
+      "\n");
+  for (const char* via : {"", "--via socket "}) {
+    auto refused = feed(seg, std::string(via) + "batch " + bad);
+    EXPECT_EQ(refused.code, 1) << refused.out;
+    EXPECT_NE(refused.out.find("command 1 (fill)"), std::string::npos) << refused.out;
+  }
+  Reader r = Reader::open(seg.name());
+  EXPECT_EQ(field(r, "spot", "fb", "SOL", "qty"), "10.000000000000000000");
+  EXPECT_EQ(field(r, "spot", "fb", "USDC", "qty"), "-1000.100000000000000000");
+}
+
 TEST(IngestDaemonTest, AFeedWithNoWriterSaysSoAndExitsThree) {
   const test::ScratchSegment seg("inone");
   auto r = feed(seg, "--via socket mark spot SOL 1");

@@ -432,3 +432,35 @@ def test_every_message_says_what_the_writer_did_with_it(writer):
         assert p.outcome(call()) in ("pending", "applied")
     with pytest.raises(ValueError, match="timeout"):
         p.erase("spot", "nobody", "SOL", timeout=-1)
+
+
+def test_a_batch_is_applied_whole_or_not_at_all(writer):
+    p = poscache.Producer(writer, "py-batch")
+    r = poscache.Reader(writer)
+    trade = [
+        {"op": "fill", "ns": "spot", "account": "pb", "instrument": "SOL", "side": "buy",
+         "qty": "10", "price": Decimal("100"), "fee": "0.1", "trade_id": "PB-1"},
+        {"op": "fill", "ns": "spot", "account": "pb", "instrument": "USDC", "side": "sell",
+         "qty": Decimal("1000.1"), "price": 1, "trade_id": "PB-1-cash"},
+    ]
+    seq = p.batch(trade, timeout=1)
+    assert p.wait_applied(seq, timeout=10)
+    assert [p.outcome(seq + i) for i in range(3)] == ["applied", "applied", "applied"]
+    assert r.get("spot", "pb", "USDC")["qty"] == Decimal("-1000.1")
+    seq = p.batch(trade, timeout=1)  # resent: both legs are duplicates
+    assert p.wait_applied(seq, timeout=10)
+    assert [p.outcome(seq + 1), p.outcome(seq + 2)] == ["duplicate", "duplicate"]
+    with pytest.raises(ValueError, match=r"batch: command 1 \(fill\): .*price"):
+        p.batch([trade[0], dict(trade[1], price="1,0")])
+    with pytest.raises(ValueError, match="op 'invalidate' cannot be part of a batch"):
+        p.batch([{"op": "invalidate", "all": True}])
+    with pytest.raises(ValueError, match="at most 64"):
+        p.batch([{"op": "erase", "ns": "spot", "account": "x", "instrument": "SOL"}] * 65)
+    p.add("lending", "pb", "ETH", "blocks_unhealthy", 2**63 - 1, timeout=1)
+    seq = p.batch([dict(trade[0], trade_id="PB-2"),
+                   {"op": "add", "ns": "lending", "account": "pb", "instrument": "ETH",
+                    "field": "blocks_unhealthy", "by": 1}], timeout=1)
+    assert p.wait_applied(seq, timeout=10)
+    assert p.outcome(seq) == "rejected"
+    assert "command 1 (add)" in p.refusal(seq)
+    assert r.get("spot", "pb", "SOL")["qty"] == 10  # nothing of it applied
