@@ -14,7 +14,12 @@
 // go (erases shift other entries back: the epoch), and their slots are reused by the ledger's
 // splits. The readers also snapshot churn accounts (every position must be theirs and whole).
 //
-//   account_torture [--seconds S] [--readers R] [--capacity C] [--min-snapshots N]
+// With --via-ring the same batches come from ANOTHER process: a producer (poscache::Producer)
+// sends each as a batch through its shared-memory ring (begin_batch / end_batch), and the writer
+// process serves rings and applies them as poscache-writer does (RingSource, CommandExecutor):
+// a batch from a producer is seen whole by snapshot() exactly as an in-process apply is.
+//
+//   account_torture [--seconds S] [--readers R] [--capacity C] [--min-snapshots N] [--via-ring]
 // Exit 0 only with zero broken totals, zero torn positions, zero false misses, zero writer_dead
 // answers (the writer lives throughout), at least N verified ledger snapshots, the writer
 // exiting 0 on SIGTERM, and a consistent segment at the end (verify, account index included).
@@ -33,9 +38,13 @@
 #include <thread>
 #include <vector>
 
+#include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
 #include "tools/verify.hpp"
+#include "writer/ingest/executor.hpp"
+#include "writer/ingest/ring_source.hpp"
+#include "writer/ingest/socket_source.hpp"
 
 using namespace poscache;
 
@@ -52,6 +61,7 @@ struct Options {
   std::uint64_t capacity = 4096;
   std::uint64_t min_snapshots = 1000;
   std::string segment;
+  bool via_ring = false;
 };
 
 std::string ledger(int i) {
@@ -91,39 +101,132 @@ Update position(const Writer& w, NamespaceId ns, const std::string& a, const std
   return *w.make_update(ns, a, i, 0b11, v, 0, UpdateMode::replace);
 }
 
+// Where the batches go: a Writer in this process, or a producer ring to the writer process.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void begin() = 0;
+  virtual void put(NamespaceId ns, const std::string& a, const std::string& i, int128 qty) = 0;
+  virtual void erase(NamespaceId ns, const std::string& a, const std::string& i) = 0;
+  virtual void end() = 0;  // the batch, whole
+  virtual void invalidate_account(const std::string& a) = 0;
+  virtual void tick() {}
+};
+
+class WriterSink final : public Sink {
+ public:
+  explicit WriterSink(Writer& w) : w_(w) {}
+  void begin() override { ops_.clear(); }
+  void put(NamespaceId ns, const std::string& a, const std::string& i, int128 qty) override {
+    ops_.emplace_back(position(w_, ns, a, i, qty));
+  }
+  void erase(NamespaceId ns, const std::string& a, const std::string& i) override {
+    ops_.emplace_back(Erase{KeyRef{ns, a, i}});
+  }
+  void end() override {
+    if (!ops_.empty() && !w_.apply(ops_).applied) std::_Exit(4);
+  }
+  void invalidate_account(const std::string& a) override { w_.invalidate_account(a); }
+  void tick() override { w_.tick(); }
+
+ private:
+  Writer& w_;
+  std::vector<Op> ops_;
+};
+
+class RingSink final : public Sink {
+ public:
+  explicit RingSink(const std::string& segment) {
+    ProducerConfig c;
+    c.segment = segment;
+    c.name = "torture";
+    c.capacity = 4096;
+    c.connect_timeout = std::chrono::seconds(30);
+    for (int tries = 0; !p_; ++tries) {  // the writer process may not have created it yet
+      try {
+        p_ = Producer::open(c);
+      } catch (const Error&) {
+        if (tries > 3000) throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+  }
+  void begin() override {
+    p_->begin_batch();
+    staged_ = 0;
+  }
+  void put(NamespaceId ns, const std::string& a, const std::string& i, int128 qty) override {
+    ++staged_;
+    const std::string q = std::to_string(static_cast<long long>(qty));
+    const std::string check = std::to_string(static_cast<long long>(qty * 7 + tag(a, i)));
+    auto u = p_->make_update(ns == 0 ? "book" : "cash", a, i, {{"qty", q}, {"check", check}}, 0,
+                             UpdateMode::replace);
+    if (!u || p_->push(*u).status != PushStatus::ok) std::_Exit(5);
+  }
+  void erase(NamespaceId ns, const std::string& a, const std::string& i) override {
+    ++staged_;
+    if (p_->erase(ns == 0 ? "book" : "cash", a, i).status != PushStatus::ok) std::_Exit(5);
+  }
+  void end() override {
+    if (staged_ == 0) {  // the step had nothing to move
+      p_->abort_batch();
+      return;
+    }
+    const PushResult r = p_->end_batch(std::chrono::seconds(10));
+    if (r.status != PushStatus::ok) {
+      std::fprintf(stderr, "account_torture: batch refused: %s\n", p_->error().c_str());
+      std::_Exit(6);
+    }
+    last_ = r.seq;
+  }
+  void invalidate_account(const std::string& a) override {
+    if (p_->invalidate_account(a, {}, std::chrono::seconds(10)).status != PushStatus::ok)
+      std::_Exit(5);
+  }
+  void tick() override {
+    // Every batch applied (none refused): a refused one would break the model.
+    if (last_ != 0 && p_->wait_applied(last_, std::chrono::seconds(10)) != WaitStatus::done)
+      std::_Exit(7);
+    if (p_->stats().rejected != 0) {
+      std::fprintf(stderr, "account_torture: the writer refused: %s\n",
+                   p_->stats().last_error.c_str());
+      std::_Exit(8);
+    }
+  }
+
+ private:
+  std::unique_ptr<Producer> p_;
+  std::uint64_t last_ = 0;
+  int staged_ = 0;
+};
+
 volatile sig_atomic_t g_stop = 0;
 
-[[noreturn]] void run_writer(const Options& o, std::uint64_t seed) {
-  std::signal(SIGTERM, [](int) { g_stop = 1; });
-  sigset_t term;
-  sigemptyset(&term);
-  sigaddset(&term, SIGTERM);
-  sigprocmask(SIG_UNBLOCK, &term, nullptr);
-  auto w = Writer::open(config(o));
+// The model and its batches: the ledgers' totals never change, churn comes and goes.
+void feed(Sink& sink, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
-  // The writer's model of each ledger: instrument -> qty (absent: no position).
+  // The model of each ledger: instrument -> qty (absent: no position).
   std::vector<std::map<int, int128>> model(kLedgers);
   for (int a = 0; a < kLedgers; ++a) {
-    std::vector<Op> ops;
+    sink.begin();
     for (int j = 0; j < kInstruments; ++j) {
       model[a][j] = kTotal / kInstruments;
-      ops.emplace_back(position(*w, ns_of(j), ledger(a), instrument(j), model[a][j]));
+      sink.put(ns_of(j), ledger(a), instrument(j), model[a][j]);
     }
-    if (!w->apply(ops).applied) std::_Exit(3);
+    sink.end();
   }
   std::vector<std::pair<std::string, std::string>> churn_live;
-  std::vector<Op> ops;
   while (!g_stop) {
     for (int step = 0; step < 64; ++step) {
       const int a = static_cast<int>(rng() % kLedgers);
       auto& m = model[a];
-      ops.clear();
       const std::uint64_t kind = rng() % 10;
       auto pick_present = [&] {
         auto it = m.begin();
         std::advance(it, static_cast<long>(rng() % m.size()));
         return it->first;
       };
+      sink.begin();
       if (kind < 6 && m.size() >= 2) {  // transfer
         const int x = pick_present();
         int y = pick_present();
@@ -131,16 +234,16 @@ volatile sig_atomic_t g_stop = 0;
         const int128 d = static_cast<int128>(rng() % 200) - 100;
         m[x] -= d;
         m[y] += d;
-        ops.emplace_back(position(*w, ns_of(x), ledger(a), instrument(x), m[x]));
-        ops.emplace_back(position(*w, ns_of(y), ledger(a), instrument(y), m[y]));
+        sink.put(ns_of(x), ledger(a), instrument(x), m[x]);
+        sink.put(ns_of(y), ledger(a), instrument(y), m[y]);
       } else if (kind < 8 && m.size() >= 2) {  // fold x into y
         const int x = pick_present();
         int y = pick_present();
         while (y == x) y = pick_present();
         m[y] += m[x];
         m.erase(x);
-        ops.emplace_back(Erase{KeyRef{ns_of(x), ledger(a), instrument(x)}});
-        ops.emplace_back(position(*w, ns_of(y), ledger(a), instrument(y), m[y]));
+        sink.erase(ns_of(x), ledger(a), instrument(x));
+        sink.put(ns_of(y), ledger(a), instrument(y), m[y]);
       } else if (m.size() < static_cast<std::size_t>(kInstruments)) {  // split into an absent x
         int x = static_cast<int>(rng() % kInstruments);
         while (m.count(x)) x = static_cast<int>(rng() % kInstruments);
@@ -148,33 +251,81 @@ volatile sig_atomic_t g_stop = 0;
         const int128 d = static_cast<int128>(rng() % 100);
         m[x] = d;
         m[y] -= d;
-        ops.emplace_back(position(*w, ns_of(x), ledger(a), instrument(x), m[x]));
-        ops.emplace_back(position(*w, ns_of(y), ledger(a), instrument(y), m[y]));
+        sink.put(ns_of(x), ledger(a), instrument(x), m[x]);
+        sink.put(ns_of(y), ledger(a), instrument(y), m[y]);
       }
-      if (!ops.empty() && !w->apply(ops).applied) std::_Exit(4);
+      sink.end();
       // Churn: whole accounts appear and vanish (their entries come and go).
       const std::uint64_t r = rng();
       if (churn_live.size() < 600 && r % 3 != 0) {
         std::string ca = "c" + std::to_string(r % kChurnAccounts);
         std::string ci = "j" + std::to_string((r >> 20) % 4);
-        w->upsert(
-            position(*w, static_cast<NamespaceId>(r & 1), ca, ci, static_cast<int128>(r >> 40)));
+        sink.begin();
+        sink.put(static_cast<NamespaceId>(r & 1), ca, ci, static_cast<int128>(r >> 40));
+        sink.end();
         churn_live.emplace_back(std::move(ca), std::move(ci));
       } else if (!churn_live.empty()) {
         const std::size_t k = r % churn_live.size();
         if ((r >> 32) % 8 == 0) {
-          w->invalidate_account(churn_live[k].first);
+          sink.invalidate_account(churn_live[k].first);
         } else {
-          w->erase(KeyRef{0, churn_live[k].first, churn_live[k].second});
-          w->erase(KeyRef{1, churn_live[k].first, churn_live[k].second});
+          sink.begin();
+          sink.erase(0, churn_live[k].first, churn_live[k].second);
+          sink.erase(1, churn_live[k].first, churn_live[k].second);
+          sink.end();
         }
         churn_live[k] = churn_live.back();
         churn_live.pop_back();
       }
     }
+    sink.tick();
+  }
+}
+
+void on_sigterm() {
+  std::signal(SIGTERM, [](int) { g_stop = 1; });
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigprocmask(SIG_UNBLOCK, &term, nullptr);
+}
+
+[[noreturn]] void run_writer(const Options& o, std::uint64_t seed) {
+  on_sigterm();
+  auto w = Writer::open(config(o));
+  if (!o.via_ring) {
+    WriterSink sink(*w);
+    feed(sink, seed);
+    w->close();
+    std::_Exit(0);
+  }
+  // As poscache-writer serves producers: the socket takes rings, the loop drains them.
+  ingest::CommandExecutor exec(*w, nullptr);
+  ingest::SocketSource socket(
+      ingest::SocketConfig{ingest::default_socket_path(o.segment), 0600, "", 8}, w->namespaces(),
+      {});
+  ingest::RingSource rings(*w, {});
+  socket.set_rings(&rings);
+  while (!g_stop) {
+    std::size_t n = rings.poll(exec, 0, 256);
+    n += socket.poll(exec, 0, 256);
     w->tick();
+    if (n == 0) std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
   w->close();
+  std::_Exit(0);
+}
+
+[[noreturn]] void run_producer(const Options& o, std::uint64_t seed) {
+  on_sigterm();
+  try {
+    RingSink sink(o.segment);
+    feed(sink, seed);
+    sink.tick();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "account_torture: producer: %s\n", e.what());
+    std::_Exit(9);
+  }
   std::_Exit(0);
 }
 
@@ -256,10 +407,12 @@ int main(int argc, char** argv) {
       o.capacity = std::stoull(next());
     else if (a == "--min-snapshots")
       o.min_snapshots = std::stoull(next());
+    else if (a == "--via-ring")
+      o.via_ring = true;
     else {
       std::fprintf(stderr,
                    "usage: account_torture [--seconds S] [--readers R] [--capacity C] "
-                   "[--min-snapshots N]\n");
+                   "[--min-snapshots N] [--via-ring]\n");
       return 2;
     }
   }
@@ -270,6 +423,11 @@ int main(int argc, char** argv) {
   sigprocmask(SIG_BLOCK, &term, &old);
   const pid_t writer = ::fork();
   if (writer == 0) run_writer(o, 777);
+  pid_t producer = -1;
+  if (o.via_ring) {
+    producer = ::fork();
+    if (producer == 0) run_producer(o, 777);
+  }
   sigprocmask(SIG_SETMASK, &old, nullptr);
   for (int tries = 0;; ++tries) {
     try {
@@ -310,10 +468,19 @@ int main(int argc, char** argv) {
     ::waitpid(pid, &st, 0);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) readers_ok = false;
   }
+  bool producer_ok = true;
+  if (producer > 0) {  // first: its last batches applied, then the writer stops
+    ::kill(producer, SIGTERM);
+    int pst = 0;
+    ::waitpid(producer, &pst, 0);
+    producer_ok = WIFEXITED(pst) && WEXITSTATUS(pst) == 0;
+    if (!producer_ok)
+      std::fprintf(stderr, "account_torture: the producer failed (status %d)\n", pst);
+  }
   ::kill(writer, SIGTERM);
   int wst = 0;
   ::waitpid(writer, &wst, 0);
-  const bool writer_ok = WIFEXITED(wst) && WEXITSTATUS(wst) == 0;
+  const bool writer_ok = WIFEXITED(wst) && WEXITSTATUS(wst) == 0 && producer_ok;
   // The segment the writer left: slots, index and account index agree (tools/verify.hpp).
   std::vector<std::string> problems;
   try {
@@ -325,10 +492,12 @@ int main(int argc, char** argv) {
   boost::interprocess::shared_memory_object::remove(o.segment.c_str());
   ::unlink(("/dev/shm/" + o.segment + ".readers").c_str());
   ::unlink(("/dev/shm/" + o.segment + ".lock").c_str());
+  ::unlink(("/dev/shm/" + o.segment + ".sock").c_str());
   std::printf(
-      "account_torture: %llu ledger snapshots verified (%llu positions in all), %llu churn "
+      "account_torture%s: %llu ledger snapshots verified (%llu positions in all), %llu churn "
       "snapshots; broken totals %llu, torn %llu, false misses %llu, writer_busy %llu, "
       "writer_dead %llu\n",
+      o.via_ring ? " (batches from a producer process through a ring)" : "",
       static_cast<unsigned long long>(sum.ledger_ok),
       static_cast<unsigned long long>(sum.positions), static_cast<unsigned long long>(sum.churn_ok),
       static_cast<unsigned long long>(sum.broken_totals), static_cast<unsigned long long>(sum.torn),
