@@ -60,6 +60,17 @@ echo "   the same fill again (redelivered trade id demo-3, over the socket, whic
 "$bin/poscache-feed" -s "$seg" --via socket mark spot SOL 149.25
 echo "   qty 15, average 144.30, realized 5 x (151.00 - 144.30) = 33.50, unrealized 15 x (149.25 - 144.30) = 74.25:"
 "$bin/poscache-inspect" -s "$seg" get spot "$wallet" SOL
+echo "   over the ring too, every message's outcome comes back (the same trade id again):"
+"$bin/poscache-feed" -s "$seg" fill spot "$wallet" SOL sell 5 151.00 --trade-id demo-3
+echo "   a trade and its cash leg as ONE batch, seen together or not at all: buy 0.5 ETH @ 3150.00"
+echo "   (fee 0.05) and pay 1575.05 USDC from the wallet's 5000 (poscache-feed batch, docs/producers.md):"
+"$bin/poscache-feed" -s "$seg" fill spot "$wallet" USDC buy 5000 1 --trade-id demo-deposit
+cat > "$tmp/trade.jsonl" <<TRADE
+{"op":"fill","ns":"spot","account":"$wallet","instrument":"ETH","side":"buy","qty":"0.5","price":"3150.00","fee":"0.05","trade_id":"demo-4"}
+{"op":"fill","ns":"spot","account":"$wallet","instrument":"USDC","side":"sell","qty":"1575.05","price":"1","trade_id":"demo-4-cash"}
+TRADE
+"$bin/poscache-feed" -s "$seg" batch "$tmp/trade.jsonl"
+"$bin/poscache-inspect" -s "$seg" ls --account "$wallet"
 echo "   a command the schema cannot take is refused, naming why (exit 1):"
 "$bin/poscache-feed" -s "$seg" --via socket fill lending "$wallet" SOL buy 1 1 || true
 
