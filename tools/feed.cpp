@@ -363,17 +363,19 @@ int main(int argc, char** argv) {
       return report(c.call(cmd.dump()), false) ? kOk : kRefused;
     }
 
-    if (*bt) {
-      std::ifstream in_file;
-      std::istream* in = &std::cin;
-      if (file != "-") {
-        in_file.open(file);
-        if (!in_file) {
-          std::fprintf(stderr, "poscache-feed: cannot read %s\n", file.c_str());
-          return kUsage;
-        }
-        in = &in_file;
+    // A file of JSON lines, or standard input ("-").
+    std::ifstream in_file;
+    std::istream* in = &std::cin;
+    if ((*bt || *rp) && file != "-") {
+      in_file.open(file);
+      if (!in_file) {
+        std::fprintf(stderr, "poscache-feed: cannot read %s\n", file.c_str());
+        return kUsage;
       }
+      in = &in_file;
+    }
+
+    if (*bt) {
       std::string line, commands;
       std::size_t n = 0;
       while (std::getline(*in, line)) {
@@ -397,16 +399,6 @@ int main(int argc, char** argv) {
     }
 
     if (*rp) {
-      std::ifstream in_file;
-      std::istream* in = &std::cin;
-      if (file != "-") {
-        in_file.open(file);
-        if (!in_file) {
-          std::fprintf(stderr, "poscache-feed: cannot read %s\n", file.c_str());
-          return kUsage;
-        }
-        in = &in_file;
-      }
       if (via == "ring") {
         auto p = open_producer(segment, sock);
         return ring_replay(segment, *p, *in,
