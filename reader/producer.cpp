@@ -548,7 +548,9 @@ static PushResult push_add(Producer::Impl& impl, std::string& error, std::string
     if (!fi) {
       why = "namespace '" + info.name + "' has no field '" + std::string(field) + "'";
     } else if (info.fields[*fi].type != FieldType::int64) {
-      why = "field '" + std::string(field) + "' is not an int64 field";
+      // The writer's words (writer/ingest/executor.cpp), so both paths say the same.
+      why = "field '" + std::string(field) + "' of namespace '" + info.name + "' is a " +
+            std::string(to_string(info.fields[*fi].type)) + "; add works on int64 fields";
     } else {
       f = *fi;
     }

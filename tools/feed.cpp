@@ -14,6 +14,7 @@
 // printed) · 1 a command was refused (its error printed) · 2 usage · 3 the writer is unreachable.
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -166,10 +167,26 @@ int ring_replay(const std::string& segment, poscache::Producer& p, std::istream&
     if (pending.empty() || pending.front().first > upto) return true;
     const auto w = p.wait_applied(upto, timeout);
     if (w != poscache::WaitStatus::done) {
-      std::fprintf(stderr, "poscache-feed: line %zu: %s\n", pending.front().second,
-                   w == poscache::WaitStatus::dropped
-                       ? p.stats().last_error.c_str()
-                       : "the writer applied nothing for the whole timeout");
+      // Say exactly what is where: lines before the first unapplied one are applied; from it to
+      // the last pushed they sit in the ring and the writer applies them when it resumes (a
+      // restarted writer too: the ring is re-attached), so resending them would apply commands
+      // without a trade id twice; after the last pushed, nothing was sent.
+      std::size_t first = pending.back().second;
+      for (const auto& [message, line] : pending) {
+        if (message > p.applied()) {
+          first = line;
+          break;
+        }
+      }
+      if (w == poscache::WaitStatus::dropped) {
+        std::fprintf(stderr, "poscache-feed: %s\n", p.stats().last_error.c_str());
+      } else {
+        std::fprintf(stderr,
+                     "poscache-feed: the writer applied nothing for the whole timeout; lines "
+                     "%zu to %zu are in the ring and will be applied when it resumes (do not "
+                     "resend them); later lines were not sent\n",
+                     first, pending.back().second);
+      }
       return false;
     }
     while (!pending.empty() && pending.front().first <= upto) {
@@ -226,8 +243,10 @@ int main(int argc, char** argv) {
   std::string ns, account, instrument, side, qty, price, fee, trade_id, field, glob;
   std::vector<std::string> assignments;
   bool replace = false, reset = false, all = false;
-  std::optional<std::uint64_t> seq;
-  std::optional<std::int64_t> by;
+  // --seq and --by as text, passed on as JSON strings: the one decoder checks them (CLI11 would
+  // clamp 10^23 to INT64_MAX and wrap -1 to 2^64 - 1, and take 0x10 or " 5").
+  std::optional<std::string> seq;
+  std::optional<std::string> by;
   std::optional<std::string> opt_account, opt_ns, opt_glob;
 
   auto* up = app.add_subcommand("upsert", "set fields of a position (merge, or --replace)");
@@ -304,7 +323,18 @@ int main(int argc, char** argv) {
   ld->add_option("--seconds", seconds, "how long (default 10)");
   ld->add_option("--ns", trading_ns, "namespace (default spot)");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {  // usage: exit 2, as documented
+    app.exit(e);
+    return kUsage;
+  }
+  if (replay_timeout < 0) {
+    std::fprintf(stderr, "poscache-feed: --timeout %g: give seconds >= 0\n", replay_timeout);
+    return kUsage;
+  }
   const std::string path = socket_path(segment, sock);
 
   try {
@@ -322,7 +352,18 @@ int main(int argc, char** argv) {
       cmd = {{"op", "upsert"},     {"ns", ns},
              {"account", account}, {"instrument", instrument},
              {"fields", fields},   {"mode", replace ? "replace" : "merge"}};
-      if (seq) cmd["seq"] = *seq;
+      if (seq) {
+        std::uint64_t v = 0;
+        const auto r = std::from_chars(seq->data(), seq->data() + seq->size(), v);
+        if (seq->empty() || r.ec != std::errc() || r.ptr != seq->data() + seq->size()) {
+          std::fprintf(stderr,
+                       "poscache-feed: --seq '%s' is not an integer from 0 to "
+                       "18446744073709551615\n",
+                       seq->c_str());
+          return kUsage;
+        }
+        cmd["seq"] = v;
+      }
     } else if (*fl) {
       cmd = {{"op", "fill"}, {"ns", ns},   {"account", account}, {"instrument", instrument},
              {"side", side}, {"qty", qty}, {"price", price}};

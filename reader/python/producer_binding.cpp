@@ -95,6 +95,9 @@ class PyProducer {
       throw py::value_error("side '" + side + "' must be 'buy' or 'sell'");
     const std::string q = value_text("qty", qty), pr = value_text("price", price),
                       fe = value_text("fee", fee);
+    if (trade_id && (trade_id->empty() || trade_id->size() > 64))
+      throw py::value_error("fill: trade_id must have 1 to 64 characters; found " +
+                            std::to_string(trade_id->size()) + " (None: no de-duplication)");
     const std::string id = trade_id.value_or("");
     return push(
         [&](Producer::Timeout t) {

@@ -69,7 +69,17 @@ TEST(IngestDaemonTest, FillsMarksAndRefusalsThroughPoscacheFeed) {
   // Refused by the writer (not at the push): add on a decimal field, through the ring.
   auto refused_late = feed(seg, "add lending 0xab ETH health_factor --by 1");
   EXPECT_EQ(refused_late.code, 1);
-  EXPECT_NE(refused_late.out.find("is not an int64 field"), std::string::npos) << refused_late.out;
+  EXPECT_NE(refused_late.out.find("is a decimal; add works on int64 fields"), std::string::npos)
+      << refused_late.out;
+  // Numbers on the command line go through the decoder too: no clamping, no wrapping.
+  auto huge = feed(seg, "add lending 0xab ETH blocks_unhealthy --by 99999999999999999999999");
+  EXPECT_EQ(huge.code, 1) << huge.out;
+  EXPECT_NE(huge.out.find("out of the 64-bit range"), std::string::npos) << huge.out;
+  EXPECT_EQ(feed(seg, "add lending 0xab ETH blocks_unhealthy --by 0x10").code, 1);
+  auto negative_seq = feed(seg, "upsert spot w1 SOL qty=1 --seq -1");
+  EXPECT_EQ(negative_seq.code, 2) << negative_seq.out;
+  EXPECT_NE(negative_seq.out.find("--seq '-1'"), std::string::npos) << negative_seq.out;
+  EXPECT_EQ(feed(seg, "").code, 2);  // usage: no subcommand
   auto bad = feed(seg, "upsert spot w1 SOL qty=12,5");
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.out.find("12,5"), std::string::npos) << bad.out;

@@ -478,6 +478,16 @@ TEST(ExecutorTest, ABatchIsAppliedWholeOrNotAtAll) {
                   R"("qty":"1","price":"99","trade_id":"B-2"})")
                 .status,
             CommandStatus::applied);
+  // One trade id on two legs: refused (the second would pass for a redelivery: one-legged).
+  r = t.run(
+      R"({"op":"batch","commands":[)"
+      R"({"op":"fill","ns":"spot","account":"w5","instrument":"SOL","side":"buy","qty":"1","price":"99","trade_id":"SAME"},)"
+      R"({"op":"fill","ns":"spot","account":"w5","instrument":"USDC","side":"sell","qty":"99","price":"1","trade_id":"SAME"}]})");
+  ASSERT_EQ(r.status, CommandStatus::rejected);
+  EXPECT_NE(r.error.find("command 1 (fill): trade id 'SAME' is given to two fills"),
+            std::string::npos)
+      << r.error;
+  EXPECT_EQ(t.field("spot", "w5", "SOL", "qty"), "absent");
   // Erase and re-create in one batch: the position is replaced whole.
   r = t.run(
       R"({"op":"batch","commands":[{"op":"erase","ns":"spot","account":"w2","instrument":"ETH"},)"

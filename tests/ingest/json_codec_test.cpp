@@ -95,6 +95,20 @@ TEST(JsonCodecTest, BadLinesAreRefusedNamingTheMemberAndTheValue) {
       {"[1,2]", "must be a JSON object"},
       {R"({"ns":"spot"})", "missing member \"op\""},
       {R"({"op":"launch"})", "unknown op \"launch\""},
+      // A misspelt member is refused, not ignored (a "tradeId" would lose the de-duplication,
+      // a "fees" the fee), and a member given twice too (which one wins is not the producer's
+      // to guess).
+      {R"({"op":"fill","ns":"spot","account":"a","instrument":"B","side":"buy","qty":"1","price":"1","tradeId":"T"})",
+       "fill: unknown member \"tradeId\" (fill takes ns, account, instrument, side, qty, price, "
+       "fee, trade_id, seq)"},
+      {R"({"op":"fill","ns":"spot","account":"a","instrument":"B","side":"buy","qty":"1","price":"1","fees":"5"})",
+       "unknown member \"fees\""},
+      {R"({"op":"fill","op":"erase","ns":"spot","account":"a","instrument":"B"})",
+       "member \"op\" is given twice"},
+      {R"({"op":"erase","ns":"spot","account":"a","instrument":"B","account":"c"})",
+       "member \"account\" is given twice"},
+      {R"({"op":"batch","commands":[{"op":"erase","ns":"spot","account":"a","instrument":"B","x":1}]})",
+       "batch: command 0 (erase): unknown member \"x\""},
       {R"({"op":"upsert","ns":"futures","account":"a","instrument":"B","fields":{"qty":"1"}})",
        "futures"},
       {R"({"op":"upsert","ns":"spot","account":"a:b","instrument":"B","fields":{"qty":"1"}})",

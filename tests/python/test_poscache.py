@@ -402,6 +402,8 @@ def test_every_finite_decimal_exact_at_the_scale_is_taken_and_the_rest_refused(w
         p.fill("spot", "x", "SOL", "buy", Decimal("NaN"), "1")
     with pytest.raises(ValueError, match=r"field 'qty': Decimal\('-Infinity'\)"):
         p.upsert("spot", "x", "SOL", {"qty": Decimal("-Infinity")})
+    with pytest.raises(ValueError, match="trade_id must have 1 to 64 characters"):
+        p.fill("spot", "x", "SOL", "buy", "1", "1", trade_id="")
     with pytest.raises(ValueError, match="outside int64"):
         p.add("lending", "0xab", "ETH", "blocks_unhealthy", 2**63)
     with pytest.raises(ValueError, match="outside int64"):

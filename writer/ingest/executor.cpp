@@ -470,8 +470,14 @@ CommandResult CommandExecutor::group(const Group& g) {
               std::uint64_t h = 0;
               if (window_ != nullptr && cmd.trade_id_len > 0) {
                 h = TradeWindow::hash(cmd.key.ns, cmd.trade_id_view());
-                if (window_->contains(h) ||
-                    std::find(trade_hashes.begin(), trade_hashes.end(), h) != trade_hashes.end()) {
+                if (std::find(trade_hashes.begin(), trade_hashes.end(), h) != trade_hashes.end()) {
+                  // Two legs under one id: the second would be taken for a redelivery and the
+                  // trade would land one-legged.
+                  why = "trade id '" + std::string(cmd.trade_id_view()) +
+                        "' is given to two fills of the batch (give each leg its own id)";
+                  return;
+                }
+                if (window_->contains(h)) {
                   results[i] = {CommandStatus::duplicate, 0, 0, {}};
                   return;
                 }

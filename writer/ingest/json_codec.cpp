@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 
 namespace poscache::ingest {
@@ -34,6 +36,27 @@ element member(object obj, const char* name) {
   if (obj[name].get(v) != simdjson::SUCCESS)
     throw Bad{std::string("missing member \"") + name + "\""};
   return v;
+}
+
+// Every member of a command is one it knows, given once: a misspelt "tradeId" or "fees" would
+// otherwise be ignored silently (a redelivered fill applied twice, a fee lost), and of two "op"s
+// the first would win.
+void check_members(object obj, std::string_view op, std::initializer_list<std::string_view> known) {
+  std::string_view seen[24];
+  std::size_t n = 0;
+  for (const auto field : obj) {
+    const std::string_view k = field.key;
+    if (k != "op" && k != "id" && std::find(known.begin(), known.end(), k) == known.end()) {
+      std::string list;
+      for (const auto& m : known) list += (list.empty() ? "" : ", ") + std::string(m);
+      std::string shown_key(k.substr(0, 40));
+      throw Bad{"unknown member \"" + shown_key + "\" (" + std::string(op) + " takes " + list +
+                ")"};
+    }
+    for (std::size_t i = 0; i < n; ++i)
+      if (seen[i] == k) throw Bad{"member \"" + std::string(k) + "\" is given twice"};
+    if (n < std::size(seen)) seen[n++] = k;
+  }
 }
 
 bool has(object obj, const char* name) {
@@ -138,6 +161,7 @@ std::variant<DecodedLine, JsonDecoder::Failure> JsonDecoder::decode(std::string_
     // One command object (`top`: not inside a batch) -> its Command, or throws Bad.
     auto command_of = [&](auto& self, object o, const std::string& op, bool top) -> Command {
       if (op == "upsert") {
+        check_members(o, op, {"ns", "account", "instrument", "fields", "mode", "seq"});
         const NamespaceId ns = ns_id(o);
         const element fv = member(o, "fields");
         object fields;
@@ -175,12 +199,14 @@ std::variant<DecodedLine, JsonDecoder::Failure> JsonDecoder::decode(std::string_
         return Command{*u};
       }
       if (op == "erase") {
+        check_members(o, op, {"ns", "account", "instrument"});
         const NamespaceId ns = ns_id(o);
         const PositionKey k = key(o, ns);
         return Command{
             Erase{KeyRef{ns, std::string(k.account_view()), std::string(k.instrument_view())}}};
       }
       if (op == "invalidate") {
+        check_members(o, op, {"account", "ns", "glob", "all"});
         const bool has_account = has(o, "account"), has_ns = has(o, "ns"),
                    has_glob = has(o, "glob"), has_all = has(o, "all");
         if (has_account + has_glob + has_all > 1 || (has_ns && (has_glob || has_all)))
@@ -206,6 +232,7 @@ std::variant<DecodedLine, JsonDecoder::Failure> JsonDecoder::decode(std::string_
         throw Bad{"invalidate needs one of: account (with ns or not), ns, glob, all"};
       }
       if (op == "add") {
+        check_members(o, op, {"ns", "account", "instrument", "field", "by", "reset", "seq"});
         Add a;
         a.key = key(o, ns_id(o));
         const std::string_view field = text(o, "field");
@@ -232,6 +259,9 @@ std::variant<DecodedLine, JsonDecoder::Failure> JsonDecoder::decode(std::string_
         return Command{a};
       }
       if (op == "fill") {
+        check_members(
+            o, op,
+            {"ns", "account", "instrument", "side", "qty", "price", "fee", "trade_id", "seq"});
         Fill fl;
         fl.key = key(o, ns_id(o));
         auto tf = TradingFields::for_fill((*specs_)[fl.key.ns]);
@@ -268,6 +298,7 @@ std::variant<DecodedLine, JsonDecoder::Failure> JsonDecoder::decode(std::string_
         return Command{fl};
       }
       if (op == "mark") {
+        check_members(o, op, {"ns", "instrument", "price", "account"});
         Mark m;
         const NamespaceId ns = ns_id(o);
         auto tf = TradingFields::for_mark((*specs_)[ns]);
@@ -286,6 +317,7 @@ std::variant<DecodedLine, JsonDecoder::Failure> JsonDecoder::decode(std::string_
         return Command{m};
       }
       if (op == "batch") {
+        check_members(o, op, {"commands"});
         if (!top) throw Bad{"a batch cannot hold a batch"};
         const element cv = member(o, "commands");
         simdjson::dom::array list;
