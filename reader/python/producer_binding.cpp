@@ -177,7 +177,7 @@ class PyProducer {
   // A batch: a list of commands as dicts ({"op": "fill", "ns": ..., ...}, the other keys the
   // arguments of the method of that name), applied all or nothing. Returns the batch's
   // sequence: outcome(seq) is the batch's, outcome(seq + 1 + i) command i's.
-  std::uint64_t batch(py::handle self, const py::list& commands,
+  std::uint64_t batch(py::handle self, const py::sequence& commands,
                       const std::optional<double>& timeout) {
     static const char* const kOps[] = {"upsert", "fill", "mark", "add", "reset", "erase"};
     Producer& p = live();
@@ -206,8 +206,17 @@ class PyProducer {
           PyObject *type, *value, *tb;
           PyErr_Fetch(&type, &value, &tb);
           PyErr_NormalizeException(&type, &value, &tb);
-          const std::string msg = "batch: command " + std::to_string(i) + " (" + op +
-                                  "): " + py::str(value).cast<std::string>();
+          std::string detail = py::str(value).cast<std::string>();
+          if (detail.find("incompatible function arguments") != std::string::npos) {
+            // pybind11's text lists the overload and the call; say it in the batch's terms.
+            const auto sig = detail.find("(self: poscache.Producer, ");
+            detail = "its members do not match " + op + "()'s arguments" +
+                     (sig != std::string::npos
+                          ? " (" + detail.substr(sig + 26, detail.find(')', sig) - sig - 26) + ")"
+                          : std::string());
+          }
+          const std::string msg =
+              "batch: command " + std::to_string(i) + " (" + op + "): " + detail;
           Py_XDECREF(tb);
           Py_XDECREF(value);
           PyErr_SetString(type, msg.c_str());
@@ -332,7 +341,7 @@ void add_producer(py::module_& m) {
       .def("wait_applied", &PyProducer::wait_applied, py::arg("seq"), py::arg("timeout"))
       .def(
           "batch",
-          [](py::object self, const py::list& commands, const std::optional<double>& timeout) {
+          [](py::object self, const py::sequence& commands, const std::optional<double>& timeout) {
             return self.cast<PyProducer&>().batch(self, commands, timeout);
           },
           py::arg("commands"), py::arg("timeout") = py::none())

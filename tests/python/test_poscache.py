@@ -454,6 +454,10 @@ def test_a_batch_is_applied_whole_or_not_at_all(writer):
     assert [p.outcome(seq + 1), p.outcome(seq + 2)] == ["duplicate", "duplicate"]
     with pytest.raises(ValueError, match=r"batch: command 1 \(fill\): .*price"):
         p.batch([trade[0], dict(trade[1], price="1,0")])
+    with pytest.raises(TypeError, match=r"batch: command 0 \(fill\): its members do not match fill\(\)"):
+        p.batch([{k: v for k, v in trade[0].items() if k != "price"}])
+    seq = p.batch(tuple(dict(leg, trade_id=leg["trade_id"] + "-t") for leg in trade))  # any sequence
+    assert p.wait_applied(seq, timeout=10) and p.outcome(seq) == "applied"
     with pytest.raises(ValueError, match="op 'invalidate' cannot be part of a batch"):
         p.batch([{"op": "invalidate", "all": True}])
     with pytest.raises(ValueError, match="at most 64"):
@@ -465,4 +469,4 @@ def test_a_batch_is_applied_whole_or_not_at_all(writer):
     assert p.wait_applied(seq, timeout=10)
     assert p.outcome(seq) == "rejected"
     assert "command 1 (add)" in p.refusal(seq)
-    assert r.get("spot", "pb", "SOL")["qty"] == 10  # nothing of it applied
+    assert r.get("spot", "pb", "SOL")["qty"] == 20  # nothing of it applied
