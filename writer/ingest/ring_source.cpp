@@ -335,6 +335,10 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
       flush_run();
       const std::uint64_t count = m.values[0];
       const std::uint64_t published = tail - (r.head + i + 1);  // messages after the header
+      if (i + count >= n && i > 0 && count <= published && count <= kMaxGroupCommands) {
+        n_applied = i;  // its commands lie beyond this copy: the next drain starts with it
+        break;
+      }
       ++counters_.received;
       if (count == 0 || count > kMaxGroupCommands) {
         refuse(r, seq,
@@ -350,12 +354,8 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
                    "publishes a batch whole)");
         continue;
       }
-      if (i + count >= n) {  // its commands lie beyond this copy
-        if (i > 0) {
-          n_applied = i;  // the next drain starts with this header
-          break;
-        }
-        for (std::size_t k = n; k <= count; ++k)  // first in the drain: widen the copy
+      if (i + count >= n) {  // first in the drain, its commands beyond the copy: widen it
+        for (std::size_t k = n; k <= count; ++k)
           copy_message(copies_[k], r.msgs[(r.head + k) & (r.capacity - 1)], &slots_);
         n = n_applied = count + 1;
       }
