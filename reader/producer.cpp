@@ -49,6 +49,7 @@ struct Producer::Impl {
   int ring_fd = -1;
   RingHeader* h = nullptr;
   RingMessage* msgs = nullptr;
+  std::uint64_t* outcomes = nullptr;  // written by the writer (shm/ring.hpp, OUTCOMES)
   std::size_t bytes = 0;
   std::uint64_t mask = 0;
   std::uint64_t tail = 0;  // the producer's own copy (only this side writes it)
@@ -137,7 +138,6 @@ struct Producer::Impl {
     m.ns = 0;
     m.account_len = m.instrument_len = m.text_len = m.field = 0;
     m.fields_mask = 0;
-    shm::store_relaxed(&m.outcome, static_cast<std::uint32_t>(shm::RingOutcome::pending));
     m.key_hash = 0;
     m.source_seq = 0;
     return m;
@@ -173,7 +173,7 @@ struct Producer::Impl {
     header.values[1] = 0;
     for (std::uint64_t k = 0; k < n; ++k) {
       RingMessage& m = msgs[(tail + 1 + k) & mask];
-      std::memcpy(&m, &commands[k], sizeof m);  // outcome 0: pending
+      std::memcpy(&m, &commands[k], sizeof m);
     }
     const std::uint64_t first = tail + 1;
     tail += n + 1;
@@ -230,6 +230,7 @@ std::unique_ptr<Producer> Producer::open(const ProducerConfig& config) {
   if (m == MAP_FAILED) throw Error("cannot map the producer ring: " + errno_text());
   p.h = static_cast<RingHeader*>(m);
   p.msgs = shm::ring_messages(p.h);
+  p.outcomes = shm::ring_outcomes(p.h, config.capacity);
   p.mask = config.capacity - 1;
   RingHeader& h = *p.h;  // zero-filled by ftruncate
   h.version = shm::kRingVersion;
@@ -721,9 +722,9 @@ Outcome Producer::outcome(std::uint64_t seq, std::string* why) const {
   if (seq == 0 || seq > p.tail) return Outcome::unknown;             // never pushed
   if (p.tail - seq >= p.mask + 1) return Outcome::unknown;           // its slot was reused
   if (shm::load_acquire(&p.h->head) < seq) return Outcome::pending;  // P4 pairs with C4
-  const RingMessage& m = p.msgs[(seq - 1) & p.mask];
-  const auto o = static_cast<shm::RingOutcome>(shm::load_relaxed(&m.outcome));
-  switch (o) {
+  const std::uint64_t word = shm::load_relaxed(&p.outcomes[(seq - 1) & p.mask]);
+  if (word >> 8 != seq) return Outcome::unknown;  // never stored for this message
+  switch (static_cast<shm::RingOutcome>(word & 0xff)) {
     case shm::RingOutcome::applied:
       return Outcome::applied;
     case shm::RingOutcome::duplicate:
@@ -734,16 +735,14 @@ Outcome Producer::outcome(std::uint64_t seq, std::string* why) const {
       return Outcome::not_found;
     case shm::RingOutcome::rejected:
       if (why != nullptr) {
-        const char* reason = shm::refusal_text(m);
+        const char* reason = shm::refusal_text(p.msgs[(seq - 1) & p.mask]);
         why->assign(reason, ::strnlen(reason, shm::kRingRefusalLen));
       }
       return Outcome::rejected;
     case shm::RingOutcome::pending:
       break;
   }
-  // Applied by a writer that did not record outcomes (a kill between C3 and C4 re-applies it
-  // and records it then), or a word the writer never wrote: applied is all head says.
-  return o == shm::RingOutcome::pending ? Outcome::applied : Outcome::unknown;
+  return Outcome::unknown;
 }
 
 std::uint64_t Producer::applied() const noexcept {

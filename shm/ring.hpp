@@ -16,11 +16,13 @@
 //   +------------------------------------------------------------+ 4096
 //   | RingMessage[capacity]                        512 B each     |  producer writes, writer
 //   +------------------------------------------------------------+    copies out
+//   | outcomes[capacity]                           8 B each       |  writer writes (C3),
+//   +------------------------------------------------------------+    producer reads
 //
 //   RingMessage (512 B = 8 lines)
 //   0    1    2    4    5    6    7    8          12         16        24          32
 //   +----+----+----+----+----+----+----+----------+----------+---------+-----------+
-//   |kind|mode| ns |alen|ilen|tlen|fld | fields   | outcome  | key_hash| source_seq|
+//   |kind|mode| ns |alen|ilen|tlen|fld | fields   | reserved | key_hash| source_seq|
 //   +----+----+----+----+----+----+----+----------+----------+---------+-----------+
 //   32: account[64]   96: instrument[64]   160: values[16] as (lo, hi) u64 pairs (256 B)
 //   416: text[96]  (fill: trade id; invalidate: glob)
@@ -51,13 +53,15 @@
 //                                                      (store_release); bump ack_futex and
 //                                                      FUTEX_WAKE if `waiters` is set.
 //
-// OUTCOMES (P4): after load_acquire(head) >= n, which pairs with C4, the producer reads message
-// n's `outcome` (and, if rejected, the reason the writer wrote over its values): both were stored
-// before C4. They stay readable until the producer itself reuses the slot for message
-// n + capacity (its P2 resets `outcome` to pending), which is why the producer answers
-// "unknown" for a message that old. The writer writes a slot only between C1 and C4, while the
-// slot is not the producer's; a producer that scribbles on it meanwhile only garbles its own
-// answer.
+// OUTCOMES (P4). At C3 the writer stores, for message n, outcomes[(n - 1) % capacity] =
+// n << 8 | RingOutcome (relaxed; a refused message also gets its reason written over its spent
+// values, bytes 160..511 of its slot, first). After load_acquire(head) >= n, which pairs with
+// C4, the producer reads the word: a sequence other than n means it was never stored (or is
+// from another lap). The outcomes live apart from the messages so that the writer never writes a
+// line the producer's P2 writes next: the push path stays as it was (the writer only reads
+// message slots, except a refused one's). A refusal's reason stays readable until the producer
+// reuses the slot for message n + capacity, which is why the producer answers "unknown" for a
+// message that old. A producer that scribbles on either only garbles its own answers.
 //
 // A DROPPED RING. A ring whose indices are out of range (C1) is damaged: the writer stops
 // reading it. It stores the reason into the error text, its own head (what it really applied)
@@ -102,7 +106,7 @@
 namespace poscache::shm {
 
 inline constexpr std::uint64_t kRingMagic = 0x3147'4e49'5243'5350ULL;  // "PSCRING1"
-inline constexpr std::uint32_t kRingVersion = 2;  // 2: outcomes per message, `dropped`
+inline constexpr std::uint32_t kRingVersion = 2;  // 2: outcomes, `dropped`, batches
 inline constexpr std::size_t kRingTextLen = 96;
 inline constexpr std::size_t kRingHeaderSize = 4096;
 inline constexpr std::size_t kRingErrorLen = 256;
@@ -120,7 +124,7 @@ enum class RingKind : std::uint8_t {
   group = 10,  // a batch: values[0] = n, the next n messages are its commands (see BATCHES)
 };
 
-// What the writer did with a message (RingMessage::outcome), stored at C3.
+// What the writer did with a message (its outcome word, OUTCOMES), stored at C3.
 enum class RingOutcome : std::uint32_t {
   pending = 0,  // not applied yet (the producer's P2 resets it)
   applied = 1,
@@ -139,8 +143,8 @@ struct alignas(kCacheLine) RingMessage {
   std::uint8_t text_len;
   std::uint8_t field;         // add: the field; invalidate_account: 1 = ns given
   std::uint32_t fields_mask;  // upsert
-  std::uint32_t outcome;      // RingOutcome: written by the writer at C3 (atomic accesses)
-  std::uint64_t key_hash;     // upsert: the producer's key_hash (shm/hash.hpp), verified
+  std::uint32_t reserved;
+  std::uint64_t key_hash;  // upsert: the producer's key_hash (shm/hash.hpp), verified
   std::uint64_t source_seq;
   char account[kMaxAccountLen];
   char instrument[kMaxInstrumentLen];
@@ -152,7 +156,6 @@ static_assert(offsetof(RingMessage, key_hash) == 16);
 static_assert(offsetof(RingMessage, account) == 32);
 static_assert(offsetof(RingMessage, values) == 160);
 static_assert(offsetof(RingMessage, text) == 416);
-static_assert(offsetof(RingMessage, outcome) == 12);
 
 // A refused message's reason: written by the writer over the values and text, which are no longer
 // needed once it is refused (OUTCOMES).
@@ -200,7 +203,15 @@ static_assert(offsetof(RingHeader, error_len) == 3 * kCacheLine);
 static_assert(sizeof(RingHeader) <= kRingHeaderSize);
 
 inline constexpr std::size_t ring_bytes(std::uint64_t capacity) noexcept {
-  return kRingHeaderSize + capacity * sizeof(RingMessage);
+  return kRingHeaderSize + capacity * sizeof(RingMessage) + capacity * sizeof(std::uint64_t);
+}
+// The outcome words (OUTCOMES), after the messages.
+inline std::uint64_t* ring_outcomes(RingHeader* h, std::uint64_t capacity) noexcept {
+  return reinterpret_cast<std::uint64_t*>(reinterpret_cast<std::byte*>(h) + kRingHeaderSize +
+                                          capacity * sizeof(RingMessage));
+}
+inline constexpr std::uint64_t outcome_word(std::uint64_t seq, RingOutcome o) noexcept {
+  return seq << 8 | static_cast<std::uint64_t>(o);
 }
 inline RingMessage* ring_messages(RingHeader* h) noexcept {
   return reinterpret_cast<RingMessage*>(reinterpret_cast<std::byte*>(h) + kRingHeaderSize);

@@ -30,9 +30,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   shm::RingMessage m{};
   std::memcpy(&m, data, size < sizeof m ? size : sizeof m);
   // A hash the fuzzer cannot guess would keep every upsert on the refusal path: when the
-  // outcome word's low bit (the writer never reads it) is set, the key hash is made right (if the
+  // reserved word's low bit is set, the key hash is made right (if the
   // lengths allow), so the writer's update and insert paths see fuzzed keys and values too.
-  if ((m.outcome & 1u) != 0 && m.account_len <= kMaxAccountLen &&
+  if ((m.reserved & 1u) != 0 && m.account_len <= kMaxAccountLen &&
       m.instrument_len <= kMaxInstrumentLen)
     m.key_hash = shm::key_hash(m.ns, {m.account, m.account_len}, {m.instrument, m.instrument_len});
   Update u;

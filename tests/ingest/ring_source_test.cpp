@@ -733,7 +733,8 @@ TEST(RingSourceTest, ABatchHeaderThatLiesIsRefusedAlone) {
   EXPECT_EQ(field(r, "spot", "h2", "SOL", "qty"), "0.000000000000000007");
   EXPECT_EQ(shm::load_relaxed(&bad.h()->rejected), 2u);
   const auto& m1 = shm::ring_messages(bad.h())[(header_seq - 1) % 16];
-  EXPECT_EQ(m1.outcome, static_cast<std::uint32_t>(shm::RingOutcome::rejected));
+  EXPECT_EQ(shm::ring_outcomes(bad.h(), 16)[(header_seq - 1) % 16],
+            shm::outcome_word(header_seq, shm::RingOutcome::rejected));
   EXPECT_NE(std::string(shm::refusal_text(m1)).find("1 published after it"), std::string::npos);
   const auto& m2 = shm::ring_messages(bad.h())[(big_seq - 1) % 16];
   EXPECT_NE(std::string(shm::refusal_text(m2)).find("a header of 65 commands"), std::string::npos);

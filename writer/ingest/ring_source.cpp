@@ -29,19 +29,18 @@ void put_ring_error(shm::RingHeader* h, std::string_view text) {
   shm::seqlock_publish(&h->error_seq, s);
 }
 
-// C3's answer for message `seq`, into its slot (shm/ring.hpp, OUTCOMES): a refusal's reason
-// first, over the values and text it no longer needs, then the outcome word; both before C4's
-// release of head.
-void put_outcome(shm::RingMessage* msgs, std::uint64_t capacity, std::uint64_t seq,
-                 shm::RingOutcome outcome, std::string_view why = {}) {
-  shm::RingMessage& m = msgs[(seq - 1) & (capacity - 1)];
+// C3's answer for message `seq` (shm/ring.hpp, OUTCOMES): a refusal's reason first, over the
+// values and text its slot no longer needs, then the outcome word; both before C4's release of
+// head.
+void put_outcome(RingSource::RingView r, std::uint64_t seq, shm::RingOutcome outcome,
+                 std::string_view why = {}) {
   if (outcome == shm::RingOutcome::rejected) {
-    char* reason = shm::refusal_text(m);
+    char* reason = shm::refusal_text(r.msgs[(seq - 1) & (r.capacity - 1)]);
     const std::size_t n = std::min(why.size(), shm::kRingRefusalLen);
     if (n != 0) std::memcpy(reason, why.data(), n);
     std::memset(reason + n, 0, shm::kRingRefusalLen - n);
   }
-  shm::store_relaxed(&m.outcome, static_cast<std::uint32_t>(outcome));
+  shm::store_relaxed(&r.outcomes[(seq - 1) & (r.capacity - 1)], shm::outcome_word(seq, outcome));
 }
 
 shm::RingOutcome outcome_of(CommandStatus s) {
@@ -131,6 +130,7 @@ std::string RingSource::attach(int fd, std::uint64_t conn, pid_t pid, uid_t uid)
   Ring r;
   r.h = h;
   r.msgs = shm::ring_messages(h);
+  r.outcomes = shm::ring_outcomes(h, capacity);
   r.bytes = size;
   r.capacity = capacity;
   r.head = shm::load_acquire(&h->head);  // a re-attached ring continues where it was applied
@@ -182,7 +182,7 @@ void RingSource::note_refusal(Ring& r, std::uint64_t seq, const std::string& why
   ++r.rejected;
   shm::store_relaxed(&r.h->rejected, r.rejected);
   const std::string text = "message " + std::to_string(seq) + ": " + why;
-  put_outcome(r.msgs, r.capacity, seq, shm::RingOutcome::rejected, why);
+  put_outcome(view(r), seq, shm::RingOutcome::rejected, why);
   put_ring_error(r.h, text);
   writer_.producer_error(r.table_id, text);
   log_refusal(r, text);
@@ -259,13 +259,13 @@ void RingSource::apply_group(Ring& r, CommandExecutor& exec, std::uint64_t seq, 
   if (res.status == CommandStatus::rejected) {
     note_refusal(r, seq, res.error);
     for (std::size_t k = 0; k < count; ++k)
-      put_outcome(r.msgs, r.capacity, seq + 1 + k, shm::RingOutcome::rejected,
+      put_outcome(view(r), seq + 1 + k, shm::RingOutcome::rejected,
                   "the batch (message " + std::to_string(seq) + ") was refused: " + res.error);
     return;
   }
-  put_outcome(r.msgs, r.capacity, seq, shm::RingOutcome::applied);
+  put_outcome(view(r), seq, shm::RingOutcome::applied);
   for (std::size_t k = 0; k < count && k < res.results.size(); ++k)
-    put_outcome(r.msgs, r.capacity, seq + 1 + k, outcome_of(res.results[k].status));
+    put_outcome(view(r), seq + 1 + k, outcome_of(res.results[k].status));
 }
 
 // A ring whose indices are out of range (C1): the producer wrote what a producer cannot. It is
@@ -319,10 +319,10 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
                      why ? "upsert: the key hash does not match the key" : why.error());
       } else if (res.status == ApplyStatus::stale_source) {
         ++counters_.ignored;
-        put_outcome(r.msgs, r.capacity, run_start + k, shm::RingOutcome::stale);
+        put_outcome(view(r), run_start + k, shm::RingOutcome::stale);
       } else {
         ++counters_.applied;
-        put_outcome(r.msgs, r.capacity, run_start + k, shm::RingOutcome::applied);
+        put_outcome(view(r), run_start + k, shm::RingOutcome::applied);
       }
     }
     run = 0;
@@ -383,7 +383,7 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
     if (res.status == CommandStatus::rejected)
       note_refusal(r, seq, res.error);
     else
-      put_outcome(r.msgs, r.capacity, seq, outcome_of(res.status));
+      put_outcome(view(r), seq, outcome_of(res.status));
   }
   flush_run();
   // C4: everything up to head + n_applied is applied and visible.

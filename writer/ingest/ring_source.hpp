@@ -43,10 +43,19 @@ class RingSource final : public Source {
   [[nodiscard]] SourceCounters counters() const override { return counters_; }
   [[nodiscard]] std::size_t rings() const noexcept { return rings_.size(); }
 
+ public:
+  // What put_outcome needs of a ring.
+  struct RingView {
+    shm::RingMessage* msgs;
+    std::uint64_t* outcomes;
+    std::uint64_t capacity;
+  };
+
  private:
   struct Ring {
     shm::RingHeader* h = nullptr;
     shm::RingMessage* msgs = nullptr;
+    std::uint64_t* outcomes = nullptr;  // shm/ring.hpp, OUTCOMES
     std::size_t bytes = 0;
     std::uint64_t capacity = 0;
     std::uint64_t head = 0;  // the writer's own copy: never read back from the ring
@@ -68,6 +77,7 @@ class RingSource final : public Source {
   };
   static constexpr std::uint32_t kLoggedPerWindow = 10;
   static constexpr std::int64_t kLogWindowNs = 10'000'000'000;
+  static RingView view(const Ring& r) { return {r.msgs, r.outcomes, r.capacity}; }
   void drop(Ring& r);
   void apply_group(Ring& r, CommandExecutor& exec, std::uint64_t seq, std::size_t first,
                    std::size_t count);
