@@ -42,9 +42,11 @@ Expected<int128> parse_decimal(std::string_view text, unsigned scale) {
     }
     if (point) {
       if (++frac_digits > scale) {
+        // Zeros beyond the scale change nothing ("1.50000" at scale 2 is exactly 1.5): taken.
+        if (c == '0') continue;
         return fail("decimal " + quoted(text) + " has more than " + std::to_string(scale) +
                     " digits after the point: the field's scale is " + std::to_string(scale) +
-                    " (values are never rounded)");
+                    " (values are never rounded; zeros beyond it are taken)");
       }
     } else {
       ++int_digits;

@@ -398,6 +398,8 @@ def test_every_finite_decimal_exact_at_the_scale_is_taken_and_the_rest_refused(w
     assert r.get("spot", "e7", "SOL")["avg_price"] == 1000
     with pytest.raises(ValueError, match="qty"):
         p.upsert("spot", "x", "SOL", {"qty": Decimal("1E-19")})  # finer than scale 18
+    seq = p.upsert("spot", "e8", "SOL", {"qty": "1.0000000000000000000"}, timeout=5)  # zeros beyond
+    assert p.wait_applied(seq, timeout=10) and r.get("spot", "e8", "SOL")["qty"] == 1
     with pytest.raises(ValueError, match=r"qty: Decimal\('NaN'\) is not a finite number"):
         p.fill("spot", "x", "SOL", "buy", Decimal("NaN"), "1")
     with pytest.raises(ValueError, match=r"field 'qty': Decimal\('-Infinity'\)"):

@@ -57,6 +57,17 @@ TEST(DecimalTest, RefusesTooManyFractionalDigitsInsteadOfRounding) {
   EXPECT_NE(v.error().find("scale is 2"), std::string::npos) << v.error();
 }
 
+// Zeros beyond the scale are exact: taken. A non-zero digit there would need rounding: refused,
+// however many zeros come before it.
+TEST(DecimalTest, TakesZerosBeyondTheScaleAndRefusesAnyOtherDigitThere) {
+  EXPECT_EQ(*parse_decimal("1.50000", 2), 150);
+  EXPECT_EQ(*parse_decimal("-1.0000000000000000000", 18), -1'000'000'000'000'000'000);
+  EXPECT_EQ(*parse_decimal("7.000", 0), 7);
+  EXPECT_FALSE(parse_decimal("1.5000001", 2));
+  EXPECT_FALSE(parse_decimal("0.0000000000000000001", 18));
+  EXPECT_FALSE(parse_decimal("7.", 0));
+}
+
 TEST(DecimalTest, RefusesOverflowNamingTheLimit) {
   const auto v = parse_decimal("100000000000000000000", 18);  // 10^20 at scale 18 = 10^38
   ASSERT_FALSE(v);
