@@ -555,6 +555,36 @@ TEST(RedisSync, WarmStartRestoresEveryPositionExactly) {
   EXPECT_EQ(read_positions(c).size(), before.size());
 }
 
+// Exactly once for upserts that carry the producer's sequence (issue 25, part 3, the part that
+// rides on the positions themselves): source_seq travels with each position to Redis and back,
+// so a writer warm-started on a fresh segment still refuses a resend as stale, and the next
+// sequence applies.
+TEST(RedisSync, UpsertsCarryingASeqAreStillStaleAfterAWarmStartOnAFreshSegment) {
+  RedisServer srv;
+  ScratchSegment seg("rs_seq_warm");
+  {
+    auto w = Writer::open(redis_config(seg, srv, 256));
+    for (std::uint64_t seq = 1; seq <= 10; ++seq)
+      w->upsert(must(w->make_update("spot", "gw", "SOL", {{"qty", std::to_string(seq)}}, seq)));
+    ASSERT_TRUE(w->sync_redis(std::chrono::seconds(10)));
+    w->close();
+  }
+  seg.cleanup();  // the host lost its shared memory: the next writer loads Redis
+  auto w = Writer::open(redis_config(seg, srv, 256));
+  ASSERT_EQ(w->stats().warm_loaded, 1u);
+  for (std::uint64_t seq = 1; seq <= 10; ++seq) {  // the producer resends what it sent
+    const ApplyResult r =
+        w->upsert(must(w->make_update("spot", "gw", "SOL", {{"qty", "999"}}, seq)));
+    EXPECT_EQ(r.status, ApplyStatus::stale_source) << seq;
+  }
+  EXPECT_EQ(w->upsert(must(w->make_update("spot", "gw", "SOL", {{"qty", "11"}}, 11))).status,
+            ApplyStatus::updated);
+  auto p = w->find(0, "gw", "SOL");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->source_seq, 11u);
+  EXPECT_EQ(format_decimal(p->values[0], 18), "11.000000000000000000");
+}
+
 // Bad input from Redis (another writer's bug, a hand edit): each bad hash is skipped, counted
 // and logged naming the key and the field; everything else loads; nothing crashes.
 TEST(RedisSync, WarmStartSkipsMalformedPositionsNamingKeyAndField) {
