@@ -130,7 +130,7 @@ static_assert(kMaxNameLen < 32, "NUL-padded name[32] of namespaces and fields");
 //                 readers get ReadStatus::retired and re-attach with Reader::follow().
 enum class SegmentState : std::uint32_t { initializing = 1, ready = 2, closed = 3, retired = 4 };
 
-// SegmentHeader::redis_state, set by the writer's sync thread (writer/redis_sync.cpp).
+// SegmentHeader::redis_state, set by the writer's sync thread (writer/redis/sync_worker.cpp).
 // SegmentHeader::redis_warnings: what health shows without turning degraded.
 //   kRedisEvicts: the server's maxmemory-policy may evict keys (anything but noeviction): Redis
 //     can silently hold less than the segment; the writer refills it when it notices.

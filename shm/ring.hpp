@@ -92,8 +92,8 @@
 // reach another ring, the segment (it is never mapped writable by producers) or the writer's
 // memory. This is why the ring is not boost::lockfree::spsc_queue: its consumer reads its own
 // read index back from the shared object and indexes the buffer with it unchecked, so a producer
-// that overwrites that index sends the writer outside the mapping (tests/shm/ring_test.cpp shows
-// it); here the consumer's position is the writer's private copy and only published (C4).
+// that overwrites that index sends the writer outside the mapping; here the consumer's position
+// is the writer's private copy and only published (C4).
 #pragma once
 
 #include <cstddef>

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
     return 3;
   }
   Reader& r = *reader;
-  // The keys the demo generator writes (see writer/generator.cpp).
+  // The keys the demo generator writes (see writer/daemon/generator.cpp).
   static const char* kSymbols[] = {"SOL",  "BTC",  "ETH",  "USDC", "JUP",
                                    "BONK", "AAPL", "MSFT", "NVDA", "TSLA"};
   std::vector<std::string> accts, insts;
