@@ -49,9 +49,8 @@ int ring_one(const std::string& segment, Producer& p, const json& cmd) {
   const auto w = p.wait_applied(seq, std::chrono::seconds(10));
   if (w != WaitStatus::done) {
     std::fprintf(stderr, "poscache-feed: %s\n",
-                 w == WaitStatus::dropped
-                     ? p.stats().last_error.c_str()
-                     : "the writer did not apply the command within 10 s");
+                 w == WaitStatus::dropped ? p.stats().last_error.c_str()
+                                          : "the writer did not apply the command within 10 s");
     return kUnreachable;
   }
   std::string why;
@@ -66,8 +65,7 @@ int ring_one(const std::string& segment, Producer& p, const json& cmd) {
 }
 
 // A batch through the ring: its outcome, and each command's.
-int ring_batch(const std::string& segment, Producer& p, const std::string& line,
-               std::size_t n) {
+int ring_batch(const std::string& segment, Producer& p, const std::string& line, std::size_t n) {
   RingCommands ring(segment, p);
   const auto pushed = ring.push(line, std::chrono::seconds(10));
   if (pushed.result.status != PushStatus::ok) {
