@@ -33,12 +33,13 @@ case "${1:-}" in
     # concurrency between processes (torture, readers in other processes during a rebuild or
     # frozen mid-read, fault points), single-threaded code (values, the inspector, a model
     # test), the seqlock's torn-read test (its fences are not modelled; every word is atomic),
-    # installing, and Python (not built under sanitizers).
+    # installing, Python (not built under sanitizers), and the documentation's checks (they
+    # run the daemon, the feed and the inspector, which this pass does not build).
     # The daemon tests are left to the Release and ASan passes: under TSan they need the
     # daemon, the feed and the inspector built again (the heaviest files of the project) for
     # threads the in-process tests already exercise (sync, stream source, admin queue).
     targets=(--target writer_test redis_test ingest_test reader_test shm_test c_api_test http_test)
-    skip=(-E "_NOT_BUILT|TortureTest|InstallTest|PythonTest|SeqlockTest.ConcurrentReaders|ReaderRebuildTest|ReaderFrozenTest|RecencyLogTest.AgreesWithAReferenceModel")
+    skip=(-E "_NOT_BUILT|TortureTest|InstallTest|PythonTest|DocsTest|SeqlockTest.ConcurrentReaders|ReaderRebuildTest|ReaderFrozenTest|RecencyLogTest.AgreesWithAReferenceModel")
     ;;
   "") ;;
   *) echo "usage: scripts/test.sh [--sanitize | --tsan]" >&2; exit 2 ;;
