@@ -71,7 +71,8 @@ inline void pin_to_cpu(int cpu) {
 
 // How this process maps segment `name` (/proc/self/smaps): "2 MiB pages (N of M MiB)" or
 // "4 KiB pages". Huge pages spare a random access its TLB miss: at a million positions they
-// change the writer's throughput by ~15 % (README "Operations"), so every figure says which.
+// change the writer's throughput by ~15 % (docs/operations.md, "Huge pages"), so every figure
+// says which.
 // "2 MiB pages (534 of 535 MiB)" or "4 KiB pages", from the mapping's own count of huge bytes
 // (WriterStats::huge_page_bytes, Reader::huge_page_bytes).
 inline std::string segment_pages(std::uint64_t huge_bytes, std::uint64_t segment_bytes) {

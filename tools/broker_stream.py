@@ -3,8 +3,8 @@
 
 What a Python service does to feed the cache: no poscache library, only the redis client it
 already uses. Each position update is one stream entry whose field `cmd` is a JSON-lines
-command (README, "The input stream"); the writer applies the entries in order, acknowledges
-them, and copies a refused one to <stream>:rejected with the reason.
+command (docs/redis-format.md, "The input stream"); the writer applies the entries in order,
+acknowledges them, and copies a refused one to <stream>:rejected with the reason.
 
 The broker reports executions; this service keeps each position's quantity and average price
 as the broker statement does (Decimal, average cost, 6 decimals, half to even) and publishes

@@ -3,7 +3,7 @@
 // With WriterConfig::redis set, the writer runs a sync thread that writes every change to Redis
 // (coalesced, pipelined, off the apply path) and, on a fresh or empty segment, loads the
 // positions Redis holds before the segment turns ready (warm start). The Redis format is a
-// contract for other languages; README.md "The Redis format" documents it.
+// contract for other languages; docs/redis-format.md documents it.
 #pragma once
 
 #include <chrono>
@@ -16,8 +16,8 @@
 
 namespace poscache {
 
-// How the writer keeps a second writer from clobbering what it wrote (README.md "The Redis
-// format", writer/redis/lease.hpp):
+// How the writer keeps a second writer from clobbering what it wrote (docs/redis-format.md,
+// writer/redis/lease.hpp):
 //   fence   — the writer holds a lease, {prefix}:@writer, with a fresh epoch, and every batch is
 //             one transaction fenced on it (WATCH the lease, check the epoch, MULTI, plain
 //             commands, EXEC). A writer whose lease another took writes nothing more. One
@@ -64,9 +64,10 @@ struct RedisConfig {
   // background, at most this many positions per second on top of the changes.
   std::size_t refill_rate = 100'000;
   // fence: every transaction also appends its changes, as one entry, to the stream
-  // {prefix}:@changes (in the same MULTI), which followers and other services tail (README "The
-  // change stream"); entries older than this are trimmed (XADD MINID ~): a follower further
-  // behind loads the prefix again. 0: no stream (no followers). 1 s to 24 h.
+  // {prefix}:@changes (in the same MULTI), which followers and other services tail
+  // (docs/redis-format.md, "The change stream"); entries older than this are trimmed
+  // (XADD MINID ~): a follower further behind loads the prefix again. 0: no stream (no
+  // followers). 1 s to 24 h.
   std::chrono::milliseconds change_stream_retention{60'000};
   // Namespaces kept in the segment only (sync = none): never written to Redis, nor loaded from
   // it by a warm start (short-lived quotes need no durable copy). The others are mirrored.

@@ -70,9 +70,9 @@ struct NamespaceSpec {
 Expected<bool> validate_text(const FieldSpec& field, std::string_view value);
 bool valid_text(std::string_view value, std::size_t length) noexcept;
 
-// Presets (DESIGN.md "Keys and values"). Scales: token quantities and prices at 18 decimals;
-// lending collateral and debt are integer base units of an 18-decimal token (scale 0, up to
-// 10^38 base units = 10^20 tokens), thresholds and health in WAD (18 decimals).
+// Presets (docs/concepts.md, "Namespaces: keys and values"). Scales: token quantities and prices at
+// 18 decimals; lending collateral and debt are integer base units of an 18-decimal token (scale 0,
+// up to 10^38 base units = 10^20 tokens), thresholds and health in WAD (18 decimals).
 NamespaceSpec preset_trading(std::string name);
 NamespaceSpec preset_lending(std::string name);  // + collateral_asset, debt_asset: text(48)
 NamespaceSpec preset_quote(std::string name);    // stale_after 1 s, expire_after 60 s

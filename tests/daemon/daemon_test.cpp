@@ -1,5 +1,5 @@
 // poscache-writer as a user runs it: settings from a file, the environment and flags (flags win),
-// every flag the README names, exit codes, clear errors for bad values, a clean SIGTERM stop and a
+// every flag docs/cli.md names, exit codes, clear errors for bad values, a clean SIGTERM stop and a
 // SIGTERM during start-up. The binary runs as a child process; Redis, where needed, is a real
 // redis-server (tests/redis/redis_server.hpp).
 #include <fcntl.h>
@@ -36,7 +36,7 @@ using poscache::test::settings;
 using poscache::test::TempDir;
 using poscache::test::writer_cli;
 
-// ---- settings: file < environment < flags, for every setting the README lists ----------------
+// ---- settings: file < environment < flags, for every setting docs/configuration.md lists
 
 struct Precedence {
   const char* name;       // what the row is about

@@ -288,8 +288,8 @@ TEST(ChangeStream, ReplayingTheStreamGivesExactlyWhatRedisHolds) {
               db.size(), invalidations);
 }
 
-// The README's Python example (tests/redis/tail_changes.py, redis-py): a service tailing the
-// stream from its start keeps a copy equal to what Redis holds, field for field.
+// The Python example of docs/redis-format.md (tests/redis/tail_changes.py, redis-py): a service
+// tailing the stream from its start keeps a copy equal to what Redis holds, field for field.
 TEST(ChangeStream, APythonServiceTailingTheStreamKeepsAnExactCopy) {
   RedisServer srv;
   ScratchSegment seg("cs_py");

@@ -1,5 +1,5 @@
 // writer/redis/redis_format: the Redis format is a contract with services in other languages
-// (README, "The Redis format"). Its keys, script arguments, schema text and decoding, exactly,
+// (docs/redis-format.md). Its keys, script arguments, schema text and decoding, exactly,
 // without a server.
 #include "writer/redis/redis_format.hpp"
 

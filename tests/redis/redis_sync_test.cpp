@@ -85,8 +85,8 @@ TEST(RedisSync, EveryFieldReachesRedisAsExactDecimalText) {
   EXPECT_GE(st.synced_version, w->find(*w->make_key("marks", "venue.a", "BTC/USD"))->version);
 }
 
-// The @schema hash describes every namespace, every key of its JSON as README "The Redis
-// format" documents it; int64 and timestamp fields are integers in the position hashes.
+// The @schema hash describes every namespace, every key of its JSON as docs/redis-format.md
+// documents it; int64 and timestamp fields are integers in the position hashes.
 TEST(RedisSync, TheSchemaHashDescribesEveryNamespaceAndTimestampsAreIntegerNanoseconds) {
   RedisServer srv;
   ScratchSegment seg("rs_schema");

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Tails poscache's change stream {prefix}:@changes with redis-py (python3-redis) and keeps a copy
-of every position, the way a service streams deltas to its clients (README "The change stream").
+of every position, the way a service streams deltas to its clients
+(docs/redis-format.md, "The change stream").
 
 usage: tail_changes.py PORT PREFIX [IDLE_MS]
 reads from the start of the stream until no entry arrives for IDLE_MS (default 1000), then prints

@@ -78,7 +78,7 @@ TEST(SegmentTest, LayoutOffsetsAreWhatTheDiagramsSay) {
             g.journal_offset + sizeof(JournalHeader) + 62'500 * sizeof(JournalEntry));
   EXPECT_EQ(geometry_for(100).journal_entries, 1024u);
   EXPECT_EQ(geometry_for(10'000'000).journal_entries, 65'536u);
-  // The memory budget (DESIGN.md): at most 640 bytes per position at a million, all included.
+  // The memory budget: at most 640 bytes per position at a million, all included.
   EXPECT_LE(g.segment_size / 1'000'000, 640u) << g.segment_size;
 }
 
