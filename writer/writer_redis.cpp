@@ -76,7 +76,8 @@ std::unique_ptr<detail::RedisSync> Writer::Impl::make_sync() {
   return std::make_unique<detail::RedisSync>(
       *cfg.redis, cfg.namespaces,
       detail::SegmentView{&header(), reinterpret_cast<const Slot*>(base + g.slots_offset),
-                          reinterpret_cast<SlotBook*>(base + g.book_offset), table.capacity()},
+                          reinterpret_cast<SlotBook*>(base + g.book_offset), table.capacity(),
+                          &table.area().next_version},
       journal, cfg.log);
 }
 
@@ -213,6 +214,15 @@ bool Writer::redis_acknowledged(std::uint64_t ticket) const noexcept {
 }
 bool Writer::mirrors_to_redis() const noexcept {
   return impl_->sync != nullptr;
+}
+
+bool Writer::mirror_trades(const detail::TradeLog& log) {
+  if (!impl_->sync) return false;
+  impl_->sync->worker().attach_trades(log);
+  // Every entry the log holds now is up to this version: the sync writes those no position
+  // write takes once this hand-off is merged and written (sync_trades.cpp).
+  impl_->sync->handoff().hand_off_version();
+  return true;
 }
 
 }  // namespace poscache

@@ -37,6 +37,10 @@
 
 namespace poscache {
 
+namespace detail {
+struct TradeLog;  // writer/trade_log.hpp (internal: the ingest's fill de-duplication window)
+}
+
 enum class LogLevel : std::uint8_t { debug, info, warn, error };
 // Where the writer library reports what an operator should see (Redis connected or lost, warm
 // start progress). Called from the opening thread and from the sync thread. Default: stderr.
@@ -241,6 +245,10 @@ class Writer {
   [[nodiscard]] std::uint64_t redis_ticket() const noexcept;
   [[nodiscard]] bool redis_acknowledged(std::uint64_t ticket) const noexcept;
   [[nodiscard]] bool mirrors_to_redis() const noexcept;
+  // With Redis: mirror the trade ids of a fill de-duplication window (the ingest's TradeWindow,
+  // writer/trade_log.hpp) into {prefix}:{ns}:@trades, each with its fill's position. Apply
+  // thread; the log must outlive the writer's Redis sync (close() first). False without Redis.
+  bool mirror_trades(const detail::TradeLog& log);
 
   // A follower (WriterConfig::follow): applies what the change stream holds past the last entry
   // it applied, waiting up to `wait` for one when there is none; reconnects and loads the whole

@@ -397,9 +397,9 @@ TEST(DaemonRunTest, ItNotifiesSystemdFeedsTheWatchdogAndReloadsOnSighup) {
   EXPECT_NE(d.log().find("applied: daemon.log_level = \"debug\""), std::string::npos) << d.log();
   EXPECT_EQ(d.log().find("applied: nothing"), std::string::npos) << d.log();
   // (--capacity on the command line wins over the file: nothing to report for it.)
-  (void)dir.file("w.toml", "[daemon]\nlog_level = \"debug\"\n[ingest]\ntrade_window = 1000\n");
+  (void)dir.file("w.toml", "[daemon]\nlog_level = \"debug\"\n[ingest]\ntrade_window = 2000\n");
   d.signal(SIGHUP);
-  ASSERT_TRUE(d.wait_for("ignored until the next start: ingest.trade_window (1048576 -> 1000)"))
+  ASSERT_TRUE(d.wait_for("ignored until the next start: ingest.trade_window (1048576 -> 2000)"))
       << d.log();
   // A bad file: an error naming it, and nothing changed.
   (void)dir.file("w.toml", "[daemon]\nlog_level = \"chatty\"\n");

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "shm/hash.hpp"
 #include "test_util.hpp"
 
 namespace poscache::ingest {
@@ -21,23 +22,22 @@ TEST(TradeWindowTest, RemembersTheLastCapacityTradeIdsAndForgetsTheOldest) {
   test::ScratchSegment seg("tw_ring");
   TradeWindow w(seg.name(), 7, 4, [](const PositionKey&) { return 0; });
   for (int i = 0; i < 6; ++i) {
-    w.begin(TradeWindow::hash(0, "T" + std::to_string(i)), key(), 0);
-    w.commit();
+    w.begin(TradeWindow::id(0, "T" + std::to_string(i)), key(), 0);
+    w.commit(1);
   }
   EXPECT_EQ(w.recorded(), 4u);
-  EXPECT_FALSE(w.contains(TradeWindow::hash(0, "T0")));
-  EXPECT_FALSE(w.contains(TradeWindow::hash(0, "T1")));
-  for (int i = 2; i < 6; ++i)
-    EXPECT_TRUE(w.contains(TradeWindow::hash(0, "T" + std::to_string(i))));
+  EXPECT_FALSE(w.contains(TradeWindow::id(0, "T0")));
+  EXPECT_FALSE(w.contains(TradeWindow::id(0, "T1")));
+  for (int i = 2; i < 6; ++i) EXPECT_TRUE(w.contains(TradeWindow::id(0, "T" + std::to_string(i))));
   // The namespace is part of the identity: the same id in another book is another trade.
-  EXPECT_FALSE(w.contains(TradeWindow::hash(1, "T5")));
+  EXPECT_FALSE(w.contains(TradeWindow::id(1, "T5")));
 }
 
 TEST(TradeWindowTest, AFillThatLandedBeforeTheKillIsRememberedAtTheNextOpen) {
   test::ScratchSegment seg("tw_landed");
   {
     TradeWindow w(seg.name(), 7, 16, [](const PositionKey&) { return 0; });
-    w.begin(TradeWindow::hash(0, "T1"), key(), /*old_version=*/41);  // T1, then "killed"
+    w.begin(TradeWindow::id(0, "T1"), key(), /*old_version=*/41);  // T1, then "killed"
   }
   // The position now holds another version: T2 happened.
   TradeWindow w(seg.name(), 7, 16, [](const PositionKey& k) {
@@ -46,7 +46,7 @@ TEST(TradeWindowTest, AFillThatLandedBeforeTheKillIsRememberedAtTheNextOpen) {
     return 42;
   });
   EXPECT_TRUE(w.restored());
-  EXPECT_TRUE(w.contains(TradeWindow::hash(0, "T1")));
+  EXPECT_TRUE(w.contains(TradeWindow::id(0, "T1")));
   EXPECT_EQ(w.recorded(), 1u);
 }
 
@@ -54,10 +54,10 @@ TEST(TradeWindowTest, AFillTheKillUndidIsForgottenAtTheNextOpen) {
   test::ScratchSegment seg("tw_undone");
   {
     TradeWindow w(seg.name(), 7, 16, [](const PositionKey&) { return 0; });
-    w.begin(TradeWindow::hash(0, "T1"), key(), /*old_version=*/0);  // a new position, killed
+    w.begin(TradeWindow::id(0, "T1"), key(), /*old_version=*/0);  // a new position, killed
   }
   TradeWindow w(seg.name(), 7, 16, [](const PositionKey&) { return 0; });  // still absent
-  EXPECT_FALSE(w.contains(TradeWindow::hash(0, "T1")));
+  EXPECT_FALSE(w.contains(TradeWindow::id(0, "T1")));
   EXPECT_EQ(w.recorded(), 0u);
 }
 
@@ -70,9 +70,9 @@ TEST(TradeWindowTest, ABatchKilledMidWayRemembersExactlyTheFillsThatLanded) {
   eth.set(0, "w2", "ETH");
   {
     TradeWindow w(seg.name(), 7, 16, [](const PositionKey&) { return 0; });
-    const TradeWindow::Fill fills[] = {{TradeWindow::hash(0, "B1"), &sol, 10},
-                                       {TradeWindow::hash(0, "B1-cash"), &usdc, 20},
-                                       {TradeWindow::hash(0, "B2"), &eth, 0}};
+    const TradeWindow::Fill fills[] = {{TradeWindow::id(0, "B1"), &sol, 10},
+                                       {TradeWindow::id(0, "B1-cash"), &usdc, 20},
+                                       {TradeWindow::id(0, "B2"), &eth, 0}};
     w.begin(fills);  // T1, then "killed" after the SOL and USDC writes, before ETH's
   }
   TradeWindow w(seg.name(), 7, 16, [](const PositionKey& k) -> std::uint64_t {
@@ -80,36 +80,83 @@ TEST(TradeWindowTest, ABatchKilledMidWayRemembersExactlyTheFillsThatLanded) {
     if (k.instrument_view() == "USDC") return 21;
     return 0;  // ETH: never written
   });
-  EXPECT_TRUE(w.contains(TradeWindow::hash(0, "B1")));
-  EXPECT_TRUE(w.contains(TradeWindow::hash(0, "B1-cash")));
-  EXPECT_FALSE(w.contains(TradeWindow::hash(0, "B2")));
+  EXPECT_TRUE(w.contains(TradeWindow::id(0, "B1")));
+  EXPECT_TRUE(w.contains(TradeWindow::id(0, "B1-cash")));
+  EXPECT_FALSE(w.contains(TradeWindow::id(0, "B2")));
   EXPECT_EQ(w.recorded(), 2u);
   // Killed inside T3, after head moved: the open only clears what is pending.
   {
     TradeWindow x(seg.name(), 9, 16, [](const PositionKey&) { return 0; });
-    const TradeWindow::Fill fills[] = {{TradeWindow::hash(0, "C1"), &sol, 0},
-                                       {TradeWindow::hash(0, "C2"), &usdc, 0}};
+    const TradeWindow::Fill fills[] = {{TradeWindow::id(0, "C1"), &sol, 0},
+                                       {TradeWindow::id(0, "C2"), &usdc, 0}};
     x.begin(fills);
-    x.commit();
+    x.commit(1);
     x.begin(fills);  // as if T3's clearing had not happened: the hashes sit below head
   }
   TradeWindow y(seg.name(), 9, 16, [](const PositionKey&) { return 99; });
   EXPECT_EQ(y.recorded(), 2u);  // not recorded twice
-  EXPECT_TRUE(y.contains(TradeWindow::hash(0, "C2")));
+  EXPECT_TRUE(y.contains(TradeWindow::id(0, "C2")));
 }
 
 TEST(TradeWindowTest, AWindowOfAnotherGenerationStartsEmpty) {
   test::ScratchSegment seg("tw_gen");
   {
     TradeWindow w(seg.name(), 7, 16, [](const PositionKey&) { return 0; });
-    w.begin(TradeWindow::hash(0, "T1"), key(), 0);
-    w.commit();
+    w.begin(TradeWindow::id(0, "T1"), key(), 0);
+    w.commit(1);
   }
   TradeWindow same(seg.name(), 7, 16, [](const PositionKey&) { return 0; });
-  EXPECT_TRUE(same.contains(TradeWindow::hash(0, "T1")));
+  EXPECT_TRUE(same.contains(TradeWindow::id(0, "T1")));
   TradeWindow other(seg.name(), 8, 16, [](const PositionKey&) { return 0; });
   EXPECT_FALSE(other.restored());
-  EXPECT_FALSE(other.contains(TradeWindow::hash(0, "T1")));
+  EXPECT_FALSE(other.contains(TradeWindow::id(0, "T1")));
+}
+
+// What the Redis sync reads (writer/trade_log.hpp): each trade with the version its fill wrote
+// and its position, also for a fill a kill left between T1 and T3 (the version it took).
+TEST(TradeWindowTest, TheLogCarriesEachTradesVersionAndPosition) {
+  test::ScratchSegment seg("tw_log");
+  {
+    TradeWindow w(seg.name(), 7, 16, [](const PositionKey&) { return 0; });
+    w.begin(TradeWindow::id(0, "T1"), key(), 0);
+    w.commit(42);
+    w.begin(TradeWindow::id(0, "T2"), key(), 42);  // killed after T2 wrote version 77
+  }
+  TradeWindow w(seg.name(), 7, 16, [](const PositionKey&) { return 77; });
+  const detail::TradeLog log = w.log();
+  ASSERT_EQ(*log.head, 2u);
+  EXPECT_EQ(*log.pending_count, 0u);
+  const std::uint64_t kh = shm::key_hash(0, "w1", "SOL");
+  EXPECT_EQ(log.ring[0].id_hash, detail::trade_id_hash("T1"));
+  EXPECT_EQ(log.ring[0].version, 42u);
+  EXPECT_EQ(log.ring[0].key_hash, kh);
+  EXPECT_EQ(log.ring[1].id_hash, detail::trade_id_hash("T2"));
+  EXPECT_EQ(log.ring[1].version, 77u);
+  EXPECT_EQ(log.ring[1].key_hash, kh);
+}
+
+// What another writer applied (Redis's trade sets) is refused here too, per namespace; what
+// this window knew stays; beyond its capacity the newest versions are kept.
+TEST(TradeWindowTest, LoadTakesBackTradeIdsAnotherWriterApplied) {
+  test::ScratchSegment seg("tw_load");
+  TradeWindow w(seg.name(), 7, 4, [](const PositionKey&) { return 0; });
+  w.begin(TradeWindow::id(0, "T1"), key(), 0);
+  w.commit(5);
+  const auto h = [](std::string_view id) { return detail::trade_id_hash(id); };
+  EXPECT_EQ(w.load({{0, h("T1"), 5}, {1, h("T1"), 6}, {0, h("T9"), 3}}), 2u);
+  EXPECT_TRUE(w.contains(TradeWindow::id(0, "T1")));
+  EXPECT_TRUE(w.contains(TradeWindow::id(1, "T1")));
+  EXPECT_TRUE(w.contains(TradeWindow::id(0, "T9")));
+  EXPECT_FALSE(w.contains(TradeWindow::id(1, "T9")));
+  EXPECT_EQ(w.recorded(), 3u);
+  // Six more than it holds: the four newest stay.
+  std::vector<TradeWindow::Known> many;
+  for (int i = 0; i < 6; ++i) many.push_back({2, h("M" + std::to_string(i)), 100u - i});
+  EXPECT_EQ(w.load(many), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(w.contains(TradeWindow::id(2, "M" + std::to_string(i))));
+  EXPECT_FALSE(w.contains(TradeWindow::id(2, "M4")));
+  EXPECT_FALSE(w.contains(TradeWindow::id(2, "M5")));
+  EXPECT_EQ(w.recorded(), 4u);
 }
 
 }  // namespace

@@ -21,7 +21,8 @@ struct Fixture {
   Journal journal{seg.base(), seg.g};
   SlotBook* book = reinterpret_cast<SlotBook*>(seg.base() + seg.g.book_offset);
   SyncChannel channel;
-  SyncHandOff handoff{channel, journal, book, 5ms, 1024};
+  std::uint64_t next_version = 1;
+  SyncHandOff handoff{channel, journal, book, &next_version, 5ms, 1024};
 
   SyncBatch* take() {
     SyncBatch* b = nullptr;

@@ -243,7 +243,7 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
       c.ingest.socket_config.group = text(origin, *n, "socket_group");
     if (auto* n = in->get("trade_window"))
       c.ingest.trade_window =
-          static_cast<std::uint64_t>(integer(origin, *n, "trade_window", 1, 1ll << 28));
+          static_cast<std::uint64_t>(integer(origin, *n, "trade_window", 1024, 1ll << 28));
     ingest::StreamConfig& sc = c.ingest.stream;
     if (auto* n = in->get("streams")) {
       const toml::array* list = n->as_array();

@@ -17,6 +17,7 @@
 #include "shm/clock.hpp"
 #include "writer/daemon/config.hpp"
 #include "writer/daemon/generator.hpp"
+#include "writer/daemon/trades.hpp"
 #include "writer/http/server.hpp"
 #include "writer/tsc_clock.hpp"
 
@@ -325,15 +326,7 @@ int main(int argc, char** argv) {
   ingest::Source* rings_source = nullptr;
   auto open_ingest = [&]() -> bool {
     try {
-      window = std::make_unique<ingest::TradeWindow>(
-          cfg.writer.segment, st0.generation, cfg.ingest.trade_window,
-          [&](const ingest::PositionKey& k) -> std::uint64_t {
-            auto p = writer->find(k.ns, k.account_view(), k.instrument_view());
-            return p ? p->version : 0;
-          });
-      spdlog::info("fill trade ids: the last {} kept in {} ({})", cfg.ingest.trade_window,
-                   ingest::TradeWindow::path_of(cfg.writer.segment),
-                   window->restored() ? std::to_string(window->recorded()) + " restored" : "new");
+      window = daemon::open_trade_window(*writer, cfg, st0.generation);
       std::vector<std::unique_ptr<ingest::Source>> opened;
       if (cfg.ingest.socket) {
         ingest::SocketConfig sc = cfg.ingest.socket_config;

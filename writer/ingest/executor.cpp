@@ -226,10 +226,11 @@ CommandResult CommandExecutor::fill(const Fill& f) {
   if (auto e = key_problem(f.key); !e.empty()) return reject("fill: " + e);
   const auto& tf = fill_fields(f.key.ns);
   if (!tf) return reject("fill: " + tf.error());
-  std::uint64_t h = 0;
-  if (window_ != nullptr && f.trade_id_len > 0) {
-    h = TradeWindow::hash(f.key.ns, f.trade_id_view());
-    if (window_->contains(h)) {
+  const bool traded = window_ != nullptr && f.trade_id_len > 0;
+  TradeWindow::Id id{};
+  if (traded) {
+    id = TradeWindow::id(f.key.ns, f.trade_id_view());
+    if (window_->contains(id)) {
       ++counters_.duplicates;
       return {CommandStatus::duplicate, 0, 0, {}};
     }
@@ -237,11 +238,11 @@ CommandResult CommandExecutor::fill(const Fill& f) {
   const auto cur = writer_.find(f.key.ns, f.key.account_view(), f.key.instrument_view());
   auto u = fill_update(f, cur ? &*cur : nullptr);
   if (!u) return reject(u.error());
-  if (h != 0) window_->begin(h, f.key, cur ? cur->version : 0);  // T1
-  const ApplyResult r = writer_.upsert(*u);                      // T2
-  if (h != 0) {
+  if (traded) window_->begin(id, f.key, cur ? cur->version : 0);  // T1
+  const ApplyResult r = writer_.upsert(*u);                       // T2
+  if (traded) {
     if (r.status == ApplyStatus::inserted || r.status == ApplyStatus::updated)
-      window_->commit();  // T3
+      window_->commit(r.version);  // T3
     else
       window_->abort();
   }

@@ -84,8 +84,10 @@ CommandResult CommandExecutor::group(const Group& g) {
   std::vector<CommandResult> results(n);
   std::vector<std::uint64_t> trade_hashes;
   std::vector<TradeWindow::Fill> trades;
+  std::vector<std::size_t> trade_slot;  // trade -> its staged position
   trade_hashes.reserve(n);
   trades.reserve(n);
+  trade_slot.reserve(n);
   auto stage = [&](const PositionKey& k) -> Staged& {
     for (auto& s : staged)
       if (same_key(s.key, k)) return s;
@@ -167,25 +169,28 @@ CommandResult CommandExecutor::group(const Group& g) {
             if constexpr (std::is_same_v<T, Add>) {
               u = add_update(cmd, s.pos ? &*s.pos : nullptr);
             } else {
-              std::uint64_t h = 0;
-              if (window_ != nullptr && cmd.trade_id_len > 0) {
-                h = TradeWindow::hash(cmd.key.ns, cmd.trade_id_view());
-                if (std::find(trade_hashes.begin(), trade_hashes.end(), h) != trade_hashes.end()) {
+              const bool traded = window_ != nullptr && cmd.trade_id_len > 0;
+              TradeWindow::Id id{};
+              if (traded) {
+                id = TradeWindow::id(cmd.key.ns, cmd.trade_id_view());
+                if (std::find(trade_hashes.begin(), trade_hashes.end(), id.hash) !=
+                    trade_hashes.end()) {
                   // Two legs under one id: the second would be taken for a redelivery and the
                   // trade would land one-legged.
                   why = "trade id '" + std::string(cmd.trade_id_view()) +
                         "' is given to two fills of the batch (give each leg its own id)";
                   return;
                 }
-                if (window_->contains(h)) {
+                if (window_->contains(id)) {
                   results[i] = {CommandStatus::duplicate, 0, 0, {}};
                   return;
                 }
               }
               u = fill_update(cmd, s.pos ? &*s.pos : nullptr);
-              if (u && h != 0) {
-                trade_hashes.push_back(h);
-                trades.push_back({h, &s.key, s.old_version});
+              if (u && traded) {
+                trade_hashes.push_back(id.hash);
+                trades.push_back({id, &s.key, s.old_version});
+                trade_slot.push_back(static_cast<std::size_t>(&s - staged.data()));
               }
             }
             if (!u) {
@@ -273,9 +278,13 @@ CommandResult CommandExecutor::group(const Group& g) {
     if (!trades.empty()) window_->abort();
     return reject("batch: " + br.error);
   }
-  if (!trades.empty()) window_->commit();  // T3
   std::vector<std::uint64_t> version_of_slot(staged.size(), 0);
   for (std::size_t k = 0; k < ops.size(); ++k) version_of_slot[op_slot[k]] = br.results[k].version;
+  if (!trades.empty()) {  // T3, each trade with the version its position took
+    std::vector<std::uint64_t> versions(trades.size());
+    for (std::size_t t = 0; t < trades.size(); ++t) versions[t] = version_of_slot[trade_slot[t]];
+    window_->commit(versions);
+  }
   std::size_t fills = 0;
   for (std::size_t i = 0; i < n; ++i) {
     CommandResult& r = results[i];

@@ -108,6 +108,7 @@ StreamSource::~StreamSource() {
   while (to_apply_.pop(e)) delete e;
   while (handled_.pop(e)) delete e;
   for (Entry* x : to_ack_) delete x;
+  for (auto& [x, ticket] : unsynced_) delete x;
 }
 
 std::string StreamSource::name() const {
@@ -128,7 +129,16 @@ void StreamSource::sleep_for(std::chrono::milliseconds d) const {
 
 // ---- apply loop -------------------------------------------------------------------------------
 
+void StreamSource::release_synced(const Writer& writer) {
+  while (!unsynced_.empty() && writer.redis_acknowledged(unsynced_.front().second)) {
+    handled_.push(unsynced_.front().first);  // never full: see below
+    unsynced_.pop_front();
+  }
+}
+
 std::size_t StreamSource::poll(CommandExecutor& exec, std::int64_t, std::size_t budget) {
+  const bool mirrors = exec.writer().mirrors_to_redis();
+  if (mirrors) release_synced(exec.writer());
   std::size_t n = 0;
   Entry* e = nullptr;
   while (n < budget && to_apply_.pop(e)) {
@@ -166,8 +176,13 @@ std::size_t StreamSource::poll(CommandExecutor& exec, std::int64_t, std::size_t 
       if (e->id != 0) cursor_.advance(slot, e->id);  // S3
     }
     // Never full: at most kMaxInFlight entries exist between the threads.
-    handled_.push(e);
+    if (mirrors) {
+      unsynced_.emplace_back(e, exec.writer().redis_ticket());
+    } else {
+      handled_.push(e);
+    }
   }
+  if (mirrors && n > 0) release_synced(exec.writer());
   return n;
 }
 

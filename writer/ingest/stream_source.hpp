@@ -25,6 +25,7 @@
 
 #include <atomic>
 #include <boost/lockfree/spsc_queue.hpp>
+#include <deque>
 #include <memory>
 #include <string>
 #include <thread>
@@ -111,6 +112,12 @@ class StreamSource final : public Source {
   // Apply loop only.
   SourceCounters counters_;
   std::uint64_t replayed_ = 0;
+  // Handled entries waiting for Redis to hold their effects (a writer that mirrors): an entry is
+  // acknowledged (XACK) only then, so that a standby taking over after a kill gets every entry
+  // whose effect Redis lacks (as pending, XAUTOCLAIM) and refuses the others as stale (their
+  // positions' source_seq). Without Redis, or on this segment again, the cursor covers it.
+  std::deque<std::pair<Entry*, std::uint64_t>> unsynced_;  // (entry, Redis ticket), in order
+  void release_synced(const Writer& writer);
   // Stream thread only.
   std::size_t in_flight_ = 0;               // entries read and not yet acknowledged
   std::vector<std::uint64_t> last_read_;    // highest id handed over, per stream

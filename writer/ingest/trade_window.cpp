@@ -1,30 +1,32 @@
 #include "writer/ingest/trade_window.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "poscache/error.hpp"
 #include "shm/atomic.hpp"
+#include "shm/hash.hpp"
 #include "writer/ingest/state_file.hpp"
-
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 namespace poscache::ingest {
 namespace {
-constexpr std::uint64_t kMagic = 0x32574452'54504350ull;  // "PCPTRDW2": a list of pending fills
+// "PCPTRDW3": entries of 32 bytes with version and key (W2: 8-byte hashes of (ns, id)). A W2
+// file is started anew: its hashes cannot be mapped to W3's (docs/exactly-once.md, upgrades).
+constexpr std::uint64_t kMagic = 0x33574452'54504350ull;
+
+detail::TradeLogEntry entry_of(const TradePending& p, std::uint64_t version) noexcept {
+  return {p.id_hash, version, p.key_hash, p.ns, 0};
 }
+}  // namespace
 
 std::string TradeWindow::path_of(const std::string& segment) {
   return "/dev/shm/" + segment + ".trades";
 }
 
-std::uint64_t TradeWindow::hash(NamespaceId ns, std::string_view trade_id) noexcept {
-  char buf[2 + kMaxTradeIdLen];
-  std::memcpy(buf, &ns, 2);
-  const std::size_t n = std::min(trade_id.size(), kMaxTradeIdLen);
-  if (n > 0) std::memcpy(buf + 2, trade_id.data(), n);
-  const std::uint64_t h = XXH3_64bits(buf, 2 + n);
-  return h == 0 ? 1 : h;
+TradeWindow::Id TradeWindow::id(NamespaceId ns, std::string_view trade_id) noexcept {
+  const std::uint64_t h = detail::trade_id_hash(trade_id.substr(0, kMaxTradeIdLen));
+  return {h, detail::trade_window_hash(ns, h)};
 }
 
 TradeWindow::TradeWindow(const std::string& segment, std::uint64_t generation,
@@ -32,12 +34,12 @@ TradeWindow::TradeWindow(const std::string& segment, std::uint64_t generation,
   if (capacity == 0 || capacity > (1ull << 28))
     throw Error("trade window: capacity " + std::to_string(capacity) +
                 " must be 1 to 268435456 trade ids");
-  file_ =
-      map_state_file(path_of(segment), sizeof(TradeWindowHeader) + capacity * sizeof(std::uint64_t),
-                     "trade window");
+  file_ = map_state_file(path_of(segment),
+                         sizeof(TradeWindowHeader) + capacity * sizeof(detail::TradeLogEntry),
+                         "trade window");
   void* p = file_.base;
   header_ = static_cast<TradeWindowHeader*>(p);
-  ring_ = reinterpret_cast<std::uint64_t*>(header_ + 1);
+  ring_ = reinterpret_cast<detail::TradeLogEntry*>(header_ + 1);
 
   restored_ = file_.kept && header_->magic == kMagic && header_->generation == generation &&
               header_->capacity == capacity;
@@ -49,28 +51,32 @@ TradeWindow::TradeWindow(const std::string& segment, std::uint64_t generation,
   }
   seen_.reserve(capacity);
   const std::uint64_t head = header_->head;
-  for (std::uint64_t i = head > capacity ? head - capacity : 0; i < head; ++i)
-    seen_.insert(ring_[i % capacity]);
+  for (std::uint64_t i = head > capacity ? head - capacity : 0; i < head; ++i) {
+    const detail::TradeLogEntry& e = ring_[i % capacity];
+    seen_.insert(detail::trade_window_hash(e.ns, e.id_hash));
+  }
   const std::uint64_t n = std::min<std::uint64_t>(header_->pending_count, kMaxPending);
   if (n == 0) return;
-  bool in_ring = head >= n;  // killed inside T3 after head moved: the hashes sit below head
-  for (std::uint64_t i = 0; in_ring && i < n; ++i)
-    in_ring = ring_[(head - n + i) % capacity] == header_->pending[i].hash;
+  bool in_ring = head >= n;  // killed inside T3 after head moved: the entries sit below head
+  for (std::uint64_t i = 0; in_ring && i < n; ++i) {
+    const detail::TradeLogEntry& e = ring_[(head - n + i) % capacity];
+    in_ring = e.id_hash == header_->pending[i].id_hash && e.ns == header_->pending[i].ns;
+  }
   if (in_ring) {
     abort();
     return;
   }
   // Killed between T1 and T3: record the fills whose positions moved past their old version.
+  std::uint64_t recorded = 0;
   for (std::uint64_t i = 0; i < n; ++i) {
     const TradePending& e = header_->pending[i];
     PositionKey k;
     k.set(e.ns, {e.account, std::min<std::size_t>(e.account_len, kMaxAccountLen)},
           {e.instrument, std::min<std::size_t>(e.instrument_len, kMaxInstrumentLen)});
-    if (version_of(k) != e.old_version) {
-      record(e.hash);
-      shm::store_release(&header_->head, header_->head + 1);
-    }
+    const std::uint64_t now = version_of(k);
+    if (now != e.old_version) record(recorded++, entry_of(e, now));
   }
+  shm::store_release(&header_->head, head + recorded);
   abort();
 }
 
@@ -78,9 +84,8 @@ TradeWindow::~TradeWindow() {
   unmap_state_file(file_);
 }
 
-void TradeWindow::begin(std::uint64_t h, const PositionKey& key,
-                        std::uint64_t old_version) noexcept {
-  const Fill one{h, &key, old_version};
+void TradeWindow::begin(const Id& id, const PositionKey& key, std::uint64_t old_version) noexcept {
+  const Fill one{id, &key, old_version};
   begin(std::span(&one, 1));
 }
 
@@ -90,8 +95,9 @@ void TradeWindow::begin(std::span<const Fill> fills) noexcept {
   for (std::size_t i = 0; i < n; ++i) {
     TradePending& e = w.pending[i];
     const PositionKey& key = *fills[i].key;
-    e.hash = fills[i].hash;
+    e.id_hash = fills[i].id.id_hash;
     e.old_version = fills[i].old_version;
+    e.key_hash = shm::key_hash(key.ns, key.account_view(), key.instrument_view());
     e.ns = key.ns;
     e.account_len = key.account_len;
     e.instrument_len = key.instrument_len;
@@ -99,34 +105,57 @@ void TradeWindow::begin(std::span<const Fill> fills) noexcept {
     std::memcpy(e.instrument, key.instrument, key.instrument_len);
   }
   // Last: a kill before this store leaves nothing pending, a kill after it complete entries.
+  // release: the Redis sync's S2 (writer/trade_log.hpp) orders it before the content write.
   shm::store_release(&w.pending_count, static_cast<std::uint64_t>(n));
 }
 
-void TradeWindow::record(std::uint64_t h) noexcept {
+// Relaxed word stores: the sync thread copies entries while later ones are written (it checks
+// head after its copy, writer/trade_log.hpp).
+void TradeWindow::record(std::uint64_t i, const detail::TradeLogEntry& e) noexcept {
   TradeWindowHeader& w = *header_;
-  const std::uint64_t head = w.head;
-  if (head >= w.capacity) seen_.erase(ring_[head % w.capacity]);
-  ring_[head % w.capacity] = h;
-  seen_.insert(h);
+  const std::uint64_t at = w.head + i;
+  detail::TradeLogEntry& slot = ring_[at % w.capacity];
+  if (at >= w.capacity) seen_.erase(detail::trade_window_hash(slot.ns, slot.id_hash));
+  // release: a copy that reads these stores also sees the head published before them
+  std::atomic_thread_fence(std::memory_order_release);
+  shm::store_relaxed(&slot.id_hash, e.id_hash);
+  shm::store_relaxed(&slot.version, e.version);
+  shm::store_relaxed(&slot.key_hash, e.key_hash);
+  shm::store_relaxed(&slot.ns, e.ns);
+  seen_.insert(detail::trade_window_hash(e.ns, e.id_hash));
 }
 
-void TradeWindow::commit() noexcept {
+void TradeWindow::commit(std::span<const std::uint64_t> versions) noexcept {
   TradeWindowHeader& w = *header_;
   const std::uint64_t n = std::min<std::uint64_t>(w.pending_count, kMaxPending);
-  const std::uint64_t head = w.head;
-  for (std::uint64_t i = 0; i < n; ++i) {
-    const std::uint64_t h = w.pending[i].hash;
-    const std::uint64_t at = head + i;
-    if (at >= w.capacity) seen_.erase(ring_[at % w.capacity]);
-    ring_[at % w.capacity] = h;
-    seen_.insert(h);
-  }
-  shm::store_release(&w.head, head + n);
+  for (std::uint64_t i = 0; i < n; ++i)
+    record(i, entry_of(w.pending[i], i < versions.size() ? versions[i] : 0));
+  shm::store_release(&w.head, w.head + n);  // T3: the entries, then head, then no pending
   shm::store_release(&w.pending_count, std::uint64_t{0});
 }
 
 void TradeWindow::abort() noexcept {
   shm::store_release(&header_->pending_count, std::uint64_t{0});
+}
+
+std::size_t TradeWindow::load(std::vector<Known> ids) {
+  std::sort(ids.begin(), ids.end(),
+            [](const Known& a, const Known& b) { return a.version < b.version; });
+  const std::uint64_t cap = header_->capacity;
+  const std::size_t from = ids.size() > cap ? ids.size() - cap : 0;
+  std::size_t added = 0;
+  for (std::size_t i = from; i < ids.size(); ++i) {
+    const Known& k = ids[i];
+    if (seen_.count(detail::trade_window_hash(k.ns, k.id_hash)) != 0) continue;
+    record(0, {k.id_hash, k.version, 0, k.ns, 0});
+    shm::store_release(&header_->head, header_->head + 1);
+    ++added;
+  }
+  return added;
+}
+
+detail::TradeLog TradeWindow::log() const noexcept {
+  return {&header_->head, &header_->pending_count, ring_, header_->capacity, &header_->mirrored};
 }
 
 std::uint64_t TradeWindow::recorded() const noexcept {

@@ -3,12 +3,16 @@
 // (mode 0600), so that it survives the writer being killed with -9 and restarted.
 //
 //   +-------------------------------+  TradeWindowHeader (below), then
-//   | magic, generation, capacity   |  capacity x u64: the ring of trade-id hashes, oldest
-//   | head (fills recorded so far)  |  overwritten first. Hash = XXH3-64 of (namespace id,
-//   | pending: the fills in flight  |  trade id); 0 is never stored.
-//   +-------------------------------+
+//   | magic, generation, capacity   |  capacity x TradeLogEntry (writer/trade_log.hpp, 32 bytes):
+//   | head (fills recorded so far)  |  the ring of trade ids (their XXH3-64), each with its
+//   | pending: the fills in flight  |  namespace, its position's key hash and the version its
+//   +-------------------------------+  fill wrote; oldest overwritten first.
 //   | ring[capacity]                |
 //   +-------------------------------+
+//
+// The Redis sync reads the ring (writer/trade_log.hpp, THE PROTOCOL) and mirrors each trade id
+// beside its fill's effect, so the window outlives this host: load() takes back what Redis
+// holds when a standby is promoted or a writer warm-starts on a fresh segment.
 //
 // Crash protocol. The fills with a trade id of one apply (one fill, or a group's: up to
 // kMaxPending, each on a position written by one op of the group) are recorded in three steps:
@@ -16,8 +20,8 @@
 //                before the apply (0: no position yet); then pending_count = n (release);
 //   T2 the fill or the group is applied to the table (the writer's undo record covers a kill
 //                mid-write of a slot);
-//   T3 commit(): ring[(head + i) % capacity] = hash i, head + n (release), then pending_count
-//                cleared.
+//   T3 commit(): ring[(head + i) % capacity] = entry i (with the version its position took),
+//                head + n (release), then pending_count cleared.
 // Killed before T1's count: nothing is remembered. Killed between T1 and T3: at the next open,
 // each pending fill's position tells: still the version before (a kill before or during its
 // write, which re-attach rolls back) -> that fill did not happen and is not remembered; another
@@ -27,8 +31,9 @@
 // stores reach the file in program order (one mapping of page-cache memory); a power loss takes
 // /dev/shm with it anyway.
 //
-// The window belongs to one segment generation: a segment created anew (or replaced) starts an
-// empty window. Its hashes live in memory too (an unordered_set rebuilt at open) for the lookup.
+// The file belongs to one segment generation: a segment created anew (or replaced) starts an
+// empty window (filled from Redis by load(), when there is one). Its hashes live in memory too
+// (an unordered_set rebuilt at open) for the lookup: trade_window_hash(ns, id hash).
 #pragma once
 
 #include <cstdint>
@@ -38,16 +43,19 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <vector>
 
 #include "writer/ingest/command.hpp"
 #include "writer/ingest/state_file.hpp"
+#include "writer/trade_log.hpp"
 
 namespace poscache::ingest {
 
 // One fill in flight (T1..T3).
 struct TradePending {
-  std::uint64_t hash;
+  std::uint64_t id_hash;      // detail::trade_id_hash of its trade id
   std::uint64_t old_version;  // its position's version before the apply (0: absent)
+  std::uint64_t key_hash;     // shm::key_hash of its position
   std::uint16_t ns;
   std::uint8_t account_len;
   std::uint8_t instrument_len;
@@ -62,6 +70,7 @@ struct TradeWindowHeader {
   std::uint64_t capacity;       // ring entries
   std::uint64_t head;           // fills recorded so far; the ring holds the last `capacity`
   std::uint64_t pending_count;  // T1..T3: the fills in flight (0: none)
+  std::uint64_t mirrored;       // the Redis sync's: entries below it are in Redis
   TradePending pending[kMaxGroupCommands];
 };
 
@@ -80,17 +89,36 @@ class TradeWindow {
   TradeWindow& operator=(const TradeWindow&) = delete;
 
   static constexpr std::size_t kMaxPending = kMaxGroupCommands;
-  static std::uint64_t hash(NamespaceId ns, std::string_view trade_id) noexcept;
-  [[nodiscard]] bool contains(std::uint64_t h) const { return seen_.count(h) != 0; }
-  struct Fill {
+  // A trade id of namespace `ns` as the window knows it: (its id hash, its lookup hash).
+  struct Id {
+    std::uint64_t id_hash;
     std::uint64_t hash;
+  };
+  static Id id(NamespaceId ns, std::string_view trade_id) noexcept;
+  [[nodiscard]] bool contains(const Id& id) const { return seen_.count(id.hash) != 0; }
+  struct Fill {
+    Id id;
     const PositionKey* key;
     std::uint64_t old_version;
   };
-  void begin(std::uint64_t h, const PositionKey& key, std::uint64_t old_version) noexcept;  // T1
+  void begin(const Id& id, const PositionKey& key, std::uint64_t old_version) noexcept;  // T1
   void begin(std::span<const Fill> fills) noexcept;  // T1 for a group (up to kMaxPending)
-  void commit() noexcept;                            // T3
+  // T3: version[i] is the version pending fill i's position took.
+  void commit(std::span<const std::uint64_t> versions) noexcept;
+  void commit(std::uint64_t version) noexcept { commit(std::span(&version, 1)); }
   void abort() noexcept;  // T2 did not write (refused): forget the pending entries
+
+  // Trade ids another writer applied (Redis's {prefix}:{ns}:@trades, a promoted standby or a
+  // warm start on a fresh segment): those not known yet are recorded, oldest version first, the
+  // newest `capacity` kept. Returns how many were new. Apply thread, nothing pending.
+  struct Known {
+    NamespaceId ns;
+    std::uint64_t id_hash;
+    std::uint64_t version;
+  };
+  std::size_t load(std::vector<Known> ids);
+  // What the Redis sync reads (writer/trade_log.hpp).
+  [[nodiscard]] detail::TradeLog log() const noexcept;
 
   [[nodiscard]] std::uint64_t capacity() const noexcept { return header_->capacity; }
   [[nodiscard]] std::uint64_t recorded() const noexcept;              // trade ids remembered now
@@ -98,9 +126,10 @@ class TradeWindow {
   static std::string path_of(const std::string& segment);
 
  private:
-  void record(std::uint64_t h) noexcept;  // into the ring at head (head not yet published)
+  // Into the ring at head + i (head not yet published).
+  void record(std::uint64_t i, const detail::TradeLogEntry& e) noexcept;
   TradeWindowHeader* header_ = nullptr;
-  std::uint64_t* ring_ = nullptr;
+  detail::TradeLogEntry* ring_ = nullptr;
   StateFile file_;
   bool restored_ = false;
   std::unordered_set<std::uint64_t> seen_;

@@ -14,6 +14,13 @@
 //       positions are ZRANGE key (now_ms +inf BYSCORE. It expires with its last member.
 //   {prefix}:@schema                         HASH, ns -> JSON {fields:[{name,type,scale}],
 //                                            stale_after_ms, expire_after_ms}
+//   {prefix}:{ns}:@trades                    ZSET, the trade ids of the namespace's fills the
+//       member: 16 lowercase hex digits of      writer applied (its de-duplication window,
+//       XXH3-64 (seed 0) of the trade id;       docs/exactly-once.md), the newest `trade_window`
+//       score: the version the fill wrote       kept. Written in the MULTI that writes the fill's
+//       (a double: exact to 2^53 only)
+//                                               position (fence); loaded by a promoted standby
+//                                               and a warm start.
 //
 // The braces are a Redis Cluster hash tag: an account's hashes and its set share a slot, so
 // the scripts below touch keys of one slot only.
@@ -195,6 +202,13 @@ class RedisFormat {
   void set_change_stream(std::chrono::milliseconds retention) { retention_ms_ = retention.count(); }
   [[nodiscard]] bool change_stream() const noexcept { return retention_ms_ > 0; }
   std::string changes_key() const { return prefix_ + ":@changes"; }
+  std::string trades_key(std::string_view ns) const {
+    std::string k = prefix_;
+    k += ':';
+    k += ns;
+    k += ":@trades";
+    return k;
+  }
   // A transaction's entry: begin_changes, add_change per position, then finish_changes appends
   // the XADD to the transaction (nothing if no change was added, or without a stream).
   void begin_changes(Args& entry) const;

@@ -52,7 +52,8 @@ class RedisSync {
   RedisSync(const RedisConfig& config, std::vector<NamespaceSpec> namespaces, SegmentView view,
             const Journal& journal, LogSink log)
       : worker_(config, std::move(namespaces), view, journal, channel_, std::move(log)),
-        handoff_(channel_, journal, view.book, config.flush_interval, config.batch_size) {}
+        handoff_(channel_, journal, view.book, view.next_version, config.flush_interval,
+                 config.batch_size) {}
   ~RedisSync() { stop(); }
   RedisSync(const RedisSync&) = delete;
   RedisSync& operator=(const RedisSync&) = delete;

@@ -125,6 +125,7 @@ bool SyncWorker::write_slots_fenced() {
   struct Item {
     std::uint32_t slot;
     std::uint64_t version;
+    std::uint64_t key_hash;
     std::uint8_t flags;
     std::uint32_t commands;
   };
@@ -133,6 +134,8 @@ bool SyncWorker::write_slots_fenced() {
     Commands cmds;
     Args entry;                  // its change-stream entry (one XADD after its positions)
     std::size_t stream_cmd = 0;  // that XADD's place among the queued commands (0: none)
+    TradeWrite trades;           // its positions' trade ids (sync_trades.cpp), after the XADD
+    std::size_t trade_cmds = 0;
     std::size_t queued = 0;
     bool renewing = false;
     std::int64_t built_at = 0;
@@ -149,6 +152,7 @@ bool SyncWorker::write_slots_fenced() {
   auto give_back = [&](Chunk& c) {
     for (const Item& it : c.items) requeue(it.slot, it.flags);
     c.items.clear();
+    c.trades.clear();
   };
   auto give_back_all = [&]() {
     for (Chunk& c : chunks) give_back(c);
@@ -191,10 +195,27 @@ bool SyncWorker::write_slots_fenced() {
       const std::size_t n = fmt_.add_plain_upsert(p, write_flags, set_sha_, c.cmds);
       fmt_.add_change(c.entry, true, ns_name(p.ns), {p.account, p.account_len},
                       {p.instrument, p.instrument_len}, p.version);
-      c.items.push_back({s, p.version, flags, static_cast<std::uint32_t>(n)});
+      c.items.push_back({s, p.version, p.key_hash, flags, static_cast<std::uint32_t>(n)});
       commands += n;
     }
     c.stream_cmd = fmt_.finish_changes(c.entry, c.cmds) > 0 ? commands + 1 : 0;
+    // The trade ids of the fills whose effects the contents just read hold (S1 above; S2, S3 in
+    // catch_up_trades). A fill still in flight after 2 ms: the chunk goes next round instead.
+    c.trades.clear();
+    c.trade_cmds = 0;
+    if (!c.items.empty() && !catch_up_trades()) {
+      give_back(c);
+      for (std::size_t j = next; j < round.size(); ++j) requeue(round[j], 0);
+      next = round.size();
+      c.cmds.clear();
+      if (with_fence) lease_.add_fence(c.cmds);
+      c.cmds.cmd("MULTI");
+      c.stream_cmd = 0;
+    }
+    if (!trades_.empty()) {
+      for (const Item& it : c.items) take_trades(it.key_hash, it.version, c.trades);
+      c.trade_cmds = add_trade_commands(c.trades, c.cmds);
+    }
     c.built_at = monotonic_ns();
     c.renewing = lease_.renewal_due(c.built_at);
     if (c.renewing) lease_.add_renewal(c.cmds);
@@ -206,7 +227,12 @@ bool SyncWorker::write_slots_fenced() {
   auto settle = [&](Chunk& c) {
     // Without its stream entry the positions are written again (same versions: idempotent),
     // with the entry, so that followers hear of them.
-    const bool entry_ok = c.stream_cmd == 0 || ok[c.stream_cmd - 1];
+    bool entry_ok = c.stream_cmd == 0 || ok[c.stream_cmd - 1];
+    // Their trade ids too (a refused ZADD: a key of another type, a hand edit): written again.
+    const std::size_t trades_from = c.queued - c.trade_cmds - (c.renewing ? 1 : 0);
+    for (std::size_t j = 0; j < c.trade_cmds; ++j) entry_ok = entry_ok && ok[trades_from + j];
+    if (entry_ok) trades_written(c.trades);
+    c.trades.clear();
     std::size_t k = 0;
     for (const Item& it : c.items) {
       bool good = entry_ok;

@@ -7,10 +7,12 @@
 namespace poscache::detail {
 
 SyncHandOff::SyncHandOff(SyncChannel& channel, Journal journal, shm::SlotBook* book,
+                         const std::uint64_t* next_version,
                          std::chrono::milliseconds flush_interval, std::size_t batch_size)
     : ch_(channel),
       journal_(journal),
       book_(book),
+      next_version_(next_version),
       half_interval_ns_(std::chrono::nanoseconds(flush_interval).count() / 2),
       batch_size_(batch_size),
       // Epochs must not repeat the marks a previous writer left in the SlotBooks.
@@ -30,9 +32,10 @@ void SyncHandOff::replay(RemovalEvent&& e, std::int64_t t) {
   cur_->events.push_back(std::move(e));
 }
 
-std::uint64_t SyncHandOff::hand_off() {
-  if (cur_->empty()) return handed_;
+std::uint64_t SyncHandOff::hand_off(bool always) {
+  if (cur_->empty() && !always) return handed_;
   cur_->seq = handed_ + 1;
+  cur_->last_version = *next_version_ - 1;
   if (!ch_.to_sync.push(cur_)) return handed_;  // full: keep filling this batch, drop nothing
   ++handed_;
   ++epoch_;

@@ -37,6 +37,9 @@ struct SyncBatch {
   std::int64_t last_ns = 0;   // the writer's time of its last mark (the writer's clock never
                               // goes back: every later change has a time >= it)
   std::uint64_t seq = 0;      // hand-off number
+  // The writer's newest version when it was handed off: every change up to it travels in this
+  // batch or an earlier one (the trade ids' horizon, writer/redis/sync_trades.cpp).
+  std::uint64_t last_version = 0;
   [[nodiscard]] bool empty() const noexcept { return slots.empty() && events.empty(); }
 };
 
@@ -54,8 +57,10 @@ struct SyncChannel {
 
 class SyncHandOff {
  public:
+  // `next_version`: the writer area's (the apply thread's own word).
   SyncHandOff(SyncChannel& channel, Journal journal, shm::SlotBook* book,
-              std::chrono::milliseconds flush_interval, std::size_t batch_size);
+              const std::uint64_t* next_version, std::chrono::milliseconds flush_interval,
+              std::size_t batch_size);
 
   void mark(std::uint32_t slot, std::int64_t t, std::uint8_t flags = 0) {
     if (flags != 0) cur_->flags.emplace_back(slot, flags);  // not coalesced: rare (inserts)
@@ -75,10 +80,17 @@ class SyncHandOff {
     if (!cur_->empty() && (t - cur_->first_ns >= half_interval_ns_ ||
                            cur_->slots.size() + cur_->events.size() >= batch_size_)) {
       hand_off();
+    } else if (version_due_) [[unlikely]] {
+      const std::uint64_t before = handed_;
+      version_due_ = hand_off(true) == before;
     }
   }
+  // The next tick hands off a batch even if empty, carrying the writer's version: a trade log
+  // was attached (its entries up to that version are due in Redis, sync_trades.cpp).
+  void hand_off_version() noexcept { version_due_ = true; }
   // Hands the current batch to the sync thread now (if the queue has room). Returns its number.
-  std::uint64_t hand_off();
+  // `always`: even an empty one (it still carries the writer's version: a trade log attached).
+  std::uint64_t hand_off(bool always = false);
   // Hands off, then waits until the sync thread has written everything handed off so far.
   bool flush(std::chrono::milliseconds timeout);
   // Hands off until nothing is left (the sync thread drains the queue whether Redis is up or not).
@@ -97,6 +109,8 @@ class SyncHandOff {
   SyncChannel& ch_;
   Journal journal_;
   shm::SlotBook* book_;
+  const std::uint64_t* next_version_;
+  bool version_due_ = false;
   std::int64_t half_interval_ns_;
   std::size_t batch_size_;
   std::uint64_t epoch_;

@@ -59,6 +59,7 @@ void SyncWorker::drain() {
     if (fenced_) {  // nothing is written any more: the journal moves past it
       for (const RemovalEvent& e : b->events) tail_.done(e.journal_pos);
     } else {
+      trade_horizon_ = std::max(trade_horizon_, b->last_version);
       merge(*b);
     }
     ch_.merged_seq.store(b->seq, std::memory_order_relaxed);
@@ -122,8 +123,10 @@ void SyncWorker::merge_event(RemovalEvent&& e) {
   pattern_events_.push_back(std::move(e));
 }
 
+// Trade ids count once every change up to their version is merged: a producer's `synced`
+// then waits for its fills' ids too (sync_trades.cpp).
 bool SyncWorker::has_pending() const noexcept {
-  return !dirty_.empty() || !key_events_.empty() || !pattern_events_.empty();
+  return !dirty_.empty() || !key_events_.empty() || !pattern_events_.empty() || trades_due();
 }
 
 // ---- connection -------------------------------------------------------------------------------
@@ -319,6 +322,7 @@ void SyncWorker::start_refill(const std::string& why) {
                            " positions/s; positions only Redis held (evicted from the "
                            "segment) are gone with it");
   refilling_ = true;
+  trades_reread_ = true;  // the trade ids went with the rest
   ch_.refilling.store(true, std::memory_order_release);
   refill_next_ = 0;
   refill_queued_ = 0;
@@ -467,6 +471,7 @@ void SyncWorker::run() {
   for (;;) {
     const bool stopping = stop_.load(std::memory_order_acquire);
     drain();
+    read_trades();  // after drain: the entries of the fills in the batches merged are in the log
     if (stopping && stop_deadline == 0)
       stop_deadline = monotonic_ns() + std::chrono::nanoseconds(cfg_.close_timeout).count();
     bool progress = false;

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@
 #include "writer/redis/redis_client.hpp"
 #include "writer/redis/redis_format.hpp"
 #include "writer/redis/sync_handoff.hpp"
+#include "writer/trade_log.hpp"
 
 namespace poscache::detail {
 
@@ -30,6 +32,7 @@ struct SegmentView {
   const shm::Slot* slots = nullptr;
   shm::SlotBook* book = nullptr;
   std::uint64_t capacity = 0;
+  const std::uint64_t* next_version = nullptr;  // the writer area's (apply thread: hand-offs)
 };
 
 class SyncWorker {
@@ -54,6 +57,10 @@ class SyncWorker {
   [[nodiscard]] bool running() const noexcept { return thread_.joinable(); }
   // A corrupt journal entry (re-attach, before start()): counted as done so the tail passes it.
   void skip(std::uint64_t entry) { tail_.done(entry + 1); }
+  // Any thread, once: the fill de-duplication window's log (writer/trade_log.hpp). Its trade ids
+  // are mirrored into {prefix}:{ns}:@trades from then on (sync_trades.cpp); the caller then has
+  // the apply thread hand off its version (SyncHandOff::hand_off_version).
+  void attach_trades(const TradeLog& log);
   // A new password (SIGHUP after a rotation): used from the next connection on; the one open
   // now stays authenticated. Any thread.
   void set_password(std::string password) {
@@ -103,6 +110,28 @@ class SyncWorker {
   // Reads the replies of MULTI, `queued` commands and EXEC; ok[i]: command i succeeded.
   Tx read_exec(std::size_t queued, std::vector<bool>& ok);
   bool write_slots_fenced();
+  // sync_trades.cpp: the trade ids (writer/trade_log.hpp, THE PROTOCOL)
+  struct PendingTrade {
+    std::uint64_t id_hash, version, key_hash;
+    std::uint32_t ns;
+  };
+  // What a transaction carries of them: ZADD/ZREMRANGEBYRANK per namespace, and the entries.
+  struct TradeWrite {
+    std::map<std::uint32_t, Args> zadd;  // ns -> its ZADD's score/member pairs
+    std::vector<std::uint64_t> entries;  // log indices
+    void clear() {
+      zadd.clear();
+      entries.clear();
+    }
+  };
+  void read_trades();      // S3 without S2: the entries committed so far (never waits)
+  bool catch_up_trades();  // S2 + S3: false if a fill stayed in flight (the caller requeues)
+  // The pending entries of position `key_hash` up to `version`, into `w`.
+  void take_trades(std::uint64_t key_hash, std::uint64_t version, TradeWrite& w);
+  std::size_t add_trade_commands(const TradeWrite& w, Commands& cmds);  // returns how many
+  void trades_written(const TradeWrite& w);  // committed: they leave the pending set
+  [[nodiscard]] bool trades_due() const noexcept;
+  bool write_due_trades();  // the entries no position write took (orphans), once all is written
   // sync_write.cpp: one round of writes (events, then slots; the scripts' path)
   bool flush_round();
   bool write_events(std::vector<RemovalEvent>& events, std::size_t& done);
@@ -164,6 +193,19 @@ class SyncWorker {
   bool reload_scripts_ = false;
   Args args_;
   UpsertCall call_;
+  // Trade ids (sync_trades.cpp): the log, the entries read from it not yet in Redis (by log
+  // index, and by position), how far it was read, and the horizon: the newest version of the
+  // batches merged (an entry up to it whose position write did not take it is an orphan).
+  std::atomic<bool> trades_attached_{false};
+  TradeLog trade_log_;
+  bool trades_on_ = false;
+  bool trades_reread_ = false;  // Redis lost its data: read the whole log again
+  std::map<std::uint64_t, PendingTrade> trades_;
+  std::unordered_multimap<std::uint64_t, std::uint64_t> trades_by_key_;
+  std::uint64_t trade_tail_ = 0;
+  std::uint64_t trade_horizon_ = 0;
+  std::uint64_t trades_lost_ = 0;
+  TradeWrite trade_write_;
   std::uint64_t overflows_seen_ = 0;
   std::int64_t overflow_logged_ns_ = 0;
 };

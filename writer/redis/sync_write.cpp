@@ -438,6 +438,9 @@ bool SyncWorker::flush_round() {
   } else {
     ok = cfg_.guard == RedisGuard::fence ? write_slots_fenced() : write_slots();
   }
+  // Orphan trade ids (sync_trades.cpp): once every change before them is in Redis.
+  if (ok && dirty_.empty() && key_events_.empty() && pattern_events_.empty() && trades_due())
+    ok = write_due_trades();
   // (run() resets the oldest-change age and the clean mark once nothing is pending.)
   if (ok && !last_error_.empty() && client_.connected()) set_error("");
   return ok;
