@@ -23,7 +23,7 @@ standby=""
 cleanup() {
   set +e  # clean up everything, whatever already exited
   for p in "$writer" "$follower" "$standby"; do [ -n "$p" ] && { kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; }; done
-  for s in "${seg}_follower" "${seg}_standby"; do rm -f "/dev/shm/$s" "/dev/shm/$s.lock" "/dev/shm/$s.readers" "/dev/shm/$s.trades" "/dev/shm/$s.sock"; done
+  for s in "${seg}_follower" "${seg}_standby" "${seg}_rival"; do "$bin/poscache-writer" -s "$s" --remove >/dev/null 2>&1; done
   [ -f "$tmp/redis.pid" ] && kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
   sleep 0.2; rm -rf "$tmp"
 }
@@ -190,7 +190,7 @@ echo; echo "== one writer per Redis prefix: the lease (HGETALL poscache:v1:@writ
 redis-cli -s "$sock" hgetall "poscache:v1:@writer" | paste - - | sed 's/^/   /'
 "$bin/poscache-writer" --config config/demo.toml --segment "${seg}_rival" --fresh --redis-socket "$sock" \
   --no-generate --no-socket --run-for 1s 2>&1 | grep -E "held by another writer" | sed 's/^/   /' || true
-rm -f "/dev/shm/${seg}_rival" "/dev/shm/${seg}_rival.lock" "/dev/shm/${seg}_rival.readers"
+"$bin/poscache-writer" -s "${seg}_rival" --remove >/dev/null
 echo; echo "== the change stream (XREVRANGE poscache:v1:@changes + - COUNT 1): a transaction's changes, in the order Redis applied them"
 redis-cli -s "$sock" xrevrange poscache:v1:@changes + - COUNT 1 | awk 'NR <= 9' | { read -r id; echo "   entry $id"; paste -d' ' - - | sed 's/^/     /'; }
 echo "   ... ($(redis-cli -s "$sock" xlen poscache:v1:@changes) entries kept: the last 60 s)"
@@ -233,9 +233,12 @@ echo; echo "== stopping the new writer (SIGTERM: clean close, unsynced changes w
 kill "$standby"; wait "$standby" || true
 standby=""
 grep -hE "closed segment" "$tmp/standby.log" | sed 's/^.*poscache-writer: /   /'
-for s in "${seg}_follower" "${seg}_standby"; do rm -f "/dev/shm/$s" "/dev/shm/$s.lock" "/dev/shm/$s.readers" "/dev/shm/$s.trades"; done
+echo "   their files removed (poscache-writer -s NAME --remove: every file of a segment, refused while its writer lives):"
+for s in "${seg}_follower" "${seg}_standby"; do "$bin/poscache-writer" -s "$s" --remove | sed 's/^/     /'; done
 echo; echo "== warm start: a writer on a brand-new segment (--fresh) loads every position from Redis"
 "$bin/poscache-writer" --config config/demo.toml --segment "$seg" --fresh --redis-socket "$sock" \
   --no-generate --run-for 1s 2>&1 | grep -E "warm start|created|closed"
 "$bin/poscache-inspect" -s "$seg" stats | head -4
 "$bin/poscache-inspect" -s "$seg" health || true
+echo; echo "== the segment '$seg' stays for you to look at (poscache-inspect -s $seg stats);"
+echo "   remove its files with: build/tools/poscache-writer -s $seg --remove"

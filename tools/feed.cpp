@@ -26,10 +26,12 @@
 #include <thread>
 
 #include "poscache/producer.hpp"
+#include "poscache/version.h"
 #include "tools/feed_client.hpp"
 #include "tools/market_sim.hpp"
 #include "tools/ring_commands.hpp"
 #include "tools/ring_feed.hpp"
+#include "values/duration.hpp"
 
 using nlohmann::json;
 using namespace poscache::feed;
@@ -79,7 +81,9 @@ std::unique_ptr<poscache::Producer> open_producer(const std::string& segment,
 
 int main(int argc, char** argv) {
   CLI::App app{"poscache-feed: send position commands to a running poscache-writer"};
+  app.set_version_flag("--version", "poscache-feed " POSCACHE_VERSION);
   app.require_subcommand(1);
+  app.fallthrough();  // -s, --json, --via ... after the subcommand too
   std::string segment = "poscache", sock;
   std::string via = "ring";
   app.add_option("-s,--segment", segment,
@@ -150,18 +154,28 @@ int main(int argc, char** argv) {
   bt->add_option("file", file)->required();
   auto* rp = app.add_subcommand("replay", "send a JSON-lines command file (- for stdin)");
   rp->add_option("file", file)->required();
-  double replay_timeout = 60;
-  rp->add_option("--timeout", replay_timeout,
+  // One duration syntax (values/duration.hpp); a bad one is a usage error naming the flag.
+  const CLI::Validator duration(
+      [](std::string& v) {
+        auto d = poscache::detail::parse_duration(v, true);
+        return d ? std::string() : d.error();
+      },
+      "DURATION");
+  std::string replay_timeout_text = "60s";
+  rp->add_option("--timeout", replay_timeout_text,
                  "via ring: how long a command may wait for room while the writer applies "
-                 "nothing (default 60 s; it then stops, naming the line)");
+                 "nothing: 60s, 500ms, ... (a bare number is seconds; default 60s; it then "
+                 "stops, naming the line)")
+      ->check(duration);
 
-  double seconds = 10;
+  std::string seconds_text = "10s";
   double rate = 100'000;
   unsigned producers = 1;
   std::uint32_t wallets = 8;
   auto* sim =
       app.add_subcommand("simulate", "a small market: fills, marks, quotes, lending health");
-  sim->add_option("--seconds", seconds, "how long (default 10)");
+  sim->add_option("--seconds", seconds_text, "how long: 10s, 2m, ... (a bare number is seconds)")
+      ->check(duration);
   sim->add_option("--wallets", wallets, "trading wallets (default 8)");
   std::string trading_ns = "spot", lending_ns = "lending", quotes_ns = "quotes";
   sim->add_option("--trading-ns", trading_ns);
@@ -171,21 +185,21 @@ int main(int argc, char** argv) {
   auto* ld = app.add_subcommand("load", "load generator: upserts as fast as asked, prints rates");
   ld->add_option("--producers", producers, "connections, each its own thread (default 1)");
   ld->add_option("--rate", rate, "commands per second in all (default 100000; 0 = flat out)");
-  ld->add_option("--seconds", seconds, "how long (default 10)");
+  ld->add_option("--seconds", seconds_text, "how long: 10s, 2m, ... (a bare number is seconds)")
+      ->check(duration);
   ld->add_option("--ns", trading_ns, "namespace (default spot)");
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {  // usage: exit 2, as documented
-    app.exit(e);
-    return kUsage;
+  } catch (const CLI::ParseError& e) {  // --help, --version: 0; a usage error: 2, as documented
+    return app.exit(e) == 0 ? 0 : kUsage;
   }
-  if (replay_timeout < 0) {
-    std::fprintf(stderr, "poscache-feed: --timeout %g: give seconds >= 0\n", replay_timeout);
-    return kUsage;
-  }
+  // Checked by CLI11 (the duration validator above).
+  const double replay_timeout =
+      std::chrono::duration<double>(*poscache::detail::parse_duration(replay_timeout_text, true))
+          .count();
+  const double seconds =
+      std::chrono::duration<double>(*poscache::detail::parse_duration(seconds_text, true)).count();
   const std::string path = socket_path(segment, sock);
 
   try {
@@ -283,7 +297,7 @@ int main(int argc, char** argv) {
       const std::string reply = c.call(batch);
       const json r = json::parse(reply, nullptr, false);
       if (!report(reply, true)) return kRefused;
-      std::string out = "batch of " + std::to_string(n) + " applied:";
+      std::string out = "batch of " + std::to_string(n) + ":";  // each command's outcome
       for (const auto& one : r.value("results", json::array()))
         out += " " + one.value("status", std::string("?"));
       std::printf("%s\n", out.c_str());

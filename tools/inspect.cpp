@@ -19,9 +19,11 @@
 #include "poscache/producer_status.hpp"
 #include "poscache/reader.hpp"
 #include "poscache/reader_stats.hpp"
+#include "poscache/version.h"
 #include "reader/views/json_views.hpp"
 #include "shm/clock.hpp"
 #include "tools/verify.hpp"
+#include "values/duration.hpp"
 
 using namespace poscache;
 using nlohmann::ordered_json;
@@ -139,7 +141,9 @@ void print_changes(const Reader& r, const std::vector<Change>& cs) {
 
 int main(int argc, char** argv) {
   CLI::App app{"poscache-inspect: read-only view of a poscache segment"};
+  app.set_version_flag("--version", "poscache-inspect " POSCACHE_VERSION);
   app.require_subcommand(1);
+  app.fallthrough();  // -s, --json, --via ... after the subcommand too
   const char* env_segment = std::getenv("POSCACHE_SEGMENT");
   std::string segment = env_segment && *env_segment ? env_segment : "poscache";
   bool json = false;
@@ -150,10 +154,19 @@ int main(int argc, char** argv) {
   auto* health = app.add_subcommand("health",
                                     "exit 0 if a live writer owns the segment and its Redis sync "
                                     "keeps up, 1 if the writer is down, 4 if Redis is");
-  double max_sync_lag_s = 5.0;
-  health->add_option(
-      "--max-sync-lag", max_sync_lag_s,
-      "seconds an unsynced change may wait before Redis counts as degraded (default 5)");
+  // One duration syntax (values/duration.hpp); a bad one is a usage error naming the flag.
+  const CLI::Validator duration(
+      [](std::string& v) {
+        auto d = detail::parse_duration(v, true);
+        return d ? std::string() : d.error();
+      },
+      "DURATION");
+  std::string max_sync_lag = "5s";
+  health
+      ->add_option("--max-sync-lag", max_sync_lag,
+                   "how long an unsynced change may wait before Redis counts as degraded: 5s, "
+                   "500ms, ... (a bare number is seconds; default 5s)")
+      ->check(duration);
   auto* get = app.add_subcommand("get", "one position");
   std::string g_ns, g_account, g_instrument;
   get->add_option("namespace", g_ns)->required();
@@ -166,10 +179,15 @@ int main(int argc, char** argv) {
   ls->add_option("--account", l_account, "only this account");
   ls->add_option("--glob", l_glob, "fnmatch pattern over ns:account:instrument");
   ls->add_option("--limit", limit, "at most this many (default 100, 0 = all)");
-  auto* dump = app.add_subcommand("dump", "every position (JSON lines with --json)");
+  auto* dump = app.add_subcommand(
+      "dump",
+      "every position; with --json one upsert per line, which poscache-feed replay restores");
   auto* watch = app.add_subcommand("watch", "live view of counters and the latest changes");
   int interval_ms = 1000, count = 0, top = 10;
-  watch->add_option("--interval-ms", interval_ms, "refresh period (default 1000)");
+  std::string interval;
+  watch->add_option("--interval", interval, "refresh period: 1s, 250ms, ... (default 1s)")
+      ->check(duration);
+  watch->add_option("--interval-ms", interval_ms, "refresh period in milliseconds (as --interval)");
   watch->add_option("--count", count, "stop after this many refreshes (default: until Ctrl-C)");
   watch->add_option("--top", top, "how many of the latest changes to show (default 10)");
   auto* verify = app.add_subcommand("verify", "walk index and slots, report inconsistencies");
@@ -182,6 +200,11 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? kOk : kUsage;
   }
 
+  if (!interval.empty())
+    interval_ms = static_cast<int>(
+        std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      *detail::parse_duration(interval, true))
+                                      .count()));
   std::optional<Reader> reader;
   try {
     ReaderOptions options;
@@ -225,7 +248,7 @@ int main(int argc, char** argv) {
   }
   if (*health) {
     const views::Health h =
-        views::health(r, std::chrono::nanoseconds(static_cast<std::int64_t>(max_sync_lag_s * 1e9)));
+        views::health(r, *detail::parse_duration(max_sync_lag, true));  // checked by CLI11
     const WriterInfo& w = h.writer;
     const MirrorStatus& s = h.redis;
     if (json) {
@@ -370,7 +393,18 @@ int main(int argc, char** argv) {
       return std::make_tuple(a.ns, a.account_view(), a.instrument_view()) <
              std::make_tuple(b.ns, b.account_view(), b.instrument_view());
     });
-    if (json) {
+    if (json && *dump) {
+      // The backup format: an upsert per position that `poscache-feed replay` (or any producer
+      // of JSON lines) applies back, each position whole (mode replace) with the producer's seq.
+      for (const auto& p : ps) {
+        const ordered_json v = position_json(r, p);
+        ordered_json cmd = {{"op", "upsert"},          {"ns", v["namespace"]},
+                            {"account", v["account"]}, {"instrument", v["instrument"]},
+                            {"fields", v["fields"]},   {"mode", "replace"}};
+        if (p.source_seq != 0) cmd["seq"] = p.source_seq;
+        std::printf("%s\n", cmd.dump().c_str());
+      }
+    } else if (json) {
       for (const auto& p : ps) std::printf("%s\n", position_json(r, p).dump().c_str());
     } else {
       print_table(r, ps);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 
 #include "poscache/format.hpp"
 #include "poscache/reader.hpp"
+#include "poscache/version.h"
 #include "shm/clock.hpp"
 
 using namespace poscache;
@@ -21,22 +23,36 @@ using namespace poscache;
 int main(int argc, char** argv) {
   std::string segment = "poscache";
   int seconds = 5, accounts = 100, instruments = 20;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  constexpr const char* kUsage =
+      "usage: poscache-reader-demo [--segment S] [--seconds N] [--accounts N] [--instruments N]";
+  auto usage_error = [&](const std::string& what) {
+    std::fprintf(stderr, "poscache-reader-demo: %s\n%s\n", what.c_str(), kUsage);
+    return 2;
+  };
+  for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--segment")
-      segment = argv[i + 1];
-    else if (a == "--seconds")
-      seconds = std::atoi(argv[i + 1]);
-    else if (a == "--accounts")
-      accounts = std::atoi(argv[i + 1]);
-    else if (a == "--instruments")
-      instruments = std::atoi(argv[i + 1]);
-    else {
-      std::fprintf(stderr,
-                   "usage: poscache-reader-demo [--segment S] [--seconds N] [--accounts N] "
-                   "[--instruments N]\n");
-      return 2;
+    if (a == "--version") {
+      std::printf("poscache-reader-demo %s\n", POSCACHE_VERSION);
+      return 0;
     }
+    if (a == "--help" || a == "-h") {
+      std::printf("%s\n", kUsage);
+      return 0;
+    }
+    int* number = a == "--seconds"       ? &seconds
+                  : a == "--accounts"    ? &accounts
+                  : a == "--instruments" ? &instruments
+                                         : nullptr;
+    if (number == nullptr && a != "--segment") return usage_error("unknown argument " + a);
+    if (i + 1 >= argc) return usage_error(a + " needs a value");
+    const std::string v = argv[++i];
+    if (number == nullptr) {
+      segment = v;
+      continue;
+    }
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), *number);
+    if (ec != std::errc() || end != v.data() + v.size() || *number <= 0)
+      return usage_error(a + " " + v + ": a whole number above 0 is expected");
   }
   std::optional<Reader> reader;
   try {

@@ -82,7 +82,7 @@ int ring_batch(const std::string& segment, Producer& p, const std::string& line,
     std::fprintf(stderr, "poscache-feed: refused: %s\n", why.c_str());
     return kRefused;
   }
-  std::string out = "batch of " + std::to_string(n) + " applied:";
+  std::string out = "batch of " + std::to_string(n) + ":";  // each command's outcome
   for (std::size_t i = 0; i < n; ++i) {
     out += ' ';
     out += reply_name(p.outcome(seq + 1 + i));

@@ -13,7 +13,8 @@
 //   apply thread, per fill (or per batch of fills) with a trade id:
 //     T1  pending_count = n                      (release)  before the content write
 //     T2  the content write (the slot's seqlock)
-//     T3  ring[head .. head+n) = the entries     (relaxed words)
+//     T3  reserved = head + i + 1, a release fence, then ring[head + i] (relaxed words), per
+//         entry i < n;
 //         head += n                              (release)
 //         pending_count = 0                      (release)  also when T2 was refused (abort)
 //   sync thread, per transaction:
@@ -25,8 +26,11 @@
 // T1 happens before S2, and S2 reads T1's store or a later one. A zero it reads comes from a T3
 // (or abort) store that is that fill's own or a later fill's, every one sequenced after the
 // fill's head store: S2's acquire makes that head store visible to S3. Entries the sync thread
-// copies may be overwritten once head passes them by `capacity`: it re-reads head after the
-// copy (acquire fence first) and counts what it lost (a sync more than `capacity` fills behind).
+// copies may be overwritten once the writer gets `capacity` entries past them: after the copy
+// and an acquire fence it reads `reserved`; a copy that read an overwriting store sees a
+// reserved past that entry's index + capacity (the fence before the store), so an entry i with
+// i + capacity >= reserved was read whole. The others are counted as lost (a sync more than
+// `capacity` fills behind).
 #pragma once
 
 #include <cstdint>
@@ -52,6 +56,7 @@ struct TradeLog {
   const std::uint64_t* pending_count = nullptr;  // T1..T3: fills in flight (0: none)
   const TradeLogEntry* ring = nullptr;           // [capacity], entry i at i % capacity
   std::uint64_t capacity = 0;
+  const std::uint64_t* reserved = nullptr;  // 1 + the index of the entry written last or now
   // The sync thread's word: every entry below it is in Redis. A writer restarting on the same
   // window mirrors from there (never more than it must: it only moves after a commit).
   std::uint64_t* mirrored = nullptr;

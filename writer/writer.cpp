@@ -11,6 +11,9 @@
 //   writer/writer_lock.hpp one writer per segment
 #include "poscache/writer.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -122,6 +125,30 @@ Expected<bool> validate(const WriterConfig& config) {
   return true;
 }
 
+std::vector<std::string> Writer::remove_segment(const std::string& name) {
+  if (name.empty() || name.find('/') != std::string::npos)
+    throw Error("segment name '" + name + "' must be a non-empty name without '/'");
+  const std::string base = shm_path(name);
+  struct stat st {};
+  std::vector<std::string> removed;
+  if (::stat((base + ".lock").c_str(), &st) != 0 && ::stat(base.c_str(), &st) != 0) {
+    // Nothing of it but perhaps stray side files: no lock to take, nobody writes it.
+  } else {
+    detail::WriterLock lock = detail::WriterLock::acquire(name, 0600);  // throws: a writer lives
+    for (const char* suffix : {"", ".readers", ".trades", ".streams", ".sock"}) {
+      const std::string path = base + suffix;
+      if (::unlink(path.c_str()) == 0) removed.push_back(path);
+    }
+    if (::unlink((base + ".lock").c_str()) == 0) removed.push_back(base + ".lock");
+    return removed;  // the lock is released here, its file already gone
+  }
+  for (const char* suffix : {".readers", ".trades", ".streams", ".sock"}) {
+    const std::string path = base + suffix;
+    if (::unlink(path.c_str()) == 0) removed.push_back(path);
+  }
+  return removed;
+}
+
 std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
   check_config(config);
   auto impl = std::make_unique<Impl>(config);
@@ -130,7 +157,9 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
   if (!cfg.log) {
     cfg.log = [](LogLevel level, std::string_view text) {
       static constexpr const char* kName[] = {"debug", "info", "warn", "error"};
-      std::cerr << "poscache-writer [" << kName[static_cast<int>(level)] << "] " << text << '\n';
+      // Its own name: the library embedded in a process that is not poscache-writer.
+      std::cerr << "poscache (writer library) [" << kName[static_cast<int>(level)] << "] " << text
+                << '\n';
     };
   }
   impl->lock = detail::WriterLock::acquire(cfg.segment, cfg.mode);

@@ -173,6 +173,11 @@ struct WriterStats : Counters {
 class Writer {
  public:
   static std::unique_ptr<Writer> open(const WriterConfig& config);
+  // Removes every file of segment `name` in /dev/shm (docs/operations.md, "The files in
+  // /dev/shm"): the segment, <name>.readers, .trades, .streams, the default socket <name>.sock,
+  // then <name>.lock. Refuses, throwing Error naming the holder's pid, while a writer lives.
+  // Readers that still map it read on until they close it. Returns the paths it removed.
+  static std::vector<std::string> remove_segment(const std::string& name);
   ~Writer();
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;

@@ -25,6 +25,7 @@
 #include "poscache/decimal.hpp"
 #include "poscache/format.hpp"
 #include "poscache/reader.hpp"
+#include "poscache/version.h"
 #include "reader/python/binding_common.hpp"
 #include "reader/python/position_type.hpp"
 
@@ -371,6 +372,7 @@ PyObject* reader_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py
 
 PYBIND11_MODULE(poscache, m) {
   m.doc() = "poscache: read positions from a shared-memory segment, feed its writer";
+  m.attr("__version__") = POSCACHE_VERSION;
   g_error = py::register_exception<Error>(m, "Error", PyExc_RuntimeError).ptr();
   g_writer_busy = PyErr_NewExceptionWithDoc(
       "poscache.WriterBusy", "the slot stayed mid-write past the retry bound", g_error, nullptr);

@@ -4,6 +4,17 @@
 
 namespace poscache::views {
 
+namespace {
+// Versions, generations, epochs and ns timestamps pass 2^53: as decimal text, so that jq and
+// JavaScript (doubles) compare them exactly.
+std::string text(std::uint64_t v) {
+  return std::to_string(v);
+}
+std::string text(std::int64_t v) {
+  return std::to_string(v);
+}
+}  // namespace
+
 ordered_json position_json(const Reader& r, const Position& p) {
   const NamespaceInfo& ns = r.namespace_info(p.ns);
   ordered_json j;
@@ -15,10 +26,10 @@ ordered_json position_json(const Reader& r, const Position& p) {
     if (p.has(f)) fields[ns.fields[f].name] = format_field(ns, p, f);  // exact decimal strings
   }
   j["fields"] = fields;
-  j["version"] = p.version;
-  j["source_seq"] = p.source_seq;
-  j["created_at_ns"] = p.created_at_ns;
-  j["updated_at_ns"] = p.updated_at_ns;
+  j["version"] = text(p.version);
+  j["source_seq"] = text(p.source_seq);
+  j["created_at_ns"] = text(p.created_at_ns);
+  j["updated_at_ns"] = text(p.updated_at_ns);
   j["age_ns"] = p.age_ns;
   j["stale"] = p.stale;
   return j;
@@ -49,15 +60,15 @@ ordered_json change_json(const Reader& r, const Change& c) {
   if (c.account_len > 0) j["account"] = std::string(c.account_view());
   if (c.instrument_len > 0) j["instrument"] = std::string(c.instrument_view());
   if (c.pattern_len > 0) j["pattern"] = std::string(c.pattern_view());
-  j["version"] = c.version;
-  j["at_ns"] = c.at_ns;
+  j["version"] = text(c.version);
+  j["at_ns"] = text(c.at_ns);
   return j;
 }
 
 ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m) {
   ordered_json j;
   j["segment"] = s.segment;
-  j["generation"] = s.generation;
+  j["generation"] = text(s.generation);
   j["state"] = s.state;
   j["capacity"] = s.capacity;
   j["live"] = s.live;
@@ -73,17 +84,17 @@ ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m) {
   j["counters"] = counters;
   j["writer"] = {{"pid", s.writer.pid},
                  {"alive", s.writer.alive},
-                 {"started_at_ns", s.writer.started_at_ns},
+                 {"started_at_ns", text(s.writer.started_at_ns)},
                  {"heartbeat_age_ns", s.writer.heartbeat_age_ns},
                  {"restarts", s.writer.restarts}};
   j["redis"] = {{"state", m.state},
                 {"last_error", m.last_error},
                 {"dirty", m.dirty},
                 {"oldest_unsynced_age_ns", m.oldest_unsynced_age_ns},
-                {"synced_version", m.synced_version},
+                {"synced_version", text(m.synced_version)},
                 {"journal_pending", m.journal_pending},
                 {"journal_overflows", m.journal_overflows},
-                {"lease_epoch", m.lease_epoch},
+                {"lease_epoch", text(m.lease_epoch)},
                 {"data_losses", m.data_losses},
                 {"repushed", m.repushed},
                 {"refilling", m.refilling},
@@ -123,8 +134,8 @@ ordered_json producers_json(const std::vector<ProducerInfo>& list) {
                  {"state", p.state},
                  {"pid", p.pid},
                  {"uid", p.uid},
-                 {"attached_at_ns", p.attached_at_ns},
-                 {"detached_at_ns", p.detached_at_ns},
+                 {"attached_at_ns", text(p.attached_at_ns)},
+                 {"detached_at_ns", text(p.detached_at_ns)},
                  {"pushed", p.pushed},
                  {"applied", p.applied},
                  {"rejected", p.rejected},

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "test_util.hpp"
+#include "values/duration.hpp"
 
 using namespace poscache;
 using namespace poscache::daemon;
@@ -90,6 +91,15 @@ TEST(DaemonConfigTest, DurationsNeedAUnit) {
   EXPECT_FALSE(parse_duration("5"));
   EXPECT_FALSE(parse_duration("-1s"));
   EXPECT_FALSE(parse_duration("1d"));
+  EXPECT_EQ(*parse_duration("1.5s"), 1500ms);
+  EXPECT_EQ(*parse_duration("0.25ms"), 250us);
+  EXPECT_FALSE(parse_duration("1.5ns"));  // finer than a nanosecond
+  EXPECT_FALSE(parse_duration("s"));
+  EXPECT_FALSE(parse_duration("99999999999999999999s"));
+  EXPECT_NE(parse_duration("5").error().find("write it as 5s"), std::string::npos);
+  // The flags that took seconds before take a bare number still (values/duration.hpp).
+  EXPECT_EQ(*detail::parse_duration("5", true), 5s);
+  EXPECT_EQ(*detail::parse_duration("0.5", true), 500ms);
 }
 
 TEST(DaemonConfigTest, NamespaceFlagsAndEnvironment) {
@@ -272,8 +282,8 @@ TEST(DaemonConfigTest, TheRedisGuardAndItsLeaseAreSettingsNamedWhenWrong) {
   EXPECT_EQ(c.writer.redis->host_name, "trade-7");
   EXPECT_EQ(c.writer.redis->positions_per_call, 1u);
   const std::string printed = print_config(c);
-  EXPECT_NE(printed.find("redis.guard = \"scripts\""), std::string::npos) << printed;
-  EXPECT_NE(printed.find("redis.lease_ttl = \"3s\""), std::string::npos) << printed;
+  EXPECT_NE(printed.find("\nguard = \"scripts\"\n"), std::string::npos) << printed;
+  EXPECT_NE(printed.find("\nlease_ttl = \"3s\"\n"), std::string::npos) << printed;
   EXPECT_NE(load_error("[redis]\nguard = \"hope\"\n").find("guard 'hope' is not fence or scripts"),
             std::string::npos);
   EXPECT_NE(load_error("[redis]\nlease_ttl = \"100ms\"\n")
@@ -289,7 +299,8 @@ TEST(DaemonConfigTest, ANamespaceCanBeKeptOutOfRedis) {
       "\"quotes\"\npreset = \"quote\"\nsync = \"none\"\n",
       "test.toml", c);
   EXPECT_EQ(c.unsynced_namespaces, std::vector<std::string>{"quotes"});
-  EXPECT_NE(print_config(c).find("\"quotes\" stale_after 1s expire_after 1m sync none"),
+  EXPECT_NE(print_config(c).find(
+                "name = \"quotes\"\nstale_after = \"1s\"\nexpire_after = \"1m\"\nsync = \"none\""),
             std::string::npos)
       << print_config(c);
   const std::string bad =

@@ -49,15 +49,26 @@ inline test::CliRun writer_cli(const std::string& args, const std::string& env =
   return test::run_cli("env " + env + " " + std::string(POSCACHE_WRITER_BIN) + " " + args);
 }
 
-// The effective settings, as --print-config prints them: key → value.
+// The effective settings, as --print-config prints them (TOML): "table.key" → value as printed;
+// each [[namespace]] table counts as one "namespace" entry (its name), its keys as
+// "namespace.key".
 inline std::multimap<std::string, std::string> settings(const test::CliRun& r) {
   std::multimap<std::string, std::string> m;
+  std::string table;
   std::size_t start = 0;
   while (start < r.out.size()) {
     const std::size_t end = r.out.find('\n', start);
     const std::string line = r.out.substr(start, end - start);
-    if (const auto eq = line.find(" = "); eq != std::string::npos)
-      m.emplace(line.substr(0, eq), line.substr(eq + 3));
+    if (line == "[[namespace]]") {
+      table = "namespace";
+    } else if (line.size() > 2 && line.front() == '[' && line.back() == ']') {
+      table = line.substr(1, line.size() - 2);
+    } else if (const auto eq = line.find(" = ");
+               eq != std::string::npos && line.front() != '#' && line.front() != ' ') {
+      const std::string key = line.substr(0, eq), value = line.substr(eq + 3);
+      if (table == "namespace" && key == "name") m.emplace("namespace", value);
+      m.emplace(table.empty() ? key : table + "." + key, value);
+    }
     if (end == std::string::npos) break;
     start = end + 1;
   }

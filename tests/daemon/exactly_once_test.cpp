@@ -221,7 +221,8 @@ TEST(ExactlyOnceTest, StreamEntriesTheKilledWriterAppliedAreNotAppliedAgainByThe
   for (int a = 0; a < kAccounts; ++a) {
     const int entries = kEntries / kAccounts + (a < kEntries % kAccounts ? 1 : 0);
     EXPECT_EQ(field(r, account_name(a), "qty"), std::to_string(entries) + ".000000000000000000")
-        << account_name(a) << "\n" << stand.log();
+        << account_name(a) << "\n"
+        << stand.log();
   }
 }
 

@@ -53,7 +53,7 @@ def toml_name(where):
 
 
 def check_printed(tables, writer, src):
-    """Every key --print-config prints is an accepted key (or a documented flag-only one)."""
+    """--print-config is TOML, and every key it sets is an accepted key of its table."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSCACHE_")}
     out = subprocess.run(
         [writer, "--config", os.path.join(src, "config/demo.toml"), "--redis-host", "localhost",
@@ -62,16 +62,36 @@ def check_printed(tables, writer, src):
     if out.returncode != 0:
         fail("poscache-writer --print-config failed: " + out.stderr.strip())
         return
-    for line in out.stdout.splitlines():
-        key = line.split(" = ", 1)[0]
-        if key == "namespace":
-            continue  # [[namespace]] tables, printed one per line
-        table, _, name = key.partition(".")
-        if key in FLAG_ONLY:
+    try:
+        doc = tomllib.loads(out.stdout)
+    except tomllib.TOMLDecodeError as e:
+        fail("poscache-writer --print-config does not print TOML (%s):\n%s" % (e, out.stdout))
+        return
+    for table, body in doc.items():
+        if table == "namespace":
+            for ns in body:
+                for key, value in ns.items():
+                    if key not in tables["[[namespace]]"]:
+                        fail("--print-config prints [[namespace]] %s, which config.cpp's "
+                             "only_keys() does not list" % key)
+                    if key == "fields":
+                        for f in value:
+                            for k in f:
+                                if k not in tables["a field"]:
+                                    fail("--print-config prints field key %s, which "
+                                         "only_keys() for a field does not list" % k)
             continue
-        if name not in tables.get("[%s]" % table, []):
-            fail("--print-config prints %s, which config.cpp's only_keys() for [%s] does not list"
-                 % (key, table))
+        if not isinstance(body, dict):
+            fail("--print-config sets %s at the top level, outside every table" % table)
+            continue
+        for key in body:
+            if key not in tables.get("[%s]" % table, []):
+                fail("--print-config prints %s.%s, which config.cpp's only_keys() for [%s] does "
+                     "not list" % (table, key, table))
+    # Flag-only settings are printed as comments naming their flag.
+    for key, flag in FLAG_ONLY.items():
+        if ("# " + key.split(".", 1)[1] + " = ") not in out.stdout:
+            fail("--print-config does not show %s (the %s flag) as a comment" % (key, flag))
 
 
 def check_reference(tables, src):

@@ -488,6 +488,14 @@ TEST(ExecutorTest, ABatchIsAppliedWholeOrNotAtAll) {
             std::string::npos)
       << r.error;
   EXPECT_EQ(t.field("spot", "w5", "SOL", "qty"), "absent");
+  // ... also when the id is one the window knows (a new user's batch, resent with its id on both
+  // legs, was answered duplicate twice).
+  r = t.run(
+      R"({"op":"batch","commands":[)"
+      R"({"op":"fill","ns":"spot","account":"w5","instrument":"SOL","side":"buy","qty":"1","price":"99","trade_id":"B-2"},)"
+      R"({"op":"fill","ns":"spot","account":"w5","instrument":"USDC","side":"sell","qty":"99","price":"1","trade_id":"B-2"}]})");
+  ASSERT_EQ(r.status, CommandStatus::rejected);
+  EXPECT_NE(r.error.find("trade id 'B-2' is given to two fills"), std::string::npos) << r.error;
   // Erase and re-create in one batch: the position is replaced whole.
   r = t.run(
       R"({"op":"batch","commands":[{"op":"erase","ns":"spot","account":"w2","instrument":"ETH"},)"

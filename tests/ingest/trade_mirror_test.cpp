@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <charconv>
+#include <cstdio>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 
@@ -74,20 +76,22 @@ class Checker {
         const redisReply* v = r->element[k];
         if (v->type == REDIS_REPLY_STRING) std::from_chars(v->str, v->str + v->len, version[k]);
       }
-      std::unordered_map<std::uint64_t, double> in_set;  // id hash -> score
+      // member "<version>:<id hash>", 16 hex digits each (writer/redis/sync_trades.cpp)
+      std::unordered_map<std::uint64_t, std::uint64_t> in_set;  // id hash -> version
       const redisReply* z = r->element[kKeys];
       for (std::size_t i = 0; i + 1 < z->elements; i += 2) {
-        std::uint64_t h = 0;
-        std::from_chars(z->element[i]->str, z->element[i]->str + 16, h, 16);
-        in_set[h] = std::stod(z->element[i + 1]->str);
+        const char* m = z->element[i]->str;
+        std::uint64_t h = 0, v = 0;
+        std::from_chars(m, m + 16, v, 16);
+        std::from_chars(m + 17, m + 33, h, 16);
+        in_set[h] = v;
       }
       for (int i = 0; i < n; ++i) {
         const Done& d = done[i];
         const auto it = in_set.find(d.id_hash);
         const bool effect = d.version <= version[d.key];
         const bool id = it != in_set.end();
-        // The score is the version as a double (versions pass 2^53: close, not exact).
-        const bool bad_score = id && it->second != static_cast<double>(d.version);
+        const bool bad_score = id && it->second != d.version;
         if (effect && !id) ++missing;
         if ((!effect && id) || bad_score) ++early;
         if ((effect != id || bad_score) && first_problem.empty())
@@ -95,7 +99,7 @@ class Checker {
                           ", its position's in redis " + std::to_string(version[d.key]) +
                           (effect && !id   ? ": an effect without its id"
                            : !effect && id ? ": an id without its effect"
-                                           : ": score " + std::to_string(it->second));
+                                           : ": member's version " + std::to_string(it->second));
         ++checked;
       }
       ++snapshots_;
@@ -105,21 +109,46 @@ class Checker {
   std::thread thread_;
 };
 
-// A writer mirroring to a real Redis, with a window whose trade ids it mirrors. The writer
-// closes first: its sync thread reads the window.
+// A writer mirroring to a real Redis, with a window whose trade ids it mirrors (attached at once,
+// or by attach() after the test prepared Redis or the window). The writer closes first: its sync
+// thread reads the window. Its log is kept.
 struct Mirrored {
-  explicit Mirrored(const std::string& tag)
+  explicit Mirrored(const std::string& tag, std::uint64_t window_capacity = 1 << 17,
+                    bool attach_now = true)
       : seg(tag),
-        w(Writer::open(config(seg, srv))),
-        window(seg.name(), w->stats().generation, 1 << 17, [](const PositionKey&) { return 0; }) {
-    EXPECT_TRUE(w->mirror_trades(window.log()));
+        w(Writer::open(config(seg, srv, log))),
+        window(seg.name(), w->stats().generation, window_capacity,
+               [](const PositionKey&) { return 0; }) {
+    if (attach_now) attach();
   }
   ~Mirrored() { w->close(); }
-  static WriterConfig config(const test::ScratchSegment& s, const test::RedisServer& r) {
+  void attach() { EXPECT_TRUE(w->mirror_trades(window.log())); }
+  struct Log {
+    std::mutex mu;
+    std::string text;
+  };
+  static WriterConfig config(const test::ScratchSegment& s, const test::RedisServer& r, Log& log) {
     WriterConfig c = test::small_config(s.name(), 4096);
     c.redis = r.config();
+    c.log = [&log](LogLevel, std::string_view m) {
+      std::lock_guard g(log.mu);
+      log.text.append(m).append("\n");
+    };
     return c;
   }
+  std::string logged() {
+    std::lock_guard g(log.mu);
+    return log.text;
+  }
+  // A fill of `qty` SOL for account w1 with trade id `id`, through the executor.
+  CommandResult fill(CommandExecutor& exec, const std::string& id, int qty = 1) {
+    JsonDecoder d(w->namespaces());
+    auto line = d.decode(R"({"op":"fill","ns":"spot","account":"w1","instrument":"SOL",)"
+                         R"("side":"buy","qty":")" +
+                         std::to_string(qty) + R"(","price":"100","trade_id":")" + id + "\"}");
+    return exec.execute(std::get<DecodedLine>(line).command);
+  }
+  Log log;
   test::RedisServer srv;
   test::ScratchSegment seg;
   std::unique_ptr<Writer> w;
@@ -152,7 +181,7 @@ TEST(TradeMirrorTest, RedisHoldsEachTradeIdExactlyWithItsFillsEffect) {
     ASSERT_EQ(r.status, CommandStatus::applied) << r.error;
     done[i] = {detail::trade_id_hash("T-" + std::to_string(i)), r.version, i % kKeys};
     finished.store(i + 1, std::memory_order_release);
-    if (i % 8 == 0) w->tick();                      // hand-offs go with the tick, as in the daemon
+    if (i % 8 == 0) w->tick();                     // hand-offs go with the tick, as in the daemon
     if (i % 500 == 499) check.wait_snapshots(*w);  // however loaded the host
   }
   ASSERT_TRUE(w->sync_redis(std::chrono::seconds(30)));
@@ -185,8 +214,8 @@ TEST(TradeMirrorTest, AWriterPausedBetweenAWriteAndItsTradeRecordIsWaitedFor) {
     const std::string id = "T-" + std::to_string(i);
     const auto cur = w->find(spot, key.account_view(), "SOL");
     window.begin(TradeWindow::id(spot, id), key, cur ? cur->version : 0);  // T1
-    const ApplyResult r = w->upsert(test::must(w->make_update(
-        "spot", key.account_view(), "SOL", {{"qty", std::to_string(i)}})));  // T2
+    const ApplyResult r = w->upsert(test::must(
+        w->make_update("spot", key.account_view(), "SOL", {{"qty", std::to_string(i)}})));  // T2
     if (i % 25 == 0) std::this_thread::sleep_for(std::chrono::microseconds(700));
     window.commit(r.version);  // T3
     done[i] = {detail::trade_id_hash(id), r.version, i % kKeys};
@@ -200,6 +229,70 @@ TEST(TradeMirrorTest, AWriterPausedBetweenAWriteAndItsTradeRecordIsWaitedFor) {
   EXPECT_EQ(check.early, 0u) << check.first_problem;
   auto c = srv.client();
   EXPECT_EQ(test::cmd(c, {"ZCARD", "poscache:v1:spot:@trades"})->integer, kWrites);
+}
+
+// The set keeps the newest `trade_window` ids by version, exactly: versions pass 2^60, where a
+// double score cannot tell 256 of them apart (a new user's warm start re-applied 14 of the
+// newest 1 024 while older ones stayed), so members sort by their version.
+TEST(TradeMirrorTest, TheSetKeepsExactlyTheNewestTradeWindowIds) {
+  Mirrored m("tmirror_trim", 1024);
+  CommandExecutor exec(*m.w, &m.window);
+  std::vector<std::string> members;
+  for (int i = 0; i < 3000; ++i) {
+    const CommandResult r = m.fill(exec, "T-" + std::to_string(i));
+    ASSERT_EQ(r.status, CommandStatus::applied) << r.error;
+    char member[34];
+    std::snprintf(member, sizeof member, "%016llx:%016llx",
+                  static_cast<unsigned long long>(r.version),
+                  static_cast<unsigned long long>(detail::trade_id_hash("T-" + std::to_string(i))));
+    members.push_back(member);
+    if (i % 64 == 0) m.w->tick();
+  }
+  ASSERT_TRUE(m.w->sync_redis(std::chrono::seconds(30)));
+  auto c = m.srv.client();
+  const detail::Reply z = test::cmd(c, {"ZRANGE", "poscache:v1:spot:@trades", "0", "-1"});
+  ASSERT_EQ(z->elements, 1024u);
+  for (std::size_t i = 0; i < 1024; ++i)
+    ASSERT_EQ(std::string(z->element[i]->str, z->element[i]->len), members[3000 - 1024 + i]) << i;
+}
+
+// A trades key of another type (a hand edit): a ZADD there would fail inside the MULTI while
+// the position's write went through, its effect in Redis without its id. The position is held
+// back (not written), the error names the key, and once the key is deleted both go out.
+TEST(TradeMirrorTest, APositionIsHeldBackWhileItsTradesKeyIsOfAnotherType) {
+  Mirrored m("tmirror_type", 1 << 17, /*attach_now=*/false);
+  auto c = m.srv.client();
+  test::cmd(c, {"SET", "poscache:v1:spot:@trades", "oops"});
+  m.attach();
+  CommandExecutor exec(*m.w, &m.window);
+  ASSERT_EQ(m.fill(exec, "NEW-1", 7).status, CommandStatus::applied);
+  EXPECT_FALSE(m.w->sync_redis(std::chrono::milliseconds(1500)));  // not acknowledged
+  const std::string key = test::key_of("spot", "w1", "SOL");
+  EXPECT_EQ(test::cmd(c, {"EXISTS", key})->integer, 0) << "the effect went without its id\n"
+                                                       << m.logged();
+  EXPECT_NE(m.logged().find("poscache:v1:spot:@trades is a string, not the sorted set"),
+            std::string::npos)
+      << m.logged();
+  test::cmd(c, {"DEL", "poscache:v1:spot:@trades"});
+  ASSERT_TRUE(m.w->sync_redis(std::chrono::seconds(10))) << m.logged();
+  EXPECT_EQ(test::cmd(c, {"EXISTS", key})->integer, 1);
+  EXPECT_EQ(test::cmd(c, {"ZCARD", "poscache:v1:spot:@trades"})->integer, 1);
+}
+
+// A window nearly full of ids taken from Redis (a promotion, a warm start) is read whole by the
+// sync thread: no "overwritten before they reached Redis" (a new user saw a false one on every
+// start with more than trade_window - 64 ids).
+TEST(TradeMirrorTest, AFullWindowLoadedFromRedisIsNotTakenForLostIds) {
+  Mirrored m("tmirror_full", 1024, /*attach_now=*/false);
+  std::vector<TradeWindow::Known> known;
+  for (std::uint64_t i = 0; i < 1024; ++i)
+    known.push_back({0, detail::trade_id_hash("OLD-" + std::to_string(i)), 100 + i});
+  ASSERT_EQ(m.window.load(known), 1024u);
+  m.attach();
+  CommandExecutor exec(*m.w, &m.window);
+  ASSERT_EQ(m.fill(exec, "NEW-1").status, CommandStatus::applied);
+  ASSERT_TRUE(m.w->sync_redis(std::chrono::seconds(10)));
+  EXPECT_EQ(m.logged().find("overwritten"), std::string::npos) << m.logged();
 }
 
 }  // namespace trade_mirror

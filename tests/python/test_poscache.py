@@ -45,6 +45,11 @@ def writer(request):
     _cleanup(seg)
 
 
+def test_the_module_reports_the_projects_version():
+    assert poscache.__version__ == os.environ.get("POSCACHE_VERSION", poscache.__version__)
+    assert poscache.__version__.count(".") == 2
+
+
 def test_fills_and_marks_read_back_as_exact_decimals(writer):
     p = poscache.Producer(writer, "py-test")
     r = poscache.Reader(writer)

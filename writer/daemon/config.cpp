@@ -9,38 +9,14 @@
 #define TOML_EXCEPTIONS 1
 #include <toml++/toml.h>
 
+#include "values/duration.hpp"
 #include "values/quote.hpp"
 #include "writer/http/server.hpp"
 
 namespace poscache::daemon {
 
 Expected<std::chrono::nanoseconds> parse_duration(std::string_view text) {
-  if (text == "0") return std::chrono::nanoseconds{0};
-  std::int64_t n = 0;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  const std::string_view unit(ptr, static_cast<std::size_t>(text.data() + text.size() - ptr));
-  if (ec != std::errc() || n < 0) {
-    return fail("duration '" + std::string(text) +
-                "' must be a non-negative integer with a unit (ns, us, ms, s, m, h)");
-  }
-  std::int64_t mult = 0;
-  if (unit == "ns")
-    mult = 1;
-  else if (unit == "us")
-    mult = 1'000;
-  else if (unit == "ms")
-    mult = 1'000'000;
-  else if (unit == "s")
-    mult = 1'000'000'000;
-  else if (unit == "m")
-    mult = 60'000'000'000;
-  else if (unit == "h")
-    mult = 3'600'000'000'000;
-  else
-    return fail("duration '" + std::string(text) + "' has unit '" + std::string(unit) +
-                "': expected ns, us, ms, s, m or h");
-  if (n > INT64_MAX / mult) return fail("duration '" + std::string(text) + "' is too long");
-  return std::chrono::nanoseconds{n * mult};
+  return detail::parse_duration(text);
 }
 
 namespace {
@@ -417,127 +393,6 @@ void load_env(DaemonConfig& c) {
     if (auto ok = validate(*c.writer.redis); !ok)
       throw Error("redis settings from the environment: " + ok.error());
   }
-}
-
-namespace {
-std::string duration_text(std::chrono::nanoseconds d) {
-  const std::int64_t n = d.count();
-  if (n == 0) return "0";
-  struct Unit {
-    std::int64_t ns;
-    const char* name;
-  };
-  for (const Unit u : {Unit{3'600'000'000'000, "h"}, Unit{60'000'000'000, "m"},
-                       Unit{1'000'000'000, "s"}, Unit{1'000'000, "ms"}, Unit{1'000, "us"}}) {
-    if (n % u.ns == 0) return std::to_string(n / u.ns) + u.name;
-  }
-  return std::to_string(n) + "ns";
-}
-}  // namespace
-
-std::string print_config(const DaemonConfig& c) {
-  std::string out;
-  auto line = [&](std::string_view key, const std::string& value) {
-    out.append(key).append(" = ").append(value).append("\n");
-  };
-  auto quoted = [](const std::string& v) {
-    std::string q = "\"";  // built by appending: GCC 12's -Wrestrict misfires on "x" + string
-    return q.append(v).append("\"");
-  };
-  auto flag = [](bool b) { return std::string(b ? "true" : "false"); };
-  const WriterConfig& w = c.writer;
-  char mode[16];
-  std::snprintf(mode, sizeof mode, "0%o", static_cast<unsigned>(w.mode));
-  line("segment.name", quoted(w.segment));
-  line("segment.capacity", std::to_string(w.capacity));
-  line("segment.mode", quoted(mode));
-  line("segment.heartbeat_interval", quoted(duration_text(w.heartbeat_interval)));
-  line("segment.huge_pages", flag(w.huge_pages));
-  line("segment.change_ring", flag(w.change_ring));
-  line("segment.recreate", flag(w.recreate_on_mismatch));
-  line("segment.fresh", flag(w.fresh));
-  for (const NamespaceSpec& n : w.namespaces) {
-    std::string fields;
-    for (const FieldSpec& f : n.fields) {
-      fields += (fields.empty() ? "" : ", ") + f.name + ":" + std::string(to_string(f.type));
-      if (f.type == FieldType::decimal)
-        fields.append("(").append(std::to_string(f.scale)).append(")");
-      if (f.type == FieldType::text)
-        fields.append("(").append(std::to_string(f.length)).append(")");
-    }
-    const bool unsynced = std::find(c.unsynced_namespaces.begin(), c.unsynced_namespaces.end(),
-                                    n.name) != c.unsynced_namespaces.end();
-    line("namespace", quoted(n.name) + " stale_after " + duration_text(n.stale_after) +
-                          " expire_after " + duration_text(n.expire_after) + " sync " +
-                          (unsynced ? "none" : "redis") + " fields [" + fields + "]");
-  }
-  line("generator.enabled", flag(c.generator.enabled));
-  if (c.generator.enabled) {
-    line("generator.rate", std::to_string(static_cast<std::uint64_t>(c.generator.rate)));
-    line("generator.accounts", std::to_string(c.generator.accounts));
-    line("generator.instruments", std::to_string(c.generator.instruments));
-    line("generator.seed", std::to_string(c.generator.seed));
-  }
-  line("ingest.socket", flag(c.ingest.socket));
-  line("ingest.rings", flag(c.ingest.socket && c.ingest.rings));
-  line("ingest.busy_poll", flag(c.ingest.busy_poll));
-  if (c.ingest.socket) {
-    const auto& sc = c.ingest.socket_config;
-    line("ingest.socket_path",
-         quoted(sc.path.empty() ? ingest::default_socket_path(w.segment) : sc.path));
-    char smode[16];
-    std::snprintf(smode, sizeof smode, "0%o", static_cast<unsigned>(sc.mode));
-    line("ingest.socket_mode", quoted(smode));
-    line("ingest.socket_group", quoted(sc.group));
-  }
-  line("ingest.trade_window", std::to_string(c.ingest.trade_window));
-  {
-    const auto& sc = c.ingest.stream;
-    std::string list;
-    for (const auto& s : sc.streams) list += (list.empty() ? "" : ", ") + quoted(s);
-    line("ingest.streams", "[" + list + "]");
-    if (!sc.streams.empty()) {
-      line("ingest.stream_group",
-           quoted(sc.group.empty() ? ingest::default_stream_group(w.segment) : sc.group));
-      line("ingest.stream_consumer", quoted(sc.consumer));
-      line("ingest.stream_start", quoted(sc.start));
-      line("ingest.stream_batch", std::to_string(sc.batch));
-      line("ingest.stream_rejected_maxlen", std::to_string(sc.rejected_maxlen));
-    }
-  }
-  line("http.listen", quoted(c.http.listen));
-  if (!c.http.listen.empty()) {
-    line("http.admin_token_file", quoted(c.http.admin_token_file));
-    line("http.max_sync_lag", quoted(duration_text(c.http.max_sync_lag)));
-    line("http.threads", std::to_string(c.http.threads));
-  }
-  line("redis.enabled", flag(w.redis.has_value()));
-  if (w.redis) {
-    const RedisConfig& r = *w.redis;
-    line("redis.host", quoted(r.host));
-    line("redis.port", std::to_string(r.port));
-    line("redis.unix_socket", quoted(r.unix_socket));
-    line("redis.db", std::to_string(r.db));
-    line("redis.username", quoted(r.username));
-    line("redis.password", r.password.empty() ? "(none)" : "(set)");
-    line("redis.prefix", quoted(r.prefix));
-    line("redis.flush_interval", quoted(duration_text(r.flush_interval)));
-    line("redis.batch_size", std::to_string(r.batch_size));
-    line("redis.connect_timeout", quoted(duration_text(r.connect_timeout)));
-    line("redis.command_timeout", quoted(duration_text(r.command_timeout)));
-    line("redis.warm_start", flag(r.warm_start));
-    line("redis.close_timeout", quoted(duration_text(r.close_timeout)));
-    line("redis.guard", quoted(r.guard == RedisGuard::fence ? "fence" : "scripts"));
-    line("redis.lease_ttl", quoted(duration_text(r.lease_ttl)));
-    line("redis.host_name", quoted(r.host_name));
-    line("redis.positions_per_call", std::to_string(r.positions_per_call));
-    line("redis.refill_rate", std::to_string(r.refill_rate));
-    line("redis.change_stream_retention", quoted(duration_text(r.change_stream_retention)));
-  }
-  line("daemon.log_level", quoted(c.log_level));
-  line("daemon.stats_interval", quoted(duration_text(c.stats_interval)));
-  line("daemon.run_for", quoted(duration_text(c.run_for)));
-  return out;
 }
 
 Expected<NamespaceSpec> parse_namespace_flag(std::string_view flag) {

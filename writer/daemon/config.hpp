@@ -55,7 +55,7 @@ struct DaemonConfig {
   std::string log_level = "info";
 };
 
-// "250ms", "5s", "2m", "1h", "500us", "0" → nanoseconds.
+// "250ms", "1.5s", "2m", "1h", "500us", "0" → nanoseconds (values/duration.hpp: one syntax).
 Expected<std::chrono::nanoseconds> parse_duration(std::string_view text);
 
 // Loads a TOML file over `into`. Throws poscache::Error "<file>:<line>:<col>: ..." or naming the

@@ -13,10 +13,13 @@
 #include <vector>
 
 #include "poscache/reader.hpp"
+#include "poscache/version.h"
 #include "poscache/writer.hpp"
 #include "shm/clock.hpp"
 #include "writer/daemon/config.hpp"
 #include "writer/daemon/generator.hpp"
+#include "writer/daemon/logging.hpp"
+#include "writer/daemon/stats_log.hpp"
 #include "writer/daemon/trades.hpp"
 #include "writer/http/server.hpp"
 #include "writer/tsc_clock.hpp"
@@ -34,17 +37,29 @@ void on_hangup(int) {
 }
 
 // "key = value" lines of print_config() by key: what a reload compares.
+// --print-config's TOML (print_config.cpp) as "table.key" -> value; each [[namespace]] table's
+// keys as "namespace.<name>.key", and a field list's lines joined into its value.
 std::map<std::string, std::string> settings_of(const std::string& printed) {
   std::map<std::string, std::string> out;
+  std::string table, list_key;
   std::size_t start = 0;
   while (start < printed.size()) {
     const std::size_t nl = printed.find('\n', start);
     const std::string line = printed.substr(start, nl - start);
     const std::size_t eq = line.find(" = ");
-    if (eq != std::string::npos) {
-      // "namespace" repeats: keep each line whole as its own key.
-      const std::string key = line.substr(0, eq);
-      out[key == "namespace" ? line : key] = line.substr(eq + 3);
+    if (!list_key.empty()) {  // inside "fields = [ ... ]"
+      out[list_key] += line;
+      if (line == "]") list_key.clear();
+    } else if (line == "[[namespace]]") {
+      table = "namespace";
+    } else if (line.size() > 2 && line.front() == '[') {
+      table = line.substr(1, line.size() - 2);
+    } else if (eq != std::string::npos && line.front() != '#') {
+      const std::string key = line.substr(0, eq), value = line.substr(eq + 3);
+      if (table == "namespace" && key == "name") table = "namespace." + value;
+      const std::string full = table.empty() ? key : table + "." + key;
+      out[full] = value;
+      if (value == "[") list_key = full;
     }
     if (nl == std::string::npos) break;
     start = nl + 1;
@@ -65,6 +80,7 @@ std::string describe(const NamespaceSpec& n) {
 int main(int argc, char** argv) {
   CLI::App app{
       "poscache-writer: owns a poscache shared-memory segment and applies position updates"};
+  app.set_version_flag("--version", "poscache-writer " POSCACHE_VERSION);
   std::string config_file;
   std::optional<std::string> segment, mode, log_level, run_for, stats_interval;
   std::optional<std::uint64_t> capacity, accounts, instruments;
@@ -125,7 +141,12 @@ int main(int argc, char** argv) {
   app.add_option("--stats-interval", stats_interval, "log counters this often (default 5s)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error [POSCACHE_LOG_LEVEL]");
   app.add_flag("--print-config", print_only,
-               "print the effective settings (file, then environment, then flags) and exit");
+               "print the effective settings (file, then environment, then flags) as TOML that "
+               "--config takes back, and exit");
+  bool remove = false;
+  app.add_flag("--remove", remove,
+               "remove every file of the segment in /dev/shm and exit; refused while its writer "
+               "lives");
   auto* rg =
       "Redis (any of these turns the sync on; the password only from the config file or "
       "POSCACHE_REDIS_PASSWORD)";
@@ -273,14 +294,23 @@ int main(int argc, char** argv) {
     return 2;
   }
   const auto level = spdlog::level::from_str(cfg.log_level);
+  if (remove) {  // the segment named by -s, the file or the environment
+    try {
+      const auto removed = Writer::remove_segment(cfg.writer.segment);
+      for (const auto& path : removed) std::printf("removed %s\n", path.c_str());
+      if (removed.empty())
+        std::printf("segment '%s': no files in /dev/shm\n", cfg.writer.segment.c_str());
+      return 0;
+    } catch (const Error& e) {
+      std::fprintf(stderr, "poscache-writer: --remove: %s\n", e.what());
+      return 1;
+    }
+  }
   if (print_only) {
     std::fputs(print_config(cfg).c_str(), stdout);
     return 0;
   }
-  spdlog::set_level(level);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ poscache-writer: %v");
-  spdlog::flush_on(
-      spdlog::level::trace);  // each line at once (a pipe to journald, a file): lines are rare
+  daemon::setup_logging(level);  // stderr, or the journal under systemd (logging.hpp)
   cfg.writer.log = [](LogLevel l, std::string_view msg) {
     static constexpr spdlog::level::level_enum kLevel[] = {
         spdlog::level::debug, spdlog::level::info, spdlog::level::warn, spdlog::level::err};
@@ -547,32 +577,7 @@ int main(int argc, char** argv) {
     if (now_mono >= next_stats) {
       const WriterStats st = writer->stats();
       const double secs = static_cast<double>(now_mono - last_t) / 1e9;
-      spdlog::info(
-          "live {} | {:.0f} inserts/s {:.0f} updates/s | evictions {} expirations {} invalidations "
-          "{} rejects {} | index rebuilds {}{}",
-          st.live, static_cast<double>(st.inserts - last.inserts) / secs,
-          static_cast<double>(st.updates - last.updates) / secs, st.evictions, st.expirations,
-          st.invalidations, st.rejects, st.index_rebuilds,
-          writer->following()
-              ? fmt::format(" | follow {} lag {:.2f} ms entries {} loads {}", st.follow_state,
-                            static_cast<double>(st.follow_lag_ns) / 1e6, st.follow_entries,
-                            st.follow_reloads)
-          : cfg.writer.redis
-              ? fmt::format(
-                    " | redis {} dirty {} oldest unsynced {:.1f} ms journal {}{}", st.redis_state,
-                    st.redis_dirty, static_cast<double>(st.redis_oldest_unsynced_age_ns) / 1e6,
-                    st.journal_pending,
-                    st.journal_overflows > 0 ? fmt::format(" (overflowed {})", st.journal_overflows)
-                                             : std::string())
-              : std::string());
-      for (const auto& src : sources) {
-        const ingest::SourceCounters sc = src->counters();
-        if (sc.received == 0) continue;
-        spdlog::info(
-            "{}: {} commands: {} applied, {} ignored (duplicate, stale, not found), {} "
-            "rejected",
-            src->name(), sc.received, sc.applied, sc.ignored, sc.rejected);
-      }
+      daemon::log_stats(st, last, secs, writer->following(), cfg.writer.redis.has_value(), sources);
       last = st;
       last_t = now_mono;
       next_stats = now_mono + cfg.stats_interval.count();

@@ -21,7 +21,9 @@ std::unique_ptr<ingest::TradeWindow> open_trade_window(Writer& writer, const Dae
                window->restored() ? std::to_string(window->recorded()) + " restored" : "new");
   if (!writer.mirrors_to_redis()) return window;
   const auto t0 = std::chrono::steady_clock::now();
-  auto known = detail::load_trade_ids(*cfg.writer.redis, cfg.writer.namespaces, cfg.writer.log);
+  std::uint64_t malformed = 0;
+  auto known =
+      detail::load_trade_ids(*cfg.writer.redis, cfg.writer.namespaces, cfg.writer.log, &malformed);
   if (!known) {
     spdlog::error(
         "{}: the trade ids another writer applied are not known here: a fill it applied and a "
@@ -34,8 +36,11 @@ std::unique_ptr<ingest::TradeWindow> open_trade_window(Writer& writer, const Dae
     const std::size_t added = window->load(std::move(ids));
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    spdlog::info("fill trade ids: {} in redis {}:<ns>:@trades, {} not known here taken ({:.0f} ms)",
-                 known->size(), cfg.writer.redis->prefix, added, ms);
+    spdlog::info(
+        "fill trade ids: {} in redis {}:<ns>:@trades, {} not known here taken{} ({:.0f} ms)",
+        known->size(), cfg.writer.redis->prefix, added,
+        malformed > 0 ? fmt::format(", {} malformed members skipped", malformed) : std::string(),
+        ms);
   }
   writer.mirror_trades(window->log());
   return window;

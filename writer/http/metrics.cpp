@@ -7,6 +7,7 @@
 #include "poscache/mirror_status.hpp"
 #include "poscache/producer_status.hpp"
 #include "poscache/reader_stats.hpp"
+#include "poscache/version.h"
 #include "shm/clock.hpp"
 
 namespace poscache::http {
@@ -96,6 +97,8 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
   const MirrorStatus m = mirror_status(reader);
 
   // --- the writer and the segment.
+  e.family("poscache_build_info", "gauge", "the poscache version serving these metrics (always 1)");
+  e.sample("poscache_build_info", label("version", POSCACHE_VERSION), std::uint64_t{1});
   e.one("poscache_writer_up", "gauge",
         "1 if a live writer owns the segment (heartbeat recent, pid alive), else 0",
         std::uint64_t{s.writer.alive ? 1u : 0u});

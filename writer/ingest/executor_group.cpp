@@ -181,6 +181,7 @@ CommandResult CommandExecutor::group(const Group& g) {
                         "' is given to two fills of the batch (give each leg its own id)";
                   return;
                 }
+                trade_hashes.push_back(id.hash);  // a resent batch too: one id, one leg
                 if (window_->contains(id)) {
                   results[i] = {CommandStatus::duplicate, 0, 0, {}};
                   return;
@@ -188,7 +189,6 @@ CommandResult CommandExecutor::group(const Group& g) {
               }
               u = fill_update(cmd, s.pos ? &*s.pos : nullptr);
               if (u && traded) {
-                trade_hashes.push_back(id.hash);
                 trades.push_back({id, &s.key, s.old_version});
                 trade_slot.push_back(static_cast<std::size_t>(&s - staged.data()));
               }

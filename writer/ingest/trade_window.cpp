@@ -11,9 +11,10 @@
 
 namespace poscache::ingest {
 namespace {
-// "PCPTRDW3": entries of 32 bytes with version and key (W2: 8-byte hashes of (ns, id)). A W2
-// file is started anew: its hashes cannot be mapped to W3's (docs/exactly-once.md, upgrades).
-constexpr std::uint64_t kMagic = 0x33574452'54504350ull;
+// "PCPTRDW4": entries of 32 bytes with version and key, and the Redis sync's words (mirrored,
+// reserved). Another file (W2: 8-byte hashes of (ns, id); W3: no `reserved`) is started anew:
+// its layout cannot be read as this one (docs/exactly-once.md, upgrades).
+constexpr std::uint64_t kMagic = 0x34574452'54504350ull;
 
 detail::TradeLogEntry entry_of(const TradePending& p, std::uint64_t version) noexcept {
   return {p.id_hash, version, p.key_hash, p.ns, 0};
@@ -116,7 +117,8 @@ void TradeWindow::record(std::uint64_t i, const detail::TradeLogEntry& e) noexce
   const std::uint64_t at = w.head + i;
   detail::TradeLogEntry& slot = ring_[at % w.capacity];
   if (at >= w.capacity) seen_.erase(detail::trade_window_hash(slot.ns, slot.id_hash));
-  // release: a copy that reads these stores also sees the head published before them
+  // release: a copy that reads these stores also sees `reserved` past them
+  shm::store_relaxed(&w.reserved, at + 1);
   std::atomic_thread_fence(std::memory_order_release);
   shm::store_relaxed(&slot.id_hash, e.id_hash);
   shm::store_relaxed(&slot.version, e.version);
@@ -155,7 +157,8 @@ std::size_t TradeWindow::load(std::vector<Known> ids) {
 }
 
 detail::TradeLog TradeWindow::log() const noexcept {
-  return {&header_->head, &header_->pending_count, ring_, header_->capacity, &header_->mirrored};
+  return {&header_->head,    &header_->pending_count, ring_,
+          header_->capacity, &header_->reserved,      &header_->mirrored};
 }
 
 std::uint64_t TradeWindow::recorded() const noexcept {

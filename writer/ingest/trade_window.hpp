@@ -71,6 +71,7 @@ struct TradeWindowHeader {
   std::uint64_t head;           // fills recorded so far; the ring holds the last `capacity`
   std::uint64_t pending_count;  // T1..T3: the fills in flight (0: none)
   std::uint64_t mirrored;       // the Redis sync's: entries below it are in Redis
+  std::uint64_t reserved;       // 1 + the index of the entry being (or last) written
   TradePending pending[kMaxGroupCommands];
 };
 

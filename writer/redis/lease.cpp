@@ -32,8 +32,20 @@ T number(const redisReply* r) {
   return v;
 }
 
+// Gone: no such process, or a zombie (dead, its parent has not reaped it yet: under a slow
+// init a killed writer stays one for seconds, and it holds nothing any more).
 bool process_gone(std::int64_t pid) {
-  return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+  if (pid <= 0) return false;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (f == nullptr) return false;
+  char buf[512] = {};
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  // "pid (comm) S ...": the state follows the last ')' (comm may hold one).
+  const std::string_view stat(buf, n);
+  const auto close = stat.rfind(')');
+  return close != std::string_view::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
 }
 
 }  // namespace

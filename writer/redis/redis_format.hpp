@@ -15,12 +15,14 @@
 //   {prefix}:@schema                         HASH, ns -> JSON {fields:[{name,type,scale}],
 //                                            stale_after_ms, expire_after_ms}
 //   {prefix}:{ns}:@trades                    ZSET, the trade ids of the namespace's fills the
-//       member: 16 lowercase hex digits of      writer applied (its de-duplication window,
-//       XXH3-64 (seed 0) of the trade id;       docs/exactly-once.md), the newest `trade_window`
-//       score: the version the fill wrote       kept. Written in the MULTI that writes the fill's
-//       (a double: exact to 2^53 only)
-//                                               position (fence); loaded by a promoted standby
-//                                               and a warm start.
+//                                            writer applied (its de-duplication window,
+//                                            docs/exactly-once.md), the newest `trade_window`
+//                                            kept. Written in the MULTI that writes the fill's
+//                                            position (fence); loaded by a promoted standby
+//                                            and a warm start.
+//       member "<version>:<id hash>": the version the fill wrote and XXH3-64 (seed 0) of the
+//              trade id, 16 lowercase hex digits each (equal scores sort by member: by version)
+//       score  the version as a double (versions pass 2^60: close, not exact)
 //
 // The braces are a Redis Cluster hash tag: an account's hashes and its set share a slot, so
 // the scripts below touch keys of one slot only.

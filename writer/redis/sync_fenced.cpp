@@ -181,6 +181,10 @@ bool SyncWorker::write_slots_fenced() {
         in_dirty_[s] &= 1;  // removed meanwhile: the flags were its key's
         continue;
       }
+      if (trades_held_back(p.ns, p.key_hash)) {  // its ids could not go with it (sync_trades.cpp)
+        requeue(s, 0);
+        continue;
+      }
       // relaxed: only this thread stores it. Redis has this version: skip, unless a flag came
       // after the write that carried it (the mark's batch arrived later than the slot's read).
       const std::uint64_t synced = load_relaxed(&v_.book[s].synced_version);
@@ -214,6 +218,16 @@ bool SyncWorker::write_slots_fenced() {
     }
     if (!trades_.empty()) {
       for (const Item& it : c.items) take_trades(it.key_hash, it.version, c.trades);
+      bool held = false;  // a fill landed since the read, in a namespace held back: next round
+      for (const auto& [ns, pairs] : c.trades.zadd)
+        held = held || (ns < 32 && (trades_blocked_ >> ns) & 1u);
+      if (held) {
+        give_back(c);
+        c.cmds.clear();
+        if (with_fence) lease_.add_fence(c.cmds);
+        c.cmds.cmd("MULTI");
+        c.stream_cmd = 0;
+      }
       c.trade_cmds = add_trade_commands(c.trades, c.cmds);
     }
     c.built_at = monotonic_ns();
@@ -231,6 +245,7 @@ bool SyncWorker::write_slots_fenced() {
     // Their trade ids too (a refused ZADD: a key of another type, a hand edit): written again.
     const std::size_t trades_from = c.queued - c.trade_cmds - (c.renewing ? 1 : 0);
     for (std::size_t j = 0; j < c.trade_cmds; ++j) entry_ok = entry_ok && ok[trades_from + j];
+    if (!entry_ok && c.trade_cmds > 0) recheck_trades_ = true;  // a trades key of another type?
     if (entry_ok) trades_written(c.trades);
     c.trades.clear();
     std::size_t k = 0;

@@ -27,13 +27,21 @@ namespace poscache::detail {
 using namespace poscache::shm;
 
 namespace {
-// The most entries the window publishes at once (a batch's fills): an entry within this many of
-// head + capacity may be overwritten while it is copied (read_trades).
-constexpr std::uint64_t kMaxPublished = 64;
-
 void hex16(std::uint64_t v, char* out) noexcept {
   static constexpr char kDigits[] = "0123456789abcdef";
   for (int i = 15; i >= 0; --i, v >>= 4) out[i] = kDigits[v & 0xF];
+}
+
+// A set member: "<version>:<id hash>", each 16 lowercase hex digits. The score (the version as
+// a double) cannot tell apart versions 256 apart past 2^60; members of equal score sort by their
+// bytes, so with the version first the set orders exactly by version and the trim drops the
+// oldest.
+void add_member(Args& pairs, std::uint64_t version, std::uint64_t id_hash) {
+  char member[33];
+  hex16(version, member);
+  member[16] = ':';
+  hex16(id_hash, member + 17);
+  pairs.add(version).add(std::string_view(member, sizeof member));
 }
 }  // namespace
 
@@ -73,12 +81,13 @@ void SyncWorker::read_trades() {
                       {load_relaxed(&e.id_hash), load_relaxed(&e.version),
                        load_relaxed(&e.key_hash), load_relaxed(&e.ns)}});
   }
-  // An entry read here may have been overwritten by the entry `cap` later. The window stores a
-  // release fence before each entry (TradeWindow::record), so if a copy read such a store, the
-  // head published before it is visible after this fence: a head this low rules it out.
+  // An entry read here may have been overwritten by the entry `cap` later. The window stores
+  // `reserved` and a release fence before each entry (TradeWindow::record), so if a copy read
+  // such a store, a reserved past it is visible after this fence: a reserved this low rules it
+  // out (writer/trade_log.hpp).
   std::atomic_thread_fence(std::memory_order_acquire);
-  const std::uint64_t after = load_relaxed(l.head);
-  const std::uint64_t lost_below = after + kMaxPublished > cap ? after + kMaxPublished - cap : 0;
+  const std::uint64_t reserved = load_relaxed(l.reserved);
+  const std::uint64_t lost_below = reserved > cap ? reserved - cap : 0;
   std::uint64_t lost = from - trade_tail_;
   for (const auto& [i, t] : copied) {
     if (i < lost_below) {
@@ -121,9 +130,7 @@ void SyncWorker::take_trades(std::uint64_t key_hash, std::uint64_t version, Trad
   for (auto it = b; it != e; ++it) {
     const PendingTrade& t = trades_.at(it->second);
     if (t.version > version) continue;  // its fill came after the content read: a later write
-    char member[16];
-    hex16(t.id_hash, member);
-    w.zadd[t.ns].add(t.version).add(std::string_view(member, 16));
+    add_member(w.zadd[t.ns], t.version, t.id_hash);
     w.entries.push_back(it->second);
   }
 }
@@ -163,19 +170,63 @@ bool SyncWorker::trades_due() const noexcept {
   return false;
 }
 
+void SyncWorker::check_trade_keys() {
+  recheck_trades_ = false;
+  next_trade_check_ns_ = monotonic_ns() + 1'000'000'000;
+  std::uint32_t blocked = 0;
+  for (std::size_t ns = 0; ns < fmt_.namespaces().size() && ns < 32; ++ns) {
+    if (((unsynced_mask_ >> ns) & 1u) != 0) continue;
+    const std::string key = fmt_.trades_key(ns_name(static_cast<std::uint16_t>(ns)));
+    Args a;
+    a.add("TYPE").add(key);
+    auto r = client_.command(a);
+    if (!r) {
+      lost_connection(r.error());
+      return;
+    }
+    const std::string type = reply_text(r->get());
+    if (type == "zset" || type == "none") continue;
+    blocked |= 1u << ns;
+    if (((trades_blocked_ >> ns) & 1u) == 0) {
+      const std::string why =
+          key + " is a " + type + ", not the sorted set of the namespace's fill trade ids";
+      log(LogLevel::error, "redis " + describe(cfg_) + ": " + why +
+                               ": positions with new fills in '" +
+                               std::string(ns_name(static_cast<std::uint16_t>(ns))) +
+                               "' are held back (not written to Redis) until it is deleted");
+      set_error(why);
+    }
+  }
+  for (std::size_t ns = 0; ns < 32; ++ns) {
+    if (((trades_blocked_ >> ns) & 1u) != 0 && ((blocked >> ns) & 1u) == 0)
+      log(LogLevel::info, "redis " + describe(cfg_) + ": " +
+                              fmt_.trades_key(ns_name(static_cast<std::uint16_t>(ns))) +
+                              " is a sorted set again: the positions held back go out");
+  }
+  trades_blocked_ = blocked;
+}
+
+bool SyncWorker::trades_held_back(std::uint16_t ns, std::uint64_t key_hash) const {
+  if (ns >= 32 || ((trades_blocked_ >> ns) & 1u) == 0) return false;
+  return trades_by_key_.count(key_hash) != 0;
+}
+
 bool SyncWorker::write_due_trades() {
   TradeWrite& w = trade_write_;
+  bool held_back = false;
   for (;;) {
     w.clear();
     for (const auto& [i, t] : trades_) {
       if (t.version > trade_horizon_) continue;
-      char member[16];
-      hex16(t.id_hash, member);
-      w.zadd[t.ns].add(t.version).add(std::string_view(member, 16));
+      if (t.ns < 32 && ((trades_blocked_ >> t.ns) & 1u) != 0) {
+        held_back = true;
+        continue;
+      }
+      add_member(w.zadd[t.ns], t.version, t.id_hash);
       w.entries.push_back(i);
       if (w.entries.size() == batch_size_) break;
     }
-    if (w.entries.empty()) return true;
+    if (w.entries.empty()) return !held_back;  // false: no progress, the loop sleeps
     if (cfg_.guard == RedisGuard::fence) {
       const Tx t = fenced_guarded(
           0, [](std::size_t, Args&) {},

@@ -284,6 +284,7 @@ void SyncWorker::become_fenced(const std::string& why) {
 // lease's counter); an evicting maxmemory-policy can drop positions silently: a warning in the
 // log and in health (CONFIG may be refused by the ACL: then nothing is known, nothing said).
 void SyncWorker::check_server() {
+  recheck_trades_ = true;  // the trade sets' types, before the next write (sync_trades.cpp)
   Args a;
   a.add("INFO").add("server");
   if (auto r = client_.command(a); r && (*r)->type == REDIS_REPLY_STRING) {

@@ -131,6 +131,11 @@ class SyncWorker {
   std::size_t add_trade_commands(const TradeWrite& w, Commands& cmds);  // returns how many
   void trades_written(const TradeWrite& w);  // committed: they leave the pending set
   [[nodiscard]] bool trades_due() const noexcept;
+  // A namespace whose trades key is not a sorted set (a hand edit): a ZADD there fails inside
+  // the MULTI while the position's write goes through, so its positions with pending ids are
+  // held back until the key is fixed (checked at connect, after a refused write, then every s).
+  void check_trade_keys();
+  [[nodiscard]] bool trades_held_back(std::uint16_t ns, std::uint64_t key_hash) const;
   bool write_due_trades();  // the entries no position write took (orphans), once all is written
   // sync_write.cpp: one round of writes (events, then slots; the scripts' path)
   bool flush_round();
@@ -206,6 +211,9 @@ class SyncWorker {
   std::uint64_t trade_horizon_ = 0;
   std::uint64_t trades_lost_ = 0;
   TradeWrite trade_write_;
+  std::uint32_t trades_blocked_ = 0;  // namespaces whose trades key is of another type
+  bool recheck_trades_ = true;
+  std::int64_t next_trade_check_ns_ = 0;
   std::uint64_t overflows_seen_ = 0;
   std::int64_t overflow_logged_ns_ = 0;
 };

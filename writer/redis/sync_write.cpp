@@ -417,6 +417,11 @@ bool SyncWorker::write_slots() {
 }
 
 bool SyncWorker::flush_round() {
+  if (trades_on_ &&
+      (recheck_trades_ || (trades_blocked_ != 0 && monotonic_ns() >= next_trade_check_ns_))) {
+    check_trade_keys();  // sync_trades.cpp
+    if (!client_.connected()) return false;
+  }
   if (reload_scripts_) {  // the server lost them (SCRIPT FLUSH, a restart we did not notice)
     if (const std::string err = load_scripts(); !err.empty()) {
       lost_connection(err);

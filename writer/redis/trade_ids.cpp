@@ -2,14 +2,27 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cmath>
-#include <cstdlib>
 #include <string>
 
+#include "values/quote.hpp"
 #include "writer/redis/redis_client.hpp"
 #include "writer/redis/redis_format.hpp"
 
 namespace poscache::detail {
+namespace {
+// 16 lowercase hex digits, exactly.
+bool hex16(std::string_view t, std::uint64_t& v) {
+  if (t.size() != 16) return false;
+  for (const char c : t)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return std::from_chars(t.data(), t.data() + 16, v, 16).ec == std::errc();
+}
+// "<version>:<id hash>" (writer/redis/sync_trades.cpp).
+bool parse_member(std::string_view m, std::uint64_t& version, std::uint64_t& id_hash) {
+  return m.size() == 33 && m[16] == ':' && hex16(m.substr(0, 16), version) &&
+         hex16(m.substr(17), id_hash);
+}
+}  // namespace
 
 Expected<std::vector<MirroredTrade>> load_trade_ids(const RedisConfig& config,
                                                     const std::vector<NamespaceSpec>& namespaces,
@@ -37,21 +50,16 @@ Expected<std::vector<MirroredTrade>> load_trade_ids(const RedisConfig& config,
         return fail("trade ids: ZRANGE " + key + ": not an array reply");
       for (std::size_t i = 0; i + 1 < rep->elements; i += 2) {
         const redisReply* m = rep->element[i];
-        const redisReply* s = rep->element[i + 1];
-        std::uint64_t h = 0;
-        const char* end = m->str + m->len;
-        const auto [p, ec] = std::from_chars(m->str, end, h, 16);
-        // RESP2 (Debian 12's hiredis speaks nothing else): the score as text
-        const double score = s->type == REDIS_REPLY_STRING ? std::strtod(s->str, nullptr) : -1;
-        if (m->type != REDIS_REPLY_STRING || m->len != 16 || ec != std::errc() || p != end ||
-            !(score >= 0) || !std::isfinite(score)) {
+        std::uint64_t version = 0, h = 0;
+        if (m->type != REDIS_REPLY_STRING || !parse_member({m->str, m->len}, version, h)) {
           if (bad++ == 0 && log)
-            log(LogLevel::warn, "trade ids: " + key + " holds a member that is not a " +
-                                           "mirrored trade id (skipped): '" +
-                                           std::string(m->str ? m->str : "", m->len) + "'");
+            log(LogLevel::warn,
+                "trade ids: " + key + " holds a member that is not a mirrored trade id, " +
+                    "<16 hex digits of the version>:<16 of the id's hash> (skipped): " +
+                    detail::quoted(std::string_view(m->str ? m->str : "", m->len)));
           continue;
         }
-        out.push_back({static_cast<std::uint16_t>(ns), h, static_cast<std::uint64_t>(score)});
+        out.push_back({static_cast<std::uint16_t>(ns), h, version});
       }
       if (rep->elements < 2 * static_cast<std::size_t>(kPage)) break;
     }
