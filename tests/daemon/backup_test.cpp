@@ -3,13 +3,12 @@
 // writer's dump is the same, line for line: every field of every kind (decimals of each scale,
 // int64, timestamps, text), and each producer's seq.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
 #include <vector>
-
-#include <signal.h>
-#include <unistd.h>
 
 #include "daemon/daemon_util.hpp"
 
@@ -69,8 +68,8 @@ TEST(BackupTest, ADumpReplayedIntoAnotherWriterGivesTheSameDump) {
 TEST(SegmentRemovalTest, EveryFileGoesAndNoneWhileTheWriterLives) {
   const test::ScratchSegment seg("bkup_rm");
   const std::string writer = POSCACHE_WRITER_BIN, base = "/dev/shm/" + seg.name();
-  const std::vector<std::string> files = {base,        base + ".lock",   base + ".readers",
-                                          base + ".trades", base + ".sock"};
+  const std::vector<std::string> files = {base, base + ".lock", base + ".readers", base + ".trades",
+                                          base + ".sock"};
   auto exists = [](const std::string& p) { return ::access(p.c_str(), F_OK) == 0; };
   Daemon d(seg_flag(seg) + " --no-redis --capacity 1000");
   ASSERT_TRUE(d.wait_for("ingest socket")) << d.log();

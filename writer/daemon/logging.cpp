@@ -19,7 +19,7 @@ namespace {
 bool stderr_is_journal() {
   const char* env = std::getenv("JOURNAL_STREAM");
   if (env == nullptr || *env == '\0') return false;
-  struct stat st{};
+  struct stat st {};
   if (::fstat(2, &st) != 0) return false;
   const std::string want = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
   return want == env;
@@ -37,7 +37,7 @@ bool setup_logging(spdlog::level::level_enum level) {
   } else {
     const char* no_color = std::getenv("NO_COLOR");
     const auto mode = no_color != nullptr && *no_color != '\0' ? spdlog::color_mode::never
-                                                                : spdlog::color_mode::automatic;
+                                                               : spdlog::color_mode::automatic;
     auto sink = std::make_shared<spdlog::sinks::ansicolor_stderr_sink_mt>(mode);
     logger = std::make_shared<spdlog::logger>("poscache-writer", std::move(sink));
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ poscache-writer: %v");

@@ -61,7 +61,9 @@ class Toml {
     out_.append(key).append(" = ").append(value).append("\n");
   }
   void flag(const char* key, bool b) { line(key, b ? "true" : "false"); }
-  void duration(const char* key, std::chrono::nanoseconds d) { line(key, quoted(duration_text(d))); }
+  void duration(const char* key, std::chrono::nanoseconds d) {
+    line(key, quoted(duration_text(d)));
+  }
   void comment(const std::string& text) { out_.append("# ").append(text).append("\n"); }
   std::string& text() { return out_; }
 
@@ -169,7 +171,8 @@ std::string print_config(const DaemonConfig& c) {
     t.line("sync", quoted(unsynced ? "none" : "redis"));
     std::string fields = "[\n";
     for (const FieldSpec& f : n.fields) {
-      fields += "  { name = " + quoted(f.name) + ", type = " + quoted(std::string(to_string(f.type)));
+      fields +=
+          "  { name = " + quoted(f.name) + ", type = " + quoted(std::string(to_string(f.type)));
       if (f.type == FieldType::decimal) fields += ", scale = " + std::to_string(f.scale);
       if (f.type == FieldType::text) fields += ", length = " + std::to_string(f.length);
       fields += " },\n";

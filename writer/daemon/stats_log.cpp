@@ -17,15 +17,13 @@ void log_stats(const WriterStats& st, const WriterStats& last, double secs, bool
       following ? fmt::format(" | follow {} lag {:.2f} ms entries {} loads {}", st.follow_state,
                               static_cast<double>(st.follow_lag_ns) / 1e6, st.follow_entries,
                               st.follow_reloads)
-      : redis
-          ? fmt::format(" | redis {} dirty {} oldest unsynced {:.1f} ms journal {}{}",
-                        st.redis_state, st.redis_dirty,
-                        static_cast<double>(st.redis_oldest_unsynced_age_ns) / 1e6,
-                        st.journal_pending,
-                        st.journal_overflows > 0
-                            ? fmt::format(" (overflowed {})", st.journal_overflows)
-                            : std::string())
-          : std::string());
+      : redis   ? fmt::format(
+                      " | redis {} dirty {} oldest unsynced {:.1f} ms journal {}{}", st.redis_state,
+                      st.redis_dirty, static_cast<double>(st.redis_oldest_unsynced_age_ns) / 1e6,
+                      st.journal_pending,
+                    st.journal_overflows > 0 ? fmt::format(" (overflowed {})", st.journal_overflows)
+                                               : std::string())
+              : std::string());
   for (const auto& src : sources) {
     const ingest::SourceCounters sc = src->counters();
     if (sc.received == 0) continue;
