@@ -1,4 +1,6 @@
-// `import poscache`: the reader and the producer for Python (pybind11 from Debian).
+// `import poscache`: the reader and the producer for Python (pybind11 from Debian). This is the
+// extension module poscache._poscache; the package poscache (reader/python/poscache/) re-exports
+// it and carries its type stubs.
 //
 //   r = poscache.Reader("positions")
 //   p = r.get("spot", "wallet1", "SOL")        # a Position, or None if there is none
@@ -370,7 +372,12 @@ PyObject* reader_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py
 
 }  // namespace
 
-PYBIND11_MODULE(poscache, m) {
+PYBIND11_MODULE(_poscache, m) {
+  // The types are named for the package users import (poscache.Reader, poscache.Error in reprs,
+  // tracebacks and signatures), not for this module inside it: pybind11 names a type and an
+  // exception after its scope's __name__, so the module answers "poscache" while they are made.
+  const py::object import_name = m.attr("__name__");
+  m.attr("__name__") = "poscache";
   m.doc() = "poscache: read positions from a shared-memory segment, feed its writer";
   m.attr("__version__") = POSCACHE_VERSION;
   g_error = py::register_exception<Error>(m, "Error", PyExc_RuntimeError).ptr();
@@ -434,4 +441,5 @@ PYBIND11_MODULE(poscache, m) {
   Py_DECREF(get_descr);
 
   python::add_producer(m);
+  m.attr("__name__") = import_name;
 }

@@ -4,8 +4,8 @@
 - In README.md, CHANGELOG.md and docs/*.md: each relative link [text](target) names a file that
   exists (relative to the page) and, with #anchor, a heading of that page; each repository path
   written out (`shm/seqlock.hpp`, `tools/systemd/`, `include/poscache/*.hpp`) exists.
-- In the comments of the sources (C, C++, Python, shell, CMake, TOML, systemd files): each
-  repository path exists.
+- In the comments of the sources (C, C++, Python and its stubs, shell, CMake, TOML, systemd
+  files): each repository path exists.
 - A citation path:LINE points within the file.
 - A component may be named without its extension (`writer/journal` for its .hpp and .cpp).
 
@@ -24,13 +24,17 @@ import markdown  # noqa: E402
 
 TOP_DIRS = (".ci", "bench", "cmake", "config", "docs", "include", "reader", "scripts", "shm",
             "tests", "tools", "writer")
-TOP_FILES = ("CMakeLists.txt", "README.md", "CHANGELOG.md", "LICENSE", ".clang-format")
+TOP_FILES = ("CMakeLists.txt", "README.md", "CHANGELOG.md", "LICENSE", ".clang-format", "setup.py",
+             "pyproject.toml")
+# The top-level files whose comments are checked as the sources' are.
+TOP_SOURCES = ("CMakeLists.txt", "setup.py", "pyproject.toml")
 PATH = re.compile(
     r"(?<![\w./<{$-])((?:%s)/[\w./*-]*[\w*/]|(?:%s)(?![\w.]))(?::(\d+))?"
     % ("|".join(re.escape(d) for d in TOP_DIRS), "|".join(re.escape(f) for f in TOP_FILES)))
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-SOURCE_EXT = {".c": "//", ".h": "//", ".cpp": "//", ".hpp": "//", ".py": "#", ".sh": "#",
-              ".cmake": "#", ".in": "#", ".toml": "#", ".service": "#", ".env": "#", ".txt": "#"}
+SOURCE_EXT = {".c": "//", ".h": "//", ".cpp": "//", ".hpp": "//", ".py": "#", ".pyi": "#",
+              ".sh": "#", ".cmake": "#", ".in": "#", ".toml": "#", ".service": "#", ".env": "#",
+              ".txt": "#"}
 
 problems = []
 
@@ -113,7 +117,7 @@ def check_sources(root):
             for f in files:
                 ext = os.path.splitext(f)[1]
                 mark = SOURCE_EXT.get(ext) or ("#" if f == "CMakeLists.txt" else None)
-                if mark is None or (top == "" and f != "CMakeLists.txt"):
+                if mark is None or (top == "" and f not in TOP_SOURCES):
                     continue
                 path = os.path.join(d, f)
                 rel = os.path.relpath(path, root)

@@ -27,4 +27,20 @@ export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
 "${CC:-cc}" ${CONSUMER_FLAGS:-} -std=c11 -Wall -Werror "$here/c_consumer.c" -o "$work/c_consumer" \
   $(pkg-config --cflags --libs poscache-c)
 "$work/c_consumer"
-echo "install check: the CMake consumer and the three pkg-config consumers (C++, writer, C) built and ran"
+# The Python package, when the build has it: the extension module beside __init__.py, the stubs
+# and py.typed, imported from the prefix alone by the interpreter it was built for (PYTHON).
+package=$(find "$work/prefix/lib" -path '*/dist-packages/poscache' -type d)
+python_check=""
+if [ -n "$package" ]; then
+  for f in __init__.py __init__.pyi py.typed; do
+    [ -f "$package/$f" ] || { echo "install check: no $f in $package"; exit 1; }
+  done
+  (cd "$work" && env -u PYTHONPATH PYTHONPATH="$(dirname "$package")" "${PYTHON:-python3}" -s -c '
+import os, sys, poscache
+assert os.path.dirname(poscache.__file__) == sys.argv[1], poscache.__file__
+assert os.path.dirname(poscache._poscache.__file__) == sys.argv[1], poscache._poscache.__file__
+' "$package")
+  python_check="; the Python package imported"
+fi
+echo "install check: the CMake consumer and the three pkg-config consumers (C++, writer, C)" \
+  "built and ran$python_check"
