@@ -6,6 +6,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <random>
+#include <unordered_set>
+#include <vector>
+
 #include "shm/hash.hpp"
 #include "test_util.hpp"
 
@@ -157,6 +161,37 @@ TEST(TradeWindowTest, LoadTakesBackTradeIdsAnotherWriterApplied) {
   EXPECT_FALSE(w.contains(TradeWindow::id(2, "M4")));
   EXPECT_FALSE(w.contains(TradeWindow::id(2, "M5")));
   EXPECT_EQ(w.recorded(), 4u);
+}
+
+// The window's lookup set against std::unordered_set, over random inserts, erases and lookups
+// with keys crowded into few home slots (small masks: long probe runs that wrap around the end).
+TEST(TradeWindowTest, ItsHashSetAgreesWithUnorderedSet) {
+  std::mt19937_64 rng(7);
+  for (const std::uint64_t max_keys : {1u, 3u, 64u, 1000u}) {
+    HashSet64 set(max_keys);
+    std::unordered_set<std::uint64_t> ref;
+    std::vector<std::uint64_t> pool;
+    for (std::uint64_t i = 0; i < 4 * max_keys + 8; ++i)
+      pool.push_back((rng() % 8) * 4096 + (rng() % 4) + 1);  // few distinct low bits
+    for (int op = 0; op < 200'000; ++op) {
+      const std::uint64_t k = pool[rng() % pool.size()];
+      switch (rng() % 3) {
+        case 0:
+          if (ref.size() < max_keys || ref.count(k) != 0) {
+            set.insert(k);
+            ref.insert(k);
+          }
+          break;
+        case 1:
+          set.erase(k);
+          ref.erase(k);
+          break;
+        default:
+          ASSERT_EQ(set.contains(k), ref.count(k) != 0) << "max " << max_keys << " op " << op;
+      }
+    }
+    for (const std::uint64_t k : pool) ASSERT_EQ(set.contains(k), ref.count(k) != 0);
+  }
 }
 
 }  // namespace

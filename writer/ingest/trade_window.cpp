@@ -45,12 +45,14 @@ TradeWindow::TradeWindow(const std::string& segment, std::uint64_t generation,
   restored_ = file_.kept && header_->magic == kMagic && header_->generation == generation &&
               header_->capacity == capacity;
   if (!restored_) {
-    std::memset(p, 0, sizeof(TradeWindowHeader));
+    // Every page written now (a new file is holes): a fill that first touched one paid a page
+    // fault, about 10 us, every 128th fill (bench_trades: p99 13 us against 1.4 us).
+    std::memset(p, 0, sizeof(TradeWindowHeader) + capacity * sizeof(detail::TradeLogEntry));
     header_->generation = generation;
     header_->capacity = capacity;
     header_->magic = kMagic;
   }
-  seen_.reserve(capacity);
+  seen_ = HashSet64(capacity);
   const std::uint64_t head = header_->head;
   for (std::uint64_t i = head > capacity ? head - capacity : 0; i < head; ++i) {
     const detail::TradeLogEntry& e = ring_[i % capacity];
@@ -148,7 +150,7 @@ std::size_t TradeWindow::load(std::vector<Known> ids) {
   std::size_t added = 0;
   for (std::size_t i = from; i < ids.size(); ++i) {
     const Known& k = ids[i];
-    if (seen_.count(detail::trade_window_hash(k.ns, k.id_hash)) != 0) continue;
+    if (seen_.contains(detail::trade_window_hash(k.ns, k.id_hash))) continue;
     record(0, {k.id_hash, k.version, 0, k.ns, 0});
     shm::store_release(&header_->head, header_->head + 1);
     ++added;

@@ -33,7 +33,7 @@
 //
 // The file belongs to one segment generation: a segment created anew (or replaced) starts an
 // empty window (filled from Redis by load(), when there is one). Its hashes live in memory too
-// (an unordered_set rebuilt at open) for the lookup: trade_window_hash(ns, id hash).
+// (writer/ingest/hash_set.hpp, rebuilt at open) for the lookup: trade_window_hash(ns, id hash).
 #pragma once
 
 #include <cstdint>
@@ -42,10 +42,10 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <vector>
 
 #include "writer/ingest/command.hpp"
+#include "writer/ingest/hash_set.hpp"
 #include "writer/ingest/state_file.hpp"
 #include "writer/trade_log.hpp"
 
@@ -96,7 +96,7 @@ class TradeWindow {
     std::uint64_t hash;
   };
   static Id id(NamespaceId ns, std::string_view trade_id) noexcept;
-  [[nodiscard]] bool contains(const Id& id) const { return seen_.count(id.hash) != 0; }
+  [[nodiscard]] bool contains(const Id& id) const { return seen_.contains(id.hash); }
   struct Fill {
     Id id;
     const PositionKey* key;
@@ -133,7 +133,7 @@ class TradeWindow {
   detail::TradeLogEntry* ring_ = nullptr;
   StateFile file_;
   bool restored_ = false;
-  std::unordered_set<std::uint64_t> seen_;
+  HashSet64 seen_{1};
 };
 
 }  // namespace poscache::ingest
