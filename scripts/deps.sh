@@ -6,7 +6,8 @@ packages=(build-essential cmake ninja-build pkg-config
           nlohmann-json3-dev libsimdjson-dev libcli11-dev libtomlplusplus-dev libsystemd-dev
           libgtest-dev googletest redis-server redis-tools python3-redis clang-format
           pybind11-dev python3-dev python3-pytest libcivetweb-dev prometheus
-          python3-venv python3-setuptools python3-pip)  # pip install into a venv, offline
+          python3-venv python3-setuptools python3-pip  # pip install into a venv, offline
+          systemd)  # systemd-analyze verify: the shipped units
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

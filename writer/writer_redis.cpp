@@ -216,6 +216,10 @@ bool Writer::mirrors_to_redis() const noexcept {
   return impl_->sync != nullptr;
 }
 
+RedisSyncMetrics Writer::redis_sync_metrics() const noexcept {
+  return impl_->sync ? impl_->sync->worker().metrics() : RedisSyncMetrics{};
+}
+
 bool Writer::mirror_trades(const detail::TradeLog& log) {
   if (!impl_->sync) return false;
   impl_->sync->worker().attach_trades(log);

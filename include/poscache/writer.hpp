@@ -15,6 +15,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -170,6 +171,23 @@ struct WriterStats : Counters {
       0;  // removals that found the journal full (kept in memory only)
 };
 
+// The Redis sync thread's counters (Writer::redis_sync_metrics, the daemon's /metrics).
+struct RedisSyncMetrics {
+  std::uint64_t positions_written = 0;  // position writes Redis acknowledged
+  std::uint64_t transactions = 0;       // transactions (or script calls) Redis acknowledged
+  std::uint64_t trade_ids_written = 0;  // fill trade ids mirrored (docs/exactly-once.md)
+  std::uint64_t errors = 0;             // writes Redis refused (kept, retried)
+  std::uint64_t reconnects = 0;         // connections lost (and retried with backoff)
+  // Sync lag: from a change's apply (its updated_at) to Redis acknowledging the position write
+  // that carried it. Upper bounds in ns (the last bucket +Inf), counts per bucket.
+  static constexpr std::array<std::int64_t, 12> kLagBoundsNs = {
+      100'000,    250'000,    500'000,    1'000'000,   2'500'000,     5'000'000,
+      10'000'000, 25'000'000, 50'000'000, 100'000'000, 1'000'000'000, 10'000'000'000};
+  std::array<std::uint64_t, kLagBoundsNs.size() + 1> lag_counts{};
+  std::uint64_t lag_count = 0;
+  std::uint64_t lag_sum_ns = 0;
+};
+
 class Writer {
  public:
   static std::unique_ptr<Writer> open(const WriterConfig& config);
@@ -250,6 +268,9 @@ class Writer {
   [[nodiscard]] std::uint64_t redis_ticket() const noexcept;
   [[nodiscard]] bool redis_acknowledged(std::uint64_t ticket) const noexcept;
   [[nodiscard]] bool mirrors_to_redis() const noexcept;
+  // With Redis: what the sync thread has done since the writer opened (for /metrics): any
+  // thread, relaxed reads of its counters. All zero without Redis.
+  [[nodiscard]] RedisSyncMetrics redis_sync_metrics() const noexcept;
   // With Redis: mirror the trade ids of a fill de-duplication window (the ingest's TradeWindow,
   // writer/trade_log.hpp) into {prefix}:{ns}:@trades, each with its fill's position. Apply
   // thread; the log must outlive the writer's Redis sync (close() first). False without Redis.

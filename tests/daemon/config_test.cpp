@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include "test_util.hpp"
 #include "values/duration.hpp"
@@ -181,6 +183,37 @@ warm_start = false
   DaemonConfig off;
   load_toml("[redis]\nenabled = false\nhost = \"x\"\n", "test.toml", off);
   EXPECT_FALSE(off.writer.redis);
+}
+
+// systemd credentials (LoadCredential=, $CREDENTIALS_DIRECTORY): the Redis password over the
+// file's and under the environment's, the admin token as the token file; a missing one skipped.
+TEST(DaemonConfigTest, SecretsComeFromSystemdCredentials) {
+  test::EnvGuard env_guard{{"CREDENTIALS_DIRECTORY", std::nullopt},
+                           {"POSCACHE_REDIS_PASSWORD", std::nullopt}};
+  char tmpl[] = "/tmp/poscache_creds_XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  std::ofstream(dir + "/redis-password") << "from-credential\nignored second line\n";
+  std::ofstream(dir + "/admin-token") << "token-from-credential\n";
+  DaemonConfig c;
+  load_toml("[redis]\nhost = \"localhost\"\npassword = \"from-file\"\n", "w.toml", c);
+  ::setenv("CREDENTIALS_DIRECTORY", dir.c_str(), 1);
+  load_env(c);
+  EXPECT_EQ(c.writer.redis->password, "from-credential");
+  EXPECT_EQ(c.http.admin_token_file, dir + "/admin-token");
+  ::setenv("POSCACHE_REDIS_PASSWORD", "from-env", 1);
+  load_env(c);
+  EXPECT_EQ(c.writer.redis->password, "from-env");
+  // No credential files: nothing changes.
+  std::filesystem::remove(dir + "/redis-password");
+  std::filesystem::remove(dir + "/admin-token");
+  ::unsetenv("POSCACHE_REDIS_PASSWORD");
+  DaemonConfig d;
+  load_toml("[redis]\npassword = \"from-file\"\n", "w.toml", d);
+  load_env(d);
+  EXPECT_EQ(d.writer.redis->password, "from-file");
+  EXPECT_EQ(d.http.admin_token_file, "");
+  std::filesystem::remove_all(dir);
 }
 
 TEST(DaemonConfigTest, HugePagesFromTheFileAndTheEnvironmentAndBooleansAreStrict) {

@@ -70,7 +70,7 @@ TEST(HttpDaemonTest, PromtoolAcceptsALiveScrapeAndTheApiAnswers) {
   EXPECT_EQ(check.out, "") << "promtool lint: " << check.out;  // no lint complaint either
   for (const char* want :
        {"poscache_writer_up 1\n", "poscache_namespace_positions{namespace=\"spot\"} ",
-        "poscache_source_commands_total{source=\"generator\",result=\"applied\"} ",
+        "poscache_ingest_commands_total{source=\"generator\",outcome=\"applied\"} ",
         "poscache_apply_seconds_bucket{le=\"+Inf\"} "}) {
     EXPECT_NE(m.body.find(want), std::string::npos) << want << "\n" << m.body;
   }

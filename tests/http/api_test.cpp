@@ -215,6 +215,50 @@ TEST_F(ApiTest, HealthIsTheInspectorsRuleAsStatusAndCode) {
   EXPECT_EQ(body_of(resp)["status"], "down");
 }
 
+// Liveness apart from readiness: a writer whose Redis is down serves its readers, so
+// /health/live stays 200 (a probe must not kill it) while /health/ready and /health say 503.
+TEST(ApiHealthTest, ARedisOutageFailsReadinessNotLiveness) {
+  test::ScratchSegment seg{"http_live"};
+  WriterConfig cfg = test::small_config(seg.name(), 64);
+  RedisConfig rc;
+  rc.host = "127.0.0.1";
+  rc.port = 1;  // nothing listens: Redis is down from the start
+  rc.warm_start = false;
+  rc.connect_timeout = 100ms;
+  cfg.redis = rc;
+  cfg.log = [](LogLevel, std::string_view) {};
+  auto w = Writer::open(cfg);
+  w->upsert(must(w->make_update("spot", "w1", "SOL", {{"qty", "1"}})));
+  w->tick();
+  Reader r = Reader::open(seg.name());
+  Api api(r, cfg.namespaces, ApiConfig{}, nullptr, nullptr, [](bool, const std::string&) {});
+  auto get = [&](const char* path) {
+    HttpRequest req;
+    req.method = "GET";
+    req.path = path;
+    return api.handle(req);
+  };
+  // The unsynced change ages past max_sync_lag (5 s by default): set a short one instead.
+  ApiConfig quick;
+  quick.max_sync_lag = 1ms;
+  Api api_quick(r, cfg.namespaces, quick, nullptr, nullptr, [](bool, const std::string&) {});
+  HttpRequest req;
+  req.method = "GET";
+  std::this_thread::sleep_for(20ms);
+  w->tick();
+  for (const char* path : {"/health", "/health/ready"}) {
+    req.path = path;
+    const HttpResponse h = api_quick.handle(req);
+    EXPECT_EQ(h.status, 503) << path << ": " << h.body;
+    EXPECT_EQ(json::parse(h.body)["status"], "degraded") << h.body;
+  }
+  req.path = "/health/live";
+  EXPECT_EQ(api_quick.handle(req).status, 200);
+  EXPECT_EQ(get("/health/live").status, 200);
+  w->close();  // no writer: not live either
+  EXPECT_EQ(get("/health/live").status, 503);
+}
+
 TEST_F(ApiTest, MetricsShowTheSegmentTheLoopAndEscapedLabels) {
   put("spot", "w1", "SOL", {{"qty", "1"}});
   put("spot", "w2", "SOL", {{"qty", "1"}});
@@ -251,8 +295,7 @@ TEST_F(ApiTest, MetricsShowTheSegmentTheLoopAndEscapedLabels) {
            "# TYPE poscache_index_tombstones gauge\n",
            "poscache_redis_state{state=\"off\"} 1\n",
            "poscache_redis_state{state=\"up\"} 0\n",
-           "poscache_source_commands_total{source=\"stream \\\"fills\\\"\\n\",result=\"applied\"} "
-           "4\n",
+           "poscache_ingest_commands_total{source=\"stream\",outcome=\"applied\"} 4\n",
            "poscache_apply_seconds_bucket{le=\"1e-07\"} 3\n",
            "poscache_apply_seconds_bucket{le=\"1e-06\"} 3\n",
            "poscache_apply_seconds_bucket{le=\"2.5e-06\"} 4\n",

@@ -1,9 +1,12 @@
 #include "writer/daemon/config.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <optional>
 #include <set>
 
 #define TOML_EXCEPTIONS 1
@@ -337,6 +340,38 @@ void load_toml_file(const std::string& path, DaemonConfig& c) {
   load_toml(content, path, c);
 }
 
+namespace {
+// The first line of a credential file, or nothing if there is none; an unreadable one throws,
+// naming it.
+std::optional<std::string> credential(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) {
+    if (errno == ENOENT) return std::nullopt;
+    throw Error("credential " + path + ": " + std::strerror(errno));
+  }
+  std::string line;
+  for (int ch; (ch = std::fgetc(f)) != EOF && ch != '\n';) line += static_cast<char>(ch);
+  std::fclose(f);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
+}
+}  // namespace
+
+// systemd credentials (LoadCredential=, docs/operations.md): files in $CREDENTIALS_DIRECTORY,
+// taken over the config file's values and under the environment's. "redis-password": the Redis
+// password (its first line; POSCACHE_REDIS_PASSWORD wins); "admin-token": the HTTP admin token
+// file ([http] admin_token_file).
+void load_credentials(DaemonConfig& c) {
+  const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+  if (dir == nullptr || *dir == '\0') return;
+  const std::string base(dir);
+  const char* env_pw = std::getenv("POSCACHE_REDIS_PASSWORD");
+  if (c.writer.redis && (env_pw == nullptr || *env_pw == '\0')) {
+    if (auto pw = credential(base + "/redis-password")) c.writer.redis->password = *pw;
+  }
+  if (credential(base + "/admin-token")) c.http.admin_token_file = base + "/admin-token";
+}
+
 void load_env(DaemonConfig& c) {
   if (const char* v = std::getenv("POSCACHE_SEGMENT"); v && *v) c.writer.segment = v;
   if (const char* v = std::getenv("POSCACHE_CAPACITY"); v && *v) {
@@ -389,6 +424,7 @@ void load_env(DaemonConfig& c) {
     else
       throw Error("POSCACHE_REDIS='" + s + "' must be on or off");
   }
+  load_credentials(c);
   if (c.writer.redis) {
     if (auto ok = validate(*c.writer.redis); !ok)
       throw Error("redis settings from the environment: " + ok.error());

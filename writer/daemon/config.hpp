@@ -65,6 +65,8 @@ void load_toml_file(const std::string& path, DaemonConfig& into);
 void load_toml(std::string_view text, const std::string& origin, DaemonConfig& into);
 // Applies POSCACHE_SEGMENT, POSCACHE_CAPACITY, POSCACHE_MODE, POSCACHE_LOG_LEVEL.
 void load_env(DaemonConfig& into);
+// systemd credentials ($CREDENTIALS_DIRECTORY: redis-password, admin-token); load_env calls it.
+void load_credentials(DaemonConfig& into);
 // The effective settings, one `key = value` line each (TOML keys; the password shown only as set
 // or not): what `poscache-writer --print-config` prints after the file, the environment and the
 // flags were applied.

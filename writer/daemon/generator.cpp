@@ -104,6 +104,18 @@ std::size_t SyntheticGenerator::poll(ingest::CommandExecutor& exec, std::int64_t
   const std::size_t n = std::min<std::uint64_t>(std::min<std::uint64_t>(due, budget), kMaxBatch);
   for (std::size_t i = 0; i < n; ++i) batch_[i] = make(writer, emitted_++);
   writer.upsert_batch(std::span(batch_.data(), n), std::span(results_.data(), n));
+  counters_.received += n;
+  for (std::size_t i = 0; i < n; ++i) {
+    const ApplyStatus st = results_[i].status;
+    if (st == ApplyStatus::inserted || st == ApplyStatus::updated) {
+      ++counters_.applied;
+    } else if (st == ApplyStatus::stale_source) {
+      ++counters_.ignored;
+      ++counters_.stale;
+    } else {
+      ++counters_.rejected;
+    }
+  }
   return n;
 }
 

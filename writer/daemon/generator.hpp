@@ -16,6 +16,7 @@ class SyntheticGenerator final : public ingest::Source {
   SyntheticGenerator(const GeneratorConfig& config, const Writer& writer);
   std::size_t poll(ingest::CommandExecutor& exec, std::int64_t now_ns, std::size_t budget) override;
   [[nodiscard]] std::string name() const override { return "generator"; }
+  [[nodiscard]] ingest::SourceCounters counters() const override { return counters_; }
 
   // One update for position number `n` (deterministic in n and the seed).
   Update make(const Writer& writer, std::uint64_t n);
@@ -31,6 +32,7 @@ class SyntheticGenerator final : public ingest::Source {
   std::uint64_t source_seq_;
   std::vector<Update> batch_;  // reused: polling allocates nothing
   std::vector<ApplyResult> results_;
+  ingest::SourceCounters counters_;
 };
 
 }  // namespace poscache::daemon

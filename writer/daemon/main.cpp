@@ -371,7 +371,7 @@ int main(int argc, char** argv) {
           spdlog::info("producer rings: handed over {} (up to {})", sc.path,
                        ingest::RingSource::kMaxRings);
         }
-        spdlog::info("ingest socket {} (mode {:o}{}): JSON lines", sc.path, sc.mode,
+        spdlog::info("ingest socket {} (mode {:o}{}): JSON lines", sc.path, sc.effective_mode(),
                      sc.group.empty() ? std::string() : ", group " + sc.group);
         opened.push_back(std::move(sock));
       }
@@ -467,6 +467,8 @@ int main(int argc, char** argv) {
       }
       snap.executor = executor->counters();
       snap.apply = apply_hist;
+      snap.redis_on = writer->mirrors_to_redis();
+      snap.redis = writer->redis_sync_metrics();
       snap.published_at_ns = now;
     });
   };

@@ -101,7 +101,7 @@ std::string print_config(const DaemonConfig& c) {
   t.flag("busy_poll", c.ingest.busy_poll);
   const auto& sc = c.ingest.socket_config;
   t.line("socket_path", quoted(sc.path.empty() ? ingest::default_socket_path(w.segment) : sc.path));
-  t.line("socket_mode", octal(static_cast<unsigned>(sc.mode)));
+  t.line("socket_mode", octal(static_cast<unsigned>(sc.effective_mode())));
   t.line("socket_group", quoted(sc.group));
   t.line("trade_window", std::to_string(c.ingest.trade_window));
   const auto& st = c.ingest.stream;

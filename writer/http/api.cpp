@@ -78,9 +78,12 @@ HttpResponse Api::handle(const HttpRequest& req) const {
     r.body = render_metrics(reader_, board_ ? board_->read() : LoopSnapshot{});
     return r;
   }
-  if (path == "/health") {
+  // /health/live: the writer applies (a liveness probe: restart only a dead one); /health/ready
+  // and /health: the writer applies and Redis keeps up (a Redis outage is not a reason to kill a
+  // cache that serves its readers, only to send traffic elsewhere).
+  if (path == "/health" || path == "/health/ready" || path == "/health/live") {
     if (auto r = only_get()) return *r;
-    return health();
+    return health(path == "/health/live");
   }
   if (path == "/v1/stats") {
     if (auto r = only_get()) return *r;
@@ -99,10 +102,11 @@ HttpResponse Api::handle(const HttpRequest& req) const {
     if (req.method != "POST") return method_not_allowed(req.method, "POST");
     return invalidate(req);
   }
-  return error_response(404, "no such resource '" + shown(path) +
-                                 "': GET /metrics, /health, /v1/stats, "
-                                 "/v1/positions/{ns}/{account}/{instrument}, "
-                                 "/v1/accounts/{account}; POST /v1/invalidate");
+  return error_response(404,
+                        "no such resource '" + shown(path) +
+                            "': GET /metrics, /health, /health/live, /health/ready, /v1/stats, "
+                            "/v1/positions/{ns}/{account}/{instrument}, "
+                            "/v1/accounts/{account}; POST /v1/invalidate");
 }
 
 HttpResponse Api::position(std::string_view rest) const {
@@ -174,12 +178,13 @@ HttpResponse Api::stats() const {
   return json_response(200, j);
 }
 
-HttpResponse Api::health() const {
+HttpResponse Api::health(bool live_only) const {
   const views::Health h = views::health(reader_, config_.max_sync_lag);
   ordered_json j = {{"status", h.status()}};
   j.update(views::health_json(h));
   j["max_sync_lag_ns"] = config_.max_sync_lag.count();
-  return json_response(h.ok() ? 200 : 503, j);
+  const bool ok = live_only ? h.writer.alive : h.ok();
+  return json_response(ok ? 200 : 503, j);
 }
 
 HttpResponse Api::invalidate(const HttpRequest& req) const {

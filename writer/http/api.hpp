@@ -3,7 +3,8 @@
 // a fuzzer calls handle() directly.
 //
 //   GET  /metrics                                 Prometheus text (metrics.hpp)
-//   GET  /health                                  200 or 503, JSON: the inspector's health rule
+//   GET  /health, /health/ready                   200 or 503, JSON: the inspector's health rule
+//   GET  /health/live                             200 while a live writer applies (Redis aside)
 //   GET  /v1/positions/{ns}/{account}/{instrument}  one position, exact decimal strings
 //   GET  /v1/accounts/{account}                   every position of an account
 //   GET  /v1/stats                                header, counters, namespaces, producers, sources
@@ -69,7 +70,7 @@ class Api {
   HttpResponse position(std::string_view rest) const;
   HttpResponse account(std::string_view rest) const;
   HttpResponse stats() const;
-  HttpResponse health() const;
+  HttpResponse health(bool live_only) const;  // /health/live: the writer only
   HttpResponse invalidate(const HttpRequest& req) const;
 
   const Reader& reader_;

@@ -46,6 +46,8 @@ struct LoopSnapshot {
   std::vector<SourceReport> sources;
   ingest::ExecutorCounters executor;
   ApplyHistogram apply;
+  bool redis_on = false;   // the writer mirrors to Redis: `redis` is its sync thread's work
+  RedisSyncMetrics redis;  // Writer::redis_sync_metrics
   std::int64_t published_at_ns = 0;  // CLOCK_REALTIME of the copy (0: never published)
 };
 

@@ -1,5 +1,6 @@
 #include "writer/http/metrics.hpp"
 
+#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 #include <map>
@@ -52,9 +53,11 @@ class Exposition {
   }
   void sample(const char* name, std::string_view labels, double v) {
     head(name, labels);
+    // The shortest text that reads back as the same double: a Unix time in seconds keeps its
+    // milliseconds (%.9g rounded it to 10 s).
     char b[32];
-    std::snprintf(b, sizeof b, "%.9g", v);
-    out_ += b;
+    const auto r = std::to_chars(b, b + sizeof b, v);
+    out_.append(b, r.ptr);
     out_ += '\n';
   }
   // A family with one unlabelled sample.
@@ -110,11 +113,15 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
         seconds(s.writer.started_at_ns));
   e.one("poscache_writer_restarts_total", "counter",
         "writers that re-attached to this segment after the previous one died", s.writer.restarts);
-  e.family("poscache_segment_info", "gauge", "the segment: name, generation and state (always 1)");
+  e.family("poscache_segment_info", "gauge", "the segment: name and generation (always 1)");
   e.sample("poscache_segment_info",
-           label("segment", s.segment) + "," + label("generation", std::to_string(s.generation)) +
-               "," + label("state", s.state),
+           label("segment", s.segment) + "," + label("generation", std::to_string(s.generation)),
            std::uint64_t{1});
+  // A state as one series per value (1 for the current one): no series appears or vanishes.
+  e.family("poscache_segment_state", "gauge",
+           "the segment's state: 1 for the current one of initializing, ready, closed, retired");
+  for (const char* st : {"initializing", "ready", "closed", "retired"})
+    e.sample("poscache_segment_state", label("state", st), std::uint64_t{s.state == st ? 1u : 0u});
   e.one("poscache_segment_size_bytes", "gauge", "size of the shared-memory segment",
         s.segment_bytes);
   e.one("poscache_capacity_positions", "gauge", "positions the segment can hold", s.capacity);
@@ -223,24 +230,31 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
     for (const auto& [name, sum] : by_name)
       e.sample(series.name, label("producer", name), sum.*series.member);
   }
-  e.family("poscache_source_commands_total", "counter",
-           "commands each input of the apply loop handled, by result (applied; ignored: "
-           "duplicate, stale or not found; rejected)");
-  for (const SourceReport& src : loop.sources) {
-    const std::string l = label("source", src.name);
-    e.sample("poscache_source_commands_total", l + ",result=\"applied\"", src.counters.applied);
-    e.sample("poscache_source_commands_total", l + ",result=\"ignored\"", src.counters.ignored);
-    e.sample("poscache_source_commands_total", l + ",result=\"rejected\"", src.counters.rejected);
-  }
+  // One family for what the inputs' commands came to: by source (its kind: rings, socket,
+  // stream, generator, http) and outcome.
   e.family("poscache_ingest_commands_total", "counter",
-           "commands the executor ran, by kind of outcome");
+           "commands each input of the apply loop handled, by source and outcome (applied, "
+           "duplicate, stale_source, not_found, rejected)");
+  std::map<std::string, ingest::SourceCounters> by_kind;
+  for (const SourceReport& src : loop.sources) {
+    ingest::SourceCounters& k = by_kind[src.name.substr(0, src.name.find(' '))];
+    k.applied += src.counters.applied;
+    k.duplicates += src.counters.duplicates;
+    k.stale += src.counters.stale;
+    k.not_found += src.counters.not_found;
+    k.rejected += src.counters.rejected;
+  }
+  for (const auto& [kind, c] : by_kind) {
+    const std::string l = label("source", kind) + ",outcome=";
+    const std::pair<const char*, std::uint64_t> outcomes[] = {{"\"applied\"", c.applied},
+                                                              {"\"duplicate\"", c.duplicates},
+                                                              {"\"stale_source\"", c.stale},
+                                                              {"\"not_found\"", c.not_found},
+                                                              {"\"rejected\"", c.rejected}};
+    for (const auto& [outcome, v] : outcomes)
+      e.sample("poscache_ingest_commands_total", l + outcome, v);
+  }
   const ingest::ExecutorCounters& x = loop.executor;
-  const std::pair<const char*, std::uint64_t> outcomes[] = {
-      {"applied", x.applied},     {"duplicate", x.duplicates}, {"stale_source", x.stale},
-      {"not_found", x.not_found}, {"rejected", x.rejected},
-  };
-  for (const auto& [outcome, v] : outcomes)
-    e.sample("poscache_ingest_commands_total", label("outcome", outcome), v);
   e.one("poscache_ingest_fills_total", "counter", "fills applied", x.fills);
   e.one("poscache_ingest_marks_total", "counter", "positions marked", x.marks);
   e.one("poscache_ingest_adds_total", "counter", "int64 adds applied", x.adds);
@@ -277,6 +291,35 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
   e.sample("poscache_apply_seconds_bucket", "le=\"+Inf\"", loop.apply.count);
   e.sample("poscache_apply_seconds_sum", {}, seconds(static_cast<std::int64_t>(loop.apply.sum_ns)));
   e.sample("poscache_apply_seconds_count", {}, loop.apply.count);
+
+  // --- the Redis sync thread's work (a writer that mirrors to Redis).
+  if (loop.redis_on) {
+    const RedisSyncMetrics& rs = loop.redis;
+    e.one("poscache_redis_positions_written_total", "counter", "position writes Redis acknowledged",
+          rs.positions_written);
+    e.one("poscache_redis_transactions_total", "counter",
+          "transactions (or script calls) Redis acknowledged", rs.transactions);
+    e.one("poscache_redis_trade_ids_written_total", "counter",
+          "fill trade ids mirrored to Redis (exactly once across a failover)",
+          rs.trade_ids_written);
+    e.one("poscache_redis_errors_total", "counter",
+          "writes Redis refused (kept and written again; the log says why)", rs.errors);
+    e.one("poscache_redis_reconnects_total", "counter",
+          "connections to Redis lost (and made again, with backoff)", rs.reconnects);
+    e.family("poscache_redis_sync_lag_seconds", "histogram",
+             "from a change's apply to Redis acknowledging the position write that carried it");
+    std::uint64_t acc = 0;
+    for (std::size_t b = 0; b < RedisSyncMetrics::kLagBoundsNs.size(); ++b) {
+      acc += rs.lag_counts[b];
+      char le[32];
+      std::snprintf(le, sizeof le, "le=\"%g\"", seconds(RedisSyncMetrics::kLagBoundsNs[b]));
+      e.sample("poscache_redis_sync_lag_seconds_bucket", le, acc);
+    }
+    e.sample("poscache_redis_sync_lag_seconds_bucket", "le=\"+Inf\"", rs.lag_count);
+    e.sample("poscache_redis_sync_lag_seconds_sum", {},
+             seconds(static_cast<std::int64_t>(rs.lag_sum_ns)));
+    e.sample("poscache_redis_sync_lag_seconds_count", {}, rs.lag_count);
+  }
   return e.take();
 }
 

@@ -319,6 +319,7 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
                      why ? "upsert: the key hash does not match the key" : why.error());
       } else if (res.status == ApplyStatus::stale_source) {
         ++counters_.ignored;
+        ++counters_.stale;
         put_outcome(view(r), run_start + k, shm::RingOutcome::stale);
       } else {
         ++counters_.applied;

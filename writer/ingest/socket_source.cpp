@@ -69,7 +69,7 @@ SocketSource::SocketSource(const SocketConfig& config, const std::vector<Namespa
                   "': " + e);
     }
   }
-  if (::chmod(path_.c_str(), config.mode) != 0 || ::listen(listen_fd_, 128) != 0) {
+  if (::chmod(path_.c_str(), config.effective_mode()) != 0 || ::listen(listen_fd_, 128) != 0) {
     const std::string e = errno_text();
     ::close(listen_fd_);
     ::unlink(path_.c_str());

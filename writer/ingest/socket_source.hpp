@@ -25,10 +25,16 @@
 namespace poscache::ingest {
 
 struct SocketConfig {
-  std::string path;    // "" = /dev/shm/<segment>.sock
-  mode_t mode = 0660;  // owner and group may produce
-  std::string group;   // chgrp the socket to this group ("" = the daemon's)
+  std::string path;  // "" = /dev/shm/<segment>.sock
+  // Who may produce: every command and every producer ring goes through this socket. 0 (the
+  // default): 0660 when `group` names a producers' group, else 0600 (the daemon's user only):
+  // the segment's own group is its readers', and a reader must not write.
+  mode_t mode = 0;
+  std::string group;  // chgrp the socket to this group ("" = the daemon's)
   std::size_t max_clients = 256;
+  [[nodiscard]] mode_t effective_mode() const noexcept {
+    return mode != 0 ? mode : group.empty() ? 0600 : 0660;
+  }
 };
 
 // The default path of a segment's socket: tools find it from the segment name alone.

@@ -17,8 +17,9 @@ namespace poscache::ingest {
 struct SourceCounters {
   std::uint64_t received = 0;  // commands (lines, messages, entries) read
   std::uint64_t applied = 0;   // executed with status applied
-  std::uint64_t ignored = 0;   // duplicate, stale_source, not_found
+  std::uint64_t ignored = 0;   // duplicate, stale_source, not_found: the three below
   std::uint64_t rejected = 0;  // refused by the decoder or the executor (error sent back)
+  std::uint64_t duplicates = 0, stale = 0, not_found = 0;
 };
 
 class Source {
@@ -37,8 +38,17 @@ inline void count(SourceCounters& c, const CommandResult& r) {
     case CommandStatus::rejected:
       ++c.rejected;
       break;
+    case CommandStatus::duplicate:
+      ++c.ignored;
+      ++c.duplicates;
+      break;
+    case CommandStatus::stale_source:
+      ++c.ignored;
+      ++c.stale;
+      break;
     default:
       ++c.ignored;
+      ++c.not_found;
       break;
   }
 }

@@ -148,6 +148,7 @@ std::size_t StreamSource::poll(CommandExecutor& exec, std::int64_t, std::size_t 
     if (e->deleted) {
       e->status = CommandStatus::not_found;  // nothing to apply: acknowledged
       ++counters_.ignored;
+      ++counters_.not_found;
     } else if (e->id != 0 && e->id <= cursor_.last(slot)) {
       // A previous writer handled it and was stopped before its XACK: acknowledge it now,
       // without applying it twice (with the copy to <stream>:rejected if it was refused).
@@ -159,6 +160,7 @@ std::size_t StreamSource::poll(CommandExecutor& exec, std::int64_t, std::size_t 
       } else {
         e->status = CommandStatus::duplicate;
         ++counters_.ignored;
+        ++counters_.duplicates;
       }
     } else {
       CommandResult r;

@@ -30,6 +30,7 @@ SyncWorker::Tx SyncWorker::read_exec(std::size_t queued, std::vector<bool>& ok) 
   }
   if (exec->type == REDIS_REPLY_NIL) return Tx::tripped;
   auto refused = [&](const std::string& text) {
+    Counted::add(counted_.errors);
     if (text.find("NOSCRIPT") != std::string::npos) {
       reload_scripts_ = true;
     } else if (text != last_error_) {
@@ -126,6 +127,7 @@ bool SyncWorker::write_slots_fenced() {
     std::uint32_t slot;
     std::uint64_t version;
     std::uint64_t key_hash;
+    std::int64_t updated_at;  // its latest change's apply time (the sync-lag metric)
     std::uint8_t flags;
     std::uint32_t commands;
   };
@@ -199,7 +201,8 @@ bool SyncWorker::write_slots_fenced() {
       const std::size_t n = fmt_.add_plain_upsert(p, write_flags, set_sha_, c.cmds);
       fmt_.add_change(c.entry, true, ns_name(p.ns), {p.account, p.account_len},
                       {p.instrument, p.instrument_len}, p.version);
-      c.items.push_back({s, p.version, p.key_hash, flags, static_cast<std::uint32_t>(n)});
+      c.items.push_back(
+          {s, p.version, p.key_hash, p.updated_at_ns, flags, static_cast<std::uint32_t>(n)});
       commands += n;
     }
     c.stream_cmd = fmt_.finish_changes(c.entry, c.cmds) > 0 ? commands + 1 : 0;
@@ -246,8 +249,13 @@ bool SyncWorker::write_slots_fenced() {
     const std::size_t trades_from = c.queued - c.trade_cmds - (c.renewing ? 1 : 0);
     for (std::size_t j = 0; j < c.trade_cmds; ++j) entry_ok = entry_ok && ok[trades_from + j];
     if (!entry_ok && c.trade_cmds > 0) recheck_trades_ = true;  // a trades key of another type?
-    if (entry_ok) trades_written(c.trades);
+    if (entry_ok) {
+      trades_written(c.trades);
+      Counted::add(counted_.trade_ids, c.trades.entries.size());
+    }
     c.trades.clear();
+    if (!c.items.empty()) Counted::add(counted_.transactions);
+    const std::int64_t now_rt = realtime_ns();
     std::size_t k = 0;
     for (const Item& it : c.items) {
       bool good = entry_ok;
@@ -261,6 +269,7 @@ bool SyncWorker::write_slots_fenced() {
       if (it.version > load_relaxed(&v_.book[it.slot].synced_version))
         store_release(&v_.book[it.slot].synced_version, it.version);
       synced_max_ = std::max(synced_max_, it.version);
+      count_written(it.updated_at, now_rt);
     }
     c.items.clear();
     if (c.renewing) lease_.renewed(c.built_at);

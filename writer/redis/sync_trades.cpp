@@ -246,6 +246,8 @@ bool SyncWorker::write_due_trades() {
       if (std::find(ok.begin(), ok.end(), false) != ok.end()) return false;
     }
     trades_written(w);
+    Counted::add(counted_.trade_ids, w.entries.size());
+    Counted::add(counted_.transactions);
   }
 }
 

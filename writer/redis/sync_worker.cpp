@@ -406,7 +406,34 @@ std::string SyncWorker::load_scripts() {
   return {};
 }
 
+RedisSyncMetrics SyncWorker::metrics() const noexcept {
+  RedisSyncMetrics m;
+  const auto get = [](const std::atomic<std::uint64_t>& c) {
+    return c.load(std::memory_order_relaxed);
+  };
+  m.positions_written = get(counted_.positions);
+  m.transactions = get(counted_.transactions);
+  m.trade_ids_written = get(counted_.trade_ids);
+  m.errors = get(counted_.errors);
+  m.reconnects = get(counted_.reconnects);
+  for (std::size_t b = 0; b < m.lag_counts.size(); ++b) m.lag_counts[b] = get(counted_.lag[b]);
+  m.lag_count = get(counted_.lag_count);
+  m.lag_sum_ns = get(counted_.lag_sum_ns);
+  return m;
+}
+
+void SyncWorker::count_written(std::int64_t updated_at_ns, std::int64_t now_ns) noexcept {
+  Counted::add(counted_.positions);
+  const std::int64_t lag = std::max<std::int64_t>(0, now_ns - updated_at_ns);
+  std::size_t b = 0;
+  while (b < RedisSyncMetrics::kLagBoundsNs.size() && lag > RedisSyncMetrics::kLagBoundsNs[b]) ++b;
+  Counted::add(counted_.lag[b]);
+  Counted::add(counted_.lag_count);
+  Counted::add(counted_.lag_sum_ns, static_cast<std::uint64_t>(lag));
+}
+
 void SyncWorker::lost_connection(const std::string& why) {
+  Counted::add(counted_.reconnects);
   client_.close();
   log(LogLevel::error, why + " (reconnecting; nothing unacknowledged is dropped)");
   set_error(why);

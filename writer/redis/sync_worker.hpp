@@ -2,6 +2,7 @@
 // (writer/redis/sync_handoff.hpp). The whole protocol: writer/redis/redis_sync.hpp.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -57,6 +58,8 @@ class SyncWorker {
   [[nodiscard]] bool running() const noexcept { return thread_.joinable(); }
   // A corrupt journal entry (re-attach, before start()): counted as done so the tail passes it.
   void skip(std::uint64_t entry) { tail_.done(entry + 1); }
+  // Any thread: what it has done (relaxed reads of counters only this thread moves).
+  [[nodiscard]] RedisSyncMetrics metrics() const noexcept;
   // Any thread, once: the fill de-duplication window's log (writer/trade_log.hpp). Its trade ids
   // are mirrored into {prefix}:{ns}:@trades from then on (sync_trades.cpp); the caller then has
   // the apply thread hand off its version (SyncHandOff::hand_off_version).
@@ -212,6 +215,17 @@ class SyncWorker {
   std::uint64_t trades_lost_ = 0;
   TradeWrite trade_write_;
   std::uint32_t trades_blocked_ = 0;  // namespaces whose trades key is of another type
+  // For metrics(): moved by this thread only (relaxed), read by any.
+  struct Counted {
+    std::atomic<std::uint64_t> positions{0}, transactions{0}, trade_ids{0}, errors{0},
+        reconnects{0}, lag_count{0}, lag_sum_ns{0};
+    std::array<std::atomic<std::uint64_t>, RedisSyncMetrics::kLagBoundsNs.size() + 1> lag{};
+    static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+      c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+  } counted_;
+  // A position write Redis acknowledged, whose latest change was applied at `updated_at_ns`.
+  void count_written(std::int64_t updated_at_ns, std::int64_t now_ns) noexcept;
   bool recheck_trades_ = true;
   std::int64_t next_trade_check_ns_ = 0;
   std::uint64_t overflows_seen_ = 0;

@@ -26,6 +26,7 @@ bool SyncWorker::check_replies(std::size_t n, std::vector<bool>* ok) {
     const bool good = (*r)->type != REDIS_REPLY_ERROR;
     if (ok != nullptr) (*ok)[i] = good;
     if (!good) {
+      Counted::add(counted_.errors);
       const std::string text = reply_text(r->get());
       if (text.rfind("NOSCRIPT", 0) == 0) {
         reload_scripts_ = true;  // after every reply in flight is read: see flush_round()
@@ -331,6 +332,7 @@ bool SyncWorker::write_slots() {
   const std::size_t per_call = std::max<std::size_t>(1, cfg_.positions_per_call);
   struct Chunk {
     std::vector<std::pair<std::uint32_t, std::uint64_t>> items;  // (slot, version written)
+    std::vector<std::int64_t> updated_at;                        // its apply time (sync lag)
     std::vector<std::size_t> call_end;                           // items index after each call
   };
   Chunk chunks[2];
@@ -349,6 +351,7 @@ bool SyncWorker::write_slots() {
   auto settle = [&](Chunk& c) -> bool {
     ok.assign(c.call_end.size(), true);
     if (!check_replies(c.call_end.size(), &ok)) return false;
+    const std::int64_t now_rt = realtime_ns();
     std::size_t from = 0;
     for (std::size_t k = 0; k < c.call_end.size(); ++k) {
       for (std::size_t j = from; j < c.call_end[k]; ++j) {
@@ -361,10 +364,13 @@ bool SyncWorker::write_slots() {
         // release: pairs with the apply thread's acquire load before it evicts this slot
         store_release(&v_.book[s].synced_version, ver);
         synced_max_ = std::max(synced_max_, ver);
+        count_written(c.updated_at[j], now_rt);
       }
+      if (ok[k]) Counted::add(counted_.transactions);
       from = c.call_end[k];
     }
     c.items.clear();
+    c.updated_at.clear();
     c.call_end.clear();
     return true;
   };
@@ -394,6 +400,7 @@ bool SyncWorker::write_slots() {
       if (p.version <= synced) continue;  // Redis has it
       call_.add(fmt_, p);
       c.items.emplace_back(s, p.version);
+      c.updated_at.push_back(p.updated_at_ns);
       if (call_.positions() == per_call) sent = send_call();
     }
     if (sent) sent = send_call();
