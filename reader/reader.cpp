@@ -80,10 +80,24 @@ void fill(const std::uint64_t* words, std::size_t nfields, Position& out) noexce
 }
 
 bool writer_heartbeat_stale(const SegmentHeader& h, std::int64_t now_ns) noexcept {
-  // A writer beats every heartbeat_interval; ten missed beats (at least 100 ms) means dead.
+  // A writer beats every heartbeat_interval; ten missed beats (at least 100 ms) means silent.
   const std::int64_t interval = load_relaxed(&h.heartbeat_interval_ns);
   const std::int64_t limit = std::max<std::int64_t>(10 * interval, 100'000'000);
   return now_ns - load_relaxed(&h.heartbeat_ns) > limit;
+}
+
+// What a read stuck on a slot (or a stripe) mid-write answers: writer_dead only when the writer
+// is dead: silent past the heartbeat limit AND its process gone. A writer that is merely
+// descheduled or stopped (a loaded host: 223 false writer_dead in a torture run on 2 busy
+// cores) is busy. kill(pid, 0) is a system call, made only here, on this slow path after the
+// read's bounded retries. A writer in another pid namespace cannot be seen: ESRCH counts as gone
+// there too, as the heartbeat alone did before.
+ReadStatus stuck_status(const SegmentHeader& h, std::int64_t now_ns) noexcept {
+  if (!writer_heartbeat_stale(h, now_ns)) return ReadStatus::writer_busy;
+  const std::int64_t pid = load_relaxed(&h.writer_pid);
+  if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+    return ReadStatus::writer_dead;
+  return pid > 0 ? ReadStatus::writer_busy : ReadStatus::writer_dead;
 }
 
 std::string state_name(std::uint32_t s) {
@@ -309,7 +323,7 @@ ReadStatus Reader::lookup_hashed(NamespaceId ns, std::string_view account,
       return same_key(view(buf), hash, ns, account, instrument);
     });
     if (stuck) {
-      return writer_heartbeat_stale(h, now_ns) ? ReadStatus::writer_dead : ReadStatus::writer_busy;
+      return stuck_status(h, now_ns);
     }
     if (hit) {
       fill(buf, s.slot_count[ns], out);
@@ -443,7 +457,7 @@ ReadStatus Reader::snapshot(std::string_view account, std::vector<Position>& out
     ++attempt;
   }
   out.clear();
-  return writer_heartbeat_stale(h, now) ? ReadStatus::writer_dead : ReadStatus::writer_busy;
+  return stuck_status(h, now);
 }
 
 WriterInfo Reader::writer() const {

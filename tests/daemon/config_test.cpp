@@ -68,6 +68,14 @@ TEST(DaemonConfigTest, ErrorsNameTheFileLineAndKey) {
       << load_error("[segment]\ncapasity = 3\n");
   EXPECT_NE(load_error("[segment]\ncapacity = -3\n").find("'capacity' must be an integer from 1"),
             std::string::npos);
+  EXPECT_NE(load_error("[segment]\ncapacity = -3\n").find(", not -3"), std::string::npos);
+  EXPECT_NE(load_error("[segment]\ncapacity = \"lots\"\n").find(", not 'lots'"), std::string::npos);
+  // A duration as a bare number, and a Redis setting finer than its milliseconds.
+  EXPECT_NE(load_error("[redis]\nflush_interval = 5\n").find("a duration string with a unit"),
+            std::string::npos);
+  EXPECT_NE(
+      load_error("[redis]\nflush_interval = \"1500us\"\n").find("whole number of milliseconds"),
+      std::string::npos);
   EXPECT_NE(load_error("[segment\n").find("test.toml:1:"), std::string::npos);
   EXPECT_NE(load_error("[[namespace]]\nname = \"x\"\npreset = \"futures\"\n")
                 .find("unknown preset 'futures'"),

@@ -7,6 +7,14 @@ rm -rf "$work"
 mkdir -p "$work"
 "${CMAKE:-cmake}" --install "$build" --prefix "$work/prefix" >/dev/null
 here=$(cd "$(dirname "$0")" && pwd)
+# The systemd units point at the binary of the prefix they were installed into.
+for unit in poscache-writer.service poscache-writer@.service; do
+  grep -q "^ExecStart=$work/prefix/bin/poscache-writer " "$work/prefix/lib/systemd/system/$unit" || {
+    echo "$unit: ExecStart is not $work/prefix/bin/poscache-writer:"
+    grep ExecStart "$work/prefix/lib/systemd/system/$unit"
+    exit 1
+  }
+done
 # CONSUMER_FLAGS: the sanitizer flags the libraries were built with, if any.
 "${CMAKE:-cmake}" -S "$here/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" \
   -DCMAKE_CXX_COMPILER="${CXX:-c++}" -DCMAKE_CXX_FLAGS="${CONSUMER_FLAGS:-}" \
@@ -15,6 +23,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 "${CMAKE:-cmake}" --build "$work/consumer" >/dev/null
 "$work/consumer/consumer"
 "$work/consumer/c_consumer"
+# A project of C alone.
+"${CMAKE:-cmake}" -S "$here/c_only" -B "$work/c_only" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_C_COMPILER="${CC:-cc}" -DCMAKE_C_FLAGS="${CONSUMER_FLAGS:-}" \
+  -DCMAKE_EXE_LINKER_FLAGS="${CONSUMER_FLAGS:-}" >/dev/null
+"${CMAKE:-cmake}" --build "$work/c_only" >/dev/null
+"$work/c_only/c_only_consumer"
 export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
 "${CXX:-c++}" ${CONSUMER_FLAGS:-} "$here/pkgconfig_consumer.cpp" -o "$work/pkgconfig_consumer" $(pkg-config --cflags --libs poscache)
 "$work/pkgconfig_consumer"
@@ -42,5 +56,5 @@ assert os.path.dirname(poscache._poscache.__file__) == sys.argv[1], poscache._po
 ' "$package")
   python_check="; the Python package imported"
 fi
-echo "install check: the CMake consumer and the three pkg-config consumers (C++, writer, C)" \
+echo "install check: the CMake consumers (C++ and C, and C alone) and the three pkg-config consumers (C++, writer, C)" \
   "built and ran$python_check"

@@ -146,7 +146,8 @@ TEST_F(ReaderTest, AWaiterInAnotherProcessIsWokenByTheWriterNotByItsTimeout) {
 }
 
 // A slot that stays mid-write while the writer's heartbeat is fresh is writer_busy; once the
-// heartbeat is older than ten intervals it is writer_dead. Hand-built: the slot's sequence is set
+// heartbeat is older than ten intervals and the writer's process is gone it is writer_dead (a
+// silent writer whose process lives is still busy). Hand-built: the slot's sequence is set
 // odd, and the heartbeat moved back, through a read-write mapping.
 TEST(ReaderBusyTest, AnOddSlotIsWriterBusyWhileTheHeartbeatIsFreshAndWriterDeadAfter) {
   test::ScratchSegment seg("busy");
@@ -173,6 +174,12 @@ TEST(ReaderBusyTest, AnOddSlotIsWriterBusyWhileTheHeartbeatIsFreshAndWriterDeadA
   EXPECT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);  // only that slot
   shm::store_release(&h->heartbeat_ns,
                      shm::load_acquire(&h->heartbeat_ns) - 20'000'000'000);  // 20 s without a beat
+  // Silent, but its process lives (stopped, descheduled): busy, not dead.
+  EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_busy);
+  const std::int64_t live_pid = h->writer_pid;
+  const pid_t gone = test::fork_child([] { return 0; });  // a pid no process has once reaped
+  test::wait_child(gone);
+  shm::store_release(&h->writer_pid, static_cast<std::int64_t>(gone));
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_dead);
   {  // get_many answers as get() does, beside a good key in the same batch
     const Reader::Key keys[] = {{0, "alice", "SOL"}, {0, "bob", "SOL"}};
@@ -182,6 +189,7 @@ TEST(ReaderBusyTest, AnOddSlotIsWriterBusyWhileTheHeartbeatIsFreshAndWriterDeadA
     EXPECT_EQ(st[0], ReadStatus::writer_dead);
     EXPECT_EQ(st[1], ReadStatus::ok);
   }
+  shm::store_release(&h->writer_pid, live_pid);
   shm::store_release(&alice->seq, even);
   w->heartbeat();
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);

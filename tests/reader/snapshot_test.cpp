@@ -141,7 +141,8 @@ TEST_F(SnapshotTest, AgreesWithAScanForEveryAccountUnderChurnAndEviction) {
 }
 
 // A change left open (the writer stopped or died between A1 and A4): snapshots of that account
-// are a bounded writer_busy while the heartbeat beats and writer_dead once it stops; never a
+// are a bounded writer_busy while the heartbeat beats (or the process lives) and writer_dead
+// once it stops and the process is gone; never a
 // list. positions_of falls back to a scan. Other accounts are unaffected.
 TEST_F(SnapshotTest, AStripeLeftOddIsBusyThenDeadNeverAList) {
   put("spot", "alice", "SOL", "1");
@@ -162,8 +163,14 @@ TEST_F(SnapshotTest, AStripeLeftOddIsBusyThenDeadNeverAList) {
   }
   auto& h = *reinterpret_cast<shm::SegmentHeader*>(m.base());
   const std::int64_t beat = h.heartbeat_ns;
-  h.heartbeat_ns = beat - 3'600'000'000'000;  // an hour without a heartbeat
+  h.heartbeat_ns = beat - 3'600'000'000'000;                      // an hour without a heartbeat
+  EXPECT_EQ(r.snapshot("alice", snap), ReadStatus::writer_busy);  // its process lives
+  const std::int64_t live_pid = h.writer_pid;
+  const pid_t gone = test::fork_child([] { return 0; });  // a pid no process has once reaped
+  test::wait_child(gone);
+  h.writer_pid = gone;
   EXPECT_EQ(r.snapshot("alice", snap), ReadStatus::writer_dead);
+  h.writer_pid = live_pid;
   h.heartbeat_ns = beat;
   st = even + 2;  // the change completes
   ASSERT_EQ(r.snapshot("alice", snap), ReadStatus::ok);

@@ -49,9 +49,16 @@ std::int64_t integer(const std::string& origin, const toml::node& n, std::string
                      std::int64_t min, std::int64_t max) {
   const auto v = n.value<std::int64_t>();
   if (!v || *v < min || *v > max) {
+    std::string found;  // the value as the file has it
+    if (v)
+      found = std::to_string(*v);
+    else if (const auto str = n.value<std::string>())
+      found = detail::quoted(*str);
+    else if (const auto f = n.value<double>())
+      found = std::to_string(*f);
     bad(origin, n,
         detail::quoted(key) + " must be an integer from " + std::to_string(min) + " to " +
-            std::to_string(max));
+            std::to_string(max) + (found.empty() ? std::string() : ", not " + found));
   }
   return *v;
 }
@@ -71,6 +78,10 @@ std::string text(const std::string& origin, const toml::node& n, std::string_vie
 std::chrono::nanoseconds duration(const std::string& origin, const toml::node& n,
                                   std::string_view key) {
   if (const auto i = n.value<std::int64_t>(); i && *i == 0) return std::chrono::nanoseconds{0};
+  if (n.is_number())
+    bad(origin, n,
+        "'" + std::string(key) + "' must be a duration string with a unit, such as \"5ms\" or " +
+            "\"2s\" (a bare number has none)");
   const auto d = parse_duration(text(origin, n, key));
   if (!d) bad(origin, n, "'" + std::string(key) + "': " + d.error());
   return *d;
@@ -265,7 +276,10 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
                "change_stream_retention"});
     RedisConfig& rc = c.writer.redis ? *c.writer.redis : c.writer.redis.emplace();
     auto ms = [&](const toml::node& n, std::string_view key) {
-      return std::chrono::duration_cast<std::chrono::milliseconds>(duration(origin, n, key));
+      const std::chrono::nanoseconds d = duration(origin, n, key);
+      if (d.count() % 1'000'000 != 0)  // the Redis settings count whole milliseconds
+        bad(origin, n, "'" + std::string(key) + "' must be a whole number of milliseconds");
+      return std::chrono::duration_cast<std::chrono::milliseconds>(d);
     };
     if (auto* n = r->get("host")) rc.host = text(origin, *n, "host");
     if (auto* n = r->get("port")) rc.port = static_cast<int>(integer(origin, *n, "port", 1, 65535));

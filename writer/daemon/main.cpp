@@ -248,8 +248,11 @@ int main(int argc, char** argv) {
     if (redis_user) redis().username = *redis_user;
     if (redis_prefix) redis().prefix = *redis_prefix;
     if (redis_flush) {
-      redis().flush_interval = std::chrono::duration_cast<std::chrono::milliseconds>(
-          flag_duration("--redis-flush-interval", *redis_flush));
+      const auto d = flag_duration("--redis-flush-interval", *redis_flush);
+      if (d.count() % 1'000'000 != 0)
+        throw Error("--redis-flush-interval: '" + *redis_flush +
+                    "' must be a whole number of milliseconds");
+      redis().flush_interval = std::chrono::duration_cast<std::chrono::milliseconds>(d);
     }
     if (cold_start && cfg.writer.redis) cfg.writer.redis->warm_start = false;
     if (no_redis) cfg.writer.redis.reset();

@@ -119,15 +119,13 @@ std::string print_config(const DaemonConfig& c) {
   t.line("stream_rejected_maxlen", std::to_string(st.rejected_maxlen));
 
   t.table("http");
-  if (c.http.listen.empty()) {
-    t.comment("off: listen = \"127.0.0.1:9108\" turns it on");
-  } else {
+  if (c.http.listen.empty())
+    t.comment("listen = \"127.0.0.1:9108\"  (off: a listen address turns it on)");
+  else
     t.line("listen", quoted(c.http.listen));
-    if (!c.http.admin_token_file.empty())
-      t.line("admin_token_file", quoted(c.http.admin_token_file));
-    t.duration("max_sync_lag", c.http.max_sync_lag);
-    t.line("threads", std::to_string(c.http.threads));
-  }
+  if (!c.http.admin_token_file.empty()) t.line("admin_token_file", quoted(c.http.admin_token_file));
+  t.duration("max_sync_lag", c.http.max_sync_lag);
+  t.line("threads", std::to_string(c.http.threads));
 
   t.table("redis");
   t.flag("enabled", w.redis.has_value());
