@@ -86,18 +86,13 @@ bool writer_heartbeat_stale(const SegmentHeader& h, std::int64_t now_ns) noexcep
   return now_ns - load_relaxed(&h.heartbeat_ns) > limit;
 }
 
-// What a read stuck on a slot (or a stripe) mid-write answers: writer_dead only when the writer
-// is dead: silent past the heartbeat limit AND its process gone. A writer that is merely
-// descheduled or stopped (a loaded host: 223 false writer_dead in a torture run on 2 busy
-// cores) is busy. kill(pid, 0) is a system call, made only here, on this slow path after the
-// read's bounded retries. A writer in another pid namespace cannot be seen: ESRCH counts as gone
-// there too, as the heartbeat alone did before.
+// A read stuck mid-write: writer_dead only if the writer is silent AND its process is gone
+// (kill(pid, 0), on this slow path only; another pid namespace looks gone): else busy.
 ReadStatus stuck_status(const SegmentHeader& h, std::int64_t now_ns) noexcept {
   if (!writer_heartbeat_stale(h, now_ns)) return ReadStatus::writer_busy;
   const std::int64_t pid = load_relaxed(&h.writer_pid);
-  if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
-    return ReadStatus::writer_dead;
-  return pid > 0 ? ReadStatus::writer_busy : ReadStatus::writer_dead;
+  const bool gone = pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
+  return gone ? ReadStatus::writer_dead : ReadStatus::writer_busy;
 }
 
 std::string state_name(std::uint32_t s) {
