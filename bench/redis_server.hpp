@@ -36,6 +36,7 @@ struct Server {
   int cpu = 1;
   int port = 0;
   std::string dir;
+  std::string unixsocket;  // also listen on this unix socket ("" = TCP only)
   pid_t pid = -1;
   void start() {
     const std::string cpu_text = std::to_string(cpu);
@@ -44,6 +45,9 @@ struct Server {
                                      "--port",       p,    "--bind",    "127.0.0.1",
                                      "--dir",        dir,  "--save",    "",
                                      "--appendonly", "no", "--logfile", log};
+    if (!unixsocket.empty()) {
+      args.insert(args.end(), {"--unixsocket", unixsocket, "--unixsocketperm", "700"});
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

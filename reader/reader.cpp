@@ -14,7 +14,9 @@
 #include <cstring>
 
 #include "reader/change_decode.hpp"
+#include "reader/reader_state.hpp"
 #include "reader/reader_table.hpp"
+#include "reader/refresh_channel.hpp"
 #include "shm/accounts.hpp"
 #include "shm/change_ring.hpp"
 #include "shm/clock.hpp"
@@ -29,6 +31,8 @@
 namespace poscache {
 
 using namespace shm;
+using detail::asking;
+using detail::counted;
 
 std::optional<std::size_t> NamespaceInfo::field_index(std::string_view field) const {
   for (std::size_t i = 0; i < fields.size(); ++i) {
@@ -36,35 +40,6 @@ std::optional<std::size_t> NamespaceInfo::field_index(std::string_view field) co
   }
   return std::nullopt;
 }
-
-struct Reader::State {
-  // Hot: everything get() touches, in one place.
-  const SegmentHeader* header = nullptr;
-  const Slot* slots = nullptr;
-  const Bucket* index[2] = {nullptr, nullptr};
-  std::uint64_t capacity = 0;
-  std::uint64_t mask = 0;
-  std::uint32_t ns_count = 0;
-  std::uint8_t slot_count[kMaxNamespaces] = {};  // value slots of each schema: what a read copies
-  std::int64_t stale_after_ns[kMaxNamespaces] = {};
-  std::uint64_t* counts = nullptr;  // this Reader's record in the reader table, or null
-  // The account index (snapshot()).
-  const AccountEntry* accounts = nullptr;
-  const std::uint64_t* stripes = nullptr;
-  const std::uint32_t* links = nullptr;
-  std::uint64_t stripe_mask = 0;
-  std::size_t max_copy_bytes = 0;  // of a slot, for the widest namespace: the lines to request
-  // The change ring (changes()).
-  const ChangeCell* ring = nullptr;
-  std::uint64_t ring_mask = 0;
-  // Cold.
-  std::string name;
-  Mapping mapping;
-  std::vector<NamespaceInfo> infos;
-  ReaderOptions options;
-  detail::ReaderClaim claim;  // released (T3) when the state goes: destruction, follow()
-  std::string not_counting;   // why counts is null
-};
 
 namespace {
 
@@ -171,6 +146,12 @@ std::unique_ptr<Reader::State> make_state(std::string_view name, const ReaderOpt
   s->max_copy_bytes = 8 + 8 * (kPayloadFixedWords + 2 * widest);
   s->options = options;
   claim_record(*s);
+  const char* env = std::getenv("POSCACHE_READER_REFRESH");
+  if (!options.refresh || (env != nullptr && std::string_view(env) == "off"))
+    s->no_refresh = "refresh is off (ReaderOptions, or POSCACHE_READER_REFRESH=off)";
+  else
+    s->channel = detail::RefreshChannel::open(s->name, h.generation, s->no_refresh);
+  s->refresh = s->channel.get();
   return s;
 }
 
@@ -179,15 +160,6 @@ bool set_age(const Reader::State& s, Position& p, std::int64_t now) noexcept {
   p.age_ns = std::max<std::int64_t>(0, now - p.updated_at_ns);
   p.stale = s.stale_after_ns[p.ns] > 0 && p.age_ns > s.stale_after_ns[p.ns];
   return p.stale;
-}
-
-// T2: one relaxed load and store on this Reader's own line (no locked instruction).
-inline ReadStatus counted(const Reader::State& s, ReadStatus st) noexcept {
-  if (std::uint64_t* c = s.counts) {
-    std::uint64_t* word = c + static_cast<std::size_t>(st);
-    store_relaxed(word, load_relaxed(word) + 1);
-  }
-  return st;
 }
 
 }  // namespace
@@ -207,70 +179,19 @@ Reader Reader::open(std::string_view segment, const ReaderOptions& options) {
 
 ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_view instrument,
                        Position& out) const noexcept {
-  return counted(*s_, lookup(ns, account, instrument, out, coarse_realtime_ns()));
+  return get(ns, account, instrument, out, coarse_realtime_ns());
 }
 
 ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_view instrument,
-                       Position& out, std::int64_t now_ns) const noexcept {
-  return counted(*s_, lookup(ns, account, instrument, out, now_ns));
+                       Position& out, std::int64_t now) const noexcept {
+  const ReadStatus st = lookup(ns, account, instrument, out, now);
+  return counted(*s_, asking(*s_, ns, account, instrument, st, out, now));
 }
 
 ReadStatus Reader::get(std::string_view ns, std::string_view account, std::string_view instrument,
                        Position& out) const noexcept {
   const auto id = namespace_id(ns);
-  if (!id) return counted(*s_, ReadStatus::bad_key);
-  return counted(*s_, lookup(*id, account, instrument, out, coarse_realtime_ns()));
-}
-
-void Reader::get_many(std::span<const Key> keys, std::span<Position> out,
-                      std::span<ReadStatus> status) const noexcept {
-  const State& s = *s_;
-  const std::size_t n = std::min({keys.size(), out.size(), status.size()});
-  const std::int64_t now = coarse_realtime_ns();
-  // A software pipeline over the keys, kAhead keys between its stages: key i is hashed and its
-  // home bucket requested (1) while key i - kAhead's bucket is read and the slot it names
-  // requested (2) and key i - 2 kAhead is read exactly as get() reads it (3). So about kAhead
-  // buckets and kAhead slots are in flight at any time. Stages 1 and 2 are hints: nothing they
-  // read decides an answer.
-  constexpr std::size_t kAhead = 8, kRing = 32;  // kRing > 2 kAhead, a power of two
-  std::uint64_t hash[kRing];
-  bool valid[kRing];
-  for (std::size_t i = 0; i < n + 2 * kAhead; ++i) {
-    if (i < n) {  // 1
-      const Key& key = keys[i];
-      const std::size_t r = i & (kRing - 1);
-      valid[r] = key.ns < s.ns_count && !key.account.empty() &&
-                 key.account.size() <= kMaxAccountLen && !key.instrument.empty() &&
-                 key.instrument.size() <= kMaxInstrumentLen;
-      if (valid[r]) {
-        hash[r] = key_hash(key.ns, key.account, key.instrument);
-        const Bucket* index = s.index[load_relaxed(&s.header->index_epoch) & 1];
-        __builtin_prefetch(&index[hash[r] & s.mask]);
-      }
-    }
-    if (i >= kAhead && i - kAhead < n) {  // 2
-      const std::size_t j = i - kAhead, r = j & (kRing - 1);
-      if (valid[r]) {
-        const Bucket* index = s.index[load_relaxed(&s.header->index_epoch) & 1];
-        const std::uint64_t b = load_relaxed(&index[hash[r] & s.mask]);
-        const std::uint32_t ref = bucket_ref(b);
-        if (b != kEmptyBucket && ref != kTombstoneRef && bucket_tag(b) == bucket_tag(hash[r]) &&
-            ref - 1u < s.capacity) {
-          const auto* line = reinterpret_cast<const char*>(&s.slots[ref - 1u]);
-          const std::size_t words = kPayloadFixedWords + 2 * s.slot_count[keys[j].ns];
-          for (std::size_t off = 0; off < 8 + words * 8; off += kCacheLine)
-            __builtin_prefetch(line + off);
-        }
-      }
-    }
-    if (i >= 2 * kAhead) {  // 3
-      const std::size_t j = i - 2 * kAhead, r = j & (kRing - 1);
-      const Key& key = keys[j];
-      status[j] = counted(
-          s, valid[r] ? lookup_hashed(key.ns, key.account, key.instrument, hash[r], out[j], now)
-                      : ReadStatus::bad_key);
-    }
-  }
+  return id ? get(*id, account, instrument, out) : counted(*s_, ReadStatus::bad_key);
 }
 
 bool Reader::counting() const noexcept {
@@ -278,6 +199,12 @@ bool Reader::counting() const noexcept {
 }
 const std::string& Reader::not_counting_because() const noexcept {
   return s_->not_counting;
+}
+const detail::RefreshChannel* Reader::channel() const noexcept {
+  return s_->refresh;
+}
+const std::string& Reader::refresh_unavailable_because() const noexcept {
+  return s_->no_refresh;
 }
 
 // The read path: index protocol L1-L4 (shm/index.hpp) around the slot seqlock (shm/seqlock.hpp).

@@ -50,10 +50,12 @@ class ScratchSegment {
   void cleanup() const {
     boost::interprocess::shared_memory_object::remove(name_.c_str());
     ::unlink(("/dev/shm/" + name_ + ".lock").c_str());
-    ::unlink(("/dev/shm/" + name_ + ".trades").c_str());   // the fill de-duplication window
-    ::unlink(("/dev/shm/" + name_ + ".sock").c_str());     // a killed daemon's ingest socket
-    ::unlink(("/dev/shm/" + name_ + ".streams").c_str());  // the stream cursor
-    ::unlink(("/dev/shm/" + name_ + ".readers").c_str());  // the reader table
+    ::unlink(("/dev/shm/" + name_ + ".trades").c_str());      // the fill de-duplication window
+    ::unlink(("/dev/shm/" + name_ + ".sock").c_str());        // a killed daemon's ingest socket
+    ::unlink(("/dev/shm/" + name_ + ".streams").c_str());     // the stream cursor
+    ::unlink(("/dev/shm/" + name_ + ".readers").c_str());     // the reader table
+    for (const char* f : {".requests", ".refresh", ".wake"})  // read-through (shm/refresh.hpp)
+      ::unlink(("/dev/shm/" + name_ + f).c_str());
   }
 
  private:

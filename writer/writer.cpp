@@ -125,6 +125,10 @@ Expected<bool> validate(const WriterConfig& config) {
   return true;
 }
 
+// The files beside a segment (docs/operations.md, "The files in /dev/shm"), the lock excepted.
+constexpr const char* kSideFiles[] = {".readers",  ".trades",  ".streams", ".sock",
+                                      ".requests", ".refresh", ".wake"};
+
 std::vector<std::string> Writer::remove_segment(const std::string& name) {
   if (name.empty() || name.find('/') != std::string::npos)
     throw Error("segment name '" + name + "' must be a non-empty name without '/'");
@@ -135,14 +139,15 @@ std::vector<std::string> Writer::remove_segment(const std::string& name) {
     // Nothing of it but perhaps stray side files: no lock to take, nobody writes it.
   } else {
     detail::WriterLock lock = detail::WriterLock::acquire(name, 0600);  // throws: a writer lives
-    for (const char* suffix : {"", ".readers", ".trades", ".streams", ".sock"}) {
+    if (::unlink(base.c_str()) == 0) removed.push_back(base);
+    for (const char* suffix : kSideFiles) {
       const std::string path = base + suffix;
       if (::unlink(path.c_str()) == 0) removed.push_back(path);
     }
     if (::unlink((base + ".lock").c_str()) == 0) removed.push_back(base + ".lock");
     return removed;  // the lock is released here, its file already gone
   }
-  for (const char* suffix : {".readers", ".trades", ".streams", ".sock"}) {
+  for (const char* suffix : kSideFiles) {
     const std::string path = base + suffix;
     if (::unlink(path.c_str()) == 0) removed.push_back(path);
   }
@@ -420,6 +425,10 @@ void Writer::count_reject() {
 }
 
 // ---- what it holds ------------------------------------------------------------------------------
+std::uint64_t Writer::next_version() const noexcept {
+  return impl_->table.area().next_version;
+}
+
 WriterStats Writer::stats() const {
   const SegmentHeader& h = impl_->header();
   WriterStats s;

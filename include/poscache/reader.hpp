@@ -22,10 +22,15 @@
 #include "poscache/changes.hpp"
 #include "poscache/counters.hpp"
 #include "poscache/position.hpp"
+#include "poscache/refresh.hpp"
 #include "poscache/schema.hpp"
 #include "poscache/status.hpp"
 
 namespace poscache {
+
+namespace detail {
+class RefreshChannel;  // reader/refresh_channel.hpp
+}
 
 struct NamespaceInfo {
   NamespaceId id = 0;
@@ -75,6 +80,10 @@ struct ReaderOptions {
   // no permission, full) reads on uncounted, and the first such Reader of the process says why
   // on stderr once.
   bool statistics = true;
+  // Take part in read-through (poscache/refresh.hpp) when the writer serves it: claim a request
+  // ring at open, and let get() ask per the namespaces' refresh policies. Off: get() never asks,
+  // and get_or_fetch() answers `unavailable`. Off also with POSCACHE_READER_REFRESH=off.
+  bool refresh = true;
 };
 
 class Reader {
@@ -109,6 +118,26 @@ class Reader {
   // By namespace name: a linear lookup over at most 32 names, then as above.
   ReadStatus get(std::string_view ns, std::string_view account, std::string_view instrument,
                  Position& out) const noexcept;
+
+  // --- read-through (poscache/refresh.hpp, docs/read-through.md) ----------------------------
+  // A fresh copy at get()'s cost (reason cached); otherwise asks the writer's refreshers (one
+  // request per key in flight, whoever asks) and waits, on a futex, until the answer or
+  // `timeout`: then the copy as it is (stale, or not_found) and why. `force`: fetch even a fresh
+  // copy and wait for the answer. Not for the hot path when it must wait: it makes system calls.
+  FetchResult get_or_fetch(NamespaceId ns, std::string_view account, std::string_view instrument,
+                           Position& out, std::chrono::nanoseconds timeout,
+                           bool force = false) const;
+  // Asks without waiting (as get() does by policy): no system call, no allocation, never blocks.
+  RequestStatus request(NamespaceId ns, std::string_view account, std::string_view instrument,
+                        RefreshReason why = RefreshReason::forced) const noexcept;
+  // What the writer published about the key's last request: pending, answered, absent, ...
+  [[nodiscard]] PendingInfo pending(NamespaceId ns, std::string_view account,
+                                    std::string_view instrument) const noexcept;
+  // Whether this Reader has a request channel, and if not, why.
+  [[nodiscard]] bool refresh_available() const noexcept;
+  [[nodiscard]] const std::string& refresh_unavailable_because() const noexcept;
+  // The writer's read-through counters; nullopt without a request channel.
+  [[nodiscard]] std::optional<RefreshStats> refresh_stats() const;
 
   // --- schema ------------------------------------------------------------------------------
   [[nodiscard]] std::optional<NamespaceId> namespace_id(std::string_view name) const noexcept;
@@ -185,6 +214,7 @@ class Reader {
 
  private:
   explicit Reader(std::unique_ptr<State> state);
+  [[nodiscard]] const detail::RefreshChannel* channel() const noexcept;
   // Blocks until `moved()` or the timeout (the futex protocol of wait_for_change()).
   template <class Moved>
   bool wait_until(Moved moved, std::chrono::nanoseconds timeout) const;

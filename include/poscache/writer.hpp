@@ -299,6 +299,8 @@ class Writer {
   void producer_detach(int id);
 
   [[nodiscard]] WriterStats stats() const;
+  // The version the next change will get: every change made so far has a lower one.
+  [[nodiscard]] std::uint64_t next_version() const noexcept;
   [[nodiscard]] const std::vector<NamespaceSpec>& namespaces() const noexcept;
   [[nodiscard]] const std::string& segment_name() const noexcept;
 

@@ -349,3 +349,60 @@ TEST(DaemonConfigTest, ANamespaceCanBeKeptOutOfRedis) {
   EXPECT_NE(bad.find("namespace 'q': sync 'sometimes' is not redis or none"), std::string::npos)
       << bad;
 }
+
+TEST(DaemonConfigTest, RefreshPoliciesFromTheFileAndTheFlagWithTheirErrorsNamed) {
+  DaemonConfig c;
+  load_toml(R"(
+[[namespace]]
+name = "alpaca"
+preset = "trading"
+stale_after = "30s"
+refresh = "both"
+refresh_timeout = "250ms"
+refresh_retries = 3
+refresh_max_in_flight = 16
+refresh_ahead = 0.8
+negative_ttl = "10s"
+rebuild_on_empty = true
+
+[[namespace]]
+name = "spot"
+preset = "trading"
+)",
+            "test.toml", c);
+  ASSERT_EQ(c.refresh.size(), 1u);  // spot has no refresh keys: no read-through
+  const refresh::RefreshPolicy& p = c.refresh.at("alpaca");
+  EXPECT_TRUE(p.on_stale && p.on_miss);
+  EXPECT_EQ(p.timeout, 250ms);
+  EXPECT_EQ(p.retries, 3u);
+  EXPECT_EQ(p.max_in_flight, 16u);
+  EXPECT_DOUBLE_EQ(p.ahead, 0.8);
+  EXPECT_EQ(p.negative_ttl, 10s);
+  EXPECT_TRUE(p.rebuild_on_empty);
+  // --print-config shows it and reads back the same.
+  DaemonConfig again;
+  load_toml(print_config(c), "printed", again);
+  EXPECT_EQ(print_config(again), print_config(c));
+
+  auto ns = [](const std::string& keys) {
+    return "[[namespace]]\nname = \"a\"\npreset = \"trading\"\n" + keys;
+  };
+  EXPECT_NE(load_error(ns("refresh = \"sometimes\"\n")).find("stale, miss, both or none"),
+            std::string::npos);
+  EXPECT_NE(load_error(ns("refresh_timeout = \"0\"\n")).find("more than 0"), std::string::npos);
+  EXPECT_NE(load_error(ns("refresh_retries = -1\n")).find("'refresh_retries'"), std::string::npos);
+  EXPECT_NE(load_error(ns("refresh_ahead = 1.5\n")).find("fraction of stale_after"),
+            std::string::npos);
+  EXPECT_NE(load_error(ns("refresh_ahead = 0.5\n")).find("needs a stale_after"), std::string::npos);
+
+  auto f = parse_refresh_flag("alpaca:stale:200ms:1");
+  ASSERT_TRUE(f) << f.error();
+  EXPECT_EQ(f->first, "alpaca");
+  EXPECT_TRUE(f->second.on_stale && !f->second.on_miss);
+  EXPECT_EQ(f->second.timeout, 200ms);
+  EXPECT_EQ(f->second.retries, 1u);
+  EXPECT_NE(parse_refresh_flag("alpaca").error().find("expected ns:on"), std::string::npos);
+  EXPECT_NE(parse_refresh_flag("alpaca:often").error().find("'often'"), std::string::npos);
+  EXPECT_NE(parse_refresh_flag("alpaca:miss:soon").error().find("timeout"), std::string::npos);
+  EXPECT_NE(parse_refresh_flag("alpaca:miss:1s:x").error().find("retries"), std::string::npos);
+}

@@ -87,6 +87,59 @@ std::chrono::nanoseconds duration(const std::string& origin, const toml::node& n
   return *d;
 }
 
+// "stale", "miss", "both", "none" into the policy; false if it is none of them.
+bool set_refresh_on(std::string_view on, refresh::RefreshPolicy& p) {
+  if (on != "stale" && on != "miss" && on != "both" && on != "none") return false;
+  p.on_stale = on == "stale" || on == "both";
+  p.on_miss = on == "miss" || on == "both";
+  return true;
+}
+
+// A [[namespace]]'s refresh keys; nullopt if it has none.
+std::optional<refresh::RefreshPolicy> refresh_from(const std::string& origin, const toml::table& t,
+                                                   const std::string& ns) {
+  refresh::RefreshPolicy p;
+  bool any = false;
+  if (const toml::node* n = t.get("refresh")) {
+    if (!set_refresh_on(text(origin, *n, "refresh"), p))
+      bad(origin, *n, "namespace '" + ns + "': refresh must be stale, miss, both or none");
+    any = true;
+  }
+  if (const toml::node* n = t.get("refresh_timeout")) {
+    p.timeout = duration(origin, *n, "refresh_timeout");
+    if (p.timeout.count() <= 0) bad(origin, *n, "'refresh_timeout' must be more than 0");
+    any = true;
+  }
+  if (const toml::node* n = t.get("refresh_retries")) {
+    p.retries = static_cast<std::uint32_t>(integer(origin, *n, "refresh_retries", 0, 100));
+    any = true;
+  }
+  if (const toml::node* n = t.get("refresh_max_in_flight")) {
+    p.max_in_flight =
+        static_cast<std::uint32_t>(integer(origin, *n, "refresh_max_in_flight", 1, 1'000'000));
+    any = true;
+  }
+  if (const toml::node* n = t.get("negative_ttl")) {
+    p.negative_ttl = duration(origin, *n, "negative_ttl");
+    any = true;
+  }
+  if (const toml::node* n = t.get("rebuild_on_empty")) {
+    p.rebuild_on_empty = boolean(origin, *n, "rebuild_on_empty");
+    any = true;
+  }
+  if (const toml::node* n = t.get("refresh_ahead")) {
+    const auto f = n->value<double>();
+    if (!f || *f < 0 || *f >= 1)
+      bad(origin, *n,
+          "'refresh_ahead' must be a fraction of stale_after from 0 to below 1 "
+          "(0.8: a read in the last fifth of stale_after refreshes)");
+    p.ahead = *f;
+    any = true;
+  }
+  if (!any) return std::nullopt;
+  return p;
+}
+
 mode_t parse_mode(const std::string& s, const std::string& where) {
   char* end = nullptr;
   const unsigned long v = std::strtoul(s.c_str(), &end, 8);
@@ -97,7 +150,9 @@ mode_t parse_mode(const std::string& s, const std::string& where) {
 
 NamespaceSpec namespace_from(const std::string& origin, const toml::table& t) {
   only_keys(origin, t, "[[namespace]]",
-            {"name", "preset", "fields", "stale_after", "expire_after", "sync"});
+            {"name", "preset", "fields", "stale_after", "expire_after", "sync", "refresh",
+             "refresh_timeout", "refresh_retries", "refresh_max_in_flight", "refresh_ahead",
+             "negative_ttl", "rebuild_on_empty"});
   const toml::node* name = t.get("name");
   if (name == nullptr) bad(origin, t, "[[namespace]] needs a 'name'");
   NamespaceSpec spec;
@@ -186,6 +241,7 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
   if (const toml::array* nss = root["namespace"].as_array()) {
     c.writer.namespaces.clear();
     c.unsynced_namespaces.clear();
+    c.refresh.clear();
     std::set<std::string> seen;
     for (const auto& n : *nss) {
       const toml::table* t = n.as_table();
@@ -193,6 +249,11 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
       NamespaceSpec spec = namespace_from(origin, *t);
       if (!seen.insert(spec.name).second)
         bad(origin, n, "namespace '" + spec.name + "' is declared twice");
+      if (auto p = refresh_from(origin, *t, spec.name)) {
+        if (p->ahead > 0 && spec.stale_after.count() == 0)
+          bad(origin, n, "namespace '" + spec.name + "': refresh_ahead needs a stale_after");
+        c.refresh[spec.name] = *p;
+      }
       if (const toml::node* sy = t->get("sync")) {
         const std::string v = text(origin, *sy, "sync");
         if (v == "none")
@@ -445,7 +506,9 @@ void load_env(DaemonConfig& c) {
   }
 }
 
-Expected<NamespaceSpec> parse_namespace_flag(std::string_view flag) {
+namespace {
+// "a:b:c" -> {"a", "b", "c"}: the parts of a flag's value.
+std::vector<std::string> split_colons(std::string_view flag) {
   std::vector<std::string> parts;
   std::size_t start = 0;
   for (std::size_t i = 0; i <= flag.size(); ++i) {
@@ -454,6 +517,12 @@ Expected<NamespaceSpec> parse_namespace_flag(std::string_view flag) {
       start = i + 1;
     }
   }
+  return parts;
+}
+}  // namespace
+
+Expected<NamespaceSpec> parse_namespace_flag(std::string_view flag) {
+  const std::vector<std::string> parts = split_colons(flag);
   if (parts.size() < 2 || parts.size() > 4) {
     return fail("--namespace '" + std::string(flag) +
                 "': expected name:preset[:stale_after[:expire_after]]");
@@ -473,6 +542,28 @@ Expected<NamespaceSpec> parse_namespace_flag(std::string_view flag) {
   if (auto ok = validate(*spec); !ok)
     return fail("--namespace '" + std::string(flag) + "': " + ok.error());
   return spec;
+}
+
+Expected<std::pair<std::string, refresh::RefreshPolicy>> parse_refresh_flag(std::string_view flag) {
+  const std::vector<std::string> parts = split_colons(flag);
+  const std::string what = "--refresh '" + std::string(flag) + "'";
+  if (parts.size() < 2 || parts.size() > 4 || parts[0].empty())
+    return fail(what + ": expected ns:on[:timeout[:retries]] (on: stale, miss, both, none)");
+  refresh::RefreshPolicy p;
+  if (!set_refresh_on(parts[1], p))
+    return fail(what + ": '" + parts[1] + "' is not stale, miss, both or none");
+  if (parts.size() > 2) {
+    auto d = parse_duration(parts[2]);
+    if (!d || d->count() <= 0)
+      return fail(what + ": timeout " + (d ? "must be more than 0" : d.error()));
+    p.timeout = *d;
+  }
+  if (parts.size() > 3) {
+    auto r = parse_int64(parts[3]);
+    if (!r || *r < 0 || *r > 100) return fail(what + ": retries must be an integer from 0 to 100");
+    p.retries = static_cast<std::uint32_t>(*r);
+  }
+  return std::pair{parts[0], p};
 }
 
 }  // namespace poscache::daemon

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "writer/ingest/socket_source.hpp"
 #include "writer/ingest/stream_source.hpp"
 #include "writer/ingest/trade_window.hpp"
+#include "writer/refresh/broker.hpp"
 
 namespace poscache::daemon {
 
@@ -47,6 +49,9 @@ struct DaemonConfig {
   // Namespaces with sync = "none" ([[namespace]] sync, --no-sync): kept in the segment only;
   // copied into the Redis config (RedisConfig::unsynced_namespaces) when Redis is on.
   std::vector<std::string> unsynced_namespaces;
+  // Read-through ([[namespace]] refresh keys, --refresh; docs/read-through.md): the policies of
+  // the namespaces that refresh, by name. None: the daemon serves no refresh (no request files).
+  std::map<std::string, refresh::RefreshPolicy> refresh;
   GeneratorConfig generator;
   IngestConfig ingest;
   HttpConfig http;
@@ -71,6 +76,15 @@ void load_credentials(DaemonConfig& into);
 // or not): what `poscache-writer --print-config` prints after the file, the environment and the
 // flags were applied.
 std::string print_config(const DaemonConfig& config);
+
+// print_config()'s "key = value" lines by key (a reload compares them): each [[namespace]]
+// table's keys as "namespace.<name>.key", a field list's lines joined into its value.
+std::map<std::string, std::string> settings_of(const std::string& printed);
+// One line on a namespace for the log: its fields, stale_after and expire_after.
+std::string describe(const NamespaceSpec& n);
+
+// "ns:on[:timeout[:retries]]", the --refresh flag (on: stale, miss, both, none).
+Expected<std::pair<std::string, refresh::RefreshPolicy>> parse_refresh_flag(std::string_view text);
 
 // "name:preset[:stale_after[:expire_after]]", the --namespace flag.
 Expected<NamespaceSpec> parse_namespace_flag(std::string_view text);

@@ -19,6 +19,7 @@
 #include "writer/daemon/config.hpp"
 #include "writer/daemon/generator.hpp"
 #include "writer/daemon/logging.hpp"
+#include "writer/daemon/refresh_setup.hpp"
 #include "writer/daemon/stats_log.hpp"
 #include "writer/daemon/trades.hpp"
 #include "writer/http/server.hpp"
@@ -36,45 +37,6 @@ void on_hangup(int) {
   g_reload.store(true, std::memory_order_relaxed);
 }
 
-// "key = value" lines of print_config() by key: what a reload compares.
-// --print-config's TOML (print_config.cpp) as "table.key" -> value; each [[namespace]] table's
-// keys as "namespace.<name>.key", and a field list's lines joined into its value.
-std::map<std::string, std::string> settings_of(const std::string& printed) {
-  std::map<std::string, std::string> out;
-  std::string table, list_key;
-  std::size_t start = 0;
-  while (start < printed.size()) {
-    const std::size_t nl = printed.find('\n', start);
-    const std::string line = printed.substr(start, nl - start);
-    const std::size_t eq = line.find(" = ");
-    if (!list_key.empty()) {  // inside "fields = [ ... ]"
-      out[list_key] += line;
-      if (line == "]") list_key.clear();
-    } else if (line == "[[namespace]]") {
-      table = "namespace";
-    } else if (line.size() > 2 && line.front() == '[') {
-      table = line.substr(1, line.size() - 2);
-    } else if (eq != std::string::npos && line.front() != '#') {
-      const std::string key = line.substr(0, eq), value = line.substr(eq + 3);
-      if (table == "namespace" && key == "name") table = "namespace." + value;
-      const std::string full = table.empty() ? key : table + "." + key;
-      out[full] = value;
-      if (value == "[") list_key = full;
-    }
-    if (nl == std::string::npos) break;
-    start = nl + 1;
-  }
-  return out;
-}
-
-std::string describe(const NamespaceSpec& n) {
-  std::string s = n.name + " (" + std::to_string(n.fields.size()) + " fields";
-  if (n.stale_after.count() > 0)
-    s += ", stale after " + std::to_string(n.stale_after.count() / 1'000'000) + " ms";
-  if (n.expire_after.count() > 0)
-    s += ", expire after " + std::to_string(n.expire_after.count() / 1'000'000) + " ms";
-  return s + ")";
-}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -85,7 +47,7 @@ int main(int argc, char** argv) {
   std::optional<std::string> segment, mode, log_level, run_for, stats_interval;
   std::optional<std::uint64_t> capacity, accounts, instruments;
   std::optional<double> rate;
-  std::vector<std::string> ns_flags, no_sync_flags;
+  std::vector<std::string> ns_flags, no_sync_flags, refresh_flags;
   bool recreate = false, fresh = false, no_huge_pages = false, generate = false,
        no_generate = false, cold_start = false, no_redis = false, follow = false, standby = false;
   bool print_only = false;
@@ -104,6 +66,9 @@ int main(int argc, char** argv) {
   app.add_option(
       "-n,--namespace", ns_flags,
       "name:preset[:stale_after[:expire_after]], repeatable; replaces the config's namespaces");
+  app.add_option("--refresh", refresh_flags,
+                 "ns:on[:timeout[:retries]]: read-through for a namespace, on stale, miss, both or "
+                 "none (request only), repeatable (docs/read-through.md)");
   app.add_option("--no-sync", no_sync_flags,
                  "a namespace kept in the segment only (sync = none: never written to Redis, nor "
                  "loaded from it), repeatable");
@@ -209,6 +174,10 @@ int main(int argc, char** argv) {
       cfg.unsynced_namespaces.clear();  // the file's namespaces are replaced, their sync too
       for (const auto& f : ns_flags)
         cfg.writer.namespaces.push_back(parse_namespace_flag(f).value());
+    }
+    for (const auto& f : refresh_flags) {
+      auto [name, p] = parse_refresh_flag(f).value();
+      cfg.refresh[name] = p;
     }
     if (recreate) cfg.writer.recreate_on_mismatch = true;
     if (fresh) cfg.writer.fresh = true;
@@ -357,6 +326,8 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<ingest::Source>> sources;
   std::optional<ingest::CommandExecutor> executor;
   ingest::Source* rings_source = nullptr;
+  ingest::SocketSource* socket_source = nullptr;
+  refresh::RefreshBroker* broker = nullptr;
   auto open_ingest = [&]() -> bool {
     try {
       window = daemon::open_trade_window(*writer, cfg, st0.generation);
@@ -376,6 +347,7 @@ int main(int argc, char** argv) {
         }
         spdlog::info("ingest socket {} (mode {:o}{}): JSON lines", sc.path, sc.effective_mode(),
                      sc.group.empty() ? std::string() : ", group " + sc.group);
+        socket_source = sock.get();
         opened.push_back(std::move(sock));
       }
       if (!cfg.ingest.stream.streams.empty()) {
@@ -393,6 +365,16 @@ int main(int argc, char** argv) {
       return false;
     }
     executor.emplace(*writer, window.get());
+    try {  // read-through: after the executor, whose removals it watches
+      if (auto b =
+              open_refresh(*writer, cfg, socket_source, *executor, writer->stats().live == 0)) {
+        broker = b.get();
+        sources.push_back(std::move(b));
+      }
+    } catch (const Error& e) {
+      spdlog::error("{}", e.what());
+      return false;
+    }
     return true;
   };
   if (!cfg.writer.follow && !open_ingest()) {
@@ -533,6 +515,10 @@ int main(int argc, char** argv) {
       spdlog::warn("reload (SIGHUP): ignored until the next start: {}", joined(ignored));
   };
 
+  // Idle: wake at once for socket input (a refresher's answer) and readers' get_or_fetch().
+  IdleWait idle;
+  if (socket_source != nullptr) idle.watch(socket_source->epoll_fd());
+  if (broker != nullptr) idle.watch(broker->wake_fd());
   const std::int64_t start = shm::monotonic_ns();
   std::int64_t next_stats = start + cfg.stats_interval.count();
   WriterStats last = st0;
@@ -587,7 +573,7 @@ int main(int argc, char** argv) {
       last_t = now_mono;
       next_stats = now_mono + cfg.stats_interval.count();
     }
-    if (applied == 0 && !busy) std::this_thread::sleep_for(std::chrono::microseconds(50));  // idle
+    if (applied == 0 && !busy) idle.wait(std::chrono::microseconds(50));  // idle
   }
   sd_notify(0, "STOPPING=1");
   if (admin != nullptr) admin->shut_down();  // a waiting invalidation answers 503 at once

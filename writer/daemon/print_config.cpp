@@ -3,6 +3,7 @@
 // Settings that only a flag gives (--fresh) and secrets (the Redis password) are comments.
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <string>
 
 #include "poscache/version.h"
@@ -167,6 +168,19 @@ std::string print_config(const DaemonConfig& c) {
     const bool unsynced = std::find(c.unsynced_namespaces.begin(), c.unsynced_namespaces.end(),
                                     n.name) != c.unsynced_namespaces.end();
     t.line("sync", quoted(unsynced ? "none" : "redis"));
+    if (auto r = c.refresh.find(n.name); r != c.refresh.end()) {
+      const refresh::RefreshPolicy& p = r->second;
+      t.line("refresh", quoted(p.on_stale && p.on_miss ? "both"
+                               : p.on_stale            ? "stale"
+                               : p.on_miss             ? "miss"
+                                                       : "none"));
+      t.duration("refresh_timeout", p.timeout);
+      t.line("refresh_retries", std::to_string(p.retries));
+      t.line("refresh_max_in_flight", std::to_string(p.max_in_flight));
+      t.line("refresh_ahead", std::to_string(p.ahead));
+      t.duration("negative_ttl", p.negative_ttl);
+      t.line("rebuild_on_empty", p.rebuild_on_empty ? "true" : "false");
+    }
     std::string fields = "[\n";
     for (const FieldSpec& f : n.fields) {
       fields +=
@@ -180,4 +194,43 @@ std::string print_config(const DaemonConfig& c) {
   return t.text();
 }
 
+// "key = value" lines of print_config() by key: what a reload compares.
+// --print-config's TOML (print_config.cpp) as "table.key" -> value; each [[namespace]] table's
+// keys as "namespace.<name>.key", and a field list's lines joined into its value.
+std::map<std::string, std::string> settings_of(const std::string& printed) {
+  std::map<std::string, std::string> out;
+  std::string table, list_key;
+  std::size_t start = 0;
+  while (start < printed.size()) {
+    const std::size_t nl = printed.find('\n', start);
+    const std::string line = printed.substr(start, nl - start);
+    const std::size_t eq = line.find(" = ");
+    if (!list_key.empty()) {  // inside "fields = [ ... ]"
+      out[list_key] += line;
+      if (line == "]") list_key.clear();
+    } else if (line == "[[namespace]]") {
+      table = "namespace";
+    } else if (line.size() > 2 && line.front() == '[') {
+      table = line.substr(1, line.size() - 2);
+    } else if (eq != std::string::npos && line.front() != '#') {
+      const std::string key = line.substr(0, eq), value = line.substr(eq + 3);
+      if (table == "namespace" && key == "name") table = "namespace." + value;
+      const std::string full = table.empty() ? key : table + "." + key;
+      out[full] = value;
+      if (value == "[") list_key = full;
+    }
+    if (nl == std::string::npos) break;
+    start = nl + 1;
+  }
+  return out;
+}
+
+std::string describe(const NamespaceSpec& n) {
+  std::string s = n.name + " (" + std::to_string(n.fields.size()) + " fields";
+  if (n.stale_after.count() > 0)
+    s += ", stale after " + std::to_string(n.stale_after.count() / 1'000'000) + " ms";
+  if (n.expire_after.count() > 0)
+    s += ", expire after " + std::to_string(n.expire_after.count() / 1'000'000) + " ms";
+  return s + ")";
+}
 }  // namespace poscache::daemon

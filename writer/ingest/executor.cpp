@@ -99,6 +99,16 @@ std::string CommandExecutor::key_problem(const PositionKey& k) const {
 }
 
 CommandResult CommandExecutor::execute(const Command& c) {
+  CommandResult r = run(c);
+  const std::size_t kind = c.index();
+  // Erase, the four invalidations, a group: whether any removal was made is the observer's to see.
+  if (removed_ && r.status == CommandStatus::applied &&
+      (kind == 1 || (kind >= 2 && kind <= 5) || std::holds_alternative<Group>(c)))
+    removed_(c);
+  return r;
+}
+
+CommandResult CommandExecutor::run(const Command& c) {
   return std::visit(
       [this](const auto& cmd) -> CommandResult {
         using T = std::decay_t<decltype(cmd)>;

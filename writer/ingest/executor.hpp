@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -32,6 +33,9 @@ class CommandExecutor {
   CommandExecutor(Writer& writer, TradeWindow* window);
 
   CommandResult execute(const Command& c);
+  // Told of every applied removal (erase, invalidate, a group holding an erase) after it is
+  // made: the refresh broker drops answers older than them (writer/refresh/broker.hpp).
+  void set_removal_observer(std::function<void(const Command&)> f) { removed_ = std::move(f); }
   // Many upserts at once through Writer::upsert_batch (the ring and socket paths' fast lane).
   // `out[i]` answers `updates[i]`.
   void upsert_batch(std::span<const Update> updates, std::span<CommandResult> out);
@@ -54,8 +58,10 @@ class CommandExecutor {
   const Expected<TradingFields>& mark_fields(NamespaceId ns);
   std::string key_problem(const PositionKey& k) const;
 
+  CommandResult run(const Command& c);
   Writer& writer_;
   TradeWindow* window_;
+  std::function<void(const Command&)> removed_;
   ExecutorCounters counters_;
   std::vector<std::optional<Expected<TradingFields>>> fill_fields_, mark_fields_;
   std::vector<ApplyResult> results_;  // upsert_batch scratch

@@ -168,6 +168,7 @@ void SocketSource::drop(int fd) {
     log_(LogLevel::info,
          "ingest socket: client pid " + std::to_string(it->second.pid) + " disconnected");
   if (rings_ != nullptr) rings_->hang_up(it->second.id);
+  if (handler_ != nullptr) handler_->client_gone(it->second.id);
   for (int f : it->second.fds) ::close(f);
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
   ::close(fd);
@@ -180,6 +181,12 @@ void SocketSource::handle_line(Client& c, CommandExecutor& exec, std::string_vie
   if (line.find("\"attach_ring\"") != std::string_view::npos) {
     attach_ring(c, line);
     return;
+  }
+  if (handler_ != nullptr) {
+    if (auto reply = handler_->handle(c.id, c.pid, line, exec)) {
+      c.out += *reply;
+      return;
+    }
   }
   ++counters_.received;
   auto decoded = decoder_.decode(line);
@@ -224,6 +231,16 @@ void SocketSource::attach_ring(Client& c, std::string_view line) {
   }
   (void)line;
   c.out += "{\"status\":\"applied\",\"ring\":\"attached\"}\n";
+}
+
+bool SocketSource::send_to(std::uint64_t id, const std::string& line) {
+  for (auto& [fd, c] : clients_) {
+    if (c.id != id) continue;
+    c.out += line;
+    if (!flush(c)) c.eof = true;  // gone: dropped at the next poll
+    return true;
+  }
+  return false;
 }
 
 std::size_t SocketSource::serve(Client& c, CommandExecutor& exec, std::size_t budget) {

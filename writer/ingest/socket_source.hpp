@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -40,6 +41,17 @@ struct SocketConfig {
 // The default path of a segment's socket: tools find it from the segment name alone.
 std::string default_socket_path(const std::string& segment);
 
+// Lines a part of the daemon other than the command set answers on this socket: the refresh
+// broker's (writer/refresh/broker.hpp) refresher registrations, answers and rebuilds. handle()
+// returns the reply line, or nullopt if the line is not its.
+class LineHandler {
+ public:
+  virtual ~LineHandler() = default;
+  virtual std::optional<std::string> handle(std::uint64_t client, pid_t pid, std::string_view line,
+                                            CommandExecutor& exec) = 0;
+  virtual void client_gone(std::uint64_t client) = 0;
+};
+
 class SocketSource final : public Source {
  public:
   static constexpr std::size_t kMaxPendingReplies = 1 << 20;
@@ -50,6 +62,10 @@ class SocketSource final : public Source {
   // descriptor attached (SCM_RIGHTS) goes to `rings`; the connection's hang-up tells it the
   // producer is gone. Without it, attach_ring is refused.
   void set_rings(RingSource* rings) noexcept { rings_ = rings; }
+  void set_handler(LineHandler* h) noexcept { handler_ = h; }
+  // Queues `line` for client `id` and sends what it can now; false if there is no such client.
+  bool send_to(std::uint64_t id, const std::string& line);
+  [[nodiscard]] int epoll_fd() const noexcept { return epoll_fd_; }
   ~SocketSource() override;
   std::size_t poll(CommandExecutor& exec, std::int64_t now_ns, std::size_t budget) override;
   [[nodiscard]] std::string name() const override { return "socket " + path_; }
@@ -87,6 +103,7 @@ class SocketSource final : public Source {
   SourceCounters counters_;
   std::unordered_map<int, Client> clients_;
   RingSource* rings_ = nullptr;
+  LineHandler* handler_ = nullptr;
   std::uint64_t next_id_ = 1;
 };
 

@@ -5,6 +5,13 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Literal, NotRequired, TypedDict, final, type_check_only
 
+# The refresher client, pure Python with its types inline (poscache/refresher.py): re-exported
+# (imported on first use), outside __all__, which names the extension module's API.
+from .refresher import AsyncRefresher as AsyncRefresher
+from .refresher import FetchRequest as FetchRequest
+from .refresher import Refresher as Refresher
+from .refresher import serves as serves
+
 __version__: str
 __all__ = [
     "Error",
