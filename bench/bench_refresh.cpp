@@ -33,7 +33,8 @@ const char* const kUsage =
     "bench_refresh [--keys N] [--gets N] [--rounds N]\n"
     "  keys    missing keys fetched through get_or_fetch (default 20000)\n"
     "  gets    get() calls timed on a stale entry, refresh on and off (default 2000000)\n"
-    "  rounds  forced refreshes timed to visible (default 5000)";
+    "  rounds  forced refreshes timed to visible (default 5000)\n"
+    "  busy    1: the writer busy-polls (--busy-poll)";
 
 pid_t spawn_writer(const std::string& segment, const std::string& log, bool busy) {
   std::vector<std::string> args = {POSCACHE_WRITER_BIN,
@@ -81,11 +82,8 @@ double us(double ns) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Flags flags(
-      argc, argv,
-      {{"keys", "20000"}, {"gets", "2000000"}, {"rounds", "5000"}, {"spin", "0"}, {"busy", "0"}},
-      kUsage);
-  const bool spin = flags.num("spin") != 0;
+  Flags flags(argc, argv,
+              {{"keys", "20000"}, {"gets", "2000000"}, {"rounds", "5000"}, {"busy", "0"}}, kUsage);
   const auto keys = static_cast<int>(flags.num("keys"));
   const auto gets = static_cast<int>(flags.num("gets"));
   const auto rounds = static_cast<int>(flags.num("rounds"));
@@ -119,7 +117,7 @@ int main(int argc, char** argv) {
     pin_to_cpu(1);
     std::uint64_t n = 0;
     while (!stop.load(std::memory_order_relaxed)) {
-      for (const FetchRequest& q : rf->next(std::chrono::milliseconds(spin ? 0 : 20))) {
+      for (const FetchRequest& q : rf->next(20ms)) {
         const std::string qty = std::to_string(++n % 1000 + 1);
         rf->upsert(q, {{"qty", qty}, {"avg_price", "101.25"}});
         answered.fetch_add(1, std::memory_order_relaxed);

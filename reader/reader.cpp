@@ -182,10 +182,18 @@ ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_vie
   return get(ns, account, instrument, out, coarse_realtime_ns());
 }
 
+// The read path: index protocol L1-L4 (shm/index.hpp) around the slot seqlock (shm/seqlock.hpp)
+// in lookup_hashed(), then the refresh policy's ask (the key's hash reused), then the count.
 ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_view instrument,
                        Position& out, std::int64_t now) const noexcept {
-  const ReadStatus st = lookup(ns, account, instrument, out, now);
-  return counted(*s_, asking(*s_, ns, account, instrument, st, out, now));
+  const State& s = *s_;
+  if (ns >= s.ns_count || account.empty() || account.size() > kMaxAccountLen ||
+      instrument.empty() || instrument.size() > kMaxInstrumentLen) {
+    return counted(s, ReadStatus::bad_key);
+  }
+  const std::uint64_t hash = key_hash(ns, account, instrument);
+  const ReadStatus st = lookup_hashed(ns, account, instrument, hash, out, now);
+  return counted(s, asking(s, ns, account, instrument, hash, st, out, now));
 }
 
 ReadStatus Reader::get(std::string_view ns, std::string_view account, std::string_view instrument,
@@ -205,17 +213,6 @@ const detail::RefreshChannel* Reader::channel() const noexcept {
 }
 const std::string& Reader::refresh_unavailable_because() const noexcept {
   return s_->no_refresh;
-}
-
-// The read path: index protocol L1-L4 (shm/index.hpp) around the slot seqlock (shm/seqlock.hpp).
-ReadStatus Reader::lookup(NamespaceId ns, std::string_view account, std::string_view instrument,
-                          Position& out, std::int64_t now_ns) const noexcept {
-  const State& s = *s_;
-  if (ns >= s.ns_count || account.empty() || account.size() > kMaxAccountLen ||
-      instrument.empty() || instrument.size() > kMaxInstrumentLen) {
-    return ReadStatus::bad_key;
-  }
-  return lookup_hashed(ns, account, instrument, key_hash(ns, account, instrument), out, now_ns);
 }
 
 ReadStatus Reader::lookup_hashed(NamespaceId ns, std::string_view account,

@@ -53,10 +53,10 @@ namespace detail {
 
 // get()'s answer, after asking for a refresh if the namespace's policy says so (no system call).
 inline ReadStatus asking(const Reader::State& s, NamespaceId ns, std::string_view account,
-                         std::string_view instrument, ReadStatus st, const Position& p,
-                         std::int64_t now) noexcept {
+                         std::string_view instrument, std::uint64_t hash, ReadStatus st,
+                         const Position& p, std::int64_t now) noexcept {
   if (s.refresh != nullptr && st != ReadStatus::bad_key)
-    s.refresh->after_read(ns, account, instrument, st, p, now);
+    s.refresh->after_read(ns, account, instrument, hash, st, p, now);
   return st;
 }
 

@@ -169,6 +169,8 @@ RefreshStats RefreshChannel::stats() const noexcept {
   s.refused = load_relaxed(&fc.refused);
   s.bad_requests = load_relaxed(&fc.bad_requests);
   s.refreshers = load_relaxed(&fc.refreshers);
+  s.rebuilds_running = load_relaxed(&fc.rebuilds_running);
+  s.rebuild_positions = load_relaxed(&fc.rebuild_positions);
   const RequestRing* rings = request_rings(requests_);
   for (std::uint32_t i = 0; i < kRequestRings; ++i)
     s.ring_full += load_relaxed(&rings[i].full_count);
@@ -176,11 +178,10 @@ RefreshStats RefreshChannel::stats() const noexcept {
 }
 
 RequestStatus RefreshChannel::ask(NamespaceId ns, std::string_view account,
-                                  std::string_view instrument, RefreshReason why,
-                                  std::int64_t now_ns) const noexcept {
+                                  std::string_view instrument, std::uint64_t hash,
+                                  RefreshReason why, std::int64_t now_ns) const noexcept {
   const RefreshPolicyWords& pol = policy(ns);
   if (load_relaxed(&pol.refreshers) == 0) return RequestStatus::no_refresher;
-  const std::uint64_t hash = key_hash(ns, account, instrument);
   const std::uint64_t w = pending_word(hash);
   const auto state = shm::pending_state(w);
   const std::int64_t decided = w == 0 ? 0 : pending_time_ns(w);
@@ -273,7 +274,7 @@ RequestStatus Reader::request(NamespaceId ns, std::string_view account, std::str
   if (ns >= namespaces().size() || !key_ok(account, instrument)) return RequestStatus::bad_key;
   const detail::RefreshChannel* c = channel();
   if (c == nullptr) return RequestStatus::unavailable;
-  return c->ask(ns, account, instrument, why, realtime_ns());
+  return c->ask(ns, account, instrument, key_hash(ns, account, instrument), why, realtime_ns());
 }
 
 std::optional<RefreshStats> Reader::refresh_stats() const {
@@ -312,7 +313,7 @@ FetchResult Reader::get_or_fetch(NamespaceId ns, std::string_view account,
   const RefreshReason why = force                               ? RefreshReason::forced
                             : r.status == ReadStatus::not_found ? RefreshReason::miss
                                                                 : RefreshReason::stale;
-  const RequestStatus asked = c->ask(ns, account, instrument, why, t0);
+  const RequestStatus asked = c->ask(ns, account, instrument, hash, why, t0);
   switch (asked) {
     case RequestStatus::no_refresher:
       r.reason = FetchReason::no_refresher;

@@ -31,7 +31,8 @@ class RefreshChannel {
 
   // get()'s hook, inline for its common case: nothing to ask. `st` and `p` are get()'s answer.
   void after_read(NamespaceId ns, std::string_view account, std::string_view instrument,
-                  ReadStatus st, const Position& p, std::int64_t now_ns) const noexcept {
+                  std::uint64_t hash, ReadStatus st, const Position& p,
+                  std::int64_t now_ns) const noexcept {
     const shm::RefreshPolicyWords& pol = policy(ns);
     RefreshReason why;
     if (st == ReadStatus::ok) {
@@ -47,13 +48,15 @@ class RefreshChannel {
     } else {
       return;
     }
-    ask(ns, account, instrument, why, now_ns);
+    // The common case of a hot stale key, inline: its refresh is in flight already (RT2).
+    if (shm::pending_state(shm::find_pending(refresh_, hash)) == PendingState::pending) return;
+    ask(ns, account, instrument, hash, why, now_ns);
   }
 
   // RQ2-RQ3 after the de-duplication checks (the pending table, this reader's recent asks).
   // No system call, no allocation, never waits.
   RequestStatus ask(NamespaceId ns, std::string_view account, std::string_view instrument,
-                    RefreshReason why, std::int64_t now_ns) const noexcept;
+                    std::uint64_t hash, RefreshReason why, std::int64_t now_ns) const noexcept;
   // The same without the checks (a forced request still skips a key in flight).
   RequestStatus push(NamespaceId ns, std::string_view account, std::string_view instrument,
                      std::uint64_t hash, RefreshReason why, std::int64_t now_ns) const noexcept;

@@ -131,8 +131,9 @@ struct RefreshCounters {
   std::uint64_t in_flight;     // gauge
   std::uint64_t answers[8];    // by PendingState: answered, absent, erased, failed, superseded
   std::uint64_t errors, timeouts, refused, shed, bad_requests;
-  std::uint64_t refreshers;  // registered now
-  std::uint64_t spare[6];
+  std::uint64_t refreshers;                           // registered now
+  std::uint64_t rebuilds_running, rebuild_positions;  // rebuilds' progress
+  std::uint64_t spare[4];
 };
 
 struct alignas(64) RefreshHeader {

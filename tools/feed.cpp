@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "poscache/producer.hpp"
+#include "poscache/reader.hpp"
 #include "poscache/version.h"
 #include "tools/feed_client.hpp"
 #include "tools/market_sim.hpp"
@@ -75,6 +76,42 @@ std::unique_ptr<poscache::Producer> open_producer(const std::string& segment,
   pc.name = "feed-" + std::to_string(::getpid()) + (instance ? "-" + std::to_string(instance) : "");
   pc.capacity = kRingCapacity;
   return poscache::Producer::open(pc);
+}
+
+// rebuild NS: asks the writer, then (with a wait) prints the rebuild's progress from the counters
+// the writer publishes beside the segment, until no rebuild runs or the wait is over.
+int rebuild(const std::string& segment, const std::string& path, const std::string& ns,
+            std::chrono::nanoseconds wait) {
+  std::optional<poscache::Reader> reader;
+  std::uint64_t before = 0;
+  if (wait.count() > 0) {
+    reader.emplace(poscache::Reader::open(segment));
+    if (auto st = reader->refresh_stats()) before = st->rebuild_positions;
+  }
+  SocketClient c(path);
+  const std::string reply = c.call(json{{"op", "rebuild"}, {"ns", ns}}.dump());
+  if (!report(reply, true)) return kRefused;
+  std::printf("rebuild of '%s' asked (request %s)\n", ns.c_str(),
+              json::parse(reply, nullptr, false).value("request", json()).dump().c_str());
+  if (wait.count() == 0) return kOk;
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const auto st = reader->refresh_stats();
+    if (!st) break;
+    const std::uint64_t got = st->rebuild_positions - before;
+    if (st->rebuilds_running == 0) {
+      std::printf("rebuild done: %llu positions\n", static_cast<unsigned long long>(got));
+      return kOk;
+    }
+    std::printf("rebuilding: %llu positions so far\n", static_cast<unsigned long long>(got));
+    std::fflush(stdout);
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::fprintf(stderr, "poscache-feed: rebuild still running after the wait\n");
+      return kRefused;
+    }
+  }
+  return kOk;
 }
 
 }  // namespace
@@ -147,6 +184,14 @@ int main(int argc, char** argv) {
   inv->add_option("--ns", opt_ns);
   inv->add_option("--glob", opt_glob, "fnmatch over ns:account:instrument");
   inv->add_flag("--all", all);
+
+  auto* rb = app.add_subcommand(
+      "rebuild", "ask the namespace's refreshers to reload it whole (docs/read-through.md)");
+  rb->add_option("ns", ns)->required();
+  std::string rebuild_wait_text = "0";
+  rb->add_option("--wait", rebuild_wait_text,
+                 "follow its progress until it ends or this long: 60s, 5m, ... (default: do not "
+                 "wait)");
 
   std::string file;
   auto* bt = app.add_subcommand(
@@ -259,6 +304,14 @@ int main(int argc, char** argv) {
       if (opt_ns) cmd["ns"] = *opt_ns;
       if (opt_glob) cmd["glob"] = *opt_glob;
       if (all) cmd["all"] = true;
+    }
+    if (*rb) {
+      auto wait = poscache::detail::parse_duration(rebuild_wait_text, true);
+      if (!wait) {
+        std::fprintf(stderr, "poscache-feed: rebuild --wait: %s\n", wait.error().c_str());
+        return kUsage;
+      }
+      return rebuild(segment, path, ns, *wait);
     }
     if (!cmd.is_null()) {
       if (via == "ring") {

@@ -223,6 +223,7 @@ int main(int argc, char** argv) {
       ordered_json j = stats_json(s, mirror_status(r));
       j["huge_page_bytes"] = r.huge_page_bytes();
       j["namespaces"] = views::namespaces_json(r, s);
+      j["refresh"] = views::refresh_json(r);
       std::printf("%s\n", j.dump(2).c_str());
     } else {
       print_stats(s, mirror_status(r));
@@ -242,6 +243,24 @@ int main(int argc, char** argv) {
                     n.name.c_str(), static_cast<unsigned long long>(live),
                     ms(n.stale_after.count()).c_str(), ms(n.expire_after.count()).c_str(),
                     f.c_str());
+      }
+      if (const auto rf = r.refresh_stats()) {  // read-through (docs/read-through.md)
+        std::uint64_t asked = 0;
+        for (const std::uint64_t n : rf->requests) asked += n;
+        std::printf(
+            "refresh      %llu refreshers, %llu in flight; %llu asked, %llu de-duplicated, "
+            "%llu answered, %llu absent, %llu superseded, %llu failed; %llu timeouts, "
+            "%llu refused, %llu rings full\n",
+            static_cast<unsigned long long>(rf->refreshers),
+            static_cast<unsigned long long>(rf->in_flight), static_cast<unsigned long long>(asked),
+            static_cast<unsigned long long>(rf->deduplicated),
+            static_cast<unsigned long long>(rf->outcomes[2]),
+            static_cast<unsigned long long>(rf->outcomes[3]),
+            static_cast<unsigned long long>(rf->outcomes[6]),
+            static_cast<unsigned long long>(rf->outcomes[5]),
+            static_cast<unsigned long long>(rf->timeouts),
+            static_cast<unsigned long long>(rf->refused),
+            static_cast<unsigned long long>(rf->ring_full));
       }
     }
     return kOk;

@@ -218,8 +218,6 @@ class Reader {
   // Blocks until `moved()` or the timeout (the futex protocol of wait_for_change()).
   template <class Moved>
   bool wait_until(Moved moved, std::chrono::nanoseconds timeout) const;
-  ReadStatus lookup(NamespaceId ns, std::string_view account, std::string_view instrument,
-                    Position& out, std::int64_t now_ns) const noexcept;
   // The same with the key's hash computed (get_many hashes a batch first).
   ReadStatus lookup_hashed(NamespaceId ns, std::string_view account, std::string_view instrument,
                            std::uint64_t hash, Position& out, std::int64_t now_ns) const noexcept;

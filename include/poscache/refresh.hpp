@@ -82,8 +82,10 @@ struct RefreshStats {
   std::uint64_t in_flight = 0;
   std::uint64_t outcomes[8] = {};  // by PendingState value (answered 2, absent 3, ...)
   std::uint64_t errors = 0, timeouts = 0, refused = 0, bad_requests = 0;
-  std::uint64_t refreshers = 0;  // registered now
-  std::uint64_t ring_full = 0;   // readers' asks that found their ring full
+  std::uint64_t refreshers = 0;         // registered now
+  std::uint64_t ring_full = 0;          // readers' asks that found their ring full
+  std::uint64_t rebuilds_running = 0;   // namespaces being rebuilt from their refreshers now
+  std::uint64_t rebuild_positions = 0;  // positions rebuilds have brought, ever
 };
 
 }  // namespace poscache

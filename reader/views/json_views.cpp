@@ -178,6 +178,7 @@ Health health(const Reader& r, std::chrono::nanoseconds max_sync_lag) {
   Health h;
   h.writer = r.writer();
   h.redis = mirror_status(r);
+  if (const auto st = r.refresh_stats()) h.refreshers = st->refreshers;
   h.max_sync_lag = max_sync_lag;
   if (h.redis.follow_state != "none") {  // a follower: following, and not too far behind
     h.redis_on = true;
@@ -191,21 +192,47 @@ Health health(const Reader& r, std::chrono::nanoseconds max_sync_lag) {
   return h;
 }
 
+ordered_json refresh_json(const Reader& reader) {
+  const auto st = reader.refresh_stats();
+  if (!st) return nullptr;
+  ordered_json requests = ordered_json::object(), outcomes = ordered_json::object();
+  for (const RefreshReason r : {RefreshReason::stale, RefreshReason::miss, RefreshReason::forced,
+                                RefreshReason::rebuild, RefreshReason::ahead})
+    requests[std::string(to_string(r))] = st->requests[static_cast<std::size_t>(r)];
+  for (const PendingState o :
+       {PendingState::answered, PendingState::absent, PendingState::erased, PendingState::failed,
+        PendingState::superseded, PendingState::no_refresher})
+    outcomes[std::string(to_string(o))] = st->outcomes[static_cast<std::size_t>(o)];
+  return ordered_json{{"refreshers", st->refreshers},
+                      {"in_flight", st->in_flight},
+                      {"requests", requests},
+                      {"deduplicated", st->deduplicated},
+                      {"outcomes", outcomes},
+                      {"errors", st->errors},
+                      {"timeouts", st->timeouts},
+                      {"refused", st->refused},
+                      {"ring_full", st->ring_full},
+                      {"rebuilds_running", st->rebuilds_running},
+                      {"rebuild_positions", st->rebuild_positions}};
+}
+
 ordered_json health_json(const Health& h) {
-  return ordered_json{{"alive", h.writer.alive},
-                      {"pid", h.writer.pid},
-                      {"heartbeat_age_ns", h.writer.heartbeat_age_ns},
-                      {"redis",
-                       {{"state", h.redis.state},
-                        {"ok", h.redis_ok},
-                        {"last_error", h.redis.last_error},
-                        {"dirty", h.redis.dirty},
-                        {"oldest_unsynced_age_ns", h.redis.oldest_unsynced_age_ns},
-                        {"lease_epoch", h.redis.lease_epoch},
-                        {"refilling", h.redis.refilling},
-                        {"evicting_policy", h.redis.evicting_policy},
-                        {"follow_state", h.redis.follow_state},
-                        {"follow_lag_ns", h.redis.follow_lag_ns}}}};
+  ordered_json j{{"alive", h.writer.alive},
+                 {"pid", h.writer.pid},
+                 {"heartbeat_age_ns", h.writer.heartbeat_age_ns},
+                 {"redis",
+                  {{"state", h.redis.state},
+                   {"ok", h.redis_ok},
+                   {"last_error", h.redis.last_error},
+                   {"dirty", h.redis.dirty},
+                   {"oldest_unsynced_age_ns", h.redis.oldest_unsynced_age_ns},
+                   {"lease_epoch", h.redis.lease_epoch},
+                   {"refilling", h.redis.refilling},
+                   {"evicting_policy", h.redis.evicting_policy},
+                   {"follow_state", h.redis.follow_state},
+                   {"follow_lag_ns", h.redis.follow_lag_ns}}}};
+  if (h.refreshers) j["refreshers"] = *h.refreshers;  // read-through: refreshers registered
+  return j;
 }
 
 }  // namespace poscache::views

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "poscache/mirror_status.hpp"
@@ -47,8 +48,14 @@ ordered_json reader_table_json(const ReaderTableInfo& t);
 // The health rule, shared by `poscache-inspect health` and the daemon's GET /health: healthy
 // when a live writer (its heartbeat recent, its pid alive) owns the segment and, if it mirrors to
 // Redis, the mirror is up with no change waiting longer than `max_sync_lag`.
+// Read-through's counters (Reader::refresh_stats()), or null when the writer serves none:
+// {"refreshers","in_flight","requests":{reason:n},"deduplicated","outcomes":{outcome:n},
+//  "errors","timeouts","refused","ring_full","rebuilds_running","rebuild_positions"}
+ordered_json refresh_json(const Reader& reader);
+
 struct Health {
   WriterInfo writer;
+  std::optional<std::uint64_t> refreshers;  // registered, when the writer serves read-through
   MirrorStatus redis;
   bool redis_on = false;
   bool redis_ok = true;

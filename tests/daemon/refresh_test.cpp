@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "daemon/daemon_util.hpp"
+#include "http/http_client.hpp"
 #include "poscache/format.hpp"
 #include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
@@ -58,6 +59,16 @@ struct BrokerSim {
             std::this_thread::sleep_for(delay);
             if (answer) {
               answer(*r, q);
+              continue;
+            }
+            if (q.rebuild()) {  // the broker's accounts, two positions a page, three pages
+              for (int page = 0; page < 3; ++page) {
+                const std::string acc = "R-" + std::to_string(page);
+                const std::vector<FetchedPosition> list = {
+                    {acc, "AAPL", {{"qty", "1"}, {"avg_price", "190"}}},
+                    {acc, "MSFT", {{"qty", "2"}, {"avg_price", "410.5"}}}};
+                r->positions(q, list, page < 2);
+              }
               continue;
             }
             if (q.instrument == "NONE") {
@@ -420,6 +431,101 @@ TEST(ReadThroughTest, MalformedLinesFromARefresherAreRefusedAndTheWriterLivesOn)
   EXPECT_EQ(::kill(d.pid(), 0), 0) << "the writer died\n" << d.log();
   Position p;
   EXPECT_EQ(r.get(ns, "A-10", "ORCL", p), ReadStatus::not_found);  // nothing of them applied
+}
+
+// poscache-feed rebuild asks for a namespace; the refresher answers it page by page; --wait shows
+// the progress and the end. A writer configured with rebuild_on_empty asks its first refresher.
+TEST(ReadThroughTest, ARebuildReloadsANamespaceOnDemandAndOnAnEmptyStart) {
+  test::ScratchSegment seg("rt11");
+  test::TempDir dir;
+  const std::string cfg = dir.file("w.toml", R"([[namespace]]
+name = "acct"
+preset = "trading"
+refresh = "miss"
+rebuild_on_empty = true
+)");
+  Daemon d(seg_flag(seg) + " -c " + cfg + " --capacity 4096 --no-generate --no-redis --no-http");
+  ASSERT_TRUE(d.wait_for("ingest socket")) << d.log();
+  ASSERT_TRUE(d.wait_for("a rebuild is asked of its first refresher")) << d.log();
+  BrokerSim broker;
+  broker.run(seg.name());
+  ASSERT_TRUE(d.wait_for("refresh: rebuild of 'acct': answered, 6 positions")) << d.log();
+  Reader r = Reader::open(seg.name());
+  const NamespaceId ns = *r.namespace_id("acct");
+  Position p;
+  ASSERT_EQ(r.get(ns, "R-2", "MSFT", p), ReadStatus::ok);
+  EXPECT_EQ(field(r, p, "avg_price"), "410.5");
+  // On demand: after an invalidation of the namespace.
+  ASSERT_EQ(
+      test::run_cli(std::string(POSCACHE_FEED_BIN) + " -s " + seg.name() + " invalidate --ns acct")
+          .code,
+      0);
+  ASSERT_EQ(r.get(ns, "R-2", "MSFT", p), ReadStatus::not_found);
+  const test::CliRun run = test::run_cli(std::string(POSCACHE_FEED_BIN) + " -s " + seg.name() +
+                                         " rebuild acct --wait 30s");
+  EXPECT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find("rebuild done: 6 positions"), std::string::npos) << run.out;
+  EXPECT_EQ(r.get(ns, "R-1", "AAPL", p), ReadStatus::ok);
+  EXPECT_EQ(r.refresh_stats()->rebuilds_running, 0u);
+  // A namespace nobody serves: refused, naming it.
+  const test::CliRun none =
+      test::run_cli(std::string(POSCACHE_FEED_BIN) + " -s " + seg.name() + " rebuild spot");
+  EXPECT_NE(none.code, 0);
+  EXPECT_NE(none.out.find("unknown namespace"), std::string::npos) << none.out;
+}
+
+int listening_port(const Daemon& d) {
+  const std::string marker = "http: listening on 127.0.0.1:";
+  if (!d.wait_for(marker)) return 0;
+  const std::string log = d.log();
+  return std::atoi(log.c_str() + log.find(marker) + marker.size());
+}
+
+// The HTTP API reads through: ?timeout= waits for a missing key's fetch, ?refresh=true forces
+// one; answers say stale, age_seconds and cached; the metrics count it all.
+TEST(ReadThroughTest, HttpReadsThroughAndForcesARefresh) {
+  test::ScratchSegment seg("rt10");
+  const std::string a = seg_flag(seg) +
+                        " --capacity 4096 --no-generate --no-redis --http 127.0.0.1:0 "
+                        "-n acct:trading:300ms --refresh acct:both:2s:2 --stats-interval 1h";
+  Daemon d(a);
+  const int port = listening_port(d);
+  ASSERT_GT(port, 0) << d.log();
+  BrokerSim broker;
+  broker.run(seg.name());
+  ASSERT_TRUE(d.wait_for("refresher 'broker-sim'")) << d.log();
+  const std::string path = "/v1/positions/acct/A-20/AAPL";
+  test::HttpReply h = test::http_get(port, path + "?timeout=5s");
+  ASSERT_EQ(h.status, 200) << h.body;
+  EXPECT_NE(h.body.find(R"("refresh":"fetched")"), std::string::npos) << h.body;
+  EXPECT_NE(h.body.find(R"("cached":false)"), std::string::npos) << h.body;
+  EXPECT_NE(h.body.find(R"("qty":"10)"), std::string::npos) << h.body;
+  h = test::http_get(port, path);
+  EXPECT_EQ(h.status, 200);
+  EXPECT_NE(h.body.find(R"("cached":true)"), std::string::npos) << h.body;
+  EXPECT_NE(h.body.find(R"("stale":false)"), std::string::npos) << h.body;
+  EXPECT_NE(h.body.find(R"("age_seconds":)"), std::string::npos) << h.body;
+  h = test::http_get(port, path + "?refresh=true");
+  EXPECT_EQ(h.status, 200) << h.body;
+  EXPECT_NE(h.body.find(R"("refresh":"fetched")"), std::string::npos) << h.body;
+  EXPECT_EQ(broker.fetches.load(), 2);
+  h = test::http_get(port, "/v1/positions/acct/A-20/NONE?timeout=5s");
+  EXPECT_EQ(h.status, 404) << h.body;
+  EXPECT_NE(h.body.find(R"("refresh":"absent")"), std::string::npos) << h.body;
+  for (const char* bad : {"?refresh=maybe", "?timeout=forever", "?timeout=1h", "?colour=red"}) {
+    h = test::http_get(port, path + bad);
+    EXPECT_EQ(h.status, 400) << bad << ": " << h.body;
+  }
+  const std::string m = test::http_get(port, "/metrics").body;
+  EXPECT_NE(m.find("poscache_refresh_requests_total{reason=\"forced\"} 1\n"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("poscache_refreshers 1\n"), std::string::npos);
+  EXPECT_NE(m.find("poscache_refresh_outcomes_total{outcome=\"absent\"} 1\n"), std::string::npos);
+  EXPECT_NE(test::http_get(port, "/health").body.find(R"("refreshers":1)"), std::string::npos);
+  EXPECT_NE(test::http_get(port, "/v1/stats").body.find(R"("deduplicated":)"), std::string::npos);
+  const test::CliRun st =
+      test::run_cli(std::string(POSCACHE_INSPECT_BIN) + " -s " + seg.name() + " stats");
+  EXPECT_NE(st.out.find("refresh      1 refreshers"), std::string::npos) << st.out;
 }
 
 // With the writer stopped, a reader's ring fills: asks answer `full` at once and are counted.

@@ -534,8 +534,11 @@ int main(int argc, char** argv) {
     const std::int64_t now_mono = shm::monotonic_ns();
     const std::int64_t now = shm::realtime_ns();
     std::size_t applied = 0;
+    const bool answers_due = broker != nullptr && broker->expecting_answers(now_mono);
     if (busy && now_mono < next_slow) {
       if (rings_source != nullptr) applied += timed_poll(*rings_source, now, kBudget);
+      if (broker != nullptr) applied += timed_poll(*broker, now, kBudget);  // readers' asks
+      if (answers_due && socket_source != nullptr) timed_poll(*socket_source, now, kBudget);
       continue;
     }
     next_slow = now_mono + 100'000;
@@ -573,7 +576,7 @@ int main(int argc, char** argv) {
       last_t = now_mono;
       next_stats = now_mono + cfg.stats_interval.count();
     }
-    if (applied == 0 && !busy) idle.wait(std::chrono::microseconds(50));  // idle
+    if (applied == 0 && !busy && !answers_due) idle.wait(std::chrono::microseconds(50));
   }
   sd_notify(0, "STOPPING=1");
   if (admin != nullptr) admin->shut_down();  // a waiting invalidation answers 503 at once

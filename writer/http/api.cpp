@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "reader/views/json_views.hpp"
+#include "values/duration.hpp"
 #include "writer/http/metrics.hpp"
 
 namespace poscache::http {
@@ -92,7 +93,7 @@ HttpResponse Api::handle(const HttpRequest& req) const {
   constexpr std::string_view kPositions = "/v1/positions/", kAccounts = "/v1/accounts/";
   if (path.starts_with(kPositions)) {
     if (auto r = only_get()) return *r;
-    return position(path.substr(kPositions.size()));
+    return position(path.substr(kPositions.size()), req.query);
   }
   if (path.starts_with(kAccounts)) {
     if (auto r = only_get()) return *r;
@@ -109,7 +110,31 @@ HttpResponse Api::handle(const HttpRequest& req) const {
                             "/v1/accounts/{account}; POST /v1/invalidate");
 }
 
-HttpResponse Api::position(std::string_view rest) const {
+HttpResponse Api::position(std::string_view rest, std::string_view query) const {
+  // ?timeout=D: read-through, waiting up to D for a refresher when the copy is missing or stale;
+  // ?refresh=true: fetch even a fresh copy (forced) and wait up to the timeout (default 1s).
+  bool refresh = false;
+  std::optional<std::chrono::nanoseconds> wait;
+  for (std::size_t start = 0; start < query.size();) {
+    const std::size_t amp = std::min(query.find('&', start), query.size());
+    const std::string_view param = query.substr(start, amp - start);
+    start = amp + 1;
+    const std::size_t eq = param.find('=');
+    const std::string_view key = param.substr(0, eq),
+                           value = eq == std::string_view::npos ? "" : param.substr(eq + 1);
+    if (key == "refresh" && (value == "true" || value == "false")) {
+      refresh = value == "true";
+    } else if (key == "timeout") {
+      auto d = detail::parse_duration(value);
+      if (!d || d->count() <= 0 || *d > std::chrono::seconds(30))
+        return error_response(400, "timeout '" + shown(value) +
+                                       "' must be a duration from 1ns to 30s, such as 500ms");
+      wait = *d;
+    } else if (!param.empty()) {
+      return error_response(400, "unknown query parameter '" + shown(param) +
+                                     "': this resource takes refresh=true|false and timeout=D");
+    }
+  }
   // {ns}/{account}/{instrument}: an instrument may hold '/' ("SOL/USDC"); the others may not.
   const std::size_t a = rest.find('/');
   const std::size_t b = a == std::string_view::npos ? a : rest.find('/', a + 1);
@@ -128,17 +153,33 @@ HttpResponse Api::position(std::string_view rest) const {
   for (const auto& check : {validate_account(acc), validate_instrument(ins)})
     if (!check) return error_response(400, "bad key: " + check.error());
   Position p;
-  const ReadStatus st = reader_.get(*id, acc, ins, p);
+  FetchResult f;
+  if (refresh || wait) {
+    f = reader_.get_or_fetch(*id, acc, ins, p, wait.value_or(std::chrono::seconds(1)), refresh);
+  } else {
+    f.status = reader_.get(*id, acc, ins, p);  // asks in the background by the policy
+  }
+  const ReadStatus st = f.status;
+  // cached: answered from the segment as it was (no fetch waited for); refresh: what the fetch
+  // did, when one was waited for.
+  auto fetch_fields = [&](ordered_json& j) {
+    j["cached"] = f.reason == FetchReason::cached;
+    if (refresh || wait) j["refresh"] = std::string(to_string(f.reason));
+  };
   if (has_value(st)) {
     ordered_json j = {{"status", std::string(to_string(st))}};
     j.update(views::position_json(reader_, p));
+    j["age_seconds"] = static_cast<double>(p.age_ns) / 1e9;
+    fetch_fields(j);
     return json_response(200, j);
   }
   const int code = st == ReadStatus::not_found ? 404 : st == ReadStatus::bad_key ? 400 : 503;
-  return json_response(code, {{"status", std::string(to_string(st))},
-                              {"namespace", std::string(ns)},
-                              {"account", std::string(acc)},
-                              {"instrument", std::string(ins)}});
+  ordered_json j = {{"status", std::string(to_string(st))},
+                    {"namespace", std::string(ns)},
+                    {"account", std::string(acc)},
+                    {"instrument", std::string(ins)}};
+  fetch_fields(j);
+  return json_response(code, j);
 }
 
 HttpResponse Api::account(std::string_view acc) const {
@@ -164,6 +205,7 @@ HttpResponse Api::stats() const {
   ordered_json j = views::stats_json(s, mirror_status(reader_));
   j["namespaces"] = views::namespaces_json(reader_, s);
   j["producers"] = views::producers_json(producers(reader_));
+  j["refresh"] = views::refresh_json(reader_);
   ordered_json sources = ordered_json::array();
   if (board_) {
     for (const SourceReport& src : board_->read().sources) {

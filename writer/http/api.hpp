@@ -37,6 +37,7 @@ inline constexpr std::size_t kMaxBody = 16 * 1024;  // larger bodies: 413
 struct HttpRequest {
   std::string method;
   std::string path;           // URL-decoded, as received (not normalized)
+  std::string query;          // after '?', as received ("" if none)
   std::string body;           // at most kMaxBody bytes
   std::string authorization;  // the Authorization header, "" if none
   std::string remote;         // the caller's address, for the log
@@ -67,7 +68,9 @@ class Api {
   HttpResponse handle(const HttpRequest& req) const;
 
  private:
-  HttpResponse position(std::string_view rest) const;
+  // GET /v1/positions/{ns}/{account}/{instrument}[?timeout=D][&refresh=true] (read-through:
+  // docs/read-through.md).
+  HttpResponse position(std::string_view rest, std::string_view query) const;
   HttpResponse account(std::string_view rest) const;
   HttpResponse stats() const;
   HttpResponse health(bool live_only) const;  // /health/live: the writer only

@@ -277,6 +277,38 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
     for (const auto& [state, n] : by_state) e.sample("poscache_readers", label("state", state), n);
   }
 
+  // --- read-through (docs/read-through.md): what readers asked and what refreshers answered, as
+  // the writer publishes them beside the segment (zeros when it serves no refresh).
+  const RefreshStats rf = reader.refresh_stats().value_or(RefreshStats{});
+  e.family("poscache_refresh_requests_total", "counter",
+           "readers' requests for a key that reached the writer, by reason");
+  for (const RefreshReason r : {RefreshReason::stale, RefreshReason::miss, RefreshReason::forced,
+                                RefreshReason::rebuild, RefreshReason::ahead})
+    e.sample("poscache_refresh_requests_total", label("reason", to_string(r)),
+             rf.requests[static_cast<std::size_t>(r)]);
+  e.one("poscache_refresh_deduplicated_total", "counter",
+        "requests for a key already in flight (or just answered): no second fetch",
+        rf.deduplicated);
+  e.one("poscache_refresh_in_flight", "gauge", "requests sent to refreshers, not yet decided",
+        rf.in_flight);
+  e.family("poscache_refresh_outcomes_total", "counter",
+           "requests decided, by outcome (answered, absent, erased, failed, superseded: an "
+           "answer older than a producer's write, dropped; no_refresher)");
+  for (const PendingState o :
+       {PendingState::answered, PendingState::absent, PendingState::erased, PendingState::failed,
+        PendingState::superseded, PendingState::no_refresher})
+    e.sample("poscache_refresh_outcomes_total", label("outcome", to_string(o)),
+             rf.outcomes[static_cast<std::size_t>(o)]);
+  e.one("poscache_refresh_errors_total", "counter",
+        "tries a refresher answered with an error or an answer refused (retried)", rf.errors);
+  e.one("poscache_refresh_timeouts_total", "counter", "tries not answered within the timeout",
+        rf.timeouts);
+  e.one("poscache_refresh_refused_total", "counter",
+        "refresher lines refused (malformed, not asked, late): the log says why", rf.refused);
+  e.one("poscache_refresh_ring_full_total", "counter",
+        "readers' asks that found their request ring full (not asked)", rf.ring_full);
+  e.one("poscache_refreshers", "gauge", "refreshers registered with the writer", rf.refreshers);
+
   // --- the apply loop's time per change.
   e.family("poscache_apply_seconds", "histogram",
            "time the apply loop spent per applied change (each poll of a source divided among "

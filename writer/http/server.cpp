@@ -144,6 +144,7 @@ int Server::on_request(struct mg_connection* conn, void* self_ptr) {
     HttpRequest req;
     req.method = ri->request_method ? ri->request_method : "";
     req.path = ri->local_uri_raw ? ri->local_uri_raw : (ri->local_uri ? ri->local_uri : "");
+    if (ri->query_string != nullptr) req.query = ri->query_string;
     req.remote = std::string(ri->remote_addr) + ":" + std::to_string(ri->remote_port);
     if (const char* a = mg_get_header(conn, "Authorization")) req.authorization = a;
     if (req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {

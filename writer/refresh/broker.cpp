@@ -292,6 +292,7 @@ void RefreshBroker::flush_sends() {
     const std::string line = "{\"op\":\"fetch\",\"requests\":[" + box + "]}\n";
     box.clear();
     if (send_) send_(client, line);  // a client gone is noticed by the socket: client_gone()
+    last_sent_ = shm::monotonic_ns();
   }
 }
 
@@ -667,6 +668,8 @@ void RefreshBroker::publish_counters() {
   store_relaxed(&fc.refused, c_.refused);
   store_relaxed(&fc.bad_requests, c_.bad_requests);
   store_relaxed(&fc.refreshers, c_.refreshers);
+  store_relaxed(&fc.rebuilds_running, c_.rebuilds_running);
+  store_relaxed(&fc.rebuild_positions, c_.rebuild_positions);
 }
 
 ingest::SourceCounters RefreshBroker::counters() const {

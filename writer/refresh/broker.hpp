@@ -111,6 +111,13 @@ class RefreshBroker final : public ingest::Source, public ingest::LineHandler {
 
   [[nodiscard]] BrokerCounters stats() const;
   [[nodiscard]] int wake_fd() const noexcept { return board_.wake_fd(); }
+  // Requests are in flight and one went out within the last kAnswerWindowNs: the apply loop
+  // keeps polling instead of sleeping, so a quick refresher's answer is taken at once (an
+  // idle loop would add a wake-up to every read-through).
+  static constexpr std::int64_t kAnswerWindowNs = 200'000;
+  [[nodiscard]] bool expecting_answers(std::int64_t now_mono) const noexcept {
+    return !requests_.empty() && now_mono - last_sent_ < kAnswerWindowNs;
+  }
   // Rebuilds asked at start (an empty segment): sent when a refresher of the namespace comes.
   void rebuild_when_served(NamespaceId ns);
 
@@ -171,7 +178,8 @@ class RefreshBroker final : public ingest::Source, public ingest::LineHandler {
   std::vector<PoppedRequest> popped_;
   std::uint64_t next_id_ = 1;
   std::int64_t next_scan_ = 0, next_reap_ = 0;
-  bool applying_ = false;  // an answer is being applied: its own removals are not producers'
+  std::int64_t last_sent_ = 0;  // monotonic: the last fetch line sent
+  bool applying_ = false;       // an answer is being applied: its own removals are not producers'
   BrokerCounters c_;
 };
 
