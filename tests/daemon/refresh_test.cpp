@@ -474,6 +474,42 @@ rebuild_on_empty = true
   EXPECT_NE(none.out.find("unknown namespace"), std::string::npos) << none.out;
 }
 
+// Refresh-ahead: a fresh read in the last part of stale_after asks, so a hot key is refreshed
+// before it turns stale and its readers never see it stale.
+TEST(ReadThroughTest, RefreshAheadKeepsAHotKeyFresh) {
+  test::ScratchSegment seg("rt12");
+  test::TempDir dir;
+  const std::string cfg = dir.file("w.toml", R"([[namespace]]
+name = "acct"
+preset = "trading"
+stale_after = "1s"
+refresh = "stale"
+refresh_ahead = 0.5
+)");
+  Daemon d(seg_flag(seg) + " -c " + cfg + " --capacity 4096 --no-generate --no-redis --no-http");
+  ASSERT_TRUE(d.wait_for("ahead at 50% of stale_after")) << d.log();
+  BrokerSim broker;
+  broker.run(seg.name());
+  ASSERT_TRUE(d.wait_for("refresher 'broker-sim'")) << d.log();
+  auto prod = Producer::open(producer_config(seg.name(), "seed"));
+  const PushResult pr = prod->push(*prod->make_update("acct", "H-1", "SPY", {{"qty", "3"}}), 1s);
+  ASSERT_EQ(prod->wait_applied(pr.seq, 5s), WaitStatus::done);
+  Reader r = Reader::open(seg.name());
+  const NamespaceId ns = *r.namespace_id("acct");
+  Position p;
+  int stale = 0;
+  const auto until = std::chrono::steady_clock::now() + 2500ms;  // 2.5 stale_afters, read hot
+  while (std::chrono::steady_clock::now() < until) {
+    stale += r.get(ns, "H-1", "SPY", p) == ReadStatus::stale;
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(stale, 0);
+  EXPECT_EQ(field(r, p, "qty"), "10");  // the refresher's answer
+  const RefreshStats st = *r.refresh_stats();
+  EXPECT_GE(st.requests[static_cast<int>(RefreshReason::ahead)], 2u);  // at ~0.5 s and ~1 s
+  EXPECT_EQ(st.requests[static_cast<int>(RefreshReason::stale)], 0u);
+}
+
 int listening_port(const Daemon& d) {
   const std::string marker = "http: listening on 127.0.0.1:";
   if (!d.wait_for(marker)) return 0;
