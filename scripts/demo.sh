@@ -20,9 +20,10 @@ for _ in $(seq 100); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; slee
 writer=""
 follower=""
 standby=""
+refresher=""
 cleanup() {
   set +e  # clean up everything, whatever already exited
-  for p in "$writer" "$follower" "$standby"; do [ -n "$p" ] && { kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; }; done
+  for p in "$writer" "$follower" "$standby" "$refresher"; do [ -n "$p" ] && { kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; }; done
   for s in "${seg}_follower" "${seg}_standby" "${seg}_rival"; do "$bin/poscache-writer" -s "$s" --remove >/dev/null 2>&1; done
   [ -f "$tmp/redis.pid" ] && kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
   sleep 0.2; rm -rf "$tmp"
@@ -129,6 +130,63 @@ echo "   the broker account as readers see it (AAPL 35 @ 189.681538, MSFT 20 @ 4
 echo "   every entry acknowledged (XPENDING), the refused one copied with its reason to positions:in:rejected:"
 redis-cli -s "$sock" xpending positions:in "poscache:$(hostname):$seg" | head -1 | sed 's/^/   pending: /'
 redis-cli -s "$sock" --no-raw xrange positions:in:rejected - + | sed -n 's/^/   /p' | head -12
+echo; echo "== read-through: a refresher imitating a broker's positions API that answers in 50 ms (tools/broker_refresher.py)"
+PYTHONPATH=build/python /usr/bin/python3 tools/broker_refresher.py --segment "$seg" --latency 50ms \
+  --count-file "$tmp/fetches" > "$tmp/refresher.log" 2>&1 &
+refresher=$!
+for _ in $(seq 200); do grep -q registered "$tmp/refresher.log" && break; sleep 0.05; done
+sed 's/^/   /' "$tmp/refresher.log"
+fetches() { cat "$tmp/fetches" 2>/dev/null | wc -l; }
+# One position over HTTP, in one line: status, stale, age, cached, what a fetch did, qty @ avg.
+pos() {
+  /usr/bin/python3 - "http://127.0.0.1:$http_port/v1/positions/alpaca/$1" <<'PY'
+import json, sys, urllib.error, urllib.request
+try:
+    j = json.load(urllib.request.urlopen(sys.argv[1]))
+except urllib.error.HTTPError as e:
+    j = json.load(e)
+f = j.get("fields", {})
+print("  ", j["status"], " stale", j.get("stale"), " age %.2fs" % j.get("age_seconds", 0),
+      " cached", j["cached"], (" refresh " + j["refresh"]) if "refresh" in j else "",
+      (" qty %s @ %s" % (f["qty"].rstrip("0").rstrip("."), f["avg_price"])) if f else "")
+PY
+}
+echo "   PB7XR2's AAPL as an older statement left it (25 @ 187.50), read 2.2 s later: stale"
+echo "   (alpaca: stale_after 2s), served at once with its age; the read asked the broker:"
+"$bin/poscache-feed" -s "$seg" upsert alpaca PB7XR2 AAPL qty=25 avg_price=187.50 > /dev/null
+sleep 2.2
+pos PB7XR2/AAPL
+sleep 0.2
+echo "   the next read, 200 ms later: fresh, the broker's 30 @ (20 x 188.90 + 10 x 191.30) / 30:"
+pos PB7XR2/AAPL
+echo "   a key the cache lacks, read through (?timeout=1s waits for the broker's answer):"
+pos "PC4LM9/NVDA?timeout=1s"
+echo "   ?refresh=true fetches even a fresh copy:"
+pos "PC4LM9/NVDA?refresh=true"
+echo "   a symbol the account does not hold: absent, and remembered (negative_ttl) rather than asked again:"
+pos "PC4LM9/AMZN?timeout=1s"
+pos "PC4LM9/AMZN?timeout=1s"
+"$bin/poscache-feed" -s "$seg" upsert alpaca PC4LM9 MSFT qty=1 avg_price=400 > /dev/null
+sleep 2.2
+before=$(fetches)
+echo "   a stampede: 8 processes read PC4LM9's MSFT, stale, 1000 times each, at once:"
+PYTHONPATH=build/python /usr/bin/python3 - "$seg" <<'PY'
+import multiprocessing, sys, poscache
+def reads(seg):
+    r = poscache.Reader(seg)
+    return sum(1 for _ in range(1000) if r.get("alpaca", "PC4LM9", "MSFT").stale)
+with multiprocessing.Pool(8) as pool:
+    stale = pool.map(reads, [sys.argv[1]] * 8)
+print("   %d stale reads served at once, no reader waited" % sum(stale))
+PY
+sleep 0.3
+echo "   ... and the broker was asked $(( $(fetches) - before )) time(s); the key is fresh again:"
+pos PC4LM9/MSFT
+echo "   read-through counters (poscache-inspect stats):"
+"$bin/poscache-inspect" -s "$seg" stats | grep '^refresh' | sed 's/^/   /'
+kill "$refresher"; wait "$refresher" 2>/dev/null || true
+refresher=""
+
 echo; echo "== a load burst: 1 producer ring pushing as fast as it can for 2 s"
 "$bin/poscache-feed" -s "$seg" load --rate 0 --seconds 2
 
@@ -240,5 +298,22 @@ echo; echo "== warm start: a writer on a brand-new segment (--fresh) loads every
   --no-generate --run-for 1s 2>&1 | grep -E "warm start|created|closed"
 "$bin/poscache-inspect" -s "$seg" stats | head -4
 "$bin/poscache-inspect" -s "$seg" health || true
+echo; echo "== a rebuild from the source: Redis flushed and a fresh segment, nothing to warm-start from;"
+echo "   poscache-feed rebuild alpaca asks the broker's refresher for the whole namespace"
+redis-cli -s "$sock" flushall > /dev/null
+"$bin/poscache-writer" --config config/demo.toml --segment "$seg" --fresh --redis-socket "$sock" \
+  --no-generate > "$tmp/rebuild.log" 2>&1 &
+writer=$!
+for _ in $(seq 200); do grep -q "refresh: namespace" "$tmp/rebuild.log" && break; sleep 0.05; done
+PYTHONPATH=build/python /usr/bin/python3 tools/broker_refresher.py --segment "$seg" --latency 50ms \
+  > "$tmp/refresher.log" 2>&1 &
+refresher=$!
+for _ in $(seq 200); do grep -q registered "$tmp/refresher.log" && break; sleep 0.05; done
+"$bin/poscache-feed" -s "$seg" rebuild alpaca --wait 10s | sed 's/^/   /'
+"$bin/poscache-inspect" -s "$seg" ls --glob 'alpaca:*' | sed 's/^/   /'
+sleep 0.5
+echo "   and in Redis again: $(redis-cli -s "$sock" --scan --pattern 'poscache:v1:alpaca:*' | wc -l) alpaca positions"
+kill "$refresher" "$writer"; wait "$refresher" "$writer" 2>/dev/null || true
+refresher=""; writer=""
 echo; echo "== the segment '$seg' stays for you to look at (poscache-inspect -s $seg stats);"
 echo "   remove its files with: build/tools/poscache-writer -s $seg --remove"
