@@ -129,8 +129,10 @@ TEST(DaemonConfigFileTest, TheDemoConfigParses) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(setting(r, "segment.name"), "\"poscache_demo\"");
   EXPECT_EQ(settings(r).count("namespace"), 4u) << r.out;
-  EXPECT_NE(r.out.find("name = \"alpaca\"\nstale_after = \"0\"\nexpire_after = \"0\"\n"
-                       "sync = \"redis\"\nfields = [\n"
+  EXPECT_NE(r.out.find("name = \"alpaca\"\nstale_after = \"2s\"\nexpire_after = \"0\"\n"
+                       "sync = \"redis\"\nrefresh = \"both\"\nrefresh_timeout = \"1s\"\n"
+                       "refresh_retries = 2\nrefresh_max_in_flight = 256\nrefresh_ahead = 0\n"
+                       "negative_ttl = \"5s\"\nrebuild_on_empty = false\nfields = [\n"
                        "  { name = \"qty\", type = \"decimal\", scale = 9 },\n"
                        "  { name = \"avg_price\", type = \"decimal\", scale = 6 },\n"
                        "  { name = \"as_of\", type = \"timestamp\" },\n"

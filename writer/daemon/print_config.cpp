@@ -177,7 +177,9 @@ std::string print_config(const DaemonConfig& c) {
       t.duration("refresh_timeout", p.timeout);
       t.line("refresh_retries", std::to_string(p.retries));
       t.line("refresh_max_in_flight", std::to_string(p.max_in_flight));
-      t.line("refresh_ahead", std::to_string(p.ahead));
+      char ahead[32];
+      std::snprintf(ahead, sizeof ahead, "%g", p.ahead);  // 0.8, not 0.800000
+      t.line("refresh_ahead", ahead);
       t.duration("negative_ttl", p.negative_ttl);
       t.line("rebuild_on_empty", p.rebuild_on_empty ? "true" : "false");
     }
