@@ -3,8 +3,6 @@
 // message: no exception crosses into C.
 #include <algorithm>
 #include <cstring>
-#include <memory>
-#include <new>
 #include <span>
 #include <string>
 #include <vector>
@@ -12,11 +10,10 @@
 #include "poscache/decimal.hpp"
 #include "poscache/error.hpp"
 #include "poscache/format.hpp"
-#include "poscache/poscache.h"
-#include "poscache/producer.hpp"
-#include "poscache/reader.hpp"
+#include "reader/c_api_internal.hpp"
 
 using namespace poscache;
+using namespace poscache::c_api;
 
 static_assert(POSCACHE_MAX_FIELDS == kMaxFields, "poscache.h: POSCACHE_MAX_FIELDS");
 static_assert(POSCACHE_MAX_KEY == kMaxAccountLen && POSCACHE_MAX_KEY == kMaxInstrumentLen,
@@ -32,51 +29,15 @@ static_assert(static_cast<int>(Outcome::pending) == POSCACHE_OUTCOME_PENDING &&
 static_assert(static_cast<int>(ReadStatus::retired) == POSCACHE_RETIRED,
               "poscache.h: read statuses keep the reader's numbers");
 
-struct poscache_reader {
-  Reader reader;
-};
-
-struct poscache_producer {
-  std::unique_ptr<Producer> producer;
-};
-
 namespace {
-
 thread_local std::string t_error;
+}  // namespace
+
+namespace poscache::c_api {
 
 int failed(int status, std::string why) {
   t_error = std::move(why);
   return status;
-}
-
-// Runs `f`, turning any exception into POSCACHE_ERROR with its message.
-template <class F>
-int guarded(F&& f) noexcept {
-  try {
-    return f();
-  } catch (const std::bad_alloc&) {
-    return failed(POSCACHE_ERROR, "out of memory");
-  } catch (const std::exception& e) {
-    return failed(POSCACHE_ERROR, e.what());
-  } catch (...) {
-    return failed(POSCACHE_ERROR, "unknown error");
-  }
-}
-
-std::string_view sv(const char* s) {
-  return s == nullptr ? std::string_view() : std::string_view(s);
-}
-
-int copy_text(std::string_view text, char* buf, std::size_t len) {
-  if (buf == nullptr || len == 0) return failed(POSCACHE_BAD_INPUT, "no buffer given");
-  if (text.size() + 1 > len) {
-    buf[0] = '\0';
-    return failed(POSCACHE_SMALL_BUFFER, "the text needs " + std::to_string(text.size() + 1) +
-                                             " bytes; the buffer has " + std::to_string(len));
-  }
-  std::memcpy(buf, text.data(), text.size());
-  buf[text.size()] = '\0';
-  return POSCACHE_OK;
 }
 
 void to_c(const Position& p, poscache_position& out) noexcept {
@@ -97,6 +58,22 @@ void to_c(const Position& p, poscache_position& out) noexcept {
     out.values[i].lo = static_cast<std::uint64_t>(u);
     out.values[i].hi = static_cast<std::int64_t>(static_cast<std::uint64_t>(u >> 64));
   }
+}
+
+}  // namespace poscache::c_api
+
+namespace {
+
+int copy_text(std::string_view text, char* buf, std::size_t len) {
+  if (buf == nullptr || len == 0) return failed(POSCACHE_BAD_INPUT, "no buffer given");
+  if (text.size() + 1 > len) {
+    buf[0] = '\0';
+    return failed(POSCACHE_SMALL_BUFFER, "the text needs " + std::to_string(text.size() + 1) +
+                                             " bytes; the buffer has " + std::to_string(len));
+  }
+  std::memcpy(buf, text.data(), text.size());
+  buf[text.size()] = '\0';
+  return POSCACHE_OK;
 }
 
 int read_status(ReadStatus s) {

@@ -189,6 +189,11 @@ RequestStatus RefreshChannel::ask(NamespaceId ns, std::string_view account,
   if ((state == PendingState::absent || state == PendingState::erased) &&
       now_ns - decided < load_relaxed(&pol.negative_ttl_ns) && why != RefreshReason::forced)
     return RequestStatus::remembered;
+  // A key whose refreshers just failed is not asked again at once: a failing source would get
+  // every read's ask. For one try's timeout the failure stands (forced asks excepted).
+  if ((state == PendingState::failed || state == PendingState::no_refresher) &&
+      now_ns - decided < load_relaxed(&pol.timeout_ns) && why != RefreshReason::forced)
+    return RequestStatus::remembered;
   // Asked by this reader lately, and the writer has decided nothing since: it will (or the ask
   // was lost to a full ring, and the next one after the horizon goes).
   Asked& a = asked_[(hash >> 7) % kAsked];
@@ -271,7 +276,12 @@ bool Reader::refresh_available() const noexcept {
 
 RequestStatus Reader::request(NamespaceId ns, std::string_view account, std::string_view instrument,
                               RefreshReason why) const noexcept {
-  if (ns >= namespaces().size() || !key_ok(account, instrument)) return RequestStatus::bad_key;
+  // A rebuild is a whole namespace's, asked over the socket (poscache-feed rebuild), never by a
+  // reader's ring; a reason out of range is no request either.
+  const bool reason_ok = why == RefreshReason::stale || why == RefreshReason::miss ||
+                         why == RefreshReason::forced || why == RefreshReason::ahead;
+  if (ns >= namespaces().size() || !key_ok(account, instrument) || !reason_ok)
+    return RequestStatus::bad_key;
   const detail::RefreshChannel* c = channel();
   if (c == nullptr) return RequestStatus::unavailable;
   return c->ask(ns, account, instrument, key_hash(ns, account, instrument), why, realtime_ns());
@@ -318,9 +328,13 @@ FetchResult Reader::get_or_fetch(NamespaceId ns, std::string_view account,
     case RequestStatus::no_refresher:
       r.reason = FetchReason::no_refresher;
       return r;
-    case RequestStatus::remembered:
-      r.reason = FetchReason::absent;
+    case RequestStatus::remembered: {  // a recent decision stands: absent, or a failure
+      const PendingState st = shm::pending_state(c->pending_word(hash));
+      r.reason = st == PendingState::failed         ? FetchReason::failed
+                 : st == PendingState::no_refresher ? FetchReason::no_refresher
+                                                    : FetchReason::absent;
       return r;
+    }
     case RequestStatus::full:
     case RequestStatus::unavailable:
     case RequestStatus::bad_key:

@@ -185,6 +185,78 @@ int poscache_changes(const poscache_reader* reader, uint64_t from, poscache_chan
 /* Sleeps until the ring moves past `from` (1) or the timeout (0). */
 int poscache_wait_for_changes(const poscache_reader* reader, uint64_t from, int64_t timeout_ns);
 
+/* ---- read-through: fetching what the segment lacks (docs/read-through.md) ----------------- */
+
+/* Why poscache_get_or_fetch returned what it did. */
+enum {
+  POSCACHE_FETCH_CACHED = 0,       /* the copy was fresh: nothing asked. Also for a status that
+                                    * fetching cannot change (writer_busy, writer_dead, bad_key,
+                                    * retired): look at the status */
+  POSCACHE_FETCH_FETCHED = 1,      /* asked, and a fresh copy arrived within the timeout (the
+                                    * refresher's answer, or a producer's write) */
+  POSCACHE_FETCH_ABSENT = 2,       /* the source has no such position (answered now, or
+                                    * remembered from an answer within the negative_ttl) */
+  POSCACHE_FETCH_TIMEOUT = 3,      /* no answer within the timeout: the stale copy, or none */
+  POSCACHE_FETCH_FAILED = 4,       /* every try erred or timed out, or a producer's write or
+                                    * erase superseded the answer */
+  POSCACHE_FETCH_NO_REFRESHER = 5, /* no refresher serves the namespace: the copy as it is */
+  POSCACHE_FETCH_UNAVAILABLE = 6   /* this reader has no request channel (the writer serves no
+                                    * read-through: poscache_refresh_available), or its ring was
+                                    * full */
+};
+/* "cached", "fetched", "absent", "timeout", "failed", "no_refresher", "unavailable". */
+const char* poscache_fetch_reason_name(int reason);
+
+/* A fresh copy at poscache_get's cost (POSCACHE_FETCH_CACHED); otherwise asks the writer's
+ * refreshers for the key (one request per key in flight, whoever asks) and sleeps on a futex
+ * until it is decided or timeout_ns passes. Returns the read status as poscache_get does, as of
+ * the return: POSCACHE_OK or POSCACHE_STALE fill *out (a stale copy when the answer did not come
+ * in time), POSCACHE_NOT_FOUND when there is none, POSCACHE_BAD_KEY for an unknown namespace or
+ * a bad key, POSCACHE_BAD_INPUT without a reader or an output; and stores why in *reason (if not
+ * NULL). force != 0: fetch even a fresh copy, and wait for the answer. It makes system calls when
+ * it waits: not for a hot loop. */
+int poscache_get_or_fetch(const poscache_reader* reader, const char* ns, const char* account,
+                          const char* instrument, poscache_position* out, int64_t timeout_ns,
+                          int force, int* reason);
+/* The same with a namespace id (poscache_namespace_id). */
+int poscache_get_or_fetch_by_id(const poscache_reader* reader, int ns, const char* account,
+                                const char* instrument, poscache_position* out, int64_t timeout_ns,
+                                int force, int* reason);
+
+/* Why a key is asked for: poscache_request's `why`. */
+enum {
+  POSCACHE_REFRESH_STALE = 1,  /* the copy is stale */
+  POSCACHE_REFRESH_MISS = 2,   /* there is none */
+  POSCACHE_REFRESH_FORCED = 3, /* asked even when the copy is fresh or was answered absent */
+  POSCACHE_REFRESH_AHEAD = 5   /* fresh, but late in its stale_after */
+};
+/* What poscache_request did. */
+enum {
+  POSCACHE_REQUEST_ASKED = 0,        /* in this reader's request ring: the writer will take it */
+  POSCACHE_REQUEST_PENDING = 1,      /* not asked again: a request for the key is in flight */
+  POSCACHE_REQUEST_REMEMBERED = 2,   /* not asked: answered absent within the negative_ttl */
+  POSCACHE_REQUEST_FULL = 3,         /* this reader's ring was full: not asked (counted) */
+  POSCACHE_REQUEST_NO_REFRESHER = 4, /* no refresher serves the namespace */
+  POSCACHE_REQUEST_UNAVAILABLE = 5,  /* this reader has no request channel */
+  POSCACHE_REQUEST_BAD_KEY = 6       /* an unknown namespace, or a bad key */
+};
+/* "asked", "pending", "remembered", "full", "no_refresher", "unavailable", "bad_key". */
+const char* poscache_request_status_name(int status);
+
+/* Asks for the key without waiting, as poscache_get asks by the namespace's policy: no system
+ * call, no allocation, never blocks; the answer lands for a later read. Returns a
+ * POSCACHE_REQUEST_* value, or POSCACHE_BAD_INPUT (no reader, or `why` not one of
+ * POSCACHE_REFRESH_*: poscache_last_error says which). */
+int poscache_request(const poscache_reader* reader, const char* ns, const char* account,
+                     const char* instrument, int why);
+
+/* 1 if this reader takes part in read-through (its writer serves it, and the reader claimed a
+ * request ring when it opened); 0 if not, and poscache_last_error() says why (no request files:
+ * the writer serves no read-through; no permission; every ring taken; POSCACHE_READER_REFRESH=off
+ * in the environment). A reader opened before its writer served read-through does not ask until
+ * it is opened again. */
+int poscache_refresh_available(const poscache_reader* reader);
+
 /* ---- producing --------------------------------------------------------------------------- */
 
 typedef struct poscache_producer poscache_producer;

@@ -128,6 +128,7 @@ class Reader {
                            Position& out, std::chrono::nanoseconds timeout,
                            bool force = false) const;
   // Asks without waiting (as get() does by policy): no system call, no allocation, never blocks.
+  // `why`: stale, miss, forced or ahead (a rebuild is asked over the socket: bad_key).
   RequestStatus request(NamespaceId ns, std::string_view account, std::string_view instrument,
                         RefreshReason why = RefreshReason::forced) const noexcept;
   // What the writer published about the key's last request: pending, answered, absent, ...

@@ -1,11 +1,15 @@
 // What the Python module's files share: its exception types (created at import), raising one,
-// decimal.Decimal, a timeout in seconds as nanoseconds; and the Producer binding's entry.
+// decimal.Decimal, a timeout in seconds as nanoseconds; the Producer binding's entry, and the
+// Reader's read-through (refresh_binding.cpp).
 #pragma once
 
 #include <pybind11/pybind11.h>
 
 #include <chrono>
 #include <string>
+#include <vector>
+
+#include "poscache/reader.hpp"
 
 namespace poscache::python {
 
@@ -28,5 +32,23 @@ std::chrono::nanoseconds seconds(double s);
 
 // Adds poscache.Producer (producer_binding.cpp).
 void add_producer(py::module_& m);
+
+// --- the Reader's read-through (refresh_binding.cpp; the asyncio forms: poscache/aio.py) ------
+struct Names;  // position_type.hpp
+// Adds poscache.FetchResult.
+void add_refresh_types(py::module_& m);
+// Reader.get_or_fetch: a FetchResult (position or None, reason); waits without the GIL. Raises
+// as Reader.get does (ValueError, WriterBusy, WriterDead, Retired).
+py::object get_or_fetch(const Reader& r, const std::vector<Names>& names, const std::string& ns,
+                        const std::string& account, const std::string& instrument, double timeout,
+                        bool force);
+// Reader.request: what it did ("asked", "pending", ...); ValueError for a bad key or reason.
+std::string request(const Reader& r, const std::string& ns, const std::string& account,
+                    const std::string& instrument, const std::string& reason);
+// Reader.pending: {"state", "reason", "since_ns"}.
+py::dict pending(const Reader& r, const std::string& ns, const std::string& account,
+                 const std::string& instrument);
+// Reader.refresh_stats: the writer's read-through counters as a dict; None without a channel.
+py::object refresh_stats(const Reader& r);
 
 }  // namespace poscache::python

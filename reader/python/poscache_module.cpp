@@ -302,6 +302,23 @@ class PyReader {
     return r_.wait_for_changes(from, seconds(timeout));
   }
 
+  // --- read-through (refresh_binding.cpp; the asyncio forms are poscache/aio.py's) ----------
+  py::object get_or_fetch(const std::string& ns, const std::string& account,
+                          const std::string& instrument, double timeout, bool force) const {
+    return python::get_or_fetch(r_, names_, ns, account, instrument, timeout, force);
+  }
+  std::string request(const std::string& ns, const std::string& account,
+                      const std::string& instrument, const std::string& reason) const {
+    return python::request(r_, ns, account, instrument, reason);
+  }
+  py::dict pending(const std::string& ns, const std::string& account,
+                   const std::string& instrument) const {
+    return python::pending(r_, ns, account, instrument);
+  }
+  py::object refresh_stats() const { return python::refresh_stats(r_); }
+  bool refresh_available() const { return r_.refresh_available(); }
+  std::string refresh_unavailable_because() const { return r_.refresh_unavailable_because(); }
+
   bool follow() {
     const FollowResult f = r_.follow();
     if (f == FollowResult::reattached) name_all();  // a new generation may have new schemas
@@ -324,6 +341,11 @@ class PyReader {
   }
   Reader r_;
 };
+
+// A name of poscache.aio (pure Python, imported on first use: asyncio with it).
+py::object aio(const char* name) {
+  return py::module_::import("poscache.aio").attr(name);
+}
 
 // pybind11's record of the Reader class, set when the module is imported.
 py::detail::type_info* g_reader_info = nullptr;
@@ -400,6 +422,7 @@ PYBIND11_MODULE(_poscache, m) {
   m.attr("NoRedis") = py::handle(g_no_redis);
 
   add_position_type(m, decimal_type());
+  python::add_refresh_types(m);
 
   auto reader =
       py::class_<PyReader>(m, "Reader", "maps a segment read-only; reads never block the writer")
@@ -428,7 +451,60 @@ PYBIND11_MODULE(_poscache, m) {
                py::arg("timeout"),
                "blocks (without the GIL) until the change ring moves past `from_`; False on "
                "timeout")
-          .def("follow", &PyReader::follow, "maps the segment the writer re-created");
+          .def("follow", &PyReader::follow, "maps the segment the writer re-created")
+          .def("get_or_fetch", &PyReader::get_or_fetch, py::arg("ns"), py::arg("account"),
+               py::arg("instrument"), py::arg("timeout") = 1.0, py::arg("force") = false,
+               "a FetchResult (position, reason): a fresh copy at get()'s cost ('cached'); "
+               "otherwise asks the refreshers and waits (without the GIL) up to `timeout` seconds "
+               "for the answer, then the copy as it is (stale, or None) and why")
+          .def("request", &PyReader::request, py::arg("ns"), py::arg("account"),
+               py::arg("instrument"), py::arg("reason") = "forced",
+               "asks for a refresh of the key without waiting (no system call): 'asked', "
+               "'pending', 'remembered', 'full', 'no_refresher' or 'unavailable'")
+          .def("pending", &PyReader::pending, py::arg("ns"), py::arg("account"),
+               py::arg("instrument"),
+               "what the writer published about the key's last request: {'state', 'reason', "
+               "'since_ns'}")
+          .def("refresh_stats", &PyReader::refresh_stats,
+               "the writer's read-through counters; None without a request channel")
+          .def_property_readonly("refresh_available", &PyReader::refresh_available,
+                                 "whether this Reader takes part in read-through")
+          .def_property_readonly("refresh_unavailable_because",
+                                 &PyReader::refresh_unavailable_because,
+                                 "why it does not ('' when it does)")
+          // The asyncio forms: coroutines of poscache.aio, the waits in the loop's executor.
+          .def(
+              "get_or_fetch_async",
+              [](py::object self, const py::object& ns, const py::object& account,
+                 const py::object& instrument, double timeout, bool force) {
+                return aio("get_or_fetch")(self, ns, account, instrument, timeout, force);
+              },
+              py::arg("ns"), py::arg("account"), py::arg("instrument"), py::arg("timeout") = 1.0,
+              py::arg("force") = false,
+              "get_or_fetch() as a coroutine: the wait runs in the event loop's executor")
+          .def(
+              "wait_for_change_async",
+              [](py::object self, const py::object& seen, double timeout) {
+                return aio("wait_for_change")(self, seen, timeout);
+              },
+              py::arg("seen"), py::arg("timeout"),
+              "wait_for_change() as a coroutine: the wait runs in the event loop's executor")
+          .def(
+              "wait_for_changes_async",
+              [](py::object self, const py::object& from, double timeout) {
+                return aio("wait_for_changes")(self, from, timeout);
+              },
+              py::arg("from_"), py::arg("timeout"),
+              "wait_for_changes() as a coroutine: the wait runs in the event loop's executor")
+          .def(
+              "changes_async",
+              [](py::object self, const py::object& from_position, const py::object& max) {
+                return aio("ChangeStream")(self, from_position, max);
+              },
+              py::arg("from_position") = py::none(), py::arg("max") = 4096,
+              "an async iterator over the changes from `from_position` (None: the ring's head "
+              "now), one dict each as changes() gives them; raises poscache.aio.ResyncNeeded "
+              "when it cannot follow (lapped, writer_restarted, invalid_position)");
   g_reader_info = py::detail::get_type_info(typeid(PyReader));
   // get() as a vectorcall method of the class, outside pybind11's dispatch (reader_get).
   static PyMethodDef get_def = {

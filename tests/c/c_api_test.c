@@ -1,12 +1,18 @@
 /* The C interface (include/poscache/poscache.h), from C: a real poscache-writer is started on a
  * scratch segment, fed through a producer ring, and read back with a reader, the way a Rust or
- * Go binding would use it. Every failure prints what was expected and exits 1. */
+ * Go binding would use it; then read-through against a second writer that serves it, with a
+ * refresher answering on its socket from a thread. Every failure prints what was expected and
+ * exits 1. */
 #define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,7 +55,8 @@ static int failures = 0;
 static const int64_t kSecond = 1000000000;
 
 static void cleanup(const char* seg) {
-  const char* suffixes[] = {"", ".lock", ".trades", ".sock", ".streams", ".readers"};
+  const char* suffixes[] = {"",         ".lock",     ".trades",  ".sock", ".streams",
+                            ".readers", ".requests", ".refresh", ".wake"};
   char path[256];
   for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; ++i) {
     snprintf(path, sizeof path, "/dev/shm/%s%s", seg, suffixes[i]);
@@ -79,6 +86,264 @@ static pid_t start_writer(const char* seg) {
   fprintf(stderr, "the writer did not come up: %s\n", poscache_last_error());
   kill(pid, SIGKILL);
   exit(1);
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000 * 1000};
+  nanosleep(&ts, NULL);
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- read-through: a writer whose namespace hold (trading preset, stale after 30 s) refreshes
+ * on miss and on stale, and a refresher written here on the writer's socket (JSON lines, as any
+ * language without a client library would: docs/read-through.md, "By hand, on the socket"). */
+
+static pid_t start_refresh_writer(const char* seg) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* quiet = freopen("/dev/null", "w", stdout);
+    (void)quiet;
+    execl(POSCACHE_WRITER_BIN, POSCACHE_WRITER_BIN, "-s", seg, "--capacity", "1000", "--no-redis",
+          "--no-http", "--no-generate", "--log-level", "warn", "-n", "hold:trading:30s",
+          "--refresh", "hold:both:2s:2", (char*)NULL);
+    _exit(127);
+  }
+  /* Ready when its socket answers and the request files exist (the wake socket is made last). */
+  char wake[256];
+  snprintf(wake, sizeof wake, "/dev/shm/%s.wake", seg);
+  for (int i = 0; i < 1000; ++i) {
+    poscache_producer* p = poscache_producer_open(seg, "probe");
+    if (p != NULL) {
+      poscache_producer_close(p);
+      if (access(wake, F_OK) == 0) return pid;
+    }
+    sleep_ms(10);
+  }
+  fprintf(stderr, "the refresh writer did not come up: %s\n", poscache_last_error());
+  kill(pid, SIGKILL);
+  exit(1);
+}
+
+/* The refresher: answers each request by its instrument. NONE: absent; SILENT: never; any other:
+ * qty 7, or 8 when the request is forced. */
+typedef struct refresher {
+  int fd;
+  pthread_t thread;
+  atomic_int registered;
+  atomic_int fetches;
+} refresher;
+
+static void send_line(int fd, const char* line) {
+  size_t n = strlen(line);
+  while (n > 0) {
+    ssize_t w = send(fd, line, n, MSG_NOSIGNAL);
+    if (w <= 0) return;
+    line += w;
+    n -= (size_t)w;
+  }
+}
+
+/* The value of "member":"..." in a JSON object's text (the writer's requests hold no escapes). */
+static void member_text(const char* obj, const char* member, char* out, size_t len) {
+  char pattern[64];
+  snprintf(pattern, sizeof pattern, "\"%s\":\"", member);
+  out[0] = '\0';
+  const char* at = strstr(obj, pattern);
+  if (at == NULL) return;
+  at += strlen(pattern);
+  size_t i = 0;
+  while (at[i] != '\0' && at[i] != '"' && i + 1 < len) {
+    out[i] = at[i];
+    ++i;
+  }
+  out[i] = '\0';
+}
+
+/* {"op":"fetch","requests":[{"account":..,"attempt":..,"instrument":..,"ns":..,"reason":..,
+ * "request":N}, ...]}: answers each. */
+static void answer_fetch(refresher* f, char* line) {
+  char* obj = strstr(line, "\"requests\":[");
+  while (obj != NULL && (obj = strchr(obj, '{')) != NULL) {
+    char* end = strchr(obj, '}');
+    if (end == NULL) return;
+    *end = '\0';
+    char instrument[80], reason[16];
+    member_text(obj, "instrument", instrument, sizeof instrument);
+    member_text(obj, "reason", reason, sizeof reason);
+    const char* id = strstr(obj, "\"request\":");
+    if (id != NULL) {
+      unsigned long long request = strtoull(id + strlen("\"request\":"), NULL, 10);
+      char answer[256];
+      atomic_fetch_add(&f->fetches, 1);
+      if (strncmp(instrument, "SILENT", 6) == 0) {
+        answer[0] = '\0';
+      } else if (strncmp(instrument, "NONE", 4) == 0) {
+        snprintf(answer, sizeof answer, "{\"op\":\"answer\",\"request\":%llu,\"absent\":true}\n",
+                 request);
+      } else {
+        snprintf(answer, sizeof answer,
+                 "{\"op\":\"answer\",\"request\":%llu,\"upsert\":{\"qty\":\"%s\"}}\n", request,
+                 strcmp(reason, "forced") == 0 ? "8" : "7");
+      }
+      if (answer[0] != '\0') send_line(f->fd, answer);
+    }
+    obj = end + 1;
+  }
+}
+
+static void* serve(void* arg) {
+  refresher* f = arg;
+  char buf[65536];
+  size_t have = 0;
+  send_line(f->fd, "{\"op\":\"refresher\",\"namespaces\":[\"hold\"],\"name\":\"c-test\"}\n");
+  for (;;) {
+    ssize_t n = recv(f->fd, buf + have, sizeof buf - 1 - have, 0);
+    if (n <= 0) return NULL; /* shut down by the test, or the writer went */
+    have += (size_t)n;
+    buf[have] = '\0';
+    char* line = buf;
+    char* nl;
+    while ((nl = strchr(line, '\n')) != NULL) {
+      *nl = '\0';
+      if (strstr(line, "\"refresher\":\"registered\"") != NULL) atomic_store(&f->registered, 1);
+      if (strstr(line, "\"op\":\"fetch\"") != NULL) answer_fetch(f, line);
+      line = nl + 1;
+    }
+    have = strlen(line);
+    memmove(buf, line, have + 1);
+  }
+}
+
+static int start_refresher(refresher* f, const char* seg) {
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof addr.sun_path, "/dev/shm/%s.sock", seg);
+  f->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  atomic_init(&f->registered, 0);
+  atomic_init(&f->fetches, 0);
+  if (f->fd < 0 || connect(f->fd, (struct sockaddr*)&addr, sizeof addr) != 0) return -1;
+  if (pthread_create(&f->thread, NULL, serve, f) != 0) return -1;
+  for (int i = 0; i < 500 && !atomic_load(&f->registered); ++i) sleep_ms(10);
+  return atomic_load(&f->registered) ? 0 : -1;
+}
+
+static void stop_refresher(refresher* f) {
+  shutdown(f->fd, SHUT_RDWR);
+  pthread_join(f->thread, NULL);
+  close(f->fd);
+}
+
+static void test_read_through(void) {
+  char seg[64];
+  snprintf(seg, sizeof seg, "poscache_test_capi_rt_%d", (int)getpid());
+  cleanup(seg);
+  const pid_t writer = start_refresh_writer(seg);
+  poscache_reader* r = poscache_reader_open(seg);
+  CHECK(r != NULL);
+  if (r == NULL) exit(1);
+  CHECK(poscache_refresh_available(r) == 1);
+  poscache_position pos;
+  int reason = -1;
+
+  /* No refresher registered yet: said at once, nothing waited for. */
+  double start = now_s();
+  CHECK_STATUS(poscache_get_or_fetch(r, "hold", "C1", "AAPL", &pos, 5 * kSecond, 0, &reason),
+               POSCACHE_NOT_FOUND);
+  CHECK(reason == POSCACHE_FETCH_NO_REFRESHER);
+  CHECK(now_s() - start < 1.0);
+  CHECK(poscache_request(r, "hold", "C1", "AAPL", POSCACHE_REFRESH_FORCED) ==
+        POSCACHE_REQUEST_NO_REFRESHER);
+
+  /* Bad input. */
+  CHECK_STATUS(poscache_get_or_fetch(NULL, "hold", "C1", "AAPL", &pos, 0, 0, &reason),
+               POSCACHE_BAD_INPUT);
+  CHECK_STATUS(poscache_get_or_fetch(r, "futures", "C1", "AAPL", &pos, 0, 0, &reason),
+               POSCACHE_BAD_KEY);
+  CHECK(strstr(poscache_last_error(), "futures") != NULL);
+  CHECK_STATUS(poscache_get_or_fetch(r, "hold", "", "AAPL", &pos, 0, 0, &reason), POSCACHE_BAD_KEY);
+  CHECK(reason == POSCACHE_FETCH_CACHED);
+  CHECK_STATUS(poscache_get_or_fetch_by_id(r, 77, "C1", "AAPL", &pos, 0, 0, &reason),
+               POSCACHE_BAD_KEY);
+  CHECK(poscache_request(r, "futures", "C1", "AAPL", POSCACHE_REFRESH_FORCED) ==
+        POSCACHE_REQUEST_BAD_KEY);
+  CHECK(poscache_request(r, "hold", "C1", NULL, POSCACHE_REFRESH_MISS) == POSCACHE_REQUEST_BAD_KEY);
+  CHECK_STATUS(poscache_request(r, "hold", "C1", "AAPL", 4 /* a rebuild */), POSCACHE_BAD_INPUT);
+  CHECK(strstr(poscache_last_error(), "why 4") != NULL);
+  CHECK_STATUS(poscache_request(NULL, "hold", "C1", "AAPL", POSCACHE_REFRESH_MISS),
+               POSCACHE_BAD_INPUT);
+
+  refresher f;
+  CHECK(start_refresher(&f, seg) == 0);
+
+  /* A miss, fetched by the refresher; then fresh: cached; forced: fetched again. */
+  CHECK_STATUS(poscache_get_or_fetch(r, "hold", "C1", "AAPL", &pos, 10 * kSecond, 0, &reason),
+               POSCACHE_OK);
+  CHECK(reason == POSCACHE_FETCH_FETCHED);
+  CHECK(strcmp(pos.account, "C1") == 0 && strcmp(pos.instrument, "AAPL") == 0 && !pos.stale);
+  CHECK_TEXT(r, &pos, "qty", "7.000000000000000000");
+  const uint64_t fetched_version = pos.version;
+  CHECK_STATUS(poscache_get_or_fetch(r, "hold", "C1", "AAPL", &pos, 10 * kSecond, 0, &reason),
+               POSCACHE_OK);
+  CHECK(reason == POSCACHE_FETCH_CACHED && pos.version == fetched_version);
+  const int hold = poscache_namespace_id(r, "hold");
+  CHECK_STATUS(poscache_get_or_fetch_by_id(r, hold, "C1", "AAPL", &pos, 10 * kSecond, 1, &reason),
+               POSCACHE_OK);
+  CHECK(reason == POSCACHE_FETCH_FETCHED && pos.version > fetched_version);
+  CHECK_TEXT(r, &pos, "qty", "8.000000000000000000");
+  CHECK(strcmp(poscache_fetch_reason_name(reason), "fetched") == 0);
+
+  /* The source has none: absent, then remembered (at once, nothing asked). */
+  CHECK_STATUS(poscache_get_or_fetch(r, "hold", "C1", "NONE", &pos, 10 * kSecond, 0, &reason),
+               POSCACHE_NOT_FOUND);
+  CHECK(reason == POSCACHE_FETCH_ABSENT);
+  const int fetches = atomic_load(&f.fetches);
+  start = now_s();
+  CHECK_STATUS(poscache_get_or_fetch(r, "hold", "C1", "NONE", &pos, 10 * kSecond, 0, NULL),
+               POSCACHE_NOT_FOUND);
+  CHECK(now_s() - start < 1.0);
+  CHECK(poscache_request(r, "hold", "C1", "NONE", POSCACHE_REFRESH_MISS) ==
+        POSCACHE_REQUEST_REMEMBERED);
+  CHECK(atomic_load(&f.fetches) == fetches);
+
+  /* Nobody answers: the timeout, kept (within a second of slack), then the key is in flight. */
+  start = now_s();
+  CHECK_STATUS(poscache_get_or_fetch(r, "hold", "C1", "SILENT", &pos, kSecond / 4, 0, &reason),
+               POSCACHE_NOT_FOUND);
+  const double waited = now_s() - start;
+  CHECK(reason == POSCACHE_FETCH_TIMEOUT);
+  CHECK(waited >= 0.2 && waited < 1.25);
+  CHECK(poscache_request(r, "hold", "C1", "SILENT", POSCACHE_REFRESH_MISS) ==
+        POSCACHE_REQUEST_PENDING);
+
+  /* Asked without waiting: the answer lands for a later read. */
+  CHECK(poscache_request(r, "hold", "C2", "MSFT", POSCACHE_REFRESH_FORCED) ==
+        POSCACHE_REQUEST_ASKED);
+  int st = POSCACHE_NOT_FOUND;
+  for (int i = 0; i < 500 && st != POSCACHE_OK; ++i) {
+    st = poscache_get(r, "hold", "C2", "MSFT", &pos);
+    if (st != POSCACHE_OK) sleep_ms(10);
+  }
+  CHECK_STATUS(st, POSCACHE_OK);
+  CHECK_TEXT(r, &pos, "qty", "8.000000000000000000");
+
+  CHECK(strcmp(poscache_fetch_reason_name(POSCACHE_FETCH_NO_REFRESHER), "no_refresher") == 0);
+  CHECK(strcmp(poscache_fetch_reason_name(99), "unknown reason") == 0);
+  CHECK(strcmp(poscache_request_status_name(POSCACHE_REQUEST_REMEMBERED), "remembered") == 0);
+  CHECK(strcmp(poscache_request_status_name(-1), "unknown request status") == 0);
+
+  stop_refresher(&f);
+  poscache_reader_close(r);
+  kill(writer, SIGTERM);
+  int status = 0;
+  waitpid(writer, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  cleanup(seg);
 }
 
 int main(void) {
@@ -321,6 +586,20 @@ int main(void) {
   CHECK(count == 0);
   CHECK(strcmp(poscache_status_name(POSCACHE_FULL), "full") == 0);
 
+  /* Read-through on a writer that serves none: no request channel, and why. */
+  CHECK(poscache_refresh_available(r) == 0);
+  CHECK(strstr(poscache_last_error(), ".refresh") != NULL);
+  int reason = -1;
+  CHECK_STATUS(poscache_get_or_fetch(r, "spot", "w9", "SOL", &pos, kSecond / 10, 0, &reason),
+               POSCACHE_NOT_FOUND);
+  CHECK(reason == POSCACHE_FETCH_UNAVAILABLE);
+  CHECK_STATUS(poscache_get_or_fetch(r, "spot", "w3", "ETH", &pos, kSecond / 10, 0, &reason),
+               POSCACHE_OK);
+  CHECK(reason == POSCACHE_FETCH_CACHED && strcmp(pos.instrument, "ETH") == 0);
+  CHECK(poscache_request(r, "spot", "w9", "SOL", POSCACHE_REFRESH_FORCED) ==
+        POSCACHE_REQUEST_UNAVAILABLE);
+  CHECK(poscache_refresh_available(NULL) == 0);
+
   poscache_producer_close(p);
   poscache_reader_close(r);
   poscache_reader_close(NULL);
@@ -330,6 +609,7 @@ int main(void) {
   waitpid(writer, &status, 0);
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   cleanup(seg);
+  test_read_through();
   if (failures > 0) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;

@@ -510,6 +510,41 @@ refresh_ahead = 0.5
   EXPECT_EQ(st.requests[static_cast<int>(RefreshReason::stale)], 0u);
 }
 
+// A source that fails: the key is `failed` after its tries, and that failure stands for a try's
+// timeout (the reads that follow do not ask again at once); a forced fetch right after a fetch
+// goes out (it is not taken for one the previous answer served).
+TEST(ReadThroughTest, AFailureStandsForATimeoutAndAForcedFetchAfterAFetchGoesOut) {
+  test::ScratchSegment seg("rt13");
+  Daemon d(args(seg, "acct:miss:1s:0"));
+  ASSERT_TRUE(d.wait_for("ingest socket")) << d.log();
+  BrokerSim broker;
+  broker.answer = [](Refresher& rf, const FetchRequest& q) {
+    if (q.instrument == "DOWN")
+      rf.error(q, "broker 503");
+    else
+      rf.upsert(q, {{"qty", std::to_string(q.id)}});  // each answer differs
+  };
+  broker.run(seg.name());
+  ASSERT_TRUE(d.wait_for("refresher 'broker-sim'")) << d.log();
+  Reader r = Reader::open(seg.name());
+  const NamespaceId ns = *r.namespace_id("acct");
+  Position p;
+  EXPECT_EQ(r.get_or_fetch(ns, "F-1", "DOWN", p, 5s).reason, FetchReason::failed);
+  for (int i = 0; i < 100; ++i) (void)r.get(ns, "F-1", "DOWN", p);  // misses: asked no more
+  EXPECT_EQ(r.get_or_fetch(ns, "F-1", "DOWN", p, 5s).reason, FetchReason::failed);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(broker.fetches.load(), 1);
+  for (int i = 0; i < 50; ++i) {
+    const std::string ins = "K" + std::to_string(i);
+    const FetchResult a = r.get_or_fetch(ns, "F-2", ins, p, 5s);
+    const std::uint64_t v = p.version;
+    const FetchResult b = r.get_or_fetch(ns, "F-2", ins, p, 5s, true);
+    ASSERT_EQ(a.reason, FetchReason::fetched) << i;
+    ASSERT_EQ(b.reason, FetchReason::fetched) << i << ": " << to_string(b.reason);
+    ASSERT_GT(p.version, v) << i;
+  }
+}
+
 int listening_port(const Daemon& d) {
   const std::string marker = "http: listening on 127.0.0.1:";
   if (!d.wait_for(marker)) return 0;

@@ -174,11 +174,13 @@ std::size_t RequestBoard::pop(std::vector<PoppedRequest>& out, std::size_t budge
                                    std::min<std::size_t>(copy.account_len, kMaxAccountLen));
         const std::string_view ins(copy.instrument,
                                    std::min<std::size_t>(copy.instrument_len, kMaxInstrumentLen));
-        const bool ok = copy.ns < header_->namespace_count && copy.reason >= 1 &&
-                        copy.reason < kRefreshReasons && valid_account(acc) &&
-                        valid_instrument(ins) && copy.account_len <= kMaxAccountLen &&
-                        copy.instrument_len <= kMaxInstrumentLen &&
-                        key_hash(copy.ns, acc, ins) == copy.hash;
+        // Any reason but rebuild (a namespace's, asked over the socket only).
+        const bool ok =
+            copy.ns < header_->namespace_count && copy.reason >= 1 &&
+            copy.reason < kRefreshReasons &&
+            copy.reason != static_cast<std::uint8_t>(RefreshReason::rebuild) &&
+            valid_account(acc) && valid_instrument(ins) && copy.account_len <= kMaxAccountLen &&
+            copy.instrument_len <= kMaxInstrumentLen && key_hash(copy.ns, acc, ins) == copy.hash;
         if (!ok) {
           ++bad;
           continue;

@@ -7,10 +7,11 @@
 
 #include "shm/clock.hpp"
 #include "shm/hash.hpp"
+#include "writer/refresh/replies.hpp"
 
 namespace poscache::refresh {
 
-using json = nlohmann::json;
+using namespace detail;
 using shm::load_relaxed;
 using shm::store_relaxed;
 
@@ -20,39 +21,6 @@ constexpr std::int64_t kScanEvery = 1'000'000;      // timeouts and retries: eve
 constexpr std::int64_t kReapEvery = 1'000'000'000;  // rings of readers gone: every second
 constexpr std::int64_t kBackoffFirst = 10'000'000;  // 10 ms, doubling
 constexpr std::uint32_t kUnresponsiveAfter = 3;     // tries in a row timed out
-
-struct Bad {
-  std::string error;
-};
-
-std::string shown(const json& v) {
-  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
-  return s.size() > 80 ? s.substr(0, 77) + "..." : s;
-}
-
-// A field value: a decimal string or a JSON integer, never a binary float.
-std::string value_text(const std::string& field, const json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_integer()) return v.dump();
-  if (v.is_number_float())
-    throw Bad{"field '" + field + "': " + shown(v) +
-              " is a floating-point JSON number; give decimals as strings (\"12.5\") so they "
-              "stay exact"};
-  throw Bad{"field '" + field + "' must be a decimal string or an integer; found " + shown(v)};
-}
-
-std::string reply_ok(std::uint64_t id, std::size_t applied, std::size_t dropped) {
-  return "{\"status\":\"applied\",\"request\":" + std::to_string(id) +
-         ",\"applied\":" + std::to_string(applied) + ",\"dropped\":" + std::to_string(dropped) +
-         "}\n";
-}
-std::string reply_error(std::optional<std::uint64_t> id, const std::string& error) {
-  json j;
-  j["status"] = "rejected";
-  if (id) j["request"] = *id;
-  j["error"] = error;
-  return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-}
 
 }  // namespace
 
@@ -159,7 +127,7 @@ std::string RefreshBroker::register_refresher(std::uint64_t client, pid_t pid,
     publish_policy(ns);
     if ((rebuild_wanted_ >> ns) & 1u) {
       rebuild_wanted_ &= ~(1u << ns);
-      ask(ns, RefreshReason::rebuild, {}, {}, 0, shm::monotonic_ns());
+      ask(ns, RefreshReason::rebuild, {}, {}, 0, shm::monotonic_ns(), shm::realtime_ns());
     }
   }
   if (log_)
@@ -208,18 +176,23 @@ std::string RefreshBroker::rebuild(std::string_view line) {
     return reply_error(std::nullopt, "rebuild: no refresher serves namespace '" +
                                          writer_.namespaces()[*ns].name + "'");
   const std::uint64_t id = next_id_;
-  ask(*ns, RefreshReason::rebuild, {}, {}, 0, shm::monotonic_ns());
+  ask(*ns, RefreshReason::rebuild, {}, {}, 0, shm::monotonic_ns(), shm::realtime_ns());
   flush_sends();
   if (next_id_ == id) return reply_error(std::nullopt, "rebuild: one is running already");
   return "{\"status\":\"applied\",\"request\":" + std::to_string(id) + "}\n";
 }
 
 void RefreshBroker::ask(NamespaceId ns, RefreshReason reason, std::string account,
-                        std::string instrument, std::uint64_t hash, std::int64_t now_mono) {
+                        std::string instrument, std::uint64_t hash, std::int64_t now_mono,
+                        std::int64_t asked_at) {
   ++c_.requests[static_cast<std::size_t>(reason)];
   std::string key = reason == RefreshReason::rebuild ? std::string(1, static_cast<char>(ns)) + "*"
                                                      : key_of(ns, account, instrument);
-  if (by_key_.count(key) != 0) {
+  if (auto in = by_key_.find(key); in != by_key_.end()) {
+    // Joins the request in flight; its decision is published as of this ask at the earliest, so
+    // that this asker (waiting for a decision made after it asked) takes it as its own.
+    Request& joined = requests_[in->second];
+    joined.last_ask_ns = std::max(joined.last_ask_ns, asked_at);
     ++c_.deduplicated;
     return;
   }
@@ -231,6 +204,7 @@ void RefreshBroker::ask(NamespaceId ns, RefreshReason reason, std::string accoun
   r.instrument = std::move(instrument);
   r.hash = hash;
   r.key = key;
+  r.last_ask_ns = asked_at;
   r.baseline = writer_.next_version();
   by_key_[key] = r.id;
   Request& req = requests_.emplace(r.id, std::move(r)).first->second;
@@ -320,10 +294,11 @@ void RefreshBroker::retry(Request& r, std::int64_t now_mono) {
   r.retry_at = now_mono + backoff;
 }
 
-void RefreshBroker::finish(std::uint64_t id, PendingState state) {
+void RefreshBroker::finish(std::uint64_t id, PendingState state, std::int64_t decided_at) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
   Request& r = it->second;
+  if (decided_at == 0) decided_at = shm::realtime_ns();
   if (r.refresher != 0) {
     auto f = refreshers_.find(r.refresher);
     if (f != refreshers_.end() && f->second.in_flight > 0) --f->second.in_flight;
@@ -340,16 +315,17 @@ void RefreshBroker::finish(std::uint64_t id, PendingState state) {
   ++c_.answers[static_cast<std::size_t>(state)];
   --c_.in_flight;
   publish_counters();
+  // decided_: an ask made before the decision (it sat in a ring) is answered by it. The time
+  // is taken before an answer is applied: an ask made once the answer is visible is a new one.
+  if (r.hash != 0) decided_[r.key] = decided_at;
   if (r.hash != 0) {
-    board_.publish(r.hash, state, r.reason, shm::realtime_ns());
+    board_.publish(r.hash, state, r.reason, std::max(decided_at, r.last_ask_ns));
     board_.wake(r.hash);
   }
   const NamespaceId ns = r.ns;
-  const std::string decided_key = r.hash != 0 ? r.key : std::string();
   by_key_.erase(r.key);
   requests_.erase(it);
   if (requests_.empty()) removed_.clear();
-  if (!decided_key.empty()) decided_[decided_key] = shm::realtime_ns();
   // A slot of the namespace is free: the oldest queued request of it goes.
   for (std::size_t i = 0; i < queued_.size(); ++i) {
     auto qr = requests_.find(queued_[i]);
@@ -400,197 +376,6 @@ void RefreshBroker::removed(const ingest::Command& c) {
   }
 }
 
-std::string RefreshBroker::answer(std::uint64_t client, std::string_view line,
-                                  ingest::CommandExecutor& exec) {
-  json j = json::parse(line, nullptr, false);
-  std::optional<std::uint64_t> id;
-  auto refuse = [&](const std::string& why) {
-    ++c_.refused;
-    if (log_) log_(LogLevel::warn, "refresh: answer refused: " + why);
-    return reply_error(id, "answer: " + why);
-  };
-  if (j.is_discarded() || !j.is_object()) return refuse("not a JSON object");
-  if (!j.contains("request") || !j["request"].is_number_unsigned())
-    return refuse("member \"request\" must be the request's number (from its fetch)");
-  id = j["request"].get<std::uint64_t>();
-  if (!is_refresher(client)) return refuse("this connection is not a registered refresher");
-  auto it = requests_.find(*id);
-  if (it == requests_.end() || it->second.refresher != client) {
-    ++c_.late;
-    return refuse("request " + std::to_string(*id) +
-                  " is not in flight to this refresher (answered, timed out and asked of "
-                  "another, or never sent)");
-  }
-  Request& r = it->second;
-  const std::int64_t now = shm::monotonic_ns();
-  refreshers_[client].consecutive_timeouts = 0;
-  refreshers_[client].unresponsive = false;
-  const char* kinds[] = {"upsert", "erase", "absent", "error", "positions"};
-  std::string kind;
-  // An answer that cannot be used is the try's error: retried, maybe on another refresher.
-  auto failed_try = [&](const std::string& why) {
-    ++c_.errors;
-    std::string reply = refuse(why);
-    retry(r, now);
-    flush_sends();
-    return reply;
-  };
-  for (const char* k : kinds)
-    if (j.contains(k)) {
-      if (!kind.empty()) return failed_try("give one of upsert, erase, absent, error, positions");
-      kind = k;
-    }
-  for (const auto& [k, v] : j.items()) {
-    const bool known = k == "op" || k == "request" ||
-                       std::find(std::begin(kinds), std::end(kinds), k) != std::end(kinds) ||
-                       ((k == "mode" || k == "seq") && kind == "upsert") ||
-                       (k == "more" && kind == "positions");
-    if (!known)
-      return failed_try("member \"" + k + "\" is not one an answer" +
-                        (kind.empty() ? "" : " with " + kind) + " takes");
-  }
-  if (j.contains("more") && !j["more"].is_boolean())
-    return failed_try("member \"more\" must be true or false; found " + shown(j["more"]));
-  if (kind.empty()) return failed_try("give one of upsert, erase, absent, error, positions");
-  if (kind == "error") {
-    const std::string text =
-        j["error"].is_string() ? j["error"].get<std::string>() : shown(j["error"]);
-    ++c_.errors;
-    if (log_)
-      log_(LogLevel::info,
-           "refresh: request " + std::to_string(*id) + ": refresher error: " + text);
-    retry(r, now);
-    flush_sends();
-    return reply_ok(*id, 0, 0);
-  }
-  const std::string& ns_name = writer_.namespaces()[r.ns].name;
-  const bool key_request = r.reason != RefreshReason::rebuild;
-  if (kind == "absent" || kind == "erase") {
-    if (!key_request) return failed_try(kind + " answers a key's request, not a rebuild");
-    if (!j[kind].is_boolean() || !j[kind].get<bool>())
-      return failed_try("member \"" + kind + "\" must be true");
-    if (kind == "absent") {
-      finish(*id, PendingState::absent);
-      flush_sends();
-      return reply_ok(*id, 0, 0);
-    }
-    if (superseded(r, r.ns, r.account, r.instrument)) {
-      ++c_.positions_dropped;
-      finish(*id, PendingState::superseded);
-      flush_sends();
-      return reply_ok(*id, 0, 1);
-    }
-    applying_ = true;
-    exec.execute(ingest::Command{Erase{KeyRef{r.ns, r.account, r.instrument}}});
-    applying_ = false;
-    finish(*id, PendingState::erased);
-    flush_sends();
-    return reply_ok(*id, 1, 0);
-  }
-  // upsert (the asked key) or positions (several): every update is built and checked first.
-  std::vector<Update> updates;
-  std::vector<bool> is_asked;
-  try {
-    auto build = [&](std::string_view account, std::string_view instrument, const json& fields,
-                     const json& seq, const json& mode) {
-      if (!fields.is_object() || fields.empty())
-        throw Bad{"fields must be a non-empty object; found " + shown(fields)};
-      std::vector<std::string> texts;
-      texts.reserve(fields.size());
-      std::vector<std::pair<std::string_view, std::string_view>> pairs;
-      std::vector<std::string> names;
-      names.reserve(fields.size());
-      for (const auto& [name, v] : fields.items()) {
-        names.push_back(name);
-        texts.push_back(value_text(name, v));
-      }
-      for (std::size_t i = 0; i < names.size(); ++i) pairs.emplace_back(names[i], texts[i]);
-      std::uint64_t s = 0;
-      if (!seq.is_null()) {
-        if (!seq.is_number_unsigned())
-          throw Bad{"seq must be a non-negative integer; found " + shown(seq)};
-        s = seq.get<std::uint64_t>();
-      }
-      UpdateMode m = UpdateMode::merge;
-      if (!mode.is_null()) {
-        if (mode == "replace")
-          m = UpdateMode::replace;
-        else if (mode != "merge")
-          throw Bad{"mode must be \"merge\" or \"replace\"; found " + shown(mode)};
-      }
-      auto u = writer_.make_update(ns_name, account, instrument, pairs, s, m);
-      if (!u) throw Bad{u.error()};
-      updates.push_back(*u);
-      is_asked.push_back(key_request && account == r.account && instrument == r.instrument);
-    };
-    const json none;
-    if (kind == "upsert") {
-      if (!key_request) throw Bad{"upsert answers a key's request; a rebuild takes positions"};
-      build(r.account, r.instrument, j["upsert"], j.value("seq", none), j.value("mode", none));
-    } else {
-      const json& list = j["positions"];
-      if (!list.is_array())
-        throw Bad{"member \"positions\" must be an array; found " + shown(list)};
-      std::size_t i = 0;
-      for (const json& p : list) {
-        try {
-          if (!p.is_object()) throw Bad{"must be an object; found " + shown(p)};
-          for (const auto& [k, v] : p.items())
-            if (k != "account" && k != "instrument" && k != "fields" && k != "seq" && k != "mode")
-              throw Bad{"unknown member \"" + k + "\" (account, instrument, fields, seq, mode)"};
-          if (!p.contains("account") || !p["account"].is_string() || !p.contains("instrument") ||
-              !p["instrument"].is_string())
-            throw Bad{"account and instrument must be strings"};
-          const std::string acc = p["account"].get<std::string>();
-          if (key_request && acc != r.account)
-            throw Bad{"account '" + acc.substr(0, 64) + "' was not asked (request " +
-                      std::to_string(*id) + " is for account '" + r.account + "')"};
-          build(acc, p["instrument"].get<std::string>(), p.value("fields", none),
-                p.value("seq", none), p.value("mode", none));
-        } catch (const Bad& b) {
-          throw Bad{"position " + std::to_string(i) + ": " + b.error};
-        }
-        ++i;
-      }
-    }
-  } catch (const Bad& b) {
-    return failed_try(b.error);
-  }
-  std::size_t applied = 0, dropped = 0;
-  applying_ = true;
-  for (std::size_t i = 0; i < updates.size(); ++i) {
-    const Update& u = updates[i];
-    r.asked_seen |= is_asked[i];
-    if (superseded(r, u.ns, u.account_view(), u.instrument_view())) {
-      ++dropped;
-      continue;
-    }
-    const ingest::CommandResult res = exec.execute(ingest::Command{u});
-    if (res.status == ingest::CommandStatus::applied)
-      ++applied;
-    else
-      ++dropped;  // stale_source: the table holds a newer source sequence
-  }
-  applying_ = false;
-  c_.positions_applied += applied;
-  c_.positions_dropped += dropped;
-  r.positions += updates.size();
-  if (!key_request) c_.rebuild_positions += updates.size();
-  const bool more = j.contains("more") && j["more"].is_boolean() && j["more"].get<bool>();
-  if (more) {  // progress (a rebuild, or a large account): the try's clock starts again
-    r.deadline = now + policies_[r.ns].timeout.count();
-    return reply_ok(*id, applied, dropped);
-  }
-  PendingState state = PendingState::answered;
-  if (key_request && !r.asked_seen)
-    state = PendingState::absent;  // the account, without the key
-  else if (key_request && dropped > 0 && applied == 0)
-    state = PendingState::superseded;
-  finish(*id, state);
-  flush_sends();
-  return reply_ok(*id, applied, dropped);
-}
-
 std::size_t RefreshBroker::poll(ingest::CommandExecutor&, std::int64_t now_ns, std::size_t budget) {
   board_.drain_wakes();
   const std::int64_t now = shm::monotonic_ns();
@@ -608,7 +393,7 @@ std::size_t RefreshBroker::poll(ingest::CommandExecutor&, std::int64_t now_ns, s
       ++c_.deduplicated;
       continue;
     }
-    ask(p.ns, p.reason, std::move(p.account), std::move(p.instrument), p.hash, now);
+    ask(p.ns, p.reason, std::move(p.account), std::move(p.instrument), p.hash, now, p.asked_at_ns);
   }
   if (now >= next_scan_ && !requests_.empty()) {
     next_scan_ = now + kScanEvery;

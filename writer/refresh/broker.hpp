@@ -145,14 +145,16 @@ class RefreshBroker final : public ingest::Source, public ingest::LineHandler {
     std::int64_t retry_at = 0;   // monotonic: when to try again (0: not waiting)
     std::uint64_t baseline = 0;  // the table's next version when the first try went out
     bool superseded = false;
-    bool asked_seen = false;      // the asked key was among the positions answered so far
-    std::uint64_t positions = 0;  // a rebuild's, so far
+    bool asked_seen = false;       // the asked key was among the positions answered so far
+    std::int64_t last_ask_ns = 0;  // the latest ask joined to it (CLOCK_REALTIME)
+    std::uint64_t positions = 0;   // a rebuild's, so far
   };
   void ask(NamespaceId ns, RefreshReason reason, std::string account, std::string instrument,
-           std::uint64_t hash, std::int64_t now_mono);
+           std::uint64_t hash, std::int64_t now_mono, std::int64_t asked_at);
   void dispatch(Request& r, std::int64_t now_mono);
   void retry(Request& r, std::int64_t now_mono);
-  void finish(std::uint64_t id, PendingState state);
+  // decided_at: CLOCK_REALTIME of the decision (0: now); an answer's is taken before it is applied.
+  void finish(std::uint64_t id, PendingState state, std::int64_t decided_at = 0);
   bool superseded(const Request& r, NamespaceId ns, std::string_view account,
                   std::string_view instrument) const;
   void publish_policy(NamespaceId ns);

@@ -5,10 +5,12 @@ re-exports it, and its stubs (__init__.pyi, with py.typed) give type checkers th
 
 The refresher client (poscache.refresher: Refresher, AsyncRefresher, FetchRequest, serves;
 docs/read-through.md) is pure Python, imported on first use: a process that only reads does not
-import asyncio for it. `__all__` stays the extension module's names, which
+import asyncio for it. So is poscache.aio, what the Reader's *_async methods run (imported by
+their first call). `__all__` stays the extension module's names, which
 tests/python/test_package.py holds the stubs to."""
 from ._poscache import (
     Error,
+    FetchResult,
     Full,
     NoRedis,
     Position,
@@ -22,6 +24,7 @@ from ._poscache import (
 
 __all__ = [
     "Error",
+    "FetchResult",
     "Full",
     "NoRedis",
     "Position",

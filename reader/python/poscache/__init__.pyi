@@ -1,9 +1,12 @@
 # The types of `import poscache`, written from the binding (reader/python/poscache_module.cpp,
 # reader/python/producer_binding.cpp, reader/python/position_type.cpp) and held to it by
 # tests/python/test_package.py: every name, class, method, argument and default is the module's.
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from decimal import Decimal
-from typing import Any, Literal, NotRequired, TypedDict, final, type_check_only
+from typing import Any, Literal, NamedTuple, NotRequired, TypedDict, final, type_check_only
+
+# The asyncio forms' iterator (poscache/aio.py, pure Python with its types inline).
+from .aio import ChangeStream
 
 # The refresher client, pure Python with its types inline (poscache/refresher.py): re-exported
 # (imported on first use), outside __all__, which names the extension module's API.
@@ -15,6 +18,7 @@ from .refresher import serves as serves
 __version__: str
 __all__ = [
     "Error",
+    "FetchResult",
     "Full",
     "NoRedis",
     "Position",
@@ -138,6 +142,79 @@ _ChangesStatus = Literal[
     "ok", "lapped", "writer_restarted", "invalid_position", "unavailable", "retired"
 ]
 
+# --- read-through (docs/read-through.md) ----------------------------------------------------------
+
+_FetchReason = Literal[
+    "cached",  # the copy was fresh: nothing asked (get()'s cost)
+    "fetched",  # asked, and a fresh copy (the answer, or a producer's write) came within the timeout
+    "absent",  # the source has no such position (answered now, or remembered for negative_ttl)
+    "timeout",  # no answer within the timeout: the stale copy, or None
+    "failed",  # every try erred or timed out, or a producer's write superseded the answer
+    "no_refresher",  # no refresher serves the namespace: the copy as it is
+    "unavailable",  # this Reader has no request channel (refresh_unavailable_because), ring full
+]
+# Why a key is asked for (request()'s reason; pending()'s reason also "rebuild").
+_AskReason = Literal["forced", "stale", "miss", "ahead"]
+_RequestStatus = Literal[
+    "asked",  # in this Reader's request ring: the writer will take it
+    "pending",  # not asked again: a request for the key is in flight
+    "remembered",  # not asked: answered "absent" less than negative_ttl ago
+    "full",  # this Reader's ring was full: not asked (counted)
+    "no_refresher",  # no refresher serves the namespace
+    "unavailable",  # this Reader has no request channel
+]
+_PendingState = Literal[
+    "none", "pending", "answered", "absent", "erased", "failed", "superseded", "no_refresher"
+]
+
+@final
+class FetchResult(NamedTuple):
+    """Reader.get_or_fetch()'s answer, a tuple with names: `position, reason = r.get_or_fetch(...)`.
+    (At run time a struct sequence, as os.stat_result.)"""
+
+    position: Position | None
+    """The copy as of the return: fresh, stale (no answer in time: check .stale), or None."""
+    reason: _FetchReason
+
+@type_check_only
+class PendingInfo(TypedDict):
+    state: _PendingState
+    reason: Literal["stale", "miss", "forced", "rebuild", "ahead"]
+    since_ns: int  # CLOCK_REALTIME: asked (pending) or decided (the others); 0 for none
+
+@type_check_only
+class RefreshRequests(TypedDict):
+    stale: int
+    miss: int
+    forced: int
+    rebuild: int
+    ahead: int
+
+@type_check_only
+class RefreshOutcomes(TypedDict):
+    pending: int
+    answered: int
+    absent: int
+    erased: int
+    failed: int
+    superseded: int
+    no_refresher: int
+
+@type_check_only
+class RefreshStats(TypedDict):
+    requests: RefreshRequests  # as they reached the writer, by reason
+    deduplicated: int  # requests for a key already in flight (or just answered)
+    in_flight: int
+    outcomes: RefreshOutcomes  # by what became of them
+    errors: int
+    timeouts: int
+    refused: int
+    bad_requests: int
+    refreshers: int  # registered now
+    ring_full: int  # readers' asks that found their ring full
+    rebuilds_running: int
+    rebuild_positions: int
+
 class Reader:
     """Maps a segment read-only; reads never block the writer."""
 
@@ -175,6 +252,47 @@ class Reader:
         timeout."""
     def follow(self) -> bool:
         """Maps the segment the writer re-created; False if none is there."""
+    # --- read-through: asking the writer's refreshers for what the segment lacks ---------------
+    def get_or_fetch(
+        self, ns: str, account: str, instrument: str, timeout: float = 1.0, force: bool = False
+    ) -> FetchResult:
+        """A fresh copy at get()'s cost (reason "cached"); otherwise asks the refreshers (one
+        request per key in flight, whoever asks) and waits, without the GIL, until the answer or
+        `timeout` seconds: then the copy as it is (stale, or None) and why. `force`: fetch even a
+        fresh copy and wait for the answer. Raises as get() does; ValueError for a negative
+        timeout."""
+    def request(
+        self, ns: str, account: str, instrument: str, reason: _AskReason = "forced"
+    ) -> _RequestStatus:
+        """Asks for a refresh of the key without waiting (no system call), as get() asks by the
+        namespace's policy; "forced" asks even for a fresh copy or one answered absent lately.
+        ValueError for a bad key or reason."""
+    def pending(self, ns: str, account: str, instrument: str) -> PendingInfo:
+        """What the writer published about the key's last request."""
+    def refresh_stats(self) -> RefreshStats | None:
+        """The writer's read-through counters; None without a request channel."""
+    @property
+    def refresh_available(self) -> bool:
+        """Whether this Reader takes part in read-through (the writer served it when the Reader
+        opened, and a request ring was free); get_or_fetch() answers "unavailable" if not."""
+    @property
+    def refresh_unavailable_because(self) -> str:
+        """Why it does not ("" when it does)."""
+    # --- the asyncio forms (poscache/aio.py): each wait runs in the event loop's default
+    # executor, never blocking the loop --------------------------------------------------------
+    def get_or_fetch_async(
+        self, ns: str, account: str, instrument: str, timeout: float = 1.0, force: bool = False
+    ) -> Coroutine[Any, Any, FetchResult]:
+        """get_or_fetch() to await: a fresh copy at once, else the wait in the executor."""
+    def wait_for_change_async(self, seen: int, timeout: float) -> Coroutine[Any, Any, bool]:
+        """wait_for_change() to await."""
+    def wait_for_changes_async(self, from_: int, timeout: float) -> Coroutine[Any, Any, bool]:
+        """wait_for_changes() to await."""
+    def changes_async(self, from_position: int | None = None, max: int = 4096) -> ChangeStream:
+        """`async for change in r.changes_async():` every change from `from_position` (None: the
+        ring's head now), as changes() gives them, for ever. Raises poscache.aio.ResyncNeeded
+        when it falls behind (lapped, writer_restarted, invalid_position: read the state again,
+        then follow from its `next`), Error without a change ring, Retired."""
 
 @type_check_only
 class ProducerStats(TypedDict):
