@@ -6,13 +6,9 @@ a stale copy fetched again; request(), pending(), refresh_stats(); and the async
 AsyncRefresher on the same loop, wait_for_change_async, and changes_async yielding a producer's
 upserts."""
 import asyncio
-import glob
-import os
-import subprocess
 import threading
 import time
 from decimal import Decimal
-from itertools import count
 
 import pytest
 
@@ -20,48 +16,18 @@ import poscache
 from poscache.aio import ChangeStream, ResyncNeeded
 from poscache.refresher import AsyncRefresher, Refresher
 
-WRITER = os.environ.get("POSCACHE_WRITER_BIN", "poscache-writer")
-_segments = count()
+from conftest import RefreshWriter, _cleanup
+
 SLACK = 1.0  # seconds a loaded machine may add to a wait's timeout
 
 
-def _cleanup(seg):
-    for path in glob.glob(f"/dev/shm/{seg}") + glob.glob(f"/dev/shm/{seg}.*"):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-
-
-class Writer:
+class Writer(RefreshWriter):
     """A poscache-writer with two namespaces of the trading preset that refresh on miss and on
     stale (2 s a try, 2 retries): acct, stale after 300 ms, and hold, stale after 30 s."""
 
     def __init__(self, tmp_path):
-        self.seg = f"pc_test_rt_{os.getpid()}_{next(_segments)}"
-        _cleanup(self.seg)
-        self.log = tmp_path / "writer.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [WRITER, "-s", self.seg, "--capacity", "4096", "--no-generate", "--no-redis",
-                 "--no-http", "-n", "acct:trading:300ms", "-n", "hold:trading:30s",
-                 "--refresh", "acct:both:2s:2", "--refresh", "hold:both:2s:2",
-                 "--stats-interval", "1h"],
-                stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:  # up once the socket listens and the refresh files exist
-            text = self.log.read_text(errors="replace")
-            if "ingest socket" in text and "refresh: namespace hold" in text:
-                break
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.proc.kill()
-                raise RuntimeError("the writer did not come up:\n" + text)
-            time.sleep(0.01)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            assert self.proc.wait(timeout=30) == 0, self.log.read_text(errors="replace")
+        super().__init__(tmp_path, "pc_test_rt", ["acct:trading:300ms", "hold:trading:30s"],
+                         ["acct:both:2s:2", "hold:both:2s:2"], "refresh: namespace hold")
 
 
 @pytest.fixture

@@ -5,63 +5,28 @@ the position. Sync and asyncio refreshers, the serves() decorator, the answers (
 erase, error then retry, positions, a rebuild's progress), refusals counted with the writer's
 reason, floats refused before anything is sent."""
 import asyncio
-import glob
 import json
-import os
 import socket
-import subprocess
 import threading
 import time
 from decimal import Decimal
-from itertools import count
 
 import pytest
 
 import poscache
 from poscache.refresher import ERASE, AsyncRefresher, FetchRequest, Refresher, serves
 
-WRITER = os.environ.get("POSCACHE_WRITER_BIN", "poscache-writer")
-_segments = count()
+from conftest import RefreshWriter, _cleanup
 
 
-def _cleanup(seg):
-    for path in glob.glob(f"/dev/shm/{seg}") + glob.glob(f"/dev/shm/{seg}.*"):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
 
-
-class Writer:
+class Writer(RefreshWriter):
     """A poscache-writer whose namespace acct (trading preset, stale after 300 ms) refreshes on
     miss and on stale: 2 s a try, 2 retries."""
 
     def __init__(self, tmp_path):
-        self.seg = f"pc_test_refresh_{os.getpid()}_{next(_segments)}"
-        _cleanup(self.seg)
-        self.log = tmp_path / "writer.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [WRITER, "-s", self.seg, "--capacity", "4096", "--no-generate", "--no-redis",
-                 "--no-http", "-n", "acct:trading:300ms", "--refresh", "acct:both:2s:2",
-                 "--stats-interval", "1h"],
-                stdout=log, stderr=subprocess.STDOUT)
-        # Up once the socket listens and the refresh files exist (a Reader opened before them
-        # would have no request channel).
-        deadline = time.monotonic() + 30
-        while True:
-            text = self.log.read_text(errors="replace")
-            if "ingest socket" in text and "refresh: namespace acct" in text:
-                break
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.proc.kill()
-                raise RuntimeError("the writer did not come up:\n" + text)
-            time.sleep(0.01)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            assert self.proc.wait(timeout=30) == 0, self.log.read_text(errors="replace")
+        super().__init__(tmp_path, "pc_test_refresh", ["acct:trading:300ms"], ["acct:both:2s:2"],
+                         "refresh: namespace acct")
 
     def raw(self, line):
         """Sends one line on the socket as any client does; the reply."""
