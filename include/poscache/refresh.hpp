@@ -14,6 +14,7 @@
 // is in flight, and an "absent" answer is remembered for the namespace's negative_ttl.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -37,6 +38,14 @@ enum class PendingState : std::uint8_t {
   no_refresher = 7,  // no refresher served the namespace
 };
 std::string_view to_string(PendingState s) noexcept;
+
+// Every reason, and every decided state, in order: what metrics and tools list.
+inline constexpr RefreshReason kAllRefreshReasons[] = {
+    RefreshReason::stale, RefreshReason::miss, RefreshReason::forced, RefreshReason::rebuild,
+    RefreshReason::ahead};
+inline constexpr PendingState kDecidedStates[] = {
+    PendingState::answered, PendingState::absent,     PendingState::erased,
+    PendingState::failed,   PendingState::superseded, PendingState::no_refresher};
 
 struct PendingInfo {
   PendingState state = PendingState::none;
@@ -77,6 +86,9 @@ struct FetchResult {
 // The writer's read-through counters as it publishes them beside the segment
 // (Reader::refresh_stats()).
 struct RefreshStats {
+  [[nodiscard]] std::uint64_t decided(PendingState s) const noexcept {
+    return outcomes[static_cast<std::size_t>(s)];
+  }
   std::uint64_t requests[6] = {};  // by RefreshReason value (stale 1, miss 2, forced 3, ...)
   std::uint64_t deduplicated = 0;  // requests for a key already in flight (or just answered)
   std::uint64_t in_flight = 0;

@@ -196,13 +196,9 @@ ordered_json refresh_json(const Reader& reader) {
   const auto st = reader.refresh_stats();
   if (!st) return nullptr;
   ordered_json requests = ordered_json::object(), outcomes = ordered_json::object();
-  for (const RefreshReason r : {RefreshReason::stale, RefreshReason::miss, RefreshReason::forced,
-                                RefreshReason::rebuild, RefreshReason::ahead})
+  for (const RefreshReason r : kAllRefreshReasons)
     requests[std::string(to_string(r))] = st->requests[static_cast<std::size_t>(r)];
-  for (const PendingState o :
-       {PendingState::answered, PendingState::absent, PendingState::erased, PendingState::failed,
-        PendingState::superseded, PendingState::no_refresher})
-    outcomes[std::string(to_string(o))] = st->outcomes[static_cast<std::size_t>(o)];
+  for (const PendingState o : kDecidedStates) outcomes[std::string(to_string(o))] = st->decided(o);
   return ordered_json{{"refreshers", st->refreshers},
                       {"in_flight", st->in_flight},
                       {"requests", requests},

@@ -282,8 +282,7 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
   const RefreshStats rf = reader.refresh_stats().value_or(RefreshStats{});
   e.family("poscache_refresh_requests_total", "counter",
            "readers' requests for a key that reached the writer, by reason");
-  for (const RefreshReason r : {RefreshReason::stale, RefreshReason::miss, RefreshReason::forced,
-                                RefreshReason::rebuild, RefreshReason::ahead})
+  for (const RefreshReason r : kAllRefreshReasons)
     e.sample("poscache_refresh_requests_total", label("reason", to_string(r)),
              rf.requests[static_cast<std::size_t>(r)]);
   e.one("poscache_refresh_deduplicated_total", "counter",
@@ -294,11 +293,8 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
   e.family("poscache_refresh_outcomes_total", "counter",
            "requests decided, by outcome (answered, absent, erased, failed, superseded: an "
            "answer older than a producer's write, dropped; no_refresher)");
-  for (const PendingState o :
-       {PendingState::answered, PendingState::absent, PendingState::erased, PendingState::failed,
-        PendingState::superseded, PendingState::no_refresher})
-    e.sample("poscache_refresh_outcomes_total", label("outcome", to_string(o)),
-             rf.outcomes[static_cast<std::size_t>(o)]);
+  for (const PendingState o : kDecidedStates)
+    e.sample("poscache_refresh_outcomes_total", label("outcome", to_string(o)), rf.decided(o));
   e.one("poscache_refresh_errors_total", "counter",
         "tries a refresher answered with an error or an answer refused (retried)", rf.errors);
   e.one("poscache_refresh_timeouts_total", "counter", "tries not answered within the timeout",
