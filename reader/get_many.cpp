@@ -57,8 +57,8 @@ void Reader::get_many(std::span<const Key> keys, std::span<Position> out,
       const ReadStatus st =
           valid[r] ? lookup_hashed(key.ns, key.account, key.instrument, hash[r], out[j], now)
                    : ReadStatus::bad_key;
-      status[j] =
-          counted(s, asking(s, key.ns, key.account, key.instrument, hash[r], st, out[j], now));
+      status[j] = counted(s, key.ns,
+                          asking(s, key.ns, key.account, key.instrument, hash[r], st, out[j], now));
     }
   }
 }

@@ -189,17 +189,18 @@ ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_vie
   const State& s = *s_;
   if (ns >= s.ns_count || account.empty() || account.size() > kMaxAccountLen ||
       instrument.empty() || instrument.size() > kMaxInstrumentLen) {
-    return counted(s, ReadStatus::bad_key);
+    return counted(s, ns, ReadStatus::bad_key);
   }
   const std::uint64_t hash = key_hash(ns, account, instrument);
   const ReadStatus st = lookup_hashed(ns, account, instrument, hash, out, now);
-  return counted(s, asking(s, ns, account, instrument, hash, st, out, now));
+  return counted(s, ns, asking(s, ns, account, instrument, hash, st, out, now));
 }
 
 ReadStatus Reader::get(std::string_view ns, std::string_view account, std::string_view instrument,
                        Position& out) const noexcept {
   const auto id = namespace_id(ns);
-  return id ? get(*id, account, instrument, out) : counted(*s_, ReadStatus::bad_key);
+  return id ? get(*id, account, instrument, out)
+            : counted(*s_, shm::kNoNamespaceRow, ReadStatus::bad_key);
 }
 
 bool Reader::counting() const noexcept {

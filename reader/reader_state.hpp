@@ -27,7 +27,7 @@ struct Reader::State {
   std::uint32_t ns_count = 0;
   std::uint8_t slot_count[kMaxNamespaces] = {};  // value slots of each schema: what a read copies
   std::int64_t stale_after_ns[kMaxNamespaces] = {};
-  std::uint64_t* counts = nullptr;  // this Reader's record in the reader table, or null
+  std::uint64_t* counts = nullptr;  // this Reader's counts[row][status] (reader table), or null
   const detail::RefreshChannel* refresh = nullptr;  // read-through's channel, or null
   // The account index (snapshot()).
   const shm::AccountEntry* accounts = nullptr;
@@ -60,10 +60,12 @@ inline ReadStatus asking(const Reader::State& s, NamespaceId ns, std::string_vie
   return st;
 }
 
-// T2: one relaxed load and store on this Reader's own line (no locked instruction).
-inline ReadStatus counted(const Reader::State& s, ReadStatus st) noexcept {
+// T2: one relaxed load and store on this Reader's own line for the namespace (no locked
+// instruction). `ns` outside the segment's namespaces (a bad key) counts in the last row.
+inline ReadStatus counted(const Reader::State& s, std::size_t ns, ReadStatus st) noexcept {
   if (std::uint64_t* c = s.counts) {
-    std::uint64_t* word = c + static_cast<std::size_t>(st);
+    const std::size_t row = ns < s.ns_count ? ns : shm::kNoNamespaceRow;
+    std::uint64_t* word = c + row * shm::kReaderCounts + static_cast<std::size_t>(st);
     shm::store_relaxed(word, shm::load_relaxed(word) + 1);
   }
   return st;

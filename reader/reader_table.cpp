@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -147,10 +149,24 @@ std::uint64_t ReaderInfo::gets() const noexcept {
 }
 
 namespace {
-ReaderTableInfo read_table(const ReaderTableHeader* h, const ReaderRecord* recs) {
+// `rows` (kReaderCountRows x kReaderCounts words) added to `by_row`; their sum to `sum`.
+using RowCounts = std::array<ReadCounts, kReaderCountRows>;
+void add_rows(const std::uint64_t (*rows)[kReaderCounts], RowCounts& by_row, ReadCounts& sum) {
+  for (std::size_t row = 0; row < kReaderCountRows; ++row) {
+    for (std::size_t c = 0; c < sum.size(); ++c) {
+      const std::uint64_t n = load_relaxed(&rows[row][c]);
+      by_row[row][c] += n;
+      sum[c] += n;
+    }
+  }
+}
+
+ReaderTableInfo read_table(const ReaderTableHeader* h, const ReaderRecord* recs,
+                           const std::vector<NamespaceInfo>& names) {
   ReaderTableInfo t;
   t.capacity = h->capacity;
-  for (std::size_t c = 0; c < t.retired.size(); ++c) t.retired[c] = load_relaxed(&h->retired[c]);
+  RowCounts by_row{};
+  add_rows(h->retired, by_row, t.retired);
   t.total = t.retired;
   for (std::uint32_t i = 0; i < kReaderRecords; ++i) {
     const ReaderRecord& r = recs[i];
@@ -171,12 +187,15 @@ ReaderTableInfo read_table(const ReaderTableHeader* h, const ReaderRecord* recs)
     std::memcpy(name, words, 16);
     info.name = name;
     info.attached_at_ns = load_relaxed(&r.attached_at_ns);
-    for (std::size_t c = 0; c < info.counts.size(); ++c) {
-      info.counts[c] = load_relaxed(&r.counts[c]);
-      t.total[c] += info.counts[c];
-    }
+    add_rows(r.counts, by_row, info.counts);
+    for (std::size_t c = 0; c < info.counts.size(); ++c) t.total[c] += info.counts[c];
     t.readers.push_back(std::move(info));
   }
+  for (std::size_t ns = 0; ns < names.size() && ns < kMaxNamespaces; ++ns)
+    t.namespaces.push_back({names[ns].name, by_row[ns]});
+  const ReadCounts& none = by_row[kNoNamespaceRow];
+  if (std::any_of(none.begin(), none.end(), [](std::uint64_t n) { return n != 0; }))
+    t.namespaces.push_back({"", none});
   return t;
 }
 }  // namespace
@@ -194,7 +213,7 @@ std::optional<ReaderTableInfo> reader_table(const Reader& reader, std::string* w
   for (int attempt = 0; attempt < 100; ++attempt) {  // T4: retry while the writer folds
     const std::uint64_t seq = load_acquire(&h->reap_seq);
     if (seq & 1) continue;
-    t = read_table(h, recs);
+    t = read_table(h, recs, reader.namespaces());
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if (load_relaxed(&h->reap_seq) == seq) break;
   }

@@ -21,9 +21,9 @@ class ReaderClaim {
   ReaderClaim& operator=(ReaderClaim&&) noexcept;
   ~ReaderClaim();  // T3
 
-  // The record's counts by ReadStatus, or null if not claimed.
+  // The record's counts[row][ReadStatus] (rows of kReaderCounts words), or null if not claimed.
   [[nodiscard]] std::uint64_t* counts() const noexcept {
-    return record_ ? record_->counts : nullptr;
+    return record_ ? &record_->counts[0][0] : nullptr;
   }
 
  private:

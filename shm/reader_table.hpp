@@ -5,21 +5,28 @@
 // writer waits for: a reader without the table reads on, uncounted.
 //
 //   +--------------------------------------------------------------+ 0
-//   | ReaderTableHeader   magic, version, capacity, generation,     |
-//   |                     retired counts (the reaped records' sums) |
-//   +--------------------------------------------------------------+ 128
-//   | ReaderRecord[kReaderRecords]   128 B each, two lines:        |
+//   | ReaderTableHeader   line 0: magic, version, capacity,         |
+//   |                     generation, reap_seq                      |
+//   |                     retired[row][status]: the reaped records' |
+//   |                     sums, one line per row                    |
+//   +--------------------------------------------------------------+ 2176
+//   | ReaderRecord[kReaderRecords]   2176 B each, 34 lines:         |
 //   |   line 0: owner (0 free | pid | pid + released bit), start   |
 //   |           ticks, attach time, command name                    |
-//   |   line 1: counts by ReadStatus (the owner's relaxed stores)   |
+//   |   lines 1..33: counts[row][ReadStatus], the owner's relaxed   |
+//   |           stores; a row per namespace id, and a last row for  |
+//   |           reads that named no namespace of the segment        |
 //   +--------------------------------------------------------------+
+// 2.2 MB in all, most of it never touched (tmpfs gives a page on its first write): a reader that
+// reads two namespaces dirties one page of its record.
 //
 // PROTOCOL (every word through shm/atomic.hpp; the record's words and the header's retired
 // counts are the only ones more than one process touches):
 //   T1  claim      a Reader, at open: CAS owner 0 -> its pid (acquire: it sees the zeroed counts
 //                  of T4's release), then writes start_ticks, attached_at and name (relaxed;
 //                  statistics). A full table: the Reader reads uncounted.
-//   T2  count      the owner, in get(): counts[status] = counts[status] + 1, a relaxed load and
+//   T2  count      the owner, in get(): counts[row][status] += 1 (row: the namespace id asked
+//                  for, kNoNamespaceRow for a name the segment does not have), a relaxed load and
 //                  store on its own line: no locked instruction, no line shared with another
 //                  process's hot path. Threads sharing one Reader may lose increments (one
 //                  Reader per thread counts exactly).
@@ -43,14 +50,17 @@
 #include <string>
 #include <string_view>
 
+#include "poscache/schema.hpp"
 #include "shm/atomic.hpp"
 
 namespace poscache::shm {
 
 inline constexpr std::uint64_t kReaderTableMagic = 0x3142'5452'4452'5350ULL;  // "PSRDRTB1"
-inline constexpr std::uint32_t kReaderTableVersion = 1;
+inline constexpr std::uint32_t kReaderTableVersion = 2;  // 2: counts by namespace
 inline constexpr std::uint32_t kReaderRecords = 1024;
-inline constexpr std::size_t kReaderCounts = 8;         // ReadStatus values (7) and a spare
+inline constexpr std::size_t kReaderCounts = 8;                 // ReadStatus values (7) and a spare
+inline constexpr std::size_t kNoNamespaceRow = kMaxNamespaces;  // reads naming no namespace
+inline constexpr std::size_t kReaderCountRows = kMaxNamespaces + 1;
 inline constexpr std::uint64_t kReleased = 1ULL << 62;  // owner bit: the reader has left
 
 struct alignas(64) ReaderTableHeader {
@@ -60,9 +70,9 @@ struct alignas(64) ReaderTableHeader {
   std::uint64_t generation;  // the segment generation the table belongs to
   std::uint64_t reap_seq;    // odd while the writer folds records into `retired` (T4)
   std::uint64_t reserved[4];
-  std::uint64_t retired[kReaderCounts];  // counts of reaped records (writer only, relaxed)
+  std::uint64_t retired[kReaderCountRows][kReaderCounts];  // reaped records' (writer, relaxed)
 };
-static_assert(sizeof(ReaderTableHeader) == 128);
+static_assert(sizeof(ReaderTableHeader) == 64 * (1 + kReaderCountRows));
 
 struct alignas(64) ReaderRecord {
   std::uint64_t owner;        // 0 free | pid | pid + kReleased (T1, T3, T4)
@@ -70,9 +80,10 @@ struct alignas(64) ReaderRecord {
   std::int64_t attached_at_ns;
   std::uint64_t name[2];  // the process's command name (16 bytes, NUL-padded)
   std::uint64_t reserved[3];
-  std::uint64_t counts[kReaderCounts];  // by ReadStatus (T2)
+  std::uint64_t counts[kReaderCountRows][kReaderCounts];  // by namespace and ReadStatus (T2)
 };
-static_assert(sizeof(ReaderRecord) == 128);
+static_assert(sizeof(ReaderRecord) == 64 * (1 + kReaderCountRows));
+static_assert(sizeof(ReaderRecord::counts[0]) == 64, "a namespace's counts: one line");
 static_assert(offsetof(ReaderRecord, counts) == 64, "the counts on a line of their own");
 
 inline constexpr std::size_t kReaderTableBytes =

@@ -235,6 +235,7 @@ int main(int argc, char** argv) {
                  std::to_string(s.segment_bytes >> 20) + " MiB")
                     .c_str()
               : "4 KiB pages (a random read may also miss the TLB; see the writer's log at start)");
+      const auto table = reader_table(r);  // readers' hits, stale serves and misses
       for (const auto& n : r.namespaces()) {
         std::string f;
         for (const auto& fs : n.fields) f += (f.empty() ? "" : ", ") + fs.name;
@@ -243,6 +244,14 @@ int main(int argc, char** argv) {
                     n.name.c_str(), static_cast<unsigned long long>(live),
                     ms(n.stale_after.count()).c_str(), ms(n.expire_after.count()).c_str(),
                     f.c_str());
+        if (table && n.id < table->namespaces.size()) {
+          const ReadCounts& c = table->namespaces[n.id].counts;
+          std::printf(
+              "  reads      %llu hits, %llu stale, %llu misses\n",
+              static_cast<unsigned long long>(c[static_cast<std::size_t>(ReadStatus::ok)]),
+              static_cast<unsigned long long>(c[static_cast<std::size_t>(ReadStatus::stale)]),
+              static_cast<unsigned long long>(c[static_cast<std::size_t>(ReadStatus::not_found)]));
+        }
       }
       if (const auto rf = r.refresh_stats()) {  // read-through (docs/read-through.md)
         std::uint64_t asked = 0;
@@ -346,6 +355,17 @@ int main(int argc, char** argv) {
       row(std::to_string(i.pid).c_str(), i.name.c_str(), i.state.c_str(), i.counts);
     row("-", "(reaped)", "-", table->retired);
     row("-", "(total)", "-", table->total);
+    std::printf("\n%-34s %14s", "NAMESPACE", "GETS");  // the totals by namespace
+    for (const char* c : kCols) std::printf(" %12s", c);
+    std::printf("\n");
+    for (const NamespaceReads& n : table->namespaces) {
+      std::uint64_t gets = 0;
+      for (const auto v : n.counts) gets += v;
+      std::printf("%-34s %14llu", n.name.empty() ? "(none: bad keys)" : n.name.c_str(),
+                  static_cast<unsigned long long>(gets));
+      for (const auto v : n.counts) std::printf(" %12llu", static_cast<unsigned long long>(v));
+      std::printf("\n");
+    }
     std::printf("%zu of %u records in use\n", table->readers.size(), table->capacity);
     return kOk;
   }

@@ -110,9 +110,13 @@ std::size_t ReaderTable::reap() {
       store_relaxed(&h->reap_seq, load_relaxed(&h->reap_seq) + 1);
       __atomic_thread_fence(__ATOMIC_RELEASE);  // odd before any count moves
     }
-    for (std::size_t c = 0; c < kReaderCounts; ++c) {
-      add_relaxed(&h->retired[c], load_relaxed(&r.counts[c]));
-      store_relaxed(&r.counts[c], 0);
+    for (std::size_t row = 0; row < kReaderCountRows; ++row) {
+      for (std::size_t c = 0; c < kReaderCounts; ++c) {
+        if (const std::uint64_t n = load_relaxed(&r.counts[row][c]); n != 0) {
+          add_relaxed(&h->retired[row][c], n);
+          store_relaxed(&r.counts[row][c], 0);  // only lines the reader dirtied are written
+        }
+      }
     }
     store_relaxed(&r.start_ticks, 0);
     store_relaxed(&r.attached_at_ns, 0);

@@ -1,6 +1,7 @@
 // poscache — what reader processes counted (for tools: poscache-inspect readers, the daemon's
-// /metrics). Each Reader counts its get() answers by status into its own record of the reader
-// table beside the segment (shm/reader_table.hpp) with plain relaxed stores; this reads them.
+// /metrics). Each Reader counts its get() answers by namespace and status into its own record of
+// the reader table beside the segment (shm/reader_table.hpp) with plain relaxed stores; this
+// reads them.
 #pragma once
 
 #include <array>
@@ -25,10 +26,19 @@ struct ReaderInfo {
   [[nodiscard]] std::uint64_t gets() const noexcept;
 };
 
+// Hits (ok), stale serves, misses (not_found) and the rest, of one namespace.
+struct NamespaceReads {
+  std::string name;  // "" for reads that named no namespace of the segment (bad_key)
+  ReadCounts counts{};
+};
+
 struct ReaderTableInfo {
-  std::vector<ReaderInfo> readers;  // records in use
+  std::vector<ReaderInfo> readers;  // records in use; their counts summed over namespaces
   ReadCounts retired{};             // summed from readers the writer reaped
   ReadCounts total{};               // retired + every record: only grows
+  // `total` by namespace: every namespace of the segment in id order, then "" if any read named
+  // none. Each only grows.
+  std::vector<NamespaceReads> namespaces;
   std::uint32_t capacity = 0;
 };
 

@@ -108,8 +108,16 @@ ordered_json stats_json(const SegmentStats& s, const MirrorStatus& m) {
   return j;
 }
 
+ordered_json read_counts_json(const ReadCounts& c) {
+  ordered_json j = ordered_json::object();
+  for (std::size_t i = 0; i < c.size(); ++i)
+    j[std::string(to_string(static_cast<ReadStatus>(i)))] = c[i];
+  return j;
+}
+
 ordered_json namespaces_json(const Reader& r, const SegmentStats& s) {
   ordered_json nss = ordered_json::array();
+  const auto table = reader_table(r);  // reads by namespace: hits, stale serves, misses
   for (const auto& n : r.namespaces()) {
     ordered_json fields = ordered_json::array();
     for (const auto& f : n.fields)
@@ -122,7 +130,10 @@ ordered_json namespaces_json(const Reader& r, const SegmentStats& s) {
                    {"live", n.id < s.namespace_live.size() ? s.namespace_live[n.id] : 0},
                    {"fields", fields},
                    {"stale_after_ns", n.stale_after.count()},
-                   {"expire_after_ns", n.expire_after.count()}});
+                   {"expire_after_ns", n.expire_after.count()},
+                   {"reads", table && n.id < table->namespaces.size()
+                                 ? read_counts_json(table->namespaces[n.id].counts)
+                                 : ordered_json(nullptr)}});
   }
   return nss;
 }
@@ -146,13 +157,6 @@ ordered_json producers_json(const std::vector<ProducerInfo>& list) {
   return a;
 }
 
-ordered_json read_counts_json(const ReadCounts& c) {
-  ordered_json j = ordered_json::object();
-  for (std::size_t i = 0; i < c.size(); ++i)
-    j[std::string(to_string(static_cast<ReadStatus>(i)))] = c[i];
-  return j;
-}
-
 ordered_json reader_table_json(const ReaderTableInfo& t) {
   ordered_json list = ordered_json::array();
   for (const ReaderInfo& r : t.readers) {
@@ -163,8 +167,14 @@ ordered_json reader_table_json(const ReaderTableInfo& t) {
                     {"gets", r.gets()},
                     {"counts", read_counts_json(r.counts)}});
   }
+  ordered_json by_ns = ordered_json::array();
+  for (const NamespaceReads& n : t.namespaces) {
+    by_ns.push_back({{"namespace", n.name.empty() ? ordered_json(nullptr) : ordered_json(n.name)},
+                     {"counts", read_counts_json(n.counts)}});
+  }
   return {{"capacity", t.capacity},
           {"readers", list},
+          {"namespaces", by_ns},
           {"retired", read_counts_json(t.retired)},
           {"total", read_counts_json(t.total)}};
 }

@@ -276,6 +276,8 @@ TEST_F(ApiTest, MetricsShowTheSegmentTheLoopAndEscapedLabels) {
   ASSERT_EQ(client.get("spot", "w1", "SOL", p), ReadStatus::ok);
   ASSERT_EQ(client.get("spot", "w1", "SOL", p), ReadStatus::ok);
   ASSERT_EQ(client.get("spot", "w9", "SOL", p), ReadStatus::not_found);
+  ASSERT_EQ(client.get("moonwell", "w1", "USDC", p), ReadStatus::ok);
+  ASSERT_EQ(client.get("nope", "w1", "SOL", p), ReadStatus::bad_key);  // no such namespace
   const HttpResponse resp = call("GET", "/metrics");
   ASSERT_EQ(resp.status, 200);
   EXPECT_EQ(resp.content_type, "text/plain; version=0.0.4; charset=utf-8");
@@ -302,8 +304,11 @@ TEST_F(ApiTest, MetricsShowTheSegmentTheLoopAndEscapedLabels) {
            "poscache_apply_seconds_bucket{le=\"0.01\"} 4\n",
            "poscache_apply_seconds_bucket{le=\"+Inf\"} 5\n",
            "poscache_apply_seconds_count 5\n",
-           "poscache_reader_gets_total{status=\"ok\"} 2\n",
-           "poscache_reader_gets_total{status=\"not_found\"} 1\n",
+           "poscache_reader_gets_total{namespace=\"spot\",status=\"ok\"} 2\n",
+           "poscache_reader_gets_total{namespace=\"spot\",status=\"not_found\"} 1\n",
+           "poscache_reader_gets_total{namespace=\"moonwell\",status=\"ok\"} 1\n",
+           "poscache_reader_gets_total{namespace=\"marks\",status=\"ok\"} 0\n",
+           "poscache_reader_gets_total{status=\"bad_key\"} 1\n",
            "poscache_readers{state=\"reading\"} 1\n",
            "poscache_reader_table_up 1\n",
            "# TYPE poscache_apply_seconds histogram\n",

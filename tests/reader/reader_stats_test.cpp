@@ -126,6 +126,57 @@ TEST_F(ReaderStatsTest, EachReaderCountsItsAnswersAndReapedCountsStayInTheTotals
   EXPECT_EQ(find_pid(table(), ::getpid())->gets(), 0u);
 }
 
+// Hits, stale serves and misses are counted per namespace (get(), get() by id, get_many), a read
+// naming no namespace of the segment in a row of its own; a reaped reader's rows stay in the sums.
+TEST_F(ReaderStatsTest, HitsAndMissesAreCountedPerNamespace) {
+  const pid_t child = test::fork_child([&]() -> int {
+    Reader r = Reader::open(seg.name());
+    Position p;
+    for (int i = 0; i < 4; ++i) (void)r.get("marks", "w1", "SOL", p);  // hits
+    (void)r.get("moonwell", "w1", "USDC", p);                          // a miss
+    ::_exit(r.counting() ? 0 : 3);
+  });
+  ASSERT_EQ(test::wait_child(child), 0);
+  Reader r = Reader::open(seg.name());
+  Position p;
+  const NamespaceId spot = *r.namespace_id("spot");
+  EXPECT_EQ(r.get(spot, "w1", "SOL", p), ReadStatus::ok);
+  EXPECT_EQ(r.get("spot", "w1", "ETH", p), ReadStatus::not_found);
+  EXPECT_EQ(r.get("spot", "w1", "BTC", p), ReadStatus::not_found);
+  EXPECT_EQ(r.get("spot", "", "BTC", p), ReadStatus::bad_key);  // a known namespace: its row
+  EXPECT_EQ(r.get("perps", "w1", "SOL", p), ReadStatus::bad_key);
+  EXPECT_EQ(r.get(NamespaceId{9}, "w1", "SOL", p), ReadStatus::bad_key);  // an id past the last
+  const std::vector<Reader::Key> keys = {
+      {*r.namespace_id("moonwell"), "w1", "USDC"}, {spot, "w1", "SOL"}, {spot, "w2", "SOL"}};
+  std::vector<Position> out(keys.size());
+  std::vector<ReadStatus> st(keys.size());
+  r.get_many(keys, out, st);
+
+  const auto check = [&](const ReaderTableInfo& t) {
+    ASSERT_EQ(t.namespaces.size(), 4u);  // spot, moonwell, marks, then the unnamed row
+    EXPECT_EQ(t.namespaces[0].name, "spot");
+    EXPECT_EQ(t.namespaces[0].counts[kOk], 2u);
+    EXPECT_EQ(t.namespaces[0].counts[kNotFound], 3u);
+    EXPECT_EQ(t.namespaces[0].counts[kBadKey], 1u);
+    EXPECT_EQ(t.namespaces[1].name, "moonwell");
+    EXPECT_EQ(t.namespaces[1].counts[kNotFound], 2u);
+    EXPECT_EQ(t.namespaces[1].counts[kOk], 0u);
+    EXPECT_EQ(t.namespaces[2].name, "marks");
+    EXPECT_EQ(t.namespaces[2].counts[kOk] + t.namespaces[2].counts[kStale], 4u);  // 20 ms quotes
+    EXPECT_EQ(t.namespaces[3].name, "");
+    EXPECT_EQ(t.namespaces[3].counts[kBadKey], 2u);
+    ReadCounts sum{};  // the rows add up to the totals
+    for (const NamespaceReads& n : t.namespaces)
+      for (std::size_t c = 0; c < sum.size(); ++c) sum[c] += n.counts[c];
+    EXPECT_EQ(sum, t.total);
+  };
+  check(table());
+  w->tick();  // the child's record is reaped into the retired rows
+  const ReaderTableInfo t = table();
+  EXPECT_EQ(t.readers.size(), 1u);
+  check(t);
+}
+
 TEST_F(ReaderStatsTest, AReaderWithoutARecordReadsOnUncountedAndSaysWhyOnce) {
   // A full table: the 1025th Reader cannot claim a record.
   {

@@ -265,11 +265,17 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
         "1 if the reader table can be read (readers' gets are counted), else 0",
         std::uint64_t{table ? 1u : 0u});
   if (table) {
+    // Hits (ok), stale serves and misses (not_found) per namespace; reads that named no namespace
+    // of the segment carry no namespace label. sum by (status) gives every reader's answers.
     e.family("poscache_reader_gets_total", "counter",
-             "get() calls of reader processes, by answer (reaped readers' counts included)");
-    for (std::size_t i = 0; i < table->total.size(); ++i) {
-      e.sample("poscache_reader_gets_total", label("status", to_string(static_cast<ReadStatus>(i))),
-               table->total[i]);
+             "get() calls of reader processes, by namespace and answer (reaped readers' counts "
+             "included)");
+    for (const NamespaceReads& ns : table->namespaces) {
+      const std::string prefix = ns.name.empty() ? "" : label("namespace", ns.name) + ",";
+      for (std::size_t i = 0; i < ns.counts.size(); ++i) {
+        e.sample("poscache_reader_gets_total",
+                 prefix + label("status", to_string(static_cast<ReadStatus>(i))), ns.counts[i]);
+      }
     }
     e.family("poscache_readers", "gauge", "records in the reader table, by state");
     std::map<std::string, std::uint64_t> by_state = {{"reading", 0}, {"left", 0}, {"gone", 0}};
