@@ -9,10 +9,15 @@
 
 #include <climits>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
-#include "poscache/writer.hpp"
+#include "poscache/apply.hpp"
+#include "poscache/decimal.hpp"
+#include "poscache/position.hpp"
 
 namespace poscache::detail {
 

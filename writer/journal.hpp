@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "poscache/writer.hpp"
+#include "poscache/apply.hpp"
 #include "shm/layout.hpp"
 
 namespace poscache::detail {

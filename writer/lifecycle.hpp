@@ -7,7 +7,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include "poscache/writer.hpp"
+#include "poscache/writer_config.hpp"
 #include "shm/segment.hpp"
 #include "writer/journal.hpp"
 #include "writer/table.hpp"

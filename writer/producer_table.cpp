@@ -45,7 +45,7 @@ int ProducerTable::attach(std::string_view name, std::int64_t pid, std::uint32_t
   return pick;
 }
 
-void ProducerTable::counts(int id, const Writer::ProducerCounts& c) noexcept {
+void ProducerTable::counts(int id, const ProducerCounts& c) noexcept {
   if (id < 0 || static_cast<std::size_t>(id) >= shm::kMaxProducers) return;
   ProducerStatus& p = e_[id];  // relaxed statistics: outside the seqlock
   shm::store_relaxed(&p.pushed, c.pushed);

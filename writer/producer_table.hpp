@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "poscache/writer.hpp"
+#include "poscache/writer_stats.hpp"
 #include "shm/layout.hpp"
 
 namespace poscache::detail {
@@ -19,7 +19,7 @@ class ProducerTable {
   // At open: entries a previous writer left attached belong to connections that died with it.
   void orphan_all(std::int64_t now) noexcept;
   int attach(std::string_view name, std::int64_t pid, std::uint32_t uid, std::int64_t now) noexcept;
-  void counts(int id, const Writer::ProducerCounts& c) noexcept;
+  void counts(int id, const ProducerCounts& c) noexcept;
   void error(int id, std::string_view text) noexcept;
   void detach(int id, std::int64_t now) noexcept;
 

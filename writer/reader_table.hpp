@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "poscache/writer.hpp"
+#include "poscache/writer_config.hpp"
 #include "shm/reader_table.hpp"
 
 namespace poscache::detail {

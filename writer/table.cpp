@@ -11,7 +11,7 @@
 #include "shm/seqlock.hpp"
 #include "shm/slot_codec.hpp"
 #include "writer/fault_points.hpp"
-#include "writer/redis/sync_handoff.hpp"
+#include "writer/pending_changes.hpp"
 #include "writer/table_detail.hpp"
 
 namespace poscache::detail {

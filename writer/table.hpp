@@ -8,8 +8,8 @@
 // change sequence and the readers' futex.
 //
 // Only the apply thread calls it. Inputs are checked before they get here (writer/input.hpp);
-// removals are handed to the Redis sync, journaled first, through SyncHandOff when Redis is
-// configured (writer/redis/sync_handoff.hpp).
+// removals are handed to the Redis sync, journaled first, through PendingChanges when Redis is
+// configured (writer/pending_changes.hpp).
 #pragma once
 
 #include <cstdint>
@@ -18,8 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "poscache/apply.hpp"
 #include "poscache/changes.hpp"
-#include "poscache/writer.hpp"
 #include "shm/accounts.hpp"
 #include "shm/change_ring.hpp"
 #include "shm/layout.hpp"
@@ -29,7 +29,7 @@
 
 namespace poscache::detail {
 
-class SyncHandOff;
+class PendingChanges;
 
 class Table {
  public:
@@ -48,7 +48,7 @@ class Table {
   [[nodiscard]] bool change_ring() const noexcept { return ring_.enabled(); }
   // Changes that Redis must see go through `sync` from now on (null: no Redis), except those of
   // the namespaces in `unsynced` (bit ns: sync = none, kept in the segment only).
-  void set_sync(SyncHandOff* sync, std::uint32_t unsynced = 0) noexcept {
+  void set_sync(PendingChanges* sync, std::uint32_t unsynced = 0) noexcept {
     sync_ = sync;
     unsynced_ = unsynced;
   }
@@ -211,7 +211,7 @@ class Table {
   std::uint64_t ring_count_ = 0;
   shm::ChangeRingWriter ring_;  // disabled unless set_change_ring(true)
   RecencyLog recency_;          // the LRU order; sized in bind()
-  SyncHandOff* sync_ = nullptr;
+  PendingChanges* sync_ = nullptr;
   std::uint32_t unsynced_ = 0;  // namespaces with sync = none
 
   TscClock clock_;

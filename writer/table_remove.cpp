@@ -9,7 +9,7 @@
 #include "shm/index.hpp"
 #include "shm/slot_codec.hpp"
 #include "values/key_text.hpp"
-#include "writer/redis/sync_handoff.hpp"
+#include "writer/pending_changes.hpp"
 #include "writer/table.hpp"
 #include "writer/table_detail.hpp"
 

@@ -28,165 +28,20 @@
 #include <variant>
 #include <vector>
 
-#include "poscache/counters.hpp"
+#include "poscache/apply.hpp"
 #include "poscache/decimal.hpp"
 #include "poscache/error.hpp"
 #include "poscache/position.hpp"
-#include "poscache/redis.hpp"
 #include "poscache/schema.hpp"
 #include "poscache/update.hpp"
+#include "poscache/writer_config.hpp"
+#include "poscache/writer_stats.hpp"
 
 namespace poscache {
 
 namespace detail {
 struct TradeLog;  // writer/trade_log.hpp (internal: the ingest's fill de-duplication window)
 }
-
-enum class LogLevel : std::uint8_t { debug, info, warn, error };
-// Where the writer library reports what an operator should see (Redis connected or lost, warm
-// start progress). Called from the opening thread and from the sync thread. Default: stderr.
-using LogSink = std::function<void(LogLevel, std::string_view)>;
-
-struct WriterConfig {
-  std::string segment = "poscache";
-  std::uint64_t capacity = 1 << 20;
-  std::vector<NamespaceSpec> namespaces;
-  mode_t mode = 0640;  // who may map it: by default only the writer's user writes, its group reads
-  // An existing segment whose capacity or namespaces differ from this config is refused unless
-  // `recreate_on_mismatch`; `fresh` re-creates even a compatible one (a new generation).
-  bool recreate_on_mismatch = false;
-  bool fresh = false;
-  // Turn a newly created segment's pages into 2 MiB pages (MADV_COLLAPSE, Linux 6.1+), whatever
-  // /dev/shm's mount option: with 4 KiB pages nearly every random access to a large table also
-  // misses the TLB. Readers map it 2 MiB-aligned and share the huge pages. If the kernel refuses,
-  // the segment stays on 4 KiB pages and the writer logs why.
-  bool huge_pages = true;
-  std::chrono::nanoseconds heartbeat_interval = std::chrono::milliseconds(10);
-  // Readers blocked in wait_for_change() are woken at most this often (a system call per wake).
-  std::chrono::nanoseconds wake_interval = std::chrono::microseconds(100);
-  // How many expired positions one tick() removes at most (keeps the apply loop responsive).
-  std::size_t expire_budget = 4096;
-  // Record every change in the segment's change ring (shm/change_ring.hpp), which readers follow
-  // with Reader::changes(). Off saves the writer about two cache lines of stores per change;
-  // readers' changes() then answers `unavailable`.
-  bool change_ring = true;
-  // Mirror the segment to Redis (write-behind, on a thread of its own) and warm start from it.
-  std::optional<RedisConfig> redis;
-  // A follower (poscache-writer --follow): the segment is kept from `redis` (its prefix's
-  // positions, then its change stream) as another writer, the lease holder, changes them; this
-  // one takes no lease and writes nothing to Redis. Call follow() in the apply loop; its own
-  // changes (upsert, erase, invalidate, apply) are refused with an Error. Needs `redis`.
-  bool follow = false;
-  // A standby (poscache-writer --standby): a follower that becomes the writer when the lease is
-  // free (its holder's lease expired, or its holder was a process of this host that is gone).
-  // follow() applies everything the stream holds, takes the lease with a fresh epoch and starts
-  // the Redis sync: following() turns false and the writer's own changes are allowed. Of
-  // several standbys exactly one takes it; the others go on following it. Implies `follow`.
-  bool standby = false;
-  // A follower calls it with the lag of each position it applies (its apply time here minus the
-  // writer's, CLOCK_REALTIME): for benchmarks and tests. Called from the thread in follow().
-  std::function<void(std::int64_t lag_ns)> on_follow;
-  // Where the writer logs (stderr if unset). Called from the applying thread and, with Redis,
-  // from the sync thread: it must be thread-safe (spdlog's loggers are).
-  LogSink log;
-};
-
-struct KeyRef {
-  NamespaceId ns = 0;
-  std::string account;
-  std::string instrument;
-};
-
-enum class ApplyStatus : std::uint8_t {
-  inserted,
-  updated,
-  erased,
-  not_found,     // erase of a key that is not there
-  stale_source,  // source_seq older than (or equal to) the stored one: refused, counted
-  bad_input,     // refused, counted; `ApplyResult::error` says why
-};
-// Checks a WriterConfig without touching any segment (what Writer::open checks first); errors
-// name the setting and the value.
-Expected<bool> validate(const WriterConfig& config);
-
-std::string_view to_string(ApplyStatus s) noexcept;
-
-struct ApplyResult {
-  ApplyStatus status = ApplyStatus::bad_input;
-  std::uint64_t version = 0;  // the version written (inserted/updated)
-  bool evicted = false;       // an insert pushed out the least recently updated position
-};
-
-// Invalidation requests. Each removes positions and counts them as invalidations.
-struct InvalidateAccount {
-  std::string account;
-  std::optional<NamespaceId> ns;
-};
-struct InvalidateNamespace {
-  NamespaceId ns = 0;
-};
-struct InvalidateMatching {
-  std::string glob;
-};  // fnmatch over "ns:account:instrument"
-struct InvalidateAll {};
-struct Erase {
-  KeyRef key;
-};
-
-using Op = std::variant<Update, Erase, InvalidateAccount, InvalidateNamespace, InvalidateMatching,
-                        InvalidateAll>;
-
-struct BatchResult {
-  bool applied = false;  // false: the batch was refused whole (see error), nothing applied
-  std::string error;     // names the op index and what was wrong
-  std::vector<ApplyResult> results;  // one per op when applied
-  std::size_t removed = 0;           // positions removed by the batch's invalidations
-};
-
-struct WriterStats : Counters {
-  std::uint64_t capacity = 0, generation = 0, next_version = 0;
-  bool reattached = false;  // this writer re-attached to a segment left by an earlier writer
-  std::uint64_t segment_bytes = 0;            // the segment's size
-  std::uint64_t huge_page_bytes = 0;          // of it, mapped with 2 MiB pages (read at open)
-  std::vector<std::uint64_t> namespace_live;  // live positions by namespace id
-  // Warm start (a fresh or empty segment loaded from Redis at open)
-  std::uint64_t warm_loaded = 0;           // positions loaded
-  std::uint64_t warm_beyond_capacity = 0;  // positions Redis holds that did not fit (left in Redis)
-  std::uint64_t warm_skipped = 0;  // expired, unknown or unsynced namespace, malformed (logged)
-  // Redis sync, as published in the header: off, connecting, up, down
-  std::string redis_state = "off";
-  std::uint64_t redis_dirty = 0;  // changes not yet acknowledged by Redis
-  std::int64_t redis_oldest_unsynced_age_ns = 0;
-  std::uint64_t redis_synced_version = 0;
-  std::uint64_t redis_lease_epoch = 0;  // the Redis writer lease's epoch held (0: none)
-  // A follower (WriterConfig::follow): none | loading | following | down, its last batch's lag
-  // behind the writer it follows, the stream entries it applied, its whole loads.
-  std::string follow_state = "none";
-  std::int64_t follow_lag_ns = 0;
-  std::uint64_t follow_entries = 0;
-  std::uint64_t follow_reloads = 0;
-  std::uint64_t journal_pending =
-      0;  // removals recorded in the segment's journal, not yet in Redis
-  std::uint64_t journal_overflows =
-      0;  // removals that found the journal full (kept in memory only)
-};
-
-// The Redis sync thread's counters (Writer::redis_sync_metrics, the daemon's /metrics).
-struct RedisSyncMetrics {
-  std::uint64_t positions_written = 0;  // position writes Redis acknowledged
-  std::uint64_t transactions = 0;       // transactions (or script calls) Redis acknowledged
-  std::uint64_t trade_ids_written = 0;  // fill trade ids mirrored (docs/exactly-once.md)
-  std::uint64_t errors = 0;             // writes Redis refused (kept, retried)
-  std::uint64_t reconnects = 0;         // connections lost (and retried with backoff)
-  // Sync lag: from a change's apply (its updated_at) to Redis acknowledging the position write
-  // that carried it. Upper bounds in ns (the last bucket +Inf), counts per bucket.
-  static constexpr std::array<std::int64_t, 12> kLagBoundsNs = {
-      100'000,    250'000,    500'000,    1'000'000,   2'500'000,     5'000'000,
-      10'000'000, 25'000'000, 50'000'000, 100'000'000, 1'000'000'000, 10'000'000'000};
-  std::array<std::uint64_t, kLagBoundsNs.size() + 1> lag_counts{};
-  std::uint64_t lag_count = 0;
-  std::uint64_t lag_sum_ns = 0;
-};
 
 class Writer {
  public:
@@ -290,9 +145,7 @@ class Writer {
   // --- the producer table (tools read it: poscache-inspect producers) -------------------------
   // The daemon's ring source records each producer it serves. attach returns the entry's id, or
   // -1 when all kMaxProducers entries hold attached producers.
-  struct ProducerCounts {
-    std::uint64_t pushed = 0, applied = 0, rejected = 0, full = 0, synced = 0;
-  };
+  using ProducerCounts = poscache::ProducerCounts;
   int producer_attach(std::string_view name, std::int64_t pid, std::uint32_t uid);
   void producer_counts(int id, const ProducerCounts& counts);
   void producer_error(int id, std::string_view text);

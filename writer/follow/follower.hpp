@@ -41,7 +41,7 @@
 #include <vector>
 
 #include "poscache/redis.hpp"
-#include "poscache/writer.hpp"
+#include "poscache/writer_config.hpp"
 #include "writer/redis/lease.hpp"
 #include "writer/redis/redis_client.hpp"
 #include "writer/redis/redis_format.hpp"

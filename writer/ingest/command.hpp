@@ -24,7 +24,7 @@
 #include <variant>
 #include <vector>
 
-#include "poscache/writer.hpp"
+#include "poscache/apply.hpp"
 #include "writer/ingest/fill_math.hpp"
 
 namespace poscache::ingest {

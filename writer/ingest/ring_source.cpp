@@ -427,9 +427,9 @@ std::size_t RingSource::poll(CommandExecutor& exec, std::int64_t, std::size_t bu
     }
     // The producer table only when a count moved: a busy-polling loop would otherwise store five
     // words into the segment on every turn.
-    const Writer::ProducerCounts counts{shm::load_relaxed(&r.h->tail), r.head, r.rejected,
-                                        shm::load_relaxed(&r.h->full_count),
-                                        writer_.mirrors_to_redis() ? r.synced : 0};
+    const ProducerCounts counts{shm::load_relaxed(&r.h->tail), r.head, r.rejected,
+                                shm::load_relaxed(&r.h->full_count),
+                                writer_.mirrors_to_redis() ? r.synced : 0};
     if (counts.pushed != r.published.pushed || counts.applied != r.published.applied ||
         counts.rejected != r.published.rejected || counts.full != r.published.full ||
         counts.synced != r.published.synced) {

@@ -68,7 +68,7 @@ class RingSource final : public Source {
     std::string name;
     pid_t pid = 0;
     std::deque<std::pair<std::uint64_t, std::uint64_t>> unsynced;  // (seq, Redis ticket)
-    Writer::ProducerCounts published;  // what the producer table shows now
+    ProducerCounts published;  // what the producer table shows now
     // The refusal log's window (log_refusal): lines logged in it, refusals not logged, the last.
     std::int64_t log_window_start = 0;
     std::uint32_t logged_in_window = 0;

@@ -1,7 +1,7 @@
 // The writer's Redis sync: the hand-off from the apply thread and the sync thread behind it.
 //
-// APPLY THREAD (writer/redis/sync_handoff.hpp; never waits, never makes a system call for this):
-//   * an upsert marks its slot dirty: the slot index goes into the current SyncBatch once per
+// APPLY THREAD (writer/pending_changes.hpp; never waits, never makes a system call for this):
+//   * an upsert marks its slot dirty: the slot index goes into the current ChangeBatch once per
 //     batch (SlotBook::queued_epoch == epoch means "already in this batch": coalescing);
 //   * a removal that would lose an unsynced change (eviction, expiry of a position whose
 //     version Redis has not acknowledged: SlotBook::synced_version) copies the position into
@@ -41,7 +41,7 @@
 #include <chrono>
 #include <vector>
 
-#include "writer/redis/sync_handoff.hpp"
+#include "writer/pending_changes.hpp"
 #include "writer/redis/sync_worker.hpp"
 
 namespace poscache::detail {
@@ -58,7 +58,7 @@ class RedisSync {
   RedisSync(const RedisSync&) = delete;
   RedisSync& operator=(const RedisSync&) = delete;
 
-  SyncHandOff& handoff() noexcept { return handoff_; }
+  PendingChanges& handoff() noexcept { return handoff_; }
   SyncWorker& worker() noexcept { return worker_; }
   void start() { worker_.start(); }
   // Hands off what is left, lets the sync thread write it for up to close_timeout, joins.
@@ -71,9 +71,9 @@ class RedisSync {
   bool flush(std::chrono::milliseconds timeout) { return handoff_.flush(timeout); }
 
  private:
-  SyncChannel channel_;
+  ChangeChannel channel_;
   SyncWorker worker_;
-  SyncHandOff handoff_;
+  PendingChanges handoff_;
   bool stopped_ = false;
 };
 

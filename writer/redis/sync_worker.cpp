@@ -19,7 +19,8 @@ namespace poscache::detail {
 using namespace poscache::shm;
 
 SyncWorker::SyncWorker(const RedisConfig& config, std::vector<NamespaceSpec> namespaces,
-                       SegmentView view, const Journal& journal, SyncChannel& channel, LogSink log)
+                       SegmentView view, const Journal& journal, ChangeChannel& channel,
+                       LogSink log)
     : cfg_(config),
       fmt_(config.prefix, std::move(namespaces)),
       v_(view),
@@ -54,7 +55,7 @@ void SyncWorker::stop() {
 
 // ---- pending state (sync thread) ------------------------------------------------------------
 void SyncWorker::drain() {
-  SyncBatch* b = nullptr;
+  ChangeBatch* b = nullptr;
   while (ch_.to_sync.pop(b)) {
     if (fenced_) {  // nothing is written any more: the journal moves past it
       for (const RemovalEvent& e : b->events) tail_.done(e.journal_pos);
@@ -72,7 +73,7 @@ void SyncWorker::drain() {
   }
 }
 
-void SyncWorker::merge(SyncBatch& b) {
+void SyncWorker::merge(ChangeBatch& b) {
   if (b.empty()) return;
   if (oldest_ns_ == 0 || b.first_ns < oldest_ns_) oldest_ns_ = b.first_ns;
   horizon_ns_ = std::max(horizon_ns_, b.last_ns);

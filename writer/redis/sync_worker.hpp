@@ -1,5 +1,5 @@
 // The sync thread: owns the hiredis connection and writes what the apply thread handed off
-// (writer/redis/sync_handoff.hpp). The whole protocol: writer/redis/redis_sync.hpp.
+// (writer/pending_changes.hpp). The whole protocol: writer/redis/redis_sync.hpp.
 #pragma once
 
 #include <array>
@@ -15,13 +15,14 @@
 #include <vector>
 
 #include "poscache/redis.hpp"
-#include "poscache/writer.hpp"
+#include "poscache/writer_config.hpp"
+#include "poscache/writer_stats.hpp"
 #include "shm/layout.hpp"
 #include "writer/journal.hpp"
+#include "writer/pending_changes.hpp"
 #include "writer/redis/lease.hpp"
 #include "writer/redis/redis_client.hpp"
 #include "writer/redis/redis_format.hpp"
-#include "writer/redis/sync_handoff.hpp"
 #include "writer/trade_log.hpp"
 
 namespace poscache::detail {
@@ -39,7 +40,7 @@ struct SegmentView {
 class SyncWorker {
  public:
   SyncWorker(const RedisConfig& config, std::vector<NamespaceSpec> namespaces, SegmentView view,
-             const Journal& journal, SyncChannel& channel, LogSink log);
+             const Journal& journal, ChangeChannel& channel, LogSink log);
   ~SyncWorker();
   SyncWorker(const SyncWorker&) = delete;
   SyncWorker& operator=(const SyncWorker&) = delete;
@@ -62,7 +63,7 @@ class SyncWorker {
   [[nodiscard]] RedisSyncMetrics metrics() const noexcept;
   // Any thread, once: the fill de-duplication window's log (writer/trade_log.hpp). Its trade ids
   // are mirrored into {prefix}:{ns}:@trades from then on (sync_trades.cpp); the caller then has
-  // the apply thread hand off its version (SyncHandOff::hand_off_version).
+  // the apply thread hand off its version (PendingChanges::hand_off_version).
   void attach_trades(const TradeLog& log);
   // A new password (SIGHUP after a rotation): used from the next connection on; the one open
   // now stays authenticated. Any thread.
@@ -75,7 +76,7 @@ class SyncWorker {
   // sync_worker.cpp: the loop, the pending state, the connection, the header's Redis fields
   void run();
   void drain();
-  void merge(SyncBatch& b);
+  void merge(ChangeBatch& b);
   void merge_event(RemovalEvent&& e);
   [[nodiscard]] bool has_pending() const noexcept;
   void connect();
@@ -158,7 +159,7 @@ class SyncWorker {
   SegmentView v_;
   Journal journal_;
   JournalTail tail_;
-  SyncChannel& ch_;
+  ChangeChannel& ch_;
   LogSink log_;
   std::size_t batch_size_;
   std::atomic<bool> stop_{false};
@@ -183,8 +184,8 @@ class SyncWorker {
   bool evicts_ = false;                      // its maxmemory-policy may evict keys
   Commands tx_;
   std::vector<std::uint32_t> dirty_;
-  // per slot: kInDirty (in dirty_) | the kSlot* flags of sync_handoff.hpp shifted left by one
-  // (what Redis may hold of the slot's key), until a write of the slot commits
+  // per slot: kInDirty (in dirty_) | the kSlot* flags of writer/pending_changes.hpp shifted left by
+  // one (what Redis may hold of the slot's key), until a write of the slot commits
   std::vector<std::uint8_t> in_dirty_;
   // The latest change time of the batches merged so far: a slot read whose insert (created_at)
   // or last change (updated_at) is not below it may come from a batch not merged yet, whose

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "poscache/redis.hpp"
-#include "poscache/writer.hpp"
+#include "poscache/writer_config.hpp"
 
 namespace poscache::detail {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "poscache/redis.hpp"
-#include "poscache/writer.hpp"
+#include "poscache/writer_config.hpp"
 #include "writer/redis/redis_format.hpp"
 #include "writer/table.hpp"
 

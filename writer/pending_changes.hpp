@@ -1,15 +1,8 @@
-// The apply thread's side of the Redis sync: it never waits and never makes a system call here.
-//
-//   * an upsert marks its slot dirty (mark): the slot index goes into the current SyncBatch once
-//     per batch (SlotBook::queued_epoch == epoch means "already in this batch": coalescing);
-//   * a removal (removal) is journaled first (writer/journal.hpp), then queued as an event:
-//     erases and invalidations with a version of their own, and spills (an eviction or expiry of
-//     a version Redis has not acknowledged: the table decides, writer/table_remove.cpp);
-//   * maybe_hand_off (every tick) hands the batch over through a lock-free single-producer queue
-//     when it is older than flush_interval/2 or holds batch_size changes, and takes an empty one
-//     back from the return queue. If the queue is full the batch keeps growing: nothing is
-//     dropped.
-// The sync thread's side, and the ordering argument: writer/redis/redis_sync.hpp.
+// The changes made since the last hand-off, batched for the Redis mirror: the table marks a
+// slot it wrote and queues a removal it made (journaled first, writer/journal.hpp); every tick
+// the batch is handed to the sync thread through a lock-free queue, never waiting. What the
+// table records is all it knows of the mirror; the protocol between the two threads, and why it
+// keeps each key's versions in order, is in writer/redis/redis_sync.hpp.
 #pragma once
 
 #include <atomic>
@@ -29,7 +22,7 @@ namespace poscache::detail {
 inline constexpr std::uint8_t kSlotNewKey = 1;         // a key inserted into the slot: ZADD
 inline constexpr std::uint8_t kSlotFieldsDropped = 2;  // a replace unset a field: HDEL
 
-struct SyncBatch {
+struct ChangeBatch {
   std::vector<std::uint32_t> slots;
   std::vector<std::pair<std::uint32_t, std::uint8_t>> flags;  // (slot, kSlot*) of marks above
   std::vector<RemovalEvent> events;
@@ -45,9 +38,9 @@ struct SyncBatch {
 
 // Between the two threads: batches go to the sync thread and come back empty; two hand-off
 // numbers say how far the sync thread got.
-struct SyncChannel {
-  boost::lockfree::spsc_queue<SyncBatch*, boost::lockfree::capacity<1024>> to_sync;
-  boost::lockfree::spsc_queue<SyncBatch*, boost::lockfree::capacity<1024>> to_apply;
+struct ChangeChannel {
+  boost::lockfree::spsc_queue<ChangeBatch*, boost::lockfree::capacity<1024>> to_sync;
+  boost::lockfree::spsc_queue<ChangeBatch*, boost::lockfree::capacity<1024>> to_apply;
   std::atomic<std::uint64_t> merged_seq{0};  // last hand-off merged into the pending state
   std::atomic<std::uint64_t> clean_seq{0};   // last hand-off whose changes are all written
   // Redis lost what it was given and the refill is not all written yet: no ticket is
@@ -55,12 +48,12 @@ struct SyncChannel {
   std::atomic<bool> refilling{false};
 };
 
-class SyncHandOff {
+class PendingChanges {
  public:
   // `next_version`: the writer area's (the apply thread's own word).
-  SyncHandOff(SyncChannel& channel, Journal journal, shm::SlotBook* book,
-              const std::uint64_t* next_version, std::chrono::milliseconds flush_interval,
-              std::size_t batch_size);
+  PendingChanges(ChangeChannel& channel, Journal journal, shm::SlotBook* book,
+                 const std::uint64_t* next_version, std::chrono::milliseconds flush_interval,
+                 std::size_t batch_size);
 
   void mark(std::uint32_t slot, std::int64_t t, std::uint8_t flags = 0) {
     if (flags != 0) cur_->flags.emplace_back(slot, flags);  // not coalesced: rare (inserts)
@@ -106,7 +99,7 @@ class SyncHandOff {
   }
 
  private:
-  SyncChannel& ch_;
+  ChangeChannel& ch_;
   Journal journal_;
   shm::SlotBook* book_;
   const std::uint64_t* next_version_;
@@ -114,9 +107,9 @@ class SyncHandOff {
   std::int64_t half_interval_ns_;
   std::size_t batch_size_;
   std::uint64_t epoch_;
-  SyncBatch* cur_ = nullptr;
+  ChangeBatch* cur_ = nullptr;
   std::uint64_t handed_ = 0;
-  std::vector<std::unique_ptr<SyncBatch>> all_batches_;  // owner of every batch
+  std::vector<std::unique_ptr<ChangeBatch>> all_batches_;  // owner of every batch
 };
 
 }  // namespace poscache::detail
