@@ -43,13 +43,13 @@ std::optional<std::size_t> NamespaceInfo::field_index(std::string_view field) co
 
 namespace {
 
-// Fills `out` from a payload copy of `words` words.
 // The copied words viewed as the payload they are (the library builds without strict aliasing;
 // only the words the copy filled are read: the fixed part and `nfields` values).
 const SlotPayload& view(const std::uint64_t* words) noexcept {
   return *reinterpret_cast<const SlotPayload*>(words);
 }
 
+// Fills `out` from a payload copy of `words` words.
 void fill(const std::uint64_t* words, std::size_t nfields, Position& out) noexcept {
   decode(view(words), nfields, out);
 }

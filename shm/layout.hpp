@@ -101,16 +101,7 @@ namespace poscache::shm {
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::uint64_t kMagic = 0x3156'4843'4143'5350ULL;  // "PSCACHV1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 12;  // 2: SlotBook::queued_epoch; 3: the journal;
-                                                     // 4: no LRU links (writer/recency_log.hpp);
-                                                     // 5: journal counts published in the header;
-                                                     // 6: the producer table;
-                                                     // 7: live positions per namespace;
-                                                     // 8: the account index (shm/accounts.hpp);
-                                                     // 9: the change ring (shm/change_ring.hpp);
-                                                     // 10: text fields (FieldDesc::length)
-                                                     // 11: the Redis lease's epoch, state fenced
-                                                     // 12: a follower's state (follow_state)
+inline constexpr std::uint32_t kLayoutVersion = 12;  // what changed in each: git log -L
 inline constexpr std::uint32_t kHashAlgorithm = 3;   // XXH3_64bits, seed 0 (see shm/hash.hpp)
 
 // Key and schema limits. The public constants (poscache/schema.hpp: what the API validates) are

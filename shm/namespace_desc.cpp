@@ -57,7 +57,7 @@ bool same_schema(const NamespaceDesc& d, const NamespaceSpec& n) {
   return true;
 }
 
-std::string describe(const NamespaceSpec& n) {
+std::string schema_text(const NamespaceSpec& n) {
   // Appends only (no "literal" + std::string): GCC 12's -Wrestrict misfires on those at -O3.
   std::string s = n.name;
   s += '{';

@@ -113,7 +113,7 @@ AttachStatus check_header(const SegmentHeader& h, std::size_t mapped_size, std::
 void write_namespace(NamespaceDesc& d, const NamespaceSpec& n) noexcept;
 NamespaceSpec spec_of(const NamespaceDesc& d);
 bool same_schema(const NamespaceDesc& d, const NamespaceSpec& n);
-std::string describe(const NamespaceSpec& n);  // "spot{qty:decimal(8),...,stale_after=0ns,...}"
+std::string schema_text(const NamespaceSpec& n);  // "spot{qty:decimal(8),...,stale_after=0ns,...}"
 std::string namespace_names(const std::vector<NamespaceSpec>& specs);  // "spot, marks", "(none)"
 
 // "/dev/shm/<name>" for messages and the writer's lock file.

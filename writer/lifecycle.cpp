@@ -26,8 +26,8 @@ std::string mismatch(const SegmentHeader& h, const WriterConfig& config) {
   }
   for (std::size_t i = 0; i < config.namespaces.size(); ++i) {
     if (!same_schema(h.namespaces[i], config.namespaces[i])) {
-      return "namespace " + std::to_string(i) + ": expected " + describe(config.namespaces[i]) +
-             ", found " + describe(spec_of(h.namespaces[i]));
+      return "namespace " + std::to_string(i) + ": expected " + schema_text(config.namespaces[i]) +
+             ", found " + schema_text(spec_of(h.namespaces[i]));
     }
   }
   return {};

@@ -230,27 +230,23 @@ Expected<Update> Writer::make_update(NamespaceId ns, std::string_view account,
 }
 
 // ---- changes ----------------------------------------------------------------------------------
-// A follower's positions come from Redis only: a change of its own would never reach Redis and
-// would be overwritten or removed by the next load.
-[[noreturn]] void Writer::refuse_in_follower() const {
-  throw Error("segment '" + impl_->cfg.segment +
+[[noreturn]] void Writer::Impl::refuse_in_follower() const {
+  throw Error("segment '" + cfg.segment +
               "' is kept by a follower (WriterConfig::follow, poscache-writer --follow): its "
               "positions change only through the writer that holds the Redis lease");
 }
 
 ApplyResult Writer::upsert(const Update& update) {
-  if (impl_->follower) [[unlikely]]
-    refuse_in_follower();
+  detail::Table& table = impl_->table_for_change();
   if (!impl_->rules.check(update).ok()) {  // (the result carries no message: none is built)
     bump(impl_->header().counters.rejects);
     return ApplyResult{ApplyStatus::bad_input, 0, false};
   }
-  return impl_->table.upsert(update);
+  return table.upsert(update);
 }
 
 void Writer::upsert_batch(std::span<const Update> updates, std::span<ApplyResult> results) {
-  if (impl_->follower) [[unlikely]]
-    refuse_in_follower();
+  detail::Table& table = impl_->table_for_change();
   if (results.size() < updates.size())
     throw Error("upsert_batch: results span is shorter than updates");
   // Validate each first (as upsert() does); bad ones are reported, the rest applied in order.
@@ -258,7 +254,7 @@ void Writer::upsert_batch(std::span<const Update> updates, std::span<ApplyResult
   for (std::size_t i = 0; i <= updates.size(); ++i) {
     const bool bad = i < updates.size() && !impl_->rules.check(updates[i]).ok();
     if (i == updates.size() || bad) {
-      impl_->table.upsert_batch(updates.subspan(start, i - start), results.data() + start);
+      table.upsert_batch(updates.subspan(start, i - start), results.data() + start);
       if (bad) {
         bump(impl_->header().counters.rejects);
         results[i] = ApplyResult{ApplyStatus::bad_input, 0, false};
@@ -271,8 +267,7 @@ void Writer::upsert_batch(std::span<const Update> updates, std::span<ApplyResult
 void Writer::upsert_batch(std::span<const Update> updates,
                           std::span<const std::uint64_t> key_hashes,
                           std::span<ApplyResult> results) {
-  if (impl_->follower) [[unlikely]]
-    refuse_in_follower();
+  detail::Table& table = impl_->table_for_change();
   if (results.size() < updates.size() || key_hashes.size() < updates.size())
     throw Error("upsert_batch: results or key_hashes span is shorter than updates");
   std::size_t start = 0;
@@ -281,10 +276,10 @@ void Writer::upsert_batch(std::span<const Update> updates,
     if (i == updates.size() || bad) {
       if (i - start < 4) {  // too few to pipeline: the pipeline's fill and drain cost more
         for (std::size_t k = start; k < i; ++k)
-          results[k] = impl_->table.upsert_claimed(updates[k], key_hashes[k]);
+          results[k] = table.upsert_claimed(updates[k], key_hashes[k]);
       } else {
-        impl_->table.upsert_batch(updates.subspan(start, i - start), results.data() + start,
-                                  key_hashes.data() + start);
+        table.upsert_batch(updates.subspan(start, i - start), results.data() + start,
+                           key_hashes.data() + start);
       }
       if (bad) {
         bump(impl_->header().counters.rejects);
@@ -296,43 +291,36 @@ void Writer::upsert_batch(std::span<const Update> updates,
 }
 
 ApplyResult Writer::erase(const KeyRef& key) {
-  if (impl_->follower) [[unlikely]]
-    refuse_in_follower();
+  detail::Table& table = impl_->table_for_change();
   if (!impl_->rules.problem(key).empty()) {
     bump(impl_->header().counters.rejects);
     return ApplyResult{ApplyStatus::bad_input, 0, false};
   }
-  return impl_->table.erase(key);
+  return table.erase(key);
 }
 
 std::size_t Writer::invalidate_account(std::string_view account, std::optional<NamespaceId> ns) {
-  if (impl_->follower) [[unlikely]]
-    refuse_in_follower();
-  return impl_->table.invalidate_account(account, ns);
+  detail::Table& table = impl_->table_for_change();
+  return table.invalidate_account(account, ns);
 }
 std::size_t Writer::invalidate_namespace(NamespaceId ns) {
-  if (impl_->follower) [[unlikely]]
-    refuse_in_follower();
+  detail::Table& table = impl_->table_for_change();
   if (!impl_->rules.problem_of_namespace(ns).empty()) return 0;
-  return impl_->table.invalidate_namespace(ns);
+  return table.invalidate_namespace(ns);
 }
 std::size_t Writer::invalidate_matching(std::string_view glob) {
-  if (impl_->follower) [[unlikely]]
-    refuse_in_follower();
+  detail::Table& table = impl_->table_for_change();
   if (std::string why = impl_->rules.problem_of_glob(glob); !why.empty()) throw Error(why);
-  return impl_->table.invalidate_matching(glob);
+  return table.invalidate_matching(glob);
 }
 std::size_t Writer::invalidate_all() {
-  if (impl_->follower) [[unlikely]]
-    refuse_in_follower();
-  return impl_->table.invalidate_all();
+  detail::Table& table = impl_->table_for_change();
+  return table.invalidate_all();
 }
 
 BatchResult Writer::apply(std::span<const Op> ops) {
-  if (impl_->follower) [[unlikely]]
-    refuse_in_follower();
+  detail::Table& t = impl_->table_for_change();
   BatchResult br;
-  detail::Table& t = impl_->table;
   // 1. Check everything: a malformed op refuses the whole batch, nothing applied.
   for (std::size_t i = 0; i < ops.size(); ++i) {
     if (std::string err = impl_->rules.problem(ops[i]); !err.empty()) {

@@ -39,6 +39,15 @@ struct Writer::Impl {
 
   explicit Impl(const WriterConfig& c) : cfg(c), rules(cfg.namespaces) {}
   shm::SegmentHeader& header() const noexcept { return table.header(); }
+  // The table, for a change of this writer's own (every change of the facade goes through here).
+  // A follower refuses with an Error: its positions come from Redis only, and a change of its
+  // own would never reach Redis and would be overwritten or removed by the next load.
+  detail::Table& table_for_change() {
+    if (follower) [[unlikely]]
+      refuse_in_follower();
+    return table;
+  }
+  [[noreturn]] void refuse_in_follower() const;
   void start_redis(bool empty_segment, detail::Journal::Scan scan);
   std::unique_ptr<detail::RedisSync> make_sync();
   std::uint32_t unsynced_mask() const;

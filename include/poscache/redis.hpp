@@ -86,6 +86,6 @@ struct RedisConfig {
 Expected<bool> validate(const RedisConfig& config);
 
 // "host:port", "unix:/path" — for log lines.
-std::string describe(const RedisConfig& config);
+std::string redis_endpoint(const RedisConfig& config);
 
 }  // namespace poscache

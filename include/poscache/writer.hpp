@@ -171,7 +171,6 @@ class Writer {
 
  private:
   explicit Writer(std::unique_ptr<Impl> impl);
-  [[noreturn]] void refuse_in_follower() const;
   std::unique_ptr<Impl> impl_;
 };
 

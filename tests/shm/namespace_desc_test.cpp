@@ -44,7 +44,7 @@ TEST(NamespaceDescTest, SameSchemaSeesEachDifference) {
   EXPECT_TRUE(differs([](NamespaceSpec& m) { m.stale_after = 2s; }));
   EXPECT_TRUE(differs([](NamespaceSpec& m) { m.expire_after = 0s; }));
   EXPECT_FALSE(differs([](NamespaceSpec&) {}));
-  EXPECT_EQ(describe(n),
+  EXPECT_EQ(schema_text(n),
             "marks{bid:decimal(18),ask:decimal(18),last:decimal(18),stale_after=1000000000ns,"
             "expire_after=60000000000ns}");
 }

@@ -81,7 +81,7 @@ std::string print_config(const DaemonConfig& config);
 // table's keys as "namespace.<name>.key", a field list's lines joined into its value.
 std::map<std::string, std::string> settings_of(const std::string& printed);
 // One line on a namespace for the log: its fields, stale_after and expire_after.
-std::string describe(const NamespaceSpec& n);
+std::string namespace_summary(const NamespaceSpec& n);
 
 // "ns:on[:timeout[:retries]]", the --refresh flag (on: stale, miss, both, none).
 Expected<std::pair<std::string, refresh::RefreshPolicy>> parse_refresh_flag(std::string_view text);

@@ -290,10 +290,12 @@ int main(int argc, char** argv) {
   };
   if (cfg.writer.follow) {
     spdlog::info("redis {}: following prefix '{}' (its positions, then {}:@changes)",
-                 describe(*cfg.writer.redis), cfg.writer.redis->prefix, cfg.writer.redis->prefix);
+                 redis_endpoint(*cfg.writer.redis), cfg.writer.redis->prefix,
+                 cfg.writer.redis->prefix);
   } else if (cfg.writer.redis) {
-    spdlog::info("redis {}: prefix '{}', flush every {} ms, {} start", describe(*cfg.writer.redis),
-                 cfg.writer.redis->prefix, cfg.writer.redis->flush_interval.count(),
+    spdlog::info("redis {}: prefix '{}', flush every {} ms, {} start",
+                 redis_endpoint(*cfg.writer.redis), cfg.writer.redis->prefix,
+                 cfg.writer.redis->flush_interval.count(),
                  cfg.writer.redis->warm_start ? "warm" : "cold");
   } else {
     spdlog::info("redis: off (positions live only in shared memory)");
@@ -317,7 +319,7 @@ int main(int argc, char** argv) {
                st0.capacity, st0.live, cfg.writer.mode);
   if (st0.repairs > 0)
     spdlog::warn("repaired {} slot(s) a previous writer left mid-write", st0.repairs);
-  for (const auto& n : cfg.writer.namespaces) spdlog::info("namespace {}", describe(n));
+  for (const auto& n : cfg.writer.namespaces) spdlog::info("namespace {}", namespace_summary(n));
 
   // Ingest: the fill de-duplication window beside the segment, the executor every source's
   // commands go through, and the sources themselves. A follower has none; a standby opens them

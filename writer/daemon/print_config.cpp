@@ -227,7 +227,7 @@ std::map<std::string, std::string> settings_of(const std::string& printed) {
   return out;
 }
 
-std::string describe(const NamespaceSpec& n) {
+std::string namespace_summary(const NamespaceSpec& n) {
   std::string s = n.name + " (" + std::to_string(n.fields.size()) + " fields";
   if (n.stale_after.count() > 0)
     s += ", stale after " + std::to_string(n.stale_after.count() / 1'000'000) + " ms";

@@ -94,7 +94,7 @@ void Follower::lost(const std::string& why) {
   backoff_ = std::clamp(backoff_ * 2, cfg_.reconnect_min, cfg_.reconnect_max);
   next_connect_ = std::chrono::steady_clock::now() + backoff_;
   if (why != last_error_) {
-    say(LogLevel::error, "follow: redis " + describe(cfg_) + ": " + why + " (retrying)");
+    say(LogLevel::error, "follow: redis " + redis_endpoint(cfg_) + ": " + why + " (retrying)");
     last_error_ = why;
   }
 }
@@ -108,7 +108,7 @@ bool Follower::connect() {
   client_.emplace(std::move(*c));
   backoff_ = std::chrono::milliseconds(0);
   if (!last_error_.empty())
-    say(LogLevel::info, "follow: redis " + describe(cfg_) + " reachable again");
+    say(LogLevel::info, "follow: redis " + redis_endpoint(cfg_) + " reachable again");
   last_error_.clear();
   return true;
 }

@@ -267,7 +267,7 @@ void StreamSource::run(RedisClient& c) {
         backoff = std::min(backoff * 2, redis_.reconnect_max);
         continue;
       }
-      if (down) log(LogLevel::info, "stream source: connected to redis " + describe(redis_));
+      if (down) log(LogLevel::info, "stream source: connected to redis " + redis_endpoint(redis_));
       down = false;
       backoff = redis_.reconnect_min;
     }

@@ -63,7 +63,7 @@ Expected<bool> validate(const RedisConfig& c) {
   return true;
 }
 
-std::string describe(const RedisConfig& c) {
+std::string redis_endpoint(const RedisConfig& c) {
   std::string s =
       c.unix_socket.empty() ? c.host + ":" + std::to_string(c.port) : "unix:" + c.unix_socket;
   if (c.db != 0) s += " db " + std::to_string(c.db);
@@ -180,7 +180,7 @@ std::string RedisClient::fail_text(const char* what) {
 
 Expected<RedisClient> RedisClient::connect(const RedisConfig& config) {
   RedisClient c;
-  c.endpoint_ = describe(config);
+  c.endpoint_ = redis_endpoint(config);
   const timeval ct = to_timeval(config.connect_timeout);
   redisContext* raw = config.unix_socket.empty()
                           ? redisConnectWithTimeout(config.host.c_str(), config.port, ct)

@@ -35,7 +35,7 @@ SyncWorker::Tx SyncWorker::read_exec(std::size_t queued, std::vector<bool>& ok) 
       reload_scripts_ = true;
     } else if (text != last_error_) {
       log(LogLevel::error,
-          "redis " + describe(cfg_) + ": a write was refused: " + text + " (kept, retried)");
+          "redis " + redis_endpoint(cfg_) + ": a write was refused: " + text + " (kept, retried)");
       set_error(text);
     }
   };
@@ -300,7 +300,7 @@ bool SyncWorker::write_slots_fenced() {
       // Cannot happen while every taker kills the holder's connection: a writer that took the
       // lease without (an older poscache, a hand edit) and we wrote after it.
       log(LogLevel::error,
-          "redis " + describe(cfg_) +
+          "redis " + redis_endpoint(cfg_) +
               ": a transaction committed after another writer took "
               "the lease " +
               lease_.key() + " (epoch " + std::to_string(lease_.holder().epoch) +

@@ -102,7 +102,7 @@ void SyncWorker::read_trades() {
   if (lost > 0) {
     trades_lost_ += lost;
     log(LogLevel::error,
-        "redis " + describe(cfg_) + ": " + std::to_string(lost) +
+        "redis " + redis_endpoint(cfg_) + ": " + std::to_string(lost) +
             " fill trade ids were overwritten in the window before they reached Redis (the "
             "sync is more than trade_window = " +
             std::to_string(cap) + " fills behind; " + std::to_string(trades_lost_) +
@@ -190,7 +190,7 @@ void SyncWorker::check_trade_keys() {
     if (((trades_blocked_ >> ns) & 1u) == 0) {
       const std::string why =
           key + " is a " + type + ", not the sorted set of the namespace's fill trade ids";
-      log(LogLevel::error, "redis " + describe(cfg_) + ": " + why +
+      log(LogLevel::error, "redis " + redis_endpoint(cfg_) + ": " + why +
                                ": positions with new fills in '" +
                                std::string(ns_name(static_cast<std::uint16_t>(ns))) +
                                "' are held back (not written to Redis) until it is deleted");
@@ -199,7 +199,7 @@ void SyncWorker::check_trade_keys() {
   }
   for (std::size_t ns = 0; ns < 32; ++ns) {
     if (((trades_blocked_ >> ns) & 1u) != 0 && ((blocked >> ns) & 1u) == 0)
-      log(LogLevel::info, "redis " + describe(cfg_) + ": " +
+      log(LogLevel::info, "redis " + redis_endpoint(cfg_) + ": " +
                               fmt_.trades_key(ns_name(static_cast<std::uint16_t>(ns))) +
                               " is a sorted set again: the positions held back go out");
   }

@@ -156,27 +156,27 @@ void SyncWorker::connect() {
         if (done == Tx::committed) {
           backoff_ns_ = 0;
           set_state(RedisState::up);
-          log(LogLevel::info, "redis " + describe(cfg_) + ": connected" +
+          log(LogLevel::info, "redis " + redis_endpoint(cfg_) + ": connected" +
                                   (was_up_ ? " again" : "") + ", syncing under prefix '" +
                                   cfg_.prefix + "', writer lease epoch " +
                                   std::to_string(lease_.epoch()));
           was_up_ = true;
           return;
         }
-        err = "redis " + describe(cfg_) + ": HSET " + fmt_.schema_key() +
+        err = "redis " + redis_endpoint(cfg_) + ": HSET " + fmt_.schema_key() +
               " failed: " + (last_error_.empty() ? "transaction aborted" : last_error_);
       } else {
         auto r = client_.command(args_);
         if (r && (*r)->type != REDIS_REPLY_ERROR) {
           backoff_ns_ = 0;
           set_state(RedisState::up);
-          log(LogLevel::info, "redis " + describe(cfg_) + ": connected" +
+          log(LogLevel::info, "redis " + redis_endpoint(cfg_) + ": connected" +
                                   (was_up_ ? " again" : "") + ", syncing under prefix '" +
                                   cfg_.prefix + "' (per-key scripts, no lease)");
           was_up_ = true;
           return;
         }
-        err = r ? "redis " + describe(cfg_) + ": HSET " + fmt_.schema_key() +
+        err = r ? "redis " + redis_endpoint(cfg_) + ": HSET " + fmt_.schema_key() +
                       " refused: " + reply_text(r->get())
                 : r.error();
       }
@@ -210,9 +210,9 @@ bool SyncWorker::take_lease() {
   }
   switch (*o) {
     case Lease::Outcome::taken:
-      log(LogLevel::info, "redis " + describe(cfg_) + ": took the writer lease " + lease_.key() +
-                              ", epoch " + std::to_string(lease_.epoch()) + " (ttl " +
-                              std::to_string(cfg_.lease_ttl.count()) + " ms)");
+      log(LogLevel::info, "redis " + redis_endpoint(cfg_) + ": took the writer lease " +
+                              lease_.key() + ", epoch " + std::to_string(lease_.epoch()) +
+                              " (ttl " + std::to_string(cfg_.lease_ttl.count()) + " ms)");
       // A segment with positions and a Redis with no trace of any writer of the prefix: it lost
       // them (or never had them); either way they go to Redis.
       if (lease_.counter_lost() && load_relaxed(&v_.h->counters.live) > 0) {
@@ -225,7 +225,7 @@ bool SyncWorker::take_lease() {
         start_refill("the lease and " + cfg_.prefix + ":@epoch it held are gone");
         break;
       }
-      log(LogLevel::warn, "redis " + describe(cfg_) + ": the writer lease " + lease_.key() +
+      log(LogLevel::warn, "redis " + redis_endpoint(cfg_) + ": the writer lease " + lease_.key() +
                               " had expired (Redis unreachable or this writer paused longer "
                               "than its ttl); nobody took it since, so epoch " +
                               std::to_string(had) + " goes on");
@@ -244,7 +244,7 @@ bool SyncWorker::take_lease() {
       return false;
   }
   if (!lease_.kill_fence() && !kill_warned_) {
-    log(LogLevel::warn, "redis " + describe(cfg_) + ": CLIENT KILL is not allowed (" +
+    log(LogLevel::warn, "redis " + redis_endpoint(cfg_) + ": CLIENT KILL is not allowed (" +
                             lease_.kill_error() +
                             "): a writer taking the lease cannot end this one's connection, so "
                             "every sync transaction waits for its fence's answer first (slower; "
@@ -265,8 +265,8 @@ void SyncWorker::become_fenced(const std::string& why) {
   const std::size_t dropped = dirty_.size() + key_events_.size() + pattern_events_.size();
   if (!opening_)  // (at open the writer refuses to start, with this error)
     log(LogLevel::error,
-        "redis " + describe(cfg_) + ": FENCED: " + why + ". This writer writes nothing more to " +
-            "Redis (" + std::to_string(dropped) +
+        "redis " + redis_endpoint(cfg_) + ": FENCED: " + why +
+            ". This writer writes nothing more to " + "Redis (" + std::to_string(dropped) +
             " unwritten changes dropped) and goes on serving readers from the segment; stop it, "
             "or restart it once the other writer is gone");
   for (auto& [k, e] : key_events_) tail_.done(e.journal_pos);
@@ -293,8 +293,8 @@ void SyncWorker::check_server() {
     if (const auto at = info.find("run_id:"); at != std::string_view::npos) {
       const std::string id(info.substr(at + 7, info.find_first_of("\r\n", at) - at - 7));
       if (!run_id_.empty() && id != run_id_)
-        log(LogLevel::warn, "redis " + describe(cfg_) + " restarted (run id " + run_id_ + " -> " +
-                                id + "); checking that it kept its data");
+        log(LogLevel::warn, "redis " + redis_endpoint(cfg_) + " restarted (run id " + run_id_ +
+                                " -> " + id + "); checking that it kept its data");
       run_id_ = id;
     }
   }
@@ -304,7 +304,7 @@ void SyncWorker::check_server() {
     const std::string policy((*r)->element[1]->str, (*r)->element[1]->len);
     const bool evicts = policy != "noeviction";
     if (evicts && !evicts_) {
-      log(LogLevel::warn, "redis " + describe(cfg_) + ": maxmemory-policy is " + policy +
+      log(LogLevel::warn, "redis " + redis_endpoint(cfg_) + ": maxmemory-policy is " + policy +
                               ": Redis may evict positions (and the lease) when it is full, "
                               "holding less than the segment until the writer notices and "
                               "refills it; set noeviction");
@@ -318,7 +318,7 @@ void SyncWorker::check_server() {
 
 void SyncWorker::start_refill(const std::string& why) {
   ++losses_;
-  log(LogLevel::error, "redis " + describe(cfg_) + " lost the data it was given (" + why +
+  log(LogLevel::error, "redis " + redis_endpoint(cfg_) + " lost the data it was given (" + why +
                            "): refilling it from the segment in the background, up to " +
                            std::to_string(cfg_.refill_rate) +
                            " positions/s; positions only Redis held (evicted from the "
@@ -367,7 +367,7 @@ void SyncWorker::feed_refill() {
     char secs[32];
     std::snprintf(secs, sizeof secs, "%.2f",
                   static_cast<double>(monotonic_ns() - refill_started_ns_) / 1e9);
-    log(LogLevel::info, "redis " + describe(cfg_) + ": refill queued " +
+    log(LogLevel::info, "redis " + redis_endpoint(cfg_) + ": refill queued " +
                             std::to_string(refill_queued_) + " positions in " + secs + " s");
   }
 }

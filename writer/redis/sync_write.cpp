@@ -31,8 +31,8 @@ bool SyncWorker::check_replies(std::size_t n, std::vector<bool>* ok) {
       if (text.rfind("NOSCRIPT", 0) == 0) {
         reload_scripts_ = true;  // after every reply in flight is read: see flush_round()
       } else if (text != last_error_) {
-        log(LogLevel::error,
-            "redis " + describe(cfg_) + ": a write was refused: " + text + " (kept, retried)");
+        log(LogLevel::error, "redis " + redis_endpoint(cfg_) + ": a write was refused: " + text +
+                                 " (kept, retried)");
         set_error(text);
       }
     }
@@ -404,7 +404,7 @@ bool SyncWorker::write_slots() {
       if (call_.positions() == per_call) sent = send_call();
     }
     if (sent) sent = send_call();
-    if (!sent) return fail_all("redis " + describe(cfg_) + ": cannot queue a command");
+    if (!sent) return fail_all("redis " + redis_endpoint(cfg_) + ": cannot queue a command");
     if (!c.call_end.empty()) {
       if (auto w = client_.send(); !w) return fail_all(w.error());
     }

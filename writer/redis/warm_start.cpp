@@ -50,8 +50,8 @@ Expected<WarmStartReport> warm_start(
   RedisClient& client = *c;
   WarmStartReport rep;
   const std::string pattern = fmt.scan_pattern(std::nullopt);
-  say(LogLevel::info,
-      "warm start: loading positions under '" + config.prefix + "' from redis " + describe(config));
+  say(LogLevel::info, "warm start: loading positions under '" + config.prefix + "' from redis " +
+                          redis_endpoint(config));
   Args args;
   std::string cursor = "0";
   std::vector<ParsedKey> keys;
