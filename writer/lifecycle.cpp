@@ -8,7 +8,6 @@
 #include <sstream>
 
 #include "shm/process.hpp"
-#include "shm/seqlock.hpp"
 #include "writer/table_detail.hpp"
 
 namespace poscache::detail {
@@ -115,43 +114,14 @@ OpenedSegment open_segment(const WriterConfig& config, std::int64_t now_ns) {
 
 Journal::Scan reattach(Table& table, const Journal& journal, const LogSink& log) {
   SegmentHeader& h = table.header();
-  WriterArea& wa = table.area();
   const auto prev_state = static_cast<SegmentState>(load_relaxed(&h.state));
   if (prev_state == SegmentState::ready) bump(h.writer_restarts);  // it did not close cleanly
   // 0. Every account stripe and the account index's epoch odd until step 4 is done: snapshots
   //    that straddle the repairs and rebuilds retry (shm/accounts.hpp, "THE WRITER DIES").
   table.open_all_accounts();
-  // 1. The slot caught mid-write, if any: restore it from the undo record (shm/seqlock.hpp,
-  //    "THE WRITER DIES").
-  const std::uint64_t armed = load_acquire(&wa.undo.slot_plus_one);
-  for (std::uint32_t s = 0; s < table.capacity(); ++s) {
-    Slot& slot = table.slot(s);
-    const std::uint64_t seq = load_relaxed(&slot.seq);
-    if ((seq & 1) == 0) continue;
-    const UndoRecord& undo = wa.undo;
-    if (armed == s + 1u && undo.seq_before + 1 == seq && undo.count <= kPayloadWords) {
-      // Put back the words the cut write had changed; the others it never touched.
-      for (std::size_t k = 0; k < undo.count; ++k) {
-        if (undo.word[k] < kPayloadWords) store_word(slot, undo.word[k], undo.old[k]);
-      }
-    } else {  // no record for it: corrupt; drop the position rather than serve half of it
-      const SlotPayload freed = free_slot_payload();
-      std::uint64_t words[kPayloadWords];
-      std::memcpy(words, &freed, sizeof words);
-      for (std::size_t i = 0; i < kPayloadWords; ++i) store_word(slot, i, words[i]);
-    }
-    store_release(&slot.seq, seq + 1);  // even again, != the pre-write seq
-    bump(h.counters.repairs);
-  }
-  store_relaxed(&wa.undo.slot_plus_one, 0);
-  // 2. A namespace id beyond the table can only come from corruption: drop that position.
-  for (std::uint32_t s = 0; s < table.capacity(); ++s) {
-    const std::uint16_t ns = table.peek(s).ns;
-    if (ns != kFreeNamespace && ns >= h.namespace_count) {
-      table.write_slot(s, free_slot_payload());
-      bump(h.counters.repairs);
-    }
-  }
+  // 1. The slot caught mid-write, if any, restored from the undo record; 2. a namespace id
+  //    beyond the table (only corruption makes one) dropped.
+  bump(h.counters.repairs, table.repair_torn_slots() + table.drop_unknown_namespaces());
   // 3. The index: derived from the slots, rebuilt into the inactive copy and published.
   table.rebuild_index(true);
   // 4. Free list, recency order, account lists and index, live count, next version.
@@ -159,7 +129,7 @@ Journal::Scan reattach(Table& table, const Journal& journal, const LogSink& log)
   table.close_all_accounts();
   // 5. The journal: corrupt entries are reported and skipped; a removal recorded there may have
   //    been cut short by the kill: finish it.
-  Journal::Scan scan = journal.scan(wa.next_version, h.namespace_count);
+  Journal::Scan scan = journal.scan(table.next_version(), h.namespace_count);
   if (scan.header_corrupt) {
     bump(h.counters.repairs);
     if (log) {

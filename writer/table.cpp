@@ -408,4 +408,42 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
   return r;
 }
 
+std::size_t Table::repair_torn_slots() noexcept {
+  std::size_t repaired = 0;
+  const std::uint64_t armed = load_acquire(&wa_->undo.slot_plus_one);
+  for (std::uint32_t s = 0; s < capacity_; ++s) {
+    Slot& slot = slots_[s];
+    const std::uint64_t seq = load_relaxed(&slot.seq);
+    if ((seq & 1) == 0) continue;
+    const UndoRecord& undo = wa_->undo;
+    if (armed == s + 1u && undo.seq_before + 1 == seq && undo.count <= kPayloadWords) {
+      // Put back the words the cut write had changed; the others it never touched.
+      for (std::size_t k = 0; k < undo.count; ++k) {
+        if (undo.word[k] < kPayloadWords) store_word(slot, undo.word[k], undo.old[k]);
+      }
+    } else {  // no record for it: corrupt; drop the position rather than serve half of it
+      const SlotPayload freed = free_slot_payload();
+      std::uint64_t words[kPayloadWords];
+      std::memcpy(words, &freed, sizeof words);
+      for (std::size_t i = 0; i < kPayloadWords; ++i) store_word(slot, i, words[i]);
+    }
+    store_release(&slot.seq, seq + 1);  // even again, != the pre-write seq
+    ++repaired;
+  }
+  store_relaxed(&wa_->undo.slot_plus_one, 0);
+  return repaired;
+}
+
+std::size_t Table::drop_unknown_namespaces() noexcept {
+  std::size_t dropped = 0;
+  for (std::uint32_t s = 0; s < capacity_; ++s) {
+    const std::uint16_t ns = peek(s).ns;
+    if (ns != kFreeNamespace && ns >= h_->namespace_count) {
+      write_slot(s, free_slot_payload());
+      ++dropped;
+    }
+  }
+  return dropped;
+}
+
 }  // namespace poscache::detail

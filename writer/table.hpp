@@ -12,6 +12,7 @@
 // configured (writer/pending_changes.hpp).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -156,10 +157,35 @@ class Table {
                    std::size_t n) noexcept;
   void write_slot(std::uint32_t s, const shm::SlotPayload& next) noexcept;
 
+  // Re-attach after a kill (writer/lifecycle.cpp), before the index and lists are rebuilt. Each
+  // returns the slots it repaired: a slot caught mid-write restored from the undo record (or
+  // freed, with no record for it: never half served; shm/seqlock.hpp, "THE WRITER DIES"); a slot
+  // whose namespace id is beyond the table (only corruption makes one) freed.
+  std::size_t repair_torn_slots() noexcept;
+  std::size_t drop_unknown_namespaces() noexcept;
+  // The version the next change gets. raise_next_version: never below `at_least` from now on
+  // (a promoted standby goes on above the old writer's versions and the wall clock).
+  [[nodiscard]] std::uint64_t next_version() const noexcept { return wa_->next_version; }
+  [[nodiscard]] const std::uint64_t* next_version_word() const noexcept {
+    return &wa_->next_version;
+  }
+  void raise_next_version(std::uint64_t at_least) noexcept {
+    wa_->next_version = std::max(wa_->next_version, at_least);
+  }
+  // A live position of a mirrored namespace whose version Redis has not acknowledged.
+  [[nodiscard]] bool unsynced(std::uint32_t s) const noexcept {
+    const shm::SlotPayload& p = peek(s);  // the apply thread's own slots: no seqlock
+    return p.ns != shm::kFreeNamespace && syncs(p.ns) && p.version > book_[s].synced_version;
+  }
+
+  // The segment header: the table publishes its counters, change sequence and index epoch there;
+  // the facade, lifecycle and the follower their state words (liveness, Redis, follow).
   [[nodiscard]] shm::SegmentHeader& header() const noexcept { return *h_; }
-  [[nodiscard]] shm::WriterArea& area() const noexcept { return *wa_; }
-  [[nodiscard]] shm::Slot& slot(std::uint32_t s) const noexcept { return slots_[s]; }
-  [[nodiscard]] shm::SlotBook& book(std::uint32_t s) const noexcept { return book_[s]; }
+  // Read-only views for the writer's own inspection and tests; every change goes through the
+  // operations above (the undo record and the seqlock).
+  [[nodiscard]] const shm::WriterArea& area() const noexcept { return *wa_; }
+  [[nodiscard]] const shm::Slot& slot(std::uint32_t s) const noexcept { return slots_[s]; }
+  [[nodiscard]] const shm::SlotBook& book(std::uint32_t s) const noexcept { return book_[s]; }
   [[nodiscard]] std::uint64_t capacity() const noexcept { return capacity_; }
   [[nodiscard]] std::string_view namespace_name(std::uint16_t ns) const noexcept {
     return shm::fixed_name(h_->namespaces[ns].name);

@@ -414,7 +414,7 @@ void Writer::count_reject() {
 
 // ---- what it holds ------------------------------------------------------------------------------
 std::uint64_t Writer::next_version() const noexcept {
-  return impl_->table.area().next_version;
+  return impl_->table.next_version();
 }
 
 WriterStats Writer::stats() const {
@@ -425,7 +425,7 @@ WriterStats Writer::stats() const {
     s.namespace_live.push_back(load_relaxed(&h.namespace_live[n]));
   s.capacity = h.capacity;
   s.generation = h.generation;
-  s.next_version = impl_->table.area().next_version;
+  s.next_version = impl_->table.next_version();
   s.reattached = impl_->reattached;
   s.segment_bytes = impl_->mapping.size();
   s.huge_page_bytes = impl_->huge_page_bytes;

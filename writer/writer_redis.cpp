@@ -77,7 +77,7 @@ std::unique_ptr<detail::RedisSync> Writer::Impl::make_sync() {
       *cfg.redis, cfg.namespaces,
       detail::SegmentView{&header(), reinterpret_cast<const Slot*>(base + g.slots_offset),
                           reinterpret_cast<SlotBook*>(base + g.book_offset), table.capacity(),
-                          &table.area().next_version},
+                          table.next_version_word()},
       journal, cfg.log);
 }
 
@@ -122,8 +122,7 @@ void Writer::Impl::maybe_promote() {
   follower.reset();
   store_relaxed(&header().follow_state, static_cast<std::uint32_t>(FollowState::none));
   // Versions go on above the old writer's, and above the wall clock as any new writer's.
-  table.area().next_version =
-      std::max(table.area().next_version, static_cast<std::uint64_t>(realtime_ns()));
+  table.raise_next_version(static_cast<std::uint64_t>(realtime_ns()));
   sync = std::move(s);
   table.set_sync(&sync->handoff(), unsynced_mask());
   sync->start();
@@ -175,8 +174,7 @@ void Writer::Impl::warm_start(const RedisConfig& rc, bool sync_running) {
 void Writer::Impl::queue_unsynced() {
   const std::int64_t t = table.now();
   for (std::uint32_t s = 0; s < table.capacity(); ++s) {
-    const SlotPayload& p = table.peek(s);
-    if (p.ns != kFreeNamespace && table.syncs(p.ns) && p.version > table.book(s).synced_version)
+    if (table.unsynced(s))
       sync->handoff().mark(s, t, detail::kSlotNewKey | detail::kSlotFieldsDropped);  // unknown
   }
 }

@@ -185,8 +185,9 @@ TEST_F(TableTest, RebuildingTheListsCorrectsAnAccountHashThatDisagreesWithItsTex
 
 TEST_F(TableTest, FinishingAJournaledRemovalRemovesOnlyWhatIsOlderThanIt) {
   table.upsert(update("alice", "SOL", 1));
-  const std::uint64_t cut = table.area().next_version++;  // the removal's version
-  table.upsert(update("alice", "BTC", 1));                // written after it: survives
+  const std::uint64_t cut = table.next_version();  // the removal's version
+  table.raise_next_version(cut + 1);
+  table.upsert(update("alice", "BTC", 1));  // written after it: survives
   const std::size_t removed =
       table.finish_removal(pattern_of(RemovalEvent::Kind::account, cut, std::nullopt, "alice"));
   EXPECT_EQ(removed, 1u);
@@ -199,11 +200,11 @@ TEST_F(TableTest, ARestoredPositionKeepsItsVersionAndCountsAsSynced) {
   SlotPayload p = test::key_payload(0, "eve", "ETH");
   p.fields_set = 1;
   set_field_value(p, 0, 42);
-  p.version = table.area().next_version + 1000;
+  p.version = table.next_version() + 1000;
   p.created_at_ns = p.updated_at_ns = realtime_ns();
   const std::uint32_t s = table.insert_synced(p);
   EXPECT_EQ(slot_of("eve", "ETH"), s);
   EXPECT_EQ(table.peek(s).version, p.version);
   EXPECT_EQ(table.book(s).synced_version, p.version);
-  EXPECT_EQ(table.area().next_version, p.version + 1);
+  EXPECT_EQ(table.next_version(), p.version + 1);
 }
