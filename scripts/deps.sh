@@ -7,7 +7,8 @@ packages=(build-essential cmake ninja-build pkg-config
           libgtest-dev googletest redis-server redis-tools python3-redis clang-format
           pybind11-dev python3-dev python3-pytest libcivetweb-dev prometheus
           python3-venv python3-setuptools python3-pip  # pip install into a venv, offline
-          systemd)  # systemd-analyze verify: the shipped units
+          systemd  # systemd-analyze verify: the shipped units
+          universal-ctags)  # functions' extents: the function-length check (tests/code/)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -24,199 +24,233 @@ std::string slot_name(std::uint64_t s) {
   return "slot " + std::to_string(s);
 }
 
-VerifyReport one_pass(const Reader& reader) {
-  VerifyReport r;
-  const auto* base = static_cast<const std::byte*>(reader.mapping_base());
-  const auto& h = *reinterpret_cast<const SegmentHeader*>(base);
-  const auto* slots = reinterpret_cast<const Slot*>(base + h.slots_offset);
-  const std::uint64_t epoch = load_acquire(&h.index_epoch);
-  const auto* index = reinterpret_cast<const Bucket*>(base + h.index_offset[epoch & 1]);
-  const std::uint64_t mask = h.index_buckets - 1;
-  const auto& infos = reader.namespaces();
+// One look at the whole segment, region by region, in this order: slots, buckets, the account
+// index, the header's counts, the journal, the change ring. Later regions are judged against
+// what the slots held (live_, hash_of_, account_of_).
+class Pass {
+ public:
+  explicit Pass(const Reader& reader)
+      : infos_(reader.namespaces()),
+        base_(static_cast<const std::byte*>(reader.mapping_base())),
+        h_(*reinterpret_cast<const SegmentHeader*>(base_)),
+        ga_(geometry_for(h_.capacity)) {}
 
-  // The account stripes and epoch as this pass begins (for the account index's checks below).
-  const Geometry ga = geometry_for(h.capacity);
-  std::vector<std::uint64_t> stripes_before(ga.account_stripes);
-  {
-    const auto* st = reinterpret_cast<const std::uint64_t*>(base + ga.stripes_offset);
-    for (std::uint64_t i = 0; i < ga.account_stripes; ++i) stripes_before[i] = load_acquire(&st[i]);
+  VerifyReport run() {
+    slots_ = reinterpret_cast<const Slot*>(base_ + h_.slots_offset);
+    const std::uint64_t epoch = load_acquire(&h_.index_epoch);
+    index_ = reinterpret_cast<const Bucket*>(base_ + h_.index_offset[epoch & 1]);
+    mask_ = h_.index_buckets - 1;
+    // The account stripes and epoch as this pass begins (for the account index's checks).
+    stripes_before_.resize(ga_.account_stripes);
+    const auto* st = reinterpret_cast<const std::uint64_t*>(base_ + ga_.stripes_offset);
+    for (std::uint64_t i = 0; i < ga_.account_stripes; ++i)
+      stripes_before_[i] = load_acquire(&st[i]);
+    const std::uint64_t epoch_before = load_acquire(&h_.accounts_epoch);
+
+    check_slots();
+    check_buckets();
+    std::vector<std::string> index_problems = check_accounts();
+    const std::uint64_t epoch_after = load_acquire(&h_.accounts_epoch);
+    if ((epoch_before & 1) == 0 && epoch_after == epoch_before) {
+      r_.problems.insert(r_.problems.end(), index_problems.begin(), index_problems.end());
+    }
+    check_counts();
+    check_journal();
+    check_change_ring();
+    return std::move(r_);
   }
-  const std::uint64_t epoch_before = load_acquire(&h.accounts_epoch);
 
+ private:
   // Slots: each live one is well formed and reachable through the index.
-  std::vector<std::uint64_t> hash_of(h.capacity, 0);
-  std::vector<std::uint64_t> account_of(h.capacity, 0);  // account_key of each live slot
-  std::vector<bool> live(h.capacity, false);
-  std::vector<std::uint64_t> live_per_ns(infos.size(), 0);
-  std::set<std::string> keys;
-  std::uint64_t words[kPayloadWords];
-  for (std::uint64_t s = 0; s < h.capacity; ++s) {
-    ++r.slots_checked;
-    if (!read_bounded(slots[s], words, kPayloadWords)) {
-      r.problems.push_back(slot_name(s) + ": stuck mid-write (odd sequence " +
-                           std::to_string(load_relaxed(&slots[s].seq)) + ")");
-      continue;
+  void check_slots() {
+    hash_of_.assign(h_.capacity, 0);
+    account_of_.assign(h_.capacity, 0);
+    live_.assign(h_.capacity, false);
+    live_per_ns_.assign(infos_.size(), 0);
+    std::set<std::string> keys;
+    std::uint64_t words[kPayloadWords];
+    for (std::uint64_t s = 0; s < h_.capacity; ++s) {
+      ++r_.slots_checked;
+      if (!read_bounded(slots_[s], words, kPayloadWords)) {
+        r_.problems.push_back(slot_name(s) + ": stuck mid-write (odd sequence " +
+                              std::to_string(load_relaxed(&slots_[s].seq)) + ")");
+        continue;
+      }
+      SlotPayload p;
+      std::memcpy(&p, words, sizeof p);
+      if (p.ns == kFreeNamespace) continue;
+      ++r_.live_slots;
+      if (p.ns >= infos_.size()) {
+        r_.problems.push_back(slot_name(s) + ": namespace id " + std::to_string(p.ns) +
+                              " is not in the header");
+        continue;
+      }
+      ++live_per_ns_[p.ns];
+      check_live_slot(s, p, keys);
     }
-    SlotPayload p;
-    std::memcpy(&p, words, sizeof p);
-    if (p.ns == kFreeNamespace) continue;
-    ++r.live_slots;
-    if (p.ns >= infos.size()) {
-      r.problems.push_back(slot_name(s) + ": namespace id " + std::to_string(p.ns) +
-                           " is not in the header");
-      continue;
-    }
-    ++live_per_ns[p.ns];
+  }
+
+  void check_live_slot(std::uint64_t s, const SlotPayload& p, std::set<std::string>& keys) {
     const std::string_view account(p.account, std::min<std::size_t>(p.account_len, kMaxAccountLen));
     const std::string_view instrument(p.instrument,
                                       std::min<std::size_t>(p.instrument_len, kMaxInstrumentLen));
     std::string key;
-    detail::key_text(key, infos[p.ns].name, account, instrument);
-    if (auto ok = validate_account(account); !ok)
-      r.problems.push_back(slot_name(s) + ": " + ok.error());
-    if (auto ok = validate_instrument(instrument); !ok)
-      r.problems.push_back(slot_name(s) + ": " + ok.error());
-    if (p.account_len > kMaxAccountLen || p.instrument_len > kMaxInstrumentLen) continue;
+    detail::key_text(key, infos_[p.ns].name, account, instrument);
+    auto problem = [&](const std::string& what) { r_.problems.push_back(slot_name(s) + what); };
+    if (auto ok = validate_account(account); !ok) problem(": " + ok.error());
+    if (auto ok = validate_instrument(instrument); !ok) problem(": " + ok.error());
+    if (p.account_len > kMaxAccountLen || p.instrument_len > kMaxInstrumentLen) return;
     const std::uint64_t hash = key_hash(p.ns, account, instrument);
-    if (hash != p.key_hash)
-      r.problems.push_back(slot_name(s) + " (" + key + "): stored hash does not match its key");
+    if (hash != p.key_hash) problem(" (" + key + "): stored hash does not match its key");
     if (account_hash(account) != p.account_hash)
-      r.problems.push_back(slot_name(s) + " (" + key +
-                           "): stored account hash does not match its account");
-    account_of[s] = account_key(p.account_hash);
-    const std::size_t nf = infos[p.ns].fields.size();
+      problem(" (" + key + "): stored account hash does not match its account");
+    account_of_[s] = account_key(p.account_hash);
+    const std::size_t nf = infos_[p.ns].fields.size();
     if (nf < 32 && (p.fields_set >> nf) != 0)
-      r.problems.push_back(slot_name(s) + " (" + key +
-                           "): fields_set has bits beyond the schema's " + std::to_string(nf) +
-                           " fields");
-    if (p.updated_at_ns < p.created_at_ns)
-      r.problems.push_back(slot_name(s) + " (" + key + "): updated_at before created_at");
-    if (!keys.insert(key).second)
-      r.problems.push_back(slot_name(s) + " (" + key + "): the key is held by another slot too");
+      problem(" (" + key + "): fields_set has bits beyond the schema's " + std::to_string(nf) +
+              " fields");
+    if (p.updated_at_ns < p.created_at_ns) problem(" (" + key + "): updated_at before created_at");
+    if (!keys.insert(key).second) problem(" (" + key + "): the key is held by another slot too");
     const bool found =
-        probe(index, mask, h.capacity, hash, [&](std::uint32_t o) { return o == s; });
-    if (!found)
-      r.problems.push_back(slot_name(s) + " (" + key +
-                           "): not reachable through the index (a reader would miss it)");
-    hash_of[s] = hash;
-    live[s] = true;
+        probe(index_, mask_, h_.capacity, hash, [&](std::uint32_t o) { return o == s; });
+    if (!found) problem(" (" + key + "): not reachable through the index (a reader would miss it)");
+    hash_of_[s] = hash;
+    live_[s] = true;
   }
+
   // Buckets: each points at a live slot with a matching tag, and no slot has two buckets (a
   // remove would tombstone one and leave the other pointing at whatever the slot holds next).
-  std::vector<std::uint64_t> bucket_of(h.capacity, ~std::uint64_t{0});
-  for (std::uint64_t i = 0; i <= mask; ++i) {
-    ++r.buckets_checked;
-    const std::uint64_t b = load_acquire(&index[i]);
-    if (b == kEmptyBucket) continue;
-    const std::uint32_t ref = bucket_ref(b);
-    if (ref == kTombstoneRef) {
-      ++r.tombstones;
-      continue;
-    }
-    const std::uint64_t s = ref - 1u;
-    if (s >= h.capacity) {
-      r.problems.push_back("bucket " + std::to_string(i) + ": points at slot " + std::to_string(s) +
-                           " beyond capacity");
-    } else if (!live[s]) {
-      r.problems.push_back("bucket " + std::to_string(i) + ": points at free " + slot_name(s));
-    } else if (bucket_tag(hash_of[s]) != bucket_tag(b)) {
-      r.problems.push_back("bucket " + std::to_string(i) + ": tag does not match " + slot_name(s) +
-                           "'s hash");
-    } else if (bucket_of[s] != ~std::uint64_t{0}) {
-      r.problems.push_back("bucket " + std::to_string(i) + ": points at " + slot_name(s) +
-                           ", as bucket " + std::to_string(bucket_of[s]) +
-                           " does (one slot, two buckets)");
-    } else {
-      bucket_of[s] = i;
+  void check_buckets() {
+    std::vector<std::uint64_t> bucket_of(h_.capacity, ~std::uint64_t{0});
+    for (std::uint64_t i = 0; i <= mask_; ++i) {
+      ++r_.buckets_checked;
+      const std::uint64_t b = load_acquire(&index_[i]);
+      if (b == kEmptyBucket) continue;
+      const std::uint32_t ref = bucket_ref(b);
+      if (ref == kTombstoneRef) {
+        ++r_.tombstones;
+        continue;
+      }
+      const std::uint64_t s = ref - 1u;
+      const std::string bucket = "bucket " + std::to_string(i);
+      if (s >= h_.capacity) {
+        r_.problems.push_back(bucket + ": points at slot " + std::to_string(s) +
+                              " beyond capacity");
+      } else if (!live_[s]) {
+        r_.problems.push_back(bucket + ": points at free " + slot_name(s));
+      } else if (bucket_tag(hash_of_[s]) != bucket_tag(b)) {
+        r_.problems.push_back(bucket + ": tag does not match " + slot_name(s) + "'s hash");
+      } else if (bucket_of[s] != ~std::uint64_t{0}) {
+        r_.problems.push_back(bucket + ": points at " + slot_name(s) + ", as bucket " +
+                              std::to_string(bucket_of[s]) + " does (one slot, two buckets)");
+      } else {
+        bucket_of[s] = i;
+      }
     }
   }
+
+  // Whether an account changed during this pass: its stripe moved since the pass began, or is
+  // odd.
+  bool in_flux(std::uint64_t key) const {
+    const auto* stripes = reinterpret_cast<const std::uint64_t*>(base_ + ga_.stripes_offset);
+    const std::uint64_t i = key & (ga_.account_stripes - 1);
+    return (stripes_before_[i] & 1) != 0 || load_acquire(&stripes[i]) != stripes_before_[i];
+  }
+
   // The account index (shm/accounts.hpp): each entry is found from its home, its list holds
   // exactly `count` live slots of its account, and every live slot is in its account's list.
-  // Beside a running writer an account that changed during this pass (its stripe moved since
-  // the pass began, or is odd) is not judged, nor is the index if entries moved (the epoch):
-  // the slots were read before the lists, and a list walked while it changes may end anywhere.
-  const auto* entries = reinterpret_cast<const AccountEntry*>(base + ga.accounts_offset);
-  const auto* links = reinterpret_cast<const std::uint32_t*>(base + ga.links_offset);
-  const auto* stripes = reinterpret_cast<const std::uint64_t*>(base + ga.stripes_offset);
-  auto in_flux = [&](std::uint64_t key) {
-    const std::uint64_t i = key & (ga.account_stripes - 1);
-    return (stripes_before[i] & 1) != 0 || load_acquire(&stripes[i]) != stripes_before[i];
-  };
-  std::vector<std::string> index_problems;
-  std::set<std::uint64_t> changing;  // account keys in flux during this pass
-  std::vector<bool> listed(h.capacity, false);
-  for (std::uint64_t i = 0; i <= mask; ++i) {
-    const std::uint64_t key = load_relaxed(&entries[i].key);
-    if (key == 0) continue;
-    const std::string entry = "account entry " + std::to_string(i);
-    std::vector<std::string> found_wrong;
-    const AccountRef found = find_account(entries, mask, key);
-    if (!found.found || found.head != load_relaxed(&entries[i].head))
-      found_wrong.push_back(entry + ": not found from its home (a snapshot would miss it)");
-    const std::uint32_t count = load_relaxed(&entries[i].count);
-    std::uint32_t s = load_relaxed(&entries[i].head);
-    std::uint32_t walked = 0;
-    for (; s != kNil && walked <= count; s = load_relaxed(&links[s]), ++walked) {
-      if (s >= h.capacity || !live[s] || account_of[s] != key || listed[s]) {
-        found_wrong.push_back(entry + ": its list reaches " +
-                              (s >= h.capacity ? "slot " + std::to_string(s) + " beyond capacity"
-                               : !live[s]      ? "free " + slot_name(s)
-                               : listed[s]     ? slot_name(s) + " a second time"
-                                               : slot_name(s) + " of another account"));
+  // Beside a running writer an account that changed during this pass is not judged, nor is the
+  // index if entries moved (the epoch, checked by run()): the slots were read before the lists,
+  // and a list walked while it changes may end anywhere. Returns what it found wrong.
+  std::vector<std::string> check_accounts() {
+    const auto* entries = reinterpret_cast<const AccountEntry*>(base_ + ga_.accounts_offset);
+    const auto* links = reinterpret_cast<const std::uint32_t*>(base_ + ga_.links_offset);
+    std::vector<std::string> index_problems;
+    std::set<std::uint64_t> changing;  // account keys in flux during this pass
+    std::vector<bool> listed(h_.capacity, false);
+    for (std::uint64_t i = 0; i <= mask_; ++i) {
+      const std::uint64_t key = load_relaxed(&entries[i].key);
+      if (key == 0) continue;
+      const std::string entry = "account entry " + std::to_string(i);
+      std::vector<std::string> found_wrong;
+      const AccountRef found = find_account(entries, mask_, key);
+      if (!found.found || found.head != load_relaxed(&entries[i].head))
+        found_wrong.push_back(entry + ": not found from its home (a snapshot would miss it)");
+      const std::uint32_t count = load_relaxed(&entries[i].count);
+      std::uint32_t s = load_relaxed(&entries[i].head);
+      std::uint32_t walked = 0;
+      for (; s != kNil && walked <= count; s = load_relaxed(&links[s]), ++walked) {
+        if (s >= h_.capacity || !live_[s] || account_of_[s] != key || listed[s]) {
+          found_wrong.push_back(entry + ": its list reaches " +
+                                (s >= h_.capacity ? "slot " + std::to_string(s) + " beyond capacity"
+                                 : !live_[s]      ? "free " + slot_name(s)
+                                 : listed[s]      ? slot_name(s) + " a second time"
+                                                  : slot_name(s) + " of another account"));
+          break;
+        }
+        listed[s] = true;
+      }
+      if (walked != count)
+        found_wrong.push_back(entry + ": counts " + std::to_string(count) +
+                              " positions, its list " +
+                              (walked > count ? "is longer" : "holds " + std::to_string(walked)));
+      if (in_flux(key)) {
+        changing.insert(key);
+      } else {
+        index_problems.insert(index_problems.end(), found_wrong.begin(), found_wrong.end());
+      }
+    }
+    for (std::uint64_t s = 0; s < h_.capacity; ++s) {
+      if (live_[s] && !listed[s] && !changing.count(account_of_[s]) && !in_flux(account_of_[s])) {
+        index_problems.push_back(slot_name(s) +
+                                 ": in no account's list (a snapshot would miss it)");
         break;
       }
-      listed[s] = true;
     }
-    if (walked != count)
-      found_wrong.push_back(entry + ": counts " + std::to_string(count) + " positions, its list " +
-                            (walked > count ? "is longer" : "holds " + std::to_string(walked)));
-    if (in_flux(key)) {
-      changing.insert(key);
-    } else {
-      index_problems.insert(index_problems.end(), found_wrong.begin(), found_wrong.end());
+    return index_problems;
+  }
+
+  // The header's live counts, in all and by namespace, against the slots.
+  void check_counts() {
+    const std::uint64_t counted = load_relaxed(&h_.counters.live);
+    if (counted != r_.live_slots) {
+      r_.problems.push_back("header counts " + std::to_string(counted) +
+                            " live positions, slots hold " + std::to_string(r_.live_slots));
     }
-  }
-  for (std::uint64_t s = 0; s < h.capacity; ++s) {
-    if (live[s] && !listed[s] && !changing.count(account_of[s]) && !in_flux(account_of[s])) {
-      index_problems.push_back(slot_name(s) + ": in no account's list (a snapshot would miss it)");
-      break;
-    }
-  }
-  const std::uint64_t epoch_after = load_acquire(&h.accounts_epoch);
-  if ((epoch_before & 1) == 0 && epoch_after == epoch_before) {
-    r.problems.insert(r.problems.end(), index_problems.begin(), index_problems.end());
-  }
-  const std::uint64_t counted = load_relaxed(&h.counters.live);
-  if (counted != r.live_slots) {
-    r.problems.push_back("header counts " + std::to_string(counted) +
-                         " live positions, slots hold " + std::to_string(r.live_slots));
-  }
-  for (std::size_t n = 0; n < infos.size(); ++n) {
-    const std::uint64_t ns_counted = load_relaxed(&h.namespace_live[n]);
-    if (ns_counted != live_per_ns[n]) {
-      r.problems.push_back("header counts " + std::to_string(ns_counted) + " live positions in " +
-                           infos[n].name + ", slots hold " + std::to_string(live_per_ns[n]));
+    for (std::size_t n = 0; n < infos_.size(); ++n) {
+      const std::uint64_t ns_counted = load_relaxed(&h_.namespace_live[n]);
+      if (ns_counted != live_per_ns_[n]) {
+        r_.problems.push_back("header counts " + std::to_string(ns_counted) +
+                              " live positions in " + infos_[n].name + ", slots hold " +
+                              std::to_string(live_per_ns_[n]));
+      }
     }
   }
+
   // The journal (shm/layout.hpp): tail first, then head; both only grow, so head >= tail and at
   // most `entries` apart in a sound journal, whatever the writer does meanwhile.
-  const Geometry g = geometry_for(h.capacity);
-  const auto* j = reinterpret_cast<const JournalHeader*>(base + g.journal_offset);
-  const std::uint64_t tail = load_acquire(&j->tail);
-  const std::uint64_t head = load_acquire(&j->head);
-  if (head < tail) {
-    r.problems.push_back("journal: head " + std::to_string(head) + " is behind tail " +
-                         std::to_string(tail));
-  } else if (head - tail > g.journal_entries) {
-    r.problems.push_back("journal: " + std::to_string(head - tail) +
-                         " pending entries exceed its " + std::to_string(g.journal_entries));
+  void check_journal() {
+    const Geometry g = geometry_for(h_.capacity);
+    const auto* j = reinterpret_cast<const JournalHeader*>(base_ + g.journal_offset);
+    const std::uint64_t tail = load_acquire(&j->tail);
+    const std::uint64_t head = load_acquire(&j->head);
+    if (head < tail) {
+      r_.problems.push_back("journal: head " + std::to_string(head) + " is behind tail " +
+                            std::to_string(tail));
+    } else if (head - tail > g.journal_entries) {
+      r_.problems.push_back("journal: " + std::to_string(head - tail) +
+                            " pending entries exceed its " + std::to_string(g.journal_entries));
+    }
   }
+
   // The change ring (shm/change_ring.hpp): every cell below the head holds the position the head
   // says was written there, or a later one of the same cell (the writer went on meanwhile), or is
   // being written. A cell holding another cell's position, or an older one, is damage.
-  if (load_relaxed(&h.ring_cells) != 0) {
-    const auto* ring = reinterpret_cast<const ChangeCell*>(base + g.ring_offset);
-    const std::uint64_t ring_head = load_acquire(&h.ring_head);
+  void check_change_ring() {
+    if (load_relaxed(&h_.ring_cells) == 0) return;
+    const Geometry g = geometry_for(h_.capacity);
+    const auto* ring = reinterpret_cast<const ChangeCell*>(base_ + g.ring_offset);
+    const std::uint64_t ring_head = load_acquire(&h_.ring_head);
     const std::uint64_t from = ring_head > g.ring_cells ? ring_head - g.ring_cells : 0;
     std::uint64_t bad = 0, first_bad = 0, first_seq = 0;
     for (std::uint64_t p = from; p < ring_head; ++p) {
@@ -227,23 +261,36 @@ VerifyReport one_pass(const Reader& reader) {
       }
     }
     if (bad > 0) {
-      r.problems.push_back(
+      r_.problems.push_back(
           "change ring: " + std::to_string(bad) +
           " cells below the head do not hold their position (the first: " + "position " +
           std::to_string(first_bad) + " holds sequence " + std::to_string(first_seq) + ")");
     }
   }
-  return r;
-}
+
+  const std::vector<NamespaceInfo>& infos_;
+  const std::byte* base_;
+  const SegmentHeader& h_;
+  const Geometry ga_;  // where the account index, its links and stripes are
+  const Slot* slots_ = nullptr;
+  const Bucket* index_ = nullptr;  // the active index
+  std::uint64_t mask_ = 0;
+  std::vector<std::uint64_t> stripes_before_;
+  // What the slots held, by slot: its key's hash, its account_key, whether it is live.
+  std::vector<std::uint64_t> hash_of_, account_of_;
+  std::vector<bool> live_;
+  std::vector<std::uint64_t> live_per_ns_;
+  VerifyReport r_;
+};
 
 }  // namespace
 
 VerifyReport verify(const Reader& reader) {
-  VerifyReport first = one_pass(reader);
+  VerifyReport first = Pass(reader).run();
   if (first.problems.empty()) return first;
   // The writer may have been mid-change: keep only what a second look confirms.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  VerifyReport second = one_pass(reader);
+  VerifyReport second = Pass(reader).run();
   std::set<std::string> again(second.problems.begin(), second.problems.end());
   std::vector<std::string> confirmed;
   for (auto& p : first.problems) {

@@ -209,6 +209,196 @@ NamespaceSpec namespace_from(const std::string& origin, const toml::table& t) {
   return spec;
 }
 
+// [segment]
+void segment_from(const std::string& origin, const toml::table& seg, DaemonConfig& c) {
+  only_keys(
+      origin, seg, "[segment]",
+      {"name", "capacity", "mode", "heartbeat_interval", "recreate", "huge_pages", "change_ring"});
+  if (auto* n = seg.get("name")) c.writer.segment = text(origin, *n, "name");
+  if (auto* n = seg.get("capacity"))
+    c.writer.capacity = static_cast<std::uint64_t>(integer(origin, *n, "capacity", 1, 1ll << 31));
+  if (auto* n = seg.get("mode")) c.writer.mode = parse_mode(text(origin, *n, "mode"), origin);
+  if (auto* n = seg.get("heartbeat_interval"))
+    c.writer.heartbeat_interval = duration(origin, *n, "heartbeat_interval");
+  if (auto* n = seg.get("recreate"))
+    c.writer.recreate_on_mismatch = boolean(origin, *n, "recreate");
+  if (auto* n = seg.get("huge_pages")) c.writer.huge_pages = boolean(origin, *n, "huge_pages");
+  if (auto* n = seg.get("change_ring")) c.writer.change_ring = boolean(origin, *n, "change_ring");
+}
+
+// [[namespace]]: they replace the defaults, their sync and refresh settings too.
+void namespaces_from(const std::string& origin, const toml::array& nss, DaemonConfig& c) {
+  c.writer.namespaces.clear();
+  c.unsynced_namespaces.clear();
+  c.refresh.clear();
+  std::set<std::string> seen;
+  for (const auto& n : nss) {
+    const toml::table* t = n.as_table();
+    if (t == nullptr) bad(origin, n, "[[namespace]] entries are tables");
+    NamespaceSpec spec = namespace_from(origin, *t);
+    if (!seen.insert(spec.name).second)
+      bad(origin, n, "namespace '" + spec.name + "' is declared twice");
+    if (auto p = refresh_from(origin, *t, spec.name)) {
+      if (p->ahead > 0 && spec.stale_after.count() == 0)
+        bad(origin, n, "namespace '" + spec.name + "': refresh_ahead needs a stale_after");
+      c.refresh[spec.name] = *p;
+    }
+    if (const toml::node* sy = t->get("sync")) {
+      const std::string v = text(origin, *sy, "sync");
+      if (v == "none")
+        c.unsynced_namespaces.push_back(spec.name);
+      else if (v != "redis")
+        bad(origin, *sy, "namespace '" + spec.name + "': sync '" + v + "' is not redis or none");
+    }
+    c.writer.namespaces.push_back(std::move(spec));
+  }
+}
+
+// [generator]
+void generator_from(const std::string& origin, const toml::table& g, DaemonConfig& c) {
+  only_keys(origin, g, "[generator]", {"enabled", "rate", "accounts", "instruments", "seed"});
+  if (auto* n = g.get("enabled")) c.generator.enabled = boolean(origin, *n, "enabled");
+  if (auto* n = g.get("rate"))
+    c.generator.rate = static_cast<double>(integer(origin, *n, "rate", 1, 100'000'000));
+  if (auto* n = g.get("accounts"))
+    c.generator.accounts =
+        static_cast<std::uint32_t>(integer(origin, *n, "accounts", 1, 100'000'000));
+  if (auto* n = g.get("instruments"))
+    c.generator.instruments =
+        static_cast<std::uint32_t>(integer(origin, *n, "instruments", 1, 100'000));
+  if (auto* n = g.get("seed"))
+    c.generator.seed = static_cast<std::uint64_t>(integer(origin, *n, "seed", 0, INT64_MAX));
+}
+
+// [ingest]: the socket, the rings and the Redis streams consumed.
+void ingest_from(const std::string& origin, const toml::table& in, DaemonConfig& c) {
+  only_keys(origin, in, "[ingest]",
+            {"socket", "rings", "busy_poll", "socket_path", "socket_mode", "socket_group",
+             "trade_window", "streams", "stream_group", "stream_consumer", "stream_start",
+             "stream_batch", "stream_rejected_maxlen"});
+  if (auto* n = in.get("busy_poll")) c.ingest.busy_poll = boolean(origin, *n, "busy_poll");
+  if (auto* n = in.get("socket")) c.ingest.socket = boolean(origin, *n, "socket");
+  if (auto* n = in.get("rings")) c.ingest.rings = boolean(origin, *n, "rings");
+  if (auto* n = in.get("socket_path"))
+    c.ingest.socket_config.path = text(origin, *n, "socket_path");
+  if (auto* n = in.get("socket_mode"))
+    c.ingest.socket_config.mode = parse_mode(text(origin, *n, "socket_mode"), origin);
+  if (auto* n = in.get("socket_group"))
+    c.ingest.socket_config.group = text(origin, *n, "socket_group");
+  if (auto* n = in.get("trade_window"))
+    c.ingest.trade_window =
+        static_cast<std::uint64_t>(integer(origin, *n, "trade_window", 1024, 1ll << 28));
+  ingest::StreamConfig& sc = c.ingest.stream;
+  if (auto* n = in.get("streams")) {
+    const toml::array* list = n->as_array();
+    if (list == nullptr) bad(origin, *n, "'streams' must be an array of stream names");
+    sc.streams.clear();
+    for (const auto& s : *list) sc.streams.push_back(text(origin, s, "streams"));
+  }
+  if (auto* n = in.get("stream_group")) sc.group = text(origin, *n, "stream_group");
+  if (auto* n = in.get("stream_consumer")) sc.consumer = text(origin, *n, "stream_consumer");
+  if (auto* n = in.get("stream_start")) sc.start = text(origin, *n, "stream_start");
+  if (auto* n = in.get("stream_batch"))
+    sc.batch = static_cast<std::size_t>(
+        integer(origin, *n, "stream_batch", 1, ingest::StreamSource::kMaxInFlight));
+  if (auto* n = in.get("stream_rejected_maxlen"))
+    sc.rejected_maxlen =
+        static_cast<std::size_t>(integer(origin, *n, "stream_rejected_maxlen", 1, INT64_MAX));
+  if (auto ok = ingest::validate(sc); !ok) bad(origin, in, ok.error());
+}
+
+// [redis]: the mirror; enabled = false turns it off whatever else the table says.
+void redis_from(const std::string& origin, const toml::table& r, DaemonConfig& c) {
+  only_keys(origin, r, "[redis]",
+            {"enabled",
+             "host",
+             "port",
+             "unix_socket",
+             "db",
+             "username",
+             "password",
+             "connect_timeout",
+             "command_timeout",
+             "prefix",
+             "flush_interval",
+             "batch_size",
+             "warm_start",
+             "close_timeout",
+             "guard",
+             "lease_ttl",
+             "host_name",
+             "positions_per_call",
+             "refill_rate",
+             "change_stream_retention"});
+  RedisConfig& rc = c.writer.redis ? *c.writer.redis : c.writer.redis.emplace();
+  auto ms = [&](const toml::node& n, std::string_view key) {
+    const std::chrono::nanoseconds d = duration(origin, n, key);
+    if (d.count() % 1'000'000 != 0)  // the Redis settings count whole milliseconds
+      bad(origin, n, "'" + std::string(key) + "' must be a whole number of milliseconds");
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+  };
+  if (auto* n = r.get("host")) rc.host = text(origin, *n, "host");
+  if (auto* n = r.get("port")) rc.port = static_cast<int>(integer(origin, *n, "port", 1, 65535));
+  if (auto* n = r.get("unix_socket")) rc.unix_socket = text(origin, *n, "unix_socket");
+  if (auto* n = r.get("db")) rc.db = static_cast<int>(integer(origin, *n, "db", 0, 1 << 20));
+  if (auto* n = r.get("username")) rc.username = text(origin, *n, "username");
+  if (auto* n = r.get("password")) rc.password = text(origin, *n, "password");
+  if (auto* n = r.get("connect_timeout")) rc.connect_timeout = ms(*n, "connect_timeout");
+  if (auto* n = r.get("command_timeout")) rc.command_timeout = ms(*n, "command_timeout");
+  if (auto* n = r.get("prefix")) rc.prefix = text(origin, *n, "prefix");
+  if (auto* n = r.get("flush_interval")) rc.flush_interval = ms(*n, "flush_interval");
+  if (auto* n = r.get("batch_size"))
+    rc.batch_size = static_cast<std::size_t>(integer(origin, *n, "batch_size", 1, 100'000));
+  if (auto* n = r.get("warm_start")) rc.warm_start = boolean(origin, *n, "warm_start");
+  if (auto* n = r.get("close_timeout")) rc.close_timeout = ms(*n, "close_timeout");
+  if (auto* n = r.get("guard")) {
+    const std::string g = text(origin, *n, "guard");
+    if (g == "fence")
+      rc.guard = RedisGuard::fence;
+    else if (g == "scripts")
+      rc.guard = RedisGuard::scripts;
+    else
+      bad(origin, *n, "guard '" + g + "' is not fence or scripts");
+  }
+  if (auto* n = r.get("lease_ttl")) rc.lease_ttl = ms(*n, "lease_ttl");
+  if (auto* n = r.get("host_name")) rc.host_name = text(origin, *n, "host_name");
+  if (auto* n = r.get("refill_rate"))
+    rc.refill_rate = static_cast<std::size_t>(integer(origin, *n, "refill_rate", 1000, 10'000'000));
+  if (auto* n = r.get("change_stream_retention"))
+    rc.change_stream_retention = ms(*n, "change_stream_retention");
+  if (auto* n = r.get("positions_per_call"))
+    rc.positions_per_call =
+        static_cast<std::size_t>(integer(origin, *n, "positions_per_call", 1, 1000));
+  if (auto* n = r.get("enabled"); n != nullptr && !boolean(origin, *n, "enabled"))
+    c.writer.redis.reset();
+  if (c.writer.redis) {
+    if (auto ok = validate(*c.writer.redis); !ok) bad(origin, r, ok.error());
+  }
+}
+
+// [http]
+void http_from(const std::string& origin, const toml::table& h, DaemonConfig& c) {
+  only_keys(origin, h, "[http]", {"listen", "admin_token_file", "max_sync_lag", "threads"});
+  if (auto* n = h.get("listen")) {
+    auto addr = http::parse_listen(text(origin, *n, "listen"));
+    if (!addr) bad(origin, *n, addr.error());
+    c.http.listen = *addr;
+  }
+  if (auto* n = h.get("admin_token_file"))
+    c.http.admin_token_file = text(origin, *n, "admin_token_file");
+  if (auto* n = h.get("max_sync_lag")) c.http.max_sync_lag = duration(origin, *n, "max_sync_lag");
+  if (auto* n = h.get("threads"))
+    c.http.threads = static_cast<int>(integer(origin, *n, "threads", 1, 64));
+}
+
+// [daemon]
+void daemon_from(const std::string& origin, const toml::table& d, DaemonConfig& c) {
+  only_keys(origin, d, "[daemon]", {"log_level", "stats_interval", "run_for"});
+  if (auto* n = d.get("log_level")) c.log_level = text(origin, *n, "log_level");
+  if (auto* n = d.get("stats_interval")) c.stats_interval = duration(origin, *n, "stats_interval");
+  if (auto* n = d.get("run_for")) c.run_for = duration(origin, *n, "run_for");
+}
+
 }  // namespace
 
 void load_toml(std::string_view toml_text, const std::string& origin, DaemonConfig& c) {
@@ -222,186 +412,13 @@ void load_toml(std::string_view toml_text, const std::string& origin, DaemonConf
   }
   only_keys(origin, root, "the top level",
             {"segment", "namespace", "generator", "ingest", "daemon", "redis", "http"});
-  if (const toml::table* seg = root["segment"].as_table()) {
-    only_keys(origin, *seg, "[segment]",
-              {"name", "capacity", "mode", "heartbeat_interval", "recreate", "huge_pages",
-               "change_ring"});
-    if (auto* n = seg->get("name")) c.writer.segment = text(origin, *n, "name");
-    if (auto* n = seg->get("capacity"))
-      c.writer.capacity = static_cast<std::uint64_t>(integer(origin, *n, "capacity", 1, 1ll << 31));
-    if (auto* n = seg->get("mode")) c.writer.mode = parse_mode(text(origin, *n, "mode"), origin);
-    if (auto* n = seg->get("heartbeat_interval"))
-      c.writer.heartbeat_interval = duration(origin, *n, "heartbeat_interval");
-    if (auto* n = seg->get("recreate"))
-      c.writer.recreate_on_mismatch = boolean(origin, *n, "recreate");
-    if (auto* n = seg->get("huge_pages")) c.writer.huge_pages = boolean(origin, *n, "huge_pages");
-    if (auto* n = seg->get("change_ring"))
-      c.writer.change_ring = boolean(origin, *n, "change_ring");
-  }
-  if (const toml::array* nss = root["namespace"].as_array()) {
-    c.writer.namespaces.clear();
-    c.unsynced_namespaces.clear();
-    c.refresh.clear();
-    std::set<std::string> seen;
-    for (const auto& n : *nss) {
-      const toml::table* t = n.as_table();
-      if (t == nullptr) bad(origin, n, "[[namespace]] entries are tables");
-      NamespaceSpec spec = namespace_from(origin, *t);
-      if (!seen.insert(spec.name).second)
-        bad(origin, n, "namespace '" + spec.name + "' is declared twice");
-      if (auto p = refresh_from(origin, *t, spec.name)) {
-        if (p->ahead > 0 && spec.stale_after.count() == 0)
-          bad(origin, n, "namespace '" + spec.name + "': refresh_ahead needs a stale_after");
-        c.refresh[spec.name] = *p;
-      }
-      if (const toml::node* sy = t->get("sync")) {
-        const std::string v = text(origin, *sy, "sync");
-        if (v == "none")
-          c.unsynced_namespaces.push_back(spec.name);
-        else if (v != "redis")
-          bad(origin, *sy, "namespace '" + spec.name + "': sync '" + v + "' is not redis or none");
-      }
-      c.writer.namespaces.push_back(std::move(spec));
-    }
-  }
-  if (const toml::table* g = root["generator"].as_table()) {
-    only_keys(origin, *g, "[generator]", {"enabled", "rate", "accounts", "instruments", "seed"});
-    if (auto* n = g->get("enabled")) c.generator.enabled = boolean(origin, *n, "enabled");
-    if (auto* n = g->get("rate"))
-      c.generator.rate = static_cast<double>(integer(origin, *n, "rate", 1, 100'000'000));
-    if (auto* n = g->get("accounts"))
-      c.generator.accounts =
-          static_cast<std::uint32_t>(integer(origin, *n, "accounts", 1, 100'000'000));
-    if (auto* n = g->get("instruments"))
-      c.generator.instruments =
-          static_cast<std::uint32_t>(integer(origin, *n, "instruments", 1, 100'000));
-    if (auto* n = g->get("seed"))
-      c.generator.seed = static_cast<std::uint64_t>(integer(origin, *n, "seed", 0, INT64_MAX));
-  }
-  if (const toml::table* in = root["ingest"].as_table()) {
-    only_keys(origin, *in, "[ingest]",
-              {"socket", "rings", "busy_poll", "socket_path", "socket_mode", "socket_group",
-               "trade_window", "streams", "stream_group", "stream_consumer", "stream_start",
-               "stream_batch", "stream_rejected_maxlen"});
-    if (auto* n = in->get("busy_poll")) c.ingest.busy_poll = boolean(origin, *n, "busy_poll");
-    if (auto* n = in->get("socket")) c.ingest.socket = boolean(origin, *n, "socket");
-    if (auto* n = in->get("rings")) c.ingest.rings = boolean(origin, *n, "rings");
-    if (auto* n = in->get("socket_path"))
-      c.ingest.socket_config.path = text(origin, *n, "socket_path");
-    if (auto* n = in->get("socket_mode"))
-      c.ingest.socket_config.mode = parse_mode(text(origin, *n, "socket_mode"), origin);
-    if (auto* n = in->get("socket_group"))
-      c.ingest.socket_config.group = text(origin, *n, "socket_group");
-    if (auto* n = in->get("trade_window"))
-      c.ingest.trade_window =
-          static_cast<std::uint64_t>(integer(origin, *n, "trade_window", 1024, 1ll << 28));
-    ingest::StreamConfig& sc = c.ingest.stream;
-    if (auto* n = in->get("streams")) {
-      const toml::array* list = n->as_array();
-      if (list == nullptr) bad(origin, *n, "'streams' must be an array of stream names");
-      sc.streams.clear();
-      for (const auto& s : *list) sc.streams.push_back(text(origin, s, "streams"));
-    }
-    if (auto* n = in->get("stream_group")) sc.group = text(origin, *n, "stream_group");
-    if (auto* n = in->get("stream_consumer")) sc.consumer = text(origin, *n, "stream_consumer");
-    if (auto* n = in->get("stream_start")) sc.start = text(origin, *n, "stream_start");
-    if (auto* n = in->get("stream_batch"))
-      sc.batch = static_cast<std::size_t>(
-          integer(origin, *n, "stream_batch", 1, ingest::StreamSource::kMaxInFlight));
-    if (auto* n = in->get("stream_rejected_maxlen"))
-      sc.rejected_maxlen =
-          static_cast<std::size_t>(integer(origin, *n, "stream_rejected_maxlen", 1, INT64_MAX));
-    if (auto ok = ingest::validate(sc); !ok) bad(origin, *in, ok.error());
-  }
-  if (const toml::table* r = root["redis"].as_table()) {
-    only_keys(origin, *r, "[redis]",
-              {"enabled",
-               "host",
-               "port",
-               "unix_socket",
-               "db",
-               "username",
-               "password",
-               "connect_timeout",
-               "command_timeout",
-               "prefix",
-               "flush_interval",
-               "batch_size",
-               "warm_start",
-               "close_timeout",
-               "guard",
-               "lease_ttl",
-               "host_name",
-               "positions_per_call",
-               "refill_rate",
-               "change_stream_retention"});
-    RedisConfig& rc = c.writer.redis ? *c.writer.redis : c.writer.redis.emplace();
-    auto ms = [&](const toml::node& n, std::string_view key) {
-      const std::chrono::nanoseconds d = duration(origin, n, key);
-      if (d.count() % 1'000'000 != 0)  // the Redis settings count whole milliseconds
-        bad(origin, n, "'" + std::string(key) + "' must be a whole number of milliseconds");
-      return std::chrono::duration_cast<std::chrono::milliseconds>(d);
-    };
-    if (auto* n = r->get("host")) rc.host = text(origin, *n, "host");
-    if (auto* n = r->get("port")) rc.port = static_cast<int>(integer(origin, *n, "port", 1, 65535));
-    if (auto* n = r->get("unix_socket")) rc.unix_socket = text(origin, *n, "unix_socket");
-    if (auto* n = r->get("db")) rc.db = static_cast<int>(integer(origin, *n, "db", 0, 1 << 20));
-    if (auto* n = r->get("username")) rc.username = text(origin, *n, "username");
-    if (auto* n = r->get("password")) rc.password = text(origin, *n, "password");
-    if (auto* n = r->get("connect_timeout")) rc.connect_timeout = ms(*n, "connect_timeout");
-    if (auto* n = r->get("command_timeout")) rc.command_timeout = ms(*n, "command_timeout");
-    if (auto* n = r->get("prefix")) rc.prefix = text(origin, *n, "prefix");
-    if (auto* n = r->get("flush_interval")) rc.flush_interval = ms(*n, "flush_interval");
-    if (auto* n = r->get("batch_size"))
-      rc.batch_size = static_cast<std::size_t>(integer(origin, *n, "batch_size", 1, 100'000));
-    if (auto* n = r->get("warm_start")) rc.warm_start = boolean(origin, *n, "warm_start");
-    if (auto* n = r->get("close_timeout")) rc.close_timeout = ms(*n, "close_timeout");
-    if (auto* n = r->get("guard")) {
-      const std::string g = text(origin, *n, "guard");
-      if (g == "fence")
-        rc.guard = RedisGuard::fence;
-      else if (g == "scripts")
-        rc.guard = RedisGuard::scripts;
-      else
-        bad(origin, *n, "guard '" + g + "' is not fence or scripts");
-    }
-    if (auto* n = r->get("lease_ttl")) rc.lease_ttl = ms(*n, "lease_ttl");
-    if (auto* n = r->get("host_name")) rc.host_name = text(origin, *n, "host_name");
-    if (auto* n = r->get("refill_rate"))
-      rc.refill_rate =
-          static_cast<std::size_t>(integer(origin, *n, "refill_rate", 1000, 10'000'000));
-    if (auto* n = r->get("change_stream_retention"))
-      rc.change_stream_retention = ms(*n, "change_stream_retention");
-    if (auto* n = r->get("positions_per_call"))
-      rc.positions_per_call =
-          static_cast<std::size_t>(integer(origin, *n, "positions_per_call", 1, 1000));
-    if (auto* n = r->get("enabled"); n != nullptr && !boolean(origin, *n, "enabled"))
-      c.writer.redis.reset();
-    if (c.writer.redis) {
-      if (auto ok = validate(*c.writer.redis); !ok) bad(origin, *r, ok.error());
-    }
-  }
-  if (const toml::table* h = root["http"].as_table()) {
-    only_keys(origin, *h, "[http]", {"listen", "admin_token_file", "max_sync_lag", "threads"});
-    if (auto* n = h->get("listen")) {
-      auto addr = http::parse_listen(text(origin, *n, "listen"));
-      if (!addr) bad(origin, *n, addr.error());
-      c.http.listen = *addr;
-    }
-    if (auto* n = h->get("admin_token_file"))
-      c.http.admin_token_file = text(origin, *n, "admin_token_file");
-    if (auto* n = h->get("max_sync_lag"))
-      c.http.max_sync_lag = duration(origin, *n, "max_sync_lag");
-    if (auto* n = h->get("threads"))
-      c.http.threads = static_cast<int>(integer(origin, *n, "threads", 1, 64));
-  }
-  if (const toml::table* d = root["daemon"].as_table()) {
-    only_keys(origin, *d, "[daemon]", {"log_level", "stats_interval", "run_for"});
-    if (auto* n = d->get("log_level")) c.log_level = text(origin, *n, "log_level");
-    if (auto* n = d->get("stats_interval"))
-      c.stats_interval = duration(origin, *n, "stats_interval");
-    if (auto* n = d->get("run_for")) c.run_for = duration(origin, *n, "run_for");
-  }
+  if (const toml::table* seg = root["segment"].as_table()) segment_from(origin, *seg, c);
+  if (const toml::array* nss = root["namespace"].as_array()) namespaces_from(origin, *nss, c);
+  if (const toml::table* g = root["generator"].as_table()) generator_from(origin, *g, c);
+  if (const toml::table* in = root["ingest"].as_table()) ingest_from(origin, *in, c);
+  if (const toml::table* r = root["redis"].as_table()) redis_from(origin, *r, c);
+  if (const toml::table* h = root["http"].as_table()) http_from(origin, *h, c);
+  if (const toml::table* d = root["daemon"].as_table()) daemon_from(origin, *d, c);
 }
 
 void load_toml_file(const std::string& path, DaemonConfig& c) {
