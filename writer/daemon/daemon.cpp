@@ -28,8 +28,9 @@ Daemon::Daemon(DaemonConfig cfg, std::function<DaemonConfig()> rebuild, Requests
                  redis_endpoint(*cfg_.writer.redis), cfg_.writer.redis->prefix,
                  cfg_.writer.redis->prefix);
   } else if (cfg_.writer.redis) {
-    spdlog::info("redis {}: prefix '{}', flush every {} ms, {} start", redis_endpoint(*cfg_.writer.redis),
-                 cfg_.writer.redis->prefix, cfg_.writer.redis->flush_interval.count(),
+    spdlog::info("redis {}: prefix '{}', flush every {} ms, {} start",
+                 redis_endpoint(*cfg_.writer.redis), cfg_.writer.redis->prefix,
+                 cfg_.writer.redis->flush_interval.count(),
                  cfg_.writer.redis->warm_start ? "warm" : "cold");
   } else {
     spdlog::info("redis: off (positions live only in shared memory)");
