@@ -39,6 +39,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -157,6 +158,16 @@ class RefreshBroker final : public ingest::Source, public ingest::LineHandler {
   void finish(std::uint64_t id, PendingState state, std::int64_t decided_at = 0);
   bool superseded(const Request& r, NamespaceId ns, std::string_view account,
                   std::string_view instrument) const;
+  // answer.cpp: an answer refused with its reason (counted), and one that is the try's error
+  // (refused, then retried, maybe on another refresher); then one function per kind of answer.
+  std::string refuse(std::optional<std::uint64_t> id, const std::string& why);
+  std::string failed_try(Request& r, std::int64_t now, const std::string& why);
+  std::string answer_error(Request& r, const nlohmann::json& j, std::int64_t now);
+  std::string answer_key(Request& r, const std::string& kind, const nlohmann::json& j,
+                         ingest::CommandExecutor& exec, std::int64_t now, std::int64_t decided_at);
+  std::string answer_positions(Request& r, const std::string& kind, const nlohmann::json& j,
+                               ingest::CommandExecutor& exec, std::int64_t now,
+                               std::int64_t decided_at);
   void publish_policy(NamespaceId ns);
   void publish_counters();
   void flush_sends();
