@@ -30,6 +30,9 @@ PARTS = [
     ("http", ["writer/http/"]),
     ("daemon", ["writer/daemon/"]),
     ("reader", ["reader/"]),
+    ("producer", ["reader/producer/"]),
+    ("c-api", ["reader/c/"]),
+    ("python", ["reader/python/"]),
     ("views", ["reader/views/"]),
     ("tools", ["tools/"]),
 ]
@@ -49,6 +52,9 @@ BENEATH = {
     "daemon": {"public", "shm", "engine", "redis-client", "mirror", "facade", "ingest", "refresh",
                "http"},
     "reader": {"public", "shm"},
+    "producer": {"public", "shm"},
+    "c-api": {"public", "shm", "reader", "producer"},
+    "python": {"public", "shm", "reader", "producer"},
     "views": {"public", "shm", "reader"},
     "tools": {"public", "shm", "reader", "views", "ingest"},
 }

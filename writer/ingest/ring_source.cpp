@@ -415,8 +415,8 @@ std::size_t RingSource::poll(CommandExecutor& exec, std::int64_t, std::size_t bu
       publish_synced(r);
       if (r.synced != synced_before) shm::store_release(&r.h->synced, r.synced);
     }
-    // Wake a waiting producer. The fence pairs with the producer's (reader/producer.cpp): it
-    // stores `waiters` then fences then reads head; this stores head, fences, reads `waiters`.
+    // Wake a waiting producer. The fence pairs with the producer's (reader/producer/producer.cpp):
+    // it stores `waiters` then fences then reads head; this stores head, fences, reads `waiters`.
     // At least one of the two sees the other's store, so no wake-up is lost.
     if (r.head != head_before || r.synced != synced_before) {
       std::atomic_thread_fence(std::memory_order_seq_cst);

@@ -1,6 +1,7 @@
 // Producer::Impl: a producer's ring, its connection to the writer and the watcher that
-// re-attaches it, shared by the pushing side (reader/producer.cpp) and the acknowledgements
-// (reader/producer_acks.cpp). The ring's protocol (P1-P4) is shm/ring.hpp's.
+// re-attaches it, shared by the pushing side (reader/producer/producer.cpp) and the
+// acknowledgements (reader/producer/producer_acks.cpp). The ring's protocol (P1-P4) is
+// shm/ring.hpp's.
 #pragma once
 
 #include <poll.h>
@@ -17,7 +18,7 @@
 
 #include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
-#include "reader/ring_attach.hpp"
+#include "reader/producer/ring_attach.hpp"
 #include "shm/cpu_relax.hpp"
 #include "shm/ring.hpp"
 #include "shm/seqlock.hpp"

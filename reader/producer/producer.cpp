@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "poscache/reader.hpp"
-#include "reader/producer_impl.hpp"
-#include "reader/ring_attach.hpp"
+#include "reader/producer/producer_impl.hpp"
+#include "reader/producer/ring_attach.hpp"
 #include "shm/cpu_relax.hpp"
 #include "shm/hash.hpp"
 #include "shm/ring.hpp"

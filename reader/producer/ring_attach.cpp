@@ -1,4 +1,4 @@
-#include "reader/ring_attach.hpp"
+#include "reader/producer/ring_attach.hpp"
 
 #include <linux/futex.h>
 #include <poll.h>

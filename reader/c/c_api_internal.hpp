@@ -1,4 +1,4 @@
-// What the sources of the C interface share (reader/c_api.cpp, reader/c_api_refresh.cpp): the
+// What the sources of the C interface share (reader/c/c_api.cpp, reader/c/c_api_refresh.cpp): the
 // handles' definitions, the calling thread's error text, the guard that keeps C++ exceptions
 // out of C, and a position's C copy. Internal to poscache_c.
 #pragma once

@@ -1,13 +1,13 @@
 // The C interface's read-through (include/poscache/poscache.h: poscache_get_or_fetch,
 // poscache_request, poscache_refresh_available) over Reader::get_or_fetch, Reader::request and
-// Reader::refresh_available (docs/read-through.md). As in reader/c_api.cpp, no C++ exception
+// Reader::refresh_available (docs/read-through.md). As in reader/c/c_api.cpp, no C++ exception
 // crosses into C.
 #include <algorithm>
 #include <chrono>
 #include <string>
 
 #include "poscache/refresh.hpp"
-#include "reader/c_api_internal.hpp"
+#include "reader/c/c_api_internal.hpp"
 
 using namespace poscache;
 using namespace poscache::c_api;

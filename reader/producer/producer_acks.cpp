@@ -6,7 +6,7 @@
 #include <atomic>
 #include <climits>
 
-#include "reader/producer_impl.hpp"
+#include "reader/producer/producer_impl.hpp"
 
 namespace poscache {
 

@@ -10,7 +10,7 @@
 #include "poscache/decimal.hpp"
 #include "poscache/error.hpp"
 #include "poscache/format.hpp"
-#include "reader/c_api_internal.hpp"
+#include "reader/c/c_api_internal.hpp"
 
 using namespace poscache;
 using namespace poscache::c_api;
