@@ -24,7 +24,7 @@
 //   CLIENT KILL ID <the previous holder's connection>; EXEC. A nil EXEC: someone touched either
 //   key meanwhile; read again (a few times).
 //
-// THE FENCE (every write of the sync thread; writer/redis/sync_write.cpp):
+// THE FENCE (every write of the sync thread; writer/redis/fenced_writes.cpp):
 //   WATCH @writer; HGET @writer epoch   -> ours? else stop (or take it back, as above, if it
 //                                          merely expired); with the connection fence below,
 //                                          the answer is read after the EXEC

@@ -14,15 +14,17 @@
 // SYNC THREAD (writer/redis/sync_worker.hpp; owns the hiredis connection):
 //   * merges batches into its pending state: dirty slots (deduplicated), the latest event per
 //     key, and pattern invalidations (which drop older per-key events they cover);
-//   * while connected, writes the pending state in rounds: events in version order first, then
-//     each dirty slot's CURRENT content (read with the readers' seqlock protocol, skipped when
-//     Redis already acknowledged that version). A slot read always carries the newest version
-//     of its key, possibly newer than an event not merged yet (its batch still on the way): so
-//     an event's write is guarded by the version Redis holds for its key (fence: read behind the
-//     fence first, writer/redis/sync_write.cpp; scripts: on the server). An event never goes out
-//     after a newer event of its key because each key keeps only its latest event. With the
-//     fence, only the lease holder writes (writer/redis/lease.hpp), one transaction after
-//     another on one connection: a key's versions arrive in order;
+//   * while connected, writes the pending state in rounds (writer/redis/sync_round.cpp): events
+//     in version order first, then each dirty slot's CURRENT content (read with the readers'
+//     seqlock protocol, skipped when Redis already acknowledged that version). A slot read
+//     always carries the newest version of its key, possibly newer than an event not merged yet
+//     (its batch still on the way): so an event's write is guarded by the version Redis holds
+//     for its key, as RedisConfig::guard says, one strategy chosen once
+//     (writer/redis/sync_strategy.hpp): fence, read behind the fence first
+//     (writer/redis/fenced_writes.cpp); scripts, on the server (writer/redis/script_writes.cpp).
+//     An event never goes out after a newer event of its key because each key keeps only its
+//     latest event. With the fence, only the lease holder writes (writer/redis/lease.hpp), one
+//     transaction after another on one connection: a key's versions arrive in order;
 //   * acknowledges a slot by storing the written version into SlotBook::synced_version
 //     (release; the apply thread's acquire load decides whether an eviction must spill);
 //   * on any connection error keeps everything not acknowledged, reconnects with backoff and

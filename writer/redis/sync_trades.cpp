@@ -4,14 +4,15 @@
 // (docs/exactly-once.md).
 //
 // WHERE AN ID GOES. With the fence, each trade id rides in the MULTI/EXEC that writes its fill's
-// position at a version at least its own (write_slots_fenced: the chunk's contents are read
-// first, then catch_up_trades, then the ids of those positions up to the versions read): Redis
-// holds a fill's effect and its id together or neither. An id whose position no write takes
-// (the position was spilled, erased or invalidated before its write) is an orphan: once every
-// change up to its version is in Redis (nothing pending, its version within the merged
-// batches' horizon) it goes in a transaction of its own, as do all ids with RedisGuard::scripts
-// (a Cluster: the ids' key is not in the positions' slot), after their positions. Until they are
-// written nothing is acknowledged (has_pending): a producer's `synced` covers its fills' ids.
+// position at a version at least its own (FencedWrites::build, writer/redis/fenced_writes.cpp:
+// the chunk's contents are read first, then catch_up_trades, then the ids of those positions up
+// to the versions read): Redis holds a fill's effect and its id together or neither. An id whose
+// position no write takes (the position was spilled, erased or invalidated before its write) is
+// an orphan: once every change up to its version is in Redis (nothing pending, its version
+// within the merged batches' horizon) it goes in a transaction of its own
+// (SyncStrategy::write_plain), as do all ids with RedisGuard::scripts (a Cluster: the ids' key is
+// not in the positions' slot), after their positions. Until they are written nothing is
+// acknowledged (has_pending): a producer's `synced` covers its fills' ids.
 //
 // Each transaction trims the set to the window's capacity: Redis holds what the window holds.
 #include <algorithm>
@@ -227,24 +228,7 @@ bool SyncWorker::write_due_trades() {
       if (w.entries.size() == batch_size_) break;
     }
     if (w.entries.empty()) return !held_back;  // false: no progress, the loop sleeps
-    if (cfg_.guard == RedisGuard::fence) {
-      const Tx t = fenced_guarded(
-          0, [](std::size_t, Args&) {},
-          [&](const Versions&, Commands& c) { add_trade_commands(w, c); });
-      if (t != Tx::committed) return false;
-    } else {
-      Commands c;
-      const std::size_t n = add_trade_commands(w, c);
-      auto a = c.append_to(client_);
-      if (a) a = client_.send();
-      if (!a) {
-        lost_connection(a.error());
-        return false;
-      }
-      std::vector<bool> ok(n, true);
-      if (!check_replies(n, &ok)) return false;
-      if (std::find(ok.begin(), ok.end(), false) != ok.end()) return false;
-    }
+    if (!writes_->write_plain([&](Commands& c) { add_trade_commands(w, c); })) return false;
     trades_written(w);
     Counted::add(counted_.trade_ids, w.entries.size());
     Counted::add(counted_.transactions);

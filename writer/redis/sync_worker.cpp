@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <utility>
 
@@ -13,6 +14,8 @@
 #include "shm/clock.hpp"
 #include "shm/seqlock.hpp"
 #include "values/key_text.hpp"
+#include "writer/redis/fenced_writes.hpp"
+#include "writer/redis/script_writes.hpp"
 
 namespace poscache::detail {
 
@@ -28,10 +31,14 @@ SyncWorker::SyncWorker(const RedisConfig& config, std::vector<NamespaceSpec> nam
       tail_(journal),
       ch_(channel),
       log_(std::move(log)),
-      batch_size_(config.batch_size),
-      lease_(config) {
+      batch_size_(config.batch_size) {
   in_dirty_.assign(v_.capacity, 0);
-  if (cfg_.guard == RedisGuard::fence) fmt_.set_change_stream(cfg_.change_stream_retention);
+  // The one place the guard is looked at: everything after asks the strategy.
+  if (cfg_.guard == RedisGuard::fence) {
+    writes_ = std::make_unique<FencedWrites>(*this);
+  } else {
+    writes_ = std::make_unique<ScriptWrites>(*this);
+  }
   for (const std::string& name : cfg_.unsynced_namespaces) {
     if (auto id = fmt_.namespace_id(name)) unsynced_mask_ |= 1u << *id;
   }
@@ -142,43 +149,20 @@ void SyncWorker::connect() {
     client_ = std::move(*c);
     err = load_scripts();
     if (err.empty()) check_server();
-    if (err.empty() && cfg_.guard == RedisGuard::fence && !take_lease()) {
-      if (fenced_) return;
-      err = last_error_;  // the connection failed while taking it (logged)
-    }
     if (err.empty()) {
-      fmt_.schema_args(args_);
-      Tx done = Tx::committed;
-      if (cfg_.guard == RedisGuard::fence) {  // the schema too is written by the holder only
-        done = fenced_guarded(
-            0, [](std::size_t, Args&) {}, [&](const Versions&, Commands& out) { out.add(args_); });
-        if (fenced_) return;
-        if (done == Tx::committed) {
+      switch (writes_->open(err)) {
+        case SyncStrategy::Opened::up:
           backoff_ns_ = 0;
           set_state(RedisState::up);
           log(LogLevel::info, "redis " + redis_endpoint(cfg_) + ": connected" +
                                   (was_up_ ? " again" : "") + ", syncing under prefix '" +
-                                  cfg_.prefix + "', writer lease epoch " +
-                                  std::to_string(lease_.epoch()));
+                                  cfg_.prefix + "'" + writes_->guard_note());
           was_up_ = true;
           return;
-        }
-        err = "redis " + redis_endpoint(cfg_) + ": HSET " + fmt_.schema_key() +
-              " failed: " + (last_error_.empty() ? "transaction aborted" : last_error_);
-      } else {
-        auto r = client_.command(args_);
-        if (r && (*r)->type != REDIS_REPLY_ERROR) {
-          backoff_ns_ = 0;
-          set_state(RedisState::up);
-          log(LogLevel::info, "redis " + redis_endpoint(cfg_) + ": connected" +
-                                  (was_up_ ? " again" : "") + ", syncing under prefix '" +
-                                  cfg_.prefix + "' (per-key scripts, no lease)");
-          was_up_ = true;
+        case SyncStrategy::Opened::fenced:
           return;
-        }
-        err = r ? "redis " + redis_endpoint(cfg_) + ": HSET " + fmt_.schema_key() +
-                      " refused: " + reply_text(r->get())
-                : r.error();
+        case SyncStrategy::Opened::failed:
+          break;
       }
     }
     client_.close();
@@ -197,62 +181,6 @@ void SyncWorker::connect() {
   }
   set_error(err);
   set_state(RedisState::down);
-}
-
-// Takes the lease, or confirms it is still ours, or takes it back when it expired and nobody took
-// another epoch since (writer/redis/lease.hpp). false: fenced, or the connection failed.
-bool SyncWorker::take_lease() {
-  const std::uint64_t had = lease_.epoch();
-  auto o = lease_.take(client_);
-  if (!o) {
-    lost_connection(o.error());
-    return false;
-  }
-  switch (*o) {
-    case Lease::Outcome::taken:
-      log(LogLevel::info, "redis " + redis_endpoint(cfg_) + ": took the writer lease " +
-                              lease_.key() + ", epoch " + std::to_string(lease_.epoch()) +
-                              " (ttl " + std::to_string(cfg_.lease_ttl.count()) + " ms)");
-      // A segment with positions and a Redis with no trace of any writer of the prefix: it lost
-      // them (or never had them); either way they go to Redis.
-      if (lease_.counter_lost() && load_relaxed(&v_.h->counters.live) > 0) {
-        start_refill("it has no " + cfg_.prefix + ":@epoch while the segment holds " +
-                     std::to_string(load_relaxed(&v_.h->counters.live)) + " positions");
-      }
-      break;
-    case Lease::Outcome::retaken:
-      if (lease_.counter_lost()) {
-        start_refill("the lease and " + cfg_.prefix + ":@epoch it held are gone");
-        break;
-      }
-      log(LogLevel::warn, "redis " + redis_endpoint(cfg_) + ": the writer lease " + lease_.key() +
-                              " had expired (Redis unreachable or this writer paused longer "
-                              "than its ttl); nobody took it since, so epoch " +
-                              std::to_string(had) + " goes on");
-      break;
-    case Lease::Outcome::ours:
-      break;
-    case Lease::Outcome::held:
-      become_fenced("the writer lease " + lease_.key() + " on prefix '" + cfg_.prefix +
-                    "' is held by another writer (" + lease_.holder().describe() +
-                    "); only one writer may write a prefix");
-      return false;
-    case Lease::Outcome::superseded:
-      become_fenced("another writer took the writer lease " + lease_.key() + " (epoch " +
-                    std::to_string(lease_.holder().epoch) + ") after this writer's epoch " +
-                    std::to_string(had));
-      return false;
-  }
-  if (!lease_.kill_fence() && !kill_warned_) {
-    log(LogLevel::warn, "redis " + redis_endpoint(cfg_) + ": CLIENT KILL is not allowed (" +
-                            lease_.kill_error() +
-                            "): a writer taking the lease cannot end this one's connection, so "
-                            "every sync transaction waits for its fence's answer first (slower; "
-                            "allow +client|kill for this user to pipeline them)");
-    kill_warned_ = true;
-  }
-  store_relaxed(&v_.h->redis_lease_epoch, lease_.epoch());
-  return true;
 }
 
 // Another writer writes this prefix now: everything this one would write could replace newer
@@ -380,31 +308,14 @@ Expected<bool> SyncWorker::open_lease() {
   return true;
 }
 
-// Nothing to write: a transaction of its own renews the lease when a renewal is due.
-bool SyncWorker::renew_if_idle() {
-  if (!lease_.renewal_due(monotonic_ns())) return true;
-  return fenced_guarded(
-             0, [](std::size_t, Args&) {}, [](const Versions&, Commands&) {}) == Tx::committed;
+void SyncWorker::keep_lease() {
+  if (client_.connected() && !fenced_) writes_->idle();
 }
 
-// SCRIPT LOAD of both scripts (after every connect, and after a NOSCRIPT reply). Returns the
-// error, empty on success.
 std::string SyncWorker::load_scripts() {
-  if (cfg_.guard == RedisGuard::fence) {
-    auto set = client_.load_script(kAccountSetScript);
-    if (!set) return set.error();
-    set_sha_ = *set;
-    reload_scripts_ = false;
-    return {};
-  }
-  auto up = client_.load_script(kUpsertScript);
-  if (!up) return up.error();
-  auto del = client_.load_script(kDeleteScript);
-  if (!del) return del.error();
-  upsert_sha_ = *up;
-  delete_sha_ = *del;
-  reload_scripts_ = false;
-  return {};
+  std::string err = writes_->load_scripts();
+  if (err.empty()) reload_scripts_ = false;
+  return err;
 }
 
 RedisSyncMetrics SyncWorker::metrics() const noexcept {
@@ -507,7 +418,7 @@ void SyncWorker::run() {
     if (!fenced_ && !client_.connected() && monotonic_ns() >= next_connect_ns_) connect();
     if (refilling_ && client_.connected() && !fenced_) feed_refill();
     if (client_.connected() && has_pending()) progress = flush_round();
-    if (client_.connected() && !has_pending() && cfg_.guard == RedisGuard::fence) renew_if_idle();
+    if (client_.connected() && !has_pending()) writes_->idle();  // (the lease, when due)
     if (!has_pending() && !fenced_) {  // (fenced: nothing is acknowledged any more)
       oldest_ns_ = 0;
       ch_.clean_seq.store(ch_.merged_seq.load(std::memory_order_relaxed),
@@ -538,7 +449,7 @@ void SyncWorker::run() {
     if (!progress) std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
   if (!fenced_) {
-    lease_.release(client_);  // a clean close: the next writer need not wait for its expiry
+    writes_->close();  // a clean close: the next writer need not wait for the lease's expiry
     store_relaxed(&v_.h->redis_lease_epoch, std::uint64_t{0});
   }
   client_.close();

@@ -1,12 +1,14 @@
 // The sync thread: owns the hiredis connection and writes what the apply thread handed off
-// (writer/pending_changes.hpp). The whole protocol: writer/redis/redis_sync.hpp.
+// (writer/pending_changes.hpp). How its writes are guarded (RedisConfig::guard) is a strategy
+// chosen once, in the constructor (writer/redis/sync_strategy.hpp). The whole protocol:
+// writer/redis/redis_sync.hpp.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -20,9 +22,9 @@
 #include "shm/layout.hpp"
 #include "writer/journal.hpp"
 #include "writer/pending_changes.hpp"
-#include "writer/redis/lease.hpp"
 #include "writer/redis/redis_client.hpp"
 #include "writer/redis/redis_format.hpp"
+#include "writer/redis/sync_strategy.hpp"
 #include "writer/trade_log.hpp"
 
 namespace poscache::detail {
@@ -50,9 +52,7 @@ class SyncWorker {
   // holder; an unreachable Redis is not an error (the thread connects later; logged).
   Expected<bool> open_lease();
   // Before start(), on the caller's thread (a long warm start): renews the lease when due.
-  void keep_lease() {
-    if (cfg_.guard == RedisGuard::fence && client_.connected() && !fenced_) renew_if_idle();
-  }
+  void keep_lease();
   void start();
   // Lets the thread write what it has for up to close_timeout, then joins it.
   void stop();
@@ -73,6 +73,11 @@ class SyncWorker {
   }
 
  private:
+  // The guard's writes (SyncStrategy: fenced_writes.hpp, script_writes.hpp) are the worker's
+  // parts: they write its pending state on its connection, on its thread.
+  friend class FencedWrites;
+  friend class ScriptWrites;
+
   // sync_worker.cpp: the loop, the pending state, the connection, the header's Redis fields
   void run();
   void drain();
@@ -80,13 +85,12 @@ class SyncWorker {
   void merge_event(RemovalEvent&& e);
   [[nodiscard]] bool has_pending() const noexcept;
   void connect();
-  bool take_lease();    // false: fenced (or the connection was lost: client_ closed)
-  void check_server();  // run id, maxmemory-policy (at connect)
+  std::string load_scripts();  // the strategy's; empty on success (then no reload is due)
+  void check_server();         // run id, maxmemory-policy (at connect)
   void start_refill(const std::string& why);  // Redis lost its data: write the segment again
   void feed_refill();                         // queues the next slots of the refill, rate-limited
+  // Another writer writes the prefix now: nothing more is written (the fence's lease found it).
   void become_fenced(const std::string& why);
-  bool renew_if_idle();
-  std::string load_scripts();
   void lost_connection(const std::string& why);
   void set_state(shm::RedisState state);
   void set_error(const std::string& text);
@@ -99,21 +103,15 @@ class SyncWorker {
   void log(LogLevel level, const std::string& msg) const {
     if (log_) log_(level, msg);
   }
-  // sync_fenced.cpp: the fenced transactions (RedisGuard::fence)
-  // committed: EXEC ran the commands; tripped: EXEC answered nil (the lease was written since
-  // the WATCH) or the fence found another epoch; refused: Redis refused the transaction or one
-  // of its commands; lost: the connection.
-  enum class Tx { committed, tripped, refused, lost };
-  using Versions = std::vector<std::optional<std::uint64_t>>;
-  // One fenced transaction whose writes depend on what Redis holds (removals, spills): the
-  // `version` field of `n` keys (key_of(i, args) adds key i) is read behind the fence, then
-  // `build` queues the writes it decides on from them (a renewal of the lease rides along when
-  // due). A tripped fence is followed up at once (take_lease(): ours again, or fenced).
-  Tx fenced_guarded(std::size_t n, const std::function<void(std::size_t, Args&)>& key_of,
-                    const std::function<void(const Versions&, Commands&)>& build);
-  // Reads the replies of MULTI, `queued` commands and EXEC; ok[i]: command i succeeded.
-  Tx read_exec(std::size_t queued, std::vector<bool>& ok);
-  bool write_slots_fenced();
+  // A slot goes back into the dirty set (once), with what Redis may hold of its key (`flags`,
+  // the kSlot* flags of writer/pending_changes.hpp).
+  void requeue(std::uint32_t s, std::uint8_t flags = 0) {
+    in_dirty_[s] |= static_cast<std::uint8_t>(flags << 1);
+    if ((in_dirty_[s] & 1) == 0) {
+      in_dirty_[s] |= 1;
+      dirty_.push_back(s);
+    }
+  }
   // sync_trades.cpp: the trade ids (writer/trade_log.hpp, THE PROTOCOL)
   struct PendingTrade {
     std::uint64_t id_hash, version, key_hash;
@@ -141,21 +139,17 @@ class SyncWorker {
   void check_trade_keys();
   [[nodiscard]] bool trades_held_back(std::uint16_t ns, std::uint64_t key_hash) const;
   bool write_due_trades();  // the entries no position write took (orphans), once all is written
-  // sync_write.cpp: one round of writes (events, then slots; the scripts' path)
+  // sync_round.cpp: one round of writes (its order: events, then slots, then orphan trade ids)
   bool flush_round();
   bool write_events(std::vector<RemovalEvent>& events, std::size_t& done);
   bool run_accounts(const std::vector<RemovalEvent>& events, std::size_t from, std::size_t to);
   bool run_scan(const RemovalEvent& e);
   bool append_patterns(const std::vector<RemovalEvent>& events, std::size_t from, std::size_t to);
-  bool delete_pipelined(const std::vector<std::pair<ParsedKey, std::uint64_t>>& keys);
-  bool write_slots();
-  bool check_replies(std::size_t n, std::vector<bool>* ok);
 
   RedisConfig cfg_;
   std::mutex password_mu_;                   // guards new_password_ (set from another thread)
   std::optional<std::string> new_password_;  // taken into cfg_ at the next connect
   RedisFormat fmt_;
-  Args entry_;  // a fenced transaction's change-stream entry (RedisFormat::begin_changes)
   SegmentView v_;
   Journal journal_;
   JournalTail tail_;
@@ -166,11 +160,10 @@ class SyncWorker {
   std::thread thread_;
 
   RedisClient client_;
-  std::string upsert_sha_, delete_sha_, set_sha_;
-  Lease lease_;
+  // The guard's writes, chosen once from cfg_.guard (the constructor).
+  std::unique_ptr<SyncStrategy> writes_;
   bool fenced_ = false;   // another writer took the lease: nothing more is written
   bool opening_ = false;  // in open_lease()
-  bool kill_warned_ = false;
   // Refilling a Redis that lost its data: every live position of a synced namespace is queued
   // again (with both slot flags: nothing of it can be assumed in Redis), slot by slot from
   // refill_next_, at most RedisConfig::refill_rate per second on top of the changes.
@@ -182,14 +175,13 @@ class SyncWorker {
   std::uint32_t unsynced_mask_ = 0;          // namespaces with sync = none
   std::string run_id_;                       // the server's, at the last connect
   bool evicts_ = false;                      // its maxmemory-policy may evict keys
-  Commands tx_;
   std::vector<std::uint32_t> dirty_;
   // per slot: kInDirty (in dirty_) | the kSlot* flags of writer/pending_changes.hpp shifted left by
   // one (what Redis may hold of the slot's key), until a write of the slot commits
   std::vector<std::uint8_t> in_dirty_;
   // The latest change time of the batches merged so far: a slot read whose insert (created_at)
   // or last change (updated_at) is not below it may come from a batch not merged yet, whose
-  // flags are not in in_dirty_ yet, so the write assumes both (write_slots_fenced).
+  // flags are not in in_dirty_ yet, so the write assumes both (FencedWrites::build).
   std::int64_t horizon_ns_ = 0;
   std::unordered_map<std::string, RemovalEvent> key_events_;
   std::vector<RemovalEvent> pattern_events_;
@@ -199,9 +191,8 @@ class SyncWorker {
   std::int64_t backoff_ns_ = 0;
   std::string last_error_;
   bool was_up_ = false;
-  bool reload_scripts_ = false;
+  bool reload_scripts_ = false;  // a reply said NOSCRIPT: the next round loads them first
   Args args_;
-  UpsertCall call_;
   // Trade ids (sync_trades.cpp): the log, the entries read from it not yet in Redis (by log
   // index, and by position), how far it was read, and the horizon: the newest version of the
   // batches merged (an entry up to it whose position write did not take it is an orphan).
