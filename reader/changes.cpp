@@ -5,7 +5,7 @@
 #include <string>
 
 #include "reader/change_decode.hpp"
-#include "values/key_text.hpp"
+#include "shm/values/key_text.hpp"
 
 namespace poscache {
 

@@ -1,6 +1,6 @@
 #include "poscache/format.hpp"
 
-#include "values/key_text.hpp"
+#include "shm/values/key_text.hpp"
 
 namespace poscache {
 

@@ -26,7 +26,7 @@
 #include "shm/segment.hpp"
 #include "shm/seqlock.hpp"
 #include "shm/slot_codec.hpp"
-#include "values/key_text.hpp"
+#include "shm/values/key_text.hpp"
 
 namespace poscache {
 

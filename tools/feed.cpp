@@ -34,9 +34,9 @@
 
 #include "poscache/reader.hpp"
 #include "poscache/version.h"
+#include "shm/values/duration.hpp"
 #include "tools/feed_client.hpp"
 #include "tools/ring_feed.hpp"
-#include "values/duration.hpp"
 
 using nlohmann::json;
 using namespace poscache::feed;

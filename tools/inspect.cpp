@@ -23,9 +23,9 @@
 #include "poscache/reader_stats.hpp"
 #include "poscache/version.h"
 #include "reader/views/json_views.hpp"
+#include "shm/values/duration.hpp"
 #include "tools/inspect_tables.hpp"
 #include "tools/verify.hpp"
-#include "values/duration.hpp"
 
 using namespace poscache;
 using namespace poscache::inspect;

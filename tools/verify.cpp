@@ -12,7 +12,7 @@
 #include "shm/index.hpp"
 #include "shm/layout.hpp"
 #include "shm/seqlock.hpp"
-#include "values/key_text.hpp"
+#include "shm/values/key_text.hpp"
 
 namespace poscache::tools {
 

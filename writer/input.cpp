@@ -5,7 +5,7 @@
 
 #include "shm/layout.hpp"
 #include "shm/segment.hpp"
-#include "values/quote.hpp"
+#include "shm/values/quote.hpp"
 
 namespace poscache::detail {
 

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "shm/slot_codec.hpp"
-#include "values/key_text.hpp"
+#include "shm/values/key_text.hpp"
 
 namespace poscache::detail {
 

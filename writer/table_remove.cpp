@@ -8,7 +8,7 @@
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
 #include "shm/slot_codec.hpp"
-#include "values/key_text.hpp"
+#include "shm/values/key_text.hpp"
 #include "writer/pending_changes.hpp"
 #include "writer/table.hpp"
 #include "writer/table_detail.hpp"

@@ -17,7 +17,7 @@ import sys
 
 # (part, path prefixes). The longest prefix that matches a path names its part.
 PARTS = [
-    ("public", ["include/poscache/", "include/values/"]),
+    ("public", ["include/poscache/", "shm/values/"]),  # the API and the value types
     ("facade", ["include/poscache/writer.hpp", "writer/writer.cpp", "writer/writer_impl.hpp",
                 "writer/writer_redis.cpp"]),
     ("shm", ["shm/"]),

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "shm/values/duration.hpp"
 #include "test_util.hpp"
-#include "values/duration.hpp"
 
 using namespace poscache;
 using namespace poscache::daemon;

@@ -13,8 +13,8 @@
 #include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
 #include "redis/redis_server.hpp"
+#include "shm/values/key_text.hpp"
 #include "test_util.hpp"
-#include "values/key_text.hpp"
 
 namespace poscache::test {
 namespace {

@@ -1,10 +1,10 @@
 // values/key_text and values/quote: a key's text, the globs matched against it, and how messages
 // show text that came from outside.
-#include "values/key_text.hpp"
+#include "shm/values/key_text.hpp"
 
 #include <gtest/gtest.h>
 
-#include "values/quote.hpp"
+#include "shm/values/quote.hpp"
 
 using namespace poscache::detail;
 

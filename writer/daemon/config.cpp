@@ -12,8 +12,8 @@
 #define TOML_EXCEPTIONS 1
 #include <toml++/toml.h>
 
-#include "values/duration.hpp"
-#include "values/quote.hpp"
+#include "shm/values/duration.hpp"
+#include "shm/values/quote.hpp"
 #include "writer/http/server.hpp"
 
 namespace poscache::daemon {

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "reader/views/json_views.hpp"
-#include "values/duration.hpp"
+#include "shm/values/duration.hpp"
 #include "writer/http/metrics.hpp"
 
 namespace poscache::http {

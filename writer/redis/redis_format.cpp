@@ -6,7 +6,7 @@
 #include "poscache/decimal.hpp"
 #include "shm/clock.hpp"
 #include "shm/slot_codec.hpp"
-#include "values/quote.hpp"
+#include "shm/values/quote.hpp"
 
 namespace poscache::detail {
 

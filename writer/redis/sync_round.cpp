@@ -6,7 +6,7 @@
 #include <span>
 
 #include "shm/clock.hpp"
-#include "values/key_text.hpp"
+#include "shm/values/key_text.hpp"
 #include "writer/redis/sync_worker.hpp"
 
 namespace poscache::detail {

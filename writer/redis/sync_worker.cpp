@@ -13,7 +13,7 @@
 #include "shm/atomic.hpp"
 #include "shm/clock.hpp"
 #include "shm/seqlock.hpp"
-#include "values/key_text.hpp"
+#include "shm/values/key_text.hpp"
 #include "writer/redis/fenced_writes.hpp"
 #include "writer/redis/script_writes.hpp"
 

@@ -4,7 +4,7 @@
 #include <charconv>
 #include <string>
 
-#include "values/quote.hpp"
+#include "shm/values/quote.hpp"
 #include "writer/redis/redis_client.hpp"
 #include "writer/redis/redis_format.hpp"
 

@@ -5,7 +5,7 @@
 
 #include "poscache/decimal.hpp"
 #include "poscache/status.hpp"
-#include "values/quote.hpp"
+#include "shm/values/quote.hpp"
 
 namespace poscache {
 

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <utility>
 
-#include "values/quote.hpp"
+#include "shm/values/quote.hpp"
 
 namespace poscache {
 
