@@ -34,7 +34,7 @@
 #include "writer/ingest/ring_source.hpp"
 #include "writer/ingest/socket_source.hpp"
 #include "writer/ingest/stream_source.hpp"
-#include "writer/redis/redis_client.hpp"
+#include "writer/net/redis_client.hpp"
 
 using namespace poscache;
 using namespace poscache::bench;

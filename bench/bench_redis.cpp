@@ -32,7 +32,7 @@
 #include "poscache/mirror_status.hpp"
 #include "poscache/reader.hpp"
 #include "shm/clock.hpp"
-#include "writer/redis/redis_client.hpp"
+#include "writer/net/redis_client.hpp"
 
 using namespace poscache;
 using namespace poscache::bench;

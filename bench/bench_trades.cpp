@@ -20,7 +20,7 @@
 #include "writer/ingest/executor.hpp"
 #include "writer/ingest/json_codec.hpp"
 #include "writer/ingest/trade_window.hpp"
-#include "writer/redis/redis_client.hpp"
+#include "writer/net/redis_client.hpp"
 #include "writer/redis/trade_ids.hpp"
 
 using namespace poscache;

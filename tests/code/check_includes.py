@@ -22,7 +22,7 @@ PARTS = [
                 "writer/writer_redis.cpp"]),
     ("shm", ["shm/"]),
     ("engine", ["writer/"]),  # the table, journal, pending changes, input rules, side tables
-    ("redis-client", ["writer/redis/redis_client."]),
+    ("redis-client", ["writer/net/"]),
     ("mirror", ["writer/redis/"]),
     ("follow", ["writer/follow/"]),
     ("ingest", ["writer/ingest/"]),

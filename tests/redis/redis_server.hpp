@@ -23,7 +23,7 @@
 #include "poscache/reader.hpp"
 #include "poscache/redis.hpp"
 #include "poscache/schema.hpp"
-#include "writer/redis/redis_client.hpp"
+#include "writer/net/redis_client.hpp"
 
 namespace poscache::test {
 

@@ -42,8 +42,8 @@
 
 #include "poscache/redis.hpp"
 #include "poscache/writer_config.hpp"
+#include "writer/net/redis_client.hpp"
 #include "writer/redis/lease.hpp"
-#include "writer/redis/redis_client.hpp"
 #include "writer/redis/redis_format.hpp"
 #include "writer/table.hpp"
 

@@ -6,7 +6,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "writer/redis/redis_client.hpp"
+#include "writer/net/redis_client.hpp"
 
 namespace poscache::ingest {
 

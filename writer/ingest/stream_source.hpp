@@ -37,7 +37,7 @@
 #include "writer/ingest/source.hpp"
 #include "writer/ingest/stream_codec.hpp"
 #include "writer/ingest/stream_cursor.hpp"
-#include "writer/redis/redis_client.hpp"
+#include "writer/net/redis_client.hpp"
 
 namespace poscache::ingest {
 

@@ -52,7 +52,7 @@
 
 #include "poscache/error.hpp"
 #include "poscache/redis.hpp"
-#include "writer/redis/redis_client.hpp"
+#include "writer/net/redis_client.hpp"
 
 namespace poscache::detail {
 

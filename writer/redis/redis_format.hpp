@@ -57,7 +57,7 @@
 
 #include "poscache/schema.hpp"
 #include "shm/layout.hpp"
-#include "writer/redis/redis_client.hpp"
+#include "writer/net/redis_client.hpp"
 
 namespace poscache::detail {
 

@@ -18,8 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "writer/net/redis_client.hpp"
 #include "writer/pending_changes.hpp"
-#include "writer/redis/redis_client.hpp"
 #include "writer/redis/redis_format.hpp"
 
 namespace poscache::detail {

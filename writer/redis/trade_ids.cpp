@@ -5,7 +5,7 @@
 #include <string>
 
 #include "shm/values/quote.hpp"
-#include "writer/redis/redis_client.hpp"
+#include "writer/net/redis_client.hpp"
 #include "writer/redis/redis_format.hpp"
 
 namespace poscache::detail {

@@ -1,4 +1,4 @@
-#include "writer/redis/redis_client.hpp"
+#include "writer/net/redis_client.hpp"
 
 #include <hiredis/sds.h>
 #include <pthread.h>
