@@ -120,14 +120,15 @@ std::string RefreshBroker::answer(std::uint64_t client, std::string_view line,
 
 // The refresher could not fetch: counted as the try's error and retried, the line accepted.
 std::string RefreshBroker::answer_error(Request& r, const json& j, std::int64_t now) {
+  const std::uint64_t id = r.id;  // retry() may end the request (its last try): r goes with it
   const std::string text =
       j["error"].is_string() ? j["error"].get<std::string>() : shown(j["error"]);
   ++c_.errors;
   if (log_)
-    log_(LogLevel::info, "refresh: request " + std::to_string(r.id) + ": refresher error: " + text);
+    log_(LogLevel::info, "refresh: request " + std::to_string(id) + ": refresher error: " + text);
   retry(r, now);
   flush_sends();
-  return reply_ok(r.id, 0, 0);
+  return reply_ok(id, 0, 0);
 }
 
 // "absent" or "erase": the asked key is not at the source (remembered for negative_ttl), or is to
