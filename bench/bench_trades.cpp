@@ -1,6 +1,6 @@
 // What exactly-once costs (docs/exactly-once.md), against a real redis-server this program
 // starts (free port, temp dir, no persistence), with floors from the same run:
-//   1. a fill's apply (the executor, one thread) with a trade id (the window's T1..T3) against
+//   1. a fill's apply (the executor, one thread) with a trade id (the window's TW1..TW3) against
 //      the same fill without one;
 //   2. the sync: fills applied flat out on --positions positions, then the time until Redis
 //      acknowledges them all, with trade ids mirrored (a ZADD per namespace per transaction)

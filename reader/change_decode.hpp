@@ -1,5 +1,5 @@
 // Between the change ring's words (shm/change_ring.hpp) and the public Change: the reader's
-// decoding of a record R1-R4 validated (reader/changes.cpp).
+// decoding of a record CR1-CR4 validated (reader/changes.cpp).
 #pragma once
 
 #include <cstdint>

@@ -84,7 +84,7 @@ std::string state_name(std::uint32_t s) {
   return "unknown(" + std::to_string(s) + ")";
 }
 
-// T1 of the reader table; a Reader that cannot count says why on stderr, once per process.
+// RC1 of the reader table; a Reader that cannot count says why on stderr, once per process.
 void claim_record(Reader::State& s) {
   if (!s.options.statistics) {
     s.not_counting = "statistics are off (ReaderOptions)";
@@ -182,7 +182,7 @@ ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_vie
   return get(ns, account, instrument, out, coarse_realtime_ns());
 }
 
-// The read path: index protocol L1-L4 (shm/index.hpp) around the slot seqlock (shm/seqlock.hpp)
+// The read path: index protocol XL1-XL3 (shm/index.hpp) around the slot seqlock (shm/seqlock.hpp)
 // in lookup_hashed(), then the refresh policy's ask (the key's hash reused), then the count.
 ReadStatus Reader::get(NamespaceId ns, std::string_view account, std::string_view instrument,
                        Position& out, std::int64_t now) const noexcept {
@@ -229,7 +229,7 @@ ReadStatus Reader::lookup_hashed(NamespaceId ns, std::string_view account,
   bool stuck = false;
 
   for (unsigned attempt = 0; attempt < kIndexRetries; ++attempt) {
-    const std::uint64_t epoch = load_acquire(&h.index_epoch);  // L1, pairs B2
+    const std::uint64_t epoch = load_acquire(&h.index_epoch);  // XL1, pairs XB2
     const bool hit = probe(s.index[epoch & 1], s.mask, s.capacity, hash, [&](std::uint32_t slot) {
       // The copy spans up to 5 lines of the slot: request them all at once so their misses
       // overlap instead of following one another.
@@ -249,7 +249,7 @@ ReadStatus Reader::lookup_hashed(NamespaceId ns, std::string_view account,
       fill(buf, s.slot_count[ns], out);
       return set_age(s, out, now_ns) ? ReadStatus::stale : ReadStatus::ok;
     }
-    // L4: a miss counts only if no rebuild was published while we probed.
+    // XL3: a miss counts only if no rebuild was published while we probed.
     if (load_acquire(&h.index_epoch) == epoch) return ReadStatus::not_found;
   }
   return ReadStatus::writer_busy;  // rebuilt kIndexRetries times during one read
@@ -318,7 +318,7 @@ std::vector<Position> Reader::positions_of(std::string_view account) const {
   return out;
 }
 
-// The snapshot protocol S1-S5 (shm/accounts.hpp).
+// The snapshot protocol AS1-AS5 (shm/accounts.hpp).
 ReadStatus Reader::snapshot(std::string_view account, std::vector<Position>& out) const {
   const State& s = *s_;
   const SegmentHeader& h = *s.header;
@@ -332,19 +332,19 @@ ReadStatus Reader::snapshot(std::string_view account, std::vector<Position>& out
   std::uint64_t buf[kPayloadWords];
   unsigned spins = 0;
   for (unsigned attempt = 0; attempt < kSnapshotRetries;) {
-    const std::uint64_t s1 = load_acquire(stripe);             // S1, pairs with A4
-    const std::uint64_t e1 = load_acquire(&h.accounts_epoch);  // pairs with E2
+    const std::uint64_t s1 = load_acquire(stripe);             // AS1, pairs with AW4
+    const std::uint64_t e1 = load_acquire(&h.accounts_epoch);  // pairs with AE2
     if ((s1 | e1) & 1) {  // mid-change: wait a little, then report
       if (++spins >= kReadSpins) break;
       cpu_relax();
       continue;
     }
     out.clear();
-    const AccountRef ref = find_account(s.accounts, s.mask, ah);  // S2
+    const AccountRef ref = find_account(s.accounts, s.mask, ah);  // AS2
     std::uint32_t slot = ref.found ? ref.head : kNil;
     std::uint32_t walked = 0;
     bool stale = false;
-    // S3: each slot's link is read first, so the next slot's lines are requested while this
+    // AS3: each slot's link is read first, so the next slot's lines are requested while this
     // one is copied (the links are the only dependent misses).
     while (slot != kNil && slot < s.capacity && walked < ref.count) {
       const Slot& sl = s.slots[slot];
@@ -359,7 +359,7 @@ ReadStatus Reader::snapshot(std::string_view account, std::vector<Position>& out
       const SlotPayload& pl = view(buf);
       if (pl.ns >= s.ns_count || pl.account_len != account.size() ||
           std::memcmp(pl.account, account.data(), account.size()) != 0) {
-        continue;  // another account with the same hash, or a change S5 will catch
+        continue;  // another account with the same hash, or a change AS5 will catch
       }
       const std::size_t words = kPayloadFixedWords + 2 * s.slot_count[pl.ns];
       for (std::size_t w = kPayloadFixedWords; w < words; ++w)
@@ -368,9 +368,9 @@ ReadStatus Reader::snapshot(std::string_view account, std::vector<Position>& out
       fill(buf, s.slot_count[pl.ns], p);
       stale = set_age(s, p, now) || stale;
     }
-    std::atomic_thread_fence(std::memory_order_acquire);  // S4, pairs with A2 / E1
+    std::atomic_thread_fence(std::memory_order_acquire);  // AS4, pairs with AW2 / AE1
     if (load_relaxed(stripe) == s1 && load_relaxed(&h.accounts_epoch) == e1 && slot == kNil &&
-        walked == ref.count) {  // S5
+        walked == ref.count) {  // AS5
       if (out.empty()) return ReadStatus::not_found;
       return stale ? ReadStatus::stale : ReadStatus::ok;
     }
@@ -457,7 +457,7 @@ bool Reader::wait_for_changes(std::uint64_t from, std::chrono::nanoseconds timeo
 }
 
 std::uint64_t Reader::change_position() const noexcept {
-  return load_acquire(&s_->header->ring_head);  // R0
+  return load_acquire(&s_->header->ring_head);  // CR0
 }
 
 std::uint64_t Reader::change_ring_cells() const noexcept {
@@ -467,7 +467,7 @@ std::uint64_t Reader::change_ring_cells() const noexcept {
 ChangesResult Reader::changes(std::uint64_t from, std::vector<Change>& out, std::size_t max) const {
   out.clear();
   const SegmentHeader& h = *s_->header;
-  const std::uint64_t head = load_acquire(&h.ring_head);  // R0
+  const std::uint64_t head = load_acquire(&h.ring_head);  // CR0
   if (load_acquire(&h.state) == static_cast<std::uint32_t>(SegmentState::retired))
     return {ChangeStatus::retired, head};
   if (load_relaxed(&h.ring_cells) == 0) return {ChangeStatus::unavailable, head};
@@ -477,7 +477,7 @@ ChangesResult Reader::changes(std::uint64_t from, std::vector<Change>& out, std:
   std::uint64_t p = from;
   while (p < head && out.size() < max) {
     std::size_t cells = 0;
-    // R1-R4. A record that is not whole at its position, or that cannot be decoded (only a
+    // CR1-CR4. A record that is not whole at its position, or that cannot be decoded (only a
     // corrupt segment has one), is reported as a lap: resync, never a wrong record.
     if (!read_record(s_->ring, s_->ring_mask, p, r, cells) || r.meta().cells != cells ||
         p + cells > head)

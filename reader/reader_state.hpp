@@ -43,7 +43,7 @@ struct Reader::State {
   shm::Mapping mapping;
   std::vector<NamespaceInfo> infos;
   ReaderOptions options;
-  detail::ReaderClaim claim;  // released (T3) when the state goes: destruction, follow()
+  detail::ReaderClaim claim;  // released (RC3) when the state goes: destruction, follow()
   std::string not_counting;   // why counts is null
   std::unique_ptr<detail::RefreshChannel> channel;
   std::string no_refresh;  // why refresh is null
@@ -60,7 +60,7 @@ inline ReadStatus asking(const Reader::State& s, NamespaceId ns, std::string_vie
   return st;
 }
 
-// T2: one relaxed load and store on this Reader's own line for the namespace (no locked
+// RC2: one relaxed load and store on this Reader's own line for the namespace (no locked
 // instruction). `ns` outside the segment's namespaces (a bad key) counts in the last row.
 inline ReadStatus counted(const Reader::State& s, std::size_t ns, ReadStatus st) noexcept {
   if (std::uint64_t* c = s.counts) {

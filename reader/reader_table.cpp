@@ -89,7 +89,7 @@ ReaderClaim ReaderClaim::claim(std::string_view segment, std::uint64_t generatio
   for (std::uint32_t i = 0; i < kReaderRecords; ++i) {
     std::uint64_t expected = 0;
     if (load_relaxed(&recs[i].owner) != 0) continue;
-    // T1: acquire pairs with the reaper's release of owner = 0: the counts we see are zero.
+    // RC1: acquire pairs with the reaper's release of owner = 0: the counts we see are zero.
     if (__atomic_compare_exchange_n(&recs[i].owner, &expected, me.pid, false, __ATOMIC_ACQUIRE,
                                     __ATOMIC_RELAXED)) {
       ReaderRecord& r = recs[i];
@@ -132,7 +132,7 @@ void ReaderClaim::release() noexcept {
   // A forked child that inherited this Reader leaves the record to the process that claimed it.
   if (record_ != nullptr &&
       load_relaxed(&record_->owner) == static_cast<std::uint64_t>(::getpid())) {
-    // T3: release orders our last counts before the mark the reaper acquires.
+    // RC3: release orders our last counts before the mark the reaper acquires.
     store_release(&record_->owner, static_cast<std::uint64_t>(::getpid()) | kReleased);
   }
   record_ = nullptr;
@@ -210,7 +210,7 @@ std::optional<ReaderTableInfo> reader_table(const Reader& reader, std::string* w
   const auto* h = static_cast<const ReaderTableHeader*>(p);
   const ReaderRecord* recs = reader_records(p);
   ReaderTableInfo t;
-  for (int attempt = 0; attempt < 100; ++attempt) {  // T4: retry while the writer folds
+  for (int attempt = 0; attempt < 100; ++attempt) {  // RC4: retry while the writer folds
     const std::uint64_t seq = load_acquire(&h->reap_seq);
     if (seq & 1) continue;
     t = read_table(h, recs, reader.namespaces());

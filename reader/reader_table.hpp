@@ -1,5 +1,5 @@
-// A Reader's record in the reader table (shm/reader_table.hpp): claimed at open (T1), counted
-// into by get() (T2), released when the Reader goes (T3). Internal to the reader library.
+// A Reader's record in the reader table (shm/reader_table.hpp): claimed at open (RC1), counted
+// into by get() (RC2), released when the Reader goes (RC3). Internal to the reader library.
 #pragma once
 
 #include <cstdint>
@@ -13,13 +13,13 @@ namespace poscache::detail {
 class ReaderClaim {
  public:
   ReaderClaim() = default;
-  // T1. On failure (no table, no permission, another generation, full) returns an unclaimed
+  // RC1. On failure (no table, no permission, another generation, full) returns an unclaimed
   // ReaderClaim and says why in `why_not`.
   static ReaderClaim claim(std::string_view segment, std::uint64_t generation,
                            std::string& why_not);
   ReaderClaim(ReaderClaim&&) noexcept;
   ReaderClaim& operator=(ReaderClaim&&) noexcept;
-  ~ReaderClaim();  // T3
+  ~ReaderClaim();  // RC3
 
   // The record's counts[row][ReadStatus] (rows of kReaderCounts words), or null if not claimed.
   [[nodiscard]] std::uint64_t* counts() const noexcept {

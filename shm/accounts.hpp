@@ -19,37 +19,37 @@
 //
 //   writer                                          reader (snapshot of account A)
 //   ---------------------------------------------   ---------------------------------------------
-//   first write of a change to A:                   S1  s1 = load_acquire(stripe(A)); odd → retry
-//     A1  store_relaxed(stripe, s+1)   s is even         e1 = load_acquire(accounts_epoch); odd →
-//     A2  atomic_thread_fence(release)                   retry
-//   A3  slot writes (their own seqlock), list       S2  probe the entries from A's home: key
+//   first write of a change to A:                   AS1 s1 = load_acquire(stripe(A)); odd → retry
+//     AW1 store_relaxed(stripe, s+1)   s is even         e1 = load_acquire(accounts_epoch); odd →
+//     AW2 atomic_thread_fence(release)                   retry
+//   AW3 slot writes (their own seqlock), list       AS2 probe the entries from A's home: key
 //       links, entry head/count: relaxed stores         (relaxed) == A's key → head, count; 0 →
 //       (entry inserts: a new key into an empty         absent
-//       entry, head and count stored before it)     S3  walk head → link[slot], at most count
+//       entry, head and count stored before it)     AS3 walk head → link[slot], at most count
 //   end of the change (one op, or end_batch):           slots: copy each payload (relaxed
-//     A4  store_release(stripe, s+2)                    loads), keep those whose account is A
-//   an erase (the last position of an account):    S4  atomic_thread_fence(acquire); s2, e2 =
-//     E1  store_relaxed(epoch, e+1); fence(release)     load_relaxed(stripe), (epoch)
-//     E2  clear, shift back; store_release(e+2)     S5  s1 == s2, e1 == e2 and the walk ended
+//     AW4 store_release(stripe, s+2)                    loads), keep those whose account is A
+//   an erase (the last position of an account):    AS4 atomic_thread_fence(acquire); s2, e2 =
+//     AE1 store_relaxed(epoch, e+1); fence(release)     load_relaxed(stripe), (epoch)
+//     AE2 clear, shift back; store_release(e+2)     AS5 s1 == s2, e1 == e2 and the walk ended
 //                                                       (kNil) after exactly count slots →
 //                                                       consistent; else retry
 //
-// WHY A SNAPSHOT THAT PASSES S5 IS ONE MOMENT OF A
+// WHY A SNAPSHOT THAT PASSES AS5 IS ONE MOMENT OF A
 // The slot seqlock's argument (shm/seqlock.hpp), with the stripe as the sequence word and
 // everything A's changes touch as the guarded words:
-// - S1 pairs with A4 of the change that left s1: that change's writes (slots, links, entry) are
-//   visible to S2-S3.
-// - If S2-S3 read any word stored by a LATER change to A, its A2 release fence and S4's acquire
-//   fence synchronize through that word: its A1 (odd) happens before S4's load, so s2 != s1.
+// - AS1 pairs with AW4 of the change that left s1: that change's writes (slots, links, entry) are
+//   visible to AS2-AS3.
+// - If AS2-AS3 read any word stored by a LATER change to A, its AW2 release fence and AS4's acquire
+//   fence synchronize through that word: its AW1 (odd) happens before AS4's load, so s2 != s1.
 // - So every word read is from the state between two changes to A: a batch that changed
 //   several of A's positions is seen wholly or not at all. A change to another account B that
 //   shares A's stripe only forces a retry.
 // - What A's stripe does not cover is other accounts' entries moving on A's probe path. They
-//   move only between E1 and E2, and the epoch check is the same argument again. An insert
+//   move only between AE1 and AE2, and the epoch check is the same argument again. An insert
 //   fills an empty entry and moves nothing; a probe that passes it or stops before it is right
 //   either way.
 // - The slot words copied may belong to a slot A no longer owns only if A's list changed, which
-//   needs A's stripe. A slot freed and reused for B after S1 fails S5 the same way.
+//   needs A's stripe. A slot freed and reused for B after AS1 fails AS5 the same way.
 //
 // NO FALSE MISS
 // A position present throughout the call is in A's list throughout, and A's entry exists
@@ -57,8 +57,8 @@
 // A snapshot that keeps failing is reported (writer_busy / writer_dead), never shortened.
 //
 // BOUNDED TIME
-// A walk visits at most `count` slots (a longer list is a list mid-change: retry); S1 spins at
-// most kReadSpins times on an odd stripe or epoch; an attempt that fails S5 is retried at most
+// A walk visits at most `count` slots (a longer list is a list mid-change: retry); AS1 spins at
+// most kReadSpins times on an odd stripe or epoch; an attempt that fails AS5 is retried at most
 // kSnapshotRetries times. Then the reader reports, as get() does.
 //
 // THE WRITER DIES
@@ -94,14 +94,14 @@ constexpr std::uint64_t account_key(std::uint64_t account_hash) noexcept {
   return account_hash ? account_hash : 1;
 }
 
-// What S2 found: the list's head and length, or absent.
+// What AS2 found: the list's head and length, or absent.
 struct AccountRef {
   std::uint32_t head = kNil;
   std::uint32_t count = 0;
   bool found = false;
 };
 
-// S2. `mask` = entries - 1. Visits at most every entry.
+// AS2. `mask` = entries - 1. Visits at most every entry.
 inline AccountRef find_account(const AccountEntry* entries, std::uint64_t mask,
                                std::uint64_t hash) noexcept {
   const std::uint64_t k = account_key(hash);
@@ -135,15 +135,15 @@ class AccountIndexWriter {
     __builtin_prefetch(stripe_of(hash), 1);
   }
 
-  // A1-A2: opens the stripe unless it is open already; true if this call opened it.
+  // AW1-AW2: opens the stripe unless it is open already; true if this call opened it.
   static bool open(std::uint64_t* stripe) noexcept {
     const std::uint64_t s = load_relaxed(stripe);
     if (s & 1) return false;
-    store_relaxed(stripe, s + 1);                         // A1
-    std::atomic_thread_fence(std::memory_order_release);  // A2
+    store_relaxed(stripe, s + 1);                         // AW1
+    std::atomic_thread_fence(std::memory_order_release);  // AW2
     return true;
   }
-  // A4.
+  // AW4.
   static void close(std::uint64_t* stripe) noexcept {
     store_release(stripe, load_relaxed(stripe) + 1);
   }
@@ -202,7 +202,7 @@ class AccountIndexWriter {
   }
 
  private:
-  // E1; false if the epoch is odd already (inside open_all(), or left odd by a killed writer
+  // AE1; false if the epoch is odd already (inside open_all(), or left odd by a killed writer
   // until the re-attach's close_all()).
   bool begin_move() noexcept {
     const std::uint64_t e = load_relaxed(epoch_);
@@ -211,12 +211,12 @@ class AccountIndexWriter {
     std::atomic_thread_fence(std::memory_order_release);
     return true;
   }
-  void end_move() noexcept {  // E2
+  void end_move() noexcept {  // AE2
     store_release(epoch_, load_relaxed(epoch_) + 1);
   }
 
   // Backward-shift deletion: later entries of the run move into the hole when their home
-  // allows it, under the epoch (E1-E2) since they belong to other accounts.
+  // allows it, under the epoch (AE1-AE2) since they belong to other accounts.
   void erase_at(std::uint64_t i) noexcept {
     const bool opened = begin_move();
     for (std::uint64_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {

@@ -9,7 +9,7 @@
 //   get()s the key for those.
 // - header.ring_head: records at positions below it are published. The writer writes a change's
 //   records as it applies it, and moves the head once the change is complete and visible (after
-//   the slot writes, the account stripes' A4): once per operation, once per Writer::apply batch.
+//   the slot writes, the account stripes' AW4): once per operation, once per Writer::apply batch.
 // - The writer never waits for readers: it overwrites the oldest cells. A reader behind by more
 //   than the ring finds a cell's seq changed and is told it was lapped, never handed a record
 //   that is not the one at its position.
@@ -18,33 +18,33 @@
 //
 //   writer (append a record of n cells at positions   reader (changes(from))
 //   p .. p+n-1, then publish)                          ----------------------------------------
-//   ----------------------------------------------     R0  head = load_acquire(ring_head);
-//   C1  store_relaxed(cell(p+k).seq, kCellWriting)          from > head: invalid position;
+//   ----------------------------------------------     CR0 head = load_acquire(ring_head);
+//   CW1 store_relaxed(cell(p+k).seq, kCellWriting)          from > head: invalid position;
 //       for each k                                          head - from > ring_cells: lapped
-//   C2  atomic_thread_fence(release)                   for each record at p in [from, head):
-//   C3  store_relaxed each word of the cells           R1  load_acquire(cell(p+k).seq) == p+k+1
-//   C4  store_release(cell(p+k).seq, p+k+1)                 for each cell, else lapped
-//       for each k                                     R2  copy the words: load_relaxed each
-//   when the change is complete:                       R3  atomic_thread_fence(acquire)
-//   C5  store_release(ring_head, p+n)                  R4  load_relaxed(cell(p+k).seq) == p+k+1
+//   CW2 atomic_thread_fence(release)                   for each record at p in [from, head):
+//   CW3 store_relaxed each word of the cells           CR1 load_acquire(cell(p+k).seq) == p+k+1
+//   CW4 store_release(cell(p+k).seq, p+k+1)                 for each cell, else lapped
+//       for each k                                     CR2 copy the words: load_relaxed each
+//   when the change is complete:                       CR3 atomic_thread_fence(acquire)
+//   CW5 store_release(ring_head, p+n)                  CR4 load_relaxed(cell(p+k).seq) == p+k+1
 //                                                           for each cell, else lapped
 //
-// WHY A RECORD THAT PASSES R4 IS THE ONE WRITTEN AT ITS POSITION, WHOLE
+// WHY A RECORD THAT PASSES CR4 IS THE ONE WRITTEN AT ITS POSITION, WHOLE
 // The slot seqlock's argument (shm/seqlock.hpp), with the cell's seq as the sequence word:
-// - R1 pairs with C4 of the append that wrote position p: the words it stored (C3) are visible.
-// - If R2 read any word stored by a LATER append into the same cell (position p + k*ring_cells),
-//   that append's C2 release fence and R3's acquire fence synchronize through that word: its C1
-//   (kCellWriting) happens before R4, which then reads kCellWriting or a later position + 1.
-// - A seq value is a position + 1, used once per cell ever: no ABA, so R4 equal to R1 means no
+// - CR1 pairs with CW4 of the append that wrote position p: the words it stored (CW3) are visible.
+// - If CR2 read any word stored by a LATER append into the same cell (position p + k*ring_cells),
+//   that append's CW2 release fence and CR3's acquire fence synchronize through that word: its CW1
+//   (kCellWriting) happens before CR4, which then reads kCellWriting or a later position + 1.
+// - A seq value is a position + 1, used once per cell ever: no ABA, so CR4 equal to CR1 means no
 //   other append touched the cell in between.
 //
 // WHY A READER MISSES NOTHING, SILENTLY
-// - R0's acquire pairs with C5, which follows the change in program order: a reader that sees a
+// - CR0's acquire pairs with CW5, which follows the change in program order: a reader that sees a
 //   record sees the change it announces (get() returns that version or a later one).
 // - Positions are consecutive. The reader reads every position from `from` to the head, and a
 //   position it cannot read whole is reported (lapped), with the head to resync from: read the
 //   state after learning `next`, then every change after `next` comes from the ring.
-// - Records beyond the head are being written (C1-C4) or belong to a change not yet complete;
+// - Records beyond the head are being written (CW1-CW4) or belong to a change not yet complete;
 //   readers never read them.
 //
 // BOUNDED TIME
@@ -52,7 +52,7 @@
 // at most `max` records.
 //
 // THE WRITER DIES (kill -9)
-// A change's record may have been written and never published (C5), or the change applied and
+// A change's record may have been written and never published (CW5), or the change applied and
 // its record never written. A re-attaching writer cannot tell which of its predecessor's last
 // changes are missing, so its first record is a restart marker: a reader that reaches it is
 // told writer_restarted, and resyncs as after a lap. Cells a killed writer left kCellWriting
@@ -131,7 +131,7 @@ class ChangeRingWriter {
   [[nodiscard]] bool enabled() const noexcept { return cells_ != nullptr; }
   [[nodiscard]] std::uint64_t pending() const noexcept { return pending_; }
 
-  // C1-C4: a record of text a + b (a key's account and instrument, or a pattern) at the next
+  // CW1-CW4: a record of text a + b (a key's account and instrument, or a pattern) at the next
   // position; readers see it after publish(). The caller has validated the lengths.
   void append(std::uint8_t kind, std::uint16_t ns, std::uint64_t version, std::int64_t at_ns,
               std::string_view a, std::string_view b) noexcept {
@@ -148,14 +148,14 @@ class ChangeRingWriter {
                          static_cast<std::uint16_t>(len));
     put_text(r, a, b, len);
     const std::uint64_t p = pending_;
-    for (std::size_t k = 0; k < n; ++k) store_relaxed(&cell(p + k).seq, kCellWriting);  // C1
-    std::atomic_thread_fence(std::memory_order_release);                                // C2
+    for (std::size_t k = 0; k < n; ++k) store_relaxed(&cell(p + k).seq, kCellWriting);  // CW1
+    std::atomic_thread_fence(std::memory_order_release);                                // CW2
     for (std::size_t k = 0; k < n; ++k) {
       ChangeCell& c = cell(p + k);
       for (std::size_t j = 1; j < kCellWords; ++j)
-        store_relaxed(&c.word[j - 1], r.w[k * kCellWords + j]);  // C3
+        store_relaxed(&c.word[j - 1], r.w[k * kCellWords + j]);  // CW3
     }
-    for (std::size_t k = 0; k < n; ++k) store_release(&cell(p + k).seq, p + k + 1);  // C4
+    for (std::size_t k = 0; k < n; ++k) store_release(&cell(p + k).seq, p + k + 1);  // CW4
     pending_ = p + n;
     // The cells after next, for writing: the stores above found theirs in cache this way.
     const ChangeCell& ahead = cell(pending_ + 2);
@@ -163,7 +163,7 @@ class ChangeRingWriter {
     __builtin_prefetch(reinterpret_cast<const char*>(&ahead) + kCacheLine, 1);
   }
 
-  // C5: every record appended so far is published.
+  // CW5: every record appended so far is published.
   void publish() noexcept {
     if (cells_ != nullptr && pending_ != load_relaxed(head_)) store_release(head_, pending_);
   }
@@ -192,26 +192,26 @@ class ChangeRingWriter {
   std::uint64_t pending_ = 0;  // the next position to write (>= the published head)
 };
 
-// Reader side: R1-R4 for the record at `pos` (below a head loaded with R0). False if any of its
+// Reader side: CR1-CR4 for the record at `pos` (below a head loaded with CR0). False if any of its
 // cells no longer holds it (the ring lapped the reader there). `cells` is the record's cell
 // count, valid when true.
 inline bool read_record(const ChangeCell* ring, std::uint64_t mask, std::uint64_t pos,
                         RecordWords& out, std::size_t& cells) noexcept {
   const ChangeCell& first = ring[pos & mask];
-  if (load_acquire(&first.seq) != pos + 1) return false;                                     // R1
-  for (std::size_t j = 1; j < kCellWords; ++j) out.w[j] = load_relaxed(&first.word[j - 1]);  // R2
-  // A torn copy may hold any count: bounded here, and proven by R4 before it is trusted.
+  if (load_acquire(&first.seq) != pos + 1) return false;                                     // CR1
+  for (std::size_t j = 1; j < kCellWords; ++j) out.w[j] = load_relaxed(&first.word[j - 1]);  // CR2
+  // A torn copy may hold any count: bounded here, and proven by CR4 before it is trusted.
   std::size_t n = change_meta_of(out.w[3]).cells;
   if (n < 1 || n > kMaxRecordCells) n = 1;
   for (std::size_t k = 1; k < n; ++k) {
     const ChangeCell& c = ring[(pos + k) & mask];
-    if (load_acquire(&c.seq) != pos + k + 1) return false;  // R1
+    if (load_acquire(&c.seq) != pos + k + 1) return false;  // CR1
     for (std::size_t j = 1; j < kCellWords; ++j)
-      out.w[k * kCellWords + j] = load_relaxed(&c.word[j - 1]);  // R2
+      out.w[k * kCellWords + j] = load_relaxed(&c.word[j - 1]);  // CR2
   }
-  std::atomic_thread_fence(std::memory_order_acquire);  // R3
+  std::atomic_thread_fence(std::memory_order_acquire);  // CR3
   for (std::size_t k = 0; k < n; ++k) {
-    if (load_relaxed(&ring[(pos + k) & mask].seq) != pos + k + 1) return false;  // R4
+    if (load_relaxed(&ring[(pos + k) & mask].seq) != pos + k + 1) return false;  // CR4
   }
   cells = n;
   return true;

@@ -5,40 +5,40 @@
 //
 //   writer                                          reader (lookup)
 //   ---------------------------------------------   ---------------------------------------------
-//   insert K into slot s:                           L1  e = index_epoch.load(acquire)
-//     slot s written and published (seqlock)        L2  probe index[e & 1] from home(hash):
-//     I1 bucket.store(tag|s+1, release)                   b = bucket.load(acquire)
-//        (first tombstone on K's probe path,              empty → L4 (miss)
-//         else the first empty bucket)                    tag match → read slot (seqlock), compare
+//   insert K into slot s:                           XL1 e = index_epoch.load(acquire)
+//     slot s written and published (seqlock)        XL2 probe index[e & 1] from home(hash):
+//     XI1 bucket.store(tag|s+1, release)                  b = bucket.load(acquire)
+//         (first tombstone on K's probe path,             empty → XL3 (miss)
+//          else the first empty bucket)                   tag match → read slot (seqlock), compare
 //   remove K (bucket j, slot s):                                     the whole key → hit if equal
-//     D1 bucket j.store(tombstone, release)                anything else → next bucket
-//     D2 free slot s (seqlock write, ns = free)      L4  miss: e2 = index_epoch.load(acquire);
-//     D3 if bucket j+1 is empty: turn j and the           e2 == e → not_found, else retry at L1
-//        tombstones just before it into empty
+//     XD1 bucket j.store(tombstone, release)              anything else → next bucket
+//     XD2 free slot s (seqlock write, ns = free)    XL3 miss: e2 = index_epoch.load(acquire);
+//     XD3 if bucket j+1 is empty: turn j and the        e2 == e → not_found, else retry at XL1
+//         tombstones just before it into empty
 //   rebuild (too many tombstones, or re-attach):
-//     B1 clear the inactive index, insert every live slot (relaxed stores: no reader uses it)
-//     B2 index_epoch.store(e+1, release)
+//     XB1 clear the inactive index, insert every live slot (relaxed stores: no reader uses it)
+//     XB2 index_epoch.store(e+1, release)
 //
 // WHY A HIT IS RIGHT
 // A bucket only says where to look. The reader reads that slot under its seqlock and compares
 // the whole key, so whatever the index looked like, a hit returns a consistent copy of the key
-// asked for, as it was at the instant of the copy. I1 is a release store after the slot's
-// publish, and L2 loads buckets with acquire, so a bucket seen implies its slot is seen.
+// asked for, as it was at the instant of the copy. XI1 is a release store after the slot's
+// publish, and XL2 loads buckets with acquire, so a bucket seen implies its slot is seen.
 //
 // WHY THERE IS NO FALSE MISS (a key present throughout the read is found)
 // - Within one index, a present key's bucket never moves: inserts fill empty or tombstone
 //   buckets, removes put tombstones, which probes pass over. A bucket before it on its probe path
 //   is occupied or a tombstone while the key is present (it was when the key was inserted, and
-//   only D3 empties a bucket), so the probe cannot stop early.
-// - D3 empties a tombstone only when the bucket after it is empty, i.e. at the end of a probe
+//   only XD3 empties a bucket), so the probe cannot stop early.
+// - XD3 empties a tombstone only when the bucket after it is empty, i.e. at the end of a probe
 //   run: no present key lies beyond it, so a probe that stops there would have stopped one bucket
 //   later anyway.
-// - Across a rebuild, B1 never touches the active index and B2 publishes the new one with
-//   release: a reader whose L1 acquire saw e+1 sees the complete new index. A reader still
-//   probing the old index may see it being cleared for the NEXT rebuild (a later B1) — but that
-//   rebuild is preceded by this one's B2, so its L4 sees a new epoch and retries. A miss is
+// - Across a rebuild, XB1 never touches the active index and XB2 publishes the new one with
+//   release: a reader whose XL1 acquire saw e+1 sees the complete new index. A reader still
+//   probing the old index may see it being cleared for the NEXT rebuild (a later XB1) — but that
+//   rebuild is preceded by this one's XB2, so its XL3 sees a new epoch and retries. A miss is
 //   reported only when the epoch did not move during the probe.
-// - The epoch word sits on the header's control line, written only at rebuilds, so L1 is an L1
+// - The epoch word sits on the header's control line, written only at rebuilds, so XL1 is an L1
 //   cache hit for readers: it costs ~1 ns, not a cache miss.
 //
 // BOUNDED TIME
@@ -47,8 +47,8 @@
 //
 // THE WRITER DIES
 // The index holds nothing that is not derivable from the slots. Re-attach builds a fresh index
-// from the slots into the inactive copy and publishes it (B1, B2), so an insert or remove cut
-// short at any step (I1, D1-D3, mid-rebuild) leaves no trace readers can trip on: a dangling
+// from the slots into the inactive copy and publishes it (XB1, XB2), so an insert or remove cut
+// short at any step (XI1, XD1-XD3, mid-rebuild) leaves no trace readers can trip on: a dangling
 // bucket points at a slot whose key does not match, a missing one is rebuilt.
 #pragma once
 
@@ -61,7 +61,7 @@ namespace poscache::shm {
 
 inline constexpr unsigned kIndexRetries = 64;
 
-// Reader-side probe (L2). `visit(slot)` is called for each bucket whose tag matches, in probe
+// Reader-side probe (XL2). `visit(slot)` is called for each bucket whose tag matches, in probe
 // order; it returns true to stop (hit). Returns true if a visit stopped the probe.
 template <class Visit>
 inline bool probe(const Bucket* index, std::uint64_t mask, std::uint64_t capacity,
@@ -69,7 +69,7 @@ inline bool probe(const Bucket* index, std::uint64_t mask, std::uint64_t capacit
   const std::uint32_t tag = bucket_tag(hash);
   std::uint64_t i = hash & mask;
   for (std::uint64_t step = 0; step <= mask; ++step, i = (i + 1) & mask) {
-    const std::uint64_t b = load_acquire(&index[i]);  // pairs with I1
+    const std::uint64_t b = load_acquire(&index[i]);  // pairs with XI1
     if (b == kEmptyBucket) return false;
     const std::uint32_t ref = bucket_ref(b);
     if (ref != kTombstoneRef && bucket_tag(b) == tag && ref - 1u < capacity) {
@@ -96,13 +96,13 @@ class IndexWriter {
     return mask_ + 1;
   }
 
-  // I1. The caller knows the key is absent. Returns true if it reused a tombstone.
+  // XI1. The caller knows the key is absent. Returns true if it reused a tombstone.
   bool insert(std::uint64_t hash, std::uint32_t slot) noexcept {
     std::uint64_t i = hash & mask_;
     for (;;) {
       const std::uint64_t b = load_relaxed(&index_[i]);
       if (b == kEmptyBucket || bucket_ref(b) == kTombstoneRef) {
-        // release: the slot's publish (seqlock W4) happens before a reader sees this bucket
+        // release: the slot's publish (seqlock SW4) happens before a reader sees this bucket
         store_release(&index_[i], make_bucket(bucket_tag(hash), slot));
         return b != kEmptyBucket;
       }
@@ -110,11 +110,11 @@ class IndexWriter {
     }
   }
 
-  // D1 and D3. Returns the change in the tombstone count (+1, or minus those D3 cleared).
+  // XD1 and XD3. Returns the change in the tombstone count (+1, or minus those XD3 cleared).
   std::int64_t remove_at(std::uint64_t pos) noexcept {
     const std::uint64_t tomb = kTombstoneRef;
-    store_release(&index_[pos], tomb);  // D1
-    // D3: at the end of a probe run, tombstones are dead weight and may become empty.
+    store_release(&index_[pos], tomb);  // XD1
+    // XD3: at the end of a probe run, tombstones are dead weight and may become empty.
     if (load_relaxed(&index_[(pos + 1) & mask_]) != kEmptyBucket) return 1;
     std::int64_t delta = 1;
     std::uint64_t i = pos;
@@ -127,7 +127,7 @@ class IndexWriter {
     return delta;
   }
 
-  // B1, first half: empty every bucket (this index is not active: no reader relies on it).
+  // XB1, first half: empty every bucket (this index is not active: no reader relies on it).
   void clear() noexcept {
     for (std::uint64_t i = 0; i <= mask_; ++i) store_relaxed(&index_[i], kEmptyBucket);
   }

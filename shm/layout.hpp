@@ -52,12 +52,12 @@
 //                    of the header  re-attaching writer)         wrote: identity, namespaces
 //   header.state     writer: ready, every get() and attach        ready: the table and index
 //                    closed, retired                              the writer built before it
-//   slot.seq         writer W4      readers R1 (shm/seqlock.hpp) the payload words of that
-//                    (W2: release   R3 acquire fence, R4         write; a later write's words
-//                    fence)                                       make R4 see its odd seq
-//   bucket           writer I1, D1  readers L2 (shm/index.hpp)   I1: the slot it names is
-//                                                                 published; D1 likewise
-//   header.index_epoch  writer B2   readers L1, L4               the whole rebuilt index
+//   slot.seq         writer SW4     readers SR1                  the payload words of that
+//                    (SW2: release  (shm/seqlock.hpp), SR3       write; a later write's words
+//                    fence)         acquire fence, SR4            make SR4 see its odd seq
+//   bucket           writer XI1,    readers XL2 (shm/index.hpp)  XI1: the slot it names is
+//                    XD1                                          published; XD1 likewise
+//   header.index_epoch  writer XB2  readers XL1, XL3             the whole rebuilt index
 //   header.change_seq   writer,     Reader::change_sequence,     the change it announces is
 //                    after a change wait_for_change               visible to get()
 //   header.change_futex  writer     wait_for_change (before      no lost wake-up (the futex
@@ -66,21 +66,21 @@
 //                    thread (a       (seqlock, as a slot)         write (seqlock_begin/publish)
 //                    seqlock)
 //   undo.slot_plus_one  writer,     re-attaching writer          the undo record is complete
-//                    armed before W1                              (program order; see seqlock)
+//                    armed before SW1                             (program order; see seqlock)
 //   journal.head     apply thread   sync thread, re-attach       the entries below it
 //   journal.tail     sync thread    apply thread (append)        entries below it may be
 //                                                                 overwritten
 //   book.synced_version  sync       apply thread before an       Redis holds that version: an
 //                    thread          eviction or expiry           eviction needs no spill
-//   account stripe   writer A4      snapshot S1 (A1-A4 in        the account's positions,
-//                    (A2: release   shm/accounts.hpp), S4        links and index entry as
+//   account stripe   writer AW4     snapshot AS1 (AW1-AW4 in     the account's positions,
+//                    (AW2: release  shm/accounts.hpp), AS4       links and index entry as
 //                    fence)          acquire fence                that change left them
-//   header.accounts_epoch  writer   snapshot S1, S4              no index entry moved during
-//                    E2                                           the lookup
-//   ring cell seq    writer C4      changes() R1 (C1-C5 in       the record's words; a later
-//                    (C2: release   shm/change_ring.hpp), R3     overwrite's words make R4
-//                    fence)          acquire fence, R4            see another seq
-//   header.ring_head writer C5,     changes() R0                 the records below it, and
+//   header.accounts_epoch  writer   snapshot AS1, AS4            no index entry moved during
+//                    AE2                                          the lookup
+//   ring cell seq    writer CW4     changes() CR1 (CW1-CW5 in    the record's words; a later
+//                    (CW2: release  shm/change_ring.hpp), CR3    overwrite's words make CR4
+//                    fence)          acquire fence, CR4           see another seq
+//   header.ring_head writer CW5,    changes() CR0                the records below it, and
 //                    after the                                    the changes they announce
 //                    change                                       (visible to get())
 // Everything else shared (counters, heartbeat, liveness, Redis gauges) is relaxed: statistics
@@ -211,7 +211,7 @@ struct alignas(kCacheLine) SegmentHeader {
   // --- line 1: control. Read by every get(); written only on state change or index rebuild.
   std::uint32_t state;  // SegmentState (release / acquire)
   std::uint32_t reserved1;
-  std::uint64_t index_epoch;  // active index = epoch & 1 (shm/index.hpp; B2 release / L1 acquire)
+  std::uint64_t index_epoch;  // active index = epoch & 1 (shm/index.hpp; XB2 release / XL1 acquire)
   std::uint64_t slots_offset;
   std::uint64_t index_offset[2];
   std::uint64_t writer_offset;
@@ -234,7 +234,7 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint32_t change_futex;  // futex word; the writer bumps it (release) and FUTEX_WAKEs
   std::uint32_t reserved4;
   std::uint64_t accounts_epoch;  // odd while account index entries move (shm/accounts.hpp)
-  std::uint64_t ring_head;       // change ring: records below it are published (C5)
+  std::uint64_t ring_head;       // change ring: records below it are published (CW5)
   // A follower (writer/follow/follower.hpp) keeping this segment from another writer's Redis:
   // stored relaxed by its apply thread once per batch of the change stream (statistics).
   std::uint32_t follow_state;  // FollowState (0: not a follower)

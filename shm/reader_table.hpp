@@ -22,17 +22,17 @@
 //
 // PROTOCOL (every word through shm/atomic.hpp; the record's words and the header's retired
 // counts are the only ones more than one process touches):
-//   T1  claim      a Reader, at open: CAS owner 0 -> its pid (acquire: it sees the zeroed counts
-//                  of T4's release), then writes start_ticks, attached_at and name (relaxed;
+//   RC1 claim      a Reader, at open: CAS owner 0 -> its pid (acquire: it sees the zeroed counts
+//                  of RC4's release), then writes start_ticks, attached_at and name (relaxed;
 //                  statistics). A full table: the Reader reads uncounted.
-//   T2  count      the owner, in get(): counts[row][status] += 1 (row: the namespace id asked
+//   RC2 count      the owner, in get(): counts[row][status] += 1 (row: the namespace id asked
 //                  for, kNoNamespaceRow for a name the segment does not have), a relaxed load and
 //                  store on its own line: no locked instruction, no line shared with another
 //                  process's hot path. Threads sharing one Reader may lose increments (one
 //                  Reader per thread counts exactly).
-//   T3  release    the Reader's destructor (or follow() to a new generation): owner = pid |
+//   RC3 release    the Reader's destructor (or follow() to a new generation): owner = pid |
 //                  kReleased (release: its counts are final). Never zeroed by the reader.
-//   T4  reap       the writer only, about once a second (Writer::tick) and at open: a record
+//   RC4 reap       the writer only, about once a second (Writer::tick) and at open: a record
 //                  released, or whose pid is gone or reused (start ticks differ), has its counts
 //                  added to the header's retired counts, then zeroed, then owner = 0 (release).
 //                  Sums (retired + live records) therefore only grow: Prometheus counters.
@@ -68,19 +68,19 @@ struct alignas(64) ReaderTableHeader {
   std::uint32_t version;
   std::uint32_t capacity;    // kReaderRecords
   std::uint64_t generation;  // the segment generation the table belongs to
-  std::uint64_t reap_seq;    // odd while the writer folds records into `retired` (T4)
+  std::uint64_t reap_seq;    // odd while the writer folds records into `retired` (RC4)
   std::uint64_t reserved[4];
   std::uint64_t retired[kReaderCountRows][kReaderCounts];  // reaped records' (writer, relaxed)
 };
 static_assert(sizeof(ReaderTableHeader) == 64 * (1 + kReaderCountRows));
 
 struct alignas(64) ReaderRecord {
-  std::uint64_t owner;        // 0 free | pid | pid + kReleased (T1, T3, T4)
+  std::uint64_t owner;        // 0 free | pid | pid + kReleased (RC1, RC3, RC4)
   std::uint64_t start_ticks;  // /proc/<pid>/stat starttime: a reused pid is not the reader
   std::int64_t attached_at_ns;
   std::uint64_t name[2];  // the process's command name (16 bytes, NUL-padded)
   std::uint64_t reserved[3];
-  std::uint64_t counts[kReaderCountRows][kReaderCounts];  // by namespace and ReadStatus (T2)
+  std::uint64_t counts[kReaderCountRows][kReaderCounts];  // by namespace and ReadStatus (RC2)
 };
 static_assert(sizeof(ReaderRecord) == 64 * (1 + kReaderCountRows));
 static_assert(sizeof(ReaderRecord::counts[0]) == 64, "a namespace's counts: one line");

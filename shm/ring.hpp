@@ -16,7 +16,7 @@
 //   +------------------------------------------------------------+ 4096
 //   | RingMessage[capacity]                        512 B each     |  producer writes, writer
 //   +------------------------------------------------------------+    copies out
-//   | outcomes[capacity]                           8 B each       |  writer writes (C3),
+//   | outcomes[capacity]                           8 B each       |  writer writes (PC3),
 //   +------------------------------------------------------------+    producer reads
 //
 //   RingMessage (512 B = 8 lines)
@@ -32,38 +32,38 @@
 //
 //   producer push                                  writer poll
 //   ------------------------------------------     -------------------------------------------
-//   P1  t = own tail; h = load_acquire(head)       C1  t = load_acquire(tail): pairs with P3, so
+//   PP1 t = own tail; h = load_acquire(head)       PC1 t = load_acquire(tail): pairs with PP3, so
 //       (cached; reloaded only when the ring           every message below t is fully written.
 //       looks full). t - h == capacity -> full:        Checked: head <= t <= head + capacity,
 //       ++full_count (relaxed), return `full`.         else the ring is corrupt: the writer
-//   P2  write message t+1 into slot t % capacity        detaches it (counted, logged) unread.
-//       (plain stores: the slot is the             C2  copy messages head+1..t out of the ring
+//   PP2 write message t+1 into slot t % capacity        detaches it (counted, logged) unread.
+//       (plain stores: the slot is the             PC2 copy messages head+1..t out of the ring
 //       producer's until head passes it)               into private memory, THEN validate the
-//   P3  store_release(tail, t+1)                       copies: what the producer scribbles
-//   (wait variants: futex on ack_futex)                after C1 cannot change what is applied.
-//                                                  C3  apply the copies (upsert batch, commands),
+//   PP3 store_release(tail, t+1)                       copies: what the producer scribbles
+//   (wait variants: futex on ack_futex)                after PC1 cannot change what is applied.
+//                                                  PC3 apply the copies (upsert batch, commands),
 //                                                      and store each one's outcome (applied,
 //                                                      duplicate, stale, not found, rejected with
 //                                                      its reason) into its slot
-//                                                  C4  store_release(head, t): pairs with P1's
+//                                                  PC4 store_release(head, t): pairs with PP1's
 //                                                      acquire. The slots are free again, and
 //                                                      head is the producer's "applied": every
 //                                                      message <= head is visible to readers.
-//                                                  C5  synced = the last sequence Redis holds
+//                                                  PC5 synced = the last sequence Redis holds
 //                                                      (store_release); bump ack_futex and
 //                                                      FUTEX_WAKE if `waiters` is set.
 //
-// OUTCOMES (P4). At C3 the writer stores, for message n, outcomes[(n - 1) % capacity] =
+// OUTCOMES (PP4). At PC3 the writer stores, for message n, outcomes[(n - 1) % capacity] =
 // n << 8 | RingOutcome (relaxed; a refused message also gets its reason written over its spent
 // values, bytes 160..511 of its slot, first). After load_acquire(head) >= n, which pairs with
-// C4, the producer reads the word: a sequence other than n means it was never stored (or is
+// PC4, the producer reads the word: a sequence other than n means it was never stored (or is
 // from another lap). The outcomes live apart from the messages so that the writer never writes a
-// line the producer's P2 writes next: the push path stays as it was (the writer only reads
+// line the producer's PP2 writes next: the push path stays as it was (the writer only reads
 // message slots, except a refused one's). A refusal's reason stays readable until the producer
 // reuses the slot for message n + capacity, which is why the producer answers "unknown" for a
 // message that old. A producer that scribbles on either only garbles its own answers.
 //
-// A DROPPED RING. A ring whose indices are out of range (C1) is damaged: the writer stops
+// A DROPPED RING. A ring whose indices are out of range (PC1) is damaged: the writer stops
 // reading it. It stores the reason into the error text, its own head (what it really applied)
 // into `head`, then store_release(dropped, 1), and releases the ring. The producer checks
 // `dropped` (load_acquire, on its own line 1: no extra cache miss) at every push and wait: a
@@ -71,29 +71,29 @@
 // "applied". A dropped ring is refused if it is handed over again.
 //
 // BATCHES. A group header (kind `group`, n in values[0]) and its n commands are written into n + 1
-// consecutive slots and published with ONE P3 store, so the writer finds them all or none. The
+// consecutive slots and published with ONE PP3 store, so the writer finds them all or none. The
 // writer never splits them across drains: a header whose commands lie beyond this drain's copy
 // ends the drain before it (or, first in the drain, widens the copy); a header claiming more
 // than were published, or more than kMaxGroupCommands, is refused alone. The whole group is
-// applied by one Writer::apply (all or nothing, seen whole by snapshot readers) before C4, so a
+// applied by one Writer::apply (all or nothing, seen whole by snapshot readers) before PC4, so a
 // wait for the header's sequence covers every command of it. Outcomes: the header's is the
 // batch's (rejected, with the reason, if any command was refused: then every command's outcome
 // is rejected too); each command's its own (applied, duplicate, stale, not found).
 //
-// WHY HEAD ADVANCES ONLY AFTER APPLY (C4 after C3): a writer killed -9 between C2 and C4 leaves
+// WHY HEAD ADVANCES ONLY AFTER APPLY (PC4 after PC3): a writer killed -9 between PC2 and PC4 leaves
 // head where it was, so the next writer (the producer re-attaches the same ring) applies those
 // messages again rather than losing them. Nothing reported as applied (<= head) is ever lost;
 // the messages in flight at the kill are applied at least once: exactly once for upserts with a
 // source_seq and fills with a trade_id (both de-duplicated), possibly twice otherwise.
 //
 // A HOSTILE OR BUGGY PRODUCER can write any byte of its ring at any time. The writer reads only
-// `tail` (range-checked, C1) and copies of messages (validated after the copy, C2): a bad index
+// `tail` (range-checked, PC1) and copies of messages (validated after the copy, PC2): a bad index
 // detaches that ring, a bad message is refused and counted (rejected, last error). It cannot
 // reach another ring, the segment (it is never mapped writable by producers) or the writer's
 // memory. This is why the ring is not boost::lockfree::spsc_queue: its consumer reads its own
 // read index back from the shared object and indexes the buffer with it unchecked, so a producer
 // that overwrites that index sends the writer outside the mapping; here the consumer's position
-// is the writer's private copy and only published (C4).
+// is the writer's private copy and only published (PC4).
 #pragma once
 
 #include <cstddef>
@@ -124,9 +124,9 @@ enum class RingKind : std::uint8_t {
   group = 10,  // a batch: values[0] = n, the next n messages are its commands (see BATCHES)
 };
 
-// What the writer did with a message (its outcome word, OUTCOMES), stored at C3.
+// What the writer did with a message (its outcome word, OUTCOMES), stored at PC3.
 enum class RingOutcome : std::uint32_t {
-  pending = 0,  // not applied yet (the producer's P2 resets it)
+  pending = 0,  // not applied yet (the producer's PP2 resets it)
   applied = 1,
   duplicate = 2,  // a fill whose trade id was seen
   stale = 3,      // an upsert whose source_seq is older than the position's
@@ -177,14 +177,14 @@ struct alignas(kCacheLine) RingHeader {
   std::int64_t producer_pid;
   char name[32];  // the producer's name, NUL-padded
   // --- line 1: the producer's.
-  std::uint64_t tail;        // messages published (P3 release / C1 acquire)
+  std::uint64_t tail;        // messages published (PP3 release / PC1 acquire)
   std::uint64_t full_count;  // pushes refused because the ring was full (relaxed)
   std::uint32_t dropped;     // the one word of this line the writer writes: 1 once it dropped
   std::uint32_t reserved0;   //   the ring as damaged (store_release, after head and the error)
   std::uint64_t reserved1[5];
   // --- line 2: the writer's.
-  std::uint64_t head;       // messages applied (C4 release / P1 acquire)
-  std::uint64_t synced;     // messages Redis holds (C5 release)
+  std::uint64_t head;       // messages applied (PC4 release / PP1 acquire)
+  std::uint64_t synced;     // messages Redis holds (PC5 release)
   std::uint64_t rejected;   // messages refused (relaxed)
   std::uint32_t ack_futex;  // bumped when head or synced moves and `waiters` is set
   std::uint32_t waiters;    // the producer sets it while it waits (relaxed hint)

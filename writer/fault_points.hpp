@@ -9,7 +9,7 @@ namespace poscache::detail {
 
 enum class FaultPoint {
   undo_saved,     // the undo record is filled but not armed
-  undo_armed,     // armed for the slot, the slot still even (before W1)
+  undo_armed,     // armed for the slot, the slot still even (before SW1)
   after_w1,       // the slot is odd, no payload word stored yet
   mid_w3,         // the slot is odd, half of the changed words stored
   after_w4,       // published (even again), the undo record still armed

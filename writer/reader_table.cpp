@@ -82,7 +82,7 @@ ReaderTable ReaderTable::open(const std::string& segment, std::uint64_t generati
   h->version = kReaderTableVersion;
   h->capacity = kReaderRecords;
   h->generation = generation;
-  store_release(&h->magic, kReaderTableMagic);  // last: T1's claimants check it first
+  store_release(&h->magic, kReaderTableMagic);  // last: RC1's claimants check it first
   ReaderTable t;
   t.base_ = p;
   return t;
@@ -95,7 +95,7 @@ std::size_t ReaderTable::reap() {
   std::size_t reaped = 0;
   for (std::uint32_t i = 0; i < kReaderRecords; ++i) {
     ReaderRecord& r = recs[i];
-    const std::uint64_t owner = load_acquire(&r.owner);  // T3's release: final counts
+    const std::uint64_t owner = load_acquire(&r.owner);  // RC3's release: final counts
     if (owner == 0) continue;
     const auto pid = static_cast<pid_t>(owner & ~kReleased);
     bool gone = (owner & kReleased) != 0;
@@ -122,7 +122,7 @@ std::size_t ReaderTable::reap() {
     store_relaxed(&r.attached_at_ns, 0);
     store_relaxed(&r.name[0], 0);
     store_relaxed(&r.name[1], 0);
-    // T4: the zeroed record is published with the release; a claimant's CAS acquires it. A
+    // RC4: the zeroed record is published with the release; a claimant's CAS acquires it. A
     // dead owner cannot write any more; a released one has promised not to.
     store_release(&r.owner, 0);
     ++reaped;

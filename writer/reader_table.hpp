@@ -1,6 +1,6 @@
 // The writer's side of the reader table (shm/reader_table.hpp): it creates the table beside the
 // segment, with write permission for whoever may read the segment, and reaps the records of
-// readers that left or died (T4), folding their counts into the header so the sums only grow.
+// readers that left or died (RC4), folding their counts into the header so the sums only grow.
 #pragma once
 
 #include <sys/types.h>
@@ -27,7 +27,7 @@ class ReaderTable {
   static ReaderTable open(const std::string& segment, std::uint64_t generation, mode_t segment_mode,
                           const LogSink& log);
 
-  // T4: frees the records of readers that released them or are gone; returns how many.
+  // RC4: frees the records of readers that released them or are gone; returns how many.
   std::size_t reap();
 
   [[nodiscard]] bool on() const noexcept { return base_ != nullptr; }

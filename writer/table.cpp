@@ -70,7 +70,7 @@ void Table::write_words(std::uint32_t s, const std::uint8_t* idx, const std::uin
                         std::size_t n) noexcept {
   Slot& slot = slots_[s];
   UndoRecord& undo = wa_->undo;
-  // A1-A2: a change to a position is a change to its account (a free slot has none; an insert
+  // AW1-AW2: a change to a position is a change to its account (a free slot has none; an insert
   // opens its account in account_link).
   if (reinterpret_cast<const SlotPayload*>(slot.payload)->ns != kFreeNamespace)
     open_account(slot.payload[kWordAccountHash]);
@@ -98,13 +98,13 @@ void Table::write_words(std::uint32_t s, const std::uint8_t* idx, const std::uin
   store_release(&undo.slot_plus_one, s + 1u);
   std::atomic_signal_fence(std::memory_order_seq_cst);
   POSCACHE_FAULT_POINT(undo_armed);
-  const std::uint64_t seq = begin_write(slot);  // W1, W2
+  const std::uint64_t seq = begin_write(slot);  // SW1, SW2
   POSCACHE_FAULT_POINT(after_w1);
   for (std::size_t j = 0; j < k; ++j) {
     if (j == k / 2) POSCACHE_FAULT_POINT(mid_w3);
-    store_word(slot, undo.word[j], changed_val[j]);  // W3
+    store_word(slot, undo.word[j], changed_val[j]);  // SW3
   }
-  publish(slot, seq);  // W4
+  publish(slot, seq);  // SW4
   POSCACHE_FAULT_POINT(after_w4);
   std::atomic_signal_fence(std::memory_order_seq_cst);
   store_relaxed(&undo.slot_plus_one, 0);
@@ -123,7 +123,7 @@ void Table::write_slot(std::uint32_t s, const SlotPayload& next) noexcept {
 
 // ---- account lists (writer area) -------------------------------------------------------------
 // The links readers follow (links_, the next slot) are atomic stores; account_prev is the
-// writer's own. Both run with the account's stripe open (A3).
+// writer's own. Both run with the account's stripe open (AW3).
 void Table::account_link(std::uint32_t s, std::uint64_t ah) {
   open_account(ah);
   SlotBook& b = book_[s];
@@ -143,7 +143,7 @@ void Table::account_unlink(std::uint32_t s, std::uint64_t ah) {
     store_relaxed(&links_[b.account_prev], next);
     accounts_.set(ah, cur.head, cur.count - 1);
   } else {
-    accounts_.set(ah, next, cur.count - 1);  // count 0: the entry goes (E1-E2)
+    accounts_.set(ah, next, cur.count - 1);  // count 0: the entry goes (AE1-AE2)
   }
   if (next != kNil) book_[next].account_prev = b.account_prev;
   b.account_prev = kNil;
@@ -194,8 +194,8 @@ void Table::maybe_rebuild() {
 // ---- change notification -----------------------------------------------------------------------
 void Table::changed() noexcept {
   if (in_batch_) return;  // a batch publishes once at its end
-  close_accounts();       // A4: the change is complete
-  ring_.publish();        // C5: its records, now that readers can see what they announce
+  close_accounts();       // AW4: the change is complete
+  ring_.publish();        // CW5: its records, now that readers can see what they announce
   // release: a reader that sees the new sequence (acquire) sees the change it announces
   store_release(&h_->change_seq, load_relaxed(&h_->change_seq) + 1);
   wake_pending_ = true;
@@ -392,7 +392,7 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
   p.updated_at_ns = t;
   p.account_hash = account_hash(account);
   write_slot(s, p);
-  // I1 after the slot's publish: a reader that finds the bucket finds the key.
+  // XI1 after the slot's publish: a reader that finds the bucket finds the key.
   if (IndexWriter(index_[load_relaxed(&h_->index_epoch) & 1], buckets_).insert(hash, s))
     add_tombstones(-1);
   recency_.touch(s, u.ns);

@@ -1,8 +1,8 @@
 // The table: the writer's apply engine over a mapped segment.
 //
 // It owns every write to the slots and the index, in the orders their protocols require
-// (shm/seqlock.hpp for slots: undo record, W1-W4; shm/index.hpp for the index: I1, D1-D3,
-// B1-B2; shm/accounts.hpp for the account index: A1-A4, E1-E2), and the writer-only
+// (shm/seqlock.hpp for slots: undo record, SW1-SW4; shm/index.hpp for the index: XI1, XD1-XD3,
+// XB1-XB2; shm/accounts.hpp for the account index: AW1-AW4, AE1-AE2), and the writer-only
 // bookkeeping beside them: the free list and account lists in the SlotBooks, the recency log
 // (LRU and TTL order, writer/recency_log.hpp) in private memory, the header's counters, the
 // change sequence and the readers' futex.
@@ -92,7 +92,7 @@ class Table {
     in_batch_ = false;
     changed();
   }
-  // A4 for every stripe this change opened. changed() calls it; so do the paths that write
+  // AW4 for every stripe this change opened. changed() calls it; so do the paths that write
   // without announcing (warm start). Nothing may stay open once an operation returns.
   void close_accounts() noexcept {
     for (std::uint64_t* st : open_stripes_) shm::AccountIndexWriter::close(st);
@@ -122,7 +122,7 @@ class Table {
   }
 
   // ---- re-attach and warm start (writer/lifecycle.cpp, writer/redis/warm_start.cpp) ---------
-  // B1 + B2: a fresh index of every live slot in the inactive copy, then publish it. `dedupe`
+  // XB1 + XB2: a fresh index of every live slot in the inactive copy, then publish it. `dedupe`
   // (re-attach) also frees the older of two slots holding one key (only a corrupt segment has
   // them), counting a repair.
   void rebuild_index(bool dedupe);
@@ -152,7 +152,7 @@ class Table {
   [[nodiscard]] bool full() const noexcept { return wa_->free_head == shm::kNil; }
 
   // The one way the writer changes a slot: `n` payload words (index, new value); the undo
-  // record, then seqlock W1-W4 over just the words that change.
+  // record, then seqlock SW1-SW4 over just the words that change.
   void write_words(std::uint32_t s, const std::uint8_t* idx, const std::uint64_t* val,
                    std::size_t n) noexcept;
   void write_slot(std::uint32_t s, const shm::SlotPayload& next) noexcept;
@@ -201,7 +201,7 @@ class Table {
   std::uint64_t removal_version() noexcept { return wa_->next_version++; }
   void account_link(std::uint32_t s, std::uint64_t account_hash);
   void account_unlink(std::uint32_t s, std::uint64_t account_hash);
-  // A1-A2 for the account's stripe unless this change opened it already.
+  // AW1-AW2 for the account's stripe unless this change opened it already.
   void open_account(std::uint64_t account_hash) {
     std::uint64_t* st = accounts_.stripe_of(account_hash);
     if (shm::AccountIndexWriter::open(st)) open_stripes_.push_back(st);

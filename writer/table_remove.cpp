@@ -41,10 +41,10 @@ void Table::remove(std::uint32_t s, Removal why, std::uint64_t version) {
   }
   IndexWriter iw(index_[load_relaxed(&h_->index_epoch) & 1], buckets_);
   const std::uint64_t pos = iw.find_slot(p.key_hash, s);
-  if (pos < buckets_) add_tombstones(iw.remove_at(pos));  // D1 (+D3)
+  if (pos < buckets_) add_tombstones(iw.remove_at(pos));  // XD1 (+XD3)
   recency_.forget(s);
   account_unlink(s, p.account_hash);
-  write_slot(s, free_slot_payload());  // D2
+  write_slot(s, free_slot_payload());  // XD2
   book_[s].next = wa_->free_head;  // synced_version stays: the next occupant's versions are higher
   wa_->free_head = s;
   live_removed(ns_of_removed);
@@ -208,7 +208,7 @@ void Table::rebuild_index(bool dedupe) {
     }
     iw.insert(p.key_hash, s);
   }
-  store_release(&h_->index_epoch, e + 1);  // B2: pairs with readers' L1/L4
+  store_release(&h_->index_epoch, e + 1);  // XB2: pairs with readers' XL1/XL3
   store_relaxed(&h_->counters.tombstones, 0);
   bump(h_->counters.index_rebuilds);
 }
@@ -350,7 +350,7 @@ std::uint32_t Table::insert_synced(const SlotPayload& in) {
   book_[s].synced_version = p.version;  // Redis holds exactly this (no sync thread runs yet)
   live_added(p.ns);
   wa_->next_version = std::max(wa_->next_version, p.version + 1);
-  if (!in_batch_) close_accounts();  // A4 (a load announces itself once, at its end)
+  if (!in_batch_) close_accounts();  // AW4 (a load announces itself once, at its end)
   return s;
 }
 

@@ -11,21 +11,21 @@
 //
 // THE PROTOCOL between the two threads (all words in the window's file, one process):
 //   apply thread, per fill (or per batch of fills) with a trade id:
-//     T1  pending_count = n                      (release)  before the content write
-//     T2  the content write (the slot's seqlock)
-//     T3  reserved = head + i + 1, a release fence, then ring[head + i] (relaxed words), per
+//     TW1 pending_count = n                      (release)  before the content write
+//     TW2 the content write (the slot's seqlock)
+//     TW3 reserved = head + i + 1, a release fence, then ring[head + i] (relaxed words), per
 //         entry i < n;
 //         head += n                              (release)
-//         pending_count = 0                      (release)  also when T2 was refused (abort)
+//         pending_count = 0                      (release)  also when TW2 was refused (abort)
 //   sync thread, per transaction:
-//     S1  read the slots' contents (the readers' seqlock: acquire of the even seq)
-//     S2  wait until pending_count == 0          (acquire)
-//     S3  h = head                               (acquire); copy entries [tail, h)
-// CLAIM: every fill whose effect is in a content read at S1 is below h. Its T1 store is
-// sequenced before its T2, whose final seq store S1's acquire load read (or a later one): so
-// T1 happens before S2, and S2 reads T1's store or a later one. A zero it reads comes from a T3
-// (or abort) store that is that fill's own or a later fill's, every one sequenced after the
-// fill's head store: S2's acquire makes that head store visible to S3. Entries the sync thread
+//     TS1 read the slots' contents (the readers' seqlock: acquire of the even seq)
+//     TS2 wait until pending_count == 0          (acquire)
+//     TS3 h = head                               (acquire); copy entries [tail, h)
+// CLAIM: every fill whose effect is in a content read at TS1 is below h. Its TW1 store is
+// sequenced before its TW2, whose final seq store TS1's acquire load read (or a later one): so
+// TW1 happens before TS2, and TS2 reads TW1's store or a later one. A zero it reads comes from a
+// TW3 (or abort) store that is that fill's own or a later fill's, every one sequenced after the
+// fill's head store: TS2's acquire makes that head store visible to TS3. Entries the sync thread
 // copies may be overwritten once the writer gets `capacity` entries past them: after the copy
 // and an acquire fence it reads `reserved`; a copy that read an overwriting store sees a
 // reserved past that entry's index + capacity (the fence before the store), so an entry i with
@@ -53,7 +53,7 @@ static_assert(sizeof(TradeLogEntry) == 32);
 // What the sync thread reads of a window. Pointers into the window's mapped file.
 struct TradeLog {
   const std::uint64_t* head = nullptr;           // entries recorded so far
-  const std::uint64_t* pending_count = nullptr;  // T1..T3: fills in flight (0: none)
+  const std::uint64_t* pending_count = nullptr;  // TW1..TW3: fills in flight (0: none)
   const TradeLogEntry* ring = nullptr;           // [capacity], entry i at i % capacity
   std::uint64_t capacity = 0;
   const std::uint64_t* reserved = nullptr;  // 1 + the index of the entry written last or now

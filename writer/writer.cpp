@@ -366,7 +366,7 @@ void Writer::tick() {
   w.table.expire(w.cfg.expire_budget);
   w.table.maybe_wake(t, w.cfg.wake_interval.count());
   if (w.sync) w.sync->handoff().maybe_hand_off(t);
-  if (t >= w.next_reap) {  // readers that left or died: about once a second (T4)
+  if (t >= w.next_reap) {  // readers that left or died: about once a second (RC4)
     w.readers.reap();
     w.next_reap = t + 1'000'000'000;
   }

@@ -76,7 +76,7 @@ Outcome Producer::outcome(std::uint64_t seq, std::string* why) const {
   const Impl& p = *impl_;
   if (seq == 0 || seq > p.tail) return Outcome::unknown;             // never pushed
   if (p.tail - seq >= p.mask + 1) return Outcome::unknown;           // its slot was reused
-  if (shm::load_acquire(&p.h->head) < seq) return Outcome::pending;  // P4 pairs with C4
+  if (shm::load_acquire(&p.h->head) < seq) return Outcome::pending;  // PP4 pairs with PC4
   const std::uint64_t word = shm::load_relaxed(&p.outcomes[(seq - 1) & p.mask]);
   if (word >> 8 != seq) return Outcome::unknown;  // never stored for this message
   switch (static_cast<shm::RingOutcome>(word & 0xff)) {

@@ -1,6 +1,6 @@
 // Producer::Impl: a producer's ring, its connection to the writer and the watcher that
 // re-attaches it, shared by the pushing side (reader/producer/producer.cpp) and the
-// acknowledgements (reader/producer/producer_acks.cpp). The ring's protocol (P1-P4) is
+// acknowledgements (reader/producer/producer_acks.cpp). The ring's protocol (PP1-PP4) is
 // shm/ring.hpp's.
 #pragma once
 
@@ -42,7 +42,7 @@ struct Producer::Impl {
   std::size_t batch_calls = 0;   // pushes made in the batch, refused ones included
   std::string batch_error;       // the first refusal, "command i: why"
   std::string batch_refusal;     // set by publish when the batch is full
-  std::uint64_t head_cache = 0;  // last head seen (P1 reloads it only when the ring looks full)
+  std::uint64_t head_cache = 0;  // last head seen (PP1 reloads it only when the ring looks full)
 
   // The connection, watched by a thread that re-attaches the ring when the writer goes away.
   std::mutex mu;
@@ -89,14 +89,14 @@ struct Producer::Impl {
     }
   }
 
-  // P1: room for `k` more messages. While the ring is full, waits up to `timeout` for the writer
+  // PP1: room for `k` more messages. While the ring is full, waits up to `timeout` for the writer
   // to make room (spinning a little, then sleeping 20 us at a time); a push that finds it full
   // is counted once, however long it waits.
   PushStatus reserve(std::uint64_t k, std::chrono::nanoseconds timeout) {
-    // `dropped` is on line 1, the line P3 writes anyway: no extra cache miss per push.
+    // `dropped` is on line 1, the line PP3 writes anyway: no extra cache miss per push.
     if (shm::load_acquire(&h->dropped) != 0) return PushStatus::dropped;
     if (tail + k - head_cache <= mask + 1) return PushStatus::ok;
-    head_cache = shm::load_acquire(&h->head);  // P1 pairs with the writer's C4
+    head_cache = shm::load_acquire(&h->head);  // PP1 pairs with the writer's PC4
     if (tail + k - head_cache <= mask + 1) return PushStatus::ok;
     shm::store_relaxed(&h->full_count, shm::load_relaxed(&h->full_count) + 1);
     if (timeout <= std::chrono::nanoseconds::zero()) return PushStatus::full;
@@ -106,14 +106,14 @@ struct Producer::Impl {
         shm::cpu_relax();
       else
         std::this_thread::sleep_for(std::chrono::microseconds(20));
-      head_cache = shm::load_acquire(&h->head);  // P1 again
+      head_cache = shm::load_acquire(&h->head);  // PP1 again
       if (tail + k - head_cache <= mask + 1) return PushStatus::ok;
       if (shm::load_acquire(&h->dropped) != 0) return PushStatus::dropped;
       if (std::chrono::steady_clock::now() >= deadline) return PushStatus::full;
     }
   }
 
-  // P2: message `tail + 1 + at`'s slot, cleared for writing (ours until head passes it).
+  // PP2: message `tail + 1 + at`'s slot, cleared for writing (ours until head passes it).
   shm::RingMessage& slot(std::uint64_t at) {
     shm::RingMessage& m = msgs[(tail + at) & mask];
     m.kind = 0;
@@ -126,7 +126,7 @@ struct Producer::Impl {
     return m;
   }
 
-  // P1-P3: reserve the next slot, let `fill` write the message, publish it. Inside a batch the
+  // PP1-PP3: reserve the next slot, let `fill` write the message, publish it. Inside a batch the
   // message is staged instead (end_batch publishes the batch).
   template <class F>
   PushResult publish(F&& fill, std::chrono::nanoseconds timeout) {
@@ -141,11 +141,11 @@ struct Producer::Impl {
     if (const PushStatus st = reserve(1, timeout); st != PushStatus::ok) return {st, 0};
     fill(slot(0));
     ++tail;
-    shm::store_release(&h->tail, tail);  // P3 pairs with the writer's C1
+    shm::store_release(&h->tail, tail);  // PP3 pairs with the writer's PC1
     return {PushStatus::ok, tail};
   }
 
-  // A batch (shm/ring.hpp, BATCHES): its header and commands in n + 1 slots, one P3.
+  // A batch (shm/ring.hpp, BATCHES): its header and commands in n + 1 slots, one PP3.
   PushResult publish_batch(const std::vector<shm::RingMessage>& commands,
                            std::chrono::nanoseconds timeout) {
     const std::uint64_t n = commands.size();
@@ -160,7 +160,7 @@ struct Producer::Impl {
     }
     const std::uint64_t first = tail + 1;
     tail += n + 1;
-    shm::store_release(&h->tail, tail);  // P3 for all of them
+    shm::store_release(&h->tail, tail);  // PP3 for all of them
     return {PushStatus::ok, first};
   }
 

@@ -433,7 +433,7 @@ TEST(IngestDaemonTest, AStreamSurvivesKillsOfTheDaemonWithEveryEntryAppliedOnce)
 
 // The demo's market: every command it sends is accepted, and the books it leaves hang together
 // (cost basis = |qty| x avg to within the average's rounding; unrealized = qty x mark - cost,
-// to the last of 18 decimals: writer/ingest/fill_math.hpp, I5).
+// to the last of 18 decimals: writer/ingest/fill_math.hpp, FI5).
 TEST(IngestDaemonTest, TheSimulatedMarketLeavesConsistentBooks) {
   const test::ScratchSegment seg("isim");
   Daemon d(seg_flag(seg) + " --capacity 10000 --no-redis");

@@ -39,7 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::uint64_t hash = 0;
   ingest::Command cmd;
   std::string error;
-  shm::RingMessage copy;  // as the writer copies out of the ring (C2), then decodes the copy
+  shm::RingMessage copy;  // as the writer copies out of the ring (PC2), then decodes the copy
   std::memset(&copy, 0xA5, sizeof copy);  // as a reused copy buffer: older bytes left over
   ingest::copy_message(copy, m);
   switch (ingest::decode_ring_message(copy, w.writer->namespaces().size(), u, hash, cmd, error)) {

@@ -170,7 +170,7 @@ TEST(ExecutorTest, AFillThatCannotBeHeldIsRefusedWholeAndWritesNothing) {
 // The property test's namespaces besides the preset "spot" (every field at scale 18): trading
 // fields at scales of their own, listed in another order and after an int64 field, so the
 // executor must find them by name and round each at its own scale. "book8" has R and C at one
-// scale (I4 is checked there too); "coarse" rounds nearly every value, R finer than C.
+// scale (FI4 is checked there too); "coarse" rounds nearly every value, R finer than C.
 NamespaceSpec property_namespace(const std::string& name, unsigned qty, unsigned avg, unsigned cost,
                                  unsigned realized, unsigned fees, unsigned mark,
                                  unsigned unrealized) {
@@ -217,7 +217,7 @@ const Regime kRegimes[] = {
 
 // Random trade sequences through the JSON decoder, the executor and the writer, every touched
 // position checked by tests/ingest/fill_reference.py, which recomputes them in exact rationals
-// from the specification (fill_math.hpp), checks invariants I1-I5 on its own state and bounds
+// from the specification (fill_math.hpp), checks invariants FI1-FI5 on its own state and bounds
 // its error against an exact model that never rounds. Over 10^5 fills in three namespaces
 // (scales 18; 8/6/4/4/2/6/4; 3/2/1/2/0/3/0) and six regimes (above): dust quantities and prices,
 // prices to 10^9, quantities to 10^13, positions closed, crossed, halved and doubled (average

@@ -137,7 +137,7 @@ TEST(FillMathTest, UnrealizedPnlIsTheMarkValueLessTheCost) {
   EXPECT_EQ(s(sh.unrealized_pnl), "3.300000000000000000");
 }
 
-// I4: what the fills paid and received is exactly realized P&L less the open cost; no rounding
+// FI4: what the fills paid and received is exactly realized P&L less the open cost; no rounding
 // moves money between the two.
 TEST(FillMathTest, RealizedLessOpenCostIsTheFillsCashExactly) {
   Book b;

@@ -41,7 +41,7 @@ I4 (R - sC = the fills' cash, -sum d [q p]_C) holds exactly whenever R's scale i
 
 For every command the status, the mark count, the positions listed, the set of fields of each and
 every field's text must equal the reference's. After every fill (and, for what a mark changes,
-every mark) the reference's own state is checked against the invariants I1-I5 and against an
+every mark) the reference's own state is checked against the invariants FI1-FI5 and against an
 exact model that never rounds, within bounds stated and argued in Position.check. The first
 difference exits 1, naming the line, the command, the position, the field, what poscache wrote
 and what the reference expected; else one line of counts is printed. The records are checked in
@@ -143,7 +143,7 @@ class Scales:
         self.d_w = (POW10[top - self.cost], POW10[top - self.real], 2 * POW10[top])
         top = max(self.cost, self.unreal)
         self.u_w = (POW10[top - self.cost], POW10[top - self.unreal], 2 * POW10[top])
-        # I4 (P&L conservation against the cash rounded at C's scale) needs R's grid to hold C's.
+        # FI4 (P&L conservation against the cash rounded at C's scale) needs R's grid to hold C's.
         self.same_rc = self.real >= self.cost
 
 
@@ -152,7 +152,7 @@ class Counts:
         self.commands = self.fills = self.duplicates = self.marks = self.marks_all = 0
         self.not_found = self.compared = self.invariants = self.bounds = 0
         self.openings = self.reductions = self.closes = self.crossings = 0
-        self.i4_exact = self.i4_ties = 0  # I4 checks: no exact half met yet / some met
+        self.i4_exact = self.i4_ties = 0  # FI4 checks: no exact half met yet / some met
         self.roundings = self.halves = 0  # roundings done, of which of an exact half
 
 
@@ -163,9 +163,9 @@ class Position:
     __slots__ = ("sc", "n", "Q", "A", "C", "R", "F", "M", "U",  # the reference state
                  "Cx", "Rx",  # the exact model; its Q, F and M are the reference's, its avg Cx/|Q|
                  "kC", "kR",  # cash roundings at C's scale and roundings of R so far (the bound on D)
-                 "qsum", "fsum",  # I1: the fills' signed quantities and fees, in units, summed
-                 "lo", "hi", "opens", "since", "first",  # I2, I3: the fills that opened it
-                 "cash", "ties",  # I4: -sum d [q p]_C, and the exact halves met on the way
+                 "qsum", "fsum",  # FI1: the fills' signed quantities and fees, in units, summed
+                 "lo", "hi", "opens", "since", "first",  # FI2, FI3: the fills that opened it
+                 "cash", "ties",  # FI4: -sum d [q p]_C, and the exact halves met on the way
                  "texts")  # field -> (value, its text) as last formatted
 
     def __init__(self, sc, n):
@@ -317,30 +317,30 @@ class Position:
         dnum = self.kC * dc + self.kR * dr  # kC h_C + kR h_R = dnum / dden
         if after_fill:
             n.invariants += 4
-            # I1: Q is the signed sum of the fills' quantities, F the sum of their fees, exactly
+            # FI1: Q is the signed sum of the fills' quantities, F the sum of their fees, exactly
             # (tallied apart, in integers at the fields' scales).
             if mantissa(Q, sc.qty) != self.qsum or mantissa(self.F, sc.fee) != self.fsum:
-                bad.append(f"I1: qty {Q}, fees {self.F}; the fills sum to {self.qsum}, {self.fsum} "
+                bad.append(f"FI1: qty {Q}, fees {self.F}; the fills sum to {self.qsum}, {self.fsum} "
                            f"units")
-            # I2: flat => A = 0, C = 0; after one opening fill from flat (or a crossing, which
+            # FI2: flat => A = 0, C = 0; after one opening fill from flat (or a crossing, which
             # opens |Q'|): A = p, C = [|Q| p]_C.
             if s == 0:
                 if A or C:
-                    bad.append(f"I2: flat with avg_price {A}, cost_basis {C}")
+                    bad.append(f"FI2: flat with avg_price {A}, cost_basis {C}")
             elif self.first is not None:
                 if A != self.first or C != round_half_even(abs(Q) * self.first, sc.cost):
-                    bad.append(f"I2: avg_price {A}, cost_basis {C} after one fill at {self.first}")
-            # I3: A lies between the lowest and the highest price of the fills that opened it.
+                    bad.append(f"FI2: avg_price {A}, cost_basis {C} after one fill at {self.first}")
+            # FI3: A lies between the lowest and the highest price of the fills that opened it.
             if s and (not self.lo <= A <= self.hi or C.numerator < 0):
-                bad.append(f"I3: avg_price {A} outside [{self.lo}, {self.hi}] (cost {C})")
-            # I4, where R's scale is at least C's: R - sC = -sum d [q p]_C, the fills' cash,
+                bad.append(f"FI3: avg_price {A} outside [{self.lo}, {self.hi}] (cost {C})")
+            # FI4, where R's scale is at least C's: R - sC = -sum d [q p]_C, the fills' cash,
             # exactly: C and R move only by cash amounts and by C's own roundings, which R takes
             # back one for one (a reduction realizes [q p]_C - (C - C')).
             if sc.same_rc:
                 LR = R - C if s > 0 else R + C if s < 0 else R
                 n.i4_exact += 1
                 if LR != self.cash:
-                    bad.append(f"I4: R - sC = {LR} but the fills' cash is {self.cash}")
+                    bad.append(f"FI4: R - sC = {LR} but the fills' cash is {self.cash}")
             n.bounds += 4
             if s:
                 aQ = -Q if s < 0 else Q
@@ -363,10 +363,10 @@ class Position:
                            f"from the exact {float(self.Rx)}")
         if M is not None:
             x = Q * M
-            if after_fill:  # I5: U = [Q M - s C]_U (a mark computes it so; a fill must keep it)
+            if after_fill:  # FI5: U = [Q M - s C]_U (a mark computes it so; a fill must keep it)
                 n.invariants += 1
                 if self.U != round_half_even(x - C if s > 0 else x + C if s < 0 else x, sc.unreal):
-                    bad.append(f"I5: unrealized_pnl {self.U} != [Q M - s C]_U")
+                    bad.append(f"FI5: unrealized_pnl {self.U} != [Q M - s C]_U")
             n.bounds += 2
             eU = self.U - x  # U - Ux = U - Q M + s Cx
             eU = eU + Cx if s > 0 else eU - Cx if s < 0 else eU
@@ -658,7 +658,7 @@ def self_test():
     p = fills(sm, ("buy", "0.5", "0.5"), ("sell", "0.5", "1.5", 1))
     assert (p.Q, p.A, p.C, p.R, p.F) == (0, 0, 0, 1, 1)
     # C moves by the cash, rounded once: C = 1, then buy 1 @ 0.5: C' = 1 + [0.5] = 1 (not
-    # [1.5] = 2), the cash [1] + [0.5] = 1: I4 holds exactly across the tie.
+    # [1.5] = 2), the cash [1] + [0.5] = 1: FI4 holds exactly across the tie.
     p = fills(sm, ("buy", 1, 1), ("buy", 1, "0.5"))
     assert p.C == 1 and p.cash == -1
     # ... and R: C = 3 (buy 1 @ 3), sell 0.5 @ 1 -> C' = [1.5] = 2, R' = 0 + [[0.5] - (3 - 2)]

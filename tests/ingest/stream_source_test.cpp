@@ -1,7 +1,7 @@
 // The Redis Streams source (writer/ingest/stream_source.hpp) against a real redis-server: the
 // test thread is the daemon's apply loop (it polls the source), publishers use plain XADD the
 // way a Python service does. Restarts are hand-built from the states a killed writer leaves:
-// entries read and never acknowledged, the cursor moved or not (stream_cursor.hpp S1-S3).
+// entries read and never acknowledged, the cursor moved or not (stream_cursor.hpp SC1-SC3).
 #include "writer/ingest/stream_source.hpp"
 
 #include <gtest/gtest.h>
@@ -208,7 +208,7 @@ TEST(StreamSourceTest, EntriesAPreviousWriterHandledAreAcknowledgedNotAppliedAga
   EXPECT_EQ(std::string(rej->element[0]->element[1]->element[3]->str), "hand-built refusal");
 }
 
-// Killed between applying an entry and moving the cursor (S1 done, S3 not): the entry is
+// Killed between applying an entry and moving the cursor (SC1 done, SC3 not): the entry is
 // executed again, and its stream id, now the position's source_seq, makes it stale.
 TEST(StreamSourceTest, AnEntryAppliedBeforeTheCursorMovedIsRefusedAsStale) {
   Fixture t("stream_stale");

@@ -194,9 +194,9 @@ TEST(TradeMirrorTest, RedisHoldsEachTradeIdExactlyWithItsFillsEffect) {
   EXPECT_EQ(test::cmd(c, {"ZCARD", "poscache:v1:spot:@trades"})->integer, kFills);
 }
 
-// The apply thread stopped between a write and its trade record (T2 and T3: a preempted thread,
+// The apply thread stopped between a write and its trade record (TW2 and TW3: a preempted thread,
 // played here by a pause every 25th write): the sync thread, having read the content, waits for
-// the record before it writes the content (S2), or leaves the position for its next round.
+// the record before it writes the content (TS2), or leaves the position for its next round.
 // (Seen failing without that wait: an effect without its id.)
 TEST(TradeMirrorTest, AWriterPausedBetweenAWriteAndItsTradeRecordIsWaitedFor) {
   Mirrored m("tmirrorp");
@@ -213,11 +213,11 @@ TEST(TradeMirrorTest, AWriterPausedBetweenAWriteAndItsTradeRecordIsWaitedFor) {
     key.set(spot, account_of(i % kKeys), "SOL");
     const std::string id = "T-" + std::to_string(i);
     const auto cur = w->find(spot, key.account_view(), "SOL");
-    window.begin(TradeWindow::id(spot, id), key, cur ? cur->version : 0);  // T1
+    window.begin(TradeWindow::id(spot, id), key, cur ? cur->version : 0);  // TW1
     const ApplyResult r = w->upsert(test::must(
-        w->make_update("spot", key.account_view(), "SOL", {{"qty", std::to_string(i)}})));  // T2
+        w->make_update("spot", key.account_view(), "SOL", {{"qty", std::to_string(i)}})));  // TW2
     if (i % 25 == 0) std::this_thread::sleep_for(std::chrono::microseconds(700));
-    window.commit(r.version);  // T3
+    window.commit(r.version);  // TW3
     done[i] = {detail::trade_id_hash(id), r.version, i % kKeys};
     finished.store(i + 1, std::memory_order_release);
     w->tick();

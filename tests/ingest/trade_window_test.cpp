@@ -1,5 +1,5 @@
-// The de-duplication window's crash protocol (writer/ingest/trade_window.hpp, T1-T3), with the
-// states a kill leaves built by hand: a window abandoned between T1 and T3 is resolved at the
+// The de-duplication window's crash protocol (writer/ingest/trade_window.hpp, TW1-TW3), with the
+// states a kill leaves built by hand: a window abandoned between TW1 and TW3 is resolved at the
 // next open by the position's version.
 #include "writer/ingest/trade_window.hpp"
 
@@ -43,7 +43,7 @@ TEST(TradeWindowTest, AFillThatLandedBeforeTheKillIsRememberedAtTheNextOpen) {
     TradeWindow w(seg.name(), 7, 16, [](const PositionKey&) { return 0; });
     w.begin(TradeWindow::id(0, "T1"), key(), /*old_version=*/41);  // T1, then "killed"
   }
-  // The position now holds another version: T2 happened.
+  // The position now holds another version: TW2 happened.
   TradeWindow w(seg.name(), 7, 16, [](const PositionKey& k) {
     EXPECT_EQ(k.account_view(), "w1");
     EXPECT_EQ(k.instrument_view(), "SOL");
@@ -77,7 +77,7 @@ TEST(TradeWindowTest, ABatchKilledMidWayRemembersExactlyTheFillsThatLanded) {
     const TradeWindow::Fill fills[] = {{TradeWindow::id(0, "B1"), &sol, 10},
                                        {TradeWindow::id(0, "B1-cash"), &usdc, 20},
                                        {TradeWindow::id(0, "B2"), &eth, 0}};
-    w.begin(fills);  // T1, then "killed" after the SOL and USDC writes, before ETH's
+    w.begin(fills);  // TW1, then "killed" after the SOL and USDC writes, before ETH's
   }
   TradeWindow w(seg.name(), 7, 16, [](const PositionKey& k) -> std::uint64_t {
     if (k.instrument_view() == "SOL") return 11;
@@ -88,14 +88,14 @@ TEST(TradeWindowTest, ABatchKilledMidWayRemembersExactlyTheFillsThatLanded) {
   EXPECT_TRUE(w.contains(TradeWindow::id(0, "B1-cash")));
   EXPECT_FALSE(w.contains(TradeWindow::id(0, "B2")));
   EXPECT_EQ(w.recorded(), 2u);
-  // Killed inside T3, after head moved: the open only clears what is pending.
+  // Killed inside TW3, after head moved: the open only clears what is pending.
   {
     TradeWindow x(seg.name(), 9, 16, [](const PositionKey&) { return 0; });
     const TradeWindow::Fill fills[] = {{TradeWindow::id(0, "C1"), &sol, 0},
                                        {TradeWindow::id(0, "C2"), &usdc, 0}};
     x.begin(fills);
     x.commit(1);
-    x.begin(fills);  // as if T3's clearing had not happened: the hashes sit below head
+    x.begin(fills);  // as if TW3's clearing had not happened: the hashes sit below head
   }
   TradeWindow y(seg.name(), 9, 16, [](const PositionKey&) { return 99; });
   EXPECT_EQ(y.recorded(), 2u);  // not recorded twice
@@ -117,7 +117,7 @@ TEST(TradeWindowTest, AWindowOfAnotherGenerationStartsEmpty) {
 }
 
 // What the Redis sync reads (writer/trade_log.hpp): each trade with the version its fill wrote
-// and its position, also for a fill a kill left between T1 and T3 (the version it took).
+// and its position, also for a fill a kill left between TW1 and TW3 (the version it took).
 TEST(TradeWindowTest, TheLogCarriesEachTradesVersionAndPosition) {
   test::ScratchSegment seg("tw_log");
   {

@@ -202,7 +202,7 @@ TEST_F(ChangesTest, HandBuiltCellsThatAreNotTheRecordAtTheirPositionAreReportedN
     return res.status == ChangeStatus::lapped && res.next == r.change_position();
   };
   ASSERT_EQ(follow(start), start + 4);
-  // 1. Mid-write: the writer has begun overwriting the cell (C1 done, C4 not yet).
+  // 1. Mid-write: the writer has begun overwriting the cell (CW1 done, CW4 not yet).
   std::uint64_t& first = ring.at(start).seq;
   first = shm::kCellWriting;
   EXPECT_TRUE(lapped_at(start));

@@ -168,7 +168,7 @@ TEST(ReaderBusyTest, AnOddSlotIsWriterBusyWhileTheHeartbeatIsFreshAndWriterDeadA
   }
   ASSERT_NE(alice, nullptr);
   const std::uint64_t even = shm::load_acquire(&alice->seq);
-  shm::store_release(&alice->seq, even + 1);  // W1 of a write that never finishes
+  shm::store_release(&alice->seq, even + 1);  // SW1 of a write that never finishes
   Position p;
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_busy);
   EXPECT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);  // only that slot
@@ -339,7 +339,7 @@ TEST_F(ReaderTest, IndexRebuildsAreInvisibleToReaders) {
 // positions present throughout while it inserts and erases others as fast as it can, so
 // tombstones force a rebuild every few dozen erases; reader processes look the present ones up
 // the whole time. A reader that started its probe in an index the writer has since cleared for
-// the next rebuild must notice the epoch moved and retry (shm/index.hpp, L4), never report a miss.
+// the next rebuild must notice the epoch moved and retry (shm/index.hpp, XL3), never report a miss.
 TEST(ReaderRebuildTest, PresentKeysAreFoundByReaderProcessesWhileTheWriterRebuildsTheIndex) {
   test::ScratchSegment seg("rebuild");
   auto w = Writer::open(test::small_config(seg.name(), 64));

@@ -140,7 +140,7 @@ TEST_F(SnapshotTest, AgreesWithAScanForEveryAccountUnderChurnAndEviction) {
   EXPECT_GT(r.stats().evictions, 0u);
 }
 
-// A change left open (the writer stopped or died between A1 and A4): snapshots of that account
+// A change left open (the writer stopped or died between AW1 and AW4): snapshots of that account
 // are a bounded writer_busy while the heartbeat beats (or the process lives) and writer_dead
 // once it stops and the process is gone; never a
 // list. positions_of falls back to a scan. Other accounts are unaffected.
@@ -177,7 +177,7 @@ TEST_F(SnapshotTest, AStripeLeftOddIsBusyThenDeadNeverAList) {
   EXPECT_EQ(snap.size(), 2u);
 }
 
-// Entries moving (E1-E2): while the epoch is odd no snapshot trusts a probe.
+// Entries moving (AE1-AE2): while the epoch is odd no snapshot trusts a probe.
 TEST_F(SnapshotTest, AnOddAccountEpochIsBusy) {
   put("spot", "alice", "SOL", "1");
   w->heartbeat();

@@ -59,7 +59,7 @@ TEST(AccountIndexTest, AgreesWithAReferenceMapUnderRandomSetsAndErases) {
       }
     }
   }
-  // Every erase of a present account moved entries under the epoch (E1-E2), and only those.
+  // Every erase of a present account moved entries under the epoch (AE1-AE2), and only those.
   EXPECT_EQ(ix.epoch, 2 * epoch_moves);
 }
 

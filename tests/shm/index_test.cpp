@@ -69,7 +69,7 @@ TEST(IndexTest, ProbeWrapsAroundTheEnd) {
 }
 
 // No false misses: a reader thread looks up keys that stay present the whole time while the
-// writer inserts and removes other keys around them (tombstones and D3 clean-ups included).
+// writer inserts and removes other keys around them (tombstones and XD3 clean-ups included).
 TEST(IndexTest, PresentKeysAreAlwaysFoundWhileOthersChurn) {
   Table t(1024);
   auto w = t.writer();

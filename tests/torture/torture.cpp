@@ -387,7 +387,7 @@ int main(int argc, char** argv) {
     }
     return false;
   };
-  // Stops the writer until it is caught between W1 and W4 of a slot write, then kills it there,
+  // Stops the writer until it is caught between SW1 and SW4 of a slot write, then kills it there,
   // still stopped. Returns whether it was caught mid-write (after 4000 tries it is killed where
   // the last one stopped it, and the successor must then repair nothing).
   std::mt19937_64 hunt_rng(seed ^ 0x5eed);

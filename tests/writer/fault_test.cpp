@@ -1,11 +1,11 @@
 // A real writer killed at each step of a real slot write. ReattachTest hand-builds the undo
 // record, so it proves repair from a correct record; this proves that the writer itself saves and
-// arms the record before W1 and keeps it armed until W4 has published. The test binary has its
+// arms the record before SW1 and keeps it armed until SW4 has published. The test binary has its
 // own copy of writer.cpp, compiled with POSCACHE_FAULT_POINTS (writer/fault_points.hpp), and
 // defines fault_point(): it raises SIGKILL at the chosen step of the first slot write after the
 // test arms it. Each operation (update, insert, erase) is cut at each step; the next writer must
-// leave the position exactly as it was before the operation (cut before W4) or exactly as the
-// operation made it (cut after W4), repair the slot only if it was left odd, and keep everything
+// leave the position exactly as it was before the operation (cut before SW4) or exactly as the
+// operation made it (cut after SW4), repair the slot only if it was left odd, and keep everything
 // else.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -132,13 +132,13 @@ TEST_P(FaultTest, AWriterKilledAtThisStepLeavesTheBeforeOrTheAfterNeverAMix) {
   ASSERT_EQ(test::wait_child(child), 128 + SIGKILL)
       << "the writer was not killed at " << name_of(step);
 
-  // Between W1 and W4 the slot is odd: a reader gets a bounded, typed answer for it.
+  // Between SW1 and SW4 the slot is odd: a reader gets a bounded, typed answer for it.
   const bool odd = step == FaultPoint::after_w1 || step == FaultPoint::mid_w3;
   const bool done = step == FaultPoint::after_w4 || step == FaultPoint::undo_disarmed;
   Reader r = Reader::open(seg.name());
   Position p;
-  // (An insert's slot is reachable through the index only after W4; an erase tombstones the
-  // bucket (D1) before it frees the slot, so readers already miss it.)
+  // (An insert's slot is reachable through the index only after SW4; an erase tombstones the
+  // bucket (XD1) before it frees the slot, so readers already miss it.)
   if (odd && op == WriteOp::update) {
     EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_busy);
   }
@@ -186,7 +186,7 @@ TEST_P(FaultTest, AWriterKilledAtThisStepLeavesTheBeforeOrTheAfterNeverAMix) {
       if (done) {
         EXPECT_EQ(alice, ReadStatus::not_found);
       } else {
-        ASSERT_EQ(alice, ReadStatus::ok) << "an erase cut before W4 lost the position";
+        ASSERT_EQ(alice, ReadStatus::ok) << "an erase cut before SW4 lost the position";
         EXPECT_EQ(qty(p), "1.000000000000000000");
       }
       break;
@@ -218,7 +218,7 @@ TEST(FaultBatchTest, AKillBetweenTheWritesOfABatchHoldsTheAccountUntilReattach) 
     w->upsert(test::must(w->make_update("spot", "alice", "BTC", {{"qty", "9"}})));
     w->heartbeat();
     g_target = FaultPoint::undo_saved;
-    g_skip = 1;  // the batch's first write completes; the kill comes before its second one's W1
+    g_skip = 1;  // the batch's first write completes; the kill comes before its second one's SW1
     g_armed = true;
     std::vector<Op> ops;
     ops.emplace_back(test::must(w->make_update("spot", "alice", "SOL", {{"qty", "0"}})));

@@ -57,7 +57,7 @@ void run_writer_and_die(const std::string& segment, DieAt step) {
     for (std::size_t i = 0; i < kPayloadWords; ++i) {
       if (cur[i] != nxt[i]) changed[k++] = i;
     }
-    if (step != DieAt::odd_without_undo) {  // the record the writer saves before W1
+    if (step != DieAt::odd_without_undo) {  // the record the writer saves before SW1
       for (std::size_t j = 0; j < k; ++j) {
         wa->undo.word[j] = static_cast<std::uint8_t>(changed[j]);
         wa->undo.old[j] = cur[changed[j]];

@@ -248,11 +248,11 @@ CommandResult CommandExecutor::fill(const Fill& f) {
   const auto cur = writer_.find(f.key.ns, f.key.account_view(), f.key.instrument_view());
   auto u = fill_update(f, cur ? &*cur : nullptr);
   if (!u) return reject(u.error());
-  if (traded) window_->begin(id, f.key, cur ? cur->version : 0);  // T1
-  const ApplyResult r = writer_.upsert(*u);                       // T2
+  if (traded) window_->begin(id, f.key, cur ? cur->version : 0);  // TW1
+  const ApplyResult r = writer_.upsert(*u);                       // TW2
   if (traded) {
     if (r.status == ApplyStatus::inserted || r.status == ApplyStatus::updated)
-      window_->commit(r.version);  // T3
+      window_->commit(r.version);  // TW3
     else
       window_->abort();
   }

@@ -272,15 +272,15 @@ CommandResult CommandExecutor::group(const Group& g) {
     }
     op_slot.push_back(k);
   }
-  if (!trades.empty()) window_->begin(trades);  // T1
-  const BatchResult br = writer_.apply(ops);    // T2
+  if (!trades.empty()) window_->begin(trades);  // TW1
+  const BatchResult br = writer_.apply(ops);    // TW2
   if (!br.applied) {
     if (!trades.empty()) window_->abort();
     return reject("batch: " + br.error);
   }
   std::vector<std::uint64_t> version_of_slot(staged.size(), 0);
   for (std::size_t k = 0; k < ops.size(); ++k) version_of_slot[op_slot[k]] = br.results[k].version;
-  if (!trades.empty()) {  // T3, each trade with the version its position took
+  if (!trades.empty()) {  // TW3, each trade with the version its position took
     std::vector<std::uint64_t> versions(trades.size());
     for (std::size_t t = 0; t < trades.size(); ++t) versions[t] = version_of_slot[trade_slot[t]];
     window_->commit(versions);

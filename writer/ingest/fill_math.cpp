@@ -201,7 +201,7 @@ Expected<Book> apply_fill(const TradingFields& f, const Book& before, const Fill
       // crossing); what was closed cost C - C_left, and realized is proceeds minus that cost.
       const Wide C_left = q < mp::abs(Q) ? div_half_even(C * mp::abs(Q1), mp::abs(Q)) : Wide(0);
       // The cash of the closed part, rounded once where it lands ([q x p]_C), less what it
-      // cost: both on C's grid, so R moves by exactly what C gives up (I4) when R's scale is
+      // cost: both on C's grid, so R moves by exactly what C gives up (FI4) when R's scale is
       // at least C's.
       const Wide cash = round_to({closed * p, qp_scale}, cs);
       R1 += round_to({s * (cash - (C - C_left)), cs}, rs);

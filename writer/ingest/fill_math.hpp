@@ -14,7 +14,7 @@
 // computed exactly (256-bit integers) and rounded once, where it lands. A fill of side d (buy
 // +1, sell -1), quantity q > 0, price p >= 0 (at avg_price's scale) and fee phi; Q' = Q + d x q.
 // Its cash, [q x p]_C, is rounded once; C and R move by cash amounts (C + [x], not [C + x]:
-// half to even is not invariant under a shift by one unit, and I4 needs the former):
+// half to even is not invariant under a shift by one unit, and FI4 needs the former):
 //   opening   Q = 0 or s = d       A' = [(|Q| x A + q x p) / |Q'|]_A     C' = C + [q x p]_C
 //                                  R' = R
 //   reducing  s = -d, q <= |Q|     C' = [C x |Q'| / |Q|]_C               A' = A (0 if Q' = 0)
@@ -39,14 +39,14 @@
 // Invariants (tests/ingest/fill_math_test.cpp; ExecutorTest in tests/ingest/executor_test.cpp
 // checks them over 10^5 random fills against an independent reference,
 // tests/ingest/fill_reference.py):
-//   I1 Q is the signed sum of the fills' quantities and F the sum of their fees, exactly.
-//   I2 flat: Q = 0 => A = 0, C = 0. After one opening fill from flat, A = p and C = [q x p]_C.
-//   I3 A lies between the lowest and the highest price of the fills that opened the position
+//   FI1 Q is the signed sum of the fills' quantities and F the sum of their fees, exactly.
+//   FI2 flat: Q = 0 => A = 0, C = 0. After one opening fill from flat, A = p and C = [q x p]_C.
+//   FI3 A lies between the lowest and the highest price of the fills that opened the position
 //      (since it was last flat or crossed): with positive prices, A = 0 only when flat.
-//   I4 P&L is conserved: when R's scale is at least C's (the presets: equal), R - s x C equals
+//   FI4 P&L is conserved: when R's scale is at least C's (the presets: equal), R - s x C equals
 //      the cash of the fills, -sum of d x [q x p]_C, a crossing fill's cash taken in its closing
 //      and opening parts. No rounding creates or loses money between realized and open P&L.
-//   I5 U = [Q x M - s x C]_U: realized + unrealized is the fills' P&L at the mark.
+//   FI5 U = [Q x M - s x C]_U: realized + unrealized is the fills' P&L at the mark.
 //
 // A result whose magnitude reaches 10^38 (the decimal limit), or an intermediate beyond 256
 // bits, refuses the fill whole, naming the field. Worked example: buy 10 @ 100, buy 10 @ 110,

@@ -21,7 +21,7 @@ enum class RingDecoded : std::uint8_t {
   bad,      // `error` says why
 };
 
-// C2's copy (shm/ring.hpp): the parts of `src` (shared, the producer may be writing it) that the
+// PC2's copy (shm/ring.hpp): the parts of `src` (shared, the producer may be writing it) that the
 // decoder reads, into `dst` (private). Lengths come from dst's own copy of the first line.
 // The value slots each field of each namespace takes, as bit masks (a text field takes several:
 // poscache/schema.hpp). Null: every field one slot, its own index.

@@ -29,8 +29,8 @@ void put_ring_error(shm::RingHeader* h, std::string_view text) {
   shm::seqlock_publish(&h->error_seq, s);
 }
 
-// C3's answer for message `seq` (shm/ring.hpp, OUTCOMES): a refusal's reason first, over the
-// values and text its slot no longer needs, then the outcome word; both before C4's release of
+// PC3's answer for message `seq` (shm/ring.hpp, OUTCOMES): a refusal's reason first, over the
+// values and text its slot no longer needs, then the outcome word; both before PC4's release of
 // head.
 void put_outcome(RingSource::RingView r, std::uint64_t seq, shm::RingOutcome outcome,
                  std::string_view why = {}) {
@@ -268,7 +268,7 @@ void RingSource::apply_group(Ring& r, CommandExecutor& exec, std::uint64_t seq, 
     put_outcome(view(r), seq + 1 + k, outcome_of(res.results[k].status));
 }
 
-// A ring whose indices are out of range (C1): the producer wrote what a producer cannot. It is
+// A ring whose indices are out of range (PC1): the producer wrote what a producer cannot. It is
 // read no further. The producer learns why and how far it was applied (shm/ring.hpp, A DROPPED
 // RING): the reason, the true head, then `dropped`.
 void RingSource::drop(Ring& r) {
@@ -293,14 +293,14 @@ void RingSource::publish_synced(Ring& r) {
 }
 
 std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget) {
-  // C1
+  // PC1
   const std::uint64_t tail = shm::load_acquire(&r.h->tail);
   if (tail < r.head || tail - r.head > r.capacity) return SIZE_MAX;  // corrupt: caller releases
   std::size_t n = std::min<std::uint64_t>({tail - r.head, budget, kBatch});
-  // C2: copies first, validated after (a producer writing during the copy changes nothing).
+  // PC2: copies first, validated after (a producer writing during the copy changes nothing).
   for (std::size_t i = 0; i < n; ++i)
     copy_message(copies_[i], r.msgs[(r.head + i) & (r.capacity - 1)], &slots_);
-  // C3: in order; runs of upserts as one batch.
+  // PC3: in order; runs of upserts as one batch.
   const auto& specs = writer_.namespaces();
   std::size_t run = 0;
   std::uint64_t run_start = 0;
@@ -387,7 +387,7 @@ std::size_t RingSource::drain(Ring& r, CommandExecutor& exec, std::size_t budget
       put_outcome(view(r), seq, outcome_of(res.status));
   }
   flush_run();
-  // C4: everything up to head + n_applied is applied and visible.
+  // PC4: everything up to head + n_applied is applied and visible.
   r.head += n_applied;
   shm::store_release(&r.h->head, r.head);
   return n_applied;
@@ -409,7 +409,7 @@ std::size_t RingSource::poll(CommandExecutor& exec, std::int64_t, std::size_t bu
       }
       handled += n;
     }
-    // C5
+    // PC5
     if (writer_.mirrors_to_redis()) {
       if (r.head > head_before) r.unsynced.emplace_back(r.head, writer_.redis_ticket());
       publish_synced(r);

@@ -2,10 +2,10 @@
 // are attached here, drained by the apply loop, and released once their producer has hung up
 // and everything it published is applied.
 //
-// Per poll and ring: C1 read the tail (range-checked), C2 copy up to the budget of messages out
-// and decode the copies (a bad one is refused, counted and its error kept), C3 apply them in
+// Per poll and ring: PC1 read the tail (range-checked), PC2 copy up to the budget of messages out
+// and decode the copies (a bad one is refused, counted and its error kept), PC3 apply them in
 // order (runs of upserts through Writer::upsert_batch with the producer's claimed key hashes,
-// everything else through the CommandExecutor), C4 publish head, C5 publish how far Redis has
+// everything else through the CommandExecutor), PC4 publish head, PC5 publish how far Redis has
 // acknowledged, and wake a producer that waits. Each ring's counters and last error are mirrored
 // into the segment's producer table for poscache-inspect.
 #pragma once

@@ -13,14 +13,14 @@
 //   +----------------------------------+
 //
 // Crash protocol, per entry (apply thread only):
-//   S1 the entry is executed (applied, ignored or refused; the table's own undo record covers a
+//   SC1 the entry is executed (applied, ignored or refused; the table's own undo record covers a
 //      kill mid-write);
-//   S2 if refused: rejects[reject_head % 1024] = (stream, id, reason), then reject_head + 1;
-//   S3 streams[s].last_id = id (one aligned 8-byte store).
-// Killed before S3: the entry is executed again after the restart. For upsert, add and fill that
+//   SC2 if refused: rejects[reject_head % 1024] = (stream, id, reason), then reject_head + 1;
+//   SC3 streams[s].last_id = id (one aligned 8-byte store).
+// Killed before SC3: the entry is executed again after the restart. For upsert, add and fill that
 // is harmless: they carry the stream id (or the producer's seq) as source_seq, and the table
 // refuses one not newer than the stored seq; erase, invalidate and mark set the same state
-// again. Killed after S3: the entry is acknowledged without being executed; if it was refused,
+// again. Killed after SC3: the entry is acknowledged without being executed; if it was refused,
 // its reason is found in `rejects` and its copy to <stream>:rejected is made then (the sync
 // thread's copy may not have reached Redis). 1024 refusals cover every entry that can be in
 // flight between the apply loop and Redis (StreamSource::kMaxInFlight).
@@ -73,8 +73,8 @@ class StreamCursor {
   // The slot of a stream (claimed on first use). Throws when 64 stream names are taken.
   std::uint32_t slot(std::string_view stream);
   [[nodiscard]] std::uint64_t last(std::uint32_t slot) const noexcept;
-  void refused(std::uint32_t slot, std::uint64_t id, std::string_view reason) noexcept;  // S2
-  void advance(std::uint32_t slot, std::uint64_t id) noexcept;                           // S3
+  void refused(std::uint32_t slot, std::uint64_t id, std::string_view reason) noexcept;  // SC2
+  void advance(std::uint32_t slot, std::uint64_t id) noexcept;                           // SC3
   // The reason recorded for a refused entry, if it is among the last 1024 refusals.
   [[nodiscard]] std::optional<std::string> refusal(std::uint32_t slot, std::uint64_t id) const;
   [[nodiscard]] bool restored() const noexcept { return restored_; }

@@ -173,9 +173,9 @@ std::size_t StreamSource::poll(CommandExecutor& exec, std::int64_t, std::size_t 
       e->status = r.status;
       if (r.status == CommandStatus::rejected) {
         e->error = std::move(r.error);
-        if (e->id != 0) cursor_.refused(slot, e->id, e->error);  // S2
+        if (e->id != 0) cursor_.refused(slot, e->id, e->error);  // SC2
       }
-      if (e->id != 0) cursor_.advance(slot, e->id);  // S3
+      if (e->id != 0) cursor_.advance(slot, e->id);  // SC3
     }
     // Never full: at most kMaxInFlight entries exist between the threads.
     if (mirrors) {

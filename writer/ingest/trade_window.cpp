@@ -60,7 +60,7 @@ TradeWindow::TradeWindow(const std::string& segment, std::uint64_t generation,
   }
   const std::uint64_t n = std::min<std::uint64_t>(header_->pending_count, kMaxPending);
   if (n == 0) return;
-  bool in_ring = head >= n;  // killed inside T3 after head moved: the entries sit below head
+  bool in_ring = head >= n;  // killed inside TW3 after head moved: the entries sit below head
   for (std::uint64_t i = 0; in_ring && i < n; ++i) {
     const detail::TradeLogEntry& e = ring_[(head - n + i) % capacity];
     in_ring = e.id_hash == header_->pending[i].id_hash && e.ns == header_->pending[i].ns;
@@ -69,7 +69,7 @@ TradeWindow::TradeWindow(const std::string& segment, std::uint64_t generation,
     abort();
     return;
   }
-  // Killed between T1 and T3: record the fills whose positions moved past their old version.
+  // Killed between TW1 and TW3: record the fills whose positions moved past their old version.
   std::uint64_t recorded = 0;
   for (std::uint64_t i = 0; i < n; ++i) {
     const TradePending& e = header_->pending[i];
@@ -108,7 +108,7 @@ void TradeWindow::begin(std::span<const Fill> fills) noexcept {
     std::memcpy(e.instrument, key.instrument, key.instrument_len);
   }
   // Last: a kill before this store leaves nothing pending, a kill after it complete entries.
-  // release: the Redis sync's S2 (writer/trade_log.hpp) orders it before the content write.
+  // release: the Redis sync's TS2 (writer/trade_log.hpp) orders it before the content write.
   shm::store_release(&w.pending_count, static_cast<std::uint64_t>(n));
 }
 
@@ -134,7 +134,7 @@ void TradeWindow::commit(std::span<const std::uint64_t> versions) noexcept {
   const std::uint64_t n = std::min<std::uint64_t>(w.pending_count, kMaxPending);
   for (std::uint64_t i = 0; i < n; ++i)
     record(i, entry_of(w.pending[i], i < versions.size() ? versions[i] : 0));
-  shm::store_release(&w.head, w.head + n);  // T3: the entries, then head, then no pending
+  shm::store_release(&w.head, w.head + n);  // TW3: the entries, then head, then no pending
   shm::store_release(&w.pending_count, std::uint64_t{0});
 }
 

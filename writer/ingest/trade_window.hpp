@@ -16,16 +16,16 @@
 //
 // Crash protocol. The fills with a trade id of one apply (one fill, or a group's: up to
 // kMaxPending, each on a position written by one op of the group) are recorded in three steps:
-//   T1 begin():  pending[i] = each trade's hash, its position's key and the position's version
+//   TW1 begin():  pending[i] = each trade's hash, its position's key and the position's version
 //                before the apply (0: no position yet); then pending_count = n (release);
-//   T2 the fill or the group is applied to the table (the writer's undo record covers a kill
+//   TW2 the fill or the group is applied to the table (the writer's undo record covers a kill
 //                mid-write of a slot);
-//   T3 commit(): ring[(head + i) % capacity] = entry i (with the version its position took),
+//   TW3 commit(): ring[(head + i) % capacity] = entry i (with the version its position took),
 //                head + n (release), then pending_count cleared.
-// Killed before T1's count: nothing is remembered. Killed between T1 and T3: at the next open,
+// Killed before TW1's count: nothing is remembered. Killed between TW1 and TW3: at the next open,
 // each pending fill's position tells: still the version before (a kill before or during its
 // write, which re-attach rolls back) -> that fill did not happen and is not remembered; another
-// version -> it happened, and the open records it. Killed inside T3 after head moved: the ring
+// version -> it happened, and the open records it. Killed inside TW3 after head moved: the ring
 // holds the pending hashes just below head, and the open only clears the count. So the window
 // never remembers a fill the table lost, nor forgets one the table kept. The process's own
 // stores reach the file in program order (one mapping of page-cache memory); a power loss takes
@@ -51,7 +51,7 @@
 
 namespace poscache::ingest {
 
-// One fill in flight (T1..T3).
+// One fill in flight (TW1..TW3).
 struct TradePending {
   std::uint64_t id_hash;      // detail::trade_id_hash of its trade id
   std::uint64_t old_version;  // its position's version before the apply (0: absent)
@@ -69,7 +69,7 @@ struct TradeWindowHeader {
   std::uint64_t generation;     // the segment generation this window belongs to
   std::uint64_t capacity;       // ring entries
   std::uint64_t head;           // fills recorded so far; the ring holds the last `capacity`
-  std::uint64_t pending_count;  // T1..T3: the fills in flight (0: none)
+  std::uint64_t pending_count;  // TW1..TW3: the fills in flight (0: none)
   std::uint64_t mirrored;       // the Redis sync's: entries below it are in Redis
   std::uint64_t reserved;       // 1 + the index of the entry being (or last) written
   TradePending pending[kMaxGroupCommands];
@@ -102,12 +102,12 @@ class TradeWindow {
     const PositionKey* key;
     std::uint64_t old_version;
   };
-  void begin(const Id& id, const PositionKey& key, std::uint64_t old_version) noexcept;  // T1
-  void begin(std::span<const Fill> fills) noexcept;  // T1 for a group (up to kMaxPending)
-  // T3: version[i] is the version pending fill i's position took.
+  void begin(const Id& id, const PositionKey& key, std::uint64_t old_version) noexcept;  // TW1
+  void begin(std::span<const Fill> fills) noexcept;  // TW1 for a group (up to kMaxPending)
+  // TW3: version[i] is the version pending fill i's position took.
   void commit(std::span<const std::uint64_t> versions) noexcept;
   void commit(std::uint64_t version) noexcept { commit(std::span(&version, 1)); }
-  void abort() noexcept;  // T2 did not write (refused): forget the pending entries
+  void abort() noexcept;  // TW2 did not write (refused): forget the pending entries
 
   // Trade ids another writer applied (Redis's {prefix}:{ns}:@trades, a promoted standby or a
   // warm start on a fresh segment): those not known yet are recorded, oldest version first, the

@@ -382,7 +382,7 @@ void FencedWrites::build(SlotRound& r, Chunk& c, bool with_fence) {
   }
   c.stream_cmd = fmt.finish_changes(c.entry, c.cmds) > 0 ? commands + 1 : 0;
   // The trade ids of the fills whose effects the contents just read hold (the reads above are
-  // S1 of writer/trade_log.hpp; S2, S3 in catch_up_trades). A fill still in flight after 2 ms:
+  // TS1 of writer/trade_log.hpp; TS2, TS3 in catch_up_trades). A fill still in flight after 2 ms:
   // the chunk goes next round instead.
   c.trades.clear();
   c.trade_cmds = 0;

@@ -70,7 +70,7 @@ void SyncWorker::read_trades() {
     trade_tail_ = head > cap ? head - cap : 0;
     store_relaxed(l.mirrored, trade_tail_);
   }
-  const std::uint64_t head = load_acquire(l.head);  // S3: pairs with T3's release of head
+  const std::uint64_t head = load_acquire(l.head);  // TS3: pairs with TW3's release of head
   if (head == trade_tail_) return;
   std::uint64_t from = trade_tail_;
   std::vector<std::pair<std::uint64_t, PendingTrade>> copied;
@@ -114,7 +114,7 @@ void SyncWorker::read_trades() {
 bool SyncWorker::catch_up_trades() {
   read_trades();
   if (!trades_on_) return true;  // no window: nothing to attach
-  // S2: no fill in flight. A fill takes microseconds; give it up to 2 ms, spinning first, then
+  // TS2: no fill in flight. A fill takes microseconds; give it up to 2 ms, spinning first, then
   // yielding (on a 2-core host the apply thread may need this core).
   const std::int64_t deadline = monotonic_ns() + 2'000'000;
   for (int i = 0; load_acquire(trade_log_.pending_count) != 0; ++i) {

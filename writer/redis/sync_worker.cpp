@@ -366,10 +366,10 @@ void SyncWorker::set_error(const std::string& text) {
   std::uint64_t words[kRedisErrorWords] = {};
   const std::size_t n = std::min(text.size(), sizeof words);
   std::memcpy(words, text.data(), n);
-  const std::uint64_t s = seqlock_begin(&h.redis_error_seq);  // W1, W2 (shm/seqlock.hpp)
+  const std::uint64_t s = seqlock_begin(&h.redis_error_seq);  // SW1, SW2 (shm/seqlock.hpp)
   for (std::size_t i = 0; i < kRedisErrorWords; ++i) store_relaxed(&h.redis_error[i], words[i]);
   store_relaxed(&h.redis_error_len, static_cast<std::uint32_t>(n));
-  seqlock_publish(&h.redis_error_seq, s);  // W4
+  seqlock_publish(&h.redis_error_seq, s);  // SW4
 }
 
 // A full journal is worth one line per episode, not one per removal.

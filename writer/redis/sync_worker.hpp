@@ -126,8 +126,8 @@ class SyncWorker {
       entries.clear();
     }
   };
-  void read_trades();      // S3 without S2: the entries committed so far (never waits)
-  bool catch_up_trades();  // S2 + S3: false if a fill stayed in flight (the caller requeues)
+  void read_trades();      // TS3 without TS2: the entries committed so far (never waits)
+  bool catch_up_trades();  // TS2 + TS3: false if a fill stayed in flight (the caller requeues)
   // The pending entries of position `key_hash` up to `version`, into `w`.
   void take_trades(std::uint64_t key_hash, std::uint64_t version, TradeWrite& w);
   std::size_t add_trade_commands(const TradeWrite& w, Commands& cmds);  // returns how many
