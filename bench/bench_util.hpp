@@ -82,7 +82,7 @@ inline std::string segment_pages(std::uint64_t huge_bytes, std::uint64_t segment
 }
 
 struct Percentiles {
-  double p50 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
+  double p50 = 0, p99 = 0, p999 = 0, p9999 = 0, max = 0, mean = 0;
   std::size_t n = 0;
 };
 
@@ -98,6 +98,7 @@ inline Percentiles percentiles(std::vector<double>& samples) {
   p.p50 = at(0.50);
   p.p99 = at(0.99);
   p.p999 = at(0.999);
+  p.p9999 = at(0.9999);
   p.max = samples.back();
   double sum = 0;
   for (double s : samples) sum += s;
@@ -111,6 +112,35 @@ inline void print_row(const std::string& what, const Percentiles& p,
   std::printf("  %-66s p50 %7.1f  p99 %7.1f  p99.9 %8.1f  max %9.1f ns  (n=%zu)%s\n", what.c_str(),
               p.p50, p.p99, p.p999, p.max, p.n, extra.c_str());
   std::fflush(stdout);
+}
+
+// Host stalls: a loop that only reads the TSC for `seconds`, counting the gaps between two reads
+// (an interrupt, the hypervisor running something else): the floor of any "longest" measured on
+// this CPU over as long.
+struct Stalls {
+  double seconds = 0;
+  std::uint64_t over_20us = 0, over_50us = 0;
+  double longest_ns = 0;
+};
+inline Stalls stalls(double seconds) {
+  Stalls s;
+  s.seconds = seconds;
+  const double tick_ns = ns_per_tick();
+  const auto t20 = static_cast<std::uint64_t>(20'000 / tick_ns);
+  const auto t50 = static_cast<std::uint64_t>(50'000 / tick_ns);
+  std::uint64_t prev = ticks();
+  const std::uint64_t end = prev + static_cast<std::uint64_t>(seconds * 1e9 / tick_ns);
+  std::uint64_t longest = 0;
+  while (prev < end) {
+    const std::uint64_t t = ticks();
+    const std::uint64_t gap = t - prev;
+    s.over_20us += gap > t20;
+    s.over_50us += gap > t50;
+    longest = std::max(longest, gap);
+    prev = t;
+  }
+  s.longest_ns = static_cast<double>(longest) * tick_ns;
+  return s;
 }
 
 // "--name value" flags with defaults; unknown flags are an error naming them.

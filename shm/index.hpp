@@ -16,7 +16,8 @@
 //     XD3 if bucket j+1 is empty: turn j and the        e2 == e → not_found, else retry at XL1
 //         tombstones just before it into empty
 //   rebuild (too many tombstones, or re-attach):
-//     XB1 clear the inactive index, insert every live slot (relaxed stores: no reader uses it)
+//     XB1 clear the inactive index, insert every live slot (relaxed stores: no reader uses it;
+//         the writer spreads it over many operations, a slice each: writer/index_rebuild.hpp)
 //     XB2 index_epoch.store(e+1, release)
 //
 // WHY A HIT IS RIGHT
@@ -128,8 +129,10 @@ class IndexWriter {
   }
 
   // XB1, first half: empty every bucket (this index is not active: no reader relies on it).
-  void clear() noexcept {
-    for (std::uint64_t i = 0; i <= mask_; ++i) store_relaxed(&index_[i], kEmptyBucket);
+  void clear() noexcept { clear_range(0, mask_ + 1); }
+  // The same for buckets [from, to) (writer/index_rebuild.hpp clears a slice at a time).
+  void clear_range(std::uint64_t from, std::uint64_t to) noexcept {
+    for (std::uint64_t i = from; i < to; ++i) store_relaxed(&index_[i], kEmptyBucket);
   }
 
  private:

@@ -31,6 +31,10 @@ void Table::bind(std::byte* base, const Geometry& g) {
   // Rebuild when tombstones pass a quarter of the buckets: live keys are at most half, so
   // occupied + tombstones stays under 3/4 and a miss probes a handful of buckets.
   tombstone_limit_ = buckets_ / 4;
+  // A sliced rebuild begins early enough to finish before the limit: one tombstone at most per
+  // removal, one slice per removal (twice the slices, for margin; never before half the limit).
+  rebuild_.bind(index_, buckets_, capacity_);
+  rebuild_start_ = tombstone_limit_ - std::min(tombstone_limit_ / 2, 2 * rebuild_.steps());
   accounts_ =
       AccountIndexWriter(reinterpret_cast<AccountEntry*>(base + g.accounts_offset), g.index_buckets,
                          reinterpret_cast<std::uint64_t*>(base + g.stripes_offset),
@@ -186,9 +190,40 @@ void Table::live_removed(NamespaceId ns) noexcept {
   store_relaxed(&h_->namespace_live[ns], load_relaxed(&h_->namespace_live[ns]) - 1);
 }
 
+// A slice of the index rebuild per removal once tombstones pass rebuild_start_; the rest at once
+// if they pass the hard limit (a bulk removal). XB2 once the inactive copy is complete.
 void Table::maybe_rebuild() {
-  if (!defer_rebuild_ && load_relaxed(&h_->counters.tombstones) > tombstone_limit_)
-    rebuild_index(false);
+  if (defer_rebuild_) return;
+  const std::uint64_t tombstones = load_relaxed(&h_->counters.tombstones);
+  if (!rebuild_.active()) {
+    if (tombstones <= rebuild_start_) return;
+    rebuild_.start(load_relaxed(&h_->index_epoch));
+  }
+  const std::int64_t t0 = clock_.now();
+  const auto live_hash = [this](std::uint32_t s, std::uint64_t* hash) {
+    const SlotPayload& p = peek(s);
+    *hash = p.key_hash;
+    return p.ns != kFreeNamespace;
+  };
+  bool done = rebuild_.step(live_hash);
+  std::uint64_t slices = 1;
+  for (; !done && tombstones > tombstone_limit_; ++slices) done = rebuild_.step(live_hash);
+  if (done) {
+    const std::uint64_t e = load_relaxed(&h_->index_epoch);
+    store_release(&h_->index_epoch, e + 1);  // XB2: pairs with readers' XL1/XL3
+    store_relaxed(&h_->counters.tombstones, rebuild_.tombstones());
+    bump(h_->counters.index_rebuilds);
+  }
+  rebuild_slices_.store(rebuild_slices_.load(std::memory_order_relaxed) + slices,
+                        std::memory_order_relaxed);
+  const std::int64_t took = clock_.now() - t0;
+  if (took > longest_index_step_ns_.load(std::memory_order_relaxed))
+    longest_index_step_ns_.store(took, std::memory_order_relaxed);
+  const auto& bounds = WriterStats::kIndexStepBoundsNs;
+  const std::size_t b = static_cast<std::size_t>(
+      std::lower_bound(bounds.begin(), bounds.end(), took) - bounds.begin());
+  auto& n = index_step_counts_[b];  // one writer: a relaxed load and store, no locked add
+  n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 // ---- change notification -----------------------------------------------------------------------
@@ -395,6 +430,7 @@ ApplyResult Table::upsert_hashed(const Update& u, std::uint64_t hash, std::int64
   // XI1 after the slot's publish: a reader that finds the bucket finds the key.
   if (IndexWriter(index_[load_relaxed(&h_->index_epoch) & 1], buckets_).insert(hash, s))
     add_tombstones(-1);
+  rebuild_.inserted(hash, s);  // and into a rebuild's copy, if its scan has passed s
   recency_.touch(s, u.ns);
   account_link(s, p.account_hash);
   ring_.append(static_cast<std::uint8_t>(ChangeKind::inserted), u.ns, p.version, t, account,

@@ -13,6 +13,8 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -21,9 +23,11 @@
 
 #include "poscache/apply.hpp"
 #include "poscache/changes.hpp"
+#include "poscache/writer_stats.hpp"
 #include "shm/accounts.hpp"
 #include "shm/change_ring.hpp"
 #include "shm/layout.hpp"
+#include "writer/index_rebuild.hpp"
 #include "writer/journal.hpp"
 #include "writer/recency_log.hpp"
 #include "writer/tsc_clock.hpp"
@@ -126,6 +130,17 @@ class Table {
   // (re-attach) also frees the older of two slots holding one key (only a corrupt segment has
   // them), counting a repair.
   void rebuild_index(bool dedupe);
+  // The sliced rebuild (writer/index_rebuild.hpp): slices done, the longest time one operation
+  // spent on it (a slice, or finishing a rebuild past the hard limit), how far one in progress is.
+  [[nodiscard]] std::uint64_t rebuild_slices() const noexcept {
+    return rebuild_slices_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::int64_t longest_index_step_ns() const noexcept {
+    return longest_index_step_ns_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t index_steps_within(std::size_t bucket) const noexcept {
+    return index_step_counts_[bucket].load(std::memory_order_relaxed);
+  }
   // Free list, recency order by (updated_at, version), account lists, live count and next
   // version, all derived from the slots.
   // `tick` (optional) is called every 65 536 slots: a long rebuild keeps the heartbeat and the
@@ -222,7 +237,14 @@ class Table {
   std::uint32_t* links_ = nullptr;  // the account lists' next slot (shm/accounts.hpp)
   std::uint64_t capacity_ = 0;
   std::uint64_t buckets_ = 0;
-  std::uint64_t tombstone_limit_ = 0;
+  std::uint64_t tombstone_limit_ = 0;  // a rebuild in progress is finished at once past it
+  std::uint64_t rebuild_start_ = 0;    // tombstones at which a sliced rebuild begins
+  IndexRebuild rebuild_;               // writer/index_rebuild.hpp
+  // Written by the apply thread at each slice, read by stats() from any thread (relaxed).
+  std::atomic<std::uint64_t> rebuild_slices_{0};
+  std::atomic<std::int64_t> longest_index_step_ns_{0};
+  std::array<std::atomic<std::uint64_t>, WriterStats::kIndexStepBoundsNs.size() + 1>
+      index_step_counts_{};
   shm::AccountIndexWriter accounts_;          // account hash -> first slot and count; the stripes
   std::vector<std::uint64_t*> open_stripes_;  // opened by the change in progress
   // Each namespace's fields: first value slot and slots taken (a text field takes several), and

@@ -42,6 +42,7 @@ void Table::remove(std::uint32_t s, Removal why, std::uint64_t version) {
   IndexWriter iw(index_[load_relaxed(&h_->index_epoch) & 1], buckets_);
   const std::uint64_t pos = iw.find_slot(p.key_hash, s);
   if (pos < buckets_) add_tombstones(iw.remove_at(pos));  // XD1 (+XD3)
+  rebuild_.removed(p.key_hash, s);  // and from a rebuild's copy, if its scan has passed s
   recency_.forget(s);
   account_unlink(s, p.account_hash);
   write_slot(s, free_slot_payload());  // XD2
@@ -179,6 +180,7 @@ bool Table::expire(std::size_t budget) {
 // ---- rebuilds
 // ------------------------------------------------------------------------------------
 void Table::rebuild_index(bool dedupe) {
+  rebuild_.cancel();  // this one overwrites the inactive copy a sliced rebuild was building
   const std::uint64_t e = load_relaxed(&h_->index_epoch);
   Bucket* target = index_[(e + 1) & 1];
   IndexWriter iw(target, buckets_);
@@ -345,6 +347,7 @@ std::uint32_t Table::insert_synced(const SlotPayload& in) {
   write_slot(s, p);
   if (IndexWriter(index_[load_relaxed(&h_->index_epoch) & 1], buckets_).insert(p.key_hash, s))
     add_tombstones(-1);
+  rebuild_.inserted(p.key_hash, s);
   recency_.touch(s, p.ns);
   account_link(s, p.account_hash);
   book_[s].synced_version = p.version;  // Redis holds exactly this (no sync thread runs yet)

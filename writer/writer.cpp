@@ -446,6 +446,10 @@ WriterStats Writer::stats() const {
   s.follow_reloads = load_relaxed(&h.follow_reloads);
   s.journal_pending = impl_->journal.pending();
   s.journal_overflows = impl_->journal.overflows();
+  s.index_rebuild_slices = impl_->table.rebuild_slices();
+  s.index_step_longest_ns = impl_->table.longest_index_step_ns();
+  for (std::size_t b = 0; b < s.index_step_counts.size(); ++b)
+    s.index_step_counts[b] = impl_->table.index_steps_within(b);
   return s;
 }
 

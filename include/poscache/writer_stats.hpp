@@ -37,6 +37,16 @@ struct WriterStats : Counters {
       0;  // removals recorded in the segment's journal, not yet in Redis
   std::uint64_t journal_overflows =
       0;  // removals that found the journal full (kept in memory only)
+  // The index rebuilt a slice per removal (writer/index_rebuild.hpp): slices done, and the
+  // longest time one operation spent on it (a slice, or finishing a rebuild at once when a bulk
+  // removal crossed the hard limit).
+  std::uint64_t index_rebuild_slices = 0;
+  std::int64_t index_step_longest_ns = 0;
+  // The operations that did index maintenance, by its time: upper bounds in ns (the last
+  // bucket +Inf), counts per bucket (not cumulative).
+  static constexpr std::array<std::int64_t, 10> kIndexStepBoundsNs = {
+      1'000, 2'000, 5'000, 10'000, 20'000, 50'000, 100'000, 1'000'000, 10'000'000, 100'000'000};
+  std::array<std::uint64_t, kIndexStepBoundsNs.size() + 1> index_step_counts{};
 };
 
 // The Redis sync thread's counters (Writer::redis_sync_metrics, the daemon's /metrics).
