@@ -9,7 +9,7 @@
 #include <chrono>
 #include <thread>
 
-#include "redis/redis_server.hpp"
+#include "redis/redis_util.hpp"
 #include "test_util.hpp"
 
 namespace poscache::ingest {
