@@ -23,13 +23,13 @@
 
 #include "bench/bench_keys.hpp"
 #include "bench/bench_util.hpp"
-#include "bench/redis_server.hpp"
 #include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
 #include "shm/clock.hpp"
 #include "shm/cpu_relax.hpp"
 #include "shm/hash.hpp"
 #include "shm/ring.hpp"
+#include "tests/redis_server.hpp"
 #include "tools/feed_client.hpp"
 #include "writer/ingest/ring_source.hpp"
 #include "writer/ingest/socket_source.hpp"
@@ -404,14 +404,9 @@ int main(int argc, char** argv) {
         "\n6. Redis stream source: a backlog of %zu upserts drained (read, decoded, applied, "
         "acknowledged)\n",
         n);
-    Server srv;
-    srv.cpu = pcpu;
-    srv.port = free_port();
-    char tmpl[] = "/tmp/poscache_bench_stream_XXXXXX";
-    srv.dir = ::mkdtemp(tmpl);
-    srv.start();
+    test::RedisServer srv(test::RedisServer::Options{.args = {}, .cpu = pcpu});
     RedisConfig rc;
-    rc.port = srv.port;
+    rc.port = srv.port();
     auto client = detail::RedisClient::connect(rc);
     if (!client) {
       std::fprintf(stderr, "%s\n", client.error().c_str());
@@ -500,9 +495,6 @@ int main(int argc, char** argv) {
     ::unlink(("/dev/shm/" + seg + "_stream.lock").c_str());
     ::unlink(("/dev/shm/" + seg + "_stream.readers").c_str());
     ::unlink(("/dev/shm/" + seg + "_stream.streams").c_str());
-    srv.stop(SIGTERM);
-    std::error_code ec;
-    std::filesystem::remove_all(srv.dir, ec);
   }
   boost::interprocess::shared_memory_object::remove(seg.c_str());
   ::unlink(("/dev/shm/" + seg + ".lock").c_str());

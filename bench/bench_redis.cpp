@@ -22,16 +22,17 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <thread>
 
 #include "bench/bench_keys.hpp"
 #include "bench/bench_util.hpp"
-#include "bench/redis_server.hpp"
 #include "poscache/decimal.hpp"
 #include "poscache/mirror_status.hpp"
 #include "poscache/reader.hpp"
 #include "shm/clock.hpp"
+#include "tests/redis_server.hpp"
 #include "writer/net/redis_client.hpp"
 
 using namespace poscache;
@@ -314,28 +315,22 @@ int main(int argc, char** argv) {
   const double rate = f.real("rate");
   const double seconds = f.real("seconds");
   const auto warm_n = static_cast<std::size_t>(f.num("warm"));
-  Server srv;
-  srv.port = static_cast<int>(f.num("port"));
-  const bool own = srv.port == 0;
-  if (own) {
-    srv.port = free_port();
-    char tmpl[] = "/tmp/poscache_bench_redis_XXXXXX";
-    srv.dir = ::mkdtemp(tmpl);
-    srv.start();
-  }
+  // The server this program starts unless --port names one: on cpu 1, and restarted from a thread
+  // of section 3 that ends at once (so it does not die with the thread that started it).
+  const bool own = f.num("port") == 0;
+  std::optional<test::RedisServer> srv;
+  if (own)
+    srv.emplace(test::RedisServer::Options{.args = {}, .cpu = 1, .dies_with_starter = false});
+  const int port = own ? srv->port() : static_cast<int>(f.num("port"));
   const std::string seg = "poscache_bench_redis_" + std::to_string(::getpid());
   Keys keys(std::max(n, warm_n));
-  detail::RedisClient admin = client_at(srv.port);
+  detail::RedisClient admin = client_at(port);
   std::printf(
       "bench_redis: redis-server on 127.0.0.1:%d, %zu positions (trading preset, 7 fields set)\n",
-      srv.port, n);
+      port, n);
 
   if (f.num("followers-only") != 0) {  // section 6 alone
-    followers(srv.port, admin, seg, keys, n, rate, seconds);
-    if (own) {
-      srv.stop(SIGTERM);
-      std::filesystem::remove_all(srv.dir);
-    }
+    followers(port, admin, seg, keys, n, rate, seconds);
     return 0;
   }
   // ---- 1. sync throughput ------------------------------------------------------------------
@@ -345,7 +340,7 @@ int main(int argc, char** argv) {
   // (the host's load moves between rounds); the ratio lines give the median round.
   pin_to_cpu(0);
   redis_cmd(admin, {"FLUSHALL"});
-  const double bare_naive = bare_pipeline(srv.port, keys, n, 1024, false);
+  const double bare_naive = bare_pipeline(port, keys, n, 1024, false);
   std::printf(
       "\nsync throughput (one sync thread; floor: a bare hiredis pipeline of the same HSETs, "
       "1024 per round trip, two batches in flight)\n");
@@ -358,9 +353,9 @@ int main(int argc, char** argv) {
     double me_bare_ins, me_bare_upd, me_ins, me_upd;      // this process's (the client's)
   };
   const auto redis_us = [&](double& out, double& me, auto&& pass) {
-    const double c0 = cpu_seconds(srv.pid), m0 = cpu_seconds(::getpid());
+    const double c0 = cpu_seconds(own ? srv->pid() : -1), m0 = cpu_seconds(::getpid());
     const double r = pass();
-    out = (cpu_seconds(srv.pid) - c0) * 1e6 / static_cast<double>(n);
+    out = (cpu_seconds(own ? srv->pid() : -1) - c0) * 1e6 / static_cast<double>(n);
     me = (cpu_seconds(::getpid()) - m0) * 1e6 / static_cast<double>(n);
     return r;
   };
@@ -383,19 +378,18 @@ int main(int argc, char** argv) {
       // The same data-carrying commands the sync sends: with the fence, the change stream's
       // XADD too (the scripts' path has no stream).
       rd.bare_ins = redis_us(rd.cpu_bare_ins, rd.me_bare_ins, [&] {  // HSET + ZADD (+ XADD)
-        return bare_pipeline(srv.port, keys, n, 1024, true, true, fence);
+        return bare_pipeline(port, keys, n, 1024, true, true, fence);
       });
       rd.bare_upd = redis_us(rd.cpu_bare_upd, rd.me_bare_upd, [&] {  // HSET (+ XADD)
-        return bare_pipeline(srv.port, keys, n, 1024, true, false, fence);
+        return bare_pipeline(port, keys, n, 1024, true, false, fence);
       });
       double unused = 0, unused_me = 0;
-      rd.bare_upd_hset =
-          fence ? redis_us(unused, unused_me,
-                           [&] { return bare_pipeline(srv.port, keys, n, 1024, true); })
-                : rd.bare_upd;
+      rd.bare_upd_hset = fence ? redis_us(unused, unused_me,
+                                          [&] { return bare_pipeline(port, keys, n, 1024, true); })
+                               : rd.bare_upd;
       redis_cmd(admin, {"FLUSHALL"});
       WriterConfig cfg = bench_config(seg, n + 1024);
-      cfg.redis = redis_at(srv.port);
+      cfg.redis = redis_at(port);
       cfg.redis->guard = guard;
       cfg.redis->flush_interval = std::chrono::seconds(3600);  // hand-offs only when timed below
       cfg.redis->sync_cpu = 0;  // like the bare pipeline's client: off Redis's cpu
@@ -444,7 +438,7 @@ int main(int argc, char** argv) {
   redis_cmd(admin, {"FLUSHALL"});
   {
     WriterConfig cfg = bench_config(seg, n + 1024);
-    cfg.redis = redis_at(srv.port);
+    cfg.redis = redis_at(port);
     cfg.redis->flush_interval = std::chrono::seconds(3600);  // hand-offs only when timed below
     cfg.redis->sync_cpu = 0;
     cfg.redis->warm_start = false;
@@ -484,8 +478,8 @@ int main(int argc, char** argv) {
   pin_to_cpu(-1);
   boost::interprocess::shared_memory_object::remove(seg.c_str());
   {
-    const std::string cmd = "redis-benchmark -p " + std::to_string(srv.port) +
-                            " -P 64 -t hset -n " + std::to_string(n) +
+    const std::string cmd = "redis-benchmark -p " + std::to_string(port) + " -P 64 -t hset -n " +
+                            std::to_string(n) +
                             " -q 2>&1 | tr '\\r' '\\n' | grep -i 'per second' | tail -1";
     std::printf("  redis-benchmark -P 64 -t hset (one field per HSET, for scale): ");
     std::fflush(stdout);
@@ -511,7 +505,7 @@ int main(int argc, char** argv) {
     redis_cmd(admin, {"FLUSHALL"});
     WriterConfig cfg = bench_config(seg, n + 1024);
     if (p != "no redis") {
-      cfg.redis = redis_at(srv.port);
+      cfg.redis = redis_at(port);
       cfg.redis->warm_start = false;
       if (p == "redis up, no change stream") cfg.redis->change_stream_retention = {};
       cfg.log = quiet;
@@ -519,7 +513,7 @@ int main(int argc, char** argv) {
     auto w = Writer::open(cfg);
     for (std::size_t i = 0; i < n; ++i) w->upsert(trading_update(*w, keys, i, i + 1));
     w->sync_redis(std::chrono::minutes(5));
-    if (p == "redis down" || p == "redis restarting") srv.stop(SIGKILL);
+    if (p == "redis down" || p == "redis restarting") srv->stop(SIGKILL);
     // Lag: a monitor samples the highest version Redis acknowledged.
     std::atomic<bool> done{false};
     std::vector<std::pair<std::int64_t, std::uint64_t>> acks;  // (time, synced version)
@@ -556,7 +550,7 @@ int main(int argc, char** argv) {
         // starting up on cpu 0 would take it from the apply thread for milliseconds.
         std::thread([&] {
           pin_to_cpu(1);
-          srv.start();
+          srv->start();
         }).join();
         restarted = true;
       }
@@ -568,7 +562,7 @@ int main(int argc, char** argv) {
       applied.emplace_back(r.version, shm::monotonic_ns());
     }
     pin_to_cpu(-1);
-    if (p == "redis down") srv.start();
+    if (p == "redis down") srv->start();
     if (p != "no redis") w->sync_redis(std::chrono::minutes(5));
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     done = true;
@@ -598,12 +592,12 @@ int main(int argc, char** argv) {
   }
 
   // ---- 4. warm start ---------------------------------------------------------------------------
-  admin = client_at(srv.port);  // its connection died with the restarts above
+  admin = client_at(port);  // its connection died with the restarts above
   if (warm_n > 0) {
     redis_cmd(admin, {"FLUSHALL"});
     {
       WriterConfig cfg = bench_config(seg, warm_n);
-      cfg.redis = redis_at(srv.port);
+      cfg.redis = redis_at(port);
       cfg.redis->warm_start = false;
       cfg.log = quiet;
       auto w = Writer::open(cfg);
@@ -616,7 +610,7 @@ int main(int argc, char** argv) {
     }
     boost::interprocess::shared_memory_object::remove(seg.c_str());
     WriterConfig cfg = bench_config(seg, warm_n);
-    cfg.redis = redis_at(srv.port);
+    cfg.redis = redis_at(port);
     cfg.log = quiet;
     const auto t0 = std::chrono::steady_clock::now();
     auto w = Writer::open(cfg);
@@ -672,12 +666,8 @@ int main(int argc, char** argv) {
     r->close();
     boost::interprocess::shared_memory_object::remove(seg.c_str());
   }
-  followers(srv.port, admin, seg, keys, n, rate, seconds);
+  followers(port, admin, seg, keys, n, rate, seconds);
   ::unlink(("/dev/shm/" + seg + ".lock").c_str());
   ::unlink(("/dev/shm/" + seg + ".readers").c_str());
-  if (own) {
-    srv.stop(SIGTERM);
-    std::filesystem::remove_all(srv.dir);
-  }
   return 0;
 }

@@ -14,15 +14,16 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "bench/bench_util.hpp"
-#include "bench/redis_server.hpp"
 #include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
 #include "poscache/refresher.hpp"
+#include "tests/redis_server.hpp"
 
 using namespace poscache;
 using namespace poscache::bench;
@@ -149,13 +150,9 @@ int main(int argc, char** argv) {
     if (f.reason != FetchReason::fetched) ++failed;
     rt.push_back(static_cast<double>(t1 - t0) * npt);
   }
-  Server redis;
-  redis.cpu = 1;
-  redis.port = free_port();
-  redis.dir = dir;
-  redis.unixsocket = dir + "/redis.sock";
-  redis.start();
-  redisContext* rc = redisConnectUnix(redis.unixsocket.c_str());
+  auto redis =
+      std::make_unique<test::RedisServer>(test::RedisServer::Options{.args = {}, .cpu = 1});
+  redisContext* rc = redisConnectUnix(redis->socket_path().c_str());
   freeReplyObject(redisCommand(rc, "SET k:1 0123456789abcdef0123456789abcdef"));
   std::vector<double> rg;
   for (int i = 0; i < keys; ++i) {
@@ -166,7 +163,7 @@ int main(int argc, char** argv) {
     rg.push_back(static_cast<double>(t1 - t0) * npt);
   }
   redisFree(rc);
-  redis.stop(SIGTERM);
+  redis.reset();
   const Percentiles prt = percentiles(rt), prg = percentiles(rg);
   print_row("get_or_fetch of a missing key, instant refresher", prt,
             failed ? "  (" + std::to_string(failed) + " not fetched)" : "");

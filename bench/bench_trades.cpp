@@ -10,13 +10,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "bench/bench_util.hpp"
-#include "bench/redis_server.hpp"
 #include "poscache/writer.hpp"
 #include "shm/clock.hpp"
+#include "tests/redis_server.hpp"
 #include "writer/ingest/executor.hpp"
 #include "writer/ingest/json_codec.hpp"
 #include "writer/ingest/trade_window.hpp"
@@ -107,16 +108,10 @@ int main(int argc, char** argv) {
           {{"fills", "200000"}, {"positions", "2000"}, {"ids", "1000000"}, {"port", "0"}}, kUsage);
   const long long n = f.num("fills"), positions = f.num("positions"), ids = f.num("ids");
   std::printf("bench_trades on %s\n", cpu_name().c_str());
-  Server srv;
-  srv.port = static_cast<int>(f.num("port"));
-  const bool own = srv.port == 0;
-  if (own) {
-    srv.port = free_port();
-    srv.dir =
-        std::filesystem::temp_directory_path() / ("bench_trades_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(srv.dir);
-    srv.start();
-  }
+  // The server this program starts on cpu 1, unless --port names one.
+  std::optional<test::RedisServer> srv;
+  if (f.num("port") == 0) srv.emplace(test::RedisServer::Options{.args = {}, .cpu = 1});
+  const int port = srv ? srv->port() : static_cast<int>(f.num("port"));
   const std::string pid = std::to_string(::getpid());
   // Alternate the two, twice: a shared host drifts.
   std::map<bool, std::vector<Run>> runs;
@@ -124,7 +119,7 @@ int main(int argc, char** argv) {
     for (const bool with_ids : {false, true}) {
       const std::string seg =
           "bench_trades_" + pid + "_" + std::to_string(round) + (with_ids ? "i" : "n");
-      runs[with_ids].push_back(run(srv.port, seg, nullptr, n, positions, with_ids));
+      runs[with_ids].push_back(run(port, seg, nullptr, n, positions, with_ids));
       for (const char* suffix : {"", ".lock", ".readers", ".trades"})
         std::filesystem::remove("/dev/shm/" + seg + suffix);
     }
@@ -143,7 +138,7 @@ int main(int argc, char** argv) {
 
   // 3. The takeover's read of the trade ids.
   {
-    auto c = detail::RedisClient::connect(config("x", srv.port, true).redis.value());
+    auto c = detail::RedisClient::connect(config("x", port, true).redis.value());
     const std::string key = "bench:takeover:spot:@trades";
     for (long long i = 0; i < ids; i += 1000) {
       detail::Args a;
@@ -156,7 +151,7 @@ int main(int argc, char** argv) {
       }
       (void)c->command(a);
     }
-    RedisConfig rc = config("x", srv.port, true).redis.value();
+    RedisConfig rc = config("x", port, true).redis.value();
     rc.prefix = "bench:takeover";
     const std::int64_t t0 = shm::monotonic_ns();
     auto known = detail::load_trade_ids(rc, {preset_trading("spot")}, nullptr);
@@ -172,10 +167,6 @@ int main(int argc, char** argv) {
         "3. a takeover reads %zu trade ids from Redis in %.0f ms, into its window in %.0f ms\n",
         known->size(), static_cast<double>(t1 - t0) / 1e6, static_cast<double>(t2 - t1) / 1e6);
     std::filesystem::remove("/dev/shm/bench_trades_" + pid + "_w.trades");
-  }
-  if (own) {
-    srv.stop(SIGTERM);
-    std::filesystem::remove_all(srv.dir);
   }
   return 0;
 }

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages poscache builds and tests with, if any is missing.
+#   scripts/deps.sh               the packages below
+#   scripts/deps.sh PACKAGE...    and these too (scripts/fuzz.sh: clang and libFuzzer)
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config
           libboost-dev libspdlog-dev libfmt-dev libhiredis-dev libxxhash-dev
@@ -8,7 +10,8 @@ packages=(build-essential cmake ninja-build pkg-config
           pybind11-dev python3-dev python3-pytest libcivetweb-dev prometheus
           python3-venv python3-setuptools python3-pip  # pip install into a venv, offline
           systemd  # systemd-analyze verify: the shipped units
-          universal-ctags)  # functions' extents: the function-length check (tests/code/)
+          universal-ctags  # functions' extents: the function-length check (tests/code/)
+          "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,17 +17,7 @@ case "${1:-}" in
   "") ;;
   *) echo "usage: scripts/fuzz.sh [--runs N | --seconds S]" >&2; exit 2 ;;
 esac
-"$PWD/scripts/deps.sh"
-missing=()
-for p in clang-16 libfuzzer-16-dev libclang-rt-16-dev; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  sudo_cmd=()
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+"$PWD/scripts/deps.sh" clang-16 libfuzzer-16-dev libclang-rt-16-dev
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++-16 \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" -DPOSCACHE_FUZZ=ON -DPOSCACHE_BUILD_TESTS=OFF \
   -DPOSCACHE_BUILD_BENCH=OFF -DPOSCACHE_BUILD_TOOLS=OFF \

@@ -1,8 +1,10 @@
 // Fault points: the steps of a slot write (shm/seqlock.hpp, "THE WRITER DIES") at which a test
 // build of the writer can kill its own process, to prove what a crash at exactly that step leaves
 // behind for the next writer. In every other build POSCACHE_FAULT_POINT compiles to nothing: only
-// the fault test compiles its own copy of writer.cpp with POSCACHE_FAULT_POINTS defined, and
-// defines detail::fault_point() itself (tests/writer/fault_test.cpp).
+// poscache_writer_faults, a test-only archive of the writer (CMakeLists.txt), compiles the files
+// that use it with POSCACHE_FAULT_POINTS defined, and the fault test, which links that archive,
+// defines detail::fault_point() itself (tests/writer/fault_test.cpp). A file that starts using
+// POSCACHE_FAULT_POINT joins _writer_fault_sources in CMakeLists.txt.
 #pragma once
 
 namespace poscache::detail {

@@ -1,7 +1,7 @@
 // poscache-writer as a user runs it: settings from a file, the environment and flags (flags win),
 // every flag docs/cli.md names, exit codes, clear errors for bad values, a clean SIGTERM stop and a
 // SIGTERM during start-up. The binary runs as a child process; Redis, where needed, is a real
-// redis-server (tests/redis/redis_server.hpp).
+// redis-server (tests/redis_server.hpp).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -23,7 +23,7 @@
 #include "daemon/daemon_util.hpp"
 #include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
-#include "redis/redis_server.hpp"
+#include "redis/redis_util.hpp"
 #include "test_util.hpp"
 
 using namespace poscache;

@@ -8,7 +8,7 @@
 
 #include "daemon/daemon_util.hpp"
 #include "http/http_client.hpp"
-#include "redis/redis_server.hpp"
+#include "redis_server.hpp"
 
 using namespace poscache;
 using namespace std::chrono_literals;

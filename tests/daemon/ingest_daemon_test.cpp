@@ -14,7 +14,7 @@
 #include "poscache/format.hpp"
 #include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
-#include "redis/redis_server.hpp"
+#include "redis/redis_util.hpp"
 
 using namespace poscache;
 using namespace std::chrono_literals;

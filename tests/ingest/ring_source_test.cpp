@@ -17,7 +17,7 @@
 #include "poscache/format.hpp"
 #include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
-#include "redis/redis_server.hpp"
+#include "redis/redis_util.hpp"
 #include "shm/hash.hpp"
 #include "test_util.hpp"
 #include "writer/ingest/socket_source.hpp"

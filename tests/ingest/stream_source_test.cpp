@@ -9,7 +9,7 @@
 #include <chrono>
 #include <thread>
 
-#include "redis/redis_server.hpp"
+#include "redis/redis_util.hpp"
 #include "test_util.hpp"
 
 namespace poscache::ingest {
@@ -293,17 +293,6 @@ TEST(StreamSourceTest, BadSettingsAreRefusedByName) {
   c.start = "0";
   c.batch = 0;
   EXPECT_NE(validate(c).error().find("stream_batch 0"), std::string::npos);
-}
-
-TEST(StreamCodecTest, StreamIdsPackInOrderAndBadOnesAreNamed) {
-  EXPECT_EQ(*pack_stream_id("1-0"), 1u << 20);
-  EXPECT_LT(*pack_stream_id("1700000000000-5"), *pack_stream_id("1700000000000-6"));
-  EXPECT_LT(*pack_stream_id("1700000000000-1048575"), *pack_stream_id("1700000000001-0"));
-  EXPECT_EQ(unpack_stream_id(*pack_stream_id("1700000000000-17")), "1700000000000-17");
-  EXPECT_FALSE(pack_stream_id("0-0"));
-  EXPECT_NE(pack_stream_id("12").error().find("MILLISECONDS-SEQUENCE"), std::string::npos);
-  EXPECT_NE(pack_stream_id("1-x").error().find("\"1-x\""), std::string::npos);
-  EXPECT_NE(pack_stream_id("99999999999999999-0").error().find("2^44"), std::string::npos);
 }
 
 }  // namespace

@@ -14,7 +14,7 @@
 #include <unordered_map>
 
 #include "poscache/writer.hpp"
-#include "redis/redis_server.hpp"
+#include "redis/redis_util.hpp"
 #include "test_util.hpp"
 #include "writer/ingest/executor.hpp"
 #include "writer/ingest/json_codec.hpp"

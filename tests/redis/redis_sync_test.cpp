@@ -20,7 +20,7 @@
 #include "poscache/decimal.hpp"
 #include "poscache/mirror_status.hpp"
 #include "poscache/reader.hpp"
-#include "redis/redis_server.hpp"
+#include "redis/redis_util.hpp"
 #include "shm/clock.hpp"
 #include "shm/layout.hpp"
 #include "test_util.hpp"

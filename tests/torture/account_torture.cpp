@@ -41,6 +41,7 @@
 #include "poscache/producer.hpp"
 #include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
+#include "tests/torture/torture_flags.hpp"
 #include "tools/verify.hpp"
 #include "writer/ingest/executor.hpp"
 #include "writer/ingest/ring_source.hpp"
@@ -390,32 +391,15 @@ struct Tally {
 int main(int argc, char** argv) {
   Options o;
   o.segment = "poscache_account_torture_" + std::to_string(::getpid());
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "account_torture: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--seconds")
-      o.seconds = std::stod(next());
-    else if (a == "--readers")
-      o.readers = std::stoi(next());
-    else if (a == "--capacity")
-      o.capacity = std::stoull(next());
-    else if (a == "--min-snapshots")
-      o.min_snapshots = std::stoull(next());
-    else if (a == "--via-ring")
-      o.via_ring = true;
-    else {
-      std::fprintf(stderr,
-                   "usage: account_torture [--seconds S] [--readers R] [--capacity C] "
-                   "[--min-snapshots N] [--via-ring]\n");
-      return 2;
-    }
-  }
+  test::TortureFlags flags("account_torture",
+                           "usage: account_torture [--seconds S] [--readers R] [--capacity C] "
+                           "[--min-snapshots N] [--via-ring]");
+  flags.value("--seconds", o.seconds)
+      .value("--readers", o.readers)
+      .value("--capacity", o.capacity)
+      .value("--min-snapshots", o.min_snapshots)
+      .toggle("--via-ring", o.via_ring);
+  flags.parse(argc, argv);
   boost::interprocess::shared_memory_object::remove(o.segment.c_str());
   sigset_t term, old;
   sigemptyset(&term);

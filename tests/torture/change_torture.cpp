@@ -31,6 +31,7 @@
 
 #include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
+#include "tests/torture/torture_flags.hpp"
 
 using namespace poscache;
 using namespace std::chrono_literals;
@@ -334,34 +335,16 @@ pid_t start_writer(const Options& o, std::uint64_t seed) {
 int main(int argc, char** argv) {
   Options o;
   o.segment = "poscache_change_torture_" + std::to_string(::getpid());
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "change_torture: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--seconds")
-      o.seconds = std::stod(next());
-    else if (a == "--followers")
-      o.followers = std::stoi(next());
-    else if (a == "--capacity")
-      o.capacity = std::stoull(next());
-    else if (a == "--kill-every-ms")
-      o.kill_every_ms = std::stoi(next());
-    else if (a == "--min-laps")
-      o.min_laps = std::stoull(next());
-    else if (a == "--min-records")
-      o.min_records = std::stoull(next());
-    else {
-      std::fprintf(stderr,
-                   "usage: change_torture [--seconds S] [--followers F] [--capacity C] "
-                   "[--kill-every-ms K] [--min-laps N] [--min-records N]\n");
-      return 2;
-    }
-  }
+  test::TortureFlags flags("change_torture",
+                           "usage: change_torture [--seconds S] [--followers F] [--capacity C] "
+                           "[--kill-every-ms K] [--min-laps N] [--min-records N]");
+  flags.value("--seconds", o.seconds)
+      .value("--followers", o.followers)
+      .value("--capacity", o.capacity)
+      .value("--kill-every-ms", o.kill_every_ms)
+      .value("--min-laps", o.min_laps)
+      .value("--min-records", o.min_records);
+  flags.parse(argc, argv);
   boost::interprocess::shared_memory_object::remove(o.segment.c_str());
   pid_t writer = start_writer(o, 777);
   for (int tries = 0;; ++tries) {

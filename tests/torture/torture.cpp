@@ -38,6 +38,7 @@
 #include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
 #include "shm/layout.hpp"
+#include "tests/torture/torture_flags.hpp"
 #include "tools/verify.hpp"
 
 using namespace poscache;
@@ -269,41 +270,21 @@ struct ReaderTally {
 int main(int argc, char** argv) {
   Options o;
   o.segment = "poscache_torture_" + std::to_string(::getpid());
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "torture: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--reads")
-      o.reads = std::stoull(next());
-    else if (a == "--readers")
-      o.readers = std::stoi(next());
-    else if (a == "--capacity")
-      o.capacity = std::stoull(next());
-    else if (a == "--kill-every-ms")
-      o.kill_every_ms = std::stoi(next());
-    else if (a == "--segment")
-      o.segment = next();
-    else if (a == "--seconds")
-      o.seconds = std::stod(next());
-    else if (a == "--min-repairs")
-      o.min_repairs = std::stoull(next());
-    else if (a == "--min-rebuilds")
-      o.min_rebuilds = std::stoull(next());
-    else if (a == "--batch")
-      o.batch = std::stoull(next());
-    else {
-      std::fprintf(stderr,
-                   "usage: torture [--reads N] [--readers R] [--capacity C] [--kill-every-ms MS] "
-                   "[--seconds S] "
-                   "[--min-repairs N] [--min-rebuilds N] [--batch B] [--segment NAME]\n");
-      return 2;
-    }
-  }
+  test::TortureFlags flags(
+      "torture",
+      "usage: torture [--reads N] [--readers R] [--capacity C] [--kill-every-ms MS] "
+      "[--seconds S] "
+      "[--min-repairs N] [--min-rebuilds N] [--batch B] [--segment NAME]");
+  flags.value("--reads", o.reads)
+      .value("--readers", o.readers)
+      .value("--capacity", o.capacity)
+      .value("--kill-every-ms", o.kill_every_ms)
+      .value("--segment", o.segment)
+      .value("--seconds", o.seconds)
+      .value("--min-repairs", o.min_repairs)
+      .value("--min-rebuilds", o.min_rebuilds)
+      .value("--batch", o.batch);
+  flags.parse(argc, argv);
   boost::interprocess::shared_memory_object::remove(o.segment.c_str());
   std::uint64_t seed = 12345;
 

@@ -1,7 +1,7 @@
 // A real writer killed at each step of a real slot write. ReattachTest hand-builds the undo
 // record, so it proves repair from a correct record; this proves that the writer itself saves and
-// arms the record before SW1 and keeps it armed until SW4 has published. The test binary has its
-// own copy of writer.cpp, compiled with POSCACHE_FAULT_POINTS (writer/fault_points.hpp), and
+// arms the record before SW1 and keeps it armed until SW4 has published. The test binary links
+// poscache_writer_faults, the writer with POSCACHE_FAULT_POINTS on (writer/fault_points.hpp), and
 // defines fault_point(): it raises SIGKILL at the chosen step of the first slot write after the
 // test arms it. Each operation (update, insert, erase) is cut at each step; the next writer must
 // leave the position exactly as it was before the operation (cut before SW4) or exactly as the

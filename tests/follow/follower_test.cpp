@@ -12,7 +12,7 @@
 #include "poscache/mirror_status.hpp"
 #include "poscache/reader.hpp"
 #include "poscache/writer.hpp"
-#include "redis/redis_server.hpp"
+#include "redis/redis_util.hpp"
 #include "test_util.hpp"
 
 namespace poscache::test {
