@@ -221,7 +221,8 @@ TEST(RingTest, AFullRingIsDrainedAndATailBeyondItDropsTheRing) {
   EXPECT_EQ(qty_of(seg.name(), "g"), "absent");
   EXPECT_NE(ring.error().find("dropped as damaged"), std::string::npos) << ring.error();
   EXPECT_EQ(c.rings(), 0u);
-  Consumer again(seg.name() + "_2");
+  test::ScratchSegment other_segment("ring_full_again");
+  Consumer again(other_segment.name());
   EXPECT_NE(again.attach(ring).find("dropped as damaged"), std::string::npos);
 }
 
@@ -273,7 +274,8 @@ TEST(RingTest, ARestartedConsumerGoesOnFromTheRingsHead) {
   HandProducerRing bad(8);
   bad.push("x", 1);
   store_release(&bad.h()->head, std::uint64_t{3});
-  Consumer other(seg.name() + "_3");
+  test::ScratchSegment other_segment("ring_restart_other");
+  Consumer other(other_segment.name());
   EXPECT_EQ(other.attach(bad), "ring indices out of range (head 3, tail 1)");
 }
 
