@@ -211,3 +211,18 @@ TEST_F(FrontTest, RefusedRequestsAreAnsweredAndReadInFull) {
   EXPECT_EQ(test::http_raw(port, "GET /health HTTP/2\r\n\r\n").status, 505);
   EXPECT_EQ(test::http_raw(port, "GET /health HTTP/1.1\r\n", true).status, 400);
 }
+
+TEST_F(FrontTest, AClientThatExpectsContinueIsToldToSendItsBody) {
+  start(FrontLimits{});
+  const int fd = test::connect_from(server->port(), "127.0.0.1", 10);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(test::send_all(fd,
+                             "POST /v1/invalidate HTTP/1.1\r\nContent-Length: 12\r\n"
+                             "Expect: 100-continue\r\n\r\n"));
+  char buf[64] = {};
+  const ssize_t n = ::recv(fd, buf, sizeof buf - 1, 0);  // before any body is sent
+  EXPECT_EQ(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0),
+            "HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_TRUE(test::send_all(fd, "{\"all\":true}"));
+  EXPECT_EQ(test::read_reply(fd).status, 403);  // the API's answer: no admin token here
+}

@@ -348,6 +348,12 @@ bool Front::take_head(int fd, Conn& c, bool eof, Clock::time_point now) {
                 now);
     return false;
   }
+  if (h.expect_continue && h.content_length > 0 &&
+      in.size() < h.head_bytes + static_cast<std::size_t>(h.content_length)) {
+    // curl and others wait for this (up to a second) before they send a body.
+    constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    (void)!::send(fd, kContinue.data(), kContinue.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
   c.head = std::move(p.head);
   return true;
 }

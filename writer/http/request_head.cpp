@@ -107,6 +107,8 @@ std::optional<HeadParse> header_field(std::string_view line, RequestHead& h) {
   } else if (iequals(name, "Transfer-Encoding")) {
     return bad(411, "a request body needs a Content-Length (Transfer-Encoding '" + shown(value) +
                         "' is not accepted)");
+  } else if (iequals(name, "Expect")) {
+    h.expect_continue = iequals(value, "100-continue");
   } else if (iequals(name, "Authorization")) {
     h.authorization = std::string(value);
   }

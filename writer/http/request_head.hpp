@@ -22,6 +22,7 @@ struct RequestHead {
   std::string query;  // after '?', as received
   std::string authorization;
   std::int64_t content_length = -1;  // -1: no Content-Length
+  bool expect_continue = false;      // "Expect: 100-continue": the client waits to send the body
   std::size_t head_bytes = 0;        // through the empty line that ends the head
 };
 
