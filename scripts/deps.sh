@@ -7,7 +7,7 @@ packages=(build-essential cmake ninja-build pkg-config
           libboost-dev libspdlog-dev libfmt-dev libhiredis-dev libxxhash-dev
           nlohmann-json3-dev libsimdjson-dev libcli11-dev libtomlplusplus-dev libsystemd-dev
           libgtest-dev googletest redis-server redis-tools python3-redis clang-format
-          pybind11-dev python3-dev python3-pytest libcivetweb-dev prometheus
+          pybind11-dev python3-dev python3-pytest prometheus
           python3-venv python3-setuptools python3-pip  # pip install into a venv, offline
           systemd  # systemd-analyze verify: the shipped units
           universal-ctags  # functions' extents: the function-length check (tests/code/)

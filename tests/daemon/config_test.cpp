@@ -406,3 +406,25 @@ preset = "trading"
   EXPECT_NE(parse_refresh_flag("alpaca:miss:soon").error().find("timeout"), std::string::npos);
   EXPECT_NE(parse_refresh_flag("alpaca:miss:1s:x").error().find("retries"), std::string::npos);
 }
+
+TEST(DaemonConfigTest, TheHttpLimitsFromTheFileWithTheirErrorsNamed) {
+  DaemonConfig c;
+  load_toml(
+      "[http]\nrequest_timeout = \"1500ms\"\nmax_connections = 100\nmax_connections_per_peer = 4\n"
+      "admin_max_failures = 0\nadmin_failure_window = \"5m\"\n",
+      "test.toml", c);
+  EXPECT_EQ(c.http.request_timeout, 1500ms);
+  EXPECT_EQ(c.http.max_connections, 100);
+  EXPECT_EQ(c.http.max_connections_per_peer, 4);
+  EXPECT_EQ(c.http.admin_max_failures, 0);
+  EXPECT_EQ(c.http.admin_failure_window, 5min);
+  EXPECT_NE(load_error("[http]\nrequest_timeout = \"0s\"\n")
+                .find("'request_timeout' must be a duration above 0"),
+            std::string::npos);
+  EXPECT_NE(load_error("[http]\nmax_connections = 8\n")
+                .find("'max_connections' must be an integer from 16 to 1048576"),
+            std::string::npos)
+      << load_error("[http]\nmax_connections = 8\n");
+  EXPECT_NE(load_error("[http]\nmax_connections_per_peer = 0\n").find("max_connections_per_peer"),
+            std::string::npos);
+}

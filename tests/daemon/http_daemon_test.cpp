@@ -192,6 +192,89 @@ TEST(HttpDaemonTest, BadRequestsGetFourHundredsAndTheDaemonServesOn) {
   EXPECT_EQ(d.wait(), 0) << d.log();
 }
 
+// Issue 30: idle and trickling connections cost the daemon no worker, a peer over its cap is
+// refused, the request deadline reclaims the flood, and the probes are answered throughout; HEAD,
+// OPTIONS, %00 and wrong tokens over the wire. No timing is asserted: every probe must answer.
+TEST(HttpDaemonTest, ASlowClientFloodLeavesTheProbesAnsweredAndTheCapsHold) {
+  test::ScratchSegment seg("httpf");
+  test::TempDir dir;
+  const std::string cfg =
+      dir.file("w.toml",
+               "[http]\nlisten = \"127.0.0.1:0\"\nrequest_timeout = \"2s\"\n"
+               "max_connections_per_peer = 16\nadmin_max_failures = 3\nadmin_token_file = \"" +
+                   token_file(dir, kToken, 0600) + "\"\n");
+  test::Daemon d(test::seg_flag(seg) + " -c " + cfg + " --capacity 1024 --no-redis");
+  const int port = http_port(d);
+  ASSERT_GT(port, 0) << d.log();
+  std::vector<int> held;
+  for (int i = 0; i < 400; ++i)
+    held.push_back(test::connect_from(port, "127.0.3." + std::to_string(1 + i / 16), 10));
+  for (int i = 0; i < 20; ++i)
+    held.push_back(test::connect_from(port, "127.0.4." + std::to_string(1 + i), 10));
+  for (int round = 0; round < 3; ++round) {  // the tricklers: a header byte each, now and then
+    for (std::size_t i = 400; i < held.size(); ++i) (void)::send(held[i], "G", 1, MSG_NOSIGNAL);
+    std::this_thread::sleep_for(100ms);
+  }
+  int refused = 0;
+  for (int i = 0; i < 20; ++i) {  // one peer past its cap of 16
+    const int fd = test::connect_from(port, "127.0.5.1", 10);
+    if (i < 16) {
+      held.push_back(fd);
+      continue;
+    }
+    const test::HttpReply r = test::read_reply(fd);
+    refused += r.status == 503 && r.body.find("max_connections_per_peer 16") != std::string::npos;
+  }
+  EXPECT_EQ(refused, 4);
+  int ok = 0;
+  for (int i = 0; i < 20; ++i) {
+    ok += test::http_get(port, "/health").status == 200;
+    ok += test::http_get(port, "/metrics").status == 200;
+  }
+  EXPECT_EQ(ok, 40) << "every probe answered while 436 connections are held";
+  // The deadline reclaims them all: every held connection is closed by the daemon.
+  int closed = 0;
+  for (const int fd : held) {
+    char c;
+    closed += fd >= 0 && ::recv(fd, &c, 1, 0) >= 0;  // 408 or end of stream, within SO_RCVTIMEO
+    ::close(fd);
+  }
+  EXPECT_EQ(closed, 436);
+  const std::string metrics = test::http_get(port, "/metrics").body;
+  EXPECT_NE(metrics.find("poscache_http_connections_refused_total{limit=\"peer\"} 4\n"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("poscache_http_request_timeouts_total 436\n"), std::string::npos);
+
+  const test::HttpReply head = test::http_get(port, "/health", "HEAD");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.body, "");
+  EXPECT_NE(head.header("Content-Length"), "");
+  EXPECT_EQ(test::http_get(port, "/v1/stats", "OPTIONS").header("Allow"), "GET, HEAD, OPTIONS");
+  const test::HttpReply nul = test::http_get(port, "/v1/positions/spot/w%001/SOL");
+  EXPECT_EQ(nul.status, 400);
+  EXPECT_NE(nul.body.find("encoded NUL (%00)"), std::string::npos) << nul.body;
+
+  // Wrong tokens: 3 refusals, then 429 with Retry-After; logged once, then one line with a count.
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(test::http_post(port, "/v1/invalidate", R"({"all":true})", "wrong-token").status,
+              401);
+  const test::HttpReply limited =
+      test::http_post(port, "/v1/invalidate", R"({"all":true})", kToken);
+  EXPECT_EQ(limited.status, 429) << limited.body;
+  EXPECT_NE(limited.header("Retry-After"), "");
+  EXPECT_TRUE(d.wait_for("127.0.0.1: 2 more refused (401) and 1 rate-limited (429)", 60s))
+      << d.log();
+  const std::string log = d.log();
+  std::size_t lines = 0;
+  for (std::size_t at = log.find("POST /v1/invalidate from 127.0.0.1"); at != std::string::npos;
+       at = log.find("POST /v1/invalidate from 127.0.0.1", at + 1))
+    ++lines;
+  EXPECT_EQ(lines, 2u) << log;
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait(), 0) << d.log();
+}
+
 TEST(HttpDaemonTest, AnAdminTokenFileOthersCanReadIsRefusedAtStart) {
   test::ScratchSegment seg("httpt");
   test::TempDir dir;

@@ -2,7 +2,9 @@
 // hands it over after civetweb parsed it, split as
 //   METHOD "\n" PATH "\n" AUTHORIZATION "\n" BODY
 // over a real segment with a few positions. Every answer must be a status from 200 to 599 with a
-// JSON body (or the metrics text); nothing may crash, leak or hang. Admin commands are decoded
+// JSON body (or the metrics text); nothing may crash, leak or hang. The same bytes go through the
+// server's request head parser (request_head.hpp) first: a refusal is a 4xx or 505, a complete
+// head ends within the input and its path holds no NUL. Admin commands are decoded
 // and checked but not run (no apply loop: they answer 503); the executor's side of an
 // invalidation is fuzzed through json_line_fuzz. Build and run: scripts/fuzz.sh.
 #include <cstdint>
@@ -13,6 +15,7 @@
 
 #include "fuzz/fuzz_world.hpp"
 #include "writer/http/api.hpp"
+#include "writer/http/request_head.hpp"
 
 using namespace poscache;
 
@@ -50,6 +53,12 @@ std::string_view next_line(std::string_view& rest) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   auto& w = world();
   std::string_view in(reinterpret_cast<const char*>(data), size);
+  const http::HeadParse head = http::parse_head(in);
+  if (head.state == http::HeadParse::State::bad && (head.status < 400 || head.status > 505))
+    std::abort();
+  if (head.state == http::HeadParse::State::complete &&
+      (head.head.head_bytes > size || head.head.path.find('\0') != std::string::npos))
+    std::abort();
   http::HttpRequest req;
   req.method = std::string(next_line(in));
   req.path = std::string(next_line(in));

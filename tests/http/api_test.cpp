@@ -160,7 +160,7 @@ TEST_F(ApiTest, EveryBadPositionRequestNamesWhatIsWrong) {
       {"/v1/positions/spot/w!1/SOL", 400, "bad key: account"},
       {"/v1/positions/spot/w1/", 400, "bad key: instrument"},
       {"/v1/positions/spot/" + std::string(65, 'a') + "/SOL", 400, "bad key: account"},
-      {std::string("/v1/positions/spot/w1/SO\0L", 26), 400, "bad key: instrument"},
+      {std::string("/v1/positions/spot/w1/SO\0L", 26), 400, "the path holds a NUL byte (%00)"},
       {"/v2/positions/spot/w1/SOL", 404, "no such resource '/v2/positions/spot/w1/SOL'"},
       {"/", 404, "GET /metrics, /health"},
   };
@@ -170,11 +170,13 @@ TEST_F(ApiTest, EveryBadPositionRequestNamesWhatIsWrong) {
     EXPECT_NE(resp.body.find(c.says), std::string::npos) << c.path << ": " << resp.body;
     EXPECT_NO_THROW(body_of(resp)) << "not JSON: " << resp.body;
   }
-  // Wrong methods: 405 with the allowed one.
+  // Wrong methods: 405 with the allowed ones.
+  constexpr const char* kRead = "GET, HEAD, OPTIONS";
   for (const auto& [method, path, allowed] :
-       {std::tuple{"POST", "/metrics", "GET"},
-        std::tuple{"DELETE", "/v1/positions/spot/w1/SOL", "GET"},
-        std::tuple{"PUT", "/health", "GET"}, std::tuple{"GET", "/v1/invalidate", "POST"}}) {
+       {std::tuple{"POST", "/metrics", kRead},
+        std::tuple{"DELETE", "/v1/positions/spot/w1/SOL", kRead},
+        std::tuple{"PUT", "/health", kRead},
+        std::tuple{"GET", "/v1/invalidate", "POST, OPTIONS"}}) {
     const HttpResponse resp = call(method, path);
     EXPECT_EQ(resp.status, 405) << method << " " << path;
     ASSERT_EQ(resp.headers.size(), 1u);
@@ -348,7 +350,10 @@ TEST_F(ApiTest, InvalidationNeedsATokenFileAndTheToken) {
     EXPECT_EQ(resp.status, 401) << auth;
     EXPECT_EQ(resp.headers.at(0).first, "WWW-Authenticate");
   }
-  EXPECT_NE(all_logged().find("from 10.1.2.3:5555: refused (401): wrong token"), std::string::npos);
+  // The first refusal is logged at once; the others of its period are told in one line later.
+  EXPECT_NE(all_logged().find("from 10.1.2.3:5555: refused (401): no Authorization header"),
+            std::string::npos)
+      << all_logged();
   Position p;
   EXPECT_EQ(r.get("spot", "w1", "SOL", p), ReadStatus::ok);  // nothing was done
   EXPECT_EQ(admin.poll(*std::make_unique<ingest::CommandExecutor>(*w, nullptr), 0, 16), 0u);
@@ -432,4 +437,84 @@ TEST_F(ApiTest, AnInvalidationTheLoopDoesNotTakeInTimeIsWithdrawnNotAppliedLater
   EXPECT_EQ(stopping.status, 503);
   EXPECT_NE(stopping.body.find("the writer is stopping"), std::string::npos) << stopping.body;
   EXPECT_EQ(r.get("spot", "w1", "SOL", p), ReadStatus::ok);
+}
+
+TEST_F(ApiTest, HeadIsAnsweredWhereGetIsAndOptionsNamesTheMethods) {
+  put("spot", "w1", "SOL", {{"qty", "1"}});
+  for (const char* path : {"/health", "/health/live", "/health/ready", "/metrics", "/v1/stats",
+                           "/v1/positions/spot/w1/SOL", "/v1/accounts/w1", "/nothing"}) {
+    const HttpResponse get = call("GET", path), head = call("HEAD", path);
+    EXPECT_EQ(head.status, get.status) << path;  // the server sends its head, not its body
+    EXPECT_EQ(head.content_type, get.content_type) << path;
+    const HttpResponse options = call("OPTIONS", path);
+    if (std::string(path) == "/nothing") {
+      EXPECT_EQ(options.status, 404);
+      continue;
+    }
+    EXPECT_EQ(options.status, 204) << path;
+    ASSERT_EQ(options.headers.size(), 1u) << path;
+    EXPECT_EQ(options.headers[0],
+              (std::pair<std::string, std::string>("Allow", "GET, HEAD, OPTIONS")));
+  }
+  EXPECT_EQ(call("HEAD", "/v1/positions/spot/w1/SOL").body,
+            call("GET", "/v1/positions/spot/w1/SOL").body);
+  const HttpResponse options = call("OPTIONS", "/v1/invalidate");
+  EXPECT_EQ(options.status, 204);
+  EXPECT_EQ(options.headers.at(0).second, "POST, OPTIONS");
+  EXPECT_EQ(call("HEAD", "/v1/invalidate").status, 405);
+  EXPECT_EQ(call("OPTIONS", "*").headers.at(0).second, "GET, HEAD, POST, OPTIONS");
+}
+
+TEST_F(ApiTest, ANulInAPathIsRefusedByNameNotCutShort) {
+  put("spot", "w1", "SOL", {{"qty", "1"}});
+  for (const std::string& path :
+       {std::string("/v1/positions/spot/w1\0x/SOL", 27), std::string("/v1/accounts/w1\0", 16),
+        std::string("/health\0", 8)}) {
+    const HttpResponse resp = call("GET", path);
+    EXPECT_EQ(resp.status, 400) << path;
+    EXPECT_NE(resp.body.find("the path holds a NUL byte (%00)"), std::string::npos) << resp.body;
+  }
+}
+
+TEST_F(ApiTest, WrongTokensAreLimitedPerPeerAndTheirLogLinesCoalesced) {
+  api = make_api(kToken, 10ms);  // no apply loop here: a right token's request answers 503
+  auto attempt = [&](const std::string& peer, const std::string& auth) {
+    HttpRequest req;
+    req.method = "POST";
+    req.path = "/v1/invalidate";
+    req.body = R"({"account":"nobody"})";
+    req.authorization = auth;
+    req.peer = peer;
+    req.remote = peer + ":4000";
+    return api->handle(req);
+  };
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(attempt("10.9.9.9", "Bearer guess").status, 401) << i;
+  for (const std::string& auth : {std::string("Bearer guess"), std::string("Bearer ") + kToken}) {
+    const HttpResponse limited = attempt("10.9.9.9", auth);  // the right token too: no oracle
+    EXPECT_EQ(limited.status, 429) << auth;
+    ASSERT_EQ(limited.headers.size(), 1u);
+    EXPECT_EQ(limited.headers[0].first, "Retry-After");
+    const int wait = std::stoi(limited.headers[0].second);
+    EXPECT_GT(wait, 0);
+    EXPECT_LE(wait, 60);
+    EXPECT_NE(
+        limited.body.find("too many admin requests with a wrong or missing token from 10.9.9.9"),
+        std::string::npos)
+        << limited.body;
+  }
+  EXPECT_EQ(attempt("10.9.9.8", std::string("Bearer ") + kToken).status, 503) << "another peer";
+  auto lines_with = [&](const std::string& what) {
+    const std::string all = all_logged();
+    int n = 0;
+    for (std::size_t at = all.find(what); at != std::string::npos; at = all.find(what, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(lines_with("from 10.9.9.9"), 1) << all_logged();
+  api->flush_logs(AuthLimiter::Clock::now() + std::chrono::seconds(11));
+  EXPECT_EQ(lines_with("from 10.9.9.9"), 2) << all_logged();
+  EXPECT_EQ(lines_with("10.9.9.9: 4 more refused (401) and 2 rate-limited (429)"), 1)
+      << all_logged();
+  const std::string metrics = call("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("\nposcache_http_admin_auth_failures_total 5\n"), std::string::npos);
+  EXPECT_NE(metrics.find("\nposcache_http_admin_rate_limited_total 2\n"), std::string::npos);
 }

@@ -8,7 +8,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -25,38 +27,51 @@ struct HttpReply {
   }
 };
 
-// `half_close`: shut the sending side after `raw` (the server sees the end of the request).
-inline HttpReply http_raw(int port, const std::string& raw, bool half_close = false) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("socket failed");
-  timeval tv{30, 0};
+// A connection to 127.0.0.1:port from `source`: any address of 127/8 is this host's loopback,
+// so a test can be many peers. -1 if it fails. Replies wait at most `timeout_s`.
+inline int connect_from(int port, const std::string& source = "127.0.0.1", int timeout_s = 30) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  timeval tv{timeout_s, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source.c_str(), &from.sin_addr);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<std::uint16_t>(port));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     ::close(fd);
-    throw std::runtime_error("connect to 127.0.0.1:" + std::to_string(port) + " failed");
+    return -1;
   }
+  return fd;
+}
+
+inline bool send_all(int fd, const std::string& raw) {
   std::size_t sent = 0;
   while (sent < raw.size()) {
     const ssize_t n = ::send(fd, raw.data() + sent, raw.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;  // the server may close early (a refused oversized request)
+    if (n <= 0) return false;  // the server may close early (a refused oversized request)
     sent += static_cast<std::size_t>(n);
   }
-  if (half_close) ::shutdown(fd, SHUT_WR);
-  // Read the head, then Content-Length bytes of body (as a client does: it does not wait for the
-  // server to close), or until the server closes.
+  return true;
+}
+
+// Reads the head, then Content-Length bytes of body (as a client does: it does not wait for the
+// server to close), or until the server closes. Closes `fd`.
+inline HttpReply read_reply(int fd) {
   std::string in;
   char buf[65536];
   for (;;) {
     const std::size_t head_end = in.find("\r\n\r\n");
     if (head_end != std::string::npos) {
       const std::size_t cl = in.find("\r\nContent-Length: ");
-      if (cl != std::string::npos && cl < head_end &&
+      if (cl == std::string::npos || cl > head_end ||
           in.size() >= head_end + 4 + std::strtoull(in.c_str() + cl + 18, nullptr, 10))
-        break;
+        break;  // no Content-Length (a 204): the head is all
     }
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) break;
@@ -71,8 +86,18 @@ inline HttpReply http_raw(int port, const std::string& raw, bool half_close = fa
   return r;
 }
 
-inline HttpReply http_get(int port, const std::string& path) {
-  return http_raw(port, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+// `half_close`: shut the sending side after `raw` (the server sees the end of the request).
+inline HttpReply http_raw(int port, const std::string& raw, bool half_close = false,
+                          const std::string& source = "127.0.0.1") {
+  const int fd = connect_from(port, source);
+  if (fd < 0) throw std::runtime_error("connect to 127.0.0.1:" + std::to_string(port) + " failed");
+  send_all(fd, raw);
+  if (half_close) ::shutdown(fd, SHUT_WR);
+  return read_reply(fd);
+}
+
+inline HttpReply http_get(int port, const std::string& path, const std::string& method = "GET") {
+  return http_raw(port, method + " " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
 }
 
 inline HttpReply http_post(int port, const std::string& path, const std::string& body,

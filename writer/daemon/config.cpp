@@ -8,6 +8,7 @@
 #include <cstring>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #define TOML_EXCEPTIONS 1
 #include <toml++/toml.h>
@@ -378,7 +379,10 @@ void redis_from(const std::string& origin, const toml::table& r, DaemonConfig& c
 
 // [http]
 void http_from(const std::string& origin, const toml::table& h, DaemonConfig& c) {
-  only_keys(origin, h, "[http]", {"listen", "admin_token_file", "max_sync_lag", "threads"});
+  only_keys(origin, h, "[http]",
+            {"listen", "admin_token_file", "max_sync_lag", "threads", "request_timeout",
+             "max_connections", "max_connections_per_peer", "admin_max_failures",
+             "admin_failure_window"});
   if (auto* n = h.get("listen")) {
     auto addr = http::parse_listen(text(origin, *n, "listen"));
     if (!addr) bad(origin, *n, addr.error());
@@ -387,8 +391,18 @@ void http_from(const std::string& origin, const toml::table& h, DaemonConfig& c)
   if (auto* n = h.get("admin_token_file"))
     c.http.admin_token_file = text(origin, *n, "admin_token_file");
   if (auto* n = h.get("max_sync_lag")) c.http.max_sync_lag = duration(origin, *n, "max_sync_lag");
-  if (auto* n = h.get("threads"))
-    c.http.threads = static_cast<int>(integer(origin, *n, "threads", 1, 64));
+  for (auto [key, to] : {std::pair{"request_timeout", &c.http.request_timeout},
+                         {"admin_failure_window", &c.http.admin_failure_window}}) {
+    if (auto* n = h.get(key); n && (*to = duration(origin, *n, key)).count() <= 0)
+      bad(origin, *n, "'" + std::string(key) + "' must be a duration above 0, such as \"3s\"");
+  }
+  for (auto [key, to, lo, hi] :
+       {std::tuple{"threads", &c.http.threads, 1, 64},
+        {"max_connections", &c.http.max_connections, 16, 1 << 20},
+        {"max_connections_per_peer", &c.http.max_connections_per_peer, 1, 1 << 20},
+        {"admin_max_failures", &c.http.admin_max_failures, 0, 1'000'000}}) {
+    if (auto* n = h.get(key)) *to = static_cast<int>(integer(origin, *n, key, lo, hi));
+  }
 }
 
 // [daemon]

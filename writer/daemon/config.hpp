@@ -41,7 +41,13 @@ struct HttpConfig {
   std::string listen;            // host:port ("" = off); a bare port means 127.0.0.1
   std::string admin_token_file;  // "" = POST /v1/invalidate answers 403
   std::chrono::nanoseconds max_sync_lag = std::chrono::seconds(5);  // /health's Redis rule
-  int threads = 2;                                                  // civetweb workers
+  int threads = 2;  // workers, besides the probes' own (writer/http/server.hpp)
+  // The front's limits (writer/http/front.hpp): request deadline, connections in all and per peer.
+  std::chrono::nanoseconds request_timeout = std::chrono::seconds(3);
+  int max_connections = 4096;
+  int max_connections_per_peer = 64;
+  int admin_max_failures = 5;  // wrong tokens per peer and window before 429 (0: no limit)
+  std::chrono::nanoseconds admin_failure_window = std::chrono::seconds(60);
 };
 
 struct DaemonConfig {

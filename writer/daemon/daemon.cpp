@@ -135,6 +135,9 @@ bool Daemon::open_http() {
   try {
     http::ApiConfig ac;
     ac.max_sync_lag = cfg_.http.max_sync_lag;
+    ac.auth.max_failures = cfg_.http.admin_max_failures;
+    ac.auth.window =
+        std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.http.admin_failure_window);
     if (!cfg_.http.admin_token_file.empty() && cfg_.writer.follow) {
       spdlog::warn(
           "http: admin off in a follower (its positions change only through the "
@@ -157,12 +160,18 @@ bool Daemon::open_http() {
     http::ServerConfig sc;
     sc.listen = cfg_.http.listen;
     sc.threads = cfg_.http.threads;
+    sc.limits.request_timeout =
+        std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.http.request_timeout);
+    sc.limits.max_connections = static_cast<std::size_t>(cfg_.http.max_connections);
+    sc.limits.max_per_peer = static_cast<std::size_t>(cfg_.http.max_connections_per_peer);
     server_ = std::make_unique<http::Server>(sc, std::move(api), log);
     const std::string host = cfg_.http.listen.substr(0, cfg_.http.listen.rfind(':'));
-    spdlog::info("http: listening on {}:{} (GET /metrics /health /v1/...; admin {})", host,
-                 server_->port(),
-                 ac.admin_token.empty() ? "off: no admin_token_file"
-                                        : "on, token from " + cfg_.http.admin_token_file);
+    spdlog::info(
+        "http: listening on {}:{} (GET /metrics /health /v1/...; {} connections, {} per "
+        "peer; admin {})",
+        host, server_->port(), server_->max_connections(), sc.limits.max_per_peer,
+        ac.admin_token.empty() ? "off: no admin_token_file"
+                               : "on, token from " + cfg_.http.admin_token_file);
   } catch (const Error& e) {
     spdlog::error("{}", e.what());
     return false;

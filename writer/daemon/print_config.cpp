@@ -127,6 +127,11 @@ std::string print_config(const DaemonConfig& c) {
   if (!c.http.admin_token_file.empty()) t.line("admin_token_file", quoted(c.http.admin_token_file));
   t.duration("max_sync_lag", c.http.max_sync_lag);
   t.line("threads", std::to_string(c.http.threads));
+  t.duration("request_timeout", c.http.request_timeout);
+  t.line("max_connections", std::to_string(c.http.max_connections));
+  t.line("max_connections_per_peer", std::to_string(c.http.max_connections_per_peer));
+  t.line("admin_max_failures", std::to_string(c.http.admin_max_failures));
+  t.duration("admin_failure_window", c.http.admin_failure_window);
 
   t.table("redis");
   t.flag("enabled", w.redis.has_value());

@@ -63,51 +63,78 @@ Api::Api(const Reader& reader, std::vector<NamespaceSpec> namespaces, ApiConfig 
       board_(board),
       admin_(admin),
       log_(std::move(log)),
+      auth_(config_.auth, [this](const std::string& line) { log_(true, line); }),
       decoder_(namespaces_) {}
 
-HttpResponse Api::handle(const HttpRequest& req) const {
-  const std::string_view path = req.path;
-  const bool get = req.method == "GET";
-  auto only_get = [&]() -> std::optional<HttpResponse> {
-    if (get) return std::nullopt;
-    return method_not_allowed(req.method, "GET");
-  };
-  if (path == "/metrics") {
-    if (auto r = only_get()) return *r;
-    HttpResponse r;
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = render_metrics(reader_, board_ ? board_->read() : LoopSnapshot{});
-    return r;
-  }
+namespace {
+
+enum class Route { metrics, health, health_live, stats, position, account, invalidate, none };
+
+Route route_of(std::string_view path) {
+  if (path == "/metrics") return Route::metrics;
   // /health/live: the writer applies (a liveness probe: restart only a dead one); /health/ready
   // and /health: the writer applies and Redis keeps up (a Redis outage is not a reason to kill a
   // cache that serves its readers, only to send traffic elsewhere).
-  if (path == "/health" || path == "/health/ready" || path == "/health/live") {
-    if (auto r = only_get()) return *r;
-    return health(path == "/health/live");
+  if (path == "/health" || path == "/health/ready") return Route::health;
+  if (path == "/health/live") return Route::health_live;
+  if (path == "/v1/stats") return Route::stats;
+  if (path.starts_with("/v1/positions/")) return Route::position;
+  if (path.starts_with("/v1/accounts/")) return Route::account;
+  if (path == "/v1/invalidate") return Route::invalidate;
+  return Route::none;
+}
+
+}  // namespace
+
+HttpResponse Api::handle(const HttpRequest& req) const {
+  const std::string_view path = req.path;
+  // The server refuses %00 before a request gets here; a caller in process is held to it too.
+  if (const std::size_t nul = path.find('\0'); nul != std::string_view::npos) {
+    return error_response(400, "the path holds a NUL byte (%00) at byte " + std::to_string(nul) +
+                                   ": no part of a path or key may hold NUL");
   }
-  if (path == "/v1/stats") {
-    if (auto r = only_get()) return *r;
-    return stats();
+  const Route route = route_of(path);
+  const char* allowed = route == Route::invalidate ? "POST, OPTIONS" : "GET, HEAD, OPTIONS";
+  if (req.method == "OPTIONS" && (route != Route::none || path == "*")) {
+    HttpResponse r;
+    r.status = 204;
+    r.headers.emplace_back("Allow", path == "*" ? "GET, HEAD, POST, OPTIONS" : allowed);
+    return r;
   }
-  constexpr std::string_view kPositions = "/v1/positions/", kAccounts = "/v1/accounts/";
-  if (path.starts_with(kPositions)) {
-    if (auto r = only_get()) return *r;
-    return position(path.substr(kPositions.size()), req.query);
+  if (route == Route::none) {
+    return error_response(404, "no such resource '" + shown(path) +
+                                   "': GET /metrics, /health, /health/live, /health/ready, "
+                                   "/v1/stats, /v1/positions/{ns}/{account}/{instrument}, "
+                                   "/v1/accounts/{account}; POST /v1/invalidate");
   }
-  if (path.starts_with(kAccounts)) {
-    if (auto r = only_get()) return *r;
-    return account(path.substr(kAccounts.size()));
+  const bool read = req.method == "GET" || req.method == "HEAD";  // HEAD: the server drops the body
+  if (route == Route::invalidate ? req.method != "POST" : !read)
+    return method_not_allowed(req.method, allowed);
+  switch (route) {
+    case Route::metrics: {
+      HttpResponse r;
+      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      r.body = render_metrics(reader_, board_ ? board_->read() : LoopSnapshot{}, &counters_);
+      return r;
+    }
+    case Route::health:
+    case Route::health_live:
+      return health(route == Route::health_live);
+    case Route::stats:
+      return stats();
+    case Route::position:
+      return position(path.substr(std::string_view("/v1/positions/").size()), req.query);
+    case Route::account:
+      return account(path.substr(std::string_view("/v1/accounts/").size()));
+    case Route::invalidate:
+    case Route::none:
+      break;
   }
-  if (path == "/v1/invalidate") {
-    if (req.method != "POST") return method_not_allowed(req.method, "POST");
-    return invalidate(req);
-  }
-  return error_response(404,
-                        "no such resource '" + shown(path) +
-                            "': GET /metrics, /health, /health/live, /health/ready, /v1/stats, "
-                            "/v1/positions/{ns}/{account}/{instrument}, "
-                            "/v1/accounts/{account}; POST /v1/invalidate");
+  return invalidate(req);
+}
+
+void Api::flush_logs(AuthLimiter::Clock::time_point now) const {
+  auth_.flush(now);
 }
 
 HttpResponse Api::position(std::string_view rest, std::string_view query) const {
@@ -236,18 +263,32 @@ HttpResponse Api::invalidate(const HttpRequest& req) const {
     return error_response(403,
                           "admin endpoints are off: the writer has no [http] admin_token_file");
   }
+  // Before the token is looked at: a peer over its limit learns nothing from its next guess.
+  const std::string& peer = req.peer.empty() ? req.remote : req.peer;
+  const auto now = AuthLimiter::Clock::now();
+  if (const std::int64_t wait = auth_.refuse_for(peer, now); wait > 0) {
+    HttpCounters::add(counters_.admin_rate_limited);
+    HttpResponse r =
+        error_response(429, "too many admin requests with a wrong or missing token from " + peer +
+                                " (" + std::to_string(config_.auth.max_failures) + " per " +
+                                std::to_string(config_.auth.window.count() / 1000) +
+                                " s): try again in " + std::to_string(wait) + " s");
+    r.headers.emplace_back("Retry-After", std::to_string(wait));
+    return r;
+  }
   constexpr std::string_view kBearer = "Bearer ";
   if (!req.authorization.starts_with(kBearer) ||
       !same_secret(std::string_view(req.authorization).substr(kBearer.size()),
                    config_.admin_token)) {
-    log_(true, who + ": refused (401): " +
-                   (req.authorization.empty() ? "no Authorization header" : "wrong token"));
+    HttpCounters::add(counters_.admin_auth_failures);
+    auth_.failed(peer, req.authorization.empty() ? "no Authorization header" : "wrong token", now);
     HttpResponse r = error_response(401,
                                     "an admin request needs 'Authorization: Bearer <token>' "
                                     "with the token in the writer's admin_token_file");
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
     return r;
   }
+  auth_.succeeded(peer);
   // The body is an invalidate command of the JSON-lines format without "op": the same decoder,
   // the same rules and errors.
   ordered_json body;

@@ -3,6 +3,7 @@
 // a fuzzer calls handle() directly.
 //
 //   GET  /metrics                                 Prometheus text (metrics.hpp)
+//   (HEAD wherever GET is: the same status and headers; OPTIONS anywhere: 204 with Allow)
 //   GET  /health, /health/ready                   200 or 503, JSON: the inspector's health rule
 //   GET  /health/live                             200 while a live writer applies (Redis aside)
 //   GET  /v1/positions/{ns}/{account}/{instrument}  one position, exact decimal strings
@@ -10,7 +11,8 @@
 //   GET  /v1/stats                                header, counters, namespaces, producers, sources
 //   POST /v1/invalidate                           admin: {"account":..[,"ns":..]} | {"ns":..} |
 //                                                 {"glob":..} | {"all":true}; needs
-//                                                 "Authorization: Bearer <token>" and a token file
+//                                                 "Authorization: Bearer <token>" and a token file;
+//                                                 wrong tokens are rate-limited per peer (429)
 //
 // Every error is a 4xx or 5xx with {"error": "..."} naming what was wrong. Handlers only read
 // the segment through a read-only Reader (what any reader process does: they never wait for the
@@ -27,6 +29,8 @@
 
 #include "poscache/reader.hpp"
 #include "writer/http/admin_queue.hpp"
+#include "writer/http/auth_limiter.hpp"
+#include "writer/http/http_counters.hpp"
 #include "writer/http/loop_board.hpp"
 #include "writer/ingest/json_codec.hpp"
 
@@ -35,12 +39,13 @@ namespace poscache::http {
 inline constexpr std::size_t kMaxBody = 16 * 1024;  // larger bodies: 413
 
 struct HttpRequest {
-  std::string method;
+  std::string method;         // HEAD is answered as GET (the server sends no body)
   std::string path;           // URL-decoded, as received (not normalized)
   std::string query;          // after '?', as received ("" if none)
   std::string body;           // at most kMaxBody bytes
   std::string authorization;  // the Authorization header, "" if none
-  std::string remote;         // the caller's address, for the log
+  std::string remote;         // the caller's address and port, for the log
+  std::string peer;           // the caller's address alone (the token limit's key); "": remote
 };
 
 struct HttpResponse {
@@ -54,6 +59,7 @@ struct ApiConfig {
   std::chrono::nanoseconds max_sync_lag = std::chrono::seconds(5);  // /health, as inspect's
   std::string admin_token;                        // empty: the admin endpoints answer 403
   std::chrono::milliseconds admin_timeout{5000};  // for the apply loop to take an invalidation
+  AuthLimits auth;  // wrong-token attempts per peer, and how often their log lines are told
 };
 
 class Api {
@@ -64,8 +70,14 @@ class Api {
   Api(const Reader& reader, std::vector<NamespaceSpec> namespaces, ApiConfig config,
       const LoopBoard* board, AdminQueue* admin, Log log);
 
-  // Thread-safe: civetweb calls it from several threads.
+  // Thread-safe: the server's workers call it from several threads.
   HttpResponse handle(const HttpRequest& req) const;
+
+  // The server counts here too: /metrics shows it (poscache_http_*).
+  [[nodiscard]] HttpCounters& counters() const noexcept { return counters_; }
+  // Logs the wrong-token attempts counted in log periods that have ended (the server calls it
+  // about once a second).
+  void flush_logs(AuthLimiter::Clock::time_point now = AuthLimiter::Clock::now()) const;
 
  private:
   // GET /v1/positions/{ns}/{account}/{instrument}[?timeout=D][&refresh=true] (read-through:
@@ -82,6 +94,8 @@ class Api {
   const LoopBoard* board_;
   AdminQueue* admin_;
   Log log_;
+  mutable HttpCounters counters_;
+  mutable AuthLimiter auth_;
   mutable std::mutex decoder_m_;  // the admin path's decoder (one thread at a time)
   mutable ingest::JsonDecoder decoder_;
 };

@@ -92,9 +92,43 @@ std::string label(const char* key, std::string_view value) {
   return std::string(key) + "=\"" + escape_label(value) + "\"";
 }
 
+// --- the HTTP server itself (front.hpp): what it held, refused and closed.
+void http_section(Exposition& e, const HttpCounters& c) {
+  const auto v = [](const std::atomic<std::uint64_t>& a) { return HttpCounters::load(a); };
+  e.one("poscache_http_connections", "gauge", "HTTP connections open now", v(c.open));
+  e.one("poscache_http_connections_accepted_total", "counter", "HTTP connections accepted",
+        v(c.accepted));
+  e.family("poscache_http_connections_refused_total", "counter",
+           "HTTP connections refused at once with a 503, by limit (peer: "
+           "max_connections_per_peer; total: max_connections with none to evict)");
+  e.sample("poscache_http_connections_refused_total", "limit=\"peer\"", v(c.refused_peer_limit));
+  e.sample("poscache_http_connections_refused_total", "limit=\"total\"", v(c.refused_total_limit));
+  e.one("poscache_http_connections_evicted_total", "counter",
+        "connections closed at max_connections to make room: the oldest still sending its request",
+        v(c.evicted));
+  e.one("poscache_http_request_timeouts_total", "counter",
+        "connections closed because their request was not complete within request_timeout",
+        v(c.request_timeouts));
+  e.one("poscache_http_write_timeouts_total", "counter",
+        "connections closed because the client did not take its answer in time",
+        v(c.write_timeouts));
+  e.one("poscache_http_requests_total", "counter", "complete requests handed to the workers",
+        v(c.requests));
+  e.one("poscache_http_requests_refused_total", "counter",
+        "requests the server answered itself with a 4xx (malformed head, no Content-Length, a "
+        "body or head too large)",
+        v(c.refused_requests));
+  e.one("poscache_http_admin_auth_failures_total", "counter",
+        "admin requests with a wrong or missing token (401)", v(c.admin_auth_failures));
+  e.one("poscache_http_admin_rate_limited_total", "counter",
+        "admin requests refused with 429: their peer had too many token failures",
+        v(c.admin_rate_limited));
+}
+
 }  // namespace
 
-std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
+std::string render_metrics(const Reader& reader, const LoopSnapshot& loop,
+                           const HttpCounters* http) {
   Exposition e;
   const SegmentStats s = reader.stats();
   const MirrorStatus m = mirror_status(reader);
@@ -354,6 +388,7 @@ std::string render_metrics(const Reader& reader, const LoopSnapshot& loop) {
              seconds(static_cast<std::int64_t>(rs.lag_sum_ns)));
     e.sample("poscache_redis_sync_lag_seconds_count", {}, rs.lag_count);
   }
+  if (http != nullptr) http_section(e, *http);
   return e.take();
 }
 

@@ -1,8 +1,10 @@
 #include "writer/http/server.hpp"
 
-#define MG_EXPERIMENTAL_INTERFACES 1  // mg_start2: the reason a start failed
-#include <civetweb.h>
+#include <netdb.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
@@ -55,128 +57,131 @@ std::string read_admin_token(const std::string& path) {
 
 namespace {
 
-const char* reason(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 411:
-      return "Length Required";
-    case 413:
-      return "Payload Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 503:
-      return "Service Unavailable";
-    default:
-      return "";
+// A non-blocking listening socket on "host:port" (parse_listen's form; "[::1]:9108" for IPv6).
+int listen_on(const std::string& listen, int& port) {
+  const std::size_t colon = listen.rfind(':');
+  std::string host = listen.substr(0, colon);
+  if (host.size() > 1 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  const std::string service = listen.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0)
+    throw Error("http: cannot listen on " + listen + ": " + ::gai_strerror(rc));
+  std::string why = "no address";
+  int fd = -1;
+  for (const addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next) {
+    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    const int one = 1;
+    if (fd >= 0 && ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+        ::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, SOMAXCONN) == 0)
+      break;
+    why = std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    fd = -1;
   }
+  ::freeaddrinfo(found);
+  if (fd < 0) throw Error("http: cannot listen on " + listen + ": " + why);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  port = ntohs(ss.ss_family == AF_INET ? reinterpret_cast<const sockaddr_in&>(ss).sin_port
+                                       : reinterpret_cast<const sockaddr_in6&>(ss).sin6_port);
+  return fd;
 }
 
-void send(struct mg_connection* conn, const HttpResponse& r) {
-  std::string head = "HTTP/1.1 " + std::to_string(r.status) + " " + reason(r.status) +
-                     "\r\nContent-Type: " + r.content_type +
-                     "\r\nContent-Length: " + std::to_string(r.body.size()) +
-                     "\r\nCache-Control: no-store\r\nConnection: close\r\n";
-  for (const auto& [k, v] : r.headers) head += k + ": " + v + "\r\n";
-  head += "\r\n";
-  mg_write(conn, head.data(), head.size());
-  mg_write(conn, r.body.data(), r.body.size());
+// Descriptors the rest of the daemon may hold beside the HTTP connections (segment, rings,
+// Redis, sockets, logs): kept free when max_connections is fitted to RLIMIT_NOFILE.
+constexpr std::size_t kOtherDescriptors = 256;
+
+// Raises the soft RLIMIT_NOFILE to fit `max_connections` (never above the hard limit); returns
+// how many connections fit.
+std::size_t fit_descriptors(std::size_t max_connections, const Api::Log& log) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return max_connections;
+  const rlim_t need = max_connections + kOtherDescriptors;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? need : std::min<rlim_t>(need, rl.rlim_max);
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) return max_connections;
+  const std::size_t fit =
+      rl.rlim_cur > kOtherDescriptors + 16 ? rl.rlim_cur - kOtherDescriptors : 16;
+  if (log) {
+    log(true, "http: RLIMIT_NOFILE is " + std::to_string(rl.rlim_cur) +
+                  " (hard limit): max_connections " + std::to_string(max_connections) +
+                  " lowered to " + std::to_string(fit) +
+                  "; raise it (LimitNOFILE= under systemd, "
+                  "ulimit -n) to " +
+                  std::to_string(need));
+  }
+  return fit;
+}
+
+bool is_probe(const std::string& path) {
+  return path == "/health" || path == "/health/live" || path == "/health/ready" ||
+         path == "/metrics";
 }
 
 }  // namespace
 
 Server::Server(const ServerConfig& config, std::unique_ptr<Api> api, Api::Log log)
-    : api_(std::move(api)), log_(std::move(log)) {
-  mg_init_library(0);
-  const std::string threads = std::to_string(config.threads);
-  const std::string timeout = std::to_string(config.request_timeout_ms);
-  // No document_root: civetweb serves no files; every URI goes to on_request.
-  const char* options[] = {"listening_ports", config.listen.c_str(), "num_threads", threads.c_str(),
-                           "request_timeout_ms", timeout.c_str(), "enable_keep_alive", "no",
-                           // After a reply to a request whose body was not read (413), drain
-                           // the socket for at most this long before closing, not a request
-                           // timeout or two: a worker is back at once.
-                           "linger_timeout_ms", "500", "max_request_size",
-                           "16384",  // request line and headers
-                           nullptr};
-  mg_callbacks callbacks{};
-  callbacks.log_message = [](const struct mg_connection* conn, const char* message) {
-    auto* self = static_cast<Server*>(mg_get_user_data(mg_get_context(conn)));
-    if (self && self->log_) self->log_(true, std::string("http: ") + message);
-    return 1;  // logged here, not on stderr
-  };
-  mg_error_data err{};
-  char err_text[256] = {};
-  err.text = err_text;
-  err.text_buffer_size = sizeof err_text;
-  mg_init_data init{};
-  init.callbacks = &callbacks;
-  init.user_data = this;
-  init.configuration_options = options;
-  ctx_ = mg_start2(&init, &err);
-  if (ctx_ == nullptr) {
-    throw Error("http: cannot listen on " + config.listen + ": " +
-                (err_text[0] ? std::string(err_text) : std::string("civetweb failed to start")));
-  }
-  mg_set_request_handler(ctx_, "/", &Server::on_request, this);
-  mg_server_port ports[4] = {};
-  if (mg_get_server_ports(ctx_, 4, ports) > 0) port_ = ports[0].port;
+    : api_(std::move(api)), log_(std::move(log)), limits_(config.limits) {
+  limits_.max_connections = fit_descriptors(limits_.max_connections, log_);
+  const int fd = listen_on(config.listen, port_);
+  front_ = std::make_unique<Front>(
+      fd, limits_, api_->counters(), [this](Job&& job) { push(std::move(job)); },
+      [this] { api_->flush_logs(); }, log_);
+  workers_.emplace_back([this] { work(true); });
+  for (int i = 0; i < config.threads; ++i) workers_.emplace_back([this] { work(false); });
 }
 
 Server::~Server() {
-  if (ctx_ != nullptr) mg_stop(ctx_);
+  {
+    std::lock_guard lock(m_);
+    stopping_ = true;
+  }
+  ready_.notify_all();
+  for (std::thread& t : workers_) t.join();
+  front_.reset();  // closes what is left, queued jobs' connections too
+  api_->flush_logs(AuthLimiter::Clock::now() + std::chrono::hours(1));
 }
 
-int Server::on_request(struct mg_connection* conn, void* self_ptr) {
-  auto* self = static_cast<Server*>(self_ptr);
-  const mg_request_info* ri = mg_get_request_info(conn);
-  try {
-    HttpRequest req;
-    req.method = ri->request_method ? ri->request_method : "";
-    req.path = ri->local_uri_raw ? ri->local_uri_raw : (ri->local_uri ? ri->local_uri : "");
-    if (ri->query_string != nullptr) req.query = ri->query_string;
-    req.remote = std::string(ri->remote_addr) + ":" + std::to_string(ri->remote_port);
-    if (const char* a = mg_get_header(conn, "Authorization")) req.authorization = a;
-    if (req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
-      if (ri->content_length < 0) {
-        send(conn, error_response(411, "a request body needs a Content-Length"));
-        return 411;
-      }
-      if (ri->content_length > static_cast<long long>(kMaxBody)) {
-        send(conn, error_response(413, "the body is " + std::to_string(ri->content_length) +
-                                           " bytes; at most " + std::to_string(kMaxBody)));
-        return 413;
-      }
-      req.body.resize(static_cast<std::size_t>(ri->content_length));
-      std::size_t got = 0;
-      while (got < req.body.size()) {
-        const int n = mg_read(conn, req.body.data() + got, req.body.size() - got);
-        if (n <= 0) break;
-        got += static_cast<std::size_t>(n);
-      }
-      if (got < req.body.size()) {
-        send(conn, error_response(400, "the body ended after " + std::to_string(got) + " of " +
-                                           std::to_string(req.body.size()) + " bytes"));
-        return 400;
-      }
+void Server::push(Job&& job) {
+  {
+    std::lock_guard lock(m_);
+    (is_probe(job.request.path) ? probes_ : others_).push_back(std::move(job));
+  }
+  ready_.notify_all();
+}
+
+// A worker: the probes' own takes probes only; the others take probes first, then the rest.
+// Queued jobs are answered before a worker stops.
+void Server::work(bool probes_only) {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(m_);
+      ready_.wait(lock, [&] {
+        return stopping_ || !probes_.empty() || (!probes_only && !others_.empty());
+      });
+      std::deque<Job>& from = !probes_.empty() || probes_only ? probes_ : others_;
+      if (from.empty()) return;  // stopping, nothing left
+      job = std::move(from.front());
+      from.pop_front();
     }
-    const HttpResponse r = self->api_->handle(req);
-    send(conn, r);
-    return r.status;
-  } catch (const std::exception& e) {
-    if (self->log_) self->log_(true, std::string("http: ") + e.what());
-    send(conn, error_response(500, std::string("internal error: ") + e.what()));
-    return 500;
+    HttpResponse r;
+    try {
+      r = api_->handle(job.request);
+    } catch (const std::exception& e) {
+      if (log_) log_(true, std::string("http: ") + e.what());
+      r = error_response(500, std::string("internal error: ") + e.what());
+    }
+    front_->answer(job.fd, to_wire(r, job.head_only));
   }
 }
 
