@@ -66,7 +66,10 @@ using namespace poscache::python;
 
 class PyReader {
  public:
-  explicit PyReader(const std::string& segment) : r_(open(segment)) { name_all(); }
+  PyReader(const std::string& segment, std::optional<double> writer_silent_after)
+      : r_(open(segment, options(writer_silent_after))) {
+    name_all();
+  }
 
   // get(ns, account, instrument): written against the CPython API (vectorcall; see reader_get).
   // A new reference: the Position, None if there is none; null with an exception set.
@@ -332,9 +335,21 @@ class PyReader {
   }
   std::vector<Names> names_;
   mutable std::vector<Change> changes_;  // changes()'s buffer, reused
-  static Reader open(const std::string& segment) {
+  // writer_silent_after: seconds, > 0 and finite; None: the environment's or the default.
+  static ReaderOptions options(std::optional<double> writer_silent_after) {
+    ReaderOptions o;
+    if (writer_silent_after) {
+      const double s = *writer_silent_after;
+      if (!(s > 0) || s > 86'400)
+        throw py::value_error("writer_silent_after=" + py::repr(py::float_(s)).cast<std::string>() +
+                              ": give seconds above 0 and at most 86400, or None");
+      o.writer_silent_after = seconds(s);
+    }
+    return o;
+  }
+  static Reader open(const std::string& segment, const ReaderOptions& o) {
     try {
-      return Reader::open(segment);
+      return Reader::open(segment, o);
     } catch (const Error& e) {
       raise(g_error, e.what());
     }
@@ -426,7 +441,11 @@ PYBIND11_MODULE(_poscache, m) {
 
   auto reader =
       py::class_<PyReader>(m, "Reader", "maps a segment read-only; reads never block the writer")
-          .def(py::init<const std::string&>(), py::arg("segment"))
+          .def(py::init<const std::string&, std::optional<double>>(), py::arg("segment"),
+               py::arg("writer_silent_after") = py::none(),
+               "writer_silent_after: seconds the writer may be silent before a read stuck "
+               "mid-write asks whether it lives (None: POSCACHE_READER_SILENT_AFTER_MS, else ten "
+               "heartbeats and at least 0.1)")
           .def("get_many", &PyReader::get_many, py::arg("keys"),
                "get_many([(ns, account, instrument), ...]): a Position or None per key, in "
                "order, the lookups' misses overlapped")

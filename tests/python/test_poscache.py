@@ -444,3 +444,13 @@ def test_a_batch_is_applied_whole_or_not_at_all(writer):
     assert p.outcome(seq) == "rejected"
     assert "command 1 (add)" in p.refusal(seq)
     assert r.get("spot", "pb", "SOL")["qty"] == 20  # nothing of it applied
+
+
+def test_the_heartbeat_budget_is_seconds_above_zero_or_none(writer):
+    """How long the writer may be silent before a read stuck mid-write asks whether it lives
+    (docs/concepts.md, Reader): a bad value is refused naming the argument."""
+    assert poscache.Reader(writer, writer_silent_after=0.25).get("spot", "w1", "SOL") is None
+    assert poscache.Reader(writer, writer_silent_after=None).get("spot", "w1", "SOL") is None
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="writer_silent_after"):
+            poscache.Reader(writer, writer_silent_after=bad)

@@ -218,8 +218,11 @@ class RefreshStats(TypedDict):
 class Reader:
     """Maps a segment read-only; reads never block the writer."""
 
-    def __init__(self, segment: str) -> None:
-        """Raises Error naming the cause (no segment, no permission, a layout mismatch)."""
+    def __init__(self, segment: str, writer_silent_after: float | None = None) -> None:
+        """Raises Error naming the cause (no segment, no permission, a layout mismatch).
+        writer_silent_after: seconds the writer may be silent before a read stuck mid-write
+        asks whether it lives (WriterDead only if it is gone); None: the environment's
+        POSCACHE_READER_SILENT_AFTER_MS, else ten heartbeats and at least 0.1."""
     def get(self, ns: str, account: str, instrument: str) -> Position | None:
         """The Position, or None if there is none. Raises WriterBusy, WriterDead, Retired;
         ValueError for a namespace the segment lacks or a bad key."""
