@@ -458,6 +458,9 @@ SegmentStats Reader::stats() const {
 std::uint64_t Reader::generation() const noexcept {
   return s_->header->generation;
 }
+bool Reader::retired() const noexcept {
+  return load_acquire(&s_->header->state) == static_cast<std::uint32_t>(SegmentState::retired);
+}
 const std::string& Reader::segment_name() const noexcept {
   return s_->name;
 }

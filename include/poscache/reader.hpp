@@ -180,6 +180,9 @@ class Reader {
   [[nodiscard]] SegmentStats stats() const;
   [[nodiscard]] WriterInfo writer() const;
   [[nodiscard]] std::uint64_t generation() const noexcept;
+  // Whether the writer re-created the segment (get() answers retired; scan() and positions_of()
+  // still walk this old generation's slots): call follow(). One load.
+  [[nodiscard]] bool retired() const noexcept;
   [[nodiscard]] const std::string& segment_name() const noexcept;
 
   // Change notification: the sequence moves after every applied change. Poll it (one load), or
