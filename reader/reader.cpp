@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +28,7 @@
 #include "shm/seqlock.hpp"
 #include "shm/slot_codec.hpp"
 #include "shm/values/key_text.hpp"
+#include "shm/writer_lock_file.hpp"
 
 namespace poscache {
 
@@ -54,20 +56,56 @@ void fill(const std::uint64_t* words, std::size_t nfields, Position& out) noexce
   decode(view(words), nfields, out);
 }
 
-bool writer_heartbeat_stale(const SegmentHeader& h, std::int64_t now_ns) noexcept {
-  // A writer beats every heartbeat_interval; ten missed beats (at least 100 ms) means silent.
+// Whether the writer's heartbeat is older than the budget: ReaderOptions::writer_silent_after
+// (or its variable), else ten of the writer's beats and at least 100 ms.
+bool writer_heartbeat_stale(const Reader::State& s, std::int64_t now_ns) noexcept {
+  const SegmentHeader& h = *s.header;
   const std::int64_t interval = load_relaxed(&h.heartbeat_interval_ns);
-  const std::int64_t limit = std::max<std::int64_t>(10 * interval, 100'000'000);
+  const std::int64_t limit = s.silent_after_ns > 0
+                                 ? s.silent_after_ns
+                                 : std::max<std::int64_t>(10 * interval, 100'000'000);
   return now_ns - load_relaxed(&h.heartbeat_ns) > limit;
 }
 
-// A read stuck mid-write: writer_dead only if the writer is silent AND its process is gone
-// (kill(pid, 0), on this slow path only; another pid namespace looks gone): else busy.
-ReadStatus stuck_status(const SegmentHeader& h, std::int64_t now_ns) noexcept {
-  if (!writer_heartbeat_stale(h, now_ns)) return ReadStatus::writer_busy;
+// Whether the silent writer is gone for good. System calls (shm/writer_lock_file.hpp), no
+// allocation. The lock speaks first: the kernel drops it when the process ends, before the
+// process is even reaped, and a stopped or descheduled writer still holds it. A lock held by
+// another process (a successor re-attaching) or one that cannot be asked leaves it to the
+// process recorded in the header: gone, or its pid reused (start time), is dead.
+bool writer_gone(const Reader::State& s) noexcept {
+  const SegmentHeader& h = *s.header;
   const std::int64_t pid = load_relaxed(&h.writer_pid);
-  const bool gone = pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
-  return gone ? ReadStatus::writer_dead : ReadStatus::writer_busy;
+  // A Writer of this process holds the lock: it lives, and the lock file must not be opened
+  // here (closing it would drop that lock).
+  if (this_process_writes(s.name)) return false;
+  const LockQuery lock = query_writer_lock(s.lock_path.c_str());
+  if (lock.state == LockState::free) return true;
+  if (lock.state == LockState::held && (lock.holder == 0 || lock.holder == pid)) return false;
+  return writer_process_gone(pid, load_relaxed(&h.writer_start_ticks));
+}
+
+// A read stuck mid-write: writer_busy while the heartbeat is within its budget (no system
+// call); after, writer_dead only if the writer is confirmed gone, else writer_busy.
+ReadStatus stuck_status(const Reader::State& s, std::int64_t now_ns) noexcept {
+  if (!writer_heartbeat_stale(s, now_ns)) return ReadStatus::writer_busy;
+  return writer_gone(s) ? ReadStatus::writer_dead : ReadStatus::writer_busy;
+}
+
+// The heartbeat budget in ns (0: the writer's rule): the option, else the variable.
+std::int64_t silent_after_ns(const ReaderOptions& options) {
+  if (options.writer_silent_after.count() < 0)
+    throw Error("ReaderOptions::writer_silent_after must not be negative");
+  if (options.writer_silent_after.count() > 0) return options.writer_silent_after.count();
+  const char* env = std::getenv("POSCACHE_READER_SILENT_AFTER_MS");
+  if (env == nullptr || *env == '\0') return 0;
+  char* end = nullptr;
+  errno = 0;
+  const long long ms = std::strtoll(env, &end, 10);
+  if (*end != '\0' || errno != 0 || ms <= 0 || ms > 86'400'000) {
+    throw Error(std::string("POSCACHE_READER_SILENT_AFTER_MS='") + env +
+                "' must be a whole number of milliseconds from 1 to 86400000");
+  }
+  return ms * 1'000'000;
 }
 
 std::string state_name(std::uint32_t s) {
@@ -145,6 +183,8 @@ std::unique_ptr<Reader::State> make_state(std::string_view name, const ReaderOpt
     widest = std::max<std::size_t>(widest, s->slot_count[i]);
   s->max_copy_bytes = 8 + 8 * (kPayloadFixedWords + 2 * widest);
   s->options = options;
+  s->silent_after_ns = silent_after_ns(options);
+  s->lock_path = writer_lock_path(name);
   claim_record(*s);
   const char* env = std::getenv("POSCACHE_READER_REFRESH");
   if (!options.refresh || (env != nullptr && std::string_view(env) == "off"))
@@ -243,7 +283,7 @@ ReadStatus Reader::lookup_hashed(NamespaceId ns, std::string_view account,
       return same_key(view(buf), hash, ns, account, instrument);
     });
     if (stuck) {
-      return stuck_status(h, now_ns);
+      return stuck_status(s, now_ns);
     }
     if (hit) {
       fill(buf, s.slot_count[ns], out);
@@ -377,7 +417,7 @@ ReadStatus Reader::snapshot(std::string_view account, std::vector<Position>& out
     ++attempt;
   }
   out.clear();
-  return stuck_status(h, now);
+  return stuck_status(s, now);
 }
 
 WriterInfo Reader::writer() const {
@@ -391,7 +431,7 @@ WriterInfo Reader::writer() const {
   w.restarts = load_relaxed(&h.writer_restarts);
   const bool ready = load_relaxed(&h.state) == static_cast<std::uint32_t>(SegmentState::ready);
   // Off the hot path a system call is fine: kill(pid, 0) confirms the process exists.
-  w.alive = ready && w.pid > 0 && !writer_heartbeat_stale(h, now) &&
+  w.alive = ready && w.pid > 0 && !writer_heartbeat_stale(*s_, now) &&
             (::kill(static_cast<pid_t>(w.pid), 0) == 0 || errno == EPERM);
   return w;
 }
@@ -417,6 +457,9 @@ SegmentStats Reader::stats() const {
 
 std::uint64_t Reader::generation() const noexcept {
   return s_->header->generation;
+}
+bool Reader::retired() const noexcept {
+  return load_acquire(&s_->header->state) == static_cast<std::uint32_t>(SegmentState::retired);
 }
 const std::string& Reader::segment_name() const noexcept {
   return s_->name;

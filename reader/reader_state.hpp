@@ -47,6 +47,10 @@ struct Reader::State {
   std::string not_counting;   // why counts is null
   std::unique_ptr<detail::RefreshChannel> channel;
   std::string no_refresh;  // why refresh is null
+  // A read stuck mid-write (stuck_status in reader.cpp): the heartbeat budget (0: the writer's
+  // own rule) and the lock file to ask, its path built once so that asking allocates nothing.
+  std::int64_t silent_after_ns = 0;
+  std::string lock_path;
 };
 
 namespace detail {

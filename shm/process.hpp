@@ -7,9 +7,9 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <string>
 
 namespace poscache::shm {
 
@@ -19,9 +19,11 @@ namespace poscache::shm {
 // Read with open/read, not a stream: a process that exits between the open and the read makes
 // the read fail with ESRCH, and libstdc++'s filebuf throws from underflow on a read error
 // whatever the stream's exception mask (a writer died of it on SIGTERM while reaping readers).
-inline std::uint64_t process_start_ticks(pid_t pid) {
-  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+// No allocation: a reader asks it on a noexcept path (shm/writer_lock_file.hpp).
+inline std::uint64_t process_start_ticks(pid_t pid) noexcept {
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   char buf[1024];  // the stat line is a few hundred bytes; the name is at most 16
   std::size_t len = 0;

@@ -8,6 +8,7 @@
 
 #include "shm/accounts.hpp"
 #include "shm/change_ring.hpp"
+#include "shm/cpu_relax.hpp"
 #include "shm/hash.hpp"
 #include "shm/index.hpp"
 #include "shm/layout.hpp"
@@ -46,6 +47,7 @@ class Pass {
     for (std::uint64_t i = 0; i < ga_.account_stripes; ++i)
       stripes_before_[i] = load_acquire(&st[i]);
     const std::uint64_t epoch_before = load_acquire(&h_.accounts_epoch);
+    changes_before_ = load_acquire(&h_.change_seq);  // pairs with the writer's release per change
 
     check_slots();
     check_buckets();
@@ -113,7 +115,9 @@ class Pass {
     if (!keys.insert(key).second) problem(" (" + key + "): the key is held by another slot too");
     const bool found =
         probe(index_, mask_, h_.capacity, hash, [&](std::uint32_t o) { return o == s; });
-    if (!found) problem(" (" + key + "): not reachable through the index (a reader would miss it)");
+    if (!found) {  // a candidate: the index this pass began with may have been replaced since
+      if (std::string now = judge_reachable(s); !now.empty()) r_.problems.push_back(now);
+    }
     hash_of_[s] = hash;
     live_[s] = true;
   }
@@ -131,22 +135,118 @@ class Pass {
         ++r_.tombstones;
         continue;
       }
+      // What looks wrong against the slots as check_slots() copied them is only a candidate
+      // (the writer goes on meanwhile, and may replace the whole index): each is judged again
+      // alone, against the index in force and the slot as it is now.
       const std::uint64_t s = ref - 1u;
-      const std::string bucket = "bucket " + std::to_string(i);
-      if (s >= h_.capacity) {
-        r_.problems.push_back(bucket + ": points at slot " + std::to_string(s) +
-                              " beyond capacity");
-      } else if (!live_[s]) {
-        r_.problems.push_back(bucket + ": points at free " + slot_name(s));
-      } else if (bucket_tag(hash_of_[s]) != bucket_tag(b)) {
-        r_.problems.push_back(bucket + ": tag does not match " + slot_name(s) + "'s hash");
+      if (s >= h_.capacity || !live_[s] || bucket_tag(hash_of_[s]) != bucket_tag(b)) {
+        if (std::string now = judge_bucket(i); !now.empty()) r_.problems.push_back(now);
       } else if (bucket_of[s] != ~std::uint64_t{0}) {
-        r_.problems.push_back(bucket + ": points at " + slot_name(s) + ", as bucket " +
-                              std::to_string(bucket_of[s]) + " does (one slot, two buckets)");
+        if (std::string now = judge_shared(bucket_of[s], i); !now.empty())
+          r_.problems.push_back(now);
       } else {
         bucket_of[s] = i;
       }
     }
+  }
+
+  // --- judging a candidate again, alone, as readers judge a read (shm/index.hpp, XL1-XL3) ------
+  // An index problem is claimed only from one instant at which neither the index epoch (an
+  // index rebuilt and published meanwhile: XB2) nor the buckets and slot looked at moved: the
+  // active index is read as a reader reads it, each slot under its seqlock. A writer that keeps
+  // changing them for kJudgeTries looks leaves nothing claimed. A candidate found in an index a
+  // rebuild has replaced since the pass began is judged against the new one: only damage that is
+  // there now is reported (and verify() keeps only what a second pass reports again).
+  static constexpr int kJudgeTries = 64;
+
+  const Bucket* active_index(std::uint64_t epoch) const {
+    return reinterpret_cast<const Bucket*>(base_ + h_.index_offset[epoch & 1]);
+  }
+
+  // A consistent copy of slot `s` and the (even) sequence it holds, or false.
+  bool copy_slot(std::uint64_t s, std::uint64_t* words, std::uint64_t& seq) const {
+    seq = load_acquire(&slots_[s].seq);
+    return (seq & 1) == 0 && try_read(slots_[s], words, kPayloadWords);
+  }
+
+  // The hash of the key a copied payload holds; false if it holds none (free, or not a key).
+  bool copied_key_hash(const std::uint64_t* words, std::uint64_t& hash) const {
+    SlotPayload p;
+    std::memcpy(&p, words, sizeof p);
+    if (p.ns == kFreeNamespace || p.ns >= infos_.size() || p.account_len > kMaxAccountLen ||
+        p.instrument_len > kMaxInstrumentLen)
+      return false;
+    hash = key_hash(p.ns, {p.account, p.account_len}, {p.instrument, p.instrument_len});
+    return true;
+  }
+
+  // What is wrong with bucket `i` of the active index now ("" if nothing, or no stable look).
+  std::string judge_bucket(std::uint64_t i) const {
+    const std::string bucket = "bucket " + std::to_string(i);
+    std::uint64_t words[kPayloadWords];
+    for (int t = 0; t < kJudgeTries; ++t, cpu_relax()) {
+      const std::uint64_t e = load_acquire(&h_.index_epoch);  // XL1
+      const Bucket* idx = active_index(e);
+      const std::uint64_t b = load_acquire(&idx[i]);
+      std::string what;
+      std::uint64_t seq = 0, hash = 0;
+      const std::uint32_t ref = bucket_ref(b);
+      const std::uint64_t s = ref - 1u;
+      if (b == kEmptyBucket || ref == kTombstoneRef) {
+        // nothing to judge
+      } else if (s >= h_.capacity) {
+        what = bucket + ": points at slot " + std::to_string(s) + " beyond capacity";
+      } else if (!copy_slot(s, words, seq)) {
+        continue;  // mid-write: look again
+      } else if (!copied_key_hash(words, hash)) {
+        what = bucket + ": points at free " + slot_name(s);
+      } else if (bucket_tag(hash) != bucket_tag(b)) {
+        what = bucket + ": tag does not match " + slot_name(s) + "'s hash";
+      }
+      const bool slot_still = s >= h_.capacity || b == kEmptyBucket || ref == kTombstoneRef ||
+                              load_acquire(&slots_[s].seq) == seq;
+      if (slot_still && load_acquire(&idx[i]) == b && load_acquire(&h_.index_epoch) == e)
+        return what;
+    }
+    return {};
+  }
+
+  // Whether buckets `first` and `second` of the active index both point at one slot now.
+  std::string judge_shared(std::uint64_t first, std::uint64_t second) const {
+    for (int t = 0; t < kJudgeTries; ++t, cpu_relax()) {
+      const std::uint64_t e = load_acquire(&h_.index_epoch);
+      const Bucket* idx = active_index(e);
+      const std::uint64_t a = load_acquire(&idx[first]), b = load_acquire(&idx[second]);
+      if (load_acquire(&idx[first]) != a || load_acquire(&h_.index_epoch) != e) continue;
+      const std::uint32_t ref = bucket_ref(a);
+      if (a == kEmptyBucket || ref == kTombstoneRef || bucket_ref(b) != ref) return {};
+      return "bucket " + std::to_string(second) + ": points at " + slot_name(ref - 1u) +
+             ", as bucket " + std::to_string(first) + " does (one slot, two buckets)";
+    }
+    return {};
+  }
+
+  // What is wrong if live slot `s` cannot be reached through the active index now.
+  std::string judge_reachable(std::uint64_t s) const {
+    std::uint64_t words[kPayloadWords];
+    for (int t = 0; t < kJudgeTries; ++t, cpu_relax()) {
+      const std::uint64_t e = load_acquire(&h_.index_epoch);
+      std::uint64_t seq = 0, hash = 0;
+      if (!copy_slot(s, words, seq)) continue;
+      if (!copied_key_hash(words, hash)) return {};  // freed meanwhile: nothing to reach
+      const bool found =
+          probe(active_index(e), mask_, h_.capacity, hash, [&](std::uint32_t o) { return o == s; });
+      if (load_acquire(&slots_[s].seq) != seq || load_acquire(&h_.index_epoch) != e) continue;
+      if (found) return {};
+      SlotPayload p;
+      std::memcpy(&p, words, sizeof p);
+      std::string key;
+      detail::key_text(key, infos_[p.ns].name, {p.account, p.account_len},
+                       {p.instrument, p.instrument_len});
+      return slot_name(s) + " (" + key +
+             "): not reachable through the index (a reader would miss it)";
+    }
+    return {};
   }
 
   // Whether an account changed during this pass: its stripe moved since the pass began, or is
@@ -210,17 +310,25 @@ class Pass {
     return index_problems;
   }
 
-  // The header's live counts, in all and by namespace, against the slots.
+  // The header's live counts, in all and by namespace, against the slots: judged only if no
+  // change was published from the walk's start to the counts' reading (a count read at one
+  // instant and slots walked over many disagree by whatever changed meanwhile, and a count that
+  // swings by one matches a wrong walk now and then: two passes are not enough). At rest, and
+  // in every quiet moment of a live writer, they are judged.
   void check_counts() {
     const std::uint64_t counted = load_relaxed(&h_.counters.live);
+    std::vector<std::uint64_t> ns_counted(infos_.size());
+    for (std::size_t n = 0; n < infos_.size(); ++n)
+      ns_counted[n] = load_relaxed(&h_.namespace_live[n]);
+    std::atomic_thread_fence(std::memory_order_acquire);  // the counts, then the sequence
+    if (load_relaxed(&h_.change_seq) != changes_before_) return;
     if (counted != r_.live_slots) {
       r_.problems.push_back("header counts " + std::to_string(counted) +
                             " live positions, slots hold " + std::to_string(r_.live_slots));
     }
     for (std::size_t n = 0; n < infos_.size(); ++n) {
-      const std::uint64_t ns_counted = load_relaxed(&h_.namespace_live[n]);
-      if (ns_counted != live_per_ns_[n]) {
-        r_.problems.push_back("header counts " + std::to_string(ns_counted) +
+      if (ns_counted[n] != live_per_ns_[n]) {
+        r_.problems.push_back("header counts " + std::to_string(ns_counted[n]) +
                               " live positions in " + infos_[n].name + ", slots hold " +
                               std::to_string(live_per_ns_[n]));
       }
@@ -276,6 +384,7 @@ class Pass {
   const Bucket* index_ = nullptr;  // the active index
   std::uint64_t mask_ = 0;
   std::vector<std::uint64_t> stripes_before_;
+  std::uint64_t changes_before_ = 0;  // the change sequence as the walk began
   // What the slots held, by slot: its key's hash, its account_key, whether it is live.
   std::vector<std::uint64_t> hash_of_, account_of_;
   std::vector<bool> live_;

@@ -168,36 +168,47 @@ std::unique_ptr<Writer> Writer::open(const WriterConfig& config) {
     };
   }
   impl->lock = detail::WriterLock::acquire(cfg.segment, cfg.mode);
-  detail::OpenedSegment opened = detail::open_segment(cfg, realtime_ns());
-  impl->mapping = std::move(opened.mapping);
-  auto* base = static_cast<std::byte*>(impl->mapping.base());
-  const Geometry g = geometry_for(static_cast<SegmentHeader*>(impl->mapping.base())->capacity);
-  impl->table.bind(base, g);
-  impl->table.set_change_ring(cfg.change_ring);
-  impl->journal = detail::Journal(base, g);
-  impl->producers =
-      detail::ProducerTable(reinterpret_cast<ProducerStatus*>(base + g.producers_offset));
-  impl->huge_page_bytes = detail::report_pages(impl->mapping, cfg, opened.created);
-  detail::Journal::Scan scan;
-  // A predecessor that closed cleanly published every change it made; one that died may not have.
-  const bool predecessor_died =
-      !opened.created &&
-      load_relaxed(&impl->header().state) != static_cast<std::uint32_t>(SegmentState::closed);
-  if (!opened.created) {
-    impl->reattached = true;
-    scan = detail::reattach(impl->table, impl->journal, cfg.log);
-    impl->producers.orphan_all(impl->table.now());
+  try {
+    detail::OpenedSegment opened = detail::open_segment(cfg, realtime_ns());
+    impl->mapping = std::move(opened.mapping);
+    auto* base = static_cast<std::byte*>(impl->mapping.base());
+    const Geometry g = geometry_for(static_cast<SegmentHeader*>(impl->mapping.base())->capacity);
+    impl->table.bind(base, g);
+    impl->table.set_change_ring(cfg.change_ring);
+    impl->journal = detail::Journal(base, g);
+    impl->producers =
+        detail::ProducerTable(reinterpret_cast<ProducerStatus*>(base + g.producers_offset));
+    impl->huge_page_bytes = detail::report_pages(impl->mapping, cfg, opened.created);
+    detail::Journal::Scan scan;
+    // A predecessor that closed cleanly published every change it made; one that died may not have.
+    const bool predecessor_died =
+        !opened.created &&
+        load_relaxed(&impl->header().state) != static_cast<std::uint32_t>(SegmentState::closed);
+    if (!opened.created) {
+      impl->reattached = true;
+      scan = detail::reattach(impl->table, impl->journal, cfg.log);
+      impl->producers.orphan_all(impl->table.now());
+    }
+    const std::int64_t t = impl->table.now();
+    detail::stamp_writer(impl->header(), cfg.heartbeat_interval, t);
+    impl->last_heartbeat = t;
+    impl->start_redis(opened.created || load_relaxed(&impl->header().counters.live) == 0,
+                      std::move(scan));
+    impl->readers =
+        detail::ReaderTable::open(cfg.segment, impl->header().generation, cfg.mode, cfg.log);
+    // After the repairs and the warm start: a reader that resyncs at the marker sees all of it.
+    if (predecessor_died) impl->table.record_restart();
+    store_release(&impl->header().state, static_cast<std::uint32_t>(SegmentState::ready));
+  } catch (...) {
+    // A writer that fails to start (no room in /dev/shm, a segment it may not open, Redis
+    // refusing its warm start) takes down what it started, then lets go of the lock, and removes
+    // the lock file if it created it (an operator would otherwise find a writer's file and no
+    // writer). The lock goes last: no successor starts while this one still runs threads.
+    detail::WriterLock lock = std::move(impl->lock);
+    impl.reset();
+    lock.discard();
+    throw;
   }
-  const std::int64_t t = impl->table.now();
-  detail::stamp_writer(impl->header(), cfg.heartbeat_interval, t);
-  impl->last_heartbeat = t;
-  impl->start_redis(opened.created || load_relaxed(&impl->header().counters.live) == 0,
-                    std::move(scan));
-  impl->readers =
-      detail::ReaderTable::open(cfg.segment, impl->header().generation, cfg.mode, cfg.log);
-  // After the repairs and the warm start: a reader that resyncs at the marker sees all of it.
-  if (predecessor_died) impl->table.record_restart();
-  store_release(&impl->header().state, static_cast<std::uint32_t>(SegmentState::ready));
   return std::unique_ptr<Writer>(new Writer(std::move(impl)));
 }
 

@@ -39,7 +39,7 @@ typedef enum poscache_status {
   POSCACHE_STALE = 1,       /* a consistent copy older than its namespace's stale_after */
   POSCACHE_NOT_FOUND = 2,   /* no such position (or no such field set on it) */
   POSCACHE_WRITER_BUSY = 3, /* the slot stayed mid-write past the retry bound; writer alive */
-  POSCACHE_WRITER_DEAD = 4, /* the slot is mid-write and the writer's heartbeat stopped */
+  POSCACHE_WRITER_DEAD = 4, /* mid-write, the heartbeat stopped and the writer is gone */
   POSCACHE_BAD_KEY = 5,     /* a key part is empty, too long, or the namespace is unknown */
   POSCACHE_RETIRED = 6,     /* the writer re-created the segment: poscache_reader_follow() */
   /* Everything else. */

@@ -47,7 +47,7 @@ struct WriterInfo {
   std::int64_t heartbeat_age_ns = 0;
   std::int64_t heartbeat_interval_ns = 0;
   std::uint64_t restarts = 0;
-  bool alive = false;  // heartbeat recent (and, where the caller may make system calls, pid live)
+  bool alive = false;  // heartbeat recent (ReaderOptions::writer_silent_after) and pid live
 };
 
 struct SegmentStats : Counters {
@@ -84,6 +84,12 @@ struct ReaderOptions {
   // ring at open, and let get() ask per the namespaces' refresh policies. Off: get() never asks,
   // and get_or_fetch() answers `unavailable`. Off also with POSCACHE_READER_REFRESH=off.
   bool refresh = true;
+  // How long the writer's heartbeat may be silent before a read stuck mid-write asks whether
+  // the writer still lives (its lock, then its process: system calls, on that slow path only).
+  // Until then such a read answers writer_busy; after, writer_dead only if the writer is gone,
+  // writer_busy if it lives (stopped, descheduled). Zero: POSCACHE_READER_SILENT_AFTER_MS from
+  // the environment if set, else ten of the writer's heartbeat intervals and at least 100 ms.
+  std::chrono::nanoseconds writer_silent_after{0};
 };
 
 class Reader {
@@ -153,7 +159,7 @@ class Reader {
   //   ok / stale   a consistent set; stale if any position in it is stale (each Position says)
   //   not_found    the account had no position at one instant during the call
   //   writer_busy  the account kept changing, or stayed mid-change, past the retry bound
-  //   writer_dead  it is mid-change and the writer's heartbeat has stopped
+  //   writer_dead  it is mid-change, the writer's heartbeat has stopped and the writer is gone
   //   bad_key      empty or longer than kMaxAccountLen;  retired: call follow()
   // The order is the account's list order (most recently inserted first).
   ReadStatus snapshot(std::string_view account, std::vector<Position>& out) const;
@@ -174,6 +180,9 @@ class Reader {
   [[nodiscard]] SegmentStats stats() const;
   [[nodiscard]] WriterInfo writer() const;
   [[nodiscard]] std::uint64_t generation() const noexcept;
+  // Whether the writer re-created the segment (get() answers retired; scan() and positions_of()
+  // still walk this old generation's slots): call follow(). One load.
+  [[nodiscard]] bool retired() const noexcept;
   [[nodiscard]] const std::string& segment_name() const noexcept;
 
   // Change notification: the sequence moves after every applied change. Poll it (one load), or

@@ -11,7 +11,7 @@ enum class ReadStatus : std::uint8_t {
   stale = 1,        // a consistent copy, older than the namespace's stale_after
   not_found = 2,    // the key was not in the table at some instant during the read
   writer_busy = 3,  // the slot stayed mid-write past the retry bound; the writer is alive
-  writer_dead = 4,  // the slot is mid-write and the writer's heartbeat has stopped
+  writer_dead = 4,  // the slot is mid-write, the heartbeat has stopped and the writer is gone
   bad_key = 5,      // a key part is empty or too long, or the namespace id is unknown
   retired = 6,      // the writer re-created the segment: call Reader::follow()
 };

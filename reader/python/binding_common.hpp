@@ -51,4 +51,13 @@ py::dict pending(const Reader& r, const std::string& ns, const std::string& acco
 // Reader.refresh_stats: the writer's read-through counters as a dict; None without a channel.
 py::object refresh_stats(const Reader& r);
 
+// --- the Reader's calls that build many objects (reads_binding.cpp) ---------------------------
+// Reader.get_many: a Position or None per (ns, account, instrument), in order.
+py::list get_many(const Reader& r, const std::vector<Names>& names, const py::sequence& keys);
+// Reader.stats: the segment's counters and the writer's liveness as a dict.
+py::dict stats(const Reader& r);
+// Reader.changes: (status, next, [change dicts]); `buffer` is reused between calls.
+py::tuple changes(const Reader& r, const std::vector<Names>& names, std::uint64_t from,
+                  std::size_t max, std::vector<Change>& buffer);
+
 }  // namespace poscache::python

@@ -19,8 +19,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,11 +69,34 @@ using namespace poscache::python;
 
 class PyReader {
  public:
-  explicit PyReader(const std::string& segment) : r_(open(segment)) { name_all(); }
+  PyReader(const std::string& segment, std::optional<double> writer_silent_after)
+      : reader_(open(segment, options(writer_silent_after))) {
+    name_all();
+  }
+
+  // --- closing ---------------------------------------------------------------------------------
+  // close() unmaps the segment and gives back the reader table's record; any later use raises
+  // ValueError, as a closed file does. A wait in another thread ends at its next slice with that
+  // error, and the mapping goes when the last such call has left it. Closing twice is harmless.
+  void close() {
+    closing_ = true;
+    if (in_use_ == 0) reader_.reset();
+  }
+  bool closed() const noexcept { return closing_; }
+  // The Reader, or ValueError if closed.
+  const Reader& live() const {
+    if (closing_) throw py::value_error("the Reader of segment '" + name_ + "' is closed");
+    return *reader_;
+  }
 
   // get(ns, account, instrument): written against the CPython API (vectorcall; see reader_get).
   // A new reference: the Position, None if there is none; null with an exception set.
   PyObject* get(PyObject* ns, PyObject* account, PyObject* instrument) const {
+    if (closing_) {
+      PyErr_Format(PyExc_ValueError, "the Reader of segment '%s' is closed", name_.c_str());
+      return nullptr;
+    }
+    const Reader& r_ = *reader_;
     Py_ssize_t ns_len = 0, a_len = 0, i_len = 0;
     const char* ns_text = PyUnicode_Check(ns) ? PyUnicode_AsUTF8AndSize(ns, &ns_len) : nullptr;
     const char* a_text =
@@ -97,6 +123,7 @@ class PyReader {
       case ReadStatus::stale:
         return to_python(names_, p, account, instrument);
       case ReadStatus::not_found:
+        if (!key_parts_valid(av, iv)) return nullptr;  // a key no writer takes: say which part
         Py_RETURN_NONE;
       case ReadStatus::writer_busy:
         PyErr_Format(g_writer_busy, "the writer kept %U:%U:%U mid-write past the retry bound", ns,
@@ -118,90 +145,22 @@ class PyReader {
     return nullptr;
   }
 
-  // get_many([(ns, account, instrument), ...]): a list with a Position or None per key, in
-  // order; the misses of the lookups overlap (Reader::get_many). The keys are checked first, so
-  // bad input raises before anything is read; a key the writer keeps busy or died writing
-  // raises as get() does, naming it.
   py::list get_many(const py::sequence& keys) const {
-    const std::size_t n = py::len(keys);
-    std::vector<py::object> items(n);  // keeps the key strings alive while their views are used
-    std::vector<Reader::Key> ks(n);
-    for (std::size_t k = 0; k < n; ++k) {
-      items[k] = keys[k];
-      PyObject* t = items[k].ptr();
-      if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3) {
-        throw py::type_error("get_many(): key " + std::to_string(k) +
-                             " is not a tuple (ns, account, instrument)");
-      }
-      std::string_view part[3];
-      for (int j = 0; j < 3; ++j) {
-        PyObject* o = PyTuple_GET_ITEM(t, j);
-        Py_ssize_t len = 0;
-        const char* text = PyUnicode_Check(o) ? PyUnicode_AsUTF8AndSize(o, &len) : nullptr;
-        if (text == nullptr) {
-          if (PyErr_Occurred()) throw py::error_already_set();
-          throw py::type_error("get_many(): key " + std::to_string(k) + " holds a " +
-                               Py_TYPE(o)->tp_name + "; (ns, account, instrument) are three str");
-        }
-        part[j] = std::string_view(text, static_cast<std::size_t>(len));
-      }
-      const auto id = r_.namespace_id(part[0]);
-      if (!id) {
-        throw py::value_error("get_many(): key " + std::to_string(k) + ": segment '" +
-                              r_.segment_name() + "' has no namespace '" + std::string(part[0]) +
-                              "'");
-      }
-      if (part[1].empty() || part[1].size() > kMaxAccountLen || part[2].empty() ||
-          part[2].size() > kMaxInstrumentLen) {
-        throw py::value_error("get_many(): bad key " + std::to_string(k) + " " +
-                              std::string(part[0]) + ":" + std::string(part[1]) + ":" +
-                              std::string(part[2]) + ": a part is empty or longer than 64 bytes");
-      }
-      ks[k] = Reader::Key{*id, part[1], part[2]};
-    }
-    std::vector<Position> out(n);
-    std::vector<ReadStatus> st(n);
-    r_.get_many(ks, out, st);
-    // Named only when a key's answer is an error.
-    auto key = [&](std::size_t k) {
-      return std::to_string(k) + " " + std::string(ks[k].account) + ":" +
-             std::string(ks[k].instrument);
-    };
-    py::list result(n);
-    for (std::size_t k = 0; k < n; ++k) {
-      switch (st[k]) {
-        case ReadStatus::ok:
-        case ReadStatus::stale: {
-          PyObject* t = items[k].ptr();
-          PyObject* o = to_python(names_, out[k], PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2));
-          if (o == nullptr) throw py::error_already_set();
-          PyList_SET_ITEM(result.ptr(), static_cast<Py_ssize_t>(k), o);
-          break;
-        }
-        case ReadStatus::not_found:
-          PyList_SET_ITEM(result.ptr(), static_cast<Py_ssize_t>(k), Py_NewRef(Py_None));
-          break;
-        case ReadStatus::writer_busy:
-          raise(g_writer_busy,
-                "get_many(): the writer kept key " + key(k) + " mid-write past the retry bound");
-        case ReadStatus::writer_dead:
-          raise(g_writer_dead, "get_many(): the writer died writing key " + key(k));
-        case ReadStatus::bad_key:
-          throw py::value_error("get_many(): bad key " + key(k));
-        case ReadStatus::retired:
-          raise(g_retired,
-                "segment '" + r_.segment_name() + "' was re-created by its writer: call follow()");
-      }
-    }
-    return result;
+    return python::get_many(live(), names_, keys);
   }
 
   py::list positions_of(const std::string& account) const {
-    return to_python_list(names_, r_.positions_of(account));
+    const Reader& r = live();
+    check_account(account);
+    py::list out = to_python_list(names_, r.positions_of(account));
+    if (r.retired()) raise_retired(r);
+    return out;
   }
 
   // Every position of the account as of one moment (Reader::snapshot); [] if it has none.
   py::list snapshot(const std::string& account) const {
+    const Reader& r_ = live();
+    check_account(account);
     std::vector<Position> ps;
     const ReadStatus s = r_.snapshot(account, ps);
     switch (s) {
@@ -225,6 +184,8 @@ class PyReader {
 
   py::list scan(const std::optional<std::string>& ns, const std::optional<std::string>& account,
                 const std::optional<std::string>& glob) const {
+    const Reader& r_ = live();
+    if (account) check_account(*account);
     ScanFilter f;
     if (ns) {
       const auto id = r_.namespace_id(*ns);
@@ -235,111 +196,167 @@ class PyReader {
     f.glob = glob;
     std::vector<Position> found;
     r_.scan(f, [&](const Position& p) { found.push_back(p); });
+    // A retired segment's slots are the old generation's: not an answer about the segment now.
+    if (r_.retired()) raise_retired(r_);
     return to_python_list(names_, found);
   }
 
-  py::dict stats() const {
-    const SegmentStats s = r_.stats();
-    py::dict d;
-    d["segment"] = s.segment;
-    d["generation"] = s.generation;
-    d["state"] = s.state;
-    d["capacity"] = s.capacity;
-    d["change_seq"] = s.change_seq;
-    for (const CounterField& c : kCounterFields) d[py::str(std::string(c.name))] = s.*(c.member);
-    py::dict per_ns;  // live positions by namespace name
-    for (const auto& n : r_.namespaces())
-      per_ns[py::str(n.name)] = n.id < s.namespace_live.size() ? s.namespace_live[n.id] : 0;
-    d["namespace_live"] = per_ns;
-    d["counting"] = r_.counting();  // this Reader's gets counted in the reader table
-    if (!r_.counting()) d["not_counting_because"] = r_.not_counting_because();
-    const WriterInfo w = r_.writer();
-    d["writer_pid"] = w.pid;
-    d["writer_alive"] = w.alive;
-    d["heartbeat_age_ns"] = w.heartbeat_age_ns;
-    return d;
-  }
+  py::dict stats() const { return python::stats(live()); }
 
   std::vector<std::string> namespaces() const {
+    const Reader& r_ = live();
     std::vector<std::string> out;
     for (const auto& n : r_.namespaces()) out.push_back(n.name);
     return out;
   }
 
-  std::uint64_t change_sequence() const { return r_.change_sequence(); }
+  std::uint64_t change_sequence() const { return live().change_sequence(); }
 
-  bool wait_for_change(std::uint64_t seen, double timeout) const {
-    py::gil_scoped_release release;
-    return r_.wait_for_change(seen, seconds(timeout));
+  bool wait_for_change(std::uint64_t seen, double timeout) {
+    return wait_in_slices("wait_for_change", timeout,
+                          [seen](const Reader& r, std::chrono::nanoseconds slice) {
+                            return r.wait_for_change(seen, slice);
+                          });
   }
 
-  std::uint64_t change_position() const { return r_.change_position(); }
+  std::uint64_t change_position() const { return live().change_position(); }
 
-  // (status, next, [change dicts]): Reader::changes. A change is a dict: position, kind,
-  // namespace (None for a pattern over every namespace), account, instrument, pattern (those
-  // that apply), version, at_ns.
   py::tuple changes(std::uint64_t from, std::size_t max) const {
-    const ChangesResult res = r_.changes(from, changes_, max);
-    py::list out;
-    for (const Change& c : changes_) {
-      py::dict d;
-      d["position"] = c.position;
-      d["kind"] = py::str(std::string(to_string(c.kind)));
-      d["namespace"] =
-          c.ns == kAnyNamespace || c.ns >= names_.size() ? py::object(py::none()) : names_[c.ns].ns;
-      if (c.account_len > 0) d["account"] = py::str(std::string(c.account_view()));
-      if (c.instrument_len > 0) d["instrument"] = py::str(std::string(c.instrument_view()));
-      if (c.pattern_len > 0) d["pattern"] = py::str(std::string(c.pattern_view()));
-      d["version"] = c.version;
-      d["at_ns"] = c.at_ns;
-      out.append(std::move(d));
-    }
-    return py::make_tuple(py::str(std::string(to_string(res.status))), res.next, out);
+    return python::changes(live(), names_, from, max, changes_);
   }
 
-  bool wait_for_changes(std::uint64_t from, double timeout) const {
-    py::gil_scoped_release release;
-    return r_.wait_for_changes(from, seconds(timeout));
+  bool wait_for_changes(std::uint64_t from, double timeout) {
+    return wait_in_slices("wait_for_changes", timeout,
+                          [from](const Reader& r, std::chrono::nanoseconds slice) {
+                            return r.wait_for_changes(from, slice);
+                          });
   }
 
   // --- read-through (refresh_binding.cpp; the asyncio forms are poscache/aio.py's) ----------
   py::object get_or_fetch(const std::string& ns, const std::string& account,
-                          const std::string& instrument, double timeout, bool force) const {
-    return python::get_or_fetch(r_, names_, ns, account, instrument, timeout, force);
+                          const std::string& instrument, double timeout, bool force) {
+    const Reader& r = live();
+    InUse use(*this);  // it waits without the GIL: a close() meanwhile waits for it
+    return python::get_or_fetch(r, names_, ns, account, instrument, timeout, force);
   }
   std::string request(const std::string& ns, const std::string& account,
                       const std::string& instrument, const std::string& reason) const {
-    return python::request(r_, ns, account, instrument, reason);
+    return python::request(live(), ns, account, instrument, reason);
   }
   py::dict pending(const std::string& ns, const std::string& account,
                    const std::string& instrument) const {
-    return python::pending(r_, ns, account, instrument);
+    return python::pending(live(), ns, account, instrument);
   }
-  py::object refresh_stats() const { return python::refresh_stats(r_); }
-  bool refresh_available() const { return r_.refresh_available(); }
-  std::string refresh_unavailable_because() const { return r_.refresh_unavailable_because(); }
+  py::object refresh_stats() const { return python::refresh_stats(live()); }
+  bool refresh_available() const { return live().refresh_available(); }
+  std::string refresh_unavailable_because() const { return live().refresh_unavailable_because(); }
 
   bool follow() {
-    const FollowResult f = r_.follow();
+    live();
+    const FollowResult f = reader_->follow();
     if (f == FollowResult::reattached) name_all();  // a new generation may have new schemas
     return f != FollowResult::unavailable;
   }
 
  private:
   void name_all() {
+    name_ = reader_->segment_name();
     names_.clear();
-    for (const NamespaceInfo& ns : r_.namespaces()) names_.push_back(python::make_names(ns));
+    for (const NamespaceInfo& ns : reader_->namespaces()) names_.push_back(python::make_names(ns));
   }
+
+  // A call that uses the Reader without the GIL: close() leaves the mapping to the last one.
+  struct InUse {
+    explicit InUse(PyReader& r) : owner(r) { ++owner.in_use_; }
+    ~InUse() {
+      if (--owner.in_use_ == 0 && owner.closing_) owner.reader_.reset();
+    }
+    InUse(const InUse&) = delete;
+    InUse& operator=(const InUse&) = delete;
+    PyReader& owner;
+  };
+
+  // Waits up to `timeout` seconds (inf: without end) in slices of at most 50 ms, the GIL
+  // released in each: between two, signals are handled (Ctrl-C raises KeyboardInterrupt within
+  // a slice, not when the wait ends) and a close() from another thread ends the wait.
+  // `wait(reader, slice)` is true once what is waited for happened.
+  template <class Wait>
+  bool wait_in_slices(const char* what, double timeout, Wait wait) {
+    if (std::isnan(timeout) || timeout < 0) {
+      throw py::value_error(std::string(what) +
+                            "(): timeout=" + py::repr(py::float_(timeout)).cast<std::string>() +
+                            " is not a number of seconds >= 0 (inf waits without end)");
+    }
+    const Reader& r = live();
+    InUse use(*this);
+    constexpr std::chrono::nanoseconds kSlice = std::chrono::milliseconds(50);
+    const bool forever = std::isinf(timeout);
+    const auto deadline = std::chrono::steady_clock::now() +
+                          (forever ? std::chrono::nanoseconds(0) : seconds(std::min(timeout, 1e9)));
+    for (;;) {
+      const auto left = deadline - std::chrono::steady_clock::now();
+      const std::chrono::nanoseconds slice =
+          forever ? kSlice
+                  : std::clamp(std::chrono::duration_cast<std::chrono::nanoseconds>(left),
+                               std::chrono::nanoseconds(0), kSlice);
+      bool happened = false;
+      {
+        py::gil_scoped_release release;
+        happened = wait(r, slice);
+      }
+      if (happened) return true;
+      if (closing_) live();  // raises: closed while waiting
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      if (!forever && std::chrono::steady_clock::now() >= deadline) return false;
+    }
+  }
+
+  // Whether a key a get() did not find is one the writer takes; if not, ValueError naming the
+  // part is set (a ':' or a NUL is no key part: docs/concepts.md) and false returned.
+  static bool key_parts_valid(std::string_view account, std::string_view instrument) {
+    if (auto a = validate_account(account); !a) {
+      PyErr_SetString(PyExc_ValueError, a.error().c_str());
+      return false;
+    }
+    if (auto i = validate_instrument(instrument); !i) {
+      PyErr_SetString(PyExc_ValueError, i.error().c_str());
+      return false;
+    }
+    return true;
+  }
+  static void check_account(const std::string& account) {
+    if (auto a = validate_account(account); !a) throw py::value_error(a.error());
+  }
+  [[noreturn]] static void raise_retired(const Reader& r) {
+    raise(g_retired,
+          "segment '" + r.segment_name() + "' was re-created by its writer: call follow()");
+  }
+
   std::vector<Names> names_;
   mutable std::vector<Change> changes_;  // changes()'s buffer, reused
-  static Reader open(const std::string& segment) {
+  std::string name_;                     // the segment's, for messages once closed
+  int in_use_ = 0;                       // calls using the Reader without the GIL (InUse)
+  bool closing_ = false;                 // close() was called
+  // writer_silent_after: seconds, > 0 and finite; None: the environment's or the default.
+  static ReaderOptions options(std::optional<double> writer_silent_after) {
+    ReaderOptions o;
+    if (writer_silent_after) {
+      const double s = *writer_silent_after;
+      if (!(s > 0) || s > 86'400)
+        throw py::value_error("writer_silent_after=" + py::repr(py::float_(s)).cast<std::string>() +
+                              ": give seconds above 0 and at most 86400, or None");
+      o.writer_silent_after = seconds(s);
+    }
+    return o;
+  }
+  static Reader open(const std::string& segment, const ReaderOptions& o) {
     try {
-      return Reader::open(segment);
+      return Reader::open(segment, o);
     } catch (const Error& e) {
       raise(g_error, e.what());
     }
   }
-  Reader r_;
+  std::optional<Reader> reader_;  // empty once closed
 };
 
 // A name of poscache.aio (pure Python, imported on first use: asyncio with it).
@@ -426,7 +443,11 @@ PYBIND11_MODULE(_poscache, m) {
 
   auto reader =
       py::class_<PyReader>(m, "Reader", "maps a segment read-only; reads never block the writer")
-          .def(py::init<const std::string&>(), py::arg("segment"))
+          .def(py::init<const std::string&, std::optional<double>>(), py::arg("segment"),
+               py::arg("writer_silent_after") = py::none(),
+               "writer_silent_after: seconds the writer may be silent before a read stuck "
+               "mid-write asks whether it lives (None: POSCACHE_READER_SILENT_AFTER_MS, else ten "
+               "heartbeats and at least 0.1)")
           .def("get_many", &PyReader::get_many, py::arg("keys"),
                "get_many([(ns, account, instrument), ...]): a Position or None per key, in "
                "order, the lookups' misses overlapped")
@@ -440,7 +461,8 @@ PYBIND11_MODULE(_poscache, m) {
           .def("change_sequence", &PyReader::change_sequence)
           .def("wait_for_change", &PyReader::wait_for_change, py::arg("seen"), py::arg("timeout"),
                "blocks (without the GIL) until the change sequence moves past `seen`; False on "
-               "timeout")
+               "timeout. timeout: seconds >= 0, inf to wait without end (NaN or negative: "
+               "ValueError); Ctrl-C interrupts it within 50 ms")
           .def("change_position", &PyReader::change_position,
                "the change ring's head: where a new follower starts")
           .def("changes", &PyReader::changes, py::arg("from_"), py::arg("max") = 4096,
@@ -450,8 +472,23 @@ PYBIND11_MODULE(_poscache, m) {
           .def("wait_for_changes", &PyReader::wait_for_changes, py::arg("from_"),
                py::arg("timeout"),
                "blocks (without the GIL) until the change ring moves past `from_`; False on "
-               "timeout")
+               "timeout. timeout as wait_for_change()'s")
           .def("follow", &PyReader::follow, "maps the segment the writer re-created")
+          .def("close", &PyReader::close,
+               "unmaps the segment now; any later use raises ValueError (closing twice is "
+               "harmless)")
+          .def_property_readonly("closed", &PyReader::closed, "whether close() was called")
+          .def(
+              "__enter__", [](py::object self) { return self; },
+              "with poscache.Reader(segment) as r: ... closes it when the block ends")
+          .def(
+              "__exit__",
+              [](PyReader& self, const py::object&, const py::object&, const py::object&) {
+                self.close();
+                return false;
+              },
+              py::arg("exc_type"), py::arg("exc"), py::arg("traceback"),
+              "closes the Reader; exceptions propagate")
           .def("get_or_fetch", &PyReader::get_or_fetch, py::arg("ns"), py::arg("account"),
                py::arg("instrument"), py::arg("timeout") = 1.0, py::arg("force") = false,
                "a FetchResult (position, reason): a fresh copy at get()'s cost ('cached'); "

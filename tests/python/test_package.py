@@ -131,6 +131,7 @@ def test_the_stubs_give_every_method_its_arguments_and_defaults():
         cls = getattr(poscache, name)
         stub = _stub_methods(classes[name])
         public = {n for n, v in vars(cls).items() if not n.startswith("_") and callable(v)}
+        public |= {n for n in ("__enter__", "__exit__") if n in vars(cls)}  # context managers
         assert set(stub) - {"__init__"} == public, f"{name}: {sorted(stub)} vs {sorted(public)}"
         for method, arguments in stub.items():
             runtime = _runtime_arguments(getattr(cls, method))

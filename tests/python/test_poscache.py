@@ -3,6 +3,7 @@ fed through a Producer, read back with a Reader; exact Decimals both ways, error
 naming the cause. Run by ctest (PythonTest.*) with PYTHONPATH at the built package; the writer
 fixture is conftest.py's."""
 import os
+import subprocess
 import threading
 import time
 from decimal import Decimal
@@ -444,3 +445,148 @@ def test_a_batch_is_applied_whole_or_not_at_all(writer):
     assert p.outcome(seq) == "rejected"
     assert "command 1 (add)" in p.refusal(seq)
     assert r.get("spot", "pb", "SOL")["qty"] == 20  # nothing of it applied
+
+
+def test_the_heartbeat_budget_is_seconds_above_zero_or_none(writer):
+    """How long the writer may be silent before a read stuck mid-write asks whether it lives
+    (docs/concepts.md, Reader): a bad value is refused naming the argument."""
+    assert poscache.Reader(writer, writer_silent_after=0.25).get("spot", "w1", "SOL") is None
+    assert poscache.Reader(writer, writer_silent_after=None).get("spot", "w1", "SOL") is None
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="writer_silent_after"):
+            poscache.Reader(writer, writer_silent_after=bad)
+
+
+def test_wait_timeouts_are_seconds_at_least_zero_or_inf(writer):
+    """NaN and negative timeouts are refused naming the argument (NaN used to block for ever);
+    0 looks once; inf waits without end, until the change."""
+    r = poscache.Reader(writer)
+    p = poscache.Producer(writer, "py-wait")
+    seen, at = r.change_sequence(), r.change_position()
+    for wait, since in ((r.wait_for_change, seen), (r.wait_for_changes, at)):
+        with pytest.raises(ValueError, match=r"timeout=nan is not a number of seconds >= 0"):
+            wait(since, timeout=float("nan"))
+        with pytest.raises(ValueError, match=r"timeout=-1.0"):
+            wait(since, timeout=-1)
+        assert wait(since, timeout=0) is False
+    threading.Timer(0.2, lambda: p.upsert("spot", "w-inf", "SOL", {"qty": "1"})).start()
+    assert r.wait_for_change(seen, timeout=float("inf")) is True
+    assert r.wait_for_changes(at, timeout=float("inf")) is True
+
+
+def test_ctrl_c_interrupts_a_long_wait_at_once(writer):
+    """SIGINT sent to this process during a 5 s wait raises KeyboardInterrupt within a slice
+    (50 ms), not when the wait ends; the GIL is free meanwhile (the timer thread runs)."""
+    import signal
+
+    r = poscache.Reader(writer)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for wait, since in ((r.wait_for_change, r.change_sequence()),
+                            (r.wait_for_changes, r.change_position())):
+            threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+            start = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                wait(since, timeout=5)
+            assert time.monotonic() - start < 1.0, "the signal waited for the timeout"
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_key_part_no_key_has_is_an_error_naming_the_part(writer):
+    """':' separates the parts of a key's text and NUL ends a C string: no key has either, so a
+    read asking for one is a mistake, not a miss."""
+    r = poscache.Reader(writer)
+    with pytest.raises(ValueError, match=r"account 'w:1' has ':' at position 1"):
+        r.get("spot", "w:1", "SOL")
+    with pytest.raises(ValueError, match=r"instrument 'SO\\x00L' has '\\x00' at position 2"):
+        r.get("spot", "w1", "SO\0L")
+    with pytest.raises(ValueError, match=r"get_many\(\): key 1: account 'a:b'"):
+        r.get_many([("spot", "w1", "SOL"), ("spot", "a:b", "SOL")])
+    for call in (r.snapshot, r.positions_of, lambda a: r.scan(account=a)):
+        with pytest.raises(ValueError, match=r"account 'a\\x00b' has '\\x00'"):
+            call("a\0b")
+    assert r.get("spot", "w.1-x_y", "SOL/USDC") is None  # every allowed character: a miss
+
+
+def test_a_reader_closes_by_hand_or_with_a_block_and_is_not_used_after(writer):
+    p = poscache.Producer(writer, "py-close")
+    assert p.wait_applied(p.upsert("spot", "w1", "SOL", {"qty": "3"}), timeout=10)
+    with poscache.Reader(writer) as r:
+        assert not r.closed
+        assert r.get("spot", "w1", "SOL").fields["qty"] == Decimal("3")
+    assert r.closed
+    for use in (lambda: r.get("spot", "w1", "SOL"), r.scan, r.stats,
+                lambda: r.snapshot("w1"), lambda: r.wait_for_change(0, timeout=0)):
+        with pytest.raises(ValueError, match=f"the Reader of segment '{writer}' is closed"):
+            use()
+    r.close()  # twice: harmless
+    # A wait in another thread ends with the same error when the Reader is closed under it.
+    r2 = poscache.Reader(writer)
+    errors = []
+
+    def wait():
+        try:
+            r2.wait_for_change(r2.change_sequence(), timeout=30)
+        except ValueError as e:
+            errors.append(str(e))
+
+    t = threading.Thread(target=wait)
+    t.start()
+    time.sleep(0.1)
+    start = time.monotonic()
+    r2.close()
+    t.join(timeout=5)
+    assert not t.is_alive() and time.monotonic() - start < 1.0
+    assert errors and "is closed" in errors[0]
+
+
+def test_scan_of_a_retired_segment_raises_retired(tmp_path):
+    """A writer that re-creates the segment (here with another capacity) retires the old one:
+    scan() and positions_of() on a Reader still mapping it raise Retired instead of returning
+    the old generation's positions; after follow() they read the new one."""
+    from conftest import WRITER, _cleanup
+
+    seg = f"poscache_test_py_retire_{os.getpid()}"
+    _cleanup(seg)
+
+    def start(capacity, *more):
+        proc = subprocess.Popen([WRITER, "-s", seg, "--capacity", str(capacity), "--no-redis",
+                                 "--no-http", "--log-level", "warn", *more],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                poscache.Producer(seg, "probe").close()
+                return proc
+            except poscache.Error:
+                assert time.monotonic() < deadline and proc.poll() is None, "no writer"
+                time.sleep(0.01)
+
+    first = start(1000)
+    try:
+        p = poscache.Producer(seg, "py-retire")
+        assert p.wait_applied(p.upsert("spot", "w1", "SOL", {"qty": "1"}), timeout=10)
+        p.close()
+        r = poscache.Reader(seg)
+        assert len(r.scan()) == 1
+        first.terminate()
+        assert first.wait(timeout=30) == 0
+        second = start(2000, "--recreate")
+        try:
+            with pytest.raises(poscache.Retired):
+                r.scan()
+            with pytest.raises(poscache.Retired):
+                r.positions_of("w1")
+            with pytest.raises(poscache.Retired):
+                r.get("spot", "w1", "SOL")
+            assert r.follow()
+            assert r.scan() == [] and r.positions_of("w1") == []
+            r.close()
+        finally:
+            second.terminate()
+            second.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        _cleanup(seg)

@@ -145,14 +145,29 @@ TEST_F(ReaderTest, AWaiterInAnotherProcessIsWokenByTheWriterNotByItsTimeout) {
   for (int fd : {ready[0], ready[1], result[0], result[1]}) ::close(fd);
 }
 
+namespace {
+// The slot of `account` (namespace 0) in a read-write mapping of the segment, or null.
+shm::Slot* slot_of(const test::RwMapping& m, std::string_view account) {
+  auto* h = reinterpret_cast<shm::SegmentHeader*>(m.base());
+  auto* slots = reinterpret_cast<shm::Slot*>(m.base() + h->slots_offset);
+  for (std::uint64_t i = 0; i < h->capacity; ++i) {
+    const auto* pl = reinterpret_cast<const shm::SlotPayload*>(slots[i].payload);
+    if (pl->ns == 0 && std::string_view(pl->account, pl->account_len) == account) return &slots[i];
+  }
+  return nullptr;
+}
+}  // namespace
+
 // A slot that stays mid-write while the writer's heartbeat is fresh is writer_busy; once the
-// heartbeat is older than ten intervals and the writer's process is gone it is writer_dead (a
-// silent writer whose process lives is still busy). Hand-built: the slot's sequence is set
-// odd, and the heartbeat moved back, through a read-write mapping.
+// heartbeat is older than ten intervals, it is writer_dead only if the writer is gone (a silent
+// writer that lives is still busy). Hand-built: the slot's sequence is set odd, and the
+// heartbeat moved back, through a read-write mapping. The writer is this process: alive whatever
+// its header says, and its lock file is never opened (that would drop its lock); once it has
+// closed, nobody holds the lock and the slot left odd is writer_dead.
 TEST(ReaderBusyTest, AnOddSlotIsWriterBusyWhileTheHeartbeatIsFreshAndWriterDeadAfter) {
   test::ScratchSegment seg("busy");
   WriterConfig c = test::small_config(seg.name(), 16);
-  c.heartbeat_interval = 1s;  // dead after 10 s without a beat: far beyond this test's reads
+  c.heartbeat_interval = 1s;  // silent after 10 s without a beat: far beyond this test's reads
   auto w = Writer::open(c);
   w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "1"}}));
   w->upsert(*w->make_update("spot", "bob", "SOL", {{"qty", "2"}}));
@@ -160,12 +175,7 @@ TEST(ReaderBusyTest, AnOddSlotIsWriterBusyWhileTheHeartbeatIsFreshAndWriterDeadA
   Reader r = Reader::open(seg.name());
   const test::RwMapping m(seg.name());
   auto* h = reinterpret_cast<shm::SegmentHeader*>(m.base());
-  auto* slots = reinterpret_cast<shm::Slot*>(m.base() + h->slots_offset);
-  shm::Slot* alice = nullptr;
-  for (std::uint64_t i = 0; i < h->capacity; ++i) {
-    const auto* pl = reinterpret_cast<const shm::SlotPayload*>(slots[i].payload);
-    if (pl->ns == 0 && std::string_view(pl->account, pl->account_len) == "alice") alice = &slots[i];
-  }
+  shm::Slot* alice = slot_of(m, "alice");
   ASSERT_NE(alice, nullptr);
   const std::uint64_t even = shm::load_acquire(&alice->seq);
   shm::store_release(&alice->seq, even + 1);  // SW1 of a write that never finishes
@@ -180,6 +190,11 @@ TEST(ReaderBusyTest, AnOddSlotIsWriterBusyWhileTheHeartbeatIsFreshAndWriterDeadA
   const pid_t gone = test::fork_child([] { return 0; });  // a pid no process has once reaped
   test::wait_child(gone);
   shm::store_release(&h->writer_pid, static_cast<std::int64_t>(gone));
+  // The header names a dead process, but this process holds the writer's lock (a successor
+  // re-attaching looks so): alive.
+  EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_busy);
+  shm::store_release(&h->writer_pid, live_pid);
+  w->close();  // the lock is free: nobody will ever finish alice's write
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_dead);
   {  // get_many answers as get() does, beside a good key in the same batch
     const Reader::Key keys[] = {{0, "alice", "SOL"}, {0, "bob", "SOL"}};
@@ -189,10 +204,100 @@ TEST(ReaderBusyTest, AnOddSlotIsWriterBusyWhileTheHeartbeatIsFreshAndWriterDeadA
     EXPECT_EQ(st[0], ReadStatus::writer_dead);
     EXPECT_EQ(st[1], ReadStatus::ok);
   }
-  shm::store_release(&h->writer_pid, live_pid);
   shm::store_release(&alice->seq, even);
-  w->heartbeat();
   EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::ok);
+}
+
+// A writer stopped (SIGSTOP) in the middle of a write is silent but alive: for a whole second,
+// long past the heartbeat budget, every read of its slot answers writer_busy, never
+// writer_dead. Killed (SIGKILL), it answers writer_dead at once, while the process is still an
+// unreaped zombie that kill(pid, 0) finds: the kernel dropped its lock. A Reader with a longer
+// budget has not asked yet: busy. The write is hand-built in the writer process (its slot's
+// sequence set odd, SW1 of a write that never ends) while it keeps beating until stopped.
+TEST(ReaderBusyTest, AStoppedWriterIsBusyAndAKilledOneIsDead) {
+  test::ScratchSegment seg("stop");
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t writer = test::fork_child([&] {
+    ::close(ready[0]);
+    WriterConfig c = test::small_config(seg.name(), 16);
+    c.heartbeat_interval = 1ms;
+    auto w = Writer::open(c);
+    w->upsert(*w->make_update("spot", "alice", "SOL", {{"qty", "1"}}));
+    w->upsert(*w->make_update("spot", "bob", "SOL", {{"qty", "2"}}));
+    const test::RwMapping m(seg.name());
+    shm::Slot* alice = slot_of(m, "alice");
+    if (alice == nullptr) return 1;
+    shm::store_release(&alice->seq, shm::load_acquire(&alice->seq) + 1);
+    if (::write(ready[1], "r", 1) != 1) return 2;
+    for (;;) {
+      w->tick();
+      ::usleep(100);
+    }
+  });
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the writer did not start";
+  ::close(ready[0]);
+  ReaderOptions quick;
+  quick.writer_silent_after = 50ms;
+  ReaderOptions patient;
+  patient.writer_silent_after = 1h;
+  Reader r = Reader::open(seg.name(), quick);
+  Reader slow = Reader::open(seg.name(), patient);
+  Position p;
+  EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_busy);
+
+  ASSERT_EQ(::kill(writer, SIGSTOP), 0);
+  int st = 0;
+  ASSERT_EQ(::waitpid(writer, &st, WUNTRACED), writer);
+  ASSERT_TRUE(WIFSTOPPED(st));
+  std::uint64_t busy = 0, dead = 0, other = 0, asked = 0;
+  const auto until = std::chrono::steady_clock::now() + 1s;
+  while (std::chrono::steady_clock::now() < until) {
+    const ReadStatus s = r.get("spot", "alice", "SOL", p);
+    (s == ReadStatus::writer_busy ? busy : s == ReadStatus::writer_dead ? dead : other)++;
+    if (r.writer().heartbeat_age_ns > 50'000'000) ++asked;  // past the budget: the lock asked
+    EXPECT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(dead, 0u) << busy << " busy, " << dead << " dead, " << other << " other";
+  EXPECT_EQ(other, 0u);
+  EXPECT_GT(asked, 100u) << "the reads never went past the heartbeat budget";
+  std::printf("stopped writer: %llu reads of its slot, all writer_busy (%llu past the budget)\n",
+              static_cast<unsigned long long>(busy), static_cast<unsigned long long>(asked));
+
+  ASSERT_EQ(::kill(writer, SIGKILL), 0);
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(writer), &info, WEXITED | WNOWAIT), 0);
+  ASSERT_EQ(::kill(writer, 0), 0) << "the writer should still be an unreaped zombie";
+  EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_dead);
+  EXPECT_EQ(slow.get("spot", "alice", "SOL", p), ReadStatus::writer_busy);  // within its budget
+  EXPECT_EQ(r.get("spot", "bob", "SOL", p), ReadStatus::ok);
+  EXPECT_EQ(test::wait_child(writer), 128 + SIGKILL);
+  EXPECT_EQ(r.get("spot", "alice", "SOL", p), ReadStatus::writer_dead);
+}
+
+// The heartbeat budget from the environment, for programs that cannot pass ReaderOptions (C,
+// Python without the argument): a bad value is refused naming the variable.
+TEST(ReaderBusyTest, TheBudgetFromTheEnvironmentIsCheckedAndNamed) {
+  test::ScratchSegment seg("budget");
+  auto w = Writer::open(test::small_config(seg.name(), 16));
+  ::setenv("POSCACHE_READER_SILENT_AFTER_MS", "soon", 1);
+  try {
+    (void)Reader::open(seg.name());
+    ADD_FAILURE() << "a bad budget was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("POSCACHE_READER_SILENT_AFTER_MS='soon'"),
+              std::string::npos)
+        << e.what();
+  }
+  ::setenv("POSCACHE_READER_SILENT_AFTER_MS", "250", 1);
+  EXPECT_NO_THROW((void)Reader::open(seg.name()));
+  ::unsetenv("POSCACHE_READER_SILENT_AFTER_MS");
+  ReaderOptions negative;
+  negative.writer_silent_after = -1ms;
+  EXPECT_THROW((void)Reader::open(seg.name(), negative), Error);
 }
 
 // get_many: for every key, the same status and the same copy as get(): hits, misses, stale

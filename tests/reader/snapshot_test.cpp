@@ -141,9 +141,9 @@ TEST_F(SnapshotTest, AgreesWithAScanForEveryAccountUnderChurnAndEviction) {
 }
 
 // A change left open (the writer stopped or died between AW1 and AW4): snapshots of that account
-// are a bounded writer_busy while the heartbeat beats (or the process lives) and writer_dead
-// once it stops and the process is gone; never a
-// list. positions_of falls back to a scan. Other accounts are unaffected.
+// are a bounded writer_busy while the heartbeat beats (or the writer lives) and writer_dead
+// once it stops and the writer is gone (here: closed, its lock free); never a list.
+// positions_of falls back to a scan. Other accounts are unaffected.
 TEST_F(SnapshotTest, AStripeLeftOddIsBusyThenDeadNeverAList) {
   put("spot", "alice", "SOL", "1");
   put("spot", "alice", "BTC", "2");
@@ -169,8 +169,11 @@ TEST_F(SnapshotTest, AStripeLeftOddIsBusyThenDeadNeverAList) {
   const pid_t gone = test::fork_child([] { return 0; });  // a pid no process has once reaped
   test::wait_child(gone);
   h.writer_pid = gone;
-  EXPECT_EQ(r.snapshot("alice", snap), ReadStatus::writer_dead);
+  // A header naming a dead process while this process holds the writer's lock: alive.
+  EXPECT_EQ(r.snapshot("alice", snap), ReadStatus::writer_busy);
   h.writer_pid = live_pid;
+  w->close();
+  EXPECT_EQ(r.snapshot("alice", snap), ReadStatus::writer_dead);
   h.heartbeat_ns = beat;
   st = even + 2;  // the change completes
   ASSERT_EQ(r.snapshot("alice", snap), ReadStatus::ok);

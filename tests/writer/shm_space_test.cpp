@@ -28,6 +28,7 @@ TEST(ShmSpaceTest, ASegmentLargerThanDevShmFailsAtCreationNamingTheSize) {
     }
     // Nothing half-made is left behind.
     if (::access("/dev/shm/poscache_test_nospace", F_OK) == 0) m += " [segment left behind]";
+    if (::access("/dev/shm/poscache_test_nospace.lock", F_OK) == 0) m += " [lock file left behind]";
     return m;
   });
   if (msg == "SKIP") POSCACHE_SKIP_OR_FAIL("cannot mount a private tmpfs here");

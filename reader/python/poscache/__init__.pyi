@@ -218,14 +218,20 @@ class RefreshStats(TypedDict):
 class Reader:
     """Maps a segment read-only; reads never block the writer."""
 
-    def __init__(self, segment: str) -> None:
-        """Raises Error naming the cause (no segment, no permission, a layout mismatch)."""
+    def __init__(self, segment: str, writer_silent_after: float | None = None) -> None:
+        """Raises Error naming the cause (no segment, no permission, a layout mismatch).
+        writer_silent_after: seconds the writer may be silent before a read stuck mid-write
+        asks whether it lives (WriterDead only if it is gone); None: the environment's
+        POSCACHE_READER_SILENT_AFTER_MS, else ten heartbeats and at least 0.1."""
     def get(self, ns: str, account: str, instrument: str) -> Position | None:
         """The Position, or None if there is none. Raises WriterBusy, WriterDead, Retired;
-        ValueError for a namespace the segment lacks or a bad key."""
+        ValueError for a namespace the segment lacks or a bad key (a part empty, too long, or
+        with a character no key has, such as ':' or NUL: the message names the part)."""
     def get_many(self, keys: Sequence[tuple[str, str, str]]) -> list[Position | None]:
         """A Position or None per (ns, account, instrument) key, in order."""
-    def positions_of(self, account: str) -> list[Position]: ...
+    def positions_of(self, account: str) -> list[Position]:
+        """The account's positions (snapshot(), or a scan if it stays busy); Retired if the
+        writer re-created the segment."""
     def snapshot(self, account: str) -> list[Position]:
         """Every position of the account as of one moment; [] if it has none."""
     def scan(
@@ -234,13 +240,15 @@ class Reader:
         account: str | None = None,
         glob: str | None = None,
     ) -> list[Position]:
-        """Every position matching (a walk of the whole table: for tools, not per order)."""
+        """Every position matching (a walk of the whole table: for tools, not per order).
+        Retired if the writer re-created the segment (its slots are the old generation's)."""
     def stats(self) -> ReaderStats: ...
     def namespaces(self) -> list[str]: ...
     def change_sequence(self) -> int: ...
     def wait_for_change(self, seen: int, timeout: float) -> bool:
         """Blocks (without the GIL) until the change sequence moves past `seen`; False on
-        timeout."""
+        timeout. timeout: seconds >= 0, or inf to wait without end; NaN or a negative number
+        raise ValueError. Signals are handled every 50 ms: Ctrl-C interrupts the wait."""
     def change_position(self) -> int:
         """The change ring's head: where a new follower starts."""
     def changes(
@@ -249,9 +257,18 @@ class Reader:
         """(status, next, changes) from ring position `from_`."""
     def wait_for_changes(self, from_: int, timeout: float) -> bool:
         """Blocks (without the GIL) until the change ring moves past `from_`; False on
-        timeout."""
+        timeout. timeout as wait_for_change()'s."""
     def follow(self) -> bool:
         """Maps the segment the writer re-created; False if none is there."""
+    def close(self) -> None:
+        """Unmaps the segment now; any later use raises ValueError (closing twice is harmless).
+        A wait in another thread ends with that error within 50 ms."""
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called."""
+    def __enter__(self) -> Reader:
+        """`with poscache.Reader(segment) as r:` closes it when the block ends."""
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> bool: ...
     # --- read-through: asking the writer's refreshers for what the segment lacks ---------------
     def get_or_fetch(
         self, ns: str, account: str, instrument: str, timeout: float = 1.0, force: bool = False
