@@ -39,7 +39,7 @@ case "${1:-}" in
     # daemon, the feed and the inspector built again (the heaviest files of the project) for
     # threads the in-process tests already exercise (sync, stream source, admin queue).
     targets=(--target writer_test redis_test ingest_test reader_test shm_test c_api_test http_test)
-    skip=(-E "_NOT_BUILT|TortureTest|InstallTest|PythonTest|DocsTest|SeqlockTest.ConcurrentReaders|ReaderRebuildTest|ReaderFrozenTest|RecencyLogTest.AgreesWithAReferenceModel")
+    skip=(-E "_NOT_BUILT|TortureTest|TortureFlagsTest|InstallTest|PythonTest|DocsTest|SeqlockTest.ConcurrentReaders|ReaderRebuildTest|ReaderFrozenTest|RecencyLogTest.AgreesWithAReferenceModel")
     ;;
   "") ;;
   *) echo "usage: scripts/test.sh [--sanitize | --tsan]" >&2; exit 2 ;;
