@@ -1,9 +1,9 @@
 // bench_http: the daemon's HTTP API at 1 M positions (issue: "scrape time at 1 M positions").
-// A writer in this process fills the table; the API runs behind civetweb on a loopback port as in
-// poscache-writer; a client here times whole requests (connect, send, read the reply). The floor
-// is the same round trip for a request the server answers at once (a 404), in the same run: what
-// the socket and civetweb cost whatever the handler does. Each case also times the handler alone
-// (Api::handle, no socket).
+// A writer in this process fills the table; the API runs behind the HTTP front
+// (writer/http/front.hpp) on a loopback port as in poscache-writer; a client here times whole
+// requests (connect, send, read the reply). The floor is the same round trip for a request the
+// server answers at once (a 404), in the same run: what the socket and the front cost whatever
+// the handler does. Each case also times the handler alone (Api::handle, no socket).
 //
 // bench_http --slow-clients (issue 30): holds `--idle` connections that send nothing and
 // `--trickle` connections that send a header byte every 2 s, reconnecting each one the server
@@ -306,7 +306,7 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(reader.stats().live), port, requests);
   const std::string acct = keys.account[n / 2];
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"404 (floor: socket + civetweb)", "/nothing"},
+      {"404 (floor: socket + front)", "/nothing"},
       {"GET /metrics", "/metrics"},
       {"GET /health", "/health"},
       {"GET /v1/stats", "/v1/stats"},

@@ -1,4 +1,4 @@
-// poscache-writer --http: the API behind civetweb in the real daemon. promtool (Debian's
+// poscache-writer --http: the API behind the HTTP front in the real daemon. promtool (Debian's
 // prometheus package) checks a live scrape; /health follows the writer and Redis; a corpus of
 // bad requests gets 4xx answers and leaves the daemon serving.
 #include <gtest/gtest.h>
@@ -161,7 +161,7 @@ TEST(HttpDaemonTest, BadRequestsGetFourHundredsAndTheDaemonServesOn) {
     std::fprintf(stderr, "%s: %d in %lld ms\n", c.what, r.status,
                  static_cast<long long>((std::chrono::steady_clock::now() - t0) / 1ms));
     if (r.status == 0) {
-      // civetweb may close a connection it cannot parse without a reply; that is acceptable
+      // the front may close a connection it cannot parse without a reply; that is acceptable
       // only for garbage that is not HTTP.
       EXPECT_FALSE(c.json_error) << c.what << ": no reply";
       continue;

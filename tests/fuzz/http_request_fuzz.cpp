@@ -1,5 +1,5 @@
 // libFuzzer target: one request to the daemon's HTTP API (writer/http/api.hpp) as the server
-// hands it over after civetweb parsed it, split as
+// hands it over after the front (request_head.cpp) parsed it, split as
 //   METHOD "\n" PATH "\n" AUTHORIZATION "\n" BODY
 // over a real segment with a few positions. Every answer must be a status from 200 to 599 with a
 // JSON body (or the metrics text); nothing may crash, leak or hang. The same bytes go through the
