@@ -57,19 +57,6 @@ class IndexRebuild {
            (capacity_ + kCopyPerStep - 1) / kCopyPerStep;
   }
   [[nodiscard]] bool active() const noexcept { return phase_ != Phase::idle; }
-  // How far it is, 0 to 1 (clearing counts as the first buckets/(buckets+capacity) of it).
-  [[nodiscard]] double progress() const noexcept {
-    const double total = static_cast<double>(buckets_ + capacity_);
-    switch (phase_) {
-      case Phase::idle:
-        return 0;
-      case Phase::clear:
-        return static_cast<double>(next_bucket_) / total;
-      case Phase::copy:
-        return static_cast<double>(buckets_ + next_slot_) / total;
-    }
-    return 0;
-  }
 
   // Begins a rebuild of the copy that is inactive at `epoch`.
   void start(std::uint64_t epoch) noexcept {

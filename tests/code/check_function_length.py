@@ -148,13 +148,17 @@ def body(name, lines):
     return "int %s() {\n%s  return 0;\n}\n" % (name, "  int x = 0;\n" * (lines - 3))
 
 
+# The self-test's made-up source file, written into a temporary tree (not a file of the project).
+FIXTURE = os.path.join("writer", "long.cpp")
+
+
 def self_test():
     """The check fails on a function of 151 lines, passes one of 150, and keeps the list true."""
     failures = []
     with tempfile.TemporaryDirectory() as root:
         os.makedirs(os.path.join(root, "writer"))
         os.makedirs(os.path.join(root, "tests"))
-        src = os.path.join(root, "writer", "long.cpp")
+        src = os.path.join(root, FIXTURE)
         with open(src, "w") as f:
             f.write("namespace poscache {\nstruct Table {\n  int inline_member() {\n"
                     + "    int y = 0;\n" * 150 + "    return y;\n  }\n};\n"
@@ -173,24 +177,24 @@ def self_test():
                 failures.append("%s: expected %s, got %s" % (what, needles, problems or "none"))
 
         expect("151 lines, not listed",
-               run(["writer/long.cpp:Table::inline_member  a member defined in its class"]),
+               run([FIXTURE + ":Table::inline_member  a member defined in its class"]),
                ["over_the_limit is 151 lines"])
         expect("a member defined in its class, not listed",
-               run(["writer/long.cpp:over_the_limit  listed"]), ["Table::inline_member is 153"])
-        expect("both listed", run(["writer/long.cpp:over_the_limit  a reason",
-                                   "writer/long.cpp:Table::inline_member  a reason"]), [])
+               run([FIXTURE + ":over_the_limit  listed"]), ["Table::inline_member is 153"])
+        expect("both listed", run([FIXTURE + ":over_the_limit  a reason",
+                                   FIXTURE + ":Table::inline_member  a reason"]), [])
         expect("an entry no longer needed",
-               run(["writer/long.cpp:over_the_limit  a reason",
-                    "writer/long.cpp:Table::inline_member  a reason",
-                    "writer/long.cpp:at_the_limit  150 lines is allowed"]),
+               run([FIXTURE + ":over_the_limit  a reason",
+                    FIXTURE + ":Table::inline_member  a reason",
+                    FIXTURE + ":at_the_limit  150 lines is allowed"]),
                ["at_the_limit is listed, but is 150 lines now"])
         expect("an entry naming nothing",
-               run(["writer/long.cpp:over_the_limit  a reason",
-                    "writer/long.cpp:Table::inline_member  a reason",
+               run([FIXTURE + ":over_the_limit  a reason",
+                    FIXTURE + ":Table::inline_member  a reason",
                     "writer/gone.cpp:f  was split"]), ["no such function"])
         expect("an entry without a reason",
-               run(["writer/long.cpp:over_the_limit",
-                    "writer/long.cpp:Table::inline_member  a reason"]), ["has no reason"])
+               run([FIXTURE + ":over_the_limit",
+                    FIXTURE + ":Table::inline_member  a reason"]), ["has no reason"])
     for f in failures:
         print("SELF-TEST FAILED: " + f)
     if not failures:
